@@ -1,0 +1,44 @@
+// Unit tests live next to the code (*.test.ts, no infrastructure); integration and end-to-end
+// tests live in e2e/ and run against containers the global setup starts (e2e/harness/).
+import { existsSync } from 'node:fs';
+import { defineConfig } from 'vitest/config';
+
+const unit = (name: string, dir: string) => ({
+  test: {
+    name,
+    root: dir,
+    include: ['src/**/*.test.ts'],
+    environment: 'node',
+  },
+});
+
+export default defineConfig({
+  test: {
+    projects: [
+      // Apps arrive one issue at a time; a project only exists once its folder does.
+      ...[
+        ['shared', 'packages/shared'],
+        ['mta', 'apps/mta'],
+        ['core', 'apps/core'],
+        ['api', 'apps/api'],
+      ]
+        .filter(([, dir]) => existsSync(`${dir}/package.json`))
+        .map(([name, dir]) => unit(name as string, dir as string)),
+      {
+        test: {
+          name: 'e2e',
+          root: '.',
+          include: ['e2e/**/*.e2e.test.ts'],
+          environment: 'node',
+          globalSetup: ['e2e/harness/global-setup.ts'],
+          // Containers are shared by every file; each file gets its own database.
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
+          teardownTimeout: 60_000,
+          // Two cores: more workers only fight over them.
+          maxWorkers: 2,
+        },
+      },
+    ],
+  },
+});
