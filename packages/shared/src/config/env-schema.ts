@@ -1,0 +1,84 @@
+// Every environment variable Postern reads, with its default. The names of the runbook (seed 002)
+// are kept; variables Postern adds follow the same MAIL_ prefix. Documented in the README's
+// configuration table; keep the two in step.
+import { z } from 'zod';
+import {
+  type Parsed,
+  parseByteSize,
+  parseDuration,
+  parseListenAddress,
+  parsePositiveInteger,
+} from './parse-values.ts';
+
+function parsedBy<T>(parse: (text: string) => Parsed<T>) {
+  return z.string().transform((text, ctx): T => {
+    const parsed = parse(text);
+    if (!parsed.ok) {
+      ctx.addIssue({ code: 'custom', message: parsed.problem });
+      return z.NEVER;
+    }
+    return parsed.value;
+  });
+}
+
+const duration = (fallback: string) => parsedBy(parseDuration).prefault(fallback);
+const listenAddress = (fallback: string) => parsedBy(parseListenAddress).prefault(fallback);
+const count = (fallback: string, max?: number) =>
+  parsedBy((text) => parsePositiveInteger(text, max)).prefault(fallback);
+
+const postgresDsn = z
+  .string()
+  .refine((text) => /^postgres(ql)?:\/\//.test(text), 'must be a postgres:// or postgresql:// URL');
+
+export const envSchema = z.object({
+  MAIL_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  MAIL_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+
+  // PostgreSQL: the durable state of everything.
+  MAIL_POSTGRES_PRIMARY_DSN: postgresDsn,
+  MAIL_POSTGRES_POOL_MAX: count('10', 1000),
+  MAIL_POSTGRES_CONNECT_TIMEOUT: duration('5s'),
+  MAIL_POSTGRES_STATEMENT_TIMEOUT: duration('15s'),
+
+  // Redis: the command stream for internal producers. Unset: stream intake off.
+  MAIL_REDIS_MASTER_ADDR: parsedBy(parseListenAddress).optional(),
+  MAIL_REDIS_PASSWORD: z.string().optional(),
+  MAIL_REDIS_CONSUMER_GROUP: z.string().regex(/^[A-Za-z0-9._:-]{1,100}$/).default('postern-core'),
+
+  MAIL_TEMPLATE_DIR: z.string().min(1).default('templates'),
+
+  // Outbound relay.
+  MAIL_SMTP_MODE: z.enum(['smtp', 'stub']).default('smtp'),
+  MAIL_SMTP_ADDR: parsedBy(parseListenAddress).optional(),
+  MAIL_SMTP_USERNAME: z.string().min(1).optional(),
+  MAIL_SMTP_PASSWORD: z.string().min(1).optional(),
+  MAIL_SMTP_FROM: z.email().default('postern@localhost.localdomain'),
+  MAIL_SMTP_TIMEOUT: duration('30s'),
+
+  // Engine tuning.
+  MAIL_ATTEMPT_WORKER_CONCURRENCY: count('8', 1000),
+  MAIL_SHUTDOWN_TIMEOUT: duration('30s'),
+
+  // Listeners.
+  MAIL_INTERNAL_HTTP_ADDR: listenAddress('127.0.0.1:4001'),
+  MAIL_SMTP_LISTEN_ADDR: listenAddress('127.0.0.1:2525'),
+  MAIL_MTA_HTTP_ADDR: listenAddress('127.0.0.1:4002'),
+  MAIL_API_HTTP_ADDR: listenAddress('127.0.0.1:4000'),
+
+  // The SMTP edge.
+  MAIL_MTA_HOSTNAME: z.string().min(1).optional(),
+  MAIL_MTA_MAX_MESSAGE_SIZE: parsedBy(parseByteSize).prefault('25MiB'),
+  // RFC 5321 4.5.3.1.8: a server must accept at least 100 recipients.
+  MAIL_MTA_MAX_RECIPIENTS: count('100', 10_000),
+  MAIL_MTA_LOOKUP_TIMEOUT: duration('2s'),
+  MAIL_MTA_MAX_CLIENTS: count('200', 100_000),
+  // RFC 5321 4.5.3.2.7: the server waits at least 5 minutes for the next command.
+  MAIL_MTA_IDLE_TIMEOUT: duration('5m'),
+  // A whole DATA phase must finish within this, however slowly the bytes trickle in.
+  MAIL_MTA_DATA_TIMEOUT: duration('10m'),
+  MAIL_MTA_RATE_LIMIT_PER_MINUTE: count('600', 1_000_000),
+  MAIL_MTA_TLS_CERT: z.string().min(1).optional(),
+  MAIL_MTA_TLS_KEY: z.string().min(1).optional(),
+});
+
+export type Env = z.infer<typeof envSchema>;

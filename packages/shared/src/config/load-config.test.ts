@@ -1,0 +1,66 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../errors/config-error.ts';
+import { loadConfig, unknownMailVariables } from './load-config.ts';
+
+const minimal = { MAIL_POSTGRES_PRIMARY_DSN: 'postgres://u:p@127.0.0.1:5432/postern' };
+
+describe('loadConfig', () => {
+  it('applies the documented defaults', () => {
+    const config = loadConfig(minimal, 'mta');
+    expect(config.http.internal).toEqual({ host: '127.0.0.1', port: 4001 });
+    expect(config.http.api).toEqual({ host: '127.0.0.1', port: 4000 });
+    expect(config.http.mta).toEqual({ host: '127.0.0.1', port: 4002 });
+    expect(config.mta.listen).toEqual({ host: '127.0.0.1', port: 2525 });
+    expect(config.mta.maxRecipients).toBe(100);
+    expect(config.mta.lookupTimeoutMs).toBe(2000);
+    expect(config.mta.maxMessageSize).toBe(25 * 1024 * 1024);
+    expect(config.redis).toBeNull();
+    expect(config.templateDir).toBe('templates');
+    expect(config.smtp.mode).toBe('smtp');
+  });
+
+  it('reports every invalid or missing variable in one error', () => {
+    let error: unknown;
+    try {
+      loadConfig(
+        {
+          MAIL_SMTP_TIMEOUT: '10',
+          MAIL_API_HTTP_ADDR: 'localhost',
+          MAIL_SMTP_MODE: 'carrier-pigeon',
+          MAIL_ATTEMPT_WORKER_CONCURRENCY: '0',
+        },
+        'core',
+      );
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const problems = (error as ConfigError).problems.join('\n');
+    expect(problems).toMatch(/MAIL_POSTGRES_PRIMARY_DSN: required/);
+    expect(problems).toMatch(/MAIL_SMTP_TIMEOUT: "10" is not a duration; write it with a unit/);
+    expect(problems).toMatch(/MAIL_API_HTTP_ADDR: "localhost" is not host:port/);
+    expect(problems).toMatch(/MAIL_SMTP_MODE:/);
+    expect(problems).toMatch(/MAIL_ATTEMPT_WORKER_CONCURRENCY: 0 is outside/);
+    expect((error as ConfigError).problems).toHaveLength(5);
+  });
+
+  it('requires a relay address for the engine in smtp mode only', () => {
+    expect(() => loadConfig(minimal, 'core')).toThrow(/MAIL_SMTP_ADDR: required when MAIL_SMTP_MODE=smtp/);
+    expect(loadConfig({ ...minimal, MAIL_SMTP_MODE: 'stub' }, 'core').smtp.mode).toBe('stub');
+    expect(loadConfig({ ...minimal, MAIL_SMTP_ADDR: '127.0.0.1:25' }, 'core').smtp.addr).toEqual({ host: '127.0.0.1', port: 25 });
+  });
+
+  it('treats empty variables as unset and parses durations, sizes and IPv6 addresses', () => {
+    const config = loadConfig(
+      { ...minimal, MAIL_SMTP_TIMEOUT: '1m30s', MAIL_MTA_MAX_MESSAGE_SIZE: '10MiB', MAIL_SMTP_LISTEN_ADDR: '[::1]:25', MAIL_REDIS_PASSWORD: '' },
+      'mta',
+    );
+    expect(config.smtp.timeoutMs).toBe(90_000);
+    expect(config.mta.maxMessageSize).toBe(10 * 1024 * 1024);
+    expect(config.mta.listen).toEqual({ host: '::1', port: 25 });
+  });
+
+  it('names MAIL_ variables it does not know, likely typos', () => {
+    expect(unknownMailVariables({ ...minimal, MAIL_SMTP_ADRR: 'x', HOME: '/root' })).toEqual(['MAIL_SMTP_ADRR']);
+  });
+});

@@ -1,0 +1,134 @@
+// Parse the environment once, at boot, into a typed object. Nothing reads process.env after this.
+import { ConfigError } from '../errors/config-error.ts';
+import { type Env, envSchema } from './env-schema.ts';
+import type { ListenAddress } from './parse-values.ts';
+
+export type AppName = 'mta' | 'core' | 'api' | 'tools';
+
+export interface PosternConfig {
+  env: Env['MAIL_ENV'];
+  logLevel: Env['MAIL_LOG_LEVEL'];
+  postgres: {
+    dsn: string;
+    poolMax: number;
+    connectTimeoutMs: number;
+    statementTimeoutMs: number;
+  };
+  redis: { addr: ListenAddress; password: string | undefined; consumerGroup: string } | null;
+  templateDir: string;
+  smtp: {
+    mode: 'smtp' | 'stub';
+    addr: ListenAddress | undefined;
+    username: string | undefined;
+    password: string | undefined;
+    from: string;
+    timeoutMs: number;
+  };
+  engine: { attemptWorkerConcurrency: number; shutdownTimeoutMs: number };
+  http: { internal: ListenAddress; mta: ListenAddress; api: ListenAddress };
+  mta: {
+    listen: ListenAddress;
+    hostname: string | undefined;
+    maxMessageSize: number;
+    maxRecipients: number;
+    lookupTimeoutMs: number;
+    maxClients: number;
+    idleTimeoutMs: number;
+    dataTimeoutMs: number;
+    rateLimitPerMinute: number;
+    tls: { certFile: string; keyFile: string } | null;
+  };
+}
+
+type Source = Record<string, string | undefined>;
+
+/** Problems that depend on more than one variable or on which app is starting. */
+function crossFieldProblems(env: Env, app: AppName): string[] {
+  const problems: string[] = [];
+  if (app === 'core' && env.MAIL_SMTP_MODE === 'smtp' && !env.MAIL_SMTP_ADDR) {
+    problems.push('MAIL_SMTP_ADDR: required when MAIL_SMTP_MODE=smtp (host:port of the relay), or set MAIL_SMTP_MODE=stub');
+  }
+  if (Boolean(env.MAIL_SMTP_USERNAME) !== Boolean(env.MAIL_SMTP_PASSWORD)) {
+    problems.push('MAIL_SMTP_USERNAME / MAIL_SMTP_PASSWORD: set both or neither');
+  }
+  if (Boolean(env.MAIL_MTA_TLS_CERT) !== Boolean(env.MAIL_MTA_TLS_KEY)) {
+    problems.push('MAIL_MTA_TLS_CERT / MAIL_MTA_TLS_KEY: set both (PEM files) or neither');
+  }
+  if (env.MAIL_REDIS_PASSWORD && !env.MAIL_REDIS_MASTER_ADDR) {
+    problems.push('MAIL_REDIS_PASSWORD: set without MAIL_REDIS_MASTER_ADDR');
+  }
+  return problems;
+}
+
+export function loadConfig(source: Source, app: AppName): PosternConfig {
+  // An empty variable counts as unset, as in most shells' `VAR= cmd` habit.
+  const cleaned: Source = {};
+  for (const [key, value] of Object.entries(source)) {
+    if (key.startsWith('MAIL_') && value !== undefined && value !== '') cleaned[key] = value;
+  }
+  const result = envSchema.safeParse(cleaned);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => {
+      const name = issue.path.join('.');
+      const message = issue.code === 'invalid_type' && cleaned[name] === undefined ? 'required' : issue.message;
+      return `${name}: ${message}`;
+    });
+    throw new ConfigError(problems);
+  }
+  const env = result.data;
+  const problems = crossFieldProblems(env, app);
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  return {
+    env: env.MAIL_ENV,
+    logLevel: env.MAIL_LOG_LEVEL,
+    postgres: {
+      dsn: env.MAIL_POSTGRES_PRIMARY_DSN,
+      poolMax: env.MAIL_POSTGRES_POOL_MAX,
+      connectTimeoutMs: env.MAIL_POSTGRES_CONNECT_TIMEOUT,
+      statementTimeoutMs: env.MAIL_POSTGRES_STATEMENT_TIMEOUT,
+    },
+    redis: env.MAIL_REDIS_MASTER_ADDR
+      ? {
+          addr: env.MAIL_REDIS_MASTER_ADDR,
+          password: env.MAIL_REDIS_PASSWORD,
+          consumerGroup: env.MAIL_REDIS_CONSUMER_GROUP,
+        }
+      : null,
+    templateDir: env.MAIL_TEMPLATE_DIR,
+    smtp: {
+      mode: env.MAIL_SMTP_MODE,
+      addr: env.MAIL_SMTP_ADDR,
+      username: env.MAIL_SMTP_USERNAME,
+      password: env.MAIL_SMTP_PASSWORD,
+      from: env.MAIL_SMTP_FROM,
+      timeoutMs: env.MAIL_SMTP_TIMEOUT,
+    },
+    engine: {
+      attemptWorkerConcurrency: env.MAIL_ATTEMPT_WORKER_CONCURRENCY,
+      shutdownTimeoutMs: env.MAIL_SHUTDOWN_TIMEOUT,
+    },
+    http: { internal: env.MAIL_INTERNAL_HTTP_ADDR, mta: env.MAIL_MTA_HTTP_ADDR, api: env.MAIL_API_HTTP_ADDR },
+    mta: {
+      listen: env.MAIL_SMTP_LISTEN_ADDR,
+      hostname: env.MAIL_MTA_HOSTNAME,
+      maxMessageSize: env.MAIL_MTA_MAX_MESSAGE_SIZE,
+      maxRecipients: env.MAIL_MTA_MAX_RECIPIENTS,
+      lookupTimeoutMs: env.MAIL_MTA_LOOKUP_TIMEOUT,
+      maxClients: env.MAIL_MTA_MAX_CLIENTS,
+      idleTimeoutMs: env.MAIL_MTA_IDLE_TIMEOUT,
+      dataTimeoutMs: env.MAIL_MTA_DATA_TIMEOUT,
+      rateLimitPerMinute: env.MAIL_MTA_RATE_LIMIT_PER_MINUTE,
+      tls:
+        env.MAIL_MTA_TLS_CERT && env.MAIL_MTA_TLS_KEY
+          ? { certFile: env.MAIL_MTA_TLS_CERT, keyFile: env.MAIL_MTA_TLS_KEY }
+          : null,
+    },
+  };
+}
+
+/** MAIL_* variables Postern does not know: most likely typos, worth a warning at boot. */
+export function unknownMailVariables(source: Source): string[] {
+  const known = new Set(Object.keys(envSchema.shape));
+  return Object.keys(source).filter((key) => key.startsWith('MAIL_') && !known.has(key));
+}

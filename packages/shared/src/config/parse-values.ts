@@ -1,0 +1,54 @@
+// Parsers for the value formats the environment uses. Each returns a value or a human sentence
+// saying what was wrong; the config loader collects every sentence into one error.
+
+export type Parsed<T> = { ok: true; value: T } | { ok: false; problem: string };
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+const DURATION_PART = /(\d+(?:\.\d+)?)(ms|s|m|h)/g;
+const DURATION_WHOLE = /^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$/;
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** Go-style durations ("10s", "1m30s", "250ms"), as in the runbook. A bare number is refused:
+ *  "10" could mean seconds or milliseconds, and guessing wrong is how timeouts go unnoticed. */
+export function parseDuration(text: string): Parsed<number> {
+  const trimmed = text.trim();
+  if (!DURATION_WHOLE.test(trimmed)) {
+    return { ok: false, problem: `"${text}" is not a duration; write it with a unit, e.g. 500ms, 10s, 2m, 1h` };
+  }
+  let total = 0;
+  for (const [, amount, unit] of trimmed.matchAll(DURATION_PART)) {
+    total += Number(amount) * (UNIT_MS[unit as string] ?? 0);
+  }
+  return { ok: true, value: Math.round(total) };
+}
+
+/** "host:port", "[::1]:port" or ":port" (all interfaces). */
+export function parseListenAddress(text: string): Parsed<ListenAddress> {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]*)):(\d{1,5})$/.exec(text.trim());
+  if (!match) return { ok: false, problem: `"${text}" is not host:port (e.g. 127.0.0.1:4000 or [::1]:4000)` };
+  const port = Number(match[3]);
+  if (port > 65535) return { ok: false, problem: `port ${port} is out of range (0-65535)` };
+  const host = match[1] ?? (match[2] === '' ? '0.0.0.0' : (match[2] as string));
+  return { ok: true, value: { host, port } };
+}
+
+export function parsePositiveInteger(text: string, max = Number.MAX_SAFE_INTEGER): Parsed<number> {
+  if (!/^\d+$/.test(text.trim())) return { ok: false, problem: `"${text}" is not a whole number` };
+  const value = Number(text.trim());
+  if (value < 1 || value > max) return { ok: false, problem: `${value} is outside 1..${max}` };
+  return { ok: true, value };
+}
+
+export function parseByteSize(text: string): Parsed<number> {
+  const match = /^(\d+)\s*(b|kb|kib|mb|mib|gb|gib)?$/i.exec(text.trim());
+  if (!match) return { ok: false, problem: `"${text}" is not a size (e.g. 25MiB, 1048576)` };
+  const unit = (match[2] ?? 'b').toLowerCase();
+  const factor: Record<string, number> = {
+    b: 1, kb: 1000, kib: 1024, mb: 1_000_000, mib: 1024 ** 2, gb: 1_000_000_000, gib: 1024 ** 3,
+  };
+  return { ok: true, value: Number(match[1]) * (factor[unit] ?? 1) };
+}

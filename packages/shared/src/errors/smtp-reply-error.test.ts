@@ -1,0 +1,17 @@
+import { describe, expect, it } from 'vitest';
+import { SmtpReplyError, temporaryFailure } from './smtp-reply-error.ts';
+
+describe('SmtpReplyError', () => {
+  it('carries the basic and the enhanced code, the enhanced one leading the text', () => {
+    const error = temporaryFailure('Recipient lookup failed, try again later');
+    expect(error.responseCode).toBe(451);
+    expect(error.enhancedCode).toBe('4.3.0');
+    expect(error.isPermanent).toBe(false);
+    expect(error.reply).toBe('451 4.3.0 Recipient lookup failed, try again later');
+  });
+
+  it('refuses a mismatched class, so a temporary failure can never be sent as permanent', () => {
+    expect(() => new SmtpReplyError(550, '4.3.0', 'x')).toThrow(RangeError);
+    expect(() => new SmtpReplyError(250, '2.0.0', 'x')).toThrow(RangeError);
+  });
+});

@@ -1,0 +1,127 @@
+// The small HTTP server every process runs for operators: GET /healthz (the process is alive),
+// GET /readyz (its dependencies answer and its loops are alive; 503 with a JSON reason otherwise)
+// and GET /metrics (Prometheus text). Apps add their own routes through `handle`.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { ListenAddress } from '../config/parse-values.ts';
+import type { Registry } from '../metrics/registry.ts';
+
+/** A readiness check resolves when healthy and throws (with a reason) when not. */
+export type ReadinessCheck = () => Promise<void>;
+
+export type RouteHandler = (request: http.IncomingMessage, response: http.ServerResponse) => Promise<boolean> | boolean;
+
+export interface OpsServerOptions {
+  addr: ListenAddress;
+  logger: Logger;
+  registry: Registry;
+  readiness: Record<string, ReadinessCheck>;
+  /** Tried first; return true when the request was answered. */
+  handle?: RouteHandler;
+  checkTimeoutMs?: number;
+}
+
+export interface OpsServer {
+  server: http.Server;
+  address: ListenAddress;
+  close(): Promise<void>;
+}
+
+export function sendJson(response: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  response.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+  });
+  response.end(text);
+}
+
+async function runCheck(check: ReadinessCheck, timeoutMs: number): Promise<string> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    await Promise.race([check(), timeout]);
+    return 'ok';
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export async function evaluateReadiness(
+  checks: Record<string, ReadinessCheck>,
+  timeoutMs: number,
+): Promise<{ ready: boolean; checks: Record<string, string> }> {
+  const names = Object.keys(checks);
+  const results = await Promise.all(names.map((name) => runCheck(checks[name] as ReadinessCheck, timeoutMs)));
+  const report: Record<string, string> = {};
+  names.forEach((name, index) => {
+    report[name] = results[index] as string;
+  });
+  return { ready: results.every((result) => result === 'ok'), checks: report };
+}
+
+export async function startOpsServer(options: OpsServerOptions): Promise<OpsServer> {
+  const checkTimeoutMs = options.checkTimeoutMs ?? 2_000;
+  const log = options.logger.child({ component: 'http' });
+  const server = http.createServer(async (request, response) => {
+    try {
+      if (options.handle && (await options.handle(request, response))) return;
+      const url = new URL(request.url ?? '/', 'http://localhost');
+      if (request.method !== 'GET' && request.method !== 'HEAD') {
+        sendJson(response, 405, { error: 'method_not_allowed', message: `${request.method} is not supported here` });
+        return;
+      }
+      switch (url.pathname) {
+        case '/healthz':
+          sendJson(response, 200, { status: 'alive' });
+          return;
+        case '/readyz': {
+          const readiness = await evaluateReadiness(options.readiness, checkTimeoutMs);
+          sendJson(response, readiness.ready ? 200 : 503, {
+            status: readiness.ready ? 'ready' : 'not_ready',
+            checks: readiness.checks,
+          });
+          return;
+        }
+        case '/metrics': {
+          const text = await options.registry.metrics();
+          response.writeHead(200, { 'content-type': options.registry.contentType });
+          response.end(text);
+          return;
+        }
+        default:
+          sendJson(response, 404, { error: 'not_found', message: `no route for ${url.pathname}` });
+      }
+    } catch (error) {
+      log.error({ err: error, url: request.url }, 'request failed');
+      if (!response.headersSent) sendJson(response, 500, { error: 'internal_error', message: 'internal error' });
+      else response.destroy();
+    }
+  });
+  server.keepAliveTimeout = 5_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.addr.port, options.addr.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = server.address() as AddressInfo;
+  const address = { host: bound.address, port: bound.port };
+  log.info({ address: `${address.host}:${address.port}` }, 'HTTP listener open');
+  return {
+    server,
+    address,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      }),
+  };
+}

@@ -1,0 +1,67 @@
+// The common life of a Postern process: start, serve, and on SIGTERM / SIGINT stop in order within
+// MAIL_SHUTDOWN_TIMEOUT. A second signal, or the deadline, forces the exit. When started by a parent
+// over IPC (npm start's orchestrator), losing the parent is treated as SIGTERM, so no orphan keeps
+// holding ports.
+import type { Logger } from 'pino';
+
+export interface RunningService {
+  /** Stop accepting work, finish or release what is in flight, close connections. */
+  stop(): Promise<void>;
+}
+
+export interface RunServiceOptions {
+  name: string;
+  logger: Logger;
+  shutdownTimeoutMs: number;
+  start(): Promise<RunningService>;
+}
+
+export async function runService(options: RunServiceOptions): Promise<void> {
+  const { logger } = options;
+  process.on('unhandledRejection', (reason) => {
+    // A bug, but not a reason to drop every session in flight: log loudly and carry on.
+    logger.error({ err: reason }, 'unhandled promise rejection');
+  });
+
+  let service: RunningService;
+  try {
+    service = await options.start();
+  } catch (error) {
+    logger.fatal({ err: error }, `${options.name} failed to start`);
+    process.exitCode = 1;
+    // Give pino a tick to flush, then leave even if a handle is still open.
+    setTimeout(() => process.exit(1), 100).unref();
+    return;
+  }
+  logger.info(`${options.name} started`);
+
+  let stopping = false;
+  const shutdown = (reason: string) => {
+    if (stopping) {
+      logger.warn({ reason }, 'second stop request: exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ reason, timeoutMs: options.shutdownTimeoutMs }, `${options.name} stopping`);
+    const deadline = setTimeout(() => {
+      logger.error({ timeoutMs: options.shutdownTimeoutMs }, 'shutdown deadline passed: exiting with work unfinished');
+      process.exit(1);
+    }, options.shutdownTimeoutMs + 1_000);
+    deadline.unref();
+    service.stop().then(
+      () => {
+        logger.info(`${options.name} stopped`);
+        clearTimeout(deadline);
+        process.exitCode = 0;
+        setTimeout(() => process.exit(0), 50).unref();
+      },
+      (error: unknown) => {
+        logger.error({ err: error }, 'error while stopping');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  if (process.send) process.on('disconnect', () => shutdown('parent process gone'));
+}

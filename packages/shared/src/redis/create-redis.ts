@@ -1,0 +1,68 @@
+// Redis connections for the command stream. Redis is an intake channel, never on the path of an
+// acknowledged message, so its loss is waited out: reconnect forever with capped backoff, and fail
+// commands at once while disconnected (no unbounded offline queue growing in memory).
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { ListenAddress } from '../config/parse-values.ts';
+
+export type { Redis };
+
+export interface RedisOptions {
+  addr: ListenAddress;
+  password?: string | undefined;
+  name: string;
+  logger: Logger;
+  /** Per-command timeout for the command connection; blocking reads have their own connection. */
+  commandTimeoutMs?: number;
+}
+
+export interface RedisConnections {
+  /** XADD, XACK, XAUTOCLAIM, PING: short commands. */
+  commands: Redis;
+  /** XREADGROUP ... BLOCK: a dedicated connection, so a blocked read never delays an XACK. */
+  blocking: Redis;
+  close(): Promise<void>;
+}
+
+function connect(options: RedisOptions, role: 'commands' | 'blocking'): Redis {
+  const log = options.logger.child({ component: 'redis', role });
+  const client = new Redis({
+    host: options.addr.host,
+    port: options.addr.port,
+    password: options.password,
+    connectionName: `${options.name}:${role}`,
+    connectTimeout: 5_000,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    // A blocking read legitimately waits; a timeout would cut it short.
+    ...(role === 'commands' ? { commandTimeout: options.commandTimeoutMs ?? 5_000 } : {}),
+    retryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt, 6), 5_000),
+    // A failover replica answers READONLY: reconnect to find the new master.
+    reconnectOnError: (error) => error.message.startsWith('READONLY'),
+    lazyConnect: false,
+  });
+  let wasReady = false;
+  client.on('ready', () => {
+    wasReady = true;
+    log.info('connected');
+  });
+  client.on('error', (error) => log.warn({ err: error }, 'Redis connection error'));
+  client.on('end', () => {
+    if (wasReady) log.warn('Redis connection closed');
+  });
+  return client;
+}
+
+export function createRedisConnections(options: RedisOptions): RedisConnections {
+  const commands = connect(options, 'commands');
+  const blocking = connect(options, 'blocking');
+  return {
+    commands,
+    blocking,
+    async close() {
+      await Promise.allSettled([commands.quit(), blocking.quit()]);
+      commands.disconnect();
+      blocking.disconnect();
+    },
+  };
+}
