@@ -1,0 +1,57 @@
+// Starting the real infrastructure the suites talk to. Every container carries the label
+// postern.e2e=<run id> so a run's leftovers can be found (docker ps --filter label=postern.e2e).
+import { PostgreSqlContainer, type StartedPostgreSqlContainer } from '@testcontainers/postgresql';
+import { RedisContainer, type StartedRedisContainer } from '@testcontainers/redis';
+import { GenericContainer, getContainerRuntimeClient, type StartedTestContainer, Wait } from 'testcontainers';
+import { images } from './images.ts';
+
+export const RUN_ID = `${process.pid}-${Date.now().toString(36)}`;
+const labels = { 'postern.e2e': RUN_ID };
+
+export const MAILDEV_SMTP_PORT = 1025;
+export const MAILDEV_WEB_PORT = 1080;
+
+/** Fail with a message that says what to do, not a stack from deep inside the Docker client. */
+export async function assertDockerAvailable(): Promise<void> {
+  try {
+    const client = await getContainerRuntimeClient();
+    const info = client.info.containerRuntime;
+    console.log(`[e2e] container runtime: ${info.host} (${info.operatingSystem}, ${info.serverVersion ?? 'unknown version'})`);
+  } catch (error) {
+    throw new Error(
+      'e2e: no Docker engine answers. The integration suites need real containers and never fall back to ' +
+        "the machine's own PostgreSQL or Redis. Start Docker (on a CI machine: bash scripts/ci/ensure-docker.sh) " +
+        `and build local images if no registry is reachable (npm run images:local). Cause: ${(error as Error).message}`,
+    );
+  }
+}
+
+export async function startPostgres(): Promise<StartedPostgreSqlContainer> {
+  return new PostgreSqlContainer(images.postgres)
+    .withLabels(labels)
+    .withUsername('postern')
+    .withPassword('postern')
+    .withDatabase('postern_admin')
+    // Durability is not under test here and fsync on a shared CI disk is the slowest thing in it.
+    .withCommand(['postgres', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=300'])
+    .start();
+}
+
+export async function startRedis(): Promise<StartedRedisContainer> {
+  return new RedisContainer(images.redis).withLabels(labels).start();
+}
+
+export async function startMaildev(): Promise<StartedTestContainer> {
+  return new GenericContainer(images.maildev)
+    .withLabels(labels)
+    .withExposedPorts(MAILDEV_SMTP_PORT, MAILDEV_WEB_PORT)
+    .withWaitStrategy(Wait.forHttp('/api/healthz', MAILDEV_WEB_PORT).forStatusCode(200))
+    .withStartupTimeout(60_000)
+    .start();
+}
+
+export function describeContainer(role: string, container: StartedTestContainer, image: string): string {
+  return `[e2e] ${role}: image ${image}, container ${container.getId().slice(0, 12)} at ${container.getHost()}:${container
+    .getFirstMappedPort()
+    .toString()}`;
+}

@@ -1,0 +1,9 @@
+// Which images the suites run. Public images by default, so a workstation with Docker pulls and
+// runs as usual; machines with no registry build local equivalents (npm run images:local) and
+// select them with these variables (scripts/images/local-images.env).
+export const images = {
+  postgres: process.env.POSTERN_IMAGE_POSTGRES ?? 'postgres:16-alpine',
+  redis: process.env.POSTERN_IMAGE_REDIS ?? 'redis:7-alpine',
+  // Pinned to the maildev version the local image installs, so the REST API is the same everywhere.
+  maildev: process.env.POSTERN_IMAGE_MAILDEV ?? 'maildev/maildev:3.0.0',
+};

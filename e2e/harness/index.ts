@@ -1,0 +1,6 @@
+export { type E2eContext, TEMPLATE_DATABASE } from './context.ts';
+export { type DedicatedPostgres, startDedicatedPostgres } from './dedicated-postgres.ts';
+export { listSinkEmails, type SinkEmail, sinkEmailsTo, sinkSmtp, waitForSinkEmails } from './maildev.ts';
+export { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
+export { adminDsn, createTestDatabase, databaseDsn, type TestDatabase } from './test-database.ts';
+export { waitFor, type WaitOptions } from './wait-for.ts';
