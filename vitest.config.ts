@@ -14,6 +14,8 @@ const unit = (name: string, dir: string) => ({
 
 export default defineConfig({
   test: {
+    // Global setup teardown stops every container; give it time on a loaded machine.
+    teardownTimeout: 60_000,
     projects: [
       // Apps arrive one issue at a time; a project only exists once its folder does.
       ...[
@@ -34,7 +36,6 @@ export default defineConfig({
           // Containers are shared by every file; each file gets its own database.
           testTimeout: 120_000,
           hookTimeout: 180_000,
-          teardownTimeout: 60_000,
           // Two cores: more workers only fight over them.
           maxWorkers: 2,
         },

@@ -27,10 +27,15 @@ export default async function setup(project: TestProject): Promise<() => Promise
   try {
     await assertDockerAvailable();
     const t0 = Date.now();
+    // Each container is recorded as soon as it runs, so a failure of another still stops it.
+    const track = <T extends StartedTestContainer>(container: T): T => {
+      started.push(container);
+      return container;
+    };
     const [postgres, redis, maildev] = await Promise.all([
-      startPostgres().then((c) => (started.push(c), c)),
-      startRedis().then((c) => (started.push(c), c)),
-      startMaildev().then((c) => (started.push(c), c)),
+      startPostgres().then(track),
+      startRedis().then(track),
+      startMaildev().then(track),
     ]);
     console.log(describeContainer('postgres', postgres, images.postgres));
     console.log(describeContainer('redis', redis, images.redis));

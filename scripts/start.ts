@@ -1,0 +1,138 @@
+// `npm start`: Postern on one machine with no setup. Starts the embedded PostgreSQL (unless
+// MAIL_POSTGRES_PRIMARY_DSN points elsewhere), applies the migrations, then runs every app that
+// exists (apps/*/src/main.ts) as a child process, restarting one that dies (capped backoff).
+// Ctrl-C / SIGTERM: the apps stop first (each within MAIL_SHUTDOWN_TIMEOUT), then PostgreSQL.
+import { type ChildProcess, fork } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { createLogger, parseDuration, runMigrations } from '@postern/shared';
+
+const root = path.resolve(import.meta.dirname, '..');
+const log = createLogger('start', process.env.MAIL_LOG_LEVEL ?? 'info');
+const shutdownParsed = parseDuration(process.env.MAIL_SHUTDOWN_TIMEOUT ?? '30s');
+const shutdownTimeoutMs = shutdownParsed.ok ? shutdownParsed.value : 30_000;
+
+interface Supervised {
+  name: string;
+  child: ChildProcess | null;
+  restarts: number;
+}
+
+const apps: Supervised[] = [];
+let database: ChildProcess | null = null;
+let stopping = false;
+
+function waitForExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), timeoutMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+async function startEmbeddedPostgres(): Promise<string> {
+  // detached: its own process group, so a terminal's Ctrl-C reaches only this orchestrator.
+  database = fork(path.join(root, 'scripts', 'embedded-postgres.ts'), [], { detached: true, stdio: 'inherit' });
+  return new Promise((resolve, reject) => {
+    database?.once('message', (message: { type: string; dsn?: string; message?: string; databaseDir?: string; fresh?: boolean }) => {
+      if (message.type === 'ready' && message.dsn) {
+        log.info({ databaseDir: message.databaseDir, fresh: message.fresh }, 'embedded PostgreSQL started');
+        resolve(message.dsn);
+      } else reject(new Error(`embedded PostgreSQL failed: ${message.message ?? JSON.stringify(message)}`));
+    });
+    database?.once('exit', (code) => reject(new Error(`embedded PostgreSQL exited (code ${code}) before it was ready`)));
+  });
+}
+
+function discoverApps(): string[] {
+  const appsDir = path.join(root, 'apps');
+  if (!existsSync(appsDir)) return [];
+  return readdirSync(appsDir)
+    .filter((name) => existsSync(path.join(appsDir, name, 'src', 'main.ts')))
+    .sort();
+}
+
+function launch(app: Supervised, env: NodeJS.ProcessEnv): void {
+  const child = fork(path.join(root, 'apps', app.name, 'src', 'main.ts'), [], { cwd: root, env, detached: true, stdio: 'inherit' });
+  app.child = child;
+  const startedAt = Date.now();
+  child.on('exit', (code, signal) => {
+    app.child = null;
+    if (stopping) return;
+    // A process that ran a while before dying starts again at once; one that dies at boot backs off.
+    if (Date.now() - startedAt > 60_000) app.restarts = 0;
+    const delayMs = Math.min(500 * 2 ** app.restarts, 30_000);
+    app.restarts += 1;
+    log.error({ app: app.name, code, signal, restartInMs: delayMs }, 'app exited unexpectedly; restarting');
+    setTimeout(() => {
+      if (!stopping) launch(app, env);
+    }, delayMs);
+  });
+}
+
+async function stopAll(reason: string): Promise<void> {
+  if (stopping) {
+    log.warn('second stop request: killing everything now');
+    for (const app of apps) app.child?.kill('SIGKILL');
+    database?.kill('SIGKILL');
+    process.exit(1);
+  }
+  stopping = true;
+  log.info({ reason }, 'stopping Postern');
+  await Promise.all(
+    apps.map(async (app) => {
+      const child = app.child;
+      if (!child) return;
+      child.kill('SIGTERM');
+      if (!(await waitForExit(child, shutdownTimeoutMs + 5_000))) {
+        log.error({ app: app.name }, 'app did not stop in time; killing it');
+        child.kill('SIGKILL');
+      }
+    }),
+  );
+  if (database) {
+    database.kill('SIGTERM');
+    if (!(await waitForExit(database, 30_000))) database.kill('SIGKILL');
+    log.info('embedded PostgreSQL stopped');
+  }
+  log.info('Postern stopped');
+  process.exit(0);
+}
+
+async function main(): Promise<void> {
+  process.on('SIGINT', () => void stopAll('SIGINT'));
+  process.on('SIGTERM', () => void stopAll('SIGTERM'));
+
+  let dsn = process.env.MAIL_POSTGRES_PRIMARY_DSN;
+  if (dsn) log.info('using the PostgreSQL in MAIL_POSTGRES_PRIMARY_DSN');
+  else dsn = await startEmbeddedPostgres();
+  if (stopping) return;
+
+  await runMigrations({ dsn, logger: log });
+
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    MAIL_POSTGRES_PRIMARY_DSN: dsn,
+    MAIL_ENV: process.env.MAIL_ENV ?? 'development',
+  };
+  if (!env.MAIL_SMTP_MODE && !env.MAIL_SMTP_ADDR) {
+    env.MAIL_SMTP_MODE = 'stub';
+    log.info('MAIL_SMTP_MODE=stub: no relay configured (set MAIL_SMTP_ADDR to send for real)');
+  }
+  const names = discoverApps();
+  if (names.length === 0) log.info('no apps yet: the database is up and migrated; Ctrl-C to stop');
+  for (const name of names) {
+    const app: Supervised = { name, child: null, restarts: 0 };
+    apps.push(app);
+    launch(app, env);
+  }
+  log.info({ apps: names, postgres: dsn.replace(/:[^:@/]+@/, ':***@') }, 'Postern is running; Ctrl-C to stop');
+}
+
+main().catch(async (error: unknown) => {
+  log.fatal({ err: error }, 'npm start failed');
+  await stopAll('startup failed');
+});
