@@ -1,0 +1,202 @@
+// The SMTP edge as a value: startEdge() opens the PostgreSQL pools, the SMTP listener and (unless
+// told otherwise) the ops HTTP listener, and returns what it bound and how to stop it. main.ts
+// calls it once; tests call it as often as they like (two edges on one database: seed 000).
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import {
+  createMetricsRegistry,
+  createPool,
+  type ListenAddress,
+  type Logger,
+  type OpsServer,
+  type PosternConfig,
+  pingDatabase,
+  type Registry,
+  resolveRecipient,
+  startOpsServer,
+} from '@postern/shared';
+import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
+import { acceptMessage } from './accept/accept-message.ts';
+import { createEdgeMetrics } from './metrics.ts';
+import type { EdgeContext, EdgeLimits } from './smtp/edge-context.ts';
+import { installEnhancedCodePassThrough } from './smtp/enhanced-status-codes.ts';
+import { onClose, onConnect } from './smtp/on-connect.ts';
+import { onData } from './smtp/on-data.ts';
+import { onMailFrom } from './smtp/on-mail-from.ts';
+import { onRcptTo } from './smtp/on-rcpt-to.ts';
+import { ClientRateLimiter } from './smtp/rate-limiter.ts';
+import { shuttingDown } from './smtp/replies.ts';
+
+export interface EdgeDeps {
+  logger: Logger;
+  /** Defaults to a fresh registry with Node's default metrics. */
+  registry?: Registry;
+  /** Open the ops HTTP listener on config.http.mta (default true). */
+  http?: boolean;
+}
+
+export interface Edge {
+  smtp: ListenAddress;
+  http: ListenAddress | null;
+  registry: Registry;
+  /** Stop accepting, let transactions under way finish (up to the shutdown timeout), close. */
+  stop(): Promise<void>;
+}
+
+function limitsOf(config: PosternConfig): EdgeLimits {
+  const { mta } = config;
+  return {
+    hostname: mta.hostname ?? os.hostname(),
+    maxMessageSize: mta.maxMessageSize,
+    maxRecipients: mta.maxRecipients,
+    lookupTimeoutMs: mta.lookupTimeoutMs,
+    dataTimeoutMs: mta.dataTimeoutMs,
+    rateLimitPerMinute: mta.rateLimitPerMinute,
+  };
+}
+
+function serverOptions(config: PosternConfig, limits: EdgeLimits): SMTPServerOptions {
+  const tls = config.mta.tls;
+  return {
+    name: limits.hostname,
+    banner: 'Postern ESMTP',
+    // Advertise only what is honoured: SIZE (counted on the bytes), PIPELINING, 8BITMIME (bytes are
+    // stored as received), SMTPUTF8, ENHANCEDSTATUSCODES, and STARTTLS only with a certificate.
+    // No AUTH (this is an inbound MX, not a submission service), no DSN, no REQUIRETLS.
+    size: limits.maxMessageSize,
+    hideSize: false,
+    hidePIPELINING: false,
+    hide8BITMIME: false,
+    hideSMTPUTF8: false,
+    hideENHANCEDSTATUSCODES: false,
+    hideDSN: true,
+    hideREQUIRETLS: true,
+    hideSTARTTLS: tls === null,
+    disabledCommands: tls === null ? ['AUTH', 'STARTTLS'] : ['AUTH'],
+    authOptional: true,
+    ...(tls === null ? {} : { key: readFileSync(tls.keyFile), cert: readFileSync(tls.certFile) }),
+    // A PTR lookup per connection adds latency and a DNS dependency for a header comment only.
+    disableReverseLookup: true,
+    maxClients: config.mta.maxClients,
+    socketTimeout: config.mta.idleTimeoutMs,
+    closeTimeout: config.engine.shutdownTimeoutMs,
+    logger: false,
+  };
+}
+
+export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<Edge> {
+  installEnhancedCodePassThrough();
+  const logger = deps.logger.child({ component: 'smtp' });
+  const limits = limitsOf(config);
+  const registry = deps.registry ?? createMetricsRegistry('mta');
+  const metrics = createEdgeMetrics(registry);
+
+  // Two pools: lookups get the RCPT deadline as their statement_timeout (and as connect timeout),
+  // so a slow or absent server is given up on server-side too, not only by Promise.race; the accept
+  // transaction keeps the general limits, a large payload may legitimately take longer.
+  const lookupPool = createPool({
+    dsn: config.postgres.dsn,
+    applicationName: 'postern-mta-lookup',
+    max: config.postgres.poolMax,
+    connectTimeoutMs: Math.min(config.postgres.connectTimeoutMs, config.mta.lookupTimeoutMs),
+    statementTimeoutMs: config.mta.lookupTimeoutMs,
+    logger,
+  });
+  const acceptPool = createPool({
+    dsn: config.postgres.dsn,
+    applicationName: 'postern-mta-accept',
+    max: config.postgres.poolMax,
+    connectTimeoutMs: config.postgres.connectTimeoutMs,
+    statementTimeoutMs: config.postgres.statementTimeoutMs,
+    logger,
+  });
+
+  let stopping = false;
+  let smtp: SMTPServer | null = null;
+  const findConnection = (session: SMTPServerSession) => {
+    for (const connection of smtp?.connections ?? []) if (connection.session === session) return connection;
+    return undefined;
+  };
+  const context: EdgeContext = {
+    limits,
+    logger,
+    metrics,
+    resolve: (address) => resolveRecipient(lookupPool, address),
+    accept: (message) => acceptMessage(acceptPool, message, limits.hostname),
+    rateLimiter: new ClientRateLimiter({ perMinute: limits.rateLimitPerMinute }),
+    isStopping: () => stopping,
+    recipients: new WeakMap(),
+    inData: new Set(),
+    replyAndClose(session, code, text) {
+      const connection = findConnection(session);
+      if (!connection) return;
+      connection.send(code, text);
+      // send() closes after a 421 by itself; close() is idempotent, and it stops the parser at once.
+      connection.close();
+    },
+  };
+
+  smtp = new SMTPServer({
+    ...serverOptions(config, limits),
+    onConnect: onConnect(context),
+    onMailFrom: onMailFrom(context),
+    onRcptTo: onRcptTo(context),
+    onData: onData(context),
+    onClose: onClose(context),
+  });
+  const server = smtp;
+  server.on('error', (error) => logger.warn({ err: error }, 'SMTP connection error'));
+
+  await new Promise<void>((resolve, reject) => {
+    server.server.once('error', reject);
+    server.listen(config.mta.listen.port, config.mta.listen.host, () => {
+      server.server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = server.server.address() as AddressInfo;
+  const smtpAddress = { host: bound.address, port: bound.port };
+  logger.info({ address: `${smtpAddress.host}:${smtpAddress.port}`, hostname: limits.hostname }, 'SMTP listener open');
+
+  let ops: OpsServer | null = null;
+  if (deps.http !== false) {
+    ops = await startOpsServer({
+      addr: config.http.mta,
+      logger: deps.logger,
+      registry,
+      readiness: {
+        postgres: () => pingDatabase(lookupPool),
+        smtp: async () => {
+          if (stopping || !server.server.listening) throw new Error('SMTP listener closed');
+        },
+      },
+    });
+  }
+
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ connections: server.connections.size }, 'stopping: no new connections or transactions');
+    const listenerClosed = new Promise<void>((resolve) => server.server.close(() => resolve()));
+    // Sessions between transactions are told to come back later; a transaction under way (after
+    // MAIL FROM, or inside DATA) may finish, its next MAIL FROM gets the same 421.
+    const deadline = Date.now() + config.engine.shutdownTimeoutMs;
+    const reply = shuttingDown();
+    for (;;) {
+      for (const connection of server.connections) {
+        const inTransaction = Boolean(connection.session.envelope.mailFrom) || context.inData.has(connection.session.id);
+        if (!inTransaction || Date.now() >= deadline) connection.send(reply.responseCode, reply.message);
+      }
+      if (server.connections.size === 0 || Date.now() >= deadline) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    for (const connection of server.connections) connection.close();
+    await listenerClosed;
+    await ops?.close();
+    await Promise.allSettled([lookupPool.end(), acceptPool.end()]);
+    logger.info('stopped');
+  };
+
+  return { smtp: smtpAddress, http: ops?.address ?? null, registry, stop };
+}

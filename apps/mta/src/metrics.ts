@@ -1,0 +1,74 @@
+// What operators watch on the edge: every RCPT outcome by reply, how long the live lookup takes,
+// what was accepted (messages, bytes, deliveries) and what was refused, and why.
+import { prometheus, type Registry } from '@postern/shared';
+
+export interface EdgeMetrics {
+  rcptOutcomes: prometheus.Counter<'code' | 'enhanced' | 'reason'>;
+  lookupDuration: prometheus.Histogram<'outcome'>;
+  acceptDuration: prometheus.Histogram<'outcome'>;
+  messagesAccepted: prometheus.Counter;
+  bytesAccepted: prometheus.Counter;
+  deliveriesCreated: prometheus.Counter;
+  rejections: prometheus.Counter<'stage' | 'reason'>;
+  connections: prometheus.Counter;
+  activeConnections: prometheus.Gauge;
+}
+
+const MS_BUCKETS = [0.25, 0.5, 1, 2, 3, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000];
+
+export function createEdgeMetrics(registry: Registry): EdgeMetrics {
+  const registers = [registry];
+  return {
+    rcptOutcomes: new prometheus.Counter({
+      name: 'mail_mta_rcpt_outcomes_total',
+      help: 'RCPT TO replies by basic code, enhanced code and reason',
+      labelNames: ['code', 'enhanced', 'reason'],
+      registers,
+    }),
+    lookupDuration: new prometheus.Histogram({
+      name: 'mail_mta_recipient_lookup_duration_ms',
+      help: 'Live recipient lookup latency in PostgreSQL (ms), by outcome (found, not_found, failed)',
+      labelNames: ['outcome'],
+      buckets: MS_BUCKETS,
+      registers,
+    }),
+    acceptDuration: new prometheus.Histogram({
+      name: 'mail_mta_accept_duration_ms',
+      help: 'The accept transaction (message, payload, deliveries) in ms, by outcome',
+      labelNames: ['outcome'],
+      buckets: MS_BUCKETS,
+      registers,
+    }),
+    messagesAccepted: new prometheus.Counter({
+      name: 'mail_mta_messages_accepted_total',
+      help: 'Messages committed to PostgreSQL and answered 250',
+      registers,
+    }),
+    bytesAccepted: new prometheus.Counter({
+      name: 'mail_mta_accepted_bytes_total',
+      help: 'Bytes of accepted messages as received in DATA',
+      registers,
+    }),
+    deliveriesCreated: new prometheus.Counter({
+      name: 'mail_mta_deliveries_created_total',
+      help: 'Delivery rows created by accepted messages (one per expanded target)',
+      registers,
+    }),
+    rejections: new prometheus.Counter({
+      name: 'mail_mta_rejections_total',
+      help: 'Commands and messages refused, by SMTP stage and reason',
+      labelNames: ['stage', 'reason'],
+      registers,
+    }),
+    connections: new prometheus.Counter({
+      name: 'mail_mta_connections_total',
+      help: 'SMTP connections opened',
+      registers,
+    }),
+    activeConnections: new prometheus.Gauge({
+      name: 'mail_mta_connections_active',
+      help: 'SMTP connections open now',
+      registers,
+    }),
+  };
+}

@@ -1,0 +1,36 @@
+// What the smtp-server hooks share: configuration, dependencies and the little per-process state
+// the edge has. Passed in explicitly, so two edges in one process (the seed-000 test) stay apart.
+import type { Logger } from '@postern/shared';
+import type { SMTPServerAddress, SMTPServerSession } from 'smtp-server';
+import type { AcceptedMessage, MessageToAccept } from '../accept/accept-message.ts';
+import type { EdgeMetrics } from '../metrics.ts';
+import type { AcceptedRecipient, ResolveRecipient } from '../recipients/verify-recipient.ts';
+import type { ClientRateLimiter } from './rate-limiter.ts';
+
+export interface EdgeLimits {
+  hostname: string;
+  maxMessageSize: number;
+  maxRecipients: number;
+  lookupTimeoutMs: number;
+  dataTimeoutMs: number;
+  rateLimitPerMinute: number;
+}
+
+export interface EdgeContext {
+  limits: EdgeLimits;
+  logger: Logger;
+  metrics: EdgeMetrics;
+  resolve: ResolveRecipient;
+  accept(message: MessageToAccept): Promise<AcceptedMessage>;
+  rateLimiter: ClientRateLimiter;
+  /** Set when the edge stops: no new transactions, the ones under way may finish. */
+  isStopping(): boolean;
+  /** What each accepted RCPT resolved to; keyed by smtp-server's own envelope entry, so it goes
+   *  away with the envelope (RSET, a new transaction, the connection closing). */
+  recipients: WeakMap<SMTPServerAddress, AcceptedRecipient>;
+  /** Sessions now inside DATA. */
+  inData: Set<string>;
+  /** Sends a last reply outside the hook flow and closes the connection, so that nothing the
+   *  client pipelined after it is read as a command (a DATA deadline, a smuggling attempt). */
+  replyAndClose(session: SMTPServerSession, code: number, text: string): void;
+}

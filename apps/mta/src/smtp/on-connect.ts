@@ -1,0 +1,25 @@
+// CONNECT: smtp-server enforces MAIL_MTA_MAX_CLIENTS before this hook (421 to the extra client).
+import type { SMTPServerSession } from 'smtp-server';
+import type { EdgeContext } from './edge-context.ts';
+import { shuttingDown } from './replies.ts';
+
+export function onConnect(context: EdgeContext) {
+  return (session: SMTPServerSession, callback: (error?: Error | null) => void): void => {
+    if (context.isStopping()) {
+      callback(shuttingDown());
+      return;
+    }
+    context.metrics.connections.inc();
+    context.metrics.activeConnections.inc();
+    context.logger.debug({ session: session.id, client: session.remoteAddress }, 'connection opened');
+    callback();
+  };
+}
+
+export function onClose(context: EdgeContext) {
+  return (session: SMTPServerSession): void => {
+    context.inData.delete(session.id);
+    context.metrics.activeConnections.dec();
+    context.logger.debug({ session: session.id }, 'connection closed');
+  };
+}

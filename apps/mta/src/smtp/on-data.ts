@@ -1,0 +1,124 @@
+// DATA: stream the message through the collector (size cap on the bytes, bare CR/LF refused),
+// parse the header facts, prepend the trace header, and commit message + payload + deliveries in
+// one transaction before answering "250 2.0.0 queued as <id>". The whole DATA phase has a deadline
+// (MAIL_MTA_DATA_TIMEOUT) against senders that trickle a byte at a time to stay under the idle timeout.
+import { pipeline } from 'node:stream/promises';
+import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
+import { MessageCollector } from '../data/message-collector.ts';
+import { parseHeaderFacts } from '../data/parse-headers.ts';
+import { receivedHeader } from '../data/received-header.ts';
+import type { EdgeContext } from './edge-context.ts';
+import { asReply, bareLineEnding, connectionLost, dataTimeout, type EdgeReply, messageTooLarge, storageFailed } from './replies.ts';
+
+type DataCallback = (error?: Error | null, message?: string) => void;
+
+/** The distinct targets of the accepted recipients, in first-seen order: one delivery each, so a
+ *  person on two of the lists addressed gets one copy. */
+export function expandTargets(targetsPerRecipient: readonly (readonly string[])[]): string[] {
+  const seen = new Set<string>();
+  for (const targets of targetsPerRecipient) for (const target of targets) seen.add(target);
+  return [...seen];
+}
+
+async function receive(context: EdgeContext, stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
+  const collector = new MessageCollector(context.limits.maxMessageSize);
+  try {
+    await pipeline(stream, collector);
+  } catch (error) {
+    throw connectionLost(error);
+  }
+  const received = collector.result();
+  if (received.oversize) throw messageTooLarge(context.limits.maxMessageSize);
+  if (received.bareLineEnding) throw bareLineEnding();
+
+  const accepted = session.envelope.rcptTo.map((entry) => context.recipients.get(entry));
+  if (accepted.some((recipient) => recipient === undefined)) {
+    // Every envelope entry went through onRcptTo; a missing one is a bug, and 451 is the safe answer.
+    throw storageFailed(new Error('a recipient of the envelope has no recorded lookup'));
+  }
+  const recipients = accepted as NonNullable<(typeof accepted)[number]>[];
+  const envelopeTo = recipients.map((recipient) => recipient.address.address);
+  const targets = expandTargets(recipients.map((recipient) => recipient.targets));
+  const facts = await parseHeaderFacts(received.raw);
+  const smtpUtf8 = session.envelope.smtpUtf8 === true;
+  const queueId = session.id;
+  const trace = receivedHeader({
+    helo: session.hostNameAppearsAs || null,
+    clientAddress: session.remoteAddress,
+    edgeHostname: context.limits.hostname,
+    esmtp: session.openingCommand === 'EHLO',
+    tls: session.secure,
+    smtpUtf8,
+    queueId,
+    recipients: envelopeTo,
+    date: new Date(),
+  });
+  const started = performance.now();
+  try {
+    const stored = await context.accept({
+      envelopeFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+      envelopeTo,
+      targets,
+      clientAddress: session.remoteAddress || null,
+      clientHostname: session.clientHostname || null,
+      helo: session.hostNameAppearsAs || null,
+      smtpUtf8,
+      messageIdHeader: facts.messageId,
+      subject: facts.subject,
+      fromHeader: facts.from,
+      sizeBytes: received.size,
+      raw: Buffer.concat([trace, received.raw]),
+    });
+    context.metrics.acceptDuration.observe({ outcome: 'committed' }, performance.now() - started);
+    context.metrics.messagesAccepted.inc();
+    context.metrics.bytesAccepted.inc(received.size);
+    context.metrics.deliveriesCreated.inc(stored.deliveryIds.length);
+    context.logger.info(
+      { session: session.id, message: stored.messageId, bytes: received.size, deliveries: stored.deliveryIds.length },
+      'message accepted',
+    );
+    return stored.messageId;
+  } catch (error) {
+    context.metrics.acceptDuration.observe({ outcome: 'failed' }, performance.now() - started);
+    throw storageFailed(error);
+  }
+}
+
+export function onData(context: EdgeContext) {
+  return (stream: SMTPServerDataStream, session: SMTPServerSession, callback: DataCallback): void => {
+    context.inData.add(session.id);
+    let answered = false;
+    const answer = (error: EdgeReply | null, messageId?: string) => {
+      if (answered) return;
+      answered = true;
+      clearTimeout(deadline);
+      context.inData.delete(session.id);
+      if (error) {
+        context.metrics.rejections.inc({ stage: 'data', reason: error.reason });
+        const level = error.isPermanent ? 'info' : 'warn';
+        context.logger[level]({ session: session.id, reply: error.reply, err: error.cause }, 'message refused');
+        callback(error);
+      } else {
+        callback(null, `2.0.0 queued as ${messageId}`);
+      }
+    };
+    const deadline = setTimeout(() => {
+      // 421 closes the connection; the half-received message is dropped, nothing was stored.
+      const reply = dataTimeout(context.limits.dataTimeoutMs);
+      context.replyAndClose(session, reply.responseCode, reply.message);
+      stream.destroy();
+      answer(reply);
+    }, context.limits.dataTimeoutMs);
+    deadline.unref();
+    receive(context, stream, session).then(
+      (messageId) => answer(null, messageId),
+      (error: unknown) => {
+        const reply = asReply(error, storageFailed);
+        // After a smuggling attempt, whatever the client pipelined behind the refused message is
+        // not trusted as commands: reply and disconnect, as Postfix does for a bare newline.
+        if (reply.reason === 'bare_line_ending') context.replyAndClose(session, reply.responseCode, reply.message);
+        answer(reply);
+      },
+    );
+  };
+}

@@ -1,0 +1,93 @@
+// Every reply the edge chooses itself, in one place, each with its reason. smtp-server sends the
+// responseCode and the message of an error it is given; an error WITHOUT a responseCode becomes a
+// 550 there, which is exactly the wrong answer when we are merely unsure (seed 000). So every hook
+// passes one of these, and anything unexpected is turned into lookupFailed() by asReply().
+import { SmtpReplyError } from '@postern/shared';
+
+/** The label a reply is counted under in the metrics. */
+export type ReplyReason =
+  | 'accepted'
+  | 'unknown_recipient'
+  | 'lookup_failed'
+  | 'relay_denied'
+  | 'too_many_recipients'
+  | 'bad_address'
+  | 'smtputf8_required'
+  | 'rate_limited'
+  | 'shutting_down'
+  | 'message_too_large'
+  | 'bare_line_ending'
+  | 'storage_failed'
+  | 'data_timeout'
+  | 'connection_lost';
+
+export class EdgeReply extends SmtpReplyError {
+  readonly reason: ReplyReason;
+  constructor(responseCode: number, enhancedCode: string, text: string, reason: ReplyReason, cause?: unknown) {
+    super(responseCode, enhancedCode, text, { cause });
+    this.reason = reason;
+  }
+}
+
+// 550 5.1.1: only when the live lookup succeeded and found nothing (RFC 3463 X.1.1).
+export const unknownRecipient = (address: string) =>
+  new EdgeReply(550, '5.1.1', `<${address}>: recipient address rejected: no such mailbox here`, 'unknown_recipient');
+
+// 451 4.3.0: the lookup failed or ran out of time — never 5xx when unsure (RFC 3463 X.3.0).
+export const lookupFailed = (cause?: unknown) =>
+  new EdgeReply(451, '4.3.0', 'Temporary recipient lookup failure, try again later', 'lookup_failed', cause);
+
+// 554 5.7.1: not a domain of ours; we are no open relay (RFC 5321 3.6.2, RFC 3463 X.7.1).
+export const relayDenied = (address: string) =>
+  new EdgeReply(554, '5.7.1', `<${address}>: relay access denied`, 'relay_denied');
+
+// 452 4.5.3: past the limit; the client sends the rest in another transaction (RFC 5321 4.5.3.1.10).
+export const tooManyRecipients = (limit: number) =>
+  new EdgeReply(452, '4.5.3', `Too many recipients (at most ${limit} per message)`, 'too_many_recipients');
+
+// 501 5.1.3: syntactically unusable address (RFC 3463 X.1.3).
+export const badAddress = (address: string, detail: string) =>
+  new EdgeReply(501, '5.1.3', `<${address}>: bad address syntax (${detail})`, 'bad_address');
+
+// 553 5.6.7: a non-ASCII local part needs SMTPUTF8 declared on MAIL FROM (RFC 6531 3.5).
+export const smtpUtf8Required = (address: string) =>
+  new EdgeReply(553, '5.6.7', `<${address}>: non-ASCII address without SMTPUTF8`, 'smtputf8_required');
+
+// 451 4.7.1: too many messages from this client address; later is fine (RFC 3463 X.7.1).
+export const rateLimited = (limitPerMinute: number) =>
+  new EdgeReply(451, '4.7.1', `Too many messages from your address (limit ${limitPerMinute}/min), try again later`, 'rate_limited');
+
+// 421 4.3.2: the edge is stopping; smtp-server closes the connection after a 421 (RFC 5321 3.8).
+export const shuttingDown = () => new EdgeReply(421, '4.3.2', 'Service shutting down, try again later', 'shutting_down');
+
+// 552 5.3.4: larger than MAIL_MTA_MAX_MESSAGE_SIZE, counted on the bytes received (RFC 3463 X.3.4).
+export const messageTooLarge = (limit: number) =>
+  new EdgeReply(552, '5.3.4', `Message exceeds the maximum size of ${limit} bytes`, 'message_too_large');
+
+// 554 5.6.0: a bare CR or LF in DATA — the SMTP smuggling vectors. Only <CR><LF>.<CR><LF> ends a
+// message and only CRLF ends a line; anything else is refused rather than guessed at.
+export const bareLineEnding = () =>
+  new EdgeReply(
+    554,
+    '5.6.0',
+    'Message refused: bare CR or LF in DATA; lines must end with CRLF (SMTP smuggling protection)',
+    'bare_line_ending',
+  );
+
+// 451 4.3.0: the commit failed; nothing was stored, the sender keeps the message and retries.
+export const storageFailed = (cause?: unknown) =>
+  new EdgeReply(451, '4.3.0', 'Temporary failure storing the message, try again later', 'storage_failed', cause);
+
+// 421 4.4.2: the whole DATA phase took longer than MAIL_MTA_DATA_TIMEOUT (a trickling sender).
+export const dataTimeout = (limitMs: number) =>
+  new EdgeReply(421, '4.4.2', `DATA not completed within ${Math.round(limitMs / 1000)} s, closing connection`, 'data_timeout');
+
+// 451 4.4.2: the client went away (or the stream broke) before the final dot; nothing was stored.
+export const connectionLost = (cause?: unknown) =>
+  new EdgeReply(451, '4.4.2', 'Connection lost during DATA, nothing was stored', 'connection_lost', cause);
+
+/** Any error as a reply a sender may see: our own as they are, everything else as 451 4.3.0. */
+export function asReply(error: unknown, fallback: (cause: unknown) => EdgeReply = lookupFailed): EdgeReply {
+  if (error instanceof EdgeReply) return error;
+  return fallback(error);
+}

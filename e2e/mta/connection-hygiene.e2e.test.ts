@@ -1,0 +1,109 @@
+// Connection hygiene against misbehaving clients: a sender trickling DATA past the whole-DATA
+// deadline, one client sending too many messages, too many clients at once, and a graceful stop
+// that lets a transaction under way finish.
+import { createAlias, createDomain } from '@postern/shared';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Edge } from '../../apps/mta/src/edge.ts';
+import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
+import { openSession, startTestEdge } from './helpers/edge.ts';
+import { SmtpTestClient, sendMail, simpleMessage } from './helpers/smtp-client.ts';
+
+let db: TestDatabase;
+const edges: Edge[] = [];
+
+async function edgeWith(env: Record<string, string>): Promise<Edge> {
+  const edge = await startTestEdge(db.dsn, env);
+  edges.push(edge);
+  return edge;
+}
+
+beforeAll(async () => {
+  db = await createTestDatabase('mta-hygiene');
+  await createDomain(db.pool, 'postern.test');
+  await createAlias(db.pool, { domain: 'postern.test', localPart: 'one', kind: 'forward', targets: ['one@inbox.test'] });
+});
+
+afterAll(async () => {
+  await Promise.all(edges.map((edge) => edge.stop()));
+  await db?.drop();
+});
+
+describe('connection hygiene', () => {
+  it('a slow sender trickling DATA is cut at the whole-DATA deadline with 421 4.4.2, nothing stored', async () => {
+    const edge = await edgeWith({ MAIL_MTA_DATA_TIMEOUT: '1s', MAIL_MTA_IDLE_TIMEOUT: '30s' });
+    const client = await openSession(edge);
+    expect((await client.command('MAIL FROM:<slow@outside.test>')).code).toBe(250);
+    expect((await client.command('RCPT TO:<one@postern.test>')).code).toBe(250);
+    expect((await client.command('DATA')).code).toBe(354);
+    // One byte every 50 ms keeps the idle timeout happy forever; the DATA deadline does not care.
+    const trickle = setInterval(() => {
+      if (!client.isClosed) client.socket.write('x');
+    }, 50);
+    try {
+      const reply = await client.readReply(15_000);
+      expect(reply.raw).toBe('421 4.4.2 DATA not completed within 1 s, closing connection');
+      await client.closed;
+    } finally {
+      clearInterval(trickle);
+    }
+    const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM mail.messages WHERE envelope_from = 'slow@outside.test'");
+    expect(rows[0].n).toBe(0);
+  });
+
+  it('limits messages per client IP: past the limit MAIL FROM gets 451 4.7.1', async () => {
+    const edge = await edgeWith({ MAIL_MTA_RATE_LIMIT_PER_MINUTE: '3' });
+    const client = await openSession(edge);
+    const replies = [];
+    for (let i = 0; i < 4; i++) {
+      replies.push(await client.command('MAIL FROM:<busy@outside.test>'));
+      await client.command('RSET');
+    }
+    expect(replies.map((reply) => reply.code)).toEqual([250, 250, 250, 451]);
+    expect(replies[3]?.raw).toBe('451 4.7.1 Too many messages from your address (limit 3/min), try again later');
+    await client.quit();
+  });
+
+  it('refuses clients past MAIL_MTA_MAX_CLIENTS with 421', async () => {
+    const edge = await edgeWith({ MAIL_MTA_MAX_CLIENTS: '2' });
+    const first = await openSession(edge);
+    const second = await openSession(edge);
+    const { client: third, greeting } = await SmtpTestClient.connect(edge.smtp.port);
+    expect(greeting.code).toBe(421);
+    await third.closed;
+    await first.quit();
+    await waitFor('a slot to free up', async () => {
+      const { client, greeting: next } = await SmtpTestClient.connect(edge.smtp.port);
+      client.close();
+      return next.code;
+    }, (code) => code === 220);
+    await second.quit();
+  });
+
+  it('stops gracefully: idle sessions get 421, a transaction under way finishes with 250, then the listener is gone', async () => {
+    const edge = await startTestEdge(db.dsn);
+    const idle = await openSession(edge);
+    const busy = await openSession(edge);
+    expect((await busy.command('MAIL FROM:<late@outside.test>')).code).toBe(250);
+    expect((await busy.command('RCPT TO:<one@postern.test>')).code).toBe(250);
+    const stopped = edge.stop();
+    expect((await idle.readReply()).raw).toBe('421 4.3.2 Service shutting down, try again later');
+    expect((await busy.command('DATA')).code).toBe(354);
+    await busy.write('Subject: finishing\r\n\r\nlast words\r\n.\r\n');
+    expect((await busy.readReply()).raw).toMatch(/^250 2\.0\.0 queued as /);
+    // The next transaction is refused, and the stop completes.
+    expect((await busy.command('MAIL FROM:<late@outside.test>')).raw).toBe('421 4.3.2 Service shutting down, try again later');
+    await stopped;
+    await expect(SmtpTestClient.connect(edge.smtp.port)).rejects.toThrow(/ECONNREFUSED/);
+  });
+});
+
+describe('STARTTLS', () => {
+  it('is not offered without a certificate, and the command is refused', async () => {
+    const edge = await edgeWith({});
+    const client = await openSession(edge);
+    expect((await client.command('STARTTLS')).code).toBeGreaterThanOrEqual(500);
+    const result = await sendMail(client, { from: 'a@outside.test', to: ['one@postern.test'], message: simpleMessage('plain') });
+    expect(result.final?.code).toBe(250);
+    await client.quit();
+  });
+});

@@ -1,0 +1,42 @@
+// Edge instances for the tests, in-process, on ports the OS picks (two in one test is easy).
+import { createLogger, loadConfig, type PosternConfig } from '@postern/shared';
+import { type Edge, startEdge } from '../../../apps/mta/src/edge.ts';
+import { SmtpTestClient } from './smtp-client.ts';
+
+export const TEST_HOSTNAME = 'mx.postern.test';
+
+export function edgeConfig(dsn: string, env: Record<string, string> = {}): PosternConfig {
+  return loadConfig(
+    {
+      MAIL_POSTGRES_PRIMARY_DSN: dsn,
+      MAIL_SMTP_LISTEN_ADDR: '127.0.0.1:0',
+      MAIL_MTA_HTTP_ADDR: '127.0.0.1:0',
+      MAIL_MTA_HOSTNAME: TEST_HOSTNAME,
+      MAIL_LOG_LEVEL: process.env.POSTERN_E2E_LOG_LEVEL ?? 'silent',
+      MAIL_POSTGRES_POOL_MAX: '4',
+      MAIL_SHUTDOWN_TIMEOUT: '5s',
+      ...env,
+    },
+    'mta',
+  );
+}
+
+export async function startTestEdge(dsn: string, env: Record<string, string> = {}): Promise<Edge> {
+  const config = edgeConfig(dsn, env);
+  return startEdge(config, { logger: createLogger('mta-e2e', config.logLevel) });
+}
+
+/** Connected and greeted with EHLO, ready for MAIL FROM. */
+export async function openSession(edge: Edge, helo = 'client.outside.test'): Promise<SmtpTestClient> {
+  const { client, greeting } = await SmtpTestClient.connect(edge.smtp.port);
+  if (greeting.code !== 220) throw new Error(`unexpected greeting ${greeting.raw}`);
+  const ehlo = await client.command(`EHLO ${helo}`);
+  if (ehlo.code !== 250) throw new Error(`EHLO refused: ${ehlo.raw}`);
+  return client;
+}
+
+export async function metricsText(edge: Edge): Promise<string> {
+  if (!edge.http) throw new Error('edge started without HTTP');
+  const response = await fetch(`http://${edge.http.host}:${edge.http.port}/metrics`);
+  return response.text();
+}

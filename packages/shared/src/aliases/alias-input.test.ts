@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest';
+import { aliasDomain, aliasKind, aliasLocalPart, aliasTargets } from './alias-input.ts';
+import { AliasInputError } from './errors.ts';
+
+describe('alias input: one normal form for writes and lookups', () => {
+  it('stores domains in ASCII lower case, IDNs as punycode', () => {
+    expect(aliasDomain('Example.COM.')).toBe('example.com');
+    expect(aliasDomain('bücher.example')).toBe('xn--bcher-kva.example');
+    expect(aliasDomain('XN--BCHER-KVA.example')).toBe('xn--bcher-kva.example');
+  });
+
+  it('lower-cases local parts and keeps null as the catch-all', () => {
+    expect(aliasLocalPart('Sales.Team')).toBe('sales.team');
+    expect(aliasLocalPart(null)).toBeNull();
+  });
+
+  it('normalises and de-duplicates targets, keeping at least one', () => {
+    expect(aliasTargets(['A@Example.com', 'a@example.COM', 'b@bücher.example'])).toEqual([
+      'a@example.com',
+      'b@xn--bcher-kva.example',
+    ]);
+    expect(() => aliasTargets([])).toThrow(AliasInputError);
+  });
+
+  it('refuses what can never be stored, with the reason', () => {
+    expect(() => aliasDomain('[127.0.0.1]')).toThrow(/domain: .*address literals/);
+    expect(() => aliasLocalPart('a..b')).toThrow(AliasInputError);
+    expect(() => aliasTargets(['no-at-sign'])).toThrow(/target: .*local-part@domain/);
+    expect(() => aliasKind('bounce')).toThrow(/forward, list/);
+    expect(aliasKind('list')).toBe('list');
+  });
+});

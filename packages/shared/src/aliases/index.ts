@@ -1,0 +1,17 @@
+export { ALIAS_KINDS, type AliasKind, aliasDomain, aliasKind, aliasLocalPart, aliasTargets, isAliasKind } from './alias-input.ts';
+export { AliasConflictError, AliasInputError, DomainNotFoundError } from './errors.ts';
+export {
+  type Alias,
+  type AliasRef,
+  type CreateAliasInput,
+  createAlias,
+  createDomain,
+  type Domain,
+  deleteAlias,
+  deleteDomain,
+  getAlias,
+  setAliasEnabled,
+  setAliasTargets,
+  setDomainEnabled,
+} from './manage-aliases.ts';
+export { type Queryable, type RecipientResolution, resolveRecipient } from './resolve-recipient.ts';

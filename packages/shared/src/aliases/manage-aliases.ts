@@ -1,0 +1,165 @@
+// Creating, enabling and deleting domains and aliases: the one implementation the GraphQL API, the
+// tools and the tests all call. Each change is a single SQL statement, so it is atomic without a
+// transaction of its own and may equally run on a pool or inside a caller's transaction. Triggers
+// announce every change (NOTIFY mail_alias_changed); nothing here has to remember to.
+import type { Queryable } from './resolve-recipient.ts';
+import { type AliasKind, aliasDomain, aliasKind, aliasLocalPart, aliasTargets } from './alias-input.ts';
+import { AliasConflictError, DomainNotFoundError, isUniqueViolation } from './errors.ts';
+
+export interface Domain {
+  id: string;
+  name: string;
+  enabled: boolean;
+}
+
+export interface Alias {
+  id: string;
+  domain: string;
+  /** null: the domain's catch-all. */
+  localPart: string | null;
+  kind: AliasKind;
+  enabled: boolean;
+  description: string | null;
+  targets: string[];
+}
+
+/** An alias by id, or by its address (localPart null: the catch-all). */
+export type AliasRef = { id: string } | { domain: string; localPart: string | null };
+
+export interface CreateAliasInput {
+  domain: string;
+  localPart: string | null;
+  kind: AliasKind | string;
+  targets: readonly string[];
+  enabled?: boolean;
+  description?: string | null;
+}
+
+export async function createDomain(db: Queryable, name: string, options: { enabled?: boolean } = {}): Promise<Domain> {
+  const domain = aliasDomain(name);
+  try {
+    const result = await db.query<Domain>(
+      'INSERT INTO mail.domains (name, enabled) VALUES ($1, $2) RETURNING id::text AS id, name, enabled',
+      [domain, options.enabled ?? true],
+    );
+    return result.rows[0] as Domain;
+  } catch (error) {
+    if (isUniqueViolation(error)) throw new AliasConflictError(`domain ${domain} already exists`, { cause: error });
+    throw error;
+  }
+}
+
+export async function setDomainEnabled(db: Queryable, name: string, enabled: boolean): Promise<Domain> {
+  const domain = aliasDomain(name);
+  const result = await db.query<Domain>(
+    `UPDATE mail.domains SET enabled = $2, updated_at = now() WHERE name = $1
+     RETURNING id::text AS id, name, enabled`,
+    [domain, enabled],
+  );
+  const row = result.rows[0];
+  if (!row) throw new DomainNotFoundError(domain);
+  return row;
+}
+
+/** Deletes the domain and, by cascade, its aliases. False when there was no such domain. */
+export async function deleteDomain(db: Queryable, name: string): Promise<boolean> {
+  const result = await db.query('DELETE FROM mail.domains WHERE name = $1', [aliasDomain(name)]);
+  return (result.rowCount ?? 0) > 0;
+}
+
+// The alias and its targets in one statement: no reader can ever see the alias without them.
+const CREATE_ALIAS_SQL = `
+WITH d AS (SELECT id, name FROM mail.domains WHERE name = $1),
+     a AS (INSERT INTO mail.aliases (domain_id, local_part, kind, enabled, description)
+           SELECT d.id, $2, $3, $4, $5 FROM d
+           RETURNING id, local_part, kind, enabled, description),
+     t AS (INSERT INTO mail.alias_targets (alias_id, address)
+           SELECT a.id, target FROM a, unnest($6::text[]) AS target)
+SELECT a.id::text AS id, d.name AS domain, a.local_part AS "localPart", a.kind, a.enabled, a.description
+  FROM a, d`;
+
+export async function createAlias(db: Queryable, input: CreateAliasInput): Promise<Alias> {
+  const domain = aliasDomain(input.domain);
+  const localPart = aliasLocalPart(input.localPart);
+  const kind = aliasKind(input.kind);
+  const targets = aliasTargets(input.targets);
+  try {
+    const result = await db.query<Omit<Alias, 'targets'>>(CREATE_ALIAS_SQL, [
+      domain,
+      localPart,
+      kind,
+      input.enabled ?? true,
+      input.description ?? null,
+      targets,
+    ]);
+    const row = result.rows[0];
+    if (!row) throw new DomainNotFoundError(domain);
+    return { ...row, targets: [...targets].sort() };
+  } catch (error) {
+    if (isUniqueViolation(error)) {
+      const what = localPart === null ? `a catch-all for ${domain}` : `${localPart}@${domain}`;
+      throw new AliasConflictError(`${what} already exists`, { cause: error });
+    }
+    throw error;
+  }
+}
+
+/** The WHERE clause and its parameters for an AliasRef; parameters start at $1. */
+function whereAlias(ref: AliasRef): { sql: string; values: unknown[] } {
+  if ('id' in ref) return { sql: 'al.id = $1::bigint', values: [ref.id] };
+  const domain = aliasDomain(ref.domain);
+  const localPart = aliasLocalPart(ref.localPart);
+  return {
+    sql: 'al.domain_id = (SELECT id FROM mail.domains WHERE name = $1) AND al.local_part IS NOT DISTINCT FROM $2',
+    values: [domain, localPart],
+  };
+}
+
+const SELECT_ALIAS = `al.id::text AS id,
+       (SELECT name FROM mail.domains WHERE id = al.domain_id) AS domain,
+       al.local_part AS "localPart", al.kind, al.enabled, al.description,
+       ARRAY(SELECT address FROM mail.alias_targets WHERE alias_id = al.id ORDER BY address) AS targets`;
+
+export async function getAlias(db: Queryable, ref: AliasRef): Promise<Alias | null> {
+  const where = whereAlias(ref);
+  const result = await db.query<Alias>(`SELECT ${SELECT_ALIAS} FROM mail.aliases al WHERE ${where.sql}`, where.values);
+  return result.rows[0] ?? null;
+}
+
+/** Enables or disables an alias; the edge refuses a disabled one on the very next RCPT. Null: no such alias. */
+export async function setAliasEnabled(db: Queryable, ref: AliasRef, enabled: boolean): Promise<Alias | null> {
+  const where = whereAlias(ref);
+  const enabledParam = `$${where.values.length + 1}`;
+  const result = await db.query<Alias>(
+    `UPDATE mail.aliases al SET enabled = ${enabledParam}, updated_at = now() WHERE ${where.sql} RETURNING ${SELECT_ALIAS}`,
+    [...where.values, enabled],
+  );
+  return result.rows[0] ?? null;
+}
+
+/** Replaces the targets (forward) or members (list) of an alias in one statement. Null: no such alias. */
+export async function setAliasTargets(db: Queryable, ref: AliasRef, targets: readonly string[]): Promise<Alias | null> {
+  const normalized = aliasTargets(targets);
+  const where = whereAlias(ref);
+  const targetsParam = `$${where.values.length + 1}`;
+  const result = await db.query<{ id: string }>(
+    `WITH al AS (SELECT al.id FROM mail.aliases al WHERE ${where.sql}),
+          gone AS (DELETE FROM mail.alias_targets t USING al
+                    WHERE t.alias_id = al.id AND NOT (t.address = ANY (${targetsParam}::text[]))),
+          added AS (INSERT INTO mail.alias_targets (alias_id, address)
+                    SELECT al.id, target FROM al, unnest(${targetsParam}::text[]) AS target
+                    ON CONFLICT (alias_id, address) DO NOTHING)
+     UPDATE mail.aliases a SET updated_at = now() FROM al WHERE a.id = al.id RETURNING a.id::text AS id`,
+    [...where.values, normalized],
+  );
+  const row = result.rows[0];
+  if (!row) return null;
+  return { ...((await getAlias(db, { id: row.id })) as Alias), targets: [...normalized].sort() };
+}
+
+/** Deletes an alias and its targets. False when there was no such alias. */
+export async function deleteAlias(db: Queryable, ref: AliasRef): Promise<boolean> {
+  const where = whereAlias(ref);
+  const result = await db.query(`DELETE FROM mail.aliases al WHERE ${where.sql}`, where.values);
+  return (result.rowCount ?? 0) > 0;
+}

@@ -1,0 +1,35 @@
+export { InvalidAddressError, type NormalizedAddress, needsSmtpUtf8, normalizeAddress, normalizeDomain, normalizeLocalPart } from './addresses/normalize-address.ts';
+export { type Env, envSchema } from './config/env-schema.ts';
+export { type AppName, loadConfig, type PosternConfig, unknownMailVariables } from './config/load-config.ts';
+export { type ListenAddress, parseByteSize, parseDuration, parseListenAddress } from './config/parse-values.ts';
+export { MIGRATIONS_DIR, type MigrateOptions, type MigrationResult, runMigrations } from './db/migrate.ts';
+export { createPool, type Pool, type PoolClient, type PoolOptions, pingDatabase, withTransaction } from './db/pool.ts';
+export { ConfigError } from './errors/config-error.ts';
+export { SmtpReplyError, temporaryFailure } from './errors/smtp-reply-error.ts';
+export { evaluateReadiness, type OpsServer, type ReadinessCheck, type RouteHandler, sendJson, startOpsServer } from './http/ops-server.ts';
+export { createLogger, type Logger } from './logging/logger.ts';
+export { createMetricsRegistry, prometheus, type Registry } from './metrics/registry.ts';
+export { createRedisConnections, type Redis, type RedisConnections } from './redis/create-redis.ts';
+export { type RunningService, type RunServiceOptions, runService } from './process/run-service.ts';
+export {
+  ALIAS_KINDS,
+  type Alias,
+  AliasConflictError,
+  AliasInputError,
+  type AliasKind,
+  type AliasRef,
+  type CreateAliasInput,
+  createAlias,
+  createDomain,
+  type Domain,
+  DomainNotFoundError,
+  deleteAlias,
+  deleteDomain,
+  getAlias,
+  type Queryable,
+  type RecipientResolution,
+  resolveRecipient,
+  setAliasEnabled,
+  setAliasTargets,
+  setDomainEnabled,
+} from './aliases/index.ts';
