@@ -1,7 +1,7 @@
 export { InvalidAddressError, type NormalizedAddress, needsSmtpUtf8, normalizeAddress, normalizeDomain, normalizeLocalPart } from './addresses/normalize-address.ts';
 export { type Env, envSchema } from './config/env-schema.ts';
 export { type AppName, loadConfig, type PosternConfig, unknownMailVariables } from './config/load-config.ts';
-export { type ListenAddress, parseByteSize, parseDuration, parseListenAddress } from './config/parse-values.ts';
+export { type ListenAddress, parseByteSize, parseDuration, parseDurationList, parseListenAddress } from './config/parse-values.ts';
 export { MIGRATIONS_DIR, type MigrateOptions, type MigrationResult, runMigrations } from './db/migrate.ts';
 export { createPool, type Pool, type PoolClient, type PoolOptions, pingDatabase, withTransaction } from './db/pool.ts';
 export { ConfigError } from './errors/config-error.ts';
@@ -33,3 +33,5 @@ export {
   setAliasTargets,
   setDomainEnabled,
 } from './aliases/index.ts';
+export * from './intake/index.ts';
+export * from './templates/index.ts';

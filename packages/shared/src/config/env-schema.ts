@@ -6,6 +6,7 @@ import {
   type Parsed,
   parseByteSize,
   parseDuration,
+  parseDurationList,
   parseListenAddress,
   parsePositiveInteger,
 } from './parse-values.ts';
@@ -58,6 +59,22 @@ export const envSchema = z.object({
   // Engine tuning.
   MAIL_ATTEMPT_WORKER_CONCURRENCY: count('8', 1000),
   MAIL_SHUTDOWN_TIMEOUT: duration('30s'),
+  // Delivery engine (apps/core). The retry ladder is fixed (docs/core.md); the override exists so
+  // tests and staging can shorten it: a comma-separated list of waits, e.g. "1s,2s".
+  MAIL_RETRY_LADDER: parsedBy(parseDurationList).optional(),
+  // A claimed delivery is leased for this long; an engine that dies leaves it claimable after it.
+  MAIL_LEASE_DURATION: duration('5m'),
+  MAIL_CLAIM_BATCH_SIZE: count('32', 10_000),
+  // Fallback when no NOTIFY arrives (the listener connection is down, or a notify was missed).
+  MAIL_SCHEDULER_POLL_INTERVAL: duration('1s'),
+  MAIL_HEARTBEAT_INTERVAL: duration('5s'),
+  // A loop whose heartbeat is older than this while work is due is restarted (seed 004).
+  MAIL_WATCHDOG_STALL_THRESHOLD: duration('2m'),
+  // Stream entries pending this long with a consumer are taken over (XAUTOCLAIM).
+  MAIL_STREAM_RECLAIM_IDLE: duration('2m'),
+  // Payloads and attempts older than this are purged, in small batches.
+  MAIL_RETENTION_AGE: duration('720h'),
+  MAIL_RETENTION_INTERVAL: duration('1m'),
 
   // Listeners.
   MAIL_INTERNAL_HTTP_ADDR: listenAddress('127.0.0.1:4001'),

@@ -24,7 +24,20 @@ export interface PosternConfig {
     from: string;
     timeoutMs: number;
   };
-  engine: { attemptWorkerConcurrency: number; shutdownTimeoutMs: number };
+  engine: {
+    attemptWorkerConcurrency: number;
+    shutdownTimeoutMs: number;
+    /** Waits between attempts; null means the built-in ladder (apps/core retry-ladder.ts). */
+    retryLadderMs: number[] | null;
+    leaseDurationMs: number;
+    claimBatchSize: number;
+    pollIntervalMs: number;
+    heartbeatIntervalMs: number;
+    watchdogStallThresholdMs: number;
+    streamReclaimIdleMs: number;
+    retentionAgeMs: number;
+    retentionIntervalMs: number;
+  };
   http: { internal: ListenAddress; mta: ListenAddress; api: ListenAddress };
   mta: {
     listen: ListenAddress;
@@ -53,6 +66,13 @@ function crossFieldProblems(env: Env, app: AppName): string[] {
   }
   if (Boolean(env.MAIL_MTA_TLS_CERT) !== Boolean(env.MAIL_MTA_TLS_KEY)) {
     problems.push('MAIL_MTA_TLS_CERT / MAIL_MTA_TLS_KEY: set both (PEM files) or neither');
+  }
+  if (app === 'core' && env.MAIL_LEASE_DURATION <= env.MAIL_SMTP_TIMEOUT) {
+    // A lease shorter than one send would let a second engine start the same delivery mid-send.
+    problems.push('MAIL_LEASE_DURATION: must be longer than MAIL_SMTP_TIMEOUT');
+  }
+  if (app === 'core' && env.MAIL_WATCHDOG_STALL_THRESHOLD <= env.MAIL_SMTP_TIMEOUT) {
+    problems.push('MAIL_WATCHDOG_STALL_THRESHOLD: must be longer than MAIL_SMTP_TIMEOUT (a send may legitimately take that long)');
   }
   if (env.MAIL_REDIS_PASSWORD && !env.MAIL_REDIS_MASTER_ADDR) {
     problems.push('MAIL_REDIS_PASSWORD: set without MAIL_REDIS_MASTER_ADDR');
@@ -107,6 +127,15 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
     engine: {
       attemptWorkerConcurrency: env.MAIL_ATTEMPT_WORKER_CONCURRENCY,
       shutdownTimeoutMs: env.MAIL_SHUTDOWN_TIMEOUT,
+      retryLadderMs: env.MAIL_RETRY_LADDER ?? null,
+      leaseDurationMs: env.MAIL_LEASE_DURATION,
+      claimBatchSize: env.MAIL_CLAIM_BATCH_SIZE,
+      pollIntervalMs: env.MAIL_SCHEDULER_POLL_INTERVAL,
+      heartbeatIntervalMs: env.MAIL_HEARTBEAT_INTERVAL,
+      watchdogStallThresholdMs: env.MAIL_WATCHDOG_STALL_THRESHOLD,
+      streamReclaimIdleMs: env.MAIL_STREAM_RECLAIM_IDLE,
+      retentionAgeMs: env.MAIL_RETENTION_AGE,
+      retentionIntervalMs: env.MAIL_RETENTION_INTERVAL,
     },
     http: { internal: env.MAIL_INTERNAL_HTTP_ADDR, mta: env.MAIL_MTA_HTTP_ADDR, api: env.MAIL_API_HTTP_ADDR },
     mta: {

@@ -26,6 +26,17 @@ export function parseDuration(text: string): Parsed<number> {
   return { ok: true, value: Math.round(total) };
 }
 
+/** "1m,5m,10m": a list of durations (the retry ladder override). */
+export function parseDurationList(text: string): Parsed<number[]> {
+  const values: number[] = [];
+  for (const part of text.split(',')) {
+    const parsed = parseDuration(part);
+    if (!parsed.ok) return parsed;
+    values.push(parsed.value);
+  }
+  return { ok: true, value: values };
+}
+
 /** "host:port", "[::1]:port" or ":port" (all interfaces). */
 export function parseListenAddress(text: string): Parsed<ListenAddress> {
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]*)):(\d{1,5})$/.exec(text.trim());

@@ -1,0 +1,49 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadTemplateCatalog } from '@postern/shared';
+import { describe, expect, it } from 'vitest';
+import { buildBounce, headerBlock } from './bounce.ts';
+
+const catalog = loadTemplateCatalog(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../templates'));
+const original = Buffer.from('Received: from a by b\r\nSubject: Quarterly\r\n report\r\nFrom: a@outside.test\r\n\r\nbody text\r\n');
+
+describe('buildBounce (RFC 3464)', () => {
+  it('is a multipart/report with a delivery-status part and the original headers only', () => {
+    const bounce = buildBounce({
+      catalog,
+      reportingMta: 'mx.postern.test',
+      sender: 'postern@postern.test',
+      originalSender: 'a@outside.test',
+      recipient: 'gone@inbox.test',
+      originalRaw: original,
+      receivedAt: new Date('2025-01-01T00:00:00Z'),
+      reason: 'bad_recipient: 550 5.1.1 no such user',
+      attempts: 1,
+      reply: { code: 550, enhanced: '5.1.1', text: 'no such user' },
+      deadLettered: false,
+      remoteMta: 'relay.test',
+    });
+    const text = bounce.raw.toString('utf8');
+    expect(text).toMatch(/^From: Mail Delivery System <MAILER-DAEMON@postern\.test>\r\n/);
+    expect(text).toContain('Content-Type: multipart/report; report-type=delivery-status;');
+    expect(text).toContain('Reporting-MTA: dns; mx.postern.test\r\n');
+    expect(text).toContain('Final-Recipient: rfc822; gone@inbox.test\r\nAction: failed\r\nStatus: 5.1.1\r\n');
+    expect(text).toContain('Diagnostic-Code: smtp; 550 5.1.1 no such user');
+    expect(text).toContain('Content-Type: text/rfc822-headers');
+    expect(text).toContain('Subject: Quarterly\r\n report');
+    expect(text).not.toContain('body text');
+    expect(bounce.subject).toBe('Undelivered Mail Returned to Sender: Quarterly report');
+  });
+
+  it('reports a spent ladder without a reply as 4.4.7', () => {
+    const bounce = buildBounce({
+      catalog, reportingMta: 'mx', sender: 'p@x.test', originalSender: 'a@b.test', recipient: 'c@d.test', originalRaw: original,
+      receivedAt: new Date(), reason: 'timeout', attempts: 13, reply: null, deadLettered: true, remoteMta: null,
+    });
+    expect(bounce.raw.toString()).toContain('Status: 4.4.7');
+  });
+
+  it('headerBlock stops at the first empty line', () => {
+    expect(headerBlock(original)).toBe('Received: from a by b\r\nSubject: Quarterly\r\n report\r\nFrom: a@outside.test');
+  });
+});

@@ -1,0 +1,126 @@
+// The bounce for mail the edge accepted and Postern then could not deliver: an RFC 3464 delivery
+// status notification (multipart/report; report-type=delivery-status, RFC 6522) to the envelope
+// sender. The human-readable part comes from templates/delivery-status-notification; the
+// machine-readable message/delivery-status part and the original headers (text/rfc822-headers)
+// are generated here. Never sent to the null reverse-path: a bounce is not bounced (RFC 5321 6.1).
+import { randomUUID } from 'node:crypto';
+import { renderLocale, resolveLocale, type TemplateCatalog } from '@postern/shared';
+
+export const DSN_TEMPLATE_ID = 'delivery-status-notification';
+
+export interface BounceInput {
+  catalog: TemplateCatalog;
+  /** Our name in Reporting-MTA (RFC 3464 2.2.2). */
+  reportingMta: string;
+  /** MAIL_SMTP_FROM: its domain names the MAILER-DAEMON. */
+  sender: string;
+  originalSender: string;
+  recipient: string;
+  originalRaw: Buffer;
+  receivedAt: Date;
+  /** 'failed' (permanent reply) or 'failed' after the ladder (dead letter): both are Action: failed. */
+  reason: string;
+  attempts: number;
+  reply: { code: number | null; enhanced: string | null; text: string } | null;
+  deadLettered: boolean;
+  remoteMta: string | null;
+}
+
+export interface BuiltBounce {
+  raw: Buffer;
+  messageId: string;
+  subject: string;
+  from: string;
+}
+
+/** The header block of a message (up to the first empty line), at most 64 KiB. */
+export function headerBlock(raw: Buffer): string {
+  const limit = Math.min(raw.length, 64 * 1024);
+  const text = raw.subarray(0, limit).toString('latin1');
+  const end = text.search(/\r?\n\r?\n/);
+  return (end === -1 ? text : text.slice(0, end)).replace(/\r?\n/g, '\r\n');
+}
+
+function headerValue(headers: string, name: string): string | null {
+  const unfolded = headers.replace(/\r\n[ \t]+/g, ' ');
+  const match = new RegExp(`^${name}:[ \\t]*(.*)$`, 'im').exec(unfolded);
+  return match?.[1]?.trim() ?? null;
+}
+
+/** RFC 3464 2.3.4: Status is a class.subject.detail code; a spent ladder is 4.4.7 "delivery time
+ *  expired" unless the last reply said something more precise. */
+function statusCode(input: BounceInput): string {
+  if (input.reply?.enhanced) return input.reply.enhanced;
+  if (input.deadLettered) return '4.4.7';
+  if (input.reply?.code && input.reply.code >= 500) return '5.0.0';
+  return '5.0.0';
+}
+
+export function buildBounce(input: BounceInput): BuiltBounce {
+  const template = input.catalog.templates.get(DSN_TEMPLATE_ID);
+  if (!template) throw new Error(`template catalog has no ${DSN_TEMPLATE_ID} template`);
+  const domain = input.sender.split('@').pop() ?? 'localhost';
+  const from = `MAILER-DAEMON@${domain}`;
+  const messageId = `<${randomUUID()}@${domain}>`;
+  const originalHeaders = headerBlock(input.originalRaw);
+  const originalSubject = headerValue(originalHeaders, 'Subject');
+  const smtpReply = input.reply?.code ? `${input.reply.code} ${input.reply.enhanced ?? ''} ${input.reply.text}`.replace(/\s+/g, ' ').trim() : null;
+  const content = renderLocale(resolveLocale(template, null), {
+    reportingMta: input.reportingMta,
+    recipient: input.recipient,
+    action: input.deadLettered ? 'given up on after the retry schedule was exhausted' : 'rejected permanently',
+    reason: input.reason,
+    attempts: input.attempts,
+    receivedAt: input.receivedAt.toUTCString(),
+    originalSubject: originalSubject ?? undefined,
+    smtpReply: smtpReply ?? undefined,
+  });
+  const boundary = `postern-dsn-${randomUUID()}`;
+  const now = new Date().toUTCString();
+  const perRecipient = [
+    `Final-Recipient: rfc822; ${input.recipient}`,
+    'Action: failed',
+    `Status: ${statusCode(input)}`,
+    ...(input.remoteMta ? [`Remote-MTA: dns; ${input.remoteMta}`] : []),
+    ...(smtpReply ? [`Diagnostic-Code: smtp; ${smtpReply}`] : [`Diagnostic-Code: x-postern; ${input.reason.replace(/[\r\n]+/g, ' ')}`]),
+    `Last-Attempt-Date: ${now}`,
+  ];
+  const lines = [
+    `From: Mail Delivery System <${from}>`,
+    `To: <${input.originalSender}>`,
+    `Subject: ${content.subject}`,
+    `Date: ${now}`,
+    `Message-ID: ${messageId}`,
+    'Auto-Submitted: auto-replied',
+    'MIME-Version: 1.0',
+    `Content-Type: multipart/report; report-type=delivery-status; boundary="${boundary}"`,
+    '',
+    'This is a MIME-encapsulated delivery status notification (RFC 3464).',
+    '',
+    `--${boundary}`,
+    'Content-Type: text/plain; charset=utf-8',
+    'Content-Transfer-Encoding: 8bit',
+    'Content-Description: Notification',
+    '',
+    content.text.replace(/\r?\n/g, '\r\n'),
+    '',
+    `--${boundary}`,
+    'Content-Type: message/delivery-status',
+    'Content-Description: Delivery report',
+    '',
+    `Reporting-MTA: dns; ${input.reportingMta}`,
+    `Arrival-Date: ${input.receivedAt.toUTCString()}`,
+    '',
+    ...perRecipient,
+    '',
+    `--${boundary}`,
+    'Content-Type: text/rfc822-headers',
+    'Content-Description: Undelivered message headers',
+    '',
+    originalHeaders,
+    '',
+    `--${boundary}--`,
+    '',
+  ];
+  return { raw: Buffer.from(lines.join('\r\n'), 'utf8'), messageId, subject: content.subject, from };
+}

@@ -1,0 +1,60 @@
+import { describe, expect, it } from 'vitest';
+import { parseReply } from '../relay/relay.ts';
+import { classifyFailure, classifyReply, defaultReplyRules, parseReplyRules } from './classify-reply.ts';
+import { DEFAULT_RETRY_LADDER_MS, nextStep, retryLadder } from './retry-ladder.ts';
+
+const rules = defaultReplyRules();
+
+describe('classifyReply (reply-patterns.txt)', () => {
+  it.each([
+    ['451 4.7.1 greylisted, try again later', 'retry', 'greylisted', 'transport_failed'],
+    ['421 4.4.2 too busy', 'retry', 'transient', 'transport_failed'],
+    ['550 5.1.1 <x@y.z>: Recipient address rejected: User unknown', 'fail', 'bad_recipient', 'provider_rejected'],
+    ['552 5.2.2 mailbox full', 'retry', 'mailbox_full', 'transport_failed'],
+    ['554 5.7.1 message rejected as spam', 'fail', 'policy', 'provider_rejected'],
+    ['535 5.7.8 authentication failed', 'retry', 'relay_auth', 'transport_failed'],
+    ['550 5.7.1 recipient suppressed by provider', 'suppress', 'provider_suppressed', 'provider_rejected'],
+    ['554 transaction failed', 'fail', 'permanent', 'provider_rejected'],
+  ])('%s -> %s / %s', (line, action, category, attemptStatus) => {
+    const reply = parseReply(line);
+    if (!reply?.code) throw new Error('unparsed');
+    expect(classifyReply(rules, reply.code, reply.enhanced, reply.text)).toEqual({ action, category, attemptStatus });
+  });
+
+  it('classifies a transport failure by whether the data had been sent', () => {
+    const base = { reply: null, message: 'x', interrupted: false };
+    expect(classifyFailure(rules, { ...base, kind: 'timeout', dataSent: false })).toMatchObject({ attemptStatus: 'timed_out', action: 'retry' });
+    expect(classifyFailure(rules, { ...base, kind: 'timeout', dataSent: true })).toMatchObject({ attemptStatus: 'outcome_unknown', action: 'retry' });
+    expect(classifyFailure(rules, { ...base, kind: 'connection', dataSent: false })).toMatchObject({ attemptStatus: 'transport_failed', action: 'retry' });
+  });
+
+  it('refuses a malformed rules file with its line number', () => {
+    expect(() => parseReplyRules('# ok\n^5 | explode | x\n')).toThrow(/:2:/);
+  });
+
+  it('parses replies with and without enhanced codes', () => {
+    expect(parseReply('250 2.0.0 Ok: queued as ABC')).toEqual({ code: 250, enhanced: '2.0.0', text: 'Ok: queued as ABC' });
+    expect(parseReply('450 mailbox busy')).toEqual({ code: 450, enhanced: null, text: 'mailbox busy' });
+  });
+});
+
+describe('retry ladder', () => {
+  it('retries with the written waits, then dead-letters after the last', () => {
+    const ladder = retryLadder(null);
+    expect(ladder.maxAttempts).toBe(DEFAULT_RETRY_LADDER_MS.length + 1);
+    expect(nextStep(ladder, 1)).toEqual({ action: 'retry', waitMs: 60_000 });
+    expect(nextStep(ladder, ladder.maxAttempts - 1)).toMatchObject({ action: 'retry' });
+    expect(nextStep(ladder, ladder.maxAttempts)).toEqual({ action: 'dead_letter' });
+  });
+
+  it('adds up to the cumulative times in its comment (about 4 days 4 hours, RFC 5321 4.5.4.1)', () => {
+    const total = DEFAULT_RETRY_LADDER_MS.reduce((sum, wait) => sum + wait, 0);
+    expect(total).toBe((99 * 60 + 51) * 60_000);
+  });
+
+  it('takes an override (tests, staging)', () => {
+    const ladder = retryLadder([100, 200]);
+    expect(nextStep(ladder, 2)).toEqual({ action: 'retry', waitMs: 200 });
+    expect(nextStep(ladder, 3)).toEqual({ action: 'dead_letter' });
+  });
+});

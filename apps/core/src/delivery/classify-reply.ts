@@ -1,0 +1,69 @@
+// What an attempt's outcome means: the attempt row's status, and what happens to the delivery.
+// SMTP replies are classified by the rules in reply-patterns.txt (data, not code); transport
+// problems (no reply at all) by kind. Seed 002's vocabulary: sent, transport_failed, timed_out,
+// provider_rejected, outcome_unknown.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { SendFailure } from '../relay/relay.ts';
+
+export type ReplyAction = 'retry' | 'fail' | 'suppress';
+export type AttemptStatus = 'sent' | 'transport_failed' | 'timed_out' | 'provider_rejected' | 'outcome_unknown';
+
+export interface ReplyRule {
+  pattern: RegExp;
+  action: ReplyAction;
+  category: string;
+  line: number;
+}
+
+export interface Classification {
+  attemptStatus: Exclude<AttemptStatus, 'sent'>;
+  action: ReplyAction;
+  category: string;
+}
+
+export const REPLY_PATTERNS_FILE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'reply-patterns.txt');
+
+export function parseReplyRules(text: string, file = 'reply-patterns.txt'): ReplyRule[] {
+  const rules: ReplyRule[] = [];
+  text.split('\n').forEach((raw, index) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    // The regex may itself contain "|": the action and category are the last two fields.
+    const match = /^(.+?)\s+\|\s+(retry|fail|suppress)\s+\|\s+([a-z0-9_]+)$/.exec(line);
+    if (!match) throw new Error(`${file}:${index + 1}: expected "regex | retry|fail|suppress | category"`);
+    const [, pattern, action, category] = match as unknown as [string, string, ReplyAction, string];
+    rules.push({ pattern: new RegExp(pattern, 'i'), action, category, line: index + 1 });
+  });
+  return rules;
+}
+
+let loaded: ReplyRule[] | null = null;
+/** The shipped rules, read once (the file is part of the code, not configuration). */
+export function defaultReplyRules(): ReplyRule[] {
+  loaded ??= parseReplyRules(readFileSync(REPLY_PATTERNS_FILE, 'utf8'), REPLY_PATTERNS_FILE);
+  return loaded;
+}
+
+export function classifyReply(rules: readonly ReplyRule[], code: number, enhanced: string | null, text: string): Classification {
+  const subject = `${code} ${enhanced ?? ''} ${text}`.replace(/\s+/g, ' ');
+  const rule = rules.find((candidate) => candidate.pattern.test(subject));
+  const action: ReplyAction = rule?.action ?? (code >= 500 ? 'fail' : 'retry');
+  const category = rule?.category ?? (code >= 500 ? 'permanent' : 'transient');
+  // A reply that sends the delivery back to the ladder is a transient failure of this attempt;
+  // a refusal that ends it (fail, suppress) is the provider's rejection.
+  return { attemptStatus: action === 'retry' ? 'transport_failed' : 'provider_rejected', action, category };
+}
+
+/** Every failed send, reply or not. */
+export function classifyFailure(rules: readonly ReplyRule[], failure: SendFailure): Classification {
+  if (failure.reply?.code) return classifyReply(rules, failure.reply.code, failure.reply.enhanced, failure.reply.text);
+  // No reply. If the whole message had been handed over when the connection timed out or broke,
+  // the server may have delivered it: record that honestly (outcome_unknown) and retry, accepting
+  // a possible duplicate over a possible loss (at-least-once; the stable Message-ID lets the
+  // receiver de-duplicate).
+  if (failure.dataSent) return { attemptStatus: 'outcome_unknown', action: 'retry', category: failure.kind === 'timeout' ? 'timeout_after_data' : 'connection_lost_after_data' };
+  if (failure.kind === 'timeout') return { attemptStatus: 'timed_out', action: 'retry', category: 'timeout' };
+  return { attemptStatus: 'transport_failed', action: 'retry', category: failure.kind === 'connection' ? 'connection' : 'transport' };
+}

@@ -1,0 +1,78 @@
+// The bytes an attempt sends. Relayed mail (payload_mode relay) is sent exactly as the edge stored
+// it — the bytes received with the edge's Received: trace header prepended — so signatures (DKIM)
+// survive. Template and rendered deliveries are composed here, with the delivery's one stable
+// Message-ID and its creation time as Date:, so every attempt sends the same message.
+import { renderLocale, resolveLocale, type Logger, type TemplateCatalog } from '@postern/shared';
+import MailComposer from 'nodemailer/lib/mail-composer';
+import type { ClaimedDelivery } from '../queue/sql/claim-deliveries.ts';
+
+/** The delivery cannot be built, now or ever: it fails without an attempt. */
+export class UnbuildableDelivery extends Error {}
+
+export interface ComposeContext {
+  catalog: TemplateCatalog;
+  /** MAIL_SMTP_FROM. */
+  sender: string;
+  logger: Logger;
+  loadPayload(messageId: string): Promise<{ raw: Buffer; receivedAt: Date } | null>;
+}
+
+export interface BuiltMessage {
+  raw: Buffer;
+  envelopeFrom: string;
+  receivedAt: Date | null;
+}
+
+async function compose(
+  delivery: ClaimedDelivery,
+  sender: string,
+  content: { subject: string; text: string | null; html: string | null },
+): Promise<Buffer> {
+  const composer = new MailComposer({
+    from: sender,
+    to: delivery.recipient,
+    subject: content.subject,
+    ...(content.text !== null ? { text: content.text } : {}),
+    ...(content.html !== null ? { html: content.html } : {}),
+    messageId: delivery.rfc_message_id,
+    date: delivery.created_at,
+    headers: {
+      'X-Postern-Delivery-Id': delivery.id,
+      // RFC 3834: machine-generated mail; auto-responders should not answer it.
+      'Auto-Submitted': 'auto-generated',
+    },
+  });
+  return composer.compile().build();
+}
+
+export async function buildMessage(context: ComposeContext, delivery: ClaimedDelivery): Promise<BuiltMessage> {
+  if (delivery.payload_mode === 'relay') {
+    if (!delivery.message_id) throw new UnbuildableDelivery('relay delivery without a message');
+    const payload = await context.loadPayload(delivery.message_id);
+    if (!payload) throw new UnbuildableDelivery('the received message is gone (purged by retention or deleted)');
+    // The envelope sender is kept, not SRS-rewritten (docs/core.md, "Envelope sender").
+    return { raw: payload.raw, envelopeFrom: delivery.envelope_from, receivedAt: payload.receivedAt };
+  }
+  if (delivery.payload_mode === 'rendered') {
+    const raw = await compose(delivery, context.sender, {
+      subject: delivery.subject ?? '',
+      text: delivery.text_body,
+      html: delivery.html_body,
+    });
+    return { raw, envelopeFrom: delivery.envelope_from || context.sender, receivedAt: null };
+  }
+  const template = context.catalog.templates.get(delivery.template_id ?? '');
+  if (!template) throw new UnbuildableDelivery(`template "${delivery.template_id}" is no longer in the catalog`);
+  const locale = template.locales.get(delivery.template_locale ?? '') ?? resolveLocale(template, delivery.template_locale);
+  if (locale.hash !== delivery.template_hash) {
+    // The catalog changed between intake and this attempt (a restart with new templates): the
+    // current version is sent, and the difference is logged with both hashes.
+    context.logger.warn(
+      { deliveryId: delivery.id, template: template.id, accepted: delivery.template_hash, current: locale.hash },
+      'template changed since the delivery was accepted; sending the current version',
+    );
+  }
+  const content = renderLocale(locale, delivery.template_variables ?? {});
+  const raw = await compose(delivery, context.sender, content);
+  return { raw, envelopeFrom: delivery.envelope_from || context.sender, receivedAt: null };
+}

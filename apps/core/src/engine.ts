@@ -1,0 +1,232 @@
+// The delivery engine as a value: startEngine() opens the pool, checks the template catalog, pings
+// Redis (if configured), opens the internal HTTP listener and starts every loop under its
+// supervisor. main.ts calls it once; tests call it as often as they like (two engines sharing one
+// queue, one killed mid-batch). Boot order is the runbook's (seed 002): migrations (main.ts, or
+// options.migrate) -> template catalog -> Redis ping -> HTTP listener -> loops.
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import {
+  createMetricsRegistry,
+  createPool,
+  createRedisConnections,
+  type ListenAddress,
+  loadTemplateCatalog,
+  type Logger,
+  type OpsServer,
+  type Pool,
+  type PosternConfig,
+  pingDatabase,
+  type RedisConnections,
+  type Registry,
+  runMigrations,
+  startOpsServer,
+  type TemplateCatalog,
+} from '@postern/shared';
+import { DSN_TEMPLATE_ID } from './delivery/bounce.ts';
+import { defaultReplyRules } from './delivery/classify-reply.ts';
+import { retryLadder } from './delivery/retry-ladder.ts';
+import { internalRoutes } from './http/internal-routes.ts';
+import { createStreamConsumer } from './intake/consume-stream.ts';
+import { createEngineMetrics } from './metrics.ts';
+import { createScheduler } from './queue/scheduler.ts';
+import { readScheduleStats } from './queue/sql/schedule-stats.ts';
+import { WorkChannel } from './queue/work-channel.ts';
+import { createSmtpRelay } from './relay/smtp-relay.ts';
+import { createStubRelay } from './relay/stub-relay.ts';
+import type { Relay } from './relay/relay.ts';
+import { startLoops } from './loops.ts';
+
+export interface EngineDeps {
+  logger: Logger;
+  registry?: Registry;
+  /** Defaults to loading config.templateDir. */
+  catalog?: TemplateCatalog;
+  /** Open the internal HTTP listener (default true). */
+  http?: boolean;
+  /** Apply migrations first (main.ts does; tests use migrated databases). */
+  migrate?: boolean;
+  /** Replace the relay (tests); defaults to SMTP or stub per config.smtp.mode. */
+  relay?: Relay;
+}
+
+export interface Engine {
+  workerId: string;
+  http: ListenAddress | null;
+  registry: Registry;
+  pool: Pool;
+  /** Stop claiming, finish or release in-flight work within MAIL_SHUTDOWN_TIMEOUT, close. */
+  stop(): Promise<void>;
+}
+
+async function waitForRedis(redis: RedisConnections, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await redis.commands.ping();
+      return;
+    } catch (error) {
+      if (Date.now() >= deadline) throw new Error(`Redis did not answer PING within ${timeoutMs} ms: ${(error as Error).message}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
+export async function startEngine(config: PosternConfig, deps: EngineDeps): Promise<Engine> {
+  const logger = deps.logger;
+  const workerId = `core:${os.hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+  const log = logger.child({ workerId });
+  const concurrency = config.engine.attemptWorkerConcurrency;
+  const pool = createPool({
+    dsn: config.postgres.dsn,
+    applicationName: 'postern-core',
+    // Every worker may hold a connection while recording, plus the LISTEN session, the scheduler,
+    // the stream consumer and the heartbeat.
+    max: Math.max(config.postgres.poolMax, concurrency + 4),
+    connectTimeoutMs: config.postgres.connectTimeoutMs,
+    statementTimeoutMs: config.postgres.statementTimeoutMs,
+    logger: log,
+  });
+  let redis: RedisConnections | null = null;
+  let relay: Relay | null = null;
+  let ops: OpsServer | null = null;
+  try {
+    if (deps.migrate) await runMigrations({ dsn: config.postgres.dsn, logger: log });
+    const catalog = deps.catalog ?? loadTemplateCatalog(config.templateDir);
+    if (!catalog.templates.has(DSN_TEMPLATE_ID)) {
+      throw new Error(`template catalog ${catalog.dir} has no "${DSN_TEMPLATE_ID}" template, which bounces are written with`);
+    }
+    log.info({ dir: catalog.dir, templates: [...catalog.templates.keys()] }, 'template catalog parsed');
+    if (config.redis) {
+      redis = createRedisConnections({ addr: config.redis.addr, password: config.redis.password, name: workerId, logger: log });
+      await waitForRedis(redis, config.postgres.connectTimeoutMs);
+    } else {
+      log.warn('MAIL_REDIS_MASTER_ADDR is not set: stream intake is off');
+    }
+    relay =
+      deps.relay ??
+      (config.smtp.mode === 'stub' || !config.smtp.addr
+        ? createStubRelay()
+        : createSmtpRelay({
+            host: config.smtp.addr.host,
+            port: config.smtp.addr.port,
+            username: config.smtp.username,
+            password: config.smtp.password,
+            timeoutMs: config.smtp.timeoutMs,
+            maxConnections: concurrency,
+            logger: log,
+          }));
+    log.info({ relay: relay.name, mode: config.smtp.mode }, 'outbound relay');
+
+    const registry = deps.registry ?? createMetricsRegistry('core');
+    const loopsRef: { current: ReturnType<typeof startLoops> | null } = { current: null };
+    const metrics = createEngineMetrics(registry, {
+      stats: () => readScheduleStats(pool),
+      loops: () => loopsRef.current?.loops ?? [],
+      logger: log,
+    });
+    const ladder = retryLadder(config.engine.retryLadderMs);
+    const channel = new WorkChannel();
+    const scheduler = createScheduler({
+      pool,
+      channel,
+      workerId,
+      concurrency,
+      batchSize: config.engine.claimBatchSize,
+      leaseMs: config.engine.leaseDurationMs,
+      pollIntervalMs: config.engine.pollIntervalMs,
+      heartbeatIntervalMs: config.engine.heartbeatIntervalMs,
+      maxAttempts: ladder.maxAttempts,
+      metrics,
+      logger: log.child({ component: 'scheduler' }),
+    });
+    const consumer = redis
+      ? createStreamConsumer({
+          redis,
+          pool,
+          catalog,
+          group: config.redis?.consumerGroup ?? 'postern-core',
+          consumer: workerId,
+          sender: config.smtp.from,
+          reclaimIdleMs: config.engine.streamReclaimIdleMs,
+          blockMs: Math.min(2_000, config.engine.heartbeatIntervalMs),
+          batchSize: 50,
+          metrics,
+          logger: log,
+        })
+      : null;
+
+
+    if (deps.http !== false) {
+      const redisConnections = redis;
+      ops = await startOpsServer({
+        addr: config.http.internal,
+        logger: log,
+        registry,
+        handle: internalRoutes(pool),
+        readiness: {
+          postgres: () => pingDatabase(pool),
+          ...(redisConnections ? { redis: async () => void (await redisConnections.commands.ping()) } : {}),
+          loops: async () => {
+            const stale = loopsRef.current?.staleLoops() ?? ['(loops not started yet)'];
+            if (stale.length > 0) throw new Error(`stale or restarting: ${stale.join(', ')}`);
+          },
+        },
+      });
+    }
+    const running = startLoops({
+      config,
+      pool,
+      channel,
+      scheduler,
+      consumer,
+      attempt: {
+        pool,
+        relay,
+        catalog,
+        ladder,
+        rules: defaultReplyRules(),
+        workerId,
+        mode: config.smtp.mode,
+        sender: config.smtp.from,
+        reportingMta: os.hostname(),
+        leaseMs: config.engine.leaseDurationMs,
+        metrics,
+        logger: log.child({ component: 'attempt' }),
+      },
+      workerId,
+      metrics,
+      logger: log,
+    });
+    loopsRef.current = running;
+    log.info({ concurrency, ladder: ladder.waitsMs, leaseMs: config.engine.leaseDurationMs }, 'engine running');
+
+    let stopped: Promise<void> | null = null;
+    const openRelay = relay;
+    const openRedis = redis;
+    const openOps = ops;
+    return {
+      workerId,
+      http: ops?.address ?? null,
+      registry,
+      pool,
+      stop() {
+        stopped ??= (async () => {
+          log.info('stopping: no new claims or stream reads');
+          await running.stop(config.engine.shutdownTimeoutMs, openRelay);
+          await openOps?.close();
+          await openRelay.close();
+          await openRedis?.close();
+          await pool.end().catch(() => {});
+          log.info('engine stopped');
+        })();
+        return stopped;
+      },
+    };
+  } catch (error) {
+    await ops?.close();
+    await relay?.close();
+    await redis?.close();
+    await pool.end().catch(() => {});
+    throw error;
+  }
+}

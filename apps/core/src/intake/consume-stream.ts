@@ -1,0 +1,160 @@
+// The Redis Stream intake (seed 002): XREADGROUP on a dedicated blocking connection, one command at a
+// time through decode -> accept (or quarantine), XACK only after PostgreSQL committed. Nothing is
+// dropped silently and no entry can block the stream (seed 003): whatever cannot be accepted is
+// quarantined with a failure code, counted, and acknowledged.
+//  - Entries left pending by a consumer that died are taken over with XAUTOCLAIM once idle longer
+//    than MAIL_STREAM_RECLAIM_IDLE (longer than the slowest handling of one entry).
+//  - After a restart (of this loop), this consumer first re-reads its own pending entries (id 0).
+//  - Redis restarted without persistence answers NOGROUP: the group is created again, from the
+//    start of whatever the stream now holds, and intake carries on.
+import {
+  acceptCommand,
+  decodeCommand,
+  type Logger,
+  type Pool,
+  quarantineCommand,
+  type RedisConnections,
+  type TemplateCatalog,
+} from '@postern/shared';
+import type { LoopContext } from '../keepalive/supervisor.ts';
+import type { EngineMetrics } from '../metrics.ts';
+
+export const COMMAND_STREAM = 'mail:delivery_commands';
+
+export interface StreamConsumerOptions {
+  redis: RedisConnections;
+  pool: Pool;
+  catalog: TemplateCatalog;
+  group: string;
+  consumer: string;
+  sender: string;
+  reclaimIdleMs: number;
+  blockMs: number;
+  batchSize: number;
+  metrics: EngineMetrics;
+  logger: Logger;
+}
+
+type StreamEntry = [id: string, fields: string[]];
+type ReadReply = Array<[stream: string, entries: StreamEntry[]]> | null;
+
+function fieldsOf(flat: readonly string[]): Record<string, string> {
+  const fields: Record<string, string> = Object.create(null);
+  for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i] as string] = flat[i + 1] as string;
+  return fields;
+}
+
+function isNoGroup(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith('NOGROUP');
+}
+
+/** PostgreSQL refused the values themselves (class 22 data exception, 23 constraint): retrying
+ *  cannot help, so the command is quarantined rather than redelivered forever. */
+function isDataError(error: unknown): boolean {
+  const code = (error as { code?: string }).code ?? '';
+  return /^2[23][0-9A-Z]{3}$/.test(code);
+}
+
+export async function ensureGroup(options: Pick<StreamConsumerOptions, 'redis' | 'group' | 'logger'>): Promise<void> {
+  try {
+    // From 0, not $: entries a producer added before the group existed (Redis restarted empty,
+    // a producer XADDed first) are read too. Duplicates are stopped by the idempotency keys.
+    await options.redis.commands.xgroup('CREATE', COMMAND_STREAM, options.group, '0', 'MKSTREAM');
+    options.logger.info({ stream: COMMAND_STREAM, group: options.group }, 'consumer group created');
+  } catch (error) {
+    if (!(error instanceof Error && error.message.startsWith('BUSYGROUP'))) throw error;
+  }
+}
+
+export function createStreamConsumer(options: StreamConsumerOptions): { body: (context: LoopContext) => Promise<void> } {
+  const { redis, group, consumer, metrics } = options;
+  const log = options.logger.child({ component: 'stream', consumer });
+
+  async function handle(id: string, flat: readonly string[]): Promise<void> {
+    const fields = fieldsOf(flat);
+    const raw = JSON.stringify(fields);
+    const decoded = decodeCommand(fields);
+    let failure = decoded.ok ? null : decoded.failure;
+    if (decoded.ok) {
+      try {
+        const outcome = await acceptCommand(options.pool, decoded.command, { catalog: options.catalog, sender: options.sender });
+        if (outcome.status === 'refused') failure = outcome.failure;
+        else metrics.commandsAccepted.inc({ schema_version: decoded.command.schemaVersion, outcome: outcome.status });
+      } catch (error) {
+        if (!isDataError(error)) throw error;
+        failure = {
+          code: 'invalid_field',
+          detail: `PostgreSQL refused a value: ${(error as Error).message}`,
+          schemaVersion: decoded.command.schemaVersion,
+          source: decoded.command.source,
+          deliveryId: decoded.command.deliveryId,
+        };
+      }
+    }
+    if (failure) {
+      await quarantineCommand(options.pool, { channel: 'stream', streamEntryId: id, raw }, failure);
+      metrics.malformed.inc({ failure_code: failure.code });
+      log.warn({ entryId: id, failureCode: failure.code, detail: failure.detail, source: failure.source }, 'stream command rejected');
+    }
+    // Only now, with the delivery or the quarantine row committed.
+    await redis.commands.xack(COMMAND_STREAM, group, id);
+  }
+
+  async function handleAll(entries: readonly StreamEntry[], context: LoopContext): Promise<void> {
+    for (const [id, flat] of entries) {
+      // A deleted entry (XDEL, trimmed) still pending shows up with no fields: nothing to accept.
+      if (!flat || flat.length === 0) await redis.commands.xack(COMMAND_STREAM, group, id);
+      else await handle(id, flat);
+      context.beat();
+      context.progress();
+    }
+  }
+
+  async function read(startId: string): Promise<StreamEntry[]> {
+    const reply = (await redis.blocking.xreadgroup(
+      'GROUP', group, consumer, 'COUNT', options.batchSize, 'BLOCK', options.blockMs, 'STREAMS', COMMAND_STREAM, startId,
+    )) as ReadReply;
+    return reply?.[0]?.[1] ?? [];
+  }
+
+  async function body(context: LoopContext): Promise<void> {
+    await ensureGroup({ redis, group, logger: log });
+    let pendingCursor: string | null = '0';
+    let nextAutoclaim = 0;
+    while (!context.signal.aborted) {
+      context.beat();
+      try {
+        if (pendingCursor !== null) {
+          // Our own entries read before a restart of this loop and never acknowledged.
+          const entries = await read(pendingCursor);
+          if (entries.length === 0) pendingCursor = null;
+          else {
+            await handleAll(entries, context);
+            pendingCursor = entries[entries.length - 1]?.[0] ?? null;
+          }
+          continue;
+        }
+        if (Date.now() >= nextAutoclaim) {
+          const [, claimed] = (await redis.commands.xautoclaim(
+            COMMAND_STREAM, group, consumer, options.reclaimIdleMs, '0-0', 'COUNT', options.batchSize,
+          )) as [string, StreamEntry[], string[]?];
+          if (claimed.length > 0) {
+            log.warn({ entries: claimed.length }, 'took over stream entries left pending by another consumer');
+            await handleAll(claimed, context);
+            continue;
+          }
+          nextAutoclaim = Date.now() + Math.max(1_000, Math.floor(options.reclaimIdleMs / 2));
+        }
+        const entries = await read('>');
+        await handleAll(entries, context);
+      } catch (error) {
+        if (!isNoGroup(error)) throw error;
+        log.warn('consumer group is gone (Redis restarted without persistence?): creating it again');
+        await ensureGroup({ redis, group, logger: log });
+        pendingCursor = null;
+      }
+    }
+  }
+
+  return { body };
+}

@@ -1,0 +1,28 @@
+// Retention: payloads and attempts older than MAIL_RETENTION_AGE are purged in small batches (a
+// single huge DELETE would hold locks and bloat WAL while the queue is working). A payload is kept
+// while any delivery of its message still waits for an attempt, however old.
+import type { Queryable } from '@postern/shared';
+
+export const RETENTION_BATCH = 500;
+
+const PURGE_PAYLOADS_SQL = `
+DELETE FROM mail.message_payloads
+ WHERE message_id IN (
+   SELECT p.message_id FROM mail.message_payloads p
+    WHERE p.created_at < now() - $1::double precision * interval '1 millisecond'
+      AND NOT EXISTS (SELECT 1 FROM mail.deliveries d
+                       WHERE d.message_id = p.message_id AND d.status IN ('queued', 'retrying', 'sending'))
+    LIMIT $2)`;
+
+const PURGE_ATTEMPTS_SQL = `
+DELETE FROM mail.attempts
+ WHERE id IN (SELECT id FROM mail.attempts
+               WHERE finished_at < now() - $1::double precision * interval '1 millisecond'
+               ORDER BY finished_at LIMIT $2)`;
+
+/** One batch of each; returns how many rows went, so the caller repeats while batches are full. */
+export async function purgeExpired(db: Queryable, ageMs: number, batch = RETENTION_BATCH): Promise<{ payloads: number; attempts: number }> {
+  const payloads = await db.query(PURGE_PAYLOADS_SQL, [ageMs, batch]);
+  const attempts = await db.query(PURGE_ATTEMPTS_SQL, [ageMs, batch]);
+  return { payloads: payloads.rowCount ?? 0, attempts: attempts.rowCount ?? 0 };
+}

@@ -1,0 +1,145 @@
+// Every background loop of the engine, each under its supervisor (keepalive/supervisor.ts):
+//   stream-consumer   Redis Stream intake (only with MAIL_REDIS_MASTER_ADDR)
+//   scheduler         claims due deliveries (and takes back expired leases)
+//   attempt-worker-N  MAIL_ATTEMPT_WORKER_CONCURRENCY of them, one send at a time each
+//   retention         purges old payloads and attempts
+//   heartbeat         writes every loop's heartbeat to mail.workers
+// plus the watchdog timer, and the ordered stop (SIGTERM): stop claiming and reading, release what
+// was claimed but not started, let sends under way finish, interrupt the stragglers at the
+// deadline (they are recorded and released, due again at once), then say goodbye in mail.workers.
+import { setTimeout as delay } from 'node:timers/promises';
+import type { Logger, Pool, PosternConfig } from '@postern/shared';
+import { type AttemptDeps, attemptDelivery } from './delivery/attempt-worker.ts';
+import { writeHeartbeats } from './keepalive/heartbeat.ts';
+import { purgeExpired, RETENTION_BATCH } from './keepalive/retention.ts';
+import { type LoopContext, type SupervisedLoop, superviseLoop } from './keepalive/supervisor.ts';
+import { startWatchdog } from './keepalive/watchdog.ts';
+import type { EngineMetrics } from './metrics.ts';
+import { releaseClaims } from './queue/sql/defer-delivery.ts';
+import type { WorkChannel } from './queue/work-channel.ts';
+import type { Relay } from './relay/relay.ts';
+
+type Body = { body: (context: LoopContext) => Promise<void> };
+
+export interface LoopsOptions {
+  config: PosternConfig;
+  pool: Pool;
+  channel: WorkChannel;
+  scheduler: Body;
+  consumer: Body | null;
+  attempt: AttemptDeps;
+  workerId: string;
+  metrics: EngineMetrics;
+  logger: Logger;
+}
+
+export interface RunningLoops {
+  loops: SupervisedLoop[];
+  /** Loops whose heartbeat is older than the stall threshold, or that are not running. */
+  staleLoops(): string[];
+  stop(budgetMs: number, relay: Relay): Promise<void>;
+}
+
+export function startLoops(options: LoopsOptions): RunningLoops {
+  const { config, channel, metrics, logger } = options;
+  const engine = config.engine;
+  const supervise = (name: string, body: (context: LoopContext) => Promise<void>) =>
+    superviseLoop({ name, body, logger, onRestart: (loop) => metrics.loopRestarts.inc({ loop }) });
+
+  const workerBody = async (context: LoopContext) => {
+    while (!context.signal.aborted) {
+      context.beat();
+      const delivery = await channel.take(engine.heartbeatIntervalMs, context.signal);
+      if (!delivery) continue;
+      context.setBusy(true);
+      try {
+        await attemptDelivery(options.attempt, delivery, context.beat);
+      } finally {
+        context.setBusy(false);
+        channel.finished();
+      }
+      context.progress();
+    }
+  };
+
+  const retentionBody = async ({ signal, beat, progress }: LoopContext) => {
+    while (!signal.aborted) {
+      beat();
+      let purged: { payloads: number; attempts: number };
+      do {
+        purged = await purgeExpired(options.pool, engine.retentionAgeMs);
+        if (purged.payloads + purged.attempts > 0) logger.info(purged, 'retention: purged old payloads and attempts');
+        beat();
+      } while (!signal.aborted && (purged.payloads === RETENTION_BATCH || purged.attempts === RETENTION_BATCH));
+      progress();
+      await delay(Math.min(engine.retentionIntervalMs, engine.heartbeatIntervalMs), undefined, { signal }).catch(() => {});
+      // Sleep in heartbeat-sized steps so the loop stays visibly alive between runs.
+      const until = Date.now() + engine.retentionIntervalMs - Math.min(engine.retentionIntervalMs, engine.heartbeatIntervalMs);
+      while (!signal.aborted && Date.now() < until) {
+        beat();
+        await delay(Math.min(engine.heartbeatIntervalMs, Math.max(0, until - Date.now())), undefined, { signal }).catch(() => {});
+      }
+    }
+  };
+
+  const loops: SupervisedLoop[] = [];
+  const heartbeatBody = async ({ signal, beat, progress }: LoopContext) => {
+    while (!signal.aborted) {
+      beat();
+      await writeHeartbeats(options.pool, options.workerId, loops.map((loop) => loop.status));
+      progress();
+      await delay(engine.heartbeatIntervalMs, undefined, { signal }).catch(() => {});
+    }
+  };
+
+  const consumerLoop = options.consumer ? supervise('stream-consumer', options.consumer.body) : null;
+  const schedulerLoop = supervise('scheduler', options.scheduler.body);
+  const workerLoops = Array.from({ length: engine.attemptWorkerConcurrency }, (_, index) => supervise(`attempt-worker-${index}`, workerBody));
+  const retentionLoop = supervise('retention', retentionBody);
+  const heartbeatLoop = supervise('heartbeat', heartbeatBody);
+  loops.push(...(consumerLoop ? [consumerLoop] : []), schedulerLoop, ...workerLoops, retentionLoop, heartbeatLoop);
+  for (const loop of loops) logger.info({ loop: loop.name }, 'loop started');
+
+  const workerNames = new Set(workerLoops.map((loop) => loop.name));
+  const watchdog = startWatchdog({
+    loops: () => loops,
+    stallThresholdMs: engine.watchdogStallThresholdMs,
+    onlyWhenBusy: (loop) => workerNames.has(loop.name),
+    logger,
+    onStall: (loop) => metrics.loopStalls.inc({ loop: loop.name }),
+  });
+
+  return {
+    loops,
+    staleLoops() {
+      const now = Date.now();
+      return loops
+        .filter((loop) => loop.status.state !== 'running' || now - loop.status.heartbeatAt > engine.watchdogStallThresholdMs)
+        .map((loop) => `${loop.name} (${loop.status.state}${loop.status.lastError ? `: ${loop.status.lastError}` : ''})`);
+    },
+    async stop(budgetMs, relay) {
+      const started = Date.now();
+      const left = (fraction: number) => Math.max(0, started + budgetMs * fraction - Date.now());
+      watchdog.stop();
+      await Promise.all([schedulerLoop.stop(left(0.2)), consumerLoop?.stop(left(0.2))]);
+      const unstarted = channel.drain();
+      if (unstarted.length > 0) {
+        const released = await releaseClaims(options.pool, options.workerId, unstarted.map((delivery) => delivery.id)).catch((error: unknown) => {
+          logger.warn({ err: error }, 'could not release claimed deliveries; their leases will expire');
+          return 0;
+        });
+        logger.info({ released }, 'released deliveries claimed but not started');
+      }
+      const finished = await Promise.all(workerLoops.map((loop) => loop.stop(left(0.6))));
+      if (finished.some((ended) => !ended) || channel.busy > 0) {
+        logger.warn({ inFlight: channel.busy }, 'shutdown deadline near: interrupting sends under way');
+        relay.interrupt();
+        while (channel.busy > 0 && left(0.85) > 0) await delay(20);
+        if (channel.busy > 0) logger.error({ inFlight: channel.busy }, 'sends still unrecorded at the deadline; their leases will expire');
+      }
+      await retentionLoop.stop(left(0.9));
+      await heartbeatLoop.stop(left(0.9));
+      await writeHeartbeats(options.pool, options.workerId, loops.map((loop) => ({ ...loop.status, state: 'stopped' as const }))).catch(() => {});
+    },
+  };
+}

@@ -1,0 +1,99 @@
+// The engine's Prometheus metrics. Names keep the runbook's (seed 002: mail.attempt_schedule.depth
+// is exported as mail_attempt_schedule_depth, and so on); what the runbook lacked — loop heartbeat
+// ages and restarts (seeds 001, 004) — is added under the same prefix. Queue depth and oldest age
+// are read from PostgreSQL at scrape time: they describe the shared queue, not this process.
+import { type Logger, prometheus, type Registry } from '@postern/shared';
+import type { SupervisedLoop } from './keepalive/supervisor.ts';
+import type { ScheduleStats } from './queue/sql/schedule-stats.ts';
+
+export const ATTEMPT_STATUSES = ['sent', 'transport_failed', 'timed_out', 'provider_rejected', 'outcome_unknown'] as const;
+
+export interface EngineMetrics {
+  attemptOutcomes: prometheus.Counter<'status'>;
+  sendDuration: prometheus.Histogram<'status'>;
+  deadLetters: prometheus.Counter;
+  suppressed: prometheus.Counter<'reason'>;
+  malformed: prometheus.Counter<'failure_code'>;
+  commandsAccepted: prometheus.Counter<'schema_version' | 'outcome'>;
+  bounces: prometheus.Counter;
+  loopRestarts: prometheus.Counter<'loop'>;
+  loopStalls: prometheus.Counter<'loop'>;
+  leasesReclaimed: prometheus.Counter;
+  claimDuration: prometheus.Histogram;
+}
+
+export function createEngineMetrics(
+  registry: Registry,
+  sources: { stats: () => Promise<ScheduleStats>; loops: () => readonly SupervisedLoop[]; logger: Logger },
+): EngineMetrics {
+  const { Counter, Gauge, Histogram } = prometheus;
+  let lastStats: Promise<ScheduleStats | null> | null = null;
+  // One query per scrape feeds all four queue gauges; a scrape while PostgreSQL is away keeps the
+  // gauges at their last value rather than failing /metrics as a whole.
+  const statsOnce = () => {
+    lastStats ??= sources.stats().catch((error: unknown) => {
+      sources.logger.warn({ err: error }, 'queue figures unavailable for this scrape');
+      return null;
+    });
+    const pending = lastStats;
+    setImmediate(() => {
+      if (lastStats === pending) lastStats = null;
+    });
+    return pending;
+  };
+  const queueGauge = (name: string, help: string, pick: (stats: ScheduleStats) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      async collect() {
+        const stats = await statsOnce();
+        if (stats) this.set(pick(stats));
+      },
+    });
+  queueGauge('mail_attempt_schedule_depth', 'Deliveries queued, retrying or being attempted (all engines).', (s) => s.depth);
+  queueGauge('mail_attempt_schedule_oldest_age_ms', 'Age of the oldest delivery not yet finished, in ms.', (s) => s.oldestAgeMs);
+  queueGauge('mail_attempt_schedule_due', 'Deliveries due now and not yet claimed.', (s) => s.due);
+  queueGauge('mail_attempt_schedule_due_lag_ms', 'How long the longest-due unclaimed delivery has waited past its due time, in ms.', (s) => s.dueLagMs);
+
+  new Gauge({
+    name: 'mail_loop_heartbeat_age_ms',
+    help: 'Time since each supervised loop of this engine last heartbeated, in ms.',
+    labelNames: ['loop'],
+    registers: [registry],
+    collect() {
+      const now = Date.now();
+      this.reset();
+      for (const loop of sources.loops()) this.set({ loop: loop.name }, now - loop.status.heartbeatAt);
+    },
+  });
+
+  const metrics: EngineMetrics = {
+    attemptOutcomes: new Counter({ name: 'mail_attempt_outcomes_total', help: 'Delivery attempts by outcome.', labelNames: ['status'], registers: [registry] }),
+    sendDuration: new Histogram({
+      name: 'mail_provider_send_duration_ms',
+      help: 'Time to hand one message to the relay, in ms.',
+      labelNames: ['status'],
+      buckets: [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000],
+      registers: [registry],
+    }),
+    deadLetters: new Counter({ name: 'mail_delivery_dead_letters_total', help: 'Deliveries dead-lettered after the retry ladder.', registers: [registry] }),
+    suppressed: new Counter({ name: 'mail_delivery_suppressed_total', help: 'Deliveries ended as suppressed.', labelNames: ['reason'], registers: [registry] }),
+    malformed: new Counter({ name: 'mail_stream_commands_malformed_total', help: 'Stream commands quarantined as malformed.', labelNames: ['failure_code'], registers: [registry] }),
+    commandsAccepted: new Counter({ name: 'mail_stream_commands_accepted_total', help: 'Stream commands accepted.', labelNames: ['schema_version', 'outcome'], registers: [registry] }),
+    bounces: new Counter({ name: 'mail_delivery_bounces_total', help: 'Delivery status notifications queued for senders of accepted mail.', registers: [registry] }),
+    loopRestarts: new Counter({ name: 'mail_loop_restarts_total', help: 'Supervised loop restarts after a failure or stall.', labelNames: ['loop'], registers: [registry] }),
+    loopStalls: new Counter({ name: 'mail_loop_stalls_total', help: 'Loops the watchdog found stalled.', labelNames: ['loop'], registers: [registry] }),
+    leasesReclaimed: new Counter({ name: 'mail_attempt_leases_reclaimed_total', help: 'Expired leases taken back (their attempt recorded as outcome_unknown).', registers: [registry] }),
+    claimDuration: new Histogram({
+      name: 'mail_attempt_claim_duration_ms',
+      help: 'Time of one claim statement, in ms.',
+      buckets: [0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 25, 50, 100, 250, 1000],
+      registers: [registry],
+    }),
+  };
+  for (const status of ATTEMPT_STATUSES) metrics.attemptOutcomes.inc({ status }, 0);
+  for (const reason of ['suppression_list', 'stub_mode', 'provider']) metrics.suppressed.inc({ reason }, 0);
+  metrics.deadLetters.inc(0);
+  return metrics;
+}

@@ -1,0 +1,91 @@
+// The scheduler loop: claim due deliveries in batches (claim-deliveries.ts) up to the free worker
+// slots, hand them to the attempt workers, and sleep until woken: by NOTIFY mail_delivery_due (the
+// deliveries trigger fires on every insert or reschedule), by a worker freeing a slot while more is
+// due, or by the polling interval — the fallback that keeps claiming when the LISTEN connection is
+// down or a notification was missed. Expired leases are taken back on the way (seed 004).
+import type { Logger, Pool } from '@postern/shared';
+import { createWaker, type LoopContext } from '../keepalive/supervisor.ts';
+import type { EngineMetrics } from '../metrics.ts';
+import { claimDueDeliveries } from './sql/claim-deliveries.ts';
+import { reclaimExpiredLeases } from './sql/reclaim-expired-leases.ts';
+import type { WorkChannel } from './work-channel.ts';
+
+export interface SchedulerOptions {
+  pool: Pool;
+  channel: WorkChannel;
+  workerId: string;
+  concurrency: number;
+  batchSize: number;
+  leaseMs: number;
+  pollIntervalMs: number;
+  heartbeatIntervalMs: number;
+  maxAttempts: number;
+  metrics: EngineMetrics;
+  logger: Logger;
+}
+
+export function createScheduler(options: SchedulerOptions): { body: (context: LoopContext) => Promise<void> } {
+  const waker = createWaker();
+  let moreDue = false;
+  options.channel.onSlotFree(() => {
+    if (moreDue) waker.wake();
+  });
+  // Leases are checked a few times per lease period, and at least every 5 s.
+  const reclaimEveryMs = Math.min(5_000, Math.max(250, Math.floor(options.leaseMs / 4)));
+
+  async function body({ signal, beat, progress }: LoopContext): Promise<void> {
+    const listener = await options.pool.connect();
+    let listenerBroken: Error | null = null;
+    const onNotification = () => waker.wake();
+    const onBroken = (error?: Error) => {
+      listenerBroken = error ?? new Error('LISTEN connection ended');
+      waker.wake();
+    };
+    listener.on('notification', onNotification);
+    listener.on('error', onBroken);
+    listener.on('end', onBroken);
+    try {
+      await listener.query('LISTEN mail_delivery_due');
+      let nextReclaim = 0;
+      while (!signal.aborted) {
+        beat();
+        if (listenerBroken) throw listenerBroken;
+        if (Date.now() >= nextReclaim) {
+          const { reclaimed } = await reclaimExpiredLeases(options.pool, 100, options.maxAttempts, options.leaseMs);
+          if (reclaimed > 0) {
+            options.metrics.leasesReclaimed.inc(reclaimed);
+            options.logger.warn({ reclaimed }, 'took back expired leases (their attempts: outcome unknown)');
+          }
+          nextReclaim = Date.now() + reclaimEveryMs;
+        }
+        const free = options.concurrency - options.channel.waiting - options.channel.busy;
+        if (free > 0) {
+          const wanted = Math.min(free, options.batchSize);
+          const t0 = performance.now();
+          const claimed = await claimDueDeliveries(options.pool, options.workerId, wanted, options.leaseMs);
+          options.metrics.claimDuration.observe(performance.now() - t0);
+          if (claimed.length > 0) {
+            if (signal.aborted) {
+              // Claimed while stopping: handed to the channel anyway, the engine's stop releases it.
+              options.channel.push(claimed);
+              break;
+            }
+            options.channel.push(claimed);
+            progress();
+          }
+          moreDue = claimed.length === wanted;
+          if (moreDue) continue;
+        } else {
+          moreDue = true;
+        }
+        await waker.wait(Math.min(options.pollIntervalMs, options.heartbeatIntervalMs), signal);
+      }
+    } finally {
+      listener.off('notification', onNotification);
+      // The LISTEN session is not handed back to the pool: another user would inherit it.
+      listener.release(true);
+    }
+  }
+
+  return { body };
+}

@@ -1,0 +1,52 @@
+// The scheduler's claim (seed 002: "scheduler claims rely on FOR UPDATE SKIP LOCKED"). Due rows are
+// taken oldest first through the partial index deliveries_due_idx, as leases: locked_by names this
+// engine, locked_until is when any engine may take the row back (reclaim-expired-leases.ts). Two
+// engines never claim the same row: each skips the rows the other has locked. attempt_count is
+// incremented here, so the attempt about to start has a number before anything can go wrong.
+// The suppression list is read in the same statement (no extra round trip per delivery).
+import type { Queryable } from '@postern/shared';
+
+export interface ClaimedDelivery {
+  id: string;
+  source: string;
+  payload_mode: 'relay' | 'template' | 'rendered';
+  message_id: string | null;
+  template_id: string | null;
+  template_locale: string | null;
+  template_hash: string | null;
+  template_variables: Record<string, unknown> | null;
+  subject: string | null;
+  text_body: string | null;
+  html_body: string | null;
+  category: string | null;
+  recipient: string;
+  envelope_from: string;
+  rfc_message_id: string;
+  attempt_count: number;
+  created_at: Date;
+  /** Reason from the suppression list, or null. */
+  suppressed_reason: string | null;
+}
+
+const CLAIM_SQL = `
+WITH due AS (
+  SELECT id FROM mail.deliveries
+   WHERE status IN ('queued', 'retrying') AND next_attempt_at <= now()
+   ORDER BY next_attempt_at
+   LIMIT $2
+   FOR UPDATE SKIP LOCKED)
+UPDATE mail.deliveries d
+   SET status = 'sending', locked_by = $1, locked_until = now() + $3::double precision * interval '1 millisecond',
+       next_attempt_at = NULL, attempt_count = d.attempt_count + 1, updated_at = now()
+  FROM due
+ WHERE d.id = due.id
+RETURNING d.id, d.source, d.payload_mode, d.message_id, d.template_id, d.template_locale, d.template_hash,
+          d.template_variables, d.subject, d.text_body, d.html_body, d.category, d.recipient, d.envelope_from,
+          d.rfc_message_id, d.attempt_count, d.created_at,
+          (SELECT s.reason FROM mail.suppressions s
+            WHERE s.address = d.recipient AND (s.expires_at IS NULL OR s.expires_at > now())) AS suppressed_reason`;
+
+export async function claimDueDeliveries(db: Queryable, workerId: string, limit: number, leaseMs: number): Promise<ClaimedDelivery[]> {
+  const { rows } = await db.query<ClaimedDelivery>({ name: 'postern_claim_deliveries', text: CLAIM_SQL, values: [workerId, limit, leaseMs] });
+  return rows;
+}

@@ -1,0 +1,35 @@
+// The figures behind mail_attempt_schedule_depth and mail_attempt_schedule_oldest_age_ms (seed 001:
+// "we don't actually monitor the size of the out queue"). Read from the database at scrape time,
+// so every engine reports the shared queue, and a dead engine cannot report a stale "all fine".
+import type { Queryable } from '@postern/shared';
+
+export interface ScheduleStats {
+  /** Deliveries waiting or being attempted: queued, retrying, sending. */
+  depth: number;
+  /** Age of the oldest of them since it was created (near the retry ladder in a healthy system). */
+  oldestAgeMs: number;
+  /** Due now and not yet claimed. */
+  due: number;
+  /** How long the longest-due unclaimed delivery has been due: near 0 unless engines are stuck. */
+  dueLagMs: number;
+}
+
+const STATS_SQL = `
+SELECT
+  (SELECT count(*) FROM mail.deliveries WHERE status IN ('queued', 'retrying', 'sending'))::bigint AS depth,
+  (SELECT COALESCE(extract(epoch FROM now() - min(created_at)) * 1000, 0)
+     FROM mail.deliveries WHERE status IN ('queued', 'retrying', 'sending'))::float8 AS oldest_age_ms,
+  (SELECT count(*) FROM mail.deliveries WHERE status IN ('queued', 'retrying') AND next_attempt_at <= now())::bigint AS due,
+  (SELECT COALESCE(extract(epoch FROM now() - min(next_attempt_at)) * 1000, 0)
+     FROM mail.deliveries WHERE status IN ('queued', 'retrying') AND next_attempt_at <= now())::float8 AS due_lag_ms`;
+
+export async function readScheduleStats(db: Queryable): Promise<ScheduleStats> {
+  const { rows } = await db.query<{ depth: string; oldest_age_ms: number; due: string; due_lag_ms: number }>(STATS_SQL);
+  const row = rows[0];
+  return {
+    depth: Number(row?.depth ?? 0),
+    oldestAgeMs: Math.max(0, Number(row?.oldest_age_ms ?? 0)),
+    due: Number(row?.due ?? 0),
+    dueLagMs: Math.max(0, Number(row?.due_lag_ms ?? 0)),
+  };
+}

@@ -1,0 +1,48 @@
+// What the attempt worker needs from an outbound relay: hand over one message for one recipient and
+// say what happened. Two implementations: smtp-relay.ts (nodemailer, pooled) and stub-relay.ts.
+export interface SmtpReply {
+  code: number | null;
+  enhanced: string | null;
+  text: string;
+}
+
+export interface OutboundMessage {
+  deliveryId: string;
+  /** '' is the null reverse-path (MAIL FROM:<>). */
+  envelopeFrom: string;
+  recipient: string;
+  raw: Buffer;
+}
+
+export interface SendFailure {
+  kind: 'reply' | 'timeout' | 'connection' | 'other';
+  reply: SmtpReply | null;
+  /** The whole message had been handed to the connection: the server may have it. */
+  dataSent: boolean;
+  message: string;
+  /** The engine itself cut the send short (shutdown). */
+  interrupted: boolean;
+}
+
+export type SendResult = { ok: true; reply: SmtpReply } | { ok: false; failure: SendFailure };
+
+export interface Relay {
+  readonly name: string;
+  send(message: OutboundMessage): Promise<SendResult>;
+  /** Cut every send under way short (shutdown deadline); they resolve as interrupted failures. */
+  interrupt(): void;
+  close(): Promise<void>;
+}
+
+/** "250 2.0.0 Ok: queued as X" -> code, enhanced code, text. */
+export function parseReply(line: string | undefined | null): SmtpReply | null {
+  if (!line) return null;
+  const match = /^(\d{3})[ -]?(?:([245]\.\d{1,3}\.\d{1,3})\s*)?([\s\S]*)$/.exec(line.trim());
+  if (!match) return { code: null, enhanced: null, text: line.trim().slice(0, 1_000) };
+  const code = Number(match[1]);
+  return {
+    code: code >= 200 && code <= 599 ? code : null,
+    enhanced: match[2] ?? null,
+    text: (match[3] ?? '').replace(/\s+/g, ' ').trim().slice(0, 1_000),
+  };
+}

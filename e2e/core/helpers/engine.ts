@@ -1,0 +1,120 @@
+// Engines for the tests, in-process, listening on ports the OS picks (two in one test is easy).
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  acceptCommand,
+  createLogger,
+  type DeliveryCommand,
+  loadConfig,
+  loadTemplateCatalog,
+  type PosternConfig,
+  type TemplateCatalog,
+} from '@postern/shared';
+import type pg from 'pg';
+import { type Engine, type EngineDeps, startEngine } from '../../../apps/core/src/engine.ts';
+import { waitFor } from '../../harness/index.ts';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+export const TEMPLATE_DIR = path.join(repoRoot, 'templates');
+export const SENDER = 'postern@postern.test';
+
+let catalog: TemplateCatalog | null = null;
+export function testCatalog(): TemplateCatalog {
+  catalog ??= loadTemplateCatalog(TEMPLATE_DIR);
+  return catalog;
+}
+
+export function engineConfig(dsn: string, env: Record<string, string> = {}): PosternConfig {
+  return loadConfig(
+    {
+      MAIL_POSTGRES_PRIMARY_DSN: dsn,
+      MAIL_INTERNAL_HTTP_ADDR: '127.0.0.1:0',
+      MAIL_TEMPLATE_DIR: TEMPLATE_DIR,
+      MAIL_SMTP_FROM: SENDER,
+      MAIL_LOG_LEVEL: process.env.POSTERN_E2E_LOG_LEVEL ?? 'silent',
+      MAIL_POSTGRES_POOL_MAX: '6',
+      MAIL_SHUTDOWN_TIMEOUT: '5s',
+      MAIL_SMTP_TIMEOUT: '2s',
+      MAIL_LEASE_DURATION: '30s',
+      MAIL_WATCHDOG_STALL_THRESHOLD: '10s',
+      MAIL_HEARTBEAT_INTERVAL: '500ms',
+      MAIL_SCHEDULER_POLL_INTERVAL: '250ms',
+      MAIL_ATTEMPT_WORKER_CONCURRENCY: '4',
+      MAIL_RETRY_LADDER: '300ms,300ms,300ms',
+      ...env,
+    },
+    'core',
+  );
+}
+
+export async function startTestEngine(dsn: string, env: Record<string, string> = {}, deps: Partial<EngineDeps> = {}): Promise<Engine> {
+  const config = engineConfig(dsn, env);
+  return startEngine(config, { logger: createLogger('core-e2e', config.logLevel), catalog: testCatalog(), ...deps });
+}
+
+/** A delivery created through the shared intake, as the stream or the API would. */
+export async function queueDelivery(
+  pool: pg.Pool,
+  command: Partial<DeliveryCommand> & Pick<DeliveryCommand, 'recipient'>,
+): Promise<string> {
+  const outcome = await acceptCommand(
+    pool,
+    {
+      schemaVersion: '2',
+      source: 'e2e',
+      idempotencyKey: `k-${Math.random().toString(36).slice(2)}`,
+      deliveryId: null,
+      category: null,
+      payload: { mode: 'rendered', subject: `to ${command.recipient}`, text: 'hello', html: null },
+      ...command,
+    },
+    { catalog: testCatalog(), sender: SENDER },
+  );
+  if (outcome.status === 'refused') throw new Error(`refused: ${outcome.failure.detail}`);
+  return outcome.deliveryId;
+}
+
+export interface DeliveryRow {
+  id: string;
+  status: string;
+  attempt_count: number;
+  last_error: string | null;
+  recipient: string;
+}
+
+export async function deliveryRow(pool: pg.Pool, id: string): Promise<DeliveryRow | undefined> {
+  const { rows } = await pool.query<DeliveryRow>('SELECT id, status, attempt_count, last_error, recipient FROM mail.deliveries WHERE id = $1', [id]);
+  return rows[0];
+}
+
+export function waitForStatus(pool: pg.Pool, id: string, status: string, timeoutMs = 20_000): Promise<DeliveryRow | undefined> {
+  return waitFor(`delivery ${id} to be ${status}`, () => deliveryRow(pool, id), (row) => row?.status === status, { timeoutMs, intervalMs: 100 });
+}
+
+export async function attemptsOf(pool: pg.Pool, id: string): Promise<Array<{ attempt_number: number; status: string; smtp_code: number | null; smtp_text: string | null }>> {
+  const { rows } = await pool.query(
+    'SELECT attempt_number, status, smtp_code, smtp_text FROM mail.attempts WHERE delivery_id = $1 ORDER BY attempt_number',
+    [id],
+  );
+  return rows;
+}
+
+export async function metricsText(engine: Engine): Promise<string> {
+  if (!engine.http) throw new Error('engine started without HTTP');
+  return (await fetch(`http://${engine.http.host}:${engine.http.port}/metrics`)).text();
+}
+
+/** The value of one sample, e.g. metricValue(text, 'mail_delivery_dead_letters_total'). */
+export function metricValue(text: string, sample: string): number {
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue;
+    const space = line.lastIndexOf(' ');
+    const name = line.slice(0, space).replace(/,?app="core"/, '').replace('{}', '');
+    if (name === sample) return Number(line.slice(space + 1));
+  }
+  return Number.NaN;
+}
+
+export function unique(label: string): string {
+  return `${label}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}@inbox.test`;
+}

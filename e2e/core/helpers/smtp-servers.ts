@@ -1,0 +1,123 @@
+// SMTP servers that misbehave on purpose, inside the test process: scripted replies per recipient
+// and attempt (4xx, 5xx, hang after DATA), and a front door that swallows the first connections
+// without a greeting before passing the rest to a real sink.
+import net from 'node:net';
+import { SMTPServer } from 'smtp-server';
+
+export type Step = 'accept' | 'hang' | { code: number; message: string };
+
+export interface ScriptedSmtp {
+  port: number;
+  /** Messages accepted (250 after DATA), by recipient. */
+  accepted: Map<string, number>;
+  /** Every RCPT seen, by recipient (= attempts that got that far). */
+  seen: Map<string, number>;
+  /** Every message answered 250: envelope and the exact bytes received. */
+  messages: Array<{ from: string; to: string[]; raw: Buffer }>;
+  script(recipient: string, steps: Step[]): void;
+  /** Hold every DATA without answering until released (for killing an engine mid-send). */
+  holdAll(holding: boolean): void;
+  /** Delay before each DATA answer. */
+  setDelay(ms: number): void;
+  close(): Promise<void>;
+}
+
+function replyError(step: { code: number; message: string }): Error {
+  const error = new Error(step.message) as Error & { responseCode: number };
+  error.responseCode = step.code;
+  return error;
+}
+
+export async function startScriptedSmtp(): Promise<ScriptedSmtp> {
+  const scripts = new Map<string, Step[]>();
+  const seen = new Map<string, number>();
+  const accepted = new Map<string, number>();
+  const messages: Array<{ from: string; to: string[]; raw: Buffer }> = [];
+  let holding = false;
+  let delayMs = 0;
+  const bump = (map: Map<string, number>, key: string) => map.set(key, (map.get(key) ?? 0) + 1);
+  const stepFor = (recipient: string): Step => {
+    const steps = scripts.get(recipient);
+    return steps && steps.length > 0 ? (steps.shift() as Step) : 'accept';
+  };
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['AUTH', 'STARTTLS'],
+    hideSTARTTLS: true,
+    logger: false,
+    onRcptTo(address, session, callback) {
+      const recipient = address.address.toLowerCase();
+      bump(seen, recipient);
+      const step = stepFor(recipient);
+      (session as unknown as { step: Step }).step = step;
+      if (typeof step === 'object' && step.code < 600) return callback(replyError(step));
+      callback();
+    },
+    onData(stream, session, callback) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      stream.on('end', () => {
+        const step = (session as unknown as { step: Step }).step;
+        if (step === 'hang' || holding) return; // never answer: the client times out after DATA
+        const finish = () => {
+          for (const rcpt of session.envelope.rcptTo) bump(accepted, rcpt.address.toLowerCase());
+          const from = session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address;
+          messages.push({ from, to: session.envelope.rcptTo.map((rcpt) => rcpt.address.toLowerCase()), raw: Buffer.concat(chunks) });
+          callback(null, 'Ok: queued');
+        };
+        if (delayMs > 0) setTimeout(finish, delayMs);
+        else finish();
+      });
+    },
+  });
+  server.on('error', () => {});
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.server.address() as net.AddressInfo).port;
+  return {
+    port,
+    accepted,
+    seen,
+    messages,
+    script: (recipient, steps) => scripts.set(recipient.toLowerCase(), [...steps]),
+    holdAll: (value) => {
+      holding = value;
+    },
+    setDelay: (ms) => {
+      delayMs = ms;
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** Accepts TCP connections and says nothing to the first `hangCount` of them (no greeting, ever);
+ *  later connections are piped to the real server behind it. */
+export async function startSilentFrontDoor(upstream: { host: string; port: number }, hangCount: number): Promise<{ port: number; hung: () => number; close(): Promise<void> }> {
+  let hung = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    sockets.add(client);
+    client.on('close', () => sockets.delete(client));
+    client.on('error', () => {});
+    if (hung < hangCount) {
+      hung += 1;
+      return; // accepted, and then silence
+    }
+    const target = net.connect(upstream.port, upstream.host);
+    sockets.add(target);
+    target.on('error', () => client.destroy());
+    client.on('error', () => target.destroy());
+    target.on('close', () => client.destroy());
+    client.on('close', () => target.destroy());
+    client.pipe(target);
+    target.pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    hung: () => hung,
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}

@@ -1,0 +1,148 @@
+// Accepting a decoded command: the one code path behind the Redis Stream (apps/core) and the GraphQL
+// sendEmail mutation (apps/api). The template is checked against the catalog (unknown template,
+// missing variable: refused before anything is stored), then ONE transaction reserves the
+// idempotency key and inserts the delivery. A duplicate returns the delivery the first command
+// created; the same key with other content is a conflict, refused and quarantined by the caller.
+// The delivery insert fires mail_delivery_due on commit, waking an idle engine.
+import { createHash, randomUUID } from 'node:crypto';
+import type { Pool, PoolClient } from '../db/pool.ts';
+import { checkTemplateCommand } from '../templates/render-template.ts';
+import type { TemplateCatalog } from '../templates/template-catalog.ts';
+import type { DecodeFailure, DeliveryCommand } from './decode-command.ts';
+
+export interface AcceptCommandOptions {
+  catalog: TemplateCatalog;
+  /** MAIL_SMTP_FROM: the envelope sender of mail Postern writes, and the Message-ID's domain. */
+  sender: string;
+}
+
+export type AcceptOutcome =
+  | { status: 'created'; deliveryId: string }
+  | { status: 'duplicate'; deliveryId: string }
+  | { status: 'refused'; failure: DecodeFailure };
+
+/** Canonical JSON (keys sorted at every level): the same content always hashes the same. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, item]) => item !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** What makes two commands "the same": everything but the version they were encoded in, so a
+ *  producer moving from v1 to v2 mid-retry is still recognised as a duplicate. */
+export function commandHash(command: DeliveryCommand): string {
+  const { schemaVersion: _version, ...content } = command;
+  return `sha256:${createHash('sha256').update(canonicalJson(content)).digest('hex')}`;
+}
+
+const FIND_RESERVATION = `
+SELECT request_hash, delivery_id FROM mail.idempotency_reservations
+ WHERE source = $1 AND idempotency_key = $2`;
+
+const INSERT_DELIVERY = `
+INSERT INTO mail.deliveries (id, source, idempotency_key, payload_mode, template_id, template_locale, template_hash,
+                             template_variables, subject, text_body, html_body, category, recipient, envelope_from,
+                             rfc_message_id, status, next_attempt_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12, $13, $14, $15, 'queued', now())
+ON CONFLICT (id) DO NOTHING
+RETURNING id`;
+
+const INSERT_RESERVATION = `
+INSERT INTO mail.idempotency_reservations (source, idempotency_key, request_hash, delivery_id)
+VALUES ($1, $2, $3, $4)`;
+
+class ReservationRace extends Error {}
+
+function refused(command: DeliveryCommand, code: DecodeFailure['code'], detail: string, deliveryId?: string): AcceptOutcome {
+  return {
+    status: 'refused',
+    failure: { code, detail, schemaVersion: command.schemaVersion, source: command.source, deliveryId: deliveryId ?? command.deliveryId },
+  };
+}
+
+async function acceptOnce(
+  client: PoolClient,
+  command: DeliveryCommand,
+  row: { hash: string; templateLocale: string | null; templateHash: string | null; category: string | null },
+  options: AcceptCommandOptions,
+): Promise<AcceptOutcome> {
+  const existing = await client.query<{ request_hash: string; delivery_id: string }>(FIND_RESERVATION, [command.source, command.idempotencyKey]);
+  const reservation = existing.rows[0];
+  if (reservation) {
+    if (reservation.request_hash === row.hash) return { status: 'duplicate', deliveryId: reservation.delivery_id };
+    return refused(command, 'idempotency_conflict', `idempotency key "${command.idempotencyKey}" of source "${command.source}" was used for other content (delivery ${reservation.delivery_id})`, reservation.delivery_id);
+  }
+  const id = command.deliveryId ?? randomUUID();
+  const domain = options.sender.split('@').pop() ?? 'localhost';
+  const { payload } = command;
+  const inserted = await client.query(INSERT_DELIVERY, [
+    id,
+    command.source,
+    command.idempotencyKey,
+    payload.mode,
+    payload.mode === 'template' ? payload.templateId : null,
+    row.templateLocale,
+    row.templateHash,
+    payload.mode === 'template' ? JSON.stringify(payload.variables) : null,
+    payload.mode === 'rendered' ? payload.subject : null,
+    payload.mode === 'rendered' ? payload.text : null,
+    payload.mode === 'rendered' ? payload.html : null,
+    row.category,
+    command.recipient,
+    options.sender,
+    `<${id}@${domain}>`,
+  ]);
+  if (inserted.rowCount === 0) return refused(command, 'idempotency_conflict', `delivery id ${id} is already used by another command`, id);
+  try {
+    await client.query(INSERT_RESERVATION, [command.source, command.idempotencyKey, row.hash, id]);
+  } catch (error) {
+    // 23505: a concurrent command with the same key committed first; start again and find it.
+    if ((error as { code?: string }).code === '23505') throw new ReservationRace();
+    throw error;
+  }
+  return { status: 'created', deliveryId: id };
+}
+
+export async function acceptCommand(pool: Pool, command: DeliveryCommand, options: AcceptCommandOptions): Promise<AcceptOutcome> {
+  let templateLocale: string | null = null;
+  let templateHash: string | null = null;
+  let category = command.category;
+  if (command.payload.mode === 'template') {
+    const lookup = checkTemplateCommand(options.catalog, command.payload.templateId, command.payload.locale, command.payload.variables);
+    if (!lookup.ok) return refused(command, lookup.reason, lookup.detail);
+    templateLocale = lookup.locale.locale;
+    templateHash = lookup.locale.hash;
+    category ??= lookup.template.category;
+  }
+  // Runbook (seed 002): the producers named authsession and notification are the categories stub
+  // mode tells apart, when the command does not say.
+  if (category === null && (command.source === 'authsession' || command.source === 'notification')) category = command.source;
+  const row = { hash: commandHash(command), templateLocale, templateHash, category };
+
+  for (let attempt = 0; ; attempt++) {
+    const client = await pool.connect();
+    let broken = false;
+    try {
+      await client.query('BEGIN');
+      const outcome = await acceptOnce(client, command, row, options);
+      if (outcome.status === 'created') await client.query('COMMIT');
+      else await client.query('ROLLBACK');
+      return outcome;
+    } catch (error) {
+      try {
+        await client.query('ROLLBACK');
+      } catch {
+        broken = true;
+      }
+      if (error instanceof ReservationRace && attempt === 0) continue;
+      throw error;
+    } finally {
+      client.release(broken);
+    }
+  }
+}

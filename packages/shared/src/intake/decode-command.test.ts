@@ -1,0 +1,79 @@
+import { describe, expect, it } from 'vitest';
+import { commandHash } from './accept-command.ts';
+import { decodeCommand } from './decode-command.ts';
+
+const v1Template = {
+  schema_version: '1',
+  source: 'authsession',
+  idempotency_key: 'login-42',
+  recipient: 'Alice@Example.COM',
+  payload_mode: 'template',
+  template_id: 'login-code',
+  locale: 'de',
+  variables: JSON.stringify({ code: '123456', expiresInMinutes: 10 }),
+};
+
+const v2Template = {
+  schema_version: '2',
+  command: JSON.stringify({
+    source: 'authsession',
+    idempotencyKey: 'login-42',
+    to: 'alice@example.com',
+    payload: { mode: 'template', templateId: 'login-code', locale: 'de', variables: { expiresInMinutes: 10, code: '123456' } },
+  }),
+};
+
+describe('decodeCommand', () => {
+  it('decodes v1 (flat fields) and v2 (nested JSON) to the same command, with the same content hash', () => {
+    const one = decodeCommand(v1Template);
+    const two = decodeCommand(v2Template);
+    expect(one.ok && two.ok).toBe(true);
+    if (!one.ok || !two.ok) return;
+    expect(one.command).toMatchObject({ schemaVersion: '1', recipient: 'alice@example.com', payload: { mode: 'template', templateId: 'login-code' } });
+    expect(two.command).toMatchObject({ schemaVersion: '2', recipient: 'alice@example.com' });
+    expect(commandHash(one.command)).toBe(commandHash(two.command));
+  });
+
+  it('decodes a rendered v2 payload and hashes different content differently', () => {
+    const decoded = decodeCommand({
+      schema_version: '2',
+      command: JSON.stringify({ source: 'billing', idempotencyKey: 'k', to: 'b@example.com', payload: { mode: 'rendered', subject: 'Hi', text: 'Body' } }),
+    });
+    expect(decoded).toMatchObject({ ok: true, command: { payload: { mode: 'rendered', subject: 'Hi', text: 'Body', html: null } } });
+    const other = decodeCommand({
+      schema_version: '2',
+      command: JSON.stringify({ source: 'billing', idempotencyKey: 'k', to: 'b@example.com', payload: { mode: 'rendered', subject: 'Hi', text: 'Other' } }),
+    });
+    if (!decoded.ok || !other.ok) throw new Error('expected both to decode');
+    expect(commandHash(decoded.command)).not.toBe(commandHash(other.command));
+  });
+
+  it.each([
+    ['no version', { source: 'x' }, 'unknown_version'],
+    ['version 3', { ...v1Template, schema_version: '3' }, 'unknown_version'],
+    ['v2 with broken JSON', { schema_version: '2', command: '{"source": ' }, 'invalid_json'],
+    ['v1 with broken variables JSON', { ...v1Template, variables: '{nope' }, 'invalid_json'],
+    ['v1 without recipient', { ...v1Template, recipient: '' }, 'missing_field'],
+    ['v1 without idempotency key', { ...v1Template, idempotency_key: undefined as unknown as string }, 'missing_field'],
+    ['v1 with a bad address', { ...v1Template, recipient: 'not an address' }, 'invalid_address'],
+    ['v1 with unknown payload mode', { ...v1Template, payload_mode: 'carrier-pigeon' }, 'invalid_field'],
+    ['v1 posing as the edge', { ...v1Template, source: 'smtp' }, 'invalid_field'],
+    ['v1 with variables as a list', { ...v1Template, variables: '[1,2]' }, 'invalid_field'],
+    ['v2 payload not an object', { schema_version: '2', command: JSON.stringify({ source: 's', idempotencyKey: 'k', to: 'a@b.c', payload: 'x' }) }, 'invalid_field'],
+    ['v2 rendered without a body', { schema_version: '2', command: JSON.stringify({ source: 's', idempotencyKey: 'k', to: 'a@b.c', payload: { mode: 'rendered', subject: 's' } }) }, 'missing_field'],
+    ['a huge command', { ...v1Template, text: 'x'.repeat(300 * 1024) }, 'too_large'],
+  ])('%s -> %s', (_name, fields, code) => {
+    const clean = Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined)) as Record<string, string>;
+    const decoded = decodeCommand(clean);
+    expect(decoded.ok).toBe(false);
+    if (!decoded.ok) expect(decoded.failure.code).toBe(code);
+  });
+
+  it('reports the source and delivery id of a refused command where they are readable', () => {
+    const decoded = decodeCommand({
+      schema_version: '2',
+      command: JSON.stringify({ source: 'billing', deliveryId: '6d1f7a52-4d0e-4b8e-9f3c-2a1b0c9d8e7f', to: 'x@y.z', payload: {} }),
+    });
+    expect(decoded).toMatchObject({ ok: false, failure: { code: 'missing_field', source: 'billing', deliveryId: '6d1f7a52-4d0e-4b8e-9f3c-2a1b0c9d8e7f', schemaVersion: '2' } });
+  });
+});

@@ -1,0 +1,16 @@
+export {
+  checkTemplateCommand,
+  missingVariables,
+  type RenderedContent,
+  renderLocale,
+  resolveLocale,
+  type TemplateLookup,
+} from './render-template.ts';
+export {
+  canonicalLocale,
+  loadTemplateCatalog,
+  type TemplateCatalog,
+  TemplateCatalogError,
+  type TemplateDefinition,
+  type TemplateLocale,
+} from './template-catalog.ts';

@@ -1,0 +1,105 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { checkTemplateCommand, renderLocale, resolveLocale } from './render-template.ts';
+import { loadTemplateCatalog, TemplateCatalogError } from './template-catalog.ts';
+
+const shipped = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../templates');
+const scratch: string[] = [];
+
+function catalogDir(files: Record<string, string>): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'postern-templates-'));
+  scratch.push(dir);
+  for (const [name, content] of Object.entries(files)) {
+    mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+    writeFileSync(path.join(dir, name), content);
+  }
+  return dir;
+}
+
+afterEach(() => {
+  for (const dir of scratch.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('the shipped catalog (templates/)', () => {
+  const catalog = loadTemplateCatalog(shipped);
+
+  it('has the login code, password reset, notification digest and bounce templates', () => {
+    expect([...catalog.templates.keys()]).toEqual(['delivery-status-notification', 'login-code', 'notification-digest', 'password-reset']);
+  });
+
+  it('renders a login code in German, escaping HTML but not text', () => {
+    const lookup = checkTemplateCommand(catalog, 'login-code', 'de-AT', { code: '<123>', expiresInMinutes: 10 });
+    if (!lookup.ok) throw new Error(lookup.detail);
+    expect(lookup.locale.locale).toBe('de');
+    const content = renderLocale(lookup.locale, { code: '<123>', expiresInMinutes: 10 });
+    expect(content.subject).toBe('Ihr Anmeldecode: <123>');
+    expect(content.text).toContain('Ihr Anmeldecode lautet <123>.');
+    expect(content.html).toContain('&lt;123&gt;');
+  });
+
+  it('falls back from an unknown locale to the default locale', () => {
+    const template = catalog.templates.get('login-code');
+    if (!template) throw new Error('missing');
+    expect(resolveLocale(template, 'fr-CA').locale).toBe('en');
+    expect(resolveLocale(template, null).locale).toBe('en');
+  });
+
+  it('refuses a command missing a required variable, naming it', () => {
+    expect(checkTemplateCommand(catalog, 'password-reset', 'en', { name: 'A', expiresInMinutes: 5 })).toEqual({
+      ok: false,
+      reason: 'missing_variable',
+      detail: 'template "password-reset" requires "resetUrl"',
+    });
+    expect(checkTemplateCommand(catalog, 'no-such-thing', 'en', {})).toMatchObject({ ok: false, reason: 'unknown_template' });
+  });
+
+  it('renders the digest list', () => {
+    const template = catalog.templates.get('notification-digest');
+    if (!template) throw new Error('missing');
+    const content = renderLocale(resolveLocale(template, 'en'), {
+      name: 'Bo',
+      items: [{ title: 'One', url: 'https://x.test/1' }, { title: 'Two', url: 'https://x.test/2' }],
+      unsubscribeUrl: 'https://x.test/u',
+    });
+    expect(content.subject).toBe('2 new notification(s)');
+    expect(content.text).toContain('- Two\n  https://x.test/2');
+  });
+
+  it('gives each locale a stable content hash', () => {
+    const again = loadTemplateCatalog(shipped);
+    const hashOf = (c: typeof catalog) => c.templates.get('login-code')?.locales.get('en')?.hash;
+    expect(hashOf(again)).toBe(hashOf(catalog));
+    expect(hashOf(catalog)).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(catalog.templates.get('login-code')?.locales.get('de')?.hash).not.toBe(hashOf(catalog));
+  });
+});
+
+describe('a broken catalog stops startup and names the file', () => {
+  const manifest = JSON.stringify({ defaultLocale: 'en', variables: ['name'] });
+
+  it('a syntax error', () => {
+    const dir = catalogDir({ 'greet/template.json': manifest, 'greet/en/subject.hbs': 'Hi {{name', 'greet/en/text.hbs': 'x' });
+    expect(() => loadTemplateCatalog(dir)).toThrow(TemplateCatalogError);
+    expect(() => loadTemplateCatalog(dir)).toThrow(/greet\/en\/subject\.hbs: does not parse/);
+  });
+
+  it('an undeclared variable', () => {
+    const dir = catalogDir({ 'greet/template.json': manifest, 'greet/en/subject.hbs': 'Hi {{name}}', 'greet/en/text.hbs': '{{nmae}}' });
+    expect(() => loadTemplateCatalog(dir)).toThrow(/greet\/en\/text\.hbs: uses \{\{nmae\}\}/);
+  });
+
+  it('a missing text part, or a default locale without a folder', () => {
+    const noText = catalogDir({ 'greet/template.json': manifest, 'greet/en/subject.hbs': 'Hi' });
+    expect(() => loadTemplateCatalog(noText)).toThrow(/greet\/en\/text\.hbs: missing/);
+    const noDefault = catalogDir({ 'greet/template.json': manifest, 'greet/de/subject.hbs': 'Hi', 'greet/de/text.hbs': 'x' });
+    expect(() => loadTemplateCatalog(noDefault)).toThrow(/defaultLocale "en" has no folder/);
+  });
+
+  it('a manifest that is not JSON', () => {
+    const dir = catalogDir({ 'greet/template.json': '{', 'greet/en/subject.hbs': 'Hi', 'greet/en/text.hbs': 'x' });
+    expect(() => loadTemplateCatalog(dir)).toThrow(/greet\/template\.json: not valid JSON/);
+  });
+});
