@@ -1,6 +1,7 @@
 // Unit tests live next to the code (*.test.ts, no infrastructure); integration and end-to-end
 // tests live in e2e/ and run against containers the global setup starts (e2e/harness/).
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { defineConfig } from 'vitest/config';
 
 const unit = (name: string, dir: string) => ({
@@ -12,7 +13,14 @@ const unit = (name: string, dir: string) => ({
   },
 });
 
+// graphql@16 has no "exports" map: Node resolves it to its CommonJS build (index.js), which is what
+// Pothos and yoga load, while Vite's resolver would pick index.mjs for the test's own imports. Two
+// copies of graphql-js in one process fail with "Cannot use GraphQLSchema from another module or
+// realm"; resolving every import to the file Node picks keeps one copy.
+const graphqlEntry = createRequire(import.meta.url).resolve('graphql');
+
 export default defineConfig({
+  resolve: { alias: [{ find: /^graphql$/, replacement: graphqlEntry }] },
   test: {
     // Global setup teardown stops every container; give it time on a loaded machine.
     teardownTimeout: 60_000,

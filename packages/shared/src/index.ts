@@ -33,5 +33,21 @@ export {
   setAliasTargets,
   setDomainEnabled,
 } from './aliases/index.ts';
+export {
+  API_SCOPES,
+  type ApiScope,
+  type ApiTokenRecord,
+  ApiTokenInputError,
+  authenticateApiToken,
+  createApiToken,
+  grantsScope,
+  hashApiToken,
+  isApiScope,
+  listApiTokens,
+  looksLikeApiToken,
+  mintApiToken,
+  revokeApiToken,
+  TOKEN_PREFIX,
+} from './tokens/index.ts';
 export * from './intake/index.ts';
 export * from './templates/index.ts';

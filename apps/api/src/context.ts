@@ -1,0 +1,17 @@
+// What every resolver receives. The principal was established by the HTTP layer before GraphQL ran
+// (no token or a revoked one never reaches here: it got a 401).
+import type { ApiScope, Logger, Pool } from '@postern/shared';
+import type { SendEmailIntake } from './operations/send-email-intake.ts';
+
+export interface Principal {
+  tokenId: string;
+  tokenName: string;
+  scopes: readonly ApiScope[];
+}
+
+export interface ApiContext {
+  db: Pool;
+  principal: Principal;
+  logger: Logger;
+  intake: SendEmailIntake;
+}

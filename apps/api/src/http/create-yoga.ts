@@ -1,0 +1,86 @@
+// graphql-yoga around the Pothos schema, with the protections a control plane needs: CSRF
+// prevention, depth / alias / cost limits checked before execution, masked errors in production,
+// and introspection and GraphiQL only where they help (development) unless asked for.
+import { costLimitPlugin } from '@escape.tech/graphql-armor-cost-limit';
+import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
+import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
+import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
+import type { Logger, Pool } from '@postern/shared';
+import { GraphQLError, NoSchemaIntrospectionCustomRule } from 'graphql';
+import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import type { ApiContext, Principal } from '../context.ts';
+import type { SendEmailIntake } from '../operations/send-email-intake.ts';
+import { schema } from '../schema/index.ts';
+import { type ApiMetrics, useOperationMetrics } from './operation-metrics.ts';
+
+/** The limits, in one place (documented in docs/api/graphql.md). */
+export const QUERY_LIMITS = {
+  maxDepth: 8,
+  maxAliases: 15,
+  maxCost: 5_000,
+} as const;
+
+export interface ServerContext {
+  /** Set by the HTTP layer after bearer authentication; null only for the GraphiQL page itself. */
+  principal: Principal | null;
+}
+
+export interface YogaOptions {
+  db: Pool;
+  logger: Logger;
+  intake: SendEmailIntake;
+  metrics: ApiMetrics;
+  production: boolean;
+  introspection: boolean;
+  graphiql: boolean;
+}
+
+function useDisableIntrospection(): Plugin {
+  return {
+    onValidate({ addValidationRule }) {
+      addValidationRule(NoSchemaIntrospectionCustomRule);
+    },
+  };
+}
+
+export type ApiYoga = YogaServerInstance<ServerContext, ApiContext>;
+
+export function createApiYoga(options: YogaOptions): ApiYoga {
+  const plugins: Plugin[] = [
+    // Every request must be one a browser would have preflighted (a JSON body, or a custom header):
+    // a cross-site form or <img> GET cannot drive a mutation with someone's cookie... or token.
+    useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'x-postern-csrf'] }),
+    maxDepthPlugin({ n: QUERY_LIMITS.maxDepth, flattenFragments: true, exposeLimits: true }),
+    maxAliasesPlugin({ n: QUERY_LIMITS.maxAliases, exposeLimits: true }),
+    costLimitPlugin({ maxCost: QUERY_LIMITS.maxCost, exposeLimits: true }),
+    useOperationMetrics(options.metrics),
+  ];
+  if (!options.introspection) plugins.push(useDisableIntrospection());
+
+  return createYoga<ServerContext, ApiContext>({
+    schema,
+    graphqlEndpoint: '/graphql',
+    landingPage: false,
+    batching: false,
+    graphiql: options.graphiql
+      ? {
+          title: 'Postern GraphQL',
+          headers: JSON.stringify({ Authorization: 'Bearer <paste a token: npx postern token create ...>' }, null, 2),
+        }
+      : false,
+    // Unexpected errors become "Unexpected error." with no detail in production; typed errors and
+    // FORBIDDEN are GraphQLErrors on purpose and pass through.
+    maskedErrors: options.production ? true : { isDev: true },
+    logging: {
+      debug: (...args) => options.logger.debug(args.map(String).join(' ')),
+      info: (...args) => options.logger.info(args.map(String).join(' ')),
+      warn: (...args) => options.logger.warn(args.map(String).join(' ')),
+      error: (...args) => options.logger.error({ detail: args }, 'graphql error'),
+    },
+    plugins,
+    context: ({ principal }): ApiContext => {
+      if (!principal) throw new GraphQLError('authentication required', { extensions: { code: 'UNAUTHENTICATED', http: { status: 401 } } });
+      return { db: options.db, principal, logger: options.logger, intake: options.intake };
+    },
+  });
+}

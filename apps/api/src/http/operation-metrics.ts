@@ -1,0 +1,78 @@
+// mail_api_operations_total{operation,outcome} and mail_api_operation_duration_ms. The operation
+// label is the root field(s) an operation selects — names from the schema, so the label set stays
+// bounded whatever operation names clients invent.
+import type { Registry } from '@postern/shared';
+import { prometheus } from '@postern/shared';
+import type { DocumentNode, OperationDefinitionNode } from 'graphql';
+import { Kind } from 'graphql';
+import type { Plugin } from 'graphql-yoga';
+
+export interface ApiMetrics {
+  operations: prometheus.Counter<'operation' | 'outcome'>;
+  duration: prometheus.Histogram<'operation' | 'outcome'>;
+  unauthorized: prometheus.Counter<'reason'>;
+}
+
+export function createApiMetrics(registry: Registry): ApiMetrics {
+  return {
+    operations: new prometheus.Counter({
+      name: 'mail_api_operations_total',
+      help: 'GraphQL operations by root field(s) and outcome (ok, error, rejected: refused before execution)',
+      labelNames: ['operation', 'outcome'],
+      registers: [registry],
+    }),
+    duration: new prometheus.Histogram({
+      name: 'mail_api_operation_duration_ms',
+      help: 'GraphQL execution time in milliseconds',
+      labelNames: ['operation', 'outcome'],
+      buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000],
+      registers: [registry],
+    }),
+    unauthorized: new prometheus.Counter({
+      name: 'mail_api_unauthorized_total',
+      help: 'Requests answered 401 (no, unknown or revoked token)',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+  };
+}
+
+const MAX_FIELDS_IN_LABEL = 3;
+
+export function operationLabel(operation: OperationDefinitionNode | undefined): string {
+  if (!operation) return 'unknown';
+  const fields = operation.selectionSet.selections
+    .map((selection) => (selection.kind === Kind.FIELD ? selection.name.value : '...'))
+    .filter((name, index, all) => all.indexOf(name) === index)
+    .sort();
+  const shown = fields.slice(0, MAX_FIELDS_IN_LABEL).join('+');
+  return `${operation.operation}:${fields.length > MAX_FIELDS_IN_LABEL ? `${shown}+more` : shown}`;
+}
+
+export function useOperationMetrics(metrics: ApiMetrics): Plugin {
+  return {
+    onValidate() {
+      return ({ valid }) => {
+        // Refused by validation (unknown field, depth, cost, aliases): counted, never executed.
+        if (!valid) metrics.operations.inc({ operation: 'invalid', outcome: 'rejected' });
+      };
+    },
+    onExecute({ args }) {
+      const startedAt = performance.now();
+      const operations = (args.document as DocumentNode).definitions.filter(
+        (definition): definition is OperationDefinitionNode => definition.kind === Kind.OPERATION_DEFINITION,
+      );
+      const operation = operationLabel(
+        operations.find((definition) => !args.operationName || definition.name?.value === args.operationName),
+      );
+      return {
+        onExecuteDone({ result }) {
+          const failed = 'errors' in result && Array.isArray(result.errors) && result.errors.length > 0;
+          const labels = { operation, outcome: failed ? 'error' : 'ok' };
+          metrics.operations.inc(labels);
+          metrics.duration.observe(labels, performance.now() - startedAt);
+        },
+      };
+    },
+  };
+}

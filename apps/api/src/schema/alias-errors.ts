@@ -1,0 +1,26 @@
+// The shared alias code's errors, as this API's typed results.
+import { AliasConflictError, AliasInputError, DomainNotFoundError } from '@postern/shared';
+import { ConflictError, ValidationError } from './errors.ts';
+
+function fieldOf(message: string): string {
+  if (message.startsWith('domain:')) return 'domain';
+  if (message.startsWith('local part:')) return 'localPart';
+  if (message.startsWith('target:') || message.includes('target')) return 'targets';
+  if (message.startsWith('kind')) return 'kind';
+  return 'input';
+}
+
+export async function withAliasErrors<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof AliasInputError) {
+      const field = fieldOf(error.message);
+      const code = field === 'kind' || field === 'input' ? 'INVALID_INPUT' : 'INVALID_ADDRESS';
+      throw new ValidationError(field, code, error.message);
+    }
+    if (error instanceof DomainNotFoundError) throw new ValidationError('domain', 'UNKNOWN_DOMAIN', error.message);
+    if (error instanceof AliasConflictError) throw new ConflictError(error.message);
+    throw error;
+  }
+}

@@ -1,0 +1,43 @@
+// Attempt: one try at handing a delivery to the relay, as the engine recorded it.
+import { builder } from './builder.ts';
+
+export interface AttemptRow {
+  id: string;
+  deliveryId: string;
+  attemptNumber: number;
+  status: string;
+  smtpCode: number | null;
+  enhancedCode: string | null;
+  smtpText: string | null;
+  workerId: string;
+  startedAt: Date;
+  finishedAt: Date;
+  durationMs: number;
+}
+
+export const ATTEMPT_COLUMNS = `at.id::text AS id, at.delivery_id::text AS "deliveryId", at.attempt_number AS "attemptNumber",
+  at.status, at.smtp_code AS "smtpCode", at.enhanced_code AS "enhancedCode", at.smtp_text AS "smtpText",
+  at.worker_id AS "workerId", at.started_at AS "startedAt", at.finished_at AS "finishedAt", at.duration_ms AS "durationMs"`;
+
+export const AttemptStatusEnum = builder.enumType('AttemptStatus', {
+  description: 'outcome_unknown: the data went out but no reply came (timeout after DATA, lease lost).',
+  values: ['sent', 'transport_failed', 'timed_out', 'provider_rejected', 'outcome_unknown'] as const,
+});
+
+export const AttemptRef = builder.objectRef<AttemptRow>('Attempt');
+
+AttemptRef.implement({
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    deliveryId: t.exposeID('deliveryId'),
+    attemptNumber: t.exposeInt('attemptNumber'),
+    status: t.field({ type: AttemptStatusEnum, resolve: (attempt) => attempt.status as 'sent' }),
+    smtpCode: t.exposeInt('smtpCode', { nullable: true }),
+    enhancedCode: t.exposeString('enhancedCode', { nullable: true }),
+    smtpText: t.exposeString('smtpText', { nullable: true }),
+    workerId: t.exposeString('workerId'),
+    startedAt: t.expose('startedAt', { type: 'DateTime' }),
+    finishedAt: t.expose('finishedAt', { type: 'DateTime' }),
+    durationMs: t.exposeInt('durationMs'),
+  }),
+});

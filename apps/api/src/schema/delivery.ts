@@ -1,0 +1,172 @@
+// Delivery: one recipient's copy of a message or command, and everything that happened to it.
+import type { Queryable } from '@postern/shared';
+import { type AttemptRow, ATTEMPT_COLUMNS, AttemptRef } from './attempt.ts';
+import { builder } from './builder.ts';
+import { type DeadLetterRow, DEAD_LETTER_COLUMNS, DeadLetterRef } from './dead-letter.ts';
+import { cursorAtSql, keysetConnection, SqlConditions } from './pagination.ts';
+
+export const DELIVERY_STATUSES = ['queued', 'retrying', 'sending', 'sent', 'failed', 'dead_letter', 'suppressed', 'cancelled'] as const;
+export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
+
+export interface DeliveryRow {
+  id: string;
+  status: DeliveryStatus;
+  recipient: string;
+  source: string;
+  idempotencyKey: string | null;
+  payloadMode: 'relay' | 'template' | 'rendered';
+  messageId: string | null;
+  templateId: string | null;
+  templateLocale: string | null;
+  templateHash: string | null;
+  subject: string | null;
+  category: string | null;
+  envelopeFrom: string;
+  rfcMessageId: string;
+  attemptCount: number;
+  nextAttemptAt: Date | null;
+  lastError: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+  finishedAt: Date | null;
+  cursorAt: string;
+}
+
+export const DELIVERY_COLUMNS = `dl.id::text AS id, dl.status, dl.recipient, dl.source, dl.idempotency_key AS "idempotencyKey",
+  dl.payload_mode AS "payloadMode", dl.message_id::text AS "messageId", dl.template_id AS "templateId",
+  dl.template_locale AS "templateLocale", dl.template_hash AS "templateHash", dl.subject, dl.category,
+  dl.envelope_from AS "envelopeFrom", dl.rfc_message_id AS "rfcMessageId", dl.attempt_count AS "attemptCount",
+  dl.next_attempt_at AS "nextAttemptAt", dl.last_error AS "lastError", dl.created_at AS "createdAt",
+  dl.updated_at AS "updatedAt", dl.finished_at AS "finishedAt", ${cursorAtSql('dl.created_at')} AS "cursorAt"`;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function isUuid(text: string): boolean {
+  return UUID.test(text);
+}
+
+export async function deliveryById(db: Queryable, id: string): Promise<DeliveryRow | null> {
+  if (!isUuid(id)) return null;
+  const result = await db.query<DeliveryRow>(`SELECT ${DELIVERY_COLUMNS} FROM mail.deliveries dl WHERE dl.id = $1::uuid`, [id]);
+  return result.rows[0] ?? null;
+}
+
+export const DeliveryStatusEnum = builder.enumType('DeliveryStatus', { values: DELIVERY_STATUSES });
+const PayloadModeEnum = builder.enumType('PayloadMode', {
+  description: 'relay: bytes of a received message; template: rendered at send time; rendered: given content.',
+  values: ['relay', 'template', 'rendered'] as const,
+});
+
+const TemplateUse = builder.objectRef<{ id: string; locale: string; hash: string }>('TemplateUse').implement({
+  description: 'Which immutable catalog template a delivery renders, and the hash of the exact files.',
+  fields: (t) => ({ id: t.exposeString('id'), locale: t.exposeString('locale'), hash: t.exposeString('hash') }),
+});
+
+export const DeliveryRef = builder.objectRef<DeliveryRow>('Delivery');
+
+DeliveryRef.implement({
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    status: t.field({ type: DeliveryStatusEnum, resolve: (delivery) => delivery.status }),
+    recipient: t.exposeString('recipient'),
+    source: t.exposeString('source', { description: "'smtp' (the edge), or the producer that sent the command." }),
+    idempotencyKey: t.exposeString('idempotencyKey', { nullable: true }),
+    payloadMode: t.field({ type: PayloadModeEnum, resolve: (delivery) => delivery.payloadMode }),
+    messageId: t.exposeID('messageId', { nullable: true, description: 'The received message (relay deliveries).' }),
+    template: t.field({
+      type: TemplateUse,
+      nullable: true,
+      resolve: (delivery) =>
+        delivery.templateId && delivery.templateLocale && delivery.templateHash
+          ? { id: delivery.templateId, locale: delivery.templateLocale, hash: delivery.templateHash }
+          : null,
+    }),
+    subject: t.exposeString('subject', { nullable: true }),
+    category: t.exposeString('category', { nullable: true }),
+    envelopeFrom: t.exposeString('envelopeFrom'),
+    rfcMessageId: t.exposeString('rfcMessageId', { description: 'The Message-ID, the same on every attempt.' }),
+    attemptCount: t.exposeInt('attemptCount'),
+    nextAttemptAt: t.expose('nextAttemptAt', { type: 'DateTime', nullable: true }),
+    lastError: t.exposeString('lastError', { nullable: true }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
+    finishedAt: t.expose('finishedAt', { type: 'DateTime', nullable: true }),
+    attempts: t.field({
+      type: [AttemptRef],
+      description: 'Every attempt, first to last.',
+      resolve: async (delivery, _args, context) => {
+        const result = await context.db.query<AttemptRow>(
+          `SELECT ${ATTEMPT_COLUMNS} FROM mail.attempts at WHERE at.delivery_id = $1::uuid ORDER BY at.attempt_number`,
+          [delivery.id],
+        );
+        return result.rows;
+      },
+    }),
+    deadLetter: t.field({
+      type: DeadLetterRef,
+      nullable: true,
+      resolve: async (delivery, _args, context) => {
+        const result = await context.db.query<DeadLetterRow>(
+          `SELECT ${DEAD_LETTER_COLUMNS} FROM mail.dead_letters dd WHERE dd.delivery_id = $1::uuid`,
+          [delivery.id],
+        );
+        return result.rows[0] ?? null;
+      },
+    }),
+  }),
+});
+
+export const DeliveryFilter = builder.inputType('DeliveryFilter', {
+  fields: (t) => ({
+    status: t.field({ type: [DeliveryStatusEnum], required: false, description: 'Any of these statuses.' }),
+    recipient: t.string({ required: false, description: 'Exact address (compared lower-cased).' }),
+    source: t.string({ required: false }),
+    createdAfter: t.field({ type: 'DateTime', required: false, description: 'Inclusive.' }),
+    createdBefore: t.field({ type: 'DateTime', required: false, description: 'Exclusive.' }),
+  }),
+});
+
+export interface DeliveryFilterShape {
+  status?: readonly DeliveryStatus[] | null;
+  recipient?: string | null;
+  source?: string | null;
+  createdAfter?: Date | null;
+  createdBefore?: Date | null;
+}
+
+/** The filter as SQL conditions on mail.deliveries aliased `dl`. */
+export function deliveryConditions(filter: DeliveryFilterShape | null | undefined): SqlConditions {
+  const conditions = new SqlConditions();
+  if (!filter) return conditions;
+  if (filter.status && filter.status.length > 0) conditions.add('dl.status = ANY($?::text[])', [...filter.status]);
+  if (filter.recipient) conditions.add('dl.recipient = lower($?)', filter.recipient.trim());
+  if (filter.source) conditions.add('dl.source = $?', filter.source);
+  if (filter.createdAfter) conditions.add('dl.created_at >= $?', filter.createdAfter);
+  if (filter.createdBefore) conditions.add('dl.created_at < $?', filter.createdBefore);
+  return conditions;
+}
+
+builder.queryFields((t) => ({
+  deliveries: t.connection({
+    type: DeliveryRef,
+    authScopes: { scope: 'deliveries:read' },
+    description: 'Oldest first; `last: n` without a cursor gives the newest n.',
+    args: { filter: t.arg({ type: DeliveryFilter, required: false }) },
+    resolve: (_root, args, context) =>
+      keysetConnection(args, ['dl.created_at', 'dl.id'], 'uuid', deliveryConditions(args.filter), async (page) => {
+        const result = await context.db.query<DeliveryRow>(
+          `SELECT ${DELIVERY_COLUMNS} FROM mail.deliveries dl ${page.where}
+            ORDER BY dl.created_at ${page.direction}, dl.id ${page.direction} LIMIT ${page.limit}`,
+          page.values,
+        );
+        return result.rows;
+      }),
+  }),
+  delivery: t.field({
+    type: DeliveryRef,
+    nullable: true,
+    authScopes: { scope: 'deliveries:read' },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, args, context) => deliveryById(context.db, String(args.id)),
+  }),
+}));

@@ -1,0 +1,98 @@
+// requeueDeadLetter: put dead-lettered deliveries back in the queue, due now. One by delivery id, or
+// every match of a filter up to a cap (a typo in a filter must not requeue a month of mail at once).
+// Each delivery moves in one guarded UPDATE (status = 'dead_letter'), and its dead-letter row is
+// marked in the same statement; two operators requeueing together requeue each delivery once.
+// attempt_count is kept: the engine numbers attempts from it, and the attempts table is unique on
+// (delivery_id, attempt_number).
+import { builder } from './builder.ts';
+import { type DeadLetterFilterShape, DeadLetterFilter, deadLetterConditions } from './dead-letter.ts';
+import { DELIVERY_COLUMNS, DeliveryRef, type DeliveryRow, deliveryById, isUuid } from './delivery.ts';
+import { INPUT_ERRORS } from './error-types.ts';
+import { ConflictError, NotFoundError, ValidationError } from './errors.ts';
+import type { SqlConditions } from './pagination.ts';
+
+export const REQUEUE_MAX = 1_000;
+const REQUEUE_DEFAULT_MAX = 100;
+
+function requeueSql(conditions: SqlConditions, max: number, requeuedBy: string): { text: string; values: unknown[] } {
+  const filters = conditions.clone().add("dl.status = 'dead_letter'");
+  const limit = filters.param(max);
+  const by = filters.param(requeuedBy);
+  return {
+    text: `
+WITH target AS (
+  SELECT dd.id AS dead_letter_id, dl.id AS delivery_id
+    FROM mail.dead_letters dd JOIN mail.deliveries dl ON dl.id = dd.delivery_id
+   ${filters.where()}
+   ORDER BY dd.created_at, dd.id
+   LIMIT ${limit}
+   FOR UPDATE OF dl SKIP LOCKED),
+moved AS (
+  UPDATE mail.deliveries dl
+     SET status = 'queued', next_attempt_at = now(), finished_at = NULL, locked_by = NULL, locked_until = NULL,
+         updated_at = now()
+    FROM target
+   WHERE dl.id = target.delivery_id AND dl.status = 'dead_letter'
+  RETURNING ${DELIVERY_COLUMNS}),
+marked AS (
+  UPDATE mail.dead_letters dd SET requeued_at = now(), requeued_by = ${by}
+    FROM target WHERE dd.id = target.dead_letter_id AND target.delivery_id::text IN (SELECT id FROM moved))
+-- The statement's own changes are visible only through RETURNING, not to a SELECT of the table.
+SELECT * FROM moved ORDER BY "cursorAt", id`,
+    values: filters.values,
+  };
+}
+
+interface RequeueResultShape {
+  deliveries: DeliveryRow[];
+}
+
+const RequeueResult = builder.objectRef<RequeueResultShape>('RequeueResult').implement({
+  fields: (t) => ({
+    count: t.int({ resolve: (result) => result.deliveries.length }),
+    deliveries: t.field({ type: [DeliveryRef], description: 'As they are now: queued, due at once.', resolve: (result) => result.deliveries }),
+  }),
+});
+
+const RequeueDeadLetterInput = builder.inputType('RequeueDeadLetterInput', {
+  description: 'Exactly one of `deliveryId` and `filter`.',
+  fields: (t) => ({
+    deliveryId: t.id({ required: false }),
+    filter: t.field({ type: DeadLetterFilter, required: false }),
+    max: t.int({ required: false, description: `With a filter: requeue at most this many (default ${REQUEUE_DEFAULT_MAX}, at most ${REQUEUE_MAX}), oldest first.` }),
+  }),
+});
+
+builder.mutationField('requeueDeadLetter', (t) =>
+  t.field({
+    type: RequeueResult,
+    authScopes: { scope: 'deliveries:write' },
+    errors: { types: INPUT_ERRORS, result: { name: 'RequeueDeadLetterSuccess' }, union: { name: 'RequeueDeadLetterResult' } },
+    args: { input: t.arg({ type: RequeueDeadLetterInput, required: true }) },
+    resolve: async (_root, { input }, context) => {
+      const byId = input.deliveryId !== null && input.deliveryId !== undefined;
+      if (byId === Boolean(input.filter)) throw new ValidationError('input', 'INVALID_INPUT', 'give exactly one of "deliveryId" and "filter"');
+      const requeuedBy = `token:${context.principal.tokenName}`;
+      if (byId) {
+        const id = String(input.deliveryId);
+        if (!isUuid(id)) throw new ValidationError('deliveryId', 'INVALID_INPUT', `"${id}" is not a delivery id (a UUID)`);
+        const conditions = deadLetterConditions(null).add('dl.id = $?::uuid', id);
+        const sql = requeueSql(conditions, 1, requeuedBy);
+        const result = await context.db.query<DeliveryRow>(sql.text, sql.values);
+        if (result.rows.length === 0) {
+          const delivery = await deliveryById(context.db, id);
+          if (!delivery) throw new NotFoundError(`no delivery with id ${id}`);
+          throw new ConflictError(`delivery ${id} is ${delivery.status}, not dead_letter`);
+        }
+        return { deliveries: result.rows };
+      }
+      const max = input.max ?? REQUEUE_DEFAULT_MAX;
+      if (!Number.isInteger(max) || max < 1 || max > REQUEUE_MAX) {
+        throw new ValidationError('max', 'INVALID_INPUT', `max must be between 1 and ${REQUEUE_MAX}`);
+      }
+      const sql = requeueSql(deadLetterConditions(input.filter as DeadLetterFilterShape), max, requeuedBy);
+      const result = await context.db.query<DeliveryRow>(sql.text, sql.values);
+      return { deliveries: result.rows };
+    },
+  }),
+);

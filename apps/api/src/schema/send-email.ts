@@ -1,0 +1,114 @@
+// sendEmail: an internal service asks for one mail to one recipient, from a catalog template or as
+// rendered content, under an idempotency key. Same key and same content: the same delivery again
+// (duplicate: true), never a second mail. Same key, other content: a ConflictError.
+import { builder } from './builder.ts';
+import { deliveryById, DeliveryRef, type DeliveryRow } from './delivery.ts';
+import { INPUT_ERRORS } from './error-types.ts';
+import { ConflictError, type ValidationCode, ValidationError } from './errors.ts';
+import type { DecodeFailure } from '@postern/shared';
+
+const TemplateContentInput = builder.inputType('TemplateContentInput', {
+  fields: (t) => ({
+    id: t.string({ required: true, description: 'A template of the catalog (MAIL_TEMPLATE_DIR).' }),
+    locale: t.string({ required: false, description: 'e.g. pt-BR; falls back to the language, then the default.' }),
+    variables: t.field({ type: 'JSON', required: true, description: 'Every required variable of the template.' }),
+  }),
+});
+
+const RenderedContentInput = builder.inputType('RenderedContentInput', {
+  fields: (t) => ({
+    subject: t.string({ required: true }),
+    text: t.string({ required: false }),
+    html: t.string({ required: false }),
+  }),
+});
+
+const SendEmailInput = builder.inputType('SendEmailInput', {
+  description: 'Exactly one of `template` and `rendered`.',
+  fields: (t) => ({
+    to: t.string({ required: true }),
+    idempotencyKey: t.string({ required: true, description: 'Unique per source; a retry reuses it.' }),
+    source: t.string({ required: false, description: 'The producer; defaults to "api:<token name>".' }),
+    category: t.string({ required: false, description: 'e.g. authsession (suppressed in stub mode).' }),
+    deliveryId: t.id({ required: false, description: 'A UUID of your choosing, to know the id in advance.' }),
+    template: t.field({ type: TemplateContentInput, required: false }),
+    rendered: t.field({ type: RenderedContentInput, required: false }),
+  }),
+});
+
+interface SendEmailPayloadShape {
+  delivery: DeliveryRow;
+  duplicate: boolean;
+}
+
+const SendEmailPayload = builder.objectRef<SendEmailPayloadShape>('SendEmailPayload').implement({
+  fields: (t) => ({
+    delivery: t.field({ type: DeliveryRef, resolve: (payload) => payload.delivery }),
+    duplicate: t.exposeBoolean('duplicate', { description: 'true: this key was already accepted; nothing new was queued.' }),
+  }),
+});
+
+/** Which input field a decode failure is about, from the field names intake quotes in its detail. */
+function fieldOf(failure: DecodeFailure): string {
+  const quoted = /"([A-Za-z_.]+)"/.exec(failure.detail)?.[1];
+  const map: Record<string, string> = {
+    to: 'to',
+    source: 'source',
+    idempotencyKey: 'idempotencyKey',
+    deliveryId: 'deliveryId',
+    category: 'category',
+    templateId: 'template.id',
+    'template id': 'template.id',
+    locale: 'template.locale',
+    variables: 'template.variables',
+    subject: 'rendered.subject',
+    text: 'rendered.text',
+    html: 'rendered.html',
+  };
+  return (quoted && map[quoted]) ?? 'input';
+}
+
+function refusalError(failure: DecodeFailure): Error {
+  const codes: Partial<Record<DecodeFailure['code'], { field: string; code: ValidationCode }>> = {
+    invalid_address: { field: 'to', code: 'INVALID_ADDRESS' },
+    unknown_template: { field: 'template.id', code: 'UNKNOWN_TEMPLATE' },
+    missing_variable: { field: 'template.variables', code: 'MISSING_VARIABLE' },
+  };
+  if (failure.code === 'idempotency_conflict') return new ConflictError(failure.detail);
+  const known = codes[failure.code];
+  if (known) return new ValidationError(known.field, known.code, failure.detail);
+  return new ValidationError(fieldOf(failure), 'INVALID_INPUT', failure.detail);
+}
+
+builder.mutationField('sendEmail', (t) =>
+  t.field({
+    type: SendEmailPayload,
+    authScopes: { scope: 'send' },
+    errors: { types: INPUT_ERRORS, result: { name: 'SendEmailSuccess' }, union: { name: 'SendEmailResult' } },
+    args: { input: t.arg({ type: SendEmailInput, required: true }) },
+    resolve: async (_root, { input }, context) => {
+      if (Boolean(input.template) === Boolean(input.rendered)) {
+        throw new ValidationError('input', 'INVALID_INPUT', 'give exactly one of "template" and "rendered"');
+      }
+      const outcome = await context.intake.submit({
+        source: input.source ?? `api:${context.principal.tokenName}`,
+        idempotencyKey: input.idempotencyKey,
+        to: input.to,
+        category: input.category ?? null,
+        deliveryId: input.deliveryId === null || input.deliveryId === undefined ? null : String(input.deliveryId),
+        payload: input.template
+          ? { mode: 'template', templateId: input.template.id, locale: input.template.locale ?? null, variables: input.template.variables }
+          : {
+              mode: 'rendered',
+              subject: input.rendered?.subject ?? '',
+              text: input.rendered?.text ?? null,
+              html: input.rendered?.html ?? null,
+            },
+      });
+      if (outcome.status === 'refused') throw refusalError(outcome.failure);
+      const delivery = await deliveryById(context.db, outcome.deliveryId);
+      if (!delivery) throw new Error(`delivery ${outcome.deliveryId} accepted but not found`);
+      return { delivery, duplicate: outcome.status === 'duplicate' };
+    },
+  }),
+);

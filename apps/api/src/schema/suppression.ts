@@ -1,0 +1,133 @@
+// Suppression: an address the engine will not send to (checked before every send).
+import { InvalidAddressError, normalizeAddress } from '@postern/shared';
+import { builder } from './builder.ts';
+import { INPUT_ERRORS } from './error-types.ts';
+import { ConflictError, NotFoundError, ValidationError } from './errors.ts';
+import { cursorAtSql, keysetConnection, SqlConditions } from './pagination.ts';
+
+const SUPPRESSION_REASONS = ['hard_bounce', 'complaint', 'unsubscribe', 'manual'] as const;
+
+interface SuppressionRow {
+  id: string;
+  address: string;
+  reason: (typeof SUPPRESSION_REASONS)[number];
+  note: string | null;
+  createdBy: string | null;
+  createdAt: Date;
+  expiresAt: Date | null;
+  cursorAt: string;
+}
+
+const SUPPRESSION_COLUMNS = `sp.id::text AS id, sp.address, sp.reason, sp.note, sp.created_by AS "createdBy",
+  sp.created_at AS "createdAt", sp.expires_at AS "expiresAt", ${cursorAtSql('sp.created_at')} AS "cursorAt"`;
+
+const SuppressionReasonEnum = builder.enumType('SuppressionReason', { values: SUPPRESSION_REASONS });
+
+const SuppressionRef = builder.objectRef<SuppressionRow>('Suppression');
+
+SuppressionRef.implement({
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    address: t.exposeString('address'),
+    reason: t.field({ type: SuppressionReasonEnum, resolve: (row) => row.reason }),
+    note: t.exposeString('note', { nullable: true }),
+    createdBy: t.exposeString('createdBy', { nullable: true }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    expiresAt: t.expose('expiresAt', { type: 'DateTime', nullable: true, description: 'null: never expires.' }),
+  }),
+});
+
+function suppressedAddress(field: string, input: string): string {
+  try {
+    return normalizeAddress(input.trim()).address;
+  } catch (error) {
+    if (error instanceof InvalidAddressError) throw new ValidationError(field, 'INVALID_ADDRESS', error.message);
+    throw error;
+  }
+}
+
+builder.queryFields((t) => ({
+  suppressions: t.connection({
+    type: SuppressionRef,
+    authScopes: { scope: 'suppressions:read' },
+    args: { reason: t.arg({ type: SuppressionReasonEnum, required: false }) },
+    resolve: (_root, args, context) => {
+      const conditions = new SqlConditions();
+      if (args.reason) conditions.add('sp.reason = $?', args.reason);
+      return keysetConnection(args, ['sp.created_at', 'sp.id'], 'bigint', conditions, async (page) => {
+        const result = await context.db.query<SuppressionRow>(
+          `SELECT ${SUPPRESSION_COLUMNS} FROM mail.suppressions sp ${page.where}
+            ORDER BY sp.created_at ${page.direction}, sp.id ${page.direction} LIMIT ${page.limit}`,
+          page.values,
+        );
+        return result.rows;
+      });
+    },
+  }),
+  suppression: t.field({
+    type: SuppressionRef,
+    nullable: true,
+    authScopes: { scope: 'suppressions:read' },
+    args: { address: t.arg.string({ required: true }) },
+    resolve: async (_root, args, context) => {
+      let address: string;
+      try {
+        address = normalizeAddress(args.address.trim()).address;
+      } catch {
+        return null;
+      }
+      const result = await context.db.query<SuppressionRow>(`SELECT ${SUPPRESSION_COLUMNS} FROM mail.suppressions sp WHERE sp.address = $1`, [
+        address,
+      ]);
+      return result.rows[0] ?? null;
+    },
+  }),
+}));
+
+const AddSuppressionInput = builder.inputType('AddSuppressionInput', {
+  fields: (t) => ({
+    address: t.string({ required: true }),
+    reason: t.field({ type: SuppressionReasonEnum, required: false, defaultValue: 'manual' }),
+    note: t.string({ required: false }),
+    expiresAt: t.field({ type: 'DateTime', required: false, description: 'Omit for a permanent suppression.' }),
+  }),
+});
+
+const RemovedSuppression = builder
+  .objectRef<{ address: string }>('RemovedSuppression')
+  .implement({ fields: (t) => ({ address: t.exposeString('address') }) });
+
+builder.mutationFields((t) => ({
+  addSuppression: t.field({
+    type: SuppressionRef,
+    authScopes: { scope: 'suppressions:write' },
+    errors: { types: INPUT_ERRORS, result: { name: 'AddSuppressionSuccess' }, union: { name: 'AddSuppressionResult' } },
+    args: { input: t.arg({ type: AddSuppressionInput, required: true }) },
+    resolve: async (_root, { input }, context) => {
+      const address = suppressedAddress('address', input.address);
+      if (input.expiresAt && input.expiresAt.getTime() <= Date.now()) {
+        throw new ValidationError('expiresAt', 'INVALID_INPUT', 'expiresAt must be in the future');
+      }
+      const result = await context.db.query<SuppressionRow>(
+        `INSERT INTO mail.suppressions AS sp (address, reason, note, created_by, expires_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (address) DO NOTHING RETURNING ${SUPPRESSION_COLUMNS}`,
+        [address, input.reason ?? 'manual', input.note ?? null, `token:${context.principal.tokenName}`, input.expiresAt ?? null],
+      );
+      const row = result.rows[0];
+      if (!row) throw new ConflictError(`${address} is already suppressed`);
+      return row;
+    },
+  }),
+  removeSuppression: t.field({
+    type: RemovedSuppression,
+    authScopes: { scope: 'suppressions:write' },
+    errors: { types: INPUT_ERRORS, result: { name: 'RemoveSuppressionSuccess' }, union: { name: 'RemoveSuppressionResult' } },
+    args: { address: t.arg.string({ required: true }) },
+    resolve: async (_root, args, context) => {
+      const address = suppressedAddress('address', args.address);
+      const result = await context.db.query('DELETE FROM mail.suppressions WHERE address = $1', [address]);
+      if ((result.rowCount ?? 0) === 0) throw new NotFoundError(`${address} is not suppressed`);
+      return { address };
+    },
+  }),
+}));

@@ -1,0 +1,90 @@
+// The API as a value: startApi() opens the pool, loads the template catalog (sendEmail checks
+// commands against it, as the engine's stream intake does), and serves /graphql plus /healthz,
+// /readyz and /metrics on config.http.api. main.ts calls it once; tests call it on port 0.
+import {
+  createMetricsRegistry,
+  createPool,
+  type ListenAddress,
+  type Logger,
+  loadTemplateCatalog,
+  type PosternConfig,
+  pingDatabase,
+  type Registry,
+  startOpsServer,
+  type TemplateCatalog,
+} from '@postern/shared';
+import { createApiYoga } from './http/create-yoga.ts';
+import { graphqlRoute } from './http/graphql-route.ts';
+import { createApiMetrics } from './http/operation-metrics.ts';
+import { createSendEmailIntake } from './operations/send-email-intake.ts';
+
+export interface ApiDeps {
+  logger: Logger;
+  registry?: Registry;
+  /** Defaults to the catalog in config.templateDir, read once now. */
+  catalog?: TemplateCatalog;
+  /** Default: on unless MAIL_ENV=production. */
+  introspection?: boolean;
+  /** Default: on unless MAIL_ENV=production. */
+  graphiql?: boolean;
+}
+
+export interface Api {
+  http: ListenAddress;
+  /** http://host:port/graphql */
+  url: string;
+  registry: Registry;
+  stop(): Promise<void>;
+}
+
+export async function startApi(config: PosternConfig, deps: ApiDeps): Promise<Api> {
+  const logger = deps.logger.child({ component: 'api' });
+  const production = config.env === 'production';
+  const registry = deps.registry ?? createMetricsRegistry('api');
+  const metrics = createApiMetrics(registry);
+  const catalog = deps.catalog ?? loadTemplateCatalog(config.templateDir);
+  const pool = createPool({
+    dsn: config.postgres.dsn,
+    applicationName: 'postern-api',
+    max: config.postgres.poolMax,
+    connectTimeoutMs: config.postgres.connectTimeoutMs,
+    statementTimeoutMs: config.postgres.statementTimeoutMs,
+    logger,
+  });
+  const graphiql = deps.graphiql ?? !production;
+  const yoga = createApiYoga({
+    db: pool,
+    logger,
+    metrics,
+    intake: createSendEmailIntake(pool, { catalog, sender: config.smtp.from }),
+    production,
+    introspection: deps.introspection ?? !production,
+    graphiql,
+  });
+  let ops: Awaited<ReturnType<typeof startOpsServer>>;
+  try {
+    ops = await startOpsServer({
+      addr: config.http.api,
+      logger: deps.logger,
+      registry,
+      readiness: { postgres: () => pingDatabase(pool) },
+      handle: graphqlRoute({ yoga, db: pool, logger, metrics, graphiql }),
+    });
+  } catch (error) {
+    await pool.end();
+    throw error;
+  }
+  logger.info({ templates: catalog.templates.size, graphiql, production }, 'GraphQL API ready at /graphql');
+  let stopped = false;
+  return {
+    http: ops.address,
+    url: `http://${ops.address.host.includes(':') ? `[${ops.address.host}]` : ops.address.host}:${ops.address.port}/graphql`,
+    registry,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await ops.close();
+      await pool.end();
+    },
+  };
+}

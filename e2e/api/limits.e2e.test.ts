@@ -1,0 +1,130 @@
+// The protections in front of the resolvers: depth, alias and cost limits refuse a query before it
+// runs, with a message that says which limit; CSRF prevention; a body limit; and in production
+// masked errors, no introspection, no GraphiQL.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Api } from '../../apps/api/src/server.ts';
+import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
+import { gql, mintToken, origin, startTestApi } from './helpers/api.ts';
+
+let db: TestDatabase;
+let api: Api;
+let production: Api;
+let admin: string;
+
+beforeAll(async () => {
+  db = await createTestDatabase('api-limits');
+  [api, production] = await Promise.all([startTestApi(db.dsn), startTestApi(db.dsn, { MAIL_ENV: 'production' })]);
+  admin = await mintToken(db.pool, ['admin']);
+});
+
+afterAll(async () => {
+  await Promise.allSettled([api?.stop(), production?.stop()]);
+  await db?.drop();
+});
+
+async function executedCount(): Promise<number> {
+  const text = await (await fetch(`${origin(api)}/metrics`)).text();
+  return text
+    .split('\n')
+    .filter((line) => line.startsWith('mail_api_operations_total{') && !line.includes('outcome="rejected"'))
+    .reduce((sum, line) => sum + Number(line.split(' ').pop()), 0);
+}
+
+describe('query limits', () => {
+  it('refuses a deep query, naming the depth limit, without executing it', async () => {
+    const before = await executedCount();
+    const deep = '{ deadLetters { edges { node { delivery { deadLetter { delivery { deadLetter { delivery { deadLetter { id } } } } } } } } } }';
+    const answer = await gql(api, admin, deep);
+    expect(answer.body.data ?? null).toBeNull();
+    expect(answer.body.errors?.[0]?.message).toMatch(/depth/i);
+    expect(await executedCount()).toBe(before);
+  });
+
+  it('refuses an aliased-to-death query, naming the alias limit', async () => {
+    const aliases = Array.from({ length: 50 }, (_, index) => `a${index}: queueStats { deadLettersLast24h }`).join(' ');
+    const answer = await gql(api, admin, `{ ${aliases} }`);
+    expect(answer.body.data ?? null).toBeNull();
+    expect(answer.body.errors?.[0]?.message).toMatch(/alias/i);
+  });
+
+  it('refuses a wide, costly query, naming the cost limit', async () => {
+    const deliveryFields = 'id status recipient source idempotencyKey payloadMode messageId subject category envelopeFrom rfcMessageId attemptCount nextAttemptAt lastError createdAt updatedAt finishedAt template { id locale hash } attempts { id attemptNumber status smtpCode enhancedCode smtpText workerId startedAt finishedAt durationMs }';
+    const wide = Array.from({ length: 14 }, (_, index) => `d${index}: deliveries(first: 100, filter: { source: "s${index}" }) { edges { cursor node { ${deliveryFields} deadLetter { id reason delivery { ${deliveryFields} } } } } }`).join(' ');
+    const answer = await gql(api, admin, `{ ${wide} }`);
+    expect(answer.body.data ?? null).toBeNull();
+    expect(answer.body.errors?.map((error) => error.message).join(' ')).toMatch(/cost/i);
+  });
+
+  it('still runs an ordinary operator query', async () => {
+    const answer = await gql(api, admin, '{ deliveries(first: 50) { edges { node { id status attempts { status smtpCode } deadLetter { reason } } } pageInfo { hasNextPage endCursor } } queueStats { depth { status count } } }');
+    expect(answer.body.errors).toBeUndefined();
+  });
+});
+
+describe('HTTP-level protections', () => {
+  it('refuses a request body over the limit with 413', async () => {
+    const answer = await fetch(api.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${admin}` },
+      body: JSON.stringify({ query: '{ queueStats { deadLettersLast24h } }', variables: { padding: 'x'.repeat(2 * 1024 * 1024) } }),
+    });
+    expect(answer.status).toBe(413);
+  });
+
+  it('CSRF: a simple (non-preflighted) request is refused; a JSON one passes', async () => {
+    const form = await fetch(api.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Bearer ${admin}` },
+      body: 'query=mutation{addSuppression(input:{address:"csrf@victim.test"}){__typename}}',
+    });
+    expect(form.status).toBe(403);
+    const get = await fetch(`${api.url}?query=${encodeURIComponent('{ queueStats { deadLettersLast24h } }')}`, {
+      headers: { authorization: `Bearer ${admin}` },
+    });
+    expect(get.status).toBe(403);
+    const withHeader = await fetch(`${api.url}?query=${encodeURIComponent('{ queueStats { deadLettersLast24h } }')}`, {
+      headers: { authorization: `Bearer ${admin}`, 'x-graphql-yoga-csrf': '1' },
+    });
+    expect(withHeader.status).toBe(200);
+    expect((await db.pool.query("SELECT count(*)::int AS n FROM mail.suppressions WHERE address = 'csrf@victim.test'")).rows[0].n).toBe(0);
+  });
+
+  it('answers health, readiness and metrics with operation counts and latency', async () => {
+    expect((await fetch(`${origin(api)}/healthz`)).status).toBe(200);
+    const ready = await fetch(`${origin(api)}/readyz`);
+    expect(ready.status).toBe(200);
+    await gql(api, admin, '{ queueStats { deadLettersLast24h } }');
+    const metrics = await (await fetch(`${origin(api)}/metrics`)).text();
+    const line = (name: string) =>
+      metrics.split('\n').find((text) => text.startsWith(`${name}{`) && text.includes('operation="query:queueStats"') && text.includes('outcome="ok"'));
+    expect(Number(line('mail_api_operations_total')?.split(' ').pop())).toBeGreaterThanOrEqual(1);
+    expect(Number(line('mail_api_operation_duration_ms_count')?.split(' ').pop())).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('development and production', () => {
+  it('development: introspection and GraphiQL are on', async () => {
+    const introspection = await gql(api, admin, '{ __schema { queryType { name } } }');
+    expect(introspection.body.data).toEqual({ __schema: { queryType: { name: 'Query' } } });
+    const page = await fetch(api.url, { headers: { accept: 'text/html' } });
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('Postern GraphQL');
+  });
+
+  it('production: no introspection, no GraphiQL, masked unexpected errors', async () => {
+    const introspection = await gql(production, admin, '{ __schema { queryType { name } } }');
+    expect(introspection.body.data ?? null).toBeNull();
+    expect(introspection.body.errors?.[0]?.message).toMatch(/introspection/i);
+    const page = await fetch(production.url, { headers: { accept: 'text/html' } });
+    expect(page.status).toBe(401);
+
+    // A statement that fails inside PostgreSQL (a timestamp before 4713 BC is out of its range):
+    // development shows the cause to the developer, production shows nothing of it.
+    const query = '{ deliveries(filter: { createdAfter: "-271821-04-20T00:00:00.000Z" }) { edges { node { id } } } }';
+    const developmentAnswer = await gql(api, admin, query);
+    expect(JSON.stringify(developmentAnswer.body.errors)).toMatch(/out of range/);
+    const failing = await gql(production, admin, query);
+    expect(failing.body.errors?.[0]?.message).toBe('Unexpected error.');
+    expect(JSON.stringify(failing.body)).not.toMatch(/out of range|postgres|mail\./i);
+  });
+});

@@ -1,0 +1,152 @@
+// The real processes: `node apps/api/src/main.ts` boots (migrations, listener, the development
+// token when asked), serves, and exits 0 on SIGTERM; `postern token ...` runs as a process against
+// the test database, and the token it prints as its last line works until it is revoked.
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { accessSync, constants, readFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Api } from '../../apps/api/src/server.ts';
+import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
+import { gql, REPO_ROOT, startTestApi, TEMPLATE_DIR } from './helpers/api.ts';
+
+const run = promisify(execFile);
+const MAIN = path.join(REPO_ROOT, 'apps/api/src/main.ts');
+const CLI = path.join(REPO_ROOT, 'apps/api/src/cli/postern.ts');
+
+let db: TestDatabase;
+
+beforeAll(async () => {
+  db = await createTestDatabase('api-processes');
+});
+
+afterAll(async () => {
+  await db?.drop();
+});
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
+  return new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+}
+
+describe('node apps/api/src/main.ts', () => {
+  it('boots, prints a working development token, and exits 0 on SIGTERM', async () => {
+    const port = await freePort();
+    const child = spawn(process.execPath, [MAIN], {
+      cwd: REPO_ROOT,
+      env: {
+        PATH: process.env.PATH,
+        MAIL_POSTGRES_PRIMARY_DSN: db.dsn,
+        MAIL_API_HTTP_ADDR: `127.0.0.1:${port}`,
+        MAIL_TEMPLATE_DIR: TEMPLATE_DIR,
+        MAIL_ENV: 'development',
+        MAIL_LOG_LEVEL: 'info',
+        MAIL_SHUTDOWN_TIMEOUT: '5s',
+        POSTERN_DEV_TOKEN: '1',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout?.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    child.stderr?.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    try {
+      const url = `http://127.0.0.1:${port}`;
+      await waitFor(
+        'the API to be ready',
+        async () => (await fetch(`${url}/readyz`)).status,
+        (status) => status === 200,
+        { timeoutMs: 30_000 },
+      );
+      const token = await waitFor('the development token on stdout', () => /^\s+(pst_[A-Za-z0-9_-]{43})$/m.exec(output)?.[1] ?? null, Boolean);
+      expect(output).toContain(`curl -s ${url}/graphql`);
+      const answer = await gql(`${url}/graphql`, token, '{ queueStats { deadLettersLast24h } }');
+      expect(answer.status).toBe(200);
+      expect(answer.body.data).toEqual({ queueStats: { deadLettersLast24h: 0 } });
+      const { rows } = await db.pool.query("SELECT scopes FROM mail.api_tokens WHERE name LIKE 'dev-%' AND revoked_at IS NULL");
+      expect(rows).toEqual([{ scopes: ['admin'] }]);
+
+      child.kill('SIGTERM');
+      const exit = await exited(child);
+      expect(exit, output).toEqual({ code: 0, signal: null });
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  });
+});
+
+describe('postern token (the CLI, as a process)', () => {
+  let api: Api;
+  const env = () => ({ PATH: process.env.PATH, MAIL_POSTGRES_PRIMARY_DSN: db.dsn });
+
+  beforeAll(async () => {
+    api = await startTestApi(db.dsn);
+  });
+
+  afterAll(async () => {
+    await api?.stop();
+  });
+
+  it('is an executable node script (the workspace bin)', () => {
+    expect(readFileSync(CLI, 'utf8').startsWith('#!/usr/bin/env node\n')).toBe(true);
+    expect(() => accessSync(CLI, constants.X_OK)).not.toThrow();
+    const pkg = JSON.parse(readFileSync(path.join(REPO_ROOT, 'apps/api/package.json'), 'utf8'));
+    expect(pkg.bin).toEqual({ postern: 'src/cli/postern.ts' });
+  });
+
+  it('create prints the token as its last line; it works with exactly its scopes until revoked', async () => {
+    const created = await run(process.execPath, [CLI, 'token', 'create', '--name', 'ops-reader', '--scope', 'domains:read,aliases:read'], { env: env() });
+    const token = created.stdout.trim().split('\n').pop() as string;
+    expect(token).toMatch(/^pst_[A-Za-z0-9_-]{43}$/);
+    expect(created.stderr).toContain('shown only this once');
+    // Only the hash is stored.
+    const stored = await db.pool.query('SELECT token_hash FROM mail.api_tokens WHERE name = $1', ['ops-reader']);
+    expect(stored.rows[0].token_hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(JSON.stringify(stored.rows)).not.toContain(token.slice(4));
+
+    const read = await gql(api, token, '{ domains { edges { node { name } } } }');
+    expect(read.body.errors).toBeUndefined();
+    const write = await gql(api, token, 'mutation { createDomain(name: "cli.example") { __typename } }');
+    expect(write.body.errors?.[0]?.extensions).toMatchObject({ code: 'FORBIDDEN', requiredScope: 'domains:write' });
+
+    const revoked = await run(process.execPath, [CLI, 'token', 'revoke', 'ops-reader'], { env: env() });
+    expect(revoked.stdout).toContain('revoked');
+    expect((await gql(api, token, '{ domains { edges { node { name } } } }')).status).toBe(401);
+
+    const listed = await run(process.execPath, [CLI, 'token', 'list'], { env: env() });
+    expect(listed.stdout).toMatch(/^ops-reader\tdomains:read,aliases:read\trevoked /m);
+  });
+
+  it('refuses unknown scopes, duplicate names and unknown tokens with a non-zero exit', async () => {
+    await expect(run(process.execPath, [CLI, 'token', 'create', '--name', 'x', '--scope', 'root'], { env: env() })).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining('unknown scope(s): root'),
+    });
+    await run(process.execPath, [CLI, 'token', 'create', '--name', 'twice', '--scope', 'send'], { env: env() });
+    await expect(run(process.execPath, [CLI, 'token', 'create', '--name', 'twice', '--scope', 'send'], { env: env() })).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining('already exists'),
+    });
+    await expect(run(process.execPath, [CLI, 'token', 'revoke', 'never-existed'], { env: env() })).rejects.toMatchObject({ code: 1 });
+    await expect(run(process.execPath, [CLI, 'token', 'create', '--scope', 'send'], { env: env() })).rejects.toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining('--name is required'),
+    });
+    await expect(run(process.execPath, [CLI, 'token', 'list'], { env: { PATH: process.env.PATH } })).rejects.toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining('MAIL_POSTGRES_PRIMARY_DSN'),
+    });
+  });
+});

@@ -1,0 +1,39 @@
+import { describe, expect, it } from 'vitest';
+import { grantsScope, hashApiToken, isApiScope, looksLikeApiToken, mintApiToken, sameTokenHash } from './api-token.ts';
+
+describe('API tokens', () => {
+  it('mints a recognisable 32-byte token and stores only its sha256 hex', () => {
+    const { token, hash } = mintApiToken();
+    expect(token).toMatch(/^pst_[A-Za-z0-9_-]{43}$/);
+    expect(Buffer.from(token.slice(4), 'base64url')).toHaveLength(32);
+    expect(hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(hash).toBe(hashApiToken(token));
+    expect(hash).not.toContain(token.slice(4));
+    expect(looksLikeApiToken(token)).toBe(true);
+  });
+
+  it('never mints the same token twice', () => {
+    const tokens = new Set(Array.from({ length: 200 }, () => mintApiToken().token));
+    expect(tokens.size).toBe(200);
+  });
+
+  it('refuses strings that are not tokens before any lookup', () => {
+    expect(looksLikeApiToken('pst_short')).toBe(false);
+    expect(looksLikeApiToken(`xyz_${'a'.repeat(43)}`)).toBe(false);
+  });
+
+  it('admin implies every scope; other scopes imply only themselves', () => {
+    expect(grantsScope(['admin'], 'aliases:write')).toBe(true);
+    expect(grantsScope(['aliases:read'], 'aliases:write')).toBe(false);
+    expect(grantsScope(['aliases:write'], 'aliases:write')).toBe(true);
+    expect(grantsScope([], 'send')).toBe(false);
+    expect(isApiScope('queue:read')).toBe(true);
+    expect(isApiScope('queue:write')).toBe(false);
+  });
+
+  it('compares hashes in constant time and by value', () => {
+    const a = hashApiToken('a');
+    expect(sameTokenHash(a, hashApiToken('a'))).toBe(true);
+    expect(sameTokenHash(a, hashApiToken('b'))).toBe(false);
+  });
+});

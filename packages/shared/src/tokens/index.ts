@@ -1,0 +1,19 @@
+export {
+  API_SCOPES,
+  type ApiScope,
+  grantsScope,
+  hashApiToken,
+  isApiScope,
+  looksLikeApiToken,
+  mintApiToken,
+  sameTokenHash,
+  TOKEN_PREFIX,
+} from './api-token.ts';
+export {
+  type ApiTokenRecord,
+  ApiTokenInputError,
+  authenticateApiToken,
+  createApiToken,
+  listApiTokens,
+  revokeApiToken,
+} from './manage-tokens.ts';

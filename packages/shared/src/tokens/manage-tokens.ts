@@ -1,0 +1,79 @@
+// Creating, revoking and checking API tokens: one implementation for the operator CLI (`postern
+// token ...`), the API's development token and the API's bearer authentication.
+import type { Queryable } from '../aliases/resolve-recipient.ts';
+import { type ApiScope, hashApiToken, isApiScope, looksLikeApiToken, mintApiToken } from './api-token.ts';
+
+export interface ApiTokenRecord {
+  id: string;
+  name: string;
+  scopes: ApiScope[];
+  createdAt: Date;
+  lastUsedAt: Date | null;
+  revokedAt: Date | null;
+}
+
+export class ApiTokenInputError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ApiTokenInputError';
+  }
+}
+
+const TOKEN_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+const SELECT_TOKEN = `id::text AS id, name, scopes, created_at AS "createdAt", last_used_at AS "lastUsedAt",
+  revoked_at AS "revokedAt"`;
+
+/** Mints a token and stores its hash; the returned `token` is the only time it exists in clear. */
+export async function createApiToken(
+  db: Queryable,
+  input: { name: string; scopes: readonly string[] },
+): Promise<{ token: string; record: ApiTokenRecord }> {
+  if (!TOKEN_NAME.test(input.name)) {
+    throw new ApiTokenInputError(`token name "${input.name}" must be 1-64 of A-Z a-z 0-9 . _ - (starting with a letter or digit)`);
+  }
+  if (input.scopes.length === 0) throw new ApiTokenInputError('a token needs at least one scope');
+  const unknown = input.scopes.filter((scope) => !isApiScope(scope));
+  if (unknown.length > 0) throw new ApiTokenInputError(`unknown scope(s): ${unknown.join(', ')}`);
+  const scopes = [...new Set(input.scopes)];
+  const { token, hash } = mintApiToken();
+  try {
+    const result = await db.query<ApiTokenRecord>(
+      `INSERT INTO mail.api_tokens (name, token_hash, scopes) VALUES ($1, $2, $3::text[]) RETURNING ${SELECT_TOKEN}`,
+      [input.name, hash, scopes],
+    );
+    return { token, record: result.rows[0] as ApiTokenRecord };
+  } catch (error) {
+    if ((error as { code?: unknown }).code === '23505') {
+      throw new ApiTokenInputError(`a token named "${input.name}" already exists`);
+    }
+    throw error;
+  }
+}
+
+/** Marks the token revoked; it stops working on the next request. False: no such active token. */
+export async function revokeApiToken(db: Queryable, name: string): Promise<boolean> {
+  const result = await db.query('UPDATE mail.api_tokens SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL', [
+    name,
+  ]);
+  return (result.rowCount ?? 0) > 0;
+}
+
+export async function listApiTokens(db: Queryable): Promise<ApiTokenRecord[]> {
+  const result = await db.query<ApiTokenRecord>(`SELECT ${SELECT_TOKEN} FROM mail.api_tokens ORDER BY created_at, id`);
+  return result.rows;
+}
+
+/** The active (not revoked) token with this value, or null. Records last use, at most once a minute
+ *  (an UPDATE on every request would write a row version per request). */
+export async function authenticateApiToken(db: Queryable, token: string): Promise<ApiTokenRecord | null> {
+  if (!looksLikeApiToken(token)) return null;
+  const result = await db.query<ApiTokenRecord>(
+    `WITH found AS (SELECT * FROM mail.api_tokens WHERE token_hash = $1 AND revoked_at IS NULL),
+          touched AS (UPDATE mail.api_tokens t SET last_used_at = now() FROM found
+                       WHERE t.id = found.id AND (found.last_used_at IS NULL OR found.last_used_at < now() - interval '1 minute'))
+     SELECT ${SELECT_TOKEN} FROM found`,
+    [hashApiToken(token)],
+  );
+  return result.rows[0] ?? null;
+}
