@@ -117,6 +117,9 @@ async function main(): Promise<void> {
     ...process.env,
     MAIL_POSTGRES_PRIMARY_DSN: dsn,
     MAIL_ENV: process.env.MAIL_ENV ?? 'development',
+    // The API mints a fresh admin token for this development session and prints it with a curl
+    // example, so a newcomer can try GraphQL at once (ignored outside MAIL_ENV=development).
+    POSTERN_DEV_TOKEN: process.env.POSTERN_DEV_TOKEN ?? '1',
   };
   if (!env.MAIL_SMTP_MODE && !env.MAIL_SMTP_ADDR) {
     env.MAIL_SMTP_MODE = 'stub';
@@ -130,6 +133,10 @@ async function main(): Promise<void> {
     launch(app, env);
   }
   log.info({ apps: names, postgres: dsn.replace(/:[^:@/]+@/, ':***@') }, 'Postern is running; Ctrl-C to stop');
+  if (!process.env.MAIL_POSTGRES_PRIMARY_DSN) {
+    // The operator CLI talks to the database directly; tell the newcomer which one.
+    console.log(`\nOperator CLI against this database:\n  MAIL_POSTGRES_PRIMARY_DSN=${dsn} npx postern token create --name me --scope admin\n`);
+  }
 }
 
 main().catch(async (error: unknown) => {
