@@ -10,6 +10,7 @@ export { evaluateReadiness, type OpsServer, type ReadinessCheck, type RouteHandl
 export { createLogger, type Logger } from './logging/logger.ts';
 export { createMetricsRegistry, prometheus, type Registry } from './metrics/registry.ts';
 export { createRedisConnections, type Redis, type RedisConnections } from './redis/create-redis.ts';
+export { bootConfig } from './process/boot-config.ts';
 export { type RunningService, type RunServiceOptions, runService } from './process/run-service.ts';
 export {
   ALIAS_KINDS,
