@@ -20,6 +20,16 @@ afterAll(async () => {
 
 describe('npm start -w @postern/mta', () => {
   it('listens on 127.0.0.1:2525 by default and stops on SIGTERM', async () => {
+    // Another server already on 2525 (a developer's npm start) would answer for the edge under test
+    // and make this test pass for the wrong reason: refuse to run instead.
+    const occupied = await SmtpTestClient.connect(2525, '127.0.0.1').then(
+      async ({ client }) => {
+        await client.quit();
+        return true;
+      },
+      () => false,
+    );
+    expect(occupied, 'something already listens on 127.0.0.1:2525 (a running npm start?): stop it and run again').toBe(false);
     const child = spawn('npm', ['start', '--silent', '-w', '@postern/mta'], {
       cwd: repoRoot,
       env: {
