@@ -1,0 +1,51 @@
+// The monorepo's one architectural rule, checked: apps depend on packages/shared, never on each
+// other (ARCHITECTURE.md). npm workspaces link every package into node_modules, so nothing else
+// stops `import ... from '@postern/core'` in the API; this does, as part of `npm test`'s lint step.
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+
+const root = path.resolve(import.meta.dirname, '..');
+const appsDir = path.join(root, 'apps');
+const apps = readdirSync(appsDir).filter((name) => statSync(path.join(appsDir, name)).isDirectory());
+const problems: string[] = [];
+
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) return entry.name === 'node_modules' || entry.name === 'dist' ? [] : sourceFiles(full);
+    return /\.[cm]?[jt]s$/.test(entry.name) ? [full] : [];
+  });
+}
+
+for (const app of apps) {
+  const others = apps.filter((name) => name !== app);
+  const manifest = JSON.parse(readFileSync(path.join(appsDir, app, 'package.json'), 'utf8')) as Record<string, Record<string, string> | undefined>;
+  for (const field of ['dependencies', 'devDependencies', 'peerDependencies']) {
+    for (const dependency of Object.keys(manifest[field] ?? {})) {
+      if (others.some((other) => dependency === `@postern/${other}`)) {
+        problems.push(`apps/${app}/package.json: ${field} names ${dependency}`);
+      }
+    }
+  }
+  for (const file of sourceFiles(path.join(appsDir, app))) {
+    const text = readFileSync(file, 'utf8');
+    for (const match of text.matchAll(/(?:from|import)\s*\(?\s*['"]([^'"]+)['"]/g)) {
+      const specifier = match[1] as string;
+      const resolved = specifier.startsWith('.') ? path.resolve(path.dirname(file), specifier) : null;
+      const crosses = others.some(
+        (other) =>
+          specifier === `@postern/${other}` ||
+          specifier.startsWith(`@postern/${other}/`) ||
+          resolved?.startsWith(path.join(appsDir, other) + path.sep) === true,
+      );
+      if (crosses) problems.push(`${path.relative(root, file)}: imports ${specifier}`);
+    }
+  }
+}
+
+if (problems.length > 0) {
+  console.error(`apps must depend on packages/shared only, never on each other:\n  ${problems.join('\n  ')}`);
+  process.exitCode = 1;
+} else {
+  console.log(`boundaries ok: ${apps.length} apps depend on packages/shared only`);
+}
