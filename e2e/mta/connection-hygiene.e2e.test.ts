@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Edge } from '../../apps/mta/src/edge.ts';
 import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
 import { openSession, startTestEdge } from './helpers/edge.ts';
-import { SmtpTestClient, sendMail, simpleMessage } from './helpers/smtp-client.ts';
+import { SmtpTestClient } from './helpers/smtp-client.ts';
 
 let db: TestDatabase;
 const edges: Edge[] = [];
@@ -94,16 +94,5 @@ describe('connection hygiene', () => {
     expect((await busy.command('MAIL FROM:<late@outside.test>')).raw).toBe('421 4.3.2 Service shutting down, try again later');
     await stopped;
     await expect(SmtpTestClient.connect(edge.smtp.port)).rejects.toThrow(/ECONNREFUSED/);
-  });
-});
-
-describe('STARTTLS', () => {
-  it('is not offered without a certificate, and the command is refused', async () => {
-    const edge = await edgeWith({});
-    const client = await openSession(edge);
-    expect((await client.command('STARTTLS')).code).toBeGreaterThanOrEqual(500);
-    const result = await sendMail(client, { from: 'a@outside.test', to: ['one@postern.test'], message: simpleMessage('plain') });
-    expect(result.final?.code).toBe(250);
-    await client.quit();
   });
 });

@@ -1,7 +1,6 @@
 // The SMTP edge as a value: startEdge() opens the PostgreSQL pools, the SMTP listener and (unless
 // told otherwise) the ops HTTP listener, and returns what it bound and how to stop it. main.ts
 // calls it once; tests call it as often as they like (two edges on one database: seed 000).
-import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import {
@@ -27,6 +26,7 @@ import { onMailFrom } from './smtp/on-mail-from.ts';
 import { onRcptTo } from './smtp/on-rcpt-to.ts';
 import { ClientRateLimiter } from './smtp/rate-limiter.ts';
 import { shuttingDown } from './smtp/replies.ts';
+import { loadTlsCredentials, type TlsCredentials } from './smtp/tls-credentials.ts';
 
 export interface EdgeDeps {
   logger: Logger;
@@ -56,8 +56,7 @@ function limitsOf(config: PosternConfig): EdgeLimits {
   };
 }
 
-function serverOptions(config: PosternConfig, limits: EdgeLimits): SMTPServerOptions {
-  const tls = config.mta.tls;
+function serverOptions(config: PosternConfig, limits: EdgeLimits, tls: TlsCredentials | null): SMTPServerOptions {
   return {
     name: limits.hostname,
     banner: 'Postern ESMTP',
@@ -75,7 +74,7 @@ function serverOptions(config: PosternConfig, limits: EdgeLimits): SMTPServerOpt
     hideSTARTTLS: tls === null,
     disabledCommands: tls === null ? ['AUTH', 'STARTTLS'] : ['AUTH'],
     authOptional: true,
-    ...(tls === null ? {} : { key: readFileSync(tls.keyFile), cert: readFileSync(tls.certFile) }),
+    ...(tls === null ? {} : { key: tls.key, cert: tls.cert }),
     // A PTR lookup per connection adds latency and a DNS dependency for a header comment only.
     disableReverseLookup: true,
     maxClients: config.mta.maxClients,
@@ -87,6 +86,8 @@ function serverOptions(config: PosternConfig, limits: EdgeLimits): SMTPServerOpt
 
 export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<Edge> {
   installEnhancedCodePassThrough();
+  // First, before anything opens: an unusable certificate is a configuration error.
+  const tls = config.mta.tls === null ? null : loadTlsCredentials(config.mta.tls);
   const logger = deps.logger.child({ component: 'smtp' });
   const limits = limitsOf(config);
   const registry = deps.registry ?? createMetricsRegistry('mta');
@@ -138,7 +139,7 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
   };
 
   smtp = new SMTPServer({
-    ...serverOptions(config, limits),
+    ...serverOptions(config, limits, tls),
     onConnect: onConnect(context),
     onMailFrom: onMailFrom(context),
     onRcptTo: onRcptTo(context),

@@ -1,6 +1,7 @@
 // A small raw-socket SMTP client for the tests: it sends exactly the bytes it is given (smuggling
 // payloads, a byte at a time for the slow sender) and reads replies as the server wrote them.
 import net from 'node:net';
+import tls from 'node:tls';
 
 export interface Reply {
   code: number;
@@ -23,7 +24,8 @@ export function parseReply(lines: string[]): Reply {
 }
 
 export class SmtpTestClient {
-  readonly socket: net.Socket;
+  /** The plain socket, or the TLS socket over it after startTls(). */
+  socket: net.Socket;
   private buffer = '';
   private replies: Reply[] = [];
   private waiting: Array<{ resolve: (reply: Reply) => void; reject: (error: Error) => void }> = [];
@@ -55,6 +57,28 @@ export class SmtpTestClient {
     const client = new SmtpTestClient(socket);
     const greeting = await client.readReply();
     return { client, greeting };
+  }
+
+  /**
+   * STARTTLS, then the handshake over the same connection (any certificate: the tests use a
+   * throwaway self-signed one). Returns the 220 reply; the caller sends EHLO again (RFC 3207 4.2).
+   */
+  async startTls(): Promise<{ reply: Reply; socket: tls.TLSSocket }> {
+    const reply = await this.command('STARTTLS');
+    if (reply.code !== 220) throw new Error(`STARTTLS refused: ${reply.raw}`);
+    if (this.buffer !== '' || this.replies.length > 0) throw new Error('bytes after the 220 to STARTTLS (response injection)');
+    const plain = this.socket;
+    plain.removeAllListeners('data');
+    const secure = tls.connect({ socket: plain, rejectUnauthorized: false });
+    await new Promise<void>((resolve, reject) => {
+      secure.once('secureConnect', resolve);
+      secure.once('error', reject);
+    });
+    secure.on('error', () => {});
+    secure.setEncoding('latin1');
+    secure.on('data', (data: string) => this.onData(data));
+    this.socket = secure;
+    return { reply, socket: secure };
   }
 
   get isClosed(): boolean {
