@@ -2,7 +2,7 @@
 //   stream-consumer   Redis Stream intake (only with MAIL_REDIS_MASTER_ADDR)
 //   scheduler         claims due deliveries (and takes back expired leases)
 //   attempt-worker-N  MAIL_ATTEMPT_WORKER_CONCURRENCY of them, one send at a time each
-//   retention         purges old payloads and attempts
+//   retention         purges old payloads, attempts and idempotency reservations
 //   heartbeat         writes every loop's heartbeat to mail.workers
 // plus the watchdog timer, and the ordered stop (SIGTERM): stop claiming and reading, release what
 // was claimed but not started, let sends under way finish, interrupt the stragglers at the
@@ -11,11 +11,11 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger, Pool, PosternConfig } from '@postern/shared';
 import { type AttemptDeps, attemptDelivery } from './delivery/attempt-worker.ts';
 import { writeHeartbeats } from './keepalive/heartbeat.ts';
-import { purgeExpired, RETENTION_BATCH } from './keepalive/retention.ts';
+import { type Purged, purgeExpired, RETENTION_BATCH } from './keepalive/retention.ts';
 import { type LoopContext, type SupervisedLoop, superviseLoop } from './keepalive/supervisor.ts';
 import { startWatchdog } from './keepalive/watchdog.ts';
 import type { EngineMetrics } from './metrics.ts';
-import { releaseClaims } from './queue/sql/defer-delivery.ts';
+import { releaseClaims } from './queue/sql/release-claims.ts';
 import type { WorkChannel } from './queue/work-channel.ts';
 import type { Relay } from './relay/relay.ts';
 
@@ -65,12 +65,14 @@ export function startLoops(options: LoopsOptions): RunningLoops {
   const retentionBody = async ({ signal, beat, progress }: LoopContext) => {
     while (!signal.aborted) {
       beat();
-      let purged: { payloads: number; attempts: number };
+      let purged: Purged;
       do {
-        purged = await purgeExpired(options.pool, engine.retentionAgeMs);
-        if (purged.payloads + purged.attempts > 0) logger.info(purged, 'retention: purged old payloads and attempts');
+        purged = await purgeExpired(options.pool, engine);
+        if (purged.payloads + purged.attempts + purged.reservations > 0) {
+          logger.info(purged, 'retention: purged old payloads, attempts and idempotency reservations');
+        }
         beat();
-      } while (!signal.aborted && (purged.payloads === RETENTION_BATCH || purged.attempts === RETENTION_BATCH));
+      } while (!signal.aborted && Object.values(purged).some((count) => count === RETENTION_BATCH));
       progress();
       await delay(Math.min(engine.retentionIntervalMs, engine.heartbeatIntervalMs), undefined, { signal }).catch(() => {});
       // Sleep in heartbeat-sized steps so the loop stays visibly alive between runs.

@@ -17,6 +17,7 @@ import {
 } from '@postern/shared';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { acceptMessage } from './accept/accept-message.ts';
+import { DataMemoryBudget } from './data/memory-budget.ts';
 import { createEdgeMetrics } from './metrics.ts';
 import type { EdgeContext, EdgeLimits } from './smtp/edge-context.ts';
 import { installEnhancedCodePassThrough } from './smtp/enhanced-status-codes.ts';
@@ -92,6 +93,7 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
   const limits = limitsOf(config);
   const registry = deps.registry ?? createMetricsRegistry('mta');
   const metrics = createEdgeMetrics(registry);
+  metrics.dataMemoryBudget.set(config.mta.dataMemoryBudget);
 
   // Two pools: lookups get the RCPT deadline as their statement_timeout (and as connect timeout),
   // so a slow or absent server is given up on server-side too, not only by Promise.race; the accept
@@ -126,6 +128,7 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
     resolve: (address) => resolveRecipient(lookupPool, address),
     accept: (message) => acceptMessage(acceptPool, message, limits.hostname),
     rateLimiter: new ClientRateLimiter({ perMinute: limits.rateLimitPerMinute }),
+    dataMemory: new DataMemoryBudget(config.mta.dataMemoryBudget, (held) => metrics.dataBytesInFlight.set(held)),
     isStopping: () => stopping,
     recipients: new WeakMap(),
     inData: new Set(),

@@ -12,6 +12,8 @@ export interface EdgeMetrics {
   rejections: prometheus.Counter<'stage' | 'reason'>;
   connections: prometheus.Counter;
   activeConnections: prometheus.Gauge;
+  dataBytesInFlight: prometheus.Gauge;
+  dataMemoryBudget: prometheus.Gauge;
 }
 
 const MS_BUCKETS = [0.25, 0.5, 1, 2, 3, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000];
@@ -68,6 +70,16 @@ export function createEdgeMetrics(registry: Registry): EdgeMetrics {
     activeConnections: new prometheus.Gauge({
       name: 'mail_mta_connections_active',
       help: 'SMTP connections open now',
+      registers,
+    }),
+    dataBytesInFlight: new prometheus.Gauge({
+      name: 'mail_mta_data_bytes_in_flight',
+      help: 'Bytes of DATA held in memory for messages not yet committed or refused',
+      registers,
+    }),
+    dataMemoryBudget: new prometheus.Gauge({
+      name: 'mail_mta_data_memory_budget_bytes',
+      help: 'MAIL_MTA_DATA_MEMORY_BUDGET: past it a message gets 452 4.3.1',
       registers,
     }),
   };

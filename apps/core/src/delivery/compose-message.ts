@@ -15,7 +15,11 @@ export interface ComposeContext {
   sender: string;
   logger: Logger;
   loadPayload(messageId: string): Promise<{ raw: Buffer; receivedAt: Date } | null>;
+  /** false: render and check everything, but compose no bytes (the stub relay discards them). */
+  compose?: boolean;
 }
+
+const NOT_COMPOSED = Buffer.alloc(0);
 
 export interface BuiltMessage {
   raw: Buffer;
@@ -54,6 +58,7 @@ export async function buildMessage(context: ComposeContext, delivery: ClaimedDel
     return { raw: payload.raw, envelopeFrom: delivery.envelope_from, receivedAt: payload.receivedAt };
   }
   if (delivery.payload_mode === 'rendered') {
+    if (context.compose === false) return { raw: NOT_COMPOSED, envelopeFrom: delivery.envelope_from || context.sender, receivedAt: null };
     const raw = await compose(delivery, context.sender, {
       subject: delivery.subject ?? '',
       text: delivery.text_body,
@@ -73,6 +78,7 @@ export async function buildMessage(context: ComposeContext, delivery: ClaimedDel
     );
   }
   const content = renderLocale(locale, delivery.template_variables ?? {});
+  if (context.compose === false) return { raw: NOT_COMPOSED, envelopeFrom: delivery.envelope_from || context.sender, receivedAt: null };
   const raw = await compose(delivery, context.sender, content);
   return { raw, envelopeFrom: delivery.envelope_from || context.sender, receivedAt: null };
 }

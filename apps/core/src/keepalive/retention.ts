@@ -1,6 +1,8 @@
 // Retention: payloads and attempts older than MAIL_RETENTION_AGE are purged in small batches (a
 // single huge DELETE would hold locks and bloat WAL while the queue is working). A payload is kept
-// while any delivery of its message still waits for an attempt, however old.
+// while any delivery of its message still waits for an attempt, however old. Idempotency
+// reservations older than MAIL_IDEMPOTENCY_WINDOW go the same way: past the window a producer's
+// retry of the same key is a new delivery, and the table does not grow forever.
 import type { Queryable } from '@postern/shared';
 
 export const RETENTION_BATCH = 500;
@@ -20,9 +22,28 @@ DELETE FROM mail.attempts
                WHERE finished_at < now() - $1::double precision * interval '1 millisecond'
                ORDER BY finished_at LIMIT $2)`;
 
+// No index on created_at (yet): the scan stops at the first `batch` old rows it meets.
+const PURGE_RESERVATIONS_SQL = `
+DELETE FROM mail.idempotency_reservations
+ WHERE (source, idempotency_key) IN (
+   SELECT source, idempotency_key FROM mail.idempotency_reservations
+    WHERE created_at < now() - $1::double precision * interval '1 millisecond'
+    LIMIT $2)`;
+
+export interface Purged {
+  payloads: number;
+  attempts: number;
+  reservations: number;
+}
+
 /** One batch of each; returns how many rows went, so the caller repeats while batches are full. */
-export async function purgeExpired(db: Queryable, ageMs: number, batch = RETENTION_BATCH): Promise<{ payloads: number; attempts: number }> {
-  const payloads = await db.query(PURGE_PAYLOADS_SQL, [ageMs, batch]);
-  const attempts = await db.query(PURGE_ATTEMPTS_SQL, [ageMs, batch]);
-  return { payloads: payloads.rowCount ?? 0, attempts: attempts.rowCount ?? 0 };
+export async function purgeExpired(
+  db: Queryable,
+  ages: { retentionAgeMs: number; idempotencyWindowMs: number },
+  batch = RETENTION_BATCH,
+): Promise<Purged> {
+  const payloads = await db.query(PURGE_PAYLOADS_SQL, [ages.retentionAgeMs, batch]);
+  const attempts = await db.query(PURGE_ATTEMPTS_SQL, [ages.retentionAgeMs, batch]);
+  const reservations = await db.query(PURGE_RESERVATIONS_SQL, [ages.idempotencyWindowMs, batch]);
+  return { payloads: payloads.rowCount ?? 0, attempts: attempts.rowCount ?? 0, reservations: reservations.rowCount ?? 0 };
 }

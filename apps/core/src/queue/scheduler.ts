@@ -1,11 +1,13 @@
 // The scheduler loop: claim due deliveries in batches (claim-deliveries.ts) up to the free worker
-// slots, hand them to the attempt workers, and sleep until woken: by NOTIFY mail_delivery_due (the
+// slots — counting a worker that only waits for its outcome's commit as free, up to
+// MAIL_CLAIM_AHEAD of them, so claims and completions overlap instead of alternating — hand them to the attempt workers, and sleep until woken: by NOTIFY mail_delivery_due (the
 // deliveries trigger fires on every insert or reschedule), by a worker freeing a slot while more is
 // due, or by the polling interval — the fallback that keeps claiming when the LISTEN connection is
 // down or a notification was missed. Expired leases are taken back on the way (seed 004).
 import type { Logger, Pool } from '@postern/shared';
 import { createWaker, type LoopContext } from '../keepalive/supervisor.ts';
 import type { EngineMetrics } from '../metrics.ts';
+import type { CompletionBatcher } from './completion-batcher.ts';
 import { claimDueDeliveries } from './sql/claim-deliveries.ts';
 import { reclaimExpiredLeases } from './sql/reclaim-expired-leases.ts';
 import type { WorkChannel } from './work-channel.ts';
@@ -16,12 +18,18 @@ export interface SchedulerOptions {
   workerId: string;
   concurrency: number;
   batchSize: number;
+  /** At most this many deliveries are claimed for workers that are only waiting for their
+   *  outcome's commit (completion-batcher.ts): the next claim overlaps that commit. */
+  claimAhead: number;
+  completions: Pick<CompletionBatcher, 'awaitingCommit' | 'onRecord'>;
   leaseMs: number;
   pollIntervalMs: number;
   heartbeatIntervalMs: number;
   maxAttempts: number;
   metrics: EngineMetrics;
   logger: Logger;
+  /** Told the duration of each claim statement (ms) and how many deliveries it claimed. */
+  onClaim?: (durationMs: number, claimed: number) => void;
 }
 
 export function createScheduler(options: SchedulerOptions): { body: (context: LoopContext) => Promise<void> } {
@@ -29,6 +37,9 @@ export function createScheduler(options: SchedulerOptions): { body: (context: Lo
   let moreDue = false;
   options.channel.onSlotFree(() => {
     if (moreDue) waker.wake();
+  });
+  options.completions.onRecord(() => {
+    if (moreDue && options.claimAhead > 0) waker.wake();
   });
   // Leases are checked a few times per lease period, and at least every 5 s.
   const reclaimEveryMs = Math.min(5_000, Math.max(250, Math.floor(options.leaseMs / 4)));
@@ -58,12 +69,17 @@ export function createScheduler(options: SchedulerOptions): { body: (context: Lo
           }
           nextReclaim = Date.now() + reclaimEveryMs;
         }
-        const free = options.concurrency - options.channel.waiting - options.channel.busy;
+        // A worker waiting only for its outcome's commit is free again within milliseconds: claim
+        // for it now, so the claim's own commit overlaps that one instead of following it.
+        const almostFree = Math.min(options.claimAhead, options.completions.awaitingCommit);
+        const free = options.concurrency + almostFree - options.channel.waiting - options.channel.busy;
         if (free > 0) {
           const wanted = Math.min(free, options.batchSize);
           const t0 = performance.now();
           const claimed = await claimDueDeliveries(options.pool, options.workerId, wanted, options.leaseMs);
-          options.metrics.claimDuration.observe(performance.now() - t0);
+          const claimMs = performance.now() - t0;
+          options.metrics.claimDuration.observe(claimMs);
+          options.onClaim?.(claimMs, claimed.length);
           if (claimed.length > 0) {
             if (signal.aborted) {
               // Claimed while stopping: handed to the channel anyway, the engine's stop releases it.

@@ -1,6 +1,7 @@
 // Hand-over between the scheduler (which claims) and the attempt workers (which send): claimed
-// deliveries wait here for a free worker. The scheduler never claims more than the free slots, so
-// nothing sits leased in memory for long.
+// deliveries wait here for a free worker. The scheduler claims only for free workers and for
+// workers that wait for nothing but their outcome's commit, so nothing sits leased in memory for
+// long: at most about one commit (a hanging relay makes the scheduler claim nothing ahead).
 import type { ClaimedDelivery } from './sql/claim-deliveries.ts';
 
 export class WorkChannel {

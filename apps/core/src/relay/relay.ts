@@ -28,6 +28,8 @@ export type SendResult = { ok: true; reply: SmtpReply } | { ok: false; failure: 
 
 export interface Relay {
   readonly name: string;
+  /** The relay never reads the message bytes (stub mode): the engine does not compose them. */
+  readonly discardsMessages?: boolean;
   send(message: OutboundMessage): Promise<SendResult>;
   /** Cut every send under way short (shutdown deadline); they resolve as interrupted failures. */
   interrupt(): void;

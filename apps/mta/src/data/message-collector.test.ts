@@ -1,12 +1,13 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
-import { type CollectedMessage, MessageCollector } from './message-collector.ts';
+import { DataMemoryBudget } from './memory-budget.ts';
+import { type CollectedVerdict, MessageCollector } from './message-collector.ts';
 
-async function collect(chunks: (string | Buffer)[], maxBytes = 1024): Promise<CollectedMessage> {
+async function collect(chunks: (string | Buffer)[], maxBytes = 1024): Promise<CollectedVerdict & { raw: Buffer }> {
   const collector = new MessageCollector(maxBytes);
   await pipeline(Readable.from(chunks.map((chunk) => Buffer.from(chunk))), collector);
-  return collector.result();
+  return { ...collector.verdict, raw: collector.takeMessage() };
 }
 
 describe('MessageCollector: bare CR / LF (SMTP smuggling)', () => {
@@ -55,5 +56,45 @@ describe('MessageCollector: size cap on the bytes', () => {
     const result = await collect([`${'x'.repeat(998)}\r\n`], 1000);
     expect(result.oversize).toBe(false);
     expect(result.raw.length).toBe(1000);
+  });
+});
+
+describe('MessageCollector: the DATA memory budget', () => {
+  const lines = (count: number) => Array.from({ length: count }, () => `${'x'.repeat(98)}\r\n`);
+
+  it('claims every kept byte, and the caller releases them after the commit', async () => {
+    const budget = new DataMemoryBudget(1000);
+    const reservation = budget.reserve();
+    const collector = new MessageCollector(1000, reservation);
+    await pipeline(Readable.from(lines(3).map((line) => Buffer.from(line))), collector);
+    expect(budget.heldBytes).toBe(300);
+    const trace = Buffer.from('Received: x\r\n');
+    const message = collector.takeMessage(trace);
+    expect(message.length).toBe(trace.length + 300);
+    expect(message.subarray(0, trace.length).equals(trace)).toBe(true);
+    reservation.release();
+    expect(budget.heldBytes).toBe(0);
+  });
+
+  it('stops keeping when the budget has no room, drains to the end, and lets go of what it held', async () => {
+    const budget = new DataMemoryBudget(1000);
+    const other = budget.reserve();
+    other.tryGrow(750); // another message in flight
+    const collector = new MessageCollector(10_000, budget.reserve());
+    await pipeline(Readable.from(lines(5).map((line) => Buffer.from(line))), collector);
+    expect(collector.verdict).toEqual({ size: 500, oversize: false, bareLineEnding: false, overBudget: true });
+    expect(collector.takeMessage().length).toBe(0);
+    expect(budget.heldBytes).toBe(750);
+  });
+
+  it('an oversize or smuggling message gives its bytes back as soon as it is refused', async () => {
+    const budget = new DataMemoryBudget(10_000);
+    const oversize = new MessageCollector(250, budget.reserve());
+    await pipeline(Readable.from(lines(5).map((line) => Buffer.from(line))), oversize);
+    expect(oversize.verdict).toMatchObject({ oversize: true, overBudget: false });
+    const smuggling = new MessageCollector(10_000, budget.reserve());
+    await pipeline(Readable.from(['a\r\n', 'b\n.\r\n'].map((chunk) => Buffer.from(chunk))), smuggling);
+    expect(smuggling.verdict).toMatchObject({ bareLineEnding: true, overBudget: false });
+    expect(budget.heldBytes).toBe(0);
   });
 });

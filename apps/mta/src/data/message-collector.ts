@@ -6,48 +6,59 @@
 // - bare CR / bare LF: the SMTP smuggling vectors (<LF>.<CR><LF>, <CR>.<CR>, <CR><CR><LF>. ...).
 //   smtp-server ends DATA only on <CR><LF>.<CR><LF>, so such a sequence never ends the message
 //   early; here any CR not followed by LF and any LF not preceded by CR refuses the whole message.
+// - memory: every kept chunk is claimed from the edge's DATA memory budget first; a chunk that does
+//   not fit stops the keeping (what was kept is released, the rest drained, 452 4.3.1 after the dot).
 // - the bytes to store, when the message is acceptable.
 import { Writable } from 'node:stream';
+import type { MemoryReservation } from './memory-budget.ts';
 
 const CR = 0x0d;
 const LF = 0x0a;
 
-export interface CollectedMessage {
+export interface CollectedVerdict {
   /** Bytes received in DATA (after dot-unstuffing), counted to the end even past the cap. */
   size: number;
   oversize: boolean;
   bareLineEnding: boolean;
-  /** The message, when it is neither oversize nor refused; empty otherwise. */
-  raw: Buffer;
+  /** The memory budget had no room for the message: nothing was kept. */
+  overBudget: boolean;
 }
+
+/** For callers without a budget (unit tests): every claim fits. */
+const UNBOUNDED: MemoryReservation = { tryGrow: () => true, release: () => {} };
+const NOTHING = Buffer.alloc(0);
 
 export class MessageCollector extends Writable {
   readonly maxBytes: number;
+  private readonly memory: MemoryReservation;
   private size = 0;
   private chunks: Buffer[] = [];
+  private keptBytes = 0;
   private keeping = true;
   private oversize = false;
   private bare = false;
+  private overBudget = false;
   /** The previous chunk ended with a CR whose LF, if any, starts the next chunk. */
   private pendingCr = false;
   /** The previous byte seen was a CR (for an LF at the start of a chunk). */
   private lastWasCr = false;
 
-  constructor(maxBytes: number) {
+  constructor(maxBytes: number, memory: MemoryReservation = UNBOUNDED) {
     super();
     this.maxBytes = maxBytes;
+    this.memory = memory;
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     this.size += chunk.length;
     if (!this.bare) this.scanLineEndings(chunk);
     if (this.size > this.maxBytes) this.oversize = true;
-    if (this.keeping && (this.oversize || this.bare)) {
-      // Refused either way: drop what was kept instead of holding it until the end.
-      this.keeping = false;
-      this.chunks = [];
+    if (this.keeping && !this.oversize && !this.bare && !this.memory.tryGrow(chunk.length)) this.overBudget = true;
+    if (this.keeping && (this.oversize || this.bare || this.overBudget)) this.stopKeeping();
+    if (this.keeping) {
+      this.chunks.push(chunk);
+      this.keptBytes += chunk.length;
     }
-    if (this.keeping) this.chunks.push(chunk);
     callback();
   }
 
@@ -57,13 +68,28 @@ export class MessageCollector extends Writable {
     callback();
   }
 
-  result(): CollectedMessage {
-    return {
-      size: this.size,
-      oversize: this.oversize,
-      bareLineEnding: this.bare,
-      raw: this.keeping ? Buffer.concat(this.chunks, this.size) : Buffer.alloc(0),
-    };
+  get verdict(): CollectedVerdict {
+    return { size: this.size, oversize: this.oversize, bareLineEnding: this.bare, overBudget: this.overBudget };
+  }
+
+  /**
+   * The message as one buffer, `prefix` (the trace header) first: one copy, and the chunks are let
+   * go at once. Empty when nothing was kept. The reservation stays claimed: the caller releases it
+   * once the buffer is no longer needed (after the commit).
+   */
+  takeMessage(prefix: Buffer = NOTHING): Buffer {
+    if (!this.keeping) return NOTHING;
+    const message = Buffer.concat([prefix, ...this.chunks], prefix.length + this.keptBytes);
+    this.chunks = [];
+    return message;
+  }
+
+  /** Refused either way (or no room): drop what was kept instead of holding it until the end. */
+  private stopKeeping(): void {
+    this.keeping = false;
+    this.chunks = [];
+    this.keptBytes = 0;
+    this.memory.release();
   }
 
   private markBare(): void {

@@ -3,6 +3,7 @@
 import type { Logger } from '@postern/shared';
 import type { SMTPServerAddress, SMTPServerSession } from 'smtp-server';
 import type { AcceptedMessage, MessageToAccept } from '../accept/accept-message.ts';
+import type { DataMemoryBudget } from '../data/memory-budget.ts';
 import type { EdgeMetrics } from '../metrics.ts';
 import type { AcceptedRecipient, ResolveRecipient } from '../recipients/verify-recipient.ts';
 import type { ClientRateLimiter } from './rate-limiter.ts';
@@ -23,6 +24,8 @@ export interface EdgeContext {
   resolve: ResolveRecipient;
   accept(message: MessageToAccept): Promise<AcceptedMessage>;
   rateLimiter: ClientRateLimiter;
+  /** Bytes of DATA held for messages in flight in this edge (MAIL_MTA_DATA_MEMORY_BUDGET). */
+  dataMemory: DataMemoryBudget;
   /** Set when the edge stops: no new transactions, the ones under way may finish. */
   isStopping(): boolean;
   /** What each accepted RCPT resolved to; keyed by smtp-server's own envelope entry, so it goes

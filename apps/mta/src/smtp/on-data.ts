@@ -1,14 +1,24 @@
-// DATA: stream the message through the collector (size cap on the bytes, bare CR/LF refused),
-// parse the header facts, prepend the trace header, and commit message + payload + deliveries in
+// DATA: stream the message through the collector (size cap on the bytes, bare CR/LF refused, the
+// bytes kept only while the edge's DATA memory budget has room), parse the header facts, prepend the trace header, and commit message + payload + deliveries in
 // one transaction before answering "250 2.0.0 queued as <id>". The whole DATA phase has a deadline
 // (MAIL_MTA_DATA_TIMEOUT) against senders that trickle a byte at a time to stay under the idle timeout.
 import { pipeline } from 'node:stream/promises';
 import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
+import type { MemoryReservation } from '../data/memory-budget.ts';
 import { MessageCollector } from '../data/message-collector.ts';
 import { parseHeaderFacts } from '../data/parse-headers.ts';
 import { receivedHeader } from '../data/received-header.ts';
 import type { EdgeContext } from './edge-context.ts';
-import { asReply, bareLineEnding, connectionLost, dataTimeout, type EdgeReply, messageTooLarge, storageFailed } from './replies.ts';
+import {
+  asReply,
+  bareLineEnding,
+  connectionLost,
+  dataTimeout,
+  type EdgeReply,
+  insufficientStorage,
+  messageTooLarge,
+  storageFailed,
+} from './replies.ts';
 
 type DataCallback = (error?: Error | null, message?: string) => void;
 
@@ -21,15 +31,32 @@ export function expandTargets(targetsPerRecipient: readonly (readonly string[])[
 }
 
 async function receive(context: EdgeContext, stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
-  const collector = new MessageCollector(context.limits.maxMessageSize);
+  // Claimed chunk by chunk while the bytes arrive, given back when this returns or throws: after
+  // the commit, a refusal, a broken connection or the DATA deadline alike.
+  const memory = context.dataMemory.reserve();
+  try {
+    return await receiveWithin(context, stream, session, memory);
+  } finally {
+    memory.release();
+  }
+}
+
+async function receiveWithin(
+  context: EdgeContext,
+  stream: SMTPServerDataStream,
+  session: SMTPServerSession,
+  memory: MemoryReservation,
+): Promise<string> {
+  const collector = new MessageCollector(context.limits.maxMessageSize, memory);
   try {
     await pipeline(stream, collector);
   } catch (error) {
     throw connectionLost(error);
   }
-  const received = collector.result();
+  const received = collector.verdict;
   if (received.oversize) throw messageTooLarge(context.limits.maxMessageSize);
   if (received.bareLineEnding) throw bareLineEnding();
+  if (received.overBudget) throw insufficientStorage();
 
   const accepted = session.envelope.rcptTo.map((entry) => context.recipients.get(entry));
   if (accepted.some((recipient) => recipient === undefined)) {
@@ -39,7 +66,6 @@ async function receive(context: EdgeContext, stream: SMTPServerDataStream, sessi
   const recipients = accepted as NonNullable<(typeof accepted)[number]>[];
   const envelopeTo = recipients.map((recipient) => recipient.address.address);
   const targets = expandTargets(recipients.map((recipient) => recipient.targets));
-  const facts = await parseHeaderFacts(received.raw);
   const smtpUtf8 = session.envelope.smtpUtf8 === true;
   const queueId = session.id;
   const trace = receivedHeader({
@@ -53,6 +79,9 @@ async function receive(context: EdgeContext, stream: SMTPServerDataStream, sessi
     recipients: envelopeTo,
     date: new Date(),
   });
+  // What is stored: the trace header, then the bytes as received; one copy, the chunks let go.
+  const raw = collector.takeMessage(trace);
+  const facts = await parseHeaderFacts(raw.subarray(trace.length));
   const started = performance.now();
   try {
     const stored = await context.accept({
@@ -67,7 +96,7 @@ async function receive(context: EdgeContext, stream: SMTPServerDataStream, sessi
       subject: facts.subject,
       fromHeader: facts.from,
       sizeBytes: received.size,
-      raw: Buffer.concat([trace, received.raw]),
+      raw,
     });
     context.metrics.acceptDuration.observe({ outcome: 'committed' }, performance.now() - started);
     context.metrics.messagesAccepted.inc();

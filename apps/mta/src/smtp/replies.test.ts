@@ -9,6 +9,7 @@ describe('replies', () => {
     expect(replies.unknownRecipient('a@p.test').reply).toMatch(/^550 5\.1\.1 /);
     expect(replies.tooManyRecipients(100).reply).toMatch(/^452 4\.5\.3 /);
     expect(replies.messageTooLarge(10).reply).toMatch(/^552 5\.3\.4 /);
+    expect(replies.insufficientStorage().reply).toBe('452 4.3.1 Insufficient system storage');
     expect(replies.bareLineEnding().reply).toMatch(/^554 5\.6\.0 .*bare CR or LF/);
   });
 

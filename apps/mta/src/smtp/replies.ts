@@ -16,6 +16,7 @@ export type ReplyReason =
   | 'rate_limited'
   | 'shutting_down'
   | 'message_too_large'
+  | 'insufficient_storage'
   | 'bare_line_ending'
   | 'storage_failed'
   | 'data_timeout'
@@ -63,6 +64,11 @@ export const shuttingDown = () => new EdgeReply(421, '4.3.2', 'Service shutting 
 // 552 5.3.4: larger than MAIL_MTA_MAX_MESSAGE_SIZE, counted on the bytes received (RFC 3463 X.3.4).
 export const messageTooLarge = (limit: number) =>
   new EdgeReply(552, '5.3.4', `Message exceeds the maximum size of ${limit} bytes`, 'message_too_large');
+
+// 452 4.3.1: the edge's DATA memory budget (MAIL_MTA_DATA_MEMORY_BUDGET) has no room for the message
+// now (RFC 3463 X.3.1, RFC 5321 4.2.2: 452 insufficient system storage). Never 5xx: it is our
+// momentary state, not the message; the sender keeps it and retries.
+export const insufficientStorage = () => new EdgeReply(452, '4.3.1', 'Insufficient system storage', 'insufficient_storage');
 
 // 554 5.6.0: a bare CR or LF in DATA — the SMTP smuggling vectors. Only <CR><LF>.<CR><LF> ends a
 // message and only CRLF ends a line; anything else is refused rather than guessed at.

@@ -26,6 +26,8 @@ const duration = (fallback: string) => parsedBy(parseDuration).prefault(fallback
 const listenAddress = (fallback: string) => parsedBy(parseListenAddress).prefault(fallback);
 const count = (fallback: string, max?: number) =>
   parsedBy((text) => parsePositiveInteger(text, max)).prefault(fallback);
+const countFromZero = (fallback: string, max?: number) =>
+  parsedBy((text) => parsePositiveInteger(text, max, 0)).prefault(fallback);
 
 const postgresDsn = z
   .string()
@@ -65,6 +67,8 @@ export const envSchema = z.object({
   // A claimed delivery is leased for this long; an engine that dies leaves it claimable after it.
   MAIL_LEASE_DURATION: duration('5m'),
   MAIL_CLAIM_BATCH_SIZE: count('32', 10_000),
+  // Most deliveries claimed for workers that only wait for their outcome's commit (0: none).
+  MAIL_CLAIM_AHEAD: countFromZero('32', 10_000),
   // Fallback when no NOTIFY arrives (the listener connection is down, or a notify was missed).
   MAIL_SCHEDULER_POLL_INTERVAL: duration('1s'),
   MAIL_HEARTBEAT_INTERVAL: duration('5s'),
@@ -75,6 +79,9 @@ export const envSchema = z.object({
   // Payloads and attempts older than this are purged, in small batches.
   MAIL_RETENTION_AGE: duration('720h'),
   MAIL_RETENTION_INTERVAL: duration('1m'),
+  // Idempotency reservations older than this are purged: a producer retrying a command after it
+  // gets a fresh delivery. Must cover the producers' longest retry horizon.
+  MAIL_IDEMPOTENCY_WINDOW: duration('720h'),
 
   // Listeners.
   MAIL_INTERNAL_HTTP_ADDR: listenAddress('127.0.0.1:4001'),
@@ -85,6 +92,8 @@ export const envSchema = z.object({
   // The SMTP edge.
   MAIL_MTA_HOSTNAME: z.string().min(1).optional(),
   MAIL_MTA_MAX_MESSAGE_SIZE: parsedBy(parseByteSize).prefault('25MiB'),
+  // Bytes of DATA held in memory across all messages in flight; past it a message gets 452 4.3.1.
+  MAIL_MTA_DATA_MEMORY_BUDGET: parsedBy(parseByteSize).prefault('512MiB'),
   // RFC 5321 4.5.3.1.8: a server must accept at least 100 recipients.
   MAIL_MTA_MAX_RECIPIENTS: count('100', 10_000),
   MAIL_MTA_LOOKUP_TIMEOUT: duration('2s'),

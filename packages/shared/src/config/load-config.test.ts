@@ -14,6 +14,7 @@ describe('loadConfig', () => {
     expect(config.mta.maxRecipients).toBe(100);
     expect(config.mta.lookupTimeoutMs).toBe(2000);
     expect(config.mta.maxMessageSize).toBe(25 * 1024 * 1024);
+    expect(config.mta.dataMemoryBudget).toBe(512 * 1024 * 1024);
     expect(config.redis).toBeNull();
     expect(config.templateDir).toBe('templates');
     expect(config.smtp.mode).toBe('smtp');
@@ -58,6 +59,16 @@ describe('loadConfig', () => {
     expect(config.smtp.timeoutMs).toBe(90_000);
     expect(config.mta.maxMessageSize).toBe(10 * 1024 * 1024);
     expect(config.mta.listen).toEqual({ host: '::1', port: 25 });
+  });
+
+  it('parses the edge memory budget as a size and wants a maximum-size message to fit in it', () => {
+    expect(loadConfig({ ...minimal, MAIL_MTA_DATA_MEMORY_BUDGET: '1GiB' }, 'mta').mta.dataMemoryBudget).toBe(1024 ** 3);
+    expect(() => loadConfig({ ...minimal, MAIL_MTA_DATA_MEMORY_BUDGET: '10MiB' }, 'mta')).toThrow(
+      /MAIL_MTA_DATA_MEMORY_BUDGET: must be at least MAIL_MTA_MAX_MESSAGE_SIZE/,
+    );
+    expect(() => loadConfig({ ...minimal, MAIL_MTA_DATA_MEMORY_BUDGET: 'lots' }, 'mta')).toThrow(/MAIL_MTA_DATA_MEMORY_BUDGET: "lots" is not a size/);
+    // Only the edge holds DATA; the other apps do not fail on the edge's sizes.
+    expect(loadConfig({ ...minimal, MAIL_MTA_DATA_MEMORY_BUDGET: '10MiB', MAIL_SMTP_MODE: 'stub' }, 'core').smtp.mode).toBe('stub');
   });
 
   it('names MAIL_ variables it does not know, likely typos', () => {

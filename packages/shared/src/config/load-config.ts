@@ -31,18 +31,24 @@ export interface PosternConfig {
     retryLadderMs: number[] | null;
     leaseDurationMs: number;
     claimBatchSize: number;
+    /** Most deliveries claimed for workers only waiting for a commit (0: only for free workers). */
+    claimAhead: number;
     pollIntervalMs: number;
     heartbeatIntervalMs: number;
     watchdogStallThresholdMs: number;
     streamReclaimIdleMs: number;
     retentionAgeMs: number;
     retentionIntervalMs: number;
+    /** Idempotency reservations older than this are purged. */
+    idempotencyWindowMs: number;
   };
   http: { internal: ListenAddress; mta: ListenAddress; api: ListenAddress };
   mta: {
     listen: ListenAddress;
     hostname: string | undefined;
     maxMessageSize: number;
+    /** Bytes of DATA held in memory across all messages in flight in one edge. */
+    dataMemoryBudget: number;
     maxRecipients: number;
     lookupTimeoutMs: number;
     maxClients: number;
@@ -66,6 +72,10 @@ function crossFieldProblems(env: Env, app: AppName): string[] {
   }
   if (Boolean(env.MAIL_MTA_TLS_CERT) !== Boolean(env.MAIL_MTA_TLS_KEY)) {
     problems.push('MAIL_MTA_TLS_CERT / MAIL_MTA_TLS_KEY: set both (PEM files) or neither');
+  }
+  if (app === 'mta' && env.MAIL_MTA_DATA_MEMORY_BUDGET < env.MAIL_MTA_MAX_MESSAGE_SIZE) {
+    // A message between the two could never be accepted: 452 on every retry until the sender gives up.
+    problems.push('MAIL_MTA_DATA_MEMORY_BUDGET: must be at least MAIL_MTA_MAX_MESSAGE_SIZE (a message of the maximum size must fit)');
   }
   if (app === 'core' && env.MAIL_LEASE_DURATION <= env.MAIL_SMTP_TIMEOUT) {
     // A lease shorter than one send would let a second engine start the same delivery mid-send.
@@ -130,18 +140,21 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
       retryLadderMs: env.MAIL_RETRY_LADDER ?? null,
       leaseDurationMs: env.MAIL_LEASE_DURATION,
       claimBatchSize: env.MAIL_CLAIM_BATCH_SIZE,
+      claimAhead: env.MAIL_CLAIM_AHEAD,
       pollIntervalMs: env.MAIL_SCHEDULER_POLL_INTERVAL,
       heartbeatIntervalMs: env.MAIL_HEARTBEAT_INTERVAL,
       watchdogStallThresholdMs: env.MAIL_WATCHDOG_STALL_THRESHOLD,
       streamReclaimIdleMs: env.MAIL_STREAM_RECLAIM_IDLE,
       retentionAgeMs: env.MAIL_RETENTION_AGE,
       retentionIntervalMs: env.MAIL_RETENTION_INTERVAL,
+      idempotencyWindowMs: env.MAIL_IDEMPOTENCY_WINDOW,
     },
     http: { internal: env.MAIL_INTERNAL_HTTP_ADDR, mta: env.MAIL_MTA_HTTP_ADDR, api: env.MAIL_API_HTTP_ADDR },
     mta: {
       listen: env.MAIL_SMTP_LISTEN_ADDR,
       hostname: env.MAIL_MTA_HOSTNAME,
       maxMessageSize: env.MAIL_MTA_MAX_MESSAGE_SIZE,
+      dataMemoryBudget: env.MAIL_MTA_DATA_MEMORY_BUDGET,
       maxRecipients: env.MAIL_MTA_MAX_RECIPIENTS,
       lookupTimeoutMs: env.MAIL_MTA_LOOKUP_TIMEOUT,
       maxClients: env.MAIL_MTA_MAX_CLIENTS,

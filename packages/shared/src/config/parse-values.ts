@@ -47,10 +47,10 @@ export function parseListenAddress(text: string): Parsed<ListenAddress> {
   return { ok: true, value: { host, port } };
 }
 
-export function parsePositiveInteger(text: string, max = Number.MAX_SAFE_INTEGER): Parsed<number> {
+export function parsePositiveInteger(text: string, max = Number.MAX_SAFE_INTEGER, min = 1): Parsed<number> {
   if (!/^\d+$/.test(text.trim())) return { ok: false, problem: `"${text}" is not a whole number` };
   const value = Number(text.trim());
-  if (value < 1 || value > max) return { ok: false, problem: `${value} is outside 1..${max}` };
+  if (value < min || value > max) return { ok: false, problem: `${value} is outside ${min}..${max}` };
   return { ok: true, value };
 }
 

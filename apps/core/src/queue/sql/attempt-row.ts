@@ -1,5 +1,5 @@
 // The attempt row every status change carries (seed 002: "every attempt is a row"), as the
-// parameters the queue statements share.
+// parameters the queue statements share (record-outcomes.ts: one array element each).
 export interface AttemptRecord {
   status: 'sent' | 'transport_failed' | 'timed_out' | 'provider_rejected' | 'outcome_unknown';
   smtpCode: number | null;
@@ -8,13 +8,6 @@ export interface AttemptRecord {
   startedAt: Date;
   finishedAt: Date;
   durationMs: number;
-}
-
-/** Who holds the lease: the guard of every status change (WHERE status='sending' AND ...). */
-export interface LeaseGuard {
-  deliveryId: string;
-  workerId: string;
-  attemptNumber: number;
 }
 
 export function attemptValues(attempt: AttemptRecord): unknown[] {
@@ -28,10 +21,3 @@ export function attemptValues(attempt: AttemptRecord): unknown[] {
     Math.max(0, Math.round(attempt.durationMs)),
   ];
 }
-
-/** The attempt insert shared by the statements below; $1..$3 are the lease guard, $4..$10 the attempt. */
-export const INSERT_ATTEMPT_FROM_D = `
-  INSERT INTO mail.attempts (delivery_id, attempt_number, status, smtp_code, enhanced_code, smtp_text, worker_id,
-                             started_at, finished_at, duration_ms)
-  SELECT d.id, d.attempt_count, $4, $5, $6, $7, $2, $8, $9, $10 FROM d
-  RETURNING id`;

@@ -1,0 +1,145 @@
+// Group commit for attempt outcomes. A worker that knows how its attempt ended hands the outcome
+// here and waits for the COMMIT that contains it — durable before the worker moves on, as before —
+// but the outcomes of all workers finishing at about the same time share that commit: one
+// set-based statement (sql/record-outcomes.ts) and one WAL flush for the whole batch, instead of
+// one per delivery. A batch is written when it is full (every worker is waiting on it) or
+// flushDelayMs after its first outcome arrived; nobody waits longer than that plus the commit.
+//
+// Guarded as a single write was: an outcome whose lease was lost is not written, and its worker
+// hears `false`. Bounces of the batch's permanent failures are inserted in the same transaction,
+// only for the deliveries that were recorded. If the write fails (PostgreSQL away) every worker of
+// the batch gets the error and retries as it did before (attempt-worker.ts persist); the deliveries
+// stay leased meanwhile, and a lease that runs out is taken back (reclaim-expired-leases.ts). A
+// non-transient failure is retried one outcome at a time, so one bad row cannot sink its batch.
+import { type Logger, type Pool, withTransaction } from '@postern/shared';
+import { isTransientDbError } from './db-errors.ts';
+import { type BounceToStore, insertBounce } from './sql/insert-bounce.ts';
+import { type Outcome, recordOutcomes } from './sql/record-outcomes.ts';
+
+export interface OutcomeToRecord extends Outcome {
+  /** For accepted mail that failed for good: its DSN, queued with the failure. */
+  bounce: BounceToStore | null;
+}
+
+export interface CompletionBatcherOptions {
+  pool: Pool;
+  /** The lease holder every outcome of this engine is guarded by. */
+  workerId: string;
+  /** Write as soon as this many outcomes wait (the number of attempt workers: all of them). */
+  maxBatch: number;
+  /** Write at most this long after the first outcome of a batch arrived. */
+  flushDelayMs: number;
+  logger: Logger;
+  /** Called after each committed batch (metrics, the benchmark). */
+  onCommitted?: (batch: { size: number; recorded: number; skipped: string[]; bounces: number; durationMs: number }) => void;
+}
+
+export interface CompletionBatcher {
+  /** Resolves after the COMMIT: true if recorded, false if the lease had been lost (nothing written). */
+  record(outcome: OutcomeToRecord): Promise<boolean>;
+  /** Outcomes handed over and not yet committed: their workers are free within one commit. */
+  readonly awaitingCommit: number;
+  /** Called whenever an outcome is handed over (the scheduler may claim ahead for its worker). */
+  onRecord(listener: () => void): void;
+}
+
+interface Waiting {
+  outcome: OutcomeToRecord;
+  resolve: (recorded: boolean) => void;
+  reject: (error: unknown) => void;
+}
+
+async function writeBatch(pool: Pool, workerId: string, outcomes: readonly OutcomeToRecord[]): Promise<{ recorded: Set<string>; bounces: number }> {
+  if (!outcomes.some((outcome) => outcome.bounce)) {
+    // One statement is its own transaction: no BEGIN/COMMIT round trips on the common path.
+    return { recorded: await recordOutcomes(pool, workerId, outcomes), bounces: 0 };
+  }
+  return withTransaction(pool, async (client) => {
+    const recorded = await recordOutcomes(client, workerId, outcomes);
+    let bounces = 0;
+    for (const outcome of outcomes) {
+      if (!outcome.bounce || !recorded.has(outcome.deliveryId)) continue;
+      await insertBounce(client, outcome.bounce);
+      bounces += 1;
+    }
+    return { recorded, bounces };
+  });
+}
+
+export function createCompletionBatcher(options: CompletionBatcherOptions): CompletionBatcher {
+  const log = options.logger.child({ component: 'completion-batcher' });
+  let batch: Waiting[] = [];
+  let ids = new Set<string>();
+  let timer: NodeJS.Timeout | null = null;
+  let writing = 0;
+  let onRecord: () => void = () => {};
+
+  async function write(entries: Waiting[]): Promise<void> {
+    writing += entries.length;
+    try {
+      await writeOnce(entries);
+    } finally {
+      writing -= entries.length;
+    }
+  }
+
+  async function writeOnce(entries: Waiting[]): Promise<void> {
+    const t0 = performance.now();
+    let result: { recorded: Set<string>; bounces: number };
+    try {
+      result = await writeBatch(options.pool, options.workerId, entries.map((entry) => entry.outcome));
+    } catch (error) {
+      if (entries.length === 1 || isTransientDbError(error)) {
+        for (const entry of entries) entry.reject(error);
+        return;
+      }
+      log.warn({ err: error, size: entries.length }, 'recording a batch of outcomes failed; recording them one by one');
+      await Promise.all(entries.map((entry) => writeOnce([entry])));
+      return;
+    }
+    const skipped = entries.filter((entry) => !result.recorded.has(entry.outcome.deliveryId)).map((entry) => entry.outcome.deliveryId);
+    if (skipped.length > 0) {
+      log.warn({ deliveryIds: skipped }, 'outcomes not recorded: their lease had been lost (another engine took them back)');
+    }
+    options.onCommitted?.({
+      size: entries.length,
+      recorded: result.recorded.size,
+      skipped,
+      bounces: result.bounces,
+      durationMs: performance.now() - t0,
+    });
+    for (const entry of entries) entry.resolve(result.recorded.has(entry.outcome.deliveryId));
+  }
+
+  function flush(): void {
+    if (timer) clearTimeout(timer);
+    timer = null;
+    const entries = batch;
+    batch = [];
+    ids = new Set();
+    if (entries.length > 0) void write(entries);
+  }
+
+  return {
+    record(outcome) {
+      return new Promise<boolean>((resolve, reject) => {
+        if (ids.has(outcome.deliveryId)) {
+          // Two outcomes for one lease in one statement would be a bug upstream; refuse the second.
+          reject(new Error(`delivery ${outcome.deliveryId} already has an outcome waiting to be recorded`));
+          return;
+        }
+        batch.push({ outcome, resolve, reject });
+        ids.add(outcome.deliveryId);
+        if (batch.length >= options.maxBatch) flush();
+        else timer ??= setTimeout(flush, options.flushDelayMs);
+        onRecord();
+      });
+    },
+    get awaitingCommit() {
+      return batch.length + writing;
+    },
+    onRecord(listener) {
+      onRecord = listener;
+    },
+  };
+}

@@ -1,0 +1,34 @@
+// Retention against real PostgreSQL: idempotency reservations older than MAIL_IDEMPOTENCY_WINDOW
+// are purged (the delivery they point at stays), younger ones are kept and still deduplicate.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { purgeExpired } from '../../apps/core/src/keepalive/retention.ts';
+import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
+import { queueDelivery, unique } from './helpers/engine.ts';
+
+let db: TestDatabase;
+
+beforeAll(async () => {
+  db = await createTestDatabase('core-retention');
+});
+
+afterAll(async () => {
+  await db?.drop();
+});
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+describe('retention', () => {
+  it('purges idempotency reservations older than the window, and only those', async () => {
+    const oldId = await queueDelivery(db.pool, { recipient: unique('old'), idempotencyKey: 'retention-old' });
+    const freshId = await queueDelivery(db.pool, { recipient: unique('fresh'), idempotencyKey: 'retention-fresh' });
+    await db.pool.query(`UPDATE mail.idempotency_reservations SET created_at = now() - interval '2 days' WHERE delivery_id = $1`, [oldId]);
+
+    const purged = await purgeExpired(db.pool, { retentionAgeMs: 30 * DAY_MS, idempotencyWindowMs: DAY_MS });
+    expect(purged.reservations).toBe(1);
+    const { rows } = await db.pool.query<{ delivery_id: string }>('SELECT delivery_id FROM mail.idempotency_reservations');
+    expect(rows.map((row) => row.delivery_id)).toEqual([freshId]);
+    const deliveries = await db.pool.query('SELECT id FROM mail.deliveries WHERE id = ANY($1::uuid[])', [[oldId, freshId]]);
+    expect(deliveries.rowCount).toBe(2);
+    expect((await purgeExpired(db.pool, { retentionAgeMs: 30 * DAY_MS, idempotencyWindowMs: DAY_MS })).reservations).toBe(0);
+  });
+});
