@@ -22,13 +22,13 @@ DELETE FROM mail.attempts
                WHERE finished_at < now() - $1::double precision * interval '1 millisecond'
                ORDER BY finished_at LIMIT $2)`;
 
-// No index on created_at (yet): the scan stops at the first `batch` old rows it meets.
+// Oldest first through idempotency_reservations_created_at_idx.
 const PURGE_RESERVATIONS_SQL = `
 DELETE FROM mail.idempotency_reservations
  WHERE (source, idempotency_key) IN (
    SELECT source, idempotency_key FROM mail.idempotency_reservations
     WHERE created_at < now() - $1::double precision * interval '1 millisecond'
-    LIMIT $2)`;
+    ORDER BY created_at LIMIT $2)`;
 
 export interface Purged {
   payloads: number;
