@@ -86,13 +86,11 @@ describe('node apps/mta/src/main.ts', () => {
     await client.quit();
   });
 
-  // Nothing of the message is kept past the cap. What RSS shows meanwhile is garbage awaiting V8's
-  // next collection: Node allocates a fresh buffer per socket read (and smtp-server one more per
-  // chunk), and V8 collects after some tens of MiB of such external memory, whatever the message
-  // size (a 600 MiB attempt peaks about the same; buffering would add the whole 200 MiB). What is
-  // retained is measured after a full collection forced through the inspector: V8's heap and
-  // external memory are back where they started. RSS itself stays some tens of MiB up, by a varying
-  // amount: pages the allocator keeps for reuse, not a measure of anything held (docs/mta.md).
+  // Nothing of the message is kept past the cap, and the garbage of the socket's read buffers is
+  // freed while draining (apps/mta/src/data/drained-memory.ts): without that, V8 would collect only
+  // after some 64 MiB of such external memory, and RSS peaked 70-90 MiB up. The issue allows a few
+  // MB; measured now +6-8 MiB. What is retained is measured after a full collection forced through
+  // the inspector: V8's heap and external memory are back where they started (docs/mta.md).
   it('drains a 200 MiB message past a 1 MiB cap with 552 5.3.4, retaining nothing of it', async () => {
     const pid = child.pid as number;
     const { client } = await SmtpTestClient.connect(smtpPort);
@@ -124,8 +122,9 @@ describe('node apps/mta/src/main.ts', () => {
       `[mta] ${OVERSIZE_MIB} MiB oversize DATA: edge RSS ${(start.rssKiB / 1024).toFixed(1)} MiB, transient peak +${peakGrowthMiB.toFixed(1)} MiB; ` +
         `after a full GC: V8 heap used + external ${heldGrowthMiB.toFixed(1)} MiB, RSS +${((end.rssKiB - start.rssKiB) / 1024).toFixed(1)} MiB (allocator)`,
     );
-    // Buffering any large part of the message would show here; garbage awaiting GC stays well below.
-    expect(peakGrowthMiB).toBeLessThan(150);
+    // Buffering any part of the message, or leaving the drained buffers to V8's own schedule
+    // (70-90 MiB), would show here.
+    expect(peakGrowthMiB).toBeLessThan(16);
     // Retained by the process (JS heap and Buffers): nothing of the message.
     expect(heldGrowthMiB).toBeLessThan(4);
     await client.quit();

@@ -9,7 +9,9 @@
 // - memory: every kept chunk is claimed from the edge's DATA memory budget first; a chunk that does
 //   not fit stops the keeping (what was kept is released, the rest drained, 452 4.3.1 after the dot).
 // - the bytes to store, when the message is acceptable.
+// - while draining, the garbage of the socket's read buffers is freed as it goes (drained-memory.ts).
 import { Writable } from 'node:stream';
+import { DrainedMemory } from './drained-memory.ts';
 import type { MemoryReservation } from './memory-budget.ts';
 
 const CR = 0x0d;
@@ -38,6 +40,7 @@ export class MessageCollector extends Writable {
   private oversize = false;
   private bare = false;
   private overBudget = false;
+  private readonly drainedMemory = new DrainedMemory();
   /** The previous chunk ended with a CR whose LF, if any, starts the next chunk. */
   private pendingCr = false;
   /** The previous byte seen was a CR (for an LF at the start of a chunk). */
@@ -58,6 +61,8 @@ export class MessageCollector extends Writable {
     if (this.keeping) {
       this.chunks.push(chunk);
       this.keptBytes += chunk.length;
+    } else {
+      this.drainedMemory.drained(chunk.length);
     }
     callback();
   }
