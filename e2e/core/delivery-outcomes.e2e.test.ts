@@ -3,37 +3,16 @@
 // a silent server times out and a later attempt succeeds, a timeout after DATA is recorded as
 // outcome unknown, the suppression list is honoured, and mail the edge accepted is relayed byte for
 // byte — or bounced to its sender (RFC 3464) when it fails for good.
-import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
 import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
-import { attemptsOf, metricsText, metricValue, queueDelivery, startTestEngine, unique, waitForStatus } from './helpers/engine.ts';
+import { attemptsOf, insertAcceptedMessage, metricsText, metricValue, queueDelivery, startTestEngine, unique, waitForStatus } from './helpers/engine.ts';
 import { type ScriptedSmtp, startScriptedSmtp, startSilentFrontDoor } from './helpers/smtp-servers.ts';
 
 let db: TestDatabase;
 let engine: Engine;
 let smtp: ScriptedSmtp;
 let frontDoor: Awaited<ReturnType<typeof startSilentFrontDoor>>;
-
-/** A message as the edge stores it (apps/mta accept-message.ts): message, payload, relay delivery. */
-async function acceptedMessage(envelopeFrom: string, recipient: string): Promise<{ deliveryId: string; raw: Buffer }> {
-  const raw = Buffer.from(
-    `Received: from client.outside.test by mx.postern.test with ESMTP id x; ${new Date().toUTCString()}\r\n` +
-      `From: <${envelopeFrom || 'nobody@outside.test'}>\r\nTo: <${recipient}>\r\nSubject: Minutes of the meeting\r\n` +
-      `Message-ID: <${randomUUID()}@outside.test>\r\nDKIM-Signature: v=1; a=rsa-sha256; d=outside.test; b=abc\r\n\r\n` +
-      'Line one.\r\n  indented line, trailing spaces   \r\n.leading dot\r\n',
-  );
-  const messageId = randomUUID();
-  const deliveryId = randomUUID();
-  await db.pool.query(
-    `WITH m AS (INSERT INTO mail.messages (id, envelope_from, envelope_to, size_bytes) VALUES ($1, $2, ARRAY[$3], $4) RETURNING id),
-          p AS (INSERT INTO mail.message_payloads (message_id, raw) SELECT id, $5 FROM m)
-     INSERT INTO mail.deliveries (id, source, payload_mode, message_id, recipient, envelope_from, rfc_message_id, status, next_attempt_at)
-     SELECT $6, 'smtp', 'relay', m.id, $3, $2, $7, 'queued', now() FROM m`,
-    [messageId, envelopeFrom, recipient, raw.length, raw, deliveryId, `<${deliveryId}@mx.postern.test>`],
-  );
-  return { deliveryId, raw };
-}
 
 beforeAll(async () => {
   db = await createTestDatabase('core-outcomes');
@@ -130,7 +109,7 @@ describe('attempt outcomes', () => {
 describe('mail the edge accepted', () => {
   it('is relayed byte for byte with its envelope sender kept', async () => {
     const recipient = unique('relay');
-    const { deliveryId, raw } = await acceptedMessage('alice@outside.test', recipient);
+    const { deliveryId, raw } = await insertAcceptedMessage(db.pool, 'alice@outside.test', recipient);
     await waitForStatus(db.pool, deliveryId, 'sent');
     const relayed = smtp.messages.find((message) => message.to.includes(recipient));
     expect(relayed?.from).toBe('alice@outside.test');
@@ -141,7 +120,7 @@ describe('mail the edge accepted', () => {
     const recipient = unique('relay-5xx');
     const sender = unique('sender');
     smtp.script(recipient, [{ code: 550, message: '5.1.1 mailbox does not exist' }]);
-    const { deliveryId } = await acceptedMessage(sender, recipient);
+    const { deliveryId } = await insertAcceptedMessage(db.pool, sender, recipient);
     await waitForStatus(db.pool, deliveryId, 'failed');
     await waitFor('the bounce at the sink', () => smtp.accepted.get(sender) ?? 0, (n) => n === 1);
     const bounce = smtp.messages.find((message) => message.to.includes(sender));
@@ -159,8 +138,8 @@ describe('mail the edge accepted', () => {
     const nullSender = unique('relay-dead-null');
     const sender = unique('sender2');
     for (const recipient of [withSender, nullSender]) smtp.script(recipient, Array.from({ length: 6 }, () => ({ code: 450, message: '4.2.1 mailbox busy' })));
-    const first = await acceptedMessage(sender, withSender);
-    const second = await acceptedMessage('', nullSender);
+    const first = await insertAcceptedMessage(db.pool, sender, withSender);
+    const second = await insertAcceptedMessage(db.pool, '', nullSender);
     await waitForStatus(db.pool, first.deliveryId, 'dead_letter');
     await waitForStatus(db.pool, second.deliveryId, 'dead_letter');
     await waitFor('the bounce at the sink', () => smtp.accepted.get(sender) ?? 0, (n) => n === 1);

@@ -133,6 +133,9 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       logger: log,
     });
     const ladder = retryLadder(config.engine.retryLadderMs);
+    // Bounces are written by the attempt workers (a permanent failure, a spent ladder) and by the
+    // scheduler (a lease that ran out with the ladder spent), with the same catalog and names.
+    const bounces = { catalog, reportingMta: os.hostname(), sender: config.smtp.from };
     const channel = new WorkChannel();
     const completions = createCompletionBatcher({
       pool,
@@ -146,6 +149,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
         deps.onCompletionBatch?.(batch);
       },
     });
+    const schedulerLog = log.child({ component: 'scheduler' });
     const scheduler = createScheduler({
       pool,
       channel,
@@ -158,9 +162,10 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       pollIntervalMs: config.engine.pollIntervalMs,
       heartbeatIntervalMs: config.engine.heartbeatIntervalMs,
       maxAttempts: ladder.maxAttempts,
+      bounces: { ...bounces, logger: schedulerLog },
       metrics,
       ...(deps.onClaim ? { onClaim: deps.onClaim } : {}),
-      logger: log.child({ component: 'scheduler' }),
+      logger: schedulerLog,
     });
     const consumer = redis
       ? createStreamConsumer({
@@ -206,13 +211,11 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
         pool,
         completions,
         relay,
-        catalog,
+        ...bounces,
         ladder,
         rules: defaultReplyRules(),
         workerId,
         mode: config.smtp.mode,
-        sender: config.smtp.from,
-        reportingMta: os.hostname(),
         leaseMs: config.engine.leaseDurationMs,
         metrics,
         logger: log.child({ component: 'attempt' }),

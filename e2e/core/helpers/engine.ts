@@ -1,4 +1,5 @@
 // Engines for the tests, in-process, listening on ports the OS picks (two in one test is easy).
+import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -72,6 +73,26 @@ export async function queueDelivery(
   );
   if (outcome.status === 'refused') throw new Error(`refused: ${outcome.failure.detail}`);
   return outcome.deliveryId;
+}
+
+/** A message as the edge stores it (apps/mta accept-message.ts): message, payload, relay delivery. */
+export async function insertAcceptedMessage(pool: pg.Pool, envelopeFrom: string, recipient: string): Promise<{ deliveryId: string; raw: Buffer }> {
+  const raw = Buffer.from(
+    `Received: from client.outside.test by mx.postern.test with ESMTP id x; ${new Date().toUTCString()}\r\n` +
+      `From: <${envelopeFrom || 'nobody@outside.test'}>\r\nTo: <${recipient}>\r\nSubject: Minutes of the meeting\r\n` +
+      `Message-ID: <${randomUUID()}@outside.test>\r\nDKIM-Signature: v=1; a=rsa-sha256; d=outside.test; b=abc\r\n\r\n` +
+      'Line one.\r\n  indented line, trailing spaces   \r\n.leading dot\r\n',
+  );
+  const messageId = randomUUID();
+  const deliveryId = randomUUID();
+  await pool.query(
+    `WITH m AS (INSERT INTO mail.messages (id, envelope_from, envelope_to, size_bytes) VALUES ($1, $2, ARRAY[$3], $4) RETURNING id),
+          p AS (INSERT INTO mail.message_payloads (message_id, raw) SELECT id, $5 FROM m)
+     INSERT INTO mail.deliveries (id, source, payload_mode, message_id, recipient, envelope_from, rfc_message_id, status, next_attempt_at)
+     SELECT $6, 'smtp', 'relay', m.id, $3, $2, $7, 'queued', now() FROM m`,
+    [messageId, envelopeFrom, recipient, raw.length, raw, deliveryId, `<${deliveryId}@mx.postern.test>`],
+  );
+  return { deliveryId, raw };
 }
 
 export interface DeliveryRow {

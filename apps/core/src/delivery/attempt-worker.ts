@@ -7,7 +7,7 @@
 // (seed 001), the write is retried until it lands or the lease is nearly over — a known "sent" is
 // not thrown away to be retried into a duplicate.
 import { setTimeout as delay } from 'node:timers/promises';
-import { type Logger, normalizeAddress, type Pool, type TemplateCatalog } from '@postern/shared';
+import type { Logger, Pool, TemplateCatalog } from '@postern/shared';
 import type { EngineMetrics } from '../metrics.ts';
 import type { CompletionBatcher, OutcomeToRecord } from '../queue/completion-batcher.ts';
 import { isTransientDbError } from '../queue/db-errors.ts';
@@ -16,7 +16,7 @@ import type { ClaimedDelivery } from '../queue/sql/claim-deliveries.ts';
 import type { BounceToStore } from '../queue/sql/insert-bounce.ts';
 import { loadMessagePayload } from '../queue/sql/load-payload.ts';
 import type { Relay, SmtpReply } from '../relay/relay.ts';
-import { buildBounce } from './bounce.ts';
+import { bounceFor } from './bounce.ts';
 import { type Classification, classifyFailure, type ReplyRule } from './classify-reply.ts';
 import { type BuiltMessage, buildMessage, UnbuildableDelivery } from './compose-message.ts';
 import { nextStep, type RetryLadder } from './retry-ladder.ts';
@@ -70,37 +70,27 @@ function describeReply(reply: SmtpReply | null, fallback: string): string {
   return reply?.code ? `${reply.code} ${reply.enhanced ?? ''} ${reply.text}`.replace(/\s+/g, ' ').trim() : fallback;
 }
 
-/** The DSN for mail the edge accepted that now fails for good (RFC 3464), or null: mail from
- *  internal producers, and mail from the null sender (a bounce is not bounced). */
-function bounceFor(
+/** The bounce of this attempt's delivery, if it is accepted mail (delivery/bounce.ts decides). */
+function bounceOf(
   deps: AttemptDeps,
   delivery: ClaimedDelivery,
   built: BuiltMessage,
-  outcome: { deadLetter: boolean; reason: string; reply: SmtpReply | null },
+  failure: { deadLettered: boolean; reason: string; reply: SmtpReply | null },
 ): BounceToStore | null {
-  if (delivery.payload_mode !== 'relay' || built.envelopeFrom === '') return null;
-  let bounceRecipient: string;
-  try {
-    bounceRecipient = normalizeAddress(built.envelopeFrom).address;
-  } catch {
-    deps.logger.warn({ deliveryId: delivery.id, sender: built.envelopeFrom }, 'envelope sender is not an address a bounce can go to');
-    return null;
-  }
-  const bounce = buildBounce({
-    catalog: deps.catalog,
-    reportingMta: deps.reportingMta,
-    sender: deps.sender,
-    originalSender: bounceRecipient,
-    recipient: delivery.recipient,
-    originalRaw: built.raw,
-    receivedAt: built.receivedAt ?? delivery.created_at,
-    reason: outcome.reason,
-    attempts: delivery.attempt_count,
-    reply: outcome.reply,
-    deadLettered: outcome.deadLetter,
-    remoteMta: deps.relay.name.startsWith('smtp://') ? deps.relay.name.slice('smtp://'.length).replace(/:\d+$/, '') : null,
-  });
-  return { recipient: bounceRecipient, messageIdHeader: bounce.messageId, subject: bounce.subject, fromHeader: bounce.from, raw: bounce.raw };
+  return bounceFor(
+    deps,
+    {
+      id: delivery.id,
+      payloadMode: delivery.payload_mode,
+      category: delivery.category,
+      envelopeFrom: built.envelopeFrom,
+      recipient: delivery.recipient,
+      attempts: delivery.attempt_count,
+      raw: built.raw,
+      receivedAt: built.receivedAt ?? delivery.created_at,
+    },
+    { ...failure, remoteMta: deps.relay.name.startsWith('smtp://') ? deps.relay.name.slice('smtp://'.length).replace(/:\d+$/, '') : null },
+  );
 }
 
 export async function attemptDelivery(deps: AttemptDeps, delivery: ClaimedDelivery, beat: () => void): Promise<void> {
@@ -180,7 +170,7 @@ export async function attemptDelivery(deps: AttemptDeps, delivery: ClaimedDelive
     return;
   }
   if (classification.action === 'fail') {
-    const bounce = bounceFor(deps, delivery, built, { deadLetter: false, reason, reply: failure.reply });
+    const bounce = bounceOf(deps, delivery, built, { deadLettered: false, reason, reply: failure.reply });
     await record({ status: 'failed', attempt, lastError: reason, bounce });
     return;
   }
@@ -190,7 +180,7 @@ export async function attemptDelivery(deps: AttemptDeps, delivery: ClaimedDelive
     return;
   }
   const deadReason = `retry ladder exhausted after ${delivery.attempt_count} attempts; last: ${reason}`.slice(0, 1_000);
-  const bounce = bounceFor(deps, delivery, built, { deadLetter: true, reason: deadReason, reply: failure.reply });
+  const bounce = bounceOf(deps, delivery, built, { deadLettered: true, reason: deadReason, reply: failure.reply });
   const done = await record({ status: 'dead_letter', attempt, lastError: deadReason, bounce });
   if (done) deps.metrics.deadLetters.inc();
   log().warn({ reason: deadReason }, 'delivery dead-lettered');

@@ -1,8 +1,8 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadTemplateCatalog } from '@postern/shared';
+import { createLogger, loadTemplateCatalog } from '@postern/shared';
 import { describe, expect, it } from 'vitest';
-import { buildBounce, headerBlock } from './bounce.ts';
+import { bounceFor, buildBounce, type FailedDelivery, headerBlock } from './bounce.ts';
 
 const catalog = loadTemplateCatalog(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../templates'));
 const original = Buffer.from('Received: from a by b\r\nSubject: Quarterly\r\n report\r\nFrom: a@outside.test\r\n\r\nbody text\r\n');
@@ -45,5 +45,32 @@ describe('buildBounce (RFC 3464)', () => {
 
   it('headerBlock stops at the first empty line', () => {
     expect(headerBlock(original)).toBe('Received: from a by b\r\nSubject: Quarterly\r\n report\r\nFrom: a@outside.test');
+  });
+});
+
+describe('bounceFor: which failed deliveries are bounced', () => {
+  const context = { catalog, reportingMta: 'mx.postern.test', sender: 'postern@postern.test', logger: createLogger('test', 'silent') };
+  const accepted: FailedDelivery = {
+    id: 'd1', payloadMode: 'relay', category: null, envelopeFrom: 'Alice@Outside.test', recipient: 'gone@inbox.test',
+    attempts: 13, raw: original, receivedAt: new Date('2025-01-01T00:00:00Z'),
+  };
+  const failure = { deadLettered: true, reason: 'lease lost', reply: null, remoteMta: null };
+
+  it('bounces accepted mail to its normalised envelope sender', () => {
+    const bounce = bounceFor(context, accepted, failure);
+    expect(bounce?.recipient).toBe('alice@outside.test');
+    expect(bounce?.raw.toString()).toContain('Final-Recipient: rfc822; gone@inbox.test');
+  });
+
+  it('never bounces the null sender, a bounce, a command of an internal producer, or an unusable sender', () => {
+    expect(bounceFor(context, { ...accepted, envelopeFrom: '' }, failure)).toBeNull();
+    expect(bounceFor(context, { ...accepted, category: 'bounce' }, failure)).toBeNull();
+    expect(bounceFor(context, { ...accepted, payloadMode: 'rendered' }, failure)).toBeNull();
+    expect(bounceFor(context, { ...accepted, envelopeFrom: 'not an address' }, failure)).toBeNull();
+  });
+
+  it('a bounce that cannot be built is none rather than an error that would block recording the failure', () => {
+    const empty = { ...catalog, templates: new Map() };
+    expect(bounceFor({ ...context, catalog: empty }, accepted, failure)).toBeNull();
   });
 });

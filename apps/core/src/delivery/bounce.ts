@@ -3,8 +3,12 @@
 // sender. The human-readable part comes from templates/delivery-status-notification; the
 // machine-readable message/delivery-status part and the original headers (text/rfc822-headers)
 // are generated here. Never sent to the null reverse-path: a bounce is not bounced (RFC 5321 6.1).
+// bounceFor() decides whether a failed delivery gets one and builds it: the one path behind both
+// ways accepted mail can fail for good — an attempt's outcome (attempt-worker.ts) and a lease
+// taken back with the ladder spent (queue/reclaim-leases.ts).
 import { randomUUID } from 'node:crypto';
-import { renderLocale, resolveLocale, type TemplateCatalog } from '@postern/shared';
+import { type Logger, normalizeAddress, renderLocale, resolveLocale, type TemplateCatalog } from '@postern/shared';
+import type { BounceToStore } from '../queue/sql/insert-bounce.ts';
 
 export const DSN_TEMPLATE_ID = 'delivery-status-notification';
 
@@ -123,4 +127,71 @@ export function buildBounce(input: BounceInput): BuiltBounce {
     '',
   ];
   return { raw: Buffer.from(lines.join('\r\n'), 'utf8'), messageId, subject: content.subject, from };
+}
+
+/** What an engine writes every bounce with: given to the attempt workers and the scheduler alike. */
+export interface BounceContext {
+  catalog: TemplateCatalog;
+  /** Our name in Reporting-MTA. */
+  reportingMta: string;
+  /** MAIL_SMTP_FROM. */
+  sender: string;
+  logger: Logger;
+}
+
+/** The delivery that failed for good, as far as its bounce needs it. */
+export interface FailedDelivery {
+  id: string;
+  payloadMode: 'relay' | 'template' | 'rendered';
+  category: string | null;
+  envelopeFrom: string;
+  recipient: string;
+  attempts: number;
+  /** The message as relayed (its headers are quoted); empty if its payload is gone. */
+  raw: Buffer;
+  receivedAt: Date;
+}
+
+export interface Failure {
+  deadLettered: boolean;
+  reason: string;
+  reply: BounceInput['reply'];
+  /** The relay the last attempt went to, when it is known to have answered. */
+  remoteMta: string | null;
+}
+
+/** The DSN for mail the edge accepted that now fails for good (RFC 3464), or null: mail from
+ *  internal producers, and mail from the null sender or a bounce (a bounce is not bounced). */
+export function bounceFor(context: BounceContext, delivery: FailedDelivery, failure: Failure): BounceToStore | null {
+  if (delivery.payloadMode !== 'relay' || delivery.envelopeFrom === '' || delivery.category === 'bounce') return null;
+  let bounceRecipient: string;
+  try {
+    bounceRecipient = normalizeAddress(delivery.envelopeFrom).address;
+  } catch {
+    context.logger.warn({ deliveryId: delivery.id, sender: delivery.envelopeFrom }, 'envelope sender is not an address a bounce can go to');
+    return null;
+  }
+  let bounce: BuiltBounce;
+  try {
+    bounce = buildBounce({
+      catalog: context.catalog,
+      reportingMta: context.reportingMta,
+      sender: context.sender,
+      originalSender: bounceRecipient,
+      recipient: delivery.recipient,
+      originalRaw: delivery.raw,
+      receivedAt: delivery.receivedAt,
+      reason: failure.reason,
+      attempts: delivery.attempts,
+      reply: failure.reply,
+      deadLettered: failure.deadLettered,
+      remoteMta: failure.remoteMta,
+    });
+  } catch (error) {
+    // Building is pure and would fail the same way every time: recording the failure must not
+    // hang on it (the scheduler's reclaim would stop claiming), so it is logged loudly instead.
+    context.logger.error({ err: error, deliveryId: delivery.id }, 'the bounce for a failed delivery could not be built; none is sent');
+    return null;
+  }
+  return { recipient: bounceRecipient, messageIdHeader: bounce.messageId, subject: bounce.subject, fromHeader: bounce.from, raw: bounce.raw };
 }

@@ -3,13 +3,15 @@
 // MAIL_CLAIM_AHEAD of them, so claims and completions overlap instead of alternating — hand them to the attempt workers, and sleep until woken: by NOTIFY mail_delivery_due (the
 // deliveries trigger fires on every insert or reschedule), by a worker freeing a slot while more is
 // due, or by the polling interval — the fallback that keeps claiming when the LISTEN connection is
-// down or a notification was missed. Expired leases are taken back on the way (seed 004).
+// down or a notification was missed. Expired leases are taken back on the way (seed 004), with the
+// bounces of accepted mail that this dead-letters (reclaim-leases.ts).
 import type { Logger, Pool } from '@postern/shared';
+import type { BounceContext } from '../delivery/bounce.ts';
 import { createWaker, type LoopContext } from '../keepalive/supervisor.ts';
 import type { EngineMetrics } from '../metrics.ts';
 import type { CompletionBatcher } from './completion-batcher.ts';
+import { reclaimLeases } from './reclaim-leases.ts';
 import { claimDueDeliveries } from './sql/claim-deliveries.ts';
-import { reclaimExpiredLeases } from './sql/reclaim-expired-leases.ts';
 import type { WorkChannel } from './work-channel.ts';
 
 export interface SchedulerOptions {
@@ -26,6 +28,8 @@ export interface SchedulerOptions {
   pollIntervalMs: number;
   heartbeatIntervalMs: number;
   maxAttempts: number;
+  /** Catalog, Reporting-MTA and sender of the bounces of leases that dead-letter. */
+  bounces: BounceContext;
   metrics: EngineMetrics;
   logger: Logger;
   /** Told the duration of each claim statement (ms) and how many deliveries it claimed. */
@@ -62,10 +66,18 @@ export function createScheduler(options: SchedulerOptions): { body: (context: Lo
         beat();
         if (listenerBroken) throw listenerBroken;
         if (Date.now() >= nextReclaim) {
-          const { reclaimed } = await reclaimExpiredLeases(options.pool, 100, options.maxAttempts, options.leaseMs);
-          if (reclaimed > 0) {
-            options.metrics.leasesReclaimed.inc(reclaimed);
-            options.logger.warn({ reclaimed }, 'took back expired leases (their attempts: outcome unknown)');
+          const taken = await reclaimLeases({
+            pool: options.pool,
+            limit: 100,
+            maxAttempts: options.maxAttempts,
+            leaseMs: options.leaseMs,
+            bounces: options.bounces,
+          });
+          if (taken.reclaimed > 0) {
+            options.metrics.leasesReclaimed.inc(taken.reclaimed);
+            if (taken.deadLettered > 0) options.metrics.deadLetters.inc(taken.deadLettered);
+            if (taken.bounces > 0) options.metrics.bounces.inc(taken.bounces);
+            options.logger.warn(taken, 'took back expired leases (their attempts: outcome unknown; a spent ladder dead-letters)');
           }
           nextReclaim = Date.now() + reclaimEveryMs;
         }

@@ -3,6 +3,8 @@
 // known — the message may have gone out — so it is recorded as outcome_unknown rather than guessed.
 // The delivery goes back to `retrying`, due at once; one whose ladder is already spent is
 // dead-lettered instead, so a delivery that kills every engine that touches it cannot loop forever.
+// Every row taken back is returned: the caller (queue/reclaim-leases.ts) bounces the dead-lettered
+// mail the edge accepted in the same transaction.
 import type { Queryable } from '@postern/shared';
 
 const RECLAIM_SQL = `
@@ -21,7 +23,8 @@ d AS (
          last_error = 'lease expired before the attempt was recorded: outcome unknown'
     FROM expired
    WHERE d.id = expired.id
-  RETURNING d.id, d.status, expired.locked_by AS lost_by, expired.locked_until AS lost_until, expired.attempt_count),
+  RETURNING d.id, d.status, expired.locked_by AS lost_by, expired.locked_until AS lost_until, expired.attempt_count,
+            d.payload_mode, d.message_id, d.category, d.recipient, d.envelope_from, d.created_at),
 a AS (
   INSERT INTO mail.attempts (delivery_id, attempt_number, status, smtp_text, worker_id, started_at, finished_at, duration_ms)
   SELECT id, attempt_count, 'outcome_unknown',
@@ -40,18 +43,28 @@ dl AS (
      SET reason = EXCLUDED.reason, last_attempt_id = EXCLUDED.last_attempt_id, created_at = now(),
          requeued_at = NULL, requeued_by = NULL
   RETURNING delivery_id)
-SELECT (SELECT count(*) FROM d)::int AS reclaimed, (SELECT count(*) FROM dl)::int AS dead_lettered`;
+SELECT id, status, attempt_count, payload_mode, message_id, category, recipient, envelope_from, created_at FROM d`;
 
-export async function reclaimExpiredLeases(
-  db: Queryable,
-  limit: number,
-  maxAttempts: number,
-  leaseMs: number,
-): Promise<{ reclaimed: number; deadLettered: number }> {
-  const { rows } = await db.query<{ reclaimed: number; dead_lettered: number }>({
+export interface ReclaimedDelivery {
+  id: string;
+  /** 'retrying' (due again at once) or 'dead_letter' (the ladder was spent). */
+  status: 'retrying' | 'dead_letter';
+  attempt_count: number;
+  payload_mode: 'relay' | 'template' | 'rendered';
+  message_id: string | null;
+  category: string | null;
+  recipient: string;
+  envelope_from: string;
+  created_at: Date;
+}
+
+/** Data-modifying CTEs run to completion whether or not the final SELECT reads them (PostgreSQL
+ *  docs, 7.8.4): the attempt and dead-letter rows are written for every row returned. */
+export async function reclaimExpiredLeases(db: Queryable, limit: number, maxAttempts: number, leaseMs: number): Promise<ReclaimedDelivery[]> {
+  const { rows } = await db.query<ReclaimedDelivery>({
     name: 'postern_reclaim_expired_leases',
     text: RECLAIM_SQL,
     values: [limit, maxAttempts, leaseMs],
   });
-  return { reclaimed: rows[0]?.reclaimed ?? 0, deadLettered: rows[0]?.dead_lettered ?? 0 };
+  return rows;
 }
