@@ -174,4 +174,46 @@ describe('stream intake', () => {
     const workers = await db.pool.query("SELECT loop FROM mail.workers WHERE worker_id = $1 AND state = 'running' ORDER BY loop", [engine.workerId]);
     expect(workers.rows.map((row) => row.loop)).toEqual(expect.arrayContaining(['heartbeat', 'retention', 'scheduler', 'stream-consumer', 'attempt-worker-0']));
   });
+
+  it('seed 003: a command that decodes but whose acceptance keeps failing (not bad data, not an outage) is quarantined as handling_failed after 5 handlings, and the stream flows again', async () => {
+    const poisoned = unique('poisoned');
+    // A real non-transient failure in the acceptance transaction: a trigger raising P0001
+    // (raise_exception) for this recipient alone, the way a broken migration or extension would.
+    await db.pool.query(`
+      CREATE FUNCTION e2e_refuse_poisoned() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.recipient LIKE 'poisoned-%' THEN
+          RAISE EXCEPTION 'e2e: deliveries to % are refused by a trigger', NEW.recipient USING ERRCODE = 'P0001';
+        END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER e2e_poison BEFORE INSERT ON mail.deliveries FOR EACH ROW EXECUTE FUNCTION e2e_refuse_poisoned();`);
+    try {
+      const restartsBefore = metricValue(await metricsText(engine), 'mail_loop_restarts_total{loop="stream-consumer"}') || 0;
+      const poison = await xadd(v2({ source: 'billing', idempotencyKey: randomUUID(), to: poisoned, payload: { mode: 'rendered', subject: 'poison', text: 'x' } }));
+      const behind = unique('behind-poison');
+      await xadd(v2({ source: 'billing', idempotencyKey: randomUUID(), to: behind, payload: { mode: 'rendered', subject: 'behind the poison', text: 'flows' } }));
+
+      const { rows } = await waitFor(
+        'the poison entry quarantined',
+        () => db.pool.query('SELECT failure_code, failure_detail, source FROM mail.malformed_commands WHERE stream_entry_id = $1', [poison]),
+        (result) => result.rows.length === 1,
+        { timeoutMs: 30_000, intervalMs: 100 },
+      );
+      expect(rows[0]).toMatchObject({ failure_code: 'handling_failed', source: 'billing' });
+      expect(rows[0].failure_detail).toContain('failed 5 times');
+      expect(rows[0].failure_detail).toContain(`deliveries to ${poisoned} are refused by a trigger (SQLSTATE P0001)`);
+      const [mail] = await waitForSinkEmails(behind, 1, { timeoutMs: 30_000 });
+      expect(mail?.subject).toBe('behind the poison');
+      await waitFor('every entry acknowledged', pendingCount, (n) => n === 0);
+      const delivered = await db.pool.query('SELECT count(*)::int AS n FROM mail.deliveries WHERE recipient = $1', [poisoned]);
+      expect(delivered.rows[0].n).toBe(0);
+      const text = await metricsText(engine);
+      expect(metricValue(text, 'mail_stream_commands_malformed_total{failure_code="handling_failed"}')).toBe(1);
+      // Four failed handlings restarted the loop; the fifth quarantined the entry.
+      expect(metricValue(text, 'mail_loop_restarts_total{loop="stream-consumer"}') - restartsBefore).toBe(4);
+    } finally {
+      await db.pool.query('DROP TRIGGER e2e_poison ON mail.deliveries; DROP FUNCTION e2e_refuse_poisoned()');
+    }
+  });
 });

@@ -1,7 +1,9 @@
 // The Redis Stream intake (seed 002): XREADGROUP on a dedicated blocking connection, one command at a
 // time through decode -> accept (or quarantine), XACK only after PostgreSQL committed. Nothing is
 // dropped silently and no entry can block the stream (seed 003): whatever cannot be accepted is
-// quarantined with a failure code, counted, and acknowledged.
+// quarantined with a failure code, counted, and acknowledged. A command whose acceptance keeps
+// failing for another reason than the database being away is quarantined as handling_failed after
+// a few handlings (handling-failures.ts); an outage is waited out, the entry left pending.
 //  - Entries left pending by a consumer that died are taken over with XAUTOCLAIM once idle longer
 //    than MAIL_STREAM_RECLAIM_IDLE (longer than the slowest handling of one entry).
 //  - After a restart (of this loop), this consumer first re-reads its own pending entries (id 0).
@@ -18,8 +20,14 @@ import {
 } from '@postern/shared';
 import type { LoopContext } from '../keepalive/supervisor.ts';
 import type { EngineMetrics } from '../metrics.ts';
+import { createHandlingFailures } from './handling-failures.ts';
 
 export const COMMAND_STREAM = 'mail:delivery_commands';
+
+/** Handlings of one command that may fail (neither bad data nor an outage) before it is
+ *  quarantined as handling_failed: the loop restarts between them with its backoff (0.25, 0.5,
+ *  1, 2 s), so a blip of a few seconds is ridden out. */
+export const MAX_HANDLING_FAILURES = 5;
 
 export interface StreamConsumerOptions {
   redis: RedisConnections;
@@ -31,6 +39,8 @@ export interface StreamConsumerOptions {
   reclaimIdleMs: number;
   blockMs: number;
   batchSize: number;
+  /** Default MAX_HANDLING_FAILURES. */
+  maxHandlingFailures?: number;
   metrics: EngineMetrics;
   logger: Logger;
 }
@@ -48,13 +58,6 @@ function isNoGroup(error: unknown): boolean {
   return error instanceof Error && error.message.startsWith('NOGROUP');
 }
 
-/** PostgreSQL refused the values themselves (class 22 data exception, 23 constraint): retrying
- *  cannot help, so the command is quarantined rather than redelivered forever. */
-function isDataError(error: unknown): boolean {
-  const code = (error as { code?: string }).code ?? '';
-  return /^2[23][0-9A-Z]{3}$/.test(code);
-}
-
 export async function ensureGroup(options: Pick<StreamConsumerOptions, 'redis' | 'group' | 'logger'>): Promise<void> {
   try {
     // From 0, not $: entries a producer added before the group existed (Redis restarted empty,
@@ -69,6 +72,8 @@ export async function ensureGroup(options: Pick<StreamConsumerOptions, 'redis' |
 export function createStreamConsumer(options: StreamConsumerOptions): { body: (context: LoopContext) => Promise<void> } {
   const { redis, group, consumer, metrics } = options;
   const log = options.logger.child({ component: 'stream', consumer });
+  // Outlives every run of body(): a failure restarts the loop, and the count must survive that.
+  const handlingFailures = createHandlingFailures(options.maxHandlingFailures ?? MAX_HANDLING_FAILURES);
 
   async function handle(id: string, flat: readonly string[]): Promise<void> {
     const fields = fieldsOf(flat);
@@ -81,10 +86,15 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
         if (outcome.status === 'refused') failure = outcome.failure;
         else metrics.commandsAccepted.inc({ schema_version: decoded.command.schemaVersion, outcome: outcome.status });
       } catch (error) {
-        if (!isDataError(error)) throw error;
+        const decision = handlingFailures.decide(id, error);
+        if (decision.action === 'retry') {
+          // The entry stays pending; the restarted loop reads it again first.
+          log.warn({ err: error, entryId: id, failures: handlingFailures.count(id) }, 'accepting a stream command failed; it stays pending');
+          throw error;
+        }
         failure = {
-          code: 'invalid_field',
-          detail: `PostgreSQL refused a value: ${(error as Error).message}`,
+          code: decision.code,
+          detail: decision.detail,
           schemaVersion: decoded.command.schemaVersion,
           source: decoded.command.source,
           deliveryId: decoded.command.deliveryId,
@@ -98,6 +108,7 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
     }
     // Only now, with the delivery or the quarantine row committed.
     await redis.commands.xack(COMMAND_STREAM, group, id);
+    handlingFailures.forget(id);
   }
 
   async function handleAll(entries: readonly StreamEntry[], context: LoopContext): Promise<void> {

@@ -28,6 +28,10 @@ export const FAILURE_CODES = [
   'invalid_address',
   'idempotency_conflict',
   'too_large',
+  // Not a decode failure: a command that decoded, but whose acceptance failed again and again with
+  // an error that is neither bad data nor the database being away (apps/core intake); quarantined
+  // so it cannot block the stream (seed 003).
+  'handling_failed',
 ] as const;
 export type FailureCode = (typeof FAILURE_CODES)[number];
 
