@@ -15,23 +15,38 @@ async function rejects(sql: string, params: unknown[], constraintOrMessage: RegE
   await expect(db.pool.query(sql, params)).rejects.toThrow(constraintOrMessage);
 }
 
-async function insertDelivery(overrides: Record<string, unknown> = {}): Promise<string> {
-  const row = {
-    source: 'api',
+interface DeliveryFields {
+  payload_mode: string;
+  recipient: string;
+  status: string;
+  next_attempt_at: Date | null;
+  finished_at: Date | null;
+}
+
+// One constant statement; each test varies only the values that make the row invalid.
+const INSERT_DELIVERY_SQL = `
+INSERT INTO mail.deliveries (source, payload_mode, subject, text_body, recipient, rfc_message_id, status,
+                             next_attempt_at, finished_at)
+VALUES ('api', $1, 's', 't', $2, $3, $4, $5, $6)
+RETURNING id`;
+
+async function insertDelivery(overrides: Partial<DeliveryFields> = {}): Promise<string> {
+  const row: DeliveryFields = {
     payload_mode: 'rendered',
-    subject: 's',
-    text_body: 't',
     recipient: 'someone@example.test',
-    rfc_message_id: `<${Math.random().toString(36).slice(2)}@postern.test>`,
     status: 'queued',
     next_attempt_at: new Date(),
+    finished_at: null,
     ...overrides,
   };
-  const columns = Object.keys(row);
-  const { rows } = await db.pool.query<{ id: string }>(
-    `INSERT INTO mail.deliveries (${columns.join(', ')}) VALUES (${columns.map((_, i) => `$${i + 1}`).join(', ')}) RETURNING id`,
-    Object.values(row),
-  );
+  const { rows } = await db.pool.query<{ id: string }>(INSERT_DELIVERY_SQL, [
+    row.payload_mode,
+    row.recipient,
+    `<${Math.random().toString(36).slice(2)}@postern.test>`,
+    row.status,
+    row.next_attempt_at,
+    row.finished_at,
+  ]);
   return rows[0]!.id;
 }
 
