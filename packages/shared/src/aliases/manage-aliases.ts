@@ -104,62 +104,76 @@ export async function createAlias(db: Queryable, input: CreateAliasInput): Promi
   }
 }
 
-/** The WHERE clause and its parameters for an AliasRef; parameters start at $1. */
-function whereAlias(ref: AliasRef): { sql: string; values: unknown[] } {
-  if ('id' in ref) return { sql: 'al.id = $1::bigint', values: [ref.id] };
-  const domain = aliasDomain(ref.domain);
-  const localPart = aliasLocalPart(ref.localPart);
-  return {
-    sql: 'al.domain_id = (SELECT id FROM mail.domains WHERE name = $1) AND al.local_part IS NOT DISTINCT FROM $2',
-    values: [domain, localPart],
-  };
+// Every statement below finds its alias the same way, written out in full: by id ($1), or, when $1
+// is null, by address ($2 the domain, $3 the local part, null for the catch-all). With the values
+// bound, PostgreSQL folds the branch not taken away, so each lookup still uses its index.
+
+/** The parameters $1..$3 of an AliasRef, for the alias lookup every statement here starts with. */
+function aliasRefParams(ref: AliasRef): [id: string | null, domain: string | null, localPart: string | null] {
+  if ('id' in ref) return [ref.id, null, null];
+  return [null, aliasDomain(ref.domain), aliasLocalPart(ref.localPart)];
 }
 
-const SELECT_ALIAS = `al.id::text AS id,
+const GET_ALIAS_SQL = `
+SELECT al.id::text AS id,
        (SELECT name FROM mail.domains WHERE id = al.domain_id) AS domain,
        al.local_part AS "localPart", al.kind, al.enabled, al.description,
-       ARRAY(SELECT address FROM mail.alias_targets WHERE alias_id = al.id ORDER BY address) AS targets`;
+       ARRAY(SELECT address FROM mail.alias_targets WHERE alias_id = al.id ORDER BY address) AS targets
+  FROM mail.aliases al
+ WHERE (al.id = $1::bigint
+        OR ($1::bigint IS NULL AND al.domain_id = (SELECT id FROM mail.domains WHERE name = $2::text)
+            AND al.local_part IS NOT DISTINCT FROM $3::text))`;
 
 export async function getAlias(db: Queryable, ref: AliasRef): Promise<Alias | null> {
-  const where = whereAlias(ref);
-  const result = await db.query<Alias>(`SELECT ${SELECT_ALIAS} FROM mail.aliases al WHERE ${where.sql}`, where.values);
+  const result = await db.query<Alias>(GET_ALIAS_SQL, aliasRefParams(ref));
   return result.rows[0] ?? null;
 }
+
+const SET_ALIAS_ENABLED_SQL = `
+UPDATE mail.aliases al SET enabled = $4, updated_at = now()
+ WHERE (al.id = $1::bigint
+        OR ($1::bigint IS NULL AND al.domain_id = (SELECT id FROM mail.domains WHERE name = $2::text)
+            AND al.local_part IS NOT DISTINCT FROM $3::text))
+RETURNING al.id::text AS id,
+          (SELECT name FROM mail.domains WHERE id = al.domain_id) AS domain,
+          al.local_part AS "localPart", al.kind, al.enabled, al.description,
+          ARRAY(SELECT address FROM mail.alias_targets WHERE alias_id = al.id ORDER BY address) AS targets`;
 
 /** Enables or disables an alias; the edge refuses a disabled one on the very next RCPT. Null: no such alias. */
 export async function setAliasEnabled(db: Queryable, ref: AliasRef, enabled: boolean): Promise<Alias | null> {
-  const where = whereAlias(ref);
-  const enabledParam = `$${where.values.length + 1}`;
-  const result = await db.query<Alias>(
-    `UPDATE mail.aliases al SET enabled = ${enabledParam}, updated_at = now() WHERE ${where.sql} RETURNING ${SELECT_ALIAS}`,
-    [...where.values, enabled],
-  );
+  const result = await db.query<Alias>(SET_ALIAS_ENABLED_SQL, [...aliasRefParams(ref), enabled]);
   return result.rows[0] ?? null;
 }
+
+const SET_ALIAS_TARGETS_SQL = `
+WITH al AS (SELECT al.id FROM mail.aliases al
+             WHERE (al.id = $1::bigint
+                    OR ($1::bigint IS NULL AND al.domain_id = (SELECT id FROM mail.domains WHERE name = $2::text)
+                        AND al.local_part IS NOT DISTINCT FROM $3::text))),
+     gone AS (DELETE FROM mail.alias_targets t USING al
+               WHERE t.alias_id = al.id AND NOT (t.address = ANY ($4::text[]))),
+     added AS (INSERT INTO mail.alias_targets (alias_id, address)
+               SELECT al.id, target FROM al, unnest($4::text[]) AS target
+               ON CONFLICT (alias_id, address) DO NOTHING)
+UPDATE mail.aliases a SET updated_at = now() FROM al WHERE a.id = al.id RETURNING a.id::text AS id`;
 
 /** Replaces the targets (forward) or members (list) of an alias in one statement. Null: no such alias. */
 export async function setAliasTargets(db: Queryable, ref: AliasRef, targets: readonly string[]): Promise<Alias | null> {
   const normalized = aliasTargets(targets);
-  const where = whereAlias(ref);
-  const targetsParam = `$${where.values.length + 1}`;
-  const result = await db.query<{ id: string }>(
-    `WITH al AS (SELECT al.id FROM mail.aliases al WHERE ${where.sql}),
-          gone AS (DELETE FROM mail.alias_targets t USING al
-                    WHERE t.alias_id = al.id AND NOT (t.address = ANY (${targetsParam}::text[]))),
-          added AS (INSERT INTO mail.alias_targets (alias_id, address)
-                    SELECT al.id, target FROM al, unnest(${targetsParam}::text[]) AS target
-                    ON CONFLICT (alias_id, address) DO NOTHING)
-     UPDATE mail.aliases a SET updated_at = now() FROM al WHERE a.id = al.id RETURNING a.id::text AS id`,
-    [...where.values, normalized],
-  );
+  const result = await db.query<{ id: string }>(SET_ALIAS_TARGETS_SQL, [...aliasRefParams(ref), normalized]);
   const row = result.rows[0];
   if (!row) return null;
   return { ...((await getAlias(db, { id: row.id })) as Alias), targets: [...normalized].sort() };
 }
 
+const DELETE_ALIAS_SQL = `
+DELETE FROM mail.aliases al
+ WHERE (al.id = $1::bigint
+        OR ($1::bigint IS NULL AND al.domain_id = (SELECT id FROM mail.domains WHERE name = $2::text)
+            AND al.local_part IS NOT DISTINCT FROM $3::text))`;
+
 /** Deletes an alias and its targets. False when there was no such alias. */
 export async function deleteAlias(db: Queryable, ref: AliasRef): Promise<boolean> {
-  const where = whereAlias(ref);
-  const result = await db.query(`DELETE FROM mail.aliases al WHERE ${where.sql}`, where.values);
+  const result = await db.query(DELETE_ALIAS_SQL, aliasRefParams(ref));
   return (result.rowCount ?? 0) > 0;
 }

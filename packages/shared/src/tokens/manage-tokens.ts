@@ -21,9 +21,6 @@ export class ApiTokenInputError extends Error {
 
 const TOKEN_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
-const SELECT_TOKEN = `id::text AS id, name, scopes, created_at AS "createdAt", last_used_at AS "lastUsedAt",
-  revoked_at AS "revokedAt"`;
-
 /** Mints a token and stores its hash; the returned `token` is the only time it exists in clear. */
 export async function createApiToken(
   db: Queryable,
@@ -39,7 +36,9 @@ export async function createApiToken(
   const { token, hash } = mintApiToken();
   try {
     const result = await db.query<ApiTokenRecord>(
-      `INSERT INTO mail.api_tokens (name, token_hash, scopes) VALUES ($1, $2, $3::text[]) RETURNING ${SELECT_TOKEN}`,
+      `INSERT INTO mail.api_tokens (name, token_hash, scopes) VALUES ($1, $2, $3::text[])
+       RETURNING id::text AS id, name, scopes, created_at AS "createdAt", last_used_at AS "lastUsedAt",
+                 revoked_at AS "revokedAt"`,
       [input.name, hash, scopes],
     );
     return { token, record: result.rows[0] as ApiTokenRecord };
@@ -60,7 +59,10 @@ export async function revokeApiToken(db: Queryable, name: string): Promise<boole
 }
 
 export async function listApiTokens(db: Queryable): Promise<ApiTokenRecord[]> {
-  const result = await db.query<ApiTokenRecord>(`SELECT ${SELECT_TOKEN} FROM mail.api_tokens ORDER BY created_at, id`);
+  const result = await db.query<ApiTokenRecord>(
+    `SELECT id::text AS id, name, scopes, created_at AS "createdAt", last_used_at AS "lastUsedAt", revoked_at AS "revokedAt"
+       FROM mail.api_tokens ORDER BY created_at, id`,
+  );
   return result.rows;
 }
 
@@ -72,7 +74,8 @@ export async function authenticateApiToken(db: Queryable, token: string): Promis
     `WITH found AS (SELECT * FROM mail.api_tokens WHERE token_hash = $1 AND revoked_at IS NULL),
           touched AS (UPDATE mail.api_tokens t SET last_used_at = now() FROM found
                        WHERE t.id = found.id AND (found.last_used_at IS NULL OR found.last_used_at < now() - interval '1 minute'))
-     SELECT ${SELECT_TOKEN} FROM found`,
+     SELECT id::text AS id, name, scopes, created_at AS "createdAt", last_used_at AS "lastUsedAt", revoked_at AS "revokedAt"
+       FROM found`,
     [hashApiToken(token)],
   );
   return result.rows[0] ?? null;
