@@ -16,7 +16,7 @@ import { withAliasErrors } from './alias-errors.ts';
 import { builder } from './builder.ts';
 import { INPUT_ERRORS } from './error-types.ts';
 import { NotFoundError, ValidationError } from './errors.ts';
-import { cursorAtSql, keysetConnection, SqlConditions } from './pagination.ts';
+import { type KeysetStatements, keysetConnection } from './pagination.ts';
 
 interface AliasRow extends Alias {
   createdAt: Date;
@@ -24,10 +24,39 @@ interface AliasRow extends Alias {
   cursorAt: string;
 }
 
-const ALIAS_COLUMNS = `al.id::text AS id, dm.name AS domain, al.local_part AS "localPart", al.kind, al.enabled,
-  al.description, ARRAY(SELECT t.address FROM mail.alias_targets t WHERE t.alias_id = al.id ORDER BY t.address) AS targets,
-  al.created_at AS "createdAt", al.updated_at AS "updatedAt", ${cursorAtSql('al.created_at')} AS "cursorAt"`;
-const ALIAS_FROM = 'mail.aliases al JOIN mail.domains dm ON dm.id = al.domain_id';
+// $1 the domain (null: every domain), then the keyset parameters $2..$6 (pagination.ts).
+const ALIASES_SQL: KeysetStatements = {
+  ASC: `
+SELECT al.id::text AS id, dm.name AS domain, al.local_part AS "localPart", al.kind, al.enabled, al.description,
+       ARRAY(SELECT t.address FROM mail.alias_targets t WHERE t.alias_id = al.id ORDER BY t.address) AS targets,
+       al.created_at AS "createdAt", al.updated_at AS "updatedAt",
+       to_char(al.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+  FROM mail.aliases al JOIN mail.domains dm ON dm.id = al.domain_id
+ WHERE ($1::text IS NULL OR dm.name = $1::text)
+   AND ($2::timestamptz IS NULL OR (al.created_at, al.id) > ($2::timestamptz, $3::bigint))
+   AND ($4::timestamptz IS NULL OR (al.created_at, al.id) < ($4::timestamptz, $5::bigint))
+ ORDER BY al.created_at ASC, al.id ASC
+ LIMIT $6`,
+  DESC: `
+SELECT al.id::text AS id, dm.name AS domain, al.local_part AS "localPart", al.kind, al.enabled, al.description,
+       ARRAY(SELECT t.address FROM mail.alias_targets t WHERE t.alias_id = al.id ORDER BY t.address) AS targets,
+       al.created_at AS "createdAt", al.updated_at AS "updatedAt",
+       to_char(al.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+  FROM mail.aliases al JOIN mail.domains dm ON dm.id = al.domain_id
+ WHERE ($1::text IS NULL OR dm.name = $1::text)
+   AND ($2::timestamptz IS NULL OR (al.created_at, al.id) > ($2::timestamptz, $3::bigint))
+   AND ($4::timestamptz IS NULL OR (al.created_at, al.id) < ($4::timestamptz, $5::bigint))
+ ORDER BY al.created_at DESC, al.id DESC
+ LIMIT $6`,
+};
+
+const ALIAS_BY_ID_SQL = `
+SELECT al.id::text AS id, dm.name AS domain, al.local_part AS "localPart", al.kind, al.enabled, al.description,
+       ARRAY(SELECT t.address FROM mail.alias_targets t WHERE t.alias_id = al.id ORDER BY t.address) AS targets,
+       al.created_at AS "createdAt", al.updated_at AS "updatedAt",
+       to_char(al.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+  FROM mail.aliases al JOIN mail.domains dm ON dm.id = al.domain_id
+ WHERE al.id = $1::bigint`;
 
 export const AliasKindEnum = builder.enumType('AliasKind', {
   description: 'forward: relay to its target(s); list: fan out to every member.',
@@ -55,7 +84,7 @@ AliasRef.implement({
 });
 
 async function aliasRow(db: Parameters<typeof getAlias>[0], id: string): Promise<AliasRow | null> {
-  const result = await db.query<AliasRow>(`SELECT ${ALIAS_COLUMNS} FROM ${ALIAS_FROM} WHERE al.id = $1::bigint`, [id]);
+  const result = await db.query<AliasRow>(ALIAS_BY_ID_SQL, [id]);
   return result.rows[0] ?? null;
 }
 
@@ -71,22 +100,16 @@ builder.queryFields((t) => ({
     authScopes: { scope: 'aliases:read' },
     args: { domain: t.arg.string({ required: false, description: 'Only the aliases of this domain.' }) },
     resolve: (_root, args, context) => {
-      const filters = new SqlConditions();
+      let domain: string | null = null;
       if (args.domain) {
-        let domain: string;
         try {
           domain = normalizeDomain(args.domain);
         } catch {
           domain = args.domain;
         }
-        filters.add('dm.name = $?', domain);
       }
-      return keysetConnection(args, ['al.created_at', 'al.id'], 'bigint', filters, async (page) => {
-        const result = await context.db.query<AliasRow>(
-          `SELECT ${ALIAS_COLUMNS} FROM ${ALIAS_FROM} ${page.where}
-            ORDER BY al.created_at ${page.direction}, al.id ${page.direction} LIMIT ${page.limit}`,
-          page.values,
-        );
+      return keysetConnection(args, ALIASES_SQL, [domain], async (text, values) => {
+        const result = await context.db.query<AliasRow>(text, values);
         return result.rows;
       });
     },

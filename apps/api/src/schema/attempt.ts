@@ -15,10 +15,6 @@ export interface AttemptRow {
   durationMs: number;
 }
 
-export const ATTEMPT_COLUMNS = `at.id::text AS id, at.delivery_id::text AS "deliveryId", at.attempt_number AS "attemptNumber",
-  at.status, at.smtp_code AS "smtpCode", at.enhanced_code AS "enhancedCode", at.smtp_text AS "smtpText",
-  at.worker_id AS "workerId", at.started_at AS "startedAt", at.finished_at AS "finishedAt", at.duration_ms AS "durationMs"`;
-
 export const AttemptStatusEnum = builder.enumType('AttemptStatus', {
   description: 'outcome_unknown: the data went out but no reply came (timeout after DATA, lease lost).',
   values: ['sent', 'transport_failed', 'timed_out', 'provider_rejected', 'outcome_unknown'] as const,

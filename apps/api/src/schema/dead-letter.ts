@@ -1,9 +1,9 @@
 // DeadLetter: a delivery that exhausted the retry ladder. Exactly one per dead-lettered delivery;
 // a requeue marks it (requeuedAt/By) and puts the delivery back in the queue.
-import { type AttemptRow, ATTEMPT_COLUMNS, AttemptRef } from './attempt.ts';
+import { type AttemptRow, AttemptRef } from './attempt.ts';
 import { builder } from './builder.ts';
 import { deliveryById, DeliveryRef } from './delivery.ts';
-import { cursorAtSql, keysetConnection, SqlConditions } from './pagination.ts';
+import { type KeysetStatements, keysetConnection } from './pagination.ts';
 
 export interface DeadLetterRow {
   id: string;
@@ -16,11 +16,14 @@ export interface DeadLetterRow {
   cursorAt: string;
 }
 
-export const DEAD_LETTER_COLUMNS = `dd.id::text AS id, dd.delivery_id::text AS "deliveryId", dd.reason,
-  dd.last_attempt_id::text AS "lastAttemptId", dd.created_at AS "createdAt", dd.requeued_at AS "requeuedAt",
-  dd.requeued_by AS "requeuedBy", ${cursorAtSql('dd.created_at')} AS "cursorAt"`;
-
 export const DeadLetterRef = builder.objectRef<DeadLetterRow>('DeadLetter');
+
+const ATTEMPT_BY_ID_SQL = `
+SELECT at.id::text AS id, at.delivery_id::text AS "deliveryId", at.attempt_number AS "attemptNumber",
+       at.status, at.smtp_code AS "smtpCode", at.enhanced_code AS "enhancedCode", at.smtp_text AS "smtpText",
+       at.worker_id AS "workerId", at.started_at AS "startedAt", at.finished_at AS "finishedAt", at.duration_ms AS "durationMs"
+  FROM mail.attempts at
+ WHERE at.id = $1::bigint`;
 
 DeadLetterRef.implement({
   fields: (t) => ({
@@ -42,9 +45,7 @@ DeadLetterRef.implement({
       nullable: true,
       resolve: async (deadLetter, _args, context) => {
         if (!deadLetter.lastAttemptId) return null;
-        const result = await context.db.query<AttemptRow>(`SELECT ${ATTEMPT_COLUMNS} FROM mail.attempts at WHERE at.id = $1::bigint`, [
-          deadLetter.lastAttemptId,
-        ]);
+        const result = await context.db.query<AttemptRow>(ATTEMPT_BY_ID_SQL, [deadLetter.lastAttemptId]);
         return result.rows[0] ?? null;
       },
     }),
@@ -69,18 +70,53 @@ export interface DeadLetterFilterShape {
   createdBefore?: Date | null;
 }
 
-/** Conditions on mail.dead_letters `dd` joined to mail.deliveries `dl`. */
-export function deadLetterConditions(filter: DeadLetterFilterShape | null | undefined): SqlConditions {
-  const conditions = new SqlConditions();
-  if (!filter) return conditions;
-  if (filter.requeued === true) conditions.add('dd.requeued_at IS NOT NULL');
-  if (filter.requeued === false) conditions.add('dd.requeued_at IS NULL');
-  if (filter.recipient) conditions.add('dl.recipient = lower($?)', filter.recipient.trim());
-  if (filter.source) conditions.add('dl.source = $?', filter.source);
-  if (filter.createdAfter) conditions.add('dd.created_at >= $?', filter.createdAfter);
-  if (filter.createdBefore) conditions.add('dd.created_at < $?', filter.createdBefore);
-  return conditions;
+/**
+ * The filter as the parameters $1..$5 of the statements that read dead letters (mail.dead_letters
+ * `dd` joined to mail.deliveries `dl`): here and in requeueDeadLetter. Null: not filtered on.
+ */
+export function deadLetterFilterParams(filter: DeadLetterFilterShape | null | undefined): unknown[] {
+  return [
+    filter?.requeued ?? null,
+    filter?.recipient ? filter.recipient.trim() : null,
+    filter?.source ? filter.source : null,
+    filter?.createdAfter ?? null,
+    filter?.createdBefore ?? null,
+  ];
 }
+
+// Filters $1..$5 (deadLetterFilterParams), then the keyset parameters $6..$10 (pagination.ts).
+const DEAD_LETTERS_SQL: KeysetStatements = {
+  ASC: `
+SELECT dd.id::text AS id, dd.delivery_id::text AS "deliveryId", dd.reason,
+       dd.last_attempt_id::text AS "lastAttemptId", dd.created_at AS "createdAt", dd.requeued_at AS "requeuedAt",
+       dd.requeued_by AS "requeuedBy",
+       to_char(dd.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+  FROM mail.dead_letters dd JOIN mail.deliveries dl ON dl.id = dd.delivery_id
+ WHERE ($1::boolean IS NULL OR (dd.requeued_at IS NOT NULL) = $1::boolean)
+   AND ($2::text IS NULL OR dl.recipient = lower($2::text))
+   AND ($3::text IS NULL OR dl.source = $3::text)
+   AND ($4::timestamptz IS NULL OR dd.created_at >= $4::timestamptz)
+   AND ($5::timestamptz IS NULL OR dd.created_at < $5::timestamptz)
+   AND ($6::timestamptz IS NULL OR (dd.created_at, dd.id) > ($6::timestamptz, $7::bigint))
+   AND ($8::timestamptz IS NULL OR (dd.created_at, dd.id) < ($8::timestamptz, $9::bigint))
+ ORDER BY dd.created_at ASC, dd.id ASC
+ LIMIT $10`,
+  DESC: `
+SELECT dd.id::text AS id, dd.delivery_id::text AS "deliveryId", dd.reason,
+       dd.last_attempt_id::text AS "lastAttemptId", dd.created_at AS "createdAt", dd.requeued_at AS "requeuedAt",
+       dd.requeued_by AS "requeuedBy",
+       to_char(dd.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+  FROM mail.dead_letters dd JOIN mail.deliveries dl ON dl.id = dd.delivery_id
+ WHERE ($1::boolean IS NULL OR (dd.requeued_at IS NOT NULL) = $1::boolean)
+   AND ($2::text IS NULL OR dl.recipient = lower($2::text))
+   AND ($3::text IS NULL OR dl.source = $3::text)
+   AND ($4::timestamptz IS NULL OR dd.created_at >= $4::timestamptz)
+   AND ($5::timestamptz IS NULL OR dd.created_at < $5::timestamptz)
+   AND ($6::timestamptz IS NULL OR (dd.created_at, dd.id) > ($6::timestamptz, $7::bigint))
+   AND ($8::timestamptz IS NULL OR (dd.created_at, dd.id) < ($8::timestamptz, $9::bigint))
+ ORDER BY dd.created_at DESC, dd.id DESC
+ LIMIT $10`,
+};
 
 builder.queryFields((t) => ({
   deadLetters: t.connection({
@@ -88,12 +124,8 @@ builder.queryFields((t) => ({
     authScopes: { scope: 'deliveries:read' },
     args: { filter: t.arg({ type: DeadLetterFilter, required: false }) },
     resolve: (_root, args, context) =>
-      keysetConnection(args, ['dd.created_at', 'dd.id'], 'bigint', deadLetterConditions(args.filter), async (page) => {
-        const result = await context.db.query<DeadLetterRow>(
-          `SELECT ${DEAD_LETTER_COLUMNS} FROM mail.dead_letters dd JOIN mail.deliveries dl ON dl.id = dd.delivery_id
-            ${page.where} ORDER BY dd.created_at ${page.direction}, dd.id ${page.direction} LIMIT ${page.limit}`,
-          page.values,
-        );
+      keysetConnection(args, DEAD_LETTERS_SQL, deadLetterFilterParams(args.filter), async (text, values) => {
+        const result = await context.db.query<DeadLetterRow>(text, values);
         return result.rows;
       }),
   }),

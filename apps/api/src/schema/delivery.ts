@@ -1,9 +1,9 @@
 // Delivery: one recipient's copy of a message or command, and everything that happened to it.
 import type { Queryable } from '@postern/shared';
-import { type AttemptRow, ATTEMPT_COLUMNS, AttemptRef } from './attempt.ts';
+import { type AttemptRow, AttemptRef } from './attempt.ts';
 import { builder } from './builder.ts';
-import { type DeadLetterRow, DEAD_LETTER_COLUMNS, DeadLetterRef } from './dead-letter.ts';
-import { cursorAtSql, keysetConnection, SqlConditions } from './pagination.ts';
+import { type DeadLetterRow, DeadLetterRef } from './dead-letter.ts';
+import { type KeysetStatements, keysetConnection } from './pagination.ts';
 
 export const DELIVERY_STATUSES = ['queued', 'retrying', 'sending', 'sent', 'failed', 'dead_letter', 'suppressed', 'cancelled'] as const;
 export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
@@ -32,22 +32,28 @@ export interface DeliveryRow {
   cursorAt: string;
 }
 
-export const DELIVERY_COLUMNS = `dl.id::text AS id, dl.status, dl.recipient, dl.source, dl.idempotency_key AS "idempotencyKey",
-  dl.payload_mode AS "payloadMode", dl.message_id::text AS "messageId", dl.template_id AS "templateId",
-  dl.template_locale AS "templateLocale", dl.template_hash AS "templateHash", dl.subject, dl.category,
-  dl.envelope_from AS "envelopeFrom", dl.rfc_message_id AS "rfcMessageId", dl.attempt_count AS "attemptCount",
-  dl.next_attempt_at AS "nextAttemptAt", dl.last_error AS "lastError", dl.created_at AS "createdAt",
-  dl.updated_at AS "updatedAt", dl.finished_at AS "finishedAt", ${cursorAtSql('dl.created_at')} AS "cursorAt"`;
-
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function isUuid(text: string): boolean {
   return UUID.test(text);
 }
 
+// Each statement reading deliveries lists the columns of DeliveryRow itself; "cursorAt" is
+// created_at in UTC at microsecond precision (pagination.ts).
+const DELIVERY_BY_ID_SQL = `
+SELECT dl.id::text AS id, dl.status, dl.recipient, dl.source, dl.idempotency_key AS "idempotencyKey",
+       dl.payload_mode AS "payloadMode", dl.message_id::text AS "messageId", dl.template_id AS "templateId",
+       dl.template_locale AS "templateLocale", dl.template_hash AS "templateHash", dl.subject, dl.category,
+       dl.envelope_from AS "envelopeFrom", dl.rfc_message_id AS "rfcMessageId", dl.attempt_count AS "attemptCount",
+       dl.next_attempt_at AS "nextAttemptAt", dl.last_error AS "lastError", dl.created_at AS "createdAt",
+       dl.updated_at AS "updatedAt", dl.finished_at AS "finishedAt",
+       to_char(dl.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+  FROM mail.deliveries dl
+ WHERE dl.id = $1::uuid`;
+
 export async function deliveryById(db: Queryable, id: string): Promise<DeliveryRow | null> {
   if (!isUuid(id)) return null;
-  const result = await db.query<DeliveryRow>(`SELECT ${DELIVERY_COLUMNS} FROM mail.deliveries dl WHERE dl.id = $1::uuid`, [id]);
+  const result = await db.query<DeliveryRow>(DELIVERY_BY_ID_SQL, [id]);
   return result.rows[0] ?? null;
 }
 
@@ -63,6 +69,22 @@ const TemplateUse = builder.objectRef<{ id: string; locale: string; hash: string
 });
 
 export const DeliveryRef = builder.objectRef<DeliveryRow>('Delivery');
+
+const ATTEMPTS_OF_DELIVERY_SQL = `
+SELECT at.id::text AS id, at.delivery_id::text AS "deliveryId", at.attempt_number AS "attemptNumber",
+       at.status, at.smtp_code AS "smtpCode", at.enhanced_code AS "enhancedCode", at.smtp_text AS "smtpText",
+       at.worker_id AS "workerId", at.started_at AS "startedAt", at.finished_at AS "finishedAt", at.duration_ms AS "durationMs"
+  FROM mail.attempts at
+ WHERE at.delivery_id = $1::uuid
+ ORDER BY at.attempt_number`;
+
+const DEAD_LETTER_OF_DELIVERY_SQL = `
+SELECT dd.id::text AS id, dd.delivery_id::text AS "deliveryId", dd.reason,
+       dd.last_attempt_id::text AS "lastAttemptId", dd.created_at AS "createdAt", dd.requeued_at AS "requeuedAt",
+       dd.requeued_by AS "requeuedBy",
+       to_char(dd.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+  FROM mail.dead_letters dd
+ WHERE dd.delivery_id = $1::uuid`;
 
 DeliveryRef.implement({
   fields: (t) => ({
@@ -95,10 +117,7 @@ DeliveryRef.implement({
       type: [AttemptRef],
       description: 'Every attempt, first to last.',
       resolve: async (delivery, _args, context) => {
-        const result = await context.db.query<AttemptRow>(
-          `SELECT ${ATTEMPT_COLUMNS} FROM mail.attempts at WHERE at.delivery_id = $1::uuid ORDER BY at.attempt_number`,
-          [delivery.id],
-        );
+        const result = await context.db.query<AttemptRow>(ATTEMPTS_OF_DELIVERY_SQL, [delivery.id]);
         return result.rows;
       },
     }),
@@ -106,10 +125,7 @@ DeliveryRef.implement({
       type: DeadLetterRef,
       nullable: true,
       resolve: async (delivery, _args, context) => {
-        const result = await context.db.query<DeadLetterRow>(
-          `SELECT ${DEAD_LETTER_COLUMNS} FROM mail.dead_letters dd WHERE dd.delivery_id = $1::uuid`,
-          [delivery.id],
-        );
+        const result = await context.db.query<DeadLetterRow>(DEAD_LETTER_OF_DELIVERY_SQL, [delivery.id]);
         return result.rows[0] ?? null;
       },
     }),
@@ -134,17 +150,56 @@ export interface DeliveryFilterShape {
   createdBefore?: Date | null;
 }
 
-/** The filter as SQL conditions on mail.deliveries aliased `dl`. */
-export function deliveryConditions(filter: DeliveryFilterShape | null | undefined): SqlConditions {
-  const conditions = new SqlConditions();
-  if (!filter) return conditions;
-  if (filter.status && filter.status.length > 0) conditions.add('dl.status = ANY($?::text[])', [...filter.status]);
-  if (filter.recipient) conditions.add('dl.recipient = lower($?)', filter.recipient.trim());
-  if (filter.source) conditions.add('dl.source = $?', filter.source);
-  if (filter.createdAfter) conditions.add('dl.created_at >= $?', filter.createdAfter);
-  if (filter.createdBefore) conditions.add('dl.created_at < $?', filter.createdBefore);
-  return conditions;
+/** The filter as the parameters $1..$5 of DELIVERIES_SQL; null: not filtered on. */
+function deliveryFilterParams(filter: DeliveryFilterShape | null | undefined): unknown[] {
+  return [
+    filter?.status && filter.status.length > 0 ? [...filter.status] : null,
+    filter?.recipient ? filter.recipient.trim() : null,
+    filter?.source ? filter.source : null,
+    filter?.createdAfter ?? null,
+    filter?.createdBefore ?? null,
+  ];
 }
+
+// Filters $1..$5 (deliveryFilterParams), then the keyset parameters $6..$10 (pagination.ts).
+const DELIVERIES_SQL: KeysetStatements = {
+  ASC: `
+SELECT dl.id::text AS id, dl.status, dl.recipient, dl.source, dl.idempotency_key AS "idempotencyKey",
+       dl.payload_mode AS "payloadMode", dl.message_id::text AS "messageId", dl.template_id AS "templateId",
+       dl.template_locale AS "templateLocale", dl.template_hash AS "templateHash", dl.subject, dl.category,
+       dl.envelope_from AS "envelopeFrom", dl.rfc_message_id AS "rfcMessageId", dl.attempt_count AS "attemptCount",
+       dl.next_attempt_at AS "nextAttemptAt", dl.last_error AS "lastError", dl.created_at AS "createdAt",
+       dl.updated_at AS "updatedAt", dl.finished_at AS "finishedAt",
+       to_char(dl.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+  FROM mail.deliveries dl
+ WHERE ($1::text[] IS NULL OR dl.status = ANY ($1::text[]))
+   AND ($2::text IS NULL OR dl.recipient = lower($2::text))
+   AND ($3::text IS NULL OR dl.source = $3::text)
+   AND ($4::timestamptz IS NULL OR dl.created_at >= $4::timestamptz)
+   AND ($5::timestamptz IS NULL OR dl.created_at < $5::timestamptz)
+   AND ($6::timestamptz IS NULL OR (dl.created_at, dl.id) > ($6::timestamptz, $7::uuid))
+   AND ($8::timestamptz IS NULL OR (dl.created_at, dl.id) < ($8::timestamptz, $9::uuid))
+ ORDER BY dl.created_at ASC, dl.id ASC
+ LIMIT $10`,
+  DESC: `
+SELECT dl.id::text AS id, dl.status, dl.recipient, dl.source, dl.idempotency_key AS "idempotencyKey",
+       dl.payload_mode AS "payloadMode", dl.message_id::text AS "messageId", dl.template_id AS "templateId",
+       dl.template_locale AS "templateLocale", dl.template_hash AS "templateHash", dl.subject, dl.category,
+       dl.envelope_from AS "envelopeFrom", dl.rfc_message_id AS "rfcMessageId", dl.attempt_count AS "attemptCount",
+       dl.next_attempt_at AS "nextAttemptAt", dl.last_error AS "lastError", dl.created_at AS "createdAt",
+       dl.updated_at AS "updatedAt", dl.finished_at AS "finishedAt",
+       to_char(dl.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+  FROM mail.deliveries dl
+ WHERE ($1::text[] IS NULL OR dl.status = ANY ($1::text[]))
+   AND ($2::text IS NULL OR dl.recipient = lower($2::text))
+   AND ($3::text IS NULL OR dl.source = $3::text)
+   AND ($4::timestamptz IS NULL OR dl.created_at >= $4::timestamptz)
+   AND ($5::timestamptz IS NULL OR dl.created_at < $5::timestamptz)
+   AND ($6::timestamptz IS NULL OR (dl.created_at, dl.id) > ($6::timestamptz, $7::uuid))
+   AND ($8::timestamptz IS NULL OR (dl.created_at, dl.id) < ($8::timestamptz, $9::uuid))
+ ORDER BY dl.created_at DESC, dl.id DESC
+ LIMIT $10`,
+};
 
 builder.queryFields((t) => ({
   deliveries: t.connection({
@@ -153,12 +208,8 @@ builder.queryFields((t) => ({
     description: 'Oldest first; `last: n` without a cursor gives the newest n.',
     args: { filter: t.arg({ type: DeliveryFilter, required: false }) },
     resolve: (_root, args, context) =>
-      keysetConnection(args, ['dl.created_at', 'dl.id'], 'uuid', deliveryConditions(args.filter), async (page) => {
-        const result = await context.db.query<DeliveryRow>(
-          `SELECT ${DELIVERY_COLUMNS} FROM mail.deliveries dl ${page.where}
-            ORDER BY dl.created_at ${page.direction}, dl.id ${page.direction} LIMIT ${page.limit}`,
-          page.values,
-        );
+      keysetConnection(args, DELIVERIES_SQL, deliveryFilterParams(args.filter), async (text, values) => {
+        const result = await context.db.query<DeliveryRow>(text, values);
         return result.rows;
       }),
   }),

@@ -4,7 +4,7 @@ import { createDomain, normalizeDomain, type Queryable } from '@postern/shared';
 import { withAliasErrors } from './alias-errors.ts';
 import { builder } from './builder.ts';
 import { INPUT_ERRORS } from './error-types.ts';
-import { cursorAtSql, keysetConnection, SqlConditions } from './pagination.ts';
+import { type KeysetStatements, keysetConnection } from './pagination.ts';
 
 export interface DomainRow {
   id: string;
@@ -15,8 +15,37 @@ export interface DomainRow {
   cursorAt: string;
 }
 
-export const DOMAIN_COLUMNS = `dm.id::text AS id, dm.name, dm.enabled, dm.created_at AS "createdAt",
-  dm.updated_at AS "updatedAt", ${cursorAtSql('dm.created_at')} AS "cursorAt"`;
+// No filters: the keyset parameters are $1..$5 (pagination.ts).
+const DOMAINS_SQL: KeysetStatements = {
+  ASC: `
+SELECT dm.id::text AS id, dm.name, dm.enabled, dm.created_at AS "createdAt", dm.updated_at AS "updatedAt",
+       to_char(dm.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+  FROM mail.domains dm
+ WHERE ($1::timestamptz IS NULL OR (dm.created_at, dm.id) > ($1::timestamptz, $2::bigint))
+   AND ($3::timestamptz IS NULL OR (dm.created_at, dm.id) < ($3::timestamptz, $4::bigint))
+ ORDER BY dm.created_at ASC, dm.id ASC
+ LIMIT $5`,
+  DESC: `
+SELECT dm.id::text AS id, dm.name, dm.enabled, dm.created_at AS "createdAt", dm.updated_at AS "updatedAt",
+       to_char(dm.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+  FROM mail.domains dm
+ WHERE ($1::timestamptz IS NULL OR (dm.created_at, dm.id) > ($1::timestamptz, $2::bigint))
+   AND ($3::timestamptz IS NULL OR (dm.created_at, dm.id) < ($3::timestamptz, $4::bigint))
+ ORDER BY dm.created_at DESC, dm.id DESC
+ LIMIT $5`,
+};
+
+const DOMAIN_BY_NAME_SQL = `
+SELECT dm.id::text AS id, dm.name, dm.enabled, dm.created_at AS "createdAt", dm.updated_at AS "updatedAt",
+       to_char(dm.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+  FROM mail.domains dm
+ WHERE dm.name = $1`;
+
+const DOMAIN_BY_ID_SQL = `
+SELECT dm.id::text AS id, dm.name, dm.enabled, dm.created_at AS "createdAt", dm.updated_at AS "updatedAt",
+       to_char(dm.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+  FROM mail.domains dm
+ WHERE dm.id = $1::bigint`;
 
 export const DomainRef = builder.objectRef<DomainRow>('Domain');
 
@@ -36,12 +65,8 @@ builder.queryFields((t) => ({
     type: DomainRef,
     authScopes: { scope: 'domains:read' },
     resolve: (_root, args, context) =>
-      keysetConnection(args, ['dm.created_at', 'dm.id'], 'bigint', new SqlConditions(), async (page) => {
-        const result = await context.db.query<DomainRow>(
-          `SELECT ${DOMAIN_COLUMNS} FROM mail.domains dm ${page.where}
-            ORDER BY dm.created_at ${page.direction}, dm.id ${page.direction} LIMIT ${page.limit}`,
-          page.values,
-        );
+      keysetConnection(args, DOMAINS_SQL, [], async (text, values) => {
+        const result = await context.db.query<DomainRow>(text, values);
         return result.rows;
       }),
   }),
@@ -57,14 +82,14 @@ builder.queryFields((t) => ({
       } catch {
         return null;
       }
-      const result = await context.db.query<DomainRow>(`SELECT ${DOMAIN_COLUMNS} FROM mail.domains dm WHERE dm.name = $1`, [name]);
+      const result = await context.db.query<DomainRow>(DOMAIN_BY_NAME_SQL, [name]);
       return result.rows[0] ?? null;
     },
   }),
 }));
 
 async function domainById(db: Queryable, id: string): Promise<DomainRow> {
-  const result = await db.query<DomainRow>(`SELECT ${DOMAIN_COLUMNS} FROM mail.domains dm WHERE dm.id = $1::bigint`, [id]);
+  const result = await db.query<DomainRow>(DOMAIN_BY_ID_SQL, [id]);
   return result.rows[0] as DomainRow;
 }
 

@@ -1,7 +1,7 @@
 // MalformedCommand: a command intake refused and quarantined with why (seed 003: never silently).
 import { FAILURE_CODES } from '@postern/shared';
 import { builder } from './builder.ts';
-import { cursorAtSql, keysetConnection, SqlConditions } from './pagination.ts';
+import { type KeysetStatements, keysetConnection } from './pagination.ts';
 
 interface MalformedCommandRow {
   id: string;
@@ -17,9 +17,40 @@ interface MalformedCommandRow {
   cursorAt: string;
 }
 
-const MALFORMED_COLUMNS = `mc.id::text AS id, mc.received_at AS "receivedAt", mc.channel, mc.stream_entry_id AS "streamEntryId",
-  mc.failure_code AS "failureCode", mc.failure_detail AS "failureDetail", mc.schema_version AS "schemaVersion",
-  mc.source, mc.delivery_id AS "deliveryId", mc.raw, ${cursorAtSql('mc.received_at')} AS "cursorAt"`;
+// Filters $1..$5 (null: not filtered on), then the keyset parameters $6..$10 (pagination.ts), on
+// (received_at, id).
+const MALFORMED_COMMANDS_SQL: KeysetStatements = {
+  ASC: `
+SELECT mc.id::text AS id, mc.received_at AS "receivedAt", mc.channel, mc.stream_entry_id AS "streamEntryId",
+       mc.failure_code AS "failureCode", mc.failure_detail AS "failureDetail", mc.schema_version AS "schemaVersion",
+       mc.source, mc.delivery_id AS "deliveryId", mc.raw,
+       to_char(mc.received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+  FROM mail.malformed_commands mc
+ WHERE ($1::text IS NULL OR mc.channel = $1::text)
+   AND ($2::text IS NULL OR mc.failure_code = $2::text)
+   AND ($3::text IS NULL OR mc.source = $3::text)
+   AND ($4::timestamptz IS NULL OR mc.received_at >= $4::timestamptz)
+   AND ($5::timestamptz IS NULL OR mc.received_at < $5::timestamptz)
+   AND ($6::timestamptz IS NULL OR (mc.received_at, mc.id) > ($6::timestamptz, $7::bigint))
+   AND ($8::timestamptz IS NULL OR (mc.received_at, mc.id) < ($8::timestamptz, $9::bigint))
+ ORDER BY mc.received_at ASC, mc.id ASC
+ LIMIT $10`,
+  DESC: `
+SELECT mc.id::text AS id, mc.received_at AS "receivedAt", mc.channel, mc.stream_entry_id AS "streamEntryId",
+       mc.failure_code AS "failureCode", mc.failure_detail AS "failureDetail", mc.schema_version AS "schemaVersion",
+       mc.source, mc.delivery_id AS "deliveryId", mc.raw,
+       to_char(mc.received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+  FROM mail.malformed_commands mc
+ WHERE ($1::text IS NULL OR mc.channel = $1::text)
+   AND ($2::text IS NULL OR mc.failure_code = $2::text)
+   AND ($3::text IS NULL OR mc.source = $3::text)
+   AND ($4::timestamptz IS NULL OR mc.received_at >= $4::timestamptz)
+   AND ($5::timestamptz IS NULL OR mc.received_at < $5::timestamptz)
+   AND ($6::timestamptz IS NULL OR (mc.received_at, mc.id) > ($6::timestamptz, $7::bigint))
+   AND ($8::timestamptz IS NULL OR (mc.received_at, mc.id) < ($8::timestamptz, $9::bigint))
+ ORDER BY mc.received_at DESC, mc.id DESC
+ LIMIT $10`,
+};
 
 const CommandChannelEnum = builder.enumType('CommandChannel', { values: ['stream', 'api', 'smtp'] as const });
 const FailureCodeEnum = builder.enumType('CommandFailureCode', { values: FAILURE_CODES });
@@ -57,19 +88,16 @@ builder.queryFields((t) => ({
     authScopes: { scope: 'queue:read' },
     args: { filter: t.arg({ type: MalformedCommandFilter, required: false }) },
     resolve: (_root, args, context) => {
-      const conditions = new SqlConditions();
       const filter = args.filter;
-      if (filter?.channel) conditions.add('mc.channel = $?', filter.channel);
-      if (filter?.failureCode) conditions.add('mc.failure_code = $?', filter.failureCode);
-      if (filter?.source) conditions.add('mc.source = $?', filter.source);
-      if (filter?.receivedAfter) conditions.add('mc.received_at >= $?', filter.receivedAfter);
-      if (filter?.receivedBefore) conditions.add('mc.received_at < $?', filter.receivedBefore);
-      return keysetConnection(args, ['mc.received_at', 'mc.id'], 'bigint', conditions, async (page) => {
-        const result = await context.db.query<MalformedCommandRow>(
-          `SELECT ${MALFORMED_COLUMNS} FROM mail.malformed_commands mc ${page.where}
-            ORDER BY mc.received_at ${page.direction}, mc.id ${page.direction} LIMIT ${page.limit}`,
-          page.values,
-        );
+      const filters = [
+        filter?.channel ?? null,
+        filter?.failureCode ?? null,
+        filter?.source ? filter.source : null,
+        filter?.receivedAfter ?? null,
+        filter?.receivedBefore ?? null,
+      ];
+      return keysetConnection(args, MALFORMED_COMMANDS_SQL, filters, async (text, values) => {
+        const result = await context.db.query<MalformedCommandRow>(text, values);
         return result.rows;
       });
     },

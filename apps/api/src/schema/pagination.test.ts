@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeCursor, encodeCursor, SqlConditions } from './pagination.ts';
+import { decodeCursor, encodeCursor, keysetConnection } from './pagination.ts';
 
 describe('keyset cursors', () => {
   it('round-trip the microsecond timestamp and the id', () => {
@@ -15,21 +15,30 @@ describe('keyset cursors', () => {
   });
 });
 
-describe('SqlConditions', () => {
-  it('numbers every value as a $n parameter, in order, and never inlines it', () => {
-    const conditions = new SqlConditions().add('a = $?', "x'; DROP TABLE y; --").add('(b, c) > ($?, $?)', 1, 2);
-    const limit = conditions.param(10);
-    expect(conditions.where()).toBe('WHERE a = $1 AND (b, c) > ($2, $3)');
-    expect(limit).toBe('$4');
-    expect(conditions.values).toEqual(["x'; DROP TABLE y; --", 1, 2, 10]);
+describe('keysetConnection', () => {
+  const statements = { ASC: 'SELECT ... ASC', DESC: 'SELECT ... DESC' } as const;
+  const row = (id: string) => ({ id, cursorAt: `2025-01-31T12:00:00.00000${id}Z` });
+
+  it('reads forward pages ascending, with the filters first, then after, before and the limit', async () => {
+    const calls: Array<{ text: string; values: unknown[] }> = [];
+    const after = encodeCursor(row('1'));
+    await keysetConnection({ first: 2, after }, statements, ["x'; DROP TABLE y; --", null], async (text, values) => {
+      calls.push({ text, values });
+      return [row('2'), row('3')];
+    });
+    expect(calls).toEqual([
+      { text: statements.ASC, values: ["x'; DROP TABLE y; --", null, '2025-01-31T12:00:00.000001Z', '1', null, null, 3] },
+    ]);
   });
 
-  it('clones independently and refuses a fragment with too few parameters', () => {
-    const base = new SqlConditions().add('a = $?', 1);
-    const copy = base.clone().add('b = $?', 2);
-    expect(base.values).toEqual([1]);
-    expect(copy.where()).toBe('WHERE a = $1 AND b = $2');
-    expect(() => new SqlConditions().add('a = $? AND b = $?', 1)).toThrow(/placeholders/);
-    expect(new SqlConditions().where()).toBe('');
+  it('reads a backward page descending and gives its rows back in order', async () => {
+    const calls: Array<{ text: string; values: unknown[] }> = [];
+    const before = encodeCursor(row('9'));
+    const connection = await keysetConnection({ last: 2, before }, statements, [], async (text, values) => {
+      calls.push({ text, values });
+      return [row('8'), row('7')];
+    });
+    expect(calls).toEqual([{ text: statements.DESC, values: [null, null, '2025-01-31T12:00:00.000009Z', '9', 3] }]);
+    expect(connection.edges.map((edge) => edge.node.id)).toEqual(['7', '8']);
   });
 });

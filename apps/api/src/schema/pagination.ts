@@ -9,11 +9,6 @@ import { GraphQLError } from 'graphql';
 export const PAGE_DEFAULT_SIZE = 20;
 export const PAGE_MAX_SIZE = 100;
 
-/** SELECT-list expression for a row's cursor timestamp (alias.column, UTC, microseconds). */
-export function cursorAtSql(column: string): string {
-  return `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
-}
-
 export interface KeysetRow {
   id: string;
   cursorAt: string;
@@ -40,82 +35,53 @@ export function decodeCursor(cursor: string): Cursor {
   throw new GraphQLError('invalid cursor: pass back a cursor this API returned', { extensions: { code: 'BAD_USER_INPUT' } });
 }
 
-/**
- * WHERE conditions built from constant fragments; every value goes in as a $n parameter. A fragment
- * marks its parameters with `$?`, numbered in the order they are added.
- */
-export class SqlConditions {
-  readonly values: unknown[] = [];
-  private readonly clauses: string[] = [];
-
-  add(fragment: string, ...params: unknown[]): this {
-    let text = fragment;
-    for (const param of params) {
-      this.values.push(param);
-      text = text.replace('$?', `$${this.values.length}`);
-    }
-    if (text.includes('$?')) throw new Error(`fragment has more placeholders than parameters: ${fragment}`);
-    this.clauses.push(text);
-    return this;
-  }
-
-  /** The next parameter's placeholder, for LIMIT and the like. */
-  param(value: unknown): string {
-    this.values.push(value);
-    return `$${this.values.length}`;
-  }
-
-  where(): string {
-    return this.clauses.length === 0 ? '' : `WHERE ${this.clauses.join(' AND ')}`;
-  }
-
-  clone(): SqlConditions {
-    const copy = new SqlConditions();
-    copy.values.push(...this.values);
-    copy.clauses.push(...this.clauses);
-    return copy;
-  }
-}
-
-export interface KeysetQuery {
-  where: string;
-  /** "ASC" for forward pages, "DESC" when paging backwards (rows come back reversed). */
-  direction: 'ASC' | 'DESC';
-  limit: string;
-  values: unknown[];
-}
+/** Forward pages read ascending; a backward page (`last`/`before`) reads descending, reversed after. */
+export type KeysetDirection = 'ASC' | 'DESC';
 
 /**
- * A relay connection over rows ordered by (createdAt column, id). `keyColumns` are the SQL
- * expressions of both, e.g. ['d.created_at', 'd.id'], and `idType` the id's SQL type.
+ * A list query, written out once per direction: two constant SQL texts, identical but for ASC/DESC
+ * in their ORDER BY. Their parameters, in this order:
+ *   $1..$k        the list's own filters, each one `($n::type IS NULL OR condition)`;
+ *   $k+1, $k+2    the `after` cursor (timestamp, id), null for none: `AND ($k+1::timestamptz IS NULL
+ *                 OR (created_at, id) > ($k+1, $k+2::idtype))`;
+ *   $k+3, $k+4    the `before` cursor, the same with `<`;
+ *   $k+5          LIMIT.
+ * The cursor columns also give the row's `"cursorAt"` in the SELECT list, as
+ * `to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')` (UTC, microseconds).
+ * With the values bound, PostgreSQL folds each `$n IS NULL OR ...` away, so an absent filter or
+ * cursor costs nothing and a present one can use its index.
  */
+export type KeysetStatements = Readonly<Record<KeysetDirection, string>>;
+
 export interface KeysetConnection<Row> {
   edges: Array<{ cursor: string; node: Row }>;
   pageInfo: { startCursor: string; endCursor: string; hasPreviousPage: boolean; hasNextPage: boolean };
 }
 
+/**
+ * A relay connection over rows ordered by (created_at, id), read by `statements` with the list's
+ * `filters` as $1..$k; `query` runs the chosen text with the full parameter list.
+ */
 export function keysetConnection<Row extends KeysetRow>(
   args: DefaultConnectionArguments,
-  keyColumns: readonly [string, string],
-  idType: 'uuid' | 'bigint',
-  filters: SqlConditions,
-  fetch: (query: KeysetQuery) => Promise<Row[]>,
+  statements: KeysetStatements,
+  filters: readonly unknown[],
+  query: (text: string, values: unknown[]) => Promise<Row[]>,
 ): Promise<KeysetConnection<Row>> {
   return resolveCursorConnection(
     { args, toCursor: (row) => encodeCursor(row as Row), defaultSize: PAGE_DEFAULT_SIZE, maxSize: PAGE_MAX_SIZE },
     ({ after, before, limit, inverted }) => {
-      const conditions = filters.clone();
-      const key = `(${keyColumns[0]}, ${keyColumns[1]})`;
-      if (after) {
-        const cursor = decodeCursor(after);
-        conditions.add(`${key} > ($?::timestamptz, $?::${idType})`, cursor.at, cursor.id);
-      }
-      if (before) {
-        const cursor = decodeCursor(before);
-        conditions.add(`${key} < ($?::timestamptz, $?::${idType})`, cursor.at, cursor.id);
-      }
-      const limitParam = conditions.param(limit);
-      return fetch({ where: conditions.where(), direction: inverted ? 'DESC' : 'ASC', limit: limitParam, values: conditions.values });
+      const afterCursor = after ? decodeCursor(after) : null;
+      const beforeCursor = before ? decodeCursor(before) : null;
+      const direction: KeysetDirection = inverted ? 'DESC' : 'ASC';
+      return query(statements[direction], [
+        ...filters,
+        afterCursor?.at ?? null,
+        afterCursor?.id ?? null,
+        beforeCursor?.at ?? null,
+        beforeCursor?.id ?? null,
+        limit,
+      ]);
     },
   ) as Promise<KeysetConnection<Row>>;
 }

@@ -5,27 +5,29 @@
 // attempt_count is kept: the engine numbers attempts from it, and the attempts table is unique on
 // (delivery_id, attempt_number).
 import { builder } from './builder.ts';
-import { type DeadLetterFilterShape, DeadLetterFilter, deadLetterConditions } from './dead-letter.ts';
-import { DELIVERY_COLUMNS, DeliveryRef, type DeliveryRow, deliveryById, isUuid } from './delivery.ts';
+import { type DeadLetterFilterShape, DeadLetterFilter, deadLetterFilterParams } from './dead-letter.ts';
+import { DeliveryRef, type DeliveryRow, deliveryById, isUuid } from './delivery.ts';
 import { INPUT_ERRORS } from './error-types.ts';
 import { ConflictError, NotFoundError, ValidationError } from './errors.ts';
-import type { SqlConditions } from './pagination.ts';
 
 export const REQUEUE_MAX = 1_000;
 const REQUEUE_DEFAULT_MAX = 100;
 
-function requeueSql(conditions: SqlConditions, max: number, requeuedBy: string): { text: string; values: unknown[] } {
-  const filters = conditions.clone().add("dl.status = 'dead_letter'");
-  const limit = filters.param(max);
-  const by = filters.param(requeuedBy);
-  return {
-    text: `
+// $1..$5 the dead-letter filter (deadLetterFilterParams), $6 one delivery's id (null: any),
+// $7 how many at most, $8 who requeues.
+const REQUEUE_SQL = `
 WITH target AS (
   SELECT dd.id AS dead_letter_id, dl.id AS delivery_id
     FROM mail.dead_letters dd JOIN mail.deliveries dl ON dl.id = dd.delivery_id
-   ${filters.where()}
+   WHERE ($1::boolean IS NULL OR (dd.requeued_at IS NOT NULL) = $1::boolean)
+     AND ($2::text IS NULL OR dl.recipient = lower($2::text))
+     AND ($3::text IS NULL OR dl.source = $3::text)
+     AND ($4::timestamptz IS NULL OR dd.created_at >= $4::timestamptz)
+     AND ($5::timestamptz IS NULL OR dd.created_at < $5::timestamptz)
+     AND ($6::uuid IS NULL OR dl.id = $6::uuid)
+     AND dl.status = 'dead_letter'
    ORDER BY dd.created_at, dd.id
-   LIMIT ${limit}
+   LIMIT $7
    FOR UPDATE OF dl SKIP LOCKED),
 moved AS (
   UPDATE mail.deliveries dl
@@ -33,15 +35,18 @@ moved AS (
          updated_at = now()
     FROM target
    WHERE dl.id = target.delivery_id AND dl.status = 'dead_letter'
-  RETURNING ${DELIVERY_COLUMNS}),
+  RETURNING dl.id::text AS id, dl.status, dl.recipient, dl.source, dl.idempotency_key AS "idempotencyKey",
+            dl.payload_mode AS "payloadMode", dl.message_id::text AS "messageId", dl.template_id AS "templateId",
+            dl.template_locale AS "templateLocale", dl.template_hash AS "templateHash", dl.subject, dl.category,
+            dl.envelope_from AS "envelopeFrom", dl.rfc_message_id AS "rfcMessageId", dl.attempt_count AS "attemptCount",
+            dl.next_attempt_at AS "nextAttemptAt", dl.last_error AS "lastError", dl.created_at AS "createdAt",
+            dl.updated_at AS "updatedAt", dl.finished_at AS "finishedAt",
+            to_char(dl.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"),
 marked AS (
-  UPDATE mail.dead_letters dd SET requeued_at = now(), requeued_by = ${by}
+  UPDATE mail.dead_letters dd SET requeued_at = now(), requeued_by = $8::text
     FROM target WHERE dd.id = target.dead_letter_id AND target.delivery_id::text IN (SELECT id FROM moved))
 -- The statement's own changes are visible only through RETURNING, not to a SELECT of the table.
-SELECT * FROM moved ORDER BY "cursorAt", id`,
-    values: filters.values,
-  };
-}
+SELECT * FROM moved ORDER BY "cursorAt", id`;
 
 interface RequeueResultShape {
   deliveries: DeliveryRow[];
@@ -76,9 +81,7 @@ builder.mutationField('requeueDeadLetter', (t) =>
       if (byId) {
         const id = String(input.deliveryId);
         if (!isUuid(id)) throw new ValidationError('deliveryId', 'INVALID_INPUT', `"${id}" is not a delivery id (a UUID)`);
-        const conditions = deadLetterConditions(null).add('dl.id = $?::uuid', id);
-        const sql = requeueSql(conditions, 1, requeuedBy);
-        const result = await context.db.query<DeliveryRow>(sql.text, sql.values);
+        const result = await context.db.query<DeliveryRow>(REQUEUE_SQL, [...deadLetterFilterParams(null), id, 1, requeuedBy]);
         if (result.rows.length === 0) {
           const delivery = await deliveryById(context.db, id);
           if (!delivery) throw new NotFoundError(`no delivery with id ${id}`);
@@ -90,8 +93,8 @@ builder.mutationField('requeueDeadLetter', (t) =>
       if (!Number.isInteger(max) || max < 1 || max > REQUEUE_MAX) {
         throw new ValidationError('max', 'INVALID_INPUT', `max must be between 1 and ${REQUEUE_MAX}`);
       }
-      const sql = requeueSql(deadLetterConditions(input.filter as DeadLetterFilterShape), max, requeuedBy);
-      const result = await context.db.query<DeliveryRow>(sql.text, sql.values);
+      const filter = deadLetterFilterParams(input.filter as DeadLetterFilterShape);
+      const result = await context.db.query<DeliveryRow>(REQUEUE_SQL, [...filter, null, max, requeuedBy]);
       return { deliveries: result.rows };
     },
   }),

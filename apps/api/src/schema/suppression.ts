@@ -3,7 +3,7 @@ import { InvalidAddressError, normalizeAddress } from '@postern/shared';
 import { builder } from './builder.ts';
 import { INPUT_ERRORS } from './error-types.ts';
 import { ConflictError, NotFoundError, ValidationError } from './errors.ts';
-import { cursorAtSql, keysetConnection, SqlConditions } from './pagination.ts';
+import { type KeysetStatements, keysetConnection } from './pagination.ts';
 
 const SUPPRESSION_REASONS = ['hard_bounce', 'complaint', 'unsubscribe', 'manual'] as const;
 
@@ -18,8 +18,43 @@ interface SuppressionRow {
   cursorAt: string;
 }
 
-const SUPPRESSION_COLUMNS = `sp.id::text AS id, sp.address, sp.reason, sp.note, sp.created_by AS "createdBy",
-  sp.created_at AS "createdAt", sp.expires_at AS "expiresAt", ${cursorAtSql('sp.created_at')} AS "cursorAt"`;
+// $1 the reason (null: any), then the keyset parameters $2..$6 (pagination.ts).
+const SUPPRESSIONS_SQL: KeysetStatements = {
+  ASC: `
+SELECT sp.id::text AS id, sp.address, sp.reason, sp.note, sp.created_by AS "createdBy",
+       sp.created_at AS "createdAt", sp.expires_at AS "expiresAt",
+       to_char(sp.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+  FROM mail.suppressions sp
+ WHERE ($1::text IS NULL OR sp.reason = $1::text)
+   AND ($2::timestamptz IS NULL OR (sp.created_at, sp.id) > ($2::timestamptz, $3::bigint))
+   AND ($4::timestamptz IS NULL OR (sp.created_at, sp.id) < ($4::timestamptz, $5::bigint))
+ ORDER BY sp.created_at ASC, sp.id ASC
+ LIMIT $6`,
+  DESC: `
+SELECT sp.id::text AS id, sp.address, sp.reason, sp.note, sp.created_by AS "createdBy",
+       sp.created_at AS "createdAt", sp.expires_at AS "expiresAt",
+       to_char(sp.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+  FROM mail.suppressions sp
+ WHERE ($1::text IS NULL OR sp.reason = $1::text)
+   AND ($2::timestamptz IS NULL OR (sp.created_at, sp.id) > ($2::timestamptz, $3::bigint))
+   AND ($4::timestamptz IS NULL OR (sp.created_at, sp.id) < ($4::timestamptz, $5::bigint))
+ ORDER BY sp.created_at DESC, sp.id DESC
+ LIMIT $6`,
+};
+
+const SUPPRESSION_BY_ADDRESS_SQL = `
+SELECT sp.id::text AS id, sp.address, sp.reason, sp.note, sp.created_by AS "createdBy",
+       sp.created_at AS "createdAt", sp.expires_at AS "expiresAt",
+       to_char(sp.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+  FROM mail.suppressions sp
+ WHERE sp.address = $1`;
+
+const ADD_SUPPRESSION_SQL = `
+INSERT INTO mail.suppressions AS sp (address, reason, note, created_by, expires_at) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (address) DO NOTHING
+RETURNING sp.id::text AS id, sp.address, sp.reason, sp.note, sp.created_by AS "createdBy",
+          sp.created_at AS "createdAt", sp.expires_at AS "expiresAt",
+          to_char(sp.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"`;
 
 const SuppressionReasonEnum = builder.enumType('SuppressionReason', { values: SUPPRESSION_REASONS });
 
@@ -52,14 +87,8 @@ builder.queryFields((t) => ({
     authScopes: { scope: 'suppressions:read' },
     args: { reason: t.arg({ type: SuppressionReasonEnum, required: false }) },
     resolve: (_root, args, context) => {
-      const conditions = new SqlConditions();
-      if (args.reason) conditions.add('sp.reason = $?', args.reason);
-      return keysetConnection(args, ['sp.created_at', 'sp.id'], 'bigint', conditions, async (page) => {
-        const result = await context.db.query<SuppressionRow>(
-          `SELECT ${SUPPRESSION_COLUMNS} FROM mail.suppressions sp ${page.where}
-            ORDER BY sp.created_at ${page.direction}, sp.id ${page.direction} LIMIT ${page.limit}`,
-          page.values,
-        );
+      return keysetConnection(args, SUPPRESSIONS_SQL, [args.reason ?? null], async (text, values) => {
+        const result = await context.db.query<SuppressionRow>(text, values);
         return result.rows;
       });
     },
@@ -76,9 +105,7 @@ builder.queryFields((t) => ({
       } catch {
         return null;
       }
-      const result = await context.db.query<SuppressionRow>(`SELECT ${SUPPRESSION_COLUMNS} FROM mail.suppressions sp WHERE sp.address = $1`, [
-        address,
-      ]);
+      const result = await context.db.query<SuppressionRow>(SUPPRESSION_BY_ADDRESS_SQL, [address]);
       return result.rows[0] ?? null;
     },
   }),
@@ -108,11 +135,13 @@ builder.mutationFields((t) => ({
       if (input.expiresAt && input.expiresAt.getTime() <= Date.now()) {
         throw new ValidationError('expiresAt', 'INVALID_INPUT', 'expiresAt must be in the future');
       }
-      const result = await context.db.query<SuppressionRow>(
-        `INSERT INTO mail.suppressions AS sp (address, reason, note, created_by, expires_at) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (address) DO NOTHING RETURNING ${SUPPRESSION_COLUMNS}`,
-        [address, input.reason ?? 'manual', input.note ?? null, `token:${context.principal.tokenName}`, input.expiresAt ?? null],
-      );
+      const result = await context.db.query<SuppressionRow>(ADD_SUPPRESSION_SQL, [
+        address,
+        input.reason ?? 'manual',
+        input.note ?? null,
+        `token:${context.principal.tokenName}`,
+        input.expiresAt ?? null,
+      ]);
       const row = result.rows[0];
       if (!row) throw new ConflictError(`${address} is already suppressed`);
       return row;
