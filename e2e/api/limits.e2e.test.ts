@@ -108,7 +108,10 @@ describe('development and production', () => {
     expect(introspection.body.data).toEqual({ __schema: { queryType: { name: 'Query' } } });
     const page = await fetch(api.url, { headers: { accept: 'text/html' } });
     expect(page.status).toBe(200);
-    expect(await page.text()).toContain('Postern GraphQL');
+    const html = await page.text();
+    expect(html).toContain('Postern GraphQL');
+    // Served whole by the API, so it works with no internet: no script or style from elsewhere.
+    expect(html).not.toMatch(/unpkg\.com|jsdelivr|githubusercontent/);
   });
 
   it('production: no introspection, no GraphiQL, masked unexpected errors', async () => {

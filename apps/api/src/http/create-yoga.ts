@@ -5,6 +5,7 @@ import { costLimitPlugin } from '@escape.tech/graphql-armor-cost-limit';
 import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
+import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import type { Logger, Pool } from '@postern/shared';
 import { GraphQLError, NoSchemaIntrospectionCustomRule } from 'graphql';
 import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
@@ -62,6 +63,9 @@ export function createApiYoga(options: YogaOptions): ApiYoga {
     graphqlEndpoint: '/graphql',
     landingPage: false,
     batching: false,
+    // GraphiQL's scripts and styles served by this process, not fetched from a CDN: the page works
+    // on an operator's machine with no internet (and leaks nothing about who uses it).
+    renderGraphiQL,
     graphiql: options.graphiql
       ? {
           title: 'Postern GraphQL',
