@@ -5,7 +5,7 @@ export { type ListenAddress, parseByteSize, parseDuration, parseDurationList, pa
 export { MIGRATIONS_DIR, type MigrateOptions, type MigrationResult, runMigrations } from './db/migrate.ts';
 export { createPool, type Pool, type PoolClient, type PoolOptions, pingDatabase, withTransaction } from './db/pool.ts';
 export { ConfigError } from './errors/config-error.ts';
-export { SmtpReplyError, temporaryFailure } from './errors/smtp-reply-error.ts';
+export { SmtpReplyError } from './errors/smtp-reply-error.ts';
 export { evaluateReadiness, type OpsServer, type ReadinessCheck, type RouteHandler, sendJson, startOpsServer } from './http/ops-server.ts';
 export { createLogger, type Logger } from './logging/logger.ts';
 export { createMetricsRegistry, prometheus, type Registry } from './metrics/registry.ts';

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { SmtpReplyError, temporaryFailure } from './smtp-reply-error.ts';
+import { SmtpReplyError } from './smtp-reply-error.ts';
 
 describe('SmtpReplyError', () => {
   it('carries the basic and the enhanced code, the enhanced one leading the text', () => {
-    const error = temporaryFailure('Recipient lookup failed, try again later');
+    const error = new SmtpReplyError(451, '4.3.0', 'Recipient lookup failed, try again later');
     expect(error.responseCode).toBe(451);
     expect(error.enhancedCode).toBe('4.3.0');
     expect(error.isPermanent).toBe(false);

@@ -30,8 +30,3 @@ export class SmtpReplyError extends Error {
     return `${this.responseCode} ${this.message}`;
   }
 }
-
-/** 451 4.3.0: a lookup or storage failure — never 5xx when unsure (RFC 3463 X.3.0). */
-export function temporaryFailure(text: string, cause?: unknown): SmtpReplyError {
-  return new SmtpReplyError(451, '4.3.0', text, { cause });
-}

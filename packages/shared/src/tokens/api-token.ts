@@ -1,7 +1,7 @@
 // API tokens: a random 32-byte secret, shown once, stored only as its SHA-256 (a database dump or a
 // log line must never be enough to call the API). The `pst_` prefix makes a leaked token easy to
 // recognise for secret scanners and for the person reading a config file.
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 
 export const TOKEN_PREFIX = 'pst_';
 
@@ -46,11 +46,4 @@ export function hashApiToken(token: string): string {
 export function mintApiToken(): { token: string; hash: string } {
   const token = `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
   return { token, hash: hashApiToken(token) };
-}
-
-/** Constant-time comparison of two hex hashes (for callers that compare outside SQL). */
-export function sameTokenHash(a: string, b: string): boolean {
-  const left = Buffer.from(a, 'hex');
-  const right = Buffer.from(b, 'hex');
-  return left.length === right.length && timingSafeEqual(left, right);
 }

@@ -6,7 +6,6 @@ export {
   isApiScope,
   looksLikeApiToken,
   mintApiToken,
-  sameTokenHash,
   TOKEN_PREFIX,
 } from './api-token.ts';
 export {
