@@ -52,3 +52,11 @@ export {
 } from './tokens/index.ts';
 export * from './intake/index.ts';
 export * from './templates/index.ts';
+export {
+  type StorableTextOptions,
+  storableText,
+  storableTextFromBytes,
+  storableTextOrNull,
+  textProblem,
+  truncationMarker,
+} from './text/storable-text.ts';
