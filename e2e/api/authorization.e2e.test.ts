@@ -1,11 +1,16 @@
 // The authorisation matrix, for every mutation: no token and a revoked token are refused at the
 // HTTP layer (401, nothing executed); a token without the scope gets FORBIDDEN naming the scope it
 // lacks, and nothing changes; the right scope (and admin, which implies every scope) gets through.
+// Then the nested fields: each carries the scope of what it exposes, checked on the field itself,
+// so every path that reaches it (a query, a list, a mutation's result, a `duplicate` answer) is
+// refused for that field alone without the scope, and answered with it.
 import type { ApiScope } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Api } from '../../apps/api/src/server.ts';
+import { randomUUID } from 'node:crypto';
 import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
-import { gql, mintRevokedToken, mintToken, startTestApi } from './helpers/api.ts';
+import { type GraphqlResponse, gql, mintRevokedToken, mintToken, startTestApi } from './helpers/api.ts';
+import { insertRenderedDelivery } from './helpers/deliveries.ts';
 
 let db: TestDatabase;
 let api: Api;
@@ -186,5 +191,198 @@ describe('queries', () => {
   it('a token that is not ours at all (well-formed, unknown) is a 401', async () => {
     const answer = await gql(api, `pst_${'A'.repeat(43)}`, '{ queueStats { deadLettersLast24h } }');
     expect(answer.status).toBe(401);
+  });
+});
+
+// ---- nested fields ----
+
+type Holder = 'Delivery' | 'DeadLetter' | 'MalformedCommand';
+
+interface NestedField {
+  holder: Holder;
+  field: string;
+  selection: string;
+  scope: ApiScope;
+}
+
+const NESTED_FIELDS: NestedField[] = [
+  { holder: 'Delivery', field: 'attempts', selection: 'attempts { id smtpText }', scope: 'attempts:read' },
+  { holder: 'Delivery', field: 'subject', selection: 'subject', scope: 'content:read' },
+  { holder: 'DeadLetter', field: 'lastAttempt', selection: 'lastAttempt { id smtpText }', scope: 'attempts:read' },
+  { holder: 'MalformedCommand', field: 'raw', selection: 'raw', scope: 'commands:raw:read' },
+];
+
+interface NestedPath {
+  holder: Holder;
+  name: string;
+  /** What the path itself needs. */
+  scopes: ApiScope[];
+  /** A fresh target for one call (some calls change it: a cancel, a requeue, a first send). */
+  prepare: (token: string) => Promise<Record<string, string>>;
+  /** The operation, selecting `selection` (plus `id`) on the holder. */
+  document: (selection: string, target: Record<string, string>) => { query: string; variables: Record<string, unknown> };
+  /** The one holder object in the answer's data. */
+  pick: (data: Record<string, unknown>) => Record<string, unknown> | null | undefined;
+}
+
+const recipientFor = () => `nested-${randomUUID().slice(0, 8)}@authz.test`;
+
+async function deadLetter(): Promise<Record<string, string>> {
+  const recipient = recipientFor();
+  return { id: await insertRenderedDelivery(db.pool, recipient, { status: 'dead_letter' }), recipient };
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: the answer is read loosely; a wrong shape fails the expect.
+const first = (connection: any) => connection?.edges?.[0]?.node;
+
+const NESTED_PATHS: NestedPath[] = [
+  {
+    holder: 'Delivery',
+    name: 'delivery(id)',
+    scopes: ['deliveries:read'],
+    prepare: deadLetter,
+    document: (selection, target) => ({ query: `query($id: ID!) { delivery(id: $id) { id ${selection} } }`, variables: { id: target.id } }),
+    pick: (data) => data.delivery as Record<string, unknown>,
+  },
+  {
+    holder: 'Delivery',
+    name: 'deliveries (a list)',
+    scopes: ['deliveries:read'],
+    prepare: deadLetter,
+    document: (selection, target) => ({
+      query: `query($r: String!) { deliveries(first: 5, filter: { recipient: $r }) { edges { node { id ${selection} } } } }`,
+      variables: { r: target.recipient },
+    }),
+    pick: (data) => first(data.deliveries),
+  },
+  {
+    holder: 'Delivery',
+    name: 'deadLetters { delivery }',
+    scopes: ['deliveries:read'],
+    prepare: deadLetter,
+    document: (selection, target) => ({
+      query: `query($r: String!) { deadLetters(first: 5, filter: { recipient: $r }) { edges { node { id delivery { id ${selection} } } } } }`,
+      variables: { r: target.recipient },
+    }),
+    pick: (data) => first(data.deadLetters)?.delivery,
+  },
+  {
+    holder: 'Delivery',
+    name: 'sendEmail (a duplicate answer)',
+    scopes: ['send'],
+    prepare: async (token) => {
+      const input = { to: recipientFor(), idempotencyKey: randomUUID(), rendered: { subject: 'login code 493817', text: 'code 493817' } };
+      const created = await gql(api, token, 'mutation($input: SendEmailInput!) { sendEmail(input: $input) { __typename } }', { input });
+      expect(created.body.data).toEqual({ sendEmail: { __typename: 'SendEmailSuccess' } });
+      return { input: JSON.stringify(input) };
+    },
+    document: (selection, target) => ({
+      query: `mutation($input: SendEmailInput!) { sendEmail(input: $input) { ... on SendEmailSuccess { data { duplicate delivery { id ${selection} } } } } }`,
+      variables: { input: JSON.parse(target.input as string) },
+    }),
+    // biome-ignore lint/suspicious/noExplicitAny: read loosely.
+    pick: (data) => (data.sendEmail as any)?.data?.delivery,
+  },
+  {
+    holder: 'Delivery',
+    name: 'cancelDelivery',
+    scopes: ['deliveries:write'],
+    prepare: async () => ({ id: await insertRenderedDelivery(db.pool, recipientFor(), { status: 'queued', dueInSeconds: 3600 }) }),
+    document: (selection, target) => ({
+      query: `mutation($id: ID!) { cancelDelivery(id: $id) { ... on CancelDeliverySuccess { data { id ${selection} } } } }`,
+      variables: { id: target.id },
+    }),
+    // biome-ignore lint/suspicious/noExplicitAny: read loosely.
+    pick: (data) => (data.cancelDelivery as any)?.data,
+  },
+  {
+    holder: 'Delivery',
+    name: 'requeueDeadLetter',
+    scopes: ['deliveries:write'],
+    prepare: deadLetter,
+    document: (selection, target) => ({
+      query: `mutation($id: ID!) { requeueDeadLetter(input: { deliveryId: $id }) { ... on RequeueDeadLetterSuccess { data { deliveries { id ${selection} } } } } }`,
+      variables: { id: target.id },
+    }),
+    // biome-ignore lint/suspicious/noExplicitAny: read loosely.
+    pick: (data) => (data.requeueDeadLetter as any)?.data?.deliveries?.[0],
+  },
+  {
+    holder: 'DeadLetter',
+    name: 'deadLetters (a list)',
+    scopes: ['deliveries:read'],
+    prepare: deadLetter,
+    document: (selection, target) => ({
+      query: `query($r: String!) { deadLetters(first: 5, filter: { recipient: $r }) { edges { node { id ${selection} } } } }`,
+      variables: { r: target.recipient },
+    }),
+    pick: (data) => first(data.deadLetters),
+  },
+  {
+    holder: 'DeadLetter',
+    name: 'delivery(id) { deadLetter }',
+    scopes: ['deliveries:read'],
+    prepare: deadLetter,
+    document: (selection, target) => ({
+      query: `query($id: ID!) { delivery(id: $id) { id deadLetter { id ${selection} } } }`,
+      variables: { id: target.id },
+    }),
+    // biome-ignore lint/suspicious/noExplicitAny: read loosely.
+    pick: (data) => (data.delivery as any)?.deadLetter,
+  },
+  {
+    holder: 'MalformedCommand',
+    name: 'malformedCommands (a list)',
+    scopes: ['queue:read'],
+    prepare: async () => {
+      const source = `nested-${randomUUID().slice(0, 8)}`;
+      await db.pool.query(
+        `INSERT INTO mail.malformed_commands (channel, failure_code, failure_detail, source, raw)
+         VALUES ('api', 'missing_variable', 'template "login-code" requires "expiresInMinutes"', $1, $2)`,
+        [source, JSON.stringify({ source, variables: { code: '493817' } })],
+      );
+      return { source };
+    },
+    document: (selection, target) => ({
+      query: `query($s: String!) { malformedCommands(first: 5, filter: { source: $s }) { edges { node { id failureCode ${selection} } } } }`,
+      variables: { s: target.source },
+    }),
+    pick: (data) => first(data.malformedCommands),
+  },
+];
+
+const NESTED_CASES = NESTED_FIELDS.flatMap((field) =>
+  NESTED_PATHS.filter((path) => path.holder === field.holder).map((path) => ({ ...field, path, label: `${field.holder}.${field.field} through ${path.name}` })),
+);
+
+async function nestedCall(path: NestedPath, field: NestedField, scopes: ApiScope[]): Promise<GraphqlResponse> {
+  const token = await mintToken(db.pool, scopes);
+  const target = await path.prepare(token);
+  const { query, variables } = path.document(field.selection, target);
+  return gql(api, token, query, variables);
+}
+
+describe.each(NESTED_CASES)('$label', (nested) => {
+  it(`with only the path's scope: that field alone is null, FORBIDDEN naming "${nested.scope}"`, async () => {
+    const answer = await nestedCall(nested.path, nested, nested.path.scopes);
+    expect(answer.status).toBe(200);
+    const holder = nested.path.pick(answer.body.data ?? {});
+    expect(holder, JSON.stringify(answer.body)).toBeTruthy();
+    expect(holder?.id).toBeTruthy();
+    expect(holder?.[nested.field]).toBeNull();
+    expect(answer.body.errors).toHaveLength(1);
+    expect(answer.body.errors?.[0]?.extensions).toMatchObject({ code: 'FORBIDDEN', requiredScope: nested.scope });
+    expect((answer.body.errors?.[0] as { path?: unknown[] } | undefined)?.path?.at(-1)).toBe(nested.field);
+    // What the field hides is nowhere in the answer.
+    expect(JSON.stringify(answer.body)).not.toMatch(/493817|try later|login code|body of the test mail/);
+  });
+
+  it.each([['its scope'], ['admin']])('with %s: answered', async (which) => {
+    const scopes: ApiScope[] = which === 'admin' ? ['admin'] : [...nested.path.scopes, nested.scope];
+    const answer = await nestedCall(nested.path, nested, scopes);
+    expect(answer.body.errors).toBeUndefined();
+    const holder = nested.path.pick(answer.body.data ?? {});
+    expect(holder?.[nested.field]).not.toBeNull();
+    expect(holder?.[nested.field]).toBeDefined();
   });
 });

@@ -17,7 +17,7 @@ let operator: string;
 beforeAll(async () => {
   db = await createTestDatabase('api-queue');
   [api, engine] = await Promise.all([startTestApi(db.dsn), startTestEngine(db.dsn)]);
-  operator = await mintToken(db.pool, ['deliveries:read', 'deliveries:write', 'queue:read', 'suppressions:read', 'suppressions:write'], 'oncall');
+  operator = await mintToken(db.pool, ['deliveries:read', 'deliveries:write', 'queue:read', 'attempts:read', 'suppressions:read', 'suppressions:write'], 'oncall');
 });
 
 afterAll(async () => {

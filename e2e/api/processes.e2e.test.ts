@@ -75,8 +75,9 @@ describe('node apps/api/src/main.ts', () => {
       const answer = await gql(`${url}/graphql`, token, '{ queueStats { deadLettersLast24h } }');
       expect(answer.status).toBe(200);
       expect(answer.body.data).toEqual({ queueStats: { deadLettersLast24h: 0 } });
-      const { rows } = await db.pool.query("SELECT scopes FROM mail.api_tokens WHERE name LIKE 'dev-%' AND revoked_at IS NULL");
-      expect(rows).toEqual([{ scopes: ['admin'] }]);
+      // One producer for every development token, so idempotency keys survive a restart.
+      const { rows } = await db.pool.query("SELECT scopes, producer FROM mail.api_tokens WHERE name LIKE 'dev-%' AND revoked_at IS NULL");
+      expect(rows).toEqual([{ scopes: ['admin'], producer: 'dev' }]);
 
       child.kill('SIGTERM');
       const exit = await exited(child);
@@ -126,7 +127,29 @@ describe('postern token (the CLI, as a process)', () => {
     expect((await gql(api, token, '{ domains { edges { node { name } } } }')).status).toBe(401);
 
     const listed = await run(process.execPath, [CLI, 'token', 'list'], { env: env() });
-    expect(listed.stdout).toMatch(/^ops-reader\tdomains:read,aliases:read\trevoked /m);
+    expect(listed.stdout).toMatch(/^ops-reader\tdomains:read,aliases:read\tapi:ops-reader\trevoked /m);
+  });
+
+  it('create --producer gives the token the one producer it sends as; list shows it; another source is FORBIDDEN', async () => {
+    const created = await run(process.execPath, [CLI, 'token', 'create', '--name', 'billing-2', '--scope', 'send', '--producer', 'billing'], { env: env() });
+    expect(created.stderr).toContain('producer "billing"');
+    const token = created.stdout.trim().split('\n').pop() as string;
+    const send = (source?: string) =>
+      gql(api, token, 'mutation($input: SendEmailInput!) { sendEmail(input: $input) { ... on SendEmailSuccess { data { delivery { source } } } } }', {
+        input: { to: 'cli@customers.test', idempotencyKey: `cli-${source ?? 'none'}`, rendered: { subject: 's', text: 't' }, ...(source ? { source } : {}) },
+      });
+    expect((await send()).body.data).toEqual({ sendEmail: { data: { delivery: { source: 'billing' } } } });
+    expect((await send('crm')).body.errors?.[0]?.extensions).toMatchObject({ code: 'FORBIDDEN', field: 'input.source', producer: 'billing' });
+
+    const listed = await run(process.execPath, [CLI, 'token', 'list'], { env: env() });
+    expect(listed.stdout).toMatch(/^billing-2\tsend\tbilling\tactive\t/m);
+
+    for (const producer of ['smtp', 'api:someone-else', 'two words']) {
+      await expect(run(process.execPath, [CLI, 'token', 'create', '--name', 'p-bad', '--scope', 'send', '--producer', producer], { env: env() })).rejects.toMatchObject({
+        code: 1,
+        stderr: expect.stringContaining(`producer "${producer}"`),
+      });
+    }
   });
 
   it('refuses unknown scopes, duplicate names and unknown tokens with a non-zero exit', async () => {

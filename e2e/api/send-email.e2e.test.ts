@@ -18,7 +18,7 @@ beforeAll(async () => {
   db = await createTestDatabase('api-send');
   [api, engine] = await Promise.all([startTestApi(db.dsn), startTestEngine(db.dsn)]);
   sender = await mintToken(db.pool, ['send'], 'billing-service');
-  reader = await mintToken(db.pool, ['deliveries:read', 'queue:read']);
+  reader = await mintToken(db.pool, ['deliveries:read', 'queue:read', 'attempts:read']);
 });
 
 afterAll(async () => {

@@ -109,14 +109,25 @@ describe('schema invariants', () => {
 
   it('tokens are stored as hashes with known scopes only', async () => {
     await rejects(
-      `INSERT INTO mail.api_tokens (name, token_hash, scopes) VALUES ('ops', 'plaintext-token', ARRAY['admin'])`,
+      `INSERT INTO mail.api_tokens (name, token_hash, scopes, producer) VALUES ('ops', 'plaintext-token', ARRAY['admin'], 'ops')`,
       [],
       /api_tokens_token_hash_check/,
     );
     await rejects(
-      `INSERT INTO mail.api_tokens (name, token_hash, scopes) VALUES ('ops', repeat('a', 64), ARRAY['root'])`,
+      `INSERT INTO mail.api_tokens (name, token_hash, scopes, producer) VALUES ('ops', repeat('a', 64), ARRAY['root'], 'ops')`,
       [],
       /api_tokens_scopes_check/,
     );
+  });
+
+  it('a token carries one producer: never the edge, the bounces, or another token\'s default "api:<name>"', async () => {
+    for (const producer of ['smtp', 'postern-dsn', 'api:someone-else', 'has space', '']) {
+      await rejects(
+        `INSERT INTO mail.api_tokens (name, token_hash, scopes, producer) VALUES ('ops', repeat('b', 64), ARRAY['send'], $1)`,
+        [producer],
+        /api_tokens_producer_check/,
+      );
+    }
+    await rejects(`INSERT INTO mail.api_tokens (name, token_hash, scopes) VALUES ('ops', repeat('b', 64), ARRAY['send'])`, [], /producer/);
   });
 });

@@ -7,6 +7,8 @@ export interface Principal {
   tokenId: string;
   tokenName: string;
   scopes: readonly ApiScope[];
+  /** The one `source` this token may send as (mail.api_tokens.producer). */
+  producer: string;
 }
 
 export interface ApiContext {

@@ -4,6 +4,7 @@
 import { createApiToken, type Pool, type Queryable } from '@postern/shared';
 
 export const DEV_TOKEN_FLAG = 'POSTERN_DEV_TOKEN';
+export const DEV_PRODUCER = 'dev';
 
 async function revokeDevTokens(db: Queryable): Promise<void> {
   await db.query("UPDATE mail.api_tokens SET revoked_at = now() WHERE name LIKE 'dev-%' AND revoked_at IS NULL");
@@ -12,12 +13,13 @@ async function revokeDevTokens(db: Queryable): Promise<void> {
 export async function mintDevToken(pool: Pool, url: string, write: (text: string) => void): Promise<string> {
   await revokeDevTokens(pool);
   const name = `dev-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '')}`;
-  const { token } = await createApiToken(pool, { name, scopes: ['admin'] });
+  // One producer for every development token, so a restart (a new token) keeps its idempotency keys.
+  const { token } = await createApiToken(pool, { name, scopes: ['admin'], producer: DEV_PRODUCER });
   write(
     [
       '',
       `Postern GraphQL API: ${url} (open it in a browser for GraphiQL)`,
-      `Development token "${name}" (scope admin; revoked at the next start):`,
+      `Development token "${name}" (scope admin, producer "${DEV_PRODUCER}"; revoked at the next start):`,
       '',
       `  ${token}`,
       '',

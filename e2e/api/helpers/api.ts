@@ -33,9 +33,14 @@ export async function startTestApi(dsn: string, env: Record<string, string> = {}
 
 let tokenCounter = 0;
 
-export async function mintToken(pool: pg.Pool, scopes: ApiScope[], name?: string): Promise<string> {
+/** A token with these scopes; it sends as `producer` when given, else as its own "api:<name>". */
+export async function mintToken(pool: pg.Pool, scopes: ApiScope[], name?: string, producer?: string): Promise<string> {
   tokenCounter += 1;
-  const { token } = await createApiToken(pool, { name: name ?? `t${tokenCounter}-${scopes.join('_').replace(/:/g, '.')}`.slice(0, 64), scopes });
+  const { token } = await createApiToken(pool, {
+    name: name ?? `t${tokenCounter}-${scopes.join('_').replace(/:/g, '.')}`.slice(0, 64),
+    scopes,
+    producer: producer ?? null,
+  });
   return token;
 }
 

@@ -16,5 +16,5 @@ export async function authenticateBearer(db: Queryable, header: string | undefin
   if (!token) return null;
   const record = await authenticateApiToken(db, token);
   if (!record) return null;
-  return { tokenId: record.id, tokenName: record.name, scopes: record.scopes };
+  return { tokenId: record.id, tokenName: record.name, scopes: record.scopes, producer: record.producer };
 }

@@ -16,4 +16,15 @@ describe('postern token create arguments', () => {
     expect(() => parseCreateArgs(['--name'])).toThrow(UsageError);
     expect(() => parseCreateArgs(['--name', 'x', '--scope', 'admin', '--force'])).toThrow(/unknown argument --force/);
   });
+
+  it('takes one --producer, the source the token will send as', () => {
+    expect(parseCreateArgs(['--name', 'billing-2', '--scope', 'send', '--producer', 'billing'])).toEqual({
+      name: 'billing-2',
+      scopes: ['send'],
+      producer: 'billing',
+    });
+    expect(parseCreateArgs(['--name=b', '--scope=send', '--producer=billing'])).toMatchObject({ producer: 'billing' });
+    expect(() => parseCreateArgs(['--name', 'b', '--scope', 'send', '--producer'])).toThrow(/--producer needs a value/);
+    expect(() => parseCreateArgs(['--name', 'b', '--scope', 'send', '--producer', 'a', '--producer', 'b'])).toThrow(/once/);
+  });
 });

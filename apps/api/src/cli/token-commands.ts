@@ -9,18 +9,23 @@ export interface Output {
 }
 
 export const TOKEN_USAGE = `usage:
-  postern token create --name NAME --scope SCOPE [--scope SCOPE ...]   (scopes may also be comma-separated)
+  postern token create --name NAME --scope SCOPE [--scope SCOPE ...] [--producer PRODUCER]
+      scopes may also be comma-separated; PRODUCER is the one source the token sends as
+      (sendEmail), shared by every token given it (e.g. the old and new token of a rotation);
+      without it the token sends as "api:NAME", a producer of its own
   postern token revoke NAME
-  postern token list
+  postern token list          (one line per token: name, scopes, producer, active/revoked, last use)
 scopes: ${API_SCOPES.join(', ')} (admin implies every scope)`;
 
 export interface CreateArgs {
   name: string;
   scopes: string[];
+  producer?: string;
 }
 
 export function parseCreateArgs(argv: readonly string[]): CreateArgs {
   let name: string | undefined;
+  let producer: string | undefined;
   const scopes: string[] = [];
   for (let index = 0; index < argv.length; index++) {
     const arg = argv[index] as string;
@@ -31,12 +36,16 @@ export function parseCreateArgs(argv: readonly string[]): CreateArgs {
       return next;
     };
     if (flag === '--name') name = value();
+    else if (flag === '--producer') {
+      if (producer !== undefined) throw new UsageError('--producer may be given once: a token sends as one producer');
+      producer = value();
+    }
     else if (flag === '--scope' || flag === '--scopes') scopes.push(...value().split(',').map((scope) => scope.trim()).filter(Boolean));
     else throw new UsageError(`unknown argument ${arg}`);
   }
   if (!name) throw new UsageError('--name is required');
   if (scopes.length === 0) throw new UsageError('at least one --scope is required');
-  return { name, scopes };
+  return producer === undefined ? { name, scopes } : { name, scopes, producer };
 }
 
 export async function tokenCommand(db: Queryable, argv: readonly string[], output: Output): Promise<number> {
@@ -46,7 +55,9 @@ export async function tokenCommand(db: Queryable, argv: readonly string[], outpu
       case 'create': {
         const args = parseCreateArgs(rest);
         const { token, record } = await createApiToken(db, args);
-        output.err(`created token "${record.name}" with scope(s) ${record.scopes.join(', ')}; it is shown only this once:`);
+        output.err(
+          `created token "${record.name}" with scope(s) ${record.scopes.join(', ')}, producer "${record.producer}"; it is shown only this once:`,
+        );
         // The token is the last line of stdout, alone, so scripts can take it with `tail -n1`.
         output.out(token);
         return 0;
@@ -65,7 +76,7 @@ export async function tokenCommand(db: Queryable, argv: readonly string[], outpu
         for (const token of await listApiTokens(db)) {
           const state = token.revokedAt ? `revoked ${token.revokedAt.toISOString()}` : 'active';
           const used = token.lastUsedAt ? `last used ${token.lastUsedAt.toISOString()}` : 'never used';
-          output.out(`${token.name}\t${token.scopes.join(',')}\t${state}\t${used}`);
+          output.out(`${token.name}\t${token.scopes.join(',')}\t${token.producer}\t${state}\t${used}`);
         }
         return 0;
       }

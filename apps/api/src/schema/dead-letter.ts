@@ -43,6 +43,8 @@ DeadLetterRef.implement({
     lastAttempt: t.field({
       type: AttemptRef,
       nullable: true,
+      authScopes: { scope: 'attempts:read' },
+      description: 'Needs `attempts:read`.',
       resolve: async (deadLetter, _args, context) => {
         if (!deadLetter.lastAttemptId) return null;
         const result = await context.db.query<AttemptRow>(ATTEMPT_BY_ID_SQL, [deadLetter.lastAttemptId]);

@@ -103,7 +103,9 @@ DeliveryRef.implement({
           ? { id: delivery.templateId, locale: delivery.templateLocale, hash: delivery.templateHash }
           : null,
     }),
-    subject: t.exposeString('subject', { nullable: true }),
+    // Message content is not delivery metadata: reading a delivery (or sending one) does not let a
+    // token read what the mail says. Only the subject is exposed; bodies and variables never are.
+    subject: t.exposeString('subject', { nullable: true, authScopes: { scope: 'content:read' } }),
     category: t.exposeString('category', { nullable: true }),
     envelopeFrom: t.exposeString('envelopeFrom'),
     rfcMessageId: t.exposeString('rfcMessageId', { description: 'The Message-ID, the same on every attempt.' }),
@@ -113,9 +115,13 @@ DeliveryRef.implement({
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
     finishedAt: t.expose('finishedAt', { type: 'DateTime', nullable: true }),
+    // Nullable so that a token without the scope still gets the rest of the delivery: the refusal
+    // is this field's null and a FORBIDDEN error, whichever path reached the delivery.
     attempts: t.field({
       type: [AttemptRef],
-      description: 'Every attempt, first to last.',
+      nullable: true,
+      authScopes: { scope: 'attempts:read' },
+      description: 'Every attempt, first to last. Needs `attempts:read`.',
       resolve: async (delivery, _args, context) => {
         const result = await context.db.query<AttemptRow>(ATTEMPTS_OF_DELIVERY_SQL, [delivery.id]);
         return result.rows;

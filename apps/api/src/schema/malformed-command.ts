@@ -68,7 +68,14 @@ MalformedCommandRef.implement({
     schemaVersion: t.exposeString('schemaVersion', { nullable: true }),
     source: t.exposeString('source', { nullable: true }),
     deliveryId: t.exposeString('deliveryId', { nullable: true, description: 'As the command gave it (not verified).' }),
-    raw: t.exposeString('raw', { description: 'The command as received (truncated beyond 64 KiB).' }),
+    // The raw command holds what the producer sent (a login code in template variables, a body):
+    // seeing that something was refused (queue:read) does not mean reading it. Nullable so the
+    // refusal is this field's null and a FORBIDDEN error, not the whole row.
+    raw: t.exposeString('raw', {
+      nullable: true,
+      authScopes: { scope: 'commands:raw:read' },
+      description: 'The command as received (truncated beyond 64 KiB). Needs `commands:raw:read`.',
+    }),
   }),
 });
 

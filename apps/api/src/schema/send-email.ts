@@ -1,6 +1,8 @@
 // sendEmail: an internal service asks for one mail to one recipient, from a catalog template or as
 // rendered content, under an idempotency key. Same key and same content: the same delivery again
-// (duplicate: true), never a second mail. Same key, other content: a ConflictError.
+// (duplicate: true), never a second mail. Same key, other content: a ConflictError. Keys are the
+// producer's own: the source is the token's producer (auth/producer-source.ts).
+import { producerSource } from '../auth/producer-source.ts';
 import { builder } from './builder.ts';
 import { deliveryById, DeliveryRef, type DeliveryRow } from './delivery.ts';
 import { INPUT_ERRORS } from './error-types.ts';
@@ -27,8 +29,11 @@ const SendEmailInput = builder.inputType('SendEmailInput', {
   description: 'Exactly one of `template` and `rendered`.',
   fields: (t) => ({
     to: t.string({ required: true }),
-    idempotencyKey: t.string({ required: true, description: 'Unique per source; a retry reuses it.' }),
-    source: t.string({ required: false, description: 'The producer; defaults to "api:<token name>".' }),
+    idempotencyKey: t.string({ required: true, description: 'Unique per producer; a retry reuses it.' }),
+    source: t.string({
+      required: false,
+      description: "The producer: always the token's own (`postern token create --producer`); any other value is FORBIDDEN.",
+    }),
     category: t.string({ required: false, description: 'e.g. authsession (suppressed in stub mode).' }),
     deliveryId: t.id({ required: false, description: 'A UUID of your choosing, to know the id in advance.' }),
     template: t.field({ type: TemplateContentInput, required: false }),
@@ -87,11 +92,12 @@ builder.mutationField('sendEmail', (t) =>
     errors: { types: INPUT_ERRORS, result: { name: 'SendEmailSuccess' }, union: { name: 'SendEmailResult' } },
     args: { input: t.arg({ type: SendEmailInput, required: true }) },
     resolve: async (_root, { input }, context) => {
+      const source = producerSource(context.principal, input.source, 'input.source');
       if (Boolean(input.template) === Boolean(input.rendered)) {
         throw new ValidationError('input', 'INVALID_INPUT', 'give exactly one of "template" and "rendered"');
       }
       const outcome = await context.intake.submit({
-        source: input.source ?? `api:${context.principal.tokenName}`,
+        source,
         idempotencyKey: input.idempotencyKey,
         to: input.to,
         category: input.category ?? null,

@@ -4,6 +4,10 @@
 // idempotency key and inserts the delivery. A duplicate returns the delivery the first command
 // created; the same key with other content is a conflict, refused and quarantined by the caller.
 // The delivery insert fires mail_delivery_due on commit, waking an idle engine.
+//
+// Reservations are keyed by (source, idempotency key) and `source` is the producer: the stream's
+// `source` field, or the producer an API token carries (apps/api refuses any other). So a key, a
+// duplicate and a conflict only ever concern one producer's own deliveries.
 import { createHash, randomUUID } from 'node:crypto';
 import type { Pool, PoolClient } from '../db/pool.ts';
 import { checkTemplateCommand } from '../templates/render-template.ts';
@@ -58,6 +62,18 @@ VALUES ($1, $2, $3, $4)`;
 
 class ReservationRace extends Error {}
 
+/** Rows inserted (0: the id is taken). ON CONFLICT (id) covers a committed row; a concurrent insert
+ *  of the same id can still surface as 23505 on the other unique index (rfc_message_id, derived from
+ *  the id), which PostgreSQL reports instead of skipping: the same race, looked at again. */
+async function insertDelivery(client: PoolClient, values: unknown[]): Promise<number> {
+  try {
+    return (await client.query(INSERT_DELIVERY, values)).rowCount ?? 0;
+  } catch (error) {
+    if ((error as { code?: string }).code === '23505') return 0;
+    throw error;
+  }
+}
+
 function refused(command: DeliveryCommand, code: DecodeFailure['code'], detail: string, deliveryId?: string): AcceptOutcome {
   return {
     status: 'refused',
@@ -70,6 +86,7 @@ async function acceptOnce(
   command: DeliveryCommand,
   row: { hash: string; templateLocale: string | null; templateHash: string | null; category: string | null },
   options: AcceptCommandOptions,
+  retry: boolean,
 ): Promise<AcceptOutcome> {
   const existing = await client.query<{ request_hash: string; delivery_id: string }>(FIND_RESERVATION, [command.source, command.idempotencyKey]);
   const reservation = existing.rows[0];
@@ -80,7 +97,7 @@ async function acceptOnce(
   const id = command.deliveryId ?? randomUUID();
   const domain = options.sender.split('@').pop() ?? 'localhost';
   const { payload } = command;
-  const inserted = await client.query(INSERT_DELIVERY, [
+  const inserted = await insertDelivery(client, [
     id,
     command.source,
     command.idempotencyKey,
@@ -97,7 +114,13 @@ async function acceptOnce(
     options.sender,
     `<${id}@${domain}>`,
   ]);
-  if (inserted.rowCount === 0) return refused(command, 'idempotency_conflict', `delivery id ${id} is already used by another command`, id);
+  if (inserted === 0) {
+    // The id is taken. Either by an identical command of the same producer running at the same
+    // moment (its INSERT held this one until it committed: look again, it is a duplicate), or, on
+    // the second look, by another command — whose producer and content this answer must not reveal.
+    if (retry) return refused(command, 'idempotency_conflict', `delivery id ${id} is already used by another command`, id);
+    throw new ReservationRace();
+  }
   try {
     await client.query(INSERT_RESERVATION, [command.source, command.idempotencyKey, row.hash, id]);
   } catch (error) {
@@ -129,7 +152,7 @@ export async function acceptCommand(pool: Pool, command: DeliveryCommand, option
     let broken = false;
     try {
       await client.query('BEGIN');
-      const outcome = await acceptOnce(client, command, row, options);
+      const outcome = await acceptOnce(client, command, row, options, attempt > 0);
       if (outcome.status === 'created') await client.query('COMMIT');
       else await client.query('ROLLBACK');
       return outcome;

@@ -76,4 +76,15 @@ describe('decodeCommand', () => {
     });
     expect(decoded).toMatchObject({ ok: false, failure: { code: 'missing_field', source: 'billing', deliveryId: '6d1f7a52-4d0e-4b8e-9f3c-2a1b0c9d8e7f', schemaVersion: '2' } });
   });
+
+  it('an invalid_json detail never quotes the command (the detail is read with queue:read, the raw text needs commands:raw:read)', () => {
+    for (const command of ['x{"code":"493817"}', '{"payload":{"variables":{"code":"493817","n": NaN}}}']) {
+      const decoded = decodeCommand({ schema_version: '2', command });
+      expect(decoded).toMatchObject({ ok: false, failure: { code: 'invalid_json', detail: '"command" is not JSON: unexpected token' } });
+      if (!decoded.ok) expect(decoded.failure.detail).not.toContain('817');
+    }
+    const v1 = decodeCommand({ schema_version: '1', source: 's', idempotency_key: 'k', recipient: 'a@b.test', payload_mode: 'template', template_id: 'login-code', variables: 'x{"code":"493817"}' });
+    expect(v1).toMatchObject({ ok: false, failure: { code: 'invalid_json' } });
+    if (!v1.ok) expect(v1.failure.detail).not.toContain('817');
+  });
 });

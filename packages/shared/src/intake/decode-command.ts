@@ -135,11 +135,16 @@ function templatePayload(raw: Raw, variables: unknown): CommandPayload {
   return { mode: 'template', templateId, locale, variables: variables as Record<string, unknown> };
 }
 
+// V8's "Unexpected token" message quotes the text around it ('Unexpected token 'N', ..."817","n":
+// NaN}" is not valid JSON'). The detail is readable with queue:read, the raw command only with
+// commands:raw:read: keep the command's text (and the token) out of the detail.
+const QUOTED_INPUT = /^Unexpected token .*is not valid JSON$/s;
+
 function parseJson(value: string, what: string): unknown {
   try {
     return JSON.parse(value);
   } catch (error) {
-    throw new Refusal('invalid_json', `${what} is not JSON: ${(error as Error).message}`);
+    throw new Refusal('invalid_json', `${what} is not JSON: ${(error as Error).message.replace(QUOTED_INPUT, 'unexpected token')}`);
   }
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { grantsScope, hashApiToken, isApiScope, looksLikeApiToken, mintApiToken } from './api-token.ts';
+import { defaultProducer, grantsScope, hashApiToken, isApiScope, looksLikeApiToken, mintApiToken, producerProblem } from './api-token.ts';
 
 describe('API tokens', () => {
   it('mints a recognisable 32-byte token and stores only its sha256 hex', () => {
@@ -29,5 +29,25 @@ describe('API tokens', () => {
     expect(grantsScope([], 'send')).toBe(false);
     expect(isApiScope('queue:read')).toBe(true);
     expect(isApiScope('queue:write')).toBe(false);
+  });
+
+  it('the nested-field scopes are scopes of their own, implied only by admin', () => {
+    for (const scope of ['attempts:read', 'content:read', 'commands:raw:read'] as const) {
+      expect(isApiScope(scope)).toBe(true);
+      expect(grantsScope(['admin'], scope)).toBe(true);
+      expect(grantsScope(['deliveries:read', 'queue:read', 'send'], scope)).toBe(false);
+    }
+  });
+
+  it('a token sends as its own "api:<name>" unless given a producer; some producers are not for tokens', () => {
+    expect(defaultProducer('billing-svc')).toBe('api:billing-svc');
+    expect(producerProblem('billing-svc', 'billing')).toBeNull();
+    expect(producerProblem('billing-svc', 'api:billing-svc')).toBeNull();
+    expect(producerProblem('billing-svc', 'api:crm-svc')).toMatch(/reserved for the token of that name/);
+    expect(producerProblem('x', 'smtp')).toMatch(/reserved/);
+    expect(producerProblem('x', 'postern-dsn')).toMatch(/reserved/);
+    expect(producerProblem('x', '')).toMatch(/must be/);
+    expect(producerProblem('x', 'bad producer')).toMatch(/must be/);
+    expect(producerProblem('x', 'a'.repeat(201))).toMatch(/must be/);
   });
 });

@@ -18,6 +18,12 @@ export const API_SCOPES = [
   'suppressions:read',
   'suppressions:write',
   'queue:read',
+  // Nested fields carry the scope of what they expose (issue 8): whoever may read a delivery does not
+  // thereby read the relay's replies, the message's content, or the raw text of refused commands
+  // (which can hold login codes).
+  'attempts:read',
+  'content:read',
+  'commands:raw:read',
 ] as const;
 export type ApiScope = (typeof API_SCOPES)[number];
 
@@ -46,4 +52,25 @@ export function hashApiToken(token: string): string {
 export function mintApiToken(): { token: string; hash: string } {
   const token = `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
   return { token, hash: hashApiToken(token) };
+}
+
+// The stream's rule for `source` (intake/decode-command.ts): a producer is a source the intake accepts.
+const PRODUCER_SHAPE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$/;
+/** Sources Postern writes itself: the SMTP edge and the bounces it generates. */
+const RESERVED_PRODUCERS = new Set(['smtp', 'postern-dsn']);
+
+/** The producer a token sends as when it is created without one: its own, private to it. */
+export function defaultProducer(tokenName: string): string {
+  return `api:${tokenName}`;
+}
+
+/** Why a token named `tokenName` cannot carry `producer`, or null when it can (the database CHECK
+ *  on mail.api_tokens.producer says the same). */
+export function producerProblem(tokenName: string, producer: string): string | null {
+  if (!PRODUCER_SHAPE.test(producer)) return `producer "${producer}" must be 1-200 of A-Z a-z 0-9 . _ : - (starting with a letter or digit)`;
+  if (RESERVED_PRODUCERS.has(producer)) return `producer "${producer}" is reserved for Postern's own mail`;
+  if (producer.startsWith('api:') && producer !== defaultProducer(tokenName)) {
+    return `producer "${producer}": "api:<name>" is reserved for the token of that name`;
+  }
+  return null;
 }

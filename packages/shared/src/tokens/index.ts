@@ -1,11 +1,13 @@
 export {
   API_SCOPES,
   type ApiScope,
+  defaultProducer,
   grantsScope,
   hashApiToken,
   isApiScope,
   looksLikeApiToken,
   mintApiToken,
+  producerProblem,
   TOKEN_PREFIX,
 } from './api-token.ts';
 export {

@@ -1,12 +1,14 @@
 // Creating, revoking and checking API tokens: one implementation for the operator CLI (`postern
 // token ...`), the API's development token and the API's bearer authentication.
 import type { Queryable } from '../aliases/resolve-recipient.ts';
-import { type ApiScope, hashApiToken, isApiScope, looksLikeApiToken, mintApiToken } from './api-token.ts';
+import { type ApiScope, defaultProducer, hashApiToken, isApiScope, looksLikeApiToken, mintApiToken, producerProblem } from './api-token.ts';
 
 export interface ApiTokenRecord {
   id: string;
   name: string;
   scopes: ApiScope[];
+  /** The one `source` this token sends as (sendEmail); "api:<name>" unless created with another. */
+  producer: string;
   createdAt: Date;
   lastUsedAt: Date | null;
   revokedAt: Date | null;
@@ -24,7 +26,7 @@ const TOKEN_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** Mints a token and stores its hash; the returned `token` is the only time it exists in clear. */
 export async function createApiToken(
   db: Queryable,
-  input: { name: string; scopes: readonly string[] },
+  input: { name: string; scopes: readonly string[]; producer?: string | null },
 ): Promise<{ token: string; record: ApiTokenRecord }> {
   if (!TOKEN_NAME.test(input.name)) {
     throw new ApiTokenInputError(`token name "${input.name}" must be 1-64 of A-Z a-z 0-9 . _ - (starting with a letter or digit)`);
@@ -33,13 +35,16 @@ export async function createApiToken(
   const unknown = input.scopes.filter((scope) => !isApiScope(scope));
   if (unknown.length > 0) throw new ApiTokenInputError(`unknown scope(s): ${unknown.join(', ')}`);
   const scopes = [...new Set(input.scopes)];
+  const producer = input.producer ?? defaultProducer(input.name);
+  const problem = producerProblem(input.name, producer);
+  if (problem) throw new ApiTokenInputError(problem);
   const { token, hash } = mintApiToken();
   try {
     const result = await db.query<ApiTokenRecord>(
-      `INSERT INTO mail.api_tokens (name, token_hash, scopes) VALUES ($1, $2, $3::text[])
-       RETURNING id::text AS id, name, scopes, created_at AS "createdAt", last_used_at AS "lastUsedAt",
+      `INSERT INTO mail.api_tokens (name, token_hash, scopes, producer) VALUES ($1, $2, $3::text[], $4)
+       RETURNING id::text AS id, name, scopes, producer, created_at AS "createdAt", last_used_at AS "lastUsedAt",
                  revoked_at AS "revokedAt"`,
-      [input.name, hash, scopes],
+      [input.name, hash, scopes, producer],
     );
     return { token, record: result.rows[0] as ApiTokenRecord };
   } catch (error) {
@@ -60,7 +65,7 @@ export async function revokeApiToken(db: Queryable, name: string): Promise<boole
 
 export async function listApiTokens(db: Queryable): Promise<ApiTokenRecord[]> {
   const result = await db.query<ApiTokenRecord>(
-    `SELECT id::text AS id, name, scopes, created_at AS "createdAt", last_used_at AS "lastUsedAt", revoked_at AS "revokedAt"
+    `SELECT id::text AS id, name, scopes, producer, created_at AS "createdAt", last_used_at AS "lastUsedAt", revoked_at AS "revokedAt"
        FROM mail.api_tokens ORDER BY created_at, id`,
   );
   return result.rows;
@@ -74,7 +79,7 @@ export async function authenticateApiToken(db: Queryable, token: string): Promis
     `WITH found AS (SELECT * FROM mail.api_tokens WHERE token_hash = $1 AND revoked_at IS NULL),
           touched AS (UPDATE mail.api_tokens t SET last_used_at = now() FROM found
                        WHERE t.id = found.id AND (found.last_used_at IS NULL OR found.last_used_at < now() - interval '1 minute'))
-     SELECT id::text AS id, name, scopes, created_at AS "createdAt", last_used_at AS "lastUsedAt", revoked_at AS "revokedAt"
+     SELECT id::text AS id, name, scopes, producer, created_at AS "createdAt", last_used_at AS "lastUsedAt", revoked_at AS "revokedAt"
        FROM found`,
     [hashApiToken(token)],
   );

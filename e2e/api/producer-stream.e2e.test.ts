@@ -1,0 +1,142 @@
+// One intake, one key space per producer, over the real stream: a command XADDed with
+// `source: billing` and the billing token's sendEmail are the same producer (a duplicate, never two
+// mails); `crm`'s command with the same key is crm's own delivery; and two engines taking identical
+// commands with a chosen delivery id at the same moment accept one and count the other a
+// duplicate, instead of quarantining it as a conflict. A Redis of this file's own: the shared one's
+// stream belongs to e2e/core/stream-intake.e2e.test.ts.
+import { randomUUID } from 'node:crypto';
+import { RedisContainer, type StartedRedisContainer } from '@testcontainers/redis';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Api } from '../../apps/api/src/server.ts';
+import type { Engine } from '../../apps/core/src/engine.ts';
+import { COMMAND_STREAM } from '../../apps/core/src/intake/consume-stream.ts';
+import { RUN_ID } from '../harness/containers.ts';
+import { images } from '../harness/images.ts';
+import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
+import { gqlData, mintToken, startTestApi } from './helpers/api.ts';
+import { startTestEngine } from './helpers/engine.ts';
+
+let db: TestDatabase;
+let container: StartedRedisContainer;
+let redis: Redis;
+let engines: Engine[] = [];
+let api: Api;
+let billing: string;
+
+beforeAll(async () => {
+  db = await createTestDatabase('api-producer-stream');
+  container = await new RedisContainer(images.redis).withLabels({ 'postern.e2e': RUN_ID }).start();
+  redis = new Redis({ host: container.getHost(), port: container.getPort(), maxRetriesPerRequest: 1 });
+  // Two engines in one consumer group: two consumers, each handling one entry at a time.
+  const env = { MAIL_REDIS_MASTER_ADDR: `${container.getHost()}:${container.getPort()}`, MAIL_SMTP_MODE: 'stub' };
+  engines = await Promise.all([startTestEngine(db.dsn, env), startTestEngine(db.dsn, env)]);
+  api = await startTestApi(db.dsn);
+  billing = await mintToken(db.pool, ['send'], 'billing-stream', 'billing');
+});
+
+afterAll(async () => {
+  await Promise.allSettled([api?.stop(), ...engines.map((engine) => engine.stop())]);
+  redis?.disconnect();
+  await container?.stop({ remove: true, removeVolumes: true });
+  await db?.drop();
+});
+
+function xadd(command: Record<string, unknown>): Promise<string> {
+  return redis.xadd(COMMAND_STREAM, '*', 'schema_version', '2', 'command', JSON.stringify(command)) as Promise<string>;
+}
+
+async function rowsFor(key: string): Promise<Array<{ id: string; source: string }>> {
+  const { rows } = await db.pool.query<{ id: string; source: string }>(
+    'SELECT id::text AS id, source FROM mail.deliveries WHERE idempotency_key = $1 ORDER BY source',
+    [key],
+  );
+  return rows;
+}
+
+async function quarantinedFor(key: string): Promise<Array<{ failure_code: string; failure_detail: string; source: string }>> {
+  const { rows } = await db.pool.query<{ failure_code: string; failure_detail: string; source: string }>(
+    "SELECT failure_code, failure_detail, source FROM mail.malformed_commands WHERE raw LIKE '%' || $1 || '%'",
+    [key],
+  );
+  return rows;
+}
+
+/** Every entry up to `lastId` read by the group and acknowledged (handled: accepted or quarantined). */
+async function streamHandledUpTo(lastId: string): Promise<void> {
+  await waitFor(
+    `every stream entry up to ${lastId} handled and acknowledged`,
+    async () => {
+      const groups = (await redis.xinfo('GROUPS', COMMAND_STREAM)) as unknown[][];
+      return groups.map((group) => {
+        const info = Object.fromEntries(Array.from({ length: group.length / 2 }, (_, i) => [String(group[2 * i]), group[2 * i + 1]]));
+        return { pending: Number(info.pending), lastDelivered: String(info['last-delivered-id']) };
+      });
+    },
+    (groups) => groups.length === 1 && groups[0]?.pending === 0 && groups[0]?.lastDelivered === lastId,
+    { timeoutMs: 30_000 },
+  );
+}
+
+const SEND = `mutation($input: SendEmailInput!) {
+  sendEmail(input: $input) { __typename ... on SendEmailSuccess { data { duplicate delivery { id source } } } ... on Error { message } }
+}`;
+
+describe('the stream and the API are one intake, keyed by producer', () => {
+  it('billing on the stream then the billing token: one delivery; crm with the same key: its own; a conflict names only billing\'s', async () => {
+    const key = `invoice-${randomUUID()}`;
+    const content = { to: 'ann@customers.test', idempotencyKey: key, payload: { mode: 'rendered', subject: 'Invoice 7', text: 'Amount due: 7 EUR' } };
+    await xadd({ source: 'billing', ...content });
+    const [fromStream] = await waitFor('billing\'s stream command accepted', () => rowsFor(key), (rows) => rows.length === 1);
+
+    const viaApi = await gqlData(api, billing, SEND, { input: { to: content.to, idempotencyKey: key, rendered: { subject: 'Invoice 7', text: 'Amount due: 7 EUR' } } });
+    expect(viaApi.sendEmail).toMatchObject({ __typename: 'SendEmailSuccess', data: { duplicate: true, delivery: { id: fromStream?.id, source: 'billing' } } });
+
+    await xadd({ source: 'crm', ...content });
+    const both = await waitFor('crm\'s own delivery', () => rowsFor(key), (rows) => rows.length === 2);
+    expect(both.map((row) => row.source)).toEqual(['billing', 'crm']);
+    const crmId = both.find((row) => row.source === 'crm')?.id as string;
+
+    await xadd({ source: 'billing', ...content, payload: { ...content.payload, text: 'Amount due: 8 EUR' } });
+    const [conflict] = await waitFor('billing\'s other content quarantined', () => quarantinedFor(key), (rows) => rows.length === 1);
+    expect(conflict).toMatchObject({ failure_code: 'idempotency_conflict', source: 'billing' });
+    expect(conflict?.failure_detail).toContain(fromStream?.id);
+    expect(conflict?.failure_detail).not.toContain(crmId);
+    expect(await rowsFor(key)).toHaveLength(2);
+  });
+
+  it('two engines taking identical commands with a chosen delivery id at once: one delivery, nothing quarantined', async () => {
+    const key = `race-${randomUUID()}`;
+    const deliveryId = randomUUID();
+    const command = { source: 'billing', idempotencyKey: key, deliveryId, to: 'race@customers.test', payload: { mode: 'rendered', subject: 'Race', text: 'Race' } };
+    // Forces the interleaving (see producer-isolation.e2e.test.ts): hold billing's reservation of the
+    // key open, so the first engine blocks inserting it with the delivery row inserted, and the
+    // second passes its reservation lookup and blocks on that row; then let go.
+    let lastId = '';
+    const holder = await db.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      const blocker = randomUUID();
+      await holder.query(
+        `INSERT INTO mail.deliveries (id, source, payload_mode, subject, text_body, recipient, envelope_from, rfc_message_id, status, next_attempt_at)
+         VALUES ($1, 'race-holder', 'rendered', 's', 't', 'holder@customers.test', 'postern@postern.test', $2, 'queued', now() + interval '1 day')`,
+        [blocker, `<${blocker}@postern.test>`],
+      );
+      await holder.query("INSERT INTO mail.idempotency_reservations (source, idempotency_key, request_hash, delivery_id) VALUES ('billing', $1, 'held', $2)", [key, blocker]);
+      for (let i = 0; i < 4; i++) lastId = await xadd(command);
+      await waitFor(
+        'both engines waiting on the held rows',
+        async () =>
+          (await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")).rows[0]?.n ?? 0,
+        (waiting) => waiting >= 2,
+        { timeoutMs: 30_000 },
+      );
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      holder.release();
+    }
+    await streamHandledUpTo(lastId);
+    expect(await rowsFor(key)).toEqual([{ id: deliveryId, source: 'billing' }]);
+    expect(await quarantinedFor(key)).toEqual([]);
+  });
+});
