@@ -1,4 +1,5 @@
-export { InvalidAddressError, type NormalizedAddress, needsSmtpUtf8, normalizeAddress, normalizeDomain, normalizeLocalPart } from './addresses/normalize-address.ts';
+export { InvalidAddressError, MAX_ADDRESS_OCTETS, MAX_LOCAL_PART_OCTETS, type NormalizedAddress, needsSmtpUtf8, normalizeAddress, normalizeDomain, normalizeLocalPart } from './addresses/normalize-address.ts';
+export { MAX_DOMAIN_OCTETS, MAX_LABEL_OCTETS, parseDomain } from './addresses/parse-domain.ts';
 export { type Env, envSchema } from './config/env-schema.ts';
 export { type AppName, loadConfig, type PosternConfig, unknownMailVariables } from './config/load-config.ts';
 export { type ListenAddress, parseByteSize, parseDuration, parseDurationList, parseListenAddress } from './config/parse-values.ts';

@@ -3,6 +3,7 @@ import { InvalidAddressError, normalizeAddress } from '@postern/shared';
 import { builder } from './builder.ts';
 import { INPUT_ERRORS } from './error-types.ts';
 import { ConflictError, NotFoundError, ValidationError } from './errors.ts';
+import { badUserInput } from './bad-user-input.ts';
 import { type KeysetStatements, keysetConnection } from './pagination.ts';
 
 const SUPPRESSION_REASONS = ['hard_bounce', 'complaint', 'unsubscribe', 'manual'] as const;
@@ -20,6 +21,8 @@ interface SuppressionRow {
 
 // $1 the reason (null: any), then the keyset parameters $2..$6 (pagination.ts).
 const SUPPRESSIONS_SQL: KeysetStatements = {
+  list: 'suppressions',
+  idType: 'bigint',
   ASC: `
 SELECT sp.id::text AS id, sp.address, sp.reason, sp.note, sp.created_by AS "createdBy",
        sp.created_at AS "createdAt", sp.expires_at AS "expiresAt",
@@ -74,7 +77,7 @@ SuppressionRef.implement({
 
 function suppressedAddress(field: string, input: string): string {
   try {
-    return normalizeAddress(input.trim()).address;
+    return normalizeAddress(input).address;
   } catch (error) {
     if (error instanceof InvalidAddressError) throw new ValidationError(field, 'INVALID_ADDRESS', error.message);
     throw error;
@@ -101,9 +104,10 @@ builder.queryFields((t) => ({
     resolve: async (_root, args, context) => {
       let address: string;
       try {
-        address = normalizeAddress(args.address.trim()).address;
-      } catch {
-        return null;
+        address = normalizeAddress(args.address).address;
+      } catch (error) {
+        if (error instanceof InvalidAddressError) throw badUserInput(error.message, 'address');
+        throw error;
       }
       const result = await context.db.query<SuppressionRow>(SUPPRESSION_BY_ADDRESS_SQL, [address]);
       return result.rows[0] ?? null;
