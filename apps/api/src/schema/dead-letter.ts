@@ -86,6 +86,8 @@ export function deadLetterFilterParams(filter: DeadLetterFilterShape | null | un
 
 // Filters $1..$5 (deadLetterFilterParams), then the keyset parameters $6..$10 (pagination.ts).
 const DEAD_LETTERS_SQL: KeysetStatements = {
+  list: 'deadLetters',
+  idType: 'bigint',
   ASC: `
 SELECT dd.id::text AS id, dd.delivery_id::text AS "deliveryId", dd.reason,
        dd.last_attempt_id::text AS "lastAttemptId", dd.created_at AS "createdAt", dd.requeued_at AS "requeuedAt",

@@ -163,6 +163,8 @@ function deliveryFilterParams(filter: DeliveryFilterShape | null | undefined): u
 
 // Filters $1..$5 (deliveryFilterParams), then the keyset parameters $6..$10 (pagination.ts).
 const DELIVERIES_SQL: KeysetStatements = {
+  list: 'deliveries',
+  idType: 'uuid',
   ASC: `
 SELECT dl.id::text AS id, dl.status, dl.recipient, dl.source, dl.idempotency_key AS "idempotencyKey",
        dl.payload_mode AS "payloadMode", dl.message_id::text AS "messageId", dl.template_id AS "templateId",

@@ -20,6 +20,8 @@ interface MalformedCommandRow {
 // Filters $1..$5 (null: not filtered on), then the keyset parameters $6..$10 (pagination.ts), on
 // (received_at, id).
 const MALFORMED_COMMANDS_SQL: KeysetStatements = {
+  list: 'malformedCommands',
+  idType: 'bigint',
   ASC: `
 SELECT mc.id::text AS id, mc.received_at AS "receivedAt", mc.channel, mc.stream_entry_id AS "streamEntryId",
        mc.failure_code AS "failureCode", mc.failure_detail AS "failureDetail", mc.schema_version AS "schemaVersion",
