@@ -7,6 +7,7 @@ export { MIGRATIONS_DIR, type MigrateOptions, type MigrationResult, runMigration
 export { createPool, type Pool, type PoolClient, type PoolOptions, pingDatabase, withTransaction } from './db/pool.ts';
 export { ConfigError } from './errors/config-error.ts';
 export { SmtpReplyError } from './errors/smtp-reply-error.ts';
+export { decodePathSegment, hostProblem, requestTarget } from './http/request-target.ts';
 export { evaluateReadiness, type OpsServer, type ReadinessCheck, type RouteHandler, sendJson, startOpsServer } from './http/ops-server.ts';
 export { createLogger, type Logger } from './logging/logger.ts';
 export { createMetricsRegistry, prometheus, type Registry } from './metrics/registry.ts';
@@ -17,8 +18,10 @@ export {
   ALIAS_KINDS,
   type Alias,
   AliasConflictError,
+  AliasCycleError,
   AliasInputError,
   type AliasKind,
+  type AliasNode,
   type AliasRef,
   type CreateAliasInput,
   createAlias,
@@ -27,6 +30,7 @@ export {
   DomainNotFoundError,
   deleteAlias,
   deleteDomain,
+  findAliasCycle,
   getAlias,
   type Queryable,
   type RecipientResolution,

@@ -1,5 +1,5 @@
 // The shared alias code's errors, as this API's typed results.
-import { AliasConflictError, AliasInputError, DomainNotFoundError } from '@postern/shared';
+import { AliasConflictError, AliasCycleError, AliasInputError, DomainNotFoundError } from '@postern/shared';
 import { ConflictError, ValidationError } from './errors.ts';
 
 function fieldOf(message: string): string {
@@ -14,6 +14,7 @@ export async function withAliasErrors<T>(work: () => Promise<T>): Promise<T> {
   try {
     return await work();
   } catch (error) {
+    if (error instanceof AliasCycleError) throw new ValidationError('targets', 'ALIAS_LOOP', error.message);
     if (error instanceof AliasInputError) {
       const field = fieldOf(error.message);
       const code = field === 'kind' || field === 'input' ? 'INVALID_INPUT' : 'INVALID_ADDRESS';
