@@ -191,3 +191,20 @@ describe('hostile HTTP: 4xx with a reason, never 5xx', () => {
     expect((await fetch(`http://127.0.0.1:${api.http.port}/healthz`)).status).toBe(200);
   });
 });
+
+describe('list filters', () => {
+  it('refuses a NUL or a malformed address in a filter with BAD_USER_INPUT, not a database error', async () => {
+    expect(await badUserInput('query($s: String!) { deliveries(filter: { source: $s }) { edges { cursor } } }', { s: 'bill\u0000ing' })).toMatch(
+      /filter\.source contains a NUL/,
+    );
+    expect(await badUserInput('query($s: String!) { malformedCommands(filter: { source: $s }) { edges { cursor } } }', { s: 'x\ud800' })).toMatch(
+      /lone UTF-16 surrogate/,
+    );
+    expect(await badUserInput('query($r: String!) { deadLetters(filter: { recipient: $r }) { edges { cursor } } }', { r: 'a\u0000@b.test' })).toMatch(
+      /filter\.recipient/,
+    );
+    // A filter in Unicode finds what is stored as A-labels.
+    const found = await gqlData(api, admin, 'query($r: String!) { deliveries(filter: { recipient: $r }) { edges { cursor } } }', { r: 'A@Bücher.example' });
+    expect(found.deliveries.edges).toEqual([]);
+  });
+});

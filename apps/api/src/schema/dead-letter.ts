@@ -3,6 +3,7 @@
 import { type AttemptRow, AttemptRef } from './attempt.ts';
 import { builder } from './builder.ts';
 import { deliveryById, DeliveryRef } from './delivery.ts';
+import { recipientFilter, textFilter } from './filter-arguments.ts';
 import { type KeysetStatements, keysetConnection } from './pagination.ts';
 
 export interface DeadLetterRow {
@@ -77,8 +78,8 @@ export interface DeadLetterFilterShape {
 export function deadLetterFilterParams(filter: DeadLetterFilterShape | null | undefined): unknown[] {
   return [
     filter?.requeued ?? null,
-    filter?.recipient ? filter.recipient.trim() : null,
-    filter?.source ? filter.source : null,
+    recipientFilter(filter?.recipient),
+    textFilter(filter?.source, 'filter.source'),
     filter?.createdAfter ?? null,
     filter?.createdBefore ?? null,
   ];

@@ -3,6 +3,7 @@ import type { Queryable } from '@postern/shared';
 import { type AttemptRow, AttemptRef } from './attempt.ts';
 import { builder } from './builder.ts';
 import { type DeadLetterRow, DeadLetterRef } from './dead-letter.ts';
+import { recipientFilter, textFilter } from './filter-arguments.ts';
 import { type KeysetStatements, keysetConnection } from './pagination.ts';
 
 export const DELIVERY_STATUSES = ['queued', 'retrying', 'sending', 'sent', 'failed', 'dead_letter', 'suppressed', 'cancelled'] as const;
@@ -154,8 +155,8 @@ export interface DeliveryFilterShape {
 function deliveryFilterParams(filter: DeliveryFilterShape | null | undefined): unknown[] {
   return [
     filter?.status && filter.status.length > 0 ? [...filter.status] : null,
-    filter?.recipient ? filter.recipient.trim() : null,
-    filter?.source ? filter.source : null,
+    recipientFilter(filter?.recipient),
+    textFilter(filter?.source, 'filter.source'),
     filter?.createdAfter ?? null,
     filter?.createdBefore ?? null,
   ];

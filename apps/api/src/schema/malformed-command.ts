@@ -1,6 +1,7 @@
 // MalformedCommand: a command intake refused and quarantined with why (seed 003: never silently).
 import { FAILURE_CODES } from '@postern/shared';
 import { builder } from './builder.ts';
+import { textFilter } from './filter-arguments.ts';
 import { type KeysetStatements, keysetConnection } from './pagination.ts';
 
 interface MalformedCommandRow {
@@ -94,7 +95,7 @@ builder.queryFields((t) => ({
       const filters = [
         filter?.channel ?? null,
         filter?.failureCode ?? null,
-        filter?.source ? filter.source : null,
+        textFilter(filter?.source, 'filter.source'),
         filter?.receivedAfter ?? null,
         filter?.receivedBefore ?? null,
       ];
