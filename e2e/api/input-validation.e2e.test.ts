@@ -208,3 +208,43 @@ describe('list filters', () => {
     expect(found.deliveries.edges).toEqual([]);
   });
 });
+
+describe('random requests (property)', () => {
+  it('no request line, header or body gets a 5xx, and the server keeps answering', async () => {
+    const { default: fc } = await import('fast-check');
+    const token = fc.constantFrom('', `Bearer ${admin}`, 'Bearer x', 'Basic abc');
+    const target = fc.oneof(
+      fc.constantFrom('/graphql', '/healthz', '/readyz', '/metrics', '/', '/graphql?query=%7B__typename%7D'),
+      fc.string({ unit: fc.constantFrom(...'/%?#[]@:abcf0xyz.-~!$&\'()*+,;=ÿ'), maxLength: 40 }).map((tail) => `/${tail}`),
+      fc.string({ unit: fc.constantFrom(...'abc:/[]%@.'), maxLength: 20 }).map((host) => `http://${host}/graphql`),
+    );
+    const host = fc.oneof(fc.constantFrom('api.test', '127.0.0.1:4000', '[::1]', ''), fc.string({ unit: fc.constantFrom(...'ab[]:/%@#?. 1'), maxLength: 12 }));
+    const body = fc.oneof(
+      fc.constantFrom('', '{"query":"{ __typename }"}', '{"query":"{ domains { edges { cursor } } }","variables":{"x":1}}', 'null', '{"query":1}'),
+      fc.json(),
+      fc.string({ maxLength: 200 }),
+      fc.uint8Array({ maxLength: 200 }).map((bytes) => Buffer.from(bytes).toString('latin1')),
+    );
+    const contentType = fc.constantFrom('application/json', 'application/graphql', 'text/plain', 'multipart/form-data; boundary=x', 'application/x-www-form-urlencoded', '');
+    const method = fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'HEAD', 'PATCH', 'TRACE');
+    await fc.assert(
+      fc.asyncProperty(method, target, host, token, contentType, body, async (verb, path, hostValue, auth, type, payload) => {
+        const bytes = Buffer.from(payload, 'latin1');
+        const head = [
+          `${verb} ${path} HTTP/1.1`,
+          `Host: ${hostValue}`,
+          ...(auth ? [`Authorization: ${auth}`] : []),
+          ...(type ? [`Content-Type: ${type}`] : []),
+          `Content-Length: ${bytes.length}`,
+          'Connection: close',
+        ].join('\r\n');
+        const status = await rawRequest(api.http.port, Buffer.concat([Buffer.from(`${head}\r\n\r\n`, 'latin1'), bytes]));
+        const shown = `${verb} ${path} Host: ${hostValue} (${type}) ${payload.slice(0, 80)}`;
+        expect(status, shown).toBeGreaterThanOrEqual(200);
+        expect(status, shown).toBeLessThan(500);
+      }),
+      { numRuns: 300 },
+    );
+    expect((await fetch(`http://127.0.0.1:${api.http.port}/healthz`)).status).toBe(200);
+  });
+});
