@@ -248,3 +248,44 @@ describe('random requests (property)', () => {
     expect((await fetch(`http://127.0.0.1:${api.http.port}/healthz`)).status).toBe(200);
   });
 });
+
+describe('random argument values (property)', () => {
+  it('no string argument makes an operation fail with INTERNAL_SERVER_ERROR', async () => {
+    const { default: fc } = await import('fast-check');
+    const operations = [
+      'query($v: String!) { domain(name: $v) { name } }',
+      'query($v: String!) { aliases(domain: $v) { edges { cursor } } }',
+      'query($v: String!) { suppression(address: $v) { address } }',
+      'query($v: String!) { deliveries(filter: { recipient: $v }) { edges { cursor } } }',
+      'query($v: String!) { deliveries(filter: { source: $v }) { edges { cursor } } }',
+      'query($v: String!) { deadLetters(filter: { recipient: $v, source: $v }) { edges { cursor } } }',
+      'query($v: String!) { malformedCommands(filter: { source: $v }) { edges { cursor } } }',
+      'query($v: String!) { domains(after: $v) { edges { cursor } } }',
+      'query($v: String!) { deliveries(last: 3, before: $v) { edges { cursor } } }',
+      'query($v: ID!) { alias(id: $v) { id } }',
+      'query($v: ID!) { delivery(id: $v) { id } }',
+      'query($v: DateTime!) { deliveries(filter: { createdBefore: $v }) { edges { cursor } } }',
+      'mutation($v: String!) { createDomain(name: $v) { __typename } }',
+      'mutation($v: String!) { addSuppression(input: { address: $v }) { __typename } }',
+      'mutation($v: String!) { removeSuppression(address: $v) { __typename } }',
+      'mutation($v: String!) { createAlias(input: { domain: "one.test", localPart: $v, targets: [$v] }) { __typename } }',
+      'mutation($v: String!) { createAlias(input: { domain: "one.test", targets: ["t@elsewhere.test"], description: $v }) { __typename } }',
+      'mutation($v: String!) { addSuppression(input: { address: "note@one.test", note: $v }) { __typename } }',
+      'mutation($v: String) { removeSuppression(address: "note@one.test") { __typename } }',
+    ];
+    const value = fc.oneof(
+      fc.string({ unit: 'binary', maxLength: 80 }),
+      fc.string({ unit: fc.constantFrom(...'ab.-@%/\\?#[]"\r\n\t \u0000\u00ad\u200b\ud800ü1'), maxLength: 40 }),
+      fc.constantFrom('a@b.test', 'x@one.test', '2025-02-30T00:00:00Z', '9223372036854775808', '-1', ''),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...operations), value, async (query, v) => {
+        const answer = await gql(api, admin, query, { v });
+        expect(answer.status, `${query} ${JSON.stringify(v)}`).toBeLessThan(500);
+        const codes = (answer.body.errors ?? []).map((error) => error.extensions?.code);
+        expect(codes, `${query} ${JSON.stringify(v)}: ${JSON.stringify(answer.body.errors)}`).not.toContain('INTERNAL_SERVER_ERROR');
+      }),
+      { numRuns: 400 },
+    );
+  });
+});

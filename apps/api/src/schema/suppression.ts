@@ -1,5 +1,5 @@
 // Suppression: an address the engine will not send to (checked before every send).
-import { InvalidAddressError, normalizeAddress } from '@postern/shared';
+import { InvalidAddressError, normalizeAddress, textProblem } from '@postern/shared';
 import { builder } from './builder.ts';
 import { INPUT_ERRORS } from './error-types.ts';
 import { ConflictError, NotFoundError, ValidationError } from './errors.ts';
@@ -136,6 +136,9 @@ builder.mutationFields((t) => ({
     args: { input: t.arg({ type: AddSuppressionInput, required: true }) },
     resolve: async (_root, { input }, context) => {
       const address = suppressedAddress('address', input.address);
+      // Refused, not altered: a NUL used to fail inside PostgreSQL (INTERNAL_SERVER_ERROR).
+      const noteProblem = input.note ? textProblem(input.note, 1000) : null;
+      if (noteProblem) throw new ValidationError('note', 'INVALID_INPUT', `note ${noteProblem}`);
       if (input.expiresAt && input.expiresAt.getTime() <= Date.now()) {
         throw new ValidationError('expiresAt', 'INVALID_INPUT', 'expiresAt must be in the future');
       }

@@ -9,7 +9,7 @@ import pg from 'pg';
 import { withTransaction } from '../db/pool.ts';
 import { lockAliasGraph, refuseAliasCycle } from './alias-cycles.ts';
 import type { Queryable } from './resolve-recipient.ts';
-import { type AliasKind, aliasDomain, aliasKind, aliasLocalPart, aliasTargets } from './alias-input.ts';
+import { type AliasKind, aliasDescription, aliasDomain, aliasKind, aliasLocalPart, aliasTargets } from './alias-input.ts';
 import { AliasConflictError, DomainNotFoundError, isUniqueViolation } from './errors.ts';
 
 export interface Domain {
@@ -94,10 +94,11 @@ export async function createAlias(db: Queryable, input: CreateAliasInput): Promi
   const localPart = aliasLocalPart(input.localPart);
   const kind = aliasKind(input.kind);
   const targets = aliasTargets(input.targets);
+  const description = aliasDescription(input.description);
   return inTransaction(db, async (tx) => {
     await lockAliasGraph(tx);
     await refuseAliasCycle(tx, { domain, localPart }, targets);
-    return insertAlias(tx, { domain, localPart, kind, targets, enabled: input.enabled ?? true, description: input.description ?? null });
+    return insertAlias(tx, { domain, localPart, kind, targets, enabled: input.enabled ?? true, description });
   });
 }
 
