@@ -1,7 +1,7 @@
 // Alias loops: refused when an alias is created or edited, through the shared alias code and through
 // the API; and a loop that the data already holds (written with psql) neither hangs the check nor
 // the edge's lookup, which expands one level only (the hop limit cuts such a loop in SMTP).
-import { AliasCycleError, createAlias, createDomain, normalizeAddress, resolveRecipient, setAliasTargets } from '@postern/shared';
+import { AliasCycleError, createAlias, createDomain, deleteAlias, normalizeAddress, resolveRecipient, setAliasTargets } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Api } from '../../apps/api/src/server.ts';
 import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
@@ -100,6 +100,22 @@ describe('alias loops refused when an alias is edited', () => {
     expect(error.cycle).toEqual(['e2@loop.test', 'e1@loop.test', 'e2@loop.test']);
     const stored = await resolveRecipient(db.pool, normalizeAddress('e2@loop.test'));
     expect(stored).toMatchObject({ status: 'accepted', targets: ['out@elsewhere.test'] });
+  });
+});
+
+describe('alias loops refused when an alias is deleted', () => {
+  it('deleting an exact alias whose address would fall to a loop-closing catch-all changes nothing', async () => {
+    // *@fall.test -> z@other.test -> keep@fall.test (exact, to the outside). Delete keep@fall.test
+    // and z@other.test's target falls to the catch-all: *@fall.test -> z@other.test -> *@fall.test.
+    await createDomain(db.pool, 'fall.test');
+    await createAlias(db.pool, { domain: 'fall.test', localPart: 'keep', kind: 'forward', targets: ['out@elsewhere.test'] });
+    await createAlias(db.pool, { domain: 'other.test', localPart: 'z', kind: 'forward', targets: ['keep@fall.test'] });
+    await createAlias(db.pool, { domain: 'fall.test', localPart: null, kind: 'forward', targets: ['z@other.test'] });
+    const error = await refusedWith(deleteAlias(db.pool, { domain: 'fall.test', localPart: 'keep' }));
+    expect(error.cycle).toEqual(['*@fall.test', 'z@other.test', 'keep@fall.test', '*@fall.test']);
+    expect(await resolveRecipient(db.pool, normalizeAddress('keep@fall.test'))).toMatchObject({ status: 'accepted', targets: ['out@elsewhere.test'] });
+    // Deleting an alias nothing falls through to is fine.
+    await expect(deleteAlias(db.pool, { domain: 'other.test', localPart: 'z' })).resolves.toBe(true);
   });
 });
 

@@ -193,10 +193,11 @@ builder.mutationFields((t) => ({
     authScopes: { scope: 'aliases:write' },
     errors: { types: INPUT_ERRORS, result: { name: 'DeleteAliasSuccess' }, union: { name: 'DeleteAliasResult' } },
     args: { id: t.arg.id({ required: true }) },
-    resolve: async (_root, args, context) => {
-      const id = aliasId(args.id);
-      if (!(await deleteAlias(context.db, { id }))) throw new NotFoundError(`no alias with id ${id}`);
-      return { id };
-    },
+    resolve: (_root, args, context) =>
+      withAliasErrors(async () => {
+        const id = aliasId(args.id);
+        if (!(await deleteAlias(context.db, { id }))) throw new NotFoundError(`no alias with id ${id}`);
+        return { id };
+      }),
   }),
 }));

@@ -208,8 +208,21 @@ DELETE FROM mail.aliases al
         OR ($1::bigint IS NULL AND al.domain_id = (SELECT id FROM mail.domains WHERE name = $2::text)
             AND al.local_part IS NOT DISTINCT FROM $3::text))`;
 
-/** Deletes an alias and its targets. False when there was no such alias. */
+/**
+ * Deletes an alias and its targets. False when there was no such alias. Deleting an exact alias
+ * hands its address to the domain's catch-all, which can close a loop through it: checked after
+ * the delete, in the same transaction, and refused (rolled back) if so.
+ */
 export async function deleteAlias(db: Queryable, ref: AliasRef): Promise<boolean> {
-  const result = await db.query(DELETE_ALIAS_SQL, aliasRefParams(ref));
-  return (result.rowCount ?? 0) > 0;
+  return inTransaction(db, async (tx) => {
+    await lockAliasGraph(tx);
+    const alias = await getAlias(tx, ref);
+    if (!alias) return false;
+    const result = await tx.query(DELETE_ALIAS_SQL, [alias.id, null, null]);
+    if (alias.localPart !== null) {
+      const catchAll = await getAlias(tx, { domain: alias.domain, localPart: null });
+      if (catchAll) await refuseAliasCycle(tx, { domain: catchAll.domain, localPart: null }, catchAll.targets);
+    }
+    return (result.rowCount ?? 0) > 0;
+  });
 }
