@@ -92,6 +92,21 @@ describe('alias loops refused at creation', () => {
   });
 });
 
+describe('concurrent writes', () => {
+  it('two halves of a loop written at the same moment: exactly one is refused, every time', async () => {
+    for (let round = 0; round < 10; round += 1) {
+      const [first, second] = await Promise.allSettled([
+        createAlias(db.pool, { domain: 'loop.test', localPart: `race${round}a`, kind: 'forward', targets: [`race${round}b@loop.test`] }),
+        createAlias(db.pool, { domain: 'loop.test', localPart: `race${round}b`, kind: 'forward', targets: [`race${round}a@loop.test`] }),
+      ]);
+      const outcomes = [first, second].map((outcome) => outcome.status);
+      expect(outcomes.sort(), `round ${round}`).toEqual(['fulfilled', 'rejected']);
+      const refusal = [first, second].find((outcome) => outcome.status === 'rejected') as PromiseRejectedResult;
+      expect(refusal.reason).toBeInstanceOf(AliasCycleError);
+    }
+  });
+});
+
 describe('alias loops refused when an alias is edited', () => {
   it('setAliasTargets that would close a loop changes nothing', async () => {
     await createAlias(db.pool, { domain: 'loop.test', localPart: 'e1', kind: 'forward', targets: ['e2@loop.test'] });
