@@ -15,7 +15,7 @@ describe('request target and Host', () => {
   });
 
   it('accepts host[:port] and refuses a malformed or repeated Host (RFC 9112 3.2)', () => {
-    for (const host of ['api.test', 'api.test:4000', '127.0.0.1:4000', '[::1]:4000', '']) expect(hostProblem(['Host', host]), host).toBeNull();
+    for (const host of ['api.test', 'api.test:4000', '127.0.0.1:4000', '[::1]:4000', '[fe80::1%25eth0]:4001', '']) expect(hostProblem(['Host', host]), host).toBeNull();
     expect(hostProblem([])).toBeNull();
     for (const host of ['[', 'a b', 'a/b', 'a?b', 'a#b', 'a@b', 'a:b:c', 'a\u00ffb']) expect(hostProblem(['Host', host]), host).not.toBeNull();
     expect(hostProblem(['Host', 'a.test', 'host', 'b.test'])).toMatch(/more than one/);

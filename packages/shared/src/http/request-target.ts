@@ -27,7 +27,8 @@ export function decodePathSegment(segment: string): string | null {
 
 // RFC 9110 7.2 / RFC 9112 3.2: uri-host [ ":" port ], where uri-host is an IP-literal, an IPv4
 // address or a reg-name (unreserved, pct-encoded, sub-delims). Node checks only that it is present.
-const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]{0,5})?$/;
+// The IP-literal also admits an RFC 6874 zone id (`[fe80::1%25eth0]`), which a probe may send.
+const HOST = /^(?:\[[0-9A-Za-z:.%_~-]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]{0,5})?$/;
 
 /** Why the request's Host header is unusable (RFC 9112 3.2: answer 400), or null. */
 export function hostProblem(rawHeaders: readonly string[]): string | null {
