@@ -110,6 +110,15 @@ describe('keysetConnection', () => {
     expect(connection.edges.map((edge) => edge.node.id)).toEqual(['7', '8']);
   });
 
+  it('reads an empty cursor (the endCursor of an empty page) as none', async () => {
+    const calls: unknown[][] = [];
+    await keysetConnection({ first: 2, after: '' }, statements, [], async (_text, values) => {
+      calls.push(values);
+      return [];
+    });
+    expect(calls).toEqual([[null, null, null, null, 3]]);
+  });
+
   it('refuses a negative page size as BAD_USER_INPUT, before any query', async () => {
     const error = await keysetConnection({ first: -1 }, statements, [], async () => []).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(GraphQLError);

@@ -136,8 +136,9 @@ export function keysetConnection<Row extends KeysetRow>(
   return resolveCursorConnection(
     { args, toCursor: (row) => encodeCursor(statements, row as Row), defaultSize: PAGE_DEFAULT_SIZE, maxSize: PAGE_MAX_SIZE },
     ({ after, before, limit, inverted }) => {
-      const afterCursor = after === undefined || after === null ? null : decodeCursor(after, statements, 'after');
-      const beforeCursor = before === undefined || before === null ? null : decodeCursor(before, statements, 'before');
+      // "" is what Pothos itself gives as endCursor of an empty first page: no cursor, not a forged one.
+      const afterCursor = after ? decodeCursor(after, statements, 'after') : null;
+      const beforeCursor = before ? decodeCursor(before, statements, 'before') : null;
       const direction: KeysetDirection = inverted ? 'DESC' : 'ASC';
       return query(statements[direction], [
         ...filters,
