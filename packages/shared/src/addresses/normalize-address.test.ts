@@ -77,6 +77,8 @@ describe('normalizeAddress', () => {
     expect(normalizeLocalPart('a'.repeat(64))).toBe('a'.repeat(64));
     expect(reasonOf(() => normalizeLocalPart('a'.repeat(65)))).toMatch(/65 octets; at most 64/);
     expect(reasonOf(() => normalizeLocalPart('ü'.repeat(33)))).toMatch(/66 octets; at most 64/);
+    // 22 x U+0130 is 44 octets as given, 66 once lower-cased (i + U+0307 each): measured as stored.
+    expect(reasonOf(() => normalizeLocalPart('\u0130'.repeat(22)))).toMatch(/66 octets; at most 64/);
     const domain190 = `${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(57)}.test`;
     expect(normalizeAddress(`${'a'.repeat(63)}@${domain190}`).address).toHaveLength(254);
     expect(reasonOf(() => normalizeAddress(`${'a'.repeat(64)}@${domain190}`))).toMatch(/255 octets; at most 254/);

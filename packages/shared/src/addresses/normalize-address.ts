@@ -37,7 +37,8 @@ function localPartProblem(input: string): string | null {
   if (input === '') return 'empty local part';
   if (!input.isWellFormed()) return 'contains a lone UTF-16 surrogate (not valid Unicode)';
   if (input.startsWith('"')) return 'quoted local parts are not accepted (RFC 5321 4.1.2: a receiver SHOULD avoid them)';
-  const octets = Buffer.byteLength(input, 'utf8');
+  // Measured as stored too: lower-casing can lengthen a non-ASCII local part (U+0130 -> i + U+0307).
+  const octets = Math.max(Buffer.byteLength(input, 'utf8'), Buffer.byteLength(input.toLowerCase(), 'utf8'));
   if (octets > MAX_LOCAL_PART_OCTETS) return `local part is ${octets} octets; at most ${MAX_LOCAL_PART_OCTETS} are allowed (RFC 5321 4.5.3.1.1)`;
   if (input.startsWith('.')) return 'local part starts with a dot';
   if (input.endsWith('.')) return 'local part ends with a dot';
