@@ -1,4 +1,5 @@
-export { InvalidAddressError, type NormalizedAddress, needsSmtpUtf8, normalizeAddress, normalizeDomain, normalizeLocalPart } from './addresses/normalize-address.ts';
+export { InvalidAddressError, MAX_ADDRESS_OCTETS, MAX_LOCAL_PART_OCTETS, type NormalizedAddress, needsSmtpUtf8, normalizeAddress, normalizeDomain, normalizeLocalPart } from './addresses/normalize-address.ts';
+export { MAX_DOMAIN_OCTETS, MAX_LABEL_OCTETS, parseDomain } from './addresses/parse-domain.ts';
 export { type Env, envSchema } from './config/env-schema.ts';
 export { type AppName, loadConfig, type PosternConfig, unknownMailVariables } from './config/load-config.ts';
 export { type ListenAddress, parseByteSize, parseDuration, parseDurationList, parseListenAddress } from './config/parse-values.ts';
@@ -6,6 +7,7 @@ export { MIGRATIONS_DIR, type MigrateOptions, type MigrationResult, runMigration
 export { createPool, type Pool, type PoolClient, type PoolOptions, pingDatabase, withTransaction } from './db/pool.ts';
 export { ConfigError } from './errors/config-error.ts';
 export { SmtpReplyError } from './errors/smtp-reply-error.ts';
+export { decodePathSegment, hostProblem, requestTarget } from './http/request-target.ts';
 export { evaluateReadiness, type OpsServer, type ReadinessCheck, type RouteHandler, sendJson, startOpsServer } from './http/ops-server.ts';
 export { createLogger, type Logger } from './logging/logger.ts';
 export { createMetricsRegistry, prometheus, type Registry } from './metrics/registry.ts';
@@ -16,8 +18,10 @@ export {
   ALIAS_KINDS,
   type Alias,
   AliasConflictError,
+  AliasCycleError,
   AliasInputError,
   type AliasKind,
+  type AliasNode,
   type AliasRef,
   type CreateAliasInput,
   createAlias,
@@ -26,6 +30,7 @@ export {
   DomainNotFoundError,
   deleteAlias,
   deleteDomain,
+  findAliasCycle,
   getAlias,
   type Queryable,
   type RecipientResolution,

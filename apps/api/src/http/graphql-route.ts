@@ -1,7 +1,7 @@
 // /graphql on the ops HTTP server: body limit, then bearer authentication (401 before GraphQL runs),
 // then yoga. Everything else (/healthz, /readyz, /metrics) falls through to the ops server.
 import type http from 'node:http';
-import { type Logger, type Pool, type RouteHandler, sendJson } from '@postern/shared';
+import { type Logger, type Pool, type RouteHandler, requestTarget, sendJson } from '@postern/shared';
 import { authenticateBearer } from '../auth/bearer-token.ts';
 import type { Principal } from '../context.ts';
 import type { ApiYoga } from './create-yoga.ts';
@@ -11,6 +11,8 @@ import type { ApiMetrics } from './operation-metrics.ts';
 export const MAX_REQUEST_BODY_BYTES = 1024 * 1024;
 
 class BodyTooLarge extends Error {}
+
+const GRAPHQL_METHODS = new Set(['GET', 'HEAD', 'POST', 'OPTIONS']);
 
 async function readBody(request: http.IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(request.headers['content-length'] ?? '0');
@@ -25,10 +27,15 @@ async function readBody(request: http.IncomingMessage, limit: number): Promise<B
   return Buffer.concat(chunks);
 }
 
-function headersOf(request: http.IncomingMessage): Headers {
+/** The request's headers as fetch Headers, or null when one is something fetch refuses to carry. */
+function headersOf(request: http.IncomingMessage): Headers | null {
   const headers = new Headers();
-  for (let index = 0; index + 1 < request.rawHeaders.length; index += 2) {
-    headers.append(request.rawHeaders[index] as string, request.rawHeaders[index + 1] as string);
+  try {
+    for (let index = 0; index + 1 < request.rawHeaders.length; index += 2) {
+      headers.append(request.rawHeaders[index] as string, request.rawHeaders[index + 1] as string);
+    }
+  } catch {
+    return null;
   }
   return headers;
 }
@@ -50,10 +57,20 @@ export interface GraphqlRouteOptions {
 export function graphqlRoute(options: GraphqlRouteOptions): RouteHandler {
   const maxBodyBytes = options.maxBodyBytes ?? MAX_REQUEST_BODY_BYTES;
   return async (request, response) => {
-    const url = new URL(request.url ?? '/', 'http://localhost');
-    if (url.pathname !== '/graphql') return false;
+    const url = requestTarget(request.url);
+    if (url?.pathname !== '/graphql') return false;
     const method = request.method ?? 'GET';
+    // fetch's Request throws on TRACE, TRACK and CONNECT, which node's parser lets through.
+    if (!GRAPHQL_METHODS.has(method)) {
+      response.setHeader('allow', [...GRAPHQL_METHODS].join(', '));
+      sendJson(response, 405, { errors: [{ message: `${method} is not supported on /graphql`, extensions: { code: 'METHOD_NOT_ALLOWED' } }] });
+      return true;
+    }
     const headers = headersOf(request);
+    if (!headers) {
+      sendJson(response, 400, { errors: [{ message: 'a request header cannot be read', extensions: { code: 'BAD_REQUEST' } }] });
+      return true;
+    }
 
     // The GraphiQL page itself is static HTML; the queries it sends carry the token like any other.
     const wantsGraphiql =
@@ -89,7 +106,9 @@ export function graphqlRoute(options: GraphqlRouteOptions): RouteHandler {
       }
     }
 
-    const fetchRequest = new Request(new URL(request.url ?? '/', `http://${headers.get('host') ?? 'localhost'}`), {
+    // The URL's host is fixed: yoga needs the path and query only, and a malformed Host header
+    // (`Host: [`) used to make this line throw and the request end as HTTP 500.
+    const fetchRequest = new Request(url, {
       method,
       headers,
       ...(body === undefined ? {} : { body: new Uint8Array(body) }),

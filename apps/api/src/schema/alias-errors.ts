@@ -1,5 +1,5 @@
 // The shared alias code's errors, as this API's typed results.
-import { AliasConflictError, AliasInputError, DomainNotFoundError } from '@postern/shared';
+import { AliasConflictError, AliasCycleError, AliasInputError, DomainNotFoundError } from '@postern/shared';
 import { ConflictError, ValidationError } from './errors.ts';
 
 function fieldOf(message: string): string {
@@ -7,6 +7,7 @@ function fieldOf(message: string): string {
   if (message.startsWith('local part:')) return 'localPart';
   if (message.startsWith('target:') || message.includes('target')) return 'targets';
   if (message.startsWith('kind')) return 'kind';
+  if (message.startsWith('description:')) return 'description';
   return 'input';
 }
 
@@ -14,9 +15,10 @@ export async function withAliasErrors<T>(work: () => Promise<T>): Promise<T> {
   try {
     return await work();
   } catch (error) {
+    if (error instanceof AliasCycleError) throw new ValidationError('targets', 'ALIAS_LOOP', error.message);
     if (error instanceof AliasInputError) {
       const field = fieldOf(error.message);
-      const code = field === 'kind' || field === 'input' ? 'INVALID_INPUT' : 'INVALID_ADDRESS';
+      const code = field === 'kind' || field === 'input' || field === 'description' ? 'INVALID_INPUT' : 'INVALID_ADDRESS';
       throw new ValidationError(field, code, error.message);
     }
     if (error instanceof DomainNotFoundError) throw new ValidationError('domain', 'UNKNOWN_DOMAIN', error.message);

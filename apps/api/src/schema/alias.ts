@@ -7,12 +7,14 @@ import {
   createAlias,
   deleteAlias,
   getAlias,
+  InvalidAddressError,
   normalizeDomain,
   setAliasEnabled,
   setAliasTargets,
   withTransaction,
 } from '@postern/shared';
 import { withAliasErrors } from './alias-errors.ts';
+import { badUserInput } from './bad-user-input.ts';
 import { builder } from './builder.ts';
 import { INPUT_ERRORS } from './error-types.ts';
 import { NotFoundError, ValidationError } from './errors.ts';
@@ -26,6 +28,8 @@ interface AliasRow extends Alias {
 
 // $1 the domain (null: every domain), then the keyset parameters $2..$6 (pagination.ts).
 const ALIASES_SQL: KeysetStatements = {
+  list: 'aliases',
+  idType: 'bigint',
   ASC: `
 SELECT al.id::text AS id, dm.name AS domain, al.local_part AS "localPart", al.kind, al.enabled, al.description,
        ARRAY(SELECT t.address FROM mail.alias_targets t WHERE t.alias_id = al.id ORDER BY t.address) AS targets,
@@ -104,8 +108,9 @@ builder.queryFields((t) => ({
       if (args.domain) {
         try {
           domain = normalizeDomain(args.domain);
-        } catch {
-          domain = args.domain;
+        } catch (error) {
+          if (error instanceof InvalidAddressError) throw badUserInput(error.message, 'domain');
+          throw error;
         }
       }
       return keysetConnection(args, ALIASES_SQL, [domain], async (text, values) => {
@@ -188,10 +193,11 @@ builder.mutationFields((t) => ({
     authScopes: { scope: 'aliases:write' },
     errors: { types: INPUT_ERRORS, result: { name: 'DeleteAliasSuccess' }, union: { name: 'DeleteAliasResult' } },
     args: { id: t.arg.id({ required: true }) },
-    resolve: async (_root, args, context) => {
-      const id = aliasId(args.id);
-      if (!(await deleteAlias(context.db, { id }))) throw new NotFoundError(`no alias with id ${id}`);
-      return { id };
-    },
+    resolve: (_root, args, context) =>
+      withAliasErrors(async () => {
+        const id = aliasId(args.id);
+        if (!(await deleteAlias(context.db, { id }))) throw new NotFoundError(`no alias with id ${id}`);
+        return { id };
+      }),
   }),
 }));

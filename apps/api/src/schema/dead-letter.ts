@@ -3,6 +3,7 @@
 import { type AttemptRow, AttemptRef } from './attempt.ts';
 import { builder } from './builder.ts';
 import { deliveryById, DeliveryRef } from './delivery.ts';
+import { recipientFilter, textFilter } from './filter-arguments.ts';
 import { type KeysetStatements, keysetConnection } from './pagination.ts';
 
 export interface DeadLetterRow {
@@ -79,8 +80,8 @@ export interface DeadLetterFilterShape {
 export function deadLetterFilterParams(filter: DeadLetterFilterShape | null | undefined): unknown[] {
   return [
     filter?.requeued ?? null,
-    filter?.recipient ? filter.recipient.trim() : null,
-    filter?.source ? filter.source : null,
+    recipientFilter(filter?.recipient),
+    textFilter(filter?.source, 'filter.source'),
     filter?.createdAfter ?? null,
     filter?.createdBefore ?? null,
   ];
@@ -88,6 +89,8 @@ export function deadLetterFilterParams(filter: DeadLetterFilterShape | null | un
 
 // Filters $1..$5 (deadLetterFilterParams), then the keyset parameters $6..$10 (pagination.ts).
 const DEAD_LETTERS_SQL: KeysetStatements = {
+  list: 'deadLetters',
+  idType: 'bigint',
   ASC: `
 SELECT dd.id::text AS id, dd.delivery_id::text AS "deliveryId", dd.reason,
        dd.last_attempt_id::text AS "lastAttemptId", dd.created_at AS "createdAt", dd.requeued_at AS "requeuedAt",

@@ -3,6 +3,7 @@ import type { Queryable } from '@postern/shared';
 import { type AttemptRow, AttemptRef } from './attempt.ts';
 import { builder } from './builder.ts';
 import { type DeadLetterRow, DeadLetterRef } from './dead-letter.ts';
+import { recipientFilter, textFilter } from './filter-arguments.ts';
 import { type KeysetStatements, keysetConnection } from './pagination.ts';
 
 export const DELIVERY_STATUSES = ['queued', 'retrying', 'sending', 'sent', 'failed', 'dead_letter', 'suppressed', 'cancelled'] as const;
@@ -160,8 +161,8 @@ export interface DeliveryFilterShape {
 function deliveryFilterParams(filter: DeliveryFilterShape | null | undefined): unknown[] {
   return [
     filter?.status && filter.status.length > 0 ? [...filter.status] : null,
-    filter?.recipient ? filter.recipient.trim() : null,
-    filter?.source ? filter.source : null,
+    recipientFilter(filter?.recipient),
+    textFilter(filter?.source, 'filter.source'),
     filter?.createdAfter ?? null,
     filter?.createdBefore ?? null,
   ];
@@ -169,6 +170,8 @@ function deliveryFilterParams(filter: DeliveryFilterShape | null | undefined): u
 
 // Filters $1..$5 (deliveryFilterParams), then the keyset parameters $6..$10 (pagination.ts).
 const DELIVERIES_SQL: KeysetStatements = {
+  list: 'deliveries',
+  idType: 'uuid',
   ASC: `
 SELECT dl.id::text AS id, dl.status, dl.recipient, dl.source, dl.idempotency_key AS "idempotencyKey",
        dl.payload_mode AS "payloadMode", dl.message_id::text AS "messageId", dl.template_id AS "templateId",

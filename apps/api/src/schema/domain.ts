@@ -1,7 +1,8 @@
 // Domain: a mail domain Postern answers for. Created through the shared alias code (the same code
 // the edge reads with), so the edge knows it on the next RCPT.
-import { createDomain, normalizeDomain, type Queryable } from '@postern/shared';
+import { createDomain, InvalidAddressError, normalizeDomain, type Queryable } from '@postern/shared';
 import { withAliasErrors } from './alias-errors.ts';
+import { badUserInput } from './bad-user-input.ts';
 import { builder } from './builder.ts';
 import { INPUT_ERRORS } from './error-types.ts';
 import { type KeysetStatements, keysetConnection } from './pagination.ts';
@@ -17,6 +18,8 @@ export interface DomainRow {
 
 // No filters: the keyset parameters are $1..$5 (pagination.ts).
 const DOMAINS_SQL: KeysetStatements = {
+  list: 'domains',
+  idType: 'bigint',
   ASC: `
 SELECT dm.id::text AS id, dm.name, dm.enabled, dm.created_at AS "createdAt", dm.updated_at AS "updatedAt",
        to_char(dm.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
@@ -79,8 +82,9 @@ builder.queryFields((t) => ({
       let name: string;
       try {
         name = normalizeDomain(args.name);
-      } catch {
-        return null;
+      } catch (error) {
+        if (error instanceof InvalidAddressError) throw badUserInput(error.message, 'name');
+        throw error;
       }
       const result = await context.db.query<DomainRow>(DOMAIN_BY_NAME_SQL, [name]);
       return result.rows[0] ?? null;

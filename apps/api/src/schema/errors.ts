@@ -11,6 +11,7 @@ export const VALIDATION_CODES = [
   'UNKNOWN_DOMAIN',
   'UNKNOWN_TEMPLATE',
   'MISSING_VARIABLE',
+  'ALIAS_LOOP',
 ] as const;
 export type ValidationCode = (typeof VALIDATION_CODES)[number];
 

@@ -1,6 +1,7 @@
 // MalformedCommand: a command intake refused and quarantined with why (seed 003: never silently).
 import { FAILURE_CODES } from '@postern/shared';
 import { builder } from './builder.ts';
+import { textFilter } from './filter-arguments.ts';
 import { type KeysetStatements, keysetConnection } from './pagination.ts';
 
 interface MalformedCommandRow {
@@ -20,6 +21,8 @@ interface MalformedCommandRow {
 // Filters $1..$5 (null: not filtered on), then the keyset parameters $6..$10 (pagination.ts), on
 // (received_at, id).
 const MALFORMED_COMMANDS_SQL: KeysetStatements = {
+  list: 'malformedCommands',
+  idType: 'bigint',
   ASC: `
 SELECT mc.id::text AS id, mc.received_at AS "receivedAt", mc.channel, mc.stream_entry_id AS "streamEntryId",
        mc.failure_code AS "failureCode", mc.failure_detail AS "failureDetail", mc.schema_version AS "schemaVersion",
@@ -99,7 +102,7 @@ builder.queryFields((t) => ({
       const filters = [
         filter?.channel ?? null,
         filter?.failureCode ?? null,
-        filter?.source ? filter.source : null,
+        textFilter(filter?.source, 'filter.source'),
         filter?.receivedAfter ?? null,
         filter?.receivedBefore ?? null,
       ];

@@ -1,14 +1,37 @@
-import { GraphQLError, Kind } from 'graphql';
+import { GraphQLDateTime } from 'graphql-scalars';
+import { GraphQLError, Kind, type ValueNode } from 'graphql';
 import { builder } from './builder.ts';
 
+// Input: strictly an RFC 3339 date-time with an offset, through graphql-scalars (measured before:
+// `new Date()` read 2025-02-30T00:00:00Z as 2 March, and took values without an offset in the
+// server's time zone and bare dates). Refused with BAD_USER_INPUT and the value. Output stays an
+// ISO string in UTC with milliseconds, as before.
+const RFC3339_EXAMPLE = '2025-01-31T12:00:00Z or 2025-01-31T13:00:00+01:00';
+
+function refusal(shown: unknown): GraphQLError {
+  return new GraphQLError(`DateTime must be an RFC 3339 date-time with an offset (e.g. ${RFC3339_EXAMPLE}); got ${JSON.stringify(shown)}`, {
+    extensions: { code: 'BAD_USER_INPUT' },
+  });
+}
+
+function strictDateTime(read: () => unknown, shown: unknown): Date {
+  try {
+    return read() as Date;
+  } catch {
+    throw refusal(shown);
+  }
+}
+
 builder.scalarType('DateTime', {
-  description: 'An instant, ISO 8601 with time zone (e.g. 2025-01-31T12:00:00.000Z).',
+  description: `An instant: RFC 3339 date-time with an offset (e.g. ${RFC3339_EXAMPLE}). Output in UTC with milliseconds.`,
   serialize: (value) => (value instanceof Date ? value.toISOString() : new Date(value).toISOString()),
+  // Only strings: a number (epoch?) or a Date object is not an RFC 3339 value.
   parseValue: (value) => {
-    const date = typeof value === 'string' ? new Date(value) : new Date(Number.NaN);
-    if (Number.isNaN(date.getTime())) throw new GraphQLError('DateTime must be an ISO 8601 string');
-    return date;
+    if (typeof value !== 'string') throw refusal(value);
+    return strictDateTime(() => GraphQLDateTime.parseValue(value), value);
   },
+  parseLiteral: (ast: ValueNode) =>
+    strictDateTime(() => GraphQLDateTime.parseLiteral(ast, undefined), ast.kind === Kind.STRING ? ast.value : ast.kind),
 });
 
 builder.scalarType('JSON', {

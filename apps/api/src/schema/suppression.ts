@@ -1,8 +1,9 @@
 // Suppression: an address the engine will not send to (checked before every send).
-import { InvalidAddressError, normalizeAddress } from '@postern/shared';
+import { InvalidAddressError, normalizeAddress, textProblem } from '@postern/shared';
 import { builder } from './builder.ts';
 import { INPUT_ERRORS } from './error-types.ts';
 import { ConflictError, NotFoundError, ValidationError } from './errors.ts';
+import { badUserInput } from './bad-user-input.ts';
 import { type KeysetStatements, keysetConnection } from './pagination.ts';
 
 const SUPPRESSION_REASONS = ['hard_bounce', 'complaint', 'unsubscribe', 'manual'] as const;
@@ -20,6 +21,8 @@ interface SuppressionRow {
 
 // $1 the reason (null: any), then the keyset parameters $2..$6 (pagination.ts).
 const SUPPRESSIONS_SQL: KeysetStatements = {
+  list: 'suppressions',
+  idType: 'bigint',
   ASC: `
 SELECT sp.id::text AS id, sp.address, sp.reason, sp.note, sp.created_by AS "createdBy",
        sp.created_at AS "createdAt", sp.expires_at AS "expiresAt",
@@ -74,7 +77,7 @@ SuppressionRef.implement({
 
 function suppressedAddress(field: string, input: string): string {
   try {
-    return normalizeAddress(input.trim()).address;
+    return normalizeAddress(input).address;
   } catch (error) {
     if (error instanceof InvalidAddressError) throw new ValidationError(field, 'INVALID_ADDRESS', error.message);
     throw error;
@@ -101,9 +104,10 @@ builder.queryFields((t) => ({
     resolve: async (_root, args, context) => {
       let address: string;
       try {
-        address = normalizeAddress(args.address.trim()).address;
-      } catch {
-        return null;
+        address = normalizeAddress(args.address).address;
+      } catch (error) {
+        if (error instanceof InvalidAddressError) throw badUserInput(error.message, 'address');
+        throw error;
       }
       const result = await context.db.query<SuppressionRow>(SUPPRESSION_BY_ADDRESS_SQL, [address]);
       return result.rows[0] ?? null;
@@ -132,6 +136,9 @@ builder.mutationFields((t) => ({
     args: { input: t.arg({ type: AddSuppressionInput, required: true }) },
     resolve: async (_root, { input }, context) => {
       const address = suppressedAddress('address', input.address);
+      // Refused, not altered: a NUL used to fail inside PostgreSQL (INTERNAL_SERVER_ERROR).
+      const noteProblem = input.note ? textProblem(input.note, 1000) : null;
+      if (noteProblem) throw new ValidationError('note', 'INVALID_INPUT', `note ${noteProblem}`);
       if (input.expiresAt && input.expiresAt.getTime() <= Date.now()) {
         throw new ValidationError('expiresAt', 'INVALID_INPUT', 'expiresAt must be in the future');
       }

@@ -62,7 +62,7 @@ export function parseRecipient(raw: string, smtpUtf8: boolean): NormalizedAddres
   try {
     return normalizeAddress(raw);
   } catch (error) {
-    if (error instanceof InvalidAddressError) throw badAddress(raw, error.message.replace(/^invalid address "[^"]*": /, ''));
+    if (error instanceof InvalidAddressError) throw badAddress(raw, error.reason);
     throw error;
   }
 }

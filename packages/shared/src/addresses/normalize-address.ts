@@ -1,8 +1,19 @@
 // One normal form for addresses, used for lookups and for uniqueness alike (seed 000: an address
-// must mean the same thing on every path). Domain: ASCII (IDNA/punycode), lower case, no trailing
-// dot. Local part: lower case. RFC 5321 lets a server treat local parts case-sensitively; in
-// practice every mailbox provider folds case, and two aliases differing only in case are a trap.
-import { domainToASCII } from 'node:url';
+// must mean the same thing on every path). Parsed, never repaired: an input either is an RFC 5321
+// mailbox (RFC 6531 for UTF-8 local parts) with a UTS #46 domain, or it is refused with the reason.
+// The normal form differs from the input only by what does not change its meaning: case folded
+// (RFC 5321 lets a server treat local parts case-sensitively; in practice every mailbox provider
+// folds case, and two aliases differing only in case are a trap), the domain in A-labels, one
+// trailing root dot dropped.
+//
+// Grammar: smtp-address-parser (RFC 5321 4.1.2 Mailbox, a nearley grammar) has the last word on
+// syntax; email-addresses parses RFC 5322 headers, whose comments and folding have no place in an
+// envelope or an API argument. The checks before it exist to name a refusal precisely.
+import smtpAddressParser from 'smtp-address-parser';
+import { InvalidAddressError } from './invalid-address-error.ts';
+import { describeCharacter, parseDomain } from './parse-domain.ts';
+
+export { InvalidAddressError } from './invalid-address-error.ts';
 
 export interface NormalizedAddress {
   localPart: string;
@@ -10,44 +21,80 @@ export interface NormalizedAddress {
   address: string;
 }
 
-export class InvalidAddressError extends Error {
-  constructor(input: string, reason: string) {
-    super(`invalid address "${input}": ${reason}`);
-    this.name = 'InvalidAddressError';
+/** RFC 5321 4.5.3.1.1. */
+export const MAX_LOCAL_PART_OCTETS = 64;
+/** RFC 5321 4.5.3.1.3: a path is at most 256 octets including "<" and ">" (RFC 3696 erratum 1690). */
+export const MAX_ADDRESS_OCTETS = 254;
+const MAX_INPUT_CHARS = 1024;
+
+/** RFC 5322 3.2.3 atext, the ASCII an unquoted local part may use. */
+const ATEXT = /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]$/;
+/** RFC 6531 allows any UTF-8 beyond ASCII; controls, format and separator characters, private-use
+ *  and unassigned code points are refused here: they only ever serve to make two addresses look alike. */
+const UNSAFE_NON_ASCII = /^[\p{Cc}\p{Cf}\p{Co}\p{Cn}\p{Z}]$/u;
+
+function localPartProblem(input: string): string | null {
+  if (input === '') return 'empty local part';
+  if (!input.isWellFormed()) return 'contains a lone UTF-16 surrogate (not valid Unicode)';
+  if (input.startsWith('"')) return 'quoted local parts are not accepted (RFC 5321 4.1.2: a receiver SHOULD avoid them)';
+  // Measured as stored too: lower-casing can lengthen a non-ASCII local part (U+0130 -> i + U+0307).
+  const octets = Math.max(Buffer.byteLength(input, 'utf8'), Buffer.byteLength(input.toLowerCase(), 'utf8'));
+  if (octets > MAX_LOCAL_PART_OCTETS) return `local part is ${octets} octets; at most ${MAX_LOCAL_PART_OCTETS} are allowed (RFC 5321 4.5.3.1.1)`;
+  if (input.startsWith('.')) return 'local part starts with a dot';
+  if (input.endsWith('.')) return 'local part ends with a dot';
+  if (input.includes('..')) return 'local part has two dots in a row';
+  let position = 0;
+  for (const char of input) {
+    position += 1;
+    const allowed = char === '.' || (char <= '\u007f' ? ATEXT.test(char) : !UNSAFE_NON_ASCII.test(char));
+    if (!allowed) return `${describeCharacter(char)} at position ${position} of the local part is not allowed unquoted (RFC 5321 4.1.2)`;
   }
+  return null;
 }
 
-export function normalizeDomain(input: string): string {
-  const trimmed = input.trim().replace(/\.$/, '');
-  if (trimmed === '') throw new InvalidAddressError(input, 'empty domain');
-  if (trimmed.startsWith('[')) throw new InvalidAddressError(input, 'address literals are not accepted');
-  const ascii = domainToASCII(trimmed.toLowerCase());
-  if (ascii === '' || ascii.length > 253) throw new InvalidAddressError(input, 'not a valid domain name');
-  if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(ascii)) {
-    throw new InvalidAddressError(input, 'not a valid domain name');
-  }
-  return ascii;
-}
-
+/** A local part as stored and compared: checked, then lower-cased. */
 export function normalizeLocalPart(input: string): string {
-  if (input.length === 0) throw new InvalidAddressError(input, 'empty local part');
-  if (Buffer.byteLength(input, 'utf8') > 64) throw new InvalidAddressError(input, 'local part longer than 64 octets');
-  if (/[\s@<>()[\]\\,;:"\u0000-\u001f\u007f]/.test(input)) {
-    throw new InvalidAddressError(input, 'local part contains a character that needs quoting');
-  }
-  if (input.startsWith('.') || input.endsWith('.') || input.includes('..')) {
-    throw new InvalidAddressError(input, 'misplaced dot in local part');
-  }
+  const problem = localPartProblem(input);
+  if (problem) throw new InvalidAddressError(input, problem, 'local part');
   return input.toLowerCase();
 }
 
+/** A domain as stored and compared: its A-label form (parse-domain.ts). */
+export function normalizeDomain(input: string): string {
+  return parseDomain(input);
+}
+
+/** The library's verdict on the whole mailbox, in words a person can act on. */
+function grammarProblem(mailbox: string): string | null {
+  try {
+    smtpAddressParser.parse(mailbox);
+    return null;
+  } catch (error) {
+    const text = error instanceof Error ? error.message : String(error);
+    const column = /col (\d+)/.exec(text);
+    if (column) {
+      const index = Number(column[1]) - 1;
+      const char = String.fromCodePoint(mailbox.codePointAt(index) ?? 0);
+      return `${describeCharacter(char)} at position ${index + 1} does not fit the RFC 5321 Mailbox grammar`;
+    }
+    return `not an RFC 5321 mailbox (${text.split('\n')[0]})`;
+  }
+}
+
 export function normalizeAddress(input: string): NormalizedAddress {
+  if (input.length > MAX_INPUT_CHARS) throw new InvalidAddressError(input, `longer than ${MAX_INPUT_CHARS} characters`);
   const at = input.lastIndexOf('@');
   if (at <= 0 || at === input.length - 1) throw new InvalidAddressError(input, 'expected local-part@domain');
-  const localPart = normalizeLocalPart(input.slice(0, at));
-  const domain = normalizeDomain(input.slice(at + 1));
+  const rawLocal = input.slice(0, at);
+  const localPart = normalizeLocalPart(rawLocal);
+  const domain = parseDomain(input.slice(at + 1));
+  const problem = grammarProblem(`${rawLocal}@${domain}`);
+  if (problem) throw new InvalidAddressError(input, problem);
   const address = `${localPart}@${domain}`;
-  if (address.length > 320) throw new InvalidAddressError(input, 'longer than 320 characters');
+  const octets = Buffer.byteLength(address, 'utf8');
+  if (octets > MAX_ADDRESS_OCTETS) {
+    throw new InvalidAddressError(input, `address is ${octets} octets; at most ${MAX_ADDRESS_OCTETS} are allowed (RFC 5321 4.5.3.1.3)`);
+  }
   return { localPart, domain, address };
 }
 

@@ -2,6 +2,7 @@
 // code that reads them on every RCPT (seed 000: an address must mean the same thing on every path).
 // Everything here is pure: no database, so it is unit-tested on its own.
 import { InvalidAddressError, normalizeAddress, normalizeDomain, normalizeLocalPart } from '../addresses/normalize-address.ts';
+import { textProblem } from '../text/storable-text.ts';
 import { AliasInputError } from './errors.ts';
 
 /** forward: relay to its target(s); list: fan out to every member. Both expand to their targets. */
@@ -44,4 +45,15 @@ export function aliasTargets(targets: readonly string[]): string[] {
 export function aliasKind(kind: string): AliasKind {
   if (!isAliasKind(kind)) throw new AliasInputError(`kind must be one of ${ALIAS_KINDS.join(', ')}, got "${kind}"`);
   return kind;
+}
+
+/** A note for operators: refused, not altered, if it holds a NUL, a control character or a lone
+ *  surrogate (PostgreSQL refused the NUL inside the statement: INTERNAL_SERVER_ERROR). */
+export const MAX_DESCRIPTION_CHARS = 1000;
+
+export function aliasDescription(description: string | null | undefined): string | null {
+  if (description === null || description === undefined) return null;
+  const problem = textProblem(description, MAX_DESCRIPTION_CHARS);
+  if (problem) throw new AliasInputError(`description: ${problem}`);
+  return description;
 }

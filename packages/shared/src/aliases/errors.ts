@@ -9,6 +9,16 @@ export class AliasInputError extends Error {
   }
 }
 
+/** The write would close an alias loop; `cycle` is the addresses mail would pass, back to the start. */
+export class AliasCycleError extends AliasInputError {
+  readonly cycle: string[];
+  constructor(alias: string, cycle: string[]) {
+    super(`alias loop: ${alias} would reach itself through ${cycle.join(' -> ')}; mail to it would circle until the hop limit`);
+    this.name = 'AliasCycleError';
+    this.cycle = cycle;
+  }
+}
+
 export class DomainNotFoundError extends Error {
   readonly domain: string;
   constructor(domain: string) {

@@ -1,5 +1,6 @@
-export { ALIAS_KINDS, type AliasKind, aliasDomain, aliasKind, aliasLocalPart, aliasTargets, isAliasKind } from './alias-input.ts';
-export { AliasConflictError, AliasInputError, DomainNotFoundError } from './errors.ts';
+export { ALIAS_KINDS, type AliasKind, aliasDescription, aliasDomain, aliasKind, aliasLocalPart, aliasTargets, isAliasKind } from './alias-input.ts';
+export { type AliasNode, findAliasCycle } from './alias-cycles.ts';
+export { AliasConflictError, AliasCycleError, AliasInputError, DomainNotFoundError } from './errors.ts';
 export {
   type Alias,
   type AliasRef,

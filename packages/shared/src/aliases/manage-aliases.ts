@@ -1,9 +1,14 @@
 // Creating, enabling and deleting domains and aliases: the one implementation the GraphQL API, the
-// tools and the tests all call. Each change is a single SQL statement, so it is atomic without a
-// transaction of its own and may equally run on a pool or inside a caller's transaction. Triggers
-// announce every change (NOTIFY mail_alias_changed); nothing here has to remember to.
+// tools and the tests all call. Each change is a single SQL statement; triggers announce every
+// change (NOTIFY mail_alias_changed), nothing here has to remember to. The writes that change where
+// mail goes (createAlias, setAliasTargets, deleteAlias) also refuse an alias loop (alias-cycles.ts)
+// under an advisory lock held to the end of the transaction: given a pool they open a transaction,
+// given a client they run inside the one the caller holds.
+import pg from 'pg';
+import { withTransaction } from '../db/pool.ts';
+import { lockAliasGraph, refuseAliasCycle } from './alias-cycles.ts';
 import type { Queryable } from './resolve-recipient.ts';
-import { type AliasKind, aliasDomain, aliasKind, aliasLocalPart, aliasTargets } from './alias-input.ts';
+import { type AliasKind, aliasDescription, aliasDomain, aliasKind, aliasLocalPart, aliasTargets } from './alias-input.ts';
 import { AliasConflictError, DomainNotFoundError, isUniqueViolation } from './errors.ts';
 
 export interface Domain {
@@ -78,18 +83,42 @@ WITH d AS (SELECT id, name FROM mail.domains WHERE name = $1),
 SELECT a.id::text AS id, d.name AS domain, a.local_part AS "localPart", a.kind, a.enabled, a.description
   FROM a, d`;
 
+/** `work` in a transaction: the pool's own, or the one the caller's client is already in. */
+function inTransaction<T>(db: Queryable, work: (tx: Queryable) => Promise<T>): Promise<T> {
+  return db instanceof pg.Pool ? withTransaction(db, work) : work(db);
+}
+
 export async function createAlias(db: Queryable, input: CreateAliasInput): Promise<Alias> {
   const domain = aliasDomain(input.domain);
   const localPart = aliasLocalPart(input.localPart);
   const kind = aliasKind(input.kind);
   const targets = aliasTargets(input.targets);
+  const description = aliasDescription(input.description);
+  return inTransaction(db, async (tx) => {
+    await lockAliasGraph(tx);
+    await refuseAliasCycle(tx, { domain, localPart }, targets);
+    return insertAlias(tx, { domain, localPart, kind, targets, enabled: input.enabled ?? true, description });
+  });
+}
+
+interface AliasRowInput {
+  domain: string;
+  localPart: string | null;
+  kind: AliasKind;
+  targets: string[];
+  enabled: boolean;
+  description: string | null;
+}
+
+async function insertAlias(db: Queryable, input: AliasRowInput): Promise<Alias> {
+  const { domain, localPart, kind, targets } = input;
   try {
     const result = await db.query<Omit<Alias, 'targets'>>(CREATE_ALIAS_SQL, [
       domain,
       localPart,
       kind,
-      input.enabled ?? true,
-      input.description ?? null,
+      input.enabled,
+      input.description,
       targets,
     ]);
     const row = result.rows[0];
@@ -160,10 +189,16 @@ UPDATE mail.aliases a SET updated_at = now() FROM al WHERE a.id = al.id RETURNIN
 /** Replaces the targets (forward) or members (list) of an alias in one statement. Null: no such alias. */
 export async function setAliasTargets(db: Queryable, ref: AliasRef, targets: readonly string[]): Promise<Alias | null> {
   const normalized = aliasTargets(targets);
-  const result = await db.query<{ id: string }>(SET_ALIAS_TARGETS_SQL, [...aliasRefParams(ref), normalized]);
-  const row = result.rows[0];
-  if (!row) return null;
-  return { ...((await getAlias(db, { id: row.id })) as Alias), targets: [...normalized].sort() };
+  return inTransaction(db, async (tx) => {
+    await lockAliasGraph(tx);
+    const current = await getAlias(tx, ref);
+    if (!current) return null;
+    await refuseAliasCycle(tx, { domain: current.domain, localPart: current.localPart }, normalized);
+    const result = await tx.query<{ id: string }>(SET_ALIAS_TARGETS_SQL, [current.id, null, null, normalized]);
+    const row = result.rows[0];
+    if (!row) return null;
+    return { ...((await getAlias(tx, { id: row.id })) as Alias), targets: [...normalized].sort() };
+  });
 }
 
 const DELETE_ALIAS_SQL = `
@@ -172,8 +207,21 @@ DELETE FROM mail.aliases al
         OR ($1::bigint IS NULL AND al.domain_id = (SELECT id FROM mail.domains WHERE name = $2::text)
             AND al.local_part IS NOT DISTINCT FROM $3::text))`;
 
-/** Deletes an alias and its targets. False when there was no such alias. */
+/**
+ * Deletes an alias and its targets. False when there was no such alias. Deleting an exact alias
+ * hands its address to the domain's catch-all, which can close a loop through it: checked after
+ * the delete, in the same transaction, and refused (rolled back) if so.
+ */
 export async function deleteAlias(db: Queryable, ref: AliasRef): Promise<boolean> {
-  const result = await db.query(DELETE_ALIAS_SQL, aliasRefParams(ref));
-  return (result.rowCount ?? 0) > 0;
+  return inTransaction(db, async (tx) => {
+    await lockAliasGraph(tx);
+    const alias = await getAlias(tx, ref);
+    if (!alias) return false;
+    const result = await tx.query(DELETE_ALIAS_SQL, [alias.id, null, null]);
+    if (alias.localPart !== null) {
+      const catchAll = await getAlias(tx, { domain: alias.domain, localPart: null });
+      if (catchAll) await refuseAliasCycle(tx, { domain: catchAll.domain, localPart: null }, catchAll.targets);
+    }
+    return (result.rowCount ?? 0) > 0;
+  });
 }

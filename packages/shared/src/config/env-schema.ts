@@ -2,6 +2,7 @@
 // are kept; variables Postern adds follow the same MAIL_ prefix. Documented in the README's
 // configuration table; keep the two in step.
 import { z } from 'zod';
+import { InvalidAddressError, normalizeAddress } from '../addresses/normalize-address.ts';
 import {
   type Parsed,
   parseByteSize,
@@ -20,6 +21,18 @@ function parsedBy<T>(parse: (text: string) => Parsed<T>) {
     }
     return parsed.value;
   });
+}
+
+/** An address by the same parser as every other boundary (zod's z.email() is a looser regex);
+ *  kept as written, since it is what Postern writes into From: and MAIL FROM. */
+function parseAddress(text: string): Parsed<string> {
+  try {
+    normalizeAddress(text);
+    return { ok: true, value: text };
+  } catch (error) {
+    if (error instanceof InvalidAddressError) return { ok: false, problem: error.message };
+    throw error;
+  }
 }
 
 const duration = (fallback: string) => parsedBy(parseDuration).prefault(fallback);
@@ -55,7 +68,7 @@ export const envSchema = z.object({
   MAIL_SMTP_ADDR: parsedBy(parseListenAddress).optional(),
   MAIL_SMTP_USERNAME: z.string().min(1).optional(),
   MAIL_SMTP_PASSWORD: z.string().min(1).optional(),
-  MAIL_SMTP_FROM: z.email().default('postern@localhost.localdomain'),
+  MAIL_SMTP_FROM: parsedBy(parseAddress).prefault('postern@localhost.localdomain'),
   MAIL_SMTP_TIMEOUT: duration('30s'),
 
   // Engine tuning.

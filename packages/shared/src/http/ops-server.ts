@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { ListenAddress } from '../config/parse-values.ts';
 import type { Registry } from '../metrics/registry.ts';
+import { hostProblem, requestTarget } from './request-target.ts';
 
 /** A readiness check resolves when healthy and throws (with a reason) when not. */
 export type ReadinessCheck = () => Promise<void>;
@@ -71,8 +72,14 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
   const log = options.logger.child({ component: 'http' });
   const server = http.createServer(async (request, response) => {
     try {
+      // Checked before any route sees the request, so every route may parse the target itself.
+      const url = requestTarget(request.url);
+      const problem = url ? hostProblem(request.rawHeaders) : 'the request target is not a valid URL path';
+      if (problem || !url) {
+        sendJson(response, 400, { error: 'bad_request', message: problem });
+        return;
+      }
       if (options.handle && (await options.handle(request, response))) return;
-      const url = new URL(request.url ?? '/', 'http://localhost');
       if (request.method !== 'GET' && request.method !== 'HEAD') {
         sendJson(response, 405, { error: 'method_not_allowed', message: `${request.method} is not supported here` });
         return;

@@ -59,8 +59,8 @@ describe('decodeCommand', () => {
     ['v1 with unknown payload mode', { ...v1Template, payload_mode: 'carrier-pigeon' }, 'invalid_field'],
     ['v1 posing as the edge', { ...v1Template, source: 'smtp' }, 'invalid_field'],
     ['v1 with variables as a list', { ...v1Template, variables: '[1,2]' }, 'invalid_field'],
-    ['v2 payload not an object', { schema_version: '2', command: JSON.stringify({ source: 's', idempotencyKey: 'k', to: 'a@b.c', payload: 'x' }) }, 'invalid_field'],
-    ['v2 rendered without a body', { schema_version: '2', command: JSON.stringify({ source: 's', idempotencyKey: 'k', to: 'a@b.c', payload: { mode: 'rendered', subject: 's' } }) }, 'missing_field'],
+    ['v2 payload not an object', { schema_version: '2', command: JSON.stringify({ source: 's', idempotencyKey: 'k', to: 'a@b.cc', payload: 'x' }) }, 'invalid_field'],
+    ['v2 rendered without a body', { schema_version: '2', command: JSON.stringify({ source: 's', idempotencyKey: 'k', to: 'a@b.cc', payload: { mode: 'rendered', subject: 's' } }) }, 'missing_field'],
     ['a huge command', { ...v1Template, text: 'x'.repeat(300 * 1024) }, 'too_large'],
   ])('%s -> %s', (_name, fields, code) => {
     const clean = Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined)) as Record<string, string>;

@@ -99,7 +99,7 @@ function matching(value: string | null, pattern: RegExp, key: string, what: stri
 
 function recipientOf(value: string): string {
   try {
-    return normalizeAddress(value.trim()).address;
+    return normalizeAddress(value).address;
   } catch (error) {
     if (error instanceof InvalidAddressError) throw new Refusal('invalid_address', error.message);
     throw error;

@@ -1,0 +1,54 @@
+// RCPT TO with a syntactically unusable address, on a real socket: 501 5.1.3 naming the problem,
+// from the same shared parser the API uses, never 550 (that would claim a lookup) nor 451.
+import { createAlias, createDomain } from '@postern/shared';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Edge } from '../../apps/mta/src/edge.ts';
+import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
+import { openSession, startTestEdge } from './helpers/edge.ts';
+
+let db: TestDatabase;
+let edge: Edge;
+
+beforeAll(async () => {
+  db = await createTestDatabase('mta-rcpt-syntax');
+  await createDomain(db.pool, 'postern.test');
+  await createAlias(db.pool, { domain: 'postern.test', localPart: 'sales', kind: 'forward', targets: ['sales@inbox.test'] });
+  edge = await startTestEdge(db.dsn);
+});
+
+afterAll(async () => {
+  await edge?.stop();
+  await db?.drop();
+});
+
+async function rcpt(to: string) {
+  const client = await openSession(edge);
+  try {
+    expect((await client.command('MAIL FROM:<sender@outside.test>')).code).toBe(250);
+    return await client.command(`RCPT TO:<${to}>`);
+  } finally {
+    await client.quit();
+  }
+}
+
+describe('RCPT TO address syntax', () => {
+  it.each([
+    [`sales@${'a'.repeat(64)}.test`, /64 octets; at most 63/],
+    [`${'a'.repeat(65)}@postern.test`, /65 octets; at most 64/],
+    ['sales@localhost', /not fully qualified/],
+    ['sales@ev\u00adil.test', /invisible/],
+    // smtp-server's own parser refuses these before the hook, with the same code.
+    ['sales@postern.test/x', /syntax/],
+    ['sales@ev%69l.test', /syntax/],
+    ['sa..les@postern.test', /syntax/],
+  ])('%s -> 501 5.1.3', async (address, reason) => {
+    const reply = await rcpt(address);
+    expect(reply.code).toBe(501);
+    expect(reply.raw).toMatch(/5\.1\.3/);
+    expect(reply.raw).toMatch(reason);
+  });
+
+  it('a well-formed address still resolves', async () => {
+    expect((await rcpt('Sales@Postern.TEST')).code).toBe(250);
+  });
+});
