@@ -191,8 +191,16 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
         active.add(pooled);
         const connection = pooled.connection;
         let dataSent = false;
-        const source = Readable.from(chunksOf(message.raw));
-        source.on('data', () => progress());
+        // Pulled by nodemailer only after 354 (a 'data' listener here would start the flow early
+        // and make dataSent lie); each pull of the next chunk means the previous one was taken.
+        const source = Readable.from(
+          (function* () {
+            for (const chunk of chunksOf(message.raw)) {
+              yield chunk;
+              progress();
+            }
+          })(),
+        );
         source.once('end', () => {
           dataSent = true;
         });
