@@ -4,6 +4,7 @@
 import { createLogger } from '@postern/shared';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Engine, startEngine } from '../../apps/core/src/engine.ts';
+import { reclaimExpiredLeases } from '../../apps/core/src/queue/sql/reclaim-expired-leases.ts';
 import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
 import { attemptsOf, engineConfig, metricsText, queueDelivery, testCatalog, unique, waitForStatus } from './helpers/engine.ts';
 import { type SlowSink, startSlowSink } from './helpers/slow-sink.ts';
@@ -64,7 +65,7 @@ function stallsOf(text: string): number {
 }
 
 describe('slow is not stalled, and an engine never re-sends its own work', () => {
-  it('(b) a relay answering every command just under MAIL_SMTP_TIMEOUT, sends longer than the lease: no duplicate, no false stall', async () => {
+  it('(b) a relay answering every command just under MAIL_SMTP_TIMEOUT, sends longer than the lease: renewed, no duplicate, no false stall', async () => {
     // 1.2 s per reply: a send on a fresh connection waits for 6 replies (7 s), on a reused one
     // for 4 (5 s). The lease is 3 s — shorter than any send — so only renewal keeps it. The
     // startup rule (lease > whole-send deadline + a tenth) is set aside here on purpose: it is
@@ -79,11 +80,27 @@ describe('slow is not stalled, and an engine never re-sends its own work', () =>
     const readiness = watchReadiness(running);
     await waitFor('ready', () => readiness.seen.at(-1)?.status, (status) => status === 200);
     const readySince = Date.now();
+    // Another engine's reclaim, as it would run beside this one: it takes back every expired
+    // lease it does not hold itself. Only renewal keeps the slow sends' leases from it.
+    const otherEngine = { reclaimed: 0, stopped: false };
+    const otherReclaim = (async () => {
+      while (!otherEngine.stopped) {
+        otherEngine.reclaimed += (await reclaimExpiredLeases(db.pool, 100, 13, 3_000, [])).length;
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    })();
     const recipients = Array.from({ length: 6 }, (_, i) => unique(`slow-${i}`));
     const ids = [];
     for (const recipient of recipients) ids.push(await queueDelivery(db.pool, { recipient }));
-    for (const id of ids) await waitForStatus(db.pool, id, 'sent', 90_000);
-    await readiness.stop();
+    try {
+      for (const id of ids) await waitForStatus(db.pool, id, 'sent', 90_000);
+    } finally {
+      otherEngine.stopped = true;
+      await otherReclaim;
+      await readiness.stop();
+    }
+
+    expect(otherEngine.reclaimed).toBe(0);
 
     expect(recipients.map((recipient) => sink.accepted.get(recipient) ?? 0)).toEqual(recipients.map(() => 1));
     for (const recipient of recipients) expect(sink.bodies.get(recipient)).toContain(`Subject: to ${recipient}`);
