@@ -172,7 +172,7 @@ describe('slow is not stalled, and an engine never re-sends its own work', () =>
     expect(notReady.every((sample) => sample.at < sentAt)).toBe(true);
     expect(stallsOf(await metricsText(running))).toBe(1);
     expect(await attemptsOf(db.pool, stuckId)).toMatchObject([
-      { attempt_number: 1, status: 'timed_out' },
+      { attempt_number: 1, status: 'timed_out', smtp_text: expect.stringContaining('whole-send deadline of 10000 ms passed') },
       { attempt_number: 2, status: 'sent' },
     ]);
     expect(sink.accepted.get(stuck)).toBe(1);

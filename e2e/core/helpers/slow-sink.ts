@@ -46,14 +46,14 @@ export async function startSlowSink(): Promise<SlowSink> {
     };
     const trickle = (everyMs: number) => {
       chain = chain.then(async () => {
+        // Counted until the client closes the connection, at once (not at the next line).
         trickling += 1;
-        try {
-          while (!socket.destroyed) {
-            socket.write('250-still checking the recipient\r\n');
-            await wait(everyMs);
-          }
-        } finally {
+        socket.once('close', () => {
           trickling -= 1;
+        });
+        while (!socket.destroyed) {
+          socket.write('250-still checking the recipient\r\n');
+          await wait(everyMs);
         }
       });
     };
