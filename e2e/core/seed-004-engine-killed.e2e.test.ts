@@ -37,6 +37,8 @@ describe('seed 004: one engine killed with SIGKILL mid-batch', () => {
       MAIL_ATTEMPT_WORKER_CONCURRENCY: '4',
       MAIL_CLAIM_BATCH_SIZE: '4',
       MAIL_SMTP_TIMEOUT: '4s',
+      // A whole send may take 4 s here, so that a 5 s lease still outlasts it by a tenth.
+      MAIL_SMTP_SEND_DEADLINE: '4s',
       MAIL_LEASE_DURATION: '5s',
       MAIL_WATCHDOG_STALL_THRESHOLD: '60s',
     });

@@ -10,8 +10,8 @@ import {
   createPool,
   createRedisConnections,
   type ListenAddress,
-  loadTemplateCatalog,
   type Logger,
+  loadTemplateCatalog,
   type OpsServer,
   type Pool,
   type PosternConfig,
@@ -27,15 +27,17 @@ import { defaultReplyRules } from './delivery/classify-reply.ts';
 import { retryLadder } from './delivery/retry-ladder.ts';
 import { internalRoutes } from './http/internal-routes.ts';
 import { createStreamConsumer } from './intake/consume-stream.ts';
+import { startLoops } from './loops.ts';
 import { createEngineMetrics } from './metrics.ts';
 import { createCompletionBatcher } from './queue/completion-batcher.ts';
+import { LiveLeases } from './queue/live-leases.ts';
+import { type ScheduleSampler, startScheduleSampler } from './queue/schedule-sampler.ts';
 import { createScheduler } from './queue/scheduler.ts';
 import { readScheduleStats } from './queue/sql/schedule-stats.ts';
 import { WorkChannel } from './queue/work-channel.ts';
+import type { Relay } from './relay/relay.ts';
 import { createSmtpRelay } from './relay/smtp-relay.ts';
 import { createStubRelay } from './relay/stub-relay.ts';
-import type { Relay } from './relay/relay.ts';
-import { startLoops } from './loops.ts';
 
 export interface EngineDeps {
   logger: Logger;
@@ -97,6 +99,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
   let redis: RedisConnections | null = null;
   let relay: Relay | null = null;
   let ops: OpsServer | null = null;
+  const samplerRef: { current: ScheduleSampler | null } = { current: null };
   try {
     if (deps.migrate) await runMigrations({ dsn: config.postgres.dsn, logger: log });
     const catalog = deps.catalog ?? loadTemplateCatalog(config.templateDir);
@@ -120,6 +123,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
             username: config.smtp.username,
             password: config.smtp.password,
             timeoutMs: config.smtp.timeoutMs,
+            sendDeadlineMs: config.smtp.sendDeadlineMs,
             maxConnections: concurrency,
             logger: log,
           }));
@@ -127,16 +131,19 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
 
     const registry = deps.registry ?? createMetricsRegistry('core');
     const loopsRef: { current: ReturnType<typeof startLoops> | null } = { current: null };
-    const metrics = createEngineMetrics(registry, {
-      stats: () => readScheduleStats(pool),
-      loops: () => loopsRef.current?.loops ?? [],
+    const schedule = startScheduleSampler({
+      read: () => readScheduleStats(pool),
+      intervalMs: Math.max(1_000, config.engine.heartbeatIntervalMs),
       logger: log,
     });
+    samplerRef.current = schedule;
+    const metrics = createEngineMetrics(registry, { schedule, loops: () => loopsRef.current?.loops ?? [] });
     const ladder = retryLadder(config.engine.retryLadderMs);
     // Bounces are written by the attempt workers (a permanent failure, a spent ladder) and by the
     // scheduler (a lease that ran out with the ladder spent), with the same catalog and names.
     const bounces = { catalog, reportingMta: os.hostname(), sender: config.smtp.from };
     const channel = new WorkChannel();
+    const leases = new LiveLeases();
     const completions = createCompletionBatcher({
       pool,
       workerId,
@@ -158,6 +165,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       batchSize: config.engine.claimBatchSize,
       claimAhead: config.engine.claimAhead,
       completions,
+      leases,
       leaseMs: config.engine.leaseDurationMs,
       pollIntervalMs: config.engine.pollIntervalMs,
       heartbeatIntervalMs: config.engine.heartbeatIntervalMs,
@@ -216,10 +224,10 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
         rules: defaultReplyRules(),
         workerId,
         mode: config.smtp.mode,
-        leaseMs: config.engine.leaseDurationMs,
         metrics,
         logger: log.child({ component: 'attempt' }),
       },
+      leases,
       workerId,
       metrics,
       logger: log,
@@ -240,6 +248,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
         stopped ??= (async () => {
           log.info('stopping: no new claims or stream reads');
           await running.stop(config.engine.shutdownTimeoutMs, openRelay);
+          schedule.stop();
           await openOps?.close();
           await openRelay.close();
           await openRedis?.close();
@@ -250,6 +259,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       },
     };
   } catch (error) {
+    samplerRef.current?.stop();
     await ops?.close();
     await relay?.close();
     await redis?.close();

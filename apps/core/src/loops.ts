@@ -2,6 +2,7 @@
 //   stream-consumer   Redis Stream intake (only with MAIL_REDIS_MASTER_ADDR)
 //   scheduler         claims due deliveries (and takes back expired leases)
 //   attempt-worker-N  MAIL_ATTEMPT_WORKER_CONCURRENCY of them, one send at a time each
+//   lease-keeper      renews the leases of the work this engine holds (queue/lease-keeper.ts)
 //   retention         purges old payloads, attempts and idempotency reservations
 //   heartbeat         writes every loop's heartbeat to mail.workers
 // plus the watchdog timer, and the ordered stop (SIGTERM): stop claiming and reading, release what
@@ -15,6 +16,8 @@ import { type Purged, purgeExpired, RETENTION_BATCH } from './keepalive/retentio
 import { type LoopContext, type SupervisedLoop, superviseLoop } from './keepalive/supervisor.ts';
 import { startWatchdog } from './keepalive/watchdog.ts';
 import type { EngineMetrics } from './metrics.ts';
+import { createLeaseKeeper } from './queue/lease-keeper.ts';
+import type { LiveLeases } from './queue/live-leases.ts';
 import { releaseClaims } from './queue/sql/release-claims.ts';
 import type { WorkChannel } from './queue/work-channel.ts';
 import type { Relay } from './relay/relay.ts';
@@ -28,6 +31,8 @@ export interface LoopsOptions {
   scheduler: Body;
   consumer: Body | null;
   attempt: AttemptDeps;
+  /** Leases held for live work: released when an attempt ends or is abandoned, renewed meanwhile. */
+  leases: LiveLeases;
   workerId: string;
   metrics: EngineMetrics;
   logger: Logger;
@@ -46,17 +51,45 @@ export function startLoops(options: LoopsOptions): RunningLoops {
   const supervise = (name: string, body: (context: LoopContext) => Promise<void>) =>
     superviseLoop({ name, body, logger, onRestart: (loop) => metrics.loopRestarts.inc({ loop }) });
 
+  // One worker instance: it takes work only while it is neither stopping nor abandoned. When the
+  // watchdog abandons it mid-send (issue 8: the slot of a stalled worker was never freed, so with
+  // one worker nothing was delivered again and /readyz said 200 all along), the slot is freed and
+  // the lease dropped from the renewed set at once; the abandoned send may still finish, and its
+  // result is recorded if nobody has started the delivery again (sql/record-late-outcomes.ts).
   const workerBody = async (context: LoopContext) => {
-    while (!context.signal.aborted) {
+    const stopping = AbortSignal.any([context.signal, context.abandoned]);
+    while (!stopping.aborted) {
       context.beat();
-      const delivery = await channel.take(engine.heartbeatIntervalMs, context.signal);
+      const delivery = await channel.take(engine.heartbeatIntervalMs, stopping);
       if (!delivery) continue;
+      const lease = { id: delivery.id, attemptNumber: delivery.attempt_count };
+      if (context.abandoned.aborted) {
+        channel.giveBack(delivery);
+        return;
+      }
+      let slotHeld = true;
+      const freeSlot = () => {
+        if (!slotHeld) return;
+        slotHeld = false;
+        context.setBusy(false);
+        channel.finished();
+      };
+      // A stop that gave up waiting abandons too, but then the slot stays counted: the ordered stop
+      // waits for it to be recorded before it closes the pool.
+      const onAbandoned = () => {
+        if (context.signal.aborted) return;
+        options.leases.release(lease);
+        freeSlot();
+        logger.warn({ deliveryId: delivery.id, attempt: delivery.attempt_count }, 'stalled attempt abandoned: its slot is free and its lease is no longer renewed');
+      };
+      context.abandoned.addEventListener('abort', onAbandoned, { once: true });
       context.setBusy(true);
       try {
         await attemptDelivery(options.attempt, delivery, context.beat);
       } finally {
-        context.setBusy(false);
-        channel.finished();
+        context.abandoned.removeEventListener('abort', onAbandoned);
+        options.leases.release(lease);
+        freeSlot();
       }
       context.progress();
     }
@@ -97,12 +130,22 @@ export function startLoops(options: LoopsOptions): RunningLoops {
   const consumerLoop = options.consumer ? supervise('stream-consumer', options.consumer.body) : null;
   const schedulerLoop = supervise('scheduler', options.scheduler.body);
   const workerLoops = Array.from({ length: engine.attemptWorkerConcurrency }, (_, index) => supervise(`attempt-worker-${index}`, workerBody));
+  const leaseKeeper = createLeaseKeeper({
+    pool: options.pool,
+    workerId: options.workerId,
+    leases: options.leases,
+    leaseMs: engine.leaseDurationMs,
+    heartbeatIntervalMs: engine.heartbeatIntervalMs,
+    logger: logger.child({ component: 'lease-keeper' }),
+  });
+  const leaseKeeperLoop = supervise('lease-keeper', leaseKeeper.body);
   const retentionLoop = supervise('retention', retentionBody);
   const heartbeatLoop = supervise('heartbeat', heartbeatBody);
-  loops.push(...(consumerLoop ? [consumerLoop] : []), schedulerLoop, ...workerLoops, retentionLoop, heartbeatLoop);
+  loops.push(...(consumerLoop ? [consumerLoop] : []), schedulerLoop, ...workerLoops, leaseKeeperLoop, retentionLoop, heartbeatLoop);
   for (const loop of loops) logger.info({ loop: loop.name }, 'loop started');
 
   const workerNames = new Set(workerLoops.map((loop) => loop.name));
+  const workerStuckAfterMs = Math.min(engine.watchdogStallThresholdMs, config.smtp.timeoutMs + engine.heartbeatIntervalMs);
   const watchdog = startWatchdog({
     loops: () => loops,
     stallThresholdMs: engine.watchdogStallThresholdMs,
@@ -116,8 +159,14 @@ export function startLoops(options: LoopsOptions): RunningLoops {
     staleLoops() {
       const now = Date.now();
       return loops
-        .filter((loop) => loop.status.state !== 'running' || now - loop.status.heartbeatAt > engine.watchdogStallThresholdMs)
-        .map((loop) => `${loop.name} (${loop.status.state}${loop.status.lastError ? `: ${loop.status.lastError}` : ''})`);
+        .filter((loop) => {
+          const age = now - loop.status.heartbeatAt;
+          if (loop.status.state !== 'running' || age > engine.watchdogStallThresholdMs) return true;
+          // A worker beats on every relay reply; one holding work that has not beaten for longer
+          // than a reply may take is stuck, and its slot is not free until the watchdog acts.
+          return workerNames.has(loop.name) && loop.status.busy && age > workerStuckAfterMs;
+        })
+        .map((loop) => `${loop.name} (${loop.status.state}${loop.status.busy ? ', stuck in a send' : ''}${loop.status.lastError ? `: ${loop.status.lastError}` : ''})`);
     },
     async stop(budgetMs, relay) {
       const started = Date.now();
@@ -139,6 +188,7 @@ export function startLoops(options: LoopsOptions): RunningLoops {
         while (channel.busy > 0 && left(0.85) > 0) await delay(20);
         if (channel.busy > 0) logger.error({ inFlight: channel.busy }, 'sends still unrecorded at the deadline; their leases will expire');
       }
+      await leaseKeeperLoop.stop(left(0.9));
       await retentionLoop.stop(left(0.9));
       await heartbeatLoop.stop(left(0.9));
       await writeHeartbeats(options.pool, options.workerId, loops.map((loop) => ({ ...loop.status, state: 'stopped' as const }))).catch(() => {});

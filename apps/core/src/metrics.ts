@@ -1,9 +1,11 @@
 // The engine's Prometheus metrics. Names keep the runbook's (seed 002: mail.attempt_schedule.depth
 // is exported as mail_attempt_schedule_depth, and so on); what the runbook lacked — loop heartbeat
 // ages and restarts (seeds 001, 004) — is added under the same prefix. Queue depth and oldest age
-// are read from PostgreSQL at scrape time: they describe the shared queue, not this process.
-import { type Logger, prometheus, type Registry } from '@postern/shared';
+// describe the shared queue, not this process: read from PostgreSQL in the background and served
+// from the latest sample, with its age, so /metrics answers whatever PostgreSQL does.
+import { prometheus, type Registry } from '@postern/shared';
 import type { SupervisedLoop } from './keepalive/supervisor.ts';
+import type { ScheduleSampler } from './queue/schedule-sampler.ts';
 import type { ScheduleStats } from './queue/sql/schedule-stats.ts';
 
 export const ATTEMPT_STATUSES = ['sent', 'transport_failed', 'timed_out', 'provider_rejected', 'outcome_unknown'] as const;
@@ -24,37 +26,33 @@ export interface EngineMetrics {
 
 export function createEngineMetrics(
   registry: Registry,
-  sources: { stats: () => Promise<ScheduleStats>; loops: () => readonly SupervisedLoop[]; logger: Logger },
+  sources: { schedule: Pick<ScheduleSampler, 'latest' | 'ageMs'>; loops: () => readonly SupervisedLoop[] },
 ): EngineMetrics {
   const { Counter, Gauge, Histogram } = prometheus;
-  let lastStats: Promise<ScheduleStats | null> | null = null;
-  // One query per scrape feeds all four queue gauges; a scrape while PostgreSQL is away keeps the
-  // gauges at their last value rather than failing /metrics as a whole.
-  const statsOnce = () => {
-    lastStats ??= sources.stats().catch((error: unknown) => {
-      sources.logger.warn({ err: error }, 'queue figures unavailable for this scrape');
-      return null;
-    });
-    const pending = lastStats;
-    setImmediate(() => {
-      if (lastStats === pending) lastStats = null;
-    });
-    return pending;
-  };
+  // The queue gauges read the background sample (queue/schedule-sampler.ts): a scrape never waits
+  // for PostgreSQL. Before the first sample they are absent rather than a made-up 0.
   const queueGauge = (name: string, help: string, pick: (stats: ScheduleStats) => number) =>
     new Gauge({
       name,
       help,
       registers: [registry],
-      async collect() {
-        const stats = await statsOnce();
-        if (stats) this.set(pick(stats));
+      collect() {
+        const sample = sources.schedule.latest();
+        if (sample) this.set(pick(sample.stats));
       },
     });
   queueGauge('mail_attempt_schedule_depth', 'Deliveries queued, retrying or being attempted (all engines).', (s) => s.depth);
   queueGauge('mail_attempt_schedule_oldest_age_ms', 'Age of the oldest delivery not yet finished, in ms.', (s) => s.oldestAgeMs);
   queueGauge('mail_attempt_schedule_due', 'Deliveries due now and not yet claimed.', (s) => s.due);
   queueGauge('mail_attempt_schedule_due_lag_ms', 'How long the longest-due unclaimed delivery has waited past its due time, in ms.', (s) => s.dueLagMs);
+  new Gauge({
+    name: 'mail_attempt_schedule_sample_age_ms',
+    help: 'Age of the sample the mail_attempt_schedule_* gauges come from, in ms (grows while PostgreSQL does not answer).',
+    registers: [registry],
+    collect() {
+      this.set(sources.schedule.ageMs());
+    },
+  });
 
   new Gauge({
     name: 'mail_loop_heartbeat_age_ms',

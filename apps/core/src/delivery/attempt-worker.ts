@@ -3,14 +3,18 @@
 //   change with its attempt row (sent | failed | suppressed | retrying | dead_letter), plus a bounce
 //   for accepted mail that failed for good — handed to the completion batcher, which writes it
 //   with other workers' outcomes in one commit; the worker waits for that commit before it moves on.
-// The outcome of a send is known the moment the relay answers; if PostgreSQL is away right then
-// (seed 001), the write is retried until it lands or the lease is nearly over — a known "sent" is
-// not thrown away to be retried into a duplicate.
+// The outcome of a send is known the moment the relay answers; if PostgreSQL is away, slow, or the
+// row is locked right then (seed 001; issue 8 (c), (d)), the write is retried — every transient
+// class, queue/db-errors.ts isRetryableDbError — until it lands or the engine stops (its pool is
+// closed: that error is not retryable). A known "sent" is never thrown away to be retried into a
+// duplicate: the lease keeper renews the lease meanwhile, the reclaim never takes back a lease
+// this engine holds live, and a result that lands after the lease was lost anyway is still
+// recorded if nobody has started the delivery again (queue/sql/record-late-outcomes.ts).
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger, Pool, TemplateCatalog } from '@postern/shared';
 import type { EngineMetrics } from '../metrics.ts';
 import type { CompletionBatcher, OutcomeToRecord } from '../queue/completion-batcher.ts';
-import { isTransientDbError } from '../queue/db-errors.ts';
+import { isRetryableDbError } from '../queue/db-errors.ts';
 import type { AttemptRecord } from '../queue/sql/attempt-row.ts';
 import type { ClaimedDelivery } from '../queue/sql/claim-deliveries.ts';
 import type { BounceToStore } from '../queue/sql/insert-bounce.ts';
@@ -33,22 +37,22 @@ export interface AttemptDeps {
   mode: 'smtp' | 'stub';
   sender: string;
   reportingMta: string;
-  leaseMs: number;
   metrics: EngineMetrics;
   logger: Logger;
 }
 
-/** Retry a state write while the database is away, until the lease is nearly over. */
-async function persist<T>(deps: AttemptDeps, leaseDeadline: number, beat: () => void, write: () => Promise<T>): Promise<T> {
+/** Retry recording an outcome through every transient failure, until it lands or the engine stops. */
+async function persist<T>(deps: AttemptDeps, beat: () => void, write: () => Promise<T>): Promise<T> {
   let waitMs = 200;
   for (;;) {
     try {
       return await write();
     } catch (error) {
-      if (!isTransientDbError(error) || Date.now() + waitMs > leaseDeadline - 1_000) throw error;
+      if (!isRetryableDbError(error)) throw error;
       deps.logger.warn({ err: error, retryInMs: waitMs }, 'recording an attempt outcome failed; retrying');
       beat();
       await delay(waitMs);
+      beat();
       waitMs = Math.min(waitMs * 2, 5_000);
     }
   }
@@ -94,10 +98,9 @@ function bounceOf(
 }
 
 export async function attemptDelivery(deps: AttemptDeps, delivery: ClaimedDelivery, beat: () => void): Promise<void> {
-  const leaseDeadline = Date.now() + deps.leaseMs;
   /** Hands the outcome to the batcher and waits for its commit; false when the lease was lost. */
   const record = (outcome: Pick<OutcomeToRecord, 'status' | 'attempt' | 'lastError'> & Partial<Pick<OutcomeToRecord, 'waitMs' | 'bounce'>>) =>
-    persist(deps, leaseDeadline, beat, () =>
+    persist(deps, beat, () =>
       deps.completions.record({ deliveryId: delivery.id, attemptNumber: delivery.attempt_count, waitMs: 0, bounce: null, ...outcome }),
     );
   const log = () => deps.logger.child({ deliveryId: delivery.id, attempt: delivery.attempt_count });
@@ -137,7 +140,8 @@ export async function attemptDelivery(deps: AttemptDeps, delivery: ClaimedDelive
 
   const startedAt = new Date();
   const t0 = performance.now();
-  const result = await deps.relay.send({ deliveryId: delivery.id, envelopeFrom: built.envelopeFrom, recipient: delivery.recipient, raw: built.raw });
+  // Every reply and data chunk beats the heartbeat: a slow relay is not a stalled worker.
+  const result = await deps.relay.send({ deliveryId: delivery.id, envelopeFrom: built.envelopeFrom, recipient: delivery.recipient, raw: built.raw }, beat);
   const durationMs = performance.now() - t0;
   beat();
 
@@ -146,7 +150,7 @@ export async function attemptDelivery(deps: AttemptDeps, delivery: ClaimedDelive
     deps.metrics.attemptOutcomes.inc({ status: 'sent' });
     const attempt = attemptOf('sent', result.reply, describeReply(result.reply, 'accepted'), startedAt, durationMs);
     const recorded = await record({ status: 'sent', attempt, lastError: null });
-    if (!recorded) log().warn('sent, but the lease had been taken over: another engine recorded this attempt as outcome unknown');
+    if (!recorded) log().warn('sent, but the delivery had been taken back and started again: this attempt stays recorded as outcome unknown');
     return;
   }
 

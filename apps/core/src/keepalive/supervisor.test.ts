@@ -56,6 +56,26 @@ describe('superviseLoop', () => {
     await loop.stop(1_000);
   });
 
+  it('tells an abandoned instance so through its own signal, and only that instance', async () => {
+    const signals: AbortSignal[] = [];
+    const loop = superviseLoop({
+      name: 'abandoned',
+      logger,
+      backoffBaseMs: 1,
+      body: async ({ abandoned }) => {
+        signals.push(abandoned);
+        await new Promise(() => {}); // stuck, as a send past every timeout
+      },
+    });
+    await until(() => signals.length === 1);
+    expect(signals[0]?.aborted).toBe(false);
+    loop.restart('stalled');
+    await until(() => signals.length === 2);
+    expect(signals[0]?.aborted).toBe(true);
+    expect(signals[1]?.aborted).toBe(false);
+    await loop.stop(10);
+  });
+
   it('stop() gives a loop its grace period, then gives up on it', async () => {
     const loop = superviseLoop({ name: 'stubborn', logger, body: () => new Promise(() => {}) });
     expect(await loop.stop(50)).toBe(false);

@@ -18,6 +18,9 @@ export interface LoopContext {
   progress(): void;
   /** Holding work (a leased delivery): a stale heartbeat now means a stall. */
   setBusy(busy: boolean): void;
+  /** Aborted when this instance is abandoned (watchdog restart, or a stop that gave up waiting):
+   *  it must take no new work, and gives up at once what it held that others can use. */
+  abandoned: AbortSignal;
 }
 
 export interface LoopStatus {
@@ -83,6 +86,7 @@ export function superviseLoop(options: SuperviseOptions): SupervisedLoop {
       instance += 1;
       const mine = instance;
       const current = () => mine === instance;
+      const abandonment = new AbortController();
       const context: LoopContext = {
         signal: stopController.signal,
         beat: () => {
@@ -94,9 +98,13 @@ export function superviseLoop(options: SuperviseOptions): SupervisedLoop {
         setBusy: (busy) => {
           if (current()) status.busy = busy;
         },
+        abandoned: abandonment.signal,
       };
       const abandoned = new Promise<never>((_, reject) => {
-        abandon = reject;
+        abandon = (reason) => {
+          reject(reason);
+          abandonment.abort(reason);
+        };
       });
       status.state = 'running';
       status.heartbeatAt = Date.now();

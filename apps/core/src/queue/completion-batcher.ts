@@ -6,14 +6,16 @@
 // flushDelayMs after its first outcome arrived; nobody waits longer than that plus the commit.
 //
 // Guarded as a single write was: an outcome whose lease was lost is not written, and its worker
-// hears `false`. Bounces of the batch's permanent failures are inserted in the same transaction,
+// hears `false` — unless nobody has started its delivery again, then the late result replaces the
+// reclaim's outcome_unknown (sql/record-late-outcomes.ts). Bounces of the batch's permanent failures are inserted in the same transaction,
 // only for the deliveries that were recorded. If the write fails (PostgreSQL away) every worker of
 // the batch gets the error and retries as it did before (attempt-worker.ts persist); the deliveries
-// stay leased meanwhile, and a lease that runs out is taken back (reclaim-expired-leases.ts). A
+// stay leased (and renewed: queue/lease-keeper.ts) meanwhile, and a lease that runs out is taken back (reclaim-expired-leases.ts). A
 // non-transient failure is retried one outcome at a time, so one bad row cannot sink its batch.
-import { type Logger, type Pool, withTransaction } from '@postern/shared';
-import { isTransientDbError } from './db-errors.ts';
+import { type Logger, type Pool, type Queryable, withTransaction } from '@postern/shared';
+import { isRetryableDbError } from './db-errors.ts';
 import { type BounceToStore, insertBounce } from './sql/insert-bounce.ts';
+import { recordLateOutcomes } from './sql/record-late-outcomes.ts';
 import { type Outcome, recordOutcomes } from './sql/record-outcomes.ts';
 
 export interface OutcomeToRecord extends Outcome {
@@ -49,13 +51,23 @@ interface Waiting {
   reject: (error: unknown) => void;
 }
 
+/** The outcomes still under this engine's lease, then (only if some lease was lost, an extra round
+ *  trip that the common path never pays) the late ones nobody has started again
+ *  (sql/record-late-outcomes.ts). */
+async function recordWithLate(db: Queryable, workerId: string, outcomes: readonly OutcomeToRecord[]): Promise<Set<string>> {
+  const recorded = await recordOutcomes(db, workerId, outcomes);
+  const lost = outcomes.filter((outcome) => !recorded.has(outcome.deliveryId));
+  if (lost.length > 0) for (const id of await recordLateOutcomes(db, workerId, lost)) recorded.add(id);
+  return recorded;
+}
+
 async function writeBatch(pool: Pool, workerId: string, outcomes: readonly OutcomeToRecord[]): Promise<{ recorded: Set<string>; bounces: number }> {
   if (!outcomes.some((outcome) => outcome.bounce)) {
     // One statement is its own transaction: no BEGIN/COMMIT round trips on the common path.
-    return { recorded: await recordOutcomes(pool, workerId, outcomes), bounces: 0 };
+    return { recorded: await recordWithLate(pool, workerId, outcomes), bounces: 0 };
   }
   return withTransaction(pool, async (client) => {
-    const recorded = await recordOutcomes(client, workerId, outcomes);
+    const recorded = await recordWithLate(client, workerId, outcomes);
     let bounces = 0;
     for (const outcome of outcomes) {
       if (!outcome.bounce || !recorded.has(outcome.deliveryId)) continue;
@@ -89,7 +101,7 @@ export function createCompletionBatcher(options: CompletionBatcherOptions): Comp
     try {
       result = await writeBatch(options.pool, options.workerId, entries.map((entry) => entry.outcome));
     } catch (error) {
-      if (entries.length === 1 || isTransientDbError(error)) {
+      if (entries.length === 1 || isRetryableDbError(error)) {
         for (const entry of entries) entry.reject(error);
         return;
       }

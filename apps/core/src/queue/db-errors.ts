@@ -1,15 +1,37 @@
-// Which PostgreSQL failures mean "the database is away for now" (seed 001: network maintenance,
-// a restart) rather than "this statement is wrong": the former are waited out and retried.
-// SQLSTATE class 08 is "connection exception" as a whole (08P01 protocol violation included): the
-// connection, not the statement, went wrong.
-const TRANSIENT_DB_CODES = new Set([
+// Which PostgreSQL failures mean "try the same statement again later" rather than "this statement
+// is wrong". Two questions, two answers:
+//
+// isTransientDbError — the database is away for now (seed 001: network maintenance, a restart):
+//   SQLSTATE class 08 "connection exception" as a whole (08P01 included: the connection, not the
+//   statement, went wrong), 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now,
+//   class 53 (insufficient resources: too many connections, out of memory, disk full) and the
+//   driver's own socket and pool errors. Stream intake waits these out however long they last;
+//   anything else counts towards quarantining the entry (intake/handling-failures.ts).
+//
+// isRetryableDbError — the above, or the statement lost a race or ran out of time and will succeed
+//   once the other side is done: 57014 query canceled (statement_timeout), 55P03 lock not
+//   available (lock_timeout), 40001 serialization failure, 40P01 deadlock detected, 40003
+//   statement completion unknown. Recording an attempt's outcome retries all of these until it
+//   lands: a known "sent" thrown away is a duplicate after the lease runs out (issue 8 (d)).
+const AWAY_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN',
-  '57P01', '57P02', '57P03', '53300',
+  '57P01', '57P02', '57P03',
 ]);
+const AWAY_CLASSES = /^(08|53)[0-9A-Z]{3}$/;
+const CONTENTION_CODES = new Set(['57014', '55P03', '40001', '40P01', '40003']);
+
+function codeOf(error: unknown): string | undefined {
+  return (error as { code?: string } | null)?.code;
+}
 
 export function isTransientDbError(error: unknown): boolean {
-  const code = (error as { code?: string } | null)?.code;
-  if (code && (TRANSIENT_DB_CODES.has(code) || /^08[0-9A-Z]{3}$/.test(code))) return true;
+  const code = codeOf(error);
+  if (code && (AWAY_CODES.has(code) || AWAY_CLASSES.test(code))) return true;
   const message = error instanceof Error ? error.message : '';
   return /Connection terminated|connection timeout|timeout exceeded|Query read timeout|not queryable|Client has encountered a connection error/i.test(message);
+}
+
+export function isRetryableDbError(error: unknown): boolean {
+  const code = codeOf(error);
+  return isTransientDbError(error) || (code !== undefined && CONTENTION_CODES.has(code));
 }

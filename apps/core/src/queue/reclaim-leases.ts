@@ -17,13 +17,15 @@ export interface ReclaimOptions {
   maxAttempts: number;
   leaseMs: number;
   bounces: BounceContext;
+  /** Leases the calling engine holds for live work: never taken back (queue/live-leases.ts). */
+  liveIds?: readonly string[];
 }
 
 const REASON = 'retry ladder exhausted; the last attempt was lost with its lease (the engine died or stalled), so its outcome is unknown';
 
 export async function reclaimLeases(options: ReclaimOptions): Promise<{ reclaimed: number; deadLettered: number; bounces: number }> {
   return withTransaction(options.pool, async (client) => {
-    const rows = await reclaimExpiredLeases(client, options.limit, options.maxAttempts, options.leaseMs);
+    const rows = await reclaimExpiredLeases(client, options.limit, options.maxAttempts, options.leaseMs, options.liveIds);
     let deadLettered = 0;
     let bounces = 0;
     for (const row of rows) {

@@ -10,6 +10,7 @@ import type { BounceContext } from '../delivery/bounce.ts';
 import { createWaker, type LoopContext } from '../keepalive/supervisor.ts';
 import type { EngineMetrics } from '../metrics.ts';
 import type { CompletionBatcher } from './completion-batcher.ts';
+import type { LiveLeases } from './live-leases.ts';
 import { reclaimLeases } from './reclaim-leases.ts';
 import { claimDueDeliveries } from './sql/claim-deliveries.ts';
 import type { WorkChannel } from './work-channel.ts';
@@ -24,6 +25,8 @@ export interface SchedulerOptions {
    *  outcome's commit (completion-batcher.ts): the next claim overlaps that commit. */
   claimAhead: number;
   completions: Pick<CompletionBatcher, 'awaitingCommit' | 'onRecord'>;
+  /** Leases held for live work: claimed ones are added here, and the reclaim never takes them. */
+  leases: LiveLeases;
   leaseMs: number;
   pollIntervalMs: number;
   heartbeatIntervalMs: number;
@@ -72,6 +75,7 @@ export function createScheduler(options: SchedulerOptions): { body: (context: Lo
             maxAttempts: options.maxAttempts,
             leaseMs: options.leaseMs,
             bounces: options.bounces,
+            liveIds: options.leases.ids(),
           });
           if (taken.reclaimed > 0) {
             options.metrics.leasesReclaimed.inc(taken.reclaimed);
@@ -92,6 +96,7 @@ export function createScheduler(options: SchedulerOptions): { body: (context: Lo
           const claimMs = performance.now() - t0;
           options.metrics.claimDuration.observe(claimMs);
           options.onClaim?.(claimMs, claimed.length);
+          for (const delivery of claimed) options.leases.hold({ id: delivery.id, attemptNumber: delivery.attempt_count });
           if (claimed.length > 0) {
             if (signal.aborted) {
               // Claimed while stopping: handed to the channel anyway, the engine's stop releases it.

@@ -57,6 +57,19 @@ export class WorkChannel {
     });
   }
 
+  /** A delivery taken by a worker instance that was abandoned before it started: first in line
+   *  again, for the next worker. */
+  giveBack(item: ClaimedDelivery): void {
+    this.#busy -= 1;
+    this.#items.unshift(item);
+    const taker = this.#takers.shift();
+    if (taker) {
+      this.#items.shift();
+      this.#busy += 1;
+      taker(item);
+    }
+  }
+
   finished(): void {
     this.#busy -= 1;
     this.#onSlotFree();

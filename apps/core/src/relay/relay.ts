@@ -30,7 +30,9 @@ export interface Relay {
   readonly name: string;
   /** The relay never reads the message bytes (stub mode): the engine does not compose them. */
   readonly discardsMessages?: boolean;
-  send(message: OutboundMessage): Promise<SendResult>;
+  /** progress is called on every complete reply from the relay and every chunk of the message
+   *  taken by the connection: the send is slow, not stalled (the worker beats its heartbeat). */
+  send(message: OutboundMessage, progress?: () => void): Promise<SendResult>;
   /** Cut every send under way short (shutdown deadline); they resolve as interrupted failures. */
   interrupt(): void;
   close(): Promise<void>;

@@ -7,6 +7,12 @@
 // buffers the whole message before DATA, which hides that; here the message stream is only read
 // once the relay answered 354. A timeout after that point may have delivered the mail and is
 // recorded as outcome_unknown (classify-reply.ts).
+// Slow is not stalled (issue 8): every complete reply from the relay and every chunk of the message
+// taken by the socket is reported as progress (the worker beats its heartbeat), so a relay that
+// answers each command just under MAIL_SMTP_TIMEOUT is never mistaken for a hung one. And a relay
+// that keeps the socket busy without ever finishing — a multi-line reply trickled one line every
+// 2 s resets nodemailer's socketTimeout forever — is cut by the whole-send deadline
+// (MAIL_SMTP_SEND_DEADLINE): the send ends as a timeout, outcome_unknown if the data was out.
 import os from 'node:os';
 import { Readable } from 'node:stream';
 import type { Logger } from '@postern/shared';
@@ -19,6 +25,8 @@ export interface SmtpRelayOptions {
   username: string | undefined;
   password: string | undefined;
   timeoutMs: number;
+  /** Whole send, connect to the last reply; past it the connection is closed. */
+  sendDeadlineMs: number;
   maxConnections: number;
   logger: Logger;
 }
@@ -45,7 +53,36 @@ interface PooledConnection {
   connection: SMTPConnection;
   messages: number;
   broken: boolean;
+  /** The send under way on this connection hears of each complete reply here. */
+  onReply: () => void;
 }
+
+/** Message bytes are handed to the socket in chunks of this size; each one taken is progress. */
+const DATA_CHUNK_BYTES = 64 * 1024;
+
+function chunksOf(raw: Buffer): Buffer[] {
+  const chunks: Buffer[] = [];
+  for (let offset = 0; offset < raw.length; offset += DATA_CHUNK_BYTES) chunks.push(raw.subarray(offset, offset + DATA_CHUNK_BYTES));
+  return chunks.length > 0 ? chunks : [raw];
+}
+
+/** nodemailer logs each complete server reply as { tnx: 'server' } when transactionLog is on
+ *  (documented option; message content is not logged): the only public signal of a reply. */
+function replyListener(pooled: { onReply: () => void }) {
+  const ignore = () => {};
+  return {
+    trace: ignore,
+    info: ignore,
+    warn: ignore,
+    error: ignore,
+    fatal: ignore,
+    debug: (entry: unknown) => {
+      if ((entry as { tnx?: string } | null)?.tnx === 'server') pooled.onReply();
+    },
+  };
+}
+
+class SendDeadlinePassed extends Error {}
 
 export function createSmtpRelay(options: SmtpRelayOptions): Relay {
   const log = options.logger.child({ component: 'smtp-relay' });
@@ -53,8 +90,9 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
   const active = new Set<PooledConnection>();
   let generation = 0;
 
-  const open = () =>
+  const open = (opened: (pooled: PooledConnection) => void, onReply: () => void) =>
     new Promise<PooledConnection>((resolve, reject) => {
+      const pooledRef: { onReply: () => void } = { onReply };
       const connection = new SMTPConnection({
         host: options.host,
         port: options.port,
@@ -66,9 +104,11 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
         greetingTimeout: options.timeoutMs,
         socketTimeout: options.timeoutMs,
         dnsTimeout: options.timeoutMs,
-        logger: false,
+        logger: replyListener(pooledRef),
+        transactionLog: true,
       });
-      const pooled: PooledConnection = { connection, messages: 0, broken: false };
+      const pooled: PooledConnection = Object.assign(pooledRef, { connection, messages: 0, broken: false });
+      opened(pooled);
       const onError = (error: Error) => {
         pooled.broken = true;
         reject(error);
@@ -108,40 +148,90 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
 
   return {
     name: `smtp://${options.host}:${options.port}`,
-    async send(message: OutboundMessage): Promise<SendResult> {
+    async send(message: OutboundMessage, progress: () => void = () => {}): Promise<SendResult> {
       const myGeneration = generation;
-      let pooled = idle.pop();
-      while (pooled?.broken) {
-        pooled.connection.close();
-        pooled = idle.pop();
-      }
+      let current: PooledConnection | null = null;
+      let deadlinePassed = false;
+      let onDeadline: (error: Error) => void = () => {};
+      const deadline = new Promise<never>((_, reject) => {
+        onDeadline = reject;
+      });
+      deadline.catch(() => {});
+      const timer = setTimeout(() => {
+        deadlinePassed = true;
+        if (current) {
+          current.broken = true;
+          current.connection.close();
+        }
+        onDeadline(new SendDeadlinePassed(`whole-send deadline of ${options.sendDeadlineMs} ms passed`));
+      }, options.sendDeadlineMs);
+      const deadlineFailure = (dataSent: boolean): SendResult => ({
+        ok: false,
+        failure: { kind: 'timeout', reply: null, dataSent, interrupted: false, message: `ETIMEDOUT: whole-send deadline of ${options.sendDeadlineMs} ms passed (the relay kept the connection busy without finishing)` },
+      });
       try {
-        pooled ??= await open();
-      } catch (error) {
-        return { ok: false, failure: failureOf(error as NodemailerError, false, myGeneration !== generation) };
-      }
-      active.add(pooled);
-      const connection = pooled.connection;
-      let dataSent = false;
-      const source = Readable.from([message.raw]);
-      source.once('end', () => {
-        dataSent = true;
-      });
-      const outcome = await new Promise<{ error: NodemailerError | null; response: string | null }>((resolve) => {
-        connection.send({ from: message.envelopeFrom, to: [message.recipient] }, source, (error, info) => {
-          resolve({ error: (error as NodemailerError | null) ?? null, response: info?.response ?? null });
+        let pooled = idle.pop();
+        while (pooled?.broken) {
+          pooled.connection.close();
+          pooled = idle.pop();
+        }
+        if (pooled) pooled.onReply = progress;
+        try {
+          pooled ??= await Promise.race([
+            open((opening) => {
+              current = opening;
+            }, progress),
+            deadline,
+          ]);
+        } catch (error) {
+          if (deadlinePassed) return deadlineFailure(false);
+          return { ok: false, failure: failureOf(error as NodemailerError, false, myGeneration !== generation) };
+        }
+        current = pooled;
+        active.add(pooled);
+        const connection = pooled.connection;
+        let dataSent = false;
+        // Pulled by nodemailer only after 354 (a 'data' listener here would start the flow early
+        // and make dataSent lie); each pull of the next chunk means the previous one was taken.
+        const source = Readable.from(
+          (function* () {
+            for (const chunk of chunksOf(message.raw)) {
+              yield chunk;
+              progress();
+            }
+          })(),
+        );
+        source.once('end', () => {
+          dataSent = true;
         });
-      });
-      pooled.messages += 1;
-      if (!outcome.error) {
-        await release(pooled, true);
-        const reply = parseReply(outcome.response ?? '250 OK');
-        return { ok: true, reply: reply ?? { code: 250, enhanced: null, text: 'OK' } };
+        type Outcome = { error: NodemailerError | null; response: string | null };
+        const outcome = await Promise.race([
+          new Promise<Outcome>((resolve) => {
+            connection.send({ from: message.envelopeFrom, to: [message.recipient] }, source, (error, info) => {
+              resolve({ error: (error as NodemailerError | null) ?? null, response: info?.response ?? null });
+            });
+          }),
+          // A closed connection normally fails the send at once; this is for one that does not.
+          deadline.catch((error: Error): Outcome => ({ error, response: null })),
+        ]);
+        pooled.messages += 1;
+        pooled.onReply = () => {};
+        if (!outcome.error) {
+          await release(pooled, !deadlinePassed);
+          const reply = parseReply(outcome.response ?? '250 OK');
+          return { ok: true, reply: reply ?? { code: 250, enhanced: null, text: 'OK' } };
+        }
+        if (deadlinePassed) {
+          await release(pooled, false);
+          return deadlineFailure(dataSent);
+        }
+        // A refused transaction leaves a usable session once RSET succeeds; anything else is closed.
+        const reusable = Boolean(outcome.error.responseCode) && !pooled.broken && (await reset(pooled));
+        await release(pooled, reusable);
+        return { ok: false, failure: failureOf(outcome.error, dataSent, myGeneration !== generation) };
+      } finally {
+        clearTimeout(timer);
       }
-      // A refused transaction leaves a usable session once RSET succeeds; anything else is closed.
-      const reusable = Boolean(outcome.error.responseCode) && !pooled.broken && (await reset(pooled));
-      await release(pooled, reusable);
-      return { ok: false, failure: failureOf(outcome.error, dataSent, myGeneration !== generation) };
     },
     interrupt() {
       generation += 1;

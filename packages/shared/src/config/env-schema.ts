@@ -70,6 +70,9 @@ export const envSchema = z.object({
   MAIL_SMTP_PASSWORD: z.string().min(1).optional(),
   MAIL_SMTP_FROM: parsedBy(parseAddress).prefault('postern@localhost.localdomain'),
   MAIL_SMTP_TIMEOUT: duration('30s'),
+  // Whole-send deadline: a relay that keeps the socket busy (a reply trickled one line at a time)
+  // never trips the per-command timeout. Unset: SMTP_SEND_STEPS x MAIL_SMTP_TIMEOUT (load-config.ts).
+  MAIL_SMTP_SEND_DEADLINE: parsedBy(parseDuration).optional(),
 
   // Engine tuning.
   MAIL_ATTEMPT_WORKER_CONCURRENCY: count('8', 1000),
@@ -77,8 +80,9 @@ export const envSchema = z.object({
   // Delivery engine (apps/core). The retry ladder is fixed (docs/core.md); the override exists so
   // tests and staging can shorten it: a comma-separated list of waits, e.g. "1s,2s".
   MAIL_RETRY_LADDER: parsedBy(parseDurationList).optional(),
-  // A claimed delivery is leased for this long; an engine that dies leaves it claimable after it.
-  MAIL_LEASE_DURATION: duration('5m'),
+  // A claimed delivery is leased for this long and renewed by its live engine; an engine that dies
+  // leaves it claimable after it. Must outlast a whole send plus a tenth (load-config.ts).
+  MAIL_LEASE_DURATION: duration('6m'),
   MAIL_CLAIM_BATCH_SIZE: count('32', 10_000),
   // Most deliveries claimed for workers that only wait for their outcome's commit (0: none).
   MAIL_CLAIM_AHEAD: countFromZero('32', 10_000),

@@ -71,6 +71,21 @@ describe('loadConfig', () => {
     expect(loadConfig({ ...minimal, MAIL_MTA_DATA_MEMORY_BUDGET: '10MiB', MAIL_SMTP_MODE: 'stub' }, 'core').smtp.mode).toBe('stub');
   });
 
+  it('derives the whole-send deadline and wants the lease to outlast it by a tenth (smtp mode)', () => {
+    const relay = { ...minimal, MAIL_SMTP_ADDR: '127.0.0.1:25' };
+    const defaults = loadConfig(relay, 'core');
+    expect(defaults.smtp.sendDeadlineMs).toBe(10 * 30_000);
+    expect(defaults.engine.leaseDurationMs).toBeGreaterThan(defaults.smtp.sendDeadlineMs * 1.1);
+    expect(loadConfig({ ...relay, MAIL_SMTP_SEND_DEADLINE: '45s', MAIL_LEASE_DURATION: '1m' }, 'core').smtp.sendDeadlineMs).toBe(45_000);
+    expect(() => loadConfig({ ...relay, MAIL_SMTP_TIMEOUT: '10s', MAIL_LEASE_DURATION: '110s', MAIL_WATCHDOG_STALL_THRESHOLD: '20s' }, 'core')).toThrow(
+      /MAIL_LEASE_DURATION: must be longer than the whole-send deadline plus a tenth \(110000 ms/,
+    );
+    expect(() => loadConfig({ ...relay, MAIL_SMTP_SEND_DEADLINE: '10s' }, 'core')).toThrow(/MAIL_SMTP_SEND_DEADLINE: must be at least MAIL_SMTP_TIMEOUT/);
+    expect(() => loadConfig({ ...relay, MAIL_WATCHDOG_STALL_THRESHOLD: '30s' }, 'core')).toThrow(/MAIL_WATCHDOG_STALL_THRESHOLD: must be longer than MAIL_SMTP_TIMEOUT/);
+    // Stub mode sends nothing: no whole-send deadline to outlast.
+    expect(loadConfig({ ...minimal, MAIL_SMTP_MODE: 'stub', MAIL_LEASE_DURATION: '1m' }, 'core').engine.leaseDurationMs).toBe(60_000);
+  });
+
   it('names MAIL_ variables it does not know, likely typos', () => {
     expect(unknownMailVariables({ ...minimal, MAIL_SMTP_ADRR: 'x', HOME: '/root' })).toEqual(['MAIL_SMTP_ADRR']);
   });

@@ -22,7 +22,10 @@ export interface PosternConfig {
     username: string | undefined;
     password: string | undefined;
     from: string;
+    /** Per command: connecting, the greeting, every reply. */
     timeoutMs: number;
+    /** A whole send, first byte to last reply (MAIL_SMTP_SEND_DEADLINE or SMTP_SEND_STEPS x timeoutMs). */
+    sendDeadlineMs: number;
   };
   engine: {
     attemptWorkerConcurrency: number;
@@ -61,6 +64,14 @@ export interface PosternConfig {
 
 type Source = Record<string, string | undefined>;
 
+/** The waits of the longest legitimate send, each bounded by MAIL_SMTP_TIMEOUT: connect, greeting,
+ *  EHLO, STARTTLS, EHLO again, AUTH, MAIL, RCPT, DATA, and the reply to the end of data. */
+export const SMTP_SEND_STEPS = 10;
+
+function sendDeadlineOf(env: Env): number {
+  return env.MAIL_SMTP_SEND_DEADLINE ?? SMTP_SEND_STEPS * env.MAIL_SMTP_TIMEOUT;
+}
+
 /** Problems that depend on more than one variable or on which app is starting. */
 function crossFieldProblems(env: Env, app: AppName): string[] {
   const problems: string[] = [];
@@ -82,7 +93,21 @@ function crossFieldProblems(env: Env, app: AppName): string[] {
     problems.push('MAIL_LEASE_DURATION: must be longer than MAIL_SMTP_TIMEOUT');
   }
   if (app === 'core' && env.MAIL_WATCHDOG_STALL_THRESHOLD <= env.MAIL_SMTP_TIMEOUT) {
-    problems.push('MAIL_WATCHDOG_STALL_THRESHOLD: must be longer than MAIL_SMTP_TIMEOUT (a send may legitimately take that long)');
+    // A worker beats on every reply; one that waits longer than a reply may take is stuck.
+    problems.push('MAIL_WATCHDOG_STALL_THRESHOLD: must be longer than MAIL_SMTP_TIMEOUT (one reply may legitimately take that long)');
+  }
+  if (app === 'core' && env.MAIL_SMTP_SEND_DEADLINE !== undefined && env.MAIL_SMTP_SEND_DEADLINE < env.MAIL_SMTP_TIMEOUT) {
+    problems.push('MAIL_SMTP_SEND_DEADLINE: must be at least MAIL_SMTP_TIMEOUT (a whole send includes at least one reply)');
+  }
+  const sendDeadline = sendDeadlineOf(env);
+  if (app === 'core' && env.MAIL_SMTP_MODE === 'smtp' && env.MAIL_LEASE_DURATION <= sendDeadline + sendDeadline / 10) {
+    // A live engine renews its leases; this is the second line: when renewal cannot reach
+    // PostgreSQL, a send begun under a fresh lease is over (and a tenth left for recording it)
+    // before any other engine may take the delivery back, so two engines never send it at once.
+    problems.push(
+      `MAIL_LEASE_DURATION: must be longer than the whole-send deadline plus a tenth (${Math.ceil((sendDeadline * 11) / 10)} ms; ` +
+        `the deadline is MAIL_SMTP_SEND_DEADLINE, or ${SMTP_SEND_STEPS} x MAIL_SMTP_TIMEOUT when unset)`,
+    );
   }
   if (env.MAIL_REDIS_PASSWORD && !env.MAIL_REDIS_MASTER_ADDR) {
     problems.push('MAIL_REDIS_PASSWORD: set without MAIL_REDIS_MASTER_ADDR');
@@ -133,6 +158,7 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
       password: env.MAIL_SMTP_PASSWORD,
       from: env.MAIL_SMTP_FROM,
       timeoutMs: env.MAIL_SMTP_TIMEOUT,
+      sendDeadlineMs: sendDeadlineOf(env),
     },
     engine: {
       attemptWorkerConcurrency: env.MAIL_ATTEMPT_WORKER_CONCURRENCY,

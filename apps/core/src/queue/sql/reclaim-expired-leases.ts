@@ -3,6 +3,9 @@
 // known — the message may have gone out — so it is recorded as outcome_unknown rather than guessed.
 // The delivery goes back to `retrying`, due at once; one whose ladder is already spent is
 // dead-lettered instead, so a delivery that kills every engine that touches it cannot loop forever.
+// Never taken back: the leases the calling engine still holds for live work ($4, queue/live-leases.ts)
+// — expired only because PostgreSQL was away longer than the lease and renewal could not reach it;
+// their sends' outcomes are about to be recorded, and taking them back would re-send them.
 // Every row taken back is returned: the caller (queue/reclaim-leases.ts) bounces the dead-lettered
 // mail the edge accepted in the same transaction.
 import type { Queryable } from '@postern/shared';
@@ -11,6 +14,7 @@ const RECLAIM_SQL = `
 WITH expired AS (
   SELECT id, locked_by, locked_until, attempt_count FROM mail.deliveries
    WHERE status = 'sending' AND locked_until < now()
+     AND id <> ALL($4::uuid[])
    ORDER BY locked_until
    LIMIT $1
    FOR UPDATE SKIP LOCKED),
@@ -60,11 +64,17 @@ export interface ReclaimedDelivery {
 
 /** Data-modifying CTEs run to completion whether or not the final SELECT reads them (PostgreSQL
  *  docs, 7.8.4): the attempt and dead-letter rows are written for every row returned. */
-export async function reclaimExpiredLeases(db: Queryable, limit: number, maxAttempts: number, leaseMs: number): Promise<ReclaimedDelivery[]> {
+export async function reclaimExpiredLeases(
+  db: Queryable,
+  limit: number,
+  maxAttempts: number,
+  leaseMs: number,
+  liveIds: readonly string[] = [],
+): Promise<ReclaimedDelivery[]> {
   const { rows } = await db.query<ReclaimedDelivery>({
     name: 'postern_reclaim_expired_leases',
     text: RECLAIM_SQL,
-    values: [limit, maxAttempts, leaseMs],
+    values: [limit, maxAttempts, leaseMs, liveIds],
   });
   return rows;
 }

@@ -1,0 +1,25 @@
+import { describe, expect, it } from 'vitest';
+import { isRetryableDbError, isTransientDbError } from './db-errors.ts';
+
+const pgError = (code: string) => Object.assign(new Error(`pg ${code}`), { code });
+
+describe('db-errors', () => {
+  it('retries every transient class when recording an outcome', () => {
+    for (const code of ['57014', '55P03', '40P01', '40001', '57P01', '57P03', '08006', '08P01', '53300', 'ECONNRESET']) {
+      expect(isRetryableDbError(pgError(code)), code).toBe(true);
+    }
+    expect(isRetryableDbError(new Error('Connection terminated unexpectedly'))).toBe(true);
+    expect(isRetryableDbError(new Error('Query read timeout'))).toBe(true);
+  });
+
+  it('does not retry a statement that is wrong', () => {
+    for (const code of ['22021', '23505', '42P01', '42703', 'P0001']) expect(isRetryableDbError(pgError(code)), code).toBe(false);
+    expect(isRetryableDbError(new Error('Cannot use a pool after calling end on the pool'))).toBe(false);
+  });
+
+  it('counts only an unreachable database as "away" (stream intake waits those out for ever)', () => {
+    expect(isTransientDbError(pgError('57P01'))).toBe(true);
+    expect(isTransientDbError(pgError('57014'))).toBe(false);
+    expect(isTransientDbError(pgError('40P01'))).toBe(false);
+  });
+});

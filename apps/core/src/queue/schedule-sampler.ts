@@ -1,0 +1,50 @@
+// The queue figures behind /metrics, sampled in the background. Reading them at scrape time made
+// /metrics hang for as long as PostgreSQL did (16 s in issue 8), so a Prometheus scrape failed
+// exactly when the heartbeat and restart counters mattered. Now a timer reads them every interval
+// — never two reads at once, so a hanging database costs one waiting query, not a pile — and a
+// scrape only reads the latest sample, with its age (mail_attempt_schedule_sample_age_ms).
+import type { Logger } from '@postern/shared';
+import type { ScheduleStats } from './sql/schedule-stats.ts';
+
+export interface ScheduleSample {
+  stats: ScheduleStats;
+  /** When the sample was read (ms since the epoch). */
+  at: number;
+}
+
+export interface ScheduleSampler {
+  /** The latest sample, or null before the first read succeeded. */
+  latest(): ScheduleSample | null;
+  /** How old the figures are: since the last sample, or since the sampler started if none yet. */
+  ageMs(): number;
+  stop(): void;
+}
+
+export function startScheduleSampler(options: { read: () => Promise<ScheduleStats>; intervalMs: number; logger: Logger }): ScheduleSampler {
+  const startedAt = Date.now();
+  let latest: ScheduleSample | null = null;
+  let reading = false;
+  let stopped = false;
+  const sample = async () => {
+    if (reading || stopped) return;
+    reading = true;
+    try {
+      latest = { stats: await options.read(), at: Date.now() };
+    } catch (error) {
+      options.logger.warn({ err: error }, 'queue figures could not be sampled; /metrics keeps the last sample');
+    } finally {
+      reading = false;
+    }
+  };
+  void sample();
+  const timer = setInterval(() => void sample(), options.intervalMs);
+  timer.unref();
+  return {
+    latest: () => latest,
+    ageMs: () => Date.now() - (latest?.at ?? startedAt),
+    stop() {
+      stopped = true;
+      clearInterval(timer);
+    },
+  };
+}

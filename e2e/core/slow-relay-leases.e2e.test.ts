@@ -1,0 +1,180 @@
+// Issue 8, with ONE engine that stays alive: a slow relay is not a stalled one, a send longer than
+// the lease is not re-sent by the engine's own reclaim, a statement timeout while recording does
+// not throw a known "sent" away, and a send that never finishes does not keep its worker's slot.
+import { createLogger } from '@postern/shared';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type Engine, startEngine } from '../../apps/core/src/engine.ts';
+import { reclaimExpiredLeases } from '../../apps/core/src/queue/sql/reclaim-expired-leases.ts';
+import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
+import { attemptsOf, engineConfig, metricsText, queueDelivery, testCatalog, unique, waitForStatus } from './helpers/engine.ts';
+import { type SlowSink, startSlowSink } from './helpers/slow-sink.ts';
+
+let db: TestDatabase;
+let sink: SlowSink;
+let engine: Engine | null = null;
+
+beforeAll(async () => {
+  db = await createTestDatabase('core-slow-relay');
+  sink = await startSlowSink();
+});
+
+afterEach(async () => {
+  await engine?.stop();
+  engine = null;
+  sink.setReplyDelay(0);
+});
+
+afterAll(async () => {
+  await sink?.close();
+  await db?.drop();
+});
+
+async function start(env: Record<string, string>, override: (config: ReturnType<typeof engineConfig>) => void = () => {}): Promise<Engine> {
+  const config = engineConfig(db.dsn, { MAIL_SMTP_ADDR: `127.0.0.1:${sink.port}`, MAIL_HEARTBEAT_INTERVAL: '200ms', ...env });
+  override(config);
+  engine = await startEngine(config, { logger: createLogger('core-e2e', config.logLevel), catalog: testCatalog() });
+  return engine;
+}
+
+function base(running: Engine): string {
+  return `http://${running.http?.host}:${running.http?.port}`;
+}
+
+/** Polls /readyz until stopped; returns every status seen, with the time it was seen. */
+function watchReadiness(running: Engine): { seen: Array<{ at: number; status: number }>; stop: () => Promise<void> } {
+  const seen: Array<{ at: number; status: number }> = [];
+  let stopped = false;
+  const loop = (async () => {
+    while (!stopped) {
+      const status = await fetch(`${base(running)}/readyz`).then((response) => response.status).catch(() => 0);
+      seen.push({ at: Date.now(), status });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  })();
+  return {
+    seen,
+    stop: async () => {
+      stopped = true;
+      await loop;
+    },
+  };
+}
+
+function stallsOf(text: string): number {
+  return [...text.matchAll(/^mail_loop_stalls_total\{[^}]*\} (\d+)/gm)].reduce((sum, match) => sum + Number(match[1]), 0);
+}
+
+describe('slow is not stalled, and an engine never re-sends its own work', () => {
+  it('(b) a relay answering every command just under MAIL_SMTP_TIMEOUT, sends longer than the lease: renewed, no duplicate, no false stall', async () => {
+    // 1.2 s per reply: a send on a fresh connection waits for 6 replies (7 s), on a reused one
+    // for 4 (5 s). The lease is 3 s — shorter than any send — so only renewal keeps it. The
+    // startup rule (lease > whole-send deadline + a tenth) is set aside here on purpose: it is
+    // the second line of defence, for when renewal cannot reach PostgreSQL.
+    sink.setReplyDelay(1_200);
+    const running = await start(
+      { MAIL_SMTP_TIMEOUT: '2s', MAIL_WATCHDOG_STALL_THRESHOLD: '3s', MAIL_ATTEMPT_WORKER_CONCURRENCY: '2' },
+      (config) => {
+        config.engine.leaseDurationMs = 3_000;
+      },
+    );
+    const readiness = watchReadiness(running);
+    await waitFor('ready', () => readiness.seen.at(-1)?.status, (status) => status === 200);
+    const readySince = Date.now();
+    // Another engine's reclaim, as it would run beside this one: it takes back every expired
+    // lease it does not hold itself. Only renewal keeps the slow sends' leases from it.
+    const otherEngine = { reclaimed: 0, stopped: false };
+    const otherReclaim = (async () => {
+      while (!otherEngine.stopped) {
+        otherEngine.reclaimed += (await reclaimExpiredLeases(db.pool, 100, 13, 3_000, [])).length;
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    })();
+    const recipients = Array.from({ length: 6 }, (_, i) => unique(`slow-${i}`));
+    const ids = [];
+    for (const recipient of recipients) ids.push(await queueDelivery(db.pool, { recipient }));
+    try {
+      for (const id of ids) await waitForStatus(db.pool, id, 'sent', 90_000);
+    } finally {
+      otherEngine.stopped = true;
+      await otherReclaim;
+      await readiness.stop();
+    }
+
+    expect(otherEngine.reclaimed).toBe(0);
+
+    expect(recipients.map((recipient) => sink.accepted.get(recipient) ?? 0)).toEqual(recipients.map(() => 1));
+    for (const recipient of recipients) expect(sink.bodies.get(recipient)).toContain(`Subject: to ${recipient}`);
+    for (const id of ids) expect(await attemptsOf(db.pool, id)).toMatchObject([{ attempt_number: 1, status: 'sent' }]);
+    const text = await metricsText(running);
+    expect(stallsOf(text)).toBe(0);
+    expect(readiness.seen.filter((sample) => sample.at > readySince && sample.status !== 200)).toEqual([]);
+  }, 150_000);
+
+  it('(d) a statement timeout while recording a "sent": recorded once the row is free, never sent again', async () => {
+    // The engine's statements time out after 1 s; another session holds the delivery's row lock
+    // for 4 s right while the send finishes, so recording it fails with 57014 more than once.
+    sink.setReplyDelay(300);
+    await start({
+      MAIL_POSTGRES_STATEMENT_TIMEOUT: '1s',
+      MAIL_SMTP_TIMEOUT: '500ms',
+      MAIL_WATCHDOG_STALL_THRESHOLD: '2s',
+      MAIL_LEASE_DURATION: '6s',
+      MAIL_ATTEMPT_WORKER_CONCURRENCY: '1',
+    });
+    const recipient = unique('locked');
+    const id = await queueDelivery(db.pool, { recipient });
+    await waitForStatus(db.pool, id, 'sending');
+    const locker = await db.pool.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query('SELECT 1 FROM mail.deliveries WHERE id = $1 FOR UPDATE', [id]);
+      await waitFor('the send to reach the relay', () => sink.accepted.get(recipient) ?? 0, (n) => n === 1, { timeoutMs: 20_000 });
+      await new Promise((resolve) => setTimeout(resolve, 4_000)); // the lock held past several statement timeouts
+      await locker.query('COMMIT');
+    } finally {
+      locker.release();
+    }
+    await waitForStatus(db.pool, id, 'sent', 30_000);
+    expect(await attemptsOf(db.pool, id)).toMatchObject([{ attempt_number: 1, status: 'sent' }]);
+    expect(sink.accepted.get(recipient)).toBe(1);
+  }, 90_000);
+
+  it('watchdog: one worker, a reply trickled for ever — the slot is freed, the next delivery sent, /readyz 503 only while stuck', async () => {
+    const running = await start({
+      MAIL_SMTP_TIMEOUT: '1s',
+      MAIL_WATCHDOG_STALL_THRESHOLD: '3s',
+      MAIL_LEASE_DURATION: '15s',
+      MAIL_ATTEMPT_WORKER_CONCURRENCY: '1',
+    });
+    const readiness = watchReadiness(running);
+    await waitFor('ready', () => readiness.seen.at(-1)?.status, (status) => status === 200);
+    const stuck = unique('trickled');
+    const next = unique('next');
+    sink.trickleOnce(stuck, 400);
+    const stuckId = await queueDelivery(db.pool, { recipient: stuck });
+    await waitFor('the relay to trickle its reply', () => sink.trickling, (n) => n === 1, { timeoutMs: 20_000 });
+    const nextId = await queueDelivery(db.pool, { recipient: next });
+
+    await waitFor('the next delivery at the relay', () => sink.accepted.get(next) ?? 0, (n) => n === 1, { timeoutMs: 60_000 });
+    // Sent by the fresh worker while the abandoned send still trickles: the watchdog freed the slot,
+    // not the whole-send deadline.
+    const stillTrickling = sink.trickling;
+    const sentAt = Date.now();
+    await waitForStatus(db.pool, nextId, 'sent');
+    await waitFor('ready again', () => readiness.seen.at(-1)?.status, (status) => status === 200, { timeoutMs: 10_000 });
+    // The trickled send is cut by the whole-send deadline (10 x 1 s) and the delivery retried.
+    await waitForStatus(db.pool, stuckId, 'sent', 60_000);
+    await readiness.stop();
+
+    expect(stillTrickling).toBe(1);
+    const notReady = readiness.seen.filter((sample) => sample.status === 503);
+    expect(notReady.length).toBeGreaterThan(0);
+    expect(notReady.every((sample) => sample.at < sentAt)).toBe(true);
+    expect(stallsOf(await metricsText(running))).toBe(1);
+    expect(await attemptsOf(db.pool, stuckId)).toMatchObject([
+      { attempt_number: 1, status: 'timed_out', smtp_text: expect.stringContaining('whole-send deadline of 10000 ms passed') },
+      { attempt_number: 2, status: 'sent' },
+    ]);
+    expect(sink.accepted.get(stuck)).toBe(1);
+  }, 150_000);
+});
