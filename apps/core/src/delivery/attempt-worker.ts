@@ -137,7 +137,14 @@ export async function attemptDelivery(deps: AttemptDeps, delivery: ClaimedDelive
 
   const startedAt = new Date();
   const t0 = performance.now();
-  const result = await deps.relay.send({ deliveryId: delivery.id, envelopeFrom: built.envelopeFrom, recipient: delivery.recipient, raw: built.raw });
+  const result = await deps.relay.send({
+    deliveryId: delivery.id,
+    envelopeFrom: built.envelopeFrom,
+    recipient: delivery.recipient,
+    raw: built.raw,
+    smtpUtf8: built.smtpUtf8 === true,
+    body8BitMime: built.body8BitMime === true,
+  });
   const durationMs = performance.now() - t0;
   beat();
 

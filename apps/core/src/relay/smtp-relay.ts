@@ -11,6 +11,7 @@ import os from 'node:os';
 import { Readable } from 'node:stream';
 import type { Logger } from '@postern/shared';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import { declareSmtpUtf8, relayEnvelope } from './mail-from-extensions.ts';
 import { type OutboundMessage, parseReply, type Relay, type SendFailure, type SendResult } from './relay.ts';
 
 export interface SmtpRelayOptions {
@@ -128,7 +129,9 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
         dataSent = true;
       });
       const outcome = await new Promise<{ error: NodemailerError | null; response: string | null }>((resolve) => {
-        connection.send({ from: message.envelopeFrom, to: [message.recipient] }, source, (error, info) => {
+        const restore = declareSmtpUtf8(connection, message.smtpUtf8 === true);
+        connection.send(relayEnvelope(message), source, (error, info) => {
+          restore();
           resolve({ error: (error as NodemailerError | null) ?? null, response: info?.response ?? null });
         });
       });

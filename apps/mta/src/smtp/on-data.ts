@@ -137,9 +137,11 @@ async function receiveWithin(
   }
 }
 
-/** BODY= from MAIL FROM (smtp-server validated it: 7bit or 8bitmime), or null when not given. */
+/** BODY= as given at MAIL FROM (smtp-server validated it), or null when the sender gave none:
+ *  smtp-server's envelope.bodyType says "7bit" for both, so the parameter itself is read. */
 function bodyTypeOf(session: SMTPServerSession): '7bit' | '8bitmime' | null {
-  const body = (session.envelope as { bodyType?: string }).bodyType;
+  const args = session.envelope.mailFrom ? session.envelope.mailFrom.args : undefined;
+  const body = args && typeof args.BODY === 'string' ? args.BODY.toLowerCase() : null;
   return body === '7bit' || body === '8bitmime' ? body : null;
 }
 
