@@ -20,6 +20,7 @@ import { AcceptLedger } from './accept/accept-ledger.ts';
 import { acceptMessage } from './accept/accept-message.ts';
 import { DataMemoryBudget } from './data/memory-budget.ts';
 import { createEdgeMetrics } from './metrics.ts';
+import { ClientLookupSlots } from './recipients/client-lookup-slots.ts';
 import type { EdgeContext, EdgeLimits } from './smtp/edge-context.ts';
 import { installEnhancedCodePassThrough } from './smtp/enhanced-status-codes.ts';
 import { onClose, onConnect } from './smtp/on-connect.ts';
@@ -27,10 +28,9 @@ import { onData } from './smtp/on-data.ts';
 import { onMailFrom } from './smtp/on-mail-from.ts';
 import { onRcptTo } from './smtp/on-rcpt-to.ts';
 import { ClientRateLimiter } from './smtp/rate-limiter.ts';
-import { ClientLookupSlots } from './recipients/client-lookup-slots.ts';
+import { shuttingDown } from './smtp/replies.ts';
 import { type AddressParsingConnection, keepSenderAsReceived } from './smtp/sender-as-received.ts';
 import { type ErrorLimitedConnection, installErrorLimit } from './smtp/session-error-limit.ts';
-import { shuttingDown } from './smtp/replies.ts';
 import { loadTlsCredentials, type TlsCredentials } from './smtp/tls-credentials.ts';
 
 export interface EdgeDeps {

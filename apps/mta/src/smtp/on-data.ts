@@ -6,8 +6,8 @@
 // reply is whatever the statement's outcome is (accept-message.ts), never a 421 while it may commit.
 import { pipeline } from 'node:stream/promises';
 import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
-import { UndecidedAcceptError } from '../accept/accept-message.ts';
 import { transactionFingerprint } from '../accept/accept-ledger.ts';
+import { UndecidedAcceptError } from '../accept/accept-message.ts';
 import { countReceivedHeaders } from '../data/count-hops.ts';
 import type { MemoryReservation } from '../data/memory-budget.ts';
 import { MessageCollector } from '../data/message-collector.ts';
