@@ -168,6 +168,7 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
     isStopping: () => stopping,
     recipients: new WeakMap(),
     rcptCommands: new WeakMap(),
+    errorCounts: new WeakMap(),
     lookupSlots: new ClientLookupSlots(config.mta.clientLookupConcurrency),
     inData: new Set(),
     accepting: new Set(),
@@ -175,13 +176,14 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
       const connection = findConnection(session);
       if (!connection) return;
       keepSenderAsReceived(connection as unknown as AddressParsingConnection);
-      installErrorLimit(connection as unknown as ErrorLimitedConnection, config.mta, {
+      const errors = installErrorLimit(connection as unknown as ErrorLimitedConnection, config.mta, {
         onDelay: () => metrics.errorLimitDelays.inc(),
         onHardLimit: (errors) => {
           metrics.errorLimitDisconnects.inc();
           logger.info({ session: session.id, client: session.remoteAddress, errors }, 'too many errors: 421 and closed');
         },
       });
+      context.errorCounts.set(session, errors);
     },
     closeWithoutReply(session) {
       findConnection(session)?.close();

@@ -165,6 +165,7 @@ export function onData(context: EdgeContext) {
         context.logger[level]({ session: session.id, reply: error.reply, err: error.cause }, 'message refused');
         callback(error);
       } else {
+        context.errorCounts.get(session)?.delivered();
         callback(null, `2.0.0 queued as ${messageId}`);
       }
     };

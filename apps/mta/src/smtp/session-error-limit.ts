@@ -3,7 +3,8 @@
 // (a directory harvest is 200 × 550), unknown commands, syntax errors, bad sequences — counts. From
 // the soft limit on, each following command is answered only after the error sleep, which makes a
 // harvest slow and costs an honest client with a typo nothing; at the hard limit the edge answers
-// 421 4.7.0 and closes. Installed on each connection's own methods (no shared state): smtp-server
+// 421 4.7.0 and closes. As in Postfix, the count is of errors "without delivering mail": a message
+// accepted starts it again. Installed on each connection's own methods (no shared state): smtp-server
 // writes every reply through send() and reads every command through _onCommand().
 
 type Send = (code: number, data?: string | string[] | null, context?: string | false) => void;
@@ -29,7 +30,12 @@ export interface ErrorLimitEvents {
   onHardLimit(errors: number): void;
 }
 
-export function installErrorLimit(connection: ErrorLimitedConnection, limits: ErrorLimits, events: ErrorLimitEvents): void {
+export interface ErrorCount {
+  /** A message was accepted in this session: its errors so far are forgiven. */
+  delivered(): void;
+}
+
+export function installErrorLimit(connection: ErrorLimitedConnection, limits: ErrorLimits, events: ErrorLimitEvents): ErrorCount {
   const send = connection.send;
   const onCommand = connection._onCommand;
   let errors = 0;
@@ -56,5 +62,10 @@ export function installErrorLimit(connection: ErrorLimitedConnection, limits: Er
       if (this._closing || this._closed) return;
       onCommand.call(this, command, callback);
     }, limits.errorSleepMs);
+  };
+  return {
+    delivered() {
+      if (!cutOff) errors = 0;
+    },
   };
 }
