@@ -166,6 +166,32 @@ describe('PostgreSQL paused while messages are accepted', () => {
     else expect({ code: reply.code, copies }).toEqual({ code: 451, copies: { messages: 0, deliveries: 0 } });
   });
 
+  it('settles a connection cut mid-statement by the message id once the server answers: the reply says what is stored', async () => {
+    const edge = await startTestEdge(postgres.dsn, EDGE_ENV);
+    try {
+      await warmUp(edge, 'warm-cut');
+      const session = await upToFinalDot(edge, 'cut-mid-accept');
+      await pausePostgres(postgres);
+      await session.finish();
+      await waitFor('the accept to be under way', async () => /^mail_mta_accepts_in_flight(\{[^}]*\})? 1$/m.test(await metricsText(edge)), Boolean, {
+        timeoutMs: 10_000,
+      });
+      // The statement is in the server's socket buffer; its connection is cut under it.
+      postgres.proxy.cutConnections();
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      await unpausePostgres(postgres);
+      const reply = await session.client.readReply(30_000);
+      session.client.close();
+      const copies = await storedCopies('cut-mid-accept');
+      console.log(`[postgres-hang] connection cut mid-accept: ${reply.raw}; copies ${JSON.stringify(copies)}`);
+      expect([250, 451]).toContain(reply.code);
+      expect(copies.messages).toBe(reply.code === 250 ? 1 : 0);
+    } finally {
+      await unpausePostgres(postgres).catch(() => {});
+      await edge.stop();
+    }
+  });
+
   it('closes without a reply (no 250, 421 or 451 that could be false) when the accept is still undecided at the shutdown deadline', async () => {
     const edge = await startTestEdge(postgres.dsn, { ...EDGE_ENV, MAIL_SHUTDOWN_TIMEOUT: '2s' });
     await warmUp(edge, 'warm-shutdown-undecided');
