@@ -105,8 +105,9 @@ describe('PostgreSQL paused while messages are accepted', () => {
       await unpausePostgres(postgres);
       const results = await Promise.all(sends);
       const retried = results.filter((result) => result.attempts > 1).length;
+      const fromLedger = /^mail_mta_duplicate_accepts_total(?:\{[^}]*\})? (\d+)/m.exec(await metricsText(edge))?.[1];
       console.log(
-        `[postgres-hang] ${subjects.length} messages, ${retried} retried by their sender; transient replies: ${JSON.stringify(results.flatMap((r) => r.transient))}`,
+        `[postgres-hang] ${subjects.length} messages, ${retried} retried by their sender, ${fromLedger} retries answered with the first queue id; transient replies: ${JSON.stringify(results.flatMap((r) => r.transient))}`,
       );
       const copies = await Promise.all(subjects.map(async (subject) => ({ subject, ...(await storedCopies(subject)) })));
       expect(copies).toEqual(subjects.map((subject) => ({ subject, messages: 1, deliveries: 1 })));

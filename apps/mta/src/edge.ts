@@ -263,7 +263,10 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
     for (const connection of server.connections) connection.close();
     await listenerClosed;
     await ops?.close();
-    await Promise.allSettled([lookupPool.end(), acceptPool.end(), controlPool.end()]);
+    // A pool ends when its queries have; with PostgreSQL hung that is up to a client timeout
+    // later, so past the deadline the edge does not wait for it (the process exits anyway).
+    const poolsClosed = Promise.allSettled([lookupPool.end(), acceptPool.end(), controlPool.end()]);
+    await (Date.now() >= deadline ? Promise.race([poolsClosed, new Promise((resolve) => setTimeout(resolve, 500))]) : poolsClosed);
     logger.info('stopped');
   };
 

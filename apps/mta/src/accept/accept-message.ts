@@ -119,8 +119,14 @@ export async function acceptMessage(deps: AcceptDeps, message: MessageToAccept):
   const client = await deps.pool.connect();
   const pid = (client as unknown as { processID?: number | null }).processID ?? null;
   const canceller = cancelWhileRunning(deps, pid);
-  // The reply does not wait for the connection to be handed back.
-  const release = (broken: boolean) => void canceller.stop().then(() => client.release(broken));
+  // The reply does not wait for the connection to be handed back. A broken one is destroyed at
+  // once (no later statement can run on it, so a late cancel cannot hit anything).
+  const release = (broken: boolean) => {
+    if (broken) {
+      void canceller.stop();
+      client.release(true);
+    } else void canceller.stop().then(() => client.release(false));
+  };
   const statement = client.query({
       name: 'postern_accept_message',
       text: ACCEPT_SQL,

@@ -14,6 +14,8 @@ export function isStatementRolledBack(error: unknown): boolean {
   if (typeof error !== 'object' || error === null) return false;
   const { severity, code } = error as { severity?: unknown; code?: unknown };
   // FATAL / PANIC end the backend itself; whether a commit happened just before is not said.
+  // The severity field is localised (lc_messages): a server speaking another language makes every
+  // error take the settling path, which is slower but still right.
   return severity === 'ERROR' && typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code);
 }
 

@@ -36,12 +36,17 @@ export function expandTargets(targetsPerRecipient: readonly (readonly string[])[
   return [...seen];
 }
 
-async function receive(context: EdgeContext, stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
+/** Set by the DATA deadline; the accept is not started after it (the sender was told 421). */
+interface Deadline {
+  passed: boolean;
+}
+
+async function receive(context: EdgeContext, stream: SMTPServerDataStream, session: SMTPServerSession, deadline: Deadline): Promise<string> {
   // Claimed chunk by chunk while the bytes arrive, given back when this returns or throws: after
   // the commit, a refusal, a broken connection or the DATA deadline alike.
   const memory = context.dataMemory.reserve();
   try {
-    return await receiveWithin(context, stream, session, memory);
+    return await receiveWithin(context, stream, session, memory, deadline);
   } finally {
     memory.release();
   }
@@ -52,6 +57,7 @@ async function receiveWithin(
   stream: SMTPServerDataStream,
   session: SMTPServerSession,
   memory: MemoryReservation,
+  deadline: Deadline,
 ): Promise<string> {
   const collector = new MessageCollector(context.limits.maxMessageSize, memory);
   try {
@@ -95,6 +101,9 @@ async function receiveWithin(
   const envelopeFrom = envelopeFromAsReceived(session);
   const fingerprint = transactionFingerprint({ envelopeFrom, envelopeTo, smtpUtf8, bodyType, data });
   const started = performance.now();
+  // Checked and marked in the same turn of the event loop: either the deadline answered 421 and
+  // nothing is stored, or the accept is out and the deadline leaves the reply to it.
+  if (deadline.passed) throw dataTimeout(context.limits.dataTimeoutMs);
   context.accepting.add(session.id);
   context.metrics.acceptsUndecided.inc();
   try {
@@ -169,9 +178,11 @@ export function onData(context: EdgeContext) {
         callback(null, `2.0.0 queued as ${messageId}`);
       }
     };
+    const receiving: Deadline = { passed: false };
     const deadline = setTimeout(() => {
       // Past the deadline with the accept already sent: its outcome decides the reply, not this.
       if (context.accepting.has(session.id)) return;
+      receiving.passed = true;
       // 421 closes the connection; the half-received message is dropped, nothing was stored.
       const reply = dataTimeout(context.limits.dataTimeoutMs);
       context.replyAndClose(session, reply.responseCode, reply.message);
@@ -179,7 +190,7 @@ export function onData(context: EdgeContext) {
       answer(reply);
     }, context.limits.dataTimeoutMs);
     deadline.unref();
-    receive(context, stream, session).then(
+    receive(context, stream, session, receiving).then(
       (messageId) => answer(null, messageId),
       (error: unknown) => {
         if (error instanceof UndecidedAcceptError) {
