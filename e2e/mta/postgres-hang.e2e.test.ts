@@ -8,7 +8,9 @@ import { createAlias, createDomain } from '@postern/shared';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Edge } from '../../apps/mta/src/edge.ts';
+import { startTestEngine } from '../core/helpers/engine.ts';
 import { type DedicatedPostgres, startDedicatedPostgres, waitFor } from '../harness/index.ts';
+import { startCapturingSink } from './helpers/capturing-sink.ts';
 import { metricsText, startTestEdge } from './helpers/edge.ts';
 import { pausePostgres, unpausePostgres } from './helpers/paused-postgres.ts';
 import { sendRetrying } from './helpers/retrying-sender.ts';
@@ -113,6 +115,22 @@ describe('PostgreSQL paused while messages are accepted', () => {
       expect(copies).toEqual(subjects.map((subject) => ({ subject, messages: 1, deliveries: 1 })));
       // A sender really gave up on an undecided accept and retried, or the test proves nothing.
       expect(results.some((result) => result.transient.includes('timeout'))).toBe(true);
+
+      // And delivered once each: the engine relays what was stored to a sink that counts.
+      const sink = await startCapturingSink({ smtpUtf8: true, eightBitMime: true });
+      const engine = await startTestEngine(postgres.dsn, { MAIL_SMTP_ADDR: `127.0.0.1:${sink.port}` });
+      try {
+        const subjectOf = (raw: Buffer) => /^Subject: (.*)$/m.exec(raw.toString('latin1'))?.[1]?.trim();
+        const hangMessages = () => sink.messages.filter((message) => subjects.includes(subjectOf(message.raw) ?? ''));
+        await waitFor('every message at the relay', () => hangMessages().length, (count) => count >= subjects.length, { timeoutMs: 60_000 });
+        await engine.stop();
+        const perSubject = new Map<string, number>();
+        for (const message of hangMessages()) perSubject.set(subjectOf(message.raw) ?? '', (perSubject.get(subjectOf(message.raw) ?? '') ?? 0) + 1);
+        expect([...perSubject.entries()].sort()).toEqual(subjects.map((subject) => [subject, 1] as [string, number]).sort());
+      } finally {
+        await engine.stop();
+        await sink.close();
+      }
       // Each sender was told the id of the one copy stored.
       const ids = results.map((result) => result.accepted.raw.split(' ').pop());
       const { rows } = await pool.query('SELECT id::text FROM mail.messages WHERE subject = ANY($1)', [subjects]);

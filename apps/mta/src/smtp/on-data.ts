@@ -5,6 +5,7 @@
 // The deadline governs the RECEIVING of the bytes only: once the accept statement is sent, the
 // reply is whatever the statement's outcome is (accept-message.ts), never a 421 while it may commit.
 import { pipeline } from 'node:stream/promises';
+import { storableTextOrNull } from '@postern/shared';
 import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import { transactionFingerprint } from '../accept/accept-ledger.ts';
 import { UndecidedAcceptError } from '../accept/accept-message.ts';
@@ -112,8 +113,9 @@ async function receiveWithin(
       envelopeTo,
       targets,
       clientAddress: session.remoteAddress || null,
-      clientHostname: session.clientHostname || null,
-      helo: session.hostNameAppearsAs || null,
+      // Client-chosen text too (EHLO argument): made storable like the header facts.
+      clientHostname: storableTextOrNull(session.clientHostname || null, { maxChars: 255 }),
+      helo: storableTextOrNull(session.hostNameAppearsAs || null, { maxChars: 255 }),
       smtpUtf8,
       bodyType,
       messageIdHeader: facts.messageId,
