@@ -104,8 +104,8 @@ export const envSchema = z.object({
   MAIL_MTA_DATA_TIMEOUT: duration('10m'),
   MAIL_MTA_RATE_LIMIT_PER_MINUTE: count('600', 1_000_000),
   // RCPT commands per transaction, repeated and refused ones included (a harvest's 1,000 identical
-  // RCPTs stop here). At least MAIL_MTA_MAX_RECIPIENTS.
-  MAIL_MTA_MAX_RCPT_COMMANDS: count('200', 100_000),
+  // RCPTs stop here). At least MAIL_MTA_MAX_RECIPIENTS; unset: twice MAIL_MTA_MAX_RECIPIENTS.
+  MAIL_MTA_MAX_RCPT_COMMANDS: parsedBy((text) => parsePositiveInteger(text, 100_000)).optional(),
   // Errors per session (refused RCPTs, bad commands, syntax errors), as Postfix's
   // smtpd_soft_error_limit / smtpd_error_sleep_time / smtpd_hard_error_limit.
   MAIL_MTA_SOFT_ERROR_LIMIT: count('10', 10_000),

@@ -84,7 +84,7 @@ function crossFieldProblems(env: Env, app: AppName): string[] {
     // A message between the two could never be accepted: 452 on every retry until the sender gives up.
     problems.push('MAIL_MTA_DATA_MEMORY_BUDGET: must be at least MAIL_MTA_MAX_MESSAGE_SIZE (a message of the maximum size must fit)');
   }
-  if (app === 'mta' && env.MAIL_MTA_MAX_RCPT_COMMANDS < env.MAIL_MTA_MAX_RECIPIENTS) {
+  if (app === 'mta' && env.MAIL_MTA_MAX_RCPT_COMMANDS !== undefined && env.MAIL_MTA_MAX_RCPT_COMMANDS < env.MAIL_MTA_MAX_RECIPIENTS) {
     problems.push('MAIL_MTA_MAX_RCPT_COMMANDS: must be at least MAIL_MTA_MAX_RECIPIENTS (every recipient allowed needs its RCPT)');
   }
   if (app === 'mta' && env.MAIL_MTA_HARD_ERROR_LIMIT <= env.MAIL_MTA_SOFT_ERROR_LIMIT) {
@@ -174,7 +174,7 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
       idleTimeoutMs: env.MAIL_MTA_IDLE_TIMEOUT,
       dataTimeoutMs: env.MAIL_MTA_DATA_TIMEOUT,
       rateLimitPerMinute: env.MAIL_MTA_RATE_LIMIT_PER_MINUTE,
-      maxRcptCommands: env.MAIL_MTA_MAX_RCPT_COMMANDS,
+      maxRcptCommands: env.MAIL_MTA_MAX_RCPT_COMMANDS ?? 2 * env.MAIL_MTA_MAX_RECIPIENTS,
       softErrorLimit: env.MAIL_MTA_SOFT_ERROR_LIMIT,
       errorSleepMs: env.MAIL_MTA_ERROR_SLEEP,
       hardErrorLimit: env.MAIL_MTA_HARD_ERROR_LIMIT,
