@@ -17,7 +17,7 @@ import {
 } from '@postern/shared';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { AcceptLedger } from './accept/accept-ledger.ts';
-import { acceptMessage } from './accept/accept-message.ts';
+import { acceptMessage, UndecidedAcceptError } from './accept/accept-message.ts';
 import { DataMemoryBudget } from './data/memory-budget.ts';
 import { createEdgeMetrics } from './metrics.ts';
 import { ClientLookupSlots } from './recipients/client-lookup-slots.ts';
@@ -134,7 +134,11 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
     logger,
   });
   const stopped = new AbortController();
-  const ledger = new AcceptLedger({ windowMs: config.mta.duplicateWindowMs, maxEntries: 100_000 });
+  const ledger = new AcceptLedger({
+    windowMs: config.mta.duplicateWindowMs,
+    maxEntries: 100_000,
+    isUndecided: (error) => error instanceof UndecidedAcceptError,
+  });
 
   let stopping = false;
   let smtp: SMTPServer | null = null;

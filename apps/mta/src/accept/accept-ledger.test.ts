@@ -73,3 +73,21 @@ describe('AcceptLedger', () => {
     expect((await ledger.accept('f', async () => ({ messageId: 'm4', deliveryIds: [] }))).messageId).toBe('m4');
   });
 });
+
+describe('AcceptLedger with an undecided first accept', () => {
+  it('gives a waiting retry the same undecided error instead of storing the message a second time', async () => {
+    class Undecided extends Error {}
+    const ledger = new AcceptLedger({ windowMs: 60_000, maxEntries: 10, isUndecided: (error) => error instanceof Undecided });
+    const first = deferred();
+    let stores = 0;
+    const one = ledger.accept('f', () => first.promise);
+    const retry = ledger.accept('f', async () => {
+      stores += 1;
+      return { messageId: 'second', deliveryIds: [] };
+    });
+    first.reject(new Undecided('stopped'));
+    await expect(one).rejects.toBeInstanceOf(Undecided);
+    await expect(retry).rejects.toBeInstanceOf(Undecided);
+    expect(stores).toBe(0);
+  });
+});

@@ -43,6 +43,9 @@ export interface LedgerOptions {
   windowMs: number;
   /** Committed entries kept at most (the oldest forgotten first); pending ones are never dropped. */
   maxEntries: number;
+  /** An error after which the first accept may still commit (the edge stopped waiting for it):
+   *  a transaction waiting on it must not store the message itself, it gets the same error. */
+  isUndecided?: (error: unknown) => boolean;
   now?: () => number;
 }
 
@@ -74,8 +77,9 @@ export class AcceptLedger {
       if (entry?.pending) {
         try {
           return { ...(await entry.pending), duplicate: true };
-        } catch {
-          // The first one is known not stored (or undecided at stop): try again, maybe to store it.
+        } catch (error) {
+          if (this.options.isUndecided?.(error)) throw error;
+          // The first one is known not stored: try again, maybe to store it.
           continue;
         }
       }

@@ -115,6 +115,8 @@ export async function acceptMessage(deps: AcceptDeps, message: MessageToAccept):
   const messageId = randomUUID();
   const deliveryIds = message.targets.map(() => randomUUID());
   const rfcMessageIds = deliveryIds.map((id) => `<${id}@${deps.hostname}>`);
+  // Nothing is sent once the edge is stopping: the 451 that follows is the truth.
+  if (deps.signal?.aborted) throw new Error('the edge is stopping: the accept was not started');
   // A checkout that fails or times out has sent nothing: a 451 then is the truth.
   const client = await deps.pool.connect();
   const pid = (client as unknown as { processID?: number | null }).processID ?? null;
