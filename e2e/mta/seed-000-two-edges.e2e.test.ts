@@ -16,7 +16,10 @@ let clients: SmtpTestClient[] = [];
 beforeAll(async () => {
   db = await createTestDatabase('mta-seed-000');
   await createDomain(db.pool, 'vrts.test');
-  edges = [await startTestEdge(db.dsn), await startTestEdge(db.dsn)];
+  // Each trial earns its session two 550s on purpose; the per-session error limit (a harvest
+  // defence, edge-defences.e2e.test.ts) is raised so that 100 trials fit in one session.
+  const env = { MAIL_MTA_SOFT_ERROR_LIMIT: '1000', MAIL_MTA_HARD_ERROR_LIMIT: '1001' };
+  edges = [await startTestEdge(db.dsn, env), await startTestEdge(db.dsn, env)];
   // One open session per edge, as a sender's MX connection would be; each trial is one transaction.
   clients = await Promise.all(edges.map((edge) => openSession(edge)));
 });

@@ -16,9 +16,11 @@ import {
   startOpsServer,
 } from '@postern/shared';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
-import { acceptMessage } from './accept/accept-message.ts';
+import { AcceptLedger } from './accept/accept-ledger.ts';
+import { acceptMessage, UndecidedAcceptError } from './accept/accept-message.ts';
 import { DataMemoryBudget } from './data/memory-budget.ts';
 import { createEdgeMetrics } from './metrics.ts';
+import { ClientLookupSlots } from './recipients/client-lookup-slots.ts';
 import type { EdgeContext, EdgeLimits } from './smtp/edge-context.ts';
 import { installEnhancedCodePassThrough } from './smtp/enhanced-status-codes.ts';
 import { onClose, onConnect } from './smtp/on-connect.ts';
@@ -27,6 +29,8 @@ import { onMailFrom } from './smtp/on-mail-from.ts';
 import { onRcptTo } from './smtp/on-rcpt-to.ts';
 import { ClientRateLimiter } from './smtp/rate-limiter.ts';
 import { shuttingDown } from './smtp/replies.ts';
+import { type AddressParsingConnection, keepSenderAsReceived } from './smtp/sender-as-received.ts';
+import { type ErrorLimitedConnection, installErrorLimit } from './smtp/session-error-limit.ts';
 import { loadTlsCredentials, type TlsCredentials } from './smtp/tls-credentials.ts';
 
 export interface EdgeDeps {
@@ -54,6 +58,9 @@ function limitsOf(config: PosternConfig): EdgeLimits {
     lookupTimeoutMs: mta.lookupTimeoutMs,
     dataTimeoutMs: mta.dataTimeoutMs,
     rateLimitPerMinute: mta.rateLimitPerMinute,
+    maxRcptCommands: mta.maxRcptCommands,
+    clientLookupConcurrency: mta.clientLookupConcurrency,
+    maxHops: mta.maxHops,
   };
 }
 
@@ -106,13 +113,31 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
     statementTimeoutMs: config.mta.lookupTimeoutMs,
     logger,
   });
+  // No client-side query timeout on the accept pool: giving up on the statement client-side says
+  // nothing about whether it commits (accept-message.ts cancels it server-side instead).
   const acceptPool = createPool({
     dsn: config.postgres.dsn,
     applicationName: 'postern-mta-accept',
     max: config.postgres.poolMax,
     connectTimeoutMs: config.postgres.connectTimeoutMs,
     statementTimeoutMs: config.postgres.statementTimeoutMs,
+    clientQueryTimeout: false,
     logger,
+  });
+  // Cancels and settling look-ups for the accept: never queued behind the accepts they are about.
+  const controlPool = createPool({
+    dsn: config.postgres.dsn,
+    applicationName: 'postern-mta-control',
+    max: 2,
+    connectTimeoutMs: config.postgres.connectTimeoutMs,
+    statementTimeoutMs: config.postgres.connectTimeoutMs,
+    logger,
+  });
+  const stopped = new AbortController();
+  const ledger = new AcceptLedger({
+    windowMs: config.mta.duplicateWindowMs,
+    maxEntries: 100_000,
+    isUndecided: (error) => error instanceof UndecidedAcceptError,
   });
 
   let stopping = false;
@@ -126,12 +151,47 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
     logger,
     metrics,
     resolve: (address) => resolveRecipient(lookupPool, address),
-    accept: (message) => acceptMessage(acceptPool, message, limits.hostname),
+    accept: (fingerprint, message) =>
+      ledger.accept(fingerprint, () =>
+        acceptMessage(
+          {
+            pool: acceptPool,
+            control: controlPool,
+            hostname: limits.hostname,
+            // The server's own statement_timeout fires first when it can; this is for when it cannot.
+            cancelAfterMs: config.postgres.statementTimeoutMs + 1_000,
+            retryMs: 1_000,
+            logger,
+            signal: stopped.signal,
+          },
+          message,
+        ),
+      ),
     rateLimiter: new ClientRateLimiter({ perMinute: limits.rateLimitPerMinute }),
     dataMemory: new DataMemoryBudget(config.mta.dataMemoryBudget, (held) => metrics.dataBytesInFlight.set(held)),
     isStopping: () => stopping,
     recipients: new WeakMap(),
+    rcptCommands: new WeakMap(),
+    errorCounts: new WeakMap(),
+    lookupSlots: new ClientLookupSlots(config.mta.clientLookupConcurrency),
     inData: new Set(),
+    accepting: new Set(),
+    guardConnection(session) {
+      const connection = findConnection(session);
+      if (!connection) return;
+      keepSenderAsReceived(connection as unknown as AddressParsingConnection);
+      const errors = installErrorLimit(connection as unknown as ErrorLimitedConnection, config.mta, {
+        onDelay: () => metrics.errorLimitDelays.inc(),
+        onHardLimit: (errors) => {
+          metrics.errorLimitDisconnects.inc();
+          logger.info({ session: session.id, client: session.remoteAddress, errors }, 'too many errors: 421 and closed');
+        },
+      });
+      context.errorCounts.set(session, errors);
+    },
+    closeWithoutReply(session) {
+      findConnection(session)?.close();
+    },
     replyAndClose(session, code, text) {
       const connection = findConnection(session);
       if (!connection) return;
@@ -184,21 +244,33 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
     logger.info({ connections: server.connections.size }, 'stopping: no new connections or transactions');
     const listenerClosed = new Promise<void>((resolve) => server.server.close(() => resolve()));
     // Sessions between transactions are told to come back later; a transaction under way (after
-    // MAIL FROM, or inside DATA) may finish, its next MAIL FROM gets the same 421.
+    // MAIL FROM, or inside DATA) may finish, its next MAIL FROM gets the same 421. A session whose
+    // accept statement is out is never told 421: its reply is the statement's outcome. At the
+    // deadline the others get the 421; an accept still undecided then (PostgreSQL not answering)
+    // is abandoned and its session closed WITHOUT a reply (docs/mta.md, Shutdown).
     const deadline = Date.now() + config.engine.shutdownTimeoutMs;
     const reply = shuttingDown();
     for (;;) {
+      const late = Date.now() >= deadline;
       for (const connection of server.connections) {
-        const inTransaction = Boolean(connection.session.envelope.mailFrom) || context.inData.has(connection.session.id);
-        if (!inTransaction || Date.now() >= deadline) connection.send(reply.responseCode, reply.message);
+        const { session } = connection;
+        if (context.accepting.has(session.id)) continue;
+        const inTransaction = Boolean(session.envelope.mailFrom) || context.inData.has(session.id);
+        if (!inTransaction || late) connection.send(reply.responseCode, reply.message);
       }
-      if (server.connections.size === 0 || Date.now() >= deadline) break;
+      if (server.connections.size === 0 || late) break;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
+    stopped.abort();
+    // Let the abandoned accepts close their sessions (their own promise chains), then close the rest.
+    await new Promise((resolve) => setImmediate(resolve));
     for (const connection of server.connections) connection.close();
     await listenerClosed;
     await ops?.close();
-    await Promise.allSettled([lookupPool.end(), acceptPool.end()]);
+    // A pool ends when its queries have; with PostgreSQL hung that is up to a client timeout
+    // later, so past the deadline the edge does not wait for it (the process exits anyway).
+    const poolsClosed = Promise.allSettled([lookupPool.end(), acceptPool.end(), controlPool.end()]);
+    await (Date.now() >= deadline ? Promise.race([poolsClosed, new Promise((resolve) => setTimeout(resolve, 500))]) : poolsClosed);
     logger.info('stopped');
   };
 

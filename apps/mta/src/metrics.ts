@@ -14,6 +14,10 @@ export interface EdgeMetrics {
   activeConnections: prometheus.Gauge;
   dataBytesInFlight: prometheus.Gauge;
   dataMemoryBudget: prometheus.Gauge;
+  duplicatesAnswered: prometheus.Counter;
+  errorLimitDelays: prometheus.Counter;
+  errorLimitDisconnects: prometheus.Counter;
+  acceptsUndecided: prometheus.Gauge;
 }
 
 const MS_BUCKETS = [0.25, 0.5, 1, 2, 3, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000];
@@ -36,7 +40,7 @@ export function createEdgeMetrics(registry: Registry): EdgeMetrics {
     }),
     acceptDuration: new prometheus.Histogram({
       name: 'mail_mta_accept_duration_ms',
-      help: 'The accept transaction (message, payload, deliveries) in ms, by outcome',
+      help: 'The accept transaction (message, payload, deliveries) in ms, by outcome (committed, duplicate, failed, undecided)',
       labelNames: ['outcome'],
       buckets: MS_BUCKETS,
       registers,
@@ -80,6 +84,26 @@ export function createEdgeMetrics(registry: Registry): EdgeMetrics {
     dataMemoryBudget: new prometheus.Gauge({
       name: 'mail_mta_data_memory_budget_bytes',
       help: 'MAIL_MTA_DATA_MEMORY_BUDGET: past it a message gets 452 4.3.1',
+      registers,
+    }),
+    duplicatesAnswered: new prometheus.Counter({
+      name: 'mail_mta_duplicate_accepts_total',
+      help: 'Transactions answered with the queue id of an earlier accept of the same message (a sender retrying), not stored twice',
+      registers,
+    }),
+    errorLimitDelays: new prometheus.Counter({
+      name: 'mail_mta_error_limit_delays_total',
+      help: 'Replies delayed by MAIL_MTA_ERROR_SLEEP because the session was past MAIL_MTA_SOFT_ERROR_LIMIT',
+      registers,
+    }),
+    errorLimitDisconnects: new prometheus.Counter({
+      name: 'mail_mta_error_limit_disconnects_total',
+      help: 'Sessions closed with 421 4.7.0 at MAIL_MTA_HARD_ERROR_LIMIT',
+      registers,
+    }),
+    acceptsUndecided: new prometheus.Gauge({
+      name: 'mail_mta_accepts_in_flight',
+      help: 'Accept statements sent and not decided yet (a value that stays up means PostgreSQL is not answering)',
       registers,
     }),
   };

@@ -48,8 +48,9 @@ export class SmtpTestClient {
     });
   }
 
-  static async connect(port: number, host = '127.0.0.1'): Promise<{ client: SmtpTestClient; greeting: Reply }> {
-    const socket = net.connect(port, host);
+  /** `localAddress` picks the client's source address (127.0.0.2 is another client of a loopback edge). */
+  static async connect(port: number, host = '127.0.0.1', localAddress?: string): Promise<{ client: SmtpTestClient; greeting: Reply }> {
+    const socket = net.connect({ port, host, ...(localAddress ? { localAddress } : {}) });
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', resolve);
       socket.once('error', reject);

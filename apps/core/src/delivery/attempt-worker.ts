@@ -141,7 +141,14 @@ export async function attemptDelivery(deps: AttemptDeps, delivery: ClaimedDelive
   const startedAt = new Date();
   const t0 = performance.now();
   // Every reply and data chunk beats the heartbeat: a slow relay is not a stalled worker.
-  const result = await deps.relay.send({ deliveryId: delivery.id, envelopeFrom: built.envelopeFrom, recipient: delivery.recipient, raw: built.raw }, beat);
+  const result = await deps.relay.send({
+    deliveryId: delivery.id,
+    envelopeFrom: built.envelopeFrom,
+    recipient: delivery.recipient,
+    raw: built.raw,
+    smtpUtf8: built.smtpUtf8 === true,
+    body8BitMime: built.body8BitMime === true,
+  }, beat);
   const durationMs = performance.now() - t0;
   beat();
 

@@ -25,6 +25,9 @@ export interface BuiltMessage {
   raw: Buffer;
   envelopeFrom: string;
   receivedAt: Date | null;
+  /** Relayed mail whose sender used SMTPUTF8 / BODY=8BITMIME: the relay is told the same. */
+  smtpUtf8?: boolean;
+  body8BitMime?: boolean;
 }
 
 async function compose(
@@ -55,7 +58,13 @@ export async function buildMessage(context: ComposeContext, delivery: ClaimedDel
     const payload = await context.loadPayload(delivery.message_id);
     if (!payload) throw new UnbuildableDelivery('the received message is gone (purged by retention or deleted)');
     // The envelope sender is kept, not SRS-rewritten (docs/core.md, "Envelope sender").
-    return { raw: payload.raw, envelopeFrom: delivery.envelope_from, receivedAt: payload.receivedAt };
+    return {
+      raw: payload.raw,
+      envelopeFrom: delivery.envelope_from,
+      receivedAt: payload.receivedAt,
+      smtpUtf8: delivery.smtputf8 === true,
+      body8BitMime: delivery.body_type === '8bitmime',
+    };
   }
   if (delivery.payload_mode === 'rendered') {
     if (context.compose === false) return { raw: NOT_COMPOSED, envelopeFrom: delivery.envelope_from || context.sender, receivedAt: null };

@@ -12,6 +12,9 @@ export interface OutboundMessage {
   envelopeFrom: string;
   recipient: string;
   raw: Buffer;
+  /** The original sender used SMTPUTF8 / BODY=8BITMIME at MAIL FROM: say the same to the relay. */
+  smtpUtf8?: boolean;
+  body8BitMime?: boolean;
 }
 
 export interface SendFailure {

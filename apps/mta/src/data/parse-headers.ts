@@ -2,6 +2,7 @@
 // header section only: the body and its attachments are never handed to the parser, so a 25 MiB
 // attachment costs nothing here. The raw bytes stay the authority; a header that cannot be parsed
 // is recorded as missing, never a reason to refuse mail.
+import { storableTextOrNull } from '@postern/shared';
 import { simpleParser } from 'mailparser';
 
 export interface HeaderFacts {
@@ -21,11 +22,12 @@ export function headerSection(raw: Buffer): Buffer {
   return section.length > MAX_HEADER_BYTES ? section.subarray(0, MAX_HEADER_BYTES) : section;
 }
 
-// PostgreSQL text cannot hold NUL, and a header is a line: keep what a person would read.
-function cleanText(value: string | undefined, maxLength = 998): string | null {
-  if (value === undefined) return null;
-  const cleaned = value.replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/g, '').trim();
-  return cleaned === '' ? null : cleaned.slice(0, maxLength);
+// Header facts go to text columns: made storable at this boundary by the one shared rule (NUL,
+// lone surrogates, controls become visible markers; a header is a line, 998 characters at most
+// by RFC 5322 2.1.1). Only an absent or blank value is NULL.
+function cleanText(value: string | undefined): string | null {
+  const text = storableTextOrNull(value, { maxChars: 998 })?.trim();
+  return text ? text : null;
 }
 
 export async function parseHeaderFacts(raw: Buffer): Promise<HeaderFacts> {

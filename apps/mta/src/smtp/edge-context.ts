@@ -2,11 +2,14 @@
 // the edge has. Passed in explicitly, so two edges in one process (the seed-000 test) stay apart.
 import type { Logger } from '@postern/shared';
 import type { SMTPServerAddress, SMTPServerSession } from 'smtp-server';
-import type { AcceptedMessage, MessageToAccept } from '../accept/accept-message.ts';
+import type { LedgerOutcome } from '../accept/accept-ledger.ts';
+import type { MessageToAccept } from '../accept/accept-message.ts';
 import type { DataMemoryBudget } from '../data/memory-budget.ts';
 import type { EdgeMetrics } from '../metrics.ts';
+import type { ClientLookupSlots } from '../recipients/client-lookup-slots.ts';
 import type { AcceptedRecipient, ResolveRecipient } from '../recipients/verify-recipient.ts';
 import type { ClientRateLimiter } from './rate-limiter.ts';
+import type { ErrorCount } from './session-error-limit.ts';
 
 export interface EdgeLimits {
   hostname: string;
@@ -15,6 +18,9 @@ export interface EdgeLimits {
   lookupTimeoutMs: number;
   dataTimeoutMs: number;
   rateLimitPerMinute: number;
+  maxRcptCommands: number;
+  clientLookupConcurrency: number;
+  maxHops: number;
 }
 
 export interface EdgeContext {
@@ -22,7 +28,9 @@ export interface EdgeContext {
   logger: Logger;
   metrics: EdgeMetrics;
   resolve: ResolveRecipient;
-  accept(message: MessageToAccept): Promise<AcceptedMessage>;
+  /** Stores the message unless the same transaction (by fingerprint) is in flight or was just
+   *  committed; then answers with that accept (accept-ledger.ts). */
+  accept(fingerprint: string, message: MessageToAccept): Promise<LedgerOutcome>;
   rateLimiter: ClientRateLimiter;
   /** Bytes of DATA held for messages in flight in this edge (MAIL_MTA_DATA_MEMORY_BUDGET). */
   dataMemory: DataMemoryBudget;
@@ -31,8 +39,20 @@ export interface EdgeContext {
   /** What each accepted RCPT resolved to; keyed by smtp-server's own envelope entry, so it goes
    *  away with the envelope (RSET, a new transaction, the connection closing). */
   recipients: WeakMap<SMTPServerAddress, AcceptedRecipient>;
+  /** RCPT commands seen per transaction, keyed by smtp-server's envelope (new on every MAIL). */
+  rcptCommands: WeakMap<object, number>;
+  /** Recipient lookups running or waiting per client network. */
+  lookupSlots: ClientLookupSlots;
   /** Sessions now inside DATA. */
   inData: Set<string>;
+  /** Sessions whose accept statement has been sent and is not decided yet: never told 421/451. */
+  accepting: Set<string>;
+  /** Each session's error count (session-error-limit.ts); keyed by the session, gone with it. */
+  errorCounts: WeakMap<SMTPServerSession, ErrorCount>;
+  /** Installs the per-connection guards (error limit, sender as received) on a new session. */
+  guardConnection(session: SMTPServerSession): void;
+  /** Closes the connection without a reply: for an accept still undecided when the edge stops. */
+  closeWithoutReply(session: SMTPServerSession): void;
   /** Sends a last reply outside the hook flow and closes the connection, so that nothing the
    *  client pipelined after it is read as a command (a DATA deadline, a smuggling attempt). */
   replyAndClose(session: SMTPServerSession, code: number, text: string): void;

@@ -2,8 +2,14 @@
 // bytes kept only while the edge's DATA memory budget has room), parse the header facts, prepend the trace header, and commit message + payload + deliveries in
 // one transaction before answering "250 2.0.0 queued as <id>". The whole DATA phase has a deadline
 // (MAIL_MTA_DATA_TIMEOUT) against senders that trickle a byte at a time to stay under the idle timeout.
+// The deadline governs the RECEIVING of the bytes only: once the accept statement is sent, the
+// reply is whatever the statement's outcome is (accept-message.ts), never a 421 while it may commit.
 import { pipeline } from 'node:stream/promises';
+import { storableTextOrNull } from '@postern/shared';
 import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
+import { transactionFingerprint } from '../accept/accept-ledger.ts';
+import { UndecidedAcceptError } from '../accept/accept-message.ts';
+import { countReceivedHeaders } from '../data/count-hops.ts';
 import type { MemoryReservation } from '../data/memory-budget.ts';
 import { MessageCollector } from '../data/message-collector.ts';
 import { parseHeaderFacts } from '../data/parse-headers.ts';
@@ -18,6 +24,7 @@ import {
   insufficientStorage,
   messageTooLarge,
   storageFailed,
+  tooManyHops,
 } from './replies.ts';
 
 type DataCallback = (error?: Error | null, message?: string) => void;
@@ -30,12 +37,17 @@ export function expandTargets(targetsPerRecipient: readonly (readonly string[])[
   return [...seen];
 }
 
-async function receive(context: EdgeContext, stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
+/** Set by the DATA deadline; the accept is not started after it (the sender was told 421). */
+interface Deadline {
+  passed: boolean;
+}
+
+async function receive(context: EdgeContext, stream: SMTPServerDataStream, session: SMTPServerSession, deadline: Deadline): Promise<string> {
   // Claimed chunk by chunk while the bytes arrive, given back when this returns or throws: after
   // the commit, a refusal, a broken connection or the DATA deadline alike.
   const memory = context.dataMemory.reserve();
   try {
-    return await receiveWithin(context, stream, session, memory);
+    return await receiveWithin(context, stream, session, memory, deadline);
   } finally {
     memory.release();
   }
@@ -46,6 +58,7 @@ async function receiveWithin(
   stream: SMTPServerDataStream,
   session: SMTPServerSession,
   memory: MemoryReservation,
+  deadline: Deadline,
 ): Promise<string> {
   const collector = new MessageCollector(context.limits.maxMessageSize, memory);
   try {
@@ -67,6 +80,7 @@ async function receiveWithin(
   const envelopeTo = recipients.map((recipient) => recipient.address.address);
   const targets = expandTargets(recipients.map((recipient) => recipient.targets));
   const smtpUtf8 = session.envelope.smtpUtf8 === true;
+  const bodyType = bodyTypeOf(session);
   const queueId = session.id;
   const trace = receivedHeader({
     helo: session.hostNameAppearsAs || null,
@@ -81,24 +95,41 @@ async function receiveWithin(
   });
   // What is stored: the trace header, then the bytes as received; one copy, the chunks let go.
   const raw = collector.takeMessage(trace);
-  const facts = await parseHeaderFacts(raw.subarray(trace.length));
+  const data = raw.subarray(trace.length);
+  // Counted on what the sender sent; our own trace header is not a hop it made.
+  if (countReceivedHeaders(data) > context.limits.maxHops) throw tooManyHops(context.limits.maxHops);
+  const facts = await parseHeaderFacts(data);
+  const envelopeFrom = envelopeFromAsReceived(session);
+  const fingerprint = transactionFingerprint({ envelopeFrom, envelopeTo, smtpUtf8, bodyType, data });
   const started = performance.now();
+  // Checked and marked in the same turn of the event loop: either the deadline answered 421 and
+  // nothing is stored, or the accept is out and the deadline leaves the reply to it.
+  if (deadline.passed) throw dataTimeout(context.limits.dataTimeoutMs);
+  context.accepting.add(session.id);
+  context.metrics.acceptsUndecided.inc();
   try {
-    const stored = await context.accept({
-      envelopeFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+    const stored = await context.accept(fingerprint, {
+      envelopeFrom,
       envelopeTo,
       targets,
       clientAddress: session.remoteAddress || null,
-      clientHostname: session.clientHostname || null,
-      helo: session.hostNameAppearsAs || null,
+      // Client-chosen text too (EHLO argument): made storable like the header facts.
+      clientHostname: storableTextOrNull(session.clientHostname || null, { maxChars: 255 }),
+      helo: storableTextOrNull(session.hostNameAppearsAs || null, { maxChars: 255 }),
       smtpUtf8,
+      bodyType,
       messageIdHeader: facts.messageId,
       subject: facts.subject,
       fromHeader: facts.from,
       sizeBytes: received.size,
       raw,
     });
-    context.metrics.acceptDuration.observe({ outcome: 'committed' }, performance.now() - started);
+    context.metrics.acceptDuration.observe({ outcome: stored.duplicate ? 'duplicate' : 'committed' }, performance.now() - started);
+    if (stored.duplicate) {
+      context.metrics.duplicatesAnswered.inc();
+      context.logger.warn({ session: session.id, message: stored.messageId }, 'same message again: answered with its first accept, not stored twice');
+      return stored.messageId;
+    }
     context.metrics.messagesAccepted.inc();
     context.metrics.bytesAccepted.inc(received.size);
     context.metrics.deliveriesCreated.inc(stored.deliveryIds.length);
@@ -108,9 +139,26 @@ async function receiveWithin(
     );
     return stored.messageId;
   } catch (error) {
-    context.metrics.acceptDuration.observe({ outcome: 'failed' }, performance.now() - started);
+    context.metrics.acceptDuration.observe({ outcome: error instanceof UndecidedAcceptError ? 'undecided' : 'failed' }, performance.now() - started);
+    if (error instanceof UndecidedAcceptError) throw error;
     throw storageFailed(error);
+  } finally {
+    context.accepting.delete(session.id);
+    context.metrics.acceptsUndecided.dec();
   }
+}
+
+/** BODY= as given at MAIL FROM (smtp-server validated it), or null when the sender gave none:
+ *  smtp-server's envelope.bodyType says "7bit" for both, so the parameter itself is read. */
+function bodyTypeOf(session: SMTPServerSession): '7bit' | '8bitmime' | null {
+  const args = session.envelope.mailFrom ? session.envelope.mailFrom.args : undefined;
+  const body = args && typeof args.BODY === 'string' ? args.BODY.toLowerCase() : null;
+  return body === '7bit' || body === '8bitmime' ? body : null;
+}
+
+/** The reverse-path in the form received (smtp/sender-as-received.ts keeps an xn-- domain). */
+function envelopeFromAsReceived(session: SMTPServerSession): string {
+  return session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
 }
 
 export function onData(context: EdgeContext) {
@@ -128,10 +176,15 @@ export function onData(context: EdgeContext) {
         context.logger[level]({ session: session.id, reply: error.reply, err: error.cause }, 'message refused');
         callback(error);
       } else {
+        context.errorCounts.get(session)?.delivered();
         callback(null, `2.0.0 queued as ${messageId}`);
       }
     };
+    const receiving: Deadline = { passed: false };
     const deadline = setTimeout(() => {
+      // Past the deadline with the accept already sent: its outcome decides the reply, not this.
+      if (context.accepting.has(session.id)) return;
+      receiving.passed = true;
       // 421 closes the connection; the half-received message is dropped, nothing was stored.
       const reply = dataTimeout(context.limits.dataTimeoutMs);
       context.replyAndClose(session, reply.responseCode, reply.message);
@@ -139,9 +192,18 @@ export function onData(context: EdgeContext) {
       answer(reply);
     }, context.limits.dataTimeoutMs);
     deadline.unref();
-    receive(context, stream, session).then(
+    receive(context, stream, session, receiving).then(
       (messageId) => answer(null, messageId),
       (error: unknown) => {
+        if (error instanceof UndecidedAcceptError) {
+          // The edge stopped with the commit undecided: no reply is true, so none is given.
+          answered = true;
+          clearTimeout(deadline);
+          context.inData.delete(session.id);
+          context.logger.error({ session: session.id, message: error.messageId }, 'stopping with an accept undecided: closed without a reply');
+          context.closeWithoutReply(session);
+          return;
+        }
         const reply = asReply(error, storageFailed);
         // After a smuggling attempt, whatever the client pipelined behind the refused message is
         // not trusted as commands: reply and disconnect, as Postfix does for a bare newline.

@@ -1,9 +1,13 @@
 // RCPT TO: the live lookup, one per recipient, answered 250 2.1.5 / 550 5.1.1 / 451 4.3.0 /
-// 554 5.7.1 / 452 4.5.3 (see recipients/verify-recipient.ts and replies.ts for why each).
+// 554 5.7.1 / 452 4.5.3 (see recipients/verify-recipient.ts and replies.ts for why each). Before
+// any lookup: the transaction's RCPT command cap (every RCPT counts, repeated and refused ones
+// included), a repeat of an address this transaction already accepted is answered from that
+// lookup, and the client's network must have a lookup slot free (ClientLookupSlots).
 import type { SMTPServerAddress, SMTPServerSession } from 'smtp-server';
 import { verifyRecipient } from '../recipients/verify-recipient.ts';
+import { clientNetworkKey } from './client-network.ts';
 import type { EdgeContext } from './edge-context.ts';
-import { asReply, tooManyRecipients } from './replies.ts';
+import { asReply, type EdgeReply, lookupBusy, tooManyRcptCommands, tooManyRecipients } from './replies.ts';
 
 /** Past the limit unless it repeats an address already accepted (smtp-server replaces those). */
 function overLimit(session: SMTPServerSession, address: SMTPServerAddress, limit: number): boolean {
@@ -13,10 +17,24 @@ function overLimit(session: SMTPServerSession, address: SMTPServerAddress, limit
   return !accepted.some((entry) => entry.address.toLowerCase() === wanted);
 }
 
+/** The entry this transaction already accepted for the same address, if any. */
+function alreadyAccepted(session: SMTPServerSession, address: SMTPServerAddress): SMTPServerAddress | undefined {
+  const wanted = address.address.toLowerCase();
+  return session.envelope.rcptTo.find((entry) => entry.address.toLowerCase() === wanted);
+}
+
+/** Counts this RCPT against the transaction's cap; false once past it. */
+function countRcpt(context: EdgeContext, session: SMTPServerSession): boolean {
+  const envelope = session.envelope as object;
+  const seen = (context.rcptCommands.get(envelope) ?? 0) + 1;
+  context.rcptCommands.set(envelope, seen);
+  return seen <= context.limits.maxRcptCommands;
+}
+
 export function onRcptTo(context: EdgeContext) {
   const { metrics, limits } = context;
   return (address: SMTPServerAddress, session: SMTPServerSession, callback: (error?: Error | null) => void): void => {
-    const done = (error: ReturnType<typeof asReply> | null) => {
+    const done = (error: EdgeReply | null) => {
       metrics.rcptOutcomes.inc(
         error
           ? { code: String(error.responseCode), enhanced: error.enhancedCode, reason: error.reason }
@@ -29,33 +47,53 @@ export function onRcptTo(context: EdgeContext) {
       }
       callback(error);
     };
+    if (!countRcpt(context, session)) {
+      done(tooManyRcptCommands(limits.maxRcptCommands));
+      return;
+    }
+    const repeated = alreadyAccepted(session, address);
+    const known = repeated ? context.recipients.get(repeated) : undefined;
+    if (known) {
+      // Same transaction, same address: the answer is the one just given; no second lookup.
+      context.recipients.set(address, known);
+      done(null);
+      return;
+    }
     if (overLimit(session, address, limits.maxRecipients)) {
       done(tooManyRecipients(limits.maxRecipients));
       return;
     }
-    const started = performance.now();
-    let lookedUp = false;
-    const observe = (outcome: 'found' | 'not_found' | 'failed') => {
-      if (lookedUp) metrics.lookupDuration.observe({ outcome }, performance.now() - started);
-    };
-    verifyRecipient(address.address, {
+    lookUp(context, address, session).then(
+      () => done(null),
+      (error: unknown) => done(asReply(error)),
+    );
+  };
+}
+
+async function lookUp(context: EdgeContext, address: SMTPServerAddress, session: SMTPServerSession): Promise<void> {
+  const { metrics, limits } = context;
+  const release = await context.lookupSlots.acquire(clientNetworkKey(session.remoteAddress), limits.lookupTimeoutMs);
+  if (!release) throw lookupBusy(limits.clientLookupConcurrency);
+  const started = performance.now();
+  let lookedUp = false;
+  const observe = (outcome: 'found' | 'not_found' | 'failed') => {
+    if (lookedUp) metrics.lookupDuration.observe({ outcome }, performance.now() - started);
+  };
+  try {
+    const recipient = await verifyRecipient(address.address, {
       smtpUtf8: session.envelope.smtpUtf8 === true,
       lookupTimeoutMs: limits.lookupTimeoutMs,
       resolve: (normalized) => {
         lookedUp = true;
         return context.resolve(normalized);
       },
-    }).then(
-      (recipient) => {
-        observe('found');
-        context.recipients.set(address, recipient);
-        done(null);
-      },
-      (error: unknown) => {
-        const reply = asReply(error);
-        observe(reply.reason === 'lookup_failed' ? 'failed' : 'not_found');
-        done(reply);
-      },
-    );
-  };
+    });
+    observe('found');
+    context.recipients.set(address, recipient);
+  } catch (error) {
+    observe(asReply(error).reason === 'lookup_failed' ? 'failed' : 'not_found');
+    throw error;
+  } finally {
+    release();
+  }
 }

@@ -21,4 +21,12 @@ describe('ClientRateLimiter: messages per client IP per minute, in one process',
     expect(limiter.take('a')).toBe(true); // forgotten, so a fresh allowance
     expect(limiter.take('c')).toBe(false);
   });
+
+  it('keys IPv6 clients by their /64: rotating the interface identifier gives no fresh bucket', () => {
+    const limiter = new ClientRateLimiter({ perMinute: 2, now: () => 0 });
+    expect(limiter.take('2001:db8:1:2::1')).toBe(true);
+    expect(limiter.take('2001:db8:1:2::2')).toBe(true);
+    expect(limiter.take('2001:db8:1:2:dead:beef:0:3')).toBe(false);
+    expect(limiter.take('2001:db8:1:3::1')).toBe(true);
+  });
 });

@@ -1,7 +1,10 @@
-// Messages per client IP per minute, as a token bucket (bursts up to the limit, refilled evenly).
+// Messages per client network (IPv4 address, IPv6 /64: client-network.ts) per minute, as a token
+// bucket (bursts up to the limit, refilled evenly).
 // Scope: ONE edge process. N edges behind an MX allow up to N times the limit; this is a brake on
 // a single noisy client, not an accounting system. Memory is bounded: at most `maxClients` buckets,
 // the least recently seen dropped first (a dropped bucket only forgets, it never refuses).
+
+import { clientNetworkKey } from './client-network.ts';
 
 export interface RateLimiterOptions {
   perMinute: number;
@@ -31,7 +34,8 @@ export class ClientRateLimiter {
   }
 
   /** Takes one message from the client's allowance; false when there is none left. */
-  take(clientAddress: string): boolean {
+  take(remoteAddress: string): boolean {
+    const clientAddress = clientNetworkKey(remoteAddress);
     const now = this.now();
     const bucket = this.buckets.get(clientAddress);
     let tokens = this.perMinute;

@@ -11,6 +11,9 @@ export type ReplyReason =
   | 'lookup_failed'
   | 'relay_denied'
   | 'too_many_recipients'
+  | 'too_many_rcpt_commands'
+  | 'lookup_busy'
+  | 'too_many_hops'
   | 'bad_address'
   | 'smtputf8_required'
   | 'rate_limited'
@@ -45,6 +48,21 @@ export const relayDenied = (address: string) =>
 // 452 4.5.3: past the limit; the client sends the rest in another transaction (RFC 5321 4.5.3.1.10).
 export const tooManyRecipients = (limit: number) =>
   new EdgeReply(452, '4.5.3', `Too many recipients (at most ${limit} per message)`, 'too_many_recipients');
+
+// 452 4.5.3: past MAIL_MTA_MAX_RCPT_COMMANDS in this transaction, repeats included: a harvest of
+// 1,000 identical RCPTs is cut off here instead of being answered one by one.
+export const tooManyRcptCommands = (limit: number) =>
+  new EdgeReply(452, '4.5.3', `Too many RCPT commands (at most ${limit} per transaction)`, 'too_many_rcpt_commands');
+
+// 451 4.3.2: this client's network already has MAIL_MTA_CLIENT_LOOKUP_CONCURRENCY lookups running and
+// none came free within the lookup deadline; the shared pool is left to other senders (X.3.2:
+// system not accepting network messages, for now).
+export const lookupBusy = (perClient: number) =>
+  new EdgeReply(451, '4.3.2', `Too many concurrent recipient lookups from your network (at most ${perClient}), try again later`, 'lookup_busy');
+
+// 554 5.4.6: more Received: headers than MAIL_MTA_MAX_HOPS, a mail loop (RFC 5321 6.3, RFC 3463 X.4.6).
+export const tooManyHops = (limit: number) =>
+  new EdgeReply(554, '5.4.6', `Too many hops (more than ${limit} Received: headers): mail loop`, 'too_many_hops');
 
 // 501 5.1.3: syntactically unusable address (RFC 3463 X.1.3).
 export const badAddress = (address: string, detail: string) =>

@@ -120,6 +120,22 @@ export const envSchema = z.object({
   // A whole DATA phase must finish within this, however slowly the bytes trickle in.
   MAIL_MTA_DATA_TIMEOUT: duration('10m'),
   MAIL_MTA_RATE_LIMIT_PER_MINUTE: count('600', 1_000_000),
+  // RCPT commands per transaction, repeated and refused ones included (a harvest's 1,000 identical
+  // RCPTs stop here). At least MAIL_MTA_MAX_RECIPIENTS; unset: twice MAIL_MTA_MAX_RECIPIENTS.
+  MAIL_MTA_MAX_RCPT_COMMANDS: parsedBy((text) => parsePositiveInteger(text, 100_000)).optional(),
+  // Errors per session (refused RCPTs, bad commands, syntax errors), as Postfix's
+  // smtpd_soft_error_limit / smtpd_error_sleep_time / smtpd_hard_error_limit.
+  MAIL_MTA_SOFT_ERROR_LIMIT: count('10', 10_000),
+  MAIL_MTA_ERROR_SLEEP: duration('1s'),
+  MAIL_MTA_HARD_ERROR_LIMIT: count('20', 10_000),
+  // Recipient lookups one client network (IPv4 address, IPv6 /64) may have running at once.
+  MAIL_MTA_CLIENT_LOOKUP_CONCURRENCY: count('4', 1_000),
+  // RFC 5321 6.3: more Received: headers than this and the message is refused (554 5.4.6), like
+  // Postfix's hopcount_limit.
+  MAIL_MTA_MAX_HOPS: count('50', 10_000),
+  // How long a committed message is remembered by its fingerprint, so that a sender's retry of
+  // a message whose first reply it never saw gets the first queue id instead of a second copy.
+  MAIL_MTA_DUPLICATE_WINDOW: duration('2h'),
   MAIL_MTA_TLS_CERT: z.string().min(1).optional(),
   MAIL_MTA_TLS_KEY: z.string().min(1).optional(),
 });

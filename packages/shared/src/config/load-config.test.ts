@@ -86,6 +86,23 @@ describe('loadConfig', () => {
     expect(loadConfig({ ...minimal, MAIL_SMTP_MODE: 'stub', MAIL_LEASE_DURATION: '1m' }, 'core').engine.leaseDurationMs).toBe(60_000);
   });
 
+  it('reads the edge defences with their defaults and checks how they relate', () => {
+    const { mta } = loadConfig(minimal, 'mta');
+    expect(mta).toMatchObject({
+      maxRcptCommands: 200,
+      softErrorLimit: 10,
+      errorSleepMs: 1_000,
+      hardErrorLimit: 20,
+      clientLookupConcurrency: 4,
+      maxHops: 50,
+      duplicateWindowMs: 2 * 3_600_000,
+    });
+    // Unset, the RCPT command cap follows the recipient limit, so raising one never breaks the start.
+    expect(loadConfig({ ...minimal, MAIL_MTA_MAX_RECIPIENTS: '1000' }, 'mta').mta.maxRcptCommands).toBe(2_000);
+    expect(() => loadConfig({ ...minimal, MAIL_MTA_MAX_RCPT_COMMANDS: '50' }, 'mta')).toThrow(/MAIL_MTA_MAX_RCPT_COMMANDS: must be at least/);
+    expect(() => loadConfig({ ...minimal, MAIL_MTA_SOFT_ERROR_LIMIT: '20' }, 'mta')).toThrow(/MAIL_MTA_HARD_ERROR_LIMIT: must be larger/);
+  });
+
   it('names MAIL_ variables it does not know, likely typos', () => {
     expect(unknownMailVariables({ ...minimal, MAIL_SMTP_ADRR: 'x', HOME: '/root' })).toEqual(['MAIL_SMTP_ADRR']);
   });

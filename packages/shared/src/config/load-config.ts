@@ -58,6 +58,13 @@ export interface PosternConfig {
     idleTimeoutMs: number;
     dataTimeoutMs: number;
     rateLimitPerMinute: number;
+    maxRcptCommands: number;
+    softErrorLimit: number;
+    errorSleepMs: number;
+    hardErrorLimit: number;
+    clientLookupConcurrency: number;
+    maxHops: number;
+    duplicateWindowMs: number;
     tls: { certFile: string; keyFile: string } | null;
   };
 }
@@ -87,6 +94,12 @@ function crossFieldProblems(env: Env, app: AppName): string[] {
   if (app === 'mta' && env.MAIL_MTA_DATA_MEMORY_BUDGET < env.MAIL_MTA_MAX_MESSAGE_SIZE) {
     // A message between the two could never be accepted: 452 on every retry until the sender gives up.
     problems.push('MAIL_MTA_DATA_MEMORY_BUDGET: must be at least MAIL_MTA_MAX_MESSAGE_SIZE (a message of the maximum size must fit)');
+  }
+  if (app === 'mta' && env.MAIL_MTA_MAX_RCPT_COMMANDS !== undefined && env.MAIL_MTA_MAX_RCPT_COMMANDS < env.MAIL_MTA_MAX_RECIPIENTS) {
+    problems.push('MAIL_MTA_MAX_RCPT_COMMANDS: must be at least MAIL_MTA_MAX_RECIPIENTS (every recipient allowed needs its RCPT)');
+  }
+  if (app === 'mta' && env.MAIL_MTA_HARD_ERROR_LIMIT <= env.MAIL_MTA_SOFT_ERROR_LIMIT) {
+    problems.push('MAIL_MTA_HARD_ERROR_LIMIT: must be larger than MAIL_MTA_SOFT_ERROR_LIMIT');
   }
   if (app === 'core' && env.MAIL_LEASE_DURATION <= env.MAIL_SMTP_TIMEOUT) {
     // A lease shorter than one send would let a second engine start the same delivery mid-send.
@@ -187,6 +200,13 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
       idleTimeoutMs: env.MAIL_MTA_IDLE_TIMEOUT,
       dataTimeoutMs: env.MAIL_MTA_DATA_TIMEOUT,
       rateLimitPerMinute: env.MAIL_MTA_RATE_LIMIT_PER_MINUTE,
+      maxRcptCommands: env.MAIL_MTA_MAX_RCPT_COMMANDS ?? 2 * env.MAIL_MTA_MAX_RECIPIENTS,
+      softErrorLimit: env.MAIL_MTA_SOFT_ERROR_LIMIT,
+      errorSleepMs: env.MAIL_MTA_ERROR_SLEEP,
+      hardErrorLimit: env.MAIL_MTA_HARD_ERROR_LIMIT,
+      clientLookupConcurrency: env.MAIL_MTA_CLIENT_LOOKUP_CONCURRENCY,
+      maxHops: env.MAIL_MTA_MAX_HOPS,
+      duplicateWindowMs: env.MAIL_MTA_DUPLICATE_WINDOW,
       tls:
         env.MAIL_MTA_TLS_CERT && env.MAIL_MTA_TLS_KEY
           ? { certFile: env.MAIL_MTA_TLS_CERT, keyFile: env.MAIL_MTA_TLS_KEY }

@@ -13,6 +13,11 @@ export interface PoolOptions {
   max?: number;
   connectTimeoutMs?: number;
   statementTimeoutMs?: number;
+  /**
+   * Also give up on a query client-side (default true). The edge's accept pool turns it off: a
+   * client that gives up does not know whether the statement still commits (docs/mta.md).
+   */
+  clientQueryTimeout?: boolean;
   logger: Logger;
 }
 
@@ -26,7 +31,7 @@ export function createPool(options: PoolOptions): pg.Pool {
     // Server-side limit on each statement, and a client-side limit for when the server is gone
     // and cannot enforce anything (a half-open TCP connection answers nothing, ever).
     statement_timeout: statementTimeoutMs,
-    query_timeout: statementTimeoutMs + 1_000,
+    ...(options.clientQueryTimeout === false ? {} : { query_timeout: statementTimeoutMs + 1_000 }),
     idle_in_transaction_session_timeout: Math.max(statementTimeoutMs * 2, 30_000),
     idleTimeoutMillis: 30_000,
     keepAlive: true,

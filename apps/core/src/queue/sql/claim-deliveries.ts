@@ -26,6 +26,10 @@ export interface ClaimedDelivery {
   created_at: Date;
   /** Reason from the suppression list, or null. */
   suppressed_reason: string | null;
+  /** The edge's message (relay deliveries): SMTPUTF8 and BODY= as the sender gave them at MAIL FROM,
+   *  repeated to the relay only when the sender used them (issue 8, requirement 8). */
+  smtputf8: boolean | null;
+  body_type: '7bit' | '8bitmime' | null;
 }
 
 const CLAIM_SQL = `
@@ -44,7 +48,9 @@ RETURNING d.id, d.source, d.payload_mode, d.message_id, d.template_id, d.templat
           d.template_variables, d.subject, d.text_body, d.html_body, d.category, d.recipient, d.envelope_from,
           d.rfc_message_id, d.attempt_count, d.created_at,
           (SELECT s.reason FROM mail.suppressions s
-            WHERE s.address = d.recipient AND (s.expires_at IS NULL OR s.expires_at > now())) AS suppressed_reason`;
+            WHERE s.address = d.recipient AND (s.expires_at IS NULL OR s.expires_at > now())) AS suppressed_reason,
+          (SELECT m.smtputf8 FROM mail.messages m WHERE m.id = d.message_id) AS smtputf8,
+          (SELECT m.body_type FROM mail.messages m WHERE m.id = d.message_id) AS body_type`;
 
 export async function claimDueDeliveries(db: Queryable, workerId: string, limit: number, leaseMs: number): Promise<ClaimedDelivery[]> {
   const { rows } = await db.query<ClaimedDelivery>({ name: 'postern_claim_deliveries', text: CLAIM_SQL, values: [workerId, limit, leaseMs] });

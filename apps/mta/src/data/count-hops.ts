@@ -1,0 +1,14 @@
+// RFC 5321 6.3: a relay must detect mail loops; counting Received: headers is the method it names.
+// Only the header section counts (a Received: line quoted in a body is not a hop), and a field
+// name is matched case-insensitively at the start of a line (RFC 5322 2.2: folded continuation
+// lines start with white space and are not fields). The section is the one mailparser reads, so
+// a header block bigger than that is cut there; it holds thousands of Received: lines by then.
+import { headerSection } from './parse-headers.ts';
+
+const RECEIVED_FIELD = /^received[ \t]*:/i;
+
+export function countReceivedHeaders(data: Buffer): number {
+  let count = 0;
+  for (const line of headerSection(data).toString('latin1').split('\r\n')) if (RECEIVED_FIELD.test(line)) count += 1;
+  return count;
+}

@@ -1,0 +1,30 @@
+import { describe, expect, it } from 'vitest';
+import { ClientLookupSlots } from './client-lookup-slots.ts';
+
+describe('ClientLookupSlots', () => {
+  it('lets one client run at most N lookups; others are not affected', async () => {
+    const slots = new ClientLookupSlots(2);
+    const a1 = await slots.acquire('a', 1_000);
+    const a2 = await slots.acquire('a', 1_000);
+    expect(a1).not.toBeNull();
+    expect(a2).not.toBeNull();
+    expect(await slots.acquire('a', 10)).toBeNull();
+    const b = await slots.acquire('b', 10);
+    expect(b).not.toBeNull();
+    b?.();
+    expect(slots.trackedClients).toBe(1);
+  });
+
+  it('hands a freed slot to a waiter of the same client, and forgets a client with nothing running', async () => {
+    const slots = new ClientLookupSlots(1);
+    const first = await slots.acquire('a', 1_000);
+    const waiting = slots.acquire('a', 1_000);
+    first?.();
+    first?.(); // a second release of the same slot changes nothing
+    const second = await waiting;
+    expect(second).not.toBeNull();
+    expect(await slots.acquire('a', 10)).toBeNull();
+    second?.();
+    expect(slots.trackedClients).toBe(0);
+  });
+});

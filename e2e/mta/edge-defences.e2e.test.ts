@@ -1,0 +1,183 @@
+// Issue 8, "Directory harvest and lookup DoS" and "Mail loops" (hop limit), on real sockets: the
+// per-session error limit (soft: replies slowed; hard: 421 4.7.0 and closed), the cap on RCPT
+// commands per transaction with repeats counted and answered without a lookup, one client's flood
+// of lookups not turning another client's RCPT into 451, and the Received: hop limit.
+import { createAlias, createDomain } from '@postern/shared';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Edge } from '../../apps/mta/src/edge.ts';
+import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
+import { metricsText, openSession, startTestEdge } from './helpers/edge.ts';
+import { type Reply, SmtpTestClient, sendMail, simpleMessage } from './helpers/smtp-client.ts';
+
+let db: TestDatabase;
+
+beforeAll(async () => {
+  db = await createTestDatabase('mta-defences');
+  await createDomain(db.pool, 'postern.test');
+  await createAlias(db.pool, { domain: 'postern.test', localPart: 'ops', kind: 'forward', targets: ['ops@inbox.test'] });
+  for (let i = 0; i < 60; i++) {
+    await createAlias(db.pool, { domain: 'postern.test', localPart: `list${i}`, kind: 'forward', targets: [`l${i}@inbox.test`] });
+  }
+});
+
+afterAll(async () => {
+  await db?.drop();
+});
+
+/** The value of a counter in the edge's /metrics (labels ignored), 0 when absent. */
+async function counter(edge: Edge, name: string): Promise<number> {
+  const match = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)`, 'm').exec(await metricsText(edge));
+  return match ? Number(match[1]) : 0;
+}
+
+async function lookups(edge: Edge): Promise<number> {
+  const text = await metricsText(edge);
+  return [...text.matchAll(/^mail_mta_recipient_lookup_duration_ms_count\{[^}]*\} (\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+}
+
+describe('error limit per session', () => {
+  it('slows replies past the soft limit, then answers 421 4.7.0 at the hard limit and closes', async () => {
+    const edge = await startTestEdge(db.dsn, { MAIL_MTA_SOFT_ERROR_LIMIT: '3', MAIL_MTA_ERROR_SLEEP: '300ms', MAIL_MTA_HARD_ERROR_LIMIT: '6' });
+    try {
+      const client = await openSession(edge);
+      expect((await client.command('MAIL FROM:<harvester@outside.test>')).code).toBe(250);
+      const replies: Reply[] = [];
+      // A harvest: unknown recipients, an unknown command and a syntax error all count.
+      for (const line of ['RCPT TO:<a1@postern.test>', 'BOGUS', 'RCPT TO:<a2@postern.test>', 'RCPT TO:<no-brackets', 'RCPT TO:<a3@postern.test>', 'RCPT TO:<a4@postern.test>']) {
+        replies.push(await client.command(line));
+      }
+      expect(replies.map((reply) => reply.code)).toEqual([550, 500, 550, 501, 550, 550]);
+      // The 6th error is answered, then the 421 follows at once and the edge closes.
+      const last = await client.readReply();
+      expect(last.raw).toBe('421 4.7.0 Error: too many errors');
+      await client.closed;
+      expect(await counter(edge, 'mail_mta_error_limit_disconnects_total')).toBe(1);
+      // Replies 4, 5 and 6 came after the soft limit (3 errors): each waited for the error sleep.
+      expect(await counter(edge, 'mail_mta_error_limit_delays_total')).toBe(3);
+    } finally {
+      await edge.stop();
+    }
+  });
+
+  it('costs an honest session below the soft limit nothing: its mail is accepted', async () => {
+    const edge = await startTestEdge(db.dsn, { MAIL_MTA_SOFT_ERROR_LIMIT: '3', MAIL_MTA_HARD_ERROR_LIMIT: '6' });
+    try {
+      const client = await openSession(edge);
+      const result = await sendMail(client, { from: 's@outside.test', to: ['typo@postern.test', 'ops@postern.test'], message: simpleMessage('honest') });
+      expect(result.rcpts.map((reply) => reply.code)).toEqual([550, 250]);
+      expect(result.final?.code).toBe(250);
+      expect(await counter(edge, 'mail_mta_error_limit_delays_total')).toBe(0);
+      await client.quit();
+    } finally {
+      await edge.stop();
+    }
+  });
+});
+
+describe('RCPT commands per transaction', () => {
+  it('answers 1,000 identical RCPTs with one lookup and cuts them off at the cap', async () => {
+    const edge = await startTestEdge(db.dsn, { MAIL_MTA_MAX_RCPT_COMMANDS: '150', MAIL_MTA_HARD_ERROR_LIMIT: '20', MAIL_MTA_ERROR_SLEEP: '20ms' });
+    try {
+      const client = await openSession(edge);
+      expect((await client.command('MAIL FROM:<s@outside.test>')).code).toBe(250);
+      const before = await lookups(edge);
+      // Pipelined, as a harvester would.
+      await client.write('RCPT TO:<ops@postern.test>\r\n'.repeat(1_000));
+      const codes: number[] = [];
+      for (;;) {
+        try {
+          codes.push((await client.readReply(5_000)).code);
+        } catch {
+          break;
+        }
+      }
+      expect(codes.slice(0, 150).every((code) => code === 250)).toBe(true);
+      // Past the cap: 452 4.5.3, each an error, until the hard error limit closes the session.
+      expect(codes.slice(150, 170)).toEqual(new Array(20).fill(452));
+      expect(codes[170]).toBe(421);
+      expect(codes.length).toBe(171);
+      expect((await lookups(edge)) - before).toBe(1);
+    } finally {
+      await edge.stop();
+    }
+  });
+});
+
+describe('concurrent lookups per client network', () => {
+  it("one client's flood of lookups does not turn another client's RCPT into 451", async () => {
+    const edge = await startTestEdge(db.dsn, {
+      MAIL_POSTGRES_POOL_MAX: '3',
+      MAIL_MTA_CLIENT_LOOKUP_CONCURRENCY: process.env.POSTERN_E2E_LOOKUP_CAP ?? '1',
+      MAIL_MTA_LOOKUP_TIMEOUT: '300ms',
+      MAIL_MTA_RATE_LIMIT_PER_MINUTE: '1000000',
+      MAIL_MTA_MAX_CLIENTS: '500',
+    });
+    let flooding = true;
+    const floodReplies: number[] = [];
+    const flood = async () => {
+      const { client } = await SmtpTestClient.connect(edge.smtp.port, '127.0.0.1', '127.0.0.2');
+      await client.command('EHLO flood.outside.test');
+      while (flooding) {
+        await client.command('MAIL FROM:<f@outside.test>');
+        // 50 distinct valid recipients pipelined: 50 lookups, no errors.
+        await client.write(Array.from({ length: 50 }, (_, i) => `RCPT TO:<list${i}@postern.test>\r\n`).join(''));
+        for (let i = 0; i < 50; i++) floodReplies.push((await client.readReply(30_000)).code);
+        await client.command('RSET');
+      }
+      await client.quit();
+    };
+    try {
+      // Every lookup connection open before the flood: a lookup that must first connect to
+      // PostgreSQL on a loaded machine can miss the short deadline for reasons not under test.
+      const warm = async (source: string) => {
+        const { client } = await SmtpTestClient.connect(edge.smtp.port, '127.0.0.1', source);
+        await client.command('EHLO warm.outside.test');
+        await client.command('MAIL FROM:<w@outside.test>');
+        for (let i = 0; i < 5; i++) await client.command(`RCPT TO:<list${i}@postern.test>`);
+        await client.quit();
+      };
+      await Promise.all(['127.0.0.3', '127.0.0.4', '127.0.0.5'].map(warm));
+      const floods = Array.from({ length: 300 }, () => flood());
+      // Let the flood fill the pool's queue.
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      const legit = await openSession(edge);
+      expect((await legit.command('MAIL FROM:<friend@outside.test>')).code).toBe(250);
+      const codes: number[] = [];
+      for (let i = 0; i < 30; i++) {
+        codes.push((await legit.command(`RCPT TO:<list${i}@postern.test>`)).code);
+      }
+      await legit.quit();
+      flooding = false;
+      await Promise.allSettled(floods);
+      console.log(
+        `[defences] flood: ${floodReplies.length} RCPT replies (${floodReplies.filter((c) => c === 451).length} × 451); other client: ${JSON.stringify(codes)}`,
+      );
+      expect(floodReplies.length).toBeGreaterThan(100);
+      expect(codes).toEqual(new Array(30).fill(250));
+    } finally {
+      flooding = false;
+      await edge.stop();
+    }
+  });
+});
+
+describe('hop limit (RFC 5321 6.3)', () => {
+  const withHops = (count: number, subject: string) =>
+    `${Array.from({ length: count }, (_, i) => `Received: from hop${i}.outside.test by hop${i + 1}.outside.test; Mon, 1 Jan 2024 00:00:00 +0000`).join('\r\n')}\r\n${simpleMessage(subject)}`;
+
+  it('accepts a message with exactly MAIL_MTA_MAX_HOPS Received: headers and refuses one more with 554 5.4.6', async () => {
+    const edge = await startTestEdge(db.dsn, { MAIL_MTA_MAX_HOPS: '50' });
+    try {
+      const client = await openSession(edge);
+      const atLimit = await sendMail(client, { from: 's@outside.test', to: ['ops@postern.test'], message: withHops(50, 'hops-50') });
+      expect(atLimit.final?.code).toBe(250);
+      const over = await sendMail(client, { from: 's@outside.test', to: ['ops@postern.test'], message: withHops(51, 'hops-51') });
+      expect(over.final?.raw).toBe('554 5.4.6 Too many hops (more than 50 Received: headers): mail loop');
+      await client.quit();
+      const { rows } = await db.pool.query("SELECT subject FROM mail.messages WHERE subject LIKE 'hops-%' ORDER BY subject");
+      expect(rows).toEqual([{ subject: 'hops-50' }]);
+    } finally {
+      await edge.stop();
+    }
+  });
+});
