@@ -177,6 +177,7 @@ describe('swaks', () => {
     const [row, ...more] = await stored('id', id);
     expect(more).toEqual([]);
     expect(row).toMatchObject({ helo: 'swaks.peer.test', envelope_from: 'swaks@outside.test', subject: 'swaks pipelined', deliveries: 22 });
+    expect(row?.envelope_to).toEqual(to.filter((address) => !address.startsWith('ghost')));
     // What swaks says it sent between the 354 and the final dot, unstuffed, is what is stored.
     const sent = transcript.slice(transcript.findIndex((line) => /^<-\s+354 /.test(line)) + 1, transcript.indexOf(' -> .'));
     const unstuffed = sent.map((line) => line.replace(/^ -> /, '').replace(/^\./, ''));
