@@ -82,12 +82,19 @@ describe('raw-socket fuzzer against a running edge', () => {
     const problems: string[] = [];
     const queuedBySession = new Map<number, string[]>();
     const codes = new Map<number, number>();
+    const refusals = new Map<string, number>();
     for (const run of runs) {
       const observed = !run.abandoned;
       const { replies, problems: lineProblems } = parseReplies(run.received, observed);
       for (const problem of [...lineProblems, ...orderProblems(replies)]) problems.push(`session ${run.plan.index} (${summary(run)}): ${problem}`);
       queuedBySession.set(run.plan.index, queuedIds(replies));
-      for (const reply of replies) codes.set(reply.code, (codes.get(reply.code) ?? 0) + 1);
+      for (const reply of replies) {
+        codes.set(reply.code, (codes.get(reply.code) ?? 0) + 1);
+        if (reply.code >= 400) {
+          const text = (reply.lines[reply.lines.length - 1] ?? '').replace(/<[^>]*>/g, '<…>').replace(/[0-9a-f-]{36}/g, '…');
+          refusals.set(text, (refusals.get(text) ?? 0) + 1);
+        }
+      }
     }
 
     // Accounting: every stored message traced to a session; for a session seen to its end, the
@@ -131,6 +138,7 @@ describe('raw-socket fuzzer against a running edge', () => {
       `raw-socket fuzz: seed ${SEED}, ${runs.length} sessions (${observed} seen to the server's close, ${runs.length - observed} abandoned), ` +
         `${elapsed} ms, ${queued} answered queued, ${stored.length} stored, replies by code ${JSON.stringify(Object.fromEntries([...codes].sort()))}`,
     );
+    console.info(`refusals seen: ${JSON.stringify(Object.fromEntries([...refusals].sort((a, b) => b[1] - a[1])), null, 1)}`);
     expect(problems).toEqual([]);
     // A fuzzer that never reached DATA or never saw a refusal tested nothing.
     expect(queued).toBeGreaterThan(10);
@@ -187,6 +195,10 @@ describe('raw-socket fuzzer against a running edge', () => {
     const id = result.final?.raw.split(' ').pop();
     const { rows } = await db.pool.query("SELECT id FROM mail.messages WHERE helo = 'after-fuzz.test'");
     expect(rows.map((row) => row.id)).toEqual([id]);
+    // And it says it is ready: nothing the fuzzer did left it degraded.
+    if (!edge.http) throw new Error('edge started without HTTP');
+    const ready = await fetch(`http://${edge.http.host}:${edge.http.port}/readyz`);
+    expect(ready.status).toBe(200);
   });
 });
 
