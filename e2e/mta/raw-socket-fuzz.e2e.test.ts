@@ -14,7 +14,7 @@ import { createAlias, createDomain } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Edge } from '../../apps/mta/src/edge.ts';
 import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
-import { openSession, startTestEdge } from './helpers/edge.ts';
+import { metricsText, openSession, startTestEdge } from './helpers/edge.ts';
 import { orderProblems, parseReplies, queuedIds, runSession, type SessionRun, sessionPlans } from './helpers/fuzz-session.ts';
 import { sendMail, simpleMessage } from './helpers/smtp-client.ts';
 
@@ -195,6 +195,14 @@ describe('raw-socket fuzzer against a running edge', () => {
     const id = result.final?.raw.split(' ').pop();
     const { rows } = await db.pool.query("SELECT id FROM mail.messages WHERE helo = 'after-fuzz.test'");
     expect(rows.map((row) => row.id)).toEqual([id]);
+    // Nothing held for the sessions that are gone: no connection counted, no DATA byte reserved
+    // (the clients that vanished mid-DATA included).
+    const gauges = await waitFor(
+      'the connection and DATA-memory gauges back at zero',
+      () => metricsText(edge),
+      (text) => /^mail_mta_connections_active(\{[^}]*\})? 0$/m.test(text) && /^mail_mta_data_bytes_in_flight(\{[^}]*\})? 0$/m.test(text),
+    ).catch((error: Error) => error.message);
+    expect(gauges).toMatch(/^mail_mta_data_bytes_in_flight(\{[^}]*\})? 0$/m);
     // And it says it is ready: nothing the fuzzer did left it degraded.
     if (!edge.http) throw new Error('edge started without HTTP');
     const ready = await fetch(`http://${edge.http.host}:${edge.http.port}/readyz`);
