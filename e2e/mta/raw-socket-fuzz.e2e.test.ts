@@ -157,7 +157,7 @@ describe('raw-socket fuzzer against a running edge', () => {
     expect(observed).toBeGreaterThan(FUZZ_SESSIONS / 2);
   }, 600_000);
 
-  // Found by the fuzzer (session 62: lockstep, half-close): a client that sends its final dot and
+  // Found by the fuzzer (a lockstep session that half-closed): a client that sends its final dot and
   // shuts down its write side is still reading. Seen today: the edge closes at the client's FIN
   // without answering, and a commit already under way still lands — stored, never answered 250,
   // so the client sends it again. Expected: the 250 before the server's FIN, stored once.
