@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { loadTemplateCatalog } from '../templates/template-catalog.ts';
 import { storableText } from '../text/storable-text.ts';
-import { acceptCommand } from './accept-command.ts';
+import { acceptCommand, commandHash } from './accept-command.ts';
 import { type DecodeFailure, type DecodeResult, decodeCommand, FAILURE_CODES } from './decode-command.ts';
 import { quarantineCommand } from './quarantine.ts';
 
@@ -192,6 +192,66 @@ describe('decodeCommand on hostile field maps', () => {
   it.each(cases)('%s in %s: a storable failure or a command', (_poison, _where, fields) => {
     checkContract(fields);
   });
+});
+
+describe('both schema versions say the same thing (seed 003: an encoding change must not change meaning)', () => {
+  const sourceName = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,30}$/).filter((name) => name !== 'smtp');
+  const plainText = fc.string({ maxLength: 40 }).filter((value) => value.trim() !== '');
+  const command = fc.record({
+    source: sourceName,
+    key: plainText,
+    to: fc.constantFrom('alice@example.com', 'Bob@Example.COM', 'x.y+z@sub.example.org', 'ü@bücher.example'),
+    category: fc.option(fc.stringMatching(/^[a-z0-9][a-z0-9_-]{0,20}$/), { nil: undefined }),
+    deliveryId: fc.option(fc.uuid(), { nil: undefined }),
+    payload: fc.oneof(
+      fc.record({ mode: fc.constant('rendered' as const), subject: plainText, text: fc.option(plainText, { nil: undefined }), html: plainText }),
+      fc.record({
+        mode: fc.constant('template' as const),
+        templateId: fc.stringMatching(/^[a-z0-9][a-z0-9-]{0,20}$/),
+        locale: fc.option(fc.constantFrom('en', 'de', 'pt-BR', 'fr_CA'), { nil: undefined }),
+        variables: fc.dictionary(fc.string({ minLength: 1, maxLength: 8 }), fc.oneof(fc.string({ maxLength: 10 }), fc.integer(), fc.boolean())),
+      }),
+    ),
+  });
+
+  it('v1 flat fields and v2 JSON of the same command decode to the same command with the same hash', () => {
+    let decoded = 0;
+    fc.assert(
+      fc.property(command, (c) => {
+        const v1: Record<string, string> = { schema_version: '1', source: c.source, idempotency_key: c.key, recipient: c.to, payload_mode: c.payload.mode };
+        if (c.category !== undefined) v1.category = c.category;
+        if (c.deliveryId !== undefined) v1.delivery_id = c.deliveryId;
+        if (c.payload.mode === 'rendered') {
+          v1.subject = c.payload.subject;
+          if (c.payload.text !== undefined) v1.text = c.payload.text;
+          v1.html = c.payload.html;
+        } else {
+          v1.template_id = c.payload.templateId;
+          if (c.payload.locale !== undefined) v1.locale = c.payload.locale;
+          v1.variables = JSON.stringify(c.payload.variables);
+        }
+        const v2 = { schema_version: '2', command: JSON.stringify({ source: c.source, idempotencyKey: c.key, to: c.to, category: c.category, deliveryId: c.deliveryId, payload: c.payload }) };
+        const one = decodeOrThrowWhy(v1);
+        const two = decodeOrThrowWhy(v2);
+        // Either both refuse with the same code, or both decode to the same command.
+        if (!one.ok || !two.ok) {
+          expect({ one: one.ok ? 'ok' : one.failure.code, two: two.ok ? 'ok' : two.failure.code }).toEqual({
+            one: one.ok ? 'ok' : one.failure.code,
+            two: one.ok ? 'ok' : one.failure.code,
+          });
+          return;
+        }
+        const { schemaVersion: _one, ...first } = one.command;
+        const { schemaVersion: _two, ...second } = two.command;
+        expect(second).toEqual(first);
+        expect(commandHash(two.command)).toBe(commandHash(one.command));
+        decoded++;
+      }),
+      { seed: SEED, numRuns: 1_000 },
+    );
+    // Most generated commands are valid: the comparison is not made on refusals alone.
+    expect(decoded).toBeGreaterThan(800);
+  }, 60_000);
 });
 
 describe('what a refused or accepted command writes to PostgreSQL is storable', () => {
