@@ -320,6 +320,15 @@ describe('what a refused or accepted command writes to PostgreSQL is storable', 
     })),
   );
 
+  it.each([
+    ['a NUL in the idempotency key', { ...v1Rendered, idempotency_key: 'k\u0000' }],
+    ['a NUL in the subject', { ...v1Rendered, subject: 'Hi\u0000' }],
+    ['a lone surrogate in the text', { ...v1Rendered, text: 'a\ud800b' }],
+    ['"\\u0000" in template variables (jsonb refuses it)', { ...v1Template, variables: '{"code": "12\\u00003", "expiresInMinutes": 10}' }],
+  ])('%s: stored safely or refused', async (_name, fields) => {
+    expect((await rows(fields)).problems).toEqual([]);
+  });
+
   it('the delivery row of any command that decodes (or its quarantine row, if refused)', async () => {
     await fc.assert(
       fc.asyncProperty(acceptable, async (fields) => {
