@@ -1,0 +1,41 @@
+"""A real SMTP client we did not write: Python's smtplib, driven by e2e/mta/real-peers.e2e.test.ts.
+
+Usage: python3 smtplib_peer.py '<json>' where json is
+  {"host", "port", "helo", "transactions": [{"from", "to": [...], "mailOptions": [...], "message"}]}
+Prints one JSON object: the EHLO features, then per transaction the MAIL, RCPT and DATA replies.
+smtplib dot-stuffs and sends MAIL/RCPT/DATA itself; SMTPUTF8 in mailOptions makes it send the
+envelope as UTF-8 (RFC 6531), as it does for a real sender.
+"""
+
+import json
+import smtplib
+import sys
+
+
+def reply(pair):
+    code, text = pair
+    return {"code": code, "text": text.decode("utf-8", "replace")}
+
+
+def main():
+    args = json.loads(sys.argv[1])
+    out = {"transactions": []}
+    with smtplib.SMTP(args["host"], args["port"], local_hostname=args["helo"], timeout=60) as client:
+        out["ehlo"] = reply(client.ehlo(args["helo"]))
+        out["features"] = sorted(client.esmtp_features.keys())
+        for transaction in args["transactions"]:
+            result = {"rcpt": []}
+            result["mail"] = reply(client.mail(transaction["from"], transaction["mailOptions"]))
+            for recipient in transaction["to"]:
+                result["rcpt"].append(reply(client.rcpt(recipient)))
+            if any(r["code"] == 250 for r in result["rcpt"]):
+                result["data"] = reply(client.data(transaction["message"].encode("utf-8")))
+            else:
+                result["rset"] = reply(client.rset())
+            out["transactions"].append(result)
+        out["quit"] = reply(client.docmd("QUIT"))
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
