@@ -33,6 +33,8 @@ export interface SenderOptions {
   /** Awaited between the two halves of every message body: lets a test hold sessions in DATA. */
   midData?: (message: OutboundMessage) => Promise<void>;
   retryDelayMs?: number;
+  /** Pause between one message's end and the next on each connection slot: intake as a flow. */
+  paceMs?: number;
   /** Told about every message answered 250. */
   onAccepted?: () => void;
 }
@@ -100,6 +102,7 @@ export async function sendAll(messages: OutboundMessage[], options: SenderOption
         }
         await delay(options.retryDelayMs ?? 500);
       }
+      if (options.paceMs) await delay(options.paceMs);
     }
   };
   await Promise.all(Array.from({ length: options.concurrency }, worker));

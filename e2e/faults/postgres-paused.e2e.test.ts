@@ -1,0 +1,69 @@
+// Fault matrix, PostgreSQL paused (docker pause) for 20 s while mail and commands come in and are
+// delivered: a hang, not a refusal — connections stay open and no statement answers. Issue 8 (a):
+// the edge must never answer 451 while the accept may still commit (the sender would retry and the
+// message be stored and delivered twice). Every engine and edge stays alive: zero duplicates.
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Engine } from '../../apps/core/src/engine.ts';
+import type { Edge } from '../../apps/mta/src/edge.ts';
+import { startTestEngine } from '../core/helpers/engine.ts';
+import { type FaultSink, startFaultSink } from '../harness/fault-sink.ts';
+import { type DedicatedPostgres, startDedicatedPostgres, waitFor } from '../harness/index.ts';
+import { startTestEdge } from '../mta/helpers/edge.ts';
+import { takeAccount, violations } from './helpers/account.ts';
+import { cellEngineEnv, cellSize, EDGE_ENV, freshStream, prepareCell, startTraffic } from './helpers/cell.ts';
+import { type FaultRedis, startFaultRedis } from './helpers/fault-redis.ts';
+import { pausePostgresFor } from './helpers/postgres-faults.ts';
+
+let postgres: DedicatedPostgres;
+let pool: pg.Pool;
+let redis: FaultRedis;
+let sink: FaultSink;
+let edge: Edge;
+let engine: Engine;
+
+beforeAll(async () => {
+  [postgres, redis, sink] = await Promise.all([startDedicatedPostgres(), startFaultRedis(), startFaultSink({ kind: 'delay-every-reply', delayMs: 20 })]);
+  pool = new pg.Pool({ connectionString: postgres.dsn, max: 3 });
+  pool.on('error', () => {});
+}, 180_000);
+
+afterAll(async () => {
+  await engine?.stop();
+  await edge?.stop();
+  await sink?.close();
+  await pool?.end();
+  await redis?.close();
+  await postgres?.close();
+});
+
+describe('fault matrix: PostgreSQL paused for 20 s', () => {
+  it('during intake and delivery: nothing stored or delivered twice, nothing lost', async () => {
+    const cell = 'pg-paused';
+    const n = cellSize(100);
+    const rcpt = await prepareCell(pool, cell);
+    await freshStream(redis.client);
+    // The edge and engine keep their default statement timeout (15 s): shorter than the hang.
+    edge = await startTestEdge(postgres.dsn, EDGE_ENV);
+    engine = await startTestEngine(postgres.dsn, cellEngineEnv(sink, redis.addr, cell, { MAIL_POSTGRES_STATEMENT_TIMEOUT: '15s' }));
+    const edgePort = edge.smtp.port;
+    const traffic = startTraffic({ cell, n, rcpt, redis: redis.client, sender: { port: () => edgePort, concurrency: 4, paceMs: 400 }, paceMs: 150 });
+    await waitFor('a fifth of the intake handed over', traffic.progress, (count) => count >= (2 * n) / 5, { timeoutMs: 60_000 });
+    const faultEndedAt = await pausePostgresFor(postgres, 20_000);
+    const { sent, produced } = await traffic.done;
+    const request = {
+      cell,
+      pool,
+      sink,
+      sent,
+      produced,
+      faultEndedAt,
+      settleMs: 90_000,
+      duplicateBound: 'zero' as const,
+      note: `docker pause 20 s; ${sent.reduce((sum, r) => sum + r.deferredAfterData, 0)} edge 4xx after the final dot`,
+    };
+    const account = await takeAccount(request);
+    expect(violations(account, request)).toEqual([]);
+    expect(account.delivered).toBe(account.nIn);
+  }, 300_000);
+});
