@@ -73,7 +73,14 @@ export function startTraffic(options: TrafficOptions): RunningTraffic {
     progress += 1;
   };
   const deadlineMs = options.sender.deadlineMs ?? 180_000;
-  const sent = sendAll(messages, { ...options.sender, deadlineMs, onAccepted: count });
+  const sent = sendAll(messages, {
+    ...options.sender,
+    deadlineMs,
+    onAccepted: () => {
+      count();
+      options.sender.onAccepted?.();
+    },
+  });
   const produced = produceAll(options.redis, options.cell, commands, { deadlineMs, paceMs: options.paceMs ?? 20, onAcknowledged: count });
   return {
     progress: () => progress,
