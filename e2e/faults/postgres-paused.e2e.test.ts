@@ -2,6 +2,7 @@
 // delivered: a hang, not a refusal — connections stay open and no statement answers. Issue 8 (a):
 // the edge must never answer 451 while the accept may still commit (the sender would retry and the
 // message be stored and delivered twice). Every engine and edge stays alive: zero duplicates.
+import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
@@ -13,7 +14,7 @@ import { startTestEdge } from '../mta/helpers/edge.ts';
 import { takeAccount, violations } from './helpers/account.ts';
 import { cellEngineEnv, cellSize, EDGE_ENV, freshStream, prepareCell, startTraffic } from './helpers/cell.ts';
 import { type FaultRedis, startFaultRedis } from './helpers/fault-redis.ts';
-import { pausePostgresFor } from './helpers/postgres-faults.ts';
+import { pausePostgres } from './helpers/postgres-faults.ts';
 
 let postgres: DedicatedPostgres;
 let pool: pg.Pool;
@@ -47,9 +48,43 @@ describe('fault matrix: PostgreSQL paused for 20 s', () => {
     edge = await startTestEdge(postgres.dsn, EDGE_ENV);
     engine = await startTestEngine(postgres.dsn, cellEngineEnv(sink, redis.addr, cell, { MAIL_POSTGRES_STATEMENT_TIMEOUT: '15s' }));
     const edgePort = edge.smtp.port;
-    const traffic = startTraffic({ cell, n, rcpt, redis: redis.client, sender: { port: () => edgePort, concurrency: 4, paceMs: 400 }, paceMs: 150 });
-    await waitFor('a fifth of the intake handed over', traffic.progress, (count) => count >= (2 * n) / 5, { timeoutMs: 60_000 });
-    const faultEndedAt = await pausePostgresFor(postgres, 20_000);
+    // Once a fifth is in, the sessions that reach the middle of their DATA wait there; when all of
+    // them do, PostgreSQL is frozen and they are let go, so their accept statements meet the hang
+    // (RCPT lookups alone would only meet it with a 451 before DATA, which stores nothing).
+    const concurrency = 8;
+    let paused = false;
+    let holding = 0;
+    let release: () => void = () => {};
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const traffic = startTraffic({
+      cell,
+      n,
+      rcpt,
+      redis: redis.client,
+      sender: {
+        port: () => edgePort,
+        concurrency,
+        paceMs: 400,
+        midData: async () => {
+          if (paused || traffic.progress() < (2 * n) / 5) return;
+          holding += 1;
+          await released;
+        },
+      },
+      paceMs: 150,
+    });
+    await waitFor('every session held mid-DATA', () => holding, (count) => count === concurrency, { timeoutMs: 60_000 });
+    paused = true;
+    const unpause = await pausePostgres(postgres);
+    let faultEndedAt: number;
+    try {
+      release();
+      await delay(20_000); // the hang itself, not a wait for a state
+    } finally {
+      faultEndedAt = await unpause();
+    }
     const { sent, produced } = await traffic.done;
     const request = {
       cell,
@@ -60,7 +95,7 @@ describe('fault matrix: PostgreSQL paused for 20 s', () => {
       faultEndedAt,
       settleMs: 90_000,
       duplicateBound: 'zero' as const,
-      note: `docker pause 20 s; ${sent.reduce((sum, r) => sum + r.deferredAfterData, 0)} edge 4xx after the final dot`,
+      note: `docker pause 20 s with ${concurrency} sessions finishing DATA; ${sent.reduce((sum, r) => sum + r.deferredAfterData, 0)} edge 4xx after the final dot`,
     };
     const account = await takeAccount(request);
     expect(violations(account, request)).toEqual([]);

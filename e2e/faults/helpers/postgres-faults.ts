@@ -17,13 +17,11 @@ export async function stopPostgresFor(postgres: DedicatedPostgres, ms: number): 
   return Date.now();
 }
 
-/** Freezes PostgreSQL (docker pause) for `ms`; resolves with the time it was unpaused. */
-export async function pausePostgresFor(postgres: DedicatedPostgres, ms: number): Promise<number> {
+/** Freezes PostgreSQL (docker pause); resolves, once it is frozen, with the function that thaws it. */
+export async function pausePostgres(postgres: DedicatedPostgres): Promise<() => Promise<number>> {
   await run('docker', ['pause', postgres.container.getId()]);
-  try {
-    await delay(ms);
-  } finally {
+  return async () => {
     await run('docker', ['unpause', postgres.container.getId()]);
-  }
-  return Date.now();
+    return Date.now();
+  };
 }
