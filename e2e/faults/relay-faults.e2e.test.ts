@@ -5,7 +5,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
 import type { Edge } from '../../apps/mta/src/edge.ts';
-import { startTestEngine } from '../core/helpers/engine.ts';
+import { metricsText, startTestEngine } from '../core/helpers/engine.ts';
 import { type FaultSink, type SinkBehaviour, startFaultSink } from '../harness/fault-sink.ts';
 import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
 import { startTestEdge } from '../mta/helpers/edge.ts';
@@ -53,6 +53,16 @@ interface RelayCell {
   expectDelivered: 'all' | 'none';
   /** The fault really happened (a cell whose fault never fired proves nothing). */
   injected: (sink: FaultSink, nIn: number) => boolean;
+  /** Slow is not stalled: the watchdog must find no stalled loop while the relay is merely slow. */
+  noStalls?: boolean;
+}
+
+async function stallsOf(running: Engine): Promise<number> {
+  const text = await metricsText(running);
+  return text
+    .split('\n')
+    .filter((line) => line.startsWith('mail_loop_stalls_total'))
+    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
 }
 
 const total = (counts: Map<string, number>) => [...counts.values()].reduce((sum, n) => sum + n, 0);
@@ -92,8 +102,11 @@ async function runRelayCell(spec: RelayCell) {
     note: spec.note,
   };
   const account = await takeAccount(request);
+  const stalls = await stallsOf(engine);
+  console.log(`[fault-matrix]   ${spec.cell}: watchdog stalls ${stalls}`);
   expect(spec.injected(sink, account.nIn)).toBe(true);
   expect(violations(account, request)).toEqual([]);
+  if (spec.noStalls) expect(stalls).toBe(0);
   if (spec.expectDelivered === 'all') expect(account.delivered).toBe(account.nIn);
   else expect(account.delivered).toBe(0);
   return account;
@@ -171,6 +184,30 @@ describe('fault matrix: the relay misbehaves', () => {
       note: 'every reply 2.5 s late, MAIL_SMTP_TIMEOUT 3 s, lease 8 s',
       expectDelivered: 'all',
       injected: () => true,
+      noStalls: true,
+    });
+  }, 240_000);
+
+  // Issue 8, "slow is not stalled": the reply to the final dot trickles in one line every 1.5 s
+  // (each line within the 2 s command timeout), 8 lines, 12 s a send: longer than the 10 s stall
+  // threshold, shorter than the lease. A send making progress must not be taken for a stalled
+  // worker, and a watchdog restart must not leave a slot that never takes work again.
+  it('relay trickles a multi-line reply: everything sent once, no slot lost', async () => {
+    await runRelayCell({
+      cell: 'relay-trickle-reply',
+      n: cellSize(4),
+      fault: { kind: 'trickle-reply', lines: 8, intervalMs: 1_500 },
+      engineEnv: {
+        MAIL_SMTP_TIMEOUT: '2s',
+        MAIL_LEASE_DURATION: '30s',
+        MAIL_WATCHDOG_STALL_THRESHOLD: '10s',
+        MAIL_ATTEMPT_WORKER_CONCURRENCY: '2',
+      },
+      settleMs: 120_000,
+      note: 'final reply 8 lines, one every 1.5 s; 2 workers, stall threshold 10 s, lease 30 s',
+      expectDelivered: 'all',
+      injected: (relay) => total(relay.accepted) > 0,
+      noStalls: true,
     });
   }, 240_000);
 });
