@@ -15,7 +15,7 @@ export interface FaultRedis {
   /** host:port through the proxy, for MAIL_REDIS_MASTER_ADDR. */
   addr: string;
   client: Redis;
-  /** docker stop + start: everything in it is gone; resolves when it answers again, empty. */
+  /** docker stop + start: everything in it is gone; resolves when the new server answers. */
   restartEmpty(): Promise<void>;
   close(): Promise<void>;
 }
@@ -37,11 +37,15 @@ export async function startFaultRedis(): Promise<FaultRedis> {
     addr: `${proxy.host}:${proxy.port}`,
     client,
     async restartEmpty() {
+      // The server's run_id tells the restarted process from the old one. Emptiness cannot be
+      // awaited: producers and engines write to the new server as soon as it answers.
+      const runId = async () => /run_id:(\w+)/.exec(await client.info('server'))?.[1] ?? '';
+      const before = await runId();
       await run('docker', ['stop', '--time', '2', container.getId()]);
       proxy.cutConnections();
       await run('docker', ['start', container.getId()]);
       proxy.retarget(container.getHost(), await mappedPort(container.getId()));
-      await waitFor('Redis to answer again, empty', () => client.dbsize(), (n) => n === 0, { timeoutMs: 30_000, intervalMs: 100 });
+      await waitFor('the restarted Redis to answer', runId, (id) => id !== '' && id !== before, { timeoutMs: 30_000, intervalMs: 100 });
     },
     async close() {
       client.disconnect();
