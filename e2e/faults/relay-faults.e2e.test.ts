@@ -126,6 +126,21 @@ describe('fault matrix: the relay misbehaves', () => {
     });
   }, 180_000);
 
+  it('relay answers 451 for longer than the test: everything still retrying, each with its reason', async () => {
+    const account = await runRelayCell({
+      cell: 'relay-4xx-outlasting',
+      n: cellSize(50),
+      fault: { kind: 'refuse-4xx', untilMs: Number.POSITIVE_INFINITY },
+      engineEnv: { MAIL_RETRY_LADDER: '500ms,1h' },
+      settleMs: 60_000,
+      retryingAccounted: true,
+      note: 'relay 451 throughout; ladder 0.5 s, 1 h: each input waits for its third attempt',
+      expectDelivered: 'none',
+      injected: (relay, nIn) => total(relay.rcpts) >= nIn,
+    });
+    expect(account.retrying).toBe(account.nIn);
+  }, 180_000);
+
   it('relay answers 550 to every recipient: everything failed, nothing sent', async () => {
     const account = await runRelayCell({
       cell: 'relay-5xx',

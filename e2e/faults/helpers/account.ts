@@ -4,6 +4,8 @@
 // deferral that outlasts the test, still retrying with its reason); duplicates are counted at the
 // relay by Message-ID / X-Fault-Key, not taken from the engine's own books. The account is
 // computed and printed even when the cell then fails, so a failing cell still reports its numbers.
+// Time to recover runs from the end of the fault (or of the intake, where the intake outlasts it)
+// to the moment the last input was accounted for.
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -200,13 +202,13 @@ function seconds(ms: number | null, settleMs: number): string {
 }
 
 function bound(request: AccountRequest, account: Account): string {
-  if (request.duplicateBound === 'zero') return '0';
-  if (request.duplicateBound === 'outcome-unknown') return `${account.outcomeUnknown} (outcome_unknown)`;
-  return `${request.duplicateBound} (unanswered)`;
+  if (request.duplicateBound === 'zero') return 'allowed 0';
+  if (request.duplicateBound === 'outcome-unknown') return `allowed ${account.outcomeUnknown}: outcome_unknown attempts`;
+  return `allowed ${request.duplicateBound}: sender's unanswered transactions`;
 }
 
 const HEADER = [
-  '| cell | N in (smtp+stream) | delivered | failed/dead/suppressed | still retrying | duplicates (allowed) | lost | stuck | time to recover | notes |',
+  '| cell | N in (smtp+stream) | delivered | failed/dead/suppressed | still retrying | duplicates | lost | stuck | time to recover | notes |',
   '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
 ];
 
