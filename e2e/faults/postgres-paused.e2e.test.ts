@@ -12,6 +12,7 @@ import { type FaultSink, startFaultSink } from '../harness/fault-sink.ts';
 import { type DedicatedPostgres, startDedicatedPostgres, waitFor } from '../harness/index.ts';
 import { startTestEdge } from '../mta/helpers/edge.ts';
 import { takeAccount, violations } from './helpers/account.ts';
+import { engineFacts } from './helpers/engine-facts.ts';
 import { cellEngineEnv, cellSize, EDGE_ENV, freshStream, prepareCell, startTraffic } from './helpers/cell.ts';
 import { type FaultRedis, startFaultRedis } from './helpers/fault-redis.ts';
 import { pausePostgres } from './helpers/postgres-faults.ts';
@@ -86,6 +87,7 @@ describe('fault matrix: PostgreSQL paused for 20 s', () => {
       faultEndedAt = await unpause();
     }
     const { sent, produced } = await traffic.done;
+    const running = [engine];
     const request = {
       cell,
       pool,
@@ -95,6 +97,7 @@ describe('fault matrix: PostgreSQL paused for 20 s', () => {
       faultEndedAt,
       settleMs: 90_000,
       duplicateBound: 'zero' as const,
+      annotate: async () => (await engineFacts(running)).text,
       note: `docker pause 20 s with ${concurrency} sessions finishing DATA; ${sent.reduce((sum, r) => sum + r.deferredAfterData, 0)} edge 4xx after the final dot`,
     };
     const account = await takeAccount(request);

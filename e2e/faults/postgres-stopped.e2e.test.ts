@@ -11,6 +11,7 @@ import { type FaultSink, startFaultSink } from '../harness/fault-sink.ts';
 import { type DedicatedPostgres, startDedicatedPostgres, waitFor } from '../harness/index.ts';
 import { startTestEdge } from '../mta/helpers/edge.ts';
 import { takeAccount, violations } from './helpers/account.ts';
+import { engineFacts } from './helpers/engine-facts.ts';
 import { cellEngineEnv, cellSize, EDGE_ENV, freshStream, prepareCell, startTraffic } from './helpers/cell.ts';
 import { type FaultRedis, startFaultRedis } from './helpers/fault-redis.ts';
 import { stopPostgresFor } from './helpers/postgres-faults.ts';
@@ -58,6 +59,7 @@ describe('fault matrix: PostgreSQL stopped for 30 s', () => {
     await waitFor('a fifth of the intake handed over', traffic.progress, (count) => count >= (2 * n) / 5, { timeoutMs: 60_000 });
     const faultEndedAt = await stopPostgresFor(postgres, OUTAGE_MS);
     const { sent, produced } = await traffic.done;
+    const running = [engine];
     const request = {
       cell,
       pool,
@@ -67,6 +69,7 @@ describe('fault matrix: PostgreSQL stopped for 30 s', () => {
       faultEndedAt,
       settleMs: 90_000,
       duplicateBound: 'zero' as const,
+      annotate: async () => (await engineFacts(running)).text,
       note: 'docker stop 30 s after a fifth was in; the sender retries every 4xx',
     };
     const account = await takeAccount(request);
@@ -96,6 +99,7 @@ describe('fault matrix: PostgreSQL stopped for 30 s', () => {
     const acceptedAtSink = () => [...relay.accepted.values()].reduce((sum, count) => sum + count, 0);
     await waitFor('a quarter delivered', acceptedAtSink, (count) => count >= n / 2, { timeoutMs: 60_000 });
     const faultEndedAt = await stopPostgresFor(postgres, OUTAGE_MS);
+    const running = [engine];
     const request = {
       cell,
       pool,
@@ -105,6 +109,7 @@ describe('fault matrix: PostgreSQL stopped for 30 s', () => {
       faultEndedAt,
       settleMs: 90_000,
       duplicateBound: 'zero' as const,
+      annotate: async () => (await engineFacts(running)).text,
       note: 'docker stop 30 s with a quarter delivered; lease 20 s',
     };
     const account = await takeAccount(request);

@@ -14,6 +14,7 @@ import { type FaultSink, startFaultSink } from '../harness/fault-sink.ts';
 import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
 import { startTestEdge } from '../mta/helpers/edge.ts';
 import { takeAccount, violations } from './helpers/account.ts';
+import { engineFacts } from './helpers/engine-facts.ts';
 import { cellEngineEnv, cellSize, EDGE_ENV, freshStream, prepareCell, startTraffic } from './helpers/cell.ts';
 import { type ChildEdge, freePort, spawnEdge } from './helpers/child-edge.ts';
 import { type FaultRedis, startFaultRedis } from './helpers/fault-redis.ts';
@@ -86,6 +87,7 @@ describe('fault matrix: processes', () => {
       faultEndedAt,
       settleMs: 90_000,
       duplicateBound: 'outcome-unknown' as const,
+      annotate: async () => `survivor ${(await engineFacts(engines)).text}`,
       note: 'child engine SIGKILLed with sends in flight; survivor started at once; lease 6 s',
     };
     const account = await takeAccount(request);
@@ -154,6 +156,7 @@ describe('fault matrix: processes', () => {
       faultEndedAt,
       settleMs: 60_000,
       duplicateBound: unanswered,
+      annotate: async () => (await engineFacts(engines)).text,
       note: `edge SIGKILLed with ${concurrency} sessions mid-DATA, restarted on the same port`,
     };
     const account = await takeAccount(request);
@@ -188,6 +191,7 @@ describe('fault matrix: processes', () => {
       faultEndedAt: startedAt,
       settleMs: 90_000,
       duplicateBound: 'zero' as const,
+      annotate: async () => (await engineFacts(engines)).text,
       note: 'two in-process engines, one consumer group; time counted from the first input',
     };
     const account = await takeAccount(request);
@@ -242,6 +246,7 @@ describe('fault matrix: processes', () => {
       faultEndedAt,
       settleMs: 90_000,
       duplicateBound: 'zero' as const,
+      annotate: async () => (await engineFacts(engines)).text,
       note: `engine statement_timeout 1 s; ${locks} x 3 s SHARE lock on mail.attempts; lease 10 s`,
     };
     const account = await takeAccount(request);

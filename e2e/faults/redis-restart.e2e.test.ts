@@ -10,6 +10,7 @@ import { type FaultSink, startFaultSink } from '../harness/fault-sink.ts';
 import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
 import { startTestEdge } from '../mta/helpers/edge.ts';
 import { takeAccount, violations } from './helpers/account.ts';
+import { engineFacts } from './helpers/engine-facts.ts';
 import { cellEngineEnv, cellSize, EDGE_ENV, freshStream, prepareCell, startTraffic } from './helpers/cell.ts';
 import { type FaultRedis, startFaultRedis } from './helpers/fault-redis.ts';
 import { FAULT_SOURCE, type XaddRecord } from './helpers/stream-producer.ts';
@@ -58,6 +59,7 @@ describe('fault matrix: Redis restarted empty during intake', () => {
       faultEndedAt,
       settleMs: 60_000,
       duplicateBound: 'zero' as const,
+      annotate: async () => (await engineFacts([engine])).text,
       destroyedBeforeRead,
       note: 'docker stop/start of a Redis without persistence after a third was in',
     };

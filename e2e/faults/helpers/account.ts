@@ -38,6 +38,8 @@ export interface AccountRequest {
   /** Stream entries the fault itself destroyed before any engine could read them (Redis restarted empty). */
   destroyedBeforeRead?: (record: XaddRecord) => boolean;
   note?: string;
+  /** More for the notes, read when the account is taken (metrics, relay counters). */
+  annotate?: () => Promise<string>;
 }
 
 export interface Account {
@@ -193,7 +195,8 @@ export async function takeAccount(request: AccountRequest): Promise<Account> {
   }
   const ids = [...snap.smtp.values(), ...snap.stream.values()].flat().map((row) => row.id);
   account.outcomeUnknown = (await request.pool.query<{ n: number }>(OUTCOME_UNKNOWN, [ids])).rows[0]?.n ?? 0;
-  report(account, request);
+  const extra = request.annotate ? await request.annotate().catch((error: Error) => `annotate failed: ${error.message}`) : '';
+  report(account, request, extra);
   return account;
 }
 
@@ -212,9 +215,10 @@ const HEADER = [
   '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
 ];
 
-function report(account: Account, request: AccountRequest): void {
+function report(account: Account, request: AccountRequest, extra: string): void {
   const notes = [
     request.note,
+    extra,
     account.storedTwice ? `${account.storedTwice} stored twice by the edge` : '',
     account.notAcceptedAtEdge ? `${account.notAcceptedAtEdge} never accepted at the intake` : '',
     account.destroyedBeforeRead ? `${account.destroyedBeforeRead} XADDed entries destroyed by the empty Redis before any read` : '',
