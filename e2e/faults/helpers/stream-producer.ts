@@ -3,8 +3,9 @@
 // acknowledged XADD is a command the engine owes an outcome for.
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
+import { COMMAND_STREAM } from '../../../apps/core/src/intake/consume-stream.ts';
 
-export const COMMAND_STREAM = 'mail:delivery_commands';
+export { COMMAND_STREAM };
 export const FAULT_SOURCE = 'faults';
 
 export interface StreamCommand {
