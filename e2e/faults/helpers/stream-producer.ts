@@ -1,0 +1,61 @@
+// A producer on mail:delivery_commands (docs/api/delivery-commands.asyncapi.yaml, schema version 2):
+// every XADD is retried until Redis acknowledges it, as a producer with an outbox would; an
+// acknowledged XADD is a command the engine owes an outcome for.
+import { setTimeout as delay } from 'node:timers/promises';
+import type { Redis } from 'ioredis';
+import { COMMAND_STREAM } from '../../../apps/core/src/intake/consume-stream.ts';
+
+export { COMMAND_STREAM };
+export const FAULT_SOURCE = 'faults';
+
+export interface StreamCommand {
+  idempotencyKey: string;
+  to: string;
+}
+
+export function faultCommand(cell: string, index: number): StreamCommand {
+  return { idempotencyKey: `${cell}-s${index}`, to: `${cell}-s${index}@sink.test` };
+}
+
+function fields(cell: string, command: StreamCommand): string[] {
+  const body = {
+    source: FAULT_SOURCE,
+    idempotencyKey: command.idempotencyKey,
+    to: command.to,
+    payload: { mode: 'rendered', subject: `${cell} ${command.idempotencyKey}`, text: `Command ${command.idempotencyKey}.` },
+  };
+  return ['schema_version', '2', 'command', JSON.stringify(body)];
+}
+
+export interface XaddRecord {
+  command: StreamCommand;
+  /** The entry id Redis acknowledged, or null when the deadline passed first. */
+  entryId: string | null;
+  /** When it was acknowledged (epoch ms). */
+  at: number;
+}
+
+/** XADDs every command in order, `pace` between them (the intake is a flow, not a burst). */
+export async function produceAll(
+  redis: Redis,
+  cell: string,
+  commands: StreamCommand[],
+  options: { deadlineMs: number; paceMs?: number; onAcknowledged?: () => void },
+): Promise<XaddRecord[]> {
+  const deadline = Date.now() + options.deadlineMs;
+  const records: XaddRecord[] = [];
+  for (const command of commands) {
+    let entryId: string | null = null;
+    while (entryId === null && Date.now() < deadline) {
+      try {
+        entryId = await redis.xadd(COMMAND_STREAM, '*', ...fields(cell, command));
+      } catch {
+        await delay(200);
+      }
+    }
+    records.push({ command, entryId, at: Date.now() });
+    if (entryId !== null) options.onAcknowledged?.();
+    if (options.paceMs) await delay(options.paceMs);
+  }
+  return records;
+}
