@@ -1,8 +1,10 @@
 // RCPT TO: the live lookup, one per recipient, answered 250 2.1.5 / 550 5.1.1 / 451 4.3.0 /
 // 554 5.7.1 / 452 4.5.3 (see recipients/verify-recipient.ts and replies.ts for why each). Before
 // any lookup: the transaction's RCPT command cap (every RCPT counts, repeated and refused ones
-// included), a repeat of an address this transaction already accepted is answered from that
-// lookup, and the client's network must have a lookup slot free (ClientLookupSlots).
+// included) and a free lookup slot for the client's network (ClientLookupSlots). A repeated
+// address is looked up again, like any other: the answer must be the live one (seed 000: an alias
+// disabled between two RCPTs of one session is refused on the second), and the cap bounds what a
+// harvest of repeats can cost.
 import type { SMTPServerAddress, SMTPServerSession } from 'smtp-server';
 import { verifyRecipient } from '../recipients/verify-recipient.ts';
 import { clientNetworkKey } from './client-network.ts';
@@ -15,12 +17,6 @@ function overLimit(session: SMTPServerSession, address: SMTPServerAddress, limit
   if (accepted.length < limit) return false;
   const wanted = address.address.toLowerCase();
   return !accepted.some((entry) => entry.address.toLowerCase() === wanted);
-}
-
-/** The entry this transaction already accepted for the same address, if any. */
-function alreadyAccepted(session: SMTPServerSession, address: SMTPServerAddress): SMTPServerAddress | undefined {
-  const wanted = address.address.toLowerCase();
-  return session.envelope.rcptTo.find((entry) => entry.address.toLowerCase() === wanted);
 }
 
 /** Counts this RCPT against the transaction's cap; false once past it. */
@@ -49,14 +45,6 @@ export function onRcptTo(context: EdgeContext) {
     };
     if (!countRcpt(context, session)) {
       done(tooManyRcptCommands(limits.maxRcptCommands));
-      return;
-    }
-    const repeated = alreadyAccepted(session, address);
-    const known = repeated ? context.recipients.get(repeated) : undefined;
-    if (known) {
-      // Same transaction, same address: the answer is the one just given; no second lookup.
-      context.recipients.set(address, known);
-      done(null);
       return;
     }
     if (overLimit(session, address, limits.maxRecipients)) {
