@@ -3,7 +3,10 @@
 // dropped silently and no entry can block the stream (seed 003): whatever cannot be accepted is
 // quarantined with a failure code, counted, and acknowledged. A command whose acceptance keeps
 // failing for another reason than the database being away is quarantined as handling_failed after
-// a few handlings (handling-failures.ts); an outage is waited out, the entry left pending.
+// a few deliveries, counted by Redis (handling-failures.ts); an outage is waited out, the entry left
+// pending. Every field is made storable in the quarantine row (quarantine.ts), and if even that
+// insert fails for another reason than an outage, the entry is acknowledged anyway, logged with its
+// id and counted (mail_poison_items_total{loop="stream"}): the stream is never blocked.
 //  - Entries left pending by a consumer that died are taken over with XAUTOCLAIM once idle longer
 //    than MAIL_STREAM_RECLAIM_IDLE (longer than the slowest handling of one entry).
 //  - After a restart (of this loop), this consumer first re-reads its own pending entries (id 0).
@@ -20,13 +23,14 @@ import {
 } from '@postern/shared';
 import type { LoopContext } from '../keepalive/supervisor.ts';
 import type { EngineMetrics } from '../metrics.ts';
-import { createHandlingFailures } from './handling-failures.ts';
+import { isTransientDbError } from '../queue/db-errors.ts';
+import { decideHandling } from './handling-failures.ts';
 
 export const COMMAND_STREAM = 'mail:delivery_commands';
 
-/** Handlings of one command that may fail (neither bad data nor an outage) before it is
- *  quarantined as handling_failed: the loop restarts between them with its backoff (0.25, 0.5,
- *  1, 2 s), so a blip of a few seconds is ridden out. */
+/** Deliveries of one command (Redis's count) after which a failure that is neither bad data nor an
+ *  outage quarantines it as handling_failed: the loop restarts between them with its backoff
+ *  (0.25, 0.5, 1, 2 s), so a blip of a few seconds is ridden out. */
 export const MAX_HANDLING_FAILURES = 5;
 
 export interface StreamConsumerOptions {
@@ -72,8 +76,13 @@ export async function ensureGroup(options: Pick<StreamConsumerOptions, 'redis' |
 export function createStreamConsumer(options: StreamConsumerOptions): { body: (context: LoopContext) => Promise<void> } {
   const { redis, group, consumer, metrics } = options;
   const log = options.logger.child({ component: 'stream', consumer });
-  // Outlives every run of body(): a failure restarts the loop, and the count must survive that.
-  const handlingFailures = createHandlingFailures(options.maxHandlingFailures ?? MAX_HANDLING_FAILURES);
+  const maxHandlingFailures = options.maxHandlingFailures ?? MAX_HANDLING_FAILURES;
+
+  /** Redis's own count of how often the entry was delivered (handling-failures.ts). */
+  async function timesDelivered(id: string): Promise<number> {
+    const reply = (await redis.commands.xpending(COMMAND_STREAM, group, id, id, 1)) as Array<[string, string, number, number]>;
+    return Number(reply[0]?.[3] ?? 1);
+  }
 
   async function handle(id: string, flat: readonly string[]): Promise<void> {
     const fields = fieldsOf(flat);
@@ -86,12 +95,14 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
         if (outcome.status === 'refused') failure = outcome.failure;
         else metrics.commandsAccepted.inc({ schema_version: decoded.command.schemaVersion, outcome: outcome.status });
       } catch (error) {
-        const decision = handlingFailures.decide(id, error);
+        const delivered = await timesDelivered(id);
+        const decision = decideHandling(error, delivered, maxHandlingFailures);
         if (decision.action === 'retry') {
           // The entry stays pending; the restarted loop reads it again first.
-          log.warn({ err: error, entryId: id, failures: handlingFailures.count(id) }, 'accepting a stream command failed; it stays pending');
+          log.warn({ err: error, entryId: id, timesDelivered: delivered }, 'accepting a stream command failed; it stays pending');
           throw error;
         }
+        metrics.poisonItems.inc({ loop: 'stream', reason: decision.code });
         failure = {
           code: decision.code,
           detail: decision.detail,
@@ -102,13 +113,24 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
       }
     }
     if (failure) {
-      await quarantineCommand(options.pool, { channel: 'stream', streamEntryId: id, raw }, failure);
-      metrics.malformed.inc({ failure_code: failure.code });
-      log.warn({ entryId: id, failureCode: failure.code, detail: failure.detail, source: failure.source }, 'stream command rejected');
+      try {
+        await quarantineCommand(options.pool, { channel: 'stream', streamEntryId: id, raw }, failure);
+        metrics.malformed.inc({ failure_code: failure.code });
+        log.warn({ entryId: id, failureCode: failure.code, detail: failure.detail, source: failure.source }, 'stream command rejected');
+      } catch (error) {
+        // An outage is waited out (the entry stays pending). Anything else would fail the same way
+        // on every read and block the stream behind it: the entry is acknowledged anyway. It stays
+        // in the stream until trimmed (XRANGE <id> <id> shows it); this log line is its record.
+        if (isTransientDbError(error)) throw error;
+        metrics.poisonItems.inc({ loop: 'stream', reason: 'quarantine_failed' });
+        log.error(
+          { err: error, entryId: id, failureCode: failure.code, detail: failure.detail },
+          'quarantining a stream command failed; acknowledged anyway so that the stream flows',
+        );
+      }
     }
     // Only now, with the delivery or the quarantine row committed.
     await redis.commands.xack(COMMAND_STREAM, group, id);
-    handlingFailures.forget(id);
   }
 
   async function handleAll(entries: readonly StreamEntry[], context: LoopContext): Promise<void> {

@@ -4,13 +4,14 @@
 // The delivery goes back to `retrying`, due at once; one whose ladder is already spent is
 // dead-lettered instead, so a delivery that kills every engine that touches it cannot loop forever.
 // Every row taken back is returned: the caller (queue/reclaim-leases.ts) bounces the dead-lettered
-// mail the edge accepted in the same transaction.
+// mail the edge accepted in the same transaction. `only` restricts a pass to the given deliveries:
+// the caller's row-by-row retry of a pass that failed (poison isolation).
 import type { Queryable } from '@postern/shared';
 
 const RECLAIM_SQL = `
 WITH expired AS (
   SELECT id, locked_by, locked_until, attempt_count FROM mail.deliveries
-   WHERE status = 'sending' AND locked_until < now()
+   WHERE status = 'sending' AND locked_until < now() AND ($4::uuid[] IS NULL OR id = ANY($4::uuid[]))
    ORDER BY locked_until
    LIMIT $1
    FOR UPDATE SKIP LOCKED),
@@ -60,11 +61,39 @@ export interface ReclaimedDelivery {
 
 /** Data-modifying CTEs run to completion whether or not the final SELECT reads them (PostgreSQL
  *  docs, 7.8.4): the attempt and dead-letter rows are written for every row returned. */
-export async function reclaimExpiredLeases(db: Queryable, limit: number, maxAttempts: number, leaseMs: number): Promise<ReclaimedDelivery[]> {
+export async function reclaimExpiredLeases(
+  db: Queryable,
+  limit: number,
+  maxAttempts: number,
+  leaseMs: number,
+  only: readonly string[] | null = null,
+): Promise<ReclaimedDelivery[]> {
   const { rows } = await db.query<ReclaimedDelivery>({
     name: 'postern_reclaim_expired_leases',
     text: RECLAIM_SQL,
-    values: [limit, maxAttempts, leaseMs],
+    values: [limit, maxAttempts, leaseMs, only],
   });
   return rows;
+}
+
+const EXPIRED_LEASES_SQL = `
+SELECT id FROM mail.deliveries
+ WHERE status = 'sending' AND locked_until < now()
+ ORDER BY locked_until
+ LIMIT $1`;
+
+/** The deliveries a pass would take back, oldest lease first (for the row-by-row retry). */
+export async function expiredLeaseIds(db: Queryable, limit: number): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>({ name: 'postern_expired_lease_ids', text: EXPIRED_LEASES_SQL, values: [limit] });
+  return rows.map((row) => row.id);
+}
+
+const NOTE_UNBOUNCED_SQL = `
+WITH d AS (
+  UPDATE mail.deliveries SET last_error = $2 WHERE id = $1 AND status = 'dead_letter' RETURNING id)
+UPDATE mail.dead_letters SET reason = $2 WHERE delivery_id IN (SELECT id FROM d)`;
+
+/** A dead letter whose bounce could not be stored: the reason says so (storable, from the caller). */
+export async function noteUnbounced(db: Queryable, deliveryId: string, reason: string): Promise<void> {
+  await db.query({ name: 'postern_note_unbounced', text: NOTE_UNBOUNCED_SQL, values: [deliveryId, reason] });
 }
