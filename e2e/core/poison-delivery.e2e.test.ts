@@ -134,17 +134,6 @@ describe('poisoned headers in relayed mail', () => {
     if (header === 'Subject' && poison === 'nul') expect(bounce?.subject).toBe('Undelivered Mail Returned to Sender: before \u2400 after');
     if (header === 'Subject' && poison === 'invalid UTF-8') expect(bounce?.subject).toContain('bad \ufffd');
   });
-
-  it('a relay reply with a NUL and invalid UTF-8 in it is recorded storably', async () => {
-    const recipient = unique('nul-reply');
-    smtp.script(recipient, [{ code: 550, message: '5.1.1 no \u0000 such \udc80 user' }]);
-    const { deliveryId } = await insertAcceptedMessage(db.pool, unique('nul-reply-sender'), recipient);
-    await ordinaryMailGoesOut();
-    const row = await waitForStatus(db.pool, deliveryId, 'failed');
-    expect(row?.last_error).not.toContain('\u0000');
-    const [attempt] = await attemptsOf(db.pool, deliveryId);
-    expect(attempt?.smtp_code).toBe(550);
-  });
 });
 
 describe('an outcome PostgreSQL refuses even alone (completion batcher)', () => {
