@@ -98,7 +98,6 @@ async function reclaimRowByRow(options: ReclaimOptions, log: Logger): Promise<Re
   for (const id of await expiredLeaseIds(options.pool, options.limit)) {
     try {
       result = add(result, await reclaimOnce(options, [id]));
-      continue;
     } catch (error) {
       if (isTransientDbError(error)) throw error;
       try {
