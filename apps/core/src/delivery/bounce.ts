@@ -7,6 +7,7 @@
 // ways accepted mail can fail for good — an attempt's outcome (attempt-worker.ts) and a lease
 // taken back with the ladder spent (queue/reclaim-leases.ts).
 import { randomUUID } from 'node:crypto';
+import { encodeWords, foldLines } from 'nodemailer/lib/mime-funcs';
 import { type Logger, normalizeAddress, renderLocale, resolveLocale, storableText, storableTextFromBytes, type TemplateCatalog } from '@postern/shared';
 import type { BounceToStore } from '../queue/sql/insert-bounce.ts';
 
@@ -116,7 +117,9 @@ export function buildBounce(input: BounceInput): BuiltBounce {
   const lines = [
     `From: Mail Delivery System <${from}>`,
     `To: <${input.originalSender}>`,
-    `Subject: ${subject}`,
+    // RFC 2047 encoded words, folded (RFC 5322 2.2.3): the quoted Subject may hold anything, and a
+    // relay without SMTPUTF8 must still take the bounce.
+    foldLines(`Subject: ${encodeWords(subject, 'Q', 52)}`, 76, false).trimEnd(),
     `Date: ${now}`,
     `Message-ID: ${messageId}`,
     'Auto-Submitted: auto-replied',

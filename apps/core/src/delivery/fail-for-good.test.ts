@@ -63,6 +63,10 @@ describe('fail for good: the one decision behind the attempt worker and the leas
     for (const line of raw.split('\r\n')) expect(line.length).toBeLessThanOrEqual(998);
     expect(raw).toMatch(/X-Long: a+…\[\+\d+ chars\]/);
     expect(bounce.raw.length).toBeLessThan(48 * 1024);
+    // The bounce's own header block is ASCII: the quoted Subject goes in RFC 2047 encoded words.
+    const ownHeaders = raw.slice(0, raw.indexOf('\r\n\r\n'));
+    expect(ownHeaders).toMatch(/^Subject: Undelivered Mail Returned to Sender: invoice\r\n =\?UTF-8\?Q\?=E2=90=80/m);
+    expect(/^[\x20-\x7e\r\n\t]*$/.test(ownHeaders)).toBe(true);
   });
 
   it('never bounces to the null sender, to a bounce, or for mail of internal producers', () => {
