@@ -17,7 +17,7 @@
 // the lease ran out and the reclaim failed on the same bounce on every pass (issue 8).
 import { type Logger, type Pool, withTransaction } from '@postern/shared';
 import { describeDbError, unrecordableOutcome } from '../delivery/fail-for-good.ts';
-import { isTransientDbError } from './db-errors.ts';
+import { isTransientDbError, mayPassOnRetry } from './db-errors.ts';
 import { type BounceToStore, insertBounce } from './sql/insert-bounce.ts';
 import { recordBareOutcome } from './sql/record-bare-outcome.ts';
 import { type Outcome, recordOutcomes } from './sql/record-outcomes.ts';
@@ -101,6 +101,11 @@ export function createCompletionBatcher(options: CompletionBatcherOptions): Comp
         for (const entry of entries) entry.reject(error);
         return;
       }
+      if (entries.length === 1 && mayPassOnRetry(error)) {
+        // A deadlock or a timeout is not this outcome's fault: its worker retries it as before.
+        for (const entry of entries) entry.reject(error);
+        return;
+      }
       if (entries.length === 1 && entries[0]) {
         await isolate(entries[0], error);
         return;
@@ -142,7 +147,7 @@ export function createCompletionBatcher(options: CompletionBatcherOptions): Comp
       );
       entry.resolve(recorded);
     } catch (bareError) {
-      if (!isTransientDbError(bareError)) {
+      if (!mayPassOnRetry(bareError)) {
         options.onIsolated?.('outcome_unrecordable');
         log.error({ err: bareError, deliveryId: outcome.deliveryId, first: describeDbError(error) }, 'an outcome could not be recorded even bare');
       }

@@ -15,7 +15,7 @@ import { type Logger, type Pool, storableText, withTransaction } from '@postern/
 import type { BounceContext } from '../delivery/bounce.ts';
 import { describeDbError, failForGood, MAX_REASON_CHARS } from '../delivery/fail-for-good.ts';
 import type { EngineMetrics } from '../metrics.ts';
-import { isTransientDbError } from './db-errors.ts';
+import { mayPassOnRetry } from './db-errors.ts';
 import { insertBounce } from './sql/insert-bounce.ts';
 import { loadMessagePayload } from './sql/load-payload.ts';
 import { expiredLeaseIds, noteUnbounced, reclaimExpiredLeases } from './sql/reclaim-expired-leases.ts';
@@ -99,12 +99,13 @@ async function reclaimRowByRow(options: ReclaimOptions, log: Logger): Promise<Re
     try {
       result = add(result, await reclaimOnce(options, [id]));
     } catch (error) {
-      if (isTransientDbError(error)) throw error;
+      // Not the row's fault (an outage, a deadlock, a timeout): the next pass tries it again whole.
+      if (mayPassOnRetry(error)) throw error;
       try {
         result = add(result, await reclaimOnce(options, [id], error));
         log.error({ err: error, deliveryId: id }, 'taking back an expired lease failed; taken back without its bounce');
       } catch (bareError) {
-        if (isTransientDbError(bareError)) throw bareError;
+        if (mayPassOnRetry(bareError)) throw bareError;
         result = add(result, { ...NOTHING, skipped: 1 });
         log.error({ err: bareError, first: describeDbError(error), deliveryId: id }, 'an expired lease cannot be taken back at all; skipped, the rest goes on');
       }
@@ -113,13 +114,13 @@ async function reclaimRowByRow(options: ReclaimOptions, log: Logger): Promise<Re
   return result;
 }
 
-/** Takes back expired leases, isolating a row that fails (see above). Throws only when the
- *  database is away. */
+/** Takes back expired leases, isolating a row that fails (see above). Throws when the database is
+ *  away or the failure may pass on a retry (deadlock, timeout): the next pass tries again. */
 export async function reclaimLeases(options: ReclaimOptions, log: Logger = options.bounces.logger): Promise<ReclaimResult> {
   try {
     return await reclaimOnce(options, null);
   } catch (error) {
-    if (isTransientDbError(error)) throw error;
+    if (mayPassOnRetry(error)) throw error;
     log.warn({ err: error }, 'taking back expired leases failed; taking them back one by one');
     return reclaimRowByRow(options, log);
   }
@@ -133,7 +134,7 @@ export async function reclaimPass(options: ReclaimOptions & { metrics: EngineMet
   try {
     taken = await reclaimLeases(options, logger);
   } catch (error) {
-    if (!isTransientDbError(error)) metrics.poisonItems.inc({ loop: 'reclaim', reason: 'pass_failed' });
+    if (!mayPassOnRetry(error)) metrics.poisonItems.inc({ loop: 'reclaim', reason: 'pass_failed' });
     logger.error({ err: error }, 'taking back expired leases failed; claiming goes on');
     return NOTHING;
   }
