@@ -23,18 +23,23 @@ const POISONS: Record<string, Buffer> = {
   'invalid UTF-8': Buffer.from([0x62, 0x61, 0x64, 0x20, 0xff, 0xfe, 0xc3, 0x28, 0xed, 0xa0, 0x80, 0x20, 0x62, 0x79, 0x74, 0x65, 0x73]),
   '64 KiB line': Buffer.from('x'.repeat(64 * 1024)),
 };
-const HEADERS = ['Subject', 'From', 'Message-ID'] as const;
+// Subject is quoted by the bounce; From, Message-ID, To and Date are what the edge parses; Received is
+// what a hop count reads. The bounce quotes the whole header block.
+const HEADERS = ['Subject', 'From', 'Message-ID', 'To', 'Date', 'Received'] as const;
 
 function poisonedMessage(header: (typeof HEADERS)[number], poison: Buffer, recipient: string): Buffer {
-  const value = (name: string, ordinary: string) => (name === header ? poison : Buffer.from(ordinary));
-  return Buffer.concat([
-    Buffer.from(`Received: from client.outside.test by mx.postern.test with ESMTP id x; ${new Date().toUTCString()}\r\n`),
-    Buffer.from('From: '), value('From', '<someone@outside.test>'), Buffer.from('\r\n'),
-    Buffer.from(`To: <${recipient}>\r\n`),
-    Buffer.from('Subject: '), value('Subject', 'ordinary subject'), Buffer.from('\r\n'),
-    Buffer.from('Message-ID: '), value('Message-ID', '<ordinary@outside.test>'), Buffer.from('\r\n'),
-    Buffer.from('\r\nThe body.\r\n'),
-  ]);
+  const ordinary: Record<(typeof HEADERS)[number], string> = {
+    Received: `from client.outside.test by mx.postern.test with ESMTP id x; ${new Date().toUTCString()}`,
+    From: '<someone@outside.test>',
+    To: `<${recipient}>`,
+    Subject: 'ordinary subject',
+    Date: new Date().toUTCString(),
+    'Message-ID': '<ordinary@outside.test>',
+  };
+  const lines = (Object.keys(ordinary) as Array<(typeof HEADERS)[number]>).map((name) =>
+    Buffer.concat([Buffer.from(`${name}: `), name === header ? poison : Buffer.from(ordinary[name]), Buffer.from('\r\n')]),
+  );
+  return Buffer.concat([...lines, Buffer.from('\r\nThe body.\r\n')]);
 }
 
 async function poisonCount(loop: string, reason: string): Promise<number> {
