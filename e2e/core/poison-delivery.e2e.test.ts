@@ -5,10 +5,24 @@
 // by ordinary mail that must still go out; and where PostgreSQL refuses a row for a reason nobody
 // foresaw (a trigger raising, standing in for it), the row is isolated — recorded without the part
 // that failed, or skipped — counted in mail_poison_items_total, and the engine goes on.
+import { createLogger } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
+import { reclaimLeases } from '../../apps/core/src/queue/reclaim-leases.ts';
 import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
-import { attemptsOf, insertAcceptedMessage, insertRelayedMessage, metricsText, metricValue, startTestEngine, unique, waitForStatus } from './helpers/engine.ts';
+import {
+  attemptsOf,
+  deliveryRow,
+  insertAcceptedMessage,
+  insertRelayedMessage,
+  metricsText,
+  metricValue,
+  SENDER,
+  startTestEngine,
+  testCatalog,
+  unique,
+  waitForStatus,
+} from './helpers/engine.ts';
 import { type ScriptedSmtp, startScriptedSmtp } from './helpers/smtp-servers.ts';
 
 // MAIL_RETRY_LADDER of three waits: the fourth attempt is the last.
@@ -47,12 +61,12 @@ async function poisonCount(loop: string, reason: string): Promise<number> {
 }
 
 /** As if an engine had claimed the delivery for its last attempt and died: the lease ran out. */
-async function leaseToDeadEngine(deliveryId: string, engineName = 'dead-engine'): Promise<void> {
-  const { rowCount } = await db.pool.query(
+async function leaseToDeadEngine(deliveryId: string, engineName = 'dead-engine', on: TestDatabase = db, expiredMs = 1_000): Promise<void> {
+  const { rowCount } = await on.pool.query(
     `UPDATE mail.deliveries
-        SET status = 'sending', locked_by = $3, locked_until = now() - interval '1 second', next_attempt_at = NULL, attempt_count = $2
+        SET status = 'sending', locked_by = $3, locked_until = now() - $4::int * interval '1 millisecond', next_attempt_at = NULL, attempt_count = $2
       WHERE id = $1`,
-    [deliveryId, MAX_ATTEMPTS, engineName],
+    [deliveryId, MAX_ATTEMPTS, engineName, expiredMs],
   );
   expect(rowCount).toBe(1);
 }
@@ -74,13 +88,13 @@ async function bouncesTo(sender: string): Promise<Array<{ id: string; subject: s
 
 /** A trigger raising P0001 (raise_exception) on some rows: a non-transient refusal nobody foresaw,
  *  the way a broken migration or extension would refuse them. */
-async function withRefusingTrigger(table: string, condition: 'bounce subject' | 'attempt worker', body: () => Promise<void>): Promise<void> {
+async function withRefusingTrigger(table: string, condition: 'bounce subject' | 'attempt worker', body: () => Promise<void>, on: TestDatabase = db): Promise<void> {
   const test =
     condition === 'bounce subject'
       ? "NEW.subject LIKE '%e2e-unstorable%'"
       : "NEW.worker_id = 'e2e-cursed-engine'";
   // The table and condition are constants of this file, not input.
-  await db.pool.query(`
+  await on.pool.query(`
     CREATE FUNCTION e2e_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
       IF ${test} THEN RAISE EXCEPTION 'e2e: refused by a trigger' USING ERRCODE = 'P0001'; END IF;
@@ -90,7 +104,7 @@ async function withRefusingTrigger(table: string, condition: 'bounce subject' | 
   try {
     await body();
   } finally {
-    await db.pool.query(`DROP TRIGGER e2e_refuse ON ${table}; DROP FUNCTION e2e_refuse()`);
+    await on.pool.query(`DROP TRIGGER e2e_refuse ON ${table}; DROP FUNCTION e2e_refuse()`);
   }
 }
 
@@ -202,5 +216,37 @@ describe('the lease reclaim with a poisoned row', () => {
       expect((await db.pool.query('SELECT status FROM mail.deliveries WHERE id = $1', [id])).rows[0]?.status).toBe('sending');
     });
     await waitForStatus(db.pool, id, 'dead_letter');
+  });
+});
+
+describe('the reclaim pages past rows it cannot take back', () => {
+  it('more unreclaimable rows than one pass looks at do not hide a younger expired lease', async () => {
+    // A database of its own and no engine: only the pass under test takes leases back.
+    const own = await createTestDatabase('core-reclaim-paging');
+    try {
+      const cursed: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const id = (await insertAcceptedMessage(own.pool, unique('paging-sender'), unique('paging-cursed'))).deliveryId;
+        await leaseToDeadEngine(id, 'e2e-cursed-engine', own, 60_000 - i);
+        cursed.push(id);
+      }
+      const younger = (await insertAcceptedMessage(own.pool, unique('paging-sender'), unique('paging-younger'))).deliveryId;
+      await leaseToDeadEngine(younger, 'dead-engine', own, 1_000);
+      await withRefusingTrigger(
+        'mail.attempts',
+        'attempt worker',
+        async () => {
+          const bounces = { catalog: testCatalog(), reportingMta: 'mx.postern.test', sender: SENDER, logger: createLogger('e2e', 'silent') };
+          // Two per page: the first page holds only cursed rows.
+          const taken = await reclaimLeases({ pool: own.pool, limit: 2, maxAttempts: MAX_ATTEMPTS, leaseMs: 30_000, bounces });
+          expect(taken).toMatchObject({ reclaimed: 1, deadLettered: 1, bounces: 1, skipped: 3 });
+          expect((await deliveryRow(own.pool, younger))?.status).toBe('dead_letter');
+          for (const id of cursed) expect((await deliveryRow(own.pool, id))?.status).toBe('sending');
+        },
+        own,
+      );
+    } finally {
+      await own.drop();
+    }
   });
 });

@@ -9,7 +9,8 @@
 //   - a pass that fails for another reason than the database being away is retried row by row;
 //   - a row that still fails is dead-lettered (or put back) in its own transaction WITHOUT its
 //     bounce, the refusal recorded in its reason;
-//   - a row that fails even so is skipped, counted and logged loudly; it is tried again next pass;
+//   - a row that fails even so is skipped, counted and logged loudly; it is tried again next pass,
+//     and the pass pages past it, so that such rows cannot hide younger expired leases;
 //   - reclaimPass() never throws: a failing reclaim must not stop the scheduler from claiming.
 import { type Logger, type Pool, storableText, withTransaction } from '@postern/shared';
 import type { BounceContext } from '../delivery/bounce.ts';
@@ -93,23 +94,35 @@ function reclaimOnce(options: ReclaimOptions, only: readonly string[] | null, bo
   });
 }
 
+/** Pages a row-by-row pass may look at: rows that can never be taken back are paged past, so up
+ *  to this many times `limit` of them cannot hide a younger expired lease. */
+const MAX_ROW_BY_ROW_PAGES = 10;
+
 async function reclaimRowByRow(options: ReclaimOptions, log: Logger): Promise<ReclaimResult> {
   let result = NOTHING;
-  for (const id of await expiredLeaseIds(options.pool, options.limit)) {
-    try {
-      result = add(result, await reclaimOnce(options, [id]));
-    } catch (error) {
-      // Not the row's fault (an outage, a deadlock, a timeout): the next pass tries it again whole.
-      if (mayPassOnRetry(error)) throw error;
+  const skipped: string[] = [];
+  for (let page = 0; page < MAX_ROW_BY_ROW_PAGES; page++) {
+    const ids = await expiredLeaseIds(options.pool, options.limit, skipped);
+    const skippedBefore = skipped.length;
+    for (const id of ids) {
       try {
-        result = add(result, await reclaimOnce(options, [id], error));
-        log.error({ err: error, deliveryId: id }, 'taking back an expired lease failed; taken back without its bounce');
-      } catch (bareError) {
-        if (mayPassOnRetry(bareError)) throw bareError;
-        result = add(result, { ...NOTHING, skipped: 1 });
-        log.error({ err: bareError, first: describeDbError(error), deliveryId: id }, 'an expired lease cannot be taken back at all; skipped, the rest goes on');
+        result = add(result, await reclaimOnce(options, [id]));
+      } catch (error) {
+        // Not the row's fault (an outage, a deadlock, a timeout): the next pass tries it again whole.
+        if (mayPassOnRetry(error)) throw error;
+        try {
+          result = add(result, await reclaimOnce(options, [id], error));
+          log.error({ err: error, deliveryId: id }, 'taking back an expired lease failed; taken back without its bounce');
+        } catch (bareError) {
+          if (mayPassOnRetry(bareError)) throw bareError;
+          skipped.push(id);
+          result = add(result, { ...NOTHING, skipped: 1 });
+          log.error({ err: bareError, first: describeDbError(error), deliveryId: id }, 'an expired lease cannot be taken back at all; skipped, the rest goes on');
+        }
       }
     }
+    // A page without a skipped row: what is younger is left to the next pass, as usual.
+    if (ids.length < options.limit || skipped.length === skippedBefore) break;
   }
   return result;
 }

@@ -78,13 +78,14 @@ export async function reclaimExpiredLeases(
 
 const EXPIRED_LEASES_SQL = `
 SELECT id FROM mail.deliveries
- WHERE status = 'sending' AND locked_until < now()
+ WHERE status = 'sending' AND locked_until < now() AND NOT (id = ANY($2::uuid[]))
  ORDER BY locked_until
  LIMIT $1`;
 
-/** The deliveries a pass would take back, oldest lease first (for the row-by-row retry). */
-export async function expiredLeaseIds(db: Queryable, limit: number): Promise<string[]> {
-  const { rows } = await db.query<{ id: string }>({ name: 'postern_expired_lease_ids', text: EXPIRED_LEASES_SQL, values: [limit] });
+/** The deliveries a pass would take back, oldest lease first, but those in `except` (for the
+ *  row-by-row retry, which pages past the rows it had to skip). */
+export async function expiredLeaseIds(db: Queryable, limit: number, except: readonly string[] = []): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>({ name: 'postern_expired_lease_ids', text: EXPIRED_LEASES_SQL, values: [limit, except] });
   return rows.map((row) => row.id);
 }
 
