@@ -121,13 +121,13 @@ describe('poisoned stream fields', () => {
     ...['template_id', 'locale', 'variables'].map((field) => ({ build: v1Template, field })),
   ].flatMap(({ build, field }) => Object.keys(RAW_POISONS).map((poison) => ({ build, field, poison })));
 
-  it.each(v1Cases)('v1 $field with $poison: taken out of the way, and the next command is delivered', async ({ build, field, poison }) => {
+  it.each(v1Cases)('v1 $field with $poison: quarantined, and the next command is delivered', async ({ build, field, poison }) => {
     const recipient = unique('v1-poison');
     const fields: Record<string, Value> = build(recipient);
     fields[field] = (RAW_POISONS[poison] as (value: string) => Value)(fields[field] as string);
-    const where = await poisonThenValid(fields, recipient);
-    // A NUL is never stored: the command is refused (quarantined) with a reason naming the field.
-    if (poison === 'nul') expect(where).toBe('quarantined');
+    // Refused (quarantined) with a reason naming the field, never accepted with a NUL or with
+    // replacement characters where a producer's bytes were not UTF-8 (seed 003: a silent encoding change).
+    expect(await poisonThenValid(fields, recipient)).toBe('quarantined');
   });
 
   const v2Paths = ['source', 'idempotencyKey', 'to', 'deliveryId', 'category', 'payload.subject', 'payload.text', 'payload.html', 'payload.variables.name'];
@@ -145,6 +145,16 @@ describe('poisoned stream fields', () => {
     const { rows } = await db.pool.query('SELECT failure_code, schema_version, source, raw FROM mail.malformed_commands WHERE stream_entry_id = $1', [entryId]);
     expect(rows[0]).toMatchObject({ failure_code: 'unknown_version', schema_version: '1\u2400' });
     expect(rows[0].raw).toContain('"source":"bill\\u0000ing"');
+
+    const latin1 = await xadd({ ...v1Rendered(unique('latin1')), subject: Buffer.from([0x47, 0x72, 0xfc, 0xdf, 0x65]) });
+    const quarantined = await waitFor(
+      'the latin1 subject quarantined',
+      () => db.pool.query('SELECT failure_code, failure_detail, source, raw FROM mail.malformed_commands WHERE stream_entry_id = $1', [latin1]),
+      (r) => r.rows.length === 1,
+    );
+    expect(quarantined.rows[0]).toMatchObject({ failure_code: 'invalid_field', source: 'billing' });
+    expect(quarantined.rows[0].failure_detail).toContain('"subject" not valid UTF-8');
+    expect(quarantined.rows[0].raw).toContain('"subject":"Gr\ufffd\ufffde"');
   });
 });
 

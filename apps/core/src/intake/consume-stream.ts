@@ -24,6 +24,7 @@ import {
 import type { LoopContext } from '../keepalive/supervisor.ts';
 import type { EngineMetrics } from '../metrics.ts';
 import { isTransientDbError } from '../queue/db-errors.ts';
+import { decodeEntryFields } from './entry-fields.ts';
 import { decideHandling } from './handling-failures.ts';
 
 export const COMMAND_STREAM = 'mail:delivery_commands';
@@ -49,14 +50,9 @@ export interface StreamConsumerOptions {
   logger: Logger;
 }
 
-type StreamEntry = [id: string, fields: string[]];
-type ReadReply = Array<[stream: string, entries: StreamEntry[]]> | null;
-
-function fieldsOf(flat: readonly string[]): Record<string, string> {
-  const fields: Record<string, string> = Object.create(null);
-  for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i] as string] = flat[i + 1] as string;
-  return fields;
-}
+// Read as bytes (entry-fields.ts decodes them strictly).
+type StreamEntry = [id: Buffer, fields: Buffer[] | null];
+type ReadReply = Array<[stream: Buffer, entries: StreamEntry[]]> | null;
 
 function isNoGroup(error: unknown): boolean {
   return error instanceof Error && error.message.startsWith('NOGROUP');
@@ -84,12 +80,22 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
     return Number(reply[0]?.[3] ?? 1);
   }
 
-  async function handle(id: string, flat: readonly string[]): Promise<void> {
-    const fields = fieldsOf(flat);
+  async function handle(id: string, flat: readonly Buffer[]): Promise<void> {
+    const { fields, notUtf8 } = decodeEntryFields(flat);
     const raw = JSON.stringify(fields);
     const decoded = decodeCommand(fields);
     let failure = decoded.ok ? null : decoded.failure;
-    if (decoded.ok) {
+    if (notUtf8.length > 0) {
+      const known = decoded.ok ? decoded.command : decoded.failure;
+      failure = {
+        code: 'invalid_field',
+        detail: `${notUtf8.map((name) => `"${name}"`).join(', ')} not valid UTF-8 (the invalid bytes are U+FFFD in the raw copy)`,
+        schemaVersion: known.schemaVersion,
+        source: known.source,
+        deliveryId: known.deliveryId,
+      };
+    }
+    if (decoded.ok && !failure) {
       try {
         const outcome = await acceptCommand(options.pool, decoded.command, { catalog: options.catalog, sender: options.sender });
         if (outcome.status === 'refused') failure = outcome.failure;
@@ -134,7 +140,8 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
   }
 
   async function handleAll(entries: readonly StreamEntry[], context: LoopContext): Promise<void> {
-    for (const [id, flat] of entries) {
+    for (const [rawId, flat] of entries) {
+      const id = rawId.toString();
       // A deleted entry (XDEL, trimmed) still pending shows up with no fields: nothing to accept.
       if (!flat || flat.length === 0) await redis.commands.xack(COMMAND_STREAM, group, id);
       else await handle(id, flat);
@@ -144,7 +151,7 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
   }
 
   async function read(startId: string): Promise<StreamEntry[]> {
-    const reply = (await redis.blocking.xreadgroup(
+    const reply = (await redis.blocking.xreadgroupBuffer(
       'GROUP', group, consumer, 'COUNT', options.batchSize, 'BLOCK', options.blockMs, 'STREAMS', COMMAND_STREAM, startId,
     )) as ReadReply;
     return reply?.[0]?.[1] ?? [];
@@ -163,14 +170,15 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
           if (entries.length === 0) pendingCursor = null;
           else {
             await handleAll(entries, context);
-            pendingCursor = entries[entries.length - 1]?.[0] ?? null;
+            pendingCursor = entries[entries.length - 1]?.[0].toString() ?? null;
           }
           continue;
         }
         if (Date.now() >= nextAutoclaim) {
-          const [, claimed] = (await redis.commands.xautoclaim(
+          // ioredis has no typed xautoclaimBuffer: the same command, answered as bytes.
+          const [, claimed] = (await redis.commands.callBuffer('XAUTOCLAIM', [
             COMMAND_STREAM, group, consumer, options.reclaimIdleMs, '0-0', 'COUNT', options.batchSize,
-          )) as [string, StreamEntry[], string[]?];
+          ])) as [Buffer, StreamEntry[], Buffer[]?];
           if (claimed.length > 0) {
             log.warn({ entries: claimed.length }, 'took over stream entries left pending by another consumer');
             await handleAll(claimed, context);
