@@ -23,7 +23,7 @@ import {
 } from '@postern/shared';
 import type { LoopContext } from '../keepalive/supervisor.ts';
 import type { EngineMetrics } from '../metrics.ts';
-import { isTransientDbError } from '../queue/db-errors.ts';
+import { isTransientDbError, mayPassOnRetry } from '../queue/db-errors.ts';
 import { decodeEntryFields } from './entry-fields.ts';
 import { decideHandling } from './handling-failures.ts';
 
@@ -124,10 +124,13 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
         metrics.malformed.inc({ failure_code: failure.code });
         log.warn({ entryId: id, failureCode: failure.code, detail: failure.detail, source: failure.source }, 'stream command rejected');
       } catch (error) {
-        // An outage is waited out (the entry stays pending). Anything else would fail the same way
-        // on every read and block the stream behind it: the entry is acknowledged anyway. It stays
-        // in the stream until trimmed (XRANGE <id> <id> shows it); this log line is its record.
+        // An outage is waited out (the entry stays pending); a deadlock or a timeout is retried
+        // until Redis has delivered the entry maxHandlingFailures times. Anything else would fail
+        // the same way on every read and block the stream behind it: the entry is acknowledged
+        // anyway. It stays in the stream until trimmed (XRANGE <id> <id> shows it); this log line
+        // is its record.
         if (isTransientDbError(error)) throw error;
+        if (mayPassOnRetry(error) && (await timesDelivered(id)) < maxHandlingFailures) throw error;
         metrics.poisonItems.inc({ loop: 'stream', reason: 'quarantine_failed' });
         log.error(
           { err: error, entryId: id, failureCode: failure.code, detail: failure.detail },
