@@ -155,6 +155,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
         if (batch.bounces > 0) metrics.bounces.inc(batch.bounces);
         deps.onCompletionBatch?.(batch);
       },
+      onIsolated: (reason) => metrics.poisonItems.inc({ loop: 'completion', reason }),
     });
     const schedulerLog = log.child({ component: 'scheduler' });
     const scheduler = createScheduler({

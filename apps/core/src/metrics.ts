@@ -22,6 +22,8 @@ export interface EngineMetrics {
   loopStalls: prometheus.Counter<'loop'>;
   leasesReclaimed: prometheus.Counter;
   claimDuration: prometheus.Histogram;
+  /** Items a loop took out of the way so that the rest could go on (docs/core.md, "Poison isolation"). */
+  poisonItems: prometheus.Counter<'loop' | 'reason'>;
 }
 
 export function createEngineMetrics(
@@ -87,6 +89,12 @@ export function createEngineMetrics(
       name: 'mail_attempt_claim_duration_ms',
       help: 'Time of one claim statement, in ms.',
       buckets: [0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 25, 50, 100, 250, 1000],
+      registers: [registry],
+    }),
+    poisonItems: new Counter({
+      name: 'mail_poison_items_total',
+      help: 'Items isolated so that their loop could go on (loop: completion, reclaim, stream), by why.',
+      labelNames: ['loop', 'reason'],
       registers: [registry],
     }),
   };

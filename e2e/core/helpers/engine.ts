@@ -83,6 +83,11 @@ export async function insertAcceptedMessage(pool: pg.Pool, envelopeFrom: string,
       `Message-ID: <${randomUUID()}@outside.test>\r\nDKIM-Signature: v=1; a=rsa-sha256; d=outside.test; b=abc\r\n\r\n` +
       'Line one.\r\n  indented line, trailing spaces   \r\n.leading dot\r\n',
   );
+  return { deliveryId: await insertRelayedMessage(pool, envelopeFrom, recipient, raw), raw };
+}
+
+/** Exactly these bytes, stored as the edge stores what it accepted; returns the delivery id. */
+export async function insertRelayedMessage(pool: pg.Pool, envelopeFrom: string, recipient: string, raw: Buffer): Promise<string> {
   const messageId = randomUUID();
   const deliveryId = randomUUID();
   await pool.query(
@@ -92,7 +97,7 @@ export async function insertAcceptedMessage(pool: pg.Pool, envelopeFrom: string,
      SELECT $6, 'smtp', 'relay', m.id, $3, $2, $7, 'queued', now() FROM m`,
     [messageId, envelopeFrom, recipient, raw.length, raw, deliveryId, `<${deliveryId}@mx.postern.test>`],
   );
-  return { deliveryId, raw };
+  return deliveryId;
 }
 
 export interface DeliveryRow {

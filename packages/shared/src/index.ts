@@ -62,6 +62,7 @@ export {
   storableText,
   storableTextFromBytes,
   storableTextOrNull,
+  storageProblem,
   textProblem,
   truncationMarker,
 } from './text/storable-text.ts';

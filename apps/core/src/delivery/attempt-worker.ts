@@ -17,13 +17,12 @@ import type { CompletionBatcher, OutcomeToRecord } from '../queue/completion-bat
 import { isRetryableDbError } from '../queue/db-errors.ts';
 import type { AttemptRecord } from '../queue/sql/attempt-row.ts';
 import type { ClaimedDelivery } from '../queue/sql/claim-deliveries.ts';
-import type { BounceToStore } from '../queue/sql/insert-bounce.ts';
 import { loadMessagePayload } from '../queue/sql/load-payload.ts';
 import type { Relay, SmtpReply } from '../relay/relay.ts';
-import { bounceFor } from './bounce.ts';
 import { type Classification, classifyFailure, type ReplyRule } from './classify-reply.ts';
 import { type BuiltMessage, buildMessage, UnbuildableDelivery } from './compose-message.ts';
-import { nextStep, type RetryLadder } from './retry-ladder.ts';
+import { afterTemporaryFailure, type Ending, failForGood } from './fail-for-good.ts';
+import type { RetryLadder } from './retry-ladder.ts';
 
 export interface AttemptDeps {
   pool: Pool;
@@ -74,14 +73,9 @@ function describeReply(reply: SmtpReply | null, fallback: string): string {
   return reply?.code ? `${reply.code} ${reply.enhanced ?? ''} ${reply.text}`.replace(/\s+/g, ' ').trim() : fallback;
 }
 
-/** The bounce of this attempt's delivery, if it is accepted mail (delivery/bounce.ts decides). */
-function bounceOf(
-  deps: AttemptDeps,
-  delivery: ClaimedDelivery,
-  built: BuiltMessage,
-  failure: { deadLettered: boolean; reason: string; reply: SmtpReply | null },
-): BounceToStore | null {
-  return bounceFor(
+/** How this attempt's delivery ends for good, with its bounce (fail-for-good.ts decides). */
+function endingOf(deps: AttemptDeps, delivery: ClaimedDelivery, built: BuiltMessage, cause: { kind: 'refused' | 'ladder_spent'; reason: string; reply: SmtpReply | null }): Ending {
+  return failForGood(
     deps,
     {
       id: delivery.id,
@@ -93,7 +87,7 @@ function bounceOf(
       raw: built.raw,
       receivedAt: built.receivedAt ?? delivery.created_at,
     },
-    { ...failure, remoteMta: deps.relay.name.startsWith('smtp://') ? deps.relay.name.slice('smtp://'.length).replace(/:\d+$/, '') : null },
+    { ...cause, remoteMta: deps.relay.name.startsWith('smtp://') ? deps.relay.name.slice('smtp://'.length).replace(/:\d+$/, '') : null },
   );
 }
 
@@ -180,19 +174,14 @@ export async function attemptDelivery(deps: AttemptDeps, delivery: ClaimedDelive
     deps.metrics.suppressed.inc({ reason: 'provider' });
     return;
   }
-  if (classification.action === 'fail') {
-    const bounce = bounceOf(deps, delivery, built, { deadLettered: false, reason, reply: failure.reply });
-    await record({ status: 'failed', attempt, lastError: reason, bounce });
-    return;
-  }
-  const step = nextStep(deps.ladder, delivery.attempt_count);
-  if (step.action === 'retry') {
+  const step = classification.action === 'fail' ? null : afterTemporaryFailure(deps.ladder, delivery.attempt_count);
+  if (step?.action === 'retry') {
     await record({ status: 'retrying', attempt, waitMs: step.waitMs, lastError: reason });
     return;
   }
-  const deadReason = `retry ladder exhausted after ${delivery.attempt_count} attempts; last: ${reason}`.slice(0, 1_000);
-  const bounce = bounceOf(deps, delivery, built, { deadLettered: true, reason: deadReason, reply: failure.reply });
-  const done = await record({ status: 'dead_letter', attempt, lastError: deadReason, bounce });
+  const ending = endingOf(deps, delivery, built, { kind: step === null ? 'refused' : 'ladder_spent', reason, reply: failure.reply });
+  const done = await record({ status: ending.status, attempt, lastError: ending.reason, bounce: ending.bounce });
+  if (ending.status !== 'dead_letter') return;
   if (done) deps.metrics.deadLetters.inc();
-  log().warn({ reason: deadReason }, 'delivery dead-lettered');
+  log().warn({ reason: ending.reason }, 'delivery dead-lettered');
 }

@@ -7,10 +7,13 @@
 // ways accepted mail can fail for good — an attempt's outcome (attempt-worker.ts) and a lease
 // taken back with the ladder spent (queue/reclaim-leases.ts).
 import { randomUUID } from 'node:crypto';
-import { type Logger, normalizeAddress, renderLocale, resolveLocale, type TemplateCatalog } from '@postern/shared';
+import { encodeWords, foldLines } from 'nodemailer/lib/mime-funcs';
+import { type Logger, normalizeAddress, renderLocale, resolveLocale, storableText, storableTextFromBytes, type TemplateCatalog } from '@postern/shared';
 import type { BounceToStore } from '../queue/sql/insert-bounce.ts';
 
 export const DSN_TEMPLATE_ID = 'delivery-status-notification';
+/** The original Subject as quoted in the bounce's Subject and text. */
+export const MAX_QUOTED_SUBJECT_CHARS = 200;
 
 export interface BounceInput {
   catalog: TemplateCatalog;
@@ -37,12 +40,24 @@ export interface BuiltBounce {
   from: string;
 }
 
-/** The header block of a message (up to the first empty line), at most 64 KiB. */
+/** The original headers quoted in a bounce are cut at this many characters (RFC 3462 allows
+ *  quoting only some of them); a hostile 1 MiB header block must not become a 1 MiB bounce. */
+export const MAX_QUOTED_HEADER_CHARS = 32 * 1024;
+/** RFC 5322 2.1.1: a line is at most 998 characters; a longer one is cut with a marker. */
+const MAX_LINE_CHARS = 998;
+
+/** The header block of a message (up to the first empty line, read from at most its first 64 KiB),
+ *  as storable text (storableText: invalid UTF-8 and lone surrogates become U+FFFD, NUL U+2400,
+ *  other controls U+FFFD), bounded, with every line at most 998 characters and CRLF line ends. */
 export function headerBlock(raw: Buffer): string {
-  const limit = Math.min(raw.length, 64 * 1024);
-  const text = raw.subarray(0, limit).toString('latin1');
+  const head = raw.subarray(0, Math.min(raw.length, 64 * 1024));
+  const text = storableTextFromBytes(head, { multiline: true, maxChars: 64 * 1024 });
   const end = text.search(/\r?\n\r?\n/);
-  return (end === -1 ? text : text.slice(0, end)).replace(/\r?\n/g, '\r\n');
+  const block = storableText(end === -1 ? text : text.slice(0, end), { multiline: true, maxChars: MAX_QUOTED_HEADER_CHARS });
+  return block
+    .split(/\r\n|\r|\n/)
+    .map((line) => (line.length > MAX_LINE_CHARS ? storableText(line, { maxChars: MAX_LINE_CHARS }) : line))
+    .join('\r\n');
 }
 
 function headerValue(headers: string, name: string): string | null {
@@ -66,33 +81,45 @@ export function buildBounce(input: BounceInput): BuiltBounce {
   const domain = input.sender.split('@').pop() ?? 'localhost';
   const from = `MAILER-DAEMON@${domain}`;
   const messageId = `<${randomUUID()}@${domain}>`;
+  // Every field taken from outside — the original's headers, the relay's reply, the reason built
+  // from it — is made one-line, storable and bounded before it goes into the bounce: the bounce's
+  // Subject lands in a text column (insert-bounce.ts) and its lines go to a relay that may refuse
+  // NUL or a 64 KiB line.
   const originalHeaders = headerBlock(input.originalRaw);
-  const originalSubject = headerValue(originalHeaders, 'Subject');
-  const smtpReply = input.reply?.code ? `${input.reply.code} ${input.reply.enhanced ?? ''} ${input.reply.text}`.replace(/\s+/g, ' ').trim() : null;
+  const subjectValue = headerValue(originalHeaders, 'Subject');
+  const originalSubject = subjectValue ? storableText(subjectValue, { maxChars: MAX_QUOTED_SUBJECT_CHARS }) : null;
+  const smtpReply = input.reply?.code
+    ? storableText(`${input.reply.code} ${input.reply.enhanced ?? ''} ${input.reply.text}`.replace(/\s+/g, ' ').trim(), { maxChars: 900 })
+    : null;
+  const recipient = storableText(input.recipient, { maxChars: 320 });
+  const reason = storableText(input.reason, { maxChars: 900 });
   const content = renderLocale(resolveLocale(template, null), {
     reportingMta: input.reportingMta,
-    recipient: input.recipient,
+    recipient,
     action: input.deadLettered ? 'given up on after the retry schedule was exhausted' : 'rejected permanently',
-    reason: input.reason,
+    reason,
     attempts: input.attempts,
     receivedAt: input.receivedAt.toUTCString(),
     originalSubject: originalSubject ?? undefined,
     smtpReply: smtpReply ?? undefined,
   });
+  const subject = storableText(content.subject, { maxChars: 900 });
   const boundary = `postern-dsn-${randomUUID()}`;
   const now = new Date().toUTCString();
   const perRecipient = [
-    `Final-Recipient: rfc822; ${input.recipient}`,
+    `Final-Recipient: rfc822; ${recipient}`,
     'Action: failed',
     `Status: ${statusCode(input)}`,
     ...(input.remoteMta ? [`Remote-MTA: dns; ${input.remoteMta}`] : []),
-    ...(smtpReply ? [`Diagnostic-Code: smtp; ${smtpReply}`] : [`Diagnostic-Code: x-postern; ${input.reason.replace(/[\r\n]+/g, ' ')}`]),
+    ...(smtpReply ? [`Diagnostic-Code: smtp; ${smtpReply}`] : [`Diagnostic-Code: x-postern; ${reason}`]),
     `Last-Attempt-Date: ${now}`,
   ];
   const lines = [
     `From: Mail Delivery System <${from}>`,
     `To: <${input.originalSender}>`,
-    `Subject: ${content.subject}`,
+    // RFC 2047 encoded words, folded (RFC 5322 2.2.3): the quoted Subject may hold anything, and a
+    // relay without SMTPUTF8 must still take the bounce.
+    foldLines(`Subject: ${encodeWords(subject, 'Q', 52)}`, 76, false).trimEnd(),
     `Date: ${now}`,
     `Message-ID: ${messageId}`,
     'Auto-Submitted: auto-replied',
@@ -126,7 +153,7 @@ export function buildBounce(input: BounceInput): BuiltBounce {
     `--${boundary}--`,
     '',
   ];
-  return { raw: Buffer.from(lines.join('\r\n'), 'utf8'), messageId, subject: content.subject, from };
+  return { raw: Buffer.from(lines.join('\r\n'), 'utf8'), messageId, subject, from };
 }
 
 /** What an engine writes every bounce with: given to the attempt workers and the scheduler alike. */

@@ -3,7 +3,10 @@
 // dropped silently and no entry can block the stream (seed 003): whatever cannot be accepted is
 // quarantined with a failure code, counted, and acknowledged. A command whose acceptance keeps
 // failing for another reason than the database being away is quarantined as handling_failed after
-// a few handlings (handling-failures.ts); an outage is waited out, the entry left pending.
+// a few deliveries, counted by Redis (handling-failures.ts); an outage is waited out, the entry left
+// pending. Every field is made storable in the quarantine row (quarantine.ts), and if even that
+// insert fails for another reason than an outage, the entry is acknowledged anyway, logged with its
+// id and counted (mail_poison_items_total{loop="stream"}): the stream is never blocked.
 //  - Entries left pending by a consumer that died are taken over with XAUTOCLAIM once idle longer
 //    than MAIL_STREAM_RECLAIM_IDLE (longer than the slowest handling of one entry).
 //  - After a restart (of this loop), this consumer first re-reads its own pending entries (id 0).
@@ -20,13 +23,15 @@ import {
 } from '@postern/shared';
 import type { LoopContext } from '../keepalive/supervisor.ts';
 import type { EngineMetrics } from '../metrics.ts';
-import { createHandlingFailures } from './handling-failures.ts';
+import { isTransientDbError, isRetryableDbError } from '../queue/db-errors.ts';
+import { decodeEntryFields } from './entry-fields.ts';
+import { decideHandling } from './handling-failures.ts';
 
 export const COMMAND_STREAM = 'mail:delivery_commands';
 
-/** Handlings of one command that may fail (neither bad data nor an outage) before it is
- *  quarantined as handling_failed: the loop restarts between them with its backoff (0.25, 0.5,
- *  1, 2 s), so a blip of a few seconds is ridden out. */
+/** Deliveries of one command (Redis's count) after which a failure that is neither bad data nor an
+ *  outage quarantines it as handling_failed: the loop restarts between them with its backoff
+ *  (0.25, 0.5, 1, 2 s), so a blip of a few seconds is ridden out. */
 export const MAX_HANDLING_FAILURES = 5;
 
 export interface StreamConsumerOptions {
@@ -45,14 +50,9 @@ export interface StreamConsumerOptions {
   logger: Logger;
 }
 
-type StreamEntry = [id: string, fields: string[]];
-type ReadReply = Array<[stream: string, entries: StreamEntry[]]> | null;
-
-function fieldsOf(flat: readonly string[]): Record<string, string> {
-  const fields: Record<string, string> = Object.create(null);
-  for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i] as string] = flat[i + 1] as string;
-  return fields;
-}
+// Read as bytes (entry-fields.ts decodes them strictly).
+type StreamEntry = [id: Buffer, fields: Buffer[] | null];
+type ReadReply = Array<[stream: Buffer, entries: StreamEntry[]]> | null;
 
 function isNoGroup(error: unknown): boolean {
   return error instanceof Error && error.message.startsWith('NOGROUP');
@@ -72,26 +72,43 @@ export async function ensureGroup(options: Pick<StreamConsumerOptions, 'redis' |
 export function createStreamConsumer(options: StreamConsumerOptions): { body: (context: LoopContext) => Promise<void> } {
   const { redis, group, consumer, metrics } = options;
   const log = options.logger.child({ component: 'stream', consumer });
-  // Outlives every run of body(): a failure restarts the loop, and the count must survive that.
-  const handlingFailures = createHandlingFailures(options.maxHandlingFailures ?? MAX_HANDLING_FAILURES);
+  const maxHandlingFailures = options.maxHandlingFailures ?? MAX_HANDLING_FAILURES;
 
-  async function handle(id: string, flat: readonly string[]): Promise<void> {
-    const fields = fieldsOf(flat);
+  /** Redis's own count of how often the entry was delivered (handling-failures.ts). */
+  async function timesDelivered(id: string): Promise<number> {
+    const reply = (await redis.commands.xpending(COMMAND_STREAM, group, id, id, 1)) as Array<[string, string, number, number]>;
+    return Number(reply[0]?.[3] ?? 1);
+  }
+
+  async function handle(id: string, flat: readonly Buffer[]): Promise<void> {
+    const { fields, notUtf8 } = decodeEntryFields(flat);
     const raw = JSON.stringify(fields);
     const decoded = decodeCommand(fields);
     let failure = decoded.ok ? null : decoded.failure;
-    if (decoded.ok) {
+    if (notUtf8.length > 0) {
+      const known = decoded.ok ? decoded.command : decoded.failure;
+      failure = {
+        code: 'invalid_field',
+        detail: `${notUtf8.map((name) => `"${name}"`).join(', ')} not valid UTF-8 (the invalid bytes are U+FFFD in the raw copy)`,
+        schemaVersion: known.schemaVersion,
+        source: known.source,
+        deliveryId: known.deliveryId,
+      };
+    }
+    if (decoded.ok && !failure) {
       try {
         const outcome = await acceptCommand(options.pool, decoded.command, { catalog: options.catalog, sender: options.sender });
         if (outcome.status === 'refused') failure = outcome.failure;
         else metrics.commandsAccepted.inc({ schema_version: decoded.command.schemaVersion, outcome: outcome.status });
       } catch (error) {
-        const decision = handlingFailures.decide(id, error);
+        const delivered = await timesDelivered(id);
+        const decision = decideHandling(error, delivered, maxHandlingFailures);
         if (decision.action === 'retry') {
           // The entry stays pending; the restarted loop reads it again first.
-          log.warn({ err: error, entryId: id, failures: handlingFailures.count(id) }, 'accepting a stream command failed; it stays pending');
+          log.warn({ err: error, entryId: id, timesDelivered: delivered }, 'accepting a stream command failed; it stays pending');
           throw error;
         }
+        metrics.poisonItems.inc({ loop: 'stream', reason: decision.code });
         failure = {
           code: decision.code,
           detail: decision.detail,
@@ -102,17 +119,32 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
       }
     }
     if (failure) {
-      await quarantineCommand(options.pool, { channel: 'stream', streamEntryId: id, raw }, failure);
-      metrics.malformed.inc({ failure_code: failure.code });
-      log.warn({ entryId: id, failureCode: failure.code, detail: failure.detail, source: failure.source }, 'stream command rejected');
+      try {
+        await quarantineCommand(options.pool, { channel: 'stream', streamEntryId: id, raw }, failure);
+        metrics.malformed.inc({ failure_code: failure.code });
+        log.warn({ entryId: id, failureCode: failure.code, detail: failure.detail, source: failure.source }, 'stream command rejected');
+      } catch (error) {
+        // An outage is waited out (the entry stays pending); a deadlock or a timeout is retried
+        // until Redis has delivered the entry maxHandlingFailures times. Anything else would fail
+        // the same way on every read and block the stream behind it: the entry is acknowledged
+        // anyway. It stays in the stream until trimmed (XRANGE <id> <id> shows it); this log line
+        // is its record.
+        if (isTransientDbError(error)) throw error;
+        if (isRetryableDbError(error) && (await timesDelivered(id)) < maxHandlingFailures) throw error;
+        metrics.poisonItems.inc({ loop: 'stream', reason: 'quarantine_failed' });
+        log.error(
+          { err: error, entryId: id, failureCode: failure.code, detail: failure.detail },
+          'quarantining a stream command failed; acknowledged anyway so that the stream flows',
+        );
+      }
     }
     // Only now, with the delivery or the quarantine row committed.
     await redis.commands.xack(COMMAND_STREAM, group, id);
-    handlingFailures.forget(id);
   }
 
   async function handleAll(entries: readonly StreamEntry[], context: LoopContext): Promise<void> {
-    for (const [id, flat] of entries) {
+    for (const [rawId, flat] of entries) {
+      const id = rawId.toString();
       // A deleted entry (XDEL, trimmed) still pending shows up with no fields: nothing to accept.
       if (!flat || flat.length === 0) await redis.commands.xack(COMMAND_STREAM, group, id);
       else await handle(id, flat);
@@ -122,7 +154,7 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
   }
 
   async function read(startId: string): Promise<StreamEntry[]> {
-    const reply = (await redis.blocking.xreadgroup(
+    const reply = (await redis.blocking.xreadgroupBuffer(
       'GROUP', group, consumer, 'COUNT', options.batchSize, 'BLOCK', options.blockMs, 'STREAMS', COMMAND_STREAM, startId,
     )) as ReadReply;
     return reply?.[0]?.[1] ?? [];
@@ -141,14 +173,15 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
           if (entries.length === 0) pendingCursor = null;
           else {
             await handleAll(entries, context);
-            pendingCursor = entries[entries.length - 1]?.[0] ?? null;
+            pendingCursor = entries[entries.length - 1]?.[0].toString() ?? null;
           }
           continue;
         }
         if (Date.now() >= nextAutoclaim) {
-          const [, claimed] = (await redis.commands.xautoclaim(
+          // ioredis has no typed xautoclaimBuffer: the same command, answered as bytes.
+          const [, claimed] = (await redis.commands.callBuffer('XAUTOCLAIM', [
             COMMAND_STREAM, group, consumer, options.reclaimIdleMs, '0-0', 'COUNT', options.batchSize,
-          )) as [string, StreamEntry[], string[]?];
+          ])) as [Buffer, StreamEntry[], Buffer[]?];
           if (claimed.length > 0) {
             log.warn({ entries: claimed.length }, 'took over stream entries left pending by another consumer');
             await handleAll(claimed, context);

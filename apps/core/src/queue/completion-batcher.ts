@@ -10,11 +10,18 @@
 // reclaim's outcome_unknown (sql/record-late-outcomes.ts). Bounces of the batch's permanent failures are inserted in the same transaction,
 // only for the deliveries that were recorded. If the write fails (PostgreSQL away) every worker of
 // the batch gets the error and retries as it did before (attempt-worker.ts persist); the deliveries
-// stay leased (and renewed: queue/lease-keeper.ts) meanwhile, and a lease that runs out is taken back (reclaim-expired-leases.ts). A
-// non-transient failure is retried one outcome at a time, so one bad row cannot sink its batch.
+// stay leased (and renewed: queue/lease-keeper.ts) meanwhile, and a lease that runs out is taken
+// back (reclaim-expired-leases.ts). A non-transient failure is retried one outcome at a time, so one
+// bad row cannot sink its batch; an outcome that still fails alone is isolated: written again
+// through the fail-for-good path without its attempt row and bounce, the refusal recorded as its
+// last_error (fail-for-good.ts unrecordableOutcome), and counted. Before, it was thrown back at its
+// worker, which restarted, the lease ran out and the reclaim failed on the same bounce on every
+// pass (issue 8).
 import { type Logger, type Pool, type Queryable, withTransaction } from '@postern/shared';
-import { isRetryableDbError } from './db-errors.ts';
+import { describeDbError, unrecordableOutcome } from '../delivery/fail-for-good.ts';
+import { isRetryableDbError, isTransientDbError } from './db-errors.ts';
 import { type BounceToStore, insertBounce } from './sql/insert-bounce.ts';
+import { recordBareOutcome } from './sql/record-bare-outcome.ts';
 import { recordLateOutcomes } from './sql/record-late-outcomes.ts';
 import { type Outcome, recordOutcomes } from './sql/record-outcomes.ts';
 
@@ -34,6 +41,8 @@ export interface CompletionBatcherOptions {
   logger: Logger;
   /** Called after each committed batch (metrics, the benchmark). */
   onCommitted?: (batch: { size: number; recorded: number; skipped: string[]; bounces: number; durationMs: number }) => void;
+  /** Called for each outcome isolated (recorded bare, or given up on): mail_poison_items_total. */
+  onIsolated?: (reason: 'outcome_recorded_bare' | 'outcome_unrecordable') => void;
 }
 
 export interface CompletionBatcher {
@@ -101,8 +110,17 @@ export function createCompletionBatcher(options: CompletionBatcherOptions): Comp
     try {
       result = await writeBatch(options.pool, options.workerId, entries.map((entry) => entry.outcome));
     } catch (error) {
-      if (entries.length === 1 || isRetryableDbError(error)) {
+      if (isTransientDbError(error)) {
         for (const entry of entries) entry.reject(error);
+        return;
+      }
+      if (entries.length === 1 && isRetryableDbError(error)) {
+        // A deadlock or a timeout is not this outcome's fault: its worker retries it as before.
+        for (const entry of entries) entry.reject(error);
+        return;
+      }
+      if (entries.length === 1 && entries[0]) {
+        await isolate(entries[0], error);
         return;
       }
       log.warn({ err: error, size: entries.length }, 'recording a batch of outcomes failed; recording them one by one');
@@ -121,6 +139,33 @@ export function createCompletionBatcher(options: CompletionBatcherOptions): Comp
       durationMs: performance.now() - t0,
     });
     for (const entry of entries) entry.resolve(result.recorded.has(entry.outcome.deliveryId));
+  }
+
+  /** One outcome PostgreSQL refuses even alone: recorded bare, or, if even that fails, handed back
+   *  to its worker (whose lease then runs out; the reclaim ends the delivery). */
+  async function isolate(entry: Waiting, error: unknown): Promise<void> {
+    const { outcome } = entry;
+    const bare = unrecordableOutcome(outcome, error);
+    try {
+      const recorded = await recordBareOutcome(options.pool, options.workerId, {
+        deliveryId: outcome.deliveryId,
+        attemptNumber: outcome.attemptNumber,
+        status: bare.status,
+        lastError: bare.lastError,
+      });
+      options.onIsolated?.('outcome_recorded_bare');
+      log.error(
+        { err: error, deliveryId: outcome.deliveryId, intended: outcome.status, recordedAs: bare.status, recorded },
+        'an outcome could not be recorded; recorded without its attempt row and bounce, with the refusal as its reason',
+      );
+      entry.resolve(recorded);
+    } catch (bareError) {
+      if (!isRetryableDbError(bareError)) {
+        options.onIsolated?.('outcome_unrecordable');
+        log.error({ err: bareError, deliveryId: outcome.deliveryId, first: describeDbError(error) }, 'an outcome could not be recorded even bare');
+      }
+      entry.reject(bareError);
+    }
   }
 
   function flush(): void {

@@ -23,3 +23,18 @@ describe('db-errors', () => {
     expect(isTransientDbError(pgError('40P01'))).toBe(false);
   });
 });
+
+describe('which database failures poison isolation may act on', () => {
+  it('never isolates an item for a failure that is not its fault: outage, deadlock, serialisation, lock or statement timeout', () => {
+    for (const code of ['ECONNRESET', '57P01', '08006', '40P01', '40001', '55P03', '57014', '53200']) {
+      expect(isRetryableDbError(pgError(code)), code).toBe(true);
+    }
+  });
+
+  it('does for failures about the row: bad data, a constraint, a trigger raising', () => {
+    for (const code of ['22021', '22P05', '23505', '23514', 'P0001', '42703']) {
+      expect(isRetryableDbError(pgError(code)), code).toBe(false);
+      expect(isTransientDbError(pgError(code)), code).toBe(false);
+    }
+  });
+});

@@ -11,14 +11,17 @@
 // isRetryableDbError — the above, or the statement lost a race or ran out of time and will succeed
 //   once the other side is done: 57014 query canceled (statement_timeout), 55P03 lock not
 //   available (lock_timeout), 40001 serialization failure, 40P01 deadlock detected, 40003
-//   statement completion unknown. Recording an attempt's outcome retries all of these until it
-//   lands: a known "sent" thrown away is a duplicate after the lease runs out (issue 8 (d)).
+//   statement completion unknown — the whole of classes 40 and 55. Recording an attempt's outcome
+//   retries all of these until it lands: a known "sent" thrown away is a duplicate after the lease
+//   runs out (issue 8 (d)). And poison isolation (fail-for-good.ts callers) never takes an item out
+//   of the way for one of these: dropping a bounce because of a deadlock would lose it for nothing.
 const AWAY_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN',
   '57P01', '57P02', '57P03',
 ]);
 const AWAY_CLASSES = /^(08|53)[0-9A-Z]{3}$/;
-const CONTENTION_CODES = new Set(['57014', '55P03', '40001', '40P01', '40003']);
+const CONTENTION_CODES = new Set(['57014']);
+const CONTENTION_CLASSES = /^(40|55)[0-9A-Z]{3}$/;
 
 function codeOf(error: unknown): string | undefined {
   return (error as { code?: string } | null)?.code;
@@ -33,5 +36,5 @@ export function isTransientDbError(error: unknown): boolean {
 
 export function isRetryableDbError(error: unknown): boolean {
   const code = codeOf(error);
-  return isTransientDbError(error) || (code !== undefined && CONTENTION_CODES.has(code));
+  return isTransientDbError(error) || (code !== undefined && (CONTENTION_CODES.has(code) || CONTENTION_CLASSES.test(code)));
 }

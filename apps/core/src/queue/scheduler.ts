@@ -11,7 +11,7 @@ import { createWaker, type LoopContext } from '../keepalive/supervisor.ts';
 import type { EngineMetrics } from '../metrics.ts';
 import type { CompletionBatcher } from './completion-batcher.ts';
 import type { LiveLeases } from './live-leases.ts';
-import { reclaimLeases } from './reclaim-leases.ts';
+import { reclaimPass } from './reclaim-leases.ts';
 import { claimDueDeliveries } from './sql/claim-deliveries.ts';
 import type { WorkChannel } from './work-channel.ts';
 
@@ -69,20 +69,17 @@ export function createScheduler(options: SchedulerOptions): { body: (context: Lo
         beat();
         if (listenerBroken) throw listenerBroken;
         if (Date.now() >= nextReclaim) {
-          const taken = await reclaimLeases({
+          // Never throws (reclaim-leases.ts): a poisoned lease must not stop the claims below.
+          await reclaimPass({
             pool: options.pool,
             limit: 100,
             maxAttempts: options.maxAttempts,
             leaseMs: options.leaseMs,
             bounces: options.bounces,
             liveIds: options.leases.ids(),
+            metrics: options.metrics,
+            logger: options.logger,
           });
-          if (taken.reclaimed > 0) {
-            options.metrics.leasesReclaimed.inc(taken.reclaimed);
-            if (taken.deadLettered > 0) options.metrics.deadLetters.inc(taken.deadLettered);
-            if (taken.bounces > 0) options.metrics.bounces.inc(taken.bounces);
-            options.logger.warn(taken, 'took back expired leases (their attempts: outcome unknown; a spent ladder dead-letters)');
-          }
           nextReclaim = Date.now() + reclaimEveryMs;
         }
         // A worker waiting only for its outcome's commit is free again within milliseconds: claim

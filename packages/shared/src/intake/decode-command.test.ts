@@ -88,3 +88,29 @@ describe('decodeCommand', () => {
     if (!v1.ok) expect(v1.failure.detail).not.toContain('817');
   });
 });
+
+describe('decodeCommand: values no text column can store (issue 8)', () => {
+  const failureOf = (fields: Record<string, string>) => {
+    const result = decodeCommand(fields);
+    return result.ok ? null : result.failure;
+  };
+
+  it('refuses a NUL or a lone surrogate in any text field as invalid_field, naming the field', () => {
+    expect(failureOf({ ...v1Template, idempotency_key: 'login\u000042' })).toMatchObject({ code: 'invalid_field', detail: '"idempotency_key" contains a NUL character' });
+    const rendered = { schema_version: '1', source: 'billing', idempotency_key: 'k', recipient: 'a@example.com', payload_mode: 'rendered', subject: 's', text: 't' };
+    expect(failureOf({ ...rendered, subject: 'a\ud800b' })).toMatchObject({ code: 'invalid_field', detail: '"subject" contains a lone UTF-16 surrogate (not valid Unicode)' });
+    expect(failureOf({ ...rendered, text: 'x\u0000' })).toMatchObject({ code: 'invalid_field' });
+    // Line breaks and tabs in a body are content, not poison.
+    expect(decodeCommand({ ...rendered, text: 'line one\r\n\tline two' }).ok).toBe(true);
+  });
+
+  it('refuses them in template variables at any depth, keys too (escapes in JSON included)', () => {
+    const withVariables = (json: string) => failureOf({ ...v1Template, variables: json });
+    expect(withVariables('{"code":"12\\u00003456","expiresInMinutes":10}')).toMatchObject({ code: 'invalid_field', detail: '"variables.code" contains a NUL character' });
+    expect(withVariables('{"code":"1","expiresInMinutes":10,"deep":{"a":[{"b":"\\ud800"}]}}')).toMatchObject({ code: 'invalid_field', detail: '"variables.deep.a.0.b" contains a lone UTF-16 surrogate (not valid Unicode)' });
+    expect(withVariables('{"code":"1","expiresInMinutes":10,"k\\u0000":"v"}')).toMatchObject({ code: 'invalid_field', detail: 'a key in "variables" contains a NUL character' });
+    // Deep nesting is walked without recursion: no stack overflow, a clear answer.
+    const deep = `${'{"a":'.repeat(20_000)}"\\u0000"${'}'.repeat(20_000)}`;
+    expect(withVariables(deep.replace('{"a":', '{"code":"1","expiresInMinutes":10,"a":'))).toMatchObject({ code: 'invalid_field' });
+  });
+});

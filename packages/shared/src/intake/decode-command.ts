@@ -11,6 +11,7 @@
 //                         payload: { mode: "template", templateId, locale?, variables }
 //                                | { mode: "rendered", subject, text?, html? } }
 import { InvalidAddressError, normalizeAddress } from '../addresses/normalize-address.ts';
+import { storageProblem } from '../text/storable-text.ts';
 
 export const SUPPORTED_SCHEMA_VERSIONS = ['1', '2'] as const;
 export type SchemaVersion = (typeof SUPPORTED_SCHEMA_VERSIONS)[number];
@@ -89,7 +90,30 @@ function text(raw: Raw, key: string, required: boolean, max = 1_000): string | n
   }
   if (typeof value !== 'string') throw new Refusal('invalid_field', `"${key}" must be a string`);
   if (value.length > max) throw new Refusal('invalid_field', `"${key}" is longer than ${max} characters`);
+  // Refused, not marked: a command is content Postern will send, and a producer must hear that a
+  // NUL or a lone surrogate cannot be sent as it is (issue 8: it used to fail the insert).
+  const problem = storageProblem(value);
+  if (problem) throw new Refusal('invalid_field', `"${key}" ${problem}`);
   return value;
+}
+
+/** Every string (keys too) of the template variables must be storable in the jsonb column;
+ *  iterative, so a deeply nested object cannot overflow the stack. */
+function checkVariables(variables: Record<string, unknown>): void {
+  const stack: Array<{ path: string; value: unknown }> = [{ path: 'variables', value: variables }];
+  for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
+    const { path, value } = item;
+    if (typeof value === 'string') {
+      const problem = storageProblem(value);
+      if (problem) throw new Refusal('invalid_field', `"${path}" ${problem}`);
+    } else if (value !== null && typeof value === 'object') {
+      for (const [key, child] of Object.entries(value)) {
+        const problem = storageProblem(key);
+        if (problem) throw new Refusal('invalid_field', `a key in "${path}" ${problem}`);
+        stack.push({ path: `${path}.${key.slice(0, 40)}`, value: child });
+      }
+    }
+  }
 }
 
 function matching(value: string | null, pattern: RegExp, key: string, what: string): string | null {
@@ -132,6 +156,7 @@ function templatePayload(raw: Raw, variables: unknown): CommandPayload {
   const locale = matching(text(raw, 'locale', false, 35), LOCALE, 'locale', 'a locale such as en or pt-BR');
   if (variables === undefined || variables === null) throw new Refusal('missing_field', '"variables" is required for a template payload');
   if (typeof variables !== 'object' || Array.isArray(variables)) throw new Refusal('invalid_field', '"variables" must be a JSON object');
+  checkVariables(variables as Record<string, unknown>);
   return { mode: 'template', templateId, locale, variables: variables as Record<string, unknown> };
 }
 

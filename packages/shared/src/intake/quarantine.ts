@@ -1,6 +1,10 @@
 // Quarantine: a command that cannot be accepted is stored with why, counted by the caller, and then
 // acknowledged — never dropped silently (seed 003), never retried forever at the head of the stream.
+// What is quarantined is by definition what could not be trusted: every text value goes through
+// storableText() (NUL, lone surrogates, controls and oversize marked, never silently dropped), or a
+// NUL in a `source` fails this very insert and the entry comes back forever (issue 8).
 import type { Queryable } from '../aliases/resolve-recipient.ts';
+import { storableText, storableTextOrNull } from '../text/storable-text.ts';
 import type { DecodeFailure } from './decode-command.ts';
 
 export type CommandChannel = 'stream' | 'api' | 'smtp';
@@ -23,11 +27,11 @@ export async function quarantineCommand(
     origin.channel,
     origin.streamEntryId,
     failure.code,
-    failure.detail.slice(0, 2_000),
-    failure.schemaVersion?.slice(0, 50) ?? null,
-    failure.source?.slice(0, 200) ?? null,
-    failure.deliveryId?.slice(0, 200) ?? null,
-    origin.raw.length > MAX_RAW_CHARS ? `${origin.raw.slice(0, MAX_RAW_CHARS)}…[truncated]` : origin.raw,
+    storableText(failure.detail, { maxChars: 2_000 }),
+    storableTextOrNull(failure.schemaVersion, { maxChars: 50 }),
+    storableTextOrNull(failure.source, { maxChars: 200 }),
+    storableTextOrNull(failure.deliveryId, { maxChars: 200 }),
+    storableText(origin.raw, { multiline: true, maxChars: MAX_RAW_CHARS }),
   ]);
   return String(rows[0]?.id);
 }

@@ -50,10 +50,18 @@ export function storableTextFromBytes(bytes: Uint8Array, options?: StorableTextO
   return storableText(new TextDecoder('utf-8', { fatal: false }).decode(bytes), options);
 }
 
-/** Why a value cannot be stored as it is (for boundaries that refuse rather than mark), or null. */
-export function textProblem(value: string, maxChars: number): string | null {
+/** Why no text column can store a value as it is (NUL, lone surrogate), or null: the refusal for
+ *  multi-line content (a message body, a template variable) where controls and line breaks are fine. */
+export function storageProblem(value: string): string | null {
   if (value.includes('\u0000')) return 'contains a NUL character';
   if (!value.isWellFormed()) return 'contains a lone UTF-16 surrogate (not valid Unicode)';
+  return null;
+}
+
+/** Why a value cannot be stored as it is (for boundaries that refuse rather than mark), or null. */
+export function textProblem(value: string, maxChars: number): string | null {
+  const problem = storageProblem(value);
+  if (problem) return problem;
   if (ANY_CONTROL.test(value)) return 'contains a control character or line break';
   if (value.length > maxChars) return `is ${value.length} characters long; at most ${maxChars} are allowed`;
   return null;

@@ -1,5 +1,8 @@
 // The attempt row every status change carries (seed 002: "every attempt is a row"), as the
-// parameters the queue statements share (record-outcomes.ts: one array element each).
+// parameters the queue statements share (record-outcomes.ts: one array element each). The reply
+// text comes from the relay, a peer Postern does not control: made storable here, once.
+import { storableTextOrNull } from '@postern/shared';
+
 export interface AttemptRecord {
   status: 'sent' | 'transport_failed' | 'timed_out' | 'provider_rejected' | 'outcome_unknown';
   smtpCode: number | null;
@@ -15,7 +18,7 @@ export function attemptValues(attempt: AttemptRecord): unknown[] {
     attempt.status,
     attempt.smtpCode !== null && attempt.smtpCode >= 200 && attempt.smtpCode <= 599 ? attempt.smtpCode : null,
     attempt.enhancedCode && /^[245]\.[0-9]{1,3}\.[0-9]{1,3}$/.test(attempt.enhancedCode) ? attempt.enhancedCode : null,
-    attempt.smtpText?.slice(0, 1_000) ?? null,
+    storableTextOrNull(attempt.smtpText, { maxChars: 1_000 }),
     attempt.startedAt,
     attempt.finishedAt,
     Math.max(0, Math.round(attempt.durationMs)),

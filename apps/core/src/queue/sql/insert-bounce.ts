@@ -2,8 +2,10 @@
 // the edge accepted — messages, payload, one delivery — and sent by the same queue with the null
 // reverse-path (RFC 5321 4.5.5: a bounce is sent from <>, so it can never bounce back). Inserted
 // in the same transaction as the failure it reports: the failure and its notice commit together.
+// The text columns get storableText() whatever the caller built: the bounce quotes a Subject from
+// outside, and one NUL in it used to fail the failure's whole batch (and then the reclaim, forever).
 import { randomUUID } from 'node:crypto';
-import type { Queryable } from '@postern/shared';
+import { type Queryable, storableText } from '@postern/shared';
 
 const INSERT_BOUNCE_SQL = `
 WITH m AS (
@@ -30,9 +32,9 @@ export async function insertBounce(db: Queryable, bounce: BounceToStore): Promis
   await db.query(INSERT_BOUNCE_SQL, [
     randomUUID(),
     bounce.recipient,
-    bounce.messageIdHeader,
-    bounce.subject,
-    bounce.fromHeader,
+    storableText(bounce.messageIdHeader, { maxChars: 998 }),
+    storableText(bounce.subject, { maxChars: 998 }),
+    storableText(bounce.fromHeader, { maxChars: 998 }),
     bounce.raw.length,
     bounce.raw,
     deliveryId,

@@ -7,14 +7,15 @@
 // — expired only because PostgreSQL was away longer than the lease and renewal could not reach it;
 // their sends' outcomes are about to be recorded, and taking them back would re-send them.
 // Every row taken back is returned: the caller (queue/reclaim-leases.ts) bounces the dead-lettered
-// mail the edge accepted in the same transaction.
+// mail the edge accepted in the same transaction. `only` restricts a pass to the given deliveries:
+// the caller's row-by-row retry of a pass that failed (poison isolation).
 import type { Queryable } from '@postern/shared';
 
 const RECLAIM_SQL = `
 WITH expired AS (
   SELECT id, locked_by, locked_until, attempt_count FROM mail.deliveries
    WHERE status = 'sending' AND locked_until < now()
-     AND id <> ALL($4::uuid[])
+     AND id <> ALL($4::uuid[]) AND ($5::uuid[] IS NULL OR id = ANY($5::uuid[]))
    ORDER BY locked_until
    LIMIT $1
    FOR UPDATE SKIP LOCKED),
@@ -70,11 +71,35 @@ export async function reclaimExpiredLeases(
   maxAttempts: number,
   leaseMs: number,
   liveIds: readonly string[] = [],
+  only: readonly string[] | null = null,
 ): Promise<ReclaimedDelivery[]> {
   const { rows } = await db.query<ReclaimedDelivery>({
     name: 'postern_reclaim_expired_leases',
     text: RECLAIM_SQL,
-    values: [limit, maxAttempts, leaseMs, liveIds],
+    values: [limit, maxAttempts, leaseMs, liveIds, only],
   });
   return rows;
+}
+
+const EXPIRED_LEASES_SQL = `
+SELECT id FROM mail.deliveries
+ WHERE status = 'sending' AND locked_until < now() AND NOT (id = ANY($2::uuid[]))
+ ORDER BY locked_until
+ LIMIT $1`;
+
+/** The deliveries a pass would take back, oldest lease first, but those in `except` (for the
+ *  row-by-row retry, which pages past the rows it had to skip). */
+export async function expiredLeaseIds(db: Queryable, limit: number, except: readonly string[] = []): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>({ name: 'postern_expired_lease_ids', text: EXPIRED_LEASES_SQL, values: [limit, except] });
+  return rows.map((row) => row.id);
+}
+
+const NOTE_UNBOUNCED_SQL = `
+WITH d AS (
+  UPDATE mail.deliveries SET last_error = $2 WHERE id = $1 AND status = 'dead_letter' RETURNING id)
+UPDATE mail.dead_letters SET reason = $2 WHERE delivery_id IN (SELECT id FROM d)`;
+
+/** A dead letter whose bounce could not be stored: the reason says so (storable, from the caller). */
+export async function noteUnbounced(db: Queryable, deliveryId: string, reason: string): Promise<void> {
+  await db.query({ name: 'postern_note_unbounced', text: NOTE_UNBOUNCED_SQL, values: [deliveryId, reason] });
 }

@@ -10,7 +10,7 @@
 // back by reclaim-expired-leases.ts, maybe already claimed again) is simply not joined: nothing of
 // it is written, and its id is missing from the returned set. The attempt row and the dead-letter
 // row are inserted only for deliveries the UPDATE changed, in the same statement.
-import type { Queryable } from '@postern/shared';
+import { type Queryable, storableTextOrNull } from '@postern/shared';
 import { type AttemptRecord, attemptValues } from './attempt-row.ts';
 
 export type OutcomeStatus = 'sent' | 'failed' | 'suppressed' | 'retrying' | 'dead_letter';
@@ -69,7 +69,9 @@ export async function recordOutcomes(db: Queryable, workerId: string, outcomes: 
   const columns: unknown[][] = Array.from({ length: 12 }, () => []);
   for (const outcome of outcomes) {
     const attempt = outcome.attempt ? attemptValues(outcome.attempt) : [null, null, null, null, null, null, null];
-    const row = [outcome.deliveryId, outcome.attemptNumber, outcome.status, outcome.waitMs, outcome.lastError, ...attempt];
+    // last_error quotes the relay's reply: storable, like the attempt's text (attempt-row.ts).
+    const lastError = storableTextOrNull(outcome.lastError, { maxChars: 1_000 });
+    const row = [outcome.deliveryId, outcome.attemptNumber, outcome.status, outcome.waitMs, lastError, ...attempt];
     for (let i = 0; i < row.length; i += 1) columns[i]?.push(row[i]);
   }
   const { rows } = await db.query<{ id: string }>({ name: 'postern_record_outcomes', text: RECORD_OUTCOMES_SQL, values: [workerId, ...columns] });

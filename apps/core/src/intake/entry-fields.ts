@@ -1,0 +1,35 @@
+// A stream entry's fields as Redis holds them — bytes — turned into text for decoding. Reading them
+// as strings let the Redis client replace invalid UTF-8 with U+FFFD without a word, so a producer
+// that silently switched to another encoding (seed 003's incident: a silent encoding change) would
+// have had its mail sent with replacement characters. Here the decoding is strict per field: the
+// names of the fields that are not valid UTF-8 are reported, and the caller refuses the command
+// (quarantined as invalid_field); the text still gets U+FFFD where the bytes were invalid, so the
+// quarantined copy shows where.
+const STRICT = new TextDecoder('utf-8', { fatal: true });
+const LENIENT = new TextDecoder('utf-8', { fatal: false });
+
+export interface EntryFields {
+  fields: Record<string, string>;
+  /** Names of the fields whose name or value is not valid UTF-8 (as decoded, with U+FFFD). */
+  notUtf8: string[];
+}
+
+function decode(bytes: Buffer): { text: string; valid: boolean } {
+  try {
+    return { text: STRICT.decode(bytes), valid: true };
+  } catch {
+    return { text: LENIENT.decode(bytes), valid: false };
+  }
+}
+
+export function decodeEntryFields(flat: readonly Buffer[]): EntryFields {
+  const fields: Record<string, string> = Object.create(null);
+  const notUtf8: string[] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    const name = decode(flat[i] as Buffer);
+    const value = decode(flat[i + 1] as Buffer);
+    fields[name.text] = value.text;
+    if (!name.valid || !value.valid) notUtf8.push(name.text);
+  }
+  return { fields, notUtf8 };
+}
