@@ -15,6 +15,7 @@
 import {
   acceptCommand,
   decodeCommand,
+  decodeFailure,
   type Logger,
   type Pool,
   quarantineCommand,
@@ -87,13 +88,7 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
     let failure = decoded.ok ? null : decoded.failure;
     if (notUtf8.length > 0) {
       const known = decoded.ok ? decoded.command : decoded.failure;
-      failure = {
-        code: 'invalid_field',
-        detail: `${notUtf8.map((name) => `"${name}"`).join(', ')} not valid UTF-8 (the invalid bytes are U+FFFD in the raw copy)`,
-        schemaVersion: known.schemaVersion,
-        source: known.source,
-        deliveryId: known.deliveryId,
-      };
+      failure = decodeFailure('invalid_field', `${notUtf8.map((name) => `"${name}"`).join(', ')} not valid UTF-8 (the invalid bytes are U+FFFD in the raw copy)`, known);
     }
     if (decoded.ok && !failure) {
       try {
@@ -109,13 +104,7 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
           throw error;
         }
         metrics.poisonItems.inc({ loop: 'stream', reason: decision.code });
-        failure = {
-          code: decision.code,
-          detail: decision.detail,
-          schemaVersion: decoded.command.schemaVersion,
-          source: decoded.command.source,
-          deliveryId: decoded.command.deliveryId,
-        };
+        failure = decodeFailure(decision.code, decision.detail, decoded.command);
       }
     }
     if (failure) {

@@ -12,7 +12,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Pool, PoolClient } from '../db/pool.ts';
 import { checkTemplateCommand } from '../templates/render-template.ts';
 import type { TemplateCatalog } from '../templates/template-catalog.ts';
-import type { DecodeFailure, DeliveryCommand } from './decode-command.ts';
+import { type DecodeFailure, type DeliveryCommand, decodeFailure } from './decode-command.ts';
 
 export interface AcceptCommandOptions {
   catalog: TemplateCatalog;
@@ -77,7 +77,7 @@ async function insertDelivery(client: PoolClient, values: unknown[]): Promise<nu
 function refused(command: DeliveryCommand, code: DecodeFailure['code'], detail: string, deliveryId?: string): AcceptOutcome {
   return {
     status: 'refused',
-    failure: { code, detail, schemaVersion: command.schemaVersion, source: command.source, deliveryId: deliveryId ?? command.deliveryId },
+    failure: decodeFailure(code, detail, { schemaVersion: command.schemaVersion, source: command.source, deliveryId: deliveryId ?? command.deliveryId }),
   };
 }
 

@@ -10,13 +10,11 @@ import { describe, expect, it } from 'vitest';
 import { loadTemplateCatalog } from '../templates/template-catalog.ts';
 import { storableText } from '../text/storable-text.ts';
 import { acceptCommand, commandHash } from './accept-command.ts';
-import { type DecodeFailure, type DecodeResult, decodeCommand, FAILURE_CODES } from './decode-command.ts';
+import { type DecodeFailure, type DecodeResult, decodeCommand, FAILURE_CODES, FAILURE_FIELD_CHARS } from './decode-command.ts';
 import { quarantineCommand } from './quarantine.ts';
 
 const SEED = 20_261_127;
 
-/** The column budgets of mail.malformed_commands as quarantine.ts fills them. */
-const FAILURE_FIELD_CHARS = { detail: 2_000, schemaVersion: 50, source: 200, deliveryId: 200 } as const;
 
 /** Storable as it is: storableText() (the one sanitiser) has nothing to change. */
 function unstorable(value: string, maxChars: number, multiline: boolean): string | null {

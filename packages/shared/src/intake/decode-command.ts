@@ -11,7 +11,7 @@
 //                         payload: { mode: "template", templateId, locale?, variables }
 //                                | { mode: "rendered", subject, text?, html? } }
 import { InvalidAddressError, normalizeAddress } from '../addresses/normalize-address.ts';
-import { storageProblem } from '../text/storable-text.ts';
+import { storableText, storableTextOrNull, storageProblem } from '../text/storable-text.ts';
 
 export const SUPPORTED_SCHEMA_VERSIONS = ['1', '2'] as const;
 export type SchemaVersion = (typeof SUPPORTED_SCHEMA_VERSIONS)[number];
@@ -63,6 +63,27 @@ export interface DecodeFailure {
 }
 
 export type DecodeResult = { ok: true; command: DeliveryCommand } | { ok: false; failure: DecodeFailure };
+
+/** The column budgets of mail.malformed_commands. */
+export const FAILURE_FIELD_CHARS = { detail: 2_000, schemaVersion: 50, source: 200, deliveryId: 200 } as const;
+
+/** Every failure is built here: what it repeats of the command (a NUL in `schema_version`, a lone
+ *  surrogate in `source`, 300 KB of anything) is made storable once, at the boundary, so the
+ *  quarantine row that records it can always be written (issue 8: a poisoned `source` failed the
+ *  quarantine insert and the entry came back forever). */
+export function decodeFailure(
+  code: FailureCode,
+  detail: string,
+  about: { schemaVersion: string | null; source: string | null; deliveryId: string | null },
+): DecodeFailure {
+  return {
+    code,
+    detail: storableText(detail, { maxChars: FAILURE_FIELD_CHARS.detail, multiline: true }),
+    schemaVersion: storableTextOrNull(about.schemaVersion, { maxChars: FAILURE_FIELD_CHARS.schemaVersion }),
+    source: storableTextOrNull(about.source, { maxChars: FAILURE_FIELD_CHARS.source }),
+    deliveryId: storableTextOrNull(about.deliveryId, { maxChars: FAILURE_FIELD_CHARS.deliveryId }),
+  };
+}
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const SOURCE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$/;
@@ -231,7 +252,7 @@ export function decodeCommand(fields: Record<string, string>): DecodeResult {
   const version = typeof fields.schema_version === 'string' ? fields.schema_version.trim() : null;
   const fail = (code: FailureCode, detail: string): DecodeResult => ({
     ok: false,
-    failure: { code, detail, schemaVersion: version, ...readable(fields, version) },
+    failure: decodeFailure(code, detail, { schemaVersion: version, ...readable(fields, version) }),
   });
   if (commandSize(fields) > MAX_COMMAND_BYTES) return fail('too_large', `command larger than ${MAX_COMMAND_BYTES} bytes`);
   if (version === null || version === '') return fail('unknown_version', 'no "schema_version" field');
