@@ -92,7 +92,7 @@ describe('fault matrix: PostgreSQL stopped for 30 s', () => {
     // The engine starts once the stream holds the commands, so the fault falls into delivery.
     engine = await startTestEngine(
       postgres.dsn,
-      cellEngineEnv(sink, redis.addr, cell, { MAIL_POSTGRES_STATEMENT_TIMEOUT: '2s', MAIL_LEASE_DURATION: '20s' }),
+      cellEngineEnv(sink, redis.addr, cell, { MAIL_POSTGRES_STATEMENT_TIMEOUT: '2s', MAIL_LEASE_DURATION: '20s', MAIL_SMTP_SEND_DEADLINE: '15s' }),
     );
     const { sent, produced } = await traffic.done;
     const relay = sink;

@@ -66,6 +66,8 @@ describe('fault matrix: processes', () => {
       MAIL_ATTEMPT_WORKER_CONCURRENCY: '4',
       MAIL_SMTP_TIMEOUT: '4s',
       MAIL_LEASE_DURATION: '6s',
+      // The lease must outlast the whole-send deadline by a tenth (a startup rule).
+      MAIL_SMTP_SEND_DEADLINE: '5s',
       MAIL_WATCHDOG_STALL_THRESHOLD: '60s',
       MAIL_STREAM_RECLAIM_IDLE: '5s',
       MAIL_RETRY_LADDER: '500ms,1s,2s,4s,8s',
@@ -216,7 +218,7 @@ describe('fault matrix: processes', () => {
     engines.push(
       await startTestEngine(
         db.dsn,
-        cellEngineEnv(sink, redis.addr, cell, { MAIL_POSTGRES_STATEMENT_TIMEOUT: '1s', MAIL_LEASE_DURATION: '10s', MAIL_SMTP_TIMEOUT: '2s' }),
+        cellEngineEnv(sink, redis.addr, cell, { MAIL_POSTGRES_STATEMENT_TIMEOUT: '1s', MAIL_LEASE_DURATION: '10s', MAIL_SMTP_TIMEOUT: '2s', MAIL_SMTP_SEND_DEADLINE: '8s' }),
       ),
     );
     const relay = sink;

@@ -181,8 +181,8 @@ describe('fault matrix: the relay misbehaves', () => {
   }, 180_000);
 
   // Issue 8 (b): every reply 2.5 s late against a 3 s command timeout: a send (greeting, EHLO, MAIL,
-  // RCPT, DATA, dot) takes 12-15 s, longer than the 8 s lease. A live engine must renew its leases
-  // and never reclaim and re-send its own work. Smaller N: each send is slow by design.
+  // RCPT, DATA, dot) takes 12-15 s, longer than the stall threshold. A live engine must tell slow
+  // from stalled and never reclaim and re-send its own work. Smaller N: each send is slow by design.
   it('relay slow at every reply, just under the command timeout: everything sent once', async () => {
     await runRelayCell({
       cell: 'relay-slow-replies',
@@ -190,12 +190,17 @@ describe('fault matrix: the relay misbehaves', () => {
       fault: { kind: 'delay-every-reply', delayMs: 2_500 },
       engineEnv: {
         MAIL_SMTP_TIMEOUT: '3s',
-        MAIL_LEASE_DURATION: '8s',
+        // A send of six 2.5 s replies (15 s) outlasts the stall threshold: only progress beats per
+        // reply keep the watchdog quiet. The lease must outlast the whole-send deadline by a tenth
+        // (a startup rule), so a send can no longer outlast its lease by configuration; renewal
+        // while PostgreSQL is away is e2e/core/slow-relay-leases' and the PostgreSQL cells' part.
+        MAIL_SMTP_SEND_DEADLINE: '18s',
+        MAIL_LEASE_DURATION: '20s',
         MAIL_WATCHDOG_STALL_THRESHOLD: '10s',
         MAIL_ATTEMPT_WORKER_CONCURRENCY: '20',
       },
       settleMs: 120_000,
-      note: 'every reply 2.5 s late, MAIL_SMTP_TIMEOUT 3 s, lease 8 s',
+      note: 'every reply 2.5 s late, MAIL_SMTP_TIMEOUT 3 s, send deadline 18 s, lease 20 s, stall threshold 10 s',
       expectDelivered: 'all',
       injected: () => true,
       noStalls: true,
