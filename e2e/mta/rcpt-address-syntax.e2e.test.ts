@@ -52,3 +52,24 @@ describe('RCPT TO address syntax', () => {
     expect((await rcpt('Sales@Postern.TEST')).code).toBe(250);
   });
 });
+
+describe('MAIL FROM with a reverse-path no column can hold', () => {
+  it.each([
+    ['a NUL', 'send\u0000er@outside.test'],
+    ['a control character', 'send\u0007er@outside.test'],
+  ])('%s -> 501 5.1.7, refused once, and the next transaction goes through', async (_what, from) => {
+    const client = await openSession(edge);
+    try {
+      const refused = await client.command(`MAIL FROM:<${from}>`);
+      // smtp-server's parser refuses these before the hook does (the hook's textProblem check is
+      // for what a parser change might let through); never a 4xx that invites the sender to retry
+      // the same unstorable path for days, never 250.
+      expect(refused.code).toBe(501);
+      expect(refused.raw).toMatch(/5\.1\.7/);
+      expect((await client.command('MAIL FROM:<sender@outside.test>')).code).toBe(250);
+      expect((await client.command('RCPT TO:<sales@postern.test>')).code).toBe(250);
+    } finally {
+      await client.quit();
+    }
+  });
+});

@@ -15,6 +15,7 @@ export type ReplyReason =
   | 'lookup_busy'
   | 'too_many_hops'
   | 'bad_address'
+  | 'bad_sender'
   | 'smtputf8_required'
   | 'rate_limited'
   | 'shutting_down'
@@ -67,6 +68,11 @@ export const tooManyHops = (limit: number) =>
 // 501 5.1.3: syntactically unusable address (RFC 3463 X.1.3).
 export const badAddress = (address: string, detail: string) =>
   new EdgeReply(501, '5.1.3', `<${address}>: bad address syntax (${detail})`, 'bad_address');
+
+// 501 5.1.7: a reverse-path no column can hold as it is (a NUL, a control character, broken Unicode,
+// over 320 characters): refused here rather than failing the accept statement with a 451 on every
+// retry (RFC 3463 X.1.7: bad sender's mailbox address syntax).
+export const badSender = (detail: string) => new EdgeReply(501, '5.1.7', `Bad sender address syntax: the address ${detail}`, 'bad_sender');
 
 // 553 5.6.7: a non-ASCII local part needs SMTPUTF8 declared on MAIL FROM (RFC 6531 3.5).
 export const smtpUtf8Required = (address: string) =>
