@@ -4,6 +4,7 @@
 import { once } from 'node:events';
 import net from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
+import tls from 'node:tls';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import { afterEach, describe, expect, it } from 'vitest';
 
@@ -147,6 +148,8 @@ describe('smtp-server options from the patch', () => {
   it.each([
     ['the final dot', ''],
     ['the final dot and QUIT', 'QUIT\r\n'],
+    // smtp-server dispatches a last line without CRLF at the end of input: it is answered too.
+    ['the final dot and QUIT without its CRLF', 'QUIT'],
   ])('allowHalfOpen: a client that sends %s with its FIN gets every reply, then the close', async (_name, tail) => {
     const server = await listen({
       allowHalfOpen: true,
@@ -162,6 +165,34 @@ describe('smtp-server options from the patch', () => {
     const codes = client.lines().map((line) => line.slice(0, 4));
     expect(client.lines()).toContain('250 queued as x');
     expect(codes.at(-1)).toBe(tail ? '221 ' : '250 ');
+  });
+
+  it('allowHalfOpen: the same inside STARTTLS (the TLS socket is half-open too)', async () => {
+    const server = await listen({
+      allowHalfOpen: true,
+      // smtp-server's built-in test certificate: enough for a loopback handshake.
+      disabledCommands: ['AUTH'],
+      onData(stream, _session, callback) {
+        stream.resume();
+        stream.on('end', () => setTimeout(() => callback(null, 'queued as x'), 200));
+      },
+    });
+    const client = await connect(server);
+    await client.command('EHLO client.test');
+    expect(await client.command('STARTTLS')).toMatch(/^220 /);
+    client.socket.removeAllListeners('data');
+    const secure = tls.connect({ socket: client.socket, rejectUnauthorized: false, allowHalfOpen: true });
+    sockets.push(secure);
+    let received = '';
+    secure.on('data', (chunk: Buffer) => {
+      received += chunk.toString('latin1');
+    });
+    secure.on('error', () => {});
+    await once(secure, 'secureConnect');
+    secure.end(`EHLO client.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\n${message}QUIT\r\n`);
+    const ended = await Promise.race([once(secure, 'end').then(() => true), delay(10_000).then(() => false)]);
+    const lines = received.split('\r\n').filter((line) => line !== '');
+    expect({ ended, last: lines.slice(-2) }).toEqual({ ended: true, last: ['250 queued as x', expect.stringMatching(/^221 /)] });
   });
 
   it('allowHalfOpen: a client that half-closes in the middle of DATA is closed, nothing answered for the message', async () => {
