@@ -28,6 +28,7 @@ import { onMailFrom } from './smtp/on-mail-from.ts';
 import { onRcptTo } from './smtp/on-rcpt-to.ts';
 import { ClientRateLimiter } from './smtp/rate-limiter.ts';
 import { shuttingDown } from './smtp/replies.ts';
+import { assertSmtpServerPatched } from './smtp/smtp-server-patch.ts';
 import { loadTlsCredentials, type TlsCredentials } from './smtp/tls-credentials.ts';
 
 export interface EdgeDeps {
@@ -109,6 +110,7 @@ function serverOptions(config: PosternConfig, limits: EdgeLimits, tls: TlsCreden
 }
 
 export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<Edge> {
+  assertSmtpServerPatched();
   // First, before anything opens: an unusable certificate is a configuration error.
   const tls = config.mta.tls === null ? null : loadTlsCredentials(config.mta.tls);
   const logger = deps.logger.child({ component: 'smtp' });
