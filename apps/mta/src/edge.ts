@@ -22,15 +22,13 @@ import { DataMemoryBudget } from './data/memory-budget.ts';
 import { createEdgeMetrics } from './metrics.ts';
 import { ClientLookupSlots } from './recipients/client-lookup-slots.ts';
 import type { EdgeContext, EdgeLimits } from './smtp/edge-context.ts';
-import { installEnhancedCodePassThrough } from './smtp/enhanced-status-codes.ts';
 import { onClose, onConnect } from './smtp/on-connect.ts';
 import { onData } from './smtp/on-data.ts';
 import { onMailFrom } from './smtp/on-mail-from.ts';
 import { onRcptTo } from './smtp/on-rcpt-to.ts';
 import { ClientRateLimiter } from './smtp/rate-limiter.ts';
 import { shuttingDown } from './smtp/replies.ts';
-import { type AddressParsingConnection, keepSenderAsReceived } from './smtp/sender-as-received.ts';
-import { type ErrorLimitedConnection, installErrorLimit } from './smtp/session-error-limit.ts';
+import { assertSmtpServerPatched } from './smtp/smtp-server-patch.ts';
 import { loadTlsCredentials, type TlsCredentials } from './smtp/tls-credentials.ts';
 
 export interface EdgeDeps {
@@ -85,6 +83,25 @@ function serverOptions(config: PosternConfig, limits: EdgeLimits, tls: TlsCreden
     ...(tls === null ? {} : { key: tls.key, cert: tls.cert }),
     // A PTR lookup per connection adds latency and a DNS dependency for a header comment only.
     disableReverseLookup: true,
+    // The options below come from patches/smtp-server+3.21.6.patch (docs/library-patches.md).
+    // Our replies carry their precise enhanced code at the head of their text (replies.ts):
+    // smtp-server must not put one of its own in front of it.
+    respectEnhancedStatusCodes: true,
+    // The reverse-path is stored and relayed as received (issue 8, requirement 8): an xn-- sender
+    // domain decoded to Unicode would need SMTPUTF8 on the relay (RFC 6531 3.2) although the
+    // sender never used it. Recipients are normalised to A-labels for the lookup either way.
+    keepAddressesAsReceived: true,
+    // Errors per session as Postfix counts them (smtpd_soft_error_limit, smtpd_error_sleep_time,
+    // smtpd_hard_error_limit): every 4xx/5xx reply counts (a directory harvest is 200 x 550);
+    // past the soft limit each command waits, at the hard limit 421 4.7.0 and close; an accepted
+    // message starts the count again.
+    softErrorLimit: config.mta.softErrorLimit,
+    errorSleepTime: config.mta.errorSleepMs,
+    hardErrorLimit: config.mta.hardErrorLimit,
+    // A client that sends its final dot and shuts down its write side (FIN) still reads: it gets
+    // the reply to every command it sent, then the edge closes. Without this Node closed the
+    // socket at the FIN while the accept was committing: stored, never answered, sent again.
+    allowHalfOpen: true,
     maxClients: config.mta.maxClients,
     socketTimeout: config.mta.idleTimeoutMs,
     closeTimeout: config.engine.shutdownTimeoutMs,
@@ -93,7 +110,7 @@ function serverOptions(config: PosternConfig, limits: EdgeLimits, tls: TlsCreden
 }
 
 export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<Edge> {
-  installEnhancedCodePassThrough();
+  assertSmtpServerPatched();
   // First, before anything opens: an unusable certificate is a configuration error.
   const tls = config.mta.tls === null ? null : loadTlsCredentials(config.mta.tls);
   const logger = deps.logger.child({ component: 'smtp' });
@@ -172,23 +189,9 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
     isStopping: () => stopping,
     recipients: new WeakMap(),
     rcptCommands: new WeakMap(),
-    errorCounts: new WeakMap(),
     lookupSlots: new ClientLookupSlots(config.mta.clientLookupConcurrency),
     inData: new Set(),
     accepting: new Set(),
-    guardConnection(session) {
-      const connection = findConnection(session);
-      if (!connection) return;
-      keepSenderAsReceived(connection as unknown as AddressParsingConnection);
-      const errors = installErrorLimit(connection as unknown as ErrorLimitedConnection, config.mta, {
-        onDelay: () => metrics.errorLimitDelays.inc(),
-        onHardLimit: (errors) => {
-          metrics.errorLimitDisconnects.inc();
-          logger.info({ session: session.id, client: session.remoteAddress, errors }, 'too many errors: 421 and closed');
-        },
-      });
-      context.errorCounts.set(session, errors);
-    },
     closeWithoutReply(session) {
       findConnection(session)?.close();
     },
@@ -211,6 +214,11 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
   });
   const server = smtp;
   server.on('error', (error) => logger.warn({ err: error }, 'SMTP connection error'));
+  server.on('errorDelay', () => metrics.errorLimitDelays.inc());
+  server.on('errorLimit', (session, errors) => {
+    metrics.errorLimitDisconnects.inc();
+    logger.info({ session: session.id, client: session.remoteAddress, errors }, 'too many errors: 421 and closed');
+  });
 
   await new Promise<void>((resolve, reject) => {
     server.server.once('error', reject);

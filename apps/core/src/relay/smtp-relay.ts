@@ -17,7 +17,7 @@ import os from 'node:os';
 import { Readable } from 'node:stream';
 import type { Logger } from '@postern/shared';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
-import { declareSmtpUtf8, relayEnvelope } from './mail-from-extensions.ts';
+import { relayEnvelope } from './mail-from-extensions.ts';
 import { type OutboundMessage, parseReply, type Relay, type SendFailure, type SendResult } from './relay.ts';
 
 export interface SmtpRelayOptions {
@@ -208,9 +208,7 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
         type Outcome = { error: NodemailerError | null; response: string | null };
         const outcome = await Promise.race([
           new Promise<Outcome>((resolve) => {
-            const restore = declareSmtpUtf8(connection, message.smtpUtf8 === true);
             connection.send(relayEnvelope(message), source, (error, info) => {
-              restore();
               resolve({ error: (error as NodemailerError | null) ?? null, response: info?.response ?? null });
             });
           }),

@@ -9,7 +9,6 @@ import type { EdgeMetrics } from '../metrics.ts';
 import type { ClientLookupSlots } from '../recipients/client-lookup-slots.ts';
 import type { AcceptedRecipient, ResolveRecipient } from '../recipients/verify-recipient.ts';
 import type { ClientRateLimiter } from './rate-limiter.ts';
-import type { ErrorCount } from './session-error-limit.ts';
 
 export interface EdgeLimits {
   hostname: string;
@@ -47,10 +46,6 @@ export interface EdgeContext {
   inData: Set<string>;
   /** Sessions whose accept statement has been sent and is not decided yet: never told 421/451. */
   accepting: Set<string>;
-  /** Each session's error count (session-error-limit.ts); keyed by the session, gone with it. */
-  errorCounts: WeakMap<SMTPServerSession, ErrorCount>;
-  /** Installs the per-connection guards (error limit, sender as received) on a new session. */
-  guardConnection(session: SMTPServerSession): void;
   /** Closes the connection without a reply: for an accept still undecided when the edge stops. */
   closeWithoutReply(session: SMTPServerSession): void;
   /** Sends a last reply outside the hook flow and closes the connection, so that nothing the

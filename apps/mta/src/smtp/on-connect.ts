@@ -9,7 +9,6 @@ export function onConnect(context: EdgeContext) {
       callback(shuttingDown());
       return;
     }
-    context.guardConnection(session);
     context.metrics.connections.inc();
     context.metrics.activeConnections.inc();
     context.logger.debug({ session: session.id, client: session.remoteAddress }, 'connection opened');

@@ -156,7 +156,7 @@ function bodyTypeOf(session: SMTPServerSession): '7bit' | '8bitmime' | null {
   return body === '7bit' || body === '8bitmime' ? body : null;
 }
 
-/** The reverse-path in the form received (smtp/sender-as-received.ts keeps an xn-- domain). */
+/** The reverse-path in the form received (smtp-server's keepAddressesAsReceived keeps an xn-- domain). */
 function envelopeFromAsReceived(session: SMTPServerSession): string {
   return session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
 }
@@ -176,7 +176,6 @@ export function onData(context: EdgeContext) {
         context.logger[level]({ session: session.id, reply: error.reply, err: error.cause }, 'message refused');
         callback(error);
       } else {
-        context.errorCounts.get(session)?.delivered();
         callback(null, `2.0.0 queued as ${messageId}`);
       }
     };

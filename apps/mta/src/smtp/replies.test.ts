@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { carriesOwnEnhancedCode } from './enhanced-status-codes.ts';
 import * as replies from './replies.ts';
 
 describe('replies', () => {
@@ -16,13 +15,5 @@ describe('replies', () => {
   it('turn anything unexpected into 451 4.3.0, never a 5xx', () => {
     expect(replies.asReply(new Error('boom')).reply).toMatch(/^451 4\.3\.0 /);
     expect(replies.asReply(new TypeError('x'), replies.storageFailed).responseCode).toBe(451);
-  });
-
-  it('tell smtp-server when not to add a code of its own', () => {
-    expect(carriesOwnEnhancedCode(451, '4.3.0 Temporary failure')).toBe(true);
-    expect(carriesOwnEnhancedCode(250, '2.0.0 queued as x')).toBe(true);
-    expect(carriesOwnEnhancedCode(250, 'Accepted')).toBe(false);
-    expect(carriesOwnEnhancedCode(550, '4.3.0 mismatched class')).toBe(false);
-    expect(carriesOwnEnhancedCode(250, ['a', 'b'])).toBe(false);
   });
 });

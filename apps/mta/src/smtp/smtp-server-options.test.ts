@@ -1,0 +1,218 @@
+// The smtp-server options the edge relies on that patches/smtp-server+3.21.6.patch adds
+// (docs/library-patches.md), against a real server on a loopback socket. An install where the
+// patch did not apply fails here, not silently at run time (the options would be ignored).
+import { once } from 'node:events';
+import net from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
+import tls from 'node:tls';
+import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
+import { afterEach, describe, expect, it } from 'vitest';
+
+const servers: SMTPServer[] = [];
+const sockets: net.Socket[] = [];
+
+afterEach(async () => {
+  for (const socket of sockets.splice(0)) socket.destroy();
+  await Promise.all(servers.splice(0).map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+});
+
+async function listen(options: SMTPServerOptions): Promise<SMTPServer> {
+  const server = new SMTPServer({ disabledCommands: ['AUTH', 'STARTTLS'], authOptional: true, logger: false, disableReverseLookup: true, ...options });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  return server;
+}
+
+/** A raw client that keeps reading after its own FIN. */
+async function connect(server: SMTPServer) {
+  const { port } = server.server.address() as net.AddressInfo;
+  const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  sockets.push(socket);
+  let received = '';
+  socket.on('data', (chunk: Buffer) => {
+    received += chunk.toString('latin1');
+  });
+  socket.on('error', () => {});
+  const ended = once(socket, 'end').then(() => true);
+  const lines = () => received.split('\r\n').filter((line) => line !== '');
+  /** Resolves once `count` final reply lines ("250 ", not "250-") are in, or rejects at the deadline. */
+  const finals = () => lines().filter((line) => / /.test(line.slice(3, 4)));
+  const until = async (count: number, deadlineMs = 10_000) => {
+    const deadline = Date.now() + deadlineMs;
+    while (finals().length < count) {
+      if (Date.now() > deadline) throw new Error(`expected ${count} reply lines, got ${JSON.stringify(lines())}`);
+      await delay(10);
+    }
+    return finals();
+  };
+  await until(1);
+  return {
+    socket,
+    lines: finals,
+    until,
+    /** Sends a command and waits for its reply; the last line of it. */
+    async command(line: string) {
+      const before = finals().length;
+      socket.write(`${line}\r\n`);
+      return (await until(before + 1)).at(-1);
+    },
+    ended: () => Promise.race([ended, delay(10_000).then(() => false)]),
+  };
+}
+
+const message = 'Subject: t\r\n\r\nbody\r\n.\r\n';
+
+describe('smtp-server options from the patch', () => {
+  it('respectEnhancedStatusCodes: a reply text leading with a code of its class gets no second one', async () => {
+    const server = await listen({
+      hideENHANCEDSTATUSCODES: false,
+      respectEnhancedStatusCodes: true,
+      onMailFrom(address, _session, callback) {
+        const [code, text] = address.address.split('@')[0]?.split('-') ?? [];
+        callback(Object.assign(new Error(text?.replaceAll('_', ' ')), { responseCode: Number(code) }));
+      },
+    });
+    const client = await connect(server);
+    await client.command('EHLO client.test');
+    expect(await client.command('MAIL FROM:<451-4.3.0_try_later@a.test>')).toBe('451 4.3.0 try later');
+    expect(await client.command('MAIL FROM:<550-5.7.1_denied@a.test>')).toBe('550 5.7.1 denied');
+    // Another class, or no code at the head: smtp-server's own mapping, as before.
+    expect(await client.command('MAIL FROM:<550-4.3.0_odd@a.test>')).toBe('550 5.1.1 4.3.0 odd');
+    expect(await client.command('MAIL FROM:<550-plain@a.test>')).toBe('550 5.1.1 plain');
+    client.socket.destroy();
+  });
+
+  it('keepAddressesAsReceived: an xn-- domain stays xn--, a UTF-8 one stays UTF-8', async () => {
+    const seen: string[] = [];
+    const server = await listen({
+      keepAddressesAsReceived: true,
+      onMailFrom(address, _session, callback) {
+        seen.push(address.address);
+        callback();
+      },
+      onRcptTo(address, _session, callback) {
+        seen.push(address.address);
+        callback();
+      },
+    });
+    const client = await connect(server);
+    await client.command('EHLO client.test');
+    expect(await client.command('MAIL FROM:<a@xn--bcher-kva.example>')).toMatch(/^250 /);
+    expect(await client.command('RCPT TO:<b@xn--bcher-kva.example>')).toMatch(/^250 /);
+    expect(await client.command('RSET')).toMatch(/^250 /);
+    expect(await client.command('MAIL FROM:<c@bücher.example> SMTPUTF8')).toMatch(/^250 /);
+    expect(seen).toEqual(['a@xn--bcher-kva.example', 'b@xn--bcher-kva.example', 'c@bücher.example']);
+    client.socket.destroy();
+  });
+
+  it('soft and hard error limits: commands wait past the soft limit, 421 4.7.0 at the hard one, an accepted message forgives', async () => {
+    const delays: number[] = [];
+    const limits: number[] = [];
+    const server = await listen({
+      hideENHANCEDSTATUSCODES: false,
+      softErrorLimit: 2,
+      hardErrorLimit: 3,
+      errorSleepTime: 50,
+      onData(stream, _session, callback) {
+        stream.resume();
+        stream.on('end', () => callback(null, 'queued'));
+      },
+    });
+    server.on('errorDelay', (_session, errors) => delays.push(errors));
+    server.on('errorLimit', (_session, errors) => limits.push(errors));
+    const client = await connect(server);
+    await client.command('EHLO client.test');
+    expect(await client.command('BOGUS')).toMatch(/^500 /);
+    expect(await client.command('RCPT TO:<a@b.test>')).toMatch(/^503 /);
+    // Two errors: an accepted message starts the count again, with no delay after it.
+    expect(await client.command('MAIL FROM:<a@b.test>')).toMatch(/^250 /);
+    expect(delays).toEqual([2]);
+    await client.command('RCPT TO:<c@d.test>');
+    await client.command('DATA');
+    client.socket.write(message);
+    await client.until(8);
+    expect(client.lines().at(-1)).toBe('250 2.6.0 queued');
+    // MAIL, RCPT and DATA waited; from here on the count starts at zero.
+    expect(delays).toEqual([2, 2, 2]);
+    expect(await client.command('BOGUS')).toMatch(/^500 /);
+    expect(await client.command('BOGUS')).toMatch(/^500 /);
+    expect(delays).toEqual([2, 2, 2]);
+    client.socket.write('BOGUS\r\n');
+    const lines = await client.until(12);
+    expect(lines.slice(-2)).toEqual(['500 5.5.2 Error: command not recognized', '421 4.7.0 Error: too many errors']);
+    expect(delays).toEqual([2, 2, 2, 2]);
+    expect(limits).toEqual([3]);
+    expect(await client.ended()).toBe(true);
+  });
+
+  it.each([
+    ['the final dot', ''],
+    ['the final dot and QUIT', 'QUIT\r\n'],
+    // smtp-server dispatches a last line without CRLF at the end of input: it is answered too.
+    ['the final dot and QUIT without its CRLF', 'QUIT'],
+  ])('allowHalfOpen: a client that sends %s with its FIN gets every reply, then the close', async (_name, tail) => {
+    const server = await listen({
+      allowHalfOpen: true,
+      onData(stream, _session, callback) {
+        stream.resume();
+        // A commit that outlasts the client's FIN.
+        stream.on('end', () => setTimeout(() => callback(null, 'queued as x'), 200));
+      },
+    });
+    const client = await connect(server);
+    client.socket.end(`EHLO client.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\n${message}${tail}`);
+    expect(await client.ended()).toBe(true);
+    const codes = client.lines().map((line) => line.slice(0, 4));
+    expect(client.lines()).toContain('250 queued as x');
+    expect(codes.at(-1)).toBe(tail ? '221 ' : '250 ');
+  });
+
+  it('allowHalfOpen: the same inside STARTTLS (the TLS socket is half-open too)', async () => {
+    const server = await listen({
+      allowHalfOpen: true,
+      // smtp-server's built-in test certificate: enough for a loopback handshake.
+      disabledCommands: ['AUTH'],
+      onData(stream, _session, callback) {
+        stream.resume();
+        stream.on('end', () => setTimeout(() => callback(null, 'queued as x'), 200));
+      },
+    });
+    const client = await connect(server);
+    await client.command('EHLO client.test');
+    expect(await client.command('STARTTLS')).toMatch(/^220 /);
+    client.socket.removeAllListeners('data');
+    // Half-open like the socket it wraps (Node's TLSSocket takes allowHalfOpen from it).
+    const secure = tls.connect({ socket: client.socket, rejectUnauthorized: false });
+    sockets.push(secure);
+    let received = '';
+    secure.on('data', (chunk: Buffer) => {
+      received += chunk.toString('latin1');
+    });
+    secure.on('error', () => {});
+    await once(secure, 'secureConnect');
+    secure.end(`EHLO client.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\n${message}QUIT\r\n`);
+    const ended = await Promise.race([once(secure, 'end').then(() => true), delay(10_000).then(() => false)]);
+    const lines = received.split('\r\n').filter((line) => line !== '');
+    expect({ ended, last: lines.slice(-2) }).toEqual({ ended: true, last: ['250 queued as x', expect.stringMatching(/^221 /)] });
+  });
+
+  it('allowHalfOpen: a client that half-closes in the middle of DATA is closed, nothing answered for the message', async () => {
+    let streamError: string | null = null;
+    const server = await listen({
+      allowHalfOpen: true,
+      onData(stream, _session, callback) {
+        stream.resume();
+        stream.on('error', (error) => {
+          streamError = (error as NodeJS.ErrnoException).code ?? error.message;
+          callback(error);
+        });
+        stream.on('end', () => callback(null, 'queued as x'));
+      },
+    });
+    const client = await connect(server);
+    client.socket.end('EHLO client.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\nSubject: cut\r\n\r\nhalf');
+    expect(await client.ended()).toBe(true);
+    expect(client.lines().at(-1)).toMatch(/^354 /);
+    expect(streamError).toBe('ECONNECTION');
+  });
+});
