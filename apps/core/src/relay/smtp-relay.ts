@@ -7,11 +7,12 @@
 // buffers the whole message before DATA, which hides that; here the message stream is only read
 // once the relay answered 354. A timeout after that point may have delivered the mail and is
 // recorded as outcome_unknown (classify-reply.ts).
-// Slow is not stalled (issue 8): every complete reply from the relay and every chunk of the message
-// taken by the socket is reported as progress (the worker beats its heartbeat), so a relay that
-// answers each command just under MAIL_SMTP_TIMEOUT is never mistaken for a hung one. And a relay
-// that keeps the socket busy without ever finishing — a multi-line reply trickled one line every
-// 2 s resets nodemailer's socketTimeout forever — is cut by the whole-send deadline
+// Slow is not stalled (issue 8): every reply line from the relay (continuation lines included) and
+// every chunk of the message taken by the socket is reported as progress (the worker beats its
+// heartbeat), so a relay that answers each command just under MAIL_SMTP_TIMEOUT, or trickles a
+// multi-line reply, is never mistaken for a hung one. And a relay that keeps the socket busy
+// without ever finishing — a multi-line reply trickled one line every 2 s resets nodemailer's
+// socketTimeout forever — is cut by the whole-send deadline
 // (MAIL_SMTP_SEND_DEADLINE): the send ends as a timeout, outcome_unknown if the data was out.
 import os from 'node:os';
 import { Readable } from 'node:stream';
@@ -54,7 +55,7 @@ interface PooledConnection {
   connection: SMTPConnection;
   messages: number;
   broken: boolean;
-  /** The send under way on this connection hears of each complete reply here. */
+  /** The send under way on this connection hears of each reply line here. */
   onReply: () => void;
 }
 
@@ -65,22 +66,6 @@ function chunksOf(raw: Buffer): Buffer[] {
   const chunks: Buffer[] = [];
   for (let offset = 0; offset < raw.length; offset += DATA_CHUNK_BYTES) chunks.push(raw.subarray(offset, offset + DATA_CHUNK_BYTES));
   return chunks.length > 0 ? chunks : [raw];
-}
-
-/** nodemailer logs each complete server reply as { tnx: 'server' } when transactionLog is on
- *  (documented option; message content is not logged): the only public signal of a reply. */
-function replyListener(pooled: { onReply: () => void }) {
-  const ignore = () => {};
-  return {
-    trace: ignore,
-    info: ignore,
-    warn: ignore,
-    error: ignore,
-    fatal: ignore,
-    debug: (entry: unknown) => {
-      if ((entry as { tnx?: string } | null)?.tnx === 'server') pooled.onReply();
-    },
-  };
 }
 
 class SendDeadlinePassed extends Error {}
@@ -105,8 +90,10 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
         greetingTimeout: options.timeoutMs,
         socketTimeout: options.timeoutMs,
         dnsTimeout: options.timeoutMs,
-        logger: replyListener(pooledRef),
-        transactionLog: true,
+        // Every reply line, continuation lines included (patches/nodemailer+10.6.0.patch): a reply
+        // trickled line by line is a slow peer, not a hung one; the whole-send deadline bounds it.
+        onResponseLine: () => pooledRef.onReply(),
+        logger: false,
       });
       const pooled: PooledConnection = Object.assign(pooledRef, { connection, messages: 0, broken: false });
       opened(pooled);
