@@ -53,9 +53,12 @@ export function startLoops(options: LoopsOptions): RunningLoops {
 
   // One worker instance: it takes work only while it is neither stopping nor abandoned. When the
   // watchdog abandons it mid-send (issue 8: the slot of a stalled worker was never freed, so with
-  // one worker nothing was delivered again and /readyz said 200 all along), the slot is freed and
-  // the lease dropped from the renewed set at once; the abandoned send may still finish, and its
-  // result is recorded if nobody has started the delivery again (sql/record-late-outcomes.ts).
+  // one worker nothing was delivered again and /readyz said 200 all along), the slot is freed at
+  // once. Its lease stays renewed for one more whole-send deadline: an attempt that was only slow
+  // (a statement waiting on a hung PostgreSQL, say) finishes and records its result before anyone
+  // could take the delivery back and send it again; one that is truly hung loses the lease then and
+  // is reclaimed like a dead engine's. A result that still comes later is recorded if nobody has
+  // started the delivery again (sql/record-late-outcomes.ts).
   const workerBody = async (context: LoopContext) => {
     const stopping = AbortSignal.any([context.signal, context.abandoned]);
     while (!stopping.aborted) {
@@ -76,11 +79,16 @@ export function startLoops(options: LoopsOptions): RunningLoops {
       };
       // A stop that gave up waiting abandons too, but then the slot stays counted: the ordered stop
       // waits for it to be recorded before it closes the pool.
+      let leaseGrace: NodeJS.Timeout | undefined;
       const onAbandoned = () => {
         if (context.signal.aborted) return;
-        options.leases.release(lease);
         freeSlot();
-        logger.warn({ deliveryId: delivery.id, attempt: delivery.attempt_count }, 'stalled attempt abandoned: its slot is free and its lease is no longer renewed');
+        leaseGrace = setTimeout(() => options.leases.release(lease), config.smtp.sendDeadlineMs);
+        leaseGrace.unref();
+        logger.warn(
+          { deliveryId: delivery.id, attempt: delivery.attempt_count, leaseKeptMs: config.smtp.sendDeadlineMs },
+          'stalled attempt abandoned: its slot is free; its lease is renewed for one more whole-send deadline',
+        );
       };
       context.abandoned.addEventListener('abort', onAbandoned, { once: true });
       context.setBusy(true);
@@ -88,6 +96,7 @@ export function startLoops(options: LoopsOptions): RunningLoops {
         await attemptDelivery(options.attempt, delivery, context.beat);
       } finally {
         context.abandoned.removeEventListener('abort', onAbandoned);
+        clearTimeout(leaseGrace);
         options.leases.release(lease);
         freeSlot();
       }

@@ -5,8 +5,9 @@
 //     send, or an outcome waiting for PostgreSQL to come back, never outlives its lease;
 //   - the lease reclaim never takes one of these back, even when PostgreSQL says it expired (the
 //     database was away for longer than the lease, so renewal could not reach it).
-// An attempt the watchdog abandons is dropped from here at once: it stops being renewed and is
-// reclaimed like a dead engine's once its lease runs out. Keyed by attempt number too, so a late
+// An attempt the watchdog abandons is dropped from here one whole-send deadline later (loops.ts),
+// unless it ends first: then it stops being renewed and is reclaimed like a dead engine's once its
+// lease runs out. Keyed by attempt number too, so a late
 // release by an abandoned attempt cannot drop the lease of the same delivery's next attempt.
 export interface HeldLease {
   id: string;
