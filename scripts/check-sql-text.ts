@@ -1,4 +1,4 @@
-// The mission's security rule, checked: "no SQL built by string interpolation" (STYLE.md). Every SQL
+// The mission's security rule, checked: "no SQL built by string interpolation". Every SQL
 // text in production code is a constant string; values go in as $n parameters, and even constant
 // fragments (column lists, WHERE clauses, ASC/DESC, LIMIT) are written out in the statement itself,
 // so no code path can ever splice a value into SQL. This finds template literals that look like SQL
@@ -162,7 +162,7 @@ for (const file of files) {
 
 if (problems.length > 0) {
   console.error(
-    `SQL text built by interpolation (STYLE.md: write each statement out as a constant; values as $n):\n  ${problems.join('\n  ')}`,
+    `SQL text built by interpolation (write each statement out as a constant; values as $n):\n  ${problems.join('\n  ')}`,
   );
   process.exitCode = 1;
 } else {
