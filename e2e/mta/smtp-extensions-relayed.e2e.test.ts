@@ -40,9 +40,13 @@ async function relayedMailFrom(target: string): Promise<string> {
   await waitFor(`the relay to receive the message for ${target}`, () => sink.messages.some((m) => m.to.includes(target)), Boolean, {
     timeoutMs: 30_000,
   });
-  // Commands arrive in order per connection; the MAIL FROM precedes its RCPT TO.
-  const index = sink.commands.findIndex((line) => line.toLowerCase() === `rcpt to:<${target}>`);
-  const mailFrom = sink.commands.slice(0, index).reverse().find((line) => /^MAIL FROM:/i.test(line));
+  // Commands arrive in order per connection; the MAIL FROM precedes its RCPT TO on the same one.
+  const index = sink.commands.findIndex((command) => command.line.toLowerCase() === `rcpt to:<${target}>`);
+  const connection = sink.commands[index]?.connection;
+  const mailFrom = sink.commands
+    .slice(0, index)
+    .reverse()
+    .find((command) => command.connection === connection && /^MAIL FROM:/i.test(command.line))?.line;
   if (!mailFrom) throw new Error(`no MAIL FROM before RCPT TO:<${target}>: ${JSON.stringify(sink.commands)}`);
   return mailFrom;
 }

@@ -5,8 +5,9 @@ import { SMTPServer } from 'smtp-server';
 
 export interface CapturingSink {
   port: number;
-  /** Every command line, in order, per connection flattened. */
-  commands: string[];
+  /** Every command line in the order received, with the connection it came on (the engine sends
+   *  on several connections at once: a MAIL FROM belongs to the RCPT TO of its own connection). */
+  commands: Array<{ connection: string; line: string }>;
   /** MAIL FROM lines only. */
   mailFromLines(): string[];
   messages: Array<{ to: string[]; raw: Buffer }>;
@@ -14,7 +15,7 @@ export interface CapturingSink {
 }
 
 export async function startCapturingSink(offer: { smtpUtf8: boolean; eightBitMime: boolean }): Promise<CapturingSink> {
-  const commands: string[] = [];
+  const commands: Array<{ connection: string; line: string }> = [];
   const messages: Array<{ to: string[]; raw: Buffer }> = [];
   const ignore = () => {};
   const logger = {
@@ -24,8 +25,8 @@ export async function startCapturingSink(offer: { smtpUtf8: boolean; eightBitMim
     trace: ignore,
     fatal: ignore,
     child: () => logger,
-    debug: (_meta: unknown, format: unknown, line: unknown) => {
-      if (format === 'C:' && typeof line === 'string') commands.push(line);
+    debug: (meta: unknown, format: unknown, line: unknown) => {
+      if (format === 'C:' && typeof line === 'string') commands.push({ connection: String((meta as { cid?: unknown } | null)?.cid), line });
     },
   };
   const server = new SMTPServer({
@@ -49,7 +50,7 @@ export async function startCapturingSink(offer: { smtpUtf8: boolean; eightBitMim
   return {
     port,
     commands,
-    mailFromLines: () => commands.filter((line) => /^MAIL FROM:/i.test(line)),
+    mailFromLines: () => commands.map((command) => command.line).filter((line) => /^MAIL FROM:/i.test(line)),
     messages,
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
