@@ -1,5 +1,5 @@
 // The delivery lifecycle's vocabularies, each written once: the apps' types, the metrics' label
-// values and the GraphQL enums are built from these lists, and e2e/foundation/lifecycle-constants
+// values and the GraphQL enums are built from these lists, and e2e/foundation/lifecycle-constants.e2e.test.ts
 // checks that they equal the migrations' CHECK constraints, so code and schema cannot drift apart.
 // The order is the order of the CHECK lists; the GraphQL enums keep it.
 
