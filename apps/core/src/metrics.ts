@@ -3,12 +3,10 @@
 // ages and restarts (seeds 001, 004) — is added under the same prefix. Queue depth and oldest age
 // describe the shared queue, not this process: read from PostgreSQL in the background and served
 // from the latest sample, with its age, so /metrics answers whatever PostgreSQL does.
-import { prometheus, type Registry } from '@postern/shared';
+import { ATTEMPT_STATUSES, prometheus, type Registry } from '@postern/shared';
 import type { SupervisedLoop } from './keepalive/supervisor.ts';
 import type { ScheduleSampler } from './queue/schedule-sampler.ts';
 import type { ScheduleStats } from './queue/sql/schedule-stats.ts';
-
-export const ATTEMPT_STATUSES = ['sent', 'transport_failed', 'timed_out', 'provider_rejected', 'outcome_unknown'] as const;
 
 export interface EngineMetrics {
   attemptOutcomes: prometheus.Counter<'status'>;

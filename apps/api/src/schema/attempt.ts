@@ -1,11 +1,12 @@
 // Attempt: one try at handing a delivery to the relay, as the engine recorded it.
+import { ATTEMPT_STATUSES, type AttemptStatus } from '@postern/shared';
 import { builder } from './builder.ts';
 
 export interface AttemptRow {
   id: string;
   deliveryId: string;
   attemptNumber: number;
-  status: string;
+  status: AttemptStatus;
   smtpCode: number | null;
   enhancedCode: string | null;
   smtpText: string | null;
@@ -17,7 +18,7 @@ export interface AttemptRow {
 
 export const AttemptStatusEnum = builder.enumType('AttemptStatus', {
   description: 'outcome_unknown: the data went out but no reply came (timeout after DATA, lease lost).',
-  values: ['sent', 'transport_failed', 'timed_out', 'provider_rejected', 'outcome_unknown'] as const,
+  values: ATTEMPT_STATUSES,
 });
 
 export const AttemptRef = builder.objectRef<AttemptRow>('Attempt');
@@ -27,7 +28,7 @@ AttemptRef.implement({
     id: t.exposeID('id'),
     deliveryId: t.exposeID('deliveryId'),
     attemptNumber: t.exposeInt('attemptNumber'),
-    status: t.field({ type: AttemptStatusEnum, resolve: (attempt) => attempt.status as 'sent' }),
+    status: t.field({ type: AttemptStatusEnum, resolve: (attempt) => attempt.status }),
     smtpCode: t.exposeInt('smtpCode', { nullable: true }),
     enhancedCode: t.exposeString('enhancedCode', { nullable: true }),
     smtpText: t.exposeString('smtpText', { nullable: true }),

@@ -1,13 +1,12 @@
 // Delivery: one recipient's copy of a message or command, and everything that happened to it.
-import type { Queryable } from '@postern/shared';
+import { DELIVERY_STATUSES, type DeliveryStatus, isUuid, PAYLOAD_MODES, type PayloadMode, type Queryable } from '@postern/shared';
 import { type AttemptRow, AttemptRef } from './attempt.ts';
 import { builder } from './builder.ts';
 import { type DeadLetterRow, DeadLetterRef } from './dead-letter.ts';
 import { recipientFilter, textFilter } from './filter-arguments.ts';
 import { type KeysetStatements, keysetConnection } from './pagination.ts';
 
-export const DELIVERY_STATUSES = ['queued', 'retrying', 'sending', 'sent', 'failed', 'dead_letter', 'suppressed', 'cancelled'] as const;
-export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
+export { DELIVERY_STATUSES, type DeliveryStatus, isUuid };
 
 export interface DeliveryRow {
   id: string;
@@ -15,7 +14,7 @@ export interface DeliveryRow {
   recipient: string;
   source: string;
   idempotencyKey: string | null;
-  payloadMode: 'relay' | 'template' | 'rendered';
+  payloadMode: PayloadMode;
   messageId: string | null;
   templateId: string | null;
   templateLocale: string | null;
@@ -31,12 +30,6 @@ export interface DeliveryRow {
   updatedAt: Date;
   finishedAt: Date | null;
   cursorAt: string;
-}
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-export function isUuid(text: string): boolean {
-  return UUID.test(text);
 }
 
 // Each statement reading deliveries lists the columns of DeliveryRow itself; "cursorAt" is
@@ -61,7 +54,7 @@ export async function deliveryById(db: Queryable, id: string): Promise<DeliveryR
 export const DeliveryStatusEnum = builder.enumType('DeliveryStatus', { values: DELIVERY_STATUSES });
 const PayloadModeEnum = builder.enumType('PayloadMode', {
   description: 'relay: bytes of a received message; template: rendered at send time; rendered: given content.',
-  values: ['relay', 'template', 'rendered'] as const,
+  values: PAYLOAD_MODES,
 });
 
 const TemplateUse = builder.objectRef<{ id: string; locale: string; hash: string }>('TemplateUse').implement({

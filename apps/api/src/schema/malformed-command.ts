@@ -1,5 +1,5 @@
 // MalformedCommand: a command intake refused and quarantined with why (seed 003: never silently).
-import { FAILURE_CODES } from '@postern/shared';
+import { FAILURE_CODES, type FailureCode } from '@postern/shared';
 import { builder } from './builder.ts';
 import { textFilter } from './filter-arguments.ts';
 import { type KeysetStatements, keysetConnection } from './pagination.ts';
@@ -9,7 +9,7 @@ interface MalformedCommandRow {
   receivedAt: Date;
   channel: 'stream' | 'api' | 'smtp';
   streamEntryId: string | null;
-  failureCode: (typeof FAILURE_CODES)[number];
+  failureCode: FailureCode;
   failureDetail: string;
   schemaVersion: string | null;
   source: string | null;

@@ -8,6 +8,7 @@
 // bigint and came back as INTERNAL_SERVER_ERROR).
 import type { DefaultConnectionArguments } from '@pothos/plugin-relay';
 import { resolveCursorConnection } from '@pothos/plugin-relay';
+import { isUuid } from '@postern/shared';
 import { badUserInput } from './bad-user-input.ts';
 
 export const PAGE_DEFAULT_SIZE = 20;
@@ -38,7 +39,6 @@ const MAX_CURSOR_CHARS = 256;
 const CURSOR_AT = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.\d{6}Z$/;
 const BIGINT_ID = /^[1-9][0-9]{0,18}$/;
 const BIGINT_MAX = 9223372036854775807n;
-const UUID_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export function encodeCursor(spec: CursorSpec, row: KeysetRow): string {
   return Buffer.from(JSON.stringify([spec.list, row.cursorAt, row.id]), 'utf8').toString('base64url');
@@ -65,7 +65,8 @@ function isRealInstant(at: string): boolean {
 }
 
 function idProblem(id: string, idType: KeysetIdType): string | null {
-  if (idType === 'uuid') return UUID_ID.test(id) ? null : 'its id is not a UUID';
+  // A cursor carries the id as PostgreSQL prints it, in lower case: any other spelling was not written here.
+  if (idType === 'uuid') return isUuid(id) && id === id.toLowerCase() ? null : 'its id is not a UUID';
   if (!BIGINT_ID.test(id) || BigInt(id) > BIGINT_MAX) return 'its id is not a row id of this list';
   return null;
 }

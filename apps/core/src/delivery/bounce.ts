@@ -8,7 +8,7 @@
 // taken back with the ladder spent (queue/reclaim-leases.ts).
 import { randomUUID } from 'node:crypto';
 import { encodeWords, foldLines } from 'nodemailer/lib/mime-funcs';
-import { type Logger, normalizeAddress, renderLocale, resolveLocale, storableText, storableTextFromBytes, type TemplateCatalog } from '@postern/shared';
+import { type Logger, normalizeAddress, type PayloadMode, renderLocale, resolveLocale, storableText, storableTextFromBytes, type TemplateCatalog } from '@postern/shared';
 import type { BounceToStore } from '../queue/sql/insert-bounce.ts';
 
 export const DSN_TEMPLATE_ID = 'delivery-status-notification';
@@ -169,7 +169,7 @@ export interface BounceContext {
 /** The delivery that failed for good, as far as its bounce needs it. */
 export interface FailedDelivery {
   id: string;
-  payloadMode: 'relay' | 'template' | 'rendered';
+  payloadMode: PayloadMode;
   category: string | null;
   envelopeFrom: string;
   recipient: string;

@@ -5,10 +5,10 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { AttemptStatus } from '@postern/shared';
 import type { SendFailure } from '../relay/relay.ts';
 
 export type ReplyAction = 'retry' | 'fail' | 'suppress';
-export type AttemptStatus = 'sent' | 'transport_failed' | 'timed_out' | 'provider_rejected' | 'outcome_unknown';
 
 export interface ReplyRule {
   pattern: RegExp;

@@ -10,7 +10,8 @@ import { describe, expect, it } from 'vitest';
 import { loadTemplateCatalog } from '../templates/template-catalog.ts';
 import { storableText } from '../text/storable-text.ts';
 import { acceptCommand, commandHash } from './accept-command.ts';
-import { type DecodeFailure, type DecodeResult, decodeCommand, FAILURE_CODES, FAILURE_FIELD_CHARS } from './decode-command.ts';
+import { FAILURE_CODES } from '../lifecycle/statuses.ts';
+import { type DecodeFailure, type DecodeResult, decodeCommand, FAILURE_FIELD_CHARS } from './decode-command.ts';
 import { quarantineCommand } from './quarantine.ts';
 
 const SEED = 20_261_127;

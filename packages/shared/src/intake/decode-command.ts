@@ -11,6 +11,7 @@
 //                         payload: { mode: "template", templateId, locale?, variables }
 //                                | { mode: "rendered", subject, text?, html? } }
 import { InvalidAddressError, normalizeAddress } from '../addresses/normalize-address.ts';
+import { FAILURE_CODES, type FailureCode, UUID_PATTERN } from '../lifecycle/statuses.ts';
 import { storableText, storableTextOrNull, storageProblem } from '../text/storable-text.ts';
 
 export const SUPPORTED_SCHEMA_VERSIONS = ['1', '2'] as const;
@@ -19,22 +20,6 @@ export type SchemaVersion = (typeof SUPPORTED_SCHEMA_VERSIONS)[number];
 /** Bigger commands are refused as too_large: a command is a request, not a mail archive. */
 export const MAX_COMMAND_BYTES = 256 * 1024;
 
-export const FAILURE_CODES = [
-  'invalid_json',
-  'unknown_version',
-  'missing_field',
-  'invalid_field',
-  'unknown_template',
-  'missing_variable',
-  'invalid_address',
-  'idempotency_conflict',
-  'too_large',
-  // Not a decode failure: a command that decoded, but whose acceptance failed again and again with
-  // an error that is neither bad data nor the database being away (apps/core intake); quarantined
-  // so it cannot block the stream (seed 003).
-  'handling_failed',
-] as const;
-export type FailureCode = (typeof FAILURE_CODES)[number];
 
 export type CommandPayload =
   | { mode: 'template'; templateId: string; locale: string | null; variables: Record<string, unknown> }
@@ -85,7 +70,6 @@ export function decodeFailure(
   };
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const SOURCE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$/;
 const TEMPLATE_ID = /^[a-z0-9][a-z0-9-]{0,63}$/;
 const LOCALE = /^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$/;
@@ -158,7 +142,7 @@ function common(raw: Raw, keys: { source: string; key: string; to: string; deliv
   return {
     source,
     idempotencyKey: text(raw, keys.key, true, 200),
-    deliveryId: matching(text(raw, keys.deliveryId, false), UUID, keys.deliveryId, 'a UUID')?.toLowerCase() ?? null,
+    deliveryId: matching(text(raw, keys.deliveryId, false), UUID_PATTERN, keys.deliveryId, 'a UUID')?.toLowerCase() ?? null,
     recipient: recipientOf(text(raw, keys.to, true, 320)),
     category: matching(text(raw, 'category', false, 64), CATEGORY, 'category', 'lower-case letters, digits, _ and -'),
   };

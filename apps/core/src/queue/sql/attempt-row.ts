@@ -1,10 +1,10 @@
 // The attempt row every status change carries (seed 002: "every attempt is a row"), as the
 // parameters the queue statements share (record-outcomes.ts: one array element each). The reply
 // text comes from the relay, a peer Postern does not control: made storable here, once.
-import { storableTextOrNull } from '@postern/shared';
+import { type AttemptStatus, storableTextOrNull } from '@postern/shared';
 
 export interface AttemptRecord {
-  status: 'sent' | 'transport_failed' | 'timed_out' | 'provider_rejected' | 'outcome_unknown';
+  status: AttemptStatus;
   smtpCode: number | null;
   enhancedCode: string | null;
   smtpText: string | null;

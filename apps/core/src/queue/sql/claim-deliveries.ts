@@ -4,12 +4,12 @@
 // engines never claim the same row: each skips the rows the other has locked. attempt_count is
 // incremented here, so the attempt about to start has a number before anything can go wrong.
 // The suppression list is read in the same statement (no extra round trip per delivery).
-import type { Queryable } from '@postern/shared';
+import type { PayloadMode, Queryable } from '@postern/shared';
 
 export interface ClaimedDelivery {
   id: string;
   source: string;
-  payload_mode: 'relay' | 'template' | 'rendered';
+  payload_mode: PayloadMode;
   message_id: string | null;
   template_id: string | null;
   template_locale: string | null;

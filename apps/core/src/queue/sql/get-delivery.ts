@@ -1,11 +1,9 @@
 // One delivery with its attempts and dead-letter entry: GET /api/v1/internal/deliveries/{id}
 // (the runbook's smoke request).
-import type { Queryable } from '@postern/shared';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+import { isUuid, type Queryable } from '@postern/shared';
 
 export async function getDeliveryReport(db: Queryable, id: string): Promise<Record<string, unknown> | null> {
-  if (!UUID.test(id)) return null;
+  if (!isUuid(id)) return null;
   const { rows } = await db.query<{ report: Record<string, unknown> }>(
     `SELECT jsonb_build_object(
        'id', d.id, 'source', d.source, 'status', d.status, 'payloadMode', d.payload_mode, 'recipient', d.recipient,

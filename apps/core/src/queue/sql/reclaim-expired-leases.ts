@@ -9,7 +9,7 @@
 // Every row taken back is returned: the caller (queue/reclaim-leases.ts) bounces the dead-lettered
 // mail the edge accepted in the same transaction. `only` restricts a pass to the given deliveries:
 // the caller's row-by-row retry of a pass that failed (poison isolation).
-import type { Queryable } from '@postern/shared';
+import type { DeliveryStatus, PayloadMode, Queryable } from '@postern/shared';
 
 const RECLAIM_SQL = `
 WITH expired AS (
@@ -53,9 +53,9 @@ SELECT id, status, attempt_count, payload_mode, message_id, category, recipient,
 export interface ReclaimedDelivery {
   id: string;
   /** 'retrying' (due again at once) or 'dead_letter' (the ladder was spent). */
-  status: 'retrying' | 'dead_letter';
+  status: Extract<DeliveryStatus, 'retrying' | 'dead_letter'>;
   attempt_count: number;
-  payload_mode: 'relay' | 'template' | 'rendered';
+  payload_mode: PayloadMode;
   message_id: string | null;
   category: string | null;
   recipient: string;

@@ -10,10 +10,11 @@
 // back by reclaim-expired-leases.ts, maybe already claimed again) is simply not joined: nothing of
 // it is written, and its id is missing from the returned set. The attempt row and the dead-letter
 // row are inserted only for deliveries the UPDATE changed, in the same statement.
-import { type Queryable, storableTextOrNull } from '@postern/shared';
+import { type DeliveryStatus, type Queryable, storableTextOrNull } from '@postern/shared';
 import { type AttemptRecord, attemptValues } from './attempt-row.ts';
 
-export type OutcomeStatus = 'sent' | 'failed' | 'suppressed' | 'retrying' | 'dead_letter';
+/** The statuses an attempt's outcome moves a 'sending' delivery to. */
+export type OutcomeStatus = Extract<DeliveryStatus, 'sent' | 'failed' | 'suppressed' | 'retrying' | 'dead_letter'>;
 
 export interface Outcome {
   deliveryId: string;
