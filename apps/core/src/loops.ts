@@ -52,7 +52,7 @@ export function startLoops(options: LoopsOptions): RunningLoops {
     superviseLoop({ name, body, logger, onRestart: (loop) => metrics.loopRestarts.inc({ loop }) });
 
   // One worker instance: it takes work only while it is neither stopping nor abandoned. When the
-  // watchdog abandons it mid-send (issue 8: the slot of a stalled worker was never freed, so with
+  // watchdog abandons it mid-send (the slot of a stalled worker was never freed, so with
   // one worker nothing was delivered again and /readyz said 200 all along), the slot is freed at
   // once. Its lease stays renewed for one more whole-send deadline: an attempt that was only slow
   // (a statement waiting on a hung PostgreSQL, say) finishes and records its result before anyone

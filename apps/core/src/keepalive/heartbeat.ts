@@ -1,5 +1,5 @@
 // Every loop's heartbeat goes to mail.workers (one row per process and loop), so operators and other
-// engines can see who is alive and who stalled (seed 004: "no alerts or monitoring detected that
+// engines can see who is alive and who stalled (stalled-worker: "no alerts or monitoring detected that
 // there was an issue"). The row carries the loop's own last beat, not the time of writing: a stuck
 // loop shows a heartbeat_at that stops advancing even while this writer keeps running.
 import os from 'node:os';

@@ -1,4 +1,4 @@
-// How the accept statement ended, as far as the edge can KNOW it (issue 8, "Duplicates" (a)). A
+// How the accept statement ended, as far as the edge can KNOW it ("Duplicates" (a)). A
 // client-side timeout used to be read as "nothing stored": with PostgreSQL paused, the statement
 // sat in the server's socket buffer, the edge answered 451, and the statement committed when the
 // server resumed; the sender retried and the message was delivered twice. Now:
