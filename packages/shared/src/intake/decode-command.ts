@@ -112,7 +112,7 @@ function text(raw: Raw, key: string, required: boolean, max = 1_000): string | n
   if (typeof value !== 'string') throw new Refusal('invalid_field', `"${key}" must be a string`);
   if (value.length > max) throw new Refusal('invalid_field', `"${key}" is longer than ${max} characters`);
   // Refused, not marked: a command is content Postern will send, and a producer must hear that a
-  // NUL or a lone surrogate cannot be sent as it is (it used to fail the insert).
+  // NUL or a lone surrogate cannot be sent as it is (it would fail the insert).
   const problem = storageProblem(value);
   if (problem) throw new Refusal('invalid_field', `"${key}" ${problem}`);
   return value;
