@@ -25,7 +25,7 @@ export default defineConfig({
     // Global setup teardown stops every container; give it time on a loaded machine.
     teardownTimeout: 60_000,
     projects: [
-      // Apps arrive one issue at a time; a project only exists once its folder does.
+      // A project exists only once its folder does, so a partial checkout still runs.
       ...[
         ['shared', 'packages/shared'],
         ['mta', 'apps/mta'],

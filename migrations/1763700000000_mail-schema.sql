@@ -3,7 +3,7 @@
 -- The whole durable state of Postern lives in schema `mail`. Invalid states are made unrepresentable
 -- here, not only in application code: every status is a CHECK, every reference a foreign key, and
 -- addresses are stored in one normal form (lower-case local part, lower-case ASCII/punycode domain)
--- so that lookups and uniqueness agree (seed 000: an address must mean the same thing everywhere).
+-- so that lookups and uniqueness agree (stale-alias-table: an address must mean the same thing everywhere).
 
 CREATE SCHEMA IF NOT EXISTS mail;
 
@@ -214,7 +214,7 @@ CREATE TABLE mail.dead_letters (
 CREATE INDEX dead_letters_created_at_idx ON mail.dead_letters (created_at);
 
 -- ---------------------------------------------------------------------------------------------
--- Intake: idempotency and quarantine (seed 003: nothing is dropped silently).
+-- Intake: idempotency and quarantine (silent-encoding-change: nothing is dropped silently).
 -- ---------------------------------------------------------------------------------------------
 
 CREATE TABLE mail.idempotency_reservations (
@@ -264,7 +264,7 @@ CREATE TABLE mail.suppressions (
 );
 
 -- ---------------------------------------------------------------------------------------------
--- Keep-alive: every supervised loop of every process heartbeats here (seeds 001 and 004).
+-- Keep-alive: every supervised loop of every process heartbeats here (dead-runner and stalled-worker, docs/incidents.md).
 -- ---------------------------------------------------------------------------------------------
 
 CREATE TABLE mail.workers (

@@ -1,5 +1,5 @@
 -- Up Migration
--- Seed 003: no poison entry may block the stream. A command that decodes but whose acceptance keeps
+-- silent-encoding-change: no poison entry may block the stream. A command that decodes but whose acceptance keeps
 -- failing with an error that is neither bad data (SQLSTATE 22/23, quarantined as invalid_field)
 -- nor the database being away (waited out) is quarantined after a few handlings as handling_failed,
 -- with the error as its detail, instead of being re-read at the head of the stream forever.

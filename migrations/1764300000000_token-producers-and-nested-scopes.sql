@@ -1,5 +1,5 @@
 -- Up Migration
--- Issue 8, producer isolation. Until now any `send` token could write under any `source`, so one
+-- Producer isolation. Without it any `send` token could write under any `source`, so one
 -- producer could take another's idempotency keys (its real send then refused as a conflict naming
 -- a delivery id) and read the other's delivery through a `duplicate` answer. A token now carries the
 -- one producer it sends as; sendEmail uses it and refuses any other `source`. Tokens that exist

@@ -1,5 +1,5 @@
 // The monorepo's one architectural rule, checked: apps depend on packages/shared, never on each
-// other (ARCHITECTURE.md). npm workspaces link every package into node_modules, so nothing else
+// other (CONTRIBUTING.md). npm workspaces link every package into node_modules, so nothing else
 // stops `import ... from '@postern/core'` in the API; this does, as part of `npm test`'s lint step.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';

@@ -1,4 +1,4 @@
-// The mission's security rule, checked: "no SQL built by string interpolation". Every SQL
+// Postern's security rule (CONTRIBUTING.md), checked: "no SQL built by string interpolation". Every SQL
 // text in production code is a constant string; values go in as $n parameters, and even constant
 // fragments (column lists, WHERE clauses, ASC/DESC, LIMIT) are written out in the statement itself,
 // so no code path can ever splice a value into SQL. This finds template literals that look like SQL

@@ -1,6 +1,6 @@
 // An alias created through the API is accepted by a running edge on the very next RCPT, a disabled
 // or deleted one is refused on the next — the API writes through the same shared alias code whose
-// tables the edge reads (seed 000: no generated files to go stale).
+// tables the edge reads (stale-alias-table: no generated files to go stale).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Edge } from '../../apps/mta/src/edge.ts';
 import type { Api } from '../../apps/api/src/server.ts';

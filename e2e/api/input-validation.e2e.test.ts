@@ -1,5 +1,5 @@
-// Input validation at the API boundary, over HTTP against a real PostgreSQL: every measured example
-// of issue 8 is refused with a message naming the problem (typed ValidationError for mutations,
+// Input validation at the API boundary, over HTTP against a real PostgreSQL: every hostile input
+// measured against it is refused with a message naming the problem (typed ValidationError for mutations,
 // BAD_USER_INPUT for query arguments), and no hostile request gets a 5xx.
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -1,4 +1,4 @@
-// Producers are isolated (issue 8, requirement 6): a token sends only as the producer it carries;
+// Producers are isolated: a token sends only as the producer it carries;
 // idempotency keys and `duplicate` answers never cross producers; and many identical commands at
 // once are one delivery, each caller told "created" or "duplicate" — never a conflict.
 import { randomUUID } from 'node:crypto';

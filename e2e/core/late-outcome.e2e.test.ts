@@ -1,4 +1,4 @@
-// A result that lands after its lease ran out (issue 8, requirement 2), against real PostgreSQL:
+// A result that lands after its lease ran out, against real PostgreSQL:
 //   - the lease reclaim never takes back a lease its engine still holds for live work;
 //   - a late "sent" for a delivery the reclaim took back (outcome_unknown -> retrying) that nobody
 //     has claimed again replaces that outcome_unknown attempt and ends the delivery `sent`;

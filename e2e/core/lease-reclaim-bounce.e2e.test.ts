@@ -1,5 +1,5 @@
 // A delivery whose lease runs out with its retry ladder spent is dead-lettered by whichever engine
-// takes the lease back (seed 004: so one that kills every engine cannot loop forever). No attempt
+// takes the lease back (stalled-worker: so one that kills every engine cannot loop forever). No attempt
 // worker sees it fail, so the reclaim itself must bounce accepted mail to its sender — in the same
 // transaction as the dead letter — or the mail the edge said 250 for would vanish silently.
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';

@@ -1,4 +1,4 @@
-// Issue 8, "one SMTP message stops all delivery": a relayed message whose headers hold a NUL,
+// One SMTP message must not stop all delivery: a relayed message whose headers hold a NUL,
 // invalid UTF-8 or a 64 KiB line, refused with 550 by the relay, made the bounce insert fail, the
 // outcome batch roll back, and then the reclaim's dead-letter transaction fail on every scheduler
 // pass — the engine never claimed again. Here every such message, refused and accepted, is followed
@@ -175,7 +175,7 @@ describe('an outcome PostgreSQL refuses even alone (completion batcher)', () => 
 });
 
 describe('the lease reclaim with a poisoned row', () => {
-  it('issue 8 as reported: a NUL Subject, lease expired with the ladder spent — dead-lettered with a sanitised bounce, and claiming goes on', async () => {
+  it('a NUL Subject, lease expired with the ladder spent — dead-lettered with a sanitised bounce, and claiming goes on', async () => {
     const sender = unique('reclaim-nul-sender');
     const recipient = unique('reclaim-nul');
     const id = await insertRelayedMessage(db.pool, sender, recipient, poisonedMessage('Subject', POISONS.nul as Buffer, recipient));

@@ -1,4 +1,4 @@
-// Issue 8: a NUL or invalid UTF-8 in a stream entry's `source` or `schema_version` made the
+// Poisoned stream entries: a NUL or invalid UTF-8 in a stream entry's `source` or `schema_version` made the
 // quarantine insert fail; the consumer restarted and re-read the same entry forever, and the next
 // valid command was never accepted. Here every field of both schema versions is poisoned in turn
 // (NUL, invalid UTF-8 bytes, a lone surrogate as CESU-8 bytes or as a JSON escape), and each poisoned
@@ -126,7 +126,7 @@ describe('poisoned stream fields', () => {
     const fields: Record<string, Value> = build(recipient);
     fields[field] = (RAW_POISONS[poison] as (value: string) => Value)(fields[field] as string);
     // Refused (quarantined) with a reason naming the field, never accepted with a NUL or with
-    // replacement characters where a producer's bytes were not UTF-8 (seed 003: a silent encoding change).
+    // replacement characters where a producer's bytes were not UTF-8 (silent-encoding-change, docs/incidents.md).
     expect(await poisonThenValid(fields, recipient)).toBe('quarantined');
   });
 

@@ -1,4 +1,4 @@
-// Issue 8 (c) and "/metrics hangs": PostgreSQL goes away while ONE engine stays alive.
+// Unrecorded outcomes and a /metrics that must not hang: PostgreSQL goes away while ONE engine stays alive.
 //   - stopped for 30 s (docker stop) mid-delivery, longer than the lease: the sends whose outcomes
 //     could not be recorded are recorded when it returns — the engine does not take its own
 //     expired leases back and send them again. Every delivery accounted for, none twice.

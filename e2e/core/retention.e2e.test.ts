@@ -1,5 +1,6 @@
 // Retention against real PostgreSQL: idempotency reservations older than MAIL_IDEMPOTENCY_WINDOW
-// are purged (the delivery they point at stays), younger ones are kept and still deduplicate.
+// are purged (the delivery they point at stays), younger ones are kept and still deduplicate; the
+// heartbeat rows of engines silent for a day leave mail.workers (stalled-worker, docs/incidents.md).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { purgeExpired } from '../../apps/core/src/keepalive/retention.ts';
 import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
@@ -30,5 +31,27 @@ describe('retention', () => {
     const deliveries = await db.pool.query('SELECT id FROM mail.deliveries WHERE id = ANY($1::uuid[])', [[oldId, freshId]]);
     expect(deliveries.rowCount).toBe(2);
     expect((await purgeExpired(db.pool, { retentionAgeMs: 30 * DAY_MS, idempotencyWindowMs: DAY_MS })).reservations).toBe(0);
+  });
+
+  it('removes the worker rows of engines whose heartbeat stopped a day ago, and only those', async () => {
+    const dead = unique('dead-engine');
+    const alive = unique('live-engine');
+    const edge = unique('edge');
+    await db.pool.query(
+      `INSERT INTO mail.workers (worker_id, loop, app, hostname, pid, state, heartbeat_at)
+       VALUES ($1, 'scheduler', 'core', 'host', 1, 'running', now() - interval '2 days'),
+              ($1, 'retention', 'core', 'host', 1, 'running', now() - interval '2 days'),
+              ($2, 'scheduler', 'core', 'host', 2, 'running', now() - interval '1 hour'),
+              ($3, 'accept', 'mta', 'host', 3, 'running', now() - interval '2 days')`,
+      [dead, alive, edge],
+    );
+
+    const purged = await purgeExpired(db.pool, { retentionAgeMs: 30 * DAY_MS, idempotencyWindowMs: DAY_MS });
+    expect(purged.workers).toBe(2);
+    const { rows } = await db.pool.query<{ worker_id: string }>(
+      'SELECT DISTINCT worker_id FROM mail.workers WHERE worker_id = ANY($1::text[])',
+      [[dead, alive, edge]],
+    );
+    expect(rows.map((row) => row.worker_id).sort()).toEqual([alive, edge].sort());
   });
 });

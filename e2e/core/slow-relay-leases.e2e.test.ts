@@ -1,4 +1,4 @@
-// Issue 8, with ONE engine that stays alive: a slow relay is not a stalled one, a send longer than
+// With ONE engine that stays alive: a slow relay is not a stalled one, a send longer than
 // the lease is not re-sent by the engine's own reclaim, a statement timeout while recording does
 // not throw a known "sent" away, a reply trickled for ever is cut by the whole-send deadline
 // without a false stall, and a send hung in our own code does not keep its worker's slot.

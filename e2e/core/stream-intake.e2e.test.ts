@@ -1,5 +1,5 @@
 // The Redis Stream intake end to end: command -> PostgreSQL -> attempt -> the maildev sink, for both
-// schema versions; duplicates; conflicts; and seed 003's lesson — garbage is quarantined, counted
+// schema versions; duplicates; conflicts; and the silent-encoding-change lesson — garbage is quarantined, counted
 // and acknowledged, and the stream keeps flowing. The only e2e file that uses the shared Redis's
 // mail:delivery_commands (other files run their own Redis or none), so no engine reads another's.
 import { randomUUID } from 'node:crypto';
@@ -111,7 +111,7 @@ describe('stream intake', () => {
     expect(metricValue(await metricsText(engine), 'mail_stream_commands_accepted_total{schema_version="2",outcome="duplicate"}')).toBeGreaterThanOrEqual(1);
   });
 
-  it('seed 003: 100 garbage entries become 100 quarantined rows, counted, acknowledged, and the next valid command is still delivered', async () => {
+  it('silent-encoding-change: 100 garbage entries become 100 quarantined rows, counted, acknowledged, and the next valid command is still delivered', async () => {
     const before = metricValue(await metricsText(engine), 'mail_stream_commands_malformed_total{failure_code="invalid_json"}') || 0;
     const kinds: Array<Record<string, string>> = [
       { schema_version: '2', command: '{"source": "broken' },
@@ -184,7 +184,7 @@ describe('stream intake', () => {
     expect(loops).toEqual(expect.arrayContaining(expected));
   });
 
-  it('seed 003: a command that decodes but whose acceptance keeps failing (not bad data, not an outage) is quarantined as handling_failed after 5 handlings, and the stream flows again', async () => {
+  it('silent-encoding-change: a command that decodes but whose acceptance keeps failing (not bad data, not an outage) is quarantined as handling_failed after 5 handlings, and the stream flows again', async () => {
     const poisoned = unique('poisoned');
     // A real non-transient failure in the acceptance transaction: a trigger raising P0001
     // (raise_exception) for this recipient alone, the way a broken migration or extension would.

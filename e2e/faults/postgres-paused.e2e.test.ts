@@ -1,5 +1,5 @@
 // Fault matrix, PostgreSQL paused (docker pause) for 20 s while mail and commands come in and are
-// delivered: a hang, not a refusal — connections stay open and no statement answers. Issue 8 (a):
+// delivered: a hang, not a refusal — connections stay open and no statement answers.
 // the edge must never answer 451 while the accept may still commit (the sender would retry and the
 // message be stored and delivered twice). Every engine and edge stays alive: zero duplicates.
 import { setTimeout as delay } from 'node:timers/promises';

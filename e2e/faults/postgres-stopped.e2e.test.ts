@@ -1,7 +1,7 @@
 // Fault matrix, PostgreSQL stopped (docker stop) for 30 s: once while mail and commands come in, once
 // while the engine is delivering. The edge answers 4xx while it cannot store, the sender retries, the
 // engine waits and resumes; every engine stays alive, so the account must show zero duplicates at
-// the relay and nothing lost. Issue 8 (c): the engine must not re-send the sends it could not record.
+// the relay and nothing lost: the engine must not re-send the sends it could not record.
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';

@@ -203,7 +203,7 @@ describe('fault matrix: processes', () => {
     expect(rows.map((row) => row.worker_id).sort()).toEqual(engines.map((engine) => engine.workerId).sort());
   }, 300_000);
 
-  // Issue 8 (d): a statement or lock timeout while recording an outcome is transient; the known
+  // A statement or lock timeout while recording an outcome is transient; the known
   // "sent" must be recorded when the lock goes, not thrown away and sent again after the lease.
   it('statement timeouts while recording: every outcome recorded, nothing sent twice', async () => {
     const cell = 'record-timeouts';

@@ -180,7 +180,7 @@ describe('fault matrix: the relay misbehaves', () => {
     });
   }, 180_000);
 
-  // Issue 8 (b): every reply 2.5 s late against a 3 s command timeout: a send (greeting, EHLO, MAIL,
+  // Every reply 2.5 s late against a 3 s command timeout: a send (greeting, EHLO, MAIL,
   // RCPT, DATA, dot) takes 12-15 s, longer than the stall threshold. A live engine must tell slow
   // from stalled and never reclaim and re-send its own work. Smaller N: each send is slow by design.
   it('relay slow at every reply, just under the command timeout: everything sent once', async () => {
@@ -207,7 +207,7 @@ describe('fault matrix: the relay misbehaves', () => {
     });
   }, 240_000);
 
-  // Issue 8, "slow is not stalled": the reply to the final dot trickles in one line every 1.5 s
+  // Slow is not stalled: the reply to the final dot trickles in one line every 1.5 s
   // (each line within the 2 s command timeout), 8 lines, 12 s a send: longer than the 10 s stall
   // threshold, shorter than the lease. A send making progress must not be taken for a stalled
   // worker, and a watchdog restart must not leave a slot that never takes work again.

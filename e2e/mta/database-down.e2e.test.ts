@@ -1,5 +1,5 @@
 // PostgreSQL really stopped (docker stop) under a running edge: every RCPT is 451 4.3.0 — never a
-// 550, which senders would cache (seed 000) — and the same edge answers 250 again once it is back.
+// 550, which senders would cache (stale-alias-table, docs/incidents.md) — and the same edge answers 250 again once it is back.
 import { createAlias, createDomain } from '@postern/shared';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

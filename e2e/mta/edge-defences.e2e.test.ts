@@ -1,4 +1,4 @@
-// Issue 8, "Directory harvest and lookup DoS" and "Mail loops" (hop limit), on real sockets: the
+// Directory harvest, lookup DoS and mail loops (hop limit), on real sockets: the
 // per-session error limit (soft: replies slowed; hard: 421 4.7.0 and closed), the cap on RCPT
 // commands per transaction with repeats counted (and no lookup past the cap), one client's flood
 // of lookups not turning another client's RCPT into 451, and the Received: hop limit.

@@ -1,7 +1,7 @@
-// Issue 8, "Duplicates" (a) and requirement 3: PostgreSQL paused (a hang, not a refusal) while
-// messages are being accepted. The edge used to answer 451 after its client timeout while the
-// statement waited in the server's buffer and committed on resume; the sender retried and the
-// message was stored twice. Here senders behave like real MTAs (retry on 4xx, give up on a slow
+// No duplicates from an unsure reply: PostgreSQL paused (a hang, not a refusal) while
+// messages are being accepted. An edge that answers 451 after its client timeout while the
+// statement waits in the server's buffer and commits on resume makes the sender retry, and the
+// message is stored twice. Here senders behave like real MTAs (retry on 4xx, give up on a slow
 // reply and retry), and every message must be stored exactly once, with one delivery. Variants:
 // the DATA deadline and the shutdown deadline passing while the accept is undecided.
 import { createAlias, createDomain } from '@postern/shared';

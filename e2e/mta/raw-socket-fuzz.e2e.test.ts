@@ -1,4 +1,4 @@
-// A raw-socket fuzzer against a running edge (issue 8, "Tests"): sessions generated from a fixed
+// A raw-socket fuzzer against a running edge: sessions generated from a fixed
 // seed send random command orders, pipelined commands, bytes cut at every boundary, NUL / 8-bit /
 // overlong lines, random bytes, smuggling and oversize messages; clients leave politely, half-close
 // (FIN, then keep reading until the server's FIN) or vanish, also in the middle of DATA.

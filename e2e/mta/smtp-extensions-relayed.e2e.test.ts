@@ -1,4 +1,4 @@
-// Issue 8, requirement 8: BODY=8BITMIME and SMTPUTF8 given at MAIL FROM are stored with the
+// BODY=8BITMIME and SMTPUTF8 given at MAIL FROM are stored with the
 // message and passed to the relay by the engine ONLY when the sender used them, and the envelope
 // sender is relayed in the form received: an xn-- domain stays xn-- (smtp-server decodes it, and a
 // relay without SMTPUTF8 refuses the decoded form). Edge -> PostgreSQL -> engine -> capturing sink.

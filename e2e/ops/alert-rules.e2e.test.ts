@@ -1,4 +1,4 @@
-// The alert rules are code: promtool checks their syntax and runs their unit tests (seed 001: an
+// The alert rules are code: promtool checks their syntax and runs their unit tests (dead-runner: an
 // alert nobody trusted was an alert nobody read), and every metric they name must be one the apps
 // really export — a renamed metric would otherwise silence its alert without a sound.
 import { execFile } from 'node:child_process';

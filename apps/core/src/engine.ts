@@ -1,7 +1,7 @@
 // The delivery engine as a value: startEngine() opens the pool, checks the template catalog, pings
 // Redis (if configured), opens the internal HTTP listener and starts every loop under its
 // supervisor. main.ts calls it once; tests call it as often as they like (two engines sharing one
-// queue, one killed mid-batch). Boot order is the runbook's (seed 002): migrations (main.ts, or
+// queue, one killed mid-batch). Boot order is the runbook's (no-health-endpoints, docs/incidents.md): migrations (main.ts, or
 // options.migrate) -> template catalog -> Redis ping -> HTTP listener -> loops.
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';

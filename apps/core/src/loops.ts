@@ -3,7 +3,7 @@
 //   scheduler         claims due deliveries (and takes back expired leases)
 //   attempt-worker-N  MAIL_ATTEMPT_WORKER_CONCURRENCY of them, one send at a time each
 //   lease-keeper      renews the leases of the work this engine holds (queue/lease-keeper.ts)
-//   retention         purges old payloads, attempts and idempotency reservations
+//   retention         purges old payloads, attempts, idempotency reservations, dead engines' rows
 //   heartbeat         writes every loop's heartbeat to mail.workers
 // plus the watchdog timer, and the ordered stop (SIGTERM): stop claiming and reading, release what
 // was claimed but not started, let sends under way finish, interrupt the stragglers at the
@@ -52,7 +52,7 @@ export function startLoops(options: LoopsOptions): RunningLoops {
     superviseLoop({ name, body, logger, onRestart: (loop) => metrics.loopRestarts.inc({ loop }) });
 
   // One worker instance: it takes work only while it is neither stopping nor abandoned. When the
-  // watchdog abandons it mid-send (issue 8: the slot of a stalled worker was never freed, so with
+  // watchdog abandons it mid-send (the slot of a stalled worker was never freed, so with
   // one worker nothing was delivered again and /readyz said 200 all along), the slot is freed at
   // once. Its lease stays renewed for one more whole-send deadline: an attempt that was only slow
   // (a statement waiting on a hung PostgreSQL, say) finishes and records its result before anyone
@@ -110,11 +110,15 @@ export function startLoops(options: LoopsOptions): RunningLoops {
       let purged: Purged;
       do {
         purged = await purgeExpired(options.pool, engine);
-        if (purged.payloads + purged.attempts + purged.reservations > 0) {
-          logger.info(purged, 'retention: purged old payloads, attempts and idempotency reservations');
+        if (purged.payloads + purged.attempts + purged.reservations + purged.workers > 0) {
+          logger.info(purged, "retention: purged old payloads, attempts, idempotency reservations and dead engines' worker rows");
         }
         beat();
-      } while (!signal.aborted && Object.values(purged).some((count) => count === RETENTION_BATCH));
+        // Worker rows go all at once, so only the batched purges can have more left.
+      } while (
+        !signal.aborted &&
+        [purged.payloads, purged.attempts, purged.reservations].some((count) => count === RETENTION_BATCH)
+      );
       progress();
       await delay(Math.min(engine.retentionIntervalMs, engine.heartbeatIntervalMs), undefined, { signal }).catch(() => {});
       // Sleep in heartbeat-sized steps so the loop stays visibly alive between runs.

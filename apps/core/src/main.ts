@@ -1,7 +1,7 @@
-// Boot of the delivery engine, in the runbook's order (seed 002): configuration (every problem at
+// Boot of the delivery engine, in the runbook's order (no-health-endpoints, docs/incidents.md): configuration (every problem at
 // once) -> migrations under their advisory lock -> template catalog parsed -> Redis ping -> internal
 // HTTP listener -> loops. Startup fails fast; once running, losing PostgreSQL or Redis is waited out
-// (seed 001). SIGTERM / SIGINT stop it within MAIL_SHUTDOWN_TIMEOUT (runService).
+// (dead-runner, docs/incidents.md). SIGTERM / SIGINT stop it within MAIL_SHUTDOWN_TIMEOUT (runService).
 import { bootConfig, runService } from '@postern/shared';
 import { startEngine } from './engine.ts';
 

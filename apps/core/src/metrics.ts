@@ -1,6 +1,6 @@
-// The engine's Prometheus metrics. Names keep the runbook's (seed 002: mail.attempt_schedule.depth
+// The engine's Prometheus metrics. Names keep the runbook's (no-health-endpoints: mail.attempt_schedule.depth
 // is exported as mail_attempt_schedule_depth, and so on); what the runbook lacked — loop heartbeat
-// ages and restarts (seeds 001, 004) — is added under the same prefix. Queue depth and oldest age
+// ages and restarts (dead-runner, stalled-worker) — is added under the same prefix. Queue depth and oldest age
 // describe the shared queue, not this process: read from PostgreSQL in the background and served
 // from the latest sample, with its age, so /metrics answers whatever PostgreSQL does.
 import { ATTEMPT_STATUSES, prometheus, type Registry } from '@postern/shared';

@@ -1,6 +1,6 @@
 // The SMTP edge as a value: startEdge() opens the PostgreSQL pools, the SMTP listener and (unless
 // told otherwise) the ops HTTP listener, and returns what it bound and how to stop it. main.ts
-// calls it once; tests call it as often as they like (two edges on one database: seed 000).
+// calls it once; tests call it as often as they like (two edges on one database: stale-alias-table).
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import {
@@ -87,7 +87,7 @@ function serverOptions(config: PosternConfig, limits: EdgeLimits, tls: TlsCreden
     // Our replies carry their precise enhanced code at the head of their text (replies.ts):
     // smtp-server must not put one of its own in front of it.
     respectEnhancedStatusCodes: true,
-    // The reverse-path is stored and relayed as received (issue 8, requirement 8): an xn-- sender
+    // The reverse-path is stored and relayed as received: an xn-- sender
     // domain decoded to Unicode would need SMTPUTF8 on the relay (RFC 6531 3.2) although the
     // sender never used it. Recipients are normalised to A-labels for the lookup either way.
     keepAddressesAsReceived: true,

@@ -2,7 +2,7 @@
 // either misbehaviour: every reply (the greeting included) comes after a delay just under the
 // engine's MAIL_SMTP_TIMEOUT, and the first RCPT for a chosen recipient is answered with a
 // multi-line reply trickled one line at a time, never finished — each line resets the client's
-// socket timeout, so only a whole-send deadline ends it (issue 8: "slow is not stalled").
+// socket timeout, so only a whole-send deadline ends it ("slow is not stalled").
 // No PIPELINING is offered: the client waits for each reply, as the delays need.
 import net from 'node:net';
 

@@ -1,5 +1,5 @@
 // The `source` a sendEmail writes under is the producer its token carries, never one the caller
-// names. Issue 8: a `send` token that could write under any source could take another producer's
+// names: a `send` token that could write under any source could take another producer's
 // idempotency keys (its real send then refused as a conflict) and read the other's delivery through
 // a `duplicate` answer. A source that names the token's own producer is accepted (clients written
 // before tokens carried one keep working); any other is FORBIDDEN, naming the field and the producer.

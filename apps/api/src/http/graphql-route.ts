@@ -107,7 +107,7 @@ export function graphqlRoute(options: GraphqlRouteOptions): RouteHandler {
     }
 
     // The URL's host is fixed: yoga needs the path and query only, and a malformed Host header
-    // (`Host: [`) used to make this line throw and the request end as HTTP 500.
+    // (`Host: [`) would make this line throw and the request end as HTTP 500.
     const fetchRequest = new Request(url, {
       method,
       headers,

@@ -1,6 +1,6 @@
 // Alias: an address (or a domain's catch-all) and where its mail goes. Every write goes through the
 // shared alias code, the very code whose tables the edge reads on each RCPT: a change made here is
-// what the next RCPT sees, on every edge, with nothing to regenerate (seed 000).
+// what the next RCPT sees, on every edge, with nothing to regenerate (stale-alias-table, docs/incidents.md).
 import {
   ALIAS_KINDS,
   type Alias,

@@ -1,4 +1,4 @@
-// MalformedCommand: a command intake refused and quarantined with why (seed 003: never silently).
+// MalformedCommand: a command intake refused and quarantined with why (silent-encoding-change: never silently).
 import { FAILURE_CODES, type FailureCode } from '@postern/shared';
 import { builder } from './builder.ts';
 import { textFilter } from './filter-arguments.ts';

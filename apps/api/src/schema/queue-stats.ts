@@ -1,4 +1,4 @@
-// QueueStats: the numbers an operator looks at first (seed 001: 4k mails sat queued for two days).
+// QueueStats: the numbers an operator looks at first (dead-runner: 4k mails sat queued for two days).
 import { builder } from './builder.ts';
 import { DELIVERY_STATUSES, type DeliveryStatus, DeliveryStatusEnum } from './delivery.ts';
 

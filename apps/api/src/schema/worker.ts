@@ -1,4 +1,4 @@
-// Worker: one supervised loop of one process, as its heartbeat row says (seeds 001 and 004).
+// Worker: one supervised loop of one process, as its heartbeat row says (dead-runner and stalled-worker, docs/incidents.md).
 import { builder } from './builder.ts';
 
 interface WorkerRow {

@@ -4,7 +4,7 @@
 //   for accepted mail that failed for good — handed to the completion batcher, which writes it
 //   with other workers' outcomes in one commit; the worker waits for that commit before it moves on.
 // The outcome of a send is known the moment the relay answers; if PostgreSQL is away, slow, or the
-// row is locked right then (seed 001; issue 8 (c), (d)), the write is retried — every transient
+// row is locked right then (dead-runner, docs/incidents.md; a lost outcome would be a duplicate), the write is retried — every transient
 // class, queue/db-errors.ts isRetryableDbError — until it lands or the engine stops (its pool is
 // closed: that error is not retryable). A known "sent" is never thrown away to be retried into a
 // duplicate: the lease keeper renews the lease meanwhile, the reclaim never takes back a lease
@@ -104,7 +104,7 @@ export async function attemptDelivery(deps: AttemptDeps, delivery: ClaimedDelive
     deps.metrics.suppressed.inc({ reason: 'suppression_list' });
     return;
   }
-  // Runbook (seed 002): "auth suppression is valid in stub mode and still counts as successful intake".
+  // Runbook (no-health-endpoints, docs/incidents.md): "auth suppression is valid in stub mode and still counts as successful intake".
   if (deps.mode === 'stub' && delivery.category === 'authsession') {
     await record({ status: 'suppressed', attempt: null, lastError: 'stub mode: auth-session mail is not sent' });
     deps.metrics.suppressed.inc({ reason: 'stub_mode' });

@@ -67,11 +67,11 @@ function headerValue(headers: string, name: string): string | null {
 }
 
 /** RFC 3464 2.3.4: Status is a class.subject.detail code; a spent ladder is 4.4.7 "delivery time
- *  expired" unless the last reply said something more precise. */
+ *  expired" unless the last reply said something more precise. Any other failure is permanent
+ *  whatever the relay's basic code (or its absence): 5.0.0, "other undefined status". */
 function statusCode(input: BounceInput): string {
   if (input.reply?.enhanced) return input.reply.enhanced;
   if (input.deadLettered) return '4.4.7';
-  if (input.reply?.code && input.reply.code >= 500) return '5.0.0';
   return '5.0.0';
 }
 

@@ -1,6 +1,6 @@
 // What an attempt's outcome means: the attempt row's status, and what happens to the delivery.
 // SMTP replies are classified by the rules in reply-patterns.txt (data, not code); transport
-// problems (no reply at all) by kind. Seed 002's vocabulary: sent, transport_failed, timed_out,
+// problems (no reply at all) by kind. The operators' runbook's vocabulary (no-health-endpoints, docs/incidents.md): sent, transport_failed, timed_out,
 // provider_rejected, outcome_unknown.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';

@@ -1,4 +1,4 @@
-// The fixed retry ladder (seed 002: "dead letters appear only after the fixed retry ladder is
+// The fixed retry ladder (no-health-endpoints: "dead letters appear only after the fixed retry ladder is
 // exhausted"), written with cumulative times like ZoneMTA's DEFAULT_DEFER_TIMES. RFC 5321 4.5.4.1:
 // retry no sooner than every 30 minutes once the first quick retries are spent, and give up no
 // sooner than 4-5 days; the ladder ends after about 4 days 4 hours.

@@ -1,6 +1,6 @@
-// The Redis Stream intake (seed 002): XREADGROUP on a dedicated blocking connection, one command at a
+// The Redis Stream intake (no-health-endpoints, docs/incidents.md): XREADGROUP on a dedicated blocking connection, one command at a
 // time through decode -> accept (or quarantine), XACK only after PostgreSQL committed. Nothing is
-// dropped silently and no entry can block the stream (seed 003): whatever cannot be accepted is
+// dropped silently and no entry can block the stream (silent-encoding-change, docs/incidents.md): whatever cannot be accepted is
 // quarantined with a failure code, counted, and acknowledged. A command whose acceptance keeps
 // failing for another reason than the database being away is quarantined as handling_failed after
 // a few deliveries, counted by Redis (handling-failures.ts); an outage is waited out, the entry left

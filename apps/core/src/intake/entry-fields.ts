@@ -1,6 +1,6 @@
 // A stream entry's fields as Redis holds them — bytes — turned into text for decoding. Reading them
 // as strings let the Redis client replace invalid UTF-8 with U+FFFD without a word, so a producer
-// that silently switched to another encoding (seed 003's incident: a silent encoding change) would
+// that silently switched to another encoding (silent-encoding-change, docs/incidents.md) would
 // have had its mail sent with replacement characters. Here the decoding is strict per field: the
 // names of the fields that are not valid UTF-8 are reported, and the caller refuses the command
 // (quarantined as invalid_field); the text still gets U+FFFD where the bytes were invalid, so the

@@ -11,7 +11,7 @@ describe('handling failures of stream commands', () => {
     expect(decideHandling(pgError('violates check constraint', '23514'), 1, 5)).toMatchObject({ action: 'quarantine', code: 'invalid_field' });
   });
 
-  it('never quarantines while the database is away (seed 001), however often the entry was delivered', () => {
+  it('never quarantines while the database is away (dead-runner, docs/incidents.md), however often the entry was delivered', () => {
     const outage = [
       pgError('connect ECONNREFUSED 127.0.0.1:5432', 'ECONNREFUSED'),
       pgError('read ECONNRESET', 'ECONNRESET'),

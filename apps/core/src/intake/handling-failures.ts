@@ -1,5 +1,5 @@
-// What to do when accepting a decoded stream command throws (seed 003: no poison entry may block
-// the stream; seed 001: a database outage is waited out, never a reason to throw commands away):
+// What to do when accepting a decoded stream command throws (silent-encoding-change: no poison entry may block
+// the stream; dead-runner: a database outage is waited out, never a reason to throw commands away):
 //   - PostgreSQL refused the values (SQLSTATE class 22 data exception, 23 constraint): retrying
 //     cannot help — quarantine now as invalid_field;
 //   - the database is away (connection errors, shutdown, pool timeouts): retry — the entry stays

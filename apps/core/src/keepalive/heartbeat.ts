@@ -1,5 +1,5 @@
 // Every loop's heartbeat goes to mail.workers (one row per process and loop), so operators and other
-// engines can see who is alive and who stalled (seed 004: "no alerts or monitoring detected that
+// engines can see who is alive and who stalled (stalled-worker: "no alerts or monitoring detected that
 // there was an issue"). The row carries the loop's own last beat, not the time of writing: a stuck
 // loop shows a heartbeat_at that stops advancing even while this writer keeps running.
 import os from 'node:os';
@@ -33,8 +33,12 @@ export async function writeHeartbeats(db: Queryable, workerId: string, loops: re
   });
 }
 
-/** Rows of processes that stopped long ago are noise in the table: removed after a day. */
+// An engine that died (SIGKILL, machine lost) never writes its rows again, and they would say
+// `running` for ever; a day without a heartbeat is long past any stall the watchdog acts on.
+const PRUNE_DEAD_WORKERS_SQL = `DELETE FROM mail.workers WHERE app = 'core' AND heartbeat_at < now() - interval '1 day'`;
+
+/** Rows of engines that stopped long ago are noise in the table: the retention loop removes them. */
 export async function pruneDeadWorkers(db: Queryable): Promise<number> {
-  const result = await db.query(`DELETE FROM mail.workers WHERE app = 'core' AND heartbeat_at < now() - interval '1 day'`);
+  const result = await db.query({ name: 'postern_prune_dead_workers', text: PRUNE_DEAD_WORKERS_SQL });
   return result.rowCount ?? 0;
 }

@@ -2,8 +2,10 @@
 // single huge DELETE would hold locks and bloat WAL while the queue is working). A payload is kept
 // while any delivery of its message still waits for an attempt, however old. Idempotency
 // reservations older than MAIL_IDEMPOTENCY_WINDOW go the same way: past the window a producer's
-// retry of the same key is a new delivery, and the table does not grow forever.
+// retry of the same key is a new delivery, and the table does not grow forever. Heartbeat rows of
+// engines silent for a day leave mail.workers (pruneDeadWorkers), so the table lists live engines.
 import type { Queryable } from '@postern/shared';
+import { pruneDeadWorkers } from './heartbeat.ts';
 
 export const RETENTION_BATCH = 500;
 
@@ -34,9 +36,11 @@ export interface Purged {
   payloads: number;
   attempts: number;
   reservations: number;
+  workers: number;
 }
 
-/** One batch of each; returns how many rows went, so the caller repeats while batches are full. */
+/** One batch of each (dead engines' worker rows all at once); returns how many rows went, so the
+ *  caller repeats while batches are full. */
 export async function purgeExpired(
   db: Queryable,
   ages: { retentionAgeMs: number; idempotencyWindowMs: number },
@@ -45,5 +49,11 @@ export async function purgeExpired(
   const payloads = await db.query(PURGE_PAYLOADS_SQL, [ages.retentionAgeMs, batch]);
   const attempts = await db.query(PURGE_ATTEMPTS_SQL, [ages.retentionAgeMs, batch]);
   const reservations = await db.query(PURGE_RESERVATIONS_SQL, [ages.idempotencyWindowMs, batch]);
-  return { payloads: payloads.rowCount ?? 0, attempts: attempts.rowCount ?? 0, reservations: reservations.rowCount ?? 0 };
+  const workers = await pruneDeadWorkers(db);
+  return {
+    payloads: payloads.rowCount ?? 0,
+    attempts: attempts.rowCount ?? 0,
+    reservations: reservations.rowCount ?? 0,
+    workers,
+  };
 }

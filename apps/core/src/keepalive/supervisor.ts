@@ -1,8 +1,8 @@
-// Every background loop runs under a supervisor (seed 001: the Mailman "out" runner crashed when the
+// Every background loop runs under a supervisor (dead-runner: the Mailman "out" runner crashed when the
 // database vanished and nothing restarted it; 4k mails sat for two days). A loop that throws — the
 // database or Redis is gone, a bug — is restarted after a capped exponential backoff, counted and
 // logged; the process itself never exits because of it. A loop that stops heartbeating while it has
-// work (seed 004: workers alive but stalled) is abandoned by the watchdog through restart() and a
+// work (stalled-worker: workers alive but stalled) is abandoned by the watchdog through restart() and a
 // fresh instance started; whatever the stalled instance held is released by its lease expiring.
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from '@postern/shared';

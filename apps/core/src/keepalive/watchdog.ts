@@ -1,4 +1,4 @@
-// The stalled-loop watchdog (seed 004: five workers alive, logging nothing, taking no work, for a
+// The stalled-loop watchdog (stalled-worker: five workers alive, logging nothing, taking no work, for a
 // day). It is a plain timer over in-memory state — no I/O that could itself hang — and restarts a
 // loop whose heartbeat has not advanced for MAIL_WATCHDOG_STALL_THRESHOLD while it has work: an
 // attempt worker holding a delivery (an SMTP send hanging past every timeout, say), or a loop that

@@ -16,7 +16,7 @@
 // through the fail-for-good path without its attempt row and bounce, the refusal recorded as its
 // last_error (fail-for-good.ts unrecordableOutcome), and counted. Before, it was thrown back at its
 // worker, which restarted, the lease ran out and the reclaim failed on the same bounce on every
-// pass (issue 8).
+// pass.
 import { type Logger, type Pool, type Queryable, withTransaction } from '@postern/shared';
 import { describeDbError, unrecordableOutcome } from '../delivery/fail-for-good.ts';
 import { isRetryableDbError, isTransientDbError } from './db-errors.ts';

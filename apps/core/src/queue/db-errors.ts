@@ -1,7 +1,7 @@
 // Which PostgreSQL failures mean "try the same statement again later" rather than "this statement
 // is wrong". Two questions, two answers:
 //
-// isTransientDbError — the database is away for now (seed 001: network maintenance, a restart):
+// isTransientDbError — the database is away for now (dead-runner: network maintenance, a restart):
 //   SQLSTATE class 08 "connection exception" as a whole (08P01 included: the connection, not the
 //   statement, went wrong), 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now,
 //   class 53 (insufficient resources: too many connections, out of memory, disk full) and the
@@ -13,7 +13,7 @@
 //   available (lock_timeout), 40001 serialization failure, 40P01 deadlock detected, 40003
 //   statement completion unknown — the whole of classes 40 and 55. Recording an attempt's outcome
 //   retries all of these until it lands: a known "sent" thrown away is a duplicate after the lease
-//   runs out (issue 8 (d)). And poison isolation (fail-for-good.ts callers) never takes an item out
+//   runs out. And poison isolation (fail-for-good.ts callers) never takes an item out
 //   of the way for one of these: dropping a bounce because of a deadlock would lose it for nothing.
 const AWAY_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN',

@@ -2,7 +2,7 @@
 // (live-leases.ts: claimed, in a send, or waiting for an outcome's commit) are renewed every third
 // of MAIL_LEASE_DURATION, in one statement (sql/renew-leases.ts). Before it, a send slower than
 // the lease (a relay answering every command just under MAIL_SMTP_TIMEOUT) was taken back by the
-// engine's own reclaim and sent again: 8 of 19 delivered twice with ONE engine (issue 8 (b)).
+// engine's own reclaim and sent again: a duplicate with ONE engine and nothing dead.
 // Two renewals can fail in a row and the lease still holds; if PostgreSQL is away longer than
 // that, the reclaim still never takes these leases (it skips live ones), and renewal resumes
 // — expired or not — as soon as the database answers.

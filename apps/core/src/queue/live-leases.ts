@@ -1,6 +1,6 @@
 // The leases this engine holds for work that is still alive in it: claimed and waiting for a
-// worker, or in a send, or waiting for its outcome's commit. Two things read it (issue 8, "an
-// engine never re-sends its own work"):
+// worker, or in a send, or waiting for its outcome's commit. Two things read it, so that an
+// engine never re-sends its own work:
 //   - the lease keeper renews exactly these leases on a timer (sql/renew-leases.ts), so a slow
 //     send, or an outcome waiting for PostgreSQL to come back, never outlives its lease;
 //   - the lease reclaim never takes one of these back, even when PostgreSQL says it expired (the

@@ -4,7 +4,7 @@
 // so it ends through the same fail-for-good path as a failed attempt (delivery/fail-for-good.ts),
 // and its bounce is inserted before the COMMIT: the failure and its notice commit together.
 //
-// Poison isolation (issue 8: one Subject with a NUL failed this transaction on every pass, and the
+// Poison isolation (one Subject with a NUL failed this transaction on every pass, and the
 // scheduler, which reclaims before it claims, crash-looped and never claimed again):
 //   - a pass that fails for another reason than the database being away is retried row by row;
 //   - a row that still fails is dead-lettered (or put back) in its own transaction WITHOUT its

@@ -1,5 +1,5 @@
 // The queue figures behind /metrics, sampled in the background. Reading them at scrape time made
-// /metrics hang for as long as PostgreSQL did (16 s in issue 8), so a Prometheus scrape failed
+// /metrics hang for as long as PostgreSQL did (16 s, measured), so a Prometheus scrape failed
 // exactly when the heartbeat and restart counters mattered. Now a timer reads them every interval
 // — never two reads at once, so a hanging database costs one waiting query, not a pile — and a
 // scrape only reads the latest sample, with its age (mail_attempt_schedule_sample_age_ms).

@@ -3,7 +3,7 @@
 // MAIL_CLAIM_AHEAD of them, so claims and completions overlap instead of alternating — hand them to the attempt workers, and sleep until woken: by NOTIFY mail_delivery_due (the
 // deliveries trigger fires on every insert or reschedule), by a worker freeing a slot while more is
 // due, or by the polling interval — the fallback that keeps claiming when the LISTEN connection is
-// down or a notification was missed. Expired leases are taken back on the way (seed 004), with the
+// down or a notification was missed. Expired leases are taken back on the way (stalled-worker, docs/incidents.md), with the
 // bounces of accepted mail that this dead-letters (reclaim-leases.ts).
 import type { Logger, Pool } from '@postern/shared';
 import type { BounceContext } from '../delivery/bounce.ts';

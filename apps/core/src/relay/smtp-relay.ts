@@ -7,7 +7,7 @@
 // buffers the whole message before DATA, which hides that; here the message stream is only read
 // once the relay answered 354. A timeout after that point may have delivered the mail and is
 // recorded as outcome_unknown (classify-reply.ts).
-// Slow is not stalled (issue 8): every reply line from the relay (continuation lines included) and
+// Slow is not stalled: every reply line from the relay (continuation lines included) and
 // every chunk of the message taken by the socket is reported as progress (the worker beats its
 // heartbeat), so a relay that answers each command just under MAIL_SMTP_TIMEOUT, or trickles a
 // multi-line reply, is never mistaken for a hung one. And a relay that keeps the socket busy

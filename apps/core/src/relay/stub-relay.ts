@@ -1,4 +1,4 @@
-// MAIL_SMTP_MODE=stub (seed 002's stub mode): nothing leaves the machine. Auth-session deliveries
+// MAIL_SMTP_MODE=stub (the operators' runbook's stub mode, no-health-endpoints): nothing leaves the machine. Auth-session deliveries
 // never reach a relay at all (the attempt worker ends them `suppressed`); anything else is accepted
 // here with a 250 that says it was not transmitted, so the rest of the pipeline (claim, render,
 // attempt row, status) runs exactly as in production — except composing the MIME bytes nobody

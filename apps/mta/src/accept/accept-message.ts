@@ -3,7 +3,7 @@
 // or fails as one with a single round trip; the edge answers 250 only after it returned. The
 // deliveries' insert trigger NOTIFYs mail_delivery_due on commit, so an idle engine starts at once.
 //
-// The reply must match what is stored (issue 8, requirement 3), so the edge never gives up on the
+// The reply must match what is stored, so the edge never gives up on the
 // statement on a client-side timer: the accept pool has no client query timeout, and when the
 // statement outlives `cancelAfterMs` the edge asks the server to cancel it (pg_cancel_backend from
 // another connection) and keeps waiting for the statement's own answer. A 57014 from the server is

@@ -1,7 +1,7 @@
-// How the accept statement ended, as far as the edge can KNOW it (issue 8, "Duplicates" (a)). A
-// client-side timeout used to be read as "nothing stored": with PostgreSQL paused, the statement
-// sat in the server's socket buffer, the edge answered 451, and the statement committed when the
-// server resumed; the sender retried and the message was delivered twice. Now:
+// How the accept statement ended, as far as the edge can KNOW it, so that a reply never causes a
+// duplicate. A client-side timeout is not "nothing stored": with PostgreSQL paused, the statement
+// sits in the server's socket buffer, and if the edge answered 451 it would commit when the server
+// resumes, the sender would retry and the message be delivered twice. So:
 //   - an ERROR reported by the server for the statement means its implicit transaction rolled back
 //     (statement_timeout, a cancel we asked for: 57014, a constraint ...): known, nothing stored;
 //   - anything else (the connection broke, a FATAL from a server going down) leaves the outcome

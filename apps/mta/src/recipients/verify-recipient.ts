@@ -1,6 +1,6 @@
 // RCPT TO, decided: address normalised -> domain local? (else 554 5.7.1) -> alias enabled, or the
 // catch-all? (else 550 5.1.1) -> its targets. The lookup runs under a deadline; every failure of
-// it — an error, a timeout, PostgreSQL gone — is 451 4.3.0, never a 5xx (seed 000).
+// it — an error, a timeout, PostgreSQL gone — is 451 4.3.0, never a 5xx (stale-alias-table, docs/incidents.md).
 import {
   InvalidAddressError,
   type NormalizedAddress,

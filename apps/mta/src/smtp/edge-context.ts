@@ -1,5 +1,5 @@
 // What the smtp-server hooks share: configuration, dependencies and the little per-process state
-// the edge has. Passed in explicitly, so two edges in one process (the seed-000 test) stay apart.
+// the edge has. Passed in explicitly, so two edges in one process (the stale-alias-table test) stay apart.
 import type { Logger } from '@postern/shared';
 import type { SMTPServerAddress, SMTPServerSession } from 'smtp-server';
 import type { LedgerOutcome } from '../accept/accept-ledger.ts';

@@ -1,6 +1,6 @@
 // Every reply the edge chooses itself, in one place, each with its reason. smtp-server sends the
 // responseCode and the message of an error it is given; an error WITHOUT a responseCode becomes a
-// 550 there, which is exactly the wrong answer when we are merely unsure (seed 000). So every hook
+// 550 there, which is exactly the wrong answer when we are merely unsure (stale-alias-table, docs/incidents.md). So every hook
 // passes one of these, and anything unexpected is turned into lookupFailed() by asReply().
 import { SmtpReplyError } from '@postern/shared';
 

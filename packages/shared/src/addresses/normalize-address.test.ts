@@ -24,7 +24,7 @@ const topLabel = fc.string({ unit: fc.constantFrom(...'abcdefghijklmnopqrstuvwxy
 const domain = fc.tuple(fc.array(label, { minLength: 1, maxLength: 3 }), topLabel).map(([labels, top]) => [...labels, top].join('.'));
 const asciiAddress = fc.tuple(dotString, domain).map(([local, name]) => `${local}@${name}`);
 
-/** Hostile inputs: valid addresses with something inserted that URL host rules used to swallow. */
+/** Hostile inputs: valid addresses with something inserted that URL host rules would swallow. */
 const HOSTILE_ASCII = ['\r\n', '\r', '\n', '\t', ' ', '\u0000', '%69', '%', '/x', '?', '#', '\\', '[', ']', '"', '<', '>', ',', ';', ':', '@'];
 const HOSTILE_UNICODE = ['\u00a0', '\u00ad', '\u200b', '\u200d', '\u2028', '\ufe0f', '\ud800', '\udc00', '\u3002', '\uff0f'];
 const insertInto = (inserts: string[]) =>

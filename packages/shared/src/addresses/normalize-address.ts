@@ -1,4 +1,4 @@
-// One normal form for addresses, used for lookups and for uniqueness alike (seed 000: an address
+// One normal form for addresses, used for lookups and for uniqueness alike (stale-alias-table: an address
 // must mean the same thing on every path). Parsed, never repaired: an input either is an RFC 5321
 // mailbox (RFC 6531 for UTF-8 local parts) with a UTS #46 domain, or it is refused with the reason.
 // The normal form differs from the input only by what does not change its meaning: case folded

@@ -1,5 +1,5 @@
 // The one normal form of what an alias is made of, shared by the code that writes aliases and the
-// code that reads them on every RCPT (seed 000: an address must mean the same thing on every path).
+// code that reads them on every RCPT (stale-alias-table: an address must mean the same thing on every path).
 // Everything here is pure: no database, so it is unit-tested on its own.
 import { InvalidAddressError, normalizeAddress, normalizeDomain, normalizeLocalPart } from '../addresses/normalize-address.ts';
 import { textProblem } from '../text/storable-text.ts';

@@ -1,5 +1,5 @@
 // The live lookup behind every RCPT TO: one indexed statement against the alias tables, no files,
-// no negative cache (seed 000: a generated alias file went stale on one MX and senders cached the
+// no negative cache (stale-alias-table: a generated alias file went stale on one MX and senders cached the
 // 550). Callers put their own deadline around it; here a failure is simply thrown.
 import type { NormalizedAddress } from '../addresses/normalize-address.ts';
 import type { Pool, PoolClient } from '../db/pool.ts';

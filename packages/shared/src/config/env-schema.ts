@@ -1,4 +1,4 @@
-// Every environment variable Postern reads, with its default. The names of the runbook (seed 002)
+// Every environment variable Postern reads, with its default. The names of the runbook (no-health-endpoints, docs/incidents.md)
 // are kept; variables Postern adds follow the same MAIL_ prefix. Documented in the README's
 // configuration table; keep the two in step.
 import { z } from 'zod';
@@ -89,7 +89,7 @@ export const envSchema = z.object({
   // Fallback when no NOTIFY arrives (the listener connection is down, or a notify was missed).
   MAIL_SCHEDULER_POLL_INTERVAL: duration('1s'),
   MAIL_HEARTBEAT_INTERVAL: duration('5s'),
-  // A loop whose heartbeat is older than this while work is due is restarted (seed 004).
+  // A loop whose heartbeat is older than this while work is due is restarted (stalled-worker, docs/incidents.md).
   MAIL_WATCHDOG_STALL_THRESHOLD: duration('2m'),
   // Stream entries pending this long with a consumer are taken over (XAUTOCLAIM).
   MAIL_STREAM_RECLAIM_IDLE: duration('2m'),

@@ -1,4 +1,4 @@
-// Migrations run under an advisory lock before any listener opens (seed 002's order). Processes
+// Migrations run under an advisory lock before any listener opens (the no-health-endpoints order). Processes
 // starting together wait for each other instead of failing: the first migrates, the rest find
 // nothing to do. SQL files live in the repository's migrations/ folder.
 import path from 'node:path';

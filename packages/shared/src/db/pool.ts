@@ -1,4 +1,4 @@
-// The PostgreSQL pool every process uses. Seed 001: the delivery runner died because the database
+// The PostgreSQL pool every process uses. dead-runner: the delivery runner died because the database
 // vanished during maintenance and an unhandled error took the process down. Here an idle client's
 // error is logged and the client discarded; the pool reconnects on the next checkout.
 import pg from 'pg';

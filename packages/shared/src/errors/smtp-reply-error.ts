@@ -1,7 +1,7 @@
 // An SMTP reply as an error: the basic code (RFC 5321) and the enhanced status code (RFC 3463).
 // smtp-server sends `responseCode` and the message of an error it is given; an error WITHOUT a
 // responseCode becomes a 550 there, which is exactly the wrong answer when we are merely unsure
-// (seed 000). Throw this type, never a bare Error, from anything a sender's reply depends on.
+// (stale-alias-table, docs/incidents.md). Throw this type, never a bare Error, from anything a sender's reply depends on.
 
 export class SmtpReplyError extends Error {
   readonly responseCode: number;

@@ -142,7 +142,7 @@ export async function acceptCommand(pool: Pool, command: DeliveryCommand, option
     templateHash = lookup.locale.hash;
     category ??= lookup.template.category;
   }
-  // Runbook (seed 002): the producers named authsession and notification are the categories stub
+  // Runbook (no-health-endpoints, docs/incidents.md): the producers named authsession and notification are the categories stub
   // mode tells apart, when the command does not say.
   if (category === null && (command.source === 'authsession' || command.source === 'notification')) category = command.source;
   const row = { hash: commandHash(command), templateLocale, templateHash, category };

@@ -1,6 +1,6 @@
 // Property tests for the stream command decoder: whatever a producer (or an attacker with XADD)
 // puts in an entry, decodeCommand answers a DeliveryCommand or a DecodeFailure — it never throws,
-// since a throw leaves the entry pending and the consumer re-reads it forever (issue 8) — and
+// since a throw leaves the entry pending and the consumer re-reads it forever — and
 // whatever it reports about a refused entry can be written to mail.malformed_commands: a NUL, a
 // lone surrogate or a 300 KB value copied into a failure field made the quarantine insert itself
 // fail, which blocked the stream behind one entry. A fixed seed keeps a failure reproducible.
@@ -193,7 +193,7 @@ describe('decodeCommand on hostile field maps', () => {
   });
 });
 
-describe('both schema versions say the same thing (seed 003: an encoding change must not change meaning)', () => {
+describe('both schema versions say the same thing (silent-encoding-change: an encoding change must not change meaning)', () => {
   const sourceName = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,30}$/).filter((name) => name !== 'smtp');
   const plainText = fc.string({ maxLength: 40 }).filter((value) => value.trim() !== '');
   const command = fc.record({

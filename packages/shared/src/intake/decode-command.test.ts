@@ -89,7 +89,7 @@ describe('decodeCommand', () => {
   });
 });
 
-describe('decodeCommand: values no text column can store (issue 8)', () => {
+describe('decodeCommand: values no text column can store', () => {
   const failureOf = (fields: Record<string, string>) => {
     const result = decodeCommand(fields);
     return result.ok ? null : result.failure;

@@ -1,4 +1,4 @@
-// Decoding a delivery command, whatever its schema version. Seed 003: a producer changed its job
+// Decoding a delivery command, whatever its schema version. silent-encoding-change: a producer changed its job
 // encoding and every consumer failed every job, silently, for 17 hours. Here every command names its
 // schema version; every supported version decodes to the same DeliveryCommand; anything else is a
 // DecodeFailure with a code from a fixed list, which the caller quarantines (malformed_commands),
@@ -54,7 +54,7 @@ export const FAILURE_FIELD_CHARS = { detail: 2_000, schemaVersion: 50, source: 2
 
 /** Every failure is built here: what it repeats of the command (a NUL in `schema_version`, a lone
  *  surrogate in `source`, 300 KB of anything) is made storable once, at the boundary, so the
- *  quarantine row that records it can always be written (issue 8: a poisoned `source` failed the
+ *  quarantine row that records it can always be written (a poisoned `source` failed the
  *  quarantine insert and the entry came back forever). */
 export function decodeFailure(
   code: FailureCode,
@@ -96,7 +96,7 @@ function text(raw: Raw, key: string, required: boolean, max = 1_000): string | n
   if (typeof value !== 'string') throw new Refusal('invalid_field', `"${key}" must be a string`);
   if (value.length > max) throw new Refusal('invalid_field', `"${key}" is longer than ${max} characters`);
   // Refused, not marked: a command is content Postern will send, and a producer must hear that a
-  // NUL or a lone surrogate cannot be sent as it is (issue 8: it used to fail the insert).
+  // NUL or a lone surrogate cannot be sent as it is (it would fail the insert).
   const problem = storageProblem(value);
   if (problem) throw new Refusal('invalid_field', `"${key}" ${problem}`);
   return value;

@@ -1,8 +1,8 @@
 // Quarantine: a command that cannot be accepted is stored with why, counted by the caller, and then
-// acknowledged — never dropped silently (seed 003), never retried forever at the head of the stream.
+// acknowledged — never dropped silently (silent-encoding-change, docs/incidents.md), never retried forever at the head of the stream.
 // What is quarantined is by definition what could not be trusted: every text value goes through
 // storableText() (NUL, lone surrogates, controls and oversize marked, never silently dropped), or a
-// NUL in a `source` fails this very insert and the entry comes back forever (issue 8).
+// NUL in a `source` fails this very insert and the entry comes back forever.
 import type { Queryable } from '../aliases/resolve-recipient.ts';
 import { storableText, storableTextOrNull } from '../text/storable-text.ts';
 import type { DecodeFailure } from './decode-command.ts';

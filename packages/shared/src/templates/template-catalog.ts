@@ -1,7 +1,7 @@
-// The immutable template catalog (seed 002: "MAIL_TEMPLATE_DIR points to the intended immutable
+// The immutable template catalog (no-health-endpoints: "MAIL_TEMPLATE_DIR points to the intended immutable
 // template catalog ... template changes are not hot-reloaded"). It is read and compiled completely
 // at startup: a broken template stops the process and names its file, instead of failing the first
-// delivery that happens to use it hours later (seed 003: failures must be loud and early).
+// delivery that happens to use it hours later (silent-encoding-change: failures must be loud and early).
 //
 // Layout:  <dir>/<template-id>/template.json
 //          <dir>/<template-id>/<locale>/subject.hbs  text.hbs  [html.hbs]

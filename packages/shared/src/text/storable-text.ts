@@ -1,6 +1,6 @@
 // Text from outside (SMTP headers and envelopes, stream fields, API input) on its way into a
 // PostgreSQL `text` column. PostgreSQL refuses NUL in text and node-postgres cannot send a lone
-// surrogate as valid UTF-8, so one hostile byte in a Subject or a stream field used to fail the whole
+// surrogate as valid UTF-8, so one hostile byte in a Subject or a stream field would fail the whole
 // statement — and with it every batch that statement belonged to. Each boundary decides once:
 //   - storableText(): store safely. The raw bytes stay where they are kept as bytes (message
 //     payloads are bytea); the text copy is made storable with visible markers: NUL becomes U+2400

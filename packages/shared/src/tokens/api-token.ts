@@ -18,7 +18,7 @@ export const API_SCOPES = [
   'suppressions:read',
   'suppressions:write',
   'queue:read',
-  // Nested fields carry the scope of what they expose (issue 8): whoever may read a delivery does not
+  // Nested fields carry the scope of what they expose: whoever may read a delivery does not
   // thereby read the relay's replies, the message's content, or the raw text of refused commands
   // (which can hold login codes).
   'attempts:read',

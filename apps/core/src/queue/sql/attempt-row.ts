@@ -1,4 +1,4 @@
-// The attempt row every status change carries (seed 002: "every attempt is a row"), as the
+// The attempt row every status change carries (no-health-endpoints: "every attempt is a row"), as the
 // parameters the queue statements share (record-outcomes.ts: one array element each). The reply
 // text comes from the relay, a peer Postern does not control: made storable here, once.
 import { type AttemptStatus, storableTextOrNull } from '@postern/shared';

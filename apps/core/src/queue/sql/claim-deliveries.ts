@@ -1,4 +1,4 @@
-// The scheduler's claim (seed 002: "scheduler claims rely on FOR UPDATE SKIP LOCKED"). Due rows are
+// The scheduler's claim (no-health-endpoints: "scheduler claims rely on FOR UPDATE SKIP LOCKED"). Due rows are
 // taken oldest first through the partial index deliveries_due_idx, as leases: locked_by names this
 // engine, locked_until is when any engine may take the row back (reclaim-expired-leases.ts). Two
 // engines never claim the same row: each skips the rows the other has locked. attempt_count is
@@ -27,7 +27,7 @@ export interface ClaimedDelivery {
   /** Reason from the suppression list, or null. */
   suppressed_reason: string | null;
   /** The edge's message (relay deliveries): SMTPUTF8 and BODY= as the sender gave them at MAIL FROM,
-   *  repeated to the relay only when the sender used them (issue 8, requirement 8). */
+   *  repeated to the relay only when the sender used them. */
   smtputf8: boolean | null;
   body_type: '7bit' | '8bitmime' | null;
 }

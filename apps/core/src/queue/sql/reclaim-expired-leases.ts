@@ -1,4 +1,4 @@
-// Leases whose engine died (SIGKILL, machine lost) or stalled past locked_until (seed 004) are taken
+// Leases whose engine died (SIGKILL, machine lost) or stalled past locked_until (stalled-worker, docs/incidents.md) are taken
 // back here, by whichever engine gets there first. What happened to the attempt under way is not
 // known — the message may have gone out — so it is recorded as outcome_unknown rather than guessed.
 // The delivery goes back to `retrying`, due at once; one whose ladder is already spent is

@@ -4,7 +4,7 @@
 // and no engine has claimed it since (attempt_count is still this attempt's number, unlocked) —
 // the outcome_unknown attempt the reclaim wrote for this engine is replaced by the real result and
 // the delivery gets the status that result means: a known "sent" ends the delivery instead of
-// being sent again (issue 8: duplicates only when the sending engine is really dead).
+// being sent again (duplicates only when the sending engine is really dead).
 // Not covered: an outcome that needs no attempt row (those end before any send, within
 // milliseconds), and a lease the reclaim dead-lettered (its dead-letter row and bounce exist).
 import type { Queryable } from '@postern/shared';

@@ -1,4 +1,4 @@
-// Seed 001: the Mailman out-runner died when the database dropped during network maintenance, and
+// dead-runner: the Mailman out-runner died when the database dropped during network maintenance, and
 // nothing restarted it; 4k mails sat queued for two days. Here PostgreSQL is really stopped (docker
 // stop) for 30 s in the middle of a run: the engine waits, its loops restart with backoff, it never
 // exits, and every accepted delivery is sent once the database is back.
@@ -36,7 +36,7 @@ afterAll(async () => {
   await database?.close();
 });
 
-describe('seed 001: PostgreSQL stopped for 30 s in the middle of a run', () => {
+describe('dead-runner: PostgreSQL stopped for 30 s in the middle of a run', () => {
   it('every accepted delivery is eventually sent and the engine never exited', async () => {
     const recipients = Array.from({ length: 60 }, (_, i) => unique(`outage-${i}`));
     for (const recipient of recipients) await queueDelivery(pool, { recipient });

@@ -1,4 +1,4 @@
-// Seed 000: an alias file generator got stuck on one of two MX hosts, and a new address was refused
+// stale-alias-table: an alias file generator got stuck on one of two MX hosts, and a new address was refused
 // with 550 there — sometimes, depending on which MX answered — and senders cached the refusal. Here
 // two edges share one database and no cache: an alias created through the shared code is accepted
 // by both on the very next RCPT, and a disabled one refused by both, with no sleep in between.
@@ -14,7 +14,7 @@ let edges: Edge[] = [];
 let clients: SmtpTestClient[] = [];
 
 beforeAll(async () => {
-  db = await createTestDatabase('mta-seed-000');
+  db = await createTestDatabase('mta-stale-alias-table');
   await createDomain(db.pool, 'vrts.test');
   // Each trial earns its session two 550s on purpose; the per-session error limit (a harvest
   // defence, edge-defences.e2e.test.ts) is raised so that 100 trials fit in one session.
@@ -37,7 +37,7 @@ async function rcptOn(client: SmtpTestClient, address: string) {
   return reply;
 }
 
-describe('seed 000: a new alias is accepted by every edge on the very next RCPT', () => {
+describe('stale-alias-table: a new alias is accepted by every edge on the very next RCPT', () => {
   it('100 of 100 trials: unknown on both, created, then accepted by both at once', async () => {
     const outcomes: string[] = [];
     for (let trial = 0; trial < 100; trial++) {

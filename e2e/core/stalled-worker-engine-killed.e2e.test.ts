@@ -1,4 +1,4 @@
-// Seed 004, across processes: an engine killed with SIGKILL in the middle of a batch leaves its
+// stalled-worker, across processes: an engine killed with SIGKILL in the middle of a batch leaves its
 // claimed deliveries leased. When the leases expire a second engine takes them back — recording the
 // lost attempts as outcome_unknown, since those sends may or may not have happened — and finishes
 // the work. Each delivery reaches the SMTP server (which never answered the killed engine) once.
@@ -26,7 +26,7 @@ afterAll(async () => {
   await db?.drop();
 });
 
-describe('seed 004: one engine killed with SIGKILL mid-batch', () => {
+describe('stalled-worker: one engine killed with SIGKILL mid-batch', () => {
   it('a second engine finishes its work after the lease expires', async () => {
     const recipients = Array.from({ length: 20 }, (_, i) => unique(`killed-${i}`));
     for (const recipient of recipients) await queueDelivery(db.pool, { recipient });

@@ -1,4 +1,4 @@
-// Seed 004, in one process: an attempt worker alive but stuck (a send that never returns, past
+// stalled-worker, in one process: an attempt worker alive but stuck (a send that never returns, past
 // every timeout) stops heartbeating; the watchdog restarts that loop, counts it, and the stuck
 // delivery is taken back when its lease expires and sent by a healthy worker.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -48,7 +48,7 @@ afterAll(async () => {
   await db?.drop();
 });
 
-describe('seed 004: a worker that stalls while holding work', () => {
+describe('stalled-worker: a worker that stalls while holding work', () => {
   it('is restarted by the watchdog, and its delivery is sent after the lease expires', async () => {
     const id = await queueDelivery(db.pool, { recipient: stuckRecipient });
     const other = await queueDelivery(db.pool, { recipient: unique('healthy') });
