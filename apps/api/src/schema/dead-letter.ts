@@ -1,10 +1,10 @@
 // DeadLetter: a delivery that exhausted the retry ladder. Exactly one per dead-lettered delivery;
 // a requeue marks it (requeuedAt/By) and puts the delivery back in the queue.
-import { type AttemptRow, AttemptRef } from './attempt.ts';
+import { AttemptRef } from './attempt.ts';
 import { builder } from './builder.ts';
-import { deliveryById, DeliveryRef } from './delivery.ts';
+import { DeliveryRef } from './delivery.ts';
 import { recipientFilter, textFilter } from './filter-arguments.ts';
-import { type KeysetStatements, keysetConnection } from './pagination.ts';
+import { type KeysetStatements, keysetConnection, keysetStatements } from './pagination.ts';
 
 export interface DeadLetterRow {
   id: string;
@@ -19,13 +19,6 @@ export interface DeadLetterRow {
 
 export const DeadLetterRef = builder.objectRef<DeadLetterRow>('DeadLetter');
 
-const ATTEMPT_BY_ID_SQL = `
-SELECT at.id::text AS id, at.delivery_id::text AS "deliveryId", at.attempt_number AS "attemptNumber",
-       at.status, at.smtp_code AS "smtpCode", at.enhanced_code AS "enhancedCode", at.smtp_text AS "smtpText",
-       at.worker_id AS "workerId", at.started_at AS "startedAt", at.finished_at AS "finishedAt", at.duration_ms AS "durationMs"
-  FROM mail.attempts at
- WHERE at.id = $1::bigint`;
-
 DeadLetterRef.implement({
   fields: (t) => ({
     id: t.exposeID('id'),
@@ -36,7 +29,7 @@ DeadLetterRef.implement({
     delivery: t.field({
       type: DeliveryRef,
       resolve: async (deadLetter, _args, context) => {
-        const delivery = await deliveryById(context.db, deadLetter.deliveryId);
+        const delivery = await context.loaders.deliveryById.load(deadLetter.deliveryId);
         if (!delivery) throw new Error(`dead letter ${deadLetter.id} without its delivery`);
         return delivery;
       },
@@ -46,11 +39,8 @@ DeadLetterRef.implement({
       nullable: true,
       authScopes: { scope: 'attempts:read' },
       description: 'Needs `attempts:read`.',
-      resolve: async (deadLetter, _args, context) => {
-        if (!deadLetter.lastAttemptId) return null;
-        const result = await context.db.query<AttemptRow>(ATTEMPT_BY_ID_SQL, [deadLetter.lastAttemptId]);
-        return result.rows[0] ?? null;
-      },
+      resolve: (deadLetter, _args, context) =>
+        deadLetter.lastAttemptId ? context.loaders.attemptById.load(deadLetter.lastAttemptId) : null,
     }),
   }),
 });
@@ -88,10 +78,9 @@ export function deadLetterFilterParams(filter: DeadLetterFilterShape | null | un
 }
 
 // Filters $1..$5 (deadLetterFilterParams), then the keyset parameters $6..$10 (pagination.ts).
-const DEAD_LETTERS_SQL: KeysetStatements = {
-  list: 'deadLetters',
-  idType: 'bigint',
-  ASC: `
+const DEAD_LETTERS_SQL: KeysetStatements = keysetStatements(
+  { list: 'deadLetters', idType: 'bigint' },
+  `
 SELECT dd.id::text AS id, dd.delivery_id::text AS "deliveryId", dd.reason,
        dd.last_attempt_id::text AS "lastAttemptId", dd.created_at AS "createdAt", dd.requeued_at AS "requeuedAt",
        dd.requeued_by AS "requeuedBy",
@@ -104,24 +93,9 @@ SELECT dd.id::text AS id, dd.delivery_id::text AS "deliveryId", dd.reason,
    AND ($5::timestamptz IS NULL OR dd.created_at < $5::timestamptz)
    AND ($6::timestamptz IS NULL OR (dd.created_at, dd.id) > ($6::timestamptz, $7::bigint))
    AND ($8::timestamptz IS NULL OR (dd.created_at, dd.id) < ($8::timestamptz, $9::bigint))
- ORDER BY dd.created_at ASC, dd.id ASC
+ ORDER BY dd.created_at /*DIRECTION*/, dd.id /*DIRECTION*/
  LIMIT $10`,
-  DESC: `
-SELECT dd.id::text AS id, dd.delivery_id::text AS "deliveryId", dd.reason,
-       dd.last_attempt_id::text AS "lastAttemptId", dd.created_at AS "createdAt", dd.requeued_at AS "requeuedAt",
-       dd.requeued_by AS "requeuedBy",
-       to_char(dd.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
-  FROM mail.dead_letters dd JOIN mail.deliveries dl ON dl.id = dd.delivery_id
- WHERE ($1::boolean IS NULL OR (dd.requeued_at IS NOT NULL) = $1::boolean)
-   AND ($2::text IS NULL OR dl.recipient = lower($2::text))
-   AND ($3::text IS NULL OR dl.source = $3::text)
-   AND ($4::timestamptz IS NULL OR dd.created_at >= $4::timestamptz)
-   AND ($5::timestamptz IS NULL OR dd.created_at < $5::timestamptz)
-   AND ($6::timestamptz IS NULL OR (dd.created_at, dd.id) > ($6::timestamptz, $7::bigint))
-   AND ($8::timestamptz IS NULL OR (dd.created_at, dd.id) < ($8::timestamptz, $9::bigint))
- ORDER BY dd.created_at DESC, dd.id DESC
- LIMIT $10`,
-};
+);
 
 builder.queryFields((t) => ({
   deadLetters: t.connection({

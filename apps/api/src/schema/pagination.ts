@@ -97,8 +97,8 @@ export function decodeCursor(cursor: string, spec: CursorSpec, argument = 'after
 export type KeysetDirection = 'ASC' | 'DESC';
 
 /**
- * A list query, written out once per direction: two constant SQL texts, identical but for ASC/DESC
- * in their ORDER BY. Their parameters, in this order:
+ * A list query as two constant SQL texts, one per direction, generated at module load from one
+ * template (keysetStatements). Their parameters, in this order:
  *   $1..$k        the list's own filters, each one `($n::type IS NULL OR condition)`;
  *   $k+1, $k+2    the `after` cursor (timestamp, id), null for none: `AND ($k+1::timestamptz IS NULL
  *                 OR (created_at, id) > ($k+1, $k+2::idtype))`;
@@ -110,6 +110,24 @@ export type KeysetDirection = 'ASC' | 'DESC';
  * cursor costs nothing and a present one can use its index.
  */
 export type KeysetStatements = CursorSpec & Readonly<Record<KeysetDirection, string>>;
+
+/** Where a keyset template's ORDER BY says the direction: once per ordering column. */
+export const DIRECTION_MARK = '/*DIRECTION*/';
+
+/**
+ * Both directions of a list query from one template whose ORDER BY reads
+ * `created_at /*DIRECTION*\/, id /*DIRECTION*\/`. Two plain texts rather than one text with the
+ * order chosen by a parameter: an ORDER BY on an expression of a parameter (a CASE, a sign times
+ * the epoch) is not the index's order, so PostgreSQL would sort the whole filtered set for every
+ * page; each generated text is an ordinary ORDER BY that walks the (created_at, id) index forwards
+ * or backwards and stops at LIMIT. Only the constant words ASC and DESC are put in.
+ */
+export function keysetStatements(spec: CursorSpec, template: string): KeysetStatements {
+  if (template.split(DIRECTION_MARK).length !== 3) {
+    throw new Error(`keyset template of "${spec.list}" must mark the direction of both ORDER BY columns with ${DIRECTION_MARK}`);
+  }
+  return { ...spec, ASC: template.replaceAll(DIRECTION_MARK, 'ASC'), DESC: template.replaceAll(DIRECTION_MARK, 'DESC') };
+}
 
 export interface KeysetConnection<Row> {
   edges: Array<{ cursor: string; node: Row }>;
