@@ -5,7 +5,7 @@ import { withAliasErrors } from './alias-errors.ts';
 import { badUserInput } from './bad-user-input.ts';
 import { builder } from './builder.ts';
 import { INPUT_ERRORS } from './error-types.ts';
-import { type KeysetStatements, keysetConnection } from './pagination.ts';
+import { type KeysetStatements, keysetConnection, keysetStatements } from './pagination.ts';
 
 export interface DomainRow {
   id: string;
@@ -17,26 +17,17 @@ export interface DomainRow {
 }
 
 // No filters: the keyset parameters are $1..$5 (pagination.ts).
-const DOMAINS_SQL: KeysetStatements = {
-  list: 'domains',
-  idType: 'bigint',
-  ASC: `
+const DOMAINS_SQL: KeysetStatements = keysetStatements(
+  { list: 'domains', idType: 'bigint' },
+  `
 SELECT dm.id::text AS id, dm.name, dm.enabled, dm.created_at AS "createdAt", dm.updated_at AS "updatedAt",
        to_char(dm.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
   FROM mail.domains dm
  WHERE ($1::timestamptz IS NULL OR (dm.created_at, dm.id) > ($1::timestamptz, $2::bigint))
    AND ($3::timestamptz IS NULL OR (dm.created_at, dm.id) < ($3::timestamptz, $4::bigint))
- ORDER BY dm.created_at ASC, dm.id ASC
+ ORDER BY dm.created_at /*DIRECTION*/, dm.id /*DIRECTION*/
  LIMIT $5`,
-  DESC: `
-SELECT dm.id::text AS id, dm.name, dm.enabled, dm.created_at AS "createdAt", dm.updated_at AS "updatedAt",
-       to_char(dm.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
-  FROM mail.domains dm
- WHERE ($1::timestamptz IS NULL OR (dm.created_at, dm.id) > ($1::timestamptz, $2::bigint))
-   AND ($3::timestamptz IS NULL OR (dm.created_at, dm.id) < ($3::timestamptz, $4::bigint))
- ORDER BY dm.created_at DESC, dm.id DESC
- LIMIT $5`,
-};
+);
 
 const DOMAIN_BY_NAME_SQL = `
 SELECT dm.id::text AS id, dm.name, dm.enabled, dm.created_at AS "createdAt", dm.updated_at AS "updatedAt",

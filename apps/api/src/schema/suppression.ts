@@ -4,7 +4,7 @@ import { builder } from './builder.ts';
 import { INPUT_ERRORS } from './error-types.ts';
 import { ConflictError, NotFoundError, ValidationError } from './errors.ts';
 import { badUserInput } from './bad-user-input.ts';
-import { type KeysetStatements, keysetConnection } from './pagination.ts';
+import { type KeysetStatements, keysetConnection, keysetStatements } from './pagination.ts';
 
 const SUPPRESSION_REASONS = ['hard_bounce', 'complaint', 'unsubscribe', 'manual'] as const;
 
@@ -20,10 +20,9 @@ interface SuppressionRow {
 }
 
 // $1 the reason (null: any), then the keyset parameters $2..$6 (pagination.ts).
-const SUPPRESSIONS_SQL: KeysetStatements = {
-  list: 'suppressions',
-  idType: 'bigint',
-  ASC: `
+const SUPPRESSIONS_SQL: KeysetStatements = keysetStatements(
+  { list: 'suppressions', idType: 'bigint' },
+  `
 SELECT sp.id::text AS id, sp.address, sp.reason, sp.note, sp.created_by AS "createdBy",
        sp.created_at AS "createdAt", sp.expires_at AS "expiresAt",
        to_char(sp.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
@@ -31,19 +30,9 @@ SELECT sp.id::text AS id, sp.address, sp.reason, sp.note, sp.created_by AS "crea
  WHERE ($1::text IS NULL OR sp.reason = $1::text)
    AND ($2::timestamptz IS NULL OR (sp.created_at, sp.id) > ($2::timestamptz, $3::bigint))
    AND ($4::timestamptz IS NULL OR (sp.created_at, sp.id) < ($4::timestamptz, $5::bigint))
- ORDER BY sp.created_at ASC, sp.id ASC
+ ORDER BY sp.created_at /*DIRECTION*/, sp.id /*DIRECTION*/
  LIMIT $6`,
-  DESC: `
-SELECT sp.id::text AS id, sp.address, sp.reason, sp.note, sp.created_by AS "createdBy",
-       sp.created_at AS "createdAt", sp.expires_at AS "expiresAt",
-       to_char(sp.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
-  FROM mail.suppressions sp
- WHERE ($1::text IS NULL OR sp.reason = $1::text)
-   AND ($2::timestamptz IS NULL OR (sp.created_at, sp.id) > ($2::timestamptz, $3::bigint))
-   AND ($4::timestamptz IS NULL OR (sp.created_at, sp.id) < ($4::timestamptz, $5::bigint))
- ORDER BY sp.created_at DESC, sp.id DESC
- LIMIT $6`,
-};
+);
 
 const SUPPRESSION_BY_ADDRESS_SQL = `
 SELECT sp.id::text AS id, sp.address, sp.reason, sp.note, sp.created_by AS "createdBy",
