@@ -162,7 +162,7 @@ function deliveryFilterParams(filter: DeliveryFilterShape | null | undefined): u
 }
 
 // Filters $1..$5 (deliveryFilterParams), then the keyset parameters $6..$10 (pagination.ts).
-const DELIVERIES_SQL: KeysetStatements = keysetStatements(
+export const DELIVERIES_SQL: KeysetStatements = keysetStatements(
   { list: 'deliveries', idType: 'uuid' },
   withDeliveryColumns(`
 SELECT /*DELIVERY_COLUMNS*/

@@ -11,7 +11,7 @@ import { type DeliveryRow, withDeliveryColumns } from './delivery.ts';
 
 // One statement for attempts by delivery and attempts by id: with the values bound, PostgreSQL
 // folds the branch not asked for away and uses the matching index.
-const ATTEMPTS_SQL = `
+export const ATTEMPTS_SQL = `
 SELECT at.id::text AS id, at.delivery_id::text AS "deliveryId", at.attempt_number AS "attemptNumber",
        at.status, at.smtp_code AS "smtpCode", at.enhanced_code AS "enhancedCode", at.smtp_text AS "smtpText",
        at.worker_id AS "workerId", at.started_at AS "startedAt", at.finished_at AS "finishedAt", at.duration_ms AS "durationMs"
