@@ -5,6 +5,7 @@ import { builder } from './builder.ts';
 import { DeliveryRef } from './delivery.ts';
 import { recipientFilter, textFilter } from './filter-arguments.ts';
 import { type KeysetStatements, keysetConnection, keysetStatements } from './pagination.ts';
+import { fillMark } from './sql-marks.ts';
 
 export interface DeadLetterRow {
   id: string;
@@ -15,6 +16,17 @@ export interface DeadLetterRow {
   requeuedAt: Date | null;
   requeuedBy: string | null;
   cursorAt: string;
+}
+
+/** DeadLetterRow's columns of `mail.dead_letters dd`, for every statement that returns dead letters. */
+const DEAD_LETTER_COLUMNS = `dd.id::text AS id, dd.delivery_id::text AS "deliveryId", dd.reason,
+       dd.last_attempt_id::text AS "lastAttemptId", dd.created_at AS "createdAt", dd.requeued_at AS "requeuedAt",
+       dd.requeued_by AS "requeuedBy",
+       to_char(dd.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"`;
+
+/** `template` with DEAD_LETTER_COLUMNS where it says `/*DEAD_LETTER_COLUMNS*\/` (once). */
+export function withDeadLetterColumns(template: string): string {
+  return fillMark(template, 'DEAD_LETTER_COLUMNS', DEAD_LETTER_COLUMNS);
 }
 
 export const DeadLetterRef = builder.objectRef<DeadLetterRow>('DeadLetter');
@@ -80,11 +92,8 @@ export function deadLetterFilterParams(filter: DeadLetterFilterShape | null | un
 // Filters $1..$5 (deadLetterFilterParams), then the keyset parameters $6..$10 (pagination.ts).
 const DEAD_LETTERS_SQL: KeysetStatements = keysetStatements(
   { list: 'deadLetters', idType: 'bigint' },
-  `
-SELECT dd.id::text AS id, dd.delivery_id::text AS "deliveryId", dd.reason,
-       dd.last_attempt_id::text AS "lastAttemptId", dd.created_at AS "createdAt", dd.requeued_at AS "requeuedAt",
-       dd.requeued_by AS "requeuedBy",
-       to_char(dd.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+  withDeadLetterColumns(`
+SELECT /*DEAD_LETTER_COLUMNS*/
   FROM mail.dead_letters dd JOIN mail.deliveries dl ON dl.id = dd.delivery_id
  WHERE ($1::boolean IS NULL OR (dd.requeued_at IS NOT NULL) = $1::boolean)
    AND ($2::text IS NULL OR dl.recipient = lower($2::text))
@@ -94,7 +103,7 @@ SELECT dd.id::text AS id, dd.delivery_id::text AS "deliveryId", dd.reason,
    AND ($6::timestamptz IS NULL OR (dd.created_at, dd.id) > ($6::timestamptz, $7::bigint))
    AND ($8::timestamptz IS NULL OR (dd.created_at, dd.id) < ($8::timestamptz, $9::bigint))
  ORDER BY dd.created_at /*DIRECTION*/, dd.id /*DIRECTION*/
- LIMIT $10`,
+ LIMIT $10`),
 );
 
 builder.queryFields((t) => ({

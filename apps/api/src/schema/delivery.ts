@@ -5,6 +5,7 @@ import { builder } from './builder.ts';
 import { DeadLetterRef } from './dead-letter.ts';
 import { recipientFilter, textFilter } from './filter-arguments.ts';
 import { type KeysetStatements, keysetConnection, keysetStatements } from './pagination.ts';
+import { fillMark } from './sql-marks.ts';
 
 export const DELIVERY_STATUSES = ['queued', 'retrying', 'sending', 'sent', 'failed', 'dead_letter', 'suppressed', 'cancelled'] as const;
 export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
@@ -42,9 +43,8 @@ export function isUuid(text: string): boolean {
 /**
  * The delivery read model: DeliveryRow's columns of `mail.deliveries dl`, written once. Every
  * statement that returns deliveries (by id, the list, cancelDelivery's and requeueDeadLetter's
- * RETURNING) says DELIVERY_COLUMNS_MARK where the columns go and gets them at module load
- * (withDeliveryColumns), so they cannot drift apart; only this constant text is ever put in, never
- * a value. "cursorAt" is created_at in UTC at microsecond precision (pagination.ts).
+ * RETURNING) says `/*DELIVERY_COLUMNS*\/` where the columns go and gets them at module load
+ * (withDeliveryColumns, sql-marks.ts), so they cannot drift apart. "cursorAt" is created_at in UTC at microsecond precision (pagination.ts).
  */
 export const DELIVERY_COLUMNS = `dl.id::text AS id, dl.status, dl.recipient, dl.source, dl.idempotency_key AS "idempotencyKey",
        dl.payload_mode AS "payloadMode", dl.message_id::text AS "messageId", dl.template_id AS "templateId",
@@ -54,12 +54,9 @@ export const DELIVERY_COLUMNS = `dl.id::text AS id, dl.status, dl.recipient, dl.
        dl.updated_at AS "updatedAt", dl.finished_at AS "finishedAt",
        to_char(dl.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"`;
 
-const DELIVERY_COLUMNS_MARK = '/*DELIVERY_COLUMNS*/';
-
-/** `template` with DELIVERY_COLUMNS where it says DELIVERY_COLUMNS_MARK (exactly once). */
+/** `template` with DELIVERY_COLUMNS where it says `/*DELIVERY_COLUMNS*\/` (once). */
 export function withDeliveryColumns(template: string): string {
-  if (template.split(DELIVERY_COLUMNS_MARK).length !== 2) throw new Error(`a delivery statement must say ${DELIVERY_COLUMNS_MARK} once`);
-  return template.replace(DELIVERY_COLUMNS_MARK, () => DELIVERY_COLUMNS);
+  return fillMark(template, 'DELIVERY_COLUMNS', DELIVERY_COLUMNS);
 }
 
 const DELIVERY_BY_ID_SQL = withDeliveryColumns(`

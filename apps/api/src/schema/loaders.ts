@@ -6,7 +6,7 @@
 import type { Queryable } from '@postern/shared';
 import DataLoader from 'dataloader';
 import type { AttemptRow } from './attempt.ts';
-import type { DeadLetterRow } from './dead-letter.ts';
+import { type DeadLetterRow, withDeadLetterColumns } from './dead-letter.ts';
 import { type DeliveryRow, withDeliveryColumns } from './delivery.ts';
 
 // One statement for attempts by delivery and attempts by id: with the values bound, PostgreSQL
@@ -20,13 +20,10 @@ SELECT at.id::text AS id, at.delivery_id::text AS "deliveryId", at.attempt_numbe
    AND ($2::bigint[] IS NULL OR at.id = ANY ($2::bigint[]))
  ORDER BY at.delivery_id, at.attempt_number`;
 
-const DEAD_LETTERS_OF_DELIVERIES_SQL = `
-SELECT dd.id::text AS id, dd.delivery_id::text AS "deliveryId", dd.reason,
-       dd.last_attempt_id::text AS "lastAttemptId", dd.created_at AS "createdAt", dd.requeued_at AS "requeuedAt",
-       dd.requeued_by AS "requeuedBy",
-       to_char(dd.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+const DEAD_LETTERS_OF_DELIVERIES_SQL = withDeadLetterColumns(`
+SELECT /*DEAD_LETTER_COLUMNS*/
   FROM mail.dead_letters dd
- WHERE dd.delivery_id = ANY ($1::uuid[])`;
+ WHERE dd.delivery_id = ANY ($1::uuid[])`);
 
 const DELIVERIES_BY_ID_SQL = withDeliveryColumns(`
 SELECT /*DELIVERY_COLUMNS*/

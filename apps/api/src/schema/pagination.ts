@@ -9,6 +9,7 @@
 import type { DefaultConnectionArguments } from '@pothos/plugin-relay';
 import { resolveCursorConnection } from '@pothos/plugin-relay';
 import { badUserInput } from './bad-user-input.ts';
+import { fillMark } from './sql-marks.ts';
 
 export const PAGE_DEFAULT_SIZE = 20;
 export const PAGE_MAX_SIZE = 100;
@@ -111,9 +112,6 @@ export type KeysetDirection = 'ASC' | 'DESC';
  */
 export type KeysetStatements = CursorSpec & Readonly<Record<KeysetDirection, string>>;
 
-/** Where a keyset template's ORDER BY says the direction: once per ordering column. */
-export const DIRECTION_MARK = '/*DIRECTION*/';
-
 /**
  * Both directions of a list query from one template whose ORDER BY reads
  * `created_at /*DIRECTION*\/, id /*DIRECTION*\/`. Two plain texts rather than one text with the
@@ -123,10 +121,7 @@ export const DIRECTION_MARK = '/*DIRECTION*/';
  * or backwards and stops at LIMIT. Only the constant words ASC and DESC are put in.
  */
 export function keysetStatements(spec: CursorSpec, template: string): KeysetStatements {
-  if (template.split(DIRECTION_MARK).length !== 3) {
-    throw new Error(`keyset template of "${spec.list}" must mark the direction of both ORDER BY columns with ${DIRECTION_MARK}`);
-  }
-  return { ...spec, ASC: template.replaceAll(DIRECTION_MARK, 'ASC'), DESC: template.replaceAll(DIRECTION_MARK, 'DESC') };
+  return { ...spec, ASC: fillMark(template, 'DIRECTION', 'ASC', 2), DESC: fillMark(template, 'DIRECTION', 'DESC', 2) };
 }
 
 export interface KeysetConnection<Row> {
