@@ -1,13 +1,16 @@
 // Per-request batching of the nested fields (Delivery.attempts, Delivery.deadLetter,
 // DeadLetter.lastAttempt, DeadLetter.delivery): a page of 100 rows asks for them 100 times in the
-// same tick, and each loader turns those asks into one `= ANY ($1)` statement. The loaders live in
-// the request's context, never longer, so a cached row is never older than the request reading it
-// and one token's reads never serve another's.
+// same tick, and each loader turns those asks into one `= ANY ($1)` statement. Batching only, no
+// cache (`cache: false`): a request may run several mutations in turn, and a field resolved after
+// one of them must read the row as it is then, as it did when each field ran its own query. The
+// loaders live in the request's context, so one token's reads are never batched with another's.
 import type { Queryable } from '@postern/shared';
 import DataLoader from 'dataloader';
 import type { AttemptRow } from './attempt.ts';
 import { type DeadLetterRow, withDeadLetterColumns } from './dead-letter.ts';
 import { type DeliveryRow, withDeliveryColumns } from './delivery.ts';
+
+const BATCH_ONLY = { cache: false } as const;
 
 // One statement for attempts by delivery and attempts by id: with the values bound, PostgreSQL
 // folds the branch not asked for away and uses the matching index.
@@ -51,18 +54,18 @@ export function createLoaders(db: Queryable): Loaders {
     attemptsOfDelivery: new DataLoader(async (ids) => {
       const { rows } = await db.query<AttemptRow>(ATTEMPTS_SQL, [ids, null]);
       return byKey(ids, rows, (row) => row.deliveryId);
-    }),
+    }, BATCH_ONLY),
     attemptById: new DataLoader(async (ids) => {
       const { rows } = await db.query<AttemptRow>(ATTEMPTS_SQL, [null, ids]);
       return byKey(ids, rows, (row) => row.id).map((group) => group[0] ?? null);
-    }),
+    }, BATCH_ONLY),
     deadLetterOfDelivery: new DataLoader(async (ids) => {
       const { rows } = await db.query<DeadLetterRow>(DEAD_LETTERS_OF_DELIVERIES_SQL, [ids]);
       return byKey(ids, rows, (row) => row.deliveryId).map((group) => group[0] ?? null);
-    }),
+    }, BATCH_ONLY),
     deliveryById: new DataLoader(async (ids) => {
       const { rows } = await db.query<DeliveryRow>(DELIVERIES_BY_ID_SQL, [ids]);
       return byKey(ids, rows, (row) => row.id).map((group) => group[0] ?? null);
-    }),
+    }, BATCH_ONLY),
   };
 }
