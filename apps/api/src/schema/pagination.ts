@@ -115,10 +115,11 @@ export type KeysetStatements = CursorSpec & Readonly<Record<KeysetDirection, str
 /**
  * Both directions of a list query from one template whose ORDER BY reads
  * `created_at /*DIRECTION*\/, id /*DIRECTION*\/`. Two plain texts rather than one text with the
- * order chosen by a parameter: an ORDER BY on an expression of a parameter (a CASE, a sign times
- * the epoch) is not the index's order, so PostgreSQL would sort the whole filtered set for every
- * page; each generated text is an ordinary ORDER BY that walks the (created_at, id) index forwards
- * or backwards and stops at LIMIT. Only the constant words ASC and DESC are put in.
+ * order chosen by a parameter: a sign times the epoch is never the index's order (PostgreSQL sorts
+ * the whole filtered set for every page), and a CASE on a parameter is only while the planner can
+ * fold the bound value in, which a generic plan (a named prepared statement) does not. Each text
+ * here is an ordinary ORDER BY that walks the (created_at, id) index forwards or backwards and
+ * stops at LIMIT under any plan (e2e/api/read-plans.e2e.test.ts). Only ASC and DESC are put in.
  */
 export function keysetStatements(spec: CursorSpec, template: string): KeysetStatements {
   return { ...spec, ASC: fillMark(template, 'DIRECTION', 'ASC', 2), DESC: fillMark(template, 'DIRECTION', 'DESC', 2) };
