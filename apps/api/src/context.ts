@@ -2,6 +2,7 @@
 // (no token or a revoked one never reaches here: it got a 401).
 import type { ApiScope, Logger, Pool } from '@postern/shared';
 import type { SendEmailIntake } from './operations/send-email-intake.ts';
+import type { Loaders } from './schema/loaders.ts';
 
 export interface Principal {
   tokenId: string;
@@ -16,4 +17,6 @@ export interface ApiContext {
   principal: Principal;
   logger: Logger;
   intake: SendEmailIntake;
+  /** This request's batching loaders (schema/loaders.ts); made new for every request. */
+  loaders: Loaders;
 }

@@ -12,6 +12,7 @@ import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import type { ApiContext, Principal } from '../context.ts';
 import type { SendEmailIntake } from '../operations/send-email-intake.ts';
 import { schema } from '../schema/index.ts';
+import { createLoaders } from '../schema/loaders.ts';
 import { type ApiMetrics, useOperationMetrics } from './operation-metrics.ts';
 
 /** The limits, in one place (documented in docs/api/graphql.md). */
@@ -84,7 +85,7 @@ export function createApiYoga(options: YogaOptions): ApiYoga {
     plugins,
     context: ({ principal }): ApiContext => {
       if (!principal) throw new GraphQLError('authentication required', { extensions: { code: 'UNAUTHENTICATED', http: { status: 401 } } });
-      return { db: options.db, principal, logger: options.logger, intake: options.intake };
+      return { db: options.db, principal, logger: options.logger, intake: options.intake, loaders: createLoaders(options.db) };
     },
   });
 }

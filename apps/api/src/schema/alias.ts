@@ -18,7 +18,8 @@ import { badUserInput } from './bad-user-input.ts';
 import { builder } from './builder.ts';
 import { INPUT_ERRORS } from './error-types.ts';
 import { NotFoundError, ValidationError } from './errors.ts';
-import { type KeysetStatements, keysetConnection } from './pagination.ts';
+import { type KeysetStatements, keysetConnection, keysetStatements } from './pagination.ts';
+import { fillMark } from './sql-marks.ts';
 
 interface AliasRow extends Alias {
   createdAt: Date;
@@ -26,41 +27,33 @@ interface AliasRow extends Alias {
   cursorAt: string;
 }
 
-// $1 the domain (null: every domain), then the keyset parameters $2..$6 (pagination.ts).
-const ALIASES_SQL: KeysetStatements = {
-  list: 'aliases',
-  idType: 'bigint',
-  ASC: `
-SELECT al.id::text AS id, dm.name AS domain, al.local_part AS "localPart", al.kind, al.enabled, al.description,
+/** AliasRow's columns of `mail.aliases al` joined to `mail.domains dm`, for every statement that returns aliases. */
+const ALIAS_COLUMNS = `al.id::text AS id, dm.name AS domain, al.local_part AS "localPart", al.kind, al.enabled, al.description,
        ARRAY(SELECT t.address FROM mail.alias_targets t WHERE t.alias_id = al.id ORDER BY t.address) AS targets,
        al.created_at AS "createdAt", al.updated_at AS "updatedAt",
-       to_char(al.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
-  FROM mail.aliases al JOIN mail.domains dm ON dm.id = al.domain_id
- WHERE ($1::text IS NULL OR dm.name = $1::text)
-   AND ($2::timestamptz IS NULL OR (al.created_at, al.id) > ($2::timestamptz, $3::bigint))
-   AND ($4::timestamptz IS NULL OR (al.created_at, al.id) < ($4::timestamptz, $5::bigint))
- ORDER BY al.created_at ASC, al.id ASC
- LIMIT $6`,
-  DESC: `
-SELECT al.id::text AS id, dm.name AS domain, al.local_part AS "localPart", al.kind, al.enabled, al.description,
-       ARRAY(SELECT t.address FROM mail.alias_targets t WHERE t.alias_id = al.id ORDER BY t.address) AS targets,
-       al.created_at AS "createdAt", al.updated_at AS "updatedAt",
-       to_char(al.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
-  FROM mail.aliases al JOIN mail.domains dm ON dm.id = al.domain_id
- WHERE ($1::text IS NULL OR dm.name = $1::text)
-   AND ($2::timestamptz IS NULL OR (al.created_at, al.id) > ($2::timestamptz, $3::bigint))
-   AND ($4::timestamptz IS NULL OR (al.created_at, al.id) < ($4::timestamptz, $5::bigint))
- ORDER BY al.created_at DESC, al.id DESC
- LIMIT $6`,
-};
+       to_char(al.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"`;
 
-const ALIAS_BY_ID_SQL = `
-SELECT al.id::text AS id, dm.name AS domain, al.local_part AS "localPart", al.kind, al.enabled, al.description,
-       ARRAY(SELECT t.address FROM mail.alias_targets t WHERE t.alias_id = al.id ORDER BY t.address) AS targets,
-       al.created_at AS "createdAt", al.updated_at AS "updatedAt",
-       to_char(al.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+function withAliasColumns(template: string): string {
+  return fillMark(template, 'ALIAS_COLUMNS', ALIAS_COLUMNS);
+}
+
+// $1 the domain (null: every domain), then the keyset parameters $2..$6 (pagination.ts).
+const ALIASES_SQL: KeysetStatements = keysetStatements(
+  { list: 'aliases', idType: 'bigint' },
+  withAliasColumns(`
+SELECT /*ALIAS_COLUMNS*/
   FROM mail.aliases al JOIN mail.domains dm ON dm.id = al.domain_id
- WHERE al.id = $1::bigint`;
+ WHERE ($1::text IS NULL OR dm.name = $1::text)
+   AND ($2::timestamptz IS NULL OR (al.created_at, al.id) > ($2::timestamptz, $3::bigint))
+   AND ($4::timestamptz IS NULL OR (al.created_at, al.id) < ($4::timestamptz, $5::bigint))
+ ORDER BY al.created_at /*DIRECTION*/, al.id /*DIRECTION*/
+ LIMIT $6`),
+);
+
+const ALIAS_BY_ID_SQL = withAliasColumns(`
+SELECT /*ALIAS_COLUMNS*/
+  FROM mail.aliases al JOIN mail.domains dm ON dm.id = al.domain_id
+ WHERE al.id = $1::bigint`);
 
 export const AliasKindEnum = builder.enumType('AliasKind', {
   description: 'forward: relay to its target(s); list: fan out to every member.',

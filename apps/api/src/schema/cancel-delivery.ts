@@ -2,22 +2,16 @@
 // races fairly with the engine's claim: whichever commits first wins, and a delivery being sent
 // (a live lease) or already finished is reported as such, never half-cancelled.
 import { builder } from './builder.ts';
-import { DeliveryRef, type DeliveryRow, deliveryById, isUuid } from './delivery.ts';
+import { DeliveryRef, type DeliveryRow, deliveryById, isUuid, withDeliveryColumns } from './delivery.ts';
 import { INPUT_ERRORS } from './error-types.ts';
 import { ConflictError, NotFoundError, ValidationError } from './errors.ts';
 
-const CANCEL_SQL = `
+const CANCEL_SQL = withDeliveryColumns(`
 UPDATE mail.deliveries dl
    SET status = 'cancelled', next_attempt_at = NULL, finished_at = now(), updated_at = now(),
        last_error = $2
  WHERE dl.id = $1::uuid AND dl.status IN ('queued', 'retrying')
-RETURNING dl.id::text AS id, dl.status, dl.recipient, dl.source, dl.idempotency_key AS "idempotencyKey",
-          dl.payload_mode AS "payloadMode", dl.message_id::text AS "messageId", dl.template_id AS "templateId",
-          dl.template_locale AS "templateLocale", dl.template_hash AS "templateHash", dl.subject, dl.category,
-          dl.envelope_from AS "envelopeFrom", dl.rfc_message_id AS "rfcMessageId", dl.attempt_count AS "attemptCount",
-          dl.next_attempt_at AS "nextAttemptAt", dl.last_error AS "lastError", dl.created_at AS "createdAt",
-          dl.updated_at AS "updatedAt", dl.finished_at AS "finishedAt",
-          to_char(dl.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"`;
+RETURNING /*DELIVERY_COLUMNS*/`);
 
 builder.mutationField('cancelDelivery', (t) =>
   t.field({

@@ -1,10 +1,11 @@
 // DeadLetter: a delivery that exhausted the retry ladder. Exactly one per dead-lettered delivery;
 // a requeue marks it (requeuedAt/By) and puts the delivery back in the queue.
-import { type AttemptRow, AttemptRef } from './attempt.ts';
+import { AttemptRef } from './attempt.ts';
 import { builder } from './builder.ts';
-import { deliveryById, DeliveryRef } from './delivery.ts';
+import { DeliveryRef } from './delivery.ts';
 import { recipientFilter, textFilter } from './filter-arguments.ts';
-import { type KeysetStatements, keysetConnection } from './pagination.ts';
+import { type KeysetStatements, keysetConnection, keysetStatements } from './pagination.ts';
+import { fillMark } from './sql-marks.ts';
 
 export interface DeadLetterRow {
   id: string;
@@ -17,14 +18,18 @@ export interface DeadLetterRow {
   cursorAt: string;
 }
 
-export const DeadLetterRef = builder.objectRef<DeadLetterRow>('DeadLetter');
+/** DeadLetterRow's columns of `mail.dead_letters dd`, for every statement that returns dead letters. */
+const DEAD_LETTER_COLUMNS = `dd.id::text AS id, dd.delivery_id::text AS "deliveryId", dd.reason,
+       dd.last_attempt_id::text AS "lastAttemptId", dd.created_at AS "createdAt", dd.requeued_at AS "requeuedAt",
+       dd.requeued_by AS "requeuedBy",
+       to_char(dd.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"`;
 
-const ATTEMPT_BY_ID_SQL = `
-SELECT at.id::text AS id, at.delivery_id::text AS "deliveryId", at.attempt_number AS "attemptNumber",
-       at.status, at.smtp_code AS "smtpCode", at.enhanced_code AS "enhancedCode", at.smtp_text AS "smtpText",
-       at.worker_id AS "workerId", at.started_at AS "startedAt", at.finished_at AS "finishedAt", at.duration_ms AS "durationMs"
-  FROM mail.attempts at
- WHERE at.id = $1::bigint`;
+/** `template` with DEAD_LETTER_COLUMNS where it says `/*DEAD_LETTER_COLUMNS*\/` (once). */
+export function withDeadLetterColumns(template: string): string {
+  return fillMark(template, 'DEAD_LETTER_COLUMNS', DEAD_LETTER_COLUMNS);
+}
+
+export const DeadLetterRef = builder.objectRef<DeadLetterRow>('DeadLetter');
 
 DeadLetterRef.implement({
   fields: (t) => ({
@@ -36,7 +41,7 @@ DeadLetterRef.implement({
     delivery: t.field({
       type: DeliveryRef,
       resolve: async (deadLetter, _args, context) => {
-        const delivery = await deliveryById(context.db, deadLetter.deliveryId);
+        const delivery = await context.loaders.deliveryById.load(deadLetter.deliveryId);
         if (!delivery) throw new Error(`dead letter ${deadLetter.id} without its delivery`);
         return delivery;
       },
@@ -46,11 +51,8 @@ DeadLetterRef.implement({
       nullable: true,
       authScopes: { scope: 'attempts:read' },
       description: 'Needs `attempts:read`.',
-      resolve: async (deadLetter, _args, context) => {
-        if (!deadLetter.lastAttemptId) return null;
-        const result = await context.db.query<AttemptRow>(ATTEMPT_BY_ID_SQL, [deadLetter.lastAttemptId]);
-        return result.rows[0] ?? null;
-      },
+      resolve: (deadLetter, _args, context) =>
+        deadLetter.lastAttemptId ? context.loaders.attemptById.load(deadLetter.lastAttemptId) : null,
     }),
   }),
 });
@@ -88,14 +90,10 @@ export function deadLetterFilterParams(filter: DeadLetterFilterShape | null | un
 }
 
 // Filters $1..$5 (deadLetterFilterParams), then the keyset parameters $6..$10 (pagination.ts).
-const DEAD_LETTERS_SQL: KeysetStatements = {
-  list: 'deadLetters',
-  idType: 'bigint',
-  ASC: `
-SELECT dd.id::text AS id, dd.delivery_id::text AS "deliveryId", dd.reason,
-       dd.last_attempt_id::text AS "lastAttemptId", dd.created_at AS "createdAt", dd.requeued_at AS "requeuedAt",
-       dd.requeued_by AS "requeuedBy",
-       to_char(dd.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+const DEAD_LETTERS_SQL: KeysetStatements = keysetStatements(
+  { list: 'deadLetters', idType: 'bigint' },
+  withDeadLetterColumns(`
+SELECT /*DEAD_LETTER_COLUMNS*/
   FROM mail.dead_letters dd JOIN mail.deliveries dl ON dl.id = dd.delivery_id
  WHERE ($1::boolean IS NULL OR (dd.requeued_at IS NOT NULL) = $1::boolean)
    AND ($2::text IS NULL OR dl.recipient = lower($2::text))
@@ -104,24 +102,9 @@ SELECT dd.id::text AS id, dd.delivery_id::text AS "deliveryId", dd.reason,
    AND ($5::timestamptz IS NULL OR dd.created_at < $5::timestamptz)
    AND ($6::timestamptz IS NULL OR (dd.created_at, dd.id) > ($6::timestamptz, $7::bigint))
    AND ($8::timestamptz IS NULL OR (dd.created_at, dd.id) < ($8::timestamptz, $9::bigint))
- ORDER BY dd.created_at ASC, dd.id ASC
- LIMIT $10`,
-  DESC: `
-SELECT dd.id::text AS id, dd.delivery_id::text AS "deliveryId", dd.reason,
-       dd.last_attempt_id::text AS "lastAttemptId", dd.created_at AS "createdAt", dd.requeued_at AS "requeuedAt",
-       dd.requeued_by AS "requeuedBy",
-       to_char(dd.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
-  FROM mail.dead_letters dd JOIN mail.deliveries dl ON dl.id = dd.delivery_id
- WHERE ($1::boolean IS NULL OR (dd.requeued_at IS NOT NULL) = $1::boolean)
-   AND ($2::text IS NULL OR dl.recipient = lower($2::text))
-   AND ($3::text IS NULL OR dl.source = $3::text)
-   AND ($4::timestamptz IS NULL OR dd.created_at >= $4::timestamptz)
-   AND ($5::timestamptz IS NULL OR dd.created_at < $5::timestamptz)
-   AND ($6::timestamptz IS NULL OR (dd.created_at, dd.id) > ($6::timestamptz, $7::bigint))
-   AND ($8::timestamptz IS NULL OR (dd.created_at, dd.id) < ($8::timestamptz, $9::bigint))
- ORDER BY dd.created_at DESC, dd.id DESC
- LIMIT $10`,
-};
+ ORDER BY dd.created_at /*DIRECTION*/, dd.id /*DIRECTION*/
+ LIMIT $10`),
+);
 
 builder.queryFields((t) => ({
   deadLetters: t.connection({

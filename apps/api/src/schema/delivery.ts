@@ -1,10 +1,11 @@
 // Delivery: one recipient's copy of a message or command, and everything that happened to it.
 import { DELIVERY_STATUSES, type DeliveryStatus, isUuid, PAYLOAD_MODES, type PayloadMode, type Queryable } from '@postern/shared';
-import { type AttemptRow, AttemptRef } from './attempt.ts';
+import { AttemptRef } from './attempt.ts';
 import { builder } from './builder.ts';
-import { type DeadLetterRow, DeadLetterRef } from './dead-letter.ts';
+import { DeadLetterRef } from './dead-letter.ts';
 import { recipientFilter, textFilter } from './filter-arguments.ts';
-import { type KeysetStatements, keysetConnection } from './pagination.ts';
+import { type KeysetStatements, keysetConnection, keysetStatements } from './pagination.ts';
+import { fillMark } from './sql-marks.ts';
 
 export { DELIVERY_STATUSES, type DeliveryStatus, isUuid };
 
@@ -32,18 +33,29 @@ export interface DeliveryRow {
   cursorAt: string;
 }
 
-// Each statement reading deliveries lists the columns of DeliveryRow itself; "cursorAt" is
-// created_at in UTC at microsecond precision (pagination.ts).
-const DELIVERY_BY_ID_SQL = `
-SELECT dl.id::text AS id, dl.status, dl.recipient, dl.source, dl.idempotency_key AS "idempotencyKey",
+/**
+ * The delivery read model: DeliveryRow's columns of `mail.deliveries dl`, written once. Every
+ * statement that returns deliveries (by id, the list, cancelDelivery's and requeueDeadLetter's
+ * RETURNING) says `/*DELIVERY_COLUMNS*\/` where the columns go and gets them at module load
+ * (withDeliveryColumns, sql-marks.ts), so they cannot drift apart. "cursorAt" is created_at in UTC at microsecond precision (pagination.ts).
+ */
+export const DELIVERY_COLUMNS = `dl.id::text AS id, dl.status, dl.recipient, dl.source, dl.idempotency_key AS "idempotencyKey",
        dl.payload_mode AS "payloadMode", dl.message_id::text AS "messageId", dl.template_id AS "templateId",
        dl.template_locale AS "templateLocale", dl.template_hash AS "templateHash", dl.subject, dl.category,
        dl.envelope_from AS "envelopeFrom", dl.rfc_message_id AS "rfcMessageId", dl.attempt_count AS "attemptCount",
        dl.next_attempt_at AS "nextAttemptAt", dl.last_error AS "lastError", dl.created_at AS "createdAt",
        dl.updated_at AS "updatedAt", dl.finished_at AS "finishedAt",
-       to_char(dl.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+       to_char(dl.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"`;
+
+/** `template` with DELIVERY_COLUMNS where it says `/*DELIVERY_COLUMNS*\/` (once). */
+export function withDeliveryColumns(template: string): string {
+  return fillMark(template, 'DELIVERY_COLUMNS', DELIVERY_COLUMNS);
+}
+
+const DELIVERY_BY_ID_SQL = withDeliveryColumns(`
+SELECT /*DELIVERY_COLUMNS*/
   FROM mail.deliveries dl
- WHERE dl.id = $1::uuid`;
+ WHERE dl.id = $1::uuid`);
 
 export async function deliveryById(db: Queryable, id: string): Promise<DeliveryRow | null> {
   if (!isUuid(id)) return null;
@@ -63,22 +75,6 @@ const TemplateUse = builder.objectRef<{ id: string; locale: string; hash: string
 });
 
 export const DeliveryRef = builder.objectRef<DeliveryRow>('Delivery');
-
-const ATTEMPTS_OF_DELIVERY_SQL = `
-SELECT at.id::text AS id, at.delivery_id::text AS "deliveryId", at.attempt_number AS "attemptNumber",
-       at.status, at.smtp_code AS "smtpCode", at.enhanced_code AS "enhancedCode", at.smtp_text AS "smtpText",
-       at.worker_id AS "workerId", at.started_at AS "startedAt", at.finished_at AS "finishedAt", at.duration_ms AS "durationMs"
-  FROM mail.attempts at
- WHERE at.delivery_id = $1::uuid
- ORDER BY at.attempt_number`;
-
-const DEAD_LETTER_OF_DELIVERY_SQL = `
-SELECT dd.id::text AS id, dd.delivery_id::text AS "deliveryId", dd.reason,
-       dd.last_attempt_id::text AS "lastAttemptId", dd.created_at AS "createdAt", dd.requeued_at AS "requeuedAt",
-       dd.requeued_by AS "requeuedBy",
-       to_char(dd.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
-  FROM mail.dead_letters dd
- WHERE dd.delivery_id = $1::uuid`;
 
 DeliveryRef.implement({
   fields: (t) => ({
@@ -116,18 +112,12 @@ DeliveryRef.implement({
       nullable: true,
       authScopes: { scope: 'attempts:read' },
       description: 'Every attempt, first to last. Needs `attempts:read`.',
-      resolve: async (delivery, _args, context) => {
-        const result = await context.db.query<AttemptRow>(ATTEMPTS_OF_DELIVERY_SQL, [delivery.id]);
-        return result.rows;
-      },
+      resolve: (delivery, _args, context) => context.loaders.attemptsOfDelivery.load(delivery.id),
     }),
     deadLetter: t.field({
       type: DeadLetterRef,
       nullable: true,
-      resolve: async (delivery, _args, context) => {
-        const result = await context.db.query<DeadLetterRow>(DEAD_LETTER_OF_DELIVERY_SQL, [delivery.id]);
-        return result.rows[0] ?? null;
-      },
+      resolve: (delivery, _args, context) => context.loaders.deadLetterOfDelivery.load(delivery.id),
     }),
   }),
 });
@@ -162,17 +152,10 @@ function deliveryFilterParams(filter: DeliveryFilterShape | null | undefined): u
 }
 
 // Filters $1..$5 (deliveryFilterParams), then the keyset parameters $6..$10 (pagination.ts).
-const DELIVERIES_SQL: KeysetStatements = {
-  list: 'deliveries',
-  idType: 'uuid',
-  ASC: `
-SELECT dl.id::text AS id, dl.status, dl.recipient, dl.source, dl.idempotency_key AS "idempotencyKey",
-       dl.payload_mode AS "payloadMode", dl.message_id::text AS "messageId", dl.template_id AS "templateId",
-       dl.template_locale AS "templateLocale", dl.template_hash AS "templateHash", dl.subject, dl.category,
-       dl.envelope_from AS "envelopeFrom", dl.rfc_message_id AS "rfcMessageId", dl.attempt_count AS "attemptCount",
-       dl.next_attempt_at AS "nextAttemptAt", dl.last_error AS "lastError", dl.created_at AS "createdAt",
-       dl.updated_at AS "updatedAt", dl.finished_at AS "finishedAt",
-       to_char(dl.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+export const DELIVERIES_SQL: KeysetStatements = keysetStatements(
+  { list: 'deliveries', idType: 'uuid' },
+  withDeliveryColumns(`
+SELECT /*DELIVERY_COLUMNS*/
   FROM mail.deliveries dl
  WHERE ($1::text[] IS NULL OR dl.status = ANY ($1::text[]))
    AND ($2::text IS NULL OR dl.recipient = lower($2::text))
@@ -181,27 +164,9 @@ SELECT dl.id::text AS id, dl.status, dl.recipient, dl.source, dl.idempotency_key
    AND ($5::timestamptz IS NULL OR dl.created_at < $5::timestamptz)
    AND ($6::timestamptz IS NULL OR (dl.created_at, dl.id) > ($6::timestamptz, $7::uuid))
    AND ($8::timestamptz IS NULL OR (dl.created_at, dl.id) < ($8::timestamptz, $9::uuid))
- ORDER BY dl.created_at ASC, dl.id ASC
- LIMIT $10`,
-  DESC: `
-SELECT dl.id::text AS id, dl.status, dl.recipient, dl.source, dl.idempotency_key AS "idempotencyKey",
-       dl.payload_mode AS "payloadMode", dl.message_id::text AS "messageId", dl.template_id AS "templateId",
-       dl.template_locale AS "templateLocale", dl.template_hash AS "templateHash", dl.subject, dl.category,
-       dl.envelope_from AS "envelopeFrom", dl.rfc_message_id AS "rfcMessageId", dl.attempt_count AS "attemptCount",
-       dl.next_attempt_at AS "nextAttemptAt", dl.last_error AS "lastError", dl.created_at AS "createdAt",
-       dl.updated_at AS "updatedAt", dl.finished_at AS "finishedAt",
-       to_char(dl.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
-  FROM mail.deliveries dl
- WHERE ($1::text[] IS NULL OR dl.status = ANY ($1::text[]))
-   AND ($2::text IS NULL OR dl.recipient = lower($2::text))
-   AND ($3::text IS NULL OR dl.source = $3::text)
-   AND ($4::timestamptz IS NULL OR dl.created_at >= $4::timestamptz)
-   AND ($5::timestamptz IS NULL OR dl.created_at < $5::timestamptz)
-   AND ($6::timestamptz IS NULL OR (dl.created_at, dl.id) > ($6::timestamptz, $7::uuid))
-   AND ($8::timestamptz IS NULL OR (dl.created_at, dl.id) < ($8::timestamptz, $9::uuid))
- ORDER BY dl.created_at DESC, dl.id DESC
- LIMIT $10`,
-};
+ ORDER BY dl.created_at /*DIRECTION*/, dl.id /*DIRECTION*/
+ LIMIT $10`),
+);
 
 builder.queryFields((t) => ({
   deliveries: t.connection({

@@ -5,7 +5,8 @@ import { withAliasErrors } from './alias-errors.ts';
 import { badUserInput } from './bad-user-input.ts';
 import { builder } from './builder.ts';
 import { INPUT_ERRORS } from './error-types.ts';
-import { type KeysetStatements, keysetConnection } from './pagination.ts';
+import { type KeysetStatements, keysetConnection, keysetStatements } from './pagination.ts';
+import { fillMark } from './sql-marks.ts';
 
 export interface DomainRow {
   id: string;
@@ -16,39 +17,35 @@ export interface DomainRow {
   cursorAt: string;
 }
 
+/** DomainRow's columns of `mail.domains dm`, for every statement that returns domains. */
+const DOMAIN_COLUMNS = `dm.id::text AS id, dm.name, dm.enabled, dm.created_at AS "createdAt", dm.updated_at AS "updatedAt",
+       to_char(dm.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"`;
+
+function withDomainColumns(template: string): string {
+  return fillMark(template, 'DOMAIN_COLUMNS', DOMAIN_COLUMNS);
+}
+
 // No filters: the keyset parameters are $1..$5 (pagination.ts).
-const DOMAINS_SQL: KeysetStatements = {
-  list: 'domains',
-  idType: 'bigint',
-  ASC: `
-SELECT dm.id::text AS id, dm.name, dm.enabled, dm.created_at AS "createdAt", dm.updated_at AS "updatedAt",
-       to_char(dm.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+const DOMAINS_SQL: KeysetStatements = keysetStatements(
+  { list: 'domains', idType: 'bigint' },
+  withDomainColumns(`
+SELECT /*DOMAIN_COLUMNS*/
   FROM mail.domains dm
  WHERE ($1::timestamptz IS NULL OR (dm.created_at, dm.id) > ($1::timestamptz, $2::bigint))
    AND ($3::timestamptz IS NULL OR (dm.created_at, dm.id) < ($3::timestamptz, $4::bigint))
- ORDER BY dm.created_at ASC, dm.id ASC
- LIMIT $5`,
-  DESC: `
-SELECT dm.id::text AS id, dm.name, dm.enabled, dm.created_at AS "createdAt", dm.updated_at AS "updatedAt",
-       to_char(dm.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
-  FROM mail.domains dm
- WHERE ($1::timestamptz IS NULL OR (dm.created_at, dm.id) > ($1::timestamptz, $2::bigint))
-   AND ($3::timestamptz IS NULL OR (dm.created_at, dm.id) < ($3::timestamptz, $4::bigint))
- ORDER BY dm.created_at DESC, dm.id DESC
- LIMIT $5`,
-};
+ ORDER BY dm.created_at /*DIRECTION*/, dm.id /*DIRECTION*/
+ LIMIT $5`),
+);
 
-const DOMAIN_BY_NAME_SQL = `
-SELECT dm.id::text AS id, dm.name, dm.enabled, dm.created_at AS "createdAt", dm.updated_at AS "updatedAt",
-       to_char(dm.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+const DOMAIN_BY_NAME_SQL = withDomainColumns(`
+SELECT /*DOMAIN_COLUMNS*/
   FROM mail.domains dm
- WHERE dm.name = $1`;
+ WHERE dm.name = $1`);
 
-const DOMAIN_BY_ID_SQL = `
-SELECT dm.id::text AS id, dm.name, dm.enabled, dm.created_at AS "createdAt", dm.updated_at AS "updatedAt",
-       to_char(dm.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+const DOMAIN_BY_ID_SQL = withDomainColumns(`
+SELECT /*DOMAIN_COLUMNS*/
   FROM mail.domains dm
- WHERE dm.id = $1::bigint`;
+ WHERE dm.id = $1::bigint`);
 
 export const DomainRef = builder.objectRef<DomainRow>('Domain');
 

@@ -2,7 +2,7 @@
 import { FAILURE_CODES, type FailureCode } from '@postern/shared';
 import { builder } from './builder.ts';
 import { textFilter } from './filter-arguments.ts';
-import { type KeysetStatements, keysetConnection } from './pagination.ts';
+import { type KeysetStatements, keysetConnection, keysetStatements } from './pagination.ts';
 
 interface MalformedCommandRow {
   id: string;
@@ -20,10 +20,9 @@ interface MalformedCommandRow {
 
 // Filters $1..$5 (null: not filtered on), then the keyset parameters $6..$10 (pagination.ts), on
 // (received_at, id).
-const MALFORMED_COMMANDS_SQL: KeysetStatements = {
-  list: 'malformedCommands',
-  idType: 'bigint',
-  ASC: `
+const MALFORMED_COMMANDS_SQL: KeysetStatements = keysetStatements(
+  { list: 'malformedCommands', idType: 'bigint' },
+  `
 SELECT mc.id::text AS id, mc.received_at AS "receivedAt", mc.channel, mc.stream_entry_id AS "streamEntryId",
        mc.failure_code AS "failureCode", mc.failure_detail AS "failureDetail", mc.schema_version AS "schemaVersion",
        mc.source, mc.delivery_id AS "deliveryId", mc.raw,
@@ -36,24 +35,9 @@ SELECT mc.id::text AS id, mc.received_at AS "receivedAt", mc.channel, mc.stream_
    AND ($5::timestamptz IS NULL OR mc.received_at < $5::timestamptz)
    AND ($6::timestamptz IS NULL OR (mc.received_at, mc.id) > ($6::timestamptz, $7::bigint))
    AND ($8::timestamptz IS NULL OR (mc.received_at, mc.id) < ($8::timestamptz, $9::bigint))
- ORDER BY mc.received_at ASC, mc.id ASC
+ ORDER BY mc.received_at /*DIRECTION*/, mc.id /*DIRECTION*/
  LIMIT $10`,
-  DESC: `
-SELECT mc.id::text AS id, mc.received_at AS "receivedAt", mc.channel, mc.stream_entry_id AS "streamEntryId",
-       mc.failure_code AS "failureCode", mc.failure_detail AS "failureDetail", mc.schema_version AS "schemaVersion",
-       mc.source, mc.delivery_id AS "deliveryId", mc.raw,
-       to_char(mc.received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
-  FROM mail.malformed_commands mc
- WHERE ($1::text IS NULL OR mc.channel = $1::text)
-   AND ($2::text IS NULL OR mc.failure_code = $2::text)
-   AND ($3::text IS NULL OR mc.source = $3::text)
-   AND ($4::timestamptz IS NULL OR mc.received_at >= $4::timestamptz)
-   AND ($5::timestamptz IS NULL OR mc.received_at < $5::timestamptz)
-   AND ($6::timestamptz IS NULL OR (mc.received_at, mc.id) > ($6::timestamptz, $7::bigint))
-   AND ($8::timestamptz IS NULL OR (mc.received_at, mc.id) < ($8::timestamptz, $9::bigint))
- ORDER BY mc.received_at DESC, mc.id DESC
- LIMIT $10`,
-};
+);
 
 const CommandChannelEnum = builder.enumType('CommandChannel', { values: ['stream', 'api', 'smtp'] as const });
 const FailureCodeEnum = builder.enumType('CommandFailureCode', { values: FAILURE_CODES });

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { GraphQLError } from 'graphql';
 import { describe, expect, it } from 'vitest';
-import { type CursorSpec, decodeCursor, encodeCursor, keysetConnection } from './pagination.ts';
+import { type CursorSpec, decodeCursor, encodeCursor, keysetConnection, keysetStatements } from './pagination.ts';
 
 const domains: CursorSpec = { list: 'domains', idType: 'bigint' };
 const deliveries: CursorSpec = { list: 'deliveries', idType: 'uuid' };
@@ -123,5 +123,18 @@ describe('keysetConnection', () => {
     const error = await keysetConnection({ first: -1 }, statements, [], async () => []).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(GraphQLError);
     expect((error as GraphQLError).extensions.code).toBe('BAD_USER_INPUT');
+  });
+});
+
+describe('keyset statements', () => {
+  it('are one template read in both directions, differing only in the ORDER BY', () => {
+    const statements = keysetStatements(domains, 'SELECT 1 FROM t ORDER BY t.created_at /*DIRECTION*/, t.id /*DIRECTION*/ LIMIT $5');
+    expect(statements.ASC).toBe('SELECT 1 FROM t ORDER BY t.created_at ASC, t.id ASC LIMIT $5');
+    expect(statements.DESC).toBe('SELECT 1 FROM t ORDER BY t.created_at DESC, t.id DESC LIMIT $5');
+    expect(statements.list).toBe('domains');
+  });
+
+  it('refuse a template that does not mark both ordering columns', () => {
+    expect(() => keysetStatements(domains, 'SELECT 1 FROM t ORDER BY t.created_at /*DIRECTION*/, t.id ASC')).toThrow(/DIRECTION\*\/ 2 time/);
   });
 });

@@ -10,6 +10,7 @@ import type { DefaultConnectionArguments } from '@pothos/plugin-relay';
 import { resolveCursorConnection } from '@pothos/plugin-relay';
 import { isUuid } from '@postern/shared';
 import { badUserInput } from './bad-user-input.ts';
+import { fillMark } from './sql-marks.ts';
 
 export const PAGE_DEFAULT_SIZE = 20;
 export const PAGE_MAX_SIZE = 100;
@@ -98,8 +99,8 @@ export function decodeCursor(cursor: string, spec: CursorSpec, argument = 'after
 export type KeysetDirection = 'ASC' | 'DESC';
 
 /**
- * A list query, written out once per direction: two constant SQL texts, identical but for ASC/DESC
- * in their ORDER BY. Their parameters, in this order:
+ * A list query as two constant SQL texts, one per direction, generated at module load from one
+ * template (keysetStatements). Their parameters, in this order:
  *   $1..$k        the list's own filters, each one `($n::type IS NULL OR condition)`;
  *   $k+1, $k+2    the `after` cursor (timestamp, id), null for none: `AND ($k+1::timestamptz IS NULL
  *                 OR (created_at, id) > ($k+1, $k+2::idtype))`;
@@ -111,6 +112,19 @@ export type KeysetDirection = 'ASC' | 'DESC';
  * cursor costs nothing and a present one can use its index.
  */
 export type KeysetStatements = CursorSpec & Readonly<Record<KeysetDirection, string>>;
+
+/**
+ * Both directions of a list query from one template whose ORDER BY reads
+ * `created_at /*DIRECTION*\/, id /*DIRECTION*\/`. Two plain texts rather than one text with the
+ * order chosen by a parameter: a sign times the epoch is never the index's order (PostgreSQL sorts
+ * the whole filtered set for every page), and a CASE on a parameter is only while the planner can
+ * fold the bound value in, which a generic plan (a named prepared statement) does not. Each text
+ * here is an ordinary ORDER BY that walks the (created_at, id) index forwards or backwards and
+ * stops at LIMIT under any plan (e2e/api/read-plans.e2e.test.ts). Only ASC and DESC are put in.
+ */
+export function keysetStatements(spec: CursorSpec, template: string): KeysetStatements {
+  return { ...spec, ASC: fillMark(template, 'DIRECTION', 'ASC', 2), DESC: fillMark(template, 'DIRECTION', 'DESC', 2) };
+}
 
 export interface KeysetConnection<Row> {
   edges: Array<{ cursor: string; node: Row }>;

@@ -6,7 +6,7 @@
 // (delivery_id, attempt_number).
 import { builder } from './builder.ts';
 import { type DeadLetterFilterShape, DeadLetterFilter, deadLetterFilterParams } from './dead-letter.ts';
-import { DeliveryRef, type DeliveryRow, deliveryById, isUuid } from './delivery.ts';
+import { DeliveryRef, type DeliveryRow, deliveryById, isUuid, withDeliveryColumns } from './delivery.ts';
 import { INPUT_ERRORS } from './error-types.ts';
 import { ConflictError, NotFoundError, ValidationError } from './errors.ts';
 
@@ -15,7 +15,7 @@ const REQUEUE_DEFAULT_MAX = 100;
 
 // $1..$5 the dead-letter filter (deadLetterFilterParams), $6 one delivery's id (null: any),
 // $7 how many at most, $8 who requeues.
-const REQUEUE_SQL = `
+const REQUEUE_SQL = withDeliveryColumns(`
 WITH target AS (
   SELECT dd.id AS dead_letter_id, dl.id AS delivery_id
     FROM mail.dead_letters dd JOIN mail.deliveries dl ON dl.id = dd.delivery_id
@@ -35,18 +35,12 @@ moved AS (
          updated_at = now()
     FROM target
    WHERE dl.id = target.delivery_id AND dl.status = 'dead_letter'
-  RETURNING dl.id::text AS id, dl.status, dl.recipient, dl.source, dl.idempotency_key AS "idempotencyKey",
-            dl.payload_mode AS "payloadMode", dl.message_id::text AS "messageId", dl.template_id AS "templateId",
-            dl.template_locale AS "templateLocale", dl.template_hash AS "templateHash", dl.subject, dl.category,
-            dl.envelope_from AS "envelopeFrom", dl.rfc_message_id AS "rfcMessageId", dl.attempt_count AS "attemptCount",
-            dl.next_attempt_at AS "nextAttemptAt", dl.last_error AS "lastError", dl.created_at AS "createdAt",
-            dl.updated_at AS "updatedAt", dl.finished_at AS "finishedAt",
-            to_char(dl.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"),
+  RETURNING /*DELIVERY_COLUMNS*/),
 marked AS (
   UPDATE mail.dead_letters dd SET requeued_at = now(), requeued_by = $8::text
     FROM target WHERE dd.id = target.dead_letter_id AND target.delivery_id::text IN (SELECT id FROM moved))
 -- The statement's own changes are visible only through RETURNING, not to a SELECT of the table.
-SELECT * FROM moved ORDER BY "cursorAt", id`;
+SELECT * FROM moved ORDER BY "cursorAt", id`);
 
 interface RequeueResultShape {
   deliveries: DeliveryRow[];

@@ -1,10 +1,11 @@
 // Suppression: an address the engine will not send to (checked before every send).
 import { InvalidAddressError, normalizeAddress, textProblem } from '@postern/shared';
+import { badUserInput } from './bad-user-input.ts';
 import { builder } from './builder.ts';
 import { INPUT_ERRORS } from './error-types.ts';
 import { ConflictError, NotFoundError, ValidationError } from './errors.ts';
-import { badUserInput } from './bad-user-input.ts';
-import { type KeysetStatements, keysetConnection } from './pagination.ts';
+import { type KeysetStatements, keysetConnection, keysetStatements } from './pagination.ts';
+import { fillMark } from './sql-marks.ts';
 
 const SUPPRESSION_REASONS = ['hard_bounce', 'complaint', 'unsubscribe', 'manual'] as const;
 
@@ -19,45 +20,37 @@ interface SuppressionRow {
   cursorAt: string;
 }
 
+/** SuppressionRow's columns of `mail.suppressions sp`, for every statement that returns suppressions. */
+const SUPPRESSION_COLUMNS = `sp.id::text AS id, sp.address, sp.reason, sp.note, sp.created_by AS "createdBy",
+       sp.created_at AS "createdAt", sp.expires_at AS "expiresAt",
+       to_char(sp.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"`;
+
+function withSuppressionColumns(template: string): string {
+  return fillMark(template, 'SUPPRESSION_COLUMNS', SUPPRESSION_COLUMNS);
+}
+
 // $1 the reason (null: any), then the keyset parameters $2..$6 (pagination.ts).
-const SUPPRESSIONS_SQL: KeysetStatements = {
-  list: 'suppressions',
-  idType: 'bigint',
-  ASC: `
-SELECT sp.id::text AS id, sp.address, sp.reason, sp.note, sp.created_by AS "createdBy",
-       sp.created_at AS "createdAt", sp.expires_at AS "expiresAt",
-       to_char(sp.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+const SUPPRESSIONS_SQL: KeysetStatements = keysetStatements(
+  { list: 'suppressions', idType: 'bigint' },
+  withSuppressionColumns(`
+SELECT /*SUPPRESSION_COLUMNS*/
   FROM mail.suppressions sp
  WHERE ($1::text IS NULL OR sp.reason = $1::text)
    AND ($2::timestamptz IS NULL OR (sp.created_at, sp.id) > ($2::timestamptz, $3::bigint))
    AND ($4::timestamptz IS NULL OR (sp.created_at, sp.id) < ($4::timestamptz, $5::bigint))
- ORDER BY sp.created_at ASC, sp.id ASC
- LIMIT $6`,
-  DESC: `
-SELECT sp.id::text AS id, sp.address, sp.reason, sp.note, sp.created_by AS "createdBy",
-       sp.created_at AS "createdAt", sp.expires_at AS "expiresAt",
-       to_char(sp.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
-  FROM mail.suppressions sp
- WHERE ($1::text IS NULL OR sp.reason = $1::text)
-   AND ($2::timestamptz IS NULL OR (sp.created_at, sp.id) > ($2::timestamptz, $3::bigint))
-   AND ($4::timestamptz IS NULL OR (sp.created_at, sp.id) < ($4::timestamptz, $5::bigint))
- ORDER BY sp.created_at DESC, sp.id DESC
- LIMIT $6`,
-};
+ ORDER BY sp.created_at /*DIRECTION*/, sp.id /*DIRECTION*/
+ LIMIT $6`),
+);
 
-const SUPPRESSION_BY_ADDRESS_SQL = `
-SELECT sp.id::text AS id, sp.address, sp.reason, sp.note, sp.created_by AS "createdBy",
-       sp.created_at AS "createdAt", sp.expires_at AS "expiresAt",
-       to_char(sp.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"
+const SUPPRESSION_BY_ADDRESS_SQL = withSuppressionColumns(`
+SELECT /*SUPPRESSION_COLUMNS*/
   FROM mail.suppressions sp
- WHERE sp.address = $1`;
+ WHERE sp.address = $1`);
 
-const ADD_SUPPRESSION_SQL = `
+const ADD_SUPPRESSION_SQL = withSuppressionColumns(`
 INSERT INTO mail.suppressions AS sp (address, reason, note, created_by, expires_at) VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (address) DO NOTHING
-RETURNING sp.id::text AS id, sp.address, sp.reason, sp.note, sp.created_by AS "createdBy",
-          sp.created_at AS "createdAt", sp.expires_at AS "expiresAt",
-          to_char(sp.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"`;
+RETURNING /*SUPPRESSION_COLUMNS*/`);
 
 const SuppressionReasonEnum = builder.enumType('SuppressionReason', { values: SUPPRESSION_REASONS });
 

@@ -1,0 +1,76 @@
+// The list statements are generated per direction from one template (pagination.ts
+// keysetStatements) so that each is an ordinary ORDER BY: PostgreSQL walks the (created_at, id)
+// index forwards for ASC, backwards for DESC, and stops after LIMIT rows, with no sort of the table.
+// The batched nested reads use their foreign-key indexes. Checked with EXPLAIN on a table large
+// enough that a sequential scan plus sort would be the planner's choice if the index did not fit.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DELIVERIES_SQL } from '../../apps/api/src/schema/delivery.ts';
+import { ATTEMPTS_SQL } from '../../apps/api/src/schema/loaders.ts';
+import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
+
+const ROWS = 20_000;
+let db: TestDatabase;
+
+beforeAll(async () => {
+  db = await createTestDatabase('api-plans');
+  await db.pool.query(
+    `INSERT INTO mail.deliveries (source, payload_mode, subject, text_body, recipient, rfc_message_id, status, next_attempt_at,
+                                  created_at)
+     SELECT 'planner', 'rendered', 's', 't', 'r' || (g % 500) || '@plans.test', '<' || gen_random_uuid() || '@plans.test>',
+            'queued', now() + interval '1 day', now() - make_interval(secs => g)
+       FROM generate_series(1, $1::int) g`,
+    [ROWS],
+  );
+  await db.pool.query(
+    `INSERT INTO mail.attempts (delivery_id, attempt_number, status, smtp_code, enhanced_code, smtp_text, worker_id,
+                                started_at, finished_at, duration_ms)
+     SELECT dl.id, n, 'transport_failed', 451, '4.3.0', 'try later', 'core:plans', now(), now(), 5
+       FROM mail.deliveries dl CROSS JOIN generate_series(1, 3) n`,
+  );
+  await db.pool.query('ANALYZE mail.deliveries');
+  await db.pool.query('ANALYZE mail.attempts');
+});
+
+afterAll(async () => {
+  await db?.drop();
+});
+
+async function plan(text: string, values: unknown[]): Promise<string> {
+  const { rows } = await db.pool.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${text}`, values);
+  return rows.map((row) => row['QUERY PLAN']).join('\n');
+}
+
+/** No filters ($1..$5), no cursors ($6..$9), a page of 21 ($10). */
+const firstPage = [null, null, null, null, null, null, null, null, null, 21];
+
+describe('list statements use the (created_at, id) index in both directions', () => {
+  it('ASC walks it forwards, DESC backwards, neither sorts', async () => {
+    const asc = await plan(DELIVERIES_SQL.ASC, firstPage);
+    const desc = await plan(DELIVERIES_SQL.DESC, firstPage);
+    expect(asc).toMatch(/Index Scan using deliveries_created_at_idx/);
+    expect(desc).toMatch(/Index Scan Backward using deliveries_created_at_idx/);
+    expect(asc).not.toMatch(/Sort/);
+    expect(desc).not.toMatch(/Sort/);
+  });
+
+  it('a page after a cursor starts inside the index, not at its end', async () => {
+    const { rows } = await db.pool.query<{ at: Date; id: string }>(
+      'SELECT created_at AS at, id::text AS id FROM mail.deliveries ORDER BY created_at, id OFFSET 10000 LIMIT 1',
+    );
+    const cursor = rows[0] as { at: Date; id: string };
+    const after = await plan(DELIVERIES_SQL.ASC, [null, null, null, null, null, cursor.at, cursor.id, null, null, 21]);
+    const before = await plan(DELIVERIES_SQL.DESC, [null, null, null, null, null, null, null, cursor.at, cursor.id, 21]);
+    expect(after).toMatch(/Index Cond: \(ROW\(created_at, id\) > ROW\(/);
+    expect(before).toMatch(/Index Scan Backward using deliveries_created_at_idx[\s\S]*Index Cond: \(ROW\(created_at, id\) < ROW\(/);
+  });
+});
+
+describe('batched nested reads use their index', () => {
+  it('attempts of a page of deliveries, and attempts by id', async () => {
+    const { rows } = await db.pool.query<{ id: string }>('SELECT id::text AS id FROM mail.deliveries LIMIT 100');
+    const byDelivery = await plan(ATTEMPTS_SQL, [rows.map((row) => row.id), null]);
+    const byId = await plan(ATTEMPTS_SQL, [null, ['1', '2', '3']]);
+    expect(byDelivery).toMatch(/attempts_delivery_id_attempt_number_key/);
+    expect(byId).toMatch(/attempts_pkey/);
+  });
+});
