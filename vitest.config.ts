@@ -2,7 +2,11 @@
 // tests live in e2e/ and run against containers the global setup starts (e2e/harness/).
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
+
+// One fixed seed for every property test (scripts/fast-check-seed.ts).
+const propertySeed = fileURLToPath(new URL('./scripts/fast-check-seed.ts', import.meta.url));
 
 const unit = (name: string, dir: string) => ({
   test: {
@@ -10,6 +14,7 @@ const unit = (name: string, dir: string) => ({
     root: dir,
     include: ['src/**/*.test.ts'],
     environment: 'node',
+    setupFiles: [propertySeed],
   },
 });
 
@@ -41,6 +46,7 @@ export default defineConfig({
           include: ['e2e/**/*.e2e.test.ts'],
           environment: 'node',
           globalSetup: ['e2e/harness/global-setup.ts'],
+          setupFiles: [propertySeed],
           // Containers are shared by every file; each file gets its own database.
           testTimeout: 120_000,
           hookTimeout: 180_000,

@@ -173,6 +173,7 @@ describe('hostile HTTP: 4xx with a reason, never 5xx', () => {
     ['bad percent-encoding in the path', () => 'GET /graphql%ff%fe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'],
     ['bad percent-encoding in the query', () => `GET /graphql?query=%ff%fe HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${admin}\r\nConnection: close\r\n\r\n`],
     ['an absolute-form target with a broken host', () => 'GET http://[/graphql HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'],
+    ['an absolute-form target with userinfo (found by the property below)', () => 'GET http://a@a/graphql HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'],
     ['a 64 KiB header', () => `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(64 * 1024)}\r\nConnection: close\r\n\r\n`],
     ['bad JSON', () => json('{"query": ')],
     ['JSON that is not an object', () => json('[1,2,3]')],

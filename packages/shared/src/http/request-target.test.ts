@@ -6,6 +6,10 @@ describe('request target and Host', () => {
     expect(requestTarget('/graphql?x=1')?.pathname).toBe('/graphql');
     expect(requestTarget('http://other.example/graphql')?.pathname).toBe('/graphql');
     expect(requestTarget('http://[/graphql')).toBeNull();
+    // Found by the API's random-request property test: userinfo in an absolute-form target.
+    const withCredentials = requestTarget('http://a@a/graphql?x=1');
+    expect(withCredentials?.href).toBe('http://localhost/graphql?x=1');
+    expect(withCredentials?.username).toBe('');
   });
 
   it('decodes a path segment or says null for bad percent-encoding', () => {

@@ -7,10 +7,13 @@
 /** Only the path and query matter to every route here; the base is fixed, never the Host header. */
 const BASE = 'http://localhost';
 
-/** The request's path and query as a URL, or null when the target cannot be parsed. */
+/** The request's path and query as a URL on the fixed base, or null when the target cannot be
+ *  parsed. An absolute-form target's scheme, userinfo and host are dropped: `GET http://a@a/graphql`
+ *  once reached fetch's Request with credentials in its URL, which throws (HTTP 500). */
 export function requestTarget(rawUrl: string | undefined): URL | null {
   try {
-    return new URL(rawUrl ?? '/', BASE);
+    const parsed = new URL(rawUrl ?? '/', BASE);
+    return new URL(`${parsed.pathname}${parsed.search}`, BASE);
   } catch {
     return null;
   }
