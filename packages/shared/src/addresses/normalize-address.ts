@@ -7,8 +7,8 @@
 // trailing root dot dropped.
 //
 // Grammar: smtp-address-parser (RFC 5321 4.1.2 Mailbox, a nearley grammar) has the last word on
-// syntax; email-addresses parses RFC 5322 headers, whose comments and folding have no place in an
-// envelope or an API argument. The checks before it exist to name a refusal precisely.
+// syntax; an RFC 5322 parser would admit comments and folding, which have no place in an envelope
+// or an API argument. The checks before it exist to name a refusal precisely.
 import smtpAddressParser from 'smtp-address-parser';
 import { InvalidAddressError } from './invalid-address-error.ts';
 import { describeCharacter, parseDomain } from './parse-domain.ts';
