@@ -87,24 +87,38 @@ async function bouncesTo(sender: string): Promise<Array<{ id: string; subject: s
 }
 
 /** A trigger raising P0001 (raise_exception) on some rows: a non-transient refusal nobody foresaw,
- *  the way a broken migration or extension would refuse them. */
-async function withRefusingTrigger(table: string, condition: 'bounce subject' | 'attempt worker', body: () => Promise<void>, on: TestDatabase = db): Promise<void> {
-  const test =
-    condition === 'bounce subject'
-      ? "NEW.subject LIKE '%e2e-unstorable%'"
-      : "NEW.worker_id = 'e2e-cursed-engine'";
-  // The table and condition are constants of this file, not input.
-  await on.pool.query(`
-    CREATE FUNCTION e2e_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-      IF ${test} THEN RAISE EXCEPTION 'e2e: refused by a trigger' USING ERRCODE = 'P0001'; END IF;
-      RETURN NEW;
-    END $$;
-    CREATE TRIGGER e2e_refuse BEFORE INSERT ON ${table} FOR EACH ROW EXECUTE FUNCTION e2e_refuse();`);
+ *  the way a broken migration or extension would refuse them. Each kind is written out whole. */
+const REFUSING_TRIGGERS = {
+  // The bounce's message row, told by its Subject.
+  'bounce subject': {
+    create: `
+      CREATE FUNCTION e2e_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.subject LIKE '%e2e-unstorable%' THEN RAISE EXCEPTION 'e2e: refused by a trigger' USING ERRCODE = 'P0001'; END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER e2e_refuse BEFORE INSERT ON mail.messages FOR EACH ROW EXECUTE FUNCTION e2e_refuse();`,
+    drop: 'DROP TRIGGER e2e_refuse ON mail.messages; DROP FUNCTION e2e_refuse()',
+  },
+  // Every attempt row recorded for one engine.
+  'attempt worker': {
+    create: `
+      CREATE FUNCTION e2e_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.worker_id = 'e2e-cursed-engine' THEN RAISE EXCEPTION 'e2e: refused by a trigger' USING ERRCODE = 'P0001'; END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER e2e_refuse BEFORE INSERT ON mail.attempts FOR EACH ROW EXECUTE FUNCTION e2e_refuse();`,
+    drop: 'DROP TRIGGER e2e_refuse ON mail.attempts; DROP FUNCTION e2e_refuse()',
+  },
+} as const;
+
+async function withRefusingTrigger(kind: keyof typeof REFUSING_TRIGGERS, body: () => Promise<void>, on: TestDatabase = db): Promise<void> {
+  await on.pool.query(REFUSING_TRIGGERS[kind].create);
   try {
     await body();
   } finally {
-    await on.pool.query(`DROP TRIGGER e2e_refuse ON ${table}; DROP FUNCTION e2e_refuse()`);
+    await on.pool.query(REFUSING_TRIGGERS[kind].drop);
   }
 }
 
@@ -157,7 +171,7 @@ describe('poisoned headers in relayed mail', () => {
 
 describe('an outcome PostgreSQL refuses even alone (completion batcher)', () => {
   it('is recorded without its attempt row and bounce, with the refusal as its reason, counted; ordinary mail goes on', async () => {
-    await withRefusingTrigger('mail.messages', 'bounce subject', async () => {
+    await withRefusingTrigger('bounce subject', async () => {
       const before = await poisonCount('completion', 'outcome_recorded_bare');
       const sender = unique('unstorable-sender');
       const recipient = unique('unstorable-rcpt');
@@ -188,7 +202,7 @@ describe('the lease reclaim with a poisoned row', () => {
   });
 
   it('a row whose bounce cannot be stored is dead-lettered without it, the refusal in its reason, counted; ordinary mail goes on', async () => {
-    await withRefusingTrigger('mail.messages', 'bounce subject', async () => {
+    await withRefusingTrigger('bounce subject', async () => {
       const before = await poisonCount('reclaim', 'dead_lettered_without_bounce');
       const sender = unique('reclaim-unstorable-sender');
       const recipient = unique('reclaim-unstorable');
@@ -208,7 +222,7 @@ describe('the lease reclaim with a poisoned row', () => {
 
   it('a row that cannot be taken back at all is skipped, counted and retried; claims go on, and it is taken back once it can be', async () => {
     const id = (await insertAcceptedMessage(db.pool, unique('cursed-sender'), unique('cursed'))).deliveryId;
-    await withRefusingTrigger('mail.attempts', 'attempt worker', async () => {
+    await withRefusingTrigger('attempt worker', async () => {
       const before = await poisonCount('reclaim', 'row_skipped');
       await leaseToDeadEngine(id, 'e2e-cursed-engine');
       await waitFor('the cursed row skipped', () => poisonCount('reclaim', 'row_skipped'), (n) => n > before, { timeoutMs: 20_000, intervalMs: 200 });
@@ -233,7 +247,6 @@ describe('the reclaim pages past rows it cannot take back', () => {
       const younger = (await insertAcceptedMessage(own.pool, unique('paging-sender'), unique('paging-younger'))).deliveryId;
       await leaseToDeadEngine(younger, 'dead-engine', own, 1_000);
       await withRefusingTrigger(
-        'mail.attempts',
         'attempt worker',
         async () => {
           const bounces = { catalog: testCatalog(), reportingMta: 'mx.postern.test', sender: SENDER, logger: createLogger('e2e', 'silent') };

@@ -8,8 +8,7 @@
 // Not covered: an outcome that needs no attempt row (those end before any send, within
 // milliseconds), and a lease the reclaim dead-lettered (its dead-letter row and bounce exist).
 import type { Queryable } from '@postern/shared';
-import { attemptValues } from './attempt-row.ts';
-import type { Outcome } from './record-outcomes.ts';
+import { type Outcome, outcomeColumns } from './record-outcomes.ts';
 
 const RECORD_LATE_OUTCOMES_SQL = `
 WITH u AS (
@@ -51,11 +50,10 @@ SELECT id FROM d`;
 export async function recordLateOutcomes(db: Queryable, workerId: string, outcomes: readonly Outcome[]): Promise<Set<string>> {
   const late = outcomes.filter((outcome) => outcome.attempt !== null);
   if (late.length === 0) return new Set();
-  const columns: unknown[][] = Array.from({ length: 12 }, () => []);
-  for (const outcome of late) {
-    const row = [outcome.deliveryId, outcome.attemptNumber, outcome.status, outcome.waitMs, outcome.lastError, ...attemptValues(outcome.attempt as NonNullable<Outcome['attempt']>)];
-    for (let i = 0; i < row.length; i += 1) columns[i]?.push(row[i]);
-  }
-  const { rows } = await db.query<{ id: string }>({ name: 'postern_record_late_outcomes', text: RECORD_LATE_OUTCOMES_SQL, values: [workerId, ...columns] });
+  const { rows } = await db.query<{ id: string }>({
+    name: 'postern_record_late_outcomes',
+    text: RECORD_LATE_OUTCOMES_SQL,
+    values: [workerId, ...outcomeColumns(late)],
+  });
   return new Set(rows.map((row) => row.id));
 }

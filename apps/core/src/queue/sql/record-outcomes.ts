@@ -63,10 +63,9 @@ dl AS (
          requeued_at = NULL, requeued_by = NULL)
 SELECT id FROM d`;
 
-/** Records every outcome whose lease this engine still holds; returns the ids that were recorded
- *  (the others lost their lease and were left untouched). */
-export async function recordOutcomes(db: Queryable, workerId: string, outcomes: readonly Outcome[]): Promise<Set<string>> {
-  if (outcomes.length === 0) return new Set();
+/** The outcomes as the twelve arrays $2..$13 that both this statement and the late one
+ *  (record-late-outcomes.ts) unnest, in the order of their `u` columns. */
+export function outcomeColumns(outcomes: readonly Outcome[]): unknown[][] {
   const columns: unknown[][] = Array.from({ length: 12 }, () => []);
   for (const outcome of outcomes) {
     const attempt = outcome.attempt ? attemptValues(outcome.attempt) : [null, null, null, null, null, null, null];
@@ -75,6 +74,17 @@ export async function recordOutcomes(db: Queryable, workerId: string, outcomes: 
     const row = [outcome.deliveryId, outcome.attemptNumber, outcome.status, outcome.waitMs, lastError, ...attempt];
     for (let i = 0; i < row.length; i += 1) columns[i]?.push(row[i]);
   }
-  const { rows } = await db.query<{ id: string }>({ name: 'postern_record_outcomes', text: RECORD_OUTCOMES_SQL, values: [workerId, ...columns] });
+  return columns;
+}
+
+/** Records every outcome whose lease this engine still holds; returns the ids that were recorded
+ *  (the others lost their lease and were left untouched). */
+export async function recordOutcomes(db: Queryable, workerId: string, outcomes: readonly Outcome[]): Promise<Set<string>> {
+  if (outcomes.length === 0) return new Set();
+  const { rows } = await db.query<{ id: string }>({
+    name: 'postern_record_outcomes',
+    text: RECORD_OUTCOMES_SQL,
+    values: [workerId, ...outcomeColumns(outcomes)],
+  });
   return new Set(rows.map((row) => row.id));
 }
