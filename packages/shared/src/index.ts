@@ -14,6 +14,7 @@ export { createMetricsRegistry, prometheus, type Registry } from './metrics/regi
 export { createRedisConnections, type Redis, type RedisConnections } from './redis/create-redis.ts';
 export { bootConfig } from './process/boot-config.ts';
 export { type RunningService, type RunServiceOptions, runService } from './process/run-service.ts';
+export { type ExplainedFailure, explainStartupFailure } from './process/startup-failure.ts';
 export {
   ALIAS_KINDS,
   type Alias,

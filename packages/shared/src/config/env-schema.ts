@@ -49,6 +49,7 @@ const postgresDsn = z
 export const envSchema = z.object({
   MAIL_ENV: z.enum(['development', 'production', 'test']).default('development'),
   MAIL_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  MAIL_LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
 
   // PostgreSQL: the durable state of everything.
   MAIL_POSTGRES_PRIMARY_DSN: postgresDsn,

@@ -8,6 +8,7 @@ export type AppName = 'mta' | 'core' | 'api' | 'tools';
 export interface PosternConfig {
   env: Env['MAIL_ENV'];
   logLevel: Env['MAIL_LOG_LEVEL'];
+  logFormat: Env['MAIL_LOG_FORMAT'];
   postgres: {
     dsn: string;
     poolMax: number;
@@ -150,6 +151,7 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
   return {
     env: env.MAIL_ENV,
     logLevel: env.MAIL_LOG_LEVEL,
+    logFormat: env.MAIL_LOG_FORMAT,
     postgres: {
       dsn: env.MAIL_POSTGRES_PRIMARY_DSN,
       poolMax: env.MAIL_POSTGRES_POOL_MAX,

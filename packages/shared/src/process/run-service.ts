@@ -3,6 +3,7 @@
 // over IPC (npm start's orchestrator), losing the parent is treated as SIGTERM, so no orphan keeps
 // holding ports.
 import type { Logger } from 'pino';
+import { explainStartupFailure } from './startup-failure.ts';
 
 export interface RunningService {
   /** Stop accepting work, finish or release what is in flight, close connections. */
@@ -27,7 +28,9 @@ export async function runService(options: RunServiceOptions): Promise<void> {
   try {
     service = await options.start();
   } catch (error) {
-    logger.fatal({ err: error }, `${options.name} failed to start`);
+    const explained = explainStartupFailure(error);
+    if (explained) logger.fatal(`${options.name} failed to start: ${explained.what}: ${explained.why}. ${explained.todo}`);
+    else logger.fatal({ err: error }, `${options.name} failed to start`);
     process.exitCode = 1;
     // Give pino a tick to flush, then leave even if a handle is still open.
     setTimeout(() => process.exit(1), 100).unref();
