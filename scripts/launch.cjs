@@ -99,8 +99,17 @@ function main() {
   // A terminal's Ctrl-C reaches the whole foreground group, the child included: it decides.
   process.on('SIGINT', () => {});
   for (const signal of ['SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));
+  // Killed parent (npm itself killed outright): stop the child as if told to, never orphan it.
+  const parent = process.ppid;
+  const watch = setInterval(() => {
+    if (process.ppid !== parent) {
+      clearInterval(watch);
+      child.kill('SIGTERM');
+    }
+  }, 500);
   child.on('error', (error) => fail(`could not run ${script}`, error.message));
   child.on('exit', (code, signal) => {
+    clearInterval(watch);
     if (signal) {
       process.removeAllListeners(signal);
       process.kill(process.pid, signal);

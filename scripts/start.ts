@@ -76,14 +76,20 @@ function launch(app: Supervised, env: NodeJS.ProcessEnv): void {
   });
 }
 
+let stopRequestedAt = 0;
+
 async function stopAll(reason: string, exitCode = 0): Promise<void> {
   if (stopping) {
+    // One signal can arrive twice (a terminal's Ctrl-C reaches the group, a launcher forwards a
+    // SIGTERM the group also got): only a second request a person makes, later, forces the exit.
+    if (Date.now() - stopRequestedAt < 1_000) return;
     log.warn('second stop request: killing everything now');
     for (const app of apps) app.child?.kill('SIGKILL');
     database?.kill('SIGKILL');
     process.exit(1);
   }
   stopping = true;
+  stopRequestedAt = Date.now();
   log.info({ reason }, 'stopping Postern');
   await Promise.all(
     apps.map(async (app) => {

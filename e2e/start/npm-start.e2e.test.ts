@@ -1,8 +1,12 @@
 // `npm start` as a newcomer runs it: the embedded PostgreSQL comes up with the schema, every app
 // that exists answers /readyz, and SIGTERM stops everything cleanly (exit 0, database down).
 // Its own data folder and free ports, so it never meets a developer's running instance.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+// As root it runs from a copy of the checkout in a folder only root can enter (a clone under
+// /root): there the user postgres reaches neither the binaries nor the data where they are, and
+// the launcher must place both where it can (scripts/embedded-postgres/runtime-paths.ts).
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -20,17 +24,32 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+const asRoot = process.getuid?.() === 0;
+
+/** As root: the checkout hard-linked (same files, no copying of node_modules) into a 0700 folder. */
+async function rootOnlyCheckout(): Promise<{ folder: string; project: string }> {
+  const folder = await mkdtemp(path.join(tmpdir(), 'postern-root-only-'));
+  await chmod(folder, 0o700);
+  const project = path.join(folder, 'postern');
+  try {
+    execFileSync('cp', ['-al', root, project]);
+  } catch {
+    execFileSync('cp', ['-a', root, project]);
+  }
+  await rm(path.join(project, '.data'), { recursive: true, force: true });
+  return { folder, project };
+}
+
 describe('npm start', () => {
   let child: ChildProcess | undefined;
-  let dataDir: string | undefined;
+  const cleanup: string[] = [];
 
   afterAll(async () => {
     if (child && child.exitCode === null) child.kill('SIGKILL');
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+    for (const folder of cleanup) await rm(folder, { recursive: true, force: true });
   });
 
-  it('starts embedded PostgreSQL with the schema and the apps, and stops cleanly on SIGTERM', async () => {
-    dataDir = await mkdtemp(path.join(tmpdir(), 'postern-start-'));
+  it(`starts embedded PostgreSQL with the schema and the apps${asRoot ? ', as root from a folder only root can enter,' : ''} and stops cleanly on SIGTERM`, async () => {
     const ports = {
       pg: await freePort(),
       smtp: await freePort(),
@@ -38,10 +57,10 @@ describe('npm start', () => {
       internal: await freePort(),
       api: await freePort(),
     };
+    let project = root;
     const env: NodeJS.ProcessEnv = {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
-      POSTERN_DATA_DIR: dataDir,
       POSTERN_EMBEDDED_PG_PORT: String(ports.pg),
       MAIL_SMTP_LISTEN_ADDR: `127.0.0.1:${ports.smtp}`,
       MAIL_MTA_HTTP_ADDR: `127.0.0.1:${ports.mtaHttp}`,
@@ -49,7 +68,19 @@ describe('npm start', () => {
       MAIL_API_HTTP_ADDR: `127.0.0.1:${ports.api}`,
       MAIL_SHUTDOWN_TIMEOUT: '10s',
     };
-    child = spawn(process.execPath, [path.join(root, 'scripts', 'start.ts')], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    if (asRoot) {
+      const checkout = await rootOnlyCheckout();
+      cleanup.push(checkout.folder);
+      project = checkout.project;
+      // Where the launcher puts the data of a checkout the user postgres cannot reach.
+      const hash = createHash('sha256').update(project).digest('hex').slice(0, 8);
+      cleanup.push(path.join('/var/lib/postern/data', `postern-${hash}`));
+    } else {
+      const dataDir = await mkdtemp(path.join(tmpdir(), 'postern-start-'));
+      cleanup.push(dataDir);
+      env.POSTERN_DATA_DIR = dataDir;
+    }
+    child = spawn('npm', ['start'], { cwd: project, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     child.stdout?.on('data', (chunk: Buffer) => {
       output += chunk.toString();
@@ -74,7 +105,7 @@ describe('npm start', () => {
     // Every app that exists in this checkout is up and ready.
     const readyz: Record<string, number> = { mta: ports.mtaHttp, core: ports.internal, api: ports.api };
     const { readdirSync, existsSync } = await import('node:fs');
-    const apps = readdirSync(path.join(root, 'apps')).filter((name) => existsSync(path.join(root, 'apps', name, 'src', 'main.ts')));
+    const apps = readdirSync(path.join(project, 'apps')).filter((name) => existsSync(path.join(project, 'apps', name, 'src', 'main.ts')));
     for (const app of apps) {
       const port = readyz[app];
       if (!port) continue;
@@ -95,6 +126,7 @@ describe('npm start', () => {
     ]);
     expect(code, output.slice(-3000)).toBe(0);
     expect(output).toContain('embedded PostgreSQL stopped');
+    if (asRoot) expect(output).toContain('the user postgres cannot reach');
 
     // The database really is down: nothing is left running behind the user's back.
     const after = new pg.Client({ connectionString: dsn, connectionTimeoutMillis: 2_000 });
