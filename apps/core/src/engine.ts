@@ -108,7 +108,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
     }
     log.info({ dir: catalog.dir, templates: [...catalog.templates.keys()] }, 'template catalog parsed');
     if (config.redis) {
-      redis = createRedisConnections({ addr: config.redis.addr, password: config.redis.password, name: workerId, logger: log });
+      redis = createRedisConnections({ ...config.redis, name: workerId, logger: log });
       await waitForRedis(redis, config.postgres.connectTimeoutMs);
     } else {
       log.warn('MAIL_REDIS_MASTER_ADDR is not set: stream intake is off');

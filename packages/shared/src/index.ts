@@ -2,7 +2,15 @@ export { InvalidAddressError, MAX_ADDRESS_OCTETS, MAX_LOCAL_PART_OCTETS, type No
 export { MAX_DOMAIN_OCTETS, MAX_LABEL_OCTETS, parseDomain } from './addresses/parse-domain.ts';
 export { type Env, envSchema } from './config/env-schema.ts';
 export { type AppName, loadConfig, type PosternConfig, unknownMailVariables } from './config/load-config.ts';
-export { type ListenAddress, parseByteSize, parseDuration, parseDurationList, parseListenAddress } from './config/parse-values.ts';
+export {
+  type ListenAddress,
+  parseByteSize,
+  parseDuration,
+  parseDurationList,
+  parseListenAddress,
+  parseRedisEndpoint,
+  type RedisEndpoint,
+} from './config/parse-values.ts';
 export { MIGRATIONS_DIR, type MigrateOptions, type MigrationResult, runMigrations } from './db/migrate.ts';
 export { createPool, type Pool, type PoolClient, type PoolOptions, pingDatabase, withTransaction } from './db/pool.ts';
 export { ConfigError } from './errors/config-error.ts';

@@ -9,6 +9,7 @@ import {
   parseDuration,
   parseDurationList,
   parseListenAddress,
+  parseRedisEndpoint,
   parsePositiveInteger,
 } from './parse-values.ts';
 
@@ -58,8 +59,9 @@ export const envSchema = z.object({
   MAIL_POSTGRES_STATEMENT_TIMEOUT: duration('15s'),
 
   // Redis: the command stream for internal producers. Unset: stream intake off.
-  MAIL_REDIS_MASTER_ADDR: parsedBy(parseListenAddress).optional(),
+  MAIL_REDIS_MASTER_ADDR: parsedBy(parseRedisEndpoint).optional(),
   MAIL_REDIS_PASSWORD: z.string().optional(),
+  MAIL_REDIS_SENTINEL_PASSWORD: z.string().optional(),
   MAIL_REDIS_CONSUMER_GROUP: z.string().regex(/^[A-Za-z0-9._:-]{1,100}$/).default('postern-core'),
 
   MAIL_TEMPLATE_DIR: z.string().min(1).default('templates'),

@@ -106,4 +106,19 @@ describe('loadConfig', () => {
   it('names MAIL_ variables it does not know, likely typos', () => {
     expect(unknownMailVariables({ ...minimal, MAIL_SMTP_ADRR: 'x', HOME: '/root' })).toEqual(['MAIL_SMTP_ADRR']);
   });
+  it('reads MAIL_REDIS_MASTER_ADDR as one server or as Sentinels naming a master', () => {
+    const direct = loadConfig({ ...minimal, MAIL_SMTP_MODE: 'stub', MAIL_REDIS_MASTER_ADDR: 'redis.internal:6379' }, 'core');
+    expect(direct.redis?.endpoint).toEqual({ kind: 'direct', addr: { host: 'redis.internal', port: 6379 } });
+    const sentinel = loadConfig(
+      { ...minimal, MAIL_SMTP_MODE: 'stub', MAIL_REDIS_MASTER_ADDR: 'sentinel://10.0.0.1:26379,[::1]:26380/postern', MAIL_REDIS_SENTINEL_PASSWORD: 's3' },
+      'core',
+    );
+    expect(sentinel.redis).toMatchObject({
+      endpoint: { kind: 'sentinel', masterName: 'postern', sentinels: [{ host: '10.0.0.1', port: 26379 }, { host: '::1', port: 26380 }] },
+      sentinelPassword: 's3',
+    });
+    expect(() => loadConfig({ ...minimal, MAIL_SMTP_MODE: 'stub', MAIL_REDIS_MASTER_ADDR: 'sentinel://10.0.0.1:26379' }, 'core')).toThrow(/sentinel:\/\/host:port/);
+    expect(() => loadConfig({ ...minimal, MAIL_SMTP_MODE: 'stub', MAIL_REDIS_MASTER_ADDR: 'sentinel://10.0.0.1/postern' }, 'core')).toThrow(/sentinel "10.0.0.1" is not host:port/);
+    expect(() => loadConfig({ ...minimal, MAIL_SMTP_MODE: 'stub', MAIL_REDIS_MASTER_ADDR: 'r:6379', MAIL_REDIS_SENTINEL_PASSWORD: 'x' }, 'core')).toThrow(/MAIL_REDIS_SENTINEL_PASSWORD/);
+  });
 });

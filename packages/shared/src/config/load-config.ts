@@ -1,7 +1,7 @@
 // Parse the environment once, at boot, into a typed object. Nothing reads process.env after this.
 import { ConfigError } from '../errors/config-error.ts';
 import { type Env, envSchema } from './env-schema.ts';
-import type { ListenAddress } from './parse-values.ts';
+import type { ListenAddress, RedisEndpoint } from './parse-values.ts';
 
 export type AppName = 'mta' | 'core' | 'api' | 'tools';
 
@@ -15,7 +15,7 @@ export interface PosternConfig {
     connectTimeoutMs: number;
     statementTimeoutMs: number;
   };
-  redis: { addr: ListenAddress; password: string | undefined; consumerGroup: string } | null;
+  redis: { endpoint: RedisEndpoint; password: string | undefined; sentinelPassword: string | undefined; consumerGroup: string } | null;
   templateDir: string;
   smtp: {
     mode: 'smtp' | 'stub';
@@ -126,6 +126,9 @@ function crossFieldProblems(env: Env, app: AppName): string[] {
   if (env.MAIL_REDIS_PASSWORD && !env.MAIL_REDIS_MASTER_ADDR) {
     problems.push('MAIL_REDIS_PASSWORD: set without MAIL_REDIS_MASTER_ADDR');
   }
+  if (env.MAIL_REDIS_SENTINEL_PASSWORD && env.MAIL_REDIS_MASTER_ADDR?.kind !== 'sentinel') {
+    problems.push('MAIL_REDIS_SENTINEL_PASSWORD: set without a sentinel:// MAIL_REDIS_MASTER_ADDR');
+  }
   return problems;
 }
 
@@ -160,8 +163,9 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
     },
     redis: env.MAIL_REDIS_MASTER_ADDR
       ? {
-          addr: env.MAIL_REDIS_MASTER_ADDR,
+          endpoint: env.MAIL_REDIS_MASTER_ADDR,
           password: env.MAIL_REDIS_PASSWORD,
+          sentinelPassword: env.MAIL_REDIS_SENTINEL_PASSWORD,
           consumerGroup: env.MAIL_REDIS_CONSUMER_GROUP,
         }
       : null,

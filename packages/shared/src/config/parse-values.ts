@@ -47,6 +47,31 @@ export function parseListenAddress(text: string): Parsed<ListenAddress> {
   return { ok: true, value: { host, port } };
 }
 
+/** Where Redis is: one server, or the master a set of Sentinels names (and names again after a failover). */
+export type RedisEndpoint =
+  | { kind: 'direct'; addr: ListenAddress }
+  | { kind: 'sentinel'; sentinels: ListenAddress[]; masterName: string };
+
+const SENTINEL_FORM = /^sentinel:\/\/([^/]+)\/([A-Za-z0-9._-]{1,100})$/;
+
+/** "host:port", or "sentinel://host:port,host:port/mastername". */
+export function parseRedisEndpoint(text: string): Parsed<RedisEndpoint> {
+  const trimmed = text.trim();
+  if (!trimmed.startsWith('sentinel://')) {
+    const addr = parseListenAddress(trimmed);
+    return addr.ok ? { ok: true, value: { kind: 'direct', addr: addr.value } } : addr;
+  }
+  const match = SENTINEL_FORM.exec(trimmed);
+  if (!match) return { ok: false, problem: `"${text}" is not sentinel://host:port[,host:port...]/mastername` };
+  const sentinels: ListenAddress[] = [];
+  for (const part of (match[1] as string).split(',')) {
+    const addr = parseListenAddress(part);
+    if (!addr.ok) return { ok: false, problem: `sentinel ${addr.problem}` };
+    sentinels.push(addr.value);
+  }
+  return { ok: true, value: { kind: 'sentinel', sentinels, masterName: match[2] as string } };
+}
+
 export function parsePositiveInteger(text: string, max = Number.MAX_SAFE_INTEGER, min = 1): Parsed<number> {
   if (!/^\d+$/.test(text.trim())) return { ok: false, problem: `"${text}" is not a whole number` };
   const value = Number(text.trim());

@@ -3,13 +3,14 @@
 // commands at once while disconnected (no unbounded offline queue growing in memory).
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { ListenAddress } from '../config/parse-values.ts';
+import type { RedisEndpoint } from '../config/parse-values.ts';
 
 export type { Redis };
 
 export interface RedisOptions {
-  addr: ListenAddress;
+  endpoint: RedisEndpoint;
   password?: string | undefined;
+  sentinelPassword?: string | undefined;
   name: string;
   logger: Logger;
   /** Per-command timeout for the command connection; blocking reads have their own connection. */
@@ -26,9 +27,20 @@ export interface RedisConnections {
 
 function connect(options: RedisOptions, role: 'commands' | 'blocking'): Redis {
   const log = options.logger.child({ component: 'redis', role });
+  const where =
+    options.endpoint.kind === 'direct'
+      ? { host: options.endpoint.addr.host, port: options.endpoint.addr.port }
+      : {
+          // The master is whatever the Sentinels name now; after a failover the connection is
+          // dropped (failoverDetector) and made again to the new master.
+          sentinels: options.endpoint.sentinels,
+          name: options.endpoint.masterName,
+          role: 'master' as const,
+          sentinelPassword: options.sentinelPassword,
+          failoverDetector: true,
+        };
   const client = new Redis({
-    host: options.addr.host,
-    port: options.addr.port,
+    ...where,
     password: options.password,
     connectionName: `${options.name}:${role}`,
     connectTimeout: 5_000,
