@@ -39,6 +39,15 @@ export default defineConfig({
       ]
         .filter(([, dir]) => existsSync(`${dir}/package.json`))
         .map(([name, dir]) => unit(name as string, dir as string)),
+      // The repository's own checks (the SQL-text lint), tested like any unit.
+      {
+        test: {
+          name: 'scripts',
+          root: 'scripts',
+          include: ['**/*.test.ts'],
+          environment: 'node',
+        },
+      },
       {
         test: {
           name: 'e2e',

@@ -191,6 +191,17 @@ describe('hostile HTTP: 4xx with a reason, never 5xx', () => {
     // And the server still answers an ordinary request.
     expect((await fetch(`http://127.0.0.1:${api.http.port}/healthz`)).status).toBe(200);
   });
+
+  // RFC 3986 lets these through as host[:port], WHATWG URL does not: yoga's adapter builds a URL
+  // from the Host header, so the route gives it a fixed one.
+  it.each(['a:99999', '%', '[a]'])('a Host header no URL accepts (%s) is served like any other', async (host) => {
+    expect(await rawRequest(api.http.port, json('{"query":"{ __typename }"}').replace('Host: api.test', `Host: ${host}`))).toBe(200);
+  });
+
+  it('an absolute-form target with userinfo is served as its path and query', async () => {
+    const get = `GET http://a@a/graphql?query=%7B__typename%7D HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${admin}\r\nX-Postern-Csrf: 1\r\nConnection: close\r\n\r\n`;
+    expect(await rawRequest(api.http.port, get)).toBe(200);
+  });
 });
 
 describe('list filters', () => {

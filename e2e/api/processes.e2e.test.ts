@@ -107,6 +107,22 @@ describe('postern token (the CLI, as a process)', () => {
     expect(pkg.bin).toEqual({ postern: 'src/cli/postern.ts' });
   });
 
+  it('answers --help with exit 0 and an unknown option with exit 2, without needing a database', async () => {
+    const bare = { env: { PATH: process.env.PATH } };
+    for (const args of [['--help'], ['token', '--help'], ['token', 'create', '-h']]) {
+      const help = await run(process.execPath, [CLI, ...args], bare);
+      expect(help.stdout, args.join(' ')).toContain('postern token create --name NAME');
+    }
+    await expect(run(process.execPath, [CLI, 'token', 'create', '--name', 'x', '--scope', 'send', '--force'], bare)).rejects.toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining('unknown argument --force'),
+    });
+    await expect(run(process.execPath, [CLI, '--verbose', 'token', 'list'], bare)).rejects.toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining('unknown argument --verbose'),
+    });
+  });
+
   it('create prints the token as its last line; it works with exactly its scopes until revoked', async () => {
     const created = await run(process.execPath, [CLI, 'token', 'create', '--name', 'ops-reader', '--scope', 'domains:read,aliases:read'], { env: env() });
     const token = created.stdout.trim().split('\n').pop() as string;

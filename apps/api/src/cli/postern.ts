@@ -1,31 +1,21 @@
 #!/usr/bin/env node
 // The operator CLI, installed as the workspace bin `postern` (npx postern ...). It talks to the
-// database named by MAIL_POSTGRES_PRIMARY_DSN, like every Postern process.
+// database named by MAIL_POSTGRES_PRIMARY_DSN, like every Postern process. Exit codes: 0 done,
+// 1 refused or failed, 2 a usage or configuration error.
 import { ConfigError, createLogger, createPool, loadConfig } from '@postern/shared';
-import { TOKEN_USAGE, tokenCommand } from './token-commands.ts';
+import { parseCommandArgs, UsageError } from './command-args.ts';
+import { TOKEN_USAGE, tokenCommand, type WithDatabase } from './token-commands.ts';
 
-const USAGE = `postern: the Postern operator CLI\n${TOKEN_USAGE}`;
+const USAGE = `postern: the Postern operator CLI (postern --help: this text)\n${TOKEN_USAGE}`;
 
-async function main(argv: string[]): Promise<number> {
-  const [group, ...rest] = argv;
-  if (!group || group === '--help' || group === '-h' || group === 'help') {
-    process.stdout.write(`${USAGE}\n`);
-    return group ? 0 : 2;
-  }
-  if (group !== 'token') {
-    process.stderr.write(`postern: unknown command "${group}"\n${USAGE}\n`);
-    return 2;
-  }
-  let config: ReturnType<typeof loadConfig>;
-  try {
-    config = loadConfig(process.env, 'tools');
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`postern: ${error.message}\n`);
-      return 2;
-    }
-    throw error;
-  }
+const output = {
+  out: (line: string) => process.stdout.write(`${line}\n`),
+  err: (line: string) => process.stderr.write(`${line}\n`),
+};
+
+/** One connection, for one command; the configuration is read only when a command needs it. */
+const withDatabase: WithDatabase = async (use) => {
+  const config = loadConfig(process.env, 'tools');
   const pool = createPool({
     dsn: config.postgres.dsn,
     applicationName: 'postern-cli',
@@ -34,12 +24,42 @@ async function main(argv: string[]): Promise<number> {
     logger: createLogger('postern-cli', 'silent'),
   });
   try {
-    return await tokenCommand(pool, rest, {
-      out: (line) => process.stdout.write(`${line}\n`),
-      err: (line) => process.stderr.write(`${line}\n`),
-    });
+    return await use(pool);
   } finally {
     await pool.end();
+  }
+};
+
+/** `postern`, `postern help` and `postern --help`; any other option before a command is refused. */
+function topLevel(argv: string[]): number {
+  const [first] = argv;
+  if (first === undefined) {
+    output.out(USAGE);
+    return 2;
+  }
+  try {
+    if (first === 'help' || (first.startsWith('-') && parseCommandArgs(argv, {}, true) === null)) {
+      output.out(USAGE);
+      return 0;
+    }
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    output.err(`postern: ${error.message}\n${USAGE}`);
+    return 2;
+  }
+  output.err(`postern: unknown command "${first}"\n${USAGE}`);
+  return 2;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [group, ...rest] = argv;
+  if (group !== 'token') return topLevel(argv);
+  try {
+    return await tokenCommand(rest, output, withDatabase);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    output.err(`postern: ${error.message}`);
+    return 2;
   }
 }
 

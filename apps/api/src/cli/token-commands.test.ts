@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseCreateArgs, UsageError } from './token-commands.ts';
+import { parseCreateArgs, parseTokenCommand, tokenCommand, UsageError } from './token-commands.ts';
 
 describe('postern token create arguments', () => {
   it('takes repeated and comma-separated scopes, and --flag=value', () => {
@@ -26,5 +26,38 @@ describe('postern token create arguments', () => {
     expect(parseCreateArgs(['--name=b', '--scope=send', '--producer=billing'])).toMatchObject({ producer: 'billing' });
     expect(() => parseCreateArgs(['--name', 'b', '--scope', 'send', '--producer'])).toThrow(/--producer needs a value/);
     expect(() => parseCreateArgs(['--name', 'b', '--scope', 'send', '--producer', 'a', '--producer', 'b'])).toThrow(/once/);
+  });
+});
+
+describe('postern token commands', () => {
+  it('knows create, revoke, list and help', () => {
+    expect(parseTokenCommand(['revoke', 'ops'])).toEqual({ action: 'revoke', name: 'ops' });
+    expect(parseTokenCommand(['list'])).toEqual({ action: 'list' });
+    for (const argv of [['--help'], ['-h'], ['create', '--help'], ['revoke', '-h'], ['list', '--help']]) {
+      expect(parseTokenCommand(argv), argv.join(' ')).toEqual({ action: 'help' });
+    }
+    expect(() => parseTokenCommand([])).toThrow(/token needs a command/);
+    expect(() => parseTokenCommand(['rotate'])).toThrow(/unknown token command "rotate"/);
+    expect(() => parseTokenCommand(['--all'])).toThrow(/unknown argument --all/);
+    expect(() => parseTokenCommand(['revoke'])).toThrow(/exactly one token name/);
+    expect(() => parseTokenCommand(['revoke', 'a', 'b'])).toThrow(/exactly one token name/);
+    expect(() => parseTokenCommand(['list', 'extra'])).toThrow(/unexpected argument "extra"/);
+  });
+
+  it('exits 0 with the usage on stdout for help and 2 with it on stderr for a usage error, opening no database', async () => {
+    const run = async (argv: string[]) => {
+      const out: string[] = [];
+      const err: string[] = [];
+      const code = await tokenCommand(argv, { out: (line) => out.push(line), err: (line) => err.push(line) }, () => {
+        throw new Error('the database was opened');
+      });
+      return { code, out: out.join('\n'), err: err.join('\n') };
+    };
+    expect(await run(['create', '--help'])).toMatchObject({ code: 0, out: expect.stringContaining('postern token create --name NAME'), err: '' });
+    expect(await run(['create', '--name', 'x', '--scope', 'send', '--force'])).toMatchObject({
+      code: 2,
+      out: '',
+      err: expect.stringMatching(/^postern token: unknown argument --force\nusage:/),
+    });
   });
 });

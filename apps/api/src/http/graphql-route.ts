@@ -1,5 +1,6 @@
 // /graphql on the ops HTTP server: body limit, then bearer authentication (401 before GraphQL runs),
-// then yoga. Everything else (/healthz, /readyz, /metrics) falls through to the ops server.
+// then yoga, served through its own Node adapter. Everything else (/healthz, /readyz, /metrics)
+// falls through to the ops server.
 import type http from 'node:http';
 import { type Logger, type Pool, type RouteHandler, requestTarget, sendJson } from '@postern/shared';
 import { authenticateBearer } from '../auth/bearer-token.ts';
@@ -10,8 +11,12 @@ import type { ApiMetrics } from './operation-metrics.ts';
 /** 1 MiB: a rendered HTML mail fits; a request to exhaust memory does not. */
 export const MAX_REQUEST_BODY_BYTES = 1024 * 1024;
 
+/** The host yoga's adapter puts in the URL it builds; only the path and query mean anything. */
+const FIXED_HOST = 'localhost';
+
 class BodyTooLarge extends Error {}
 
+// What GraphQL over HTTP uses; anything else (TRACE, PUT, ...) is answered here, before yoga.
 const GRAPHQL_METHODS = new Set(['GET', 'HEAD', 'POST', 'OPTIONS']);
 
 async function readBody(request: http.IncomingMessage, limit: number): Promise<Buffer> {
@@ -25,19 +30,6 @@ async function readBody(request: http.IncomingMessage, limit: number): Promise<B
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks);
-}
-
-/** The request's headers as fetch Headers, or null when one is something fetch refuses to carry. */
-function headersOf(request: http.IncomingMessage): Headers | null {
-  const headers = new Headers();
-  try {
-    for (let index = 0; index + 1 < request.rawHeaders.length; index += 2) {
-      headers.append(request.rawHeaders[index] as string, request.rawHeaders[index + 1] as string);
-    }
-  } catch {
-    return null;
-  }
-  return headers;
 }
 
 function unauthorized(response: http.ServerResponse, message: string): void {
@@ -60,24 +52,18 @@ export function graphqlRoute(options: GraphqlRouteOptions): RouteHandler {
     const url = requestTarget(request.url);
     if (url?.pathname !== '/graphql') return false;
     const method = request.method ?? 'GET';
-    // fetch's Request throws on TRACE, TRACK and CONNECT, which node's parser lets through.
     if (!GRAPHQL_METHODS.has(method)) {
       response.setHeader('allow', [...GRAPHQL_METHODS].join(', '));
       sendJson(response, 405, { errors: [{ message: `${method} is not supported on /graphql`, extensions: { code: 'METHOD_NOT_ALLOWED' } }] });
       return true;
     }
-    const headers = headersOf(request);
-    if (!headers) {
-      sendJson(response, 400, { errors: [{ message: 'a request header cannot be read', extensions: { code: 'BAD_REQUEST' } }] });
-      return true;
-    }
 
     // The GraphiQL page itself is static HTML; the queries it sends carry the token like any other.
     const wantsGraphiql =
-      options.graphiql && method === 'GET' && (headers.get('accept') ?? '').includes('text/html') && !url.searchParams.has('query');
+      options.graphiql && method === 'GET' && (request.headers.accept ?? '').includes('text/html') && !url.searchParams.has('query');
     let principal: Principal | null = null;
     if (!wantsGraphiql) {
-      const authorization = headers.get('authorization') ?? undefined;
+      const authorization = request.headers.authorization;
       if (!authorization) {
         options.metrics.unauthorized.inc({ reason: 'missing' });
         unauthorized(response, 'missing bearer token: send "Authorization: Bearer <token>"');
@@ -91,6 +77,8 @@ export function graphqlRoute(options: GraphqlRouteOptions): RouteHandler {
       }
     }
 
+    // Read whole, within the limit, before yoga sees the request: its adapter takes a body already
+    // read (`request.body`, as body parsers leave it) instead of streaming the socket.
     let body: Buffer | undefined;
     if (method !== 'GET' && method !== 'HEAD') {
       try {
@@ -106,23 +94,14 @@ export function graphqlRoute(options: GraphqlRouteOptions): RouteHandler {
       }
     }
 
-    // The URL's host is fixed: yoga needs the path and query only, and a malformed Host header
-    // (`Host: [`) would make this line throw and the request end as HTTP 500.
-    const fetchRequest = new Request(url, {
-      method,
-      headers,
-      ...(body === undefined ? {} : { body: new Uint8Array(body) }),
-    });
-    const answer = await options.yoga.handleRequest(fetchRequest, { principal });
-    const payload = Buffer.from(await answer.arrayBuffer());
-    const outHeaders: Record<string, string> = {};
-    answer.headers.forEach((value, key) => {
-      outHeaders[key] = value;
-    });
-    outHeaders['content-length'] = String(payload.length);
-    outHeaders['cache-control'] ??= 'no-store';
-    response.writeHead(answer.status, outHeaders);
-    response.end(payload);
+    // The adapter builds its fetch Request's URL as `http://${Host}${request.url}`, and a URL that
+    // does not parse ends as HTTP 500. It gets the target the ops server checked (path and query
+    // only, so `GET http://a@a/graphql` carries no credentials) and a fixed host, so a Host header
+    // the ops server lets through but no URL accepts (`Host: a:99999`) changes nothing.
+    request.url = `${url.pathname}${url.search}`;
+    request.headers.host = FIXED_HOST;
+    response.setHeader('cache-control', 'no-store');
+    await options.yoga(Object.assign(request, { body }), response, { principal });
     return true;
   };
 }
