@@ -5,6 +5,7 @@
 // stayed alive the account allows zero duplicates; where one was killed, at most one per
 // outcome_unknown attempt.
 import { setTimeout as delay } from 'node:timers/promises';
+import getPort from 'get-port';
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
 import type { Edge } from '../../apps/mta/src/edge.ts';
@@ -16,7 +17,7 @@ import { startTestEdge } from '../mta/helpers/edge.ts';
 import { takeAccount, violations } from './helpers/account.ts';
 import { engineFacts } from './helpers/engine-facts.ts';
 import { cellEngineEnv, cellSize, EDGE_ENV, freshStream, prepareCell, startTraffic } from './helpers/cell.ts';
-import { type ChildEdge, freePort, spawnEdge } from './helpers/child-edge.ts';
+import { type ChildEdge, spawnEdge } from './helpers/child-edge.ts';
 import { type FaultRedis, startFaultRedis } from './helpers/fault-redis.ts';
 
 let redis: FaultRedis;
@@ -105,7 +106,7 @@ describe('fault matrix: processes', () => {
     const rcpt = await prepareCell(db.pool, cell);
     sink = await startFaultSink();
     await freshStream(redis.client);
-    const port = await freePort();
+    const port = await getPort();
     const edgeEnv = { ...EDGE_ENV };
     let current = await spawnEdge(db.dsn, port, edgeEnv);
     children.push(current);

@@ -3,22 +3,14 @@
 // Its own data folder and free ports, so it never meets a developer's running instance.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import getPort from 'get-port';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../harness/index.ts';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 describe('npm start', () => {
   let child: ChildProcess | undefined;
@@ -32,11 +24,11 @@ describe('npm start', () => {
   it('starts embedded PostgreSQL with the schema and the apps, and stops cleanly on SIGTERM', async () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'postern-start-'));
     const ports = {
-      pg: await freePort(),
-      smtp: await freePort(),
-      mtaHttp: await freePort(),
-      internal: await freePort(),
-      api: await freePort(),
+      pg: await getPort(),
+      smtp: await getPort(),
+      mtaHttp: await getPort(),
+      internal: await getPort(),
+      api: await getPort(),
     };
     const env: NodeJS.ProcessEnv = {
       PATH: process.env.PATH,
