@@ -5,9 +5,9 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Api } from '../../apps/api/src/server.ts';
-import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
+import type { TestDatabase } from '../harness/index.ts';
 import { acceptCommand, decodeCommand, loadTemplateCatalog } from '@postern/shared';
-import { gql, gqlData, mintToken, startTestApi, TEMPLATE_DIR } from './helpers/api.ts';
+import { closeApiFile, gql, gqlData, mintToken, openApiFile, TEMPLATE_DIR } from './helpers/api.ts';
 import { whileReservationHeld } from './helpers/held-reservation.ts';
 
 let db: TestDatabase;
@@ -16,17 +16,13 @@ let billing: string;
 let crm: string;
 
 beforeAll(async () => {
-  db = await createTestDatabase('api-producers');
   // A pool as wide as the race below, so the identical commands really run their transactions at once.
-  api = await startTestApi(db.dsn, { MAIL_POSTGRES_POOL_MAX: '16' });
+  ({ db, api } = await openApiFile('api-producers', { MAIL_POSTGRES_POOL_MAX: '16' }));
   billing = await mintToken(db.pool, ['send'], 'billing-svc', 'billing');
   crm = await mintToken(db.pool, ['send'], 'crm-svc', 'crm');
 });
 
-afterAll(async () => {
-  await api?.stop();
-  await db?.drop();
-});
+afterAll(() => closeApiFile(db, api));
 
 const SEND = `mutation($input: SendEmailInput!) {
   sendEmail(input: $input) {
