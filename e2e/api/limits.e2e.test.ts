@@ -118,8 +118,8 @@ describe('development and production', () => {
     const page = await fetch(production.url, { headers: { accept: 'text/html' } });
     expect(page.status).toBe(401);
 
-    // A statement that fails inside PostgreSQL: input can no longer make one fail (it is checked at
-    // the boundary), so the table is made to break it for a moment. Development shows the cause to
+    // A statement that fails inside PostgreSQL: input cannot make one fail (it is checked at the
+    // boundary), so the table is made to break it for a moment. Development shows the cause to
     // the developer, production shows nothing of it.
     const query = '{ suppressions(first: 1) { edges { node { address } } } }';
     await db.pool.query('ALTER TABLE mail.suppressions RENAME COLUMN note TO note_gone');

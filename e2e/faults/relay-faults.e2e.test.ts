@@ -180,8 +180,8 @@ describe('fault matrix: the relay misbehaves', () => {
         MAIL_SMTP_TIMEOUT: '3s',
         // A send of six 2.5 s replies (15 s) outlasts the stall threshold: only progress beats per
         // reply keep the watchdog quiet. The lease must outlast the whole-send deadline by a tenth
-        // (a startup rule), so a send can no longer outlast its lease by configuration; renewal
-        // while PostgreSQL is away is e2e/core/slow-relay-leases' and the PostgreSQL cells' part.
+        // (a startup rule), so no configuration lets a send outlast its lease; renewal while
+        // PostgreSQL is away is e2e/core/slow-relay-leases' and the PostgreSQL cells' part.
         MAIL_SMTP_SEND_DEADLINE: '18s',
         MAIL_LEASE_DURATION: '20s',
         MAIL_WATCHDOG_STALL_THRESHOLD: '10s',
