@@ -4,16 +4,15 @@
 import { AliasCycleError, createAlias, createDomain, deleteAlias, normalizeAddress, resolveRecipient, setAliasTargets } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Api } from '../../apps/api/src/server.ts';
-import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
-import { gqlData, mintToken, startTestApi } from './helpers/api.ts';
+import type { TestDatabase } from '../harness/index.ts';
+import { closeApiFile, gqlData, mintToken, openApiFile } from './helpers/api.ts';
 
 let db: TestDatabase;
 let api: Api;
 let admin: string;
 
 beforeAll(async () => {
-  db = await createTestDatabase('api-alias-loops');
-  api = await startTestApi(db.dsn);
+  ({ db, api } = await openApiFile('api-alias-loops'));
   admin = await mintToken(db.pool, ['admin']);
   await createDomain(db.pool, 'loop.test');
   await createDomain(db.pool, 'other.test');
@@ -21,10 +20,7 @@ beforeAll(async () => {
   await createDomain(db.pool, 'psql.test');
 });
 
-afterAll(async () => {
-  await api?.stop();
-  await db?.drop();
-});
+afterAll(() => closeApiFile(db, api));
 
 async function refusedWith(work: Promise<unknown>): Promise<AliasCycleError> {
   const error = await work.then(

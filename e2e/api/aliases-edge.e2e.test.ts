@@ -4,10 +4,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Edge } from '../../apps/mta/src/edge.ts';
 import type { Api } from '../../apps/api/src/server.ts';
-import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
+import type { TestDatabase } from '../harness/index.ts';
 import { openSession, startTestEdge } from '../mta/helpers/edge.ts';
 import type { SmtpTestClient } from '../mta/helpers/smtp-client.ts';
-import { gql, gqlData, mintToken, startTestApi } from './helpers/api.ts';
+import { closeApiFile, gql, gqlData, mintToken, openApiFile } from './helpers/api.ts';
 
 let db: TestDatabase;
 let api: Api;
@@ -15,15 +15,12 @@ let edge: Edge;
 let admin: string;
 
 beforeAll(async () => {
-  db = await createTestDatabase('api-aliases');
-  [api, edge] = await Promise.all([startTestApi(db.dsn), startTestEdge(db.dsn)]);
+  ({ db, api } = await openApiFile('api-aliases'));
+  edge = await startTestEdge(db.dsn);
   admin = await mintToken(db.pool, ['domains:write', 'aliases:write', 'aliases:read', 'domains:read']);
 });
 
-afterAll(async () => {
-  await Promise.allSettled([api?.stop(), edge?.stop()]);
-  await db?.drop();
-});
+afterAll(() => closeApiFile(db, api, edge));
 
 async function rcpt(client: SmtpTestClient, address: string): Promise<number> {
   return (await client.command(`RCPT TO:<${address}>`)).code;

@@ -8,23 +8,19 @@ import type { ApiScope } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Api } from '../../apps/api/src/server.ts';
 import { randomUUID } from 'node:crypto';
-import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
-import { type GraphqlResponse, gql, mintRevokedToken, mintToken, startTestApi } from './helpers/api.ts';
+import type { TestDatabase } from '../harness/index.ts';
+import { closeApiFile, type GraphqlResponse, gql, mintRevokedToken, mintToken, openApiFile } from './helpers/api.ts';
 import { insertRenderedDelivery } from './helpers/deliveries.ts';
 
 let db: TestDatabase;
 let api: Api;
 
 beforeAll(async () => {
-  db = await createTestDatabase('api-authz');
-  api = await startTestApi(db.dsn);
+  ({ db, api } = await openApiFile('api-authz'));
   await db.pool.query("INSERT INTO mail.domains (name) VALUES ('authz.test')");
 });
 
-afterAll(async () => {
-  await api?.stop();
-  await db?.drop();
-});
+afterAll(() => closeApiFile(db, api));
 
 interface MutationCase {
   name: string;

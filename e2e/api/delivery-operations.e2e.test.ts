@@ -4,8 +4,8 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
 import type { Api } from '../../apps/api/src/server.ts';
-import { createTestDatabase, type TestDatabase, waitFor, waitForSinkEmails } from '../harness/index.ts';
-import { gqlData, mintToken, startTestApi } from './helpers/api.ts';
+import { type TestDatabase, waitFor, waitForSinkEmails } from '../harness/index.ts';
+import { closeApiFile, gqlData, mintToken, openApiFile } from './helpers/api.ts';
 import { insertRenderedDelivery } from './helpers/deliveries.ts';
 import { startTestEngine } from './helpers/engine.ts';
 
@@ -15,15 +15,12 @@ let engine: Engine;
 let operator: string;
 
 beforeAll(async () => {
-  db = await createTestDatabase('api-queue');
-  [api, engine] = await Promise.all([startTestApi(db.dsn), startTestEngine(db.dsn)]);
+  ({ db, api } = await openApiFile('api-queue'));
+  engine = await startTestEngine(db.dsn);
   operator = await mintToken(db.pool, ['deliveries:read', 'deliveries:write', 'queue:read', 'attempts:read', 'suppressions:read', 'suppressions:write'], 'oncall');
 });
 
-afterAll(async () => {
-  await Promise.allSettled([api?.stop(), engine?.stop()]);
-  await db?.drop();
-});
+afterAll(() => closeApiFile(db, api, engine));
 
 const recipient = (label: string) => `${label}-${randomUUID().slice(0, 8)}@customers.test`;
 

@@ -4,23 +4,19 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Api } from '../../apps/api/src/server.ts';
-import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
-import { gql, gqlData, mintToken, startTestApi } from './helpers/api.ts';
+import type { TestDatabase } from '../harness/index.ts';
+import { closeApiFile, gql, gqlData, mintToken, openApiFile } from './helpers/api.ts';
 
 let db: TestDatabase;
 let api: Api;
 let admin: string;
 
 beforeAll(async () => {
-  db = await createTestDatabase('api-input-validation');
-  api = await startTestApi(db.dsn);
+  ({ db, api } = await openApiFile('api-input-validation'));
   admin = await mintToken(db.pool, ['admin']);
 });
 
-afterAll(async () => {
-  await api?.stop();
-  await db?.drop();
-});
+afterAll(() => closeApiFile(db, api));
 
 const CREATE_DOMAIN = `mutation($name: String!) {
   createDomain(name: $name) {

@@ -3,8 +3,8 @@
 // masked errors, no introspection, no GraphiQL.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Api } from '../../apps/api/src/server.ts';
-import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
-import { gql, mintToken, origin, startTestApi } from './helpers/api.ts';
+import type { TestDatabase } from '../harness/index.ts';
+import { closeApiFile, gql, mintToken, openApiFile, origin, startTestApi } from './helpers/api.ts';
 
 let db: TestDatabase;
 let api: Api;
@@ -12,15 +12,12 @@ let production: Api;
 let admin: string;
 
 beforeAll(async () => {
-  db = await createTestDatabase('api-limits');
-  [api, production] = await Promise.all([startTestApi(db.dsn), startTestApi(db.dsn, { MAIL_ENV: 'production' })]);
+  ({ db, api } = await openApiFile('api-limits'));
+  production = await startTestApi(db.dsn, { MAIL_ENV: 'production' });
   admin = await mintToken(db.pool, ['admin']);
 });
 
-afterAll(async () => {
-  await Promise.allSettled([api?.stop(), production?.stop()]);
-  await db?.drop();
-});
+afterAll(() => closeApiFile(db, api, production));
 
 async function executedCount(): Promise<number> {
   const text = await (await fetch(`${origin(api)}/metrics`)).text();
@@ -121,8 +118,8 @@ describe('development and production', () => {
     const page = await fetch(production.url, { headers: { accept: 'text/html' } });
     expect(page.status).toBe(401);
 
-    // A statement that fails inside PostgreSQL: input can no longer make one fail (it is checked at
-    // the boundary), so the table is made to break it for a moment. Development shows the cause to
+    // A statement that fails inside PostgreSQL: input cannot make one fail (it is checked at the
+    // boundary), so the table is made to break it for a moment. Development shows the cause to
     // the developer, production shows nothing of it.
     const query = '{ suppressions(first: 1) { edges { node { address } } } }';
     await db.pool.query('ALTER TABLE mail.suppressions RENAME COLUMN note TO note_gone');

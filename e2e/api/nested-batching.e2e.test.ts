@@ -6,8 +6,8 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Api } from '../../apps/api/src/server.ts';
-import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
-import { gqlData, mintToken, startTestApi } from './helpers/api.ts';
+import type { TestDatabase } from '../harness/index.ts';
+import { closeApiFile, gqlData, mintToken, openApiFile } from './helpers/api.ts';
 import { insertRenderedDelivery } from './helpers/deliveries.ts';
 
 const PAGE_SIZE = 100;
@@ -20,17 +20,13 @@ let reader: string;
 let recipient: string;
 
 beforeAll(async () => {
-  db = await createTestDatabase('api-batching');
-  api = await startTestApi(db.dsn);
+  ({ db, api } = await openApiFile('api-batching'));
   reader = await mintToken(db.pool, ['deliveries:read', 'attempts:read']);
   recipient = `batch-${randomUUID().slice(0, 8)}@batch.test`;
   for (let i = 0; i < PAGE_SIZE; i++) await insertRenderedDelivery(db.pool, recipient, { status: 'dead_letter' });
 });
 
-afterAll(async () => {
-  await api?.stop();
-  await db?.drop();
-});
+afterAll(() => closeApiFile(db, api));
 
 afterEach(() => {
   vi.restoreAllMocks();

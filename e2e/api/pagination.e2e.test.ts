@@ -4,23 +4,19 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Api } from '../../apps/api/src/server.ts';
-import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
-import { gql, gqlData, mintToken, startTestApi } from './helpers/api.ts';
+import type { TestDatabase } from '../harness/index.ts';
+import { closeApiFile, gql, gqlData, mintToken, openApiFile } from './helpers/api.ts';
 
 let db: TestDatabase;
 let api: Api;
 let reader: string;
 
 beforeAll(async () => {
-  db = await createTestDatabase('api-pages');
-  api = await startTestApi(db.dsn);
+  ({ db, api } = await openApiFile('api-pages'));
   reader = await mintToken(db.pool, ['deliveries:read']);
 });
 
-afterAll(async () => {
-  await api?.stop();
-  await db?.drop();
-});
+afterAll(() => closeApiFile(db, api));
 
 /** `count` queued deliveries for `recipient`; many in one statement share one created_at (now()). */
 async function insertDeliveries(count: number, recipient: string, source = 'pager', createdSecondsAgo = 0): Promise<string[]> {

@@ -3,9 +3,9 @@
 // the test database, and the token it prints as its last line works until it is revoked.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { accessSync, constants, readFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import getPort from 'get-port';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Api } from '../../apps/api/src/server.ts';
 import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
@@ -25,14 +25,6 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
   return new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
@@ -40,7 +32,7 @@ function exited(child: ChildProcess): Promise<{ code: number | null; signal: Nod
 
 describe('node apps/api/src/main.ts', () => {
   it('boots, prints a working development token, and exits 0 on SIGTERM', async () => {
-    const port = await freePort();
+    const port = await getPort();
     const child = spawn(process.execPath, [MAIN], {
       cwd: REPO_ROOT,
       env: {

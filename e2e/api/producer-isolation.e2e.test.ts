@@ -5,9 +5,10 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Api } from '../../apps/api/src/server.ts';
-import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
+import type { TestDatabase } from '../harness/index.ts';
 import { acceptCommand, decodeCommand, loadTemplateCatalog } from '@postern/shared';
-import { gql, gqlData, mintToken, startTestApi, TEMPLATE_DIR } from './helpers/api.ts';
+import { closeApiFile, gql, gqlData, mintToken, openApiFile, TEMPLATE_DIR } from './helpers/api.ts';
+import { whileReservationHeld } from './helpers/held-reservation.ts';
 
 let db: TestDatabase;
 let api: Api;
@@ -15,17 +16,13 @@ let billing: string;
 let crm: string;
 
 beforeAll(async () => {
-  db = await createTestDatabase('api-producers');
   // A pool as wide as the race below, so the identical commands really run their transactions at once.
-  api = await startTestApi(db.dsn, { MAIL_POSTGRES_POOL_MAX: '16' });
+  ({ db, api } = await openApiFile('api-producers', { MAIL_POSTGRES_POOL_MAX: '16' }));
   billing = await mintToken(db.pool, ['send'], 'billing-svc', 'billing');
   crm = await mintToken(db.pool, ['send'], 'crm-svc', 'crm');
 });
 
-afterAll(async () => {
-  await api?.stop();
-  await db?.drop();
-});
+afterAll(() => closeApiFile(db, api));
 
 const SEND = `mutation($input: SendEmailInput!) {
   sendEmail(input: $input) {
@@ -170,62 +167,18 @@ describe('one intake: the stream\'s `source` and a token\'s producer are the sam
       schema_version: '2',
       command: JSON.stringify({ source: 'billing', idempotencyKey: key, deliveryId, to: 'r@customers.test', payload: { mode: 'rendered', subject: 'R', text: 'R' } }),
     };
-    const outcomes = await whileReservationHeld('billing', key, 6, () => Promise.all(Array.from({ length: 6 }, () => fromStream(fields))));
+    const outcomes = await whileReservationHeld(db.pool, 'billing', key, 6, () => Promise.all(Array.from({ length: 6 }, () => fromStream(fields))));
     expect(outcomes.map((outcome) => outcome.status).sort()).toEqual(['created', ...Array(5).fill('duplicate')]);
     expect(new Set(outcomes.map((outcome) => (outcome.status === 'refused' ? null : outcome.deliveryId)))).toEqual(new Set([deliveryId]));
   });
 });
-
-/**
- * Forces the race instead of hoping for it: a transaction of the test holds the reservation of
- * (source, key) uncommitted, so the first command blocks on its reservation insert with its
- * delivery row inserted and uncommitted, and every other identical command passes its reservation
- * lookup (nothing committed) and blocks on that delivery row. Once all `commands` wait on a lock
- * the test's transaction rolls back: the first commits, the others find its row taken.
- */
-async function whileReservationHeld<T>(source: string, key: string, commands: number, run: () => Promise<T>): Promise<T> {
-  const holder = await db.pool.connect();
-  let running: Promise<T> | undefined;
-  try {
-    await holder.query('BEGIN');
-    const blocker = randomUUID();
-    await holder.query(
-      `INSERT INTO mail.deliveries (id, source, payload_mode, subject, text_body, recipient, envelope_from, rfc_message_id, status, next_attempt_at)
-       VALUES ($1, 'race-holder', 'rendered', 's', 't', 'holder@customers.test', 'postern@postern.test', $2, 'queued', now() + interval '1 day')`,
-      [blocker, `<${blocker}@postern.test>`],
-    );
-    await holder.query('INSERT INTO mail.idempotency_reservations (source, idempotency_key, request_hash, delivery_id) VALUES ($1, $2, $3, $4)', [
-      source,
-      key,
-      'held-by-the-test',
-      blocker,
-    ]);
-    running = run();
-    running.catch(() => undefined);
-    await waitFor(
-      `${commands} commands waiting on the held rows`,
-      async () =>
-        (
-          await db.pool.query<{ n: number }>(
-            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-          )
-        ).rows[0]?.n ?? 0,
-      (waiting) => waiting >= commands,
-      { timeoutMs: 30_000 },
-    );
-  } finally {
-    await holder.query('ROLLBACK').catch(() => undefined);
-    holder.release();
-  }
-  return running as Promise<T>;
-}
 
 describe('concurrent identical commands', () => {
   it('forced interleaving, with a producer-chosen deliveryId: one created, the others duplicates of it', async () => {
     const key = `forced-${randomUUID()}`;
     const deliveryId = randomUUID();
     const input = { to: 'race@customers.test', idempotencyKey: key, deliveryId, rendered: rendered('Race') };
-    const answers = await whileReservationHeld('billing', key, 6, () =>
+    const answers = await whileReservationHeld(db.pool, 'billing', key, 6, () =>
       Promise.all(Array.from({ length: 6 }, () => gqlData(api, billing, SEND, { input }))),
     );
     expect(answers.map((answer) => answer.sendEmail.__typename)).toEqual(Array(6).fill('SendEmailSuccess'));

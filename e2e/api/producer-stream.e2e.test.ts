@@ -16,6 +16,7 @@ import { images } from '../harness/images.ts';
 import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
 import { gqlData, mintToken, startTestApi } from './helpers/api.ts';
 import { startTestEngine } from './helpers/engine.ts';
+import { whileReservationHeld } from './helpers/held-reservation.ts';
 
 let db: TestDatabase;
 let container: StartedRedisContainer;
@@ -109,32 +110,13 @@ describe('the stream and the API are one intake, keyed by producer', () => {
     const key = `race-${randomUUID()}`;
     const deliveryId = randomUUID();
     const command = { source: 'billing', idempotencyKey: key, deliveryId, to: 'race@customers.test', payload: { mode: 'rendered', subject: 'Race', text: 'Race' } };
-    // Forces the interleaving (see producer-isolation.e2e.test.ts): hold billing's reservation of the
-    // key open, so the first engine blocks inserting it with the delivery row inserted, and the
-    // second passes its reservation lookup and blocks on that row; then let go.
+    // Forces the interleaving (helpers/held-reservation.ts): the first engine blocks inserting
+    // billing's reservation of the key with the delivery row inserted, and the second passes its
+    // reservation lookup and blocks on that row; then let go.
     let lastId = '';
-    const holder = await db.pool.connect();
-    try {
-      await holder.query('BEGIN');
-      const blocker = randomUUID();
-      await holder.query(
-        `INSERT INTO mail.deliveries (id, source, payload_mode, subject, text_body, recipient, envelope_from, rfc_message_id, status, next_attempt_at)
-         VALUES ($1, 'race-holder', 'rendered', 's', 't', 'holder@customers.test', 'postern@postern.test', $2, 'queued', now() + interval '1 day')`,
-        [blocker, `<${blocker}@postern.test>`],
-      );
-      await holder.query("INSERT INTO mail.idempotency_reservations (source, idempotency_key, request_hash, delivery_id) VALUES ('billing', $1, 'held', $2)", [key, blocker]);
+    await whileReservationHeld(db.pool, 'billing', key, 2, async () => {
       for (let i = 0; i < 4; i++) lastId = await xadd(command);
-      await waitFor(
-        'both engines waiting on the held rows',
-        async () =>
-          (await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")).rows[0]?.n ?? 0,
-        (waiting) => waiting >= 2,
-        { timeoutMs: 30_000 },
-      );
-    } finally {
-      await holder.query('ROLLBACK').catch(() => undefined);
-      holder.release();
-    }
+    });
     await streamHandledUpTo(lastId);
     expect(await rowsFor(key)).toEqual([{ id: deliveryId, source: 'billing' }]);
     expect(await quarantinedFor(key)).toEqual([]);

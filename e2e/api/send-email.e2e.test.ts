@@ -4,8 +4,8 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
 import type { Api } from '../../apps/api/src/server.ts';
-import { createTestDatabase, type TestDatabase, waitFor, waitForSinkEmails } from '../harness/index.ts';
-import { gqlData, mintToken, startTestApi } from './helpers/api.ts';
+import { type TestDatabase, waitFor, waitForSinkEmails } from '../harness/index.ts';
+import { closeApiFile, gqlData, mintToken, openApiFile } from './helpers/api.ts';
 import { startTestEngine } from './helpers/engine.ts';
 
 let db: TestDatabase;
@@ -15,16 +15,13 @@ let sender: string;
 let reader: string;
 
 beforeAll(async () => {
-  db = await createTestDatabase('api-send');
-  [api, engine] = await Promise.all([startTestApi(db.dsn), startTestEngine(db.dsn)]);
+  ({ db, api } = await openApiFile('api-send'));
+  engine = await startTestEngine(db.dsn);
   sender = await mintToken(db.pool, ['send'], 'billing-service');
   reader = await mintToken(db.pool, ['deliveries:read', 'queue:read', 'attempts:read']);
 });
 
-afterAll(async () => {
-  await Promise.allSettled([api?.stop(), engine?.stop()]);
-  await db?.drop();
-});
+afterAll(() => closeApiFile(db, api, engine));
 
 const SEND = `mutation($input: SendEmailInput!) {
   sendEmail(input: $input) {

@@ -9,9 +9,8 @@ import { startTestEngine } from '../core/helpers/engine.ts';
 import { type FaultSink, startFaultSink } from '../harness/fault-sink.ts';
 import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
 import { startTestEdge } from '../mta/helpers/edge.ts';
-import { takeAccount, violations } from './helpers/account.ts';
-import { engineFacts } from './helpers/engine-facts.ts';
-import { cellEngineEnv, cellSize, EDGE_ENV, freshStream, prepareCell, startTraffic } from './helpers/cell.ts';
+import { cellEngineEnv, cellSize, EDGE_ENV, expectEverythingDelivered, openCell, startTraffic, stopCellProcesses } from './helpers/cell.ts';
+import { engineNote } from './helpers/engine-facts.ts';
 import { type FaultRedis, startFaultRedis } from './helpers/fault-redis.ts';
 import { FAULT_SOURCE, type XaddRecord } from './helpers/stream-producer.ts';
 
@@ -26,48 +25,34 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await engine?.stop();
-  await edge?.stop();
-  await sink?.close();
+  await stopCellProcesses({ engines: [engine], edge, sink });
   await db?.drop();
   await redis?.close();
 });
 
 describe('fault matrix: Redis restarted empty during intake', () => {
   it('every command an engine read and every later one is delivered once; the edge is unaffected', async () => {
-    const cell = 'redis-restarted-empty';
-    const n = cellSize(100);
-    const rcpt = await prepareCell(db.pool, cell);
-    await freshStream(redis.client);
-    edge = await startTestEdge(db.dsn, EDGE_ENV);
-    engine = await startTestEngine(db.dsn, cellEngineEnv(sink, redis.addr, cell));
+    const cell = await openCell({ cell: 'redis-restarted-empty', n: cellSize(100), dsn: db.dsn, pool: db.pool, redis, sink });
+    edge = await startTestEdge(cell.dsn, EDGE_ENV);
+    engine = await startTestEngine(cell.dsn, cellEngineEnv(cell));
     const edgePort = edge.smtp.port;
-    const traffic = startTraffic({ cell, n, rcpt, redis: redis.client, sender: { port: () => edgePort, concurrency: 2, paceMs: 100 }, paceMs: 100 });
-    await waitFor('a third of the intake handed over', traffic.progress, (count) => count >= (2 * n) / 3, { timeoutMs: 60_000 });
+    const traffic = startTraffic(cell, { sender: { port: () => edgePort, concurrency: 2, paceMs: 100 }, paceMs: 100 });
+    await waitFor('a third of the intake handed over', traffic.progress, (count) => count >= (2 * cell.n) / 3, { timeoutMs: 60_000 });
     const restartBegan = Date.now();
     await redis.restartEmpty();
     const faultEndedAt = Date.now();
-    const { sent, produced } = await traffic.done;
-    // Acknowledged before the restart began and never seen by the engine: gone with Redis's memory.
-    const destroyedBeforeRead = (record: XaddRecord) => record.at <= restartBegan;
-    const request = {
-      cell,
-      pool: db.pool,
-      sink,
-      sent,
-      produced,
+    const inputs = await traffic.done;
+    await expectEverythingDelivered(cell, inputs, {
       faultEndedAt,
       settleMs: 60_000,
-      duplicateBound: 'zero' as const,
-      annotate: async () => (await engineFacts([engine])).text,
-      destroyedBeforeRead,
+      duplicateBound: 'zero',
+      annotate: engineNote([engine]),
+      // Acknowledged before the restart began and never seen by the engine: gone with Redis's memory.
+      destroyedBeforeRead: (record: XaddRecord) => record.at <= restartBegan,
       note: 'docker stop/start of a Redis without persistence after a third was in',
-    };
-    const account = await takeAccount(request);
-    expect(violations(account, request)).toEqual([]);
-    expect(account.delivered).toBe(account.nIn - account.destroyedBeforeRead);
+    });
     // The restart met the stream: commands were added after it and were all accepted.
-    const after = produced.filter((record) => record.entryId !== null && record.at > faultEndedAt);
+    const after = inputs.produced.filter((record) => record.entryId !== null && record.at > faultEndedAt);
     expect(after.length).toBeGreaterThan(0);
     const { rows } = await db.pool.query<{ n: number }>(
       'SELECT count(*)::int AS n FROM mail.deliveries WHERE source = $1 AND idempotency_key = ANY($2::text[])',

@@ -11,7 +11,7 @@ import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
 import { startTestEdge } from '../mta/helpers/edge.ts';
 import { takeAccount, violations } from './helpers/account.ts';
 import { engineFacts } from './helpers/engine-facts.ts';
-import { cellEngineEnv, cellSize, EDGE_ENV, freshStream, prepareCell, startTraffic } from './helpers/cell.ts';
+import { accountRequest, cellEngineEnv, cellSize, EDGE_ENV, openCell, startTraffic, stopCellProcesses, total } from './helpers/cell.ts';
 import { type FaultRedis, startFaultRedis } from './helpers/fault-redis.ts';
 
 let redis: FaultRedis;
@@ -25,9 +25,7 @@ beforeAll(async () => {
 });
 
 afterEach(async () => {
-  await engine?.stop();
-  await edge?.stop();
-  await sink?.close();
+  await stopCellProcesses({ engines: [engine], edge, sink });
   await db?.drop();
   engine = null;
   edge = null;
@@ -58,16 +56,12 @@ interface RelayCell {
   noStalls?: boolean;
 }
 
-
-const total = (counts: Map<string, number>) => [...counts.values()].reduce((sum, n) => sum + n, 0);
-
 async function runRelayCell(spec: RelayCell) {
   db = await createTestDatabase(`fault-${spec.cell}`);
-  const rcpt = await prepareCell(db.pool, spec.cell);
   sink = await startFaultSink(spec.fault);
-  await freshStream(redis.client);
-  edge = await startTestEdge(db.dsn, EDGE_ENV);
-  engine = await startTestEngine(db.dsn, cellEngineEnv(sink, redis.addr, spec.cell, spec.engineEnv));
+  const cell = await openCell({ cell: spec.cell, n: spec.n, dsn: db.dsn, pool: db.pool, redis, sink });
+  edge = await startTestEdge(cell.dsn, EDGE_ENV);
+  engine = await startTestEngine(cell.dsn, cellEngineEnv(cell, spec.engineEnv));
   const faultStartedAt = Date.now();
   const relay = sink;
   const fixed =
@@ -80,20 +74,14 @@ async function runRelayCell(spec: RelayCell) {
           }, spec.faultMs),
         );
   const edgePort = edge.smtp.port;
-  const traffic = startTraffic({ cell: spec.cell, n: spec.n, rcpt, redis: redis.client, sender: { port: () => edgePort, concurrency: 4 } });
-  const { sent, produced } = await traffic.done;
+  const inputs = await startTraffic(cell, { sender: { port: () => edgePort, concurrency: 4 } }).done;
   const faultEndedAt = fixed ? await fixed : Math.max(Date.now(), faultStartedAt);
   const running = engine;
   let stalls = 0;
-  const request = {
-    cell: spec.cell,
-    pool: db.pool,
-    sink,
-    sent,
-    produced,
+  const request = accountRequest(cell, inputs, {
     faultEndedAt,
     settleMs: spec.settleMs,
-    duplicateBound: 'zero' as const,
+    duplicateBound: 'zero',
     retryingAccounted: spec.retryingAccounted,
     note: spec.note,
     annotate: async () => {
@@ -101,7 +89,7 @@ async function runRelayCell(spec: RelayCell) {
       stalls = facts.stalls;
       return `relay read ${total(relay.received)} messages, answered 250 to ${total(relay.accepted)}; ${facts.text}`;
     },
-  };
+  });
   const account = await takeAccount(request);
   expect(spec.injected(sink, account.nIn)).toBe(true);
   // Both at once, so a cell that fails on both says so.
@@ -192,8 +180,8 @@ describe('fault matrix: the relay misbehaves', () => {
         MAIL_SMTP_TIMEOUT: '3s',
         // A send of six 2.5 s replies (15 s) outlasts the stall threshold: only progress beats per
         // reply keep the watchdog quiet. The lease must outlast the whole-send deadline by a tenth
-        // (a startup rule), so a send can no longer outlast its lease by configuration; renewal
-        // while PostgreSQL is away is e2e/core/slow-relay-leases' and the PostgreSQL cells' part.
+        // (a startup rule), so no configuration lets a send outlast its lease; renewal while
+        // PostgreSQL is away is e2e/core/slow-relay-leases' and the PostgreSQL cells' part.
         MAIL_SMTP_SEND_DEADLINE: '18s',
         MAIL_LEASE_DURATION: '20s',
         MAIL_WATCHDOG_STALL_THRESHOLD: '10s',

@@ -87,10 +87,11 @@ describe('node apps/mta/src/main.ts', () => {
   });
 
   // Nothing of the message is kept past the cap, and the garbage of the socket's read buffers is
-  // freed while draining (apps/mta/src/data/drained-memory.ts): without that, V8 would collect only
-  // after some 64 MiB of such external memory, and RSS peaked 70-90 MiB up. The issue allows a few
-  // MB; measured now +6-8 MiB. What is retained is measured after a full collection forced through
-  // the inspector: V8's heap and external memory are back where they started (docs/mta.md).
+  // freed while draining (apps/mta/src/data/drained-memory.ts): without that, V8 collects only
+  // after some 64 MiB of such external memory, and RSS peaks 70-90 MiB up, where a few MB are
+  // allowed; measured with it: +6-8 MiB. What is retained is measured after a full collection
+  // forced through the inspector: V8's heap and external memory are back where they started
+  // (docs/mta.md).
   it('drains a 200 MiB message past a 1 MiB cap with 552 5.3.4, retaining nothing of it', async () => {
     const pid = child.pid as number;
     const { client } = await SmtpTestClient.connect(smtpPort);

@@ -7,22 +7,14 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import getPort from 'get-port';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../harness/index.ts';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 const asRoot = process.getuid?.() === 0;
 
@@ -51,11 +43,11 @@ describe('npm start', () => {
 
   it(`starts embedded PostgreSQL with the schema and the apps${asRoot ? ', as root from a folder only root can enter,' : ''} and stops cleanly on SIGTERM`, async () => {
     const ports = {
-      pg: await freePort(),
-      smtp: await freePort(),
-      mtaHttp: await freePort(),
-      internal: await freePort(),
-      api: await freePort(),
+      pg: await getPort(),
+      smtp: await getPort(),
+      mtaHttp: await getPort(),
+      internal: await getPort(),
+      api: await getPort(),
     };
     let project = root;
     const env: NodeJS.ProcessEnv = {

@@ -1,10 +1,11 @@
-// The API for the tests, in-process on a port the OS picks, plus a small GraphQL-over-HTTP client
-// and token minting straight through the shared token code (the CLI's own path is tested as a
-// process in processes.e2e.test.ts).
+// The API for the tests, in-process on a port the OS picks, on a database of the file's own; a
+// small GraphQL-over-HTTP client; and token minting straight through the shared token code (the
+// CLI's own path is tested as a process in processes.e2e.test.ts).
 import path from 'node:path';
 import { type ApiScope, createApiToken, createLogger, loadConfig, type PosternConfig, revokeApiToken } from '@postern/shared';
 import type pg from 'pg';
 import { type Api, type ApiDeps, startApi } from '../../../apps/api/src/server.ts';
+import { createTestDatabase, type TestDatabase } from '../../harness/index.ts';
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '..', '..', '..');
 export const TEMPLATE_DIR = path.join(REPO_ROOT, 'templates');
@@ -29,6 +30,23 @@ export function apiConfig(dsn: string, env: Record<string, string> = {}): Poster
 export async function startTestApi(dsn: string, env: Record<string, string> = {}, deps: Partial<ApiDeps> = {}): Promise<Api> {
   const config = apiConfig(dsn, env);
   return startApi(config, { logger: createLogger('api-e2e', config.logLevel), ...deps });
+}
+
+/** What most API files start before their tests: a database of their own and an API on it. */
+export async function openApiFile(label: string, env: Record<string, string> = {}): Promise<{ db: TestDatabase; api: Api }> {
+  const db = await createTestDatabase(label);
+  return { db, api: await startTestApi(db.dsn, env) };
+}
+
+/**
+ * After the file's tests: stops the API and whatever else it started (each may be missing if its
+ * start failed), drops the database even when a stop failed, then reports the first failure.
+ */
+export async function closeApiFile(db: TestDatabase | undefined, ...services: Array<{ stop(): Promise<void> } | undefined>): Promise<void> {
+  const stopped = await Promise.allSettled(services.map((service) => service?.stop()));
+  await db?.drop();
+  const failed = stopped.find((outcome) => outcome.status === 'rejected');
+  if (failed) throw failed.reason;
 }
 
 let tokenCounter = 0;

@@ -1,7 +1,6 @@
 // The edge as a real process (`node apps/mta/src/main.ts`) on a fixed port, so a test can SIGKILL
 // it mid-DATA and start another on the same address, as a supervisor would.
 import { type ChildProcess, spawn } from 'node:child_process';
-import net from 'node:net';
 import { createInterface } from 'node:readline';
 import { repoRoot } from '../../core/helpers/engine.ts';
 import { waitFor } from '../../harness/index.ts';
@@ -10,15 +9,6 @@ export interface ChildEdge {
   process: ChildProcess;
   logLines: string[];
   exited: { done: boolean; code: number | null; signal: string | null };
-}
-
-/** A port the OS says is free now (the edge binds it a moment later). */
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 export async function spawnEdge(dsn: string, smtpPort: number, env: Record<string, string> = {}): Promise<ChildEdge> {

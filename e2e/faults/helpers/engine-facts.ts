@@ -21,3 +21,8 @@ export async function engineFacts(engines: Engine[]): Promise<{ reclaimed: numbe
   };
   return { ...facts, text: `engine: ${facts.reclaimed} leases reclaimed, ${facts.restarts} loop restarts, ${facts.stalls} stalls` };
 }
+
+/** The facts as a line of the table's notes, read when the account is taken. */
+export function engineNote(engines: Engine[], prefix = ''): () => Promise<string> {
+  return async () => `${prefix}${(await engineFacts(engines)).text}`;
+}

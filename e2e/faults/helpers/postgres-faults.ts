@@ -5,9 +5,36 @@
 import { execFile } from 'node:child_process';
 import { setTimeout as delay } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import type { DedicatedPostgres } from '../../harness/index.ts';
+import pg from 'pg';
+import { type DedicatedPostgres, startDedicatedPostgres } from '../../harness/index.ts';
+import { type FaultRedis, startFaultRedis } from './fault-redis.ts';
 
 const run = promisify(execFile);
+
+/** What a file whose fault is PostgreSQL runs its cells on: the server it stops or pauses, a pool on it for the account, and a Redis of its own. */
+export interface PostgresFaultBench {
+  postgres: DedicatedPostgres;
+  /** Errors while the server is away are the experiment, not the test's: they are ignored. */
+  pool: pg.Pool;
+  redis: FaultRedis;
+  close(): Promise<void>;
+}
+
+export async function startPostgresFaultBench(): Promise<PostgresFaultBench> {
+  const [postgres, redis] = await Promise.all([startDedicatedPostgres(), startFaultRedis()]);
+  const pool = new pg.Pool({ connectionString: postgres.dsn, max: 3 });
+  pool.on('error', () => {});
+  return {
+    postgres,
+    pool,
+    redis,
+    async close() {
+      await pool.end();
+      await redis.close();
+      await postgres.close();
+    },
+  };
+}
 
 /** Stops PostgreSQL for `ms`, starts it and waits until it answers; resolves with the time it answered again. */
 export async function stopPostgresFor(postgres: DedicatedPostgres, ms: number): Promise<number> {

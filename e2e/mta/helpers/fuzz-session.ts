@@ -5,6 +5,7 @@
 // so a stored row can be traced to the session that sent it.
 import net from 'node:net';
 import fc from 'fast-check';
+import { cutAt } from '../../../apps/mta/src/data/cut-at.ts';
 
 /** How the client leaves: politely, half-closed (FIN, then keeps reading), or gone without a word. */
 export type Ending = 'quit' | 'half-close' | 'vanish' | 'vanish-mid-data';
@@ -126,18 +127,6 @@ export function sessionPlans(seed: number, count: number): SessionPlan[] {
     plans.push({ index, ...sampled });
   }
   return plans;
-}
-
-function cutAt(bytes: Buffer, cuts: number[]): Buffer[] {
-  const points = [...new Set(cuts.map((cut) => cut % Math.max(1, bytes.length)))].filter((p) => p > 0).sort((a, b) => a - b);
-  const chunks: Buffer[] = [];
-  let from = 0;
-  for (const point of points) {
-    chunks.push(bytes.subarray(from, point));
-    from = point;
-  }
-  chunks.push(bytes.subarray(from));
-  return chunks;
 }
 
 /** Plays a plan on a raw socket. Never throws for what the server does; every wait has a deadline. */

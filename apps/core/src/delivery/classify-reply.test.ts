@@ -1,6 +1,9 @@
+// What a relay's answer does to a delivery: the reply rules (reply-patterns.txt) and the retry
+// ladder. Every example reply in the rules file is classified here, so a rule comes with the real
+// replies it is meant for, and a rule that an earlier one shadows is caught.
 import { describe, expect, it } from 'vitest';
 import { parseReply } from '../relay/relay.ts';
-import { classifyFailure, classifyReply, defaultReplyRules, parseReplyRules } from './classify-reply.ts';
+import { classifyFailure, classifyReply, defaultReplyRules, matchReplyRule, parseReplyRules } from './classify-reply.ts';
 import { DEFAULT_RETRY_LADDER_MS, nextStep, retryLadder } from './retry-ladder.ts';
 
 const rules = defaultReplyRules();
@@ -32,10 +35,31 @@ describe('classifyReply (reply-patterns.txt)', () => {
     expect(() => parseReplyRules('# ok\n^5 | explode | x\n')).toThrow(/:2:/);
   });
 
+  it('refuses an example that does not stand directly above a rule', () => {
+    expect(() => parseReplyRules('# example: 550 5.1.1 no such user\n\n^5 | fail | x\n')).toThrow(/:1: an example must stand directly above its rule/);
+    expect(() => parseReplyRules('^5 | fail | x\n# example: 550 5.1.1 no such user')).toThrow(/no rule below it/);
+  });
+
   it('parses replies with and without enhanced codes', () => {
     expect(parseReply('250 2.0.0 Ok: queued as ABC')).toEqual({ code: 250, enhanced: '2.0.0', text: 'Ok: queued as ABC' });
     expect(parseReply('450 mailbox busy')).toEqual({ code: 450, enhanced: null, text: 'mailbox busy' });
   });
+});
+
+describe('the examples in reply-patterns.txt', () => {
+  it('give every rule at least one real reply', () => {
+    expect(rules.filter((rule) => rule.examples.length === 0).map((rule) => `line ${rule.line}: ${rule.pattern.source}`)).toEqual([]);
+  });
+
+  // First match wins: an example must reach its own rule, not be taken by an earlier one.
+  it.each(rules.flatMap((rule) => rule.examples.map((example) => [rule.line, example, rule.category] as const)))(
+    'line %i: %s -> %s',
+    (line, example, category) => {
+      const reply = parseReply(example);
+      if (!reply?.code) throw new Error(`not an SMTP reply: ${example}`);
+      expect(matchReplyRule(rules, reply.code, reply.enhanced, reply.text)).toMatchObject({ line, category });
+    },
+  );
 });
 
 describe('retry ladder', () => {

@@ -1,7 +1,8 @@
 // What an attempt's outcome means: the attempt row's status, and what happens to the delivery.
-// SMTP replies are classified by the rules in reply-patterns.txt (data, not code); transport
-// problems (no reply at all) by kind. The operators' runbook's vocabulary (no-health-endpoints, docs/incidents.md): sent, transport_failed, timed_out,
-// provider_rejected, outcome_unknown.
+// SMTP replies are classified by the rules in reply-patterns.txt (data, not code), each carrying the
+// real replies it is meant for as examples; transport problems (no reply at all) by kind. The
+// operators' runbook's vocabulary (no-health-endpoints, docs/incidents.md): sent, transport_failed,
+// timed_out, provider_rejected, outcome_unknown.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +16,8 @@ export interface ReplyRule {
   action: ReplyAction;
   category: string;
   line: number;
+  /** The "# example:" replies written directly above the rule. */
+  examples: string[];
 }
 
 export interface Classification {
@@ -25,17 +28,31 @@ export interface Classification {
 
 export const REPLY_PATTERNS_FILE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'reply-patterns.txt');
 
+const EXAMPLE = /^#\s*example:\s*(.+)$/;
+
 export function parseReplyRules(text: string, file = 'reply-patterns.txt'): ReplyRule[] {
   const rules: ReplyRule[] = [];
+  let examples: string[] = [];
   text.split('\n').forEach((raw, index) => {
     const line = raw.trim();
-    if (line === '' || line.startsWith('#')) return;
+    const example = EXAMPLE.exec(line);
+    if (example) {
+      examples.push(example[1] as string);
+      return;
+    }
+    if (line === '' || line.startsWith('#')) {
+      // An example belongs to the rule right below it; one followed by anything else documents nothing.
+      if (examples.length > 0) throw new Error(`${file}:${index}: an example must stand directly above its rule`);
+      return;
+    }
     // The regex may itself contain "|": the action and category are the last two fields.
     const match = /^(.+?)\s+\|\s+(retry|fail|suppress)\s+\|\s+([a-z0-9_]+)$/.exec(line);
     if (!match) throw new Error(`${file}:${index + 1}: expected "regex | retry|fail|suppress | category"`);
     const [, pattern, action, category] = match as unknown as [string, string, ReplyAction, string];
-    rules.push({ pattern: new RegExp(pattern, 'i'), action, category, line: index + 1 });
+    rules.push({ pattern: new RegExp(pattern, 'i'), action, category, line: index + 1, examples });
+    examples = [];
   });
+  if (examples.length > 0) throw new Error(`${file}: an example at the end of the file has no rule below it`);
   return rules;
 }
 
@@ -46,9 +63,14 @@ export function defaultReplyRules(): ReplyRule[] {
   return loaded;
 }
 
-export function classifyReply(rules: readonly ReplyRule[], code: number, enhanced: string | null, text: string): Classification {
+/** The first rule that matches the reply, if any. */
+export function matchReplyRule(rules: readonly ReplyRule[], code: number, enhanced: string | null, text: string): ReplyRule | undefined {
   const subject = `${code} ${enhanced ?? ''} ${text}`.replace(/\s+/g, ' ');
-  const rule = rules.find((candidate) => candidate.pattern.test(subject));
+  return rules.find((candidate) => candidate.pattern.test(subject));
+}
+
+export function classifyReply(rules: readonly ReplyRule[], code: number, enhanced: string | null, text: string): Classification {
+  const rule = matchReplyRule(rules, code, enhanced, text);
   const action: ReplyAction = rule?.action ?? (code >= 500 ? 'fail' : 'retry');
   const category = rule?.category ?? (code >= 500 ? 'permanent' : 'transient');
   // A reply that sends the delivery back to the ladder is a transient failure of this attempt;

@@ -12,6 +12,7 @@ import vm from 'node:vm';
 import fc from 'fast-check';
 import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
 import { describe, expect, it } from 'vitest';
+import { cutAt } from './cut-at.ts';
 import { DataMemoryBudget, type MemoryReservation } from './memory-budget.ts';
 import { MessageCollector } from './message-collector.ts';
 
@@ -61,18 +62,6 @@ async function receive(chunks: Buffer[], maxBytes: number, memory?: MemoryReserv
     stored: collector.takeMessage().toString('latin1'),
     after,
   };
-}
-
-function cutAt(bytes: Buffer, cuts: number[]): Buffer[] {
-  const points = [...new Set(cuts.map((cut) => (bytes.length === 0 ? 0 : cut % bytes.length)))].filter((p) => p > 0).sort((a, b) => a - b);
-  const chunks: Buffer[] = [];
-  let from = 0;
-  for (const point of points) {
-    chunks.push(bytes.subarray(from, point));
-    from = point;
-  }
-  chunks.push(bytes.subarray(from));
-  return chunks;
 }
 
 function oneByteChunks(bytes: Buffer): Buffer[] {
