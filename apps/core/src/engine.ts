@@ -1,7 +1,8 @@
 // The delivery engine as a value: startEngine() opens the pool, checks the template catalog, pings
 // Redis (if configured), opens the internal HTTP listener and starts every loop under its
 // supervisor. main.ts calls it once; tests call it as often as they like (two engines sharing one
-// queue, one killed mid-batch). Boot order is the runbook's (no-health-endpoints, docs/incidents.md): migrations (main.ts, or
+// queue, one killed mid-batch). The value it returns carries the engine's events (engine-events.ts:
+// what it does, for metrics, the benchmark and tests). Boot order is the runbook's (no-health-endpoints, docs/incidents.md): migrations (main.ts, or
 // options.migrate) -> template catalog -> Redis ping -> HTTP listener -> loops.
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
@@ -25,10 +26,11 @@ import {
 import { DSN_TEMPLATE_ID } from './delivery/bounce.ts';
 import { defaultReplyRules } from './delivery/classify-reply.ts';
 import { retryLadder } from './delivery/retry-ladder.ts';
+import { EngineEvents } from './engine-events.ts';
 import { internalRoutes } from './http/internal-routes.ts';
 import { createStreamConsumer } from './intake/consume-stream.ts';
 import { startLoops } from './loops.ts';
-import { createEngineMetrics } from './metrics.ts';
+import { countEngineEvents, createEngineMetrics } from './metrics.ts';
 import { createCompletionBatcher } from './queue/completion-batcher.ts';
 import { LiveLeases } from './queue/live-leases.ts';
 import { type ScheduleSampler, startScheduleSampler } from './queue/schedule-sampler.ts';
@@ -50,10 +52,9 @@ export interface EngineDeps {
   migrate?: boolean;
   /** Replace the relay (tests); defaults to SMTP or stub per config.smtp.mode. */
   relay?: Relay;
-  /** Told the duration of every claim statement and how many it claimed (the benchmark). */
-  onClaim?: (durationMs: number, claimed: number) => void;
-  /** Told about every committed batch of outcomes (the benchmark). */
-  onCompletionBatch?: (batch: { size: number; durationMs: number }) => void;
+  /** Where the engine reports what it does; pass one to subscribe before the first claim
+   *  (the benchmark). Defaults to a new one, as engine.events. */
+  events?: EngineEvents;
 }
 
 /** How long an outcome waits for others to share its commit: short next to one WAL flush. */
@@ -64,6 +65,7 @@ export interface Engine {
   http: ListenAddress | null;
   registry: Registry;
   pool: Pool;
+  events: EngineEvents;
   /** Stop claiming, finish or release in-flight work within MAIL_SHUTDOWN_TIMEOUT, close. */
   stop(): Promise<void>;
 }
@@ -138,6 +140,8 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
     });
     samplerRef.current = schedule;
     const metrics = createEngineMetrics(registry, { schedule, loops: () => loopsRef.current?.loops ?? [] });
+    const events = deps.events ?? new EngineEvents(log);
+    countEngineEvents(events, metrics);
     const ladder = retryLadder(config.engine.retryLadderMs);
     // Bounces are written by the attempt workers (a permanent failure, a spent ladder) and by the
     // scheduler (a lease that ran out with the ladder spent), with the same catalog and names.
@@ -151,11 +155,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       maxBatch: concurrency,
       flushDelayMs: COMPLETION_FLUSH_DELAY_MS,
       logger: log,
-      onCommitted: (batch) => {
-        if (batch.bounces > 0) metrics.bounces.inc(batch.bounces);
-        deps.onCompletionBatch?.(batch);
-      },
-      onIsolated: (reason) => metrics.poisonItems.inc({ loop: 'completion', reason }),
+      events,
     });
     const schedulerLog = log.child({ component: 'scheduler' });
     const scheduler = createScheduler({
@@ -173,7 +173,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       maxAttempts: ladder.maxAttempts,
       bounces: { ...bounces, logger: schedulerLog },
       metrics,
-      ...(deps.onClaim ? { onClaim: deps.onClaim } : {}),
+      events,
       logger: schedulerLog,
     });
     const consumer = redis
@@ -230,7 +230,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       },
       leases,
       workerId,
-      metrics,
+      events,
       logger: log,
     });
     loopsRef.current = running;
@@ -245,6 +245,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       http: ops?.address ?? null,
       registry,
       pool,
+      events,
       stop() {
         stopped ??= (async () => {
           log.info('stopping: no new claims or stream reads');

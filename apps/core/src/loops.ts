@@ -8,14 +8,15 @@
 // plus the watchdog timer, and the ordered stop (SIGTERM): stop claiming and reading, release what
 // was claimed but not started, let sends under way finish, interrupt the stragglers at the
 // deadline (they are recorded and released, due again at once), then say goodbye in mail.workers.
+// Restarts and stalls are reported as engine events (engine-events.ts).
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger, Pool, PosternConfig } from '@postern/shared';
 import { type AttemptDeps, attemptDelivery } from './delivery/attempt-worker.ts';
+import type { EngineEvents } from './engine-events.ts';
 import { writeHeartbeats } from './keepalive/heartbeat.ts';
 import { type Purged, purgeExpired, RETENTION_BATCH } from './keepalive/retention.ts';
 import { type LoopContext, type SupervisedLoop, superviseLoop } from './keepalive/supervisor.ts';
 import { startWatchdog } from './keepalive/watchdog.ts';
-import type { EngineMetrics } from './metrics.ts';
 import { createLeaseKeeper } from './queue/lease-keeper.ts';
 import type { LiveLeases } from './queue/live-leases.ts';
 import { releaseClaims } from './queue/sql/release-claims.ts';
@@ -34,7 +35,7 @@ export interface LoopsOptions {
   /** Leases held for live work: released when an attempt ends or is abandoned, renewed meanwhile. */
   leases: LiveLeases;
   workerId: string;
-  metrics: EngineMetrics;
+  events: EngineEvents;
   logger: Logger;
 }
 
@@ -46,10 +47,9 @@ export interface RunningLoops {
 }
 
 export function startLoops(options: LoopsOptions): RunningLoops {
-  const { config, channel, metrics, logger } = options;
+  const { config, channel, events, logger } = options;
   const engine = config.engine;
-  const supervise = (name: string, body: (context: LoopContext) => Promise<void>) =>
-    superviseLoop({ name, body, logger, onRestart: (loop) => metrics.loopRestarts.inc({ loop }) });
+  const supervise = (name: string, body: (context: LoopContext) => Promise<void>) => superviseLoop({ name, body, logger, events });
 
   // One worker instance: it takes work only while it is neither stopping nor abandoned. When the
   // watchdog abandons it mid-send (the slot of a stalled worker was never freed, so with
@@ -164,7 +164,7 @@ export function startLoops(options: LoopsOptions): RunningLoops {
     stallThresholdMs: engine.watchdogStallThresholdMs,
     onlyWhenBusy: (loop) => workerNames.has(loop.name),
     logger,
-    onStall: (loop) => metrics.loopStalls.inc({ loop: loop.name }),
+    events,
   });
 
   return {

@@ -7,6 +7,7 @@
 // bounces of accepted mail that this dead-letters (reclaim-leases.ts).
 import type { Logger, Pool } from '@postern/shared';
 import type { BounceContext } from '../delivery/bounce.ts';
+import type { EngineEvents } from '../engine-events.ts';
 import { createWaker, type LoopContext } from '../keepalive/supervisor.ts';
 import type { EngineMetrics } from '../metrics.ts';
 import type { CompletionBatcher } from './completion-batcher.ts';
@@ -35,8 +36,8 @@ export interface SchedulerOptions {
   bounces: BounceContext;
   metrics: EngineMetrics;
   logger: Logger;
-  /** Told the duration of each claim statement (ms) and how many deliveries it claimed. */
-  onClaim?: (durationMs: number, claimed: number) => void;
+  /** Where each claim is reported ('claim': wanted, claimed, duration; metrics, the benchmark). */
+  events: EngineEvents;
 }
 
 export function createScheduler(options: SchedulerOptions): { body: (context: LoopContext) => Promise<void> } {
@@ -90,9 +91,7 @@ export function createScheduler(options: SchedulerOptions): { body: (context: Lo
           const wanted = Math.min(free, options.batchSize);
           const t0 = performance.now();
           const claimed = await claimDueDeliveries(options.pool, options.workerId, wanted, options.leaseMs);
-          const claimMs = performance.now() - t0;
-          options.metrics.claimDuration.observe(claimMs);
-          options.onClaim?.(claimMs, claimed.length);
+          options.events.emit('claim', { wanted, claimed: claimed.length, durationMs: performance.now() - t0 });
           for (const delivery of claimed) options.leases.hold({ id: delivery.id, attemptNumber: delivery.attempt_count });
           if (claimed.length > 0) {
             if (signal.aborted) {
