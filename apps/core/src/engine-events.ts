@@ -1,5 +1,5 @@
 // What the engine reports as it works, as typed events on one emitter per engine: claims, commits
-// of outcomes, isolated outcomes, loop restarts and stalls. Metrics (metrics.ts), the benchmark and tests subscribe here instead of
+// of outcomes, isolated outcomes, leases taken back, retention purges, loop restarts and stalls. Metrics (metrics.ts), the benchmark and tests subscribe here instead of
 // each module growing a reporting callback of its own. Event names and payloads live in one map,
 // so a subscriber is checked against what the emitter sends.
 //
@@ -7,6 +7,8 @@
 // goes on); a listener that throws is logged and skipped, never thrown into that loop.
 import { EventEmitter, once } from 'node:events';
 import type { Logger } from '@postern/shared';
+import type { Purged } from './keepalive/retention.ts';
+import type { ReclaimResult } from './queue/reclaim-leases.ts';
 
 export interface EngineEventMap {
   /** One claim statement (scheduler): how many were asked for and claimed, how long it took. */
@@ -15,6 +17,10 @@ export interface EngineEventMap {
   'completion:batch': { size: number; recorded: number; skipped: string[]; bounces: number; durationMs: number };
   /** An outcome PostgreSQL refused even alone: recorded bare, or not at all. */
   'completion:isolated': { deliveryId: string; reason: 'outcome_recorded_bare' | 'outcome_unrecordable' };
+  /** A reclaim pass that took expired leases back (maintenance). */
+  'lease:reclaimed': ReclaimResult;
+  /** A retention pass that purged something (maintenance). */
+  'retention:purged': Purged;
   /** A supervised loop failed or was abandoned and will be started again. */
   'loop:restart': { loop: string; error: unknown };
   /** The watchdog found a loop stalled (no heartbeat while holding work) and restarts it. */

@@ -2,7 +2,8 @@
 // Redis (if configured), opens the internal HTTP listener and starts every loop under its
 // supervisor. main.ts calls it once; tests call it as often as they like (two engines sharing one
 // queue, one killed mid-batch). The value it returns carries the engine's events (engine-events.ts:
-// what it does, for metrics, the benchmark and tests). Boot order is the runbook's (no-health-endpoints, docs/incidents.md): migrations (main.ts, or
+// what it does, for metrics, the benchmark and tests) and its maintenance (lease reclaim and
+// retention, one pass on demand). Boot order is the runbook's (no-health-endpoints, docs/incidents.md): migrations (main.ts, or
 // options.migrate) -> template catalog -> Redis ping -> HTTP listener -> loops.
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
@@ -29,6 +30,7 @@ import { retryLadder } from './delivery/retry-ladder.ts';
 import { EngineEvents } from './engine-events.ts';
 import { internalRoutes } from './http/internal-routes.ts';
 import { createStreamConsumer } from './intake/consume-stream.ts';
+import { createMaintenance, type Maintenance } from './keepalive/maintenance.ts';
 import { startLoops } from './loops.ts';
 import { countEngineEvents, createEngineMetrics } from './metrics.ts';
 import { createCompletionBatcher } from './queue/completion-batcher.ts';
@@ -55,6 +57,9 @@ export interface EngineDeps {
   /** Where the engine reports what it does; pass one to subscribe before the first claim
    *  (the benchmark). Defaults to a new one, as engine.events. */
   events?: EngineEvents;
+  /** Run lease reclaim and retention on their timers (default true). false: they run only when
+   *  asked through engine.maintenance (tests that trigger a pass instead of waiting for one). */
+  maintenanceLoops?: boolean;
 }
 
 /** How long an outcome waits for others to share its commit: short next to one WAL flush. */
@@ -66,6 +71,8 @@ export interface Engine {
   registry: Registry;
   pool: Pool;
   events: EngineEvents;
+  /** One pass of lease reclaim or retention now, returning what it did. */
+  maintenance: Maintenance;
   /** Stop claiming, finish or release in-flight work within MAIL_SHUTDOWN_TIMEOUT, close. */
   stop(): Promise<void>;
 }
@@ -144,7 +151,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
     countEngineEvents(events, metrics);
     const ladder = retryLadder(config.engine.retryLadderMs);
     // Bounces are written by the attempt workers (a permanent failure, a spent ladder) and by the
-    // scheduler (a lease that ran out with the ladder spent), with the same catalog and names.
+    // lease reclaim (a lease that ran out with the ladder spent), with the same catalog and names.
     const bounces = { catalog, reportingMta: os.hostname(), sender: config.smtp.from };
     const channel = new WorkChannel();
     const leases = new LiveLeases();
@@ -157,7 +164,6 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       logger: log,
       events,
     });
-    const schedulerLog = log.child({ component: 'scheduler' });
     const scheduler = createScheduler({
       pool,
       channel,
@@ -170,11 +176,17 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       leaseMs: config.engine.leaseDurationMs,
       pollIntervalMs: config.engine.pollIntervalMs,
       heartbeatIntervalMs: config.engine.heartbeatIntervalMs,
+      events,
+    });
+    const maintenance = createMaintenance({
+      pool,
+      engine: config.engine,
       maxAttempts: ladder.maxAttempts,
-      bounces: { ...bounces, logger: schedulerLog },
+      bounces,
+      leases,
       metrics,
       events,
-      logger: schedulerLog,
+      logger: log,
     });
     const consumer = redis
       ? createStreamConsumer({
@@ -216,6 +228,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       channel,
       scheduler,
       consumer,
+      maintenance: deps.maintenanceLoops === false ? null : maintenance.loops,
       attempt: {
         pool,
         completions,
@@ -246,6 +259,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       registry,
       pool,
       events,
+      maintenance: { reclaimExpiredLeases: maintenance.reclaimExpiredLeases, applyRetention: maintenance.applyRetention },
       stop() {
         stopped ??= (async () => {
           log.info('stopping: no new claims or stream reads');

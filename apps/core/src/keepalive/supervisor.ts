@@ -191,3 +191,13 @@ export function createWaker(): { wait(timeoutMs: number, signal: AbortSignal): P
     },
   };
 }
+
+/** Sleep for `ms` in steps of at most `stepMs`, beating at each, until the signal aborts: a loop
+ *  that only waits between passes stays visibly alive to the watchdog. */
+export async function sleepBeating(ms: number, stepMs: number, { signal, beat }: Pick<LoopContext, 'signal' | 'beat'>): Promise<void> {
+  const until = Date.now() + ms;
+  while (!signal.aborted && Date.now() < until) {
+    beat();
+    await delay(Math.min(stepMs, Math.max(0, until - Date.now())), undefined, { signal }).catch(() => {});
+  }
+}

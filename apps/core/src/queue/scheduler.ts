@@ -3,16 +3,13 @@
 // MAIL_CLAIM_AHEAD of them, so claims and completions overlap instead of alternating — hand them to the attempt workers, and sleep until woken: by NOTIFY mail_delivery_due (the
 // deliveries trigger fires on every insert or reschedule), by a worker freeing a slot while more is
 // due, or by the polling interval — the fallback that keeps claiming when the LISTEN connection is
-// down or a notification was missed. Expired leases are taken back on the way (stalled-worker, docs/incidents.md), with the
-// bounces of accepted mail that this dead-letters (reclaim-leases.ts).
-import type { Logger, Pool } from '@postern/shared';
-import type { BounceContext } from '../delivery/bounce.ts';
+// down or a notification was missed. Taking back expired leases is maintenance's job
+// (keepalive/maintenance.ts), not a step before each claim.
+import type { Pool } from '@postern/shared';
 import type { EngineEvents } from '../engine-events.ts';
 import { createWaker, type LoopContext } from '../keepalive/supervisor.ts';
-import type { EngineMetrics } from '../metrics.ts';
 import type { CompletionBatcher } from './completion-batcher.ts';
 import type { LiveLeases } from './live-leases.ts';
-import { reclaimPass } from './reclaim-leases.ts';
 import { claimDueDeliveries } from './sql/claim-deliveries.ts';
 import type { WorkChannel } from './work-channel.ts';
 
@@ -26,16 +23,11 @@ export interface SchedulerOptions {
    *  outcome's commit (completion-batcher.ts): the next claim overlaps that commit. */
   claimAhead: number;
   completions: Pick<CompletionBatcher, 'awaitingCommit' | 'onRecord'>;
-  /** Leases held for live work: claimed ones are added here, and the reclaim never takes them. */
+  /** Leases held for live work: claimed ones are added here (renewed, never taken back by this engine's reclaim). */
   leases: LiveLeases;
   leaseMs: number;
   pollIntervalMs: number;
   heartbeatIntervalMs: number;
-  maxAttempts: number;
-  /** Catalog, Reporting-MTA and sender of the bounces of leases that dead-letter. */
-  bounces: BounceContext;
-  metrics: EngineMetrics;
-  logger: Logger;
   /** Where each claim is reported ('claim': wanted, claimed, duration; metrics, the benchmark). */
   events: EngineEvents;
 }
@@ -49,8 +41,6 @@ export function createScheduler(options: SchedulerOptions): { body: (context: Lo
   options.completions.onRecord(() => {
     if (moreDue && options.claimAhead > 0) waker.wake();
   });
-  // Leases are checked a few times per lease period, and at least every 5 s.
-  const reclaimEveryMs = Math.min(5_000, Math.max(250, Math.floor(options.leaseMs / 4)));
 
   async function body({ signal, beat, progress }: LoopContext): Promise<void> {
     const listener = await options.pool.connect();
@@ -65,24 +55,9 @@ export function createScheduler(options: SchedulerOptions): { body: (context: Lo
     listener.on('end', onBroken);
     try {
       await listener.query('LISTEN mail_delivery_due');
-      let nextReclaim = 0;
       while (!signal.aborted) {
         beat();
         if (listenerBroken) throw listenerBroken;
-        if (Date.now() >= nextReclaim) {
-          // Never throws (reclaim-leases.ts): a poisoned lease must not stop the claims below.
-          await reclaimPass({
-            pool: options.pool,
-            limit: 100,
-            maxAttempts: options.maxAttempts,
-            leaseMs: options.leaseMs,
-            bounces: options.bounces,
-            liveIds: options.leases.ids(),
-            metrics: options.metrics,
-            logger: options.logger,
-          });
-          nextReclaim = Date.now() + reclaimEveryMs;
-        }
         // A worker waiting only for its outcome's commit is free again within milliseconds: claim
         // for it now, so the claim's own commit overlaps that one instead of following it.
         const almostFree = Math.min(options.claimAhead, options.completions.awaitingCommit);
