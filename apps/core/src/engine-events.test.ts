@@ -26,8 +26,8 @@ describe('EngineEvents', () => {
 
   it('resolves next() with the next event of that name', async () => {
     const events = new EngineEvents();
-    const next = events.next('claim');
-    events.emit('claim', { wanted: 2, claimed: 1, durationMs: 3 });
-    expect(await next).toEqual({ wanted: 2, claimed: 1, durationMs: 3 });
+    const next = events.next('listen:connected');
+    events.emit('listen:connected', { channel: 'mail_delivery_due' });
+    expect(await next).toEqual({ channel: 'mail_delivery_due' });
   });
 });

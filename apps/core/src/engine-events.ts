@@ -1,5 +1,6 @@
 // What the engine reports as it works, as typed events on one emitter per engine: claims, commits
-// of outcomes, isolated outcomes, leases taken back, retention purges, loop restarts and stalls. Metrics (metrics.ts), the benchmark and tests subscribe here instead of
+// of outcomes, isolated outcomes, leases taken back, retention purges, the LISTEN session, loop
+// restarts and stalls. Metrics (metrics.ts), the benchmark and tests subscribe here instead of
 // each module growing a reporting callback of its own. Event names and payloads live in one map,
 // so a subscriber is checked against what the emitter sends.
 //
@@ -21,6 +22,10 @@ export interface EngineEventMap {
   'lease:reclaimed': ReclaimResult;
   /** A retention pass that purged something (maintenance). */
   'retention:purged': Purged;
+  /** The LISTEN mail_delivery_due session is open. */
+  'listen:connected': { channel: string };
+  /** The LISTEN session could not be opened, or broke: the scheduler restarts and polls meanwhile. */
+  'listen:error': { channel: string; error: Error };
   /** A supervised loop failed or was abandoned and will be started again. */
   'loop:restart': { loop: string; error: unknown };
   /** The watchdog found a loop stalled (no heartbeat while holding work) and restarts it. */
@@ -53,7 +58,7 @@ export class EngineEvents {
     return () => this.#emitter.off(name, guarded);
   }
 
-  /** The next event of this name (tests: "the next claim"). */
+  /** The next event of this name (tests: "the next claim", "the LISTEN session is open"). */
   async next<K extends EngineEventName>(name: K, signal?: AbortSignal): Promise<EngineEventMap[K]> {
     const [payload] = await once(this.#emitter, name, signal ? { signal } : {});
     return payload as EngineEventMap[K];

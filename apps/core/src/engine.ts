@@ -34,9 +34,11 @@ import { createMaintenance, type Maintenance } from './keepalive/maintenance.ts'
 import { startLoops } from './loops.ts';
 import { countEngineEvents, createEngineMetrics } from './metrics.ts';
 import { createCompletionBatcher } from './queue/completion-batcher.ts';
+import { listenForDueDeliveries } from './queue/due-listener.ts';
 import { LiveLeases } from './queue/live-leases.ts';
 import { type ScheduleSampler, startScheduleSampler } from './queue/schedule-sampler.ts';
 import { createScheduler } from './queue/scheduler.ts';
+import { claimDueDeliveries } from './queue/sql/claim-deliveries.ts';
 import { readScheduleStats } from './queue/sql/schedule-stats.ts';
 import { WorkChannel } from './queue/work-channel.ts';
 import type { Relay } from './relay/relay.ts';
@@ -165,15 +167,16 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       events,
     });
     const scheduler = createScheduler({
-      pool,
+      claim: async (wanted) => {
+        const claimed = await claimDueDeliveries(pool, workerId, wanted, config.engine.leaseDurationMs);
+        // Live from the moment it is claimed: renewed, and never taken back by this engine's reclaim.
+        for (const delivery of claimed) leases.hold({ id: delivery.id, attemptNumber: delivery.attempt_count });
+        return claimed;
+      },
+      listen: (wake) => listenForDueDeliveries({ pool, wake, events }),
       channel,
-      workerId,
-      concurrency,
-      batchSize: config.engine.claimBatchSize,
-      claimAhead: config.engine.claimAhead,
       completions,
-      leases,
-      leaseMs: config.engine.leaseDurationMs,
+      sizing: { concurrency, batchSize: config.engine.claimBatchSize, claimAhead: config.engine.claimAhead },
       pollIntervalMs: config.engine.pollIntervalMs,
       heartbeatIntervalMs: config.engine.heartbeatIntervalMs,
       events,
