@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { createLogger, loadConfig, loadTemplateCatalog, runMigrations } from '@postern/shared';
 import pg from 'pg';
 import { startEngine } from '../../apps/core/src/engine.ts';
+import { EngineEvents } from '../../apps/core/src/engine-events.ts';
 import { claimDueDeliveries } from '../../apps/core/src/queue/sql/claim-deliveries.ts';
 import { type Outcome, recordOutcomes } from '../../apps/core/src/queue/sql/record-outcomes.ts';
 
@@ -123,16 +124,19 @@ async function engineRun(pool: pg.Pool, mode: 'stub' | 'smtp', count: number, sm
   const durations: number[] = [];
   const claimedCounts: number[] = [];
   const batchSizes: number[] = [];
+  // Subscribed before the engine starts, so the first claims are timed too.
+  const events = new EngineEvents(log);
+  events.on('claim', ({ durationMs, claimed }) => {
+    durations.push(durationMs);
+    claimedCounts.push(claimed);
+  });
+  events.on('completion:batch', (batch) => batchSizes.push(batch.size));
   const t0 = performance.now();
   const engine = await startEngine(config, {
     logger: log,
     catalog: loadTemplateCatalog(config.templateDir),
     http: false,
-    onClaim: (durationMs, claimed) => {
-      durations.push(durationMs);
-      claimedCounts.push(claimed);
-    },
-    onCompletionBatch: (batch) => batchSizes.push(batch.size),
+    events,
   });
   await waitAllFinished(pool);
   const seconds = (performance.now() - t0) / 1000;

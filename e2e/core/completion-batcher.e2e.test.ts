@@ -4,6 +4,7 @@
 // recorded with their attempt rows; a dead letter gets exactly one dead-letter row, a lost one none.
 import { createLogger } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EngineEvents } from '../../apps/core/src/engine-events.ts';
 import { createCompletionBatcher } from '../../apps/core/src/queue/completion-batcher.ts';
 import { claimDueDeliveries } from '../../apps/core/src/queue/sql/claim-deliveries.ts';
 import type { AttemptRecord } from '../../apps/core/src/queue/sql/attempt-row.ts';
@@ -40,6 +41,8 @@ describe('completion batcher', () => {
     await db.pool.query('UPDATE mail.deliveries SET locked_by = $2 WHERE id = ANY($1::uuid[])', [[lost, lostDead], OTHER]);
 
     const batches: Array<{ size: number; recorded: number; skipped: string[] }> = [];
+    const events = new EngineEvents();
+    events.on('completion:batch', (batch) => batches.push(batch));
     const batcher = createCompletionBatcher({
       pool: db.pool,
       workerId: ME,
@@ -47,7 +50,7 @@ describe('completion batcher', () => {
       // Long: the batch is written because it is full, not because a timer fired.
       flushDelayMs: 60_000,
       logger: createLogger('core-e2e', 'silent'),
-      onCommitted: (batch) => batches.push(batch),
+      events,
     });
     const results = await Promise.all([
       batcher.record({ deliveryId: sent, attemptNumber: 1, status: 'sent', attempt: attempt('sent', 250), waitMs: 0, lastError: null, bounce: null }),

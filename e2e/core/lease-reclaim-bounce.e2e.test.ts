@@ -2,8 +2,11 @@
 // takes the lease back (stalled-worker: so one that kills every engine cannot loop forever). No attempt
 // worker sees it fail, so the reclaim itself must bounce accepted mail to its sender — in the same
 // transaction as the dead letter — or the mail the edge said 250 for would vanish silently.
+// The engine runs no maintenance timers here: the test triggers the reclaim pass itself and checks
+// the pass's own account of what it did, then what it left in the database and at the sink.
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
+import type { ReclaimResult } from '../../apps/core/src/queue/reclaim-leases.ts';
 import { createTestDatabase, type TestDatabase, waitForSinkEmails } from '../harness/index.ts';
 import { attemptsOf, insertAcceptedMessage, metricsText, metricValue, queueDelivery, startTestEngine, unique, waitForStatus } from './helpers/engine.ts';
 
@@ -13,6 +16,7 @@ const MAX_ATTEMPTS = 4;
 
 let db: TestDatabase;
 let engine: Engine;
+let pass: ReclaimResult;
 
 /** As if an engine had claimed the delivery for its last attempt and died: the lease ran out. */
 async function leaseToDeadEngine(deliveryId: string): Promise<void> {
@@ -34,14 +38,14 @@ const ids: Record<'withSender' | 'nullSender' | 'fromProducer', string> = { with
 
 beforeAll(async () => {
   db = await createTestDatabase('core-reclaim-bounce');
-  // Leased by the dead engine before any live engine exists: the first thing the new one does with
-  // them is take the leases back.
+  // Leased by a dead engine whose leases ran out; the live engine takes them back when asked.
   ids.withSender = (await insertAcceptedMessage(db.pool, sender, withSender)).deliveryId;
   ids.nullSender = (await insertAcceptedMessage(db.pool, '', nullSender)).deliveryId;
   ids.fromProducer = await queueDelivery(db.pool, { recipient: fromProducer });
   for (const id of Object.values(ids)) await leaseToDeadEngine(id);
   const sink = inject('postern').maildev;
-  engine = await startTestEngine(db.dsn, { MAIL_SMTP_ADDR: `${sink.host}:${sink.smtpPort}`, MAIL_RETRY_LADDER: LADDER });
+  engine = await startTestEngine(db.dsn, { MAIL_SMTP_ADDR: `${sink.host}:${sink.smtpPort}`, MAIL_RETRY_LADDER: LADDER }, { maintenanceLoops: false });
+  pass = await engine.maintenance.reclaimExpiredLeases();
 });
 
 afterAll(async () => {
@@ -51,6 +55,7 @@ afterAll(async () => {
 
 describe('a lease that runs out with the ladder spent', () => {
   it('dead-letters accepted mail once and bounces it to its sender in the same transaction; the bounce reaches the sink', async () => {
+    expect(pass).toEqual({ reclaimed: 3, deadLettered: 3, bounces: 1, unbounced: 0, skipped: 0 });
     await waitForStatus(db.pool, ids.withSender, 'dead_letter');
     const deadLetters = await db.pool.query('SELECT reason FROM mail.dead_letters WHERE delivery_id = $1', [ids.withSender]);
     expect(deadLetters.rows).toHaveLength(1);

@@ -1,10 +1,11 @@
 // Retention against real PostgreSQL: idempotency reservations older than MAIL_IDEMPOTENCY_WINDOW
 // are purged (the delivery they point at stays), younger ones are kept and still deduplicate; the
-// heartbeat rows of engines silent for a day leave mail.workers (stalled-worker, docs/incidents.md).
+// heartbeat rows of engines silent for a day leave mail.workers (stalled-worker, docs/incidents.md);
+// an engine runs the same pass on demand, with its configured window, and says what it purged.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { purgeExpired } from '../../apps/core/src/keepalive/retention.ts';
 import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
-import { queueDelivery, unique } from './helpers/engine.ts';
+import { queueDelivery, startTestEngine, unique } from './helpers/engine.ts';
 
 let db: TestDatabase;
 
@@ -53,5 +54,20 @@ describe('retention', () => {
       [[dead, alive, edge]],
     );
     expect(rows.map((row) => row.worker_id).sort()).toEqual([alive, edge].sort());
+  });
+
+  it("runs as one pass of an engine's maintenance when asked, with the engine's window", async () => {
+    const engine = await startTestEngine(db.dsn, { MAIL_SMTP_MODE: 'stub', MAIL_IDEMPOTENCY_WINDOW: '24h' }, { maintenanceLoops: false });
+    try {
+      const oldId = await queueDelivery(db.pool, { recipient: unique('engine-old'), idempotencyKey: 'retention-engine-old' });
+      await db.pool.query(`UPDATE mail.idempotency_reservations SET created_at = now() - interval '2 days' WHERE delivery_id = $1`, [oldId]);
+
+      expect(await engine.maintenance.applyRetention()).toMatchObject({ reservations: 1 });
+      const { rows } = await db.pool.query('SELECT 1 FROM mail.idempotency_reservations WHERE delivery_id = $1', [oldId]);
+      expect(rows).toEqual([]);
+      expect(await engine.maintenance.applyRetention()).toMatchObject({ reservations: 0 });
+    } finally {
+      await engine.stop();
+    }
   });
 });

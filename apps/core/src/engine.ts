@@ -1,7 +1,9 @@
 // The delivery engine as a value: startEngine() opens the pool, checks the template catalog, pings
 // Redis (if configured), opens the internal HTTP listener and starts every loop under its
 // supervisor. main.ts calls it once; tests call it as often as they like (two engines sharing one
-// queue, one killed mid-batch). Boot order is the runbook's (no-health-endpoints, docs/incidents.md): migrations (main.ts, or
+// queue, one killed mid-batch). The value it returns carries the engine's events (engine-events.ts:
+// what it does, for metrics, the benchmark and tests) and its maintenance (lease reclaim and
+// retention, one pass on demand). Boot order is the runbook's (no-health-endpoints, docs/incidents.md): migrations (main.ts, or
 // options.migrate) -> template catalog -> Redis ping -> HTTP listener -> loops.
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
@@ -25,14 +27,18 @@ import {
 import { DSN_TEMPLATE_ID } from './delivery/bounce.ts';
 import { defaultReplyRules } from './delivery/classify-reply.ts';
 import { retryLadder } from './delivery/retry-ladder.ts';
+import { EngineEvents } from './engine-events.ts';
 import { internalRoutes } from './http/internal-routes.ts';
 import { createStreamConsumer } from './intake/consume-stream.ts';
+import { createMaintenance, type Maintenance } from './keepalive/maintenance.ts';
 import { startLoops } from './loops.ts';
-import { createEngineMetrics } from './metrics.ts';
+import { countEngineEvents, createEngineMetrics } from './metrics.ts';
 import { createCompletionBatcher } from './queue/completion-batcher.ts';
+import { listenForDueDeliveries } from './queue/due-listener.ts';
 import { LiveLeases } from './queue/live-leases.ts';
 import { type ScheduleSampler, startScheduleSampler } from './queue/schedule-sampler.ts';
 import { createScheduler } from './queue/scheduler.ts';
+import { claimDueDeliveries } from './queue/sql/claim-deliveries.ts';
 import { readScheduleStats } from './queue/sql/schedule-stats.ts';
 import { WorkChannel } from './queue/work-channel.ts';
 import type { Relay } from './relay/relay.ts';
@@ -50,10 +56,12 @@ export interface EngineDeps {
   migrate?: boolean;
   /** Replace the relay (tests); defaults to SMTP or stub per config.smtp.mode. */
   relay?: Relay;
-  /** Told the duration of every claim statement and how many it claimed (the benchmark). */
-  onClaim?: (durationMs: number, claimed: number) => void;
-  /** Told about every committed batch of outcomes (the benchmark). */
-  onCompletionBatch?: (batch: { size: number; durationMs: number }) => void;
+  /** Where the engine reports what it does; pass one to subscribe before the first claim
+   *  (the benchmark). Defaults to a new one, as engine.events. */
+  events?: EngineEvents;
+  /** Run lease reclaim and retention on their timers (default true). false: they run only when
+   *  asked through engine.maintenance (tests that trigger a pass instead of waiting for one). */
+  maintenanceLoops?: boolean;
 }
 
 /** How long an outcome waits for others to share its commit: short next to one WAL flush. */
@@ -64,6 +72,9 @@ export interface Engine {
   http: ListenAddress | null;
   registry: Registry;
   pool: Pool;
+  events: EngineEvents;
+  /** One pass of lease reclaim or retention now, returning what it did. */
+  maintenance: Maintenance;
   /** Stop claiming, finish or release in-flight work within MAIL_SHUTDOWN_TIMEOUT, close. */
   stop(): Promise<void>;
 }
@@ -138,9 +149,11 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
     });
     samplerRef.current = schedule;
     const metrics = createEngineMetrics(registry, { schedule, loops: () => loopsRef.current?.loops ?? [] });
+    const events = deps.events ?? new EngineEvents(log);
+    countEngineEvents(events, metrics);
     const ladder = retryLadder(config.engine.retryLadderMs);
     // Bounces are written by the attempt workers (a permanent failure, a spent ladder) and by the
-    // scheduler (a lease that ran out with the ladder spent), with the same catalog and names.
+    // lease reclaim (a lease that ran out with the ladder spent), with the same catalog and names.
     const bounces = { catalog, reportingMta: os.hostname(), sender: config.smtp.from };
     const channel = new WorkChannel();
     const leases = new LiveLeases();
@@ -151,30 +164,32 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       maxBatch: concurrency,
       flushDelayMs: COMPLETION_FLUSH_DELAY_MS,
       logger: log,
-      onCommitted: (batch) => {
-        if (batch.bounces > 0) metrics.bounces.inc(batch.bounces);
-        deps.onCompletionBatch?.(batch);
-      },
-      onIsolated: (reason) => metrics.poisonItems.inc({ loop: 'completion', reason }),
+      events,
     });
-    const schedulerLog = log.child({ component: 'scheduler' });
     const scheduler = createScheduler({
-      pool,
+      claim: async (wanted) => {
+        const claimed = await claimDueDeliveries(pool, workerId, wanted, config.engine.leaseDurationMs);
+        // Live from the moment it is claimed: renewed, and never taken back by this engine's reclaim.
+        for (const delivery of claimed) leases.hold({ id: delivery.id, attemptNumber: delivery.attempt_count });
+        return claimed;
+      },
+      listen: (wake) => listenForDueDeliveries({ pool, wake, events }),
       channel,
-      workerId,
-      concurrency,
-      batchSize: config.engine.claimBatchSize,
-      claimAhead: config.engine.claimAhead,
       completions,
-      leases,
-      leaseMs: config.engine.leaseDurationMs,
+      sizing: { concurrency, batchSize: config.engine.claimBatchSize, claimAhead: config.engine.claimAhead },
       pollIntervalMs: config.engine.pollIntervalMs,
       heartbeatIntervalMs: config.engine.heartbeatIntervalMs,
+      events,
+    });
+    const maintenance = createMaintenance({
+      pool,
+      engine: config.engine,
       maxAttempts: ladder.maxAttempts,
-      bounces: { ...bounces, logger: schedulerLog },
+      bounces,
+      leases,
       metrics,
-      ...(deps.onClaim ? { onClaim: deps.onClaim } : {}),
-      logger: schedulerLog,
+      events,
+      logger: log,
     });
     const consumer = redis
       ? createStreamConsumer({
@@ -216,6 +231,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       channel,
       scheduler,
       consumer,
+      maintenance: deps.maintenanceLoops === false ? null : maintenance.loops,
       attempt: {
         pool,
         completions,
@@ -230,7 +246,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       },
       leases,
       workerId,
-      metrics,
+      events,
       logger: log,
     });
     loopsRef.current = running;
@@ -245,6 +261,8 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       http: ops?.address ?? null,
       registry,
       pool,
+      events,
+      maintenance: { reclaimExpiredLeases: maintenance.reclaimExpiredLeases, applyRetention: maintenance.applyRetention },
       stop() {
         stopped ??= (async () => {
           log.info('stopping: no new claims or stream reads');

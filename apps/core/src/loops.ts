@@ -1,28 +1,32 @@
 // Every background loop of the engine, each under its supervisor (keepalive/supervisor.ts):
 //   stream-consumer   Redis Stream intake (only with MAIL_REDIS_MASTER_ADDR)
-//   scheduler         claims due deliveries (and takes back expired leases)
+//   scheduler         claims due deliveries, woken by NOTIFY mail_delivery_due (queue/scheduler.ts)
 //   attempt-worker-N  MAIL_ATTEMPT_WORKER_CONCURRENCY of them, one send at a time each
 //   lease-keeper      renews the leases of the work this engine holds (queue/lease-keeper.ts)
-//   retention         purges old payloads, attempts, idempotency reservations, dead engines' rows
+//   lease-reclaim     takes back the expired leases of dead or stalled engines (maintenance)
+//   retention         purges old payloads, attempts, idempotency reservations, dead engines' rows (maintenance)
 //   heartbeat         writes every loop's heartbeat to mail.workers
 // plus the watchdog timer, and the ordered stop (SIGTERM): stop claiming and reading, release what
 // was claimed but not started, let sends under way finish, interrupt the stragglers at the
 // deadline (they are recorded and released, due again at once), then say goodbye in mail.workers.
+// The two maintenance loops run keepalive/maintenance.ts's passes on timers; an engine started
+// without them (EngineDeps.maintenanceLoops: false) runs those passes only when asked. Restarts
+// and stalls are reported as engine events (engine-events.ts).
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger, Pool, PosternConfig } from '@postern/shared';
 import { type AttemptDeps, attemptDelivery } from './delivery/attempt-worker.ts';
+import type { EngineEvents } from './engine-events.ts';
 import { writeHeartbeats } from './keepalive/heartbeat.ts';
-import { type Purged, purgeExpired, RETENTION_BATCH } from './keepalive/retention.ts';
 import { type LoopContext, type SupervisedLoop, superviseLoop } from './keepalive/supervisor.ts';
 import { startWatchdog } from './keepalive/watchdog.ts';
-import type { EngineMetrics } from './metrics.ts';
 import { createLeaseKeeper } from './queue/lease-keeper.ts';
 import type { LiveLeases } from './queue/live-leases.ts';
 import { releaseClaims } from './queue/sql/release-claims.ts';
 import type { WorkChannel } from './queue/work-channel.ts';
 import type { Relay } from './relay/relay.ts';
 
-type Body = { body: (context: LoopContext) => Promise<void> };
+type LoopBody = (context: LoopContext) => Promise<void>;
+type Body = { body: LoopBody };
 
 export interface LoopsOptions {
   config: PosternConfig;
@@ -30,11 +34,13 @@ export interface LoopsOptions {
   channel: WorkChannel;
   scheduler: Body;
   consumer: Body | null;
+  /** The maintenance loops (keepalive/maintenance.ts), or null: maintenance runs on demand only. */
+  maintenance: { 'lease-reclaim': LoopBody; retention: LoopBody } | null;
   attempt: AttemptDeps;
   /** Leases held for live work: released when an attempt ends or is abandoned, renewed meanwhile. */
   leases: LiveLeases;
   workerId: string;
-  metrics: EngineMetrics;
+  events: EngineEvents;
   logger: Logger;
 }
 
@@ -46,10 +52,9 @@ export interface RunningLoops {
 }
 
 export function startLoops(options: LoopsOptions): RunningLoops {
-  const { config, channel, metrics, logger } = options;
+  const { config, channel, events, logger } = options;
   const engine = config.engine;
-  const supervise = (name: string, body: (context: LoopContext) => Promise<void>) =>
-    superviseLoop({ name, body, logger, onRestart: (loop) => metrics.loopRestarts.inc({ loop }) });
+  const supervise = (name: string, body: LoopBody) => superviseLoop({ name, body, logger, events });
 
   // One worker instance: it takes work only while it is neither stopping nor abandoned. When the
   // watchdog abandons it mid-send (the slot of a stalled worker was never freed, so with
@@ -104,32 +109,6 @@ export function startLoops(options: LoopsOptions): RunningLoops {
     }
   };
 
-  const retentionBody = async ({ signal, beat, progress }: LoopContext) => {
-    while (!signal.aborted) {
-      beat();
-      let purged: Purged;
-      do {
-        purged = await purgeExpired(options.pool, engine);
-        if (purged.payloads + purged.attempts + purged.reservations + purged.workers > 0) {
-          logger.info(purged, "retention: purged old payloads, attempts, idempotency reservations and dead engines' worker rows");
-        }
-        beat();
-        // Worker rows go all at once, so only the batched purges can have more left.
-      } while (
-        !signal.aborted &&
-        [purged.payloads, purged.attempts, purged.reservations].some((count) => count === RETENTION_BATCH)
-      );
-      progress();
-      await delay(Math.min(engine.retentionIntervalMs, engine.heartbeatIntervalMs), undefined, { signal }).catch(() => {});
-      // Sleep in heartbeat-sized steps so the loop stays visibly alive between runs.
-      const until = Date.now() + engine.retentionIntervalMs - Math.min(engine.retentionIntervalMs, engine.heartbeatIntervalMs);
-      while (!signal.aborted && Date.now() < until) {
-        beat();
-        await delay(Math.min(engine.heartbeatIntervalMs, Math.max(0, until - Date.now())), undefined, { signal }).catch(() => {});
-      }
-    }
-  };
-
   const loops: SupervisedLoop[] = [];
   const heartbeatBody = async ({ signal, beat, progress }: LoopContext) => {
     while (!signal.aborted) {
@@ -152,9 +131,17 @@ export function startLoops(options: LoopsOptions): RunningLoops {
     logger: logger.child({ component: 'lease-keeper' }),
   });
   const leaseKeeperLoop = supervise('lease-keeper', leaseKeeper.body);
-  const retentionLoop = supervise('retention', retentionBody);
+  const reclaimLoop = options.maintenance ? supervise('lease-reclaim', options.maintenance['lease-reclaim']) : null;
+  const retentionLoop = options.maintenance ? supervise('retention', options.maintenance.retention) : null;
   const heartbeatLoop = supervise('heartbeat', heartbeatBody);
-  loops.push(...(consumerLoop ? [consumerLoop] : []), schedulerLoop, ...workerLoops, leaseKeeperLoop, retentionLoop, heartbeatLoop);
+  loops.push(
+    ...(consumerLoop ? [consumerLoop] : []),
+    schedulerLoop,
+    ...workerLoops,
+    leaseKeeperLoop,
+    ...(reclaimLoop && retentionLoop ? [reclaimLoop, retentionLoop] : []),
+    heartbeatLoop,
+  );
   for (const loop of loops) logger.info({ loop: loop.name }, 'loop started');
 
   const workerNames = new Set(workerLoops.map((loop) => loop.name));
@@ -164,7 +151,7 @@ export function startLoops(options: LoopsOptions): RunningLoops {
     stallThresholdMs: engine.watchdogStallThresholdMs,
     onlyWhenBusy: (loop) => workerNames.has(loop.name),
     logger,
-    onStall: (loop) => metrics.loopStalls.inc({ loop: loop.name }),
+    events,
   });
 
   return {
@@ -185,7 +172,7 @@ export function startLoops(options: LoopsOptions): RunningLoops {
       const started = Date.now();
       const left = (fraction: number) => Math.max(0, started + budgetMs * fraction - Date.now());
       watchdog.stop();
-      await Promise.all([schedulerLoop.stop(left(0.2)), consumerLoop?.stop(left(0.2))]);
+      await Promise.all([schedulerLoop.stop(left(0.2)), consumerLoop?.stop(left(0.2)), reclaimLoop?.stop(left(0.2))]);
       const unstarted = channel.drain();
       if (unstarted.length > 0) {
         const released = await releaseClaims(options.pool, options.workerId, unstarted.map((delivery) => delivery.id)).catch((error: unknown) => {
@@ -202,7 +189,7 @@ export function startLoops(options: LoopsOptions): RunningLoops {
         if (channel.busy > 0) logger.error({ inFlight: channel.busy }, 'sends still unrecorded at the deadline; their leases will expire');
       }
       await leaseKeeperLoop.stop(left(0.9));
-      await retentionLoop.stop(left(0.9));
+      await retentionLoop?.stop(left(0.9));
       await heartbeatLoop.stop(left(0.9));
       await writeHeartbeats(options.pool, options.workerId, loops.map((loop) => ({ ...loop.status, state: 'stopped' as const }))).catch(() => {});
     },

@@ -2,8 +2,10 @@
 // is exported as mail_attempt_schedule_depth, and so on); what the runbook lacked — loop heartbeat
 // ages and restarts (dead-runner, stalled-worker) — is added under the same prefix. Queue depth and oldest age
 // describe the shared queue, not this process: read from PostgreSQL in the background and served
-// from the latest sample, with its age, so /metrics answers whatever PostgreSQL does.
+// from the latest sample, with its age, so /metrics answers whatever PostgreSQL does. What the
+// engine reports as events (engine-events.ts) is counted by subscribing (countEngineEvents).
 import { ATTEMPT_STATUSES, prometheus, type Registry } from '@postern/shared';
+import type { EngineEvents } from './engine-events.ts';
 import type { SupervisedLoop } from './keepalive/supervisor.ts';
 import type { ScheduleSampler } from './queue/schedule-sampler.ts';
 import type { ScheduleStats } from './queue/sql/schedule-stats.ts';
@@ -100,4 +102,16 @@ export function createEngineMetrics(
   for (const reason of ['suppression_list', 'stub_mode', 'provider']) metrics.suppressed.inc({ reason }, 0);
   metrics.deadLetters.inc(0);
   return metrics;
+}
+
+/** The metrics that count engine events: claims, bounces of committed batches, isolated outcomes,
+ *  loop restarts and stalls. */
+export function countEngineEvents(events: EngineEvents, metrics: EngineMetrics): void {
+  events.on('claim', ({ durationMs }) => metrics.claimDuration.observe(durationMs));
+  events.on('completion:batch', ({ bounces }) => {
+    if (bounces > 0) metrics.bounces.inc(bounces);
+  });
+  events.on('completion:isolated', ({ reason }) => metrics.poisonItems.inc({ loop: 'completion', reason }));
+  events.on('loop:restart', ({ loop }) => metrics.loopRestarts.inc({ loop }));
+  events.on('loop:stall', ({ loop }) => metrics.loopStalls.inc({ loop }));
 }

@@ -1,5 +1,6 @@
 import { createLogger } from '@postern/shared';
 import { describe, expect, it } from 'vitest';
+import { EngineEvents } from '../engine-events.ts';
 import { superviseLoop } from './supervisor.ts';
 
 const logger = createLogger('test', 'silent');
@@ -15,9 +16,13 @@ async function until(check: () => boolean, timeoutMs = 5_000): Promise<void> {
 describe('superviseLoop', () => {
   it('restarts a loop that throws, with backoff, and counts the restarts', async () => {
     let runs = 0;
+    const events = new EngineEvents();
+    const reported: string[] = [];
+    events.on('loop:restart', ({ loop, error }) => reported.push(`${loop}: ${(error as Error).message}`));
     const loop = superviseLoop({
       name: 'flaky',
       logger,
+      events,
       backoffBaseMs: 1,
       body: async ({ signal }) => {
         runs += 1;
@@ -28,6 +33,7 @@ describe('superviseLoop', () => {
     await until(() => runs === 3 && loop.status.state === 'running');
     expect(loop.status.restarts).toBe(2);
     expect(loop.status.lastError).toBe('boom 2');
+    expect(reported).toEqual(['flaky: boom 1', 'flaky: boom 2']);
     expect(await loop.stop(1_000)).toBe(true);
     expect(loop.status.state).toBe('stopped');
   });

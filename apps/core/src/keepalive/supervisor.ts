@@ -6,6 +6,7 @@
 // fresh instance started; whatever the stalled instance held is released by its lease expiring.
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from '@postern/shared';
+import type { EngineEvents } from '../engine-events.ts';
 
 export type LoopStateName = 'starting' | 'running' | 'backoff' | 'stopped';
 
@@ -52,7 +53,8 @@ export interface SuperviseOptions {
   backoffMaxMs?: number;
   /** A run this long resets the backoff: the next failure restarts quickly again. */
   healthyAfterMs?: number;
-  onRestart?: (name: string, error: unknown) => void;
+  /** Where each restart is reported ('loop:restart'; metrics count them). */
+  events?: EngineEvents;
 }
 
 function describe(error: unknown): string {
@@ -131,7 +133,7 @@ export function superviseLoop(options: SuperviseOptions): SupervisedLoop {
       status.busy = false;
       status.lastError = describe(error);
       log.warn({ err: error, restartInMs: waitMs, restarts: status.restarts }, `loop ${options.name} failed; restarting`);
-      options.onRestart?.(options.name, error);
+      options.events?.emit('loop:restart', { loop: options.name, error });
       try {
         await delay(waitMs, undefined, { signal: stopController.signal });
       } catch {
@@ -188,4 +190,14 @@ export function createWaker(): { wait(timeoutMs: number, signal: AbortSignal): P
       for (const waiter of waiters.slice()) waiter();
     },
   };
+}
+
+/** Sleep for `ms` in steps of at most `stepMs`, beating at each, until the signal aborts: a loop
+ *  that only waits between passes stays visibly alive to the watchdog. */
+export async function sleepBeating(ms: number, stepMs: number, { signal, beat }: Pick<LoopContext, 'signal' | 'beat'>): Promise<void> {
+  const until = Date.now() + ms;
+  while (!signal.aborted && Date.now() < until) {
+    beat();
+    await delay(Math.min(stepMs, Math.max(0, until - Date.now())), undefined, { signal }).catch(() => {});
+  }
 }

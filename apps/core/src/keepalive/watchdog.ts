@@ -5,6 +5,7 @@
 // always has work (scheduler, stream consumer). The abandoned instance's leased delivery becomes
 // claimable by any engine when its lease expires (reclaim-expired-leases.ts).
 import type { Logger } from '@postern/shared';
+import type { EngineEvents } from '../engine-events.ts';
 import type { SupervisedLoop } from './supervisor.ts';
 
 export interface WatchdogOptions {
@@ -13,7 +14,8 @@ export interface WatchdogOptions {
   /** Loops that only stall while holding work; others are always expected to beat. */
   onlyWhenBusy: (loop: SupervisedLoop) => boolean;
   logger: Logger;
-  onStall?: (loop: SupervisedLoop, ageMs: number) => void;
+  /** Where each stall is reported ('loop:stall'; metrics count them). */
+  events: EngineEvents;
 }
 
 export function startWatchdog(options: WatchdogOptions): { stop(): void } {
@@ -28,7 +30,7 @@ export function startWatchdog(options: WatchdogOptions): { stop(): void } {
       if (ageMs <= options.stallThresholdMs) continue;
       if (options.onlyWhenBusy(loop) && !status.busy) continue;
       log.error({ loop: loop.name, heartbeatAgeMs: ageMs, busy: status.busy }, 'loop stalled: restarting it');
-      options.onStall?.(loop, ageMs);
+      options.events.emit('loop:stall', { loop: loop.name, heartbeatAgeMs: ageMs });
       loop.restart(`stalled: no heartbeat for ${ageMs} ms while holding work`);
     }
   }, checkEveryMs);

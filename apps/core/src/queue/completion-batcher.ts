@@ -19,6 +19,7 @@
 // pass.
 import { type Logger, type Pool, type Queryable, withTransaction } from '@postern/shared';
 import { describeDbError, unrecordableOutcome } from '../delivery/fail-for-good.ts';
+import type { EngineEvents } from '../engine-events.ts';
 import { isRetryableDbError, isTransientDbError } from './db-errors.ts';
 import { type BounceToStore, insertBounce } from './sql/insert-bounce.ts';
 import { recordBareOutcome } from './sql/record-bare-outcome.ts';
@@ -39,10 +40,8 @@ export interface CompletionBatcherOptions {
   /** Write at most this long after the first outcome of a batch arrived. */
   flushDelayMs: number;
   logger: Logger;
-  /** Called after each committed batch (metrics, the benchmark). */
-  onCommitted?: (batch: { size: number; recorded: number; skipped: string[]; bounces: number; durationMs: number }) => void;
-  /** Called for each outcome isolated (recorded bare, or given up on): mail_poison_items_total. */
-  onIsolated?: (reason: 'outcome_recorded_bare' | 'outcome_unrecordable') => void;
+  /** Where each committed batch ('completion:batch') and each isolated outcome ('completion:isolated') is reported. */
+  events?: EngineEvents;
 }
 
 export interface CompletionBatcher {
@@ -131,7 +130,7 @@ export function createCompletionBatcher(options: CompletionBatcherOptions): Comp
     if (skipped.length > 0) {
       log.warn({ deliveryIds: skipped }, 'outcomes not recorded: their lease had been lost (another engine took them back)');
     }
-    options.onCommitted?.({
+    options.events?.emit('completion:batch', {
       size: entries.length,
       recorded: result.recorded.size,
       skipped,
@@ -153,7 +152,7 @@ export function createCompletionBatcher(options: CompletionBatcherOptions): Comp
         status: bare.status,
         lastError: bare.lastError,
       });
-      options.onIsolated?.('outcome_recorded_bare');
+      options.events?.emit('completion:isolated', { deliveryId: outcome.deliveryId, reason: 'outcome_recorded_bare' });
       log.error(
         { err: error, deliveryId: outcome.deliveryId, intended: outcome.status, recordedAs: bare.status, recorded },
         'an outcome could not be recorded; recorded without its attempt row and bounce, with the refusal as its reason',
@@ -161,7 +160,7 @@ export function createCompletionBatcher(options: CompletionBatcherOptions): Comp
       entry.resolve(recorded);
     } catch (bareError) {
       if (!isRetryableDbError(bareError)) {
-        options.onIsolated?.('outcome_unrecordable');
+        options.events?.emit('completion:isolated', { deliveryId: outcome.deliveryId, reason: 'outcome_unrecordable' });
         log.error({ err: bareError, deliveryId: outcome.deliveryId, first: describeDbError(error) }, 'an outcome could not be recorded even bare');
       }
       entry.reject(bareError);

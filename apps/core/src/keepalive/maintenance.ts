@@ -1,0 +1,122 @@
+// Maintenance: the passes that keep the shared queue healthy without claiming anything.
+//   lease reclaim  takes back the leases of engines that died or stalled, with the bounces of what
+//                  that dead-letters (queue/reclaim-leases.ts; stalled-worker, docs/incidents.md);
+//   retention      purges old payloads, attempts, idempotency reservations and dead engines'
+//                  worker rows (retention.ts).
+// Each is one function that runs one pass now and returns what it did. Two supervised loops run
+// them on timers ('lease-reclaim': a few times per lease period, at least every 5 s; 'retention':
+// every MAIL_RETENTION_INTERVAL), and engine.maintenance runs them on demand, so a test triggers a
+// pass instead of waiting for a timer. Passes of one kind never overlap: one asked for while
+// another runs starts when that one ends, so what it returns is what it did itself.
+import type { Logger, Pool, PosternConfig } from '@postern/shared';
+import type { BounceContext } from '../delivery/bounce.ts';
+import type { EngineEvents } from '../engine-events.ts';
+import type { EngineMetrics } from '../metrics.ts';
+import type { LiveLeases } from '../queue/live-leases.ts';
+import { type ReclaimResult, reclaimPass } from '../queue/reclaim-leases.ts';
+import { type Purged, purgeExpired, RETENTION_BATCH } from './retention.ts';
+import { type LoopContext, sleepBeating } from './supervisor.ts';
+
+export interface Maintenance {
+  /** Take back expired leases now (at most RECLAIM_LIMIT). Never throws: a pass that fails is
+   *  logged and counted, and returns nothing taken back. */
+  reclaimExpiredLeases(): Promise<ReclaimResult>;
+  /** Purge what retention allows now, batch after batch until none is full; the rows purged. */
+  applyRetention(): Promise<Purged>;
+}
+
+export interface MaintenanceOptions {
+  pool: Pool;
+  engine: Pick<
+    PosternConfig['engine'],
+    'leaseDurationMs' | 'retentionAgeMs' | 'idempotencyWindowMs' | 'retentionIntervalMs' | 'heartbeatIntervalMs'
+  >;
+  maxAttempts: number;
+  /** Catalog, Reporting-MTA and sender of the bounces of leases that dead-letter. */
+  bounces: Omit<BounceContext, 'logger'>;
+  /** Leases this engine holds for live work: never taken back by its own reclaim. */
+  leases: LiveLeases;
+  metrics: EngineMetrics;
+  events: EngineEvents;
+  logger: Logger;
+}
+
+type Body = (context: LoopContext) => Promise<void>;
+
+/** Most leases one reclaim pass takes back. */
+export const RECLAIM_LIMIT = 100;
+
+/** Leases are checked a few times per lease period, and at least every 5 s. */
+export function reclaimIntervalMs(leaseMs: number): number {
+  return Math.min(5_000, Math.max(250, Math.floor(leaseMs / 4)));
+}
+
+/** Calls of `pass` one after another: a call made while one runs waits for it to end first. */
+function oneAtATime<A extends unknown[], T>(pass: (...args: A) => Promise<T>): (...args: A) => Promise<T> {
+  let last: Promise<unknown> = Promise.resolve();
+  return (...args) => {
+    const run = last.then(() => pass(...args));
+    last = run.catch(() => {});
+    return run;
+  };
+}
+
+export function createMaintenance(options: MaintenanceOptions): Maintenance & { loops: { 'lease-reclaim': Body; retention: Body } } {
+  const { engine, events } = options;
+  const reclaimLog = options.logger.child({ component: 'lease-reclaim' });
+  const retentionLog = options.logger.child({ component: 'retention' });
+
+  const reclaim = oneAtATime(async (): Promise<ReclaimResult> => {
+    const taken = await reclaimPass({
+      pool: options.pool,
+      limit: RECLAIM_LIMIT,
+      maxAttempts: options.maxAttempts,
+      leaseMs: engine.leaseDurationMs,
+      bounces: { ...options.bounces, logger: reclaimLog },
+      liveIds: options.leases.ids(),
+      metrics: options.metrics,
+      logger: reclaimLog,
+    });
+    if (taken.reclaimed > 0) events.emit('lease:reclaimed', taken);
+    return taken;
+  });
+
+  // From the loop: beat between batches, and stop after the batch under way when the engine stops.
+  const retain = oneAtATime(async ({ beat, signal }: Pick<LoopContext, 'beat' | 'signal'>): Promise<Purged> => {
+    const total: Purged = { payloads: 0, attempts: 0, reservations: 0, workers: 0 };
+    let purged: Purged;
+    do {
+      purged = await purgeExpired(options.pool, engine);
+      if (purged.payloads + purged.attempts + purged.reservations + purged.workers > 0) {
+        retentionLog.info(purged, "retention: purged old payloads, attempts, idempotency reservations and dead engines' worker rows");
+      }
+      total.payloads += purged.payloads;
+      total.attempts += purged.attempts;
+      total.reservations += purged.reservations;
+      total.workers += purged.workers;
+      beat();
+      // Worker rows go all at once, so only the batched purges can have more left.
+    } while (!signal.aborted && [purged.payloads, purged.attempts, purged.reservations].some((count) => count === RETENTION_BATCH));
+    if (total.payloads + total.attempts + total.reservations + total.workers > 0) events.emit('retention:purged', total);
+    return total;
+  });
+
+  const every = (intervalMs: number, pass: (context: LoopContext) => Promise<unknown>): Body =>
+    async (context) => {
+      while (!context.signal.aborted) {
+        context.beat();
+        await pass(context);
+        context.progress();
+        await sleepBeating(intervalMs, engine.heartbeatIntervalMs, context);
+      }
+    };
+
+  return {
+    reclaimExpiredLeases: () => reclaim(),
+    applyRetention: () => retain({ beat: () => {}, signal: new AbortController().signal }),
+    loops: {
+      'lease-reclaim': every(reclaimIntervalMs(engine.leaseDurationMs), () => reclaim()),
+      retention: every(engine.retentionIntervalMs, retain),
+    },
+  };
+}
