@@ -1,11 +1,11 @@
 // DeadLetter: a delivery that exhausted the retry ladder. Exactly one per dead-lettered delivery;
 // a requeue marks it (requeuedAt/By) and puts the delivery back in the queue.
+import { fillMark } from '@postern/shared';
 import { AttemptRef } from './attempt.ts';
 import { builder } from './builder.ts';
 import { DeliveryRef } from './delivery.ts';
 import { recipientFilter, textFilter } from './filter-arguments.ts';
 import { type KeysetStatements, keysetConnection, keysetStatements } from './pagination.ts';
-import { fillMark } from './sql-marks.ts';
 
 export interface DeadLetterRow {
   id: string;

@@ -1,11 +1,10 @@
 // Delivery: one recipient's copy of a message or command, and everything that happened to it.
-import { DELIVERY_STATUSES, type DeliveryStatus, isUuid, PAYLOAD_MODES, type PayloadMode, type Queryable } from '@postern/shared';
+import { DELIVERY_STATUSES, type DeliveryStatus, fillMark, isUuid, PAYLOAD_MODES, type PayloadMode, type Queryable } from '@postern/shared';
 import { AttemptRef } from './attempt.ts';
 import { builder } from './builder.ts';
 import { DeadLetterRef } from './dead-letter.ts';
 import { recipientFilter, textFilter } from './filter-arguments.ts';
 import { type KeysetStatements, keysetConnection, keysetStatements } from './pagination.ts';
-import { fillMark } from './sql-marks.ts';
 
 export { DELIVERY_STATUSES, type DeliveryStatus, isUuid };
 
@@ -37,7 +36,7 @@ export interface DeliveryRow {
  * The delivery read model: DeliveryRow's columns of `mail.deliveries dl`, written once. Every
  * statement that returns deliveries (by id, the list, cancelDelivery's and requeueDeadLetter's
  * RETURNING) says `/*DELIVERY_COLUMNS*\/` where the columns go and gets them at module load
- * (withDeliveryColumns, sql-marks.ts), so they cannot drift apart. "cursorAt" is created_at in UTC at microsecond precision (pagination.ts).
+ * (withDeliveryColumns, fillMark), so they cannot drift apart. "cursorAt" is created_at in UTC at microsecond precision (pagination.ts).
  */
 export const DELIVERY_COLUMNS = `dl.id::text AS id, dl.status, dl.recipient, dl.source, dl.idempotency_key AS "idempotencyKey",
        dl.payload_mode AS "payloadMode", dl.message_id::text AS "messageId", dl.template_id AS "templateId",

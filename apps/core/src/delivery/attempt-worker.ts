@@ -5,16 +5,15 @@
 //   with other workers' outcomes in one commit; the worker waits for that commit before it moves on.
 // The outcome of a send is known the moment the relay answers; if PostgreSQL is away, slow, or the
 // row is locked right then (dead-runner, docs/incidents.md; a lost outcome would be a duplicate), the write is retried — every transient
-// class, queue/db-errors.ts isRetryableDbError — until it lands or the engine stops (its pool is
+// class, isRetryableDbError in packages/shared/src/db/db-errors.ts — until it lands or the engine stops (its pool is
 // closed: that error is not retryable). A known "sent" is never thrown away to be retried into a
 // duplicate: the lease keeper renews the lease meanwhile, the reclaim never takes back a lease
 // this engine holds live, and a result that lands after the lease was lost anyway is still
 // recorded if nobody has started the delivery again (queue/sql/record-late-outcomes.ts).
 import { setTimeout as delay } from 'node:timers/promises';
-import type { Logger, Pool, TemplateCatalog } from '@postern/shared';
+import { isRetryableDbError, type Logger, type Pool, type TemplateCatalog } from '@postern/shared';
 import type { EngineMetrics } from '../metrics.ts';
 import type { CompletionBatcher, OutcomeToRecord } from '../queue/completion-batcher.ts';
-import { isRetryableDbError } from '../queue/db-errors.ts';
 import type { AttemptRecord } from '../queue/sql/attempt-row.ts';
 import type { ClaimedDelivery } from '../queue/sql/claim-deliveries.ts';
 import { loadMessagePayload } from '../queue/sql/load-payload.ts';

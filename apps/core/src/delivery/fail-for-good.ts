@@ -5,7 +5,7 @@
 // spent (queue/reclaim-leases.ts) — and a fourth, the isolation of an outcome that cannot be
 // recorded at all (completion-batcher.ts). Before, the worker and the reclaim each built their own
 // dead letter and bounce; a fix to one (the NUL Subject that failed the bounce insert) missed the other.
-import { storableText } from '@postern/shared';
+import { describeDbError, storableText } from '@postern/shared';
 import type { BounceToStore } from '../queue/sql/insert-bounce.ts';
 import type { OutcomeStatus } from '../queue/sql/record-outcomes.ts';
 import { type BounceContext, bounceFor, type FailedDelivery } from './bounce.ts';
@@ -69,13 +69,6 @@ export function failForGood(context: BounceContext, delivery: FailedDelivery, ca
         { deadLettered: true, reason, reply: null, remoteMta: null }
       : { deadLettered: cause.kind === 'ladder_spent', reason, reply: cause.reply, remoteMta: cause.remoteMta };
   return { status: statusOf(cause), reason, bounce: bounceFor(context, delivery, failure) };
-}
-
-/** Why an item was taken out of the way, as the text recorded with it. */
-export function describeDbError(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  const code = (error as { code?: string }).code;
-  return code ? `${error.message} (SQLSTATE ${code})` : error.message;
 }
 
 /**

@@ -17,9 +17,8 @@
 // last_error (fail-for-good.ts unrecordableOutcome), and counted. Before, it was thrown back at its
 // worker, which restarted, the lease ran out and the reclaim failed on the same bounce on every
 // pass.
-import { type Logger, type Pool, type Queryable, withTransaction } from '@postern/shared';
-import { describeDbError, unrecordableOutcome } from '../delivery/fail-for-good.ts';
-import { isRetryableDbError, isTransientDbError } from './db-errors.ts';
+import { describeDbError, isRetryableDbError, isTransientDbError, type Logger, type Pool, type Queryable, withTransaction } from '@postern/shared';
+import { unrecordableOutcome } from '../delivery/fail-for-good.ts';
 import { type BounceToStore, insertBounce } from './sql/insert-bounce.ts';
 import { recordBareOutcome } from './sql/record-bare-outcome.ts';
 import { recordLateOutcomes } from './sql/record-late-outcomes.ts';

@@ -12,11 +12,10 @@
 //   - a row that fails even so is skipped, counted and logged loudly; it is tried again next pass,
 //     and the pass pages past it, so that such rows cannot hide younger expired leases;
 //   - reclaimPass() never throws: a failing reclaim must not stop the scheduler from claiming.
-import { type Logger, type Pool, storableText, withTransaction } from '@postern/shared';
+import { describeDbError, isRetryableDbError, type Logger, type Pool, storableText, withTransaction } from '@postern/shared';
 import type { BounceContext } from '../delivery/bounce.ts';
-import { describeDbError, failForGood, MAX_REASON_CHARS } from '../delivery/fail-for-good.ts';
+import { failForGood, MAX_REASON_CHARS } from '../delivery/fail-for-good.ts';
 import type { EngineMetrics } from '../metrics.ts';
-import { isRetryableDbError } from './db-errors.ts';
 import { insertBounce } from './sql/insert-bounce.ts';
 import { loadMessagePayload } from './sql/load-payload.ts';
 import { expiredLeaseIds, noteUnbounced, reclaimExpiredLeases } from './sql/reclaim-expired-leases.ts';
