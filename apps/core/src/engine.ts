@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import {
+  createDeliveryLifecycle,
   createMetricsRegistry,
   createPool,
   createRedisConnections,
@@ -24,6 +25,7 @@ import {
 } from '@postern/shared';
 import { DSN_TEMPLATE_ID } from './delivery/bounce.ts';
 import { defaultReplyRules } from './delivery/classify-reply.ts';
+import { lostLeaseEnding } from './delivery/fail-for-good.ts';
 import { retryLadder } from './delivery/retry-ladder.ts';
 import { internalRoutes } from './http/internal-routes.ts';
 import { createStreamConsumer } from './intake/consume-stream.ts';
@@ -142,10 +144,12 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
     // Bounces are written by the attempt workers (a permanent failure, a spent ladder) and by the
     // scheduler (a lease that ran out with the ladder spent), with the same catalog and names.
     const bounces = { catalog, reportingMta: os.hostname(), sender: config.smtp.from };
+    // Every status change the engine makes goes through this one seam.
+    const lifecycle = createDeliveryLifecycle(pool);
     const channel = new WorkChannel();
     const leases = new LiveLeases();
     const completions = createCompletionBatcher({
-      pool,
+      lifecycle,
       workerId,
       // Every worker waiting on the same batch: nobody else can add to it, write it now.
       maxBatch: concurrency,
@@ -160,6 +164,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
     const schedulerLog = log.child({ component: 'scheduler' });
     const scheduler = createScheduler({
       pool,
+      lifecycle,
       channel,
       workerId,
       concurrency,
@@ -171,7 +176,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       pollIntervalMs: config.engine.pollIntervalMs,
       heartbeatIntervalMs: config.engine.heartbeatIntervalMs,
       maxAttempts: ladder.maxAttempts,
-      bounces: { ...bounces, logger: schedulerLog },
+      endLostLease: lostLeaseEnding({ ...bounces, logger: schedulerLog }),
       metrics,
       ...(deps.onClaim ? { onClaim: deps.onClaim } : {}),
       logger: schedulerLog,
@@ -213,11 +218,12 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
     const running = startLoops({
       config,
       pool,
+      lifecycle,
       channel,
       scheduler,
       consumer,
       attempt: {
-        pool,
+        lifecycle,
         completions,
         relay,
         ...bounces,

@@ -58,18 +58,7 @@ export {
   TOKEN_PREFIX,
 } from './tokens/index.ts';
 export * from './intake/index.ts';
-export {
-  ATTEMPT_STATUSES,
-  type AttemptStatus,
-  DELIVERY_STATUSES,
-  type DeliveryStatus,
-  FAILURE_CODES,
-  type FailureCode,
-  isUuid,
-  PAYLOAD_MODES,
-  type PayloadMode,
-  UUID_PATTERN,
-} from './lifecycle/statuses.ts';
+export * from './lifecycle/index.ts';
 export * from './templates/index.ts';
 export {
   type StorableTextOptions,

@@ -5,11 +5,20 @@
 // are generated here. Never sent to the null reverse-path: a bounce is not bounced (RFC 5321 6.1).
 // bounceFor() decides whether a failed delivery gets one and builds it: the one path behind both
 // ways accepted mail can fail for good — an attempt's outcome (attempt-worker.ts) and a lease
-// taken back with the ladder spent (queue/reclaim-leases.ts).
+// taken back with the ladder spent (fail-for-good.ts lostLeaseEnding).
 import { randomUUID } from 'node:crypto';
 import { encodeWords, foldLines } from 'nodemailer/lib/mime-funcs';
-import { type Logger, normalizeAddress, type PayloadMode, renderLocale, resolveLocale, storableText, storableTextFromBytes, type TemplateCatalog } from '@postern/shared';
-import type { BounceToStore } from '../queue/sql/insert-bounce.ts';
+import {
+  type BounceToStore,
+  type Logger,
+  normalizeAddress,
+  type PayloadMode,
+  renderLocale,
+  resolveLocale,
+  storableText,
+  storableTextFromBytes,
+  type TemplateCatalog,
+} from '@postern/shared';
 
 export const DSN_TEMPLATE_ID = 'delivery-status-notification';
 /** The original Subject as quoted in the bounce's Subject and text. */

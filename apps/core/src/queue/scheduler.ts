@@ -1,22 +1,23 @@
-// The scheduler loop: claim due deliveries in batches (claim-deliveries.ts) up to the free worker
+// The scheduler loop: claim due deliveries in batches (the lifecycle's claim) up to the free worker
 // slots — counting a worker that only waits for its outcome's commit as free, up to
 // MAIL_CLAIM_AHEAD of them, so claims and completions overlap instead of alternating — hand them to the attempt workers, and sleep until woken: by NOTIFY mail_delivery_due (the
 // deliveries trigger fires on every insert or reschedule), by a worker freeing a slot while more is
 // due, or by the polling interval — the fallback that keeps claiming when the LISTEN connection is
 // down or a notification was missed. Expired leases are taken back on the way (stalled-worker, docs/incidents.md), with the
 // bounces of accepted mail that this dead-letters (reclaim-leases.ts).
-import type { Logger, Pool } from '@postern/shared';
-import type { BounceContext } from '../delivery/bounce.ts';
+import type { DeliveryLifecycle, Logger, Pool } from '@postern/shared';
 import { createWaker, type LoopContext } from '../keepalive/supervisor.ts';
 import type { EngineMetrics } from '../metrics.ts';
 import type { CompletionBatcher } from './completion-batcher.ts';
 import type { LiveLeases } from './live-leases.ts';
-import { reclaimPass } from './reclaim-leases.ts';
-import { claimDueDeliveries } from './sql/claim-deliveries.ts';
+import { type LostLeaseEnding, reclaimPass } from './reclaim-leases.ts';
 import type { WorkChannel } from './work-channel.ts';
 
 export interface SchedulerOptions {
+  /** The LISTEN connection comes from here. */
   pool: Pool;
+  /** Claims, and the reclaim's status changes. */
+  lifecycle: Pick<DeliveryLifecycle, 'claim' | 'transaction' | 'expiredLeaseIds'>;
   channel: WorkChannel;
   workerId: string;
   concurrency: number;
@@ -31,8 +32,8 @@ export interface SchedulerOptions {
   pollIntervalMs: number;
   heartbeatIntervalMs: number;
   maxAttempts: number;
-  /** Catalog, Reporting-MTA and sender of the bounces of leases that dead-letter. */
-  bounces: BounceContext;
+  /** How a lease that dead-letters ends: its reason and bounce (delivery/fail-for-good.ts). */
+  endLostLease: LostLeaseEnding;
   metrics: EngineMetrics;
   logger: Logger;
   /** Told the duration of each claim statement (ms) and how many deliveries it claimed. */
@@ -71,11 +72,11 @@ export function createScheduler(options: SchedulerOptions): { body: (context: Lo
         if (Date.now() >= nextReclaim) {
           // Never throws (reclaim-leases.ts): a poisoned lease must not stop the claims below.
           await reclaimPass({
-            pool: options.pool,
+            lifecycle: options.lifecycle,
             limit: 100,
             maxAttempts: options.maxAttempts,
             leaseMs: options.leaseMs,
-            bounces: options.bounces,
+            endLostLease: options.endLostLease,
             liveIds: options.leases.ids(),
             metrics: options.metrics,
             logger: options.logger,
@@ -89,7 +90,7 @@ export function createScheduler(options: SchedulerOptions): { body: (context: Lo
         if (free > 0) {
           const wanted = Math.min(free, options.batchSize);
           const t0 = performance.now();
-          const claimed = await claimDueDeliveries(options.pool, options.workerId, wanted, options.leaseMs);
+          const claimed = await options.lifecycle.claim(options.workerId, wanted, options.leaseMs);
           const claimMs = performance.now() - t0;
           options.metrics.claimDuration.observe(claimMs);
           options.onClaim?.(claimMs, claimed.length);
