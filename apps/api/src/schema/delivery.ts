@@ -62,6 +62,20 @@ export async function deliveryById(db: Queryable, id: string): Promise<DeliveryR
   return result.rows[0] ?? null;
 }
 
+const DELIVERIES_BY_ID_SQL = withDeliveryColumns(`
+SELECT /*DELIVERY_COLUMNS*/
+  FROM mail.deliveries dl
+ WHERE dl.id = ANY ($1::uuid[])
+ ORDER BY "cursorAt", id`);
+
+/** The deliveries with these ids (UUIDs: the cast would fail the whole statement otherwise), oldest
+ *  first, as the lists order them: created_at, then id. */
+export async function deliveriesById(db: Queryable, ids: readonly string[]): Promise<DeliveryRow[]> {
+  if (ids.length === 0) return [];
+  const result = await db.query<DeliveryRow>(DELIVERIES_BY_ID_SQL, [ids]);
+  return result.rows;
+}
+
 export const DeliveryStatusEnum = builder.enumType('DeliveryStatus', { values: DELIVERY_STATUSES });
 const PayloadModeEnum = builder.enumType('PayloadMode', {
   description: 'relay: bytes of a received message; template: rendered at send time; rendered: given content.',

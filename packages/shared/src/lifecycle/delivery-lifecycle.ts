@@ -3,7 +3,8 @@
 // (apps/core), so each can be tested with the lifecycle faked, and the one place to read what can
 // happen to a delivery (graphile-worker keeps its job state changes together the same way). Each
 // operation is a statement of this folder, bound here to a pool or, inside transaction(), to one
-// connection.
+// connection. The API calls the same statements as functions (cancel, requeue), in transactions
+// of its own with its reads.
 //
 //   queued|retrying -> sending                 claim                claim-deliveries.ts
 //   sending (lease renewed)                    renewLeases          renew-leases.ts
@@ -14,8 +15,11 @@
 //   sending -> retrying|dead_letter (expired)  reclaimExpired       reclaim-expired-leases.ts
 //   failed|dead_letter: bounce, unbounced      insertBounce,        fail-for-good.ts
 //                                              noteUnbounced
+//   queued|retrying -> cancelled               cancel               cancel-delivery.ts
+//   dead_letter -> queued                      requeueDeadLetters   requeue-dead-letters.ts
 import type { Queryable } from '../aliases/index.ts';
 import { type Pool, withTransaction } from '../db/pool.ts';
+import { cancelDelivery } from './cancel-delivery.ts';
 import { type ClaimedDelivery, claimDueDeliveries } from './claim-deliveries.ts';
 import { type BounceToStore, insertBounce, noteUnbounced } from './fail-for-good.ts';
 import { loadMessagePayload, type MessagePayload } from './load-payload.ts';
@@ -24,6 +28,7 @@ import { type BareOutcome, recordBareOutcome } from './record-bare-outcome.ts';
 import { type OutcomeToRecord, recordLateOutcomes, recordOutcomes } from './record-outcomes.ts';
 import { releaseClaims } from './release-claims.ts';
 import { type HeldLease, renewLeases } from './renew-leases.ts';
+import { type RequeueRequest, requeueDeadLetters } from './requeue-dead-letters.ts';
 
 /** What recordOutcomes committed: the deliveries recorded, and how many bounces went with them. */
 export interface RecordedOutcomes {
@@ -60,6 +65,8 @@ export interface DeliveryLifecycle {
   noteUnbounced(deliveryId: string, reason: string): Promise<void>;
   /** Not a status change: the accepted message an attempt relays and a bounce quotes. */
   loadPayload(messageId: string): Promise<MessagePayload | null>;
+  cancel(deliveryId: string, reason: string): Promise<boolean>;
+  requeueDeadLetters(request: RequeueRequest): Promise<string[]>;
   /** `work` in one transaction: every operation of `tx` runs on its connection. */
   transaction<T>(work: (tx: DeliveryLifecycle) => Promise<T>): Promise<T>;
 }
@@ -105,6 +112,8 @@ function bind(db: Queryable, inTransaction: InTransaction): DeliveryLifecycle {
     insertBounce: (bounce) => insertBounce(db, bounce),
     noteUnbounced: (deliveryId, reason) => noteUnbounced(db, deliveryId, reason),
     loadPayload: (messageId) => loadMessagePayload(db, messageId),
+    cancel: (deliveryId, reason) => cancelDelivery(db, deliveryId, reason),
+    requeueDeadLetters: (request) => requeueDeadLetters(db, request),
     // Inside, the connection is already in the transaction: a nested one is the same transaction.
     transaction: (work) => inTransaction((client) => work(bind(client, (inner) => inner(client)))),
   };
