@@ -92,8 +92,8 @@ export function buildBounce(input: BounceInput): BuiltBounce {
   const messageId = `<${randomUUID()}@${domain}>`;
   // Every field taken from outside — the original's headers, the relay's reply, the reason built
   // from it — is made one-line, storable and bounded before it goes into the bounce: the bounce's
-  // Subject lands in a text column (insert-bounce.ts) and its lines go to a relay that may refuse
-  // NUL or a 64 KiB line.
+  // Subject lands in a text column (the lifecycle's insertBounce) and its lines go to a relay that
+  // may refuse NUL or a 64 KiB line.
   const originalHeaders = headerBlock(input.originalRaw);
   const subjectValue = headerValue(originalHeaders, 'Subject');
   const originalSubject = subjectValue ? storableText(subjectValue, { maxChars: MAX_QUOTED_SUBJECT_CHARS }) : null;
