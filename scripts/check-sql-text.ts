@@ -1,7 +1,7 @@
 // Postern's security rule (CONTRIBUTING.md), checked: "no SQL built by string interpolation". Every SQL
 // text in production code is a constant string; values go in as $n parameters. A statement may
 // leave a `/*MARK*/` for a constant fragment (a shared column list, ASC or DESC) that is put in
-// once, when its module loads (fillMark in packages/shared/src/db/sql-marks.ts): constant text into
+// once, when its module loads (fillMark in apps/api/src/schema/sql-marks.ts): constant text into
 // constant text, so no code path can splice a value into SQL. This finds template literals that
 // look like SQL and contain `${`, in apps/*/src and packages/*/src (tests excluded), as part of
 // the lint step.
