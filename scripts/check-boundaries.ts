@@ -1,6 +1,10 @@
-// The monorepo's one architectural rule, checked: apps depend on packages/shared, never on each
-// other (CONTRIBUTING.md). npm workspaces link every package into node_modules, so nothing else
-// stops `import ... from '@postern/core'` in the API; this does, as part of `npm test`'s lint step.
+// The monorepo's architectural rules, checked as part of `npm test`'s lint step (CONTRIBUTING.md):
+//   - apps depend on packages/shared, never on each other. npm workspaces link every package into
+//     node_modules, so nothing else stops `import ... from '@postern/core'` in the API;
+//   - inside the engine, the queue (claims, leases, batching, reclaim) and the delivery policy (one
+//     attempt, the ladder, bounces) import nothing from each other, types included: what both need
+//     is the delivery lifecycle in packages/shared, and engine.ts wires one to the other. Folders
+//     that import each other grow a cycle in which neither can be read, changed or tested alone.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 
@@ -8,6 +12,8 @@ const root = path.resolve(import.meta.dirname, '..');
 const appsDir = path.join(root, 'apps');
 const apps = readdirSync(appsDir).filter((name) => statSync(path.join(appsDir, name)).isDirectory());
 const problems: string[] = [];
+/** Pairs of folders neither of which may import from the other. */
+const separate: Array<[string, string]> = [['apps/core/src/queue', 'apps/core/src/delivery']];
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
@@ -39,13 +45,21 @@ for (const app of apps) {
           resolved?.startsWith(path.join(appsDir, other) + path.sep) === true,
       );
       if (crosses) problems.push(`${path.relative(root, file)}: imports ${specifier}`);
+      for (const pair of separate) {
+        const [from, to] = pair.map((dir) => path.join(root, dir) + path.sep) as [string, string];
+        for (const [own, other] of [[from, to], [to, from]] as const) {
+          if (file.startsWith(own) && resolved?.startsWith(other)) {
+            problems.push(`${path.relative(root, file)}: imports ${specifier} (${pair[0]} and ${pair[1]} import nothing from each other)`);
+          }
+        }
+      }
     }
   }
 }
 
 if (problems.length > 0) {
-  console.error(`apps must depend on packages/shared only, never on each other:\n  ${problems.join('\n  ')}`);
+  console.error(`apps must depend on packages/shared only, never on each other, and separate folders stay separate:\n  ${problems.join('\n  ')}`);
   process.exitCode = 1;
 } else {
-  console.log(`boundaries ok: ${apps.length} apps depend on packages/shared only`);
+  console.log(`boundaries ok: ${apps.length} apps depend on packages/shared only; ${separate.map((pair) => pair.join(' | ')).join(', ')} separate`);
 }

@@ -13,12 +13,10 @@ import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createLogger, loadConfig, loadTemplateCatalog, runMigrations } from '@postern/shared';
+import { claimDueDeliveries, createLogger, loadConfig, loadTemplateCatalog, type Outcome, recordOutcomes, runMigrations } from '@postern/shared';
 import pg from 'pg';
 import { startEngine } from '../../apps/core/src/engine.ts';
 import { EngineEvents } from '../../apps/core/src/engine-events.ts';
-import { claimDueDeliveries } from '../../apps/core/src/queue/sql/claim-deliveries.ts';
-import { type Outcome, recordOutcomes } from '../../apps/core/src/queue/sql/record-outcomes.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000);

@@ -2,12 +2,10 @@
 // guard still holds per delivery — an outcome whose lease was lost (taken back and claimed by
 // another engine) is not written, its worker hears `false`, and the others in the same batch are
 // recorded with their attempt rows; a dead letter gets exactly one dead-letter row, a lost one none.
-import { createLogger } from '@postern/shared';
+import { type AttemptRecord, claimDueDeliveries, createDeliveryLifecycle, createLogger } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EngineEvents } from '../../apps/core/src/engine-events.ts';
 import { createCompletionBatcher } from '../../apps/core/src/queue/completion-batcher.ts';
-import { claimDueDeliveries } from '../../apps/core/src/queue/sql/claim-deliveries.ts';
-import type { AttemptRecord } from '../../apps/core/src/queue/sql/attempt-row.ts';
 import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
 import { attemptsOf, queueDelivery, unique } from './helpers/engine.ts';
 
@@ -44,7 +42,7 @@ describe('completion batcher', () => {
     const events = new EngineEvents();
     events.on('completion:batch', (batch) => batches.push(batch));
     const batcher = createCompletionBatcher({
-      pool: db.pool,
+      lifecycle: createDeliveryLifecycle(db.pool),
       workerId: ME,
       maxBatch: 5,
       // Long: the batch is written because it is full, not because a timer fired.
@@ -92,7 +90,7 @@ describe('completion batcher', () => {
     const id = await queueDelivery(db.pool, { recipient: unique('unattempted') });
     const [claimed] = await claimDueDeliveries(db.pool, ME, 1, 60_000);
     expect(claimed?.id).toBe(id);
-    const batcher = createCompletionBatcher({ pool: db.pool, workerId: ME, maxBatch: 8, flushDelayMs: 1, logger: createLogger('core-e2e', 'silent') });
+    const batcher = createCompletionBatcher({ lifecycle: createDeliveryLifecycle(db.pool), workerId: ME, maxBatch: 8, flushDelayMs: 1, logger: createLogger('core-e2e', 'silent') });
     expect(await batcher.record({ deliveryId: id, attemptNumber: 1, status: 'suppressed', attempt: null, waitMs: 0, lastError: 'on the list', bounce: null })).toBe(true);
     const { rows } = await db.pool.query('SELECT status, attempt_count, last_error FROM mail.deliveries WHERE id = $1', [id]);
     expect(rows[0]).toEqual({ status: 'suppressed', attempt_count: 0, last_error: 'on the list' });

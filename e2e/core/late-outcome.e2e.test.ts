@@ -3,12 +3,9 @@
 //   - a late "sent" for a delivery the reclaim took back (outcome_unknown -> retrying) that nobody
 //     has claimed again replaces that outcome_unknown attempt and ends the delivery `sent`;
 //   - a late result for a delivery already started again by another engine changes nothing.
-import { createLogger } from '@postern/shared';
+import { type AttemptRecord, claimDueDeliveries, createDeliveryLifecycle, createLogger, reclaimExpiredLeases } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCompletionBatcher } from '../../apps/core/src/queue/completion-batcher.ts';
-import type { AttemptRecord } from '../../apps/core/src/queue/sql/attempt-row.ts';
-import { claimDueDeliveries } from '../../apps/core/src/queue/sql/claim-deliveries.ts';
-import { reclaimExpiredLeases } from '../../apps/core/src/queue/sql/reclaim-expired-leases.ts';
 import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
 import { attemptsOf, deliveryRow, queueDelivery, unique } from './helpers/engine.ts';
 
@@ -53,7 +50,7 @@ describe('late results and live leases', () => {
       [overtaken, OTHER],
     );
 
-    const batcher = createCompletionBatcher({ pool: db.pool, workerId: ME, maxBatch: 3, flushDelayMs: 60_000, logger: createLogger('core-e2e', 'silent') });
+    const batcher = createCompletionBatcher({ lifecycle: createDeliveryLifecycle(db.pool), workerId: ME, maxBatch: 3, flushDelayMs: 60_000, logger: createLogger('core-e2e', 'silent') });
     const results = await Promise.all(
       [late, overtaken, live].map((deliveryId) =>
         batcher.record({ deliveryId, attemptNumber: 1, status: 'sent', attempt: sentAttempt(), waitMs: 0, lastError: null, bounce: null }),

@@ -5,8 +5,9 @@
 // by ordinary mail that must still go out; and where PostgreSQL refuses a row for a reason nobody
 // foresaw (a trigger raising, standing in for it), the row is isolated — recorded without the part
 // that failed, or skipped — counted in mail_poison_items_total, and the engine goes on.
-import { createLogger } from '@postern/shared';
+import { createDeliveryLifecycle, createLogger } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lostLeaseEnding } from '../../apps/core/src/delivery/fail-for-good.ts';
 import type { Engine } from '../../apps/core/src/engine.ts';
 import { reclaimLeases } from '../../apps/core/src/queue/reclaim-leases.ts';
 import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
@@ -249,9 +250,11 @@ describe('the reclaim pages past rows it cannot take back', () => {
       await withRefusingTrigger(
         'attempt worker',
         async () => {
-          const bounces = { catalog: testCatalog(), reportingMta: 'mx.postern.test', sender: SENDER, logger: createLogger('e2e', 'silent') };
+          const logger = createLogger('e2e', 'silent');
+          const endLostLease = lostLeaseEnding({ catalog: testCatalog(), reportingMta: 'mx.postern.test', sender: SENDER, logger });
           // Two per page: the first page holds only cursed rows.
-          const taken = await reclaimLeases({ pool: own.pool, limit: 2, maxAttempts: MAX_ATTEMPTS, leaseMs: 30_000, bounces });
+          const lifecycle = createDeliveryLifecycle(own.pool);
+          const taken = await reclaimLeases({ lifecycle, limit: 2, maxAttempts: MAX_ATTEMPTS, leaseMs: 30_000, endLostLease, logger });
           expect(taken).toMatchObject({ reclaimed: 1, deadLettered: 1, bounces: 1, skipped: 3 });
           expect((await deliveryRow(own.pool, younger))?.status).toBe('dead_letter');
           for (const id of cursed) expect((await deliveryRow(own.pool, id))?.status).toBe('sending');

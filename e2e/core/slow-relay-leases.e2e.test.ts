@@ -2,10 +2,9 @@
 // the lease is not re-sent by the engine's own reclaim, a statement timeout while recording does
 // not throw a known "sent" away, a reply trickled for ever is cut by the whole-send deadline
 // without a false stall, and a send hung in our own code does not keep its worker's slot.
-import { createLogger } from '@postern/shared';
+import { createLogger, reclaimExpiredLeases } from '@postern/shared';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Engine, startEngine } from '../../apps/core/src/engine.ts';
-import { reclaimExpiredLeases } from '../../apps/core/src/queue/sql/reclaim-expired-leases.ts';
 import type { Relay } from '../../apps/core/src/relay/relay.ts';
 import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
 import { attemptsOf, engineConfig, metricsText, queueDelivery, testCatalog, unique, waitForStatus } from './helpers/engine.ts';

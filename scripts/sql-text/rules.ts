@@ -8,7 +8,7 @@
 // of a line or of the text, or it is the first argument of a `.query(` call, the `text` of a query
 // config ({ text: ... }), or the value given to a `*_SQL` name.
 // A statement may leave a `/*MARK*/` for a constant fragment (a shared column list, ASC or DESC)
-// that is put in once, when its module loads (fillMark in apps/api/src/schema/sql-marks.ts):
+// that is put in once, when its module loads (fillMark in packages/shared/src/db/sql-marks.ts):
 // constant text into constant text, by a call this rule does not look into, so no code path can
 // splice a value into SQL.
 import type { Node, SourceFile } from 'typescript/unstable/ast';

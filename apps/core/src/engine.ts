@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import {
+  createDeliveryLifecycle,
   createMetricsRegistry,
   createPool,
   createRedisConnections,
@@ -26,6 +27,7 @@ import {
 } from '@postern/shared';
 import { DSN_TEMPLATE_ID } from './delivery/bounce.ts';
 import { defaultReplyRules } from './delivery/classify-reply.ts';
+import { lostLeaseEnding } from './delivery/fail-for-good.ts';
 import { retryLadder } from './delivery/retry-ladder.ts';
 import { EngineEvents } from './engine-events.ts';
 import { internalRoutes } from './http/internal-routes.ts';
@@ -38,7 +40,6 @@ import { listenForDueDeliveries } from './queue/due-listener.ts';
 import { LiveLeases } from './queue/live-leases.ts';
 import { type ScheduleSampler, startScheduleSampler } from './queue/schedule-sampler.ts';
 import { createScheduler } from './queue/scheduler.ts';
-import { claimDueDeliveries } from './queue/sql/claim-deliveries.ts';
 import { readScheduleStats } from './queue/sql/schedule-stats.ts';
 import { WorkChannel } from './queue/work-channel.ts';
 import type { Relay } from './relay/relay.ts';
@@ -155,10 +156,12 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
     // Bounces are written by the attempt workers (a permanent failure, a spent ladder) and by the
     // lease reclaim (a lease that ran out with the ladder spent), with the same catalog and names.
     const bounces = { catalog, reportingMta: os.hostname(), sender: config.smtp.from };
+    // Every status change the engine makes goes through this one seam.
+    const lifecycle = createDeliveryLifecycle(pool);
     const channel = new WorkChannel();
     const leases = new LiveLeases();
     const completions = createCompletionBatcher({
-      pool,
+      lifecycle,
       workerId,
       // Every worker waiting on the same batch: nobody else can add to it, write it now.
       maxBatch: concurrency,
@@ -168,7 +171,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
     });
     const scheduler = createScheduler({
       claim: async (wanted) => {
-        const claimed = await claimDueDeliveries(pool, workerId, wanted, config.engine.leaseDurationMs);
+        const claimed = await lifecycle.claim(workerId, wanted, config.engine.leaseDurationMs);
         // Live from the moment it is claimed: renewed, and never taken back by this engine's reclaim.
         for (const delivery of claimed) leases.hold({ id: delivery.id, attemptNumber: delivery.attempt_count });
         return claimed;
@@ -185,7 +188,8 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       pool,
       engine: config.engine,
       maxAttempts: ladder.maxAttempts,
-      bounces,
+      lifecycle,
+      endLostLease: lostLeaseEnding({ ...bounces, logger: log.child({ component: 'lease-reclaim' }) }),
       leases,
       metrics,
       events,
@@ -228,12 +232,13 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
     const running = startLoops({
       config,
       pool,
+      lifecycle,
       channel,
       scheduler,
       consumer,
       maintenance: deps.maintenanceLoops === false ? null : maintenance.loops,
       attempt: {
-        pool,
+        lifecycle,
         completions,
         relay,
         ...bounces,

@@ -13,7 +13,7 @@
 // without them (EngineDeps.maintenanceLoops: false) runs those passes only when asked. Restarts
 // and stalls are reported as engine events (engine-events.ts).
 import { setTimeout as delay } from 'node:timers/promises';
-import type { Logger, Pool, PosternConfig } from '@postern/shared';
+import type { DeliveryLifecycle, Logger, Pool, PosternConfig } from '@postern/shared';
 import { type AttemptDeps, attemptDelivery } from './delivery/attempt-worker.ts';
 import type { EngineEvents } from './engine-events.ts';
 import { writeHeartbeats } from './keepalive/heartbeat.ts';
@@ -21,7 +21,6 @@ import { type LoopContext, type SupervisedLoop, superviseLoop } from './keepaliv
 import { startWatchdog } from './keepalive/watchdog.ts';
 import { createLeaseKeeper } from './queue/lease-keeper.ts';
 import type { LiveLeases } from './queue/live-leases.ts';
-import { releaseClaims } from './queue/sql/release-claims.ts';
 import type { WorkChannel } from './queue/work-channel.ts';
 import type { Relay } from './relay/relay.ts';
 
@@ -31,6 +30,8 @@ type Body = { body: LoopBody };
 export interface LoopsOptions {
   config: PosternConfig;
   pool: Pool;
+  /** Lease renewal, and the release of claims never started at shutdown. */
+  lifecycle: Pick<DeliveryLifecycle, 'renewLeases' | 'release'>;
   channel: WorkChannel;
   scheduler: Body;
   consumer: Body | null;
@@ -63,7 +64,7 @@ export function startLoops(options: LoopsOptions): RunningLoops {
   // (a statement waiting on a hung PostgreSQL, say) finishes and records its result before anyone
   // could take the delivery back and send it again; one that is truly hung loses the lease then and
   // is reclaimed like a dead engine's. A result that still comes later is recorded if nobody has
-  // started the delivery again (sql/record-late-outcomes.ts).
+  // started the delivery again (the lifecycle's late outcomes).
   const workerBody = async (context: LoopContext) => {
     const stopping = AbortSignal.any([context.signal, context.abandoned]);
     while (!stopping.aborted) {
@@ -123,7 +124,7 @@ export function startLoops(options: LoopsOptions): RunningLoops {
   const schedulerLoop = supervise('scheduler', options.scheduler.body);
   const workerLoops = Array.from({ length: engine.attemptWorkerConcurrency }, (_, index) => supervise(`attempt-worker-${index}`, workerBody));
   const leaseKeeper = createLeaseKeeper({
-    pool: options.pool,
+    lifecycle: options.lifecycle,
     workerId: options.workerId,
     leases: options.leases,
     leaseMs: engine.leaseDurationMs,
@@ -175,7 +176,7 @@ export function startLoops(options: LoopsOptions): RunningLoops {
       await Promise.all([schedulerLoop.stop(left(0.2)), consumerLoop?.stop(left(0.2)), reclaimLoop?.stop(left(0.2))]);
       const unstarted = channel.drain();
       if (unstarted.length > 0) {
-        const released = await releaseClaims(options.pool, options.workerId, unstarted.map((delivery) => delivery.id)).catch((error: unknown) => {
+        const released = await options.lifecycle.release(options.workerId, unstarted.map((delivery) => delivery.id)).catch((error: unknown) => {
           logger.warn({ err: error }, 'could not release claimed deliveries; their leases will expire');
           return 0;
         });

@@ -12,7 +12,9 @@ export {
   type RedisEndpoint,
 } from './config/parse-values.ts';
 export { MIGRATIONS_DIR, type MigrateOptions, type MigrationResult, runMigrations } from './db/migrate.ts';
+export { describeDbError, isRetryableDbError, isTransientDbError } from './db/db-errors.ts';
 export { createPool, type Pool, type PoolClient, type PoolOptions, pingDatabase, withTransaction } from './db/pool.ts';
+export { fillMark } from './db/sql-marks.ts';
 export { ConfigError } from './errors/config-error.ts';
 export { SmtpReplyError } from './errors/smtp-reply-error.ts';
 export { decodePathSegment, hostProblem, requestTarget } from './http/request-target.ts';
@@ -65,18 +67,7 @@ export {
   TOKEN_PREFIX,
 } from './tokens/index.ts';
 export * from './intake/index.ts';
-export {
-  ATTEMPT_STATUSES,
-  type AttemptStatus,
-  DELIVERY_STATUSES,
-  type DeliveryStatus,
-  FAILURE_CODES,
-  type FailureCode,
-  isUuid,
-  PAYLOAD_MODES,
-  type PayloadMode,
-  UUID_PATTERN,
-} from './lifecycle/statuses.ts';
+export * from './lifecycle/index.ts';
 export * from './templates/index.ts';
 export {
   type StorableTextOptions,

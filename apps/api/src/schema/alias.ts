@@ -6,6 +6,7 @@ import {
   type Alias,
   createAlias,
   deleteAlias,
+  fillMark,
   getAlias,
   InvalidAddressError,
   normalizeDomain,
@@ -19,7 +20,6 @@ import { builder } from './builder.ts';
 import { INPUT_ERRORS } from './error-types.ts';
 import { NotFoundError, ValidationError } from './errors.ts';
 import { type KeysetStatements, keysetConnection, keysetStatements } from './pagination.ts';
-import { fillMark } from './sql-marks.ts';
 
 interface AliasRow extends Alias {
   createdAt: Date;

@@ -1,17 +1,13 @@
-// cancelDelivery: only while the delivery is still waiting (queued or retrying). The guarded UPDATE
-// races fairly with the engine's claim: whichever commits first wins, and a delivery being sent
-// (a live lease) or already finished is reported as such, never half-cancelled.
+// cancelDelivery: only while the delivery is still waiting (queued or retrying). The status change
+// is the delivery lifecycle's (packages/shared/src/lifecycle/cancel-delivery.ts): guarded, it races
+// fairly with the engine's claim — whichever commits first wins — and a delivery being sent (a
+// live lease) or already finished is reported as such, never half-cancelled. What is returned is
+// read through the API's read model (delivery.ts).
+import { cancelDelivery } from '@postern/shared';
 import { builder } from './builder.ts';
-import { DeliveryRef, type DeliveryRow, deliveryById, isUuid, withDeliveryColumns } from './delivery.ts';
+import { DeliveryRef, type DeliveryRow, deliveryById, isUuid } from './delivery.ts';
 import { INPUT_ERRORS } from './error-types.ts';
 import { ConflictError, NotFoundError, ValidationError } from './errors.ts';
-
-const CANCEL_SQL = withDeliveryColumns(`
-UPDATE mail.deliveries dl
-   SET status = 'cancelled', next_attempt_at = NULL, finished_at = now(), updated_at = now(),
-       last_error = $2
- WHERE dl.id = $1::uuid AND dl.status IN ('queued', 'retrying')
-RETURNING /*DELIVERY_COLUMNS*/`);
 
 builder.mutationField('cancelDelivery', (t) =>
   t.field({
@@ -22,10 +18,10 @@ builder.mutationField('cancelDelivery', (t) =>
     resolve: async (_root, args, context): Promise<DeliveryRow> => {
       const id = String(args.id);
       if (!isUuid(id)) throw new ValidationError('id', 'INVALID_INPUT', `"${id}" is not a delivery id (a UUID)`);
-      const result = await context.db.query<DeliveryRow>(CANCEL_SQL, [id, `cancelled by token:${context.principal.tokenName}`]);
-      const cancelled = result.rows[0];
-      if (cancelled) return cancelled;
+      const cancelled = await cancelDelivery(context.db, id, `cancelled by token:${context.principal.tokenName}`);
+      // A cancelled delivery is final: read after the change, it is still the one cancelled.
       const delivery = await deliveryById(context.db, id);
+      if (cancelled && delivery) return delivery;
       if (!delivery) throw new NotFoundError(`no delivery with id ${id}`);
       const why = delivery.status === 'sending' ? 'is being sent right now' : `is already ${delivery.status}`;
       throw new ConflictError(`delivery ${id} ${why}; only queued or retrying deliveries can be cancelled`);

@@ -1,11 +1,11 @@
 // DeadLetter: a delivery that exhausted the retry ladder. Exactly one per dead-lettered delivery;
 // a requeue marks it (requeuedAt/By) and puts the delivery back in the queue.
+import { type DeadLetterFilterValues, deadLetterFilterParams, fillMark, withDeadLetterFilter } from '@postern/shared';
 import { AttemptRef } from './attempt.ts';
 import { builder } from './builder.ts';
 import { DeliveryRef } from './delivery.ts';
 import { recipientFilter, textFilter } from './filter-arguments.ts';
 import { type KeysetStatements, keysetConnection, keysetStatements } from './pagination.ts';
-import { fillMark } from './sql-marks.ts';
 
 export interface DeadLetterRow {
   id: string;
@@ -76,34 +76,31 @@ export interface DeadLetterFilterShape {
 }
 
 /**
- * The filter as the parameters $1..$5 of the statements that read dead letters (mail.dead_letters
- * `dd` joined to mail.deliveries `dl`): here and in requeueDeadLetter. Null: not filtered on.
+ * The filter as given, checked (an address in its normal form, text PostgreSQL can compare), for
+ * the statements that select dead letters by it: the list here and requeueDeadLetter. The
+ * predicate itself is the delivery lifecycle's (packages/shared/src/lifecycle/dead-letter-filter.ts).
  */
-export function deadLetterFilterParams(filter: DeadLetterFilterShape | null | undefined): unknown[] {
-  return [
-    filter?.requeued ?? null,
-    recipientFilter(filter?.recipient),
-    textFilter(filter?.source, 'filter.source'),
-    filter?.createdAfter ?? null,
-    filter?.createdBefore ?? null,
-  ];
+export function deadLetterFilter(filter: DeadLetterFilterShape | null | undefined): DeadLetterFilterValues {
+  return {
+    requeued: filter?.requeued ?? null,
+    recipient: recipientFilter(filter?.recipient),
+    source: textFilter(filter?.source, 'filter.source'),
+    createdAfter: filter?.createdAfter ?? null,
+    createdBefore: filter?.createdBefore ?? null,
+  };
 }
 
 // Filters $1..$5 (deadLetterFilterParams), then the keyset parameters $6..$10 (pagination.ts).
 const DEAD_LETTERS_SQL: KeysetStatements = keysetStatements(
   { list: 'deadLetters', idType: 'bigint' },
-  withDeadLetterColumns(`
+  withDeadLetterFilter(withDeadLetterColumns(`
 SELECT /*DEAD_LETTER_COLUMNS*/
   FROM mail.dead_letters dd JOIN mail.deliveries dl ON dl.id = dd.delivery_id
- WHERE ($1::boolean IS NULL OR (dd.requeued_at IS NOT NULL) = $1::boolean)
-   AND ($2::text IS NULL OR dl.recipient = lower($2::text))
-   AND ($3::text IS NULL OR dl.source = $3::text)
-   AND ($4::timestamptz IS NULL OR dd.created_at >= $4::timestamptz)
-   AND ($5::timestamptz IS NULL OR dd.created_at < $5::timestamptz)
+ WHERE /*DEAD_LETTER_FILTER*/
    AND ($6::timestamptz IS NULL OR (dd.created_at, dd.id) > ($6::timestamptz, $7::bigint))
    AND ($8::timestamptz IS NULL OR (dd.created_at, dd.id) < ($8::timestamptz, $9::bigint))
  ORDER BY dd.created_at /*DIRECTION*/, dd.id /*DIRECTION*/
- LIMIT $10`),
+ LIMIT $10`)),
 );
 
 builder.queryFields((t) => ({
@@ -112,7 +109,7 @@ builder.queryFields((t) => ({
     authScopes: { scope: 'deliveries:read' },
     args: { filter: t.arg({ type: DeadLetterFilter, required: false }) },
     resolve: (_root, args, context) =>
-      keysetConnection(args, DEAD_LETTERS_SQL, deadLetterFilterParams(args.filter), async (text, values) => {
+      keysetConnection(args, DEAD_LETTERS_SQL, deadLetterFilterParams(deadLetterFilter(args.filter)), async (text, values) => {
         const result = await context.db.query<DeadLetterRow>(text, values);
         return result.rows;
       }),

@@ -1,11 +1,10 @@
 // Delivery: one recipient's copy of a message or command, and everything that happened to it.
-import { DELIVERY_STATUSES, type DeliveryStatus, isUuid, PAYLOAD_MODES, type PayloadMode, type Queryable } from '@postern/shared';
+import { DELIVERY_STATUSES, type DeliveryStatus, fillMark, isUuid, PAYLOAD_MODES, type PayloadMode, type Queryable } from '@postern/shared';
 import { AttemptRef } from './attempt.ts';
 import { builder } from './builder.ts';
 import { DeadLetterRef } from './dead-letter.ts';
 import { recipientFilter, textFilter } from './filter-arguments.ts';
 import { type KeysetStatements, keysetConnection, keysetStatements } from './pagination.ts';
-import { fillMark } from './sql-marks.ts';
 
 export { DELIVERY_STATUSES, type DeliveryStatus, isUuid };
 
@@ -37,7 +36,7 @@ export interface DeliveryRow {
  * The delivery read model: DeliveryRow's columns of `mail.deliveries dl`, written once. Every
  * statement that returns deliveries (by id, the list, cancelDelivery's and requeueDeadLetter's
  * RETURNING) says `/*DELIVERY_COLUMNS*\/` where the columns go and gets them at module load
- * (withDeliveryColumns, sql-marks.ts), so they cannot drift apart. "cursorAt" is created_at in UTC at microsecond precision (pagination.ts).
+ * (withDeliveryColumns, fillMark), so they cannot drift apart. "cursorAt" is created_at in UTC at microsecond precision (pagination.ts).
  */
 export const DELIVERY_COLUMNS = `dl.id::text AS id, dl.status, dl.recipient, dl.source, dl.idempotency_key AS "idempotencyKey",
        dl.payload_mode AS "payloadMode", dl.message_id::text AS "messageId", dl.template_id AS "templateId",
@@ -61,6 +60,20 @@ export async function deliveryById(db: Queryable, id: string): Promise<DeliveryR
   if (!isUuid(id)) return null;
   const result = await db.query<DeliveryRow>(DELIVERY_BY_ID_SQL, [id]);
   return result.rows[0] ?? null;
+}
+
+const DELIVERIES_BY_ID_SQL = withDeliveryColumns(`
+SELECT /*DELIVERY_COLUMNS*/
+  FROM mail.deliveries dl
+ WHERE dl.id = ANY ($1::uuid[])
+ ORDER BY "cursorAt", id`);
+
+/** The deliveries with these ids (UUIDs: the cast would fail the whole statement otherwise), oldest
+ *  first, as the lists order them: created_at, then id. */
+export async function deliveriesById(db: Queryable, ids: readonly string[]): Promise<DeliveryRow[]> {
+  if (ids.length === 0) return [];
+  const result = await db.query<DeliveryRow>(DELIVERIES_BY_ID_SQL, [ids]);
+  return result.rows;
 }
 
 export const DeliveryStatusEnum = builder.enumType('DeliveryStatus', { values: DELIVERY_STATUSES });

@@ -1,12 +1,11 @@
 // Domain: a mail domain Postern answers for. Created through the shared alias code (the same code
 // the edge reads with), so the edge knows it on the next RCPT.
-import { createDomain, InvalidAddressError, normalizeDomain, type Queryable } from '@postern/shared';
+import { createDomain, fillMark, InvalidAddressError, normalizeDomain, type Queryable } from '@postern/shared';
 import { withAliasErrors } from './alias-errors.ts';
 import { badUserInput } from './bad-user-input.ts';
 import { builder } from './builder.ts';
 import { INPUT_ERRORS } from './error-types.ts';
 import { type KeysetStatements, keysetConnection, keysetStatements } from './pagination.ts';
-import { fillMark } from './sql-marks.ts';
 
 export interface DomainRow {
   id: string;

@@ -8,7 +8,7 @@ import type { Queryable } from '@postern/shared';
 import DataLoader from 'dataloader';
 import type { AttemptRow } from './attempt.ts';
 import { type DeadLetterRow, withDeadLetterColumns } from './dead-letter.ts';
-import { type DeliveryRow, withDeliveryColumns } from './delivery.ts';
+import { type DeliveryRow, deliveriesById } from './delivery.ts';
 
 const BATCH_ONLY = { cache: false } as const;
 
@@ -27,11 +27,6 @@ const DEAD_LETTERS_OF_DELIVERIES_SQL = withDeadLetterColumns(`
 SELECT /*DEAD_LETTER_COLUMNS*/
   FROM mail.dead_letters dd
  WHERE dd.delivery_id = ANY ($1::uuid[])`);
-
-const DELIVERIES_BY_ID_SQL = withDeliveryColumns(`
-SELECT /*DELIVERY_COLUMNS*/
-  FROM mail.deliveries dl
- WHERE dl.id = ANY ($1::uuid[])`);
 
 export interface Loaders {
   /** Every attempt of a delivery, first to last. */
@@ -63,9 +58,6 @@ export function createLoaders(db: Queryable): Loaders {
       const { rows } = await db.query<DeadLetterRow>(DEAD_LETTERS_OF_DELIVERIES_SQL, [ids]);
       return byKey(ids, rows, (row) => row.deliveryId).map((group) => group[0] ?? null);
     }, BATCH_ONLY),
-    deliveryById: new DataLoader(async (ids) => {
-      const { rows } = await db.query<DeliveryRow>(DELIVERIES_BY_ID_SQL, [ids]);
-      return byKey(ids, rows, (row) => row.id).map((group) => group[0] ?? null);
-    }, BATCH_ONLY),
+    deliveryById: new DataLoader(async (ids) => byKey(ids, await deliveriesById(db, ids), (row) => row.id).map((group) => group[0] ?? null), BATCH_ONLY),
   };
 }

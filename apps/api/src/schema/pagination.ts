@@ -8,9 +8,8 @@
 // bigint and came back as INTERNAL_SERVER_ERROR).
 import type { DefaultConnectionArguments } from '@pothos/plugin-relay';
 import { resolveCursorConnection } from '@pothos/plugin-relay';
-import { isUuid } from '@postern/shared';
+import { fillMark, isUuid } from '@postern/shared';
 import { badUserInput } from './bad-user-input.ts';
-import { fillMark } from './sql-marks.ts';
 
 export const PAGE_DEFAULT_SIZE = 20;
 export const PAGE_MAX_SIZE = 100;

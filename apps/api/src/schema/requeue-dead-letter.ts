@@ -1,46 +1,23 @@
 // requeueDeadLetter: put dead-lettered deliveries back in the queue, due now. One by delivery id, or
 // every match of a filter up to a cap (a typo in a filter must not requeue a month of mail at once).
-// Each delivery moves in one guarded UPDATE (status = 'dead_letter'), and its dead-letter row is
-// marked in the same statement; two operators requeueing together requeue each delivery once.
-// attempt_count is kept: the engine numbers attempts from it, and the attempts table is unique on
-// (delivery_id, attempt_number).
+// The status change is the delivery lifecycle's (packages/shared/src/lifecycle/requeue-dead-letters.ts):
+// each delivery moves in one guarded UPDATE and its dead-letter row is marked with it, so two
+// operators requeueing together requeue each delivery once. What moved is read through the API's
+// read model (delivery.ts) in the same transaction: as it was requeued, before an engine can claim it.
+import { ANY_DEAD_LETTER, type Pool, type RequeueRequest, requeueDeadLetters, withTransaction } from '@postern/shared';
 import { builder } from './builder.ts';
-import { type DeadLetterFilterShape, DeadLetterFilter, deadLetterFilterParams } from './dead-letter.ts';
-import { DeliveryRef, type DeliveryRow, deliveryById, isUuid, withDeliveryColumns } from './delivery.ts';
+import { DeadLetterFilter, type DeadLetterFilterShape, deadLetterFilter } from './dead-letter.ts';
+import { DeliveryRef, type DeliveryRow, deliveriesById, deliveryById, isUuid } from './delivery.ts';
 import { INPUT_ERRORS } from './error-types.ts';
 import { ConflictError, NotFoundError, ValidationError } from './errors.ts';
 
 export const REQUEUE_MAX = 1_000;
 const REQUEUE_DEFAULT_MAX = 100;
 
-// $1..$5 the dead-letter filter (deadLetterFilterParams), $6 one delivery's id (null: any),
-// $7 how many at most, $8 who requeues.
-const REQUEUE_SQL = withDeliveryColumns(`
-WITH target AS (
-  SELECT dd.id AS dead_letter_id, dl.id AS delivery_id
-    FROM mail.dead_letters dd JOIN mail.deliveries dl ON dl.id = dd.delivery_id
-   WHERE ($1::boolean IS NULL OR (dd.requeued_at IS NOT NULL) = $1::boolean)
-     AND ($2::text IS NULL OR dl.recipient = lower($2::text))
-     AND ($3::text IS NULL OR dl.source = $3::text)
-     AND ($4::timestamptz IS NULL OR dd.created_at >= $4::timestamptz)
-     AND ($5::timestamptz IS NULL OR dd.created_at < $5::timestamptz)
-     AND ($6::uuid IS NULL OR dl.id = $6::uuid)
-     AND dl.status = 'dead_letter'
-   ORDER BY dd.created_at, dd.id
-   LIMIT $7
-   FOR UPDATE OF dl SKIP LOCKED),
-moved AS (
-  UPDATE mail.deliveries dl
-     SET status = 'queued', next_attempt_at = now(), finished_at = NULL, locked_by = NULL, locked_until = NULL,
-         updated_at = now()
-    FROM target
-   WHERE dl.id = target.delivery_id AND dl.status = 'dead_letter'
-  RETURNING /*DELIVERY_COLUMNS*/),
-marked AS (
-  UPDATE mail.dead_letters dd SET requeued_at = now(), requeued_by = $8::text
-    FROM target WHERE dd.id = target.dead_letter_id AND target.delivery_id::text IN (SELECT id FROM moved))
--- The statement's own changes are visible only through RETURNING, not to a SELECT of the table.
-SELECT * FROM moved ORDER BY "cursorAt", id`);
+/** Requeues and reads the requeued deliveries, oldest first, in one transaction. */
+function requeue(db: Pool, request: RequeueRequest): Promise<DeliveryRow[]> {
+  return withTransaction(db, async (client) => deliveriesById(client, await requeueDeadLetters(client, request)));
+}
 
 interface RequeueResultShape {
   deliveries: DeliveryRow[];
@@ -75,21 +52,20 @@ builder.mutationField('requeueDeadLetter', (t) =>
       if (byId) {
         const id = String(input.deliveryId);
         if (!isUuid(id)) throw new ValidationError('deliveryId', 'INVALID_INPUT', `"${id}" is not a delivery id (a UUID)`);
-        const result = await context.db.query<DeliveryRow>(REQUEUE_SQL, [...deadLetterFilterParams(null), id, 1, requeuedBy]);
-        if (result.rows.length === 0) {
+        const deliveries = await requeue(context.db, { filter: ANY_DEAD_LETTER, deliveryId: id, max: 1, requeuedBy });
+        if (deliveries.length === 0) {
           const delivery = await deliveryById(context.db, id);
           if (!delivery) throw new NotFoundError(`no delivery with id ${id}`);
           throw new ConflictError(`delivery ${id} is ${delivery.status}, not dead_letter`);
         }
-        return { deliveries: result.rows };
+        return { deliveries };
       }
       const max = input.max ?? REQUEUE_DEFAULT_MAX;
       if (!Number.isInteger(max) || max < 1 || max > REQUEUE_MAX) {
         throw new ValidationError('max', 'INVALID_INPUT', `max must be between 1 and ${REQUEUE_MAX}`);
       }
-      const filter = deadLetterFilterParams(input.filter as DeadLetterFilterShape);
-      const result = await context.db.query<DeliveryRow>(REQUEUE_SQL, [...filter, null, max, requeuedBy]);
-      return { deliveries: result.rows };
+      const filter = deadLetterFilter(input.filter as DeadLetterFilterShape);
+      return { deliveries: await requeue(context.db, { filter, deliveryId: null, max, requeuedBy }) };
     },
   }),
 );

@@ -1,11 +1,10 @@
 // Suppression: an address the engine will not send to (checked before every send).
-import { InvalidAddressError, normalizeAddress, textProblem } from '@postern/shared';
+import { fillMark, InvalidAddressError, normalizeAddress, textProblem } from '@postern/shared';
 import { badUserInput } from './bad-user-input.ts';
 import { builder } from './builder.ts';
 import { INPUT_ERRORS } from './error-types.ts';
 import { ConflictError, NotFoundError, ValidationError } from './errors.ts';
 import { type KeysetStatements, keysetConnection, keysetStatements } from './pagination.ts';
-import { fillMark } from './sql-marks.ts';
 
 const SUPPRESSION_REASONS = ['hard_bounce', 'complaint', 'unsubscribe', 'manual'] as const;
 

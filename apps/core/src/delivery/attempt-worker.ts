@@ -5,19 +5,23 @@
 //   with other workers' outcomes in one commit; the worker waits for that commit before it moves on.
 // The outcome of a send is known the moment the relay answers; if PostgreSQL is away, slow, or the
 // row is locked right then (dead-runner, docs/incidents.md; a lost outcome would be a duplicate), the write is retried — every transient
-// class, queue/db-errors.ts isRetryableDbError — until it lands or the engine stops (its pool is
+// class, isRetryableDbError in packages/shared/src/db/db-errors.ts — until it lands or the engine stops (its pool is
 // closed: that error is not retryable). A known "sent" is never thrown away to be retried into a
 // duplicate: the lease keeper renews the lease meanwhile, the reclaim never takes back a lease
 // this engine holds live, and a result that lands after the lease was lost anyway is still
-// recorded if nobody has started the delivery again (queue/sql/record-late-outcomes.ts).
+// recorded if nobody has started the delivery again (the lifecycle's late outcomes,
+// packages/shared/src/lifecycle/record-outcomes.ts).
 import { setTimeout as delay } from 'node:timers/promises';
-import type { Logger, Pool, TemplateCatalog } from '@postern/shared';
+import {
+  type AttemptRecord,
+  type ClaimedDelivery,
+  type DeliveryLifecycle,
+  isRetryableDbError,
+  type Logger,
+  type OutcomeToRecord,
+  type TemplateCatalog,
+} from '@postern/shared';
 import type { EngineMetrics } from '../metrics.ts';
-import type { CompletionBatcher, OutcomeToRecord } from '../queue/completion-batcher.ts';
-import { isRetryableDbError } from '../queue/db-errors.ts';
-import type { AttemptRecord } from '../queue/sql/attempt-row.ts';
-import type { ClaimedDelivery } from '../queue/sql/claim-deliveries.ts';
-import { loadMessagePayload } from '../queue/sql/load-payload.ts';
 import type { Relay, SmtpReply } from '../relay/relay.ts';
 import { type Classification, classifyFailure, type ReplyRule } from './classify-reply.ts';
 import { type BuiltMessage, buildMessage, UnbuildableDelivery } from './compose-message.ts';
@@ -25,9 +29,11 @@ import { afterTemporaryFailure, type Ending, failForGood } from './fail-for-good
 import type { RetryLadder } from './retry-ladder.ts';
 
 export interface AttemptDeps {
-  pool: Pool;
-  /** Where outcomes are recorded: batched with other workers' into one commit. */
-  completions: CompletionBatcher;
+  /** Reads the message of relayed mail (the lifecycle's loadPayload). */
+  lifecycle: Pick<DeliveryLifecycle, 'loadPayload'>;
+  /** Where outcomes are recorded (the engine's completion batcher: batched with other workers'
+   *  into one commit). Resolves after the commit: true if recorded, false if the lease was lost. */
+  completions: { record(outcome: OutcomeToRecord): Promise<boolean> };
   relay: Relay;
   catalog: TemplateCatalog;
   ladder: RetryLadder;
@@ -118,7 +124,7 @@ export async function attemptDelivery(deps: AttemptDeps, delivery: ClaimedDelive
         catalog: deps.catalog,
         sender: deps.sender,
         logger: deps.logger,
-        loadPayload: (id) => loadMessagePayload(deps.pool, id),
+        loadPayload: (id) => deps.lifecycle.loadPayload(id),
         // The stub reads no bytes: templates are still rendered (a broken one fails as it would
         // in production), but no MIME message is composed for it.
         compose: !deps.relay.discardsMessages,

@@ -5,11 +5,20 @@
 // are generated here. Never sent to the null reverse-path: a bounce is not bounced (RFC 5321 6.1).
 // bounceFor() decides whether a failed delivery gets one and builds it: the one path behind both
 // ways accepted mail can fail for good — an attempt's outcome (attempt-worker.ts) and a lease
-// taken back with the ladder spent (queue/reclaim-leases.ts).
+// taken back with the ladder spent (fail-for-good.ts lostLeaseEnding).
 import { randomUUID } from 'node:crypto';
 import { encodeWords, foldLines } from 'nodemailer/lib/mime-funcs';
-import { type Logger, normalizeAddress, type PayloadMode, renderLocale, resolveLocale, storableText, storableTextFromBytes, type TemplateCatalog } from '@postern/shared';
-import type { BounceToStore } from '../queue/sql/insert-bounce.ts';
+import {
+  type BounceToStore,
+  type Logger,
+  normalizeAddress,
+  type PayloadMode,
+  renderLocale,
+  resolveLocale,
+  storableText,
+  storableTextFromBytes,
+  type TemplateCatalog,
+} from '@postern/shared';
 
 export const DSN_TEMPLATE_ID = 'delivery-status-notification';
 /** The original Subject as quoted in the bounce's Subject and text. */
@@ -83,8 +92,8 @@ export function buildBounce(input: BounceInput): BuiltBounce {
   const messageId = `<${randomUUID()}@${domain}>`;
   // Every field taken from outside — the original's headers, the relay's reply, the reason built
   // from it — is made one-line, storable and bounded before it goes into the bounce: the bounce's
-  // Subject lands in a text column (insert-bounce.ts) and its lines go to a relay that may refuse
-  // NUL or a 64 KiB line.
+  // Subject lands in a text column (the lifecycle's insertBounce) and its lines go to a relay that
+  // may refuse NUL or a 64 KiB line.
   const originalHeaders = headerBlock(input.originalRaw);
   const subjectValue = headerValue(originalHeaders, 'Subject');
   const originalSubject = subjectValue ? storableText(subjectValue, { maxChars: MAX_QUOTED_SUBJECT_CHARS }) : null;

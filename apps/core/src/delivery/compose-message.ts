@@ -2,9 +2,8 @@
 // it — the bytes received with the edge's Received: trace header prepended — so signatures (DKIM)
 // survive. Template and rendered deliveries are composed here, with the delivery's one stable
 // Message-ID and its creation time as Date:, so every attempt sends the same message.
-import { renderLocale, resolveLocale, type Logger, type TemplateCatalog } from '@postern/shared';
+import { type ClaimedDelivery, type Logger, renderLocale, resolveLocale, type TemplateCatalog } from '@postern/shared';
 import MailComposer from 'nodemailer/lib/mail-composer';
-import type { ClaimedDelivery } from '../queue/sql/claim-deliveries.ts';
 
 /** The delivery cannot be built, now or ever: it fails without an attempt. */
 export class UnbuildableDelivery extends Error {}

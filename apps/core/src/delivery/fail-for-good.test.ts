@@ -1,9 +1,9 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createLogger, loadTemplateCatalog } from '@postern/shared';
+import { createLogger, loadTemplateCatalog, MAX_REASON_CHARS, type ReclaimedDelivery } from '@postern/shared';
 import { describe, expect, it } from 'vitest';
 import type { FailedDelivery } from './bounce.ts';
-import { afterLostLease, afterTemporaryFailure, failForGood, LEASE_LOST_REASON, MAX_REASON_CHARS, unrecordableOutcome } from './fail-for-good.ts';
+import { afterLostLease, afterTemporaryFailure, failForGood, LEASE_LOST_REASON, lostLeaseEnding } from './fail-for-good.ts';
 import { retryLadder } from './retry-ladder.ts';
 
 const catalog = loadTemplateCatalog(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../templates'));
@@ -75,19 +75,21 @@ describe('fail for good: the one decision behind the attempt worker and the leas
     }
   });
 
-  it('an outcome PostgreSQL refuses even alone keeps what is known and records the refusal as its reason', () => {
-    const refusal = Object.assign(new Error('invalid byte sequence for encoding "UTF8": 0x00'), { code: '22021' });
-    expect(unrecordableOutcome({ status: 'sent', lastError: null }, refusal)).toEqual({
-      status: 'sent',
-      lastError: 'could not record outcome (sent): invalid byte sequence for encoding "UTF8": 0x00 (SQLSTATE 22021)',
-    });
-    expect(unrecordableOutcome({ status: 'failed', lastError: 'bad_recipient: 550' }, refusal)).toMatchObject({ status: 'failed' });
-    expect(unrecordableOutcome({ status: 'dead_letter', lastError: 'x' }, refusal)).toMatchObject({ status: 'dead_letter' });
-    expect(unrecordableOutcome({ status: 'suppressed', lastError: 'x' }, refusal)).toMatchObject({ status: 'suppressed' });
-    // A retry would come back to fail the same way: it ends, visibly, as a dead letter.
-    expect(unrecordableOutcome({ status: 'retrying', lastError: 'greylisted' }, refusal)).toMatchObject({ status: 'dead_letter' });
-    const long = unrecordableOutcome({ status: 'failed', lastError: '\u0000'.repeat(5_000) }, refusal);
-    expect(long.lastError.length).toBeLessThanOrEqual(MAX_REASON_CHARS);
-    expect(long.lastError).not.toContain('\u0000');
+  it('a lease taken back from the reclaim ends as the lease_lost cause says, with or without its message', () => {
+    const row: ReclaimedDelivery = {
+      id: 'd1', status: 'dead_letter', attempt_count: 4, payload_mode: 'relay', message_id: 'm1', category: null,
+      recipient: 'gone@inbox.test', envelope_from: 'alice@outside.test', created_at: new Date('2025-01-01T00:00:00Z'),
+    };
+    const end = lostLeaseEnding(context);
+    const withPayload = end(row, { raw: poisonedRaw, receivedAt: new Date('2025-01-01T00:00:00Z') });
+    const direct = failForGood(context, accepted, { kind: 'lease_lost' });
+    expect(withPayload).toMatchObject({ status: direct.status, reason: direct.reason });
+    expect(withPayload.bounce?.subject).toBe(direct.bounce?.subject);
+    expect(withPayload.bounce?.raw.toString()).toContain('invoice');
+    // Retention purged the message: the bounce still goes out, without the original headers.
+    const purged = end(row, null);
+    expect(purged).toMatchObject({ status: 'dead_letter', reason: LEASE_LOST_REASON });
+    expect(purged.bounce?.recipient).toBe('alice@outside.test');
+    expect(end({ ...row, envelope_from: '' }, null).bounce).toBeNull();
   });
 });

@@ -1,13 +1,12 @@
-// The one path by which a delivery ends without being sent: whether it is `failed` or
-// `dead_letter`, the reason recorded, and the bounce for accepted mail (bounce.ts). Three callers
+// The one decision by which a delivery ends without being sent: whether it is `failed` or
+// `dead_letter`, the reason recorded, and the bounce for accepted mail (bounce.ts). Three causes
 // reach it — an attempt the relay refused for good, an attempt that spent the retry ladder (both in
 // attempt-worker.ts, written by the completion batcher), and a lease that ran out with the ladder
-// spent (queue/reclaim-leases.ts) — and a fourth, the isolation of an outcome that cannot be
-// recorded at all (completion-batcher.ts). Before, the worker and the reclaim each built their own
-// dead letter and bounce; a fix to one (the NUL Subject that failed the bounce insert) missed the other.
-import { storableText } from '@postern/shared';
-import type { BounceToStore } from '../queue/sql/insert-bounce.ts';
-import type { OutcomeStatus } from '../queue/sql/record-outcomes.ts';
+// spent (lostLeaseEnding, which the engine gives the lease reclaim, queue/reclaim-leases.ts) — so
+// the worker and the reclaim cannot build their dead letters and bounces differently (a fix to one,
+// such as the NUL Subject that failed the bounce insert, cannot miss the other). What is decided
+// here is stored by the delivery lifecycle (packages/shared/src/lifecycle/fail-for-good.ts).
+import { type BounceToStore, MAX_REASON_CHARS, type MessagePayload, type ReclaimedDelivery, storableText } from '@postern/shared';
 import { type BounceContext, bounceFor, type FailedDelivery } from './bounce.ts';
 import { nextStep, type RetryLadder } from './retry-ladder.ts';
 
@@ -31,9 +30,6 @@ export interface Ending {
   /** The DSN to queue with the ending, or null (not accepted mail, null sender, a bounce). */
   bounce: BounceToStore | null;
 }
-
-/** deliveries.last_error and dead_letters.reason: long enough for a reply, bounded for the API. */
-export const MAX_REASON_CHARS = 1_000;
 
 export const LEASE_LOST_REASON =
   'retry ladder exhausted; the last attempt was lost with its lease (the engine died or stalled), so its outcome is unknown';
@@ -71,27 +67,24 @@ export function failForGood(context: BounceContext, delivery: FailedDelivery, ca
   return { status: statusOf(cause), reason, bounce: bounceFor(context, delivery, failure) };
 }
 
-/** Why an item was taken out of the way, as the text recorded with it. */
-export function describeDbError(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  const code = (error as { code?: string }).code;
-  return code ? `${error.message} (SQLSTATE ${code})` : error.message;
-}
-
-/**
- * The outcome of an attempt that PostgreSQL refuses to record even alone (completion-batcher.ts):
- * written again without the parts that can fail — no attempt row, no bounce — with the refusal as
- * its reason. The status keeps what is known: a `sent` stays sent (calling it failed would invite
- * an operator to requeue, and the recipient would get it twice), a `suppressed` stays suppressed; a
- * `failed` or `dead_letter` keeps its status but loses its bounce; a `retrying` ends as a dead
- * letter, visible and requeueable, rather than coming back to fail the same way.
- */
-export function unrecordableOutcome(
-  intended: { status: OutcomeStatus; lastError: string | null },
-  error: unknown,
-): { status: Exclude<OutcomeStatus, 'retrying'>; lastError: string } {
-  const status = intended.status === 'retrying' ? 'dead_letter' : intended.status;
-  const was = intended.lastError ? `${intended.status}: ${intended.lastError}` : intended.status;
-  const lastError = storableText(`could not record outcome (${was}): ${describeDbError(error)}`, { maxChars: MAX_REASON_CHARS });
-  return { status, lastError };
+/** How a delivery whose lease was lost with the ladder spent ends (the lease reclaim dead-letters
+ *  it in SQL): its reason and bounce, built from the reclaimed row and its message. */
+export function lostLeaseEnding(context: BounceContext): (delivery: ReclaimedDelivery, payload: MessagePayload | null) => Ending {
+  return (delivery, payload) =>
+    failForGood(
+      context,
+      {
+        id: delivery.id,
+        payloadMode: delivery.payload_mode,
+        category: delivery.category,
+        envelopeFrom: delivery.envelope_from,
+        recipient: delivery.recipient,
+        attempts: delivery.attempt_count,
+        // Retention keeps a payload while its delivery waits; if it is gone anyway, the bounce
+        // still goes out, without the original headers.
+        raw: payload?.raw ?? Buffer.alloc(0),
+        receivedAt: payload?.receivedAt ?? delivery.created_at,
+      },
+      { kind: 'lease_lost' },
+    );
 }

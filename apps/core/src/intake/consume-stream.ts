@@ -16,6 +16,8 @@ import {
   acceptCommand,
   decodeCommand,
   decodeFailure,
+  isRetryableDbError,
+  isTransientDbError,
   type Logger,
   type Pool,
   quarantineCommand,
@@ -24,7 +26,6 @@ import {
 } from '@postern/shared';
 import type { LoopContext } from '../keepalive/supervisor.ts';
 import type { EngineMetrics } from '../metrics.ts';
-import { isTransientDbError, isRetryableDbError } from '../queue/db-errors.ts';
 import { decodeEntryFields } from './entry-fields.ts';
 import { decideHandling } from './handling-failures.ts';
 

@@ -12,8 +12,8 @@
 // engine and a takeover by another consumer, which an in-memory count did not (a poison entry
 // could then come back a few more times with every restart). The price: deliveries during an
 // outage count too, so an entry that waited out an outage is quarantined on its first other failure.
-import { describeDbError } from '../delivery/fail-for-good.ts';
-import { isTransientDbError } from '../queue/db-errors.ts';
+
+import { describeDbError, isTransientDbError } from '@postern/shared';
 
 export type HandlingDecision = { action: 'retry' } | { action: 'quarantine'; code: 'invalid_field' | 'handling_failed'; detail: string };
 

@@ -8,12 +8,11 @@
 // every MAIL_RETENTION_INTERVAL), and engine.maintenance runs them on demand, so a test triggers a
 // pass instead of waiting for a timer. Passes of one kind never overlap: one asked for while
 // another runs starts when that one ends, so what it returns is what it did itself.
-import type { Logger, Pool, PosternConfig } from '@postern/shared';
-import type { BounceContext } from '../delivery/bounce.ts';
+import type { DeliveryLifecycle, Logger, Pool, PosternConfig } from '@postern/shared';
 import type { EngineEvents } from '../engine-events.ts';
 import type { EngineMetrics } from '../metrics.ts';
 import type { LiveLeases } from '../queue/live-leases.ts';
-import { type ReclaimResult, reclaimPass } from '../queue/reclaim-leases.ts';
+import { type LostLeaseEnding, type ReclaimResult, reclaimPass } from '../queue/reclaim-leases.ts';
 import { type Purged, purgeExpired, RETENTION_BATCH } from './retention.ts';
 import { type LoopContext, sleepBeating } from './supervisor.ts';
 
@@ -31,9 +30,11 @@ export interface MaintenanceOptions {
     PosternConfig['engine'],
     'leaseDurationMs' | 'retentionAgeMs' | 'idempotencyWindowMs' | 'retentionIntervalMs' | 'heartbeatIntervalMs'
   >;
+  /** The reclaim's status changes. */
+  lifecycle: Pick<DeliveryLifecycle, 'transaction' | 'expiredLeaseIds'>;
   maxAttempts: number;
-  /** Catalog, Reporting-MTA and sender of the bounces of leases that dead-letter. */
-  bounces: Omit<BounceContext, 'logger'>;
+  /** How a lease that dead-letters ends: its reason and bounce (delivery/fail-for-good.ts). */
+  endLostLease: LostLeaseEnding;
   /** Leases this engine holds for live work: never taken back by its own reclaim. */
   leases: LiveLeases;
   metrics: EngineMetrics;
@@ -68,11 +69,11 @@ export function createMaintenance(options: MaintenanceOptions): Maintenance & { 
 
   const reclaim = oneAtATime(async (): Promise<ReclaimResult> => {
     const taken = await reclaimPass({
-      pool: options.pool,
+      lifecycle: options.lifecycle,
       limit: RECLAIM_LIMIT,
       maxAttempts: options.maxAttempts,
       leaseMs: engine.leaseDurationMs,
-      bounces: { ...options.bounces, logger: reclaimLog },
+      endLostLease: options.endLostLease,
       liveIds: options.leases.ids(),
       metrics: options.metrics,
       logger: reclaimLog,

@@ -1,38 +1,37 @@
 // Group commit for attempt outcomes. A worker that knows how its attempt ended hands the outcome
-// here and waits for the COMMIT that contains it — durable before the worker moves on, as before —
-// but the outcomes of all workers finishing at about the same time share that commit: one
-// set-based statement (sql/record-outcomes.ts) and one WAL flush for the whole batch, instead of
-// one per delivery. A batch is written when it is full (every worker is waiting on it) or
-// flushDelayMs after its first outcome arrived; nobody waits longer than that plus the commit.
+// here and waits for the COMMIT that contains it — durable before the worker moves on — but the
+// outcomes of all workers finishing at about the same time share that commit: one set-based
+// statement and one WAL flush for the whole batch (the lifecycle's recordOutcomes,
+// packages/shared/src/lifecycle/record-outcomes.ts), instead of one per delivery. A batch is
+// written when it is full (every worker is waiting on it) or flushDelayMs after its first outcome
+// arrived; nobody waits longer than that plus the commit.
 //
-// Guarded as a single write was: an outcome whose lease was lost is not written, and its worker
-// hears `false` — unless nobody has started its delivery again, then the late result replaces the
-// reclaim's outcome_unknown (sql/record-late-outcomes.ts). Bounces of the batch's permanent failures are inserted in the same transaction,
-// only for the deliveries that were recorded. If the write fails (PostgreSQL away) every worker of
-// the batch gets the error and retries as it did before (attempt-worker.ts persist); the deliveries
-// stay leased (and renewed: queue/lease-keeper.ts) meanwhile, and a lease that runs out is taken
-// back (reclaim-expired-leases.ts). A non-transient failure is retried one outcome at a time, so one
-// bad row cannot sink its batch; an outcome that still fails alone is isolated: written again
-// through the fail-for-good path without its attempt row and bounce, the refusal recorded as its
-// last_error (fail-for-good.ts unrecordableOutcome), and counted. Before, it was thrown back at its
-// worker, which restarted, the lease ran out and the reclaim failed on the same bounce on every
-// pass.
-import { type Logger, type Pool, type Queryable, withTransaction } from '@postern/shared';
-import { describeDbError, unrecordableOutcome } from '../delivery/fail-for-good.ts';
+// Guarded per delivery: an outcome whose lease was lost is not written, and its worker hears
+// `false` — unless nobody has started its delivery again, then the late result replaces the
+// reclaim's outcome_unknown. Bounces of the batch's permanent failures are inserted in the same
+// transaction, only for the deliveries that were recorded. If the write fails because PostgreSQL is
+// away every worker of the batch gets the error and retries (attempt-worker.ts persist); the
+// deliveries stay leased (and renewed: lease-keeper.ts) meanwhile, and a lease that runs out is
+// taken back (reclaim-leases.ts). A failure that is not the database being away is retried one
+// outcome at a time, so one bad row cannot sink its batch; an outcome that still fails alone is
+// isolated: written again without its attempt row and bounce, the refusal recorded as its
+// last_error (the lifecycle's recordBareOutcome), and counted — rather than thrown back at its
+// worker, whose lease would run out and whose reclaim would fail on the same bounce on every pass.
+import {
+  type DeliveryLifecycle,
+  describeDbError,
+  isRetryableDbError,
+  isTransientDbError,
+  type Logger,
+  type OutcomeToRecord,
+  type RecordedOutcomes,
+  unrecordableOutcome,
+} from '@postern/shared';
 import type { EngineEvents } from '../engine-events.ts';
-import { isRetryableDbError, isTransientDbError } from './db-errors.ts';
-import { type BounceToStore, insertBounce } from './sql/insert-bounce.ts';
-import { recordBareOutcome } from './sql/record-bare-outcome.ts';
-import { recordLateOutcomes } from './sql/record-late-outcomes.ts';
-import { type Outcome, recordOutcomes } from './sql/record-outcomes.ts';
-
-export interface OutcomeToRecord extends Outcome {
-  /** For accepted mail that failed for good: its DSN, queued with the failure. */
-  bounce: BounceToStore | null;
-}
 
 export interface CompletionBatcherOptions {
-  pool: Pool;
+  /** Where batches are written: recordOutcomes, and recordBareOutcome for an isolated outcome. */
+  lifecycle: Pick<DeliveryLifecycle, 'recordOutcomes' | 'recordBareOutcome'>;
   /** The lease holder every outcome of this engine is guarded by. */
   workerId: string;
   /** Write as soon as this many outcomes wait (the number of attempt workers: all of them). */
@@ -59,33 +58,6 @@ interface Waiting {
   reject: (error: unknown) => void;
 }
 
-/** The outcomes still under this engine's lease, then (only if some lease was lost, an extra round
- *  trip that the common path never pays) the late ones nobody has started again
- *  (sql/record-late-outcomes.ts). */
-async function recordWithLate(db: Queryable, workerId: string, outcomes: readonly OutcomeToRecord[]): Promise<Set<string>> {
-  const recorded = await recordOutcomes(db, workerId, outcomes);
-  const lost = outcomes.filter((outcome) => !recorded.has(outcome.deliveryId));
-  if (lost.length > 0) for (const id of await recordLateOutcomes(db, workerId, lost)) recorded.add(id);
-  return recorded;
-}
-
-async function writeBatch(pool: Pool, workerId: string, outcomes: readonly OutcomeToRecord[]): Promise<{ recorded: Set<string>; bounces: number }> {
-  if (!outcomes.some((outcome) => outcome.bounce)) {
-    // One statement is its own transaction: no BEGIN/COMMIT round trips on the common path.
-    return { recorded: await recordWithLate(pool, workerId, outcomes), bounces: 0 };
-  }
-  return withTransaction(pool, async (client) => {
-    const recorded = await recordWithLate(client, workerId, outcomes);
-    let bounces = 0;
-    for (const outcome of outcomes) {
-      if (!outcome.bounce || !recorded.has(outcome.deliveryId)) continue;
-      await insertBounce(client, outcome.bounce);
-      bounces += 1;
-    }
-    return { recorded, bounces };
-  });
-}
-
 export function createCompletionBatcher(options: CompletionBatcherOptions): CompletionBatcher {
   const log = options.logger.child({ component: 'completion-batcher' });
   let batch: Waiting[] = [];
@@ -105,9 +77,9 @@ export function createCompletionBatcher(options: CompletionBatcherOptions): Comp
 
   async function writeOnce(entries: Waiting[]): Promise<void> {
     const t0 = performance.now();
-    let result: { recorded: Set<string>; bounces: number };
+    let result: RecordedOutcomes;
     try {
-      result = await writeBatch(options.pool, options.workerId, entries.map((entry) => entry.outcome));
+      result = await options.lifecycle.recordOutcomes(options.workerId, entries.map((entry) => entry.outcome));
     } catch (error) {
       if (isTransientDbError(error)) {
         for (const entry of entries) entry.reject(error);
@@ -146,7 +118,7 @@ export function createCompletionBatcher(options: CompletionBatcherOptions): Comp
     const { outcome } = entry;
     const bare = unrecordableOutcome(outcome, error);
     try {
-      const recorded = await recordBareOutcome(options.pool, options.workerId, {
+      const recorded = await options.lifecycle.recordBareOutcome(options.workerId, {
         deliveryId: outcome.deliveryId,
         attemptNumber: outcome.attemptNumber,
         status: bare.status,

@@ -1,20 +1,19 @@
 // The lease keeper loop: while this engine is alive, the leases of the work it holds
 // (live-leases.ts: claimed, in a send, or waiting for an outcome's commit) are renewed every third
-// of MAIL_LEASE_DURATION, in one statement (sql/renew-leases.ts). Before it, a send slower than
-// the lease (a relay answering every command just under MAIL_SMTP_TIMEOUT) was taken back by the
-// engine's own reclaim and sent again: a duplicate with ONE engine and nothing dead.
+// of MAIL_LEASE_DURATION, in one statement (the lifecycle's renewLeases). Without it, a send slower
+// than the lease (a relay answering every command just under MAIL_SMTP_TIMEOUT) would be taken back
+// by the engine's own reclaim and sent again: a duplicate with ONE engine and nothing dead.
 // Two renewals can fail in a row and the lease still holds; if PostgreSQL is away longer than
 // that, the reclaim still never takes these leases (it skips live ones), and renewal resumes
 // — expired or not — as soon as the database answers.
 
 import { setTimeout as delay } from 'node:timers/promises';
-import type { Logger, Pool } from '@postern/shared';
+import type { DeliveryLifecycle, Logger } from '@postern/shared';
 import type { LoopContext } from '../keepalive/supervisor.ts';
 import type { LiveLeases } from './live-leases.ts';
-import { renewLeases } from './sql/renew-leases.ts';
 
 export interface LeaseKeeperOptions {
-  pool: Pool;
+  lifecycle: Pick<DeliveryLifecycle, 'renewLeases'>;
   workerId: string;
   leases: LiveLeases;
   leaseMs: number;
@@ -33,7 +32,7 @@ export function createLeaseKeeper(options: LeaseKeeperOptions): { body: (context
       beat();
       const held = options.leases.list();
       if (held.length > 0) {
-        const renewed = await renewLeases(options.pool, options.workerId, held, options.leaseMs);
+        const renewed = await options.lifecycle.renewLeases(options.workerId, held, options.leaseMs);
         // Still held but not renewed: lost to another engine's reclaim while this one could not
         // reach PostgreSQL (the late-result rule decides what its outcome can still do).
         const lost = held.filter((lease) => !renewed.has(lease.id) && options.leases.ids().includes(lease.id));

@@ -1,35 +1,46 @@
-// Taking back expired leases (sql/reclaim-expired-leases.ts) in one transaction with the bounces
+// Taking back expired leases (the lifecycle's reclaimExpired) in one transaction with the bounces
 // of what that dead-letters. A lease that runs out with the ladder spent ends the delivery as a
 // dead letter without any attempt worker seeing it fail; accepted mail must not vanish silently,
-// so it ends through the same fail-for-good path as a failed attempt (delivery/fail-for-good.ts),
-// and its bounce is inserted before the COMMIT: the failure and its notice commit together.
+// so it ends through the same fail-for-good decision as a failed attempt — given to this module as
+// `endLostLease` (the engine passes delivery/fail-for-good.ts lostLeaseEnding) — and its bounce is
+// inserted before the COMMIT: the failure and its notice commit together.
 //
-// Poison isolation (one Subject with a NUL failed this transaction on every pass, and the
-// scheduler, which reclaims before it claims, crash-looped and never claimed again):
+// Poison isolation (one Subject with a NUL would fail this transaction on every pass, and a loop
+// that threw on it would restart for ever and reclaim nothing else):
 //   - a pass that fails for another reason than the database being away is retried row by row;
 //   - a row that still fails is dead-lettered (or put back) in its own transaction WITHOUT its
 //     bounce, the refusal recorded in its reason;
 //   - a row that fails even so is skipped, counted and logged loudly; it is tried again next pass,
 //     and the pass pages past it, so that such rows cannot hide younger expired leases;
-//   - reclaimPass() never throws: a failing reclaim must not stop the scheduler from claiming.
-import { type Logger, type Pool, storableText, withTransaction } from '@postern/shared';
-import type { BounceContext } from '../delivery/bounce.ts';
-import { describeDbError, failForGood, MAX_REASON_CHARS } from '../delivery/fail-for-good.ts';
+//   - reclaimPass() never throws: a failing pass must not restart its loop (keepalive/maintenance.ts)
+//     nor fail an on-demand call.
+import {
+  type BounceToStore,
+  type DeliveryLifecycle,
+  describeDbError,
+  isRetryableDbError,
+  type Logger,
+  MAX_REASON_CHARS,
+  type MessagePayload,
+  type ReclaimedDelivery,
+  storableText,
+} from '@postern/shared';
 import type { EngineMetrics } from '../metrics.ts';
-import { isRetryableDbError } from './db-errors.ts';
-import { insertBounce } from './sql/insert-bounce.ts';
-import { loadMessagePayload } from './sql/load-payload.ts';
-import { expiredLeaseIds, noteUnbounced, reclaimExpiredLeases } from './sql/reclaim-expired-leases.ts';
+
+/** How a delivery whose lease was lost with the ladder spent ends: the reason recorded and, for
+ *  accepted mail, its bounce. `payload` is its message, or null (not accepted mail, or purged). */
+export type LostLeaseEnding = (delivery: ReclaimedDelivery, payload: MessagePayload | null) => { reason: string; bounce: BounceToStore | null };
 
 export interface ReclaimOptions {
-  pool: Pool;
+  lifecycle: Pick<DeliveryLifecycle, 'transaction' | 'expiredLeaseIds'>;
   /** Most leases taken back per call. */
   limit: number;
   maxAttempts: number;
   leaseMs: number;
-  bounces: BounceContext;
+  endLostLease: LostLeaseEnding;
   /** Leases the calling engine holds for live work: never taken back (queue/live-leases.ts). */
   liveIds?: readonly string[];
+  logger: Logger;
 }
 
 export interface ReclaimResult {
@@ -55,40 +66,25 @@ function add(a: ReclaimResult, b: ReclaimResult): ReclaimResult {
 }
 
 /** One transaction: take back the expired leases (all, or `only` these), dead-letter the spent
- *  ones through fail-for-good with their bounces — or, when `bounceError` says the bounce could not
+ *  ones as endLostLease says with their bounces — or, when `bounceError` says the bounce could not
  *  be stored, without it and with that refusal in the reason. */
 function reclaimOnce(options: ReclaimOptions, only: readonly string[] | null, bounceError: unknown = null): Promise<ReclaimResult> {
-  return withTransaction(options.pool, async (client) => {
-    const rows = await reclaimExpiredLeases(client, options.limit, options.maxAttempts, options.leaseMs, options.liveIds ?? [], only);
+  return options.lifecycle.transaction(async (tx) => {
+    const rows = await tx.reclaimExpired(options.limit, options.maxAttempts, options.leaseMs, options.liveIds ?? [], only);
     const result = { ...NOTHING, reclaimed: rows.length };
     for (const row of rows) {
       if (row.status !== 'dead_letter') continue;
       result.deadLettered += 1;
-      // Only accepted mail has a payload; failForGood() bounces nothing else.
-      const payload = row.payload_mode === 'relay' && row.envelope_from !== '' && row.message_id ? await loadMessagePayload(client, row.message_id) : null;
-      const ending = failForGood(
-        options.bounces,
-        {
-          id: row.id,
-          payloadMode: row.payload_mode,
-          category: row.category,
-          envelopeFrom: row.envelope_from,
-          recipient: row.recipient,
-          attempts: row.attempt_count,
-          // Retention keeps a payload while its delivery waits; if it is gone anyway, the bounce
-          // still goes out, without the original headers.
-          raw: payload?.raw ?? Buffer.alloc(0),
-          receivedAt: payload?.receivedAt ?? row.created_at,
-        },
-        { kind: 'lease_lost' },
-      );
+      // Only accepted mail has a payload, and only accepted mail is bounced.
+      const payload = row.payload_mode === 'relay' && row.envelope_from !== '' && row.message_id ? await tx.loadPayload(row.message_id) : null;
+      const ending = options.endLostLease(row, payload);
       if (!ending.bounce) continue;
       if (bounceError === null) {
-        await insertBounce(client, ending.bounce);
+        await tx.insertBounce(ending.bounce);
         result.bounces += 1;
       } else {
         const reason = `${ending.reason}; no bounce was sent: storing it failed: ${describeDbError(bounceError)}`;
-        await noteUnbounced(client, row.id, storableText(reason, { maxChars: MAX_REASON_CHARS }));
+        await tx.noteUnbounced(row.id, storableText(reason, { maxChars: MAX_REASON_CHARS }));
         result.unbounced += 1;
       }
     }
@@ -100,11 +96,12 @@ function reclaimOnce(options: ReclaimOptions, only: readonly string[] | null, bo
  *  to this many times `limit` of them cannot hide a younger expired lease. */
 const MAX_ROW_BY_ROW_PAGES = 10;
 
-async function reclaimRowByRow(options: ReclaimOptions, log: Logger): Promise<ReclaimResult> {
+async function reclaimRowByRow(options: ReclaimOptions): Promise<ReclaimResult> {
+  const log = options.logger;
   let result = NOTHING;
   const skipped: string[] = [];
   for (let page = 0; page < MAX_ROW_BY_ROW_PAGES; page++) {
-    const ids = await expiredLeaseIds(options.pool, options.limit, [...skipped, ...(options.liveIds ?? [])]);
+    const ids = await options.lifecycle.expiredLeaseIds(options.limit, [...skipped, ...(options.liveIds ?? [])]);
     const skippedBefore = skipped.length;
     for (const id of ids) {
       try {
@@ -131,23 +128,24 @@ async function reclaimRowByRow(options: ReclaimOptions, log: Logger): Promise<Re
 
 /** Takes back expired leases, isolating a row that fails (see above). Throws when the database is
  *  away or the failure may pass on a retry (deadlock, timeout): the next pass tries again. */
-export async function reclaimLeases(options: ReclaimOptions, log: Logger = options.bounces.logger): Promise<ReclaimResult> {
+export async function reclaimLeases(options: ReclaimOptions): Promise<ReclaimResult> {
+  const log = options.logger;
   try {
     return await reclaimOnce(options, null);
   } catch (error) {
     if (isRetryableDbError(error)) throw error;
     log.warn({ err: error }, 'taking back expired leases failed; taking them back one by one');
-    return reclaimRowByRow(options, log);
+    return reclaimRowByRow(options);
   }
 }
 
-/** One reclaim pass of the scheduler, with its metrics and logs. Never throws: the claims that
- *  follow it must happen whatever it met (if the database is away, they fail on their own). */
-export async function reclaimPass(options: ReclaimOptions & { metrics: EngineMetrics; logger: Logger }): Promise<ReclaimResult> {
+/** One reclaim pass, with its metrics and logs (run by maintenance: its loop or on demand). Never
+ *  throws: whatever it met, the loop goes on to its next pass. */
+export async function reclaimPass(options: ReclaimOptions & { metrics: EngineMetrics }): Promise<ReclaimResult> {
   const { metrics, logger } = options;
   let taken: ReclaimResult;
   try {
-    taken = await reclaimLeases(options, logger);
+    taken = await reclaimLeases(options);
   } catch (error) {
     if (!isRetryableDbError(error)) metrics.poisonItems.inc({ loop: 'reclaim', reason: 'pass_failed' });
     logger.error({ err: error }, 'taking back expired leases failed; claiming goes on');

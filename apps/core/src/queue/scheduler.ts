@@ -11,7 +11,7 @@ import { createWaker, type LoopContext } from '../keepalive/supervisor.ts';
 import { type ClaimSizing, claimSize } from './claim-size.ts';
 import type { CompletionBatcher } from './completion-batcher.ts';
 import type { WakeSource } from './due-listener.ts';
-import type { ClaimedDelivery } from './sql/claim-deliveries.ts';
+import type { ClaimedDelivery } from '@postern/shared';
 import type { WorkChannel } from './work-channel.ts';
 
 export interface SchedulerOptions {

@@ -2,7 +2,7 @@
 // deliveries wait here for a free worker. The scheduler claims only for free workers and for
 // workers that wait for nothing but their outcome's commit, so nothing sits leased in memory for
 // long: at most about one commit (a hanging relay makes the scheduler claim nothing ahead).
-import type { ClaimedDelivery } from './sql/claim-deliveries.ts';
+import type { ClaimedDelivery } from '@postern/shared';
 
 export class WorkChannel {
   #items: ClaimedDelivery[] = [];

@@ -1,15 +1,20 @@
-// Leases whose engine died (SIGKILL, machine lost) or stalled past locked_until (stalled-worker, docs/incidents.md) are taken
-// back here, by whichever engine gets there first. What happened to the attempt under way is not
-// known — the message may have gone out — so it is recorded as outcome_unknown rather than guessed.
-// The delivery goes back to `retrying`, due at once; one whose ladder is already spent is
-// dead-lettered instead, so a delivery that kills every engine that touches it cannot loop forever.
-// Never taken back: the leases the calling engine still holds for live work ($4, queue/live-leases.ts)
-// — expired only because PostgreSQL was away longer than the lease and renewal could not reach it;
-// their sends' outcomes are about to be recorded, and taking them back would re-send them.
-// Every row taken back is returned: the caller (queue/reclaim-leases.ts) bounces the dead-lettered
-// mail the edge accepted in the same transaction. `only` restricts a pass to the given deliveries:
-// the caller's row-by-row retry of a pass that failed (poison isolation).
-import type { DeliveryStatus, PayloadMode, Queryable } from '@postern/shared';
+// Reclaim expired: the status change sending -> retrying | dead_letter of a lease nobody renewed.
+// Leases whose engine died (SIGKILL, machine lost) or stalled past locked_until (stalled-worker,
+// docs/incidents.md) are taken back here, by whichever engine gets there first. What happened to
+// the attempt under way is not known — the message may have gone out — so it is recorded as
+// outcome_unknown rather than guessed. The delivery goes back to `retrying`, due at once; one whose
+// ladder is already spent is dead-lettered instead, so a delivery that kills every engine that
+// touches it cannot loop forever.
+// Never taken back: the leases the calling engine still holds for live work ($4,
+// apps/core/src/queue/live-leases.ts) — expired only because PostgreSQL was away longer than the
+// lease and renewal could not reach it; their sends' outcomes are about to be recorded, and taking
+// them back would re-send them.
+// Every row taken back is returned: the caller (apps/core/src/queue/reclaim-leases.ts) bounces the
+// dead-lettered mail the edge accepted in the same transaction (fail-for-good.ts). `only` restricts
+// a pass to the given deliveries: the caller's row-by-row retry of a pass that failed (poison
+// isolation).
+import type { Queryable } from '../aliases/index.ts';
+import type { DeliveryStatus, PayloadMode } from './statuses.ts';
 
 const RECLAIM_SQL = `
 WITH expired AS (
@@ -92,14 +97,4 @@ SELECT id FROM mail.deliveries
 export async function expiredLeaseIds(db: Queryable, limit: number, except: readonly string[] = []): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>({ name: 'postern_expired_lease_ids', text: EXPIRED_LEASES_SQL, values: [limit, except] });
   return rows.map((row) => row.id);
-}
-
-const NOTE_UNBOUNCED_SQL = `
-WITH d AS (
-  UPDATE mail.deliveries SET last_error = $2 WHERE id = $1 AND status = 'dead_letter' RETURNING id)
-UPDATE mail.dead_letters SET reason = $2 WHERE delivery_id IN (SELECT id FROM d)`;
-
-/** A dead letter whose bounce could not be stored: the reason says so (storable, from the caller). */
-export async function noteUnbounced(db: Queryable, deliveryId: string, reason: string): Promise<void> {
-  await db.query({ name: 'postern_note_unbounced', text: NOTE_UNBOUNCED_SQL, values: [deliveryId, reason] });
 }

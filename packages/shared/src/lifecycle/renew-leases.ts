@@ -1,12 +1,18 @@
-// Lease renewal: one set-based statement per engine and round (queue/lease-keeper.ts), pushing
-// locked_until forward for every lease this engine holds for live work. Guarded like an outcome:
-// only rows still 'sending' under this engine and attempt number. A lease already past
+// Lease renewal: one set-based statement per engine and round (the engine's lease keeper,
+// apps/core/src/queue/lease-keeper.ts), pushing locked_until forward for every lease the engine
+// holds for live work. Not a status change, but guarded like one: only rows still 'sending' under
+// this engine and attempt number. A lease already past
 // locked_until but not yet taken back is renewed too — that is the engine coming back from a
 // PostgreSQL outage with its sends' outcomes still to record. Rows not returned were lost (taken
 // back by another engine while this one could not reach the database).
 // locked_until is not a column the due-notification trigger watches: renewing wakes nobody.
-import type { Queryable } from '@postern/shared';
-import type { HeldLease } from '../live-leases.ts';
+import type { Queryable } from '../aliases/index.ts';
+
+/** A lease an engine holds: the delivery and the attempt number it was claimed for. */
+export interface HeldLease {
+  id: string;
+  attemptNumber: number;
+}
 
 const RENEW_SQL = `
 UPDATE mail.deliveries d

@@ -6,15 +6,19 @@
 //   statement, went wrong), 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now,
 //   class 53 (insufficient resources: too many connections, out of memory, disk full) and the
 //   driver's own socket and pool errors. Stream intake waits these out however long they last;
-//   anything else counts towards quarantining the entry (intake/handling-failures.ts).
+//   anything else counts towards quarantining the entry (apps/core/src/intake/handling-failures.ts).
 //
 // isRetryableDbError — the above, or the statement lost a race or ran out of time and will succeed
 //   once the other side is done: 57014 query canceled (statement_timeout), 55P03 lock not
 //   available (lock_timeout), 40001 serialization failure, 40P01 deadlock detected, 40003
 //   statement completion unknown — the whole of classes 40 and 55. Recording an attempt's outcome
 //   retries all of these until it lands: a known "sent" thrown away is a duplicate after the lease
-//   runs out. And poison isolation (fail-for-good.ts callers) never takes an item out
-//   of the way for one of these: dropping a bounce because of a deadlock would lose it for nothing.
+//   runs out. And poison isolation (the engine's completion batcher and lease reclaim) never takes
+//   an item out of the way for one of these: dropping a bounce because of a deadlock would lose it
+//   for nothing.
+//
+// describeDbError — the failure as the text recorded with an item taken out of the way (a
+// quarantined command, an outcome recorded bare, a dead letter without its bounce).
 const AWAY_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN',
   '57P01', '57P02', '57P03',
@@ -37,4 +41,11 @@ export function isTransientDbError(error: unknown): boolean {
 export function isRetryableDbError(error: unknown): boolean {
   const code = codeOf(error);
   return isTransientDbError(error) || (code !== undefined && (CONTENTION_CODES.has(code) || CONTENTION_CLASSES.test(code)));
+}
+
+/** Why an item was taken out of the way, as the text recorded with it: the message and SQLSTATE. */
+export function describeDbError(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const code = codeOf(error);
+  return code ? `${error.message} (SQLSTATE ${code})` : error.message;
 }

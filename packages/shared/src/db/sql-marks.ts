@@ -1,7 +1,7 @@
 // Statement texts composed at module load from constant parts only. A template says `/*NAME*/`
-// where a part goes (a column list, ASC or DESC); fillMark puts in that part's constant text and
-// refuses a template whose marks are not there the expected number of times, so a typo fails when
-// the module loads, not when the statement first runs. Values never come here: they are $n
+// where a part goes (a column list, ASC or DESC, a filter or a CTE two statements share); fillMark
+// puts in that part's constant text and refuses a template whose marks are not there the expected
+// number of times, so a typo fails when the module loads, not when the statement first runs. Values never come here: they are $n
 // parameters, and each template is still plain text the SQL-text lint (no `${}`) reads.
 
 /** `template` with `text` in place of each `/*mark*\/`, which must occur exactly `times` times. */

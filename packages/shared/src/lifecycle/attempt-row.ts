@@ -1,7 +1,8 @@
 // The attempt row every status change carries (no-health-endpoints: "every attempt is a row"), as the
-// parameters the queue statements share (record-outcomes.ts: one array element each). The reply
+// parameters the outcome statements share (record-outcomes.ts: one array element each). The reply
 // text comes from the relay, a peer Postern does not control: made storable here, once.
-import { type AttemptStatus, storableTextOrNull } from '@postern/shared';
+import { storableTextOrNull } from '../text/storable-text.ts';
+import type { AttemptStatus } from './statuses.ts';
 
 export interface AttemptRecord {
   status: AttemptStatus;

@@ -1,6 +1,7 @@
-// Deliveries claimed but never started (shutdown) are given back: no attempt was made, so the
-// attempt number is returned and they are due again at once, for any engine.
-import type { Queryable } from '@postern/shared';
+// Release: deliveries claimed but never started (an engine shutting down) are given back,
+// sending -> queued|retrying. No attempt was made, so the attempt number is returned and they are
+// due again at once, for any engine. Guarded by the lease: only this engine's own claims.
+import type { Queryable } from '../aliases/index.ts';
 
 const RELEASE_SQL = `
 UPDATE mail.deliveries

@@ -1,0 +1,184 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type ClaimedDelivery, createLogger, createMetricsRegistry, loadTemplateCatalog } from '@postern/shared';
+import { describe, expect, it } from 'vitest';
+import { createEngineMetrics } from '../metrics.ts';
+import type { OutboundMessage, Relay, SendFailure, SendResult } from '../relay/relay.ts';
+import { createFakeLifecycle, type FakeLifecycle, pgError } from '../testing/fake-lifecycle.ts';
+import { type AttemptDeps, attemptDelivery } from './attempt-worker.ts';
+import { defaultReplyRules } from './classify-reply.ts';
+import { retryLadder } from './retry-ladder.ts';
+
+const catalog = loadTemplateCatalog(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../templates'));
+const logger = createLogger('test', 'silent');
+const received = new Date('2025-01-01T00:00:00Z');
+const original = Buffer.from('Subject: Quarterly report\r\nFrom: alice@outside.test\r\n\r\nbody\r\n');
+
+/** Mail the edge accepted from alice@outside.test: relayed as received, bounced if it fails for good. */
+function accepted(fields: Partial<ClaimedDelivery> = {}): ClaimedDelivery {
+  return {
+    id: 'd1', source: 'smtp', payload_mode: 'relay', message_id: 'm1', template_id: null, template_locale: null, template_hash: null,
+    template_variables: null, subject: null, text_body: null, html_body: null, category: null, recipient: 'bob@inbox.test',
+    envelope_from: 'alice@outside.test', rfc_message_id: '<m1@outside.test>', attempt_count: 1, created_at: received,
+    suppressed_reason: null, smtputf8: null, body_type: null, ...fields,
+  };
+}
+
+/** A command of an internal producer with its content given: never bounced. */
+function rendered(fields: Partial<ClaimedDelivery> = {}): ClaimedDelivery {
+  return accepted({ source: 'billing', payload_mode: 'rendered', message_id: null, subject: 'Invoice', text_body: 'Due.', envelope_from: '', ...fields });
+}
+
+/** A relay that answers every send with `result`, and remembers what it was given. */
+function scriptedRelay(result: SendResult): Relay & { sent: OutboundMessage[] } {
+  const sent: OutboundMessage[] = [];
+  return {
+    name: 'smtp://relay.test:25',
+    sent,
+    async send(message) {
+      sent.push(message);
+      return result;
+    },
+    interrupt() {},
+    async close() {},
+  };
+}
+
+const replyOk = (text = 'queued as X'): SendResult => ({ ok: true, reply: { code: 250, enhanced: '2.0.0', text } });
+function refused(code: number, enhanced: string | null, text: string, fields: Partial<SendFailure> = {}): SendResult {
+  return { ok: false, failure: { kind: 'reply', reply: { code, enhanced, text }, dataSent: false, message: text, interrupted: false, ...fields } };
+}
+
+/** One attempt of `delivery` on a fake lifecycle; what reached the lifecycle. Each outcome is recorded
+ *  alone, as a batch of one (the completion batcher has its own tests). */
+async function attempt(delivery: ClaimedDelivery, result: SendResult, setup: (lifecycle: FakeLifecycle) => void = () => {}, deps: Partial<AttemptDeps> = {}) {
+  const lifecycle = createFakeLifecycle();
+  lifecycle.payloads.set('m1', { raw: original, receivedAt: received });
+  setup(lifecycle);
+  const relay = scriptedRelay(result);
+  const registry = createMetricsRegistry('core');
+  const metrics = createEngineMetrics(registry, { schedule: { latest: () => null, ageMs: () => 0 }, loops: () => [] });
+  await attemptDelivery(
+    {
+      lifecycle,
+      completions: { record: async (outcome) => (await lifecycle.recordOutcomes('core:test', [outcome])).recorded.has(outcome.deliveryId) },
+      relay,
+      catalog,
+      // Three attempts in all: waits of 1 s and 2 s between them.
+      ladder: retryLadder([1_000, 2_000]),
+      rules: defaultReplyRules(),
+      workerId: 'core:test',
+      mode: 'smtp',
+      sender: 'postern@postern.test',
+      reportingMta: 'mx.postern.test',
+      metrics,
+      logger,
+      ...deps,
+    },
+    delivery,
+    () => {},
+  );
+  const recorded = lifecycle.batches.at(-1)?.[0];
+  return { lifecycle, relay, recorded, metrics: await registry.getMetricsAsJSON() };
+}
+
+describe('attempt worker: the outcome of each kind of relay result', () => {
+  it('sent: the message as received goes to the relay, and a sent attempt with the reply is recorded', async () => {
+    const { relay, recorded } = await attempt(accepted(), replyOk());
+    expect(relay.sent).toMatchObject([{ deliveryId: 'd1', envelopeFrom: 'alice@outside.test', recipient: 'bob@inbox.test', raw: original }]);
+    expect(recorded).toMatchObject({
+      deliveryId: 'd1', attemptNumber: 1, status: 'sent', lastError: null, bounce: null,
+      attempt: { status: 'sent', smtpCode: 250, enhancedCode: '2.0.0', smtpText: '250 2.0.0 queued as X' },
+    });
+  });
+
+  it('a temporary refusal with the ladder left: retrying after the ladder\'s wait for this attempt', async () => {
+    const { recorded } = await attempt(accepted({ attempt_count: 2 }), refused(451, '4.3.0', 'local error'));
+    expect(recorded).toMatchObject({
+      attemptNumber: 2, status: 'retrying', waitMs: 2_000, bounce: null, lastError: 'transient: 451 4.3.0 local error',
+      attempt: { status: 'transport_failed', smtpCode: 451 },
+    });
+  });
+
+  it('a temporary refusal on the last rung: dead letter with the ladder\'s reason, bounced to the sender', async () => {
+    const { recorded, lifecycle } = await attempt(accepted({ attempt_count: 3 }), refused(451, '4.3.0', 'local error'));
+    expect(recorded).toMatchObject({
+      status: 'dead_letter', lastError: 'retry ladder exhausted after 3 attempts; last: transient: 451 4.3.0 local error',
+      attempt: { status: 'transport_failed' },
+    });
+    expect(recorded?.bounce?.recipient).toBe('alice@outside.test');
+    expect(recorded?.bounce?.raw.toString()).toContain('Status: 4.3.0');
+    expect(lifecycle.bounces).toHaveLength(1);
+  });
+
+  it('a permanent refusal: failed at once, the provider\'s rejection recorded, bounced to the sender', async () => {
+    const { recorded } = await attempt(accepted(), refused(550, '5.1.1', 'no such user'));
+    expect(recorded).toMatchObject({
+      status: 'failed', lastError: 'bad_recipient: 550 5.1.1 no such user',
+      attempt: { status: 'provider_rejected', smtpCode: 550, enhancedCode: '5.1.1' },
+    });
+    expect(recorded?.bounce?.raw.toString()).toContain('Final-Recipient: rfc822; bob@inbox.test');
+  });
+
+  it('mail of an internal producer fails without a bounce', async () => {
+    const { recorded, lifecycle } = await attempt(rendered(), refused(550, '5.1.1', 'no such user'));
+    expect(recorded).toMatchObject({ status: 'failed', bounce: null });
+    expect(lifecycle.bounces).toEqual([]);
+  });
+
+  it('a refusal by the provider\'s suppression list: suppressed, with the rejected attempt', async () => {
+    const { recorded } = await attempt(accepted(), refused(550, '5.7.1', 'recipient unsubscribed'));
+    expect(recorded).toMatchObject({ status: 'suppressed', bounce: null, attempt: { status: 'provider_rejected' }, lastError: 'provider_suppressed: 550 5.7.1 recipient unsubscribed' });
+  });
+
+  it('no reply after the data went out: outcome unknown, retried', async () => {
+    const timeout: SendResult = { ok: false, failure: { kind: 'timeout', reply: null, dataSent: true, message: 'timed out after DATA', interrupted: false } };
+    const { recorded } = await attempt(accepted(), timeout);
+    expect(recorded).toMatchObject({ status: 'retrying', waitMs: 1_000, attempt: { status: 'outcome_unknown', smtpCode: null }, lastError: 'timeout_after_data: timed out after DATA' });
+  });
+
+  it('a send the engine cut short at shutdown: due again at once, whatever the ladder says', async () => {
+    const cut: SendResult = { ok: false, failure: { kind: 'connection', reply: null, dataSent: false, message: 'interrupted', interrupted: true } };
+    const { recorded } = await attempt(accepted({ attempt_count: 3 }), cut);
+    expect(recorded).toMatchObject({ status: 'retrying', waitMs: 0, lastError: 'interrupted by engine shutdown: interrupted' });
+  });
+});
+
+describe('attempt worker: deliveries that end without a send', () => {
+  it('a recipient on the suppression list is suppressed without an attempt; the relay is not asked', async () => {
+    const { relay, recorded } = await attempt(accepted({ suppressed_reason: 'hard bounce' }), replyOk());
+    expect(relay.sent).toEqual([]);
+    expect(recorded).toMatchObject({ status: 'suppressed', attempt: null, lastError: 'recipient is on the suppression list (hard bounce)' });
+  });
+
+  it('auth-session mail in stub mode is suppressed without an attempt', async () => {
+    const { relay, recorded } = await attempt(rendered({ category: 'authsession' }), replyOk(), undefined, { mode: 'stub' });
+    expect(relay.sent).toEqual([]);
+    expect(recorded).toMatchObject({ status: 'suppressed', attempt: null, lastError: 'stub mode: auth-session mail is not sent' });
+  });
+
+  it('relayed mail whose message is gone fails without an attempt', async () => {
+    const { relay, recorded } = await attempt(accepted(), replyOk(), (lifecycle) => lifecycle.payloads.clear());
+    expect(relay.sent).toEqual([]);
+    expect(recorded).toMatchObject({ status: 'failed', attempt: null, bounce: null, lastError: 'the received message is gone (purged by retention or deleted)' });
+  });
+});
+
+describe('attempt worker: recording the outcome', () => {
+  it('retries recording while the database is away, so a known "sent" is not lost', async () => {
+    const { lifecycle, recorded } = await attempt(accepted(), replyOk(), (fake) => fake.failNext(pgError('57P01', 'terminating connection')));
+    expect(lifecycle.batches).toHaveLength(2);
+    expect(recorded).toMatchObject({ status: 'sent' });
+  });
+
+  it('a dead letter whose lease was lost is not counted: another engine has the delivery', async () => {
+    const deadLetters = (metrics: Awaited<ReturnType<typeof attempt>>['metrics']) =>
+      metrics.find((metric) => metric.name === 'mail_delivery_dead_letters_total')?.values[0]?.value ?? 0;
+    const kept = await attempt(accepted({ attempt_count: 3 }), refused(451, '4.3.0', 'local error'));
+    expect(deadLetters(kept.metrics)).toBe(1);
+    const lost = await attempt(accepted({ attempt_count: 3 }), refused(451, '4.3.0', 'local error'), (fake) => fake.lost.add('d1'));
+    expect(lost.recorded).toMatchObject({ status: 'dead_letter' });
+    expect(deadLetters(lost.metrics)).toBe(0);
+    expect(lost.lifecycle.bounces).toEqual([]);
+  });
+});
