@@ -12,7 +12,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Pool, PoolClient } from '../db/pool.ts';
 import { checkTemplateCommand } from '../templates/render-template.ts';
 import type { TemplateCatalog } from '../templates/template-catalog.ts';
-import { type DecodeFailure, type DeliveryCommand, decodeFailure } from './decode-command.ts';
+import { type DecodeFailure, type DeliveryCommand, decodeFailure } from './delivery-command.ts';
 
 export interface AcceptCommandOptions {
   catalog: TemplateCatalog;
