@@ -1,8 +1,9 @@
-// Accepting a decoded command: the one code path behind the Redis Stream (apps/core) and the GraphQL
-// sendEmail mutation (apps/api). The template is checked against the catalog (unknown template,
-// missing variable: refused before anything is stored), then ONE transaction reserves the
-// idempotency key and inserts the delivery. A duplicate returns the delivery the first command
-// created; the same key with other content is a conflict, refused and quarantined by the caller.
+// Accepting a typed command: the check and accept steps of the one intake (intake-command.ts) behind
+// the Redis Stream (apps/core) and the GraphQL sendEmail mutation (apps/api). The template is
+// checked against the catalog (unknown template, missing variable: refused before anything is
+// stored), then ONE transaction reserves the idempotency key and inserts the delivery. A duplicate
+// returns the delivery the first command created; the same key with other content is a conflict,
+// refused (and quarantined by the intake).
 // The delivery insert fires mail_delivery_due on commit, waking an idle engine.
 //
 // Reservations are keyed by (source, idempotency key) and `source` is the producer: the stream's

@@ -11,4 +11,5 @@ export {
   SUPPORTED_SCHEMA_VERSIONS,
   type SchemaVersion,
 } from './delivery-command.ts';
+export { type CommandOrigin, type IntakeOutcome, intakeCommand, QuarantineFailed, refuseCommand } from './intake-command.ts';
 export { type CommandChannel, quarantineCommand } from './quarantine.ts';
