@@ -1,53 +1,46 @@
-// sendEmail goes through the shared intake, the same decode → check → accept code the engine runs
-// for the Redis Stream: the API builds a schema-v2 command, so a command means the same thing on
-// either channel, and a refusal is quarantined the same way (channel 'api').
+// sendEmail goes through the one intake the engine runs for the Redis Stream (@postern/shared
+// intakeCommand: check → accept, or quarantine): the request becomes a typed command here
+// (send-email-command.ts), so a command means the same thing on either channel, and every refusal
+// is quarantined the same way (channel 'api'), with the request as it was submitted. Each refusal
+// carries the input field it is about: the adapter's from its schema, acceptance's from the check
+// that refused it.
 import {
-  type AcceptOutcome,
-  acceptCommand,
+  type AcceptCommandOptions,
+  type CommandOrigin,
   type DecodeFailure,
-  decodeCommand,
+  type FailureCode,
+  type IntakeOutcome,
+  intakeCommand,
   type Pool,
-  quarantineCommand,
-  type TemplateCatalog,
+  refuseCommand,
 } from '@postern/shared';
+import { type SendEmailRequest, sendEmailCommand } from './send-email-command.ts';
 
-export interface SendEmailCommand {
-  source: string;
-  idempotencyKey: string;
-  to: string;
-  category: string | null;
-  deliveryId: string | null;
-  payload:
-    | { mode: 'template'; templateId: string; locale: string | null; variables: unknown }
-    | { mode: 'rendered'; subject: string; text: string | null; html: string | null };
-}
-
-export type SendEmailOutcome = Exclude<AcceptOutcome, { status: 'refused' }> | { status: 'refused'; failure: DecodeFailure };
+export type SendEmailOutcome = Exclude<IntakeOutcome, { status: 'refused' }> | { status: 'refused'; failure: DecodeFailure; field: string };
 
 export interface SendEmailIntake {
-  submit(command: SendEmailCommand): Promise<SendEmailOutcome>;
+  submit(request: SendEmailRequest): Promise<SendEmailOutcome>;
 }
 
-export function createSendEmailIntake(pool: Pool, options: { catalog: TemplateCatalog; sender: string }): SendEmailIntake {
+/** The input fields acceptance's checks look at. */
+const CHECKED_FIELD: Partial<Record<FailureCode, string>> = {
+  unknown_template: 'template.id',
+  missing_variable: 'template.variables',
+  idempotency_conflict: 'idempotencyKey',
+};
+
+export function createSendEmailIntake(pool: Pool, options: AcceptCommandOptions): SendEmailIntake {
   return {
-    async submit(command) {
-      const { payload, ...rest } = command;
-      const body = JSON.stringify({
-        ...rest,
-        payload:
-          payload.mode === 'template'
-            ? { mode: 'template', templateId: payload.templateId, locale: payload.locale, variables: payload.variables }
-            : payload,
-      });
-      const fields = { schema_version: '2', command: body };
-      const decoded = decodeCommand(fields);
-      const outcome: AcceptOutcome = decoded.ok
-        ? await acceptCommand(pool, decoded.command, options)
-        : { status: 'refused', failure: decoded.failure };
-      if (outcome.status === 'refused') {
-        await quarantineCommand(pool, { channel: 'api', streamEntryId: null, raw: JSON.stringify(fields) }, outcome.failure);
+    async submit(request) {
+      const origin: CommandOrigin = { channel: 'api', streamEntryId: null, raw: JSON.stringify(request) };
+      const typed = sendEmailCommand(request, origin.raw);
+      if (!typed.ok) {
+        await refuseCommand(pool, typed.failure, origin);
+        return { status: 'refused', failure: typed.failure, field: typed.field };
       }
-      return outcome;
+      const outcome = await intakeCommand(pool, typed.command, origin, options);
+      if (outcome.status !== 'refused') return outcome;
+      return { status: 'refused', failure: outcome.failure, field: CHECKED_FIELD[outcome.failure.code] ?? 'input' };
     },
   };
 }

@@ -8,6 +8,7 @@ import { deliveryById, DeliveryRef, type DeliveryRow } from './delivery.ts';
 import { INPUT_ERRORS } from './error-types.ts';
 import { ConflictError, type ValidationCode, ValidationError } from './errors.ts';
 import type { DecodeFailure } from '@postern/shared';
+import type { SendEmailRequest } from '../operations/send-email-command.ts';
 
 const TemplateContentInput = builder.inputType('TemplateContentInput', {
   fields: (t) => ({
@@ -53,36 +54,15 @@ const SendEmailPayload = builder.objectRef<SendEmailPayloadShape>('SendEmailPayl
   }),
 });
 
-/** Which input field a decode failure is about, from the field names intake quotes in its detail. */
-function fieldOf(failure: DecodeFailure): string {
-  const quoted = /"([A-Za-z_.]+)"/.exec(failure.detail)?.[1];
-  const map: Record<string, string> = {
-    to: 'to',
-    source: 'source',
-    idempotencyKey: 'idempotencyKey',
-    deliveryId: 'deliveryId',
-    category: 'category',
-    templateId: 'template.id',
-    'template id': 'template.id',
-    locale: 'template.locale',
-    variables: 'template.variables',
-    subject: 'rendered.subject',
-    text: 'rendered.text',
-    html: 'rendered.html',
-  };
-  return (quoted && map[quoted]) ?? 'input';
-}
-
-function refusalError(failure: DecodeFailure): Error {
-  const codes: Partial<Record<DecodeFailure['code'], { field: string; code: ValidationCode }>> = {
-    invalid_address: { field: 'to', code: 'INVALID_ADDRESS' },
-    unknown_template: { field: 'template.id', code: 'UNKNOWN_TEMPLATE' },
-    missing_variable: { field: 'template.variables', code: 'MISSING_VARIABLE' },
-  };
+/** A refusal as the typed error a client switches on; `field` is the input path it is about. */
+function refusalError(failure: DecodeFailure, field: string): Error {
   if (failure.code === 'idempotency_conflict') return new ConflictError(failure.detail);
-  const known = codes[failure.code];
-  if (known) return new ValidationError(known.field, known.code, failure.detail);
-  return new ValidationError(fieldOf(failure), 'INVALID_INPUT', failure.detail);
+  const codes: Partial<Record<DecodeFailure['code'], ValidationCode>> = {
+    invalid_address: 'INVALID_ADDRESS',
+    unknown_template: 'UNKNOWN_TEMPLATE',
+    missing_variable: 'MISSING_VARIABLE',
+  };
+  return new ValidationError(field, codes[failure.code] ?? 'INVALID_INPUT', failure.detail);
 }
 
 builder.mutationField('sendEmail', (t) =>
@@ -93,25 +73,12 @@ builder.mutationField('sendEmail', (t) =>
     args: { input: t.arg({ type: SendEmailInput, required: true }) },
     resolve: async (_root, { input }, context) => {
       const source = producerSource(context.principal, input.source, 'input.source');
-      if (Boolean(input.template) === Boolean(input.rendered)) {
-        throw new ValidationError('input', 'INVALID_INPUT', 'give exactly one of "template" and "rendered"');
-      }
-      const outcome = await context.intake.submit({
-        source,
-        idempotencyKey: input.idempotencyKey,
-        to: input.to,
-        category: input.category ?? null,
-        deliveryId: input.deliveryId === null || input.deliveryId === undefined ? null : String(input.deliveryId),
-        payload: input.template
-          ? { mode: 'template', templateId: input.template.id, locale: input.template.locale ?? null, variables: input.template.variables }
-          : {
-              mode: 'rendered',
-              subject: input.rendered?.subject ?? '',
-              text: input.rendered?.text ?? null,
-              html: input.rendered?.html ?? null,
-            },
-      });
-      if (outcome.status === 'refused') throw refusalError(outcome.failure);
+      const { template, rendered, ...fields } = input;
+      const request: SendEmailRequest | null =
+        template && !rendered ? { ...fields, source, template } : rendered && !template ? { ...fields, source, rendered } : null;
+      if (!request) throw new ValidationError('input', 'INVALID_INPUT', 'give exactly one of "template" and "rendered"');
+      const outcome = await context.intake.submit(request);
+      if (outcome.status === 'refused') throw refusalError(outcome.failure, outcome.field);
       const delivery = await deliveryById(context.db, outcome.deliveryId);
       if (!delivery) throw new Error(`delivery ${outcome.deliveryId} accepted but not found`);
       return { delivery, duplicate: outcome.status === 'duplicate' };

@@ -1,5 +1,6 @@
 // The Redis Stream intake (no-health-endpoints, docs/incidents.md): XREADGROUP on a dedicated blocking connection, one command at a
-// time through decode -> accept (or quarantine), XACK only after PostgreSQL committed. Nothing is
+// time through the stream's adapter (stream-command.ts: decode) and the one intake shared with the
+// API (intakeCommand: check -> accept, or quarantine), XACK only after PostgreSQL committed. Nothing is
 // dropped silently and no entry can block the stream (silent-encoding-change, docs/incidents.md): whatever cannot be accepted is
 // quarantined with a failure code, counted, and acknowledged. A command whose acceptance keeps
 // failing for another reason than the database being away is quarantined as handling_failed after
@@ -13,21 +14,24 @@
 //  - Redis restarted without persistence answers NOGROUP: the group is created again, from the
 //    start of whatever the stream now holds, and intake carries on.
 import {
-  acceptCommand,
-  decodeCommand,
+  type CommandOrigin,
+  type DeliveryCommand,
   decodeFailure,
+  type IntakeOutcome,
+  intakeCommand,
   isRetryableDbError,
   isTransientDbError,
   type Logger,
   type Pool,
-  quarantineCommand,
+  QuarantineFailed,
   type RedisConnections,
+  refuseCommand,
   type TemplateCatalog,
 } from '@postern/shared';
 import type { LoopContext } from '../keepalive/supervisor.ts';
 import type { EngineMetrics } from '../metrics.ts';
-import { decodeEntryFields } from './entry-fields.ts';
 import { decideHandling } from './handling-failures.ts';
+import { decodeStreamEntry } from './stream-command.ts';
 
 export const COMMAND_STREAM = 'mail:delivery_commands';
 
@@ -82,51 +86,50 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
     return Number(reply[0]?.[3] ?? 1);
   }
 
-  async function handle(id: string, flat: readonly Buffer[]): Promise<void> {
-    const { fields, notUtf8 } = decodeEntryFields(flat);
-    const raw = JSON.stringify(fields);
-    const decoded = decodeCommand(fields);
-    let failure = decoded.ok ? null : decoded.failure;
-    if (notUtf8.length > 0) {
-      const known = decoded.ok ? decoded.command : decoded.failure;
-      failure = decodeFailure('invalid_field', `${notUtf8.map((name) => `"${name}"`).join(', ')} not valid UTF-8 (the invalid bytes are U+FFFD in the raw copy)`, known);
-    }
-    if (decoded.ok && !failure) {
-      try {
-        const outcome = await acceptCommand(options.pool, decoded.command, { catalog: options.catalog, sender: options.sender });
-        if (outcome.status === 'refused') failure = outcome.failure;
-        else metrics.commandsAccepted.inc({ schema_version: decoded.command.schemaVersion, outcome: outcome.status });
-      } catch (error) {
-        const delivered = await timesDelivered(id);
-        const decision = decideHandling(error, delivered, maxHandlingFailures);
-        if (decision.action === 'retry') {
-          // The entry stays pending; the restarted loop reads it again first.
-          log.warn({ err: error, entryId: id, timesDelivered: delivered }, 'accepting a stream command failed; it stays pending');
-          throw error;
-        }
-        metrics.poisonItems.inc({ loop: 'stream', reason: decision.code });
-        failure = decodeFailure(decision.code, decision.detail, decoded.command);
+  /** The one intake; a failure to accept that is not a refusal is retried (thrown: the entry stays
+   *  pending and the restarted loop reads it again first) or quarantined as handling_failed. */
+  async function submit(id: string, command: DeliveryCommand, origin: CommandOrigin): Promise<IntakeOutcome> {
+    try {
+      return await intakeCommand(options.pool, command, origin, { catalog: options.catalog, sender: options.sender });
+    } catch (error) {
+      if (error instanceof QuarantineFailed) throw error;
+      const delivered = await timesDelivered(id);
+      const decision = decideHandling(error, delivered, maxHandlingFailures);
+      if (decision.action === 'retry') {
+        log.warn({ err: error, entryId: id, timesDelivered: delivered }, 'accepting a stream command failed; it stays pending');
+        throw error;
       }
+      metrics.poisonItems.inc({ loop: 'stream', reason: decision.code });
+      return refuseCommand(options.pool, decodeFailure(decision.code, decision.detail, command), origin);
     }
-    if (failure) {
-      try {
-        await quarantineCommand(options.pool, { channel: 'stream', streamEntryId: id, raw }, failure);
+  }
+
+  async function handle(id: string, flat: readonly Buffer[]): Promise<void> {
+    const { raw, decoded } = decodeStreamEntry(flat);
+    const origin: CommandOrigin = { channel: 'stream', streamEntryId: id, raw };
+    try {
+      const outcome = decoded.ok ? await submit(id, decoded.command, origin) : await refuseCommand(options.pool, decoded.failure, origin);
+      if (outcome.status === 'refused') {
+        const { failure } = outcome;
         metrics.malformed.inc({ failure_code: failure.code });
         log.warn({ entryId: id, failureCode: failure.code, detail: failure.detail, source: failure.source }, 'stream command rejected');
-      } catch (error) {
-        // An outage is waited out (the entry stays pending); a deadlock or a timeout is retried
-        // until Redis has delivered the entry maxHandlingFailures times. Anything else would fail
-        // the same way on every read and block the stream behind it: the entry is acknowledged
-        // anyway. It stays in the stream until trimmed (XRANGE <id> <id> shows it); this log line
-        // is its record.
-        if (isTransientDbError(error)) throw error;
-        if (isRetryableDbError(error) && (await timesDelivered(id)) < maxHandlingFailures) throw error;
-        metrics.poisonItems.inc({ loop: 'stream', reason: 'quarantine_failed' });
-        log.error(
-          { err: error, entryId: id, failureCode: failure.code, detail: failure.detail },
-          'quarantining a stream command failed; acknowledged anyway so that the stream flows',
-        );
+      } else if (decoded.ok) {
+        metrics.commandsAccepted.inc({ schema_version: decoded.command.schemaVersion, outcome: outcome.status });
       }
+    } catch (error) {
+      if (!(error instanceof QuarantineFailed)) throw error;
+      // An outage is waited out (the entry stays pending); a deadlock or a timeout is retried
+      // until Redis has delivered the entry maxHandlingFailures times. Anything else would fail
+      // the same way on every read and block the stream behind it: the entry is acknowledged
+      // anyway. It stays in the stream until trimmed (XRANGE <id> <id> shows it); this log line
+      // is its record.
+      if (isTransientDbError(error.cause)) throw error.cause;
+      if (isRetryableDbError(error.cause) && (await timesDelivered(id)) < maxHandlingFailures) throw error.cause;
+      metrics.poisonItems.inc({ loop: 'stream', reason: 'quarantine_failed' });
+      log.error(
+        { err: error.cause, entryId: id, failureCode: error.failure.code, detail: error.failure.detail },
+        'quarantining a stream command failed; acknowledged anyway so that the stream flows',
+      );
     }
     // Only now, with the delivery or the quarantine row committed.
     await redis.commands.xack(COMMAND_STREAM, group, id);

@@ -1,18 +1,20 @@
-// Accepting a decoded command: the one code path behind the Redis Stream (apps/core) and the GraphQL
-// sendEmail mutation (apps/api). The template is checked against the catalog (unknown template,
-// missing variable: refused before anything is stored), then ONE transaction reserves the
-// idempotency key and inserts the delivery. A duplicate returns the delivery the first command
-// created; the same key with other content is a conflict, refused and quarantined by the caller.
+// Accepting a typed command: the check and accept steps of the one intake (intake-command.ts) behind
+// the Redis Stream (apps/core) and the GraphQL sendEmail mutation (apps/api). The template is
+// checked against the catalog (unknown template, missing variable: refused before anything is
+// stored), then ONE transaction reserves the idempotency key and inserts the delivery. A duplicate
+// returns the delivery the first command created; the same key with other content is a conflict,
+// refused (and quarantined by the intake).
 // The delivery insert fires mail_delivery_due on commit, waking an idle engine.
 //
 // Reservations are keyed by (source, idempotency key) and `source` is the producer: the stream's
 // `source` field, or the producer an API token carries (apps/api refuses any other). So a key, a
 // duplicate and a conflict only ever concern one producer's own deliveries.
 import { createHash, randomUUID } from 'node:crypto';
+import canonicalize from 'canonicalize';
 import type { Pool, PoolClient } from '../db/pool.ts';
 import { checkTemplateCommand } from '../templates/render-template.ts';
 import type { TemplateCatalog } from '../templates/template-catalog.ts';
-import { type DecodeFailure, type DeliveryCommand, decodeFailure } from './decode-command.ts';
+import { type DecodeFailure, type DeliveryCommand, decodeFailure } from './delivery-command.ts';
 
 export interface AcceptCommandOptions {
   catalog: TemplateCatalog;
@@ -25,23 +27,13 @@ export type AcceptOutcome =
   | { status: 'duplicate'; deliveryId: string }
   | { status: 'refused'; failure: DecodeFailure };
 
-/** Canonical JSON (keys sorted at every level): the same content always hashes the same. */
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, item]) => item !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
-
 /** What makes two commands "the same": everything but the version they were encoded in, so a
- *  producer moving from v1 to v2 mid-retry is still recognised as a duplicate. */
+ *  producer moving from v1 to v2 mid-retry is still recognised as a duplicate. The content is put
+ *  in RFC 8785 canonical form (keys sorted at every level, one spelling of every number and
+ *  string), so the same content always hashes the same. */
 export function commandHash(command: DeliveryCommand): string {
   const { schemaVersion: _version, ...content } = command;
-  return `sha256:${createHash('sha256').update(canonicalJson(content)).digest('hex')}`;
+  return `sha256:${createHash('sha256').update(canonicalize(content) ?? '').digest('hex')}`;
 }
 
 const FIND_RESERVATION = `

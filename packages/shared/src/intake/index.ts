@@ -1,15 +1,15 @@
 export { type AcceptCommandOptions, type AcceptOutcome, acceptCommand, commandHash } from './accept-command.ts';
+export { commandField, type FieldRefusal, firstRefusal, renderedBody } from './command-fields.ts';
+export { commandSize, type DecodeResult, decodeCommand } from './decode-command.ts';
 export {
   type CommandPayload,
-  commandSize,
   type DecodeFailure,
-  type DecodeResult,
   type DeliveryCommand,
-  decodeCommand,
   decodeFailure,
   FAILURE_FIELD_CHARS,
   MAX_COMMAND_BYTES,
   SUPPORTED_SCHEMA_VERSIONS,
   type SchemaVersion,
-} from './decode-command.ts';
+} from './delivery-command.ts';
+export { type CommandOrigin, type IntakeOutcome, intakeCommand, QuarantineFailed, refuseCommand } from './intake-command.ts';
 export { type CommandChannel, quarantineCommand } from './quarantine.ts';

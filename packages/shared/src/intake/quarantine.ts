@@ -5,7 +5,7 @@
 // NUL in a `source` fails this very insert and the entry comes back forever.
 import type { Queryable } from '../aliases/resolve-recipient.ts';
 import { storableText, storableTextOrNull } from '../text/storable-text.ts';
-import type { DecodeFailure } from './decode-command.ts';
+import type { DecodeFailure } from './delivery-command.ts';
 
 export type CommandChannel = 'stream' | 'api' | 'smtp';
 
