@@ -128,7 +128,7 @@ builder.mutationFields((t) => ({
     args: { input: t.arg({ type: AddSuppressionInput, required: true }) },
     resolve: async (_root, { input }, context) => {
       const address = suppressedAddress('address', input.address);
-      // Refused, not altered: a NUL used to fail inside PostgreSQL (INTERNAL_SERVER_ERROR).
+      // Refused, not altered: PostgreSQL text cannot hold a NUL, and storing one would fail inside it (INTERNAL_SERVER_ERROR).
       const noteProblem = input.note ? textProblem(input.note, 1000) : null;
       if (noteProblem) throw new ValidationError('note', 'INVALID_INPUT', `note ${noteProblem}`);
       if (input.expiresAt && input.expiresAt.getTime() <= Date.now()) {

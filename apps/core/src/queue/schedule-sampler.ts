@@ -1,6 +1,6 @@
-// The queue figures behind /metrics, sampled in the background. Reading them at scrape time made
-// /metrics hang for as long as PostgreSQL did (16 s, measured), so a Prometheus scrape failed
-// exactly when the heartbeat and restart counters mattered. Now a timer reads them every interval
+// The queue figures behind /metrics, sampled in the background. Read at scrape time, they would make
+// /metrics hang for as long as PostgreSQL did (16 s, measured), so a Prometheus scrape would fail
+// exactly when the heartbeat and restart counters matter. So a timer reads them every interval
 // — never two reads at once, so a hanging database costs one waiting query, not a pile — and a
 // scrape only reads the latest sample, with its age (mail_attempt_schedule_sample_age_ms).
 import type { Logger } from '@postern/shared';

@@ -2,8 +2,8 @@
 // puts in an entry, decodeCommand answers a DeliveryCommand or a DecodeFailure — it never throws,
 // since a throw leaves the entry pending and the consumer re-reads it forever — and
 // whatever it reports about a refused entry can be written to mail.malformed_commands: a NUL, a
-// lone surrogate or a 300 KB value copied into a failure field made the quarantine insert itself
-// fail, which blocked the stream behind one entry. A fixed seed keeps a failure reproducible.
+// lone surrogate or a 300 KB value copied into a failure field would make the quarantine insert
+// itself fail and block the stream behind one entry. A fixed seed keeps a failure reproducible.
 import path from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
