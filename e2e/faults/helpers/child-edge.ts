@@ -3,6 +3,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import net from 'node:net';
 import { createInterface } from 'node:readline';
+import { EDGE_NODE_FLAGS } from '../../../apps/mta/src/data/drained-memory.ts';
 import { repoRoot } from '../../core/helpers/engine.ts';
 import { waitFor } from '../../harness/index.ts';
 
@@ -22,7 +23,7 @@ export async function freePort(): Promise<number> {
 }
 
 export async function spawnEdge(dsn: string, smtpPort: number, env: Record<string, string> = {}): Promise<ChildEdge> {
-  const child = spawn(process.execPath, ['apps/mta/src/main.ts'], {
+  const child = spawn(process.execPath, [...EDGE_NODE_FLAGS, 'apps/mta/src/main.ts'], {
     cwd: repoRoot,
     env: {
       PATH: process.env.PATH,
