@@ -70,6 +70,7 @@ function reclaimOnce(options: ReclaimOptions, only: readonly string[] | null, bo
         options.bounces,
         {
           id: row.id,
+          messageId: row.message_id,
           payloadMode: row.payload_mode,
           category: row.category,
           envelopeFrom: row.envelope_from,
