@@ -2,7 +2,7 @@
 // races fairly with the engine's claim: whichever commits first wins, and a delivery being sent
 // (a live lease) or already finished is reported as such, never half-cancelled.
 import { builder } from './builder.ts';
-import { DeliveryRef, type DeliveryRow, deliveryById, isUuid, withDeliveryColumns } from './delivery.ts';
+import { DeliveryRef, type DeliveryRow, deliveryById, isUuid, logDeliveryChanges, withDeliveryColumns } from './delivery.ts';
 import { INPUT_ERRORS } from './error-types.ts';
 import { ConflictError, NotFoundError, ValidationError } from './errors.ts';
 
@@ -22,9 +22,13 @@ builder.mutationField('cancelDelivery', (t) =>
     resolve: async (_root, args, context): Promise<DeliveryRow> => {
       const id = String(args.id);
       if (!isUuid(id)) throw new ValidationError('id', 'INVALID_INPUT', `"${id}" is not a delivery id (a UUID)`);
-      const result = await context.db.query<DeliveryRow>(CANCEL_SQL, [id, `cancelled by token:${context.principal.tokenName}`]);
+      const by = `token:${context.principal.tokenName}`;
+      const result = await context.db.query<DeliveryRow>(CANCEL_SQL, [id, `cancelled by ${by}`]);
       const cancelled = result.rows[0];
-      if (cancelled) return cancelled;
+      if (cancelled) {
+        logDeliveryChanges(context.logger, 'delivery cancelled', by, [cancelled]);
+        return cancelled;
+      }
       const delivery = await deliveryById(context.db, id);
       if (!delivery) throw new NotFoundError(`no delivery with id ${id}`);
       const why = delivery.status === 'sending' ? 'is being sent right now' : `is already ${delivery.status}`;

@@ -6,7 +6,7 @@
 // (delivery_id, attempt_number).
 import { builder } from './builder.ts';
 import { type DeadLetterFilterShape, DeadLetterFilter, deadLetterFilterParams } from './dead-letter.ts';
-import { DeliveryRef, type DeliveryRow, deliveryById, isUuid, withDeliveryColumns } from './delivery.ts';
+import { DeliveryRef, type DeliveryRow, deliveryById, isUuid, logDeliveryChanges, withDeliveryColumns } from './delivery.ts';
 import { INPUT_ERRORS } from './error-types.ts';
 import { ConflictError, NotFoundError, ValidationError } from './errors.ts';
 
@@ -81,6 +81,7 @@ builder.mutationField('requeueDeadLetter', (t) =>
           if (!delivery) throw new NotFoundError(`no delivery with id ${id}`);
           throw new ConflictError(`delivery ${id} is ${delivery.status}, not dead_letter`);
         }
+        logDeliveryChanges(context.logger, 'dead letter requeued', requeuedBy, result.rows);
         return { deliveries: result.rows };
       }
       const max = input.max ?? REQUEUE_DEFAULT_MAX;
@@ -89,6 +90,7 @@ builder.mutationField('requeueDeadLetter', (t) =>
       }
       const filter = deadLetterFilterParams(input.filter as DeadLetterFilterShape);
       const result = await context.db.query<DeliveryRow>(REQUEUE_SQL, [...filter, null, max, requeuedBy]);
+      logDeliveryChanges(context.logger, 'dead letter requeued', requeuedBy, result.rows);
       return { deliveries: result.rows };
     },
   }),
