@@ -13,6 +13,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { createLogger, runMigrations } from '@postern/shared';
 import pg from 'pg';
+import { EDGE_NODE_FLAGS } from '../../apps/mta/src/data/drained-memory.ts';
 import { type LoadResult, percentile, runLoad } from './load-client.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -105,7 +106,7 @@ async function main(): Promise<void> {
     const edgePort = await freePort();
     const httpPort = await freePort();
     const edgeFlags = process.env.BENCH_EDGE_NODE_FLAGS ? process.env.BENCH_EDGE_NODE_FLAGS.split(' ') : [];
-    const edge = spawn(process.execPath, [...edgeFlags, 'apps/mta/src/main.ts'], {
+    const edge = spawn(process.execPath, [...EDGE_NODE_FLAGS, ...edgeFlags, 'apps/mta/src/main.ts'], {
       cwd: repoRoot,
       env: {
         PATH: process.env.PATH,

@@ -40,8 +40,8 @@ async function plan(text: string, values: unknown[]): Promise<string> {
   return rows.map((row) => row['QUERY PLAN']).join('\n');
 }
 
-/** No filters ($1..$5), no cursors ($6..$9), a page of 21 ($10). */
-const firstPage = [null, null, null, null, null, null, null, null, null, 21];
+/** No filters ($1..$6), no cursors ($7..$10), a page of 21 ($11). */
+const firstPage = [null, null, null, null, null, null, null, null, null, null, 21];
 
 describe('list statements use the (created_at, id) index in both directions', () => {
   it('ASC walks it forwards, DESC backwards, neither sorts', async () => {
@@ -58,10 +58,15 @@ describe('list statements use the (created_at, id) index in both directions', ()
       'SELECT created_at AS at, id::text AS id FROM mail.deliveries ORDER BY created_at, id OFFSET 10000 LIMIT 1',
     );
     const cursor = rows[0] as { at: Date; id: string };
-    const after = await plan(DELIVERIES_SQL.ASC, [null, null, null, null, null, cursor.at, cursor.id, null, null, 21]);
-    const before = await plan(DELIVERIES_SQL.DESC, [null, null, null, null, null, null, null, cursor.at, cursor.id, 21]);
+    const after = await plan(DELIVERIES_SQL.ASC, [null, null, null, null, null, null, cursor.at, cursor.id, null, null, 21]);
+    const before = await plan(DELIVERIES_SQL.DESC, [null, null, null, null, null, null, null, null, cursor.at, cursor.id, 21]);
     expect(after).toMatch(/Index Cond: \(ROW\(created_at, id\) > ROW\(/);
     expect(before).toMatch(/Index Scan Backward using deliveries_created_at_idx[\s\S]*Index Cond: \(ROW\(created_at, id\) < ROW\(/);
+  });
+
+  it('the deliveries of one message (filter.messageId) are found through its index, not by walking the list', async () => {
+    const byMessage = await plan(DELIVERIES_SQL.ASC, [null, null, null, null, null, '6f1d3c2a-0b8e-4d7f-9a65-3e2b1c0d9f87', null, null, null, null, 21]);
+    expect(byMessage).toMatch(/deliveries_message_id_idx/);
   });
 });
 

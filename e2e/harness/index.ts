@@ -1,3 +1,4 @@
+export { type CapturedLogs, captureLogs } from './captured-logs.ts';
 export { type E2eContext, TEMPLATE_DATABASE } from './context.ts';
 export { type DedicatedPostgres, startDedicatedPostgres } from './dedicated-postgres.ts';
 export { listSinkEmails, type SinkEmail, sinkEmailsTo, sinkSmtp, waitForSinkEmails } from './maildev.ts';

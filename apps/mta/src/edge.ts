@@ -18,6 +18,7 @@ import {
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { AcceptLedger } from './accept/accept-ledger.ts';
 import { acceptMessage, UndecidedAcceptError } from './accept/accept-message.ts';
+import { warnWithoutCollector } from './data/drained-memory.ts';
 import { DataMemoryBudget } from './data/memory-budget.ts';
 import { createEdgeMetrics } from './metrics.ts';
 import { ClientLookupSlots } from './recipients/client-lookup-slots.ts';
@@ -114,6 +115,7 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
   // First, before anything opens: an unusable certificate is a configuration error.
   const tls = config.mta.tls === null ? null : loadTlsCredentials(config.mta.tls);
   const logger = deps.logger.child({ component: 'smtp' });
+  warnWithoutCollector(logger);
   const limits = limitsOf(config);
   const registry = deps.registry ?? createMetricsRegistry('mta');
   const metrics = createEdgeMetrics(registry);

@@ -1,11 +1,11 @@
 // The delivery engine in-process for the API tests that need mail to really leave: it relays to
 // the maildev sink, with a fast poll so a new delivery is picked up at once.
 import { createLogger, loadConfig } from '@postern/shared';
-import { type Engine, startEngine } from '../../../apps/core/src/engine.ts';
+import { type Engine, type EngineDeps, startEngine } from '../../../apps/core/src/engine.ts';
 import { sinkSmtp } from '../../harness/index.ts';
 import { TEMPLATE_DIR } from './api.ts';
 
-export async function startTestEngine(dsn: string, env: Record<string, string> = {}): Promise<Engine> {
+export async function startTestEngine(dsn: string, env: Record<string, string> = {}, deps: Partial<EngineDeps> = {}): Promise<Engine> {
   const sink = sinkSmtp();
   const config = loadConfig(
     {
@@ -23,5 +23,5 @@ export async function startTestEngine(dsn: string, env: Record<string, string> =
     },
     'core',
   );
-  return startEngine(config, { logger: createLogger('core-e2e', config.logLevel), http: false });
+  return startEngine(config, { logger: createLogger('core-e2e', config.logLevel), http: false, ...deps });
 }

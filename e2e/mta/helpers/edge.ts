@@ -1,6 +1,6 @@
 // Edge instances for the tests, in-process, on ports the OS picks (two in one test is easy).
 import { createLogger, loadConfig, type PosternConfig } from '@postern/shared';
-import { type Edge, startEdge } from '../../../apps/mta/src/edge.ts';
+import { type Edge, type EdgeDeps, startEdge } from '../../../apps/mta/src/edge.ts';
 import { SmtpTestClient } from './smtp-client.ts';
 
 export const TEST_HOSTNAME = 'mx.postern.test';
@@ -21,9 +21,9 @@ export function edgeConfig(dsn: string, env: Record<string, string> = {}): Poste
   );
 }
 
-export async function startTestEdge(dsn: string, env: Record<string, string> = {}): Promise<Edge> {
+export async function startTestEdge(dsn: string, env: Record<string, string> = {}, deps: Partial<EdgeDeps> = {}): Promise<Edge> {
   const config = edgeConfig(dsn, env);
-  return startEdge(config, { logger: createLogger('mta-e2e', config.logLevel) });
+  return startEdge(config, { logger: createLogger('mta-e2e', config.logLevel), ...deps });
 }
 
 /** Connected and greeted with EHLO, ready for MAIL FROM. */

@@ -5,7 +5,7 @@
 // read through the API's read model (delivery.ts).
 import { cancelDelivery } from '@postern/shared';
 import { builder } from './builder.ts';
-import { DeliveryRef, type DeliveryRow, deliveryById, isUuid } from './delivery.ts';
+import { DeliveryRef, type DeliveryRow, deliveryById, isUuid, logDeliveryChanges } from './delivery.ts';
 import { INPUT_ERRORS } from './error-types.ts';
 import { ConflictError, NotFoundError, ValidationError } from './errors.ts';
 
@@ -18,10 +18,14 @@ builder.mutationField('cancelDelivery', (t) =>
     resolve: async (_root, args, context): Promise<DeliveryRow> => {
       const id = String(args.id);
       if (!isUuid(id)) throw new ValidationError('id', 'INVALID_INPUT', `"${id}" is not a delivery id (a UUID)`);
-      const cancelled = await cancelDelivery(context.db, id, `cancelled by token:${context.principal.tokenName}`);
+      const by = `token:${context.principal.tokenName}`;
+      const cancelled = await cancelDelivery(context.db, id, `cancelled by ${by}`);
       // A cancelled delivery is final: read after the change, it is still the one cancelled.
       const delivery = await deliveryById(context.db, id);
-      if (cancelled && delivery) return delivery;
+      if (cancelled && delivery) {
+        logDeliveryChanges(context.logger, 'delivery cancelled', by, [delivery]);
+        return delivery;
+      }
       if (!delivery) throw new NotFoundError(`no delivery with id ${id}`);
       const why = delivery.status === 'sending' ? 'is being sent right now' : `is already ${delivery.status}`;
       throw new ConflictError(`delivery ${id} ${why}; only queued or retrying deliveries can be cancelled`);

@@ -1,9 +1,9 @@
 // Delivery: one recipient's copy of a message or command, and everything that happened to it.
-import { DELIVERY_STATUSES, type DeliveryStatus, fillMark, isUuid, PAYLOAD_MODES, type PayloadMode, type Queryable } from '@postern/shared';
+import { DELIVERY_STATUSES, type DeliveryStatus, fillMark, isUuid, type Logger, PAYLOAD_MODES, type PayloadMode, type Queryable } from '@postern/shared';
 import { AttemptRef } from './attempt.ts';
 import { builder } from './builder.ts';
 import { DeadLetterRef } from './dead-letter.ts';
-import { recipientFilter, textFilter } from './filter-arguments.ts';
+import { recipientFilter, textFilter, uuidFilter } from './filter-arguments.ts';
 import { type KeysetStatements, keysetConnection, keysetStatements } from './pagination.ts';
 
 export { DELIVERY_STATUSES, type DeliveryStatus, isUuid };
@@ -45,6 +45,12 @@ export const DELIVERY_COLUMNS = `dl.id::text AS id, dl.status, dl.recipient, dl.
        dl.next_attempt_at AS "nextAttemptAt", dl.last_error AS "lastError", dl.created_at AS "createdAt",
        dl.updated_at AS "updatedAt", dl.finished_at AS "finishedAt",
        to_char(dl.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"`;
+
+/** One log line per delivery an operator changed, naming it and its message (`messageId`, the
+ *  key the edge and the engine log it under) so that its whole story can be found by that id. */
+export function logDeliveryChanges(logger: Logger, change: string, by: string, deliveries: readonly DeliveryRow[]): void {
+  for (const delivery of deliveries) logger.info({ deliveryId: delivery.id, messageId: delivery.messageId ?? undefined, by }, change);
+}
 
 /** `template` with DELIVERY_COLUMNS where it says `/*DELIVERY_COLUMNS*\/` (once). */
 export function withDeliveryColumns(template: string): string {
@@ -97,7 +103,11 @@ DeliveryRef.implement({
     source: t.exposeString('source', { description: "'smtp' (the edge), or the producer that sent the command." }),
     idempotencyKey: t.exposeString('idempotencyKey', { nullable: true }),
     payloadMode: t.field({ type: PayloadModeEnum, resolve: (delivery) => delivery.payloadMode }),
-    messageId: t.exposeID('messageId', { nullable: true, description: 'The received message (relay deliveries).' }),
+    messageId: t.exposeID('messageId', {
+      nullable: true,
+      description:
+        'The received message (relay deliveries): the id of the edge\'s "250 2.0.0 queued as <id>" reply and of its Received: header, and `messageId` in the logs.',
+    }),
     template: t.field({
       type: TemplateUse,
       nullable: true,
@@ -142,6 +152,7 @@ export const DeliveryFilter = builder.inputType('DeliveryFilter', {
     source: t.string({ required: false }),
     createdAfter: t.field({ type: 'DateTime', required: false, description: 'Inclusive.' }),
     createdBefore: t.field({ type: 'DateTime', required: false, description: 'Exclusive.' }),
+    messageId: t.id({ required: false, description: 'The deliveries of one received message: the id the edge answered "queued as".' }),
   }),
 });
 
@@ -151,9 +162,10 @@ export interface DeliveryFilterShape {
   source?: string | null;
   createdAfter?: Date | null;
   createdBefore?: Date | null;
+  messageId?: string | number | null;
 }
 
-/** The filter as the parameters $1..$5 of DELIVERIES_SQL; null: not filtered on. */
+/** The filter as the parameters $1..$6 of DELIVERIES_SQL; null: not filtered on. */
 function deliveryFilterParams(filter: DeliveryFilterShape | null | undefined): unknown[] {
   return [
     filter?.status && filter.status.length > 0 ? [...filter.status] : null,
@@ -161,10 +173,11 @@ function deliveryFilterParams(filter: DeliveryFilterShape | null | undefined): u
     textFilter(filter?.source, 'filter.source'),
     filter?.createdAfter ?? null,
     filter?.createdBefore ?? null,
+    uuidFilter(filter?.messageId, 'filter.messageId'),
   ];
 }
 
-// Filters $1..$5 (deliveryFilterParams), then the keyset parameters $6..$10 (pagination.ts).
+// Filters $1..$6 (deliveryFilterParams), then the keyset parameters $7..$11 (pagination.ts).
 export const DELIVERIES_SQL: KeysetStatements = keysetStatements(
   { list: 'deliveries', idType: 'uuid' },
   withDeliveryColumns(`
@@ -175,10 +188,11 @@ SELECT /*DELIVERY_COLUMNS*/
    AND ($3::text IS NULL OR dl.source = $3::text)
    AND ($4::timestamptz IS NULL OR dl.created_at >= $4::timestamptz)
    AND ($5::timestamptz IS NULL OR dl.created_at < $5::timestamptz)
-   AND ($6::timestamptz IS NULL OR (dl.created_at, dl.id) > ($6::timestamptz, $7::uuid))
-   AND ($8::timestamptz IS NULL OR (dl.created_at, dl.id) < ($8::timestamptz, $9::uuid))
+   AND ($6::uuid IS NULL OR dl.message_id = $6::uuid)
+   AND ($7::timestamptz IS NULL OR (dl.created_at, dl.id) > ($7::timestamptz, $8::uuid))
+   AND ($9::timestamptz IS NULL OR (dl.created_at, dl.id) < ($9::timestamptz, $10::uuid))
  ORDER BY dl.created_at /*DIRECTION*/, dl.id /*DIRECTION*/
- LIMIT $10`),
+ LIMIT $11`),
 );
 
 builder.queryFields((t) => ({

@@ -2,7 +2,7 @@
 // failed inside PostgreSQL (INTERNAL_SERVER_ERROR) and an address filter compared the raw text
 // (a U-label domain never matched its stored A-label). Each filter is checked here instead:
 // BAD_USER_INPUT naming the argument and the problem.
-import { InvalidAddressError, normalizeAddress, textProblem } from '@postern/shared';
+import { InvalidAddressError, isUuid, normalizeAddress, textProblem } from '@postern/shared';
 import { badUserInput } from './bad-user-input.ts';
 
 /** The normal form of an address filter (what recipients are stored as), or null for none. */
@@ -22,4 +22,12 @@ export function textFilter(value: string | null | undefined, argument: string, m
   const problem = textProblem(value, maxChars);
   if (problem) throw badUserInput(`${argument} ${problem}`, argument);
   return value;
+}
+
+/** An id filter (a UUID, compared as one), or null for none. */
+export function uuidFilter(value: string | number | null | undefined, argument: string): string | null {
+  if (value === null || value === undefined || value === '') return null;
+  const text = String(value);
+  if (!isUuid(text)) throw badUserInput(`${argument}: "${text.slice(0, 64)}" is not an id of this list (a UUID)`, argument);
+  return text;
 }

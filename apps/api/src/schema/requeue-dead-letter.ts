@@ -7,7 +7,7 @@
 import { ANY_DEAD_LETTER, type Pool, type RequeueRequest, requeueDeadLetters, withTransaction } from '@postern/shared';
 import { builder } from './builder.ts';
 import { DeadLetterFilter, type DeadLetterFilterShape, deadLetterFilter } from './dead-letter.ts';
-import { DeliveryRef, type DeliveryRow, deliveriesById, deliveryById, isUuid } from './delivery.ts';
+import { DeliveryRef, type DeliveryRow, deliveriesById, deliveryById, isUuid, logDeliveryChanges } from './delivery.ts';
 import { INPUT_ERRORS } from './error-types.ts';
 import { ConflictError, NotFoundError, ValidationError } from './errors.ts';
 
@@ -58,6 +58,7 @@ builder.mutationField('requeueDeadLetter', (t) =>
           if (!delivery) throw new NotFoundError(`no delivery with id ${id}`);
           throw new ConflictError(`delivery ${id} is ${delivery.status}, not dead_letter`);
         }
+        logDeliveryChanges(context.logger, 'dead letter requeued', requeuedBy, deliveries);
         return { deliveries };
       }
       const max = input.max ?? REQUEUE_DEFAULT_MAX;
@@ -65,7 +66,9 @@ builder.mutationField('requeueDeadLetter', (t) =>
         throw new ValidationError('max', 'INVALID_INPUT', `max must be between 1 and ${REQUEUE_MAX}`);
       }
       const filter = deadLetterFilter(input.filter as DeadLetterFilterShape);
-      return { deliveries: await requeue(context.db, { filter, deliveryId: null, max, requeuedBy }) };
+      const deliveries = await requeue(context.db, { filter, deliveryId: null, max, requeuedBy });
+      logDeliveryChanges(context.logger, 'dead letter requeued', requeuedBy, deliveries);
+      return { deliveries };
     },
   }),
 );

@@ -85,6 +85,7 @@ function endingOf(deps: AttemptDeps, delivery: ClaimedDelivery, built: BuiltMess
     deps,
     {
       id: delivery.id,
+      messageId: delivery.message_id,
       payloadMode: delivery.payload_mode,
       category: delivery.category,
       envelopeFrom: built.envelopeFrom,
@@ -103,7 +104,8 @@ export async function attemptDelivery(deps: AttemptDeps, delivery: ClaimedDelive
     persist(deps, beat, () =>
       deps.completions.record({ deliveryId: delivery.id, attemptNumber: delivery.attempt_count, waitMs: 0, bounce: null, ...outcome }),
     );
-  const log = () => deps.logger.child({ deliveryId: delivery.id, attempt: delivery.attempt_count });
+  // A relayed delivery's lines also name its message by the id the edge answered and logged.
+  const log = () => deps.logger.child({ deliveryId: delivery.id, messageId: delivery.message_id ?? undefined, attempt: delivery.attempt_count });
 
   if (delivery.suppressed_reason) {
     await record({ status: 'suppressed', attempt: null, lastError: `recipient is on the suppression list (${delivery.suppressed_reason})` });
@@ -157,7 +159,8 @@ export async function attemptDelivery(deps: AttemptDeps, delivery: ClaimedDelive
     deps.metrics.attemptOutcomes.inc({ status: 'sent' });
     const attempt = attemptOf('sent', result.reply, describeReply(result.reply, 'accepted'), startedAt, durationMs);
     const recorded = await record({ status: 'sent', attempt, lastError: null });
-    if (!recorded) log().warn('sent, but the delivery had been taken back and started again: this attempt stays recorded as outcome unknown');
+    if (recorded) log().info({ reply: attempt.smtpText }, 'delivery sent');
+    else log().warn('sent, but the delivery had been taken back and started again: this attempt stays recorded as outcome unknown');
     return;
   }
 

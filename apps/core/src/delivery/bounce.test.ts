@@ -51,7 +51,7 @@ describe('buildBounce (RFC 3464)', () => {
 describe('bounceFor: which failed deliveries are bounced', () => {
   const context = { catalog, reportingMta: 'mx.postern.test', sender: 'postern@postern.test', logger: createLogger('test', 'silent') };
   const accepted: FailedDelivery = {
-    id: 'd1', payloadMode: 'relay', category: null, envelopeFrom: 'Alice@Outside.test', recipient: 'gone@inbox.test',
+    id: 'd1', messageId: 'm1', payloadMode: 'relay', category: null, envelopeFrom: 'Alice@Outside.test', recipient: 'gone@inbox.test',
     attempts: 13, raw: original, receivedAt: new Date('2025-01-01T00:00:00Z'),
   };
   const failure = { deadLettered: true, reason: 'lease lost', reply: null, remoteMta: null };

@@ -178,6 +178,8 @@ export interface BounceContext {
 /** The delivery that failed for good, as far as its bounce needs it. */
 export interface FailedDelivery {
   id: string;
+  /** The message it relays (mail.messages.id), named in the logs as `messageId`; null for others. */
+  messageId: string | null;
   payloadMode: PayloadMode;
   category: string | null;
   envelopeFrom: string;
@@ -204,7 +206,10 @@ export function bounceFor(context: BounceContext, delivery: FailedDelivery, fail
   try {
     bounceRecipient = normalizeAddress(delivery.envelopeFrom).address;
   } catch {
-    context.logger.warn({ deliveryId: delivery.id, sender: delivery.envelopeFrom }, 'envelope sender is not an address a bounce can go to');
+    context.logger.warn(
+      { deliveryId: delivery.id, messageId: delivery.messageId, sender: delivery.envelopeFrom },
+      'envelope sender is not an address a bounce can go to',
+    );
     return null;
   }
   let bounce: BuiltBounce;
@@ -226,7 +231,10 @@ export function bounceFor(context: BounceContext, delivery: FailedDelivery, fail
   } catch (error) {
     // Building is pure and would fail the same way every time: recording the failure must not
     // hang on it (the scheduler's reclaim would stop claiming), so it is logged loudly instead.
-    context.logger.error({ err: error, deliveryId: delivery.id }, 'the bounce for a failed delivery could not be built; none is sent');
+    context.logger.error(
+      { err: error, deliveryId: delivery.id, messageId: delivery.messageId },
+      'the bounce for a failed delivery could not be built; none is sent',
+    );
     return null;
   }
   return { recipient: bounceRecipient, messageIdHeader: bounce.messageId, subject: bounce.subject, fromHeader: bounce.from, raw: bounce.raw };

@@ -14,7 +14,7 @@ const poisonedRaw = Buffer.concat([
   Buffer.from(`X-Long: ${'a'.repeat(70_000)}\r\n\r\nbody\r\n`),
 ]);
 const accepted: FailedDelivery = {
-  id: 'd1', payloadMode: 'relay', category: null, envelopeFrom: 'alice@outside.test', recipient: 'gone@inbox.test',
+  id: 'd1', messageId: 'm1', payloadMode: 'relay', category: null, envelopeFrom: 'alice@outside.test', recipient: 'gone@inbox.test',
   attempts: 4, raw: poisonedRaw, receivedAt: new Date('2025-01-01T00:00:00Z'),
 };
 const reply = { code: 550, enhanced: '5.1.1', text: 'no such user \u0000 here' };

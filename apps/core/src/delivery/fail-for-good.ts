@@ -75,6 +75,7 @@ export function lostLeaseEnding(context: BounceContext): (delivery: ReclaimedDel
       context,
       {
         id: delivery.id,
+        messageId: delivery.message_id,
         payloadMode: delivery.payload_mode,
         category: delivery.category,
         envelopeFrom: delivery.envelope_from,

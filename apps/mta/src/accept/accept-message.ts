@@ -15,6 +15,9 @@ import type { Logger, Pool, Queryable } from '@postern/shared';
 import { cancelBackend, isStatementRolledBack, settledOutcome } from './statement-outcome.ts';
 
 export interface MessageToAccept {
+  /** mail.messages.id, chosen before the bytes are stored: the id the Received: header, the
+   *  "250 queued as" reply, the API and the logs (key `messageId`) all name the message by. */
+  id: string;
   /** '' for the null reverse-path; in the form the sender sent it (an A-label domain stays xn--). */
   envelopeFrom: string;
   /** The recipients as accepted at RCPT, normalised. */
@@ -109,10 +112,15 @@ function cancelWhileRunning(deps: AcceptDeps, pid: number | null): { stop(): Pro
   };
 }
 
-/** Allocates the ids (message, deliveries, one stable Message-ID per delivery) and commits. */
+/** A new message id (a UUID): allocated before the trace header that names it is written. */
+export function newMessageId(): string {
+  return randomUUID();
+}
+
+/** Allocates the delivery ids (and one stable Message-ID per delivery) and commits. */
 export async function acceptMessage(deps: AcceptDeps, message: MessageToAccept): Promise<AcceptedMessage> {
   if (message.targets.length === 0) throw new Error('acceptMessage: a message needs at least one target');
-  const messageId = randomUUID();
+  const messageId = message.id;
   const deliveryIds = message.targets.map(() => randomUUID());
   const rfcMessageIds = deliveryIds.map((id) => `<${id}@${deps.hostname}>`);
   // Nothing is sent once the edge is stopping: the 451 that follows is the truth.
@@ -170,7 +178,7 @@ export async function acceptMessage(deps: AcceptDeps, message: MessageToAccept):
       throw error;
     }
     release(true);
-    deps.logger.warn({ err: error, message: messageId, pid }, 'accept connection failed mid-statement: settling its outcome');
+    deps.logger.warn({ err: error, messageId, pid }, 'accept connection failed mid-statement: settling its outcome');
     const stored = await settledOutcome(deps.control, messageId, pid, { retryMs: deps.retryMs, signal: deps.signal });
     if (stored === null) throw new UndecidedAcceptError(messageId);
     if (stored) return { messageId, deliveryIds };

@@ -8,7 +8,7 @@ const base = {
   esmtp: true,
   tls: false,
   smtpUtf8: false,
-  queueId: 'abc123',
+  messageId: 'abc123',
   recipients: ['one@postern.test'],
   date: new Date(Date.UTC(2026, 0, 5, 7, 8, 9)),
 };

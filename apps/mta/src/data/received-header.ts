@@ -10,7 +10,8 @@ export interface ReceivedFacts {
   esmtp: boolean;
   tls: boolean;
   smtpUtf8: boolean;
-  queueId: string;
+  /** mail.messages.id: the "id" of the trace header is the id of the "250 queued as" reply. */
+  messageId: string;
   recipients: readonly string[];
   date: Date;
 }
@@ -44,7 +45,7 @@ const token = (value: string) => value.replace(/[^\x21-\x7e]|[()]/g, '?').slice(
 export function receivedHeader(facts: ReceivedFacts): Buffer {
   const lines = [
     `Received: from ${token(facts.helo ?? 'unknown')} (${addressLiteral(facts.clientAddress)})`,
-    `\tby ${token(facts.edgeHostname)} (Postern) with ${withKeyword(facts)} id ${token(facts.queueId)}`,
+    `\tby ${token(facts.edgeHostname)} (Postern) with ${withKeyword(facts)} id ${token(facts.messageId)}`,
   ];
   const onlyRecipient = facts.recipients.length === 1 ? facts.recipients[0] : undefined;
   if (onlyRecipient !== undefined) lines.push(`\tfor <${onlyRecipient}>;`);

@@ -1,14 +1,16 @@
 // DATA: stream the message through the collector (size cap on the bytes, bare CR/LF refused, the
-// bytes kept only while the edge's DATA memory budget has room), parse the header facts, prepend the trace header, and commit message + payload + deliveries in
-// one transaction before answering "250 2.0.0 queued as <id>". The whole DATA phase has a deadline
-// (MAIL_MTA_DATA_TIMEOUT) against senders that trickle a byte at a time to stay under the idle timeout.
-// The deadline governs the RECEIVING of the bytes only: once the accept statement is sent, the
+// bytes kept only while the edge's DATA memory budget has room), parse the header facts, prepend
+// the trace header, and commit message + payload + deliveries in one transaction before answering
+// "250 2.0.0 queued as <id>". The id is the message's one name: the trace header's "id", the reply,
+// mail.messages.id, the API's Delivery.messageId and the `messageId` of every log line about it.
+// The whole DATA phase has a deadline (MAIL_MTA_DATA_TIMEOUT) against senders that trickle a byte
+// at a time to stay under the idle timeout. The deadline governs the RECEIVING of the bytes only: once the accept statement is sent, the
 // reply is whatever the statement's outcome is (accept-message.ts), never a 421 while it may commit.
 import { pipeline } from 'node:stream/promises';
 import { storableTextOrNull } from '@postern/shared';
 import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import { transactionFingerprint } from '../accept/accept-ledger.ts';
-import { UndecidedAcceptError } from '../accept/accept-message.ts';
+import { newMessageId, UndecidedAcceptError } from '../accept/accept-message.ts';
 import { countReceivedHeaders } from '../data/count-hops.ts';
 import type { MemoryReservation } from '../data/memory-budget.ts';
 import { MessageCollector } from '../data/message-collector.ts';
@@ -81,7 +83,10 @@ async function receiveWithin(
   const targets = expandTargets(recipients.map((recipient) => recipient.targets));
   const smtpUtf8 = session.envelope.smtpUtf8 === true;
   const bodyType = bodyTypeOf(session);
-  const queueId = session.id;
+  // One id from here on: the trace header names the message by the id it is stored under and
+  // answered with (a retry answered from the ledger gets the first accept's id, whose stored
+  // header names it too).
+  const messageId = newMessageId();
   const trace = receivedHeader({
     helo: session.hostNameAppearsAs || null,
     clientAddress: session.remoteAddress,
@@ -89,7 +94,7 @@ async function receiveWithin(
     esmtp: session.openingCommand === 'EHLO',
     tls: session.secure,
     smtpUtf8,
-    queueId,
+    messageId,
     recipients: envelopeTo,
     date: new Date(),
   });
@@ -109,6 +114,7 @@ async function receiveWithin(
   context.metrics.acceptsUndecided.inc();
   try {
     const stored = await context.accept(fingerprint, {
+      id: messageId,
       envelopeFrom,
       envelopeTo,
       targets,
@@ -127,14 +133,14 @@ async function receiveWithin(
     context.metrics.acceptDuration.observe({ outcome: stored.duplicate ? 'duplicate' : 'committed' }, performance.now() - started);
     if (stored.duplicate) {
       context.metrics.duplicatesAnswered.inc();
-      context.logger.warn({ session: session.id, message: stored.messageId }, 'same message again: answered with its first accept, not stored twice');
+      context.logger.warn({ session: session.id, messageId: stored.messageId }, 'same message again: answered with its first accept, not stored twice');
       return stored.messageId;
     }
     context.metrics.messagesAccepted.inc();
     context.metrics.bytesAccepted.inc(received.size);
     context.metrics.deliveriesCreated.inc(stored.deliveryIds.length);
     context.logger.info(
-      { session: session.id, message: stored.messageId, bytes: received.size, deliveries: stored.deliveryIds.length },
+      { session: session.id, messageId: stored.messageId, bytes: received.size, deliveries: stored.deliveryIds.length },
       'message accepted',
     );
     return stored.messageId;
@@ -199,7 +205,7 @@ export function onData(context: EdgeContext) {
           answered = true;
           clearTimeout(deadline);
           context.inData.delete(session.id);
-          context.logger.error({ session: session.id, message: error.messageId }, 'stopping with an accept undecided: closed without a reply');
+          context.logger.error({ session: session.id, messageId: error.messageId }, 'stopping with an accept undecided: closed without a reply');
           context.closeWithoutReply(session);
           return;
         }

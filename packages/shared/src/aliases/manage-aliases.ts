@@ -1,9 +1,9 @@
 // Creating, enabling and deleting domains and aliases: the one implementation the GraphQL API, the
-// tools and the tests all call. Each change is a single SQL statement; triggers announce every
-// change (NOTIFY mail_alias_changed), nothing here has to remember to. The writes that change where
-// mail goes (createAlias, setAliasTargets, deleteAlias) also refuse an alias loop (alias-cycles.ts)
-// under an advisory lock held to the end of the transaction: given a pool they open a transaction,
-// given a client they run inside the one the caller holds.
+// tools and the tests all call. Each change is a single SQL statement, read by the very next RCPT:
+// the edge keeps no cache, so nothing has to be told of a change (stale-alias-table). The writes
+// that change where mail goes (createAlias, setAliasTargets, deleteAlias) also refuse an alias loop
+// (alias-cycles.ts) under an advisory lock held to the end of the transaction: given a pool they
+// open a transaction, given a client they run inside the one the caller holds.
 import pg from 'pg';
 import { withTransaction } from '../db/pool.ts';
 import { lockAliasGraph, refuseAliasCycle } from './alias-cycles.ts';

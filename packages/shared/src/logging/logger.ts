@@ -1,12 +1,22 @@
-// One logger per process: JSON lines for machines (log shippers, tests reading a child's output),
-// readable coloured lines for a person at a terminal (`npm start`). MAIL_LOG_FORMAT decides;
-// `auto` looks at whether stdout is a terminal. The pretty stream writes synchronously, so a fatal
-// line before exit is never lost in a buffer.
-import { pino, type Logger } from 'pino';
+// The one logger configuration of every process: the app's name on each line, secrets redacted.
+// JSON lines for machines (log shippers, tests reading a child's output), readable coloured lines
+// for a person at a terminal (`npm start`): MAIL_LOG_FORMAT decides, and `auto` looks at whether
+// stdout is a terminal. The pretty stream writes synchronously, so a fatal line before exit is
+// never lost in a buffer. A message is named `messageId` and a delivery `deliveryId` on every line
+// about it, in every app, so that one search finds a message's whole story (docs/architecture.md,
+// Logs).
+import { type DestinationStream, pino, type Logger } from 'pino';
 import { PinoPretty } from 'pino-pretty';
 
 export type { Logger };
 export type LogFormat = 'auto' | 'json' | 'pretty';
+
+export interface LoggerOptions {
+  /** Default: MAIL_LOG_FORMAT, else `auto`. */
+  format?: LogFormat;
+  /** JSON lines go here instead of stdout (tests read them). */
+  destination?: DestinationStream;
+}
 
 /** The format `auto` resolves to for this process. */
 export function resolveLogFormat(format: LogFormat, stdoutIsTty = process.stdout.isTTY === true): 'json' | 'pretty' {
@@ -15,8 +25,8 @@ export function resolveLogFormat(format: LogFormat, stdoutIsTty = process.stdout
 }
 
 /** Logs to stdout, one line per event, with the app's name on every line. */
-export function createLogger(app: string, level: string, format: LogFormat = (process.env.MAIL_LOG_FORMAT as LogFormat | undefined) ?? 'auto'): Logger {
-  const options = {
+export function createLogger(app: string, level: string, options: LoggerOptions = {}): Logger {
+  const settings = {
     name: app,
     level,
     base: { app, pid: process.pid },
@@ -27,6 +37,8 @@ export function createLogger(app: string, level: string, format: LogFormat = (pr
       censor: '[redacted]',
     },
   };
-  if (resolveLogFormat(format) === 'json') return pino(options);
-  return pino(options, PinoPretty({ sync: true, colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,app' }));
+  if (options.destination) return pino(settings, options.destination);
+  const format = options.format ?? (process.env.MAIL_LOG_FORMAT as LogFormat | undefined) ?? 'auto';
+  if (resolveLogFormat(format) === 'json') return pino(settings);
+  return pino(settings, PinoPretty({ sync: true, colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,app' }));
 }

@@ -16,7 +16,7 @@ export function bootConfig(app: Exclude<AppName, 'tools'>): { config: PosternCon
     }
     throw error;
   }
-  const logger = createLogger(app, config.logLevel, config.logFormat);
+  const logger = createLogger(app, config.logLevel, { format: config.logFormat });
   for (const name of unknownMailVariables(process.env)) logger.warn({ variable: name }, 'unknown MAIL_ variable (a typo?)');
   return { config, logger };
 }

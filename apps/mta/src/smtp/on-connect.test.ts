@@ -1,0 +1,24 @@
+// CONNECT and close through the hooks, without a socket (hook-session.testkit.ts).
+import { describe, expect, it } from 'vitest';
+import { FakeSession, fakeEdge } from './hook-session.testkit.ts';
+
+describe('onConnect / onClose', () => {
+  it('greets a client and counts the connection while it is open', async () => {
+    const edge = fakeEdge();
+    const client = new FakeSession(edge);
+    expect(await client.connect()).toBe('220');
+    expect(await edge.metric('mail_mta_connections_total')).toEqual(['1']);
+    expect(await edge.metric('mail_mta_connections_active')).toEqual(['1']);
+    edge.context.inData.add(client.session.id);
+    client.close();
+    expect(await edge.metric('mail_mta_connections_active')).toEqual(['0']);
+    expect(edge.context.inData.has(client.session.id)).toBe(false);
+  });
+
+  it('while the edge stops: 421 4.3.2, the client comes back later', async () => {
+    const edge = fakeEdge();
+    edge.stop();
+    expect(await new FakeSession(edge).connect()).toBe('421 4.3.2 Service shutting down, try again later');
+    expect(await edge.metric('mail_mta_connections_total')).toEqual(['0']);
+  });
+});
