@@ -1,8 +1,8 @@
 // Memory while draining a refused message (oversize, smuggling, over budget). Nothing of it is
 // kept, yet every socket read arrives in a freshly allocated buffer, and V8 frees those only when
 // it collects garbage — which, for buffers, it starts on external-memory pressure of some 64 MiB.
-// A 200 MB attempt thus peaks 70-90 MiB above the process's size, where the issue allows a few
-// MB. A minor collection (a scavenge of the young generation, where the buffers' small wrappers
+// A 200 MB attempt thus peaks 70-90 MiB above the process's size, where a few MB are the aim
+// (docs/mta.md). A minor collection (a scavenge of the young generation, where the buffers' small wrappers
 // live: well under a millisecond) every couple of MiB drained frees them as we go: measured peak
 // +6-8 MiB for 200 MiB drained (e2e/mta/main-process.e2e.test.ts).
 //

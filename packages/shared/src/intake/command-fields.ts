@@ -6,7 +6,7 @@
 // "template.id"), and every issue it raises is the whole failure detail, naming that field: the
 // detail is what an operator reads in mail.malformed_commands. The failure code travels in the
 // issue's params (missing_field, invalid_address, invalid_json); any other issue is invalid_field.
-// Where in the input the refusal is comes from the issue's path, never from reading the message.
+// Where in the input the refusal is comes from the zod issue's path, never from reading the message.
 import { z } from 'zod';
 import { InvalidAddressError, normalizeAddress } from '../addresses/normalize-address.ts';
 import { type FailureCode, UUID_PATTERN } from '../lifecycle/statuses.ts';
@@ -27,7 +27,7 @@ const failing = (failure: FailureCode): FailureParams => ({ failure });
 export interface FieldRefusal {
   code: FailureCode;
   detail: string;
-  /** The issue's path in the parsed input, e.g. ["template", "variables"]. */
+  /** The zod issue's path in the parsed input, e.g. ["template", "variables"]. */
   path: PropertyKey[];
 }
 
