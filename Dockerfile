@@ -12,6 +12,8 @@
 ARG POSTERN_NODE_IMAGE=node:24-bookworm-slim
 
 FROM ${POSTERN_NODE_IMAGE} AS app
+# The classic builder keeps this stage as an untagged image; the label lets npm run image prune it.
+LABEL org.postern.stage=app
 WORKDIR /opt/postern
 COPY . .
 # Fail the build rather than the first deployment: each process must load its whole module graph on

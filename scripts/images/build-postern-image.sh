@@ -115,6 +115,8 @@ docker build --quiet -f Dockerfile \
   -t "$image" -t "postern:$version" \
   "$context" >/dev/null
 new_id="$(docker image inspect --format '{{.Id}}' "$image")"
+# The first stage's image is left untagged by the classic builder: only the runtime stage is kept.
+docker image prune --force --filter label=org.postern.stage=app >/dev/null 2>&1 || true
 if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
   # The replaced image is now untagged; drop it unless a container still uses it.
   docker rmi "$old_id" >/dev/null 2>&1 || true
