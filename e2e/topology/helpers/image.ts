@@ -31,7 +31,7 @@ export async function ensurePosternImage(): Promise<string> {
   } catch (error) {
     const why = output(error);
     if (process.env.CI && !['0', 'false'].includes(process.env.CI)) {
-      throw new Error(`e2e/topology: ${why}. CI builds the image before the tests (.ci/run: npm run image); it must not be missing here.`);
+      throw new Error(`e2e/topology: ${why}. CI builds the image before the tests (.ci/run: npm run image), so here it must exist and hold this tree.`);
     }
     console.log(`[topology] ${why}; building it now (npm run image)`);
   }
