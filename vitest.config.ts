@@ -54,6 +54,8 @@ export default defineConfig({
           environment: 'node',
         },
       },
+      // The `postern` command (bin/postern.ts) and its health check.
+      { test: { name: 'bin', root: 'bin', include: ['*.test.ts'], environment: 'node' } },
       {
         test: {
           name: 'e2e',

@@ -1,6 +1,7 @@
 // The real processes: `node apps/api/src/main.ts` boots (migrations, listener, the development
 // token when asked), serves, and exits 0 on SIGTERM; `postern token ...` runs as a process against
-// the test database, and the token it prints as its last line works until it is revoked.
+// the test database, and the token it prints as its last line works until it is revoked. The CLI's
+// own file is run directly; one test runs it through the `postern` command (bin/postern.ts).
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { accessSync, constants, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -14,6 +15,7 @@ import { gql, REPO_ROOT, startTestApi, TEMPLATE_DIR } from './helpers/api.ts';
 const run = promisify(execFile);
 const MAIN = path.join(REPO_ROOT, 'apps/api/src/main.ts');
 const CLI = path.join(REPO_ROOT, 'apps/api/src/cli/postern.ts');
+const POSTERN = path.join(REPO_ROOT, 'bin/postern.ts');
 
 let db: TestDatabase;
 
@@ -92,11 +94,19 @@ describe('postern token (the CLI, as a process)', () => {
     await api?.stop();
   });
 
-  it('is an executable node script (the workspace bin)', () => {
-    expect(readFileSync(CLI, 'utf8').startsWith('#!/usr/bin/env node\n')).toBe(true);
-    expect(() => accessSync(CLI, constants.X_OK)).not.toThrow();
-    const pkg = JSON.parse(readFileSync(path.join(REPO_ROOT, 'apps/api/package.json'), 'utf8'));
-    expect(pkg.bin).toEqual({ postern: 'src/cli/postern.ts' });
+  it('is `postern token ...` of the one `postern` command (bin/postern.ts, the root package bin), an executable node script', async () => {
+    expect(readFileSync(POSTERN, 'utf8').startsWith('#!/usr/bin/env node\n')).toBe(true);
+    expect(() => accessSync(POSTERN, constants.X_OK)).not.toThrow();
+    const root = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8'));
+    expect(root.bin).toEqual({ postern: 'bin/postern.ts' });
+    const api = JSON.parse(readFileSync(path.join(REPO_ROOT, 'apps/api/package.json'), 'utf8'));
+    expect(api.bin).toBeUndefined();
+    const help = await run(process.execPath, [POSTERN, 'token', 'create', '--help'], { env: { PATH: process.env.PATH } });
+    expect(help.stdout).toContain('postern token create --name NAME');
+    await expect(run(process.execPath, [POSTERN, 'token', 'list'], { env: { PATH: process.env.PATH } })).rejects.toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining('MAIL_POSTGRES_PRIMARY_DSN'),
+    });
   });
 
   it('answers --help with exit 0 and an unknown option with exit 2, without needing a database', async () => {

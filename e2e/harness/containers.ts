@@ -2,11 +2,21 @@
 // postern.e2e=<run id> so a run's leftovers can be found (docker ps --filter label=postern.e2e).
 import { PostgreSqlContainer, type StartedPostgreSqlContainer } from '@testcontainers/postgresql';
 import { RedisContainer, type StartedRedisContainer } from '@testcontainers/redis';
-import { GenericContainer, getContainerRuntimeClient, type StartedTestContainer, Wait } from 'testcontainers';
+import { GenericContainer, getContainerRuntimeClient, type StartedNetwork, type StartedTestContainer, Wait } from 'testcontainers';
 import { images } from './images.ts';
 
 export const RUN_ID = `${process.pid}-${Date.now().toString(36)}`;
-const labels = { 'postern.e2e': RUN_ID };
+export const labels = { 'postern.e2e': RUN_ID };
+
+/** A Docker network to join and the name the other containers on it use (e2e/topology). */
+export interface OnNetwork {
+  network: StartedNetwork;
+  alias: string;
+}
+
+function joined<T extends GenericContainer>(container: T, on: OnNetwork | undefined): T {
+  return on ? container.withNetwork(on.network).withNetworkAliases(on.alias) : container;
+}
 
 export const MAILDEV_SMTP_PORT = 1025;
 export const MAILDEV_WEB_PORT = 1080;
@@ -26,8 +36,8 @@ export async function assertDockerAvailable(): Promise<void> {
   }
 }
 
-export async function startPostgres(): Promise<StartedPostgreSqlContainer> {
-  return new PostgreSqlContainer(images.postgres)
+export async function startPostgres(on?: OnNetwork): Promise<StartedPostgreSqlContainer> {
+  return joined(new PostgreSqlContainer(images.postgres), on)
     .withLabels(labels)
     .withUsername('postern')
     .withPassword('postern')
@@ -37,12 +47,12 @@ export async function startPostgres(): Promise<StartedPostgreSqlContainer> {
     .start();
 }
 
-export async function startRedis(): Promise<StartedRedisContainer> {
-  return new RedisContainer(images.redis).withLabels(labels).start();
+export async function startRedis(on?: OnNetwork): Promise<StartedRedisContainer> {
+  return joined(new RedisContainer(images.redis), on).withLabels(labels).start();
 }
 
-export async function startMaildev(): Promise<StartedTestContainer> {
-  return new GenericContainer(images.maildev)
+export async function startMaildev(on?: OnNetwork): Promise<StartedTestContainer> {
+  return joined(new GenericContainer(images.maildev), on)
     .withLabels(labels)
     .withExposedPorts(MAILDEV_SMTP_PORT, MAILDEV_WEB_PORT)
     .withWaitStrategy(Wait.forHttp('/api/healthz', MAILDEV_WEB_PORT).forStatusCode(200))

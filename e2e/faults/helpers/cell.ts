@@ -83,7 +83,8 @@ export interface RunningTraffic {
   done: Promise<Traffic>;
 }
 
-export function startTraffic(cell: FaultCell, options: TrafficOptions): RunningTraffic {
+/** N messages over SMTP and N stream commands for `cell`, sent together. */
+export function startTraffic(cell: Pick<FaultCell, 'cell' | 'n' | 'rcpt'> & { redis: Pick<FaultRedis, 'client'> }, options: TrafficOptions): RunningTraffic {
   const messages = Array.from({ length: cell.n }, (_, i) => faultMessage(cell.cell, i, cell.rcpt));
   const commands = Array.from({ length: cell.n }, (_, i) => faultCommand(cell.cell, i));
   let progress = 0;

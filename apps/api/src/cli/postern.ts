@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// The operator CLI, installed as the workspace bin `postern` (npx postern ...). It talks to the
-// database named by MAIL_POSTGRES_PRIMARY_DSN, like every Postern process. Exit codes: 0 done,
+// The operator CLI: `postern token ...` of the one `postern` command (bin/postern.ts; npx postern,
+// or in the image), also runnable alone. It talks to the database named by
+// MAIL_POSTGRES_PRIMARY_DSN, like every Postern process. Exit codes: 0 done,
 // 1 refused or failed, 2 a usage or configuration error.
 import { ConfigError, createLogger, createPool, loadConfig } from '@postern/shared';
 import { parseCommandArgs, UsageError } from './command-args.ts';
