@@ -1,10 +1,10 @@
 // The load the edge benchmark puts on each server, the same clients for every server: Postfix's
-// smtp-source in three modes (2 KiB messages, one recipient, an alias every server knows), the C
+// smtp-source in three modes (2 KiB messages, one recipient each, aliases every server knows), the C
 // reject client (RCPT to an unknown address, 550), and the project's Node load client as an extra
 // figure (kept-open sessions, random aliases, RCPT latency). Each run answers how many messages
 // (or refusals) in how many seconds, and what went wrong if anything did.
 import { spawn } from 'node:child_process';
-import { FIXED_RECIPIENT, randomRecipient, UNKNOWN_RECIPIENT } from './aliases.ts';
+import { ALIAS_COUNT, NUMBERED_RECIPIENT, randomRecipient, UNKNOWN_RECIPIENT } from './aliases.ts';
 import { percentile, runLoad } from './load-client.ts';
 import type { BenchServer } from './servers/server.ts';
 import type { BenchTools } from './tools.ts';
@@ -48,6 +48,7 @@ function collect(command: string, args: string[]): Promise<{ code: number | null
 
 /** smtp-source sends every message or stops at the first reply that is not positive (exit 1). */
 async function smtpSource(tools: BenchTools, server: BenchServer, options: { sessions: number; reuse: boolean; messages: number }): Promise<Measured> {
+  if (options.messages > ALIAS_COUNT) throw new Error(`${options.messages} messages need as many aliases: raise BENCH_ALIASES or lower BENCH_SCALE`);
   const args = [
     ...(options.reuse ? ['-d'] : []),
     ['-s', String(options.sessions)],
@@ -55,7 +56,9 @@ async function smtpSource(tools: BenchTools, server: BenchServer, options: { ses
     ['-l', '2048'],
     ['-M', 'bench.client.test'],
     ['-f', 'bench@client.test'],
-    ['-t', FIXED_RECIPIENT],
+    // Message n to <n>user@bench.test: a recipient and bytes of its own (aliases.ts).
+    '-N',
+    ['-t', NUMBERED_RECIPIENT],
   ].flat();
   const result = await collect(tools.smtpSource, [...args, `127.0.0.1:${server.port}`]);
   const problem = result.code === 0 ? null : `smtp-source exited ${result.code}: ${result.stderr.trim().split('\n').at(-1)}`;

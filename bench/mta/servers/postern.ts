@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { createLogger, runMigrations } from '@postern/shared';
 import pg from 'pg';
 import { ALIAS_COUNT, ALIAS_DOMAIN } from '../aliases.ts';
-import { type BenchServer, freePort, stopChild, waitForPort } from './server.ts';
+import { type BenchServer, fileSystemOf, freePort, stopChild, waitForPort } from './server.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const adminDsn = process.env.BENCH_POSTGRES_ADMIN_DSN ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -37,8 +37,8 @@ async function loadAliases(dsn: string): Promise<void> {
     await db.query('INSERT INTO mail.domains (name) VALUES ($1)', [ALIAS_DOMAIN]);
     await db.query(
       `WITH a AS (INSERT INTO mail.aliases (domain_id, local_part, kind)
-                  SELECT d.id, 'user' || lpad(i::text, 6, '0'), 'forward'
-                    FROM mail.domains d, generate_series(0, $1 - 1) AS i WHERE d.name = $2
+                  SELECT d.id, i::text || 'user', 'forward'
+                    FROM mail.domains d, generate_series(1, $1) AS i WHERE d.name = $2
                   RETURNING id, local_part)
        INSERT INTO mail.alias_targets (alias_id, address) SELECT id, local_part || '@inbox.test' FROM a`,
       [ALIAS_COUNT, ALIAS_DOMAIN],
@@ -46,8 +46,11 @@ async function loadAliases(dsn: string): Promise<void> {
     await db.query('ANALYZE');
     const settings = await db.query("SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit') ORDER BY name");
     const version = await db.query<{ server_version: string }>('SHOW server_version');
+    // Readable only by a superuser; the file system only if the server is on this machine.
+    const dataDirectory = await db.query<{ data_directory: string }>('SHOW data_directory').catch(() => null);
+    const directory = dataDirectory?.rows[0]?.data_directory;
     console.log(
-      `postern: PostgreSQL ${version.rows[0]?.server_version} ${settings.rows.map((row) => `${row.name}=${row.setting}`).join(' ')}, ${ALIAS_COUNT} aliases`,
+      `postern: PostgreSQL ${version.rows[0]?.server_version} ${settings.rows.map((row) => `${row.name}=${row.setting}`).join(' ')}${directory ? ` (data on ${fileSystemOf(directory)})` : ''}, ${ALIAS_COUNT} aliases`,
     );
   } finally {
     await db.end();

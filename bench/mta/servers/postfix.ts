@@ -10,9 +10,9 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ALIAS_DOMAIN, aliasLines } from '../aliases.ts';
+import { ALIAS_COUNT, ALIAS_DOMAIN, aliasLines } from '../aliases.ts';
 import type { BenchTools } from '../tools.ts';
-import { type BenchServer, freePort, waitForPort } from './server.ts';
+import { type BenchServer, fileSystemOf, freePort, waitForPort } from './server.ts';
 
 /** What the instance needs of Debian's /etc/postfix besides main.cf (master.cf is adapted below). */
 const COPIED = ['master.cf', 'dynamicmaps.cf', 'dynamicmaps.cf.d', 'postfix-files', 'postfix-files.d'];
@@ -72,6 +72,7 @@ export async function startPostfix(tools: BenchTools): Promise<BenchServer> {
     postconf('-F', '*/*/chroot = n');
     postfix('check');
     postfix('start');
+    console.log(`postfix: private instance in ${base} (queue on ${fileSystemOf(base)}), ${ALIAS_COUNT} aliases`);
     started = true;
     await waitForPort(port, 'postfix');
     return {

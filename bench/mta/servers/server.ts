@@ -1,7 +1,7 @@
 // What every server of the edge benchmark is to the bench (Postern, Postfix, Haraka, smtp-sink), and
 // the process chores they share: a free port, waiting for a listener, stopping a child, reading a
-// process's CPU time and peak memory from /proc.
-import type { ChildProcess } from 'node:child_process';
+// process's CPU time and peak memory from /proc, the file system their fsyncs go to.
+import { type ChildProcess, execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 
@@ -65,6 +65,15 @@ export function cpuSeconds(pid: number): number {
     return (Number(fields[11]) + Number(fields[12])) / 100;
   } catch {
     return Number.NaN;
+  }
+}
+
+/** The file system a path is on (ext4, tmpfs, ...): an fsync on tmpfs costs nothing. */
+export function fileSystemOf(path: string): string {
+  try {
+    return execFileSync('df', ['--output=fstype', path], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n').at(-1) ?? '?';
+  } catch {
+    return '?';
   }
 }
 
