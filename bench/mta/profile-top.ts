@@ -26,7 +26,7 @@ const top = Number(topArg ?? 25);
 
 /** Where a frame's code lives: a package, Node itself, Postern's source, or a native/VM frame. */
 function place(url: string, functionName: string): string {
-  if (url === '') return functionName.startsWith('(') ? functionName : `native ${functionName}`;
+  if (url === '') return functionName.startsWith('(') ? functionName : `native ${functionName || '(unnamed)'}`;
   const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url);
   if (pkg) return pkg[1] as string;
   if (url.startsWith('node:')) return 'node internals';
@@ -53,7 +53,7 @@ for (const [id, micros] of selfMicros) {
   const where = place(url, functionName);
   byPlace.set(where, (byPlace.get(where) ?? 0) + micros);
   const source = url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*?\/(apps|packages)\//, '$1/');
-  const name = url ? `${functionName || '(anonymous)'}  ${source}:${lineNumber + 1}` : functionName;
+  const name = url ? `${functionName || '(anonymous)'}  ${source}:${lineNumber + 1}` : functionName || '(native, unnamed)';
   byFunction.set(name, (byFunction.get(name) ?? 0) + micros);
 }
 const busy = total - idle;
