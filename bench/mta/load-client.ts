@@ -1,6 +1,7 @@
 // The SMTP load client of the benchmark: N sessions, each sending one message after another
 // (MAIL, RCPT, DATA, 2 KiB, final dot) over a kept-open connection, timing every RCPT. The same
 // client drives the edge and smtp-sink, so the ratio compares servers, not clients.
+import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 
 export interface LoadResult {
@@ -76,9 +77,10 @@ class Session {
   }
 }
 
-/** 2 KiB of proper CRLF lines, with its terminator. */
+/** 2 KiB of proper CRLF lines, with its terminator. Every message has its own Message-ID: a
+ *  byte-identical message to the same recipient is a retry to Postern, answered without storing. */
 export function benchMessage(): Buffer {
-  const head = 'From: bench@client.test\r\nTo: someone@bench.test\r\nSubject: benchmark\r\nMessage-ID: <bench@client.test>\r\n\r\n';
+  const head = `From: bench@client.test\r\nTo: someone@bench.test\r\nSubject: benchmark\r\nMessage-ID: <${randomUUID()}@client.test>\r\n\r\n`;
   let body = '';
   while (head.length + body.length < 2048 - 78) body += `${'b'.repeat(74)}\r\n`;
   return Buffer.from(`${head}${body}.\r\n`);
@@ -90,7 +92,6 @@ export async function runLoad(options: {
   seconds: number;
   recipient: () => string;
 }): Promise<LoadResult> {
-  const message = benchMessage();
   const rcptMs: number[] = [];
   let accepted = 0;
   let refused = 0;
@@ -110,7 +111,7 @@ export async function runLoad(options: {
           continue;
         }
         await session.command('DATA');
-        const final = await session.command(message);
+        const final = await session.command(benchMessage());
         if (final.startsWith('250')) accepted++;
         else refused++;
       }

@@ -1,12 +1,13 @@
 // Connection hygiene against misbehaving clients: a sender trickling DATA past the whole-DATA
-// deadline, one client sending too many messages, too many clients at once, and a graceful stop
-// that lets a transaction under way finish and sends away a client it has not greeted yet.
+// deadline, one client sending too many messages, too many clients at once, a client talking before
+// the greeting, and a graceful stop that lets a transaction under way finish and sends away a client
+// it has not greeted yet.
 import net from 'node:net';
 import { createAlias, createDomain } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Edge } from '../../apps/mta/src/edge.ts';
 import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
-import { openSession, startTestEdge } from './helpers/edge.ts';
+import { metricsText, openSession, startTestEdge } from './helpers/edge.ts';
 import { SmtpTestClient } from './helpers/smtp-client.ts';
 
 let db: TestDatabase;
@@ -16,6 +17,20 @@ async function edgeWith(env: Record<string, string>): Promise<Edge> {
   const edge = await startTestEdge(db.dsn, env);
   edges.push(edge);
   return edge;
+}
+
+/** Sends EHLO and QUIT the moment the connection is open, before any greeting; the reply lines. */
+async function talkFirst(edge: Edge, localAddress: string): Promise<string[]> {
+  const socket = net.connect({ port: edge.smtp.port, host: '127.0.0.1', localAddress });
+  let received = '';
+  socket.setEncoding('latin1');
+  socket.on('data', (data: string) => {
+    received += data;
+  });
+  socket.on('error', () => {});
+  socket.once('connect', () => socket.write('EHLO client.outside.test\r\nQUIT\r\n'));
+  await new Promise((resolve) => socket.once('close', resolve));
+  return received.split('\r\n').filter((line) => line !== '');
 }
 
 beforeAll(async () => {
@@ -78,6 +93,27 @@ describe('connection hygiene', () => {
       return next.code;
     }, (code) => code === 220);
     await second.quit();
+  });
+
+  it('MAIL_MTA_GREETING_DELAY: an early talker gets 421 and is counted; a client that waited once is greeted at once after', async () => {
+    // Long enough that a talking client's bytes are in before it on a loaded machine.
+    const edge = await edgeWith({ MAIL_MTA_GREETING_DELAY: '2s' });
+    expect(await talkFirst(edge, '127.0.0.1')).toEqual([expect.stringMatching(/^421 .*You talk too soon$/)]);
+    expect(await metricsText(edge)).toMatch(/^mail_mta_early_talkers_total(?:{[^}]*})? 1$/m);
+    const { client: patient, greeting } = await SmtpTestClient.connect(edge.smtp.port);
+    expect(greeting.code).toBe(220);
+    await patient.quit();
+    // Remembered: greeted at once, so talking first is no longer early. Another client is not.
+    const lines = await talkFirst(edge, '127.0.0.1');
+    expect([lines[0]?.slice(0, 4), lines.at(-1)?.slice(0, 4)]).toEqual(['220 ', '221 ']);
+    expect(await talkFirst(edge, '127.0.0.2')).toEqual([expect.stringMatching(/^421 .*You talk too soon$/)]);
+    expect(await metricsText(edge)).toMatch(/^mail_mta_early_talkers_total(?:{[^}]*})? 2$/m);
+  });
+
+  it('greets at once by default: a client that talks first is served', async () => {
+    const edge = await edgeWith({});
+    const lines = await talkFirst(edge, '127.0.0.1');
+    expect([lines[0]?.slice(0, 4), lines.at(-1)?.slice(0, 4)]).toEqual(['220 ', '221 ']);
   });
 
   it('stops gracefully: idle sessions get 421, a transaction under way finishes with 250, then the listener is gone', async () => {

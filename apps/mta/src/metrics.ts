@@ -17,6 +17,7 @@ export interface EdgeMetrics {
   duplicatesAnswered: prometheus.Counter;
   errorLimitDelays: prometheus.Counter;
   errorLimitDisconnects: prometheus.Counter;
+  earlyTalkers: prometheus.Counter;
   acceptsUndecided: prometheus.Gauge;
 }
 
@@ -99,6 +100,11 @@ export function createEdgeMetrics(registry: Registry): EdgeMetrics {
     errorLimitDisconnects: new prometheus.Counter({
       name: 'mail_mta_error_limit_disconnects_total',
       help: 'Sessions closed with 421 4.7.0 at MAIL_MTA_HARD_ERROR_LIMIT',
+      registers,
+    }),
+    earlyTalkers: new prometheus.Counter({
+      name: 'mail_mta_early_talkers_total',
+      help: 'Connections that sent a command before the greeting (MAIL_MTA_GREETING_DELAY), answered 421 and closed',
       registers,
     }),
     acceptsUndecided: new prometheus.Gauge({

@@ -8,6 +8,7 @@ import type { DataMemoryBudget } from '../data/memory-budget.ts';
 import type { EdgeMetrics } from '../metrics.ts';
 import type { ClientLookupSlots } from '../recipients/client-lookup-slots.ts';
 import type { AcceptedRecipient, ResolveRecipient } from '../recipients/verify-recipient.ts';
+import type { GreetingDelay } from './greeting-delay.ts';
 import type { ClientRateLimiter } from './rate-limiter.ts';
 
 export interface EdgeLimits {
@@ -31,6 +32,8 @@ export interface EdgeContext {
    *  committed; then answers with that accept (accept-ledger.ts). */
   accept(fingerprint: string, message: MessageToAccept): Promise<LedgerOutcome>;
   rateLimiter: ClientRateLimiter;
+  /** The wait before the greeting and the clients that already waited it out. */
+  greeting: GreetingDelay;
   /** Bytes of DATA held for messages in flight in this edge (MAIL_MTA_DATA_MEMORY_BUDGET). */
   dataMemory: DataMemoryBudget;
   /** Set when the edge stops: no new transactions, the ones under way may finish. */

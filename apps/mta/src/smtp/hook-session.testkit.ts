@@ -14,6 +14,7 @@ import { createEdgeMetrics } from '../metrics.ts';
 import { ClientLookupSlots } from '../recipients/client-lookup-slots.ts';
 import type { ResolveRecipient } from '../recipients/verify-recipient.ts';
 import type { EdgeContext, EdgeLimits } from './edge-context.ts';
+import { GreetingDelay } from './greeting-delay.ts';
 import { onClose, onConnect } from './on-connect.ts';
 import { onData } from './on-data.ts';
 import { onMailFrom } from './on-mail-from.ts';
@@ -97,6 +98,7 @@ export function fakeEdge(options: FakeEdgeOptions = {}): FakeEdge {
     recipients: new WeakMap(),
     rcptCommands: new WeakMap(),
     lookupSlots: new ClientLookupSlots(limits.clientLookupConcurrency),
+    greeting: new GreetingDelay({ delayMs: 0 }),
     inData: new Set(),
     accepting: new Set(),
     closeWithoutReply: (session) => closedWithoutReply.push(session.id),

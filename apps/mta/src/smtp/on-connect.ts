@@ -1,10 +1,12 @@
-// CONNECT: smtp-server enforces MAIL_MTA_MAX_CLIENTS before this hook (421 to the extra client).
+// CONNECT: smtp-server enforces MAIL_MTA_MAX_CLIENTS before this hook (421 to the extra client),
+// and calls it only once the greeting delay has passed without the client talking: a pass.
 import type { SMTPServerSession } from 'smtp-server';
 import type { EdgeContext } from './edge-context.ts';
 import { shuttingDown } from './replies.ts';
 
 export function onConnect(context: EdgeContext) {
   return (session: SMTPServerSession, callback: (error?: Error | null) => void): void => {
+    context.greeting.pass(session.remoteAddress);
     if (context.isStopping()) {
       callback(shuttingDown());
       return;

@@ -6,6 +6,7 @@ import net from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import tls from 'node:tls';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { afterEach, describe, expect, it } from 'vitest';
 
 const servers: SMTPServer[] = [];
@@ -61,6 +62,23 @@ async function connect(server: SMTPServer) {
 }
 
 const message = 'Subject: t\r\n\r\nbody\r\n.\r\n';
+
+/** A client that sends `text` the moment it is connected, before any greeting; every reply line
+ *  until the server closes. */
+async function talkFirst(server: SMTPServer, text: string): Promise<string[]> {
+  const { port } = server.server.address() as net.AddressInfo;
+  const socket = net.connect({ port, host: '127.0.0.1' });
+  sockets.push(socket);
+  let received = '';
+  socket.on('data', (chunk: Buffer) => {
+    received += chunk.toString('latin1');
+  });
+  socket.on('error', () => {});
+  socket.once('connect', () => socket.write(text));
+  const ended = await Promise.race([once(socket, 'close').then(() => true), delay(10_000).then(() => false)]);
+  const lines = received.split('\r\n').filter((line) => line !== '');
+  return ended ? lines : [...lines, '(still open)'];
+}
 
 describe('smtp-server options from the patch', () => {
   it('respectEnhancedStatusCodes: a reply text leading with a code of its class gets no second one', async () => {
@@ -143,6 +161,61 @@ describe('smtp-server options from the patch', () => {
     expect(delays).toEqual([2, 2, 2, 2]);
     expect(limits).toEqual([3]);
     expect(await client.ended()).toBe(true);
+  });
+
+  it('greetingDelay 0: the greeting is written at once, so a client that talks first is served', async () => {
+    // A synchronous onConnect, as the edge's: smtp-server's default one answers on setImmediate, and
+    // a client talking in that moment is an early talker whatever the delay.
+    const server = await listen({ greetingDelay: 0, onConnect: (_session, callback) => callback() });
+    const lines = await talkFirst(server, 'EHLO client.test\r\nQUIT\r\n');
+    expect(lines[0]).toMatch(/^220 /);
+    expect(lines.at(-2)).toMatch(/^250 /);
+    expect(lines.at(-1)).toMatch(/^221 /);
+  });
+
+  it('greetingDelay unset: 100 ms, as in smtp-server without the option', () => {
+    const delayOf = (options: SMTPServerOptions) =>
+      (SMTPConnection.prototype as unknown as { _greetingDelay(this: object): number })._greetingDelay.call({ _server: { options } });
+    expect(delayOf({})).toBe(100);
+    expect(delayOf({ greetingDelay: 250 })).toBe(250);
+    expect(delayOf({ greetingDelay: () => 0 })).toBe(0);
+  });
+
+  it('greetingDelay as a function: asked per connection; an early talker gets 421 and the event, onConnect runs only for a client that waited', async () => {
+    const asked: string[] = [];
+    const connected: string[] = [];
+    const earlyTalkers: string[] = [];
+    const passed = new Set<string>();
+    // Long enough that the early talker's bytes are in long before it, however loaded the machine.
+    let wait = 10_000;
+    const server = await listen({
+      greetingDelay(remoteAddress) {
+        asked.push(remoteAddress);
+        return passed.has(remoteAddress) ? 0 : wait;
+      },
+      onConnect(session, callback) {
+        connected.push(session.remoteAddress);
+        passed.add(session.remoteAddress);
+        callback();
+      },
+    });
+    server.on('earlyTalker', (remoteAddress) => earlyTalkers.push(remoteAddress));
+    const early = await talkFirst(server, 'EHLO client.test\r\nQUIT\r\n');
+    expect(early).toEqual([expect.stringMatching(/^421 .*You talk too soon$/)]);
+    expect({ earlyTalkers, connected }).toEqual({ earlyTalkers: ['127.0.0.1'], connected: [] });
+    // A client that waits for the greeting passes ...
+    wait = 30;
+    const patient = await connect(server);
+    expect(await patient.command('EHLO client.test')).toMatch(/^250 /);
+    patient.socket.destroy();
+    expect(connected).toEqual(['127.0.0.1']);
+    // ... and is greeted at once the next time, talking first or not.
+    wait = 10_000;
+    const lines = await talkFirst(server, 'EHLO client.test\r\nQUIT\r\n');
+    expect(lines[0]).toMatch(/^220 /);
+    expect(lines.at(-1)).toMatch(/^221 /);
+    expect(asked).toEqual(['127.0.0.1', '127.0.0.1', '127.0.0.1']);
+    expect(earlyTalkers).toEqual(['127.0.0.1']);
   });
 
   it.each([

@@ -14,6 +14,7 @@ describe('assertSmtpServerPatched', () => {
       '_countError',
       '_textCarriesEnhancedStatusCode',
       '_addressDomain',
+      '_greetingDelay',
       'SMTPStream._flushData(callback)',
     ]);
   });

@@ -118,6 +118,10 @@ export const envSchema = z.object({
   MAIL_MTA_MAX_RECIPIENTS: count('100', 10_000),
   MAIL_MTA_LOOKUP_TIMEOUT: duration('2s'),
   MAIL_MTA_MAX_CLIENTS: count('200', 100_000),
+  // How long the edge waits before its greeting to catch clients that talk first (early talkers:
+  // 421 and closed). 0 greets at once; with a delay, a client network that passed once is greeted
+  // at once for a day, as Postfix's postscreen remembers a passed pregreet test.
+  MAIL_MTA_GREETING_DELAY: duration('0s'),
   // RFC 5321 4.5.3.2.7: the server waits at least 5 minutes for the next command.
   MAIL_MTA_IDLE_TIMEOUT: duration('5m'),
   // A whole DATA phase must finish within this, however slowly the bytes trickle in.

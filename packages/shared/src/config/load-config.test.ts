@@ -90,6 +90,7 @@ describe('loadConfig', () => {
     const { mta } = loadConfig(minimal, 'mta');
     expect(mta).toMatchObject({
       maxRcptCommands: 200,
+      greetingDelayMs: 0,
       softErrorLimit: 10,
       errorSleepMs: 1_000,
       hardErrorLimit: 20,

@@ -56,6 +56,8 @@ export interface PosternConfig {
     maxRecipients: number;
     lookupTimeoutMs: number;
     maxClients: number;
+    /** Wait before the greeting to catch early talkers; 0: greet at once. */
+    greetingDelayMs: number;
     idleTimeoutMs: number;
     dataTimeoutMs: number;
     rateLimitPerMinute: number;
@@ -203,6 +205,7 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
       maxRecipients: env.MAIL_MTA_MAX_RECIPIENTS,
       lookupTimeoutMs: env.MAIL_MTA_LOOKUP_TIMEOUT,
       maxClients: env.MAIL_MTA_MAX_CLIENTS,
+      greetingDelayMs: env.MAIL_MTA_GREETING_DELAY,
       idleTimeoutMs: env.MAIL_MTA_IDLE_TIMEOUT,
       dataTimeoutMs: env.MAIL_MTA_DATA_TIMEOUT,
       rateLimitPerMinute: env.MAIL_MTA_RATE_LIMIT_PER_MINUTE,

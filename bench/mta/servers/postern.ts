@@ -1,0 +1,113 @@
+// Postern's edge in the benchmark: a main.ts process, exactly as deployed, on a throwaway database
+// of the machine's PostgreSQL (BENCH_POSTGRES_ADMIN_DSN, default the local server as user postgres)
+// holding the benchmark's aliases. Live RCPT lookups, 250 only after the commit (whatever fsync
+// and synchronous_commit that server has: printed). MAIL_* variables in the bench's environment
+// reach the edge (e.g. MAIL_POSTGRES_POOL_MAX, MAIL_MTA_GREETING_DELAY); BENCH_EDGE_NODE_FLAGS
+// are node flags for it (e.g. --cpu-prof, docs/performance.md).
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { createLogger, runMigrations } from '@postern/shared';
+import pg from 'pg';
+import { ALIAS_COUNT, ALIAS_DOMAIN } from '../aliases.ts';
+import { EDGE_NODE_FLAGS } from '../../../apps/mta/src/data/drained-memory.ts';
+import { type BenchServer, fileSystemOf, freePort, stopChild, waitForPort } from './server.ts';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const adminDsn = process.env.BENCH_POSTGRES_ADMIN_DSN ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+async function createDatabase(): Promise<{ dsn: string; drop(): Promise<void> }> {
+  const database = `postern_bench_${randomBytes(4).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: adminDsn });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(database)}`);
+  const drop = async () => {
+    await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(database)} WITH (FORCE)`);
+    await admin.end();
+  };
+  return { dsn: adminDsn.replace(/\/[^/]*$/, `/${database}`), drop };
+}
+
+async function loadAliases(dsn: string): Promise<void> {
+  await runMigrations({ dsn, logger: createLogger('bench', 'warn') });
+  const db = new pg.Client({ connectionString: dsn });
+  await db.connect();
+  try {
+    await db.query('INSERT INTO mail.domains (name) VALUES ($1)', [ALIAS_DOMAIN]);
+    await db.query(
+      `WITH a AS (INSERT INTO mail.aliases (domain_id, local_part, kind)
+                  SELECT d.id, i::text || 'user', 'forward'
+                    FROM mail.domains d, generate_series(1, $1) AS i WHERE d.name = $2
+                  RETURNING id, local_part)
+       INSERT INTO mail.alias_targets (alias_id, address) SELECT id, local_part || '@inbox.test' FROM a`,
+      [ALIAS_COUNT, ALIAS_DOMAIN],
+    );
+    await db.query('ANALYZE');
+    const settings = await db.query("SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit') ORDER BY name");
+    const version = await db.query<{ server_version: string }>('SHOW server_version');
+    // Readable only by a superuser; the file system only if the server is on this machine.
+    const dataDirectory = await db.query<{ data_directory: string }>('SHOW data_directory').catch(() => null);
+    const directory = dataDirectory?.rows[0]?.data_directory;
+    console.log(
+      `postern: PostgreSQL ${version.rows[0]?.server_version} ${settings.rows.map((row) => `${row.name}=${row.setting}`).join(' ')}${directory ? ` (data on ${fileSystemOf(directory)})` : ''}, ${ALIAS_COUNT} aliases`,
+    );
+  } finally {
+    await db.end();
+  }
+}
+
+export async function startPostern(): Promise<BenchServer> {
+  const database = await createDatabase();
+  let edge: ChildProcess | undefined;
+  try {
+    await loadAliases(database.dsn);
+    const port = await freePort();
+    const httpPort = await freePort();
+    const passed = Object.fromEntries(Object.entries(process.env).filter(([name]) => name.startsWith('MAIL_')));
+    const flags = process.env.BENCH_EDGE_NODE_FLAGS ? process.env.BENCH_EDGE_NODE_FLAGS.split(' ') : [];
+    edge = spawn(process.execPath, [...EDGE_NODE_FLAGS, ...flags, 'apps/mta/src/main.ts'], {
+      cwd: repoRoot,
+      env: {
+        PATH: process.env.PATH,
+        MAIL_MTA_HOSTNAME: 'mx.bench.test',
+        // The load comes from one address: the per-client message limit would measure itself.
+        MAIL_MTA_RATE_LIMIT_PER_MINUTE: '1000000',
+        MAIL_LOG_LEVEL: 'warn',
+        ...passed,
+        MAIL_POSTGRES_PRIMARY_DSN: database.dsn,
+        MAIL_SMTP_LISTEN_ADDR: `127.0.0.1:${port}`,
+        MAIL_MTA_HTTP_ADDR: `127.0.0.1:${httpPort}`,
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const child = edge;
+    if (child.stdout) createInterface({ input: child.stdout }).on('line', (line) => console.log(`[edge] ${line}`));
+    await waitForPort(port, 'the edge', () => child.exitCode === null);
+    const counter = new pg.Pool({ connectionString: database.dsn, max: 1 });
+    // The DROP DATABASE at the end terminates its idle connection; a real problem fails the query.
+    counter.on('error', () => {});
+    return {
+      name: 'postern',
+      port,
+      refusesUnknown: true,
+      ...(child.pid === undefined ? {} : { pid: child.pid }),
+      async stored() {
+        const { rows } = await counter.query<{ n: number }>('SELECT count(*)::int AS n FROM mail.messages');
+        const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+        const duplicates = /^mail_mta_duplicate_accepts_total(?:\{[^}]*\})? (\d+)$/m.exec(metrics)?.[1];
+        return { stored: rows[0]?.n ?? 0, duplicates: Number(duplicates ?? Number.NaN) };
+      },
+      async stop() {
+        await stopChild(child);
+        await counter.end();
+        await database.drop();
+      },
+    };
+  } catch (error) {
+    if (edge) await stopChild(edge);
+    await database.drop();
+    throw error;
+  }
+}
