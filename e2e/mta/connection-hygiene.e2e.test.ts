@@ -133,8 +133,8 @@ describe('connection hygiene', () => {
     await expect(SmtpTestClient.connect(edge.smtp.port)).rejects.toThrow(/ECONNREFUSED/);
   });
 
-  it('stops cleanly with a client connected and not yet greeted (smtp-server greets 100 ms late): 421, no error', async () => {
-    const edge = await startTestEdge(db.dsn);
+  it('stops cleanly with a client connected and not yet greeted (during MAIL_MTA_GREETING_DELAY): 421, no error', async () => {
+    const edge = await startTestEdge(db.dsn, { MAIL_MTA_GREETING_DELAY: '5s' });
     const socket = net.connect(edge.smtp.port, '127.0.0.1');
     let received = '';
     socket.on('data', (chunk: Buffer) => {
