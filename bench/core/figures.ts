@@ -25,3 +25,30 @@ export function rate(perSecond: number): string {
 export function ms(value: number): string {
   return value.toFixed(value < 10 ? 2 : 1);
 }
+
+export interface Timed {
+  seconds: number;
+  perSecond: number;
+  /** CPU time of this process (user + system) per job, in microseconds. */
+  cpuUsPerJob: number;
+}
+
+/** Wall and CPU time of this process from the first job's start (mark(), called on every start)
+ *  to stop(): startup does not count, as graphile-worker's perfTest takes its startup time off. */
+export class FirstJobClock {
+  private wall: bigint | null = null;
+  private cpu: NodeJS.CpuUsage | null = null;
+
+  mark(): void {
+    if (this.wall !== null) return;
+    this.wall = process.hrtime.bigint();
+    this.cpu = process.cpuUsage();
+  }
+
+  stop(jobs: number): Timed {
+    if (this.wall === null || this.cpu === null) throw new Error('no job was started');
+    const seconds = Number(process.hrtime.bigint() - this.wall) / 1e9;
+    const cpu = process.cpuUsage(this.cpu);
+    return { seconds, perSecond: jobs / seconds, cpuUsPerJob: (cpu.user + cpu.system) / jobs };
+  }
+}

@@ -11,6 +11,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { FirstJobClock, type Timed } from './figures.ts';
 
 /** The version the project's performance figures were first taken against. */
 export const GRAPHILE_WORKER_VERSION = process.env.BENCH_GRAPHILE_WORKER_VERSION ?? '0.17.3';
@@ -45,14 +46,9 @@ export function loadGraphileWorker(): GraphileWorker {
   return createRequire(path.join(dir, 'package.json'))('graphile-worker') as GraphileWorker;
 }
 
-export interface GraphileRun {
-  perSecond: number;
-  seconds: number;
-}
-
 /** graphile-worker's perfTest against its own database `dsn`: enqueue `count` jobs, time a worker
  *  with `concurrency` slots draining them. */
-export async function runGraphilePerfTest(worker: GraphileWorker, dsn: string, count: number, concurrency: number): Promise<GraphileRun> {
+export async function runGraphilePerfTest(worker: GraphileWorker, dsn: string, count: number, concurrency: number): Promise<Timed> {
   const logger = new worker.Logger(() => () => {});
   await worker.runMigrations({ connectionString: dsn, logger });
   const pool = new pg.Pool({ connectionString: dsn, max: 2 });
@@ -60,7 +56,7 @@ export async function runGraphilePerfTest(worker: GraphileWorker, dsn: string, c
     await pool.query('VACUUM ANALYZE graphile_worker._private_jobs');
     await pool.query("SELECT graphile_worker.add_job('log_if_999', json_build_object('id', i)) FROM generate_series(1, $1::int) AS i", [count]);
     let done = 0;
-    let firstStart: number | null = null;
+    const clock = new FirstJobClock();
     await worker.runOnce({
       preset: {
         worker: {
@@ -75,18 +71,17 @@ export async function runGraphilePerfTest(worker: GraphileWorker, dsn: string, c
       // perfTest/tasks/log_if_999.js: a no-op but for one console line, left out here.
       taskList: {
         log_if_999: async () => {
-          firstStart ??= performance.now();
+          clock.mark();
           done += 1;
         },
       },
       noHandleSignals: true,
       logger,
     });
-    // From the first job's start, as perfTest/run.js takes the worker's startup time off.
-    const seconds = (performance.now() - (firstStart ?? Number.NaN)) / 1000;
+    const timed = clock.stop(count);
     const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM graphile_worker._private_jobs');
     if (done !== count || rows[0]?.n !== 0) throw new Error(`graphile-worker ran ${done} of ${count} jobs and left ${rows[0]?.n} in the queue`);
-    return { perSecond: count / seconds, seconds };
+    return timed;
   } finally {
     await pool.end();
   }

@@ -1,5 +1,5 @@
 // Delivery engine benchmark (not a test: it prints figures, asserts nothing).
-//   node bench/core/run.ts   [BENCH_ROUNDS=3 BENCH_N=20000 BENCH_SMTP_N=10000 BENCH_K=32 BENCH_BATCH=32 BENCH_AHEAD=
+//   node bench/core/run.ts   [BENCH_ROUNDS=3 BENCH_N=50000 BENCH_SMTP_N=20000 BENCH_K=32 BENCH_BATCH=32 BENCH_AHEAD=
 //                             BENCH_ROWS=1000000 BENCH_LATENCY_SECONDS=10 BENCH_LATENCY_RATE= BENCH_RUNS=graphile,sql,stub,smtp,latency]
 // Uses the machine's local PostgreSQL (127.0.0.1:5432, user postgres, trust auth; BENCH_POSTGRES_ADMIN_DSN)
 // with two throwaway databases on that server, one for Postern and one for graphile-worker; installs
@@ -24,7 +24,7 @@ import { createLogger, runMigrations } from '@postern/shared';
 import pg from 'pg';
 import { enqueueDeliveries, fillHistory, statusesOf } from './deliveries.ts';
 import { type BenchEngine, type BenchEngineOptions, sqlAloneLoop, startBenchEngine } from './engine-adapter.ts';
-import { ms, percentile, rate, spreadOf } from './figures.ts';
+import { FirstJobClock, ms, percentile, rate, spreadOf, type Timed } from './figures.ts';
 import { GRAPHILE_WORKER_VERSION, loadGraphileWorker, runGraphilePerfTest } from './graphile-worker.ts';
 import { pacedEnqueue } from './paced-enqueue.ts';
 import { type SmtpSink, startSmtpSink } from './smtp-sink.ts';
@@ -33,8 +33,8 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const env = process.env;
 const ROUNDS = Number(env.BENCH_ROUNDS ?? 3);
 const ROWS = Number(env.BENCH_ROWS ?? 1_000_000);
-const N = Number(env.BENCH_N ?? 20_000);
-const SMTP_N = Number(env.BENCH_SMTP_N ?? 10_000);
+const N = Number(env.BENCH_N ?? 50_000);
+const SMTP_N = Number(env.BENCH_SMTP_N ?? 20_000);
 const K = Number(env.BENCH_K ?? 32);
 const BATCH = Number(env.BENCH_BATCH ?? 32);
 const AHEAD = env.BENCH_AHEAD;
@@ -78,6 +78,11 @@ function engineOptions(mode: 'stub' | 'smtp', sink: SmtpSink | null): BenchEngin
   };
 }
 
+/** This process's CPU per job: where the bench runs the engine, or graphile-worker, and nothing else. */
+function cpuOf(timed: Timed): string {
+  return `${Math.round(timed.cpuUsPerJob)} µs of CPU per job in this process`;
+}
+
 /** p50 and p99 of a list of durations, e.g. "3.03/24.0 ms". */
 function p50p99(durations: number[]): string {
   const sorted = [...durations].sort((a, b) => a - b);
@@ -96,18 +101,15 @@ function engineDetail(engine: BenchEngine): string {
 
 async function engineRun(pool: pg.Pool, mode: 'stub' | 'smtp', count: number, sink: SmtpSink | null, round: number): Promise<{ perSecond: number; detail: string }> {
   const ids = await enqueueDeliveries(pool, count, `${mode}-${round}`);
-  // Timed from the first hand-over to the relay, as graphile-worker's from its first job's start.
-  let first: bigint | null = null;
-  const onHandOver = (_id: string, at: bigint) => {
-    first ??= at;
-  };
-  const engine = await startBenchEngine({ ...engineOptions(mode, sink), onHandOver });
+  // A delivery's job starts when it is handed to the relay, as a graphile-worker job's when its task runs.
+  const clock = new FirstJobClock();
+  const engine = await startBenchEngine({ ...engineOptions(mode, sink), onHandOver: () => clock.mark() });
   await withinDeadline(engine.committed(count), `the ${mode} engine run`);
-  const seconds = Number(process.hrtime.bigint() - (first ?? 0n)) / 1e9;
+  const timed = clock.stop(count);
   await engine.stop();
   const statuses = await statusesOf(pool, ids);
   if (statuses.sent !== count) throw new Error(`${mode} run: expected ${count} sent, got ${JSON.stringify(statuses)}`);
-  return { perSecond: count / seconds, detail: `${count} in ${seconds.toFixed(2)} s; ${engineDetail(engine)}` };
+  return { perSecond: timed.perSecond, detail: `${count} in ${timed.seconds.toFixed(2)} s, ${cpuOf(timed)}; ${engineDetail(engine)}` };
 }
 
 async function sqlRun(pool: pg.Pool, round: number): Promise<{ perSecond: number; detail: string }> {
@@ -118,7 +120,7 @@ async function sqlRun(pool: pg.Pool, round: number): Promise<{ perSecond: number
   return { perSecond: finished / seconds, detail: `${finished} in ${seconds.toFixed(2)} s` };
 }
 
-async function latencyRun(pool: pg.Pool, mode: 'stub' | 'smtp', perSecond: number, sink: SmtpSink | null): Promise<string> {
+async function latencyRun(pool: pg.Pool, mode: 'stub' | 'smtp', perSecond: number, sink: SmtpSink | null): Promise<{ row: string; detail: string }> {
   const handedOver = new Map<string, bigint>();
   const engine = await startBenchEngine({ ...engineOptions(mode, sink), onHandOver: (id, at) => handedOver.set(id, at) });
   try {
@@ -136,7 +138,8 @@ async function latencyRun(pool: pg.Pool, mode: 'stub' | 'smtp', perSecond: numbe
     }
     latencies.sort((a, b) => a - b);
     const missing = count - latencies.length;
-    return `| ${mode} | ${rate(perSecond)}/s (achieved ${rate(count / produced.seconds)}/s, ${produced.statements} INSERTs) | ${latencies.length}${missing > 0 ? ` (${missing} not handed over)` : ''} | ${ms(percentile(latencies, 50))} | ${ms(percentile(latencies, 90))} | ${ms(percentile(latencies, 99))} | ${ms(latencies.at(-1) ?? Number.NaN)} |`;
+    const row = `| ${mode} | ${rate(perSecond)}/s (achieved ${rate(count / produced.seconds)}/s, ${produced.statements} INSERTs) | ${latencies.length}${missing > 0 ? ` (${missing} not handed over)` : ''} | ${ms(percentile(latencies, 50))} | ${ms(percentile(latencies, 90))} | ${ms(percentile(latencies, 99))} | ${ms(latencies.at(-1) ?? Number.NaN)} |`;
+    return { row, detail: `${mode}: ${engineDetail(engine)}` };
   } finally {
     await engine.stop();
   }
@@ -177,7 +180,7 @@ async function main(): Promise<void> {
         await pool.query('VACUUM ANALYZE mail.deliveries');
         const result =
           run === 'graphile' && worker
-            ? await runGraphilePerfTest(worker, graphile.dsn, N, K).then((r) => ({ perSecond: r.perSecond, detail: `${N} in ${r.seconds.toFixed(2)} s` }))
+            ? await runGraphilePerfTest(worker, graphile.dsn, N, K).then((t) => ({ perSecond: t.perSecond, detail: `${N} in ${t.seconds.toFixed(2)} s, ${cpuOf(t)}` }))
             : run === 'sql'
               ? await sqlRun(pool, round)
               : await engineRun(pool, run === 'stub' ? 'stub' : 'smtp', run === 'smtp' ? SMTP_N : N, sink, round);
@@ -187,7 +190,7 @@ async function main(): Promise<void> {
     }
 
     const reference = rates.graphile.length > 0 ? spreadOf(rates.graphile).median : null;
-    console.log(`\n| run | median /s | range /s | ratio to graphile-worker |\n| --- | ---: | ---: | ---: |`);
+    if (order.length > 0) console.log(`\n| run | median /s | range /s | ratio to graphile-worker |\n| --- | ---: | ---: | ---: |`);
     for (const run of order) {
       const spread = spreadOf(rates[run]);
       const ratio = reference ? `${(spread.median / reference).toFixed(2)}×` : '—';
@@ -195,16 +198,21 @@ async function main(): Promise<void> {
     }
 
     if (RUNS.has('latency')) {
-      console.log(`\nenqueue-to-send latency (ms, INSERT committed → handed to the relay), ${LATENCY_SECONDS} s paced at half the median rate:`);
+      const paced = LATENCY_RATE ? `${rate(LATENCY_RATE)}/s` : 'half the median rate';
+      console.log(`\nenqueue-to-send latency (ms, INSERT committed → handed to the relay), ${LATENCY_SECONDS} s paced at ${paced}:`);
       console.log('| mode | pace | samples | p50 | p90 | p99 | max |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |');
+      const details: string[] = [];
       for (const mode of ['stub', 'smtp'] as const) {
         if (mode === 'smtp' && !sink) continue;
         const median = rates[mode].length > 0 ? spreadOf(rates[mode]).median : null;
         const pace = LATENCY_RATE ?? (median ? median / 2 : null);
         if (pace === null) continue;
         await pool.query('VACUUM ANALYZE mail.deliveries');
-        console.log(await latencyRun(pool, mode, pace, sink));
+        const { row, detail } = await latencyRun(pool, mode, pace, sink);
+        console.log(row);
+        details.push(detail);
       }
+      for (const detail of details) console.log(detail);
     }
     console.log(`\n# after: ${uptime()}`);
   } finally {
