@@ -1,202 +1,225 @@
 // Delivery engine benchmark (not a test: it prints figures, asserts nothing).
-//   node bench/core/run.ts            [BENCH_ROWS=1000000 BENCH_N=20000 BENCH_SMTP_N=10000 BENCH_K=32 BENCH_BATCH=32 BENCH_AHEAD=]
-// Uses the machine's local PostgreSQL (127.0.0.1:5432, user postgres, trust auth) with a throwaway
-// database it creates and drops, and Postfix's smtp-sink (/usr/sbin/smtp-sink) as the relay.
-//  1. fills mail.deliveries with BENCH_ROWS finished rows, so the claim runs against a big table;
-//  2. reference: the engine's own claim and completion statements in a minimal SQL loop, K clients,
-//     no SMTP, no engine — what PostgreSQL alone allows: once with one completion transaction per
-//     delivery (how the engine worked before batched completion), once with one per claimed batch;
-//  3. the engine in stub mode (MAIL_SMTP_MODE=stub), K workers, end to end;
-//  4. the engine in smtp mode against smtp-sink, K workers, end to end.
-import { type ChildProcess, spawn } from 'node:child_process';
+//   node bench/core/run.ts   [BENCH_ROUNDS=3 BENCH_N=50000 BENCH_SMTP_N=20000 BENCH_K=32 BENCH_BATCH=32 BENCH_AHEAD=
+//                             BENCH_ROWS=1000000 BENCH_LATENCY_SECONDS=10 BENCH_LATENCY_RATE= BENCH_RUNS=graphile,sql,stub,smtp,latency]
+// Uses the machine's local PostgreSQL (127.0.0.1:5432, user postgres, trust auth; BENCH_POSTGRES_ADMIN_DSN)
+// with two throwaway databases on that server, one for Postern and one for graphile-worker; installs
+// graphile-worker into ~/.cache/postern/bench and postfix (for smtp-sink) when missing. Run it under
+// `flock /tmp/postern-bench.lock` so that benchmarks never overlap.
+// Throughput, in interleaved rounds (one of each per round, medians of BENCH_ROUNDS with ranges), each
+// timed from its first job's start to its last outcome, so no one's startup counts:
+//  - graphile-worker's perfTest: N no-op jobs drained by one worker of K slots (graphile-worker.ts);
+//  - SQL alone: the engine's claim and outcome statements in a bare loop of K clients, no engine;
+//  - the engine in stub mode (MAIL_SMTP_MODE=stub), K workers, end to end;
+//  - the engine in smtp mode to Postfix's smtp-sink (smtp-sink.ts), K workers, end to end.
+// Postern's deliveries table holds BENCH_ROWS finished rows first, so claims run against a big table.
+// Then enqueue-to-send latency: deliveries queued at a steady pace (paced-enqueue.ts) at half the
+// median rate of each mode (or BENCH_LATENCY_RATE), from the moment the producer saw its INSERT
+// commit to the moment the engine handed the message to the relay.
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { claimDueDeliveries, createLogger, loadConfig, loadTemplateCatalog, type Outcome, recordOutcomes, runMigrations } from '@postern/shared';
+import { createLogger, runMigrations } from '@postern/shared';
 import pg from 'pg';
-import { startEngine } from '../../apps/core/src/engine.ts';
-import { EngineEvents } from '../../apps/core/src/engine-events.ts';
+import { enqueueDeliveries, fillHistory, statusesOf } from './deliveries.ts';
+import { type BenchEngine, type BenchEngineOptions, sqlAloneLoop, startBenchEngine } from './engine-adapter.ts';
+import { FirstJobClock, ms, percentile, rate, spreadOf, type Timed } from './figures.ts';
+import { GRAPHILE_WORKER_VERSION, loadGraphileWorker, runGraphilePerfTest } from './graphile-worker.ts';
+import { pacedEnqueue } from './paced-enqueue.ts';
+import { type SmtpSink, startSmtpSink } from './smtp-sink.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000);
-const N = Number(process.env.BENCH_N ?? 20_000);
-const SMTP_N = Number(process.env.BENCH_SMTP_N ?? 10_000);
-const K = Number(process.env.BENCH_K ?? 32);
-const BATCH = Number(process.env.BENCH_BATCH ?? 32);
-/** MAIL_CLAIM_AHEAD for the engine runs; unset: the engine's default. */
-const AHEAD = process.env.BENCH_AHEAD;
-const admin = 'postgres://postgres@127.0.0.1:5432/postgres';
-const dbName = `postern_bench_${randomUUID().slice(0, 8)}`;
-const dsn = `postgres://postgres@127.0.0.1:5432/${dbName}`;
-const log = createLogger('bench', 'warn');
+const env = process.env;
+const ROUNDS = Number(env.BENCH_ROUNDS ?? 3);
+const ROWS = Number(env.BENCH_ROWS ?? 1_000_000);
+const N = Number(env.BENCH_N ?? 50_000);
+const SMTP_N = Number(env.BENCH_SMTP_N ?? 20_000);
+const K = Number(env.BENCH_K ?? 32);
+const BATCH = Number(env.BENCH_BATCH ?? 32);
+const AHEAD = env.BENCH_AHEAD;
+const LATENCY_SECONDS = Number(env.BENCH_LATENCY_SECONDS ?? 10);
+const LATENCY_RATE = env.BENCH_LATENCY_RATE ? Number(env.BENCH_LATENCY_RATE) : null;
+const RUNS = new Set((env.BENCH_RUNS ?? 'graphile,sql,stub,smtp,latency').split(','));
+const SINK_PORT = Number(env.BENCH_SMTP_SINK_PORT ?? 2626);
+/** A run that takes longer than this is stuck: the bench stops rather than wait forever. */
+const RUN_DEADLINE_MS = 10 * 60_000;
+const admin = env.BENCH_POSTGRES_ADMIN_DSN ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const tag = randomUUID().slice(0, 8);
+const dsnOf = (db: string) => Object.assign(new URL(admin), { pathname: `/${db}` }).toString();
+const postern = { db: `postern_bench_${tag}`, dsn: dsnOf(`postern_bench_${tag}`) };
+const graphile = { db: `postern_bench_${tag}_gw`, dsn: dsnOf(`postern_bench_${tag}_gw`) };
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+type RunName = 'graphile' | 'sql' | 'stub' | 'smtp';
+const LABELS: Record<RunName, string> = {
+  graphile: `graphile-worker ${GRAPHILE_WORKER_VERSION} perfTest, K=${K}`,
+  sql: `SQL alone (claim + outcome statement), K=${K}`,
+  stub: `Postern engine, stub mode, K=${K}`,
+  smtp: `Postern engine, smtp mode to smtp-sink, K=${K}`,
+};
+
+function withinDeadline<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${RUN_DEADLINE_MS / 1000} s`)), RUN_DEADLINE_MS);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }
 
-async function queue(pool: pg.Pool, count: number, label: string): Promise<void> {
-  await pool.query(
-    `INSERT INTO mail.deliveries (source, payload_mode, subject, text_body, recipient, envelope_from, rfc_message_id, status, next_attempt_at)
-     SELECT 'bench', 'rendered', 'Bench ' || g, 'Hello number ' || g, $2 || g || '@sink.test', 'bench@postern.test',
-            '<' || gen_random_uuid() || '@postern.test>', 'queued', now()
-       FROM generate_series(1, $1) AS g`,
-    [count, `${label}-`],
+function engineOptions(mode: 'stub' | 'smtp', sink: SmtpSink | null): BenchEngineOptions {
+  return {
+    dsn: postern.dsn,
+    templateDir: path.join(root, 'templates'),
+    mode,
+    smtpAddr: mode === 'smtp' ? (sink?.addr ?? null) : null,
+    concurrency: K,
+    claimBatch: BATCH,
+    claimAhead: AHEAD,
+  };
+}
+
+/** This process's CPU per job: where the bench runs the engine, or graphile-worker, and nothing else. */
+function cpuOf(timed: Timed): string {
+  return `${Math.round(timed.cpuUsPerJob)} µs of CPU per job in this process`;
+}
+
+/** p50 and p99 of a list of durations, e.g. "3.03/24.0 ms". */
+function p50p99(durations: number[]): string {
+  const sorted = [...durations].sort((a, b) => a - b);
+  return `${ms(percentile(sorted, 50))}/${ms(percentile(sorted, 99))} ms`;
+}
+
+function engineDetail(engine: BenchEngine): string {
+  const nonEmpty = engine.claims.filter((claim) => claim.claimed > 0);
+  const perClaim = nonEmpty.reduce((sum, claim) => sum + claim.claimed, 0) / Math.max(1, nonEmpty.length);
+  const perCommit = engine.commits.reduce((sum, commit) => sum + commit.size, 0) / Math.max(1, engine.commits.length);
+  return (
+    `${engine.claims.length} claims of ${perClaim.toFixed(1)}, p50/p99 ${p50p99(engine.claims.map((claim) => claim.durationMs))}; ` +
+    `${engine.commits.length} outcome commits of ${perCommit.toFixed(1)}, p50/p99 ${p50p99(engine.commits.map((commit) => commit.durationMs))}`
   );
 }
 
-async function waitAllFinished(pool: pg.Pool): Promise<void> {
-  for (;;) {
-    const { rows } = await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM mail.deliveries WHERE status IN ('queued','retrying','sending')");
-    if (rows[0]?.n === 0) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
+async function engineRun(pool: pg.Pool, mode: 'stub' | 'smtp', count: number, sink: SmtpSink | null, round: number): Promise<{ perSecond: number; detail: string }> {
+  const ids = await enqueueDeliveries(pool, count, `${mode}-${round}`);
+  // A delivery's job starts when it is handed to the relay, as a graphile-worker job's when its task runs.
+  const clock = new FirstJobClock();
+  const engine = await startBenchEngine({ ...engineOptions(mode, sink), onHandOver: () => clock.mark() });
+  await withinDeadline(engine.committed(count), `the ${mode} engine run`);
+  const timed = clock.stop(count);
+  await engine.stop();
+  const statuses = await statusesOf(pool, ids);
+  if (statuses.sent !== count) throw new Error(`${mode} run: expected ${count} sent, got ${JSON.stringify(statuses)}`);
+  return { perSecond: timed.perSecond, detail: `${count} in ${timed.seconds.toFixed(2)} s, ${cpuOf(timed)}; ${engineDetail(engine)}` };
+}
+
+async function sqlRun(pool: pg.Pool, round: number): Promise<{ perSecond: number; detail: string }> {
+  await enqueueDeliveries(pool, N, `sql-${round}`);
+  const t0 = performance.now();
+  const finished = await withinDeadline(sqlAloneLoop(pool, K, BATCH), 'the SQL-alone loop');
+  const seconds = (performance.now() - t0) / 1000;
+  return { perSecond: finished / seconds, detail: `${finished} in ${seconds.toFixed(2)} s` };
+}
+
+async function latencyRun(pool: pg.Pool, mode: 'stub' | 'smtp', perSecond: number, sink: SmtpSink | null): Promise<{ row: string; detail: string }> {
+  const handedOver = new Map<string, bigint>();
+  const engine = await startBenchEngine({ ...engineOptions(mode, sink), onHandOver: (id, at) => handedOver.set(id, at) });
+  try {
+    // Warm up (prepared statements, connections, the relay's pool) before anything is timed.
+    const warm = 4 * K;
+    await enqueueDeliveries(pool, warm, `warm-${mode}`);
+    await withinDeadline(engine.committed(warm), 'the warm-up');
+    const count = Math.round(perSecond * LATENCY_SECONDS);
+    const produced = await withinDeadline(pacedEnqueue({ dsn: postern.dsn, rate: perSecond, count, label: `paced-${mode}` }), 'the paced enqueue');
+    await withinDeadline(engine.committed(warm + count), `the ${mode} latency run`);
+    const latencies: number[] = [];
+    for (const [id, committedAt] of produced.committedAt) {
+      const at = handedOver.get(id);
+      if (at !== undefined) latencies.push(Number(at - committedAt) / 1e6);
+    }
+    latencies.sort((a, b) => a - b);
+    const missing = count - latencies.length;
+    const row = `| ${mode} | ${rate(perSecond)}/s (achieved ${rate(count / produced.seconds)}/s, ${produced.statements} INSERTs) | ${latencies.length}${missing > 0 ? ` (${missing} not handed over)` : ''} | ${ms(percentile(latencies, 50))} | ${ms(percentile(latencies, 90))} | ${ms(percentile(latencies, 99))} | ${ms(latencies.at(-1) ?? Number.NaN)} |`;
+    return { row, detail: `${mode}: ${engineDetail(engine)}` };
+  } finally {
+    await engine.stop();
   }
 }
 
-function sentOutcome(delivery: { id: string; attempt_count: number }): Outcome {
-  const now = new Date();
-  return {
-    deliveryId: delivery.id,
-    attemptNumber: delivery.attempt_count,
-    status: 'sent',
-    waitMs: 0,
-    lastError: null,
-    attempt: { status: 'sent', smtpCode: 250, enhancedCode: '2.0.0', smtpText: 'ok', startedAt: now, finishedAt: now, durationMs: 0 },
-  };
-}
-
-async function referenceLoop(pool: pg.Pool, batched: boolean): Promise<{ perSecond: number; p50: number; p99: number }> {
-  await queue(pool, N, batched ? 'refb' : 'ref');
-  const latencies: number[] = [];
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: K }, async (_, index) => {
-      const me = `bench-ref-${index}`;
-      for (;;) {
-        const c0 = performance.now();
-        const claimed = await claimDueDeliveries(pool, me, BATCH, 60_000);
-        latencies.push(performance.now() - c0);
-        if (claimed.length === 0) return;
-        if (batched) await recordOutcomes(pool, me, claimed.map(sentOutcome));
-        else for (const delivery of claimed) await recordOutcomes(pool, me, [sentOutcome(delivery)]);
-      }
-    }),
-  );
-  const seconds = (performance.now() - t0) / 1000;
-  latencies.sort((a, b) => a - b);
-  return { perSecond: N / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
-}
-
-/** True percentiles of the claim statement's duration, recorded per claim call (not histogram bounds). */
-function claimFigures(durations: number[], claimedCounts: number[]): { p50: string; p99: string; max: string; claims: number; perClaim: string } {
-  const sorted = [...durations].sort((a, b) => a - b);
-  const claimed = claimedCounts.reduce((a, b) => a + b, 0);
-  return {
-    p50: percentile(sorted, 50).toFixed(2),
-    p99: percentile(sorted, 99).toFixed(2),
-    max: (sorted.at(-1) ?? Number.NaN).toFixed(2),
-    claims: sorted.length,
-    perClaim: (claimed / Math.max(1, claimedCounts.filter((n) => n > 0).length)).toFixed(1),
-  };
-}
-
-async function engineRun(pool: pg.Pool, mode: 'stub' | 'smtp', count: number, smtpAddr: string | null) {
-  await queue(pool, count, mode);
-  const config = loadConfig(
-    {
-      MAIL_POSTGRES_PRIMARY_DSN: dsn,
-      MAIL_POSTGRES_POOL_MAX: String(K + 6),
-      MAIL_INTERNAL_HTTP_ADDR: '127.0.0.1:0',
-      MAIL_TEMPLATE_DIR: path.join(root, 'templates'),
-      MAIL_SMTP_MODE: mode,
-      ...(smtpAddr ? { MAIL_SMTP_ADDR: smtpAddr } : {}),
-      MAIL_SMTP_FROM: 'bench@postern.test',
-      MAIL_ATTEMPT_WORKER_CONCURRENCY: String(K),
-      MAIL_CLAIM_BATCH_SIZE: String(BATCH),
-      ...(AHEAD !== undefined ? { MAIL_CLAIM_AHEAD: AHEAD } : {}),
-      MAIL_LOG_LEVEL: 'error',
-    },
-    'core',
-  );
-  const durations: number[] = [];
-  const claimedCounts: number[] = [];
-  const batchSizes: number[] = [];
-  // Subscribed before the engine starts, so the first claims are timed too.
-  const events = new EngineEvents(log);
-  events.on('claim', ({ durationMs, claimed }) => {
-    durations.push(durationMs);
-    claimedCounts.push(claimed);
-  });
-  events.on('completion:batch', (batch) => batchSizes.push(batch.size));
-  const t0 = performance.now();
-  const engine = await startEngine(config, {
-    logger: log,
-    catalog: loadTemplateCatalog(config.templateDir),
-    http: false,
-    events,
-  });
-  await waitAllFinished(pool);
-  const seconds = (performance.now() - t0) / 1000;
-  const claims = claimFigures(durations, claimedCounts);
-  const meanBatch = (batchSizes.reduce((a, b) => a + b, 0) / Math.max(1, batchSizes.length)).toFixed(1);
-  await engine.stop();
-  const { rows } = await pool.query<{ status: string; n: number }>(
-    "SELECT status, count(*)::int AS n FROM mail.deliveries WHERE source = 'bench' AND subject LIKE 'Bench %' AND recipient LIKE $1 GROUP BY status",
-    [`${mode}-%`],
-  );
-  return { perSecond: count / seconds, seconds, claims, meanBatch, commits: batchSizes.length, statuses: rows };
-}
-
-function startSmtpSink(port: number): ChildProcess {
-  // -c: count, -u: run as this user when started as root; backlog 1024.
-  const args = [...(process.getuid?.() === 0 ? ['-u', 'postgres'] : []), `127.0.0.1:${port}`, '1024'];
-  return spawn('/usr/sbin/smtp-sink', args, { stdio: 'ignore' });
+function uptime(): string {
+  try {
+    return execFileSync('uptime', { encoding: 'utf8' }).trim();
+  } catch {
+    return `load average: ${os.loadavg().map((n) => n.toFixed(2)).join(', ')}`;
+  }
 }
 
 async function main(): Promise<void> {
-  const load = os.loadavg().map((n) => n.toFixed(2)).join(' ');
-  console.log(`# postern core bench — ${os.cpus().length} CPUs (${os.cpus()[0]?.model}), load average before: ${load}`);
-  console.log(`# rows=${ROWS} N(stub, reference)=${N} N(smtp)=${SMTP_N} K=${K} batch=${BATCH} claim-ahead=${AHEAD ?? 'default'}`);
+  const order = (['graphile', 'sql', 'stub', 'smtp'] as const).filter((run) => RUNS.has(run));
+  console.log(`# postern core bench — ${os.cpus().length} CPUs (${os.cpus()[0]?.model}), Node ${process.version}`);
+  console.log(`# before: ${uptime()}`);
+  console.log(`# rounds=${ROUNDS} N=${N} N(smtp)=${SMTP_N} K=${K} claim batch=${BATCH} claim-ahead=${AHEAD ?? 'default'} history rows=${ROWS}`);
+  const worker = RUNS.has('graphile') ? loadGraphileWorker() : null;
   const adminClient = new pg.Client({ connectionString: admin });
   await adminClient.connect();
-  await adminClient.query(`CREATE DATABASE ${pg.escapeIdentifier(dbName)}`);
-  const sink = startSmtpSink(2626);
-  const pool = new pg.Pool({ connectionString: dsn, max: K + 4 });
+  console.log(`# ${(await adminClient.query<{ version: string }>('SELECT version()')).rows[0]?.version}`);
+  await adminClient.query(`CREATE DATABASE ${pg.escapeIdentifier(postern.db)}`);
+  await adminClient.query(`CREATE DATABASE ${pg.escapeIdentifier(graphile.db)}`);
+  const needsSink = RUNS.has('smtp');
+  const sink = needsSink ? await startSmtpSink(SINK_PORT) : null;
+  const pool = new pg.Pool({ connectionString: postern.dsn, max: K + 4 });
   pool.on('error', () => {});
   try {
-    await runMigrations({ dsn, logger: log });
-    let t = performance.now();
-    await pool.query(
-      `INSERT INTO mail.deliveries (source, payload_mode, subject, text_body, recipient, envelope_from, rfc_message_id,
-                                    status, attempt_count, finished_at, created_at)
-       SELECT 'history', 'rendered', 's', 't', 'old' || g || '@sink.test', 'bench@postern.test',
-              '<old-' || g || '@postern.test>', 'sent', 1, now() - interval '1 day', now() - interval '1 day'
-         FROM generate_series(1, $1) AS g`,
-      [ROWS],
-    );
-    await pool.query('VACUUM ANALYZE mail.deliveries');
-    console.log(`filled ${ROWS} finished deliveries in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+    await runMigrations({ dsn: postern.dsn, logger: createLogger('bench', 'warn') });
+    const t = performance.now();
+    await fillHistory(pool, ROWS);
+    console.log(`# filled ${ROWS} finished deliveries in ${((performance.now() - t) / 1000).toFixed(1)} s`);
 
-    const perRow = await referenceLoop(pool, false);
-    console.log(`reference SQL loop (claim + one completion commit per delivery, no SMTP, K=${K}): ${perRow.perSecond.toFixed(0)} deliveries/s; claim p50 ${perRow.p50.toFixed(2)} ms, p99 ${perRow.p99.toFixed(2)} ms`);
-    await pool.query('VACUUM ANALYZE mail.deliveries');
-    const reference = await referenceLoop(pool, true);
-    console.log(`reference SQL loop (claim + one completion commit per claimed batch, no SMTP, K=${K}): ${reference.perSecond.toFixed(0)} deliveries/s; claim p50 ${reference.p50.toFixed(2)} ms, p99 ${reference.p99.toFixed(2)} ms`);
+    const rates: Record<RunName, number[]> = { graphile: [], sql: [], stub: [], smtp: [] };
+    for (let round = 1; round <= ROUNDS; round += 1) {
+      for (const run of order) {
+        await pool.query('VACUUM ANALYZE mail.deliveries');
+        const result =
+          run === 'graphile' && worker
+            ? await runGraphilePerfTest(worker, graphile.dsn, N, K).then((t) => ({ perSecond: t.perSecond, detail: `${N} in ${t.seconds.toFixed(2)} s, ${cpuOf(t)}` }))
+            : run === 'sql'
+              ? await sqlRun(pool, round)
+              : await engineRun(pool, run === 'stub' ? 'stub' : 'smtp', run === 'smtp' ? SMTP_N : N, sink, round);
+        rates[run].push(result.perSecond);
+        console.log(`round ${round} ${LABELS[run]}: ${rate(result.perSecond)}/s (${result.detail})`);
+      }
+    }
 
-    await pool.query('VACUUM ANALYZE mail.deliveries');
-    const stub = await engineRun(pool, 'stub', N, null);
-    console.log(`engine, stub mode (K=${K}): ${stub.perSecond.toFixed(0)} deliveries/s end to end (${N} in ${stub.seconds.toFixed(1)} s); claim p50 ${stub.claims.p50} ms, p99 ${stub.claims.p99} ms, max ${stub.claims.max} ms over ${stub.claims.claims} claims (${stub.claims.perClaim} per non-empty claim); ${stub.commits} completion commits, mean batch ${stub.meanBatch}; ratio to reference ${(stub.perSecond / reference.perSecond).toFixed(2)}`);
+    const reference = rates.graphile.length > 0 ? spreadOf(rates.graphile).median : null;
+    if (order.length > 0) console.log(`\n| run | median /s | range /s | ratio to graphile-worker |\n| --- | ---: | ---: | ---: |`);
+    for (const run of order) {
+      const spread = spreadOf(rates[run]);
+      const ratio = reference ? `${(spread.median / reference).toFixed(2)}×` : '—';
+      console.log(`| ${LABELS[run]} | ${rate(spread.median)} | ${rate(spread.min)}–${rate(spread.max)} | ${ratio} |`);
+    }
 
-    await pool.query('VACUUM ANALYZE mail.deliveries');
-    t = performance.now();
-    const smtp = await engineRun(pool, 'smtp', SMTP_N, '127.0.0.1:2626');
-    console.log(`engine, smtp mode to smtp-sink (K=${K}): ${smtp.perSecond.toFixed(0)} deliveries/s end to end (${SMTP_N} in ${smtp.seconds.toFixed(1)} s); claim p50 ${smtp.claims.p50} ms, p99 ${smtp.claims.p99} ms, max ${smtp.claims.max} ms over ${smtp.claims.claims} claims (${smtp.claims.perClaim} per non-empty claim); ${smtp.commits} completion commits, mean batch ${smtp.meanBatch}; ratio to reference ${(smtp.perSecond / reference.perSecond).toFixed(2)}; statuses ${JSON.stringify(smtp.statuses)}`);
-    console.log(`# load average after: ${os.loadavg().map((n) => n.toFixed(2)).join(' ')}`);
+    if (RUNS.has('latency')) {
+      const paced = LATENCY_RATE ? `${rate(LATENCY_RATE)}/s` : 'half the median rate';
+      console.log(`\nenqueue-to-send latency (ms, INSERT committed → handed to the relay), ${LATENCY_SECONDS} s paced at ${paced}:`);
+      console.log('| mode | pace | samples | p50 | p90 | p99 | max |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |');
+      const details: string[] = [];
+      for (const mode of ['stub', 'smtp'] as const) {
+        if (mode === 'smtp' && !sink) continue;
+        const median = rates[mode].length > 0 ? spreadOf(rates[mode]).median : null;
+        const pace = LATENCY_RATE ?? (median ? median / 2 : null);
+        if (pace === null) continue;
+        await pool.query('VACUUM ANALYZE mail.deliveries');
+        const { row, detail } = await latencyRun(pool, mode, pace, sink);
+        console.log(row);
+        details.push(detail);
+      }
+      for (const detail of details) console.log(detail);
+    }
+    console.log(`\n# after: ${uptime()}`);
   } finally {
     await pool.end();
-    sink.kill('SIGTERM');
-    await adminClient.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(dbName)} WITH (FORCE)`);
+    await sink?.stop();
+    await adminClient.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(postern.db)} WITH (FORCE)`);
+    await adminClient.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(graphile.db)} WITH (FORCE)`);
     await adminClient.end();
   }
 }
