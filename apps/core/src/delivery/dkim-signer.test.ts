@@ -73,6 +73,22 @@ describe('DKIM signing of the mail Postern originates', () => {
     expect(fromDomainOf(Buffer.from('Subject: none\r\n\r\nFrom: x@y.test\r\n'))).toBeNull();
   });
 
+  it('while PostgreSQL is away the last answer for the domain is used; with none, the failure is not hidden', async () => {
+    const { signing, record } = keyOf('ed25519');
+    const away = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+    let up = true;
+    const signer = createMessageSigner(async () => {
+      if (!up) throw away;
+      return signing;
+    });
+    const raw = await composed('postern@example.test');
+    await signer.signatureFor(raw);
+    up = false;
+    const during = (await signer.signatureFor(raw)) as Buffer;
+    expect((await dkimVerify(Buffer.concat([during, raw]), { resolver: resolverOf([record]) })).results[0]?.status.result).toBe('pass');
+    await expect(signer.signatureFor(await composed('postern@other.test'))).rejects.toBe(away);
+  });
+
   it('a key that cannot be opened is SigningUnavailable, naming why, never an unsigned message', async () => {
     const missing = createMessageSigner(async () => {
       throw new SecretsKeyMissingError('signing mail from example.test');

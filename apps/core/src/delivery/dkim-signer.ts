@@ -7,10 +7,11 @@
 // (OutboundMessage headerPrefix), so a 25 MiB message costs no second 25 MiB copy
 // (bench/core/dkim-sign-memory.ts). The slices end at a line break: the relaxed body hash copies a
 // line cut between two chunks into a new buffer, which for fixed-size slices is every chunk.
-// A key that exists but cannot be used (MAIL_SECRETS_KEY missing or wrong, a signing error) is
+// The key is read for every message; while PostgreSQL is away, the last answer for the domain is
+// used. A key that exists but cannot be used (MAIL_SECRETS_KEY missing or wrong, a signing error) is
 // SigningUnavailable: the delivery waits and is retried with the reason recorded, never sent
 // unsigned behind the operator's back.
-import { DKIM_KEY_TAGS, normalizeDomain, SealedKeyError, SecretsKeyMissingError, type SigningKey } from '@postern/shared';
+import { DKIM_KEY_TAGS, isRetryableDbError, normalizeDomain, SealedKeyError, SecretsKeyMissingError, type SigningKey } from '@postern/shared';
 import { Readable } from 'node:stream';
 import { dkimSign } from 'mailauth';
 import addressparser from 'nodemailer/lib/addressparser';
@@ -66,17 +67,26 @@ export function* lineSlices(raw: Buffer): Generator<Buffer> {
 }
 
 export function createMessageSigner(keyFor: (domain: string) => Promise<SigningKey | null>): MessageSigner {
+  // The last answer for each From domain, used only while PostgreSQL cannot answer: composed mail
+  // needs nothing else from it to be sent, and an outage must not hold it back (dead-runner). No
+  // key can change meanwhile: the API writes keys to the same database.
+  const lastKnown = new Map<string, SigningKey | null>();
+  const currentKey = async (domain: string): Promise<SigningKey | null> => {
+    try {
+      const key = await keyFor(domain);
+      lastKnown.set(domain, key);
+      return key;
+    } catch (error) {
+      if (error instanceof SecretsKeyMissingError || error instanceof SealedKeyError) throw new SigningUnavailable(error.message, { cause: error });
+      if (isRetryableDbError(error) && lastKnown.has(domain)) return lastKnown.get(domain) ?? null;
+      throw error;
+    }
+  };
   return {
     async signatureFor(raw) {
       const domain = fromDomainOf(raw);
       if (!domain) return null;
-      let key: SigningKey | null;
-      try {
-        key = await keyFor(domain);
-      } catch (error) {
-        if (error instanceof SecretsKeyMissingError || error instanceof SealedKeyError) throw new SigningUnavailable(error.message, { cause: error });
-        throw error;
-      }
+      const key = await currentKey(domain);
       if (!key) return null;
       const signature = { signingDomain: key.domain, selector: key.selector, privateKey: key.privateKeyPem, algorithm: DKIM_KEY_TAGS[key.keyType].a };
       // The signer signs what signatureData lists; its typings ask for the same fields at the top.
