@@ -3,7 +3,8 @@
 // hook (no DNS server needed); templated and rendered mail sent through the API, and Postern's own
 // bounces, leave the engine signed and verify at the receiving side, while mail relayed for others
 // is not signed; after the keys are retired and their records removed the next mail is unsigned.
-// The API and the engine refuse to start when MAIL_SECRETS_KEY is missing or does not open the keys.
+// The API and the engine refuse to start when MAIL_SECRETS_KEY is missing or does not open the keys,
+// and a key created later that the engine cannot open holds the mail back rather than sending it unsigned.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { dkimVerify } from 'mailauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -47,9 +48,11 @@ function recipient(label: string): string {
   return `${label}-${randomUUID().slice(0, 8)}@customers.test`;
 }
 
-async function sendRendered(to: string): Promise<void> {
+/** Queues a rendered mail through sendEmail; returns its delivery id. */
+async function sendRendered(to: string): Promise<string> {
   const answer = await gqlData(api, sender, SEND, { input: { to, idempotencyKey: randomUUID(), rendered: { subject: 'Your receipt', text: 'Thanks!' } } });
   expect(answer.sendEmail.__typename).toBe('SendEmailSuccess');
+  return answer.sendEmail.data.delivery.id;
 }
 
 async function sendTemplate(to: string): Promise<void> {
@@ -187,5 +190,32 @@ describe('DKIM keys through GraphQL, signatures verified at the receiving side',
     expect((await verify(signedEarlier)).map((entry) => entry.result)).not.toContain('pass');
     const again = await gqlData(api, admin, RETIRE, { input: { domain: DOMAIN, selector: 's2025' } });
     expect(again.retireDkimKey.__typename).toBe('ConflictError');
+  });
+
+  it('a key the engine cannot open holds the mail back, saying why, until it is retired; it is never sent unsigned meanwhile', async () => {
+    // An API with another MAIL_SECRETS_KEY starts (no unretired key to check) and creates a key
+    // the running engine cannot open.
+    const stranger = await startTestApi(db.dsn, { MAIL_SECRETS_KEY: randomBytes(32).toString('base64') });
+    try {
+      const created = await gqlData(stranger, admin, CREATE, { input: { domain: DOMAIN, selector: 's2027' } });
+      expect(created.createDkimKey.data).toMatchObject({ selector: 's2027', status: 'active' });
+    } finally {
+      await stranger.stop();
+    }
+    const to = recipient('held');
+    const id = await sendRendered(to);
+    const held = await waitFor(
+      'the delivery held back with the reason',
+      async () => (await db.pool.query('SELECT status, last_error FROM mail.deliveries WHERE id = $1', [id])).rows[0],
+      (row) => typeof row?.last_error === 'string' && row.last_error.startsWith('DKIM signing unavailable'),
+    );
+    expect(held.last_error).toContain('s2027._domainkey.postern.test cannot be opened with MAIL_SECRETS_KEY');
+    const attempts = await db.pool.query('SELECT count(*)::int AS n FROM mail.attempts WHERE delivery_id = $1', [id]);
+    expect(attempts.rows[0].n).toBe(0);
+    expect(sink.messages.some((message) => message.to.includes(to))).toBe(false);
+
+    await gqlData(api, admin, RETIRE, { input: { domain: DOMAIN, selector: 's2027' } });
+    const raw = await received(to);
+    expect(raw.toString()).not.toMatch(/^DKIM-Signature:/im);
   });
 });
