@@ -36,7 +36,7 @@ const raw = await new MailComposer({
   subject: 'large',
   text: line.repeat(Math.ceil((25 * MiB) / line.length)),
 }).compile().build();
-const key = { domain: 'example.test', selector: 'bench', keyType: 'rsa2048' as const, privateKeyPem: generateDkimKeyPair('rsa2048').privateKeyPem };
+const key = { domain: 'example.test', selector: 'bench', keyType: 'rsa2048' as const, privateKeyPem: (await generateDkimKeyPair('rsa2048')).privateKeyPem };
 /** What the relay's socket does with the bytes, without a peer: takes them, keeps nothing. */
 const sink = () => new Writable({ write: (_chunk, _encoding, done) => done() });
 const slices = function* (buffer: Buffer) {

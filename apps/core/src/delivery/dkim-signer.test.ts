@@ -13,8 +13,8 @@ import MailComposer from 'nodemailer/lib/mail-composer';
 import { describe, expect, it } from 'vitest';
 import { createMessageSigner, fromDomainOf, lineSlices, SigningUnavailable } from './dkim-signer.ts';
 
-function keyOf(keyType: DkimKeyType, domain = 'example.test', selector = 's1') {
-  const pair = generateDkimKeyPair(keyType);
+async function keyOf(keyType: DkimKeyType, domain = 'example.test', selector = 's1') {
+  const pair = await generateDkimKeyPair(keyType);
   const signing: SigningKey = { domain, selector, keyType, privateKeyPem: pair.privateKeyPem };
   const record = dkimDnsRecord({ domain, selector, keyType, publicKey: pair.publicKey });
   return { signing, record };
@@ -36,7 +36,7 @@ async function composed(from: string, text = 'Your code is 493817.'): Promise<Bu
 describe('DKIM signing of the mail Postern originates', () => {
   for (const keyType of ['rsa2048', 'ed25519'] as const) {
     it(`${keyType}: the signature verifies against the published record (mailauth verify)`, async () => {
-      const { signing, record } = keyOf(keyType);
+      const { signing, record } = await keyOf(keyType);
       const asked: string[] = [];
       const signer = createMessageSigner(async (domain) => {
         asked.push(domain);
@@ -52,7 +52,7 @@ describe('DKIM signing of the mail Postern originates', () => {
       const result = await dkimVerify(Buffer.concat([signature as Buffer, raw]), { resolver: resolverOf([record]) });
       expect(result.results.map((entry) => entry.status.result)).toEqual(['pass']);
       // Another key under the same name does not verify it.
-      const other = keyOf(keyType);
+      const other = await keyOf(keyType);
       const forged = await dkimVerify(Buffer.concat([signature as Buffer, raw]), { resolver: resolverOf([other.record]) });
       expect(forged.results.map((entry) => entry.status.result)).toEqual(['fail']);
     });
@@ -74,7 +74,7 @@ describe('DKIM signing of the mail Postern originates', () => {
   });
 
   it('while PostgreSQL is away the last answer for the domain is used; with none, the failure is not hidden', async () => {
-    const { signing, record } = keyOf('ed25519');
+    const { signing, record } = await keyOf('ed25519');
     const away = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
     let up = true;
     const signer = createMessageSigner(async () => {
@@ -94,7 +94,7 @@ describe('DKIM signing of the mail Postern originates', () => {
       throw new SecretsKeyMissingError('signing mail from example.test');
     });
     await expect(missing.signatureFor(await composed('postern@example.test'))).rejects.toThrow(SigningUnavailable);
-    const { signing } = keyOf('ed25519');
+    const { signing } = await keyOf('ed25519');
     const name = { domain: 'example.test', selector: 's1' };
     const sealed = sealPrivateKey(randomBytes(32), name, signing.privateKeyPem);
     const wrongKey = createMessageSigner(async () => ({ ...signing, privateKeyPem: openPrivateKey(randomBytes(32), name, sealed) }));
@@ -102,7 +102,7 @@ describe('DKIM signing of the mail Postern originates', () => {
   });
 
   it('a 25 MiB message is signed from views of its buffer, never a copy of it (RSS: bench/core/dkim-sign-memory.ts)', async () => {
-    const { signing, record } = keyOf('rsa2048');
+    const { signing, record } = await keyOf('rsa2048');
     const line = `${'x'.repeat(76)}\r\n`;
     const raw = await composed('postern@example.test', line.repeat(Math.ceil((25 * 1024 * 1024) / line.length)));
     expect(raw.length).toBeGreaterThan(25 * 1024 * 1024);

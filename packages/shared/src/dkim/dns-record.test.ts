@@ -5,8 +5,8 @@ import { generateDkimKeyPair } from './key-pair.ts';
 import { dkimSelector, DkimKeyInputError } from './manage-dkim-keys.ts';
 
 describe('the DNS record of a DKIM key', () => {
-  it('RSA 2048: p= is the SubjectPublicKeyInfo, and the zone line splits it into strings of at most 255', () => {
-    const pair = generateDkimKeyPair('rsa2048');
+  it('RSA 2048: p= is the SubjectPublicKeyInfo, and the zone line splits it into strings of at most 255', async () => {
+    const pair = await generateDkimKeyPair('rsa2048');
     const key = createPublicKey({ key: Buffer.from(pair.publicKey, 'base64'), format: 'der', type: 'spki' });
     expect(key.asymmetricKeyDetails?.modulusLength).toBe(2048);
     const record = dkimDnsRecord({ domain: 'example.test', selector: 'mail2025', keyType: 'rsa2048', publicKey: pair.publicKey });
@@ -19,8 +19,8 @@ describe('the DNS record of a DKIM key', () => {
     expect(record.zoneFileLine.startsWith('mail2025._domainkey.example.test. IN TXT "v=DKIM1; k=rsa; p=')).toBe(true);
   });
 
-  it('Ed25519: p= is the bare 32-byte key (RFC 8463), one string', () => {
-    const pair = generateDkimKeyPair('ed25519');
+  it('Ed25519: p= is the bare 32-byte key (RFC 8463), one string', async () => {
+    const pair = await generateDkimKeyPair('ed25519');
     expect(Buffer.from(pair.publicKey, 'base64')).toHaveLength(32);
     const record = dkimDnsRecord({ domain: 'example.test', selector: 'ed', keyType: 'ed25519', publicKey: pair.publicKey });
     expect(record.zoneFileLine).toBe(`ed._domainkey.example.test. IN TXT "v=DKIM1; k=ed25519; p=${pair.publicKey}"`);

@@ -2,7 +2,11 @@
 // what the large mailbox providers ask for) or Ed25519 (RFC 8463). The public half is kept as the
 // p= value of the DNS record: base64 of the SubjectPublicKeyInfo for RSA, of the bare 32-byte key
 // for Ed25519 (RFC 8463 section 4.2); the private half as PKCS#8 PEM, sealed before it is stored.
-import { generateKeyPairSync } from 'node:crypto';
+// Generated off the event loop: an RSA key takes long enough to stall the API's other requests.
+import { generateKeyPair } from 'node:crypto';
+import { promisify } from 'node:util';
+
+const generate = promisify(generateKeyPair);
 
 export const DKIM_KEY_TYPES = ['rsa2048', 'ed25519'] as const;
 export type DkimKeyType = (typeof DKIM_KEY_TYPES)[number];
@@ -22,15 +26,15 @@ export interface DkimKeyPair {
 /** DER SubjectPublicKeyInfo of an Ed25519 key: a fixed 12-byte prefix, then the 32-byte key. */
 const ED25519_SPKI_PREFIX_BYTES = 12;
 
-export function generateDkimKeyPair(type: DkimKeyType): DkimKeyPair {
+export async function generateDkimKeyPair(type: DkimKeyType): Promise<DkimKeyPair> {
   if (type === 'rsa2048') {
-    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const { privateKey, publicKey } = await generate('rsa', { modulusLength: 2048 });
     return {
       privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
       publicKey: publicKey.export({ type: 'spki', format: 'der' }).toString('base64'),
     };
   }
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const { privateKey, publicKey } = await generate('ed25519');
   return {
     privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
     publicKey: publicKey.export({ type: 'spki', format: 'der' }).subarray(ED25519_SPKI_PREFIX_BYTES).toString('base64'),

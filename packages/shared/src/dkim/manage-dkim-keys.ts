@@ -108,7 +108,6 @@ SELECT $1, $2, $3, $4, $5, s.status, CASE WHEN s.status = 'active' THEN now() EN
                     THEN 'active' ELSE 'pending' END AS status) s
 RETURNING /*DKIM_KEY_COLUMNS*/`);
 
-
 function uniqueViolation(error: unknown): string | null {
   const failure = error as { code?: unknown; constraint?: unknown };
   return failure.code === '23505' ? String(failure.constraint ?? '') : null;
@@ -120,7 +119,7 @@ function inTransaction<T>(db: Queryable, work: (tx: Queryable) => Promise<T>): P
 }
 
 async function insertKey(db: Queryable, secretsKey: SecretsKey, key: { domain: string; selector: string; keyType: DkimKeyType }, active: boolean) {
-  const pair = generateDkimKeyPair(key.keyType);
+  const pair = await generateDkimKeyPair(key.keyType);
   const sealed = sealPrivateKey(secretsKey, key, pair.privateKeyPem);
   try {
     const result = await db.query<DkimKeyRecord>(INSERT_KEY_SQL, [key.domain, key.selector, key.keyType, pair.publicKey, sealed, active]);

@@ -6,7 +6,7 @@ import { openPrivateKey, SealedKeyError, sealPrivateKey } from './sealed-key.ts'
 import { parseSecretsKey } from './secrets-key.ts';
 
 const name = { domain: 'example.test', selector: 's1' };
-const pem = generateDkimKeyPair('ed25519').privateKeyPem;
+const pem = (await generateDkimKeyPair('ed25519')).privateKeyPem;
 
 describe('sealed DKIM private keys', () => {
   it('open with the key they were sealed with, and the PEM is nowhere in the sealed bytes', () => {
