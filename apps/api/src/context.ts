@@ -1,6 +1,6 @@
 // What every resolver receives. The principal was established by the HTTP layer before GraphQL ran
 // (no token or a revoked one never reaches here: it got a 401).
-import type { ApiScope, Logger, Pool } from '@postern/shared';
+import type { ApiScope, Logger, Pool, SecretsKey } from '@postern/shared';
 import type { SendEmailIntake } from './operations/send-email-intake.ts';
 import type { Loaders } from './schema/loaders.ts';
 
@@ -17,6 +17,8 @@ export interface ApiContext {
   principal: Principal;
   logger: Logger;
   intake: SendEmailIntake;
+  /** MAIL_SECRETS_KEY, which seals new DKIM keys; null when unset. */
+  secretsKey: SecretsKey | null;
   /** This request's batching loaders (schema/loaders.ts); made new for every request. */
   loaders: Loaders;
 }

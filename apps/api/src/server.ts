@@ -1,7 +1,9 @@
 // The API as a value: startApi() opens the pool, loads the template catalog (sendEmail checks
-// commands against it, as the engine's stream intake does), and serves /graphql plus /healthz,
-// /readyz and /metrics on config.http.api. main.ts calls it once; tests call it on port 0.
+// commands against it, as the engine's stream intake does), checks that MAIL_SECRETS_KEY opens the
+// stored DKIM keys (keys it creates must open in the engine too), and serves /graphql plus
+// /healthz, /readyz and /metrics on config.http.api. main.ts calls it once; tests call it on port 0.
 import {
+  checkSecretsKey,
   createMetricsRegistry,
   createPool,
   type ListenAddress,
@@ -51,12 +53,20 @@ export async function startApi(config: PosternConfig, deps: ApiDeps): Promise<Ap
     statementTimeoutMs: config.postgres.statementTimeoutMs,
     logger,
   });
+  try {
+    const dkimKeys = await checkSecretsKey(pool, config.secretsKey);
+    if (dkimKeys > 0) logger.info({ keys: dkimKeys }, 'DKIM keys open with MAIL_SECRETS_KEY');
+  } catch (error) {
+    await pool.end();
+    throw error;
+  }
   const graphiql = deps.graphiql ?? !production;
   const yoga = createApiYoga({
     db: pool,
     logger,
     metrics,
     intake: createSendEmailIntake(pool, { catalog, sender: config.smtp.from }),
+    secretsKey: config.secretsKey,
     production,
     introspection: deps.introspection ?? !production,
     graphiql,

@@ -4,16 +4,18 @@
 // queue, one killed mid-batch). The value it returns carries the engine's events (engine-events.ts:
 // what it does, for metrics, the benchmark and tests) and its maintenance (lease reclaim and
 // retention, one pass on demand). Boot order is the runbook's (no-health-endpoints, docs/incidents.md): migrations (main.ts, or
-// options.migrate) -> template catalog -> Redis ping -> HTTP listener -> loops.
+// options.migrate) -> DKIM keys open with MAIL_SECRETS_KEY -> template catalog -> Redis ping -> HTTP listener -> loops.
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import {
+  checkSecretsKey,
   createDeliveryLifecycle,
   createMetricsRegistry,
   createPool,
   createRedisConnections,
   type ListenAddress,
   type Logger,
+  loadSigningKey,
   loadTemplateCatalog,
   type OpsServer,
   type Pool,
@@ -27,6 +29,7 @@ import {
 } from '@postern/shared';
 import { DSN_TEMPLATE_ID } from './delivery/bounce.ts';
 import { defaultReplyRules } from './delivery/classify-reply.ts';
+import { createMessageSigner } from './delivery/dkim-signer.ts';
 import { lostLeaseEnding } from './delivery/fail-for-good.ts';
 import { retryLadder } from './delivery/retry-ladder.ts';
 import { EngineEvents } from './engine-events.ts';
@@ -114,6 +117,9 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
   const samplerRef: { current: ScheduleSampler | null } = { current: null };
   try {
     if (deps.migrate) await runMigrations({ dsn: config.postgres.dsn, logger: log });
+    // A DKIM key this engine could not open would hold back its domain's mail: refuse to start.
+    const dkimKeys = await checkSecretsKey(pool, config.secretsKey);
+    if (dkimKeys > 0) log.info({ keys: dkimKeys }, 'DKIM keys open with MAIL_SECRETS_KEY');
     const catalog = deps.catalog ?? loadTemplateCatalog(config.templateDir);
     if (!catalog.templates.has(DSN_TEMPLATE_ID)) {
       throw new Error(`template catalog ${catalog.dir} has no "${DSN_TEMPLATE_ID}" template, which bounces are written with`);
@@ -241,6 +247,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
         lifecycle,
         completions,
         relay,
+        signer: createMessageSigner((domain) => loadSigningKey(pool, config.secretsKey, domain)),
         ...bounces,
         ladder,
         rules: defaultReplyRules(),

@@ -66,6 +66,7 @@ export {
   revokeApiToken,
   TOKEN_PREFIX,
 } from './tokens/index.ts';
+export * from './dkim/index.ts';
 export * from './intake/index.ts';
 export * from './lifecycle/index.ts';
 export * from './templates/index.ts';

@@ -6,7 +6,7 @@ import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
-import type { Logger, Pool } from '@postern/shared';
+import type { Logger, Pool, SecretsKey } from '@postern/shared';
 import { GraphQLError, NoSchemaIntrospectionCustomRule } from 'graphql';
 import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import type { ApiContext, Principal } from '../context.ts';
@@ -31,6 +31,7 @@ export interface YogaOptions {
   db: Pool;
   logger: Logger;
   intake: SendEmailIntake;
+  secretsKey: SecretsKey | null;
   metrics: ApiMetrics;
   production: boolean;
   introspection: boolean;
@@ -85,7 +86,14 @@ export function createApiYoga(options: YogaOptions): ApiYoga {
     plugins,
     context: ({ principal }): ApiContext => {
       if (!principal) throw new GraphQLError('authentication required', { extensions: { code: 'UNAUTHENTICATED', http: { status: 401 } } });
-      return { db: options.db, principal, logger: options.logger, intake: options.intake, loaders: createLoaders(options.db) };
+      return {
+        db: options.db,
+        principal,
+        logger: options.logger,
+        intake: options.intake,
+        secretsKey: options.secretsKey,
+        loaders: createLoaders(options.db),
+      };
     },
   });
 }

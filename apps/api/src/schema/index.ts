@@ -4,6 +4,7 @@ import './scalars.ts';
 import './error-types.ts';
 import './domain.ts';
 import './alias.ts';
+import './dkim-key.ts';
 import './attempt.ts';
 import './delivery.ts';
 import './dead-letter.ts';

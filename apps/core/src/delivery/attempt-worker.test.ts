@@ -7,6 +7,7 @@ import type { OutboundMessage, Relay, SendFailure, SendResult } from '../relay/r
 import { createFakeLifecycle, type FakeLifecycle, pgError } from '../testing/fake-lifecycle.ts';
 import { type AttemptDeps, attemptDelivery } from './attempt-worker.ts';
 import { defaultReplyRules } from './classify-reply.ts';
+import { SigningUnavailable } from './dkim-signer.ts';
 import { retryLadder } from './retry-ladder.ts';
 
 const catalog = loadTemplateCatalog(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../templates'));
@@ -180,5 +181,50 @@ describe('attempt worker: recording the outcome', () => {
     expect(lost.recorded).toMatchObject({ status: 'dead_letter' });
     expect(deadLetters(lost.metrics)).toBe(0);
     expect(lost.lifecycle.bounces).toEqual([]);
+  });
+});
+
+describe('attempt worker: DKIM signing', () => {
+  const signature = Buffer.from('DKIM-Signature: v=1; d=postern.test; s=s1; b=x\r\n');
+  /** A signer that signs everything it is asked about, and remembers the From domains it was asked for. */
+  function recordingSigner(answer: () => Promise<Buffer | null> = async () => signature) {
+    const asked: string[] = [];
+    const signer = {
+      async signatureFor(raw: Buffer) {
+        asked.push(raw.toString().match(/^From: (.*)$/m)?.[1] ?? '');
+        return answer();
+      },
+    };
+    return { asked, signer };
+  }
+
+  it('composed mail goes to the relay with its signature in front, the message bytes unchanged', async () => {
+    const { signer, asked } = recordingSigner();
+    const { relay, recorded } = await attempt(rendered(), replyOk(), undefined, { signer });
+    expect(asked).toEqual(['postern@postern.test']);
+    expect(relay.sent[0]?.headerPrefix).toBe(signature);
+    expect(relay.sent[0]?.raw.toString()).not.toContain('DKIM-Signature');
+    expect(recorded).toMatchObject({ status: 'sent' });
+  });
+
+  it("Postern's own bounces are signed; mail relayed for others is not", async () => {
+    const { signer, asked } = recordingSigner();
+    const bounce = await attempt(accepted({ source: 'postern-dsn', category: 'bounce', envelope_from: '' }), replyOk(), undefined, { signer });
+    expect(bounce.relay.sent[0]?.headerPrefix).toBe(signature);
+    const relayed = await attempt(accepted(), replyOk(), undefined, { signer });
+    expect(relayed.relay.sent[0]?.headerPrefix).toBeUndefined();
+    expect(asked).toHaveLength(1);
+  });
+
+  it('a key that cannot be used: the delivery waits without an attempt and is not sent unsigned', async () => {
+    const { signer } = recordingSigner(async () => {
+      throw new SigningUnavailable('MAIL_SECRETS_KEY is not set: signing mail from postern.test needs it');
+    });
+    const { relay, recorded } = await attempt(rendered({ attempt_count: 3 }), replyOk(), undefined, { signer });
+    expect(relay.sent).toEqual([]);
+    expect(recorded).toMatchObject({
+      status: 'retrying', attempt: null, waitMs: 1_000,
+      lastError: 'DKIM signing unavailable: MAIL_SECRETS_KEY is not set: signing mail from postern.test needs it',
+    });
   });
 });

@@ -25,8 +25,9 @@ import type { EngineMetrics } from '../metrics.ts';
 import type { Relay, SmtpReply } from '../relay/relay.ts';
 import { type Classification, classifyFailure, type ReplyRule } from './classify-reply.ts';
 import { type BuiltMessage, buildMessage, UnbuildableDelivery } from './compose-message.ts';
+import { type MessageSigner, SigningUnavailable } from './dkim-signer.ts';
 import { afterTemporaryFailure, type Ending, failForGood } from './fail-for-good.ts';
-import type { RetryLadder } from './retry-ladder.ts';
+import { nextStep, type RetryLadder } from './retry-ladder.ts';
 
 export interface AttemptDeps {
   /** Reads the message of relayed mail (the lifecycle's loadPayload). */
@@ -35,6 +36,8 @@ export interface AttemptDeps {
    *  into one commit). Resolves after the commit: true if recorded, false if the lease was lost. */
   completions: { record(outcome: OutcomeToRecord): Promise<boolean> };
   relay: Relay;
+  /** DKIM-signs the mail Postern originates; absent: nothing is signed. */
+  signer?: MessageSigner;
   catalog: TemplateCatalog;
   ladder: RetryLadder;
   rules: readonly ReplyRule[];
@@ -130,10 +133,25 @@ export async function attemptDelivery(deps: AttemptDeps, delivery: ClaimedDelive
         // The stub reads no bytes: templates are still rendered (a broken one fails as it would
         // in production), but no MIME message is composed for it.
         compose: !deps.relay.discardsMessages,
+        ...(deps.signer ? { signer: deps.signer } : {}),
       },
       delivery,
     );
   } catch (error) {
+    if (error instanceof SigningUnavailable) {
+      // Its From domain has a key this engine cannot use (MAIL_SECRETS_KEY missing or wrong): the
+      // mail waits, without an attempt (so the ladder is not spent on it), until the operator
+      // fixes the key; it is never sent unsigned instead.
+      const step = nextStep(deps.ladder, 1);
+      log().error({ err: error }, 'DKIM signing unavailable; the delivery waits');
+      await record({
+        status: 'retrying',
+        attempt: null,
+        waitMs: step.action === 'retry' ? step.waitMs : 60_000,
+        lastError: `DKIM signing unavailable: ${error.message}`.slice(0, 1_000),
+      });
+      return;
+    }
     if (!(error instanceof UnbuildableDelivery)) throw error;
     log().error({ err: error }, 'delivery cannot be built; it fails without an attempt');
     await record({ status: 'failed', attempt: null, lastError: error.message });
@@ -148,6 +166,7 @@ export async function attemptDelivery(deps: AttemptDeps, delivery: ClaimedDelive
     envelopeFrom: built.envelopeFrom,
     recipient: delivery.recipient,
     raw: built.raw,
+    ...(built.signature ? { headerPrefix: built.signature } : {}),
     smtpUtf8: built.smtpUtf8 === true,
     body8BitMime: built.body8BitMime === true,
   }, beat);

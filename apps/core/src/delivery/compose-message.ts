@@ -2,8 +2,12 @@
 // it — the bytes received with the edge's Received: trace header prepended — so signatures (DKIM)
 // survive. Template and rendered deliveries are composed here, with the delivery's one stable
 // Message-ID and its creation time as Date:, so every attempt sends the same message.
-import { type ClaimedDelivery, type Logger, renderLocale, resolveLocale, type TemplateCatalog } from '@postern/shared';
+// What Postern originates — composed mail and its own bounces (relayed, source BOUNCE_SOURCE) — is
+// DKIM-signed at each attempt when its From domain has an active key (dkim-signer.ts): the key
+// that signs is the one active when the mail leaves, so a retired key never signs a retry.
+import { BOUNCE_SOURCE, type ClaimedDelivery, type Logger, renderLocale, resolveLocale, type TemplateCatalog } from '@postern/shared';
 import MailComposer from 'nodemailer/lib/mail-composer';
+import type { MessageSigner } from './dkim-signer.ts';
 
 /** The delivery cannot be built, now or ever: it fails without an attempt. */
 export class UnbuildableDelivery extends Error {}
@@ -16,6 +20,8 @@ export interface ComposeContext {
   loadPayload(messageId: string): Promise<{ raw: Buffer; receivedAt: Date } | null>;
   /** false: render and check everything, but compose no bytes (the stub relay discards them). */
   compose?: boolean;
+  /** Signs what Postern originates; absent: nothing is signed. */
+  signer?: MessageSigner;
 }
 
 const NOT_COMPOSED = Buffer.alloc(0);
@@ -24,6 +30,8 @@ export interface BuiltMessage {
   raw: Buffer;
   envelopeFrom: string;
   receivedAt: Date | null;
+  /** The DKIM-Signature header line(s) sent in front of raw, or null: unsigned. */
+  signature: Buffer | null;
   /** Relayed mail whose sender used SMTPUTF8 / BODY=8BITMIME: the relay is told the same. */
   smtpUtf8?: boolean;
   body8BitMime?: boolean;
@@ -51,28 +59,42 @@ async function compose(
   return composer.compile().build();
 }
 
+function signatureFor(context: ComposeContext, raw: Buffer): Promise<Buffer | null> {
+  return context.signer ? context.signer.signatureFor(raw) : Promise.resolve(null);
+}
+
+function notComposed(context: ComposeContext, delivery: ClaimedDelivery): BuiltMessage {
+  return { raw: NOT_COMPOSED, envelopeFrom: delivery.envelope_from || context.sender, receivedAt: null, signature: null };
+}
+
+async function composed(context: ComposeContext, delivery: ClaimedDelivery, raw: Buffer): Promise<BuiltMessage> {
+  return { raw, envelopeFrom: delivery.envelope_from || context.sender, receivedAt: null, signature: await signatureFor(context, raw) };
+}
+
 export async function buildMessage(context: ComposeContext, delivery: ClaimedDelivery): Promise<BuiltMessage> {
   if (delivery.payload_mode === 'relay') {
     if (!delivery.message_id) throw new UnbuildableDelivery('relay delivery without a message');
     const payload = await context.loadPayload(delivery.message_id);
     if (!payload) throw new UnbuildableDelivery('the received message is gone (purged by retention or deleted)');
     // The envelope sender is kept, not SRS-rewritten (docs/core.md, "Envelope sender").
+    const ours = delivery.source === BOUNCE_SOURCE && context.compose !== false;
     return {
       raw: payload.raw,
       envelopeFrom: delivery.envelope_from,
       receivedAt: payload.receivedAt,
+      signature: ours ? await signatureFor(context, payload.raw) : null,
       smtpUtf8: delivery.smtputf8 === true,
       body8BitMime: delivery.body_type === '8bitmime',
     };
   }
   if (delivery.payload_mode === 'rendered') {
-    if (context.compose === false) return { raw: NOT_COMPOSED, envelopeFrom: delivery.envelope_from || context.sender, receivedAt: null };
+    if (context.compose === false) return notComposed(context, delivery);
     const raw = await compose(delivery, context.sender, {
       subject: delivery.subject ?? '',
       text: delivery.text_body,
       html: delivery.html_body,
     });
-    return { raw, envelopeFrom: delivery.envelope_from || context.sender, receivedAt: null };
+    return composed(context, delivery, raw);
   }
   const template = context.catalog.templates.get(delivery.template_id ?? '');
   if (!template) throw new UnbuildableDelivery(`template "${delivery.template_id}" is no longer in the catalog`);
@@ -86,7 +108,6 @@ export async function buildMessage(context: ComposeContext, delivery: ClaimedDel
     );
   }
   const content = renderLocale(locale, delivery.template_variables ?? {});
-  if (context.compose === false) return { raw: NOT_COMPOSED, envelopeFrom: delivery.envelope_from || context.sender, receivedAt: null };
-  const raw = await compose(delivery, context.sender, content);
-  return { raw, envelopeFrom: delivery.envelope_from || context.sender, receivedAt: null };
+  if (context.compose === false) return notComposed(context, delivery);
+  return composed(context, delivery, await compose(delivery, context.sender, content));
 }

@@ -12,6 +12,9 @@ export interface OutboundMessage {
   envelopeFrom: string;
   recipient: string;
   raw: Buffer;
+  /** Header lines sent before raw (a DKIM-Signature): written to the connection first, never
+   *  copied into raw, so a signed message is not held twice. */
+  headerPrefix?: Buffer;
   /** The original sender used SMTPUTF8 / BODY=8BITMIME at MAIL FROM: say the same to the relay. */
   smtpUtf8?: boolean;
   body8BitMime?: boolean;

@@ -183,6 +183,7 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
         // and make dataSent lie); each pull of the next chunk means the previous one was taken.
         const source = Readable.from(
           (function* () {
+            if (message.headerPrefix && message.headerPrefix.length > 0) yield message.headerPrefix;
             for (const chunk of chunksOf(message.raw)) {
               yield chunk;
               progress();

@@ -3,6 +3,7 @@
 // configuration table; keep the two in step.
 import { z } from 'zod';
 import { InvalidAddressError, normalizeAddress } from '../addresses/normalize-address.ts';
+import { parseSecretsKey } from '../dkim/secrets-key.ts';
 import {
   type Parsed,
   parseByteSize,
@@ -76,6 +77,10 @@ export const envSchema = z.object({
   // Whole-send deadline: a relay that keeps the socket busy (a reply trickled one line at a time)
   // never trips the per-command timeout. Unset: SMTP_SEND_STEPS x MAIL_SMTP_TIMEOUT (load-config.ts).
   MAIL_SMTP_SEND_DEADLINE: parsedBy(parseDuration).optional(),
+
+  // Seals the secrets kept in PostgreSQL (DKIM private keys): 32 bytes, base64. Needed by the API
+  // and the engine once a DKIM key exists (packages/shared/src/dkim/).
+  MAIL_SECRETS_KEY: parsedBy(parseSecretsKey).optional(),
 
   // Engine tuning.
   MAIL_ATTEMPT_WORKER_CONCURRENCY: count('8', 1000),

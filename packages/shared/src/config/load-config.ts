@@ -28,6 +28,8 @@ export interface PosternConfig {
     /** A whole send, first byte to last reply (MAIL_SMTP_SEND_DEADLINE or SMTP_SEND_STEPS x timeoutMs). */
     sendDeadlineMs: number;
   };
+  /** MAIL_SECRETS_KEY: seals DKIM private keys; null when unset (then no DKIM key may exist). */
+  secretsKey: Buffer | null;
   engine: {
     attemptWorkerConcurrency: number;
     shutdownTimeoutMs: number;
@@ -181,6 +183,7 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
       timeoutMs: env.MAIL_SMTP_TIMEOUT,
       sendDeadlineMs: sendDeadlineOf(env),
     },
+    secretsKey: env.MAIL_SECRETS_KEY ?? null,
     engine: {
       attemptWorkerConcurrency: env.MAIL_ATTEMPT_WORKER_CONCURRENCY,
       shutdownTimeoutMs: env.MAIL_SHUTDOWN_TIMEOUT,

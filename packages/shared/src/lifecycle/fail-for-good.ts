@@ -17,6 +17,10 @@ import { storableText } from '../text/storable-text.ts';
 /** deliveries.last_error and dead_letters.reason: long enough for a reply, bounded for the API. */
 export const MAX_REASON_CHARS = 1_000;
 
+/** The source of every bounce (INSERT_BOUNCE_SQL writes it): mail Postern originates, unlike the
+ *  other relayed deliveries, so the engine signs it (DKIM). Reserved: no token may send as it. */
+export const BOUNCE_SOURCE = 'postern-dsn';
+
 const INSERT_BOUNCE_SQL = `
 WITH m AS (
   INSERT INTO mail.messages (id, envelope_from, envelope_to, message_id_header, subject, from_header, size_bytes)

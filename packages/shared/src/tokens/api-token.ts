@@ -18,6 +18,10 @@ export const API_SCOPES = [
   'suppressions:read',
   'suppressions:write',
   'queue:read',
+  // DKIM keys: reading their DNS records, and creating, rotating and retiring them (never their
+  // private halves, which no scope exposes).
+  'dkim:read',
+  'dkim:write',
   // Nested fields carry the scope of what they expose: whoever may read a delivery does not
   // thereby read the relay's replies, the message's content, or the raw text of refused commands
   // (which can hold login codes).

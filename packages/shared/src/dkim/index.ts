@@ -1,0 +1,21 @@
+export { dkimDnsRecord, type DkimDnsRecord, dkimRecordName } from './dns-record.ts';
+export { DKIM_KEY_TAGS, DKIM_KEY_TYPES, type DkimKeyPair, type DkimKeyType, generateDkimKeyPair } from './key-pair.ts';
+export {
+  createDkimKey,
+  DKIM_KEY_COLUMNS,
+  DKIM_KEY_STATUSES,
+  DkimKeyConflictError,
+  DkimKeyInputError,
+  DkimKeyNotFoundError,
+  type DkimKeyRecord,
+  type DkimKeyStatus,
+  type DkimRotation,
+  dkimDomain,
+  dkimSelector,
+  type NewDkimKey,
+  retireDkimKey,
+  rotateDkimKey,
+} from './manage-dkim-keys.ts';
+export { type KeyName, openPrivateKey, SealedKeyError, sealPrivateKey } from './sealed-key.ts';
+export { parseSecretsKey, SECRETS_KEY_BYTES, type SecretsKey, SecretsKeyMissingError } from './secrets-key.ts';
+export { checkSecretsKey, loadSigningKey, type SigningKey } from './signing-keys.ts';

@@ -1,0 +1,58 @@
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../config/load-config.ts';
+import { generateDkimKeyPair } from './key-pair.ts';
+import { openPrivateKey, SealedKeyError, sealPrivateKey } from './sealed-key.ts';
+import { parseSecretsKey } from './secrets-key.ts';
+
+const name = { domain: 'example.test', selector: 's1' };
+const pem = (await generateDkimKeyPair('ed25519')).privateKeyPem;
+
+describe('sealed DKIM private keys', () => {
+  it('open with the key they were sealed with, and the PEM is nowhere in the sealed bytes', () => {
+    const key = randomBytes(32);
+    const sealed = sealPrivateKey(key, name, pem);
+    expect(openPrivateKey(key, name, sealed)).toBe(pem);
+    const body = pem.split('\n')[1] as string;
+    expect(sealed.toString('latin1')).not.toContain(body);
+    expect(sealed.toString('base64')).not.toContain(body);
+    // A fresh IV every time: sealing twice never gives the same bytes.
+    expect(sealPrivateKey(key, name, pem).equals(sealed)).toBe(false);
+  });
+
+  it('refuse loudly to open with another key, on another row, or altered', () => {
+    const key = randomBytes(32);
+    const sealed = sealPrivateKey(key, name, pem);
+    expect(() => openPrivateKey(randomBytes(32), name, sealed)).toThrow(SealedKeyError);
+    expect(() => openPrivateKey(randomBytes(32), name, sealed)).toThrow(/s1\._domainkey\.example\.test cannot be opened with MAIL_SECRETS_KEY: wrong key/);
+    expect(() => openPrivateKey(key, { ...name, selector: 's2' }, sealed)).toThrow(SealedKeyError);
+    expect(() => openPrivateKey(key, { ...name, domain: 'other.test' }, sealed)).toThrow(SealedKeyError);
+    const altered = Buffer.from(sealed);
+    altered[altered.length - 1] = (altered[altered.length - 1] as number) ^ 1;
+    expect(() => openPrivateKey(key, name, altered)).toThrow(SealedKeyError);
+    expect(() => openPrivateKey(key, name, sealed.subarray(0, 20))).toThrow(/not a sealed key/);
+  });
+});
+
+describe('MAIL_SECRETS_KEY', () => {
+  const minimal = { MAIL_POSTGRES_PRIMARY_DSN: 'postgres://u:p@127.0.0.1:5432/postern', MAIL_SMTP_MODE: 'stub' };
+
+  it('is 32 bytes of base64 (or base64url), and optional', () => {
+    const key = randomBytes(32);
+    expect(loadConfig({ ...minimal, MAIL_SECRETS_KEY: key.toString('base64') }, 'core').secretsKey?.equals(key)).toBe(true);
+    expect(loadConfig({ ...minimal, MAIL_SECRETS_KEY: key.toString('base64url') }, 'api').secretsKey?.equals(key)).toBe(true);
+    expect(loadConfig(minimal, 'core').secretsKey).toBeNull();
+  });
+
+  it('refuses any other length or alphabet, without repeating the value', () => {
+    const short = randomBytes(16).toString('base64');
+    expect(() => loadConfig({ ...minimal, MAIL_SECRETS_KEY: short }, 'core')).toThrow(/MAIL_SECRETS_KEY: decodes to 16 bytes; it must be exactly 32/);
+    try {
+      loadConfig({ ...minimal, MAIL_SECRETS_KEY: short }, 'core');
+    } catch (error) {
+      expect((error as Error).message).not.toContain(short);
+    }
+    expect(parseSecretsKey('not base64 at all!').ok).toBe(false);
+    expect(parseSecretsKey(randomBytes(33).toString('base64')).ok).toBe(false);
+  });
+});

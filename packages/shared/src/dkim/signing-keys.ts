@@ -1,0 +1,51 @@
+// What the engine signs with: the active key of a From domain, opened with MAIL_SECRETS_KEY. Read
+// from PostgreSQL on every signed message (one indexed row): a key created, rotated or retired
+// through the API signs, or stops signing, on the very next message of every engine, with no
+// cache to go stale.
+// checkSecretsKey() is the boot check of the API and the engine: when keys exist, MAIL_SECRETS_KEY
+// must be set and must open every one of them, so a missing or mistyped value stops the process at
+// start with a clear error, not at the first signature hours later.
+import type { Queryable } from '../aliases/resolve-recipient.ts';
+import type { DkimKeyType } from './key-pair.ts';
+import { openPrivateKey } from './sealed-key.ts';
+import { type SecretsKey, SecretsKeyMissingError } from './secrets-key.ts';
+
+export interface SigningKey {
+  domain: string;
+  selector: string;
+  keyType: DkimKeyType;
+  privateKeyPem: string;
+}
+
+interface SealedRow {
+  domain: string;
+  selector: string;
+  key_type: DkimKeyType;
+  private_key_sealed: Buffer;
+}
+
+const ACTIVE_KEY_SQL = `
+SELECT domain, selector, key_type, private_key_sealed FROM mail.dkim_keys WHERE domain = $1 AND status = 'active'`;
+
+/** The active key of `domain` (A-label, lower case), or null when the domain has none. Throws
+ *  SecretsKeyMissingError or SealedKeyError when there is one that cannot be opened. */
+export async function loadSigningKey(db: Queryable, secretsKey: SecretsKey | null, domain: string): Promise<SigningKey | null> {
+  const { rows } = await db.query<SealedRow>({ name: 'postern_dkim_active_key', text: ACTIVE_KEY_SQL, values: [domain] });
+  const row = rows[0];
+  if (!row) return null;
+  if (!secretsKey) throw new SecretsKeyMissingError(`signing mail from ${domain} (it has an active DKIM key)`);
+  const privateKeyPem = openPrivateKey(secretsKey, row, row.private_key_sealed);
+  return { domain: row.domain, selector: row.selector, keyType: row.key_type, privateKeyPem };
+}
+
+const UNRETIRED_KEYS_SQL = `
+SELECT domain, selector, key_type, private_key_sealed FROM mail.dkim_keys WHERE status <> 'retired' ORDER BY id`;
+
+/** Boot check: every key that may sign opens with `secretsKey`. Returns how many were checked. */
+export async function checkSecretsKey(db: Queryable, secretsKey: SecretsKey | null): Promise<number> {
+  const { rows } = await db.query<SealedRow>(UNRETIRED_KEYS_SQL);
+  if (rows.length === 0) return 0;
+  if (!secretsKey) throw new SecretsKeyMissingError(`the database holds ${rows.length} DKIM key(s) (${rows[0]?.selector}._domainkey.${rows[0]?.domain}, ...)`);
+  for (const row of rows) openPrivateKey(secretsKey, row, row.private_key_sealed);
+  return rows.length;
+}
