@@ -3,6 +3,7 @@
 // configuration table; keep the two in step.
 import { z } from 'zod';
 import { InvalidAddressError, normalizeAddress } from '../addresses/normalize-address.ts';
+import { parseDnsServers } from '../dns/dns-servers.ts';
 import {
   type Parsed,
   parseByteSize,
@@ -76,6 +77,8 @@ export const envSchema = z.object({
   // Whole-send deadline: a relay that keeps the socket busy (a reply trickled one line at a time)
   // never trips the per-command timeout. Unset: SMTP_SEND_STEPS x MAIL_SMTP_TIMEOUT (load-config.ts).
   MAIL_SMTP_SEND_DEADLINE: parsedBy(parseDuration).optional(),
+  // The servers the mail resolver asks (packages/shared/src/dns/). Unset: the system's resolvers.
+  MAIL_DNS_SERVERS: parsedBy(parseDnsServers).optional(),
 
   // Engine tuning.
   MAIL_ATTEMPT_WORKER_CONCURRENCY: count('8', 1000),

@@ -28,6 +28,8 @@ export interface PosternConfig {
     /** A whole send, first byte to last reply (MAIL_SMTP_SEND_DEADLINE or SMTP_SEND_STEPS x timeoutMs). */
     sendDeadlineMs: number;
   };
+  /** The mail resolver's servers; null: the system's. */
+  dns: { servers: string[] | null };
   engine: {
     attemptWorkerConcurrency: number;
     shutdownTimeoutMs: number;
@@ -179,6 +181,7 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
       timeoutMs: env.MAIL_SMTP_TIMEOUT,
       sendDeadlineMs: sendDeadlineOf(env),
     },
+    dns: { servers: env.MAIL_DNS_SERVERS ?? null },
     engine: {
       attemptWorkerConcurrency: env.MAIL_ATTEMPT_WORKER_CONCURRENCY,
       shutdownTimeoutMs: env.MAIL_SHUTDOWN_TIMEOUT,
