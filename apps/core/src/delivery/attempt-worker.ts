@@ -22,7 +22,7 @@ import {
   type TemplateCatalog,
 } from '@postern/shared';
 import type { EngineMetrics } from '../metrics.ts';
-import type { Relay, SmtpReply } from '../relay/relay.ts';
+import { describeRoute, type Relay, type Route, type SmtpReply } from '../relay/relay.ts';
 import { type Classification, classifyFailure, type ReplyRule } from './classify-reply.ts';
 import { type BuiltMessage, buildMessage, UnbuildableDelivery } from './compose-message.ts';
 import { type MessageSigner, SigningUnavailable } from './dkim-signer.ts';
@@ -42,7 +42,7 @@ export interface AttemptDeps {
   ladder: RetryLadder;
   rules: readonly ReplyRule[];
   workerId: string;
-  mode: 'smtp' | 'stub';
+  mode: 'smtp' | 'mx' | 'stub';
   sender: string;
   reportingMta: string;
   metrics: EngineMetrics;
@@ -82,8 +82,19 @@ function describeReply(reply: SmtpReply | null, fallback: string): string {
   return reply?.code ? `${reply.code} ${reply.enhanced ?? ''} ${reply.text}`.replace(/\s+/g, ' ').trim() : fallback;
 }
 
+/** The attempt's text: the reply, and in direct delivery the host that gave it and its TLS. */
+function withRoute(text: string, route: Route | undefined): string {
+  return route ? `${text} (${describeRoute(route)})` : text;
+}
+
+/** The Remote-MTA of a bounce: the MX host that answered, or the relay's host. */
+function remoteMtaOf(relay: Relay, route: Route | undefined): string | null {
+  if (route) return route.host;
+  return relay.name.startsWith('smtp://') ? relay.name.slice('smtp://'.length).replace(/:\d+$/, '') : null;
+}
+
 /** How this attempt's delivery ends for good, with its bounce (fail-for-good.ts decides). */
-function endingOf(deps: AttemptDeps, delivery: ClaimedDelivery, built: BuiltMessage, cause: { kind: 'refused' | 'ladder_spent'; reason: string; reply: SmtpReply | null }): Ending {
+function endingOf(deps: AttemptDeps, delivery: ClaimedDelivery, built: BuiltMessage, cause: { kind: 'refused' | 'ladder_spent'; reason: string; reply: SmtpReply | null; remoteMta: string | null }): Ending {
   return failForGood(
     deps,
     {
@@ -97,7 +108,7 @@ function endingOf(deps: AttemptDeps, delivery: ClaimedDelivery, built: BuiltMess
       raw: built.raw,
       receivedAt: built.receivedAt ?? delivery.created_at,
     },
-    { ...cause, remoteMta: deps.relay.name.startsWith('smtp://') ? deps.relay.name.slice('smtp://'.length).replace(/:\d+$/, '') : null },
+    cause,
   );
 }
 
@@ -176,9 +187,9 @@ export async function attemptDelivery(deps: AttemptDeps, delivery: ClaimedDelive
   if (result.ok) {
     deps.metrics.sendDuration.observe({ status: 'sent' }, durationMs);
     deps.metrics.attemptOutcomes.inc({ status: 'sent' });
-    const attempt = attemptOf('sent', result.reply, describeReply(result.reply, 'accepted'), startedAt, durationMs);
+    const attempt = attemptOf('sent', result.reply, withRoute(describeReply(result.reply, 'accepted'), result.route), startedAt, durationMs);
     const recorded = await record({ status: 'sent', attempt, lastError: null });
-    if (recorded) log().info({ reply: attempt.smtpText }, 'delivery sent');
+    if (recorded) log().info({ reply: attempt.smtpText, route: result.route }, 'delivery sent');
     else log().warn('sent, but the delivery had been taken back and started again: this attempt stays recorded as outcome unknown');
     return;
   }
@@ -187,10 +198,10 @@ export async function attemptDelivery(deps: AttemptDeps, delivery: ClaimedDelive
   const classification: Classification = classifyFailure(deps.rules, failure);
   deps.metrics.sendDuration.observe({ status: classification.attemptStatus }, durationMs);
   deps.metrics.attemptOutcomes.inc({ status: classification.attemptStatus });
-  const text = failure.reply?.code ? describeReply(failure.reply, failure.message) : failure.message;
+  const text = withRoute(failure.reply?.code ? describeReply(failure.reply, failure.message) : failure.message, failure.route);
   const attempt = attemptOf(classification.attemptStatus, failure.reply, text, startedAt, durationMs);
   const reason = `${classification.category}: ${text}`.slice(0, 1_000);
-  log().info({ status: classification.attemptStatus, action: classification.action, category: classification.category, reply: text }, 'attempt failed');
+  log().info({ status: classification.attemptStatus, action: classification.action, category: classification.category, reply: text, route: failure.route }, 'attempt failed');
 
   if (failure.interrupted) {
     // The engine cut the send short (shutdown): not the remote's fault, due again at once.
@@ -207,7 +218,7 @@ export async function attemptDelivery(deps: AttemptDeps, delivery: ClaimedDelive
     await record({ status: 'retrying', attempt, waitMs: step.waitMs, lastError: reason });
     return;
   }
-  const ending = endingOf(deps, delivery, built, { kind: step === null ? 'refused' : 'ladder_spent', reason, reply: failure.reply });
+  const ending = endingOf(deps, delivery, built, { kind: step === null ? 'refused' : 'ladder_spent', reason, reply: failure.reply, remoteMta: remoteMtaOf(deps.relay, failure.route) });
   const done = await record({ status: ending.status, attempt, lastError: ending.reason, bounce: ending.bounce });
   if (ending.status !== 'dead_letter') return;
   if (done) deps.metrics.deadLetters.inc();

@@ -31,6 +31,13 @@ describe('classifyReply (reply-patterns.txt)', () => {
     expect(classifyFailure(rules, { ...base, kind: 'connection', dataSent: false })).toMatchObject({ attemptStatus: 'transport_failed', action: 'retry' });
   });
 
+  it('retries every DNS failure and fails only on the domain saying it takes no mail', () => {
+    const base = { reply: null, message: 'x', interrupted: false, dataSent: false };
+    expect(classifyFailure(rules, { ...base, kind: 'dns' })).toEqual({ attemptStatus: 'transport_failed', action: 'retry', category: 'dns' });
+    expect(classifyFailure(rules, { ...base, kind: 'unroutable', category: 'null_mx' })).toEqual({ attemptStatus: 'provider_rejected', action: 'fail', category: 'null_mx' });
+    expect(classifyFailure(rules, { ...base, kind: 'unroutable', category: 'no_such_domain' })).toMatchObject({ action: 'fail', category: 'no_such_domain' });
+  });
+
   it('refuses a malformed rules file with its line number', () => {
     expect(() => parseReplyRules('# ok\n^5 | explode | x\n')).toThrow(/:2:/);
   });

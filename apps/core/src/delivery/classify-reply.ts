@@ -1,6 +1,8 @@
 // What an attempt's outcome means: the attempt row's status, and what happens to the delivery.
 // SMTP replies are classified by the rules in reply-patterns.txt (data, not code), each carrying the
-// real replies it is meant for as examples; transport problems (no reply at all) by kind. The
+// real replies it is meant for as examples; transport problems (no reply at all) by kind: a DNS
+// failure is always temporary, and only the recipient domain's own answer that it takes no mail
+// (null MX, no such domain: mx-relay.ts) ends a delivery without a reply. The
 // operators' runbook's vocabulary (no-health-endpoints, docs/incidents.md): sent, transport_failed,
 // timed_out, provider_rejected, outcome_unknown.
 import { readFileSync } from 'node:fs';
@@ -81,6 +83,8 @@ export function classifyReply(rules: readonly ReplyRule[], code: number, enhance
 /** Every failed send, reply or not. */
 export function classifyFailure(rules: readonly ReplyRule[], failure: SendFailure): Classification {
   if (failure.reply?.code) return classifyReply(rules, failure.reply.code, failure.reply.enhanced, failure.reply.text);
+  if (failure.kind === 'unroutable') return { attemptStatus: 'provider_rejected', action: 'fail', category: failure.category ?? 'unroutable' };
+  if (failure.kind === 'dns') return { attemptStatus: 'transport_failed', action: 'retry', category: 'dns' };
   // No reply. If the whole message had been handed over when the connection timed out or broke,
   // the server may have delivered it: record that honestly (outcome_unknown) and retry, accepting
   // a possible duplicate over a possible loss (at-least-once; the stable Message-ID lets the

@@ -4,6 +4,7 @@
 import net from 'node:net';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { afterEach, describe, expect, it } from 'vitest';
+import { lineSmtpServer } from './line-smtp.testkit.ts';
 import { relayEnvelope } from './mail-from-extensions.ts';
 import type { OutboundMessage } from './relay.ts';
 
@@ -16,36 +17,22 @@ afterEach(async () => {
 /** A relay that advertises `extensions`, accepts everything and records the MAIL FROM lines. */
 async function scriptedRelay(extensions: string[]) {
   const mailFrom: string[] = [];
-  const server = net.createServer((socket) => {
-    let buffered = '';
-    let inData = false;
-    socket.write('220 relay.test ESMTP\r\n');
-    socket.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString('utf8');
-      for (let at = buffered.indexOf('\r\n'); at >= 0; at = buffered.indexOf('\r\n')) {
-        const line = buffered.slice(0, at);
-        buffered = buffered.slice(at + 2);
-        if (inData) {
-          if (line === '.') {
-            inData = false;
-            socket.write('250 2.0.0 queued\r\n');
-          }
-          continue;
-        }
-        const verb = line.slice(0, 4).toUpperCase();
-        if (verb === 'EHLO') socket.write(['250-relay.test', ...extensions.map((name) => `250-${name}`), '250 PIPELINING'].join('\r\n').concat('\r\n'));
-        else if (verb === 'MAIL') {
-          mailFrom.push(line);
-          socket.write('250 2.1.0 ok\r\n');
-        } else if (verb === 'RCPT') socket.write('250 2.1.5 ok\r\n');
-        else if (verb === 'DATA') {
-          inData = true;
-          socket.write('354 go on\r\n');
-        } else if (verb === 'QUIT') socket.end('221 bye\r\n');
-        else socket.write('250 ok\r\n');
+  const server = lineSmtpServer({
+    greeting: '220 relay.test ESMTP',
+    ehlo: ['relay.test', ...extensions, 'PIPELINING'],
+    onCommand(line, socket) {
+      const verb = line.slice(0, 4).toUpperCase();
+      if (verb === 'MAIL') {
+        mailFrom.push(line);
+        socket.write('250 2.1.0 ok\r\n');
+        return true;
       }
-    });
-    socket.on('error', () => {});
+      if (verb === 'RCPT') {
+        socket.write('250 2.1.5 ok\r\n');
+        return true;
+      }
+      return false;
+    },
   });
   servers.push(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));

@@ -1,5 +1,6 @@
 // What the attempt worker needs from an outbound relay: hand over one message for one recipient and
-// say what happened. Two implementations: smtp-relay.ts (nodemailer, pooled) and stub-relay.ts.
+// say what happened. Three implementations: smtp-relay.ts (one relay, nodemailer, pooled),
+// mx-relay.ts (each recipient domain's MX hosts) and stub-relay.ts.
 export interface SmtpReply {
   code: number | null;
   enhanced: string | null;
@@ -20,17 +21,48 @@ export interface OutboundMessage {
   body8BitMime?: boolean;
 }
 
+/** Whether the session was encrypted; an unverified certificate is still used (opportunistic TLS). */
+export type TlsUse = { kind: 'none' } | { kind: 'verified'; protocol: string } | { kind: 'unverified'; protocol: string; problem: string };
+
+/** Which server a direct-to-MX send reached, and the hosts passed over before it. */
+export interface Route {
+  /** The MX host's name (the domain itself for an implicit MX). */
+  host: string;
+  address: string;
+  port: number;
+  tls: TlsUse;
+  /** "host[address]: why", for each host tried before this one. */
+  skipped: string[];
+}
+
 export interface SendFailure {
-  kind: 'reply' | 'timeout' | 'connection' | 'other';
+  /** dns: a lookup failed (temporary, never a bounce); unroutable: the recipient domain's DNS says
+   *  it takes no mail (null MX, no such domain, no MX/A/AAAA): permanent. */
+  kind: 'reply' | 'timeout' | 'connection' | 'dns' | 'unroutable' | 'other';
   reply: SmtpReply | null;
   /** The whole message had been handed to the connection: the server may have it. */
   dataSent: boolean;
   message: string;
   /** The engine itself cut the send short (shutdown). */
   interrupted: boolean;
+  /** What an unroutable domain is, for reporting: null_mx, no_such_domain, no_mail_host. */
+  category?: string;
+  route?: Route;
 }
 
-export type SendResult = { ok: true; reply: SmtpReply } | { ok: false; failure: SendFailure };
+export type SendResult = { ok: true; reply: SmtpReply; route?: Route } | { ok: false; failure: SendFailure };
+
+function describeTls(tls: TlsUse): string {
+  if (tls.kind === 'none') return 'no TLS';
+  if (tls.kind === 'verified') return `${tls.protocol}, certificate verified`;
+  return `${tls.protocol}, certificate not verified (${tls.problem})`;
+}
+
+/** "mx1.example.net[192.0.2.25]:25, TLSv1.3, certificate verified; skipped: ..." (Postfix's relay= form), for attempt rows and logs. */
+export function describeRoute(route: Route): string {
+  const skipped = route.skipped.length > 0 ? `; skipped: ${route.skipped.join('; ')}` : '';
+  return `${route.host}[${route.address}]:${route.port}, ${describeTls(route.tls)}${skipped}`;
+}
 
 export interface Relay {
   readonly name: string;

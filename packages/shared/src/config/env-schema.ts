@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { InvalidAddressError, normalizeAddress } from '../addresses/normalize-address.ts';
 import { parseSecretsKey } from '../dkim/secrets-key.ts';
+import { parseDnsServers } from '../dns/dns-servers.ts';
 import {
   type Parsed,
   parseByteSize,
@@ -67,8 +68,8 @@ export const envSchema = z.object({
 
   MAIL_TEMPLATE_DIR: z.string().min(1).default('templates'),
 
-  // Outbound relay.
-  MAIL_SMTP_MODE: z.enum(['smtp', 'stub']).default('smtp'),
+  // Outbound: through a relay (smtp), directly to each recipient domain's MX hosts (mx), or nowhere (stub).
+  MAIL_SMTP_MODE: z.enum(['smtp', 'mx', 'stub']).default('smtp'),
   MAIL_SMTP_ADDR: parsedBy(parseListenAddress).optional(),
   MAIL_SMTP_USERNAME: z.string().min(1).optional(),
   MAIL_SMTP_PASSWORD: z.string().min(1).optional(),
@@ -77,6 +78,10 @@ export const envSchema = z.object({
   // Whole-send deadline: a relay that keeps the socket busy (a reply trickled one line at a time)
   // never trips the per-command timeout. Unset: SMTP_SEND_STEPS x MAIL_SMTP_TIMEOUT (load-config.ts).
   MAIL_SMTP_SEND_DEADLINE: parsedBy(parseDuration).optional(),
+  // The port MX hosts are reached on in mx mode: 25 on the internet; tests point it elsewhere.
+  MAIL_MX_PORT: count('25', 65_535),
+  // The servers the mail resolver asks (packages/shared/src/dns/). Unset: the system's resolvers.
+  MAIL_DNS_SERVERS: parsedBy(parseDnsServers).optional(),
 
   // Seals the secrets kept in PostgreSQL (DKIM private keys): 32 bytes, base64. Needed by the API
   // and the engine once a DKIM key exists (packages/shared/src/dkim/).

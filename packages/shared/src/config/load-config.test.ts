@@ -51,6 +51,19 @@ describe('loadConfig', () => {
     expect(loadConfig({ ...minimal, MAIL_SMTP_ADDR: '127.0.0.1:25' }, 'core').smtp.addr).toEqual({ host: '127.0.0.1', port: 25 });
   });
 
+  it('points the mail resolver at MAIL_DNS_SERVERS, or the system resolvers when unset', () => {
+    expect(loadConfig(minimal, 'mta').dns.servers).toBeNull();
+    expect(loadConfig({ ...minimal, MAIL_DNS_SERVERS: '127.0.0.1:5353,[::1]:53' }, 'mta').dns.servers).toEqual(['127.0.0.1:5353', '[::1]:53']);
+    expect(() => loadConfig({ ...minimal, MAIL_DNS_SERVERS: 'resolver.example' }, 'mta')).toThrow(/MAIL_DNS_SERVERS: "resolver.example" is not an IP address/);
+  });
+
+  it('delivers directly in mx mode: no relay needed, MX hosts on port 25 unless told', () => {
+    expect(loadConfig({ ...minimal, MAIL_SMTP_MODE: 'mx' }, 'core').smtp).toMatchObject({ mode: 'mx', mxPort: 25 });
+    expect(loadConfig({ ...minimal, MAIL_SMTP_MODE: 'mx', MAIL_MX_PORT: '2525' }, 'core').smtp.mxPort).toBe(2525);
+    // A direct send has the same whole-send deadline to outlast.
+    expect(() => loadConfig({ ...minimal, MAIL_SMTP_MODE: 'mx', MAIL_LEASE_DURATION: '1m' }, 'core')).toThrow(/MAIL_LEASE_DURATION: must be longer than the whole-send deadline/);
+  });
+
   it('treats empty variables as unset and parses durations, sizes and IPv6 addresses', () => {
     const config = loadConfig(
       { ...minimal, MAIL_SMTP_TIMEOUT: '1m30s', MAIL_MTA_MAX_MESSAGE_SIZE: '10MiB', MAIL_SMTP_LISTEN_ADDR: '[::1]:25', MAIL_REDIS_PASSWORD: '' },

@@ -18,7 +18,7 @@ export interface PosternConfig {
   redis: { endpoint: RedisEndpoint; password: string | undefined; sentinelPassword: string | undefined; consumerGroup: string } | null;
   templateDir: string;
   smtp: {
-    mode: 'smtp' | 'stub';
+    mode: Env['MAIL_SMTP_MODE'];
     addr: ListenAddress | undefined;
     username: string | undefined;
     password: string | undefined;
@@ -27,9 +27,13 @@ export interface PosternConfig {
     timeoutMs: number;
     /** A whole send, first byte to last reply (MAIL_SMTP_SEND_DEADLINE or SMTP_SEND_STEPS x timeoutMs). */
     sendDeadlineMs: number;
+    /** Port of the MX hosts in mx mode. */
+    mxPort: number;
   };
   /** MAIL_SECRETS_KEY: seals DKIM private keys; null when unset (then no DKIM key may exist). */
   secretsKey: Buffer | null;
+  /** The mail resolver's servers; null: the system's. */
+  dns: { servers: string[] | null };
   engine: {
     attemptWorkerConcurrency: number;
     shutdownTimeoutMs: number;
@@ -118,7 +122,7 @@ function crossFieldProblems(env: Env, app: AppName): string[] {
     problems.push('MAIL_SMTP_SEND_DEADLINE: must be at least MAIL_SMTP_TIMEOUT (a whole send includes at least one reply)');
   }
   const sendDeadline = sendDeadlineOf(env);
-  if (app === 'core' && env.MAIL_SMTP_MODE === 'smtp' && env.MAIL_LEASE_DURATION <= sendDeadline + sendDeadline / 10) {
+  if (app === 'core' && env.MAIL_SMTP_MODE !== 'stub' && env.MAIL_LEASE_DURATION <= sendDeadline + sendDeadline / 10) {
     // A live engine renews its leases; this is the second line: when renewal cannot reach
     // PostgreSQL, a send begun under a fresh lease is over (and a tenth left for recording it)
     // before any other engine may take the delivery back, so two engines never send it at once.
@@ -182,8 +186,10 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
       from: env.MAIL_SMTP_FROM,
       timeoutMs: env.MAIL_SMTP_TIMEOUT,
       sendDeadlineMs: sendDeadlineOf(env),
+      mxPort: env.MAIL_MX_PORT,
     },
     secretsKey: env.MAIL_SECRETS_KEY ?? null,
+    dns: { servers: env.MAIL_DNS_SERVERS ?? null },
     engine: {
       attemptWorkerConcurrency: env.MAIL_ATTEMPT_WORKER_CONCURRENCY,
       shutdownTimeoutMs: env.MAIL_SHUTDOWN_TIMEOUT,

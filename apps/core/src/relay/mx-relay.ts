@@ -1,0 +1,271 @@
+/// <reference path="./mx-connect.d.ts" />
+// Direct delivery (MAIL_SMTP_MODE=mx): each message goes to its recipient domain's own MX hosts,
+// as an MTA on the internet delivers. mx-connect (by nodemailer's authors) finds them — MX records
+// in priority order, the domain's own A/AAAA as an implicit MX when it has none (RFC 5321 5.1),
+// a null MX (RFC 7505) refused — and opens the TCP connection over IPv4 or IPv6, every lookup
+// going through Postern's one mail resolver (packages/shared/src/dns/). nodemailer's
+// SMTPConnection then runs the session on that socket (smtp-transaction.ts, as for a relay).
+// The next host is tried when one cannot be connected to (mx-connect) or when its session cannot
+// be set up — a 4xx (or 5xx) greeting, EHLO refused, a failed TLS handshake — as Postfix does.
+// STARTTLS is used whenever a host offers it, opportunistically: a certificate that does not
+// verify still encrypts (better than plaintext, as RFC 7435 argues) and is recorded with the
+// route in the attempt's text; a host whose TLS handshake fails is tried once more without TLS,
+// as Postfix's "may" level does. Verified-only delivery (MTA-STS, DANE) is not done yet.
+// What DNS answers decide: only the recipient domain's own authoritative answers are permanent
+// (a null MX; NXDOMAIN or no MX, A or AAAA record); every lookup that fails (timeout, SERVFAIL,
+// no server reachable) and every MX host that does not resolve is temporary: the delivery is
+// retried, never bounced.
+// One connection per send, closed after it: reusing connections per destination belongs to
+// per-site shaping, which is not done yet.
+import tls from 'node:tls';
+import { domainToASCII } from 'node:url';
+import { isDnsNoRecord, type Logger, MAIL_RECORD_TYPES, type MailRecordType, type MailResolver } from '@postern/shared';
+import mxConnect, { type MxConnectError, type MxConnection } from 'mx-connect';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import type { OutboundMessage, Relay, Route, SendFailure, SendResult, TlsUse } from './relay.ts';
+import { failureOf, type NodemailerError, runTransaction, sentResult, startSendDeadline } from './smtp-transaction.ts';
+
+export interface MxRelayOptions {
+  resolver: MailResolver;
+  /** MAIL_MX_PORT: 25 on the internet. */
+  port: number;
+  /** The EHLO name: the name the sending address's PTR record gives (docs/deploy.md). */
+  localName: string;
+  /** MAIL_SMTP_TIMEOUT: connecting to one host, the greeting, every reply. */
+  timeoutMs: number;
+  sendDeadlineMs: number;
+  logger: Logger;
+}
+
+/** Hosts one send tries at most (mx-connect's own cap per call). */
+const MAX_HOSTS = 20;
+
+type Answer = 'records' | 'NXDOMAIN' | 'NODATA' | 'failed';
+
+/** A session whose setup failed on one host: the next one is tried. */
+class SetupFailed extends Error {
+  readonly failure: NodemailerError;
+  /** It failed during the TLS handshake after STARTTLS. */
+  readonly inTlsHandshake: boolean;
+  constructor(failure: NodemailerError, inTlsHandshake: boolean) {
+    super(failure.message);
+    this.failure = failure;
+    this.inTlsHandshake = inTlsHandshake;
+  }
+}
+
+class CutShort extends Error {}
+
+function tlsUseOf(connection: SMTPConnection): TlsUse {
+  const socket = connection._socket;
+  if (!connection.secure || !(socket instanceof tls.TLSSocket)) return { kind: 'none' };
+  const protocol = socket.getProtocol() ?? 'TLS';
+  if (socket.authorized) return { kind: 'verified', protocol };
+  const problem = socket.authorizationError as Error | string | undefined;
+  return { kind: 'unverified', protocol, problem: (typeof problem === 'string' ? problem : problem?.message) ?? 'unknown' };
+}
+
+/** "mx1.example.net[192.0.2.25]: Connection refused" out of mx-connect's longer sentence. */
+function connectProblem(error: MxConnectError, host: string): string {
+  const match = /MX server (\S+) for .*?: (.*)$/.exec(error.message);
+  return match ? `${match[1]}: ${match[2]}` : `[${host}]: ${error.message}`;
+}
+
+function recipientDomain(recipient: string): string {
+  return recipient.slice(recipient.lastIndexOf('@') + 1);
+}
+
+export function createMxRelay(options: MxRelayOptions): Relay {
+  const log = options.logger.child({ component: 'mx-relay' });
+  /** Each send under way, cut short by interrupt(). */
+  const underWay = new Set<() => void>();
+
+  return {
+    name: 'mx',
+    async send(message: OutboundMessage, progress: () => void = () => {}): Promise<SendResult> {
+      const domain = recipientDomain(message.recipient);
+      const asciiDomain = (domainToASCII(domain) || domain).toLowerCase();
+      /** The recipient domain's own answers: only they can make a failure permanent. */
+      const answers = new Map<string, Answer>();
+      const skipped: string[] = [];
+      const ignore: string[] = [];
+      let open: { close(): void } | null = null;
+      let stopped: 'deadline' | 'interrupt' | null = null;
+      let cut: (error: Error) => void = () => {};
+      const cutShort = new Promise<never>((_, reject) => {
+        cut = reject;
+      });
+      cutShort.catch(() => {});
+      const stop = (why: 'deadline' | 'interrupt') => {
+        stopped ??= why;
+        open?.close();
+        cut(new CutShort(why));
+      };
+      const deadline = startSendDeadline(options.sendDeadlineMs, 'the MX host', () => stop('deadline'));
+      const interrupt = () => stop('interrupt');
+      underWay.add(interrupt);
+
+      const resolveRecords = async (name: string, type: string): Promise<unknown[]> => {
+        const key = `${type} ${name.toLowerCase().replace(/\.$/, '')}`;
+        if (!MAIL_RECORD_TYPES.includes(type as MailRecordType)) {
+          throw Object.assign(new Error(`DNS record type ${type} is not looked up`), { code: 'ENOTIMP' });
+        }
+        try {
+          const records = await options.resolver.resolve(name, type as MailRecordType);
+          answers.set(key, 'records');
+          return records;
+        } catch (error) {
+          const code = (error as { code?: string }).code;
+          answers.set(key, isDnsNoRecord(error) ? (code === 'ENOTFOUND' ? 'NXDOMAIN' : 'NODATA') : 'failed');
+          throw error;
+        } finally {
+          progress();
+        }
+      };
+
+      /** A connected socket to the best host not tried yet, or why there is none. */
+      const connect = (lastSetupFailure: SetupFailed | null) =>
+        mxConnect({
+          target: domain,
+          port: options.port,
+          maxConnectTime: options.timeoutMs,
+          localHostname: options.localName,
+          dnsOptions: { resolveRecords },
+          ignoreMXHosts: [...ignore],
+          ...(lastSetupFailure ? { mxLastError: lastSetupFailure } : {}),
+          connectError: (error, _delivery, tried) => {
+            ignore.push(tried.host);
+            skipped.push(connectProblem(error, tried.host));
+            progress();
+          },
+        });
+
+      /** Greeting, EHLO and STARTTLS on a connected socket. */
+      const setUp = (connected: MxConnection, withTls: boolean) =>
+        new Promise<SMTPConnection>((resolve, reject) => {
+          const connection = new SMTPConnection({
+            connection: connected.socket,
+            // The MX host's name: SNI, and the name its certificate is checked against.
+            host: connected.hostname,
+            port: connected.port,
+            name: options.localName,
+            opportunisticTLS: true,
+            ignoreTLS: !withTls,
+            // Opportunistic TLS: an unverifiable certificate still encrypts; it is recorded, not refused.
+            tls: { rejectUnauthorized: false },
+            connectionTimeout: options.timeoutMs,
+            greetingTimeout: options.timeoutMs,
+            socketTimeout: options.timeoutMs,
+            // Every reply line is progress (patches/nodemailer+10.6.0.patch).
+            onResponseLine: () => progress(),
+            logger: false,
+          });
+          open = connection;
+          const onError = (error: Error) => reject(new SetupFailed(error as NodemailerError, connection.upgrading === true || (error as NodemailerError).code === 'ETLS'));
+          connection.once('error', onError);
+          connection.connect(() => {
+            connection.off('error', onError);
+            // Later errors reach the send callback; the listener only keeps them from being uncaught.
+            connection.on('error', () => {});
+            resolve(connection);
+          });
+        });
+
+      /** Why a send that reached no session failed: permanent only on the domain's own answer. */
+      const routingFailure = (error: MxConnectError): SendFailure => {
+        const tried = skipped.length > 0 ? ` (tried: ${skipped.join('; ')})` : '';
+        const base = { reply: null, dataSent: false, interrupted: false, message: `${error.code ?? 'ERROR'}: ${error.message}${tried}`.slice(0, 1_000) };
+        if (error.code === 'ENULLMX') return { ...base, kind: 'unroutable', category: 'null_mx' };
+        if (error.category === 'dns') {
+          const mx = answers.get(`MX ${asciiDomain}`);
+          const noAddress = ['NXDOMAIN', 'NODATA'].includes(answers.get(`A ${asciiDomain}`) ?? '') && ['NXDOMAIN', 'NODATA'].includes(answers.get(`AAAA ${asciiDomain}`) ?? '');
+          if (mx === 'NXDOMAIN' && noAddress) {
+            return { ...base, kind: 'unroutable', category: 'no_such_domain', message: `NXDOMAIN: the recipient domain ${asciiDomain} does not exist` };
+          }
+          if (mx === 'NODATA' && noAddress) {
+            return { ...base, kind: 'unroutable', category: 'no_mail_host', message: `NODATA: the recipient domain ${asciiDomain} has no MX, A or AAAA record` };
+          }
+          return { ...base, kind: 'dns' };
+        }
+        return { ...base, kind: /timed out/i.test(error.message) ? 'timeout' : 'connection' };
+      };
+
+      /** A session set up on the best host that allows one, or the failure that ends the send. */
+      const openSession = async (): Promise<{ connection: SMTPConnection; route: Route } | SendFailure> => {
+        const withoutTls = new Set<string>();
+        let lastSetupFailure: SetupFailed | null = null;
+        for (let tries = 0; tries < MAX_HOSTS; tries += 1) {
+          let connected: MxConnection;
+          try {
+            connected = await connect(lastSetupFailure);
+          } catch (error) {
+            if (!(error instanceof SetupFailed)) return routingFailure(error as MxConnectError);
+            const failure = failureOf(error.failure, false, false);
+            return { ...failure, message: `${failure.message} (tried: ${skipped.join('; ')})`.slice(0, 1_000) };
+          }
+          open = { close: () => connected.socket.destroy() };
+          if (stopped) {
+            connected.socket.destroy();
+            throw new CutShort(stopped);
+          }
+          const label = `${connected.hostname}[${connected.host}]`;
+          try {
+            const connection = await setUp(connected, !withoutTls.has(connected.host));
+            if (stopped) {
+              connection.close();
+              throw new CutShort(stopped);
+            }
+            return { connection, route: { host: connected.hostname, address: connected.host, port: connected.port, tls: tlsUseOf(connection), skipped: [...skipped] } };
+          } catch (error) {
+            if (stopped || !(error instanceof SetupFailed)) throw error;
+            const cause = error.failure;
+            if (error.inTlsHandshake && !withoutTls.has(connected.host)) {
+              // The handshake failed, not the host: once more in plaintext, as opportunistic TLS allows.
+              withoutTls.add(connected.host);
+              skipped.push(`${label}: ${cause.message} (tried again without TLS)`.slice(0, 300));
+              continue;
+            }
+            ignore.push(connected.host);
+            skipped.push(`${label}: ${(cause.response ?? cause.message).replace(/\s+/g, ' ').trim()}`.slice(0, 300));
+            lastSetupFailure = error;
+          }
+        }
+        return { kind: 'connection', reply: null, dataSent: false, interrupted: false, message: `no session with any of ${MAX_HOSTS} hosts tried: ${skipped.join('; ')}`.slice(0, 1_000) };
+      };
+
+      try {
+        // Finding and greeting a host is cut short by the deadline or an interrupt at once; the
+        // transaction itself ends through its connection (closed), so that whether the data went
+        // out is known.
+        const session = await Promise.race([openSession(), cutShort]);
+        if (!('connection' in session)) return { ok: false, failure: session };
+        const { connection, route } = session;
+        const outcome = await runTransaction(connection, message, progress, deadline);
+        if (!outcome.error) {
+          connection.quit();
+          return { ...sentResult(outcome.response), route };
+        }
+        connection.close();
+        if (deadline.passed()) return deadline.failure(outcome.dataSent);
+        return { ok: false, failure: { ...failureOf(outcome.error, outcome.dataSent, stopped === 'interrupt'), route } };
+      } catch (error) {
+        if (stopped === 'deadline') return deadline.failure(false);
+        if (stopped === 'interrupt') {
+          return { ok: false, failure: { kind: 'other', reply: null, dataSent: false, interrupted: true, message: 'interrupted before the message was handed over' } };
+        }
+        log.error({ err: error, recipientDomain: domain }, 'direct delivery failed unexpectedly');
+        return { ok: false, failure: { kind: 'other', reply: null, dataSent: false, interrupted: false, message: `${(error as Error).message}`.slice(0, 1_000) } };
+      } finally {
+        deadline.clear();
+        underWay.delete(interrupt);
+      }
+    },
+    interrupt() {
+      for (const interrupt of [...underWay]) interrupt();
+      if (underWay.size > 0) log.warn('direct deliveries under way were interrupted');
+    },
+    async close() {
+      for (const interrupt of [...underWay]) interrupt();
+    },
+  };
+}

@@ -1,0 +1,122 @@
+// What both SMTP relays (smtp-relay.ts through one relay, mx-relay.ts to each domain's MX hosts) do
+// the same way once a session is open: the transaction itself (MAIL FROM, RCPT TO, DATA) on a
+// nodemailer SMTPConnection, the whole-send deadline, and how nodemailer's errors become a
+// SendFailure.
+// The message stream is only read once the server answered 354, so the engine knows whether the
+// message had been handed over when something broke: a timeout after that point may have
+// delivered the mail and is recorded as outcome_unknown (classify-reply.ts).
+// Slow is not stalled: every chunk of the message taken by the socket is reported as progress
+// (the worker beats its heartbeat). A peer that keeps the socket busy without ever finishing — a
+// multi-line reply trickled one line every 2 s resets nodemailer's socketTimeout forever — is cut
+// by the whole-send deadline (MAIL_SMTP_SEND_DEADLINE): the send ends as a timeout,
+// outcome_unknown if the data was out.
+import { Readable } from 'node:stream';
+import type SMTPConnection from 'nodemailer/lib/smtp-connection';
+import { relayEnvelope } from './mail-from-extensions.ts';
+import { type OutboundMessage, parseReply, type SendFailure, type SendResult } from './relay.ts';
+
+export interface NodemailerError extends Error {
+  code?: string;
+  response?: string;
+  responseCode?: number;
+}
+
+export function failureOf(error: NodemailerError, dataSent: boolean, interrupted: boolean): SendFailure {
+  const reply = error.responseCode ? parseReply(error.response ?? `${error.responseCode} ${error.message}`) : null;
+  let kind: SendFailure['kind'] = 'other';
+  if (reply?.code) kind = 'reply';
+  else if (error.code === 'ETIMEDOUT') kind = 'timeout';
+  else if (['ECONNECTION', 'ESOCKET', 'EDNS', 'ECONNREFUSED', 'ECONNRESET', 'ETLS', 'EPROTOCOL'].includes(error.code ?? '')) kind = 'connection';
+  return { kind, reply, dataSent, interrupted, message: `${error.code ?? 'ERROR'}: ${error.message}`.slice(0, 1_000) };
+}
+
+/** The result of a transaction the server accepted. */
+export function sentResult(response: string | null): Extract<SendResult, { ok: true }> {
+  const reply = parseReply(response ?? '250 OK');
+  return { ok: true, reply: reply ?? { code: 250, enhanced: null, text: 'OK' } };
+}
+
+export interface SendDeadline {
+  /** Rejects once the deadline passed; only for racing against (it is never unhandled). */
+  readonly passing: Promise<never>;
+  passed(): boolean;
+  /** How a send the deadline cut ends. */
+  failure(dataSent: boolean): SendResult;
+  clear(): void;
+}
+
+/** The whole-send deadline: past it, onPass closes whatever connection the send holds. */
+export function startSendDeadline(ms: number, peer: string, onPass: () => void): SendDeadline {
+  let passed = false;
+  let reject: (error: Error) => void = () => {};
+  const passing = new Promise<never>((_, rejectWith) => {
+    reject = rejectWith;
+  });
+  passing.catch(() => {});
+  const timer = setTimeout(() => {
+    passed = true;
+    onPass();
+    reject(new Error(`whole-send deadline of ${ms} ms passed`));
+  }, ms);
+  return {
+    passing,
+    passed: () => passed,
+    failure: (dataSent) => ({
+      ok: false,
+      failure: {
+        kind: 'timeout',
+        reply: null,
+        dataSent,
+        interrupted: false,
+        message: `ETIMEDOUT: whole-send deadline of ${ms} ms passed (${peer} kept the connection busy without finishing)`,
+      },
+    }),
+    clear: () => clearTimeout(timer),
+  };
+}
+
+/** Message bytes are handed to the socket in chunks of this size; each one taken is progress. */
+const DATA_CHUNK_BYTES = 64 * 1024;
+
+function chunksOf(raw: Buffer): Buffer[] {
+  const chunks: Buffer[] = [];
+  for (let offset = 0; offset < raw.length; offset += DATA_CHUNK_BYTES) chunks.push(raw.subarray(offset, offset + DATA_CHUNK_BYTES));
+  return chunks.length > 0 ? chunks : [raw];
+}
+
+export interface TransactionOutcome {
+  error: NodemailerError | null;
+  response: string | null;
+  /** The whole message had been taken by the connection. */
+  dataSent: boolean;
+}
+
+/** MAIL FROM, RCPT TO and DATA for one message on an open session, until the last reply or the deadline. */
+export async function runTransaction(connection: SMTPConnection, message: OutboundMessage, progress: () => void, deadline: SendDeadline): Promise<TransactionOutcome> {
+  let dataSent = false;
+  // Pulled by nodemailer only after 354 (a 'data' listener here would start the flow early
+  // and make dataSent lie); each pull of the next chunk means the previous one was taken.
+  const source = Readable.from(
+    (function* () {
+      // The DKIM-Signature of mail Postern originates goes first, without copying the message.
+      if (message.headerPrefix && message.headerPrefix.length > 0) yield message.headerPrefix;
+      for (const chunk of chunksOf(message.raw)) {
+        yield chunk;
+        progress();
+      }
+    })(),
+  );
+  source.once('end', () => {
+    dataSent = true;
+  });
+  const outcome = await Promise.race([
+    new Promise<Omit<TransactionOutcome, 'dataSent'>>((resolve) => {
+      connection.send(relayEnvelope(message), source, (error, info) => {
+        resolve({ error: (error as NodemailerError | null) ?? null, response: info?.response ?? null });
+      });
+    }),
+    // A closed connection normally fails the send at once; this is for one that does not.
+    deadline.passing.catch((error: Error) => ({ error: error as NodemailerError, response: null })),
+  ]);
+  return { ...outcome, dataSent };
+}

@@ -1,0 +1,16 @@
+export { parseDnsServers } from './dns-servers.ts';
+export {
+  cacheTtlMs,
+  createMailResolver,
+  type DnsQuery,
+  isDnsNoRecord,
+  MAIL_RECORD_TYPES,
+  type MailRecords,
+  type MailRecordType,
+  type MailResolver,
+  type MailResolverOptions,
+  MAX_TTL_MS,
+  type MxRecord,
+  NEGATIVE_TTL_MS,
+  UNTIMED_TTL_MS,
+} from './mail-resolver.ts';
