@@ -6,4 +6,6 @@ export const images = {
   redis: process.env.POSTERN_IMAGE_REDIS ?? 'redis:7-alpine',
   // Pinned to the maildev version the local image installs, so the REST API is the same everywhere.
   maildev: process.env.POSTERN_IMAGE_MAILDEV ?? 'maildev/maildev:3.0.0',
+  // The version compose.yaml runs; the local image is Debian's 2.42. The test passes flags only, which both take.
+  prometheus: process.env.POSTERN_IMAGE_PROMETHEUS ?? 'prom/prometheus:v2.53.0',
 };
