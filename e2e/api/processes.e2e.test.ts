@@ -64,6 +64,10 @@ describe('node apps/api/src/main.ts', () => {
         (status) => status === 200,
         { timeoutMs: 30_000 },
       );
+      // What /readyz found is a metric too, for the not-ready alert.
+      const metrics = await (await fetch(`${url}/metrics`)).text();
+      expect(metrics).toMatch(/^mail_process_ready\{app="api"\} 1$/m);
+      expect(metrics).toMatch(/^mail_readiness_check_ok\{check="postgres",app="api"\} 1$/m);
       const token = await waitFor('the development token on stdout', () => /^\s+(pst_[A-Za-z0-9_-]{43})$/m.exec(output)?.[1] ?? null, Boolean);
       expect(output).toContain(`curl -s ${url}/graphql`);
       const answer = await gql(`${url}/graphql`, token, '{ queueStats { deadLettersLast24h } }');

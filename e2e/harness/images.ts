@@ -11,4 +11,6 @@ export const images = {
   dnsmasq: process.env.POSTERN_IMAGE_DNSMASQ ?? '4km3/dnsmasq:2.90-r3',
   // Postern itself, as `npm run image` tags it (e2e/topology runs it).
   postern: process.env.POSTERN_IMAGE ?? 'postern:latest',
+  // The version compose.yaml runs; the local image is Debian's 2.42. The test passes flags only, which both take.
+  prometheus: process.env.POSTERN_IMAGE_PROMETHEUS ?? 'prom/prometheus:v2.53.0',
 };

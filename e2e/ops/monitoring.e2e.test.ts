@@ -31,6 +31,7 @@ async function promtool(args: string[]): Promise<string> {
 function exportedMetricNames(): Set<string> {
   const names = new Set<string>();
   const files = [
+    'packages/shared/src/http/readiness.ts',
     'apps/core/src/metrics.ts',
     'apps/mta/src/metrics.ts',
     'apps/api/src/http/operation-metrics.ts',

@@ -10,6 +10,7 @@
 #                                 image: the base of the Postern image (npm run image)
 #   local/postern-dnsmasq:2       Debian's dnsmasq-base (2.89): the DNS server of the direct-to-MX tests, configured
 #                                 entirely by its command line (the tests set the entrypoint to `dnsmasq`)
+#   local/postern-prometheus:2    Debian's prometheus 2.42 (+ promtool), like the official prom/prometheus image
 #
 # Each image is debootstrapped (minbase) from the mirror in /etc/apt/sources.list.d/debian.sources and
 # `docker import`ed. An image already in the Docker store is skipped when its org.postern.recipe label
@@ -303,6 +304,30 @@ build_dnsmasq() {
     'EXPOSE 53/udp'
 }
 
+build_prometheus() {
+  local rootfs="$1" name="$2" recipe="$3"
+  # The time-to-detect test (e2e/ops/alerts-fire.e2e.test.ts) runs the shipped rules in a real
+  # Prometheus. Debian's package: the same binary as the host's promtool, no registry needed.
+  make_rootfs "$rootfs" prometheus
+  rm -rf "$rootfs"/var/lib/prometheus/* "$rootfs"/var/log/prometheus/*
+  # moment-timezone's source data (over 200 MB): the web UI loads only its bundled with-data files.
+  rm -rf "$rootfs"/usr/share/javascript/moment-timezone/data
+  [ -x "$rootfs/usr/bin/prometheus" ] || die "prometheus binary not found in the rootfs"
+  # As the official image: runs unprivileged, flags are the command, and the default command keeps
+  # the data under /prometheus. Debian's binary defaults to /var/lib/prometheus/metrics2 when the
+  # flags do not say (compose.yaml's do not): writable too.
+  mkdir -p "$rootfs/prometheus" "$rootfs/var/lib/prometheus"
+  chroot "$rootfs" chown prometheus:prometheus /prometheus /var/lib/prometheus
+
+  import_rootfs "$rootfs" "$name" "$recipe" \
+    'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    'USER prometheus' \
+    'WORKDIR /prometheus' \
+    'ENTRYPOINT ["/usr/bin/prometheus"]' \
+    'CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]' \
+    'EXPOSE 9090'
+}
+
 recipe_of() {
   { declare -f "build_$1" make_rootfs import_rootfs; echo "$suite"; } | sha256sum | cut -c1-16
 }
@@ -315,8 +340,9 @@ bash "$repo_root/scripts/ci/ensure-docker.sh"
 declare -A old_id=()
 declare -A image=([postgres]="$POSTERN_IMAGE_POSTGRES" [redis]="$POSTERN_IMAGE_REDIS" [maildev]="$POSTERN_IMAGE_MAILDEV" [node]="$POSTERN_IMAGE_NODE")
 image[dnsmasq]="$POSTERN_IMAGE_DNSMASQ"
+image[prometheus]="$POSTERN_IMAGE_PROMETHEUS"
 todo=()
-for key in postgres redis maildev node dnsmasq; do
+for key in postgres redis maildev node dnsmasq prometheus; do
   recipe="$(recipe_of "$key")"
   have="$(docker image inspect --format '{{index .Config.Labels "org.postern.recipe"}}' "${image[$key]}" 2>/dev/null || true)"
   if [ -n "$have" ] && [ "$have" = "$recipe" ] && [ "${POSTERN_IMAGES_REBUILD:-0}" != 1 ]; then

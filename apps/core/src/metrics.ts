@@ -4,7 +4,7 @@
 // describe the shared queue, not this process: read from PostgreSQL in the background and served
 // from the latest sample, with its age, so /metrics answers whatever PostgreSQL does. What the
 // engine reports as events (engine-events.ts) is counted by subscribing (countEngineEvents).
-import { ATTEMPT_STATUSES, prometheus, type Registry } from '@postern/shared';
+import { ATTEMPT_STATUSES, FAILURE_CODES, prometheus, type Registry } from '@postern/shared';
 import type { EngineEvents } from './engine-events.ts';
 import type { SupervisedLoop } from './keepalive/supervisor.ts';
 import type { ScheduleSampler } from './queue/schedule-sampler.ts';
@@ -101,6 +101,10 @@ export function createEngineMetrics(
   for (const status of ATTEMPT_STATUSES) metrics.attemptOutcomes.inc({ status }, 0);
   for (const reason of ['suppression_list', 'stub_mode', 'provider']) metrics.suppressed.inc({ reason }, 0);
   metrics.deadLetters.inc(0);
+  // Every failure code's series exists from the start at 0 (silent-encoding-change): a series that
+  // first appears already at 1 shows no increase() to Prometheus, so the very first quarantined
+  // command of a kind would never fire PosternMalformedCommands.
+  for (const failure_code of FAILURE_CODES) metrics.malformed.inc({ failure_code }, 0);
   return metrics;
 }
 

@@ -43,6 +43,25 @@ describe('ops server', () => {
     });
   });
 
+  it('exports what /readyz found as gauges, and answers /metrics while a check hangs', async () => {
+    let hang = false;
+    const base = await start({
+      database: async () => {
+        if (hang) await new Promise(() => {});
+      },
+    });
+    expect((await fetch(`${base}/readyz`)).status).toBe(200);
+    expect(await (await fetch(`${base}/metrics`)).text()).toMatch(/^mail_readiness_check_ok\{check="database",app="test"\} 1$/m);
+    hang = true;
+    const readyz = fetch(`${base}/readyz`);
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toMatch(/^mail_process_ready\{app="test"\} 1$/m);
+    expect((await readyz).status).toBe(503);
+    const after = await (await fetch(`${base}/metrics`)).text();
+    expect(after).toMatch(/^mail_process_ready\{app="test"\} 0$/m);
+    expect(after).toMatch(/^mail_readiness_check_ok\{check="database",app="test"\} 0$/m);
+  });
+
   it('serves Prometheus text on /metrics and JSON 404 elsewhere', async () => {
     const base = await start({});
     const metrics = await fetch(`${base}/metrics`);

@@ -1,15 +1,14 @@
 // The small HTTP server every process runs for operators: GET /healthz (the process is alive),
 // GET /readyz (its dependencies answer and its loops are alive; 503 with a JSON reason otherwise)
-// and GET /metrics (Prometheus text). Apps add their own routes through `handle`.
+// and GET /metrics (Prometheus text, readiness included: readiness.ts). Apps add their own routes
+// through `handle`.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { ListenAddress } from '../config/parse-values.ts';
 import type { Registry } from '../metrics/registry.ts';
+import { type ReadinessCheck, startReadinessMonitor } from './readiness.ts';
 import { hostProblem, requestTarget } from './request-target.ts';
-
-/** A readiness check resolves when healthy and throws (with a reason) when not. */
-export type ReadinessCheck = () => Promise<void>;
 
 export type RouteHandler = (request: http.IncomingMessage, response: http.ServerResponse) => Promise<boolean> | boolean;
 
@@ -21,6 +20,8 @@ export interface OpsServerOptions {
   /** Tried first; return true when the request was answered. */
   handle?: RouteHandler;
   checkTimeoutMs?: number;
+  /** How often readiness is evaluated for the gauges when nobody asks /readyz (default 5 s). */
+  readinessIntervalMs?: number;
 }
 
 export interface OpsServer {
@@ -39,37 +40,16 @@ export function sendJson(response: http.ServerResponse, status: number, body: un
   response.end(text);
 }
 
-async function runCheck(check: ReadinessCheck, timeoutMs: number): Promise<string> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-  });
-  try {
-    await Promise.race([check(), timeout]);
-    return 'ok';
-  } catch (error) {
-    return error instanceof Error ? error.message : String(error);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-export async function evaluateReadiness(
-  checks: Record<string, ReadinessCheck>,
-  timeoutMs: number,
-): Promise<{ ready: boolean; checks: Record<string, string> }> {
-  const names = Object.keys(checks);
-  const results = await Promise.all(names.map((name) => runCheck(checks[name] as ReadinessCheck, timeoutMs)));
-  const report: Record<string, string> = {};
-  names.forEach((name, index) => {
-    report[name] = results[index] as string;
-  });
-  return { ready: results.every((result) => result === 'ok'), checks: report };
-}
-
 export async function startOpsServer(options: OpsServerOptions): Promise<OpsServer> {
   const checkTimeoutMs = options.checkTimeoutMs ?? 2_000;
   const log = options.logger.child({ component: 'http' });
+  const readiness = startReadinessMonitor({
+    checks: options.readiness,
+    registry: options.registry,
+    logger: options.logger.child({ component: 'readiness' }),
+    checkTimeoutMs,
+    intervalMs: options.readinessIntervalMs ?? 5_000,
+  });
   const server = http.createServer(async (request, response) => {
     try {
       // Checked before any route sees the request, so every route may parse the target itself.
@@ -89,10 +69,10 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
           sendJson(response, 200, { status: 'alive' });
           return;
         case '/readyz': {
-          const readiness = await evaluateReadiness(options.readiness, checkTimeoutMs);
-          sendJson(response, readiness.ready ? 200 : 503, {
-            status: readiness.ready ? 'ready' : 'not_ready',
-            checks: readiness.checks,
+          const report = await readiness.evaluate();
+          sendJson(response, report.ready ? 200 : 503, {
+            status: report.ready ? 'ready' : 'not_ready',
+            checks: report.checks,
           });
           return;
         }
@@ -118,6 +98,9 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
       server.off('error', reject);
       resolve();
     });
+  }).catch((error: unknown) => {
+    readiness.stop();
+    throw error;
   });
   const bound = server.address() as AddressInfo;
   const address = { host: bound.address, port: bound.port };
@@ -127,6 +110,7 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
     address,
     close: () =>
       new Promise<void>((resolve) => {
+        readiness.stop();
         server.close(() => resolve());
         server.closeIdleConnections();
       }),

@@ -1,0 +1,287 @@
+// Time to detect, measured (dead-runner: the one alert that fired was not looked at; an alert that
+// cannot fire is worse). A real Prometheus runs the shipped rules — their `for:` and range windows
+// shortened 60 times by scripts/prometheus/shorten-rules.ts, thresholds untouched — and scrapes an
+// engine, a second engine and an edge running in this process. Each fault Postern is built against
+// is injected for real and the matching alert must reach `firing`, then resolve after recovery:
+//   engine loops stalled        PosternProcessNotReady (loops check), PosternLoopHeartbeatStale
+//   PostgreSQL down             PosternProcessNotReady, engine and edge (postgres check)
+//   lookups failing at the edge PosternEdgeLookupsFailing
+//   a stream of malformed commands  PosternMalformedCommands, PosternMalformedCommandsFlood
+//   due work with no engine     PosternProcessDown (nothing runs that could report the queue)
+// Each time is printed and collected in .test-results/alerts-time-to-detect.md; docs/runbook.md
+// ("Time to detect") has the figures.
+import { createAlias, createDomain } from '@postern/shared';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Engine } from '../../apps/core/src/engine.ts';
+import type { Relay } from '../../apps/core/src/relay/relay.ts';
+import type { Edge } from '../../apps/mta/src/edge.ts';
+import { shortenRules } from '../../scripts/prometheus/shorten-rules.ts';
+import { queueDelivery, repoRoot, startTestEngine, unique, waitForStatus } from '../core/helpers/engine.ts';
+import { type PostgresFaultBench, startPostgresFaultBench } from '../faults/helpers/postgres-faults.ts';
+import { COMMAND_STREAM } from '../faults/helpers/stream-producer.ts';
+import { createTestDatabase, startTcpProxy, type TcpProxy, type TestDatabase, waitFor } from '../harness/index.ts';
+import { startTestEdge } from '../mta/helpers/edge.ts';
+import { type Prometheus, startPrometheus } from './helpers/prometheus.ts';
+import { type RcptTraffic, startRcptTraffic } from './helpers/rcpt-traffic.ts';
+import { type AlertMatch, type Detection, expectFiring, expectQuiet, expectResolved, reportDetections } from './helpers/time-to-detect.ts';
+
+const FACTOR = 60;
+const OVERRIDES =
+  `ops/prometheus/postern-alerts.yml shortened ${FACTOR}x (scripts/prometheus/shorten-rules.ts: for: 2m -> 2s, [10m] -> [10s]; thresholds as shipped); ` +
+  "scrape and evaluation every 1s; readiness evaluated every 5s (the processes' default); engines with the e2e settings " +
+  '(MAIL_SMTP_TIMEOUT 2s, MAIL_HEARTBEAT_INTERVAL 500ms), the stalled one with MAIL_WATCHDOG_STALL_THRESHOLD 10m';
+const DOMAIN = 'alerts.test';
+const RCPT = `ops@${DOMAIN}`;
+
+let bench: PostgresFaultBench;
+let edgeProxy: TcpProxy;
+let engine: Engine;
+let enginePort: number;
+let edge: Edge;
+let stalledDb: TestDatabase;
+let stalledEngine: Engine;
+let prometheus: Prometheus;
+let traffic: RcptTraffic;
+/** The stalled engine's not-ready alert: detected by the second test, resolved by the last. */
+let stalledNotReady: Detection | undefined;
+
+/** A relay whose every send hangs until released, past every timeout (stalled-worker). */
+function stallingRelay(): { relay: Relay; firstSendAt: number | null; release(): void } {
+  let release: () => void = () => {};
+  const released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const stall = {
+    firstSendAt: null as number | null,
+    release: () => release(),
+    relay: {
+      name: 'stalling',
+      async send() {
+        stall.firstSendAt ??= Date.now();
+        await released;
+        return { ok: true, reply: { code: 250, enhanced: '2.0.0', text: 'ok' } };
+      },
+      interrupt: () => release(),
+      async close() {},
+    } satisfies Relay,
+  };
+  return stall;
+}
+// The second engine's sends hang, and its watchdog waits 10 minutes: the loop stays stalled long
+// enough for the heartbeat alert, as when the watchdog itself does not act (docs/runbook.md, "Stalled loop").
+const stalled = stallingRelay();
+
+function startMainEngine(httpPort = 0): Promise<Engine> {
+  return startTestEngine(bench.postgres.dsn, {
+    MAIL_SMTP_MODE: 'stub',
+    MAIL_REDIS_MASTER_ADDR: bench.redis.addr,
+    MAIL_REDIS_CONSUMER_GROUP: 'alerts',
+    MAIL_POSTGRES_CONNECT_TIMEOUT: '2s',
+    MAIL_INTERNAL_HTTP_ADDR: `127.0.0.1:${httpPort}`,
+  });
+}
+
+function metricsAddress(process: { http: { host: string; port: number } | null }): string {
+  if (!process.http) throw new Error('started without HTTP');
+  return `${process.http.host}:${process.http.port}`;
+}
+
+/** Waits until the process's own /metrics says it is ready, so Prometheus starts from a ready fleet. */
+async function readyGauge(address: string): Promise<void> {
+  await waitFor(
+    `mail_process_ready 1 at ${address}`,
+    async () => (await (await fetch(`http://${address}/metrics`)).text()).match(/^mail_process_ready\{[^}]*\} \d/m)?.[0],
+    (line) => line?.endsWith(' 1') === true,
+    { timeoutMs: 30_000, intervalMs: 200 },
+  );
+}
+
+const notReady = (instance: string): AlertMatch => ({ alertname: 'PosternProcessNotReady', labels: { instance } });
+
+beforeAll(async () => {
+  bench = await startPostgresFaultBench();
+  // The edge reaches PostgreSQL through a proxy of its own: its lookups can fail alone.
+  edgeProxy = await startTcpProxy(bench.postgres.proxy.host, bench.postgres.proxy.port);
+  await createDomain(bench.pool, DOMAIN);
+  await createAlias(bench.pool, { domain: DOMAIN, localPart: 'ops', kind: 'forward', targets: ['ops@sink.test'] });
+  stalledDb = await createTestDatabase('ops-alerts-stalled');
+  [engine, edge, stalledEngine] = await Promise.all([
+    startMainEngine(),
+    startTestEdge(`postgres://postern:postern@${edgeProxy.host}:${edgeProxy.port}/postern_admin`, {
+      MAIL_MTA_RATE_LIMIT_PER_MINUTE: '100000',
+      MAIL_POSTGRES_CONNECT_TIMEOUT: '2s',
+    }),
+    startTestEngine(
+      stalledDb.dsn,
+      { MAIL_SMTP_MODE: 'stub', MAIL_ATTEMPT_WORKER_CONCURRENCY: '1', MAIL_WATCHDOG_STALL_THRESHOLD: '10m' },
+      { relay: stalled.relay },
+    ),
+  ]);
+  enginePort = engine.http?.port as number;
+  const targets = {
+    core: metricsAddress(engine),
+    stalled: metricsAddress(stalledEngine),
+    mta: metricsAddress(edge),
+  };
+  await Promise.all(Object.values(targets).map(readyGauge));
+  const rules = shortenRules(readFileSync(path.join(repoRoot, 'ops', 'prometheus', 'postern-alerts.yml'), 'utf8'), { factor: FACTOR });
+  prometheus = await startPrometheus({
+    interval: '1s',
+    rules,
+    jobs: {
+      'postern-core': [
+        { address: targets.core, instance: 'core-1' },
+        { address: targets.stalled, instance: 'core-stalled' },
+      ],
+      'postern-mta': [{ address: targets.mta, instance: 'mta-1' }],
+    },
+  });
+  traffic = startRcptTraffic(edge.smtp.port, RCPT, 250);
+}, 180_000);
+
+afterAll(async () => {
+  reportDetections(OVERRIDES);
+  stalled.release();
+  await traffic?.stop();
+  await prometheus?.close();
+  await Promise.allSettled([engine?.stop(), stalledEngine?.stop(), edge?.stop()]);
+  await edgeProxy?.close();
+  await stalledDb?.drop();
+  await bench?.close();
+  console.log(`[time-to-detect] RCPT replies during the run: ${JSON.stringify(Object.fromEntries(traffic?.counts ?? []))}`);
+}, 120_000);
+
+describe('alerts fire when Postern is in trouble, and resolve when it recovers', () => {
+  it('sees every process ready, with each check as a series, and raises nothing while all is well', async () => {
+    // Ten seconds of healthy scrapes in Prometheus's own history, then: no alert was even pending.
+    await waitFor(
+      'ten seconds of ready scrapes of every process',
+      () => prometheus.query('min_over_time(mail_process_ready[10s]) and count_over_time(mail_process_ready[10s]) >= 8'),
+      (samples) => samples.length === 3 && samples.every((sample) => sample.value === 1),
+      { timeoutMs: 60_000, intervalMs: 500 },
+    );
+    expect(await prometheus.query('count_over_time(ALERTS[10s])')).toEqual([]);
+    const checks = (await prometheus.query('mail_readiness_check_ok')).map((sample) => `${sample.labels.instance} ${sample.labels.check}`).sort();
+    expect(checks).toEqual([
+      'core-1 loops',
+      'core-1 postgres',
+      'core-1 redis',
+      'core-stalled loops',
+      'core-stalled postgres',
+      'mta-1 postgres',
+      'mta-1 smtp',
+    ]);
+  });
+
+  it('engine loops stalled: the engine says it is not ready', async () => {
+    await queueDelivery(stalledDb.pool, { recipient: unique('stalled') });
+    const stalledAt = await waitFor('the send to hang', () => stalled.firstSendAt, (at) => at !== null, { timeoutMs: 30_000 });
+    stalledNotReady = await expectFiring(prometheus, 'engine loops stalled', notReady('core-stalled'), stalledAt as number, 60_000);
+    // Not before the engine itself can tell a stuck send from a slow one (MAIL_SMTP_TIMEOUT + a heartbeat).
+    expect(stalledNotReady.detectMs).toBeGreaterThan(2_500);
+    const [alert] = (await prometheus.alerts()).filter((a) => a.labels.alertname === 'PosternProcessNotReady' && a.labels.instance === 'core-stalled');
+    expect(alert?.annotations.summary).toBe('core on core-stalled is not ready; failing: loops');
+    // The heartbeat alert takes its two minutes; the last test waits for it.
+  });
+
+  it('PostgreSQL down: the engine and the edge say they are not ready, and are ready again after', async () => {
+    await expectQuiet(prometheus, notReady('core-1'), 60_000);
+    await expectQuiet(prometheus, notReady('mta-1'), 60_000);
+    const stoppedAt = Date.now();
+    await bench.postgres.stop();
+    const [core, mta] = await Promise.all([
+      expectFiring(prometheus, 'PostgreSQL down', notReady('core-1'), stoppedAt, 60_000),
+      expectFiring(prometheus, 'PostgreSQL down', notReady('mta-1'), stoppedAt, 60_000),
+    ]);
+    await bench.postgres.start();
+    const startedAt = Date.now();
+    await Promise.all([
+      expectResolved(prometheus, core, notReady('core-1'), startedAt, 90_000),
+      expectResolved(prometheus, mta, notReady('mta-1'), startedAt, 90_000),
+    ]);
+  }, 240_000);
+
+  it('lookups failing at the edge: the share of RCPTs answered 451 pages', async () => {
+    const lookups: AlertMatch = { alertname: 'PosternEdgeLookupsFailing' };
+    await expectQuiet(prometheus, lookups, 60_000);
+    const before = traffic.counts.get('451') ?? 0;
+    const cutAt = Date.now();
+    edgeProxy.refuse(true);
+    edgeProxy.cutConnections();
+    const detection = await expectFiring(prometheus, 'lookups failing at the edge', lookups, cutAt, 60_000);
+    expect(traffic.counts.get('451') ?? 0).toBeGreaterThan(before);
+    const answered = traffic.counts.get('250') ?? 0;
+    edgeProxy.refuse(false);
+    const restoredAt = Date.now();
+    await waitFor('RCPTs answered 250 again', () => traffic.counts.get('250') ?? 0, (n) => n > answered, { timeoutMs: 30_000 });
+    await expectResolved(prometheus, detection, lookups, restoredAt, 60_000);
+  }, 180_000);
+
+  it('a stream of malformed commands: quarantined, counted and alerted, the flood paged', async () => {
+    const ticket: AlertMatch = { alertname: 'PosternMalformedCommands', labels: { failure_code: 'invalid_json' } };
+    const flood: AlertMatch = { alertname: 'PosternMalformedCommandsFlood' };
+    await expectQuiet(prometheus, ticket, 30_000);
+    await expectQuiet(prometheus, flood, 30_000);
+    let producing = true;
+    let produced = 0;
+    const startedAt = Date.now();
+    const producer = (async () => {
+      // A producer whose encoding changed: five commands a second that are not JSON.
+      while (producing) {
+        await bench.redis.client.xadd(COMMAND_STREAM, '*', 'schema_version', '2', 'command', `{"source":"alerts" ${produced}`);
+        produced += 1;
+        await delay(200);
+      }
+    })();
+    try {
+      const [first, paged] = await Promise.all([
+        expectFiring(prometheus, 'malformed commands', ticket, startedAt, 60_000),
+        expectFiring(prometheus, 'malformed commands', flood, startedAt, 60_000),
+      ]);
+      producing = false;
+      await producer;
+      const stoppedAt = Date.now();
+      await Promise.all([expectResolved(prometheus, first, ticket, stoppedAt, 60_000), expectResolved(prometheus, paged, flood, stoppedAt, 60_000)]);
+    } finally {
+      producing = false;
+      await producer;
+    }
+    await waitFor(
+      `all ${produced} commands quarantined`,
+      async () => (await bench.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM mail.malformed_commands WHERE failure_code = 'invalid_json'")).rows[0]?.n,
+      (n) => n === produced,
+      { timeoutMs: 30_000 },
+    );
+  }, 180_000);
+
+  it('due work with no engine: the engine is down, and its work is done once one runs again', async () => {
+    const down: AlertMatch = { alertname: 'PosternProcessDown', labels: { instance: 'core-1' } };
+    await engine.stop();
+    const goneAt = Date.now();
+    const due = await Promise.all([1, 2, 3].map((n) => queueDelivery(bench.pool, { recipient: unique(`due-${n}`) })));
+    const detection = await expectFiring(prometheus, 'due work with no engine', down, goneAt, 60_000);
+    engine = await startMainEngine(enginePort);
+    const restartedAt = Date.now();
+    await expectResolved(prometheus, detection, down, restartedAt, 60_000);
+    for (const id of due) await waitForStatus(bench.pool, id, 'sent', 30_000);
+  }, 180_000);
+
+  it('engine loops stalled: the loop that stopped heartbeating is named, and it all resolves once it moves', async () => {
+    const heartbeat: AlertMatch = { alertname: 'PosternLoopHeartbeatStale', labels: { instance: 'core-stalled', loop: 'attempt-worker-0' } };
+    // The rule's own threshold is 120000 ms of heartbeat age: two real minutes from the stall.
+    const stalledAt = stalled.firstSendAt as number;
+    const detection = await expectFiring(prometheus, 'engine loops stalled', heartbeat, stalledAt, Math.max(30_000, stalledAt + 240_000 - Date.now()));
+    expect(detection.detectMs).toBeGreaterThan(120_000);
+    stalled.release();
+    const releasedAt = Date.now();
+    await Promise.all([
+      expectResolved(prometheus, detection, heartbeat, releasedAt, 60_000),
+      stalledNotReady
+        ? expectResolved(prometheus, stalledNotReady, notReady('core-stalled'), releasedAt, 60_000)
+        : expectQuiet(prometheus, notReady('core-stalled'), 60_000),
+    ]);
+  }, 300_000);
+});
