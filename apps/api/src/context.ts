@@ -17,6 +17,9 @@ export interface ApiContext {
   principal: Principal;
   logger: Logger;
   intake: SendEmailIntake;
+  /** The caller's W3C traceparent header, normalised; null when it sent none or an invalid one
+   *  (W3C: ignored, a new trace starts). */
+  callerTraceparent: string | null;
   /** This request's batching loaders (schema/loaders.ts); made new for every request. */
   loaders: Loaders;
 }

@@ -29,6 +29,7 @@ import { onMailFrom } from './smtp/on-mail-from.ts';
 import { onRcptTo } from './smtp/on-rcpt-to.ts';
 import { ClientRateLimiter } from './smtp/rate-limiter.ts';
 import { shuttingDown } from './smtp/replies.ts';
+import { SessionTraces } from './smtp/session-trace.ts';
 import { assertSmtpServerPatched } from './smtp/smtp-server-patch.ts';
 import { loadTlsCredentials, type TlsCredentials } from './smtp/tls-credentials.ts';
 
@@ -194,6 +195,7 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
     lookupSlots: new ClientLookupSlots(config.mta.clientLookupConcurrency),
     inData: new Set(),
     accepting: new Set(),
+    traces: new SessionTraces(),
     closeWithoutReply(session) {
       findConnection(session)?.close();
     },

@@ -9,6 +9,7 @@ import type { EdgeMetrics } from '../metrics.ts';
 import type { ClientLookupSlots } from '../recipients/client-lookup-slots.ts';
 import type { AcceptedRecipient, ResolveRecipient } from '../recipients/verify-recipient.ts';
 import type { ClientRateLimiter } from './rate-limiter.ts';
+import type { SessionTraces } from './session-trace.ts';
 
 export interface EdgeLimits {
   hostname: string;
@@ -44,6 +45,8 @@ export interface EdgeContext {
   lookupSlots: ClientLookupSlots;
   /** Sessions now inside DATA. */
   inData: Set<string>;
+  /** The trace of each session's current message (session-trace.ts). */
+  traces: SessionTraces;
   /** Sessions whose accept statement has been sent and is not decided yet: never told 421/451. */
   accepting: Set<string>;
   /** Closes the connection without a reply: for an accept still undecided when the edge stops. */

@@ -14,6 +14,7 @@ import { createEdgeMetrics } from '../metrics.ts';
 import { ClientLookupSlots } from '../recipients/client-lookup-slots.ts';
 import type { ResolveRecipient } from '../recipients/verify-recipient.ts';
 import type { EdgeContext, EdgeLimits } from './edge-context.ts';
+import { SessionTraces } from './session-trace.ts';
 import { onClose, onConnect } from './on-connect.ts';
 import { onData } from './on-data.ts';
 import { onMailFrom } from './on-mail-from.ts';
@@ -99,6 +100,7 @@ export function fakeEdge(options: FakeEdgeOptions = {}): FakeEdge {
     lookupSlots: new ClientLookupSlots(limits.clientLookupConcurrency),
     inData: new Set(),
     accepting: new Set(),
+    traces: new SessionTraces(),
     closeWithoutReply: (session) => closedWithoutReply.push(session.id),
     replyAndClose: (_session, code, text) => sentAndClosed.push(`${code} ${text}`),
   };
