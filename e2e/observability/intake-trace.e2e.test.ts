@@ -65,12 +65,17 @@ afterAll(async () => {
   await db?.drop();
 });
 
-/** The trace's spans once its delivery's send has been exported. */
-function sentTrace(traceId: string): Promise<ReceivedSpan[]> {
+/** The trace's spans once its delivery's send, and the spans `alsoFrom` names, have been exported
+ *  (each process exports on its own schedule). */
+function sentTrace(traceId: string, alsoFrom: (span: ReceivedSpan) => boolean = () => true): Promise<ReceivedSpan[]> {
   return waitFor(
     `the trace ${traceId} up to the relay's reply`,
     () => receiver.trace(traceId),
-    (spans) => spans.some((span) => span.name === 'smtp send' && span.events.some((event) => event.attributes['postern.smtp.reply_code'] === 250)),
+    (spans) =>
+      spans.some((span) => span.name === 'smtp send' && span.events.some((event) => event.attributes['postern.smtp.reply_code'] === 250)) &&
+      // The attempt ends last, once its outcome is committed.
+      spans.some((span) => span.name === 'delivery attempt' && span.attributes['postern.outcome'] === 'sent') &&
+      spans.some(alsoFrom),
     { timeoutMs: 20_000 },
   );
 }
@@ -103,6 +108,8 @@ describe('a stream command with a traceparent', () => {
       ['postern-core', caller.spanId, deliveryId, 'created'],
     ]);
     expect(await storedTraceparent(deliveryId)).toBe(`00-${caller.traceId}-${intake[0]?.spanId}-01`);
+    // The instrumented ioredis: the acknowledgement is a span of the command's.
+    expect(spans.filter((span) => span.name === 'xack').map((span) => span.parentSpanId)).toEqual([intake[0]?.spanId]);
     const claim = spans.find((span) => span.name === 'delivery claim');
     expect(claim?.parentSpanId).toBe(intake[0]?.spanId);
     expect(spans.find((span) => span.name === 'delivery attempt')?.parentSpanId).toBe(claim?.spanId);
@@ -136,8 +143,10 @@ describe("sendEmail continues the caller's HTTP trace", () => {
     expect(delivery?.traceId, JSON.stringify(answer.body)).toBe(caller.traceId);
     await waitForStatus(db.pool, delivery?.id as string, 'sent');
 
-    const spans = await sentTrace(caller.traceId);
-    const request = spans.filter((span) => span.service === 'postern-api' && span.parentSpanId === caller.spanId);
+    // The request's span ends after its response, so it may be exported after the engine's.
+    const isRequest = (span: ReceivedSpan) => span.service === 'postern-api' && span.parentSpanId === caller.spanId;
+    const spans = await sentTrace(caller.traceId, isRequest);
+    const request = spans.filter(isRequest);
     expect(request.map((span) => span.name)).toEqual(['POST']);
     const operation = spans.find((span) => span.name === 'mutation.Send');
     expect(operation).toMatchObject({ service: 'postern-api', parentSpanId: request[0]?.spanId });
