@@ -19,13 +19,12 @@
 import { type Span, SpanKind } from '@opentelemetry/api';
 import {
   ATTR,
-  contextOf,
-  inSpan,
-  traceparentOf,
   type CommandOrigin,
+  contextOf,
   type DeliveryCommand,
   decodeFailure,
   type IntakeOutcome,
+  inSpan,
   intakeCommand,
   isRetryableDbError,
   isTransientDbError,
@@ -35,6 +34,7 @@ import {
   type RedisConnections,
   refuseCommand,
   type TemplateCatalog,
+  traceparentOf,
 } from '@postern/shared';
 import type { LoopContext } from '../keepalive/supervisor.ts';
 import type { EngineMetrics } from '../metrics.ts';
