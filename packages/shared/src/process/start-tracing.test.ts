@@ -11,6 +11,7 @@ describe('tracingWanted: off unless an exporter is named', () => {
     [{ OTEL_TRACES_EXPORTER: 'console' }, true],
     [{ OTEL_TRACES_EXPORTER: 'none', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' }, false],
     [{ OTEL_TRACES_EXPORTER: 'otlp,none' }, true],
+    [{ OTEL_TRACES_EXPORTER: 'none,otlp' }, false],
     [{ OTEL_SDK_DISABLED: 'true', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' }, false],
   ])('%j -> %s', (env, wanted) => {
     expect(tracingWanted(env)).toBe(wanted);

@@ -41,7 +41,8 @@ const set = (value: string | undefined): value is string => value !== undefined 
 export function tracingWanted(env: Env): boolean {
   if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true') return false;
   const exporters = (env.OTEL_TRACES_EXPORTER ?? '').split(',').map((name) => name.trim()).filter(Boolean);
-  if (exporters.length > 0) return !exporters.every((name) => name === 'none');
+  // As the SDK reads the list: `none` first means no exporter, whatever follows.
+  if (exporters.length > 0) return exporters[0] !== 'none';
   return set(env.OTEL_EXPORTER_OTLP_ENDPOINT) || set(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
 }
 
