@@ -6,14 +6,13 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { accessSync, constants, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import getPort from 'get-port';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Api } from '../../apps/api/src/server.ts';
 import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
-import { gql, REPO_ROOT, startTestApi, TEMPLATE_DIR } from './helpers/api.ts';
+import { gql, REPO_ROOT, startTestApi } from './helpers/api.ts';
+import { spawnApi } from './helpers/child-api.ts';
 
 const run = promisify(execFile);
-const MAIN = path.join(REPO_ROOT, 'apps/api/src/main.ts');
 const CLI = path.join(REPO_ROOT, 'apps/api/src/cli/postern.ts');
 const POSTERN = path.join(REPO_ROOT, 'bin/postern.ts');
 
@@ -34,30 +33,11 @@ function exited(child: ChildProcess): Promise<{ code: number | null; signal: Nod
 
 describe('node apps/api/src/main.ts', () => {
   it('boots, prints a working development token, and exits 0 on SIGTERM', async () => {
-    const port = await getPort();
-    const child = spawn(process.execPath, [MAIN], {
-      cwd: REPO_ROOT,
-      env: {
-        PATH: process.env.PATH,
-        MAIL_POSTGRES_PRIMARY_DSN: db.dsn,
-        MAIL_API_HTTP_ADDR: `127.0.0.1:${port}`,
-        MAIL_TEMPLATE_DIR: TEMPLATE_DIR,
-        MAIL_ENV: 'development',
-        MAIL_LOG_LEVEL: 'info',
-        MAIL_SHUTDOWN_TIMEOUT: '5s',
-        POSTERN_DEV_TOKEN: '1',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    child.stderr?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
+    const api = await spawnApi(db.dsn, { MAIL_ENV: 'development', POSTERN_DEV_TOKEN: '1' });
+    const child = api.process;
     try {
-      const url = `http://127.0.0.1:${port}`;
+      const url = api.origin;
+      const output = api.output;
       await waitFor(
         'the API to be ready',
         async () => (await fetch(`${url}/readyz`)).status,
@@ -68,8 +48,8 @@ describe('node apps/api/src/main.ts', () => {
       const metrics = await (await fetch(`${url}/metrics`)).text();
       expect(metrics).toMatch(/^mail_process_ready\{app="api"\} 1$/m);
       expect(metrics).toMatch(/^mail_readiness_check_ok\{check="postgres",app="api"\} 1$/m);
-      const token = await waitFor('the development token on stdout', () => /^\s+(pst_[A-Za-z0-9_-]{43})$/m.exec(output)?.[1] ?? null, Boolean);
-      expect(output).toContain(`curl -s ${url}/graphql`);
+      const token = await waitFor('the development token on stdout', () => /^\s+(pst_[A-Za-z0-9_-]{43})$/m.exec(output())?.[1] ?? null, Boolean);
+      expect(output()).toContain(`curl -s ${url}/graphql`);
       const answer = await gql(`${url}/graphql`, token, '{ queueStats { deadLettersLast24h } }');
       expect(answer.status).toBe(200);
       expect(answer.body.data).toEqual({ queueStats: { deadLettersLast24h: 0 } });
@@ -79,7 +59,7 @@ describe('node apps/api/src/main.ts', () => {
 
       child.kill('SIGTERM');
       const exit = await exited(child);
-      expect(exit, output).toEqual({ code: 0, signal: null });
+      expect(exit, output()).toEqual({ code: 0, signal: null });
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
     }

@@ -19,6 +19,9 @@ export interface ApiContext {
   intake: SendEmailIntake;
   /** MAIL_SECRETS_KEY, which seals new DKIM keys; null when unset. */
   secretsKey: SecretsKey | null;
+  /** The caller's W3C traceparent header, normalised; null when it sent none or an invalid one
+   *  (W3C: ignored, a new trace starts). */
+  callerTraceparent: string | null;
   /** This request's batching loaders (schema/loaders.ts); made new for every request. */
   loaders: Loaders;
 }

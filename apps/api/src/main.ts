@@ -1,8 +1,13 @@
-// Boot of the GraphQL API: configuration (all problems at once), logger, migrations under their
-// advisory lock, then the listener; SIGTERM stops it within MAIL_SHUTDOWN_TIMEOUT (runService).
-import { bootConfig, createPool, runMigrations, runService } from '@postern/shared';
-import { DEV_TOKEN_FLAG, mintDevToken } from './dev-token.ts';
-import { startApi } from './server.ts';
+// Boot of the GraphQL API: tracing first (OTEL_*, off unless an exporter is named: the modules it
+// instruments must load after it, so everything else is imported once it is in place), then
+// configuration (all problems at once), logger, migrations under their advisory lock, then the
+// listener; SIGTERM stops it within MAIL_SHUTDOWN_TIMEOUT (runService).
+import { startTracing } from '@postern/shared/start-tracing';
+
+const tracing = await startTracing('api');
+const { bootConfig, createPool, runMigrations, runService } = await import('@postern/shared');
+const { DEV_TOKEN_FLAG, mintDevToken } = await import('./dev-token.ts');
+const { startApi } = await import('./server.ts');
 
 const { config, logger } = bootConfig('api');
 // Read once, here, like the rest of the environment: set by scripts/start.ts for `npm start`.
@@ -11,10 +16,11 @@ const wantsDevToken = process.env[DEV_TOKEN_FLAG] === '1';
 void runService({
   name: 'api',
   logger,
+  tracing,
   shutdownTimeoutMs: config.engine.shutdownTimeoutMs,
   async start() {
     await runMigrations({ dsn: config.postgres.dsn, logger });
-    const api = await startApi(config, { logger });
+    const api = await startApi(config, { logger, tracing: tracing.enabled });
     if (wantsDevToken) {
       if (config.env !== 'development') {
         logger.warn({ env: config.env }, `${DEV_TOKEN_FLAG}=1 ignored outside MAIL_ENV=development`);

@@ -29,6 +29,8 @@ export interface ApiDeps {
   introspection?: boolean;
   /** Default: on unless MAIL_ENV=production. */
   graphiql?: boolean;
+  /** The process traces (main.ts started the SDK): GraphQL operations get spans. Default: off. */
+  tracing?: boolean;
 }
 
 export interface Api {
@@ -70,6 +72,7 @@ export async function startApi(config: PosternConfig, deps: ApiDeps): Promise<Ap
     production,
     introspection: deps.introspection ?? !production,
     graphiql,
+    tracing: deps.tracing === true,
   });
   let ops: Awaited<ReturnType<typeof startOpsServer>>;
   try {

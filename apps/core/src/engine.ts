@@ -51,6 +51,7 @@ import { createMxRelay } from './relay/mx-relay.ts';
 import type { Relay } from './relay/relay.ts';
 import { createSmtpRelay } from './relay/smtp-relay.ts';
 import { createStubRelay } from './relay/stub-relay.ts';
+import { traceClaims } from './tracing/claim-spans.ts';
 
 export interface EngineDeps {
   logger: Logger;
@@ -200,10 +201,11 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
     });
     const scheduler = createScheduler({
       claim: async (wanted) => {
+        const startedAt = Date.now();
         const claimed = await lifecycle.claim(workerId, wanted, config.engine.leaseDurationMs);
         // Live from the moment it is claimed: renewed, and never taken back by this engine's reclaim.
         for (const delivery of claimed) leases.hold({ id: delivery.id, attemptNumber: delivery.attempt_count });
-        return claimed;
+        return claimed.length === 0 ? claimed : traceClaims(claimed, { startedAt, endedAt: Date.now(), workerId });
       },
       listen: (wake) => listenForDueDeliveries({ pool, wake, events }),
       channel,

@@ -30,6 +30,7 @@ import { onRcptTo } from './smtp/on-rcpt-to.ts';
 import { GreetingDelay } from './smtp/greeting-delay.ts';
 import { ClientRateLimiter } from './smtp/rate-limiter.ts';
 import { shuttingDown } from './smtp/replies.ts';
+import { SessionTraces } from './smtp/session-trace.ts';
 import { assertSmtpServerPatched } from './smtp/smtp-server-patch.ts';
 import { loadTlsCredentials, type TlsCredentials } from './smtp/tls-credentials.ts';
 
@@ -196,6 +197,7 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
     lookupSlots: new ClientLookupSlots(config.mta.clientLookupConcurrency),
     inData: new Set(),
     accepting: new Set(),
+    traces: new SessionTraces(),
     closeWithoutReply(session) {
       findConnection(session)?.close();
     },

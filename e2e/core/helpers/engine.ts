@@ -67,6 +67,7 @@ export async function queueDelivery(
       deliveryId: null,
       category: null,
       payload: { mode: 'rendered', subject: `to ${command.recipient}`, text: 'hello', html: null },
+      traceparent: null,
       ...command,
     },
     { catalog: testCatalog(), sender: SENDER },

@@ -72,6 +72,8 @@ export * from './dkim/index.ts';
 export * from './intake/index.ts';
 export * from './lifecycle/index.ts';
 export * from './templates/index.ts';
+export { ATTR } from './tracing/attributes.ts';
+export { contextOf, currentTraceparent, inSpan, isTraceparent, normalizedTraceparent, posternTracer, traceparentOf } from './tracing/trace-context.ts';
 export {
   type StorableTextOptions,
   storableText,

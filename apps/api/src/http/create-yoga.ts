@@ -1,14 +1,18 @@
 // graphql-yoga around the Pothos schema, with the protections a control plane needs: CSRF
 // prevention, depth / alias / cost limits checked before execution, masked errors in production,
-// and introspection and GraphiQL only where they help (development) unless asked for.
+// and introspection and GraphiQL only where they help (development) unless asked for. With tracing
+// on, each operation is a span (envelop's OpenTelemetry plugin) under the HTTP request's; without,
+// the plugin is not installed at all, so an untraced request does not pay for printing its document.
 import { costLimitPlugin } from '@escape.tech/graphql-armor-cost-limit';
 import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
+import { useOpenTelemetry } from '@envelop/opentelemetry';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
+import { SpanKind, trace } from '@opentelemetry/api';
 import type { Logger, Pool, SecretsKey } from '@postern/shared';
 import { GraphQLError, NoSchemaIntrospectionCustomRule } from 'graphql';
-import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import { createYoga, type Plugin, type YogaServerInstance, type YogaServerOptions } from 'graphql-yoga';
 import type { ApiContext, Principal } from '../context.ts';
 import type { SendEmailIntake } from '../operations/send-email-intake.ts';
 import { schema } from '../schema/index.ts';
@@ -25,6 +29,8 @@ export const QUERY_LIMITS = {
 export interface ServerContext {
   /** Set by the HTTP layer after bearer authentication; null only for the GraphiQL page itself. */
   principal: Principal | null;
+  /** The request's W3C traceparent header, normalised, or null. */
+  callerTraceparent: string | null;
 }
 
 export interface YogaOptions {
@@ -36,6 +42,8 @@ export interface YogaOptions {
   production: boolean;
   introspection: boolean;
   graphiql: boolean;
+  /** The process traces (main.ts started the SDK): each operation gets a span. */
+  tracing: boolean;
 }
 
 function useDisableIntrospection(): Plugin {
@@ -49,7 +57,7 @@ function useDisableIntrospection(): Plugin {
 export type ApiYoga = YogaServerInstance<ServerContext, ApiContext>;
 
 export function createApiYoga(options: YogaOptions): ApiYoga {
-  const plugins: Plugin[] = [
+  const plugins: NonNullable<YogaServerOptions<ServerContext, ApiContext>['plugins']> = [
     // Every request must be one a browser would have preflighted (a JSON body, or a custom header):
     // a cross-site form or <img> GET cannot drive a mutation with someone's cookie... or token.
     useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'x-postern-csrf'] }),
@@ -59,6 +67,12 @@ export function createApiYoga(options: YogaOptions): ApiYoga {
     useOperationMetrics(options.metrics),
   ];
   if (!options.introspection) plugins.push(useDisableIntrospection());
+  if (options.tracing) {
+    // The operation's name, type and document (inline arguments make the plugin leave the
+    // document out); never its variables or result, which hold addresses and mail content. No
+    // span per resolver: the statements they run are traced by the pg instrumentation.
+    plugins.push(useOpenTelemetry({ resolvers: false, variables: false, result: false }, trace.getTracerProvider(), SpanKind.INTERNAL, {}, 'postern-graphql'));
+  }
 
   return createYoga<ServerContext, ApiContext>({
     schema,
@@ -84,7 +98,7 @@ export function createApiYoga(options: YogaOptions): ApiYoga {
       error: (...args) => options.logger.error({ detail: args }, 'graphql error'),
     },
     plugins,
-    context: ({ principal }): ApiContext => {
+    context: ({ principal, callerTraceparent }): ApiContext => {
       if (!principal) throw new GraphQLError('authentication required', { extensions: { code: 'UNAUTHENTICATED', http: { status: 401 } } });
       return {
         db: options.db,
@@ -92,6 +106,7 @@ export function createApiYoga(options: YogaOptions): ApiYoga {
         logger: options.logger,
         intake: options.intake,
         secretsKey: options.secretsKey,
+        callerTraceparent,
         loaders: createLoaders(options.db),
       };
     },

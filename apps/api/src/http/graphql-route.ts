@@ -2,7 +2,7 @@
 // then yoga, served through its own Node adapter. Everything else (/healthz, /readyz, /metrics)
 // falls through to the ops server.
 import type http from 'node:http';
-import { type Logger, type Pool, type RouteHandler, requestTarget, sendJson } from '@postern/shared';
+import { type Logger, normalizedTraceparent, type Pool, type RouteHandler, requestTarget, sendJson } from '@postern/shared';
 import { authenticateBearer } from '../auth/bearer-token.ts';
 import type { Principal } from '../context.ts';
 import type { ApiYoga } from './create-yoga.ts';
@@ -101,7 +101,9 @@ export function graphqlRoute(options: GraphqlRouteOptions): RouteHandler {
     request.url = `${url.pathname}${url.search}`;
     request.headers.host = FIXED_HOST;
     response.setHeader('cache-control', 'no-store');
-    await options.yoga(Object.assign(request, { body }), response, { principal });
+    const traceparent = request.headers.traceparent;
+    const callerTraceparent = normalizedTraceparent(Array.isArray(traceparent) ? traceparent[0] : traceparent);
+    await options.yoga(Object.assign(request, { body }), response, { principal, callerTraceparent });
     return true;
   };
 }

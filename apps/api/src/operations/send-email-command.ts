@@ -64,6 +64,7 @@ const withTemplate = z
       ...fields,
       recipient: to,
       payload: { mode: 'template', templateId: template.id, locale: template.locale, variables: template.variables },
+      traceparent: null,
     }),
   );
 
@@ -74,9 +75,18 @@ const withRendered = z
       .object({ subject: commandField.subject('rendered.subject'), text: commandField.body('rendered.text'), html: commandField.body('rendered.html') })
       .superRefine(renderedBody('rendered.text', 'rendered.html')),
   })
-  .transform(({ rendered, to, ...fields }): DeliveryCommand => ({ schemaVersion: '2', ...fields, recipient: to, payload: { mode: 'rendered', ...rendered } }));
+  .transform(
+    ({ rendered, to, ...fields }): DeliveryCommand => ({
+      schemaVersion: '2',
+      ...fields,
+      recipient: to,
+      payload: { mode: 'rendered', ...rendered },
+      traceparent: null,
+    }),
+  );
 
-/** `raw` is the request as it is quarantined; its size is the command's size (too_large). */
+/** `raw` is the request as it is quarantined; its size is the command's size (too_large). The
+ *  command's traceparent is the intake's to set (send-email-intake.ts). */
 export function sendEmailCommand(request: SendEmailRequest, raw: string): SendEmailCommandResult {
   const deliveryId = request.deliveryId ?? null;
   const refuse = (failure: DecodeFailure['code'], detail: string, field: string): SendEmailCommandResult => ({

@@ -3,10 +3,13 @@
 // (send-email-command.ts), so a command means the same thing on either channel, and every refusal
 // is quarantined the same way (channel 'api'), with the request as it was submitted. Each refusal
 // carries the input field it is about: the adapter's from its schema, acceptance's from the check
-// that refused it.
+// that refused it. The delivery continues the caller's trace: the context the mutation runs in
+// (the HTTP span the instrumentation started from the caller's traceparent header), or, with
+// tracing off in the API, the caller's header itself.
 import {
   type AcceptCommandOptions,
   type CommandOrigin,
+  currentTraceparent,
   type DecodeFailure,
   type FailureCode,
   type IntakeOutcome,
@@ -19,7 +22,8 @@ import { type SendEmailRequest, sendEmailCommand } from './send-email-command.ts
 export type SendEmailOutcome = Exclude<IntakeOutcome, { status: 'refused' }> | { status: 'refused'; failure: DecodeFailure; field: string };
 
 export interface SendEmailIntake {
-  submit(request: SendEmailRequest): Promise<SendEmailOutcome>;
+  /** `callerTraceparent`: the request's traceparent header, normalised (null: none or invalid). */
+  submit(request: SendEmailRequest, callerTraceparent?: string | null): Promise<SendEmailOutcome>;
 }
 
 /** The input fields acceptance's checks look at. */
@@ -31,14 +35,15 @@ const CHECKED_FIELD: Partial<Record<FailureCode, string>> = {
 
 export function createSendEmailIntake(pool: Pool, options: AcceptCommandOptions): SendEmailIntake {
   return {
-    async submit(request) {
+    async submit(request, callerTraceparent = null) {
       const origin: CommandOrigin = { channel: 'api', streamEntryId: null, raw: JSON.stringify(request) };
       const typed = sendEmailCommand(request, origin.raw);
       if (!typed.ok) {
         await refuseCommand(pool, typed.failure, origin);
         return { status: 'refused', failure: typed.failure, field: typed.field };
       }
-      const outcome = await intakeCommand(pool, typed.command, origin, options);
+      const command = { ...typed.command, traceparent: currentTraceparent() ?? callerTraceparent };
+      const outcome = await intakeCommand(pool, command, origin, options);
       if (outcome.status !== 'refused') return outcome;
       return { status: 'refused', failure: outcome.failure, field: CHECKED_FIELD[outcome.failure.code] ?? 'input' };
     },

@@ -29,6 +29,7 @@ export interface DeliveryRow {
   createdAt: Date;
   updatedAt: Date;
   finishedAt: Date | null;
+  traceId: string | null;
   cursorAt: string;
 }
 
@@ -43,7 +44,7 @@ export const DELIVERY_COLUMNS = `dl.id::text AS id, dl.status, dl.recipient, dl.
        dl.template_locale AS "templateLocale", dl.template_hash AS "templateHash", dl.subject, dl.category,
        dl.envelope_from AS "envelopeFrom", dl.rfc_message_id AS "rfcMessageId", dl.attempt_count AS "attemptCount",
        dl.next_attempt_at AS "nextAttemptAt", dl.last_error AS "lastError", dl.created_at AS "createdAt",
-       dl.updated_at AS "updatedAt", dl.finished_at AS "finishedAt",
+       dl.updated_at AS "updatedAt", dl.finished_at AS "finishedAt", substr(dl.traceparent, 4, 32) AS "traceId",
        to_char(dl.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"`;
 
 /** One log line per delivery an operator changed, naming it and its message (`messageId`, the
@@ -128,6 +129,11 @@ DeliveryRef.implement({
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
     finishedAt: t.expose('finishedAt', { type: 'DateTime', nullable: true }),
+    traceId: t.exposeString('traceId', {
+      nullable: true,
+      description:
+        'The OpenTelemetry trace this delivery continues (32 hex digits): an edge message\'s from its SMTP session, a command\'s from its producer or sendEmail caller, a bounce\'s from the failed attempt. Its claims, attempts and the relay\'s replies are spans of it, and the log lines written during them carry it as `otel_trace_id`. Null when nothing traced the intake.',
+    }),
     // Nullable so that a token without the scope still gets the rest of the delivery: the refusal
     // is this field's null and a FORBIDDEN error, whichever path reached the delivery.
     attempts: t.field({

@@ -77,7 +77,7 @@ builder.mutationField('sendEmail', (t) =>
       const request: SendEmailRequest | null =
         template && !rendered ? { ...fields, source, template } : rendered && !template ? { ...fields, source, rendered } : null;
       if (!request) throw new ValidationError('input', 'INVALID_INPUT', 'give exactly one of "template" and "rendered"');
-      const outcome = await context.intake.submit(request);
+      const outcome = await context.intake.submit(request, context.callerTraceparent);
       if (outcome.status === 'refused') throw refusalError(outcome.failure, outcome.field);
       const delivery = await deliveryById(context.db, outcome.deliveryId);
       if (!delivery) throw new Error(`delivery ${outcome.deliveryId} accepted but not found`);

@@ -11,18 +11,27 @@
 // this engine holds live, and a result that lands after the lease was lost anyway is still
 // recorded if nobody has started the delivery again (the lifecycle's late outcomes,
 // packages/shared/src/lifecycle/record-outcomes.ts).
+// In the delivery's trace (docs/observability.md), the attempt is a `delivery attempt` span, child
+// of its claim (tracing/claim-spans.ts), with `delivery render` and `smtp send` under it; the
+// relay's reply is an event of the send, the recorded outcome an event of the attempt, and every
+// line logged meanwhile carries the trace's ids.
 import { setTimeout as delay } from 'node:timers/promises';
+import { type Span, SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import {
+  ATTR,
   type AttemptRecord,
   type ClaimedDelivery,
+  contextOf,
+  currentTraceparent,
   type DeliveryLifecycle,
+  inSpan,
   isRetryableDbError,
   type Logger,
   type OutcomeToRecord,
   type TemplateCatalog,
 } from '@postern/shared';
 import type { EngineMetrics } from '../metrics.ts';
-import { describeRoute, type Relay, type Route, type SmtpReply } from '../relay/relay.ts';
+import { describeRoute, type Relay, type Route, type SendResult, type SmtpReply } from '../relay/relay.ts';
 import { type Classification, classifyFailure, type ReplyRule } from './classify-reply.ts';
 import { type BuiltMessage, buildMessage, UnbuildableDelivery } from './compose-message.ts';
 import { type MessageSigner, SigningUnavailable } from './dkim-signer.ts';
@@ -107,17 +116,58 @@ function endingOf(deps: AttemptDeps, delivery: ClaimedDelivery, built: BuiltMess
       attempts: delivery.attempt_count,
       raw: built.raw,
       receivedAt: built.receivedAt ?? delivery.created_at,
+      // The bounce continues this attempt's trace.
+      traceparent: currentTraceparent() ?? delivery.traceparent,
     },
     cause,
   );
 }
 
-export async function attemptDelivery(deps: AttemptDeps, delivery: ClaimedDelivery, beat: () => void): Promise<void> {
+/** The relay's answer, as an event of the send span (the reply text as the relay gave it). */
+function noteReply(span: Span, result: SendResult): void {
+  if (result.ok) {
+    span.addEvent('relay reply', replyAttributes(result.reply));
+    return;
+  }
+  const { failure } = result;
+  span.addEvent('relay reply', {
+    ...(failure.reply ? replyAttributes(failure.reply) : {}),
+    'postern.failure.kind': failure.kind,
+    'postern.failure.message': failure.message,
+    'postern.data_sent': failure.dataSent,
+  });
+  span.setStatus({ code: SpanStatusCode.ERROR, message: failure.message });
+}
+
+function replyAttributes(reply: SmtpReply): Record<string, string | number> {
+  return {
+    ...(reply.code !== null ? { [ATTR.smtpReplyCode]: reply.code } : {}),
+    ...(reply.enhanced !== null ? { [ATTR.smtpEnhancedCode]: reply.enhanced } : {}),
+    [ATTR.smtpReplyText]: reply.text,
+  };
+}
+
+export function attemptDelivery(deps: AttemptDeps, delivery: ClaimedDelivery, beat: () => void): Promise<void> {
+  const attributes = {
+    [ATTR.deliveryId]: delivery.id,
+    [ATTR.attempt]: delivery.attempt_count,
+    [ATTR.workerId]: deps.workerId,
+    'postern.payload_mode': delivery.payload_mode,
+    ...(delivery.message_id ? { [ATTR.messageId]: delivery.message_id } : {}),
+  };
+  return inSpan('delivery attempt', { attributes }, (span) => attempt(deps, delivery, beat, span), contextOf(delivery.traceparent));
+}
+
+async function attempt(deps: AttemptDeps, delivery: ClaimedDelivery, beat: () => void, span: Span): Promise<void> {
   /** Hands the outcome to the batcher and waits for its commit; false when the lease was lost. */
-  const record = (outcome: Pick<OutcomeToRecord, 'status' | 'attempt' | 'lastError'> & Partial<Pick<OutcomeToRecord, 'waitMs' | 'bounce'>>) =>
-    persist(deps, beat, () =>
+  const record = async (outcome: Pick<OutcomeToRecord, 'status' | 'attempt' | 'lastError'> & Partial<Pick<OutcomeToRecord, 'waitMs' | 'bounce'>>) => {
+    const recorded = await persist(deps, beat, () =>
       deps.completions.record({ deliveryId: delivery.id, attemptNumber: delivery.attempt_count, waitMs: 0, bounce: null, ...outcome }),
     );
+    span.setAttribute(ATTR.outcome, outcome.status);
+    span.addEvent('outcome recorded', { [ATTR.outcome]: outcome.status, 'postern.recorded': recorded });
+    return recorded;
+  };
   // A relayed delivery's lines also name its message by the id the edge answered and logged.
   const log = () => deps.logger.child({ deliveryId: delivery.id, messageId: delivery.message_id ?? undefined, attempt: delivery.attempt_count });
 
@@ -135,18 +185,20 @@ export async function attemptDelivery(deps: AttemptDeps, delivery: ClaimedDelive
 
   let built: BuiltMessage;
   try {
-    built = await buildMessage(
-      {
-        catalog: deps.catalog,
-        sender: deps.sender,
-        logger: deps.logger,
-        loadPayload: (id) => deps.lifecycle.loadPayload(id),
-        // The stub reads no bytes: templates are still rendered (a broken one fails as it would
-        // in production), but no MIME message is composed for it.
-        compose: !deps.relay.discardsMessages,
-        ...(deps.signer ? { signer: deps.signer } : {}),
-      },
-      delivery,
+    built = await inSpan('delivery render', {}, () =>
+      buildMessage(
+        {
+          catalog: deps.catalog,
+          sender: deps.sender,
+          logger: deps.logger,
+          loadPayload: (id) => deps.lifecycle.loadPayload(id),
+          // The stub reads no bytes: templates are still rendered (a broken one fails as it would
+          // in production), but no MIME message is composed for it.
+          compose: !deps.relay.discardsMessages,
+          ...(deps.signer ? { signer: deps.signer } : {}),
+        },
+        delivery,
+      ),
     );
   } catch (error) {
     if (error instanceof SigningUnavailable) {
@@ -172,15 +224,19 @@ export async function attemptDelivery(deps: AttemptDeps, delivery: ClaimedDelive
   const startedAt = new Date();
   const t0 = performance.now();
   // Every reply and data chunk beats the heartbeat: a slow relay is not a stalled worker.
-  const result = await deps.relay.send({
-    deliveryId: delivery.id,
-    envelopeFrom: built.envelopeFrom,
-    recipient: delivery.recipient,
-    raw: built.raw,
-    ...(built.signature ? { headerPrefix: built.signature } : {}),
-    smtpUtf8: built.smtpUtf8 === true,
-    body8BitMime: built.body8BitMime === true,
-  }, beat);
+  const result = await inSpan('smtp send', { kind: SpanKind.CLIENT, attributes: { 'postern.relay': deps.relay.name, 'postern.bytes': built.raw.length } }, async (send) => {
+    const sent = await deps.relay.send({
+      deliveryId: delivery.id,
+      envelopeFrom: built.envelopeFrom,
+      recipient: delivery.recipient,
+      raw: built.raw,
+      ...(built.signature ? { headerPrefix: built.signature } : {}),
+      smtpUtf8: built.smtpUtf8 === true,
+      body8BitMime: built.body8BitMime === true,
+    }, beat);
+    noteReply(send, sent);
+    return sent;
+  });
   const durationMs = performance.now() - t0;
   beat();
 

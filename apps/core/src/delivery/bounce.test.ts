@@ -52,7 +52,7 @@ describe('bounceFor: which failed deliveries are bounced', () => {
   const context = { catalog, reportingMta: 'mx.postern.test', sender: 'postern@postern.test', logger: createLogger('test', 'silent') };
   const accepted: FailedDelivery = {
     id: 'd1', messageId: 'm1', payloadMode: 'relay', category: null, envelopeFrom: 'Alice@Outside.test', recipient: 'gone@inbox.test',
-    attempts: 13, raw: original, receivedAt: new Date('2025-01-01T00:00:00Z'),
+    attempts: 13, raw: original, receivedAt: new Date('2025-01-01T00:00:00Z'), traceparent: null,
   };
   const failure = { deadLettered: true, reason: 'lease lost', reply: null, remoteMta: null };
 

@@ -188,6 +188,8 @@ export interface FailedDelivery {
   /** The message as relayed (its headers are quoted); empty if its payload is gone. */
   raw: Buffer;
   receivedAt: Date;
+  /** The trace the failure happened in: the bounce continues it. */
+  traceparent: string | null;
 }
 
 export interface Failure {
@@ -237,5 +239,12 @@ export function bounceFor(context: BounceContext, delivery: FailedDelivery, fail
     );
     return null;
   }
-  return { recipient: bounceRecipient, messageIdHeader: bounce.messageId, subject: bounce.subject, fromHeader: bounce.from, raw: bounce.raw };
+  return {
+    recipient: bounceRecipient,
+    messageIdHeader: bounce.messageId,
+    subject: bounce.subject,
+    fromHeader: bounce.from,
+    raw: bounce.raw,
+    traceparent: delivery.traceparent,
+  };
 }

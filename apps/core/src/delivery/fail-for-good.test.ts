@@ -15,7 +15,7 @@ const poisonedRaw = Buffer.concat([
 ]);
 const accepted: FailedDelivery = {
   id: 'd1', messageId: 'm1', payloadMode: 'relay', category: null, envelopeFrom: 'alice@outside.test', recipient: 'gone@inbox.test',
-  attempts: 4, raw: poisonedRaw, receivedAt: new Date('2025-01-01T00:00:00Z'),
+  attempts: 4, raw: poisonedRaw, receivedAt: new Date('2025-01-01T00:00:00Z'), traceparent: null,
 };
 const reply = { code: 550, enhanced: '5.1.1', text: 'no such user \u0000 here' };
 
@@ -78,7 +78,7 @@ describe('fail for good: the one decision behind the attempt worker and the leas
   it('a lease taken back from the reclaim ends as the lease_lost cause says, with or without its message', () => {
     const row: ReclaimedDelivery = {
       id: 'd1', status: 'dead_letter', attempt_count: 4, payload_mode: 'relay', message_id: 'm1', category: null,
-      recipient: 'gone@inbox.test', envelope_from: 'alice@outside.test', created_at: new Date('2025-01-01T00:00:00Z'),
+      recipient: 'gone@inbox.test', envelope_from: 'alice@outside.test', created_at: new Date('2025-01-01T00:00:00Z'), traceparent: null,
     };
     const end = lostLeaseEnding(context);
     const withPayload = end(row, { raw: poisonedRaw, receivedAt: new Date('2025-01-01T00:00:00Z') });

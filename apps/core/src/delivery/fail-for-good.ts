@@ -85,6 +85,7 @@ export function lostLeaseEnding(context: BounceContext): (delivery: ReclaimedDel
         // still goes out, without the original headers.
         raw: payload?.raw ?? Buffer.alloc(0),
         receivedAt: payload?.receivedAt ?? delivery.created_at,
+        traceparent: delivery.traceparent,
       },
       { kind: 'lease_lost' },
     );

@@ -13,11 +13,18 @@
 //  - After a restart (of this loop), this consumer first re-reads its own pending entries (id 0).
 //  - Redis restarted without persistence answers NOGROUP: the group is created again, from the
 //    start of whatever the stream now holds, and intake carries on.
+// Each entry is handled in a `stream command` span that continues the producer's trace (the
+// entry's `traceparent` field), and the delivery stores that span's context: its claims and
+// attempts are the same trace (docs/observability.md).
+import { type Span, SpanKind } from '@opentelemetry/api';
 import {
+  ATTR,
   type CommandOrigin,
+  contextOf,
   type DeliveryCommand,
   decodeFailure,
   type IntakeOutcome,
+  inSpan,
   intakeCommand,
   isRetryableDbError,
   isTransientDbError,
@@ -27,11 +34,12 @@ import {
   type RedisConnections,
   refuseCommand,
   type TemplateCatalog,
+  traceparentOf,
 } from '@postern/shared';
 import type { LoopContext } from '../keepalive/supervisor.ts';
 import type { EngineMetrics } from '../metrics.ts';
 import { decideHandling } from './handling-failures.ts';
-import { decodeStreamEntry } from './stream-command.ts';
+import { decodeStreamEntry, type StreamCommand } from './stream-command.ts';
 
 export const COMMAND_STREAM = 'mail:delivery_commands';
 
@@ -104,13 +112,32 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
     }
   }
 
-  async function handle(id: string, flat: readonly Buffer[]): Promise<void> {
+  function handle(id: string, flat: readonly Buffer[]): Promise<void> {
     const { raw, decoded } = decodeStreamEntry(flat);
+    const attributes = { 'messaging.system': 'redis', 'messaging.destination.name': COMMAND_STREAM, 'messaging.message.id': id };
+    return inSpan(
+      'stream command',
+      { kind: SpanKind.CONSUMER, attributes },
+      (span) => handleDecoded(id, raw, decoded, span),
+      contextOf(decoded.ok ? decoded.command.traceparent : null),
+    );
+  }
+
+  async function handleDecoded(id: string, raw: string, decoded: StreamCommand['decoded'], span: Span): Promise<void> {
     const origin: CommandOrigin = { channel: 'stream', streamEntryId: id, raw };
     try {
-      const outcome = decoded.ok ? await submit(id, decoded.command, origin) : await refuseCommand(options.pool, decoded.failure, origin);
+      let outcome: IntakeOutcome;
+      if (decoded.ok) {
+        // The delivery continues this span (the producer's trace, one level down) when it is recorded.
+        const command = span.isRecording() ? { ...decoded.command, traceparent: traceparentOf(span) } : decoded.command;
+        span.setAttribute(ATTR.source, command.source);
+        outcome = await submit(id, command, origin);
+      } else outcome = await refuseCommand(options.pool, decoded.failure, origin);
+      span.setAttribute(ATTR.outcome, outcome.status);
+      if (outcome.status !== 'refused') span.setAttribute(ATTR.deliveryId, outcome.deliveryId);
       if (outcome.status === 'refused') {
         const { failure } = outcome;
+        span.setAttribute('postern.failure_code', failure.code);
         metrics.malformed.inc({ failure_code: failure.code });
         log.warn({ entryId: id, failureCode: failure.code, detail: failure.detail, source: failure.source }, 'stream command rejected');
       } else if (decoded.ok) {

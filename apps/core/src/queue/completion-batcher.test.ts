@@ -68,7 +68,7 @@ describe('completion batcher: batching', () => {
   it('passes bounces to the lifecycle with their failures and counts those stored', async () => {
     const lifecycle = createFakeLifecycle();
     lifecycle.lost.add('d3');
-    const bounce = (to: string) => ({ recipient: to, messageIdHeader: '<x@y>', subject: 'Undelivered', fromHeader: 'MAILER-DAEMON@y', raw: Buffer.from('dsn') });
+    const bounce = (to: string) => ({ recipient: to, messageIdHeader: '<x@y>', subject: 'Undelivered', fromHeader: 'MAILER-DAEMON@y', raw: Buffer.from('dsn'), traceparent: null });
     const { batcher, committed } = batcherOn(lifecycle);
     await Promise.all([
       batcher.record(outcome('d1', { status: 'failed', lastError: 'bad_recipient', bounce: bounce('a@x.test') })),

@@ -37,6 +37,9 @@ export interface MessageToAccept {
   sizeBytes: number;
   /** What is stored: the trace header followed by the bytes received. */
   raw: Buffer;
+  /** The W3C trace context of the accept (stored with the message and each delivery: the engine's
+   *  spans continue it), or null with tracing off. */
+  traceparent: string | null;
 }
 
 export interface AcceptedMessage {
@@ -71,15 +74,15 @@ export class UndecidedAcceptError extends Error {
 const ACCEPT_SQL = `
 WITH m AS (
   INSERT INTO mail.messages (id, envelope_from, envelope_to, client_address, client_hostname, helo, smtputf8,
-                             message_id_header, subject, from_header, size_bytes, body_type)
-  VALUES ($1, $2, $3::text[], $4::inet, $5, $6, $7, $8, $9, $10, $11, $16)
+                             message_id_header, subject, from_header, size_bytes, body_type, traceparent)
+  VALUES ($1, $2, $3::text[], $4::inet, $5, $6, $7, $8, $9, $10, $11, $16, $17)
   RETURNING id),
 p AS (
   INSERT INTO mail.message_payloads (message_id, raw) SELECT m.id, $12 FROM m),
 d AS (
   INSERT INTO mail.deliveries (id, source, payload_mode, message_id, recipient, envelope_from, rfc_message_id,
-                               status, next_attempt_at)
-  SELECT u.id, 'smtp', 'relay', m.id, u.recipient, $2, u.rfc_message_id, 'queued', now()
+                               traceparent, status, next_attempt_at)
+  SELECT u.id, 'smtp', 'relay', m.id, u.recipient, $2, u.rfc_message_id, $17, 'queued', now()
     FROM m, unnest($13::uuid[], $14::text[], $15::text[]) AS u(id, recipient, rfc_message_id)
   RETURNING id)
 SELECT (SELECT count(*) FROM d)::int AS deliveries`;
@@ -157,6 +160,7 @@ export async function acceptMessage(deps: AcceptDeps, message: MessageToAccept):
         message.targets,
         rfcMessageIds,
         message.bodyType,
+        message.traceparent,
       ],
     });
   statement.catch(() => {});

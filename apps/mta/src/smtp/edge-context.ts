@@ -10,6 +10,7 @@ import type { ClientLookupSlots } from '../recipients/client-lookup-slots.ts';
 import type { AcceptedRecipient, ResolveRecipient } from '../recipients/verify-recipient.ts';
 import type { GreetingDelay } from './greeting-delay.ts';
 import type { ClientRateLimiter } from './rate-limiter.ts';
+import type { SessionTraces } from './session-trace.ts';
 
 export interface EdgeLimits {
   hostname: string;
@@ -47,6 +48,8 @@ export interface EdgeContext {
   lookupSlots: ClientLookupSlots;
   /** Sessions now inside DATA. */
   inData: Set<string>;
+  /** The trace of each session's current message (session-trace.ts). */
+  traces: SessionTraces;
   /** Sessions whose accept statement has been sent and is not decided yet: never told 421/451. */
   accepting: Set<string>;
   /** Closes the connection without a reply: for an accept still undecided when the edge stops. */

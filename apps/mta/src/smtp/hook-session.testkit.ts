@@ -15,6 +15,7 @@ import { ClientLookupSlots } from '../recipients/client-lookup-slots.ts';
 import type { ResolveRecipient } from '../recipients/verify-recipient.ts';
 import type { EdgeContext, EdgeLimits } from './edge-context.ts';
 import { GreetingDelay } from './greeting-delay.ts';
+import { SessionTraces } from './session-trace.ts';
 import { onClose, onConnect } from './on-connect.ts';
 import { onData } from './on-data.ts';
 import { onMailFrom } from './on-mail-from.ts';
@@ -101,6 +102,7 @@ export function fakeEdge(options: FakeEdgeOptions = {}): FakeEdge {
     greeting: new GreetingDelay({ delayMs: 0 }),
     inData: new Set(),
     accepting: new Set(),
+    traces: new SessionTraces(),
     closeWithoutReply: (session) => closedWithoutReply.push(session.id),
     replyAndClose: (_session, code, text) => sentAndClosed.push(`${code} ${text}`),
   };

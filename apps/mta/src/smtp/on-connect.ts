@@ -13,6 +13,7 @@ export function onConnect(context: EdgeContext) {
     }
     context.metrics.connections.inc();
     context.metrics.activeConnections.inc();
+    context.traces.begin(session);
     context.logger.debug({ session: session.id, client: session.remoteAddress }, 'connection opened');
     callback();
   };
@@ -21,6 +22,7 @@ export function onConnect(context: EdgeContext) {
 export function onClose(context: EdgeContext) {
   return (session: SMTPServerSession): void => {
     context.inData.delete(session.id);
+    context.traces.closed(session);
     context.metrics.activeConnections.dec();
     context.logger.debug({ session: session.id }, 'connection closed');
   };

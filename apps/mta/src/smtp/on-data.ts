@@ -6,8 +6,11 @@
 // The whole DATA phase has a deadline (MAIL_MTA_DATA_TIMEOUT) against senders that trickle a byte
 // at a time to stay under the idle timeout. The deadline governs the RECEIVING of the bytes only: once the accept statement is sent, the
 // reply is whatever the statement's outcome is (accept-message.ts), never a 421 while it may commit.
+// The DATA phase is the `smtp accept` span of the session's trace (session-trace.ts); its context is
+// stored with the message and its deliveries, so the engine's spans continue the same trace.
 import { pipeline } from 'node:stream/promises';
-import { storableTextOrNull } from '@postern/shared';
+import type { Span } from '@opentelemetry/api';
+import { ATTR, inSpan, storableTextOrNull, traceparentOf } from '@postern/shared';
 import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import { transactionFingerprint } from '../accept/accept-ledger.ts';
 import { newMessageId, UndecidedAcceptError } from '../accept/accept-message.ts';
@@ -44,12 +47,12 @@ interface Deadline {
   passed: boolean;
 }
 
-async function receive(context: EdgeContext, stream: SMTPServerDataStream, session: SMTPServerSession, deadline: Deadline): Promise<string> {
+async function receive(context: EdgeContext, stream: SMTPServerDataStream, session: SMTPServerSession, deadline: Deadline, span: Span): Promise<string> {
   // Claimed chunk by chunk while the bytes arrive, given back when this returns or throws: after
   // the commit, a refusal, a broken connection or the DATA deadline alike.
   const memory = context.dataMemory.reserve();
   try {
-    return await receiveWithin(context, stream, session, memory, deadline);
+    return await receiveWithin(context, stream, session, memory, deadline, span);
   } finally {
     memory.release();
   }
@@ -61,6 +64,7 @@ async function receiveWithin(
   session: SMTPServerSession,
   memory: MemoryReservation,
   deadline: Deadline,
+  span: Span,
 ): Promise<string> {
   const collector = new MessageCollector(context.limits.maxMessageSize, memory);
   try {
@@ -87,6 +91,7 @@ async function receiveWithin(
   // answered with (a retry answered from the ledger gets the first accept's id, whose stored
   // header names it too).
   const messageId = newMessageId();
+  span.setAttribute(ATTR.messageId, messageId);
   const trace = receivedHeader({
     helo: session.hostNameAppearsAs || null,
     clientAddress: session.remoteAddress,
@@ -129,8 +134,10 @@ async function receiveWithin(
       fromHeader: facts.from,
       sizeBytes: received.size,
       raw,
+      traceparent: traceparentOf(span),
     });
     context.metrics.acceptDuration.observe({ outcome: stored.duplicate ? 'duplicate' : 'committed' }, performance.now() - started);
+    span.setAttributes({ [ATTR.messageId]: stored.messageId, 'postern.bytes': received.size, 'postern.deliveries': stored.deliveryIds.length, 'postern.duplicate': stored.duplicate });
     if (stored.duplicate) {
       context.metrics.duplicatesAnswered.inc();
       context.logger.warn({ session: session.id, messageId: stored.messageId }, 'same message again: answered with its first accept, not stored twice');
@@ -176,6 +183,8 @@ export function onData(context: EdgeContext) {
       answered = true;
       clearTimeout(deadline);
       context.inData.delete(session.id);
+      if (error) context.traces.refused(session, 'data', error.responseCode, error.reason);
+      context.traces.answered(session, { code: error ? error.responseCode : 250, messageId: messageId ?? null });
       if (error) {
         context.metrics.rejections.inc({ stage: 'data', reason: error.reason });
         const level = error.isPermanent ? 'info' : 'warn';
@@ -197,7 +206,12 @@ export function onData(context: EdgeContext) {
       answer(reply);
     }, context.limits.dataTimeoutMs);
     deadline.unref();
-    receive(context, stream, session, receiving).then(
+    inSpan(
+      'smtp accept',
+      { attributes: { [ATTR.smtpSession]: session.id } },
+      (span) => receive(context, stream, session, receiving, span),
+      context.traces.context(session),
+    ).then(
       (messageId) => answer(null, messageId),
       (error: unknown) => {
         if (error instanceof UndecidedAcceptError) {
@@ -205,6 +219,7 @@ export function onData(context: EdgeContext) {
           answered = true;
           clearTimeout(deadline);
           context.inData.delete(session.id);
+          context.traces.answered(session, { code: null, messageId: error.messageId });
           context.logger.error({ session: session.id, messageId: error.messageId }, 'stopping with an accept undecided: closed without a reply');
           context.closeWithoutReply(session);
           return;

@@ -44,7 +44,10 @@ export function onMailFrom(context: EdgeContext) {
     } catch (error) {
       refusal = asReply(error);
     }
+    // A transaction after an answered message starts that message's own trace.
+    context.traces.begin(session);
     if (refusal) {
+      context.traces.refused(session, 'mail', refusal.responseCode, refusal.reason);
       context.metrics.rejections.inc({ stage: 'mail', reason: refusal.reason });
       context.logger.info({ session: session.id, client: session.remoteAddress, reply: refusal.reply }, 'MAIL FROM refused');
     }

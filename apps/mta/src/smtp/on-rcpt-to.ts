@@ -5,6 +5,7 @@
 // address is looked up again, like any other: the answer must be the live one (stale-alias-table: an alias
 // disabled between two RCPTs of one session is refused on the second), and the cap bounds what a
 // harvest of repeats can cost.
+import { context as otelContext } from '@opentelemetry/api';
 import type { SMTPServerAddress, SMTPServerSession } from 'smtp-server';
 import { verifyRecipient } from '../recipients/verify-recipient.ts';
 import { clientNetworkKey } from './client-network.ts';
@@ -37,6 +38,7 @@ export function onRcptTo(context: EdgeContext) {
           : { code: '250', enhanced: '2.1.5', reason: 'accepted' },
       );
       if (error) {
+        context.traces.refused(session, 'rcpt', error.responseCode, error.reason);
         metrics.rejections.inc({ stage: 'rcpt', reason: error.reason });
         const level = error.isPermanent ? 'info' : 'warn';
         context.logger[level]({ session: session.id, rcpt: address.address, reply: error.reply, err: error.cause }, 'RCPT TO refused');
@@ -51,7 +53,8 @@ export function onRcptTo(context: EdgeContext) {
       done(tooManyRecipients(limits.maxRecipients));
       return;
     }
-    lookUp(context, address, session).then(
+    // In the session's trace: the lookup statement is a span of the message it is for.
+    otelContext.with(context.traces.context(session), () => lookUp(context, address, session)).then(
       () => done(null),
       (error: unknown) => done(asReply(error)),
     );

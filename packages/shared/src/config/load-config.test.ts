@@ -120,6 +120,11 @@ describe('loadConfig', () => {
   it('names MAIL_ variables it does not know, likely typos', () => {
     expect(unknownMailVariables({ ...minimal, MAIL_SMTP_ADRR: 'x', HOME: '/root' })).toEqual(['MAIL_SMTP_ADRR']);
   });
+  it("leaves the OpenTelemetry SDK's OTEL_ variables to the SDK", () => {
+    const otel = { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_SERVICE_NAME: 'mx-1', OTEL_TRACES_SAMPLER: 'parentbased_traceidratio' };
+    expect(unknownMailVariables({ ...minimal, ...otel })).toEqual([]);
+    expect(() => loadConfig({ ...minimal, ...otel, MAIL_SMTP_MODE: 'stub' }, 'core')).not.toThrow();
+  });
   it('reads MAIL_REDIS_MASTER_ADDR as one server or as Sentinels naming a master', () => {
     const direct = loadConfig({ ...minimal, MAIL_SMTP_MODE: 'stub', MAIL_REDIS_MASTER_ADDR: 'redis.internal:6379' }, 'core');
     expect(direct.redis?.endpoint).toEqual({ kind: 'direct', addr: { host: 'redis.internal', port: 6379 } });

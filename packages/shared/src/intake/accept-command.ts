@@ -27,12 +27,13 @@ export type AcceptOutcome =
   | { status: 'duplicate'; deliveryId: string }
   | { status: 'refused'; failure: DecodeFailure };
 
-/** What makes two commands "the same": everything but the version they were encoded in, so a
- *  producer moving from v1 to v2 mid-retry is still recognised as a duplicate. The content is put
+/** What makes two commands "the same": everything but the version they were encoded in and the
+ *  trace they continue, so a producer moving from v1 to v2 mid-retry, or retrying from another
+ *  trace, is still recognised as a duplicate. The content is put
  *  in RFC 8785 canonical form (keys sorted at every level, one spelling of every number and
  *  string), so the same content always hashes the same. */
 export function commandHash(command: DeliveryCommand): string {
-  const { schemaVersion: _version, ...content } = command;
+  const { schemaVersion: _version, traceparent: _trace, ...content } = command;
   return `sha256:${createHash('sha256').update(canonicalize(content) ?? '').digest('hex')}`;
 }
 
@@ -43,8 +44,8 @@ SELECT request_hash, delivery_id FROM mail.idempotency_reservations
 const INSERT_DELIVERY = `
 INSERT INTO mail.deliveries (id, source, idempotency_key, payload_mode, template_id, template_locale, template_hash,
                              template_variables, subject, text_body, html_body, category, recipient, envelope_from,
-                             rfc_message_id, status, next_attempt_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12, $13, $14, $15, 'queued', now())
+                             rfc_message_id, traceparent, status, next_attempt_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12, $13, $14, $15, $16, 'queued', now())
 ON CONFLICT (id) DO NOTHING
 RETURNING id`;
 
@@ -105,6 +106,7 @@ async function acceptOnce(
     command.recipient,
     options.sender,
     `<${id}@${domain}>`,
+    command.traceparent,
   ]);
   if (inserted === 0) {
     // The id is taken. Either by an identical command of the same producer running at the same

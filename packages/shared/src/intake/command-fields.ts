@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { InvalidAddressError, normalizeAddress } from '../addresses/normalize-address.ts';
 import { type FailureCode, UUID_PATTERN } from '../lifecycle/statuses.ts';
 import { storageProblem } from '../text/storable-text.ts';
+import { isTraceparent, normalizedTraceparent } from '../tracing/trace-context.ts';
 import { MAX_COMMAND_BYTES } from './delivery-command.ts';
 
 const SOURCE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$/;
@@ -188,6 +189,14 @@ export const commandField = {
   subject: (name: string) => requiredText(name, 998),
   /** A rendered body, text or html; renderedBody() requires one of them. */
   body: (name: string) => optional(text(name, MAX_COMMAND_BYTES)),
+  /** The producer's W3C trace context, continued by the delivery's spans; stored in version 00
+   *  form. Refused when given but not one: a producer must hear that its traces break here. */
+  traceparent: (name: string) =>
+    optional(
+      text(name, 512)
+        .refine(isTraceparent, `"${name}" must be a W3C traceparent (00-<32 hex digits>-<16 hex digits>-<2 hex digits>, ids not all zero)`)
+        .transform((value) => normalizedTraceparent(value) as string),
+    ),
 };
 
 /** The check of a rendered payload: text, html or both, reported at its text field. */

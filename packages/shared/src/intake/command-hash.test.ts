@@ -31,6 +31,7 @@ const login: DeliveryCommand = {
   recipient: 'alice@example.com',
   category: null,
   payload: { mode: 'template', templateId: 'login-code', locale: 'de', variables: { code: '123456', expiresInMinutes: 10 } },
+  traceparent: null,
 };
 
 const receipt: DeliveryCommand = {
@@ -41,6 +42,7 @@ const receipt: DeliveryCommand = {
   recipient: 'bob@xn--bcher-kva.example',
   category: 'receipts',
   payload: { mode: 'rendered', subject: 'Ihre Quittung – Bestellung 1234 ✓', text: 'Danke!\r\n\tZeile zwei', html: null },
+  traceparent: null,
 };
 
 /** Keys that sort differently by code unit and by code point, numbers with several spellings,
@@ -69,6 +71,7 @@ const variables: DeliveryCommand = {
       items: [{ title: 'One', url: 'https://x.test/1' }, []],
     },
   },
+  traceparent: null,
 };
 
 describe('commandHash', () => {
@@ -78,6 +81,11 @@ describe('commandHash', () => {
     ['unusual variables', variables, 'sha256:d9a3a6dab938c0b894708758a7d0d3fc182d229a597b4e0377da6ffce3ea5823'],
   ])('%s hashes as it always did', (_name, command, hash) => {
     expect(commandHash(command)).toBe(hash);
+  });
+
+  it('the trace a command continues is not content: a retry from another trace is the same command', () => {
+    const traced = { ...receipt, traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' };
+    expect(commandHash(traced)).toBe(commandHash(receipt));
   });
 
   it('a number JSON cannot hold (1e999) hashes as the null it is stored as', () => {
@@ -118,10 +126,11 @@ describe('commandHash', () => {
         fc.record({ mode: fc.constant('template' as const), templateId: text, locale: fc.option(text), variables: fc.dictionary(text, fc.jsonValue({ stringUnit: 'grapheme' })) }),
         fc.record({ mode: fc.constant('rendered' as const), subject: text, text: fc.option(text), html: fc.option(text) }),
       ),
+      traceparent: fc.option(fc.constant('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01')),
     });
     fc.assert(
       fc.property(command, (c) => {
-        const { schemaVersion: _version, ...content } = c;
+        const { schemaVersion: _version, traceparent: _trace, ...content } = c;
         expect(commandHash(c)).toBe(`sha256:${createHash('sha256').update(referenceCanonicalJson(content)).digest('hex')}`);
       }),
       { numRuns: 500 },

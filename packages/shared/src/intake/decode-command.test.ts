@@ -95,6 +95,17 @@ describe('decodeCommand: values no text column can store', () => {
     return result.ok ? null : result.failure;
   };
 
+  it('reads a traceparent stream field beside either version, in version 00 form, and refuses one that is not', () => {
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    for (const fields of [v1Template, v2Template]) {
+      expect(decodeCommand(fields)).toMatchObject({ ok: true, command: { traceparent: null } });
+      expect(decodeCommand({ ...fields, traceparent })).toMatchObject({ ok: true, command: { traceparent } });
+      expect(decodeCommand({ ...fields, traceparent: `01${traceparent.slice(2)}-more` })).toMatchObject({ ok: true, command: { traceparent } });
+      expect(decodeCommand({ ...fields, traceparent: '' })).toMatchObject({ ok: true, command: { traceparent: null } });
+      expect(failureOf({ ...fields, traceparent: '00-0-0-01' })).toMatchObject({ code: 'invalid_field', detail: expect.stringMatching(/^"traceparent" must be a W3C traceparent/) });
+    }
+  });
+
   it('refuses a NUL or a lone surrogate in any text field as invalid_field, naming the field', () => {
     expect(failureOf({ ...v1Template, idempotency_key: 'login\u000042' })).toMatchObject({ code: 'invalid_field', detail: '"idempotency_key" contains a NUL character' });
     const rendered = { schema_version: '1', source: 'billing', idempotency_key: 'k', recipient: 'a@example.com', payload_mode: 'rendered', subject: 's', text: 't' };

@@ -11,6 +11,9 @@
 //       nested payload: { source, idempotencyKey, to, category?, deliveryId?,
 //                         payload: { mode: "template", templateId, locale?, variables }
 //                                | { mode: "rendered", subject, text?, html? } }
+//   Either version may carry a stream field `traceparent` (W3C trace context) beside the others:
+//   the producer's trace, which the delivery continues. It is context, not content, so in v2 it
+//   sits beside `command` as a message header does, not inside it.
 //
 // Fields are checked in the order of each schema and the first refusal is reported, so a command
 // with several problems is always refused for the same one.
@@ -62,6 +65,7 @@ const v1 = z
       recipient: commandField.recipient('recipient'),
       category: commandField.category('category'),
       payload: v1Payload,
+      traceparent: commandField.traceparent('traceparent'),
     }),
   )
   .transform(
@@ -76,6 +80,7 @@ const v1 = z
         payload.payload_mode === 'template'
           ? { mode: 'template', templateId: payload.template_id, locale: payload.locale, variables: payload.variables }
           : { mode: 'rendered', subject: payload.subject, text: payload.text, html: payload.html },
+      traceparent: fields.traceparent,
     }),
   );
 
@@ -107,9 +112,9 @@ const v2Command = z.object(
 );
 
 const v2 = z
-  .object({ command: commandField.json('command').pipe(v2Command) })
+  .object({ command: commandField.json('command').pipe(v2Command), traceparent: commandField.traceparent('traceparent') })
   .transform(
-    ({ command }): DeliveryCommand => ({
+    ({ command, traceparent }): DeliveryCommand => ({
       schemaVersion: '2',
       source: command.source,
       idempotencyKey: command.idempotencyKey,
@@ -117,6 +122,7 @@ const v2 = z
       recipient: command.to,
       category: command.category,
       payload: command.payload,
+      traceparent,
     }),
   );
 

@@ -27,6 +27,10 @@ export interface DeliveryCommand {
   recipient: string;
   category: string | null;
   payload: CommandPayload;
+  /** The trace the delivery continues (W3C traceparent, version 00): the stream entry's
+   *  `traceparent` field, or the context sendEmail ran in. Not content: two commands that differ
+   *  only in it are the same command (commandHash). */
+  traceparent: string | null;
 }
 
 export interface DecodeFailure {

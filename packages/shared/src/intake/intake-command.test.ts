@@ -10,7 +10,7 @@ const origin: CommandOrigin = { channel: 'api', streamEntryId: null, raw: '{"to"
 
 const rendered: DeliveryCommand = {
   schemaVersion: '2', source: 'billing', idempotencyKey: 'k', deliveryId: null, recipient: 'a@example.com', category: null,
-  payload: { mode: 'rendered', subject: 's', text: 't', html: null },
+  payload: { mode: 'rendered', subject: 's', text: 't', html: null }, traceparent: null,
 };
 const unknownTemplate: DeliveryCommand = { ...rendered, payload: { mode: 'template', templateId: 'no-such-template', locale: null, variables: {} } };
 

@@ -32,6 +32,8 @@ export interface ClaimedDelivery {
    *  repeated to the relay only when the sender used them. */
   smtputf8: boolean | null;
   body_type: '7bit' | '8bitmime' | null;
+  /** The trace the delivery continues (W3C traceparent, as stored at intake), or null. */
+  traceparent: string | null;
 }
 
 const CLAIM_SQL = `
@@ -48,7 +50,7 @@ UPDATE mail.deliveries d
  WHERE d.id = due.id
 RETURNING d.id, d.source, d.payload_mode, d.message_id, d.template_id, d.template_locale, d.template_hash,
           d.template_variables, d.subject, d.text_body, d.html_body, d.category, d.recipient, d.envelope_from,
-          d.rfc_message_id, d.attempt_count, d.created_at,
+          d.rfc_message_id, d.attempt_count, d.created_at, d.traceparent,
           (SELECT s.reason FROM mail.suppressions s
             WHERE s.address = d.recipient AND (s.expires_at IS NULL OR s.expires_at > now())) AS suppressed_reason,
           (SELECT m.smtputf8 FROM mail.messages m WHERE m.id = d.message_id) AS smtputf8,

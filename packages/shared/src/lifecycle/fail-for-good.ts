@@ -9,6 +9,7 @@
 //     columns get storableText() whatever the caller built: the bounce quotes a Subject from
 //     outside, and one NUL in it must not fail the failure's whole batch (and then the reclaim, on
 //     every pass);
+//     The bounce continues the failed delivery's trace (its traceparent);
 //   - a dead letter whose bounce could not be stored says so in its reason (noteUnbounced).
 import { randomUUID } from 'node:crypto';
 import type { Queryable } from '../aliases/index.ts';
@@ -23,14 +24,14 @@ export const BOUNCE_SOURCE = 'postern-dsn';
 
 const INSERT_BOUNCE_SQL = `
 WITH m AS (
-  INSERT INTO mail.messages (id, envelope_from, envelope_to, message_id_header, subject, from_header, size_bytes)
-  VALUES ($1, '', ARRAY[$2]::text[], $3, $4, $5, $6)
+  INSERT INTO mail.messages (id, envelope_from, envelope_to, message_id_header, subject, from_header, size_bytes, traceparent)
+  VALUES ($1, '', ARRAY[$2]::text[], $3, $4, $5, $6, $9)
   RETURNING id),
 p AS (
   INSERT INTO mail.message_payloads (message_id, raw) SELECT m.id, $7 FROM m)
 INSERT INTO mail.deliveries (id, source, payload_mode, message_id, recipient, envelope_from, rfc_message_id, category,
-                             status, next_attempt_at)
-SELECT $8, 'postern-dsn', 'relay', m.id, $2, '', $3, 'bounce', 'queued', now() FROM m
+                             traceparent, status, next_attempt_at)
+SELECT $8, 'postern-dsn', 'relay', m.id, $2, '', $3, 'bounce', $9, 'queued', now() FROM m
 RETURNING id`;
 
 export interface BounceToStore {
@@ -39,6 +40,8 @@ export interface BounceToStore {
   subject: string;
   fromHeader: string;
   raw: Buffer;
+  /** The trace of the failure it reports (W3C traceparent), or null. */
+  traceparent: string | null;
 }
 
 /** Queues `bounce` as a new delivery; returns its id. */
@@ -53,6 +56,7 @@ export async function insertBounce(db: Queryable, bounce: BounceToStore): Promis
     bounce.raw.length,
     bounce.raw,
     deliveryId,
+    bounce.traceparent,
   ]);
   return deliveryId;
 }

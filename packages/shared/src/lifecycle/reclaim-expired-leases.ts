@@ -34,7 +34,7 @@ d AS (
     FROM expired
    WHERE d.id = expired.id
   RETURNING d.id, d.status, expired.locked_by AS lost_by, expired.locked_until AS lost_until, expired.attempt_count,
-            d.payload_mode, d.message_id, d.category, d.recipient, d.envelope_from, d.created_at),
+            d.payload_mode, d.message_id, d.category, d.recipient, d.envelope_from, d.created_at, d.traceparent),
 a AS (
   INSERT INTO mail.attempts (delivery_id, attempt_number, status, smtp_text, worker_id, started_at, finished_at, duration_ms)
   SELECT id, attempt_count, 'outcome_unknown',
@@ -53,7 +53,7 @@ dl AS (
      SET reason = EXCLUDED.reason, last_attempt_id = EXCLUDED.last_attempt_id, created_at = now(),
          requeued_at = NULL, requeued_by = NULL
   RETURNING delivery_id)
-SELECT id, status, attempt_count, payload_mode, message_id, category, recipient, envelope_from, created_at FROM d`;
+SELECT id, status, attempt_count, payload_mode, message_id, category, recipient, envelope_from, created_at, traceparent FROM d`;
 
 export interface ReclaimedDelivery {
   id: string;
@@ -66,6 +66,8 @@ export interface ReclaimedDelivery {
   recipient: string;
   envelope_from: string;
   created_at: Date;
+  /** The trace the delivery continues (its bounce continues it too). */
+  traceparent: string | null;
 }
 
 /** Data-modifying CTEs run to completion whether or not the final SELECT reads them (PostgreSQL

@@ -4,7 +4,10 @@
 // stdout is a terminal. The pretty stream writes synchronously, so a fatal line before exit is
 // never lost in a buffer. A message is named `messageId` and a delivery `deliveryId` on every line
 // about it, in every app, so that one search finds a message's whole story (docs/architecture.md,
-// Logs).
+// Logs). A line logged inside a span carries its trace and span ids (otel_trace_id,
+// otel_span_id), so a log line leads to its trace and a trace to its lines; with tracing off
+// there is never an active span, and lines are as they were.
+import { context, isSpanContextValid, trace } from '@opentelemetry/api';
 import { type DestinationStream, pino, type Logger } from 'pino';
 import { PinoPretty } from 'pino-pretty';
 
@@ -24,6 +27,15 @@ export function resolveLogFormat(format: LogFormat, stdoutIsTty = process.stdout
   return stdoutIsTty ? 'pretty' : 'json';
 }
 
+/** The ids of the span active where the line is logged (a new object each time: pino merges the
+ *  line's own fields into it). */
+function traceIds(): Record<string, string> {
+  const span = trace.getSpan(context.active());
+  if (!span) return {};
+  const ids = span.spanContext();
+  return isSpanContextValid(ids) ? { otel_trace_id: ids.traceId, otel_span_id: ids.spanId } : {};
+}
+
 /** Logs to stdout, one line per event, with the app's name on every line. */
 export function createLogger(app: string, level: string, options: LoggerOptions = {}): Logger {
   const settings = {
@@ -31,6 +43,7 @@ export function createLogger(app: string, level: string, options: LoggerOptions 
     level,
     base: { app, pid: process.pid },
     timestamp: pino.stdTimeFunctions.isoTime,
+    mixin: traceIds,
     // Never log a secret by accident: DSNs carry passwords, tokens are credentials.
     redact: {
       paths: ['password', '*.password', 'dsn', '*.dsn', 'token', '*.token', 'authorization', '*.authorization'],

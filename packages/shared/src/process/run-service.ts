@@ -1,8 +1,10 @@
 // The common life of a Postern process: start, serve, and on SIGTERM / SIGINT stop in order within
 // MAIL_SHUTDOWN_TIMEOUT. A second signal, or the deadline, forces the exit. When started by a parent
 // over IPC (npm start's orchestrator), losing the parent is treated as SIGTERM, so no orphan keeps
-// holding ports.
+// holding ports. The process's tracing (start-tracing.ts) is flushed last, so the spans of the
+// stop itself are exported too.
 import type { Logger } from 'pino';
+import type { Tracing } from './start-tracing.ts';
 import { explainStartupFailure } from './startup-failure.ts';
 
 export interface RunningService {
@@ -14,11 +16,29 @@ export interface RunServiceOptions {
   name: string;
   logger: Logger;
   shutdownTimeoutMs: number;
+  /** The process's tracing, as main.ts started it before anything else; default: off. */
+  tracing?: Tracing;
   start(): Promise<RunningService>;
+}
+
+/** Exports the spans still buffered, within a second: a collector that does not answer must not
+ *  hold up the exit. */
+async function flush(tracing: Tracing | undefined, logger: Logger): Promise<void> {
+  if (!tracing?.enabled) return;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(() => {
+      logger.warn('tracing: spans not exported within 1 s of stopping; exiting without them');
+      resolve();
+    }, 1_000);
+  });
+  await Promise.race([tracing.shutdown().catch((error: unknown) => logger.warn({ err: error }, 'tracing: exporting the last spans failed')), late]);
+  clearTimeout(timer);
 }
 
 export async function runService(options: RunServiceOptions): Promise<void> {
   const { logger } = options;
+  if (options.tracing) logger.info(options.tracing.summary, `tracing ${options.tracing.enabled ? 'on' : 'off'}`);
   process.on('unhandledRejection', (reason) => {
     // A bug, but not a reason to drop every session in flight: log loudly and carry on.
     logger.error({ err: reason }, 'unhandled promise rejection');
@@ -32,6 +52,7 @@ export async function runService(options: RunServiceOptions): Promise<void> {
     if (explained) logger.fatal(`${options.name} failed to start: ${explained.what}: ${explained.why}. ${explained.todo}`);
     else logger.fatal({ err: error }, `${options.name} failed to start`);
     process.exitCode = 1;
+    await flush(options.tracing, logger);
     // Give pino a tick to flush, then leave even if a handle is still open.
     setTimeout(() => process.exit(1), 100).unref();
     return;
@@ -52,8 +73,9 @@ export async function runService(options: RunServiceOptions): Promise<void> {
     }, options.shutdownTimeoutMs + 1_000);
     deadline.unref();
     service.stop().then(
-      () => {
+      async () => {
         logger.info(`${options.name} stopped`);
+        await flush(options.tracing, logger);
         clearTimeout(deadline);
         process.exitCode = 0;
         setTimeout(() => process.exit(0), 50).unref();
