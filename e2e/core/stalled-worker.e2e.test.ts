@@ -61,7 +61,8 @@ describe('stalled-worker: a worker that stalls while holding work', () => {
     const text = await metricsText(engine);
     const stalls = [...text.matchAll(/^mail_loop_stalls_total\{[^}]*loop="(attempt-worker-\d)"[^}]*\} (\d+)/gm)];
     expect(stalls.map((match) => Number(match[2])).reduce((a, b) => a + b, 0)).toBe(1);
-    const stalled = stalls[0]?.[1];
+    // Every loop's series is exported from the start at 0: the stalled one is the one counted.
+    const stalled = stalls.find((match) => Number(match[2]) > 0)?.[1];
     const row = await waitFor(
       'the restart to show in mail.workers',
       () => db.pool.query('SELECT restarts, state, last_error FROM mail.workers WHERE worker_id = $1 AND loop = $2', [engine.workerId, stalled]),

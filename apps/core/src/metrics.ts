@@ -82,8 +82,26 @@ export function createEngineMetrics(
     malformed: new Counter({ name: 'mail_stream_commands_malformed_total', help: 'Stream commands quarantined as malformed.', labelNames: ['failure_code'], registers: [registry] }),
     commandsAccepted: new Counter({ name: 'mail_stream_commands_accepted_total', help: 'Stream commands accepted.', labelNames: ['schema_version', 'outcome'], registers: [registry] }),
     bounces: new Counter({ name: 'mail_delivery_bounces_total', help: 'Delivery status notifications queued for senders of accepted mail.', registers: [registry] }),
-    loopRestarts: new Counter({ name: 'mail_loop_restarts_total', help: 'Supervised loop restarts after a failure or stall.', labelNames: ['loop'], registers: [registry] }),
-    loopStalls: new Counter({ name: 'mail_loop_stalls_total', help: 'Loops the watchdog found stalled.', labelNames: ['loop'], registers: [registry] }),
+    // Every loop's series exists from the first scrape at 0, so an alert on increase() sees the
+    // first restart or stall (a series that appears at 1 has no increase).
+    loopRestarts: new Counter({
+      name: 'mail_loop_restarts_total',
+      help: 'Supervised loop restarts after a failure or stall.',
+      labelNames: ['loop'],
+      registers: [registry],
+      collect() {
+        for (const loop of sources.loops()) this.inc({ loop: loop.name }, 0);
+      },
+    }),
+    loopStalls: new Counter({
+      name: 'mail_loop_stalls_total',
+      help: 'Loops the watchdog found stalled.',
+      labelNames: ['loop'],
+      registers: [registry],
+      collect() {
+        for (const loop of sources.loops()) this.inc({ loop: loop.name }, 0);
+      },
+    }),
     leasesReclaimed: new Counter({ name: 'mail_attempt_leases_reclaimed_total', help: 'Expired leases taken back (their attempt recorded as outcome_unknown).', registers: [registry] }),
     claimDuration: new Histogram({
       name: 'mail_attempt_claim_duration_ms',
