@@ -11,6 +11,23 @@ const resultsDir = path.join(root, '.test-results');
 rmSync(resultsDir, { recursive: true, force: true });
 mkdirSync(resultsDir, { recursive: true });
 
+// On a machine that reaches no container registry the suites need the locally built images
+// (scripts/images/build-local-images.sh, `npm run images:local`). Where those exist and no
+// POSTERN_IMAGE_* says otherwise, they are used without sourcing anything first.
+function useLocalImagesWhereBuilt(): void {
+  const envFile = readFileSync(path.join(root, 'scripts', 'images', 'local-images.env'), 'utf8');
+  const chosen: string[] = [];
+  for (const [, name, image] of envFile.matchAll(/^export (POSTERN_IMAGE_[A-Z_]+)=(\S+)$/gm)) {
+    if (!name || !image || process.env[name]) continue;
+    const inspected = spawnSync('docker', ['image', 'inspect', image], { stdio: 'ignore' });
+    if (inspected.status !== 0) continue;
+    process.env[name] = image;
+    chosen.push(image);
+  }
+  if (chosen.length > 0) console.log(`npm test: using the locally built images ${chosen.join(', ')} (scripts/images/local-images.env)`);
+}
+useLocalImagesWhereBuilt();
+
 const extraArgs = process.argv.slice(2);
 let passed = 0;
 let failed = 0;
