@@ -24,7 +24,14 @@ function useLocalImagesWhereBuilt(): void {
     process.env[name] = image;
     chosen.push(image);
   }
-  if (chosen.length > 0) console.log(`npm test: using the locally built images ${chosen.join(', ')} (scripts/images/local-images.env)`);
+  if (chosen.length === 0) return;
+  console.log(`npm test: using the locally built images ${chosen.join(', ')} (scripts/images/local-images.env)`);
+  // Testcontainers' reaper image cannot be pulled either; the suites remove their own containers
+  // (every one carries the label postern.e2e).
+  if (!process.env.TESTCONTAINERS_RYUK_DISABLED) {
+    process.env.TESTCONTAINERS_RYUK_DISABLED = 'true';
+    console.log('npm test: TESTCONTAINERS_RYUK_DISABLED=true (no reaper image without a registry)');
+  }
 }
 useLocalImagesWhereBuilt();
 
