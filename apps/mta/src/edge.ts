@@ -68,7 +68,7 @@ function limitsOf(config: PosternConfig): EdgeLimits {
 function serverOptions(config: PosternConfig, limits: EdgeLimits, tls: TlsCredentials | null): SMTPServerOptions {
   return {
     name: limits.hostname,
-    banner: 'Postern ESMTP',
+    banner: 'Postern',
     // Advertise only what is honoured: SIZE (counted on the bytes), PIPELINING, 8BITMIME (bytes are
     // stored as received), SMTPUTF8, ENHANCEDSTATUSCODES, and STARTTLS only with a certificate.
     // No AUTH (this is an inbound MX, not a submission service), no DSN, no REQUIRETLS.
