@@ -41,7 +41,10 @@ const [name, ...rest] = process.argv.slice(2);
 const command = name === undefined ? undefined : COMMANDS[name];
 if (name === undefined) exitWith(2, USAGE);
 else if (name === 'help' || name === '--help' || name === '-h') exitWith(0, USAGE);
-else if (command === undefined) exitWith(2, `postern: unknown command "${name}"\n${USAGE}`);
+else if (command === undefined && name.startsWith('-')) {
+  // Options belong after the command (`postern token list --help`); none exists before it.
+  exitWith(2, `postern: unknown option "${name}" (options go after the command)\n${USAGE}`);
+} else if (command === undefined) exitWith(2, `postern: unknown command "${name}"\n${USAGE}`);
 else if (!command.takesArguments && rest.length > 0) {
   exitWith(2, `postern ${name}: takes no arguments (got ${rest.join(' ')}); it is configured by the environment`);
 } else await import(pathToFileURL(path.join(root, command.entry)).href);
