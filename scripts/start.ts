@@ -7,6 +7,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { createLogger, explainStartupFailure, parseDuration, runMigrations } from '@postern/shared';
 import { EDGE_NODE_FLAGS } from '../apps/mta/src/data/drained-memory.ts';
+import { loadOrCreateSecretsKey } from './embedded-postgres/secrets-key-file.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 const log = createLogger('start', process.env.MAIL_LOG_LEVEL ?? 'info');
@@ -37,14 +38,14 @@ function waitForExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
   });
 }
 
-async function startEmbeddedPostgres(): Promise<string> {
+async function startEmbeddedPostgres(): Promise<{ dsn: string; dataRoot: string }> {
   // detached: its own process group, so a terminal's Ctrl-C reaches only this orchestrator.
   database = fork(path.join(root, 'scripts', 'embedded-postgres.ts'), [], { detached: true, stdio: 'inherit' });
   return new Promise((resolve, reject) => {
     database?.once('message', (message: { type: string; dsn?: string; message?: string; databaseDir?: string; fresh?: boolean }) => {
       if (message.type === 'ready' && message.dsn) {
         log.info({ databaseDir: message.databaseDir, fresh: message.fresh }, 'embedded PostgreSQL started');
-        resolve(message.dsn);
+        resolve({ dsn: message.dsn, dataRoot: path.dirname(message.databaseDir ?? '') });
       } else reject(new ExplainedError(`embedded PostgreSQL failed: ${message.message ?? JSON.stringify(message)}`));
     });
     database?.once('exit', (code) => reject(new ExplainedError(`embedded PostgreSQL exited (code ${code}) before it was ready`)));
@@ -121,8 +122,19 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void stopAll('SIGTERM'));
 
   let dsn = process.env.MAIL_POSTGRES_PRIMARY_DSN;
+  let secretsKey: string | undefined;
   if (dsn) log.info('using the PostgreSQL in MAIL_POSTGRES_PRIMARY_DSN');
-  else dsn = await startEmbeddedPostgres();
+  else {
+    const embedded = await startEmbeddedPostgres();
+    dsn = embedded.dsn;
+    // Only beside the embedded database: a database of one's own may be shared with processes
+    // that need the operator's own key, which Postern cannot guess.
+    if (!process.env.MAIL_SECRETS_KEY) {
+      const key = await loadOrCreateSecretsKey(embedded.dataRoot);
+      secretsKey = key.value;
+      log.info({ file: key.file, created: key.created }, 'MAIL_SECRETS_KEY read from the data folder (it seals DKIM private keys: back it up with the database)');
+    }
+  }
   if (stopping) return;
 
   await runMigrations({ dsn, logger: log });
@@ -134,6 +146,7 @@ async function main(): Promise<void> {
     // The API mints a fresh admin token for this development session and prints it with a curl
     // example, so a newcomer can try GraphQL at once (ignored outside MAIL_ENV=development).
     POSTERN_DEV_TOKEN: process.env.POSTERN_DEV_TOKEN ?? '1',
+    ...(secretsKey ? { MAIL_SECRETS_KEY: secretsKey } : {}),
   };
   if (!env.MAIL_SMTP_MODE && !env.MAIL_SMTP_ADDR) {
     env.MAIL_SMTP_MODE = 'stub';

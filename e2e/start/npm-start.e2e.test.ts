@@ -109,6 +109,25 @@ describe('npm start', () => {
       );
     }
 
+    // DKIM works with nothing set: npm start keeps a MAIL_SECRETS_KEY beside its database, so the
+    // printed development token can create a key at once (the API refuses NOT_CONFIGURED without one).
+    if (apps.includes('api')) {
+      const token = /authorization: Bearer (\S+?)'/.exec(output)?.[1];
+      expect(token, output.slice(-3000)).toBeDefined();
+      const answer = await fetch(`http://127.0.0.1:${ports.api}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+        body: JSON.stringify({
+          query: `mutation { createDkimKey(input: { domain: "start.test", selector: "s1" }) {
+            __typename ... on CreateDkimKeySuccess { data { status dnsRecord { name } } } ... on Error { message } } }`,
+        }),
+      }).then((response) => response.json());
+      expect(answer, JSON.stringify(answer)).toMatchObject({
+        data: { createDkimKey: { __typename: 'CreateDkimKeySuccess', data: { status: 'active', dnsRecord: { name: 's1._domainkey.start.test' } } } },
+      });
+      expect(output).toContain('MAIL_SECRETS_KEY read from the data folder');
+    }
+
     child.kill('SIGTERM');
     const code = await Promise.race([
       exited,
