@@ -193,7 +193,7 @@ describe('the lease reclaim with a poisoned row', () => {
   it('a NUL Subject, lease expired with the ladder spent — dead-lettered with a sanitised bounce, and claiming goes on', async () => {
     const sender = unique('reclaim-nul-sender');
     const recipient = unique('reclaim-nul');
-    const id = await insertRelayedMessage(db.pool, sender, recipient, poisonedMessage('Subject', POISONS.nul as Buffer, recipient));
+    const id = await insertRelayedMessage(db.pool, sender, recipient, poisonedMessage('Subject', POISONS.nul as Buffer, recipient), { notDue: true });
     await leaseToDeadEngine(id);
     await ordinaryMailGoesOut();
     await waitForStatus(db.pool, id, 'dead_letter');
@@ -208,7 +208,7 @@ describe('the lease reclaim with a poisoned row', () => {
       const sender = unique('reclaim-unstorable-sender');
       const recipient = unique('reclaim-unstorable');
       const raw = Buffer.from(`From: <${sender}>\r\nTo: <${recipient}>\r\nSubject: e2e-unstorable\r\n\r\nbody\r\n`);
-      const id = await insertRelayedMessage(db.pool, sender, recipient, raw);
+      const id = await insertRelayedMessage(db.pool, sender, recipient, raw, { notDue: true });
       await leaseToDeadEngine(id);
       await ordinaryMailGoesOut();
       const row = await waitForStatus(db.pool, id, 'dead_letter');
@@ -222,7 +222,7 @@ describe('the lease reclaim with a poisoned row', () => {
   });
 
   it('a row that cannot be taken back at all is skipped, counted and retried; claims go on, and it is taken back once it can be', async () => {
-    const id = (await insertAcceptedMessage(db.pool, unique('cursed-sender'), unique('cursed'))).deliveryId;
+    const id = (await insertAcceptedMessage(db.pool, unique('cursed-sender'), unique('cursed'), { notDue: true })).deliveryId;
     await withRefusingTrigger('attempt worker', async () => {
       const before = await poisonCount('reclaim', 'row_skipped');
       await leaseToDeadEngine(id, 'e2e-cursed-engine');

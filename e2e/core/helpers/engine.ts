@@ -77,26 +77,37 @@ export async function queueDelivery(
 }
 
 /** A message as the edge stores it (apps/mta accept-message.ts): message, payload, relay delivery. */
-export async function insertAcceptedMessage(pool: pg.Pool, envelopeFrom: string, recipient: string): Promise<{ deliveryId: string; raw: Buffer }> {
+export async function insertAcceptedMessage(
+  pool: pg.Pool,
+  envelopeFrom: string,
+  recipient: string,
+  options: InsertOptions = {},
+): Promise<{ deliveryId: string; raw: Buffer }> {
   const raw = Buffer.from(
     `Received: from client.outside.test by mx.postern.test with ESMTP id x; ${new Date().toUTCString()}\r\n` +
       `From: <${envelopeFrom || 'nobody@outside.test'}>\r\nTo: <${recipient}>\r\nSubject: Minutes of the meeting\r\n` +
       `Message-ID: <${randomUUID()}@outside.test>\r\nDKIM-Signature: v=1; a=rsa-sha256; d=outside.test; b=abc\r\n\r\n` +
       'Line one.\r\n  indented line, trailing spaces   \r\n.leading dot\r\n',
   );
-  return { deliveryId: await insertRelayedMessage(pool, envelopeFrom, recipient, raw), raw };
+  return { deliveryId: await insertRelayedMessage(pool, envelopeFrom, recipient, raw, options), raw };
+}
+
+export interface InsertOptions {
+  /** Not due for an hour: a live engine leaves it alone until the test changes it (e.g. leases it to
+   *  a dead engine), instead of racing the test for it. */
+  notDue?: boolean;
 }
 
 /** Exactly these bytes, stored as the edge stores what it accepted; returns the delivery id. */
-export async function insertRelayedMessage(pool: pg.Pool, envelopeFrom: string, recipient: string, raw: Buffer): Promise<string> {
+export async function insertRelayedMessage(pool: pg.Pool, envelopeFrom: string, recipient: string, raw: Buffer, options: InsertOptions = {}): Promise<string> {
   const messageId = randomUUID();
   const deliveryId = randomUUID();
   await pool.query(
     `WITH m AS (INSERT INTO mail.messages (id, envelope_from, envelope_to, size_bytes) VALUES ($1, $2, ARRAY[$3], $4) RETURNING id),
           p AS (INSERT INTO mail.message_payloads (message_id, raw) SELECT id, $5 FROM m)
      INSERT INTO mail.deliveries (id, source, payload_mode, message_id, recipient, envelope_from, rfc_message_id, status, next_attempt_at)
-     SELECT $6, 'smtp', 'relay', m.id, $3, $2, $7, 'queued', now() FROM m`,
-    [messageId, envelopeFrom, recipient, raw.length, raw, deliveryId, `<${deliveryId}@mx.postern.test>`],
+     SELECT $6, 'smtp', 'relay', m.id, $3, $2, $7, 'queued', now() + $8::int * interval '1 second' FROM m`,
+    [messageId, envelopeFrom, recipient, raw.length, raw, deliveryId, `<${deliveryId}@mx.postern.test>`, options.notDue ? 3600 : 0],
   );
   return deliveryId;
 }
