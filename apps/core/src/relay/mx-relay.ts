@@ -10,7 +10,10 @@
 // STARTTLS is used whenever a host offers it, opportunistically: a certificate that does not
 // verify still encrypts (better than plaintext, as RFC 7435 argues) and is recorded with the
 // route in the attempt's text; a host whose TLS handshake fails is tried once more without TLS,
-// as Postfix's "may" level does. Verified-only delivery (MTA-STS, DANE) is not done yet.
+// as Postfix's "may" level does. A recipient domain's MTA-STS policy (mta-sts.ts) in enforce mode
+// turns this off for its mail: only the MX hosts it lists, only over TLS with a certificate valid
+// for the MX name; a host that falls short is passed over, and with none left the attempt is
+// deferred (category mta_sts). In testing mode the shortfall is only counted and logged.
 // What DNS answers decide: only the recipient domain's own authoritative answers are permanent
 // (a null MX; NXDOMAIN or no MX, A or AAAA record); every lookup that fails (timeout, SERVFAIL,
 // no server reachable) and every MX host that does not resolve is temporary: the delivery is
@@ -24,6 +27,7 @@ import mxConnect, { type MxConnectError, type MxConnection } from 'mx-connect';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { OutboundMessage, Relay, Route, SendFailure, SendResult, TlsUse } from './relay.ts';
 import { failureOf, type NodemailerError, runTransaction, sentResult, startSendDeadline } from './smtp-transaction.ts';
+import { type MtaSts, mxListed, type StsPolicy } from './mta-sts.ts';
 
 export interface MxRelayOptions {
   resolver: MailResolver;
@@ -35,6 +39,8 @@ export interface MxRelayOptions {
   timeoutMs: number;
   sendDeadlineMs: number;
   logger: Logger;
+  /** Recipient domains' MTA-STS policies (mta-sts.ts); without it, TLS stays opportunistic for all. */
+  mtaSts?: MtaSts;
 }
 
 /** Hosts one send tries at most (mx-connect's own cap per call). */
@@ -141,7 +147,7 @@ export function createMxRelay(options: MxRelayOptions): Relay {
         });
 
       /** Greeting, EHLO and STARTTLS on a connected socket. */
-      const setUp = (connected: MxConnection, withTls: boolean) =>
+      const setUp = (connected: MxConnection, withTls: boolean, verifiedTls: boolean) =>
         new Promise<SMTPConnection>((resolve, reject) => {
           const connection = new SMTPConnection({
             connection: connected.socket,
@@ -149,10 +155,12 @@ export function createMxRelay(options: MxRelayOptions): Relay {
             host: connected.hostname,
             port: connected.port,
             name: options.localName,
-            opportunisticTLS: true,
-            ignoreTLS: !withTls,
+            opportunisticTLS: !verifiedTls,
+            ignoreTLS: !withTls && !verifiedTls,
+            // An MTA-STS enforce policy: STARTTLS or nothing, with a certificate that verifies.
+            requireTLS: verifiedTls,
             // Opportunistic TLS: an unverifiable certificate still encrypts; it is recorded, not refused.
-            tls: { rejectUnauthorized: false },
+            tls: { rejectUnauthorized: verifiedTls },
             connectionTimeout: options.timeoutMs,
             greetingTimeout: options.timeoutMs,
             socketTimeout: options.timeoutMs,
@@ -194,14 +202,32 @@ export function createMxRelay(options: MxRelayOptions): Relay {
       const openSession = async (): Promise<{ connection: SMTPConnection; route: Route } | SendFailure> => {
         const withoutTls = new Set<string>();
         let lastSetupFailure: SetupFailed | null = null;
+        let policy: StsPolicy | null = null;
+        /** Hosts an enforce policy passed over: a send that ends without a session is deferred as mta_sts. */
+        let refusedByPolicy = 0;
+        const ended = (failure: SendFailure): SendFailure =>
+          refusedByPolicy > 0 && failure.kind !== 'unroutable' && !failure.reply?.code
+            ? { ...failure, category: 'mta_sts', message: `MTA-STS policy of ${asciiDomain} (enforce) not satisfied by any MX host: ${failure.message}`.slice(0, 1_000) }
+            : failure;
+        if (options.mtaSts) {
+          try {
+            policy = await options.mtaSts.policyFor(asciiDomain);
+          } catch (error) {
+            // A policy seen before must not be skipped because the cache is out of reach: defer.
+            return { kind: 'connection', category: 'mta_sts', reply: null, dataSent: false, interrupted: false, message: `MTA-STS policy cache unreadable: ${(error as Error).message}`.slice(0, 1_000) };
+          } finally {
+            progress();
+          }
+        }
+        const enforced = policy?.mode === 'enforce';
         for (let tries = 0; tries < MAX_HOSTS; tries += 1) {
           let connected: MxConnection;
           try {
             connected = await connect(lastSetupFailure);
           } catch (error) {
-            if (!(error instanceof SetupFailed)) return routingFailure(error as MxConnectError);
+            if (!(error instanceof SetupFailed)) return ended(routingFailure(error as MxConnectError));
             const failure = failureOf(error.failure, false, false);
-            return { ...failure, message: `${failure.message} (tried: ${skipped.join('; ')})`.slice(0, 1_000) };
+            return ended({ ...failure, message: `${failure.message} (tried: ${skipped.join('; ')})`.slice(0, 1_000) });
           }
           open = { close: () => connected.socket.destroy() };
           if (stopped) {
@@ -209,16 +235,42 @@ export function createMxRelay(options: MxRelayOptions): Relay {
             throw new CutShort(stopped);
           }
           const label = `${connected.hostname}[${connected.host}]`;
+          if (policy && !mxListed(policy, connected.hostname)) {
+            options.mtaSts?.failed(policy, 'mx_not_listed', label);
+            if (enforced) {
+              // Closed before a word is said: the message never goes to a host the policy does not list.
+              connected.socket.destroy();
+              refusedByPolicy += 1;
+              ignore.push(connected.host);
+              skipped.push(`${label}: not an MX host the MTA-STS policy lists`);
+              lastSetupFailure = new SetupFailed(Object.assign(new Error(`${label} is not an MX host the MTA-STS policy of ${asciiDomain} lists`), { code: 'EPOLICY' }) as NodemailerError, false);
+              continue;
+            }
+          }
           try {
-            const connection = await setUp(connected, !withoutTls.has(connected.host));
+            const connection = await setUp(connected, !withoutTls.has(connected.host), enforced);
             if (stopped) {
               connection.close();
               throw new CutShort(stopped);
             }
-            return { connection, route: { host: connected.hostname, address: connected.host, port: connected.port, tls: tlsUseOf(connection), skipped: [...skipped] } };
+            const tls = tlsUseOf(connection);
+            if (policy && !enforced && tls.kind !== 'verified') {
+              options.mtaSts?.failed(policy, tls.kind === 'none' ? 'tls_missing' : 'tls_invalid', `${label}: ${tls.kind === 'none' ? 'no TLS' : tls.problem}`);
+            }
+            return { connection, route: { host: connected.hostname, address: connected.host, port: connected.port, tls, skipped: [...skipped] } };
           } catch (error) {
             if (stopped || !(error instanceof SetupFailed)) throw error;
             const cause = error.failure;
+            if (policy && enforced && error.inTlsHandshake) {
+              // No second try in plaintext: the policy requires TLS with a valid certificate.
+              const missing = /STARTTLS/.test(cause.message);
+              options.mtaSts?.failed(policy, missing ? 'tls_missing' : 'tls_invalid', `${label}: ${cause.message}`);
+              refusedByPolicy += 1;
+              ignore.push(connected.host);
+              skipped.push(`${label}: ${missing ? 'no STARTTLS' : 'TLS not verified'}, which the MTA-STS policy requires (${cause.message})`.slice(0, 300));
+              lastSetupFailure = error;
+              continue;
+            }
             if (error.inTlsHandshake && !withoutTls.has(connected.host)) {
               // The handshake failed, not the host: once more in plaintext, as opportunistic TLS allows.
               withoutTls.add(connected.host);
@@ -230,7 +282,7 @@ export function createMxRelay(options: MxRelayOptions): Relay {
             lastSetupFailure = error;
           }
         }
-        return { kind: 'connection', reply: null, dataSent: false, interrupted: false, message: `no session with any of ${MAX_HOSTS} hosts tried: ${skipped.join('; ')}`.slice(0, 1_000) };
+        return ended({ kind: 'connection', reply: null, dataSent: false, interrupted: false, message: `no session with any of ${MAX_HOSTS} hosts tried: ${skipped.join('; ')}`.slice(0, 1_000) });
       };
 
       try {
