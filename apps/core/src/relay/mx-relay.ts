@@ -62,6 +62,11 @@ class SetupFailed extends Error {
 
 class CutShort extends Error {}
 
+/** What ends a send when the recipient domain's enforce policy passed over every host left. */
+function policyRefusal(): SetupFailed {
+  return new SetupFailed(Object.assign(new Error('no MX host satisfies it'), { code: 'EPOLICY' }) as NodemailerError, false);
+}
+
 function tlsUseOf(connection: SMTPConnection): TlsUse {
   const socket = connection._socket;
   if (!connection.secure || !(socket instanceof tls.TLSSocket)) return { kind: 'none' };
@@ -207,7 +212,7 @@ export function createMxRelay(options: MxRelayOptions): Relay {
         let refusedByPolicy = 0;
         const ended = (failure: SendFailure): SendFailure =>
           refusedByPolicy > 0 && failure.kind !== 'unroutable' && !failure.reply?.code
-            ? { ...failure, category: 'mta_sts', message: `MTA-STS policy of ${asciiDomain} (enforce) not satisfied by any MX host: ${failure.message}`.slice(0, 1_000) }
+            ? { ...failure, category: 'mta_sts', message: `MTA-STS policy of ${asciiDomain} (enforce): ${failure.message}`.slice(0, 1_000) }
             : failure;
         if (options.mtaSts) {
           try {
@@ -243,7 +248,7 @@ export function createMxRelay(options: MxRelayOptions): Relay {
               refusedByPolicy += 1;
               ignore.push(connected.host);
               skipped.push(`${label}: not an MX host the MTA-STS policy lists`);
-              lastSetupFailure = new SetupFailed(Object.assign(new Error(`${label} is not an MX host the MTA-STS policy of ${asciiDomain} lists`), { code: 'EPOLICY' }) as NodemailerError, false);
+              lastSetupFailure = policyRefusal();
               continue;
             }
           }
@@ -267,8 +272,9 @@ export function createMxRelay(options: MxRelayOptions): Relay {
               options.mtaSts?.failed(policy, missing ? 'tls_missing' : 'tls_invalid', `${label}: ${cause.message}`);
               refusedByPolicy += 1;
               ignore.push(connected.host);
-              skipped.push(`${label}: ${missing ? 'no STARTTLS' : 'TLS not verified'}, which the MTA-STS policy requires (${cause.message})`.slice(0, 300));
-              lastSetupFailure = error;
+              skipped.push(`${label}: ${missing ? 'no STARTTLS' : 'TLS not verified'}, which the MTA-STS policy requires (${(cause.response ?? cause.message).replace(/\s+/g, ' ').trim()})`.slice(0, 300));
+              // Not the host's reply (a 5xx to STARTTLS is no verdict on the message): temporary.
+              lastSetupFailure = policyRefusal();
               continue;
             }
             if (error.inTlsHandshake && !withoutTls.has(connected.host)) {
