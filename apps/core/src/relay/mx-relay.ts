@@ -25,9 +25,9 @@ import { domainToASCII } from 'node:url';
 import { isDnsNoRecord, type Logger, MAIL_RECORD_TYPES, type MailRecordType, type MailResolver } from '@postern/shared';
 import mxConnect, { type MxConnectError, type MxConnection } from 'mx-connect';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import { type MtaSts, mxListed, type StsPolicy } from './mta-sts.ts';
 import type { OutboundMessage, Relay, Route, SendFailure, SendResult, TlsUse } from './relay.ts';
 import { failureOf, type NodemailerError, runTransaction, sentResult, startSendDeadline } from './smtp-transaction.ts';
-import { type MtaSts, mxListed, type StsPolicy } from './mta-sts.ts';
 
 export interface MxRelayOptions {
   resolver: MailResolver;
