@@ -12,7 +12,7 @@ CREATE TABLE mail.mta_sts_policies (
   domain      text PRIMARY KEY CHECK (domain = lower(domain) AND length(domain) BETWEEN 1 AND 253),
   mode        text NOT NULL CHECK (mode IN ('enforce', 'testing', 'none')),
   expires_at  timestamptz NOT NULL,
-  policy      text NOT NULL CHECK (length(policy) <= 200000),
+  policy      text NOT NULL CHECK (length(policy) <= 1000000),
   updated_at  timestamptz NOT NULL DEFAULT now()
 );
 
