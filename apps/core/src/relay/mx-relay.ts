@@ -214,17 +214,17 @@ export function createMxRelay(options: MxRelayOptions): Relay {
           refusedByPolicy > 0 && failure.kind !== 'unroutable' && !failure.reply?.code
             ? { ...failure, category: 'mta_sts', message: `MTA-STS policy of ${asciiDomain} (enforce): ${failure.message}`.slice(0, 1_000) }
             : failure;
-        if (options.mtaSts) {
-          try {
-            policy = await options.mtaSts.policyFor(asciiDomain);
-          } catch (error) {
-            // A policy seen before must not be skipped because the cache is out of reach: defer.
-            return { kind: 'connection', category: 'mta_sts', reply: null, dataSent: false, interrupted: false, message: `MTA-STS policy cache unreadable: ${(error as Error).message}`.slice(0, 1_000) };
-          } finally {
-            progress();
-          }
-        }
-        const enforced = policy?.mode === 'enforce';
+        let enforced = false;
+        // The policy is looked up while the MX hosts are found and the first one connected to
+        // (nothing is said to a host before the policy is known): a DNS outage costs one lookup
+        // timeout per attempt, not two in a row.
+        const policyLookup: Promise<{ policy: StsPolicy | null } | { error: Error }> = options.mtaSts
+          ? options.mtaSts.policyFor(asciiDomain).then(
+              (found) => ({ policy: found }),
+              (error: Error) => ({ error }),
+            )
+          : Promise.resolve({ policy: null });
+        let policyKnown = false;
         for (let tries = 0; tries < MAX_HOSTS; tries += 1) {
           let connected: MxConnection;
           try {
@@ -240,6 +240,22 @@ export function createMxRelay(options: MxRelayOptions): Relay {
             throw new CutShort(stopped);
           }
           const label = `${connected.hostname}[${connected.host}]`;
+          if (!policyKnown) {
+            const lookup = await policyLookup;
+            progress();
+            if (stopped) {
+              connected.socket.destroy();
+              throw new CutShort(stopped);
+            }
+            if ('error' in lookup) {
+              // A policy seen before must not be skipped because the cache is out of reach: defer.
+              connected.socket.destroy();
+              return { kind: 'connection', category: 'mta_sts', reply: null, dataSent: false, interrupted: false, message: `MTA-STS policy cache unreadable: ${lookup.error.message}`.slice(0, 1_000) };
+            }
+            policy = lookup.policy;
+            enforced = policy?.mode === 'enforce';
+            policyKnown = true;
+          }
           if (policy && !mxListed(policy, connected.hostname)) {
             options.mtaSts?.failed(policy, 'mx_not_listed', label);
             if (enforced) {
