@@ -47,6 +47,7 @@ import { type ScheduleSampler, startScheduleSampler } from './queue/schedule-sam
 import { createScheduler } from './queue/scheduler.ts';
 import { readScheduleStats } from './queue/sql/schedule-stats.ts';
 import { WorkChannel } from './queue/work-channel.ts';
+import { createMtaSts, createMtaStsMetrics, createPgMtaStsStore } from './relay/mta-sts.ts';
 import { createMxRelay } from './relay/mx-relay.ts';
 import type { Relay } from './relay/relay.ts';
 import { createSmtpRelay } from './relay/smtp-relay.ts';
@@ -88,7 +89,7 @@ export interface Engine {
 }
 
 /** The outbound relay MAIL_SMTP_MODE asks for. */
-function createRelay(config: PosternConfig, log: Logger): Relay {
+function createRelay(config: PosternConfig, log: Logger, pool: Pool, registry: Registry): Relay {
   const { smtp } = config;
   if (smtp.mode === 'mx') {
     const resolver: MailResolver = createMailResolver({ servers: config.dns.servers, timeoutMs: dnsTimeoutMs(smtp.timeoutMs) });
@@ -100,6 +101,15 @@ function createRelay(config: PosternConfig, log: Logger): Relay {
       timeoutMs: smtp.timeoutMs,
       sendDeadlineMs: smtp.sendDeadlineMs,
       logger: log,
+      mtaSts: createMtaSts({
+        resolver,
+        store: createPgMtaStsStore(pool),
+        port: smtp.mtaStsPort,
+        // RFC 8461 3.3 suggests a minute at most; a send waits for it, so no longer than a reply.
+        timeoutMs: Math.min(smtp.timeoutMs, 60_000),
+        logger: log,
+        metrics: createMtaStsMetrics(registry),
+      }),
     });
   }
   if (smtp.mode === 'stub' || !smtp.addr) return createStubRelay();
@@ -168,10 +178,10 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
     } else {
       log.warn('MAIL_REDIS_MASTER_ADDR is not set: stream intake is off');
     }
-    relay = deps.relay ?? createRelay(config, log);
+    const registry = deps.registry ?? createMetricsRegistry('core');
+    relay = deps.relay ?? createRelay(config, log, pool, registry);
     log.info({ relay: relay.name, mode: config.smtp.mode }, 'outbound relay');
 
-    const registry = deps.registry ?? createMetricsRegistry('core');
     const loopsRef: { current: ReturnType<typeof startLoops> | null } = { current: null };
     const schedule = startScheduleSampler({
       read: () => readScheduleStats(pool),

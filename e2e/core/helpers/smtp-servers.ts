@@ -30,10 +30,10 @@ function replyError(step: { code: number; message: string }): Error {
 
 /** Listens on `at` (default: 127.0.0.1, a port the OS picks): MX hosts of e2e/mx share one port on
  *  their own loopback addresses. With `starttls`, STARTTLS is offered with smtp-server's built-in
- *  self-signed certificate. */
+ *  self-signed certificate, or with `tls`'s key and certificate (PEM) when given. */
 export async function startScriptedSmtp(
   at: { host: string; port: number } = { host: '127.0.0.1', port: 0 },
-  { starttls = false }: { starttls?: boolean } = {},
+  { starttls = false, tls }: { starttls?: boolean; tls?: { key: string; cert: string } } = {},
 ): Promise<ScriptedSmtp> {
   const scripts = new Map<string, Step[]>();
   const seen = new Map<string, number>();
@@ -50,6 +50,7 @@ export async function startScriptedSmtp(
     authOptional: true,
     disabledCommands: starttls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
     hideSTARTTLS: !starttls,
+    ...(tls ? { key: tls.key, cert: tls.cert } : {}),
     logger: false,
     onRcptTo(address, session, callback) {
       const recipient = address.address.toLowerCase();

@@ -91,5 +91,6 @@ export function classifyFailure(rules: readonly ReplyRule[], failure: SendFailur
   // receiver de-duplicate).
   if (failure.dataSent) return { attemptStatus: 'outcome_unknown', action: 'retry', category: failure.kind === 'timeout' ? 'timeout_after_data' : 'connection_lost_after_data' };
   if (failure.kind === 'timeout') return { attemptStatus: 'timed_out', action: 'retry', category: 'timeout' };
-  return { attemptStatus: 'transport_failed', action: 'retry', category: failure.kind === 'connection' ? 'connection' : 'transport' };
+  // A relay that knows why no session came about says so (mta_sts: the domain's policy refused every host).
+  return { attemptStatus: 'transport_failed', action: 'retry', category: failure.category ?? (failure.kind === 'connection' ? 'connection' : 'transport') };
 }

@@ -10,7 +10,10 @@
 // STARTTLS is used whenever a host offers it, opportunistically: a certificate that does not
 // verify still encrypts (better than plaintext, as RFC 7435 argues) and is recorded with the
 // route in the attempt's text; a host whose TLS handshake fails is tried once more without TLS,
-// as Postfix's "may" level does. Verified-only delivery (MTA-STS, DANE) is not done yet.
+// as Postfix's "may" level does. A recipient domain's MTA-STS policy (mta-sts.ts) in enforce mode
+// turns this off for its mail: only the MX hosts it lists, only over TLS with a certificate valid
+// for the MX name; a host that falls short is passed over, and with none left the attempt is
+// deferred (category mta_sts). In testing mode the shortfall is only counted and logged.
 // What DNS answers decide: only the recipient domain's own authoritative answers are permanent
 // (a null MX; NXDOMAIN or no MX, A or AAAA record); every lookup that fails (timeout, SERVFAIL,
 // no server reachable) and every MX host that does not resolve is temporary: the delivery is
@@ -22,6 +25,7 @@ import { domainToASCII } from 'node:url';
 import { isDnsNoRecord, type Logger, MAIL_RECORD_TYPES, type MailRecordType, type MailResolver } from '@postern/shared';
 import mxConnect, { type MxConnectError, type MxConnection } from 'mx-connect';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import { type MtaSts, mxListed, type StsPolicy } from './mta-sts.ts';
 import type { OutboundMessage, Relay, Route, SendFailure, SendResult, TlsUse } from './relay.ts';
 import { failureOf, type NodemailerError, runTransaction, sentResult, startSendDeadline } from './smtp-transaction.ts';
 
@@ -35,6 +39,8 @@ export interface MxRelayOptions {
   timeoutMs: number;
   sendDeadlineMs: number;
   logger: Logger;
+  /** Recipient domains' MTA-STS policies (mta-sts.ts); without it, TLS stays opportunistic for all. */
+  mtaSts?: MtaSts;
 }
 
 /** Hosts one send tries at most (mx-connect's own cap per call). */
@@ -55,6 +61,11 @@ class SetupFailed extends Error {
 }
 
 class CutShort extends Error {}
+
+/** What ends a send when the recipient domain's enforce policy passed over every host left. */
+function policyRefusal(): SetupFailed {
+  return new SetupFailed(Object.assign(new Error('no MX host satisfies it'), { code: 'EPOLICY' }) as NodemailerError, false);
+}
 
 function tlsUseOf(connection: SMTPConnection): TlsUse {
   const socket = connection._socket;
@@ -141,7 +152,7 @@ export function createMxRelay(options: MxRelayOptions): Relay {
         });
 
       /** Greeting, EHLO and STARTTLS on a connected socket. */
-      const setUp = (connected: MxConnection, withTls: boolean) =>
+      const setUp = (connected: MxConnection, withTls: boolean, verifiedTls: boolean) =>
         new Promise<SMTPConnection>((resolve, reject) => {
           const connection = new SMTPConnection({
             connection: connected.socket,
@@ -149,10 +160,12 @@ export function createMxRelay(options: MxRelayOptions): Relay {
             host: connected.hostname,
             port: connected.port,
             name: options.localName,
-            opportunisticTLS: true,
-            ignoreTLS: !withTls,
+            opportunisticTLS: !verifiedTls,
+            ignoreTLS: !withTls && !verifiedTls,
+            // An MTA-STS enforce policy: STARTTLS or nothing, with a certificate that verifies.
+            requireTLS: verifiedTls,
             // Opportunistic TLS: an unverifiable certificate still encrypts; it is recorded, not refused.
-            tls: { rejectUnauthorized: false },
+            tls: { rejectUnauthorized: verifiedTls },
             connectionTimeout: options.timeoutMs,
             greetingTimeout: options.timeoutMs,
             socketTimeout: options.timeoutMs,
@@ -194,14 +207,32 @@ export function createMxRelay(options: MxRelayOptions): Relay {
       const openSession = async (): Promise<{ connection: SMTPConnection; route: Route } | SendFailure> => {
         const withoutTls = new Set<string>();
         let lastSetupFailure: SetupFailed | null = null;
+        let policy: StsPolicy | null = null;
+        /** Hosts an enforce policy passed over: a send that ends without a session is deferred as mta_sts. */
+        let refusedByPolicy = 0;
+        const ended = (failure: SendFailure): SendFailure =>
+          refusedByPolicy > 0 && failure.kind !== 'unroutable' && !failure.reply?.code
+            ? { ...failure, category: 'mta_sts', message: `MTA-STS policy of ${asciiDomain} (enforce): ${failure.message}`.slice(0, 1_000) }
+            : failure;
+        let enforced = false;
+        // The policy is looked up while the MX hosts are found and the first one connected to
+        // (nothing is said to a host before the policy is known): a DNS outage costs one lookup
+        // timeout per attempt, not two in a row.
+        const policyLookup: Promise<{ policy: StsPolicy | null } | { error: Error }> = options.mtaSts
+          ? options.mtaSts.policyFor(asciiDomain).then(
+              (found) => ({ policy: found }),
+              (error: Error) => ({ error }),
+            )
+          : Promise.resolve({ policy: null });
+        let policyKnown = false;
         for (let tries = 0; tries < MAX_HOSTS; tries += 1) {
           let connected: MxConnection;
           try {
             connected = await connect(lastSetupFailure);
           } catch (error) {
-            if (!(error instanceof SetupFailed)) return routingFailure(error as MxConnectError);
+            if (!(error instanceof SetupFailed)) return ended(routingFailure(error as MxConnectError));
             const failure = failureOf(error.failure, false, false);
-            return { ...failure, message: `${failure.message} (tried: ${skipped.join('; ')})`.slice(0, 1_000) };
+            return ended({ ...failure, message: `${failure.message} (tried: ${skipped.join('; ')})`.slice(0, 1_000) });
           }
           open = { close: () => connected.socket.destroy() };
           if (stopped) {
@@ -209,16 +240,59 @@ export function createMxRelay(options: MxRelayOptions): Relay {
             throw new CutShort(stopped);
           }
           const label = `${connected.hostname}[${connected.host}]`;
+          if (!policyKnown) {
+            const lookup = await policyLookup;
+            progress();
+            if (stopped) {
+              connected.socket.destroy();
+              throw new CutShort(stopped);
+            }
+            if ('error' in lookup) {
+              // A policy seen before must not be skipped because the cache is out of reach: defer.
+              connected.socket.destroy();
+              return { kind: 'connection', category: 'mta_sts', reply: null, dataSent: false, interrupted: false, message: `MTA-STS policy cache unreadable: ${lookup.error.message}`.slice(0, 1_000) };
+            }
+            policy = lookup.policy;
+            enforced = policy?.mode === 'enforce';
+            policyKnown = true;
+          }
+          if (policy && !mxListed(policy, connected.hostname)) {
+            options.mtaSts?.failed(policy, 'mx_not_listed', label);
+            if (enforced) {
+              // Closed before a word is said: the message never goes to a host the policy does not list.
+              connected.socket.destroy();
+              refusedByPolicy += 1;
+              ignore.push(connected.host);
+              skipped.push(`${label}: not an MX host the MTA-STS policy lists`);
+              lastSetupFailure = policyRefusal();
+              continue;
+            }
+          }
           try {
-            const connection = await setUp(connected, !withoutTls.has(connected.host));
+            const connection = await setUp(connected, !withoutTls.has(connected.host), enforced);
             if (stopped) {
               connection.close();
               throw new CutShort(stopped);
             }
-            return { connection, route: { host: connected.hostname, address: connected.host, port: connected.port, tls: tlsUseOf(connection), skipped: [...skipped] } };
+            const tls = tlsUseOf(connection);
+            if (policy && !enforced && tls.kind !== 'verified') {
+              options.mtaSts?.failed(policy, tls.kind === 'none' ? 'tls_missing' : 'tls_invalid', `${label}: ${tls.kind === 'none' ? 'no TLS' : tls.problem}`);
+            }
+            return { connection, route: { host: connected.hostname, address: connected.host, port: connected.port, tls, skipped: [...skipped] } };
           } catch (error) {
             if (stopped || !(error instanceof SetupFailed)) throw error;
             const cause = error.failure;
+            if (policy && enforced && error.inTlsHandshake) {
+              // No second try in plaintext: the policy requires TLS with a valid certificate.
+              const missing = /STARTTLS/.test(cause.message);
+              options.mtaSts?.failed(policy, missing ? 'tls_missing' : 'tls_invalid', `${label}: ${cause.message}`);
+              refusedByPolicy += 1;
+              ignore.push(connected.host);
+              skipped.push(`${label}: ${missing ? 'no STARTTLS' : 'TLS not verified'}, which the MTA-STS policy requires (${(cause.response ?? cause.message).replace(/\s+/g, ' ').trim()})`.slice(0, 300));
+              // Not the host's reply (a 5xx to STARTTLS is no verdict on the message): temporary.
+              lastSetupFailure = policyRefusal();
+              continue;
+            }
             if (error.inTlsHandshake && !withoutTls.has(connected.host)) {
               // The handshake failed, not the host: once more in plaintext, as opportunistic TLS allows.
               withoutTls.add(connected.host);
@@ -230,7 +304,7 @@ export function createMxRelay(options: MxRelayOptions): Relay {
             lastSetupFailure = error;
           }
         }
-        return { kind: 'connection', reply: null, dataSent: false, interrupted: false, message: `no session with any of ${MAX_HOSTS} hosts tried: ${skipped.join('; ')}`.slice(0, 1_000) };
+        return ended({ kind: 'connection', reply: null, dataSent: false, interrupted: false, message: `no session with any of ${MAX_HOSTS} hosts tried: ${skipped.join('; ')}`.slice(0, 1_000) });
       };
 
       try {

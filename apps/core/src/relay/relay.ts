@@ -45,7 +45,9 @@ export interface SendFailure {
   message: string;
   /** The engine itself cut the send short (shutdown). */
   interrupted: boolean;
-  /** What an unroutable domain is, for reporting: null_mx, no_such_domain, no_mail_host. */
+  /** What an unroutable domain is, for reporting: null_mx, no_such_domain, no_mail_host; for a
+   *  temporary failure without a reply, why no session came about: mta_sts (the recipient domain's
+   *  MTA-STS policy refused every host, or its cache could not be read). */
   category?: string;
   route?: Route;
 }

@@ -29,6 +29,8 @@ export interface PosternConfig {
     sendDeadlineMs: number;
     /** Port of the MX hosts in mx mode. */
     mxPort: number;
+    /** HTTPS port of MTA-STS policy hosts in mx mode (443; another only for tests). */
+    mtaStsPort: number;
   };
   /** MAIL_SECRETS_KEY: seals DKIM private keys; null when unset (then no DKIM key may exist). */
   secretsKey: Buffer | null;
@@ -187,6 +189,7 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
       timeoutMs: env.MAIL_SMTP_TIMEOUT,
       sendDeadlineMs: sendDeadlineOf(env),
       mxPort: env.MAIL_MX_PORT,
+      mtaStsPort: env.MAIL_MTA_STS_PORT,
     },
     secretsKey: env.MAIL_SECRETS_KEY ?? null,
     dns: { servers: env.MAIL_DNS_SERVERS ?? null },

@@ -1,5 +1,5 @@
-// The one DNS resolver for everything mail-related (the MX routes of direct delivery today; SPF,
-// DKIM, DMARC and MTA-STS lookups use it too when they come): one place that says which servers
+// The one DNS resolver for everything mail-related (the MX routes and MTA-STS records of direct
+// delivery today; SPF, DKIM and DMARC lookups use it too when they come): one place that says which servers
 // are asked (MAIL_DNS_SERVERS, else the system's), how long an answer is kept, and which failures
 // are answers and which are not.
 // What is cached, and for how long (docs/core.md, "DNS"):
