@@ -59,6 +59,9 @@ export interface SendFailure {
   category?: string;
   route?: Route;
   choice?: RouteChoice;
+  /** A relay's session could not be set up (connect, greeting, EHLO, STARTTLS, AUTH): nothing was
+   *  asked about this recipient yet (smtp-relay.ts). */
+  inSetup?: boolean;
 }
 
 export type SendResult = { ok: true; reply: SmtpReply; route?: Route; choice?: RouteChoice } | { ok: false; failure: SendFailure };

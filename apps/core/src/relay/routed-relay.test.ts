@@ -99,3 +99,22 @@ describe('the routed relay', () => {
     expect([fallback.closed(), direct.closed(), hosts.get('tickets.internal.test:2525 required')?.closed()]).toEqual([true, true, true]);
   });
 });
+
+describe('a routed relay host that refuses the session', () => {
+  it('is deferred (a connection failure), not a refusal of the recipient; the reply stays in the text', async () => {
+    const refusal: SendResult = {
+      ok: false,
+      failure: { kind: 'reply', reply: { code: 554, enhanced: '5.7.1', text: 'go away' }, dataSent: false, interrupted: false, message: 'EPROTOCOL: Invalid greeting. response=554 5.7.1 go away', inSetup: true },
+    };
+    const relay = createRoutedRelay({
+      fallback: fakeRelay('mx').relay,
+      fallbackChoice: { relay: 'mx', tls: 'opportunistic' },
+      routes: { lookup: async () => toTickets },
+      direct: () => fakeRelay('mx').relay,
+      relayTo: () => fakeRelay('smtp://tickets.internal.test:2525', refusal).relay,
+      logger: createLogger('routed-relay-test', 'silent'),
+    });
+    const result = await relay.send(message('a@tickets.example.com'));
+    expect(result).toMatchObject({ ok: false, failure: { kind: 'connection', reply: null, message: expect.stringContaining('554 5.7.1 go away') } });
+  });
+});

@@ -38,6 +38,15 @@ function routingDomain(recipient: string): string | null {
   }
 }
 
+/** A routed relay host that refuses the session (a 5xx greeting, HELO refused) said nothing about
+ *  the recipient: deferred like a refused connection, never a bounce (Postfix's
+ *  smtp_skip_5xx_greeting). The reply is kept in the text. */
+function setupRefusalDeferred(result: SendResult): SendResult {
+  if (result.ok || !result.failure.inSetup || !result.failure.reply) return result;
+  const { failure } = result;
+  return { ok: false, failure: { ...failure, kind: 'connection', reply: null, message: `the relay refused the session: ${failure.message}`.slice(0, 1_000) } };
+}
+
 function withChoice(result: SendResult, choice: RouteChoice): SendResult {
   return result.ok ? { ...result, choice } : { ok: false, failure: { ...result.failure, choice } };
 }
@@ -75,7 +84,7 @@ export function createRoutedRelay(options: RoutedRelayOptions): Relay {
     }
     entry.sending += 1;
     try {
-      return await entry.relay.send(message, progress);
+      return setupRefusalDeferred(await entry.relay.send(message, progress));
     } finally {
       entry.sending -= 1;
       entry.usedAt = now();

@@ -135,7 +135,7 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
           ]);
         } catch (error) {
           if (deadline.passed()) return deadline.failure(false);
-          return { ok: false, failure: failureOf(error as NodemailerError, false, myGeneration !== generation) };
+          return { ok: false, failure: { ...failureOf(error as NodemailerError, false, myGeneration !== generation), inSetup: true } };
         }
         current = pooled;
         active.add(pooled);
