@@ -247,7 +247,7 @@ async function attempt(deps: AttemptDeps, delivery: ClaimedDelivery, beat: () =>
     deps.metrics.attemptOutcomes.inc({ status: 'sent' });
     const attempt = attemptOf('sent', result.reply, withRoute(describeReply(result.reply, 'accepted'), result.route), startedAt, durationMs, result.choice);
     const recorded = await record({ status: 'sent', attempt, lastError: null });
-    if (recorded) log().info({ reply: attempt.smtpText, route: result.route }, 'delivery sent');
+    if (recorded) log().info({ reply: attempt.smtpText, route: result.route, via: result.choice }, 'delivery sent');
     else log().warn('sent, but the delivery had been taken back and started again: this attempt stays recorded as outcome unknown');
     return;
   }
@@ -259,7 +259,7 @@ async function attempt(deps: AttemptDeps, delivery: ClaimedDelivery, beat: () =>
   const text = withRoute(failure.reply?.code ? describeReply(failure.reply, failure.message) : failure.message, failure.route);
   const attempt = attemptOf(classification.attemptStatus, failure.reply, text, startedAt, durationMs, failure.choice);
   const reason = `${classification.category}: ${text}`.slice(0, 1_000);
-  log().info({ status: classification.attemptStatus, action: classification.action, category: classification.category, reply: text, route: failure.route }, 'attempt failed');
+  log().info({ status: classification.attemptStatus, action: classification.action, category: classification.category, reply: text, route: failure.route, via: failure.choice }, 'attempt failed');
 
   if (failure.interrupted) {
     // The engine cut the send short (shutdown): not the remote's fault, due again at once.
