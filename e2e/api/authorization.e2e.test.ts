@@ -4,10 +4,11 @@
 // Then the nested fields: each carries the scope of what it exposes, checked on the field itself,
 // so every path that reaches it (a query, a list, a mutation's result, a `duplicate` answer) is
 // refused for that field alone without the scope, and answered with it.
+
+import { randomUUID } from 'node:crypto';
 import type { ApiScope } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Api } from '../../apps/api/src/server.ts';
-import { randomUUID } from 'node:crypto';
 import type { TestDatabase } from '../harness/index.ts';
 import { closeApiFile, type GraphqlResponse, gql, mintRevokedToken, mintToken, openApiFile } from './helpers/api.ts';
 import { insertRenderedDelivery } from './helpers/deliveries.ts';
@@ -18,6 +19,7 @@ let api: Api;
 beforeAll(async () => {
   ({ db, api } = await openApiFile('api-authz'));
   await db.pool.query("INSERT INTO mail.domains (name) VALUES ('authz.test')");
+  await db.pool.query("INSERT INTO mail.routes (domain, relay_host, relay_port) VALUES ('kept.authz.test', 'relay.authz.test', 25)");
 });
 
 afterAll(() => closeApiFile(db, api));
@@ -110,6 +112,24 @@ const cases: MutationCase[] = [
     }),
     allowed: ['AddSuppressionSuccess'],
     effect: 'SELECT count(*)::int AS n FROM mail.suppressions',
+  },
+  {
+    name: 'setRoute',
+    scope: 'routes:write',
+    document: (n) => ({
+      query: 'mutation($input: SetRouteInput!) { setRoute(input: $input) { __typename } }',
+      variables: { input: { domain: `r${n}.authz.test`, relay: 'relay.authz.test:25' } },
+    }),
+    allowed: ['SetRouteSuccess'],
+    effect: 'SELECT count(*)::int AS n FROM mail.routes',
+  },
+  {
+    name: 'deleteRoute',
+    scope: 'routes:write',
+    document: () => ({ query: 'mutation { deleteRoute(domain: "kept.authz.test") { __typename } }', variables: {} }),
+    // The route is deleted by the first permitted call; the second finds none.
+    allowed: ['DeleteRouteSuccess', 'NotFoundError'],
+    effect: 'SELECT count(*)::int AS n FROM mail.routes',
   },
   {
     name: 'removeSuppression',

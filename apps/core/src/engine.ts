@@ -18,6 +18,7 @@ import {
   type Logger,
   loadSigningKey,
   loadTemplateCatalog,
+  lookupRoute,
   type MailResolver,
   type OpsServer,
   type Pool,
@@ -50,6 +51,8 @@ import { WorkChannel } from './queue/work-channel.ts';
 import { createMtaSts, createMtaStsMetrics, createPgMtaStsStore } from './relay/mta-sts.ts';
 import { createMxRelay } from './relay/mx-relay.ts';
 import type { Relay } from './relay/relay.ts';
+import { createRouteTable } from './relay/route-table.ts';
+import { createRoutedRelay } from './relay/routed-relay.ts';
 import { createSmtpRelay } from './relay/smtp-relay.ts';
 import { createStubRelay } from './relay/stub-relay.ts';
 import { traceClaims } from './tracing/claim-spans.ts';
@@ -65,6 +68,9 @@ export interface EngineDeps {
   migrate?: boolean;
   /** Replace the relay (tests); defaults to SMTP or stub per config.smtp.mode. */
   relay?: Relay;
+  /** How long a domain's route is reused (default relay/route-table.ts's ROUTE_CACHE_MS); 0: the
+   *  table is read on every send (tests that change a route and send at once). */
+  routeCacheMs?: number;
   /** Where the engine reports what it does; pass one to subscribe before the first claim
    *  (the benchmark). Defaults to a new one, as engine.events. */
   events?: EngineEvents;
@@ -88,10 +94,14 @@ export interface Engine {
   stop(): Promise<void>;
 }
 
-/** The outbound relay MAIL_SMTP_MODE asks for. */
-function createRelay(config: PosternConfig, log: Logger, pool: Pool, registry: Registry): Relay {
+/** The outbound relay MAIL_SMTP_MODE asks for; in smtp and mx mode behind the route table
+ *  (relay/routed-relay.ts), which sends a routed domain's mail elsewhere. */
+function createRelay(config: PosternConfig, log: Logger, pool: Pool, registry: Registry, routeCacheMs: number | undefined): Relay {
   const { smtp } = config;
-  if (smtp.mode === 'mx') {
+  // smtp mode sends through MAIL_SMTP_ADDR; mx mode has no default relay, it delivers directly.
+  const addr = smtp.mode === 'smtp' ? smtp.addr : undefined;
+  if (smtp.mode === 'stub' || (smtp.mode === 'smtp' && !addr)) return createStubRelay();
+  const direct = () => {
     const resolver: MailResolver = createMailResolver({ servers: config.dns.servers, timeoutMs: dnsTimeoutMs(smtp.timeoutMs) });
     log.info({ dnsServers: resolver.servers, port: smtp.mxPort }, 'direct delivery to MX hosts');
     return createMxRelay({
@@ -111,16 +121,26 @@ function createRelay(config: PosternConfig, log: Logger, pool: Pool, registry: R
         metrics: createMtaStsMetrics(registry),
       }),
     });
-  }
-  if (smtp.mode === 'stub' || !smtp.addr) return createStubRelay();
-  return createSmtpRelay({
-    host: smtp.addr.host,
-    port: smtp.addr.port,
-    username: smtp.username,
-    password: smtp.password,
-    timeoutMs: smtp.timeoutMs,
-    sendDeadlineMs: smtp.sendDeadlineMs,
-    maxConnections: config.engine.attemptWorkerConcurrency,
+  };
+  const relayTo = (host: string, port: number, credentials: { username?: string; password?: string }, tls?: 'opportunistic' | 'required') =>
+    createSmtpRelay({
+      host,
+      port,
+      username: credentials.username,
+      password: credentials.password,
+      timeoutMs: smtp.timeoutMs,
+      sendDeadlineMs: smtp.sendDeadlineMs,
+      maxConnections: config.engine.attemptWorkerConcurrency,
+      ...(tls ? { tls } : {}),
+      logger: log,
+    });
+  const fallback = addr ? relayTo(addr.host, addr.port, { username: smtp.username, password: smtp.password }) : direct();
+  return createRoutedRelay({
+    fallback,
+    fallbackChoice: addr ? { relay: fallback.name.replace(/^smtp:\/\//, ''), tls: null } : { relay: 'mx', tls: 'opportunistic' },
+    direct: () => (addr ? direct() : fallback),
+    relayTo: (host, port, tls) => relayTo(host, port, {}, tls),
+    routes: createRouteTable({ load: (domain) => lookupRoute(pool, domain), ...(routeCacheMs !== undefined ? { maxAgeMs: routeCacheMs } : {}) }),
     logger: log,
   });
 }
@@ -179,7 +199,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       log.warn('MAIL_REDIS_MASTER_ADDR is not set: stream intake is off');
     }
     const registry = deps.registry ?? createMetricsRegistry('core');
-    relay = deps.relay ?? createRelay(config, log, pool, registry);
+    relay = deps.relay ?? createRelay(config, log, pool, registry, deps.routeCacheMs);
     log.info({ relay: relay.name, mode: config.smtp.mode }, 'outbound relay');
 
     const loopsRef: { current: ReturnType<typeof startLoops> | null } = { current: null };

@@ -5,6 +5,7 @@ import './error-types.ts';
 import './domain.ts';
 import './alias.ts';
 import './dkim-key.ts';
+import './route.ts';
 import './attempt.ts';
 import './delivery.ts';
 import './dead-letter.ts';

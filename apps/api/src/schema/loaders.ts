@@ -17,7 +17,8 @@ const BATCH_ONLY = { cache: false } as const;
 export const ATTEMPTS_SQL = `
 SELECT at.id::text AS id, at.delivery_id::text AS "deliveryId", at.attempt_number AS "attemptNumber",
        at.status, at.smtp_code AS "smtpCode", at.enhanced_code AS "enhancedCode", at.smtp_text AS "smtpText",
-       at.worker_id AS "workerId", at.started_at AS "startedAt", at.finished_at AS "finishedAt", at.duration_ms AS "durationMs"
+       at.worker_id AS "workerId", at.started_at AS "startedAt", at.finished_at AS "finishedAt", at.duration_ms AS "durationMs",
+       at.route_domain AS "routeDomain", at.route_relay AS "routeRelay", at.route_tls AS "routeTls"
   FROM mail.attempts at
  WHERE ($1::uuid[] IS NULL OR at.delivery_id = ANY ($1::uuid[]))
    AND ($2::bigint[] IS NULL OR at.id = ANY ($2::bigint[]))

@@ -31,7 +31,7 @@ import {
   type TemplateCatalog,
 } from '@postern/shared';
 import type { EngineMetrics } from '../metrics.ts';
-import { describeRoute, type Relay, type Route, type SendResult, type SmtpReply } from '../relay/relay.ts';
+import { describeRoute, type Relay, type Route, type RouteChoice, type SendResult, type SmtpReply } from '../relay/relay.ts';
 import { type Classification, classifyFailure, type ReplyRule } from './classify-reply.ts';
 import { type BuiltMessage, buildMessage, UnbuildableDelivery } from './compose-message.ts';
 import { type MessageSigner, SigningUnavailable } from './dkim-signer.ts';
@@ -75,8 +75,9 @@ async function persist<T>(deps: AttemptDeps, beat: () => void, write: () => Prom
   }
 }
 
-function attemptOf(status: AttemptRecord['status'], reply: SmtpReply | null, text: string | null, startedAt: Date, durationMs: number): AttemptRecord {
+function attemptOf(status: AttemptRecord['status'], reply: SmtpReply | null, text: string | null, startedAt: Date, durationMs: number, choice?: RouteChoice): AttemptRecord {
   return {
+    ...(choice ? { route: choice } : {}),
     status,
     smtpCode: reply?.code ?? null,
     enhancedCode: reply?.enhanced ?? null,
@@ -96,9 +97,10 @@ function withRoute(text: string, route: Route | undefined): string {
   return route ? `${text} (${describeRoute(route)})` : text;
 }
 
-/** The Remote-MTA of a bounce: the MX host that answered, or the relay's host. */
-function remoteMtaOf(relay: Relay, route: Route | undefined): string | null {
+/** The Remote-MTA of a bounce: the MX host that answered, or the relay's host (a route's, or the default's). */
+function remoteMtaOf(relay: Relay, route: Route | undefined, choice: RouteChoice | undefined): string | null {
   if (route) return route.host;
+  if (choice && choice.relay !== 'mx') return choice.relay.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
   return relay.name.startsWith('smtp://') ? relay.name.slice('smtp://'.length).replace(/:\d+$/, '') : null;
 }
 
@@ -243,9 +245,9 @@ async function attempt(deps: AttemptDeps, delivery: ClaimedDelivery, beat: () =>
   if (result.ok) {
     deps.metrics.sendDuration.observe({ status: 'sent' }, durationMs);
     deps.metrics.attemptOutcomes.inc({ status: 'sent' });
-    const attempt = attemptOf('sent', result.reply, withRoute(describeReply(result.reply, 'accepted'), result.route), startedAt, durationMs);
+    const attempt = attemptOf('sent', result.reply, withRoute(describeReply(result.reply, 'accepted'), result.route), startedAt, durationMs, result.choice);
     const recorded = await record({ status: 'sent', attempt, lastError: null });
-    if (recorded) log().info({ reply: attempt.smtpText, route: result.route }, 'delivery sent');
+    if (recorded) log().info({ reply: attempt.smtpText, route: result.route, via: result.choice }, 'delivery sent');
     else log().warn('sent, but the delivery had been taken back and started again: this attempt stays recorded as outcome unknown');
     return;
   }
@@ -255,9 +257,9 @@ async function attempt(deps: AttemptDeps, delivery: ClaimedDelivery, beat: () =>
   deps.metrics.sendDuration.observe({ status: classification.attemptStatus }, durationMs);
   deps.metrics.attemptOutcomes.inc({ status: classification.attemptStatus });
   const text = withRoute(failure.reply?.code ? describeReply(failure.reply, failure.message) : failure.message, failure.route);
-  const attempt = attemptOf(classification.attemptStatus, failure.reply, text, startedAt, durationMs);
+  const attempt = attemptOf(classification.attemptStatus, failure.reply, text, startedAt, durationMs, failure.choice);
   const reason = `${classification.category}: ${text}`.slice(0, 1_000);
-  log().info({ status: classification.attemptStatus, action: classification.action, category: classification.category, reply: text, route: failure.route }, 'attempt failed');
+  log().info({ status: classification.attemptStatus, action: classification.action, category: classification.category, reply: text, route: failure.route, via: failure.choice }, 'attempt failed');
 
   if (failure.interrupted) {
     // The engine cut the send short (shutdown): not the remote's fault, due again at once.
@@ -274,7 +276,7 @@ async function attempt(deps: AttemptDeps, delivery: ClaimedDelivery, beat: () =>
     await record({ status: 'retrying', attempt, waitMs: step.waitMs, lastError: reason });
     return;
   }
-  const ending = endingOf(deps, delivery, built, { kind: step === null ? 'refused' : 'ladder_spent', reason, reply: failure.reply, remoteMta: remoteMtaOf(deps.relay, failure.route) });
+  const ending = endingOf(deps, delivery, built, { kind: step === null ? 'refused' : 'ladder_spent', reason, reply: failure.reply, remoteMta: remoteMtaOf(deps.relay, failure.route, failure.choice) });
   const done = await record({ status: ending.status, attempt, lastError: ending.reason, bounce: ending.bounce });
   if (ending.status !== 'dead_letter') return;
   if (done) deps.metrics.deadLetters.inc();

@@ -35,6 +35,16 @@ export interface Route {
   skipped: string[];
 }
 
+/** The route table's choice for a send (routed-relay.ts), recorded with its attempt. */
+export interface RouteChoice {
+  /** The route that matched ("example.com", ".example.com"), or null: MAIL_SMTP_MODE's default. */
+  domain: string | null;
+  /** "mx" (the recipient domain's MX hosts) or the relay's host:port. */
+  relay: string;
+  /** The route's TLS requirement; null for the default relay of smtp mode (as it is configured). */
+  tls: 'opportunistic' | 'required' | null;
+}
+
 export interface SendFailure {
   /** dns: a lookup failed (temporary, never a bounce); unroutable: the recipient domain's DNS says
    *  it takes no mail (null MX, no such domain, no MX/A/AAAA): permanent. */
@@ -50,9 +60,13 @@ export interface SendFailure {
    *  MTA-STS policy refused every host, or its cache could not be read). */
   category?: string;
   route?: Route;
+  choice?: RouteChoice;
+  /** A relay's session could not be set up (connect, greeting, EHLO, STARTTLS, AUTH): nothing was
+   *  asked about this recipient yet (smtp-relay.ts). */
+  inSetup?: boolean;
 }
 
-export type SendResult = { ok: true; reply: SmtpReply; route?: Route } | { ok: false; failure: SendFailure };
+export type SendResult = { ok: true; reply: SmtpReply; route?: Route; choice?: RouteChoice } | { ok: false; failure: SendFailure };
 
 function describeTls(tls: TlsUse): string {
   if (tls.kind === 'none') return 'no TLS';

@@ -24,6 +24,10 @@ export interface SmtpRelayOptions {
   /** Whole send, connect to the last reply; past it the connection is closed. */
   sendDeadlineMs: number;
   maxConnections: number;
+  /** A route's TLS requirement (routed-relay.ts): opportunistic uses STARTTLS when offered, an
+   *  unverifiable certificate included; required sends only over TLS with a verified certificate.
+   *  Unset (MAIL_SMTP_ADDR's relay): STARTTLS when offered, the certificate verified. */
+  tls?: 'opportunistic' | 'required';
   logger: Logger;
 }
 
@@ -58,6 +62,8 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
         greetingTimeout: options.timeoutMs,
         socketTimeout: options.timeoutMs,
         dnsTimeout: options.timeoutMs,
+        ...(options.tls === 'required' ? { requireTLS: true, tls: { rejectUnauthorized: true } } : {}),
+        ...(options.tls === 'opportunistic' ? { tls: { rejectUnauthorized: false } } : {}),
         // Every reply line, continuation lines included (patches/nodemailer+10.6.0.patch): a reply
         // trickled line by line is a slow peer, not a hung one; the whole-send deadline bounds it.
         onResponseLine: () => pooledRef.onReply(),
@@ -129,7 +135,7 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
           ]);
         } catch (error) {
           if (deadline.passed()) return deadline.failure(false);
-          return { ok: false, failure: failureOf(error as NodemailerError, false, myGeneration !== generation) };
+          return { ok: false, failure: { ...failureOf(error as NodemailerError, false, myGeneration !== generation), inSetup: true } };
         }
         current = pooled;
         active.add(pooled);

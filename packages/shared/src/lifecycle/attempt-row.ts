@@ -12,6 +12,9 @@ export interface AttemptRecord {
   startedAt: Date;
   finishedAt: Date;
   durationMs: number;
+  /** The route the send took (the engine's route table): the matching route's domain or null
+   *  (the default), "mx" or the relay's host:port, the TLS requirement. Absent in stub mode. */
+  route?: { domain: string | null; relay: string; tls: string | null } | null;
 }
 
 export function attemptValues(attempt: AttemptRecord): unknown[] {
@@ -23,5 +26,8 @@ export function attemptValues(attempt: AttemptRecord): unknown[] {
     attempt.startedAt,
     attempt.finishedAt,
     Math.max(0, Math.round(attempt.durationMs)),
+    attempt.route?.domain ?? null,
+    attempt.route?.relay ?? null,
+    attempt.route?.tls ?? null,
   ];
 }

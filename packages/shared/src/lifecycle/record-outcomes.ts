@@ -51,12 +51,14 @@ export interface OutcomeToRecord extends Outcome {
   bounce: BounceToStore | null;
 }
 
-/** The outcomes as rows `u`: $2..$13, one array per column (outcomeColumns). */
+/** The outcomes as rows `u`: $2..$16, one array per column (outcomeColumns). */
 const OUTCOME_ROWS = `u AS (
   SELECT * FROM unnest($2::uuid[], $3::int[], $4::text[], $5::double precision[], $6::text[],
-                       $7::text[], $8::int[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[], $13::int[])
+                       $7::text[], $8::int[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[], $13::int[],
+                       $14::text[], $15::text[], $16::text[])
          AS u(id, attempt_number, status, wait_ms, last_error,
-              attempt_status, smtp_code, enhanced_code, smtp_text, started_at, finished_at, duration_ms))`;
+              attempt_status, smtp_code, enhanced_code, smtp_text, started_at, finished_at, duration_ms,
+              route_domain, route_relay, route_tls))`;
 
 /** The status columns an outcome sets, whichever statement records it. */
 const OUTCOME_STATUS = `status = u.status,
@@ -90,9 +92,9 @@ d AS (
   RETURNING d.id),
 a AS (
   INSERT INTO mail.attempts (delivery_id, attempt_number, status, smtp_code, enhanced_code, smtp_text, worker_id,
-                             started_at, finished_at, duration_ms)
+                             started_at, finished_at, duration_ms, route_domain, route_relay, route_tls)
   SELECT u.id, u.attempt_number, u.attempt_status, u.smtp_code, u.enhanced_code, u.smtp_text, $1,
-         u.started_at, u.finished_at, u.duration_ms
+         u.started_at, u.finished_at, u.duration_ms, u.route_domain, u.route_relay, u.route_tls
     FROM d JOIN u ON u.id = d.id
    WHERE u.attempt_status IS NOT NULL
   RETURNING id, delivery_id),
@@ -115,19 +117,20 @@ d AS (
 a AS (
   UPDATE mail.attempts x
      SET status = u.attempt_status, smtp_code = u.smtp_code, enhanced_code = u.enhanced_code, smtp_text = u.smtp_text,
-         started_at = u.started_at, finished_at = u.finished_at, duration_ms = u.duration_ms
+         started_at = u.started_at, finished_at = u.finished_at, duration_ms = u.duration_ms,
+         route_domain = u.route_domain, route_relay = u.route_relay, route_tls = u.route_tls
     FROM d JOIN u ON u.id = d.id
    WHERE x.delivery_id = d.id AND x.attempt_number = u.attempt_number
   RETURNING x.id, x.delivery_id),
 /*OUTCOME_DEAD_LETTERS*/
 SELECT id FROM d`);
 
-/** The outcomes as the twelve arrays $2..$13 that both statements unnest, in the order of their
+/** The outcomes as the fifteen arrays $2..$16 that both statements unnest, in the order of their
  *  `u` columns. */
 function outcomeColumns(outcomes: readonly Outcome[]): unknown[][] {
-  const columns: unknown[][] = Array.from({ length: 12 }, () => []);
+  const columns: unknown[][] = Array.from({ length: 15 }, () => []);
   for (const outcome of outcomes) {
-    const attempt = outcome.attempt ? attemptValues(outcome.attempt) : [null, null, null, null, null, null, null];
+    const attempt = outcome.attempt ? attemptValues(outcome.attempt) : [null, null, null, null, null, null, null, null, null, null];
     // last_error quotes the relay's reply: storable, like the attempt's text (attempt-row.ts).
     const lastError = storableTextOrNull(outcome.lastError, { maxChars: 1_000 });
     const row = [outcome.deliveryId, outcome.attemptNumber, outcome.status, outcome.waitMs, lastError, ...attempt];

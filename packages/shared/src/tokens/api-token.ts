@@ -22,6 +22,9 @@ export const API_SCOPES = [
   // private halves, which no scope exposes).
   'dkim:read',
   'dkim:write',
+  // Routes: reading the route table, and setting and deleting routes (where a domain's mail goes).
+  'routes:read',
+  'routes:write',
   // Nested fields carry the scope of what they expose: whoever may read a delivery does not
   // thereby read the relay's replies, the message's content, or the raw text of refused commands
   // (which can hold login codes).

@@ -1,0 +1,120 @@
+import { chooseRoute, createLogger, type RouteRule, type RouteTlsPolicy } from '@postern/shared';
+import { describe, expect, it } from 'vitest';
+import type { OutboundMessage, Relay, SendResult } from './relay.ts';
+import type { RouteTable } from './route-table.ts';
+import { createRoutedRelay } from './routed-relay.ts';
+
+function fakeRelay(name: string, result: SendResult = { ok: true, reply: { code: 250, enhanced: '2.0.0', text: `ok from ${name}` } }) {
+  const sent: string[] = [];
+  let closed = false;
+  const relay: Relay = {
+    name,
+    async send(message: OutboundMessage) {
+      sent.push(message.recipient);
+      return result;
+    },
+    interrupt() {},
+    async close() {
+      closed = true;
+    },
+  };
+  return { relay, sent, closed: () => closed };
+}
+
+const message = (recipient: string): OutboundMessage => ({ deliveryId: 'd', envelopeFrom: 'a@b.test', recipient, raw: Buffer.from('x') });
+
+function routed(rules: Record<string, RouteRule>, fallbackResult?: SendResult) {
+  const fallback = fakeRelay('smtp://default.example.net:25', fallbackResult);
+  const direct = fakeRelay('mx');
+  const hosts = new Map<string, ReturnType<typeof fakeRelay>>();
+  const routes: RouteTable = {
+    lookup: async (domain) => {
+      if (domain === 'broken.test') throw new Error('the database is away');
+      return chooseRoute(domain, Object.values(rules));
+    },
+  };
+  const relay = createRoutedRelay({
+    fallback: fallback.relay,
+    fallbackChoice: { relay: 'default.example.net:25', tls: null },
+    routes,
+    direct: () => direct.relay,
+    relayTo: (host: string, port: number, tls: RouteTlsPolicy) => {
+      const made = fakeRelay(`smtp://${host}:${port}`);
+      hosts.set(`${host}:${port} ${tls}`, made);
+      return made.relay;
+    },
+    logger: createLogger('routed-relay-test', 'silent'),
+  });
+  return { relay, fallback, direct, hosts };
+}
+
+const toTickets: RouteRule = { domain: 'tickets.example.com', relay: { kind: 'host', host: 'tickets.internal.test', port: 2525 }, tls: 'required' };
+const toMx: RouteRule = { domain: '.direct.test', relay: { kind: 'mx' }, tls: 'opportunistic' };
+
+describe('the routed relay', () => {
+  it('sends a routed domain to its relay host, others to the default, and says which route each took', async () => {
+    const { relay, fallback, hosts } = routed({ 'tickets.example.com': toTickets });
+    const routedResult = await relay.send(message('help@Tickets.Example.com'));
+    const plain = await relay.send(message('bob@elsewhere.test'));
+    expect(hosts.get('tickets.internal.test:2525 required')?.sent).toEqual(['help@Tickets.Example.com']);
+    expect(fallback.sent).toEqual(['bob@elsewhere.test']);
+    expect(routedResult).toMatchObject({ ok: true, choice: { domain: 'tickets.example.com', relay: 'tickets.internal.test:2525', tls: 'required' } });
+    expect(plain).toMatchObject({ ok: true, choice: { domain: null, relay: 'default.example.net:25', tls: null } });
+  });
+
+  it('reuses one relay per host, port and TLS requirement', async () => {
+    const { relay, hosts } = routed({ 'tickets.example.com': toTickets });
+    await relay.send(message('a@tickets.example.com'));
+    await relay.send(message('b@tickets.example.com'));
+    expect(hosts.size).toBe(1);
+    expect(hosts.get('tickets.internal.test:2525 required')?.sent).toHaveLength(2);
+  });
+
+  it('an "mx" route delivers directly, even when the default is a relay', async () => {
+    const { relay, direct, fallback } = routed({ '.direct.test': toMx });
+    const result = await relay.send(message('x@a.direct.test'));
+    expect(direct.sent).toEqual(['x@a.direct.test']);
+    expect(fallback.sent).toEqual([]);
+    expect(result).toMatchObject({ choice: { domain: '.direct.test', relay: 'mx', tls: 'opportunistic' } });
+  });
+
+  it('a failure carries the route too', async () => {
+    const refused: SendResult = { ok: false, failure: { kind: 'connection', reply: null, dataSent: false, interrupted: false, message: 'ECONNECTION: refused' } };
+    const { relay } = routed({}, refused);
+    expect(await relay.send(message('a@elsewhere.test'))).toMatchObject({ ok: false, failure: { kind: 'connection', choice: { domain: null } } });
+  });
+
+  it('a route table that cannot be read defers the send: nothing is sent, the failure is temporary', async () => {
+    const { relay, fallback } = routed({});
+    const result = await relay.send(message('a@broken.test'));
+    expect(fallback.sent).toEqual([]);
+    expect(result).toMatchObject({ ok: false, failure: { kind: 'other', dataSent: false, message: expect.stringContaining('route table unavailable') } });
+  });
+
+  it('closing closes every relay it made', async () => {
+    const { relay, fallback, direct, hosts } = routed({ 'tickets.example.com': toTickets, '.direct.test': toMx });
+    await relay.send(message('a@tickets.example.com'));
+    await relay.send(message('a@b.direct.test'));
+    await relay.close();
+    expect([fallback.closed(), direct.closed(), hosts.get('tickets.internal.test:2525 required')?.closed()]).toEqual([true, true, true]);
+  });
+});
+
+describe('a routed relay host that refuses the session', () => {
+  it('is deferred (a connection failure), not a refusal of the recipient; the reply stays in the text', async () => {
+    const refusal: SendResult = {
+      ok: false,
+      failure: { kind: 'reply', reply: { code: 554, enhanced: '5.7.1', text: 'go away' }, dataSent: false, interrupted: false, message: 'EPROTOCOL: Invalid greeting. response=554 5.7.1 go away', inSetup: true },
+    };
+    const relay = createRoutedRelay({
+      fallback: fakeRelay('mx').relay,
+      fallbackChoice: { relay: 'mx', tls: 'opportunistic' },
+      routes: { lookup: async () => toTickets },
+      direct: () => fakeRelay('mx').relay,
+      relayTo: () => fakeRelay('smtp://tickets.internal.test:2525', refusal).relay,
+      logger: createLogger('routed-relay-test', 'silent'),
+    });
+    const result = await relay.send(message('a@tickets.example.com'));
+    expect(result).toMatchObject({ ok: false, failure: { kind: 'connection', reply: null, message: expect.stringContaining('554 5.7.1 go away') } });
+  });
+});

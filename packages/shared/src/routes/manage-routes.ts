@@ -1,0 +1,95 @@
+// Reading and changing the route table (mail.routes), one implementation for every caller: the
+// API's routes query and setRoute/deleteRoute mutations, and the engine's lookup at send time.
+// Every input is checked and normalised first (route-rules.ts), so what is stored is only what the
+// lookup can match; the table's CHECKs say the same again.
+import type { Queryable } from '../aliases/resolve-recipient.ts';
+import { fillMark } from '../db/sql-marks.ts';
+import { chooseRoute, type RouteRelay, type RouteRule, type RouteTlsPolicy, routeCandidates, routeDomain, routeRule } from './route-rules.ts';
+
+/** A route as the API shows it. */
+export interface RouteRecord {
+  id: string;
+  domain: string;
+  /** "mx" or host:port. */
+  relay: string;
+  tls: RouteTlsPolicy;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export class RouteNotFoundError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RouteNotFoundError';
+  }
+}
+
+/** RouteRecord's columns of `mail.routes r`, for every statement that returns routes. */
+export const ROUTE_COLUMNS = `r.id::text AS id, r.domain,
+       CASE WHEN r.relay_host IS NULL THEN 'mx'
+            WHEN strpos(r.relay_host, ':') > 0 THEN '[' || r.relay_host || ']:' || r.relay_port
+            ELSE r.relay_host || ':' || r.relay_port END AS relay,
+       r.tls, r.created_at AS "createdAt", r.updated_at AS "updatedAt"`;
+
+function withColumns(template: string): string {
+  return fillMark(template, 'ROUTE_COLUMNS', ROUTE_COLUMNS);
+}
+
+const UPSERT_ROUTE_SQL = withColumns(`
+INSERT INTO mail.routes AS r (domain, relay_host, relay_port, tls)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (domain) DO UPDATE
+   SET relay_host = EXCLUDED.relay_host, relay_port = EXCLUDED.relay_port, tls = EXCLUDED.tls, updated_at = now()
+RETURNING /*ROUTE_COLUMNS*/`);
+
+const DELETE_ROUTE_SQL = withColumns(`
+DELETE FROM mail.routes r WHERE r.domain = $1
+RETURNING /*ROUTE_COLUMNS*/`);
+
+/** The routes that could match one recipient domain ($1: its candidates, route-rules.ts). */
+const CANDIDATE_ROUTES_SQL = `
+SELECT r.domain, r.relay_host AS "relayHost", r.relay_port AS "relayPort", r.tls
+  FROM mail.routes r
+ WHERE r.domain = ANY($1::text[])`;
+
+export interface NewRoute {
+  domain: string;
+  relay: string;
+  tls: string;
+}
+
+/** Creates the route of `domain`, or replaces it: its relay and TLS requirement take effect for the
+ *  next send (within the engines' route cache, a few seconds). */
+export async function setRoute(db: Queryable, input: NewRoute): Promise<RouteRecord> {
+  const rule = routeRule(input);
+  const host = rule.relay.kind === 'host' ? rule.relay.host : null;
+  const port = rule.relay.kind === 'host' ? rule.relay.port : null;
+  const { rows } = await db.query<RouteRecord>(UPSERT_ROUTE_SQL, [rule.domain, host, port, rule.tls]);
+  return rows[0] as RouteRecord;
+}
+
+/** Removes the route of `domain` (written as it was set: ".example.com" for the parent route). */
+export async function deleteRoute(db: Queryable, input: { domain: string }): Promise<RouteRecord> {
+  const domain = routeDomain(input.domain);
+  const deleted = (await db.query<RouteRecord>(DELETE_ROUTE_SQL, [domain])).rows[0];
+  if (!deleted) throw new RouteNotFoundError(`there is no route for ${JSON.stringify(domain)}`);
+  return deleted;
+}
+
+interface CandidateRow {
+  domain: string;
+  relayHost: string | null;
+  relayPort: number | null;
+  tls: RouteTlsPolicy;
+}
+
+/** The route mail to `recipientDomain` (normalised) takes now, or null for the default. */
+export async function lookupRoute(db: Queryable, recipientDomain: string): Promise<RouteRule | null> {
+  const { rows } = await db.query<CandidateRow>(CANDIDATE_ROUTES_SQL, [routeCandidates(recipientDomain)]);
+  const rules: RouteRule[] = rows.map((row) => ({
+    domain: row.domain,
+    relay: row.relayHost === null ? { kind: 'mx' } : ({ kind: 'host', host: row.relayHost, port: row.relayPort ?? 25 } satisfies RouteRelay),
+    tls: row.tls,
+  }));
+  return chooseRoute(recipientDomain, rules);
+}
