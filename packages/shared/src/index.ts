@@ -69,6 +69,7 @@ export {
   TOKEN_PREFIX,
 } from './tokens/index.ts';
 export * from './dkim/index.ts';
+export * from './srs/index.ts';
 export * from './intake/index.ts';
 export * from './lifecycle/index.ts';
 export * from './templates/index.ts';
