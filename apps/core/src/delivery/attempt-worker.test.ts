@@ -54,7 +54,7 @@ function refused(code: number, enhanced: string | null, text: string, fields: Pa
  *  alone, as a batch of one (the completion batcher has its own tests). */
 async function attempt(delivery: ClaimedDelivery, result: SendResult, setup: (lifecycle: FakeLifecycle) => void = () => {}, deps: Partial<AttemptDeps> = {}) {
   const lifecycle = createFakeLifecycle();
-  lifecycle.payloads.set('m1', { raw: original, receivedAt: received });
+  lifecycle.payloads.set('m1', { raw: original, receivedAt: received, envelopeTo: ['list@alias.test'] });
   setup(lifecycle);
   const relay = scriptedRelay(result);
   const registry = createMetricsRegistry('core');
