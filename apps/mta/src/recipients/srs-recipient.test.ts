@@ -74,6 +74,13 @@ describe('SRS recipients', () => {
     );
   });
 
+  it('an SRS-looking local part with characters no SRS address has goes the ordinary way: 501 5.1.3', async () => {
+    const { session } = await bounceSession();
+    for (const local of ['SRS0=a b=AA=x.test=y', 'SRS0=a\u0001b=AA=x.test=y', 'SRS0=a"b=AA=x.test=y']) {
+      expect(await session.rcptTo(`${local}@postern.test`)).toMatch(/^501 5\.1\.3 /);
+    }
+  });
+
   it('without MAIL_SRS_SECRET an SRS address is just an unknown recipient', async () => {
     const { session } = await bounceSession({ srs: null });
     const address = srs.rewrite('someone@sender.test', 'postern.test');

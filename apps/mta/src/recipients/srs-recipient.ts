@@ -26,7 +26,9 @@ export function srsRecipients(srs: SrsCodec, now: () => Date = () => new Date())
     const at = raw.lastIndexOf('@');
     if (at <= 0) return null;
     const local = raw.slice(0, at);
-    if (!looksLikeSrs(local)) return null;
+    // A local part no SRS address of ours could have (controls, spaces, specials, broken Unicode) is
+    // left to the ordinary path, which refuses it naming the problem and never echoes it raw.
+    if (!looksLikeSrs(local) || !local.isWellFormed() || /[\p{Cc}\p{Z}"\\(),:;<>@[\]]/u.test(local)) return null;
     const rawDomain = raw.slice(at + 1);
     if (rawDomain.startsWith('[')) throw relayDenied(raw);
     if (needsSmtpUtf8(local) && !options.smtpUtf8) throw smtpUtf8Required(raw);
