@@ -68,13 +68,19 @@ beforeAll(async () => {
   await createDomain(db.pool, A);
   await createAlias(db.pool, { domain: A, localPart: 'list', kind: 'forward', targets: [TARGET] });
   const shared = { MAIL_SRS_SECRET: SRS_SECRET, MAIL_MTA_HOSTNAME: HOSTNAME };
+  // Generous limits: the machine running the suites may be loaded, and no timing is under test here.
   engine = await startTestEngine(db.dsn, {
     ...shared,
     MAIL_SMTP_ADDR: `127.0.0.1:${sink.port}`,
     MAIL_SECRETS_KEY: SECRETS_KEY,
     MAIL_DNS_SERVERS: dns.server,
+    MAIL_SMTP_TIMEOUT: '15s',
+    MAIL_SMTP_SEND_DEADLINE: '30s',
+    MAIL_LEASE_DURATION: '60s',
+    MAIL_WATCHDOG_STALL_THRESHOLD: '60s',
+    MAIL_RETRY_LADDER: Array.from({ length: 20 }, () => '1s').join(','),
   });
-  edge = await startTestEdge(db.dsn, shared);
+  edge = await startTestEdge(db.dsn, { ...shared, MAIL_MTA_LOOKUP_TIMEOUT: '15s' });
 });
 
 afterAll(async () => {
