@@ -1,7 +1,8 @@
 // Memory of DKIM signing a 25 MiB message (MAIL_MTA_MAX_MESSAGE_SIZE's default) the way the engine
 // does it — dkimSign over the buffer, the DKIM-Signature then sent in front of the unchanged bytes
 // (apps/core/src/delivery/dkim-signer.ts, relay/smtp-relay.ts) — next to mailauth's
-// DkimSignStream, which holds the whole message until it has signed it. Each runs in a process of
+// DkimSignStream, which holds the whole message until it has signed it; and the ARC set of forwarded
+// mail (apps/core/src/delivery/arc-seal.ts), made and sent the same way. Each runs in a process of
 // its own (a clean baseline); a worker thread samples the process's RSS every millisecond (the
 // main thread's event loop is busy with the stream and would starve a timer), and the line printed
 // is the peak RSS growth over the process with the message already built.
@@ -14,6 +15,7 @@ import { Worker } from 'node:worker_threads';
 import { generateDkimKeyPair } from '@postern/shared';
 import { DkimSignStream } from 'mailauth/lib/dkim/sign.js';
 import MailComposer from 'nodemailer/lib/mail-composer';
+import { createArcSealer } from '../../apps/core/src/delivery/arc-seal.ts';
 import { createMessageSigner } from '../../apps/core/src/delivery/dkim-signer.ts';
 
 const MiB = 1024 * 1024;
@@ -21,7 +23,7 @@ const CHUNK = 64 * 1024;
 const variant = process.argv[2];
 
 if (!variant) {
-  for (const name of ['engine', 'sign-stream']) {
+  for (const name of ['engine', 'arc-seal', 'sign-stream']) {
     const child = spawnSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), name], { encoding: 'utf8' });
     process.stdout.write(child.stdout);
     if (child.status !== 0) throw new Error(`${name} failed: ${child.stderr}`);
@@ -51,6 +53,14 @@ const runs: Record<string, () => Promise<void>> = {
       yield* slices(raw);
     })()), sink());
   },
+  'arc-seal': async () => {
+    const sealer = createArcSealer({ authservId: 'mx.example.test', resolver: async () => [] });
+    const set = await sealer.seal(raw, { domain: key.domain, selector: key.selector, privateKeyPem: key.privateKeyPem, algorithm: 'rsa-sha256' });
+    await pipeline(Readable.from((function* () {
+      if (set) yield set;
+      yield* slices(raw);
+    })()), sink());
+  },
   'sign-stream': async () => {
     const source = new PassThrough();
     const done = pipeline(source, new DkimSignStream({ signatureData: [{ signingDomain: key.domain, selector: key.selector, privateKey: key.privateKeyPem }] } as never), sink());
@@ -61,6 +71,7 @@ const runs: Record<string, () => Promise<void>> = {
 };
 const labels: Record<string, string> = {
   engine: 'engine: dkimSign, signature sent before raw',
+  'arc-seal': 'engine: createSeal, ARC set sent before raw',
   'sign-stream': 'mailauth DkimSignStream (holds the message)',
 };
 

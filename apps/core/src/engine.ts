@@ -14,6 +14,7 @@ import {
   createMetricsRegistry,
   createPool,
   createRedisConnections,
+  createSrs,
   type ListenAddress,
   type Logger,
   loadSigningKey,
@@ -32,7 +33,9 @@ import {
 } from '@postern/shared';
 import { DSN_TEMPLATE_ID } from './delivery/bounce.ts';
 import { defaultReplyRules } from './delivery/classify-reply.ts';
-import { createMessageSigner } from './delivery/dkim-signer.ts';
+import { createArcSealer } from './delivery/arc-seal.ts';
+import { createKeyReader, createMessageSigner } from './delivery/dkim-signer.ts';
+import { createForwarder, type Forwarder } from './delivery/forward-message.ts';
 import { lostLeaseEnding } from './delivery/fail-for-good.ts';
 import { retryLadder } from './delivery/retry-ladder.ts';
 import { EngineEvents } from './engine-events.ts';
@@ -92,6 +95,23 @@ export interface Engine {
   maintenance: Maintenance;
   /** Stop claiming, finish or release in-flight work within MAIL_SHUTDOWN_TIMEOUT, close. */
   stop(): Promise<void>;
+}
+
+/** SRS and ARC for forwarded mail (docs/core.md, "Forwarded mail: SRS and ARC"). */
+function forwarderFor(config: PosternConfig, pool: Pool, log: Logger): Forwarder {
+  if (!config.srsSecret) {
+    log.warn('MAIL_SRS_SECRET is not set: forwarded mail keeps its original envelope sender (SPF fails at receivers that check it)');
+  }
+  // Only the keys of an existing ARC chain's sealers are looked up, through the one mail resolver.
+  const resolver = createMailResolver({ servers: config.dns.servers, timeoutMs: dnsTimeoutMs(config.smtp.timeoutMs) });
+  return createForwarder({
+    srs: config.srsSecret ? createSrs(config.srsSecret) : null,
+    sealer: createArcSealer({
+      authservId: config.mta.hostname ?? os.hostname(),
+      resolver: (name) => resolver.resolve(name, 'TXT'),
+    }),
+    keyFor: createKeyReader((domain) => loadSigningKey(pool, config.secretsKey, domain)),
+  });
 }
 
 /** The outbound relay MAIL_SMTP_MODE asks for; in smtp and mx mode behind the route table
@@ -303,6 +323,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
         completions,
         relay,
         signer: createMessageSigner((domain) => loadSigningKey(pool, config.secretsKey, domain)),
+        forwarder: forwarderFor(config, pool, log),
         ...bounces,
         ladder,
         rules: defaultReplyRules(),

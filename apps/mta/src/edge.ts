@@ -6,6 +6,7 @@ import os from 'node:os';
 import {
   createMetricsRegistry,
   createPool,
+  createSrs,
   type ListenAddress,
   type Logger,
   type OpsServer,
@@ -22,6 +23,7 @@ import { warnWithoutCollector } from './data/drained-memory.ts';
 import { DataMemoryBudget } from './data/memory-budget.ts';
 import { createEdgeMetrics } from './metrics.ts';
 import { ClientLookupSlots } from './recipients/client-lookup-slots.ts';
+import { srsRecipients } from './recipients/srs-recipient.ts';
 import type { EdgeContext, EdgeLimits } from './smtp/edge-context.ts';
 import { onClose, onConnect } from './smtp/on-connect.ts';
 import { onData } from './smtp/on-data.ts';
@@ -119,6 +121,7 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
   const logger = deps.logger.child({ component: 'smtp' });
   warnWithoutCollector(logger);
   const limits = limitsOf(config);
+  if (!config.srsSecret) logger.warn('MAIL_SRS_SECRET is not set: bounces to SRS addresses are refused as unknown recipients');
   const registry = deps.registry ?? createMetricsRegistry('mta');
   const metrics = createEdgeMetrics(registry);
   metrics.dataMemoryBudget.set(config.mta.dataMemoryBudget);
@@ -172,6 +175,7 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
     logger,
     metrics,
     resolve: (address) => resolveRecipient(lookupPool, address),
+    srs: config.srsSecret ? srsRecipients(createSrs(config.srsSecret)) : null,
     accept: (fingerprint, message) =>
       ledger.accept(fingerprint, () =>
         acceptMessage(

@@ -70,6 +70,7 @@ export {
 } from './tokens/index.ts';
 export * from './dkim/index.ts';
 export * from './routes/index.ts';
+export * from './srs/index.ts';
 export * from './intake/index.ts';
 export * from './lifecycle/index.ts';
 export * from './templates/index.ts';

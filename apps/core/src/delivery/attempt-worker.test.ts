@@ -54,7 +54,7 @@ function refused(code: number, enhanced: string | null, text: string, fields: Pa
  *  alone, as a batch of one (the completion batcher has its own tests). */
 async function attempt(delivery: ClaimedDelivery, result: SendResult, setup: (lifecycle: FakeLifecycle) => void = () => {}, deps: Partial<AttemptDeps> = {}) {
   const lifecycle = createFakeLifecycle();
-  lifecycle.payloads.set('m1', { raw: original, receivedAt: received });
+  lifecycle.payloads.set('m1', { raw: original, receivedAt: received, envelopeTo: ['list@alias.test'] });
   setup(lifecycle);
   const relay = scriptedRelay(result);
   const registry = createMetricsRegistry('core');
@@ -226,5 +226,43 @@ describe('attempt worker: DKIM signing', () => {
       status: 'retrying', attempt: null, waitMs: 1_000,
       lastError: 'DKIM signing unavailable: MAIL_SECRETS_KEY is not set: signing mail from postern.test needs it',
     });
+  });
+});
+
+describe('attempt worker: forwarded mail (SRS and ARC)', () => {
+  const arcSet = Buffer.from('ARC-Seal: i=1; a=rsa-sha256; cv=none; d=alias.test; s=s1; b=x\r\n');
+  function recordingForwarder(answer: () => Promise<{ envelopeFrom: string; arcSet: Buffer | null }>) {
+    const asked: Array<{ envelopeFrom: string; envelopeTo: readonly string[] | undefined }> = [];
+    const forwarder = {
+      async forward(envelopeFrom: string, payload: { raw: Buffer; envelopeTo?: readonly string[] }) {
+        asked.push({ envelopeFrom, envelopeTo: payload.envelopeTo });
+        return answer();
+      },
+    };
+    return { asked, forwarder };
+  }
+
+  it('mail relayed for others goes with the forwarder\'s envelope sender and ARC set, its bytes unchanged', async () => {
+    const { forwarder, asked } = recordingForwarder(async () => ({ envelopeFrom: 'SRS0=abcdefgh=AA=outside.test=alice@alias.test', arcSet }));
+    const { relay, recorded } = await attempt(accepted(), replyOk(), undefined, { forwarder });
+    expect(asked).toEqual([{ envelopeFrom: 'alice@outside.test', envelopeTo: ['list@alias.test'] }]);
+    expect(relay.sent[0]).toMatchObject({ envelopeFrom: 'SRS0=abcdefgh=AA=outside.test=alice@alias.test', headerPrefix: arcSet, raw: original });
+    expect(recorded).toMatchObject({ status: 'sent' });
+  });
+
+  it("Postern's own bounces are not forwarded mail", async () => {
+    const { forwarder, asked } = recordingForwarder(async () => ({ envelopeFrom: 'never', arcSet }));
+    const bounce = await attempt(accepted({ source: 'postern-dsn', category: 'bounce', envelope_from: '' }), replyOk(), undefined, { forwarder });
+    expect(asked).toEqual([]);
+    expect(bounce.relay.sent[0]?.envelopeFrom).toBe('');
+  });
+
+  it('an ARC key that cannot be used: the delivery waits without an attempt, never sent unsealed', async () => {
+    const { forwarder } = recordingForwarder(async () => {
+      throw new SigningUnavailable('ARC sealing with s1._domainkey.alias.test failed: bad key');
+    });
+    const { relay, recorded } = await attempt(accepted(), replyOk(), undefined, { forwarder });
+    expect(relay.sent).toEqual([]);
+    expect(recorded).toMatchObject({ status: 'retrying', attempt: null, lastError: 'DKIM signing unavailable: ARC sealing with s1._domainkey.alias.test failed: bad key' });
   });
 });

@@ -35,6 +35,7 @@ import { describeRoute, type Relay, type Route, type RouteChoice, type SendResul
 import { type Classification, classifyFailure, type ReplyRule } from './classify-reply.ts';
 import { type BuiltMessage, buildMessage, UnbuildableDelivery } from './compose-message.ts';
 import { type MessageSigner, SigningUnavailable } from './dkim-signer.ts';
+import type { Forwarder } from './forward-message.ts';
 import { afterTemporaryFailure, type Ending, failForGood } from './fail-for-good.ts';
 import { nextStep, type RetryLadder } from './retry-ladder.ts';
 
@@ -47,6 +48,8 @@ export interface AttemptDeps {
   relay: Relay;
   /** DKIM-signs the mail Postern originates; absent: nothing is signed. */
   signer?: MessageSigner;
+  /** SRS-rewrites and ARC-seals forwarded mail; absent: it goes as received. */
+  forwarder?: Forwarder;
   catalog: TemplateCatalog;
   ladder: RetryLadder;
   rules: readonly ReplyRule[];
@@ -198,6 +201,7 @@ async function attempt(deps: AttemptDeps, delivery: ClaimedDelivery, beat: () =>
           // in production), but no MIME message is composed for it.
           compose: !deps.relay.discardsMessages,
           ...(deps.signer ? { signer: deps.signer } : {}),
+          ...(deps.forwarder ? { forwarder: deps.forwarder } : {}),
         },
         delivery,
       ),

@@ -2,12 +2,15 @@
 // it — the bytes received with the edge's Received: trace header prepended — so signatures (DKIM)
 // survive. Template and rendered deliveries are composed here, with the delivery's one stable
 // Message-ID and its creation time as Date:, so every attempt sends the same message.
+// Relayed mail that is not ours is forwarded mail: its envelope sender is SRS-rewritten and an ARC
+// set is sent in front of its bytes (forward-message.ts), which still go out unchanged.
 // What Postern originates — composed mail and its own bounces (relayed, source BOUNCE_SOURCE) — is
 // DKIM-signed at each attempt when its From domain has an active key (dkim-signer.ts): the key
 // that signs is the one active when the mail leaves, so a retired key never signs a retry.
 import { BOUNCE_SOURCE, type ClaimedDelivery, type Logger, renderLocale, resolveLocale, type TemplateCatalog } from '@postern/shared';
 import MailComposer from 'nodemailer/lib/mail-composer';
 import type { MessageSigner } from './dkim-signer.ts';
+import type { Forwarder } from './forward-message.ts';
 
 /** The delivery cannot be built, now or ever: it fails without an attempt. */
 export class UnbuildableDelivery extends Error {}
@@ -17,11 +20,13 @@ export interface ComposeContext {
   /** MAIL_SMTP_FROM. */
   sender: string;
   logger: Logger;
-  loadPayload(messageId: string): Promise<{ raw: Buffer; receivedAt: Date } | null>;
+  loadPayload(messageId: string): Promise<{ raw: Buffer; receivedAt: Date; envelopeTo?: string[] } | null>;
   /** false: render and check everything, but compose no bytes (the stub relay discards them). */
   compose?: boolean;
   /** Signs what Postern originates; absent: nothing is signed. */
   signer?: MessageSigner;
+  /** SRS and ARC for forwarded mail; absent: it keeps its envelope sender and goes unsealed. */
+  forwarder?: Forwarder;
 }
 
 const NOT_COMPOSED = Buffer.alloc(0);
@@ -30,7 +35,7 @@ export interface BuiltMessage {
   raw: Buffer;
   envelopeFrom: string;
   receivedAt: Date | null;
-  /** The DKIM-Signature header line(s) sent in front of raw, or null: unsigned. */
+  /** The DKIM-Signature (or, forwarded, the ARC set) header lines sent in front of raw, or null. */
   signature: Buffer | null;
   /** Relayed mail whose sender used SMTPUTF8 / BODY=8BITMIME: the relay is told the same. */
   smtpUtf8?: boolean;
@@ -76,13 +81,16 @@ export async function buildMessage(context: ComposeContext, delivery: ClaimedDel
     if (!delivery.message_id) throw new UnbuildableDelivery('relay delivery without a message');
     const payload = await context.loadPayload(delivery.message_id);
     if (!payload) throw new UnbuildableDelivery('the received message is gone (purged by retention or deleted)');
-    // The envelope sender is kept, not SRS-rewritten (docs/core.md, "Envelope sender").
-    const ours = delivery.source === BOUNCE_SOURCE && context.compose !== false;
+    const ours = delivery.source === BOUNCE_SOURCE;
+    const forwarded =
+      !ours && context.forwarder && context.compose !== false
+        ? await context.forwarder.forward(delivery.envelope_from, payload)
+        : { envelopeFrom: delivery.envelope_from, arcSet: null };
     return {
       raw: payload.raw,
-      envelopeFrom: delivery.envelope_from,
+      envelopeFrom: forwarded.envelopeFrom,
       receivedAt: payload.receivedAt,
-      signature: ours ? await signatureFor(context, payload.raw) : null,
+      signature: ours && context.compose !== false ? await signatureFor(context, payload.raw) : forwarded.arcSet,
       smtpUtf8: delivery.smtputf8 === true,
       body8BitMime: delivery.body_type === '8bitmime',
     };

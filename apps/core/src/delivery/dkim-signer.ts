@@ -66,12 +66,15 @@ export function* lineSlices(raw: Buffer): Generator<Buffer> {
   }
 }
 
-export function createMessageSigner(keyFor: (domain: string) => Promise<SigningKey | null>): MessageSigner {
-  // The last answer for each From domain, used only while PostgreSQL cannot answer: composed mail
+export type KeyReader = (domain: string) => Promise<SigningKey | null>;
+
+/** The domain's active key, read each time; a key that cannot be opened is SigningUnavailable. */
+export function createKeyReader(keyFor: KeyReader): KeyReader {
+  // The last answer for each domain, used only while PostgreSQL cannot answer: the mail
   // needs nothing else from it to be sent, and an outage must not hold it back (dead-runner). No
   // key can change meanwhile: the API writes keys to the same database.
   const lastKnown = new Map<string, SigningKey | null>();
-  const currentKey = async (domain: string): Promise<SigningKey | null> => {
+  return async (domain: string): Promise<SigningKey | null> => {
     try {
       const key = await keyFor(domain);
       lastKnown.set(domain, key);
@@ -82,6 +85,10 @@ export function createMessageSigner(keyFor: (domain: string) => Promise<SigningK
       throw error;
     }
   };
+}
+
+export function createMessageSigner(keyFor: KeyReader): MessageSigner {
+  const currentKey = createKeyReader(keyFor);
   return {
     async signatureFor(raw) {
       const domain = fromDomainOf(raw);

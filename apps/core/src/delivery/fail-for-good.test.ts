@@ -81,7 +81,7 @@ describe('fail for good: the one decision behind the attempt worker and the leas
       recipient: 'gone@inbox.test', envelope_from: 'alice@outside.test', created_at: new Date('2025-01-01T00:00:00Z'), traceparent: null,
     };
     const end = lostLeaseEnding(context);
-    const withPayload = end(row, { raw: poisonedRaw, receivedAt: new Date('2025-01-01T00:00:00Z') });
+    const withPayload = end(row, { raw: poisonedRaw, receivedAt: new Date('2025-01-01T00:00:00Z'), envelopeTo: ['list@alias.test'] });
     const direct = failForGood(context, accepted, { kind: 'lease_lost' });
     expect(withPayload).toMatchObject({ status: direct.status, reason: direct.reason });
     expect(withPayload.bounce?.subject).toBe(direct.bounce?.subject);

@@ -24,11 +24,16 @@ export interface AcceptedRecipient {
   targets: string[];
 }
 
+/** Accepts a valid SRS bounce address (srs-recipient.ts); null: the address is not SRS. */
+export type SrsRecipients = (raw: string, options: VerifyOptions) => Promise<AcceptedRecipient | null>;
+
 export interface VerifyOptions {
   /** SMTPUTF8 was declared on MAIL FROM (RFC 6531). */
   smtpUtf8: boolean;
   lookupTimeoutMs: number;
   resolve: ResolveRecipient;
+  /** Set with MAIL_SRS_SECRET; unset, an SRS address is looked up like any other. */
+  srs?: SrsRecipients | undefined;
 }
 
 export class LookupTimeoutError extends Error {
@@ -82,6 +87,8 @@ export function replyForResolution(address: NormalizedAddress, resolution: Recip
 
 /** The targets of an accepted recipient; throws the EdgeReply for any other outcome. */
 export async function verifyRecipient(raw: string, options: VerifyOptions): Promise<AcceptedRecipient> {
+  const bounce = options.srs ? await options.srs(raw, options) : null;
+  if (bounce) return bounce;
   const address = parseRecipient(raw, options.smtpUtf8);
   let resolution: RecipientResolution;
   try {

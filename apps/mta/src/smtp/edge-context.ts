@@ -7,7 +7,7 @@ import type { MessageToAccept } from '../accept/accept-message.ts';
 import type { DataMemoryBudget } from '../data/memory-budget.ts';
 import type { EdgeMetrics } from '../metrics.ts';
 import type { ClientLookupSlots } from '../recipients/client-lookup-slots.ts';
-import type { AcceptedRecipient, ResolveRecipient } from '../recipients/verify-recipient.ts';
+import type { AcceptedRecipient, ResolveRecipient, SrsRecipients } from '../recipients/verify-recipient.ts';
 import type { GreetingDelay } from './greeting-delay.ts';
 import type { ClientRateLimiter } from './rate-limiter.ts';
 import type { SessionTraces } from './session-trace.ts';
@@ -29,6 +29,8 @@ export interface EdgeContext {
   logger: Logger;
   metrics: EdgeMetrics;
   resolve: ResolveRecipient;
+  /** SRS bounce addresses (MAIL_SRS_SECRET), or null: they are looked up like any other. */
+  srs: SrsRecipients | null;
   /** Stores the message unless the same transaction (by fingerprint) is in flight or was just
    *  committed; then answers with that accept (accept-ledger.ts). */
   accept(fingerprint: string, message: MessageToAccept): Promise<LedgerOutcome>;

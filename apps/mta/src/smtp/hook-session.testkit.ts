@@ -60,6 +60,7 @@ export const acceptAll = async (_fingerprint: string, message: MessageToAccept):
 export interface FakeEdgeOptions {
   limits?: Partial<EdgeLimits>;
   resolve?: ResolveRecipient;
+  srs?: EdgeContext['srs'];
   accept?: EdgeContext['accept'];
   dataMemoryBudget?: number;
 }
@@ -89,6 +90,7 @@ export function fakeEdge(options: FakeEdgeOptions = {}): FakeEdge {
     logger: createLogger('mta-unit', 'silent'),
     metrics: createEdgeMetrics(registry),
     resolve: options.resolve ?? resolveDesk,
+    srs: options.srs ?? null,
     accept: (fingerprint, message) => {
       accepted.push(message);
       return accept(fingerprint, message);

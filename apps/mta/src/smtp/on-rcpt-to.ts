@@ -74,6 +74,7 @@ async function lookUp(context: EdgeContext, address: SMTPServerAddress, session:
     const recipient = await verifyRecipient(address.address, {
       smtpUtf8: session.envelope.smtpUtf8 === true,
       lookupTimeoutMs: limits.lookupTimeoutMs,
+      srs: context.srs ?? undefined,
       resolve: (normalized) => {
         lookedUp = true;
         return context.resolve(normalized);

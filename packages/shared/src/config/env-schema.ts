@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { InvalidAddressError, normalizeAddress } from '../addresses/normalize-address.ts';
 import { parseSecretsKey } from '../dkim/secrets-key.ts';
 import { parseDnsServers } from '../dns/dns-servers.ts';
+import { MIN_SECRET_LENGTH } from '../srs/srs.ts';
 import {
   type Parsed,
   parseByteSize,
@@ -88,6 +89,8 @@ export const envSchema = z.object({
   // Seals the secrets kept in PostgreSQL (DKIM private keys): 32 bytes, base64. Needed by the API
   // and the engine once a DKIM key exists (packages/shared/src/dkim/).
   MAIL_SECRETS_KEY: parsedBy(parseSecretsKey).optional(),
+  // Keys the SRS hash of forwarded mail's envelope sender; the edge and the engine need the same one.
+  MAIL_SRS_SECRET: z.string().min(MIN_SECRET_LENGTH, `must be at least ${MIN_SECRET_LENGTH} characters`).optional(),
 
   // Engine tuning.
   MAIL_ATTEMPT_WORKER_CONCURRENCY: count('8', 1000),

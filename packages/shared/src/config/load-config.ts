@@ -34,6 +34,8 @@ export interface PosternConfig {
   };
   /** MAIL_SECRETS_KEY: seals DKIM private keys; null when unset (then no DKIM key may exist). */
   secretsKey: Buffer | null;
+  /** MAIL_SRS_SECRET: null when unset (forwarded mail keeps its envelope sender, SRS addresses are unknown). */
+  srsSecret: string | null;
   /** The mail resolver's servers; null: the system's. */
   dns: { servers: string[] | null };
   engine: {
@@ -192,6 +194,7 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
       mtaStsPort: env.MAIL_MTA_STS_PORT,
     },
     secretsKey: env.MAIL_SECRETS_KEY ?? null,
+    srsSecret: env.MAIL_SRS_SECRET ?? null,
     dns: { servers: env.MAIL_DNS_SERVERS ?? null },
     engine: {
       attemptWorkerConcurrency: env.MAIL_ATTEMPT_WORKER_CONCURRENCY,

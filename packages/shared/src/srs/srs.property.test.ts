@@ -1,0 +1,128 @@
+// Property tests for SRS: every sender we fold comes back out of the bounce address as it went in,
+// for the whole accepted age and whatever case a relay gives the address on the way back; and no
+// address we did not make — another secret, one changed character, an older timestamp — is turned
+// into a recipient (that would make the edge an open relay). A fixed seed keeps a failure reproducible.
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { createSrs, encodeTimestamp, HASH_LENGTH, looksLikeSrs, MAX_AGE_DAYS } from './srs.ts';
+
+const SEED = 20_261_127;
+const DAY_MS = 86_400_000;
+const SECRET = 'a-test-secret-of-enough-length';
+const srs = createSrs(SECRET);
+
+const atext = fc.constantFrom(...'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&\'*+-/=?^_`{|}~'.split(''));
+const atom = fc.array(atext, { minLength: 1, maxLength: 12 }).map((chars) => chars.join(''));
+const localPart = fc.array(atom, { minLength: 1, maxLength: 3 }).map((atoms) => atoms.join('.'));
+const label = fc.stringMatching(/^[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?$/);
+const domain = fc.array(label, { minLength: 1, maxLength: 3 }).map((labels) => `${labels.join('.')}.test`);
+const when = fc.date({ min: new Date('2000-01-01T00:00:00Z'), max: new Date('2100-01-01T00:00:00Z'), noInvalidDate: true });
+const FORWARDER = 'alias.example';
+
+function localOf(address: string): string {
+  return address.slice(0, address.lastIndexOf('@'));
+}
+
+describe('SRS', () => {
+  it('folds a sender into the forwarding domain and decodes it back for the whole accepted age, in any case', () => {
+    fc.assert(
+      fc.property(localPart, domain, when, fc.integer({ min: 0, max: MAX_AGE_DAYS * DAY_MS }), fc.boolean(), (local, from, now, later, lower) => {
+        const sender = `${local}@${from}`;
+        const rewritten = srs.rewrite(sender, FORWARDER, now);
+        expect(rewritten).toMatch(new RegExp(`^SRS0=.{${HASH_LENGTH}}=[A-Z2-7]{2}=.+@${FORWARDER}$`));
+        const received = lower ? localOf(rewritten).toLowerCase() : localOf(rewritten);
+        const decoded = srs.decode(received, new Date(now.getTime() + later));
+        expect(decoded).toEqual({ status: 'valid', address: lower ? sender.toLowerCase() : sender });
+      }),
+      { seed: SEED, numRuns: 500 },
+    );
+  });
+
+  it('refuses an address made with another secret', () => {
+    const other = createSrs('another-secret-of-enough-length');
+    fc.assert(
+      fc.property(localPart, domain, when, (local, from, now) => {
+        const decoded = srs.decode(localOf(other.rewrite(`${local}@${from}`, FORWARDER, now)), now);
+        expect(decoded.status).toBe('forged');
+      }),
+      { seed: SEED, numRuns: 300 },
+    );
+  });
+
+  it('refuses an address with any one character of its hash, timestamp, domain or local part changed', () => {
+    fc.assert(
+      fc.property(localPart, domain, when, fc.nat(), fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789'.split('')), (local, from, now, pick, replacement) => {
+        const rewritten = localOf(srs.rewrite(`${local}@${from}`, FORWARDER, now));
+        // Every position after "SRS0=" that is not a separator.
+        const positions = [...rewritten].map((char, index) => ({ char, index })).filter(({ char, index }) => index >= 5 && char !== '=');
+        const { char, index } = positions[pick % positions.length]!;
+        fc.pre(char.toLowerCase() !== replacement);
+        const tampered = rewritten.slice(0, index) + replacement + rewritten.slice(index + 1);
+        const decoded = srs.decode(tampered, now);
+        // A changed timestamp character can also make a valid hash over an old timestamp impossible
+        // to tell from an expired one; either way nothing is routed.
+        expect(['forged', 'expired']).toContain(decoded.status);
+      }),
+      { seed: SEED, numRuns: 1000 },
+    );
+  });
+
+  it('refuses an address older than the accepted age, until its timestamp comes round again', () => {
+    fc.assert(
+      fc.property(localPart, domain, when, fc.integer({ min: MAX_AGE_DAYS + 1, max: 1023 }), (local, from, now, days) => {
+        const rewritten = localOf(srs.rewrite(`${local}@${from}`, FORWARDER, now));
+        const decoded = srs.decode(rewritten, new Date(now.getTime() + days * DAY_MS));
+        expect(decoded.status).toBe('expired');
+      }),
+      { seed: SEED, numRuns: 300 },
+    );
+  });
+
+  it('never throws, and calls nothing SRS that does not start like it', () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 200 }), (text) => {
+        const decoded = srs.decode(text);
+        if (!looksLikeSrs(text)) expect(decoded).toEqual({ status: 'not_srs' });
+        else expect(decoded.status).not.toBe('not_srs');
+        for (const prefix of ['SRS0=', 'srs1=', 'SRS0+', 'SRS1-']) expect(() => srs.decode(prefix + text)).not.toThrow();
+      }),
+      { seed: SEED, numRuns: 500 },
+    );
+  });
+
+  it('wraps another forwarder\'s SRS0 address as SRS1 and sends its bounce back to that forwarder', () => {
+    const first = createSrs('the-first-forwarders-own-secret');
+    fc.assert(
+      fc.property(localPart, domain, when, (local, from, now) => {
+        const viaFirst = first.rewrite(`${local}@${from}`, 'first.example', now);
+        const viaUs = srs.rewrite(viaFirst, FORWARDER, now);
+        expect(viaUs).toMatch(new RegExp(`^SRS1=.{${HASH_LENGTH}}=first\\.example==.+@${FORWARDER}$`));
+        // Forwarded once more: still the first forwarder's part, hashed again.
+        const again = srs.rewrite(viaUs, 'third.example', now);
+        expect(again).toMatch(/^SRS1=.{8}=first\.example==.+@third\.example$/);
+        expect(srs.decode(localOf(viaUs), now)).toEqual({ status: 'valid', address: viaFirst });
+        expect(srs.decode(localOf(again), now)).toEqual({ status: 'valid', address: viaFirst });
+        expect(first.decode(localOf(viaFirst), now)).toEqual({ status: 'valid', address: `${local}@${from}` });
+      }),
+      { seed: SEED, numRuns: 300 },
+    );
+  });
+
+  it('keeps the null sender, senders of the forwarding domain and senders it cannot fold', () => {
+    expect(srs.rewrite('', FORWARDER)).toBe('');
+    expect(srs.rewrite('someone@ALIAS.example', FORWARDER)).toBe('someone@ALIAS.example');
+    expect(srs.rewrite('"two words"@sender.test', FORWARDER)).toBe('"two words"@sender.test');
+    expect(srs.rewrite('postmaster', FORWARDER)).toBe('postmaster');
+  });
+
+  it('writes the day number modulo 1024 as two base32 characters', () => {
+    expect(encodeTimestamp(new Date(0))).toBe('AA');
+    expect(encodeTimestamp(new Date(1023 * DAY_MS))).toBe('77');
+    expect(encodeTimestamp(new Date(1024 * DAY_MS))).toBe('AA');
+    expect(encodeTimestamp(new Date(33 * DAY_MS))).toBe('BB');
+  });
+
+  it('refuses a secret that is too short to keep the hash unguessable', () => {
+    expect(() => createSrs('short')).toThrow(/at least 16/);
+  });
+});
