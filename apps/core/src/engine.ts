@@ -50,6 +50,10 @@ import { WorkChannel } from './queue/work-channel.ts';
 import { createMxRelay } from './relay/mx-relay.ts';
 import type { Relay } from './relay/relay.ts';
 import { createSmtpRelay } from './relay/smtp-relay.ts';
+import { createSiteMetrics } from './relay/site-metrics.ts';
+import { loadSiteRules, SITES_FILE } from './relay/site-rules.ts';
+import { createSiteShaping } from './relay/site-shaping.ts';
+import { createSiteStore } from './relay/site-store.ts';
 import { createStubRelay } from './relay/stub-relay.ts';
 import { traceClaims } from './tracing/claim-spans.ts';
 
@@ -87,13 +91,31 @@ export interface Engine {
   stop(): Promise<void>;
 }
 
-/** The outbound relay MAIL_SMTP_MODE asks for. */
-function createRelay(config: PosternConfig, log: Logger): Relay {
+/** The outbound relay MAIL_SMTP_MODE asks for; in mx mode shaped per destination site, with the
+ *  limits shared through `pool`. */
+function createRelay(config: PosternConfig, log: Logger, shared: { pool: Pool; registry: Registry; workerId: string }): Relay {
   const { smtp } = config;
   if (smtp.mode === 'mx') {
     const resolver: MailResolver = createMailResolver({ servers: config.dns.servers, timeoutMs: dnsTimeoutMs(smtp.timeoutMs) });
     log.info({ dnsServers: resolver.servers, port: smtp.mxPort }, 'direct delivery to MX hosts');
+    // A sites file that does not parse refuses the start, naming its line.
+    const rules = loadSiteRules(config.shaping.sitesFile);
+    const { shaping } = config;
+    log.info({ sitesFile: config.shaping.sitesFile ?? SITES_FILE, rules: rules.length, maxConnections: shaping.maxConnections }, 'shaping per destination site');
     return createMxRelay({
+      shaping: createSiteShaping({
+        store: createSiteStore(shared.pool),
+        resolver,
+        rules,
+        defaults: { maxConnections: shaping.maxConnections, messagesPerConnection: shaping.messagesPerConnection, ratePerSecond: shaping.ratePerSecond },
+        idleTimeoutMs: shaping.idleTimeoutMs,
+        deferMs: shaping.deferMs,
+        backoffMs: shaping.backoffMs,
+        timeoutMs: smtp.timeoutMs,
+        engineId: shared.workerId,
+        metrics: createSiteMetrics(shared.registry),
+        logger: log,
+      }),
       resolver,
       port: smtp.mxPort,
       localName: config.mta.hostname ?? os.hostname(),
@@ -168,10 +190,10 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
     } else {
       log.warn('MAIL_REDIS_MASTER_ADDR is not set: stream intake is off');
     }
-    relay = deps.relay ?? createRelay(config, log);
+    const registry = deps.registry ?? createMetricsRegistry('core');
+    relay = deps.relay ?? createRelay(config, log, { pool, registry, workerId });
     log.info({ relay: relay.name, mode: config.smtp.mode }, 'outbound relay');
 
-    const registry = deps.registry ?? createMetricsRegistry('core');
     const loopsRef: { current: ReturnType<typeof startLoops> | null } = { current: null };
     const schedule = startScheduleSampler({
       read: () => readScheduleStats(pool),

@@ -15,14 +15,17 @@
 // (a null MX; NXDOMAIN or no MX, A or AAAA record); every lookup that fails (timeout, SERVFAIL,
 // no server reachable) and every MX host that does not resolve is temporary: the delivery is
 // retried, never bounced.
-// One connection per send, closed after it: reusing connections per destination belongs to
-// per-site shaping, which is not done yet.
+// Shaping per destination site (site-shaping.ts, when given): a send first enters its site, and
+// either reuses an idle connection to it, opens a new one on a connection slot shared by every
+// engine, or is deferred without connecting; a connection goes back to the site's pool only
+// after an accepted transaction.
 import tls from 'node:tls';
 import { domainToASCII } from 'node:url';
 import { isDnsNoRecord, type Logger, MAIL_RECORD_TYPES, type MailRecordType, type MailResolver } from '@postern/shared';
 import mxConnect, { type MxConnectError, type MxConnection } from 'mx-connect';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { OutboundMessage, Relay, Route, SendFailure, SendResult, TlsUse } from './relay.ts';
+import type { SiteLease, SiteShaping } from './site-shaping.ts';
 import { failureOf, type NodemailerError, runTransaction, sentResult, startSendDeadline } from './smtp-transaction.ts';
 
 export interface MxRelayOptions {
@@ -35,6 +38,8 @@ export interface MxRelayOptions {
   timeoutMs: number;
   sendDeadlineMs: number;
   logger: Logger;
+  /** Limits per destination site and connection reuse; absent: one connection per send. */
+  shaping?: SiteShaping;
 }
 
 /** Hosts one send tries at most (mx-connect's own cap per call). */
@@ -233,18 +238,34 @@ export function createMxRelay(options: MxRelayOptions): Relay {
         return { kind: 'connection', reply: null, dataSent: false, interrupted: false, message: `no session with any of ${MAX_HOSTS} hosts tried: ${skipped.join('; ')}`.slice(0, 1_000) };
       };
 
+      let lease: SiteLease | null = null;
       try {
+        // Not raced against the deadline: a lease it left behind would hold its slot (entering is
+        // bounded anyway: one DNS lookup, two short statements, at most HANDOFF_WAIT_MS).
+        const entry = options.shaping ? await options.shaping.enter(asciiDomain, progress) : null;
+        if (entry?.kind === 'refused') return { ok: false, failure: entry.failure };
+        lease = entry?.kind === 'lease' ? entry.lease : null;
+        if (stopped) throw new CutShort(stopped);
+        if (lease?.reused) open = lease.reused.connection;
         // Finding and greeting a host is cut short by the deadline or an interrupt at once; the
         // transaction itself ends through its connection (closed), so that whether the data went
         // out is known.
-        const session = await Promise.race([openSession(), cutShort]);
-        if (!('connection' in session)) return { ok: false, failure: session };
+        const session = lease?.reused ?? (await Promise.race([openSession(), cutShort]));
+        if (!('connection' in session)) {
+          await lease?.unreachable(session);
+          lease?.finish(session.kind, false);
+          return { ok: false, failure: session };
+        }
+        if (lease && !lease.reused) lease.opened(session);
         const { connection, route } = session;
         const outcome = await runTransaction(connection, message, progress, deadline);
         if (!outcome.error) {
-          connection.quit();
+          open = null;
+          if (lease) lease.finish('sent', !stopped && !deadline.passed());
+          else connection.quit();
           return { ...sentResult(outcome.response), route };
         }
+        lease?.finish(failureOf(outcome.error, outcome.dataSent, false).kind, false);
         connection.close();
         if (deadline.passed()) return deadline.failure(outcome.dataSent);
         return { ok: false, failure: { ...failureOf(outcome.error, outcome.dataSent, stopped === 'interrupt'), route } };
@@ -256,6 +277,8 @@ export function createMxRelay(options: MxRelayOptions): Relay {
         log.error({ err: error, recipientDomain: domain }, 'direct delivery failed unexpectedly');
         return { ok: false, failure: { kind: 'other', reply: null, dataSent: false, interrupted: false, message: `${(error as Error).message}`.slice(0, 1_000) } };
       } finally {
+        // A send that ended by an exception gives its slot back and closes what it opened.
+        lease?.finish('other', false);
         deadline.clear();
         underWay.delete(interrupt);
       }
@@ -266,6 +289,7 @@ export function createMxRelay(options: MxRelayOptions): Relay {
     },
     async close() {
       for (const interrupt of [...underWay]) interrupt();
+      await options.shaping?.close();
     },
   };
 }

@@ -37,8 +37,9 @@ export interface Route {
 
 export interface SendFailure {
   /** dns: a lookup failed (temporary, never a bounce); unroutable: the recipient domain's DNS says
-   *  it takes no mail (null MX, no such domain, no MX/A/AAAA): permanent. */
-  kind: 'reply' | 'timeout' | 'connection' | 'dns' | 'unroutable' | 'other';
+   *  it takes no mail (null MX, no such domain, no MX/A/AAAA): permanent;
+   *  deferred: shaping (site-shaping.ts) held the send back before it connected: no attempt. */
+  kind: 'reply' | 'timeout' | 'connection' | 'dns' | 'unroutable' | 'deferred' | 'other';
   reply: SmtpReply | null;
   /** The whole message had been handed to the connection: the server may have it. */
   dataSent: boolean;
@@ -48,6 +49,8 @@ export interface SendFailure {
   /** What an unroutable domain is, for reporting: null_mx, no_such_domain, no_mail_host. */
   category?: string;
   route?: Route;
+  /** deferred: due again after this long. */
+  retryInMs?: number;
 }
 
 export type SendResult = { ok: true; reply: SmtpReply; route?: Route } | { ok: false; failure: SendFailure };
