@@ -228,6 +228,16 @@ describe('limits', () => {
     expect(shaping.held(BUSY_SITE)).toEqual({ idle: 0, busy: 0 });
   });
 
+  it('defers, rather than spend an attempt, when the shared state cannot be reached', async () => {
+    const store = createMemorySiteStore();
+    store.claimSlot = async () => {
+      throw Object.assign(new Error('connection terminated unexpectedly'), { code: '57P01' });
+    };
+    const { relay } = shapedRelay(store);
+    expect(await relay.send(message('1@a.test'))).toMatchObject({ ok: false, failure: { kind: 'deferred', message: expect.stringMatching(/shared shaping state/) } });
+    expect(sink.connections).toBe(0);
+  });
+
   it('reports a failed MX lookup as a DNS failure without claiming anything', async () => {
     const store = createMemorySiteStore();
     const { relay } = shapedRelay(store);

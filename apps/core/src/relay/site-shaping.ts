@@ -7,7 +7,10 @@
 //   4. with no slot free but this engine's own connections to the site busy, the send waits a
 //      moment for one of them to come back (handed over directly) before it gives up.
 // A send that cannot go ahead is deferred: it fails with kind 'deferred' and a short wait, which
-// the attempt worker records without spending a step of the retry ladder.
+// the attempt worker records without spending a step of the retry ladder. So is a send when
+// PostgreSQL, which holds the shared limits, cannot be reached: unsure is not a failed attempt.
+// Slot leases are renewed every third of their length; when renewals fail for two thirds of it,
+// every connection is closed once it is not in use, since its slot may be another engine's soon.
 // After a send, its connection goes back to the site's idle pool only when the transaction was
 // accepted and the connection is healthy: any error, and any outcome that is not known (a timeout,
 // a closed socket), closes it, so a connection is never reused in an unknown state. It is also
@@ -144,8 +147,8 @@ export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
   };
 
   /** Closes a pooled connection (QUIT when it is healthy) and gives its slot back, once. */
-  const retire = (pooled: Pooled, politely: boolean) => {
-    if (pooled.released) return;
+  const retire = (pooled: Pooled, politely: boolean): Promise<void> => {
+    if (pooled.released) return Promise.resolve();
     pooled.released = true;
     if (pooled.idleTimer) clearTimeout(pooled.idleTimer);
     const state = sites.get(pooled.site);
@@ -160,7 +163,7 @@ export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
         connection.close();
       }
     }
-    options.store.releaseSlot(pooled.site, pooled.slot, pooled.holder).catch((error: unknown) => {
+    return options.store.releaseSlot(pooled.site, pooled.slot, pooled.holder).catch((error: unknown) => {
       // Its lease runs out by itself: the slot is free again within SLOT_LEASE_MS.
       log.warn({ err: error, site: pooled.site }, 'releasing a connection slot failed; it frees itself when its lease runs out');
     });
@@ -169,7 +172,7 @@ export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
   /** A connection that ended its send healthy: to a waiting send, to the idle pool, or closed. */
   const giveBack = (pooled: Pooled, state: SiteState) => {
     if (closed || pooled.lost || pooled.messages >= state.limits.messagesPerConnection) {
-      retire(pooled, true);
+      void retire(pooled, true);
       return;
     }
     const waiter = state.waiters.shift();
@@ -177,7 +180,7 @@ export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
       waiter(pooled);
       return;
     }
-    pooled.idleTimer = setTimeout(() => retire(pooled, true), options.idleTimeoutMs);
+    pooled.idleTimer = setTimeout(() => void retire(pooled, true), options.idleTimeoutMs);
     pooled.idleTimer.unref?.();
     state.idle.push(pooled);
   };
@@ -194,7 +197,7 @@ export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
         options.metrics.tls(pooled.site, session.route.tls);
         // A server that closes an idle connection: dropped from the pool (and its slot given back).
         session.connection.once('end', () => {
-          if (state.idle.includes(pooled)) retire(pooled, false);
+          if (state.idle.includes(pooled)) void retire(pooled, false);
         });
         options.store.clearBackoff(pooled.site).catch((error: unknown) => log.warn({ err: error, site: pooled.site }, 'clearing a site backoff failed'));
       },
@@ -217,7 +220,7 @@ export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
         options.metrics.attempt(pooled.site, outcome);
         if (outcome === 'sent') pooled.messages += 1;
         if (reusable && pooled.session && !pooled.released) giveBack(pooled, state);
-        else retire(pooled, false);
+        else void retire(pooled, false);
       },
     };
   };
@@ -254,92 +257,115 @@ export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
     return { kind: 'refused', failure: deferral(message, retryInMs) };
   };
 
+  /** Connections whose slot may be another engine's by now go as soon as they are not in use. */
+  const lose = (pooled: Pooled) => {
+    pooled.lost = true;
+    if (sites.get(pooled.site)?.idle.includes(pooled)) void retire(pooled, true);
+  };
+  let renewedAt = Date.now();
   const renewTimer = setInterval(() => {
     const holders = [...holding.keys()];
-    if (holders.length === 0) return;
+    if (holders.length === 0) {
+      renewedAt = Date.now();
+      return;
+    }
     options.store
       .renewSlots(holders, SLOT_LEASE_MS)
       .then((renewed) => {
+        renewedAt = Date.now();
         for (const holder of holders) {
           const pooled = holding.get(holder);
-          if (!pooled || renewed.has(holder)) continue;
-          // Another engine may hold this slot now: the connection goes as soon as it is not in use.
-          pooled.lost = true;
-          if (sites.get(pooled.site)?.idle.includes(pooled)) retire(pooled, true);
+          if (pooled && !renewed.has(holder)) lose(pooled);
         }
       })
-      .catch((error: unknown) => log.warn({ err: error }, 'renewing connection slot leases failed; retried at the next renewal'));
+      .catch((error: unknown) => {
+        log.warn({ err: error }, 'renewing connection slot leases failed; retried at the next renewal');
+        // Two renewals missed: the leases may run out before the next one lands.
+        if (Date.now() - renewedAt >= (SLOT_LEASE_MS * 2) / 3) for (const pooled of holding.values()) lose(pooled);
+      });
   }, SLOT_LEASE_MS / 3);
   renewTimer.unref?.();
 
+  /** Enters a site; PostgreSQL failing (away, slow) defers the send rather than spend an attempt. */
+  const enter = async (domain: string, progress: () => void): Promise<SiteEntry> => {
+    try {
+      return await enterSite(domain, progress);
+    } catch (error) {
+      log.warn({ err: error, recipientDomain: domain }, 'shaping could not reach its shared state; the delivery is deferred');
+      return { kind: 'refused', failure: deferral(`deferred: the shared shaping state could not be read: ${(error as Error).message}`.slice(0, 1_000), jitter(options.deferMs)) };
+    }
+  };
+
+  const enterSite = async (domain: string, progress: () => void): Promise<SiteEntry> => {
+    if (closed) return { kind: 'unshaped' };
+    const site = await siteOf(domain);
+    progress();
+    if (site === null) return { kind: 'unshaped' };
+    if ('kind' in site) return { kind: 'refused', failure: site };
+    const limits = limitsFor(options.rules, options.defaults, site.hosts);
+    const state = stateOf(site.key, limits);
+
+    if (limits.ratePerSecond !== null && !(await options.store.takeToken(site.key, limits.ratePerSecond))) {
+      const retryInMs = jitter(Math.max(options.deferMs, 1000 / limits.ratePerSecond));
+      return refuse(site.key, 'rate', `deferred: site ${site.key} is at its rate limit (${limits.ratePerSecond}/s)`, retryInMs);
+    }
+
+    for (let pooled = state.idle.pop(); pooled; pooled = state.idle.pop()) {
+      if (pooled.idleTimer) clearTimeout(pooled.idleTimer);
+      pooled.idleTimer = null;
+      const session = await revive(pooled, progress);
+      if (!session) {
+        retire(pooled, false);
+        continue;
+      }
+      options.metrics.connection(site.key, 'reused');
+      return { kind: 'lease', lease: leaseOf(pooled, state, session) };
+    }
+
+    const holder = `${options.engineId}/${randomBytes(6).toString('hex')}`;
+    const claim = await options.store.claimSlot(site.key, limits.maxConnections, holder, SLOT_LEASE_MS);
+    progress();
+    if (claim.kind === 'backoff') {
+      return refuse(site.key, 'backoff', `deferred: site ${site.key} is backed off (no MX host took a session)`, claim.retryInMs + jitter(options.deferMs));
+    }
+    if (claim.kind === 'slot') {
+      const pooled: Pooled = { site: site.key, slot: claim.slot, holder, session: null, messages: 0, released: false, lost: false, idleTimer: null };
+      holding.set(holder, pooled);
+      if (closed) {
+        retire(pooled, false);
+        return { kind: 'unshaped' };
+      }
+      return { kind: 'lease', lease: leaseOf(pooled, state, null) };
+    }
+
+    if (state.busy > 0) {
+      // This engine's own connections fill the site: the next one to come back is handed over.
+      const handed = await new Promise<Pooled | null>((resolve) => {
+        const waiter = (pooled: Pooled | null) => {
+          clearTimeout(timer);
+          resolve(pooled);
+        };
+        const timer = setTimeout(() => {
+          state.waiters = state.waiters.filter((other) => other !== waiter);
+          resolve(null);
+        }, Math.min(HANDOFF_WAIT_MS, options.deferMs));
+        state.waiters.push(waiter);
+      });
+      progress();
+      if (handed) {
+        const session = await revive(handed, progress);
+        if (session) {
+          options.metrics.connection(site.key, 'reused');
+          return { kind: 'lease', lease: leaseOf(handed, state, session) };
+        }
+        retire(handed, false);
+      }
+    }
+    return refuse(site.key, 'slot', `deferred: site ${site.key} has no free connection (at most ${limits.maxConnections})`, jitter(options.deferMs));
+  };
+
   return {
-    async enter(domain, progress) {
-      if (closed) return { kind: 'unshaped' };
-      const site = await siteOf(domain);
-      progress();
-      if (site === null) return { kind: 'unshaped' };
-      if ('kind' in site) return { kind: 'refused', failure: site };
-      const limits = limitsFor(options.rules, options.defaults, site.hosts);
-      const state = stateOf(site.key, limits);
-
-      if (limits.ratePerSecond !== null && !(await options.store.takeToken(site.key, limits.ratePerSecond))) {
-        const retryInMs = jitter(Math.max(options.deferMs, 1000 / limits.ratePerSecond));
-        return refuse(site.key, 'rate', `deferred: site ${site.key} is at its rate limit (${limits.ratePerSecond}/s)`, retryInMs);
-      }
-
-      for (let pooled = state.idle.pop(); pooled; pooled = state.idle.pop()) {
-        if (pooled.idleTimer) clearTimeout(pooled.idleTimer);
-        pooled.idleTimer = null;
-        const session = await revive(pooled, progress);
-        if (!session) {
-          retire(pooled, false);
-          continue;
-        }
-        options.metrics.connection(site.key, 'reused');
-        return { kind: 'lease', lease: leaseOf(pooled, state, session) };
-      }
-
-      const holder = `${options.engineId}/${randomBytes(6).toString('hex')}`;
-      const claim = await options.store.claimSlot(site.key, limits.maxConnections, holder, SLOT_LEASE_MS);
-      progress();
-      if (claim.kind === 'backoff') {
-        return refuse(site.key, 'backoff', `deferred: site ${site.key} is backed off (no MX host took a session)`, claim.retryInMs + jitter(options.deferMs));
-      }
-      if (claim.kind === 'slot') {
-        const pooled: Pooled = { site: site.key, slot: claim.slot, holder, session: null, messages: 0, released: false, lost: false, idleTimer: null };
-        holding.set(holder, pooled);
-        if (closed) {
-          retire(pooled, false);
-          return { kind: 'unshaped' };
-        }
-        return { kind: 'lease', lease: leaseOf(pooled, state, null) };
-      }
-
-      if (state.busy > 0) {
-        // This engine's own connections fill the site: the next one to come back is handed over.
-        const handed = await new Promise<Pooled | null>((resolve) => {
-          const waiter = (pooled: Pooled | null) => {
-            clearTimeout(timer);
-            resolve(pooled);
-          };
-          const timer = setTimeout(() => {
-            state.waiters = state.waiters.filter((other) => other !== waiter);
-            resolve(null);
-          }, Math.min(HANDOFF_WAIT_MS, options.deferMs));
-          state.waiters.push(waiter);
-        });
-        progress();
-        if (handed) {
-          const session = await revive(handed, progress);
-          if (session) {
-            options.metrics.connection(site.key, 'reused');
-            return { kind: 'lease', lease: leaseOf(handed, state, session) };
-          }
-          retire(handed, false);
-        }
-      }
-      return refuse(site.key, 'slot', `deferred: site ${site.key} has no free connection (at most ${limits.maxConnections})`, jitter(options.deferMs));
-    },
+    enter,
     held(site) {
       const state = sites.get(site);
       return { idle: state?.idle.length ?? 0, busy: state?.busy ?? 0 };
@@ -347,11 +373,14 @@ export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
     async close() {
       closed = true;
       clearInterval(renewTimer);
+      const releases: Promise<void>[] = [];
       for (const state of sites.values()) {
         for (const waiter of state.waiters.splice(0)) waiter(null);
-        for (const pooled of [...state.idle]) retire(pooled, true);
+        for (const pooled of [...state.idle]) releases.push(retire(pooled, true));
       }
-      // Slots of sends still under way are given back as those sends finish.
+      // Before the engine closes its pool; slots of sends still under way are given back as those
+      // sends finish.
+      await Promise.all(releases);
     },
   };
 }
