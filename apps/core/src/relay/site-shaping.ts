@@ -230,9 +230,11 @@ export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
     try {
       const records = await options.resolver.resolve(domain, 'MX');
       const hosts = records.map((record) => record.exchange).filter((host) => host !== '' && host !== '.');
-      // A null MX: the relay refuses the domain for good without connecting.
-      if (hosts.length === 0) return null;
-      return { key: siteKey(hosts), hosts };
+      // A null MX (or names with nothing left of them): not shaped; the relay refuses a null MX
+      // for good without connecting.
+      const key = siteKey(hosts);
+      if (key === '') return null;
+      return { key, hosts };
     } catch (error) {
       const code = (error as { code?: string }).code ?? 'ERROR';
       // No MX: the domain itself is its only host (RFC 5321 5.1); no such domain: the relay says so.
