@@ -2,11 +2,12 @@
 // PostgreSQL, against a real DNS server (dnsmasq) and MX hosts in the test process: ten domains
 // whose MX records all name one host — one site — and a site whose only host greets 421.
 // Proves: the limit of 2 connections per site holds across both engines (the sink counts the
-// connections open at once); connections are reused (far fewer connections than messages); every
-// message is delivered exactly once, deferred ones included, with one attempt each (a deferral
-// spends no ladder step); a site refusing sessions is backed off as a whole (a bounded number of
-// connection attempts, its deliveries deferred to the backoff's end without connecting); and the store's slots,
-// leases, rate bucket and backoff rows behave as the engines rely on.
+// connections open at once), and the slots of a crashed engine free themselves; connections are
+// reused (far fewer connections than messages); every message is delivered exactly once, deferred
+// ones included, with one attempt each (a deferral spends no ladder step); a site refusing sessions
+// is backed off as a whole (a bounded number of connection attempts, its deliveries deferred to the
+// backoff's end without connecting); and the store's slots, leases, rate bucket and backoff rows
+// behave as the engines rely on.
 import net from 'node:net';
 import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -109,6 +110,11 @@ async function metricSum(name: string, label?: string): Promise<number> {
 
 describe('shaping per destination site, two engines', () => {
   it(`never opens more than ${LIMIT} connections to a site at once, reuses them, and delivers all ${MESSAGES} messages once each`, async () => {
+    // An engine that crashed holding both slots of the site: its leases run out in a few seconds,
+    // meanwhile every delivery is deferred, then sent.
+    const site = siteKey(['mx.sink.shape.test']);
+    const store = createSiteStore(db.pool);
+    for (let slot = 0; slot < LIMIT; slot += 1) expect(await store.claimSlot(site, LIMIT, `crashed-engine/${slot}`, 3_000)).toEqual({ kind: 'slot', slot });
     const ids: string[] = [];
     for (let i = 0; i < MESSAGES; i += 1) ids.push(await queueDelivery(db.pool, { recipient: `r${i}@${DOMAINS[i % DOMAINS.length]}` }));
     const rows = await waitFor(
@@ -127,7 +133,6 @@ describe('shaping per destination site, two engines', () => {
     expect(attempts.rows[0]).toEqual({ n: MESSAGES, sent: MESSAGES });
     const counts = await db.pool.query<{ max: number }>('SELECT max(attempt_count)::int AS max FROM mail.deliveries WHERE id = ANY($1)', [ids]);
     expect(counts.rows[0]?.max).toBe(1);
-    const site = siteKey(['mx.sink.shape.test']);
     expect(await metricSum('mail_site_attempts_total', `site="${site}",outcome="sent"`)).toBe(MESSAGES);
     expect(await metricSum('mail_site_connections_total', 'how="reused"')).toBeGreaterThan(0);
     expect(await metricSum('mail_site_connections_total', 'how="opened"')).toBe(sink.connections);
