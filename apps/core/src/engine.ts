@@ -57,6 +57,10 @@ import type { Relay } from './relay/relay.ts';
 import { createRouteTable } from './relay/route-table.ts';
 import { createRoutedRelay } from './relay/routed-relay.ts';
 import { createSmtpRelay } from './relay/smtp-relay.ts';
+import { createSiteMetrics } from './relay/site-metrics.ts';
+import { loadSiteRules, SITES_FILE } from './relay/site-rules.ts';
+import { createSiteShaping } from './relay/site-shaping.ts';
+import { createSiteStore } from './relay/site-store.ts';
 import { createStubRelay } from './relay/stub-relay.ts';
 import { traceClaims } from './tracing/claim-spans.ts';
 
@@ -115,8 +119,15 @@ function forwarderFor(config: PosternConfig, pool: Pool, log: Logger): Forwarder
 }
 
 /** The outbound relay MAIL_SMTP_MODE asks for; in smtp and mx mode behind the route table
- *  (relay/routed-relay.ts), which sends a routed domain's mail elsewhere. */
-function createRelay(config: PosternConfig, log: Logger, pool: Pool, registry: Registry, routeCacheMs: number | undefined): Relay {
+ *  (relay/routed-relay.ts), which sends a routed domain's mail elsewhere. Direct delivery is shaped
+ *  per destination site, with the limits shared through `shared.pool`. */
+function createRelay(
+  config: PosternConfig,
+  log: Logger,
+  shared: { pool: Pool; registry: Registry; workerId: string },
+  routeCacheMs: number | undefined,
+): Relay {
+  const { pool, registry } = shared;
   const { smtp } = config;
   // smtp mode sends through MAIL_SMTP_ADDR; mx mode has no default relay, it delivers directly.
   const addr = smtp.mode === 'smtp' ? smtp.addr : undefined;
@@ -124,7 +135,24 @@ function createRelay(config: PosternConfig, log: Logger, pool: Pool, registry: R
   const direct = () => {
     const resolver: MailResolver = createMailResolver({ servers: config.dns.servers, timeoutMs: dnsTimeoutMs(smtp.timeoutMs) });
     log.info({ dnsServers: resolver.servers, port: smtp.mxPort }, 'direct delivery to MX hosts');
+    // A sites file that does not parse refuses the start, naming its line.
+    const rules = loadSiteRules(config.shaping.sitesFile);
+    const { shaping } = config;
+    log.info({ sitesFile: config.shaping.sitesFile ?? SITES_FILE, rules: rules.length, maxConnections: shaping.maxConnections }, 'shaping per destination site');
     return createMxRelay({
+      shaping: createSiteShaping({
+        store: createSiteStore(shared.pool),
+        resolver,
+        rules,
+        defaults: { maxConnections: shaping.maxConnections, messagesPerConnection: shaping.messagesPerConnection, ratePerSecond: shaping.ratePerSecond },
+        idleTimeoutMs: shaping.idleTimeoutMs,
+        deferMs: shaping.deferMs,
+        backoffMs: shaping.backoffMs,
+        timeoutMs: smtp.timeoutMs,
+        engineId: shared.workerId,
+        metrics: createSiteMetrics(shared.registry),
+        logger: log,
+      }),
       resolver,
       port: smtp.mxPort,
       localName: config.mta.hostname ?? os.hostname(),
@@ -219,7 +247,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       log.warn('MAIL_REDIS_MASTER_ADDR is not set: stream intake is off');
     }
     const registry = deps.registry ?? createMetricsRegistry('core');
-    relay = deps.relay ?? createRelay(config, log, pool, registry, deps.routeCacheMs);
+    relay = deps.relay ?? createRelay(config, log, { pool, registry, workerId }, deps.routeCacheMs);
     log.info({ relay: relay.name, mode: config.smtp.mode }, 'outbound relay');
 
     const loopsRef: { current: ReturnType<typeof startLoops> | null } = { current: null };

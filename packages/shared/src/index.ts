@@ -8,6 +8,7 @@ export {
   parseDuration,
   parseDurationList,
   parseListenAddress,
+  parseRate,
   parseRedisEndpoint,
   type RedisEndpoint,
 } from './config/parse-values.ts';

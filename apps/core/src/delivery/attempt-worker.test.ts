@@ -143,6 +143,16 @@ describe('attempt worker: the outcome of each kind of relay result', () => {
     const { recorded } = await attempt(accepted({ attempt_count: 3 }), cut);
     expect(recorded).toMatchObject({ status: 'retrying', waitMs: 0, lastError: 'interrupted by engine shutdown: interrupted' });
   });
+
+  it('a send shaping deferred before connecting: retrying after its wait, without an attempt, even on the last rung', async () => {
+    const deferred: SendResult = {
+      ok: false,
+      failure: { kind: 'deferred', reply: null, dataSent: false, interrupted: false, message: 'deferred: site mx.example has no free connection (at most 2)', retryInMs: 4_321 },
+    };
+    const { recorded, lifecycle } = await attempt(accepted({ attempt_count: 3 }), deferred);
+    expect(recorded).toMatchObject({ status: 'retrying', attempt: null, waitMs: 4_321, bounce: null, lastError: 'deferred: site mx.example has no free connection (at most 2)' });
+    expect(lifecycle.bounces).toEqual([]);
+  });
 });
 
 describe('attempt worker: deliveries that end without a send', () => {

@@ -257,6 +257,12 @@ async function attempt(deps: AttemptDeps, delivery: ClaimedDelivery, beat: () =>
   }
 
   const { failure } = result;
+  if (failure.kind === 'deferred') {
+    // Shaping held the send back before any connection (relay/site-shaping.ts): no attempt was
+    // made, so none is recorded and the attempt number is given back; the ladder is not spent.
+    await record({ status: 'retrying', attempt: null, waitMs: failure.retryInMs ?? 1_000, lastError: failure.message });
+    return;
+  }
   const classification: Classification = classifyFailure(deps.rules, failure);
   deps.metrics.sendDuration.observe({ status: classification.attemptStatus }, durationMs);
   deps.metrics.attemptOutcomes.inc({ status: classification.attemptStatus });

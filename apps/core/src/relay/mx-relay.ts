@@ -18,8 +18,10 @@
 // (a null MX; NXDOMAIN or no MX, A or AAAA record); every lookup that fails (timeout, SERVFAIL,
 // no server reachable) and every MX host that does not resolve is temporary: the delivery is
 // retried, never bounced.
-// One connection per send, closed after it: reusing connections per destination belongs to
-// per-site shaping, which is not done yet.
+// Shaping per destination site (site-shaping.ts, when given): a send first enters its site, and
+// either reuses an idle connection to it, opens a new one on a connection slot shared by every
+// engine, or is deferred without connecting; a connection goes back to the site's pool only
+// after an accepted transaction.
 import tls from 'node:tls';
 import { domainToASCII } from 'node:url';
 import { isDnsNoRecord, type Logger, MAIL_RECORD_TYPES, type MailRecordType, type MailResolver } from '@postern/shared';
@@ -27,6 +29,7 @@ import mxConnect, { type MxConnectError, type MxConnection } from 'mx-connect';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { type MtaSts, mxListed, type StsPolicy } from './mta-sts.ts';
 import type { OutboundMessage, Relay, Route, SendFailure, SendResult, TlsUse } from './relay.ts';
+import type { SiteLease, SiteShaping } from './site-shaping.ts';
 import { failureOf, type NodemailerError, runTransaction, sentResult, startSendDeadline } from './smtp-transaction.ts';
 
 export interface MxRelayOptions {
@@ -41,6 +44,8 @@ export interface MxRelayOptions {
   logger: Logger;
   /** Recipient domains' MTA-STS policies (mta-sts.ts); without it, TLS stays opportunistic for all. */
   mtaSts?: MtaSts;
+  /** Limits per destination site and connection reuse; absent: one connection per send. */
+  shaping?: SiteShaping;
 }
 
 /** Hosts one send tries at most (mx-connect's own cap per call). */
@@ -307,18 +312,55 @@ export function createMxRelay(options: MxRelayOptions): Relay {
         return ended({ kind: 'connection', reply: null, dataSent: false, interrupted: false, message: `no session with any of ${MAX_HOSTS} hosts tried: ${skipped.join('; ')}`.slice(0, 1_000) });
       };
 
+      /** A pooled connection was set up for another domain of the site: this domain's MTA-STS
+       *  enforce policy lets it carry the message only if its host is listed and its TLS verified. */
+      const reuseAllowed = async (route: Route): Promise<boolean> => {
+        if (!options.mtaSts) return true;
+        let policy: StsPolicy | null;
+        try {
+          policy = await options.mtaSts.policyFor(asciiDomain);
+        } catch {
+          return false; // openSession defers on the same failure, with its reason
+        }
+        return policy?.mode !== 'enforce' || (route.tls.kind === 'verified' && mxListed(policy, route.host));
+      };
+
+      let lease: SiteLease | null = null;
       try {
+        // Not raced against the deadline: a lease it left behind would hold its slot (entering is
+        // bounded anyway: one DNS lookup, two short statements, at most HANDOFF_WAIT_MS).
+        let entry = options.shaping ? await options.shaping.enter(asciiDomain, progress) : null;
+        for (let refused = 0; entry?.kind === 'lease' && entry.lease.reused && !(await reuseAllowed(entry.lease.reused.route)); refused += 1) {
+          // Closed, not pooled again; the next entry gets another idle connection or a new slot.
+          entry.lease.finish('other', false);
+          if (refused === 2 || !options.shaping) {
+            return { ok: false, failure: { kind: 'deferred', reply: null, dataSent: false, interrupted: false, message: `deferred: the connections this engine holds to the site of ${asciiDomain} do not meet its MTA-STS policy`, retryInMs: 5_000 } };
+          }
+          entry = await options.shaping.enter(asciiDomain, progress);
+        }
+        if (entry?.kind === 'refused') return { ok: false, failure: entry.failure };
+        lease = entry?.kind === 'lease' ? entry.lease : null;
+        if (stopped) throw new CutShort(stopped);
+        if (lease?.reused) open = lease.reused.connection;
         // Finding and greeting a host is cut short by the deadline or an interrupt at once; the
         // transaction itself ends through its connection (closed), so that whether the data went
         // out is known.
-        const session = await Promise.race([openSession(), cutShort]);
-        if (!('connection' in session)) return { ok: false, failure: session };
+        const session = lease?.reused ?? (await Promise.race([openSession(), cutShort]));
+        if (!('connection' in session)) {
+          await lease?.unreachable(session);
+          lease?.finish(session.kind, false);
+          return { ok: false, failure: session };
+        }
+        if (lease && !lease.reused) lease.opened(session);
         const { connection, route } = session;
         const outcome = await runTransaction(connection, message, progress, deadline);
         if (!outcome.error) {
-          connection.quit();
+          open = null;
+          if (lease) lease.finish('sent', !stopped && !deadline.passed());
+          else connection.quit();
           return { ...sentResult(outcome.response), route };
         }
+        lease?.finish(failureOf(outcome.error, outcome.dataSent, false).kind, false);
         connection.close();
         if (deadline.passed()) return deadline.failure(outcome.dataSent);
         return { ok: false, failure: { ...failureOf(outcome.error, outcome.dataSent, stopped === 'interrupt'), route } };
@@ -330,6 +372,8 @@ export function createMxRelay(options: MxRelayOptions): Relay {
         log.error({ err: error, recipientDomain: domain }, 'direct delivery failed unexpectedly');
         return { ok: false, failure: { kind: 'other', reply: null, dataSent: false, interrupted: false, message: `${(error as Error).message}`.slice(0, 1_000) } };
       } finally {
+        // A send that ended by an exception gives its slot back and closes what it opened.
+        lease?.finish('other', false);
         deadline.clear();
         underWay.delete(interrupt);
       }
@@ -340,6 +384,7 @@ export function createMxRelay(options: MxRelayOptions): Relay {
     },
     async close() {
       for (const interrupt of [...underWay]) interrupt();
+      await options.shaping?.close();
     },
   };
 }

@@ -47,8 +47,9 @@ export interface RouteChoice {
 
 export interface SendFailure {
   /** dns: a lookup failed (temporary, never a bounce); unroutable: the recipient domain's DNS says
-   *  it takes no mail (null MX, no such domain, no MX/A/AAAA): permanent. */
-  kind: 'reply' | 'timeout' | 'connection' | 'dns' | 'unroutable' | 'other';
+   *  it takes no mail (null MX, no such domain, no MX/A/AAAA): permanent;
+   *  deferred: shaping (site-shaping.ts) held the send back before it connected: no attempt. */
+  kind: 'reply' | 'timeout' | 'connection' | 'dns' | 'unroutable' | 'deferred' | 'other';
   reply: SmtpReply | null;
   /** The whole message had been handed to the connection: the server may have it. */
   dataSent: boolean;
@@ -64,6 +65,8 @@ export interface SendFailure {
   /** A relay's session could not be set up (connect, greeting, EHLO, STARTTLS, AUTH): nothing was
    *  asked about this recipient yet (smtp-relay.ts). */
   inSetup?: boolean;
+  /** deferred: due again after this long. */
+  retryInMs?: number;
 }
 
 export type SendResult = { ok: true; reply: SmtpReply; route?: Route; choice?: RouteChoice } | { ok: false; failure: SendFailure };

@@ -12,6 +12,7 @@ import {
   parseDuration,
   parseDurationList,
   parseListenAddress,
+  parseRate,
   parseRedisEndpoint,
   parsePositiveInteger,
 } from './parse-values.ts';
@@ -85,6 +86,20 @@ export const envSchema = z.object({
   MAIL_MTA_STS_PORT: count('443', 65_535),
   // The servers the mail resolver asks (packages/shared/src/dns/). Unset: the system's resolvers.
   MAIL_DNS_SERVERS: parsedBy(parseDnsServers).optional(),
+  // Shaping per destination site in mx mode (docs/core.md, "Shaping"): limits every engine shares,
+  // per site (the set of MX hosts a domain resolves to); a site's own line in the sites file wins.
+  MAIL_SHAPING_MAX_CONNECTIONS: count('10', 1000),
+  MAIL_SHAPING_MESSAGES_PER_CONNECTION: count('100', 100_000),
+  // Unset: no rate limit per site.
+  MAIL_SHAPING_RATE: parsedBy(parseRate).optional(),
+  MAIL_SHAPING_IDLE_TIMEOUT: duration('5s'),
+  // How long a delivery waits when its site has no free connection slot or no rate token left.
+  MAIL_SHAPING_DEFER: duration('5s'),
+  // A site that refuses connections or greets with 4xx on every MX host is left alone this long,
+  // doubling for each failure in a row (at most 32 times as long).
+  MAIL_SHAPING_BACKOFF: duration('1m'),
+  // Unset: the sites file shipped with the engine (apps/core/src/relay/site-shaping.txt).
+  MAIL_SHAPING_SITES_FILE: z.string().min(1).optional(),
 
   // Seals the secrets kept in PostgreSQL (DKIM private keys): 32 bytes, base64. Needed by the API
   // and the engine once a DKIM key exists (packages/shared/src/dkim/).

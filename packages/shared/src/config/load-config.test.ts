@@ -20,6 +20,23 @@ describe('loadConfig', () => {
     expect(config.smtp.mode).toBe('smtp');
   });
 
+  it('reads the shaping defaults and a rate per second, minute or hour', () => {
+    const mx = { ...minimal, MAIL_SMTP_MODE: 'mx' };
+    expect(loadConfig(mx, 'core').shaping).toEqual({
+      maxConnections: 10,
+      messagesPerConnection: 100,
+      ratePerSecond: null,
+      idleTimeoutMs: 5_000,
+      deferMs: 5_000,
+      backoffMs: 60_000,
+      sitesFile: null,
+    });
+    expect(loadConfig({ ...mx, MAIL_SHAPING_RATE: '600/m' }, 'core').shaping.ratePerSecond).toBe(10);
+    expect(loadConfig({ ...mx, MAIL_SHAPING_RATE: '7200/h' }, 'core').shaping.ratePerSecond).toBe(2);
+    expect(() => loadConfig({ ...mx, MAIL_SHAPING_RATE: '10' }, 'core')).toThrow(/MAIL_SHAPING_RATE: "10" is not a rate/);
+    expect(() => loadConfig({ ...mx, MAIL_SHAPING_MAX_CONNECTIONS: '0' }, 'core')).toThrow(/MAIL_SHAPING_MAX_CONNECTIONS: 0 is outside/);
+  });
+
   it('reports every invalid or missing variable in one error', () => {
     let error: unknown;
     try {

@@ -38,6 +38,18 @@ export interface PosternConfig {
   srsSecret: string | null;
   /** The mail resolver's servers; null: the system's. */
   dns: { servers: string[] | null };
+  /** Shaping per destination site in mx mode (apps/core/src/relay/site-*.ts). */
+  shaping: {
+    maxConnections: number;
+    messagesPerConnection: number;
+    /** Messages per second per site; null: no limit. */
+    ratePerSecond: number | null;
+    idleTimeoutMs: number;
+    deferMs: number;
+    backoffMs: number;
+    /** null: the file shipped with the engine. */
+    sitesFile: string | null;
+  };
   engine: {
     attemptWorkerConcurrency: number;
     shutdownTimeoutMs: number;
@@ -196,6 +208,15 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
     secretsKey: env.MAIL_SECRETS_KEY ?? null,
     srsSecret: env.MAIL_SRS_SECRET ?? null,
     dns: { servers: env.MAIL_DNS_SERVERS ?? null },
+    shaping: {
+      maxConnections: env.MAIL_SHAPING_MAX_CONNECTIONS,
+      messagesPerConnection: env.MAIL_SHAPING_MESSAGES_PER_CONNECTION,
+      ratePerSecond: env.MAIL_SHAPING_RATE ?? null,
+      idleTimeoutMs: env.MAIL_SHAPING_IDLE_TIMEOUT,
+      deferMs: env.MAIL_SHAPING_DEFER,
+      backoffMs: env.MAIL_SHAPING_BACKOFF,
+      sitesFile: env.MAIL_SHAPING_SITES_FILE ?? null,
+    },
     engine: {
       attemptWorkerConcurrency: env.MAIL_ATTEMPT_WORKER_CONCURRENCY,
       shutdownTimeoutMs: env.MAIL_SHUTDOWN_TIMEOUT,

@@ -88,3 +88,13 @@ export function parseByteSize(text: string): Parsed<number> {
   };
   return { ok: true, value: Number(match[1]) * (factor[unit] ?? 1) };
 }
+
+/** A message rate, "N/s", "N/m" or "N/h" (per second, minute, hour), as messages per second. */
+export function parseRate(text: string): Parsed<number> {
+  const match = /^(\d+)\s*\/\s*(s|m|h)$/i.exec(text.trim());
+  if (!match) return { ok: false, problem: `"${text}" is not a rate (e.g. 100/s, 600/m, 10000/h)` };
+  const count = Number(match[1]);
+  if (count < 1 || count > 1_000_000) return { ok: false, problem: `${count} is outside 1..1000000` };
+  const perSeconds: Record<string, number> = { s: 1, m: 60, h: 3600 };
+  return { ok: true, value: count / (perSeconds[(match[2] ?? 's').toLowerCase()] ?? 1) };
+}

@@ -1,0 +1,121 @@
+// The limits every engine shares per destination site, kept in PostgreSQL (docs/core.md,
+// "Shaping"; tables in migrations/1766100000000_site-shaping.sql) — no coordination protocol of
+// Postern's own, only row locks and leases:
+// - connection slots: rows 0..N-1 per site; a connection may be opened only on a slot claimed with
+//   FOR UPDATE SKIP LOCKED, whose lease its engine renews while the connection lives. A crashed
+//   engine renews nothing: its slots are free again when their leases run out.
+// - the message rate: a token bucket row, refilled by elapsed time in the statement that takes a
+//   token, so concurrent engines serialise on the row and never take more than the rate allows.
+// - backoff: a row saying no engine connects to the site before `until`; it is read in the same
+//   statement that claims a slot.
+// Time is PostgreSQL's now(), so engines with skewed clocks still agree.
+import { type Queryable, storableText } from '@postern/shared';
+
+const ENSURE_SLOTS_SQL = `
+INSERT INTO mail.site_slots (site, slot)
+SELECT $1, s FROM generate_series(0, $2::int - 1) AS s
+ON CONFLICT (site, slot) DO NOTHING`;
+
+/** A free slot below the limit, unless the site is backed off; both answers in one round trip. */
+const CLAIM_SLOT_SQL = `
+WITH backoff AS (
+  SELECT until FROM mail.site_backoffs WHERE site = $1 AND until > now()),
+free AS (
+  SELECT slot FROM mail.site_slots
+   WHERE site = $1 AND slot < $2 AND expires_at <= now() AND NOT EXISTS (SELECT 1 FROM backoff)
+   ORDER BY slot
+   LIMIT 1
+   FOR UPDATE SKIP LOCKED),
+taken AS (
+  UPDATE mail.site_slots s
+     SET holder = $3, expires_at = now() + $4::double precision * interval '1 millisecond'
+    FROM free
+   WHERE s.site = $1 AND s.slot = free.slot
+  RETURNING s.slot)
+SELECT (SELECT slot FROM taken) AS slot,
+       (SELECT EXTRACT(EPOCH FROM until - now()) * 1000 FROM backoff)::double precision AS backoff_ms`;
+
+const RELEASE_SLOT_SQL = `
+UPDATE mail.site_slots SET holder = NULL, expires_at = '-infinity'
+ WHERE site = $1 AND slot = $2 AND holder = $3`;
+
+/** Renews the live leases of these holders; returns the ones renewed (the others were lost). */
+const RENEW_SLOTS_SQL = `
+UPDATE mail.site_slots SET expires_at = now() + $2::double precision * interval '1 millisecond'
+ WHERE holder = ANY($1::text[]) AND expires_at > now()
+RETURNING holder`;
+
+/** One token from the site's bucket (capacity $2, refill $3 per second), or no row. */
+const TAKE_TOKEN_SQL = `
+INSERT INTO mail.site_buckets AS b (site, tokens, refilled_at) VALUES ($1, $2::double precision - 1, now())
+ON CONFLICT (site) DO UPDATE
+   SET tokens = LEAST($2::double precision, b.tokens + EXTRACT(EPOCH FROM now() - b.refilled_at) * $3::double precision) - 1,
+       refilled_at = now()
+ WHERE LEAST($2::double precision, b.tokens + EXTRACT(EPOCH FROM now() - b.refilled_at) * $3::double precision) >= 1
+RETURNING tokens`;
+
+/** A failure while not backed off starts a backoff, doubling per failure in a row (at most 32x);
+ *  failures of connections opened before it began (the same outage) do not lengthen it. */
+const BACK_OFF_SQL = `
+INSERT INTO mail.site_backoffs AS b (site, until, failures, reason)
+VALUES ($1, now() + $2::double precision * interval '1 millisecond', 1, $3)
+ON CONFLICT (site) DO UPDATE
+   SET failures = CASE WHEN b.until <= now() THEN b.failures + 1 ELSE b.failures END,
+       until = CASE WHEN b.until <= now()
+                    THEN now() + $2::double precision * power(2, LEAST(b.failures, 5)) * interval '1 millisecond'
+                    ELSE b.until END,
+       reason = CASE WHEN b.until <= now() THEN EXCLUDED.reason ELSE b.reason END,
+       updated_at = now()
+RETURNING EXTRACT(EPOCH FROM until - now()) * 1000 AS backoff_ms, failures`;
+
+const CLEAR_BACKOFF_SQL = 'DELETE FROM mail.site_backoffs WHERE site = $1';
+
+export type SlotClaim = { kind: 'slot'; slot: number } | { kind: 'backoff'; retryInMs: number } | { kind: 'full' };
+
+export interface SiteStore {
+  claimSlot(site: string, maxConnections: number, holder: string, leaseMs: number): Promise<SlotClaim>;
+  releaseSlot(site: string, slot: number, holder: string): Promise<void>;
+  /** The holders whose leases were renewed. */
+  renewSlots(holders: readonly string[], leaseMs: number): Promise<Set<string>>;
+  takeToken(site: string, ratePerSecond: number): Promise<boolean>;
+  backOff(site: string, baseMs: number, reason: string): Promise<{ retryInMs: number; failures: number }>;
+  clearBackoff(site: string): Promise<void>;
+}
+
+export function createSiteStore(db: Queryable): SiteStore {
+  /** Sites whose slot rows this engine has made sure of, with the count made. */
+  const ensured = new Map<string, number>();
+  return {
+    async claimSlot(site, maxConnections, holder, leaseMs) {
+      if ((ensured.get(site) ?? 0) < maxConnections) {
+        await db.query(ENSURE_SLOTS_SQL, [site, maxConnections]);
+        ensured.set(site, maxConnections);
+      }
+      const { rows } = await db.query<{ slot: number | null; backoff_ms: number | null }>(CLAIM_SLOT_SQL, [site, maxConnections, holder, leaseMs]);
+      const row = rows[0];
+      if (row?.backoff_ms != null) return { kind: 'backoff', retryInMs: Math.max(0, Number(row.backoff_ms)) };
+      if (row?.slot != null) return { kind: 'slot', slot: row.slot };
+      return { kind: 'full' };
+    },
+    async releaseSlot(site, slot, holder) {
+      await db.query(RELEASE_SLOT_SQL, [site, slot, holder]);
+    },
+    async renewSlots(holders, leaseMs) {
+      if (holders.length === 0) return new Set();
+      const { rows } = await db.query<{ holder: string }>(RENEW_SLOTS_SQL, [holders, leaseMs]);
+      return new Set(rows.map((row) => row.holder));
+    },
+    async takeToken(site, ratePerSecond) {
+      // The bucket holds one second's worth, at least one token: a burst never exceeds that.
+      const { rows } = await db.query(TAKE_TOKEN_SQL, [site, Math.max(1, ratePerSecond), ratePerSecond]);
+      return rows.length > 0;
+    },
+    async backOff(site, baseMs, reason) {
+      const { rows } = await db.query<{ backoff_ms: number; failures: number }>(BACK_OFF_SQL, [site, baseMs, storableText(reason, { maxChars: 500 })]);
+      return { retryInMs: Math.max(0, Number(rows[0]?.backoff_ms ?? baseMs)), failures: rows[0]?.failures ?? 1 };
+    },
+    async clearBackoff(site) {
+      await db.query(CLEAR_BACKOFF_SQL, [site]);
+    },
+  };
+}
