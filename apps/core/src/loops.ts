@@ -25,6 +25,9 @@ import type { WorkChannel } from './queue/work-channel.ts';
 import type { Relay } from './relay/relay.ts';
 
 type LoopBody = (context: LoopContext) => Promise<void>;
+
+/** Outcomes of one worker that may wait for their commit while it works on the next delivery. */
+const RECORDINGS_PER_WORKER = 2;
 type Body = { body: LoopBody };
 
 export interface LoopsOptions {
@@ -57,6 +60,10 @@ export function startLoops(options: LoopsOptions): RunningLoops {
   const engine = config.engine;
   const supervise = (name: string, body: LoopBody) => superviseLoop({ name, body, logger, events });
 
+  // Outcomes handed to the completion batcher whose commit is still under way, across all workers:
+  // the ordered stop waits for them as for sends (their leases are held until they are recorded).
+  let recordingsInFlight = 0;
+
   // One worker instance: it takes work only while it is neither stopping nor abandoned. When the
   // watchdog abandons it mid-send (the slot of a stalled worker was never freed, so with
   // one worker nothing was delivered again and /readyz said 200 all along), the slot is freed at
@@ -65,48 +72,87 @@ export function startLoops(options: LoopsOptions): RunningLoops {
   // could take the delivery back and send it again; one that is truly hung loses the lease then and
   // is reclaimed like a dead engine's. A result that still comes later is recorded if nobody has
   // started the delivery again (the lifecycle's late outcomes).
+  // A worker's slot is a send, not a commit: once its outcome is handed to the completion batcher
+  // the worker takes the next delivery while that commit runs (the attempt's end — retrying the
+  // write, the lease's release — goes on without it), so the commits of consecutive batches
+  // overlap instead of each claim waiting for the last commit. Its earlier outcomes it waits for
+  // only when RECORDINGS_PER_WORKER are still uncommitted: work in hand stays bounded when
+  // PostgreSQL is slow, and a failure while recording still ends the worker's run (supervisor restart).
   const workerBody = async (context: LoopContext) => {
     const stopping = AbortSignal.any([context.signal, context.abandoned]);
-    while (!stopping.aborted) {
-      context.beat();
-      const delivery = await channel.take(engine.heartbeatIntervalMs, stopping);
-      if (!delivery) continue;
-      const lease = { id: delivery.id, attemptNumber: delivery.attempt_count };
-      if (context.abandoned.aborted) {
-        channel.giveBack(delivery);
-        return;
+    const recordings = new Set<Promise<void>>();
+    let recordingFailed: { error: unknown } | null = null;
+    const throwIfRecordingFailed = () => {
+      if (recordingFailed) throw recordingFailed.error;
+    };
+    try {
+      while (!stopping.aborted) {
+        throwIfRecordingFailed();
+        context.beat();
+        const delivery = await channel.take(engine.heartbeatIntervalMs, stopping);
+        if (!delivery) continue;
+        const lease = { id: delivery.id, attemptNumber: delivery.attempt_count };
+        if (context.abandoned.aborted) {
+          channel.giveBack(delivery);
+          return;
+        }
+        let slotHeld = true;
+        const freeSlot = () => {
+          if (!slotHeld) return;
+          slotHeld = false;
+          context.setBusy(false);
+          channel.finished();
+        };
+        // A stop that gave up waiting abandons too, but then the slot stays counted: the ordered stop
+        // waits for it to be recorded before it closes the pool.
+        let leaseGrace: NodeJS.Timeout | undefined;
+        const onAbandoned = () => {
+          if (context.signal.aborted) return;
+          freeSlot();
+          leaseGrace = setTimeout(() => options.leases.release(lease), config.smtp.sendDeadlineMs);
+          leaseGrace.unref();
+          logger.warn(
+            { deliveryId: delivery.id, attempt: delivery.attempt_count, leaseKeptMs: config.smtp.sendDeadlineMs },
+            'stalled attempt abandoned: its slot is free; its lease is renewed for one more whole-send deadline',
+          );
+        };
+        context.abandoned.addEventListener('abort', onAbandoned, { once: true });
+        context.setBusy(true);
+        let handedOver = false;
+        let onHandOver: () => void = () => {};
+        const handOver = new Promise<'handed-over'>((resolve) => {
+          onHandOver = () => resolve('handed-over');
+        });
+        const attempt = attemptDelivery(options.attempt, delivery, context.beat, () => {
+          if (handedOver) return;
+          handedOver = true;
+          recordingsInFlight += 1;
+          onHandOver();
+        }).finally(() => {
+          if (handedOver) recordingsInFlight -= 1;
+          context.abandoned.removeEventListener('abort', onAbandoned);
+          clearTimeout(leaseGrace);
+          options.leases.release(lease);
+          freeSlot();
+        });
+        if ((await Promise.race([attempt, handOver])) === 'handed-over') {
+          const recording = attempt.then(
+            () => {},
+            (error: unknown) => {
+              recordingFailed ??= { error };
+            },
+          );
+          recordings.add(recording);
+          void recording.finally(() => recordings.delete(recording));
+          freeSlot();
+          while (recordings.size >= RECORDINGS_PER_WORKER) await Promise.race(recordings);
+        }
+        context.progress();
       }
-      let slotHeld = true;
-      const freeSlot = () => {
-        if (!slotHeld) return;
-        slotHeld = false;
-        context.setBusy(false);
-        channel.finished();
-      };
-      // A stop that gave up waiting abandons too, but then the slot stays counted: the ordered stop
-      // waits for it to be recorded before it closes the pool.
-      let leaseGrace: NodeJS.Timeout | undefined;
-      const onAbandoned = () => {
-        if (context.signal.aborted) return;
-        freeSlot();
-        leaseGrace = setTimeout(() => options.leases.release(lease), config.smtp.sendDeadlineMs);
-        leaseGrace.unref();
-        logger.warn(
-          { deliveryId: delivery.id, attempt: delivery.attempt_count, leaseKeptMs: config.smtp.sendDeadlineMs },
-          'stalled attempt abandoned: its slot is free; its lease is renewed for one more whole-send deadline',
-        );
-      };
-      context.abandoned.addEventListener('abort', onAbandoned, { once: true });
-      context.setBusy(true);
-      try {
-        await attemptDelivery(options.attempt, delivery, context.beat);
-      } finally {
-        context.abandoned.removeEventListener('abort', onAbandoned);
-        clearTimeout(leaseGrace);
-        options.leases.release(lease);
-        freeSlot();
-      }
-      context.progress();
+      throwIfRecordingFailed();
+    } finally {
+      // Nothing of this worker is left unrecorded when its run ends (stop, abandon, failure).
+      await Promise.all(recordings);
     }
   };
 
@@ -183,11 +229,12 @@ export function startLoops(options: LoopsOptions): RunningLoops {
         logger.info({ released }, 'released deliveries claimed but not started');
       }
       const finished = await Promise.all(workerLoops.map((loop) => loop.stop(left(0.6))));
-      if (finished.some((ended) => !ended) || channel.busy > 0) {
-        logger.warn({ inFlight: channel.busy }, 'shutdown deadline near: interrupting sends under way');
+      const inFlight = () => channel.busy + recordingsInFlight;
+      if (finished.some((ended) => !ended) || inFlight() > 0) {
+        logger.warn({ inFlight: inFlight() }, 'shutdown deadline near: interrupting sends under way');
         relay.interrupt();
-        while (channel.busy > 0 && left(0.85) > 0) await delay(20);
-        if (channel.busy > 0) logger.error({ inFlight: channel.busy }, 'sends still unrecorded at the deadline; their leases will expire');
+        while (inFlight() > 0 && left(0.85) > 0) await delay(20);
+        if (inFlight() > 0) logger.error({ inFlight: inFlight() }, 'sends still unrecorded at the deadline; their leases will expire');
       }
       await leaseKeeperLoop.stop(left(0.9));
       await retentionLoop?.stop(left(0.9));

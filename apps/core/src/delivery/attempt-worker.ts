@@ -152,7 +152,9 @@ function replyAttributes(reply: SmtpReply): Record<string, string | number> {
   };
 }
 
-export function attemptDelivery(deps: AttemptDeps, delivery: ClaimedDelivery, beat: () => void): Promise<void> {
+/** `handedOver` is called once the outcome is with the completion batcher (before its commit): the
+ *  send is over, the worker's slot may take the next delivery while the commit runs (loops.ts). */
+export function attemptDelivery(deps: AttemptDeps, delivery: ClaimedDelivery, beat: () => void, handedOver: () => void = () => {}): Promise<void> {
   const attributes = {
     [ATTR.deliveryId]: delivery.id,
     [ATTR.attempt]: delivery.attempt_count,
@@ -160,15 +162,18 @@ export function attemptDelivery(deps: AttemptDeps, delivery: ClaimedDelivery, be
     'postern.payload_mode': delivery.payload_mode,
     ...(delivery.message_id ? { [ATTR.messageId]: delivery.message_id } : {}),
   };
-  return inSpan('delivery attempt', { attributes }, (span) => attempt(deps, delivery, beat, span), contextOf(delivery.traceparent));
+  return inSpan('delivery attempt', { attributes }, (span) => attempt(deps, delivery, beat, handedOver, span), contextOf(delivery.traceparent));
 }
 
-async function attempt(deps: AttemptDeps, delivery: ClaimedDelivery, beat: () => void, span: Span): Promise<void> {
+async function attempt(deps: AttemptDeps, delivery: ClaimedDelivery, beat: () => void, handedOver: () => void, span: Span): Promise<void> {
   /** Hands the outcome to the batcher and waits for its commit; false when the lease was lost. */
   const record = async (outcome: Pick<OutcomeToRecord, 'status' | 'attempt' | 'lastError'> & Partial<Pick<OutcomeToRecord, 'waitMs' | 'bounce'>>) => {
-    const recorded = await persist(deps, beat, () =>
+    const committed = persist(deps, beat, () =>
       deps.completions.record({ deliveryId: delivery.id, attemptNumber: delivery.attempt_count, waitMs: 0, bounce: null, ...outcome }),
     );
+    // The batcher holds the outcome from here (persist's first write runs synchronously).
+    handedOver();
+    const recorded = await committed;
     span.setAttribute(ATTR.outcome, outcome.status);
     span.addEvent('outcome recorded', { [ATTR.outcome]: outcome.status, 'postern.recorded': recorded });
     return recorded;

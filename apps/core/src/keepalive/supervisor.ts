@@ -168,12 +168,20 @@ export function superviseLoop(options: SuperviseOptions): SupervisedLoop {
   };
 }
 
-/** Sleep until woken, the timeout passes or the signal aborts, whichever is first. */
+/** Sleep until woken, the timeout passes or the signal aborts, whichever is first. A wake that
+ *  comes while nobody waits (the scheduler is in the middle of a claim) is kept for the next
+ *  wait, which then returns at once: a due notification that arrives during a claim may be for a
+ *  row that claim could not see, and dropping it left that row to the next poll (a second). */
 export function createWaker(): { wait(timeoutMs: number, signal: AbortSignal): Promise<void>; wake(): void } {
   let waiters: Array<() => void> = [];
+  let pending = false;
   return {
     wait(timeoutMs, signal) {
       if (signal.aborted) return Promise.resolve();
+      if (pending) {
+        pending = false;
+        return Promise.resolve();
+      }
       return new Promise<void>((resolve) => {
         const done = () => {
           clearTimeout(timer);
@@ -187,6 +195,10 @@ export function createWaker(): { wait(timeoutMs: number, signal: AbortSignal): P
       });
     },
     wake() {
+      if (waiters.length === 0) {
+        pending = true;
+        return;
+      }
       for (const waiter of waiters.slice()) waiter();
     },
   };

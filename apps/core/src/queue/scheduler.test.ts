@@ -171,6 +171,28 @@ describe('scheduler', () => {
     await until(() => polling.channel.waiting === 1);
   });
 
+  it('claims again at once for a notification that came while a claim was in flight', async () => {
+    let finishClaim: (claimed: ClaimedDelivery[]) => void = () => {};
+    const batches: Array<ClaimedDelivery[] | null> = [[], null];
+    const s = startScheduler({
+      claim: (count) => {
+        const batch = batches.shift();
+        if (batch) return Promise.resolve(batch.slice(0, count));
+        if (batch === null) return new Promise((resolve) => (finishClaim = resolve));
+        return Promise.resolve(s.due.splice(0, count));
+      },
+    });
+    await until(() => s.wanted.length === 1);
+    s.source.wake();
+    await until(() => s.wanted.length === 2);
+    // The claim in flight did not see this row; its notification comes before the claim returns.
+    s.due.push(delivery('committed-during-claim'));
+    s.source.wake();
+    finishClaim([]);
+    await until(() => s.channel.waiting === 1);
+    expect(s.wanted).toHaveLength(3);
+  });
+
   it('returns when the engine stops, and closes its wake source', async () => {
     const s = startScheduler();
     await until(() => s.wanted.length === 1);
