@@ -2,7 +2,8 @@
 //   suppression list / stub mode -> build the message -> relay -> classify -> one guarded status
 //   change with its attempt row (sent | failed | suppressed | retrying | dead_letter), plus a bounce
 //   for accepted mail that failed for good — handed to the completion batcher, which writes it
-//   with other workers' outcomes in one commit; the worker waits for that commit before it moves on.
+//   with other workers' outcomes in one commit; the attempt waits for that commit, its worker's slot
+//   is free as soon as the outcome is handed over (loops.ts).
 // The outcome of a send is known the moment the relay answers; if PostgreSQL is away, slow, or the
 // row is locked right then (dead-runner, docs/incidents.md; a lost outcome would be a duplicate), the write is retried — every transient
 // class, isRetryableDbError in packages/shared/src/db/db-errors.ts — until it lands or the engine stops (its pool is

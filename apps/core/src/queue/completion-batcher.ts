@@ -1,5 +1,6 @@
-// Group commit for attempt outcomes. A worker that knows how its attempt ended hands the outcome
-// here and waits for the COMMIT that contains it — durable before the worker moves on — but the
+// Group commit for attempt outcomes. An attempt that knows how it ended hands the outcome here and
+// waits for the COMMIT that contains it — durable before its lease is released (its worker sends the
+// next delivery meanwhile, loops.ts) — but the
 // outcomes of all workers finishing at about the same time share that commit: one set-based
 // statement and one WAL flush for the whole batch (the lifecycle's recordOutcomes,
 // packages/shared/src/lifecycle/record-outcomes.ts), instead of one per delivery. A batch is
