@@ -1,17 +1,48 @@
 // The one place the core bench reaches into apps/core beyond startEngine: the relays it wraps to
 // time each hand-over, the claim and commit reports it prints, and the engine's own claim and
 // outcome statements for the "PostgreSQL alone" loop. When those move or change shape, only this
-// file follows; run.ts sees BenchEngine and sqlAloneLoop.
-import { claimDueDeliveries, createLogger, loadConfig, loadTemplateCatalog, recordOutcomes } from '@postern/shared';
+// file follows; run.ts sees BenchEngine and sqlAloneLoop. They are loaded from a build's tree
+// (loadEngineTree), this one's or another's (a baseline, bench/compare/), and only when asked: a
+// process that traces must load pg after its tracing is in place (engine-host.ts).
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type pg from 'pg';
-import { startEngine } from '../../apps/core/src/engine.ts';
-import { EngineEvents } from '../../apps/core/src/engine-events.ts';
 import type { Relay } from '../../apps/core/src/relay/relay.ts';
-import { createSmtpRelay } from '../../apps/core/src/relay/smtp-relay.ts';
-import { createStubRelay } from '../../apps/core/src/relay/stub-relay.ts';
+import { ms, percentile } from './figures.ts';
+
+type Shared = typeof import('../../packages/shared/src/index.ts');
+
+/** The modules of one build the bench uses. */
+export interface EngineTree {
+  root: string;
+  shared: Pick<Shared, 'claimDueDeliveries' | 'createLogger' | 'loadConfig' | 'loadTemplateCatalog' | 'recordOutcomes'>;
+  startEngine: (typeof import('../../apps/core/src/engine.ts'))['startEngine'];
+  EngineEvents: (typeof import('../../apps/core/src/engine-events.ts'))['EngineEvents'];
+  createSmtpRelay: (typeof import('../../apps/core/src/relay/smtp-relay.ts'))['createSmtpRelay'];
+  createStubRelay: (typeof import('../../apps/core/src/relay/stub-relay.ts'))['createStubRelay'];
+}
+
+export async function loadEngineTree(root: string): Promise<EngineTree> {
+  const load = (file: string) => import(pathToFileURL(path.join(root, file)).href);
+  const [shared, engine, events, smtp, stub] = await Promise.all([
+    load('packages/shared/src/index.ts'),
+    load('apps/core/src/engine.ts'),
+    load('apps/core/src/engine-events.ts'),
+    load('apps/core/src/relay/smtp-relay.ts'),
+    load('apps/core/src/relay/stub-relay.ts'),
+  ]);
+  return {
+    root,
+    shared,
+    startEngine: engine.startEngine,
+    EngineEvents: events.EngineEvents,
+    createSmtpRelay: smtp.createSmtpRelay,
+    createStubRelay: stub.createStubRelay,
+  };
+}
 
 // Warnings that are expected here (no Redis: stream intake off) would only break up the figures.
-const log = createLogger('bench', 'error');
+const logOf = (tree: EngineTree) => tree.shared.createLogger('bench', 'error');
 
 export interface BenchEngineOptions {
   dsn: string;
@@ -38,12 +69,13 @@ export interface BenchEngine {
 }
 
 /** The relay the engine would build for this mode, reporting each hand-over first. */
-function timedRelay(options: BenchEngineOptions, timeoutMs: number, sendDeadlineMs: number): Relay {
+function timedRelay(tree: EngineTree, options: BenchEngineOptions, timeoutMs: number, sendDeadlineMs: number): Relay {
   const [host = '127.0.0.1', port = '25'] = (options.smtpAddr ?? '').split(':');
+  const log = logOf(tree);
   const inner =
     options.mode === 'stub'
-      ? createStubRelay()
-      : createSmtpRelay({ host, port: Number(port), username: undefined, password: undefined, timeoutMs, sendDeadlineMs, maxConnections: options.concurrency, logger: log });
+      ? tree.createStubRelay()
+      : tree.createSmtpRelay({ host, port: Number(port), username: undefined, password: undefined, timeoutMs, sendDeadlineMs, maxConnections: options.concurrency, logger: log });
   const onHandOver = options.onHandOver;
   if (!onHandOver) return inner;
   return {
@@ -58,8 +90,9 @@ function timedRelay(options: BenchEngineOptions, timeoutMs: number, sendDeadline
   };
 }
 
-export async function startBenchEngine(options: BenchEngineOptions): Promise<BenchEngine> {
-  const config = loadConfig(
+export async function startBenchEngine(tree: EngineTree, options: BenchEngineOptions): Promise<BenchEngine> {
+  const log = logOf(tree);
+  const config = tree.shared.loadConfig(
     {
       MAIL_POSTGRES_PRIMARY_DSN: options.dsn,
       MAIL_POSTGRES_POOL_MAX: String(options.concurrency + 6),
@@ -80,7 +113,7 @@ export async function startBenchEngine(options: BenchEngineOptions): Promise<Ben
   let total = 0;
   const waiters: { count: number; resolve: () => void }[] = [];
   // The engine's own events, subscribed before it starts so the first claims are seen too.
-  const events = new EngineEvents(log);
+  const events = new tree.EngineEvents(log);
   events.on('claim', ({ durationMs, claimed }) => claims.push({ durationMs, claimed }));
   events.on('completion:batch', (batch) => {
     commits.push({ durationMs: batch.durationMs, size: batch.size });
@@ -90,11 +123,11 @@ export async function startBenchEngine(options: BenchEngineOptions): Promise<Ben
       waiter.resolve();
     }
   });
-  const engine = await startEngine(config, {
+  const engine = await tree.startEngine(config, {
     logger: log,
-    catalog: loadTemplateCatalog(config.templateDir),
+    catalog: tree.shared.loadTemplateCatalog(config.templateDir),
     http: false,
-    relay: timedRelay(options, config.smtp.timeoutMs, config.smtp.sendDeadlineMs),
+    relay: timedRelay(tree, options, config.smtp.timeoutMs, config.smtp.sendDeadlineMs),
     events,
   });
   return {
@@ -107,7 +140,8 @@ export async function startBenchEngine(options: BenchEngineOptions): Promise<Ben
 
 /** The engine's claim and outcome statements in a bare loop, K clients, no engine around them:
  *  what PostgreSQL alone allows for claim + one outcome commit per claimed batch. Returns how many it finished. */
-export async function sqlAloneLoop(pool: pg.Pool, clients: number, batch: number): Promise<number> {
+export async function sqlAloneLoop(tree: EngineTree, pool: pg.Pool, clients: number, batch: number): Promise<number> {
+  const { claimDueDeliveries, recordOutcomes } = tree.shared;
   let finished = 0;
   await Promise.all(
     Array.from({ length: clients }, async (_, index) => {
@@ -127,4 +161,21 @@ export async function sqlAloneLoop(pool: pg.Pool, clients: number, batch: number
     }),
   );
   return finished;
+}
+
+/** p50 and p99 of a list of durations, e.g. "3.03/24.0 ms". */
+function p50p99(durations: number[]): string {
+  const sorted = [...durations].sort((a, b) => a - b);
+  return `${ms(percentile(sorted, 50))}/${ms(percentile(sorted, 99))} ms`;
+}
+
+/** The claims and outcome commits of a run, in a line. */
+export function engineDetail(engine: BenchEngine): string {
+  const nonEmpty = engine.claims.filter((claim) => claim.claimed > 0);
+  const perClaim = nonEmpty.reduce((sum, claim) => sum + claim.claimed, 0) / Math.max(1, nonEmpty.length);
+  const perCommit = engine.commits.reduce((sum, commit) => sum + commit.size, 0) / Math.max(1, engine.commits.length);
+  return (
+    `${engine.claims.length} claims of ${perClaim.toFixed(1)}, p50/p99 ${p50p99(engine.claims.map((claim) => claim.durationMs))}; ` +
+    `${engine.commits.length} outcome commits of ${perCommit.toFixed(1)}, p50/p99 ${p50p99(engine.commits.map((commit) => commit.durationMs))}`
+  );
 }

@@ -15,15 +15,24 @@
 // Then enqueue-to-send latency: deliveries queued at a steady pace (paced-enqueue.ts) at half the
 // median rate of each mode (or BENCH_LATENCY_RATE), from the moment the producer saw its INSERT
 // commit to the moment the engine handed the message to the relay.
-import { execFileSync } from 'node:child_process';
+//
+//   node bench/core/run.ts --baseline <git-ref> [--tracing on]
+// compares builds of the engine instead (bench/compare/variants.ts): the ref's ("baseline"), this
+// tree's ("current") and, with --tracing on, this tree's exporting every span ("tracing on"), each
+// in a process of its own (engine-host.ts) on the same database, interleaved in every round of the
+// stub and smtp runs (BENCH_RUNS defaults to stub,smtp); it prints each one's median rate and CPU
+// per delivery with their ranges and ratios.
+import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createLogger, runMigrations } from '@postern/shared';
 import pg from 'pg';
+import { comparisonTable, record, type Variant, type Variants, variantsFromArgs } from '../compare/variants.ts';
 import { enqueueDeliveries, fillHistory, statusesOf } from './deliveries.ts';
-import { type BenchEngine, type BenchEngineOptions, sqlAloneLoop, startBenchEngine } from './engine-adapter.ts';
+import { type BenchEngineOptions, type EngineTree, engineDetail, loadEngineTree, sqlAloneLoop, startBenchEngine } from './engine-adapter.ts';
+import type { HostAnswer, HostRun } from './engine-host.ts';
 import { FirstJobClock, ms, percentile, rate, spreadOf, type Timed } from './figures.ts';
 import { GRAPHILE_WORKER_VERSION, loadGraphileWorker, runGraphilePerfTest } from './graphile-worker.ts';
 import { pacedEnqueue } from './paced-enqueue.ts';
@@ -40,7 +49,8 @@ const BATCH = Number(env.BENCH_BATCH ?? 32);
 const AHEAD = env.BENCH_AHEAD;
 const LATENCY_SECONDS = Number(env.BENCH_LATENCY_SECONDS ?? 10);
 const LATENCY_RATE = env.BENCH_LATENCY_RATE ? Number(env.BENCH_LATENCY_RATE) : null;
-const RUNS = new Set((env.BENCH_RUNS ?? 'graphile,sql,stub,smtp,latency').split(','));
+const variants: Variants = await variantsFromArgs();
+const RUNS = new Set((env.BENCH_RUNS ?? (variants.comparing ? 'stub,smtp' : 'graphile,sql,stub,smtp,latency')).split(','));
 const SINK_PORT = Number(env.BENCH_SMTP_SINK_PORT ?? 2626);
 /** A run that takes longer than this is stuck: the bench stops rather than wait forever. */
 const RUN_DEADLINE_MS = 10 * 60_000;
@@ -83,27 +93,11 @@ function cpuOf(timed: Timed): string {
   return `${Math.round(timed.cpuUsPerJob)} µs of CPU per job in this process`;
 }
 
-/** p50 and p99 of a list of durations, e.g. "3.03/24.0 ms". */
-function p50p99(durations: number[]): string {
-  const sorted = [...durations].sort((a, b) => a - b);
-  return `${ms(percentile(sorted, 50))}/${ms(percentile(sorted, 99))} ms`;
-}
-
-function engineDetail(engine: BenchEngine): string {
-  const nonEmpty = engine.claims.filter((claim) => claim.claimed > 0);
-  const perClaim = nonEmpty.reduce((sum, claim) => sum + claim.claimed, 0) / Math.max(1, nonEmpty.length);
-  const perCommit = engine.commits.reduce((sum, commit) => sum + commit.size, 0) / Math.max(1, engine.commits.length);
-  return (
-    `${engine.claims.length} claims of ${perClaim.toFixed(1)}, p50/p99 ${p50p99(engine.claims.map((claim) => claim.durationMs))}; ` +
-    `${engine.commits.length} outcome commits of ${perCommit.toFixed(1)}, p50/p99 ${p50p99(engine.commits.map((commit) => commit.durationMs))}`
-  );
-}
-
-async function engineRun(pool: pg.Pool, mode: 'stub' | 'smtp', count: number, sink: SmtpSink | null, round: number): Promise<{ perSecond: number; detail: string }> {
+async function engineRun(tree: EngineTree, pool: pg.Pool, mode: 'stub' | 'smtp', count: number, sink: SmtpSink | null, round: number): Promise<{ perSecond: number; detail: string }> {
   const ids = await enqueueDeliveries(pool, count, `${mode}-${round}`);
   // A delivery's job starts when it is handed to the relay, as a graphile-worker job's when its task runs.
   const clock = new FirstJobClock();
-  const engine = await startBenchEngine({ ...engineOptions(mode, sink), onHandOver: () => clock.mark() });
+  const engine = await startBenchEngine(tree, { ...engineOptions(mode, sink), onHandOver: () => clock.mark() });
   await withinDeadline(engine.committed(count), `the ${mode} engine run`);
   const timed = clock.stop(count);
   await engine.stop();
@@ -112,17 +106,17 @@ async function engineRun(pool: pg.Pool, mode: 'stub' | 'smtp', count: number, si
   return { perSecond: timed.perSecond, detail: `${count} in ${timed.seconds.toFixed(2)} s, ${cpuOf(timed)}; ${engineDetail(engine)}` };
 }
 
-async function sqlRun(pool: pg.Pool, round: number): Promise<{ perSecond: number; detail: string }> {
+async function sqlRun(tree: EngineTree, pool: pg.Pool, round: number): Promise<{ perSecond: number; detail: string }> {
   await enqueueDeliveries(pool, N, `sql-${round}`);
   const t0 = performance.now();
-  const finished = await withinDeadline(sqlAloneLoop(pool, K, BATCH), 'the SQL-alone loop');
+  const finished = await withinDeadline(sqlAloneLoop(tree, pool, K, BATCH), 'the SQL-alone loop');
   const seconds = (performance.now() - t0) / 1000;
   return { perSecond: finished / seconds, detail: `${finished} in ${seconds.toFixed(2)} s` };
 }
 
-async function latencyRun(pool: pg.Pool, mode: 'stub' | 'smtp', perSecond: number, sink: SmtpSink | null): Promise<{ row: string; detail: string }> {
+async function latencyRun(tree: EngineTree, pool: pg.Pool, mode: 'stub' | 'smtp', perSecond: number, sink: SmtpSink | null): Promise<{ row: string; detail: string }> {
   const handedOver = new Map<string, bigint>();
-  const engine = await startBenchEngine({ ...engineOptions(mode, sink), onHandOver: (id, at) => handedOver.set(id, at) });
+  const engine = await startBenchEngine(tree, { ...engineOptions(mode, sink), onHandOver: (id, at) => handedOver.set(id, at) });
   try {
     // Warm up (prepared statements, connections, the relay's pool) before anything is timed.
     const warm = 4 * K;
@@ -174,6 +168,11 @@ async function main(): Promise<void> {
     await fillHistory(pool, ROWS);
     console.log(`# filled ${ROWS} finished deliveries in ${((performance.now() - t) / 1000).toFixed(1)} s`);
 
+    if (variants.comparing) {
+      await compareBuilds(pool, sink);
+      return;
+    }
+    const tree = await loadEngineTree(root);
     const rates: Record<RunName, number[]> = { graphile: [], sql: [], stub: [], smtp: [] };
     for (let round = 1; round <= ROUNDS; round += 1) {
       for (const run of order) {
@@ -182,8 +181,8 @@ async function main(): Promise<void> {
           run === 'graphile' && worker
             ? await runGraphilePerfTest(worker, graphile.dsn, N, K).then((t) => ({ perSecond: t.perSecond, detail: `${N} in ${t.seconds.toFixed(2)} s, ${cpuOf(t)}` }))
             : run === 'sql'
-              ? await sqlRun(pool, round)
-              : await engineRun(pool, run === 'stub' ? 'stub' : 'smtp', run === 'smtp' ? SMTP_N : N, sink, round);
+              ? await sqlRun(tree, pool, round)
+              : await engineRun(tree, pool, run === 'stub' ? 'stub' : 'smtp', run === 'smtp' ? SMTP_N : N, sink, round);
         rates[run].push(result.perSecond);
         console.log(`round ${round} ${LABELS[run]}: ${rate(result.perSecond)}/s (${result.detail})`);
       }
@@ -208,19 +207,100 @@ async function main(): Promise<void> {
         const pace = LATENCY_RATE ?? (median ? median / 2 : null);
         if (pace === null) continue;
         await pool.query('VACUUM ANALYZE mail.deliveries');
-        const { row, detail } = await latencyRun(pool, mode, pace, sink);
+        const { row, detail } = await latencyRun(tree, pool, mode, pace, sink);
         console.log(row);
         details.push(detail);
       }
       for (const detail of details) console.log(detail);
     }
-    console.log(`\n# after: ${uptime()}`);
   } finally {
+    console.log(`\n# after: ${uptime()}`);
     await pool.end();
     await sink?.stop();
+    await variants.close();
     await adminClient.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(postern.db)} WITH (FORCE)`);
     await adminClient.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(graphile.db)} WITH (FORCE)`);
     await adminClient.end();
+  }
+}
+
+/** One build's engine host (engine-host.ts), answering one run at a time. */
+interface Host {
+  variant: Variant;
+  drain(run: HostRun): Promise<Exclude<HostAnswer, { error: string }>>;
+  stop(): Promise<void>;
+}
+
+async function startHost(variant: Variant): Promise<Host> {
+  const child: ChildProcess = fork(path.join(root, 'bench/core/engine-host.ts'), [], {
+    env: { ...process.env, ...variant.env, BENCH_BUILD_ROOT: variant.root },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const next = () =>
+    new Promise<unknown>((resolve, reject) => {
+      const exited = (code: number | null) => reject(new Error(`the ${variant.name} engine host exited (${code})`));
+      child.once('exit', exited);
+      child.once('message', (message) => {
+        child.off('exit', exited);
+        resolve(message);
+      });
+    });
+  const ready = (await withinDeadline(next(), `the ${variant.name} engine host's start`)) as { ready: string };
+  console.log(`# ${variant.name}: ${variant.describe}, engine host pid ${child.pid}, ${ready.ready}`);
+  return {
+    variant,
+    async drain(run) {
+      const answer = next();
+      child.send(run);
+      const result = (await withinDeadline(answer, `the ${variant.name} ${run.options.mode} run`)) as HostAnswer;
+      if ('error' in result) throw new Error(`${variant.name}: ${result.error}`);
+      return result;
+    },
+    async stop() {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.disconnect();
+      await exited;
+    },
+  };
+}
+
+/** The stub and smtp runs for every build, interleaved: in each round each run drains the same
+ *  number of fresh deliveries with each build's engine in turn. */
+async function compareBuilds(pool: pg.Pool, sink: SmtpSink | null): Promise<void> {
+  const hosts: Host[] = [];
+  try {
+    for (const variant of variants.list) hosts.push(await startHost(variant));
+    const runs = (['stub', 'smtp'] as const).filter((run) => RUNS.has(run));
+    const rates = new Map<string, Map<string, number[]>>();
+    const cpu = new Map<string, Map<string, number[]>>();
+    for (let round = 1; round <= ROUNDS; round += 1) {
+      console.log(`# round ${round}: ${uptime()}`);
+      for (const mode of runs) {
+        for (const host of hosts) {
+          const count = mode === 'smtp' ? SMTP_N : N;
+          await pool.query('VACUUM ANALYZE mail.deliveries');
+          const ids = await enqueueDeliveries(pool, count, `${host.variant.name.replace(/\W/g, '')}-${mode}-${round}`);
+          const { templateDir: _, ...options } = engineOptions(mode, sink);
+          const result = await host.drain({ options, count });
+          const statuses = await statusesOf(pool, ids);
+          if (statuses.sent !== count) throw new Error(`${host.variant.name} ${mode} run: expected ${count} sent, got ${JSON.stringify(statuses)}`);
+          record(rates, LABELS[mode], host.variant.name, result.perSecond);
+          record(cpu, LABELS[mode], host.variant.name, result.cpuUsPerJob);
+          console.log(
+            `round ${round} ${host.variant.name.padEnd(10)} ${mode}: ${rate(result.perSecond)}/s (${count} in ${result.seconds.toFixed(2)} s, ${Math.round(result.cpuUsPerJob)} µs of CPU per delivery in the engine's process; ${result.detail})`,
+          );
+        }
+      }
+    }
+    console.log(`\nbuilds compared, ${ROUNDS} interleaved rounds: deliveries/s, median (range), and the ratio to ${variants.list[0]?.name}:\n`);
+    console.log(comparisonTable(rates, variants.list, rate));
+    console.log(`\nCPU of the engine's process per delivery in µs, median (range), and the ratio to ${variants.list[0]?.name}:\n`);
+    console.log(comparisonTable(cpu, variants.list, (value) => String(Math.round(value))));
+    const exported = variants.exported();
+    if (exported) console.log(`\n${exported}`);
+  } finally {
+    for (const host of hosts) await host.stop();
   }
 }
 

@@ -14,10 +14,17 @@
 // Postfix's master, and the machine's PostgreSQL for Postern (servers/postern.ts). BENCH_SCALE
 // multiplies every message count (0.1 for a quick look). docs/performance.md has the last figures
 // and how to profile the edge under this load.
+//
+//   node bench/mta/run.ts --baseline <git-ref> [--tracing on]
+// compares builds of Postern instead (bench/compare/variants.ts): the ref's edge ("baseline"), this
+// tree's ("current") and, with --tracing on, this tree's exporting every span ("tracing on"), each
+// started as below, interleaved in every round; it prints each one's median rate and CPU per
+// message with their ranges and ratios. With either option BENCH_SERVERS defaults to postern alone.
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
+import { comparisonTable, record, type Variants, variantsFromArgs } from '../compare/variants.ts';
 import { formatRate, rateTable, summarize } from './figures.ts';
-import { MODES, type Measured, warmUp } from './modes.ts';
+import { type Measured, MODES, warmUp } from './modes.ts';
 import { startHaraka } from './servers/haraka.ts';
 import { startPostern } from './servers/postern.ts';
 import { startPostfix } from './servers/postfix.ts';
@@ -25,17 +32,23 @@ import { type BenchServer, cpuSeconds, peakRssMiB } from './servers/server.ts';
 import { startSmtpSink } from './servers/smtp-sink.ts';
 import { type BenchTools, ensureTools, HARAKA_VERSION } from './tools.ts';
 
+const variants: Variants = await variantsFromArgs();
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const scale = Number(process.env.BENCH_SCALE ?? 1);
-const serverNames = (process.env.BENCH_SERVERS ?? 'postern,postfix,haraka,smtp-sink').split(',');
+const serverNames = (process.env.BENCH_SERVERS ?? (variants.comparing ? 'postern' : 'postern,postfix,haraka,smtp-sink')).split(',');
 const modeIds = (process.env.BENCH_MODES ?? MODES.map((mode) => mode.id).join(',')).split(',');
 const modes = MODES.filter((mode) => modeIds.includes(mode.id));
 
-const starters: Record<string, (tools: BenchTools) => Promise<BenchServer>> = {
-  postern: () => startPostern(),
-  postfix: startPostfix,
-  haraka: startHaraka,
-  'smtp-sink': startSmtpSink,
+const starters: Record<string, (tools: BenchTools) => Promise<BenchServer[]>> = {
+  postern: async () => {
+    if (!variants.comparing) return [await startPostern()];
+    const started: BenchServer[] = [];
+    for (const variant of variants.list) started.push(await startPostern({ name: variant.name, root: variant.root, env: variant.env }));
+    return started;
+  },
+  postfix: async (tools) => [await startPostfix(tools)],
+  haraka: async (tools) => [await startHaraka(tools)],
+  'smtp-sink': async (tools) => [await startSmtpSink(tools)],
 };
 
 function load(): string {
@@ -52,6 +65,7 @@ function stopAll(): Promise<void> {
     for (const server of servers.splice(0).reverse()) {
       await server.stop().catch((error: unknown) => console.error(`stopping ${server.name}: ${String(error)}`));
     }
+    await variants.close();
   })();
   return stopping;
 }
@@ -74,7 +88,8 @@ async function main(): Promise<void> {
   console.log(
     `Node ${process.version}, Postfix ${execFileSync(tools.postconf, ['-d', '-h', 'mail_version'], { encoding: 'utf8' }).trim()}, Haraka ${HARAKA_VERSION}; ${rounds} rounds, scale ${scale}`,
   );
-  for (const name of serverNames) servers.push(await (starters[name] as (tools: BenchTools) => Promise<BenchServer>)(tools));
+  if (variants.comparing) for (const variant of variants.list) console.log(`${variant.name}: ${variant.describe}`);
+  for (const name of serverNames) servers.push(...(await (starters[name] as (tools: BenchTools) => Promise<BenchServer[]>)(tools)));
   const answered = new Map<string, number>();
   for (const server of servers) answered.set(server.name, await warmUp(server, tools));
 
@@ -121,16 +136,28 @@ async function main(): Promise<void> {
     cpuLines.push(`| ${mode} | ${cells.join(' | ')} |`);
   }
   console.log(cpuLines.join('\n'));
-  const postern = servers.find((server) => server.name === 'postern');
-  if (postern?.stored) {
+  for (const server of servers) {
+    if (!server.stored) continue;
     // A byte-identical message to the same recipient is answered with the first one's queue id (a
     // sender's retry, not stored twice); the clients send none (aliases.ts), so none is expected.
-    const { stored, duplicates } = await postern.stored();
-    const consistent = stored + duplicates === answered.get('postern');
-    const p99 = summarize(rcpt.get('p99') ?? []);
+    const { stored, duplicates } = await server.stored();
+    const consistent = stored + duplicates === answered.get(server.name);
+    const p99 = server.name === 'postern' ? summarize(rcpt.get('p99') ?? []) : null;
     console.log(
-      `\npostern: answered 250 ${answered.get('postern')} times: ${stored} messages stored + ${duplicates} byte-identical repeats answered as duplicates${consistent ? '' : ' (MISMATCH)'}; edge peak RSS ${peakRssMiB(postern.pid ?? 0).toFixed(0)} MiB${p99 ? `; RCPT p99 under the Node client ${p99.median.toFixed(2)} ms (${p99.min.toFixed(2)}–${p99.max.toFixed(2)})` : ''}`,
+      `\n${server.name}: answered 250 ${answered.get(server.name)} times: ${stored} messages stored + ${duplicates} byte-identical repeats answered as duplicates${consistent ? '' : ' (MISMATCH)'}; edge peak RSS ${peakRssMiB(server.pid ?? 0).toFixed(0)} MiB${p99 ? `; RCPT p99 under the Node client ${p99.median.toFixed(2)} ms (${p99.min.toFixed(2)}–${p99.max.toFixed(2)})` : ''}`,
     );
+  }
+  if (variants.comparing) {
+    const variantRates = new Map<string, Map<string, number[]>>();
+    const variantCpu = new Map<string, Map<string, number[]>>();
+    for (const [mode, byServer] of rates) for (const variant of variants.list) for (const value of byServer.get(variant.name) ?? []) record(variantRates, mode, variant.name, value);
+    for (const [mode, byServer] of cpuMs) for (const variant of variants.list) for (const value of byServer.get(variant.name) ?? []) record(variantCpu, mode, variant.name, value);
+    console.log(`\nbuilds compared, ${rounds} interleaved rounds: messages/s, median (range), and the ratio to ${variants.list[0]?.name}:\n`);
+    console.log(comparisonTable(variantRates, variants.list, formatRate));
+    console.log(`\nCPU of the edge process per message in ms, median (range), and the ratio to ${variants.list[0]?.name}:\n`);
+    console.log(comparisonTable(variantCpu, variants.list, (value) => value.toFixed(3)));
+    const exported = variants.exported();
+    if (exported) console.log(`\n${exported}`);
   }
   if (problems.length > 0) console.log(`\nPROBLEMS (these rounds are not valid figures):\n${problems.join('\n')}`);
 }

@@ -1,24 +1,29 @@
 // Time to detect, measured (dead-runner: the one alert that fired was not looked at; an alert that
 // cannot fire is worse). A real Prometheus runs the shipped rules — their `for:` and range windows
 // shortened 60 times by scripts/prometheus/shorten-rules.ts, thresholds untouched — and scrapes an
-// engine, a second engine and an edge running in this process. Each fault Postern is built against
-// is injected for real and the matching alert must reach `firing`, then resolve after recovery:
+// engine, two more engines (one whose watchdog waits, one whose watchdog acts), an edge and the API,
+// all running in this process. Each fault Postern is built against is injected for real and the
+// matching alert must reach `firing`, then resolve after recovery:
 //   engine loops stalled        PosternProcessNotReady (loops check), PosternLoopHeartbeatStale
+//   a loop stalled, watchdog acting  PosternLoopStalled
 //   PostgreSQL down             PosternProcessNotReady, engine and edge (postgres check)
 //   lookups failing at the edge PosternEdgeLookupsFailing
 //   a stream of malformed commands  PosternMalformedCommands, PosternMalformedCommandsFlood
-//   due work with no engine     PosternProcessDown (nothing runs that could report the queue)
+//   due work with no engine     PosternDueWorkNotClaimed (the API reports the queue), PosternProcessDown
 // Each time is printed and collected in .test-results/alerts-time-to-detect.md; docs/runbook.md
 // ("Time to detect") has the figures.
-import { createAlias, createDomain } from '@postern/shared';
+
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { createAlias, createDomain } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Api } from '../../apps/api/src/server.ts';
 import type { Engine } from '../../apps/core/src/engine.ts';
 import type { Relay } from '../../apps/core/src/relay/relay.ts';
 import type { Edge } from '../../apps/mta/src/edge.ts';
 import { shortenRules } from '../../scripts/prometheus/shorten-rules.ts';
+import { startTestApi } from '../api/helpers/api.ts';
 import { queueDelivery, repoRoot, startTestEngine, unique, waitForStatus } from '../core/helpers/engine.ts';
 import { type PostgresFaultBench, startPostgresFaultBench } from '../faults/helpers/postgres-faults.ts';
 import { COMMAND_STREAM } from '../faults/helpers/stream-producer.ts';
@@ -29,10 +34,14 @@ import { type RcptTraffic, startRcptTraffic } from './helpers/rcpt-traffic.ts';
 import { type AlertMatch, type Detection, expectFiring, expectQuiet, expectResolved, reportDetections } from './helpers/time-to-detect.ts';
 
 const FACTOR = 60;
+// Short, but well above what a loaded machine delays a loop's heartbeat by (at 3 s, loops that
+// merely waited for a CPU were restarted too).
+const WATCHDOG_THRESHOLD = '10s';
 const OVERRIDES =
   `ops/prometheus/postern-alerts.yml shortened ${FACTOR}x (scripts/prometheus/shorten-rules.ts: for: 2m -> 2s, [10m] -> [10s]; thresholds as shipped); ` +
   "scrape and evaluation every 1s; readiness evaluated every 5s (the processes' default); engines with the e2e settings " +
-  '(MAIL_SMTP_TIMEOUT 2s, MAIL_HEARTBEAT_INTERVAL 500ms), the stalled one with MAIL_WATCHDOG_STALL_THRESHOLD 10m';
+  '(MAIL_SMTP_TIMEOUT 2s, MAIL_HEARTBEAT_INTERVAL 500ms), the stalled one with MAIL_WATCHDOG_STALL_THRESHOLD 10m, ' +
+  `the watchdog one with MAIL_WATCHDOG_STALL_THRESHOLD ${WATCHDOG_THRESHOLD}; due work backdated 10 minutes (the lag threshold is 5)`;
 const DOMAIN = 'alerts.test';
 const RCPT = `ops@${DOMAIN}`;
 
@@ -43,13 +52,17 @@ let enginePort: number;
 let edge: Edge;
 let stalledDb: TestDatabase;
 let stalledEngine: Engine;
+let watchdogDb: TestDatabase;
+let watchdogEngine: Engine;
+let api: Api;
 let prometheus: Prometheus;
 let traffic: RcptTraffic;
 /** The stalled engine's not-ready alert: detected by the second test, resolved by the last. */
 let stalledNotReady: Detection | undefined;
 
-/** A relay whose every send hangs until released, past every timeout (stalled-worker). */
-function stallingRelay(): { relay: Relay; firstSendAt: number | null; release(): void } {
+/** A relay whose sends hang until released, past every timeout (stalled-worker): every send, or
+ *  only the first (the others answer at once). */
+function stallingRelay(hangs: 'every' | 'first' = 'every'): { relay: Relay; firstSendAt: number | null; release(): void } {
   let release: () => void = () => {};
   const released = new Promise<void>((resolve) => {
     release = resolve;
@@ -60,8 +73,10 @@ function stallingRelay(): { relay: Relay; firstSendAt: number | null; release():
     relay: {
       name: 'stalling',
       async send() {
-        stall.firstSendAt ??= Date.now();
-        await released;
+        if (hangs === 'every' || stall.firstSendAt === null) {
+          stall.firstSendAt ??= Date.now();
+          await released;
+        }
         return { ok: true, reply: { code: 250, enhanced: '2.0.0', text: 'ok' } };
       },
       interrupt: () => release(),
@@ -73,6 +88,9 @@ function stallingRelay(): { relay: Relay; firstSendAt: number | null; release():
 // The second engine's sends hang, and its watchdog waits 10 minutes: the loop stays stalled long
 // enough for the heartbeat alert, as when the watchdog itself does not act (docs/runbook.md, "Stalled loop").
 const stalled = stallingRelay();
+// The third engine's first send hangs and its watchdog acts after WATCHDOG_THRESHOLD: it abandons
+// the stuck worker and starts a fresh one, which the default watchdog does after 2 minutes.
+const watchdogStall = stallingRelay('first');
 
 function startMainEngine(httpPort = 0): Promise<Engine> {
   return startTestEngine(bench.postgres.dsn, {
@@ -108,7 +126,8 @@ beforeAll(async () => {
   await createDomain(bench.pool, DOMAIN);
   await createAlias(bench.pool, { domain: DOMAIN, localPart: 'ops', kind: 'forward', targets: ['ops@sink.test'] });
   stalledDb = await createTestDatabase('ops-alerts-stalled');
-  [engine, edge, stalledEngine] = await Promise.all([
+  watchdogDb = await createTestDatabase('ops-alerts-watchdog');
+  [engine, edge, stalledEngine, watchdogEngine, api] = await Promise.all([
     startMainEngine(),
     startTestEdge(`postgres://postern:postern@${edgeProxy.host}:${edgeProxy.port}/postern_admin`, {
       MAIL_MTA_RATE_LIMIT_PER_MINUTE: '100000',
@@ -119,12 +138,21 @@ beforeAll(async () => {
       { MAIL_SMTP_MODE: 'stub', MAIL_ATTEMPT_WORKER_CONCURRENCY: '1', MAIL_WATCHDOG_STALL_THRESHOLD: '10m' },
       { relay: stalled.relay },
     ),
+    startTestEngine(
+      watchdogDb.dsn,
+      { MAIL_SMTP_MODE: 'stub', MAIL_ATTEMPT_WORKER_CONCURRENCY: '1', MAIL_WATCHDOG_STALL_THRESHOLD: WATCHDOG_THRESHOLD },
+      { relay: watchdogStall.relay },
+    ),
+    // The API on the main engine's database: it reports that queue whether an engine runs or not.
+    startTestApi(bench.postgres.dsn, { MAIL_HEARTBEAT_INTERVAL: '500ms', MAIL_POSTGRES_CONNECT_TIMEOUT: '2s' }),
   ]);
   enginePort = engine.http?.port as number;
   const targets = {
     core: metricsAddress(engine),
     stalled: metricsAddress(stalledEngine),
+    watchdog: metricsAddress(watchdogEngine),
     mta: metricsAddress(edge),
+    api: `${api.http.host}:${api.http.port}`,
   };
   await Promise.all(Object.values(targets).map(readyGauge));
   const rules = shortenRules(readFileSync(path.join(repoRoot, 'ops', 'prometheus', 'postern-alerts.yml'), 'utf8'), { factor: FACTOR });
@@ -135,8 +163,10 @@ beforeAll(async () => {
       'postern-core': [
         { address: targets.core, instance: 'core-1' },
         { address: targets.stalled, instance: 'core-stalled' },
+        { address: targets.watchdog, instance: 'core-watchdog' },
       ],
       'postern-mta': [{ address: targets.mta, instance: 'mta-1' }],
+      'postern-api': [{ address: targets.api, instance: 'api-1' }],
     },
   });
   traffic = startRcptTraffic(edge.smtp.port, RCPT, 250);
@@ -145,11 +175,13 @@ beforeAll(async () => {
 afterAll(async () => {
   reportDetections(OVERRIDES);
   stalled.release();
+  watchdogStall.release();
   await traffic?.stop();
   await prometheus?.close();
-  await Promise.allSettled([engine?.stop(), stalledEngine?.stop(), edge?.stop()]);
+  await Promise.allSettled([engine?.stop(), stalledEngine?.stop(), watchdogEngine?.stop(), edge?.stop(), api?.stop()]);
   await edgeProxy?.close();
   await stalledDb?.drop();
+  await watchdogDb?.drop();
   await bench?.close();
   console.log(`[time-to-detect] RCPT replies during the run: ${JSON.stringify(Object.fromEntries(traffic?.counts ?? []))}`);
 }, 120_000);
@@ -160,17 +192,20 @@ describe('alerts fire when Postern is in trouble, and resolve when it recovers',
     await waitFor(
       'ten seconds of ready scrapes of every process',
       () => prometheus.query('min_over_time(mail_process_ready[10s]) and count_over_time(mail_process_ready[10s]) >= 8'),
-      (samples) => samples.length === 3 && samples.every((sample) => sample.value === 1),
+      (samples) => samples.length === 5 && samples.every((sample) => sample.value === 1),
       { timeoutMs: 60_000, intervalMs: 500 },
     );
     expect(await prometheus.query('count_over_time(ALERTS[10s])')).toEqual([]);
     const checks = (await prometheus.query('mail_readiness_check_ok')).map((sample) => `${sample.labels.instance} ${sample.labels.check}`).sort();
     expect(checks).toEqual([
+      'api-1 postgres',
       'core-1 loops',
       'core-1 postgres',
       'core-1 redis',
       'core-stalled loops',
       'core-stalled postgres',
+      'core-watchdog loops',
+      'core-watchdog postgres',
       'mta-1 postgres',
       'mta-1 smtp',
     ]);
@@ -257,17 +292,52 @@ describe('alerts fire when Postern is in trouble, and resolve when it recovers',
     );
   }, 180_000);
 
-  it('due work with no engine: the engine is down, and its work is done once one runs again', async () => {
+  it('due work with no engine: the API reports the queue, the unclaimed due work pages, and is done once an engine runs again', async () => {
+    const notClaimed: AlertMatch = { alertname: 'PosternDueWorkNotClaimed' };
     const down: AlertMatch = { alertname: 'PosternProcessDown', labels: { instance: 'core-1' } };
+    await expectQuiet(prometheus, notClaimed, 30_000);
+    // Every engine on this database stops (the other two have databases of their own).
     await engine.stop();
-    const goneAt = Date.now();
     const due = await Promise.all([1, 2, 3].map((n) => queueDelivery(bench.pool, { recipient: unique(`due-${n}`) })));
-    const detection = await expectFiring(prometheus, 'due work with no engine', down, goneAt, 60_000);
+    // Due for 10 minutes already, as work that came due while the engines were gone: the rule's
+    // threshold (5 minutes of lag) is the shipped one, and a test cannot wait it out.
+    await bench.pool.query("UPDATE mail.deliveries SET next_attempt_at = now() - interval '10 minutes' WHERE id = ANY($1::uuid[])", [due]);
+    const dueAt = Date.now();
+    const [detection, downDetection] = await Promise.all([
+      expectFiring(prometheus, 'due work with no engine', notClaimed, dueAt, 60_000),
+      expectFiring(prometheus, 'due work with no engine', down, dueAt, 60_000),
+    ]);
+    // Only the API reports it: no engine's series is left to.
+    const lag = await prometheus.query('mail_attempt_schedule_due_lag_ms > 300000');
+    expect(lag.map((sample) => sample.labels.instance)).toEqual(['api-1']);
     engine = await startMainEngine(enginePort);
     const restartedAt = Date.now();
-    await expectResolved(prometheus, detection, down, restartedAt, 60_000);
     for (const id of due) await waitForStatus(bench.pool, id, 'sent', 30_000);
+    await Promise.all([
+      expectResolved(prometheus, detection, notClaimed, restartedAt, 60_000),
+      expectResolved(prometheus, downDetection, down, restartedAt, 60_000),
+    ]);
   }, 180_000);
+
+  it('a loop stalled, the watchdog acting: its restart of the loop is a ticket, resolved once no stall is new', async () => {
+    const stall: AlertMatch = { alertname: 'PosternLoopStalled', labels: { instance: 'core-watchdog', loop: 'attempt-worker-0' } };
+    await expectQuiet(prometheus, stall, 30_000);
+    await queueDelivery(watchdogDb.pool, { recipient: unique('watchdog') });
+    const stalledAt = await waitFor('the send to hang', () => watchdogStall.firstSendAt, (at) => at !== null, { timeoutMs: 30_000 });
+    const detection = await expectFiring(prometheus, 'a loop stalled, watchdog acting', stall, stalledAt as number, 60_000);
+    // Not before the watchdog's threshold has passed: it is the restart that fires.
+    expect(detection.detectMs).toBeGreaterThan(10_000);
+    // Once restarted the loop is well (the stuck send is left hanging, the fresh worker is free) and
+    // nothing stalls again: the alert resolves when its (shortened) window no longer holds the
+    // restart. Resolved is timed from when it was seen firing.
+    const firingSeenAt = Date.now();
+    const stalls = () => prometheus.query('mail_loop_stalls_total{instance="core-watchdog",loop="attempt-worker-0"}');
+    expect((await stalls()).map((sample) => sample.value)).toEqual([1]);
+    await expectResolved(prometheus, detection, stall, firingSeenAt, 90_000);
+    // Restarted once: the fresh worker did not stall again.
+    expect((await stalls()).map((sample) => sample.value)).toEqual([1]);
+    watchdogStall.release();
+  }, 240_000);
 
   it('engine loops stalled: the loop that stopped heartbeating is named, and it all resolves once it moves', async () => {
     const heartbeat: AlertMatch = { alertname: 'PosternLoopHeartbeatStale', labels: { instance: 'core-stalled', loop: 'attempt-worker-0' } };

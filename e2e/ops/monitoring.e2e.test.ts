@@ -32,6 +32,7 @@ function exportedMetricNames(): Set<string> {
   const names = new Set<string>();
   const files = [
     'packages/shared/src/http/readiness.ts',
+    'packages/shared/src/metrics/queue-gauges.ts',
     'apps/core/src/metrics.ts',
     'apps/mta/src/metrics.ts',
     'apps/api/src/http/operation-metrics.ts',

@@ -1,11 +1,14 @@
 // The API as a value: startApi() opens the pool, loads the template catalog (sendEmail checks
 // commands against it, as the engine's stream intake does), checks that MAIL_SECRETS_KEY opens the
 // stored DKIM keys (keys it creates must open in the engine too), and serves /graphql plus
-// /healthz, /readyz and /metrics on config.http.api. main.ts calls it once; tests call it on port 0.
+// /healthz, /readyz and /metrics on config.http.api. Its /metrics carries the queue gauges too
+// (mail_attempt_schedule_*, sampled in the background), so due work nobody claims is seen while
+// every engine is down (packages/shared/src/metrics/queue-gauges.ts). main.ts calls it once; tests call it on port 0.
 import {
   checkSecretsKey,
   createMetricsRegistry,
   createPool,
+  exportQueueGauges,
   type ListenAddress,
   type Logger,
   loadTemplateCatalog,
@@ -87,6 +90,7 @@ export async function startApi(config: PosternConfig, deps: ApiDeps): Promise<Ap
     await pool.end();
     throw error;
   }
+  const schedule = exportQueueGauges({ registry, db: pool, intervalMs: config.engine.heartbeatIntervalMs, logger });
   logger.info({ templates: catalog.templates.size, graphiql, production }, 'GraphQL API ready at /graphql');
   let stopped = false;
   return {
@@ -96,6 +100,7 @@ export async function startApi(config: PosternConfig, deps: ApiDeps): Promise<Ap
     async stop() {
       if (stopped) return;
       stopped = true;
+      schedule.stop();
       await ops.close();
       await pool.end();
     },

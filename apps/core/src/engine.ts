@@ -15,6 +15,7 @@ import {
   createPool,
   createRedisConnections,
   createSrs,
+  exportQueueGauges,
   type ListenAddress,
   type Logger,
   loadSigningKey,
@@ -28,6 +29,7 @@ import {
   type RedisConnections,
   type Registry,
   runMigrations,
+  type ScheduleSampler,
   startOpsServer,
   type TemplateCatalog,
 } from '@postern/shared';
@@ -47,9 +49,7 @@ import { countEngineEvents, createEngineMetrics } from './metrics.ts';
 import { createCompletionBatcher } from './queue/completion-batcher.ts';
 import { listenForDueDeliveries } from './queue/due-listener.ts';
 import { LiveLeases } from './queue/live-leases.ts';
-import { type ScheduleSampler, startScheduleSampler } from './queue/schedule-sampler.ts';
 import { createScheduler } from './queue/scheduler.ts';
-import { readScheduleStats } from './queue/sql/schedule-stats.ts';
 import { WorkChannel } from './queue/work-channel.ts';
 import { createMtaSts, createMtaStsMetrics, createPgMtaStsStore } from './relay/mta-sts.ts';
 import { createMxRelay } from './relay/mx-relay.ts';
@@ -251,13 +251,9 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
     log.info({ relay: relay.name, mode: config.smtp.mode }, 'outbound relay');
 
     const loopsRef: { current: ReturnType<typeof startLoops> | null } = { current: null };
-    const schedule = startScheduleSampler({
-      read: () => readScheduleStats(pool),
-      intervalMs: Math.max(1_000, config.engine.heartbeatIntervalMs),
-      logger: log,
-    });
+    const schedule = exportQueueGauges({ registry, db: pool, intervalMs: config.engine.heartbeatIntervalMs, logger: log });
     samplerRef.current = schedule;
-    const metrics = createEngineMetrics(registry, { schedule, loops: () => loopsRef.current?.loops ?? [] });
+    const metrics = createEngineMetrics(registry, { loops: () => loopsRef.current?.loops ?? [] });
     const events = deps.events ?? new EngineEvents(log);
     countEngineEvents(events, metrics);
     const ladder = retryLadder(config.engine.retryLadderMs);

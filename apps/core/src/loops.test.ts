@@ -64,7 +64,7 @@ function startOneWorker() {
     async close() {},
   };
   const commits: Array<{ outcome: OutcomeToRecord; commit: () => void }> = [];
-  const metrics = createEngineMetrics(createMetricsRegistry('core'), { schedule: { latest: () => null, ageMs: () => 0 }, loops: () => [] });
+  const metrics = createEngineMetrics(createMetricsRegistry('core'), { loops: () => [] });
   const pool = { query: async () => ({ rows: [] }) } as unknown as Pool;
   const running = startLoops({
     config,

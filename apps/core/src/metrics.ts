@@ -1,14 +1,12 @@
 // The engine's Prometheus metrics. Names keep the runbook's (no-health-endpoints: mail.attempt_schedule.depth
 // is exported as mail_attempt_schedule_depth, and so on); what the runbook lacked — loop heartbeat
-// ages and restarts (dead-runner, stalled-worker) — is added under the same prefix. Queue depth and oldest age
-// describe the shared queue, not this process: read from PostgreSQL in the background and served
-// from the latest sample, with its age, so /metrics answers whatever PostgreSQL does. What the
+// ages and restarts (dead-runner, stalled-worker) — is added under the same prefix. The queue gauges
+// (depth, oldest age, due work) describe the shared queue, not this process, and the API exports
+// them too: packages/shared/src/metrics/queue-gauges.ts, registered by engine.ts. What the
 // engine reports as events (engine-events.ts) is counted by subscribing (countEngineEvents).
 import { ATTEMPT_STATUSES, FAILURE_CODES, prometheus, type Registry } from '@postern/shared';
 import type { EngineEvents } from './engine-events.ts';
 import type { SupervisedLoop } from './keepalive/supervisor.ts';
-import type { ScheduleSampler } from './queue/schedule-sampler.ts';
-import type { ScheduleStats } from './queue/sql/schedule-stats.ts';
 
 export interface EngineMetrics {
   attemptOutcomes: prometheus.Counter<'status'>;
@@ -28,33 +26,9 @@ export interface EngineMetrics {
 
 export function createEngineMetrics(
   registry: Registry,
-  sources: { schedule: Pick<ScheduleSampler, 'latest' | 'ageMs'>; loops: () => readonly SupervisedLoop[] },
+  sources: { loops: () => readonly SupervisedLoop[] },
 ): EngineMetrics {
   const { Counter, Gauge, Histogram } = prometheus;
-  // The queue gauges read the background sample (queue/schedule-sampler.ts): a scrape never waits
-  // for PostgreSQL. Before the first sample they are absent rather than a made-up 0.
-  const queueGauge = (name: string, help: string, pick: (stats: ScheduleStats) => number) =>
-    new Gauge({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        const sample = sources.schedule.latest();
-        if (sample) this.set(pick(sample.stats));
-      },
-    });
-  queueGauge('mail_attempt_schedule_depth', 'Deliveries queued, retrying or being attempted (all engines).', (s) => s.depth);
-  queueGauge('mail_attempt_schedule_oldest_age_ms', 'Age of the oldest delivery not yet finished, in ms.', (s) => s.oldestAgeMs);
-  queueGauge('mail_attempt_schedule_due', 'Deliveries due now and not yet claimed.', (s) => s.due);
-  queueGauge('mail_attempt_schedule_due_lag_ms', 'How long the longest-due unclaimed delivery has waited past its due time, in ms.', (s) => s.dueLagMs);
-  new Gauge({
-    name: 'mail_attempt_schedule_sample_age_ms',
-    help: 'Age of the sample the mail_attempt_schedule_* gauges come from, in ms (grows while PostgreSQL does not answer).',
-    registers: [registry],
-    collect() {
-      this.set(sources.schedule.ageMs());
-    },
-  });
 
   new Gauge({
     name: 'mail_loop_heartbeat_age_ms',

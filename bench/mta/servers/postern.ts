@@ -3,16 +3,18 @@
 // holding the benchmark's aliases. Live RCPT lookups, 250 only after the commit (whatever fsync
 // and synchronous_commit that server has: printed). MAIL_* variables in the bench's environment
 // reach the edge (e.g. MAIL_POSTGRES_POOL_MAX, MAIL_MTA_GREETING_DELAY); BENCH_EDGE_NODE_FLAGS
-// are node flags for it (e.g. --cpu-prof, docs/performance.md).
+// are node flags for it (e.g. --cpu-prof, docs/performance.md). Another build (a baseline, or this
+// one with tracing on: bench/compare/) is started the same way from its own tree, on a database of
+// its own that its own migrations create (the edge migrates at start; the aliases are loaded once
+// it listens).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { createLogger, runMigrations } from '@postern/shared';
 import pg from 'pg';
-import { ALIAS_COUNT, ALIAS_DOMAIN } from '../aliases.ts';
 import { EDGE_NODE_FLAGS } from '../../../apps/mta/src/data/drained-memory.ts';
+import { ALIAS_COUNT, ALIAS_DOMAIN } from '../aliases.ts';
 import { type BenchServer, fileSystemOf, freePort, stopChild, waitForPort } from './server.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -30,8 +32,7 @@ async function createDatabase(): Promise<{ dsn: string; drop(): Promise<void> }>
   return { dsn: adminDsn.replace(/\/[^/]*$/, `/${database}`), drop };
 }
 
-async function loadAliases(dsn: string): Promise<void> {
-  await runMigrations({ dsn, logger: createLogger('bench', 'warn') });
+async function loadAliases(dsn: string, name: string): Promise<void> {
   const db = new pg.Client({ connectionString: dsn });
   await db.connect();
   try {
@@ -51,26 +52,35 @@ async function loadAliases(dsn: string): Promise<void> {
     const dataDirectory = await db.query<{ data_directory: string }>('SHOW data_directory').catch(() => null);
     const directory = dataDirectory?.rows[0]?.data_directory;
     console.log(
-      `postern: PostgreSQL ${version.rows[0]?.server_version} ${settings.rows.map((row) => `${row.name}=${row.setting}`).join(' ')}${directory ? ` (data on ${fileSystemOf(directory)})` : ''}, ${ALIAS_COUNT} aliases`,
+      `${name}: PostgreSQL ${version.rows[0]?.server_version} ${settings.rows.map((row) => `${row.name}=${row.setting}`).join(' ')}${directory ? ` (data on ${fileSystemOf(directory)})` : ''}, ${ALIAS_COUNT} aliases`,
     );
   } finally {
     await db.end();
   }
 }
 
-export async function startPostern(): Promise<BenchServer> {
+export interface PosternBuild {
+  /** Column name in the tables. */
+  name: string;
+  /** The repository root of the build to run. */
+  root: string;
+  /** Added to the edge's environment (e.g. OTEL_* for tracing). */
+  env: Record<string, string>;
+}
+
+export async function startPostern(build: PosternBuild = { name: 'postern', root: repoRoot, env: {} }): Promise<BenchServer> {
   const database = await createDatabase();
   let edge: ChildProcess | undefined;
   try {
-    await loadAliases(database.dsn);
     const port = await freePort();
     const httpPort = await freePort();
     const passed = Object.fromEntries(Object.entries(process.env).filter(([name]) => name.startsWith('MAIL_')));
     const flags = process.env.BENCH_EDGE_NODE_FLAGS ? process.env.BENCH_EDGE_NODE_FLAGS.split(' ') : [];
     edge = spawn(process.execPath, [...EDGE_NODE_FLAGS, ...flags, 'apps/mta/src/main.ts'], {
-      cwd: repoRoot,
+      cwd: build.root,
       env: {
         PATH: process.env.PATH,
+        ...build.env,
         MAIL_MTA_HOSTNAME: 'mx.bench.test',
         // The load comes from one address: the per-client message limit would measure itself.
         MAIL_MTA_RATE_LIMIT_PER_MINUTE: '1000000',
@@ -83,13 +93,14 @@ export async function startPostern(): Promise<BenchServer> {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     const child = edge;
-    if (child.stdout) createInterface({ input: child.stdout }).on('line', (line) => console.log(`[edge] ${line}`));
-    await waitForPort(port, 'the edge', () => child.exitCode === null);
+    if (child.stdout) createInterface({ input: child.stdout }).on('line', (line) => console.log(`[${build.name}] ${line}`));
+    await waitForPort(port, build.name, () => child.exitCode === null);
+    await loadAliases(database.dsn, build.name);
     const counter = new pg.Pool({ connectionString: database.dsn, max: 1 });
     // The DROP DATABASE at the end terminates its idle connection; a real problem fails the query.
     counter.on('error', () => {});
     return {
-      name: 'postern',
+      name: build.name,
       port,
       refusesUnknown: true,
       ...(child.pid === undefined ? {} : { pid: child.pid }),

@@ -1,33 +1,5 @@
 export { InvalidAddressError, MAX_ADDRESS_OCTETS, MAX_LOCAL_PART_OCTETS, type NormalizedAddress, needsSmtpUtf8, normalizeAddress, normalizeDomain, normalizeLocalPart } from './addresses/normalize-address.ts';
 export { MAX_DOMAIN_OCTETS, MAX_LABEL_OCTETS, parseDomain } from './addresses/parse-domain.ts';
-export { type Env, envSchema } from './config/env-schema.ts';
-export { type AppName, loadConfig, type PosternConfig, unknownMailVariables } from './config/load-config.ts';
-export {
-  type ListenAddress,
-  parseByteSize,
-  parseDuration,
-  parseDurationList,
-  parseListenAddress,
-  parseRate,
-  parseRedisEndpoint,
-  type RedisEndpoint,
-} from './config/parse-values.ts';
-export * from './dns/index.ts';
-export { MIGRATIONS_DIR, type MigrateOptions, type MigrationResult, runMigrations } from './db/migrate.ts';
-export { describeDbError, isRetryableDbError, isTransientDbError } from './db/db-errors.ts';
-export { createPool, type Pool, type PoolClient, type PoolOptions, pingDatabase, withTransaction } from './db/pool.ts';
-export { fillMark } from './db/sql-marks.ts';
-export { ConfigError } from './errors/config-error.ts';
-export { SmtpReplyError } from './errors/smtp-reply-error.ts';
-export { decodePathSegment, hostProblem, requestTarget } from './http/request-target.ts';
-export { type OpsServer, type RouteHandler, sendJson, startOpsServer } from './http/ops-server.ts';
-export { evaluateReadiness, type ReadinessCheck } from './http/readiness.ts';
-export { createLogger, type Logger } from './logging/logger.ts';
-export { createMetricsRegistry, prometheus, type Registry } from './metrics/registry.ts';
-export { createRedisConnections, type Redis, type RedisConnections } from './redis/create-redis.ts';
-export { bootConfig } from './process/boot-config.ts';
-export { type RunningService, type RunServiceOptions, runService } from './process/run-service.ts';
-export { type ExplainedFailure, explainStartupFailure } from './process/startup-failure.ts';
 export {
   ALIAS_KINDS,
   type Alias,
@@ -53,11 +25,57 @@ export {
   setAliasTargets,
   setDomainEnabled,
 } from './aliases/index.ts';
+export { type Env, envSchema } from './config/env-schema.ts';
+export { type AppName, loadConfig, type PosternConfig, unknownMailVariables } from './config/load-config.ts';
+export {
+  type ListenAddress,
+  parseByteSize,
+  parseDuration,
+  parseDurationList,
+  parseListenAddress,
+  parseRate,
+  parseRedisEndpoint,
+  type RedisEndpoint,
+} from './config/parse-values.ts';
+export { describeDbError, isRetryableDbError, isTransientDbError } from './db/db-errors.ts';
+export { MIGRATIONS_DIR, type MigrateOptions, type MigrationResult, runMigrations } from './db/migrate.ts';
+export { createPool, type Pool, type PoolClient, type PoolOptions, pingDatabase, withTransaction } from './db/pool.ts';
+export { fillMark } from './db/sql-marks.ts';
+export * from './dkim/index.ts';
+export * from './dns/index.ts';
+export { ConfigError } from './errors/config-error.ts';
+export { SmtpReplyError } from './errors/smtp-reply-error.ts';
+export { type OpsServer, type RouteHandler, sendJson, startOpsServer } from './http/ops-server.ts';
+export { evaluateReadiness, type ReadinessCheck } from './http/readiness.ts';
+export { decodePathSegment, hostProblem, requestTarget } from './http/request-target.ts';
+export * from './intake/index.ts';
+export * from './lifecycle/index.ts';
+export { createLogger, type Logger } from './logging/logger.ts';
+export { exportQueueGauges, registerQueueGauges } from './metrics/queue-gauges.ts';
+export { createMetricsRegistry, prometheus, type Registry } from './metrics/registry.ts';
+export { type ScheduleSample, type ScheduleSampler, startScheduleSampler } from './metrics/schedule-sampler.ts';
+export { readScheduleStats, type ScheduleStats } from './metrics/schedule-stats.ts';
+export { bootConfig } from './process/boot-config.ts';
+export { type RunningService, type RunServiceOptions, runService } from './process/run-service.ts';
+export { type ExplainedFailure, explainStartupFailure } from './process/startup-failure.ts';
+export { createRedisConnections, type Redis, type RedisConnections } from './redis/create-redis.ts';
+export * from './routes/index.ts';
+export * from './srs/index.ts';
+export * from './templates/index.ts';
+export {
+  type StorableTextOptions,
+  storableText,
+  storableTextFromBytes,
+  storableTextOrNull,
+  storageProblem,
+  textProblem,
+  truncationMarker,
+} from './text/storable-text.ts';
 export {
   API_SCOPES,
   type ApiScope,
-  type ApiTokenRecord,
   ApiTokenInputError,
+  type ApiTokenRecord,
   authenticateApiToken,
   createApiToken,
   grantsScope,
@@ -69,20 +87,5 @@ export {
   revokeApiToken,
   TOKEN_PREFIX,
 } from './tokens/index.ts';
-export * from './dkim/index.ts';
-export * from './routes/index.ts';
-export * from './srs/index.ts';
-export * from './intake/index.ts';
-export * from './lifecycle/index.ts';
-export * from './templates/index.ts';
 export { ATTR } from './tracing/attributes.ts';
 export { contextOf, currentTraceparent, inSpan, isTraceparent, normalizedTraceparent, posternTracer, traceparentOf } from './tracing/trace-context.ts';
-export {
-  type StorableTextOptions,
-  storableText,
-  storableTextFromBytes,
-  storableTextOrNull,
-  storageProblem,
-  textProblem,
-  truncationMarker,
-} from './text/storable-text.ts';

@@ -58,7 +58,7 @@ async function attempt(delivery: ClaimedDelivery, result: SendResult, setup: (li
   setup(lifecycle);
   const relay = scriptedRelay(result);
   const registry = createMetricsRegistry('core');
-  const metrics = createEngineMetrics(registry, { schedule: { latest: () => null, ageMs: () => 0 }, loops: () => [] });
+  const metrics = createEngineMetrics(registry, { loops: () => [] });
   await attemptDelivery(
     {
       lifecycle,

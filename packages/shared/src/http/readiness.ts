@@ -4,7 +4,7 @@
 // polls still reports — sets mail_process_ready (1 ready, 0 not) and mail_readiness_check_ok{check}.
 // A scrape only reads what the last evaluation found: each check is cut off after the check timeout,
 // so a dependency that hangs delays an evaluation by that much and never a scrape (the same reason
-// the engine samples its queue figures in the background, apps/core/src/queue/schedule-sampler.ts).
+// the engine samples its queue figures in the background, packages/shared/src/metrics/schedule-sampler.ts).
 import type { Logger } from 'pino';
 import { prometheus, type Registry } from '../metrics/registry.ts';
 

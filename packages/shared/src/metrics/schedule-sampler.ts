@@ -1,10 +1,11 @@
-// The queue figures behind /metrics, sampled in the background. Read at scrape time, they would make
+// The queue figures behind /metrics, sampled in the background by the engine and the API (so the
+// queue is reported while no engine runs: queue-gauges.ts). Read at scrape time, they would make
 // /metrics hang for as long as PostgreSQL did (16 s, measured), so a Prometheus scrape would fail
 // exactly when the heartbeat and restart counters matter. So a timer reads them every interval
 // — never two reads at once, so a hanging database costs one waiting query, not a pile — and a
 // scrape only reads the latest sample, with its age (mail_attempt_schedule_sample_age_ms).
-import type { Logger } from '@postern/shared';
-import type { ScheduleStats } from './sql/schedule-stats.ts';
+import type { Logger } from '../logging/logger.ts';
+import type { ScheduleStats } from './schedule-stats.ts';
 
 export interface ScheduleSample {
   stats: ScheduleStats;

@@ -1,7 +1,8 @@
 // The figures behind mail_attempt_schedule_depth and mail_attempt_schedule_oldest_age_ms (dead-runner:
-// "we don't actually monitor the size of the out queue"). Read from the database at scrape time,
-// so every engine reports the shared queue, and a dead engine cannot report a stale "all fine".
-import type { Queryable } from '@postern/shared';
+// "we don't actually monitor the size of the out queue"). Read from the database (in the background:
+// schedule-sampler.ts), so every process that exports them reports the one shared queue, and a dead
+// engine cannot report a stale "all fine".
+import type { Queryable } from '../aliases/resolve-recipient.ts';
 
 export interface ScheduleStats {
   /** Deliveries waiting or being attempted: queued, retrying, sending. */
