@@ -8,6 +8,7 @@
 //   node bench/mta/run.ts
 //   BENCH_ROUNDS=3 BENCH_SCALE=1 BENCH_ALIASES=100000
 //   BENCH_SERVERS=postern,postfix,haraka,smtp-sink BENCH_MODES=new,reuse,serial,reject,node
+//   BENCH_POSTERN_BEFORE=/path/to/other/checkout   (adds its edge as `postern-before`)
 //
 // Servers: servers/*.ts (what each one does with a message is written there). What it installs when
 // missing (apt: postfix, gcc; npm: Haraka into a cache directory): tools.ts. It needs root for
@@ -27,12 +28,19 @@ import { type BenchTools, ensureTools, HARAKA_VERSION } from './tools.ts';
 
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const scale = Number(process.env.BENCH_SCALE ?? 1);
+const before = process.env.BENCH_POSTERN_BEFORE;
 const serverNames = (process.env.BENCH_SERVERS ?? 'postern,postfix,haraka,smtp-sink').split(',');
+// The edge of another checkout (the code before a change), right after Postern in every round.
+if (before && !serverNames.includes('postern-before')) serverNames.splice(serverNames.indexOf('postern') + 1, 0, 'postern-before');
 const modeIds = (process.env.BENCH_MODES ?? MODES.map((mode) => mode.id).join(',')).split(',');
 const modes = MODES.filter((mode) => modeIds.includes(mode.id));
 
 const starters: Record<string, (tools: BenchTools) => Promise<BenchServer>> = {
   postern: () => startPostern(),
+  'postern-before': () => {
+    if (!before) throw new Error('postern-before needs BENCH_POSTERN_BEFORE=<checkout of the edge to compare with>');
+    return startPostern({ name: 'postern-before', root: before });
+  },
   postfix: startPostfix,
   haraka: startHaraka,
   'smtp-sink': startSmtpSink,

@@ -3,7 +3,8 @@
 // holding the benchmark's aliases. Live RCPT lookups, 250 only after the commit (whatever fsync
 // and synchronous_commit that server has: printed). MAIL_* variables in the bench's environment
 // reach the edge (e.g. MAIL_POSTGRES_POOL_MAX, MAIL_MTA_GREETING_DELAY); BENCH_EDGE_NODE_FLAGS
-// are node flags for it (e.g. --cpu-prof, docs/performance.md).
+// are node flags for it (e.g. --cpu-prof, docs/performance.md). BENCH_POSTERN_BEFORE=<checkout>
+// adds a `postern-before` column: that checkout's edge (its own node_modules), same database setup.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -58,7 +59,10 @@ async function loadAliases(dsn: string): Promise<void> {
   }
 }
 
-export async function startPostern(): Promise<BenchServer> {
+/** `root`: the checkout whose edge runs (default this one); another checkout (BENCH_POSTERN_BEFORE)
+ *  runs as a second column, so a change is measured before and after in the same interleaved rounds. */
+export async function startPostern(options: { name?: string; root?: string } = {}): Promise<BenchServer> {
+  const root = options.root ?? repoRoot;
   const database = await createDatabase();
   let edge: ChildProcess | undefined;
   try {
@@ -68,7 +72,7 @@ export async function startPostern(): Promise<BenchServer> {
     const passed = Object.fromEntries(Object.entries(process.env).filter(([name]) => name.startsWith('MAIL_')));
     const flags = process.env.BENCH_EDGE_NODE_FLAGS ? process.env.BENCH_EDGE_NODE_FLAGS.split(' ') : [];
     edge = spawn(process.execPath, [...EDGE_NODE_FLAGS, ...flags, 'apps/mta/src/main.ts'], {
-      cwd: repoRoot,
+      cwd: root,
       env: {
         PATH: process.env.PATH,
         MAIL_MTA_HOSTNAME: 'mx.bench.test',
@@ -89,7 +93,7 @@ export async function startPostern(): Promise<BenchServer> {
     // The DROP DATABASE at the end terminates its idle connection; a real problem fails the query.
     counter.on('error', () => {});
     return {
-      name: 'postern',
+      name: options.name ?? 'postern',
       port,
       refusesUnknown: true,
       ...(child.pid === undefined ? {} : { pid: child.pid }),
