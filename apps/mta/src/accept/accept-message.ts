@@ -78,7 +78,7 @@ export class UndecidedAcceptError extends Error {
 // bytes travel as ONE bytea parameter, binary (the batch's payloads end to end, cut by offset and
 // length): a bytea[] would go as hex text, twice the bytes. The text is the same whatever the
 // batch size, so it is prepared once per connection. A new column of mail.messages is one more
-// array here, one more element in ACCEPT_COLUMNS' order and in acceptValues().
+// array in `input` (and the INSERT) and one more column(...) at the same place in acceptValues().
 const ACCEPT_SQL = `
 WITH input AS (
   SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::inet[], $6::text[], $7::text[], $8::bool[],
