@@ -99,6 +99,8 @@ describe('createAcceptBatcher', () => {
     expect(laterStates.map((state) => state())).toEqual(['pending', 'pending', 'pending']);
     statement2.done.resolve();
     expect((await Promise.all(later)).map((accepted) => accepted.messageId)).toEqual(['m2', 'm3', 'm4']);
+    // The slot is given back after the answers (a turn of the event loop later).
+    await new Promise((resolve) => setImmediate(resolve));
     expect(batcher.pending).toBe(0);
   });
 

@@ -84,11 +84,17 @@ export function createAcceptBatcher(options: AcceptBatcherOptions): AcceptBatche
       const batch = take();
       inFlight += 1;
       committing += batch.length;
-      void write(batch).finally(() => {
-        inFlight -= 1;
-        committing -= batch.length;
-        pump();
-      });
+      void write(batch)
+        .catch((error: unknown) => {
+          // write() settles every message itself; this is a bug's last net, so none hangs.
+          log.error({ err: error, messages: batch.length }, 'accept batch failed unexpectedly');
+          for (const entry of batch) entry.reject(error);
+        })
+        .finally(() => {
+          inFlight -= 1;
+          committing -= batch.length;
+          pump();
+        });
     }
   }
 
