@@ -16,6 +16,7 @@
 //     settled as not stored: the same error for each (451; nothing of the batch was stored);
 //   - undecided when the edge stopped (UndecidedAcceptError): each session is closed without a reply;
 //   - still queued when the edge stops: not started, the 451 is the truth.
+import { AsyncResource } from 'node:async_hooks';
 import { isRetryableDbError, type Logger } from '@postern/shared';
 import type { AcceptedMessage, PreparedAccept } from './accept-message.ts';
 import { UndecidedAcceptError } from './accept-message.ts';
@@ -46,6 +47,9 @@ export interface AcceptBatcher {
 
 interface Waiting {
   prepared: PreparedAccept;
+  /** Runs `fn` in the async context the message was handed over in (its trace): the statement of
+   *  a batch runs in its first message's, so its span lands in that message's trace. */
+  within: (fn: () => Promise<void>) => Promise<void>;
   resolve: (accepted: AcceptedMessage) => void;
   reject: (error: unknown) => void;
 }
@@ -101,7 +105,8 @@ export function createAcceptBatcher(options: AcceptBatcherOptions): AcceptBatche
   async function write(batch: Waiting[]): Promise<void> {
     options.onBatch?.(batch.length);
     try {
-      await options.commit(batch.map((entry) => entry.prepared));
+      const first = batch[0] as Waiting;
+      await first.within(() => options.commit(batch.map((entry) => entry.prepared)));
     } catch (error) {
       if (error instanceof UndecidedAcceptError) {
         for (const entry of batch) entry.reject(new UndecidedAcceptError(entry.prepared.message.id));
@@ -126,7 +131,7 @@ export function createAcceptBatcher(options: AcceptBatcherOptions): AcceptBatche
           reject(new Error('the edge is stopping: the accept was not started'));
           return;
         }
-        queue.push({ prepared, resolve, reject });
+        queue.push({ prepared, resolve, reject, within: AsyncResource.bind((fn: () => Promise<void>) => fn()) });
         scheduled ??= setImmediate(() => {
           scheduled = null;
           pump();
