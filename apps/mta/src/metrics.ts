@@ -6,6 +6,7 @@ export interface EdgeMetrics {
   rcptOutcomes: prometheus.Counter<'code' | 'enhanced' | 'reason'>;
   lookupDuration: prometheus.Histogram<'outcome'>;
   acceptDuration: prometheus.Histogram<'outcome'>;
+  acceptBatchSize: prometheus.Histogram;
   messagesAccepted: prometheus.Counter;
   bytesAccepted: prometheus.Counter;
   deliveriesCreated: prometheus.Counter;
@@ -44,6 +45,12 @@ export function createEdgeMetrics(registry: Registry): EdgeMetrics {
       help: 'The accept transaction (message, payload, deliveries) in ms, by outcome (committed, duplicate, failed, undecided)',
       labelNames: ['outcome'],
       buckets: MS_BUCKETS,
+      registers,
+    }),
+    acceptBatchSize: new prometheus.Histogram({
+      name: 'mail_mta_accept_batch_messages',
+      help: 'Messages per accept statement (group commit: one transaction and one WAL flush for all of them)',
+      buckets: [1, 2, 4, 8, 16, 32, 64],
       registers,
     }),
     messagesAccepted: new prometheus.Counter({

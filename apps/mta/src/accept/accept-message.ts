@@ -1,6 +1,8 @@
 // The one transaction behind "250 queued": the message, its raw bytes, and one delivery per
 // expanded target, all or nothing. It is a single statement (data-modifying CTEs), so it commits
-// or fails as one with a single round trip; the edge answers 250 only after it returned. The
+// or fails as one with a single round trip; the edge answers 250 only after it returned. Messages
+// finishing DATA at about the same time share it (accept-batcher.ts): one statement, one commit,
+// one WAL flush for all of them. The
 // deliveries' insert trigger NOTIFYs mail_delivery_due on commit, so an idle engine starts at once.
 //
 // The reply must match what is stored, so the edge never gives up on the
@@ -71,21 +73,99 @@ export class UndecidedAcceptError extends Error {
   }
 }
 
+// One statement for a batch of messages (accept-batcher.ts): one row per message in parallel
+// arrays, the deliveries of all of them in a second set of arrays naming their message. The raw
+// bytes travel as ONE bytea parameter, binary (the batch's payloads end to end, cut by offset and
+// length): a bytea[] would go as hex text, twice the bytes. The text is the same whatever the
+// batch size, so it is prepared once per connection. A new column of mail.messages is one more
+// array in `input` (and the INSERT) and one more column(...) at the same place in acceptValues().
 const ACCEPT_SQL = `
-WITH m AS (
+WITH input AS (
+  SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::inet[], $6::text[], $7::text[], $8::bool[],
+                       $9::text[], $10::text[], $11::text[], $12::bigint[], $13::text[], $14::text[], $15::int[], $16::int[])
+    AS u(id, envelope_from, to_first, to_last, client_address, client_hostname, helo, smtputf8,
+         message_id_header, subject, from_header, size_bytes, body_type, traceparent, raw_offset, raw_length)),
+m AS (
   INSERT INTO mail.messages (id, envelope_from, envelope_to, client_address, client_hostname, helo, smtputf8,
                              message_id_header, subject, from_header, size_bytes, body_type, traceparent)
-  VALUES ($1, $2, $3::text[], $4::inet, $5, $6, $7, $8, $9, $10, $11, $16, $17)
+  SELECT i.id, i.envelope_from, ($17::text[])[i.to_first:i.to_last], i.client_address, i.client_hostname, i.helo, i.smtputf8,
+         i.message_id_header, i.subject, i.from_header, i.size_bytes, i.body_type, i.traceparent
+    FROM input i
   RETURNING id),
 p AS (
-  INSERT INTO mail.message_payloads (message_id, raw) SELECT m.id, $12 FROM m),
+  INSERT INTO mail.message_payloads (message_id, raw)
+  SELECT m.id, substring($18::bytea FROM i.raw_offset + 1 FOR i.raw_length) FROM m JOIN input i ON i.id = m.id),
 d AS (
   INSERT INTO mail.deliveries (id, source, payload_mode, message_id, recipient, envelope_from, rfc_message_id,
                                traceparent, status, next_attempt_at)
-  SELECT u.id, 'smtp', 'relay', m.id, u.recipient, $2, u.rfc_message_id, $17, 'queued', now()
-    FROM m, unnest($13::uuid[], $14::text[], $15::text[]) AS u(id, recipient, rfc_message_id)
+  SELECT u.id, 'smtp', 'relay', m.id, u.recipient, i.envelope_from, u.rfc_message_id, i.traceparent, 'queued', now()
+    FROM unnest($19::uuid[], $20::uuid[], $21::text[], $22::text[]) AS u(id, message_id, recipient, rfc_message_id)
+    JOIN m ON m.id = u.message_id
+    JOIN input i ON i.id = u.message_id
   RETURNING id)
 SELECT (SELECT count(*) FROM d)::int AS deliveries`;
+
+/** A message with the ids of its deliveries (one per target, with a stable Message-ID each). */
+export interface PreparedAccept {
+  message: MessageToAccept;
+  deliveryIds: string[];
+  rfcMessageIds: string[];
+}
+
+/** Allocates the delivery ids; throws for a message without targets (a bug upstream). */
+export function prepareAccept(hostname: string, message: MessageToAccept): PreparedAccept {
+  if (message.targets.length === 0) throw new Error('prepareAccept: a message needs at least one target');
+  const deliveryIds = message.targets.map(() => randomUUID());
+  return { message, deliveryIds, rfcMessageIds: deliveryIds.map((id) => `<${id}@${hostname}>`) };
+}
+
+/** The parameters of ACCEPT_SQL for a batch. */
+export function acceptValues(batch: readonly PreparedAccept[]): unknown[] {
+  const column = <T>(pick: (message: MessageToAccept) => T) => batch.map(({ message }) => pick(message));
+  const toFirst: number[] = [];
+  const toLast: number[] = [];
+  const envelopeTo: string[] = [];
+  const rawOffset: number[] = [];
+  const rawLength: number[] = [];
+  let offset = 0;
+  for (const { message } of batch) {
+    toFirst.push(envelopeTo.length + 1);
+    envelopeTo.push(...message.envelopeTo);
+    toLast.push(envelopeTo.length);
+    rawOffset.push(offset);
+    rawLength.push(message.raw.length);
+    offset += message.raw.length;
+  }
+  // A message alone is sent as it is; a batch's payloads are copied once, end to end.
+  const raw = batch.length === 1 ? (batch[0] as PreparedAccept).message.raw : Buffer.concat(batch.map(({ message }) => message.raw), offset);
+  const deliveries = batch.flatMap(({ message, deliveryIds, rfcMessageIds }) =>
+    deliveryIds.map((id, index) => ({ id, messageId: message.id, recipient: message.targets[index] as string, rfc: rfcMessageIds[index] as string })),
+  );
+  return [
+    column((m) => m.id),
+    column((m) => m.envelopeFrom),
+    toFirst,
+    toLast,
+    column((m) => m.clientAddress),
+    column((m) => m.clientHostname),
+    column((m) => m.helo),
+    column((m) => m.smtpUtf8),
+    column((m) => m.messageIdHeader),
+    column((m) => m.subject),
+    column((m) => m.fromHeader),
+    column((m) => m.sizeBytes),
+    column((m) => m.bodyType),
+    column((m) => m.traceparent),
+    rawOffset,
+    rawLength,
+    envelopeTo,
+    raw,
+    deliveries.map((d) => d.id),
+    deliveries.map((d) => d.messageId),
+    deliveries.map((d) => d.recipient),
+    deliveries.map((d) => d.rfc),
+  ];
+}
 
 /**
  * Asks for the cancel every retryMs until the statement has answered (a hung server answers
@@ -120,12 +200,17 @@ export function newMessageId(): string {
   return randomUUID();
 }
 
-/** Allocates the delivery ids (and one stable Message-ID per delivery) and commits. */
-export async function acceptMessage(deps: AcceptDeps, message: MessageToAccept): Promise<AcceptedMessage> {
-  if (message.targets.length === 0) throw new Error('acceptMessage: a message needs at least one target');
-  const messageId = message.id;
-  const deliveryIds = message.targets.map(() => randomUUID());
-  const rfcMessageIds = deliveryIds.map((id) => `<${id}@${deps.hostname}>`);
+/**
+ * Commits a batch of messages in one statement: resolves after the COMMIT (every message stored),
+ * rejects with the statement's error when it is known to have rolled back (nothing of the batch
+ * stored: isStatementRolledBack), with the connection's error when its outcome was settled as not
+ * stored, and with UndecidedAcceptError (naming the batch's first message) when the edge stopped
+ * before the outcome was known.
+ */
+export async function commitAccepts(deps: AcceptDeps, batch: readonly PreparedAccept[]): Promise<void> {
+  const first = batch[0];
+  if (!first) return;
+  const messageId = first.message.id;
   // Nothing is sent once the edge is stopping: the 451 that follows is the truth.
   if (deps.signal?.aborted) throw new Error('the edge is stopping: the accept was not started');
   // A checkout that fails or times out has sent nothing: a 451 then is the truth.
@@ -140,41 +225,18 @@ export async function acceptMessage(deps: AcceptDeps, message: MessageToAccept):
       client.release(true);
     } else void canceller.stop().then(() => client.release(false));
   };
-  const statement = client.query({
-      name: 'postern_accept_message',
-      text: ACCEPT_SQL,
-      values: [
-        messageId,
-        message.envelopeFrom,
-        message.envelopeTo,
-        message.clientAddress,
-        message.clientHostname,
-        message.helo,
-        message.smtpUtf8,
-        message.messageIdHeader,
-        message.subject,
-        message.fromHeader,
-        message.sizeBytes,
-        message.raw,
-        deliveryIds,
-        message.targets,
-        rfcMessageIds,
-        message.bodyType,
-        message.traceparent,
-      ],
-    });
+  const statement = client.query({ name: 'postern_accept_messages', text: ACCEPT_SQL, values: acceptValues(batch) });
   statement.catch(() => {});
   const stopped = abortedAt(deps.signal);
   try {
-    const first = await Promise.race([statement.then(() => 'done' as const), stopped.promise]);
-    if (first === 'stopped') {
+    const outcome = await Promise.race([statement.then(() => 'done' as const), stopped.promise]);
+    if (outcome === 'stopped') {
       // The edge is stopping with the statement still undecided: its connection is dropped and no
       // reply is given (docs/mta.md, Shutdown).
       release(true);
       throw new UndecidedAcceptError(messageId);
     }
     release(false);
-    return { messageId, deliveryIds };
   } catch (error) {
     if (error instanceof UndecidedAcceptError) throw error;
     if (isStatementRolledBack(error)) {
@@ -182,11 +244,11 @@ export async function acceptMessage(deps: AcceptDeps, message: MessageToAccept):
       throw error;
     }
     release(true);
-    deps.logger.warn({ err: error, messageId, pid }, 'accept connection failed mid-statement: settling its outcome');
+    deps.logger.warn({ err: error, messageId, messages: batch.length, pid }, 'accept connection failed mid-statement: settling its outcome');
+    // One statement: all of the batch is stored or none of it, so its first message tells.
     const stored = await settledOutcome(deps.control, messageId, pid, { retryMs: deps.retryMs, signal: deps.signal });
     if (stored === null) throw new UndecidedAcceptError(messageId);
-    if (stored) return { messageId, deliveryIds };
-    throw error;
+    if (!stored) throw error;
   } finally {
     stopped.dispose();
   }

@@ -8,7 +8,7 @@
 // reply is whatever the statement's outcome is (accept-message.ts), never a 421 while it may commit.
 // The DATA phase is the `smtp accept` span of the session's trace (session-trace.ts); its context is
 // stored with the message and its deliveries, so the engine's spans continue the same trace.
-import { pipeline } from 'node:stream/promises';
+import { finished, type Readable, type Writable } from 'node:stream';
 import type { Span } from '@opentelemetry/api';
 import { ATTR, inSpan, storableTextOrNull, traceparentOf } from '@postern/shared';
 import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
@@ -42,6 +42,31 @@ export function expandTargets(targetsPerRecipient: readonly (readonly string[])[
   return [...seen];
 }
 
+/**
+ * The DATA stream into the collector; rejects when either side fails or the stream closes before
+ * its end (the connection went away). Not stream/promises' pipeline: that one aborts an internal
+ * AbortController when it is done, which builds an AbortError with its stack for every message.
+ */
+function drainInto(source: Readable, sink: Writable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const settle = (error?: Error | null) => {
+      if (settled) return;
+      settled = true;
+      if (error) {
+        source.unpipe(sink);
+        sink.destroy();
+        reject(error);
+      } else resolve();
+    };
+    finished(source, { writable: false }, (error) => {
+      if (error) settle(error);
+    });
+    finished(sink, (error) => settle(error));
+    source.pipe(sink);
+  });
+}
+
 /** Set by the DATA deadline; the accept is not started after it (the sender was told 421). */
 interface Deadline {
   passed: boolean;
@@ -68,7 +93,7 @@ async function receiveWithin(
 ): Promise<string> {
   const collector = new MessageCollector(context.limits.maxMessageSize, memory);
   try {
-    await pipeline(stream, collector);
+    await drainInto(stream, collector);
   } catch (error) {
     throw connectionLost(error);
   }

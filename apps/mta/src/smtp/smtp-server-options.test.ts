@@ -163,6 +163,37 @@ describe('smtp-server options from the patch', () => {
     expect(await client.ended()).toBe(true);
   });
 
+  // With a pipelined group (RFC 2920), each reply is a socket write without the option: three
+  // writes for MAIL, RCPT and DATA, and the MAIL reply on its own while the RCPT is looked up.
+  // With it, the three go out in one write once the DATA is answered.
+  for (const coalesceReplies of [true, false]) {
+    it(`coalesceReplies ${coalesceReplies}: the replies to a pipelined MAIL, RCPT and DATA ${coalesceReplies ? 'arrive in one piece' : 'arrive one by one'}`, async () => {
+      const server = await listen({
+        coalesceReplies,
+        onRcptTo(_address, _session, callback) {
+          // A lookup that takes a while: long enough for a reply already written to arrive alone.
+          setTimeout(() => callback(), 200);
+        },
+        onData(stream, _session, callback) {
+          stream.resume();
+          stream.on('end', () => callback());
+        },
+      });
+      const client = await connect(server);
+      await client.command('EHLO client.test');
+      const chunks: string[] = [];
+      client.socket.on('data', (chunk: Buffer) => chunks.push(chunk.toString('latin1')));
+      client.socket.write('MAIL FROM:<a@a.test>\r\nRCPT TO:<b@b.test>\r\nDATA\r\n');
+      // The greeting, the EHLO's last line, then the three replies of the group.
+      await client.until(5);
+      const first = chunks[0]?.split('\r\n').filter((line) => line !== '') ?? [];
+      if (coalesceReplies) expect(first.map((line) => line.slice(0, 3))).toEqual(['250', '250', '354']);
+      else expect(first.map((line) => line.slice(0, 3))).toEqual(['250']);
+      expect(await client.command(message.slice(0, -2))).toMatch(/^250 /);
+      client.socket.destroy();
+    });
+  }
+
   it('greetingDelay 0: the greeting is written at once, so a client that talks first is served', async () => {
     // A synchronous onConnect, as the edge's: smtp-server's default one answers on setImmediate, and
     // a client talking in that moment is an early talker whatever the delay.

@@ -15,6 +15,7 @@ describe('assertSmtpServerPatched', () => {
       '_textCarriesEnhancedStatusCode',
       '_addressDomain',
       '_greetingDelay',
+      '_flushReplies',
       'SMTPStream._flushData(callback)',
     ]);
   });
