@@ -12,6 +12,7 @@
 // entirely this waits as long as the hang lasts: a late truthful reply, never a 451 that is a lie.
 import { randomUUID } from 'node:crypto';
 import type { Logger, Pool, Queryable } from '@postern/shared';
+import type { AuthVerdicts } from '../auth/verdicts.ts';
 import { cancelBackend, isStatementRolledBack, settledOutcome } from './statement-outcome.ts';
 
 export interface MessageToAccept {
@@ -40,6 +41,10 @@ export interface MessageToAccept {
   /** The W3C trace context of the accept (stored with the message and each delivery: the engine's
    *  spans continue it), or null with tracing off. */
   traceparent: string | null;
+  /** Inbound SPF/DKIM/DMARC/ARC (src/auth/): the Authentication-Results value and the verdicts;
+   *  null with MAIL_INBOUND_AUTH_POLICY=off. */
+  authResults: string | null;
+  authVerdicts: AuthVerdicts | null;
 }
 
 export interface AcceptedMessage {
@@ -74,8 +79,9 @@ export class UndecidedAcceptError extends Error {
 const ACCEPT_SQL = `
 WITH m AS (
   INSERT INTO mail.messages (id, envelope_from, envelope_to, client_address, client_hostname, helo, smtputf8,
-                             message_id_header, subject, from_header, size_bytes, body_type, traceparent)
-  VALUES ($1, $2, $3::text[], $4::inet, $5, $6, $7, $8, $9, $10, $11, $16, $17)
+                             message_id_header, subject, from_header, size_bytes, body_type, traceparent,
+                             auth_results, auth_verdicts)
+  VALUES ($1, $2, $3::text[], $4::inet, $5, $6, $7, $8, $9, $10, $11, $16, $17, $18, $19::jsonb)
   RETURNING id),
 p AS (
   INSERT INTO mail.message_payloads (message_id, raw) SELECT m.id, $12 FROM m),
@@ -161,6 +167,8 @@ export async function acceptMessage(deps: AcceptDeps, message: MessageToAccept):
         rfcMessageIds,
         message.bodyType,
         message.traceparent,
+        message.authResults,
+        message.authVerdicts === null ? null : JSON.stringify(message.authVerdicts),
       ],
     });
   statement.catch(() => {});

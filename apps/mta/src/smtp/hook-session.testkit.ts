@@ -62,6 +62,8 @@ export interface FakeEdgeOptions {
   resolve?: ResolveRecipient;
   accept?: EdgeContext['accept'];
   dataMemoryBudget?: number;
+  /** Inbound authentication (src/auth/); default none, as with MAIL_INBOUND_AUTH_POLICY=off. */
+  inboundAuth?: EdgeContext['inboundAuth'];
 }
 
 export interface FakeEdge {
@@ -105,6 +107,7 @@ export function fakeEdge(options: FakeEdgeOptions = {}): FakeEdge {
     traces: new SessionTraces(),
     closeWithoutReply: (session) => closedWithoutReply.push(session.id),
     replyAndClose: (_session, code, text) => sentAndClosed.push(`${code} ${text}`),
+    inboundAuth: options.inboundAuth ?? null,
   };
   const metric = async (name: string) => {
     const found = await registry.getSingleMetric(name)?.get();
