@@ -9,7 +9,9 @@ import { createAlias, createDomain, createMailResolver } from '@postern/shared';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { arcSealed, plainMessage, signed, type TestKey, testKey } from '../../apps/mta/src/auth/auth.testkit.ts';
+import type { Api } from '../../apps/api/src/server.ts';
 import type { Edge } from '../../apps/mta/src/edge.ts';
+import { gql, gqlData, mintToken, startTestApi } from '../api/helpers/api.ts';
 import { type DnsServer, startDnsmasq } from '../harness/dnsmasq.ts';
 import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
 import { metricsText, openSession, startTestEdge } from './helpers/edge.ts';
@@ -21,6 +23,7 @@ let senderKey: TestKey;
 let forwarderKey: TestKey;
 let annotate: Edge;
 let enforce: Edge;
+let api: Api;
 
 /** dnsmasq splits a TXT text at commas into character-strings (at most 255 bytes each); a DKIM
  *  record reads them joined. */
@@ -50,11 +53,13 @@ beforeAll(async () => {
   const env = { MAIL_DNS_SERVERS: dns.server, MAIL_INBOUND_AUTH_TIMEOUT: '3s' };
   annotate = await startTestEdge(db.dsn, env);
   enforce = await startTestEdge(db.dsn, { ...env, MAIL_INBOUND_AUTH_POLICY: 'enforce' });
+  api = await startTestApi(db.dsn);
 });
 
 afterAll(async () => {
   await annotate?.stop();
   await enforce?.stop();
+  await api?.stop();
   await dns?.close();
   await db?.drop();
 });
@@ -95,6 +100,24 @@ describe('inbound authentication against a real DNS server', () => {
     expect(row.head).toMatch(/^Authentication-Results: mx\.postern\.test;\r\n\tdkim=pass [^\r\n]*;\r\n\tspf=pass [^\r\n]*;\r\n\tdmarc=pass [^\r\n]*\r\nReceived: from mail\.pass\.auth\.test /);
     expect(row.auth_results).toMatch(/^mx\.postern\.test;\r\n\tdkim=pass header\.i=@pass\.auth\.test header\.s=s1 /);
     expect(row.auth_verdicts).toMatchObject({ spf: 'pass', dkim: [{ result: 'pass', domain: 'pass.auth.test' }], dmarc: 'pass', dmarcPolicy: 'reject', arc: 'none' });
+
+    // The API gives it with the message's deliveries, to a token with content:read only.
+    const messageId = QUEUED.exec(`250 ${info.response.replace(/^250 /, '')}`)?.[1];
+    const query = `query($id: ID!) { deliveries(filter: { messageId: $id }) { edges { node {
+      inboundAuthentication { header spf dkim { result domain } dmarc dmarcPolicy arc incomplete } } } } }`;
+    const reader = await mintToken(db.pool, ['deliveries:read', 'content:read']);
+    const data = await gqlData(api, reader, query, { id: messageId });
+    expect(data.deliveries.edges[0].node.inboundAuthentication).toEqual({
+      header: row.auth_results,
+      spf: 'pass',
+      dkim: [{ result: 'pass', domain: 'pass.auth.test' }],
+      dmarc: 'pass',
+      dmarcPolicy: 'reject',
+      arc: 'none',
+      incomplete: null,
+    });
+    const metadataOnly = await gql(api, await mintToken(db.pool, ['deliveries:read']), query, { id: messageId });
+    expect(metadataOnly.body.errors?.[0]?.extensions).toMatchObject({ code: 'FORBIDDEN', requiredScope: 'content:read' });
   });
 
   it('a tampered body: dkim=fail; a From domain nothing aligns with under p=reject: dmarc=fail stored under annotate, 550 5.7.1 under enforce and nothing stored', async () => {
