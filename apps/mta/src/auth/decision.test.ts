@@ -1,7 +1,8 @@
 // The verdicts → reply mapping of MAIL_INBOUND_AUTH_POLICY, and the header text for hostile values.
 import { describe, expect, it } from 'vitest';
 import { authUnsure, decide, dmarcRejected, replyFor } from './decision.ts';
-import { type AuthVerdicts, authResultsHeader, unknownVerdicts } from './verdicts.ts';
+import type { AuthenticateResult } from 'mailauth';
+import { type AuthVerdicts, authResultsHeader, summarize, unknownVerdicts } from './verdicts.ts';
 
 const passing: AuthVerdicts = {
   spf: 'pass',
@@ -61,6 +62,26 @@ describe('Authentication-Results header', () => {
 
   it('an authserv-id that is not a token is made one', () => {
     expect(authResultsHeader('mx postern;\r\nX: y', []).value).toBe('mx?postern???X??y; none');
+  });
+
+  it('whatever mailauth quotes from the message (CR/LF, NUL, controls, lone surrogates, 5,000 characters) stays one short line per entry', () => {
+    const hostile = `dkim=neutral (bad\r\nX-Injected: yes\u0000\u0007\ud800) header.d=${'d'.repeat(5_000)}`;
+    const result = summarize(
+      {
+        dkim: { results: [{ signingDomain: 'evil\u0000.test\r\nX: y', status: { result: 'neutral' }, info: hostile }] },
+        spf: { status: { result: 'pass' }, info: 'spf=pass smtp.mailfrom=a@b.test' },
+        dmarc: false,
+        arc: false,
+      } as unknown as AuthenticateResult,
+      'mx.postern.test',
+      0,
+    );
+    const lines = result.header.slice(0, -2).split('\r\n');
+    expect(lines).toHaveLength(3);
+    for (const line of lines) expect(line.length).toBeLessThan(998);
+    expect(result.header).not.toMatch(/[\u0000-\u0008\u000b\u000c\u000e-\u001f]|X-Injected: yes\r/);
+    expect(result.header).not.toMatch(/[\ud800-\udfff]/);
+    expect(result.verdicts.dkim).toEqual([{ result: 'neutral', domain: 'evil\u2400.test  X: y' }]);
   });
 
   it('an evaluation that did not finish: every method temperror, with the reason', () => {

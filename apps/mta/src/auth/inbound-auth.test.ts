@@ -115,6 +115,21 @@ describe('inbound authentication', () => {
     expect(result.header).toMatch(/\tarc=pass/);
   });
 
+  it('an ARC set whose sealer\'s key cannot be looked up: arc=temperror, not the arc=fail mailauth reports', async () => {
+    const { key, zone } = await senderZone();
+    const forwarderKey = await testKey('forwarder.test', 'arc');
+    const full: Zone = { ...zone, [forwarderKey.record.name]: [forwarderKey.record.value] };
+    const sealed = await arcSealed(await signed(plainMessage('ann@sender.test'), key), forwarderKey, zoneResolver(full).resolver, {
+      ip: SENDER_IP,
+      helo: 'mail.sender.test',
+      sender: 'ann@sender.test',
+    });
+    const { evaluate } = evaluator({ ...full, [forwarderKey.record.name]: 'SERVFAIL' });
+    const result = await evaluate([sealed], session);
+    expect(result.verdicts).toMatchObject({ arc: 'temperror', dkim: [{ result: 'pass' }] });
+    expect(result.header).toMatch(/\tarc=temperror \(DNS failure\)/);
+  });
+
   it('hostile DKIM-Signature fields (NUL, invalid UTF-8, CR/LF in the From domain, a 60 KB tag) are evaluated, never thrown, and cannot break the header', async () => {
     const { zone } = await senderZone();
     const { evaluate } = evaluator(zone);
