@@ -17,8 +17,8 @@ import {
 } from '@postern/shared';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { AcceptLedger } from './accept/accept-ledger.ts';
-import { inboundAuthStep } from './auth/edge-wiring.ts';
 import { acceptMessage, UndecidedAcceptError } from './accept/accept-message.ts';
+import { inboundAuthStep } from './auth/edge-wiring.ts';
 import { warnWithoutCollector } from './data/drained-memory.ts';
 import { DataMemoryBudget } from './data/memory-budget.ts';
 import { createEdgeMetrics } from './metrics.ts';
