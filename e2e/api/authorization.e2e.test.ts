@@ -204,7 +204,6 @@ interface NestedField {
 const NESTED_FIELDS: NestedField[] = [
   { holder: 'Delivery', field: 'attempts', selection: 'attempts { id smtpText }', scope: 'attempts:read' },
   { holder: 'Delivery', field: 'subject', selection: 'subject', scope: 'content:read' },
-  { holder: 'Delivery', field: 'inboundAuthentication', selection: 'inboundAuthentication { header spf }', scope: 'content:read' },
   { holder: 'DeadLetter', field: 'lastAttempt', selection: 'lastAttempt { id smtpText }', scope: 'attempts:read' },
   { holder: 'MalformedCommand', field: 'raw', selection: 'raw', scope: 'commands:raw:read' },
 ];
