@@ -79,7 +79,8 @@ describe('durable accept', () => {
     const raw: Buffer = payload.rows[0].raw;
     const headerEnd = raw.indexOf(Buffer.from('From: Sender'));
     const trace = raw.subarray(0, headerEnd).toString();
-    expect(trace).toMatch(/^Received: from sender\.outside\.test \(\[127\.0\.0\.1\]\)\r\n\tby mx\.postern\.test \(Postern\) with ESMTP id \S+;\r\n\t\w{3}, \d{1,2} \w{3} \d{4} \d\d:\d\d:\d\d \+0000\r\n$/);
+    // MAIL_INBOUND_AUTH_POLICY=annotate (the default): the Authentication-Results header comes first.
+    expect(trace).toMatch(/^Authentication-Results: mx\.postern\.test;(?:\r\n\t[^\r]*)*\r\nReceived: from sender\.outside\.test \(\[127\.0\.0\.1\]\)\r\n\tby mx\.postern\.test \(Postern\) with ESMTP id \S+;\r\n\t\w{3}, \d{1,2} \w{3} \d{4} \d\d:\d\d:\d\d \+0000\r\n$/);
     // Byte-identical to what was sent (dot-stuffing undone), after the trace header.
     expect(raw.subarray(headerEnd).equals(Buffer.from(body))).toBe(true);
   });

@@ -89,10 +89,11 @@ async function stored(where: string, value: string): Promise<StoredMessage[]> {
   return (await db.pool.query<StoredMessage>(sql, [value])).rows;
 }
 
-/** The payload after the edge's trace header (the first header line not indented under Received:). */
+/** The payload after the edge's headers: Authentication-Results (MAIL_INBOUND_AUTH_POLICY=annotate,
+ *  the default) and the trace header, each up to the first header line not indented under it. */
 function afterTrace(raw: Buffer): Buffer {
   const text = raw.toString('latin1');
-  const match = /^Received: [^\r]*\r\n(?:\t[^\r]*\r\n)*/.exec(text);
+  const match = /^Authentication-Results: [^\r]*\r\n(?:\t[^\r]*\r\n)*Received: [^\r]*\r\n(?:\t[^\r]*\r\n)*/.exec(text);
   return raw.subarray(match ? match[0].length : 0);
 }
 

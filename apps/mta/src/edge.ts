@@ -20,6 +20,7 @@ import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp
 import { AcceptLedger } from './accept/accept-ledger.ts';
 import { createAcceptBatcher } from './accept/accept-batcher.ts';
 import { commitAccepts, prepareAccept, UndecidedAcceptError } from './accept/accept-message.ts';
+import { inboundAuthStep } from './auth/edge-wiring.ts';
 import { warnWithoutCollector } from './data/drained-memory.ts';
 import { DataMemoryBudget } from './data/memory-budget.ts';
 import { createEdgeMetrics } from './metrics.ts';
@@ -166,6 +167,7 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
     statementTimeoutMs: config.postgres.connectTimeoutMs,
     logger,
   });
+  const inboundAuth = inboundAuthStep(config, { hostname: limits.hostname, registry, logger });
   const stopped = new AbortController();
   const ledger = new AcceptLedger({
     windowMs: config.mta.duplicateWindowMs,
@@ -228,6 +230,7 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
       // send() closes after a 421 by itself; close() is idempotent, and it stops the parser at once.
       connection.close();
     },
+    inboundAuth: inboundAuth?.step ?? null,
   };
 
   smtp = new SMTPServer({
@@ -308,6 +311,7 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
     await new Promise((resolve) => setImmediate(resolve));
     for (const connection of server.connections) connection.close();
     await listenerClosed;
+    inboundAuth?.resolver.cancel();
     await ops?.close();
     // A pool ends when its queries have; with PostgreSQL hung that is up to a client timeout
     // later, so past the deadline the edge does not wait for it (the process exits anyway).

@@ -4,6 +4,7 @@ import { AttemptRef } from './attempt.ts';
 import { builder } from './builder.ts';
 import { DeadLetterRef } from './dead-letter.ts';
 import { recipientFilter, textFilter, uuidFilter } from './filter-arguments.ts';
+import { InboundAuthenticationRef, inboundAuthenticationOf } from './inbound-auth.ts';
 import { type KeysetStatements, keysetConnection, keysetStatements } from './pagination.ts';
 
 export { DELIVERY_STATUSES, type DeliveryStatus, isUuid };
@@ -120,6 +121,16 @@ DeliveryRef.implement({
     // Message content is not delivery metadata: reading a delivery (or sending one) does not let a
     // token read what the mail says. Only the subject is exposed; bodies and variables never are.
     subject: t.exposeString('subject', { nullable: true, authScopes: { scope: 'content:read' } }),
+    // A header of the stored message: content, like the subject (inbound-auth.ts).
+    inboundAuthentication: t.field({
+      type: InboundAuthenticationRef,
+      nullable: true,
+      authScopes: { scope: 'content:read' },
+      description:
+        'SPF, DKIM, DMARC and ARC of the received message this delivery relays, as the edge evaluated them. Null for deliveries of commands and when the edge checked nothing (MAIL_INBOUND_AUTH_POLICY=off). Needs `content:read`.',
+      resolve: async (delivery, _args, context) =>
+        delivery.messageId && isUuid(delivery.messageId) ? inboundAuthenticationOf(await context.loaders.inboundAuthOfMessage.load(delivery.messageId)) : null,
+    }),
     category: t.exposeString('category', { nullable: true }),
     envelopeFrom: t.exposeString('envelopeFrom'),
     rfcMessageId: t.exposeString('rfcMessageId', { description: 'The Message-ID, the same on every attempt.' }),

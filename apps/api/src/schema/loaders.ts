@@ -9,6 +9,7 @@ import DataLoader from 'dataloader';
 import type { AttemptRow } from './attempt.ts';
 import { type DeadLetterRow, withDeadLetterColumns } from './dead-letter.ts';
 import { type DeliveryRow, deliveriesById } from './delivery.ts';
+import { INBOUND_AUTH_OF_MESSAGES_SQL, type InboundAuthRow } from './inbound-auth.ts';
 
 const BATCH_ONLY = { cache: false } as const;
 
@@ -36,6 +37,8 @@ export interface Loaders {
   deadLetterOfDelivery: DataLoader<string, DeadLetterRow | null>;
   /** Keys must be UUIDs (isUuid): the cast would fail the whole batch otherwise. */
   deliveryById: DataLoader<string, DeliveryRow | null>;
+  /** A received message's inbound authentication, by message id (UUIDs). */
+  inboundAuthOfMessage: DataLoader<string, InboundAuthRow | null>;
 }
 
 /** Rows grouped under their key, in the order of `keys` (what DataLoader requires). */
@@ -60,5 +63,9 @@ export function createLoaders(db: Queryable): Loaders {
       return byKey(ids, rows, (row) => row.deliveryId).map((group) => group[0] ?? null);
     }, BATCH_ONLY),
     deliveryById: new DataLoader(async (ids) => byKey(ids, await deliveriesById(db, ids), (row) => row.id).map((group) => group[0] ?? null), BATCH_ONLY),
+    inboundAuthOfMessage: new DataLoader(async (ids) => {
+      const { rows } = await db.query<InboundAuthRow>(INBOUND_AUTH_OF_MESSAGES_SQL, [ids]);
+      return byKey(ids, rows, (row) => row.messageId).map((group) => group[0] ?? null);
+    }, BATCH_ONLY),
   };
 }

@@ -22,6 +22,8 @@ function message(id: string, bytes = 100): MessageToAccept {
     sizeBytes: bytes,
     raw: Buffer.alloc(bytes, 0x61),
     traceparent: null,
+    authResults: null,
+    authVerdicts: null,
   };
 }
 

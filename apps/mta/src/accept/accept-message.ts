@@ -14,6 +14,7 @@
 // entirely this waits as long as the hang lasts: a late truthful reply, never a 451 that is a lie.
 import { randomUUID } from 'node:crypto';
 import type { Logger, Pool, Queryable } from '@postern/shared';
+import type { AuthVerdicts } from '../auth/verdicts.ts';
 import { cancelBackend, isStatementRolledBack, settledOutcome } from './statement-outcome.ts';
 
 export interface MessageToAccept {
@@ -42,6 +43,10 @@ export interface MessageToAccept {
   /** The W3C trace context of the accept (stored with the message and each delivery: the engine's
    *  spans continue it), or null with tracing off. */
   traceparent: string | null;
+  /** Inbound SPF/DKIM/DMARC/ARC (src/auth/): the Authentication-Results value and the verdicts;
+   *  null with MAIL_INBOUND_AUTH_POLICY=off. */
+  authResults: string | null;
+  authVerdicts: AuthVerdicts | null;
 }
 
 export interface AcceptedMessage {
@@ -78,18 +83,23 @@ export class UndecidedAcceptError extends Error {
 // bytes travel as ONE bytea parameter, binary (the batch's payloads end to end, cut by offset and
 // length): a bytea[] would go as hex text, twice the bytes. The text is the same whatever the
 // batch size, so it is prepared once per connection. A new column of mail.messages is one more
-// array in `input` (and the INSERT) and one more column(...) at the same place in acceptValues().
+// array in `input` (and the INSERT) and one more column(...) at the same place in acceptValues()
+// (appended: $23 and $24 are the inbound authentication results).
 const ACCEPT_SQL = `
 WITH input AS (
   SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::inet[], $6::text[], $7::text[], $8::bool[],
-                       $9::text[], $10::text[], $11::text[], $12::bigint[], $13::text[], $14::text[], $15::int[], $16::int[])
+                       $9::text[], $10::text[], $11::text[], $12::bigint[], $13::text[], $14::text[], $15::int[], $16::int[],
+                       $23::text[], $24::jsonb[])
     AS u(id, envelope_from, to_first, to_last, client_address, client_hostname, helo, smtputf8,
-         message_id_header, subject, from_header, size_bytes, body_type, traceparent, raw_offset, raw_length)),
+         message_id_header, subject, from_header, size_bytes, body_type, traceparent, raw_offset, raw_length,
+         auth_results, auth_verdicts)),
 m AS (
   INSERT INTO mail.messages (id, envelope_from, envelope_to, client_address, client_hostname, helo, smtputf8,
-                             message_id_header, subject, from_header, size_bytes, body_type, traceparent)
+                             message_id_header, subject, from_header, size_bytes, body_type, traceparent,
+                             auth_results, auth_verdicts)
   SELECT i.id, i.envelope_from, ($17::text[])[i.to_first:i.to_last], i.client_address, i.client_hostname, i.helo, i.smtputf8,
-         i.message_id_header, i.subject, i.from_header, i.size_bytes, i.body_type, i.traceparent
+         i.message_id_header, i.subject, i.from_header, i.size_bytes, i.body_type, i.traceparent,
+         i.auth_results, i.auth_verdicts
     FROM input i
   RETURNING id),
 p AS (
@@ -164,6 +174,8 @@ export function acceptValues(batch: readonly PreparedAccept[]): unknown[] {
     deliveries.map((d) => d.messageId),
     deliveries.map((d) => d.recipient),
     deliveries.map((d) => d.rfc),
+    column((m) => m.authResults),
+    column((m) => (m.authVerdicts === null ? null : JSON.stringify(m.authVerdicts))),
   ];
 }
 

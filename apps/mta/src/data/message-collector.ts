@@ -78,6 +78,14 @@ export class MessageCollector extends Writable {
   }
 
   /**
+   * The chunks kept so far, not copied: for a reader that streams the message before it is taken
+   * (inbound authentication, src/auth/). Empty when nothing was kept.
+   */
+  keptChunks(): readonly Buffer[] {
+    return this.keeping ? this.chunks : [];
+  }
+
+  /**
    * The message as one buffer, `prefix` (the trace header) first: one copy, and the chunks are let
    * go at once. Empty when nothing was kept. The reservation stays claimed: the caller releases it
    * once the buffer is no longer needed (after the commit).

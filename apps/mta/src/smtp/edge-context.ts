@@ -4,6 +4,7 @@ import type { Logger } from '@postern/shared';
 import type { SMTPServerAddress, SMTPServerSession } from 'smtp-server';
 import type { LedgerOutcome } from '../accept/accept-ledger.ts';
 import type { MessageToAccept } from '../accept/accept-message.ts';
+import type { InboundAuthStep } from '../auth/at-data.ts';
 import type { DataMemoryBudget } from '../data/memory-budget.ts';
 import type { EdgeMetrics } from '../metrics.ts';
 import type { ClientLookupSlots } from '../recipients/client-lookup-slots.ts';
@@ -59,4 +60,6 @@ export interface EdgeContext {
   /** Sends a last reply outside the hook flow and closes the connection, so that nothing the
    *  client pipelined after it is read as a command (a DATA deadline, a smuggling attempt). */
   replyAndClose(session: SMTPServerSession, code: number, text: string): void;
+  /** SPF/DKIM/DMARC/ARC after DATA (MAIL_INBOUND_AUTH_POLICY; src/auth/); null: not checked. */
+  inboundAuth: InboundAuthStep | null;
 }

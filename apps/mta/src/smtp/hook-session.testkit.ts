@@ -63,6 +63,8 @@ export interface FakeEdgeOptions {
   srs?: EdgeContext['srs'];
   accept?: EdgeContext['accept'];
   dataMemoryBudget?: number;
+  /** Inbound authentication (src/auth/); default none, as with MAIL_INBOUND_AUTH_POLICY=off. */
+  inboundAuth?: EdgeContext['inboundAuth'];
 }
 
 export interface FakeEdge {
@@ -107,6 +109,7 @@ export function fakeEdge(options: FakeEdgeOptions = {}): FakeEdge {
     traces: new SessionTraces(),
     closeWithoutReply: (session) => closedWithoutReply.push(session.id),
     replyAndClose: (_session, code, text) => sentAndClosed.push(`${code} ${text}`),
+    inboundAuth: options.inboundAuth ?? null,
   };
   const metric = async (name: string) => {
     const found = await registry.getSingleMetric(name)?.get();

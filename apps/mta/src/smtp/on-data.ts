@@ -14,6 +14,7 @@ import { ATTR, inSpan, storableTextOrNull, traceparentOf } from '@postern/shared
 import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import { transactionFingerprint } from '../accept/accept-ledger.ts';
 import { newMessageId, UndecidedAcceptError } from '../accept/accept-message.ts';
+import { authenticateInbound } from '../auth/at-data.ts';
 import { countReceivedHeaders } from '../data/count-hops.ts';
 import type { MemoryReservation } from '../data/memory-budget.ts';
 import { MessageCollector } from '../data/message-collector.ts';
@@ -112,6 +113,15 @@ async function receiveWithin(
   const targets = expandTargets(recipients.map((recipient) => recipient.targets));
   const smtpUtf8 = session.envelope.smtpUtf8 === true;
   const bodyType = bodyTypeOf(session);
+  // Inbound SPF/DKIM/DMARC/ARC (src/auth/) on the bytes as kept, before anything is stored: enforce
+  // may refuse here; its Authentication-Results header goes on top of the trace header.
+  const auth = await authenticateInbound(
+    context.inboundAuth,
+    collector.keptChunks(),
+    { clientAddress: session.remoteAddress, helo: session.hostNameAppearsAs || null, envelopeFrom: envelopeFromAsReceived(session) },
+    context.logger,
+    session.id,
+  );
   // One id from here on: the trace header names the message by the id it is stored under and
   // answered with (a retry answered from the ledger gets the first accept's id, whose stored
   // header names it too).
@@ -129,8 +139,9 @@ async function receiveWithin(
     date: new Date(),
   });
   // What is stored: the trace header, then the bytes as received; one copy, the chunks let go.
-  const raw = collector.takeMessage(trace);
-  const data = raw.subarray(trace.length);
+  const prefix = auth ? Buffer.concat([Buffer.from(auth.header, 'utf8'), trace]) : trace;
+  const raw = collector.takeMessage(prefix);
+  const data = raw.subarray(prefix.length);
   // Counted on what the sender sent; our own trace header is not a hop it made.
   if (countReceivedHeaders(data) > context.limits.maxHops) throw tooManyHops(context.limits.maxHops);
   const facts = await parseHeaderFacts(data);
@@ -160,6 +171,8 @@ async function receiveWithin(
       sizeBytes: received.size,
       raw,
       traceparent: traceparentOf(span),
+      authResults: auth ? auth.value : null,
+      authVerdicts: auth ? auth.verdicts : null,
     });
     context.metrics.acceptDuration.observe({ outcome: stored.duplicate ? 'duplicate' : 'committed' }, performance.now() - started);
     span.setAttributes({ [ATTR.messageId]: stored.messageId, 'postern.bytes': received.size, 'postern.deliveries': stored.deliveryIds.length, 'postern.duplicate': stored.duplicate });

@@ -24,7 +24,10 @@ export type ReplyReason =
   | 'bare_line_ending'
   | 'storage_failed'
   | 'data_timeout'
-  | 'connection_lost';
+  | 'connection_lost'
+  // MAIL_INBOUND_AUTH_POLICY=enforce (src/auth/auth-replies.ts)
+  | 'dmarc_reject'
+  | 'auth_unsure';
 
 export class EdgeReply extends SmtpReplyError {
   readonly reason: ReplyReason;

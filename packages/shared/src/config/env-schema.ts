@@ -173,6 +173,14 @@ export const envSchema = z.object({
   // How long a committed message is remembered by its fingerprint, so that a sender's retry of
   // a message whose first reply it never saw gets the first queue id instead of a second copy.
   MAIL_MTA_DUPLICATE_WINDOW: duration('2h'),
+  // SPF, DKIM, DMARC and ARC of each message received (docs/mta.md, "Inbound authentication"):
+  // annotate records the verdicts (Authentication-Results: and mail.messages.auth_results); enforce
+  // also refuses a certain DMARC failure of a p=reject domain (550) and what it cannot decide (451);
+  // off checks nothing (like-for-like benchmarks against an MTA that checks nothing).
+  MAIL_INBOUND_AUTH_POLICY: z.enum(['annotate', 'enforce', 'off']).default('annotate'),
+  // The whole evaluation of one message (every DNS lookup and the body hash): past it each check
+  // not finished is a temperror.
+  MAIL_INBOUND_AUTH_TIMEOUT: duration('10s'),
   MAIL_MTA_TLS_CERT: z.string().min(1).optional(),
   MAIL_MTA_TLS_KEY: z.string().min(1).optional(),
 });

@@ -91,6 +91,8 @@ export interface PosternConfig {
     maxHops: number;
     duplicateWindowMs: number;
     tls: { certFile: string; keyFile: string } | null;
+    /** SPF, DKIM, DMARC and ARC at the edge (apps/mta/src/auth/). */
+    inboundAuth: { policy: Env['MAIL_INBOUND_AUTH_POLICY']; timeoutMs: number };
   };
 }
 
@@ -256,6 +258,7 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
         env.MAIL_MTA_TLS_CERT && env.MAIL_MTA_TLS_KEY
           ? { certFile: env.MAIL_MTA_TLS_CERT, keyFile: env.MAIL_MTA_TLS_KEY }
           : null,
+      inboundAuth: { policy: env.MAIL_INBOUND_AUTH_POLICY, timeoutMs: env.MAIL_INBOUND_AUTH_TIMEOUT },
     },
   };
 }

@@ -1,11 +1,11 @@
 // The one DNS resolver for everything mail-related (the MX routes and MTA-STS records of direct
-// delivery today; SPF, DKIM and DMARC lookups use it too when they come): one place that says which servers
+// delivery; the edge's SPF, DKIM, DMARC and ARC checks, apps/mta/src/auth/): one place that says which servers
 // are asked (MAIL_DNS_SERVERS, else the system's), how long an answer is kept, and which failures
 // are answers and which are not.
 // What is cached, and for how long (docs/core.md, "DNS"):
 // - A and AAAA: for the record's own TTL (Node's Resolver exposes it with { ttl: true }), at most
 //   MAX_TTL_MS; a TTL of 0 is not kept.
-// - MX and TXT: Node does not expose their TTL, so they are kept for UNTIMED_TTL_MS, a stand-in
+// - MX, TXT, CNAME and PTR: Node does not expose their TTL, so they are kept for UNTIMED_TTL_MS, a stand-in
 //   shorter than the hour most domains publish for them.
 // - "no such name" (NXDOMAIN) and "no record of this type" (NODATA) are answers too: kept for
 //   NEGATIVE_TTL_MS (the SOA minimum that should bound them is not exposed either).
@@ -27,9 +27,13 @@ export interface MailRecords {
   AAAA: string[];
   MX: MxRecord[];
   TXT: string[][];
+  /** DMARC's existence test of a name (RFC 9989 A.4) asks for its CNAME. */
+  CNAME: string[];
+  /** SPF's ptr mechanism and %{p} macro (RFC 7208 5.5). */
+  PTR: string[];
 }
 export type MailRecordType = keyof MailRecords;
-export const MAIL_RECORD_TYPES: readonly MailRecordType[] = ['A', 'AAAA', 'MX', 'TXT'];
+export const MAIL_RECORD_TYPES: readonly MailRecordType[] = ['A', 'AAAA', 'MX', 'TXT', 'CNAME', 'PTR'];
 
 export const MAX_TTL_MS = 60 * 60 * 1000;
 export const UNTIMED_TTL_MS = 5 * 60 * 1000;
@@ -87,6 +91,10 @@ function nodeQuery(resolver: dns.Resolver): DnsQuery {
         return { records: (await resolver.resolveMx(name)).map(({ exchange, priority }) => ({ exchange, priority })), ttlSeconds: null };
       case 'TXT':
         return { records: await resolver.resolveTxt(name), ttlSeconds: null };
+      case 'CNAME':
+        return { records: await resolver.resolveCname(name), ttlSeconds: null };
+      case 'PTR':
+        return { records: await resolver.resolvePtr(name), ttlSeconds: null };
     }
   };
 }

@@ -1,0 +1,138 @@
+// What the edge keeps of mailauth's answer: one verdict per method (and per DKIM signature), the
+// DMARC policy that applied, and the Authentication-Results header (RFC 8601) naming the edge.
+// Everything that comes from the message or the sender (domains, selectors, the sender's address,
+// mailauth's comments quoting them) goes through storableText: no CR/LF can end the header early,
+// no NUL or broken UTF-16 reaches PostgreSQL, and no entry grows past one line of a header.
+import { storableText } from '@postern/shared';
+import type { AuthenticateResult } from 'mailauth';
+
+export const AUTH_METHODS = ['spf', 'dkim', 'dmarc', 'arc'] as const;
+export type AuthMethod = (typeof AUTH_METHODS)[number];
+
+/** RFC 8601 result keywords (2.7), the ones mailauth gives for these four methods. */
+export const AUTH_VERDICTS = ['pass', 'fail', 'softfail', 'neutral', 'none', 'temperror', 'permerror', 'policy'] as const;
+export type AuthVerdict = (typeof AUTH_VERDICTS)[number];
+
+export type DmarcPolicy = 'none' | 'quarantine' | 'reject';
+
+export interface DkimVerdict {
+  result: AuthVerdict;
+  /** The signature's d= (null when the message has no signature). */
+  domain: string | null;
+}
+
+/** Stored as mail.messages.auth_verdicts (jsonb) and read by the enforce decision (decision.ts). */
+export interface AuthVerdicts {
+  spf: AuthVerdict;
+  /** One entry per DKIM-Signature, in the order of the header; [{none}] for none. */
+  dkim: DkimVerdict[];
+  dmarc: AuthVerdict;
+  /** The policy the DMARC record applies to this From domain (after sp/np and t=y), or null without one. */
+  dmarcPolicy: DmarcPolicy | null;
+  /** The From domain DMARC evaluated (header.from), or null. */
+  dmarcDomain: string | null;
+  arc: AuthVerdict;
+  /** Set when the evaluation did not finish by itself: its deadline passed, or mailauth threw. */
+  incomplete?: 'deadline' | 'error';
+}
+
+export interface InboundAuthResult {
+  verdicts: AuthVerdicts;
+  /** The header field as prepended to the stored message, CRLF-terminated. */
+  header: string;
+  /** The field's value (what follows "Authentication-Results: "), for mail.messages.auth_results. */
+  value: string;
+}
+
+/** One entry of the header, at most this long: well within a header line of 998 octets. */
+const MAX_ENTRY_CHARS = 900;
+const MAX_DOMAIN_CHARS = 255;
+const MAX_SIGNATURES_KEPT = 20;
+/** mailauth's lenient mode reports a body changed after signing as dkim=neutral with this comment;
+ *  it is a PERMFAIL (RFC 6376 6.1.3 step 3), which RFC 8601 2.7.1 reports as dkim=fail. (Its strict
+ *  mode does, but also refuses records with syntax slips that the lenient mode lets pass: for a
+ *  verdict that may refuse mail, the lenient reading is the safer one.) */
+const BODY_HASH_MISMATCH = 'body hash did not verify';
+
+function verdictOf(result: unknown): AuthVerdict {
+  // mailauth's older spelling of temperror (BIMI); anything unforeseen is not a pass.
+  if (result === 'temperr') return 'temperror';
+  return (AUTH_VERDICTS as readonly unknown[]).includes(result) ? (result as AuthVerdict) : 'permerror';
+}
+
+function domainOf(value: unknown): string | null {
+  return typeof value === 'string' && value !== '' ? storableText(value, { maxChars: MAX_DOMAIN_CHARS }) : null;
+}
+
+function policyOf(value: unknown): DmarcPolicy | null {
+  return value === 'none' || value === 'quarantine' || value === 'reject' ? value : null;
+}
+
+/** One method's entry of the header, on one line whatever the sender put into it. */
+function entry(text: string): string {
+  return storableText(text.replace(/\r\n[ \t]+/g, ' '), { maxChars: MAX_ENTRY_CHARS }).trim();
+}
+
+/** authserv-id (RFC 8601 2.5): the edge's name, as a token. */
+function authservId(hostname: string): string {
+  return hostname.replace(/[^\x21-\x7e]|[()<>@,;:\\"/[\]?=]/g, '?').slice(0, 255) || 'unknown';
+}
+
+export function authResultsHeader(hostname: string, entries: readonly string[]): { header: string; value: string } {
+  const value = `${authservId(hostname)};${entries.length === 0 ? ' none' : `\r\n\t${entries.join(';\r\n\t')}`}`;
+  return { value, header: `Authentication-Results: ${value}\r\n` };
+}
+
+/**
+ * The verdicts of a finished evaluation. `temporaryFailures` counts the lookups that failed without
+ * an answer: mailauth reports every ARC failure as arc=fail, one caused by DNS included, and a
+ * failure that may be DNS's is not a verdict on the chain.
+ */
+export function summarize(result: AuthenticateResult, hostname: string, temporaryFailures: number): InboundAuthResult {
+  const entries: string[] = [];
+  const signatures = (result.dkim?.results ?? []).slice(0, MAX_SIGNATURES_KEPT);
+  const dkim: DkimVerdict[] = [];
+  for (const signature of signatures) {
+    const bodyChanged = signature.status?.result === 'neutral' && signature.status.comment === BODY_HASH_MISMATCH;
+    dkim.push({ result: bodyChanged ? 'fail' : verdictOf(signature.status?.result), domain: domainOf(signature.signingDomain) });
+    if (typeof signature.info !== 'string') continue;
+    entries.push(entry(bodyChanged ? signature.info.replace(/^dkim=neutral\b/, 'dkim=fail') : signature.info));
+  }
+  if (dkim.length === 0) {
+    dkim.push({ result: 'none', domain: null });
+    entries.push('dkim=none');
+  }
+
+  const spf = result.spf ? verdictOf(result.spf.status?.result) : 'none';
+  if (result.spf && typeof result.spf.info === 'string') entries.push(entry(result.spf.info));
+
+  let arc: AuthVerdict = result.arc ? verdictOf(result.arc.status?.result) : 'none';
+  if (arc === 'fail' && temporaryFailures > 0) {
+    arc = 'temperror';
+    entries.push('arc=temperror (DNS failure)');
+  } else if (result.arc && typeof result.arc.info === 'string') entries.push(entry(result.arc.info));
+
+  const dmarc = result.dmarc ? verdictOf(result.dmarc.status?.result) : 'none';
+  if (result.dmarc && typeof result.dmarc.info === 'string') entries.push(entry(result.dmarc.info));
+  else if (!result.dmarc && result.dmarcSkipReason) entries.push(`dmarc=none (${entry(result.dmarcSkipReason)})`);
+  const dmarcPolicy = result.dmarc ? policyOf(result.dmarc.policy) : null;
+  const dmarcDomain = result.dmarc ? domainOf(result.dmarc.status?.header?.from) : null;
+
+  return { verdicts: { spf, dkim, dmarc, dmarcPolicy, dmarcDomain, arc }, ...authResultsHeader(hostname, entries) };
+}
+
+/** The verdicts when the evaluation gave nothing: every method unknown for now. */
+export function unknownVerdicts(hostname: string, why: 'deadline' | 'error'): InboundAuthResult {
+  const comment = why === 'deadline' ? 'evaluation deadline passed' : 'evaluation failed';
+  const verdicts: AuthVerdicts = {
+    spf: 'temperror',
+    dkim: [{ result: 'temperror', domain: null }],
+    dmarc: 'temperror',
+    dmarcPolicy: null,
+    dmarcDomain: null,
+    arc: 'temperror',
+    incomplete: why,
+  };
+  const entries = AUTH_METHODS.map((method) => `${method}=temperror (${comment})`);
+  return { verdicts, ...authResultsHeader(hostname, entries) };
+}
