@@ -88,4 +88,13 @@ export {
   TOKEN_PREFIX,
 } from './tokens/index.ts';
 export { ATTR } from './tracing/attributes.ts';
-export { contextOf, currentTraceparent, inSpan, isTraceparent, normalizedTraceparent, posternTracer, traceparentOf } from './tracing/trace-context.ts';
+export {
+  contextOf,
+  currentTraceparent,
+  inSpan,
+  isTraceparent,
+  normalizedTraceparent,
+  posternTracer,
+  traceparentOf,
+  tracingActive,
+} from './tracing/trace-context.ts';

@@ -7,10 +7,12 @@
 // a context still gets one trace per attempt. With tracing off (or the claim not sampled) the
 // deliveries pass through as they are.
 import { SpanKind } from '@opentelemetry/api';
-import { ATTR, type ClaimedDelivery, contextOf, posternTracer, traceparentOf } from '@postern/shared';
+import { ATTR, type ClaimedDelivery, contextOf, posternTracer, traceparentOf, tracingActive } from '@postern/shared';
 
 /** The claimed deliveries, each carrying its claim span's context as the one its attempt continues. */
 export function traceClaims(claimed: readonly ClaimedDelivery[], claim: { startedAt: number; endedAt: number; workerId: string }): ClaimedDelivery[] {
+  // Off, no span would record: the deliveries as they are, without a shell and its attributes each.
+  if (!tracingActive()) return [...claimed];
   const tracer = posternTracer();
   return claimed.map((delivery) => {
     const span = tracer.startSpan(

@@ -1,8 +1,8 @@
 // The trace context Postern stores and passes on, with no SDK started: what a process with tracing
 // off does with a traceparent it was given (passes it through) and one it was not (none).
-import { context, trace } from '@opentelemetry/api';
+import { context, INVALID_SPAN_CONTEXT, trace } from '@opentelemetry/api';
 import { describe, expect, it } from 'vitest';
-import { contextOf, currentTraceparent, inSpan, isTraceparent, normalizedTraceparent, traceparentOf } from './trace-context.ts';
+import { contextOf, currentTraceparent, inSpan, isTraceparent, normalizedTraceparent, traceparentOf, tracingActive } from './trace-context.ts';
 
 const stored = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
 
@@ -36,5 +36,31 @@ describe('traceparent', () => {
 
   it('a failure in a span is thrown on', async () => {
     await expect(inSpan('work', {}, async () => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
+  });
+
+  it('makes no span while no tracer provider is registered, and goes through the registered one once there is', async () => {
+    expect(tracingActive()).toBe(false);
+    const started: string[] = [];
+    const shell = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+    trace.setGlobalTracerProvider({
+      getTracer: () => ({
+        startSpan: (name) => {
+          started.push(name);
+          return shell;
+        },
+        startActiveSpan: ((name: string, _options: unknown, _parent: unknown, fn: (span: unknown) => unknown) => {
+          started.push(name);
+          return fn(shell);
+        }) as never,
+      }),
+    });
+    try {
+      expect(tracingActive()).toBe(true);
+      await inSpan('recorded work', {}, async () => 1);
+      expect(started).toEqual(['recorded work']);
+    } finally {
+      trace.disable();
+    }
+    expect(tracingActive()).toBe(false);
   });
 });

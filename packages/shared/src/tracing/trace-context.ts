@@ -12,7 +12,9 @@ import {
   type Context,
   context,
   defaultTextMapSetter,
+  INVALID_SPAN_CONTEXT,
   isSpanContextValid,
+  ProxyTracerProvider,
   ROOT_CONTEXT,
   type Span,
   type SpanOptions,
@@ -29,10 +31,23 @@ export function posternTracer(): Tracer {
   return trace.getTracer('postern');
 }
 
+/** Whether spans are recorded at all: a tracer provider is registered (the SDK, started by
+ *  process/start-tracing.ts, or a test's own). Without one every span is a no-op shell, and the hot
+ *  paths skip making them (the engine's claim and attempt spans cost measurably even as shells). */
+export function tracingActive(): boolean {
+  const provider = trace.getTracerProvider();
+  return !(provider instanceof ProxyTracerProvider) || provider.getDelegateTracer('postern') !== undefined;
+}
+
 /** Runs `work` in a new span of Postern's tracer, active for everything `work` awaits (the
  *  instrumented statements it runs become its children); a throw marks the span failed. The
  *  parent is the active span, or `parent` (a stored traceparent's context). */
 export function inSpan<T>(name: string, options: SpanOptions, work: (span: Span) => Promise<T>, parent: Context = context.active()): Promise<T> {
+  if (!tracingActive()) {
+    // What the no-op tracer would give, without making it: a shell carrying the parent's context,
+    // so a stored or received traceparent still passes through (traceparentOf).
+    return work(trace.wrapSpanContext(trace.getSpanContext(parent) ?? INVALID_SPAN_CONTEXT));
+  }
   return posternTracer().startActiveSpan(name, options, parent, async (span) => {
     try {
       return await work(span);
