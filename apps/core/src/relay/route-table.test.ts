@@ -62,6 +62,19 @@ describe('the route table cache', () => {
     expect(await t.routes.lookup('example.com')).toBe(relayA);
   });
 
+  it('a failed lookup of a domain read before answers with its last route, and asks again next time', async () => {
+    const t = table(relayA);
+    expect(await t.routes.lookup('example.com')).toBe(relayA);
+    t.set(new Error('connection terminated'));
+    t.advance(ROUTE_CACHE_MS);
+    expect(await t.routes.lookup('example.com')).toBe(relayA);
+    expect(await t.routes.lookup('example.com')).toBe(relayA);
+    expect(t.loads).toEqual(['example.com', 'example.com', 'example.com']);
+    await expect(t.routes.lookup('other.test')).rejects.toThrow('connection terminated');
+    t.set(relayB);
+    expect(await t.routes.lookup('example.com')).toBe(relayB);
+  });
+
   it('maxAgeMs 0 reads the table on every send', async () => {
     const loads: string[] = [];
     const routes = createRouteTable({

@@ -3,7 +3,10 @@
 // kept for at most ROUTE_CACHE_MS, so a route set, changed or deleted through the API takes effect
 // for every send that starts that long after the change, on every engine, without a restart. One
 // indexed query per recipient domain per ROUTE_CACHE_MS; concurrent sends to one domain share it.
-// A lookup that fails (PostgreSQL away) fails the send as temporary: mail is never sent by a route
+// A lookup that fails (PostgreSQL away) answers with the domain's last route this engine read, if
+// it read one: routes change only through PostgreSQL, so while it is away the last answer is still
+// the table (at most ROUTE_CACHE_MS behind), and sends already claimed go on as they did before
+// routes existed. A domain never read fails the send as temporary: mail is never sent by a route
 // the engine could not read, nor bounced for it.
 import type { RouteRule } from '@postern/shared';
 
@@ -28,18 +31,28 @@ export function createRouteTable(options: RouteTableOptions): RouteTable {
   const maxAgeMs = options.maxAgeMs ?? ROUTE_CACHE_MS;
   const now = options.now ?? (() => performance.now());
   const cache = new Map<string, { at: number; rule: Promise<RouteRule | null> }>();
+  /** The last answer the table gave for each domain, for when it cannot be read. */
+  const lastRead = new Map<string, RouteRule | null>();
   return {
     lookup(domain) {
       const at = now();
       const cached = cache.get(domain);
       if (cached && at - cached.at < maxAgeMs) return cached.rule;
       if (cache.size >= MAX_CACHED_DOMAINS) cache.clear();
-      const rule = options.load(domain);
+      if (lastRead.size >= MAX_CACHED_DOMAINS) lastRead.clear();
+      const rule: Promise<RouteRule | null> = options.load(domain).then(
+        (read) => {
+          lastRead.set(domain, read);
+          return read;
+        },
+        (error: unknown) => {
+          // A failed lookup is not remembered: the next send asks again.
+          if (cache.get(domain)?.rule === rule) cache.delete(domain);
+          if (lastRead.has(domain)) return lastRead.get(domain) ?? null;
+          throw error;
+        },
+      );
       cache.set(domain, { at, rule });
-      // A failed lookup is not remembered: the next send asks again.
-      rule.catch(() => {
-        if (cache.get(domain)?.rule === rule) cache.delete(domain);
-      });
       return rule;
     },
   };
