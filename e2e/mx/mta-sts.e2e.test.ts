@@ -120,6 +120,9 @@ beforeAll(async () => {
     MAIL_MTA_HOSTNAME: 'postern.sts.test',
     // Short: a refused delivery is dead-lettered after three attempts.
     MAIL_RETRY_LADDER: Array.from({ length: LADDER_STEPS }, () => '300ms').join(','),
+    // Every delivery on a connection of its own, so each one shows which hosts the policy passed
+    // over (a reused connection names only its host; reuse under a policy: site-shaping.test.ts).
+    MAIL_SHAPING_MESSAGES_PER_CONNECTION: '1',
   });
 }, 180_000);
 

@@ -44,9 +44,10 @@ function exportedMetricNames(): Set<string> {
   return names;
 }
 
-/** Metric names in PromQL text, histogram series reduced to the histogram's name. */
+/** Metric names in PromQL text, histogram series reduced to the histogram's name; YAML comments
+ *  (which may name a family, `mail_attempt_schedule_*`) are not references. */
 function referencedMetrics(text: string): Set<string> {
-  return new Set([...text.matchAll(/\b(mail_[a-z0-9_]+)/g)].map((match) => (match[1] as string).replace(/_(bucket|sum|count)$/, '')));
+  return new Set([...text.replace(/#.*$/gm, '').matchAll(/\b(mail_[a-z0-9_]+)/g)].map((match) => (match[1] as string).replace(/_(bucket|sum|count)$/, '')));
 }
 
 function missingMetrics(text: string): string[] {

@@ -169,6 +169,18 @@ describe('the Postern image, scaled out: two edges, two engines, the API', () =>
         ])
       ).rows.map((row) => row.id);
     const traffic = startTraffic({ cell, n, rcpt, redis: { client: topology.redisClient } }, { sender: { port: bothEdges(topology), concurrency: 4 }, paceMs: 5 });
+    // Statements the victim had sent before it was frozen still run in PostgreSQL (an outcome's
+    // commit finishes and marks its delivery sent); what it holds is read once none is running.
+    const victimAddress = (await docker('inspect', '--format', '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}', victim.container.getId()))
+      .trim()
+      .split(' ');
+    const statementsRunning = async () =>
+      (
+        await topology.pool.query<{ n: number }>(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'postern-core' AND state = 'active' AND host(client_addr) = ANY($1::text[])",
+          [victimAddress],
+        )
+      ).rows[0]?.n ?? 0;
     // Frozen (docker pause) the moment it is seen holding leases, so what it holds cannot change
     // before the kill; if it finished them in between, it is let go and watched again.
     const orphaned = await waitFor(
@@ -176,6 +188,7 @@ describe('the Postern image, scaled out: two edges, two engines, the API', () =>
       async () => {
         if ((await heldBy(victim)).length === 0) return [];
         await docker('pause', victim.container.getId());
+        await waitFor(`${victim.name}'s statements under way to end`, statementsRunning, (n) => n === 0, { timeoutMs: 15_000, intervalMs: 20 });
         const held = await heldBy(victim);
         if (held.length === 0) await docker('unpause', victim.container.getId());
         return held;
