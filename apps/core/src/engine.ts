@@ -102,12 +102,11 @@ export interface Engine {
 }
 
 /** SRS and ARC for forwarded mail (docs/core.md, "Forwarded mail: SRS and ARC"). */
-function forwarderFor(config: PosternConfig, pool: Pool, log: Logger): Forwarder {
+function forwarderFor(config: PosternConfig, pool: Pool, resolver: MailResolver, log: Logger): Forwarder {
   if (!config.srsSecret) {
     log.warn('MAIL_SRS_SECRET is not set: forwarded mail keeps its original envelope sender (SPF fails at receivers that check it)');
   }
   // Only the keys of an existing ARC chain's sealers are looked up, through the one mail resolver.
-  const resolver = createMailResolver({ servers: config.dns.servers, timeoutMs: dnsTimeoutMs(config.smtp.timeoutMs) });
   return createForwarder({
     srs: config.srsSecret ? createSrs(config.srsSecret) : null,
     sealer: createArcSealer({
@@ -124,16 +123,15 @@ function forwarderFor(config: PosternConfig, pool: Pool, log: Logger): Forwarder
 function createRelay(
   config: PosternConfig,
   log: Logger,
-  shared: { pool: Pool; registry: Registry; workerId: string },
+  shared: { pool: Pool; registry: Registry; workerId: string; resolver: MailResolver },
   routeCacheMs: number | undefined,
 ): Relay {
-  const { pool, registry } = shared;
+  const { pool, registry, resolver } = shared;
   const { smtp } = config;
   // smtp mode sends through MAIL_SMTP_ADDR; mx mode has no default relay, it delivers directly.
   const addr = smtp.mode === 'smtp' ? smtp.addr : undefined;
   if (smtp.mode === 'stub' || (smtp.mode === 'smtp' && !addr)) return createStubRelay();
   const direct = () => {
-    const resolver: MailResolver = createMailResolver({ servers: config.dns.servers, timeoutMs: dnsTimeoutMs(smtp.timeoutMs) });
     log.info({ dnsServers: resolver.servers, port: smtp.mxPort }, 'direct delivery to MX hosts');
     // A sites file that does not parse refuses the start, naming its line.
     const rules = loadSiteRules(config.shaping.sitesFile);
@@ -247,7 +245,9 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       log.warn('MAIL_REDIS_MASTER_ADDR is not set: stream intake is off');
     }
     const registry = deps.registry ?? createMetricsRegistry('core');
-    relay = deps.relay ?? createRelay(config, log, { pool, registry, workerId }, deps.routeCacheMs);
+    // One mail resolver (and so one DNS cache) for the MX routes, MTA-STS, site keys and ARC chains.
+    const resolver = createMailResolver({ servers: config.dns.servers, timeoutMs: dnsTimeoutMs(config.smtp.timeoutMs) });
+    relay = deps.relay ?? createRelay(config, log, { pool, registry, workerId, resolver }, deps.routeCacheMs);
     log.info({ relay: relay.name, mode: config.smtp.mode }, 'outbound relay');
 
     const loopsRef: { current: ReturnType<typeof startLoops> | null } = { current: null };
@@ -347,7 +347,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
         completions,
         relay,
         signer: createMessageSigner((domain) => loadSigningKey(pool, config.secretsKey, domain)),
-        forwarder: forwarderFor(config, pool, log),
+        forwarder: forwarderFor(config, pool, resolver, log),
         ...bounces,
         ladder,
         rules: defaultReplyRules(),
