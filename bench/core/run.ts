@@ -30,6 +30,7 @@ import { fileURLToPath } from 'node:url';
 import { createLogger, runMigrations } from '@postern/shared';
 import pg from 'pg';
 import { comparisonTable, record, type Variant, type Variants, variantsFromArgs } from '../compare/variants.ts';
+import { type AutoAnalyze, startAutoAnalyze } from '../postgres/auto-analyze.ts';
 import { enqueueDeliveries, fillHistory, statusesOf } from './deliveries.ts';
 import { type BenchEngineOptions, type EngineTree, engineDetail, loadEngineTree, sqlAloneLoop, startBenchEngine } from './engine-adapter.ts';
 import type { HostAnswer, HostRun } from './engine-host.ts';
@@ -162,11 +163,17 @@ async function main(): Promise<void> {
   const sink = needsSink ? await startSmtpSink(SINK_PORT) : null;
   const pool = new pg.Pool({ connectionString: postern.dsn, max: K + 4 });
   pool.on('error', () => {});
+  const analyzers: AutoAnalyze[] = [];
   try {
     await runMigrations({ dsn: postern.dsn, logger: createLogger('bench', 'warn') });
     const t = performance.now();
     await fillHistory(pool, ROWS);
     console.log(`# filled ${ROWS} finished deliveries in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+    // Both databases, so neither side runs on plans made while its tables were empty.
+    for (const dsn of [postern.dsn, graphile.dsn]) analyzers.push(await startAutoAnalyze(dsn));
+    if (analyzers.some((analyzer) => !analyzer.autovacuum)) {
+      console.log('# the server\'s autovacuum is off: the bench analyzes the tables it fills as autovacuum would (bench/postgres/auto-analyze.ts)');
+    }
 
     if (variants.comparing) {
       await compareBuilds(pool, sink);
@@ -215,6 +222,7 @@ async function main(): Promise<void> {
     }
   } finally {
     console.log(`\n# after: ${uptime()}`);
+    for (const analyzer of analyzers) await analyzer.stop();
     await pool.end();
     await sink?.stop();
     await variants.close();

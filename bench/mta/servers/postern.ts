@@ -14,6 +14,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { EDGE_NODE_FLAGS } from '../../../apps/mta/src/data/drained-memory.ts';
+import { type AutoAnalyze, startAutoAnalyze } from '../../postgres/auto-analyze.ts';
 import { ALIAS_COUNT, ALIAS_DOMAIN } from '../aliases.ts';
 import { type BenchServer, fileSystemOf, freePort, stopChild, waitForPort } from './server.ts';
 
@@ -71,6 +72,7 @@ export interface PosternBuild {
 export async function startPostern(build: PosternBuild = { name: 'postern', root: repoRoot, env: {} }): Promise<BenchServer> {
   const database = await createDatabase();
   let edge: ChildProcess | undefined;
+  let analyze: AutoAnalyze | undefined;
   try {
     const port = await freePort();
     const httpPort = await freePort();
@@ -99,6 +101,11 @@ export async function startPostern(build: PosternBuild = { name: 'postern', root
     if (child.stdout) createInterface({ input: child.stdout }).on('line', (line) => console.log(`[${build.name}] ${line}`));
     await waitForPort(port, build.name, () => child.exitCode === null);
     await loadAliases(database.dsn, build.name);
+    analyze = await startAutoAnalyze(database.dsn);
+    const analyzer = analyze;
+    if (!analyzer.autovacuum) {
+      console.log(`${build.name}: the server's autovacuum is off: the bench analyzes the tables it fills as autovacuum would (bench/postgres/auto-analyze.ts)`);
+    }
     const counter = new pg.Pool({ connectionString: database.dsn, max: 1 });
     // The DROP DATABASE at the end terminates its idle connection; a real problem fails the query.
     counter.on('error', () => {});
@@ -115,12 +122,14 @@ export async function startPostern(build: PosternBuild = { name: 'postern', root
       },
       async stop() {
         await stopChild(child);
+        await analyzer.stop();
         await counter.end();
         await database.drop();
       },
     };
   } catch (error) {
     if (edge) await stopChild(edge);
+    await analyze?.stop();
     await database.drop();
     throw error;
   }
