@@ -5,7 +5,7 @@
 import { startTracing } from '@postern/shared/start-tracing';
 
 const tracing = await startTracing('api');
-const { bootConfig, createPool, runMigrations, runService } = await import('@postern/shared');
+const { bootConfig, checkServerSettings, createPool, runMigrations, runService } = await import('@postern/shared');
 const { DEV_TOKEN_FLAG, mintDevToken } = await import('./dev-token.ts');
 const { startApi } = await import('./server.ts');
 
@@ -20,6 +20,7 @@ void runService({
   shutdownTimeoutMs: config.engine.shutdownTimeoutMs,
   async start() {
     await runMigrations({ dsn: config.postgres.dsn, logger });
+    await checkServerSettings({ dsn: config.postgres.dsn, logger });
     const api = await startApi(config, { logger, tracing: tracing.enabled });
     if (wantsDevToken) {
       if (config.env !== 'development') {

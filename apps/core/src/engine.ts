@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import {
   checkSecretsKey,
+  checkServerSettings,
   createDeliveryLifecycle,
   createMailResolver,
   createMetricsRegistry,
@@ -33,12 +34,12 @@ import {
   startOpsServer,
   type TemplateCatalog,
 } from '@postern/shared';
+import { createArcSealer } from './delivery/arc-seal.ts';
 import { DSN_TEMPLATE_ID } from './delivery/bounce.ts';
 import { defaultReplyRules } from './delivery/classify-reply.ts';
-import { createArcSealer } from './delivery/arc-seal.ts';
 import { createKeyReader, createMessageSigner } from './delivery/dkim-signer.ts';
-import { createForwarder, type Forwarder } from './delivery/forward-message.ts';
 import { lostLeaseEnding } from './delivery/fail-for-good.ts';
+import { createForwarder, type Forwarder } from './delivery/forward-message.ts';
 import { retryLadder } from './delivery/retry-ladder.ts';
 import { EngineEvents } from './engine-events.ts';
 import { internalRoutes } from './http/internal-routes.ts';
@@ -56,11 +57,11 @@ import { createMxRelay } from './relay/mx-relay.ts';
 import type { Relay } from './relay/relay.ts';
 import { createRouteTable } from './relay/route-table.ts';
 import { createRoutedRelay } from './relay/routed-relay.ts';
-import { createSmtpRelay } from './relay/smtp-relay.ts';
 import { createSiteMetrics } from './relay/site-metrics.ts';
 import { loadSiteRules, SITES_FILE } from './relay/site-rules.ts';
 import { createSiteShaping } from './relay/site-shaping.ts';
 import { createSiteStore } from './relay/site-store.ts';
+import { createSmtpRelay } from './relay/smtp-relay.ts';
 import { createStubRelay } from './relay/stub-relay.ts';
 import { traceClaims } from './tracing/claim-spans.ts';
 
@@ -229,7 +230,10 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
   let ops: OpsServer | null = null;
   const samplerRef: { current: ScheduleSampler | null } = { current: null };
   try {
-    if (deps.migrate) await runMigrations({ dsn: config.postgres.dsn, logger: log });
+    if (deps.migrate) {
+      await runMigrations({ dsn: config.postgres.dsn, logger: log });
+      await checkServerSettings({ dsn: config.postgres.dsn, logger: log });
+    }
     // A DKIM key this engine could not open would hold back its domain's mail: refuse to start.
     const dkimKeys = await checkSecretsKey(pool, config.secretsKey);
     if (dkimKeys > 0) log.info({ keys: dkimKeys }, 'DKIM keys open with MAIL_SECRETS_KEY');

@@ -5,7 +5,7 @@
 import { startTracing } from '@postern/shared/start-tracing';
 
 const tracing = await startTracing('mta');
-const { bootConfig, runMigrations, runService } = await import('@postern/shared');
+const { bootConfig, checkServerSettings, runMigrations, runService } = await import('@postern/shared');
 const { startEdge } = await import('./edge.ts');
 
 const { config, logger } = bootConfig('mta');
@@ -17,6 +17,7 @@ void runService({
   shutdownTimeoutMs: config.engine.shutdownTimeoutMs,
   async start() {
     await runMigrations({ dsn: config.postgres.dsn, logger });
+    await checkServerSettings({ dsn: config.postgres.dsn, logger });
     const edge = await startEdge(config, { logger });
     return { stop: () => edge.stop() };
   },
