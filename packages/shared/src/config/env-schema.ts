@@ -1,6 +1,7 @@
 // Every environment variable Postern reads, with its default. The names of the runbook (no-health-endpoints, docs/incidents.md)
 // are kept; variables Postern adds follow the same MAIL_ prefix. Documented in the README's
 // configuration table; keep the two in step.
+import os from 'node:os';
 import { z } from 'zod';
 import { InvalidAddressError, normalizeAddress } from '../addresses/normalize-address.ts';
 import { parseSecretsKey } from '../dkim/secrets-key.ts';
@@ -12,9 +13,10 @@ import {
   parseDuration,
   parseDurationList,
   parseListenAddress,
+  parsePositiveInteger,
+  parseProcessCount,
   parseRate,
   parseRedisEndpoint,
-  parsePositiveInteger,
 } from './parse-values.ts';
 
 function parsedBy<T>(parse: (text: string) => Parsed<T>) {
@@ -148,6 +150,10 @@ export const envSchema = z.object({
   MAIL_MTA_MAX_RECIPIENTS: count('100', 10_000),
   MAIL_MTA_LOOKUP_TIMEOUT: duration('2s'),
   MAIL_MTA_MAX_CLIENTS: count('200', 100_000),
+  // Edge processes on this machine, each with its own SMTP socket on MAIL_SMTP_LISTEN_ADDR
+  // (SO_REUSEPORT: the kernel spreads the connections); "auto": os.availableParallelism().
+  // 1 runs the edge in one process, as before; more forks workers under a primary (apps/mta/src/cluster/).
+  MAIL_MTA_PROCESSES: parsedBy((text) => parseProcessCount(text, os.availableParallelism())).prefault('1'),
   // How long the edge waits before its greeting to catch clients that talk first (early talkers:
   // 421 and closed). 0 greets at once; with a delay, a client network that passed once is greeted
   // at once for a day, as Postfix's postscreen remembers a passed pregreet test.

@@ -1,6 +1,8 @@
+import os from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../errors/config-error.ts';
 import { loadConfig, unknownMailVariables } from './load-config.ts';
+import { parseProcessCount } from './parse-values.ts';
 
 const minimal = { MAIL_POSTGRES_PRIMARY_DSN: 'postgres://u:p@127.0.0.1:5432/postern' };
 
@@ -156,5 +158,20 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ ...minimal, MAIL_SMTP_MODE: 'stub', MAIL_REDIS_MASTER_ADDR: 'sentinel://10.0.0.1:26379' }, 'core')).toThrow(/sentinel:\/\/host:port/);
     expect(() => loadConfig({ ...minimal, MAIL_SMTP_MODE: 'stub', MAIL_REDIS_MASTER_ADDR: 'sentinel://10.0.0.1/postern' }, 'core')).toThrow(/sentinel "10.0.0.1" is not host:port/);
     expect(() => loadConfig({ ...minimal, MAIL_SMTP_MODE: 'stub', MAIL_REDIS_MASTER_ADDR: 'r:6379', MAIL_REDIS_SENTINEL_PASSWORD: 'x' }, 'core')).toThrow(/MAIL_REDIS_SENTINEL_PASSWORD/);
+  });
+
+  it('runs the edge in one process unless MAIL_MTA_PROCESSES asks for more, or for "auto"', () => {
+    expect(loadConfig(minimal, 'mta').mta.processes).toBe(1);
+    expect(loadConfig({ ...minimal, MAIL_MTA_PROCESSES: '4' }, 'mta').mta.processes).toBe(4);
+    expect(loadConfig({ ...minimal, MAIL_MTA_PROCESSES: ' auto ' }, 'mta').mta.processes).toBe(os.availableParallelism());
+    expect(loadConfig({ ...minimal, MAIL_MTA_PROCESSES: 'AUTO' }, 'mta').mta.processes).toBe(os.availableParallelism());
+    expect(() => loadConfig({ ...minimal, MAIL_MTA_PROCESSES: '0' }, 'mta')).toThrow(/MAIL_MTA_PROCESSES: 0 is outside 1\.\.256/);
+    expect(() => loadConfig({ ...minimal, MAIL_MTA_PROCESSES: '-2' }, 'mta')).toThrow(/MAIL_MTA_PROCESSES: "-2" is neither a whole number of processes nor "auto"/);
+    expect(() => loadConfig({ ...minimal, MAIL_MTA_PROCESSES: '1.5' }, 'mta')).toThrow(/MAIL_MTA_PROCESSES: "1.5" is neither/);
+    expect(() => loadConfig({ ...minimal, MAIL_MTA_PROCESSES: 'all' }, 'mta')).toThrow(/MAIL_MTA_PROCESSES: "all" is neither/);
+    expect(() => loadConfig({ ...minimal, MAIL_MTA_PROCESSES: '257' }, 'mta')).toThrow(/MAIL_MTA_PROCESSES: 257 is outside/);
+    // "auto" never asks for more than the limit, nor for none.
+    expect(parseProcessCount('auto', 512)).toEqual({ ok: true, value: 256 });
+    expect(parseProcessCount('auto', 0)).toEqual({ ok: true, value: 1 });
   });
 });

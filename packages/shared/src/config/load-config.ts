@@ -78,6 +78,9 @@ export interface PosternConfig {
     maxRecipients: number;
     lookupTimeoutMs: number;
     maxClients: number;
+    /** Edge processes (MAIL_MTA_PROCESSES, "auto" resolved): 1 is one process, more a primary and
+     *  this many workers, each with every per-process limit below. */
+    processes: number;
     /** Wait before the greeting to catch early talkers; 0: greet at once. */
     greetingDelayMs: number;
     idleTimeoutMs: number;
@@ -243,6 +246,7 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
       maxRecipients: env.MAIL_MTA_MAX_RECIPIENTS,
       lookupTimeoutMs: env.MAIL_MTA_LOOKUP_TIMEOUT,
       maxClients: env.MAIL_MTA_MAX_CLIENTS,
+      processes: env.MAIL_MTA_PROCESSES,
       greetingDelayMs: env.MAIL_MTA_GREETING_DELAY,
       idleTimeoutMs: env.MAIL_MTA_IDLE_TIMEOUT,
       dataTimeoutMs: env.MAIL_MTA_DATA_TIMEOUT,

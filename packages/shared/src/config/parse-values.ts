@@ -79,6 +79,14 @@ export function parsePositiveInteger(text: string, max = Number.MAX_SAFE_INTEGER
   return { ok: true, value };
 }
 
+/** MAIL_MTA_PROCESSES: a count of processes, or "auto" for as many as Node says the machine can
+ *  run in parallel (os.availableParallelism(): the CPUs this process may use). */
+export function parseProcessCount(text: string, parallelism: number, max = 256): Parsed<number> {
+  if (text.trim().toLowerCase() === 'auto') return { ok: true, value: Math.max(1, Math.min(parallelism, max)) };
+  if (!/^\d+$/.test(text.trim())) return { ok: false, problem: `"${text}" is neither a whole number of processes nor "auto"` };
+  return parsePositiveInteger(text, max);
+}
+
 export function parseByteSize(text: string): Parsed<number> {
   const match = /^(\d+)\s*(b|kb|kib|mb|mib|gb|gib)?$/i.exec(text.trim());
   if (!match) return { ok: false, problem: `"${text}" is not a size (e.g. 25MiB, 1048576)` };
