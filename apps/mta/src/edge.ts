@@ -1,6 +1,6 @@
 // The SMTP edge as a value: startEdge() opens the PostgreSQL pools, the SMTP listener and (unless
 // told otherwise) the ops HTTP listener, and returns what it bound and how to stop it. main.ts
-// calls it once; tests call it as often as they like (two edges on one database: stale-alias-table).
+// calls it once (in each worker when MAIL_MTA_PROCESSES > 1: cluster/); tests call it as often as they like (two edges on one database: stale-alias-table).
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import {
@@ -17,8 +17,8 @@ import {
   startOpsServer,
 } from '@postern/shared';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
-import { AcceptLedger } from './accept/accept-ledger.ts';
 import { createAcceptBatcher } from './accept/accept-batcher.ts';
+import { AcceptLedger } from './accept/accept-ledger.ts';
 import { commitAccepts, prepareAccept, UndecidedAcceptError } from './accept/accept-message.ts';
 import { inboundAuthStep } from './auth/edge-wiring.ts';
 import { warnWithoutCollector } from './data/drained-memory.ts';
@@ -27,11 +27,11 @@ import { createEdgeMetrics } from './metrics.ts';
 import { ClientLookupSlots } from './recipients/client-lookup-slots.ts';
 import { srsRecipients } from './recipients/srs-recipient.ts';
 import type { EdgeContext, EdgeLimits } from './smtp/edge-context.ts';
+import { GreetingDelay } from './smtp/greeting-delay.ts';
 import { onClose, onConnect } from './smtp/on-connect.ts';
 import { onData } from './smtp/on-data.ts';
 import { onMailFrom } from './smtp/on-mail-from.ts';
 import { onRcptTo } from './smtp/on-rcpt-to.ts';
-import { GreetingDelay } from './smtp/greeting-delay.ts';
 import { ClientRateLimiter } from './smtp/rate-limiter.ts';
 import { shuttingDown } from './smtp/replies.ts';
 import { SessionTraces } from './smtp/session-trace.ts';
@@ -44,6 +44,10 @@ export interface EdgeDeps {
   registry?: Registry;
   /** Open the ops HTTP listener on config.http.mta (default true). */
   http?: boolean;
+  /** Listen with SO_REUSEPORT on a socket of this process's own (a cluster worker of
+   *  MAIL_MTA_PROCESSES: every worker binds the same address, the kernel spreads connections).
+   *  Default false: the address is this process's alone, a second listener gets EADDRINUSE. */
+  reusePort?: boolean;
 }
 
 export interface Edge {
@@ -258,7 +262,10 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
 
   await new Promise<void>((resolve, reject) => {
     server.server.once('error', reject);
-    server.listen(config.mta.listen.port, config.mta.listen.host, () => {
+    // smtp-server passes these to net.Server.listen. exclusive: a cluster worker binds the socket
+    // itself instead of sharing a handle the primary holds (the primary is not in the data path).
+    const { host, port } = config.mta.listen;
+    server.listen(deps.reusePort ? { host, port, reusePort: true, exclusive: true } : { host, port }, () => {
       server.server.off('error', reject);
       resolve();
     });

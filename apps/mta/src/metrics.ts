@@ -1,5 +1,8 @@
 // What operators watch on the edge: every RCPT outcome by reply, how long the live lookup takes,
 // what was accepted (messages, bytes, deliveries) and what was refused, and why.
+// With MAIL_MTA_PROCESSES > 1 the primary's /metrics sums the workers' registries (prom-client's
+// AggregatorRegistry): counters and histograms add up, and every gauge here says how it combines
+// (docs/mta.md, "Processes"): all of them are amounts a process holds, so they add up too.
 import { prometheus, type Registry } from '@postern/shared';
 
 export interface EdgeMetrics {
@@ -82,16 +85,19 @@ export function createEdgeMetrics(registry: Registry): EdgeMetrics {
     activeConnections: new prometheus.Gauge({
       name: 'mail_mta_connections_active',
       help: 'SMTP connections open now',
+      aggregator: 'sum', // Open in all the workers.
       registers,
     }),
     dataBytesInFlight: new prometheus.Gauge({
       name: 'mail_mta_data_bytes_in_flight',
       help: 'Bytes of DATA held in memory for messages not yet committed or refused',
+      aggregator: 'sum', // Held in all the workers.
       registers,
     }),
     dataMemoryBudget: new prometheus.Gauge({
       name: 'mail_mta_data_memory_budget_bytes',
       help: 'MAIL_MTA_DATA_MEMORY_BUDGET: past it a message gets 452 4.3.1',
+      aggregator: 'sum', // Each worker has the budget: the edge as a whole may hold N times it.
       registers,
     }),
     duplicatesAnswered: new prometheus.Counter({
@@ -117,6 +123,7 @@ export function createEdgeMetrics(registry: Registry): EdgeMetrics {
     acceptsUndecided: new prometheus.Gauge({
       name: 'mail_mta_accepts_in_flight',
       help: 'Accept statements sent and not decided yet (a value that stays up means PostgreSQL is not answering)',
+      aggregator: 'sum', // Out from all the workers.
       registers,
     }),
   };

@@ -1,7 +1,9 @@
 // The common life of a Postern process: start, serve, and on SIGTERM / SIGINT stop in order within
 // MAIL_SHUTDOWN_TIMEOUT. A second signal, or the deadline, forces the exit. When started by a parent
 // over IPC (npm start's orchestrator), losing the parent is treated as SIGTERM, so no orphan keeps
-// holding ports. The process's tracing (start-tracing.ts) is flushed last, so the spans of the
+// holding ports. A cluster worker (the edge's MAIL_MTA_PROCESSES) is stopped by its primary, which
+// owns the deadline: a signal that reaches it twice (a terminal's Ctrl-C goes to the whole process
+// group, and the primary forwards it too) is one request, not a reason to exit at once. The process's tracing (start-tracing.ts) is flushed last, so the spans of the
 // stop itself are exported too.
 import type { Logger } from 'pino';
 import type { Tracing } from './start-tracing.ts';
@@ -19,6 +21,10 @@ export interface RunServiceOptions {
   /** The process's tracing, as main.ts started it before anything else; default: off. */
   tracing?: Tracing;
   start(): Promise<RunningService>;
+  /** Forced exit this long after shutdownTimeoutMs (default 1 s); a primary waits for its workers first. */
+  deadlineMarginMs?: number;
+  /** A worker its parent stops: repeated stop requests are one, losing the parent is one. */
+  worker?: boolean;
 }
 
 /** Exports the spans still buffered, within a second: a collector that does not answer must not
@@ -61,6 +67,10 @@ export async function runService(options: RunServiceOptions): Promise<void> {
 
   let stopping = false;
   const shutdown = (reason: string) => {
+    if (stopping && options.worker) {
+      logger.debug({ reason }, 'already stopping');
+      return;
+    }
     if (stopping) {
       logger.warn({ reason }, 'second stop request: exiting now');
       process.exit(1);
@@ -70,7 +80,7 @@ export async function runService(options: RunServiceOptions): Promise<void> {
     const deadline = setTimeout(() => {
       logger.error({ timeoutMs: options.shutdownTimeoutMs }, 'shutdown deadline passed: exiting with work unfinished');
       process.exit(1);
-    }, options.shutdownTimeoutMs + 1_000);
+    }, options.shutdownTimeoutMs + (options.deadlineMarginMs ?? 1_000));
     deadline.unref();
     service.stop().then(
       async () => {
@@ -88,5 +98,9 @@ export async function runService(options: RunServiceOptions): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
-  if (process.send) process.on('disconnect', () => shutdown('parent process gone'));
+  if (process.send) {
+    // Gone while this process was starting: the 'disconnect' event has passed already.
+    if (!process.connected) shutdown('parent process gone');
+    else process.on('disconnect', () => shutdown('parent process gone'));
+  }
 }

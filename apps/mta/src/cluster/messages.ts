@@ -1,0 +1,19 @@
+// What the edge's primary and its workers (MAIL_MTA_PROCESSES > 1) tell each other over the
+// cluster's IPC channel, and how a worker learns which one it is. The stop itself is a signal
+// (SIGTERM), as for any Postern process (packages/shared/src/process/run-service.ts).
+
+/** A worker's SMTP listener is open: sent once, after startEdge resolved. */
+export interface WorkerListening {
+  type: 'postern:mta-worker-listening';
+  address: { host: string; port: number };
+}
+
+export const WORKER_LISTENING: WorkerListening['type'] = 'postern:mta-worker-listening';
+
+/** The worker's slot (1..N), in its environment: a restarted worker keeps its predecessor's number.
+ *  Not a MAIL_ variable: an operator does not set it (and bootConfig would call it a typo). */
+export const WORKER_INDEX_VARIABLE = 'POSTERN_MTA_WORKER';
+
+export function isWorkerListening(message: unknown): message is WorkerListening {
+  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === WORKER_LISTENING;
+}

@@ -1,0 +1,26 @@
+// One edge worker (MAIL_MTA_PROCESSES > 1): the whole edge (startEdge) on a socket of its own,
+// bound with SO_REUSEPORT beside its siblings' so the kernel spreads connections among them, with
+// no ops listener (the primary serves /healthz, /readyz and /metrics). It tells the primary when it
+// listens, and answers the primary's requests for its metrics (prom-client's cluster protocol).
+import { createMetricsRegistry, type Logger, type PosternConfig, prometheus, type RunningService } from '@postern/shared';
+import { startEdge } from '../edge.ts';
+import { WORKER_INDEX_VARIABLE, WORKER_LISTENING, type WorkerListening } from './messages.ts';
+
+/** This worker's slot, 1..N, as the primary numbered it (0 when not started by a primary). */
+export function workerIndex(env: NodeJS.ProcessEnv = process.env): number {
+  const index = Number(env[WORKER_INDEX_VARIABLE]);
+  return Number.isInteger(index) && index > 0 ? index : 0;
+}
+
+export async function startWorker(config: PosternConfig, logger: Logger): Promise<RunningService> {
+  // An AggregatorRegistry, created in a worker, makes it answer the primary's metrics requests, with
+  // the registries set here: the edge's, not prom-client's global one (empty in Postern). Before the
+  // edge starts, so that a request in the meantime is answered (with metrics not moving yet).
+  const registry = createMetricsRegistry('mta');
+  new prometheus.AggregatorRegistry();
+  prometheus.AggregatorRegistry.setRegistries([registry]);
+  const edge = await startEdge(config, { logger, registry, http: false, reusePort: true });
+  const listening: WorkerListening = { type: WORKER_LISTENING, address: edge.smtp };
+  process.send?.(listening);
+  return { stop: () => edge.stop() };
+}
