@@ -125,7 +125,9 @@ async function main(): Promise<void> {
   const names = servers.map((server) => server.name);
   console.log(`\nmessages/s (reject path: refused RCPTs/s), median of ${rounds} (range); load average now ${load()}\n`);
   console.log(rateTable(rates, names));
-  console.log('\nCPU of the server process per message in ms, median (range) — one-process servers only (Postfix is many processes):\n');
+  console.log(
+    '\nCPU per message in ms, median (range) — the server\'s process and its children (Postern: the primary and its workers); not for Postfix (many processes under its master):\n',
+  );
   const cpuNames = servers.filter((server) => server.pid !== undefined).map((server) => server.name);
   const cpuLines = [`| mode | ${cpuNames.join(' | ')} |`, `| --- | ${cpuNames.map(() => '---').join(' | ')} |`];
   for (const [mode, byServer] of cpuMs) {
@@ -144,7 +146,7 @@ async function main(): Promise<void> {
     const consistent = stored + duplicates === answered.get(server.name);
     const p99 = server.name === 'postern' ? summarize(rcpt.get('p99') ?? []) : null;
     console.log(
-      `\n${server.name}: answered 250 ${answered.get(server.name)} times: ${stored} messages stored + ${duplicates} byte-identical repeats answered as duplicates${consistent ? '' : ' (MISMATCH)'}; edge peak RSS ${peakRssMiB(server.pid ?? 0).toFixed(0)} MiB${p99 ? `; RCPT p99 under the Node client ${p99.median.toFixed(2)} ms (${p99.min.toFixed(2)}–${p99.max.toFixed(2)})` : ''}`,
+      `\n${server.name}: answered 250 ${answered.get(server.name)} times: ${stored} messages stored + ${duplicates} byte-identical repeats answered as duplicates${consistent ? '' : ' (MISMATCH)'}; edge peak RSS ${peakRssMiB(server.pid ?? 0).toFixed(0)} MiB (its processes' peaks summed)${p99 ? `; RCPT p99 under the Node client ${p99.median.toFixed(2)} ms (${p99.min.toFixed(2)}–${p99.max.toFixed(2)})` : ''}`,
     );
   }
   if (variants.comparing) {

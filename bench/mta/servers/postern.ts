@@ -2,7 +2,9 @@
 // of the machine's PostgreSQL (BENCH_POSTGRES_ADMIN_DSN, default the local server as user postgres)
 // holding the benchmark's aliases. Live RCPT lookups, 250 only after the commit (whatever fsync
 // and synchronous_commit that server has: printed). MAIL_* variables in the bench's environment
-// reach the edge (e.g. MAIL_POSTGRES_POOL_MAX, MAIL_MTA_GREETING_DELAY); BENCH_EDGE_NODE_FLAGS
+// reach the edge (e.g. MAIL_POSTGRES_POOL_MAX, MAIL_MTA_GREETING_DELAY); MAIL_MTA_PROCESSES is
+// `auto` unless set there (one worker per core, as Postfix uses every core; printed), and the CPU
+// per message is then the primary's and its workers' together (servers/server.ts); BENCH_EDGE_NODE_FLAGS
 // are node flags for it (e.g. --cpu-prof, docs/performance.md). Another build (a baseline, or this
 // one with tracing on: bench/compare/) is started the same way from its own tree, on a database of
 // its own that its own migrations create (the edge migrates at start; the aliases are loaded once
@@ -16,7 +18,7 @@ import pg from 'pg';
 import { EDGE_NODE_FLAGS } from '../../../apps/mta/src/data/drained-memory.ts';
 import { type AutoAnalyze, startAutoAnalyze } from '../../postgres/auto-analyze.ts';
 import { ALIAS_COUNT, ALIAS_DOMAIN } from '../aliases.ts';
-import { type BenchServer, fileSystemOf, freePort, stopChild, waitForPort } from './server.ts';
+import { type BenchServer, fileSystemOf, freePort, stopChild, waitForPort, waitForReady } from './server.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const adminDsn = process.env.BENCH_POSTGRES_ADMIN_DSN ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -77,6 +79,10 @@ export async function startPostern(build: PosternBuild = { name: 'postern', root
     const port = await freePort();
     const httpPort = await freePort();
     const passed = Object.fromEntries(Object.entries(process.env).filter(([name]) => name.startsWith('MAIL_')));
+    const processes = process.env.MAIL_MTA_PROCESSES ?? 'auto';
+    console.log(
+      `${build.name}: MAIL_MTA_PROCESSES=${processes} (${process.env.MAIL_MTA_PROCESSES ? 'from the environment' : "the bench's default"}; a build before it runs one process)`,
+    );
     const flags = process.env.BENCH_EDGE_NODE_FLAGS ? process.env.BENCH_EDGE_NODE_FLAGS.split(' ') : [];
     edge = spawn(process.execPath, [...EDGE_NODE_FLAGS, ...flags, 'apps/mta/src/main.ts'], {
       cwd: build.root,
@@ -90,6 +96,7 @@ export async function startPostern(build: PosternBuild = { name: 'postern', root
         // Like for like: Postfix and Haraka as configured here check no SPF, DKIM or DMARC either
         // (docs/performance.md). MAIL_INBOUND_AUTH_POLICY=annotate in the environment measures it.
         MAIL_INBOUND_AUTH_POLICY: 'off',
+        MAIL_MTA_PROCESSES: processes,
         ...passed,
         MAIL_POSTGRES_PRIMARY_DSN: database.dsn,
         MAIL_SMTP_LISTEN_ADDR: `127.0.0.1:${port}`,
@@ -100,6 +107,8 @@ export async function startPostern(build: PosternBuild = { name: 'postern', root
     const child = edge;
     if (child.stdout) createInterface({ input: child.stdout }).on('line', (line) => console.log(`[${build.name}] ${line}`));
     await waitForPort(port, build.name, () => child.exitCode === null);
+    // With workers, the port opens with the first of them: ready is when all of them listen.
+    await waitForReady(httpPort, build.name, () => child.exitCode === null);
     await loadAliases(database.dsn, build.name);
     analyze = await startAutoAnalyze(database.dsn);
     const analyzer = analyze;
