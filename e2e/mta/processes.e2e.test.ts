@@ -2,7 +2,8 @@
 // listen on the SMTP address with their own socket (SO_REUSEPORT). Shown against the real process:
 // both workers serve connections (the pid on each "connection opened" line), /metrics sums them, a
 // worker killed with SIGKILL is forked again while the other keeps answering, a second edge on the
-// same address fails its start, and SIGTERM stops everything — every 250 being a stored message.
+// same address fails its start, and SIGTERM (to the primary, or to all of them) stops everything —
+// every 250 being a stored message.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -247,6 +248,9 @@ describe('MAIL_MTA_PROCESSES=2', () => {
     const sessions = await Promise.all([0, 1, 2, 3, 4, 5].map(() => SmtpTestClient.connect(smtpPort)));
     for (const { client } of sessions) await client.command('EHLO client.outside.test');
     edge.child.kill('SIGTERM');
+    // As systemd's control-group kill (or a terminal's Ctrl-C) does, the workers get the signal
+    // too: with the primary's own, that is twice, and it must still be one orderly stop.
+    for (const pid of pids) process.kill(pid, 'SIGTERM');
     for (const { client } of sessions) {
       expect((await client.readReply(10_000)).raw).toBe('421 4.3.2 Service shutting down, try again later');
       await client.closed;
