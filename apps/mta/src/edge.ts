@@ -1,6 +1,7 @@
 // The SMTP edge as a value: startEdge() opens the PostgreSQL pools, the SMTP listener and (unless
 // told otherwise) the ops HTTP listener, and returns what it bound and how to stop it. main.ts
-// calls it once (in each worker when MAIL_MTA_PROCESSES > 1: cluster/); tests call it as often as they like (two edges on one database: stale-alias-table).
+// calls it once (in each worker when MAIL_MTA_PROCESSES > 1: cluster/); tests call it as often as
+// they like (two edges on one database: stale-alias-table).
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import {

@@ -3,8 +3,9 @@
 // over IPC (npm start's orchestrator), losing the parent is treated as SIGTERM, so no orphan keeps
 // holding ports. A cluster worker (the edge's MAIL_MTA_PROCESSES) is stopped by its primary, which
 // owns the deadline: a signal that reaches it twice (a terminal's Ctrl-C goes to the whole process
-// group, and the primary forwards it too) is one request, not a reason to exit at once. The process's tracing (start-tracing.ts) is flushed last, so the spans of the
-// stop itself are exported too.
+// group, and the primary forwards it too) is one request, not a reason to exit at once. The
+// process's tracing (start-tracing.ts) is flushed last, so the spans of the stop itself are
+// exported too.
 import type { Logger } from 'pino';
 import type { Tracing } from './start-tracing.ts';
 import { explainStartupFailure } from './startup-failure.ts';
@@ -23,7 +24,8 @@ export interface RunServiceOptions {
   start(): Promise<RunningService>;
   /** Forced exit this long after shutdownTimeoutMs (default 1 s); a primary waits for its workers first. */
   deadlineMarginMs?: number;
-  /** A worker its parent stops: repeated stop requests are one, losing the parent is one. */
+  /** A cluster worker, which its primary stops (and kills past its deadline): a repeated stop
+   *  request is the same request. (Losing the primary, Node's cluster exits the worker at once.) */
   worker?: boolean;
 }
 
