@@ -142,11 +142,11 @@ async function main(): Promise<void> {
     if (!server.stored) continue;
     // A byte-identical message to the same recipient is answered with the first one's queue id (a
     // sender's retry, not stored twice); the clients send none (aliases.ts), so none is expected.
-    const { stored, duplicates } = await server.stored();
+    const { stored, duplicates, acceptBatchMean } = await server.stored();
     const consistent = stored + duplicates === answered.get(server.name);
     const p99 = server.name === 'postern' ? summarize(rcpt.get('p99') ?? []) : null;
     console.log(
-      `\n${server.name}: answered 250 ${answered.get(server.name)} times: ${stored} messages stored + ${duplicates} byte-identical repeats answered as duplicates${consistent ? '' : ' (MISMATCH)'}; edge peak RSS ${peakRssMiB(server.pid ?? 0).toFixed(0)} MiB (its processes' peaks summed)${p99 ? `; RCPT p99 under the Node client ${p99.median.toFixed(2)} ms (${p99.min.toFixed(2)}–${p99.max.toFixed(2)})` : ''}`,
+      `\n${server.name}: answered 250 ${answered.get(server.name)} times: ${stored} messages stored + ${duplicates} byte-identical repeats answered as duplicates${consistent ? '' : ' (MISMATCH)'}; edge peak RSS ${peakRssMiB(server.pid ?? 0).toFixed(0)} MiB (its processes' peaks summed)${acceptBatchMean === undefined ? '' : `; ${acceptBatchMean.toFixed(2)} messages per accept statement on average`}${p99 ? `; RCPT p99 under the Node client ${p99.median.toFixed(2)} ms (${p99.min.toFixed(2)}–${p99.max.toFixed(2)})` : ''}`,
     );
   }
   if (variants.comparing) {

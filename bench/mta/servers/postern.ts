@@ -126,8 +126,12 @@ export async function startPostern(build: PosternBuild = { name: 'postern', root
       async stored() {
         const { rows } = await counter.query<{ n: number }>('SELECT count(*)::int AS n FROM mail.messages');
         const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
-        const duplicates = /^mail_mta_duplicate_accepts_total(?:\{[^}]*\})? (\d+)$/m.exec(metrics)?.[1];
-        return { stored: rows[0]?.n ?? 0, duplicates: Number(duplicates ?? Number.NaN) };
+        const sample = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+(?:\\.\\d+)?)$`, 'm').exec(metrics)?.[1] ?? Number.NaN);
+        return {
+          stored: rows[0]?.n ?? 0,
+          duplicates: sample('mail_mta_duplicate_accepts_total'),
+          acceptBatchMean: sample('mail_mta_accept_batch_messages_sum') / sample('mail_mta_accept_batch_messages_count'),
+        };
       },
       async stop() {
         await stopChild(child);

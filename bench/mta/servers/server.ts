@@ -18,8 +18,9 @@ export interface BenchServer {
   pid?: number;
   /** Messages the server has stored, and the 250s it gave for a byte-identical message it had
    *  just stored (a retry to it; Postern's duplicate window), when it can tell: checked against
-   *  the 250s the clients saw. */
-  stored?(): Promise<{ stored: number; duplicates: number }>;
+   *  the 250s the clients saw. Postern also says how many messages its accept statements held on
+   *  average (group commit: more concurrent sessions in one process, larger batches). */
+  stored?(): Promise<{ stored: number; duplicates: number; acceptBatchMean?: number }>;
   stop(): Promise<void>;
 }
 
