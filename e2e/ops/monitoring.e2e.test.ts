@@ -35,6 +35,7 @@ function exportedMetricNames(): Set<string> {
     'packages/shared/src/metrics/queue-gauges.ts',
     'apps/core/src/metrics.ts',
     'apps/mta/src/metrics.ts',
+    'apps/mta/src/cluster/primary.ts',
     'apps/api/src/http/operation-metrics.ts',
   ];
   for (const file of files) {
