@@ -2,6 +2,7 @@
 // bound with SO_REUSEPORT beside its siblings' so the kernel spreads connections among them, with
 // no ops listener (the primary serves /healthz, /readyz and /metrics). It tells the primary when it
 // listens, and answers the primary's requests for its metrics (prom-client's cluster protocol).
+import cluster from 'node:cluster';
 import { createMetricsRegistry, type Logger, type PosternConfig, prometheus, type RunningService } from '@postern/shared';
 import { startEdge } from '../edge.ts';
 import { WORKER_INDEX_VARIABLE, WORKER_LISTENING, type WorkerListening } from './messages.ts';
@@ -13,6 +14,10 @@ export function workerIndex(env: NodeJS.ProcessEnv = process.env): number {
 }
 
 export async function startWorker(config: PosternConfig, logger: Logger): Promise<RunningService> {
+  // A message to a primary that is gone (killed while this worker started, or while it answered a
+  // metrics request) fails with EPIPE, emitted on the worker: not a crash with a stack trace. Node's
+  // cluster exits the worker itself when the channel closes.
+  cluster.worker?.on('error', (error) => logger.warn({ err: error }, 'IPC with the primary failed'));
   // An AggregatorRegistry, created in a worker, makes it answer the primary's metrics requests, with
   // the registries set here: the edge's, not prom-client's global one (empty in Postern). Before the
   // edge starts, so that a request in the meantime is answered (with metrics not moving yet).
