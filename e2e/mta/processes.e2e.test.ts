@@ -35,7 +35,7 @@ interface LogLine {
 
 const spawned: EdgeProcess[] = [];
 
-function spawnEdge(dsn: string, smtpAddr: string): EdgeProcess {
+function spawnEdge(dsn: string, smtpAddr: string, shutdownTimeout = '5s'): EdgeProcess {
   const child = spawn(process.execPath, [...EDGE_NODE_FLAGS, 'apps/mta/src/main.ts'], {
     cwd: repoRoot,
     env: {
@@ -45,7 +45,7 @@ function spawnEdge(dsn: string, smtpAddr: string): EdgeProcess {
       MAIL_MTA_HTTP_ADDR: '127.0.0.1:0',
       MAIL_MTA_HOSTNAME: 'mx.postern.test',
       MAIL_MTA_PROCESSES: '2',
-      MAIL_SHUTDOWN_TIMEOUT: '5s',
+      MAIL_SHUTDOWN_TIMEOUT: shutdownTimeout,
       // "connection opened" is a debug line: it carries the pid of the worker that took the connection.
       MAIL_LOG_LEVEL: 'debug',
       MAIL_LOG_FORMAT: 'json',
@@ -54,7 +54,8 @@ function spawnEdge(dsn: string, smtpAddr: string): EdgeProcess {
   });
   const edge: EdgeProcess = { child, lines: [], exited: { done: false, code: null, signal: null } };
   spawned.push(edge);
-  child.on('exit', (code, signal) => Object.assign(edge.exited, { done: true, code, signal }));
+  // 'close': exited, and every line of it and of its workers (the same pipes) read.
+  child.on('close', (code, signal) => Object.assign(edge.exited, { done: true, code, signal }));
   for (const stream of [child.stdout, child.stderr]) {
     if (stream) createInterface({ input: stream }).on('line', (line) => edge.lines.push(line));
   }
@@ -135,7 +136,8 @@ beforeAll(async () => {
     () => {
       if (edge.exited.done) throw new Error(`exited early: ${edge.lines.join('\n')}`);
       httpPort = portIn(parsed(edge, 'HTTP listener open')[0]);
-      return httpPort > 0 && parsed(edge, 'edge workers listening').length === 1;
+      // (A worker's log line may come through the pipe after the primary's, which its IPC message caused.)
+      return httpPort > 0 && parsed(edge, 'edge workers listening').length === 1 && parsed(edge, 'SMTP listener open').length === 2;
     },
     Boolean,
     { timeoutMs: 30_000 },
@@ -262,5 +264,30 @@ describe('MAIL_MTA_PROCESSES=2', () => {
     expect(edge.lines.some((line) => line.includes('"mta stopped"'))).toBe(true);
     expect(accepted).toBeGreaterThan(24);
     expect(await storedMessages()).toBe(accepted);
+  });
+});
+
+describe('MAIL_MTA_PROCESSES=2, a worker that does not stop', () => {
+  it('is killed past MAIL_SHUTDOWN_TIMEOUT, and the primary exits 1 once every worker is gone', async () => {
+    const frozen = spawnEdge(db.dsn, '127.0.0.1:0', '1s');
+    await waitFor(
+      'the second edge to start',
+      () => {
+        if (frozen.exited.done) throw new Error(`exited early: ${frozen.lines.join('\n')}`);
+        return parsed(frozen, 'mta started').length === 1;
+      },
+      Boolean,
+      { timeoutMs: 30_000 },
+    );
+    const [stuck, other] = parsed(frozen, 'edge worker listening').map((line) => line.workerPid as number);
+    // A stopped process handles no signal but SIGKILL: a stand-in for a worker whose stop hangs.
+    process.kill(stuck as number, 'SIGSTOP');
+    frozen.child.kill('SIGTERM');
+    await waitFor('the primary to exit', () => frozen.exited.done, Boolean, { timeoutMs: 20_000 });
+    expect(frozen.exited).toMatchObject({ code: 1, signal: null });
+    expect(parsed(frozen, 'edge worker did not stop in time; killing it')).toEqual([expect.objectContaining({ workerPid: stuck })]);
+    expect(parsed(frozen, 'mta worker stopped').map((line) => line.pid)).toEqual([other]);
+    expect(parsed(frozen, 'edge worker exited unexpectedly; restarting it')).toEqual([]);
+    expect([stuck, other].every((pid) => isGone(pid as number))).toBe(true);
   });
 });
