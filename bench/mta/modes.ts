@@ -1,11 +1,13 @@
 // The load the edge benchmark puts on each server, the same clients for every server: Postfix's
 // smtp-source in three modes (2 KiB messages, one recipient each, aliases every server knows), the C
 // reject client (RCPT to an unknown address, 550), and the project's Node load client as an extra
-// figure (kept-open sessions, random aliases, RCPT latency). Each run answers how many messages
+// figure (kept-open sessions, random aliases, RCPT latency). During the -s 20 run a probe session
+// (rcpt-probe.ts, a process of its own) times RCPTs: the RCPT latency at that load. Each run answers how many messages
 // (or refusals) in how many seconds, and what went wrong if anything did.
 import { spawn } from 'node:child_process';
 import { ALIAS_COUNT, NUMBERED_RECIPIENT, randomRecipient, UNKNOWN_RECIPIENT } from './aliases.ts';
 import { percentile, runLoad } from './load-client.ts';
+import { startRcptProbe } from './rcpt-probe.ts';
 import type { BenchServer } from './servers/server.ts';
 import type { BenchTools } from './tools.ts';
 
@@ -70,7 +72,19 @@ export const MODES: Mode[] = [
     id: 'new',
     label: '-s 20, new connection per message',
     rejects: false,
-    run: (server, tools, scale) => smtpSource(tools, server, { sessions: SESSIONS, reuse: false, messages: Math.round(4000 * scale) }),
+    async run(server, tools, scale) {
+      // The issue's RCPT latency goal is set at this load: a probe session measures it meanwhile.
+      const probe = startRcptProbe(server.port);
+      const result = await smtpSource(tools, server, { sessions: SESSIONS, reuse: false, messages: Math.round(4000 * scale) });
+      const rcpt = await probe.stop();
+      const probeProblem = rcpt.problem ?? (rcpt.samples === 0 ? 'the RCPT probe took no sample' : null);
+      return {
+        ...result,
+        problem: result.problem ?? (probeProblem ? `RCPT probe: ${probeProblem}` : null),
+        rcptP50Ms: rcpt.p50Ms,
+        rcptP99Ms: rcpt.p99Ms,
+      };
+    },
   },
   {
     id: 'reuse',

@@ -23,7 +23,7 @@
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { comparisonTable, record, type Variants, variantsFromArgs } from '../compare/variants.ts';
-import { formatRate, rateTable, summarize } from './figures.ts';
+import { formatRate, latencyTable, rateTable, summarize } from './figures.ts';
 import { type Measured, MODES, warmUp } from './modes.ts';
 import { startHaraka } from './servers/haraka.ts';
 import { startPostern } from './servers/postern.ts';
@@ -95,7 +95,7 @@ async function main(): Promise<void> {
 
   const rates = new Map<string, Map<string, number[]>>();
   const cpuMs = new Map<string, Map<string, number[]>>();
-  const rcpt = new Map<string, number[]>();
+  const rcptP99 = new Map<string, Map<string, number[]>>();
   const problems: string[] = [];
   for (const mode of modes) {
     console.log(`\n${mode.label}`);
@@ -117,7 +117,7 @@ async function main(): Promise<void> {
         const rate = result.problem ? Number.NaN : result.count / result.seconds;
         byServer.set(server.name, [...(byServer.get(server.name) ?? []), rate]);
         cpuByServer.set(server.name, [...(cpuByServer.get(server.name) ?? []), ((cpuAfter - cpuBefore) * 1000) / result.count]);
-        if (server.name === 'postern' && result.rcptP99Ms !== undefined) rcpt.set('p99', [...(rcpt.get('p99') ?? []), result.rcptP99Ms]);
+        if (result.rcptP99Ms !== undefined && !result.problem) record(rcptP99, mode.label, server.name, result.rcptP99Ms);
       }
     }
   }
@@ -138,15 +138,18 @@ async function main(): Promise<void> {
     cpuLines.push(`| ${mode} | ${cells.join(' | ')} |`);
   }
   console.log(cpuLines.join('\n'));
+  if (rcptP99.size > 0) {
+    console.log('\nRCPT latency p99 in ms, median (range) over the rounds: a probe session during -s 20 (rcpt-probe.ts), the Node client\'s own sessions in its row:\n');
+    console.log(latencyTable(rcptP99, names));
+  }
   for (const server of servers) {
     if (!server.stored) continue;
     // A byte-identical message to the same recipient is answered with the first one's queue id (a
     // sender's retry, not stored twice); the clients send none (aliases.ts), so none is expected.
     const { stored, duplicates, acceptBatchMean } = await server.stored();
     const consistent = stored + duplicates === answered.get(server.name);
-    const p99 = server.name === 'postern' ? summarize(rcpt.get('p99') ?? []) : null;
     console.log(
-      `\n${server.name}: answered 250 ${answered.get(server.name)} times: ${stored} messages stored + ${duplicates} byte-identical repeats answered as duplicates${consistent ? '' : ' (MISMATCH)'}; edge peak RSS ${peakRssMiB(server.pid ?? 0).toFixed(0)} MiB (its processes' peaks summed)${acceptBatchMean === undefined ? '' : `; ${acceptBatchMean.toFixed(2)} messages per accept statement on average`}${p99 ? `; RCPT p99 under the Node client ${p99.median.toFixed(2)} ms (${p99.min.toFixed(2)}–${p99.max.toFixed(2)})` : ''}`,
+      `\n${server.name}: answered 250 ${answered.get(server.name)} times: ${stored} messages stored + ${duplicates} byte-identical repeats answered as duplicates${consistent ? '' : ' (MISMATCH)'}; edge peak RSS ${peakRssMiB(server.pid ?? 0).toFixed(0)} MiB (its processes' peaks summed)${acceptBatchMean === undefined ? '' : `; ${acceptBatchMean.toFixed(2)} messages per accept statement on average`}`,
     );
   }
   if (variants.comparing) {

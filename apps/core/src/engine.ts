@@ -41,6 +41,7 @@ import { createKeyReader, createMessageSigner } from './delivery/dkim-signer.ts'
 import { lostLeaseEnding } from './delivery/fail-for-good.ts';
 import { createForwarder, type Forwarder } from './delivery/forward-message.ts';
 import { retryLadder } from './delivery/retry-ladder.ts';
+import { type KeyLookup, SigningKeyCache } from './delivery/signing-key-cache.ts';
 import { EngineEvents } from './engine-events.ts';
 import { internalRoutes } from './http/internal-routes.ts';
 import { createStreamConsumer } from './intake/consume-stream.ts';
@@ -103,7 +104,7 @@ export interface Engine {
 }
 
 /** SRS and ARC for forwarded mail (docs/core.md, "Forwarded mail: SRS and ARC"). */
-function forwarderFor(config: PosternConfig, pool: Pool, resolver: MailResolver, log: Logger): Forwarder {
+function forwarderFor(config: PosternConfig, keyFor: KeyLookup, resolver: MailResolver, log: Logger): Forwarder {
   if (!config.srsSecret) {
     log.warn('MAIL_SRS_SECRET is not set: forwarded mail keeps its original envelope sender (SPF fails at receivers that check it)');
   }
@@ -114,7 +115,7 @@ function forwarderFor(config: PosternConfig, pool: Pool, resolver: MailResolver,
       authservId: config.mta.hostname ?? os.hostname(),
       resolver: (name) => resolver.resolve(name, 'TXT'),
     }),
-    keyFor: createKeyReader((domain) => loadSigningKey(pool, config.secretsKey, domain)),
+    keyFor: createKeyReader(keyFor),
   });
 }
 
@@ -277,10 +278,15 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       logger: log,
       events,
     });
+    // DKIM keys (signing, and ARC sealing of forwarded mail): read once per domain and kept until a
+    // claim shows mail.dkim_keys changed (signing-key-cache.ts).
+    const signingKeys = new SigningKeyCache();
+    const signingKeyFor = signingKeys.cached((domain) => loadSigningKey(pool, config.secretsKey, domain));
     const scheduler = createScheduler({
       claim: async (wanted) => {
         const startedAt = Date.now();
         const claimed = await lifecycle.claim(workerId, wanted, config.engine.leaseDurationMs);
+        if (claimed[0]) signingKeys.observe(claimed[0].dkim_keys_generation);
         // Live from the moment it is claimed: renewed, and never taken back by this engine's reclaim.
         for (const delivery of claimed) leases.hold({ id: delivery.id, attemptNumber: delivery.attempt_count });
         return claimed.length === 0 ? claimed : traceClaims(claimed, { startedAt, endedAt: Date.now(), workerId });
@@ -350,8 +356,8 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
         lifecycle,
         completions,
         relay,
-        signer: createMessageSigner((domain) => loadSigningKey(pool, config.secretsKey, domain)),
-        forwarder: forwarderFor(config, pool, resolver, log),
+        signer: createMessageSigner(signingKeyFor),
+        forwarder: forwarderFor(config, signingKeyFor, resolver, log),
         ...bounces,
         ladder,
         rules: defaultReplyRules(),

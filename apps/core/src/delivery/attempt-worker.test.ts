@@ -21,7 +21,7 @@ function accepted(fields: Partial<ClaimedDelivery> = {}): ClaimedDelivery {
     id: 'd1', source: 'smtp', payload_mode: 'relay', message_id: 'm1', template_id: null, template_locale: null, template_hash: null,
     template_variables: null, subject: null, text_body: null, html_body: null, category: null, recipient: 'bob@inbox.test',
     envelope_from: 'alice@outside.test', rfc_message_id: '<m1@outside.test>', attempt_count: 1, created_at: received,
-    suppressed_reason: null, smtputf8: null, body_type: null, traceparent: null, ...fields,
+    suppressed_reason: null, smtputf8: null, body_type: null, traceparent: null, dkim_keys_generation: '1', ...fields,
   };
 }
 

@@ -7,7 +7,8 @@
 // (OutboundMessage headerPrefix), so a 25 MiB message costs no second 25 MiB copy
 // (bench/core/dkim-sign-memory.ts). The slices end at a line break: the relaxed body hash copies a
 // line cut between two chunks into a new buffer, which for fixed-size slices is every chunk.
-// The key is read for every message; while PostgreSQL is away, the last answer for the domain is
+// The key comes through the engine's key cache (signing-key-cache.ts: read once per domain until a
+// claim shows the keys changed); while PostgreSQL is away, the last answer for the domain is
 // used. A key that exists but cannot be used (MAIL_SECRETS_KEY missing or wrong, a signing error) is
 // SigningUnavailable: the delivery waits and is retried with the reason recorded, never sent
 // unsigned behind the operator's back.
@@ -68,7 +69,7 @@ export function* lineSlices(raw: Buffer): Generator<Buffer> {
 
 export type KeyReader = (domain: string) => Promise<SigningKey | null>;
 
-/** The domain's active key, read each time; a key that cannot be opened is SigningUnavailable. */
+/** The domain's active key as `keyFor` gives it; a key that cannot be opened is SigningUnavailable. */
 export function createKeyReader(keyFor: KeyReader): KeyReader {
   // The last answer for each domain, used only while PostgreSQL cannot answer: the mail
   // needs nothing else from it to be sent, and an outage must not hold it back (dead-runner). No

@@ -1,7 +1,8 @@
-// What the engine signs with: the active key of a From domain, opened with MAIL_SECRETS_KEY. Read
-// from PostgreSQL on every signed message (one indexed row): a key created, rotated or retired
-// through the API signs, or stops signing, on the very next message of every engine, with no
-// cache to go stale.
+// What the engine signs with: the active key of a From domain, opened with MAIL_SECRETS_KEY. The
+// engine keeps what it read while mail.dkim_keys_generation (bumped by every write to the keys)
+// stays the same in its claims (apps/core/src/delivery/signing-key-cache.ts): a key created, rotated
+// or retired through the API signs, or stops signing, from the first delivery claimed after its
+// commit, on every engine.
 // checkSecretsKey() is the boot check of the API and the engine: when keys exist, MAIL_SECRETS_KEY
 // must be set and must open every one of them, so a missing or mistyped value stops the process at
 // start with a clear error, not at the first signature hours later.

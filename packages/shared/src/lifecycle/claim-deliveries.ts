@@ -4,7 +4,9 @@
 // is when any engine may take the row back (reclaim-expired-leases.ts). Two engines never claim
 // the same row: each skips the rows the other has locked. attempt_count is incremented here, so
 // the attempt about to start has a number before anything can go wrong.
-// The suppression list is read in the same statement (no extra round trip per delivery).
+// The suppression list is read in the same statement (no extra round trip per delivery), and so is
+// the DKIM keys' change counter, which tells the engine whether the keys it holds are still current
+// (apps/core/src/delivery/signing-key-cache.ts).
 import type { Queryable } from '../aliases/index.ts';
 import type { PayloadMode } from './statuses.ts';
 
@@ -34,6 +36,8 @@ export interface ClaimedDelivery {
   body_type: '7bit' | '8bitmime' | null;
   /** The trace the delivery continues (W3C traceparent, as stored at intake), or null. */
   traceparent: string | null;
+  /** mail.dkim_keys_generation as the claim saw it (a bigint, as text): the same in every row. */
+  dkim_keys_generation: string;
 }
 
 const CLAIM_SQL = `
@@ -54,7 +58,8 @@ RETURNING d.id, d.source, d.payload_mode, d.message_id, d.template_id, d.templat
           (SELECT s.reason FROM mail.suppressions s
             WHERE s.address = d.recipient AND (s.expires_at IS NULL OR s.expires_at > now())) AS suppressed_reason,
           (SELECT m.smtputf8 FROM mail.messages m WHERE m.id = d.message_id) AS smtputf8,
-          (SELECT m.body_type FROM mail.messages m WHERE m.id = d.message_id) AS body_type`;
+          (SELECT m.body_type FROM mail.messages m WHERE m.id = d.message_id) AS body_type,
+          (SELECT g.generation FROM mail.dkim_keys_generation g)::text AS dkim_keys_generation`;
 
 export async function claimDueDeliveries(db: Queryable, workerId: string, limit: number, leaseMs: number): Promise<ClaimedDelivery[]> {
   const { rows } = await db.query<ClaimedDelivery>({ name: 'postern_claim_deliveries', text: CLAIM_SQL, values: [workerId, limit, leaseMs] });

@@ -1,0 +1,127 @@
+// RCPT latency under another client's load: while smtp-source drives a server, this probe holds one
+// session of its own and, a few times per second, sends MAIL FROM, RCPT TO a random alias and RSET,
+// timing the RCPT from its write to its reply. It runs in a process of its own so that the figure is
+// the server's, not the event loop of the bench's own client (the Node load client's RCPT times
+// include its 20 busy sessions). Postfix and Haraka are probed the same way, for reference.
+//   startRcptProbe(port) in the bench;  node bench/mta/rcpt-probe.ts <port> <per second> as the child.
+import { type ChildProcess, spawn } from 'node:child_process';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { randomRecipient } from './aliases.ts';
+
+export interface ProbeResult {
+  samples: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** Replies other than 250 to MAIL/RCPT/RSET, or a broken session. */
+  problem: string | null;
+}
+
+const PER_SECOND = 50;
+
+export interface RcptProbe {
+  stop(): Promise<ProbeResult>;
+}
+
+/** Starts the probe against 127.0.0.1:port; stop() ends it and returns what it measured. */
+export function startRcptProbe(port: number, perSecond = PER_SECOND): RcptProbe {
+  const child: ChildProcess = spawn(process.execPath, [fileURLToPath(import.meta.url), String(port), String(perSecond)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  let output = '';
+  child.stdout?.setEncoding('utf8').on('data', (data: string) => {
+    output += data;
+  });
+  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  return {
+    async stop() {
+      // End of its stdin is the signal to stop and print.
+      child.stdin?.end();
+      await exited;
+      try {
+        // JSON has no NaN: a percentile of no samples comes back as null.
+        const parsed = JSON.parse(output) as { samples: number; p50Ms: number | null; p99Ms: number | null; problem: string | null };
+        return { ...parsed, p50Ms: parsed.p50Ms ?? Number.NaN, p99Ms: parsed.p99Ms ?? Number.NaN };
+      } catch {
+        return { samples: 0, p50Ms: Number.NaN, p99Ms: Number.NaN, problem: `probe printed no figures: ${output.slice(0, 200)}` };
+      }
+    },
+  };
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
+/** One SMTP session: send a line, resolve with the (last line of the) reply. */
+function session(port: number): Promise<{ command(line: string): Promise<string>; close(): void }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.setNoDelay(true);
+    let buffer = '';
+    let waiting: ((reply: string) => void) | null = null;
+    socket.setEncoding('utf8');
+    socket.on('data', (data: string) => {
+      buffer += data;
+      for (;;) {
+        const end = buffer.indexOf('\r\n');
+        if (end === -1) return;
+        const line = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        // A multi-line reply ends at its line with a space after the code.
+        if (line[3] === '-') continue;
+        const resolveReply = waiting;
+        waiting = null;
+        resolveReply?.(line);
+      }
+    });
+    socket.once('error', reject);
+    const api = {
+      command(line: string) {
+        return new Promise<string>((resolveReply) => {
+          waiting = resolveReply;
+          if (line) socket.write(`${line}\r\n`);
+        });
+      },
+      close: () => socket.destroy(),
+    };
+    waiting = () => resolve(api);
+  });
+}
+
+async function probe(port: number, perSecond: number): Promise<ProbeResult> {
+  let running = true;
+  process.stdin.on('end', () => {
+    running = false;
+  });
+  process.stdin.resume();
+  const smtp = await session(port);
+  const times: number[] = [];
+  let problem: string | null = null;
+  const ehlo = await smtp.command('EHLO probe.client.test');
+  if (!ehlo.startsWith('250')) problem = `EHLO: ${ehlo}`;
+  const gap = 1000 / perSecond;
+  while (running && problem === null) {
+    const next = performance.now() + gap;
+    const mail = await smtp.command('MAIL FROM:<probe@client.test>');
+    const started = performance.now();
+    const rcpt = await smtp.command(`RCPT TO:<${randomRecipient()}>`);
+    times.push(performance.now() - started);
+    const rset = await smtp.command('RSET');
+    if (!mail.startsWith('250') || !rcpt.startsWith('250') || !rset.startsWith('250')) problem = `replies: ${mail} / ${rcpt} / ${rset}`;
+    const wait = next - performance.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+  }
+  smtp.close();
+  const sorted = [...times].sort((a, b) => a - b);
+  return { samples: sorted.length, p50Ms: percentile(sorted, 50), p99Ms: percentile(sorted, 99), problem };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const [port, perSecond] = process.argv.slice(2).map(Number);
+  probe(port as number, perSecond || PER_SECOND).then(
+    (result) => process.stdout.write(JSON.stringify(result)),
+    (error: unknown) => process.stdout.write(JSON.stringify({ samples: 0, p50Ms: Number.NaN, p99Ms: Number.NaN, problem: String(error) })),
+  );
+}
