@@ -13,25 +13,26 @@ import {
   type PosternConfig,
   pingDatabase,
   type Registry,
-  resolveRecipient,
+  resolveRecipients,
   startOpsServer,
 } from '@postern/shared';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
-import { AcceptLedger } from './accept/accept-ledger.ts';
 import { createAcceptBatcher } from './accept/accept-batcher.ts';
+import { AcceptLedger } from './accept/accept-ledger.ts';
 import { commitAccepts, prepareAccept, UndecidedAcceptError } from './accept/accept-message.ts';
 import { inboundAuthStep } from './auth/edge-wiring.ts';
 import { warnWithoutCollector } from './data/drained-memory.ts';
 import { DataMemoryBudget } from './data/memory-budget.ts';
 import { createEdgeMetrics } from './metrics.ts';
 import { ClientLookupSlots } from './recipients/client-lookup-slots.ts';
+import { LookupBatcher } from './recipients/lookup-batcher.ts';
 import { srsRecipients } from './recipients/srs-recipient.ts';
 import type { EdgeContext, EdgeLimits } from './smtp/edge-context.ts';
+import { GreetingDelay } from './smtp/greeting-delay.ts';
 import { onClose, onConnect } from './smtp/on-connect.ts';
 import { onData } from './smtp/on-data.ts';
 import { onMailFrom } from './smtp/on-mail-from.ts';
 import { onRcptTo } from './smtp/on-rcpt-to.ts';
-import { GreetingDelay } from './smtp/greeting-delay.ts';
 import { ClientRateLimiter } from './smtp/rate-limiter.ts';
 import { shuttingDown } from './smtp/replies.ts';
 import { SessionTraces } from './smtp/session-trace.ts';
@@ -203,11 +204,13 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
     for (const connection of smtp?.connections ?? []) if (connection.session === session) return connection;
     return undefined;
   };
+  // RCPTs of the same event-loop turn share one lookup statement (recipients/lookup-batcher.ts).
+  const lookups = new LookupBatcher((addresses) => resolveRecipients(lookupPool, addresses));
   const context: EdgeContext = {
     limits,
     logger,
     metrics,
-    resolve: (address) => resolveRecipient(lookupPool, address),
+    resolve: (address) => lookups.resolve(address),
     srs: config.srsSecret ? srsRecipients(createSrs(config.srsSecret)) : null,
     accept: (fingerprint, message) => ledger.accept(fingerprint, () => batcher.accept(prepareAccept(limits.hostname, message))),
     rateLimiter: new ClientRateLimiter({ perMinute: limits.rateLimitPerMinute }),
