@@ -3,9 +3,15 @@
 // Node's internals, native frames such as the write syscalls, the garbage collector) and by
 // function, as shares of the time the process was not idle. With a message count, also CPU ms per
 // message. For the flame graph, open the same file in DevTools or `npx speedscope` (docs/performance.md).
+// Two questions self time alone does not answer:
+//   --callers REGEX  who calls the functions whose "name  file:line" matches: their self time by
+//                    stack of callers (what writes, what throws, what draws random bytes)
+//   --within REGEX   the share of busy time with a matching frame anywhere on the stack (a package's
+//                    whole cost, its callees in Node and native code included)
 //
-//   node bench/mta/profile-top.ts <file.cpuprofile> [messages] [top=25]
+//   node bench/mta/profile-top.ts <file.cpuprofile> [messages] [top=25] [--callers REGEX [--depth 8]] [--within REGEX]
 import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 
 interface ProfileNode {
   id: number;
@@ -18,8 +24,12 @@ interface Profile {
   timeDeltas: number[];
 }
 
-const [file, messagesArg, topArg] = process.argv.slice(2);
-if (!file) throw new Error('usage: node bench/mta/profile-top.ts <file.cpuprofile> [messages] [top]');
+const { values: options, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { callers: { type: 'string' }, depth: { type: 'string', default: '8' }, within: { type: 'string' } },
+});
+const [file, messagesArg, topArg] = positionals;
+if (!file) throw new Error('usage: node bench/mta/profile-top.ts <file.cpuprofile> [messages] [top] [--callers REGEX [--depth N]] [--within REGEX]');
 const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile;
 const messages = messagesArg ? Number(messagesArg) : Number.NaN;
 const top = Number(topArg ?? 25);
@@ -34,7 +44,19 @@ function place(url: string, functionName: string): string {
   return own ? `postern ${own[1]}/${own[2]}` : url;
 }
 
+/** `function  file:line`, the name the tables and the options use. */
+function frameName({ callFrame: { functionName, url, lineNumber } }: ProfileNode): string {
+  const source = url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*?\/(apps|packages)\//, '$1/');
+  return url ? `${functionName || '(anonymous)'}  ${source}:${lineNumber + 1}` : functionName || '(native, unnamed)';
+}
+
 const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
+const parents = new Map<number, number>();
+for (const node of profile.nodes) for (const child of node.children ?? []) parents.set(child, node.id);
+/** The frame and its callers, innermost first. */
+function* stack(id: number): Generator<ProfileNode> {
+  for (let at: number | undefined = id; at !== undefined; at = parents.get(at)) yield nodes.get(at) as ProfileNode;
+}
 const selfMicros = new Map<number, number>();
 profile.samples.forEach((id, index) => {
   selfMicros.set(id, (selfMicros.get(id) ?? 0) + (profile.timeDeltas[index] ?? 0));
@@ -44,7 +66,7 @@ const byFunction = new Map<string, number>();
 let total = 0;
 let idle = 0;
 for (const [id, micros] of selfMicros) {
-  const { functionName, url, lineNumber } = (nodes.get(id) as ProfileNode).callFrame;
+  const { functionName, url } = (nodes.get(id) as ProfileNode).callFrame;
   total += micros;
   if (functionName === '(idle)') {
     idle += micros;
@@ -52,8 +74,7 @@ for (const [id, micros] of selfMicros) {
   }
   const where = place(url, functionName);
   byPlace.set(where, (byPlace.get(where) ?? 0) + micros);
-  const source = url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*?\/(apps|packages)\//, '$1/');
-  const name = url ? `${functionName || '(anonymous)'}  ${source}:${lineNumber + 1}` : functionName || '(native, unnamed)';
+  const name = frameName(nodes.get(id) as ProfileNode);
   byFunction.set(name, (byFunction.get(name) ?? 0) + micros);
 }
 const busy = total - idle;
@@ -72,3 +93,30 @@ console.log(
 );
 table('self time by place (share of busy time)', byPlace);
 table('self time by function (share of busy time)', byFunction);
+
+if (options.callers) {
+  const pattern = new RegExp(options.callers);
+  const depth = Number(options.depth);
+  const chains = new Map<string, number>();
+  for (const [id, micros] of selfMicros) {
+    if (!pattern.test(frameName(nodes.get(id) as ProfileNode))) continue;
+    const chain = [...stack(id)].slice(0, depth).map(frameName).join('\n           <- ');
+    chains.set(chain, (chains.get(chain) ?? 0) + micros);
+  }
+  table(`self time of /${options.callers}/ by callers (share of busy time)`, chains);
+}
+if (options.within) {
+  const pattern = new RegExp(options.within);
+  let within = 0;
+  for (const [id, micros] of selfMicros) {
+    if ((nodes.get(id) as ProfileNode).callFrame.functionName === '(idle)') continue;
+    for (const node of stack(id)) {
+      if (pattern.test(frameName(node)) || pattern.test(node.callFrame.url)) {
+        within += micros;
+        break;
+      }
+    }
+  }
+  const perMessage = Number.isFinite(messages) ? `, ${(within / 1000 / messages).toFixed(3)} ms/msg` : '';
+  console.log(`\n/${options.within}/ anywhere on the stack: ${((100 * within) / busy).toFixed(1)} % of busy time${perMessage}`);
+}

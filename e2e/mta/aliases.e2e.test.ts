@@ -9,11 +9,12 @@ import {
   deleteAlias,
   deleteDomain,
   getAlias,
+  normalizeAddress,
   resolveRecipient,
+  resolveRecipients,
   setAliasEnabled,
   setAliasTargets,
   setDomainEnabled,
-  normalizeAddress,
 } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
@@ -77,6 +78,35 @@ describe('shared alias code', () => {
     await setDomainEnabled(db.pool, 'edit.test', false);
     expect(await resolve('anyone@edit.test')).toEqual({ status: 'not_local' });
     expect(await deleteDomain(db.pool, 'edit.test')).toBe(true);
+  });
+
+  // The edge sends the RCPTs of one event-loop turn in one statement (apps/mta/src/recipients/
+  // lookup-batcher.ts): it must answer each address exactly as the one-address statement does.
+  it('resolves several addresses in one statement exactly as one at a time, in order, repeats included', async () => {
+    await createDomain(db.pool, 'many.test');
+    await createDomain(db.pool, 'many-off.test');
+    await createDomain(db.pool, 'many-all.test');
+    await createAlias(db.pool, { domain: 'many.test', localPart: 'list', kind: 'list', targets: ['b@t.test', 'a@t.test'] });
+    const off = await createAlias(db.pool, { domain: 'many.test', localPart: 'off', kind: 'forward', targets: ['o@t.test'] });
+    await setAliasEnabled(db.pool, { id: off.id }, false);
+    const empty = await createAlias(db.pool, { domain: 'many.test', localPart: 'empty', kind: 'forward', targets: ['e@t.test'] });
+    await db.pool.query('DELETE FROM mail.alias_targets WHERE alias_id = $1', [empty.id]);
+    await createAlias(db.pool, { domain: 'many-all.test', localPart: null, kind: 'forward', targets: ['all@t.test'] });
+    const offAll = await createAlias(db.pool, { domain: 'many-all.test', localPart: 'off', kind: 'forward', targets: ['x@t.test'] });
+    await setAliasEnabled(db.pool, { id: offAll.id }, false);
+    await createAlias(db.pool, { domain: 'many-off.test', localPart: 'desk', kind: 'forward', targets: ['d@t.test'] });
+    await setDomainEnabled(db.pool, 'many-off.test', false);
+    const addresses = [
+      'list@many.test', 'off@many.test', 'empty@many.test', 'nobody@many.test', 'anyone@many-all.test', 'off@many-all.test',
+      'desk@many-off.test', 'x@nowhere.test', 'list@many.test', 'LIST@Many.Test',
+    ].map(normalizeAddress);
+    const one = await Promise.all(addresses.map((address) => resolveRecipient(db.pool, address)));
+    expect(one.map((resolution) => resolution.status)).toEqual([
+      'accepted', 'alias_disabled', 'no_targets', 'no_such_alias', 'accepted', 'alias_disabled', 'not_local', 'not_local', 'accepted', 'accepted',
+    ]);
+    expect(await resolveRecipients(db.pool, addresses)).toEqual(one);
+    expect(await resolveRecipients(db.pool, addresses.slice().reverse())).toEqual(one.slice().reverse());
+    expect(await resolveRecipients(db.pool, addresses.slice(3, 4))).toEqual(one.slice(3, 4));
   });
 
   // No cache stands between the tables and a RCPT, so nothing has to be told of a change: whoever

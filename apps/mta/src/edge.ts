@@ -14,7 +14,7 @@ import {
   type PosternConfig,
   pingDatabase,
   type Registry,
-  resolveRecipient,
+  resolveRecipients,
   startOpsServer,
 } from '@postern/shared';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
@@ -26,6 +26,7 @@ import { warnWithoutCollector } from './data/drained-memory.ts';
 import { DataMemoryBudget } from './data/memory-budget.ts';
 import { createEdgeMetrics } from './metrics.ts';
 import { ClientLookupSlots } from './recipients/client-lookup-slots.ts';
+import { LookupBatcher } from './recipients/lookup-batcher.ts';
 import { srsRecipients } from './recipients/srs-recipient.ts';
 import type { EdgeContext, EdgeLimits } from './smtp/edge-context.ts';
 import { GreetingDelay } from './smtp/greeting-delay.ts';
@@ -208,11 +209,13 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
     for (const connection of smtp?.connections ?? []) if (connection.session === session) return connection;
     return undefined;
   };
+  // RCPTs of the same event-loop turn share one lookup statement (recipients/lookup-batcher.ts).
+  const lookups = new LookupBatcher((addresses) => resolveRecipients(lookupPool, addresses));
   const context: EdgeContext = {
     limits,
     logger,
     metrics,
-    resolve: (address) => resolveRecipient(lookupPool, address),
+    resolve: (address) => lookups.resolve(address),
     srs: config.srsSecret ? srsRecipients(createSrs(config.srsSecret)) : null,
     accept: (fingerprint, message) => ledger.accept(fingerprint, () => batcher.accept(prepareAccept(limits.hostname, message))),
     rateLimiter: new ClientRateLimiter({ perMinute: limits.rateLimitPerMinute }),

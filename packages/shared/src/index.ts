@@ -21,6 +21,7 @@ export {
   type Queryable,
   type RecipientResolution,
   resolveRecipient,
+  resolveRecipients,
   setAliasEnabled,
   setAliasTargets,
   setDomainEnabled,
@@ -39,8 +40,8 @@ export {
 } from './config/parse-values.ts';
 export { describeDbError, isRetryableDbError, isTransientDbError } from './db/db-errors.ts';
 export { MIGRATIONS_DIR, type MigrateOptions, type MigrationResult, runMigrations } from './db/migrate.ts';
-export { checkServerSettings } from './db/server-settings.ts';
 export { createPool, type Pool, type PoolClient, type PoolOptions, pingDatabase, withTransaction } from './db/pool.ts';
+export { checkServerSettings } from './db/server-settings.ts';
 export { fillMark } from './db/sql-marks.ts';
 export * from './dkim/index.ts';
 export * from './dns/index.ts';

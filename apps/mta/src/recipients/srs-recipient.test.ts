@@ -3,7 +3,7 @@
 // the domain's to route; a failed lookup stays 451; and without MAIL_SRS_SECRET nothing is decoded.
 import { createSrs } from '@postern/shared';
 import { describe, expect, it } from 'vitest';
-import { FakeSession, fakeEdge, type FakeEdgeOptions } from '../smtp/hook-session.testkit.ts';
+import { type FakeEdgeOptions, FakeSession, fakeEdge } from '../smtp/hook-session.testkit.ts';
 import { srsRecipients } from './srs-recipient.ts';
 
 const DAY_MS = 86_400_000;

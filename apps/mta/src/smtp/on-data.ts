@@ -144,7 +144,7 @@ async function receiveWithin(
   const data = raw.subarray(prefix.length);
   // Counted on what the sender sent; our own trace header is not a hop it made.
   if (countReceivedHeaders(data) > context.limits.maxHops) throw tooManyHops(context.limits.maxHops);
-  const facts = await parseHeaderFacts(data);
+  const facts = parseHeaderFacts(data);
   const envelopeFrom = envelopeFromAsReceived(session);
   const fingerprint = transactionFingerprint({ envelopeFrom, envelopeTo, smtpUtf8, bodyType, data });
   const started = performance.now();

@@ -1,5 +1,5 @@
-export { ALIAS_KINDS, type AliasKind, aliasDescription, aliasDomain, aliasKind, aliasLocalPart, aliasTargets, isAliasKind } from './alias-input.ts';
 export { type AliasNode, findAliasCycle } from './alias-cycles.ts';
+export { ALIAS_KINDS, type AliasKind, aliasDescription, aliasDomain, aliasKind, aliasLocalPart, aliasTargets, isAliasKind } from './alias-input.ts';
 export { AliasConflictError, AliasCycleError, AliasInputError, DomainNotFoundError } from './errors.ts';
 export {
   type Alias,
@@ -15,4 +15,4 @@ export {
   setAliasTargets,
   setDomainEnabled,
 } from './manage-aliases.ts';
-export { type Queryable, type RecipientResolution, resolveRecipient } from './resolve-recipient.ts';
+export { type Queryable, type RecipientResolution, resolveRecipient, resolveRecipients } from './resolve-recipient.ts';

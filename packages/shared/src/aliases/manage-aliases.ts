@@ -7,9 +7,9 @@
 import pg from 'pg';
 import { withTransaction } from '../db/pool.ts';
 import { lockAliasGraph, refuseAliasCycle } from './alias-cycles.ts';
-import type { Queryable } from './resolve-recipient.ts';
 import { type AliasKind, aliasDescription, aliasDomain, aliasKind, aliasLocalPart, aliasTargets } from './alias-input.ts';
 import { AliasConflictError, DomainNotFoundError, isUniqueViolation } from './errors.ts';
+import type { Queryable } from './resolve-recipient.ts';
 
 export interface Domain {
   id: string;

@@ -14,4 +14,14 @@ describe('SmtpReplyError', () => {
     expect(() => new SmtpReplyError(550, '4.3.0', 'x')).toThrow(RangeError);
     expect(() => new SmtpReplyError(250, '2.0.0', 'x')).toThrow(RangeError);
   });
+
+  it('captures no stack trace (a reply is no fault; capturing one cost more than the rest of it) and leaves the limit as it was', () => {
+    const limit = Error.stackTraceLimit;
+    const cause = new Error('pool gone');
+    const error = new SmtpReplyError(451, '4.3.0', 'Temporary failure', { cause });
+    expect(error.stack).toBe('SmtpReplyError: 4.3.0 Temporary failure');
+    expect(error.cause).toBe(cause);
+    expect(Error.stackTraceLimit).toBe(limit);
+    expect(new Error('after').stack).toMatch(/\n\s+at /);
+  });
 });
