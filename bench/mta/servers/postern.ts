@@ -2,9 +2,10 @@
 // of the machine's PostgreSQL (BENCH_POSTGRES_ADMIN_DSN, default the local server as user postgres)
 // holding the benchmark's aliases. Live RCPT lookups, 250 only after the commit (whatever fsync
 // and synchronous_commit that server has: printed). MAIL_* variables in the bench's environment
-// reach the edge (e.g. MAIL_POSTGRES_POOL_MAX, MAIL_MTA_GREETING_DELAY); MAIL_MTA_PROCESSES is
-// `auto` unless set there (one worker per core, as Postfix uses every core; printed), and the CPU
-// per message is then the primary's and its workers' together (servers/server.ts); BENCH_EDGE_NODE_FLAGS
+// reach the edge (e.g. MAIL_POSTGRES_POOL_MAX, MAIL_MTA_GREETING_DELAY); MAIL_MTA_PROCESSES is the
+// edge's default (1) unless set there (`auto`: one worker per core; printed: on 2 shared cores it
+// measured slower wherever a message is stored, docs/performance.md), and the CPU per message is
+// the primary's and its workers' together (servers/server.ts); BENCH_EDGE_NODE_FLAGS
 // are node flags for it (e.g. --cpu-prof, docs/performance.md). Another build (a baseline, or this
 // one with tracing on: bench/compare/) is started the same way from its own tree, on a database of
 // its own that its own migrations create (the edge migrates at start; the aliases are loaded once
@@ -79,9 +80,9 @@ export async function startPostern(build: PosternBuild = { name: 'postern', root
     const port = await freePort();
     const httpPort = await freePort();
     const passed = Object.fromEntries(Object.entries(process.env).filter(([name]) => name.startsWith('MAIL_')));
-    const processes = process.env.MAIL_MTA_PROCESSES ?? 'auto';
+    const processes = process.env.MAIL_MTA_PROCESSES ?? '1';
     console.log(
-      `${build.name}: MAIL_MTA_PROCESSES=${processes} (${process.env.MAIL_MTA_PROCESSES ? 'from the environment' : "the bench's default"}; a build before it runs one process)`,
+      `${build.name}: MAIL_MTA_PROCESSES=${processes} (${process.env.MAIL_MTA_PROCESSES ? 'from the environment' : "the edge's default"}; a build before it runs one process)`,
     );
     const flags = process.env.BENCH_EDGE_NODE_FLAGS ? process.env.BENCH_EDGE_NODE_FLAGS.split(' ') : [];
     edge = spawn(process.execPath, [...EDGE_NODE_FLAGS, ...flags, 'apps/mta/src/main.ts'], {
