@@ -36,31 +36,12 @@ interface ResolutionRow {
   targets: string[] | null;
 }
 
-// The exact local part wins over the catch-all (ORDER BY local_part NULLS LAST), whether enabled or
-// not; both probes use the (domain_id, local_part) unique index. Targets come in the same statement:
-// one round trip per RCPT.
+// The live lookup of one or more addresses in one statement (the edge's LookupBatcher: RCPTs that
+// arrive in the same turn of its event loop share one round trip), each row numbered by its
+// address's position. For each address the exact local part wins over the catch-all (ORDER BY
+// local_part NULLS LAST), whether enabled or not; both probes use the (domain_id, local_part) unique
+// index. Targets come in the same statement.
 const RESOLVE_SQL = `
-SELECT d.id::text AS domain_id,
-       a.id::text AS alias_id,
-       a.kind,
-       a.enabled,
-       a.local_part IS NULL AS catch_all,
-       CASE WHEN a.id IS NULL THEN NULL ELSE
-         ARRAY(SELECT t.address FROM mail.alias_targets t WHERE t.alias_id = a.id ORDER BY t.address)
-       END AS targets
-  FROM mail.domains d
-  LEFT JOIN LATERAL (
-        SELECT al.id, al.kind, al.enabled, al.local_part
-          FROM mail.aliases al
-         WHERE al.domain_id = d.id AND (al.local_part = $2 OR al.local_part IS NULL)
-         ORDER BY al.local_part NULLS LAST
-         LIMIT 1) a ON true
- WHERE d.name = $1 AND d.enabled`;
-
-/** The same statement for several addresses at once (the edge's LookupBatcher: RCPTs that arrive
- *  in the same turn of its event loop share one round trip). Each address is probed exactly as by
- *  RESOLVE_SQL — same joins, same index probes, same precedence — and comes back with its position. */
-const RESOLVE_MANY_SQL = `
 SELECT r.ord::int AS ord,
        d.id::text AS domain_id,
        a.id::text AS alias_id,
@@ -100,22 +81,17 @@ function resolutionOf(row: ResolutionRow | undefined): RecipientResolution {
   };
 }
 
+/** The resolution of one address (one statement, one round trip). */
 export async function resolveRecipient(db: Queryable, address: NormalizedAddress): Promise<RecipientResolution> {
-  const result = await db.query<ResolutionRow>({
-    // A named statement is parsed and planned once per connection: this runs on every RCPT.
-    name: 'postern_resolve_recipient',
-    text: RESOLVE_SQL,
-    values: [address.domain, address.localPart],
-  });
-  return resolutionOf(result.rows[0]);
+  return (await resolveRecipients(db, [address]))[0] as RecipientResolution;
 }
 
-/** resolveRecipient for each address, in one statement; the resolutions in the same order. */
+/** The resolution of each address, in one statement; in the same order as the addresses. */
 export async function resolveRecipients(db: Queryable, addresses: readonly NormalizedAddress[]): Promise<RecipientResolution[]> {
-  if (addresses.length === 1) return [await resolveRecipient(db, addresses[0] as NormalizedAddress)];
   const result = await db.query<ResolutionRow & { ord: number }>({
+    // A named statement is parsed and planned once per connection: this runs on every RCPT.
     name: 'postern_resolve_recipients',
-    text: RESOLVE_MANY_SQL,
+    text: RESOLVE_SQL,
     values: [addresses.map((address) => address.domain), addresses.map((address) => address.localPart)],
   });
   const rows = new Map(result.rows.map((row) => [row.ord, row]));
