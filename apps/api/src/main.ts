@@ -5,7 +5,7 @@
 import { startTracing } from '@postern/shared/start-tracing';
 
 const tracing = await startTracing('api');
-const { bootConfig, checkServerSettings, createPool, runMigrations, runService } = await import('@postern/shared');
+const { bootConfig, createPool, prepareDatabase, runService } = await import('@postern/shared');
 const { DEV_TOKEN_FLAG, mintDevToken } = await import('./dev-token.ts');
 const { startApi } = await import('./server.ts');
 
@@ -19,8 +19,7 @@ void runService({
   tracing,
   shutdownTimeoutMs: config.engine.shutdownTimeoutMs,
   async start() {
-    await runMigrations({ dsn: config.postgres.dsn, logger });
-    await checkServerSettings({ dsn: config.postgres.dsn, logger });
+    await prepareDatabase({ dsn: config.postgres.dsn, logger });
     const api = await startApi(config, { logger, tracing: tracing.enabled });
     if (wantsDevToken) {
       if (config.env !== 'development') {

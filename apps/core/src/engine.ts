@@ -9,7 +9,6 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import {
   checkSecretsKey,
-  checkServerSettings,
   createDeliveryLifecycle,
   createMailResolver,
   createMetricsRegistry,
@@ -27,9 +26,9 @@ import {
   type Pool,
   type PosternConfig,
   pingDatabase,
+  prepareDatabase,
   type RedisConnections,
   type Registry,
-  runMigrations,
   type ScheduleSampler,
   startOpsServer,
   type TemplateCatalog,
@@ -231,10 +230,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
   let ops: OpsServer | null = null;
   const samplerRef: { current: ScheduleSampler | null } = { current: null };
   try {
-    if (deps.migrate) {
-      await runMigrations({ dsn: config.postgres.dsn, logger: log });
-      await checkServerSettings({ dsn: config.postgres.dsn, logger: log });
-    }
+    if (deps.migrate) await prepareDatabase({ dsn: config.postgres.dsn, logger: log });
     // A DKIM key this engine could not open would hold back its domain's mail: refuse to start.
     const dkimKeys = await checkSecretsKey(pool, config.secretsKey);
     if (dkimKeys > 0) log.info({ keys: dkimKeys }, 'DKIM keys open with MAIL_SECRETS_KEY');

@@ -8,7 +8,7 @@ import cluster from 'node:cluster';
 import { startTracing } from '@postern/shared/start-tracing';
 
 const tracing = await startTracing('mta');
-const { bootConfig, checkServerSettings, runMigrations, runService } = await import('@postern/shared');
+const { bootConfig, prepareDatabase, runService } = await import('@postern/shared');
 const { config, logger } = bootConfig('mta');
 
 if (cluster.isWorker) {
@@ -31,8 +31,7 @@ if (cluster.isWorker) {
     shutdownTimeoutMs: config.engine.shutdownTimeoutMs,
     deadlineMarginMs: PRIMARY_DEADLINE_MARGIN_MS,
     async start() {
-      await runMigrations({ dsn: config.postgres.dsn, logger });
-      await checkServerSettings({ dsn: config.postgres.dsn, logger });
+      await prepareDatabase({ dsn: config.postgres.dsn, logger });
       return startPrimary(config, { logger, workerModule: import.meta.filename });
     },
   });
@@ -44,8 +43,7 @@ if (cluster.isWorker) {
     tracing,
     shutdownTimeoutMs: config.engine.shutdownTimeoutMs,
     async start() {
-      await runMigrations({ dsn: config.postgres.dsn, logger });
-      await checkServerSettings({ dsn: config.postgres.dsn, logger });
+      await prepareDatabase({ dsn: config.postgres.dsn, logger });
       const edge = await startEdge(config, { logger });
       return { stop: () => edge.stop() };
     },

@@ -41,6 +41,7 @@ export {
 export { describeDbError, isRetryableDbError, isTransientDbError } from './db/db-errors.ts';
 export { MIGRATIONS_DIR, type MigrateOptions, type MigrationResult, runMigrations } from './db/migrate.ts';
 export { createPool, type Pool, type PoolClient, type PoolOptions, pingDatabase, withTransaction } from './db/pool.ts';
+export { prepareDatabase } from './db/prepare-database.ts';
 export { checkServerSettings } from './db/server-settings.ts';
 export { fillMark } from './db/sql-marks.ts';
 export * from './dkim/index.ts';
