@@ -1,5 +1,6 @@
 // Arithmetic of the core bench's figures: percentiles of raw samples (not histogram bounds),
-// medians with their ranges, and the way rates are printed.
+// medians with their ranges, the way rates are printed, and the garbage collector's pauses.
+import { PerformanceObserver } from 'node:perf_hooks';
 
 /** Nearest-rank percentile of raw samples; NaN when there are none. */
 export function percentile(sorted: readonly number[], p: number): number {
@@ -51,4 +52,23 @@ export class FirstJobClock {
     const cpu = process.cpuUsage(this.cpu);
     return { seconds, perSecond: jobs / seconds, cpuUsPerJob: (cpu.user + cpu.system) / jobs };
   }
+}
+
+/** The garbage collector's pauses in this process (where the latency run's engine runs) from now
+ *  until stop(), as one line: a pause holds every delivery back, and the backlog it leaves takes
+ *  about as long again to clear at half the engine's rate, so the latency's tail follows it. */
+export function watchGcPauses(): { stop(): string } {
+  const pauses: number[] = [];
+  const observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) pauses.push(entry.duration);
+  });
+  observer.observe({ entryTypes: ['gc'] });
+  return {
+    stop() {
+      observer.disconnect();
+      pauses.sort((a, b) => a - b);
+      const total = pauses.reduce((sum, pause) => sum + pause, 0);
+      return `GC in this process: ${pauses.length} pauses, ${ms(total)} ms in all, p99 ${ms(percentile(pauses, 99))} ms, longest ${ms(pauses.at(-1) ?? 0)} ms`;
+    },
+  };
 }

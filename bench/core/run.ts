@@ -34,7 +34,7 @@ import { type AutoAnalyze, startAutoAnalyze } from '../postgres/auto-analyze.ts'
 import { enqueueDeliveries, fillHistory, statusesOf } from './deliveries.ts';
 import { type BenchEngineOptions, type EngineTree, engineDetail, loadEngineTree, sqlAloneLoop, startBenchEngine } from './engine-adapter.ts';
 import type { HostAnswer, HostRun } from './engine-host.ts';
-import { FirstJobClock, ms, percentile, rate, spreadOf, type Timed } from './figures.ts';
+import { FirstJobClock, ms, percentile, rate, spreadOf, type Timed, watchGcPauses } from './figures.ts';
 import { GRAPHILE_WORKER_VERSION, loadGraphileWorker, runGraphilePerfTest } from './graphile-worker.ts';
 import { pacedEnqueue } from './paced-enqueue.ts';
 import { type SmtpSink, startSmtpSink } from './smtp-sink.ts';
@@ -52,6 +52,12 @@ const LATENCY_SECONDS = Number(env.BENCH_LATENCY_SECONDS ?? 10);
 const LATENCY_RATE = env.BENCH_LATENCY_RATE ? Number(env.BENCH_LATENCY_RATE) : null;
 const variants: Variants = await variantsFromArgs();
 const RUNS = new Set((env.BENCH_RUNS ?? (variants.comparing ? 'stub,smtp' : 'graphile,sql,stub,smtp,latency')).split(','));
+{
+  // A misspelt run would otherwise be skipped silently: a bench that measured nothing.
+  const known = ['graphile', 'sql', 'stub', 'smtp', 'latency'];
+  const unknown = [...RUNS].filter((run) => !known.includes(run));
+  if (unknown.length > 0) throw new Error(`unknown BENCH_RUNS: ${unknown.join(', ')} (known: ${known.join(', ')})`);
+}
 const SINK_PORT = Number(env.BENCH_SMTP_SINK_PORT ?? 2626);
 /** A run that takes longer than this is stuck: the bench stops rather than wait forever. */
 const RUN_DEADLINE_MS = 10 * 60_000;
@@ -124,8 +130,10 @@ async function latencyRun(tree: EngineTree, pool: pg.Pool, mode: 'stub' | 'smtp'
     await enqueueDeliveries(pool, warm, `warm-${mode}`);
     await withinDeadline(engine.committed(warm), 'the warm-up');
     const count = Math.round(perSecond * LATENCY_SECONDS);
+    const pauses = watchGcPauses();
     const produced = await withinDeadline(pacedEnqueue({ dsn: postern.dsn, rate: perSecond, count, label: `paced-${mode}` }), 'the paced enqueue');
     await withinDeadline(engine.committed(warm + count), `the ${mode} latency run`);
+    const gc = pauses.stop();
     const latencies: number[] = [];
     for (const [id, committedAt] of produced.committedAt) {
       const at = handedOver.get(id);
@@ -134,7 +142,7 @@ async function latencyRun(tree: EngineTree, pool: pg.Pool, mode: 'stub' | 'smtp'
     latencies.sort((a, b) => a - b);
     const missing = count - latencies.length;
     const row = `| ${mode} | ${rate(perSecond)}/s (achieved ${rate(count / produced.seconds)}/s, ${produced.statements} INSERTs) | ${latencies.length}${missing > 0 ? ` (${missing} not handed over)` : ''} | ${ms(percentile(latencies, 50))} | ${ms(percentile(latencies, 90))} | ${ms(percentile(latencies, 99))} | ${ms(latencies.at(-1) ?? Number.NaN)} |`;
-    return { row, detail: `${mode}: ${engineDetail(engine)}` };
+    return { row, detail: `${mode}: ${engineDetail(engine)}; ${gc}` };
   } finally {
     await engine.stop();
   }

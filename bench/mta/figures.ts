@@ -44,10 +44,11 @@ export function rateTable(rates: Map<string, Map<string, number[]>>, servers: st
   return lines.join('\n');
 }
 
-/** latencies[mode label][server name] = a latency in ms per round: median (range) per server. */
-export function latencyTable(latencies: Map<string, Map<string, number[]>>, servers: string[]): string {
-  const ms = (summary: Summary | null) => (summary ? `${summary.median.toFixed(2)} (${summary.min.toFixed(2)}–${summary.max.toFixed(2)})` : '—');
+/** values[mode label][server name] = a figure per round (a latency in ms, a share in %): median
+ *  (range) per server. */
+export function spreadTable(values: Map<string, Map<string, number[]>>, servers: string[]): string {
+  const cell = (summary: Summary | null) => (summary ? `${summary.median.toFixed(2)} (${summary.min.toFixed(2)}–${summary.max.toFixed(2)})` : '—');
   const lines = [`| mode | ${servers.join(' | ')} |`, `| --- | ${servers.map(() => '---').join(' | ')} |`];
-  for (const [mode, byServer] of latencies) lines.push(`| ${mode} | ${servers.map((name) => ms(summarize(byServer.get(name) ?? []))).join(' | ')} |`);
+  for (const [mode, byServer] of values) lines.push(`| ${mode} | ${servers.map((name) => cell(summarize(byServer.get(name) ?? []))).join(' | ')} |`);
   return lines.join('\n');
 }

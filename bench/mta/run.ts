@@ -23,12 +23,12 @@
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { comparisonTable, record, type Variants, variantsFromArgs } from '../compare/variants.ts';
-import { formatRate, latencyTable, rateTable, summarize } from './figures.ts';
+import { formatRate, rateTable, spreadTable, summarize } from './figures.ts';
 import { type Measured, MODES, warmUp } from './modes.ts';
 import { startHaraka } from './servers/haraka.ts';
 import { startPostern } from './servers/postern.ts';
 import { startPostfix } from './servers/postfix.ts';
-import { type BenchServer, cpuSeconds, peakRssMiB } from './servers/server.ts';
+import { type BenchServer, cpuPressureMicros, cpuSeconds, peakRssMiB } from './servers/server.ts';
 import { startSmtpSink } from './servers/smtp-sink.ts';
 import { type BenchTools, ensureTools, HARAKA_VERSION } from './tools.ts';
 
@@ -82,6 +82,9 @@ function describe(server: BenchServer, result: Measured): string {
 async function main(): Promise<void> {
   const unknown = serverNames.filter((name) => !(name in starters));
   if (unknown.length > 0) throw new Error(`unknown BENCH_SERVERS: ${unknown.join(', ')} (known: ${Object.keys(starters).join(', ')})`);
+  // A misspelt mode would otherwise leave its row out silently: a run that measured nothing.
+  const unknownModes = modeIds.filter((id) => !MODES.some((mode) => mode.id === id));
+  if (unknownModes.length > 0) throw new Error(`unknown BENCH_MODES: ${unknownModes.join(', ')} (known: ${MODES.map((mode) => mode.id).join(', ')})`);
   const tools = ensureTools();
   const cpu = os.cpus();
   console.log(`${new Date().toISOString()}  ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, load average ${load()}`);
@@ -96,6 +99,7 @@ async function main(): Promise<void> {
   const rates = new Map<string, Map<string, number[]>>();
   const cpuMs = new Map<string, Map<string, number[]>>();
   const rcptP99 = new Map<string, Map<string, number[]>>();
+  const pressure = new Map<string, Map<string, number[]>>();
   const problems: string[] = [];
   for (const mode of modes) {
     console.log(`\n${mode.label}`);
@@ -108,8 +112,10 @@ async function main(): Promise<void> {
       for (const server of servers) {
         if (mode.rejects && !server.refusesUnknown) continue;
         const cpuBefore = server.pid === undefined ? Number.NaN : cpuSeconds(server.pid);
+        const pressureBefore = cpuPressureMicros();
         const result = await mode.run(server, tools, scale);
         const cpuAfter = server.pid === undefined ? Number.NaN : cpuSeconds(server.pid);
+        const pressureShare = (cpuPressureMicros() - pressureBefore) / 1e4 / result.seconds;
         console.log(`    ${describe(server, result)}`);
         if (result.problem) problems.push(`${mode.label}, round ${round}, ${server.name}: ${result.problem}`);
         if (!mode.rejects) answered.set(server.name, (answered.get(server.name) ?? 0) + result.count);
@@ -118,6 +124,7 @@ async function main(): Promise<void> {
         byServer.set(server.name, [...(byServer.get(server.name) ?? []), rate]);
         cpuByServer.set(server.name, [...(cpuByServer.get(server.name) ?? []), ((cpuAfter - cpuBefore) * 1000) / result.count]);
         if (result.rcptP99Ms !== undefined && !result.problem) record(rcptP99, mode.label, server.name, result.rcptP99Ms);
+        if (!result.problem && Number.isFinite(pressureShare)) record(pressure, mode.label, server.name, pressureShare);
       }
     }
   }
@@ -140,7 +147,13 @@ async function main(): Promise<void> {
   console.log(cpuLines.join('\n'));
   if (rcptP99.size > 0) {
     console.log('\nRCPT latency p99 in ms, median (range) over the rounds: a probe session during -s 20 (rcpt-probe.ts), the Node client\'s own sessions in its row:\n');
-    console.log(latencyTable(rcptP99, names));
+    console.log(spreadTable(rcptP99, names));
+  }
+  if (pressure.size > 0) {
+    console.log(
+      '\nCPU pressure in %, median (range): the share of each run\'s wall time in which some task of the machine waited for a CPU (/proc/pressure/cpu); where it is high, every latency above includes waits for a core:\n',
+    );
+    console.log(spreadTable(pressure, names));
   }
   for (const server of servers) {
     if (!server.stored) continue;
