@@ -1,6 +1,6 @@
 // Delivery engine benchmark (not a test: it prints figures, asserts nothing).
 //   node bench/core/run.ts   [BENCH_ROUNDS=3 BENCH_N=50000 BENCH_SMTP_N=20000 BENCH_K=32 BENCH_BATCH=32 BENCH_AHEAD=
-//                             BENCH_ROWS=1000000 BENCH_LATENCY_SECONDS=10 BENCH_LATENCY_RATE= BENCH_RUNS=graphile,sql,stub,smtp,latency]
+//                             BENCH_ROWS=1000000 BENCH_LATENCY_SECONDS=10 BENCH_LATENCY_RATE= BENCH_RUNS=graphile,sql,sketch,stub,smtp,latency]
 // Uses the machine's local PostgreSQL (127.0.0.1:5432, user postgres, trust auth; BENCH_POSTGRES_ADMIN_DSN)
 // with two throwaway databases on that server, one for Postern and one for graphile-worker; installs
 // graphile-worker into ~/.cache/postern/bench and postfix (for smtp-sink) when missing. Run it under
@@ -9,6 +9,8 @@
 // timed from its first job's start to its last outcome, so no one's startup counts:
 //  - graphile-worker's perfTest: N no-op jobs drained by one worker of K slots (graphile-worker.ts);
 //  - SQL alone: the engine's claim and outcome statements in a bare loop of K clients, no engine;
+//  - the same loop over a sketch of a narrow due-work table (narrow-queue-sketch.ts): what that
+//    schema change would be worth, measured rather than guessed;
 //  - the engine in stub mode (MAIL_SMTP_MODE=stub), K workers, end to end;
 //  - the engine in smtp mode to Postfix's smtp-sink (smtp-sink.ts), K workers, end to end.
 // Postern's deliveries table holds BENCH_ROWS finished rows first, so claims run against a big table.
@@ -36,6 +38,7 @@ import { type BenchEngineOptions, type EngineTree, engineDetail, loadEngineTree,
 import type { HostAnswer, HostRun } from './engine-host.ts';
 import { FirstJobClock, ms, percentile, rate, spreadOf, type Timed, watchGcPauses } from './figures.ts';
 import { GRAPHILE_WORKER_VERSION, loadGraphileWorker, runGraphilePerfTest } from './graphile-worker.ts';
+import { enqueueSketch, sketchLoop } from './narrow-queue-sketch.ts';
 import { pacedEnqueue } from './paced-enqueue.ts';
 import { type SmtpSink, startSmtpSink } from './smtp-sink.ts';
 
@@ -51,10 +54,10 @@ const AHEAD = env.BENCH_AHEAD;
 const LATENCY_SECONDS = Number(env.BENCH_LATENCY_SECONDS ?? 10);
 const LATENCY_RATE = env.BENCH_LATENCY_RATE ? Number(env.BENCH_LATENCY_RATE) : null;
 const variants: Variants = await variantsFromArgs();
-const RUNS = new Set((env.BENCH_RUNS ?? (variants.comparing ? 'stub,smtp' : 'graphile,sql,stub,smtp,latency')).split(','));
+const RUNS = new Set((env.BENCH_RUNS ?? (variants.comparing ? 'stub,smtp' : 'graphile,sql,sketch,stub,smtp,latency')).split(','));
 {
   // A misspelt run would otherwise be skipped silently: a bench that measured nothing.
-  const known = ['graphile', 'sql', 'stub', 'smtp', 'latency'];
+  const known = ['graphile', 'sql', 'sketch', 'stub', 'smtp', 'latency'];
   const unknown = [...RUNS].filter((run) => !known.includes(run));
   if (unknown.length > 0) throw new Error(`unknown BENCH_RUNS: ${unknown.join(', ')} (known: ${known.join(', ')})`);
 }
@@ -67,10 +70,11 @@ const dsnOf = (db: string) => Object.assign(new URL(admin), { pathname: `/${db}`
 const postern = { db: `postern_bench_${tag}`, dsn: dsnOf(`postern_bench_${tag}`) };
 const graphile = { db: `postern_bench_${tag}_gw`, dsn: dsnOf(`postern_bench_${tag}_gw`) };
 
-type RunName = 'graphile' | 'sql' | 'stub' | 'smtp';
+type RunName = 'graphile' | 'sql' | 'sketch' | 'stub' | 'smtp';
 const LABELS: Record<RunName, string> = {
   graphile: `graphile-worker ${GRAPHILE_WORKER_VERSION} perfTest, K=${K}`,
   sql: `SQL alone (claim + outcome statement), K=${K}`,
+  sketch: `SQL alone, sketch of a narrow due-work table (not Postern's schema), K=${K}`,
   stub: `Postern engine, stub mode, K=${K}`,
   smtp: `Postern engine, smtp mode to smtp-sink, K=${K}`,
 };
@@ -121,6 +125,15 @@ async function sqlRun(tree: EngineTree, pool: pg.Pool, round: number): Promise<{
   return { perSecond: finished / seconds, detail: `${finished} in ${seconds.toFixed(2)} s` };
 }
 
+async function sketchRun(pool: pg.Pool, round: number): Promise<{ perSecond: number; detail: string }> {
+  await enqueueSketch(pool, N, `sketch-${round}`);
+  const t0 = performance.now();
+  const finished = await withinDeadline(sketchLoop(pool, K, BATCH), 'the sketch loop');
+  const seconds = (performance.now() - t0) / 1000;
+  if (finished !== N) throw new Error(`sketch run: expected ${N} finished, got ${finished}`);
+  return { perSecond: finished / seconds, detail: `${finished} in ${seconds.toFixed(2)} s` };
+}
+
 async function latencyRun(tree: EngineTree, pool: pg.Pool, mode: 'stub' | 'smtp', perSecond: number, sink: SmtpSink | null): Promise<{ row: string; detail: string }> {
   const handedOver = new Map<string, bigint>();
   const engine = await startBenchEngine(tree, { ...engineOptions(mode, sink), onHandOver: (id, at) => handedOver.set(id, at) });
@@ -157,7 +170,7 @@ function uptime(): string {
 }
 
 async function main(): Promise<void> {
-  const order = (['graphile', 'sql', 'stub', 'smtp'] as const).filter((run) => RUNS.has(run));
+  const order = (['graphile', 'sql', 'sketch', 'stub', 'smtp'] as const).filter((run) => RUNS.has(run));
   console.log(`# postern core bench — ${os.cpus().length} CPUs (${os.cpus()[0]?.model}), Node ${process.version}`);
   console.log(`# before: ${uptime()}`);
   console.log(`# rounds=${ROUNDS} N=${N} N(smtp)=${SMTP_N} K=${K} claim batch=${BATCH} claim-ahead=${AHEAD ?? 'default'} history rows=${ROWS}`);
@@ -188,7 +201,7 @@ async function main(): Promise<void> {
       return;
     }
     const tree = await loadEngineTree(root);
-    const rates: Record<RunName, number[]> = { graphile: [], sql: [], stub: [], smtp: [] };
+    const rates: Record<RunName, number[]> = { graphile: [], sql: [], sketch: [], stub: [], smtp: [] };
     for (let round = 1; round <= ROUNDS; round += 1) {
       for (const run of order) {
         await pool.query('VACUUM ANALYZE mail.deliveries');
@@ -197,6 +210,8 @@ async function main(): Promise<void> {
             ? await runGraphilePerfTest(worker, graphile.dsn, N, K).then((t) => ({ perSecond: t.perSecond, detail: `${N} in ${t.seconds.toFixed(2)} s, ${cpuOf(t)}` }))
             : run === 'sql'
               ? await sqlRun(tree, pool, round)
+              : run === 'sketch'
+                ? await sketchRun(pool, round)
               : await engineRun(tree, pool, run === 'stub' ? 'stub' : 'smtp', run === 'smtp' ? SMTP_N : N, sink, round);
         rates[run].push(result.perSecond);
         console.log(`round ${round} ${LABELS[run]}: ${rate(result.perSecond)}/s (${result.detail})`);
