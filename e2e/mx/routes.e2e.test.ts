@@ -79,6 +79,8 @@ beforeAll(async () => {
     {
       MAIL_SMTP_MODE: 'mx',
       MAIL_MX_PORT: String(mx.port),
+      // The MX hosts are on loopback addresses: allowed, as in a private network.
+      MAIL_MX_PRIVATE_ADDRESSES: 'allow',
       MAIL_DNS_SERVERS: dns.server,
       MAIL_MTA_HOSTNAME: 'postern.routes.test',
       // Long enough that the deferral tests never spend it.
@@ -183,7 +185,7 @@ describe('routes in smtp and stub mode', () => {
     smtpDb = await createTestDatabase('mx-routes-smtp');
     const smtpEngine = await startTestEngine(
       smtpDb.dsn,
-      { MAIL_SMTP_MODE: 'smtp', MAIL_SMTP_ADDR: `${RELAY_A}:${relayA.port}`, MAIL_MX_PORT: String(mx.port), MAIL_DNS_SERVERS: dns.server },
+      { MAIL_SMTP_MODE: 'smtp', MAIL_SMTP_ADDR: `${RELAY_A}:${relayA.port}`, MAIL_MX_PORT: String(mx.port), MAIL_MX_PRIVATE_ADDRESSES: 'allow', MAIL_DNS_SERVERS: dns.server },
       { routeCacheMs: 0 },
     );
     try {

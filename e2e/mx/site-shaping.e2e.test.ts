@@ -8,7 +8,7 @@
 // is backed off as a whole (a bounded number of connection attempts, its deliveries deferred to the
 // backoff's end without connecting); and the store's slots, leases, rate bucket and backoff rows
 // behave as the engines rely on.
-import net from 'node:net';
+import type net from 'node:net';
 import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
@@ -76,6 +76,8 @@ beforeAll(async () => {
   const env = {
     MAIL_SMTP_MODE: 'mx',
     MAIL_MX_PORT: String(mxPort),
+    // The MX hosts are on loopback addresses: allowed, as in a private network.
+    MAIL_MX_PRIVATE_ADDRESSES: 'allow',
     MAIL_DNS_SERVERS: dns.server,
     MAIL_MTA_HOSTNAME: 'postern.shape.test',
     MAIL_SHAPING_MAX_CONNECTIONS: String(LIMIT),

@@ -133,7 +133,7 @@ function createRelay(
   const addr = smtp.mode === 'smtp' ? smtp.addr : undefined;
   if (smtp.mode === 'stub' || (smtp.mode === 'smtp' && !addr)) return createStubRelay();
   const direct = () => {
-    log.info({ dnsServers: resolver.servers, port: smtp.mxPort }, 'direct delivery to MX hosts');
+    log.info({ dnsServers: resolver.servers, port: smtp.mxPort, privateAddresses: smtp.mxPrivateAddresses }, 'direct delivery to MX hosts');
     // A sites file that does not parse refuses the start, naming its line.
     const rules = loadSiteRules(config.shaping.sitesFile);
     const { shaping } = config;
@@ -154,6 +154,7 @@ function createRelay(
       }),
       resolver,
       port: smtp.mxPort,
+      privateAddresses: smtp.mxPrivateAddresses,
       localName: config.mta.hostname ?? os.hostname(),
       timeoutMs: smtp.timeoutMs,
       sendDeadlineMs: smtp.sendDeadlineMs,

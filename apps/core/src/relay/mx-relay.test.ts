@@ -3,7 +3,7 @@
 // recorded about the session, and which DNS answers end a delivery. e2e/mx runs the same against a
 // real DNS server.
 import net from 'node:net';
-import { createLogger, createMailResolver, type MailRecordType, type DnsQuery } from '@postern/shared';
+import { createLogger, createMailResolver, type DnsQuery, type MailRecordType } from '@postern/shared';
 import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lineSmtpServer } from './line-smtp.testkit.ts';
@@ -110,6 +110,8 @@ beforeAll(async () => {
   relay = createMxRelay({
     resolver: createMailResolver({ servers: null, timeoutMs: 1_000, query }),
     port,
+    // The MX hosts here are on loopback, as in a private network.
+    privateAddresses: 'allow',
     localName: 'postern.test',
     timeoutMs: 2_000,
     sendDeadlineMs: 20_000,
@@ -166,6 +168,30 @@ describe('createMxRelay', () => {
   it('treats a failing lookup and an MX host that does not resolve as temporary', async () => {
     expect(await relay.send(message('g@down.test'))).toMatchObject({ ok: false, failure: { kind: 'dns', message: expect.stringContaining('ETIMEOUT') } });
     expect(await relay.send(message('h@dangling.test'))).toMatchObject({ ok: false, failure: { kind: 'dns' } });
+  });
+
+  it('with private addresses refused (the default), never connects to an MX host at a loopback or link-local address: a temporary failure that says why', async () => {
+    zone['inside.test'] = { MX: [{ exchange: 'mx.inside.test', priority: 10 }, { exchange: 'metadata.inside.test', priority: 20 }] };
+    zone['mx.inside.test'] = { A: [ACCEPTING], AAAA: ['::1'] };
+    zone['metadata.inside.test'] = { A: ['169.254.169.254'], AAAA: 'ENODATA' };
+    const guarded = createMxRelay({
+      resolver: createMailResolver({ servers: null, timeoutMs: 1_000, query }),
+      port,
+      privateAddresses: 'refuse',
+      localName: 'postern.test',
+      timeoutMs: 2_000,
+      sendDeadlineMs: 20_000,
+      logger: createLogger('mx-relay-test', 'silent'),
+    });
+    try {
+      const result = await guarded.send(message('k@inside.test'));
+      expect(result).toMatchObject({ ok: false, failure: { kind: 'dns', dataSent: false, message: expect.stringMatching(/InvalidIpAddress: .*prohibited "loopback" address range/) } });
+      expect(accepted.filter((mail) => mail.to === 'k@inside.test')).toHaveLength(0);
+      // The same domain through the relay that allows them is delivered: only the guard differs.
+      expect(await relay.send(message('k@inside.test'))).toMatchObject({ ok: true, route: { host: 'mx.inside.test' } });
+    } finally {
+      await guarded.close();
+    }
   });
 
   it("reports a domain whose every host refuses with the last host's reply, naming every host tried", async () => {

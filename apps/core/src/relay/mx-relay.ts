@@ -36,6 +36,9 @@ export interface MxRelayOptions {
   resolver: MailResolver;
   /** MAIL_MX_PORT: 25 on the internet. */
   port: number;
+  /** MAIL_MX_PRIVATE_ADDRESSES: whether an MX host may be at a loopback, private, link-local,
+   *  carrier-grade NAT or unique-local address (mx-connect's blockLocalAddresses when refused). */
+  privateAddresses: 'refuse' | 'allow';
   /** The EHLO name: the name the sending address's PTR record gives (docs/deploy.md). */
   localName: string;
   /** MAIL_SMTP_TIMEOUT: connecting to one host, the greeting, every reply. */
@@ -146,7 +149,7 @@ export function createMxRelay(options: MxRelayOptions): Relay {
           port: options.port,
           maxConnectTime: options.timeoutMs,
           localHostname: options.localName,
-          dnsOptions: { resolveRecords },
+          dnsOptions: { resolveRecords, blockLocalAddresses: options.privateAddresses === 'refuse' },
           ignoreMXHosts: [...ignore],
           ...(lastSetupFailure ? { mxLastError: lastSetupFailure } : {}),
           connectError: (error, _delivery, tried) => {

@@ -122,7 +122,7 @@ function shapedRelay(store: MemorySiteStore, overrides: Partial<SiteShapingOptio
     logger,
     ...overrides,
   });
-  const relay = createMxRelay({ resolver, port, localName: 'postern.test', timeoutMs: 2_000, sendDeadlineMs: 20_000, logger, shaping, ...(mtaSts ? { mtaSts } : {}) });
+  const relay = createMxRelay({ resolver, port, privateAddresses: 'allow', localName: 'postern.test', timeoutMs: 2_000, sendDeadlineMs: 20_000, logger, shaping, ...(mtaSts ? { mtaSts } : {}) });
   open = { relay, shaping };
   return { relay, shaping };
 }

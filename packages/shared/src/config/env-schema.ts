@@ -84,6 +84,10 @@ export const envSchema = z.object({
   MAIL_SMTP_SEND_DEADLINE: parsedBy(parseDuration).optional(),
   // The port MX hosts are reached on in mx mode: 25 on the internet; tests point it elsewhere.
   MAIL_MX_PORT: count('25', 65_535),
+  // MX hosts at loopback, private, link-local, carrier-grade NAT or unique-local addresses in mx
+  // mode: refused (a recipient domain's DNS must not steer the engine at hosts inside the network:
+  // SSRF), or allowed where the MX hosts really are internal (a private network; the tests).
+  MAIL_MX_PRIVATE_ADDRESSES: z.enum(['refuse', 'allow']).default('refuse'),
   // The HTTPS port MTA-STS policies are fetched on in mx mode: 443 (RFC 8461); tests point it elsewhere.
   MAIL_MTA_STS_PORT: count('443', 65_535),
   // The servers the mail resolver asks (packages/shared/src/dns/). Unset: the system's resolvers.

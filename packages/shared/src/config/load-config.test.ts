@@ -76,8 +76,10 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ ...minimal, MAIL_DNS_SERVERS: 'resolver.example' }, 'mta')).toThrow(/MAIL_DNS_SERVERS: "resolver.example" is not an IP address/);
   });
 
-  it('delivers directly in mx mode: no relay needed, MX hosts on port 25 unless told', () => {
-    expect(loadConfig({ ...minimal, MAIL_SMTP_MODE: 'mx' }, 'core').smtp).toMatchObject({ mode: 'mx', mxPort: 25 });
+  it('delivers directly in mx mode: no relay needed, MX hosts on port 25 unless told, never at private addresses unless allowed', () => {
+    expect(loadConfig({ ...minimal, MAIL_SMTP_MODE: 'mx' }, 'core').smtp).toMatchObject({ mode: 'mx', mxPort: 25, mxPrivateAddresses: 'refuse' });
+    expect(loadConfig({ ...minimal, MAIL_SMTP_MODE: 'mx', MAIL_MX_PRIVATE_ADDRESSES: 'allow' }, 'core').smtp.mxPrivateAddresses).toBe('allow');
+    expect(() => loadConfig({ ...minimal, MAIL_MX_PRIVATE_ADDRESSES: 'yes' }, 'core')).toThrow(/MAIL_MX_PRIVATE_ADDRESSES/);
     expect(loadConfig({ ...minimal, MAIL_SMTP_MODE: 'mx', MAIL_MX_PORT: '2525' }, 'core').smtp.mxPort).toBe(2525);
     // A direct send has the same whole-send deadline to outlast.
     expect(() => loadConfig({ ...minimal, MAIL_SMTP_MODE: 'mx', MAIL_LEASE_DURATION: '1m' }, 'core')).toThrow(/MAIL_LEASE_DURATION: must be longer than the whole-send deadline/);

@@ -29,6 +29,8 @@ export interface PosternConfig {
     sendDeadlineMs: number;
     /** Port of the MX hosts in mx mode. */
     mxPort: number;
+    /** MX hosts at private-scope addresses in mx mode: refused (the default) or allowed. */
+    mxPrivateAddresses: 'refuse' | 'allow';
     /** HTTPS port of MTA-STS policy hosts in mx mode (443; another only for tests). */
     mtaStsPort: number;
   };
@@ -208,6 +210,7 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
       timeoutMs: env.MAIL_SMTP_TIMEOUT,
       sendDeadlineMs: sendDeadlineOf(env),
       mxPort: env.MAIL_MX_PORT,
+      mxPrivateAddresses: env.MAIL_MX_PRIVATE_ADDRESSES,
       mtaStsPort: env.MAIL_MTA_STS_PORT,
     },
     secretsKey: env.MAIL_SECRETS_KEY ?? null,
