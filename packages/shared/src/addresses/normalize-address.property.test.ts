@@ -1,11 +1,12 @@
-// The fast path for plain ASCII addresses (plainAsciiAddress) must give exactly what the full parse
-// gives: the same normal form where it answers, and no answer (so the full parse decides, refusal
-// and reason included) anywhere the full parse refuses. Checked against the full parse over
-// generated addresses, addresses at every length limit, encoded and reserved labels, hostile
-// insertions and arbitrary strings.
+// The fast paths for plain ASCII addresses (plainAsciiAddress) and domains (plainAsciiDomain) must
+// give exactly what the full parse gives: the same normal form where they answer, and no answer (so
+// the full parse decides, refusal and reason included) anywhere the full parse refuses. Checked
+// against the full parse over generated addresses and domains, both at every length limit, encoded
+// and reserved labels, hostile insertions and arbitrary strings.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { normalizeAddress, parseAddressInFull, plainAsciiAddress } from './normalize-address.ts';
+import { normalizeAddress, normalizeDomain, parseAddressInFull, plainAsciiAddress } from './normalize-address.ts';
+import { parseDomainInFull, plainAsciiDomain } from './parse-domain.ts';
 
 type Outcome = { value: unknown } | { refused: string };
 
@@ -23,6 +24,14 @@ function agrees(input: string): void {
   const full = outcome(() => parseAddressInFull(input));
   if (fast !== null) expect(full).toEqual({ value: fast });
   expect(outcome(() => normalizeAddress(input))).toEqual(full);
+}
+
+/** The same property for a domain alone. */
+function domainAgrees(input: string): void {
+  const fast = plainAsciiDomain(input);
+  const full = outcome(() => parseDomainInFull(input));
+  if (fast !== null) expect(full).toEqual({ value: fast });
+  expect(outcome(() => normalizeDomain(input))).toEqual(full);
 }
 
 const ATEXT = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&\'*+-/=?^_`{|}~';
@@ -65,6 +74,16 @@ const hostile = fc.tuple(address, fc.array(fc.tuple(fc.constantFrom(...HOSTILE),
     return `${acc.slice(0, index)}${insert}${acc.slice(index)}`;
   }, text),
 );
+/** Near the 253-character domain limit (and past it), with and without the root dot. */
+const longDomain = fc
+  .tuple(fc.array(fc.string({ unit: fc.constantFrom(...'abc'), minLength: 1, maxLength: 63, size: 'max' }), { minLength: 3, maxLength: 5 }), fc.boolean())
+  .map(([labels, rootDot]) => `${labels.join('.')}.test${rootDot ? '.' : ''}`);
+const hostileDomain = fc.tuple(domain, fc.array(fc.tuple(fc.constantFrom(...HOSTILE), fc.nat()), { minLength: 1, maxLength: 3 })).map(([text, inserts]) =>
+  inserts.reduce((acc, [insert, at]) => {
+    const index = at % (acc.length + 1);
+    return `${acc.slice(0, index)}${insert}${acc.slice(index)}`;
+  }, text),
+);
 const DENSE = [...'aZ09.-@_+"[]\\ ü\u00ad', 'xn--', '\u212a', '\r\n'];
 const dense = fc.array(fc.constantFrom(...DENSE), { maxLength: 30 }).map((parts) => parts.join(''));
 
@@ -90,6 +109,25 @@ describe('plainAsciiAddress, the fast path of normalizeAddress', () => {
     }
     for (const input of ['user@xn--bcher-kva.example', 'user@ab--cd.example', 'user@example.123', 'user@localhost', 'a..b@example.test', '"q"@example.test']) {
       expect(plainAsciiAddress(input), input).toBeNull();
+    }
+  });
+});
+
+describe('plainAsciiDomain, the fast path of parseDomain', () => {
+  it('answers exactly as the full parse on generated domains, at the length limits, on hostile insertions and arbitrary strings', () => {
+    fc.assert(fc.property(domain, domainAgrees), { numRuns: 3000 });
+    fc.assert(fc.property(longDomain, domainAgrees), { numRuns: 500 });
+    fc.assert(fc.property(fc.oneof(hostileDomain, dense, fc.string({ maxLength: 80 }), fc.string({ unit: 'binary', maxLength: 40 })), domainAgrees), {
+      numRuns: 4000,
+    });
+  }, 60_000);
+
+  it('takes the plain domains it is for', () => {
+    for (const input of ['example.test', 'Mail.Example.COM.', 'a-b.example', '123.example', `${'a'.repeat(63)}.test`]) {
+      expect(plainAsciiDomain(input), input).not.toBeNull();
+    }
+    for (const input of ['xn--bcher-kva.example', 'ab--cd.example', 'example.123', 'localhost', 'a..b', 'ex_ample.test', `${'a'.repeat(64)}.test`, 'example.test..']) {
+      expect(plainAsciiDomain(input), input).toBeNull();
     }
   });
 });

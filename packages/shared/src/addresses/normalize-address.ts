@@ -11,7 +11,7 @@
 // or an API argument. The checks before it exist to name a refusal precisely.
 import smtpAddressParser from 'smtp-address-parser';
 import { InvalidAddressError } from './invalid-address-error.ts';
-import { describeCharacter, parseDomain } from './parse-domain.ts';
+import { describeCharacter, parseDomain, plainAsciiDomain } from './parse-domain.ts';
 
 export { InvalidAddressError } from './invalid-address-error.ts';
 
@@ -83,14 +83,11 @@ function grammarProblem(mailbox: string): string | null {
 
 /** RFC 5321 Dot-string of ASCII atext: what nearly every address on the wire is. */
 const PLAIN_LOCAL_PART = /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?:\.[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*$/;
-/** An LDH label of 1 to 63 characters, no hyphen at either end (RFC 5890 2.3.1, RFC 1035 2.3.4). */
-const PLAIN_LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
-const NUMERIC = /^[0-9]+$/;
 
 /**
- * The normal form of a plain ASCII address — a dot-atom local part at a domain of LDH labels, none
- * of them an encoded (`xn--`) or reserved (`??--`) one — worked out directly: lower case, one root
- * dot dropped. Those are the inputs on which UTS #46 is the identity up to case and the grammar has
+ * The normal form of a plain ASCII address — a dot-atom local part at a plain ASCII domain (LDH
+ * labels, none of them an encoded `xn--` or reserved `??--` one: plainAsciiDomain) — worked out
+ * directly: lower case, one root dot dropped. Those are the inputs on which UTS #46 is the identity up to case and the grammar has
  * nothing to refuse that the checks here do not, so the result is the full parser's (asserted over
  * generated and hostile inputs by normalize-address.property.test.ts). null: anything else, which
  * normalizeAddress then parses in full, refusal and its reason included. It exists because the full
@@ -101,16 +98,9 @@ export function plainAsciiAddress(input: string): NormalizedAddress | null {
   if (at <= 0 || at > MAX_LOCAL_PART_OCTETS) return null;
   const rawLocal = input.slice(0, at);
   if (!PLAIN_LOCAL_PART.test(rawLocal)) return null;
-  const name = input.endsWith('.') ? input.slice(at + 1, -1) : input.slice(at + 1);
-  const labels = name.split('.');
-  if (labels.length < 2) return null;
-  for (const label of labels) {
-    if (!PLAIN_LABEL.test(label) || (label[2] === '-' && label[3] === '-')) return null;
-  }
-  const top = labels[labels.length - 1] as string;
-  if (top.length < 2 || NUMERIC.test(top)) return null;
+  const domain = plainAsciiDomain(input.slice(at + 1));
+  if (domain === null) return null;
   const localPart = rawLocal.toLowerCase();
-  const domain = name.toLowerCase();
   const address = `${localPart}@${domain}`;
   // ASCII: characters are octets. Within 254, the domain is within its 253 too.
   if (address.length > MAX_ADDRESS_OCTETS) return null;
