@@ -1,7 +1,8 @@
 // The bytes an attempt sends. Relayed mail (payload_mode relay) is sent exactly as the edge stored
 // it — the bytes received with the edge's Received: trace header prepended — so signatures (DKIM)
 // survive. Template and rendered deliveries are composed here, with the delivery's one stable
-// Message-ID and its creation time as Date:, so every attempt sends the same message.
+// Message-ID, its creation time as Date: and MIME boundaries made from its id, so every attempt
+// sends the same bytes.
 // Relayed mail that is not ours is forwarded mail: its envelope sender is SRS-rewritten and an ARC
 // set is sent in front of its bytes (forward-message.ts), which still go out unchanged.
 // What Postern originates — composed mail and its own bounces (relayed, source BOUNCE_SOURCE) — is
@@ -55,6 +56,10 @@ async function compose(
     ...(content.html !== null ? { html: content.html } : {}),
     messageId: delivery.rfc_message_id,
     date: delivery.created_at,
+    // nodemailer draws random bytes for the boundaries of each message otherwise: a retry of a
+    // text-and-HTML delivery went out with other bytes than its first attempt. The delivery id is
+    // random (UUID v4) and unknown to anyone before the content was fixed at intake.
+    baseBoundary: delivery.id.replaceAll('-', ''),
     headers: {
       'X-Postern-Delivery-Id': delivery.id,
       // RFC 3834: machine-generated mail; auto-responders should not answer it.

@@ -1,0 +1,41 @@
+import { type ClaimedDelivery, createLogger, type TemplateCatalog } from '@postern/shared';
+import { describe, expect, it } from 'vitest';
+import { buildMessage, type ComposeContext } from './compose-message.ts';
+
+const context: ComposeContext = {
+  catalog: { templates: new Map() } as unknown as TemplateCatalog,
+  sender: 'postern@sender.example',
+  logger: createLogger('compose-message-test', 'silent'),
+  loadPayload: async () => null,
+};
+
+function rendered(id: string): ClaimedDelivery {
+  return {
+    id,
+    source: 'api',
+    payload_mode: 'rendered',
+    message_id: null,
+    subject: 'Your receipt',
+    text_body: 'Thank you.',
+    html_body: '<p>Thank you.</p>',
+    recipient: 'customer@example.test',
+    envelope_from: '',
+    rfc_message_id: `<${id}@sender.example>`,
+    attempt_count: 1,
+    created_at: new Date('2026-11-27T10:00:00Z'),
+  } as ClaimedDelivery;
+}
+
+describe('buildMessage, composed mail', () => {
+  it('sends the same bytes on every attempt: boundaries made from the delivery id, not drawn at random', async () => {
+    const id = '0b6f3c2e-5d4a-4f1e-9a7b-2c8d1e0f3a4b';
+    const first = await buildMessage(context, rendered(id));
+    const retry = await buildMessage(context, rendered(id));
+    expect(first.raw.toString()).toContain('multipart/alternative');
+    expect(first.raw.toString()).toContain('0b6f3c2e5d4a4f1e9a7b2c8d1e0f3a4b');
+    expect(retry.raw.equals(first.raw)).toBe(true);
+    // Another delivery, other boundaries.
+    const other = await buildMessage(context, rendered('7e1d2c3b-4a59-4687-b9a0-c1d2e3f4a5b6'));
+    expect(other.raw.toString()).not.toContain('0b6f3c2e5d4a4f1e9a7b2c8d1e0f3a4b');
+  });
+});
