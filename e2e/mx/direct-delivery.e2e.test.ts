@@ -7,7 +7,8 @@
 // Proves: MX priority order with fallback past a refused connection and a 4xx greeting; the
 // implicit MX; IPv6; opportunistic STARTTLS recorded in the attempt; a null MX and an NXDOMAIN recipient domain fail for good with their reason;
 // a DNS server that stops answering defers (retrying, never failed) and the mail goes out once when
-// it answers again; and the mail resolver's own reads and cache against the real server.
+// it answers again; the mail resolver's own reads and cache against the real server; and an engine
+// left at MAIL_MX_PRIVATE_ADDRESSES' default never connects to these loopback MX hosts.
 import { createMailResolver } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
@@ -172,5 +173,36 @@ describe('direct delivery (MAIL_SMTP_MODE=mx)', () => {
     const attempts = await attemptsOf(db.pool, id);
     expect(attempts.map((attempt) => attempt.status)).not.toContain('provider_rejected');
     expect(attempts.at(-1)).toMatchObject({ status: 'sent' });
+  });
+});
+
+describe('an engine left at the default MAIL_MX_PRIVATE_ADDRESSES=refuse', () => {
+  it('never connects to an MX host at a loopback address: the attempt is deferred, saying why, and nothing reaches the hosts', async () => {
+    const guardedDb = await createTestDatabase('mx-private');
+    const guarded = await startTestEngine(guardedDb.dsn, {
+      MAIL_SMTP_MODE: 'mx',
+      MAIL_MX_PORT: String(mxPort),
+      MAIL_DNS_SERVERS: dns.server,
+      MAIL_MTA_HOSTNAME: 'postern.mx.test',
+      MAIL_RETRY_LADDER: '1h',
+    });
+    try {
+      const refusedBefore = refuser.connections();
+      const id = await queueDelivery(guardedDb.pool, { recipient: 'mallory@order.mx.test' });
+      const row = await waitFor(
+        'the first attempt deferred',
+        () => deliveryRow(guardedDb.pool, id),
+        (current) => current?.status === 'retrying' && (current?.attempt_count ?? 0) >= 1,
+        { timeoutMs: 20_000, intervalMs: 50 },
+      );
+      expect(row?.last_error).toMatch(/^dns: InvalidIpAddress: .*\[127\.0\.25\.\d\].*prohibited "loopback" address range/);
+      expect(await attemptsOf(guardedDb.pool, id)).toMatchObject([{ attempt_number: 1, status: 'transport_failed', smtp_code: null }]);
+      expect(accepting.seen.has('mallory@order.mx.test')).toBe(false);
+      expect(backup.seen.size).toBe(0);
+      expect(refuser.connections()).toBe(refusedBefore);
+    } finally {
+      await guarded.stop();
+      await guardedDb.drop();
+    }
   });
 });
