@@ -164,13 +164,19 @@ describe('connection reuse', () => {
     expect(sink.rsets).toBe(0);
   });
 
-  it('closes an idle connection after the idle timeout and gives its slot back', async () => {
+  it('closes an idle connection after the idle timeout and gives its slot back, and forgets the site', async () => {
     const store = createMemorySiteStore();
     const { relay, shaping } = shapedRelay(store, { idleTimeoutMs: 50 });
     expect(await relay.send(message('1@a.test'))).toMatchObject({ ok: true });
+    // Kept while its connection waits for the next message.
+    expect(shaping.trackedSites).toBe(1);
     await vi.waitFor(() => expect(sink.open).toBe(0), { timeout: 5_000 });
     expect(shaping.held(SITE)).toEqual({ idle: 0, busy: 0 });
     expect(store.heldSlots(SITE)).toBe(0);
+    // Nothing of this engine's is left at the site: an engine mailing many sites does not grow.
+    await vi.waitFor(() => expect(shaping.trackedSites).toBe(0), { timeout: 5_000 });
+    expect(await relay.send(message('2@a.test'))).toMatchObject({ ok: true });
+    expect(sink.connections).toBe(2);
   });
 
   it('opens a new connection when the server closed the idle one', async () => {
@@ -209,11 +215,13 @@ describe('connection reuse under MTA-STS', () => {
 describe('limits', () => {
   it('keeps the connection limit: a send that finds no slot waits for this engine’s busy connection, and is handed it', async () => {
     const store = createMemorySiteStore();
-    const { relay } = shapedRelay(store, { defaults: { ...DEFAULTS, maxConnections: 1 }, deferMs: 5_000 });
+    const { relay, shaping } = shapedRelay(store, { defaults: { ...DEFAULTS, maxConnections: 1 }, deferMs: 5_000 });
     const results = await Promise.all(['1@a.test', '2@a.test', '3@b.test'].map((recipient) => relay.send(message(recipient))));
     expect(results).toMatchObject([{ ok: true }, { ok: true }, { ok: true }]);
     expect(sink.connections).toBe(1);
     expect(sink.maxOpen).toBe(1);
+    // The waiting sends were handed the one connection: one state for the site throughout.
+    expect(shaping.trackedSites).toBe(1);
   });
 
   it('defers without connecting when the site has no free slot (another engine holds it), not as a failed attempt', async () => {
@@ -248,6 +256,8 @@ describe('limits', () => {
     expect(refusals).toBe(1);
     expect(store.heldSlots(BUSY_SITE)).toBe(0);
     expect(shaping.held(BUSY_SITE)).toEqual({ idle: 0, busy: 0 });
+    // Deferred sends leave nothing behind in this engine; the backoff lives in the shared store.
+    expect(shaping.trackedSites).toBe(0);
   });
 
   it('defers, rather than spend an attempt, when the shared state cannot be reached', async () => {

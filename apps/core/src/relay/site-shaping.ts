@@ -77,6 +77,8 @@ export interface SiteShaping {
   enter(domain: string, progress: () => void): Promise<SiteEntry>;
   /** Idle connections and slots this engine holds (tests, the pool's own accounting). */
   held(site: string): { idle: number; busy: number };
+  /** Sites this engine keeps state for: those with a connection, a send or a waiter (tests). */
+  readonly trackedSites: number;
   close(): Promise<void>;
 }
 
@@ -98,6 +100,8 @@ interface SiteState {
   idle: Pooled[];
   busy: number;
   waiters: Array<(pooled: Pooled | null) => void>;
+  /** Sends between entering the site and holding a lease (or being refused). */
+  entering: number;
 }
 
 function deferral(message: string, retryInMs: number): SendFailure {
@@ -139,11 +143,19 @@ export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
   const stateOf = (site: string, limits: SiteLimits): SiteState => {
     let state = sites.get(site);
     if (!state) {
-      state = { limits, idle: [], busy: 0, waiters: [] };
+      state = { limits, idle: [], busy: 0, waiters: [], entering: 0 };
       sites.set(site, state);
     }
     state.limits = limits;
     return state;
+  };
+
+  /** A site with nothing of this engine's in it is forgotten: one state per destination site ever
+   *  mailed would grow without end in a long-lived engine that mails many domains. Its next send
+   *  starts a new state; the limits themselves live in PostgreSQL. */
+  const forgetIfUnused = (site: string, state: SiteState) => {
+    if (sites.get(site) !== state) return;
+    if (state.busy === 0 && state.entering === 0 && state.idle.length === 0 && state.waiters.length === 0) sites.delete(site);
   };
 
   /** Closes a pooled connection (QUIT when it is healthy) and gives its slot back, once. */
@@ -152,7 +164,10 @@ export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
     pooled.released = true;
     if (pooled.idleTimer) clearTimeout(pooled.idleTimer);
     const state = sites.get(pooled.site);
-    if (state) state.idle = state.idle.filter((other) => other !== pooled);
+    if (state) {
+      state.idle = state.idle.filter((other) => other !== pooled);
+      forgetIfUnused(pooled.site, state);
+    }
     holding.delete(pooled.holder);
     const connection = pooled.session?.connection;
     if (connection) {
@@ -221,6 +236,7 @@ export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
         if (outcome === 'sent') pooled.messages += 1;
         if (reusable && pooled.session && !pooled.released) giveBack(pooled, state);
         else void retire(pooled, false);
+        forgetIfUnused(pooled.site, state);
       },
     };
   };
@@ -306,10 +322,20 @@ export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
     if ('kind' in site) return { kind: 'refused', failure: site };
     const limits = limitsFor(options.rules, options.defaults, site.hosts);
     const state = stateOf(site.key, limits);
+    state.entering += 1;
+    try {
+      return await enterState(site.key, limits, state, progress);
+    } finally {
+      state.entering -= 1;
+      forgetIfUnused(site.key, state);
+    }
+  };
 
-    if (limits.ratePerSecond !== null && !(await options.store.takeToken(site.key, limits.ratePerSecond))) {
+  /** The rate token, then an idle connection of this engine's, a new slot, or one handed back. */
+  const enterState = async (key: string, limits: SiteLimits, state: SiteState, progress: () => void): Promise<SiteEntry> => {
+    if (limits.ratePerSecond !== null && !(await options.store.takeToken(key, limits.ratePerSecond))) {
       const retryInMs = jitter(Math.max(options.deferMs, 1000 / limits.ratePerSecond));
-      return refuse(site.key, 'rate', `deferred: site ${site.key} is at its rate limit (${limits.ratePerSecond}/s)`, retryInMs);
+      return refuse(key, 'rate', `deferred: site ${key} is at its rate limit (${limits.ratePerSecond}/s)`, retryInMs);
     }
 
     for (let pooled = state.idle.pop(); pooled; pooled = state.idle.pop()) {
@@ -320,18 +346,18 @@ export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
         retire(pooled, false);
         continue;
       }
-      options.metrics.connection(site.key, 'reused');
+      options.metrics.connection(key, 'reused');
       return { kind: 'lease', lease: leaseOf(pooled, state, session) };
     }
 
     const holder = `${options.engineId}/${randomBytes(6).toString('hex')}`;
-    const claim = await options.store.claimSlot(site.key, limits.maxConnections, holder, SLOT_LEASE_MS);
+    const claim = await options.store.claimSlot(key, limits.maxConnections, holder, SLOT_LEASE_MS);
     progress();
     if (claim.kind === 'backoff') {
-      return refuse(site.key, 'backoff', `deferred: site ${site.key} is backed off (no MX host took a session)`, claim.retryInMs + jitter(options.deferMs));
+      return refuse(key, 'backoff', `deferred: site ${key} is backed off (no MX host took a session)`, claim.retryInMs + jitter(options.deferMs));
     }
     if (claim.kind === 'slot') {
-      const pooled: Pooled = { site: site.key, slot: claim.slot, holder, session: null, messages: 0, released: false, lost: false, idleTimer: null };
+      const pooled: Pooled = { site: key, slot: claim.slot, holder, session: null, messages: 0, released: false, lost: false, idleTimer: null };
       holding.set(holder, pooled);
       if (closed) {
         retire(pooled, false);
@@ -357,13 +383,13 @@ export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
       if (handed) {
         const session = await revive(handed, progress);
         if (session) {
-          options.metrics.connection(site.key, 'reused');
+          options.metrics.connection(key, 'reused');
           return { kind: 'lease', lease: leaseOf(handed, state, session) };
         }
         retire(handed, false);
       }
     }
-    return refuse(site.key, 'slot', `deferred: site ${site.key} has no free connection (at most ${limits.maxConnections})`, jitter(options.deferMs));
+    return refuse(key, 'slot', `deferred: site ${key} has no free connection (at most ${limits.maxConnections})`, jitter(options.deferMs));
   };
 
   return {
@@ -371,6 +397,9 @@ export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
     held(site) {
       const state = sites.get(site);
       return { idle: state?.idle.length ?? 0, busy: state?.busy ?? 0 };
+    },
+    get trackedSites() {
+      return sites.size;
     },
     async close() {
       closed = true;

@@ -82,6 +82,10 @@ export interface SiteStore {
   clearBackoff(site: string): Promise<void>;
 }
 
+/** Sites whose slot rows an engine remembers having made; past it, it forgets them all and makes
+ *  sure again (an INSERT that finds the rows there), so an engine that mails many sites stays small. */
+export const MAX_ENSURED_SITES = 10_000;
+
 export function createSiteStore(db: Queryable): SiteStore {
   /** Sites whose slot rows this engine has made sure of, with the count made. */
   const ensured = new Map<string, number>();
@@ -89,6 +93,7 @@ export function createSiteStore(db: Queryable): SiteStore {
     async claimSlot(site, maxConnections, holder, leaseMs) {
       if ((ensured.get(site) ?? 0) < maxConnections) {
         await db.query(ENSURE_SLOTS_SQL, [site, maxConnections]);
+        if (ensured.size >= MAX_ENSURED_SITES) ensured.clear();
         ensured.set(site, maxConnections);
       }
       const { rows } = await db.query<{ slot: number | null; backoff_ms: number | null }>(CLAIM_SLOT_SQL, [site, maxConnections, holder, leaseMs]);
