@@ -8,6 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { randomRecipient } from './aliases.ts';
+import { percentile } from './load-client.ts';
 
 export interface ProbeResult {
   samples: number;
@@ -47,11 +48,6 @@ export function startRcptProbe(port: number, perSecond = PER_SECOND): RcptProbe 
       }
     },
   };
-}
-
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
 }
 
 /** One SMTP session: send a line, resolve with the (last line of the) reply. */
@@ -114,8 +110,7 @@ async function probe(port: number, perSecond: number): Promise<ProbeResult> {
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
   }
   smtp.close();
-  const sorted = [...times].sort((a, b) => a - b);
-  return { samples: sorted.length, p50Ms: percentile(sorted, 50), p99Ms: percentile(sorted, 99), problem };
+  return { samples: times.length, p50Ms: percentile(times, 50), p99Ms: percentile(times, 99), problem };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

@@ -30,7 +30,8 @@ export class SigningKeyCache {
   /** `read` behind the cache: a domain's answer (a key or none) is kept until the counter moves. */
   cached(read: KeyLookup): KeyLookup {
     return async (domain) => {
-      if (this.generation !== null && this.keys.has(domain)) return this.keys.get(domain) ?? null;
+      // Kept only once a claim was seen (below): a kept answer is always of the current counter.
+      if (this.keys.has(domain)) return this.keys.get(domain) ?? null;
       const epoch = this.epoch;
       const known = this.generation !== null;
       const key = await read(domain);
