@@ -165,6 +165,7 @@ function createRelay(
         port: smtp.mtaStsPort,
         // RFC 8461 3.3 suggests a minute at most; a send waits for it, so no longer than a reply.
         timeoutMs: Math.min(smtp.timeoutMs, 60_000),
+        privateAddresses: smtp.mxPrivateAddresses,
         logger: log,
         metrics: createMtaStsMetrics(registry),
       }),

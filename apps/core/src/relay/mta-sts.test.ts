@@ -99,13 +99,16 @@ describe('createMtaSts: the policy a send follows', () => {
   let store: ReturnType<typeof memoryStore>;
   let metrics: ReturnType<typeof createMtaStsMetrics>;
   let registry: ReturnType<typeof createMetricsRegistry>;
-  const mtaSts = () =>
+  // The policy hosts here are on loopback addresses: allowed, as MAIL_MX_PRIVATE_ADDRESSES=allow does,
+  // except in the tests of the refusal below.
+  const mtaSts = (privateAddresses: 'refuse' | 'allow' = 'allow', logger = createLogger('test', 'silent')) =>
     createMtaSts({
       resolver: createMailResolver({ servers: null, query, timeoutMs: 1_000 }),
       store,
       port,
       timeoutMs: 5_000,
-      logger: createLogger('test', 'silent'),
+      privateAddresses,
+      logger,
       metrics,
     });
   const lookups = async (outcome: string) => (await metrics.lookups.get()).values.find((value) => value.labels.outcome === outcome)?.value ?? 0;
@@ -166,6 +169,48 @@ describe('createMtaSts: the policy a send follows', () => {
     // Marked for every engine, so that a broken policy host is not asked on every send.
     expect(store.rows.get('redirect.test')).toMatchObject({ id: '1', mode: 'none' });
     expect(requests).toEqual(['redirect.test /.well-known/mta-sts.txt']);
+  });
+
+  it('does not fetch from a policy host at a private address when they are refused: a failed lookup, counted and logged, the cached policy kept', async () => {
+    const lines: Array<{ msg: string; err?: { code?: string; message?: string } }> = [];
+    const logger = createLogger('test', 'info', { destination: { write: (line: string) => void lines.push(JSON.parse(line)) } });
+    const sts = mtaSts('refuse', logger);
+    // Loopback for A, loopback and unique-local for AAAA: nothing left to connect to.
+    zone['mta-sts.enforce.test'] = { A: [POLICY_HOST], AAAA: ['::1', 'fd00::1'] };
+    expect(await sts.policyFor('enforce.test')).toBeNull();
+    // No A record, a link-local AAAA; an IPv4-mapped loopback spelled as IPv6.
+    zone['mta-sts.redirect.test'] = { AAAA: ['fe80::1'] };
+    expect(await sts.policyFor('redirect.test')).toBeNull();
+    zone['mta-sts.untrusted.test'] = { AAAA: ['::ffff:127.0.0.32'] };
+    expect(await sts.policyFor('untrusted.test')).toBeNull();
+    expect(requests).toEqual([]);
+    expect(await lookups('failed_none')).toBe(3);
+    const refusals = lines.filter((line) => line.err?.code === 'EPRIVATEADDR');
+    expect(refusals).toHaveLength(3);
+    expect(refusals[0]?.err?.message).toContain('mta-sts.enforce.test resolves only to addresses refused by MAIL_MX_PRIVATE_ADDRESSES=refuse');
+    expect(refusals[0]?.err?.message).toContain('127.0.0.31');
+    expect(refusals[0]?.err?.message).toContain('fd00::1');
+    // A policy already cached for the domain still applies (RFC 8461: a failed fetch keeps it).
+    store.rows.set('down.test', { id: '1', mode: 'enforce', mx: ['mx.down.test'], maxAge: 86400, expires: new Date(Date.now() + 86_400_000).toISOString() });
+    zone['mta-sts.down.test'] = { A: ['10.1.2.3', '169.254.169.254'] };
+    expect(await sts.policyFor('down.test')).toMatchObject({ id: '1', mode: 'enforce', mx: ['mx.down.test'] });
+    expect(await lookups('failed_cached')).toBe(1);
+    // A policy host without any address is still "no policy host", not a refusal.
+    zone['_mta-sts.plain.test'] = { TXT: [['v=STSv1; id=9;']] };
+    expect(await sts.policyFor('plain.test')).toBeNull();
+    expect(await lookups('none')).toBe(1);
+  });
+
+  it('skips the private addresses of a policy host that also has another one', async () => {
+    // Allowed, the first address (the loopback policy host) is fetched from.
+    zone['mta-sts.enforce.test'] = { A: [POLICY_HOST, '192.0.2.10'] };
+    expect(await mtaSts('allow').policyFor('enforce.test')).toMatchObject({ id: '20261127a' });
+    expect(requests).toHaveLength(1);
+    // Refused, mailauth is handed 192.0.2.10 alone (nothing answers there): the loopback host is not asked.
+    store.rows.clear();
+    expect(await mtaSts('refuse').policyFor('enforce.test')).toBeNull();
+    expect(requests).toHaveLength(1);
+    expect(await lookups('failed_none')).toBe(1);
   });
 
   it('shares one lookup between concurrent sends to a domain', async () => {

@@ -12,11 +12,18 @@
 // other than text/plain, field names in capitals) is still honoured, which protects more mail
 // than dropping it; and it keeps applying an expired enforce/testing policy while its fetch keeps
 // failing, rather than falling back to no policy.
+// The policy host is reached at whatever address `mta-sts.<domain>` resolves to, before any MX is
+// looked at: with MAIL_MX_PRIVATE_ADDRESSES=refuse (the default) an address that the MX connection
+// would refuse (loopback, private, link-local, carrier-grade NAT, unique-local, this machine's own;
+// mx-connect's own check, so both refuse the same set) is not connected to either — a domain cannot
+// point the engine's HTTPS request at an internal service. When nothing else is left the lookup
+// fails with EPRIVATEADDR: counted and logged as a failed lookup, a cached policy still applies.
 // DANE (TLSA, RFC 7672) is not done: it needs DNSSEC-validated answers, which Node's resolver
 // cannot give (docs/core.md, "DANE").
 import type { Logger, Pool, Registry } from '@postern/shared';
 import { type MailRecordType, type MailResolver, prometheus } from '@postern/shared';
 import { getPolicy, validateMx } from 'mailauth/lib/mta-sts.js';
+import { isInvalid } from 'mx-connect/lib/tools.js';
 
 export type StsMode = 'enforce' | 'testing';
 
@@ -92,6 +99,9 @@ export interface MtaStsOptions {
   port: number;
   /** The policy fetch's own time limit (RFC 8461 suggests a minute at most). */
   timeoutMs: number;
+  /** MAIL_MX_PRIVATE_ADDRESSES: whether the policy host may be at an address the MX connection
+   *  refuses when it is 'refuse' (loopback, private, link-local, ...). */
+  privateAddresses: 'refuse' | 'allow';
   logger: Logger;
   metrics?: MtaStsMetrics;
 }
@@ -121,14 +131,37 @@ export function createMtaSts(options: MtaStsOptions): MtaSts {
   // mailauth asks for TXT, A and AAAA; answers go through the mail resolver (MAIL_DNS_SERVERS) with
   // the codes mailauth reads (ENOTFOUND, ENODATA: no such record).
   // A and AAAA answers are address strings, TXT answers lists of strings: what mailauth's type says.
-  const resolver = async (name: string, type: string): Promise<string[] | string[][]> => {
-    if (!TYPES.includes(type)) throw Object.assign(new Error(`DNS record type ${type} is not looked up`), { code: 'ENOTIMP' });
-    return (await options.resolver.resolve(name, type as MailRecordType)) as string[] | string[][];
+  // One resolver per lookup: it remembers the policy host's addresses it refused, so that when
+  // mailauth's last address lookup (A, then AAAA if A left nothing) ends empty the lookup fails
+  // as refused rather than looking like a domain without a policy host.
+  const resolverForOneLookup = () => {
+    const refused: string[] = [];
+    return async (name: string, type: string): Promise<string[] | string[][]> => {
+      if (!TYPES.includes(type)) throw Object.assign(new Error(`DNS record type ${type} is not looked up`), { code: 'ENOTIMP' });
+      if (type === 'TXT' || options.privateAddresses === 'allow') return (await options.resolver.resolve(name, type as MailRecordType)) as string[][];
+      let addresses: string[] = [];
+      try {
+        addresses = (await options.resolver.resolve(name, type as MailRecordType)) as string[];
+      } catch (error) {
+        if (type === 'A' || refused.length === 0) throw error;
+      }
+      const usable = addresses.filter((address) => {
+        const why = isInvalid({ dnsOptions: { blockLocalAddresses: true } }, address);
+        if (why) refused.push(`${address}: ${why}`);
+        return !why;
+      });
+      if (usable.length === 0 && type === 'AAAA' && refused.length > 0) {
+        throw Object.assign(new Error(`policy host ${name} resolves only to addresses refused by MAIL_MX_PRIVATE_ADDRESSES=refuse (${refused.join('; ')})`), {
+          code: 'EPRIVATEADDR',
+        });
+      }
+      return usable;
+    };
   };
 
   const lookUp = async (domain: string): Promise<StsPolicy | null> => {
     const known = await options.store.get(domain);
-    const result = await getPolicy(domain, known, { resolver, port: options.port, timeout: options.timeoutMs });
+    const result = await getPolicy(domain, known, { resolver: resolverForOneLookup(), port: options.port, timeout: options.timeoutMs });
     const { policy, status } = result;
     const error = policy.error as (Error & { code?: string }) | undefined;
     const outcome: LookupOutcome =

@@ -44,3 +44,9 @@ declare module 'mx-connect' {
 
   export default function mxConnect(options: MxConnectOptions): Promise<MxConnection>;
 }
+
+// mx-connect's address check (lib/tools.js, 2.0.0), used for the MTA-STS policy host too (mta-sts.ts):
+// the reason an address is refused, or false when it may be connected to.
+declare module 'mx-connect/lib/tools.js' {
+  export function isInvalid(delivery: { dnsOptions?: { blockLocalAddresses?: boolean; ignoreIPv6?: boolean } }, ip: string): string | false;
+}
