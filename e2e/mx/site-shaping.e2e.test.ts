@@ -7,11 +7,12 @@
 // ones included, with one attempt each (a deferral spends no ladder step); a site refusing sessions
 // is backed off as a whole (a bounded number of connection attempts, its deliveries deferred to the
 // backoff's end without connecting); and the store's slots, leases, rate bucket and backoff rows
-// behave as the engines rely on.
+// behave as the engines rely on, and retention forgets the state of sites idle for its age.
 import type net from 'node:net';
 import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
+import { purgeExpired } from '../../apps/core/src/keepalive/retention.ts';
 import { siteKey } from '../../apps/core/src/relay/site-key.ts';
 import { createSiteStore } from '../../apps/core/src/relay/site-store.ts';
 import { metricsText, queueDelivery, startTestEngine } from '../core/helpers/engine.ts';
@@ -201,6 +202,40 @@ describe('the site store on PostgreSQL', () => {
     expect(await store.claimSlot('backoff.test', 2, 'a', 60_000)).toMatchObject({ kind: 'backoff', retryInMs: expect.any(Number) });
     await store.clearBackoff('backoff.test');
     expect(await store.claimSlot('backoff.test', 2, 'a', 60_000)).toEqual({ kind: 'slot', slot: 0 });
+  });
+
+  it('forgets the shaping state of a site idle for the retention age, keeps a site in use, and makes purged slot rows again on the next claim', async () => {
+    const DAY_MS = 24 * 60 * 60 * 1000;
+    const store = createSiteStore(db.pool);
+    // idle.test: both slots used and given up, a bucket and a backoff, all two days ago.
+    for (const holder of ['a', 'b']) expect(await store.claimSlot('idle.test', 2, holder, 60_000)).toMatchObject({ kind: 'slot' });
+    await store.releaseSlot('idle.test', 0, 'a');
+    await store.releaseSlot('idle.test', 1, 'b');
+    expect(await store.takeToken('idle.test', 1)).toBe(true);
+    await store.backOff('idle.test', 1_000, '421 busy');
+    await db.pool.query(`UPDATE mail.site_slots SET expires_at = now() - interval '2 days' WHERE site = 'idle.test'`);
+    await db.pool.query(`UPDATE mail.site_buckets SET refilled_at = now() - interval '2 days' WHERE site = 'idle.test'`);
+    await db.pool.query(`UPDATE mail.site_backoffs SET until = now() - interval '2 days' WHERE site = 'idle.test'`);
+    // half.test: one slot idle as long, the other released just now (a release stamps its time).
+    for (const holder of ['a', 'b']) expect(await store.claimSlot('half.test', 2, holder, 60_000)).toMatchObject({ kind: 'slot' });
+    await db.pool.query(`UPDATE mail.site_slots SET holder = NULL, expires_at = now() - interval '2 days' WHERE site = 'half.test' AND slot = 0`);
+    await store.releaseSlot('half.test', 1, 'b');
+    // held.test: a connection open now.
+    expect(await store.claimSlot('held.test', 1, 'a', 60_000)).toEqual({ kind: 'slot', slot: 0 });
+
+    const purged = await purgeExpired(db.pool, { retentionAgeMs: DAY_MS, idempotencyWindowMs: DAY_MS });
+    expect(purged).toMatchObject({ siteSlots: 1, siteBuckets: 1, siteBackoffs: 1 });
+    const rows = async (table: string) =>
+      (await db.pool.query<{ site: string }>(`SELECT DISTINCT site FROM mail.${table} WHERE site = ANY($1::text[]) ORDER BY site`, [['idle.test', 'half.test', 'held.test']])).rows.map((row) => row.site);
+    expect(await rows('site_slots')).toEqual(['half.test', 'held.test']);
+    expect(await rows('site_buckets')).toEqual([]);
+    expect(await rows('site_backoffs')).toEqual([]);
+    expect((await purgeExpired(db.pool, { retentionAgeMs: DAY_MS, idempotencyWindowMs: DAY_MS })).siteSlots).toBe(0);
+
+    // This store made idle.test's rows before the purge; its next claim finds them gone and makes them again.
+    expect(await store.claimSlot('idle.test', 2, 'c', 60_000)).toEqual({ kind: 'slot', slot: 0 });
+    expect(await store.claimSlot('idle.test', 2, 'd', 60_000)).toEqual({ kind: 'slot', slot: 1 });
+    expect(await store.claimSlot('idle.test', 2, 'e', 60_000)).toEqual({ kind: 'full' });
   });
 
   it('takes tokens from a bucket that holds a second’s worth (at least one) and refills with time', async () => {

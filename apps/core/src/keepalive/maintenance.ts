@@ -1,8 +1,8 @@
 // Maintenance: the passes that keep the shared queue healthy without claiming anything.
 //   lease reclaim  takes back the leases of engines that died or stalled, with the bounces of what
 //                  that dead-letters (queue/reclaim-leases.ts; stalled-worker, docs/incidents.md);
-//   retention      purges old payloads, attempts, idempotency reservations and dead engines'
-//                  worker rows (retention.ts).
+//   retention      purges old payloads, attempts, idempotency reservations, dead engines'
+//                  worker rows and idle destination sites' shaping state (retention.ts).
 // Each is one function that runs one pass now and returns what it did. Two supervised loops run
 // them on timers ('lease-reclaim': a few times per lease period, at least every 5 s; 'retention':
 // every MAIL_RETENTION_INTERVAL), and engine.maintenance runs them on demand, so a test triggers a
@@ -13,7 +13,7 @@ import type { EngineEvents } from '../engine-events.ts';
 import type { EngineMetrics } from '../metrics.ts';
 import type { LiveLeases } from '../queue/live-leases.ts';
 import { type LostLeaseEnding, type ReclaimResult, reclaimPass } from '../queue/reclaim-leases.ts';
-import { type Purged, purgeExpired, RETENTION_BATCH } from './retention.ts';
+import { BATCHED_PURGES, type Purged, purgeExpired, RETENTION_BATCH } from './retention.ts';
 import { type LoopContext, sleepBeating } from './supervisor.ts';
 
 export interface Maintenance {
@@ -84,21 +84,19 @@ export function createMaintenance(options: MaintenanceOptions): Maintenance & { 
 
   // From the loop: beat between batches, and stop after the batch under way when the engine stops.
   const retain = oneAtATime(async ({ beat, signal }: Pick<LoopContext, 'beat' | 'signal'>): Promise<Purged> => {
-    const total: Purged = { payloads: 0, attempts: 0, reservations: 0, workers: 0 };
+    const total: Purged = { payloads: 0, attempts: 0, reservations: 0, workers: 0, siteSlots: 0, siteBuckets: 0, siteBackoffs: 0 };
+    const keys = Object.keys(total) as (keyof Purged)[];
     let purged: Purged;
     do {
       purged = await purgeExpired(options.pool, engine);
-      if (purged.payloads + purged.attempts + purged.reservations + purged.workers > 0) {
-        retentionLog.info(purged, "retention: purged old payloads, attempts, idempotency reservations and dead engines' worker rows");
+      if (keys.some((key) => purged[key] > 0)) {
+        retentionLog.info(purged, "retention: purged old payloads, attempts, idempotency reservations, dead engines' worker rows and idle sites' shaping state");
       }
-      total.payloads += purged.payloads;
-      total.attempts += purged.attempts;
-      total.reservations += purged.reservations;
-      total.workers += purged.workers;
+      for (const key of keys) total[key] += purged[key];
       beat();
       // Worker rows go all at once, so only the batched purges can have more left.
-    } while (!signal.aborted && [purged.payloads, purged.attempts, purged.reservations].some((count) => count === RETENTION_BATCH));
-    if (total.payloads + total.attempts + total.reservations + total.workers > 0) events.emit('retention:purged', total);
+    } while (!signal.aborted && BATCHED_PURGES.some((key) => purged[key] === RETENTION_BATCH));
+    if (keys.some((key) => total[key] > 0)) events.emit('retention:purged', total);
     return total;
   });
 

@@ -4,6 +4,11 @@
 // reservations older than MAIL_IDEMPOTENCY_WINDOW go the same way: past the window a producer's
 // retry of the same key is a new delivery, and the table does not grow forever. Heartbeat rows of
 // engines silent for a day leave mail.workers (pruneDeadWorkers), so the table lists live engines.
+// The shaping state of destination sites (relay/site-store.ts) that nobody has connected to or
+// sent to for MAIL_RETENTION_AGE goes too — a site's slot rows only when every slot has been free
+// that long (the DELETE checks each row again, so a slot claimed meanwhile stays, and the claim
+// makes missing rows again), a full token bucket, a backoff long over — so the tables hold the sites
+// in use, not every site ever mailed.
 import type { Queryable } from '@postern/shared';
 import { pruneDeadWorkers } from './heartbeat.ts';
 
@@ -32,12 +37,46 @@ DELETE FROM mail.idempotency_reservations
     WHERE created_at < now() - $1::double precision * interval '1 millisecond'
     ORDER BY created_at LIMIT $2)`;
 
+// A batch of idle sites: every one of its slots free since before the age.
+const PURGE_SITE_SLOTS_SQL = `
+WITH idle AS (
+  SELECT s.site FROM mail.site_slots s
+   WHERE s.slot = 0 AND s.expires_at < now() - $1::double precision * interval '1 millisecond'
+     AND NOT EXISTS (SELECT 1 FROM mail.site_slots o
+                      WHERE o.site = s.site AND o.expires_at >= now() - $1::double precision * interval '1 millisecond')
+   LIMIT $2),
+gone AS (
+  DELETE FROM mail.site_slots s USING idle
+   WHERE s.site = idle.site AND s.expires_at < now() - $1::double precision * interval '1 millisecond'
+  RETURNING s.site)
+SELECT count(DISTINCT site)::int AS sites FROM gone`;
+
+// Not refilled for the age: full, as a bucket made anew would be.
+const PURGE_SITE_BUCKETS_SQL = `
+DELETE FROM mail.site_buckets
+ WHERE site IN (SELECT site FROM mail.site_buckets
+                 WHERE refilled_at < now() - $1::double precision * interval '1 millisecond' LIMIT $2)
+   AND refilled_at < now() - $1::double precision * interval '1 millisecond'`;
+
+const PURGE_SITE_BACKOFFS_SQL = `
+DELETE FROM mail.site_backoffs
+ WHERE site IN (SELECT site FROM mail.site_backoffs
+                 WHERE until < now() - $1::double precision * interval '1 millisecond' LIMIT $2)
+   AND until < now() - $1::double precision * interval '1 millisecond'`;
+
 export interface Purged {
   payloads: number;
   attempts: number;
   reservations: number;
   workers: number;
+  /** Destination sites whose connection slots went. */
+  siteSlots: number;
+  siteBuckets: number;
+  siteBackoffs: number;
 }
+
+/** The purges that go in batches of RETENTION_BATCH: another pass follows a full one. */
+export const BATCHED_PURGES = ['payloads', 'attempts', 'reservations', 'siteSlots', 'siteBuckets', 'siteBackoffs'] as const;
 
 /** One batch of each (dead engines' worker rows all at once); returns how many rows went, so the
  *  caller repeats while batches are full. */
@@ -50,10 +89,16 @@ export async function purgeExpired(
   const attempts = await db.query(PURGE_ATTEMPTS_SQL, [ages.retentionAgeMs, batch]);
   const reservations = await db.query(PURGE_RESERVATIONS_SQL, [ages.idempotencyWindowMs, batch]);
   const workers = await pruneDeadWorkers(db);
+  const siteSlots = await db.query<{ sites: number }>(PURGE_SITE_SLOTS_SQL, [ages.retentionAgeMs, batch]);
+  const siteBuckets = await db.query(PURGE_SITE_BUCKETS_SQL, [ages.retentionAgeMs, batch]);
+  const siteBackoffs = await db.query(PURGE_SITE_BACKOFFS_SQL, [ages.retentionAgeMs, batch]);
   return {
     payloads: payloads.rowCount ?? 0,
     attempts: attempts.rowCount ?? 0,
     reservations: reservations.rowCount ?? 0,
     workers,
+    siteSlots: siteSlots.rows[0]?.sites ?? 0,
+    siteBuckets: siteBuckets.rowCount ?? 0,
+    siteBackoffs: siteBackoffs.rowCount ?? 0,
   };
 }

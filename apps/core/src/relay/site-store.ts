@@ -3,7 +3,10 @@
 // Postern's own, only row locks and leases:
 // - connection slots: rows 0..N-1 per site; a connection may be opened only on a slot claimed with
 //   FOR UPDATE SKIP LOCKED, whose lease its engine renews while the connection lives. A crashed
-//   engine renews nothing: its slots are free again when their leases run out.
+//   engine renews nothing: its slots are free again when their leases run out. A free slot's
+//   expires_at is when it was last given up (released, or its lease ran out): retention removes
+//   the rows of a site nobody has connected to for MAIL_RETENTION_AGE (keepalive/retention.ts),
+//   and a claim that finds rows missing makes them again.
 // - the message rate: a token bucket row, refilled by elapsed time in the statement that takes a
 //   token, so concurrent engines serialise on the row and never take more than the rate allows.
 // - backoff: a row saying no engine connects to the site before `until`; it is read in the same
@@ -33,10 +36,11 @@ taken AS (
    WHERE s.site = $1 AND s.slot = free.slot
   RETURNING s.slot)
 SELECT (SELECT slot FROM taken) AS slot,
-       (SELECT EXTRACT(EPOCH FROM until - now()) * 1000 FROM backoff)::double precision AS backoff_ms`;
+       (SELECT EXTRACT(EPOCH FROM until - now()) * 1000 FROM backoff)::double precision AS backoff_ms,
+       (SELECT count(*) FROM mail.site_slots WHERE site = $1 AND slot < $2)::int AS slots`;
 
 const RELEASE_SLOT_SQL = `
-UPDATE mail.site_slots SET holder = NULL, expires_at = '-infinity'
+UPDATE mail.site_slots SET holder = NULL, expires_at = now()
  WHERE site = $1 AND slot = $2 AND holder = $3`;
 
 /** Renews the live leases of these holders; returns the ones renewed (the others were lost). */
@@ -91,16 +95,21 @@ export function createSiteStore(db: Queryable): SiteStore {
   const ensured = new Map<string, number>();
   return {
     async claimSlot(site, maxConnections, holder, leaseMs) {
-      if ((ensured.get(site) ?? 0) < maxConnections) {
-        await db.query(ENSURE_SLOTS_SQL, [site, maxConnections]);
-        if (ensured.size >= MAX_ENSURED_SITES) ensured.clear();
-        ensured.set(site, maxConnections);
+      // At most twice: once more when the slot rows this engine made were purged since (a site
+      // idle for the retention age) and none was free, after making them again.
+      for (let attempt = 1; ; attempt += 1) {
+        if ((ensured.get(site) ?? 0) < maxConnections) {
+          await db.query(ENSURE_SLOTS_SQL, [site, maxConnections]);
+          if (ensured.size >= MAX_ENSURED_SITES) ensured.clear();
+          ensured.set(site, maxConnections);
+        }
+        const { rows } = await db.query<{ slot: number | null; backoff_ms: number | null; slots: number }>(CLAIM_SLOT_SQL, [site, maxConnections, holder, leaseMs]);
+        const row = rows[0];
+        if (row?.backoff_ms != null) return { kind: 'backoff', retryInMs: Math.max(0, Number(row.backoff_ms)) };
+        if (row?.slot != null) return { kind: 'slot', slot: row.slot };
+        if ((row?.slots ?? 0) >= maxConnections || attempt === 2) return { kind: 'full' };
+        ensured.delete(site);
       }
-      const { rows } = await db.query<{ slot: number | null; backoff_ms: number | null }>(CLAIM_SLOT_SQL, [site, maxConnections, holder, leaseMs]);
-      const row = rows[0];
-      if (row?.backoff_ms != null) return { kind: 'backoff', retryInMs: Math.max(0, Number(row.backoff_ms)) };
-      if (row?.slot != null) return { kind: 'slot', slot: row.slot };
-      return { kind: 'full' };
     },
     async releaseSlot(site, slot, holder) {
       await db.query(RELEASE_SLOT_SQL, [site, slot, holder]);
