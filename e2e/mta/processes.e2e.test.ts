@@ -1,7 +1,8 @@
 // MAIL_MTA_PROCESSES=2: `node apps/mta/src/main.ts` becomes a primary with two workers that each
 // listen on the SMTP address with their own socket (SO_REUSEPORT). Shown against the real process:
 // both workers serve connections (the pid on each "connection opened" line), /metrics sums them, a
-// worker killed with SIGKILL is forked again while the other keeps answering, a second edge on the
+// worker killed with SIGKILL is forked again while the other keeps answering (and the sum keeps
+// its counts), a second edge on the
 // same address fails its start, and SIGTERM (to the primary, or to all of them) stops everything —
 // every 250 being a stored message.
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -216,7 +217,9 @@ describe('MAIL_MTA_PROCESSES=2', () => {
     expect(restartLog).toEqual([expect.objectContaining({ worker: slot, workerPid: victim, signal: 'SIGKILL' })]);
     expect(edge.lines.find((line) => line.includes('"edge worker exited unexpectedly')) ?? '').toMatch(/"level":50/);
 
-    // The new worker serves too, and the sum counts the survivor's messages (the dead one's are gone with it).
+    // The new worker serves too, and the sum still counts every message: the dead worker's as it
+    // last reported them (the scrape of the test before, after its last message), so no counter
+    // went back, which Prometheus would take for a reset.
     const before = connectionPids().length;
     const after: Array<number | string> = [];
     await waitFor(
@@ -231,6 +234,8 @@ describe('MAIL_MTA_PROCESSES=2', () => {
     expect(after.filter((code) => code !== 250)).toEqual([]);
     for (const pid of connectionPids().slice(before)) expect([restarted, survivor]).toContain(pid);
     const text = await metrics();
+    expect(sample(text, 'mail_mta_messages_accepted_total')).toBe(accepted);
+    expect(sample(text, 'mail_mta_accept_duration_ms_count')).toBe(accepted);
     expect(sample(text, 'mail_mta_worker_restarts_total')).toBe(1);
     expect(sample(text, 'mail_mta_workers_listening')).toBe(2);
     expect((await fetch(`http://127.0.0.1:${httpPort}/readyz`)).status).toBe(200);

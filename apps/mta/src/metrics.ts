@@ -1,7 +1,7 @@
 // What operators watch on the edge: every RCPT outcome by reply, how long the live lookup takes,
 // what was accepted (messages, bytes, deliveries) and what was refused, and why.
 // With MAIL_MTA_PROCESSES > 1 the primary's /metrics sums the workers' registries (prom-client's
-// AggregatorRegistry): counters and histograms add up, and every gauge here says how it combines
+// aggregation, cluster/worker-metrics.ts): counters and histograms add up, and every gauge here says how it combines
 // (docs/mta.md, "Processes"): all of them are amounts a process holds, so they add up too.
 import { prometheus, type Registry } from '@postern/shared';
 

@@ -1,3 +1,5 @@
+import type { prometheus } from '@postern/shared';
+
 // What the edge's primary and its workers (MAIL_MTA_PROCESSES > 1) tell each other over the
 // cluster's IPC channel, and how a worker learns which one it is. The stop itself is a signal
 // (SIGTERM), as for any Postern process (packages/shared/src/process/run-service.ts).
@@ -16,4 +18,32 @@ export const WORKER_INDEX_VARIABLE = 'POSTERN_MTA_WORKER';
 
 export function isWorkerListening(message: unknown): message is WorkerListening {
   return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === WORKER_LISTENING;
+}
+
+/** The primary asks a worker for its metrics (worker-metrics.ts), at every scrape of /metrics. */
+export interface MetricsRequest {
+  type: 'postern:mta-metrics-request';
+  requestId: number;
+}
+
+export const METRICS_REQUEST: MetricsRequest['type'] = 'postern:mta-metrics-request';
+
+/** A worker's registry as prom-client's getMetricsAsJSON() gives it. */
+export type WorkerMetricsJson = Awaited<ReturnType<prometheus.Registry['getMetricsAsJSON']>>;
+
+/** The worker's answer. */
+export interface MetricsResponse {
+  type: 'postern:mta-metrics-response';
+  requestId: number;
+  metrics: WorkerMetricsJson;
+}
+
+export const METRICS_RESPONSE: MetricsResponse['type'] = 'postern:mta-metrics-response';
+
+export function isMetricsRequest(message: unknown): message is MetricsRequest {
+  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === METRICS_REQUEST;
+}
+
+export function isMetricsResponse(message: unknown): message is MetricsResponse {
+  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === METRICS_RESPONSE && Array.isArray((message as { metrics?: unknown }).metrics);
 }

@@ -2,9 +2,10 @@
 // the SMTP address is free, forks N workers (worker.ts) that each bind it with SO_REUSEPORT — the
 // kernel spreads connections among their sockets, nothing passes through this process — and owns
 // the ops listener: /healthz, /readyz (200 when every worker listens and PostgreSQL answers, 503
-// while stopping) and /metrics (the workers' registries summed by prom-client's AggregatorRegistry,
-// then the primary's own series). A worker that dies is forked again after a short backoff; on
-// stop each worker gets SIGTERM and MAIL_SHUTDOWN_TIMEOUT to finish, and is killed past it.
+// while stopping) and /metrics (the workers' registries summed, a dead worker's counts kept in the
+// sum: worker-metrics.ts; then the primary's own series). A worker that dies is forked again after
+// a short backoff; on stop each worker gets SIGTERM and MAIL_SHUTDOWN_TIMEOUT to finish, and is
+// killed past it.
 // Migrations and the server-settings check run before this, once (main.ts).
 import cluster, { type Worker } from 'node:cluster';
 import net, { type AddressInfo } from 'node:net';
@@ -17,10 +18,10 @@ import {
   pingDatabase,
   prometheus,
   type RunningService,
-  sendJson,
   startOpsServer,
 } from '@postern/shared';
 import { isWorkerListening, WORKER_INDEX_VARIABLE } from './messages.ts';
+import { createWorkerMetrics } from './worker-metrics.ts';
 
 /** Past MAIL_SHUTDOWN_TIMEOUT, how long a worker still has before it is killed: its own deadline
  *  (run-service.ts) is a second past the timeout, so one that stops itself is not killed. */
@@ -106,7 +107,7 @@ export async function startPrimary(config: PosternConfig, deps: PrimaryDeps): Pr
     help: "Start time of the edge's primary process since unix epoch in seconds",
     registers: [registry],
   }).set(Math.round(Date.now() / 1000 - process.uptime()));
-  const aggregator = new prometheus.AggregatorRegistry();
+  const workerMetrics = createWorkerMetrics();
 
   const pool = createPool({
     dsn: config.postgres.dsn,
@@ -145,6 +146,7 @@ export async function startPrimary(config: PosternConfig, deps: PrimaryDeps): Pr
     // An IPC send to a worker that is going away (a metrics request) fails here, not in the primary.
     worker.on('error', (error) => log.warn({ err: error, worker: slot.index, workerPid: pid }, 'edge worker IPC error'));
     worker.on('message', (message: unknown) => {
+      workerMetrics.receive(worker.id, message);
       if (!isWorkerListening(message) || slot.worker !== worker) return;
       slot.listening = true;
       listeningGauge.set(listeningCount());
@@ -152,6 +154,7 @@ export async function startPrimary(config: PosternConfig, deps: PrimaryDeps): Pr
       if (phase === 'starting' && listeningCount() === processes) started?.resolve();
     });
     worker.once('exit', (code: number | null, signal: string | null) => {
+      workerMetrics.retire(worker.id);
       if (slot.worker === worker) {
         slot.worker = null;
         slot.listening = false;
@@ -228,15 +231,7 @@ export async function startPrimary(config: PosternConfig, deps: PrimaryDeps): Pr
       },
       handle: async (request, response) => {
         if ((request.method !== 'GET' && request.method !== 'HEAD') || requestPath(request.url) !== '/metrics') return false;
-        let workers: string;
-        try {
-          workers = await aggregator.clusterMetrics();
-        } catch (error) {
-          // A partial sum would look like counters going back (a reset) to Prometheus: none at all.
-          log.warn({ err: error }, 'edge workers did not answer for /metrics');
-          sendJson(response, 503, { error: 'workers_unanswered', message: 'the edge workers did not send their metrics' });
-          return true;
-        }
+        const workers = await workerMetrics.collect(slots.flatMap((slot) => (slot.worker && !slot.worker.isDead() ? [slot.worker] : [])));
         const own = await registry.metrics();
         response.writeHead(200, { 'content-type': registry.contentType });
         response.end(workers.trim() === '' ? own : `${workers.trimEnd()}\n\n${own}`);
