@@ -222,14 +222,16 @@ describe('the site store on PostgreSQL', () => {
     await store.releaseSlot('half.test', 1, 'b');
     // held.test: a connection open now.
     expect(await store.claimSlot('held.test', 1, 'a', 60_000)).toEqual({ kind: 'slot', slot: 0 });
+    // orphan.test: what a purge leaves when a slot was claimed during it (slot 0 gone, slot 1 kept), idle since.
+    await db.pool.query(`INSERT INTO mail.site_slots (site, slot, expires_at) VALUES ('orphan.test', 1, now() - interval '2 days')`);
 
     const purged = await purgeExpired(db.pool, { retentionAgeMs: DAY_MS, idempotencyWindowMs: DAY_MS });
-    expect(purged).toMatchObject({ siteSlots: 1, siteBuckets: 1, siteBackoffs: 1 });
-    const rows = async (table: string) =>
-      (await db.pool.query<{ site: string }>(`SELECT DISTINCT site FROM mail.${table} WHERE site = ANY($1::text[]) ORDER BY site`, [['idle.test', 'half.test', 'held.test']])).rows.map((row) => row.site);
-    expect(await rows('site_slots')).toEqual(['half.test', 'held.test']);
-    expect(await rows('site_buckets')).toEqual([]);
-    expect(await rows('site_backoffs')).toEqual([]);
+    expect(purged).toMatchObject({ siteSlots: 2, siteBuckets: 1, siteBackoffs: 1 });
+    const sites = ['idle.test', 'half.test', 'held.test', 'orphan.test'];
+    const left = async (sql: string) => (await db.pool.query<{ site: string }>(sql, [sites])).rows.map((row) => row.site);
+    expect(await left('SELECT DISTINCT site FROM mail.site_slots WHERE site = ANY($1::text[]) ORDER BY site')).toEqual(['half.test', 'held.test']);
+    expect(await left('SELECT site FROM mail.site_buckets WHERE site = ANY($1::text[])')).toEqual([]);
+    expect(await left('SELECT site FROM mail.site_backoffs WHERE site = ANY($1::text[])')).toEqual([]);
     expect((await purgeExpired(db.pool, { retentionAgeMs: DAY_MS, idempotencyWindowMs: DAY_MS })).siteSlots).toBe(0);
 
     // This store made idle.test's rows before the purge; its next claim finds them gone and makes them again.

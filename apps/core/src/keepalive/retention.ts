@@ -37,11 +37,12 @@ DELETE FROM mail.idempotency_reservations
     WHERE created_at < now() - $1::double precision * interval '1 millisecond'
     ORDER BY created_at LIMIT $2)`;
 
-// A batch of idle sites: every one of its slots free since before the age.
+// A batch of idle sites: every one of its slots free since before the age (any slot of the site
+// names it: after a purge that kept a slot claimed meanwhile, slot 0 may be the one missing).
 const PURGE_SITE_SLOTS_SQL = `
 WITH idle AS (
-  SELECT s.site FROM mail.site_slots s
-   WHERE s.slot = 0 AND s.expires_at < now() - $1::double precision * interval '1 millisecond'
+  SELECT DISTINCT s.site FROM mail.site_slots s
+   WHERE s.expires_at < now() - $1::double precision * interval '1 millisecond'
      AND NOT EXISTS (SELECT 1 FROM mail.site_slots o
                       WHERE o.site = s.site AND o.expires_at >= now() - $1::double precision * interval '1 millisecond')
    LIMIT $2),
