@@ -1,8 +1,7 @@
-import type { prometheus } from '@postern/shared';
-
 // What the edge's primary and its workers (MAIL_MTA_PROCESSES > 1) tell each other over the
 // cluster's IPC channel, and how a worker learns which one it is. The stop itself is a signal
 // (SIGTERM), as for any Postern process (packages/shared/src/process/run-service.ts).
+import type { prometheus } from '@postern/shared';
 
 /** A worker's SMTP listener is open: sent once, after startEdge resolved. */
 export interface WorkerListening {

@@ -115,7 +115,9 @@ export function createWorkerMetrics(options: { timeoutMs?: number } = {}): Worke
       waiting.get(waitKey(message.requestId, workerId))?.();
     },
     retire(workerId) {
+      // Remembered only as long as an answer to a scrape under way could still come in.
       retiredIds.add(workerId);
+      setTimeout(() => retiredIds.delete(workerId), 2 * timeoutMs).unref();
       const last = latest.get(workerId);
       latest.delete(workerId);
       if (last) retired.add(last);
