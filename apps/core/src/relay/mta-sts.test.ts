@@ -181,7 +181,8 @@ describe('createMtaSts: the policy a send follows', () => {
     // No A record, a link-local AAAA; an IPv4-mapped loopback spelled as IPv6.
     zone['mta-sts.redirect.test'] = { AAAA: ['fe80::1'] };
     expect(await sts.policyFor('redirect.test')).toBeNull();
-    zone['mta-sts.untrusted.test'] = { AAAA: ['::ffff:127.0.0.32'] };
+    // (and an answer that is no address at all: a name, a NUL, an octal spelling)
+    zone['mta-sts.untrusted.test'] = { A: ['localhost', '127.0.0.1\u0000', '0177.0.0.1'], AAAA: ['::ffff:127.0.0.32'] };
     expect(await sts.policyFor('untrusted.test')).toBeNull();
     expect(requests).toEqual([]);
     expect(await lookups('failed_none')).toBe(3);

@@ -47,8 +47,7 @@ class Retired {
   #metrics = new Map<string, { metric: Omit<WorkerMetricsJson[number], 'values'>; values: Map<string, Value> }>();
 
   add(report: WorkerMetricsJson): void {
-    for (const { values, ...metric } of report) {
-      if (!isMonotonic({ ...metric, values })) continue;
+    for (const { values, ...metric } of report.filter(isMonotonic)) {
       let kept = this.#metrics.get(metric.name);
       if (!kept) {
         kept = { metric, values: new Map() };
