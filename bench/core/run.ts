@@ -1,6 +1,6 @@
 // Delivery engine benchmark (not a test: it prints figures, asserts nothing).
 //   node bench/core/run.ts   [BENCH_ROUNDS=3 BENCH_N=50000 BENCH_SMTP_N=20000 BENCH_K=32 BENCH_BATCH=32 BENCH_AHEAD=
-//                             BENCH_ROWS=1000000 BENCH_LATENCY_SECONDS=10 BENCH_LATENCY_RATE= BENCH_RUNS=graphile,sql,sketch,stub,smtp,latency]
+//                             BENCH_ROWS=1000000 BENCH_LATENCY_SECONDS=10 BENCH_LATENCY_RATE=[r1,r2,...] BENCH_RUNS=graphile,sql,sketch,stub,smtp,latency]
 // Uses the machine's local PostgreSQL (127.0.0.1:5432, user postgres, trust auth; BENCH_POSTGRES_ADMIN_DSN)
 // with two throwaway databases on that server, one for Postern and one for graphile-worker; installs
 // graphile-worker into ~/.cache/postern/bench and postfix (for smtp-sink) when missing. Run it under
@@ -15,8 +15,10 @@
 //  - the engine in smtp mode to Postfix's smtp-sink (smtp-sink.ts), K workers, end to end.
 // Postern's deliveries table holds BENCH_ROWS finished rows first, so claims run against a big table.
 // Then enqueue-to-send latency: deliveries queued at a steady pace (paced-enqueue.ts) at half the
-// median rate of each mode (or BENCH_LATENCY_RATE), from the moment the producer saw its INSERT
-// commit to the moment the engine handed the message to the relay.
+// median rate of each mode (or at each rate BENCH_LATENCY_RATE lists), from the moment the producer
+// saw its INSERT commit to the moment the engine handed the message to the relay. Each row says how
+// busy the machine's CPUs were meanwhile: the producer's INSERTs are work the throughput runs (whose
+// queue is filled before their clock starts) never do, so half their rate is not half the machine.
 //
 //   node bench/core/run.ts --baseline <git-ref> [--tracing on]
 // compares builds of the engine instead (bench/compare/variants.ts): the ref's ("baseline"), this
@@ -32,6 +34,7 @@ import { fileURLToPath } from 'node:url';
 import { createLogger, runMigrations } from '@postern/shared';
 import pg from 'pg';
 import { comparisonTable, record, type Variant, type Variants, variantsFromArgs } from '../compare/variants.ts';
+import { watchMachineCpu } from '../machine/cpu.ts';
 import { type AutoAnalyze, startAutoAnalyze } from '../postgres/auto-analyze.ts';
 import { enqueueDeliveries, fillHistory, statusesOf } from './deliveries.ts';
 import { type BenchEngineOptions, type EngineTree, engineDetail, loadEngineTree, sqlAloneLoop, startBenchEngine } from './engine-adapter.ts';
@@ -52,7 +55,7 @@ const K = Number(env.BENCH_K ?? 32);
 const BATCH = Number(env.BENCH_BATCH ?? 32);
 const AHEAD = env.BENCH_AHEAD;
 const LATENCY_SECONDS = Number(env.BENCH_LATENCY_SECONDS ?? 10);
-const LATENCY_RATE = env.BENCH_LATENCY_RATE ? Number(env.BENCH_LATENCY_RATE) : null;
+const LATENCY_RATES = env.BENCH_LATENCY_RATE ? env.BENCH_LATENCY_RATE.split(',').map(Number) : null;
 const variants: Variants = await variantsFromArgs();
 const RUNS = new Set((env.BENCH_RUNS ?? (variants.comparing ? 'stub,smtp' : 'graphile,sql,sketch,stub,smtp,latency')).split(','));
 {
@@ -144,9 +147,11 @@ async function latencyRun(tree: EngineTree, pool: pg.Pool, mode: 'stub' | 'smtp'
     await withinDeadline(engine.committed(warm), 'the warm-up');
     const count = Math.round(perSecond * LATENCY_SECONDS);
     const pauses = watchGcPauses();
+    const machine = watchMachineCpu();
     const produced = await withinDeadline(pacedEnqueue({ dsn: postern.dsn, rate: perSecond, count, label: `paced-${mode}` }), 'the paced enqueue');
     await withinDeadline(engine.committed(warm + count), `the ${mode} latency run`);
     const gc = pauses.stop();
+    const cpu = machine.stop();
     const latencies: number[] = [];
     for (const [id, committedAt] of produced.committedAt) {
       const at = handedOver.get(id);
@@ -155,7 +160,7 @@ async function latencyRun(tree: EngineTree, pool: pg.Pool, mode: 'stub' | 'smtp'
     latencies.sort((a, b) => a - b);
     const missing = count - latencies.length;
     const row = `| ${mode} | ${rate(perSecond)}/s (achieved ${rate(count / produced.seconds)}/s, ${produced.statements} INSERTs) | ${latencies.length}${missing > 0 ? ` (${missing} not handed over)` : ''} | ${ms(percentile(latencies, 50))} | ${ms(percentile(latencies, 90))} | ${ms(percentile(latencies, 99))} | ${ms(latencies.at(-1) ?? Number.NaN)} |`;
-    return { row, detail: `${mode}: ${engineDetail(engine)}; ${gc}` };
+    return { row, detail: `${mode} at ${rate(perSecond)}/s: ${cpu}; ${engineDetail(engine)}; ${gc}` };
   } finally {
     await engine.stop();
   }
@@ -227,19 +232,20 @@ async function main(): Promise<void> {
     }
 
     if (RUNS.has('latency')) {
-      const paced = LATENCY_RATE ? `${rate(LATENCY_RATE)}/s` : 'half the median rate';
+      const paced = LATENCY_RATES ? LATENCY_RATES.map((r) => `${rate(r)}/s`).join(', ') : 'half the median rate';
       console.log(`\nenqueue-to-send latency (ms, INSERT committed → handed to the relay), ${LATENCY_SECONDS} s paced at ${paced}:`);
       console.log('| mode | pace | samples | p50 | p90 | p99 | max |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |');
       const details: string[] = [];
       for (const mode of ['stub', 'smtp'] as const) {
         if (mode === 'smtp' && !sink) continue;
         const median = rates[mode].length > 0 ? spreadOf(rates[mode]).median : null;
-        const pace = LATENCY_RATE ?? (median ? median / 2 : null);
-        if (pace === null) continue;
-        await pool.query('VACUUM ANALYZE mail.deliveries');
-        const { row, detail } = await latencyRun(tree, pool, mode, pace, sink);
-        console.log(row);
-        details.push(detail);
+        const paces = LATENCY_RATES ?? (median ? [median / 2] : []);
+        for (const pace of paces) {
+          await pool.query('VACUUM ANALYZE mail.deliveries');
+          const { row, detail } = await latencyRun(tree, pool, mode, pace, sink);
+          console.log(row);
+          details.push(detail);
+        }
       }
       for (const detail of details) console.log(detail);
     }

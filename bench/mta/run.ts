@@ -23,12 +23,13 @@
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { comparisonTable, record, type Variants, variantsFromArgs } from '../compare/variants.ts';
+import { cpuPressureMicros } from '../machine/cpu.ts';
 import { formatRate, rateTable, spreadTable, summarize } from './figures.ts';
 import { type Measured, MODES, warmUp } from './modes.ts';
 import { startHaraka } from './servers/haraka.ts';
 import { startPostern } from './servers/postern.ts';
 import { startPostfix } from './servers/postfix.ts';
-import { type BenchServer, cpuPressureMicros, cpuSeconds, peakRssMiB } from './servers/server.ts';
+import { type BenchServer, cpuSeconds, peakRssMiB } from './servers/server.ts';
 import { startSmtpSink } from './servers/smtp-sink.ts';
 import { type BenchTools, ensureTools, HARAKA_VERSION } from './tools.ts';
 

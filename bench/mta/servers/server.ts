@@ -1,8 +1,8 @@
 // What every server of the edge benchmark is to the bench (Postern, Postfix, Haraka, smtp-sink), and
 // the process chores they share: a free port, waiting for a listener, stopping a child, reading a
 // process's CPU time and peak memory from /proc (a process and its children: the edge with
-// MAIL_MTA_PROCESSES > 1 is a primary and its workers), the machine's CPU pressure, the file system
-// their fsyncs go to.
+// MAIL_MTA_PROCESSES > 1 is a primary and its workers), the file system their fsyncs go to. The
+// machine's CPU pressure is bench/machine/cpu.ts's.
 import { type ChildProcess, execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
@@ -113,19 +113,6 @@ export function cpuSeconds(pid: number): number {
     if (fields) ticks += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
   }
   return ticks / 100;
-}
-
-/** Microseconds so far in which at least one task of the machine was ready to run and waited for
- *  a CPU (Linux pressure stall information, /proc/pressure/cpu "some"); NaN where it is missing.
- *  Over a run, its share of the wall time says how far the shared cores were oversubscribed: every
- *  latency then includes waits for a CPU that no server code can remove. */
-export function cpuPressureMicros(): number {
-  try {
-    const some = /^some .*total=(\d+)/m.exec(readFileSync('/proc/pressure/cpu', 'utf8'));
-    return some ? Number(some[1]) : Number.NaN;
-  } catch {
-    return Number.NaN;
-  }
 }
 
 /** The file system a path is on (ext4, tmpfs, ...): an fsync on tmpfs costs nothing. */
