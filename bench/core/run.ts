@@ -56,6 +56,9 @@ const BATCH = Number(env.BENCH_BATCH ?? 32);
 const AHEAD = env.BENCH_AHEAD;
 const LATENCY_SECONDS = Number(env.BENCH_LATENCY_SECONDS ?? 10);
 const LATENCY_RATES = env.BENCH_LATENCY_RATE ? env.BENCH_LATENCY_RATE.split(',').map(Number) : null;
+if (LATENCY_RATES?.some((r) => !(Number.isFinite(r) && r > 0))) {
+  throw new Error(`BENCH_LATENCY_RATE=${env.BENCH_LATENCY_RATE}: expected deliveries per second, one or more positive numbers separated by commas`);
+}
 const variants: Variants = await variantsFromArgs();
 const RUNS = new Set((env.BENCH_RUNS ?? (variants.comparing ? 'stub,smtp' : 'graphile,sql,sketch,stub,smtp,latency')).split(','));
 {
