@@ -1,6 +1,7 @@
-// How busy the machine's CPUs were over a stretch of a benchmark, read from Linux's own counters.
-// Both benches print it next to their figures: on a machine whose cores the servers, the clients
-// and PostgreSQL share, a latency or a rate means little without knowing how much CPU was left.
+// How busy the machine's CPUs were over a stretch of a benchmark, read from Linux's own counters:
+// the edge bench prints the CPU pressure of every run, the engine bench both figures for every
+// latency run. On a machine whose cores the servers, the clients and PostgreSQL share, a latency or
+// a rate means little without knowing how much CPU was left.
 import { readFileSync } from 'node:fs';
 
 /** Microseconds so far in which at least one task of the machine was ready to run and waited for
