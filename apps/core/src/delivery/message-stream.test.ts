@@ -57,9 +57,9 @@ describe("nodemailer's message stream", () => {
     stream.resume();
     const errors = await errorsUntilClosed(stream);
     expect(errors.map((error) => error.message)).toEqual(['disk gone']);
-    await expect(composer(endless('y').once('data', function (this: Readable) {
-      this.destroy(new Error('read failed'));
-    })).compile().build()).rejects.toThrow('read failed');
+    const failing = endless('y');
+    failing.once('data', () => failing.destroy(new Error('read failed')));
+    await expect(composer(failing).compile().build()).rejects.toThrow('read failed');
   });
 
   it('stops reading the sources when the reader destroys the stream early', async () => {
