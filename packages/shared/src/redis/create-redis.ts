@@ -1,6 +1,10 @@
 // Redis connections for the command stream. Redis is an intake channel, never on the path of an
 // acknowledged message, so its loss is waited out: reconnect forever with capped backoff, and fail
-// commands at once while disconnected (no unbounded offline queue growing in memory).
+// commands at once while disconnected (no unbounded offline queue growing in memory). A connection
+// that stays open but answers nothing (a peer gone without a FIN or RST: a NAT or firewall that
+// dropped the flow, a host that vanished) is dropped after DEAD_SOCKET_MS of silence while a
+// command waits, and made again: otherwise a blocking read on it would never return, and the
+// stream consumer, restarted by the watchdog, would queue its next read behind the dead one.
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { RedisEndpoint } from '../config/parse-values.ts';
@@ -15,7 +19,13 @@ export interface RedisOptions {
   logger: Logger;
   /** Per-command timeout for the command connection; blocking reads have their own connection. */
   commandTimeoutMs?: number;
+  /** Silence (ms) while a command waits after which a connection counts as dead; DEAD_SOCKET_MS unless set (tests). */
+  deadSocketMs?: number;
 }
+
+/** Longer than any blocking read the engine makes (its XREADGROUP blocks for 2 s at most,
+ *  apps/core/src/engine.ts) and than any command takes on a live Redis. */
+export const DEAD_SOCKET_MS = 15_000;
 
 export interface RedisConnections {
   /** XADD, XACK, XAUTOCLAIM, PING: short commands. */
@@ -48,6 +58,9 @@ function connect(options: RedisOptions, role: 'commands' | 'blocking'): Redis {
     maxRetriesPerRequest: 0,
     // A blocking read legitimately waits; a timeout would cut it short.
     ...(role === 'commands' ? { commandTimeout: options.commandTimeoutMs ?? 5_000 } : {}),
+    // ioredis destroys the socket after this long without a byte while commands wait (the pending
+    // ones fail) and reconnects: the blocking read then fails and is made again on a live connection.
+    socketTimeout: options.deadSocketMs ?? DEAD_SOCKET_MS,
     retryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt, 6), 5_000),
     // A failover replica answers READONLY: reconnect to find the new master.
     reconnectOnError: (error) => error.message.startsWith('READONLY'),
