@@ -3,6 +3,8 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { inspect } from 'node:util';
 
+const PROBE_GRACE_MS = 5_000;
+
 export interface WaitOptions {
   timeoutMs?: number;
   intervalMs?: number;
@@ -10,7 +12,9 @@ export interface WaitOptions {
 
 /**
  * Polls `probe` until `accept(value)` holds; resolves with that value. A probe that throws counts
- * as not yet (the error is what was last seen).
+ * as not yet (the error is what was last seen). A probe that never settles (a client stuck on a
+ * dead connection) is not waited for past the deadline — or past PROBE_GRACE_MS after it started,
+ * if that is later, so a slow last probe may still finish: the error then says so.
  */
 export async function waitFor<T>(
   description: string,
@@ -24,7 +28,7 @@ export async function waitFor<T>(
   let lastSeen: unknown = '(nothing yet)';
   for (;;) {
     try {
-      const value = await probe();
+      const value = await withinDeadline(probe(), Math.max(deadline, Date.now() + PROBE_GRACE_MS));
       if (accept(value)) return value;
       lastSeen = value;
     } catch (error) {
@@ -36,5 +40,18 @@ export async function waitFor<T>(
       );
     }
     await delay(intervalMs);
+  }
+}
+
+/** `pending` until `deadline` (epoch ms), then a rejection saying that the probe did not answer in time. */
+async function withinDeadline<T>(pending: Promise<T> | T, deadline: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error('the probe itself did not answer in time (still waiting on a connection?)')), Math.max(0, deadline - Date.now()));
+  });
+  try {
+    return await Promise.race([pending, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -10,6 +10,8 @@ import { images } from '../../harness/images.ts';
 import { startTcpProxy, type TcpProxy, waitFor } from '../../harness/index.ts';
 
 const run = promisify(execFile);
+/** A docker command that has not returned by then is killed and fails the test with its error. */
+const DOCKER_DEADLINE = { timeout: 60_000 };
 
 export interface FaultRedis {
   /** host:port through the proxy, for MAIL_REDIS_MASTER_ADDR. */
@@ -21,7 +23,7 @@ export interface FaultRedis {
 }
 
 async function mappedPort(id: string): Promise<number> {
-  const { stdout } = await run('docker', ['port', id, '6379/tcp']);
+  const { stdout } = await run('docker', ['port', id, '6379/tcp'], DOCKER_DEADLINE);
   return Number(/:(\d+)\s*$/m.exec(stdout.trim().split('\n')[0] ?? '')?.[1]);
 }
 
@@ -31,7 +33,10 @@ export async function startFaultRedis(): Promise<FaultRedis> {
     .withCommand(['redis-server', '--save', '', '--appendonly', 'no'])
     .start();
   const proxy: TcpProxy = await startTcpProxy(container.getHost(), container.getPort());
-  const client = new Redis({ host: proxy.host, port: proxy.port, maxRetriesPerRequest: 1, retryStrategy: () => 100 });
+  // Every command of the test's own client (the producer's XADDs, the restart's probe) fails after
+  // 2 s instead of waiting on a connection that went dead with the restart: the producer then
+  // retries, and a test that cannot reach Redis says so rather than running into its timeout.
+  const client = new Redis({ host: proxy.host, port: proxy.port, maxRetriesPerRequest: 1, retryStrategy: () => 100, commandTimeout: 2_000, connectTimeout: 2_000 });
   client.on('error', () => {});
   return {
     addr: `${proxy.host}:${proxy.port}`,
@@ -41,10 +46,12 @@ export async function startFaultRedis(): Promise<FaultRedis> {
       // awaited: producers and engines write to the new server as soon as it answers.
       const runId = async () => /run_id:(\w+)/.exec(await client.info('server'))?.[1] ?? '';
       const before = await runId();
-      await run('docker', ['stop', '--time', '2', container.getId()]);
+      await run('docker', ['stop', '--time', '2', container.getId()], DOCKER_DEADLINE);
       proxy.cutConnections();
-      await run('docker', ['start', container.getId()]);
-      proxy.retarget(container.getHost(), await mappedPort(container.getId()));
+      await run('docker', ['start', container.getId()], DOCKER_DEADLINE);
+      // `docker port` may answer before the restarted container's port is published again.
+      const port = await waitFor('the restarted container\'s mapped port', () => mappedPort(container.getId()), Number.isInteger, { timeoutMs: 30_000, intervalMs: 100 });
+      proxy.retarget(container.getHost(), port);
       await waitFor('the restarted Redis to answer', runId, (id) => id !== '' && id !== before, { timeoutMs: 30_000, intervalMs: 100 });
     },
     async close() {
