@@ -15,8 +15,13 @@ export const WORKER_LISTENING: WorkerListening['type'] = 'postern:mta-worker-lis
  *  Not a MAIL_ variable: an operator does not set it (and bootConfig would call it a typo). */
 export const WORKER_INDEX_VARIABLE = 'POSTERN_MTA_WORKER';
 
+/** An IPC message of this protocol with the given type (anything else on the channel is not ours). */
+function hasType(message: unknown, type: string): message is { type: string } {
+  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === type;
+}
+
 export function isWorkerListening(message: unknown): message is WorkerListening {
-  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === WORKER_LISTENING;
+  return hasType(message, WORKER_LISTENING);
 }
 
 /** The primary asks a worker for its metrics (worker-metrics.ts), at every scrape of /metrics. */
@@ -40,9 +45,9 @@ export interface MetricsResponse {
 export const METRICS_RESPONSE: MetricsResponse['type'] = 'postern:mta-metrics-response';
 
 export function isMetricsRequest(message: unknown): message is MetricsRequest {
-  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === METRICS_REQUEST;
+  return hasType(message, METRICS_REQUEST);
 }
 
 export function isMetricsResponse(message: unknown): message is MetricsResponse {
-  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === METRICS_RESPONSE && Array.isArray((message as { metrics?: unknown }).metrics);
+  return hasType(message, METRICS_RESPONSE) && Array.isArray((message as { metrics?: unknown }).metrics);
 }
