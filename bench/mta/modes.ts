@@ -19,6 +19,8 @@ export interface Measured {
   problem: string | null;
   rcptP50Ms?: number;
   rcptP99Ms?: number;
+  /** Every RCPT timed in the run, for percentiles over all rounds. */
+  rcptMs?: number[];
 }
 
 export interface Mode {
@@ -83,6 +85,7 @@ export const MODES: Mode[] = [
         problem: result.problem ?? (probeProblem ? `RCPT probe: ${probeProblem}` : null),
         rcptP50Ms: rcpt.p50Ms,
         rcptP99Ms: rcpt.p99Ms,
+        rcptMs: rcpt.timesMs,
       };
     },
   },
@@ -127,6 +130,7 @@ export const MODES: Mode[] = [
         problem: result.refused > 0 ? `${result.refused} refused` : null,
         rcptP50Ms: percentile(result.rcptMs, 50),
         rcptP99Ms: percentile(result.rcptMs, 99),
+        rcptMs: result.rcptMs,
       };
     },
   },
