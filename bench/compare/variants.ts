@@ -78,9 +78,9 @@ export function comparisonTable(values: Map<string, Map<string, number[]>>, vari
   return lines.join('\n');
 }
 
-/** Appends one round's figure to values[row][variant]. */
-export function record(values: Map<string, Map<string, number[]>>, row: string, variant: string, value: number): void {
+/** Appends one round's figures (one, or every sample of it) to values[row][variant]. */
+export function record(values: Map<string, Map<string, number[]>>, row: string, variant: string, ...added: number[]): void {
   const byVariant = values.get(row) ?? new Map<string, number[]>();
   values.set(row, byVariant);
-  byVariant.set(variant, [...(byVariant.get(variant) ?? []), value]);
+  byVariant.set(variant, [...(byVariant.get(variant) ?? []), ...added]);
 }

@@ -79,12 +79,12 @@ export const MODES: Mode[] = [
       const probe = startRcptProbe(server.port);
       const result = await smtpSource(tools, server, { sessions: SESSIONS, reuse: false, messages: Math.round(4000 * scale) });
       const rcpt = await probe.stop();
-      const probeProblem = rcpt.problem ?? (rcpt.samples === 0 ? 'the RCPT probe took no sample' : null);
+      const probeProblem = rcpt.problem ?? (rcpt.timesMs.length === 0 ? 'the RCPT probe took no sample' : null);
       return {
         ...result,
         problem: result.problem ?? (probeProblem ? `RCPT probe: ${probeProblem}` : null),
-        rcptP50Ms: rcpt.p50Ms,
-        rcptP99Ms: rcpt.p99Ms,
+        rcptP50Ms: percentile(rcpt.timesMs, 50),
+        rcptP99Ms: percentile(rcpt.timesMs, 99),
         rcptMs: rcpt.timesMs,
       };
     },

@@ -8,14 +8,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { randomRecipient } from './aliases.ts';
-import { percentile } from './load-client.ts';
 
 export interface ProbeResult {
-  samples: number;
-  /** Every RCPT's time, for figures over several rounds (a p99 of one short round is nearly its maximum). */
+  /** Every RCPT's time, in the order sent: the caller takes its percentiles, per round and over all rounds. */
   timesMs: number[];
-  p50Ms: number;
-  p99Ms: number;
   /** Replies other than 250 to MAIL/RCPT/RSET, or a broken session. */
   problem: string | null;
 }
@@ -42,11 +38,9 @@ export function startRcptProbe(port: number, perSecond = PER_SECOND): RcptProbe 
       child.stdin?.end();
       await exited;
       try {
-        // JSON has no NaN: a percentile of no samples comes back as null.
-        const parsed = JSON.parse(output) as { samples: number; timesMs?: number[]; p50Ms: number | null; p99Ms: number | null; problem: string | null };
-        return { ...parsed, timesMs: parsed.timesMs ?? [], p50Ms: parsed.p50Ms ?? Number.NaN, p99Ms: parsed.p99Ms ?? Number.NaN };
+        return JSON.parse(output) as ProbeResult;
       } catch {
-        return { samples: 0, timesMs: [], p50Ms: Number.NaN, p99Ms: Number.NaN, problem: `probe printed no figures: ${output.slice(0, 200)}` };
+        return { timesMs: [], problem: `probe printed no figures: ${output.slice(0, 200)}` };
       }
     },
   };
@@ -112,13 +106,13 @@ async function probe(port: number, perSecond: number): Promise<ProbeResult> {
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
   }
   smtp.close();
-  return { samples: times.length, timesMs: times, p50Ms: percentile(times, 50), p99Ms: percentile(times, 99), problem };
+  return { timesMs: times, problem };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const [port, perSecond] = process.argv.slice(2).map(Number);
   probe(port as number, perSecond || PER_SECOND).then(
     (result) => process.stdout.write(JSON.stringify(result)),
-    (error: unknown) => process.stdout.write(JSON.stringify({ samples: 0, timesMs: [], p50Ms: Number.NaN, p99Ms: Number.NaN, problem: String(error) })),
+    (error: unknown) => process.stdout.write(JSON.stringify({ timesMs: [], problem: String(error) })),
   );
 }

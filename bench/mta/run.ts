@@ -129,11 +129,7 @@ async function main(): Promise<void> {
         byServer.set(server.name, [...(byServer.get(server.name) ?? []), rate]);
         cpuByServer.set(server.name, [...(cpuByServer.get(server.name) ?? []), ((cpuAfter - cpuBefore) * 1000) / result.count]);
         if (result.rcptP99Ms !== undefined && !result.problem) record(rcptP99, mode.label, server.name, result.rcptP99Ms);
-        if (result.rcptMs && !result.problem) {
-          const byServer = rcptPooled.get(mode.label) ?? new Map<string, number[]>();
-          rcptPooled.set(mode.label, byServer);
-          byServer.set(server.name, [...(byServer.get(server.name) ?? []), ...result.rcptMs]);
-        }
+        if (result.rcptMs && !result.problem) record(rcptPooled, mode.label, server.name, ...result.rcptMs);
         if (!result.problem && Number.isFinite(pressureShare)) record(pressure, mode.label, server.name, pressureShare);
       }
     }
