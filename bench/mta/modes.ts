@@ -107,7 +107,9 @@ export const MODES: Mode[] = [
     rejects: true,
     async run(server, tools, scale) {
       const count = Math.round(10_000 * scale);
-      const result = await collect(tools.rejectClient, ['127.0.0.1', String(server.port), String(SESSIONS), String(count), UNKNOWN_RECIPIENT]);
+      if (!server.refusal) throw new Error(`${server.name} has no reject path`);
+      const { port, code } = server.refusal;
+      const result = await collect(tools.rejectClient, ['127.0.0.1', String(port), String(SESSIONS), String(count), UNKNOWN_RECIPIENT, String(code)]);
       const figures = Object.fromEntries([...result.stdout.matchAll(/(\w+)=([\d.]+)/g)].map((match) => [match[1], Number(match[2])]));
       const rejected = figures.rejected ?? 0;
       const wrong = count - rejected;

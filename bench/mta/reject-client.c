@@ -7,10 +7,11 @@
  * every session below the servers' error limits (Postfix's smtpd_soft_error_limit, Postern's
  * MAIL_MTA_SOFT_ERROR_LIMIT), which would otherwise measure their sleep.
  *
- *   reject-client HOST PORT SESSIONS COUNT RECIPIENT
+ *   reject-client HOST PORT SESSIONS COUNT RECIPIENT [CODE]
  *
- * Prints one line: "rejected=N other=N errors=N seconds=S"; rejected counts 550 replies to the
- * RCPT, other any other reply to it (the first one is shown on stderr), errors broken connections.
+ * Prints one line: "rejected=N other=N errors=N seconds=S"; rejected counts replies with CODE (550
+ * unless given; smtp-sink -f RCPT answers 500) to the RCPT, other any other reply to it (the first
+ * one is shown on stderr), errors broken connections.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -27,6 +28,7 @@
 static struct sockaddr_in server;
 static long total;
 static const char *recipient;
+static int refusal_code = 550;
 static atomic_long started;
 static atomic_long rejected;
 static atomic_long other;
@@ -90,7 +92,7 @@ static void *session(void *unused) {
             command(&c, "MAIL FROM:<bench@client.test>\r\n", NULL, 0) == 250) {
             code = command(&c, rcpt, reply, sizeof reply);
         }
-        if (code == 550) {
+        if (code == refusal_code) {
             atomic_fetch_add(&rejected, 1);
         } else if (code > 0) {
             atomic_fetch_add(&other, 1);
@@ -105,8 +107,8 @@ static void *session(void *unused) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 6) {
-        fprintf(stderr, "usage: %s HOST PORT SESSIONS COUNT RECIPIENT\n", argv[0]);
+    if (argc != 6 && argc != 7) {
+        fprintf(stderr, "usage: %s HOST PORT SESSIONS COUNT RECIPIENT [CODE]\n", argv[0]);
         return 2;
     }
     server.sin_family = AF_INET;
@@ -118,8 +120,13 @@ int main(int argc, char **argv) {
     int sessions = atoi(argv[3]);
     total = atol(argv[4]);
     recipient = argv[5];
+    if (argc == 7) refusal_code = atoi(argv[6]);
     if (sessions < 1 || total < 1) {
         fprintf(stderr, "SESSIONS and COUNT must be positive\n");
+        return 2;
+    }
+    if (refusal_code < 400 || refusal_code > 599) {
+        fprintf(stderr, "CODE must be a 4xx or 5xx reply code\n");
         return 2;
     }
     pthread_t *threads = calloc((size_t)sessions, sizeof *threads);

@@ -1,13 +1,15 @@
 // Benchmark of the SMTP edge against Postfix and Haraka on the same machine (not a test: it prints
 // figures and asserts nothing). Every server is driven by the same standard clients — Postfix's
 // smtp-source (2 KiB messages, one recipient) and a small C reject client — in interleaved rounds
-// (for each mode: Postern, Postfix, Haraka, smtp-sink, then again), and each figure is the median of
-// the rounds with its range, with Postern's ratio to the others. Absolute numbers depend on what else
-// the machine does (the load average is printed with every round); the ratios are the result.
+// (for each mode: Postern, Postfix, Haraka, smtp-server alone, smtp-sink, then again), and each
+// figure is the median of the rounds with its range, with Postern's ratio to the others. Absolute
+// numbers depend on what else the machine does (the load average is printed with every round); the
+// ratios are the result. "smtp-server" is the edge's protocol library alone, in memory, storing
+// nothing (servers/smtp-server-alone.ts): the floor any edge built on it starts from.
 //
 //   node bench/mta/run.ts
 //   BENCH_ROUNDS=3 BENCH_SCALE=1 BENCH_ALIASES=100000
-//   BENCH_SERVERS=postern,postfix,haraka,smtp-sink BENCH_MODES=new,reuse,serial,reject,node
+//   BENCH_SERVERS=postern,postfix,haraka,smtp-server,smtp-sink BENCH_MODES=new,reuse,serial,reject,node
 //
 // Servers: servers/*.ts (what each one does with a message is written there). What it installs when
 // missing (apt: postfix, gcc; npm: Haraka into a cache directory): tools.ts. It needs root for
@@ -31,13 +33,14 @@ import { startHaraka } from './servers/haraka.ts';
 import { startPostern } from './servers/postern.ts';
 import { startPostfix } from './servers/postfix.ts';
 import { type BenchServer, cpuSeconds, peakRssMiB } from './servers/server.ts';
+import { startSmtpServerAlone } from './servers/smtp-server-alone.ts';
 import { startSmtpSink } from './servers/smtp-sink.ts';
 import { type BenchTools, ensureTools, HARAKA_VERSION } from './tools.ts';
 
 const variants: Variants = await variantsFromArgs();
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const scale = Number(process.env.BENCH_SCALE ?? 1);
-const serverNames = (process.env.BENCH_SERVERS ?? (variants.comparing ? 'postern' : 'postern,postfix,haraka,smtp-sink')).split(',');
+const serverNames = (process.env.BENCH_SERVERS ?? (variants.comparing ? 'postern' : 'postern,postfix,haraka,smtp-server,smtp-sink')).split(',');
 const modeIds = (process.env.BENCH_MODES ?? MODES.map((mode) => mode.id).join(',')).split(',');
 const modes = MODES.filter((mode) => modeIds.includes(mode.id));
 
@@ -50,6 +53,7 @@ const starters: Record<string, (tools: BenchTools) => Promise<BenchServer[]>> = 
   },
   postfix: async (tools) => [await startPostfix(tools)],
   haraka: async (tools) => [await startHaraka(tools)],
+  'smtp-server': async () => [await startSmtpServerAlone()],
   'smtp-sink': async (tools) => [await startSmtpSink(tools)],
 };
 
@@ -115,11 +119,12 @@ async function main(): Promise<void> {
     for (let round = 1; round <= rounds; round++) {
       console.log(`  round ${round}, load average ${load()}`);
       for (const server of servers) {
-        if (mode.rejects && !server.refusesUnknown) continue;
-        const cpuBefore = server.pid === undefined ? Number.NaN : cpuSeconds(server.pid);
+        if (mode.rejects && !server.refusal) continue;
+        const pid = mode.rejects ? (server.refusal?.pid ?? server.pid) : server.pid;
+        const cpuBefore = pid === undefined ? Number.NaN : cpuSeconds(pid);
         const pressureBefore = cpuPressureMicros();
         const result = await mode.run(server, tools, scale);
-        const cpuAfter = server.pid === undefined ? Number.NaN : cpuSeconds(server.pid);
+        const cpuAfter = pid === undefined ? Number.NaN : cpuSeconds(pid);
         const pressureShare = (cpuPressureMicros() - pressureBefore) / 1e4 / result.seconds;
         console.log(`    ${describe(server, result)}`);
         if (result.problem) problems.push(`${mode.label}, round ${round}, ${server.name}: ${result.problem}`);

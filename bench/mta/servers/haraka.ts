@@ -38,7 +38,7 @@ export async function startHaraka(tools: BenchTools): Promise<BenchServer> {
     return {
       name: 'haraka',
       port,
-      refusesUnknown: true,
+      refusal: { port, code: 550 },
       ...(haraka.pid === undefined ? {} : { pid: haraka.pid }),
       async stop() {
         await stopChild(haraka);

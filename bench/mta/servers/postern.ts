@@ -122,7 +122,7 @@ export async function startPostern(build: PosternBuild = { name: 'postern', root
     return {
       name: build.name,
       port,
-      refusesUnknown: true,
+      refusal: { port, code: 550 },
       ...(child.pid === undefined ? {} : { pid: child.pid }),
       async stored() {
         const { rows } = await counter.query<{ n: number }>('SELECT count(*)::int AS n FROM mail.messages');

@@ -78,7 +78,7 @@ export async function startPostfix(tools: BenchTools): Promise<BenchServer> {
     return {
       name: 'postfix',
       port,
-      refusesUnknown: true,
+      refusal: { port, code: 550 },
       async stop() {
         postfix('stop');
         await waitForMasterExit(base);

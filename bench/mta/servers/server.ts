@@ -1,8 +1,8 @@
-// What every server of the edge benchmark is to the bench (Postern, Postfix, Haraka, smtp-sink), and
-// the process chores they share: a free port, waiting for a listener, stopping a child, reading a
-// process's CPU time and peak memory from /proc (a process and its children: the edge with
-// MAIL_MTA_PROCESSES > 1 is a primary and its workers), the file system their fsyncs go to. The
-// machine's CPU pressure is bench/machine/cpu.ts's.
+// What every server of the edge benchmark is to the bench (Postern, Postfix, Haraka, smtp-server
+// alone, smtp-sink), and the process chores they share: a free port, waiting for a listener,
+// stopping a child, reading a process's CPU time and peak memory from /proc (a process and its
+// children: the edge with MAIL_MTA_PROCESSES > 1 is a primary and its workers), the file system
+// their fsyncs go to. The machine's CPU pressure is bench/machine/cpu.ts's.
 import { type ChildProcess, execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
@@ -12,8 +12,10 @@ export interface BenchServer {
   /** Column name in the tables. */
   name: string;
   port: number;
-  /** Whether it refuses unknown recipients (smtp-sink accepts everything: no reject path). */
-  refusesUnknown: boolean;
+  /** Where the reject path's client finds the server refusing the bench's unknown recipient, the
+   *  reply code of that refusal, and the process refusing when it is not `pid` (smtp-sink runs a
+   *  second one for it); absent: the server has no reject path. */
+  refusal?: { port: number; code: number; pid?: number };
   /** The process whose CPU time (its own and its children's) is reported per message, when the
    *  server is one process or one process with children (Postern's edge with its workers). */
   pid?: number;
