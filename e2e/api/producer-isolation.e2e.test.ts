@@ -2,11 +2,11 @@
 // idempotency keys and `duplicate` answers never cross producers; and many identical commands at
 // once are one delivery, each caller told "created" or "duplicate" — never a conflict.
 import { randomUUID } from 'node:crypto';
+import { acceptCommand, decodeCommand, loadTemplateCatalog } from '@postern/shared';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Api } from '../../apps/api/src/server.ts';
 import type { TestDatabase } from '../harness/index.ts';
-import { acceptCommand, decodeCommand, loadTemplateCatalog } from '@postern/shared';
 import { closeApiFile, gql, gqlData, mintToken, openApiFile, TEMPLATE_DIR } from './helpers/api.ts';
 import { whileReservationHeld } from './helpers/held-reservation.ts';
 
@@ -158,6 +158,22 @@ describe('one intake: the stream\'s `source` and a token\'s producer are the sam
     const otherProducer = await fromStream(v1('crm'));
     expect(otherProducer.status).toBe('created');
     expect((await deliveriesWithKey(key)).map((row) => row.source).sort()).toEqual(['billing', 'crm']);
+  });
+
+  it('each connection parses the intake\'s statements once, not once per command (named statements)', async () => {
+    const single = new pg.Pool({ connectionString: db.dsn, max: 1 });
+    try {
+      for (let index = 0; index < 3; index++) {
+        const decoded = decodeCommand({ schema_version: '1', source: 'billing', idempotency_key: `named-${randomUUID()}`, recipient: 'named@customers.test', payload_mode: 'rendered', subject: 'N', text: 'N' });
+        if (!decoded.ok) throw new Error(decoded.failure.detail);
+        expect((await acceptCommand(single, decoded.command, { catalog, sender: 'postern@postern.test' })).status).toBe('created');
+      }
+      // pg_prepared_statements lists the statements of the session asking: the pool's one connection.
+      const { rows } = await single.query<{ name: string }>("SELECT name FROM pg_prepared_statements WHERE name LIKE 'postern\\_%' ORDER BY name");
+      expect(rows.map((row) => row.name)).toEqual(['postern_find_reservation', 'postern_insert_delivery', 'postern_insert_reservation']);
+    } finally {
+      await single.end();
+    }
   });
 
   it('on the stream too, identical commands at once with a chosen delivery id are created-or-duplicate, never a conflict', async () => {

@@ -37,6 +37,9 @@ export function commandHash(command: DeliveryCommand): string {
   return `sha256:${createHash('sha256').update(canonicalize(content) ?? '').digest('hex')}`;
 }
 
+// Every command runs the three statements below, so each is a named statement: PostgreSQL parses
+// and plans it once per connection instead of once per command. Unnamed, a command cost about a
+// fifth more CPU on the machine (the engine's intake, eight at a time: 750–775 µs against 585–605).
 const FIND_RESERVATION = `
 SELECT request_hash, delivery_id FROM mail.idempotency_reservations
  WHERE source = $1 AND idempotency_key = $2`;
@@ -60,7 +63,7 @@ class ReservationRace extends Error {}
  *  the id), which PostgreSQL reports instead of skipping: the same race, looked at again. */
 async function insertDelivery(client: PoolClient, values: unknown[]): Promise<number> {
   try {
-    return (await client.query(INSERT_DELIVERY, values)).rowCount ?? 0;
+    return (await client.query({ name: 'postern_insert_delivery', text: INSERT_DELIVERY, values })).rowCount ?? 0;
   } catch (error) {
     if ((error as { code?: string }).code === '23505') return 0;
     throw error;
@@ -81,7 +84,11 @@ async function acceptOnce(
   options: AcceptCommandOptions,
   retry: boolean,
 ): Promise<AcceptOutcome> {
-  const existing = await client.query<{ request_hash: string; delivery_id: string }>(FIND_RESERVATION, [command.source, command.idempotencyKey]);
+  const existing = await client.query<{ request_hash: string; delivery_id: string }>({
+    name: 'postern_find_reservation',
+    text: FIND_RESERVATION,
+    values: [command.source, command.idempotencyKey],
+  });
   const reservation = existing.rows[0];
   if (reservation) {
     if (reservation.request_hash === row.hash) return { status: 'duplicate', deliveryId: reservation.delivery_id };
@@ -116,7 +123,7 @@ async function acceptOnce(
     throw new ReservationRace();
   }
   try {
-    await client.query(INSERT_RESERVATION, [command.source, command.idempotencyKey, row.hash, id]);
+    await client.query({ name: 'postern_insert_reservation', text: INSERT_RESERVATION, values: [command.source, command.idempotencyKey, row.hash, id] });
   } catch (error) {
     // 23505: a concurrent command with the same key committed first; start again and find it.
     if ((error as { code?: string }).code === '23505') throw new ReservationRace();

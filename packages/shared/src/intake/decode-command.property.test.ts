@@ -7,12 +7,13 @@
 import path from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { FAILURE_CODES } from '../lifecycle/statuses.ts';
 import { loadTemplateCatalog } from '../templates/template-catalog.ts';
 import { storableText } from '../text/storable-text.ts';
 import { acceptCommand, commandHash } from './accept-command.ts';
-import { FAILURE_CODES } from '../lifecycle/statuses.ts';
 import { type DecodeFailure, type DecodeResult, decodeCommand, FAILURE_FIELD_CHARS } from './decode-command.ts';
 import { quarantineCommand } from './quarantine.ts';
+import { recordingPool } from './recording-pool.testkit.ts';
 
 const SEED = 20_261_127;
 
@@ -254,20 +255,6 @@ describe('both schema versions say the same thing (silent-encoding-change: an en
 });
 
 describe('what a refused or accepted command writes to PostgreSQL is storable', () => {
-  /** Every string parameter of every statement, recorded instead of sent. */
-  function recordingDb() {
-    const params: { sql: string; values: unknown[] }[] = [];
-    const client = {
-      query: async (sql: string, values: unknown[] = []) => {
-        params.push({ sql, values });
-        if (/^\s*SELECT/i.test(sql)) return { rows: [], rowCount: 0 };
-        return { rows: [{ id: '1' }], rowCount: 1 };
-      },
-      release: () => {},
-    };
-    return { params, db: client, pool: { connect: async () => client } };
-  }
-
   /** PostgreSQL refuses NUL in text and jsonb ("\u0000" included); a lone surrogate cannot be sent as UTF-8. */
   function unsendable({ sql, values }: { sql: string; values: unknown[] }): string[] {
     const problems: string[] = [];
@@ -285,16 +272,17 @@ describe('what a refused or accepted command writes to PostgreSQL is storable', 
 
   async function rows(fields: Record<string, string>) {
     const result = decodeOrThrowWhy(fields);
-    const recorder = recordingDb();
+    // Every string parameter of every statement, recorded instead of sent.
+    const recorder = recordingPool();
     let failure = result.ok ? null : result.failure;
     let accepted = false;
     if (result.ok) {
-      const outcome = await acceptCommand(recorder.pool as never, result.command, { catalog, sender: 'postern@mail.example' });
+      const outcome = await acceptCommand(recorder.pool, result.command, { catalog, sender: 'postern@mail.example' });
       if (outcome.status === 'refused') failure = outcome.failure;
       else accepted = true;
     }
-    if (failure) await quarantineCommand(recorder.db as never, { channel: 'stream', streamEntryId: '1-0', raw: JSON.stringify(fields) }, failure);
-    return { accepted, problems: recorder.params.flatMap(unsendable) };
+    if (failure) await quarantineCommand(recorder.client as never, { channel: 'stream', streamEntryId: '1-0', raw: JSON.stringify(fields) }, failure);
+    return { accepted, problems: recorder.statements.flatMap(unsendable) };
   }
 
   it('the quarantine row of any refused command', async () => {

@@ -8,8 +8,8 @@ export {
   decodeFailure,
   FAILURE_FIELD_CHARS,
   MAX_COMMAND_BYTES,
-  SUPPORTED_SCHEMA_VERSIONS,
   type SchemaVersion,
+  SUPPORTED_SCHEMA_VERSIONS,
 } from './delivery-command.ts';
 export { type CommandOrigin, type IntakeOutcome, intakeCommand, QuarantineFailed, refuseCommand } from './intake-command.ts';
 export { type CommandChannel, quarantineCommand } from './quarantine.ts';

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { loadTemplateCatalog } from '../templates/template-catalog.ts';
 import type { DeliveryCommand } from './delivery-command.ts';
 import { type CommandOrigin, intakeCommand, QuarantineFailed, refuseCommand } from './intake-command.ts';
+import { recordingPool } from './recording-pool.testkit.ts';
 
 const catalog = loadTemplateCatalog(path.resolve(import.meta.dirname, '../../../../templates'));
 const options = { catalog, sender: 'postern@mail.example' };
@@ -16,17 +17,7 @@ const unknownTemplate: DeliveryCommand = { ...rendered, payload: { mode: 'templa
 
 /** A pool that records every statement; `fail` makes the statements it matches throw. */
 function fakePool(fail?: { sql: RegExp; error: Error }) {
-  const statements: Array<{ sql: string; values: unknown[] }> = [];
-  const client = {
-    query: async (sql: string, values: unknown[] = []) => {
-      statements.push({ sql, values });
-      if (fail?.sql.test(sql)) throw fail.error;
-      if (/^\s*SELECT/i.test(sql)) return { rows: [], rowCount: 0 };
-      return { rows: [{ id: '7' }], rowCount: 1 };
-    },
-    release: () => {},
-  };
-  return { statements, pool: { ...client, connect: async () => client } as never };
+  return recordingPool({ id: '7', ...(fail ? { fail } : {}) });
 }
 
 describe('intakeCommand: check, accept, or quarantine the refusal', () => {
