@@ -39,7 +39,8 @@ export function commandHash(command: DeliveryCommand): string {
 
 // Every command runs the three statements below, so each is a named statement: PostgreSQL parses
 // and plans it once per connection instead of once per command. Unnamed, a command cost about a
-// fifth more CPU on the machine (the engine's intake, eight at a time: 750–775 µs against 585–605).
+// fifth more CPU on the machine (acceptCommand eight at a time: 750–775 µs against 585–605;
+// docs/performance.md, "The intake's statements").
 const FIND_RESERVATION = `
 SELECT request_hash, delivery_id FROM mail.idempotency_reservations
  WHERE source = $1 AND idempotency_key = $2`;
