@@ -6,7 +6,7 @@
 // (or refusals) in how many seconds, and what went wrong if anything did.
 import { spawn } from 'node:child_process';
 import { ALIAS_COUNT, NUMBERED_RECIPIENT, randomRecipient, UNKNOWN_RECIPIENT } from './aliases.ts';
-import { percentile, runLoad } from './load-client.ts';
+import { runLoad } from './load-client.ts';
 import { startRcptProbe } from './rcpt-probe.ts';
 import type { BenchServer } from './servers/server.ts';
 import type { BenchTools } from './tools.ts';
@@ -17,9 +17,7 @@ export interface Measured {
   seconds: number;
   /** Set when the client saw anything but the expected replies. */
   problem: string | null;
-  rcptP50Ms?: number;
-  rcptP99Ms?: number;
-  /** Every RCPT timed in the run, for percentiles over all rounds. */
+  /** Every RCPT timed in the run: the round's percentiles and those over all rounds come from it. */
   rcptMs?: number[];
 }
 
@@ -83,8 +81,6 @@ export const MODES: Mode[] = [
       return {
         ...result,
         problem: result.problem ?? (probeProblem ? `RCPT probe: ${probeProblem}` : null),
-        rcptP50Ms: percentile(rcpt.timesMs, 50),
-        rcptP99Ms: percentile(rcpt.timesMs, 99),
         rcptMs: rcpt.timesMs,
       };
     },
@@ -130,8 +126,6 @@ export const MODES: Mode[] = [
         count: result.accepted,
         seconds: result.seconds,
         problem: result.refused > 0 ? `${result.refused} refused` : null,
-        rcptP50Ms: percentile(result.rcptMs, 50),
-        rcptP99Ms: percentile(result.rcptMs, 99),
         rcptMs: result.rcptMs,
       };
     },

@@ -81,7 +81,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 function describe(server: BenchServer, result: Measured): string {
   const rate = `${formatRate(result.count / result.seconds).padStart(7)}/s (${result.count} in ${result.seconds.toFixed(1)} s)`;
-  const rcpt = result.rcptP99Ms === undefined ? '' : `  RCPT p50 ${result.rcptP50Ms?.toFixed(2)} ms p99 ${result.rcptP99Ms.toFixed(2)} ms`;
+  const rcpt = result.rcptMs === undefined ? '' : `  RCPT p50 ${percentile(result.rcptMs, 50).toFixed(2)} ms p99 ${percentile(result.rcptMs, 99).toFixed(2)} ms`;
   return `${server.name.padEnd(10)} ${rate}${rcpt}${result.problem ? `  PROBLEM: ${result.problem}` : ''}`;
 }
 
@@ -133,7 +133,7 @@ async function main(): Promise<void> {
         const rate = result.problem ? Number.NaN : result.count / result.seconds;
         byServer.set(server.name, [...(byServer.get(server.name) ?? []), rate]);
         cpuByServer.set(server.name, [...(cpuByServer.get(server.name) ?? []), ((cpuAfter - cpuBefore) * 1000) / result.count]);
-        if (result.rcptP99Ms !== undefined && !result.problem) record(rcptP99, mode.label, server.name, result.rcptP99Ms);
+        if (result.rcptMs && !result.problem) record(rcptP99, mode.label, server.name, percentile(result.rcptMs, 99));
         if (result.rcptMs && !result.problem) record(rcptPooled, mode.label, server.name, ...result.rcptMs);
         if (!result.problem && Number.isFinite(pressureShare)) record(pressure, mode.label, server.name, pressureShare);
       }
