@@ -4,14 +4,9 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
-import { EDGE_NODE_FLAGS } from './apps/mta/src/data/drained-memory.ts';
 
 // One fixed seed for every property test (scripts/fast-check-seed.ts).
 const propertySeed = fileURLToPath(new URL('./scripts/fast-check-seed.ts', import.meta.url));
-
-// The edge's process runs with EDGE_NODE_FLAGS (--expose-gc: drained-memory.ts); so do the workers
-// that run its code in tests, so that they measure what production does.
-const nodeFlags: Record<string, readonly string[]> = { mta: EDGE_NODE_FLAGS };
 
 const unit = (name: string, dir: string) => ({
   test: {
@@ -20,7 +15,6 @@ const unit = (name: string, dir: string) => ({
     include: ['src/**/*.test.ts'],
     environment: 'node',
     setupFiles: [propertySeed],
-    execArgv: [...(nodeFlags[name] ?? [])],
   },
 });
 
@@ -69,8 +63,6 @@ export default defineConfig({
           hookTimeout: 180_000,
           // Two cores: more workers only fight over them.
           maxWorkers: 2,
-          // Edges run in-process here as in their own process (drained-memory.ts).
-          execArgv: [...EDGE_NODE_FLAGS],
         },
       },
     ],

@@ -6,7 +6,6 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { createLogger, explainStartupFailure, parseDuration, runMigrations } from '@postern/shared';
-import { EDGE_NODE_FLAGS } from '../apps/mta/src/data/drained-memory.ts';
 import { loadOrCreateSecretsKey } from './embedded-postgres/secrets-key-file.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -60,12 +59,8 @@ function discoverApps(): string[] {
     .sort();
 }
 
-// Node options an app's process needs from its start, as its package's start script gives them.
-const NODE_FLAGS: Readonly<Record<string, readonly string[]>> = { mta: EDGE_NODE_FLAGS };
-
 function launch(app: Supervised, env: NodeJS.ProcessEnv): void {
-  const execArgv = [...process.execArgv, ...(NODE_FLAGS[app.name] ?? [])];
-  const child = fork(path.join(root, 'apps', app.name, 'src', 'main.ts'), [], { cwd: root, env, execArgv, detached: true, stdio: 'inherit' });
+  const child = fork(path.join(root, 'apps', app.name, 'src', 'main.ts'), [], { cwd: root, env, detached: true, stdio: 'inherit' });
   app.child = child;
   const startedAt = Date.now();
   child.on('exit', (code, signal) => {

@@ -12,7 +12,6 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { createAlias, createDomain } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EDGE_NODE_FLAGS } from '../../apps/mta/src/data/drained-memory.ts';
 import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
 import { SmtpTestClient, sendMail, simpleMessage } from './helpers/smtp-client.ts';
 
@@ -37,7 +36,7 @@ interface LogLine {
 const spawned: EdgeProcess[] = [];
 
 function spawnEdge(dsn: string, smtpAddr: string, shutdownTimeout = '5s'): EdgeProcess {
-  const child = spawn(process.execPath, [...EDGE_NODE_FLAGS, 'apps/mta/src/main.ts'], {
+  const child = spawn(process.execPath, ['apps/mta/src/main.ts'], {
     cwd: repoRoot,
     env: {
       PATH: process.env.PATH,

@@ -16,7 +16,6 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { EDGE_NODE_FLAGS } from '../../../apps/mta/src/data/drained-memory.ts';
 import { type AutoAnalyze, startAutoAnalyze } from '../../postgres/auto-analyze.ts';
 import { ALIAS_COUNT, ALIAS_DOMAIN } from '../aliases.ts';
 import { type BenchServer, fileSystemOf, freePort, stopChild, waitForPort, waitForReady } from './server.ts';
@@ -85,7 +84,7 @@ export async function startPostern(build: PosternBuild = { name: 'postern', root
       `${build.name}: MAIL_MTA_PROCESSES=${processes} (${process.env.MAIL_MTA_PROCESSES ? 'from the environment' : "the edge's default"}; a build before it runs one process)`,
     );
     const flags = process.env.BENCH_EDGE_NODE_FLAGS ? process.env.BENCH_EDGE_NODE_FLAGS.split(' ') : [];
-    edge = spawn(process.execPath, [...EDGE_NODE_FLAGS, ...flags, 'apps/mta/src/main.ts'], {
+    edge = spawn(process.execPath, [...flags, 'apps/mta/src/main.ts'], {
       cwd: build.root,
       env: {
         PATH: process.env.PATH,

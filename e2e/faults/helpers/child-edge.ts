@@ -2,7 +2,6 @@
 // it mid-DATA and start another on the same address, as a supervisor would.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { EDGE_NODE_FLAGS } from '../../../apps/mta/src/data/drained-memory.ts';
 import { repoRoot } from '../../core/helpers/engine.ts';
 import { waitFor } from '../../harness/index.ts';
 
@@ -13,7 +12,7 @@ export interface ChildEdge {
 }
 
 export async function spawnEdge(dsn: string, smtpPort: number, env: Record<string, string> = {}): Promise<ChildEdge> {
-  const child = spawn(process.execPath, [...EDGE_NODE_FLAGS, 'apps/mta/src/main.ts'], {
+  const child = spawn(process.execPath, ['apps/mta/src/main.ts'], {
     cwd: repoRoot,
     env: {
       PATH: process.env.PATH,

@@ -6,39 +6,57 @@
 // live: well under a millisecond) every couple of MiB drained frees them as we go: measured peak
 // +6-8 MiB for 200 MiB drained (e2e/mta/main-process.e2e.test.ts).
 //
-// V8's gc() is offered to JavaScript by a documented Node option, --expose-gc, given when the
-// process starts (EDGE_NODE_FLAGS: the mta package's start script, scripts/start.ts, the tests
-// and the benchmark that spawn the edge). A process started without it still works: the drained
-// buffers are then freed on V8's own schedule, which bounds them by its external-memory pressure
-// only, and the edge says so once when it starts (warnWithoutCollector).
+// V8's gc() is what runs that collection. Node offers it as globalThis.gc to a process started with
+// --expose-gc; the edge does not depend on how it was started (the container image, systemd units
+// and `postern mta` start plain `node`): without the option it sets the same V8 flag through
+// node:v8 and takes gc() from a fresh context, once per process — the way jest's leak detector
+// gets it — and sets the flag back, so no other context gains a gc(). Only if that fails too do the
+// drained buffers wait for V8's own collections, and the edge says so once when it starts
+// (warnWithoutCollector).
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import type { Logger } from '@postern/shared';
-
-/** The Node options the edge's process is started with. */
-export const EDGE_NODE_FLAGS: readonly string[] = ['--expose-gc'];
 
 /** Drained bytes between two minor collections. */
 export const DRAINED_BYTES_PER_COLLECTION = 2 * 1024 * 1024;
 
-type MinorCollector = (options: { type: 'minor' }) => void;
+/** V8's gc() with the options the edge and its tests use. */
+export type Collector = (options: { type: 'minor' | 'major' }) => void;
 
-/** V8's gc() when the process was started with --expose-gc, else null. */
-export function exposedCollector(): MinorCollector | null {
-  return globalThis.gc ?? null;
+let collector: Collector | null | undefined;
+
+/** V8's gc(): globalThis.gc under --expose-gc, else the same function got at run time; null when
+ *  neither is possible. Looked up once per process. */
+export function exposedCollector(): Collector | null {
+  if (collector === undefined) collector = globalThis.gc ?? collectorFromV8();
+  return collector;
 }
 
-/** Logs, at start, that the drained buffers will wait for V8's own collections. */
-export function warnWithoutCollector(logger: Logger, collector = exposedCollector()): void {
-  if (collector) return;
+function collectorFromV8(): Collector | null {
+  try {
+    v8.setFlagsFromString('--expose-gc');
+    const gc: unknown = vm.runInNewContext('gc');
+    return typeof gc === 'function' ? (gc as Collector) : null;
+  } catch {
+    return null;
+  } finally {
+    v8.setFlagsFromString('--no-expose-gc');
+  }
+}
+
+/** Warns once at start when V8's gc() could not be had: drained buffers then wait for V8. */
+export function warnWithoutCollector(logger: Logger, collect = exposedCollector()): void {
+  if (collect) return;
   logger.warn(
-    { missingNodeFlags: EDGE_NODE_FLAGS },
-    'node was started without --expose-gc: the buffers of refused messages are freed by V8 on its own schedule, not as they are drained (memory peaks higher while a large message is drained)',
+    { collector: 'unavailable' },
+    "V8's gc() could not be had (neither --expose-gc nor through node:v8): the buffers of refused messages are freed by V8 on its own schedule, not as they are drained (memory peaks higher while a large message is drained)",
   );
 }
 
 /** Counts what a collector drains and frees the garbage every DRAINED_BYTES_PER_COLLECTION. */
 export class DrainedMemory {
   private sinceCollection = 0;
-  private readonly collect: MinorCollector | null;
+  private readonly collect: Collector | null;
 
   constructor(collect = exposedCollector()) {
     this.collect = collect;
