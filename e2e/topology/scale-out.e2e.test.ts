@@ -91,7 +91,8 @@ describe('the Postern image, scaled out: two edges, two engines, the API', () =>
 
   it('the edges in the image, started as `postern mta` without --expose-gc, have V8\'s gc() for the drain path', async () => {
     // The image's ENTRYPOINT is plain node: the edge gets gc() itself (drained-memory.ts) and warns
-    // with "collector":"unavailable" only when it cannot, as it once did in every container.
+    // with "collector":"unavailable" only when it cannot. Before it did, every container's edge
+    // went without gc() and said so at start.
     for (const edge of topology.edges) {
       const logs = await edge.logs();
       expect(logs, edge.name).toContain('"msg":"mta started"');
