@@ -35,6 +35,7 @@ import { createLogger, runMigrations } from '@postern/shared';
 import pg from 'pg';
 import { comparisonTable, record, type Variant, type Variants, variantsFromArgs } from '../compare/variants.ts';
 import { watchMachineCpu } from '../machine/cpu.ts';
+import { ADMIN_DSN, databaseDsn } from '../postgres/admin-dsn.ts';
 import { type AutoAnalyze, startAutoAnalyze } from '../postgres/auto-analyze.ts';
 import { enqueueDeliveries, fillHistory, statusesOf } from './deliveries.ts';
 import { type BenchEngineOptions, type EngineTree, engineDetail, loadEngineTree, sqlAloneLoop, startBenchEngine } from './engine-adapter.ts';
@@ -70,11 +71,9 @@ const RUNS = new Set((env.BENCH_RUNS ?? (variants.comparing ? 'stub,smtp' : 'gra
 const SINK_PORT = Number(env.BENCH_SMTP_SINK_PORT ?? 2626);
 /** A run that takes longer than this is stuck: the bench stops rather than wait forever. */
 const RUN_DEADLINE_MS = 10 * 60_000;
-const admin = env.BENCH_POSTGRES_ADMIN_DSN ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const tag = randomUUID().slice(0, 8);
-const dsnOf = (db: string) => Object.assign(new URL(admin), { pathname: `/${db}` }).toString();
-const postern = { db: `postern_bench_${tag}`, dsn: dsnOf(`postern_bench_${tag}`) };
-const graphile = { db: `postern_bench_${tag}_gw`, dsn: dsnOf(`postern_bench_${tag}_gw`) };
+const postern = { db: `postern_bench_${tag}`, dsn: databaseDsn(`postern_bench_${tag}`) };
+const graphile = { db: `postern_bench_${tag}_gw`, dsn: databaseDsn(`postern_bench_${tag}_gw`) };
 
 type RunName = 'graphile' | 'sql' | 'sketch' | 'stub' | 'smtp';
 const LABELS: Record<RunName, string> = {
@@ -183,7 +182,7 @@ async function main(): Promise<void> {
   console.log(`# before: ${uptime()}`);
   console.log(`# rounds=${ROUNDS} N=${N} N(smtp)=${SMTP_N} K=${K} claim batch=${BATCH} claim-ahead=${AHEAD ?? 'default'} history rows=${ROWS}`);
   const worker = RUNS.has('graphile') ? loadGraphileWorker() : null;
-  const adminClient = new pg.Client({ connectionString: admin });
+  const adminClient = new pg.Client({ connectionString: ADMIN_DSN });
   await adminClient.connect();
   console.log(`# ${(await adminClient.query<{ version: string }>('SELECT version()')).rows[0]?.version}`);
   await adminClient.query(`CREATE DATABASE ${pg.escapeIdentifier(postern.db)}`);

@@ -30,6 +30,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { createLogger, runMigrations } from '../../packages/shared/src/index.ts';
+import { ADMIN_DSN, databaseDsn } from '../postgres/admin-dsn.ts';
 import { type AutoAnalyze, startAutoAnalyze } from '../postgres/auto-analyze.ts';
 import { enqueueDeliveries, fillHistory } from './deliveries.ts';
 import { loadEngineTree, sqlAloneLoop } from './engine-adapter.ts';
@@ -123,9 +124,7 @@ const CHOSEN = (env.BENCH_VARIANTS ?? Object.keys(VARIANTS).join(',')).split(','
 }
 
 const root = path.resolve(import.meta.dirname, '../..');
-const admin = env.BENCH_POSTGRES_ADMIN_DSN ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const tag = randomUUID().slice(0, 8);
-const dsnOf = (db: string) => Object.assign(new URL(admin), { pathname: `/${db}` }).toString();
 
 async function withPool<T>(dsn: string, max: number, use: (pool: pg.Pool) => Promise<T>): Promise<T> {
   const pool = new pg.Pool({ connectionString: dsn, max });
@@ -142,7 +141,7 @@ async function main(): Promise<void> {
   console.log(`# rounds=${ROUNDS} N=${N} K=${K} rows per claim=${BATCHES.join(',')} history rows=${ROWS} variants=${CHOSEN.join(',')}`);
   const worker = loadGraphileWorker();
   const tree = await loadEngineTree(root);
-  const adminClient = new pg.Client({ connectionString: admin });
+  const adminClient = new pg.Client({ connectionString: ADMIN_DSN });
   await adminClient.connect();
   const databases = [...CHOSEN.map((name) => `postern_parts_${tag}_${name.replaceAll('-', '_')}`), `postern_parts_${tag}_gw`];
   // Each variant's database by name; a run opens its K connections and closes them after, so the
@@ -151,9 +150,9 @@ async function main(): Promise<void> {
   const analyzers: AutoAnalyze[] = [];
   try {
     for (const db of databases) await adminClient.query(`CREATE DATABASE ${pg.escapeIdentifier(db)}`);
-    const graphileDsn = dsnOf(databases.at(-1) as string);
+    const graphileDsn = databaseDsn(databases.at(-1) as string);
     for (const [index, name] of CHOSEN.entries()) {
-      const dsn = dsnOf(databases[index] as string);
+      const dsn = databaseDsn(databases[index] as string);
       await runMigrations({ dsn, logger: createLogger('bench', 'warn') });
       await withPool(dsn, 2, async (pool) => {
         for (const statement of VARIANTS[name] ?? []) await pool.query(statement);

@@ -133,8 +133,10 @@ async function main(): Promise<void> {
         const rate = result.problem ? Number.NaN : result.count / result.seconds;
         byServer.set(server.name, [...(byServer.get(server.name) ?? []), rate]);
         cpuByServer.set(server.name, [...(cpuByServer.get(server.name) ?? []), ((cpuAfter - cpuBefore) * 1000) / result.count]);
-        if (result.rcptMs && !result.problem) record(rcptP99, mode.label, server.name, percentile(result.rcptMs, 99));
-        if (result.rcptMs && !result.problem) record(rcptPooled, mode.label, server.name, ...result.rcptMs);
+        if (result.rcptMs && !result.problem) {
+          record(rcptP99, mode.label, server.name, percentile(result.rcptMs, 99));
+          record(rcptPooled, mode.label, server.name, ...result.rcptMs);
+        }
         if (!result.problem && Number.isFinite(pressureShare)) record(pressure, mode.label, server.name, pressureShare);
       }
     }

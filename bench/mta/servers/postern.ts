@@ -16,23 +16,23 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { ADMIN_DSN, databaseDsn } from '../../postgres/admin-dsn.ts';
 import { type AutoAnalyze, startAutoAnalyze } from '../../postgres/auto-analyze.ts';
 import { ALIAS_COUNT, ALIAS_DOMAIN } from '../aliases.ts';
 import { type BenchServer, fileSystemOf, freePort, stopChild, waitForPort, waitForReady } from './server.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const adminDsn = process.env.BENCH_POSTGRES_ADMIN_DSN ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
 async function createDatabase(): Promise<{ dsn: string; drop(): Promise<void> }> {
   const database = `postern_bench_${randomBytes(4).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: adminDsn });
+  const admin = new pg.Client({ connectionString: ADMIN_DSN });
   await admin.connect();
   await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(database)}`);
   const drop = async () => {
     await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(database)} WITH (FORCE)`);
     await admin.end();
   };
-  return { dsn: adminDsn.replace(/\/[^/]*$/, `/${database}`), drop };
+  return { dsn: databaseDsn(database), drop };
 }
 
 async function loadAliases(dsn: string, name: string): Promise<void> {
