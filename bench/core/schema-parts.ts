@@ -93,12 +93,17 @@ const AS_DOMAINS = [
    END $$`,
   ...dropChecks('one'),
   ...COLUMN_DOMAINS.map(([table, column, type, check]) => `CREATE DOMAIN mail.${table}_${column} AS ${type} CHECK (${check})`),
-  // The due trigger's condition reads status: dropped for the change and made again as it was.
-  'DROP TRIGGER deliveries_notify_due ON mail.deliveries',
-  ...COLUMN_DOMAINS.map(([table, column]) => `ALTER TABLE mail.${table} ALTER COLUMN ${column} TYPE mail.${table}_${column}`),
-  `CREATE TRIGGER deliveries_notify_due AFTER INSERT OR UPDATE OF status, next_attempt_at ON mail.deliveries
-     FOR EACH ROW WHEN (NEW.status IN ('queued', 'retrying'))
-     EXECUTE FUNCTION mail.notify_delivery_due()`,
+  // The due trigger's condition reads status: dropped for the change and made again as the
+  // migrations left it (its stored definition, so a later migration's change is kept).
+  `DO $$
+   DECLARE
+     due_trigger text := (SELECT pg_get_triggerdef(oid) FROM pg_trigger
+                           WHERE tgrelid = 'mail.deliveries'::regclass AND tgname = 'deliveries_notify_due');
+   BEGIN
+     DROP TRIGGER deliveries_notify_due ON mail.deliveries;
+     ${COLUMN_DOMAINS.map(([table, column]) => `ALTER TABLE mail.${table} ALTER COLUMN ${column} TYPE mail.${table}_${column};`).join('\n     ')}
+     EXECUTE due_trigger;
+   END $$`,
 ];
 const VARIANTS: Record<string, readonly string[]> = {
   migrated: [],

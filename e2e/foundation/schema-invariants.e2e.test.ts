@@ -107,6 +107,31 @@ describe('schema invariants', () => {
     }
   });
 
+  it('a delivery rescheduled for later does not announce itself; one due now does', async () => {
+    const later = await insertDelivery({ next_attempt_at: new Date(Date.now() + 3_600_000) });
+    const due = await insertDelivery({ next_attempt_at: new Date(Date.now() + 3_600_000) });
+    const listener = await db.pool.connect();
+    const payloads: string[] = [];
+    const heard = (message: { payload?: string }) => payloads.push(message.payload ?? '');
+    try {
+      listener.on('notification', heard);
+      await listener.query('LISTEN mail_delivery_due');
+      // What the outcome statement does to a retry: retrying, due in a minute; then a retry with no
+      // wait; then a marker of our own. Notifications arrive in commit order: once the marker is
+      // heard, whatever the two updates announced has been heard before it.
+      const reschedule = `UPDATE mail.deliveries SET status = 'retrying', next_attempt_at = now() + $2::int * interval '1 second' WHERE id = $1`;
+      await db.pool.query(reschedule, [later, 60]);
+      await db.pool.query(reschedule, [due, 0]);
+      await db.pool.query(`SELECT pg_notify('mail_delivery_due', 'marker')`);
+      await expect.poll(() => payloads.includes('marker'), { timeout: 5_000 }).toBe(true);
+      expect(payloads).toEqual(['', 'marker']);
+    } finally {
+      await listener.query('UNLISTEN mail_delivery_due');
+      listener.off('notification', heard);
+      listener.release();
+    }
+  });
+
   it('tokens are stored as hashes with known scopes only', async () => {
     await rejects(
       `INSERT INTO mail.api_tokens (name, token_hash, scopes, producer) VALUES ('ops', 'plaintext-token', ARRAY['admin'], 'ops')`,
