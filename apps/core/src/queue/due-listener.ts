@@ -1,5 +1,6 @@
-// The LISTEN mail_delivery_due session: the deliveries trigger notifies on every insert or
-// reschedule, and each notification wakes the scheduler at once instead of at its next poll. The
+// The LISTEN mail_delivery_due session: the deliveries trigger notifies for every row that is due
+// when it is inserted or rescheduled (a retry due later is left to the poll), and each
+// notification wakes the scheduler at once instead of at its next poll. The
 // session is a pooled connection of its own that is never handed back (another user would inherit
 // the LISTEN). Opening it and losing it are reported as engine events; a broken session wakes the
 // scheduler, which ends its run on it (its supervisor restarts it with a fresh session, and the

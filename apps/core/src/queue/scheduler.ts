@@ -1,8 +1,9 @@
 // The scheduler loop: claim due deliveries in batches up to the free worker slots (claim-size.ts),
 // hand them to the attempt workers through the work channel, and sleep until woken: by a due
-// notification (due-listener.ts: NOTIFY mail_delivery_due, fired by the deliveries trigger on
-// every insert or reschedule), by a worker freeing a slot or handing over its outcome while more
-// is due, or by the polling interval — the fallback for a notification that was missed.
+// notification (due-listener.ts: NOTIFY mail_delivery_due, fired by the deliveries trigger for a
+// row due when inserted or rescheduled), by a worker freeing a slot or handing over its outcome
+// while more is due, or by the polling interval — which also claims a retry once its time comes,
+// and whatever a missed notification announced.
 // Everything it talks to is handed in (claim, wake source, channel, completions), so it holds no
 // PostgreSQL code of its own and is tested with fakes (scheduler.test.ts). Taking back expired
 // leases is maintenance's job (keepalive/maintenance.ts), not a step before each claim.
