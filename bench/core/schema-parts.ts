@@ -28,8 +28,8 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
+import { createLogger, runMigrations } from '@postern/shared';
 import pg from 'pg';
-import { createLogger, runMigrations } from '../../packages/shared/src/index.ts';
 import { ADMIN_DSN, databaseDsn } from '../postgres/admin-dsn.ts';
 import { type AutoAnalyze, startAutoAnalyze } from '../postgres/auto-analyze.ts';
 import { enqueueDeliveries, fillHistory } from './deliveries.ts';
