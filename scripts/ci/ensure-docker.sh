@@ -45,10 +45,10 @@ fi
 if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
   say "installing Debian's docker.io"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq || die "apt-get update failed"
+  apt-get -o Acquire::Retries=3 update -qq || die "apt-get update failed"
   # Recommends skipped on purpose (needrestart, git, apparmor are of no use here); cgroupfs-mount is kept
   # because there is no systemd to mount cgroups.
-  apt-get install -y -qq --no-install-recommends docker.io cgroupfs-mount ca-certificates xz-utils >/dev/null \
+  apt-get -o Acquire::Retries=3 install -y -qq --no-install-recommends docker.io cgroupfs-mount ca-certificates xz-utils >/dev/null \
     || die "apt-get install docker.io failed"
 fi
 

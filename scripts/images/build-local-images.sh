@@ -64,11 +64,19 @@ remove_tree() {
   rm -rf --one-file-system "$dir"
 }
 
-# debootstrap ROOTFS with extra PACKAGES (comma-separated), then trim what images do not need.
+# debootstrap ROOTFS with extra PACKAGES (comma-separated), then trim what images do not need. The
+# mirror drops a download now and then ("W: Couldn't download package debianutils", then "E: Couldn't
+# download packages"), more often with all images fetching at once, and debootstrap itself never
+# retries: a failed attempt starts again on an empty directory, three attempts in all.
 make_rootfs() {
-  local rootfs="$1" packages="$2"
-  remove_tree "$rootfs"
-  debootstrap --variant=minbase ${packages:+--include="$packages"} "$suite" "$rootfs" "$mirror"
+  local rootfs="$1" packages="$2" attempt=1
+  until remove_tree "$rootfs" &&
+    debootstrap --variant=minbase ${packages:+--include="$packages"} "$suite" "$rootfs" "$mirror"; do
+    [ "$attempt" -lt 3 ] || die "debootstrap failed $attempt times for $rootfs"
+    say "debootstrap failed for $rootfs (attempt $attempt of 3); trying again in $((attempt * 10))s"
+    sleep $((attempt * 10))
+    attempt=$((attempt + 1))
+  done
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
     "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/tmp/*
 }
@@ -363,8 +371,8 @@ done
 if [ "${#todo[@]}" -gt 0 ]; then
   if ! command -v debootstrap >/dev/null 2>&1; then
     say "installing debootstrap"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Retries=3 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Retries=3 install -y -qq --no-install-recommends debootstrap >/dev/null
   fi
   if printf '%s\n' "${todo[@]}" | grep -qxE 'maildev|node'; then
     # shellcheck source=../use-node24.sh
