@@ -3,6 +3,12 @@
 // timing the RCPT from its write to its reply. It runs in a process of its own so that the figure is
 // the server's, not the event loop of the bench's own client (the Node load client's RCPT times
 // include its 20 busy sessions). Postfix and Haraka are probed the same way, for reference.
+// It starts a new session every SESSION_TRANSACTIONS transactions: Postfix counts RSET as a junk
+// command and, after smtpd_junk_command_limit (100) of them in a session without mail delivered,
+// counts each one as an error; past smtpd_soft_error_limit (10) errors it waits smtpd_error_sleep_time
+// (1 s) before every reply, and at smtpd_hard_error_limit (20) it ends the session. A probe that kept
+// one session for a round measured that penalty once the round was longer than about two seconds
+// (Postfix's RCPT p99 read about 1,008 ms), not Postfix.
 //   startRcptProbe(port) in the bench;  node bench/mta/rcpt-probe.ts <port> <per second> as the child.
 import { type ChildProcess, spawn } from 'node:child_process';
 import net from 'node:net';
@@ -17,6 +23,8 @@ export interface ProbeResult {
 }
 
 const PER_SECOND = 50;
+/** Transactions (each ended by RSET) per session: below Postfix's junk command limit of 100. */
+const SESSION_TRANSACTIONS = 50;
 
 export interface RcptProbe {
   stop(): Promise<ProbeResult>;
@@ -88,14 +96,27 @@ async function probe(port: number, perSecond: number): Promise<ProbeResult> {
     running = false;
   });
   process.stdin.resume();
-  const smtp = await session(port);
   const times: number[] = [];
   let problem: string | null = null;
-  const ehlo = await smtp.command('EHLO probe.client.test');
-  if (!ehlo.startsWith('250')) problem = `EHLO: ${ehlo}`;
+  let smtp: Awaited<ReturnType<typeof session>> | null = null;
+  let transactions = 0;
   const gap = 1000 / perSecond;
   while (running && problem === null) {
     const next = performance.now() + gap;
+    if (smtp === null || transactions === SESSION_TRANSACTIONS) {
+      if (smtp !== null) {
+        await smtp.command('QUIT');
+        smtp.close();
+      }
+      smtp = await session(port);
+      transactions = 0;
+      const ehlo = await smtp.command('EHLO probe.client.test');
+      if (!ehlo.startsWith('250')) {
+        problem = `EHLO: ${ehlo}`;
+        break;
+      }
+    }
+    transactions += 1;
     const mail = await smtp.command('MAIL FROM:<probe@client.test>');
     const started = performance.now();
     const rcpt = await smtp.command(`RCPT TO:<${randomRecipient()}>`);
@@ -105,7 +126,7 @@ async function probe(port: number, perSecond: number): Promise<ProbeResult> {
     const wait = next - performance.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
   }
-  smtp.close();
+  smtp?.close();
   return { timesMs: times, problem };
 }
 

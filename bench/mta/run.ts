@@ -100,7 +100,10 @@ async function main(): Promise<void> {
   if (variants.comparing) for (const variant of variants.list) console.log(`${variant.name}: ${variant.describe}`);
   for (const name of serverNames) servers.push(...(await (starters[name] as (tools: BenchTools) => Promise<BenchServer[]>)(tools)));
   const answered = new Map<string, number>();
-  for (const server of servers) answered.set(server.name, await warmUp(server, tools));
+  for (const server of servers) {
+    answered.set(server.name, await warmUp(server, tools));
+    await server.settle?.();
+  }
 
   const rates = new Map<string, Map<string, number[]>>();
   const cpuMs = new Map<string, Map<string, number[]>>();
@@ -126,7 +129,10 @@ async function main(): Promise<void> {
         const result = await mode.run(server, tools, scale);
         const cpuAfter = pid === undefined ? Number.NaN : cpuSeconds(pid);
         const pressureShare = (cpuPressureMicros() - pressureBefore) / 1e4 / result.seconds;
-        console.log(`    ${describe(server, result)}`);
+        const settleStart = performance.now();
+        await server.settle?.();
+        const settledMs = performance.now() - settleStart;
+        console.log(`    ${describe(server, result)}${settledMs >= 100 ? `  (its queue emptied ${(settledMs / 1000).toFixed(1)} s after the round)` : ''}`);
         if (result.problem) problems.push(`${mode.label}, round ${round}, ${server.name}: ${result.problem}`);
         if (!mode.rejects) answered.set(server.name, (answered.get(server.name) ?? 0) + result.count);
         // A round with a problem is reported and left out of the figures.

@@ -24,6 +24,9 @@ export interface BenchServer {
    *  the 250s the clients saw. Postern also says how many messages its accept statements held on
    *  average (group commit: more concurrent sessions in one process, larger batches). */
   stored?(): Promise<{ stored: number; duplicates: number; acceptBatchMean?: number }>;
+  /** Resolves once the work a round left behind is done (Postfix: its queue handed to discard), so
+   *  that it does not run during the next server's round; called after each of the server's rounds. */
+  settle?(): Promise<void>;
   stop(): Promise<void>;
 }
 
