@@ -27,7 +27,7 @@ import { type BenchServer, fileSystemOf, freePort, waitForPort } from './server.
 /** What the instance needs of Debian's /etc/postfix besides main.cf (master.cf is adapted below). */
 const COPIED = ['master.cf', 'dynamicmaps.cf', 'dynamicmaps.cf.d', 'postfix-files', 'postfix-files.d'];
 
-function mainCf(base: string, log: boolean): string {
+function mainCf(base: string, log: boolean, extra: readonly string[]): string {
   return `${[
     'compatibility_level = 3.6',
     `queue_directory = ${base}/spool`,
@@ -52,7 +52,7 @@ function mainCf(base: string, log: boolean): string {
     'biff = no',
     // What it can accept, not its pacing to the delivery rate (above).
     'in_flow_delay = 0',
-    ...extraMainCf(),
+    ...extra,
     ...(log ? [`maillog_file = ${base}/maillog`, `maillog_file_prefixes = ${base}`] : []),
   ].join('\n')}\n`;
 }
@@ -96,7 +96,8 @@ export async function startPostfix(tools: BenchTools): Promise<BenchServer> {
     for (const name of COPIED) {
       if (existsSync(path.join('/etc/postfix', name))) cpSync(path.join('/etc/postfix', name), path.join(etc, name), { recursive: true });
     }
-    writeFileSync(path.join(etc, 'main.cf'), mainCf(base, log));
+    const extra = extraMainCf();
+    writeFileSync(path.join(etc, 'main.cf'), mainCf(base, log, extra));
     writeFileSync(path.join(etc, 'virtual'), aliasLines(true));
     execFileSync(tools.postmap, ['-c', etc, path.join(etc, 'virtual')], { stdio: 'pipe' });
     const port = await freePort();
@@ -106,7 +107,6 @@ export async function startPostfix(tools: BenchTools): Promise<BenchServer> {
     postconf('-F', '*/*/chroot = n');
     postfix('check');
     postfix('start');
-    const extra = extraMainCf();
     console.log(
       `postfix: private instance in ${base} (queue on ${fileSystemOf(base)}), ${ALIAS_COUNT} aliases, in_flow_delay = 0${extra.length > 0 ? `, then BENCH_POSTFIX_MAIN_CF: ${extra.join('; ')}` : ''}`,
     );
