@@ -1,7 +1,9 @@
 // Retention against real PostgreSQL: idempotency reservations older than MAIL_IDEMPOTENCY_WINDOW
 // are purged (the delivery they point at stays), younger ones are kept and still deduplicate; the
 // heartbeat rows of engines silent for a day leave mail.workers (stalled-worker, docs/incidents.md);
-// an engine runs the same pass on demand, with its configured window, and says what it purged.
+// cached MTA-STS policies expired for longer than MAIL_RETENTION_AGE go, policies still in force or
+// expired more recently stay; an engine runs the same pass on demand, with its configured window,
+// and says what it purged.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { purgeExpired } from '../../apps/core/src/keepalive/retention.ts';
 import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
@@ -54,6 +56,35 @@ describe('retention', () => {
       [[dead, alive, edge]],
     );
     expect(rows.map((row) => row.worker_id).sort()).toEqual([alive, edge].sort());
+  });
+
+  it('purges cached MTA-STS policies expired for longer than the retention age, and only those', async () => {
+    const policy = (domain: string) => JSON.stringify({ id: `${domain}-1`, mode: 'enforce', mx: [`mx.${domain}`], maxAge: 86400 });
+    await db.pool.query(
+      `INSERT INTO mail.mta_sts_policies (domain, mode, expires_at, policy)
+       VALUES ('long-gone.sts.test', 'enforce', now() - interval '31 days', $1),
+              ('failed-fetch.sts.test', 'none', now() - interval '40 days', $2),
+              ('recently-expired.sts.test', 'enforce', now() - interval '29 days', $3),
+              ('in-force.sts.test', 'testing', now() + interval '6 days', $4)`,
+      [policy('long-gone.sts.test'), policy('failed-fetch.sts.test'), policy('recently-expired.sts.test'), policy('in-force.sts.test')],
+    );
+
+    const purged = await purgeExpired(db.pool, { retentionAgeMs: 30 * DAY_MS, idempotencyWindowMs: DAY_MS });
+    expect(purged.mtaStsPolicies).toBe(2);
+    const { rows } = await db.pool.query<{ domain: string }>('SELECT domain FROM mail.mta_sts_policies ORDER BY domain');
+    expect(rows.map((row) => row.domain)).toEqual(['in-force.sts.test', 'recently-expired.sts.test']);
+    expect((await purgeExpired(db.pool, { retentionAgeMs: 30 * DAY_MS, idempotencyWindowMs: DAY_MS })).mtaStsPolicies).toBe(0);
+  });
+
+  it('purges MTA-STS policies a batch at a time', async () => {
+    await db.pool.query(
+      `INSERT INTO mail.mta_sts_policies (domain, mode, expires_at, policy)
+       SELECT 'batch-' || i || '.sts.test', 'none', now() - interval '60 days', '{}' FROM generate_series(1, 5) AS i`,
+    );
+    expect((await purgeExpired(db.pool, { retentionAgeMs: 30 * DAY_MS, idempotencyWindowMs: DAY_MS }, 2)).mtaStsPolicies).toBe(2);
+    const { rows } = await db.pool.query<{ left: number }>(`SELECT count(*)::int AS left FROM mail.mta_sts_policies WHERE domain LIKE 'batch-%'`);
+    expect(rows[0]?.left).toBe(3);
+    await db.pool.query(`DELETE FROM mail.mta_sts_policies WHERE domain LIKE 'batch-%'`);
   });
 
   it("runs as one pass of an engine's maintenance when asked, with the engine's window", async () => {

@@ -84,13 +84,13 @@ export function createMaintenance(options: MaintenanceOptions): Maintenance & { 
 
   // From the loop: beat between batches, and stop after the batch under way when the engine stops.
   const retain = oneAtATime(async ({ beat, signal }: Pick<LoopContext, 'beat' | 'signal'>): Promise<Purged> => {
-    const total: Purged = { payloads: 0, attempts: 0, reservations: 0, workers: 0, siteSlots: 0, siteBuckets: 0, siteBackoffs: 0 };
+    const total: Purged = { payloads: 0, attempts: 0, reservations: 0, workers: 0, siteSlots: 0, siteBuckets: 0, siteBackoffs: 0, mtaStsPolicies: 0 };
     const keys = Object.keys(total) as (keyof Purged)[];
     let purged: Purged;
     do {
       purged = await purgeExpired(options.pool, engine);
       if (keys.some((key) => purged[key] > 0)) {
-        retentionLog.info(purged, "retention: purged old payloads, attempts, idempotency reservations, dead engines' worker rows and idle sites' shaping state");
+        retentionLog.info(purged, "retention: purged old payloads, attempts, idempotency reservations, dead engines' worker rows, idle sites' shaping state and long-expired MTA-STS policies");
       }
       for (const key of keys) total[key] += purged[key];
       beat();

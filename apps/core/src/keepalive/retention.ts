@@ -8,7 +8,10 @@
 // sent to for MAIL_RETENTION_AGE goes too — a site's slot rows only when every slot has been free
 // that long (the DELETE checks each row again, so a slot claimed meanwhile stays, and the claim
 // makes missing rows again), a full token bucket, a backoff long over — so the tables hold the sites
-// in use, not every site ever mailed.
+// in use, not every site ever mailed. Cached MTA-STS policies that expired MAIL_RETENTION_AGE ago
+// go as well: no engine has fetched a newer one since (nobody mailed the domain, or its policy host
+// failed every fetch for that long), and the RFC gives a policy no force past its max_age; until
+// then mailauth's lax fallback (an expired enforce policy applied while its fetch fails) has it.
 import type { Queryable } from '@postern/shared';
 import { pruneDeadWorkers } from './heartbeat.ts';
 
@@ -65,6 +68,13 @@ DELETE FROM mail.site_backoffs
                  WHERE until < now() - $1::double precision * interval '1 millisecond' LIMIT $2)
    AND until < now() - $1::double precision * interval '1 millisecond'`;
 
+// The primary key's order is as good as any: the WHERE is checked again on the row deleted.
+const PURGE_MTA_STS_POLICIES_SQL = `
+DELETE FROM mail.mta_sts_policies
+ WHERE domain IN (SELECT domain FROM mail.mta_sts_policies
+                   WHERE expires_at < now() - $1::double precision * interval '1 millisecond' LIMIT $2)
+   AND expires_at < now() - $1::double precision * interval '1 millisecond'`;
+
 export interface Purged {
   payloads: number;
   attempts: number;
@@ -74,10 +84,12 @@ export interface Purged {
   siteSlots: number;
   siteBuckets: number;
   siteBackoffs: number;
+  /** Cached MTA-STS policies expired for MAIL_RETENTION_AGE. */
+  mtaStsPolicies: number;
 }
 
 /** The purges that go in batches of RETENTION_BATCH: another pass follows a full one. */
-export const BATCHED_PURGES = ['payloads', 'attempts', 'reservations', 'siteSlots', 'siteBuckets', 'siteBackoffs'] as const;
+export const BATCHED_PURGES = ['payloads', 'attempts', 'reservations', 'siteSlots', 'siteBuckets', 'siteBackoffs', 'mtaStsPolicies'] as const;
 
 /** One batch of each (dead engines' worker rows all at once); returns how many rows went, so the
  *  caller repeats while batches are full. */
@@ -93,6 +105,7 @@ export async function purgeExpired(
   const siteSlots = await db.query<{ sites: number }>(PURGE_SITE_SLOTS_SQL, [ages.retentionAgeMs, batch]);
   const siteBuckets = await db.query(PURGE_SITE_BUCKETS_SQL, [ages.retentionAgeMs, batch]);
   const siteBackoffs = await db.query(PURGE_SITE_BACKOFFS_SQL, [ages.retentionAgeMs, batch]);
+  const mtaStsPolicies = await db.query(PURGE_MTA_STS_POLICIES_SQL, [ages.retentionAgeMs, batch]);
   return {
     payloads: payloads.rowCount ?? 0,
     attempts: attempts.rowCount ?? 0,
@@ -101,5 +114,6 @@ export async function purgeExpired(
     siteSlots: siteSlots.rows[0]?.sites ?? 0,
     siteBuckets: siteBuckets.rowCount ?? 0,
     siteBackoffs: siteBackoffs.rowCount ?? 0,
+    mtaStsPolicies: mtaStsPolicies.rowCount ?? 0,
   };
 }
