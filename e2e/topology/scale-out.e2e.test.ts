@@ -234,9 +234,12 @@ describe('the Postern image, scaled out: two edges, two engines, the API', () =>
   it('docker stop ends every Postern container cleanly within MAIL_SHUTDOWN_TIMEOUT, after its HEALTHCHECK said healthy', async () => {
     const services = topology.services();
     for (const service of services) {
-      await waitFor(`${service.name}'s HEALTHCHECK to say healthy`, () => healthOf(service), (status) => status === 'healthy', {
+      await waitFor(`${service.name}'s HEALTHCHECK to say healthy`, () => healthOf(service), (health) => health.status === 'healthy', {
         timeoutMs: 90_000,
         intervalMs: 1_000,
+      }).catch(async (error: Error) => {
+        const lines = (await service.logs().catch((failure: Error) => failure.message)).trimEnd().split('\n');
+        throw new Error(`${error.message}\n${service.name}'s last log lines:\n${lines.slice(-25).join('\n')}`);
       });
     }
     const sinceS = Math.floor(Date.now() / 1000);

@@ -248,7 +248,37 @@ export async function startAgain(service: Service): Promise<void> {
   await service.container.restart({ timeout: STOP_GRACE_S * 1000 });
 }
 
-/** Docker's view of the image's HEALTHCHECK for the container: starting, healthy or unhealthy. */
-export async function healthOf(service: Service): Promise<string> {
-  return docker('inspect', '--format', '{{if .State.Health}}{{.State.Health.Status}}{{else}}no healthcheck{{end}}', service.container.getId());
+export interface HealthReport {
+  /** Docker's view of the image's HEALTHCHECK: starting, healthy or unhealthy (or none). */
+  status: string;
+  /** The container's state (running, exited, ...) and its current run's start. */
+  state: string;
+  startedAt: string;
+  failingStreak: number;
+  /** The last probes Docker kept: when each started, how long it took, its exit code and output. */
+  probes: string[];
+}
+
+interface DockerState {
+  Status: string;
+  StartedAt: string;
+  Health?: { Status: string; FailingStreak: number; Log: Array<{ Start: string; End: string; ExitCode: number; Output: string }> | null };
+}
+
+/**
+ * The image's HEALTHCHECK as Docker saw it, with the probes' own output (each names the /readyz
+ * answer or why there was none), so a wait for "healthy" that runs out says why.
+ */
+export async function healthOf(service: Service): Promise<HealthReport> {
+  const state = JSON.parse(await docker('inspect', '--format', '{{json .State}}', service.container.getId())) as DockerState;
+  return {
+    status: state.Health?.Status ?? 'no healthcheck',
+    state: state.Status,
+    startedAt: state.StartedAt,
+    failingStreak: state.Health?.FailingStreak ?? 0,
+    probes: (state.Health?.Log ?? []).map(
+      (probe) =>
+        `${probe.Start}: ${((Date.parse(probe.End) - Date.parse(probe.Start)) / 1000).toFixed(2)} s, exit ${probe.ExitCode}, ${probe.Output.trim().slice(0, 300)}`,
+    ),
+  };
 }
