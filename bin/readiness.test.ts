@@ -1,7 +1,8 @@
 // The health check must find the process behind any PID 1 the image may get, and ask a wildcard
 // bind on loopback (a container's /readyz is asked from inside the container).
-import { describe, expect, it } from 'vitest';
+
 import { parseListenAddress } from '@postern/shared';
+import { describe, expect, it } from 'vitest';
 import { commandOf, readinessUrl } from './readiness.ts';
 
 const addr = (text: string) => {

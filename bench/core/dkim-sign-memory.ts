@@ -8,9 +8,9 @@
 // is the peak RSS growth over the process with the message already built.
 //   node bench/core/dkim-sign-memory.ts
 import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { generateDkimKeyPair } from '@postern/shared';
 import { DkimSignStream } from 'mailauth/lib/dkim/sign.js';

@@ -2,8 +2,8 @@
 // or deleted one is refused on the next — the API writes through the same shared alias code whose
 // tables the edge reads (stale-alias-table: no generated files to go stale).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Edge } from '../../apps/mta/src/edge.ts';
 import type { Api } from '../../apps/api/src/server.ts';
+import type { Edge } from '../../apps/mta/src/edge.ts';
 import type { TestDatabase } from '../harness/index.ts';
 import { openSession, startTestEdge } from '../mta/helpers/edge.ts';
 import type { SmtpTestClient } from '../mta/helpers/smtp-client.ts';

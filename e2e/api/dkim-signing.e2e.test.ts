@@ -8,11 +8,11 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { dkimVerify } from 'mailauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Engine } from '../../apps/core/src/engine.ts';
 import type { Api } from '../../apps/api/src/server.ts';
-import { type TestDatabase, waitFor } from '../harness/index.ts';
+import type { Engine } from '../../apps/core/src/engine.ts';
 import { insertAcceptedMessage } from '../core/helpers/engine.ts';
 import { type ScriptedSmtp, startScriptedSmtp } from '../core/helpers/smtp-servers.ts';
+import { type TestDatabase, waitFor } from '../harness/index.ts';
 import { closeApiFile, gql, gqlData, mintToken, openApiFile, startTestApi } from './helpers/api.ts';
 import { startTestEngine } from './helpers/engine.ts';
 

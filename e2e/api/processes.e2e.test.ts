@@ -2,7 +2,7 @@
 // token when asked), serves, and exits 0 on SIGTERM; `postern token ...` runs as a process against
 // the test database, and the token it prints as its last line works until it is revoked. The CLI's
 // own file is run directly; one test runs it through the `postern` command (bin/postern.ts).
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, } from 'node:child_process';
 import { accessSync, constants, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';

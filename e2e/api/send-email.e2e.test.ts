@@ -2,8 +2,8 @@
 // catalog, reserved under its idempotency key and queued; the engine delivers it to the sink.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Engine } from '../../apps/core/src/engine.ts';
 import type { Api } from '../../apps/api/src/server.ts';
+import type { Engine } from '../../apps/core/src/engine.ts';
 import { type TestDatabase, waitFor, waitForSinkEmails } from '../harness/index.ts';
 import { closeApiFile, gqlData, mintToken, openApiFile } from './helpers/api.ts';
 import { startTestEngine } from './helpers/engine.ts';

@@ -5,9 +5,9 @@
 import { randomUUID } from 'node:crypto';
 import { createAlias, createDomain } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Api } from '../../apps/api/src/server.ts';
 import type { Engine } from '../../apps/core/src/engine.ts';
 import type { Edge } from '../../apps/mta/src/edge.ts';
-import type { Api } from '../../apps/api/src/server.ts';
 import { type CapturedLogs, captureLogs, createTestDatabase, type TestDatabase, waitFor, waitForSinkEmails } from '../harness/index.ts';
 import { openSession, startTestEdge } from '../mta/helpers/edge.ts';
 import { sendMail } from '../mta/helpers/smtp-client.ts';

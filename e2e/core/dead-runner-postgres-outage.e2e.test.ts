@@ -2,8 +2,9 @@
 // nothing restarted it; 4k mails sat queued for two days. Here PostgreSQL is really stopped (docker
 // stop) for 30 s in the middle of a run: the engine waits, its loops restart with backoff, it never
 // exits, and every accepted delivery is sent once the database is back.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
 import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
 import { type DedicatedPostgres, startDedicatedPostgres, waitFor } from '../harness/index.ts';
 import { metricsText, metricValue, queueDelivery, startTestEngine, unique } from './helpers/engine.ts';

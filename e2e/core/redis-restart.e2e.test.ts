@@ -1,12 +1,13 @@
 // Redis restarted without persistence: the stream and the consumer group are gone (NOGROUP). The
 // engine recreates the group and intake resumes; it never exits. A Redis of this file's own, behind
 // a TCP proxy so its address survives the restart.
+
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { promisify } from 'node:util';
 import { RedisContainer, type StartedRedisContainer } from '@testcontainers/redis';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import type { Engine } from '../../apps/core/src/engine.ts';
 import { COMMAND_STREAM } from '../../apps/core/src/intake/consume-stream.ts';
 import { RUN_ID } from '../harness/containers.ts';

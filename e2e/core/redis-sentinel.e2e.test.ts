@@ -3,8 +3,8 @@
 // a replica, one Sentinel (quorum 1); the failover is Sentinel's own (SENTINEL FAILOVER), and the
 // command written to the new master after it must be delivered like the one before.
 import { randomUUID } from 'node:crypto';
-import { GenericContainer, Network, type StartedNetwork, type StartedTestContainer, Wait } from 'testcontainers';
 import { Redis } from 'ioredis';
+import { GenericContainer, Network, type StartedNetwork, type StartedTestContainer, Wait } from 'testcontainers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
 import { COMMAND_STREAM } from '../../apps/core/src/intake/consume-stream.ts';

@@ -12,7 +12,7 @@ import { startTestEdge } from '../mta/helpers/edge.ts';
 import { cellEngineEnv, cellSize, EDGE_ENV, expectEverythingDelivered, openCell, startTraffic, stopCellProcesses } from './helpers/cell.ts';
 import { engineNote } from './helpers/engine-facts.ts';
 import { holdMidData } from './helpers/mid-data-hold.ts';
-import { pausePostgres, type PostgresFaultBench, startPostgresFaultBench } from './helpers/postgres-faults.ts';
+import { type PostgresFaultBench, pausePostgres, startPostgresFaultBench } from './helpers/postgres-faults.ts';
 
 let bench: PostgresFaultBench;
 let sink: FaultSink;

@@ -6,7 +6,7 @@
 // outcome_unknown attempt.
 import { setTimeout as delay } from 'node:timers/promises';
 import getPort from 'get-port';
-import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
 import type { Edge } from '../../apps/mta/src/edge.ts';
 import { type ChildEngine, spawnEngine } from '../core/helpers/child-engine.ts';

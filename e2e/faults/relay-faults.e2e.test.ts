@@ -10,8 +10,8 @@ import { type FaultSink, type SinkBehaviour, startFaultSink } from '../harness/f
 import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
 import { startTestEdge } from '../mta/helpers/edge.ts';
 import { takeAccount, violations } from './helpers/account.ts';
-import { engineFacts } from './helpers/engine-facts.ts';
 import { accountRequest, cellEngineEnv, cellSize, EDGE_ENV, openCell, startTraffic, stopCellProcesses, total } from './helpers/cell.ts';
+import { engineFacts } from './helpers/engine-facts.ts';
 import { type FaultRedis, startFaultRedis } from './helpers/fault-redis.ts';
 
 let redis: FaultRedis;

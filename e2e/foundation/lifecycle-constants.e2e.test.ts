@@ -2,8 +2,9 @@
 // are the ones the database enforces: each list equals, in order, the value list of the CHECK
 // constraint on its column as the migrations leave it. A value added on one side only fails here,
 // not as a constraint violation in production.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
 import { ATTEMPT_STATUSES, DELIVERY_STATUSES, FAILURE_CODES, PAYLOAD_MODES } from '@postern/shared';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
 
 let db: TestDatabase;

@@ -1,8 +1,9 @@
 // The schema arrives by migration only: on an empty database it applies, a second run changes
 // nothing, and migrators started together (N processes booting at once) migrate exactly once.
+
+import { createLogger, runMigrations } from '@postern/shared';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger, runMigrations } from '@postern/shared';
 import { adminDsn, databaseDsn } from '../harness/index.ts';
 
 const logger = createLogger('e2e-migrations', 'silent');

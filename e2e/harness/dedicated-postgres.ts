@@ -3,8 +3,8 @@
 // proxy (a restarted container gets a new mapped port). The shared container is never stopped.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import type { StartedPostgreSqlContainer } from '@testcontainers/postgresql';
 import { createLogger, runMigrations } from '@postern/shared';
+import type { StartedPostgreSqlContainer } from '@testcontainers/postgresql';
 import { startPostgres } from './containers.ts';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
 import { waitFor } from './wait-for.ts';

@@ -3,9 +3,10 @@
 // file then clones its own database from the template (test-database.ts). Teardown stops every
 // container it started: Ryuk (Testcontainers' reaper) may be disabled where its image cannot be
 // pulled, so nothing else would.
+
+import { createLogger, runMigrations } from '@postern/shared';
 import type { StartedTestContainer } from 'testcontainers';
 import type { TestProject } from 'vitest/node';
-import { createLogger, runMigrations } from '@postern/shared';
 import {
   assertDockerAvailable,
   describeContainer,
@@ -15,8 +16,8 @@ import {
   startPostgres,
   startRedis,
 } from './containers.ts';
+import { type E2eContext, TEMPLATE_DATABASE } from './context.ts';
 import { images } from './images.ts';
-import { TEMPLATE_DATABASE, type E2eContext } from './context.ts';
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const started: StartedTestContainer[] = [];

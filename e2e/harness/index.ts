@@ -4,4 +4,4 @@ export { type DedicatedPostgres, startDedicatedPostgres } from './dedicated-post
 export { listSinkEmails, type SinkEmail, sinkEmailsTo, sinkSmtp, waitForSinkEmails } from './maildev.ts';
 export { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
 export { adminDsn, createTestDatabase, databaseDsn, type TestDatabase } from './test-database.ts';
-export { waitFor, type WaitOptions } from './wait-for.ts';
+export { type WaitOptions, waitFor } from './wait-for.ts';

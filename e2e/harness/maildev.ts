@@ -1,6 +1,6 @@
 // The SMTP sink's REST API: what was delivered, read back by the tests.
 import { inject } from 'vitest';
-import { waitFor, type WaitOptions } from './wait-for.ts';
+import { type WaitOptions, waitFor } from './wait-for.ts';
 
 export interface SinkAddress {
   address: string;

@@ -8,8 +8,8 @@
 import { createAlias, createDomain, createMailResolver } from '@postern/shared';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { arcSealed, plainMessage, signed, type TestKey, testKey } from '../../apps/mta/src/auth/auth.testkit.ts';
 import type { Api } from '../../apps/api/src/server.ts';
+import { arcSealed, plainMessage, signed, type TestKey, testKey } from '../../apps/mta/src/auth/auth.testkit.ts';
 import type { Edge } from '../../apps/mta/src/edge.ts';
 import { gql, gqlData, mintToken, startTestApi } from '../api/helpers/api.ts';
 import { type DnsServer, startDnsmasq } from '../harness/dnsmasq.ts';

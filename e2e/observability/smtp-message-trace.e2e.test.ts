@@ -5,8 +5,9 @@
 // trace the delivery stores holds the edge's session and accept spans (with the message id of the
 // 250 reply), the accept's PostgreSQL statement, both engines' claims, attempts, renders and
 // sends, and the relay's replies as events; the log lines written meanwhile carry its id.
-import getPort from 'get-port';
+
 import { createAlias, createDomain } from '@postern/shared';
+import getPort from 'get-port';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ChildEngine, spawnEngine } from '../core/helpers/child-engine.ts';
 import { attemptsOf, waitForStatus } from '../core/helpers/engine.ts';

@@ -1,8 +1,8 @@
 import { mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
 import { parseSecretsKey } from '@postern/shared';
+import { describe, expect, it } from 'vitest';
 import { loadOrCreateSecretsKey, SECRETS_KEY_FILE } from './secrets-key-file.ts';
 
 describe('loadOrCreateSecretsKey', () => {

@@ -10,8 +10,8 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type pg from 'pg';
-import type { FaultSink } from '../../harness/fault-sink.ts';
 import { repoRoot } from '../../core/helpers/engine.ts';
+import type { FaultSink } from '../../harness/fault-sink.ts';
 import type { SendRecord } from './smtp-sender.ts';
 import { FAULT_SOURCE, type XaddRecord } from './stream-producer.ts';
 

@@ -10,7 +10,7 @@ import type { Edge } from '../../../apps/mta/src/edge.ts';
 import type { FaultSink } from '../../harness/fault-sink.ts';
 import { type Account, type AccountRequest, takeAccount, violations } from './account.ts';
 import type { FaultRedis } from './fault-redis.ts';
-import { faultMessage, type SendRecord, sendAll, type SenderOptions } from './smtp-sender.ts';
+import { faultMessage, type SenderOptions, type SendRecord, sendAll } from './smtp-sender.ts';
 import { COMMAND_STREAM, faultCommand, produceAll, type XaddRecord } from './stream-producer.ts';
 
 export const FAULT_DOMAIN = 'fault.test';

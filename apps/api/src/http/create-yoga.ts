@@ -3,10 +3,11 @@
 // and introspection and GraphiQL only where they help (development) unless asked for. With tracing
 // on, each operation is a span (envelop's OpenTelemetry plugin) under the HTTP request's; without,
 // the plugin is not installed at all, so an untraced request does not pay for printing its document.
+
+import { useOpenTelemetry } from '@envelop/opentelemetry';
 import { costLimitPlugin } from '@escape.tech/graphql-armor-cost-limit';
 import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
-import { useOpenTelemetry } from '@envelop/opentelemetry';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { SpanKind, trace } from '@opentelemetry/api';

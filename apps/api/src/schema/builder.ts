@@ -1,10 +1,11 @@
 // The one Pothos builder. Plugins, in order: scope-auth first (a field's scopes are checked before
 // anything else runs), then errors (typed error objects in results), then relay (connections).
+
+import { type ApiScope, grantsScope } from '@postern/shared';
 import SchemaBuilder from '@pothos/core';
 import ErrorsPlugin from '@pothos/plugin-errors';
 import RelayPlugin from '@pothos/plugin-relay';
 import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
-import { type ApiScope, grantsScope } from '@postern/shared';
 import type { ApiContext } from '../context.ts';
 import { forbiddenError } from './errors.ts';
 

@@ -6,9 +6,10 @@
 // cursor from another list, a forged one, a truncated one or an id out of the column's range is
 // BAD_USER_INPUT (measured before: a deliveries cursor given to `domains` reached PostgreSQL as a
 // bigint and came back as INTERNAL_SERVER_ERROR).
+
+import { fillMark, isUuid } from '@postern/shared';
 import type { DefaultConnectionArguments } from '@pothos/plugin-relay';
 import { resolveCursorConnection } from '@pothos/plugin-relay';
-import { fillMark, isUuid } from '@postern/shared';
 import { badUserInput } from './bad-user-input.ts';
 
 export const PAGE_DEFAULT_SIZE = 20;

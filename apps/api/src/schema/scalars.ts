@@ -1,5 +1,5 @@
-import { GraphQLDateTime } from 'graphql-scalars';
 import { GraphQLError, Kind, type ValueNode } from 'graphql';
+import { GraphQLDateTime } from 'graphql-scalars';
 import { builder } from './builder.ts';
 
 // Input: strictly an RFC 3339 date-time with an offset, through graphql-scalars (measured before:

@@ -2,13 +2,14 @@
 // rendered content, under an idempotency key. Same key and same content: the same delivery again
 // (duplicate: true), never a second mail. Same key, other content: a ConflictError. Keys are the
 // producer's own: the source is the token's producer (auth/producer-source.ts).
+
+import type { DecodeFailure } from '@postern/shared';
 import { producerSource } from '../auth/producer-source.ts';
+import type { SendEmailRequest } from '../operations/send-email-command.ts';
 import { builder } from './builder.ts';
-import { deliveryById, DeliveryRef, type DeliveryRow } from './delivery.ts';
+import { DeliveryRef, type DeliveryRow, deliveryById } from './delivery.ts';
 import { INPUT_ERRORS } from './error-types.ts';
 import { ConflictError, type ValidationCode, ValidationError } from './errors.ts';
-import type { DecodeFailure } from '@postern/shared';
-import type { SendEmailRequest } from '../operations/send-email-command.ts';
 
 const TemplateContentInput = builder.inputType('TemplateContentInput', {
   fields: (t) => ({

@@ -1,4 +1,4 @@
-import { createSrs, dkimDnsRecord, type DkimKeyType, generateDkimKeyPair, type SigningKey } from '@postern/shared';
+import { createSrs, type DkimKeyType, dkimDnsRecord, generateDkimKeyPair, type SigningKey } from '@postern/shared';
 import { authenticate } from 'mailauth';
 import { describe, expect, it } from 'vitest';
 import { authResultsFor, createArcSealer, hasArcChain, type SealingKey } from './arc-seal.ts';

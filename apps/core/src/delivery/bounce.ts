@@ -7,7 +7,6 @@
 // ways accepted mail can fail for good — an attempt's outcome (attempt-worker.ts) and a lease
 // taken back with the ladder spent (fail-for-good.ts lostLeaseEnding).
 import { randomUUID } from 'node:crypto';
-import { encodeWords, foldLines } from 'nodemailer/lib/mime-funcs';
 import {
   type BounceToStore,
   type Logger,
@@ -19,6 +18,7 @@ import {
   storableTextFromBytes,
   type TemplateCatalog,
 } from '@postern/shared';
+import { encodeWords, foldLines } from 'nodemailer/lib/mime-funcs';
 
 export const DSN_TEMPLATE_ID = 'delivery-status-notification';
 /** The original Subject as quoted in the bounce's Subject and text. */

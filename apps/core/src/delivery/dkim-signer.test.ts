@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import {
-  dkimDnsRecord,
   type DkimKeyType,
+  dkimDnsRecord,
   generateDkimKeyPair,
   openPrivateKey,
   SecretsKeyMissingError,
-  sealPrivateKey,
   type SigningKey,
+  sealPrivateKey,
 } from '@postern/shared';
 import { dkimVerify } from 'mailauth';
 import MailComposer from 'nodemailer/lib/mail-composer';

@@ -12,8 +12,9 @@
 // used. A key that exists but cannot be used (MAIL_SECRETS_KEY missing or wrong, a signing error) is
 // SigningUnavailable: the delivery waits and is retried with the reason recorded, never sent
 // unsigned behind the operator's back.
-import { DKIM_KEY_TAGS, isRetryableDbError, normalizeDomain, SealedKeyError, SecretsKeyMissingError, type SigningKey } from '@postern/shared';
+
 import { Readable } from 'node:stream';
+import { DKIM_KEY_TAGS, isRetryableDbError, normalizeDomain, SealedKeyError, SecretsKeyMissingError, type SigningKey } from '@postern/shared';
 import { dkimSign } from 'mailauth';
 import addressparser from 'nodemailer/lib/addressparser';
 

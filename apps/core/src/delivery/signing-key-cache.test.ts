@@ -6,7 +6,13 @@ const key = (selector: string): SigningKey => ({ domain: 'example.test', selecto
 
 function countingLookup(answer: () => SigningKey | null) {
   const calls: string[] = [];
-  return { calls, read: async (domain: string) => (calls.push(domain), answer()) };
+  return {
+    calls,
+    read: async (domain: string) => {
+      calls.push(domain);
+      return answer();
+    },
+  };
 }
 
 describe('the DKIM keys an engine keeps between claims', () => {

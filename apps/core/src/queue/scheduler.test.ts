@@ -1,8 +1,8 @@
+import type { ClaimedDelivery } from '@postern/shared';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EngineEvents } from '../engine-events.ts';
 import type { LoopContext } from '../keepalive/supervisor.ts';
 import { createScheduler } from './scheduler.ts';
-import type { ClaimedDelivery } from '@postern/shared';
 import { WorkChannel } from './work-channel.ts';
 
 async function until(check: () => boolean, timeoutMs = 2_000): Promise<void> {

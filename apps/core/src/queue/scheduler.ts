@@ -7,12 +7,13 @@
 // Everything it talks to is handed in (claim, wake source, channel, completions), so it holds no
 // PostgreSQL code of its own and is tested with fakes (scheduler.test.ts). Taking back expired
 // leases is maintenance's job (keepalive/maintenance.ts), not a step before each claim.
+
+import type { ClaimedDelivery } from '@postern/shared';
 import type { EngineEvents } from '../engine-events.ts';
 import { createWaker, type LoopContext } from '../keepalive/supervisor.ts';
 import { type ClaimSizing, claimSize } from './claim-size.ts';
 import type { CompletionBatcher } from './completion-batcher.ts';
 import type { WakeSource } from './due-listener.ts';
-import type { ClaimedDelivery } from '@postern/shared';
 import type { WorkChannel } from './work-channel.ts';
 
 export interface SchedulerOptions {

@@ -1,7 +1,7 @@
 // The MAIL FROM line nodemailer writes for relayEnvelope(), against a scripted relay on a loopback
 // socket. The SMTPUTF8 case needs nodemailer's envelope useSmtpUtf8 (patches/nodemailer+10.6.0.patch):
 // an install where the patch did not apply fails here.
-import net from 'node:net';
+import type net from 'node:net';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { afterEach, describe, expect, it } from 'vitest';
 import { lineSmtpServer } from './line-smtp.testkit.ts';

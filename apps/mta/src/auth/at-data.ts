@@ -2,7 +2,7 @@
 // evaluate (inbound-auth.ts), log, and decide (decision.ts). Returns what to record with the
 // message, or throws the refusal enforce chose; null when MAIL_INBOUND_AUTH_POLICY is off.
 import type { Logger } from '@postern/shared';
-import { type InboundAuthPolicy, decide, replyFor } from './decision.ts';
+import { decide, type InboundAuthPolicy, replyFor } from './decision.ts';
 import type { InboundAuth, SessionFacts } from './inbound-auth.ts';
 import type { InboundAuthResult } from './verdicts.ts';
 

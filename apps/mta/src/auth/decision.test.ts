@@ -1,7 +1,8 @@
 // The verdicts → reply mapping of MAIL_INBOUND_AUTH_POLICY, and the header text for hostile values.
+
+import type { AuthenticateResult } from 'mailauth';
 import { describe, expect, it } from 'vitest';
 import { authUnsure, decide, dmarcRejected, replyFor } from './decision.ts';
-import type { AuthenticateResult } from 'mailauth';
 import { type AuthVerdicts, authResultsHeader, summarize, unknownVerdicts } from './verdicts.ts';
 
 const passing: AuthVerdicts = {

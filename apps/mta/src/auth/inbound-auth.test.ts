@@ -4,8 +4,8 @@
 import { createLogger, prometheus } from '@postern/shared';
 import { describe, expect, it } from 'vitest';
 import { arcSealed, chunked, plainMessage, signed, testKey, type Zone, zoneResolver } from './auth.testkit.ts';
-import { decide } from './decision.ts';
 import { createInboundAuthMetrics } from './auth-metrics.ts';
+import { decide } from './decision.ts';
 import { createInboundAuth, type SessionFacts } from './inbound-auth.ts';
 
 const SENDER_IP = '192.0.2.10';

@@ -4,9 +4,9 @@
 import { createLogger, prometheus } from '@postern/shared';
 import { describe, expect, it } from 'vitest';
 import { FakeSession, fakeEdge } from '../smtp/hook-session.testkit.ts';
-import type { InboundAuthPolicy } from './decision.ts';
-import { createInboundAuthMetrics } from './auth-metrics.ts';
 import { plainMessage, signed, testKey, type Zone, zoneResolver } from './auth.testkit.ts';
+import { createInboundAuthMetrics } from './auth-metrics.ts';
+import type { InboundAuthPolicy } from './decision.ts';
 import { createInboundAuth } from './inbound-auth.ts';
 
 const CLIENT = '192.0.2.10';

@@ -15,12 +15,12 @@ import { ClientLookupSlots } from '../recipients/client-lookup-slots.ts';
 import type { ResolveRecipient } from '../recipients/verify-recipient.ts';
 import type { EdgeContext, EdgeLimits } from './edge-context.ts';
 import { GreetingDelay } from './greeting-delay.ts';
-import { SessionTraces } from './session-trace.ts';
 import { onClose, onConnect } from './on-connect.ts';
 import { onData } from './on-data.ts';
 import { onMailFrom } from './on-mail-from.ts';
 import { onRcptTo } from './on-rcpt-to.ts';
 import { ClientRateLimiter } from './rate-limiter.ts';
+import { SessionTraces } from './session-trace.ts';
 
 export const TEST_LIMITS: EdgeLimits = {
   hostname: 'mx.postern.test',

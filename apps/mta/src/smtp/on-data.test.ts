@@ -3,7 +3,7 @@
 import { PassThrough, Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { UndecidedAcceptError } from '../accept/accept-message.ts';
-import { acceptAll, FakeSession, fakeEdge, type FakeEdgeOptions, message, TEST_LIMITS } from './hook-session.testkit.ts';
+import { acceptAll, type FakeEdgeOptions, FakeSession, fakeEdge, message, TEST_LIMITS } from './hook-session.testkit.ts';
 
 async function readyForData(options: FakeEdgeOptions = {}) {
   const edge = fakeEdge(options);

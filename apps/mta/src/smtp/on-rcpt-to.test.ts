@@ -2,7 +2,7 @@
 // that every reply class is reached — and a 5xx only ever when the lookup answered (stale-alias-table).
 import type { RecipientResolution } from '@postern/shared';
 import { describe, expect, it } from 'vitest';
-import { acceptedDesk, FakeSession, fakeEdge, type FakeEdgeOptions, resolveDesk } from './hook-session.testkit.ts';
+import { acceptedDesk, type FakeEdgeOptions, FakeSession, fakeEdge, resolveDesk } from './hook-session.testkit.ts';
 
 async function inTransaction(options: FakeEdgeOptions = {}, client: { remoteAddress?: string } = {}) {
   const edge = fakeEdge(options);

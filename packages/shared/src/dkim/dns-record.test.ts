@@ -2,7 +2,7 @@ import { createPublicKey } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { dkimDnsRecord } from './dns-record.ts';
 import { generateDkimKeyPair } from './key-pair.ts';
-import { dkimSelector, DkimKeyInputError } from './manage-dkim-keys.ts';
+import { DkimKeyInputError, dkimSelector } from './manage-dkim-keys.ts';
 
 describe('the DNS record of a DKIM key', () => {
   it('RSA 2048: p= is the SubjectPublicKeyInfo, and the zone line splits it into strings of at most 255', async () => {

@@ -1,4 +1,4 @@
-export { dkimDnsRecord, type DkimDnsRecord, dkimRecordName } from './dns-record.ts';
+export { type DkimDnsRecord, dkimDnsRecord, dkimRecordName } from './dns-record.ts';
 export { DKIM_KEY_TAGS, DKIM_KEY_TYPES, type DkimKeyPair, type DkimKeyType, generateDkimKeyPair } from './key-pair.ts';
 export {
   createDkimKey,

@@ -2,7 +2,7 @@
 // by their TTL (capped), MX/TXT and negative answers for fixed times, failures never, and one
 // query for lookups that arrive together.
 import { describe, expect, it } from 'vitest';
-import { cacheTtlMs, createMailResolver, isDnsNoRecord, MAX_TTL_MS, NEGATIVE_TTL_MS, type DnsQuery, UNTIMED_TTL_MS } from './mail-resolver.ts';
+import { cacheTtlMs, createMailResolver, type DnsQuery, isDnsNoRecord, MAX_TTL_MS, NEGATIVE_TTL_MS, UNTIMED_TTL_MS } from './mail-resolver.ts';
 
 function dnsError(code: string): Error {
   return Object.assign(new Error(`query ${code}`), { code });

@@ -8,7 +8,7 @@
 // otel_span_id), so a log line leads to its trace and a trace to its lines; with tracing off
 // there is never an active span, and lines are as they were.
 import { context, isSpanContextValid, trace } from '@opentelemetry/api';
-import { type DestinationStream, pino, type Logger } from 'pino';
+import { type DestinationStream, type Logger, pino } from 'pino';
 import { PinoPretty } from 'pino-pretty';
 
 export type { Logger };

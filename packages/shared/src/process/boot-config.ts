@@ -1,8 +1,9 @@
 // The first step of every Postern process: read the environment once into a typed config, or stop
 // with one message that lists every problem (exit 2: a usage error, not a crash), then a logger,
 // and a warning for each MAIL_ variable nobody reads (most likely a typo that silently kept a default).
-import { ConfigError } from '../errors/config-error.ts';
+
 import { type AppName, loadConfig, type PosternConfig, unknownMailVariables } from '../config/load-config.ts';
+import { ConfigError } from '../errors/config-error.ts';
 import { createLogger, type Logger } from '../logging/logger.ts';
 
 export function bootConfig(app: Exclude<AppName, 'tools'>): { config: PosternConfig; logger: Logger } {

@@ -27,7 +27,7 @@ describe('storableText', () => {
         const out = storableText(value, { maxChars });
         expect(out.includes('\u0000')).toBe(false);
         expect(out.isWellFormed()).toBe(true);
-        expect(out.length).toBeLessThanOrEqual(Math.max(maxChars, value.length > maxChars ? maxChars : value.length));
+        expect(out.length).toBeLessThanOrEqual(Math.max(maxChars, Math.min(value.length , maxChars)));
         expect(Buffer.from(out, 'utf8').toString('utf8')).toBe(out);
       }),
     );

@@ -11,8 +11,8 @@ export {
   TOKEN_PREFIX,
 } from './api-token.ts';
 export {
-  type ApiTokenRecord,
   ApiTokenInputError,
+  type ApiTokenRecord,
   authenticateApiToken,
   createApiToken,
   listApiTokens,
