@@ -3,9 +3,12 @@
 // environment), and exits 0 on 200, 1 otherwise, with the reason on stdout, which Docker keeps in the
 // health log. Without an argument the process is read from the container's command line (PID 1), so
 // one HEALTHCHECK line fits every process of the one image. A one-shot command (migrate, token)
-// serves no endpoint and counts as healthy while it runs.
+// serves no endpoint and counts as healthy while it runs. It loads the configuration module alone,
+// not the package's index: a probe that runs every 15 s in every container, and must answer within
+// the HEALTHCHECK's timeout on a busy host, has no use for the PostgreSQL, Redis and OpenTelemetry
+// clients (about 120 ms of start-up in the image against 300).
 import { readFileSync } from 'node:fs';
-import { loadConfig } from '@postern/shared';
+import { loadConfig } from '@postern/shared/config';
 import { commandOf, readinessUrl, SERVICES, type Service } from './readiness.ts';
 
 const PROBE_TIMEOUT_MS = 4_000;
