@@ -1,29 +1,34 @@
 // Routes through GraphQL, over HTTP against a real PostgreSQL: set (create and replace), list and
-// delete; every hostile or malformed input refused with the field named and nothing stored; a token
-// without routes:write changes nothing, one without routes:read reads nothing; and the route an
-// attempt took readable on the Attempt, with attempts:read. (Whether the engine follows a route is
-// e2e/mx/routes.e2e.test.ts.)
+// delete; every hostile or malformed input refused with the field named and nothing stored; a
+// relay's credentials sealed at rest, write-only, only with tls required and MAIL_SECRETS_KEY set;
+// a token without routes:write changes nothing, one without routes:read reads nothing; and the
+// route an attempt took readable on the Attempt, with attempts:read. (Whether the engine follows a
+// route, and authenticates to its relay, is e2e/mx/routes.e2e.test.ts.)
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Api } from '../../apps/api/src/server.ts';
 import type { TestDatabase } from '../harness/index.ts';
-import { closeApiFile, gql, gqlData, mintToken, openApiFile } from './helpers/api.ts';
+import { closeApiFile, gql, gqlData, mintToken, openApiFile, startTestApi } from './helpers/api.ts';
 import { insertRenderedDelivery } from './helpers/deliveries.ts';
 
 let db: TestDatabase;
 let api: Api;
+/** The same database through an API that has MAIL_SECRETS_KEY (`api` has none). */
+let keyed: Api;
 let writer: string;
 
 beforeAll(async () => {
   ({ db, api } = await openApiFile('api-routes'));
+  keyed = await startTestApi(db.dsn, { MAIL_SECRETS_KEY: randomBytes(32).toString('base64') });
   writer = await mintToken(db.pool, ['routes:read', 'routes:write']);
 });
 
-afterAll(() => closeApiFile(db, api));
+afterAll(() => closeApiFile(db, keyed, api));
 
 const SET_ROUTE = `mutation($input: SetRouteInput!) {
   setRoute(input: $input) {
     __typename
-    ... on SetRouteSuccess { data { id domain relay tls } }
+    ... on SetRouteSuccess { data { id domain relay tls authUsername } }
     ... on Error { message }
     ... on ValidationError { field code }
   }
@@ -88,6 +93,49 @@ describe('routes through GraphQL', () => {
     const answer = await gql(api, writer, SET_ROUTE, { input: { domain: 'example.test', relay: 'mx', tls: 'sometimes' } });
     expect(answer.status).toBeLessThan(500);
     expect(answer.body.errors?.[0]?.message).toMatch(/tls/);
+    expect(await storedRoutes()).toEqual([]);
+  });
+});
+
+describe("a route's relay credentials", () => {
+  const input = { domain: 'auth.example.test', relay: 'smarthost.example.test:587', tls: 'required', auth: { username: 'postern@example.test', password: 'correct horse battery staple' } };
+
+  it('are stored sealed, shown only as the username, and gone when the route is set again without them', async () => {
+    const set = await gqlData(keyed, writer, SET_ROUTE, { input });
+    expect(set.setRoute).toMatchObject({ __typename: 'SetRouteSuccess', data: { domain: 'auth.example.test', tls: 'required', authUsername: 'postern@example.test' } });
+    const { rows } = await db.pool.query<{ auth_username: string; sealed: Buffer }>(
+      "SELECT auth_username, auth_password_sealed AS sealed FROM mail.routes WHERE domain = 'auth.example.test'",
+    );
+    expect(rows[0]?.auth_username).toBe('postern@example.test');
+    expect(rows[0]?.sealed.toString('latin1')).not.toContain('correct horse');
+    // No answer carries the password: the route as listed, the whole schema's Route type.
+    const listed = await gqlData(keyed, writer, '{ routes(first: 10) { edges { node { domain relay tls authUsername createdAt updatedAt } } } }');
+    expect(JSON.stringify(listed)).not.toContain('correct horse');
+    expect(listed.routes.edges).toContainEqual({ node: expect.objectContaining({ domain: 'auth.example.test', authUsername: 'postern@example.test' }) });
+    const replaced = await gqlData(keyed, writer, SET_ROUTE, { input: { ...input, auth: undefined } });
+    expect(replaced.setRoute).toMatchObject({ data: { authUsername: null } });
+    expect((await db.pool.query("SELECT auth_password_sealed FROM mail.routes WHERE domain = 'auth.example.test'")).rows).toEqual([{ auth_password_sealed: null }]);
+    await gqlData(keyed, writer, DELETE_ROUTE, { domain: 'auth.example.test' });
+  });
+
+  it.each([
+    [{ ...input, tls: 'opportunistic' }, /only over TLS with a certificate that verifies/],
+    [{ ...input, relay: 'mx', tls: 'opportunistic' }, /relay host/],
+    [{ ...input, auth: { username: 'postern', password: 'secret\r\nAUTH PLAIN' } }, /control characters/],
+    [{ ...input, auth: { username: '', password: 'secret' } }, /username must be 1 to 255/],
+    [{ ...input, auth: { username: 'postern', password: 'x'.repeat(5_000) } }, /password must be 1 to 1024/],
+  ])('setRoute(%j) is a ValidationError naming auth, and nothing is stored', async (refused, reason) => {
+    const answer = await gqlData(keyed, writer, SET_ROUTE, { input: refused });
+    expect(answer.setRoute).toMatchObject({ __typename: 'ValidationError', field: 'auth', code: 'INVALID_INPUT' });
+    expect(answer.setRoute.message).toMatch(reason);
+    expect(JSON.stringify(answer)).not.toContain('secret');
+    expect(await storedRoutes()).toEqual([]);
+  });
+
+  it('without MAIL_SECRETS_KEY: NOT_CONFIGURED naming it, and nothing is stored', async () => {
+    const answer = await gql(api, writer, SET_ROUTE, { input });
+    expect(answer.status).toBeLessThan(500);
+    expect(answer.body.errors?.[0]).toMatchObject({ extensions: { code: 'NOT_CONFIGURED' }, message: expect.stringContaining('MAIL_SECRETS_KEY is not set') });
     expect(await storedRoutes()).toEqual([]);
   });
 });

@@ -8,11 +8,15 @@
 // host, exact beats parent beats default, the route is recorded on the attempt; a changed or
 // deleted route takes effect for the next delivery; a route to a host that refuses the connection,
 // greets with 554, or cannot give the required TLS defers (retrying, never failed, nothing sent in
-// the clear) and the mail goes out once the route is fixed. In smtp mode: an "mx" route sends one
-// domain direct while everything else goes to MAIL_SMTP_ADDR. In stub mode: routes are ignored.
+// the clear) and the mail goes out once the route is fixed; a route with credentials authenticates
+// to its relay over verified TLS, and wrong credentials defer the delivery. In smtp mode: an "mx"
+// route sends one domain direct while everything else goes to MAIL_SMTP_ADDR. In stub mode: routes
+// are ignored.
+import { randomBytes } from 'node:crypto';
 import { deleteRoute, setRoute } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
+import { createTestCa } from '../../apps/core/src/relay/test-ca.testkit.ts';
 import { deliveryRow, insertAcceptedMessage, queueDelivery, startTestEngine, waitForStatus } from '../core/helpers/engine.ts';
 import { type ScriptedSmtp, startGreetingRefuser, startScriptedSmtp } from '../core/helpers/smtp-servers.ts';
 import { type DnsServer, startDnsmasq } from '../harness/dnsmasq.ts';
@@ -24,8 +28,11 @@ const GREETS_554 = '127.0.26.2';
 const MX_HOST = '127.0.26.3';
 const RELAY_A = '127.0.26.4';
 const RELAY_B = '127.0.26.5';
+/** Wants AUTH, after STARTTLS with a certificate for its address from a CA the test trusts. */
+const RELAY_AUTH = '127.0.26.6';
+const secretsKey = randomBytes(32);
 
-const DOMAINS = ['tickets.routes.test', 'other.routes.test', 'x.sub.routes.test', 'y.deep.sub.routes.test', 'sub.routes.test', 'change.routes.test', 'refused.routes.test', 'tls.routes.test', 'direct.routes.test', 'stub.routes.test'];
+const DOMAINS = ['tickets.routes.test', 'other.routes.test', 'x.sub.routes.test', 'y.deep.sub.routes.test', 'sub.routes.test', 'change.routes.test', 'refused.routes.test', 'tls.routes.test', 'direct.routes.test', 'stub.routes.test', 'auth.routes.test'];
 
 let db: TestDatabase;
 let smtpDb: TestDatabase;
@@ -34,6 +41,8 @@ let engine: Engine;
 let mx: ScriptedSmtp;
 let relayA: ScriptedSmtp;
 let relayB: ScriptedSmtp;
+let relayAuth: ScriptedSmtp;
+let untrust: () => void;
 let refuser: Awaited<ReturnType<typeof startGreetingRefuser>>;
 
 interface AttemptRoute {
@@ -69,6 +78,9 @@ beforeAll(async () => {
   relayA = await startScriptedSmtp({ host: RELAY_A, port: 0 });
   // Offers STARTTLS with a certificate nobody can verify.
   relayB = await startScriptedSmtp({ host: RELAY_B, port: 0 }, { starttls: true });
+  const ca = createTestCa();
+  untrust = ca.trust();
+  relayAuth = await startScriptedSmtp({ host: RELAY_AUTH, port: 0 }, { starttls: true, tls: ca.issue([RELAY_AUTH]), auth: { username: 'postern', password: 'right horse' } });
   refuser = await startGreetingRefuser({ host: GREETS_554, port: relayA.port }, '554 5.7.1 no service for you');
   dns = await startDnsmasq({
     mx: DOMAINS.map((domain): [string, string, number] => [domain, 'mx.routes.test', 10]),
@@ -83,6 +95,7 @@ beforeAll(async () => {
       MAIL_MX_PRIVATE_ADDRESSES: 'allow',
       MAIL_DNS_SERVERS: dns.server,
       MAIL_MTA_HOSTNAME: 'postern.routes.test',
+      MAIL_SECRETS_KEY: secretsKey.toString('base64'),
       // Long enough that the deferral tests never spend it.
       MAIL_RETRY_LADDER: Array.from({ length: 40 }, () => '300ms').join(','),
     },
@@ -93,7 +106,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await engine?.stop();
   await dns?.close();
-  await Promise.all([mx?.close(), relayA?.close(), relayB?.close(), refuser?.close()]);
+  await Promise.all([mx?.close(), relayA?.close(), relayB?.close(), relayAuth?.close(), refuser?.close()]);
+  untrust?.();
   await db?.drop();
   await smtpDb?.drop();
 });
@@ -177,6 +191,27 @@ describe('routes in mx mode', () => {
     expect(relayA.seen.get('secret@tls.routes.test')).toBeUndefined();
     await deleteRoute(db.pool, { domain: 'tls.routes.test' });
     await waitForStatus(db.pool, id, 'sent', 30_000);
+  });
+
+  it('a route with credentials authenticates to its relay over verified TLS; wrong credentials defer the delivery', async () => {
+    const route = { domain: 'auth.routes.test', relay: `${RELAY_AUTH}:${relayAuth.port}`, tls: 'required' };
+    await setRoute(db.pool, { ...route, auth: { username: 'postern', password: 'wrong horse' } }, secretsKey);
+    const id = await queueDelivery(db.pool, { recipient: 'someone@auth.routes.test' });
+    await waitFor('two attempts refused by the relay', () => routedAttempts(db.pool, id), (rows) => rows.length >= 2, { timeoutMs: 30_000 });
+    expect((await deliveryRow(db.pool, id))?.status).toBe('retrying');
+    for (const attempt of await routedAttempts(db.pool, id)) expect(attempt).toMatchObject({ status: 'transport_failed', route_domain: 'auth.routes.test' });
+    expect(relayAuth.logins.length).toBeGreaterThanOrEqual(2);
+    expect(relayAuth.logins.every((login) => login.username === 'postern' && !login.ok)).toBe(true);
+    expect(relayAuth.seen.get('someone@auth.routes.test')).toBeUndefined();
+    await setRoute(db.pool, { ...route, auth: { username: 'postern', password: 'right horse' } }, secretsKey);
+    await waitForStatus(db.pool, id, 'sent', 30_000);
+    expect(relayAuth.logins.at(-1)).toEqual({ username: 'postern', ok: true });
+    expect(relayAuth.accepted.get('someone@auth.routes.test')).toBe(1);
+    const attempts = await routedAttempts(db.pool, id);
+    expect(attempts.at(-1)).toMatchObject({ status: 'sent', route_domain: 'auth.routes.test', route_relay: `${RELAY_AUTH}:${relayAuth.port}`, route_tls: 'required' });
+    // The refusals' text names the relay's reply, never the password.
+    expect(JSON.stringify(attempts)).not.toContain('horse');
+    await deleteRoute(db.pool, { domain: 'auth.routes.test' });
   });
 });
 

@@ -23,6 +23,7 @@ import {
   lookupRoute,
   type MailResolver,
   type OpsServer,
+  openRoutePassword,
   type Pool,
   type PosternConfig,
   pingDatabase,
@@ -188,7 +189,8 @@ function createRelay(
     fallback,
     fallbackChoice: addr ? { relay: fallback.name.replace(/^smtp:\/\//, ''), tls: null } : { relay: 'mx', tls: 'opportunistic' },
     direct: () => (addr ? direct() : fallback),
-    relayTo: (host, port, tls) => relayTo(host, port, {}, tls),
+    relayTo: (host, port, tls, auth) => relayTo(host, port, auth ? { username: auth.username, password: auth.password } : {}, tls),
+    openPassword: (rule) => openRoutePassword(config.secretsKey, rule.domain, rule.auth),
     routes: createRouteTable({ load: (domain) => lookupRoute(pool, domain), ...(routeCacheMs !== undefined ? { maxAgeMs: routeCacheMs } : {}) }),
     logger: log,
   });

@@ -8,6 +8,8 @@ export type Step = 'accept' | 'hang' | { code: number; message: string };
 
 export interface ScriptedSmtp {
   port: number;
+  /** AUTH attempts (with `auth`): the username given and whether the credentials matched. */
+  logins: Array<{ username: string; ok: boolean }>;
   /** Messages accepted (250 after DATA), by recipient. */
   accepted: Map<string, number>;
   /** Every RCPT seen, by recipient (= attempts that got that far). */
@@ -30,11 +32,14 @@ function replyError(step: { code: number; message: string }): Error {
 
 /** Listens on `at` (default: 127.0.0.1, a port the OS picks): MX hosts of e2e/mx share one port on
  *  their own loopback addresses. With `starttls`, STARTTLS is offered with smtp-server's built-in
- *  self-signed certificate, or with `tls`'s key and certificate (PEM) when given. */
+ *  self-signed certificate, or with `tls`'s key and certificate (PEM) when given. With `auth`
+ *  (and `starttls`), AUTH is required before MAIL and offered only after STARTTLS, as a
+ *  submission relay does; any other credentials are refused with 535. */
 export async function startScriptedSmtp(
   at: { host: string; port: number } = { host: '127.0.0.1', port: 0 },
-  { starttls = false, tls }: { starttls?: boolean; tls?: { key: string; cert: string } } = {},
+  { starttls = false, tls, auth }: { starttls?: boolean; tls?: { key: string; cert: string }; auth?: { username: string; password: string } } = {},
 ): Promise<ScriptedSmtp> {
+  const logins: Array<{ username: string; ok: boolean }> = [];
   const scripts = new Map<string, Step[]>();
   const seen = new Map<string, number>();
   const accepted = new Map<string, number>();
@@ -47,11 +52,17 @@ export async function startScriptedSmtp(
     return steps && steps.length > 0 ? (steps.shift() as Step) : 'accept';
   };
   const server = new SMTPServer({
-    authOptional: true,
-    disabledCommands: starttls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
+    authOptional: !auth,
+    disabledCommands: [...(auth ? [] : ['AUTH']), ...(starttls ? [] : ['STARTTLS'])],
     hideSTARTTLS: !starttls,
     ...(tls ? { key: tls.key, cert: tls.cert } : {}),
     logger: false,
+    onAuth(login, _session, callback) {
+      const ok = login.username === auth?.username && login.password === auth?.password;
+      logins.push({ username: login.username ?? '', ok });
+      if (!ok) return callback(replyError({ code: 535, message: '5.7.8 Authentication credentials invalid' }));
+      callback(null, { user: login.username });
+    },
     onRcptTo(address, session, callback) {
       const recipient = address.address.toLowerCase();
       bump(seen, recipient);
@@ -85,6 +96,7 @@ export async function startScriptedSmtp(
   const port = (server.server.address() as net.AddressInfo).port;
   return {
     port,
+    logins,
     accepted,
     seen,
     messages,

@@ -1,6 +1,7 @@
 // Per-domain routes (the route table, packages/shared/src/routes/): list them, set one (create or
 // replace), delete one. The engine reads the table at send time and caches a domain's route for at
-// most two seconds (docs/core.md, "Routes"). Scopes: routes:read, routes:write.
+// most two seconds (docs/core.md, "Routes"). Scopes: routes:read, routes:write. A route's relay
+// password is write-only: sealed with MAIL_SECRETS_KEY when set, never in an answer.
 import {
   deleteRoute,
   fillMark,
@@ -9,8 +10,10 @@ import {
   RouteInputError,
   RouteNotFoundError,
   type RouteRecord,
+  SecretsKeyMissingError,
   setRoute,
 } from '@postern/shared';
+import { GraphQLError } from 'graphql';
 import { builder } from './builder.ts';
 import { INPUT_ERRORS } from './error-types.ts';
 import { NotFoundError, ValidationError } from './errors.ts';
@@ -54,6 +57,10 @@ RouteRef.implement({
     }),
     relay: t.exposeString('relay', { description: '"mx" (the recipient domain\'s MX hosts) or the relay\'s host:port ([IPv6]:port).' }),
     tls: t.field({ type: RouteTlsEnum, resolve: (route) => route.tls }),
+    authUsername: t.exposeString('authUsername', {
+      nullable: true,
+      description: 'The username the engine authenticates to the relay with (SMTP AUTH), or null: no AUTH. The password is never shown.',
+    }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
   }),
@@ -66,6 +73,7 @@ async function withRouteErrors<T>(work: () => Promise<T>): Promise<T> {
   } catch (error) {
     if (error instanceof RouteInputError) throw new ValidationError(error.field, error.field === 'domain' ? 'INVALID_ADDRESS' : 'INVALID_INPUT', error.message);
     if (error instanceof RouteNotFoundError) throw new NotFoundError(error.message);
+    if (error instanceof SecretsKeyMissingError) throw new GraphQLError(error.message, { extensions: { code: 'NOT_CONFIGURED' } });
     throw error;
   }
 }
@@ -83,11 +91,25 @@ builder.queryFields((t) => ({
   }),
 }));
 
+const RouteAuthInput = builder.inputType('RouteAuthInput', {
+  description:
+    'SMTP AUTH credentials for a route\'s relay. Only on a route to a relay host with tls REQUIRED: they are sent only over TLS with a certificate that verifies. The password is sealed with MAIL_SECRETS_KEY before it is stored and never shown again; without MAIL_SECRETS_KEY the mutation fails with NOT_CONFIGURED.',
+  fields: (t) => ({
+    username: t.string({ required: true, description: '1 to 255 characters, no control characters.' }),
+    password: t.string({ required: true, description: '1 to 1,024 characters, no control characters.' }),
+  }),
+});
+
 const SetRouteInput = builder.inputType('SetRouteInput', {
   fields: (t) => ({
     domain: t.string({ required: true, description: 'A recipient domain, e.g. example.com, or ".example.com" for its subdomains; IDNs are stored as punycode.' }),
-    relay: t.string({ required: true, description: '"mx" (direct delivery to the domain\'s MX hosts) or host:port, e.g. tickets.internal.example:25 or [2001:db8::1]:25. No credentials: the relay must accept the engine without AUTH.' }),
+    relay: t.string({ required: true, description: '"mx" (direct delivery to the domain\'s MX hosts) or host:port, e.g. tickets.internal.example:25 or [2001:db8::1]:25. A relay that wants SMTP AUTH gets `auth`.' }),
     tls: t.field({ type: RouteTlsEnum, required: false, defaultValue: 'opportunistic' }),
+    auth: t.field({
+      type: RouteAuthInput,
+      required: false,
+      description: 'Credentials for the relay; a route set without them has none (setting a route replaces it whole).',
+    }),
   }),
 });
 
@@ -95,11 +117,13 @@ builder.mutationFields((t) => ({
   setRoute: t.field({
     type: RouteRef,
     authScopes: { scope: 'routes:write' },
-    description: 'Creates the route of a domain, or replaces it; engines use it for sends starting within two seconds.',
+    description: 'Creates the route of a domain, or replaces it whole (its credentials too); engines use it for sends starting within two seconds.',
     errors: { types: INPUT_ERRORS, result: { name: 'SetRouteSuccess' }, union: { name: 'SetRouteResult' } },
     args: { input: t.arg({ type: SetRouteInput, required: true }) },
     resolve: (_root, { input }, context) =>
-      withRouteErrors(() => setRoute(context.db, { domain: input.domain, relay: input.relay, tls: input.tls ?? 'opportunistic' })),
+      withRouteErrors(() =>
+        setRoute(context.db, { domain: input.domain, relay: input.relay, tls: input.tls ?? 'opportunistic', auth: input.auth ?? null }, context.secretsKey),
+      ),
   }),
   deleteRoute: t.field({
     type: RouteRef,

@@ -1,4 +1,5 @@
-import { chooseRoute, createLogger, type RouteRule, type RouteTlsPolicy } from '@postern/shared';
+import { randomBytes } from 'node:crypto';
+import { chooseRoute, createLogger, openRoutePassword, type RouteAuth, type RouteRule, type RouteTlsPolicy, sealRoutePassword } from '@postern/shared';
 import { describe, expect, it } from 'vitest';
 import type { OutboundMessage, Relay, SendResult } from './relay.ts';
 import type { RouteTable } from './route-table.ts';
@@ -23,10 +24,13 @@ function fakeRelay(name: string, result: SendResult = { ok: true, reply: { code:
 
 const message = (recipient: string): OutboundMessage => ({ deliveryId: 'd', envelopeFrom: 'a@b.test', recipient, raw: Buffer.from('x') });
 
-function routed(rules: Record<string, RouteRule>, fallbackResult?: SendResult) {
+const secretsKey = randomBytes(32);
+
+function routed(rules: Record<string, RouteRule>, fallbackResult?: SendResult, engineKey: Buffer | null = secretsKey) {
   const fallback = fakeRelay('smtp://default.example.net:25', fallbackResult);
   const direct = fakeRelay('mx');
   const hosts = new Map<string, ReturnType<typeof fakeRelay>>();
+  const credentials: Array<RouteAuth | null> = [];
   const routes: RouteTable = {
     lookup: async (domain) => {
       if (domain === 'broken.test') throw new Error('the database is away');
@@ -38,14 +42,21 @@ function routed(rules: Record<string, RouteRule>, fallbackResult?: SendResult) {
     fallbackChoice: { relay: 'default.example.net:25', tls: null },
     routes,
     direct: () => direct.relay,
-    relayTo: (host: string, port: number, tls: RouteTlsPolicy) => {
+    relayTo: (host: string, port: number, tls: RouteTlsPolicy, auth: RouteAuth | null) => {
       const made = fakeRelay(`smtp://${host}:${port}`);
-      hosts.set(`${host}:${port} ${tls}`, made);
+      hosts.set(`${host}:${port} ${tls}${auth ? ` ${auth.username}` : ''}`, made);
+      credentials.push(auth);
       return made.relay;
     },
+    openPassword: (rule) => openRoutePassword(engineKey, rule.domain, rule.auth),
     logger: createLogger('routed-relay-test', 'silent'),
   });
-  return { relay, fallback, direct, hosts };
+  return { relay, fallback, direct, hosts, credentials };
+}
+
+/** toTickets with credentials, sealed as setRoute seals them. */
+function withAuth(username: string, password: string, key: Buffer = secretsKey): RouteRule {
+  return { ...toTickets, auth: { username, passwordSealed: sealRoutePassword(key, toTickets.domain, username, password) } };
 }
 
 const toTickets: RouteRule = { domain: 'tickets.example.com', relay: { kind: 'host', host: 'tickets.internal.test', port: 2525 }, tls: 'required' };
@@ -91,6 +102,35 @@ describe('the routed relay', () => {
     expect(result).toMatchObject({ ok: false, failure: { kind: 'other', dataSent: false, message: expect.stringContaining('route table unavailable') } });
   });
 
+  it("a route with credentials gets a relay that authenticates with them, and a new one when they change", async () => {
+    const rules = { 'tickets.example.com': withAuth('postern', 'first secret') };
+    const { relay, hosts, credentials } = routed(rules);
+    await relay.send(message('a@tickets.example.com'));
+    await relay.send(message('b@tickets.example.com'));
+    expect(credentials).toEqual([{ username: 'postern', password: 'first secret' }]);
+    rules['tickets.example.com'] = withAuth('postern', 'second secret');
+    await relay.send(message('c@tickets.example.com'));
+    expect(credentials).toEqual([
+      { username: 'postern', password: 'first secret' },
+      { username: 'postern', password: 'second secret' },
+    ]);
+    expect(hosts.get('tickets.internal.test:2525 required postern')?.sent).toEqual(['c@tickets.example.com']);
+  });
+
+  it('credentials that cannot be opened (no MAIL_SECRETS_KEY, another key) defer the send: nothing is sent, no relay is made', async () => {
+    for (const engineKey of [null, randomBytes(32)]) {
+      const { relay, hosts, fallback } = routed({ 'tickets.example.com': withAuth('postern', 'secret') }, undefined, engineKey);
+      const result = await relay.send(message('a@tickets.example.com'));
+      expect(hosts.size).toBe(0);
+      expect(fallback.sent).toEqual([]);
+      expect(result).toMatchObject({
+        ok: false,
+        failure: { kind: 'other', dataSent: false, message: expect.stringContaining('the credentials of the route for tickets.example.com cannot be opened with MAIL_SECRETS_KEY') },
+      });
+      expect(JSON.stringify(result)).not.toContain('secret"');
+    }
+  });
+
   it('closing closes every relay it made', async () => {
     const { relay, fallback, direct, hosts } = routed({ 'tickets.example.com': toTickets, '.direct.test': toMx });
     await relay.send(message('a@tickets.example.com'));
@@ -112,6 +152,7 @@ describe('a routed relay host that refuses the session', () => {
       routes: { lookup: async () => toTickets },
       direct: () => fakeRelay('mx').relay,
       relayTo: () => fakeRelay('smtp://tickets.internal.test:2525', refusal).relay,
+      openPassword: () => '',
       logger: createLogger('routed-relay-test', 'silent'),
     });
     const result = await relay.send(message('a@tickets.example.com'));

@@ -4,11 +4,14 @@
 // the message to that relay. The choice goes back with the result and is recorded on the attempt.
 // A relay host gets its own pooled SMTP relay (smtp-relay.ts) per host, port and TLS requirement,
 // closed once unused for RELAY_IDLE_MS; direct delivery is one mx relay (mx-relay.ts), the default
-// one itself in mx mode. Routed relays are sent to without AUTH: credentials are not stored with
-// routes (MAIL_SMTP_USERNAME/PASSWORD are the default relay's only).
+// one itself in mx mode. A route with credentials authenticates to its relay (SMTP AUTH, only on
+// routes whose TLS is required): its password, sealed in the table, is opened when the relay's pool
+// is made; a pool is per host, port, TLS requirement and credentials, so changed credentials take a
+// new one. A password that cannot be opened (MAIL_SECRETS_KEY missing or another) defers the send.
 // Nothing about a route is permanent: a route table that cannot be read, or a relay that refuses
 // the connection or fails TLS, defers the delivery on the retry ladder like any transport failure.
-import { describeRouteRelay, type Logger, normalizeDomain, type RouteRule, type RouteTlsPolicy } from '@postern/shared';
+import { createHash } from 'node:crypto';
+import { describeRouteRelay, type Logger, normalizeDomain, type RouteAuth, type RouteRule, type RouteTlsPolicy } from '@postern/shared';
 import type { OutboundMessage, Relay, RouteChoice, SendResult } from './relay.ts';
 import type { RouteTable } from './route-table.ts';
 
@@ -23,8 +26,10 @@ export interface RoutedRelayOptions {
   routes: RouteTable;
   /** The direct-to-MX relay, made when first needed (in mx mode: the fallback). */
   direct: () => Relay;
-  /** A new pooled relay to one host. */
-  relayTo: (host: string, port: number, tls: RouteTlsPolicy) => Relay;
+  /** A new pooled relay to one host, authenticating with `auth` if given. */
+  relayTo: (host: string, port: number, tls: RouteTlsPolicy, auth: RouteAuth | null) => Relay;
+  /** The password of a route's credentials in the clear (openRoutePassword with MAIL_SECRETS_KEY). */
+  openPassword: (rule: RouteRule & { auth: NonNullable<RouteRule['auth']> }) => string;
   logger: Logger;
   now?: () => number;
 }
@@ -72,14 +77,30 @@ export function createRoutedRelay(options: RoutedRelayOptions): Relay {
     }
   };
 
+  /** The credentials of a route, opened; or why they cannot be (the send is then deferred). */
+  const credentials = (rule: RouteRule): { ok: true; auth: RouteAuth | null } | { ok: false; result: SendResult } => {
+    if (!rule.auth) return { ok: true, auth: null };
+    try {
+      return { ok: true, auth: { username: rule.auth.username, password: options.openPassword({ ...rule, auth: rule.auth }) } };
+    } catch (error) {
+      log.error({ err: error, route: rule.domain }, "a route's credentials cannot be opened; its deliveries are deferred");
+      const text = (error as Error).message.slice(0, 1_000);
+      return { ok: false, result: { ok: false, failure: { kind: 'other', reply: null, dataSent: false, interrupted: false, message: text } } };
+    }
+  };
+
   const sendVia = async (rule: RouteRule, message: OutboundMessage, progress: () => void): Promise<SendResult> => {
     if (rule.relay.kind === 'mx') return directRelay().send(message, progress);
-    const key = `${describeRouteRelay(rule.relay)} ${rule.tls}`;
+    // The pool's key names the credentials by a digest of their sealed form, never the password.
+    const sealedDigest = rule.auth ? createHash('sha256').update(rule.auth.passwordSealed).digest('base64url').slice(0, 16) : '';
+    const key = `${describeRouteRelay(rule.relay)} ${rule.tls}${rule.auth ? ` ${rule.auth.username} ${sealedDigest}` : ''}`;
     const at = now();
     closeIdle(at);
     let entry = hosts.get(key);
     if (!entry) {
-      entry = { relay: options.relayTo(rule.relay.host, rule.relay.port, rule.tls), usedAt: at, sending: 0 };
+      const opened = credentials(rule);
+      if (!opened.ok) return opened.result;
+      entry = { relay: options.relayTo(rule.relay.host, rule.relay.port, rule.tls, opened.auth), usedAt: at, sending: 0 };
       hosts.set(key, entry);
     }
     entry.sending += 1;

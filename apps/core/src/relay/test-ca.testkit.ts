@@ -4,6 +4,7 @@
 // Node's crypto makes keys but not certificates: node-forge (a dev dependency) signs them; the
 // RSA keys come from node:crypto, which is much faster at it.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import net from 'node:net';
 import tls from 'node:tls';
 import forge from 'node-forge';
 
@@ -17,7 +18,7 @@ export interface TestCertificate {
 export interface TestCa {
   /** The CA's own certificate (PEM). */
   cert: string;
-  /** A server certificate signed by the CA, for these DNS names. */
+  /** A server certificate signed by the CA, for these DNS names or IP addresses. */
   issue(names: string[]): TestCertificate;
   /** Trust the CA in this process (node:tls's default CA certificates) until the returned function. */
   trust(): () => void;
@@ -59,7 +60,8 @@ export function createTestCa(name = 'Postern test CA'): TestCa {
         { name: 'basicConstraints', cA: false },
         { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
         { name: 'extKeyUsage', serverAuth: true },
-        { name: 'subjectAltName', altNames: names.map((value) => ({ type: 2, value })) },
+        // An IP address is an iPAddress name (7), anything else a dNSName (2).
+        { name: 'subjectAltName', altNames: names.map((value) => (net.isIP(value) ? { type: 7, ip: value } : { type: 2, value })) },
       ]);
       leaf.sign(keys.privateKey, forge.md.sha256.create());
       return { cert: forge.pki.certificateToPem(leaf), key: leafKeys.pem };

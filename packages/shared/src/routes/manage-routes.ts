@@ -1,10 +1,23 @@
 // Reading and changing the route table (mail.routes), one implementation for every caller: the
 // API's routes query and setRoute/deleteRoute mutations, and the engine's lookup at send time.
 // Every input is checked and normalised first (route-rules.ts), so what is stored is only what the
-// lookup can match; the table's CHECKs say the same again.
+// lookup can match; the table's CHECKs say the same again. A relay's password is stored sealed
+// (route-credentials.ts) and read back only by the engine's lookup, never by the API's columns.
 import type { Queryable } from '../aliases/resolve-recipient.ts';
 import { fillMark } from '../db/sql-marks.ts';
-import { chooseRoute, type RouteRelay, type RouteRule, type RouteTlsPolicy, routeCandidates, routeDomain, routeRule } from './route-rules.ts';
+import { type SecretsKey, SecretsKeyMissingError } from '../dkim/secrets-key.ts';
+import { sealRoutePassword } from './route-credentials.ts';
+import {
+  chooseRoute,
+  type RouteAuth,
+  type RouteRelay,
+  type RouteRule,
+  type RouteTlsPolicy,
+  routeAuth,
+  routeCandidates,
+  routeDomain,
+  routeRule,
+} from './route-rules.ts';
 
 /** A route as the API shows it. */
 export interface RouteRecord {
@@ -13,6 +26,8 @@ export interface RouteRecord {
   /** "mx" or host:port. */
   relay: string;
   tls: RouteTlsPolicy;
+  /** The username the engine authenticates to the relay with, or null (no AUTH); never the password. */
+  authUsername: string | null;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -29,17 +44,19 @@ export const ROUTE_COLUMNS = `r.id::text AS id, r.domain,
        CASE WHEN r.relay_host IS NULL THEN 'mx'
             WHEN strpos(r.relay_host, ':') > 0 THEN '[' || r.relay_host || ']:' || r.relay_port
             ELSE r.relay_host || ':' || r.relay_port END AS relay,
-       r.tls, r.created_at AS "createdAt", r.updated_at AS "updatedAt"`;
+       r.tls, r.auth_username AS "authUsername", r.created_at AS "createdAt", r.updated_at AS "updatedAt"`;
 
 function withColumns(template: string): string {
   return fillMark(template, 'ROUTE_COLUMNS', ROUTE_COLUMNS);
 }
 
 const UPSERT_ROUTE_SQL = withColumns(`
-INSERT INTO mail.routes AS r (domain, relay_host, relay_port, tls)
-VALUES ($1, $2, $3, $4)
+INSERT INTO mail.routes AS r (domain, relay_host, relay_port, tls, auth_username, auth_password_sealed)
+VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (domain) DO UPDATE
-   SET relay_host = EXCLUDED.relay_host, relay_port = EXCLUDED.relay_port, tls = EXCLUDED.tls, updated_at = now()
+   SET relay_host = EXCLUDED.relay_host, relay_port = EXCLUDED.relay_port, tls = EXCLUDED.tls,
+       auth_username = EXCLUDED.auth_username, auth_password_sealed = EXCLUDED.auth_password_sealed,
+       updated_at = now()
 RETURNING /*ROUTE_COLUMNS*/`);
 
 const DELETE_ROUTE_SQL = withColumns(`
@@ -48,7 +65,8 @@ RETURNING /*ROUTE_COLUMNS*/`);
 
 /** The routes that could match one recipient domain ($1: its candidates, route-rules.ts). */
 const CANDIDATE_ROUTES_SQL = `
-SELECT r.domain, r.relay_host AS "relayHost", r.relay_port AS "relayPort", r.tls
+SELECT r.domain, r.relay_host AS "relayHost", r.relay_port AS "relayPort", r.tls,
+       r.auth_username AS "authUsername", r.auth_password_sealed AS "authPasswordSealed"
   FROM mail.routes r
  WHERE r.domain = ANY($1::text[])`;
 
@@ -56,15 +74,22 @@ export interface NewRoute {
   domain: string;
   relay: string;
   tls: string;
+  /** SMTP AUTH credentials for the relay; without them the route sends without AUTH. */
+  auth?: RouteAuth | null;
 }
 
-/** Creates the route of `domain`, or replaces it: its relay and TLS requirement take effect for the
- *  next send (within the engines' route cache, a few seconds). */
-export async function setRoute(db: Queryable, input: NewRoute): Promise<RouteRecord> {
+/** Creates the route of `domain`, or replaces it whole (credentials too: a route set without them
+ *  has none): its relay, TLS requirement and credentials take effect for the next send (within the
+ *  engines' route cache, a few seconds). A password is sealed with `secretsKey` before it is stored;
+ *  without the key, credentials are refused (SecretsKeyMissingError). */
+export async function setRoute(db: Queryable, input: NewRoute, secretsKey: SecretsKey | null = null): Promise<RouteRecord> {
   const rule = routeRule(input);
+  const auth = input.auth ? routeAuth(rule, input.auth) : null;
+  if (auth && !secretsKey) throw new SecretsKeyMissingError('a route with credentials');
+  const sealed = auth && secretsKey ? sealRoutePassword(secretsKey, rule.domain, auth.username, auth.password) : null;
   const host = rule.relay.kind === 'host' ? rule.relay.host : null;
   const port = rule.relay.kind === 'host' ? rule.relay.port : null;
-  const { rows } = await db.query<RouteRecord>(UPSERT_ROUTE_SQL, [rule.domain, host, port, rule.tls]);
+  const { rows } = await db.query<RouteRecord>(UPSERT_ROUTE_SQL, [rule.domain, host, port, rule.tls, auth?.username ?? null, sealed]);
   return rows[0] as RouteRecord;
 }
 
@@ -81,6 +106,8 @@ interface CandidateRow {
   relayHost: string | null;
   relayPort: number | null;
   tls: RouteTlsPolicy;
+  authUsername: string | null;
+  authPasswordSealed: Buffer | null;
 }
 
 /** The route mail to `recipientDomain` (normalised) takes now, or null for the default. */
@@ -90,6 +117,7 @@ export async function lookupRoute(db: Queryable, recipientDomain: string): Promi
     domain: row.domain,
     relay: row.relayHost === null ? { kind: 'mx' } : ({ kind: 'host', host: row.relayHost, port: row.relayPort ?? 25 } satisfies RouteRelay),
     tls: row.tls,
+    ...(row.authUsername !== null && row.authPasswordSealed !== null ? { auth: { username: row.authUsername, passwordSealed: row.authPasswordSealed } } : {}),
   }));
   return chooseRoute(recipientDomain, rules);
 }

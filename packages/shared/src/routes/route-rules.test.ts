@@ -1,6 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { chooseRoute, describeRouteRelay, RouteInputError, routeCandidates, routeDomain, routeRelay, routeRule } from './route-rules.ts';
+import { openRoutePassword, SealedRouteAuthError, sealRoutePassword } from './route-credentials.ts';
+import { chooseRoute, describeRouteRelay, RouteInputError, routeAuth, routeCandidates, routeDomain, routeRelay, routeRule } from './route-rules.ts';
 
 const rule = (domain: string) => ({ domain, relay: `${domain}-relay` });
 
@@ -111,5 +113,41 @@ describe('route input', () => {
     expect(refusal(() => routeRule({ domain: 'example.com', relay: 'mx', tls: 'sometimes' })).field).toBe('tls');
     expect(refusal(() => routeRule({ domain: 'example.com', relay: 'mx', tls: 'required' })).field).toBe('tls');
     expect(routeRule({ domain: 'example.com', relay: 'relay.example.net:25', tls: 'required' }).tls).toBe('required');
+  });
+});
+
+describe("a route's credentials", () => {
+  const verified = routeRule({ domain: 'example.com', relay: 'relay.example.net:587', tls: 'required' });
+
+  it('go only with a relay host whose TLS is required', () => {
+    expect(routeAuth(verified, { username: 'postern@example.com', password: 'p4ss wörd' })).toEqual({ username: 'postern@example.com', password: 'p4ss wörd' });
+    const opportunistic = routeRule({ domain: 'example.com', relay: 'relay.example.net:587', tls: 'opportunistic' });
+    expect(refusal(() => routeAuth(opportunistic, { username: 'u', password: 'p' })).message).toMatch(/only over TLS with a certificate that verifies/);
+    const mx = routeRule({ domain: 'example.com', relay: 'mx', tls: 'opportunistic' });
+    expect(refusal(() => routeAuth(mx, { username: 'u', password: 'p' })).field).toBe('auth');
+  });
+
+  it.each([
+    ['', 'p'],
+    ['u', ''],
+    ['u'.repeat(256), 'p'],
+    ['u', 'p'.repeat(1_025)],
+    ['u\u0000x', 'p'],
+    ['u', 'p\r\nRSET'],
+    ['u', 'p\u0085'],
+    ['u\ud800', 'p'],
+  ])('refuses the username %j with the password %j, naming the field', (username, password) => {
+    expect(refusal(() => routeAuth(verified, { username, password })).field).toBe('auth');
+  });
+
+  it('are sealed bound to their route and username: another key, route or username does not open them', () => {
+    const key = randomBytes(32);
+    const sealed = sealRoutePassword(key, 'example.com', 'postern', 'the password');
+    expect(sealed.toString('latin1')).not.toContain('the password');
+    expect(openRoutePassword(key, 'example.com', { username: 'postern', passwordSealed: sealed })).toBe('the password');
+    expect(() => openRoutePassword(randomBytes(32), 'example.com', { username: 'postern', passwordSealed: sealed })).toThrow(SealedRouteAuthError);
+    expect(() => openRoutePassword(key, 'other.com', { username: 'postern', passwordSealed: sealed })).toThrow(SealedRouteAuthError);
+    expect(() => openRoutePassword(key, 'example.com', { username: 'someone', passwordSealed: sealed })).toThrow(SealedRouteAuthError);
+    expect(() => openRoutePassword(null, 'example.com', { username: 'postern', passwordSealed: sealed })).toThrow(/MAIL_SECRETS_KEY is not set/);
   });
 });

@@ -19,9 +19,16 @@ export interface RouteRule {
   domain: string;
   relay: RouteRelay;
   tls: RouteTlsPolicy;
+  /** The relay's SMTP AUTH credentials as stored: the password sealed (route-credentials.ts). */
+  auth?: SealedRouteAuth;
 }
 
-/** The input names its field (`domain`, `relay`, `tls`) and what is wrong with it. */
+export interface SealedRouteAuth {
+  username: string;
+  passwordSealed: Buffer;
+}
+
+/** The input names its field (`domain`, `relay`, `tls`, `auth`) and what is wrong with it. */
 export class RouteInputError extends Error {
   readonly field: string;
   constructor(field: string, message: string) {
@@ -90,6 +97,34 @@ export function routeRule(input: { domain: string; relay: string; tls: string })
     throw new RouteInputError('tls', 'tls "required" is for routes to a relay host; direct delivery (mx) uses STARTTLS whenever an MX host offers it');
   }
   return rule;
+}
+
+/** The credentials a route's relay is sent with (SMTP AUTH), in the clear: only while sending. */
+export interface RouteAuth {
+  username: string;
+  password: string;
+}
+
+const MAX_USERNAME_CHARS = 255;
+const MAX_PASSWORD_CHARS = 1_024;
+// Control characters (C0, DEL, C1): AUTH PLAIN separates its fields with NUL and every SMTP command
+// ends at CRLF, so none of them has a place in a username or a password.
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
+/** A route's credentials, checked against the route they go with, or RouteInputError (field auth). */
+export function routeAuth(rule: RouteRule, input: RouteAuth): RouteAuth {
+  if (rule.relay.kind !== 'host') throw new RouteInputError('auth', 'credentials are for a route to a relay host; direct delivery (mx) does not authenticate');
+  if (rule.tls !== 'required') {
+    throw new RouteInputError('auth', 'credentials are sent only over TLS with a certificate that verifies for the relay: set tls to required');
+  }
+  const { username, password } = input;
+  if (username.length === 0 || username.length > MAX_USERNAME_CHARS) throw new RouteInputError('auth', `the username must be 1 to ${MAX_USERNAME_CHARS} characters`);
+  if (password.length === 0 || password.length > MAX_PASSWORD_CHARS) throw new RouteInputError('auth', `the password must be 1 to ${MAX_PASSWORD_CHARS} characters`);
+  if (CONTROL.test(username) || CONTROL.test(password)) throw new RouteInputError('auth', 'the username and the password may not hold control characters (NUL, CR, LF, ...)');
+  if (!username.isWellFormed() || !password.isWellFormed()) {
+    throw new RouteInputError('auth', 'the username and the password must be valid Unicode (no lone surrogates)');
+  }
+  return { username, password };
 }
 
 /** "mx", "relay.example.net:587" or "[2001:db8::1]:25": how the API shows and the attempt records a relay. */

@@ -1,0 +1,34 @@
+// A routed relay's password at rest: sealed with MAIL_SECRETS_KEY (secrets/sealed-secret.ts) and
+// bound to its route's domain and username, so a sealed password copied onto another route, or
+// kept under a changed username, does not open. The API seals it when a route is set; the engine
+// opens it when it connects to the route's relay. It is never logged and never in an answer.
+import type { SecretsKey } from '../dkim/secrets-key.ts';
+import { openSecret, SealedSecretError, sealSecret } from '../secrets/sealed-secret.ts';
+import type { SealedRouteAuth } from './route-rules.ts';
+
+/** MAIL_SECRETS_KEY does not open a route's password: another key, or the row was altered. */
+export class SealedRouteAuthError extends Error {
+  constructor(routeDomain: string, why: string) {
+    super(`the credentials of the route for ${routeDomain} cannot be opened with MAIL_SECRETS_KEY: ${why}`);
+    this.name = 'SealedRouteAuthError';
+  }
+}
+
+function boundTo(routeDomain: string, username: string): string {
+  return `postern-route-auth-v1:${routeDomain}:${username}`;
+}
+
+export function sealRoutePassword(secretsKey: SecretsKey, routeDomain: string, username: string, password: string): Buffer {
+  return sealSecret(secretsKey, boundTo(routeDomain, username), password);
+}
+
+/** The password of a route's credentials, or SealedRouteAuthError. */
+export function openRoutePassword(secretsKey: SecretsKey | null, routeDomain: string, auth: SealedRouteAuth): string {
+  if (!secretsKey) throw new SealedRouteAuthError(routeDomain, 'MAIL_SECRETS_KEY is not set');
+  try {
+    return openSecret(secretsKey, boundTo(routeDomain, auth.username), auth.passwordSealed);
+  } catch (error) {
+    if (error instanceof SealedSecretError) throw new SealedRouteAuthError(routeDomain, error.message);
+    throw error;
+  }
+}
