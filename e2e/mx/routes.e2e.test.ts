@@ -13,7 +13,7 @@
 // route sends one domain direct while everything else goes to MAIL_SMTP_ADDR. In stub mode: routes
 // are ignored.
 import { randomBytes } from 'node:crypto';
-import { deleteRoute, setRoute } from '@postern/shared';
+import { createLogger, deleteRoute, setRoute } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
 import { createTestCa } from '../../apps/core/src/relay/test-ca.testkit.ts';
@@ -211,6 +211,25 @@ describe('routes in mx mode', () => {
     expect(attempts.at(-1)).toMatchObject({ status: 'sent', route_domain: 'auth.routes.test', route_relay: `${RELAY_AUTH}:${relayAuth.port}`, route_tls: 'required' });
     // The refusals' text names the relay's reply, never the password.
     expect(JSON.stringify(attempts)).not.toContain('horse');
+    await deleteRoute(db.pool, { domain: 'auth.routes.test' });
+  });
+
+  it("an engine that cannot open a route's credentials says so when it starts, naming the route", async () => {
+    await setRoute(db.pool, { domain: 'auth.routes.test', relay: `${RELAY_AUTH}:${relayAuth.port}`, tls: 'required', auth: { username: 'postern', password: 'right horse' } }, secretsKey);
+    const otherKeys: Array<Record<string, string>> = [{}, { MAIL_SECRETS_KEY: randomBytes(32).toString('base64') }];
+    for (const otherKey of otherKeys) {
+      const lines: string[] = [];
+      const destination = { write: (line: string) => lines.push(line) };
+      const other = await startTestEngine(
+        db.dsn,
+        { MAIL_SMTP_MODE: 'mx', MAIL_DNS_SERVERS: dns.server, MAIL_MX_PRIVATE_ADDRESSES: 'allow', ...otherKey },
+        { logger: createLogger('core-e2e', 'info', { destination }), routeCacheMs: 0 },
+      );
+      await other.stop();
+      const said = lines.map((line) => JSON.parse(line)).find((entry) => entry.level === 50 && Array.isArray(entry.routes));
+      expect(said?.routes).toEqual([{ domain: 'auth.routes.test', why: expect.stringContaining('cannot be opened with MAIL_SECRETS_KEY') }]);
+      expect(lines.join('\n')).not.toContain('right horse');
+    }
     await deleteRoute(db.pool, { domain: 'auth.routes.test' });
   });
 });

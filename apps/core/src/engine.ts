@@ -33,6 +33,7 @@ import {
   type ScheduleSampler,
   startOpsServer,
   type TemplateCatalog,
+  unopenableRouteCredentials,
 } from '@postern/shared';
 import { createArcSealer } from './delivery/arc-seal.ts';
 import { DSN_TEMPLATE_ID } from './delivery/bounce.ts';
@@ -238,6 +239,14 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
     // A DKIM key this engine could not open would hold back its domain's mail: refuse to start.
     const dkimKeys = await checkSecretsKey(pool, config.secretsKey);
     if (dkimKeys > 0) log.info({ keys: dkimKeys }, 'DKIM keys open with MAIL_SECRETS_KEY');
+    // A route's credentials this engine cannot open hold back only that route's mail (deferred at
+    // send time): said loudly at the start, not a refusal to start.
+    if (config.smtp.mode !== 'stub') {
+      const unopenable = await unopenableRouteCredentials(pool, config.secretsKey);
+      if (unopenable.length > 0) {
+        log.error({ routes: unopenable }, "routes' credentials cannot be opened with MAIL_SECRETS_KEY: their deliveries are deferred until it is the value the API sealed them with");
+      }
+    }
     const catalog = deps.catalog ?? loadTemplateCatalog(config.templateDir);
     if (!catalog.templates.has(DSN_TEMPLATE_ID)) {
       throw new Error(`template catalog ${catalog.dir} has no "${DSN_TEMPLATE_ID}" template, which bounces are written with`);

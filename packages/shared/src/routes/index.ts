@@ -1,4 +1,13 @@
-export { deleteRoute, lookupRoute, type NewRoute, ROUTE_COLUMNS, RouteNotFoundError, type RouteRecord, setRoute } from './manage-routes.ts';
+export {
+  deleteRoute,
+  lookupRoute,
+  type NewRoute,
+  ROUTE_COLUMNS,
+  RouteNotFoundError,
+  type RouteRecord,
+  setRoute,
+  unopenableRouteCredentials,
+} from './manage-routes.ts';
 export { openRoutePassword, SealedRouteAuthError, sealRoutePassword } from './route-credentials.ts';
 export {
   chooseRoute,

@@ -6,7 +6,7 @@
 import type { Queryable } from '../aliases/resolve-recipient.ts';
 import { fillMark } from '../db/sql-marks.ts';
 import { type SecretsKey, SecretsKeyMissingError } from '../dkim/secrets-key.ts';
-import { sealRoutePassword } from './route-credentials.ts';
+import { openRoutePassword, SealedRouteAuthError, sealRoutePassword } from './route-credentials.ts';
 import {
   chooseRoute,
   type RouteAuth,
@@ -99,6 +99,28 @@ export async function deleteRoute(db: Queryable, input: { domain: string }): Pro
   const deleted = (await db.query<RouteRecord>(DELETE_ROUTE_SQL, [domain])).rows[0];
   if (!deleted) throw new RouteNotFoundError(`there is no route for ${JSON.stringify(domain)}`);
   return deleted;
+}
+
+const ROUTES_WITH_CREDENTIALS_SQL = `
+SELECT r.domain, r.auth_username AS "authUsername", r.auth_password_sealed AS "authPasswordSealed"
+  FROM mail.routes r
+ WHERE r.auth_username IS NOT NULL
+ ORDER BY r.domain`;
+
+/** The routes whose credentials `secretsKey` does not open (none set, or another value than the
+ *  one they were sealed with), each with why: an engine sends none of their mail until it can. */
+export async function unopenableRouteCredentials(db: Queryable, secretsKey: SecretsKey | null): Promise<Array<{ domain: string; why: string }>> {
+  const { rows } = await db.query<{ domain: string; authUsername: string; authPasswordSealed: Buffer }>(ROUTES_WITH_CREDENTIALS_SQL);
+  const unopenable: Array<{ domain: string; why: string }> = [];
+  for (const row of rows) {
+    try {
+      openRoutePassword(secretsKey, row.domain, { username: row.authUsername, passwordSealed: row.authPasswordSealed });
+    } catch (error) {
+      if (!(error instanceof SealedRouteAuthError)) throw error;
+      unopenable.push({ domain: row.domain, why: error.message });
+    }
+  }
+  return unopenable;
 }
 
 interface CandidateRow {
