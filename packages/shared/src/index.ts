@@ -63,6 +63,7 @@ export { type RunningService, type RunServiceOptions, runService } from './proce
 export { type ExplainedFailure, explainStartupFailure } from './process/startup-failure.ts';
 export { createRedisConnections, type Redis, type RedisConnections } from './redis/create-redis.ts';
 export * from './routes/index.ts';
+export * from './secrets/index.ts';
 export * from './srs/index.ts';
 export * from './templates/index.ts';
 export {

@@ -4,8 +4,8 @@
 import os from 'node:os';
 import { z } from 'zod';
 import { InvalidAddressError, normalizeAddress } from '../addresses/normalize-address.ts';
-import { parseSecretsKey } from '../dkim/secrets-key.ts';
 import { parseDnsServers } from '../dns/dns-servers.ts';
+import { parseSecretsKey } from '../secrets/secrets-key.ts';
 import { MIN_SECRET_LENGTH } from '../srs/srs.ts';
 import {
   type Parsed,

@@ -17,5 +17,4 @@ export {
   rotateDkimKey,
 } from './manage-dkim-keys.ts';
 export { type KeyName, openPrivateKey, SealedKeyError, sealPrivateKey } from './sealed-key.ts';
-export { parseSecretsKey, SECRETS_KEY_BYTES, type SecretsKey, SecretsKeyMissingError } from './secrets-key.ts';
 export { checkSecretsKey, loadSigningKey, type SigningKey } from './signing-keys.ts';

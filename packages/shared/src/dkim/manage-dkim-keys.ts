@@ -10,9 +10,9 @@ import { InvalidAddressError, normalizeDomain } from '../addresses/normalize-add
 import type { Queryable } from '../aliases/resolve-recipient.ts';
 import { withTransaction } from '../db/pool.ts';
 import { fillMark } from '../db/sql-marks.ts';
+import { type SecretsKey, SecretsKeyMissingError } from '../secrets/secrets-key.ts';
 import { DKIM_KEY_TYPES, type DkimKeyType, generateDkimKeyPair } from './key-pair.ts';
 import { sealPrivateKey } from './sealed-key.ts';
-import { type SecretsKey, SecretsKeyMissingError } from './secrets-key.ts';
 
 export const DKIM_KEY_STATUSES = ['pending', 'active', 'superseded', 'retired'] as const;
 export type DkimKeyStatus = (typeof DKIM_KEY_STATUSES)[number];

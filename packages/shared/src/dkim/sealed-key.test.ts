@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../config/load-config.ts';
+import { parseSecretsKey } from '../secrets/secrets-key.ts';
 import { generateDkimKeyPair } from './key-pair.ts';
 import { openPrivateKey, SealedKeyError, sealPrivateKey } from './sealed-key.ts';
-import { parseSecretsKey } from './secrets-key.ts';
 
 const name = { domain: 'example.test', selector: 's1' };
 const pem = (await generateDkimKeyPair('ed25519')).privateKeyPem;

@@ -1,7 +1,7 @@
 // A DKIM private key at rest: sealed with MAIL_SECRETS_KEY (secrets/sealed-secret.ts), bound to its
 // domain and selector, so a sealed key copied onto another row does not open there.
 import { openSecret, SealedSecretError, sealSecret } from '../secrets/sealed-secret.ts';
-import type { SecretsKey } from './secrets-key.ts';
+import type { SecretsKey } from '../secrets/secrets-key.ts';
 
 export interface KeyName {
   domain: string;

@@ -7,9 +7,9 @@
 // must be set and must open every one of them, so a missing or mistyped value stops the process at
 // start with a clear error, not at the first signature hours later.
 import type { Queryable } from '../aliases/resolve-recipient.ts';
+import { type SecretsKey, SecretsKeyMissingError } from '../secrets/secrets-key.ts';
 import type { DkimKeyType } from './key-pair.ts';
 import { openPrivateKey } from './sealed-key.ts';
-import { type SecretsKey, SecretsKeyMissingError } from './secrets-key.ts';
 
 export interface SigningKey {
   domain: string;

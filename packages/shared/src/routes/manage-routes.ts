@@ -5,7 +5,7 @@
 // (route-credentials.ts) and read back only by the engine's lookup, never by the API's columns.
 import type { Queryable } from '../aliases/resolve-recipient.ts';
 import { fillMark } from '../db/sql-marks.ts';
-import { type SecretsKey, SecretsKeyMissingError } from '../dkim/secrets-key.ts';
+import { type SecretsKey, SecretsKeyMissingError } from '../secrets/secrets-key.ts';
 import { openRoutePassword, SealedRouteAuthError, sealRoutePassword } from './route-credentials.ts';
 import {
   chooseRoute,

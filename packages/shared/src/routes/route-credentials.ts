@@ -2,8 +2,9 @@
 // bound to its route's domain and username, so a sealed password copied onto another route, or
 // kept under a changed username, does not open. The API seals it when a route is set; the engine
 // opens it when it connects to the route's relay. It is never logged and never in an answer.
-import type { SecretsKey } from '../dkim/secrets-key.ts';
+
 import { openSecret, SealedSecretError, sealSecret } from '../secrets/sealed-secret.ts';
+import type { SecretsKey } from '../secrets/secrets-key.ts';
 import type { SealedRouteAuth } from './route-rules.ts';
 
 /** MAIL_SECRETS_KEY does not open a route's password: another key, or the row was altered. */

@@ -5,7 +5,7 @@
 // value altered in the database, fails loudly (GCM's tag), never yields garbage.
 // Layout: version (1 byte, 1) | IV (12 bytes, random per seal) | tag (16 bytes) | ciphertext.
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import type { SecretsKey } from '../dkim/secrets-key.ts';
+import type { SecretsKey } from './secrets-key.ts';
 
 const VERSION = 1;
 const IV_BYTES = 12;

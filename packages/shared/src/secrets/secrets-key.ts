@@ -1,9 +1,9 @@
 // MAIL_SECRETS_KEY: the one key that seals secrets Postern keeps in PostgreSQL (DKIM private keys,
-// routed relays' passwords: secrets/sealed-secret.ts), so that a database dump or backup alone is
-// not enough to sign mail as the operator's domains or to log in to their relays.
+// routed relays' passwords: sealed-secret.ts), so that a database dump or backup alone is not
+// enough to sign mail as the operator's domains or to log in to their relays.
 // 32 random bytes, base64 (`openssl rand -base64 32`). Optional in the environment: it is needed
-// only once a DKIM key exists or is created, and then by the API and the engine alike, with the
-// same value (docs/deploy.md, "DKIM").
+// only once a DKIM key exists or is created, or a route gets credentials, and then by the API and
+// the engine alike, with the same value (docs/deploy.md, "DKIM").
 import type { Parsed } from '../config/parse-values.ts';
 
 export const SECRETS_KEY_BYTES = 32;
