@@ -131,6 +131,27 @@ describe('the routed relay', () => {
     }
   });
 
+  it('unopenable credentials are logged as an error once a minute per route, the sends between at debug', async () => {
+    const lines: Array<{ level: number; route: string }> = [];
+    let clock = 0;
+    const relay = createRoutedRelay({
+      fallback: fakeRelay('mx').relay,
+      fallbackChoice: { relay: 'mx', tls: 'opportunistic' },
+      routes: { lookup: async () => withAuth('postern', 'secret') },
+      direct: () => fakeRelay('mx').relay,
+      relayTo: () => fakeRelay('smtp://tickets.internal.test:2525').relay,
+      openPassword: (rule) => openRoutePassword(null, rule.domain, rule.auth),
+      logger: createLogger('routed-relay-test', 'debug', { destination: { write: (line: string) => lines.push(JSON.parse(line)) } }),
+      now: () => clock,
+    });
+    for (const at of [0, 1_000, 59_000, 60_000, 61_000]) {
+      clock = at;
+      await relay.send(message('a@tickets.example.com'));
+    }
+    const about = lines.filter((line) => line.route === 'tickets.example.com');
+    expect(about.map((line) => line.level)).toEqual([50, 20, 20, 50, 20]);
+  });
+
   it('closing closes every relay it made', async () => {
     const { relay, fallback, direct, hosts } = routed({ 'tickets.example.com': toTickets, '.direct.test': toMx });
     await relay.send(message('a@tickets.example.com'));

@@ -17,6 +17,8 @@ import type { RouteTable } from './route-table.ts';
 
 /** A routed relay host's pool is closed after this long without a send (its route may be gone). */
 const RELAY_IDLE_MS = 5 * 60_000;
+/** Credentials that cannot be opened are logged as an error at most this often per route. */
+const UNOPENABLE_LOG_MS = 60_000;
 
 export interface RoutedRelayOptions {
   /** Where mail without a route goes: the relay MAIL_SMTP_MODE names. */
@@ -61,6 +63,8 @@ export function createRoutedRelay(options: RoutedRelayOptions): Relay {
   const now = options.now ?? (() => performance.now());
   let direct: Relay | null = null;
   const hosts = new Map<string, { relay: Relay; usedAt: number; sending: number }>();
+  /** When each route's unopenable credentials were last logged as an error. */
+  const unopenableLoggedAt = new Map<string, number>();
 
   const directRelay = () => {
     direct ??= options.direct();
@@ -83,7 +87,13 @@ export function createRoutedRelay(options: RoutedRelayOptions): Relay {
     try {
       return { ok: true, auth: { username: rule.auth.username, password: options.openPassword({ ...rule, auth: rule.auth }) } };
     } catch (error) {
-      log.error({ err: error, route: rule.domain }, "a route's credentials cannot be opened; its deliveries are deferred");
+      // Every send to the route fails alike until the key is fixed: one error line a minute, the
+      // rest at debug (each attempt records the reason anyway).
+      const at = now();
+      const loggedAt = unopenableLoggedAt.get(rule.domain);
+      const level = loggedAt === undefined || at - loggedAt >= UNOPENABLE_LOG_MS ? 'error' : 'debug';
+      if (level === 'error') unopenableLoggedAt.set(rule.domain, at);
+      log[level]({ err: error, route: rule.domain }, "a route's credentials cannot be opened; its deliveries are deferred");
       const text = (error as Error).message.slice(0, 1_000);
       return { ok: false, result: { ok: false, failure: { kind: 'other', reply: null, dataSent: false, interrupted: false, message: text } } };
     }
