@@ -191,7 +191,7 @@ function createRelay(
     fallbackChoice: addr ? { relay: fallback.name.replace(/^smtp:\/\//, ''), tls: null } : { relay: 'mx', tls: 'opportunistic' },
     direct: () => (addr ? direct() : fallback),
     relayTo: (host, port, tls, auth) => relayTo(host, port, auth ? { username: auth.username, password: auth.password } : {}, tls),
-    openPassword: (rule) => openRoutePassword(config.secretsKey, rule.domain, rule.auth),
+    openPassword: (routeDomain, auth) => openRoutePassword(config.secretsKey, routeDomain, auth),
     routes: createRouteTable({ load: (domain) => lookupRoute(pool, domain), ...(routeCacheMs !== undefined ? { maxAgeMs: routeCacheMs } : {}) }),
     logger: log,
   });

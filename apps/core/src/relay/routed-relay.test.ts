@@ -48,7 +48,7 @@ function routed(rules: Record<string, RouteRule>, fallbackResult?: SendResult, e
       credentials.push(auth);
       return made.relay;
     },
-    openPassword: (rule) => openRoutePassword(engineKey, rule.domain, rule.auth),
+    openPassword: (routeDomain, auth) => openRoutePassword(engineKey, routeDomain, auth),
     logger: createLogger('routed-relay-test', 'silent'),
   });
   return { relay, fallback, direct, hosts, credentials };
@@ -140,7 +140,7 @@ describe('the routed relay', () => {
       routes: { lookup: async () => withAuth('postern', 'secret') },
       direct: () => fakeRelay('mx').relay,
       relayTo: () => fakeRelay('smtp://tickets.internal.test:2525').relay,
-      openPassword: (rule) => openRoutePassword(null, rule.domain, rule.auth),
+      openPassword: (routeDomain, auth) => openRoutePassword(null, routeDomain, auth),
       logger: createLogger('routed-relay-test', 'debug', { destination: { write: (line: string) => lines.push(JSON.parse(line)) } }),
       now: () => clock,
     });

@@ -11,7 +11,7 @@
 // Nothing about a route is permanent: a route table that cannot be read, or a relay that refuses
 // the connection or fails TLS, defers the delivery on the retry ladder like any transport failure.
 import { createHash } from 'node:crypto';
-import { describeRouteRelay, type Logger, normalizeDomain, type RouteAuth, type RouteRule, type RouteTlsPolicy } from '@postern/shared';
+import { describeRouteRelay, type Logger, normalizeDomain, type RouteAuth, type RouteRule, type RouteTlsPolicy, type SealedRouteAuth } from '@postern/shared';
 import type { OutboundMessage, Relay, RouteChoice, SendResult } from './relay.ts';
 import type { RouteTable } from './route-table.ts';
 
@@ -31,7 +31,7 @@ export interface RoutedRelayOptions {
   /** A new pooled relay to one host, authenticating with `auth` if given. */
   relayTo: (host: string, port: number, tls: RouteTlsPolicy, auth: RouteAuth | null) => Relay;
   /** The password of a route's credentials in the clear (openRoutePassword with MAIL_SECRETS_KEY). */
-  openPassword: (rule: RouteRule & { auth: NonNullable<RouteRule['auth']> }) => string;
+  openPassword: (routeDomain: string, auth: SealedRouteAuth) => string;
   logger: Logger;
   now?: () => number;
 }
@@ -85,7 +85,7 @@ export function createRoutedRelay(options: RoutedRelayOptions): Relay {
   const credentials = (rule: RouteRule): { ok: true; auth: RouteAuth | null } | { ok: false; result: SendResult } => {
     if (!rule.auth) return { ok: true, auth: null };
     try {
-      return { ok: true, auth: { username: rule.auth.username, password: options.openPassword({ ...rule, auth: rule.auth }) } };
+      return { ok: true, auth: { username: rule.auth.username, password: options.openPassword(rule.domain, rule.auth) } };
     } catch (error) {
       // Every send to the route fails alike until the key is fixed: one error line a minute, the
       // rest at debug (each attempt records the reason anyway).
