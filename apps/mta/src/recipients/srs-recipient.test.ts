@@ -56,7 +56,7 @@ describe('SRS recipients', () => {
         : { status: 'not_local' };
     const { session } = await bounceSession({ resolve: catchAll });
     const good = srs.rewrite('someone@sender.test', 'postern.test');
-    const forged = good.replace(/^SRS0=(.)/, (_, c: string) => `SRS0=${c === 'A' ? 'B' : 'A'}`);
+    const forged = good.replace(/^SRS0=(.)/, (_, c: string) => `SRS0=${c.toLowerCase() === 'a' ? 'B' : 'A'}`); // differs after case folding too
     const other = createSrs('another-secret-of-enough-length').rewrite('someone@sender.test', 'postern.test');
     const expired = srs.rewrite('someone@sender.test', 'postern.test', new Date(Date.now() - 30 * DAY_MS));
     for (const address of [forged, other, expired, 'SRS0=garbage@postern.test']) {
