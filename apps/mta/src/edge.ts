@@ -24,7 +24,7 @@ import { commitAccepts, prepareAccept, UndecidedAcceptError } from './accept/acc
 import { inboundAuthStep } from './auth/edge-wiring.ts';
 import { warnWithoutCollector } from './data/drained-memory.ts';
 import { DataMemoryBudget } from './data/memory-budget.ts';
-import { createEdgeMetrics } from './metrics.ts';
+import { createEdgeMetrics, createTlsCertificateMetrics } from './metrics.ts';
 import { ClientLookupSlots } from './recipients/client-lookup-slots.ts';
 import { LookupBatcher } from './recipients/lookup-batcher.ts';
 import { srsRecipients } from './recipients/srs-recipient.ts';
@@ -39,6 +39,7 @@ import { shuttingDown } from './smtp/replies.ts';
 import { SessionTraces } from './smtp/session-trace.ts';
 import { assertSmtpServerPatched } from './smtp/smtp-server-patch.ts';
 import { loadTlsCredentials, type TlsCredentials } from './smtp/tls-credentials.ts';
+import { type TlsReloader, watchTlsCredentials } from './smtp/tls-reloader.ts';
 
 export interface EdgeDeps {
   logger: Logger;
@@ -277,6 +278,18 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
   const bound = server.server.address() as AddressInfo;
   const smtpAddress = { host: bound.address, port: bound.port };
   logger.info({ address: `${smtpAddress.host}:${smtpAddress.port}`, hostname: limits.hostname }, 'SMTP listener open');
+  // A renewed certificate is presented without a restart (smtp/tls-reloader.ts).
+  const tlsReloader: TlsReloader | null =
+    tls === null || config.mta.tls === null
+      ? null
+      : watchTlsCredentials({
+          files: config.mta.tls,
+          current: tls,
+          intervalMs: config.mta.tls.reloadIntervalMs,
+          apply: (renewed) => server.updateSecureContext({ key: renewed.key, cert: renewed.cert }),
+          logger,
+          metrics: createTlsCertificateMetrics(registry),
+        });
 
   let ops: OpsServer | null = null;
   if (deps.http !== false) {
@@ -296,6 +309,7 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
   const stop = async () => {
     if (stopping) return;
     stopping = true;
+    tlsReloader?.stop();
     logger.info({ connections: server.connections.size }, 'stopping: no new connections or transactions');
     const listenerClosed = new Promise<void>((resolve) => server.server.close(() => resolve()));
     // Sessions between transactions are told to come back later; a transaction under way (after

@@ -2,7 +2,8 @@
 // what was accepted (messages, bytes, deliveries) and what was refused, and why.
 // With MAIL_MTA_PROCESSES > 1 the primary's /metrics sums the workers' registries (prom-client's
 // aggregation, cluster/worker-metrics.ts): counters and histograms add up, and every gauge here says how it combines
-// (docs/mta.md, "Processes"): all of them are amounts a process holds, so they add up too.
+// (docs/mta.md, "Processes"): amounts a process holds add up; of the STARTTLS certificate's gauges
+// the worst worker's value counts (the earliest expiry, any worker refusing its files).
 import { prometheus, type Registry } from '@postern/shared';
 
 export interface EdgeMetrics {
@@ -124,6 +125,38 @@ export function createEdgeMetrics(registry: Registry): EdgeMetrics {
       name: 'mail_mta_accepts_in_flight',
       help: 'Accept statements sent and not decided yet (a value that stays up means PostgreSQL is not answering)',
       aggregator: 'sum', // Out from all the workers.
+      registers,
+    }),
+  };
+}
+
+export interface TlsCertificateMetricSet {
+  notAfter: prometheus.Gauge;
+  filesRefused: prometheus.Gauge;
+  reloads: prometheus.Counter<'outcome'>;
+}
+
+/** The STARTTLS certificate's series, registered only when the edge has one (MAIL_MTA_TLS_CERT):
+ *  an edge without a certificate has no expiry, not an expiry of 0. */
+export function createTlsCertificateMetrics(registry: Registry): TlsCertificateMetricSet {
+  const registers = [registry];
+  return {
+    notAfter: new prometheus.Gauge({
+      name: 'mail_mta_tls_certificate_not_after_seconds',
+      help: 'When the STARTTLS certificate in use expires (Unix time); absent without MAIL_MTA_TLS_CERT',
+      aggregator: 'min', // The worker that presents the oldest certificate.
+      registers,
+    }),
+    filesRefused: new prometheus.Gauge({
+      name: 'mail_mta_tls_certificate_files_refused',
+      help: '1 while MAIL_MTA_TLS_CERT / MAIL_MTA_TLS_KEY hold a changed pair that cannot be used (the previous certificate is still presented)',
+      aggregator: 'max', // Any worker.
+      registers,
+    }),
+    reloads: new prometheus.Counter({
+      name: 'mail_mta_tls_certificate_reloads_total',
+      help: 'Changed STARTTLS certificate files: applied (new handshakes present them) or refused (unusable; the previous pair stays)',
+      labelNames: ['outcome'],
       registers,
     }),
   };

@@ -1,8 +1,12 @@
-// The STARTTLS certificate, read and checked once at startup, before any pool or listener opens.
-// An unreadable file or a key that does not belong to the certificate fails the start with a
-// message naming the variable and the file; otherwise smtp-server would either throw a bare
-// ENOENT, or (worse) start and fail every STARTTLS handshake, one sender at a time.
+// The STARTTLS certificate, read and checked before any pool or listener opens, and again whenever
+// its files change (tls-reloader.ts). An unreadable file or a key that does not belong to the
+// certificate fails the start with a message naming the variable and the file; otherwise
+// smtp-server would either throw a bare ENOENT, or (worse) start and fail every STARTTLS
+// handshake, one sender at a time. The same check decides whether a renewed pair replaces the one
+// in use: a pair that would fail handshakes never does.
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
 import { ConfigError } from '@postern/shared';
 
@@ -14,36 +18,72 @@ export interface TlsFiles {
 export interface TlsCredentials {
   cert: Buffer;
   key: Buffer;
+  /** The leaf certificate's notAfter: after it, senders that verify (MTA-STS, DANE) refuse us. */
+  notAfter: Date;
+  /** SHA-256 of the leaf certificate, as openssl prints it: which certificate is in use, in the logs. */
+  fingerprint: string;
+  /** The leaf certificate's subject, e.g. "CN=mx1.example.com". */
+  subject: string;
 }
 
-function readPem(variable: string, file: string, problems: string[]): Buffer | null {
+/** The two files as read (null: unreadable or not PEM, and why in `problems`). */
+export type TlsFileBytes = { cert: Buffer | null; key: Buffer | null; problems: string[] };
+
+/** The file's bytes if they look like PEM; otherwise null, and why in `problems`. */
+function asPem(variable: string, file: string, read: () => Buffer, problems: string[]): Buffer | null {
+  let pem: Buffer;
   try {
-    const pem = readFileSync(file);
-    if (!pem.includes('-----BEGIN ')) {
-      problems.push(`${variable}: ${file} is not a PEM file (no "-----BEGIN" line)`);
-      return null;
-    }
-    return pem;
+    pem = read();
   } catch (error) {
     const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
     problems.push(`${variable}: cannot read ${file} (${reason})`);
     return null;
+  }
+  if (pem.includes('-----BEGIN ')) return pem;
+  problems.push(`${variable}: ${file} is not a PEM file (no "-----BEGIN" line)`);
+  return null;
+}
+
+/** Both files, read without blocking the event loop (the reloader reads them every interval). */
+export async function readTlsFiles(files: TlsFiles): Promise<TlsFileBytes> {
+  const [certBytes, keyBytes] = await Promise.allSettled([readFile(files.certFile), readFile(files.keyFile)]);
+  const settled = (result: PromiseSettledResult<Buffer>) => () => {
+    if (result.status === 'rejected') throw result.reason;
+    return result.value;
+  };
+  const problems: string[] = [];
+  const cert = asPem('MAIL_MTA_TLS_CERT', files.certFile, settled(certBytes), problems);
+  const key = asPem('MAIL_MTA_TLS_KEY', files.keyFile, settled(keyBytes), problems);
+  return { cert, key, problems };
+}
+
+/** The pair as a handshake would use it, or every reason it cannot be (nothing thrown). */
+export function checkTlsPair(files: TlsFiles, read: TlsFileBytes): { credentials: TlsCredentials } | { problems: string[] } {
+  if (read.problems.length > 0 || read.cert === null || read.key === null) return { problems: read.problems };
+  const { cert, key } = read;
+  try {
+    // The same check a handshake would make, made now: parses both and matches key to cert.
+    createSecureContext({ cert, key });
+    // The first certificate of the file is the leaf a handshake presents; the rest is its chain.
+    const leaf = new X509Certificate(cert);
+    return {
+      credentials: { cert, key, notAfter: new Date(leaf.validTo), fingerprint: leaf.fingerprint256, subject: leaf.subject.replaceAll('\n', ', ') },
+    };
+  } catch (error) {
+    return {
+      problems: [
+        `MAIL_MTA_TLS_CERT / MAIL_MTA_TLS_KEY: ${files.certFile} and ${files.keyFile} are not a usable certificate and key (${(error as Error).message})`,
+      ],
+    };
   }
 }
 
 /** Both files read and checked as a usable pair; every problem reported at once (ConfigError). */
 export function loadTlsCredentials(files: TlsFiles): TlsCredentials {
   const problems: string[] = [];
-  const cert = readPem('MAIL_MTA_TLS_CERT', files.certFile, problems);
-  const key = readPem('MAIL_MTA_TLS_KEY', files.keyFile, problems);
-  if (cert === null || key === null) throw new ConfigError(problems);
-  try {
-    // The same check a handshake would make, made once now: parses both and matches key to cert.
-    createSecureContext({ cert, key });
-  } catch (error) {
-    throw new ConfigError([
-      `MAIL_MTA_TLS_CERT / MAIL_MTA_TLS_KEY: ${files.certFile} and ${files.keyFile} are not a usable certificate and key (${(error as Error).message})`,
-    ]);
-  }
-  return { cert, key };
+  const cert = asPem('MAIL_MTA_TLS_CERT', files.certFile, () => readFileSync(files.certFile), problems);
+  const key = asPem('MAIL_MTA_TLS_KEY', files.keyFile, () => readFileSync(files.keyFile), problems);
+  const checked = checkTlsPair(files, { cert, key, problems });
+  if ('problems' in checked) throw new ConfigError(checked.problems);
+  return checked.credentials;
 }

@@ -193,6 +193,9 @@ export const envSchema = z.object({
   MAIL_INBOUND_AUTH_TIMEOUT: duration('10s'),
   MAIL_MTA_TLS_CERT: z.string().min(1).optional(),
   MAIL_MTA_TLS_KEY: z.string().min(1).optional(),
+  // How often the edge reads the two files again and, if they changed into a usable pair, presents
+  // the new certificate (a renewal needs no restart); 0s: read once, at start.
+  MAIL_MTA_TLS_RELOAD_INTERVAL: duration('1m'),
 });
 
 export type Env = z.infer<typeof envSchema>;

@@ -95,7 +95,7 @@ export interface PosternConfig {
     clientLookupConcurrency: number;
     maxHops: number;
     duplicateWindowMs: number;
-    tls: { certFile: string; keyFile: string } | null;
+    tls: { certFile: string; keyFile: string; reloadIntervalMs: number } | null;
     /** SPF, DKIM, DMARC and ARC at the edge (apps/mta/src/auth/). */
     inboundAuth: { policy: Env['MAIL_INBOUND_AUTH_POLICY']; timeoutMs: number };
   };
@@ -263,7 +263,7 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
       duplicateWindowMs: env.MAIL_MTA_DUPLICATE_WINDOW,
       tls:
         env.MAIL_MTA_TLS_CERT && env.MAIL_MTA_TLS_KEY
-          ? { certFile: env.MAIL_MTA_TLS_CERT, keyFile: env.MAIL_MTA_TLS_KEY }
+          ? { certFile: env.MAIL_MTA_TLS_CERT, keyFile: env.MAIL_MTA_TLS_KEY, reloadIntervalMs: env.MAIL_MTA_TLS_RELOAD_INTERVAL }
           : null,
       inboundAuth: { policy: env.MAIL_INBOUND_AUTH_POLICY, timeoutMs: env.MAIL_INBOUND_AUTH_TIMEOUT },
     },
