@@ -1,11 +1,13 @@
 // MAIL_MTA_PROCESSES=2: `node apps/mta/src/main.ts` becomes a primary with two workers that each
 // listen on the SMTP address with their own socket (SO_REUSEPORT). Shown against the real process:
-// both workers serve connections (the pid on each "connection opened" line), /metrics sums them, a
+// both workers serve connections (the pid on each "connection opened" line), /metrics sums them (the
+// STARTTLS certificate's expiry is the earliest, not a sum), a
 // worker killed with SIGKILL is forked again while the other keeps answering (and the sum keeps
 // its counts), a second edge on the
 // same address fails its start, and SIGTERM (to the primary, or to all of them) stops everything —
 // every 250 being a stored message.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -14,6 +16,7 @@ import { createAlias, createDomain } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
 import { SmtpTestClient, sendMail, simpleMessage } from './helpers/smtp-client.ts';
+import { makeSelfSignedCertificate, type TestCertificate } from './helpers/tls-certificate.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -34,6 +37,7 @@ interface LogLine {
 }
 
 const spawned: EdgeProcess[] = [];
+let certificate: TestCertificate;
 
 function spawnEdge(dsn: string, smtpAddr: string, shutdownTimeout = '5s'): EdgeProcess {
   const child = spawn(process.execPath, ['apps/mta/src/main.ts'], {
@@ -46,6 +50,9 @@ function spawnEdge(dsn: string, smtpAddr: string, shutdownTimeout = '5s'): EdgeP
       MAIL_MTA_HOSTNAME: 'mx.postern.test',
       MAIL_MTA_PROCESSES: '2',
       MAIL_SHUTDOWN_TIMEOUT: shutdownTimeout,
+      // Each worker loads it and reports its expiry: /metrics must give one expiry, not their sum.
+      MAIL_MTA_TLS_CERT: certificate.certFile,
+      MAIL_MTA_TLS_KEY: certificate.keyFile,
       // "connection opened" is a debug line: it carries the pid of the worker that took the connection.
       MAIL_LOG_LEVEL: 'debug',
       MAIL_LOG_FORMAT: 'json',
@@ -127,6 +134,7 @@ function connectionPids(): number[] {
 }
 
 beforeAll(async () => {
+  certificate = makeSelfSignedCertificate('mx.postern.test');
   db = await createTestDatabase('mta-processes');
   await createDomain(db.pool, 'postern.test');
   await createAlias(db.pool, { domain: 'postern.test', localPart: 'box', kind: 'forward', targets: ['box@inbox.test'] });
@@ -150,6 +158,7 @@ afterAll(async () => {
   for (const { child, exited } of spawned) if (!exited.done) child.kill('SIGTERM');
   await waitFor('every edge started here to exit', () => spawned.every(({ exited }) => exited.done), Boolean, { timeoutMs: 20_000 });
   await db?.drop();
+  certificate?.remove();
 });
 
 describe('MAIL_MTA_PROCESSES=2', () => {
@@ -182,6 +191,10 @@ describe('MAIL_MTA_PROCESSES=2', () => {
     expect(sample(text, 'mail_mta_workers_listening')).toBe(2);
     expect(sample(text, 'mail_mta_worker_restarts_total')).toBe(0);
     expect(sample(text, 'mail_process_ready')).toBe(1);
+    // The certificate's gauges combine as the worst worker's value (min, max), never a sum.
+    const notAfter = new Date(new X509Certificate(readFileSync(certificate.certFile)).validTo).getTime() / 1_000;
+    expect(sample(text, 'mail_mta_tls_certificate_not_after_seconds')).toBe(notAfter);
+    expect(sample(text, 'mail_mta_tls_certificate_files_refused')).toBe(0);
     // One family per name: the workers' sum and the primary's own series do not overlap.
     const families = text.split('\n').filter((line) => line.startsWith('# TYPE '));
     expect(families.length).toBeGreaterThan(20);

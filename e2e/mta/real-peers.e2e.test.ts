@@ -1,17 +1,19 @@
 // Real SMTP peers we did not write, against a running edge: Python's smtplib (8BITMIME, SMTPUTF8,
-// many recipients), swaks (PIPELINING, many recipients, 8-bit body, dot-led lines) and Postfix's
+// many recipients, STARTTLS across a certificate renewal), swaks (PIPELINING, many recipients, 8-bit body, dot-led lines) and Postfix's
 // smtp-source (parallel sessions, several messages per session, several recipients each). Our own
 // test client agrees with our own server by construction; these do not. Each test asserts the
 // replies the peer saw and the rows stored. A missing peer fails the test with how to install it
 // (.ci/run installs swaks and postfix; postfix preseeded to "No configuration", so no daemon runs).
 import { execFile } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { accessSync, constants, copyFileSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createAlias, createDomain } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Edge } from '../../apps/mta/src/edge.ts';
-import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
-import { startTestEdge } from './helpers/edge.ts';
+import { createTestDatabase, metricSample, type TestDatabase, waitFor } from '../harness/index.ts';
+import { metricsText, startTestEdge } from './helpers/edge.ts';
+import { makeSelfSignedCertificate } from './helpers/tls-certificate.ts';
 
 let db: TestDatabase;
 let edge: Edge;
@@ -148,6 +150,61 @@ describe("Python's smtplib", () => {
     expect(more).toEqual([]);
     expect(row).toMatchObject({ envelope_from: 'jürgen@bücher.test', smtputf8: true, subject: 'Grüße aus Köln', deliveries: 2 });
     expect(afterTrace(row?.raw as Buffer).toString('utf8')).toBe(message);
+  });
+
+  it('STARTTLS: a renewed certificate is presented to the next session without a restart; an unusable pair never is', async () => {
+    // Two certificates; the edge reads its files again every 200 ms (MAIL_MTA_TLS_RELOAD_INTERVAL).
+    const first = makeSelfSignedCertificate('mx-first.postern.test');
+    const renewed = makeSelfSignedCertificate('mx-renewed.postern.test');
+    const live = makeSelfSignedCertificate('mx-live.postern.test');
+    copyFileSync(first.certFile, live.certFile);
+    copyFileSync(first.keyFile, live.keyFile);
+    const sha256 = (file: string) => new X509Certificate(readFileSync(file)).fingerprint256.replaceAll(':', '').toLowerCase();
+    const tlsEdge = await startTestEdge(db.dsn, {
+      MAIL_MTA_TLS_CERT: live.certFile,
+      MAIL_MTA_TLS_KEY: live.keyFile,
+      MAIL_MTA_TLS_RELOAD_INTERVAL: '200ms',
+    });
+    try {
+      let session = 0;
+      const sendOverTls = async () => {
+        session += 1;
+        const message = `From: <tls@outside.test>\r\nTo: one@postern.test\r\nSubject: over TLS ${session}\r\nMessage-ID: <tls-${session}@outside.test>\r\n\r\nhello\r\n`;
+        const args = { host: '127.0.0.1', port: tlsEdge.smtp.port, helo: `smtplib-tls-${session}.peer.test`, starttls: true, transactions: [{ from: 'tls@outside.test', to: ['one@postern.test'], mailOptions: [], message }] };
+        const result = await run(python(), [script, JSON.stringify(args)]);
+        expect(result.stderr).toBe('');
+        const out = JSON.parse(result.stdout);
+        expect([out.starttls.code, out.ehlo_after_tls.code, out.transactions[0].data?.code]).toEqual([220, 250, 250]);
+        return out.certificate_sha256 as string;
+      };
+      const gauge = async (sample: string) => metricSample(await metricsText(tlsEdge), sample);
+      const notAfter = (file: string) => new Date(new X509Certificate(readFileSync(file)).validTo).getTime() / 1_000;
+
+      expect(await sendOverTls()).toBe(sha256(first.certFile));
+      expect(await gauge('mail_mta_tls_certificate_not_after_seconds')).toBe(notAfter(first.certFile));
+
+      // Renewed in place, as a renewal tool does: the next sessions get the new certificate.
+      copyFileSync(renewed.certFile, live.certFile);
+      copyFileSync(renewed.keyFile, live.keyFile);
+      await waitFor('a session presented the renewed certificate', sendOverTls, (fingerprint) => fingerprint === sha256(renewed.certFile));
+      expect(await gauge('mail_mta_tls_certificate_not_after_seconds')).toBe(notAfter(renewed.certFile));
+
+      // A key that does not belong to the certificate: refused, and the renewed pair stays in use.
+      copyFileSync(first.keyFile, live.keyFile);
+      await waitFor('the unusable files refused', () => gauge('mail_mta_tls_certificate_files_refused'), (value) => value === 1);
+      expect(await sendOverTls()).toBe(sha256(renewed.certFile));
+      expect(await gauge('mail_mta_tls_certificate_reloads_total{outcome="refused"}')).toBe(1);
+      expect(await gauge('mail_mta_tls_certificate_reloads_total{outcome="applied"}')).toBe(1);
+      // Every session above stored its message over TLS.
+      const rows = await db.pool.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM mail.messages m JOIN mail.message_payloads p ON p.message_id = m.id
+          WHERE m.helo LIKE 'smtplib-tls-%' AND position('with ESMTPS' in convert_from(substring(p.raw from 1 for 4000), 'UTF8')) > 0`,
+      );
+      expect(rows.rows[0]?.n).toBe(session);
+    } finally {
+      await tlsEdge.stop();
+      for (const certificate of [first, renewed, live]) certificate.remove();
+    }
   });
 });
 

@@ -13,7 +13,7 @@ import {
 } from '@postern/shared';
 import type pg from 'pg';
 import { type Engine, type EngineDeps, startEngine } from '../../../apps/core/src/engine.ts';
-import { waitFor } from '../../harness/index.ts';
+import { metricSample, waitFor } from '../../harness/index.ts';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const TEMPLATE_DIR = path.join(repoRoot, 'templates');
@@ -143,15 +143,7 @@ export async function metricsText(engine: Engine): Promise<string> {
 }
 
 /** The value of one sample, e.g. metricValue(text, 'mail_delivery_dead_letters_total'). */
-export function metricValue(text: string, sample: string): number {
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#')) continue;
-    const space = line.lastIndexOf(' ');
-    const name = line.slice(0, space).replace(/,?app="core"/, '').replace('{}', '');
-    if (name === sample) return Number(line.slice(space + 1));
-  }
-  return Number.NaN;
-}
+export const metricValue = metricSample;
 
 export function unique(label: string): string {
   return `${label}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}@inbox.test`;

@@ -1,14 +1,18 @@
 """A real SMTP client we did not write: Python's smtplib, driven by e2e/mta/real-peers.e2e.test.ts.
 
 Usage: python3 smtplib_peer.py '<json>' where json is
-  {"host", "port", "helo", "transactions": [{"from", "to": [...], "mailOptions": [...], "message"}]}
+  {"host", "port", "helo", "starttls"?, "transactions": [{"from", "to": [...], "mailOptions": [...], "message"}]}
 Prints one JSON object: the EHLO features, then per transaction the MAIL, RCPT and DATA replies.
+With "starttls": true it upgrades after the first EHLO (not verifying the certificate: the tests'
+are self-signed) and says which certificate the server presented (its SHA-256, hex), then EHLOs again.
 smtplib dot-stuffs and sends MAIL/RCPT/DATA itself; SMTPUTF8 in mailOptions makes it send the
 envelope as UTF-8 (RFC 6531), as it does for a real sender.
 """
 
+import hashlib
 import json
 import smtplib
+import ssl
 import sys
 
 
@@ -23,6 +27,13 @@ def main():
     with smtplib.SMTP(args["host"], args["port"], local_hostname=args["helo"], timeout=60) as client:
         out["ehlo"] = reply(client.ehlo(args["helo"]))
         out["features"] = sorted(client.esmtp_features.keys())
+        if args.get("starttls"):
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            out["starttls"] = reply(client.starttls(context=context))
+            out["certificate_sha256"] = hashlib.sha256(client.sock.getpeercert(binary_form=True)).hexdigest()
+            out["ehlo_after_tls"] = reply(client.ehlo(args["helo"]))
         for transaction in args["transactions"]:
             result = {"rcpt": []}
             result["mail"] = reply(client.mail(transaction["from"], transaction["mailOptions"]))
