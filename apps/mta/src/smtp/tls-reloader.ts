@@ -39,7 +39,7 @@ export interface TlsReloader {
 export const EXPIRY_WARNING_MS = 14 * 24 * 3_600_000;
 const DAY_MS = 24 * 3_600_000;
 
-function describe(credentials: TlsCredentials) {
+function identify(credentials: TlsCredentials) {
   return { subject: credentials.subject, fingerprint: credentials.fingerprint, notAfter: credentials.notAfter.toISOString() };
 }
 
@@ -65,12 +65,12 @@ export function watchTlsCredentials(options: TlsReloaderOptions): TlsReloader {
       left <= 0
         ? 'the STARTTLS certificate has expired: senders that verify certificates (MTA-STS enforce, DANE) do not deliver to this edge; replace MAIL_MTA_TLS_CERT and MAIL_MTA_TLS_KEY'
         : `the STARTTLS certificate expires in ${days} days: renew MAIL_MTA_TLS_CERT and MAIL_MTA_TLS_KEY (the edge reads them again by itself)`;
-    logger[left <= 0 ? 'error' : 'warn']({ tls: describe(current) }, message);
+    logger[left <= 0 ? 'error' : 'warn']({ tls: identify(current) }, message);
   };
 
   metrics.notAfter.set(current.notAfter.getTime() / 1_000);
   metrics.filesRefused.set(0);
-  logger.info({ tls: describe(current), reloadIntervalMs: options.intervalMs }, 'STARTTLS certificate in use');
+  logger.info({ tls: identify(current), reloadIntervalMs: options.intervalMs }, 'STARTTLS certificate in use');
   warnIfExpiring();
 
   const check = async (): Promise<TlsCheckResult> => {
@@ -91,7 +91,7 @@ export function watchTlsCredentials(options: TlsReloaderOptions): TlsReloader {
       metrics.notAfter.set(current.notAfter.getTime() / 1_000);
       metrics.filesRefused.set(0);
       metrics.reloads.inc({ outcome: 'applied' });
-      logger.info({ tls: describe(current), previous: describe(previous) }, 'STARTTLS certificate reloaded: new handshakes present it');
+      logger.info({ tls: identify(current), previous: identify(previous) }, 'STARTTLS certificate reloaded: new handshakes present it');
       warnIfExpiring();
       return 'applied';
     }
@@ -105,7 +105,7 @@ export function watchTlsCredentials(options: TlsReloaderOptions): TlsReloader {
       metrics.filesRefused.set(1);
       metrics.reloads.inc({ outcome: 'refused' });
       logger.error(
-        { problems: checked.problems, inUse: describe(current) },
+        { problems: checked.problems, inUse: identify(current) },
         'the STARTTLS certificate files changed but cannot be used: the certificate in use is kept; fix MAIL_MTA_TLS_CERT / MAIL_MTA_TLS_KEY',
       );
     }
