@@ -21,8 +21,9 @@ const COMMANDS: Record<string, Command> = {
   core: { entry: 'apps/core/src/main.ts', takesArguments: false, what: 'the delivery engine' },
   api: { entry: 'apps/api/src/main.ts', takesArguments: false, what: 'the GraphQL API' },
   migrate: { entry: 'scripts/migrate.ts', takesArguments: false, what: 'apply pending migrations and exit' },
-  // The CLI parses process.argv.slice(2) itself, which is `token ...` here as well.
+  // The CLI parses process.argv.slice(2) itself, which is `token ...` or `secrets ...` here as well.
   token: { entry: 'apps/api/src/cli/postern.ts', takesArguments: true, what: 'create, list and revoke API tokens (postern token --help)' },
+  secrets: { entry: 'apps/api/src/cli/postern.ts', takesArguments: true, what: 'which key opens the sealed secrets; reseal them in a MAIL_SECRETS_KEY rotation (postern secrets --help)' },
   healthcheck: { entry: 'bin/healthcheck.ts', takesArguments: true, what: "exit 0 when this container's process answers /readyz (the image's HEALTHCHECK)" },
 };
 

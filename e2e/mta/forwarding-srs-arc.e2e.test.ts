@@ -7,7 +7,7 @@
 // an expired timestamp are refused 550 5.1.1 at RCPT.
 import { randomBytes } from 'node:crypto';
 import { Resolver } from 'node:dns/promises';
-import { createAlias, createDkimKey, createDomain, createSrs, dkimDnsRecord, parseSecretsKey } from '@postern/shared';
+import { createAlias, createDkimKey, createDomain, createSrs, dkimDnsRecord, parseSecretsKey, type SecretsKey, secretsKeyOf } from '@postern/shared';
 import { authenticate, spf } from 'mailauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
@@ -35,10 +35,10 @@ let engine: Engine;
 let edge: Edge;
 let resolver: (name: string, type: string) => Promise<string[] | string[][]>;
 
-function parsedKey(text: string): Buffer {
+function parsedKey(text: string): SecretsKey {
   const parsed = parseSecretsKey(text);
   if (!parsed.ok) throw new Error(parsed.problem);
-  return parsed.value;
+  return secretsKeyOf(parsed.value);
 }
 
 async function arrivedFor(to: string) {

@@ -13,7 +13,7 @@
 // route sends one domain direct while everything else goes to MAIL_SMTP_ADDR. In stub mode: routes
 // are ignored.
 import { randomBytes } from 'node:crypto';
-import { createLogger, deleteRoute, setRoute } from '@postern/shared';
+import { createLogger, deleteRoute, secretsKeyOf, setRoute } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
 import { createTestCa } from '../../apps/core/src/relay/test-ca.testkit.ts';
@@ -195,7 +195,7 @@ describe('routes in mx mode', () => {
 
   it('a route with credentials authenticates to its relay over verified TLS; wrong credentials defer the delivery', async () => {
     const route = { domain: 'auth.routes.test', relay: `${RELAY_AUTH}:${relayAuth.port}`, tls: 'required' };
-    await setRoute(db.pool, { ...route, auth: { username: 'postern', password: 'wrong horse' } }, secretsKey);
+    await setRoute(db.pool, { ...route, auth: { username: 'postern', password: 'wrong horse' } }, secretsKeyOf(secretsKey));
     const id = await queueDelivery(db.pool, { recipient: 'someone@auth.routes.test' });
     await waitFor('two attempts refused by the relay', () => routedAttempts(db.pool, id), (rows) => rows.length >= 2, { timeoutMs: 30_000 });
     expect((await deliveryRow(db.pool, id))?.status).toBe('retrying');
@@ -203,7 +203,7 @@ describe('routes in mx mode', () => {
     expect(relayAuth.logins.length).toBeGreaterThanOrEqual(2);
     expect(relayAuth.logins.every((login) => login.username === 'postern' && !login.ok)).toBe(true);
     expect(relayAuth.seen.get('someone@auth.routes.test')).toBeUndefined();
-    await setRoute(db.pool, { ...route, auth: { username: 'postern', password: 'right horse' } }, secretsKey);
+    await setRoute(db.pool, { ...route, auth: { username: 'postern', password: 'right horse' } }, secretsKeyOf(secretsKey));
     await waitForStatus(db.pool, id, 'sent', 30_000);
     expect(relayAuth.logins.at(-1)).toEqual({ username: 'postern', ok: true });
     expect(relayAuth.accepted.get('someone@auth.routes.test')).toBe(1);
@@ -215,7 +215,7 @@ describe('routes in mx mode', () => {
   });
 
   it("an engine that cannot open a route's credentials says so when it starts, naming the route", async () => {
-    await setRoute(db.pool, { domain: 'auth.routes.test', relay: `${RELAY_AUTH}:${relayAuth.port}`, tls: 'required', auth: { username: 'postern', password: 'right horse' } }, secretsKey);
+    await setRoute(db.pool, { domain: 'auth.routes.test', relay: `${RELAY_AUTH}:${relayAuth.port}`, tls: 'required', auth: { username: 'postern', password: 'right horse' } }, secretsKeyOf(secretsKey));
     const otherKeys: Array<Record<string, string>> = [{}, { MAIL_SECRETS_KEY: randomBytes(32).toString('base64') }];
     for (const otherKey of otherKeys) {
       const lines: string[] = [];

@@ -12,6 +12,7 @@ import {
   type ListenAddress,
   type Logger,
   loadTemplateCatalog,
+  logSecretsRotation,
   type PosternConfig,
   pingDatabase,
   type Registry,
@@ -61,6 +62,7 @@ export async function startApi(config: PosternConfig, deps: ApiDeps): Promise<Ap
   try {
     const dkimKeys = await checkSecretsKey(pool, config.secretsKey);
     if (dkimKeys > 0) logger.info({ keys: dkimKeys }, 'DKIM keys open with MAIL_SECRETS_KEY');
+    await logSecretsRotation(pool, config.secretsKey, logger);
   } catch (error) {
     await pool.end();
     throw error;

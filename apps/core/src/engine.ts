@@ -20,6 +20,7 @@ import {
   type Logger,
   loadSigningKey,
   loadTemplateCatalog,
+  logSecretsRotation,
   lookupRoute,
   type MailResolver,
   type OpsServer,
@@ -239,6 +240,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
     // A DKIM key this engine could not open would hold back its domain's mail: refuse to start.
     const dkimKeys = await checkSecretsKey(pool, config.secretsKey);
     if (dkimKeys > 0) log.info({ keys: dkimKeys }, 'DKIM keys open with MAIL_SECRETS_KEY');
+    await logSecretsRotation(pool, config.secretsKey, log);
     // A route's credentials this engine cannot open hold back only that route's mail (deferred at
     // send time): said loudly at the start, not a refusal to start.
     if (config.smtp.mode !== 'stub') {

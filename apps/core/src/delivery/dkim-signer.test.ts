@@ -7,6 +7,7 @@ import {
   SecretsKeyMissingError,
   type SigningKey,
   sealPrivateKey,
+  secretsKeyOf,
 } from '@postern/shared';
 import { dkimVerify } from 'mailauth';
 import MailComposer from 'nodemailer/lib/mail-composer';
@@ -96,8 +97,8 @@ describe('DKIM signing of the mail Postern originates', () => {
     await expect(missing.signatureFor(await composed('postern@example.test'))).rejects.toThrow(SigningUnavailable);
     const { signing } = await keyOf('ed25519');
     const name = { domain: 'example.test', selector: 's1' };
-    const sealed = sealPrivateKey(randomBytes(32), name, signing.privateKeyPem);
-    const wrongKey = createMessageSigner(async () => ({ ...signing, privateKeyPem: openPrivateKey(randomBytes(32), name, sealed) }));
+    const sealed = sealPrivateKey(secretsKeyOf(randomBytes(32)), name, signing.privateKeyPem);
+    const wrongKey = createMessageSigner(async () => ({ ...signing, privateKeyPem: openPrivateKey(secretsKeyOf(randomBytes(32)), name, sealed) }));
     await expect(wrongKey.signatureFor(await composed('postern@example.test'))).rejects.toThrow(/cannot be opened with MAIL_SECRETS_KEY/);
   });
 

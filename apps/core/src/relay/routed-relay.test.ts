@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chooseRoute, createLogger, openRoutePassword, type RouteAuth, type RouteRule, type RouteTlsPolicy, sealRoutePassword } from '@postern/shared';
+import { chooseRoute, createLogger, openRoutePassword, type RouteAuth, type RouteRule, type RouteTlsPolicy, type SecretsKey, sealRoutePassword, secretsKeyOf } from '@postern/shared';
 import { describe, expect, it } from 'vitest';
 import type { OutboundMessage, Relay, SendResult } from './relay.ts';
 import type { RouteTable } from './route-table.ts';
@@ -24,9 +24,9 @@ function fakeRelay(name: string, result: SendResult = { ok: true, reply: { code:
 
 const message = (recipient: string): OutboundMessage => ({ deliveryId: 'd', envelopeFrom: 'a@b.test', recipient, raw: Buffer.from('x') });
 
-const secretsKey = randomBytes(32);
+const secretsKey = secretsKeyOf(randomBytes(32));
 
-function routed(rules: Record<string, RouteRule>, fallbackResult?: SendResult, engineKey: Buffer | null = secretsKey) {
+function routed(rules: Record<string, RouteRule>, fallbackResult?: SendResult, engineKey: SecretsKey | null = secretsKey) {
   const fallback = fakeRelay('smtp://default.example.net:25', fallbackResult);
   const direct = fakeRelay('mx');
   const hosts = new Map<string, ReturnType<typeof fakeRelay>>();
@@ -55,7 +55,7 @@ function routed(rules: Record<string, RouteRule>, fallbackResult?: SendResult, e
 }
 
 /** toTickets with credentials, sealed as setRoute seals them. */
-function withAuth(username: string, password: string, key: Buffer = secretsKey): RouteRule {
+function withAuth(username: string, password: string, key: SecretsKey = secretsKey): RouteRule {
   return { ...toTickets, auth: { username, passwordSealed: sealRoutePassword(key, toTickets.domain, username, password) } };
 }
 
@@ -118,7 +118,7 @@ describe('the routed relay', () => {
   });
 
   it('credentials that cannot be opened (no MAIL_SECRETS_KEY, another key) defer the send: nothing is sent, no relay is made', async () => {
-    for (const engineKey of [null, randomBytes(32)]) {
+    for (const engineKey of [null, secretsKeyOf(randomBytes(32))]) {
       const { relay, hosts, fallback } = routed({ 'tickets.example.com': withAuth('postern', 'secret') }, undefined, engineKey);
       const result = await relay.send(message('a@tickets.example.com'));
       expect(hosts.size).toBe(0);

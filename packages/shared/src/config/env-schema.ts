@@ -110,6 +110,9 @@ export const envSchema = z.object({
   // Seals the secrets kept in PostgreSQL (DKIM private keys): 32 bytes, base64. Needed by the API
   // and the engine once a DKIM key exists (packages/shared/src/dkim/).
   MAIL_SECRETS_KEY: parsedBy(parseSecretsKey).optional(),
+  // During a rotation of MAIL_SECRETS_KEY only: the key being replaced, which still opens what it
+  // sealed until `postern secrets reseal` has sealed it again with the new one.
+  MAIL_SECRETS_KEY_PREVIOUS: parsedBy(parseSecretsKey).optional(),
   // Keys the SRS hash of forwarded mail's envelope sender; the edge and the engine need the same one.
   MAIL_SRS_SECRET: z.string().min(MIN_SECRET_LENGTH, `must be at least ${MIN_SECRET_LENGTH} characters`).optional(),
 

@@ -1,5 +1,6 @@
 // Parse the environment once, at boot, into a typed object. Nothing reads process.env after this.
 import { ConfigError } from '../errors/config-error.ts';
+import { type SecretsKey, secretsKeyOf } from '../secrets/secrets-key.ts';
 import { type Env, envSchema } from './env-schema.ts';
 import type { ListenAddress, RedisEndpoint } from './parse-values.ts';
 
@@ -35,7 +36,7 @@ export interface PosternConfig {
     mtaStsPort: number;
   };
   /** MAIL_SECRETS_KEY: seals DKIM private keys; null when unset (then no DKIM key may exist). */
-  secretsKey: Buffer | null;
+  secretsKey: SecretsKey | null;
   /** MAIL_SRS_SECRET: null when unset (forwarded mail keeps its envelope sender, SRS addresses are unknown). */
   srsSecret: string | null;
   /** The mail resolver's servers; null: the system's. */
@@ -119,6 +120,12 @@ function crossFieldProblems(env: Env, app: AppName): string[] {
   }
   if (Boolean(env.MAIL_SMTP_USERNAME) !== Boolean(env.MAIL_SMTP_PASSWORD)) {
     problems.push('MAIL_SMTP_USERNAME / MAIL_SMTP_PASSWORD: set both or neither');
+  }
+  if (env.MAIL_SECRETS_KEY_PREVIOUS && !env.MAIL_SECRETS_KEY) {
+    problems.push('MAIL_SECRETS_KEY_PREVIOUS: set only beside the new MAIL_SECRETS_KEY, during a rotation (docs/deploy.md)');
+  }
+  if (env.MAIL_SECRETS_KEY_PREVIOUS && env.MAIL_SECRETS_KEY?.equals(env.MAIL_SECRETS_KEY_PREVIOUS)) {
+    problems.push('MAIL_SECRETS_KEY_PREVIOUS: the same key as MAIL_SECRETS_KEY; a rotation needs a new key (openssl rand -base64 32)');
   }
   if (Boolean(env.MAIL_MTA_TLS_CERT) !== Boolean(env.MAIL_MTA_TLS_KEY)) {
     problems.push('MAIL_MTA_TLS_CERT / MAIL_MTA_TLS_KEY: set both (PEM files) or neither');
@@ -213,7 +220,7 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
       mxPrivateAddresses: env.MAIL_MX_PRIVATE_ADDRESSES,
       mtaStsPort: env.MAIL_MTA_STS_PORT,
     },
-    secretsKey: env.MAIL_SECRETS_KEY ?? null,
+    secretsKey: env.MAIL_SECRETS_KEY ? secretsKeyOf(env.MAIL_SECRETS_KEY, env.MAIL_SECRETS_KEY_PREVIOUS ?? null) : null,
     srsSecret: env.MAIL_SRS_SECRET ?? null,
     dns: { servers: env.MAIL_DNS_SERVERS ?? null },
     shaping: {

@@ -16,17 +16,18 @@ export class SealedKeyError extends Error {
   }
 }
 
-function boundTo(name: KeyName): string {
+/** What a DKIM key's sealed value is bound to (additional authenticated data). */
+export function dkimKeyBoundTo(name: KeyName): string {
   return `postern-dkim-v1:${name.domain}:${name.selector}`;
 }
 
 export function sealPrivateKey(secretsKey: SecretsKey, name: KeyName, privateKeyPem: string): Buffer {
-  return sealSecret(secretsKey, boundTo(name), privateKeyPem);
+  return sealSecret(secretsKey, dkimKeyBoundTo(name), privateKeyPem);
 }
 
 export function openPrivateKey(secretsKey: SecretsKey, name: KeyName, sealed: Buffer): string {
   try {
-    return openSecret(secretsKey, boundTo(name), sealed);
+    return openSecret(secretsKey, dkimKeyBoundTo(name), sealed);
   } catch (error) {
     if (error instanceof SealedSecretError) {
       const why = error.reason === 'version' ? 'not a sealed key of this version' : 'wrong key (not the value it was created with), or the stored key was altered';

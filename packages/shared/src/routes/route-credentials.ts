@@ -15,19 +15,20 @@ export class SealedRouteAuthError extends Error {
   }
 }
 
-function boundTo(routeDomain: string, username: string): string {
+/** What a route's sealed password is bound to (additional authenticated data). */
+export function routePasswordBoundTo(routeDomain: string, username: string): string {
   return `postern-route-auth-v1:${routeDomain}:${username}`;
 }
 
 export function sealRoutePassword(secretsKey: SecretsKey, routeDomain: string, username: string, password: string): Buffer {
-  return sealSecret(secretsKey, boundTo(routeDomain, username), password);
+  return sealSecret(secretsKey, routePasswordBoundTo(routeDomain, username), password);
 }
 
 /** The password of a route's credentials, or SealedRouteAuthError. */
 export function openRoutePassword(secretsKey: SecretsKey | null, routeDomain: string, auth: SealedRouteAuth): string {
   if (!secretsKey) throw new SealedRouteAuthError(routeDomain, 'MAIL_SECRETS_KEY is not set');
   try {
-    return openSecret(secretsKey, boundTo(routeDomain, auth.username), auth.passwordSealed);
+    return openSecret(secretsKey, routePasswordBoundTo(routeDomain, auth.username), auth.passwordSealed);
   } catch (error) {
     if (error instanceof SealedSecretError) throw new SealedRouteAuthError(routeDomain, error.message);
     throw error;

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { secretsKeyOf } from '../secrets/secrets-key.ts';
 import { openRoutePassword, SealedRouteAuthError, sealRoutePassword } from './route-credentials.ts';
 import { chooseRoute, describeRouteRelay, RouteInputError, routeAuth, routeCandidates, routeDomain, routeRelay, routeRule } from './route-rules.ts';
 
@@ -141,11 +142,11 @@ describe("a route's credentials", () => {
   });
 
   it('are sealed bound to their route and username: another key, route or username does not open them', () => {
-    const key = randomBytes(32);
+    const key = secretsKeyOf(randomBytes(32));
     const sealed = sealRoutePassword(key, 'example.com', 'postern', 'the password');
     expect(sealed.toString('latin1')).not.toContain('the password');
     expect(openRoutePassword(key, 'example.com', { username: 'postern', passwordSealed: sealed })).toBe('the password');
-    expect(() => openRoutePassword(randomBytes(32), 'example.com', { username: 'postern', passwordSealed: sealed })).toThrow(SealedRouteAuthError);
+    expect(() => openRoutePassword(secretsKeyOf(randomBytes(32)), 'example.com', { username: 'postern', passwordSealed: sealed })).toThrow(SealedRouteAuthError);
     expect(() => openRoutePassword(key, 'other.com', { username: 'postern', passwordSealed: sealed })).toThrow(SealedRouteAuthError);
     expect(() => openRoutePassword(key, 'example.com', { username: 'someone', passwordSealed: sealed })).toThrow(SealedRouteAuthError);
     expect(() => openRoutePassword(null, 'example.com', { username: 'postern', passwordSealed: sealed })).toThrow(/MAIL_SECRETS_KEY is not set/);

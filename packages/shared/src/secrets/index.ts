@@ -1,2 +1,3 @@
-export { openSecret, SealedSecretError, sealSecret } from './sealed-secret.ts';
-export { parseSecretsKey, SECRETS_KEY_BYTES, type SecretsKey, SecretsKeyMissingError } from './secrets-key.ts';
+export { logSecretsRotation, type ResealResult, resealSecrets, type SealedSecretsStatus, sealedSecretsStatus } from './reseal-secrets.ts';
+export { openSecret, openSecretFrom, SealedSecretError, sealSecret } from './sealed-secret.ts';
+export { parseSecretsKey, SECRETS_KEY_BYTES, type SecretsKey, SecretsKeyMissingError, secretsKeyOf } from './secrets-key.ts';

@@ -4,15 +4,27 @@
 // 32 random bytes, base64 (`openssl rand -base64 32`). Optional in the environment: it is needed
 // only once a DKIM key exists or is created, or a route gets credentials, and then by the API and
 // the engine alike, with the same value (docs/deploy.md, "DKIM").
+// During a rotation (docs/deploy.md, "Rotating MAIL_SECRETS_KEY") MAIL_SECRETS_KEY_PREVIOUS is the
+// key being replaced: values sealed with it still open, everything new is sealed with the new key,
+// and `postern secrets reseal` seals the old values again with the new key (reseal-secrets.ts).
 import type { Parsed } from '../config/parse-values.ts';
 
 export const SECRETS_KEY_BYTES = 32;
 
-/** The key, held as bytes; never logged, never in an answer. */
-export type SecretsKey = Buffer;
+/** The keys, held as bytes; never logged, never in an answer. */
+export interface SecretsKey {
+  /** MAIL_SECRETS_KEY: seals every new value, and opens first. */
+  readonly current: Buffer;
+  /** MAIL_SECRETS_KEY_PREVIOUS, during a rotation only: opens the values sealed before it. */
+  readonly previous: Buffer | null;
+}
+
+export function secretsKeyOf(current: Buffer, previous: Buffer | null = null): SecretsKey {
+  return { current, previous };
+}
 
 /** base64 (or base64url) of exactly 32 bytes; anything else is refused rather than padded or cut. */
-export function parseSecretsKey(text: string): Parsed<SecretsKey> {
+export function parseSecretsKey(text: string): Parsed<Buffer> {
   const trimmed = text.trim();
   if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(trimmed)) {
     return { ok: false, problem: `must be ${SECRETS_KEY_BYTES} random bytes in base64 (openssl rand -base64 32)` };
