@@ -3,7 +3,8 @@
 // values it sealed still open and new ones are sealed with the new key; `postern secrets reseal`
 // seals the old ones again, after which the new key alone opens every DKIM key and route password
 // (the same plaintext: a DKIM key keeps signing with the same key); a value neither key opens makes
-// the reseal change nothing and name it; the API and the engine say at start what is left to do.
+// the reseal change nothing and name it; the API and the engine say at start what is left to do;
+// and the reseal's list of sealed columns is the schema's.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -15,6 +16,7 @@ import {
   logSecretsRotation,
   lookupRoute,
   openRoutePassword,
+  SEALED_COLUMNS,
   type SecretsKey,
   secretsKeyOf,
   setRoute,
@@ -62,6 +64,14 @@ function capturingLogger() {
 }
 
 describe('rotating MAIL_SECRETS_KEY', () => {
+  it('covers every sealed column of the schema (bytea, named *_sealed)', async () => {
+    const { rows } = await db.pool.query<{ column: string }>(
+      `SELECT table_schema || '.' || table_name || '.' || column_name AS column FROM information_schema.columns
+        WHERE table_schema = 'mail' AND data_type = 'bytea' AND column_name LIKE '%\\_sealed' ORDER BY 1`,
+    );
+    expect(rows.map((row) => row.column)).toEqual([...SEALED_COLUMNS].sort());
+  });
+
   it('the old values open during the rotation, reseal seals them again, and then the new key alone opens everything', async () => {
     await createDkimKey(db.pool, before, { domain: 'one.rotate.test', selector: 'r1', keyType: 'ed25519' });
     await createDkimKey(db.pool, before, { domain: 'two.rotate.test', selector: 'r1', keyType: 'rsa2048' });

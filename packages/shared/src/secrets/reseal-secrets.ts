@@ -29,6 +29,8 @@ interface SealedRow {
 interface SealedKind {
   /** "DKIM key", "route password". */
   kind: string;
+  /** Where it is, "mail.table.column" (a sealed column's name ends in _sealed). */
+  column: string;
   listSql: string;
   updateSql: string;
   boundTo(row: SealedRow): string;
@@ -37,6 +39,7 @@ interface SealedKind {
 const SEALED_KINDS: readonly SealedKind[] = [
   {
     kind: 'DKIM key',
+    column: 'mail.dkim_keys.private_key_sealed',
     listSql: `SELECT id::text AS id, selector || '._domainkey.' || domain AS label, domain, selector AS name, private_key_sealed AS sealed
                 FROM mail.dkim_keys WHERE private_key_sealed IS NOT NULL ORDER BY id`,
     updateSql: 'UPDATE mail.dkim_keys SET private_key_sealed = $2 WHERE id = $1::bigint',
@@ -44,12 +47,17 @@ const SEALED_KINDS: readonly SealedKind[] = [
   },
   {
     kind: 'route password',
+    column: 'mail.routes.auth_password_sealed',
     listSql: `SELECT id::text AS id, domain AS label, domain, auth_username AS name, auth_password_sealed AS sealed
                 FROM mail.routes WHERE auth_password_sealed IS NOT NULL ORDER BY id`,
     updateSql: 'UPDATE mail.routes SET auth_password_sealed = $2 WHERE id = $1::bigint',
     boundTo: (row) => routePasswordBoundTo(row.domain, row.name),
   },
 ];
+
+/** Every column that holds a sealed value: a new one not listed here would be left behind by a
+ *  rotation (e2e/api/secrets-rotation.e2e.test.ts compares it with the schema). */
+export const SEALED_COLUMNS: readonly string[] = SEALED_KINDS.map((kind) => kind.column);
 
 export interface SealedSecretsStatus {
   /** Per kind: how many MAIL_SECRETS_KEY opens, how many only MAIL_SECRETS_KEY_PREVIOUS. */
