@@ -4,7 +4,8 @@
 // dnsmasq, that serves A's SPF record naming the engine's address) and carries an ARC set that
 // mailauth verifies against A's DKIM record from the same server. A bounce sent back through the
 // edge to that SRS address reaches the original sender with the null sender kept; a forged hash and
-// an expired timestamp are refused 550 5.1.1 at RCPT.
+// an expired timestamp are refused 550 5.1.1 at RCPT; after a change of secret the old one, given as
+// MAIL_SRS_SECRET_PREVIOUS, is still accepted, and without it refused.
 import { randomBytes } from 'node:crypto';
 import { Resolver } from 'node:dns/promises';
 import { createAlias, createDkimKey, createDomain, createSrs, dkimDnsRecord, parseSecretsKey, type SecretsKey, secretsKeyOf } from '@postern/shared';
@@ -146,5 +147,27 @@ describe('forwarded mail: SRS envelope sender and ARC set, bounces routed back',
     }
     expect((await client.command(`RCPT TO:<${good}>`)).code).toBe(250);
     await client.quit();
+  });
+
+  it('after a change of secret, an edge given the old one as MAIL_SRS_SECRET_PREVIOUS still takes the bounces of mail forwarded before', async () => {
+    const newSecret = randomBytes(24).toString('base64');
+    const madeBefore = createSrs(SRS_SECRET).rewrite(ORIGINAL, A);
+    const madeAfter = createSrs(newSecret).rewrite(ORIGINAL, A);
+    const changing = await startTestEdge(db.dsn, { MAIL_SRS_SECRET: newSecret, MAIL_SRS_SECRET_PREVIOUS: SRS_SECRET, MAIL_MTA_HOSTNAME: HOSTNAME });
+    const changed = await startTestEdge(db.dsn, { MAIL_SRS_SECRET: newSecret, MAIL_MTA_HOSTNAME: HOSTNAME });
+    try {
+      const replies = async (target: Edge) => {
+        const client = await openSession(target, 'mx.external.test');
+        expect((await client.command('MAIL FROM:<>')).code).toBe(250);
+        const codes = [(await client.command(`RCPT TO:<${madeBefore}>`)).code, (await client.command(`RCPT TO:<${madeAfter}>`)).code];
+        await client.quit();
+        return codes;
+      };
+      expect(await replies(changing)).toEqual([250, 250]);
+      // Once the previous secret is dropped, only what the new one made is taken.
+      expect(await replies(changed)).toEqual([550, 250]);
+    } finally {
+      await Promise.all([changing.stop(), changed.stop()]);
+    }
   });
 });

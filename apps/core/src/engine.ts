@@ -112,7 +112,7 @@ function forwarderFor(config: PosternConfig, keyFor: KeyLookup, resolver: MailRe
   }
   // Only the keys of an existing ARC chain's sealers are looked up, through the one mail resolver.
   return createForwarder({
-    srs: config.srsSecret ? createSrs(config.srsSecret) : null,
+    srs: config.srsSecret ? createSrs(config.srsSecret, config.srsPreviousSecret) : null,
     sealer: createArcSealer({
       authservId: config.mta.hostname ?? os.hostname(),
       resolver: (name) => resolver.resolve(name, 'TXT'),

@@ -217,7 +217,7 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
     logger,
     metrics,
     resolve: (address) => lookups.resolve(address),
-    srs: config.srsSecret ? srsRecipients(createSrs(config.srsSecret)) : null,
+    srs: config.srsSecret ? srsRecipients(createSrs(config.srsSecret, config.srsPreviousSecret)) : null,
     accept: (fingerprint, message) => ledger.accept(fingerprint, () => batcher.accept(prepareAccept(limits.hostname, message))),
     rateLimiter: new ClientRateLimiter({ perMinute: limits.rateLimitPerMinute }),
     greeting: new GreetingDelay({ delayMs: config.mta.greetingDelayMs }),

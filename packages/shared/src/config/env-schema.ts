@@ -115,6 +115,9 @@ export const envSchema = z.object({
   MAIL_SECRETS_KEY_PREVIOUS: parsedBy(parseSecretsKey).optional(),
   // Keys the SRS hash of forwarded mail's envelope sender; the edge and the engine need the same one.
   MAIL_SRS_SECRET: z.string().min(MIN_SECRET_LENGTH, `must be at least ${MIN_SECRET_LENGTH} characters`).optional(),
+  // After a change of MAIL_SRS_SECRET, for as long as the addresses it made are accepted (21 days):
+  // the old secret, still accepted in the hash of a bounce, never used to make an address.
+  MAIL_SRS_SECRET_PREVIOUS: z.string().min(MIN_SECRET_LENGTH, `must be at least ${MIN_SECRET_LENGTH} characters`).optional(),
 
   // Engine tuning.
   MAIL_ATTEMPT_WORKER_CONCURRENCY: count('8', 1000),

@@ -39,6 +39,8 @@ export interface PosternConfig {
   secretsKey: SecretsKey | null;
   /** MAIL_SRS_SECRET: null when unset (forwarded mail keeps its envelope sender, SRS addresses are unknown). */
   srsSecret: string | null;
+  /** MAIL_SRS_SECRET_PREVIOUS: the secret before a change, still accepted in bounces; null when unset. */
+  srsPreviousSecret: string | null;
   /** The mail resolver's servers; null: the system's. */
   dns: { servers: string[] | null };
   /** Shaping per destination site in mx mode (apps/core/src/relay/site-*.ts). */
@@ -120,6 +122,12 @@ function crossFieldProblems(env: Env, app: AppName): string[] {
   }
   if (Boolean(env.MAIL_SMTP_USERNAME) !== Boolean(env.MAIL_SMTP_PASSWORD)) {
     problems.push('MAIL_SMTP_USERNAME / MAIL_SMTP_PASSWORD: set both or neither');
+  }
+  if (env.MAIL_SRS_SECRET_PREVIOUS && !env.MAIL_SRS_SECRET) {
+    problems.push('MAIL_SRS_SECRET_PREVIOUS: set only beside the new MAIL_SRS_SECRET, after a change of it (docs/core.md)');
+  }
+  if (env.MAIL_SRS_SECRET_PREVIOUS && env.MAIL_SRS_SECRET_PREVIOUS === env.MAIL_SRS_SECRET) {
+    problems.push('MAIL_SRS_SECRET_PREVIOUS: the same as MAIL_SRS_SECRET; it is the secret before the change');
   }
   if (env.MAIL_SECRETS_KEY_PREVIOUS && !env.MAIL_SECRETS_KEY) {
     problems.push('MAIL_SECRETS_KEY_PREVIOUS: set only beside the new MAIL_SECRETS_KEY, during a rotation (docs/deploy.md)');
@@ -222,6 +230,7 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
     },
     secretsKey: env.MAIL_SECRETS_KEY ? secretsKeyOf(env.MAIL_SECRETS_KEY, env.MAIL_SECRETS_KEY_PREVIOUS ?? null) : null,
     srsSecret: env.MAIL_SRS_SECRET ?? null,
+    srsPreviousSecret: env.MAIL_SRS_SECRET_PREVIOUS ?? null,
     dns: { servers: env.MAIL_DNS_SERVERS ?? null },
     shaping: {
       maxConnections: env.MAIL_SHAPING_MAX_CONNECTIONS,

@@ -1,7 +1,8 @@
 // Property tests for SRS: every sender we fold comes back out of the bounce address as it went in,
 // for the whole accepted age and whatever case a relay gives the address on the way back; and no
 // address we did not make — another secret, one changed character, an older timestamp — is turned
-// into a recipient (that would make the edge an open relay). A fixed seed keeps a failure reproducible.
+// into a recipient (that would make the edge an open relay); after a change of secret, the previous one
+// is accepted beside it and never used. A fixed seed keeps a failure reproducible.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createSrs, encodeTimestamp, HASH_LENGTH, looksLikeSrs, MAX_AGE_DAYS } from './srs.ts';
@@ -44,6 +45,28 @@ describe('SRS', () => {
       fc.property(localPart, domain, when, (local, from, now) => {
         const decoded = srs.decode(localOf(other.rewrite(`${local}@${from}`, FORWARDER, now)), now);
         expect(decoded.status).toBe('forged');
+      }),
+      { seed: SEED, numRuns: 300 },
+    );
+  });
+
+  it('after a change of secret: makes addresses with the new one, accepts both until the previous one is dropped', () => {
+    const before = createSrs('the-secret-before-the-change');
+    const changing = createSrs(SECRET, 'the-secret-before-the-change');
+    const third = createSrs('a-third-secret-of-enough-length');
+    fc.assert(
+      fc.property(localPart, domain, when, fc.integer({ min: 0, max: MAX_AGE_DAYS * DAY_MS }), (local, from, now, later) => {
+        const sender = `${local}@${from}`;
+        const then = new Date(now.getTime() + later);
+        // Made before the change: accepted while the previous secret is given, refused once it is gone.
+        const old = localOf(before.rewrite(sender, FORWARDER, now));
+        expect(changing.decode(old, then)).toEqual({ status: 'valid', address: sender });
+        expect(srs.decode(old, then).status).toBe('forged');
+        // Made now: with the new secret only.
+        expect(changing.rewrite(sender, FORWARDER, now)).toBe(srs.rewrite(sender, FORWARDER, now));
+        expect(before.decode(localOf(changing.rewrite(sender, FORWARDER, now)), then).status).toBe('forged');
+        // A secret that is neither is still refused.
+        expect(changing.decode(localOf(third.rewrite(sender, FORWARDER, now)), then).status).toBe('forged');
       }),
       { seed: SEED, numRuns: 300 },
     );

@@ -16,6 +16,9 @@
 // - timestamp: days since the epoch modulo 1024, two base32 characters; accepted for MAX_AGE_DAYS.
 // - SRS1: the first forwarder's domain and what followed its "SRS0" are kept as they are and
 //   hashed again by us; the bounce goes back to the first forwarder, which checks its own hash.
+// - a changed secret (MAIL_SRS_SECRET_PREVIOUS, docs/core.md "Changing the secret"): addresses are
+//   made with the new secret only, and a hash made with either is accepted, so the bounces of mail
+//   forwarded before the change still find their way back while the old secret is kept.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
 export const HASH_LENGTH = 8;
@@ -73,17 +76,28 @@ function foldable(localPart: string): boolean {
   return localPart !== '' && !/[\s"\\(),:;<>@[\]\p{Cc}]/u.test(localPart);
 }
 
-export function createSrs(secret: string): SrsCodec {
-  if (secret.length < MIN_SECRET_LENGTH) throw new Error(`the SRS secret must be at least ${MIN_SECRET_LENGTH} characters`);
-  const hash = (...parts: string[]): string => {
-    const hmac = createHmac('sha1', secret);
-    for (const part of parts) hmac.update(part.toLowerCase(), 'utf8');
-    return hmac.digest('base64').slice(0, HASH_LENGTH);
-  };
+function hashWith(secret: string, parts: readonly string[]): string {
+  const hmac = createHmac('sha1', secret);
+  for (const part of parts) hmac.update(part.toLowerCase(), 'utf8');
+  return hmac.digest('base64').slice(0, HASH_LENGTH);
+}
+
+/** `secret` makes and checks addresses; `previousSecret` (a change of secret under way) only checks. */
+export function createSrs(secret: string, previousSecret: string | null = null): SrsCodec {
+  for (const given of [secret, previousSecret]) {
+    if (given !== null && given.length < MIN_SECRET_LENGTH) throw new Error(`the SRS secret must be at least ${MIN_SECRET_LENGTH} characters`);
+  }
+  const checkedWith = previousSecret === null ? [secret] : [secret, previousSecret];
+  const hash = (...parts: string[]): string => hashWith(secret, parts);
   const hashMatches = (given: string, ...parts: string[]): boolean => {
-    const expected = Buffer.from(hash(...parts).toLowerCase(), 'utf8');
     const actual = Buffer.from(given.toLowerCase(), 'utf8');
-    return actual.length === expected.length && timingSafeEqual(actual, expected);
+    // Every secret is compared, so the time taken does not say which one matched.
+    let matched = false;
+    for (const candidate of checkedWith) {
+      const expected = Buffer.from(hashWith(candidate, parts).toLowerCase(), 'utf8');
+      if (actual.length === expected.length && timingSafeEqual(actual, expected)) matched = true;
+    }
+    return matched;
   };
 
   return {
