@@ -72,7 +72,7 @@ export async function startApi(config: PosternConfig, deps: ApiDeps): Promise<Ap
     db: pool,
     logger,
     metrics,
-    intake: createSendEmailIntake(pool, { catalog, sender: config.smtp.from }),
+    intake: createSendEmailIntake(pool, { catalog, sender: config.smtp.from, urgentCategories: config.urgentCategories }),
     secretsKey: config.secretsKey,
     production,
     introspection: deps.introspection ?? !production,

@@ -329,6 +329,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
           group: config.redis?.consumerGroup ?? 'postern-core',
           consumer: workerId,
           sender: config.smtp.from,
+          urgentCategories: config.urgentCategories,
           reclaimIdleMs: config.engine.streamReclaimIdleMs,
           blockMs: Math.min(2_000, config.engine.heartbeatIntervalMs),
           batchSize: 50,

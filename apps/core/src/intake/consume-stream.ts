@@ -55,6 +55,8 @@ export interface StreamConsumerOptions {
   group: string;
   consumer: string;
   sender: string;
+  /** MAIL_URGENT_CATEGORIES: claimed before the rest. */
+  urgentCategories: readonly string[];
   reclaimIdleMs: number;
   blockMs: number;
   batchSize: number;
@@ -98,7 +100,7 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
    *  pending and the restarted loop reads it again first) or quarantined as handling_failed. */
   async function submit(id: string, command: DeliveryCommand, origin: CommandOrigin): Promise<IntakeOutcome> {
     try {
-      return await intakeCommand(options.pool, command, origin, { catalog: options.catalog, sender: options.sender });
+      return await intakeCommand(options.pool, command, origin, { catalog: options.catalog, sender: options.sender, urgentCategories: options.urgentCategories });
     } catch (error) {
       if (error instanceof QuarantineFailed) throw error;
       const delivered = await timesDelivered(id);

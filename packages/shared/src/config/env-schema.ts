@@ -5,6 +5,7 @@ import os from 'node:os';
 import { z } from 'zod';
 import { InvalidAddressError, normalizeAddress } from '../addresses/normalize-address.ts';
 import { parseDnsServers } from '../dns/dns-servers.ts';
+import { DEFAULT_URGENT_CATEGORIES, parseCategoryList } from '../intake/urgency.ts';
 import { parseSecretsKey } from '../secrets/secrets-key.ts';
 import { MIN_SECRET_LENGTH } from '../srs/srs.ts';
 import {
@@ -109,6 +110,9 @@ export const envSchema = z.object({
 
   // Seals the secrets kept in PostgreSQL (DKIM private keys): 32 bytes, base64. Needed by the API
   // and the engine once a DKIM key exists (packages/shared/src/dkim/).
+  // Categories whose deliveries are claimed before every other due delivery (login codes, password
+  // resets: someone is waiting); comma-separated, or none (packages/shared/src/intake/urgency.ts).
+  MAIL_URGENT_CATEGORIES: parsedBy(parseCategoryList).prefault(DEFAULT_URGENT_CATEGORIES.join(',')),
   MAIL_SECRETS_KEY: parsedBy(parseSecretsKey).optional(),
   // During a rotation of MAIL_SECRETS_KEY only: the key being replaced, which still opens what it
   // sealed until `postern secrets reseal` has sealed it again with the new one.

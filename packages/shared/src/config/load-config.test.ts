@@ -85,6 +85,13 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ ...minimal, MAIL_SMTP_MODE: 'mx', MAIL_LEASE_DURATION: '1m' }, 'core')).toThrow(/MAIL_LEASE_DURATION: must be longer than the whole-send deadline/);
   });
 
+  it('reads the urgent categories: authsession unless told, a list, or none; a name no command could carry is refused', () => {
+    expect(loadConfig(minimal, 'api').urgentCategories).toEqual(['authsession']);
+    expect(loadConfig({ ...minimal, MAIL_URGENT_CATEGORIES: ' authsession, alerts ,alerts' }, 'api').urgentCategories).toEqual(['authsession', 'alerts']);
+    expect(loadConfig({ ...minimal, MAIL_URGENT_CATEGORIES: 'none' }, 'api').urgentCategories).toEqual([]);
+    expect(() => loadConfig({ ...minimal, MAIL_URGENT_CATEGORIES: 'Auth Session' }, 'api')).toThrow(/MAIL_URGENT_CATEGORIES: "Auth Session" is not a category/);
+  });
+
   it('treats empty variables as unset and parses durations, sizes and IPv6 addresses', () => {
     const config = loadConfig(
       { ...minimal, MAIL_SMTP_TIMEOUT: '1m30s', MAIL_MTA_MAX_MESSAGE_SIZE: '10MiB', MAIL_SMTP_LISTEN_ADDR: '[::1]:25', MAIL_REDIS_PASSWORD: '' },

@@ -18,6 +18,8 @@ export interface PosternConfig {
   };
   redis: { endpoint: RedisEndpoint; password: string | undefined; sentinelPassword: string | undefined; consumerGroup: string } | null;
   templateDir: string;
+  /** MAIL_URGENT_CATEGORIES: deliveries of these categories are claimed first. */
+  urgentCategories: readonly string[];
   smtp: {
     mode: Env['MAIL_SMTP_MODE'];
     addr: ListenAddress | undefined;
@@ -216,6 +218,7 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
         }
       : null,
     templateDir: env.MAIL_TEMPLATE_DIR,
+    urgentCategories: env.MAIL_URGENT_CATEGORIES,
     smtp: {
       mode: env.MAIL_SMTP_MODE,
       addr: env.MAIL_SMTP_ADDR,

@@ -15,11 +15,14 @@ import type { Pool, PoolClient } from '../db/pool.ts';
 import { checkTemplateCommand } from '../templates/render-template.ts';
 import type { TemplateCatalog } from '../templates/template-catalog.ts';
 import { type DecodeFailure, type DeliveryCommand, decodeFailure } from './delivery-command.ts';
+import { priorityOf } from './urgency.ts';
 
 export interface AcceptCommandOptions {
   catalog: TemplateCatalog;
   /** MAIL_SMTP_FROM: the envelope sender of mail Postern writes, and the Message-ID's domain. */
   sender: string;
+  /** MAIL_URGENT_CATEGORIES (default: authsession): claimed before the rest (urgency.ts). */
+  urgentCategories?: readonly string[];
 }
 
 export type AcceptOutcome =
@@ -48,8 +51,8 @@ SELECT request_hash, delivery_id FROM mail.idempotency_reservations
 const INSERT_DELIVERY = `
 INSERT INTO mail.deliveries (id, source, idempotency_key, payload_mode, template_id, template_locale, template_hash,
                              template_variables, subject, text_body, html_body, category, recipient, envelope_from,
-                             rfc_message_id, traceparent, status, next_attempt_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12, $13, $14, $15, $16, 'queued', now())
+                             rfc_message_id, traceparent, priority, status, next_attempt_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12, $13, $14, $15, $16, $17, 'queued', now())
 ON CONFLICT (id) DO NOTHING
 RETURNING id`;
 
@@ -115,6 +118,7 @@ async function acceptOnce(
     options.sender,
     `<${id}@${domain}>`,
     command.traceparent,
+    priorityOf(row.category, options.urgentCategories),
   ]);
   if (inserted === 0) {
     // The id is taken. Either by an identical command of the same producer running at the same

@@ -17,7 +17,8 @@ import { MAX_COMMAND_BYTES } from './delivery-command.ts';
 const SOURCE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$/;
 const TEMPLATE_ID = /^[a-z0-9][a-z0-9-]{0,63}$/;
 const LOCALE = /^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$/;
-const CATEGORY = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+/** A delivery's category, as commands give it and MAIL_URGENT_CATEGORIES names it. */
+export const CATEGORY = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 
 interface FailureParams {
   failure: FailureCode;

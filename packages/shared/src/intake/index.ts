@@ -13,3 +13,4 @@ export {
 } from './delivery-command.ts';
 export { type CommandOrigin, type IntakeOutcome, intakeCommand, QuarantineFailed, refuseCommand } from './intake-command.ts';
 export { type CommandChannel, quarantineCommand } from './quarantine.ts';
+export { DEFAULT_URGENT_CATEGORIES, NORMAL_PRIORITY, priorityOf, URGENT_PRIORITY } from './urgency.ts';
