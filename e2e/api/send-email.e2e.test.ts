@@ -56,8 +56,9 @@ describe('sendEmail', () => {
     expect(mail?.text ?? mail?.html ?? '').toContain('493817');
     await waitFor(`delivery ${id} sent`, () => deliveryStatus(id), (status) => status === 'sent');
 
-    const read = await gqlData(api, reader, 'query($id: ID!) { delivery(id: $id) { attemptCount attempts { attemptNumber status smtpCode } deadLetter { id } } }', { id });
-    expect(read.delivery).toMatchObject({ attemptCount: 1, attempts: [{ attemptNumber: 1, status: 'sent', smtpCode: 250 }], deadLetter: null });
+    const read = await gqlData(api, reader, 'query($id: ID!) { delivery(id: $id) { attemptCount attempts { attemptNumber status smtpCode } deadLetter { id } category urgent } }', { id });
+    // login-code is an authsession template: urgent (MAIL_URGENT_CATEGORIES' default).
+    expect(read.delivery).toMatchObject({ attemptCount: 1, attempts: [{ attemptNumber: 1, status: 'sent', smtpCode: 250 }], deadLetter: null, category: 'authsession', urgent: true });
   });
 
   it('the same key twice is one delivery (duplicate: true), one mail', async () => {

@@ -22,6 +22,7 @@ export interface DeliveryRow {
   templateHash: string | null;
   subject: string | null;
   category: string | null;
+  urgent: boolean;
   envelopeFrom: string;
   rfcMessageId: string;
   attemptCount: number;
@@ -43,7 +44,7 @@ export interface DeliveryRow {
 export const DELIVERY_COLUMNS = `dl.id::text AS id, dl.status, dl.recipient, dl.source, dl.idempotency_key AS "idempotencyKey",
        dl.payload_mode AS "payloadMode", dl.message_id::text AS "messageId", dl.template_id AS "templateId",
        dl.template_locale AS "templateLocale", dl.template_hash AS "templateHash", dl.subject, dl.category,
-       dl.envelope_from AS "envelopeFrom", dl.rfc_message_id AS "rfcMessageId", dl.attempt_count AS "attemptCount",
+       dl.priority = 0 AS urgent, dl.envelope_from AS "envelopeFrom", dl.rfc_message_id AS "rfcMessageId", dl.attempt_count AS "attemptCount",
        dl.next_attempt_at AS "nextAttemptAt", dl.last_error AS "lastError", dl.created_at AS "createdAt",
        dl.updated_at AS "updatedAt", dl.finished_at AS "finishedAt", substr(dl.traceparent, 4, 32) AS "traceId",
        to_char(dl.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "cursorAt"`;
@@ -132,6 +133,9 @@ DeliveryRef.implement({
         delivery.messageId && isUuid(delivery.messageId) ? inboundAuthenticationOf(await context.loaders.inboundAuthOfMessage.load(delivery.messageId)) : null,
     }),
     category: t.exposeString('category', { nullable: true }),
+    urgent: t.exposeBoolean('urgent', {
+      description: 'Claimed before every other due delivery: its category is one of MAIL_URGENT_CATEGORIES (authsession unless configured), decided at intake.',
+    }),
     envelopeFrom: t.exposeString('envelopeFrom'),
     rfcMessageId: t.exposeString('rfcMessageId', { description: 'The Message-ID, the same on every attempt.' }),
     attemptCount: t.exposeInt('attemptCount'),
