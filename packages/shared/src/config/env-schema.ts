@@ -108,11 +108,12 @@ export const envSchema = z.object({
   // Unset: the sites file shipped with the engine (apps/core/src/relay/site-shaping.txt).
   MAIL_SHAPING_SITES_FILE: z.string().min(1).optional(),
 
-  // Seals the secrets kept in PostgreSQL (DKIM private keys): 32 bytes, base64. Needed by the API
-  // and the engine once a DKIM key exists (packages/shared/src/dkim/).
   // Categories whose deliveries are claimed before every other due delivery (login codes, password
   // resets: someone is waiting); comma-separated, or none (packages/shared/src/intake/urgency.ts).
   MAIL_URGENT_CATEGORIES: parsedBy(parseCategoryList).prefault(DEFAULT_URGENT_CATEGORIES.join(',')),
+
+  // Seals the secrets kept in PostgreSQL (DKIM private keys, routes' relay passwords): 32 bytes,
+  // base64. Needed by the API and the engine once one exists (packages/shared/src/secrets/).
   MAIL_SECRETS_KEY: parsedBy(parseSecretsKey).optional(),
   // During a rotation of MAIL_SECRETS_KEY only: the key being replaced, which still opens what it
   // sealed until `postern secrets reseal` has sealed it again with the new one.

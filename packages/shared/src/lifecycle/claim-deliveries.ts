@@ -1,8 +1,8 @@
 // Claim: the engine scheduler's status change queued|retrying -> sending (no-health-endpoints:
 // "scheduler claims rely on FOR UPDATE SKIP LOCKED"). Due rows are taken urgent first (priority 0:
 // MAIL_URGENT_CATEGORIES, intake/urgency.ts), then oldest first, through the partial index
-// deliveries_due_idx (priority, next_attempt_at), as leases: locked_by names the claiming engine, locked_until
-// is when any engine may take the row back (reclaim-expired-leases.ts). Two engines never claim
+// deliveries_due_idx (priority, next_attempt_at), as leases: locked_by names the claiming engine,
+// locked_until is when any engine may take the row back (reclaim-expired-leases.ts). Two engines never claim
 // the same row: each skips the rows the other has locked. attempt_count is incremented here, so
 // the attempt about to start has a number before anything can go wrong.
 // The suppression list is read in the same statement (no extra round trip per delivery), and so is
