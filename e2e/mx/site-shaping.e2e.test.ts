@@ -224,14 +224,17 @@ describe('the site store on PostgreSQL', () => {
     expect(await store.claimSlot('held.test', 1, 'a', 60_000)).toEqual({ kind: 'slot', slot: 0 });
     // orphan.test: what a purge leaves when a slot was claimed during it (slot 0 gone, slot 1 kept), idle since.
     await db.pool.query(`INSERT INTO mail.site_slots (site, slot, expires_at) VALUES ('orphan.test', 1, now() - interval '2 days')`);
+    // new.test: slot rows made just now by a claim its backoff refused, never used: free since now, not idle.
+    await store.backOff('new.test', 60_000, '421 busy');
+    expect(await store.claimSlot('new.test', 2, 'a', 60_000)).toMatchObject({ kind: 'backoff' });
 
     const purged = await purgeExpired(db.pool, { retentionAgeMs: DAY_MS, idempotencyWindowMs: DAY_MS });
     expect(purged).toMatchObject({ siteSlots: 2, siteBuckets: 1, siteBackoffs: 1 });
-    const sites = ['idle.test', 'half.test', 'held.test', 'orphan.test'];
+    const sites = ['idle.test', 'half.test', 'held.test', 'orphan.test', 'new.test'];
     const left = async (sql: string) => (await db.pool.query<{ site: string }>(sql, [sites])).rows.map((row) => row.site);
-    expect(await left('SELECT DISTINCT site FROM mail.site_slots WHERE site = ANY($1::text[]) ORDER BY site')).toEqual(['half.test', 'held.test']);
+    expect(await left('SELECT DISTINCT site FROM mail.site_slots WHERE site = ANY($1::text[]) ORDER BY site')).toEqual(['half.test', 'held.test', 'new.test']);
     expect(await left('SELECT site FROM mail.site_buckets WHERE site = ANY($1::text[])')).toEqual([]);
-    expect(await left('SELECT site FROM mail.site_backoffs WHERE site = ANY($1::text[])')).toEqual([]);
+    expect(await left('SELECT site FROM mail.site_backoffs WHERE site = ANY($1::text[])')).toEqual(['new.test']);
     expect((await purgeExpired(db.pool, { retentionAgeMs: DAY_MS, idempotencyWindowMs: DAY_MS })).siteSlots).toBe(0);
 
     // This store made idle.test's rows before the purge; its next claim finds them gone and makes them again.

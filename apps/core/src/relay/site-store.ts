@@ -4,7 +4,7 @@
 // - connection slots: rows 0..N-1 per site; a connection may be opened only on a slot claimed with
 //   FOR UPDATE SKIP LOCKED, whose lease its engine renews while the connection lives. A crashed
 //   engine renews nothing: its slots are free again when their leases run out. A free slot's
-//   expires_at is when it was last given up (released, or its lease ran out): retention removes
+//   expires_at is when it was last given up (released, or its lease ran out) or made: retention removes
 //   the rows of a site nobody has connected to for MAIL_RETENTION_AGE (keepalive/retention.ts),
 //   and a claim that finds rows missing makes them again.
 // - the message rate: a token bucket row, refilled by elapsed time in the statement that takes a
@@ -14,9 +14,12 @@
 // Time is PostgreSQL's now(), so engines with skewed clocks still agree.
 import { type Queryable, storableText } from '@postern/shared';
 
+// A slot row made now is free since now. (Made with the column's default, '-infinity', it looked
+// idle for ever: a retention pass running at the same moment deleted the rows just made, and the
+// claim, skipping the rows being deleted, answered "full" and deferred the delivery for nothing.)
 const ENSURE_SLOTS_SQL = `
-INSERT INTO mail.site_slots (site, slot)
-SELECT $1, s FROM generate_series(0, $2::int - 1) AS s
+INSERT INTO mail.site_slots (site, slot, expires_at)
+SELECT $1, s, now() FROM generate_series(0, $2::int - 1) AS s
 ON CONFLICT (site, slot) DO NOTHING`;
 
 /** A free slot below the limit, unless the site is backed off; both answers in one round trip. */
