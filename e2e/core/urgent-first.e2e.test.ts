@@ -1,6 +1,6 @@
 // Urgent mail first: a login code queued behind a backlog of 300 notifications is claimed by the
-// engine's first claims and reaches the relay among the first messages — without priority it would
-// wait for the whole backlog (oldest first). The priority is decided once, at intake, from the
+// engine's first claim and reaches the relay first — without priority it would wait for the whole
+// backlog (oldest first). The priority is decided once, at intake, from the
 // category (MAIL_URGENT_CATEGORIES, default authsession): stored on the row, indexed with the due
 // time, so the claim's order costs nothing more.
 import { acceptCommand, DEFAULT_URGENT_CATEGORIES } from '@postern/shared';
@@ -31,22 +31,21 @@ async function priorityOf(id: string): Promise<number | undefined> {
 }
 
 describe('urgent deliveries are claimed before a backlog', () => {
-  it('a login code queued after 300 notifications reaches the relay among the first', async () => {
+  it('a login code queued after 300 notifications reaches the relay first', async () => {
     const backlog = Array.from({ length: 300 }, (_, i) => unique(`bulk-${i}`));
     for (const recipient of backlog) await queueDelivery(db.pool, { recipient, category: 'notification' });
     const urgent = unique('login-code');
     const urgentId = await queueDelivery(db.pool, { recipient: urgent, category: 'authsession' });
     expect(await priorityOf(urgentId)).toBe(0);
 
-    // Four workers: the engine claims four at a time, so oldest first it would be the 301st.
-    engine = await startTestEngine(db.dsn, { MAIL_SMTP_ADDR: `127.0.0.1:${smtp.port}`, MAIL_ATTEMPT_WORKER_CONCURRENCY: '4' });
+    // One worker, so the relay sees the messages in the order they were claimed (with several, one
+    // send may overtake another); oldest first, the login code would be the 301st.
+    engine = await startTestEngine(db.dsn, { MAIL_SMTP_ADDR: `127.0.0.1:${smtp.port}`, MAIL_ATTEMPT_WORKER_CONCURRENCY: '1' });
     await waitFor('all 301 messages at the relay', () => smtp.messages.length, (count) => count >= 301, { timeoutMs: 60_000 });
     const order = smtp.messages.flatMap((message) => message.to);
-    expect(order.indexOf(urgent)).toBeGreaterThanOrEqual(0);
-    expect(order.indexOf(urgent)).toBeLessThan(8);
+    expect(order.indexOf(urgent)).toBe(0);
     // The backlog itself still went oldest first, and every message once.
-    expect(new Set(order).size).toBe(301);
-    expect(order.filter((recipient) => recipient !== urgent).slice(0, 20)).toEqual(backlog.slice(0, 20));
+    expect(order.slice(1)).toEqual(backlog);
   });
 
   it('the priority follows MAIL_URGENT_CATEGORIES at intake; the edge and everything else are not urgent', async () => {
