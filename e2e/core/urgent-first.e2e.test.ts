@@ -3,7 +3,7 @@
 // backlog (oldest first). The priority is decided once, at intake, from the
 // category (MAIL_URGENT_CATEGORIES, default authsession): stored on the row, indexed with the due
 // time, so the claim's order costs nothing more.
-import { acceptCommand, DEFAULT_URGENT_CATEGORIES } from '@postern/shared';
+import { acceptCommand, DEFAULT_URGENT_CATEGORIES, readScheduleStats } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
 import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
@@ -37,6 +37,12 @@ describe('urgent deliveries are claimed before a backlog', () => {
     const urgent = unique('login-code');
     const urgentId = await queueDelivery(db.pool, { recipient: urgent, category: 'authsession' });
     expect(await priorityOf(urgentId)).toBe(0);
+    // The queue's gauges find the longest-due delivery in either priority (one index lookup each):
+    // made due an hour ago, the login code is the oldest due.
+    await db.pool.query(`UPDATE mail.deliveries SET next_attempt_at = now() - interval '1 hour' WHERE id = $1`, [urgentId]);
+    const stats = await readScheduleStats(db.pool);
+    expect(stats.due).toBe(301);
+    expect(stats.dueLagMs).toBeGreaterThanOrEqual(3_600_000);
 
     // One worker, so the relay sees the messages in the order they were claimed (with several, one
     // send may overtake another); oldest first, the login code would be the 301st.

@@ -57,7 +57,7 @@ export { createLogger, type Logger } from './logging/logger.ts';
 export { exportQueueGauges, registerQueueGauges } from './metrics/queue-gauges.ts';
 export { createMetricsRegistry, prometheus, type Registry } from './metrics/registry.ts';
 export { type ScheduleSample, type ScheduleSampler, startScheduleSampler } from './metrics/schedule-sampler.ts';
-export { readScheduleStats, type ScheduleStats } from './metrics/schedule-stats.ts';
+export { OLDEST_DUE_AT, readScheduleStats, type ScheduleStats } from './metrics/schedule-stats.ts';
 export { bootConfig } from './process/boot-config.ts';
 export { type RunningService, type RunServiceOptions, runService } from './process/run-service.ts';
 export { type ExplainedFailure, explainStartupFailure } from './process/startup-failure.ts';

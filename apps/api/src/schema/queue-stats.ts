@@ -1,4 +1,5 @@
 // QueueStats: the numbers an operator looks at first (dead-runner: 4k mails sat queued for two days).
+import { fillMark, OLDEST_DUE_AT } from '@postern/shared';
 import { builder } from './builder.ts';
 import { DELIVERY_STATUSES, type DeliveryStatus, DeliveryStatusEnum } from './delivery.ts';
 
@@ -33,12 +34,15 @@ QueueStatsRef.implement({
 // Counting every status scans the table; fine on one machine's queue, and the per-status index
 // keeps the waiting statuses cheap. The engine's gauges (mail_attempt_schedule_depth) are the
 // alerting source; this is for a human asking.
-const QUEUE_STATS_SQL = `
+const QUEUE_STATS_SQL = fillMark(
+  `
 SELECT (SELECT coalesce(json_object_agg(status, n), '{}'::json)
           FROM (SELECT status, count(*)::int AS n FROM mail.deliveries GROUP BY status) s) AS depth,
-       (SELECT extract(epoch FROM (now() - min(next_attempt_at))) * 1000
-          FROM mail.deliveries WHERE status IN ('queued', 'retrying') AND next_attempt_at <= now()) AS "oldestDueAgeMs",
-       (SELECT count(*)::int FROM mail.dead_letters WHERE created_at > now() - interval '24 hours') AS "deadLettersLast24h"`;
+       extract(epoch FROM (now() - /*OLDEST_DUE_AT*/)) * 1000 AS "oldestDueAgeMs",
+       (SELECT count(*)::int FROM mail.dead_letters WHERE created_at > now() - interval '24 hours') AS "deadLettersLast24h"`,
+  'OLDEST_DUE_AT',
+  OLDEST_DUE_AT,
+);
 
 builder.queryField('queueStats', (t) =>
   t.field({
