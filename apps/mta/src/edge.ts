@@ -134,7 +134,7 @@ function serverOptions(config: PosternConfig, limits: EdgeLimits, tls: TlsCreden
 export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<Edge> {
   assertSmtpServerPatched();
   // First, before anything opens: an unusable certificate is a configuration error.
-  const tls = config.mta.tls === null ? null : loadTlsCredentials(config.mta.tls);
+  const tls = config.mta.tls === null ? null : await loadTlsCredentials(config.mta.tls);
   const logger = deps.logger.child({ component: 'smtp' });
   warnWithoutCollector(logger);
   const limits = limitsOf(config);

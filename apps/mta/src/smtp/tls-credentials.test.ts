@@ -12,9 +12,9 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const key = path.join(dir, 'key.pem');
 writeFileSync(key, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
 
-function problemsOf(run: () => unknown): readonly string[] {
+async function problemsOf(run: () => Promise<unknown>): Promise<readonly string[]> {
   try {
-    run();
+    await run();
   } catch (error) {
     expect(error).toBeInstanceOf(ConfigError);
     return (error as ConfigError).problems;
@@ -23,26 +23,26 @@ function problemsOf(run: () => unknown): readonly string[] {
 }
 
 describe('loadTlsCredentials: the STARTTLS certificate fails the start loudly', () => {
-  it('names the variable and the file that cannot be read, both at once', () => {
+  it('names the variable and the file that cannot be read, both at once', async () => {
     const missingCert = path.join(dir, 'nope-cert.pem');
-    expect(problemsOf(() => loadTlsCredentials({ certFile: missingCert, keyFile: dir }))).toEqual([
+    expect(await problemsOf(() => loadTlsCredentials({ certFile: missingCert, keyFile: dir }))).toEqual([
       `MAIL_MTA_TLS_CERT: cannot read ${missingCert} (ENOENT)`,
       `MAIL_MTA_TLS_KEY: cannot read ${dir} (EISDIR)`,
     ]);
   });
 
-  it('refuses a file that is not PEM', () => {
+  it('refuses a file that is not PEM', async () => {
     const notPem = path.join(dir, 'cert.txt');
     writeFileSync(notPem, 'hello');
-    expect(problemsOf(() => loadTlsCredentials({ certFile: notPem, keyFile: key }))).toEqual([
+    expect(await problemsOf(() => loadTlsCredentials({ certFile: notPem, keyFile: key }))).toEqual([
       `MAIL_MTA_TLS_CERT: ${notPem} is not a PEM file (no "-----BEGIN" line)`,
     ]);
   });
 
-  it('refuses a certificate and key that do not make a usable pair', () => {
+  it('refuses a certificate and key that do not make a usable pair', async () => {
     const brokenCert = path.join(dir, 'broken-cert.pem');
     writeFileSync(brokenCert, '-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n');
-    const [problem, ...rest] = problemsOf(() => loadTlsCredentials({ certFile: brokenCert, keyFile: key }));
+    const [problem, ...rest] = await problemsOf(() => loadTlsCredentials({ certFile: brokenCert, keyFile: key }));
     expect(rest).toEqual([]);
     expect(problem).toContain(`MAIL_MTA_TLS_CERT / MAIL_MTA_TLS_KEY: ${brokenCert} and ${key} are not a usable certificate and key (`);
   });

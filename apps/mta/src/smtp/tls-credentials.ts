@@ -5,7 +5,6 @@
 // handshake, one sender at a time. The same check decides whether a renewed pair replaces the one
 // in use: a pair that would fail handshakes never does.
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
 import { ConfigError } from '@postern/shared';
@@ -29,32 +28,27 @@ export interface TlsCredentials {
 /** The two files as read (null: unreadable or not PEM, and why in `problems`). */
 export type TlsFileBytes = { cert: Buffer | null; key: Buffer | null; problems: string[] };
 
-/** The file's bytes if they look like PEM; otherwise null, and why in `problems`. */
-function asPem(variable: string, file: string, read: () => Buffer, problems: string[]): Buffer | null {
-  let pem: Buffer;
-  try {
-    pem = read();
-  } catch (error) {
-    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
-    problems.push(`${variable}: cannot read ${file} (${reason})`);
+/** The file's bytes if they were read and look like PEM; otherwise null, and why in `problems`. */
+function asPem(variable: string, file: string, read: PromiseSettledResult<Buffer>, problems: string[]): Buffer | null {
+  if (read.status === 'rejected') {
+    const error = read.reason as NodeJS.ErrnoException;
+    problems.push(`${variable}: cannot read ${file} (${error.code ?? error.message})`);
     return null;
   }
-  if (pem.includes('-----BEGIN ')) return pem;
+  if (read.value.includes('-----BEGIN ')) return read.value;
   problems.push(`${variable}: ${file} is not a PEM file (no "-----BEGIN" line)`);
   return null;
 }
 
-/** Both files, read without blocking the event loop (the reloader reads them every interval). */
+/** Both files, read without blocking the event loop (at start, and by the reloader every interval). */
 export async function readTlsFiles(files: TlsFiles): Promise<TlsFileBytes> {
-  const [certBytes, keyBytes] = await Promise.allSettled([readFile(files.certFile), readFile(files.keyFile)]);
-  const settled = (result: PromiseSettledResult<Buffer>) => () => {
-    if (result.status === 'rejected') throw result.reason;
-    return result.value;
-  };
+  const [cert, key] = await Promise.allSettled([readFile(files.certFile), readFile(files.keyFile)]);
   const problems: string[] = [];
-  const cert = asPem('MAIL_MTA_TLS_CERT', files.certFile, settled(certBytes), problems);
-  const key = asPem('MAIL_MTA_TLS_KEY', files.keyFile, settled(keyBytes), problems);
-  return { cert, key, problems };
+  return {
+    cert: asPem('MAIL_MTA_TLS_CERT', files.certFile, cert, problems),
+    key: asPem('MAIL_MTA_TLS_KEY', files.keyFile, key, problems),
+    problems,
+  };
 }
 
 /** The pair as a handshake would use it, or every reason it cannot be (nothing thrown). */
@@ -79,11 +73,8 @@ export function checkTlsPair(files: TlsFiles, read: TlsFileBytes): { credentials
 }
 
 /** Both files read and checked as a usable pair; every problem reported at once (ConfigError). */
-export function loadTlsCredentials(files: TlsFiles): TlsCredentials {
-  const problems: string[] = [];
-  const cert = asPem('MAIL_MTA_TLS_CERT', files.certFile, () => readFileSync(files.certFile), problems);
-  const key = asPem('MAIL_MTA_TLS_KEY', files.keyFile, () => readFileSync(files.keyFile), problems);
-  const checked = checkTlsPair(files, { cert, key, problems });
+export async function loadTlsCredentials(files: TlsFiles): Promise<TlsCredentials> {
+  const checked = checkTlsPair(files, await readTlsFiles(files));
   if ('problems' in checked) throw new ConfigError(checked.problems);
   return checked.credentials;
 }
