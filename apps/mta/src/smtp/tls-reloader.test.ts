@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createLogger, prometheus } from '@postern/shared';
-import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createTlsCertificateMetrics } from '../metrics.ts';
 import { loadTlsCredentials, type TlsCredentials } from './tls-credentials.ts';
 import { EXPIRY_WARNING_MS, type TlsReloader, watchTlsCredentials } from './tls-reloader.ts';
@@ -55,7 +55,7 @@ afterAll(() => {
   for (const reloader of watching) reloader.stop();
 });
 
-function watch(options: { intervalMs?: number; now?: number } = {}): Watched {
+async function watch(options: { intervalMs?: number; now?: number } = {}): Promise<Watched> {
   const registry = new prometheus.Registry();
   const logs: Watched['logs'] = [];
   const logger = createLogger('mta-test', 'info', { destination: { write: (line: string) => logs.push(JSON.parse(line)) } });
@@ -63,7 +63,7 @@ function watch(options: { intervalMs?: number; now?: number } = {}): Watched {
   const clock = { now: options.now ?? Date.now() };
   const reloader = watchTlsCredentials({
     files,
-    current: loadTlsCredentials(files),
+    current: await loadTlsCredentials(files),
     intervalMs: options.intervalMs ?? 0,
     apply: (credentials) => applied.push(credentials),
     logger,
@@ -87,7 +87,7 @@ beforeEach(() => install(first.cert, first.key));
 
 describe('watchTlsCredentials: a renewed STARTTLS certificate is presented without a restart', () => {
   it('reports the certificate in use and its expiry; files unchanged change nothing', async () => {
-    const watched = watch();
+    const watched = await watch();
     expect(sampleOf(await watched.metric('mail_mta_tls_certificate_not_after_seconds'))).toBe(first.notAfter.getTime() / 1_000);
     expect(watched.logs.find((log) => log.msg === 'STARTTLS certificate in use')).toMatchObject({ tls: { fingerprint: first.fingerprint, subject: 'CN=mx-first.postern.test' } });
     expect(await watched.reloader.check()).toBe('unchanged');
@@ -95,7 +95,7 @@ describe('watchTlsCredentials: a renewed STARTTLS certificate is presented witho
   });
 
   it('a renewed pair is applied, counted and logged with the one it replaces', async () => {
-    const watched = watch();
+    const watched = await watch();
     install(renewed.cert, renewed.key);
     expect(await watched.reloader.check()).toBe('applied');
     expect(watched.applied.map((credentials) => credentials.fingerprint)).toEqual([renewed.fingerprint]);
@@ -111,7 +111,7 @@ describe('watchTlsCredentials: a renewed STARTTLS certificate is presented witho
   });
 
   it('a renewal caught half written (new certificate, old key) waits for the next check, with no error', async () => {
-    const watched = watch();
+    const watched = await watch();
     writeFileSync(files.certFile, renewed.cert);
     expect(await watched.reloader.check()).toBe('pending');
     expect(watched.applied).toEqual([]);
@@ -122,7 +122,7 @@ describe('watchTlsCredentials: a renewed STARTTLS certificate is presented witho
   });
 
   it('an unusable pair that stays is refused once, loudly, and the certificate in use is kept', async () => {
-    const watched = watch();
+    const watched = await watch();
     install(renewed.cert, first.key);
     expect(await watched.reloader.check()).toBe('pending');
     expect(await watched.reloader.check()).toBe('refused');
@@ -143,7 +143,7 @@ describe('watchTlsCredentials: a renewed STARTTLS certificate is presented witho
   });
 
   it('files gone or not PEM are refused the same way, naming the variable', async () => {
-    const watched = watch();
+    const watched = await watch();
     rmSync(files.keyFile);
     writeFileSync(files.certFile, 'not a certificate');
     expect(await watched.reloader.check()).toBe('pending');
@@ -156,7 +156,7 @@ describe('watchTlsCredentials: a renewed STARTTLS certificate is presented witho
 
   it('warns once a day from 14 days before the expiry, and says so as an error once it has passed', async () => {
     const day = 24 * 3_600_000;
-    const watched = watch({ now: first.notAfter.getTime() - EXPIRY_WARNING_MS - day });
+    const watched = await watch({ now: first.notAfter.getTime() - EXPIRY_WARNING_MS - day });
     const warnings = () => watched.logs.filter((log) => log.level >= 40).map((log) => log.msg);
     await watched.reloader.check();
     expect(warnings()).toEqual([]);
@@ -173,14 +173,23 @@ describe('watchTlsCredentials: a renewed STARTTLS certificate is presented witho
   });
 
   it('checks by itself every interval until stopped', async () => {
-    const watched = watch({ intervalMs: 10 });
-    install(renewed.cert, renewed.key);
-    const deadline = Date.now() + 5_000;
-    while (watched.applied.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
-    expect(watched.applied.map((credentials) => credentials.fingerprint)).toEqual([renewed.fingerprint]);
-    watched.reloader.stop();
-    install(first.cert, first.key);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(watched.applied).toHaveLength(1);
+    // Fake timers: the interval passes when the test says so, and "stopped" is no timer left.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const watched = await watch({ intervalMs: 60_000 });
+      install(renewed.cert, renewed.key);
+      expect(vi.getTimerCount()).toBe(1);
+      await vi.advanceTimersByTimeAsync(60_000);
+      await vi.waitFor(() => expect(watched.applied.map((credentials) => credentials.fingerprint)).toEqual([renewed.fingerprint]));
+      // The next read is scheduled once the check is done.
+      await vi.waitFor(() => expect(vi.getTimerCount()).toBe(1));
+      watched.reloader.stop();
+      expect(vi.getTimerCount()).toBe(0);
+      install(first.cert, first.key);
+      await vi.advanceTimersByTimeAsync(10 * 60_000);
+      expect(watched.applied).toHaveLength(1);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
