@@ -1,7 +1,7 @@
 // `postern secrets status|reseal`: the database's part of a rotation of MAIL_SECRETS_KEY
 // (docs/deploy.md, "Rotating MAIL_SECRETS_KEY"). Both read the keys from the environment, like
 // every Postern process: MAIL_SECRETS_KEY, and during the rotation MAIL_SECRETS_KEY_PREVIOUS.
-import { type Pool, type ResealResult, resealSecrets, type SealedSecretsStatus, type SecretsKey, sealedSecretsStatus } from '@postern/shared';
+import { type Pool, type ResealResult, resealSecrets, type SealedSecretsStatus, type SecretsKey, sealedSecretsStatus, sealedWithPrevious } from '@postern/shared';
 import { parseCommandArgs, UsageError } from './command-args.ts';
 import type { Output } from './token-commands.ts';
 
@@ -36,10 +36,6 @@ function report(status: SealedSecretsStatus, secretsKey: SecretsKey, output: Out
   for (const problem of status.unopenable) output.err(`cannot be opened with either key: ${problem}`);
 }
 
-function leftWithPrevious(status: SealedSecretsStatus): number {
-  return status.kinds.reduce((sum, kind) => sum + kind.previous, 0);
-}
-
 /** `postern secrets ARGS...`: 0 done, 1 a secret neither key opens, 2 a usage or configuration error. */
 export async function secretsCommand(argv: readonly string[], output: Output, withSecrets: WithSecrets): Promise<number> {
   let action: SecretsAction;
@@ -65,7 +61,7 @@ export async function secretsCommand(argv: readonly string[], output: Output, wi
       if (status.unopenable.length > 0) return 1;
       if (secretsKey.previous !== null) {
         output.out(
-          leftWithPrevious(status) === 0
+          sealedWithPrevious(status) === 0
             ? 'nothing is sealed with MAIL_SECRETS_KEY_PREVIOUS any more: it can be removed from every process'
             : 'run postern secrets reseal to seal those again with MAIL_SECRETS_KEY',
         );

@@ -91,6 +91,11 @@ async function examine(db: Queryable, secretsKey: SecretsKey): Promise<Examined>
   return examined;
 }
 
+/** How many values only MAIL_SECRETS_KEY_PREVIOUS opens: what a rotation still has to reseal. */
+export function sealedWithPrevious(status: SealedSecretsStatus): number {
+  return status.kinds.reduce((sum, kind) => sum + kind.previous, 0);
+}
+
 /** Which key opens each sealed value (read only). */
 export async function sealedSecretsStatus(db: Queryable, secretsKey: SecretsKey): Promise<SealedSecretsStatus> {
   const { kinds, unopenable } = await examine(db, secretsKey);
@@ -102,7 +107,7 @@ export async function sealedSecretsStatus(db: Queryable, secretsKey: SecretsKey)
 export async function logSecretsRotation(db: Queryable, secretsKey: SecretsKey | null, logger: Logger): Promise<void> {
   if (secretsKey?.previous == null) return;
   const status = await sealedSecretsStatus(db, secretsKey);
-  const left = status.kinds.reduce((sum, kind) => sum + kind.previous, 0);
+  const left = sealedWithPrevious(status);
   if (left > 0) {
     logger.warn({ sealedWithPrevious: status.kinds }, `MAIL_SECRETS_KEY_PREVIOUS still opens ${left} secret(s): run postern secrets reseal, then remove it from every process`);
   } else {
