@@ -200,6 +200,50 @@ describe('hostile HTTP: 4xx with a reason, never 5xx', () => {
   });
 });
 
+describe('GraphQL parameters outside a JSON body: 4xx, never 5xx', () => {
+  // What a browser may send only with the CSRF header (limits.e2e.test.ts): with it, these reach
+  // the request parsers. yoga's own JSON.parse of `variables`/`extensions` from a query string or a
+  // form was unguarded (HTTP 500), and so was a multipart `map` that is not a list of paths.
+  const send = (init: RequestInit & { search?: string }) =>
+    fetch(`${api.url}${init.search ?? ''}`, { ...init, headers: { authorization: `Bearer ${admin}`, 'x-postern-csrf': '1', ...init.headers } });
+  const form = (fields: Record<string, string>) => ({ method: 'POST', body: new URLSearchParams(fields) });
+  const multipart = (map: string) => {
+    const body = new FormData();
+    body.set('operations', JSON.stringify({ query: '{ __typename }' }));
+    body.set('map', map);
+    body.set('0', new Blob(['a file']), 'a.txt');
+    return { method: 'POST', body };
+  };
+
+  it.each([
+    ['GET with variables that are not JSON', { search: '?query=%7B__typename%7D&variables=%7B' }, 400, /"variables" is not valid JSON/],
+    ['GET with extensions that are not JSON', { search: '?query=%7B__typename%7D&extensions=%7Bx' }, 400, /"extensions" is not valid JSON/],
+    ['a form post with variables that are not JSON', form({ query: '{ __typename }', variables: '{' }), 400, /"variables" is not valid JSON/],
+    ['a multipart post (Postern takes no uploads)', multipart('{"0":["variables.file"]}'), 415, null],
+    ['a multipart post whose map is not a list of paths', multipart('{"0":5}'), 415, null],
+  ] as const)('%s', async (_name, init, status, reason) => {
+    const response = await send(init);
+    const text = await response.text();
+    expect(response.status, text).toBe(status);
+    if (reason) expect(JSON.parse(text).errors[0].message).toMatch(reason);
+    // The same parameters, well-formed, still work.
+    expect((await send({ search: '?query=%7B__typename%7D&variables=%7B%7D' })).status).toBe(200);
+    expect((await send(form({ query: '{ __typename }', variables: '{}' }))).status).toBe(200);
+  });
+});
+
+describe('documents nested beyond what the parser can recurse into', () => {
+  it.each([
+    ['selections', `{ ${'a { '.repeat(5_000)}b${' }'.repeat(5_000)} }`],
+    ['a list value', `{ domain(name: ${'['.repeat(3_000)}${']'.repeat(3_000)}) { name } }`],
+    ['an object value', `{ domain(name: ${'{a: '.repeat(5_000)}1${'}'.repeat(5_000)}) { name } }`],
+  ])('%s: a syntax error naming the token limit or the nesting, not a stack overflow', async (_name, query) => {
+    const answer = await gql(api, admin, query);
+    expect(answer.status, JSON.stringify(answer.body).slice(0, 300)).toBeLessThan(500);
+    expect(answer.body.errors?.[0]?.message).toMatch(/^Syntax Error: Document (contains more th[a-z]+ 2000 tokens|nested too deeply)/);
+  });
+});
+
 describe('list filters', () => {
   it('refuses a NUL or a malformed address in a filter with BAD_USER_INPUT, not a database error', async () => {
     expect(await badUserInput('query($s: String!) { deliveries(filter: { source: $s }) { edges { cursor } } }', { s: 'bill\u0000ing' })).toMatch(
