@@ -188,6 +188,19 @@ describe('hostile HTTP: 4xx with a reason, never 5xx', () => {
     expect((await fetch(`http://127.0.0.1:${api.http.port}/healthz`)).status).toBe(200);
   });
 
+  it('two Authorization headers are a 400, whichever comes first, and nothing runs', async () => {
+    const create = (name: string) => json(`{"query":"mutation { createDomain(name: \\"${name}\\") { __typename } }"}`);
+    const second = `Authorization: Bearer pst_${'A'.repeat(43)}\r\n`;
+    const twice = (request: string) => request.replace('Content-Type:', `${second}Content-Type:`);
+    expect(await rawRequest(api.http.port, twice(create('twice-a.test')))).toBe(400);
+    const secondFirst = create('twice-b.test').replace(`Authorization: Bearer ${admin}\r\n`, `${second}Authorization: Bearer ${admin}\r\n`);
+    expect(await rawRequest(api.http.port, secondFirst)).toBe(400);
+    const { rows } = await db.pool.query("SELECT name FROM mail.domains WHERE name LIKE 'twice-%'");
+    expect(rows).toEqual([]);
+    // One header, in any letter case, is served.
+    expect(await rawRequest(api.http.port, create('twice-c.test').replace('Authorization: Bearer', 'authorization: bearer'))).toBe(200);
+  });
+
   // RFC 3986 lets these through as host[:port], WHATWG URL does not: yoga's adapter builds a URL
   // from the Host header, so the route gives it a fixed one.
   it.each(['a:99999', '%', '[a]'])('a Host header no URL accepts (%s) is served like any other', async (host) => {
