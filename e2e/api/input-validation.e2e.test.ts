@@ -188,6 +188,19 @@ describe('hostile HTTP: 4xx with a reason, never 5xx', () => {
     expect((await fetch(`http://127.0.0.1:${api.http.port}/healthz`)).status).toBe(200);
   });
 
+  it('two Authorization headers are a 400, whichever comes first, and nothing runs', async () => {
+    const create = (name: string) => json(`{"query":"mutation { createDomain(name: \\"${name}\\") { __typename } }"}`);
+    const second = `Authorization: Bearer pst_${'A'.repeat(43)}\r\n`;
+    const twice = (request: string) => request.replace('Content-Type:', `${second}Content-Type:`);
+    expect(await rawRequest(api.http.port, twice(create('twice-a.test')))).toBe(400);
+    const secondFirst = create('twice-b.test').replace(`Authorization: Bearer ${admin}\r\n`, `${second}Authorization: Bearer ${admin}\r\n`);
+    expect(await rawRequest(api.http.port, secondFirst)).toBe(400);
+    const { rows } = await db.pool.query("SELECT name FROM mail.domains WHERE name LIKE 'twice-%'");
+    expect(rows).toEqual([]);
+    // One header, in any letter case, is served.
+    expect(await rawRequest(api.http.port, create('twice-c.test').replace('Authorization: Bearer', 'authorization: bearer'))).toBe(200);
+  });
+
   // RFC 3986 lets these through as host[:port], WHATWG URL does not: yoga's adapter builds a URL
   // from the Host header, so the route gives it a fixed one.
   it.each(['a:99999', '%', '[a]'])('a Host header no URL accepts (%s) is served like any other', async (host) => {
@@ -197,6 +210,50 @@ describe('hostile HTTP: 4xx with a reason, never 5xx', () => {
   it('an absolute-form target with userinfo is served as its path and query', async () => {
     const get = `GET http://a@a/graphql?query=%7B__typename%7D HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${admin}\r\nX-Postern-Csrf: 1\r\nConnection: close\r\n\r\n`;
     expect(await rawRequest(api.http.port, get)).toBe(200);
+  });
+});
+
+describe('GraphQL parameters outside a JSON body: 4xx, never 5xx', () => {
+  // What a browser may send only with the CSRF header (limits.e2e.test.ts): with it, these reach
+  // the request parsers. yoga's own JSON.parse of `variables`/`extensions` from a query string or a
+  // form was unguarded (HTTP 500), and so was a multipart `map` that is not a list of paths.
+  const send = (init: RequestInit & { search?: string }) =>
+    fetch(`${api.url}${init.search ?? ''}`, { ...init, headers: { authorization: `Bearer ${admin}`, 'x-postern-csrf': '1', ...init.headers } });
+  const form = (fields: Record<string, string>) => ({ method: 'POST', body: new URLSearchParams(fields) });
+  const multipart = (map: string) => {
+    const body = new FormData();
+    body.set('operations', JSON.stringify({ query: '{ __typename }' }));
+    body.set('map', map);
+    body.set('0', new Blob(['a file']), 'a.txt');
+    return { method: 'POST', body };
+  };
+
+  it.each([
+    ['GET with variables that are not JSON', { search: '?query=%7B__typename%7D&variables=%7B' }, 400, /"variables" is not valid JSON/],
+    ['GET with extensions that are not JSON', { search: '?query=%7B__typename%7D&extensions=%7Bx' }, 400, /"extensions" is not valid JSON/],
+    ['a form post with variables that are not JSON', form({ query: '{ __typename }', variables: '{' }), 400, /"variables" is not valid JSON/],
+    ['a multipart post (Postern takes no uploads)', multipart('{"0":["variables.file"]}'), 415, null],
+    ['a multipart post whose map is not a list of paths', multipart('{"0":5}'), 415, null],
+  ] as const)('%s', async (_name, init, status, reason) => {
+    const response = await send(init);
+    const text = await response.text();
+    expect(response.status, text).toBe(status);
+    if (reason) expect(JSON.parse(text).errors[0].message).toMatch(reason);
+    // The same parameters, well-formed, still work.
+    expect((await send({ search: '?query=%7B__typename%7D&variables=%7B%7D' })).status).toBe(200);
+    expect((await send(form({ query: '{ __typename }', variables: '{}' }))).status).toBe(200);
+  });
+});
+
+describe('documents nested beyond what the parser can recurse into', () => {
+  it.each([
+    ['selections', `{ ${'a { '.repeat(5_000)}b${' }'.repeat(5_000)} }`],
+    ['a list value', `{ domain(name: ${'['.repeat(3_000)}${']'.repeat(3_000)}) { name } }`],
+    ['an object value', `{ domain(name: ${'{a: '.repeat(5_000)}1${'}'.repeat(5_000)}) { name } }`],
+  ])('%s: a syntax error naming the token limit or the nesting, not a stack overflow', async (_name, query) => {
+    const answer = await gql(api, admin, query);
+    expect(answer.status, JSON.stringify(answer.body).slice(0, 300)).toBeLessThan(500);
+    expect(answer.body.errors?.[0]?.message).toMatch(/^Syntax Error: Document (contains more th[a-z]+ 2000 tokens|nested too deeply)/);
   });
 });
 

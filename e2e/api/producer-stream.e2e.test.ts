@@ -2,7 +2,8 @@
 // `source: billing` and the billing token's sendEmail are the same producer (a duplicate, never two
 // mails); `crm`'s command with the same key is crm's own delivery; and two engines taking identical
 // commands with a chosen delivery id at the same moment accept one and count the other a
-// duplicate, instead of quarantining it as a conflict. A Redis of this file's own: the shared one's
+// duplicate, instead of quarantining it as a conflict. Template variables nested beyond what
+// JSON.stringify can walk are refused as invalid_field on both channels, at once. A Redis of this file's own: the shared one's
 // stream belongs to e2e/core/stream-intake.e2e.test.ts.
 import { randomUUID } from 'node:crypto';
 import { RedisContainer, type StartedRedisContainer } from '@testcontainers/redis';
@@ -14,7 +15,7 @@ import { COMMAND_STREAM } from '../../apps/core/src/intake/consume-stream.ts';
 import { RUN_ID } from '../harness/containers.ts';
 import { images } from '../harness/images.ts';
 import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
-import { gqlData, mintToken, startTestApi } from './helpers/api.ts';
+import { gql, gqlData, mintToken, startTestApi } from './helpers/api.ts';
 import { startTestEngine } from './helpers/engine.ts';
 import { whileReservationHeld } from './helpers/held-reservation.ts';
 
@@ -120,5 +121,39 @@ describe('the stream and the API are one intake, keyed by producer', () => {
     await streamHandledUpTo(lastId);
     expect(await rowsFor(key)).toEqual([{ id: deliveryId, source: 'billing' }]);
     expect(await quarantinedFor(key)).toEqual([]);
+  });
+});
+
+describe('template variables nested too deeply', () => {
+  // 5,000 levels: JSON.parse takes them, JSON.stringify (storing the variables, quarantining the
+  // request) overflows the stack. Written as text: the test's own JSON.stringify would overflow too.
+  const deepVariables = `{"code":"493817","expiresInMinutes":10,"nested":${'{"a":'.repeat(5_000)}1${'}'.repeat(5_000)}}`;
+
+  it('on the stream: quarantined as invalid_field at once, not retried into handling_failed', async () => {
+    const key = `deep-${randomUUID()}`;
+    const command = `{"source":"billing","idempotencyKey":"${key}","to":"deep@customers.test","payload":{"mode":"template","templateId":"login-code","variables":${deepVariables}}}`;
+    const id = (await redis.xadd(COMMAND_STREAM, '*', 'schema_version', '2', 'command', command)) as string;
+    await streamHandledUpTo(id);
+    const quarantined = await quarantinedFor(key);
+    expect(quarantined).toEqual([{ failure_code: 'invalid_field', failure_detail: expect.stringMatching(/^"variables" is nested deeper than 32 levels/), source: 'billing' }]);
+    expect(await rowsFor(key)).toEqual([]);
+  });
+
+  it('through sendEmail: a ValidationError on template.variables, recorded like every refused command', async () => {
+    const key = `deep-${randomUUID()}`;
+    const query = 'mutation($input: SendEmailInput!) { sendEmail(input: $input) { __typename ... on ValidationError { field code message } } }';
+    const body = `{"query":${JSON.stringify(query)},"variables":{"input":{"to":"deep@customers.test","idempotencyKey":"${key}","template":{"id":"login-code","variables":${deepVariables}}}}}`;
+    const response = await fetch(api.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${billing}` }, body });
+    const answer = await response.json();
+    expect(answer).toEqual({
+      data: { sendEmail: { __typename: 'ValidationError', field: 'template.variables', code: 'INVALID_INPUT', message: expect.stringMatching(/^"template\.variables" is nested deeper than 32 levels/) } },
+    });
+    expect(await quarantinedFor(key)).toEqual([{ failure_code: 'invalid_field', failure_detail: expect.stringMatching(/nested deeper than 32 levels/), source: 'billing' }]);
+    expect(await rowsFor(key)).toEqual([]);
+    // A variable object within the limit is still a delivery.
+    const shallow = await gql(api, billing, query.replace('field code message', 'field code message } ... on SendEmailSuccess { data { duplicate }'), {
+      input: { to: 'deep@customers.test', idempotencyKey: `${key}-ok`, template: { id: 'login-code', variables: { code: '1', expiresInMinutes: 10, nested: { a: { b: { c: [1] } } } } } },
+    });
+    expect(shallow.body.data).toEqual({ sendEmail: { __typename: 'SendEmailSuccess', data: { duplicate: false } } });
   });
 });

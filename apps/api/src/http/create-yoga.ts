@@ -19,9 +19,13 @@ import type { SendEmailIntake } from '../operations/send-email-intake.ts';
 import { schema } from '../schema/index.ts';
 import { createLoaders } from '../schema/loaders.ts';
 import { type ApiMetrics, useOperationMetrics } from './operation-metrics.ts';
+import { useBoundedParse, useGuardedSearchParams } from './request-parsing.ts';
 
 /** The limits, in one place (documented in docs/api/graphql.md). */
 export const QUERY_LIMITS = {
+  /** Tokens of a document: every real query is a few hundred at most; it also bounds how deep a
+   *  document can nest, which the parser recurses into (request-parsing.ts). */
+  maxTokens: 2_000,
   maxDepth: 8,
   maxAliases: 15,
   maxCost: 5_000,
@@ -62,6 +66,8 @@ export function createApiYoga(options: YogaOptions): ApiYoga {
     // Every request must be one a browser would have preflighted (a JSON body, or a custom header):
     // a cross-site form or <img> GET cannot drive a mutation with someone's cookie... or token.
     useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'x-postern-csrf'] }),
+    useGuardedSearchParams(),
+    useBoundedParse(QUERY_LIMITS.maxTokens),
     maxDepthPlugin({ n: QUERY_LIMITS.maxDepth, flattenFragments: true, exposeLimits: true }),
     maxAliasesPlugin({ n: QUERY_LIMITS.maxAliases, exposeLimits: true }),
     costLimitPlugin({ maxCost: QUERY_LIMITS.maxCost, exposeLimits: true }),
@@ -80,6 +86,8 @@ export function createApiYoga(options: YogaOptions): ApiYoga {
     graphqlEndpoint: '/graphql',
     landingPage: false,
     batching: false,
+    // No GraphQL uploads: nothing in the schema takes a file (request-parsing.ts).
+    multipart: false,
     // GraphiQL's scripts and styles served by this process, not fetched from a CDN: the page works
     // on an operator's machine with no internet (and leaks nothing about who uses it).
     renderGraphiQL,

@@ -32,6 +32,12 @@ async function readBody(request: http.IncomingMessage, limit: number): Promise<B
   return Buffer.concat(chunks);
 }
 
+function authorizationHeaders(rawHeaders: readonly string[]): number {
+  let count = 0;
+  for (let index = 0; index < rawHeaders.length; index += 2) if ((rawHeaders[index] as string).toLowerCase() === 'authorization') count += 1;
+  return count;
+}
+
 function unauthorized(response: http.ServerResponse, message: string): void {
   response.setHeader('www-authenticate', 'Bearer realm="postern"');
   sendJson(response, 401, { errors: [{ message, extensions: { code: 'UNAUTHENTICATED' } }] });
@@ -63,6 +69,13 @@ export function graphqlRoute(options: GraphqlRouteOptions): RouteHandler {
       options.graphiql && method === 'GET' && (request.headers.accept ?? '').includes('text/html') && !url.searchParams.has('query');
     let principal: Principal | null = null;
     if (!wantsGraphiql) {
+      // Node keeps the first of several Authorization headers and drops the rest without a word: a
+      // request naming two identities was served as one of them, perhaps not the one a proxy in
+      // front checked or logged. A singleton field sent twice is a malformed request (RFC 9110 5.3).
+      if (authorizationHeaders(request.rawHeaders) > 1) {
+        sendJson(response, 400, { errors: [{ message: 'more than one Authorization header', extensions: { code: 'BAD_REQUEST' } }] });
+        return true;
+      }
       const authorization = request.headers.authorization;
       if (!authorization) {
         options.metrics.unauthorized.inc({ reason: 'missing' });

@@ -1,6 +1,7 @@
 import { commandHash, decodeCommand } from '@postern/shared';
 import { describe, expect, it } from 'vitest';
 import { type SendEmailRequest, sendEmailCommand } from './send-email-command.ts';
+import { requestText } from './send-email-intake.ts';
 
 const login: SendEmailRequest = {
   source: 'billing',
@@ -62,5 +63,17 @@ describe('sendEmailCommand: sendEmail input as a typed command', () => {
   it('keeps a number JSON cannot hold as the null it is stored as', () => {
     const result = typed({ ...login, template: { ...login.template, variables: { code: '1', expiresInMinutes: Number.POSITIVE_INFINITY } } });
     expect(result).toMatchObject({ ok: true, command: { payload: { variables: { code: '1', expiresInMinutes: null } } } });
+  });
+
+  it('refuses variables nested too deeply, and its text for the quarantine does not overflow the stack', () => {
+    let deep: unknown = 1;
+    for (let level = 0; level < 20_000; level++) deep = { a: deep };
+    const request = { ...login, template: { ...login.template, variables: { code: '1', expiresInMinutes: 10, deep } } };
+    expect(() => JSON.stringify(request)).toThrow(RangeError);
+    const text = requestText(request);
+    expect(text).toContain('nested deeper than');
+    expect(sendEmailCommand(request, text)).toMatchObject({ ok: false, failure: { code: 'invalid_field' }, field: 'template.variables' });
+    // Within the limit, the text is the request's JSON, unchanged.
+    expect(requestText(login)).toBe(JSON.stringify(login));
   });
 });

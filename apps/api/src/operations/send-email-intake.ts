@@ -14,6 +14,7 @@ import {
   type FailureCode,
   type IntakeOutcome,
   intakeCommand,
+  MAX_VARIABLES_DEPTH,
   type Pool,
   refuseCommand,
 } from '@postern/shared';
@@ -26,6 +27,25 @@ export interface SendEmailIntake {
   submit(request: SendEmailRequest, callerTraceparent?: string | null): Promise<SendEmailOutcome>;
 }
 
+// The request is nested two levels above its template variables (input → template → variables),
+// which are refused beyond MAX_VARIABLES_DEPTH: whatever lies deeper than this is in a refused
+// request, and its text says it was left out.
+const MAX_REQUEST_TEXT_DEPTH = MAX_VARIABLES_DEPTH + 8;
+
+/** The request as the JSON text it is quarantined as (and measured by, too_large). JSON.stringify
+ *  recurses: template variables 5,000 levels deep overflowed the stack before any rule could refuse
+ *  them, so a value deeper than MAX_REQUEST_TEXT_DEPTH is written as a marker instead. */
+export function requestText(request: SendEmailRequest): string {
+  const depths = new WeakMap<object, number>();
+  return JSON.stringify(request, function (this: object, _key: string, value: unknown) {
+    if (value === null || typeof value !== 'object') return value;
+    const depth = (depths.get(this) ?? 0) + 1;
+    if (depth > MAX_REQUEST_TEXT_DEPTH) return `…[nested deeper than ${MAX_REQUEST_TEXT_DEPTH} levels: not recorded]`;
+    depths.set(value, depth);
+    return value;
+  });
+}
+
 /** The input fields acceptance's checks look at. */
 const CHECKED_FIELD: Partial<Record<FailureCode, string>> = {
   unknown_template: 'template.id',
@@ -36,7 +56,7 @@ const CHECKED_FIELD: Partial<Record<FailureCode, string>> = {
 export function createSendEmailIntake(pool: Pool, options: AcceptCommandOptions): SendEmailIntake {
   return {
     async submit(request, callerTraceparent = null) {
-      const origin: CommandOrigin = { channel: 'api', streamEntryId: null, raw: JSON.stringify(request) };
+      const origin: CommandOrigin = { channel: 'api', streamEntryId: null, raw: requestText(request) };
       const typed = sendEmailCommand(request, origin.raw);
       if (!typed.ok) {
         await refuseCommand(pool, typed.failure, origin);

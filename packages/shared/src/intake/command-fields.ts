@@ -99,17 +99,24 @@ function isJsonObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** Every string (keys too) of template variables must be storable in the jsonb column; iterative,
- *  so a deeply nested object cannot overflow the stack. A number JSON cannot hold (1e999 parses as
- *  Infinity) becomes null, as JSON.stringify stores it: the command is then the JSON value that is
- *  stored and hashed. The parsed value is this command's own, so it is changed in place. */
+/** Objects and arrays in template variables, the variables object itself being the first level.
+ *  JSON.parse takes any depth, but JSON.stringify (storing the variables, quarantining an API
+ *  request) and the renderer recurse: 5,000 levels overflowed the stack, and on the stream the
+ *  entry was retried into handling_failed, holding the stream for seconds each time. */
+export const MAX_VARIABLES_DEPTH = 32;
+
+/** Every string (keys too) of template variables must be storable in the jsonb column, and the
+ *  value no deeper than MAX_VARIABLES_DEPTH; walked iteratively, so a deeply nested object cannot
+ *  overflow the stack here. A number JSON cannot hold (1e999 parses as Infinity) becomes null, as
+ *  JSON.stringify stores it: the command is then the JSON value that is stored and hashed. The
+ *  parsed value is this command's own, so it is changed in place. */
 function storableVariables(name: string) {
   return (variables: Record<string, unknown>, context: z.RefinementCtx): Record<string, unknown> => {
-    const stack: Array<{ path: string; value: unknown; parent: Record<string, unknown> | null; key: string }> = [
-      { path: name, value: variables, parent: null, key: '' },
+    const stack: Array<{ path: string; value: unknown; parent: Record<string, unknown> | null; key: string; depth: number }> = [
+      { path: name, value: variables, parent: null, key: '', depth: 1 },
     ];
     for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
-      const { path, value } = item;
+      const { path, value, depth } = item;
       if (typeof value === 'string') {
         const problem = storageProblem(value);
         if (problem) {
@@ -119,13 +126,17 @@ function storableVariables(name: string) {
       } else if (typeof value === 'number' && !Number.isFinite(value) && item.parent) {
         item.parent[item.key] = null;
       } else if (value !== null && typeof value === 'object') {
+        if (depth > MAX_VARIABLES_DEPTH) {
+          context.addIssue({ code: 'custom', message: `"${name}" is nested deeper than ${MAX_VARIABLES_DEPTH} levels of objects and arrays` });
+          return variables;
+        }
         for (const [key, child] of Object.entries(value)) {
           const problem = storageProblem(key);
           if (problem) {
             context.addIssue({ code: 'custom', message: `a key in "${path}" ${problem}` });
             return variables;
           }
-          stack.push({ path: `${path}.${key.slice(0, 40)}`, value: child, parent: value as Record<string, unknown>, key });
+          stack.push({ path: `${path}.${key.slice(0, 40)}`, value: child, parent: value as Record<string, unknown>, key, depth: depth + 1 });
         }
       }
     }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { commandHash } from './accept-command.ts';
+import { MAX_VARIABLES_DEPTH } from './command-fields.ts';
 import { decodeCommand } from './decode-command.ts';
 
 const v1Template = {
@@ -123,5 +124,21 @@ describe('decodeCommand: values no text column can store', () => {
     // Deep nesting is walked without recursion: no stack overflow, a clear answer.
     const deep = `${'{"a":'.repeat(20_000)}"\\u0000"${'}'.repeat(20_000)}`;
     expect(withVariables(deep.replace('{"a":', '{"code":"1","expiresInMinutes":10,"a":'))).toMatchObject({ code: 'invalid_field' });
+  });
+
+  it('refuses template variables nested deeper than MAX_VARIABLES_DEPTH, in either version', () => {
+    // `levels` objects and arrays, the variables object the first of them.
+    const nested = (levels: number) => `{"code":"1","expiresInMinutes":10,"a":${'['.repeat(levels - 2)}{}${']'.repeat(levels - 2)}}`;
+    const v2 = (variables: string) => ({
+      schema_version: '2',
+      command: `{"source":"s","idempotencyKey":"k","to":"a@example.com","payload":{"mode":"template","templateId":"login-code","variables":${variables}}}`,
+    });
+    expect(decodeCommand({ ...v1Template, variables: nested(MAX_VARIABLES_DEPTH) }).ok).toBe(true);
+    expect(decodeCommand(v2(nested(MAX_VARIABLES_DEPTH))).ok).toBe(true);
+    const refused = { code: 'invalid_field', detail: `"variables" is nested deeper than ${MAX_VARIABLES_DEPTH} levels of objects and arrays` };
+    expect(failureOf({ ...v1Template, variables: nested(MAX_VARIABLES_DEPTH + 1) })).toMatchObject(refused);
+    expect(failureOf(v2(nested(MAX_VARIABLES_DEPTH + 1)))).toMatchObject(refused);
+    // Far deeper than JSON.stringify can walk: refused all the same, without a stack overflow.
+    expect(failureOf(v2(nested(50_000)))).toMatchObject(refused);
   });
 });
