@@ -13,7 +13,7 @@ import os from 'node:os';
 import type { Logger } from '@postern/shared';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { OutboundMessage, Relay, SendResult } from './relay.ts';
-import { failureOf, type NodemailerError, runTransaction, sentResult, startSendDeadline } from './smtp-transaction.ts';
+import { failureOf, type NodemailerError, resetSession, runTransaction, sentResult, startSendDeadline } from './smtp-transaction.ts';
 
 export interface SmtpRelayOptions {
   host: string;
@@ -95,11 +95,6 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
       });
     });
 
-  const reset = (pooled: PooledConnection) =>
-    new Promise<boolean>((resolve) => {
-      pooled.connection.reset((error) => resolve(!error));
-    });
-
   const release = async (pooled: PooledConnection, reusable: boolean) => {
     active.delete(pooled);
     if (reusable && !pooled.broken && pooled.messages < MAX_MESSAGES_PER_CONNECTION && idle.length < options.maxConnections) {
@@ -150,8 +145,9 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
           await release(pooled, false);
           return deadline.failure(outcome.dataSent);
         }
-        // A refused transaction leaves a usable session once RSET succeeds; anything else is closed.
-        const reusable = Boolean(outcome.error.responseCode) && !pooled.broken && (await reset(pooled));
+        // A refused transaction leaves a usable session once RSET succeeds in time; anything else
+        // (a relay that refuses and then closes or falls silent) is closed.
+        const reusable = Boolean(outcome.error.responseCode) && !pooled.broken && (await resetSession(pooled.connection, options.timeoutMs));
         await release(pooled, reusable);
         return { ok: false, failure: failureOf(outcome.error, outcome.dataSent, myGeneration !== generation) };
       } finally {
