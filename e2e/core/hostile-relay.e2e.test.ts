@@ -5,6 +5,10 @@
 //   outcome, at once. (The relay's RSET after a refused transaction waited on a callback nodemailer
 //   drops when the connection closes: the send never returned, the watchdog abandoned the worker,
 //   and the reclaim turned a 550 into outcome_unknown and retried it.)
+// - a relay that closes the connection or falls silent after AUTH: the attempt ends with that,
+//   within the command timeout. (nodemailer drops the AUTH callback the same way, and the relay's
+//   session setup stopped listening for errors once the greeting was in: the send waited for the
+//   whole-send deadline, which is longer than the stall threshold, and the watchdog took the worker.)
 // - reply text with NUL, invalid UTF-8, CESU-8 surrogate bytes, a bare CR, escape sequences, a
 //   1 MiB line, 10 MiB, 100,000 lines, codes outside 2xx-5xx: stored bounded and storable in the
 //   attempt, last_error and the bounce, logged bounded, never a poison item or a restarted loop.
@@ -94,6 +98,39 @@ describe('a relay that refuses and then closes the connection or falls silent', 
     expect(await attemptsOf(db.pool, id)).toMatchObject([{ attempt_number: 1, status: attemptStatus, smtp_code: code }]);
     await ordinaryMailGoesOut();
     expect(await loopTroubles()).toEqual([]);
+  });
+});
+
+describe('a relay that closes the connection or falls silent after AUTH', () => {
+  it.each([
+    ['hang', 'timed_out', /^ETIMEDOUT: /],
+    ['close', 'transport_failed', /^ECONNECTION: Connection closed unexpectedly/],
+  ] as const)('AUTH answered by %s: the attempt ends within the command timeout, no stall', async (mode, attemptStatus, text) => {
+    const authRelay = await startHostileRelay({});
+    authRelay.setEhlo(bytes('250-hostile.test\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n'));
+    authRelay.setAuth(mode);
+    const authDb = await createTestDatabase(`core-hostile-auth-${mode}`);
+    // The whole-send deadline (10 x 2 s) is past the stall threshold (10 s): waiting for it is a stall.
+    const authEngine = await startTestEngine(authDb.dsn, {
+      MAIL_SMTP_ADDR: `${authRelay.host}:${authRelay.port}`,
+      MAIL_SMTP_TIMEOUT: '2s',
+      MAIL_SMTP_USERNAME: 'postern',
+      MAIL_SMTP_PASSWORD: 'secret',
+      MAIL_RETRY_LADDER: '1h',
+    });
+    try {
+      const { deliveryId } = await insertAcceptedMessage(authDb.pool, 'sender@outside.test', 'auth-1@inbox.test');
+      await waitForStatus(authDb.pool, deliveryId, 'retrying', 6_000);
+      const attempts = await attemptsOf(authDb.pool, deliveryId);
+      expect(attempts).toMatchObject([{ attempt_number: 1, status: attemptStatus, smtp_code: null }]);
+      expect(attempts[0]?.smtp_text).toMatch(text);
+      const stalls = (await metricsText(authEngine)).split('\n').filter((line) => /^mail_loop_stalls_total\{.* [1-9]/.test(line));
+      expect(stalls).toEqual([]);
+    } finally {
+      await authEngine.stop();
+      await authRelay.close();
+      await authDb.drop();
+    }
   });
 });
 

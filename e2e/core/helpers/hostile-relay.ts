@@ -29,6 +29,8 @@ export interface HostileRelay {
   setGreeting(greeting: Buffer | 'hang' | 'trickle'): void;
   /** The reply to EHLO. */
   setEhlo(reply: Buffer | 'hang'): void;
+  /** The reply to AUTH (advertise it with setEhlo): bytes, never a reply, or the connection closed. */
+  setAuth(reply: Buffer | 'hang' | 'close'): void;
   connections(): number;
   close(): Promise<void>;
 }
@@ -41,6 +43,7 @@ function messageIdOf(raw: Buffer): string {
 export async function startHostileRelay(rules: Record<string, ReplyRule>): Promise<HostileRelay> {
   let greeting: Buffer | 'hang' | 'trickle' = Buffer.from('220 hostile.test ESMTP\r\n');
   let ehlo: Buffer | 'hang' = Buffer.from('250-hostile.test\r\n250 8BITMIME\r\n');
+  let auth: Buffer | 'hang' | 'close' = Buffer.from('235 2.7.0 ok\r\n');
   let connectionCount = 0;
   const received = new Map<string, number>();
   const accepted = new Map<string, number>();
@@ -124,6 +127,13 @@ export async function startHostileRelay(rules: Record<string, ReplyRule>): Promi
         } else if (verb === 'DATA') {
           if (!answer('data', '354 go ahead\r\n')) return;
           if (rule?.at !== 'data') inData = true;
+        } else if (verb === 'AUTH') {
+          if (auth === 'hang') return;
+          if (auth === 'close') {
+            socket.end();
+            return;
+          }
+          socket.write(auth);
         } else if (verb === 'RSET' || verb === 'NOOP') socket.write('250 2.0.0 ok\r\n');
         else if (verb === 'QUIT') {
           socket.end('221 2.0.0 bye\r\n');
@@ -144,6 +154,9 @@ export async function startHostileRelay(rules: Record<string, ReplyRule>): Promi
     },
     setEhlo(next) {
       ehlo = next;
+    },
+    setAuth(next) {
+      auth = next;
     },
     connections: () => connectionCount,
     close() {

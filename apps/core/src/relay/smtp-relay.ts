@@ -71,26 +71,33 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
       });
       const pooled: PooledConnection = Object.assign(pooledRef, { connection, messages: 0, broken: false });
       opened(pooled);
+      // Until the session is set up (greeting, EHLO, STARTTLS and AUTH) its errors fail the open:
+      // nodemailer drops the callback of a command still waiting for a reply when the connection
+      // fails, so a relay that closes or falls silent after AUTH never calls login back.
       const onError = (error: Error) => {
         pooled.broken = true;
         reject(error);
       };
-      connection.once('error', onError);
+      connection.on('error', onError);
       connection.on('end', () => {
         pooled.broken = true;
+        reject(Object.assign(new Error('Connection closed during session setup'), { code: 'ECONNECTION' }));
       });
-      connection.connect(() => {
+      const ready = () => {
         connection.off('error', onError);
         // Later errors reach the send callback; the listener only keeps them from being uncaught.
         connection.on('error', () => {
           pooled.broken = true;
         });
-        if (!options.username) return resolve(pooled);
+        resolve(pooled);
+      };
+      connection.connect(() => {
+        if (!options.username) return ready();
         connection.login({ user: options.username, pass: options.password ?? '' }, (error) => {
           if (error) {
             connection.close();
             reject(error);
-          } else resolve(pooled);
+          } else ready();
         });
       });
     });
