@@ -14,7 +14,7 @@
 //   attempt, last_error and the bounce, logged bounded, never a poison item or a restarted loop.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
-import { type CapturedLogs, captureLogs, createTestDatabase, type TestDatabase } from '../harness/index.ts';
+import { type CapturedLogs, captureLogs, createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
 import { attemptsOf, insertAcceptedMessage, metricsText, startTestEngine, waitForStatus } from './helpers/engine.ts';
 import { type HostileRelay, type ReplyRule, startHostileRelay } from './helpers/hostile-relay.ts';
 
@@ -171,6 +171,17 @@ describe('reply text nobody should send', () => {
       expect(Math.max(...bounce.toString('utf8').split('\r\n').map((line) => line.length))).toBeLessThanOrEqual(998);
       expect(bounce.toString('utf8')).toMatch(/^Diagnostic-Code: smtp; 5\d\d /m);
     }
+    // Counted at the relay: what it answered 2xx to is what the engine recorded sent (bounces
+    // included), each once.
+    await waitFor(
+      'the relay and the engine to agree on what was sent',
+      async () => ({
+        recorded: (await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM mail.deliveries WHERE status = 'sent'")).rows[0]?.n,
+        accepted: [...relay.accepted.values()].reduce((sum, count) => sum + count, 0),
+        twice: [...relay.accepted.values()].filter((count) => count > 1).length,
+      }),
+      (seen) => seen.recorded === seen.accepted && seen.twice === 0,
+    );
     expect(await loopTroubles()).toEqual([]);
     // What the operator reads is bounded too: no log line carries a megabyte of reply.
     expect(Math.max(...logs.lines.map((line) => JSON.stringify(line).length))).toBeLessThan(8 * 1024);

@@ -1,9 +1,11 @@
 // A relay written on raw TCP, not on smtp-server, so that it can answer what no well-behaved server
 // library would let it write: NUL bytes, invalid UTF-8, bare CR, escape sequences, replies of a
-// megabyte, multi-line replies of 100,000 lines, codes outside 2xx-5xx, a greeting that never ends.
-// What it answers is chosen per recipient (the local part's first label, `nul-1@...` -> `nul`),
-// at the step the rule names (for MAIL FROM, by the envelope sender's); everything else is accepted. It counts what it read after DATA and
-// what it answered 2xx to, by Message-ID, so duplicates are counted at the relay.
+// megabyte, multi-line replies of 100,000 lines, codes outside 2xx-5xx, a refusal followed by a closed
+// or silent connection, an AUTH never answered.
+// What it answers is chosen per recipient (the local part's first label, `nul-1@...` -> `nul`; for
+// MAIL FROM, by the envelope sender's), at the step the rule names; everything else is accepted. It
+// counts what it read after DATA and what it answered 2xx to, by Message-ID, so duplicates are
+// counted at the relay.
 import net from 'node:net';
 
 export type Step = 'mail' | 'rcpt' | 'data' | 'dot';
@@ -14,8 +16,6 @@ export interface ReplyRule {
   reply: Buffer | 'drop' | 'hang';
   /** After writing the reply: close the connection, or never answer on it again. */
   afterwards?: 'close' | 'ignore';
-  /** The reply is written this late. */
-  delayMs?: number;
 }
 
 export interface HostileRelay {
@@ -25,13 +25,10 @@ export interface HostileRelay {
   received: Map<string, number>;
   /** Messages answered 2xx after the final dot, by Message-ID. */
   accepted: Map<string, number>;
-  /** The greeting every new connection gets (bytes, or 'hang': never a full line). */
-  setGreeting(greeting: Buffer | 'hang' | 'trickle'): void;
   /** The reply to EHLO. */
-  setEhlo(reply: Buffer | 'hang'): void;
+  setEhlo(reply: Buffer): void;
   /** The reply to AUTH (advertise it with setEhlo): bytes, never a reply, or the connection closed. */
   setAuth(reply: Buffer | 'hang' | 'close'): void;
-  connections(): number;
   close(): Promise<void>;
 }
 
@@ -41,17 +38,14 @@ function messageIdOf(raw: Buffer): string {
 }
 
 export async function startHostileRelay(rules: Record<string, ReplyRule>): Promise<HostileRelay> {
-  let greeting: Buffer | 'hang' | 'trickle' = Buffer.from('220 hostile.test ESMTP\r\n');
-  let ehlo: Buffer | 'hang' = Buffer.from('250-hostile.test\r\n250 8BITMIME\r\n');
+  let ehlo: Buffer = Buffer.from('250-hostile.test\r\n250 8BITMIME\r\n');
   let auth: Buffer | 'hang' | 'close' = Buffer.from('235 2.7.0 ok\r\n');
-  let connectionCount = 0;
   const received = new Map<string, number>();
   const accepted = new Map<string, number>();
   const sockets = new Set<net.Socket>();
   const bump = (map: Map<string, number>, key: string) => map.set(key, (map.get(key) ?? 0) + 1);
 
   const server = net.createServer((socket) => {
-    connectionCount += 1;
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => {});
@@ -70,10 +64,7 @@ export async function startHostileRelay(rules: Record<string, ReplyRule>): Promi
         return false;
       }
       if (rule.reply === 'hang') return false;
-      if (rule.delayMs) {
-        const late = rule.reply;
-        setTimeout(() => socket.writable && socket.write(late), rule.delayMs);
-      } else socket.write(rule.reply);
+      socket.write(rule.reply);
       if (rule.afterwards === 'close') {
         socket.end();
         return false;
@@ -84,11 +75,7 @@ export async function startHostileRelay(rules: Record<string, ReplyRule>): Promi
       }
       return true;
     };
-    if (greeting === 'hang') socket.write('220-hostile.test is thinking');
-    else if (greeting === 'trickle') {
-      const timer = setInterval(() => (socket.writable ? socket.write('220-hostile.test still thinking\r\n') : clearInterval(timer)), 500);
-      socket.on('close', () => clearInterval(timer));
-    } else socket.write(greeting);
+    socket.write('220 hostile.test ESMTP\r\n');
     socket.on('data', (chunk: Buffer) => {
       if (ignoring) return;
       buffered = Buffer.concat([buffered, chunk]);
@@ -111,10 +98,7 @@ export async function startHostileRelay(rules: Record<string, ReplyRule>): Promi
         const line = buffered.subarray(0, eol).toString('latin1');
         buffered = buffered.subarray(eol + 2);
         const verb = line.slice(0, 4).toUpperCase();
-        if (verb === 'EHLO' || verb === 'HELO') {
-          if (ehlo === 'hang') return;
-          socket.write(ehlo);
-        }
+        if (verb === 'EHLO' || verb === 'HELO') socket.write(ehlo);
         else if (verb === 'MAIL') {
           // A rule for MAIL FROM is chosen by the envelope sender's local part.
           const local = /<([^@>]*)@/.exec(line)?.[1] ?? '';
@@ -149,16 +133,12 @@ export async function startHostileRelay(rules: Record<string, ReplyRule>): Promi
     port,
     received,
     accepted,
-    setGreeting(next) {
-      greeting = next;
-    },
     setEhlo(next) {
       ehlo = next;
     },
     setAuth(next) {
       auth = next;
     },
-    connections: () => connectionCount,
     close() {
       for (const socket of sockets) socket.destroy();
       return new Promise<void>((resolve) => server.close(() => resolve()));
