@@ -26,6 +26,7 @@ import { siteKey } from './site-key.ts';
 import type { DeferralReason, SiteMetrics } from './site-metrics.ts';
 import { limitsFor, type SiteLimits, type SiteRule } from './site-rules.ts';
 import type { SiteStore } from './site-store.ts';
+import { resetSession } from './smtp-transaction.ts';
 
 /** A slot's lease: renewed every third of it while its connection lives; a crashed engine's slots
  *  are free again at most this long after its last renewal. */
@@ -106,28 +107,6 @@ interface SiteState {
 
 function deferral(message: string, retryInMs: number): SendFailure {
   return { kind: 'deferred', reply: null, dataSent: false, interrupted: false, message, retryInMs };
-}
-
-/** RSET on a pooled connection: true when the server answered 2xx in time. */
-function resetConnection(connection: SMTPConnection, timeoutMs: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    let done = false;
-    const finish = (ok: boolean) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      connection.off('end', onEnd);
-      resolve(ok);
-    };
-    const onEnd = () => finish(false);
-    const timer = setTimeout(() => finish(false), timeoutMs);
-    connection.once('end', onEnd);
-    try {
-      connection.reset((error) => finish(!error));
-    } catch {
-      finish(false);
-    }
-  });
 }
 
 export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
@@ -266,7 +245,7 @@ export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
     if (!session) return null;
     // Reply lines of this send beat this send's worker (nodemailer reads the option per line).
     (session.connection as unknown as { options: { onResponseLine?: () => void } }).options.onResponseLine = () => progress();
-    if (await resetConnection(session.connection, options.timeoutMs)) return { connection: session.connection, route: { ...session.route, skipped: [] } };
+    if (await resetSession(session.connection, options.timeoutMs)) return { connection: session.connection, route: { ...session.route, skipped: [] } };
     return null;
   };
 

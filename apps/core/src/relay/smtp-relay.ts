@@ -13,7 +13,7 @@ import os from 'node:os';
 import type { Logger } from '@postern/shared';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { OutboundMessage, Relay, SendResult } from './relay.ts';
-import { failureOf, type NodemailerError, runTransaction, sentResult, startSendDeadline } from './smtp-transaction.ts';
+import { failureOf, type NodemailerError, resetSession, runTransaction, sentResult, startSendDeadline } from './smtp-transaction.ts';
 
 export interface SmtpRelayOptions {
   host: string;
@@ -71,33 +71,35 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
       });
       const pooled: PooledConnection = Object.assign(pooledRef, { connection, messages: 0, broken: false });
       opened(pooled);
+      // Until the session is set up (greeting, EHLO, STARTTLS and AUTH) its errors fail the open:
+      // nodemailer drops the callback of a command still waiting for a reply when the connection
+      // fails, so a relay that closes or falls silent after AUTH never calls login back.
       const onError = (error: Error) => {
         pooled.broken = true;
         reject(error);
       };
-      connection.once('error', onError);
+      connection.on('error', onError);
       connection.on('end', () => {
         pooled.broken = true;
+        reject(Object.assign(new Error('Connection closed during session setup'), { code: 'ECONNECTION' }));
       });
-      connection.connect(() => {
+      const ready = () => {
         connection.off('error', onError);
         // Later errors reach the send callback; the listener only keeps them from being uncaught.
         connection.on('error', () => {
           pooled.broken = true;
         });
-        if (!options.username) return resolve(pooled);
+        resolve(pooled);
+      };
+      connection.connect(() => {
+        if (!options.username) return ready();
         connection.login({ user: options.username, pass: options.password ?? '' }, (error) => {
           if (error) {
             connection.close();
             reject(error);
-          } else resolve(pooled);
+          } else ready();
         });
       });
-    });
-
-  const reset = (pooled: PooledConnection) =>
-    new Promise<boolean>((resolve) => {
-      pooled.connection.reset((error) => resolve(!error));
     });
 
   const release = async (pooled: PooledConnection, reusable: boolean) => {
@@ -150,8 +152,9 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
           await release(pooled, false);
           return deadline.failure(outcome.dataSent);
         }
-        // A refused transaction leaves a usable session once RSET succeeds; anything else is closed.
-        const reusable = Boolean(outcome.error.responseCode) && !pooled.broken && (await reset(pooled));
+        // A refused transaction leaves a usable session once RSET succeeds in time; anything else
+        // (a relay that refuses and then closes or falls silent) is closed.
+        const reusable = Boolean(outcome.error.responseCode) && !pooled.broken && (await resetSession(pooled.connection, options.timeoutMs));
         await release(pooled, reusable);
         return { ok: false, failure: failureOf(outcome.error, outcome.dataSent, myGeneration !== generation) };
       } finally {

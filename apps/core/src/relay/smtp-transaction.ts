@@ -1,7 +1,7 @@
 // What both SMTP relays (smtp-relay.ts through one relay, mx-relay.ts to each domain's MX hosts) do
 // the same way once a session is open: the transaction itself (MAIL FROM, RCPT TO, DATA) on a
-// nodemailer SMTPConnection, the whole-send deadline, and how nodemailer's errors become a
-// SendFailure.
+// nodemailer SMTPConnection, the whole-send deadline, the RSET before a session is used again, and
+// how nodemailer's errors become a SendFailure.
 // The message stream is only read once the server answered 354, so the engine knows whether the
 // message had been handed over when something broke: a timeout after that point may have
 // delivered the mail and is recorded as outcome_unknown (classify-reply.ts).
@@ -73,6 +73,34 @@ export function startSendDeadline(ms: number, peer: string, onPass: () => void):
     }),
     clear: () => clearTimeout(timer),
   };
+}
+
+/**
+ * RSET on an open session (a pooled connection before reuse, or one whose transaction was refused):
+ * true when the server answered 2xx within timeoutMs. Bounded and settled by the connection's end,
+ * because nodemailer drops the callbacks of commands still waiting for a reply when a connection
+ * closes: a relay that refused with 550 and then closed, or fell silent, left an unbounded RSET
+ * waiting for ever, and the send with it.
+ */
+export function resetSession(connection: SMTPConnection, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = (ok: boolean) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      connection.off('end', onEnd);
+      resolve(ok);
+    };
+    const onEnd = () => finish(false);
+    const timer = setTimeout(() => finish(false), timeoutMs);
+    connection.once('end', onEnd);
+    try {
+      connection.reset((error) => finish(!error));
+    } catch {
+      finish(false);
+    }
+  });
 }
 
 /** Message bytes are handed to the socket in chunks of this size; each one taken is progress. */
