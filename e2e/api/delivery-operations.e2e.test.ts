@@ -17,7 +17,7 @@ let operator: string;
 beforeAll(async () => {
   ({ db, api } = await openApiFile('api-queue'));
   engine = await startTestEngine(db.dsn);
-  operator = await mintToken(db.pool, ['deliveries:read', 'deliveries:write', 'queue:read', 'attempts:read', 'suppressions:read', 'suppressions:write'], 'oncall');
+  operator = await mintToken(db.pool, ['deliveries:read:any', 'deliveries:write:any', 'queue:read', 'attempts:read', 'suppressions:read', 'suppressions:write'], 'oncall');
 });
 
 afterAll(() => closeApiFile(db, api, engine));

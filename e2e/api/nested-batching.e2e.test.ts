@@ -21,7 +21,7 @@ let recipient: string;
 
 beforeAll(async () => {
   ({ db, api } = await openApiFile('api-batching'));
-  reader = await mintToken(db.pool, ['deliveries:read', 'attempts:read']);
+  reader = await mintToken(db.pool, ['deliveries:read:any', 'attempts:read']);
   recipient = `batch-${randomUUID().slice(0, 8)}@batch.test`;
   for (let i = 0; i < PAGE_SIZE; i++) await insertRenderedDelivery(db.pool, recipient, { status: 'dead_letter' });
 });

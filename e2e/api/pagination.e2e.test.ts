@@ -13,7 +13,7 @@ let reader: string;
 
 beforeAll(async () => {
   ({ db, api } = await openApiFile('api-pages'));
-  reader = await mintToken(db.pool, ['deliveries:read']);
+  reader = await mintToken(db.pool, ['deliveries:read:any']);
 });
 
 afterAll(() => closeApiFile(db, api));

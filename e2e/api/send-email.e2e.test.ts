@@ -18,7 +18,7 @@ beforeAll(async () => {
   ({ db, api } = await openApiFile('api-send'));
   engine = await startTestEngine(db.dsn);
   sender = await mintToken(db.pool, ['send'], 'billing-service');
-  reader = await mintToken(db.pool, ['deliveries:read', 'queue:read', 'attempts:read']);
+  reader = await mintToken(db.pool, ['deliveries:read:any', 'queue:read', 'attempts:read']);
 });
 
 afterAll(() => closeApiFile(db, api, engine));

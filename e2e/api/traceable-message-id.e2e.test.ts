@@ -28,7 +28,7 @@ const logs: Record<'mta' | 'core' | 'api', CapturedLogs> = {
 beforeAll(async () => {
   db = await createTestDatabase('api-trace');
   [edge, api] = await Promise.all([startTestEdge(db.dsn, {}, { logger: logs.mta.logger }), startTestApi(db.dsn, {}, { logger: logs.api.logger })]);
-  operator = await mintToken(db.pool, ['deliveries:read', 'deliveries:write']);
+  operator = await mintToken(db.pool, ['deliveries:read:any', 'deliveries:write:any']);
 });
 
 afterAll(async () => {

@@ -105,7 +105,7 @@ describe('inbound authentication against a real DNS server', () => {
     const messageId = QUEUED.exec(`250 ${info.response.replace(/^250 /, '')}`)?.[1];
     const query = `query($id: ID!) { deliveries(filter: { messageId: $id }) { edges { node {
       inboundAuthentication { header spf dkim { result domain } dmarc dmarcPolicy arc incomplete } } } } }`;
-    const reader = await mintToken(db.pool, ['deliveries:read', 'content:read']);
+    const reader = await mintToken(db.pool, ['deliveries:read:any', 'content:read']);
     const data = await gqlData(api, reader, query, { id: messageId });
     expect(data.deliveries.edges[0].node.inboundAuthentication).toEqual({
       header: row.auth_results,
@@ -116,7 +116,7 @@ describe('inbound authentication against a real DNS server', () => {
       arc: 'none',
       incomplete: null,
     });
-    const metadataOnly = await gql(api, await mintToken(db.pool, ['deliveries:read']), query, { id: messageId });
+    const metadataOnly = await gql(api, await mintToken(db.pool, ['deliveries:read:any']), query, { id: messageId });
     expect(metadataOnly.body.errors?.[0]?.extensions).toMatchObject({ code: 'FORBIDDEN', requiredScope: 'content:read' });
   });
 

@@ -7,13 +7,15 @@ export async function insertRenderedDelivery(
   pool: pg.Pool,
   recipient: string,
   state: { status: 'queued' | 'retrying'; dueInSeconds: number } | { status: 'dead_letter' | 'sent' },
+  /** The producer it belongs to; by default one no token sends as. */
+  source = 'api-test',
 ): Promise<string> {
   const id = randomUUID();
   const waiting = state.status === 'queued' || state.status === 'retrying';
   await pool.query(
     `INSERT INTO mail.deliveries (id, source, payload_mode, subject, text_body, recipient, envelope_from, rfc_message_id,
                                   status, attempt_count, next_attempt_at, finished_at, last_error)
-     VALUES ($1, 'api-test', 'rendered', $2, 'body of the test mail', $3, 'postern@postern.test', $4,
+     VALUES ($1, $10, 'rendered', $2, 'body of the test mail', $3, 'postern@postern.test', $4,
              $5, $6, CASE WHEN $7::boolean THEN now() + make_interval(secs => $8) END,
              CASE WHEN $7::boolean THEN NULL ELSE now() END, $9)`,
     [
@@ -26,6 +28,7 @@ export async function insertRenderedDelivery(
       waiting,
       'dueInSeconds' in state ? state.dueInSeconds : 0,
       state.status === 'dead_letter' ? 'retry ladder exhausted' : null,
+      source,
     ],
   );
   if (state.status === 'dead_letter') {

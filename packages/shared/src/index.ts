@@ -88,6 +88,8 @@ export {
   listApiTokens,
   looksLikeApiToken,
   mintApiToken,
+  type ProducerScope,
+  producerReach,
   revokeApiToken,
   TOKEN_PREFIX,
 } from './tokens/index.ts';

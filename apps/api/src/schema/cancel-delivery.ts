@@ -4,6 +4,7 @@
 // live lease) or already finished is reported as such, never half-cancelled. What is returned is
 // read through the API's read model (delivery.ts).
 import { cancelDelivery } from '@postern/shared';
+import { withinReach } from '../auth/producer-reach.ts';
 import { builder } from './builder.ts';
 import { DeliveryRef, type DeliveryRow, deliveryById, isUuid, logDeliveryChanges } from './delivery.ts';
 import { INPUT_ERRORS } from './error-types.ts';
@@ -18,6 +19,9 @@ builder.mutationField('cancelDelivery', (t) =>
     resolve: async (_root, args, context): Promise<DeliveryRow> => {
       const id = String(args.id);
       if (!isUuid(id)) throw new ValidationError('id', 'INVALID_INPUT', `"${id}" is not a delivery id (a UUID)`);
+      // Another producer's delivery (without deliveries:write:any) is answered as none, before
+      // anything changes; a delivery's source never changes, so the check cannot go stale.
+      if (!withinReach(context.principal, 'deliveries:write', await deliveryById(context.db, id))) throw new NotFoundError(`no delivery with id ${id}`);
       const by = `token:${context.principal.tokenName}`;
       const cancelled = await cancelDelivery(context.db, id, `cancelled by ${by}`);
       // A cancelled delivery is final: read after the change, it is still the one cancelled.

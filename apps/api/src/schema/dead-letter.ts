@@ -1,6 +1,8 @@
 // DeadLetter: a delivery that exhausted the retry ladder. Exactly one per dead-lettered delivery;
 // a requeue marks it (requeuedAt/By) and puts the delivery back in the queue.
-import { type DeadLetterFilterValues, deadLetterFilterParams, fillMark, withDeadLetterFilter } from '@postern/shared';
+import { type DeadLetterFilterValues, deadLetterFilterParams, fillMark, type ProducerScope, withDeadLetterFilter } from '@postern/shared';
+import { reachableSource } from '../auth/producer-reach.ts';
+import type { Principal } from '../context.ts';
 import { AttemptRef } from './attempt.ts';
 import { builder } from './builder.ts';
 import { DeliveryRef } from './delivery.ts';
@@ -77,14 +79,16 @@ export interface DeadLetterFilterShape {
 
 /**
  * The filter as given, checked (an address in its normal form, text PostgreSQL can compare), for
- * the statements that select dead letters by it: the list here and requeueDeadLetter. The
- * predicate itself is the delivery lifecycle's (packages/shared/src/lifecycle/dead-letter-filter.ts).
+ * the statements that select dead letters by it: the list here (`deliveries:read`) and
+ * requeueDeadLetter (`deliveries:write`). Its source is the token's producer when the token reaches
+ * only its own deliveries with that scope (auth/producer-reach.ts). The predicate itself is the
+ * delivery lifecycle's (packages/shared/src/lifecycle/dead-letter-filter.ts).
  */
-export function deadLetterFilter(filter: DeadLetterFilterShape | null | undefined): DeadLetterFilterValues {
+export function deadLetterFilter(filter: DeadLetterFilterShape | null | undefined, principal: Principal, scope: ProducerScope): DeadLetterFilterValues {
   return {
     requeued: filter?.requeued ?? null,
     recipient: recipientFilter(filter?.recipient),
-    source: textFilter(filter?.source, 'filter.source'),
+    source: reachableSource(principal, scope, textFilter(filter?.source, 'filter.source'), 'filter.source'),
     createdAfter: filter?.createdAfter ?? null,
     createdBefore: filter?.createdBefore ?? null,
   };
@@ -109,7 +113,7 @@ builder.queryFields((t) => ({
     authScopes: { scope: 'deliveries:read' },
     args: { filter: t.arg({ type: DeadLetterFilter, required: false }) },
     resolve: (_root, args, context) =>
-      keysetConnection(args, DEAD_LETTERS_SQL, deadLetterFilterParams(deadLetterFilter(args.filter)), async (text, values) => {
+      keysetConnection(args, DEAD_LETTERS_SQL, deadLetterFilterParams(deadLetterFilter(args.filter, context.principal, 'deliveries:read')), async (text, values) => {
         const result = await context.db.query<DeadLetterRow>(text, values);
         return result.rows;
       }),

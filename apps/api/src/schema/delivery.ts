@@ -1,5 +1,7 @@
 // Delivery: one recipient's copy of a message or command, and everything that happened to it.
 import { DELIVERY_STATUSES, type DeliveryStatus, fillMark, isUuid, type Logger, PAYLOAD_MODES, type PayloadMode, type Queryable } from '@postern/shared';
+import { reachableSource, withinReach } from '../auth/producer-reach.ts';
+import type { Principal } from '../context.ts';
 import { AttemptRef } from './attempt.ts';
 import { builder } from './builder.ts';
 import { DeadLetterRef } from './dead-letter.ts';
@@ -186,12 +188,13 @@ export interface DeliveryFilterShape {
   messageId?: string | number | null;
 }
 
-/** The filter as the parameters $1..$6 of DELIVERIES_SQL; null: not filtered on. */
-function deliveryFilterParams(filter: DeliveryFilterShape | null | undefined): unknown[] {
+/** The filter as the parameters $1..$6 of DELIVERIES_SQL; null: not filtered on. The source is
+ *  the token's producer when it reaches only its own deliveries (auth/producer-reach.ts). */
+function deliveryFilterParams(filter: DeliveryFilterShape | null | undefined, principal: Principal): unknown[] {
   return [
     filter?.status && filter.status.length > 0 ? [...filter.status] : null,
     recipientFilter(filter?.recipient),
-    textFilter(filter?.source, 'filter.source'),
+    reachableSource(principal, 'deliveries:read', textFilter(filter?.source, 'filter.source'), 'filter.source'),
     filter?.createdAfter ?? null,
     filter?.createdBefore ?? null,
     uuidFilter(filter?.messageId, 'filter.messageId'),
@@ -223,7 +226,7 @@ builder.queryFields((t) => ({
     description: 'Oldest first; `last: n` without a cursor gives the newest n.',
     args: { filter: t.arg({ type: DeliveryFilter, required: false }) },
     resolve: (_root, args, context) =>
-      keysetConnection(args, DELIVERIES_SQL, deliveryFilterParams(args.filter), async (text, values) => {
+      keysetConnection(args, DELIVERIES_SQL, deliveryFilterParams(args.filter, context.principal), async (text, values) => {
         const result = await context.db.query<DeliveryRow>(text, values);
         return result.rows;
       }),
@@ -233,6 +236,8 @@ builder.queryFields((t) => ({
     nullable: true,
     authScopes: { scope: 'deliveries:read' },
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_root, args, context) => deliveryById(context.db, String(args.id)),
+    description: "Null for an id that is not a delivery's, or one of another producer's (without `deliveries:read:any`).",
+    resolve: async (_root, args, context) =>
+      withinReach(context.principal, 'deliveries:read', await deliveryById(context.db, String(args.id))),
   }),
 }));

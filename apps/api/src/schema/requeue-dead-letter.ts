@@ -5,6 +5,7 @@
 // operators requeueing together requeue each delivery once. What moved is read through the API's
 // read model (delivery.ts) in the same transaction: as it was requeued, before an engine can claim it.
 import { ANY_DEAD_LETTER, type Pool, type RequeueRequest, requeueDeadLetters, withTransaction } from '@postern/shared';
+import { deliveriesReach, withinReach } from '../auth/producer-reach.ts';
 import { builder } from './builder.ts';
 import { DeadLetterFilter, type DeadLetterFilterShape, deadLetterFilter } from './dead-letter.ts';
 import { DeliveryRef, type DeliveryRow, deliveriesById, deliveryById, isUuid, logDeliveryChanges } from './delivery.ts';
@@ -52,9 +53,12 @@ builder.mutationField('requeueDeadLetter', (t) =>
       if (byId) {
         const id = String(input.deliveryId);
         if (!isUuid(id)) throw new ValidationError('deliveryId', 'INVALID_INPUT', `"${id}" is not a delivery id (a UUID)`);
-        const deliveries = await requeue(context.db, { filter: ANY_DEAD_LETTER, deliveryId: id, max: 1, requeuedBy });
+        // Only the token's own producer's delivery, unless it holds deliveries:write:any: the
+        // statement itself is limited, and another producer's delivery is answered as none.
+        const filter = { ...ANY_DEAD_LETTER, source: deliveriesReach(context.principal, 'deliveries:write') };
+        const deliveries = await requeue(context.db, { filter, deliveryId: id, max: 1, requeuedBy });
         if (deliveries.length === 0) {
-          const delivery = await deliveryById(context.db, id);
+          const delivery = withinReach(context.principal, 'deliveries:write', await deliveryById(context.db, id));
           if (!delivery) throw new NotFoundError(`no delivery with id ${id}`);
           throw new ConflictError(`delivery ${id} is ${delivery.status}, not dead_letter`);
         }
@@ -65,7 +69,7 @@ builder.mutationField('requeueDeadLetter', (t) =>
       if (!Number.isInteger(max) || max < 1 || max > REQUEUE_MAX) {
         throw new ValidationError('max', 'INVALID_INPUT', `max must be between 1 and ${REQUEUE_MAX}`);
       }
-      const filter = deadLetterFilter(input.filter as DeadLetterFilterShape);
+      const filter = deadLetterFilter(input.filter as DeadLetterFilterShape, context.principal, 'deliveries:write');
       const deliveries = await requeue(context.db, { filter, deliveryId: null, max, requeuedBy });
       logDeliveryChanges(context.logger, 'dead letter requeued', requeuedBy, deliveries);
       return { deliveries };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { defaultProducer, grantsScope, hashApiToken, isApiScope, looksLikeApiToken, mintApiToken, producerProblem } from './api-token.ts';
+import { defaultProducer, grantsScope, hashApiToken, isApiScope, looksLikeApiToken, mintApiToken, producerProblem, producerReach } from './api-token.ts';
 
 describe('API tokens', () => {
   it('mints a recognisable 32-byte token and stores only its sha256 hex', () => {
@@ -37,6 +37,19 @@ describe('API tokens', () => {
       expect(grantsScope(['admin'], scope)).toBe(true);
       expect(grantsScope(['deliveries:read', 'queue:read', 'send'], scope)).toBe(false);
     }
+  });
+
+  it("deliveries scopes reach the token's own producer; their :any forms and admin reach every producer's", () => {
+    expect(producerReach(['deliveries:read'], 'deliveries:read', 'billing')).toBe('billing');
+    expect(producerReach(['deliveries:read', 'deliveries:write:any'], 'deliveries:read', 'billing')).toBe('billing');
+    expect(producerReach(['deliveries:read:any'], 'deliveries:read', 'billing')).toBeNull();
+    expect(producerReach(['admin'], 'deliveries:write', 'billing')).toBeNull();
+    // The :any form grants the plain scope (the field's check); the plain one never the :any form.
+    expect(grantsScope(['deliveries:read:any'], 'deliveries:read')).toBe(true);
+    expect(grantsScope(['deliveries:write:any'], 'deliveries:read')).toBe(false);
+    expect(grantsScope(['deliveries:read'], 'deliveries:read:any')).toBe(false);
+    expect(isApiScope('deliveries:write:any')).toBe(true);
+    expect(isApiScope('aliases:read:any')).toBe(false);
   });
 
   it('a token sends as its own "api:<name>" unless given a producer; some producers are not for tokens', () => {

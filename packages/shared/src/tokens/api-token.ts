@@ -9,8 +9,13 @@ export const TOKEN_PREFIX = 'pst_';
 export const API_SCOPES = [
   'admin',
   'send',
+  // Deliveries of the token's own producer (its `source`): reading them and their dead letters,
+  // cancelling and requeueing them. The `:any` forms reach every producer's, the edge's (`smtp`)
+  // and Postern's bounces (`postern-dsn`) too: an operator's scopes, not a producer's.
   'deliveries:read',
   'deliveries:write',
+  'deliveries:read:any',
+  'deliveries:write:any',
   'aliases:read',
   'aliases:write',
   'domains:read',
@@ -38,10 +43,27 @@ export function isApiScope(value: string): value is ApiScope {
   return (API_SCOPES as readonly string[]).includes(value);
 }
 
-/** `admin` implies every other scope. */
+/** The scopes whose reach is one producer's unless the token holds their `:any` form. */
+export type ProducerScope = 'deliveries:read' | 'deliveries:write';
+
+/** The scope that widens a producer scope to every producer. */
+function anyProducer(scope: ProducerScope): ApiScope {
+  return `${scope}:any`;
+}
+
+/** `admin` implies every other scope; `deliveries:read:any` implies `deliveries:read` (and write alike). */
 export function grantsScope(granted: Iterable<string>, required: ApiScope): boolean {
-  for (const scope of granted) if (scope === 'admin' || scope === required) return true;
+  for (const scope of granted) if (scope === 'admin' || scope === required || scope === `${required}:any`) return true;
   return false;
+}
+
+/**
+ * Whose deliveries a token reaches with a producer scope it holds: `null` for every producer's
+ * (`admin`, or the scope's `:any` form), else the token's own producer alone.
+ */
+export function producerReach(granted: Iterable<string>, scope: ProducerScope, producer: string): string | null {
+  for (const held of granted) if (held === 'admin' || held === anyProducer(scope)) return null;
+  return producer;
 }
 
 // 32 random bytes are 43 base64url characters.

@@ -7,7 +7,9 @@ export {
   isApiScope,
   looksLikeApiToken,
   mintApiToken,
+  type ProducerScope,
   producerProblem,
+  producerReach,
   TOKEN_PREFIX,
 } from './api-token.ts';
 export {
