@@ -12,7 +12,8 @@ import type { Logger, MailResolver } from '@postern/shared';
 import { authenticate } from 'mailauth';
 import type { InboundAuthMetrics } from './auth-metrics.ts';
 import { evaluationResolver } from './auth-resolver.ts';
-import { type InboundAuthResult, summarize, unknownVerdicts } from './verdicts.ts';
+import { dmarcOfEachAuthorDomain } from './author-domains.ts';
+import { type InboundAuthResult, MAX_SIGNATURES_VERIFIED, summarize, unknownVerdicts } from './verdicts.ts';
 
 /** The SMTP facts SPF checks (RFC 7208 2.3, 2.4). */
 export interface SessionFacts {
@@ -35,6 +36,29 @@ export interface InboundAuthOptions {
 
 /** How long past the deadline mailauth may take to wind down before its answer is not waited for. */
 const WIND_DOWN_MS = 1_000;
+/** Bytes handed to mailauth in one turn of the event loop (see feed()). */
+const BYTES_PER_TURN = 256 * 1024;
+
+/**
+ * The message as mailauth reads it. mailauth hashes each chunk in the call that receives it, and
+ * the chunks of an array stream follow one another in microtasks: without a pause the whole message
+ * would pass in one turn of the event loop, every other session and the deadline's timer waiting
+ * (a 20 MB message with many body hashes held it for seconds). So every BYTES_PER_TURN it waits for
+ * the next turn, and once the deadline has passed it feeds nothing more: the evaluation fails and
+ * is recorded as unknown, and an abandoned evaluation stops costing CPU.
+ */
+async function* feed(message: readonly Buffer[], deadline: AbortSignal): AsyncGenerator<Buffer> {
+  let sinceTurn = 0;
+  for (const chunk of message) {
+    if (sinceTurn >= BYTES_PER_TURN) {
+      sinceTurn = 0;
+      await new Promise((next) => setImmediate(next));
+    }
+    deadline.throwIfAborted();
+    sinceTurn += chunk.length;
+    yield chunk;
+  }
+}
 
 export type InboundAuth = (message: readonly Buffer[], session: SessionFacts) => Promise<InboundAuthResult>;
 
@@ -45,7 +69,7 @@ export function createInboundAuth(options: InboundAuthOptions): InboundAuth {
     const resolver = evaluationResolver(options.resolver, deadline.signal);
     let timer: NodeJS.Timeout | undefined;
     let windDown: NodeJS.Timeout | undefined;
-    const evaluation = authenticate(Readable.from(message, { objectMode: false }), {
+    const evaluation = authenticate(Readable.from(feed(message, deadline.signal), { objectMode: false }), {
       ip: session.clientAddress,
       helo: session.helo ?? undefined,
       sender: session.envelopeFrom,
@@ -53,7 +77,11 @@ export function createInboundAuth(options: InboundAuthOptions): InboundAuth {
       resolver: resolver.resolve as never,
       // BIMI is for mail clients showing logos, not for accepting mail: no lookups for it.
       disableBimi: true,
-    }).then((result) => summarize(result, options.hostname, resolver.temporaryFailures));
+      maxSignatures: MAX_SIGNATURES_VERIFIED,
+    }).then(async (result) => {
+      const authors = await dmarcOfEachAuthorDomain(result, resolver.resolve);
+      return summarize(result, options.hostname, resolver.temporaryFailures, authors);
+    });
     const expired = new Promise<InboundAuthResult>((settle) => {
       timer = setTimeout(() => {
         deadline.abort();
@@ -65,8 +93,11 @@ export function createInboundAuth(options: InboundAuthOptions): InboundAuth {
       outcome = await Promise.race([evaluation, expired]);
       if (deadline.signal.aborted && outcome.verdicts.incomplete === undefined) outcome.verdicts.incomplete = 'deadline';
     } catch (error) {
-      options.logger.warn({ err: error }, 'inbound authentication failed: every method recorded as temperror');
-      outcome = unknownVerdicts(options.hostname, 'error');
+      if (deadline.signal.aborted) outcome = unknownVerdicts(options.hostname, 'deadline');
+      else {
+        options.logger.warn({ err: error }, 'inbound authentication failed: every method recorded as temperror');
+        outcome = unknownVerdicts(options.hostname, 'error');
+      }
     } finally {
       clearTimeout(timer);
       clearTimeout(windDown);

@@ -5,6 +5,7 @@
 // no NUL or broken UTF-16 reaches PostgreSQL, and no entry grows past one line of a header.
 import { storableText } from '@postern/shared';
 import type { AuthenticateResult } from 'mailauth';
+import { type AuthorDomainsDmarc, MAX_AUTHOR_DOMAINS, strictest } from './author-domains.ts';
 
 export const AUTH_METHODS = ['spf', 'dkim', 'dmarc', 'arc'] as const;
 export type AuthMethod = (typeof AUTH_METHODS)[number];
@@ -32,6 +33,8 @@ export interface AuthVerdicts {
   /** The From domain DMARC evaluated (header.from), or null. */
   dmarcDomain: string | null;
   arc: AuthVerdict;
+  /** DKIM-Signature fields past MAX_SIGNATURES_VERIFIED: not verified (dkim=policy) and not listed in `dkim`. */
+  dkimNotVerified?: number;
   /** Set when the evaluation did not finish by itself: its deadline passed, or mailauth threw. */
   incomplete?: 'deadline' | 'error';
 }
@@ -47,7 +50,15 @@ export interface InboundAuthResult {
 /** One entry of the header, at most this long: well within a header line of 998 octets. */
 const MAX_ENTRY_CHARS = 900;
 const MAX_DOMAIN_CHARS = 255;
-const MAX_SIGNATURES_KEPT = 20;
+/**
+ * DKIM-Signature fields verified per message, from the top (mailauth's maxSignatures, our patch:
+ * docs/library-patches.md); each one past it is dkim=policy, verified by no one. Every signature
+ * costs a key lookup and every distinct l=/c=/a= a pass of its own over the body: without a limit
+ * a 20 MB message with 100 signatures held the event loop for over 5 s. Real mail carries a few
+ * (author, ESP, mailing list). The same number is listed one by one in the header and verdicts,
+ * so every verdict the enforce decision reads (decision.ts) is in them.
+ */
+export const MAX_SIGNATURES_VERIFIED = 20;
 /** mailauth's lenient mode reports a body changed after signing as dkim=neutral with this comment;
  *  it is a PERMFAIL (RFC 6376 6.1.3 step 3), which RFC 8601 2.7.1 reports as dkim=fail. (Its strict
  *  mode does, but also refuses records with syntax slips that the lenient mode lets pass: for a
@@ -86,11 +97,19 @@ export function authResultsHeader(hostname: string, entries: readonly string[]):
 /**
  * The verdicts of a finished evaluation. `temporaryFailures` counts the lookups that failed without
  * an answer: mailauth reports every ARC failure as arc=fail, one caused by DNS included, and a
- * failure that may be DNS's is not a verdict on the chain.
+ * failure that may be DNS's is not a verdict on the chain. `authors`: the DMARC of each Author
+ * Domain when the From names several (author-domains.ts).
  */
-export function summarize(result: AuthenticateResult, hostname: string, temporaryFailures: number): InboundAuthResult {
+export function summarize(
+  result: AuthenticateResult,
+  hostname: string,
+  temporaryFailures: number,
+  authors: AuthorDomainsDmarc | null = null,
+): InboundAuthResult {
   const entries: string[] = [];
-  const signatures = (result.dkim?.results ?? []).slice(0, MAX_SIGNATURES_KEPT);
+  const allSignatures = result.dkim?.results ?? [];
+  const signatures = allSignatures.slice(0, MAX_SIGNATURES_VERIFIED);
+  const notVerified = allSignatures.length - signatures.length;
   const dkim: DkimVerdict[] = [];
   for (const signature of signatures) {
     const bodyChanged = signature.status?.result === 'neutral' && signature.status.comment === BODY_HASH_MISMATCH;
@@ -102,6 +121,7 @@ export function summarize(result: AuthenticateResult, hostname: string, temporar
     dkim.push({ result: 'none', domain: null });
     entries.push('dkim=none');
   }
+  if (notVerified > 0) entries.push(`dkim=policy (${notVerified} more signatures not verified: at most ${MAX_SIGNATURES_VERIFIED} are)`);
 
   const spf = result.spf ? verdictOf(result.spf.status?.result) : 'none';
   if (result.spf && typeof result.spf.info === 'string') entries.push(entry(result.spf.info));
@@ -112,13 +132,32 @@ export function summarize(result: AuthenticateResult, hostname: string, temporar
     entries.push('arc=temperror (DNS failure)');
   } else if (result.arc && typeof result.arc.info === 'string') entries.push(entry(result.arc.info));
 
-  const dmarc = result.dmarc ? verdictOf(result.dmarc.status?.result) : 'none';
-  if (result.dmarc && typeof result.dmarc.info === 'string') entries.push(entry(result.dmarc.info));
-  else if (!result.dmarc && result.dmarcSkipReason) entries.push(`dmarc=none (${entry(result.dmarcSkipReason)})`);
-  const dmarcPolicy = result.dmarc ? policyOf(result.dmarc.policy) : null;
-  const dmarcDomain = result.dmarc ? domainOf(result.dmarc.status?.header?.from) : null;
+  let dmarc: AuthVerdict = 'none';
+  let dmarcPolicy: DmarcPolicy | null = null;
+  let dmarcDomain: string | null = null;
+  if (result.dmarc) {
+    dmarc = verdictOf(result.dmarc.status?.result);
+    if (typeof result.dmarc.info === 'string') entries.push(entry(result.dmarc.info));
+    dmarcPolicy = policyOf(result.dmarc.policy);
+    dmarcDomain = domainOf(result.dmarc.status?.header?.from);
+  } else if (authors?.kind === 'too-many') {
+    dmarc = 'temperror';
+    entries.push(`dmarc=temperror (${entry(result.dmarcSkipReason ?? '')}: ${authors.domains} author domains, at most ${MAX_AUTHOR_DOMAINS} are evaluated)`);
+  } else if (authors?.kind === 'each' && authors.results.length > 0) {
+    // Several Author Domains (author-domains.ts): one entry each, the strictest stands for the message.
+    const why = entry(result.dmarcSkipReason ?? '');
+    for (const outcome of authors.results) {
+      if (typeof outcome.info === 'string') entries.push(entry(outcome.info.replace(/^dmarc=\S+/, (keyword) => `${keyword} (${why}: each author domain evaluated)`)));
+    }
+    const standing = strictest(authors.results)!;
+    dmarc = verdictOf(standing.status?.result);
+    dmarcPolicy = policyOf(standing.policy);
+    dmarcDomain = domainOf(standing.status?.header?.from);
+  } else if (result.dmarcSkipReason) entries.push(`dmarc=none (${entry(result.dmarcSkipReason)})`);
 
-  return { verdicts: { spf, dkim, dmarc, dmarcPolicy, dmarcDomain, arc }, ...authResultsHeader(hostname, entries) };
+  const verdicts: AuthVerdicts = { spf, dkim, dmarc, dmarcPolicy, dmarcDomain, arc };
+  if (notVerified > 0) verdicts.dkimNotVerified = notVerified;
+  return { verdicts, ...authResultsHeader(hostname, entries) };
 }
 
 /** The verdicts when the evaluation gave nothing: every method unknown for now. */

@@ -1,0 +1,155 @@
+// Inbound authentication against hostile senders: messages built to cost the edge, or to slip a
+// spoof past MAIL_INBOUND_AUTH_POLICY=enforce, sent over SMTP to edges whose DNS is a scripted
+// server (e2e/harness/scripted-dns.ts: one name SERVFAILs while the others answer, every question
+// counted). Proves: at most 20 DKIM signatures are verified, the rest recorded as such, never
+// dropped from the header without a word and never looked up; a 12 MB message with 60 signatures
+// of different l= leaves the other sessions answered (it held the event loop for seconds); a second
+// From field or a second mailbox in another domain no longer takes a p=reject spoof past enforce.
+import { createAlias, createDomain } from '@postern/shared';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { plainMessage, signed, type TestKey, testKey } from '../../apps/mta/src/auth/auth.testkit.ts';
+import type { Edge } from '../../apps/mta/src/edge.ts';
+import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
+import { type ScriptedDns, startScriptedDns } from '../harness/scripted-dns.ts';
+import { openSession, startTestEdge } from './helpers/edge.ts';
+import { sendMail } from './helpers/smtp-client.ts';
+
+let db: TestDatabase;
+let dns: ScriptedDns;
+let key: TestKey;
+let annotate: Edge;
+let enforce: Edge;
+
+beforeAll(async () => {
+  db = await createTestDatabase('mta-inbound-auth-hostile');
+  await createDomain(db.pool, 'postern.test');
+  await createAlias(db.pool, { domain: 'postern.test', localPart: 'desk', kind: 'forward', targets: ['desk@inbox.test'] });
+  key = await testKey('bank.test');
+  const keyRecord = key.record.value.match(/.{1,250}/g) ?? [];
+  dns = await startScriptedDns((name, type) => {
+    if (type !== 'TXT') return undefined;
+    // Nobody may send as bank.test: SPF lists no client, DMARC says reject.
+    if (name === 'bank.test') return { txt: [['v=spf1 -all']] };
+    if (name === '_dmarc.bank.test') return { txt: [['v=DMARC1; p=reject']] };
+    if (name === 'broken._domainkey.bank.test') return { rcode: 'SERVFAIL' };
+    if (name.endsWith('._domainkey.bank.test')) return { txt: [keyRecord] };
+    return undefined;
+  });
+  const env = { MAIL_DNS_SERVERS: dns.server, MAIL_INBOUND_AUTH_TIMEOUT: '10s' };
+  annotate = await startTestEdge(db.dsn, env);
+  enforce = await startTestEdge(db.dsn, { ...env, MAIL_INBOUND_AUTH_POLICY: 'enforce' });
+});
+
+afterAll(async () => {
+  await annotate?.stop();
+  await enforce?.stop();
+  await dns?.close();
+  await db?.drop();
+});
+
+const QUEUED = /^250 2\.0\.0 queued as ([0-9a-f-]{36})$/;
+
+async function send(edge: Edge, message: Buffer, from = 'someone@outside.test'): Promise<string> {
+  const client = await openSession(edge, 'mail.outside.test');
+  try {
+    return (await sendMail(client, { from, to: ['desk@postern.test'], message })).final?.raw ?? '(no reply)';
+  } finally {
+    await client.quit();
+  }
+}
+
+async function stored(reply: string) {
+  const id = QUEUED.exec(reply)?.[1];
+  if (!id) throw new Error(`not accepted: ${reply}`);
+  const { rows } = await db.pool.query('SELECT auth_results, auth_verdicts FROM mail.messages WHERE id = $1', [id]);
+  return rows[0] as { auth_results: string; auth_verdicts: Record<string, unknown> };
+}
+
+async function messageCount(): Promise<number> {
+  return (await db.pool.query('SELECT count(*)::int AS n FROM mail.messages')).rows[0].n;
+}
+
+/** The signature header fields of `signedMessage`, without the message they were made over. */
+function signatureFields(signedMessage: Buffer, message: Buffer): Buffer {
+  return signedMessage.subarray(0, signedMessage.length - message.length);
+}
+
+async function signedMany(message: Buffer, count: number, extra: (index: number) => Record<string, unknown>): Promise<Buffer> {
+  const { dkimSign } = await import('mailauth');
+  const signatureData = Array.from({ length: count }, (_, index) => ({
+    signingDomain: key.domain,
+    selector: `s${index}`,
+    privateKey: key.privateKey,
+    algorithm: 'rsa-sha256',
+    ...extra(index),
+  }));
+  const result = await dkimSign(message, { canonicalization: 'relaxed/relaxed', signatureData } as never);
+  if (result.errors.length > 0) throw new Error(`signing failed: ${JSON.stringify(result.errors)}`);
+  return Buffer.concat([Buffer.from(result.signatures), message]);
+}
+
+describe('inbound authentication against hostile senders', () => {
+  it('21 DKIM signatures: the 21st is neither looked up nor dropped from the record, it is dkim=policy (not verified)', async () => {
+    const message = plainMessage('Bank <ceo@bank.test>');
+    // 20 signatures whose body hash does not match, then one whose key lookup would SERVFAIL.
+    const twenty = signatureFields(await signedMany(message, 20, () => ({ selector: 's1' })), message)
+      .toString('latin1')
+      .replace(/bh=[A-Za-z0-9+/]/g, (tag) => (tag === 'bh=A' ? 'bh=B' : 'bh=A'));
+    const last = signatureFields(await signed(message, { ...key, selector: 'broken' }), message);
+    const hostile = Buffer.concat([Buffer.from(twenty, 'latin1'), last, message]);
+
+    const row = await stored(await send(annotate, hostile));
+    const entries = row.auth_results.split(';\r\n\t');
+    expect(entries.filter((entry) => entry.startsWith('dkim=fail (body hash did not verify)'))).toHaveLength(20);
+    expect(entries).toContain('dkim=policy (1 more signatures not verified: at most 20 are)');
+    expect(row.auth_verdicts).toMatchObject({ dkimNotVerified: 1, dmarc: 'fail', dmarcPolicy: 'reject' });
+    expect(dns.questions).not.toContain('TXT broken._domainkey.bank.test');
+  });
+
+  it('60 signatures of different l= over a 12 MB body: another session is answered within a second all along, and at most 20 keys are looked up', async () => {
+    const lookupsBefore = dns.questions.filter((question) => question.includes('._domainkey.')).length;
+    const body = `${'x'.repeat(998)}\r\n`.repeat(12_000);
+    const message = plainMessage('Bank <ceo@bank.test>', body);
+    const hostile = await signedMany(message, 60, (index) => ({ maxBodyLength: body.length - 100 - index }));
+
+    // The edge runs in this process: a turn of the event loop it holds delays the next round of
+    // the watcher's NOOPs (a 20 ms pause and a reply) by as much.
+    const watcher = await openSession(annotate, 'watcher.outside.test');
+    let slowest = 0;
+    let watching = true;
+    const watch = (async () => {
+      while (watching) {
+        const started = performance.now();
+        await new Promise((next) => setTimeout(next, 20));
+        expect((await watcher.command('NOOP')).code).toBe(250);
+        slowest = Math.max(slowest, performance.now() - started);
+      }
+    })();
+    const reply = await send(annotate, hostile);
+    watching = false;
+    await watch;
+    await watcher.quit();
+
+    expect(slowest).toBeLessThan(1_000);
+    const row = await stored(reply);
+    expect(row.auth_verdicts).toMatchObject({ dkimNotVerified: 40 });
+    expect((row.auth_verdicts.dkim as unknown[]).length).toBe(20);
+    const lookups = dns.questions.filter((question) => question.includes('._domainkey.')).length - lookupsBefore;
+    expect(lookups).toBeLessThanOrEqual(20);
+  }, 120_000);
+
+  it('a spoof of a p=reject domain with a second From field, or a second mailbox in another domain, is refused 550 5.7.1 under enforce', async () => {
+    const twoFields = Buffer.from('From: ceo@bank.test\r\nFrom: someone@outside.test\r\nTo: desk@postern.test\r\nSubject: wire\r\n\r\nPay.\r\n');
+    const twoMailboxes = Buffer.from('From: ceo@bank.test, someone@outside.test\r\nTo: desk@postern.test\r\nSubject: wire\r\n\r\nPay.\r\n');
+    const before = await messageCount();
+    for (const message of [twoFields, twoMailboxes]) {
+      expect(await send(enforce, message)).toMatch(/^550 5\.7\.1 Message refused: it fails the DMARC policy \(p=reject\) of bank\.test/);
+    }
+    expect(await messageCount()).toBe(before);
+
+    const row = await stored(await send(annotate, twoFields));
+    expect(row.auth_verdicts).toMatchObject({ dmarc: 'fail', dmarcPolicy: 'reject', dmarcDomain: 'bank.test' });
+    expect(row.auth_results).toContain('dmarc=fail (multiple-from-fields: each author domain evaluated)');
+    expect(row.auth_results).toContain('dmarc=none (multiple-from-fields: each author domain evaluated) header.from=outside.test');
+  });
+});
