@@ -111,6 +111,21 @@ describe('stream intake', () => {
     expect(metricValue(await metricsText(engine), 'mail_stream_commands_accepted_total{schema_version="2",outcome="duplicate"}')).toBeGreaterThanOrEqual(1);
   });
 
+  it('a command posing as Postern itself (source "smtp" or "postern-dsn", the sources of the edge\'s mail and of the bounces) is refused, as an API token may not carry them', async () => {
+    for (const source of ['smtp', 'postern-dsn']) {
+      const recipient = unique(`posing-${source}`);
+      const entry = await xadd(v2({ source, idempotencyKey: randomUUID(), to: recipient, payload: { mode: 'rendered', subject: 's', text: 't' } }));
+      const refused = await waitFor(
+        `the command with source ${source} quarantined`,
+        () => db.pool.query('SELECT failure_code, failure_detail FROM mail.malformed_commands WHERE stream_entry_id = $1', [entry]),
+        (result) => result.rows.length === 1,
+      );
+      expect(refused.rows[0]).toMatchObject({ failure_code: 'invalid_field', failure_detail: expect.stringMatching(/"source" "[a-z-]+" is reserved/) });
+      const { rows } = await db.pool.query('SELECT count(*)::int AS n FROM mail.deliveries WHERE recipient = $1', [recipient]);
+      expect(rows[0].n).toBe(0);
+    }
+  });
+
   it('silent-encoding-change: 100 garbage entries become 100 quarantined rows, counted, acknowledged, and the next valid command is still delivered', async () => {
     const before = metricValue(await metricsText(engine), 'mail_stream_commands_malformed_total{failure_code="invalid_json"}') || 0;
     const kinds: Array<Record<string, string>> = [

@@ -14,6 +14,8 @@ export interface EngineMetrics {
   deadLetters: prometheus.Counter;
   suppressed: prometheus.Counter<'reason'>;
   malformed: prometheus.Counter<'failure_code'>;
+  /** Stream entries removed from the stream before an engine handled them (intake/consume-stream.ts). */
+  streamEntriesLost: prometheus.Counter<'how'>;
   commandsAccepted: prometheus.Counter<'schema_version' | 'outcome'>;
   bounces: prometheus.Counter;
   loopRestarts: prometheus.Counter<'loop'>;
@@ -54,6 +56,12 @@ export function createEngineMetrics(
     deadLetters: new Counter({ name: 'mail_delivery_dead_letters_total', help: 'Deliveries dead-lettered after the retry ladder.', registers: [registry] }),
     suppressed: new Counter({ name: 'mail_delivery_suppressed_total', help: 'Deliveries ended as suppressed.', labelNames: ['reason'], registers: [registry] }),
     malformed: new Counter({ name: 'mail_stream_commands_malformed_total', help: 'Stream commands quarantined as malformed.', labelNames: ['failure_code'], registers: [registry] }),
+    streamEntriesLost: new Counter({
+      name: 'mail_stream_entries_lost_total',
+      help: 'Stream entries removed from the stream (XTRIM, MAXLEN, XDEL) before an engine handled them: removed_pending (read, not handled), removed_unread (never read; Redis\'s count).',
+      labelNames: ['how'],
+      registers: [registry],
+    }),
     commandsAccepted: new Counter({ name: 'mail_stream_commands_accepted_total', help: 'Stream commands accepted.', labelNames: ['schema_version', 'outcome'], registers: [registry] }),
     bounces: new Counter({ name: 'mail_delivery_bounces_total', help: 'Delivery status notifications queued for senders of accepted mail.', registers: [registry] }),
     // Every loop's series exists from the first scrape at 0, so an alert on increase() sees the
@@ -97,6 +105,7 @@ export function createEngineMetrics(
   // first appears already at 1 shows no increase() to Prometheus, so the very first quarantined
   // command of a kind would never fire PosternMalformedCommands.
   for (const failure_code of FAILURE_CODES) metrics.malformed.inc({ failure_code }, 0);
+  for (const how of ['removed_pending', 'removed_unread']) metrics.streamEntriesLost.inc({ how }, 0);
   return metrics;
 }
 

@@ -12,7 +12,16 @@
 //    than MAIL_STREAM_RECLAIM_IDLE (longer than the slowest handling of one entry).
 //  - After a restart (of this loop), this consumer first re-reads its own pending entries (id 0).
 //  - Redis restarted without persistence answers NOGROUP: the group is created again, from the
-//    start of whatever the stream now holds, and intake carries on.
+//    start of whatever the stream now holds, and intake carries on. A group destroyed while the
+//    stream kept its entries (XGROUP DESTROY) is created again after the last entry this engine
+//    handled, when that entry is still there: from the start, every command the stream still
+//    holds would be handled twice — its malformed ones quarantined again, and those older than
+//    MAIL_IDEMPOTENCY_WINDOW, whose keys were purged, sent again.
+//  - Entries removed from the stream (XTRIM, MAXLEN, XDEL) before any engine handled them are
+//    lost to Redis; they are reported, never passed over in silence: those a consumer had read
+//    (pending, shown with no fields or in XAUTOCLAIM's deleted ids) one by one with their ids,
+//    those the group never read by Redis's count of them (the group's lag once it has read up to
+//    the stream's last entry). Both in mail_stream_entries_lost_total{how}.
 // Each entry is handled in a `stream command` span that continues the producer's trace (the
 // entry's `traceparent` field), and the delivery stores that span's context: its claims and
 // attempts are the same trace (docs/observability.md).
@@ -70,16 +79,33 @@ export interface StreamConsumerOptions {
 type StreamEntry = [id: Buffer, fields: Buffer[] | null];
 type ReadReply = Array<[stream: Buffer, entries: StreamEntry[]]> | null;
 
+/** The group is gone: NOGROUP, or (Redis 7) a blocked read ended because the stream key was deleted. */
 function isNoGroup(error: unknown): boolean {
-  return error instanceof Error && error.message.startsWith('NOGROUP');
+  return error instanceof Error && (error.message.startsWith('NOGROUP') || error.message.startsWith('UNBLOCKED'));
 }
 
-export async function ensureGroup(options: Pick<StreamConsumerOptions, 'redis' | 'group' | 'logger'>): Promise<void> {
+/** Stream entry ids ("<ms>-<seq>") in the stream's order. */
+function compareEntryIds(a: string, b: string): number {
+  const [aMs = 0n, aSeq = 0n] = a.split('-').map(BigInt);
+  const [bMs = 0n, bSeq = 0n] = b.split('-').map(BigInt);
+  return aMs !== bMs ? (aMs < bMs ? -1 : 1) : aSeq === bSeq ? 0 : aSeq < bSeq ? -1 : 1;
+}
+
+/** XINFO's flat [name, value, name, value, ...] as an object. */
+function infoRecord(flat: unknown): Record<string, unknown> {
+  const record: Record<string, unknown> = {};
+  const values = flat as unknown[];
+  for (let i = 0; i + 1 < values.length; i += 2) record[String(values[i])] = values[i + 1];
+  return record;
+}
+
+/** Creates the group if it does not exist, reading from `after` (default: the start). */
+export async function ensureGroup(options: Pick<StreamConsumerOptions, 'redis' | 'group' | 'logger'>, after = '0'): Promise<void> {
   try {
     // From 0, not $: entries a producer added before the group existed (Redis restarted empty,
     // a producer XADDed first) are read too. Duplicates are stopped by the idempotency keys.
-    await options.redis.commands.xgroup('CREATE', COMMAND_STREAM, options.group, '0', 'MKSTREAM');
-    options.logger.info({ stream: COMMAND_STREAM, group: options.group }, 'consumer group created');
+    await options.redis.commands.xgroup('CREATE', COMMAND_STREAM, options.group, after, 'MKSTREAM');
+    options.logger.info({ stream: COMMAND_STREAM, group: options.group, after }, 'consumer group created');
   } catch (error) {
     if (!(error instanceof Error && error.message.startsWith('BUSYGROUP'))) throw error;
   }
@@ -89,6 +115,10 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
   const { redis, group, consumer, metrics } = options;
   const log = options.logger.child({ component: 'stream', consumer });
   const maxHandlingFailures = options.maxHandlingFailures ?? MAX_HANDLING_FAILURES;
+  /** The highest entry id this engine handled (acknowledged), across restarts of the loop. */
+  let lastHandled: string | null = null;
+  /** Redis's count of entries removed before the group read them, as last reported here. */
+  let removedUnreadReported = 0;
 
   /** Redis's own count of how often the entry was delivered (handling-failures.ts). */
   async function timesDelivered(id: string): Promise<number> {
@@ -164,15 +194,67 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
     await redis.commands.xack(COMMAND_STREAM, group, id);
   }
 
+  /** An entry the group delivered to a consumer and that was removed from the stream (XDEL,
+   *  trimmed) before anyone handled it: its command is gone. */
+  function reportRemovedPending(id: string): void {
+    metrics.streamEntriesLost.inc({ how: 'removed_pending' });
+    log.error({ entryId: id }, 'stream entry removed from the stream before it was handled: its command is lost');
+  }
+
+  function handled(id: string): void {
+    if (lastHandled === null || compareEntryIds(id, lastHandled) > 0) lastHandled = id;
+  }
+
   async function handleAll(entries: readonly StreamEntry[], context: LoopContext): Promise<void> {
     for (const [rawId, flat] of entries) {
       const id = rawId.toString();
-      // A deleted entry (XDEL, trimmed) still pending shows up with no fields: nothing to accept.
-      if (!flat || flat.length === 0) await redis.commands.xack(COMMAND_STREAM, group, id);
-      else await handle(id, flat);
+      // A removed entry still pending shows up with no fields: nothing to accept.
+      if (!flat || flat.length === 0) {
+        reportRemovedPending(id);
+        await redis.commands.xack(COMMAND_STREAM, group, id);
+      } else await handle(id, flat);
+      handled(id);
       context.beat();
       context.progress();
     }
+  }
+
+  /** Entries removed from the stream before the group read them (trimmed by a producer's MAXLEN
+   *  while the engines were behind or away): Redis counts them in the group's lag, which is theirs
+   *  alone once the group has read up to the stream's last entry. Counted once per process: what
+   *  is found first counts whole (an engine restarted counts the group's past removals again,
+   *  until the group's count is reset: docs/runbook.md). */
+  async function checkRemovedUnread(): Promise<void> {
+    const groups = ((await redis.commands.xinfo('GROUPS', COMMAND_STREAM)) as unknown[]).map(infoRecord);
+    const ours = groups.find((info) => info.name === group);
+    if (!ours || ours.lag === null || ours.lag === undefined) return;
+    const stream = infoRecord(await redis.commands.xinfo('STREAM', COMMAND_STREAM));
+    // Read after the group: an entry added meanwhile makes them differ, and the check waits.
+    if (ours['last-delivered-id'] !== stream['last-generated-id']) return;
+    const removed = Number(ours.lag);
+    if (removed > removedUnreadReported) {
+      metrics.streamEntriesLost.inc({ how: 'removed_unread' }, removed - removedUnreadReported);
+      log.error(
+        { removedUnread: removed, newlyFound: removed - removedUnreadReported, group },
+        'stream entries were removed from the stream before this group read them: their commands are lost',
+      );
+    }
+    removedUnreadReported = removed;
+  }
+
+  /** The group is gone. When the stream still holds the last entry this engine handled, it kept
+   *  its history (the group was destroyed): the group is created again after that entry. */
+  async function recreateGroup(): Promise<void> {
+    const last = lastHandled;
+    const kept = last !== null && ((await redis.commands.xrange(COMMAND_STREAM, last, last)) as unknown[]).length > 0;
+    if (kept) {
+      log.warn({ after: last }, 'consumer group is gone but the stream kept its entries: creating it again after the last entry this engine handled');
+      await ensureGroup({ redis, group, logger: log }, last);
+    } else {
+      log.warn('consumer group is gone (Redis restarted without persistence?): creating it again');
+      await ensureGroup({ redis, group, logger: log });
+    }
+    removedUnreadReported = 0;
   }
 
   async function read(startId: string): Promise<StreamEntry[]> {
@@ -201,22 +283,24 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
         }
         if (Date.now() >= nextAutoclaim) {
           // ioredis has no typed xautoclaimBuffer: the same command, answered as bytes.
-          const [, claimed] = (await redis.commands.callBuffer('XAUTOCLAIM', [
+          const [, claimed, removed = []] = (await redis.commands.callBuffer('XAUTOCLAIM', [
             COMMAND_STREAM, group, consumer, options.reclaimIdleMs, '0-0', 'COUNT', options.batchSize,
           ])) as [Buffer, StreamEntry[], Buffer[]?];
-          if (claimed.length > 0) {
-            log.warn({ entries: claimed.length }, 'took over stream entries left pending by another consumer');
+          // Redis 7 takes entries removed from the stream out of the pending list itself and names them here.
+          for (const id of removed) reportRemovedPending(id.toString());
+          if (claimed.length > 0 || removed.length > 0) {
+            if (claimed.length > 0) log.warn({ entries: claimed.length }, 'took over stream entries left pending by another consumer');
             await handleAll(claimed, context);
             continue;
           }
+          await checkRemovedUnread();
           nextAutoclaim = Date.now() + Math.max(1_000, Math.floor(options.reclaimIdleMs / 2));
         }
         const entries = await read('>');
         await handleAll(entries, context);
       } catch (error) {
         if (!isNoGroup(error)) throw error;
-        log.warn('consumer group is gone (Redis restarted without persistence?): creating it again');
-        await ensureGroup({ redis, group, logger: log });
+        await recreateGroup();
         pendingCursor = null;
       }
     }

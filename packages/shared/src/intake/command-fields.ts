@@ -9,6 +9,7 @@
 // Where in the input the refusal is comes from the zod issue's path, never from reading the message.
 import { z } from 'zod';
 import { InvalidAddressError, normalizeAddress } from '../addresses/normalize-address.ts';
+import { BOUNCE_SOURCE } from '../lifecycle/fail-for-good.ts';
 import { type FailureCode, UUID_PATTERN } from '../lifecycle/statuses.ts';
 import { storageProblem } from '../text/storable-text.ts';
 import { isTraceparent, normalizedTraceparent } from '../tracing/trace-context.ts';
@@ -17,6 +18,12 @@ import { MAX_COMMAND_BYTES } from './delivery-command.ts';
 const SOURCE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$/;
 const TEMPLATE_ID = /^[a-z0-9][a-z0-9-]{0,63}$/;
 const LOCALE = /^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$/;
+/** Sources Postern writes itself, and whose mail it is: no producer may pose as them, on the
+ *  stream or as an API token's producer (tokens/api-token.ts). */
+export const RESERVED_SOURCES: ReadonlyMap<string, string> = new Map([
+  ['smtp', 'the SMTP edge'],
+  [BOUNCE_SOURCE, "Postern's bounces"],
+]);
 /** A delivery's category, as commands give it and MAIL_URGENT_CATEGORIES names it. */
 export const CATEGORY = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 
@@ -164,8 +171,12 @@ export const commandField = {
     present(
       text(name, 200)
         .regex(SOURCE, `"${name}" must be letters, digits and ._:- (at most 200)`)
-        // 'smtp' names deliveries the edge created; a producer must not pose as the edge.
-        .refine((value) => value !== 'smtp', `"${name}" "smtp" is reserved for the SMTP edge`),
+        // 'smtp' names deliveries the edge created, 'postern-dsn' the bounces: a producer must not
+        // pose as them (their mail is an operator's to read, not a producer's).
+        .superRefine((value, context) => {
+          const owner = RESERVED_SOURCES.get(value);
+          if (owner) context.addIssue({ code: 'custom', message: `"${name}" "${value}" is reserved for ${owner}` });
+        }),
       `"${name}" is required`,
     ),
   idempotencyKey: (name: string) => requiredText(name, 200),

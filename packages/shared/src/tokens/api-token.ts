@@ -2,6 +2,7 @@
 // log line must never be enough to call the API). The `pst_` prefix makes a leaked token easy to
 // recognise for secret scanners and for the person reading a config file.
 import { createHash, randomBytes } from 'node:crypto';
+import { RESERVED_SOURCES } from '../intake/command-fields.ts';
 
 export const TOKEN_PREFIX = 'pst_';
 
@@ -85,8 +86,6 @@ export function mintApiToken(): { token: string; hash: string } {
 
 // The stream's rule for `source` (intake/decode-command.ts): a producer is a source the intake accepts.
 const PRODUCER_SHAPE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$/;
-/** Sources Postern writes itself: the SMTP edge and the bounces it generates. */
-const RESERVED_PRODUCERS = new Set(['smtp', 'postern-dsn']);
 
 /** The producer a token sends as when it is created without one: its own, private to it. */
 export function defaultProducer(tokenName: string): string {
@@ -97,7 +96,7 @@ export function defaultProducer(tokenName: string): string {
  *  on mail.api_tokens.producer says the same). */
 export function producerProblem(tokenName: string, producer: string): string | null {
   if (!PRODUCER_SHAPE.test(producer)) return `producer "${producer}" must be 1-200 of A-Z a-z 0-9 . _ : - (starting with a letter or digit)`;
-  if (RESERVED_PRODUCERS.has(producer)) return `producer "${producer}" is reserved for Postern's own mail`;
+  if (RESERVED_SOURCES.has(producer)) return `producer "${producer}" is reserved for Postern's own mail`;
   if (producer.startsWith('api:') && producer !== defaultProducer(tokenName)) {
     return `producer "${producer}": "api:<name>" is reserved for the token of that name`;
   }
