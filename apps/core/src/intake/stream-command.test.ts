@@ -29,6 +29,22 @@ describe('decodeStreamEntry: a stream entry as a typed command', () => {
     expect(raw).toContain('"subject":"Gr\ufffd\ufffde"');
   });
 
+  it('refuses an entry that gives a field name twice: which recipient was meant is a guess', () => {
+    const twice = [...flat(rendered), Buffer.from('recipient'), Buffer.from('mallory@example.com')];
+    expect(decodeStreamEntry(twice).decoded).toEqual({
+      ok: false,
+      failure: {
+        code: 'invalid_field',
+        detail: '"recipient" given more than once (the raw copy holds the last value)',
+        schemaVersion: '1',
+        source: 'billing',
+        deliveryId: null,
+      },
+    });
+    // Even when both values are the same: the entry is not what the schema says an entry is.
+    expect(decodeStreamEntry([...flat(rendered), Buffer.from('source'), Buffer.from('billing')]).decoded).toMatchObject({ ok: false });
+  });
+
   it('keeps a decode refusal as it is when every field is UTF-8', () => {
     const { decoded } = decodeStreamEntry(flat({ ...rendered, recipient: 'not an address' }));
     expect(decoded).toMatchObject({ ok: false, failure: { code: 'invalid_address', source: 'billing' } });
