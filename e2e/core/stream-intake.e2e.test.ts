@@ -126,6 +126,20 @@ describe('stream intake', () => {
     }
   });
 
+  it('an entry giving a field twice (two recipients in one XADD) is refused, not sent to either', async () => {
+    const [first, second] = [unique('twice-a'), unique('twice-b')];
+    const fields = { schema_version: '1', source: 'billing', idempotency_key: randomUUID(), payload_mode: 'rendered', subject: 's', text: 't' };
+    const entry = (await redis.xadd(COMMAND_STREAM, '*', ...Object.entries(fields).flat(), 'recipient', first, 'recipient', second)) as string;
+    const refused = await waitFor(
+      'the entry with two recipients quarantined',
+      () => db.pool.query('SELECT failure_code, failure_detail FROM mail.malformed_commands WHERE stream_entry_id = $1', [entry]),
+      (result) => result.rows.length === 1,
+    );
+    expect(refused.rows[0]).toEqual({ failure_code: 'invalid_field', failure_detail: '"recipient" given more than once (the raw copy holds the last value)' });
+    const { rows } = await db.pool.query('SELECT count(*)::int AS n FROM mail.deliveries WHERE recipient = ANY ($1)', [[first, second]]);
+    expect(rows[0].n).toBe(0);
+  });
+
   it('silent-encoding-change: 100 garbage entries become 100 quarantined rows, counted, acknowledged, and the next valid command is still delivered', async () => {
     const before = metricValue(await metricsText(engine), 'mail_stream_commands_malformed_total{failure_code="invalid_json"}') || 0;
     const kinds: Array<Record<string, string>> = [
