@@ -3,10 +3,10 @@
 // API (intakeCommand: check -> accept, or quarantine), XACK only after PostgreSQL committed. Nothing is
 // dropped silently and no entry can block the stream (silent-encoding-change, docs/incidents.md): whatever cannot be accepted is
 // quarantined with a failure code, counted, and acknowledged. A command whose acceptance keeps
-// failing for another reason than the database being away is quarantined as handling_failed after
-// a few deliveries, counted by Redis (handling-failures.ts); an outage is waited out, the entry left
-// pending. Every field is made storable in the quarantine row (quarantine.ts), and if even that
-// insert fails for another reason than an outage, the entry is acknowledged anyway, logged with its
+// failing for another reason than the database being away or busy is quarantined as handling_failed
+// after a few deliveries, counted by Redis (handling-failures.ts); an outage or a lock held for minutes
+// is waited out, the entry left pending. Every field is made storable in the quarantine row
+// (quarantine.ts), and if even that insert fails for another reason than these, the entry is acknowledged anyway, logged with its
 // id and counted (mail_poison_items_total{loop="stream"}): the stream is never blocked.
 //  - Entries left pending by a consumer that died are taken over with XAUTOCLAIM once idle longer
 //    than MAIL_STREAM_RECLAIM_IDLE (longer than the slowest handling of one entry).
@@ -36,7 +36,6 @@ import {
   inSpan,
   intakeCommand,
   isRetryableDbError,
-  isTransientDbError,
   type Logger,
   type Pool,
   QuarantineFailed,
@@ -52,8 +51,8 @@ import { decodeStreamEntry, type StreamCommand } from './stream-command.ts';
 
 export const COMMAND_STREAM = 'mail:delivery_commands';
 
-/** Deliveries of one command (Redis's count) after which a failure that is neither bad data nor an
- *  outage quarantines it as handling_failed: the loop restarts between them with its backoff
+/** Deliveries of one command (Redis's count) after which a failure that is neither bad data nor the
+ *  database away or busy quarantines it as handling_failed: the loop restarts between them with its backoff
  *  (0.25, 0.5, 1, 2 s), so a blip of a few seconds is ridden out. */
 export const MAX_HANDLING_FAILURES = 5;
 
@@ -177,13 +176,11 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
       }
     } catch (error) {
       if (!(error instanceof QuarantineFailed)) throw error;
-      // An outage is waited out (the entry stays pending); a deadlock or a timeout is retried
-      // until Redis has delivered the entry maxHandlingFailures times. Anything else would fail
-      // the same way on every read and block the stream behind it: the entry is acknowledged
-      // anyway. It stays in the stream until trimmed (XRANGE <id> <id> shows it); this log line
-      // is its record.
-      if (isTransientDbError(error.cause)) throw error.cause;
-      if (isRetryableDbError(error.cause) && (await timesDelivered(id)) < maxHandlingFailures) throw error.cause;
+      // An outage, a deadlock or a timeout is waited out (the entry stays pending), as for the
+      // acceptance itself (handling-failures.ts). Anything else would fail the same way on every
+      // read and block the stream behind it: the entry is acknowledged anyway. It stays in the
+      // stream until trimmed (XRANGE <id> <id> shows it); this log line is its record.
+      if (isRetryableDbError(error.cause)) throw error.cause;
       metrics.poisonItems.inc({ loop: 'stream', reason: 'quarantine_failed' });
       log.error(
         { err: error.cause, entryId: id, failureCode: error.failure.code, detail: error.failure.detail },

@@ -28,6 +28,18 @@ describe('handling failures of stream commands', () => {
     }
   });
 
+  it('never quarantines while the database is busy (a lock held for minutes: every statement timed out), however often the entry was delivered', () => {
+    const busy = [
+      pgError('canceling statement due to statement timeout', '57014'),
+      pgError('canceling statement due to lock timeout', '55P03'),
+      pgError('deadlock detected', '40P01'),
+      pgError('could not serialize access due to concurrent update', '40001'),
+    ];
+    for (const delivered of [1, 5, 50, 10_000]) {
+      for (const error of busy) expect(decideHandling(error, delivered, 5)).toEqual({ action: 'retry' });
+    }
+  });
+
   it('retries any other error until the entry was delivered N times (Redis counts), then quarantines it as handling_failed', () => {
     const poison = pgError('no deliveries to this recipient today', 'P0001');
     for (let delivered = 1; delivered < 5; delivered++) expect(decideHandling(poison, delivered, 5)).toEqual({ action: 'retry' });

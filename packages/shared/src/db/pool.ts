@@ -45,6 +45,14 @@ export function createPool(options: PoolOptions): pg.Pool {
     client.on('error', (error) => {
       options.logger.warn({ err: error }, 'PostgreSQL client connection failed');
     });
+    // An idle_session_timeout set on the role or the database (operators set it to reap forgotten
+    // sessions) must not reach ours: the engine's LISTEN session is idle by design, and each kill
+    // restarted the scheduler with a growing backoff (no claims meanwhile, /readyz 503, the
+    // restart alert). Idle pooled connections are closed by the pool itself (idleTimeoutMillis).
+    // Queued before any query of the checkout; a session setting, so a DSN's options still apply.
+    client.query('SET idle_session_timeout = 0').catch((error: Error) => {
+      options.logger.warn({ err: error }, 'could not turn idle_session_timeout off for a PostgreSQL session');
+    });
   });
   return pool;
 }
