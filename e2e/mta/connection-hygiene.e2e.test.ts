@@ -79,13 +79,15 @@ describe('connection hygiene', () => {
     await client.quit();
   });
 
-  it('refuses clients past MAIL_MTA_MAX_CLIENTS with 421', async () => {
+  it('refuses clients past MAIL_MTA_MAX_CLIENTS with 421; the refused ones are not counted as open or closed', async () => {
     const edge = await edgeWith({ MAIL_MTA_MAX_CLIENTS: '2' });
     const first = await openSession(edge);
     const second = await openSession(edge);
-    const { client: third, greeting } = await SmtpTestClient.connect(edge.smtp.port);
-    expect(greeting.code).toBe(421);
-    await third.closed;
+    for (let refused = 0; refused < 3; refused++) {
+      const { client: extra, greeting } = await SmtpTestClient.connect(edge.smtp.port);
+      expect(greeting.code).toBe(421);
+      await extra.closed;
+    }
     await first.quit();
     await waitFor('a slot to free up', async () => {
       const { client, greeting: next } = await SmtpTestClient.connect(edge.smtp.port);
@@ -93,6 +95,13 @@ describe('connection hygiene', () => {
       return next.code;
     }, (code) => code === 220);
     await second.quit();
+    // Every connection greeted has closed: none is open, whatever was refused on the way.
+    const active = await waitFor(
+      'every session to close',
+      async () => /^mail_mta_connections_active(?:\{[^}]*\})? (-?\d+)$/m.exec(await metricsText(edge))?.[1],
+      (value) => value === '0' || Number(value) < 0,
+    );
+    expect(active).toBe('0');
   });
 
   it('MAIL_MTA_GREETING_DELAY: an early talker gets 421 and is counted; a client that waited once is greeted at once after', async () => {

@@ -226,6 +226,7 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
     recipients: new WeakMap(),
     rcptCommands: new WeakMap(),
     lookupSlots: new ClientLookupSlots(config.mta.clientLookupConcurrency),
+    connected: new Set(),
     inData: new Set(),
     accepting: new Set(),
     traces: new SessionTraces(),
