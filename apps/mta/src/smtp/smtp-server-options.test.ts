@@ -219,6 +219,29 @@ describe('smtp-server options from the patch', () => {
     expect(await client.ended()).toBe(true);
   });
 
+  // Not an option: a fix the patch carries. SMTPStream.continue() cleared the continuation after
+  // running it; when what it resumed ended the next message at once (hooks that answer at once,
+  // the message pipelined in the same chunk), that message's continuation was cleared with it and
+  // the session hung after its reply. It showed once a chunk's dot-stuffed lines were unstuffed in
+  // one pass, without an event-loop turn per line.
+  it('two whole transactions pipelined in one write, hooks answering at once: both answered, and the QUIT after them', async () => {
+    const server = await listen({
+      onMailFrom: (_address, _session, callback) => callback(),
+      onRcptTo: (_address, _session, callback) => callback(),
+      onData(stream, _session, callback) {
+        stream.resume();
+        stream.on('end', () => callback(null, 'queued'));
+      },
+    });
+    const client = await connect(server);
+    await client.command('EHLO client.test');
+    const transaction = `MAIL FROM:<a@a.test>\r\nRCPT TO:<b@b.test>\r\nDATA\r\n..one\r\n.\r\n`;
+    client.socket.write(`${transaction}${transaction}QUIT\r\n`);
+    const lines = await client.until(11);
+    expect(lines.slice(2).map((line) => line.slice(0, 3))).toEqual(['250', '250', '354', '250', '250', '250', '354', '250', '221']);
+    expect(await client.ended()).toBe(true);
+  });
+
   it('greetingDelay 0: the greeting is written at once, so a client that talks first is served', async () => {
     // A synchronous onConnect, as the edge's: smtp-server's default one answers on setImmediate, and
     // a client talking in that moment is an early talker whatever the delay.
