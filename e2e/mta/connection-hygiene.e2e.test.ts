@@ -66,6 +66,34 @@ describe('connection hygiene', () => {
     expect(rows[0].n).toBe(0);
   });
 
+  it('a client trickling a command line a byte at a time is cut at MAIL_MTA_IDLE_TIMEOUT with 421 4.4.2, and its slot goes to the next client', async () => {
+    const edge = await edgeWith({ MAIL_MTA_IDLE_TIMEOUT: '1s', MAIL_MTA_MAX_CLIENTS: '1' });
+    const client = await openSession(edge);
+    // One byte every 100 ms re-arms the idle timeout for ever; the line never ends.
+    client.socket.write('MAIL FROM:<');
+    const trickle = setInterval(() => {
+      if (!client.isClosed) client.socket.write('x');
+    }, 100);
+    try {
+      // Meanwhile it holds the only slot.
+      const { client: other, greeting } = await SmtpTestClient.connect(edge.smtp.port);
+      expect(greeting.code).toBe(421);
+      await other.closed;
+      const reply = await client.readReply(15_000);
+      expect(reply.raw).toBe('421 4.4.2 Timeout - closing connection');
+      await client.closed;
+    } finally {
+      clearInterval(trickle);
+    }
+    const next = await waitFor('the slot to be free', async () => {
+      const { client: candidate, greeting } = await SmtpTestClient.connect(edge.smtp.port);
+      if (greeting.code !== 220) await candidate.closed;
+      return greeting.code === 220 ? candidate : null;
+    });
+    await next?.quit();
+    expect(await metricsText(edge)).toMatch(/^mail_mta_command_line_timeouts_total(\{[^}]*\})? 1$/m);
+  });
+
   it('limits messages per client IP: past the limit MAIL FROM gets 451 4.7.1', async () => {
     const edge = await edgeWith({ MAIL_MTA_RATE_LIMIT_PER_MINUTE: '3' });
     const client = await openSession(edge);
@@ -79,13 +107,15 @@ describe('connection hygiene', () => {
     await client.quit();
   });
 
-  it('refuses clients past MAIL_MTA_MAX_CLIENTS with 421', async () => {
+  it('refuses clients past MAIL_MTA_MAX_CLIENTS with 421; the refused ones are not counted as open or closed', async () => {
     const edge = await edgeWith({ MAIL_MTA_MAX_CLIENTS: '2' });
     const first = await openSession(edge);
     const second = await openSession(edge);
-    const { client: third, greeting } = await SmtpTestClient.connect(edge.smtp.port);
-    expect(greeting.code).toBe(421);
-    await third.closed;
+    for (let refused = 0; refused < 3; refused++) {
+      const { client: extra, greeting } = await SmtpTestClient.connect(edge.smtp.port);
+      expect(greeting.code).toBe(421);
+      await extra.closed;
+    }
     await first.quit();
     await waitFor('a slot to free up', async () => {
       const { client, greeting: next } = await SmtpTestClient.connect(edge.smtp.port);
@@ -93,6 +123,13 @@ describe('connection hygiene', () => {
       return next.code;
     }, (code) => code === 220);
     await second.quit();
+    // Every connection greeted has closed: none is open, whatever was refused on the way.
+    const active = await waitFor(
+      'every session to close',
+      async () => /^mail_mta_connections_active(?:\{[^}]*\})? (-?\d+)$/m.exec(await metricsText(edge))?.[1],
+      (value) => value === '0' || Number(value) < 0,
+    );
+    expect(active).toBe('0');
   });
 
   it('MAIL_MTA_GREETING_DELAY: an early talker gets 421 and is counted; a client that waited once is greeted at once after', async () => {

@@ -137,6 +137,74 @@ describe('node apps/mta/src/main.ts', () => {
     expect(rows[0].n).toBe(1);
   });
 
+  // Every line dot-stuffed (a line of one "."), as RFC 5321 4.5.2 has a sender send it: smtp-server
+  // once wrote each line to the message stream on its own, an event-loop turn apiece, and the edge
+  // kept one small buffer per line. 1 MiB of such lines made RSS peak some 80 MiB up (20 MiB:
+  // 840 MiB, and 42 s), while the DATA memory budget counted 1 MiB.
+  it('accepts a message of dot-stuffed lines, holding about its size in memory, not one buffer per line', async () => {
+    const pid = child.pid as number;
+    const { client } = await SmtpTestClient.connect(smtpPort);
+    await client.command('EHLO client.outside.test');
+    expect((await client.command('MAIL FROM:<dots@outside.test>')).code).toBe(250);
+    expect((await client.command('RCPT TO:<big@postern.test>')).code).toBe(250);
+    expect((await client.command('DATA')).code).toBe(354);
+    await inspector.collectGarbage();
+    const start = rssKiB(pid);
+    let peak = start;
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, rssKiB(pid));
+    }, 20);
+    const header = 'Subject: dots\r\n\r\n';
+    const lines = 250_000; // 1,000,000 bytes as sent, 750,000 stored: under the 1 MiB cap either way
+    await client.write(`${header}${'..\r\n'.repeat(lines)}.\r\n`);
+    const reply = await client.readReply(60_000);
+    clearInterval(sampler);
+    peak = Math.max(peak, rssKiB(pid));
+    expect(reply.raw).toMatch(/^250 2\.0\.0 queued as /);
+    const peakGrowthMiB = (peak - start) / 1024;
+    console.log(`[mta] 1 MB of dot-stuffed lines: edge RSS ${(start / 1024).toFixed(1)} MiB, transient peak +${peakGrowthMiB.toFixed(1)} MiB`);
+    // The message a few times over (received, the stored payload, the driver's buffer): a few MiB.
+    expect(peakGrowthMiB).toBeLessThan(16);
+    await client.quit();
+    const id = reply.raw.split(' ').pop();
+    const { rows } = await db.pool.query<{ raw: Buffer }>('SELECT raw FROM mail.message_payloads WHERE message_id = $1', [id]);
+    const stored = rows[0]?.raw.toString('latin1') ?? '';
+    expect(stored.endsWith(`${header}${'.\r\n'.repeat(lines)}`)).toBe(true);
+  });
+
+  // A sender writing a byte per packet: the edge kept each read as a Buffer of its own (with the
+  // read buffer behind it), 1 MB so peaked at +40-70 MiB that the DATA memory budget never saw.
+  it('accepts a message sent a byte per packet, holding about its size in memory, not a buffer per read', async () => {
+    const pid = child.pid as number;
+    const { client } = await SmtpTestClient.connect(smtpPort);
+    client.socket.setNoDelay(true);
+    await client.command('EHLO client.outside.test');
+    expect((await client.command('MAIL FROM:<bytes@outside.test>')).code).toBe(250);
+    expect((await client.command('RCPT TO:<big@postern.test>')).code).toBe(250);
+    expect((await client.command('DATA')).code).toBe(354);
+    await inspector.collectGarbage();
+    const start = rssKiB(pid);
+    let peak = start;
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, rssKiB(pid));
+    }, 20);
+    const body = Buffer.from(`Subject: bytes\r\n\r\n${'abcdefghijklmnopqrstuvwxyz0123456789\r\n'.repeat(16_384)}`);
+    // One write per byte, each awaited: written to the socket (and so, mostly, a packet) on its own.
+    for (let at = 0; at < body.length; at++) await client.write(body.subarray(at, at + 1));
+    await client.write('.\r\n');
+    const reply = await client.readReply(60_000);
+    clearInterval(sampler);
+    peak = Math.max(peak, rssKiB(pid));
+    expect(reply.raw).toMatch(/^250 2\.0\.0 queued as /);
+    const peakGrowthMiB = (peak - start) / 1024;
+    console.log(`[mta] ${body.length} bytes a byte per write: edge RSS ${(start / 1024).toFixed(1)} MiB, transient peak +${peakGrowthMiB.toFixed(1)} MiB`);
+    expect(peakGrowthMiB).toBeLessThan(16);
+    await client.quit();
+    const id = reply.raw.split(' ').pop();
+    const { rows } = await db.pool.query<{ raw: Buffer }>('SELECT raw FROM mail.message_payloads WHERE message_id = $1', [id]);
+    expect(rows[0]?.raw.subarray(-body.length).equals(body)).toBe(true);
+  });
+
   it('on SIGTERM tells an idle session 421 4.3.2 and exits 0', async () => {
     // Node waits for an attached debugger to disconnect before it exits.
     inspector.close();

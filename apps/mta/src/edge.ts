@@ -126,6 +126,10 @@ function serverOptions(config: PosternConfig, limits: EdgeLimits, tls: TlsCreden
     coalesceReplies: true,
     maxClients: config.mta.maxClients,
     socketTimeout: config.mta.idleTimeoutMs,
+    // The idle timeout is re-armed by every byte: a client trickling a command line one byte at a
+    // time would hold its connection (and a MAIL_MTA_MAX_CLIENTS slot) for ever. The same time is
+    // a deadline for the whole line, from its first byte (Postfix's smtpd_per_record_deadline).
+    commandLineTimeout: config.mta.idleTimeoutMs,
     closeTimeout: config.engine.shutdownTimeoutMs,
     logger: false,
   };
@@ -226,6 +230,7 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
     recipients: new WeakMap(),
     rcptCommands: new WeakMap(),
     lookupSlots: new ClientLookupSlots(config.mta.clientLookupConcurrency),
+    connected: new Set(),
     inData: new Set(),
     accepting: new Set(),
     traces: new SessionTraces(),
@@ -259,6 +264,10 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
   server.on('earlyTalker', (remoteAddress) => {
     metrics.earlyTalkers.inc();
     logger.debug({ client: remoteAddress }, 'talked before the greeting: 421 and closed');
+  });
+  server.on('commandLineTimeout', (session) => {
+    metrics.commandLineTimeouts.inc();
+    logger.info({ session: session.id, client: session.remoteAddress }, 'command line not complete within the idle timeout: 421 and closed');
   });
   server.on('errorLimit', (session, errors) => {
     metrics.errorLimitDisconnects.inc();

@@ -23,6 +23,7 @@ export interface EdgeMetrics {
   errorLimitDelays: prometheus.Counter;
   errorLimitDisconnects: prometheus.Counter;
   earlyTalkers: prometheus.Counter;
+  commandLineTimeouts: prometheus.Counter;
   acceptsUndecided: prometheus.Gauge;
 }
 
@@ -119,6 +120,11 @@ export function createEdgeMetrics(registry: Registry): EdgeMetrics {
     earlyTalkers: new prometheus.Counter({
       name: 'mail_mta_early_talkers_total',
       help: 'Connections that sent a command before the greeting (MAIL_MTA_GREETING_DELAY), answered 421 and closed',
+      registers,
+    }),
+    commandLineTimeouts: new prometheus.Counter({
+      name: 'mail_mta_command_line_timeouts_total',
+      help: 'Sessions whose command line did not arrive in full within MAIL_MTA_IDLE_TIMEOUT of its first byte (a trickling client), answered 421 and closed',
       registers,
     }),
     acceptsUndecided: new prometheus.Gauge({

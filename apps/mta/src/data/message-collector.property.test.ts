@@ -228,6 +228,24 @@ describe('DATA size cap counted on bytes', () => {
   });
 });
 
+describe('dot-stuffed lines', () => {
+  // smtp-server once wrote each dot-stuffed line to the message stream on its own, so the collector
+  // kept one small buffer per line: some 80 times the message's size in memory (main-process e2e).
+  it('reach the collector in one chunk per chunk received, not one per line', async () => {
+    const body = Buffer.from(`Subject: dots\r\n\r\n${'..\r\n'.repeat(100_000)}`);
+    const chunks = cutAt(Buffer.concat([body, TERMINATOR]), [65_536, 131_072, 196_608, 262_144, 327_680, 393_216]);
+    const parser = new SMTPStream();
+    parser.oncommand = (_line: Buffer, next?: () => void) => next?.();
+    const collector = new MessageCollector(10 * 1024 * 1024);
+    const collected = pipeline(parser.startDataMode(), collector).then(() => parser.continue());
+    for (const chunk of chunks) parser.write(chunk);
+    parser.end();
+    await collected;
+    expect(collector.keptChunks().length).toBeLessThanOrEqual(chunks.length);
+    expect(collector.takeMessage().toString('latin1')).toBe(`Subject: dots\r\n\r\n${'.\r\n'.repeat(100_000)}`);
+  });
+});
+
 describe('DATA memory stays bounded on 20 MB inputs', () => {
   const INPUT = 20 * 1024 * 1024;
   /** Measured 4-8 MiB (the budget case keeps its 2 MiB); keeping the input would be 20 MiB and more. */

@@ -98,3 +98,20 @@ describe('MessageCollector: the DATA memory budget', () => {
     expect(budget.heldBytes).toBe(0);
   });
 });
+
+describe('MessageCollector: many small chunks', () => {
+  // A sender writing a byte per packet: kept as received, each byte was a Buffer of its own (and its
+  // read buffer); 1 MB so peaked at +40-70 MiB that the budget, counting bytes, never saw.
+  it('joins runs of small chunks into buffers of their own size, in order with the large ones', async () => {
+    const message = Buffer.from(`Subject: tiny\r\n\r\n${'abcdefghij\r\n'.repeat(10_000)}`);
+    const large = Buffer.from(`${'y'.repeat(8190)}\r\n`);
+    const chunks = [...message.subarray(0, 60_000)].map((byte) => Buffer.from([byte]));
+    chunks.push(large, ...[...message.subarray(60_000)].map((byte) => Buffer.from([byte])));
+    const collector = new MessageCollector(1024 * 1024);
+    await pipeline(Readable.from(chunks), collector);
+    expect(collector.keptChunks().length).toBeLessThanOrEqual(Math.ceil(chunks.length / 256) + 2);
+    const expected = Buffer.concat([message.subarray(0, 60_000), large, message.subarray(60_000)]);
+    expect(collector.takeMessage().equals(expected)).toBe(true);
+    expect(collector.verdict).toMatchObject({ size: expected.length, bareLineEnding: false });
+  });
+});

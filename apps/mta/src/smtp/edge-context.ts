@@ -49,6 +49,10 @@ export interface EdgeContext {
   rcptCommands: WeakMap<object, number>;
   /** Recipient lookups running or waiting per client network. */
   lookupSlots: ClientLookupSlots;
+  /** Sessions greeted by onConnect and not closed yet: the ones mail_mta_connections_active counts.
+   *  smtp-server closes a client it refused before the hook (MAIL_MTA_MAX_CLIENTS, an early talker)
+   *  through onClose as well; that one was never counted. */
+  connected: Set<string>;
   /** Sessions now inside DATA. */
   inData: Set<string>;
   /** The trace of each session's current message (session-trace.ts). */

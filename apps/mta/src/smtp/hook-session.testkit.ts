@@ -104,6 +104,7 @@ export function fakeEdge(options: FakeEdgeOptions = {}): FakeEdge {
     rcptCommands: new WeakMap(),
     lookupSlots: new ClientLookupSlots(limits.clientLookupConcurrency),
     greeting: new GreetingDelay({ delayMs: 0 }),
+    connected: new Set(),
     inData: new Set(),
     accepting: new Set(),
     traces: new SessionTraces(),

@@ -21,4 +21,20 @@ describe('onConnect / onClose', () => {
     expect(await new FakeSession(edge).connect()).toBe('421 4.3.2 Service shutting down, try again later');
     expect(await edge.metric('mail_mta_connections_total')).toEqual(['0']);
   });
+
+  it('a connection closed without being counted (refused before CONNECT, or while stopping) is not counted off', async () => {
+    const edge = fakeEdge();
+    const open = new FakeSession(edge);
+    expect(await open.connect()).toBe('220');
+    // smtp-server's 421 at MAIL_MTA_MAX_CLIENTS or to an early talker: onClose without onConnect.
+    new FakeSession(edge).close();
+    edge.stop();
+    const late = new FakeSession(edge);
+    expect(await late.connect()).toBe('421 4.3.2 Service shutting down, try again later');
+    late.close();
+    expect(await edge.metric('mail_mta_connections_active')).toEqual(['1']);
+    open.close();
+    open.close();
+    expect(await edge.metric('mail_mta_connections_active')).toEqual(['0']);
+  });
 });

@@ -1,5 +1,7 @@
 // CONNECT: smtp-server enforces MAIL_MTA_MAX_CLIENTS before this hook (421 to the extra client),
 // and calls it only once the greeting delay has passed without the client talking: a pass.
+// CLOSE: called for every connection, also the ones refused before CONNECT; only a connection
+// CONNECT counted is counted off (the gauge once went below zero at MAIL_MTA_MAX_CLIENTS).
 import type { SMTPServerSession } from 'smtp-server';
 import type { EdgeContext } from './edge-context.ts';
 import { shuttingDown } from './replies.ts';
@@ -11,6 +13,7 @@ export function onConnect(context: EdgeContext) {
       callback(shuttingDown());
       return;
     }
+    context.connected.add(session.id);
     context.metrics.connections.inc();
     context.metrics.activeConnections.inc();
     context.traces.begin(session);
@@ -23,7 +26,7 @@ export function onClose(context: EdgeContext) {
   return (session: SMTPServerSession): void => {
     context.inData.delete(session.id);
     context.traces.closed(session);
-    context.metrics.activeConnections.dec();
+    if (context.connected.delete(session.id)) context.metrics.activeConnections.dec();
     context.logger.debug({ session: session.id }, 'connection closed');
   };
 }

@@ -194,6 +194,54 @@ describe('smtp-server options from the patch', () => {
     });
   }
 
+  it('commandLineTimeout: a line trickled a byte at a time is cut at the deadline with 421 and the event; a line that ends in time is answered and starts it again', async () => {
+    const timedOut: string[] = [];
+    // The idle timeout alone would wait 20 s, re-armed by every byte.
+    const server = await listen({ hideENHANCEDSTATUSCODES: false, socketTimeout: 20_000, commandLineTimeout: 1_000 });
+    server.on('commandLineTimeout', (session) => timedOut.push(session.id));
+    const client = await connect(server);
+    // Two lines, each sent in two pieces 600 ms apart: 1.2 s for the two, each line within its second.
+    for (const [count, line] of [[2, 'EHLO client.test'], [3, 'NOOP']] as const) {
+      client.socket.write(line.slice(0, 3));
+      await delay(600);
+      client.socket.write(`${line.slice(3)}\r\n`);
+      expect((await client.until(count)).at(-1)).toMatch(/^250 /);
+    }
+    // A byte every 50 ms, never a line end: 421 one deadline after the first byte.
+    const trickle = setInterval(() => client.socket.write('x'), 50);
+    try {
+      const lines = await client.until(4, 10_000);
+      expect(lines.at(-1)).toBe('421 4.4.2 Timeout - closing connection');
+    } finally {
+      clearInterval(trickle);
+    }
+    expect(timedOut).toHaveLength(1);
+    expect(await client.ended()).toBe(true);
+  });
+
+  // Not an option: a fix the patch carries. SMTPStream.continue() cleared the continuation after
+  // running it; when what it resumed ended the next message at once (hooks that answer at once,
+  // the message pipelined in the same chunk), that message's continuation was cleared with it and
+  // the session hung after its reply. It showed once a chunk's dot-stuffed lines were unstuffed in
+  // one pass, without an event-loop turn per line.
+  it('two whole transactions pipelined in one write, hooks answering at once: both answered, and the QUIT after them', async () => {
+    const server = await listen({
+      onMailFrom: (_address, _session, callback) => callback(),
+      onRcptTo: (_address, _session, callback) => callback(),
+      onData(stream, _session, callback) {
+        stream.resume();
+        stream.on('end', () => callback(null, 'queued'));
+      },
+    });
+    const client = await connect(server);
+    await client.command('EHLO client.test');
+    const transaction = `MAIL FROM:<a@a.test>\r\nRCPT TO:<b@b.test>\r\nDATA\r\n..one\r\n.\r\n`;
+    client.socket.write(`${transaction}${transaction}QUIT\r\n`);
+    const lines = await client.until(11);
+    expect(lines.slice(2).map((line) => line.slice(0, 3))).toEqual(['250', '250', '354', '250', '250', '250', '354', '250', '221']);
+    expect(await client.ended()).toBe(true);
+  });
+
   it('greetingDelay 0: the greeting is written at once, so a client that talks first is served', async () => {
     // A synchronous onConnect, as the edge's: smtp-server's default one answers on setImmediate, and
     // a client talking in that moment is an early talker whatever the delay.

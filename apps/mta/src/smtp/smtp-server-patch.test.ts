@@ -16,6 +16,7 @@ describe('assertSmtpServerPatched', () => {
       '_addressDomain',
       '_greetingDelay',
       '_flushReplies',
+      '_startLineTimer',
       'SMTPStream._flushData(callback)',
     ]);
   });

@@ -1,5 +1,5 @@
 // The edge's smtp-server options (respectEnhancedStatusCodes, keepAddressesAsReceived, the error
-// limits, answering half-closed clients, greetingDelay, coalesceReplies) come from patches/smtp-server+3.21.6.patch,
+// limits, answering half-closed clients, greetingDelay, coalesceReplies, commandLineTimeout) come from patches/smtp-server+3.21.6.patch,
 // applied by the root postinstall (docs/library-patches.md). An install that skipped it (npm
 // --ignore-scripts, a copied node_modules) would ignore those options without a word — with
 // allowHalfOpen set, a half-closed client would then hold its socket unanswered until the idle
@@ -8,7 +8,7 @@
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
 
-const ADDED_METHODS = ['_processCommand', '_countError', '_textCarriesEnhancedStatusCode', '_addressDomain', '_greetingDelay', '_flushReplies'] as const;
+const ADDED_METHODS = ['_processCommand', '_countError', '_textCarriesEnhancedStatusCode', '_addressDomain', '_greetingDelay', '_flushReplies', '_startLineTimer'] as const;
 
 /** What the patch adds that `connection` (an SMTPConnection prototype) and `stream` lack. */
 export function missingPatchParts(connection: object, stream: object): string[] {
