@@ -132,6 +132,27 @@ describe('connection hygiene', () => {
     expect(active).toBe('0');
   });
 
+  it('refuses a client network past MAIL_MTA_MAX_CLIENTS_PER_NETWORK with 421 4.7.0 while other networks are greeted; a closed session frees a place', async () => {
+    const edge = await edgeWith({ MAIL_MTA_MAX_CLIENTS_PER_NETWORK: '3' });
+    // Each holds its slot as a real client would: greeted, then idle (a NOOP every few minutes is enough).
+    const held = await Promise.all([1, 2, 3].map(async () => (await SmtpTestClient.connect(edge.smtp.port, '127.0.0.1', '127.0.0.5')).client));
+    const { client: fourth, greeting: refused } = await SmtpTestClient.connect(edge.smtp.port, '127.0.0.1', '127.0.0.5');
+    expect(refused.raw).toBe('421 4.7.0 Too many connections from your network (at most 3), try again later');
+    await fourth.closed;
+    // Another client network is not held back by that one.
+    const { client: other, greeting } = await SmtpTestClient.connect(edge.smtp.port, '127.0.0.1', '127.0.0.6');
+    expect(greeting.code).toBe(220);
+    await other.quit();
+    expect(await metricsText(edge)).toMatch(/^mail_mta_rejections_total\{(?:[^}]*,)?stage="connect",reason="too_many_connections"(?:,[^}]*)?\} 1$/m);
+    await held[0]?.quit();
+    await waitFor('a place of that network to free up', async () => {
+      const { client, greeting: next } = await SmtpTestClient.connect(edge.smtp.port, '127.0.0.1', '127.0.0.5');
+      client.close();
+      return next.code;
+    }, (code) => code === 220);
+    for (const client of held.slice(1)) await client?.quit();
+  });
+
   it('MAIL_MTA_GREETING_DELAY: an early talker gets 421 and is counted; a client that waited once is greeted at once after', async () => {
     // Long enough that a talking client's bytes are in before it on a loaded machine.
     const edge = await edgeWith({ MAIL_MTA_GREETING_DELAY: '2s' });

@@ -28,6 +28,7 @@ import { createEdgeMetrics, createTlsCertificateMetrics } from './metrics.ts';
 import { ClientLookupSlots } from './recipients/client-lookup-slots.ts';
 import { LookupBatcher } from './recipients/lookup-batcher.ts';
 import { srsRecipients } from './recipients/srs-recipient.ts';
+import { ClientConnections } from './smtp/client-connections.ts';
 import type { EdgeContext, EdgeLimits } from './smtp/edge-context.ts';
 import { GreetingDelay } from './smtp/greeting-delay.ts';
 import { onClose, onConnect } from './smtp/on-connect.ts';
@@ -76,6 +77,7 @@ function limitsOf(config: PosternConfig): EdgeLimits {
     lookupTimeoutMs: mta.lookupTimeoutMs,
     dataTimeoutMs: mta.dataTimeoutMs,
     rateLimitPerMinute: mta.rateLimitPerMinute,
+    maxClientsPerNetwork: mta.maxClientsPerNetwork,
     maxRcptCommands: mta.maxRcptCommands,
     clientLookupConcurrency: mta.clientLookupConcurrency,
     maxHops: mta.maxHops,
@@ -230,7 +232,7 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
     recipients: new WeakMap(),
     rcptCommands: new WeakMap(),
     lookupSlots: new ClientLookupSlots(config.mta.clientLookupConcurrency),
-    connected: new Set(),
+    connected: new ClientConnections(limits.maxClientsPerNetwork),
     inData: new Set(),
     accepting: new Set(),
     traces: new SessionTraces(),

@@ -9,6 +9,7 @@ import type { DataMemoryBudget } from '../data/memory-budget.ts';
 import type { EdgeMetrics } from '../metrics.ts';
 import type { ClientLookupSlots } from '../recipients/client-lookup-slots.ts';
 import type { AcceptedRecipient, ResolveRecipient, SrsRecipients } from '../recipients/verify-recipient.ts';
+import type { ClientConnections } from './client-connections.ts';
 import type { GreetingDelay } from './greeting-delay.ts';
 import type { ClientRateLimiter } from './rate-limiter.ts';
 import type { SessionTraces } from './session-trace.ts';
@@ -20,6 +21,7 @@ export interface EdgeLimits {
   lookupTimeoutMs: number;
   dataTimeoutMs: number;
   rateLimitPerMinute: number;
+  maxClientsPerNetwork: number;
   maxRcptCommands: number;
   clientLookupConcurrency: number;
   maxHops: number;
@@ -49,10 +51,9 @@ export interface EdgeContext {
   rcptCommands: WeakMap<object, number>;
   /** Recipient lookups running or waiting per client network. */
   lookupSlots: ClientLookupSlots;
-  /** Sessions greeted by onConnect and not closed yet: the ones mail_mta_connections_active counts.
-   *  smtp-server closes a client it refused before the hook (MAIL_MTA_MAX_CLIENTS, an early talker)
-   *  through onClose as well; that one was never counted. */
-  connected: Set<string>;
+  /** Sessions greeted by onConnect and not closed yet, per client network (at most
+   *  MAIL_MTA_MAX_CLIENTS_PER_NETWORK each): the ones mail_mta_connections_active counts. */
+  connected: ClientConnections;
   /** Sessions now inside DATA. */
   inData: Set<string>;
   /** The trace of each session's current message (session-trace.ts). */

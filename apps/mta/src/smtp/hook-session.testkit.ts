@@ -13,6 +13,7 @@ import { DataMemoryBudget } from '../data/memory-budget.ts';
 import { createEdgeMetrics } from '../metrics.ts';
 import { ClientLookupSlots } from '../recipients/client-lookup-slots.ts';
 import type { ResolveRecipient } from '../recipients/verify-recipient.ts';
+import { ClientConnections } from './client-connections.ts';
 import type { EdgeContext, EdgeLimits } from './edge-context.ts';
 import { GreetingDelay } from './greeting-delay.ts';
 import { onClose, onConnect } from './on-connect.ts';
@@ -29,6 +30,7 @@ export const TEST_LIMITS: EdgeLimits = {
   lookupTimeoutMs: 200,
   dataTimeoutMs: 5_000,
   rateLimitPerMinute: 600,
+  maxClientsPerNetwork: 50,
   maxRcptCommands: 6,
   clientLookupConcurrency: 2,
   maxHops: 3,
@@ -104,7 +106,7 @@ export function fakeEdge(options: FakeEdgeOptions = {}): FakeEdge {
     rcptCommands: new WeakMap(),
     lookupSlots: new ClientLookupSlots(limits.clientLookupConcurrency),
     greeting: new GreetingDelay({ delayMs: 0 }),
-    connected: new Set(),
+    connected: new ClientConnections(limits.maxClientsPerNetwork),
     inData: new Set(),
     accepting: new Set(),
     traces: new SessionTraces(),

@@ -37,4 +37,19 @@ describe('onConnect / onClose', () => {
     open.close();
     expect(await edge.metric('mail_mta_connections_active')).toEqual(['0']);
   });
+
+  it('past MAIL_MTA_MAX_CLIENTS_PER_NETWORK sessions of one network: 421 4.7.0, counted as refused, not as open', async () => {
+    const edge = fakeEdge({ limits: { maxClientsPerNetwork: 2 } });
+    const first = new FakeSession(edge, { remoteAddress: '198.51.100.7' });
+    expect(await first.connect()).toBe('220');
+    expect(await new FakeSession(edge, { remoteAddress: '198.51.100.7' }).connect()).toBe('220');
+    const third = new FakeSession(edge, { remoteAddress: '198.51.100.7' });
+    expect(await third.connect()).toBe('421 4.7.0 Too many connections from your network (at most 2), try again later');
+    expect(await new FakeSession(edge, { remoteAddress: '198.51.100.8' }).connect()).toBe('220');
+    expect(await edge.metric('mail_mta_rejections_total')).toEqual(['stage=connect,reason=too_many_connections 1']);
+    third.close();
+    expect(await edge.metric('mail_mta_connections_active')).toEqual(['3']);
+    first.close();
+    expect(await new FakeSession(edge, { remoteAddress: '198.51.100.7' }).connect()).toBe('220');
+  });
 });

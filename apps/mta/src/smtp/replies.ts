@@ -18,6 +18,7 @@ export type ReplyReason =
   | 'bad_sender'
   | 'smtputf8_required'
   | 'rate_limited'
+  | 'too_many_connections'
   | 'shutting_down'
   | 'message_too_large'
   | 'insufficient_storage'
@@ -84,6 +85,12 @@ export const smtpUtf8Required = (address: string) =>
 // 451 4.7.1: too many messages from this client address; later is fine (RFC 3463 X.7.1).
 export const rateLimited = (limitPerMinute: number) =>
   new EdgeReply(451, '4.7.1', `Too many messages from your address (limit ${limitPerMinute}/min), try again later`, 'rate_limited');
+
+// 421 4.7.0: the client's network holds MAIL_MTA_MAX_CLIENTS_PER_NETWORK sessions already; 421 closes
+// the connection (RFC 5321 3.8) and the sender retries later, as Postfix answers past its
+// smtpd_client_connection_count_limit.
+export const tooManyConnections = (limit: number) =>
+  new EdgeReply(421, '4.7.0', `Too many connections from your network (at most ${limit}), try again later`, 'too_many_connections');
 
 // 421 4.3.2: the edge is stopping; smtp-server closes the connection after a 421 (RFC 5321 3.8).
 export const shuttingDown = () => new EdgeReply(421, '4.3.2', 'Service shutting down, try again later', 'shutting_down');

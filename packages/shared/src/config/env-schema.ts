@@ -165,6 +165,9 @@ export const envSchema = z.object({
   MAIL_MTA_MAX_RECIPIENTS: count('100', 10_000),
   MAIL_MTA_LOOKUP_TIMEOUT: duration('2s'),
   MAIL_MTA_MAX_CLIENTS: count('200', 100_000),
+  // Of them, at most this many from one client network (IPv4 address, IPv6 /64), as Postfix's
+  // smtpd_client_connection_count_limit (also 50).
+  MAIL_MTA_MAX_CLIENTS_PER_NETWORK: count('50', 100_000),
   // Edge processes on this machine, each with its own SMTP socket on MAIL_SMTP_LISTEN_ADDR
   // (SO_REUSEPORT: the kernel spreads the connections); "auto": os.availableParallelism().
   // 1 runs the edge in one process, as before; more forks workers under a primary (apps/mta/src/cluster/).

@@ -85,6 +85,8 @@ export interface PosternConfig {
     maxRecipients: number;
     lookupTimeoutMs: number;
     maxClients: number;
+    /** Open sessions of one client network (IPv4 address, IPv6 /64) at most, per edge process. */
+    maxClientsPerNetwork: number;
     /** Edge processes (MAIL_MTA_PROCESSES, "auto" resolved): 1 is one process, more a primary and
      *  this many workers, each with every per-process limit below. */
     processes: number;
@@ -268,6 +270,7 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
       maxRecipients: env.MAIL_MTA_MAX_RECIPIENTS,
       lookupTimeoutMs: env.MAIL_MTA_LOOKUP_TIMEOUT,
       maxClients: env.MAIL_MTA_MAX_CLIENTS,
+      maxClientsPerNetwork: env.MAIL_MTA_MAX_CLIENTS_PER_NETWORK,
       processes: env.MAIL_MTA_PROCESSES,
       greetingDelayMs: env.MAIL_MTA_GREETING_DELAY,
       idleTimeoutMs: env.MAIL_MTA_IDLE_TIMEOUT,
