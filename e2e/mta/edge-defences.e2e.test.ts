@@ -113,6 +113,8 @@ describe('concurrent lookups per client network', () => {
       MAIL_MTA_LOOKUP_TIMEOUT: '300ms',
       MAIL_MTA_RATE_LIMIT_PER_MINUTE: '1000000',
       MAIL_MTA_MAX_CLIENTS: '500',
+      // The flood is 300 sessions of one client network: what is under test is its lookups.
+      MAIL_MTA_MAX_CLIENTS_PER_NETWORK: '500',
     });
     let flooding = true;
     const floodReplies: number[] = [];
