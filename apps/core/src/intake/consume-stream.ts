@@ -1,4 +1,6 @@
-// The Redis Stream intake (no-health-endpoints, docs/incidents.md): XREADGROUP on a dedicated blocking connection, one command at a
+// The Redis Stream intake (no-health-endpoints, docs/incidents.md): XREADGROUP through a script that
+// measures each entry in Redis first (stream-read.ts: an entry too large to be a command is
+// quarantined as too_large from its first bytes, never read whole), one command at a
 // time through the stream's adapter (stream-command.ts: decode) and the one intake shared with the
 // API (intakeCommand: check -> accept, or quarantine), XACK only after PostgreSQL committed. Nothing is
 // dropped silently and no entry can block the stream (silent-encoding-change, docs/incidents.md): whatever cannot be accepted is
@@ -11,6 +13,8 @@
 //  - Entries left pending by a consumer that died are taken over with XAUTOCLAIM once idle longer
 //    than MAIL_STREAM_RECLAIM_IDLE (longer than the slowest handling of one entry).
 //  - After a restart (of this loop), this consumer first re-reads its own pending entries (id 0).
+//  - With nothing new to read, the loop waits for Redis to tell it of new entries
+//    (stream-doorbell.ts), at most blockMs, then reads again.
 //  - Redis restarted without persistence answers NOGROUP: the group is created again, from the
 //    start of whatever the stream now holds, and intake carries on. A group destroyed while the
 //    stream kept its entries (XGROUP DESTROY) is created again after the last entry this engine
@@ -37,6 +41,8 @@ import {
   intakeCommand,
   isRetryableDbError,
   type Logger,
+  MAX_COMMAND_BYTES,
+  oversizedCommand,
   type Pool,
   QuarantineFailed,
   type RedisConnections,
@@ -46,8 +52,11 @@ import {
 } from '@postern/shared';
 import type { LoopContext } from '../keepalive/supervisor.ts';
 import type { EngineMetrics } from '../metrics.ts';
+import { decodeEntryFields } from './entry-fields.ts';
 import { decideHandling } from './handling-failures.ts';
 import { decodeStreamEntry, type StreamCommand } from './stream-command.ts';
+import { createStreamDoorbell } from './stream-doorbell.ts';
+import { createStreamReader, KEPT_BYTES, KEPT_FIELDS, MAX_ENTRY_FIELDS, type ReadEntry } from './stream-read.ts';
 
 export const COMMAND_STREAM = 'mail:delivery_commands';
 
@@ -66,6 +75,7 @@ export interface StreamConsumerOptions {
   /** MAIL_URGENT_CATEGORIES: claimed before the rest. */
   urgentCategories: readonly string[];
   reclaimIdleMs: number;
+  /** The longest wait for new entries before reading again (stream-doorbell.ts). */
   blockMs: number;
   batchSize: number;
   /** Default MAX_HANDLING_FAILURES. */
@@ -74,13 +84,9 @@ export interface StreamConsumerOptions {
   logger: Logger;
 }
 
-// Read as bytes (entry-fields.ts decodes them strictly).
-type StreamEntry = [id: Buffer, fields: Buffer[] | null];
-type ReadReply = Array<[stream: Buffer, entries: StreamEntry[]]> | null;
-
-/** The group is gone: NOGROUP, or (Redis 7) a blocked read ended because the stream key was deleted. */
+/** The group is gone (the script's error keeps Redis's NOGROUP at its start). */
 function isNoGroup(error: unknown): boolean {
-  return error instanceof Error && (error.message.startsWith('NOGROUP') || error.message.startsWith('UNBLOCKED'));
+  return error instanceof Error && error.message.startsWith('NOGROUP');
 }
 
 /** Stream entry ids ("<ms>-<seq>") in the stream's order. */
@@ -144,7 +150,21 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
   }
 
   function handle(id: string, flat: readonly Buffer[]): Promise<void> {
-    const { raw, decoded } = decodeStreamEntry(flat);
+    return handleEntry(id, decodeStreamEntry(flat));
+  }
+
+  /** An entry the script measured and did not send (stream-read.ts): refused from its first bytes. */
+  function handleTooLarge(entry: Extract<ReadEntry, { kind: 'too_large' }>): Promise<void> {
+    const { fields } = decodeEntryFields(entry.kept);
+    const raw = JSON.stringify(fields);
+    const why = entry.bytes > MAX_COMMAND_BYTES ? `larger than ${MAX_COMMAND_BYTES} bytes` : `more than ${MAX_ENTRY_FIELDS} fields`;
+    const detail =
+      `command of ${entry.bytes} bytes in ${entry.fieldCount} fields, ${why}: not read by the engine ` +
+      `(the raw copy holds its first ${KEPT_FIELDS} fields, each cut to ${KEPT_BYTES} bytes)`;
+    return handleEntry(entry.id, { raw, decoded: oversizedCommand(fields, detail) });
+  }
+
+  function handleEntry(id: string, { raw, decoded }: StreamCommand): Promise<void> {
     const attributes = { 'messaging.system': 'redis', 'messaging.destination.name': COMMAND_STREAM, 'messaging.message.id': id };
     return inSpan(
       'stream command',
@@ -202,14 +222,15 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
     if (lastHandled === null || compareEntryIds(id, lastHandled) > 0) lastHandled = id;
   }
 
-  async function handleAll(entries: readonly StreamEntry[], context: LoopContext): Promise<void> {
-    for (const [rawId, flat] of entries) {
-      const id = rawId.toString();
+  async function handleAll(entries: readonly ReadEntry[], context: LoopContext): Promise<void> {
+    for (const entry of entries) {
+      const { id } = entry;
       // A removed entry still pending shows up with no fields: nothing to accept.
-      if (!flat || flat.length === 0) {
+      if (entry.kind === 'removed') {
         reportRemovedPending(id);
         await redis.commands.xack(COMMAND_STREAM, group, id);
-      } else await handle(id, flat);
+      } else if (entry.kind === 'too_large') await handleTooLarge(entry);
+      else await handle(id, entry.fields);
       handled(id);
       context.beat();
       context.progress();
@@ -254,12 +275,8 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
     removedUnreadReported = 0;
   }
 
-  async function read(startId: string): Promise<StreamEntry[]> {
-    const reply = (await redis.blocking.xreadgroupBuffer(
-      'GROUP', group, consumer, 'COUNT', options.batchSize, 'BLOCK', options.blockMs, 'STREAMS', COMMAND_STREAM, startId,
-    )) as ReadReply;
-    return reply?.[0]?.[1] ?? [];
-  }
+  const reader = createStreamReader(redis.commands, { stream: COMMAND_STREAM, group, consumer, count: options.batchSize });
+  const doorbell = createStreamDoorbell({ commands: redis.commands, notifications: redis.notifications, stream: COMMAND_STREAM, logger: log });
 
   async function body(context: LoopContext): Promise<void> {
     await ensureGroup({ redis, group, logger: log });
@@ -270,21 +287,18 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
       try {
         if (pendingCursor !== null) {
           // Our own entries read before a restart of this loop and never acknowledged.
-          const entries = await read(pendingCursor);
+          const entries = await reader.read(pendingCursor);
           if (entries.length === 0) pendingCursor = null;
           else {
             await handleAll(entries, context);
-            pendingCursor = entries[entries.length - 1]?.[0].toString() ?? null;
+            pendingCursor = entries[entries.length - 1]?.id ?? null;
           }
           continue;
         }
         if (Date.now() >= nextAutoclaim) {
-          // ioredis has no typed xautoclaimBuffer: the same command, answered as bytes.
-          const [, claimed, removed = []] = (await redis.commands.callBuffer('XAUTOCLAIM', [
-            COMMAND_STREAM, group, consumer, options.reclaimIdleMs, '0-0', 'COUNT', options.batchSize,
-          ])) as [Buffer, StreamEntry[], Buffer[]?];
+          const { entries: claimed, removed } = await reader.claim(options.reclaimIdleMs);
           // Redis 7 takes entries removed from the stream out of the pending list itself and names them here.
-          for (const id of removed) reportRemovedPending(id.toString());
+          for (const id of removed) reportRemovedPending(id);
           if (claimed.length > 0 || removed.length > 0) {
             if (claimed.length > 0) log.warn({ entries: claimed.length }, 'took over stream entries left pending by another consumer');
             await handleAll(claimed, context);
@@ -293,8 +307,10 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
           await checkRemovedUnread();
           nextAutoclaim = Date.now() + Math.max(1_000, Math.floor(options.reclaimIdleMs / 2));
         }
-        const entries = await read('>');
-        await handleAll(entries, context);
+        doorbell.beforeRead();
+        const entries = await reader.read('>');
+        if (entries.length > 0) await handleAll(entries, context);
+        else await doorbell.wait(options.blockMs, context.signal);
       } catch (error) {
         if (!isNoGroup(error)) throw error;
         await recreateGroup();

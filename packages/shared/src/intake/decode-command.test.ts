@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { commandHash } from './accept-command.ts';
 import { MAX_VARIABLES_DEPTH } from './command-fields.ts';
-import { decodeCommand } from './decode-command.ts';
+import { decodeCommand, oversizedCommand } from './decode-command.ts';
 
 const v1Template = {
   schema_version: '1',
@@ -76,6 +76,19 @@ describe('decodeCommand', () => {
       command: JSON.stringify({ source: 'billing', deliveryId: '6d1f7a52-4d0e-4b8e-9f3c-2a1b0c9d8e7f', to: 'x@y.z', payload: {} }),
     });
     expect(decoded).toMatchObject({ ok: false, failure: { code: 'missing_field', source: 'billing', deliveryId: '6d1f7a52-4d0e-4b8e-9f3c-2a1b0c9d8e7f', schemaVersion: '2' } });
+  });
+
+  it('a too_large detail gives the size; a command refused from its first bytes says what they show of it', () => {
+    const huge = decodeCommand({ ...v1Template, text: 'x'.repeat(300 * 1024) });
+    expect(huge).toMatchObject({ ok: false, failure: { code: 'too_large', source: 'authsession', schemaVersion: '1' } });
+    if (!huge.ok) expect(huge.failure.detail).toMatch(/^command of 307\d{3} bytes, larger than 262144 bytes$/);
+    expect(oversizedCommand({ ...v1Template, text: 'x'.repeat(1024) }, 'cut')).toEqual({
+      ok: false,
+      failure: { code: 'too_large', detail: 'cut', source: 'authsession', schemaVersion: '1', deliveryId: null },
+    });
+    // A v2 command cut short is not JSON: its version is known, its source is not.
+    const cut = v2Template.command.slice(0, 40);
+    expect(oversizedCommand({ schema_version: '2', command: cut }, 'cut')).toMatchObject({ ok: false, failure: { code: 'too_large', source: null, schemaVersion: '2' } });
   });
 
   it('an invalid_json detail never quotes the command (the detail is read with queue:read, the raw text needs commands:raw:read)', () => {

@@ -152,14 +152,27 @@ export function commandSize(fields: Record<string, string>): number {
   return size;
 }
 
+function versionOf(fields: Raw): string | null {
+  return typeof fields.schema_version === 'string' ? fields.schema_version.trim() : null;
+}
+
+/** A command too large to be read whole (the stream's entries past the engine's read limit): refused
+ *  from `fields`, the first bytes of its fields, which say what they can of it (its source and
+ *  schema version when they came early and short; a v2 `command` cut short is not parsed). */
+export function oversizedCommand(fields: Record<string, string>, detail: string): DecodeResult {
+  const version = versionOf(fields);
+  return { ok: false, failure: decodeFailure('too_large', detail, { schemaVersion: version, ...readable(fields, version) }) };
+}
+
 /** Decodes the fields of one stream entry. Never throws. */
 export function decodeCommand(fields: Record<string, string>): DecodeResult {
-  const version = typeof fields.schema_version === 'string' ? fields.schema_version.trim() : null;
+  const version = versionOf(fields);
   const fail = (code: FailureCode, detail: string): DecodeResult => ({
     ok: false,
     failure: decodeFailure(code, detail, { schemaVersion: version, ...readable(fields, version) }),
   });
-  if (commandSize(fields) > MAX_COMMAND_BYTES) return fail('too_large', `command larger than ${MAX_COMMAND_BYTES} bytes`);
+  const size = commandSize(fields);
+  if (size > MAX_COMMAND_BYTES) return fail('too_large', `command of ${size} bytes, larger than ${MAX_COMMAND_BYTES} bytes`);
   if (version === null || version === '') return fail('unknown_version', 'no "schema_version" field');
   const schema = version === '1' ? v1 : version === '2' ? v2 : null;
   if (schema === null) {

@@ -1,6 +1,6 @@
 export { type AcceptCommandOptions, type AcceptOutcome, acceptCommand, commandHash } from './accept-command.ts';
 export { commandField, type FieldRefusal, firstRefusal, MAX_VARIABLES_DEPTH, renderedBody } from './command-fields.ts';
-export { commandSize, type DecodeResult, decodeCommand } from './decode-command.ts';
+export { commandSize, type DecodeResult, decodeCommand, oversizedCommand } from './decode-command.ts';
 export {
   type CommandPayload,
   type DecodeFailure,

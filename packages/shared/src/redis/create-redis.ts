@@ -3,8 +3,9 @@
 // commands at once while disconnected (no unbounded offline queue growing in memory). A connection
 // that stays open but answers nothing (a peer gone without a FIN or RST: a NAT or firewall that
 // dropped the flow, a host that vanished) is dropped after DEAD_SOCKET_MS of silence while a
-// command waits, and made again: otherwise a blocking read on it would never return, and the
-// stream consumer, restarted by the watchdog, would queue its next read behind the dead one.
+// command waits, and made again: otherwise a command on it would never return, and the stream
+// consumer, restarted by the watchdog, would queue its next read behind the dead one (and the
+// notifications of new entries would stop without a word).
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { RedisEndpoint } from '../config/parse-values.ts';
@@ -17,25 +18,27 @@ export interface RedisOptions {
   sentinelPassword?: string | undefined;
   name: string;
   logger: Logger;
-  /** Per-command timeout for the command connection; blocking reads have their own connection. */
+  /** Per-command timeout for the command connection (the stream reads too: they do not block). */
   commandTimeoutMs?: number;
   /** Silence (ms) while a command waits after which a connection counts as dead; DEAD_SOCKET_MS unless set (tests). */
   deadSocketMs?: number;
 }
 
-/** Longer than any blocking read the engine makes (its XREADGROUP blocks for 2 s at most,
- *  apps/core/src/engine.ts) and than any command takes on a live Redis. */
+/** Longer than any command takes on a live Redis (the engine's stream reads do not block:
+ *  apps/core/src/intake/stream-read.ts). */
 export const DEAD_SOCKET_MS = 15_000;
 
 export interface RedisConnections {
-  /** XADD, XACK, XAUTOCLAIM, PING: short commands. */
+  /** XADD, XACK, the stream reads, PING: short commands. */
   commands: Redis;
-  /** XREADGROUP ... BLOCK: a dedicated connection, so a blocked read never delays an XACK. */
-  blocking: Redis;
+  /** SUBSCRIBE only: where Redis tells of new stream entries (apps/core/src/intake/stream-doorbell.ts).
+   *  RESP2, because ioredis drops the RESP3 pushes client tracking sends; not resubscribed by
+   *  ioredis, because the subscriber makes itself known by its new client id first. */
+  notifications: Redis;
   close(): Promise<void>;
 }
 
-function connect(options: RedisOptions, role: 'commands' | 'blocking'): Redis {
+function connect(options: RedisOptions, role: 'commands' | 'notifications'): Redis {
   const log = options.logger.child({ component: 'redis', role });
   const where =
     options.endpoint.kind === 'direct'
@@ -56,10 +59,9 @@ function connect(options: RedisOptions, role: 'commands' | 'blocking'): Redis {
     connectTimeout: 5_000,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
-    // A blocking read legitimately waits; a timeout would cut it short.
-    ...(role === 'commands' ? { commandTimeout: options.commandTimeoutMs ?? 5_000 } : {}),
+    ...(role === 'commands' ? { commandTimeout: options.commandTimeoutMs ?? 5_000 } : { protocol: 2 as const, autoResubscribe: false }),
     // ioredis destroys the socket after this long without a byte while commands wait (the pending
-    // ones fail) and reconnects: the blocking read then fails and is made again on a live connection.
+    // ones fail) and reconnects; a subscribed connection is PINGed while it is waited on for this.
     socketTimeout: options.deadSocketMs ?? DEAD_SOCKET_MS,
     retryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt, 6), 5_000),
     // A failover replica answers READONLY: reconnect to find the new master.
@@ -80,14 +82,14 @@ function connect(options: RedisOptions, role: 'commands' | 'blocking'): Redis {
 
 export function createRedisConnections(options: RedisOptions): RedisConnections {
   const commands = connect(options, 'commands');
-  const blocking = connect(options, 'blocking');
+  const notifications = connect(options, 'notifications');
   return {
     commands,
-    blocking,
+    notifications,
     async close() {
-      await Promise.allSettled([commands.quit(), blocking.quit()]);
+      await Promise.allSettled([commands.quit(), notifications.quit()]);
       commands.disconnect();
-      blocking.disconnect();
+      notifications.disconnect();
     },
   };
 }
