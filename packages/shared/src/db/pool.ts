@@ -35,6 +35,19 @@ export function createPool(options: PoolOptions): pg.Pool {
     idle_in_transaction_session_timeout: Math.max(statementTimeoutMs * 2, 30_000),
     idleTimeoutMillis: 30_000,
     keepAlive: true,
+    // An idle_session_timeout set on the role or the database (operators set it to reap forgotten
+    // sessions) must not reach ours: the engine's LISTEN session is idle by design, and each kill
+    // restarted the scheduler with a growing backoff (no claims meanwhile, /readyz 503, the
+    // restart alert). Idle pooled connections are closed by the pool itself (idleTimeoutMillis).
+    // A session setting, run before the new connection is handed out (pg-pool awaits onConnect),
+    // so a DSN's own `options` still apply; a failure is logged and the connection used as it is.
+    onConnect: async (client) => {
+      try {
+        await client.query('SET idle_session_timeout = 0');
+      } catch (error) {
+        options.logger.warn({ err: error }, 'could not turn idle_session_timeout off for a PostgreSQL session');
+      }
+    },
   });
   pool.on('error', (error) => {
     options.logger.warn({ err: error }, 'idle PostgreSQL client failed; it was discarded');
@@ -44,14 +57,6 @@ export function createPool(options: PoolOptions): pg.Pool {
     // Node would throw it as an uncaught exception. The query itself rejects; this only logs.
     client.on('error', (error) => {
       options.logger.warn({ err: error }, 'PostgreSQL client connection failed');
-    });
-    // An idle_session_timeout set on the role or the database (operators set it to reap forgotten
-    // sessions) must not reach ours: the engine's LISTEN session is idle by design, and each kill
-    // restarted the scheduler with a growing backoff (no claims meanwhile, /readyz 503, the
-    // restart alert). Idle pooled connections are closed by the pool itself (idleTimeoutMillis).
-    // Queued before any query of the checkout; a session setting, so a DSN's options still apply.
-    client.query('SET idle_session_timeout = 0').catch((error: Error) => {
-      options.logger.warn({ err: error }, 'could not turn idle_session_timeout off for a PostgreSQL session');
     });
   });
   return pool;
