@@ -58,10 +58,19 @@ describe('the authserv-id of a field value', () => {
 
 describe('forgedAuthResults and withoutFields', () => {
   it('cut each field that claims our name with its continuation lines, and nothing else', () => {
-    const kept = ['Received: from x by y; date\r\n', 'Authentication-Results: other.test; dmarc=fail\r\n', 'ARC-Authentication-Results: i=1; mx.postern.test; dmarc=pass\r\n', 'X-Authentication-Results: mx.postern.test\r\n', 'Subject: \xe9\x00\r\n'];
-    const forged = ['Authentication-Results: mx.postern.test; dmarc=pass\r\n', 'authentication-results :\r\n\tMX.POSTERN.TEST;\r\n spf=pass\r\n', 'Authentication-Results\r\n : mx.postern.test; dkim=pass\r\n'];
+    const fields: Array<[string, 'forged' | 'kept']> = [
+      ['Authentication-Results: mx.postern.test; dmarc=pass\r\n', 'forged'],
+      ['Received: from x by y; date\r\n', 'kept'],
+      ['Authentication-Results: other.test; dmarc=fail\r\n', 'kept'],
+      ['authentication-results :\r\n\tMX.POSTERN.TEST;\r\n spf=pass\r\n', 'forged'],
+      ['ARC-Authentication-Results: i=1; mx.postern.test; dmarc=pass\r\n', 'kept'],
+      ['X-Authentication-Results: mx.postern.test\r\n', 'kept'],
+      ['Authentication-Results\r\n : mx.postern.test; dkim=pass\r\n', 'forged'],
+      ['Subject: \xe9\x00\r\n', 'kept'],
+    ];
     const body = '\r\nAuthentication-Results: mx.postern.test; dmarc=pass\r\n\xff\x00\r\n';
-    const message = forged[0] + kept[0] + kept[1] + forged[1] + kept[2] + kept[3] + forged[2] + kept[4] + body;
+    const message = fields.map(([field]) => field).join('') + body;
+    const kept = fields.filter(([, fate]) => fate === 'kept').map(([field]) => field);
     expect(stored(message).toString('latin1')).toBe(PREFIX.toString('latin1') + kept.join('') + body);
   });
 
