@@ -4,7 +4,10 @@
 // counted). Proves: at most 20 DKIM signatures are verified, the rest recorded as such, never
 // dropped from the header without a word and never looked up; a 12 MB message with 60 signatures
 // of different l= leaves the other sessions answered (it held the event loop for seconds); a second
-// From field or a second mailbox in another domain no longer takes a p=reject spoof past enforce.
+// From field or a second mailbox in another domain no longer takes a p=reject spoof past enforce;
+// header blocks of many short lines (folded under one Received, words of one Received, lines that
+// are no field, an h= of many names over many fields) leave the other sessions answered (mailauth
+// read each in quadratic time: 1 MB of them held the event loop for minutes).
 import { createAlias, createDomain } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { plainMessage, signed, type TestKey, testKey } from '../../apps/mta/src/auth/auth.testkit.ts';
@@ -136,6 +139,40 @@ describe('inbound authentication against hostile senders', () => {
     expect((row.auth_verdicts.dkim as unknown[]).length).toBe(20);
     const lookups = dns.questions.filter((question) => question.includes('._domainkey.')).length - lookupsBefore;
     expect(lookups).toBeLessThanOrEqual(20);
+  }, 120_000);
+
+  it('header blocks of 65536 short lines or names: each accepted, another session answered within a second all along', async () => {
+    const lines = 65_536;
+    const names = Array.from({ length: lines / 2 }, (_, index) => `x${index}`).join(':');
+    const shapes = {
+      'lines folded under one Received': `Received: from a\r\n${' y\r\n'.repeat(lines)}`,
+      'words of one Received': `Received: from a ${'y '.repeat(lines)}by b; Sat, 28 Nov 2026 10:00:00 +0000\r\n`,
+      'comments after the from of one Received': `Received: from a ${'(c) '.repeat(lines)}by b; Sat, 28 Nov 2026 10:00:00 +0000\r\n`,
+      'lines that are no field': 'x\r\n'.repeat(lines),
+      'an h= of 32768 names over 65536 fields': `${'x: y\r\n'.repeat(lines)}DKIM-Signature: v=1; a=rsa-sha256; d=bank.test; s=s1; c=relaxed/relaxed; h=${names}; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=AAAA\r\n`,
+    };
+    const watcher = await openSession(annotate, 'watcher.outside.test');
+    try {
+      for (const [shape, header] of Object.entries(shapes)) {
+        let slowest = 0;
+        let watching = true;
+        const watch = (async () => {
+          while (watching) {
+            const started = performance.now();
+            await new Promise((next) => setTimeout(next, 20));
+            const answered = await watcher.command('NOOP').then((noop) => noop.code === 250, () => false);
+            slowest = answered ? Math.max(slowest, performance.now() - started) : Number.POSITIVE_INFINITY;
+            if (!answered) break;
+          }
+        })();
+        const reply = await send(annotate, Buffer.concat([Buffer.from(header), plainMessage('someone@outside.test')])).catch((error: Error) => error.message);
+        watching = false;
+        await watch;
+        expect({ shape, reply, slowAnswer: slowest >= 1_000 }).toMatchObject({ shape, reply: expect.stringMatching(QUEUED), slowAnswer: false });
+      }
+    } finally {
+      await watcher.quit();
+    }
   }, 120_000);
 
   it('a spoof of a p=reject domain with a second From field, or a second mailbox in another domain, is refused 550 5.7.1 under enforce', async () => {

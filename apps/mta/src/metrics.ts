@@ -25,6 +25,7 @@ export interface EdgeMetrics {
   earlyTalkers: prometheus.Counter;
   commandLineTimeouts: prometheus.Counter;
   acceptsUndecided: prometheus.Gauge;
+  forgedAuthResultsRemoved: prometheus.Counter;
 }
 
 const MS_BUCKETS = [0.25, 0.5, 1, 2, 3, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000];
@@ -131,6 +132,11 @@ export function createEdgeMetrics(registry: Registry): EdgeMetrics {
       name: 'mail_mta_accepts_in_flight',
       help: 'Accept statements sent and not decided yet (a value that stays up means PostgreSQL is not answering)',
       aggregator: 'sum', // Out from all the workers.
+      registers,
+    }),
+    forgedAuthResultsRemoved: new prometheus.Counter({
+      name: 'mail_mta_forged_auth_results_removed_total',
+      help: "Authentication-Results fields claiming the edge's authserv-id (MAIL_MTA_HOSTNAME) removed from stored messages (RFC 8601 5)",
       registers,
     }),
   };

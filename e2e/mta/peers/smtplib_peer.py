@@ -1,14 +1,16 @@
 """A real SMTP client we did not write: Python's smtplib, driven by e2e/mta/real-peers.e2e.test.ts.
 
-Usage: python3 smtplib_peer.py '<json>' where json is
-  {"host", "port", "helo", "starttls"?, "transactions": [{"from", "to": [...], "mailOptions": [...], "message"}]}
+Usage: python3 smtplib_peer.py '<json>' (or the json on stdin, for messages past the argument limit) where json is
+  {"host", "port", "helo", "starttls"?, "transactions": [{"from", "to": [...], "mailOptions": [...], "message" | "messageBase64"}]}
 Prints one JSON object: the EHLO features, then per transaction the MAIL, RCPT and DATA replies.
 With "starttls": true it upgrades after the first EHLO (not verifying the certificate: the tests'
 are self-signed) and says which certificate the server presented (its SHA-256, hex), then EHLOs again.
 smtplib dot-stuffs and sends MAIL/RCPT/DATA itself; SMTPUTF8 in mailOptions makes it send the
-envelope as UTF-8 (RFC 6531), as it does for a real sender.
+envelope as UTF-8 (RFC 6531), as it does for a real sender. "messageBase64" gives the message as
+bytes (8-bit bytes that are not UTF-8, NUL), sent as they are but for smtplib's dot-stuffing.
 """
 
+import base64
 import hashlib
 import json
 import smtplib
@@ -22,7 +24,7 @@ def reply(pair):
 
 
 def main():
-    args = json.loads(sys.argv[1])
+    args = json.loads(sys.argv[1] if len(sys.argv) > 1 else sys.stdin.read())
     out = {"transactions": []}
     with smtplib.SMTP(args["host"], args["port"], local_hostname=args["helo"], timeout=60) as client:
         out["ehlo"] = reply(client.ehlo(args["helo"]))
@@ -40,7 +42,11 @@ def main():
             for recipient in transaction["to"]:
                 result["rcpt"].append(reply(client.rcpt(recipient)))
             if any(r["code"] == 250 for r in result["rcpt"]):
-                result["data"] = reply(client.data(transaction["message"].encode("utf-8")))
+                if "messageBase64" in transaction:
+                    message = base64.b64decode(transaction["messageBase64"])
+                else:
+                    message = transaction["message"].encode("utf-8")
+                result["data"] = reply(client.data(message))
             else:
                 result["rset"] = reply(client.rset())
             out["transactions"].append(result)

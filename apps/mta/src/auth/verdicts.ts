@@ -84,8 +84,9 @@ function entry(text: string): string {
   return storableText(text.replace(/\r\n[ \t]+/g, ' '), { maxChars: MAX_ENTRY_CHARS }).trim();
 }
 
-/** authserv-id (RFC 8601 2.5): the edge's name, as a token. */
-function authservId(hostname: string): string {
+/** authserv-id (RFC 8601 2.5): the edge's name, as a token. The edge removes the fields of received
+ *  mail that claim it (data/forged-auth-results.ts), whether or not it writes one of its own. */
+export function authservId(hostname: string): string {
   return hostname.replace(/[^\x21-\x7e]|[()<>@,;:\\"/[\]?=]/g, '?').slice(0, 255) || 'unknown';
 }
 

@@ -1,6 +1,6 @@
 // DATA: stream the message through the collector (size cap on the bytes, bare CR/LF refused, the
 // bytes kept only while the edge's DATA memory budget has room), parse the header facts, prepend
-// the trace header, and commit message + payload + deliveries in one transaction before answering
+// the trace header, remove the Authentication-Results fields that claim our name, and commit message + payload + deliveries in one transaction before answering
 // "250 2.0.0 queued as <id>". The id is the message's one name: the trace header's "id", the reply,
 // mail.messages.id, the API's Delivery.messageId and the `messageId` of every log line about it.
 // The whole DATA phase has a deadline (MAIL_MTA_DATA_TIMEOUT) against senders that trickle a byte
@@ -15,7 +15,9 @@ import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import { transactionFingerprint } from '../accept/accept-ledger.ts';
 import { newMessageId, UndecidedAcceptError } from '../accept/accept-message.ts';
 import { authenticateInbound } from '../auth/at-data.ts';
+import { authservId } from '../auth/verdicts.ts';
 import { countReceivedHeaders } from '../data/count-hops.ts';
+import { forgedAuthResults, withoutFields } from '../data/forged-auth-results.ts';
 import type { MemoryReservation } from '../data/memory-budget.ts';
 import { MessageCollector } from '../data/message-collector.ts';
 import { parseHeaderFacts } from '../data/parse-headers.ts';
@@ -138,15 +140,19 @@ async function receiveWithin(
     recipients: envelopeTo,
     date: new Date(),
   });
-  // What is stored: the trace header, then the bytes as received; one copy, the chunks let go.
+  // What is stored: the trace header, then the bytes as received less the Authentication-Results
+  // fields that claim our name (RFC 8601 5; with the policy off too); one copy, the chunks let go.
   const prefix = auth ? Buffer.concat([Buffer.from(auth.header, 'utf8'), trace]) : trace;
-  const raw = collector.takeMessage(prefix);
-  const data = raw.subarray(prefix.length);
+  const message = collector.takeMessage(prefix);
+  const data = message.subarray(prefix.length);
   // Counted on what the sender sent; our own trace header is not a hop it made.
   if (countReceivedHeaders(data) > context.limits.maxHops) throw tooManyHops(context.limits.maxHops);
   const facts = parseHeaderFacts(data);
   const envelopeFrom = envelopeFromAsReceived(session);
   const fingerprint = transactionFingerprint({ envelopeFrom, envelopeTo, smtpUtf8, bodyType, data });
+  // Last, as it rewrites the buffer in place: `data` is not read after this.
+  const forged = forgedAuthResults(data, authservId(context.limits.hostname));
+  const raw = withoutFields(message, prefix.length, forged);
   const started = performance.now();
   // Checked and marked in the same turn of the event loop: either the deadline answered 421 and
   // nothing is stored, or the accept is out and the deadline leaves the reply to it.
@@ -184,8 +190,15 @@ async function receiveWithin(
     context.metrics.messagesAccepted.inc();
     context.metrics.bytesAccepted.inc(received.size);
     context.metrics.deliveriesCreated.inc(stored.deliveryIds.length);
+    if (forged.length > 0) context.metrics.forgedAuthResultsRemoved.inc(forged.length);
     context.logger.info(
-      { session: session.id, messageId: stored.messageId, bytes: received.size, deliveries: stored.deliveryIds.length },
+      {
+        session: session.id,
+        messageId: stored.messageId,
+        bytes: received.size,
+        deliveries: stored.deliveryIds.length,
+        ...(forged.length > 0 ? { forgedAuthResultsRemoved: forged.length } : {}),
+      },
       'message accepted',
     );
     return stored.messageId;

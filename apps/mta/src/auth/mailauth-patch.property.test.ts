@@ -1,0 +1,90 @@
+// patches/mailauth+7.1.0.patch makes three readers of a message's header block linear
+// (parseHeaders, parseReceived's joins, the h= lookup of DKIM verification): each read 1 MB of short
+// header lines, or an h= of many names over many fields, in quadratic time, holding the edge's event
+// loop for minutes. They must read every header block exactly as mailauth 7.1.0 did: the functions
+// as published (testdata/*.mailauth-7.1.0.cjs) are the oracle, on generated hostile header blocks.
+import { createRequire } from 'node:module';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+
+const require = createRequire(import.meta.url);
+
+interface ParsedHeader {
+  key: string | null;
+  casedKey?: string;
+  line: Buffer;
+}
+type ParseHeaders = (buf: Buffer) => { parsed: ParsedHeader[]; original: Buffer };
+type SigningHeaderLines = (parsed: ParsedHeader[], fieldNames: string, verify: boolean) => { keys: string; headers: ParsedHeader[] };
+type ParseReceived = (line: Buffer | string) => unknown;
+
+const patched = require('mailauth/lib/tools.js') as { parseHeaders: ParseHeaders; getSigningHeaderLines: SigningHeaderLines };
+const { parseReceived } = require('mailauth/lib/parse-received.js') as { parseReceived: ParseReceived };
+const original = require('./testdata/tools.mailauth-7.1.0.cjs') as { parseHeaders: ParseHeaders; getSigningHeaderLines: SigningHeaderLines };
+const originalReceived = require('./testdata/parse-received.mailauth-7.1.0.cjs') as { parseReceived: ParseReceived };
+
+// Lines as a hostile header block has them: fields, names folded before their colon, lines folded
+// under a field, lines that are no field at all, empty and odd names, 8-bit bytes.
+const LINES = ['From: a@b.test', 'Received: from a by b; date', 'x', ' y', '\tz', ' : v', 'Name', 'Na me: v', ': v', 'DKIM-Signature: v=1', 'Subject:', '', ' ', 'caf\xe9: v', '\xa0x: v', 'A:B'];
+const line = fc.oneof(fc.constantFrom(...LINES), fc.string({ maxLength: 6 }).map((text) => text.replace(/[\r\n]/g, '')));
+const block = fc
+  .tuple(fc.array(line, { maxLength: 12 }), fc.constantFrom('\r\n', '\n', '\r\n\r\n', ''))
+  .map(([lines, end]) => Buffer.from(`${lines.join('\r\n')}${end}`, 'latin1'));
+
+/** The parsed rows as comparable values. */
+const rows = (parsed: ParsedHeader[]) => parsed.map((row) => ({ key: row.key, casedKey: row.casedKey, line: row.line.toString('latin1') }));
+
+// Received values: clause keywords, words that join the one before, comments (nested, TLS ones),
+// quotes, escapes, folds and the date after the semicolon.
+const RECEIVED = ['from', 'by', 'with', 'id', 'for', 'envelope-from', 'FROM', 'via', 'x', 'mx.test', '[192.0.2.1]', '(c)', '(a (b) c)', '(TLS1.3 cipher=x)', '(', ')', '"q;x"', '\\', ';', ' ', '\r\n ', '', 'ESMTPS', '<a@b.test>'];
+const received = fc.array(fc.oneof(fc.constantFrom(...RECEIVED), fc.string({ maxLength: 4 })), { maxLength: 14 }).map((words) => `Received: ${words.join(' ')}`);
+
+describe('mailauth, patched to read header blocks in linear time, reads them as 7.1.0 did', () => {
+  it('parseHeaders: the same rows', () => {
+    fc.assert(
+      fc.property(block, (buf) => {
+        expect(rows(patched.parseHeaders(buf).parsed)).toEqual(rows(original.parseHeaders(buf).parsed));
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it('the fields an h= list names, in its order, each the bottom-most not taken yet', () => {
+    const names = fc.array(fc.constantFrom('from', 'From', 'x', 'subject', 'dkim-signature', 'na me', 'missing', ' x ', ''), { maxLength: 10 }).map((list) => list.join(':'));
+    fc.assert(
+      fc.property(block, names, (buf, h) => {
+        const parsed = original.parseHeaders(buf).parsed;
+        const signing = patched.getSigningHeaderLines(parsed, h, true);
+        const expected = original.getSigningHeaderLines(parsed, h, true);
+        expect(signing.keys).toBe(expected.keys);
+        expect(signing.headers).toEqual(expected.headers);
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it('parseReceived: the same clauses, values and comments', () => {
+    fc.assert(
+      fc.property(received, (text) => {
+        expect(parseReceived(text)).toEqual(originalReceived.parseReceived(text));
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it('1 MB of short lines or words, and an h= of 40000 names over 80000 fields, in well under a second each', () => {
+    const megabyte = 1024 * 1024;
+    const timed = (read: () => unknown) => {
+      const started = performance.now();
+      read();
+      return performance.now() - started;
+    };
+    expect(timed(() => patched.parseHeaders(Buffer.from(`Received: from a\r\n${' y\r\n'.repeat(megabyte / 4)}`)))).toBeLessThan(1_000);
+    expect(timed(() => patched.parseHeaders(Buffer.from('x\r\n'.repeat(megabyte / 3))))).toBeLessThan(1_000);
+    expect(timed(() => parseReceived(`Received: from a ${'y '.repeat(megabyte / 2)}by b; date`))).toBeLessThan(1_000);
+    expect(timed(() => parseReceived(`Received: from a ${'(c) '.repeat(megabyte / 4)}by b; date`))).toBeLessThan(1_000);
+    const fields = patched.parseHeaders(Buffer.from('x: y\r\n'.repeat(80_000))).parsed;
+    const h = Array.from({ length: 40_000 }, (_, index) => `n${index}`).join(':');
+    expect(timed(() => patched.getSigningHeaderLines(fields, h, true))).toBeLessThan(1_000);
+  });
+});
