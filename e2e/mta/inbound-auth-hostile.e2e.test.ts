@@ -189,4 +189,20 @@ describe('inbound authentication against hostile senders', () => {
     expect(row.auth_results).toContain('dmarc=fail (multiple-from-fields: each author domain evaluated)');
     expect(row.auth_results).toContain('dmarc=none (multiple-from-fields: each author domain evaluated) header.from=outside.test');
   });
+
+  it('a spoof of a p=reject domain written in encoded words (as every mail reader decodes them) is refused 550 5.7.1 under enforce', async () => {
+    const spoofs = ['From: Bank <ceo@=?utf-8?q?bank.test?=>', 'From: Bank <ceo@=?UTF-8?B?YmFuay50ZXN0?=>'].map((from) => Buffer.from(`${from}\r\nTo: desk@postern.test\r\nSubject: wire\r\n\r\nPay.\r\n`));
+    const before = await messageCount();
+    for (const message of spoofs) {
+      expect(await send(enforce, message)).toMatch(/^550 5\.7\.1 Message refused: it fails the DMARC policy \(p=reject\) of bank\.test/);
+    }
+    expect(await messageCount()).toBe(before);
+
+    const row = await stored(await send(annotate, spoofs[0] as Buffer));
+    expect(row.auth_verdicts).toMatchObject({ dmarc: 'fail', dmarcPolicy: 'reject', dmarcDomain: 'bank.test' });
+    expect(row.auth_results).toContain('dmarc=fail (encoded words in the From address: each author domain evaluated)');
+    // A real mailbox of the domain written plainly is judged by mailauth alone, as before.
+    const plain = await stored(await send(annotate, Buffer.from('From: ceo@outside.test\r\nTo: desk@postern.test\r\nSubject: hi\r\n\r\nHello.\r\n')));
+    expect(plain.auth_results).not.toContain('each author domain evaluated');
+  });
 });

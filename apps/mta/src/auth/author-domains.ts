@@ -5,9 +5,16 @@
 // the message's SPF and DKIM passes, and the strictest outcome stands for the message (RFC 7489
 // 6.6.1: "apply the most strict policy selected among the checks that fail"): a pass of one domain
 // does not vouch for another the same From names.
+// The same holds for the From as a mail reader shows it. mailauth reads the addresses as sent:
+// an encoded word (RFC 2047) in one ("ceo@=?utf-8?q?bank.example?=") is a domain of no policy
+// (dmarc=none), a whole address encoded ("=?utf-8?q?ceo=40bank.example?=") no address at all,
+// while mailparser, and so every reader behind an alias, shows ceo@bank.example: the spoof passed
+// enforce. So the domains of the From addresses as mailparser reads them
+// (data/parse-headers.ts fromAddresses) are Author Domains as well.
+/// <reference path="./mailauth-author-domain.d.ts" />
 import type { AuthenticateResult, DMARCResult } from 'mailauth';
 import { dmarc } from 'mailauth';
-import { evaluateDmarc } from 'mailauth/lib/dmarc/index.js';
+import { getAuthorDomain } from 'mailauth/lib/dmarc/author-domain.js';
 import type { MailauthResolver } from './auth-resolver.ts';
 
 /** Author Domains evaluated at most; past it the outcome is unknown (each costs a DMARC Tree Walk). */
@@ -20,11 +27,25 @@ export type AuthorDomainsDmarc =
 
 const SEVERAL_AUTHORS = new Set(['multiple-from-fields', 'multiple-author-domains', 'invalid-author-domain']);
 
-/** The DMARC result of each Author Domain, or null when mailauth evaluated DMARC itself (or there is no domain). */
-export async function dmarcOfEachAuthorDomain(result: AuthenticateResult, resolver: MailauthResolver): Promise<AuthorDomainsDmarc | null> {
-  if (result.dmarc || !result.dmarcSkipReason || !SEVERAL_AUTHORS.has(result.dmarcSkipReason)) return null;
-  // Only the Author Domains: with no policy lookups (the answer comes before any).
-  const { authorDomains = [] } = await evaluateDmarc({ headerFrom: result.dkim.headerFrom, fromFields: result.dkim.fromFields });
+/** The Author Domains of these addresses (mailauth's normalisation: lower case, A-labels), no lookups. */
+function domainsOf(addresses: readonly string[]): string[] {
+  const author = getAuthorDomain([...addresses], 1);
+  return 'reason' in author ? author.domains : [author.authorDomain];
+}
+
+/** The DMARC result of each Author Domain, or null when mailauth's own evaluation stands: one
+ *  Author Domain, the one a reader sees too (or none at all). `shownFrom`: the From addresses as a
+ *  mail reader shows them. */
+export async function dmarcOfEachAuthorDomain(
+  result: AuthenticateResult,
+  resolver: MailauthResolver,
+  shownFrom: readonly string[] = [],
+): Promise<AuthorDomainsDmarc | null> {
+  const asSent = domainsOf(([] as string[]).concat(result.dkim?.headerFrom ?? []));
+  const asShown = shownFrom.length === 0 ? [] : domainsOf(shownFrom).filter((domain) => !asSent.includes(domain));
+  const severalAuthors = !result.dmarc && result.dmarcSkipReason !== undefined && SEVERAL_AUTHORS.has(result.dmarcSkipReason);
+  if (!severalAuthors && asShown.length === 0) return null;
+  const authorDomains = [...asSent, ...asShown];
   if (authorDomains.length === 0) return null;
   if (authorDomains.length > MAX_AUTHOR_DOMAINS) return { kind: 'too-many', domains: authorDomains.length };
   // What mailauth's authenticate() gives DMARC: the SPF domain if it passed, the passing signatures.

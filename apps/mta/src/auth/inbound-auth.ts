@@ -10,6 +10,7 @@
 import { Readable } from 'node:stream';
 import type { Logger, MailResolver } from '@postern/shared';
 import { authenticate } from 'mailauth';
+import { fromAddresses, wholeHeaderSection } from '../data/parse-headers.ts';
 import type { InboundAuthMetrics } from './auth-metrics.ts';
 import { evaluationResolver } from './auth-resolver.ts';
 import { dmarcOfEachAuthorDomain } from './author-domains.ts';
@@ -79,7 +80,7 @@ export function createInboundAuth(options: InboundAuthOptions): InboundAuth {
       disableBimi: true,
       maxSignatures: MAX_SIGNATURES_VERIFIED,
     }).then(async (result) => {
-      const authors = await dmarcOfEachAuthorDomain(result, resolver.resolve);
+      const authors = await dmarcOfEachAuthorDomain(result, resolver.resolve, fromAddresses(wholeHeaderSection(message)));
       return summarize(result, options.hostname, resolver.temporaryFailures, authors);
     });
     const expired = new Promise<InboundAuthResult>((settle) => {

@@ -136,17 +136,14 @@ export function summarize(
   let dmarc: AuthVerdict = 'none';
   let dmarcPolicy: DmarcPolicy | null = null;
   let dmarcDomain: string | null = null;
-  if (result.dmarc) {
-    dmarc = verdictOf(result.dmarc.status?.result);
-    if (typeof result.dmarc.info === 'string') entries.push(entry(result.dmarc.info));
-    dmarcPolicy = policyOf(result.dmarc.policy);
-    dmarcDomain = domainOf(result.dmarc.status?.header?.from);
-  } else if (authors?.kind === 'too-many') {
+  // Several Author Domains, or one a reader sees that mailauth did not (author-domains.ts), come
+  // before mailauth's own result, which then covered only part of the From.
+  const why = entry(result.dmarcSkipReason ?? 'encoded words in the From address');
+  if (authors?.kind === 'too-many') {
     dmarc = 'temperror';
-    entries.push(`dmarc=temperror (${entry(result.dmarcSkipReason ?? '')}: ${authors.domains} author domains, at most ${MAX_AUTHOR_DOMAINS} are evaluated)`);
+    entries.push(`dmarc=temperror (${why}: ${authors.domains} author domains, at most ${MAX_AUTHOR_DOMAINS} are evaluated)`);
   } else if (authors?.kind === 'each' && authors.results.length > 0) {
-    // Several Author Domains (author-domains.ts): one entry each, the strictest stands for the message.
-    const why = entry(result.dmarcSkipReason ?? '');
+    // One entry each, the strictest stands for the message.
     for (const outcome of authors.results) {
       if (typeof outcome.info === 'string') entries.push(entry(outcome.info.replace(/^dmarc=\S+/, (keyword) => `${keyword} (${why}: each author domain evaluated)`)));
     }
@@ -154,6 +151,11 @@ export function summarize(
     dmarc = verdictOf(standing.status?.result);
     dmarcPolicy = policyOf(standing.policy);
     dmarcDomain = domainOf(standing.status?.header?.from);
+  } else if (result.dmarc) {
+    dmarc = verdictOf(result.dmarc.status?.result);
+    if (typeof result.dmarc.info === 'string') entries.push(entry(result.dmarc.info));
+    dmarcPolicy = policyOf(result.dmarc.policy);
+    dmarcDomain = domainOf(result.dmarc.status?.header?.from);
   } else if (result.dmarcSkipReason) entries.push(`dmarc=none (${entry(result.dmarcSkipReason)})`);
 
   const verdicts: AuthVerdicts = { spf, dkim, dmarc, dmarcPolicy, dmarcDomain, arc };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseHeaderFacts } from './parse-headers.ts';
+import { fromAddresses, parseHeaderFacts, wholeHeaderSection } from './parse-headers.ts';
 
 describe('parseHeaderFacts', () => {
   it('makes header facts storable: a NUL or a control byte becomes a visible marker, never fails the insert', async () => {
@@ -15,5 +15,29 @@ describe('parseHeaderFacts', () => {
     const facts = parseHeaderFacts(Buffer.from(`Subject: ${'x'.repeat(5_000)}\r\n\r\n`, 'latin1'));
     expect(facts.subject?.length).toBe(998);
     expect(facts.subject).toMatch(/\[\+\d+ chars\]$/);
+  });
+});
+
+describe('the From addresses a mail reader shows, from a message kept in chunks', () => {
+  const message = Buffer.from(
+    'Received: from x\r\nFrom: =?utf-8?q?ceo=40bank.test?=\r\nFrom: Bank <ceo@=?utf-8?q?bank.test?=>, team: a@one.test, b@two.test;\r\nSubject: s\r\n\r\nFrom: body@not.header\r\n',
+  );
+
+  it('joins the chunks up to the blank line, wherever the chunks are cut, and no further', () => {
+    const section = message.subarray(0, message.indexOf('\r\n\r\n') + 2);
+    for (let cut = 1; cut < message.length; cut++) {
+      const chunks = [message.subarray(0, cut), message.subarray(cut)];
+      expect(wholeHeaderSection(chunks).equals(section)).toBe(true);
+    }
+    const bytes = [...message].map((byte) => Buffer.from([byte]));
+    expect(wholeHeaderSection(bytes).equals(section)).toBe(true);
+    expect(wholeHeaderSection([Buffer.from('From: a@b.test\r\n')]).toString()).toBe('From: a@b.test\r\n');
+  });
+
+  it('decodes encoded words and includes every From field and group member, never the body', () => {
+    // The first From is a display name alone once decoded (a reader shows "ceo@bank.test" as a
+    // name, with no address): no author, as DMARC sees it too.
+    expect(fromAddresses(wholeHeaderSection([message]))).toEqual(['ceo@bank.test', 'a@one.test', 'b@two.test']);
+    expect(fromAddresses(Buffer.from('Subject: none\r\n'))).toEqual([]);
   });
 });

@@ -47,8 +47,8 @@ function cleanText(value: string | undefined): string | null {
 
 /** The header block mailsplit's splitter cuts from a header section: up to the first empty line
  *  (LF or CRLF alone), else all of it. The section gets a CRLF appended, as before. */
-function headerBlock(raw: Buffer): Buffer {
-  const input = Buffer.concat([headerSection(raw), CRLF]);
+function headerBlock(section: Buffer): Buffer {
+  const input = Buffer.concat([section, CRLF]);
   if (input[0] === LF || (input[0] === CR && input[1] === LF)) return input.subarray(0, 0);
   const bare = input.indexOf(LF_LF);
   const crlf = input.indexOf(LF_CRLF);
@@ -81,7 +81,7 @@ export function parseHeaderFacts(raw: Buffer): HeaderFacts {
     let messageId: string | undefined;
     let subject: string | undefined;
     let from: string | undefined;
-    for (const { key, line } of new Headers(headerBlock(raw)).getList()) {
+    for (const { key, line } of new Headers(headerBlock(headerSection(raw))).getList()) {
       if (key === 'message-id') messageId ||= inAngleBrackets(decodeWords(headerValue(line))) || undefined;
       else if (key === 'subject') subject ||= decodeWords(headerValue(line)) || undefined;
       else if (key === 'from' && from === undefined) from = parseAddressHeader(headerValue(line)).text;
@@ -89,5 +89,47 @@ export function parseHeaderFacts(raw: Buffer): HeaderFacts {
     return { messageId: cleanText(messageId), subject: cleanText(subject), from: cleanText(from) };
   } catch {
     return { messageId: null, subject: null, from: null };
+  }
+}
+
+/** The header section of a message kept in chunks, all of it however long (including its last
+ *  CRLF): the chunks are joined only up to the blank line that ends it. */
+export function wholeHeaderSection(chunks: readonly Buffer[]): Buffer {
+  const kept: Buffer[] = [];
+  let length = 0;
+  let tail = Buffer.alloc(0);
+  for (const chunk of chunks) {
+    // The blank line may straddle two chunks: the last 3 bytes before this one are searched too.
+    const window = Buffer.concat([tail, chunk]);
+    const end = window.indexOf(HEADER_END);
+    if (end !== -1) {
+      kept.push(chunk);
+      return Buffer.concat(kept).subarray(0, length - tail.length + end + 2);
+    }
+    kept.push(chunk);
+    length += chunk.length;
+    tail = window.subarray(Math.max(0, window.length - 3));
+  }
+  return Buffer.concat(kept);
+}
+
+/**
+ * Every address of every From field, as mailparser reads them (encoded words decoded, a group's
+ * mailboxes included): the authors a mail reader shows. Inbound DMARC evaluates their domains too
+ * (auth/author-domains.ts): mailauth reads the addresses as sent, and "From:
+ * =?utf-8?q?ceo=40bank.example?=" has no address for it at all.
+ */
+export function fromAddresses(section: Buffer): string[] {
+  try {
+    const addresses: string[] = [];
+    for (const { key, line } of new Headers(headerBlock(section)).getList()) {
+      if (key !== 'from') continue;
+      for (const entry of parseAddressHeader(headerValue(line)).value) {
+        for (const mailbox of entry.group ?? [entry]) if (mailbox.address) addresses.push(mailbox.address);
+      }
+    }
+    return addresses;
+  } catch {
+    return [];
   }
 }
