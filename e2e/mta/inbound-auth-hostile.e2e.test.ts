@@ -91,6 +91,39 @@ async function signedMany(message: Buffer, count: number, extra: (index: number)
   return Buffer.concat([Buffer.from(result.signatures), message]);
 }
 
+/**
+ * The longest another session waited for a NOOP's answer while `sending` ran (a 20 ms pause and
+ * a reply per round). The edge runs in this process: a turn of the event loop it holds delays the
+ * watcher's next answer by as much. Infinity when a NOOP went unanswered.
+ */
+async function slowestAnswerDuring<T>(watcher: Awaited<ReturnType<typeof openSession>>, sending: () => Promise<T>): Promise<{ result: T; slowest: number }> {
+  let slowest = 0;
+  let watching = true;
+  const watch = (async () => {
+    while (watching) {
+      const started = performance.now();
+      await new Promise((next) => setTimeout(next, 20));
+      const answered = await watcher.command('NOOP').then((noop) => noop.code === 250, () => false);
+      slowest = answered ? Math.max(slowest, performance.now() - started) : Number.POSITIVE_INFINITY;
+      if (!answered) break;
+    }
+  })();
+  let result: T;
+  try {
+    result = await sending();
+  } finally {
+    watching = false;
+    await watch;
+  }
+  // Read once the watch stopped: its last round counts too.
+  return { result, slowest };
+}
+
+/** What a stall may reach: a second, or ten times what an ordinary message of the same size cost
+ *  the same watcher in the same run (a busy machine slows both; the defects held it for 2.4 s to
+ *  minutes where an ordinary message took about 0.1 s). */
+const stallBound = (ordinary: number) => Math.max(1_000, 10 * ordinary);
+
 describe('inbound authentication against hostile senders', () => {
   it('21 DKIM signatures: the 21st is neither looked up nor dropped from the record, it is dkim=policy (not verified)', async () => {
     const message = plainMessage('Bank <ceo@bank.test>');
@@ -109,31 +142,20 @@ describe('inbound authentication against hostile senders', () => {
     expect(dns.questions).not.toContain('TXT broken._domainkey.bank.test');
   });
 
-  it('60 signatures of different l= over a 12 MB body: another session is answered within a second all along, and at most 20 keys are looked up', async () => {
+  it('60 signatures of different l= over a 12 MB body: another session never waits more than a second (or ten times what an ordinary message costs it), and at most 20 keys are looked up', async () => {
     const lookupsBefore = dns.questions.filter((question) => question.includes('._domainkey.')).length;
     const body = `${'x'.repeat(998)}\r\n`.repeat(12_000);
     const message = plainMessage('Bank <ceo@bank.test>', body);
     const hostile = await signedMany(message, 60, (index) => ({ maxBodyLength: body.length - 100 - index }));
 
-    // The edge runs in this process: a turn of the event loop it holds delays the next round of
-    // the watcher's NOOPs (a 20 ms pause and a reply) by as much.
     const watcher = await openSession(annotate, 'watcher.outside.test');
-    let slowest = 0;
-    let watching = true;
-    const watch = (async () => {
-      while (watching) {
-        const started = performance.now();
-        await new Promise((next) => setTimeout(next, 20));
-        expect((await watcher.command('NOOP')).code).toBe(250);
-        slowest = Math.max(slowest, performance.now() - started);
-      }
-    })();
-    const reply = await send(annotate, hostile);
-    watching = false;
-    await watch;
+    // The reference: the same message with one signature, in the same run.
+    const ordinary = await slowestAnswerDuring(watcher, async () => send(annotate, await signedMany(message, 1, () => ({}))));
+    const { result: reply, slowest } = await slowestAnswerDuring(watcher, () => send(annotate, hostile));
     await watcher.quit();
 
-    expect(slowest).toBeLessThan(1_000);
+    expect(ordinary.result).toMatch(QUEUED);
+    expect(slowest).toBeLessThan(stallBound(ordinary.slowest));
     const row = await stored(reply);
     expect(row.auth_verdicts).toMatchObject({ dkimNotVerified: 40 });
     expect((row.auth_verdicts.dkim as unknown[]).length).toBe(20);
@@ -141,7 +163,7 @@ describe('inbound authentication against hostile senders', () => {
     expect(lookups).toBeLessThanOrEqual(20);
   }, 120_000);
 
-  it('header blocks of 65536 short lines or names: each accepted, another session answered within a second all along', async () => {
+  it('header blocks of 65536 short lines or names: each accepted, another session never waits more than a second (or ten times what an ordinary message costs it)', async () => {
     const lines = 65_536;
     const names = Array.from({ length: lines / 2 }, (_, index) => `x${index}`).join(':');
     const shapes = {
@@ -153,22 +175,14 @@ describe('inbound authentication against hostile senders', () => {
     };
     const watcher = await openSession(annotate, 'watcher.outside.test');
     try {
+      // The reference: an ordinary message of about the same size (its bytes in a body), in the same run.
+      const ordinary = await slowestAnswerDuring(watcher, () => send(annotate, plainMessage('someone@outside.test', `${'y'.repeat(78)}\r\n`.repeat(Math.floor((lines * 6) / 80)))));
+      expect(ordinary.result).toMatch(QUEUED);
       for (const [shape, header] of Object.entries(shapes)) {
-        let slowest = 0;
-        let watching = true;
-        const watch = (async () => {
-          while (watching) {
-            const started = performance.now();
-            await new Promise((next) => setTimeout(next, 20));
-            const answered = await watcher.command('NOOP').then((noop) => noop.code === 250, () => false);
-            slowest = answered ? Math.max(slowest, performance.now() - started) : Number.POSITIVE_INFINITY;
-            if (!answered) break;
-          }
-        })();
-        const reply = await send(annotate, Buffer.concat([Buffer.from(header), plainMessage('someone@outside.test')])).catch((error: Error) => error.message);
-        watching = false;
-        await watch;
-        expect({ shape, reply, slowAnswer: slowest >= 1_000 }).toMatchObject({ shape, reply: expect.stringMatching(QUEUED), slowAnswer: false });
+        const { result: reply, slowest } = await slowestAnswerDuring(watcher, () =>
+          send(annotate, Buffer.concat([Buffer.from(header), plainMessage('someone@outside.test')])).catch((error: Error) => error.message),
+        );
+        expect({ shape, reply, slowAnswer: slowest >= stallBound(ordinary.slowest) }).toMatchObject({ shape, reply: expect.stringMatching(QUEUED), slowAnswer: false });
       }
     } finally {
       await watcher.quit();
