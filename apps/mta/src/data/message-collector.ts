@@ -135,7 +135,8 @@ export class MessageCollector extends Writable {
   /** The small chunks of the run as one buffer of their own size: copied, so the read buffers behind them go. */
   private endRun(): void {
     if (this.run.length === 0) return;
-    this.chunks.push(Buffer.concat(this.run, this.runBytes));
+    // One chunk alone is kept as it is: nothing to join, and a copy would be one more per message.
+    this.chunks.push(this.run.length === 1 ? (this.run[0] as Buffer) : Buffer.concat(this.run, this.runBytes));
     this.run = [];
     this.runBytes = 0;
   }
