@@ -90,6 +90,17 @@ describe('RCPT TO replies', () => {
     expect((await rcpt('JÖSÉ@postern.test', { mailParams: 'SMTPUTF8' })).code).toBe(250);
   });
 
+  it('555 5.5.4 for a MAIL or RCPT parameter of an extension it does not offer; those it offers are taken', async () => {
+    const client = await openSession(edge);
+    expect((await client.command('MAIL FROM:<sender@outside.test> FOO=bar')).raw).toBe('555 5.5.4 Unsupported option: FOO');
+    expect((await client.command('MAIL FROM:<sender@outside.test> RET=HDRS')).raw).toBe('555 5.5.4 Unsupported option: RET');
+    expect((await client.command('MAIL FROM:<sender@outside.test> SIZE=100 BODY=8BITMIME SMTPUTF8')).code).toBe(250);
+    expect((await client.command('RCPT TO:<sales@postern.test> NOTIFY=NEVER')).raw).toBe('555 5.5.4 Unsupported option: NOTIFY');
+    expect((await client.command('RCPT TO:<sales@postern.test>')).code).toBe(250);
+    await client.quit();
+    expect(await metricsText(edge)).toMatch(/^mail_mta_rejections_total\{(?:[^}]*,)?stage="rcpt",reason="unsupported_parameter"(?:,[^}]*)?\} 1$/m);
+  });
+
   it('452 4.5.3 past 100 recipients; the first 100 stand', async () => {
     const client = await openSession(edge);
     expect((await client.command('MAIL FROM:<bulk@outside.test>')).code).toBe(250);

@@ -1,11 +1,23 @@
 // MAIL FROM: a new transaction. Refused while stopping (421, the client comes back later), past the
-// client's message rate (451 4.7.1), for a non-ASCII sender without SMTPUTF8 (553 5.6.7), or when a
+// client's message rate (451 4.7.1), for a non-ASCII sender without SMTPUTF8 (553 5.6.7), when a
 // declared SIZE= does not fit (552 5.3.4 over the maximum, 452 4.3.1 over what the memory budget
-// has left now).
+// has left now), or for a parameter of an extension the edge does not offer (555 5.5.4).
 import { needsSmtpUtf8, textProblem } from '@postern/shared';
 import type { SMTPServerAddress, SMTPServerSession } from 'smtp-server';
 import type { EdgeContext } from './edge-context.ts';
-import { asReply, badSender, type EdgeReply, insufficientStorage, messageTooLarge, rateLimited, shuttingDown, smtpUtf8Required } from './replies.ts';
+import { MAIL_PARAMETERS, unknownParameter } from './esmtp-parameters.ts';
+import {
+  asReply,
+  badSender,
+  type EdgeReply,
+  insufficientStorage,
+  messageTooLarge,
+  rateLimited,
+  shuttingDown,
+  smtpUtf8Required,
+  unsupportedParameter,
+} from './replies.ts';
+
 
 /** RFC 1870 SIZE=, when declared. A hint only: the bytes are counted in DATA whatever it says. */
 function declaredSize(address: SMTPServerAddress): number | null {
@@ -15,6 +27,8 @@ function declaredSize(address: SMTPServerAddress): number | null {
 
 function check(context: EdgeContext, address: SMTPServerAddress, session: SMTPServerSession): EdgeReply | null {
   if (context.isStopping()) return shuttingDown();
+  const unknown = unknownParameter(address, MAIL_PARAMETERS);
+  if (unknown !== null) return unsupportedParameter(unknown);
   // Stored as envelope_from and relayed as is: decided here, once (RFC 5321 4.5.3.1.3 allows 256
   // octets for a path; 320 leaves room for a UTF-8 local part). smtp-server's own parser already
   // refuses NUL and controls with the same 501 5.1.7; this keeps the rule ours.

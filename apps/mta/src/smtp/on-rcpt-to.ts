@@ -10,7 +10,9 @@ import type { SMTPServerAddress, SMTPServerSession } from 'smtp-server';
 import { verifyRecipient } from '../recipients/verify-recipient.ts';
 import { clientNetworkKey } from './client-network.ts';
 import type { EdgeContext } from './edge-context.ts';
-import { asReply, type EdgeReply, lookupBusy, tooManyRcptCommands, tooManyRecipients } from './replies.ts';
+import { RCPT_PARAMETERS, unknownParameter } from './esmtp-parameters.ts';
+import { asReply, type EdgeReply, lookupBusy, tooManyRcptCommands, tooManyRecipients, unsupportedParameter } from './replies.ts';
+
 
 /** Past the limit unless it repeats an address already accepted (smtp-server replaces those). */
 function overLimit(session: SMTPServerSession, address: SMTPServerAddress, limit: number): boolean {
@@ -47,6 +49,11 @@ export function onRcptTo(context: EdgeContext) {
     };
     if (!countRcpt(context, session)) {
       done(tooManyRcptCommands(limits.maxRcptCommands));
+      return;
+    }
+    const unknown = unknownParameter(address, RCPT_PARAMETERS);
+    if (unknown !== null) {
+      done(unsupportedParameter(unknown));
       return;
     }
     if (overLimit(session, address, limits.maxRecipients)) {

@@ -19,6 +19,7 @@ export type ReplyReason =
   | 'smtputf8_required'
   | 'rate_limited'
   | 'too_many_connections'
+  | 'unsupported_parameter'
   | 'shutting_down'
   | 'message_too_large'
   | 'insufficient_storage'
@@ -85,6 +86,11 @@ export const smtpUtf8Required = (address: string) =>
 // 451 4.7.1: too many messages from this client address; later is fine (RFC 3463 X.7.1).
 export const rateLimited = (limitPerMinute: number) =>
   new EdgeReply(451, '4.7.1', `Too many messages from your address (limit ${limitPerMinute}/min), try again later`, 'rate_limited');
+
+// 555 5.5.4: a MAIL FROM or RCPT TO parameter of an extension the edge does not offer (RFC 5321
+// 4.1.1.11; Postfix's wording): one it ignored would go unhonoured without the client knowing.
+export const unsupportedParameter = (name: string) =>
+  new EdgeReply(555, '5.5.4', `Unsupported option: ${name.slice(0, 64)}`, 'unsupported_parameter');
 
 // 421 4.7.0: the client's network holds MAIL_MTA_MAX_CLIENTS_PER_NETWORK sessions already; 421 closes
 // the connection (RFC 5321 3.8) and the sender retries later, as Postfix answers past its
