@@ -14,8 +14,7 @@ import { plainMessage, signed, type TestKey, testKey } from '../../apps/mta/src/
 import type { Edge } from '../../apps/mta/src/edge.ts';
 import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
 import { type ScriptedDns, startScriptedDns } from '../harness/scripted-dns.ts';
-import { openSession, startTestEdge } from './helpers/edge.ts';
-import { sendMail } from './helpers/smtp-client.ts';
+import { openSession, QUEUED, sendToDesk, startTestEdge } from './helpers/edge.ts';
 
 let db: TestDatabase;
 let dns: ScriptedDns;
@@ -50,15 +49,8 @@ afterAll(async () => {
   await db?.drop();
 });
 
-const QUEUED = /^250 2\.0\.0 queued as ([0-9a-f-]{36})$/;
-
-async function send(edge: Edge, message: Buffer, from = 'someone@outside.test'): Promise<string> {
-  const client = await openSession(edge, 'mail.outside.test');
-  try {
-    return (await sendMail(client, { from, to: ['desk@postern.test'], message })).final?.raw ?? '(no reply)';
-  } finally {
-    await client.quit();
-  }
+function send(edge: Edge, message: Buffer, from = 'someone@outside.test'): Promise<string> {
+  return sendToDesk(edge, message, { from, helo: 'mail.outside.test' });
 }
 
 async function stored(reply: string) {

@@ -14,8 +14,7 @@ import type { Edge } from '../../apps/mta/src/edge.ts';
 import { gql, gqlData, mintToken, startTestApi } from '../api/helpers/api.ts';
 import { type DnsServer, startDnsmasq } from '../harness/dnsmasq.ts';
 import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
-import { metricsText, openSession, startTestEdge } from './helpers/edge.ts';
-import { sendMail } from './helpers/smtp-client.ts';
+import { metricsText, QUEUED, sendToDesk, startTestEdge } from './helpers/edge.ts';
 
 let db: TestDatabase;
 let dns: DnsServer;
@@ -64,15 +63,8 @@ afterAll(async () => {
   await db?.drop();
 });
 
-const QUEUED = /^250 2\.0\.0 queued as ([0-9a-f-]{36})$/;
-
-async function send(edge: Edge, from: string, message: Buffer, helo = 'mail.pass.auth.test') {
-  const client = await openSession(edge, helo);
-  try {
-    return (await sendMail(client, { from, to: ['desk@postern.test'], message })).final?.raw ?? '(no reply)';
-  } finally {
-    await client.quit();
-  }
+function send(edge: Edge, from: string, message: Buffer, helo = 'mail.pass.auth.test') {
+  return sendToDesk(edge, message, { from, helo });
 }
 
 async function stored(reply: string) {

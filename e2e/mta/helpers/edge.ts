@@ -1,7 +1,7 @@
 // Edge instances for the tests, in-process, on ports the OS picks (two in one test is easy).
 import { createLogger, loadConfig, type PosternConfig } from '@postern/shared';
 import { type Edge, type EdgeDeps, startEdge } from '../../../apps/mta/src/edge.ts';
-import { SmtpTestClient } from './smtp-client.ts';
+import { SmtpTestClient, sendMail } from './smtp-client.ts';
 
 export const TEST_HOSTNAME = 'mx.postern.test';
 
@@ -39,4 +39,17 @@ export async function metricsText(edge: Edge): Promise<string> {
   if (!edge.http) throw new Error('edge started without HTTP');
   const response = await fetch(`http://${edge.http.host}:${edge.http.port}/metrics`);
   return response.text();
+}
+
+/** The edge's 250 after the final dot; its group is the stored message's id. */
+export const QUEUED = /^250 2\.0\.0 queued as ([0-9a-f-]{36})$/;
+
+/** One message from `from` to desk@postern.test in a session of its own: the reply to its final dot. */
+export async function sendToDesk(edge: Edge, message: Buffer, options: { from: string; helo: string }): Promise<string> {
+  const client = await openSession(edge, options.helo);
+  try {
+    return (await sendMail(client, { from: options.from, to: ['desk@postern.test'], message })).final?.raw ?? '(no reply)';
+  } finally {
+    await client.quit();
+  }
 }

@@ -54,6 +54,7 @@ import type { LoopContext } from '../keepalive/supervisor.ts';
 import type { EngineMetrics } from '../metrics.ts';
 import { decodeEntryFields } from './entry-fields.ts';
 import { decideHandling } from './handling-failures.ts';
+import { recordOf } from './redis-record.ts';
 import { decodeStreamEntry, type StreamCommand } from './stream-command.ts';
 import { createStreamDoorbell } from './stream-doorbell.ts';
 import { createStreamReader, KEPT_BYTES, KEPT_FIELDS, MAX_ENTRY_FIELDS, type ReadEntry } from './stream-read.ts';
@@ -94,14 +95,6 @@ function compareEntryIds(a: string, b: string): number {
   const [aMs = 0n, aSeq = 0n] = a.split('-').map(BigInt);
   const [bMs = 0n, bSeq = 0n] = b.split('-').map(BigInt);
   return aMs !== bMs ? (aMs < bMs ? -1 : 1) : aSeq === bSeq ? 0 : aSeq < bSeq ? -1 : 1;
-}
-
-/** XINFO's flat [name, value, name, value, ...] as an object. */
-function infoRecord(flat: unknown): Record<string, unknown> {
-  const record: Record<string, unknown> = {};
-  const values = flat as unknown[];
-  for (let i = 0; i + 1 < values.length; i += 2) record[String(values[i])] = values[i + 1];
-  return record;
 }
 
 /** Creates the group if it does not exist, reading from `after` (default: the start). */
@@ -243,10 +236,10 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
    *  is found first counts whole (an engine restarted counts the group's past removals again,
    *  until the group's count is reset: docs/runbook.md). */
   async function checkRemovedUnread(): Promise<void> {
-    const groups = ((await redis.commands.xinfo('GROUPS', COMMAND_STREAM)) as unknown[]).map(infoRecord);
+    const groups = ((await redis.commands.xinfo('GROUPS', COMMAND_STREAM)) as unknown[]).map(recordOf);
     const ours = groups.find((info) => info.name === group);
     if (!ours || ours.lag === null || ours.lag === undefined) return;
-    const stream = infoRecord(await redis.commands.xinfo('STREAM', COMMAND_STREAM));
+    const stream = recordOf(await redis.commands.xinfo('STREAM', COMMAND_STREAM));
     // Read after the group: an entry added meanwhile makes them differ, and the check waits.
     if (ours['last-delivered-id'] !== stream['last-generated-id']) return;
     const removed = Number(ours.lag);

@@ -16,6 +16,7 @@
 //    is a poll every POLL_MS: later, never lost. The wait never exceeds its timeout either way, so a
 //    lost ring costs at most one timeout.
 import type { Logger, Redis } from '@postern/shared';
+import { recordOf } from './redis-record.ts';
 
 const CHANNEL = '__redis__:invalidate';
 export const POLL_MS = 100;
@@ -26,13 +27,6 @@ export interface StreamDoorbell {
   /** After a read found nothing: resolves on a ring, after `timeoutMs`, on abort; at once when
    *  tracking had to be (re)armed, so that the caller reads again first. */
   wait(timeoutMs: number, signal: AbortSignal): Promise<void>;
-}
-
-function flatRecord(flat: unknown): Record<string, unknown> {
-  const record: Record<string, unknown> = {};
-  const values = flat as unknown[];
-  for (let i = 0; i + 1 < values.length; i += 2) record[String(values[i])] = values[i + 1];
-  return record;
 }
 
 export function createStreamDoorbell(options: { commands: Redis; notifications: Redis; stream: string; logger: Logger }): StreamDoorbell {
@@ -75,7 +69,7 @@ export function createStreamDoorbell(options: { commands: Redis; notifications: 
   async function tracking(): Promise<boolean> {
     const listener = listenerId;
     if (listener === null) return false;
-    const info = flatRecord(await commands.call('CLIENT', 'TRACKINGINFO'));
+    const info = recordOf(await commands.call('CLIENT', 'TRACKINGINFO'));
     const flags = (info.flags as unknown[] | undefined)?.map(String) ?? [];
     if (flags.includes('on') && !flags.includes('broken_redirect') && Number(info.redirect) === listener) return true;
     if (flags.includes('on')) await commands.call('CLIENT', 'TRACKING', 'OFF');
