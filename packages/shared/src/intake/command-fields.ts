@@ -24,6 +24,10 @@ export const RESERVED_SOURCES: ReadonlyMap<string, string> = new Map([
   ['smtp', 'the SMTP edge'],
   [BOUNCE_SOURCE, "Postern's bounces"],
 ]);
+/** The prefix of an API token's own producer, "api:<token name>" (tokens/api-token.ts): private to
+ *  that token, so the stream refuses it — a stream producer writing as "api:billing" could otherwise
+ *  take the billing token's idempotency keys and show its mail under that token's reads. */
+export const API_PRODUCER_PREFIX = 'api:';
 /** A delivery's category, as commands give it and MAIL_URGENT_CATEGORIES names it. */
 export const CATEGORY = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 
@@ -179,6 +183,11 @@ export const commandField = {
         }),
       `"${name}" is required`,
     ),
+  /** The producer as the stream gives it: a source, and not one of an API token's own. */
+  streamSource: (name: string) =>
+    commandField.source(name).refine((value) => !value.startsWith(API_PRODUCER_PREFIX), {
+      message: `"${name}" may not start with "${API_PRODUCER_PREFIX}": that names an API token's own producer`,
+    }),
   idempotencyKey: (name: string) => requiredText(name, 200),
   deliveryId: (name: string) =>
     optional(text(name, 1_000).regex(UUID_PATTERN, `"${name}" must be a UUID`).transform((value) => value.toLowerCase())),

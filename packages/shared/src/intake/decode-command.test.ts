@@ -59,6 +59,8 @@ describe('decodeCommand', () => {
     ['v1 with a bad address', { ...v1Template, recipient: 'not an address' }, 'invalid_address'],
     ['v1 with unknown payload mode', { ...v1Template, payload_mode: 'carrier-pigeon' }, 'invalid_field'],
     ['v1 posing as the edge', { ...v1Template, source: 'smtp' }, 'invalid_field'],
+    ['v1 posing as an API token', { ...v1Template, source: 'api:billing' }, 'invalid_field'],
+    ['v2 posing as an API token', { schema_version: '2', command: JSON.stringify({ source: 'api:billing', idempotencyKey: 'k', to: 'a@b.cc', payload: { mode: 'rendered', subject: 's', text: 't' } }) }, 'invalid_field'],
     ['v1 with variables as a list', { ...v1Template, variables: '[1,2]' }, 'invalid_field'],
     ['v2 payload not an object', { schema_version: '2', command: JSON.stringify({ source: 's', idempotencyKey: 'k', to: 'a@b.cc', payload: 'x' }) }, 'invalid_field'],
     ['v2 rendered without a body', { schema_version: '2', command: JSON.stringify({ source: 's', idempotencyKey: 'k', to: 'a@b.cc', payload: { mode: 'rendered', subject: 's' } }) }, 'missing_field'],

@@ -59,7 +59,7 @@ const v1 = z
   .preprocess(
     (fields) => ({ ...(fields as Record<string, string>), payload: fields }),
     z.object({
-      source: commandField.source('source'),
+      source: commandField.streamSource('source'),
       idempotency_key: commandField.idempotencyKey('idempotency_key'),
       delivery_id: commandField.deliveryId('delivery_id'),
       recipient: commandField.recipient('recipient'),
@@ -101,7 +101,7 @@ const v2Payload = requiredValue(
 
 const v2Command = z.object(
   {
-    source: commandField.source('source'),
+    source: commandField.streamSource('source'),
     idempotencyKey: commandField.idempotencyKey('idempotencyKey'),
     deliveryId: commandField.deliveryId('deliveryId'),
     to: commandField.recipient('to'),

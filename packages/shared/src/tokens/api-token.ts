@@ -2,7 +2,7 @@
 // log line must never be enough to call the API). The `pst_` prefix makes a leaked token easy to
 // recognise for secret scanners and for the person reading a config file.
 import { createHash, randomBytes } from 'node:crypto';
-import { RESERVED_SOURCES } from '../intake/command-fields.ts';
+import { API_PRODUCER_PREFIX, RESERVED_SOURCES } from '../intake/command-fields.ts';
 
 export const TOKEN_PREFIX = 'pst_';
 
@@ -89,7 +89,7 @@ const PRODUCER_SHAPE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$/;
 
 /** The producer a token sends as when it is created without one: its own, private to it. */
 export function defaultProducer(tokenName: string): string {
-  return `api:${tokenName}`;
+  return `${API_PRODUCER_PREFIX}${tokenName}`;
 }
 
 /** Why a token named `tokenName` cannot carry `producer`, or null when it can (the database CHECK
@@ -97,7 +97,7 @@ export function defaultProducer(tokenName: string): string {
 export function producerProblem(tokenName: string, producer: string): string | null {
   if (!PRODUCER_SHAPE.test(producer)) return `producer "${producer}" must be 1-200 of A-Z a-z 0-9 . _ : - (starting with a letter or digit)`;
   if (RESERVED_SOURCES.has(producer)) return `producer "${producer}" is reserved for Postern's own mail`;
-  if (producer.startsWith('api:') && producer !== defaultProducer(tokenName)) {
+  if (producer.startsWith(API_PRODUCER_PREFIX) && producer !== defaultProducer(tokenName)) {
     return `producer "${producer}": "api:<name>" is reserved for the token of that name`;
   }
   return null;
