@@ -1,7 +1,8 @@
-// Directory harvest, lookup DoS and mail loops (hop limit), on real sockets: the
-// per-session error limit (soft: replies slowed; hard: 421 4.7.0 and closed), the cap on RCPT
-// commands per transaction with repeats counted (and no lookup past the cap), one client's flood
-// of lookups not turning another client's RCPT into 451, and the Received: hop limit.
+// Directory harvest, lookup DoS, mail loops (hop limit) and bytes that are not UTF-8, on real
+// sockets: the per-session error limit (soft: replies slowed; hard: 421 4.7.0 and closed), the cap
+// on RCPT commands per transaction with repeats counted (and no lookup past the cap), one client's
+// flood of lookups not turning another client's RCPT into 451, the Received: hop limit, and
+// command lines that are not UTF-8 refused rather than read with U+FFFD.
 import { createAlias, createDomain } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Edge } from '../../apps/mta/src/edge.ts';
@@ -180,6 +181,31 @@ describe('hop limit (RFC 5321 6.3)', () => {
       await client.quit();
       const { rows } = await db.pool.query("SELECT subject FROM mail.messages WHERE subject LIKE 'hops-%' ORDER BY subject");
       expect(rows).toEqual([{ subject: 'hops-50' }]);
+    } finally {
+      await edge.stop();
+    }
+  });
+});
+
+describe('command lines that are not UTF-8', () => {
+  it('refuses them with 500 5.5.2 instead of taking an address with U+FFFD in it; the session goes on and stores the sender as sent', async () => {
+    const edge = await startTestEdge(db.dsn);
+    try {
+      const client = await openSession(edge);
+      const rawCommand = async (...parts: Buffer[]) => {
+        await client.write(Buffer.concat([...parts, Buffer.from('\r\n')]));
+        return client.readReply();
+      };
+      // A Latin-1 "é", and an encoded surrogate (ED A0 80): smtp-server alone read both as U+FFFD.
+      const latin1 = await rawCommand(Buffer.from('MAIL FROM:<jos'), Buffer.from([0xe9]), Buffer.from('@outside.test> SMTPUTF8'));
+      const surrogate = await rawCommand(Buffer.from('MAIL FROM:<a'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('@outside.test> SMTPUTF8'));
+      expect([latin1.raw, surrogate.raw]).toEqual(['500 5.5.2 Error: bad UTF-8 syntax', '500 5.5.2 Error: bad UTF-8 syntax']);
+      const sent = await sendMail(client, { from: 'josé@outside.test', mailParams: 'SMTPUTF8', to: ['ops@postern.test'], message: simpleMessage('utf8-sender') });
+      expect(sent.final?.code).toBe(250);
+      await client.quit();
+      const { rows } = await db.pool.query("SELECT envelope_from FROM mail.messages WHERE subject = 'utf8-sender'");
+      expect(rows).toEqual([{ envelope_from: 'josé@outside.test' }]);
+      expect(await metricsText(edge)).toMatch(/^mail_mta_rejections_total\{stage="command",reason="malformed_utf8"[^}]*\} 2$/m);
     } finally {
       await edge.stop();
     }

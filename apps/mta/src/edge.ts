@@ -132,6 +132,10 @@ function serverOptions(config: PosternConfig, limits: EdgeLimits, tls: TlsCreden
     // time would hold its connection (and a MAIL_MTA_MAX_CLIENTS slot) for ever. The same time is
     // a deadline for the whole line, from its first byte (Postfix's smtpd_per_record_deadline).
     commandLineTimeout: config.mta.idleTimeoutMs,
+    // A command line that is not UTF-8 is refused (500 5.5.2, as Postfix), not decoded with U+FFFD
+    // in place of its bytes: "MAIL FROM:<a\xffb@x> SMTPUTF8" was taken as a@x's neighbour
+    // "a\ufffdb@x", stored and relayed as an address the sender never gave.
+    rejectMalformedUtf8: true,
     closeTimeout: config.engine.shutdownTimeoutMs,
     logger: false,
   };
@@ -270,6 +274,10 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
   server.on('commandLineTimeout', (session) => {
     metrics.commandLineTimeouts.inc();
     logger.info({ session: session.id, client: session.remoteAddress }, 'command line not complete within the idle timeout: 421 and closed');
+  });
+  server.on('malformedUtf8', (session) => {
+    metrics.rejections.inc({ stage: 'command', reason: 'malformed_utf8' });
+    logger.info({ session: session.id, client: session.remoteAddress }, 'command line not UTF-8: 500 5.5.2');
   });
   server.on('errorLimit', (session, errors) => {
     metrics.errorLimitDisconnects.inc();

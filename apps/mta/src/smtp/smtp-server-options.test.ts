@@ -219,6 +219,43 @@ describe('smtp-server options from the patch', () => {
     expect(await client.ended()).toBe(true);
   });
 
+  it('rejectMalformedUtf8: a command line that is not UTF-8 gets 500 5.5.2 and the event; UTF-8 and ASCII lines go on', async () => {
+    const addresses: string[] = [];
+    const malformed: string[] = [];
+    const server = await listen({
+      hideENHANCEDSTATUSCODES: false,
+      rejectMalformedUtf8: true,
+      onMailFrom(address, _session, callback) {
+        addresses.push(address.address);
+        callback();
+      },
+      onRcptTo(address, _session, callback) {
+        addresses.push(address.address);
+        callback();
+      },
+    });
+    server.on('malformedUtf8', (session) => malformed.push(session.id));
+    const client = await connect(server);
+    await client.command('EHLO client.test');
+    const raw = async (...parts: (string | number[])[]) => {
+      const before = client.lines().length;
+      client.socket.write(Buffer.concat([...parts.map((part) => (typeof part === 'string' ? Buffer.from(part) : Buffer.from(part))), Buffer.from('\r\n')]));
+      return (await client.until(before + 1)).at(-1);
+    };
+    // A stray Latin-1 byte, a cut sequence, an encoded surrogate (ED A0 80), an overlong "/" (C0 AF).
+    expect(await raw('MAIL FROM:<a', [0xe9], 'b@client.test> SMTPUTF8')).toBe('500 5.5.2 Error: bad UTF-8 syntax');
+    expect(await raw('MAIL FROM:<a', [0xc3], '@client.test> SMTPUTF8')).toBe('500 5.5.2 Error: bad UTF-8 syntax');
+    expect(await raw('MAIL FROM:<a', [0xed, 0xa0, 0x80], '@client.test> SMTPUTF8')).toBe('500 5.5.2 Error: bad UTF-8 syntax');
+    expect(await raw('MAIL FROM:<a', [0xc0, 0xaf], '@client.test> SMTPUTF8')).toBe('500 5.5.2 Error: bad UTF-8 syntax');
+    expect(malformed).toHaveLength(4);
+    // Valid UTF-8 is taken as sent; the session went on.
+    expect(await client.command('MAIL FROM:<josé@client.test> SMTPUTF8')).toMatch(/^250 /);
+    expect(await raw('RCPT TO:<r', [0xff], '@server.test>')).toBe('500 5.5.2 Error: bad UTF-8 syntax');
+    expect(await client.command('RCPT TO:<r@server.test>')).toMatch(/^250 /);
+    expect(addresses).toEqual(['josé@client.test', 'r@server.test']);
+    client.socket.destroy();
+  });
+
   // Not an option: a fix the patch carries. SMTPStream.continue() cleared the continuation after
   // running it; when what it resumed ended the next message at once (hooks that answer at once,
   // the message pipelined in the same chunk), that message's continuation was cleared with it and
