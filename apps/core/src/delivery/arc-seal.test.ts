@@ -77,6 +77,51 @@ describe('ARC sealing of forwarded mail', () => {
     expect(secondSet!.toString('utf8')).toMatch(/cv=fail/);
   });
 
+  it('lets the event loop turn while it reads a large message: a timer set before sealing fires before the set is made', async () => {
+    const { sealing } = await keyOf('ed25519', 'alias.test');
+    const body = Buffer.alloc(8 * 1024 * 1024, 'Body line of a large message.\r\n');
+    const raw = Buffer.concat([received.subarray(0, received.indexOf('\r\n\r\n') + 4), body]);
+    let timerFired = false;
+    const timer = setTimeout(() => {
+      timerFired = true;
+    }, 0);
+    let firedBeforeDone: boolean | null = null;
+    await createArcSealer({ authservId: 'mx.alias.test', resolver: async () => [] })
+      .seal(raw, sealing)
+      .then(() => {
+        firedBeforeDone = timerFired;
+      });
+    clearTimeout(timer);
+    // Before: the whole 8 MiB was hashed in microtasks, no timer (lease keeper, heartbeat,
+    // another delivery's socket) ran until the seal was done.
+    expect(firedBeforeDone).toBe(true);
+  });
+
+  it("verifies none of a sender's DKIM-Signature fields: hundreds of them cost no body hash each", async () => {
+    const first = await keyOf('rsa2048', 'first.test');
+    const ours = await keyOf('ed25519', 'alias.test');
+    const resolver = resolverOf([first.record, ours.record]);
+    const separator = received.indexOf('\r\n\r\n') + 4;
+    const large = Buffer.concat([received.subarray(0, separator), Buffer.alloc(2 * 1024 * 1024, 'Body line of a large message.\r\n')]);
+    const firstSet = await createArcSealer({ authservId: 'mx.first.test', resolver }).seal(large, first.sealing);
+    const chained = Buffer.concat([firstSet!, large]);
+    // Each with its own l=: a verifier hashes the body once per distinct length.
+    const signatures = Array.from({ length: 300 }, (_, i) => `DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=d${i}.test; s=s; l=${i + 1}; h=from; bh=AAAA; b=AAAA\r\n`);
+    const hostile = Buffer.concat([firstSet!, Buffer.from(signatures.join('')), large]);
+    const sealer = createArcSealer({ authservId: 'mx.alias.test', resolver });
+    const timed = async (raw: Buffer) => {
+      const t0 = performance.now();
+      const set = await sealer.seal(raw, ours.sealing);
+      return { ms: performance.now() - t0, set };
+    };
+    const baseline = await timed(chained);
+    const attacked = await timed(hostile);
+    expect(baseline.set!.toString()).toMatch(/cv=pass/);
+    expect(attacked.set!.toString()).toMatch(/cv=pass/);
+    // Before: about 300 body hashes of 2 MiB, two orders of magnitude slower than the baseline.
+    expect(attacked.ms / baseline.ms).toBeLessThan(10);
+  });
+
   it('quotes only an Authentication-Results the edge put first, and only when it carries our name', () => {
     expect(authResultsFor(received, 'mx.alias.test', null)).toBe('mx.alias.test; spf=pass smtp.mailfrom=someone@sender.test');
     const forged = Buffer.from('Received: x\r\nSubject: s\r\nAuthentication-Results: mx.alias.test; dkim=pass\r\n\r\nbody\r\n');

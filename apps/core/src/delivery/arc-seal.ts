@@ -4,14 +4,13 @@
 // trusts us then sees the sender's authentication results although forwarding broke SPF (and SRS
 // made the envelope ours).
 // Like DKIM signing (dkim-signer.ts) it streams: mailauth reads the message as line-cut views of its
-// buffer and keeps only the header block, and the set is sent in front of the unchanged bytes
+// buffer, with a turn of the event loop between them, and keeps only the header block, and the set is sent in front of the unchanged bytes
 // (OutboundMessage headerPrefix). A message without a chain needs no DNS. One that carries a chain
 // is verified first (mailauth's dkimVerify + arc, through the engine's mail resolver): the new seal
 // says cv=pass or cv=fail, and i= follows the highest instance; a chain whose newest seal already says
 // cv=fail, or that has 50 sets, is not sealed again (mailauth refuses, the mail goes unsealed).
-import { Readable } from 'node:stream';
 import { arc, createSeal, dkimVerify } from 'mailauth';
-import { lineSlices, SigningUnavailable } from './dkim-signer.ts';
+import { messageStream, SigningUnavailable } from './dkim-signer.ts';
 
 /** A DKIM key as the sealer needs it (the domain's active key, already opened). */
 export interface SealingKey {
@@ -67,7 +66,7 @@ export function createArcSealer(options: { authservId: string; resolver: TxtReso
   return {
     async seal(raw, key) {
       const sealKey = { signingDomain: key.domain, selector: key.selector, privateKey: key.privateKeyPem, algorithm: key.algorithm };
-      const stream = () => Readable.from(lineSlices(raw), { objectMode: false });
+      const stream = () => messageStream(raw);
       let result: Awaited<ReturnType<typeof createSeal>>;
       if (!hasArcChain(raw)) {
         result = await createSeal(stream(), {
@@ -75,8 +74,11 @@ export function createArcSealer(options: { authservId: string; resolver: TxtReso
         });
       } else {
         // The existing chain is verified in the same pass that hashes the body for our signature.
+        // Only its newest ARC-Message-Signature matters to cv=; the sender's DKIM-Signature fields
+        // are not verified (maxSignatures 0, patches/mailauth+7.1.0.patch): each one with its own
+        // l= or c= cost a hash of the whole body and a key lookup, without limit.
         const seal = { ...sealKey };
-        const verified = await dkimVerify(stream(), { resolver: options.resolver, seal });
+        const verified = await dkimVerify(stream(), { resolver: options.resolver, seal, maxSignatures: 0 });
         const chain = await arc((verified as unknown as { arc: Parameters<typeof arc>[0] }).arc, { resolver: options.resolver });
         const cv = chain.status.result === 'pass' ? 'pass' : 'fail';
         const prepared = (verified as unknown as { seal?: { bodyHash?: string } }).seal ?? {};

@@ -43,6 +43,36 @@ describe('buildBounce (RFC 3464)', () => {
     expect(bounce.raw.toString()).toContain('Status: 4.4.7');
   });
 
+  it('is 7-bit whatever the original carried: it is sent without BODY=8BITMIME, to relays that may not offer it (RFC 6152)', () => {
+    const eightBit = Buffer.concat([
+      Buffer.from('Received: from a by b\r\nSubject: Grüße aus Köln \r\nFrom: Jürgen <j@outside.test>\r\nX-Raw: '),
+      Buffer.from([0xff, 0xfe, 0x80]),
+      Buffer.from(` ${'ä'.repeat(700)}\r\n\r\nbody\r\n`),
+    ]);
+    const bounce = buildBounce({
+      catalog, reportingMta: 'mx.postern.test', sender: 'postern@postern.test', originalSender: 'j@outside.test', recipient: 'jörg@inbox.test',
+      originalRaw: eightBit, receivedAt: new Date('2025-01-01T00:00:00Z'), reason: 'bad_recipient: 550 5.1.1 Benutzer unbekannt — “gone”', attempts: 1,
+      reply: { code: 550, enhanced: '5.1.1', text: 'Benutzer unbekannt — “gone”' }, deadLettered: false, remoteMta: 'relay.test',
+    });
+    const eighthBitSet = [...bounce.raw].filter((byte) => byte >= 0x80).length;
+    expect(eighthBitSet).toBe(0);
+    const lines = bounce.raw.toString('latin1').split('\r\n');
+    expect(Math.max(...lines.map((line) => line.length))).toBeLessThanOrEqual(998);
+    // The parts still say what the original said, once their transfer encoding is undone.
+    const text = bounce.raw.toString('latin1');
+    const parts = text.split(/^--postern-dsn-[^\r]*\r\n/m).slice(1);
+    const decoded = (part: string) => {
+      const [head, body] = [part.slice(0, part.indexOf('\r\n\r\n')), part.slice(part.indexOf('\r\n\r\n') + 4)];
+      if (!/Content-Transfer-Encoding: quoted-printable/i.test(head)) return body;
+      const bytes = body.replace(/=\r\n/g, '').replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)));
+      return Buffer.from(bytes, 'latin1').toString('utf8');
+    };
+    expect(bounce.subject).toBe('Undelivered Mail Returned to Sender: Grüße aus Köln');
+    expect(decoded(parts[0]!)).toContain('Benutzer unbekannt — “gone”');
+    expect(decoded(parts[2]!)).toContain('From: Jürgen <j@outside.test>');
+    expect(decoded(parts[1]!)).toContain('Final-Recipient: utf-8; j\\x{F6}rg@inbox.test');
+  });
+
   it('headerBlock stops at the first empty line', () => {
     expect(headerBlock(original)).toBe('Received: from a by b\r\nSubject: Quarterly\r\n report\r\nFrom: a@outside.test');
   });

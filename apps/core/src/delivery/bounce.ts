@@ -19,6 +19,7 @@ import {
   type TemplateCatalog,
 } from '@postern/shared';
 import { encodeWords, foldLines } from 'nodemailer/lib/mime-funcs';
+import { encode as encodeQuotedPrintable, wrap as wrapQuotedPrintable } from 'nodemailer/lib/qp';
 
 export const DSN_TEMPLATE_ID = 'delivery-status-notification';
 /** The original Subject as quoted in the bounce's Subject and text. */
@@ -75,6 +76,29 @@ function headerValue(headers: string, name: string): string | null {
   return match?.[1]?.trim() ?? null;
 }
 
+// A bounce is stored and sent like relayed mail without BODY=8BITMIME, to relays that may not
+// offer 8BITMIME (RFC 6152 3): every byte of it is 7-bit. What it quotes — the original's header
+// block, its Subject in the text, the relay's reply — may be UTF-8 or raw 8-bit.
+
+/** A text part's body as it goes out, with its Content-Transfer-Encoding: 7bit when it is ASCII,
+ *  quoted-printable (lines of at most 76) otherwise. */
+function transferEncoded(text: string): { encoding: '7bit' | 'quoted-printable'; body: string } {
+  if (!/[^\x00-\x7f]/.test(text)) return { encoding: '7bit', body: text };
+  return { encoding: 'quoted-printable', body: wrapQuotedPrintable(encodeQuotedPrintable(Buffer.from(text, 'utf8')), 76) };
+}
+
+/** A field of the message/delivery-status part, which is 7-bit text (RFC 3464 2.1.1). */
+function asciiField(text: string): string {
+  return text.replace(/[^\x20-\x7e]/g, '?');
+}
+
+/** Final-Recipient: an address beyond ASCII (SMTPUTF8) as RFC 6533 3's utf-8-addr-xtext. */
+function finalRecipient(address: string): string {
+  if (!/[^\x20-\x7e]/.test(address)) return `rfc822; ${address}`;
+  const xtext = [...address].map((char) => (/[\x21-\x7e]/.test(char) && char !== '\\' ? char : `\\x{${char.codePointAt(0)!.toString(16).toUpperCase()}}`)).join('');
+  return `utf-8; ${xtext}`;
+}
+
 /** RFC 3464 2.3.4: Status is a class.subject.detail code; a spent ladder is 4.4.7 "delivery time
  *  expired" unless the last reply said something more precise. Any other failure is permanent
  *  whatever the relay's basic code (or its absence): 5.0.0, "other undefined status". */
@@ -116,13 +140,15 @@ export function buildBounce(input: BounceInput): BuiltBounce {
   const boundary = `postern-dsn-${randomUUID()}`;
   const now = new Date().toUTCString();
   const perRecipient = [
-    `Final-Recipient: rfc822; ${recipient}`,
+    `Final-Recipient: ${finalRecipient(recipient)}`,
     'Action: failed',
-    `Status: ${statusCode(input)}`,
-    ...(input.remoteMta ? [`Remote-MTA: dns; ${input.remoteMta}`] : []),
-    ...(smtpReply ? [`Diagnostic-Code: smtp; ${smtpReply}`] : [`Diagnostic-Code: x-postern; ${reason}`]),
+    `Status: ${asciiField(statusCode(input))}`,
+    ...(input.remoteMta ? [`Remote-MTA: dns; ${asciiField(input.remoteMta)}`] : []),
+    ...(smtpReply ? [`Diagnostic-Code: smtp; ${asciiField(smtpReply)}`] : [`Diagnostic-Code: x-postern; ${asciiField(reason)}`]),
     `Last-Attempt-Date: ${now}`,
   ];
+  const notification = transferEncoded(content.text.replace(/\r?\n/g, '\r\n'));
+  const quotedHeaders = transferEncoded(originalHeaders);
   const lines = [
     `From: Mail Delivery System <${from}>`,
     `To: <${input.originalSender}>`,
@@ -139,25 +165,27 @@ export function buildBounce(input: BounceInput): BuiltBounce {
     '',
     `--${boundary}`,
     'Content-Type: text/plain; charset=utf-8',
-    'Content-Transfer-Encoding: 8bit',
+    `Content-Transfer-Encoding: ${notification.encoding}`,
     'Content-Description: Notification',
     '',
-    content.text.replace(/\r?\n/g, '\r\n'),
+    notification.body,
     '',
     `--${boundary}`,
     'Content-Type: message/delivery-status',
     'Content-Description: Delivery report',
     '',
-    `Reporting-MTA: dns; ${input.reportingMta}`,
+    `Reporting-MTA: dns; ${asciiField(input.reportingMta)}`,
     `Arrival-Date: ${input.receivedAt.toUTCString()}`,
     '',
     ...perRecipient,
     '',
     `--${boundary}`,
-    'Content-Type: text/rfc822-headers',
+    // RFC 6532 header fields are UTF-8: the part says so, and goes quoted-printable.
+    'Content-Type: text/rfc822-headers; charset=utf-8',
+    `Content-Transfer-Encoding: ${quotedHeaders.encoding}`,
     'Content-Description: Undelivered message headers',
     '',
-    originalHeaders,
+    quotedHeaders.body,
     '',
     `--${boundary}--`,
     '',

@@ -38,4 +38,16 @@ describe('buildMessage, composed mail', () => {
     const other = await buildMessage(context, rendered('7e1d2c3b-4a59-4687-b9a0-c1d2e3f4a5b6'));
     expect(other.raw.toString()).not.toContain('0b6f3c2e5d4a4f1e9a7b2c8d1e0f3a4b');
   });
+
+  it('keeps every header line within 998 octets (RFC 5322 2.1.1), even for a subject that is one long word', async () => {
+    for (const subject of ['x'.repeat(998), `Receipt ${'y'.repeat(3000)} ok`]) {
+      const built = await buildMessage(context, { ...rendered('0b6f3c2e-5d4a-4f1e-9a7b-2c8d1e0f3a4b'), subject });
+      const head = built.raw.toString('latin1').split('\r\n\r\n')[0]!;
+      expect(Math.max(...head.split('\r\n').map((line) => line.length))).toBeLessThanOrEqual(998);
+      // The subject is still what was asked for once decoded (RFC 2047, as a receiver reads it).
+      const unfolded = /^Subject: ?(.*)$/im.exec(head.replace(/\r\n[ \t]+/g, ' '))![1]!;
+      const decoded = unfolded.includes('=?') ? unfolded.replace(/=\?UTF-8\?Q\?([^?]*)\?=\s*/gi, (_, q: string) => q.replace(/_/g, ' ').replace(/=([0-9A-F]{2})/g, (__, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)))) : unfolded;
+      expect(decoded).toBe(subject);
+    }
+  });
 });

@@ -10,6 +10,7 @@
 // that signs is the one active when the mail leaves, so a retired key never signs a retry.
 import { BOUNCE_SOURCE, type ClaimedDelivery, type Logger, renderLocale, resolveLocale, type TemplateCatalog } from '@postern/shared';
 import MailComposer from 'nodemailer/lib/mail-composer';
+import { encodeWord } from 'nodemailer/lib/mime-funcs';
 import type { MessageSigner } from './dkim-signer.ts';
 import type { Forwarder } from './forward-message.ts';
 
@@ -43,15 +44,28 @@ export interface BuiltMessage {
   body8BitMime?: boolean;
 }
 
+/** A run of this many characters without white space cannot be folded (RFC 5322 2.2.3). */
+const LONGEST_FOLDABLE_RUN = 900;
+
+/** The Subject as given to the composer. nodemailer folds a subject only at white space and
+ *  encodes only one beyond ASCII, so an ASCII run of more than about 990 characters (the API
+ *  accepts 998, a template variable any length) became a header line over 998 octets (RFC 5322
+ *  2.1.1). Such a subject goes as RFC 2047 encoded words, which fold anywhere. */
+function subjectFields(subject: string): { subject: string } | { subjectHeader: { prepared: true; foldLines: true; value: string } } {
+  if (!new RegExp(`\\S{${LONGEST_FOLDABLE_RUN + 1}}`).test(subject)) return { subject };
+  return { subjectHeader: { prepared: true, foldLines: true, value: encodeWord(subject, 'Q', 52) } };
+}
+
 async function compose(
   delivery: ClaimedDelivery,
   sender: string,
   content: { subject: string; text: string | null; html: string | null },
 ): Promise<Buffer> {
+  const subject = subjectFields(content.subject);
   const composer = new MailComposer({
     from: sender,
     to: delivery.recipient,
-    subject: content.subject,
+    ...('subject' in subject ? { subject: subject.subject } : {}),
     ...(content.text !== null ? { text: content.text } : {}),
     ...(content.html !== null ? { html: content.html } : {}),
     messageId: delivery.rfc_message_id,
@@ -64,6 +78,7 @@ async function compose(
       'X-Postern-Delivery-Id': delivery.id,
       // RFC 3834: machine-generated mail; auto-responders should not answer it.
       'Auto-Submitted': 'auto-generated',
+      ...('subjectHeader' in subject ? { Subject: subject.subjectHeader } : {}),
     },
   });
   return composer.compile().build();

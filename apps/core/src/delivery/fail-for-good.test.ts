@@ -61,7 +61,8 @@ describe('fail for good: the one decision behind the attempt worker and the leas
     expect(bounce.raw.includes(0)).toBe(false);
     // RFC 5322 2.1.1: no line longer than 998 characters, the 70,000-character header cut with a marker.
     for (const line of raw.split('\r\n')) expect(line.length).toBeLessThanOrEqual(998);
-    expect(raw).toMatch(/X-Long: a+…\[\+\d+ chars\]/);
+    // The quoted headers go quoted-printable (the marker is not ASCII): soft line breaks undone.
+    expect(raw.replace(/=\r\n/g, '')).toMatch(/X-Long: a+=E2=80=A6\[\+\d+ chars\]/);
     expect(bounce.raw.length).toBeLessThan(48 * 1024);
     // The bounce's own header block is ASCII: the quoted Subject goes in RFC 2047 encoded words.
     const ownHeaders = raw.slice(0, raw.indexOf('\r\n\r\n'));
