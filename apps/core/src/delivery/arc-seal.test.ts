@@ -114,13 +114,20 @@ describe('ARC sealing of forwarded mail', () => {
       const set = await sealer.seal(raw, ours.sealing);
       return { ms: performance.now() - t0, set };
     };
-    const baseline = await timed(chained);
-    const attacked = await timed(hostile);
-    expect(baseline.set!.toString()).toMatch(/cv=pass/);
-    expect(attacked.set!.toString()).toMatch(/cv=pass/);
-    // Before: about 300 body hashes of 2 MiB, two orders of magnitude slower than the baseline.
-    expect(attacked.ms / baseline.ms).toBeLessThan(10);
-  });
+    // Interleaved, the fastest of three each: on a busy machine one timing alone may have waited
+    // for a core (the ratio is about 1 without the fix's cause, about 40 with it).
+    const baseline: Awaited<ReturnType<typeof timed>>[] = [];
+    const attacked: Awaited<ReturnType<typeof timed>>[] = [];
+    for (let round = 0; round < 3; round++) {
+      baseline.push(await timed(chained));
+      attacked.push(await timed(hostile));
+    }
+    expect(baseline[0]!.set!.toString()).toMatch(/cv=pass/);
+    expect(attacked[0]!.set!.toString()).toMatch(/cv=pass/);
+    const fastest = (runs: { ms: number }[]) => Math.min(...runs.map((run) => run.ms));
+    // Before: about 300 body hashes of 2 MiB, well over an order of magnitude slower than the baseline.
+    expect(fastest(attacked) / fastest(baseline)).toBeLessThan(10);
+  }, 120_000);
 
   it('quotes only an Authentication-Results the edge put first, and only when it carries our name', () => {
     expect(authResultsFor(received, 'mx.alias.test', null)).toBe('mx.alias.test; spf=pass smtp.mailfrom=someone@sender.test');

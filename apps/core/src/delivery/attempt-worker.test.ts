@@ -121,6 +121,17 @@ describe('attempt worker: the outcome of each kind of relay result', () => {
     expect(recorded?.bounce?.raw.toString()).toContain('Final-Recipient: rfc822; bob@inbox.test');
   });
 
+  it('forwarded mail refused for good: sent from its SRS address, bounced to the original sender as the lease reclaim bounces it', async () => {
+    const srs = 'SRS0=HHHH=TT=outside.test=alice@alias.test';
+    const forwarder = { forward: async () => ({ envelopeFrom: srs, arcSet: null }) };
+    const { relay, recorded } = await attempt(accepted(), refused(550, '5.1.1', 'no such user'), () => {}, { forwarder });
+    expect(relay.sent[0]?.envelopeFrom).toBe(srs);
+    // Not to the SRS address: that would go out to our own MX, back through the edge and its SRS
+    // check, and its To: would show the rewritten address to the sender.
+    expect(recorded?.bounce?.recipient).toBe('alice@outside.test');
+    expect(recorded?.bounce?.raw.toString()).toContain('To: <alice@outside.test>');
+  });
+
   it('mail of an internal producer fails without a bounce', async () => {
     const { recorded, lifecycle } = await attempt(rendered(), refused(550, '5.1.1', 'no such user'));
     expect(recorded).toMatchObject({ status: 'failed', bounce: null });

@@ -117,7 +117,10 @@ function endingOf(deps: AttemptDeps, delivery: ClaimedDelivery, built: BuiltMess
       messageId: delivery.message_id,
       payloadMode: delivery.payload_mode,
       category: delivery.category,
-      envelopeFrom: built.envelopeFrom,
+      // The sender as received, as the lease reclaim has it (fail-for-good.ts lostLeaseEnding), not
+      // the SRS address forwarded mail went out from: a bounce to that went out to our own MX and
+      // back through the edge, its To: showing the sender an address it never used.
+      envelopeFrom: delivery.envelope_from,
       recipient: delivery.recipient,
       attempts: delivery.attempt_count,
       raw: built.raw,
