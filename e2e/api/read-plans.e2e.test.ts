@@ -64,6 +64,32 @@ describe('list statements use the (created_at, id) index in both directions', ()
     expect(before).toMatch(/Index Scan Backward using deliveries_created_at_idx[\s\S]*Index Cond: \(ROW\(created_at, id\) < ROW\(/);
   });
 
+  // A token with deliveries:read but not :any lists its own producer's deliveries: the statement
+  // is filtered on source ($3). Without an index leading with source, a producer with few
+  // deliveries had PostgreSQL walk every other producer's rows (the whole table for a new
+  // producer) to find no page's worth. 'scarce' has 5 of the table's 20,005 rows, all recent.
+  it("a producer's own list (filter.source) reads its rows in order through (source, created_at, id), in both directions", async () => {
+    await db.pool.query(
+      `INSERT INTO mail.deliveries (source, payload_mode, subject, text_body, recipient, rfc_message_id, status, next_attempt_at)
+       SELECT 'scarce', 'rendered', 's', 't', 'r@plans.test', '<' || gen_random_uuid() || '@plans.test>', 'queued', now() + interval '1 day'
+         FROM generate_series(1, 5)`,
+    );
+    await db.pool.query('ANALYZE mail.deliveries');
+    const { rows } = await db.pool.query<{ at: Date; id: string }>("SELECT created_at AS at, id::text AS id FROM mail.deliveries WHERE source = 'scarce' ORDER BY created_at, id LIMIT 1");
+    const cursor = rows[0] as { at: Date; id: string };
+    const own = (after: { at: Date; id: string } | null) => [null, null, 'scarce', null, null, null, after?.at ?? null, after?.id ?? null, null, null, 21];
+    for (const [text, values] of [
+      [DELIVERIES_SQL.ASC, own(null)],
+      [DELIVERIES_SQL.DESC, own(null)],
+      [DELIVERIES_SQL.ASC, own(cursor)],
+    ] as const) {
+      const chosen = await plan(text, [...values]);
+      expect(chosen).toMatch(/Index Scan (Backward )?using deliveries_source_created_at_idx/);
+      expect(chosen).toMatch(/Index Cond: \(\(?source = 'scarce'::text\)?/);
+      expect(chosen).not.toMatch(/Sort|Seq Scan|Rows Removed by Filter/);
+    }
+  });
+
   it('the deliveries of one message (filter.messageId) are found through its index, not by walking the list', async () => {
     const byMessage = await plan(DELIVERIES_SQL.ASC, [null, null, null, null, null, '6f1d3c2a-0b8e-4d7f-9a65-3e2b1c0d9f87', null, null, null, null, 21]);
     expect(byMessage).toMatch(/deliveries_message_id_idx/);

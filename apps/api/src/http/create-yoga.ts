@@ -1,8 +1,9 @@
 // graphql-yoga around the Pothos schema, with the protections a control plane needs: CSRF
 // prevention, depth / alias / cost limits checked before execution, masked errors in production,
-// and introspection and GraphiQL only where they help (development) unless asked for. With tracing
-// on, each operation is a span (envelop's OpenTelemetry plugin) under the HTTP request's; without,
-// the plugin is not installed at all, so an untraced request does not pay for printing its document.
+// and introspection, schema suggestions in errors and GraphiQL only where they help (development)
+// unless asked for. With tracing on, each operation is a span (envelop's OpenTelemetry plugin)
+// under the HTTP request's; without, the plugin is not installed at all, so an untraced request
+// does not pay for printing its document.
 
 import { useOpenTelemetry } from '@envelop/opentelemetry';
 import { costLimitPlugin } from '@escape.tech/graphql-armor-cost-limit';
@@ -18,6 +19,7 @@ import type { ApiContext, Principal } from '../context.ts';
 import type { SendEmailIntake } from '../operations/send-email-intake.ts';
 import { schema } from '../schema/index.ts';
 import { createLoaders } from '../schema/loaders.ts';
+import { useHiddenSuggestions } from './hidden-suggestions.ts';
 import { type ApiMetrics, useOperationMetrics } from './operation-metrics.ts';
 import { useBoundedParse, useGuardedSearchParams } from './request-parsing.ts';
 
@@ -73,7 +75,8 @@ export function createApiYoga(options: YogaOptions): ApiYoga {
     costLimitPlugin({ maxCost: QUERY_LIMITS.maxCost, exposeLimits: true }),
     useOperationMetrics(options.metrics),
   ];
-  if (!options.introspection) plugins.push(useDisableIntrospection());
+  // Without introspection, no "Did you mean ...?" either: the suggestions would map the schema.
+  if (!options.introspection) plugins.push(useDisableIntrospection(), useHiddenSuggestions());
   if (options.tracing) {
     // The operation's name, type and document (inline arguments make the plugin leave the
     // document out); never its variables or result, which hold addresses and mail content. No
