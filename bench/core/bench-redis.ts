@@ -29,6 +29,13 @@ function freePort(): Promise<number> {
   });
 }
 
+/** A connection's errors reach the bench through the commands that fail (the run stops); the
+ *  connection's own 'error' events, while it reconnects, would only be printed again. */
+function quiet(redis: Redis): Redis {
+  redis.on('error', () => {});
+  return redis;
+}
+
 async function answersPing(redis: Redis, what: string): Promise<string> {
   const deadline = Date.now() + 10_000;
   for (;;) {
@@ -47,7 +54,7 @@ export async function startBenchRedis(url: string | undefined, server = '/usr/bi
     const parsed = new URL(url);
     const addr = `${parsed.hostname}:${parsed.port || '6379'}`;
     const password = parsed.password ? decodeURIComponent(parsed.password) : undefined;
-    const connect = () => new Redis({ host: parsed.hostname, port: Number(parsed.port || 6379), password, maxRetriesPerRequest: 1 });
+    const connect = () => quiet(new Redis({ host: parsed.hostname, port: Number(parsed.port || 6379), password, maxRetriesPerRequest: 1 }));
     const probe = connect();
     const version = await answersPing(probe, addr).finally(() => probe.disconnect());
     return { addr, password, describe: `Redis ${version} at ${addr} (BENCH_REDIS_URL)`, connect, stop: async () => {} };
@@ -58,9 +65,8 @@ export async function startBenchRedis(url: string | undefined, server = '/usr/bi
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const connect = () => new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 1 });
+  const connect = () => quiet(new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 1 }));
   const probe = connect();
-  probe.on('error', () => {});
   const version = await answersPing(probe, `${server} on port ${port}`).finally(() => probe.disconnect());
   return {
     addr: `127.0.0.1:${port}`,
