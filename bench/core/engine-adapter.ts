@@ -1,13 +1,16 @@
-// The one place the core bench reaches into apps/core beyond startEngine: the relays it wraps to
-// time each hand-over, the claim and commit reports it prints, and the engine's own claim and
-// outcome statements for the "PostgreSQL alone" loop. When those move or change shape, only this
-// file follows; run.ts sees BenchEngine and sqlAloneLoop. They are loaded from a build's tree
+// The one place the core benches reach into apps/core beyond startEngine: the relays they wrap to
+// time each hand-over (or hold sending back while the stream intake is measured), the claim and
+// commit reports they print, the engine's count of accepted stream commands they time the intake
+// by, and the engine's own statements for the floors: claim and outcome for run.ts's "PostgreSQL
+// alone" loop, acceptCommand for stream-intake.ts's. When those move or change shape, only this
+// file follows; the benches see BenchEngine, sqlAloneLoop and acceptAloneLoop. They are loaded from a build's tree
 // (loadEngineTree), this one's or another's (a baseline, bench/compare/), and only when asked: a
 // process that traces must load pg after its tracing is in place (engine-host.ts).
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type pg from 'pg';
 import type { Relay } from '../../apps/core/src/relay/relay.ts';
+import type { DeliveryCommand } from '../../packages/shared/src/index.ts';
 import { ms, percentile } from './figures.ts';
 
 type Shared = typeof import('../../packages/shared/src/index.ts');
@@ -15,7 +18,7 @@ type Shared = typeof import('../../packages/shared/src/index.ts');
 /** The modules of one build the bench uses. */
 export interface EngineTree {
   root: string;
-  shared: Pick<Shared, 'claimDueDeliveries' | 'createLogger' | 'loadConfig' | 'loadTemplateCatalog' | 'recordOutcomes'>;
+  shared: Pick<Shared, 'acceptCommand' | 'claimDueDeliveries' | 'createLogger' | 'loadConfig' | 'loadTemplateCatalog' | 'recordOutcomes'>;
   startEngine: (typeof import('../../apps/core/src/engine.ts'))['startEngine'];
   EngineEvents: (typeof import('../../apps/core/src/engine-events.ts'))['EngineEvents'];
   createSmtpRelay: (typeof import('../../apps/core/src/relay/smtp-relay.ts'))['createSmtpRelay'];
@@ -41,6 +44,9 @@ export async function loadEngineTree(root: string): Promise<EngineTree> {
   };
 }
 
+/** MAIL_SMTP_FROM of the bench's engines: the envelope sender, and the Message-IDs' domain. */
+const BENCH_SENDER = 'bench@postern.test';
+
 // Warnings that are expected here (no Redis: stream intake off) would only break up the figures.
 const logOf = (tree: EngineTree) => tree.shared.createLogger('bench', 'error');
 
@@ -56,6 +62,16 @@ export interface BenchEngineOptions {
   claimAhead: string | undefined;
   /** Told of every message the engine hands to the relay, with process.hrtime.bigint() of that moment. */
   onHandOver?: (deliveryId: string, at: bigint) => void;
+  /** host:port of Redis: the stream intake runs (without it, it is off). */
+  redisAddr?: string;
+  redisPassword?: string;
+  /** The first send waits until the bench calls releaseSends() (stream-intake.ts): with one
+   *  worker and no claim ahead the scheduler then claims nothing more, so sending does not
+   *  compete with the intake. Later sends (there should be none) go through at once, counted. */
+  holdSends?: boolean;
+  /** Told of every stream command the engine accepted, process.hrtime.bigint() just after its
+   *  transaction committed (the engine counts it in mail_stream_commands_accepted_total then). */
+  onAccepted?: (at: bigint) => void;
 }
 
 export interface BenchEngine {
@@ -65,11 +81,16 @@ export interface BenchEngine {
   commits: { durationMs: number; size: number }[];
   /** Resolves once this many outcomes (in total since start) have been committed. */
   committed(count: number): Promise<void>;
+  /** Messages handed to the relay so far (counted when onHandOver or holdSends is given). */
+  sends(): number;
+  /** Lets the held send (holdSends) finish. */
+  releaseSends(): void;
   stop(): Promise<void>;
 }
 
-/** The relay the engine would build for this mode, reporting each hand-over first. */
-function timedRelay(tree: EngineTree, options: BenchEngineOptions, timeoutMs: number, sendDeadlineMs: number): Relay {
+/** The relay the engine would build for this mode, reporting each hand-over first (and holding the
+ *  first one back when asked: holdSends). */
+function timedRelay(tree: EngineTree, options: BenchEngineOptions, timeoutMs: number, sendDeadlineMs: number, held: Promise<void>, counted: { sends: number }): Relay {
   const [host = '127.0.0.1', port = '25'] = (options.smtpAddr ?? '').split(':');
   const log = logOf(tree);
   const inner =
@@ -77,12 +98,14 @@ function timedRelay(tree: EngineTree, options: BenchEngineOptions, timeoutMs: nu
       ? tree.createStubRelay()
       : tree.createSmtpRelay({ host, port: Number(port), username: undefined, password: undefined, timeoutMs, sendDeadlineMs, maxConnections: options.concurrency, logger: log });
   const onHandOver = options.onHandOver;
-  if (!onHandOver) return inner;
+  if (!onHandOver && !options.holdSends) return inner;
   return {
     name: inner.name,
     ...(inner.discardsMessages ? { discardsMessages: true } : {}),
     send(message, progress) {
-      onHandOver(message.deliveryId, process.hrtime.bigint());
+      onHandOver?.(message.deliveryId, process.hrtime.bigint());
+      counted.sends += 1;
+      if (options.holdSends && counted.sends === 1) return held.then(() => inner.send(message, progress));
       return inner.send(message, progress);
     },
     interrupt: () => inner.interrupt(),
@@ -100,11 +123,13 @@ export async function startBenchEngine(tree: EngineTree, options: BenchEngineOpt
       MAIL_TEMPLATE_DIR: options.templateDir,
       MAIL_SMTP_MODE: options.mode,
       ...(options.smtpAddr ? { MAIL_SMTP_ADDR: options.smtpAddr } : {}),
-      MAIL_SMTP_FROM: 'bench@postern.test',
+      MAIL_SMTP_FROM: BENCH_SENDER,
       MAIL_ATTEMPT_WORKER_CONCURRENCY: String(options.concurrency),
       MAIL_CLAIM_BATCH_SIZE: String(options.claimBatch),
       ...(options.claimAhead !== undefined ? { MAIL_CLAIM_AHEAD: options.claimAhead } : {}),
       MAIL_LOG_LEVEL: 'error',
+      ...(options.redisAddr ? { MAIL_REDIS_MASTER_ADDR: options.redisAddr } : {}),
+      ...(options.redisPassword ? { MAIL_REDIS_PASSWORD: options.redisPassword } : {}),
     },
     'core',
   );
@@ -123,18 +148,40 @@ export async function startBenchEngine(tree: EngineTree, options: BenchEngineOpt
       waiter.resolve();
     }
   });
+  let releaseSends = () => {};
+  const held = new Promise<void>((resolve) => {
+    releaseSends = resolve;
+  });
+  const counted = { sends: 0 };
   const engine = await tree.startEngine(config, {
     logger: log,
     catalog: tree.shared.loadTemplateCatalog(config.templateDir),
     http: false,
-    relay: timedRelay(tree, options, config.smtp.timeoutMs, config.smtp.sendDeadlineMs),
+    relay: timedRelay(tree, options, config.smtp.timeoutMs, config.smtp.sendDeadlineMs, held, counted),
     events,
   });
+  const onAccepted = options.onAccepted;
+  if (onAccepted) {
+    // The stream consumer counts a command here right after its transaction committed, before the
+    // XACK; it can have accepted none yet (its first read is a few Redis round trips away).
+    const counter = engine.registry.getSingleMetric('mail_stream_commands_accepted_total') as { inc: (...args: unknown[]) => void } | undefined;
+    if (!counter) throw new Error('this build has no mail_stream_commands_accepted_total to time its intake by');
+    const inc = counter.inc.bind(counter);
+    counter.inc = (...args: unknown[]) => {
+      onAccepted(process.hrtime.bigint());
+      inc(...args);
+    };
+  }
   return {
     claims,
     commits,
     committed: (count) => (count <= total ? Promise.resolve() : new Promise((resolve) => waiters.push({ count, resolve }))),
-    stop: () => engine.stop(),
+    sends: () => counted.sends,
+    releaseSends: () => releaseSends(),
+    stop: () => {
+      releaseSends();
+      return engine.stop();
+    },
   };
 }
 
@@ -161,6 +208,20 @@ export async function sqlAloneLoop(tree: EngineTree, pool: pg.Pool, clients: num
     }),
   );
   return finished;
+}
+
+/** The engine's acceptance of a stream command (acceptCommand: the template check, then one
+ *  transaction of its reservation lookup, delivery insert and reservation insert), for commands
+ *  decoded beforehand, one after the other as the engine's one stream consumer takes them, no
+ *  Redis and no engine around them. Returns how many it created. */
+export async function acceptAloneLoop(tree: EngineTree, pool: pg.Pool, commands: readonly DeliveryCommand[]): Promise<number> {
+  const catalog = tree.shared.loadTemplateCatalog(path.join(tree.root, 'templates'));
+  let created = 0;
+  for (const command of commands) {
+    const outcome = await tree.shared.acceptCommand(pool, command, { catalog, sender: BENCH_SENDER });
+    if (outcome.status === 'created') created += 1;
+  }
+  return created;
 }
 
 /** p50 and p99 of a list of durations, e.g. "3.03/24.0 ms". */

@@ -26,22 +26,21 @@
 // in a process of its own (engine-host.ts) on the same database, interleaved in every round of the
 // stub and smtp runs (BENCH_RUNS defaults to stub,smtp); it prints each one's median rate and CPU
 // per delivery with their ranges and ratios.
-import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createLogger, runMigrations } from '@postern/shared';
 import pg from 'pg';
-import { comparisonTable, record, type Variant, type Variants, variantsFromArgs } from '../compare/variants.ts';
+import { comparisonTable, record, type Variants, variantsFromArgs } from '../compare/variants.ts';
 import { watchMachineCpu } from '../machine/cpu.ts';
 import { ADMIN_DSN, databaseDsn } from '../postgres/admin-dsn.ts';
 import { type AutoAnalyze, startAutoAnalyze } from '../postgres/auto-analyze.ts';
 import { enqueueDeliveries, fillHistory, statusesOf } from './deliveries.ts';
 import { type BenchEngineOptions, type EngineTree, engineDetail, loadEngineTree, sqlAloneLoop, startBenchEngine } from './engine-adapter.ts';
-import type { HostAnswer, HostRun } from './engine-host.ts';
 import { FirstJobClock, ms, percentile, rate, spreadOf, type Timed, watchGcPauses } from './figures.ts';
 import { GRAPHILE_WORKER_VERSION, loadGraphileWorker, runGraphilePerfTest } from './graphile-worker.ts';
+import { type Host, startHost, uptime, withinDeadline } from './host-process.ts';
 import { enqueueSketch, sketchLoop } from './narrow-queue-sketch.ts';
 import { pacedEnqueue } from './paced-enqueue.ts';
 import { type SmtpSink, startSmtpSink } from './smtp-sink.ts';
@@ -69,8 +68,6 @@ const RUNS = new Set((env.BENCH_RUNS ?? (variants.comparing ? 'stub,smtp' : 'gra
   if (unknown.length > 0) throw new Error(`unknown BENCH_RUNS: ${unknown.join(', ')} (known: ${known.join(', ')})`);
 }
 const SINK_PORT = Number(env.BENCH_SMTP_SINK_PORT ?? 2626);
-/** A run that takes longer than this is stuck: the bench stops rather than wait forever. */
-const RUN_DEADLINE_MS = 10 * 60_000;
 const tag = randomUUID().slice(0, 8);
 const postern = { db: `postern_bench_${tag}`, dsn: databaseDsn(`postern_bench_${tag}`) };
 const graphile = { db: `postern_bench_${tag}_gw`, dsn: databaseDsn(`postern_bench_${tag}_gw`) };
@@ -83,14 +80,6 @@ const LABELS: Record<RunName, string> = {
   stub: `Postern engine, stub mode, K=${K}`,
   smtp: `Postern engine, smtp mode to smtp-sink, K=${K}`,
 };
-
-function withinDeadline<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${RUN_DEADLINE_MS / 1000} s`)), RUN_DEADLINE_MS);
-  });
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
-}
 
 function engineOptions(mode: 'stub' | 'smtp', sink: SmtpSink | null): BenchEngineOptions {
   return {
@@ -165,14 +154,6 @@ async function latencyRun(tree: EngineTree, pool: pg.Pool, mode: 'stub' | 'smtp'
     return { row, detail: `${mode} at ${rate(perSecond)}/s: ${cpu}; ${engineDetail(engine)}; ${gc}` };
   } finally {
     await engine.stop();
-  }
-}
-
-function uptime(): string {
-  try {
-    return execFileSync('uptime', { encoding: 'utf8' }).trim();
-  } catch {
-    return `load average: ${os.loadavg().map((n) => n.toFixed(2)).join(', ')}`;
   }
 }
 
@@ -263,47 +244,6 @@ async function main(): Promise<void> {
   }
 }
 
-/** One build's engine host (engine-host.ts), answering one run at a time. */
-interface Host {
-  variant: Variant;
-  drain(run: HostRun): Promise<Exclude<HostAnswer, { error: string }>>;
-  stop(): Promise<void>;
-}
-
-async function startHost(variant: Variant): Promise<Host> {
-  const child: ChildProcess = fork(path.join(root, 'bench/core/engine-host.ts'), [], {
-    env: { ...process.env, ...variant.env, BENCH_BUILD_ROOT: variant.root },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  const next = () =>
-    new Promise<unknown>((resolve, reject) => {
-      const exited = (code: number | null) => reject(new Error(`the ${variant.name} engine host exited (${code})`));
-      child.once('exit', exited);
-      child.once('message', (message) => {
-        child.off('exit', exited);
-        resolve(message);
-      });
-    });
-  const ready = (await withinDeadline(next(), `the ${variant.name} engine host's start`)) as { ready: string };
-  console.log(`# ${variant.name}: ${variant.describe}, engine host pid ${child.pid}, ${ready.ready}`);
-  return {
-    variant,
-    async drain(run) {
-      const answer = next();
-      child.send(run);
-      const result = (await withinDeadline(answer, `the ${variant.name} ${run.options.mode} run`)) as HostAnswer;
-      if ('error' in result) throw new Error(`${variant.name}: ${result.error}`);
-      return result;
-    },
-    async stop() {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.disconnect();
-      await exited;
-    },
-  };
-}
-
 /** The stub and smtp runs for every build, interleaved: in each round each run drains the same
  *  number of fresh deliveries with each build's engine in turn. */
 async function compareBuilds(pool: pg.Pool, sink: SmtpSink | null): Promise<void> {
@@ -321,7 +261,7 @@ async function compareBuilds(pool: pg.Pool, sink: SmtpSink | null): Promise<void
           await pool.query('VACUUM ANALYZE mail.deliveries');
           const ids = await enqueueDeliveries(pool, count, `${host.variant.name.replace(/\W/g, '')}-${mode}-${round}`);
           const { templateDir: _, ...options } = engineOptions(mode, sink);
-          const result = await host.drain({ options, count });
+          const result = await host.run({ kind: 'drain', options, count });
           const statuses = await statusesOf(pool, ids);
           if (statuses.sent !== count) throw new Error(`${host.variant.name} ${mode} run: expected ${count} sent, got ${JSON.stringify(statuses)}`);
           record(rates, LABELS[mode], host.variant.name, result.perSecond);
