@@ -15,6 +15,7 @@ import type { Edge } from '../../apps/mta/src/edge.ts';
 import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
 import { type ScriptedDns, startScriptedDns } from '../harness/scripted-dns.ts';
 import { openSession, QUEUED, sendToDesk, startTestEdge } from './helpers/edge.ts';
+import { slowestAnswerDuring, stallBound } from './helpers/stall-watch.ts';
 
 let db: TestDatabase;
 let dns: ScriptedDns;
@@ -37,7 +38,9 @@ beforeAll(async () => {
     if (name.endsWith('._domainkey.bank.test')) return { txt: [keyRecord] };
     return undefined;
   });
-  const env = { MAIL_DNS_SERVERS: dns.server, MAIL_INBOUND_AUTH_TIMEOUT: '10s' };
+  // The header blocks below go past the default MAIL_MTA_MAX_HEADER_SIZE (256 KiB) on purpose: what
+  // they prove is that mailauth reads a header block in linear time, whatever the edge's cap.
+  const env = { MAIL_DNS_SERVERS: dns.server, MAIL_INBOUND_AUTH_TIMEOUT: '10s', MAIL_MTA_MAX_HEADER_SIZE: '1MiB' };
   annotate = await startTestEdge(db.dsn, env);
   enforce = await startTestEdge(db.dsn, { ...env, MAIL_INBOUND_AUTH_POLICY: 'enforce' });
 });
@@ -82,39 +85,6 @@ async function signedMany(message: Buffer, count: number, extra: (index: number)
   if (result.errors.length > 0) throw new Error(`signing failed: ${JSON.stringify(result.errors)}`);
   return Buffer.concat([Buffer.from(result.signatures), message]);
 }
-
-/**
- * The longest another session waited for a NOOP's answer while `sending` ran (a 20 ms pause and
- * a reply per round). The edge runs in this process: a turn of the event loop it holds delays the
- * watcher's next answer by as much. Infinity when a NOOP went unanswered.
- */
-async function slowestAnswerDuring<T>(watcher: Awaited<ReturnType<typeof openSession>>, sending: () => Promise<T>): Promise<{ result: T; slowest: number }> {
-  let slowest = 0;
-  let watching = true;
-  const watch = (async () => {
-    while (watching) {
-      const started = performance.now();
-      await new Promise((next) => setTimeout(next, 20));
-      const answered = await watcher.command('NOOP').then((noop) => noop.code === 250, () => false);
-      slowest = answered ? Math.max(slowest, performance.now() - started) : Number.POSITIVE_INFINITY;
-      if (!answered) break;
-    }
-  })();
-  let result: T;
-  try {
-    result = await sending();
-  } finally {
-    watching = false;
-    await watch;
-  }
-  // Read once the watch stopped: its last round counts too.
-  return { result, slowest };
-}
-
-/** What a stall may reach: a second, or ten times what an ordinary message of the same size cost
- *  the same watcher in the same run (a busy machine slows both; the defects held it for 2.4 s to
- *  minutes where an ordinary message took about 0.1 s). */
-const stallBound = (ordinary: number) => Math.max(1_000, 10 * ordinary);
 
 describe('inbound authentication against hostile senders', () => {
   it('21 DKIM signatures: the 21st is neither looked up nor dropped from the record, it is dkim=policy (not verified)', async () => {

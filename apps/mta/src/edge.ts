@@ -73,6 +73,7 @@ function limitsOf(config: PosternConfig): EdgeLimits {
   return {
     hostname: mta.hostname ?? os.hostname(),
     maxMessageSize: mta.maxMessageSize,
+    maxHeaderSize: mta.maxHeaderSize,
     maxRecipients: mta.maxRecipients,
     lookupTimeoutMs: mta.lookupTimeoutMs,
     dataTimeoutMs: mta.dataTimeoutMs,

@@ -17,6 +17,7 @@ import type { SessionTraces } from './session-trace.ts';
 export interface EdgeLimits {
   hostname: string;
   maxMessageSize: number;
+  maxHeaderSize: number;
   maxRecipients: number;
   lookupTimeoutMs: number;
   dataTimeoutMs: number;

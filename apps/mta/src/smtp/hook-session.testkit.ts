@@ -26,6 +26,7 @@ import { SessionTraces } from './session-trace.ts';
 export const TEST_LIMITS: EdgeLimits = {
   hostname: 'mx.postern.test',
   maxMessageSize: 64 * 1024,
+  maxHeaderSize: 16 * 1024,
   maxRecipients: 3,
   lookupTimeoutMs: 200,
   dataTimeoutMs: 5_000,

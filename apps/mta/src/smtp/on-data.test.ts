@@ -54,6 +54,20 @@ describe('onData', () => {
     expect(edge.accepted).toEqual([]);
   });
 
+  it('552 5.3.4 for a header section past MAIL_MTA_MAX_HEADER_SIZE (a body as large passes); counted, nothing stored', async () => {
+    const { edge, session } = await readyForData();
+    const fields = `X-Filler: ${'h'.repeat(988)}\r\n`.repeat(Math.ceil(TEST_LIMITS.maxHeaderSize / 1000) + 1);
+    expect(await session.data(fields + message('big header'))).toBe(`552 5.3.4 Message header exceeds the maximum size of ${TEST_LIMITS.maxHeaderSize} bytes`);
+    expect(edge.accepted).toEqual([]);
+    expect(await edge.metric('mail_mta_rejections_total')).toEqual(['stage=data,reason=header_too_large 1']);
+    // The same bytes after the blank line are a body, and the body has no such cap.
+    const next = new FakeSession(edge);
+    await next.connect();
+    expect(await next.mailFrom('sender@outside.test')).toBe('250');
+    expect(await next.rcptTo('desk@postern.test')).toBe('250');
+    expect(await next.data(message('big body') + fields)).toMatch(QUEUED);
+  });
+
   it('554 5.6.0 for a bare LF (SMTP smuggling), answered and the connection closed', async () => {
     const { edge, session } = await readyForData();
     const reply = await session.data('Subject: s\r\n\r\nline\n.\r\nMAIL FROM:<x@y>\r\n');

@@ -1,5 +1,5 @@
-// DATA: stream the message through the collector (size cap on the bytes, bare CR/LF refused, the
-// bytes kept only while the edge's DATA memory budget has room), parse the header facts, prepend
+// DATA: stream the message through the collector (size cap on the bytes, header cap on the header
+// section, bare CR/LF refused, the bytes kept only while the edge's DATA memory budget has room), parse the header facts, prepend
 // the trace header, remove the Authentication-Results fields that claim our name, and commit message + payload + deliveries in one transaction before answering
 // "250 2.0.0 queued as <id>". The id is the message's one name: the trace header's "id", the reply,
 // mail.messages.id, the API's Delivery.messageId and the `messageId` of every log line about it.
@@ -29,6 +29,7 @@ import {
   connectionLost,
   dataTimeout,
   type EdgeReply,
+  headerTooLarge,
   insufficientStorage,
   messageTooLarge,
   storageFailed,
@@ -94,7 +95,7 @@ async function receiveWithin(
   deadline: Deadline,
   span: Span,
 ): Promise<string> {
-  const collector = new MessageCollector(context.limits.maxMessageSize, memory);
+  const collector = new MessageCollector(context.limits.maxMessageSize, memory, context.limits.maxHeaderSize);
   try {
     await drainInto(stream, collector);
   } catch (error) {
@@ -103,6 +104,7 @@ async function receiveWithin(
   const received = collector.verdict;
   if (received.oversize) throw messageTooLarge(context.limits.maxMessageSize);
   if (received.bareLineEnding) throw bareLineEnding();
+  if (received.headerTooLarge) throw headerTooLarge(context.limits.maxHeaderSize);
   if (received.overBudget) throw insufficientStorage();
 
   const accepted = session.envelope.rcptTo.map((entry) => context.recipients.get(entry));

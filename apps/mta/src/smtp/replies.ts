@@ -22,6 +22,7 @@ export type ReplyReason =
   | 'unsupported_parameter'
   | 'shutting_down'
   | 'message_too_large'
+  | 'header_too_large'
   | 'insufficient_storage'
   | 'bare_line_ending'
   | 'storage_failed'
@@ -104,6 +105,12 @@ export const shuttingDown = () => new EdgeReply(421, '4.3.2', 'Service shutting 
 // 552 5.3.4: larger than MAIL_MTA_MAX_MESSAGE_SIZE, counted on the bytes received (RFC 3463 X.3.4).
 export const messageTooLarge = (limit: number) =>
   new EdgeReply(552, '5.3.4', `Message exceeds the maximum size of ${limit} bytes`, 'message_too_large');
+
+// 552 5.3.4: a header section larger than MAIL_MTA_MAX_HEADER_SIZE, counted on the bytes received
+// up to the blank line (all of a message without one). Refused, not truncated: the edge stores
+// messages as received, and cutting the header would change what DKIM signed.
+export const headerTooLarge = (limit: number) =>
+  new EdgeReply(552, '5.3.4', `Message header exceeds the maximum size of ${limit} bytes`, 'header_too_large');
 
 // 452 4.3.1: the edge's DATA memory budget (MAIL_MTA_DATA_MEMORY_BUDGET) has no room for the message
 // now (RFC 3463 X.3.1, RFC 5321 4.2.2: 452 insufficient system storage). Never 5xx: it is our

@@ -159,6 +159,10 @@ export const envSchema = z.object({
   // The SMTP edge.
   MAIL_MTA_HOSTNAME: z.string().min(1).optional(),
   MAIL_MTA_MAX_MESSAGE_SIZE: parsedBy(parseByteSize).prefault('25MiB'),
+  // Bytes of the header section (up to the blank line; all of a message without one); past it 552
+  // 5.3.4. Exchange's MaxHeaderSize, the limit of an MTA that refuses too (Postfix's 100 KiB
+  // header_size_limit truncates instead): what the header parsers and mailauth read stays bounded.
+  MAIL_MTA_MAX_HEADER_SIZE: parsedBy(parseByteSize).prefault('256KiB'),
   // Bytes of DATA held in memory across all messages in flight; past it a message gets 452 4.3.1.
   MAIL_MTA_DATA_MEMORY_BUDGET: parsedBy(parseByteSize).prefault('512MiB'),
   // RFC 5321 4.5.3.1.8: a server must accept at least 100 recipients.

@@ -16,6 +16,7 @@ describe('loadConfig', () => {
     expect(config.mta.maxRecipients).toBe(100);
     expect(config.mta.lookupTimeoutMs).toBe(2000);
     expect(config.mta.maxMessageSize).toBe(25 * 1024 * 1024);
+    expect(config.mta.maxHeaderSize).toBe(256 * 1024);
     expect(config.mta.dataMemoryBudget).toBe(512 * 1024 * 1024);
     expect(config.redis).toBeNull();
     expect(config.templateDir).toBe('templates');
@@ -110,6 +111,11 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ ...minimal, MAIL_MTA_DATA_MEMORY_BUDGET: 'lots' }, 'mta')).toThrow(/MAIL_MTA_DATA_MEMORY_BUDGET: "lots" is not a size/);
     // Only the edge holds DATA; the other apps do not fail on the edge's sizes.
     expect(loadConfig({ ...minimal, MAIL_MTA_DATA_MEMORY_BUDGET: '10MiB', MAIL_SMTP_MODE: 'stub' }, 'core').smtp.mode).toBe('stub');
+  });
+
+  it('parses the header size cap as a size, at most the message size', () => {
+    expect(loadConfig({ ...minimal, MAIL_MTA_MAX_HEADER_SIZE: '100KiB' }, 'mta').mta.maxHeaderSize).toBe(100 * 1024);
+    expect(() => loadConfig({ ...minimal, MAIL_MTA_MAX_HEADER_SIZE: '30MiB' }, 'mta')).toThrow(/MAIL_MTA_MAX_HEADER_SIZE: must be at most MAIL_MTA_MAX_MESSAGE_SIZE/);
   });
 
   it('derives the whole-send deadline and wants the lease to outlast it by a tenth (smtp mode)', () => {

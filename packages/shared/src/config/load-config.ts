@@ -80,6 +80,8 @@ export interface PosternConfig {
     listen: ListenAddress;
     hostname: string | undefined;
     maxMessageSize: number;
+    /** Bytes of the header section a message may have (MAIL_MTA_MAX_HEADER_SIZE). */
+    maxHeaderSize: number;
     /** Bytes of DATA held in memory across all messages in flight in one edge. */
     dataMemoryBudget: number;
     maxRecipients: number;
@@ -145,6 +147,9 @@ function crossFieldProblems(env: Env, app: AppName): string[] {
   if (app === 'mta' && env.MAIL_MTA_DATA_MEMORY_BUDGET < env.MAIL_MTA_MAX_MESSAGE_SIZE) {
     // A message between the two could never be accepted: 452 on every retry until the sender gives up.
     problems.push('MAIL_MTA_DATA_MEMORY_BUDGET: must be at least MAIL_MTA_MAX_MESSAGE_SIZE (a message of the maximum size must fit)');
+  }
+  if (app === 'mta' && env.MAIL_MTA_MAX_HEADER_SIZE > env.MAIL_MTA_MAX_MESSAGE_SIZE) {
+    problems.push('MAIL_MTA_MAX_HEADER_SIZE: must be at most MAIL_MTA_MAX_MESSAGE_SIZE (the header is part of the message)');
   }
   if (app === 'mta' && env.MAIL_MTA_MAX_RCPT_COMMANDS !== undefined && env.MAIL_MTA_MAX_RCPT_COMMANDS < env.MAIL_MTA_MAX_RECIPIENTS) {
     problems.push('MAIL_MTA_MAX_RCPT_COMMANDS: must be at least MAIL_MTA_MAX_RECIPIENTS (every recipient allowed needs its RCPT)');
@@ -266,6 +271,7 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
       listen: env.MAIL_SMTP_LISTEN_ADDR,
       hostname: env.MAIL_MTA_HOSTNAME,
       maxMessageSize: env.MAIL_MTA_MAX_MESSAGE_SIZE,
+      maxHeaderSize: env.MAIL_MTA_MAX_HEADER_SIZE,
       dataMemoryBudget: env.MAIL_MTA_DATA_MEMORY_BUDGET,
       maxRecipients: env.MAIL_MTA_MAX_RECIPIENTS,
       lookupTimeoutMs: env.MAIL_MTA_LOOKUP_TIMEOUT,

@@ -1,0 +1,38 @@
+// How long another session waits while a hostile message is handled: the edge runs in the test's
+// process, so a turn of the event loop it holds delays a watching session's NOOP by as much. Compared
+// with what an ordinary message costs the same watcher in the same run, never with a wall-clock figure.
+import type { SmtpTestClient } from './smtp-client.ts';
+
+/**
+ * The longest another session waited for a NOOP's answer while `sending` ran (a 20 ms pause and
+ * a reply per round). The edge runs in this process: a turn of the event loop it holds delays the
+ * watcher's next answer by as much. Infinity when a NOOP went unanswered.
+ */
+export async function slowestAnswerDuring<T>(watcher: SmtpTestClient, sending: () => Promise<T>): Promise<{ result: T; slowest: number }> {
+  let slowest = 0;
+  let watching = true;
+  const watch = (async () => {
+    while (watching) {
+      const started = performance.now();
+      await new Promise((next) => setTimeout(next, 20));
+      const answered = await watcher.command('NOOP').then((noop) => noop.code === 250, () => false);
+      slowest = answered ? Math.max(slowest, performance.now() - started) : Number.POSITIVE_INFINITY;
+      if (!answered) break;
+    }
+  })();
+  let result: T;
+  try {
+    result = await sending();
+  } finally {
+    watching = false;
+    await watch;
+  }
+  // Read once the watch stopped: its last round counts too.
+  return { result, slowest };
+}
+
+/** What a stall may reach: a second, or ten times what an ordinary message of the same size cost
+ *  the same watcher in the same run (a busy machine slows both; the defects held it for 2.4 s to
+ *  minutes where an ordinary message took about 0.1 s). */
+export const stallBound = (ordinary: number) => Math.max(1_000, 10 * ordinary);
+
