@@ -148,9 +148,6 @@ function crossFieldProblems(env: Env, app: AppName): string[] {
     // A message between the two could never be accepted: 452 on every retry until the sender gives up.
     problems.push('MAIL_MTA_DATA_MEMORY_BUDGET: must be at least MAIL_MTA_MAX_MESSAGE_SIZE (a message of the maximum size must fit)');
   }
-  if (app === 'mta' && env.MAIL_MTA_MAX_HEADER_SIZE > env.MAIL_MTA_MAX_MESSAGE_SIZE) {
-    problems.push('MAIL_MTA_MAX_HEADER_SIZE: must be at most MAIL_MTA_MAX_MESSAGE_SIZE (the header is part of the message)');
-  }
   if (app === 'mta' && env.MAIL_MTA_MAX_RCPT_COMMANDS !== undefined && env.MAIL_MTA_MAX_RCPT_COMMANDS < env.MAIL_MTA_MAX_RECIPIENTS) {
     problems.push('MAIL_MTA_MAX_RCPT_COMMANDS: must be at least MAIL_MTA_MAX_RECIPIENTS (every recipient allowed needs its RCPT)');
   }
@@ -271,7 +268,9 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
       listen: env.MAIL_SMTP_LISTEN_ADDR,
       hostname: env.MAIL_MTA_HOSTNAME,
       maxMessageSize: env.MAIL_MTA_MAX_MESSAGE_SIZE,
-      maxHeaderSize: env.MAIL_MTA_MAX_HEADER_SIZE,
+      // The header is part of the message: a smaller MAIL_MTA_MAX_MESSAGE_SIZE caps it first, so
+      // an edge configured with 64KiB messages does not fail to start over the header's default.
+      maxHeaderSize: Math.min(env.MAIL_MTA_MAX_HEADER_SIZE, env.MAIL_MTA_MAX_MESSAGE_SIZE),
       dataMemoryBudget: env.MAIL_MTA_DATA_MEMORY_BUDGET,
       maxRecipients: env.MAIL_MTA_MAX_RECIPIENTS,
       lookupTimeoutMs: env.MAIL_MTA_LOOKUP_TIMEOUT,
