@@ -54,12 +54,29 @@ async function storedCopies(subject: string): Promise<{ messages: number; delive
 
 /** One message through the edge, so that its accept pool holds an open connection: a checkout that
  *  has to connect to a hung server fails before anything is sent (a true 451), which is not the case
- *  under test. */
+ *  under test. Sent again after a 4xx, as a sender would, until it is taken: on a loaded machine a
+ *  fresh edge's first connection may take longer than the 1 s connect timeout this file sets, and
+ *  that correct 451 is not what is tested either. */
 async function warmUp(edge: Edge, subject: string): Promise<void> {
-  const session = await upToFinalDot(edge, subject);
-  await session.finish();
-  expect((await session.client.readReply()).code).toBe(250);
-  await session.client.quit();
+  const oneTry = async (): Promise<number> => {
+    const { client } = await SmtpTestClient.connect(edge.smtp.port);
+    try {
+      for (const line of ['EHLO sender.outside.test', 'MAIL FROM:<sender@outside.test>', 'RCPT TO:<ops@postern.test>', 'DATA']) {
+        const reply = await client.command(line);
+        if (reply.code >= 400) return reply.code;
+      }
+      await client.write(dataPayload(simpleMessage(subject)));
+      return (await client.readReply()).code;
+    } finally {
+      await client.quit();
+    }
+  };
+  // Tried again after a 4xx only: a 5xx ends the wait, and fails here.
+  const code = await waitFor(`a warm-up message (${subject}) taken with 250`, oneTry, (reply) => reply === 250 || reply >= 500, {
+    timeoutMs: 60_000,
+    intervalMs: 200,
+  });
+  expect(code).toBe(250);
 }
 
 /** Opens a session and sends everything of one message but its final dot. */

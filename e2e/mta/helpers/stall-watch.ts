@@ -36,3 +36,17 @@ export async function slowestAnswerDuring<T>(watcher: SmtpTestClient, sending: (
  *  minutes where an ordinary message took about 0.1 s). */
 export const stallBound = (ordinary: number) => Math.max(1_000, 10 * ordinary);
 
+
+/**
+ * slowestAnswerDuring for a message that is sent again, up to `tries` times, while the watcher's
+ * stall reaches stallBound(ordinary): a defect holds the loop on every try, a machine busy with
+ * other work only on some. The try with the shortest stall; its result is the last reply's kind.
+ */
+export async function calmestOf<T>(watcher: SmtpTestClient, ordinary: number, sending: () => Promise<T>, tries = 3): Promise<{ result: T; slowest: number }> {
+  let calmest = await slowestAnswerDuring(watcher, sending);
+  for (let tried = 1; tried < tries && calmest.slowest >= stallBound(ordinary); tried++) {
+    const run = await slowestAnswerDuring(watcher, sending);
+    if (run.slowest < calmest.slowest) calmest = run;
+  }
+  return calmest;
+}
