@@ -111,6 +111,48 @@ describe('stream intake', () => {
     expect(metricValue(await metricsText(engine), 'mail_stream_commands_accepted_total{schema_version="2",outcome="duplicate"}')).toBeGreaterThanOrEqual(1);
   });
 
+  it('accepts MAIL_STREAM_CONCURRENCY (8) commands at once, each in its own transaction, and every one of a burst once', async () => {
+    // The test holds a lock that every reservation insert waits for: the engine's commands in
+    // flight then show as PostgreSQL sessions waiting on it. One at a time, there was one.
+    const lock = await db.pool.connect();
+    const keys = Array.from({ length: 12 }, () => randomUUID());
+    const recipient = unique('burst');
+    try {
+      await lock.query('BEGIN');
+      await lock.query('LOCK TABLE mail.idempotency_reservations IN SHARE MODE');
+      // One MULTI: the burst is in the stream before the engine's next read, as a backlog would be
+      // (commands of one read are what is handled at once).
+      const burst = redis.multi();
+      for (const key of keys) {
+        burst.xadd(COMMAND_STREAM, '*', ...Object.entries(v2({ source: 'billing', idempotencyKey: key, to: recipient, payload: { mode: 'rendered', subject: 'burst', text: key } })).flat());
+      }
+      await burst.exec();
+      const waiting = await waitFor(
+        'eight of the engine\'s commands waiting on the lock at once',
+        async () =>
+          (
+            await db.pool.query<{ n: number }>(
+              "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'postern-core' AND wait_event_type = 'Lock'",
+            )
+          ).rows[0]?.n ?? 0,
+        (n) => n >= 8,
+        { timeoutMs: 20_000 },
+      );
+      expect(waiting).toBe(8);
+      await lock.query('COMMIT');
+    } finally {
+      await lock.query('ROLLBACK').catch(() => {});
+      lock.release();
+    }
+    const { rows } = await waitFor(
+      'a delivery for each command of the burst',
+      () => db.pool.query<{ n: number; keys: number }>('SELECT count(*)::int AS n, count(DISTINCT idempotency_key)::int AS keys FROM mail.deliveries WHERE recipient = $1', [recipient]),
+      (result) => result.rows[0]?.n === keys.length,
+    );
+    expect(rows[0]).toEqual({ n: 12, keys: 12 });
+    await waitFor('every entry acknowledged', pendingCount, (n) => n === 0);
+  });
+
   it('a command posing as Postern itself (source "smtp" or "postern-dsn", the sources of the edge\'s mail and of the bounces) is refused, as an API token may not carry them', async () => {
     for (const source of ['smtp', 'postern-dsn']) {
       const recipient = unique(`posing-${source}`);

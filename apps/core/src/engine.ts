@@ -225,8 +225,8 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
     dsn: config.postgres.dsn,
     applicationName: 'postern-core',
     // Every worker may hold a connection while recording, plus the LISTEN session, the scheduler,
-    // the stream consumer and the heartbeat.
-    max: Math.max(config.postgres.poolMax, concurrency + 4),
+    // the heartbeat and the stream consumer's commands in flight.
+    max: Math.max(config.postgres.poolMax, concurrency + 3 + (config.redis ? config.engine.streamConcurrency : 1)),
     connectTimeoutMs: config.postgres.connectTimeoutMs,
     statementTimeoutMs: config.postgres.statementTimeoutMs,
     logger: log,
@@ -333,6 +333,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
           reclaimIdleMs: config.engine.streamReclaimIdleMs,
           blockMs: Math.min(2_000, config.engine.heartbeatIntervalMs),
           batchSize: 50,
+          concurrency: config.engine.streamConcurrency,
           metrics,
           logger: log,
         })

@@ -143,6 +143,9 @@ export const envSchema = z.object({
   MAIL_WATCHDOG_STALL_THRESHOLD: duration('2m'),
   // Stream entries pending this long with a consumer are taken over (XAUTOCLAIM).
   MAIL_STREAM_RECLAIM_IDLE: duration('2m'),
+  // Stream commands one engine accepts at once, each in its own transaction on its own connection:
+  // one at a time, every command waited for its own round trips and WAL flush (about 600 a second).
+  MAIL_STREAM_CONCURRENCY: count('8', 64),
   // Payloads and attempts older than this are purged, in small batches.
   MAIL_RETENTION_AGE: duration('720h'),
   MAIL_RETENTION_INTERVAL: duration('1m'),

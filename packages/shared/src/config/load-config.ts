@@ -70,6 +70,8 @@ export interface PosternConfig {
     heartbeatIntervalMs: number;
     watchdogStallThresholdMs: number;
     streamReclaimIdleMs: number;
+    /** Stream commands accepted at once by one engine (MAIL_STREAM_CONCURRENCY). */
+    streamConcurrency: number;
     retentionAgeMs: number;
     retentionIntervalMs: number;
     /** Idempotency reservations older than this are purged. */
@@ -259,6 +261,7 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
       heartbeatIntervalMs: env.MAIL_HEARTBEAT_INTERVAL,
       watchdogStallThresholdMs: env.MAIL_WATCHDOG_STALL_THRESHOLD,
       streamReclaimIdleMs: env.MAIL_STREAM_RECLAIM_IDLE,
+      streamConcurrency: env.MAIL_STREAM_CONCURRENCY,
       retentionAgeMs: env.MAIL_RETENTION_AGE,
       retentionIntervalMs: env.MAIL_RETENTION_INTERVAL,
       idempotencyWindowMs: env.MAIL_IDEMPOTENCY_WINDOW,
