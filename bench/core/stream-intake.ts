@@ -28,8 +28,9 @@
 // Then the latency: commands XADDed at a steady pace (open loop) at half the engine's median rate
 // for BENCH_LATENCY_SECONDS, from the XADD's reply to the commit of its delivery row. The engine's
 // one consumer takes the stream in order and every command is accepted, so the k-th command
-// accepted is the k-th XADDed: its commit is the moment the engine counts it (no query, no LISTEN
-// that would load the database meanwhile). p50/p90/p99/max, and how busy the machine's CPUs were.
+// accepted is the k-th XADDed, or with MAIL_STREAM_CONCURRENCY above 1 one of its neighbours in the
+// same read: its commit is the moment the engine counts it (no query, no LISTEN that would load the
+// database meanwhile). p50/p90/p99/max, and how busy the machine's CPUs were.
 //
 // With --baseline <git-ref> (bench/compare/variants.ts), that ref's engine and this tree's each run
 // in their own host process, interleaved in every round and in the latency run (e109eff: before the
