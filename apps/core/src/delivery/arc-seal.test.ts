@@ -67,6 +67,21 @@ describe('ARC sealing of forwarded mail', () => {
     expect(arc.i).toBe(2);
   });
 
+  it('finds a chain past the first 64 KiB of a long header section: i=2 cv=pass, not a second i=1', async () => {
+    const first = await keyOf('rsa2048', 'first.test');
+    const ours = await keyOf('ed25519', 'alias.test');
+    const resolver = resolverOf([first.record, ours.record]);
+    const filler = Buffer.from('X-Filler: '.concat('y'.repeat(70), '\r\n').repeat(1_500));
+    const long = Buffer.concat([filler, received]);
+    const firstSet = await createArcSealer({ authservId: 'mx.first.test', resolver }).seal(long, first.sealing);
+    // The first set is put in front; a later hop's headers push it down past 64 KiB.
+    const pushedDown = Buffer.concat([filler, firstSet!, received]);
+    expect(hasArcChain(pushedDown)).toBe(true);
+    const secondSet = await createArcSealer({ authservId: 'mx.alias.test', resolver }).seal(pushedDown, ours.sealing);
+    expect(secondSet!.toString('utf8')).toMatch(/^ARC-Seal: i=2;/);
+    expect(secondSet!.toString('utf8')).toMatch(/cv=pass/);
+  });
+
   it('says cv=fail over a chain whose seal does not verify', async () => {
     const first = await keyOf('rsa2048', 'first.test');
     const ours = await keyOf('rsa2048', 'alias.test');

@@ -11,6 +11,7 @@
 // cv=fail, or that has 50 sets, is not sealed again (mailauth refuses, the mail goes unsealed).
 import { arc, createSeal, dkimVerify } from 'mailauth';
 import { messageStream, SigningUnavailable } from './dkim-signer.ts';
+import { unfoldedHeaderSection } from './header-section.ts';
 
 /** A DKIM key as the sealer needs it (the domain's active key, already opened). */
 export interface SealingKey {
@@ -24,17 +25,9 @@ export interface SealingKey {
 /** TXT lookups for the keys of an existing chain's sealers, in mailauth's resolver shape. */
 export type TxtResolver = (name: string, type: string) => Promise<string[][] | string[]>;
 
-/** The header section is looked for in this much of the message. */
-const MAX_HEADER_BYTES = 64 * 1024;
-
-function headerBlock(raw: Buffer): string {
-  const head = raw.subarray(0, Math.min(raw.length, MAX_HEADER_BYTES)).toString('latin1');
-  const end = head.search(/\r?\n\r?\n/);
-  return (end === -1 ? head : head.slice(0, end)).replace(/\r?\n[ \t]+/g, ' ');
-}
 
 export function hasArcChain(raw: Buffer): boolean {
-  return /^arc-seal[ \t]*:/im.test(headerBlock(raw));
+  return /^arc-seal[ \t]*:/im.test(unfoldedHeaderSection(raw, 'latin1'));
 }
 
 /**
@@ -47,7 +40,7 @@ export function hasArcChain(raw: Buffer): boolean {
 export function authResultsFor(raw: Buffer, authservId: string, chainResult: 'pass' | 'fail' | null): string {
   const results: string[] = [];
   if (chainResult) results.push(`arc=${chainResult}`);
-  const first = headerBlock(raw).split(/\r?\n/)[0] ?? '';
+  const first = unfoldedHeaderSection(raw, 'latin1').split(/\r?\n/)[0] ?? '';
   const match = /^authentication-results[ \t]*:[ \t]*([^;\s]+)[ \t]*;?(.*)$/i.exec(first);
   if (match && match[1]!.toLowerCase() === authservId.toLowerCase()) {
     const edge = match[2]!.trim().replace(/;\s*$/, '');

@@ -72,6 +72,9 @@ describe('DKIM signing of the mail Postern originates', () => {
     expect(fromDomainOf(await composed('"Mail, Delivery" <MAILER-DAEMON@Bücher.example>'))).toBe('xn--bcher-kva.example');
     expect(fromDomainOf(Buffer.from('To: a@b.test\r\nFrom: Mail Delivery System\r\n <MAILER-DAEMON@postern.test>\r\n\r\nFrom: x@y.test\r\n'))).toBe('postern.test');
     expect(fromDomainOf(Buffer.from('Subject: none\r\n\r\nFrom: x@y.test\r\n'))).toBeNull();
+    // Past the first 64 KiB of a long header section (the edge takes up to 256 KiB by default).
+    const filler = 'X-Filler: '.concat('y'.repeat(70), '\r\n').repeat(1_500);
+    expect(fromDomainOf(Buffer.from(`${filler}From: late@late.test\r\n\r\nbody\r\n`))).toBe('late.test');
   });
 
   it('while PostgreSQL is away the last answer for the domain is used; with none, the failure is not hidden', async () => {

@@ -18,6 +18,7 @@ import { setImmediate } from 'node:timers/promises';
 import { DKIM_KEY_TAGS, isRetryableDbError, normalizeDomain, SealedKeyError, SecretsKeyMissingError, type SigningKey } from '@postern/shared';
 import { dkimSign } from 'mailauth';
 import addressparser from 'nodemailer/lib/addressparser';
+import { unfoldedHeaderSection } from './header-section.ts';
 
 /** The domain has a key, but this message cannot be signed with it now. */
 export class SigningUnavailable extends Error {
@@ -33,15 +34,9 @@ export interface MessageSigner {
   signatureFor(raw: Buffer): Promise<Buffer | null>;
 }
 
-/** The header section is looked for in this much of the message: ours are a few KiB. */
-const MAX_HEADER_BYTES = 64 * 1024;
-
 /** The domain of the first address in the From: header field (A-label, lower case), or null. */
 export function fromDomainOf(raw: Buffer): string | null {
-  const head = raw.subarray(0, Math.min(raw.length, MAX_HEADER_BYTES)).toString('utf8');
-  const end = head.search(/\r?\n\r?\n/);
-  const unfolded = (end === -1 ? head : head.slice(0, end)).replace(/\r?\n[ \t]+/g, ' ');
-  const field = /^from:[ \t]*(.*)$/im.exec(unfolded)?.[1];
+  const field = /^from:[ \t]*(.*)$/im.exec(unfoldedHeaderSection(raw, 'utf8'))?.[1];
   if (!field) return null;
   const address = addressparser(field, { flatten: true }).find((entry) => entry.address.includes('@'))?.address;
   if (!address) return null;
