@@ -185,6 +185,22 @@ describe('hop limit (RFC 5321 6.3)', () => {
       await edge.stop();
     }
   });
+
+  // The count read the first 256 KiB of the header only, whatever MAIL_MTA_MAX_HEADER_SIZE allowed,
+  // and read a message that opens with the blank line as if its body were a header.
+  it('counts hops past 256 KiB of header under a larger header cap, and none in the body of a message without header', async () => {
+    const edge = await startTestEdge(db.dsn, { MAIL_MTA_MAX_HOPS: '50', MAIL_MTA_MAX_HEADER_SIZE: '1MiB' });
+    try {
+      const client = await openSession(edge);
+      const padding = `X-Pad: ${'p'.repeat(990)}\r\n`.repeat(300);
+      const padded = await sendMail(client, { from: 's@outside.test', to: ['ops@postern.test'], message: `${padding}${withHops(51, 'hops-padded')}` });
+      const headerless = await sendMail(client, { from: 's@outside.test', to: ['ops@postern.test'], message: `\r\n${withHops(51, 'hops-quoted')}` });
+      expect([padded.final?.raw, headerless.final?.code]).toEqual(['554 5.4.6 Too many hops (more than 50 Received: headers): mail loop', 250]);
+      await client.quit();
+    } finally {
+      await edge.stop();
+    }
+  });
 });
 
 describe('command lines that are not UTF-8', () => {

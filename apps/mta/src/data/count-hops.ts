@@ -1,8 +1,8 @@
 // RFC 5321 6.3: a relay must detect mail loops; counting Received: headers is the method it names.
 // Only the header section counts (a Received: line quoted in a body is not a hop), and a field
 // name is matched case-insensitively at the start of a line (RFC 5322 2.2: folded continuation
-// lines start with white space and are not fields). The section is the one mailparser reads, so
-// a header block bigger than that is cut there; it holds thousands of Received: lines by then.
+// lines start with white space and are not fields). The section is all of it (the collector has
+// bounded it at MAIL_MTA_MAX_HEADER_SIZE), and none when the message opens with the blank line.
 import { headerSection } from './parse-headers.ts';
 
 const RECEIVED_FIELD = /^received[ \t]*:/i;

@@ -16,8 +16,8 @@
 // authserv-ids, ARC-Authentication-Results (part of a sealed ARC set, RFC 8617: removing one would
 // break the chain, and its i= says whose it is), look-alikes in the body.
 //
-// The header block is all of it, up to the first empty line: not cut at parse-headers.ts's
-// MAX_HEADER_BYTES, since a reader further on may well read past that. The collector refuses bare
+// The header block is all of it, up to the first empty line (the collector has bounded it at
+// MAIL_MTA_MAX_HEADER_SIZE), since a reader further on reads all of it. The collector refuses bare
 // CR and LF, so every line of a kept message ends in CRLF.
 
 export interface FieldRange {

@@ -3,7 +3,8 @@
 // session wires them. TCP may cut the bytes anywhere, and an attacker chooses where (the 2023 SMTP
 // smuggling attacks relied on a parser that read a split differently from a whole), so every
 // property is checked with the same bytes whole, one byte at a time and cut at random places: the
-// verdict, the stored bytes and the commands after the final dot must not depend on the cuts.
+// verdict, the stored bytes and the commands after the final dot must not depend on the cuts; nor
+// must the header cap's, whose blank line may fall on any cut.
 // A fixed seed keeps a failure reproducible; a counterexample is printed shrunk.
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -26,22 +27,23 @@ interface Received {
   size: number;
   oversize: boolean;
   bare: boolean;
+  headerTooLarge: boolean;
   /** The reply the edge derives (on-data.ts checks in this order). */
-  outcome: 'too_large' | 'bare_line_ending' | 'no_room' | 'accepted';
+  outcome: 'too_large' | 'bare_line_ending' | 'header_too_large' | 'no_room' | 'accepted';
   stored: string;
   /** Command lines the parser saw after the final dot. */
   after: string[];
 }
 
 /** One DATA phase as smtp-connection wires it: parser in data mode -> collector; then continue(). */
-async function receive(chunks: Buffer[], maxBytes: number, memory?: MemoryReservation): Promise<Received> {
+async function receive(chunks: Buffer[], maxBytes: number, memory?: MemoryReservation, maxHeaderBytes = maxBytes): Promise<Received> {
   const parser = new SMTPStream();
   const after: string[] = [];
   parser.oncommand = (line: Buffer, next?: () => void) => {
     after.push(line.toString('latin1'));
     next?.();
   };
-  const collector = new MessageCollector(maxBytes, memory);
+  const collector = new MessageCollector(maxBytes, memory, maxHeaderBytes);
   const collected = pipeline(parser.startDataMode(), collector).then(() => parser.continue());
   const finished = new Promise<void>((resolve, reject) => {
     parser.once('finish', resolve);
@@ -52,11 +54,20 @@ async function receive(chunks: Buffer[], maxBytes: number, memory?: MemoryReserv
   await collected;
   await finished;
   const verdict = collector.verdict;
-  const outcome = verdict.oversize ? 'too_large' : verdict.bareLineEnding ? 'bare_line_ending' : verdict.overBudget ? 'no_room' : 'accepted';
+  const outcome = verdict.oversize
+    ? 'too_large'
+    : verdict.bareLineEnding
+      ? 'bare_line_ending'
+      : verdict.headerTooLarge
+        ? 'header_too_large'
+        : verdict.overBudget
+          ? 'no_room'
+          : 'accepted';
   return {
     size: verdict.size,
     oversize: verdict.oversize,
     bare: verdict.bareLineEnding,
+    headerTooLarge: verdict.headerTooLarge,
     outcome,
     stored: collector.takeMessage().toString('latin1'),
     after,
@@ -68,10 +79,10 @@ function oneByteChunks(bytes: Buffer): Buffer[] {
 }
 
 /** The same bytes whole, a byte at a time and at the given cuts: all three must agree. */
-async function receiveEveryWay(wire: Buffer, cuts: number[], maxBytes: number): Promise<Received> {
-  const whole = await receive([wire], maxBytes);
-  expect(await receive(oneByteChunks(wire), maxBytes)).toEqual(whole);
-  expect(await receive(cutAt(wire, cuts), maxBytes)).toEqual(whole);
+async function receiveEveryWay(wire: Buffer, cuts: number[], maxBytes: number, maxHeaderBytes = maxBytes): Promise<Received> {
+  const whole = await receive([wire], maxBytes, undefined, maxHeaderBytes);
+  expect(await receive(oneByteChunks(wire), maxBytes, undefined, maxHeaderBytes)).toEqual(whole);
+  expect(await receive(cutAt(wire, cuts), maxBytes, undefined, maxHeaderBytes)).toEqual(whole);
   return whole;
 }
 
@@ -128,6 +139,7 @@ describe('DATA end of data and dot-unstuffing (smtp-server parser + collector)',
           size: body.length,
           oversize: false,
           bare: false,
+          headerTooLarge: false,
           outcome: 'accepted',
           stored: body.toString('latin1'),
           after: ['RSET', 'QUIT'],
@@ -224,6 +236,34 @@ describe('DATA size cap counted on bytes', () => {
         expect([...outcomes]).toEqual([expected]);
       }),
       { seed: SEED, numRuns: 200 },
+    );
+  });
+});
+
+describe('DATA header section cap (MAIL_MTA_MAX_HEADER_SIZE)', () => {
+  /** Its length as the edge defines it: up to the CRLF before the blank line; all of a message without one. */
+  function headerLength(message: Buffer): number {
+    const at = Buffer.concat([CRLF, message]).indexOf('\r\n\r\n');
+    return at === -1 ? message.length : at;
+  }
+  // Lines biased towards the empty line that ends the header and the dot-led ones the parser
+  // unstuffs before the collector counts them: the blank line lands on every cut, in every chunk.
+  const headerLine = fc.oneof(line, fc.constantFrom(Buffer.alloc(0), Buffer.from('.'), Buffer.from('..'), Buffer.from('.x')));
+  const headerish = fc.array(headerLine, { maxLength: 12 }).map((lines) => Buffer.concat(lines.flatMap((l) => [l, CRLF])));
+
+  it('refuses exactly the messages whose header section, unstuffed, exceeds the cap, whatever the cuts; the rest stored as sent', async () => {
+    await fc.assert(
+      fc.asyncProperty(headerish, fc.nat({ max: 120 }), cuts, async (body, cap, at) => {
+        const wire = Buffer.concat([stuff(body), TERMINATOR, Buffer.from('RSET\r\n')]);
+        const received = await receiveEveryWay(wire, at, 1 << 20, cap);
+        const tooLarge = headerLength(body) > cap;
+        expect({ headerTooLarge: received.headerTooLarge, stored: received.stored, after: received.after }).toEqual({
+          headerTooLarge: tooLarge,
+          stored: tooLarge ? '' : body.toString('latin1'),
+          after: ['RSET'],
+        });
+      }),
+      { seed: SEED, numRuns: 1_000 },
     );
   });
 });

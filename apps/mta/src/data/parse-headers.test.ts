@@ -11,6 +11,12 @@ describe('parseHeaderFacts', () => {
     expect(facts.messageId).toBe('<m@y.test>');
   });
 
+  it('reads the fields of the whole header section, past its first 256 KiB (MAIL_MTA_MAX_HEADER_SIZE may be larger)', async () => {
+    const padding = `X-Pad: ${'p'.repeat(990)}\r\n`.repeat(300);
+    const facts = parseHeaderFacts(Buffer.from(`${padding}From: late@outside.test\r\nSubject: late\r\n\r\nbody\r\n`));
+    expect(facts).toEqual({ messageId: null, subject: 'late', from: 'late@outside.test' });
+  });
+
   it('bounds a header fact at 998 characters with a marker saying how much was cut', async () => {
     const facts = parseHeaderFacts(Buffer.from(`Subject: ${'x'.repeat(5_000)}\r\n\r\n`, 'latin1'));
     expect(facts.subject?.length).toBe(998);

@@ -21,8 +21,6 @@ export interface HeaderFacts {
   from: string | null;
 }
 
-/** Headers beyond this are not parsed (they are still stored): bounded work per message. */
-export const MAX_HEADER_BYTES = 256 * 1024;
 const HEADER_END = Buffer.from('\r\n\r\n');
 const CRLF = Buffer.from('\r\n');
 const LF_LF = Buffer.from('\n\n');
@@ -30,11 +28,16 @@ const LF_CRLF = Buffer.from('\n\r\n');
 const CR = 0x0d;
 const LF = 0x0a;
 
-/** The header section including its last CRLF, without the blank line and body. */
+/**
+ * The header section including its last CRLF, without the blank line and body; empty when the
+ * message opens with the blank line (as the collector, mailsplit and mailauth read it). Not cut:
+ * the collector has refused a section over MAIL_MTA_MAX_HEADER_SIZE before anything reads it, and
+ * a fixed cut below a larger configured cap hid the fields past it (Received: hops, From, Subject).
+ */
 export function headerSection(raw: Buffer): Buffer {
+  if (raw[0] === CR && raw[1] === LF) return raw.subarray(0, 0);
   const end = raw.indexOf(HEADER_END);
-  const section = end === -1 ? raw : raw.subarray(0, end + 2);
-  return section.length > MAX_HEADER_BYTES ? section.subarray(0, MAX_HEADER_BYTES) : section;
+  return end === -1 ? raw : raw.subarray(0, end + 2);
 }
 
 // Header facts go to text columns: made storable at this boundary by the one shared rule (NUL,

@@ -256,6 +256,29 @@ describe('smtp-server options from the patch', () => {
     client.socket.destroy();
   });
 
+  it('rejectMalformedUtf8 in a pipelined group: every line answered, in order, and the 500s count toward hardErrorLimit', async () => {
+    const server = await listen({ hideENHANCEDSTATUSCODES: false, rejectMalformedUtf8: true, coalesceReplies: true, hardErrorLimit: 3 });
+    const client = await connect(server);
+    await client.command('EHLO client.test');
+    const before = client.lines().length;
+    // One write: a stray byte, a cut sequence (E2 82), an overlong "/" (C0 AF), among good lines.
+    client.socket.write(
+      Buffer.concat([
+        Buffer.from('NOOP '),
+        Buffer.from([0xff]),
+        Buffer.from('\r\nMAIL FROM:<josé@client.test> SMTPUTF8\r\nRCPT TO:<r'),
+        Buffer.from([0xe2, 0x82]),
+        Buffer.from('@server.test>\r\nRCPT TO:<r@server.test>\r\nVRFY '),
+        Buffer.from([0xc0, 0xaf]),
+        Buffer.from('\r\nNOOP\r\n'),
+      ]),
+    );
+    const replies = (await client.until(before + 6)).slice(before);
+    // Three errors reach the hard limit: the next command is answered 421 and the session closed.
+    expect(replies.map((line) => line.slice(0, 9))).toEqual(['500 5.5.2', '250 2.1.0', '500 5.5.2', '250 2.1.5', '500 5.5.2', '421 4.7.0']);
+    expect(await client.ended()).toBe(true);
+  });
+
   // Not an option: a fix the patch carries. SMTPStream.continue() cleared the continuation after
   // running it; when what it resumed ended the next message at once (hooks that answer at once,
   // the message pipelined in the same chunk), that message's continuation was cleared with it and
