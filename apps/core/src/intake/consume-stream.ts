@@ -99,15 +99,17 @@ function compareEntryIds(a: string, b: string): number {
   return aMs !== bMs ? (aMs < bMs ? -1 : 1) : aSeq === bSeq ? 0 : aSeq < bSeq ? -1 : 1;
 }
 
-/** Creates the group if it does not exist, reading from `after` (default: the start). */
-export async function ensureGroup(options: Pick<StreamConsumerOptions, 'redis' | 'group' | 'logger'>, after = '0'): Promise<void> {
+/** Creates the group if it does not exist, reading from `after` (default: the start); true if it was created. */
+export async function ensureGroup(options: Pick<StreamConsumerOptions, 'redis' | 'group' | 'logger'>, after = '0'): Promise<boolean> {
   try {
     // From 0, not $: entries a producer added before the group existed (Redis restarted empty,
     // a producer XADDed first) are read too. Duplicates are stopped by the idempotency keys.
     await options.redis.commands.xgroup('CREATE', COMMAND_STREAM, options.group, after, 'MKSTREAM');
     options.logger.info({ stream: COMMAND_STREAM, group: options.group, after }, 'consumer group created');
+    return true;
   } catch (error) {
     if (!(error instanceof Error && error.message.startsWith('BUSYGROUP'))) throw error;
+    return false;
   }
 }
 
@@ -115,8 +117,13 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
   const { redis, group, consumer, metrics } = options;
   const log = options.logger.child({ component: 'stream', consumer });
   const maxHandlingFailures = options.maxHandlingFailures ?? MAX_HANDLING_FAILURES;
-  /** The highest entry id this engine handled (acknowledged), across restarts of the loop. */
+  /** The highest entry id this engine handled (acknowledged), across restarts of the loop, with
+   *  every entry before it in its reads handled too. */
   let lastHandled: string | null = null;
+  /** Entries handled past a gap (a failed or unstarted entry of their read, still pending): after
+   *  lastHandled, so a group created again reads them once more. They are only acknowledged then:
+   *  handled again, a malformed one would be quarantined twice. Forgotten once lastHandled passes them. */
+  const handledPastGap = new Set<string>();
   /** Redis's count of entries removed before the group read them, as last reported here. */
   let removedUnreadReported = 0;
 
@@ -210,7 +217,9 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
   }
 
   function handled(id: string): void {
-    if (lastHandled === null || compareEntryIds(id, lastHandled) > 0) lastHandled = id;
+    if (lastHandled !== null && compareEntryIds(id, lastHandled) <= 0) return;
+    lastHandled = id;
+    for (const past of handledPastGap) if (compareEntryIds(past, id) <= 0) handledPastGap.delete(past);
   }
 
   /** A read entry with its command decoded (an entry with fields), before any of its read is handled. */
@@ -224,6 +233,8 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
   }
 
   function handleOne({ entry, command }: ReadyEntry): Promise<unknown> {
+    // Read again from a group created again after lastHandled (recreateGroup): its command is committed.
+    if (handledPastGap.has(entry.id)) return redis.commands.xack(COMMAND_STREAM, group, entry.id);
     // A removed entry still pending shows up with no fields: nothing to accept.
     if (entry.kind === 'removed') {
       reportRemovedPending(entry.id);
@@ -276,6 +287,7 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
         }
         done[index] = true;
         while (handledRun < items.length && done[handledRun]) handled((items[handledRun++] as ReadyEntry).entry.id);
+        if (index >= handledRun) handledPastGap.add(item.entry.id);
         context.beat();
         context.progress();
       }
@@ -307,17 +319,20 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
     removedUnreadReported = removed;
   }
 
-  /** The group is gone. When the stream still holds the last entry this engine handled, it kept
-   *  its history (the group was destroyed): the group is created again after that entry. */
-  async function recreateGroup(): Promise<void> {
+  /** The group is gone (NOGROUP, or not there when the loop starts again). When the stream still
+   *  holds the last entry this engine handled, it kept its history (the group was destroyed): the
+   *  group is created again after that entry. Before this engine handled anything, from the start. */
+  async function recreateGroup(noGroup: boolean): Promise<void> {
     const last = lastHandled;
     const kept = last !== null && ((await redis.commands.xrange(COMMAND_STREAM, last, last)) as unknown[]).length > 0;
     if (kept) {
-      log.warn({ after: last }, 'consumer group is gone but the stream kept its entries: creating it again after the last entry this engine handled');
-      await ensureGroup({ redis, group, logger: log }, last);
+      if (!(await ensureGroup({ redis, group, logger: log }, last))) return;
+      log.warn({ after: last }, 'consumer group was gone but the stream kept its entries: created it again after the last entry this engine handled');
     } else {
-      log.warn('consumer group is gone (Redis restarted without persistence?): creating it again');
-      await ensureGroup({ redis, group, logger: log });
+      if (!(await ensureGroup({ redis, group, logger: log }))) return;
+      // Entry ids of a stream started again may repeat old ones: nothing read now was handled before.
+      handledPastGap.clear();
+      if (noGroup || last !== null) log.warn('consumer group was gone (Redis restarted without persistence?): created it again');
     }
     removedUnreadReported = 0;
   }
@@ -326,7 +341,9 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
   const doorbell = createStreamDoorbell({ commands: redis.commands, notifications: redis.notifications, stream: COMMAND_STREAM, logger: log });
 
   async function body(context: LoopContext): Promise<void> {
-    await ensureGroup({ redis, group, logger: log });
+    // Not ensureGroup from the start: a loop restarted (after a failure, in its backoff) may find the
+    // group destroyed meanwhile, and from 0 it would handle the stream's whole history again.
+    await recreateGroup(false);
     let pendingCursor: string | null = '0';
     let nextAutoclaim = 0;
     while (!context.signal.aborted) {
@@ -360,7 +377,7 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
         else await doorbell.wait(options.blockMs, context.signal);
       } catch (error) {
         if (!isNoGroup(error)) throw error;
-        await recreateGroup();
+        await recreateGroup(true);
         pendingCursor = null;
       }
     }
