@@ -126,6 +126,9 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
   const handledPastGap = new Set<string>();
   /** Redis's count of entries removed before the group read them, as last reported here. */
   let removedUnreadReported = 0;
+  /** Entries being handled, by any instance of this loop: one the watchdog abandoned may still be
+   *  finishing entries its successor reads again among the consumer's pending ones. */
+  const inFlight = new Map<string, Promise<unknown>>();
 
   /** Redis's own count of how often the entry was delivered (handling-failures.ts). */
   async function timesDelivered(id: string): Promise<number> {
@@ -244,6 +247,22 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
     return handleEntry(entry.id, command ?? decodeStreamEntry(entry.fields));
   }
 
+  /** An entry handled once by this engine's instances of the loop: an abandoned instance still
+   *  handling it (stuck on the database, which is why it was abandoned) is waited for, and what it
+   *  finished is not handled again — a malformed entry would be quarantined twice. */
+  async function handleOnce(item: ReadyEntry): Promise<unknown> {
+    const { id } = item.entry;
+    const running = inFlight.get(id);
+    if (running && (await running.then(() => true, () => false))) return;
+    const handling = handleOne(item);
+    inFlight.set(id, handling);
+    try {
+      return await handling;
+    } finally {
+      if (inFlight.get(id) === handling) inFlight.delete(id);
+    }
+  }
+
   /** What two commands of one read must not race on: the same idempotency key of one producer (the
    *  first in the stream is the one created, a later one its duplicate or conflict), or the same
    *  chosen delivery id. */
@@ -272,12 +291,17 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
     let handledRun = 0;
     let failure: { error: unknown } | null = null;
     const lane = async (): Promise<void> => {
-      while (failure === null && started < items.length) {
+      while (failure === null && !context.abandoned.aborted && started < items.length) {
         const index = started++;
         const item = items[index] as ReadyEntry;
         const keys = orderingKeys(item);
         const before = keys.flatMap((key) => lastOn.get(key) ?? []);
-        const handling = Promise.allSettled(before).then(() => (failure === null ? handleOne(item) : Promise.reject(failure.error)));
+        const handling = Promise.allSettled(before).then(() => {
+          if (failure !== null) return Promise.reject(failure.error);
+          // Abandoned by the watchdog: its successor reads the unstarted entries again.
+          if (context.abandoned.aborted) return Promise.reject(context.abandoned.reason);
+          return handleOnce(item);
+        });
         for (const key of keys) lastOn.set(key, handling);
         try {
           await handling;
@@ -346,7 +370,10 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
     await recreateGroup(false);
     let pendingCursor: string | null = '0';
     let nextAutoclaim = 0;
-    while (!context.signal.aborted) {
+    // An instance the watchdog abandoned stops too: left running it read on beside its successor
+    // for good, one more reader of this consumer's entries per stall.
+    const stopping = AbortSignal.any([context.signal, context.abandoned]);
+    while (!stopping.aborted) {
       context.beat();
       try {
         if (pendingCursor !== null) {
@@ -374,7 +401,7 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
         doorbell.beforeRead();
         const entries = await reader.read('>');
         if (entries.length > 0) await handleAll(entries, context);
-        else await doorbell.wait(options.blockMs, context.signal);
+        else await doorbell.wait(options.blockMs, stopping);
       } catch (error) {
         if (!isNoGroup(error)) throw error;
         await recreateGroup(true);
