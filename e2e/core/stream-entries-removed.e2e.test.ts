@@ -142,4 +142,52 @@ describe('the consumer group destroyed while the stream keeps its entries', () =
     expect((await metric('mail_stream_commands_accepted_total{schema_version="2",outcome="duplicate"}')) || 0).toBe(0);
     expect(await metric('mail_stream_commands_accepted_total{schema_version="2",outcome="created"}')).toBe(2);
   });
+
+  it('while an entry of a concurrent read keeps failing and the rest of that read was handled: nothing handled is read, quarantined or accepted again', async () => {
+    // The entries of one read are handled at once (MAIL_STREAM_CONCURRENCY): one failing leaves a gap
+    // in what is handled, the others behind it are acknowledged. The group destroyed then must not
+    // bring those back, nor anything before them. The failure is a trigger raising lock_not_available
+    // (retryable: waited out, never quarantined) for one recipient, until the test drops it.
+    await start();
+    const first = unique('before-gap');
+    await xadd(command(first));
+    await delivered(first);
+    const held = unique('held');
+    await db.pool.query(`CREATE FUNCTION public.hold_one_intake() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.recipient LIKE 'held-%' THEN RAISE EXCEPTION 'held by the test' USING ERRCODE = '55P03'; END IF;
+        RETURN NEW;
+      END $$`);
+    await db.pool.query('CREATE TRIGGER hold_one_intake BEFORE INSERT ON mail.deliveries FOR EACH ROW EXECUTE FUNCTION public.hold_one_intake()');
+    try {
+      // One MULTI: the whole burst is one read of the engine.
+      const burst = redis.multi().xadd(COMMAND_STREAM, '*', ...command(held));
+      for (let i = 0; i < 3; i++) burst.xadd(COMMAND_STREAM, '*', 'schema_version', '9', 'garbage', String(i));
+      const behind = [unique('behind-gap'), unique('behind-gap')];
+      for (const recipient of behind) burst.xadd(COMMAND_STREAM, '*', ...command(recipient));
+      const ids = ((await burst.exec()) ?? []).map(([, id]) => id as string);
+      const garbage = ids.slice(1, 4);
+      for (const recipient of behind) await delivered(recipient);
+      const quarantinedOnce = () => db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM mail.malformed_commands WHERE stream_entry_id = ANY($1)', [garbage]);
+      await waitFor('the garbage entries quarantined', async () => (await quarantinedOnce()).rows[0]?.n, (n) => n === 3);
+      await waitFor('the held entry failed', () => logged('accepting a stream command failed; it stays pending').length, (n) => n >= 1);
+
+      await redis.xgroup('DESTROY', COMMAND_STREAM, GROUP);
+      await db.pool.query('DROP TRIGGER hold_one_intake ON mail.deliveries');
+      await delivered(held);
+      await waitFor('the group created again and every entry acknowledged', async () => {
+        const groups = (await redis.xinfo('GROUPS', COMMAND_STREAM)) as unknown[];
+        return groups.length === 0 ? -1 : ((await redis.xpending(COMMAND_STREAM, GROUP)) as [number])[0];
+      }, (n) => n === 0);
+
+      const rows = await db.pool.query<{ id: string; n: number }>('SELECT stream_entry_id AS id, count(*)::int AS n FROM mail.malformed_commands WHERE stream_entry_id = ANY($1) GROUP BY 1 ORDER BY 1', [garbage]);
+      expect(rows.rows).toEqual(garbage.map((id) => ({ id, n: 1 })));
+      expect((await metric('mail_stream_commands_accepted_total{schema_version="2",outcome="duplicate"}')) || 0).toBe(0);
+      expect(await metric('mail_stream_commands_accepted_total{schema_version="2",outcome="created"}')).toBe(4);
+      for (const recipient of [first, held, ...behind]) expect(smtp.accepted.get(recipient)).toBe(1);
+    } finally {
+      await db.pool.query('DROP TRIGGER IF EXISTS hold_one_intake ON mail.deliveries');
+      await db.pool.query('DROP FUNCTION IF EXISTS public.hold_one_intake()');
+    }
+  });
 });

@@ -99,15 +99,17 @@ function compareEntryIds(a: string, b: string): number {
   return aMs !== bMs ? (aMs < bMs ? -1 : 1) : aSeq === bSeq ? 0 : aSeq < bSeq ? -1 : 1;
 }
 
-/** Creates the group if it does not exist, reading from `after` (default: the start). */
-export async function ensureGroup(options: Pick<StreamConsumerOptions, 'redis' | 'group' | 'logger'>, after = '0'): Promise<void> {
+/** Creates the group if it does not exist, reading from `after` (default: the start); true if it was created. */
+export async function ensureGroup(options: Pick<StreamConsumerOptions, 'redis' | 'group' | 'logger'>, after = '0'): Promise<boolean> {
   try {
     // From 0, not $: entries a producer added before the group existed (Redis restarted empty,
     // a producer XADDed first) are read too. Duplicates are stopped by the idempotency keys.
     await options.redis.commands.xgroup('CREATE', COMMAND_STREAM, options.group, after, 'MKSTREAM');
     options.logger.info({ stream: COMMAND_STREAM, group: options.group, after }, 'consumer group created');
+    return true;
   } catch (error) {
     if (!(error instanceof Error && error.message.startsWith('BUSYGROUP'))) throw error;
+    return false;
   }
 }
 
@@ -115,10 +117,18 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
   const { redis, group, consumer, metrics } = options;
   const log = options.logger.child({ component: 'stream', consumer });
   const maxHandlingFailures = options.maxHandlingFailures ?? MAX_HANDLING_FAILURES;
-  /** The highest entry id this engine handled (acknowledged), across restarts of the loop. */
+  /** The highest entry id this engine handled (acknowledged), across restarts of the loop, with
+   *  every entry before it in its reads handled too. */
   let lastHandled: string | null = null;
+  /** Entries handled past a gap (a failed or unstarted entry of their read, still pending): after
+   *  lastHandled, so a group created again reads them once more. They are only acknowledged then:
+   *  handled again, a malformed one would be quarantined twice. Forgotten once lastHandled passes them. */
+  const handledPastGap = new Set<string>();
   /** Redis's count of entries removed before the group read them, as last reported here. */
   let removedUnreadReported = 0;
+  /** Entries being handled, by any instance of this loop: one the watchdog abandoned may still be
+   *  finishing entries its successor reads again among the consumer's pending ones. */
+  const inFlight = new Map<string, Promise<unknown>>();
 
   /** Redis's own count of how often the entry was delivered (handling-failures.ts). */
   async function timesDelivered(id: string): Promise<number> {
@@ -210,7 +220,9 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
   }
 
   function handled(id: string): void {
-    if (lastHandled === null || compareEntryIds(id, lastHandled) > 0) lastHandled = id;
+    if (lastHandled !== null && compareEntryIds(id, lastHandled) <= 0) return;
+    lastHandled = id;
+    for (const past of handledPastGap) if (compareEntryIds(past, id) <= 0) handledPastGap.delete(past);
   }
 
   /** A read entry with its command decoded (an entry with fields), before any of its read is handled. */
@@ -224,6 +236,8 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
   }
 
   function handleOne({ entry, command }: ReadyEntry): Promise<unknown> {
+    // Read again from a group created again after lastHandled (recreateGroup): its command is committed.
+    if (handledPastGap.has(entry.id)) return redis.commands.xack(COMMAND_STREAM, group, entry.id);
     // A removed entry still pending shows up with no fields: nothing to accept.
     if (entry.kind === 'removed') {
       reportRemovedPending(entry.id);
@@ -231,6 +245,22 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
     }
     if (entry.kind === 'too_large') return handleTooLarge(entry);
     return handleEntry(entry.id, command ?? decodeStreamEntry(entry.fields));
+  }
+
+  /** An entry handled once by this engine's instances of the loop: an abandoned instance still
+   *  handling it (stuck on the database, which is why it was abandoned) is waited for, and what it
+   *  finished is not handled again — a malformed entry would be quarantined twice. */
+  async function handleOnce(item: ReadyEntry): Promise<unknown> {
+    const { id } = item.entry;
+    const running = inFlight.get(id);
+    if (running && (await running.then(() => true, () => false))) return;
+    const handling = handleOne(item);
+    inFlight.set(id, handling);
+    try {
+      return await handling;
+    } finally {
+      if (inFlight.get(id) === handling) inFlight.delete(id);
+    }
   }
 
   /** What two commands of one read must not race on: the same idempotency key of one producer (the
@@ -261,12 +291,17 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
     let handledRun = 0;
     let failure: { error: unknown } | null = null;
     const lane = async (): Promise<void> => {
-      while (failure === null && started < items.length) {
+      while (failure === null && !context.abandoned.aborted && started < items.length) {
         const index = started++;
         const item = items[index] as ReadyEntry;
         const keys = orderingKeys(item);
         const before = keys.flatMap((key) => lastOn.get(key) ?? []);
-        const handling = Promise.allSettled(before).then(() => (failure === null ? handleOne(item) : Promise.reject(failure.error)));
+        const handling = Promise.allSettled(before).then(() => {
+          if (failure !== null) return Promise.reject(failure.error);
+          // Abandoned by the watchdog: its successor reads the unstarted entries again.
+          if (context.abandoned.aborted) return Promise.reject(context.abandoned.reason);
+          return handleOnce(item);
+        });
         for (const key of keys) lastOn.set(key, handling);
         try {
           await handling;
@@ -276,6 +311,7 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
         }
         done[index] = true;
         while (handledRun < items.length && done[handledRun]) handled((items[handledRun++] as ReadyEntry).entry.id);
+        if (index >= handledRun) handledPastGap.add(item.entry.id);
         context.beat();
         context.progress();
       }
@@ -307,17 +343,20 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
     removedUnreadReported = removed;
   }
 
-  /** The group is gone. When the stream still holds the last entry this engine handled, it kept
-   *  its history (the group was destroyed): the group is created again after that entry. */
-  async function recreateGroup(): Promise<void> {
+  /** The group is gone (NOGROUP, or not there when the loop starts again). When the stream still
+   *  holds the last entry this engine handled, it kept its history (the group was destroyed): the
+   *  group is created again after that entry. Before this engine handled anything, from the start. */
+  async function recreateGroup(noGroup: boolean): Promise<void> {
     const last = lastHandled;
     const kept = last !== null && ((await redis.commands.xrange(COMMAND_STREAM, last, last)) as unknown[]).length > 0;
     if (kept) {
-      log.warn({ after: last }, 'consumer group is gone but the stream kept its entries: creating it again after the last entry this engine handled');
-      await ensureGroup({ redis, group, logger: log }, last);
+      if (!(await ensureGroup({ redis, group, logger: log }, last))) return;
+      log.warn({ after: last }, 'consumer group was gone but the stream kept its entries: created it again after the last entry this engine handled');
     } else {
-      log.warn('consumer group is gone (Redis restarted without persistence?): creating it again');
-      await ensureGroup({ redis, group, logger: log });
+      if (!(await ensureGroup({ redis, group, logger: log }))) return;
+      // Entry ids of a stream started again may repeat old ones: nothing read now was handled before.
+      handledPastGap.clear();
+      if (noGroup || last !== null) log.warn('consumer group was gone (Redis restarted without persistence?): created it again');
     }
     removedUnreadReported = 0;
   }
@@ -326,10 +365,15 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
   const doorbell = createStreamDoorbell({ commands: redis.commands, notifications: redis.notifications, stream: COMMAND_STREAM, logger: log });
 
   async function body(context: LoopContext): Promise<void> {
-    await ensureGroup({ redis, group, logger: log });
+    // Not ensureGroup from the start: a loop restarted (after a failure, in its backoff) may find the
+    // group destroyed meanwhile, and from 0 it would handle the stream's whole history again.
+    await recreateGroup(false);
     let pendingCursor: string | null = '0';
     let nextAutoclaim = 0;
-    while (!context.signal.aborted) {
+    // An instance the watchdog abandoned stops too: left running it read on beside its successor
+    // for good, one more reader of this consumer's entries per stall.
+    const stopping = AbortSignal.any([context.signal, context.abandoned]);
+    while (!stopping.aborted) {
       context.beat();
       try {
         if (pendingCursor !== null) {
@@ -357,10 +401,10 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
         doorbell.beforeRead();
         const entries = await reader.read('>');
         if (entries.length > 0) await handleAll(entries, context);
-        else await doorbell.wait(options.blockMs, context.signal);
+        else await doorbell.wait(options.blockMs, stopping);
       } catch (error) {
         if (!isNoGroup(error)) throw error;
-        await recreateGroup();
+        await recreateGroup(true);
         pendingCursor = null;
       }
     }
