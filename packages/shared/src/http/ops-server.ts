@@ -2,6 +2,12 @@
 // GET /readyz (its dependencies answer and its loops are alive; 503 with a JSON reason otherwise)
 // and GET /metrics (Prometheus text, readiness included: readiness.ts). Apps add their own routes
 // through `handle`.
+//
+// How long a client may hold a connection without sending a request is bounded here, not left to
+// Node's defaults (headersTimeout 60 s and requestTimeout 300 s, enforced by a sweep every 30 s):
+// with those, one client held 2,000 connections 83-86 s each by never finishing its headers, and a
+// trickled body for five minutes. Every request these servers take fits in one or a few packets
+// (the largest, a 1 MiB /graphql body, needs 35 KB/s to arrive within requestTimeout).
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
@@ -22,6 +28,28 @@ export interface OpsServerOptions {
   checkTimeoutMs?: number;
   /** How often readiness is evaluated for the gauges when nobody asks /readyz (default 5 s). */
   readinessIntervalMs?: number;
+  /** Default HTTP_TIMEOUTS.headersTimeoutMs. */
+  headersTimeoutMs?: number;
+  /** Default HTTP_TIMEOUTS.requestTimeoutMs. */
+  requestTimeoutMs?: number;
+}
+
+/** The limits on slow clients (documented in docs/deploy.md). */
+export const HTTP_TIMEOUTS = {
+  /** From a connection's first byte (or its keep-alive reuse) to the end of its request headers: 408, then closed. */
+  headersTimeoutMs: 10_000,
+  /** From the same start to the end of the request body: 408, then closed. */
+  requestTimeoutMs: 30_000,
+  /** An idle keep-alive connection is closed after this long. */
+  keepAliveTimeoutMs: 5_000,
+  /** Node checks the two timeouts above by sweeping its connections; this often, not its 30 s. */
+  sweepIntervalMs: 1_000,
+} as const;
+
+/** A request whose client closed the connection (or whose framing Node refused, which closes it)
+ *  before its body ended: reading the body fails with "aborted", and nobody is left to answer. */
+function clientWentAway(request: http.IncomingMessage): boolean {
+  return !request.complete && request.destroyed;
 }
 
 export interface OpsServer {
@@ -50,7 +78,15 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
     checkTimeoutMs,
     intervalMs: options.readinessIntervalMs ?? 5_000,
   });
-  const server = http.createServer(async (request, response) => {
+  const headersTimeout = options.headersTimeoutMs ?? HTTP_TIMEOUTS.headersTimeoutMs;
+  const requestTimeout = Math.max(options.requestTimeoutMs ?? HTTP_TIMEOUTS.requestTimeoutMs, headersTimeout);
+  const serverOptions: http.ServerOptions = {
+    headersTimeout,
+    requestTimeout,
+    connectionsCheckingInterval: Math.min(HTTP_TIMEOUTS.sweepIntervalMs, headersTimeout),
+    keepAliveTimeout: HTTP_TIMEOUTS.keepAliveTimeoutMs,
+  };
+  const server = http.createServer(serverOptions, async (request, response) => {
     try {
       // Checked before any route sees the request, so every route may parse the target itself.
       const url = requestTarget(request.url);
@@ -86,12 +122,17 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
           sendJson(response, 404, { error: 'not_found', message: `no route for ${url.pathname}` });
       }
     } catch (error) {
+      // The client's doing, and it can do it at will: not an error line (an operator's alert) each time.
+      if (clientWentAway(request)) {
+        log.debug({ url: request.url, reason: (error as Error).message }, 'client went away before its request ended');
+        response.destroy();
+        return;
+      }
       log.error({ err: error, url: request.url }, 'request failed');
       if (!response.headersSent) sendJson(response, 500, { error: 'internal_error', message: 'internal error' });
       else response.destroy();
     }
   });
-  server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.addr.port, options.addr.host, () => {
