@@ -46,10 +46,12 @@ export const HTTP_TIMEOUTS = {
   sweepIntervalMs: 1_000,
 } as const;
 
-/** A request whose client closed the connection (or whose framing Node refused, which closes it)
- *  before its body ended: reading the body fails with "aborted", and nobody is left to answer. */
-function clientWentAway(request: http.IncomingMessage): boolean {
-  return !request.complete && request.destroyed;
+/** The request's client closed the connection before the request was answered: Node destroys
+ *  every request still open on it with "aborted" (ECONNRESET), whether its body was cut short, its
+ *  framing refused, or it was complete but not yet read (pipelined behind others). Nobody is left
+ *  to answer. */
+function clientWentAway(request: http.IncomingMessage, error: unknown): boolean {
+  return request.socket?.destroyed !== false && (error as NodeJS.ErrnoException | null)?.code === 'ECONNRESET';
 }
 
 export interface OpsServer {
@@ -123,7 +125,7 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
       }
     } catch (error) {
       // The client's doing, and it can do it at will: not an error line (an operator's alert) each time.
-      if (clientWentAway(request)) {
+      if (clientWentAway(request, error)) {
         log.debug({ url: request.url, reason: (error as Error).message }, 'client went away before its request ended');
         response.destroy();
         return;
