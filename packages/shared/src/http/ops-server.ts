@@ -9,7 +9,7 @@
 // trickled body for five minutes. Every request these servers take fits in one or a few packets
 // (the largest, a 1 MiB /graphql body, needs 35 KB/s to arrive within requestTimeout).
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { ListenAddress } from '../config/parse-values.ts';
 import type { Registry } from '../metrics/registry.ts';
@@ -88,7 +88,14 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
     connectionsCheckingInterval: Math.min(HTTP_TIMEOUTS.sweepIntervalMs, headersTimeout),
     keepAliveTimeout: HTTP_TIMEOUTS.keepAliveTimeoutMs,
   };
+  // For close(): every open connection, and the requests being answered. A request still arriving
+  // (headers or body not all in) has started no work: close() cuts it off instead of waiting for
+  // its client, which could take until requestTimeout; an answer in progress is let finish.
+  const connections = new Set<Socket>();
+  const answering = new Set<http.IncomingMessage>();
   const server = http.createServer(serverOptions, async (request, response) => {
+    answering.add(request);
+    response.once('close', () => answering.delete(request));
     try {
       // Checked before any route sees the request, so every route may parse the target itself.
       const url = requestTarget(request.url);
@@ -135,6 +142,10 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
       else response.destroy();
     }
   });
+  server.on('connection', (socket: Socket) => {
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.addr.port, options.addr.host, () => {
@@ -156,6 +167,8 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
         readiness.stop();
         server.close(() => resolve());
         server.closeIdleConnections();
+        const working = new Set([...answering].filter((request) => request.complete).map((request) => request.socket));
+        for (const socket of connections) if (!working.has(socket)) socket.destroy();
       }),
   };
 }
