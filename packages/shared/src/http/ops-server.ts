@@ -133,7 +133,7 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
     } catch (error) {
       // The client's doing, and it can do it at will: not an error line (an operator's alert) each time.
       if (clientWentAway(request, error)) {
-        log.debug({ url: request.url, reason: (error as Error).message }, 'client went away before its request ended');
+        log.debug({ url: request.url, reason: (error as Error).message }, 'client went away before its request was answered');
         response.destroy();
         return;
       }
