@@ -2,8 +2,14 @@
 // GET /readyz (its dependencies answer and its loops are alive; 503 with a JSON reason otherwise)
 // and GET /metrics (Prometheus text, readiness included: readiness.ts). Apps add their own routes
 // through `handle`.
+//
+// How long a client may hold a connection without sending a request is bounded here, not left to
+// Node's defaults (headersTimeout 60 s and requestTimeout 300 s, enforced by a sweep every 30 s):
+// with those, one client held 2,000 connections 83-86 s each by never finishing its headers, and a
+// trickled body for five minutes. Every request these servers take fits in one or a few packets
+// (the largest, a 1 MiB /graphql body, needs 35 KB/s to arrive within requestTimeout).
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { ListenAddress } from '../config/parse-values.ts';
 import type { Registry } from '../metrics/registry.ts';
@@ -22,6 +28,30 @@ export interface OpsServerOptions {
   checkTimeoutMs?: number;
   /** How often readiness is evaluated for the gauges when nobody asks /readyz (default 5 s). */
   readinessIntervalMs?: number;
+  /** Default HTTP_TIMEOUTS.headersTimeoutMs. */
+  headersTimeoutMs?: number;
+  /** Default HTTP_TIMEOUTS.requestTimeoutMs. */
+  requestTimeoutMs?: number;
+}
+
+/** The limits on slow clients (documented in docs/deploy.md). */
+export const HTTP_TIMEOUTS = {
+  /** From a connection's first byte (or its keep-alive reuse) to the end of its request headers: 408, then closed. */
+  headersTimeoutMs: 10_000,
+  /** From the same start to the end of the request body: 408, then closed. */
+  requestTimeoutMs: 30_000,
+  /** An idle keep-alive connection is closed after this long. */
+  keepAliveTimeoutMs: 5_000,
+  /** Node checks the two timeouts above by sweeping its connections; this often, not its 30 s. */
+  sweepIntervalMs: 1_000,
+} as const;
+
+/** The request's client closed the connection before the request was answered: Node destroys
+ *  every request still open on it with "aborted" (ECONNRESET), whether its body was cut short, its
+ *  framing refused, or it was complete but not yet read (pipelined behind others). Nobody is left
+ *  to answer. */
+function clientWentAway(request: http.IncomingMessage, error: unknown): boolean {
+  return request.socket?.destroyed !== false && (error as NodeJS.ErrnoException | null)?.code === 'ECONNRESET';
 }
 
 export interface OpsServer {
@@ -50,7 +80,22 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
     checkTimeoutMs,
     intervalMs: options.readinessIntervalMs ?? 5_000,
   });
-  const server = http.createServer(async (request, response) => {
+  const headersTimeout = options.headersTimeoutMs ?? HTTP_TIMEOUTS.headersTimeoutMs;
+  const requestTimeout = Math.max(options.requestTimeoutMs ?? HTTP_TIMEOUTS.requestTimeoutMs, headersTimeout);
+  const serverOptions: http.ServerOptions = {
+    headersTimeout,
+    requestTimeout,
+    connectionsCheckingInterval: Math.min(HTTP_TIMEOUTS.sweepIntervalMs, headersTimeout),
+    keepAliveTimeout: HTTP_TIMEOUTS.keepAliveTimeoutMs,
+  };
+  // For close(): every open connection, and the requests being answered. A request still arriving
+  // (headers or body not all in) has started no work: close() cuts it off instead of waiting for
+  // its client, which could take until requestTimeout; an answer in progress is let finish.
+  const connections = new Set<Socket>();
+  const answering = new Set<http.IncomingMessage>();
+  const server = http.createServer(serverOptions, async (request, response) => {
+    answering.add(request);
+    response.once('close', () => answering.delete(request));
     try {
       // Checked before any route sees the request, so every route may parse the target itself.
       const url = requestTarget(request.url);
@@ -86,12 +131,21 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
           sendJson(response, 404, { error: 'not_found', message: `no route for ${url.pathname}` });
       }
     } catch (error) {
+      // The client's doing, and it can do it at will: not an error line (an operator's alert) each time.
+      if (clientWentAway(request, error)) {
+        log.debug({ url: request.url, reason: (error as Error).message }, 'client went away before its request was answered');
+        response.destroy();
+        return;
+      }
       log.error({ err: error, url: request.url }, 'request failed');
       if (!response.headersSent) sendJson(response, 500, { error: 'internal_error', message: 'internal error' });
       else response.destroy();
     }
   });
-  server.keepAliveTimeout = 5_000;
+  server.on('connection', (socket: Socket) => {
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.addr.port, options.addr.host, () => {
@@ -113,6 +167,8 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
         readiness.stop();
         server.close(() => resolve());
         server.closeIdleConnections();
+        const working = new Set([...answering].filter((request) => request.complete).map((request) => request.socket));
+        for (const socket of connections) if (!working.has(socket)) socket.destroy();
       }),
   };
 }
