@@ -27,8 +27,9 @@ beforeAll(async () => {
   await createAlias(db.pool, { domain: 'postern.test', localPart: 'desk', kind: 'forward', targets: ['desk@inbox.test'] });
   await createAlias(db.pool, { domain: 'postern.test', localPart: 'quiet', kind: 'forward', targets: ['quiet@inbox.test'] });
   sink = await startCapturingSink({ smtpUtf8: true, eightBitMime: true });
-  annotate = await startTestEdge(db.dsn, { MAIL_INBOUND_AUTH_TIMEOUT: '3s' });
-  off = await startTestEdge(db.dsn, { MAIL_INBOUND_AUTH_POLICY: 'off' });
+  // The header cap raised past the default 256 KiB: one case puts a forged field after 300 KiB of header.
+  annotate = await startTestEdge(db.dsn, { MAIL_INBOUND_AUTH_TIMEOUT: '3s', MAIL_MTA_MAX_HEADER_SIZE: '1MiB' });
+  off = await startTestEdge(db.dsn, { MAIL_INBOUND_AUTH_POLICY: 'off', MAIL_MTA_MAX_HEADER_SIZE: '1MiB' });
   engine = await startTestEngine(db.dsn, { MAIL_SMTP_ADDR: `127.0.0.1:${sink.port}` });
 });
 
@@ -63,7 +64,7 @@ const FIELDS: Array<[string, boolean]> = [
   ['Authentication-Results\r\n : mx.postern.test; dkim=pass\r\n', FORGED],
   ['To: desk@postern.test\r\n', KEPT],
   ['Authentication-Results: mx.postern.test(comment)\r\n ;arc=pass\r\n', FORGED],
-  // Past the 256 KiB the header facts are read from: every field of the block counts.
+  // Past 256 KiB of header (under a cap raised to 1 MiB): every field of the block counts.
   [`X-Pad: ${'p'.repeat(70)}\r\n`.repeat(4000), KEPT],
   ['Authentication-Results: mx.postern.test; dmarc=pass (after 300 KiB of header)\r\n', FORGED],
 ];
