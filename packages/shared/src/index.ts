@@ -66,6 +66,7 @@ export * from './routes/index.ts';
 export * from './secrets/index.ts';
 export * from './srs/index.ts';
 export * from './templates/index.ts';
+export { headerSection, unfoldedHeaderSection } from './text/header-section.ts';
 export {
   type StorableTextOptions,
   storableText,

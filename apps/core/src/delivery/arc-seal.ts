@@ -9,9 +9,9 @@
 // is verified first (mailauth's dkimVerify + arc, through the engine's mail resolver): the new seal
 // says cv=pass or cv=fail, and i= follows the highest instance; a chain whose newest seal already says
 // cv=fail, or that has 50 sets, is not sealed again (mailauth refuses, the mail goes unsealed).
+import { unfoldedHeaderSection } from '@postern/shared';
 import { arc, createSeal, dkimVerify } from 'mailauth';
 import { messageStream, SigningUnavailable } from './dkim-signer.ts';
-import { unfoldedHeaderSection } from './header-section.ts';
 
 /** A DKIM key as the sealer needs it (the domain's active key, already opened). */
 export interface SealingKey {
@@ -24,7 +24,6 @@ export interface SealingKey {
 
 /** TXT lookups for the keys of an existing chain's sealers, in mailauth's resolver shape. */
 export type TxtResolver = (name: string, type: string) => Promise<string[][] | string[]>;
-
 
 export function hasArcChain(raw: Buffer): boolean {
   return /^arc-seal[ \t]*:/im.test(unfoldedHeaderSection(raw, 'latin1'));

@@ -15,10 +15,9 @@
 
 import { Readable } from 'node:stream';
 import { setImmediate } from 'node:timers/promises';
-import { DKIM_KEY_TAGS, isRetryableDbError, normalizeDomain, SealedKeyError, SecretsKeyMissingError, type SigningKey } from '@postern/shared';
+import { DKIM_KEY_TAGS, isRetryableDbError, normalizeDomain, SealedKeyError, SecretsKeyMissingError, type SigningKey, unfoldedHeaderSection } from '@postern/shared';
 import { dkimSign } from 'mailauth';
 import addressparser from 'nodemailer/lib/addressparser';
-import { unfoldedHeaderSection } from './header-section.ts';
 
 /** The domain has a key, but this message cannot be signed with it now. */
 export class SigningUnavailable extends Error {

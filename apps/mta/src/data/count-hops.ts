@@ -3,7 +3,7 @@
 // name is matched case-insensitively at the start of a line (RFC 5322 2.2: folded continuation
 // lines start with white space and are not fields). The section is all of it (the collector has
 // bounded it at MAIL_MTA_MAX_HEADER_SIZE), and none when the message opens with the blank line.
-import { headerSection } from './parse-headers.ts';
+import { headerSection } from '@postern/shared';
 
 const RECEIVED_FIELD = /^received[ \t]*:/i;
 

@@ -4,11 +4,11 @@
 // raw 8-bit and invalid UTF-8, groups and odd address lists, repeated and empty fields, bare CR or
 // LF, an mbox or HTTP first line, NUL and controls, a section longer than 256 KiB.
 
-import { storableTextOrNull } from '@postern/shared';
+import { headerSection, storableTextOrNull } from '@postern/shared';
 import fc from 'fast-check';
 import { simpleParser } from 'mailparser';
 import { describe, expect, it } from 'vitest';
-import { type HeaderFacts, headerSection, parseHeaderFacts } from './parse-headers.ts';
+import { type HeaderFacts, parseHeaderFacts } from './parse-headers.ts';
 
 function cleanText(value: string | undefined): string | null {
   const text = storableTextOrNull(value, { maxChars: 998 })?.trim();

@@ -10,7 +10,7 @@
 // processHeaders takes it (libmime decodeHeader, trimmed, UTF-8; encoded words decoded; the
 // Message-ID in <>; From through mailparser's parseAddressHeader), the first non-empty occurrence
 // kept. parse-headers.property.test.ts checks this against simpleParser itself.
-import { storableTextOrNull } from '@postern/shared';
+import { headerSection, storableTextOrNull } from '@postern/shared';
 import { Headers } from '@zone-eu/mailsplit';
 import libmime from 'libmime';
 import { parseAddressHeader } from 'mailparser';
@@ -27,18 +27,6 @@ const LF_LF = Buffer.from('\n\n');
 const LF_CRLF = Buffer.from('\n\r\n');
 const CR = 0x0d;
 const LF = 0x0a;
-
-/**
- * The header section including its last CRLF, without the blank line and body; empty when the
- * message opens with the blank line (as the collector, mailsplit and mailauth read it). Not cut:
- * the collector has refused a section over MAIL_MTA_MAX_HEADER_SIZE before anything reads it, and
- * a fixed cut below a larger configured cap hid the fields past it (Received: hops, From, Subject).
- */
-export function headerSection(raw: Buffer): Buffer {
-  if (raw[0] === CR && raw[1] === LF) return raw.subarray(0, 0);
-  const end = raw.indexOf(HEADER_END);
-  return end === -1 ? raw : raw.subarray(0, end + 2);
-}
 
 // Header facts go to text columns: made storable at this boundary by the one shared rule (NUL,
 // lone surrogates, controls become visible markers; a header is a line, 998 characters at most
