@@ -15,6 +15,10 @@ const unit = (name: string, dir: string) => ({
     include: ['src/**/*.test.ts'],
     environment: 'node',
     setupFiles: [propertySeed],
+    // A unit test's timeout is there to end a hang, not to time it: the property tests run
+    // thousands of cases, and on two vCPUs shared with other work one took over 5 s (vitest's
+    // default) at a load of 20: it ran 5.5 s and was failed for it.
+    testTimeout: 60_000,
   },
 });
 

@@ -40,6 +40,18 @@ describe('the From addresses a mail reader shows, from a message kept in chunks'
     expect(wholeHeaderSection([Buffer.from('From: a@b.test\r\n')]).toString()).toBe('From: a@b.test\r\n');
   });
 
+  it('finds no header section in a message that opens with the blank line, as the stored copy and mailauth read it', () => {
+    // Everything after the opening CRLF is body: a "From:" there is text a reader shows in the
+    // body, not an author whose domain DMARC would evaluate.
+    const bodyOnly = Buffer.from('\r\nFrom: ceo@bank.test\r\nSubject: s\r\n\r\nmore body\r\n');
+    for (let cut = 1; cut < bodyOnly.length; cut++) {
+      const section = wholeHeaderSection([bodyOnly.subarray(0, cut), bodyOnly.subarray(cut)]);
+      expect(section.length).toBe(0);
+      expect(fromAddresses(section)).toEqual([]);
+    }
+    expect(wholeHeaderSection([Buffer.from('\r'), Buffer.from('\nFrom: a@b.test\r\n')]).length).toBe(0);
+  });
+
   it('decodes encoded words and includes every From field and group member, never the body', () => {
     // The first From is a display name alone once decoded (a reader shows "ceo@bank.test" as a
     // name, with no address): no author, as DMARC sees it too.

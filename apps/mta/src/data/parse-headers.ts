@@ -84,24 +84,19 @@ export function parseHeaderFacts(raw: Buffer): HeaderFacts {
 }
 
 /** The header section of a message kept in chunks, all of it however long (including its last
- *  CRLF): the chunks are joined only up to the blank line that ends it. */
+ *  CRLF), as headerSection reads it (empty when the message opens with the blank line): the chunks
+ *  are joined only up to the one that holds the blank line ending it. */
 export function wholeHeaderSection(chunks: readonly Buffer[]): Buffer {
   const kept: Buffer[] = [];
-  let length = 0;
   let tail = Buffer.alloc(0);
   for (const chunk of chunks) {
+    kept.push(chunk);
     // The blank line may straddle two chunks: the last 3 bytes before this one are searched too.
     const window = Buffer.concat([tail, chunk]);
-    const end = window.indexOf(HEADER_END);
-    if (end !== -1) {
-      kept.push(chunk);
-      return Buffer.concat(kept).subarray(0, length - tail.length + end + 2);
-    }
-    kept.push(chunk);
-    length += chunk.length;
+    if (window.includes(HEADER_END)) break;
     tail = window.subarray(Math.max(0, window.length - 3));
   }
-  return Buffer.concat(kept);
+  return headerSection(Buffer.concat(kept));
 }
 
 /**
