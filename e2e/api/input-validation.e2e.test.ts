@@ -213,6 +213,47 @@ describe('hostile HTTP: 4xx with a reason, never 5xx', () => {
   });
 });
 
+describe('a body that is not UTF-8: refused whole, nothing stored altered', () => {
+  // JSON is UTF-8 (RFC 8259 8.1). Bytes that are not were decoded leniently and reached the
+  // resolvers as U+FFFD: a Latin-1 subject was stored and mailed as "Gr\uFFFD\uFFFDe", where the
+  // stream refuses the same command (invalid_field).
+  const SEND = 'mutation($i: SendEmailInput!) { sendEmail(input: $i) { __typename ... on Error { message } } }';
+  const post = (body: Buffer) =>
+    fetch(api.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${admin}` }, body: new Uint8Array(body) });
+  /** The JSON text of one operation, with `marker` (a JSON string's content) replaced by raw bytes. */
+  const withBytes = (variables: Record<string, unknown>, query: string, bytes: number[]) => {
+    const [head, tail] = JSON.stringify({ query, variables }).split('@@BYTES@@') as [string, string];
+    return Buffer.concat([Buffer.from(head), Buffer.from(bytes), Buffer.from(tail)]);
+  };
+
+  it.each([
+    ['Latin-1 in a rendered subject', 'subject', [0x47, 0x72, 0xfc, 0xdf, 0x65]],
+    ['CESU-8 surrogate bytes in a rendered text', 'text', [0xed, 0xa0, 0x80]],
+    ['a truncated sequence in a template variable', 'variable', [0x61, 0xe2, 0x82]],
+  ])('%s: HTTP 400 naming UTF-8, no delivery, no quarantined copy', async (_name, where, bytes) => {
+    const key = `not-utf8-${where}`;
+    const input =
+      where === 'variable'
+        ? { to: 'ann@customer.test', idempotencyKey: key, template: { id: 'login-code', variables: { code: '@@BYTES@@', expiresInMinutes: 5 } } }
+        : { to: 'ann@customer.test', idempotencyKey: key, rendered: { subject: where === 'subject' ? '@@BYTES@@' : 's', text: where === 'text' ? '@@BYTES@@' : 't' } };
+    const response = await post(withBytes({ i: input }, SEND, bytes));
+    const text = await response.text();
+    expect(response.status, text).toBe(400);
+    expect(JSON.parse(text).errors[0]).toMatchObject({ message: expect.stringMatching(/not valid UTF-8/), extensions: { code: 'BAD_REQUEST' } });
+    expect((await db.pool.query('SELECT count(*)::int AS n FROM mail.deliveries WHERE idempotency_key = $1', [key])).rows[0].n).toBe(0);
+    expect((await db.pool.query("SELECT count(*)::int AS n FROM mail.malformed_commands WHERE raw LIKE '%' || $1 || '%'", [key])).rows[0].n).toBe(0);
+  });
+
+  it('a note in invalid UTF-8 is not stored; the same note in UTF-8 is stored exactly', async () => {
+    const ADD = 'mutation($i: AddSuppressionInput!) { addSuppression(input: $i) { __typename ... on AddSuppressionSuccess { data { note } } } }';
+    const refused = await post(withBytes({ i: { address: 'latin1@customer.test', note: '@@BYTES@@' } }, ADD, [0x47, 0x72, 0xfc, 0xdf, 0x65]));
+    expect(refused.status).toBe(400);
+    expect((await db.pool.query("SELECT count(*)::int AS n FROM mail.suppressions WHERE address = 'latin1@customer.test'")).rows[0].n).toBe(0);
+    const accepted = await post(Buffer.from(JSON.stringify({ query: ADD, variables: { i: { address: 'latin1@customer.test', note: 'Grüße' } } }), 'utf8'));
+    expect(await accepted.json()).toEqual({ data: { addSuppression: { __typename: 'AddSuppressionSuccess', data: { note: 'Grüße' } } } });
+  });
+});
+
 describe('GraphQL parameters outside a JSON body: 4xx, never 5xx', () => {
   // What a browser may send only with the CSRF header (limits.e2e.test.ts): with it, these reach
   // the request parsers. yoga's own JSON.parse of `variables`/`extensions` from a query string or a

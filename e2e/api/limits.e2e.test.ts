@@ -52,6 +52,39 @@ describe('query limits', () => {
     expect(answer.body.errors?.map((error) => error.message).join(' ')).toMatch(/cost/i);
   });
 
+  it('counts a page size in a variable as it counts one written in: the same query is refused either way', async () => {
+    // graphql-armor multiplied a connection by a literal `first` only: with `first: $n` the
+    // refused query below counted one row per list and ran.
+    const deliveryFields = 'id status recipient source idempotencyKey subject attemptCount lastError createdAt attempts { id status smtpCode smtpText workerId durationMs }';
+    const wide = (first: string) =>
+      Array.from({ length: 6 }, (_, index) => `d${index}: deliveries(first: ${first}) { edges { cursor node { ${deliveryFields} deadLetter { reason delivery { ${deliveryFields} } } } } }`).join(' ');
+    const literal = await gql(api, admin, `{ ${wide('100')} }`);
+    expect(literal.body.errors?.[0]?.message).toMatch(/^Syntax Error: Query Cost limit of 5000 exceeded, found /);
+    const before = await executedCount();
+    const variable = await gql(api, admin, `query($n: Int) { ${wide('$n')} }`, { n: 100 });
+    expect(variable.body.data ?? null).toBeNull();
+    expect(variable.body.errors?.[0]?.message).toBe(literal.body.errors?.[0]?.message);
+    // Left out, a page is 20 rows, and is counted as 20 (graphql-armor counted one).
+    const omitted = await gql(api, admin, `{ ${wide('20').replaceAll('(first: 20)', '')} }`);
+    expect(omitted.body.data ?? null).toBeNull();
+    expect(omitted.body.errors?.[0]?.message).toBe((await gql(api, admin, `{ ${wide('20')} }`)).body.errors?.[0]?.message);
+    expect(await executedCount()).toBe(before);
+  });
+
+  it('serves a page size beyond the maximum as the maximum, and counts it so: not refused as costly', async () => {
+    await db.pool.query("INSERT INTO mail.domains (name) SELECT 'd' || g || '.page-cap.test' FROM generate_series(1, 101) g");
+    for (const first of [101, 1000, 2147483647]) {
+      const answer = await gql<{ domains: { edges: unknown[]; pageInfo: { hasNextPage: boolean } } }>(
+        api,
+        admin,
+        `{ domains(first: ${first}) { edges { cursor node { name } } pageInfo { hasNextPage } } }`,
+      );
+      expect(answer.body.errors, `first: ${first}`).toBeUndefined();
+      expect(answer.body.data?.domains.edges).toHaveLength(100);
+      expect(answer.body.data?.domains.pageInfo.hasNextPage).toBe(true);
+    }
+  });
+
   it('still runs an ordinary operator query', async () => {
     const answer = await gql(api, admin, '{ deliveries(first: 50) { edges { node { id status attempts { status smtpCode } deadLetter { reason } } } pageInfo { hasNextPage endCursor } } queueStats { depth { status count } } }');
     expect(answer.body.errors).toBeUndefined();

@@ -6,7 +6,6 @@
 // does not pay for printing its document.
 
 import { useOpenTelemetry } from '@envelop/opentelemetry';
-import { costLimitPlugin } from '@escape.tech/graphql-armor-cost-limit';
 import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
@@ -19,8 +18,10 @@ import type { ApiContext, Principal } from '../context.ts';
 import type { SendEmailIntake } from '../operations/send-email-intake.ts';
 import { schema } from '../schema/index.ts';
 import { createLoaders } from '../schema/loaders.ts';
+import { PAGE_DEFAULT_SIZE, PAGE_MAX_SIZE } from '../schema/pagination.ts';
 import { useHiddenSuggestions } from './hidden-suggestions.ts';
 import { type ApiMetrics, useOperationMetrics } from './operation-metrics.ts';
+import { useQueryCost } from './query-cost.ts';
 import { useBoundedParse, useGuardedSearchParams } from './request-parsing.ts';
 
 /** The limits, in one place (documented in docs/api/graphql.md). */
@@ -72,7 +73,8 @@ export function createApiYoga(options: YogaOptions): ApiYoga {
     useBoundedParse(QUERY_LIMITS.maxTokens),
     maxDepthPlugin({ n: QUERY_LIMITS.maxDepth, flattenFragments: true, exposeLimits: true }),
     maxAliasesPlugin({ n: QUERY_LIMITS.maxAliases, exposeLimits: true }),
-    costLimitPlugin({ maxCost: QUERY_LIMITS.maxCost, exposeLimits: true }),
+    // Rows counted as served: a page size in a variable or left out is counted too (query-cost.ts).
+    useQueryCost({ maxCost: QUERY_LIMITS.maxCost, defaultPageSize: PAGE_DEFAULT_SIZE, maxPageSize: PAGE_MAX_SIZE }),
     useOperationMetrics(options.metrics),
   ];
   // Without introspection, no "Did you mean ...?" either: the suggestions would map the schema.

@@ -1,6 +1,7 @@
 // /graphql on the ops HTTP server: body limit, then bearer authentication (401 before GraphQL runs),
 // then yoga, served through its own Node adapter. Everything else (/healthz, /readyz, /metrics)
 // falls through to the ops server.
+import { isUtf8 } from 'node:buffer';
 import type http from 'node:http';
 import { type Logger, normalizedTraceparent, type Pool, type RouteHandler, requestTarget, sendJson } from '@postern/shared';
 import { authenticateBearer } from '../auth/bearer-token.ts';
@@ -103,6 +104,15 @@ export function graphqlRoute(options: GraphqlRouteOptions): RouteHandler {
           errors: [{ message: `request body larger than ${maxBodyBytes} bytes`, extensions: { code: 'PAYLOAD_TOO_LARGE' } }],
         });
         request.resume();
+        return true;
+      }
+      // JSON and form bodies are UTF-8 (RFC 8259 8.1); yoga decodes them leniently, so bytes that
+      // are not (a Latin-1 "Grüße") reached the resolvers as U+FFFD and were stored and mailed
+      // altered, where the stream refuses such a command (invalid_field). Refused here, unread.
+      if (!isUtf8(body)) {
+        sendJson(response, 400, {
+          errors: [{ message: 'request body is not valid UTF-8 (RFC 8259 8.1): nothing was read', extensions: { code: 'BAD_REQUEST' } }],
+        });
         return true;
       }
     }
