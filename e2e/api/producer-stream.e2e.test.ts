@@ -4,7 +4,7 @@
 // commands with a chosen delivery id at the same moment accept one and count the other a
 // duplicate, instead of quarantining it as a conflict. Template variables nested beyond what
 // JSON.stringify can walk are refused as invalid_field on both channels, at once, and so are
-// variables the template cannot render. A Redis of this file's own: the shared one's
+// variables the template cannot render; a suppressed address in another spelling is suppressed. A Redis of this file's own: the shared one's
 // stream belongs to e2e/core/stream-intake.e2e.test.ts.
 import { randomUUID } from 'node:crypto';
 import { RedisContainer, type StartedRedisContainer } from '@testcontainers/redis';
@@ -187,5 +187,44 @@ describe('template variables the template cannot render', () => {
     });
     expect(await quarantinedFor(key)).toEqual([{ failure_code: 'invalid_field', failure_detail: expect.stringMatching(/cannot be rendered/), source: 'billing' }]);
     expect(await rowsFor(key)).toEqual([]);
+  });
+});
+
+describe('a suppressed address in another spelling', () => {
+  it('NFD for NFC, upper case, a root dot, a Unicode domain for its A-labels: each is the suppressed address; a +tag is another', async () => {
+    // Suppressed through the API, as an operator does, in the composed spelling.
+    const admin = await mintToken(db.pool, ['suppressions:write'], `suppress-${randomUUID().slice(0, 8)}`);
+    const suppressed = await gql(api, admin, 'mutation($a: String!) { addSuppression(input: { address: $a }) { __typename } }', { a: 'j\u00f6rg@b\u00fccher.test' });
+    expect(suppressed.body.data).toEqual({ addSuppression: { __typename: 'AddSuppressionSuccess' } });
+    const spellings = {
+      nfd: 'jo\u0308rg@bu\u0308cher.test',
+      upper: 'J\u00d6RG@B\u00dcCHER.TEST',
+      'root dot, A-labels': 'jo\u0308rg@xn--bcher-kva.test.',
+      tag: 'j\u00f6rg+news@b\u00fccher.test',
+    };
+    const key = `spelling-${randomUUID()}`;
+    let last = '';
+    for (const [name, to] of Object.entries(spellings)) {
+      last = await xadd({ source: 'billing', idempotencyKey: `${key}-${name}`, to, payload: { mode: 'rendered', subject: 's', text: 't' } });
+    }
+    await streamHandledUpTo(last);
+    const statuses = await waitFor(
+      'every spelling delivered or suppressed',
+      async () => {
+        const { rows } = await db.pool.query<{ key: string; recipient: string; status: string }>(
+          "SELECT idempotency_key AS key, recipient, status FROM mail.deliveries WHERE idempotency_key LIKE $1 || '-%' ORDER BY idempotency_key",
+          [key],
+        );
+        return rows;
+      },
+      (rows) => rows.length === 4 && rows.every((row) => row.status === 'suppressed' || row.status === 'sent'),
+      { timeoutMs: 30_000 },
+    );
+    expect(Object.fromEntries(statuses.map((row) => [row.key.slice(key.length + 1), [row.recipient, row.status]]))).toEqual({
+      nfd: ['j\u00f6rg@xn--bcher-kva.test', 'suppressed'],
+      upper: ['j\u00f6rg@xn--bcher-kva.test', 'suppressed'],
+      'root dot, A-labels': ['j\u00f6rg@xn--bcher-kva.test', 'suppressed'],
+      tag: ['j\u00f6rg+news@xn--bcher-kva.test', 'sent'],
+    });
   });
 });
