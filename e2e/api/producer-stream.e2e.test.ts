@@ -3,7 +3,8 @@
 // mails); `crm`'s command with the same key is crm's own delivery; and two engines taking identical
 // commands with a chosen delivery id at the same moment accept one and count the other a
 // duplicate, instead of quarantining it as a conflict. Template variables nested beyond what
-// JSON.stringify can walk are refused as invalid_field on both channels, at once. A Redis of this file's own: the shared one's
+// JSON.stringify can walk are refused as invalid_field on both channels, at once, and so are
+// variables the template cannot render; a suppressed address in another spelling is suppressed. A Redis of this file's own: the shared one's
 // stream belongs to e2e/core/stream-intake.e2e.test.ts.
 import { randomUUID } from 'node:crypto';
 import { RedisContainer, type StartedRedisContainer } from '@testcontainers/redis';
@@ -155,5 +156,75 @@ describe('template variables nested too deeply', () => {
       input: { to: 'deep@customers.test', idempotencyKey: `${key}-ok`, template: { id: 'login-code', variables: { code: '1', expiresInMinutes: 10, nested: { a: { b: { c: [1] } } } } } },
     });
     expect(shallow.body.data).toEqual({ sendEmail: { __typename: 'SendEmailSuccess', data: { duplicate: false } } });
+  });
+});
+
+describe('template variables the template cannot render', () => {
+  // An object whose own "toString" is not a function: Handlebars' '' + value throws. Accepted, it
+  // failed an attempt worker at every attempt, waited out each lease as "outcome unknown" and
+  // went round the whole retry ladder into a dead letter.
+  const hostile = { code: { toString: 1 }, expiresInMinutes: 10 };
+
+  it('on the stream: quarantined as invalid_field naming the template, nothing queued, the next command accepted', async () => {
+    const key = `unrenderable-${randomUUID()}`;
+    await xadd({ source: 'billing', idempotencyKey: key, to: 'render@customers.test', payload: { mode: 'template', templateId: 'login-code', variables: hostile } });
+    const next = await xadd({ source: 'billing', idempotencyKey: `${key}-next`, to: 'render@customers.test', payload: { mode: 'template', templateId: 'login-code', variables: { code: '1', expiresInMinutes: 10 } } });
+    await streamHandledUpTo(next);
+    // (The next command's raw text holds this key too, but it was accepted: not quarantined.)
+    expect(await quarantinedFor(key)).toEqual([
+      { failure_code: 'invalid_field', failure_detail: expect.stringMatching(/^"variables" of template "login-code": the variables cannot be rendered by the template \(locale en\)/), source: 'billing' },
+    ]);
+    expect(await rowsFor(key)).toEqual([]);
+    expect(await rowsFor(`${key}-next`)).toHaveLength(1);
+  });
+
+  it('through sendEmail: a ValidationError on template.variables, recorded like every refused command', async () => {
+    const key = `unrenderable-${randomUUID()}`;
+    const query = 'mutation($input: SendEmailInput!) { sendEmail(input: $input) { __typename ... on ValidationError { field code message } } }';
+    const answer = await gql(api, billing, query, { input: { to: 'render@customers.test', idempotencyKey: key, template: { id: 'login-code', variables: hostile } } });
+    expect(answer.body).toEqual({
+      data: { sendEmail: { __typename: 'ValidationError', field: 'template.variables', code: 'INVALID_INPUT', message: expect.stringMatching(/cannot be rendered by the template/) } },
+    });
+    expect(await quarantinedFor(key)).toEqual([{ failure_code: 'invalid_field', failure_detail: expect.stringMatching(/cannot be rendered/), source: 'billing' }]);
+    expect(await rowsFor(key)).toEqual([]);
+  });
+});
+
+describe('a suppressed address in another spelling', () => {
+  it('NFD for NFC, upper case, a root dot, a Unicode domain for its A-labels: each is the suppressed address; a +tag is another', async () => {
+    // Suppressed through the API, as an operator does, in the composed spelling.
+    const admin = await mintToken(db.pool, ['suppressions:write'], `suppress-${randomUUID().slice(0, 8)}`);
+    const suppressed = await gql(api, admin, 'mutation($a: String!) { addSuppression(input: { address: $a }) { __typename } }', { a: 'j\u00f6rg@b\u00fccher.test' });
+    expect(suppressed.body.data).toEqual({ addSuppression: { __typename: 'AddSuppressionSuccess' } });
+    const spellings = {
+      nfd: 'jo\u0308rg@bu\u0308cher.test',
+      upper: 'J\u00d6RG@B\u00dcCHER.TEST',
+      'root dot, A-labels': 'jo\u0308rg@xn--bcher-kva.test.',
+      tag: 'j\u00f6rg+news@b\u00fccher.test',
+    };
+    const key = `spelling-${randomUUID()}`;
+    let last = '';
+    for (const [name, to] of Object.entries(spellings)) {
+      last = await xadd({ source: 'billing', idempotencyKey: `${key}-${name}`, to, payload: { mode: 'rendered', subject: 's', text: 't' } });
+    }
+    await streamHandledUpTo(last);
+    const statuses = await waitFor(
+      'every spelling delivered or suppressed',
+      async () => {
+        const { rows } = await db.pool.query<{ key: string; recipient: string; status: string }>(
+          "SELECT idempotency_key AS key, recipient, status FROM mail.deliveries WHERE idempotency_key LIKE $1 || '-%' ORDER BY idempotency_key",
+          [key],
+        );
+        return rows;
+      },
+      (rows) => rows.length === 4 && rows.every((row) => row.status === 'suppressed' || row.status === 'sent'),
+      { timeoutMs: 30_000 },
+    );
+    expect(Object.fromEntries(statuses.map((row) => [row.key.slice(key.length + 1), [row.recipient, row.status]]))).toEqual({
+      nfd: ['j\u00f6rg@xn--bcher-kva.test', 'suppressed'],
+      upper: ['j\u00f6rg@xn--bcher-kva.test', 'suppressed'],
+      'root dot, A-labels': ['j\u00f6rg@xn--bcher-kva.test', 'suppressed'],
+      tag: ['j\u00f6rg+news@xn--bcher-kva.test', 'sent'],
+    });
   });
 });

@@ -50,6 +50,8 @@ export function requestText(request: SendEmailRequest): string {
 const CHECKED_FIELD: Partial<Record<FailureCode, string>> = {
   unknown_template: 'template.id',
   missing_variable: 'template.variables',
+  // Acceptance refuses a field only for variables the template cannot be rendered with.
+  invalid_field: 'template.variables',
   idempotency_conflict: 'idempotencyKey',
 };
 

@@ -1,6 +1,7 @@
-import { type ClaimedDelivery, createLogger, type TemplateCatalog } from '@postern/shared';
+import { fileURLToPath } from 'node:url';
+import { type ClaimedDelivery, createLogger, loadTemplateCatalog, type TemplateCatalog } from '@postern/shared';
 import { describe, expect, it } from 'vitest';
-import { buildMessage, type ComposeContext } from './compose-message.ts';
+import { buildMessage, type ComposeContext, UnbuildableDelivery } from './compose-message.ts';
 
 const context: ComposeContext = {
   catalog: { templates: new Map() } as unknown as TemplateCatalog,
@@ -49,5 +50,23 @@ describe('buildMessage, composed mail', () => {
       const decoded = unfolded.includes('=?') ? unfolded.replace(/=\?UTF-8\?Q\?([^?]*)\?=\s*/gi, (_, q: string) => q.replace(/_/g, ' ').replace(/=([0-9A-F]{2})/g, (__, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)))) : unfolded;
       expect(decoded).toBe(subject);
     }
+  });
+});
+
+describe('buildMessage, template mail', () => {
+  it('variables the template cannot render (accepted under another catalog) make the delivery unbuildable, not a worker failure', async () => {
+    const catalog = loadTemplateCatalog(fileURLToPath(new URL('../../../../templates', import.meta.url)));
+    const locale = catalog.templates.get('login-code')!.locales.get('en')!;
+    const delivery = {
+      ...rendered('0b6f3c2e-5d4a-4f1e-9a7b-2c8d1e0f3a4b'),
+      payload_mode: 'template',
+      template_id: 'login-code',
+      template_locale: 'en',
+      template_hash: locale.hash,
+      template_variables: { code: { toString: 1 }, expiresInMinutes: 5 },
+    } as ClaimedDelivery;
+    const built = buildMessage({ ...context, catalog }, delivery);
+    await expect(built).rejects.toThrow(UnbuildableDelivery);
+    await expect(built).rejects.toThrow(/cannot be rendered by the template \(locale en\): Cannot convert object to primitive value/);
   });
 });

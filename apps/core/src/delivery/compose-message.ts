@@ -8,7 +8,7 @@
 // What Postern originates — composed mail and its own bounces (relayed, source BOUNCE_SOURCE) — is
 // DKIM-signed at each attempt when its From domain has an active key (dkim-signer.ts): the key
 // that signs is the one active when the mail leaves, so a retired key never signs a retry.
-import { BOUNCE_SOURCE, type ClaimedDelivery, type Logger, renderLocale, resolveLocale, type TemplateCatalog } from '@postern/shared';
+import { BOUNCE_SOURCE, type ClaimedDelivery, type Logger, renderLocale, resolveLocale, type TemplateCatalog, TemplateRenderError } from '@postern/shared';
 import MailComposer from 'nodemailer/lib/mail-composer';
 import { encodeWord } from 'nodemailer/lib/mime-funcs';
 import type { MessageSigner } from './dkim-signer.ts';
@@ -135,7 +135,15 @@ export async function buildMessage(context: ComposeContext, delivery: ClaimedDel
       'template changed since the delivery was accepted; sending the current version',
     );
   }
-  const content = renderLocale(locale, delivery.template_variables ?? {});
+  let content: ReturnType<typeof renderLocale>;
+  try {
+    content = renderLocale(locale, delivery.template_variables ?? {});
+  } catch (error) {
+    // Intake renders every template command once before accepting it, so this is a delivery
+    // accepted under another catalog: it can never be rendered, and fails without an attempt.
+    if (error instanceof TemplateRenderError) throw new UnbuildableDelivery(error.message);
+    throw error;
+  }
   if (context.compose === false) return notComposed(context, delivery);
   return composed(context, delivery, await compose(delivery, context.sender, content));
 }

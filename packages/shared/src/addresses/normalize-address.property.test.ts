@@ -131,3 +131,23 @@ describe('plainAsciiDomain, the fast path of parseDomain', () => {
     }
   });
 });
+
+describe('canonically equivalent spellings (NFC, NFD) of an address', () => {
+  // Letters with marks, in any mix of composed and decomposed forms, upper and lower case.
+  const unicodeLocal = fc.string({ unit: fc.constantFrom(...'aoAOuUeE\u00f6\u00d6\u00fc\u00dc\u00e9\u00c9\u00e5\u00c5\u212b\u1e9e\u00df\u0130i\u0391\u03a3\u03c3'), minLength: 1, maxLength: 20 });
+
+  it('are one address, or are refused alike', () => {
+    fc.assert(
+      fc.property(unicodeLocal, (local) => {
+        const spellings = ['NFC', 'NFD'].map((form) => outcome(() => normalizeAddress(`${local.normalize(form as 'NFC' | 'NFD')}@b\u00fccher.example`)));
+        expect(spellings[1]).toEqual(spellings[0]);
+        const [first] = spellings;
+        if (first && 'value' in first) {
+          const { localPart } = first.value as { localPart: string };
+          expect(localPart.normalize('NFC')).toBe(localPart);
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});

@@ -3,8 +3,11 @@
 // mailbox (RFC 6531 for UTF-8 local parts) with a UTS #46 domain, or it is refused with the reason.
 // The normal form differs from the input only by what does not change its meaning: case folded
 // (RFC 5321 lets a server treat local parts case-sensitively; in practice every mailbox provider
-// folds case, and two aliases differing only in case are a trap), the domain in A-labels, one
-// trailing root dot dropped.
+// folds case, and two aliases differing only in case are a trap), a UTF-8 local part in Unicode
+// NFC (RFC 6532 3.1; `jörg` written with a combining diaeresis is the same mailbox, and was not
+// suppressed when the precomposed one was), the domain in A-labels (UTS #46 maps to NFC itself),
+// one trailing root dot dropped. Not folded: `+tags`, dots and quoting (quoted local parts are
+// refused), which only the receiving domain may interpret.
 //
 // Grammar: smtp-address-parser (RFC 5321 4.1.2 Mailbox, a nearley grammar) has the last word on
 // syntax; an RFC 5322 parser would admit comments and folding, which have no place in an envelope
@@ -37,8 +40,9 @@ function localPartProblem(input: string): string | null {
   if (input === '') return 'empty local part';
   if (!input.isWellFormed()) return 'contains a lone UTF-16 surrogate (not valid Unicode)';
   if (input.startsWith('"')) return 'quoted local parts are not accepted (RFC 5321 4.1.2: a receiver SHOULD avoid them)';
-  // Measured as stored too: lower-casing can lengthen a non-ASCII local part (U+0130 -> i + U+0307).
-  const octets = Math.max(Buffer.byteLength(input, 'utf8'), Buffer.byteLength(input.toLowerCase(), 'utf8'));
+  // Measured as written in NFC and as stored: lower-casing can lengthen a non-ASCII local part
+  // (U+0130 -> i + U+0307); a decomposed input is measured as the composed form it stands for.
+  const octets = Math.max(Buffer.byteLength(input.normalize('NFC'), 'utf8'), Buffer.byteLength(storedLocalPart(input), 'utf8'));
   if (octets > MAX_LOCAL_PART_OCTETS) return `local part is ${octets} octets; at most ${MAX_LOCAL_PART_OCTETS} are allowed (RFC 5321 4.5.3.1.1)`;
   if (input.startsWith('.')) return 'local part starts with a dot';
   if (input.endsWith('.')) return 'local part ends with a dot';
@@ -52,11 +56,17 @@ function localPartProblem(input: string): string | null {
   return null;
 }
 
-/** A local part as stored and compared: checked, then lower-cased. */
+/** Lower case, then NFC (lower-casing composed text need not leave it composed). */
+function storedLocalPart(input: string): string {
+  const lower = input.toLowerCase();
+  return /[^\x00-\x7f]/.test(lower) ? lower.normalize('NFC') : lower;
+}
+
+/** A local part as stored and compared: checked, then lower-cased and put in NFC. */
 export function normalizeLocalPart(input: string): string {
   const problem = localPartProblem(input);
   if (problem) throw new InvalidAddressError(input, problem, 'local part');
-  return input.toLowerCase();
+  return storedLocalPart(input);
 }
 
 /** A domain as stored and compared: its A-label form (parse-domain.ts). */

@@ -5,6 +5,7 @@ export {
   renderLocale,
   resolveLocale,
   type TemplateLookup,
+  TemplateRenderError,
 } from './render-template.ts';
 export {
   canonicalLocale,

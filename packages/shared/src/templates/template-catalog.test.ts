@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { checkTemplateCommand, renderLocale, resolveLocale } from './render-template.ts';
+import { checkTemplateCommand, renderLocale, resolveLocale, TemplateRenderError } from './render-template.ts';
 import { loadTemplateCatalog, TemplateCatalogError } from './template-catalog.ts';
 
 const shipped = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../templates');
@@ -66,6 +66,36 @@ describe('the shipped catalog (templates/)', () => {
     });
     expect(content.subject).toBe('2 new notification(s)');
     expect(content.text).toContain('- Two\n  https://x.test/2');
+  });
+
+  it('refuses variables the template cannot render (an object whose own "toString" is not a function), naming the template', () => {
+    // JSON can write such an object; Handlebars' '' + value threw a TypeError at every attempt.
+    const hostile = [
+      { code: { toString: 1 }, expiresInMinutes: 10 },
+      { code: '1', expiresInMinutes: { toString: 'x', valueOf: 'y' } },
+      { name: 'n', items: { length: { toString: null } }, unsubscribeUrl: 'u' },
+      { name: 'n', items: [{ title: { toString: [] }, url: 'u' }], unsubscribeUrl: 'u' },
+    ];
+    for (const [index, variables] of hostile.entries()) {
+      const template = index < 2 ? 'login-code' : 'notification-digest';
+      const lookup = checkTemplateCommand(catalog, template, null, variables);
+      expect(lookup, JSON.stringify(variables)).toMatchObject({ ok: false, reason: 'invalid_field' });
+      if (!lookup.ok) expect(lookup.detail).toMatch(new RegExp(`^"variables" of template "${template}": the variables cannot be rendered`));
+    }
+    // Names JSON gives no meaning to render like any other field, or as plain objects do.
+    const variables = JSON.parse('{"name":{"constructor":1,"__proto__":{"x":1}},"items":{"__proto__":[1],"length":"2"},"unsubscribeUrl":"<u>"}');
+    const harmless = checkTemplateCommand(catalog, 'notification-digest', null, variables);
+    if (!harmless.ok) throw new Error(harmless.detail);
+    const content = renderLocale(harmless.locale, variables);
+    expect(content.subject).toBe('2 new notification(s)');
+    expect(content.html).toContain('Hello [object Object]');
+    expect(content.html).toContain('href="&lt;u&gt;"');
+    expect(({} as Record<string, unknown>).x).toBeUndefined();
+  });
+
+  it('a render that fails anyway is a TemplateRenderError, not a bare TypeError', () => {
+    const locale = resolveLocale(catalog.templates.get('login-code')!, 'en');
+    expect(() => renderLocale(locale, { code: { toString: 1 }, expiresInMinutes: 1 })).toThrow(TemplateRenderError);
   });
 
   it('gives each locale a stable content hash', () => {
