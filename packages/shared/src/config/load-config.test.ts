@@ -227,7 +227,7 @@ describe('loadConfig', () => {
         return (error as Error).message;
       }
     };
-    const cases = [
+    const cases: Record<string, string>[] = [
       { MAIL_SMTP_MODE: 'stub', MAIL_REDIS_MASTER_ADDR: 'redis://:hunter2-redis@redis.internal:6379' },
       { MAIL_SMTP_MODE: 'stub', MAIL_REDIS_MASTER_ADDR: 'redis://default:hunter2-redis@redis.internal:6379/0' },
       { MAIL_SMTP_MODE: 'stub', MAIL_REDIS_MASTER_ADDR: 'sentinel://admin:hunter2-redis@10.0.0.1:26379/postern' },
