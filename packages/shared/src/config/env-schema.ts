@@ -9,6 +9,7 @@ import { DEFAULT_URGENT_CATEGORIES, parseCategoryList } from '../intake/urgency.
 import { parseSecretsKey } from '../secrets/secrets-key.ts';
 import { MIN_SECRET_LENGTH } from '../srs/srs.ts';
 import {
+  MAX_TIMER_DURATION_MS,
   type Parsed,
   parseByteSize,
   parseDuration,
@@ -43,7 +44,16 @@ function parseAddress(text: string): Parsed<string> {
   }
 }
 
-const duration = (fallback: string) => parsedBy(parseDuration).prefault(fallback);
+// Every duration a timer waits on is at most MAX_TIMER_DURATION_MS (a longer one would fire at
+// once) and more than 0 (a timeout of 0 is none; a poll of 0 spins); `durationFromZero` where 0
+// means something documented (greet at once, no sleep, read once), `sqlWindow` for the ages compared
+// in SQL only, never waited on.
+const duration = (fallback: string) =>
+  parsedBy((text) => parseDuration(text, { positive: true, maxMs: MAX_TIMER_DURATION_MS })).prefault(fallback);
+const durationFromZero = (fallback: string) =>
+  parsedBy((text) => parseDuration(text, { maxMs: MAX_TIMER_DURATION_MS })).prefault(fallback);
+const WINDOW_MAX_MS = 100 * 8_760 * 3_600_000;
+const sqlWindow = (fallback: string) => parsedBy((text) => parseDuration(text, { maxMs: WINDOW_MAX_MS })).prefault(fallback);
 const listenAddress = (fallback: string) => parsedBy(parseListenAddress).prefault(fallback);
 const count = (fallback: string, max?: number) =>
   parsedBy((text) => parsePositiveInteger(text, max)).prefault(fallback);
@@ -82,7 +92,7 @@ export const envSchema = z.object({
   MAIL_SMTP_TIMEOUT: duration('30s'),
   // Whole-send deadline: a relay that keeps the socket busy (a reply trickled one line at a time)
   // never trips the per-command timeout. Unset: SMTP_SEND_STEPS x MAIL_SMTP_TIMEOUT (load-config.ts).
-  MAIL_SMTP_SEND_DEADLINE: parsedBy(parseDuration).optional(),
+  MAIL_SMTP_SEND_DEADLINE: parsedBy((text) => parseDuration(text, { positive: true, maxMs: MAX_TIMER_DURATION_MS })).optional(),
   // The port MX hosts are reached on in mx mode: 25 on the internet; tests point it elsewhere.
   MAIL_MX_PORT: count('25', 65_535),
   // MX hosts at loopback, private, link-local, carrier-grade NAT or unique-local addresses in mx
@@ -99,12 +109,12 @@ export const envSchema = z.object({
   MAIL_SHAPING_MESSAGES_PER_CONNECTION: count('100', 100_000),
   // Unset: no rate limit per site.
   MAIL_SHAPING_RATE: parsedBy(parseRate).optional(),
-  MAIL_SHAPING_IDLE_TIMEOUT: duration('5s'),
+  MAIL_SHAPING_IDLE_TIMEOUT: durationFromZero('5s'),
   // How long a delivery waits when its site has no free connection slot or no rate token left.
   MAIL_SHAPING_DEFER: duration('5s'),
   // A site that refuses connections or greets with 4xx on every MX host is left alone this long,
   // doubling for each failure in a row (at most 32 times as long).
-  MAIL_SHAPING_BACKOFF: duration('1m'),
+  MAIL_SHAPING_BACKOFF: durationFromZero('1m'),
   // Unset: the sites file shipped with the engine (apps/core/src/relay/site-shaping.txt).
   MAIL_SHAPING_SITES_FILE: z.string().min(1).optional(),
 
@@ -126,10 +136,10 @@ export const envSchema = z.object({
 
   // Engine tuning.
   MAIL_ATTEMPT_WORKER_CONCURRENCY: count('8', 1000),
-  MAIL_SHUTDOWN_TIMEOUT: duration('30s'),
+  MAIL_SHUTDOWN_TIMEOUT: durationFromZero('30s'),
   // Delivery engine (apps/core). The retry ladder is fixed (docs/core.md); the override exists so
   // tests and staging can shorten it: a comma-separated list of waits, e.g. "1s,2s".
-  MAIL_RETRY_LADDER: parsedBy(parseDurationList).optional(),
+  MAIL_RETRY_LADDER: parsedBy((text) => parseDurationList(text, { maxMs: WINDOW_MAX_MS })).optional(),
   // A claimed delivery is leased for this long and renewed by its live engine; an engine that dies
   // leaves it claimable after it. Must outlast a whole send plus a tenth (load-config.ts).
   MAIL_LEASE_DURATION: duration('6m'),
@@ -147,11 +157,11 @@ export const envSchema = z.object({
   // one at a time, every command waited for its own round trips and WAL flush (about 600 a second).
   MAIL_STREAM_CONCURRENCY: count('8', 64),
   // Payloads and attempts older than this are purged, in small batches.
-  MAIL_RETENTION_AGE: duration('720h'),
+  MAIL_RETENTION_AGE: sqlWindow('720h'),
   MAIL_RETENTION_INTERVAL: duration('1m'),
   // Idempotency reservations older than this are purged: a producer retrying a command after it
   // gets a fresh delivery. Must cover the producers' longest retry horizon.
-  MAIL_IDEMPOTENCY_WINDOW: duration('720h'),
+  MAIL_IDEMPOTENCY_WINDOW: sqlWindow('720h'),
 
   // Listeners.
   MAIL_INTERNAL_HTTP_ADDR: listenAddress('127.0.0.1:4001'),
@@ -182,7 +192,7 @@ export const envSchema = z.object({
   // How long the edge waits before its greeting to catch clients that talk first (early talkers:
   // 421 and closed). 0 greets at once; with a delay, a client network that passed once is greeted
   // at once for a day, as Postfix's postscreen remembers a passed pregreet test.
-  MAIL_MTA_GREETING_DELAY: duration('0s'),
+  MAIL_MTA_GREETING_DELAY: durationFromZero('0s'),
   // RFC 5321 4.5.3.2.7: the server waits at least 5 minutes for the next command.
   MAIL_MTA_IDLE_TIMEOUT: duration('5m'),
   // A whole DATA phase must finish within this, however slowly the bytes trickle in.
@@ -194,7 +204,7 @@ export const envSchema = z.object({
   // Errors per session (refused RCPTs, bad commands, syntax errors), as Postfix's
   // smtpd_soft_error_limit / smtpd_error_sleep_time / smtpd_hard_error_limit.
   MAIL_MTA_SOFT_ERROR_LIMIT: count('10', 10_000),
-  MAIL_MTA_ERROR_SLEEP: duration('1s'),
+  MAIL_MTA_ERROR_SLEEP: durationFromZero('1s'),
   MAIL_MTA_HARD_ERROR_LIMIT: count('20', 10_000),
   // Recipient lookups one client network (IPv4 address, IPv6 /64) may have running at once.
   MAIL_MTA_CLIENT_LOOKUP_CONCURRENCY: count('4', 1_000),
@@ -203,7 +213,7 @@ export const envSchema = z.object({
   MAIL_MTA_MAX_HOPS: count('50', 10_000),
   // How long a committed message is remembered by its fingerprint, so that a sender's retry of
   // a message whose first reply it never saw gets the first queue id instead of a second copy.
-  MAIL_MTA_DUPLICATE_WINDOW: duration('2h'),
+  MAIL_MTA_DUPLICATE_WINDOW: durationFromZero('2h'),
   // SPF, DKIM, DMARC and ARC of each message received (docs/mta.md, "Inbound authentication"):
   // annotate records the verdicts (Authentication-Results: and mail.messages.auth_results); enforce
   // also refuses a certain DMARC failure of a p=reject domain (550) and what it cannot decide (451);
@@ -216,7 +226,7 @@ export const envSchema = z.object({
   MAIL_MTA_TLS_KEY: z.string().min(1).optional(),
   // How often the edge reads the two files again and, if they changed into a usable pair, presents
   // the new certificate (a renewal needs no restart); 0s: read once, at start.
-  MAIL_MTA_TLS_RELOAD_INTERVAL: duration('1m'),
+  MAIL_MTA_TLS_RELOAD_INTERVAL: durationFromZero('1m'),
 });
 
 export type Env = z.infer<typeof envSchema>;

@@ -177,6 +177,71 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ ...minimal, MAIL_SMTP_MODE: 'stub', MAIL_REDIS_MASTER_ADDR: 'r:6379', MAIL_REDIS_SENTINEL_PASSWORD: 'x' }, 'core')).toThrow(/MAIL_REDIS_SENTINEL_PASSWORD/);
   });
 
+  it('refuses a duration longer than a timer can wait: Node fires such a timer at once (MAIL_SHUTDOWN_TIMEOUT=1000h forced the exit on the first SIGTERM)', () => {
+    const problemsOf = (extra: Record<string, string>): string => {
+      try {
+        loadConfig({ ...minimal, MAIL_SMTP_MODE: 'stub', ...extra }, 'core');
+        return '';
+      } catch (error) {
+        return (error as Error).message;
+      }
+    };
+    for (const name of ['MAIL_SHUTDOWN_TIMEOUT', 'MAIL_HEARTBEAT_INTERVAL', 'MAIL_SCHEDULER_POLL_INTERVAL', 'MAIL_MTA_DATA_TIMEOUT', 'MAIL_SMTP_TIMEOUT', 'MAIL_POSTGRES_STATEMENT_TIMEOUT']) {
+      expect(problemsOf({ [name]: '1000h' })).toMatch(new RegExp(`${name}: "1000h" is longer than 500h`));
+    }
+    expect(loadConfig({ ...minimal, MAIL_SMTP_MODE: 'stub', MAIL_SHUTDOWN_TIMEOUT: '500h' }, 'core').engine.shutdownTimeoutMs).toBe(500 * 3_600_000);
+    // Windows compared in SQL only, never waited on by a timer, keep their longer range (720h by default).
+    const windows = loadConfig({ ...minimal, MAIL_SMTP_MODE: 'stub', MAIL_RETENTION_AGE: '8760h', MAIL_IDEMPOTENCY_WINDOW: '8760h' }, 'core');
+    expect(windows.engine.retentionAgeMs).toBe(8760 * 3_600_000);
+    expect(windows.engine.idempotencyWindowMs).toBe(8760 * 3_600_000);
+  });
+
+  it('refuses 0 for a wait whose 0 would switch its bound off or spin a loop, and keeps 0 where it is documented', () => {
+    const refused = (name: string) => () => loadConfig({ ...minimal, MAIL_SMTP_MODE: 'stub', [name]: '0s' }, 'core');
+    for (const name of [
+      'MAIL_POSTGRES_CONNECT_TIMEOUT',
+      'MAIL_POSTGRES_STATEMENT_TIMEOUT',
+      'MAIL_SMTP_TIMEOUT',
+      'MAIL_SCHEDULER_POLL_INTERVAL',
+      'MAIL_HEARTBEAT_INTERVAL',
+      'MAIL_MTA_IDLE_TIMEOUT',
+      'MAIL_MTA_DATA_TIMEOUT',
+      'MAIL_MTA_LOOKUP_TIMEOUT',
+      'MAIL_SHAPING_DEFER',
+    ]) {
+      expect(refused(name), name).toThrow(new RegExp(`${name}: "0s" must be more than 0`));
+    }
+    const zeros = loadConfig(
+      { ...minimal, MAIL_SMTP_MODE: 'stub', MAIL_MTA_GREETING_DELAY: '0s', MAIL_MTA_TLS_RELOAD_INTERVAL: '0s', MAIL_MTA_ERROR_SLEEP: '0s', MAIL_SHUTDOWN_TIMEOUT: '0s' },
+      'core',
+    );
+    expect([zeros.mta.greetingDelayMs, zeros.engine.shutdownTimeoutMs, zeros.mta.errorSleepMs]).toEqual([0, 0, 0]);
+  });
+
+  it('never repeats the credentials of an address written as a URL in its refusal (stderr ends up in the logs)', () => {
+    const problemsOf = (extra: Record<string, string>, app: 'core' | 'mta' = 'core'): string => {
+      try {
+        loadConfig({ ...minimal, ...extra }, app);
+        return '';
+      } catch (error) {
+        return (error as Error).message;
+      }
+    };
+    const cases: Record<string, string>[] = [
+      { MAIL_SMTP_MODE: 'stub', MAIL_REDIS_MASTER_ADDR: 'redis://:hunter2-redis@redis.internal:6379' },
+      { MAIL_SMTP_MODE: 'stub', MAIL_REDIS_MASTER_ADDR: 'redis://default:hunter2-redis@redis.internal:6379/0' },
+      { MAIL_SMTP_MODE: 'stub', MAIL_REDIS_MASTER_ADDR: 'sentinel://admin:hunter2-redis@10.0.0.1:26379/postern' },
+      { MAIL_SMTP_ADDR: 'smtp://relay-user:hunter2-relay@relay.example.net:587' },
+      { MAIL_SMTP_ADDR: 'relay-user:hunter2-relay@relay.example.net:587' },
+    ];
+    for (const extra of cases) {
+      const message = problemsOf(extra);
+      expect(message, JSON.stringify(extra)).toMatch(/is not (host:port|sentinel)/);
+      expect(message).not.toMatch(/hunter2/);
+      expect(message).toMatch(/\*\*\*@/);
+    }
+  });
+
   it('runs the edge in one process unless MAIL_MTA_PROCESSES asks for more, or for "auto"', () => {
     expect(loadConfig(minimal, 'mta').mta.processes).toBe(1);
     expect(loadConfig({ ...minimal, MAIL_MTA_PROCESSES: '4' }, 'mta').mta.processes).toBe(4);

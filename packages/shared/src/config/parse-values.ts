@@ -12,9 +12,22 @@ const DURATION_PART = /(\d+(?:\.\d+)?)(ms|s|m|h)/g;
 const DURATION_WHOLE = /^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$/;
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
+/** The longest wait a duration that a timer waits on may ask for. Node holds at most 2^31-1 ms
+ *  (about 596 h) in a timer and fires a longer one after 1 ms (TimeoutOverflowWarning): measured,
+ *  MAIL_SHUTDOWN_TIMEOUT=1000h made the engine give up its drain and exit 1 on the first SIGTERM.
+ *  500 h leaves room for what is added to a duration (a deadline's margin, a doubled timeout). */
+export const MAX_TIMER_DURATION_MS = 500 * 3_600_000;
+
+export interface DurationBounds {
+  /** Refuse 0: where 0 would switch a bound off (a timeout of 0 is none) or spin a loop. */
+  positive?: boolean;
+  /** Refuse longer durations (ms); said in hours. */
+  maxMs?: number;
+}
+
 /** Go-style durations ("10s", "1m30s", "250ms"), as in the runbook. A bare number is refused:
  *  "10" could mean seconds or milliseconds, and guessing wrong is how timeouts go unnoticed. */
-export function parseDuration(text: string): Parsed<number> {
+export function parseDuration(text: string, bounds: DurationBounds = {}): Parsed<number> {
   const trimmed = text.trim();
   if (!DURATION_WHOLE.test(trimmed)) {
     return { ok: false, problem: `"${text}" is not a duration; write it with a unit, e.g. 500ms, 10s, 2m, 1h` };
@@ -23,24 +36,35 @@ export function parseDuration(text: string): Parsed<number> {
   for (const [, amount, unit] of trimmed.matchAll(DURATION_PART)) {
     total += Number(amount) * (UNIT_MS[unit as string] ?? 0);
   }
-  return { ok: true, value: Math.round(total) };
+  const value = Math.round(total);
+  if (bounds.positive && value <= 0) return { ok: false, problem: `"${text}" must be more than 0 (0 would turn a timeout off or spin a loop)` };
+  if (bounds.maxMs !== undefined && value > bounds.maxMs) {
+    return { ok: false, problem: `"${text}" is longer than ${bounds.maxMs / 3_600_000}h, the most this setting takes` };
+  }
+  return { ok: true, value };
 }
 
 /** "1m,5m,10m": a list of durations (the retry ladder override). */
-export function parseDurationList(text: string): Parsed<number[]> {
+export function parseDurationList(text: string, bounds: DurationBounds = {}): Parsed<number[]> {
   const values: number[] = [];
   for (const part of text.split(',')) {
-    const parsed = parseDuration(part);
+    const parsed = parseDuration(part, bounds);
     if (!parsed.ok) return parsed;
     values.push(parsed.value);
   }
   return { ok: true, value: values };
 }
 
+/** An address as a refusal may repeat it: what precedes an `@` (the userinfo of a URL, such as
+ *  redis://:password@host) is masked, since the refusal goes to stderr and on into the logs. */
+export function withoutCredentials(text: string): string {
+  return text.replace(/^(\s*[A-Za-z][A-Za-z0-9+.-]*:\/\/)?[^@]*@/, '$1***@');
+}
+
 /** "host:port", "[::1]:port" or ":port" (all interfaces). */
 export function parseListenAddress(text: string): Parsed<ListenAddress> {
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]*)):(\d{1,5})$/.exec(text.trim());
-  if (!match) return { ok: false, problem: `"${text}" is not host:port (e.g. 127.0.0.1:4000 or [::1]:4000)` };
+  if (!match) return { ok: false, problem: `"${withoutCredentials(text)}" is not host:port (e.g. 127.0.0.1:4000 or [::1]:4000)` };
   const port = Number(match[3]);
   if (port > 65535) return { ok: false, problem: `port ${port} is out of range (0-65535)` };
   const host = match[1] ?? (match[2] === '' ? '0.0.0.0' : (match[2] as string));
@@ -62,7 +86,7 @@ export function parseRedisEndpoint(text: string): Parsed<RedisEndpoint> {
     return addr.ok ? { ok: true, value: { kind: 'direct', addr: addr.value } } : addr;
   }
   const match = SENTINEL_FORM.exec(trimmed);
-  if (!match) return { ok: false, problem: `"${text}" is not sentinel://host:port[,host:port...]/mastername` };
+  if (!match) return { ok: false, problem: `"${withoutCredentials(text)}" is not sentinel://host:port[,host:port...]/mastername` };
   const sentinels: ListenAddress[] = [];
   for (const part of (match[1] as string).split(',')) {
     const addr = parseListenAddress(part);

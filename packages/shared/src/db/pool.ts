@@ -32,7 +32,8 @@ export function createPool(options: PoolOptions): pg.Pool {
     // and cannot enforce anything (a half-open TCP connection answers nothing, ever).
     statement_timeout: statementTimeoutMs,
     ...(options.clientQueryTimeout === false ? {} : { query_timeout: statementTimeoutMs + 1_000 }),
-    idle_in_transaction_session_timeout: Math.max(statementTimeoutMs * 2, 30_000),
+    // PostgreSQL takes at most 2^31-1 ms here and refuses the connection past it.
+    idle_in_transaction_session_timeout: Math.min(Math.max(statementTimeoutMs * 2, 30_000), 2_147_483_647),
     idleTimeoutMillis: 30_000,
     keepAlive: true,
     // An idle_session_timeout set on the role or the database (operators set it to reap forgotten
