@@ -28,16 +28,36 @@ function rendered(id: string): ClaimedDelivery {
 }
 
 describe('buildMessage, composed mail', () => {
-  it('sends the same bytes on every attempt: boundaries made from the delivery id, not drawn at random', async () => {
+  it('sends the same bytes on every attempt: boundaries made from the delivery, not drawn at random', async () => {
     const id = '0b6f3c2e-5d4a-4f1e-9a7b-2c8d1e0f3a4b';
+    const boundaryOf = (raw: Buffer) => /boundary="([^"]+)"/.exec(raw.toString())?.[1];
     const first = await buildMessage(context, rendered(id));
     const retry = await buildMessage(context, rendered(id));
     expect(first.raw.toString()).toContain('multipart/alternative');
-    expect(first.raw.toString()).toContain('0b6f3c2e5d4a4f1e9a7b2c8d1e0f3a4b');
     expect(retry.raw.equals(first.raw)).toBe(true);
-    // Another delivery, other boundaries.
+    // Another delivery, or other content, other boundaries.
     const other = await buildMessage(context, rendered('7e1d2c3b-4a59-4687-b9a0-c1d2e3f4a5b6'));
-    expect(other.raw.toString()).not.toContain('0b6f3c2e5d4a4f1e9a7b2c8d1e0f3a4b');
+    const edited = await buildMessage(context, { ...rendered(id), text_body: 'Thank you!' });
+    expect(new Set([first, other, edited].map((built) => boundaryOf(built.raw))).size).toBe(3);
+  });
+
+  it('keeps a body that holds the boundary lines the delivery id alone would give inside its own part', async () => {
+    // A producer may choose the delivery id (deliveryId), and the body may carry text its users
+    // wrote: a boundary made from the id alone was known to whoever knew the id, and a line of it
+    // in a template variable started a part of its own (an HTML part the producer never wrote).
+    const id = '0b6f3c2e-5d4a-4f1e-9a7b-2c8d1e0f3a4b';
+    const guessed = `----_NmP-${id.replaceAll('-', '')}-Part_1`;
+    const text = `Thank you.\r\n${guessed}\r\nContent-Type: text/html\r\n\r\n<a href="https://evil.example">pay here</a>\r\n${guessed}--\r\n`;
+    const built = await buildMessage(context, { ...rendered(id), text_body: text });
+    const raw = built.raw.toString('latin1');
+    const [boundary, ...others] = [...raw.matchAll(/boundary="([^"]+)"/g)].map((match) => match[1] as string);
+    expect(boundary).toBeDefined();
+    expect(others).toEqual([]);
+    // The text is sent as written (7bit), and no line of it is a delimiter of the message's own
+    // boundary: two parts, text and HTML, as composed.
+    expect(raw).toContain(text);
+    expect(text).not.toContain(boundary);
+    expect(raw.split('\r\n').filter((line) => line === `--${boundary}`)).toHaveLength(2);
   });
 
   it('keeps every header line within 998 octets (RFC 5322 2.1.1), even for a subject that is one long word', async () => {

@@ -8,6 +8,7 @@
 // What Postern originates — composed mail and its own bounces (relayed, source BOUNCE_SOURCE) — is
 // DKIM-signed at each attempt when its From domain has an active key (dkim-signer.ts): the key
 // that signs is the one active when the mail leaves, so a retired key never signs a retry.
+import { createHash } from 'node:crypto';
 import { BOUNCE_SOURCE, type ClaimedDelivery, type Logger, renderLocale, resolveLocale, type TemplateCatalog, TemplateRenderError } from '@postern/shared';
 import MailComposer from 'nodemailer/lib/mail-composer';
 import { encodeWord } from 'nodemailer/lib/mime-funcs';
@@ -56,6 +57,18 @@ function subjectFields(subject: string): { subject: string } | { subjectHeader: 
   return { subjectHeader: { prepared: true, foldLines: true, value: encodeWord(subject, 'Q', 52) } };
 }
 
+/** The shared part of a composed message's MIME boundaries: the same on every attempt (nodemailer
+ *  draws random bytes for each message otherwise, and a retry of a text-and-HTML delivery went out
+ *  with other bytes than its first attempt), and one no body can hold. It was the delivery id
+ *  alone, which a producer may choose (deliveryId): a line of it in a template variable, text a
+ *  producer's users wrote, started a part of its own. A digest of the content cannot be in that
+ *  content. */
+function boundaryOf(deliveryId: string, content: { subject: string; text: string | null; html: string | null }): string {
+  const digest = createHash('sha256');
+  for (const part of [deliveryId, content.subject, content.text ?? '', content.html ?? '']) digest.update(part).update('\0');
+  return digest.digest('hex').slice(0, 32);
+}
+
 async function compose(
   delivery: ClaimedDelivery,
   sender: string,
@@ -70,10 +83,7 @@ async function compose(
     ...(content.html !== null ? { html: content.html } : {}),
     messageId: delivery.rfc_message_id,
     date: delivery.created_at,
-    // nodemailer draws random bytes for the boundaries of each message otherwise: a retry of a
-    // text-and-HTML delivery went out with other bytes than its first attempt. The delivery id is
-    // random (UUID v4) and unknown to anyone before the content was fixed at intake.
-    baseBoundary: delivery.id.replaceAll('-', ''),
+    baseBoundary: boundaryOf(delivery.id, content),
     headers: {
       'X-Postern-Delivery-Id': delivery.id,
       // RFC 3834: machine-generated mail; auto-responders should not answer it.
