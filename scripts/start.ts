@@ -5,7 +5,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { createLogger, explainStartupFailure, parseDuration, runMigrations } from '@postern/shared';
+import { createLogger, explainStartupFailure, parseDuration, runMigrations, withoutCredentials } from '@postern/shared';
 import { loadOrCreateSecretsKey } from './embedded-postgres/secrets-key-file.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -154,7 +154,7 @@ async function main(): Promise<void> {
     apps.push(app);
     launch(app, env);
   }
-  log.info({ apps: names, postgres: dsn.replace(/:[^:@/]+@/, ':***@') }, 'Postern is running; Ctrl-C to stop');
+  log.info({ apps: names, postgres: withoutCredentials(dsn) }, 'Postern is running; Ctrl-C to stop');
   if (!process.env.MAIL_POSTGRES_PRIMARY_DSN) {
     // The operator CLI talks to the database directly; tell the newcomer which one.
     console.log(`\nOperator CLI against this database:\n  MAIL_POSTGRES_PRIMARY_DSN=${dsn} npx postern token create --name me --scope admin\n`);

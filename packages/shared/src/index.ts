@@ -37,6 +37,7 @@ export {
   parseRate,
   parseRedisEndpoint,
   type RedisEndpoint,
+  withoutCredentials,
 } from './config/parse-values.ts';
 export { describeDbError, isRetryableDbError, isTransientDbError } from './db/db-errors.ts';
 export { MIGRATIONS_DIR, type MigrateOptions, type MigrationResult, runMigrations } from './db/migrate.ts';

@@ -2,7 +2,7 @@ import os from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../errors/config-error.ts';
 import { loadConfig, unknownMailVariables } from './load-config.ts';
-import { parseProcessCount } from './parse-values.ts';
+import { parseProcessCount, withoutCredentials } from './parse-values.ts';
 
 const minimal = { MAIL_POSTGRES_PRIMARY_DSN: 'postgres://u:p@127.0.0.1:5432/postern' };
 
@@ -233,6 +233,9 @@ describe('loadConfig', () => {
       { MAIL_SMTP_MODE: 'stub', MAIL_REDIS_MASTER_ADDR: 'sentinel://admin:hunter2-redis@10.0.0.1:26379/postern' },
       { MAIL_SMTP_ADDR: 'smtp://relay-user:hunter2-relay@relay.example.net:587' },
       { MAIL_SMTP_ADDR: 'relay-user:hunter2-relay@relay.example.net:587' },
+      // A password holding ':' or an unencoded '@': masked through the last '@', not the first.
+      { MAIL_SMTP_MODE: 'stub', MAIL_REDIS_MASTER_ADDR: 'redis://default:hunter2:x@redis.internal:6379' },
+      { MAIL_SMTP_MODE: 'stub', MAIL_REDIS_MASTER_ADDR: 'redis://default:x@hunter2@redis.internal:6379' },
     ];
     for (const extra of cases) {
       const message = problemsOf(extra);
@@ -240,6 +243,12 @@ describe('loadConfig', () => {
       expect(message).not.toMatch(/hunter2/);
       expect(message).toMatch(/\*\*\*@/);
     }
+  });
+
+  it('masks a DSN for a log line through its last "@", whatever its password holds (npm start logs the one it uses)', () => {
+    expect(withoutCredentials('postgres://postern:pa:ss@127.0.0.1:5432/postern')).toBe('postgres://***@127.0.0.1:5432/postern');
+    expect(withoutCredentials('postgres://u:p@ss@db:5432/x')).toBe('postgres://***@db:5432/x');
+    expect(withoutCredentials('postgres://db:5432/x')).toBe('postgres://db:5432/x');
   });
 
   it('runs the edge in one process unless MAIL_MTA_PROCESSES asks for more, or for "auto"', () => {

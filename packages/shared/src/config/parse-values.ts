@@ -55,10 +55,12 @@ export function parseDurationList(text: string, bounds: DurationBounds = {}): Pa
   return { ok: true, value: values };
 }
 
-/** An address as a refusal may repeat it: what precedes an `@` (the userinfo of a URL, such as
- *  redis://:password@host) is masked, since the refusal goes to stderr and on into the logs. */
+/** An address or DSN as a refusal or a log line may repeat it: everything up to its last `@` (the
+ *  userinfo of a URL, such as redis://:password@host) is masked, since it goes to stderr and on
+ *  into the logs. Up to the last one: a password may hold `:` or an unencoded `@`, and masking too
+ *  much is harmless. */
 export function withoutCredentials(text: string): string {
-  return text.replace(/^(\s*[A-Za-z][A-Za-z0-9+.-]*:\/\/)?[^@]*@/, '$1***@');
+  return text.replace(/^(\s*[A-Za-z][A-Za-z0-9+.-]*:\/\/)?.*@/s, '$1***@');
 }
 
 /** "host:port", "[::1]:port" or ":port" (all interfaces). */
