@@ -2,6 +2,7 @@
 // are kept; variables Postern adds follow the same MAIL_ prefix. Documented in the README's
 // configuration table; keep the two in step.
 import os from 'node:os';
+import { parse as parseConnectionString } from 'pg-connection-string';
 import { z } from 'zod';
 import { InvalidAddressError, normalizeAddress } from '../addresses/normalize-address.ts';
 import { parseDnsServers } from '../dns/dns-servers.ts';
@@ -60,9 +61,21 @@ const count = (fallback: string, max?: number) =>
 const countFromZero = (fallback: string, max?: number) =>
   parsedBy((text) => parsePositiveInteger(text, max, 0)).prefault(fallback);
 
+/** Read by the parser node-postgres reads it with: a DSN it cannot read (`postgres://u:pw@[::1/db`,
+ *  a port over 65535) was a TypeError with a stack trace when the pool first connected. */
+function readableDsn(text: string): boolean {
+  try {
+    parseConnectionString(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const postgresDsn = z
   .string()
-  .refine((text) => /^postgres(ql)?:\/\//.test(text), 'must be a postgres:// or postgresql:// URL');
+  .refine((text) => /^postgres(ql)?:\/\//.test(text), 'must be a postgres:// or postgresql:// URL')
+  .refine(readableDsn, 'is not a URL PostgreSQL\'s client can read (check the brackets of an IPv6 host, the port, and that a password\'s @ : / ? # are percent-encoded)');
 
 export const envSchema = z.object({
   MAIL_ENV: z.enum(['development', 'production', 'test']).default('development'),

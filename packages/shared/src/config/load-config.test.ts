@@ -245,6 +245,20 @@ describe('loadConfig', () => {
     }
   });
 
+  it('refuses a DSN node-postgres cannot read at boot, by name and without its password', () => {
+    for (const dsn of ['postgres://u:hunter2@[::1/db', 'postgres://u:hunter2@db:99999/postern']) {
+      let message = '';
+      try {
+        loadConfig({ ...minimal, MAIL_POSTGRES_PRIMARY_DSN: dsn }, 'api');
+      } catch (error) {
+        message = (error as Error).message;
+      }
+      expect(message, dsn).toMatch(/MAIL_POSTGRES_PRIMARY_DSN.*is not a URL PostgreSQL's client can read/);
+      expect(message).not.toMatch(/hunter2/);
+    }
+    expect(loadConfig({ ...minimal, MAIL_POSTGRES_PRIMARY_DSN: 'postgres:///postern?host=/var/run/postgresql' }, 'api')).toBeDefined();
+  });
+
   it('masks a DSN for a log line through its last "@", whatever its password holds (npm start logs the one it uses)', () => {
     expect(withoutCredentials('postgres://postern:pa:ss@127.0.0.1:5432/postern')).toBe('postgres://***@127.0.0.1:5432/postern');
     expect(withoutCredentials('postgres://u:p@ss@db:5432/x')).toBe('postgres://***@db:5432/x');
