@@ -2,7 +2,8 @@
 // ladder. Every example reply in the rules file is classified here, so a rule comes with the real
 // replies it is meant for, and a rule that an earlier one shadows is caught.
 import { describe, expect, it } from 'vitest';
-import { parseReply } from '../relay/relay.ts';
+import { isWellFormedReply, parseReply } from '../relay/relay.ts';
+import { failureOf } from '../relay/smtp-transaction.ts';
 import { classifyFailure, classifyReply, defaultReplyRules, matchReplyRule, parseReplyRules } from './classify-reply.ts';
 import { DEFAULT_RETRY_LADDER_MS, nextStep, retryLadder } from './retry-ladder.ts';
 
@@ -45,6 +46,16 @@ describe('classifyReply (reply-patterns.txt)', () => {
   it('refuses an example that does not stand directly above a rule', () => {
     expect(() => parseReplyRules('# example: 550 5.1.1 no such user\n\n^5 | fail | x\n')).toThrow(/:1: an example must stand directly above its rule/);
     expect(() => parseReplyRules('^5 | fail | x\n# example: 550 5.1.1 no such user')).toThrow(/no rule below it/);
+  });
+
+  it('takes a reply that is not one (no code, or lines that disagree) for no reply: unknown after the data, never a refusal', () => {
+    expect(['250', '250 ok', '250-a\n250 b', '550-5.7.1 a\r\n550 5.7.1 b', '600 what'].map(isWellFormedReply)).toEqual([true, true, true, true, true]);
+    expect(['2', '', '25 ok', '2500 ok', '250-a\n550 b', '550-no\n250 yes', '250-a\nb'].map(isWellFormedReply)).toEqual([false, false, false, false, false, false, false]);
+    const mixed = Object.assign(new Error('Message failed: 550-no\n250 yes'), { code: 'EMESSAGE', response: '550-no\n250 yes', responseCode: 550 });
+    expect(failureOf(mixed, true, false)).toMatchObject({ reply: null, dataSent: true });
+    expect(classifyFailure(rules, failureOf(mixed, true, false))).toMatchObject({ attemptStatus: 'outcome_unknown', action: 'retry' });
+    const refused = Object.assign(new Error('Message failed: 550 5.7.1 no'), { code: 'EMESSAGE', response: '550 5.7.1 no', responseCode: 550 });
+    expect(classifyFailure(rules, failureOf(refused, true, false))).toMatchObject({ attemptStatus: 'provider_rejected', action: 'fail' });
   });
 
   it('parses replies with and without enhanced codes', () => {

@@ -95,6 +95,19 @@ export interface Relay {
   close(): Promise<void>;
 }
 
+/**
+ * Whether a reply is one (RFC 5321 4.2.1): its first line starts with a three-digit code and every
+ * other line of a multi-line reply with the same code. A "2" alone, or "250-ok" then "550 no", is
+ * not a reply; neither what nodemailer makes of it (the first character decides) nor Postfix's
+ * reading (the last line's code) can be trusted with whether a message was taken.
+ */
+export function isWellFormedReply(reply: string): boolean {
+  const lines = reply.trim().split(/\r?\n/);
+  const code = /^\d{3}(?!\d)/.exec(lines[0] ?? '')?.[0];
+  if (!code) return false;
+  return lines.every((line) => line.startsWith(code) && !/^\d/.test(line.charAt(3)));
+}
+
 /** "250 2.0.0 Ok: queued as X" -> code, enhanced code, text. */
 export function parseReply(line: string | undefined | null): SmtpReply | null {
   if (!line) return null;

@@ -179,4 +179,22 @@ describe('a routed relay host that refuses the session', () => {
     const result = await relay.send(message('a@tickets.example.com'));
     expect(result).toMatchObject({ ok: false, failure: { kind: 'connection', reply: null, message: expect.stringContaining('554 5.7.1 go away') } });
   });
+
+  it("is deferred alike when it is MAIL_SMTP_ADDR's relay (no route)", async () => {
+    const refusal: SendResult = {
+      ok: false,
+      failure: { kind: 'reply', reply: { code: 550, enhanced: '5.7.1', text: 'no HELO for you' }, dataSent: false, interrupted: false, message: 'EPROTOCOL: 550 5.7.1 no HELO for you', inSetup: true },
+    };
+    const relay = createRoutedRelay({
+      fallback: fakeRelay('smtp://relay.internal.test:25', refusal).relay,
+      fallbackChoice: { relay: 'relay.internal.test:25', tls: null },
+      routes: { lookup: async () => null },
+      direct: () => fakeRelay('mx').relay,
+      relayTo: () => fakeRelay('unused').relay,
+      openPassword: () => '',
+      logger: createLogger('routed-relay-test', 'silent'),
+    });
+    const result = await relay.send(message('a@anywhere.example.com'));
+    expect(result).toMatchObject({ ok: false, failure: { kind: 'connection', reply: null, message: expect.stringContaining('550 5.7.1 no HELO for you'), choice: { domain: null } } });
+  });
 });

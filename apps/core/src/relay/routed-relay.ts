@@ -45,9 +45,9 @@ function routingDomain(recipient: string): string | null {
   }
 }
 
-/** A routed relay host that refuses the session (a 5xx greeting, HELO refused) said nothing about
- *  the recipient: deferred like a refused connection, never a bounce (Postfix's
- *  smtp_skip_5xx_greeting). The reply is kept in the text. */
+/** A relay host — routed, or MAIL_SMTP_ADDR's — that refuses the session (a 5xx greeting, HELO or
+ *  AUTH refused) said nothing about the recipient: deferred like a refused connection, never a
+ *  bounce (Postfix's smtp_skip_5xx_greeting). The reply is kept in the text. */
 function setupRefusalDeferred(result: SendResult): SendResult {
   if (result.ok || !result.failure.inSetup || !result.failure.reply) return result;
   const { failure } = result;
@@ -136,7 +136,9 @@ export function createRoutedRelay(options: RoutedRelayOptions): Relay {
           return { ok: false, failure: { kind: 'other', reply: null, dataSent: false, interrupted: false, message: text } };
         }
       }
-      if (!rule) return withChoice(await options.fallback.send(message, progress), { domain: null, ...options.fallbackChoice });
+      // MAIL_SMTP_ADDR's relay refusing the session is no more about the recipient than a routed
+      // relay's: deferred alike (a 5xx greeting bounced every message queued while it lasted).
+      if (!rule) return withChoice(setupRefusalDeferred(await options.fallback.send(message, progress)), { domain: null, ...options.fallbackChoice });
       const choice: RouteChoice = { domain: rule.domain, relay: describeRouteRelay(rule.relay), tls: rule.tls };
       return withChoice(await sendVia(rule, message, progress), choice);
     },

@@ -154,7 +154,9 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
         }
         // A refused transaction leaves a usable session once RSET succeeds in time; anything else
         // (a relay that refuses and then closes or falls silent) is closed.
-        const reusable = Boolean(outcome.error.responseCode) && !pooled.broken && (await resetSession(pooled.connection, options.timeoutMs));
+        // (A reply that is not one, isWellFormedReply, leaves no session to trust either.)
+        const refused = Boolean(failureOf(outcome.error, outcome.dataSent, false).reply?.code);
+        const reusable = refused && !pooled.broken && (await resetSession(pooled.connection, options.timeoutMs));
         await release(pooled, reusable);
         return { ok: false, failure: failureOf(outcome.error, outcome.dataSent, myGeneration !== generation) };
       } finally {

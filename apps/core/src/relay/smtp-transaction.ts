@@ -13,7 +13,7 @@
 import { Readable } from 'node:stream';
 import type SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { relayEnvelope } from './mail-from-extensions.ts';
-import { type OutboundMessage, parseReply, type SendFailure, type SendResult } from './relay.ts';
+import { isWellFormedReply, type OutboundMessage, parseReply, type SendFailure, type SendResult } from './relay.ts';
 
 export interface NodemailerError extends Error {
   code?: string;
@@ -22,7 +22,10 @@ export interface NodemailerError extends Error {
 }
 
 export function failureOf(error: NodemailerError, dataSent: boolean, interrupted: boolean): SendFailure {
-  const reply = error.responseCode ? parseReply(error.response ?? `${error.responseCode} ${error.message}`) : null;
+  // A reply that is not one (isWellFormedReply) is no refusal: the failure has no reply, and after
+  // the data went out its outcome is unknown.
+  const wellFormed = error.response === undefined || isWellFormedReply(error.response);
+  const reply = error.responseCode && wellFormed ? parseReply(error.response ?? `${error.responseCode} ${error.message}`) : null;
   let kind: SendFailure['kind'] = 'other';
   if (reply?.code) kind = 'reply';
   else if (error.code === 'ETIMEDOUT') kind = 'timeout';
@@ -146,5 +149,12 @@ export async function runTransaction(connection: SMTPConnection, message: Outbou
     // A closed connection normally fails the send at once; this is for one that does not.
     deadline.passing.catch((error: Error) => ({ error: error as NodemailerError, response: null })),
   ]);
+  // nodemailer takes any reply to the end of data whose first character is 2 for an acceptance:
+  // "2" alone, or "250-ok" followed by "550 no". Not a reply: the message went out, what the
+  // server did with it is unknown (outcome_unknown, retried), and the session is not used again.
+  if (!outcome.error && typeof outcome.response === 'string' && !isWellFormedReply(outcome.response)) {
+    const error: NodemailerError = Object.assign(new Error(`Malformed reply to the end of data: ${JSON.stringify(outcome.response.slice(0, 200))}`), { code: 'EPROTOCOL' });
+    return { error, response: null, dataSent };
+  }
   return { ...outcome, dataSent };
 }

@@ -1,0 +1,143 @@
+// MAIL_SMTP_ADDR's relay written on raw Python sockets (helpers/raw-relay.py), no SMTP library on
+// its side: replies that are not replies, replies cut off, connections closed or reset around the
+// end of data, a reply dripped a byte a second, and sessions refused before any recipient. Each case
+// ends with an account: what was queued is sent, failed, or still retrying with a named reason, and
+// the relay's own count of what it read and what it answered 2xx to, by Message-ID.
+// What was wrong before:
+// - "2" alone, or a multi-line reply whose lines disagree ("250-yes" then "550 no"), after the data
+//   was taken for an acceptance by its first character: recorded `sent` (the text "accepted") while
+//   the relay may have refused it; the reverse order bounced a message the relay may have taken.
+// - a reply dripped one byte a second, never finishing a line, beat no heartbeat: the watchdog
+//   counted the worker stalled and restarted it, though the whole-send deadline cuts such a send.
+// - MAIL_SMTP_ADDR's relay greeting 554 or refusing EHLO and HELO failed every queued delivery for
+//   good and queued a bounce for each; a routed relay doing the same was already deferred.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Engine } from '../../apps/core/src/engine.ts';
+import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
+import { attemptsOf, insertAcceptedMessage, metricsText, startTestEngine, waitForStatus } from './helpers/engine.ts';
+import { type RawRelay, type RawRelayStats, startRawRelay } from './helpers/raw-relay.ts';
+
+let db: TestDatabase;
+let relay: RawRelay;
+let engine: Engine;
+
+beforeAll(async () => {
+  db = await createTestDatabase('core-raw-relay');
+  relay = await startRawRelay();
+  // One attempt per case (the next one waits an hour). Command timeout 2 s; whole-send deadline
+  // 20 s (10 x 2 s) is past the stall threshold (10 s, the helper's): a send that beats nothing for
+  // 10 s is counted stalled.
+  engine = await startTestEngine(db.dsn, { MAIL_SMTP_ADDR: `${relay.host}:${relay.port}`, MAIL_SMTP_TIMEOUT: '2s', MAIL_RETRY_LADDER: '1h' });
+});
+
+afterAll(async () => {
+  await engine?.stop();
+  await relay?.close();
+  await db?.drop();
+});
+
+const queue = async (rule: string, n = 1) => (await insertAcceptedMessage(db.pool, `sender-${rule}-${n}@outside.test`, `${rule}-${n}@inbox.test`)).deliveryId;
+
+async function loopTroubles(): Promise<string[]> {
+  return (await metricsText(engine)).split('\n').filter((line) => /^mail_(loop_stalls|loop_restarts|poison_items)_total\{.* [1-9]/.test(line));
+}
+
+/** The Message-ID the engine sent a delivery with, as the relay counts it. */
+async function messageIdOf(deliveryId: string): Promise<string> {
+  const { rows } = await db.pool.query<{ raw: Buffer }>(
+    'SELECT p.raw FROM mail.deliveries d JOIN mail.message_payloads p ON p.message_id = d.message_id WHERE d.id = $1',
+    [deliveryId],
+  );
+  const head = (rows[0] as { raw: Buffer }).raw.toString('latin1').split('\r\n\r\n')[0] ?? '';
+  return /^Message-ID:[ \t]*(.*)$/im.exec(head)?.[1]?.trim() ?? '(none)';
+}
+
+async function bouncesQueued(): Promise<number> {
+  return (await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM mail.deliveries WHERE source = 'postern-dsn'")).rows[0]?.n ?? -1;
+}
+
+describe('the relay answers the end of data with something that is not an acceptance', () => {
+  // rule -> delivery status, attempt status, smtp_code, text; all single attempts.
+  const cases: Array<[string, string, string, number | null, RegExp]> = [
+    // Not replies: the data went out, what the relay did with it is unknown.
+    ['dottwo', 'retrying', 'outcome_unknown', null, /^EPROTOCOL: Malformed reply to the end of data: "2"$/],
+    ['dotmixed', 'retrying', 'outcome_unknown', null, /^EPROTOCOL: Malformed reply to the end of data: "250-2\.0\.0 first line says yes\\n550 5\.7\.1 last line says no"$/],
+    ['dotmixedrev', 'retrying', 'outcome_unknown', null, /^EMESSAGE: Message failed: 550-5\.7\.1 first line says no 250 2\.0\.0 last line says yes$/],
+    // Held before: a bare code is a reply; an acceptance followed by a closed connection is sent.
+    ['dotbare', 'sent', 'sent', 250, /^250$/],
+    ['dotokclose', 'sent', 'sent', 250, /^250 2\.0\.0 queued, and gone$/],
+    // Cut off, closed, reset, 10 MiB without a line end: outcome unknown, bounded text.
+    ['dotcontclose', 'retrying', 'outcome_unknown', null, /^ECONNECTION: Connection closed unexpectedly$/],
+    ['dotconthang', 'retrying', 'outcome_unknown', null, /^ETIMEDOUT: Timeout$/],
+    ['dotclose', 'retrying', 'outcome_unknown', null, /^ECONNECTION: Connection closed unexpectedly$/],
+    ['dotreset', 'retrying', 'outcome_unknown', null, /ECONNRESET/],
+    ['dotnonl', 'retrying', 'outcome_unknown', null, /^EPROTOCOL: Server response exceeds maximum allowed size$/],
+    // A byte a second, never a line end: cut by the whole-send deadline, no stall on the way.
+    ['dotdrip', 'retrying', 'outcome_unknown', null, /^ETIMEDOUT: whole-send deadline of 20000 ms passed/],
+  ];
+
+  it('each is recorded for what it is, none sent twice, no bounce, no stalled loop', async () => {
+    const ids = new Map<string, string>();
+    for (const [rule] of cases) ids.set(rule, await queue(rule));
+    for (const [rule, status, attemptStatus, code, text] of cases) {
+      const id = ids.get(rule) as string;
+      await waitForStatus(db.pool, id, status, 40_000);
+      const attempts = await attemptsOf(db.pool, id);
+      expect({ rule, attempts: attempts.map(({ status, smtp_code }) => ({ status, smtp_code })) }).toEqual({ rule, attempts: [{ status: attemptStatus, smtp_code: code }] });
+      expect({ rule, text: attempts[0]?.smtp_text ?? '' }).toEqual({ rule, text: expect.stringMatching(text) });
+      expect((attempts[0]?.smtp_text ?? '').length).toBeLessThanOrEqual(1_000);
+    }
+    // The account: 11 queued = 2 sent + 9 retrying (outcome_unknown); nothing failed, no bounce.
+    const { rows } = await db.pool.query<{ status: string; n: number }>(
+      "SELECT status, count(*)::int AS n FROM mail.deliveries WHERE source <> 'postern-dsn' GROUP BY status ORDER BY status",
+    );
+    expect(rows).toEqual([
+      { status: 'retrying', n: 9 },
+      { status: 'sent', n: 2 },
+    ]);
+    expect(await bouncesQueued()).toBe(0);
+    // At the relay: each message read exactly once (the one attempt), none twice.
+    const stats: RawRelayStats = await relay.stats();
+    for (const [rule] of cases) expect({ rule, received: stats.received[await messageIdOf(ids.get(rule) as string)] }).toEqual({ rule, received: 1 });
+    expect(await loopTroubles()).toEqual([]);
+  }, 120_000);
+});
+
+describe("MAIL_SMTP_ADDR's relay refuses the session", () => {
+  it.each([
+    ['greet554', /554 5\.7\.1 no SMTP service for you/],
+    ['ehlo550', /550 5\.7\.1 you may not/],
+    ['greet421', /421 4\.3\.2 too busy, go away/],
+  ])('%s: every delivery waits on the ladder with the refusal in its text, none fails, no bounce', async (mode, text) => {
+    await relay.setMode(mode);
+    try {
+      const before = (await relay.stats()).received;
+      const ids = await Promise.all([1, 2, 3].map((n) => queue(mode, n)));
+      for (const id of ids) {
+        await waitForStatus(db.pool, id, 'retrying', 15_000);
+        const attempts = await attemptsOf(db.pool, id);
+        expect(attempts).toMatchObject([{ attempt_number: 1, status: 'transport_failed', smtp_code: null }]);
+        expect(attempts[0]?.smtp_text).toMatch(text);
+      }
+      expect(await bouncesQueued()).toBe(0);
+      expect((await relay.stats()).received).toEqual(before);
+    } finally {
+      await relay.setMode('normal');
+    }
+  });
+
+  it('starttlshang: a TLS handshake never answered ends within the command timeout', async () => {
+    await relay.setMode('starttlshang');
+    try {
+      const id = await queue('starttlshang');
+      await waitForStatus(db.pool, id, 'retrying', 15_000);
+      expect(await attemptsOf(db.pool, id)).toMatchObject([{ attempt_number: 1, status: 'timed_out', smtp_code: null, smtp_text: 'ETIMEDOUT: TLS handshake timed out' }]);
+    } finally {
+      await relay.setMode('normal');
+    }
+    // The relay is fine again: mail goes out on a fresh session.
+    const after = await queue('afterwards');
+    await waitForStatus(db.pool, after, 'sent', 15_000);
+    expect(await loopTroubles()).toEqual([]);
+  });
+});
