@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
-import { type DedicatedPostgres, startDedicatedPostgres, waitFor } from '../harness/index.ts';
+import { type DedicatedPostgres, pauseContainer, startDedicatedPostgres, waitFor } from '../harness/index.ts';
 import { metricValue, queueDelivery, startTestEngine, unique } from './helpers/engine.ts';
 import { type SlowSink, startSlowSink } from './helpers/slow-sink.ts';
 
@@ -85,7 +85,7 @@ describe('PostgreSQL away, the engine alive', () => {
       timeoutMs: 30_000,
       intervalMs: 250,
     });
-    await run('docker', ['pause', database.container.getId()]);
+    await pauseContainer(database.container.getId());
     try {
       // The sampler's own query now hangs; scrapes do not wait for it.
       const first = metricValue(await scrape(), 'mail_attempt_schedule_sample_age_ms');

@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { GenericContainer, type StartedTestContainer, Wait } from 'testcontainers';
 import { labels } from './containers.ts';
+import { pauseContainer, unpauseContainer } from './docker-pause.ts';
 import { images } from './images.ts';
 
 const run = promisify(execFile);
@@ -61,8 +62,8 @@ export async function startDnsmasq(records: DnsRecords): Promise<DnsServer> {
   return {
     server: `${host}:${container.getMappedPort(53, 'udp')}`,
     container,
-    pause: async () => void (await run('docker', ['pause', id])),
-    resume: async () => void (await run('docker', ['unpause', id])),
+    pause: () => pauseContainer(id),
+    resume: () => unpauseContainer(id),
     close: async () => {
       await run('docker', ['unpause', id]).catch(() => {});
       await container.stop({ remove: true });

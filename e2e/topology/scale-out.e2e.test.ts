@@ -14,7 +14,7 @@ import { type AccountRequest, takeAccount, violations } from '../faults/helpers/
 import { cellSize, FAULT_DOMAIN, startTraffic } from '../faults/helpers/cell.ts';
 import { metricSum } from '../faults/helpers/engine-facts.ts';
 import { faultMessage, type SendRecord, sendAll } from '../faults/helpers/smtp-sender.ts';
-import { waitFor } from '../harness/index.ts';
+import { pauseContainer, waitFor } from '../harness/index.ts';
 import { SmtpTestClient } from '../mta/helpers/smtp-client.ts';
 import { ensurePosternImage } from './helpers/image.ts';
 import { sinkCounts } from './helpers/sink-counts.ts';
@@ -198,7 +198,7 @@ describe('the Postern image, scaled out: two edges, two engines, the API', () =>
       `${victim.name} frozen with leased deliveries`,
       async () => {
         if ((await heldBy(victim)).length === 0) return [];
-        await docker('pause', victim.container.getId());
+        await pauseContainer(victim.container.getId());
         await waitFor(`${victim.name}'s statements under way to end`, statementsRunning, (n) => n === 0, { timeoutMs: 15_000, intervalMs: 20 });
         const held = await heldBy(victim);
         if (held.length === 0) await docker('unpause', victim.container.getId());

@@ -2,14 +2,11 @@
 // (connections refused and cut) or paused (docker pause: connections stay open and nothing answers,
 // a hang rather than a refusal). Each fault lasts its stated time on purpose: the outage is the
 // experiment, not a wait for a state.
-import { execFile } from 'node:child_process';
 import { setTimeout as delay } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import pg from 'pg';
-import { type DedicatedPostgres, startDedicatedPostgres } from '../../harness/index.ts';
+import { type DedicatedPostgres, pauseContainer, startDedicatedPostgres, unpauseContainer } from '../../harness/index.ts';
 import { type FaultRedis, startFaultRedis } from './fault-redis.ts';
 
-const run = promisify(execFile);
 
 /** What a file whose fault is PostgreSQL runs its cells on: the server it stops or pauses, a pool on it for the account, and a Redis of its own. */
 export interface PostgresFaultBench {
@@ -46,9 +43,9 @@ export async function stopPostgresFor(postgres: DedicatedPostgres, ms: number): 
 
 /** Freezes PostgreSQL (docker pause); resolves, once it is frozen, with the function that thaws it. */
 export async function pausePostgres(postgres: DedicatedPostgres): Promise<() => Promise<number>> {
-  await run('docker', ['pause', postgres.container.getId()]);
+  await pauseContainer(postgres.container.getId());
   return async () => {
-    await run('docker', ['unpause', postgres.container.getId()]);
+    await unpauseContainer(postgres.container.getId());
     return Date.now();
   };
 }
