@@ -32,6 +32,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createLogger, runMigrations } from '@postern/shared';
 import pg from 'pg';
+import { roundOrder } from '../compare/round-order.ts';
 import { comparisonTable, record, type Variants, variantsFromArgs } from '../compare/variants.ts';
 import { watchMachineCpu } from '../machine/cpu.ts';
 import { ADMIN_DSN, databaseDsn } from '../postgres/admin-dsn.ts';
@@ -191,7 +192,7 @@ async function main(): Promise<void> {
     const tree = await loadEngineTree(root);
     const rates: Record<RunName, number[]> = { graphile: [], sql: [], sketch: [], stub: [], smtp: [] };
     for (let round = 1; round <= ROUNDS; round += 1) {
-      for (const run of order) {
+      for (const run of roundOrder(order, round)) {
         await pool.query('VACUUM ANALYZE mail.deliveries');
         const result =
           run === 'graphile' && worker
@@ -256,7 +257,7 @@ async function compareBuilds(pool: pg.Pool, sink: SmtpSink | null): Promise<void
     for (let round = 1; round <= ROUNDS; round += 1) {
       console.log(`# round ${round}: ${uptime()}`);
       for (const mode of runs) {
-        for (const host of hosts) {
+        for (const host of roundOrder(hosts, round)) {
           const count = mode === 'smtp' ? SMTP_N : N;
           await pool.query('VACUUM ANALYZE mail.deliveries');
           const ids = await enqueueDeliveries(pool, count, `${host.variant.name.replace(/\W/g, '')}-${mode}-${round}`);

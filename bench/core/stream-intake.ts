@@ -42,6 +42,7 @@ import { fileURLToPath } from 'node:url';
 import { createLogger, runMigrations } from '@postern/shared';
 import type { Redis } from 'ioredis';
 import pg from 'pg';
+import { roundOrder } from '../compare/round-order.ts';
 import { comparisonTable, record, type Variants, variantsFromArgs } from '../compare/variants.ts';
 import { watchMachineCpu } from '../machine/cpu.ts';
 import { summarize } from '../mta/figures.ts';
@@ -214,7 +215,7 @@ async function main(): Promise<void> {
       floors.pg.push(p.perSecond);
       floors.pgCpu.push(p.cpuUsPerCommand);
       console.log(`round ${round} ${PG_FLOOR}: ${rate(p.perSecond)}/s, ${cpuMs(p.cpuUsPerCommand)} ms of CPU per command in the bench's process`);
-      for (const host of hosts) {
+      for (const host of roundOrder(hosts, round)) {
         const e = await engineRun(host, redis, client, pool, `r${round}-${host.variant.name.replace(/\W/g, '')}`);
         record(rates, 'engine intake, commands/s', host.variant.name, e.perSecond);
         record(cpu, "engine process's CPU per command, ms", host.variant.name, e.cpuUsPerCommand / 1000);

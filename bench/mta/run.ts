@@ -24,6 +24,7 @@
 // message with their ranges and ratios. With either option BENCH_SERVERS defaults to postern alone.
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
+import { roundOrder } from '../compare/round-order.ts';
 import { comparisonTable, record, type Variants, variantsFromArgs } from '../compare/variants.ts';
 import { cpuPressureMicros } from '../machine/cpu.ts';
 import { formatRate, rateTable, spreadTable, summarize } from './figures.ts';
@@ -121,7 +122,7 @@ async function main(): Promise<void> {
     cpuMs.set(mode.label, cpuByServer);
     for (let round = 1; round <= rounds; round++) {
       console.log(`  round ${round}, load average ${load()}`);
-      for (const server of servers) {
+      for (const server of roundOrder(servers, round)) {
         if (mode.rejects && !server.refusal) continue;
         const pid = mode.rejects ? (server.refusal?.pid ?? server.pid) : server.pid;
         const cpuBefore = pid === undefined ? Number.NaN : cpuSeconds(pid);
