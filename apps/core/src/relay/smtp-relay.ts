@@ -42,6 +42,11 @@ interface PooledConnection {
   onReply: () => void;
 }
 
+/** The connection was lost (closed or reset by the peer), as nodemailer reports it. */
+function isConnectionLoss(error: NodemailerError): boolean {
+  return (error.code === 'ECONNECTION' || error.code === 'ESOCKET') && !error.responseCode;
+}
+
 export function createSmtpRelay(options: SmtpRelayOptions): Relay {
   const log = options.logger.child({ component: 'smtp-relay' });
   const idle: PooledConnection[] = [];
@@ -122,43 +127,62 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
         }
       });
       try {
-        let pooled = idle.pop();
-        while (pooled?.broken) {
-          pooled.connection.close();
-          pooled = idle.pop();
+        // At most twice: a reused session the relay closed while it was idle (its close not seen
+        // yet) fails the next transaction before a single reply, having sent nothing; that message
+        // goes once more on a fresh session rather than waiting out a retry (Postfix replaces a
+        // cached connection found dead the same way).
+        for (let take = 1; ; take++) {
+          let pooled = take === 1 ? idle.pop() : undefined;
+          while (pooled?.broken) {
+            pooled.connection.close();
+            pooled = idle.pop();
+          }
+          const reused = pooled !== undefined;
+          let heard = false;
+          const onReply = () => {
+            heard = true;
+            progress();
+          };
+          if (pooled) pooled.onReply = onReply;
+          try {
+            pooled ??= await Promise.race([
+              open((opening) => {
+                current = opening;
+              }, onReply),
+              deadline.passing,
+            ]);
+          } catch (error) {
+            if (deadline.passed()) return deadline.failure(false);
+            return { ok: false, failure: { ...failureOf(error as NodemailerError, false, myGeneration !== generation), inSetup: true } };
+          }
+          current = pooled;
+          active.add(pooled);
+          heard = false;
+          const outcome = await runTransaction(pooled.connection, message, progress, deadline);
+          pooled.messages += 1;
+          pooled.onReply = () => {};
+          if (!outcome.error) {
+            await release(pooled, !deadline.passed());
+            return sentResult(outcome.response);
+          }
+          if (deadline.passed()) {
+            await release(pooled, false);
+            return deadline.failure(outcome.dataSent);
+          }
+          if (reused && !heard && !outcome.dataSent && isConnectionLoss(outcome.error) && myGeneration === generation) {
+            pooled.broken = true;
+            await release(pooled, false);
+            log.debug({ error: outcome.error.message }, 'a reused relay session was closed while idle: the message goes on a fresh one');
+            continue;
+          }
+          // A refused transaction leaves a usable session once RSET succeeds in time; anything else
+          // (a relay that refuses and then closes or falls silent) is closed.
+          // (A reply that is not one, isWellFormedReply, leaves no session to trust either.)
+          const refused = Boolean(failureOf(outcome.error, outcome.dataSent, false).reply?.code);
+          const reusable = refused && !pooled.broken && (await resetSession(pooled.connection, options.timeoutMs));
+          await release(pooled, reusable);
+          return { ok: false, failure: failureOf(outcome.error, outcome.dataSent, myGeneration !== generation) };
         }
-        if (pooled) pooled.onReply = progress;
-        try {
-          pooled ??= await Promise.race([
-            open((opening) => {
-              current = opening;
-            }, progress),
-            deadline.passing,
-          ]);
-        } catch (error) {
-          if (deadline.passed()) return deadline.failure(false);
-          return { ok: false, failure: { ...failureOf(error as NodemailerError, false, myGeneration !== generation), inSetup: true } };
-        }
-        current = pooled;
-        active.add(pooled);
-        const outcome = await runTransaction(pooled.connection, message, progress, deadline);
-        pooled.messages += 1;
-        pooled.onReply = () => {};
-        if (!outcome.error) {
-          await release(pooled, !deadline.passed());
-          return sentResult(outcome.response);
-        }
-        if (deadline.passed()) {
-          await release(pooled, false);
-          return deadline.failure(outcome.dataSent);
-        }
-        // A refused transaction leaves a usable session once RSET succeeds in time; anything else
-        // (a relay that refuses and then closes or falls silent) is closed.
-        // (A reply that is not one, isWellFormedReply, leaves no session to trust either.)
-        const refused = Boolean(failureOf(outcome.error, outcome.dataSent, false).reply?.code);
-        const reusable = refused && !pooled.broken && (await resetSession(pooled.connection, options.timeoutMs));
-        await release(pooled, reusable);
-        return { ok: false, failure: failureOf(outcome.error, outcome.dataSent, myGeneration !== generation) };
       } finally {
         deadline.clear();
       }

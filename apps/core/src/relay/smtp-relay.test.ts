@@ -1,0 +1,98 @@
+// MAIL_SMTP_ADDR's relay against a scripted server on a raw socket: what a pooled session does
+// when the relay closed it while it was idle.
+import type net from 'node:net';
+import { createLogger } from '@postern/shared';
+import { afterEach, describe, expect, it } from 'vitest';
+import { lineSmtpServer } from './line-smtp.testkit.ts';
+import type { OutboundMessage } from './relay.ts';
+import { createSmtpRelay } from './smtp-relay.ts';
+
+function message(n: number): OutboundMessage {
+  return {
+    deliveryId: `d-${n}`,
+    envelopeFrom: 'sender@example.test',
+    recipient: `rcpt-${n}@example.test`,
+    raw: Buffer.from(`Subject: ${n}\r\n\r\nbody ${n}\r\n`),
+  };
+}
+
+const servers: net.Server[] = [];
+afterEach(async () => {
+  for (const server of servers.splice(0)) await new Promise<void>((resolve) => server.close(() => resolve()));
+});
+
+async function relayServer(): Promise<{ port: number; sockets: net.Socket[]; mailFrom: string[] }> {
+  const sockets: net.Socket[] = [];
+  const mailFrom: string[] = [];
+  const server = lineSmtpServer({
+    greeting: '220 relay.test ready',
+    ehlo: ['relay.test', 'PIPELINING'],
+    onCommand: (line) => {
+      if (line.toUpperCase().startsWith('MAIL FROM')) mailFrom.push(line);
+      return false;
+    },
+  });
+  server.on('connection', (socket) => sockets.push(socket));
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  return { port: (server.address() as net.AddressInfo).port, sockets, mailFrom };
+}
+
+describe('a pooled session the relay closed while it was idle', () => {
+  it('sends the next message on a fresh session instead of failing it before a single reply', async () => {
+    const server = await relayServer();
+    const relay = createSmtpRelay({
+      host: '127.0.0.1',
+      port: server.port,
+      username: undefined,
+      password: undefined,
+      timeoutMs: 5_000,
+      sendDeadlineMs: 20_000,
+      maxConnections: 1,
+      logger: createLogger('smtp-relay-test', 'silent'),
+    });
+    try {
+      expect(await relay.send(message(1))).toMatchObject({ ok: true });
+      // The relay drops the idle session (its idle timeout, a restart); the engine's next send
+      // starts in the same turn, before the close is seen: it takes the pooled session.
+      server.sockets[0]?.destroy();
+      const second = await relay.send(message(2));
+      expect(second).toMatchObject({ ok: true });
+      expect(server.sockets).toHaveLength(2);
+      expect(server.mailFrom).toHaveLength(2);
+    } finally {
+      await relay.close();
+    }
+  });
+
+  it('is not sent again when the relay had heard the transaction: a reply, then the close, fails it', async () => {
+    const server = await relayServer();
+    let first = true;
+    const relay = createSmtpRelay({
+      host: '127.0.0.1',
+      port: server.port,
+      username: undefined,
+      password: undefined,
+      timeoutMs: 5_000,
+      sendDeadlineMs: 20_000,
+      maxConnections: 1,
+      logger: createLogger('smtp-relay-test', 'silent'),
+    });
+    try {
+      expect(await relay.send(message(1))).toMatchObject({ ok: true });
+      // A relay that answers the next MAIL FROM and then closes heard the transaction: no fresh try.
+      const socket = server.sockets[0] as net.Socket;
+      socket.on('data', (chunk: Buffer) => {
+        if (first && chunk.toString().toUpperCase().startsWith('MAIL FROM')) {
+          first = false;
+          socket.end('250 ok\r\n');
+        }
+      });
+      const second = await relay.send(message(2));
+      expect(second).toMatchObject({ ok: false });
+      expect(server.sockets).toHaveLength(1);
+    } finally {
+      await relay.close();
+    }
+  });
+});
