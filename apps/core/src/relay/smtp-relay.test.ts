@@ -4,7 +4,7 @@ import type net from 'node:net';
 import { createLogger } from '@postern/shared';
 import { afterEach, describe, expect, it } from 'vitest';
 import { lineSmtpServer } from './line-smtp.testkit.ts';
-import type { OutboundMessage } from './relay.ts';
+import type { OutboundMessage, Relay } from './relay.ts';
 import { createSmtpRelay } from './smtp-relay.ts';
 
 function message(n: number): OutboundMessage {
@@ -38,19 +38,24 @@ async function relayServer(): Promise<{ port: number; sockets: net.Socket[]; mai
   return { port: (server.address() as net.AddressInfo).port, sockets, mailFrom };
 }
 
+/** MAIL_SMTP_ADDR's relay with one pooled session. */
+function relayTo(port: number): Relay {
+  return createSmtpRelay({
+    host: '127.0.0.1',
+    port,
+    username: undefined,
+    password: undefined,
+    timeoutMs: 5_000,
+    sendDeadlineMs: 20_000,
+    maxConnections: 1,
+    logger: createLogger('smtp-relay-test', 'silent'),
+  });
+}
+
 describe('a pooled session the relay closed while it was idle', () => {
   it('sends the next message on a fresh session instead of failing it before a single reply', async () => {
     const server = await relayServer();
-    const relay = createSmtpRelay({
-      host: '127.0.0.1',
-      port: server.port,
-      username: undefined,
-      password: undefined,
-      timeoutMs: 5_000,
-      sendDeadlineMs: 20_000,
-      maxConnections: 1,
-      logger: createLogger('smtp-relay-test', 'silent'),
-    });
+    const relay = relayTo(server.port);
     try {
       expect(await relay.send(message(1))).toMatchObject({ ok: true });
       // The relay drops the idle session (its idle timeout, a restart); the engine's next send
@@ -68,16 +73,7 @@ describe('a pooled session the relay closed while it was idle', () => {
   it('is not sent again when the relay had heard the transaction: a reply, then the close, fails it', async () => {
     const server = await relayServer();
     let first = true;
-    const relay = createSmtpRelay({
-      host: '127.0.0.1',
-      port: server.port,
-      username: undefined,
-      password: undefined,
-      timeoutMs: 5_000,
-      sendDeadlineMs: 20_000,
-      maxConnections: 1,
-      logger: createLogger('smtp-relay-test', 'silent'),
-    });
+    const relay = relayTo(server.port);
     try {
       expect(await relay.send(message(1))).toMatchObject({ ok: true });
       // A relay that answers the next MAIL FROM and then closes heard the transaction: no fresh try.

@@ -88,13 +88,13 @@ export function parseHeaderFacts(raw: Buffer): HeaderFacts {
  *  are joined only up to the one that holds the blank line ending it. */
 export function wholeHeaderSection(chunks: readonly Buffer[]): Buffer {
   const kept: Buffer[] = [];
-  let tail = Buffer.alloc(0);
+  let tail: Buffer = Buffer.alloc(0);
   for (const chunk of chunks) {
     kept.push(chunk);
-    // The blank line may straddle two chunks: the last 3 bytes before this one are searched too.
-    const window = Buffer.concat([tail, chunk]);
-    if (window.includes(HEADER_END)) break;
-    tail = window.subarray(Math.max(0, window.length - 3));
+    // The blank line may straddle two chunks: the last 3 bytes before this one and this one's
+    // first 3 are searched together, without copying the chunk.
+    if (chunk.includes(HEADER_END) || Buffer.concat([tail, chunk.subarray(0, 3)]).includes(HEADER_END)) break;
+    tail = chunk.length >= 3 ? chunk.subarray(chunk.length - 3) : Buffer.concat([tail, chunk]).subarray(-3);
   }
   return headerSection(Buffer.concat(kept));
 }

@@ -49,8 +49,8 @@ function parseAddress(text: string): Parsed<string> {
 // once) and more than 0 (a timeout of 0 is none; a poll of 0 spins); `durationFromZero` where 0
 // means something documented (greet at once, no sleep, read once), `sqlWindow` for the ages compared
 // in SQL only, never waited on.
-const duration = (fallback: string) =>
-  parsedBy((text) => parseDuration(text, { positive: true, maxMs: MAX_TIMER_DURATION_MS })).prefault(fallback);
+const timerDuration = (text: string) => parseDuration(text, { positive: true, maxMs: MAX_TIMER_DURATION_MS });
+const duration = (fallback: string) => parsedBy(timerDuration).prefault(fallback);
 const durationFromZero = (fallback: string) =>
   parsedBy((text) => parseDuration(text, { maxMs: MAX_TIMER_DURATION_MS })).prefault(fallback);
 const WINDOW_MAX_MS = 100 * 8_760 * 3_600_000;
@@ -105,7 +105,7 @@ export const envSchema = z.object({
   MAIL_SMTP_TIMEOUT: duration('30s'),
   // Whole-send deadline: a relay that keeps the socket busy (a reply trickled one line at a time)
   // never trips the per-command timeout. Unset: SMTP_SEND_STEPS x MAIL_SMTP_TIMEOUT (load-config.ts).
-  MAIL_SMTP_SEND_DEADLINE: parsedBy((text) => parseDuration(text, { positive: true, maxMs: MAX_TIMER_DURATION_MS })).optional(),
+  MAIL_SMTP_SEND_DEADLINE: parsedBy(timerDuration).optional(),
   // The port MX hosts are reached on in mx mode: 25 on the internet; tests point it elsewhere.
   MAIL_MX_PORT: count('25', 65_535),
   // MX hosts at loopback, private, link-local, carrier-grade NAT or unique-local addresses in mx
