@@ -15,7 +15,8 @@
 # Each image is debootstrapped (minbase) from the mirror in /etc/apt/sources.list.d/debian.sources and
 # `docker import`ed. An image already in the Docker store is skipped when its org.postern.recipe label
 # matches this script's recipe for it; POSTERN_IMAGES_REBUILD=1 rebuilds all of them anyway.
-# The missing images are built in parallel. Afterwards, select them with:
+# The missing images are built in parallel, by one run of this script at a time (a lock in the work
+# directory: a second run waits, then skips what the first built). Afterwards, select them with:
 #   . scripts/images/local-images.env
 set -euo pipefail
 
@@ -345,6 +346,18 @@ recipe_of() {
 
 bash "$repo_root/scripts/ci/ensure-docker.sh"
 
+# One build at a time: two at once (two suites started side by side, a test run beside CI) wrote
+# into the same root filesystems and both failed ("Tried to extract package, but file already
+# exists", "Couldn't find these debs"). A second caller waits here, then finds the images the first
+# one built and skips them.
+work="${POSTERN_IMAGES_WORKDIR:-/var/tmp/postern-images}"
+mkdir -p "$work"
+exec 9>"$work/build.lock"
+if ! flock -n 9; then
+  say "another build of these images is under way (lock $work/build.lock); waiting for it, at most an hour"
+  flock -w 3600 9 || die "the other build still holds $work/build.lock after an hour"
+fi
+
 declare -A old_id=()
 declare -A image=([postgres]="$POSTERN_IMAGE_POSTGRES" [redis]="$POSTERN_IMAGE_REDIS" [maildev]="$POSTERN_IMAGE_MAILDEV" [node]="$POSTERN_IMAGE_NODE")
 image[dnsmasq]="$POSTERN_IMAGE_DNSMASQ"
@@ -379,8 +392,6 @@ if [ "${#todo[@]}" -gt 0 ]; then
     . "$repo_root/scripts/use-node24.sh"
   fi
   mirror="$(debian_mirror)"
-  work="${POSTERN_IMAGES_WORKDIR:-/var/tmp/postern-images}"
-  mkdir -p "$work"
   say "building ${todo[*]} in parallel from $mirror (work dir $work, logs $work/*.log)"
   declare -A pids=()
   for key in "${todo[@]}"; do
