@@ -13,7 +13,7 @@
 //   good and queued a bounce for each; a routed relay doing the same was already deferred.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
-import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
+import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
 import { attemptsOf, insertAcceptedMessage, metricsText, startTestEngine, waitForStatus } from './helpers/engine.ts';
 import { type RawRelay, type RawRelayStats, startRawRelay } from './helpers/raw-relay.ts';
 
@@ -27,7 +27,15 @@ beforeAll(async () => {
   // One attempt per case (the next one waits an hour). Command timeout 2 s; whole-send deadline
   // 20 s (10 x 2 s) is past the stall threshold (10 s, the helper's): a send that beats nothing for
   // 10 s is counted stalled.
-  engine = await startTestEngine(db.dsn, { MAIL_SMTP_ADDR: `${relay.host}:${relay.port}`, MAIL_SMTP_TIMEOUT: '2s', MAIL_RETRY_LADDER: '1h' });
+  // A relay whose sessions fail is probed one send at a time (relay/relay-health.ts): with no
+  // backoff and a short deferral, each refused delivery still gets its one attempt within seconds.
+  engine = await startTestEngine(db.dsn, {
+    MAIL_SMTP_ADDR: `${relay.host}:${relay.port}`,
+    MAIL_SMTP_TIMEOUT: '2s',
+    MAIL_RETRY_LADDER: '1h',
+    MAIL_SHAPING_BACKOFF: '0s',
+    MAIL_SHAPING_DEFER: '200ms',
+  });
 });
 
 afterAll(async () => {
@@ -114,8 +122,9 @@ describe("MAIL_SMTP_ADDR's relay refuses the session", () => {
       const before = (await relay.stats()).received;
       const ids = await Promise.all([1, 2, 3].map((n) => queue(mode, n)));
       for (const id of ids) {
+        // Its attempt, not a deferral while another send probes the relay.
+        const attempts = await waitFor(`an attempt of ${id}`, () => attemptsOf(db.pool, id), (rows) => rows.length > 0, { timeoutMs: 15_000 });
         await waitForStatus(db.pool, id, 'retrying', 15_000);
-        const attempts = await attemptsOf(db.pool, id);
         expect(attempts).toMatchObject([{ attempt_number: 1, status: 'transport_failed', smtp_code: null }]);
         expect(attempts[0]?.smtp_text).toMatch(text);
       }

@@ -98,6 +98,10 @@ beforeAll(async () => {
       MAIL_SECRETS_KEY: secretsKey.toString('base64'),
       // Long enough that the deferral tests never spend it.
       MAIL_RETRY_LADDER: Array.from({ length: 40 }, () => '300ms').join(','),
+      // A routed relay whose sessions fail twice is backed off (relay/relay-health.ts): the
+      // deferral tests change its route right after, and the delivery must not wait out a minute.
+      MAIL_SHAPING_BACKOFF: '0s',
+      MAIL_SHAPING_DEFER: '300ms',
     },
     { routeCacheMs: 0 },
   );

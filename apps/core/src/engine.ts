@@ -5,7 +5,7 @@
 // what it does, for metrics, the benchmark and tests) and its maintenance (lease reclaim and
 // retention, one pass on demand). Boot order is the runbook's (no-health-endpoints, docs/incidents.md): migrations (main.ts, or
 // options.migrate) -> DKIM keys open with MAIL_SECRETS_KEY -> template catalog -> Redis ping -> HTTP listener -> loops.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import os from 'node:os';
 import {
   checkSecretsKey,
@@ -15,6 +15,7 @@ import {
   createPool,
   createRedisConnections,
   createSrs,
+  describeRouteRelay,
   exportQueueGauges,
   type ListenAddress,
   type Logger,
@@ -58,6 +59,7 @@ import { WorkChannel } from './queue/work-channel.ts';
 import { createMtaSts, createMtaStsMetrics, createPgMtaStsStore } from './relay/mta-sts.ts';
 import { createMxRelay } from './relay/mx-relay.ts';
 import type { Relay } from './relay/relay.ts';
+import { createRelayHealth } from './relay/relay-health.ts';
 import { createRouteTable } from './relay/route-table.ts';
 import { createRoutedRelay } from './relay/routed-relay.ts';
 import { createSiteMetrics } from './relay/site-metrics.ts';
@@ -123,7 +125,8 @@ function forwarderFor(config: PosternConfig, keyFor: KeyLookup, resolver: MailRe
 
 /** The outbound relay MAIL_SMTP_MODE asks for; in smtp and mx mode behind the route table
  *  (relay/routed-relay.ts), which sends a routed domain's mail elsewhere. Direct delivery is shaped
- *  per destination site, with the limits shared through `shared.pool`. */
+ *  per destination site, with the limits shared through `shared.pool`; each relay host (MAIL_SMTP_ADDR's
+ *  and routed ones) is backed off by this engine when its sessions cannot be set up (relay/relay-health.ts). */
 function createRelay(
   config: PosternConfig,
   log: Logger,
@@ -135,6 +138,9 @@ function createRelay(
   // smtp mode sends through MAIL_SMTP_ADDR; mx mode has no default relay, it delivers directly.
   const addr = smtp.mode === 'smtp' ? smtp.addr : undefined;
   if (smtp.mode === 'stub' || (smtp.mode === 'smtp' && !addr)) return createStubRelay();
+  // One set of per-site metrics for direct delivery and the relay hosts (their counters are registered once).
+  const siteMetrics = createSiteMetrics(registry);
+  const relayHealth = createRelayHealth({ backoffMs: config.shaping.backoffMs, deferMs: config.shaping.deferMs, metrics: siteMetrics, logger: log });
   const direct = () => {
     log.info({ dnsServers: resolver.servers, port: smtp.mxPort, privateAddresses: smtp.mxPrivateAddresses }, 'direct delivery to MX hosts');
     // A sites file that does not parse refuses the start, naming its line.
@@ -152,7 +158,7 @@ function createRelay(
         backoffMs: shaping.backoffMs,
         timeoutMs: smtp.timeoutMs,
         engineId: shared.workerId,
-        metrics: createSiteMetrics(shared.registry),
+        metrics: siteMetrics,
         logger: log,
       }),
       resolver,
@@ -174,18 +180,27 @@ function createRelay(
       }),
     });
   };
-  const relayTo = (host: string, port: number, credentials: { username?: string; password?: string }, tls?: 'opportunistic' | 'required') =>
-    createSmtpRelay({
-      host,
-      port,
-      username: credentials.username,
-      password: credentials.password,
-      timeoutMs: smtp.timeoutMs,
-      sendDeadlineMs: smtp.sendDeadlineMs,
-      maxConnections: config.engine.attemptWorkerConcurrency,
-      ...(tls ? { tls } : {}),
-      logger: log,
-    });
+  // Pools to one host:port with one TLS requirement and one set of credentials share their health
+  // (a certificate that does not verify, or a password refused, says nothing of the host's other uses).
+  const relayTo = (host: string, port: number, credentials: { username?: string; password?: string }, tls?: 'opportunistic' | 'required') => {
+    const site = describeRouteRelay({ kind: 'host', host, port });
+    const secret = credentials.password ? createHash('sha256').update(credentials.password).digest('base64url').slice(0, 16) : '';
+    return relayHealth.guard(
+      site,
+      createSmtpRelay({
+        host,
+        port,
+        username: credentials.username,
+        password: credentials.password,
+        timeoutMs: smtp.timeoutMs,
+        sendDeadlineMs: smtp.sendDeadlineMs,
+        maxConnections: config.engine.attemptWorkerConcurrency,
+        ...(tls ? { tls } : {}),
+        logger: log,
+      }),
+      `${site} ${tls ?? 'default'} ${credentials.username ?? ''} ${secret}`,
+    );
+  };
   const fallback = addr ? relayTo(addr.host, addr.port, { username: smtp.username, password: smtp.password }) : direct();
   return createRoutedRelay({
     fallback,

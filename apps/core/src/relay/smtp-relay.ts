@@ -47,6 +47,10 @@ function isConnectionLoss(error: NodemailerError): boolean {
   return (error.code === 'ECONNECTION' || error.code === 'ESOCKET') && !error.responseCode;
 }
 
+function inSetup(result: SendResult): SendResult {
+  return result.ok ? result : { ok: false, failure: { ...result.failure, inSetup: true } };
+}
+
 export function createSmtpRelay(options: SmtpRelayOptions): Relay {
   const log = options.logger.child({ component: 'smtp-relay' });
   const idle: PooledConnection[] = [];
@@ -152,7 +156,8 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
               deadline.passing,
             ]);
           } catch (error) {
-            if (deadline.passed()) return deadline.failure(false);
+            // A greeting trickled past the whole-send deadline is a session that could not be set up too.
+            if (deadline.passed()) return inSetup(deadline.failure(false));
             return { ok: false, failure: { ...failureOf(error as NodemailerError, false, myGeneration !== generation), inSetup: true } };
           }
           current = pooled;

@@ -126,7 +126,8 @@ export const envSchema = z.object({
   // How long a delivery waits when its site has no free connection slot or no rate token left.
   MAIL_SHAPING_DEFER: duration('5s'),
   // A site that refuses connections or greets with 4xx on every MX host is left alone this long,
-  // doubling for each failure in a row (at most 32 times as long).
+  // doubling for each failure in a row (at most 32 times as long); in smtp mode, a relay host whose
+  // session could not be set up twice in a row (apps/core/src/relay/relay-health.ts).
   MAIL_SHAPING_BACKOFF: durationFromZero('1m'),
   // Unset: the sites file shipped with the engine (apps/core/src/relay/site-shaping.txt).
   MAIL_SHAPING_SITES_FILE: z.string().min(1).optional(),

@@ -1,0 +1,236 @@
+// The health of a relay host (relay-health.ts) against a relay whose every send the test settles
+// by hand, on a clock the test moves: full concurrency while healthy, one probe at a time once a
+// session failed, a backoff that grows and ends, and the wave of sends under way counted once.
+import { createLogger } from '@postern/shared';
+import { describe, expect, it } from 'vitest';
+import type { OutboundMessage, Relay, SendFailure, SendResult } from './relay.ts';
+import { createRelayHealth, type RelayHealth } from './relay-health.ts';
+import type { DeferralReason, SiteMetrics } from './site-metrics.ts';
+
+const KEY = 'relay.test:25';
+const BACKOFF_MS = 60_000;
+const DEFER_MS = 5_000;
+
+const message: OutboundMessage = { deliveryId: 'd', envelopeFrom: 'a@example.test', recipient: 'b@example.test', raw: Buffer.from('x') };
+
+const SENT: SendResult = { ok: true, reply: { code: 250, enhanced: '2.0.0', text: 'queued' } };
+const failed = (failure: Partial<SendFailure>): SendResult => ({ ok: false, failure: { kind: 'connection', reply: null, dataSent: false, interrupted: false, message: 'ECONNECTION: no', ...failure } });
+const SETUP_TIMEOUT = failed({ kind: 'timeout', message: 'ETIMEDOUT: Greeting never received', inSetup: true });
+const REFUSED = failed({ kind: 'connection', message: 'ECONNREFUSED: connect ECONNREFUSED', inSetup: true });
+
+/** A relay whose sends wait until the test settles them, in order. */
+function handRelay() {
+  const pending: Array<(result: SendResult) => void> = [];
+  const relay: Relay = {
+    name: 'smtp://relay.test:25',
+    send: () => new Promise<SendResult>((resolve) => pending.push(resolve)),
+    interrupt() {},
+    close: async () => {},
+  };
+  return {
+    relay,
+    /** Sends that reached the relay and are not settled yet. */
+    get open() {
+      return pending.length;
+    },
+    settle(result: SendResult) {
+      const next = pending.shift();
+      if (!next) throw new Error('no send to settle');
+      next(result);
+    },
+  };
+}
+
+function setup() {
+  let clock = 1_000;
+  const counts = { deferrals: [] as DeferralReason[], backoffs: 0 };
+  const metrics: SiteMetrics = {
+    attempt() {},
+    deferral: (_site, reason) => counts.deferrals.push(reason),
+    connection() {},
+    tls() {},
+    backoff: () => {
+      counts.backoffs += 1;
+    },
+  };
+  const health: RelayHealth = createRelayHealth({
+    backoffMs: BACKOFF_MS,
+    deferMs: DEFER_MS,
+    metrics,
+    logger: createLogger('relay-health-test', 'silent'),
+    now: () => clock,
+    random: () => 0.5,
+  });
+  const hand = handRelay();
+  const guarded = health.guard(KEY, hand.relay);
+  return {
+    health,
+    hand,
+    counts,
+    send: () => guarded.send(message),
+    advance(ms: number) {
+      clock += ms;
+    },
+  };
+}
+
+/** Lets settled sends run their endings. */
+const flush = () => new Promise((resolve) => setImmediate(resolve));
+
+function deferredFailure(result: SendResult): SendFailure {
+  if (result.ok || result.failure.kind !== 'deferred') throw new Error(`not deferred: ${JSON.stringify(result)}`);
+  return result.failure;
+}
+
+describe('a healthy relay', () => {
+  it('takes every send at once, however many, and a refused recipient keeps it healthy', async () => {
+    const t = setup();
+    const sends = Array.from({ length: 8 }, () => t.send());
+    expect(t.hand.open).toBe(8);
+    t.hand.settle(failed({ kind: 'reply', reply: { code: 550, enhanced: '5.1.1', text: 'no such user' }, message: '550 no such user' }));
+    for (let n = 1; n < 8; n++) t.hand.settle(SENT);
+    await Promise.all(sends);
+    expect(t.health.conditionOf(KEY)).toBe('healthy');
+    expect(t.counts.deferrals).toEqual([]);
+  });
+
+  it('is not suspected after a failure that is not the session setup, nor after an interrupt', async () => {
+    const t = setup();
+    const sends = [t.send(), t.send()];
+    t.hand.settle(failed({ kind: 'timeout', dataSent: true, message: 'ETIMEDOUT: Timeout' }));
+    t.hand.settle(failed({ ...SETUP_TIMEOUT, interrupted: true, inSetup: true, kind: 'timeout' }));
+    await Promise.all(sends);
+    expect(t.health.conditionOf(KEY)).toBe('healthy');
+  });
+});
+
+describe('a relay whose session could not be set up', () => {
+  it('gets one probe at a time; every other send is deferred at once, without reaching the relay', async () => {
+    const t = setup();
+    const first = t.send();
+    t.hand.settle(SETUP_TIMEOUT);
+    expect(await first).toEqual(SETUP_TIMEOUT);
+    expect(t.health.conditionOf(KEY)).toBe('suspect');
+
+    const probe = t.send();
+    expect(t.hand.open).toBe(1);
+    const others = await Promise.all([t.send(), t.send(), t.send()]);
+    expect(t.hand.open).toBe(1);
+    for (const other of others) {
+      const failure = deferredFailure(other);
+      expect(failure.retryInMs).toBe(DEFER_MS);
+      expect(failure.message).toBe(`deferred: relay ${KEY} is being probed by another send: its last session could not be set up (ETIMEDOUT: Greeting never received)`);
+    }
+    expect(t.counts.deferrals).toEqual(['probe', 'probe', 'probe']);
+
+    // The probe gets through: full concurrency again.
+    t.hand.settle(SENT);
+    expect(await probe).toEqual(SENT);
+    expect(t.health.conditionOf(KEY)).toBe('healthy');
+    const sends = [t.send(), t.send(), t.send()];
+    expect(t.hand.open).toBe(3);
+    for (let n = 0; n < 3; n++) t.hand.settle(SENT);
+    await Promise.all(sends);
+    expect(t.counts.backoffs).toBe(0);
+  });
+
+  it('counts the wave of sends under way when it went quiet once: still one probe, not a backoff', async () => {
+    const t = setup();
+    const wave = Array.from({ length: 4 }, () => t.send());
+    for (let n = 0; n < 4; n++) t.hand.settle(SETUP_TIMEOUT);
+    await Promise.all(wave);
+    await flush();
+    expect(t.health.conditionOf(KEY)).toBe('suspect');
+    const probe = t.send();
+    expect(t.hand.open).toBe(1);
+    t.hand.settle(SENT);
+    await probe;
+    expect(t.health.conditionOf(KEY)).toBe('healthy');
+  });
+});
+
+describe('a relay whose probe failed too', () => {
+  /** Healthy -> suspect -> backed off, on refused connections. */
+  async function backedOff() {
+    const t = setup();
+    const first = t.send();
+    t.hand.settle(REFUSED);
+    await first;
+    const probe = t.send();
+    t.hand.settle(REFUSED);
+    expect(await probe).toEqual(REFUSED);
+    return t;
+  }
+
+  it('is backed off: sends deferred to the end of the backoff without reaching the relay', async () => {
+    const t = await backedOff();
+    expect(t.health.conditionOf(KEY)).toBe('backed_off');
+    expect(t.counts.backoffs).toBe(1);
+    t.advance(10_000);
+    const failure = deferredFailure(await t.send());
+    expect(t.hand.open).toBe(0);
+    expect(failure.retryInMs).toBe(BACKOFF_MS - 10_000 + DEFER_MS);
+    expect(failure.message).toBe(`deferred: relay ${KEY} is backed off: 2 sessions in a row could not be set up (last: ECONNREFUSED: connect ECONNREFUSED)`);
+    expect(t.counts.deferrals).toEqual(['backoff']);
+  });
+
+  it('is probed once the backoff is over; each failed probe doubles the backoff, at most 32 times', async () => {
+    const t = await backedOff();
+    const backoffs: number[] = [];
+    for (let n = 0; n < 7; n++) {
+      // Just before the end: still deferred; its wait is what is left plus the jittered defer.
+      const before = deferredFailure(await t.send());
+      backoffs.push((before.retryInMs ?? 0) - DEFER_MS);
+      t.advance((before.retryInMs ?? 0) - DEFER_MS);
+      const probe = t.send();
+      expect(t.hand.open).toBe(1);
+      deferredFailure(await t.send());
+      t.hand.settle(SETUP_TIMEOUT);
+      await probe;
+    }
+    expect(backoffs).toEqual([1, 2, 4, 8, 16, 32, 32].map((times) => times * BACKOFF_MS));
+    expect(t.counts.backoffs).toBe(8);
+  });
+
+  it('recovers with a probe that gets a session, and starts from the first backoff next time', async () => {
+    const t = await backedOff();
+    t.advance(BACKOFF_MS);
+    const probe = t.send();
+    t.hand.settle(SENT);
+    await probe;
+    expect(t.health.conditionOf(KEY)).toBe('healthy');
+    const again = [t.send(), t.send()];
+    expect(t.hand.open).toBe(2);
+    t.hand.settle(REFUSED);
+    t.hand.settle(SENT);
+    await Promise.all(again);
+    // A send that got a session after the failure began: healthy again.
+    expect(t.health.conditionOf(KEY)).toBe('healthy');
+    const first = t.send();
+    t.hand.settle(REFUSED);
+    await first;
+    const probe2 = t.send();
+    t.hand.settle(REFUSED);
+    await probe2;
+    expect((deferredFailure(await t.send()).retryInMs ?? 0) - DEFER_MS).toBe(BACKOFF_MS);
+  });
+
+  it('shares its health between the relays guarded under one identity, and only those', async () => {
+    const t = await backedOff();
+    const other = handRelay();
+    const secondPool = t.health.guard(KEY, other.relay);
+    deferredFailure(await secondPool.send(message));
+    expect(other.open).toBe(0);
+    // The same host used with another TLS requirement or other credentials has its own health.
+    const otherUse = t.health.guard(KEY, other.relay, `${KEY} required postern`);
+    const viaOtherUse = otherUse.send(message);
+    expect(other.open).toBe(1);
+    other.settle(SENT);
+    await viaOtherUse;
+    const elsewhere = t.health.guard('other.test:25', other.relay);
+    const send = elsewhere.send(message);
+    expect(other.open).toBe(1);
+    other.settle(SENT);
+    await send;
+  });
+});
