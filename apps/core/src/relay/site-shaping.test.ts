@@ -39,8 +39,8 @@ const BUSY_SITE = siteKey(['mx.busy.test']);
 /** What the sink saw. */
 const sink = { connections: 0, open: 0, maxOpen: 0, rsets: 0, mailFroms: 0, messages: 0 };
 /** The sink answers this once more and then closes the connection (a server's idle timeout, a
- *  restart): 'dot' is its 250 to the end of data. */
-let closeAfter: 'dot' | 'RSET' | 'MAIL' | null = null;
+ *  restart): 'dot' is its 250 to the end of data; 'RSET unanswered' closes on RSET without a word. */
+let closeAfter: 'dot' | 'RSET' | 'RSET unanswered' | 'MAIL' | null = null;
 const sockets = new Set<net.Socket>();
 let refusals = 0;
 let port = 0;
@@ -61,9 +61,10 @@ beforeAll(async () => {
       const verb = line.split(' ')[0]?.toUpperCase();
       if (verb === 'RSET') sink.rsets += 1;
       if (verb === 'MAIL') sink.mailFroms += 1;
-      if (verb === closeAfter) {
+      if (verb === closeAfter || `${verb} unanswered` === closeAfter) {
+        if (verb === closeAfter) socket.end('250 2.0.0 ok\r\n');
+        else socket.end();
         closeAfter = null;
-        socket.end('250 2.0.0 ok\r\n');
         return true;
       }
       if (verb === 'RCPT' && line.toLowerCase().includes('reject')) {
@@ -206,6 +207,18 @@ describe('connection reuse', () => {
   });
 });
 
+/** As on PostgreSQL, where a release and the next claim go over different connections: a slot
+ *  given back is free only a moment after its release was sent. */
+function slowReleaseStore(): MemorySiteStore {
+  const store = createMemorySiteStore();
+  const release = store.releaseSlot;
+  store.releaseSlot = async (...args) => {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    return release(...args);
+  };
+  return store;
+}
+
 describe('a reused connection the server closed before it answered the transaction', () => {
   it('answered RSET and then closed: the message goes at once on a fresh connection, on the same slot', async () => {
     const store = createMemorySiteStore();
@@ -225,8 +238,20 @@ describe('a reused connection the server closed before it answered the transacti
     expect(sink.connections).toBe(2);
   });
 
-  it('closed right after its 250 to the data: the next message, sent at once, goes on a fresh connection', async () => {
-    const store = createMemorySiteStore();
+  it('left RSET unanswered and closed: the next message goes on a fresh connection, at a limit of one too', async () => {
+    const store = slowReleaseStore();
+    const { relay, shaping } = shapedRelay(store, { defaults: { ...DEFAULTS, maxConnections: 1 } });
+    expect(await relay.send(message('1@a.test'))).toMatchObject({ ok: true });
+    closeAfter = 'RSET unanswered';
+    expect(await relay.send(message('2@a.test'))).toMatchObject({ ok: true, reply: { code: 250 } });
+    expect(sink.connections).toBe(2);
+    expect(sink.maxOpen).toBe(1);
+    expect(shaping.held(SITE)).toEqual({ idle: 1, busy: 0 });
+    expect(store.heldSlots(SITE)).toBe(1);
+  });
+
+  it('closed right after its 250 to the data: the next message, sent at once, goes on a fresh connection, at a limit of one too', async () => {
+    const store = slowReleaseStore();
     const { relay, shaping } = shapedRelay(store, { defaults: { ...DEFAULTS, maxConnections: 1 } });
     closeAfter = 'dot';
     expect(await relay.send(message('1@a.test'))).toMatchObject({ ok: true });
@@ -237,8 +262,8 @@ describe('a reused connection the server closed before it answered the transacti
     expect(store.heldSlots(SITE)).toBe(1);
   });
 
-  it('closed after an idle pause: the next message goes on a fresh connection', async () => {
-    const store = createMemorySiteStore();
+  it('closed after an idle pause: the next message goes on a fresh connection, at a limit of one too', async () => {
+    const store = slowReleaseStore();
     const { relay, shaping } = shapedRelay(store, { defaults: { ...DEFAULTS, maxConnections: 1 } });
     expect(await relay.send(message('1@a.test'))).toMatchObject({ ok: true });
     for (const socket of sockets) socket.end('421 4.4.2 idle too long\r\n');

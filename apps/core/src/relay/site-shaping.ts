@@ -122,6 +122,10 @@ export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
   const sites = new Map<string, SiteState>();
   /** Every slot this engine holds, by holder: renewed together. */
   const holding = new Map<string, Pooled>();
+  /** Slot releases under way, by site. A claim for the site waits for them: the release and the
+   *  claim go over different database connections, and a claim that overtook the release of a
+   *  dead connection's slot would find a full site and defer the message it was to replace. */
+  const releasing = new Map<string, Set<Promise<void>>>();
   let closed = false;
 
   const jitter = (ms: number) => Math.round(ms * (0.75 + random() / 2));
@@ -164,10 +168,18 @@ export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
         connection.close();
       }
     }
-    return options.store.releaseSlot(pooled.site, pooled.slot, pooled.holder).catch((error: unknown) => {
+    const release = options.store.releaseSlot(pooled.site, pooled.slot, pooled.holder).catch((error: unknown) => {
       // Its lease runs out by itself: the slot is free again within SLOT_LEASE_MS.
       log.warn({ err: error, site: pooled.site }, 'releasing a connection slot failed; it frees itself when its lease runs out');
     });
+    const pending = releasing.get(pooled.site) ?? new Set<Promise<void>>();
+    releasing.set(pooled.site, pending);
+    pending.add(release);
+    void release.finally(() => {
+      pending.delete(release);
+      if (pending.size === 0 && releasing.get(pooled.site) === pending) releasing.delete(pooled.site);
+    });
+    return release;
   };
 
   /** A connection that ended its send healthy: to a waiting send, to the idle pool, or closed. */
@@ -345,6 +357,10 @@ export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
       return { kind: 'lease', lease: leaseOf(pooled, state, session) };
     }
 
+    // This engine's own slots at the site being given back (a connection found closed) are free
+    // once their release lands: the claim comes after it.
+    const pending = releasing.get(key);
+    if (pending) await Promise.all(pending);
     const holder = `${options.engineId}/${randomBytes(6).toString('hex')}`;
     const claim = await options.store.claimSlot(key, limits.maxConnections, holder, SLOT_LEASE_MS);
     progress();
