@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
 import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
 import { attemptsOf, insertAcceptedMessage, metricsText, startTestEngine, waitForStatus } from './helpers/engine.ts';
-import { type RawRelay, type RawRelayStats, startRawRelay } from './helpers/raw-relay.ts';
+import { messageIdOf, type RawRelay, type RawRelayStats, startRawRelay } from './helpers/raw-relay.ts';
 
 let db: TestDatabase;
 let relay: RawRelay;
@@ -48,16 +48,6 @@ const queue = async (rule: string, n = 1) => (await insertAcceptedMessage(db.poo
 
 async function loopTroubles(): Promise<string[]> {
   return (await metricsText(engine)).split('\n').filter((line) => /^mail_(loop_stalls|loop_restarts|poison_items)_total\{.* [1-9]/.test(line));
-}
-
-/** The Message-ID the engine sent a delivery with, as the relay counts it. */
-async function messageIdOf(deliveryId: string): Promise<string> {
-  const { rows } = await db.pool.query<{ raw: Buffer }>(
-    'SELECT p.raw FROM mail.deliveries d JOIN mail.message_payloads p ON p.message_id = d.message_id WHERE d.id = $1',
-    [deliveryId],
-  );
-  const head = (rows[0] as { raw: Buffer }).raw.toString('latin1').split('\r\n\r\n')[0] ?? '';
-  return /^Message-ID:[ \t]*(.*)$/im.exec(head)?.[1]?.trim() ?? '(none)';
 }
 
 async function bouncesQueued(): Promise<number> {
@@ -106,7 +96,7 @@ describe('the relay answers the end of data with something that is not an accept
     expect(await bouncesQueued()).toBe(0);
     // At the relay: each message read exactly once (the one attempt), none twice.
     const stats: RawRelayStats = await relay.stats();
-    for (const [rule] of cases) expect({ rule, received: stats.received[await messageIdOf(ids.get(rule) as string)] }).toEqual({ rule, received: 1 });
+    for (const [rule] of cases) expect({ rule, received: stats.received[await messageIdOf(db.pool, ids.get(rule) as string)] }).toEqual({ rule, received: 1 });
     expect(await loopTroubles()).toEqual([]);
   }, 120_000);
 });

@@ -24,7 +24,9 @@ mode = ['normal']
 
 DEFAULT_EHLO = b'250-raw.test\r\n250-8BITMIME\r\n250 PIPELINING\r\n'
 
-# Replies to the final dot: (bytes, then 'close' | 'ignore' | 'keep' | 'reset').
+# Replies to the final dot: (bytes, then 'close' | 'ignore' | 'keep' | 'reset' | 'rsetclose' |
+# 'idleclose'). 'rsetclose' keeps the session until the next RSET, answers it and closes; 'idleclose'
+# closes the session after half a second (an idle timeout), answering nothing sent meanwhile.
 DOT = {
     'dotbare': (b'250\r\n', 'keep'),
     'dottwo': (b'2\r\n', 'keep'),
@@ -35,6 +37,8 @@ DOT = {
     'dotokclose': (b'250 2.0.0 queued, and gone\r\n', 'close'),
     'dotclose': (b'', 'close'),
     'dotreset': (b'', 'reset'),
+    'dotrsetclose': (b'250 2.0.0 queued, then gone after RSET\r\n', 'rsetclose'),
+    'dotidleclose': (b'250 2.0.0 queued, then gone when idle\r\n', 'idleclose'),
     'dotnonl': (b'250 ' + b'A' * (10 * 1024 * 1024), 'ignore'),
 }
 RCPT = {
@@ -77,6 +81,7 @@ def session(sock):
     buf = b''
     rule = ''
     rcpts = 0
+    close_at_rset = False
     try:
         if current == 'greet421':
             sock.sendall(b'421 4.3.2 too busy, go away\r\n')
@@ -175,8 +180,16 @@ def session(sock):
                     while sock.recv(65536):
                         pass
                     return
+                if after == 'idleclose':
+                    time.sleep(0.5)
+                    sock.close()
+                    return
+                close_at_rset = after == 'rsetclose'
             elif verb in (b'RSET', b'NOOP'):
                 sock.sendall(b'250 2.0.0 ok\r\n')
+                if verb == b'RSET' and close_at_rset:
+                    sock.close()
+                    return
             elif verb == b'QUIT':
                 sock.sendall(b'221 2.0.0 bye\r\n')
                 sock.close()

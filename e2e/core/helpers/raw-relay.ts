@@ -4,6 +4,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type pg from 'pg';
 
 const SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'raw-relay.py');
 
@@ -22,6 +23,16 @@ export interface RawRelay {
   /** The behaviour of sessions opened from now on (greet421, greet554, ehlohang, ehlo550, starttlshang, starttlsjunk, normal). */
   setMode(mode: string): Promise<void>;
   close(): Promise<void>;
+}
+
+/** The Message-ID the engine sent a delivery with, as the relay counts it (stats' keys). */
+export async function messageIdOf(pool: pg.Pool, deliveryId: string): Promise<string> {
+  const { rows } = await pool.query<{ raw: Buffer }>(
+    'SELECT p.raw FROM mail.deliveries d JOIN mail.message_payloads p ON p.message_id = d.message_id WHERE d.id = $1',
+    [deliveryId],
+  );
+  const head = (rows[0] as { raw: Buffer }).raw.toString('latin1').split('\r\n\r\n')[0] ?? '';
+  return /^Message-ID:[ \t]*(.*)$/im.exec(head)?.[1]?.trim() ?? '(none)';
 }
 
 function ask(port: number, line: string): Promise<string> {

@@ -9,8 +9,8 @@ export interface LineSmtpScript {
   ehlo: string[];
   /** Answers a command itself (and returns true), or leaves it to the default "250 ok". */
   onCommand?: (line: string, socket: net.Socket) => boolean;
-  /** The reply to the end of a message. */
-  onMessage?: () => string;
+  /** The reply to the end of a message (the socket: to close it after the reply, say). */
+  onMessage?: (socket: net.Socket) => string;
 }
 
 export function lineSmtpServer(script: LineSmtpScript): net.Server {
@@ -27,7 +27,7 @@ export function lineSmtpServer(script: LineSmtpScript): net.Server {
         if (inData) {
           if (line === '.') {
             inData = false;
-            socket.write(`${script.onMessage?.() ?? '250 2.0.0 queued'}\r\n`);
+            socket.write(`${script.onMessage?.(socket) ?? '250 2.0.0 queued'}\r\n`);
           }
           continue;
         }

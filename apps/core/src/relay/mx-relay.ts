@@ -21,7 +21,9 @@
 // Shaping per destination site (site-shaping.ts, when given): a send first enters its site, and
 // either reuses an idle connection to it, opens a new one on a connection slot shared by every
 // engine, or is deferred without connecting; a connection goes back to the site's pool only
-// after an accepted transaction.
+// after an accepted transaction. A reused connection the server had closed while it was idle,
+// lost before it answered a word of the transaction, is replaced by a new one on its slot and the
+// message sent on that, within the same send.
 import tls from 'node:tls';
 import { domainToASCII } from 'node:url';
 import { isDnsNoRecord, type Logger, MAIL_RECORD_TYPES, type MailRecordType, type MailResolver } from '@postern/shared';
@@ -30,7 +32,7 @@ import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { type MtaSts, mxListed, type StsPolicy } from './mta-sts.ts';
 import type { OutboundMessage, Relay, Route, SendFailure, SendResult, TlsUse } from './relay.ts';
 import type { SiteLease, SiteShaping } from './site-shaping.ts';
-import { failureOf, type NodemailerError, runTransaction, sentResult, startSendDeadline } from './smtp-transaction.ts';
+import { failureOf, lostBeforeAnyReply, type NodemailerError, runTransaction, sentResult, startSendDeadline } from './smtp-transaction.ts';
 
 export interface MxRelayOptions {
   resolver: MailResolver;
@@ -344,29 +346,42 @@ export function createMxRelay(options: MxRelayOptions): Relay {
         if (entry?.kind === 'refused') return { ok: false, failure: entry.failure };
         lease = entry?.kind === 'lease' ? entry.lease : null;
         if (stopped) throw new CutShort(stopped);
-        if (lease?.reused) open = lease.reused.connection;
-        // Finding and greeting a host is cut short by the deadline or an interrupt at once; the
-        // transaction itself ends through its connection (closed), so that whether the data went
-        // out is known.
-        const session = lease?.reused ?? (await Promise.race([openSession(), cutShort]));
-        if (!('connection' in session)) {
-          await lease?.unreachable(session);
-          lease?.finish(session.kind, false);
-          return { ok: false, failure: session };
+        let reused = lease?.reused ?? null;
+        if (reused) open = reused.connection;
+        // At most twice: once more on a new connection when a reused one was lost before it
+        // answered a word of the transaction (lostBeforeAnyReply, smtp-transaction.ts).
+        for (;;) {
+          // Finding and greeting a host is cut short by the deadline or an interrupt at once; the
+          // transaction itself ends through its connection (closed), so that whether the data went
+          // out is known.
+          const session = reused ?? (await Promise.race([openSession(), cutShort]));
+          if (!('connection' in session)) {
+            await lease?.unreachable(session);
+            lease?.finish(session.kind, false);
+            return { ok: false, failure: session };
+          }
+          if (lease && !reused) lease.opened(session);
+          const { connection, route } = session;
+          const outcome = await runTransaction(connection, message, progress, deadline);
+          if (!outcome.error) {
+            open = null;
+            if (lease) lease.finish('sent', !stopped && !deadline.passed());
+            else connection.quit();
+            return { ...sentResult(outcome.response), route };
+          }
+          // The server closed the pooled connection while it was idle, and the close was seen only
+          // now (or after the RSET was answered): the message goes on a new connection on the same
+          // slot, at once, rather than wait for the ladder's next step.
+          if (reused && lostBeforeAnyReply(outcome) && !stopped && !deadline.passed() && lease?.replace()) {
+            log.debug({ recipientDomain: domain, site: lease.site, error: outcome.error.message }, 'a reused connection was closed before it answered: the message goes on a new one on its slot');
+            reused = null;
+            continue;
+          }
+          lease?.finish(failureOf(outcome.error, outcome.dataSent, false).kind, false);
+          connection.close();
+          if (deadline.passed()) return deadline.failure(outcome.dataSent);
+          return { ok: false, failure: { ...failureOf(outcome.error, outcome.dataSent, stopped === 'interrupt'), route } };
         }
-        if (lease && !lease.reused) lease.opened(session);
-        const { connection, route } = session;
-        const outcome = await runTransaction(connection, message, progress, deadline);
-        if (!outcome.error) {
-          open = null;
-          if (lease) lease.finish('sent', !stopped && !deadline.passed());
-          else connection.quit();
-          return { ...sentResult(outcome.response), route };
-        }
-        lease?.finish(failureOf(outcome.error, outcome.dataSent, false).kind, false);
-        connection.close();
-        if (deadline.passed()) return deadline.failure(outcome.dataSent);
-        return { ok: false, failure: { ...failureOf(outcome.error, outcome.dataSent, stopped === 'interrupt'), route } };
       } catch (error) {
         if (stopped === 'deadline') return deadline.failure(false);
         if (stopped === 'interrupt') {

@@ -37,7 +37,10 @@ const SITE = siteKey(['mx.shared.test']);
 const BUSY_SITE = siteKey(['mx.busy.test']);
 
 /** What the sink saw. */
-const sink = { connections: 0, open: 0, maxOpen: 0, rsets: 0, messages: 0 };
+const sink = { connections: 0, open: 0, maxOpen: 0, rsets: 0, mailFroms: 0, messages: 0 };
+/** The sink answers this once more and then closes the connection (a server's idle timeout, a
+ *  restart): 'dot' is its 250 to the end of data; 'RSET unanswered' closes on RSET without a word. */
+let closeAfter: 'dot' | 'RSET' | 'RSET unanswered' | 'MAIL' | null = null;
 const sockets = new Set<net.Socket>();
 let refusals = 0;
 let port = 0;
@@ -57,14 +60,26 @@ beforeAll(async () => {
     onCommand(line, socket) {
       const verb = line.split(' ')[0]?.toUpperCase();
       if (verb === 'RSET') sink.rsets += 1;
+      if (verb === 'MAIL') sink.mailFroms += 1;
+      if (verb === closeAfter || `${verb} unanswered` === closeAfter) {
+        if (verb === closeAfter) socket.end('250 2.0.0 ok\r\n');
+        else socket.end();
+        closeAfter = null;
+        return true;
+      }
       if (verb === 'RCPT' && line.toLowerCase().includes('reject')) {
         socket.write('550 5.1.1 no such user\r\n');
         return true;
       }
       return false;
     },
-    onMessage() {
+    onMessage(socket) {
       sink.messages += 1;
+      if (closeAfter === 'dot') {
+        closeAfter = null;
+        // Right after the reply, which the server writes once this returns.
+        queueMicrotask(() => socket.end());
+      }
       return '250 2.0.0 queued';
     },
   });
@@ -99,7 +114,8 @@ afterEach(async () => {
   await open?.relay.close();
   open = null;
   await vi.waitFor(() => expect(sink.open).toBe(0), { timeout: 5_000 });
-  Object.assign(sink, { connections: 0, maxOpen: 0, rsets: 0, messages: 0 });
+  Object.assign(sink, { connections: 0, maxOpen: 0, rsets: 0, mailFroms: 0, messages: 0 });
+  closeAfter = null;
   refusals = 0;
 });
 
@@ -188,6 +204,87 @@ describe('connection reuse', () => {
     expect(await relay.send(message('2@a.test'))).toMatchObject({ ok: true });
     expect(sink.connections).toBe(2);
     expect(sink.messages).toBe(2);
+  });
+});
+
+/** As on PostgreSQL, where a release and the next claim go over different connections: a slot
+ *  given back is free only a moment after its release was sent. */
+function slowReleaseStore(): MemorySiteStore {
+  const store = createMemorySiteStore();
+  const release = store.releaseSlot;
+  store.releaseSlot = async (...args) => {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    return release(...args);
+  };
+  return store;
+}
+
+describe('a reused connection the server closed before it answered the transaction', () => {
+  it('answered RSET and then closed: the message goes at once on a fresh connection, on the same slot', async () => {
+    const store = createMemorySiteStore();
+    const { relay, shaping } = shapedRelay(store, { defaults: { ...DEFAULTS, maxConnections: 1 } });
+    expect(await relay.send(message('1@a.test'))).toMatchObject({ ok: true });
+    closeAfter = 'RSET';
+    // MAIL FROM meets a closed connection: nothing of the transaction reached the server.
+    expect(await relay.send(message('2@a.test'))).toMatchObject({ ok: true, reply: { code: 250 } });
+    expect(sink.connections).toBe(2);
+    expect(sink.messages).toBe(2);
+    expect(sink.maxOpen).toBe(1);
+    // The dead connection's slot carried the new one: one slot, now idle with its connection.
+    expect(shaping.held(SITE)).toEqual({ idle: 1, busy: 0 });
+    expect(store.heldSlots(SITE)).toBe(1);
+    // And the fresh connection is reused as any other.
+    expect(await relay.send(message('3@a.test'))).toMatchObject({ ok: true });
+    expect(sink.connections).toBe(2);
+  });
+
+  it('left RSET unanswered and closed: the next message goes on a fresh connection, at a limit of one too', async () => {
+    const store = slowReleaseStore();
+    const { relay, shaping } = shapedRelay(store, { defaults: { ...DEFAULTS, maxConnections: 1 } });
+    expect(await relay.send(message('1@a.test'))).toMatchObject({ ok: true });
+    closeAfter = 'RSET unanswered';
+    expect(await relay.send(message('2@a.test'))).toMatchObject({ ok: true, reply: { code: 250 } });
+    expect(sink.connections).toBe(2);
+    expect(sink.maxOpen).toBe(1);
+    expect(shaping.held(SITE)).toEqual({ idle: 1, busy: 0 });
+    expect(store.heldSlots(SITE)).toBe(1);
+  });
+
+  it('closed right after its 250 to the data: the next message, sent at once, goes on a fresh connection, at a limit of one too', async () => {
+    const store = slowReleaseStore();
+    const { relay, shaping } = shapedRelay(store, { defaults: { ...DEFAULTS, maxConnections: 1 } });
+    closeAfter = 'dot';
+    expect(await relay.send(message('1@a.test'))).toMatchObject({ ok: true });
+    expect(await relay.send(message('2@a.test'))).toMatchObject({ ok: true });
+    expect(sink.connections).toBe(2);
+    expect(sink.messages).toBe(2);
+    expect(shaping.held(SITE)).toEqual({ idle: 1, busy: 0 });
+    expect(store.heldSlots(SITE)).toBe(1);
+  });
+
+  it('closed after an idle pause: the next message goes on a fresh connection, at a limit of one too', async () => {
+    const store = slowReleaseStore();
+    const { relay, shaping } = shapedRelay(store, { defaults: { ...DEFAULTS, maxConnections: 1 } });
+    expect(await relay.send(message('1@a.test'))).toMatchObject({ ok: true });
+    for (const socket of sockets) socket.end('421 4.4.2 idle too long\r\n');
+    await vi.waitFor(() => expect(sink.open).toBe(0), { timeout: 5_000 });
+    expect(await relay.send(message('2@a.test'))).toMatchObject({ ok: true });
+    expect(sink.connections).toBe(2);
+    expect(shaping.held(SITE)).toEqual({ idle: 1, busy: 0 });
+    expect(store.heldSlots(SITE)).toBe(1);
+  });
+
+  it('is not sent again when the server answered MAIL FROM and then closed: it had heard the transaction', async () => {
+    const store = createMemorySiteStore();
+    const { relay, shaping } = shapedRelay(store);
+    expect(await relay.send(message('1@a.test'))).toMatchObject({ ok: true });
+    closeAfter = 'MAIL';
+    expect(await relay.send(message('2@a.test'))).toMatchObject({ ok: false, failure: { kind: 'connection', dataSent: false } });
+    expect(sink.connections).toBe(1);
+    expect(sink.mailFroms).toBe(2);
+    // Closed, its slot given back.
+    await vi.waitFor(() => expect(store.heldSlots(SITE)).toBe(0), { timeout: 5_000 });
+    expect(shaping.held(SITE)).toEqual({ idle: 0, busy: 0 });
   });
 });
 

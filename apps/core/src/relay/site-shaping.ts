@@ -1,7 +1,9 @@
 // Shaping per destination site for direct delivery (docs/core.md, "Shaping"). Before mx-relay.ts
 // connects anywhere, a send enters its site (site-key.ts: the recipient domain's MX host set):
 //   1. the site's message rate (a shared token bucket, when one is set) must have a token left;
-//   2. an idle connection this engine keeps to the site is reused, after an RSET proves it alive;
+//   2. an idle connection this engine keeps to the site is reused, after an RSET proves it alive
+//      (one the server closes even so, before it answers the transaction, is replaced on its slot:
+//      SiteLease.replace);
 //   3. otherwise a connection slot shared by every engine is claimed (site-store.ts) — refused
 //      while the site is backed off — and the send opens a new connection on it;
 //   4. with no slot free but this engine's own connections to the site busy, the send waits a
@@ -26,7 +28,7 @@ import { siteKey } from './site-key.ts';
 import type { DeferralReason, SiteMetrics } from './site-metrics.ts';
 import { limitsFor, type SiteLimits, type SiteRule } from './site-rules.ts';
 import type { SiteStore } from './site-store.ts';
-import { resetSession } from './smtp-transaction.ts';
+import { resetSession, responseLineHook } from './smtp-transaction.ts';
 
 /** A slot's lease: renewed every third of it while its connection lives; a crashed engine's slots
  *  are free again at most this long after its last renewal. */
@@ -65,6 +67,11 @@ export interface SiteLease {
   readonly reused: SiteSession | null;
   /** A new session was set up on this lease's slot. */
   opened(session: SiteSession): void;
+  /** The reused connection was lost before it answered a word of the transaction (the server
+   *  closed it while it was idle): it is closed, and its slot kept for a new session, which the
+   *  send opens and hands to opened(). False when the slot is not this engine's to keep any more
+   *  (its lease could not be renewed, the engine is closing): the send ends as it failed. */
+  replace(): boolean;
   /** No session could be set up with any MX host: the site is backed off. */
   unreachable(failure: SendFailure): Promise<void>;
   /** The send is over: `reusable` only when the transaction was accepted on a healthy connection.
@@ -115,6 +122,10 @@ export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
   const sites = new Map<string, SiteState>();
   /** Every slot this engine holds, by holder: renewed together. */
   const holding = new Map<string, Pooled>();
+  /** Slot releases under way, by site. A claim for the site waits for them: the release and the
+   *  claim go over different database connections, and a claim that overtook the release of a
+   *  dead connection's slot would find a full site and defer the message it was to replace. */
+  const releasing = new Map<string, Set<Promise<void>>>();
   let closed = false;
 
   const jitter = (ms: number) => Math.round(ms * (0.75 + random() / 2));
@@ -157,10 +168,18 @@ export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
         connection.close();
       }
     }
-    return options.store.releaseSlot(pooled.site, pooled.slot, pooled.holder).catch((error: unknown) => {
+    const release = options.store.releaseSlot(pooled.site, pooled.slot, pooled.holder).catch((error: unknown) => {
       // Its lease runs out by itself: the slot is free again within SLOT_LEASE_MS.
       log.warn({ err: error, site: pooled.site }, 'releasing a connection slot failed; it frees itself when its lease runs out');
     });
+    const pending = releasing.get(pooled.site) ?? new Set<Promise<void>>();
+    releasing.set(pooled.site, pending);
+    pending.add(release);
+    void release.finally(() => {
+      pending.delete(release);
+      if (pending.size === 0 && releasing.get(pooled.site) === pending) releasing.delete(pooled.site);
+    });
+    return release;
   };
 
   /** A connection that ended its send healthy: to a waiting send, to the idle pool, or closed. */
@@ -190,10 +209,19 @@ export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
         options.metrics.connection(pooled.site, 'opened');
         options.metrics.tls(pooled.site, session.route.tls);
         // A server that closes an idle connection: dropped from the pool (and its slot given back).
+        // Only while it is this slot's connection: a replaced one's end says nothing of the next.
         session.connection.once('end', () => {
-          if (state.idle.includes(pooled)) void retire(pooled, false);
+          if (state.idle.includes(pooled) && pooled.session === session) void retire(pooled, false);
         });
         options.store.clearBackoff(pooled.site).catch((error: unknown) => log.warn({ err: error, site: pooled.site }, 'clearing a site backoff failed'));
+      },
+      replace() {
+        const lost = pooled.session;
+        if (finished || closed || pooled.released || pooled.lost || !lost) return false;
+        pooled.session = null;
+        pooled.messages = 0;
+        lost.connection.close();
+        return true;
       },
       async unreachable(failure) {
         // A refused connection, an error greeting or EHLO, a failed TLS setup or a timeout on every
@@ -244,7 +272,7 @@ export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
     const session = pooled.session;
     if (!session) return null;
     // Reply lines of this send beat this send's worker (nodemailer reads the option per line).
-    (session.connection as unknown as { options: { onResponseLine?: () => void } }).options.onResponseLine = () => progress();
+    responseLineHook(session.connection).onResponseLine = () => progress();
     if (await resetSession(session.connection, options.timeoutMs)) return { connection: session.connection, route: { ...session.route, skipped: [] } };
     return null;
   };
@@ -329,6 +357,10 @@ export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
       return { kind: 'lease', lease: leaseOf(pooled, state, session) };
     }
 
+    // This engine's own slots at the site being given back (a connection found closed) are free
+    // once their release lands: the claim comes after it.
+    const pending = releasing.get(key);
+    if (pending) await Promise.all(pending);
     const holder = `${options.engineId}/${randomBytes(6).toString('hex')}`;
     const claim = await options.store.claimSlot(key, limits.maxConnections, holder, SLOT_LEASE_MS);
     progress();

@@ -21,21 +21,41 @@ afterEach(async () => {
   for (const server of servers.splice(0)) await new Promise<void>((resolve) => server.close(() => resolve()));
 });
 
-async function relayServer(): Promise<{ port: number; sockets: net.Socket[]; mailFrom: string[] }> {
+interface RelayServer {
+  port: number;
+  sockets: net.Socket[];
+  mailFrom: string[];
+  /** The next MAIL FROM is answered 250, and then the connection closed. */
+  closeAfterNextMail(): void;
+}
+
+async function relayServer(): Promise<RelayServer> {
   const sockets: net.Socket[] = [];
   const mailFrom: string[] = [];
+  let closeAfterMail = false;
   const server = lineSmtpServer({
     greeting: '220 relay.test ready',
     ehlo: ['relay.test', 'PIPELINING'],
-    onCommand: (line) => {
-      if (line.toUpperCase().startsWith('MAIL FROM')) mailFrom.push(line);
-      return false;
+    onCommand: (line, socket) => {
+      if (!line.toUpperCase().startsWith('MAIL FROM')) return false;
+      mailFrom.push(line);
+      if (!closeAfterMail) return false;
+      closeAfterMail = false;
+      socket.end('250 2.1.0 ok\r\n');
+      return true;
     },
   });
   server.on('connection', (socket) => sockets.push(socket));
   servers.push(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  return { port: (server.address() as net.AddressInfo).port, sockets, mailFrom };
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    sockets,
+    mailFrom,
+    closeAfterNextMail: () => {
+      closeAfterMail = true;
+    },
+  };
 }
 
 /** MAIL_SMTP_ADDR's relay with one pooled session. */
@@ -72,20 +92,14 @@ describe('a pooled session the relay closed while it was idle', () => {
 
   it('is not sent again when the relay had heard the transaction: a reply, then the close, fails it', async () => {
     const server = await relayServer();
-    let first = true;
     const relay = relayTo(server.port);
     try {
       expect(await relay.send(message(1))).toMatchObject({ ok: true });
-      // A relay that answers the next MAIL FROM and then closes heard the transaction: no fresh try.
-      const socket = server.sockets[0] as net.Socket;
-      socket.on('data', (chunk: Buffer) => {
-        if (first && chunk.toString().toUpperCase().startsWith('MAIL FROM')) {
-          first = false;
-          socket.end('250 ok\r\n');
-        }
-      });
+      // A relay that answers the next MAIL FROM and then closes heard the transaction: no fresh
+      // try, though nothing of the message went out.
+      server.closeAfterNextMail();
       const second = await relay.send(message(2));
-      expect(second).toMatchObject({ ok: false });
+      expect(second).toMatchObject({ ok: false, failure: { kind: 'connection', dataSent: false } });
       expect(server.sockets).toHaveLength(1);
     } finally {
       await relay.close();

@@ -13,7 +13,7 @@ import os from 'node:os';
 import type { Logger } from '@postern/shared';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { OutboundMessage, Relay, SendResult } from './relay.ts';
-import { failureOf, type NodemailerError, resetSession, runTransaction, sentResult, startSendDeadline } from './smtp-transaction.ts';
+import { failureOf, lostBeforeAnyReply, type NodemailerError, resetSession, runTransaction, sentResult, startSendDeadline } from './smtp-transaction.ts';
 
 export interface SmtpRelayOptions {
   host: string;
@@ -40,11 +40,6 @@ interface PooledConnection {
   broken: boolean;
   /** The send under way on this connection hears of each reply line here. */
   onReply: () => void;
-}
-
-/** The connection was lost (closed or reset by the peer), as nodemailer reports it. */
-function isConnectionLoss(error: NodemailerError): boolean {
-  return (error.code === 'ECONNECTION' || error.code === 'ESOCKET') && !error.responseCode;
 }
 
 function inSetup(result: SendResult): SendResult {
@@ -142,17 +137,12 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
             pooled = idle.pop();
           }
           const reused = pooled !== undefined;
-          let heard = false;
-          const onReply = () => {
-            heard = true;
-            progress();
-          };
-          if (pooled) pooled.onReply = onReply;
+          if (pooled) pooled.onReply = progress;
           try {
             pooled ??= await Promise.race([
               open((opening) => {
                 current = opening;
-              }, onReply),
+              }, progress),
               deadline.passing,
             ]);
           } catch (error) {
@@ -162,7 +152,6 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
           }
           current = pooled;
           active.add(pooled);
-          heard = false;
           const outcome = await runTransaction(pooled.connection, message, progress, deadline);
           pooled.messages += 1;
           pooled.onReply = () => {};
@@ -174,7 +163,7 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
             await release(pooled, false);
             return deadline.failure(outcome.dataSent);
           }
-          if (reused && !heard && !outcome.dataSent && isConnectionLoss(outcome.error) && myGeneration === generation) {
+          if (reused && lostBeforeAnyReply(outcome) && myGeneration === generation) {
             pooled.broken = true;
             await release(pooled, false);
             log.debug({ error: outcome.error.message }, 'a reused relay session was closed while idle: the message goes on a fresh one');

@@ -2,6 +2,11 @@
 // the same way once a session is open: the transaction itself (MAIL FROM, RCPT TO, DATA) on a
 // nodemailer SMTPConnection, the whole-send deadline, the RSET before a session is used again, and
 // how nodemailer's errors become a SendFailure.
+// A pooled connection the server closed while it was idle (its idle timeout, a restart), its close
+// not seen yet or seen only after the RSET that proved it alive, fails the next transaction before
+// a single reply: lostBeforeAnyReply says so, and both relays then send that message once more on
+// a fresh connection rather than fail it (Postfix replaces a cached connection found dead the same
+// way). Without a reply to MAIL FROM the server cannot have taken the message.
 // The message stream is only read once the server answered 354, so the engine knows whether the
 // message had been handed over when something broke: a timeout after that point may have
 // delivered the mail and is recorded as outcome_unknown (classify-reply.ts).
@@ -120,6 +125,25 @@ export interface TransactionOutcome {
   response: string | null;
   /** The whole message had been taken by the connection. */
   dataSent: boolean;
+  /** The server sent something (a reply line, or part of one) during the transaction. */
+  heard: boolean;
+}
+
+/** The connection was lost (closed or reset by the peer), as nodemailer reports it. */
+function isConnectionLoss(error: NodemailerError): boolean {
+  return (error.code === 'ECONNECTION' || error.code === 'ESOCKET') && !error.responseCode;
+}
+
+/** The transaction failed because the connection was lost before the server answered anything of
+ *  it: nothing of the message can have been taken, and it may go once more on a fresh connection. */
+export function lostBeforeAnyReply(outcome: TransactionOutcome): boolean {
+  return outcome.error !== null && !outcome.heard && !outcome.dataSent && isConnectionLoss(outcome.error);
+}
+
+/** The connection's per-line hook (patches/nodemailer+10.6.0.patch): nodemailer reads it per line,
+ *  so a pooled connection's can be pointed at the send now using it. */
+export function responseLineHook(connection: SMTPConnection): { onResponseLine?: (lines: number) => void } {
+  return (connection as unknown as { options: { onResponseLine?: (lines: number) => void } }).options;
 }
 
 /** MAIL FROM, RCPT TO and DATA for one message on an open session, until the last reply or the deadline. */
@@ -140,8 +164,17 @@ export async function runTransaction(connection: SMTPConnection, message: Outbou
   source.once('end', () => {
     dataSent = true;
   });
+  // Whether the server said anything during this transaction: the relay's own hook (progress)
+  // still hears every line, this one only notes that one came.
+  let heard = false;
+  const hook = responseLineHook(connection);
+  const relayHook = hook.onResponseLine;
+  hook.onResponseLine = (lines) => {
+    heard = true;
+    relayHook?.(lines);
+  };
   const outcome = await Promise.race([
-    new Promise<Omit<TransactionOutcome, 'dataSent'>>((resolve) => {
+    new Promise<Pick<TransactionOutcome, 'error' | 'response'>>((resolve) => {
       connection.send(relayEnvelope(message), source, (error, info) => {
         resolve({ error: (error as NodemailerError | null) ?? null, response: info?.response ?? null });
       });
@@ -149,12 +182,13 @@ export async function runTransaction(connection: SMTPConnection, message: Outbou
     // A closed connection normally fails the send at once; this is for one that does not.
     deadline.passing.catch((error: Error) => ({ error: error as NodemailerError, response: null })),
   ]);
+  hook.onResponseLine = relayHook;
   // nodemailer takes any reply to the end of data whose first character is 2 for an acceptance:
   // "2" alone, or "250-ok" followed by "550 no". Not a reply: the message went out, what the
   // server did with it is unknown (outcome_unknown, retried), and the session is not used again.
   if (!outcome.error && typeof outcome.response === 'string' && !isWellFormedReply(outcome.response)) {
     const error: NodemailerError = Object.assign(new Error(`Malformed reply to the end of data: ${JSON.stringify(outcome.response.slice(0, 200))}`), { code: 'EPROTOCOL' });
-    return { error, response: null, dataSent };
+    return { error, response: null, dataSent, heard };
   }
-  return { ...outcome, dataSent };
+  return { ...outcome, dataSent, heard };
 }
