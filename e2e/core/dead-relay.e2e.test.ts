@@ -6,39 +6,16 @@
 // for about an hour. Now the wave of sends under way when the relay went quiet fails once, one probe
 // at a time goes to it, and every other send to it is deferred at once (no attempt, no worker held,
 // no step of the retry ladder) while the routed relay takes its mail.
-import net from 'node:net';
 import { setRoute } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
 import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
 import { insertAcceptedMessage, metricsText, metricValue, startTestEngine } from './helpers/engine.ts';
-import { type ScriptedSmtp, startScriptedSmtp } from './helpers/smtp-servers.ts';
+import { type ScriptedSmtp, startScriptedSmtp, startSilentRelay } from './helpers/smtp-servers.ts';
 
 const WORKERS = 4;
 const DEAD = 40;
 const HEALTHY = 5;
-
-/** Accepts every connection and never says a word; counts them. */
-async function startSilentRelay(): Promise<{ port: number; connections: () => number; close(): Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  let connections = 0;
-  const server = net.createServer((socket) => {
-    connections += 1;
-    sockets.add(socket);
-    socket.on('error', () => {});
-    socket.on('close', () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    connections: () => connections,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy();
-        server.close(() => resolve());
-      }),
-  };
-}
 
 let db: TestDatabase;
 let dead: Awaited<ReturnType<typeof startSilentRelay>>;

@@ -388,6 +388,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
         forwarder: forwarderFor(config, signingKeyFor, resolver, log),
         ...bounces,
         ladder,
+        queueLifetimeMs: config.engine.queueLifetimeMs,
         rules: defaultReplyRules(),
         workerId,
         mode: config.smtp.mode,

@@ -27,7 +27,7 @@ function rendered(id: string): ClaimedDelivery {
     id, source: 'billing', payload_mode: 'rendered', message_id: null, template_id: null, template_locale: null, template_hash: null,
     template_variables: null, subject: 'Invoice', text_body: 'Due.', html_body: null, category: null, recipient: 'bob@inbox.test',
     envelope_from: '', rfc_message_id: `<${id}@postern.test>`, attempt_count: 1, created_at: new Date(),
-    suppressed_reason: null, smtputf8: null, body_type: null, traceparent: null, dkim_keys_generation: '1',
+    queued_since: new Date(), suppressed_reason: null, smtputf8: null, body_type: null, traceparent: null, dkim_keys_generation: '1',
   };
 }
 
@@ -82,6 +82,7 @@ function startOneWorker() {
       relay,
       catalog: loadTemplateCatalog(templateDir),
       ladder: retryLadder([1_000]),
+      queueLifetimeMs: 120 * 3_600_000,
       rules: defaultReplyRules(),
       workerId: 'core:test',
       mode: 'smtp',

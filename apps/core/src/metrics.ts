@@ -8,10 +8,16 @@ import { ATTEMPT_STATUSES, FAILURE_CODES, prometheus, type Registry } from '@pos
 import type { EngineEvents } from './engine-events.ts';
 import type { SupervisedLoop } from './keepalive/supervisor.ts';
 
+/** What a delivery whose queue lifetime ran out was waiting for (mail_delivery_expired_total). */
+export const EXPIRED_WAITS = ['deferred', 'signing', 'temporary'] as const;
+export type ExpiredWait = (typeof EXPIRED_WAITS)[number];
+
 export interface EngineMetrics {
   attemptOutcomes: prometheus.Counter<'status'>;
   sendDuration: prometheus.Histogram<'status'>;
   deadLetters: prometheus.Counter;
+  /** Deliveries dead-lettered for outliving MAIL_QUEUE_LIFETIME, by what they last waited for. */
+  expired: prometheus.Counter<'waited_for'>;
   suppressed: prometheus.Counter<'reason'>;
   malformed: prometheus.Counter<'failure_code'>;
   /** Stream entries removed from the stream before an engine handled them (intake/consume-stream.ts). */
@@ -53,7 +59,13 @@ export function createEngineMetrics(
       buckets: [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000],
       registers: [registry],
     }),
-    deadLetters: new Counter({ name: 'mail_delivery_dead_letters_total', help: 'Deliveries dead-lettered after the retry ladder.', registers: [registry] }),
+    deadLetters: new Counter({ name: 'mail_delivery_dead_letters_total', help: 'Deliveries dead-lettered (the retry ladder spent, or the queue lifetime over).', registers: [registry] }),
+    expired: new Counter({
+      name: 'mail_delivery_expired_total',
+      help: 'Deliveries dead-lettered because they would wait again after MAIL_QUEUE_LIFETIME in the queue (also in mail_delivery_dead_letters_total), by what they last waited for: deferred (shaping, a backed-off relay), signing (an unusable DKIM/ARC key), temporary (a temporary failure with the ladder left).',
+      labelNames: ['waited_for'],
+      registers: [registry],
+    }),
     suppressed: new Counter({ name: 'mail_delivery_suppressed_total', help: 'Deliveries ended as suppressed.', labelNames: ['reason'], registers: [registry] }),
     malformed: new Counter({ name: 'mail_stream_commands_malformed_total', help: 'Stream commands quarantined as malformed.', labelNames: ['failure_code'], registers: [registry] }),
     streamEntriesLost: new Counter({
@@ -101,6 +113,7 @@ export function createEngineMetrics(
   for (const status of ATTEMPT_STATUSES) metrics.attemptOutcomes.inc({ status }, 0);
   for (const reason of ['suppression_list', 'stub_mode', 'provider']) metrics.suppressed.inc({ reason }, 0);
   metrics.deadLetters.inc(0);
+  for (const waited_for of EXPIRED_WAITS) metrics.expired.inc({ waited_for }, 0);
   // Every failure code's series exists from the start at 0 (silent-encoding-change): a series that
   // first appears already at 1 shows no increase() to Prometheus, so the very first quarantined
   // command of a kind would never fire PosternMalformedCommands.

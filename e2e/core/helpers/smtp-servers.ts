@@ -1,6 +1,7 @@
 // SMTP servers that misbehave on purpose, inside the test process: scripted replies per recipient
 // and attempt (4xx, 5xx, hang after DATA), a front door that swallows the first connections
-// without a greeting before passing the rest to a real sink, and a host that greets with a refusal.
+// without a greeting before passing the rest to a real sink, a host that greets with a refusal, and
+// a relay that accepts TCP and never says a word (its sessions can never be set up).
 import net from 'node:net';
 import { SMTPServer } from 'smtp-server';
 
@@ -158,4 +159,26 @@ export async function startGreetingRefuser(at: { host: string; port: number }, g
     server.listen(at.port, at.host, resolve);
   });
   return { connections: () => connections, close: () => new Promise((resolve) => server.close(() => resolve())) };
+}
+
+/** Accepts every connection and never says a word; counts them. */
+export async function startSilentRelay(): Promise<{ port: number; connections: () => number; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  let connections = 0;
+  const server = net.createServer((socket) => {
+    connections += 1;
+    sockets.add(socket);
+    socket.on('error', () => {});
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    connections: () => connections,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
 }

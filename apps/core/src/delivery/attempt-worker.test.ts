@@ -21,7 +21,8 @@ function accepted(fields: Partial<ClaimedDelivery> = {}): ClaimedDelivery {
     id: 'd1', source: 'smtp', payload_mode: 'relay', message_id: 'm1', template_id: null, template_locale: null, template_hash: null,
     template_variables: null, subject: null, text_body: null, html_body: null, category: null, recipient: 'bob@inbox.test',
     envelope_from: 'alice@outside.test', rfc_message_id: '<m1@outside.test>', attempt_count: 1, created_at: received,
-    suppressed_reason: null, smtputf8: null, body_type: null, traceparent: null, dkim_keys_generation: '1', ...fields,
+    // Queued just now: far from the end of its queue lifetime unless a test says otherwise.
+    queued_since: new Date(), suppressed_reason: null, smtputf8: null, body_type: null, traceparent: null, dkim_keys_generation: '1', ...fields,
   };
 }
 
@@ -45,6 +46,12 @@ function scriptedRelay(result: SendResult): Relay & { sent: OutboundMessage[] } 
   };
 }
 
+const HOUR = 3_600_000;
+/** MAIL_QUEUE_LIFETIME's default. */
+const LIFETIME_MS = 120 * HOUR;
+/** Queued `hours` ago. */
+const queuedHoursAgo = (hours: number) => new Date(Date.now() - hours * HOUR);
+
 const replyOk = (text = 'queued as X'): SendResult => ({ ok: true, reply: { code: 250, enhanced: '2.0.0', text } });
 function refused(code: number, enhanced: string | null, text: string, fields: Partial<SendFailure> = {}): SendResult {
   return { ok: false, failure: { kind: 'reply', reply: { code, enhanced, text }, dataSent: false, message: text, interrupted: false, ...fields } };
@@ -67,6 +74,7 @@ async function attempt(delivery: ClaimedDelivery, result: SendResult, setup: (li
       catalog,
       // Three attempts in all: waits of 1 s and 2 s between them.
       ladder: retryLadder([1_000, 2_000]),
+      queueLifetimeMs: LIFETIME_MS,
       rules: defaultReplyRules(),
       workerId: 'core:test',
       mode: 'smtp',
@@ -285,5 +293,68 @@ describe('attempt worker: forwarded mail (SRS and ARC)', () => {
     const { relay, recorded } = await attempt(accepted(), replyOk(), undefined, { forwarder });
     expect(relay.sent).toEqual([]);
     expect(recorded).toMatchObject({ status: 'retrying', attempt: null, lastError: 'DKIM signing unavailable: ARC sealing with s1._domainkey.alias.test failed: bad key' });
+  });
+});
+
+describe('attempt worker: the queue lifetime (MAIL_QUEUE_LIFETIME)', () => {
+  const deferred: SendResult = {
+    ok: false,
+    failure: { kind: 'deferred', reply: null, dataSent: false, interrupted: false, message: 'deferred: relay relay.test:25 is backed off', retryInMs: 30_000 },
+  };
+  const sampleOf = (metrics: Awaited<ReturnType<typeof attempt>>['metrics'], name: string, labels: Record<string, string> = {}) =>
+    metrics.find((metric) => metric.name === name)?.values.find((value) => Object.entries(labels).every(([key, label]) => value.labels[key] === label))?.value ?? 0;
+
+  it('a deferral within the lifetime: retrying without an attempt, as before', async () => {
+    const { recorded, metrics } = await attempt(accepted({ attempt_count: 3, queued_since: queuedHoursAgo(119) }), deferred);
+    expect(recorded).toMatchObject({ status: 'retrying', attempt: null, waitMs: 30_000, bounce: null, lastError: 'deferred: relay relay.test:25 is backed off' });
+    expect(sampleOf(metrics, 'mail_delivery_expired_total', { waited_for: 'deferred' })).toBe(0);
+  });
+
+  it('a deferral after the lifetime: a dead letter without an attempt, bounced as expired (4.4.7), counted', async () => {
+    const queuedSince = queuedHoursAgo(121);
+    const { recorded, lifecycle, metrics } = await attempt(accepted({ attempt_count: 3, queued_since: queuedSince }), deferred);
+    expect(recorded).toMatchObject({
+      status: 'dead_letter', attempt: null,
+      lastError: `in the queue since ${queuedSince.toISOString()}, longer than MAIL_QUEUE_LIFETIME (120h) without being sent; last: deferred: relay relay.test:25 is backed off`,
+    });
+    expect(lifecycle.bounces).toHaveLength(1);
+    const bounce = recorded?.bounce?.raw.toString() ?? '';
+    expect(recorded?.bounce?.recipient).toBe('alice@outside.test');
+    expect(bounce).toContain('Status: 4.4.7');
+    expect(bounce).toContain('Diagnostic-Code: x-postern; in the queue since');
+    // The claim's number was given back: two attempts were made, not three.
+    expect(bounce).toContain('after 2 attempt(s)');
+    expect(bounce).toContain('Subject: Quarterly report');
+    expect(sampleOf(metrics, 'mail_delivery_expired_total', { waited_for: 'deferred' })).toBe(1);
+    expect(sampleOf(metrics, 'mail_delivery_dead_letters_total')).toBe(1);
+  });
+
+  it('a temporary failure with the ladder left, after the lifetime: a dead letter with its attempt, 4.4.7, the reply as diagnostic', async () => {
+    const { recorded } = await attempt(accepted({ attempt_count: 1, queued_since: queuedHoursAgo(121) }), refused(451, '4.3.0', 'local error'));
+    expect(recorded).toMatchObject({ status: 'dead_letter', attempt: { status: 'transport_failed', smtpCode: 451 } });
+    expect(recorded?.lastError).toMatch(/longer than MAIL_QUEUE_LIFETIME \(120h\) without being sent; last: transient: 451 4\.3\.0 local error$/);
+    const bounce = recorded?.bounce?.raw.toString() ?? '';
+    expect(bounce).toContain('Status: 4.4.7');
+    expect(bounce).toContain('Diagnostic-Code: smtp; 451 4.3.0 local error');
+  });
+
+  it('a key that cannot seal, after the lifetime: a dead letter without an attempt, its bounce quoting the received message', async () => {
+    const forwarder = {
+      forward: async () => {
+        throw new SigningUnavailable('ARC sealing with s1._domainkey.alias.test failed: bad key');
+      },
+    };
+    const { relay, recorded, metrics } = await attempt(accepted({ queued_since: queuedHoursAgo(200) }), replyOk(), undefined, { forwarder });
+    expect(relay.sent).toEqual([]);
+    expect(recorded).toMatchObject({ status: 'dead_letter', attempt: null });
+    expect(recorded?.lastError).toMatch(/last: DKIM signing unavailable: ARC sealing/);
+    expect(recorded?.bounce?.raw.toString()).toContain('Subject: Quarterly report');
+    expect(sampleOf(metrics, 'mail_delivery_expired_total', { waited_for: 'signing' })).toBe(1);
+  });
+
+  it("an internal producer's mail after the lifetime: a dead letter, no bounce", async () => {
+    const { recorded, lifecycle } = await attempt(rendered({ queued_since: queuedHoursAgo(121) }), deferred);
+    expect(recorded).toMatchObject({ status: 'dead_letter', attempt: null, bounce: null });
+    expect(lifecycle.bounces).toEqual([]);
   });
 });

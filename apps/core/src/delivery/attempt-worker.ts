@@ -12,6 +12,11 @@
 // this engine holds live, and a result that lands after the lease was lost anyway is still
 // recorded if nobody has started the delivery again (the lifecycle's late outcomes,
 // packages/shared/src/lifecycle/record-outcomes.ts).
+// A delivery that would be put back to wait — a deferral, a key it cannot sign with, a temporary
+// failure with the ladder left — after longer than MAIL_QUEUE_LIFETIME in the queue (since its
+// insert or its requeue: queued_since, returned by the claim) ends instead as a dead letter with
+// its bounce (Postfix's maximal_queue_lifetime): a deferral does not spend the ladder, so without
+// it mail for a site or relay that stays down waited for ever (docs/core.md, "The queue lifetime").
 // In the delivery's trace (docs/observability.md), the attempt is a `delivery attempt` span, child
 // of its claim (tracing/claim-spans.ts), with `delivery render` and `smtp send` under it; the
 // relay's reply is an event of the send, the recorded outcome an event of the attempt, and every
@@ -31,12 +36,12 @@ import {
   type OutcomeToRecord,
   type TemplateCatalog,
 } from '@postern/shared';
-import type { EngineMetrics } from '../metrics.ts';
+import type { EngineMetrics, ExpiredWait } from '../metrics.ts';
 import { describeRoute, type Relay, type Route, type RouteChoice, type SendResult, type SmtpReply } from '../relay/relay.ts';
 import { type Classification, classifyFailure, type ReplyRule } from './classify-reply.ts';
 import { type BuiltMessage, buildMessage, UnbuildableDelivery } from './compose-message.ts';
 import { type MessageSigner, SigningUnavailable } from './dkim-signer.ts';
-import { afterTemporaryFailure, type Ending, failForGood } from './fail-for-good.ts';
+import { afterTemporaryFailure, type EndCause, type Ending, failForGood, lifetimeOver } from './fail-for-good.ts';
 import type { Forwarder } from './forward-message.ts';
 import { nextStep, type RetryLadder } from './retry-ladder.ts';
 
@@ -53,6 +58,8 @@ export interface AttemptDeps {
   forwarder?: Forwarder;
   catalog: TemplateCatalog;
   ladder: RetryLadder;
+  /** MAIL_QUEUE_LIFETIME: a delivery that would wait again after this long in the queue is dead-lettered. */
+  queueLifetimeMs: number;
   rules: readonly ReplyRule[];
   workerId: string;
   mode: 'smtp' | 'mx' | 'stub';
@@ -108,8 +115,18 @@ function remoteMtaOf(relay: Relay, route: Route | undefined, choice: RouteChoice
   return relay.name.startsWith('smtp://') ? relay.name.slice('smtp://'.length).replace(/:\d+$/, '') : null;
 }
 
-/** How this attempt's delivery ends for good, with its bounce (fail-for-good.ts decides). */
-function endingOf(deps: AttemptDeps, delivery: ClaimedDelivery, built: BuiltMessage, cause: { kind: 'refused' | 'ladder_spent'; reason: string; reply: SmtpReply | null; remoteMta: string | null }): Ending {
+/** The message a bounce quotes: as built for the send, or as received when it could not be built. */
+type QuotedMessage = Pick<BuiltMessage, 'raw' | 'receivedAt'>;
+
+/** How this attempt's delivery ends for good, with its bounce (fail-for-good.ts decides). `attempts`:
+ *  those made, less than the claimed number when this one was given back (no attempt was made). */
+function endingOf(
+  deps: AttemptDeps,
+  delivery: ClaimedDelivery,
+  built: QuotedMessage,
+  cause: Exclude<EndCause, { kind: 'lease_lost' }>,
+  attempts: number = delivery.attempt_count,
+): Ending {
   return failForGood(
     deps,
     {
@@ -122,7 +139,7 @@ function endingOf(deps: AttemptDeps, delivery: ClaimedDelivery, built: BuiltMess
       // back through the edge, its To: showing the sender an address it never used.
       envelopeFrom: delivery.envelope_from,
       recipient: delivery.recipient,
-      attempts: delivery.attempt_count,
+      attempts,
       raw: built.raw,
       receivedAt: built.receivedAt ?? delivery.created_at,
       // The bounce continues this attempt's trace.
@@ -130,6 +147,24 @@ function endingOf(deps: AttemptDeps, delivery: ClaimedDelivery, built: BuiltMess
     },
     cause,
   );
+}
+
+/** The received message of relayed mail that ends before it was built (its key could not sign or
+ *  seal it), for its bounce's quoted headers; empty if it is gone, as the lease reclaim has it. */
+async function receivedMessage(deps: AttemptDeps, delivery: ClaimedDelivery): Promise<QuotedMessage> {
+  const payload = delivery.payload_mode === 'relay' && delivery.message_id ? await deps.lifecycle.loadPayload(delivery.message_id) : null;
+  return { raw: payload?.raw ?? Buffer.alloc(0), receivedAt: payload?.receivedAt ?? null };
+}
+
+/** Why a delivery is put back to wait: what is recorded, and what its ending says if its lifetime is over. */
+interface Wait {
+  waitedFor: ExpiredWait;
+  /** The attempt made, or null: none was (its number is given back). */
+  attempt: AttemptRecord | null;
+  waitMs: number;
+  lastError: string;
+  reply: SmtpReply | null;
+  remoteMta: string | null;
 }
 
 /** The relay's answer, as an event of the send span (the reply text as the relay gave it). */
@@ -186,6 +221,27 @@ async function attempt(deps: AttemptDeps, delivery: ClaimedDelivery, beat: () =>
   // fields go on each line rather than on a child logger: a child per delivery cost its bindings'
   // serialisation and redaction (about 3.6 KB of garbage) even when nothing was logged.
   const about = <T extends object>(fields: T) => ({ deliveryId: delivery.id, messageId: delivery.message_id ?? undefined, attempt: delivery.attempt_count, ...fields });
+  /** Records an ending (fail-for-good.ts); true if it was recorded (and so counted). */
+  const end = async (ending: Ending, attempt: AttemptRecord | null): Promise<boolean> => {
+    const done = await record({ status: ending.status, attempt, lastError: ending.reason, bounce: ending.bounce });
+    if (ending.status !== 'dead_letter') return done;
+    if (done) deps.metrics.deadLetters.inc();
+    deps.logger.warn(about({ reason: ending.reason }), 'delivery dead-lettered');
+    return done;
+  };
+  /** Puts the delivery back to wait, or — past its queue lifetime — ends it as a dead letter with its
+   *  bounce instead. `message`: the one built, or null to read the received one (relayed mail). */
+  const waitAgain = async (wait: Wait, message: QuotedMessage | null): Promise<void> => {
+    if (!lifetimeOver(delivery.queued_since, deps.queueLifetimeMs)) {
+      await record({ status: 'retrying', attempt: wait.attempt, waitMs: wait.waitMs, lastError: wait.lastError });
+      return;
+    }
+    const cause = { kind: 'expired', queuedSince: delivery.queued_since, lifetimeMs: deps.queueLifetimeMs, reason: wait.lastError, reply: wait.reply, remoteMta: wait.remoteMta } as const;
+    const attempts = wait.attempt ? delivery.attempt_count : delivery.attempt_count - 1;
+    const ending = endingOf(deps, delivery, message ?? (await receivedMessage(deps, delivery)), cause, attempts);
+    deps.logger.warn(about({ queuedSince: delivery.queued_since, lifetimeMs: deps.queueLifetimeMs, waitedFor: wait.waitedFor }), 'queue lifetime over: the delivery ends instead of waiting again');
+    if (await end(ending, wait.attempt)) deps.metrics.expired.inc({ waited_for: wait.waitedFor });
+  };
 
   if (delivery.suppressed_reason) {
     await record({ status: 'suppressed', attempt: null, lastError: `recipient is on the suppression list (${delivery.suppressed_reason})` });
@@ -224,12 +280,9 @@ async function attempt(deps: AttemptDeps, delivery: ClaimedDelivery, beat: () =>
       // fixes the key; it is never sent unsigned instead.
       const step = nextStep(deps.ladder, 1);
       deps.logger.error(about({ err: error }), 'DKIM signing unavailable; the delivery waits');
-      await record({
-        status: 'retrying',
-        attempt: null,
-        waitMs: step.action === 'retry' ? step.waitMs : 60_000,
-        lastError: `DKIM signing unavailable: ${error.message}`.slice(0, 1_000),
-      });
+      const lastError = `DKIM signing unavailable: ${error.message}`.slice(0, 1_000);
+      const waitMs = step.action === 'retry' ? step.waitMs : 60_000;
+      await waitAgain({ waitedFor: 'signing', attempt: null, waitMs, lastError, reply: null, remoteMta: null }, null);
       return;
     }
     if (!(error instanceof UnbuildableDelivery)) throw error;
@@ -270,8 +323,9 @@ async function attempt(deps: AttemptDeps, delivery: ClaimedDelivery, beat: () =>
   const { failure } = result;
   if (failure.kind === 'deferred') {
     // Shaping held the send back before any connection (relay/site-shaping.ts): no attempt was
-    // made, so none is recorded and the attempt number is given back; the ladder is not spent.
-    await record({ status: 'retrying', attempt: null, waitMs: failure.retryInMs ?? 1_000, lastError: failure.message });
+    // made, so none is recorded and the attempt number is given back; the ladder is not spent —
+    // the queue lifetime bounds the wait instead.
+    await waitAgain({ waitedFor: 'deferred', attempt: null, waitMs: failure.retryInMs ?? 1_000, lastError: failure.message, reply: null, remoteMta: null }, built);
     return;
   }
   const classification: Classification = classifyFailure(deps.rules, failure);
@@ -293,13 +347,10 @@ async function attempt(deps: AttemptDeps, delivery: ClaimedDelivery, beat: () =>
     return;
   }
   const step = classification.action === 'fail' ? null : afterTemporaryFailure(deps.ladder, delivery.attempt_count);
+  const remoteMta = remoteMtaOf(deps.relay, failure.route, failure.choice);
   if (step?.action === 'retry') {
-    await record({ status: 'retrying', attempt, waitMs: step.waitMs, lastError: reason });
+    await waitAgain({ waitedFor: 'temporary', attempt, waitMs: step.waitMs, lastError: reason, reply: failure.reply, remoteMta }, built);
     return;
   }
-  const ending = endingOf(deps, delivery, built, { kind: step === null ? 'refused' : 'ladder_spent', reason, reply: failure.reply, remoteMta: remoteMtaOf(deps.relay, failure.route, failure.choice) });
-  const done = await record({ status: ending.status, attempt, lastError: ending.reason, bounce: ending.bounce });
-  if (ending.status !== 'dead_letter') return;
-  if (done) deps.metrics.deadLetters.inc();
-  deps.logger.warn(about({ reason: ending.reason }), 'delivery dead-lettered');
+  await end(endingOf(deps, delivery, built, { kind: step === null ? 'refused' : 'ladder_spent', reason, reply: failure.reply, remoteMta }), attempt);
 }

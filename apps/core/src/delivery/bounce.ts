@@ -40,6 +40,8 @@ export interface BounceInput {
   attempts: number;
   reply: { code: number | null; enhanced: string | null; text: string } | null;
   deadLettered: boolean;
+  /** Dead-lettered because it outlived MAIL_QUEUE_LIFETIME (fail-for-good.ts), not for its last reply. */
+  expired?: boolean;
   remoteMta: string | null;
 }
 
@@ -100,9 +102,12 @@ function finalRecipient(address: string): string {
 }
 
 /** RFC 3464 2.3.4: Status is a class.subject.detail code; a spent ladder is 4.4.7 "delivery time
- *  expired" unless the last reply said something more precise. Any other failure is permanent
- *  whatever the relay's basic code (or its absence): 5.0.0, "other undefined status". */
+ *  expired" unless the last reply said something more precise. A delivery that outlived its queue
+ *  lifetime is 4.4.7 whatever its last reply (RFC 3463: the time allowed for delivery ran out; the
+ *  last reply is still its Diagnostic-Code). Any other failure is permanent whatever the relay's
+ *  basic code (or its absence): 5.0.0, "other undefined status". */
 function statusCode(input: BounceInput): string {
+  if (input.expired) return '4.4.7';
   if (input.reply?.enhanced) return input.reply.enhanced;
   if (input.deadLettered) return '4.4.7';
   return '5.0.0';
@@ -129,7 +134,11 @@ export function buildBounce(input: BounceInput): BuiltBounce {
   const content = renderLocale(resolveLocale(template, null), {
     reportingMta: input.reportingMta,
     recipient,
-    action: input.deadLettered ? 'given up on after the retry schedule was exhausted' : 'rejected permanently',
+    action: input.expired
+      ? 'given up on: it waited in the queue longer than the time allowed for delivery'
+      : input.deadLettered
+        ? 'given up on after the retry schedule was exhausted'
+        : 'rejected permanently',
     reason,
     attempts: input.attempts,
     receivedAt: input.receivedAt.toUTCString(),
@@ -222,6 +231,7 @@ export interface FailedDelivery {
 
 export interface Failure {
   deadLettered: boolean;
+  expired?: boolean;
   reason: string;
   reply: BounceInput['reply'];
   /** The relay the last attempt went to, when it is known to have answered. */
@@ -256,6 +266,7 @@ export function bounceFor(context: BounceContext, delivery: FailedDelivery, fail
       attempts: delivery.attempts,
       reply: failure.reply,
       deadLettered: failure.deadLettered,
+      expired: failure.expired === true,
       remoteMta: failure.remoteMta,
     });
   } catch (error) {

@@ -1,8 +1,9 @@
 // The one decision by which a delivery ends without being sent: whether it is `failed` or
-// `dead_letter`, the reason recorded, and the bounce for accepted mail (bounce.ts). Three causes
-// reach it — an attempt the relay refused for good, an attempt that spent the retry ladder (both in
-// attempt-worker.ts, written by the completion batcher), and a lease that ran out with the ladder
-// spent (lostLeaseEnding, which the engine gives the lease reclaim, queue/reclaim-leases.ts) — so
+// `dead_letter`, the reason recorded, and the bounce for accepted mail (bounce.ts). Four causes
+// reach it — an attempt the relay refused for good, an attempt that spent the retry ladder, a
+// delivery that would wait again after its queue lifetime (MAIL_QUEUE_LIFETIME) ran out (these
+// three in attempt-worker.ts, written by the completion batcher), and a lease that ran out with the
+// ladder spent (lostLeaseEnding, which the engine gives the lease reclaim, queue/reclaim-leases.ts) — so
 // the worker and the reclaim cannot build their dead letters and bounces differently (a fix to one,
 // such as the NUL Subject that failed the bounce insert, cannot miss the other). What is decided
 // here is stored by the delivery lifecycle (packages/shared/src/lifecycle/fail-for-good.ts).
@@ -19,7 +20,9 @@ export type EndCause =
   /** The last rung of the retry ladder failed temporarily. */
   | { kind: 'ladder_spent'; reason: string; reply: Reply | null; remoteMta: string | null }
   /** The last attempt was lost with its lease (its engine died or stalled): nobody saw its reply. */
-  | { kind: 'lease_lost' };
+  | { kind: 'lease_lost' }
+  /** It would be put back to wait (`reason`: why) after longer than MAIL_QUEUE_LIFETIME in the queue. */
+  | { kind: 'expired'; queuedSince: Date; lifetimeMs: number; reason: string; reply: Reply | null; remoteMta: string | null };
 
 type Reply = { code: number | null; enhanced: string | null; text: string };
 
@@ -50,8 +53,22 @@ export function statusOf(cause: EndCause): FinalStatus {
   return cause.kind === 'refused' ? 'failed' : 'dead_letter';
 }
 
+/** A lifetime as it is configured: whole hours (the default, 120h), else minutes, else seconds. */
+function lifetimeText(ms: number): string {
+  for (const [unit, size] of [['h', 3_600_000], ['m', 60_000], ['s', 1_000]] as const) if (ms % size === 0) return `${ms / size}${unit}`;
+  return `${ms}ms`;
+}
+
+/** Whether a delivery queued since `queuedSince` has outlived `lifetimeMs` at `now`. */
+export function lifetimeOver(queuedSince: Date, lifetimeMs: number, now: Date = new Date()): boolean {
+  return now.getTime() - queuedSince.getTime() > lifetimeMs;
+}
+
 function reasonOf(cause: EndCause, attempts: number): string {
   if (cause.kind === 'lease_lost') return LEASE_LOST_REASON;
+  if (cause.kind === 'expired') {
+    return `in the queue since ${cause.queuedSince.toISOString()}, longer than MAIL_QUEUE_LIFETIME (${lifetimeText(cause.lifetimeMs)}) without being sent; last: ${cause.reason}`;
+  }
   if (cause.kind === 'ladder_spent') return `retry ladder exhausted after ${attempts} attempts; last: ${cause.reason}`;
   return cause.reason;
 }
@@ -63,7 +80,7 @@ export function failForGood(context: BounceContext, delivery: FailedDelivery, ca
     cause.kind === 'lease_lost'
       ? // Whether the relay answered the lost attempt is not known: no reply, no Remote-MTA.
         { deadLettered: true, reason, reply: null, remoteMta: null }
-      : { deadLettered: cause.kind === 'ladder_spent', reason, reply: cause.reply, remoteMta: cause.remoteMta };
+      : { deadLettered: cause.kind !== 'refused', expired: cause.kind === 'expired', reason, reply: cause.reply, remoteMta: cause.remoteMta };
   return { status: statusOf(cause), reason, bounce: bounceFor(context, delivery, failure) };
 }
 

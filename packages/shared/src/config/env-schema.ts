@@ -157,6 +157,12 @@ export const envSchema = z.object({
   // A claimed delivery is leased for this long and renewed by its live engine; an engine that dies
   // leaves it claimable after it. Must outlast a whole send plus a tenth (load-config.ts).
   MAIL_LEASE_DURATION: duration('6m'),
+  // Postfix's maximal_queue_lifetime: a delivery that would be put back to wait (a deferral, a DKIM
+  // key it cannot use, a temporary failure with the ladder left) after this long in the queue is
+  // dead-lettered and bounced instead. Longer than the default ladder (~4 d 4 h), so the ladder ends
+  // normally failing mail first. More than 0 (0 would end every delivery at its first wait; there is
+  // no "for ever": at most 500h) — docs/core.md, "The queue lifetime".
+  MAIL_QUEUE_LIFETIME: duration('120h'),
   MAIL_CLAIM_BATCH_SIZE: count('32', 10_000),
   // Most deliveries claimed for workers that only wait for their outcome's commit (0: none).
   MAIL_CLAIM_AHEAD: countFromZero('32', 10_000),

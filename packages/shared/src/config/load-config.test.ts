@@ -196,6 +196,12 @@ describe('loadConfig', () => {
     expect(windows.engine.idempotencyWindowMs).toBe(8760 * 3_600_000);
   });
 
+  it('reads the queue lifetime: 120h by default, longer than the default ladder; at most 500h', () => {
+    expect(loadConfig({ ...minimal, MAIL_SMTP_MODE: 'stub' }, 'core').engine.queueLifetimeMs).toBe(120 * 3_600_000);
+    expect(loadConfig({ ...minimal, MAIL_SMTP_MODE: 'stub', MAIL_QUEUE_LIFETIME: '30m' }, 'core').engine.queueLifetimeMs).toBe(1_800_000);
+    expect(() => loadConfig({ ...minimal, MAIL_SMTP_MODE: 'stub', MAIL_QUEUE_LIFETIME: '501h' }, 'core')).toThrow(/MAIL_QUEUE_LIFETIME/);
+  });
+
   it('refuses 0 for a wait whose 0 would switch its bound off or spin a loop, and keeps 0 where it is documented', () => {
     const refused = (name: string) => () => loadConfig({ ...minimal, MAIL_SMTP_MODE: 'stub', [name]: '0s' }, 'core');
     for (const name of [
@@ -208,6 +214,8 @@ describe('loadConfig', () => {
       'MAIL_MTA_DATA_TIMEOUT',
       'MAIL_MTA_LOOKUP_TIMEOUT',
       'MAIL_SHAPING_DEFER',
+      // 0 would end every delivery at its first wait; "for ever" is what the lifetime ends.
+      'MAIL_QUEUE_LIFETIME',
     ]) {
       expect(refused(name), name).toThrow(new RegExp(`${name}: "0s" must be more than 0`));
     }

@@ -63,6 +63,8 @@ export interface PosternConfig {
     /** Waits between attempts; null means the built-in ladder (apps/core retry-ladder.ts). */
     retryLadderMs: number[] | null;
     leaseDurationMs: number;
+    /** MAIL_QUEUE_LIFETIME: a delivery that would wait again after this long in the queue ends as a dead letter. */
+    queueLifetimeMs: number;
     claimBatchSize: number;
     /** Most deliveries claimed for workers only waiting for a commit (0: only for free workers). */
     claimAhead: number;
@@ -255,6 +257,7 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
       shutdownTimeoutMs: env.MAIL_SHUTDOWN_TIMEOUT,
       retryLadderMs: env.MAIL_RETRY_LADDER ?? null,
       leaseDurationMs: env.MAIL_LEASE_DURATION,
+      queueLifetimeMs: env.MAIL_QUEUE_LIFETIME,
       claimBatchSize: env.MAIL_CLAIM_BATCH_SIZE,
       claimAhead: env.MAIL_CLAIM_AHEAD,
       pollIntervalMs: env.MAIL_SCHEDULER_POLL_INTERVAL,

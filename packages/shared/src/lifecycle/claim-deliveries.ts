@@ -29,6 +29,9 @@ export interface ClaimedDelivery {
   rfc_message_id: string;
   attempt_count: number;
   created_at: Date;
+  /** When the delivery entered the queue (its insert, or the operator's requeue of its dead letter):
+   *  its queue lifetime (MAIL_QUEUE_LIFETIME) counts from here. */
+  queued_since: Date;
   /** Reason from the suppression list, or null. */
   suppressed_reason: string | null;
   /** The edge's message (relay deliveries): SMTPUTF8 and BODY= as the sender gave them at MAIL FROM,
@@ -55,7 +58,7 @@ UPDATE mail.deliveries d
  WHERE d.id = due.id
 RETURNING d.id, d.source, d.payload_mode, d.message_id, d.template_id, d.template_locale, d.template_hash,
           d.template_variables, d.subject, d.text_body, d.html_body, d.category, d.recipient, d.envelope_from,
-          d.rfc_message_id, d.attempt_count, d.created_at, d.traceparent,
+          d.rfc_message_id, d.attempt_count, d.created_at, d.queued_since, d.traceparent,
           (SELECT s.reason FROM mail.suppressions s
             WHERE s.address = d.recipient AND (s.expires_at IS NULL OR s.expires_at > now())) AS suppressed_reason,
           (SELECT m.smtputf8 FROM mail.messages m WHERE m.id = d.message_id) AS smtputf8,

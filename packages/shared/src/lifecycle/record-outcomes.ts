@@ -65,12 +65,14 @@ const OUTCOME_STATUS = `status = u.status,
          next_attempt_at = CASE WHEN u.status = 'retrying' THEN now() + u.wait_ms * interval '1 millisecond' END,
          finished_at = CASE WHEN u.status = 'retrying' THEN d.finished_at ELSE now() END`;
 
-/** The dead-letter row of every recorded attempt `a` whose outcome is dead_letter: one per delivery,
- *  reset if the delivery had been dead-lettered and requeued before. */
+/** The dead-letter row of every delivery `d` whose outcome is dead_letter, naming its recorded
+ *  attempt `a` if it has one (a delivery whose queue lifetime ran out while it waited ends without
+ *  an attempt: its row is still written, or it would be a dead letter no list shows and no operator
+ *  can requeue): one per delivery, reset if the delivery had been dead-lettered and requeued before. */
 const OUTCOME_DEAD_LETTERS = `dl AS (
   INSERT INTO mail.dead_letters (delivery_id, reason, last_attempt_id)
-  SELECT a.delivery_id, u.last_error, a.id
-    FROM a JOIN u ON u.id = a.delivery_id
+  SELECT d.id, u.last_error, a.id
+    FROM d JOIN u ON u.id = d.id LEFT JOIN a ON a.delivery_id = d.id
    WHERE u.status = 'dead_letter'
   ON CONFLICT (delivery_id) DO UPDATE
      SET reason = EXCLUDED.reason, last_attempt_id = EXCLUDED.last_attempt_id, created_at = now(),

@@ -4,7 +4,8 @@
 // its dead-letter row is marked in the same statement; two operators requeueing together requeue
 // each delivery once (SKIP LOCKED: the second takes the next matches, not the same ones).
 // attempt_count is kept: the engine numbers attempts from it, and the attempts table is unique on
-// (delivery_id, attempt_number).
+// (delivery_id, attempt_number). queued_since is reset: a requeued delivery starts a new queue
+// lifetime (MAIL_QUEUE_LIFETIME), or one dead-lettered for its age would be again at its first wait.
 import type { Queryable } from '../aliases/index.ts';
 import { type DeadLetterFilterValues, deadLetterFilterParams, withDeadLetterFilter } from './dead-letter-filter.ts';
 
@@ -32,7 +33,7 @@ WITH target AS (
 moved AS (
   UPDATE mail.deliveries dl
      SET status = 'queued', next_attempt_at = now(), finished_at = NULL, locked_by = NULL, locked_until = NULL,
-         updated_at = now()
+         queued_since = now(), updated_at = now()
     FROM target
    WHERE dl.id = target.delivery_id AND dl.status = 'dead_letter'
   RETURNING dl.id, dl.created_at),
