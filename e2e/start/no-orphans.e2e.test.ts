@@ -6,7 +6,7 @@
 // launcher left scripts/start.ts, the three apps and PostgreSQL running on their ports.
 // Linux only: it reads the process tree from /proc.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import getPort from 'get-port';
@@ -87,6 +87,8 @@ describe.skipIf(process.platform !== 'linux')('npm start leaves no process behin
   /** `npm start` on its own data folder and ports, stdout and stderr into a named pipe the test reads. */
   async function startPostern(): Promise<Running> {
     const folder = mkdtempSync(path.join(tmpdir(), 'postern-orphans-'));
+    // As root the embedded server runs as the user postgres, which must reach the data folder.
+    chmodSync(folder, 0o755);
     const dataDir = path.join(folder, 'data');
     const pipe = openProbedPipe(folder, 'stdout');
     const { read: readFd, write: writeFd } = pipe;
@@ -128,9 +130,10 @@ describe.skipIf(process.platform !== 'linux')('npm start leaves no process behin
         output += readAvailable(readFd);
         return output;
       },
-      (text) => text.includes('Postern is running'),
+      (text) => text.includes('Postern is running') || exitCode !== undefined,
       { timeoutMs: 120_000, intervalMs: 100 },
     );
+    expect(exitCode, output.slice(-3000)).toBeUndefined();
     for (const port of [ports.mtaHttp, ports.internal, ports.api]) {
       await waitFor(
         `127.0.0.1:${port}/readyz to answer 200`,
