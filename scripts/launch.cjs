@@ -95,7 +95,9 @@ function main() {
   const { node, binDir } = ensureNode();
   const env = { ...process.env, PATH: `${binDir}${path.delimiter}${process.env.PATH || ''}` };
   ensureDependencies(node, env);
-  const child = spawn(node, [path.join(root, script), ...args], { cwd: root, env, stdio: 'inherit' });
+  // The IPC channel is how the child knows this launcher is gone, even killed outright (SIGKILL):
+  // the kernel closes it, and the child stops as if sent SIGTERM (scripts/start.ts).
+  const child = spawn(node, [path.join(root, script), ...args], { cwd: root, env, stdio: ['inherit', 'inherit', 'inherit', 'ipc'] });
   // A terminal's Ctrl-C reaches the whole foreground group, the child included: it decides.
   process.on('SIGINT', () => {});
   for (const signal of ['SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));

@@ -2,10 +2,13 @@
 // MAIL_POSTGRES_PRIMARY_DSN points elsewhere), applies the migrations, then runs every app that
 // exists (apps/*/src/main.ts) as a child process, restarting one that dies (capped backoff).
 // Ctrl-C / SIGTERM: the apps stop first (each within MAIL_SHUTDOWN_TIMEOUT), then PostgreSQL.
+// The launcher (scripts/launch.cjs) gone, even killed outright, is a SIGTERM too (its IPC channel
+// closes), and each app and the database stop when this process is gone (theirs closes): no
+// process of `npm start` outlives the one that started it.
 import { type ChildProcess, fork } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { createLogger, explainStartupFailure, parseDuration, runMigrations, withoutCredentials } from '@postern/shared';
+import { createLogger, explainStartupFailure, parseDuration, runMigrations, stdoutSink, withoutCredentials } from '@postern/shared';
 import { loadOrCreateSecretsKey } from './embedded-postgres/secrets-key-file.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -115,6 +118,9 @@ async function stopAll(reason: string, exitCode = 0): Promise<void> {
 async function main(): Promise<void> {
   process.on('SIGINT', () => void stopAll('SIGINT'));
   process.on('SIGTERM', () => void stopAll('SIGTERM'));
+  // Started by the launcher, which holds the other end of this channel: the kernel closes it when
+  // the launcher dies however it dies, and nobody would stop this process after that.
+  if (process.send) process.on('disconnect', () => void stopAll('the launcher is gone'));
 
   let dsn = process.env.MAIL_POSTGRES_PRIMARY_DSN;
   let secretsKey: string | undefined;
@@ -157,7 +163,8 @@ async function main(): Promise<void> {
   log.info({ apps: names, postgres: withoutCredentials(dsn) }, 'Postern is running; Ctrl-C to stop');
   if (!process.env.MAIL_POSTGRES_PRIMARY_DSN) {
     // The operator CLI talks to the database directly; tell the newcomer which one.
-    console.log(`\nOperator CLI against this database:\n  MAIL_POSTGRES_PRIMARY_DSN=${dsn} npx postern token create --name me --scope admin\n`);
+    // Through the log sink, as every line: a write to a full pipe must not block this process.
+    stdoutSink().write(`\nOperator CLI against this database:\n  MAIL_POSTGRES_PRIMARY_DSN=${dsn} npx postern token create --name me --scope admin\n\n`);
   }
 }
 

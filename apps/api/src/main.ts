@@ -5,7 +5,7 @@
 import { startTracing } from '@postern/shared/start-tracing';
 
 const tracing = await startTracing('api');
-const { bootConfig, createPool, prepareDatabase, runService } = await import('@postern/shared');
+const { bootConfig, createPool, prepareDatabase, runService, stdoutSink } = await import('@postern/shared');
 const { DEV_TOKEN_FLAG, mintDevToken } = await import('./dev-token.ts');
 const { startApi } = await import('./server.ts');
 
@@ -27,7 +27,8 @@ void runService({
       } else {
         const pool = createPool({ dsn: config.postgres.dsn, applicationName: 'postern-api-dev-token', max: 1, logger });
         try {
-          await mintDevToken(pool, api.url, (text) => process.stdout.write(`${text}\n`));
+          // Beside the log lines, through their sink: never a write that blocks on a full pipe.
+          await mintDevToken(pool, api.url, (text) => stdoutSink().write(`${text}\n`));
         } finally {
           await pool.end();
         }

@@ -54,7 +54,7 @@ export { evaluateReadiness, type ReadinessCheck } from './http/readiness.ts';
 export { decodePathSegment, hostProblem, requestTarget } from './http/request-target.ts';
 export * from './intake/index.ts';
 export * from './lifecycle/index.ts';
-export { createLogger, type Logger } from './logging/logger.ts';
+export { createLogger, type Logger, stdoutSink } from './logging/logger.ts';
 export { exportQueueGauges, registerQueueGauges } from './metrics/queue-gauges.ts';
 export { createMetricsRegistry, prometheus, type Registry } from './metrics/registry.ts';
 export { type ScheduleSample, type ScheduleSampler, startScheduleSampler } from './metrics/schedule-sampler.ts';
