@@ -90,6 +90,37 @@ describe('SRS', () => {
     );
   });
 
+  // The parts were once hashed run together, so moving the '=' between them kept the hash:
+  // SRS0=h=TT=example.com=alice decoded, as SRS0=h=TT=example.co=malice, to malice@example.co, and
+  // one bounce address seen let anyone relay to addresses in other domains.
+  it('refuses an address whose separator between two parts is moved, in SRS0 and SRS1 alike', () => {
+    const first = createSrs('the-first-forwarders-own-secret');
+    // parts joined with '=', the boundary between parts[index] and parts[index + 1] moved `by`
+    // characters (null: past either end). Moving an '=' itself over it writes the same address.
+    const moved = (parts: readonly string[], index: number, by: number): string | null => {
+      const [left, right] = [parts[index]!, parts[index + 1]!];
+      if (by > 0 ? by >= right.length : -by >= left.length) return null;
+      const joined = left + right;
+      const cut = left.length + by;
+      return [...parts.slice(0, index), joined.slice(0, cut), joined.slice(cut), ...parts.slice(index + 2)].join('=');
+    };
+    fc.assert(
+      fc.property(localPart, domain, when, fc.integer({ min: -6, max: 6 }).filter((by) => by !== 0), (local, from, now, by) => {
+        // SRS0=hash=TT=domain=local: the '=' between domain and local.
+        const srs0 = localOf(srs.rewrite(`${local}@${from}`, FORWARDER, now)).split('=');
+        const tampered0 = moved([srs0[0]!, srs0[1]!, srs0[2]!, srs0[3]!, srs0.slice(4).join('=')], 3, by);
+        if (tampered0 !== null && tampered0 !== srs0.join('=')) expect(srs.decode(tampered0, now).status).toBe('forged');
+        // SRS1=hash=first==hhh=TT=domain=local: the '=' between the first forwarder and the rest.
+        const srs1 = localOf(srs.rewrite(first.rewrite(`${local}@${from}`, 'first.example', now), FORWARDER, now));
+        const [, hash, firstDomain] = srs1.split('=');
+        const rest = srs1.slice(`SRS1=${hash}=${firstDomain}=`.length);
+        const tampered1 = moved(['SRS1', hash!, firstDomain!, rest], 2, by);
+        if (tampered1 !== null && tampered1 !== srs1) expect(srs.decode(tampered1, now).status).toBe('forged');
+      }),
+      { seed: SEED, numRuns: 500 },
+    );
+  });
+
   it('refuses an address older than the accepted age, until its timestamp comes round again', () => {
     fc.assert(
       fc.property(localPart, domain, when, fc.integer({ min: MAX_AGE_DAYS + 1, max: 1023 }), (local, from, now, days) => {

@@ -9,8 +9,8 @@
 // recently (its timestamp) is turned back into the original one: anything else would make the edge an
 // open relay for whoever can write an SRS0 local part.
 //
-// - hash: HMAC-SHA1 with MAIL_SRS_SECRET over the lower-cased timestamp, domain and local part,
-//   base64, its first HASH_LENGTH characters. Lower-cased and compared without regard to case
+// - hash: HMAC-SHA1 with MAIL_SRS_SECRET over the lower-cased timestamp, domain and local part
+//   joined with '=' (not run together: see hashWith), base64, its first HASH_LENGTH characters. Lower-cased and compared without regard to case
 //   because relays on the way back may change the case of an address (libsrs2 compares the same way);
 //   eight characters keep about 42 bits after case folding (libsrs2's default four: about 21).
 // - timestamp: days since the epoch modulo 1024, two base32 characters; accepted for MAX_AGE_DAYS.
@@ -76,10 +76,13 @@ function foldable(localPart: string): boolean {
   return localPart !== '' && !/[\s"\\(),:;<>@[\]\p{Cc}]/u.test(localPart);
 }
 
+/** Joined with '=', which no part but the last can hold (the decoders' patterns and rewrite() see to
+ *  that), so the hash also fixes where each part ends: run together, as libsrs2 hashes them,
+ *  `example.com` + `alice` and `example.co` + `malice` were one hash, and a bounce address seen
+ *  once made the edge relay to addresses in other domains. */
 function hashWith(secret: string, parts: readonly string[]): string {
-  const hmac = createHmac('sha1', secret);
-  for (const part of parts) hmac.update(part.toLowerCase(), 'utf8');
-  return hmac.digest('base64').slice(0, HASH_LENGTH);
+  const joined = parts.map((part) => part.toLowerCase()).join('=');
+  return createHmac('sha1', secret).update(joined, 'utf8').digest('base64').slice(0, HASH_LENGTH);
 }
 
 /** `secret` makes and checks addresses; `previousSecret` (a change of secret under way) only checks. */
