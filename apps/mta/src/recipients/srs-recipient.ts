@@ -9,7 +9,7 @@
 // only the whole address's limit applies to them, the hash proves the rest.
 import {
   InvalidAddressError,
-  looksLikeSrs,
+  isSrsLocalPart,
   MAX_ADDRESS_OCTETS,
   type NormalizedAddress,
   needsSmtpUtf8,
@@ -28,7 +28,7 @@ export function srsRecipients(srs: SrsCodec, now: () => Date = () => new Date())
     const local = raw.slice(0, at);
     // A local part no SRS address of ours could have (controls, spaces, specials, broken Unicode) is
     // left to the ordinary path, which refuses it naming the problem and never echoes it raw.
-    if (!looksLikeSrs(local) || !local.isWellFormed() || /[\p{Cc}\p{Z}"\\(),:;<>@[\]]/u.test(local)) return null;
+    if (!isSrsLocalPart(local)) return null;
     const rawDomain = raw.slice(at + 1);
     if (rawDomain.startsWith('[')) throw relayDenied(raw);
     if (needsSmtpUtf8(local) && !options.smtpUtf8) throw smtpUtf8Required(raw);

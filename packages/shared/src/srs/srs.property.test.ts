@@ -5,7 +5,8 @@
 // is accepted beside it and never used. A fixed seed keeps a failure reproducible.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { createSrs, encodeTimestamp, HASH_LENGTH, looksLikeSrs, MAX_AGE_DAYS } from './srs.ts';
+import { MAX_ADDRESS_OCTETS } from '../addresses/normalize-address.ts';
+import { createSrs, encodeTimestamp, HASH_LENGTH, isSrsLocalPart, looksLikeSrs, MAX_AGE_DAYS } from './srs.ts';
 
 const SEED = 20_261_127;
 const DAY_MS = 86_400_000;
@@ -167,6 +168,29 @@ describe('SRS', () => {
     expect(srs.rewrite('someone@ALIAS.example', FORWARDER)).toBe('someone@ALIAS.example');
     expect(srs.rewrite('"two words"@sender.test', FORWARDER)).toBe('"two words"@sender.test');
     expect(srs.rewrite('postmaster', FORWARDER)).toBe('postmaster');
+  });
+
+  // The edge takes an SRS address back only within 254 octets and without specials in its local
+  // part (isSrsLocalPart, apps/mta's srs-recipient.ts); it accepts senders of up to 320 characters
+  // and address literals. Folded anyway, such a sender's bounces were refused (501 5.1.3) and lost.
+  it('keeps a sender whose SRS address would not be taken back: an address literal, or too long a result', () => {
+    for (const sender of ['someone@[192.0.2.1]', 'someone@[IPv6:2001:db8::1]', `${'a'.repeat(64)}@${'b'.repeat(60)}.${'c'.repeat(60)}.${'d'.repeat(50)}.test`]) {
+      expect(srs.rewrite(sender, FORWARDER)).toBe(sender);
+      const viaFirst = `SRS0=abcd=AB=${sender.split('@')[1]}=${sender.split('@')[0]}@first.example`;
+      expect(srs.rewrite(viaFirst, FORWARDER)).toBe(viaFirst);
+    }
+    // Senders of up to 310 octets: some SRS addresses fit in 254, some do not.
+    const longLocal = fc.integer({ min: 1, max: 64 }).map((length) => 'l'.repeat(length));
+    const longDomain = fc.array(fc.integer({ min: 1, max: 60 }), { minLength: 2, maxLength: 4 }).map((labels) => `${labels.map((length) => 'd'.repeat(length)).join('.')}.test`);
+    fc.assert(
+      fc.property(longLocal, longDomain, when, (local, from, now) => {
+        const rewritten = srs.rewrite(`${local}@${from}`, FORWARDER, now);
+        if (rewritten === `${local}@${from}`) return;
+        expect(Buffer.byteLength(rewritten, 'utf8')).toBeLessThanOrEqual(MAX_ADDRESS_OCTETS);
+        expect(isSrsLocalPart(localOf(rewritten))).toBe(true);
+      }),
+      { seed: SEED, numRuns: 500 },
+    );
   });
 
   it('writes the day number modulo 1024 as two base32 characters', () => {

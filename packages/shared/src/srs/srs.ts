@@ -20,6 +20,7 @@
 //   made with the new secret only, and a hash made with either is accepted, so the bounces of mail
 //   forwarded before the change still find their way back while the old secret is kept.
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { MAX_ADDRESS_OCTETS } from '../addresses/normalize-address.ts';
 
 export const HASH_LENGTH = 8;
 export const MAX_AGE_DAYS = 21;
@@ -50,6 +51,15 @@ export interface SrsCodec {
 
 export function looksLikeSrs(localPart: string): boolean {
   return SRS_PREFIX.test(localPart);
+}
+
+/** Characters no SRS address of ours can carry: the edge leaves a local part with any of them to
+ *  the ordinary path, which refuses it (specials, controls, white space). */
+const NOT_IN_SRS = /[\p{Cc}\p{Z}"\\(),:;<>@[\]]/u;
+
+/** A local part the edge decodes as SRS (apps/mta's srs-recipient.ts); rewrite() makes no other. */
+export function isSrsLocalPart(localPart: string): boolean {
+  return looksLikeSrs(localPart) && localPart.isWellFormed() && !NOT_IN_SRS.test(localPart);
 }
 
 function dayNumber(now: Date): number {
@@ -103,6 +113,23 @@ export function createSrs(secret: string, previousSecret: string | null = null):
     return matched;
   };
 
+  /** The SRS local part for local@domain. */
+  const fold = (local: string, domain: string, now: Date): string => {
+    const srs = SRS_PREFIX.exec(local);
+    if (srs?.[1] === '0') {
+      // SRS0<sep>hash=tt=domain=local@first: we keep what follows "SRS0" and name the first forwarder.
+      const rest = local.slice(4);
+      return `SRS1=${hash(domain, rest)}=${domain}=${rest}`;
+    }
+    if (srs?.[1] === '1') {
+      // SRS1<sep>hash=first=rest@previous: the first forwarder and its part stay, the hash is ours.
+      const parts = /^srs1[=+-][^=]*=([^=]+)=(.*)$/is.exec(local);
+      if (parts) return `SRS1=${hash(parts[1]!, parts[2]!)}=${parts[1]}=${parts[2]}`;
+    }
+    const timestamp = encodeTimestamp(now);
+    return `SRS0=${hash(timestamp, domain, local)}=${timestamp}=${domain}=${local}`;
+  };
+
   return {
     rewrite(sender, forwardDomain, now = new Date()) {
       const at = sender.lastIndexOf('@');
@@ -110,19 +137,11 @@ export function createSrs(secret: string, previousSecret: string | null = null):
       const local = sender.slice(0, at);
       const domain = sender.slice(at + 1);
       if (domain.toLowerCase() === forwardDomain.toLowerCase() || !foldable(local) || domain.includes('=')) return sender;
-      const srs = SRS_PREFIX.exec(local);
-      if (srs?.[1] === '0') {
-        // SRS0<sep>hash=tt=domain=local@first: we keep what follows "SRS0" and name the first forwarder.
-        const rest = local.slice(4);
-        return `SRS1=${hash(domain, rest)}=${domain}=${rest}@${forwardDomain}`;
-      }
-      if (srs?.[1] === '1') {
-        // SRS1<sep>hash=first=rest@previous: the first forwarder and its part stay, the hash is ours.
-        const parts = /^srs1[=+-][^=]*=([^=]+)=(.*)$/is.exec(local);
-        if (parts) return `SRS1=${hash(parts[1]!, parts[2]!)}=${parts[1]}=${parts[2]}@${forwardDomain}`;
-      }
-      const timestamp = encodeTimestamp(now);
-      return `SRS0=${hash(timestamp, domain, local)}=${timestamp}=${domain}=${local}@${forwardDomain}`;
+      const folded = fold(local, domain, now);
+      // An address the edge would refuse to take back (an address literal folded into the local
+      // part, past 254 octets) loses every bounce: the sender as it is at least still gets them.
+      const comesBack = Buffer.byteLength(`${folded}@${forwardDomain}`, 'utf8') <= MAX_ADDRESS_OCTETS && isSrsLocalPart(folded);
+      return comesBack ? `${folded}@${forwardDomain}` : sender;
     },
 
     decode(localPart, now = new Date()) {
