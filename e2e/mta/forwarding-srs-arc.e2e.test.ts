@@ -6,7 +6,8 @@
 // edge to that SRS address reaches the original sender with the null sender kept; a forged hash, an
 // expired timestamp and the real hash with the separator between domain and local part moved are
 // refused 550 5.1.1 at RCPT; after a change of secret the old one, given as
-// MAIL_SRS_SECRET_PREVIOUS, is still accepted, and without it refused.
+// MAIL_SRS_SECRET_PREVIOUS, is still accepted, and without it refused. A sender whose SRS address
+// could not come back is forwarded as it is.
 import { randomBytes } from 'node:crypto';
 import { Resolver } from 'node:dns/promises';
 import { createAlias, createDkimKey, createDomain, createSrs, dkimDnsRecord, parseSecretsKey, type SecretsKey, secretsKeyOf } from '@postern/shared';
@@ -131,6 +132,29 @@ describe('forwarded mail: SRS envelope sender and ARC set, bounces routed back',
     const arrived = await arrivedFor(ORIGINAL);
     expect(arrived.from).toBe('');
     expect(arrived.raw.toString('utf8')).toContain("The reader's mailbox is full.");
+  });
+
+  // Folded, an address literal put '[' in the local part and a long sender passed 254 octets: the
+  // receiver refused the long one (501, so the forwarded mail failed and bounced), and a bounce to
+  // either was refused by our own edge (501 5.1.3).
+  it('a sender whose SRS address could not come back (an address literal, a long address) is forwarded as it is', async () => {
+    const senders = ['someone@[192.0.2.1]', `${'l'.repeat(64)}@${'d'.repeat(60)}.${'e'.repeat(60)}.${'f'.repeat(50)}.test`];
+    for (const [index, from] of senders.entries()) {
+      const client = await openSession(edge, 'mail.sender.test');
+      const message = `From: ${ORIGINAL}\r\nTo: ${ALIAS}\r\nSubject: unfoldable ${index}\r\n\r\nHello.\r\n`;
+      const sent = await sendMail(client, { from, to: [ALIAS], message });
+      await client.quit();
+      expect(sent.final?.code).toBe(250);
+    }
+    for (const [index, from] of senders.entries()) {
+      const arrived = await waitFor(
+        `the message from sender ${index} at the sink`,
+        () => sink.messages.find((message) => message.raw.toString('utf8').includes(`Subject: unfoldable ${index}\r\n`)),
+        (found) => found !== undefined,
+        { timeoutMs: 60_000 },
+      );
+      expect(arrived!.from).toBe(from);
+    }
   });
 
   it('a forged hash, an expired timestamp and a moved separator are refused 550 5.1.1 at RCPT', async () => {
