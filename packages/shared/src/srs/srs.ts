@@ -10,8 +10,9 @@
 // open relay for whoever can write an SRS0 local part.
 //
 // - hash: HMAC-SHA1 with MAIL_SRS_SECRET over the lower-cased timestamp, domain and local part
-//   joined with '=' (not run together: see hashWith), base64, its first HASH_LENGTH characters. Lower-cased and compared without regard to case
-//   because relays on the way back may change the case of an address (libsrs2 compares the same way);
+//   joined with '=' (not run together: see hashWith), base64, its first HASH_LENGTH characters.
+//   Lower-cased and compared without regard to case because relays on the way back may change the
+//   case of an address (libsrs2 compares the same way);
 //   eight characters keep about 42 bits after case folding (libsrs2's default four: about 21).
 // - timestamp: days since the epoch modulo 1024, two base32 characters; accepted for MAX_AGE_DAYS.
 // - SRS1: the first forwarder's domain and what followed its "SRS0" are kept as they are and
@@ -140,8 +141,10 @@ export function createSrs(secret: string, previousSecret: string | null = null):
       const folded = fold(local, domain, now);
       // An address the edge would refuse to take back (an address literal folded into the local
       // part, past 254 octets) loses every bounce: the sender as it is at least still gets them.
-      const comesBack = Buffer.byteLength(`${folded}@${forwardDomain}`, 'utf8') <= MAX_ADDRESS_OCTETS && isSrsLocalPart(folded);
-      return comesBack ? `${folded}@${forwardDomain}` : sender;
+      // The edge measures the address lower-cased, which can lengthen a non-ASCII one.
+      const address = `${folded}@${forwardDomain}`;
+      const octets = Math.max(Buffer.byteLength(address, 'utf8'), Buffer.byteLength(address.toLowerCase(), 'utf8'));
+      return octets <= MAX_ADDRESS_OCTETS && isSrsLocalPart(folded) ? address : sender;
     },
 
     decode(localPart, now = new Date()) {
