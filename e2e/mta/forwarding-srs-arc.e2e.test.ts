@@ -3,9 +3,11 @@
 // envelope sender in A, which passes the receiver's SPF check (mailauth, asking a real DNS server,
 // dnsmasq, that serves A's SPF record naming the engine's address) and carries an ARC set that
 // mailauth verifies against A's DKIM record from the same server. A bounce sent back through the
-// edge to that SRS address reaches the original sender with the null sender kept; a forged hash and
-// an expired timestamp are refused 550 5.1.1 at RCPT; after a change of secret the old one, given as
-// MAIL_SRS_SECRET_PREVIOUS, is still accepted, and without it refused.
+// edge to that SRS address reaches the original sender with the null sender kept; a forged hash, an
+// expired timestamp and the real hash with the separator between domain and local part moved are
+// refused 550 5.1.1 at RCPT; after a change of secret the old one, given as
+// MAIL_SRS_SECRET_PREVIOUS, is still accepted, and without it refused. A sender whose SRS address
+// could not come back is forwarded as it is.
 import { randomBytes } from 'node:crypto';
 import { Resolver } from 'node:dns/promises';
 import { createAlias, createDkimKey, createDomain, createSrs, dkimDnsRecord, parseSecretsKey, type SecretsKey, secretsKeyOf } from '@postern/shared';
@@ -132,16 +134,44 @@ describe('forwarded mail: SRS envelope sender and ARC set, bounces routed back',
     expect(arrived.raw.toString('utf8')).toContain("The reader's mailbox is full.");
   });
 
-  it('a forged hash and an expired timestamp are refused 550 5.1.1 at RCPT', async () => {
+  // Folded, an address literal put '[' in the local part and a long sender passed 254 octets: the
+  // receiver refused the long one (501, so the forwarded mail failed and bounced), and a bounce to
+  // either was refused by our own edge (501 5.1.3).
+  it('a sender whose SRS address could not come back (an address literal, a long address) is forwarded as it is', async () => {
+    const senders = ['someone@[192.0.2.1]', `${'l'.repeat(64)}@${'d'.repeat(60)}.${'e'.repeat(60)}.${'f'.repeat(50)}.test`];
+    for (const [index, from] of senders.entries()) {
+      const client = await openSession(edge, 'mail.sender.test');
+      const message = `From: ${ORIGINAL}\r\nTo: ${ALIAS}\r\nSubject: unfoldable ${index}\r\n\r\nHello.\r\n`;
+      const sent = await sendMail(client, { from, to: [ALIAS], message });
+      await client.quit();
+      expect(sent.final?.code).toBe(250);
+    }
+    for (const [index, from] of senders.entries()) {
+      const arrived = await waitFor(
+        `the message from sender ${index} at the sink`,
+        () => sink.messages.find((message) => message.raw.toString('utf8').includes(`Subject: unfoldable ${index}\r\n`)),
+        (found) => found !== undefined,
+        { timeoutMs: 60_000 },
+      );
+      expect(arrived!.from).toBe(from);
+    }
+  });
+
+  it('a forged hash, an expired timestamp and a moved separator are refused 550 5.1.1 at RCPT', async () => {
     const srs = createSrs(SRS_SECRET);
     const good = srs.rewrite(ORIGINAL, A);
     // The hash is compared without regard to case: the forged first character differs from the
     // real one after case folding too (a 'q' made 'Q' would be the same hash).
     const forged = good.replace(/^SRS0=(.)/, (_, c: string) => `SRS0=${c.toLowerCase() === 'q' ? 'R' : 'Q'}`);
     const expired = srs.rewrite(ORIGINAL, A, new Date(Date.now() - 30 * DAY_MS));
+    // The real hash with the '=' between domain and local part moved: once the same hash, so the
+    // bounce address of someone@sender.test also relayed to tsomeone@sender.tes and
+    // omeone@sender.tests.
+    const [, hash, timestamp] = /^SRS0=([^=]+)=([^=]+)=/.exec(good)!;
+    const shifted = [`SRS0=${hash}=${timestamp}=sender.tes=tsomeone@${A}`, `SRS0=${hash}=${timestamp}=sender.tests=omeone@${A}`];
     const client = await openSession(edge, 'mx.external.test');
     expect((await client.command('MAIL FROM:<>')).code).toBe(250);
-    for (const address of [forged, expired]) {
+    for (const address of [forged, expired, ...shifted]) {
       const reply = await client.command(`RCPT TO:<${address}>`);
       expect(reply.raw).toMatch(/^550 5\.1\.1 /);
     }

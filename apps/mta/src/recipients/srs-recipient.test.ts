@@ -65,6 +65,23 @@ describe('SRS recipients', () => {
     expect(session.session.envelope.rcptTo).toEqual([]);
   });
 
+  // One 550 5.1.1 for all (the sender learns nothing), but counted apart from an unknown alias: a
+  // run of srs_forged is someone probing for a relay, or edges and engines given different secrets
+  // refusing every bounce; srs_expired is bounces coming back too late.
+  it('counts a forged and an expired SRS address apart from unknown recipients', async () => {
+    const { edge, session } = await bounceSession();
+    const good = srs.rewrite('someone@sender.test', 'postern.test');
+    const forged = createSrs('another-secret-of-enough-length').rewrite('someone@sender.test', 'postern.test');
+    const expired = srs.rewrite('someone@sender.test', 'postern.test', new Date(Date.now() - 30 * DAY_MS));
+    for (const address of [forged, 'SRS0=garbage@postern.test', expired]) expect(await session.rcptTo(address)).toMatch(/^550 5\.1\.1 /);
+    expect(await session.rcptTo(good)).toBe('250');
+    expect((await edge.metric('mail_mta_rcpt_outcomes_total')).sort()).toEqual([
+      'code=250,enhanced=2.1.5,reason=accepted 1',
+      'code=550,enhanced=5.1.1,reason=srs_expired 1',
+      'code=550,enhanced=5.1.1,reason=srs_forged 2',
+    ]);
+  });
+
   it('554 5.7.1 for an SRS address in a domain not ours; 451 4.3.0 when the lookup fails', async () => {
     const { session } = await bounceSession();
     expect(await session.rcptTo(srs.rewrite('someone@sender.test', 'elsewhere.test'))).toMatch(/^554 5\.7\.1 /);

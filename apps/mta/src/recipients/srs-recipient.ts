@@ -3,13 +3,14 @@
 // address this forwarder made and made recently is accepted with one target, the original sender;
 // its envelope sender (<> for a bounce) is kept. A forged or expired one is 550 5.1.1, never passed
 // to the domain's catch-all: an SRS address that does not verify names no mailbox, and anything
-// else would make the edge an open relay for whoever writes SRS0 local parts. Whether the domain is
+// else would make the edge an open relay for whoever writes SRS0 local parts. It is counted as
+// srs_forged / srs_expired, and its log line says what did not verify. Whether the domain is
 // ours is the same live lookup as for any RCPT, under the same deadline: its failure is 451 4.3.0.
 // SRS addresses are often longer than the 64 octets of an ordinary local part (RFC 5321 4.5.3.1.1):
 // only the whole address's limit applies to them, the hash proves the rest.
 import {
   InvalidAddressError,
-  looksLikeSrs,
+  isSrsLocalPart,
   MAX_ADDRESS_OCTETS,
   type NormalizedAddress,
   needsSmtpUtf8,
@@ -17,7 +18,7 @@ import {
   type RecipientResolution,
   type SrsCodec,
 } from '@postern/shared';
-import { badAddress, lookupFailed, relayDenied, smtpUtf8Required, unknownRecipient } from '../smtp/replies.ts';
+import { badAddress, lookupFailed, relayDenied, smtpUtf8Required, srsRefused, unknownRecipient } from '../smtp/replies.ts';
 import type { AcceptedRecipient, SrsRecipients, VerifyOptions } from './verify-recipient.ts';
 import { withDeadline } from './verify-recipient.ts';
 
@@ -28,7 +29,7 @@ export function srsRecipients(srs: SrsCodec, now: () => Date = () => new Date())
     const local = raw.slice(0, at);
     // A local part no SRS address of ours could have (controls, spaces, specials, broken Unicode) is
     // left to the ordinary path, which refuses it naming the problem and never echoes it raw.
-    if (!looksLikeSrs(local) || !local.isWellFormed() || /[\p{Cc}\p{Z}"\\(),:;<>@[\]]/u.test(local)) return null;
+    if (!isSrsLocalPart(local)) return null;
     const rawDomain = raw.slice(at + 1);
     if (rawDomain.startsWith('[')) throw relayDenied(raw);
     if (needsSmtpUtf8(local) && !options.smtpUtf8) throw smtpUtf8Required(raw);
@@ -53,7 +54,8 @@ export function srsRecipients(srs: SrsCodec, now: () => Date = () => new Date())
     if (resolution.status === 'not_local') throw relayDenied(address.address);
     // The case the sender wrote is what was hashed and what the original address had.
     const decoded = srs.decode(local, now());
-    if (decoded.status !== 'valid') throw unknownRecipient(address.address);
+    if (decoded.status === 'expired') throw srsRefused(address.address, 'srs_expired', `SRS0 address is ${decoded.ageDays} days old`);
+    if (decoded.status !== 'valid') throw srsRefused(address.address, 'srs_forged', decoded.status === 'forged' ? decoded.reason : 'not an SRS address');
     const target = decoded.address;
     const targetAt = target.lastIndexOf('@');
     try {

@@ -8,6 +8,9 @@ import { SmtpReplyError } from '@postern/shared';
 export type ReplyReason =
   | 'accepted'
   | 'unknown_recipient'
+  // An SRS address the hash or the age refuses (recipients/srs-recipient.ts): 550 5.1.1 as above.
+  | 'srs_forged'
+  | 'srs_expired'
   | 'lookup_failed'
   | 'relay_denied'
   | 'too_many_recipients'
@@ -43,6 +46,11 @@ export class EdgeReply extends SmtpReplyError {
 // 550 5.1.1: only when the live lookup succeeded and found nothing (RFC 3463 X.1.1).
 export const unknownRecipient = (address: string) =>
   new EdgeReply(550, '5.1.1', `<${address}>: recipient address rejected: no such mailbox here`, 'unknown_recipient');
+
+// 550 5.1.1 as for an unknown mailbox, the same text (a prober learns nothing), counted under its
+// own reason; the cause (what did not verify) goes to the log line of the refusal.
+export const srsRefused = (address: string, reason: 'srs_forged' | 'srs_expired', why: string) =>
+  new EdgeReply(550, '5.1.1', `<${address}>: recipient address rejected: no such mailbox here`, reason, new Error(why));
 
 // 451 4.3.0: the lookup failed or ran out of time — never 5xx when unsure (RFC 3463 X.3.0).
 export const lookupFailed = (cause?: unknown) =>

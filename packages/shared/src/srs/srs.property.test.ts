@@ -5,7 +5,8 @@
 // is accepted beside it and never used. A fixed seed keeps a failure reproducible.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { createSrs, encodeTimestamp, HASH_LENGTH, looksLikeSrs, MAX_AGE_DAYS } from './srs.ts';
+import { MAX_ADDRESS_OCTETS } from '../addresses/normalize-address.ts';
+import { createSrs, encodeTimestamp, HASH_LENGTH, isSrsLocalPart, looksLikeSrs, MAX_AGE_DAYS } from './srs.ts';
 
 const SEED = 20_261_127;
 const DAY_MS = 86_400_000;
@@ -90,6 +91,37 @@ describe('SRS', () => {
     );
   });
 
+  // The parts were once hashed run together, so moving the '=' between them kept the hash:
+  // SRS0=h=TT=example.com=alice decoded, as SRS0=h=TT=example.co=malice, to malice@example.co, and
+  // one bounce address seen let anyone relay to addresses in other domains.
+  it('refuses an address whose separator between two parts is moved, in SRS0 and SRS1 alike', () => {
+    const first = createSrs('the-first-forwarders-own-secret');
+    // parts joined with '=', the boundary between parts[index] and parts[index + 1] moved `by`
+    // characters (null: past either end). Moving an '=' itself over it writes the same address.
+    const moved = (parts: readonly string[], index: number, by: number): string | null => {
+      const [left, right] = [parts[index]!, parts[index + 1]!];
+      if (by > 0 ? by >= right.length : -by >= left.length) return null;
+      const joined = left + right;
+      const cut = left.length + by;
+      return [...parts.slice(0, index), joined.slice(0, cut), joined.slice(cut), ...parts.slice(index + 2)].join('=');
+    };
+    fc.assert(
+      fc.property(localPart, domain, when, fc.integer({ min: -6, max: 6 }).filter((by) => by !== 0), (local, from, now, by) => {
+        // SRS0=hash=TT=domain=local: the '=' between domain and local.
+        const srs0 = localOf(srs.rewrite(`${local}@${from}`, FORWARDER, now)).split('=');
+        const tampered0 = moved([srs0[0]!, srs0[1]!, srs0[2]!, srs0[3]!, srs0.slice(4).join('=')], 3, by);
+        if (tampered0 !== null && tampered0 !== srs0.join('=')) expect(srs.decode(tampered0, now).status).toBe('forged');
+        // SRS1=hash=first==hhh=TT=domain=local: the '=' between the first forwarder and the rest.
+        const srs1 = localOf(srs.rewrite(first.rewrite(`${local}@${from}`, 'first.example', now), FORWARDER, now));
+        const [, hash, firstDomain] = srs1.split('=');
+        const rest = srs1.slice(`SRS1=${hash}=${firstDomain}=`.length);
+        const tampered1 = moved(['SRS1', hash!, firstDomain!, rest], 2, by);
+        if (tampered1 !== null && tampered1 !== srs1) expect(srs.decode(tampered1, now).status).toBe('forged');
+      }),
+      { seed: SEED, numRuns: 500 },
+    );
+  });
+
   it('refuses an address older than the accepted age, until its timestamp comes round again', () => {
     fc.assert(
       fc.property(localPart, domain, when, fc.integer({ min: MAX_AGE_DAYS + 1, max: 1023 }), (local, from, now, days) => {
@@ -136,6 +168,29 @@ describe('SRS', () => {
     expect(srs.rewrite('someone@ALIAS.example', FORWARDER)).toBe('someone@ALIAS.example');
     expect(srs.rewrite('"two words"@sender.test', FORWARDER)).toBe('"two words"@sender.test');
     expect(srs.rewrite('postmaster', FORWARDER)).toBe('postmaster');
+  });
+
+  // The edge takes an SRS address back only within 254 octets and without specials in its local
+  // part (isSrsLocalPart, apps/mta's srs-recipient.ts); it accepts senders of up to 320 characters
+  // and address literals. Folded anyway, such a sender's bounces were refused (501 5.1.3) and lost.
+  it('keeps a sender whose SRS address would not be taken back: an address literal, or too long a result', () => {
+    for (const sender of ['someone@[192.0.2.1]', 'someone@[IPv6:2001:db8::1]', `${'a'.repeat(64)}@${'b'.repeat(60)}.${'c'.repeat(60)}.${'d'.repeat(50)}.test`]) {
+      expect(srs.rewrite(sender, FORWARDER)).toBe(sender);
+      const viaFirst = `SRS0=abcd=AB=${sender.split('@')[1]}=${sender.split('@')[0]}@first.example`;
+      expect(srs.rewrite(viaFirst, FORWARDER)).toBe(viaFirst);
+    }
+    // Senders of up to 310 octets: some SRS addresses fit in 254, some do not.
+    const longLocal = fc.integer({ min: 1, max: 64 }).map((length) => 'l'.repeat(length));
+    const longDomain = fc.array(fc.integer({ min: 1, max: 60 }), { minLength: 2, maxLength: 4 }).map((labels) => `${labels.map((length) => 'd'.repeat(length)).join('.')}.test`);
+    fc.assert(
+      fc.property(longLocal, longDomain, when, (local, from, now) => {
+        const rewritten = srs.rewrite(`${local}@${from}`, FORWARDER, now);
+        if (rewritten === `${local}@${from}`) return;
+        expect(Buffer.byteLength(rewritten, 'utf8')).toBeLessThanOrEqual(MAX_ADDRESS_OCTETS);
+        expect(isSrsLocalPart(localOf(rewritten))).toBe(true);
+      }),
+      { seed: SEED, numRuns: 500 },
+    );
   });
 
   it('writes the day number modulo 1024 as two base32 characters', () => {

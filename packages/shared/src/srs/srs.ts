@@ -9,9 +9,10 @@
 // recently (its timestamp) is turned back into the original one: anything else would make the edge an
 // open relay for whoever can write an SRS0 local part.
 //
-// - hash: HMAC-SHA1 with MAIL_SRS_SECRET over the lower-cased timestamp, domain and local part,
-//   base64, its first HASH_LENGTH characters. Lower-cased and compared without regard to case
-//   because relays on the way back may change the case of an address (libsrs2 compares the same way);
+// - hash: HMAC-SHA1 with MAIL_SRS_SECRET over the lower-cased timestamp, domain and local part
+//   joined with '=' (not run together: see hashWith), base64, its first HASH_LENGTH characters.
+//   Lower-cased and compared without regard to case because relays on the way back may change the
+//   case of an address (libsrs2 compares the same way);
 //   eight characters keep about 42 bits after case folding (libsrs2's default four: about 21).
 // - timestamp: days since the epoch modulo 1024, two base32 characters; accepted for MAX_AGE_DAYS.
 // - SRS1: the first forwarder's domain and what followed its "SRS0" are kept as they are and
@@ -20,6 +21,7 @@
 //   made with the new secret only, and a hash made with either is accepted, so the bounces of mail
 //   forwarded before the change still find their way back while the old secret is kept.
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { MAX_ADDRESS_OCTETS } from '../addresses/normalize-address.ts';
 
 export const HASH_LENGTH = 8;
 export const MAX_AGE_DAYS = 21;
@@ -52,6 +54,15 @@ export function looksLikeSrs(localPart: string): boolean {
   return SRS_PREFIX.test(localPart);
 }
 
+/** Characters no SRS address of ours can carry: the edge leaves a local part with any of them to
+ *  the ordinary path, which refuses it (specials, controls, white space). */
+const NOT_IN_SRS = /[\p{Cc}\p{Z}"\\(),:;<>@[\]]/u;
+
+/** A local part the edge decodes as SRS (apps/mta's srs-recipient.ts); rewrite() makes no other. */
+export function isSrsLocalPart(localPart: string): boolean {
+  return looksLikeSrs(localPart) && localPart.isWellFormed() && !NOT_IN_SRS.test(localPart);
+}
+
 function dayNumber(now: Date): number {
   return Math.floor(now.getTime() / DAY_MS);
 }
@@ -76,10 +87,13 @@ function foldable(localPart: string): boolean {
   return localPart !== '' && !/[\s"\\(),:;<>@[\]\p{Cc}]/u.test(localPart);
 }
 
+/** Joined with '=', which no part but the last can hold (the decoders' patterns and rewrite() see to
+ *  that), so the hash also fixes where each part ends: run together, as libsrs2 hashes them,
+ *  `example.com` + `alice` and `example.co` + `malice` were one hash, and a bounce address seen
+ *  once made the edge relay to addresses in other domains. */
 function hashWith(secret: string, parts: readonly string[]): string {
-  const hmac = createHmac('sha1', secret);
-  for (const part of parts) hmac.update(part.toLowerCase(), 'utf8');
-  return hmac.digest('base64').slice(0, HASH_LENGTH);
+  const joined = parts.map((part) => part.toLowerCase()).join('=');
+  return createHmac('sha1', secret).update(joined, 'utf8').digest('base64').slice(0, HASH_LENGTH);
 }
 
 /** `secret` makes and checks addresses; `previousSecret` (a change of secret under way) only checks. */
@@ -100,6 +114,23 @@ export function createSrs(secret: string, previousSecret: string | null = null):
     return matched;
   };
 
+  /** The SRS local part for local@domain. */
+  const fold = (local: string, domain: string, now: Date): string => {
+    const srs = SRS_PREFIX.exec(local);
+    if (srs?.[1] === '0') {
+      // SRS0<sep>hash=tt=domain=local@first: we keep what follows "SRS0" and name the first forwarder.
+      const rest = local.slice(4);
+      return `SRS1=${hash(domain, rest)}=${domain}=${rest}`;
+    }
+    if (srs?.[1] === '1') {
+      // SRS1<sep>hash=first=rest@previous: the first forwarder and its part stay, the hash is ours.
+      const parts = /^srs1[=+-][^=]*=([^=]+)=(.*)$/is.exec(local);
+      if (parts) return `SRS1=${hash(parts[1]!, parts[2]!)}=${parts[1]}=${parts[2]}`;
+    }
+    const timestamp = encodeTimestamp(now);
+    return `SRS0=${hash(timestamp, domain, local)}=${timestamp}=${domain}=${local}`;
+  };
+
   return {
     rewrite(sender, forwardDomain, now = new Date()) {
       const at = sender.lastIndexOf('@');
@@ -107,19 +138,13 @@ export function createSrs(secret: string, previousSecret: string | null = null):
       const local = sender.slice(0, at);
       const domain = sender.slice(at + 1);
       if (domain.toLowerCase() === forwardDomain.toLowerCase() || !foldable(local) || domain.includes('=')) return sender;
-      const srs = SRS_PREFIX.exec(local);
-      if (srs?.[1] === '0') {
-        // SRS0<sep>hash=tt=domain=local@first: we keep what follows "SRS0" and name the first forwarder.
-        const rest = local.slice(4);
-        return `SRS1=${hash(domain, rest)}=${domain}=${rest}@${forwardDomain}`;
-      }
-      if (srs?.[1] === '1') {
-        // SRS1<sep>hash=first=rest@previous: the first forwarder and its part stay, the hash is ours.
-        const parts = /^srs1[=+-][^=]*=([^=]+)=(.*)$/is.exec(local);
-        if (parts) return `SRS1=${hash(parts[1]!, parts[2]!)}=${parts[1]}=${parts[2]}@${forwardDomain}`;
-      }
-      const timestamp = encodeTimestamp(now);
-      return `SRS0=${hash(timestamp, domain, local)}=${timestamp}=${domain}=${local}@${forwardDomain}`;
+      const folded = fold(local, domain, now);
+      // An address the edge would refuse to take back (an address literal folded into the local
+      // part, past 254 octets) loses every bounce: the sender as it is at least still gets them.
+      // The edge measures the address lower-cased, which can lengthen a non-ASCII one.
+      const address = `${folded}@${forwardDomain}`;
+      const octets = Math.max(Buffer.byteLength(address, 'utf8'), Buffer.byteLength(address.toLowerCase(), 'utf8'));
+      return octets <= MAX_ADDRESS_OCTETS && isSrsLocalPart(folded) ? address : sender;
     },
 
     decode(localPart, now = new Date()) {
