@@ -183,25 +183,30 @@ describe('the site store on PostgreSQL', () => {
     const store = createSiteStore(db.pool);
     expect(await store.claimSlot('store.test', 2, 'a', 60_000)).toEqual({ kind: 'slot', slot: 0 });
     expect(await store.claimSlot('store.test', 2, 'b', 500)).toEqual({ kind: 'slot', slot: 1 });
-    expect(await store.claimSlot('store.test', 2, 'c', 60_000)).toEqual({ kind: 'full' });
+    expect(await store.claimSlot('store.test', 2, 'c', 60_000)).toEqual({ kind: 'full', probing: false });
     // b is a crashed engine: it renews nothing, and its slot is free once the lease ran out.
     await waitFor('b’s lease to run out', () => store.claimSlot('store.test', 2, 'c', 60_000), (claim) => claim.kind === 'slot', { timeoutMs: 10_000, intervalMs: 100 });
     expect(await store.renewSlots(['a', 'b', 'c'], 60_000)).toEqual(new Set(['a', 'c']));
     await store.releaseSlot('store.test', 0, 'b');
-    expect(await store.claimSlot('store.test', 2, 'd', 60_000)).toEqual({ kind: 'full' });
+    expect(await store.claimSlot('store.test', 2, 'd', 60_000)).toEqual({ kind: 'full', probing: false });
     await store.releaseSlot('store.test', 0, 'a');
     expect(await store.claimSlot('store.test', 2, 'd', 60_000)).toEqual({ kind: 'slot', slot: 0 });
     // A higher limit adds slots.
     expect(await store.claimSlot('store.test', 3, 'e', 60_000)).toEqual({ kind: 'slot', slot: 2 });
   });
 
-  it('refuses slots while a site is backed off, lengthens the backoff only for failures after it, and clears it', async () => {
+  it('refuses slots while a site is backed off, lengthens the backoff only for failures after it, probes it on one slot once it is over, and clears it', async () => {
     const store = createSiteStore(db.pool);
     expect(await store.backOff('backoff.test', 60_000, '421 busy')).toMatchObject({ failures: 1 });
     expect(await store.backOff('backoff.test', 60_000, 'same outage')).toMatchObject({ failures: 1 });
     expect(await store.claimSlot('backoff.test', 2, 'a', 60_000)).toMatchObject({ kind: 'backoff', retryInMs: expect.any(Number) });
-    await store.clearBackoff('backoff.test');
+    // The backoff over, not cleared: one probe connection (slot 0) across every engine, the rest full.
+    await db.pool.query(`UPDATE mail.site_backoffs SET until = now() - interval '1 second' WHERE site = 'backoff.test'`);
     expect(await store.claimSlot('backoff.test', 2, 'a', 60_000)).toEqual({ kind: 'slot', slot: 0 });
+    expect(await createSiteStore(db.pool).claimSlot('backoff.test', 2, 'b', 60_000)).toEqual({ kind: 'full', probing: true });
+    // The probe set up a session: the whole limit again.
+    await store.clearBackoff('backoff.test');
+    expect(await store.claimSlot('backoff.test', 2, 'b', 60_000)).toEqual({ kind: 'slot', slot: 1 });
   });
 
   it('forgets the shaping state of a site idle for the retention age, keeps a site in use, and makes purged slot rows again on the next claim', async () => {
@@ -240,7 +245,7 @@ describe('the site store on PostgreSQL', () => {
     // This store made idle.test's rows before the purge; its next claim finds them gone and makes them again.
     expect(await store.claimSlot('idle.test', 2, 'c', 60_000)).toEqual({ kind: 'slot', slot: 0 });
     expect(await store.claimSlot('idle.test', 2, 'd', 60_000)).toEqual({ kind: 'slot', slot: 1 });
-    expect(await store.claimSlot('idle.test', 2, 'e', 60_000)).toEqual({ kind: 'full' });
+    expect(await store.claimSlot('idle.test', 2, 'e', 60_000)).toEqual({ kind: 'full', probing: false });
   });
 
   it('takes tokens from a bucket that holds a second’s worth (at least one) and refills with time', async () => {

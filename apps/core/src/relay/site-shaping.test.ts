@@ -357,6 +357,21 @@ describe('limits', () => {
     expect(shaping.trackedSites).toBe(0);
   });
 
+  it('probes a site whose backoff is over with one connection; the others are deferred until it sets up a session', async () => {
+    const store = createMemorySiteStore();
+    // A backoff that ran out a moment ago and was not cleared: no session was set up since.
+    store.backoffs.set(SITE, { until: Date.now() - 1, failures: 3, reason: 'connect ETIMEDOUT' });
+    const { relay } = shapedRelay(store);
+    const [probe, other] = await Promise.all([relay.send(message('1@a.test')), relay.send(message('2@a.test'))]);
+    expect(probe).toMatchObject({ ok: true });
+    expect(other).toMatchObject({ ok: false, failure: { kind: 'deferred', message: expect.stringMatching(/being probed/), retryInMs: expect.any(Number) } });
+    expect(sink.connections).toBe(1);
+    // The probe set up a session: the backoff is cleared and the site has its whole limit again.
+    expect(store.backoffs.has(SITE)).toBe(false);
+    const results = await Promise.all([3, 4, 5].map((i) => relay.send(message(`${i}@a.test`))));
+    expect(results.every((result) => result.ok)).toBe(true);
+  });
+
   it('defers, rather than spend an attempt, when the shared state cannot be reached', async () => {
     const store = createMemorySiteStore();
     store.claimSlot = async () => {

@@ -5,7 +5,8 @@
 //      (one the server closes even so, before it answers the transaction, is replaced on its slot:
 //      SiteLease.replace);
 //   3. otherwise a connection slot shared by every engine is claimed (site-store.ts) — refused
-//      while the site is backed off — and the send opens a new connection on it;
+//      while the site is backed off, and only one (the probe) after the backoff until a session
+//      is set up — and the send opens a new connection on it;
 //   4. with no slot free but this engine's own connections to the site busy, the send waits a
 //      moment for one of them to come back (handed over directly) before it gives up.
 // A send that cannot go ahead is deferred: it fails with kind 'deferred' and a short wait, which
@@ -377,6 +378,11 @@ export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
       return { kind: 'lease', lease: leaseOf(pooled, state, null) };
     }
 
+    if (claim.probing) {
+      // Its backoff is over and one send probes it: the others wait for that one, without waiting
+      // here for a connection the probe may hold for a whole timeout.
+      return refuse(key, 'probe', `deferred: site ${key} is being probed after its backoff: one connection until a session is set up`, jitter(options.deferMs));
+    }
     if (state.busy > 0) {
       // This engine's own connections fill the site: the next one to come back is handed over.
       const handed = await new Promise<Pooled | null>((resolve) => {

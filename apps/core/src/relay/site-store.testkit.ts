@@ -1,5 +1,6 @@
 // An in-memory SiteStore with the semantics of the PostgreSQL one (site-store.ts; e2e/mx tests
-// that one): slots below the limit free once their lease ran out, a backoff refusing every claim,
+// that one): slots below the limit free once their lease ran out, a backoff refusing every claim
+// and, once over but not cleared, allowing slot 0 alone (the probe),
 // a token per message while `tokens` lasts.
 import type { SiteStore, SlotClaim } from './site-store.ts';
 
@@ -31,13 +32,15 @@ export function createMemorySiteStore(now: () => number = Date.now): MemorySiteS
       const backoff = backoffs.get(site);
       if (backoff && backoff.until > now()) return { kind: 'backoff', retryInMs: backoff.until - now() };
       const held = slotsOf(site);
-      for (let slot = 0; slot < maxConnections; slot += 1) {
+      // A backoff over but not cleared: the site is probed on slot 0 alone.
+      const limit = backoff ? 1 : maxConnections;
+      for (let slot = 0; slot < limit; slot += 1) {
         if ((held.get(slot)?.expiresAt ?? 0) <= now()) {
           held.set(slot, { holder, expiresAt: now() + leaseMs });
           return { kind: 'slot', slot };
         }
       }
-      return { kind: 'full' };
+      return { kind: 'full', probing: backoff !== undefined };
     },
     async releaseSlot(site, slot, holder) {
       const held = slotsOf(site);

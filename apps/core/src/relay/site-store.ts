@@ -10,7 +10,9 @@
 // - the message rate: a token bucket row, refilled by elapsed time in the statement that takes a
 //   token, so concurrent engines serialise on the row and never take more than the rate allows.
 // - backoff: a row saying no engine connects to the site before `until`; it is read in the same
-//   statement that claims a slot.
+//   statement that claims a slot. Once `until` has passed the row stays until a session is set up
+//   (clearBackoff): meanwhile the site is probed, one connection (slot 0) across every engine, so a
+//   site whose hosts still hang holds one attempt worker, not one per slot.
 // Time is PostgreSQL's now(), so engines with skewed clocks still agree.
 import { type Queryable, storableText } from '@postern/shared';
 
@@ -22,13 +24,18 @@ INSERT INTO mail.site_slots (site, slot, expires_at)
 SELECT $1, s, now() FROM generate_series(0, $2::int - 1) AS s
 ON CONFLICT (site, slot) DO NOTHING`;
 
-/** A free slot below the limit, unless the site is backed off; both answers in one round trip. */
+/** A free slot below the limit, unless the site is backed off; all answers in one round trip. A
+ *  site whose backoff is over but not cleared (no session set up since) is probed: slot 0 only,
+ *  one connection across every engine until one sets up a session (clearBackoff) or fails again. */
 const CLAIM_SLOT_SQL = `
-WITH backoff AS (
-  SELECT until FROM mail.site_backoffs WHERE site = $1 AND until > now()),
+WITH failing AS (
+  SELECT until FROM mail.site_backoffs WHERE site = $1),
+backoff AS (
+  SELECT until FROM failing WHERE until > now()),
 free AS (
   SELECT slot FROM mail.site_slots
-   WHERE site = $1 AND slot < $2 AND expires_at <= now() AND NOT EXISTS (SELECT 1 FROM backoff)
+   WHERE site = $1 AND slot < (CASE WHEN EXISTS (SELECT 1 FROM failing) THEN 1 ELSE $2 END)
+     AND expires_at <= now() AND NOT EXISTS (SELECT 1 FROM backoff)
    ORDER BY slot
    LIMIT 1
    FOR UPDATE SKIP LOCKED),
@@ -40,6 +47,7 @@ taken AS (
   RETURNING s.slot)
 SELECT (SELECT slot FROM taken) AS slot,
        (SELECT EXTRACT(EPOCH FROM until - now()) * 1000 FROM backoff)::double precision AS backoff_ms,
+       EXISTS (SELECT 1 FROM failing) AS probing,
        (SELECT count(*) FROM mail.site_slots WHERE site = $1 AND slot < $2)::int AS slots`;
 
 const RELEASE_SLOT_SQL = `
@@ -77,7 +85,9 @@ RETURNING EXTRACT(EPOCH FROM until - now()) * 1000 AS backoff_ms, failures`;
 
 const CLEAR_BACKOFF_SQL = 'DELETE FROM mail.site_backoffs WHERE site = $1';
 
-export type SlotClaim = { kind: 'slot'; slot: number } | { kind: 'backoff'; retryInMs: number } | { kind: 'full' };
+/** full: no slot below the limit is free; `probing`: the site's backoff is over but no session was
+ *  set up since, and its one probe connection is taken. */
+export type SlotClaim = { kind: 'slot'; slot: number } | { kind: 'backoff'; retryInMs: number } | { kind: 'full'; probing: boolean };
 
 export interface SiteStore {
   claimSlot(site: string, maxConnections: number, holder: string, leaseMs: number): Promise<SlotClaim>;
@@ -106,11 +116,11 @@ export function createSiteStore(db: Queryable): SiteStore {
           if (ensured.size >= MAX_ENSURED_SITES) ensured.clear();
           ensured.set(site, maxConnections);
         }
-        const { rows } = await db.query<{ slot: number | null; backoff_ms: number | null; slots: number }>(CLAIM_SLOT_SQL, [site, maxConnections, holder, leaseMs]);
+        const { rows } = await db.query<{ slot: number | null; backoff_ms: number | null; probing: boolean; slots: number }>(CLAIM_SLOT_SQL, [site, maxConnections, holder, leaseMs]);
         const row = rows[0];
         if (row?.backoff_ms != null) return { kind: 'backoff', retryInMs: Math.max(0, Number(row.backoff_ms)) };
         if (row?.slot != null) return { kind: 'slot', slot: row.slot };
-        if ((row?.slots ?? 0) >= maxConnections || attempt === 2) return { kind: 'full' };
+        if ((row?.slots ?? 0) >= maxConnections || attempt === 2) return { kind: 'full', probing: row?.probing === true };
         ensured.delete(site);
       }
     },
