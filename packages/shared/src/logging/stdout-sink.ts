@@ -7,10 +7,11 @@
 //
 // So a pipe is opened a second time, non-blocking (/proc/self/fd/N: its own open file description,
 // so the flag reaches no other process sharing the pipe). A line the pipe cannot take now waits in
-// a bounded queue retried on a timer; past the bound whole lines are dropped and counted, and the
-// count is said in a line of its own once the pipe takes lines again. At exit what is queued gets
-// a bounded grace, then is given up. A file is written as before (it does not fill up); so is a
-// socket, or any stdout where /proc is missing (macOS): there a write may still block.
+// a bounded queue, tried again before the next line and on a timer; past the bound whole lines are
+// dropped and counted, and the count is said in a line of its own once the pipe takes lines again.
+// At exit what is queued gets a bounded grace, then is given up. A file is written as before (it
+// does not fill up); so is a socket, or any stdout where /proc is missing (macOS): there a write
+// may still block.
 import { closeSync, constants, fstatSync, openSync, writeSync } from 'node:fs';
 
 export interface StdoutSinkOptions {
@@ -118,6 +119,10 @@ export function createStdoutSink(options: StdoutSinkOptions = {}): StdoutSink {
   };
 
   const enqueue = (chunk: Buffer) => {
+    // What waits goes first, and goes as soon as the reader has room, not only at the retry timer:
+    // with the timer alone a pipe full once took 64 KiB per retryMs however fast its reader was,
+    // and a burst a reader kept up with was mostly dropped (stdout-sink.test.ts).
+    if (queue.length > 0) drain();
     if (gone) {
       dropped += 1;
       return;

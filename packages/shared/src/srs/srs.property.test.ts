@@ -2,7 +2,8 @@
 // for the whole accepted age and whatever case a relay gives the address on the way back; and no
 // address we did not make — another secret, one changed character, an older timestamp — is turned
 // into a recipient (that would make the edge an open relay); after a change of secret, the previous one
-// is accepted beside it and never used. A fixed seed keeps a failure reproducible.
+// is accepted beside it and never used; any sender (UTF-8, quoted, long) is kept or folds back exactly,
+// and no one-character edit turns an address we made into another. A fixed seed keeps a failure reproducible.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MAX_ADDRESS_OCTETS } from '../addresses/normalize-address.ts';
@@ -190,6 +191,53 @@ describe('SRS', () => {
         expect(isSrsLocalPart(localOf(rewritten))).toBe(true);
       }),
       { seed: SEED, numRuns: 500 },
+    );
+  });
+
+  // Any sender at all (UTF-8, quoted, specials, long): kept as it is, or folded into an address the
+  // edge takes back (isSrsLocalPart, 254 octets lower-cased) that decodes to exactly that sender.
+  const anySender = fc
+    .tuple(
+      fc.oneof(localPart, fc.string({ unit: 'grapheme', minLength: 1, maxLength: 40 }), fc.string({ unit: 'binary', minLength: 1, maxLength: 80 }), localPart.map((l) => `"${l}"`)),
+      fc.oneof(domain, fc.string({ unit: 'grapheme', minLength: 1, maxLength: 40 }), fc.constant('[192.0.2.1]')),
+    )
+    .map(([local, from]) => `${local}@${from}`);
+
+  it('any sender is kept, or folded into an address the edge takes back that decodes to it exactly', () => {
+    const first = createSrs('the-first-forwarders-own-secret');
+    fc.assert(
+      fc.property(anySender, when, fc.boolean(), (sender, now, twice) => {
+        const original = twice ? first.rewrite(sender, 'first.example', now) : sender;
+        const rewritten = srs.rewrite(original, FORWARDER, now);
+        if (rewritten === original) return;
+        const local = localOf(rewritten);
+        expect(isSrsLocalPart(local)).toBe(true);
+        expect(Buffer.byteLength(rewritten.toLowerCase(), 'utf8')).toBeLessThanOrEqual(MAX_ADDRESS_OCTETS);
+        expect(srs.decode(local, now)).toEqual({ status: 'valid', address: original });
+        const lowered = srs.decode(local.toLowerCase(), now);
+        expect(lowered.status === 'valid' && lowered.address.toLowerCase()).toBe(original.toLowerCase());
+      }),
+      { seed: SEED, numRuns: 2000 },
+    );
+  });
+
+  // One edit anywhere (the prefix, a separator '=', '+' or '-', a character of any kind inserted,
+  // removed or replaced): refused, or the same address in another case. Never another address.
+  it('no one-character edit of an address we made decodes to another address', () => {
+    const first = createSrs('the-first-forwarders-own-secret');
+    const edit = fc.tuple(fc.nat(), fc.constantFrom('insert', 'remove', 'replace'), fc.oneof(fc.constantFrom('=', '+', '-', '0', '1', 'S', 's', '.', 'K', '\u212a', '\u0130'), fc.string({ unit: 'grapheme', minLength: 1, maxLength: 1 })));
+    fc.assert(
+      fc.property(anySender, when, fc.boolean(), edit, (sender, now, twice, [pick, how, char]) => {
+        const original = twice ? first.rewrite(sender, 'first.example', now) : sender;
+        const rewritten = srs.rewrite(original, FORWARDER, now);
+        fc.pre(rewritten !== original);
+        const local = localOf(rewritten);
+        const at = pick % (local.length + 1);
+        const tampered = how === 'insert' ? local.slice(0, at) + char + local.slice(at) : local.slice(0, at) + (how === 'replace' ? char : '') + local.slice(at + 1);
+        const decoded = srs.decode(tampered, now);
+        if (decoded.status === 'valid') expect(decoded.address.toLowerCase()).toBe(original.toLowerCase());
+      }),
+      { seed: SEED, numRuns: 3000 },
     );
   });
 
