@@ -17,7 +17,7 @@ import { closeSync, constants, fstatSync, openSync, writeSync } from 'node:fs';
 export interface StdoutSinkOptions {
   /** Default 1 (stdout). */
   fd?: number;
-  /** Lines waiting for the pipe beyond this many bytes are dropped (default 1 MiB). */
+  /** Lines waiting for the pipe beyond this many bytes are dropped (default 16 MiB). */
   maxQueuedBytes?: number;
   /** How often a full pipe is tried again (default 50 ms). */
   retryMs?: number;
@@ -37,7 +37,10 @@ export interface StdoutSink {
   readonly queuedBytes: number;
 }
 
-const DEFAULT_MAX_QUEUED_BYTES = 1024 * 1024;
+// Large enough that a burst (a debug-level log of a busy second, a reader a moment behind: a
+// container runtime's log reader under load) loses nothing; small beside the process's memory. The
+// bound is for a reader that stopped, not for one that is slow.
+const DEFAULT_MAX_QUEUED_BYTES = 16 * 1024 * 1024;
 const DEFAULT_RETRY_MS = 50;
 const DEFAULT_EXIT_GRACE_MS = 1_000;
 
