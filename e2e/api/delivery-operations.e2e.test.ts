@@ -59,6 +59,25 @@ describe('requeueDeadLetter', () => {
     expect(again.requeueDeadLetter.message).toContain('sent');
   });
 
+  it('lists, filters and requeues a dead letter the queue lifetime ended without an attempt (no last attempt)', async () => {
+    const to = recipient('expired');
+    const id = await insertRenderedDelivery(db.pool, to, { status: 'dead_letter' });
+    // As record-outcomes.ts writes it for a delivery deferred past MAIL_QUEUE_LIFETIME: no attempt row.
+    await db.pool.query('UPDATE mail.dead_letters SET last_attempt_id = NULL WHERE delivery_id = $1', [id]);
+    await db.pool.query('DELETE FROM mail.attempts WHERE delivery_id = $1', [id]);
+    await db.pool.query("UPDATE mail.deliveries SET queued_since = now() - interval '121 hours' WHERE id = $1", [id]);
+    const listed = await gqlData(api, operator, 'query($to: String) { deadLetters(filter: { requeued: false, recipient: $to }) { edges { node { delivery { id } lastAttempt { smtpCode } } } } }', { to });
+    expect(listed.deadLetters.edges).toEqual([{ node: { delivery: { id }, lastAttempt: null } }]);
+
+    const requeued = await gqlData(api, operator, REQUEUE, { input: { filter: { recipient: to, requeued: false }, max: 5 } });
+    expect(requeued.requeueDeadLetter).toMatchObject({ __typename: 'RequeueDeadLetterSuccess', data: { count: 1, deliveries: [{ id }] } });
+    await waitForSinkEmails(to, 1, { timeoutMs: 20_000 });
+    await waitFor(`delivery ${id} sent`, () => statusOf(id), (status) => status === 'sent');
+    // The requeue started a new lifetime.
+    const { rows } = await db.pool.query<{ fresh: boolean }>("SELECT queued_since > now() - interval '1 hour' AS fresh FROM mail.deliveries WHERE id = $1", [id]);
+    expect(rows[0]?.fresh).toBe(true);
+  });
+
   it('by filter, never more than the cap per call, each delivery once', async () => {
     const to = recipient('batch');
     const ids = [];

@@ -209,6 +209,23 @@ describe('the site store on PostgreSQL', () => {
     expect(await store.claimSlot('backoff.test', 2, 'b', 60_000)).toEqual({ kind: 'slot', slot: 1 });
   });
 
+  it('gives the probe slot of an engine that died mid-probe to another engine once its lease ran out, and backs the site off again when a probe fails', async () => {
+    const store = createSiteStore(db.pool);
+    await store.backOff('crashed-probe.test', 60_000, '421 busy');
+    await db.pool.query(`UPDATE mail.site_backoffs SET until = now() - interval '1 second' WHERE site = 'crashed-probe.test'`);
+    // Engine a takes the probe slot and dies: it renews nothing.
+    expect(await store.claimSlot('crashed-probe.test', 3, 'a', 500)).toEqual({ kind: 'slot', slot: 0 });
+    const other = createSiteStore(db.pool);
+    expect(await other.claimSlot('crashed-probe.test', 3, 'b', 60_000)).toEqual({ kind: 'full', probing: true });
+    // At most a lease later another engine probes: one slot still, not the whole limit.
+    await waitFor('a’s probe lease to run out', () => other.claimSlot('crashed-probe.test', 3, 'b', 60_000), (claim) => claim.kind === 'slot', { timeoutMs: 10_000, intervalMs: 100 });
+    expect(await other.claimSlot('crashed-probe.test', 3, 'c', 60_000)).toEqual({ kind: 'full', probing: true });
+    // b's probe fails too: backed off again, doubled, and no slot while it lasts.
+    expect(await other.backOff('crashed-probe.test', 60_000, '421 still busy')).toMatchObject({ failures: 2 });
+    await other.releaseSlot('crashed-probe.test', 0, 'b');
+    expect(await other.claimSlot('crashed-probe.test', 3, 'c', 60_000)).toMatchObject({ kind: 'backoff', retryInMs: expect.any(Number) });
+  });
+
   it('forgets the shaping state of a site idle for the retention age, keeps a site in use, and makes purged slot rows again on the next claim', async () => {
     const DAY_MS = 24 * 60 * 60 * 1000;
     const store = createSiteStore(db.pool);

@@ -27,7 +27,7 @@ function rendered(id: string): ClaimedDelivery {
     id, source: 'billing', payload_mode: 'rendered', message_id: null, template_id: null, template_locale: null, template_hash: null,
     template_variables: null, subject: 'Invoice', text_body: 'Due.', html_body: null, category: null, recipient: 'bob@inbox.test',
     envelope_from: '', rfc_message_id: `<${id}@postern.test>`, attempt_count: 1, created_at: new Date(),
-    queued_since: new Date(), suppressed_reason: null, smtputf8: null, body_type: null, traceparent: null, dkim_keys_generation: '1',
+    queued_since: new Date(), queued_ms: 0, claimed_at_ms: performance.now(), suppressed_reason: null, smtputf8: null, body_type: null, traceparent: null, dkim_keys_generation: '1',
   };
 }
 

@@ -17,12 +17,15 @@ const original = Buffer.from('Subject: Quarterly report\r\nFrom: alice@outside.t
 
 /** Mail the edge accepted from alice@outside.test: relayed as received, bounced if it fails for good. */
 function accepted(fields: Partial<ClaimedDelivery> = {}): ClaimedDelivery {
+  // Its time in the queue as the claim measures it (PostgreSQL's clock), from the queued_since given.
+  const queuedMs = fields.queued_since ? Date.now() - fields.queued_since.getTime() : 0;
   return {
     id: 'd1', source: 'smtp', payload_mode: 'relay', message_id: 'm1', template_id: null, template_locale: null, template_hash: null,
     template_variables: null, subject: null, text_body: null, html_body: null, category: null, recipient: 'bob@inbox.test',
     envelope_from: 'alice@outside.test', rfc_message_id: '<m1@outside.test>', attempt_count: 1, created_at: received,
     // Queued just now: far from the end of its queue lifetime unless a test says otherwise.
-    queued_since: new Date(), suppressed_reason: null, smtputf8: null, body_type: null, traceparent: null, dkim_keys_generation: '1', ...fields,
+    queued_since: new Date(), queued_ms: queuedMs, claimed_at_ms: performance.now(), suppressed_reason: null, smtputf8: null, body_type: null,
+    traceparent: null, dkim_keys_generation: '1', ...fields,
   };
 }
 

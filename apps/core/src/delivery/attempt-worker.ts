@@ -14,9 +14,10 @@
 // packages/shared/src/lifecycle/record-outcomes.ts).
 // A delivery that would be put back to wait — a deferral, a key it cannot sign with, a temporary
 // failure with the ladder left — after longer than MAIL_QUEUE_LIFETIME in the queue (since its
-// insert or its requeue: queued_since, returned by the claim) ends instead as a dead letter with
-// its bounce (Postfix's maximal_queue_lifetime): a deferral does not spend the ladder, so without
-// it mail for a site or relay that stays down waited for ever (docs/core.md, "The queue lifetime").
+// insert or its requeue: queued_since, its age taken by the claim on PostgreSQL's clock, never the
+// engine's Date) ends instead as a dead letter with its bounce (Postfix's maximal_queue_lifetime):
+// a deferral does not spend the ladder, so without it mail for a site or relay that stays down
+// waited for ever (docs/core.md, "The queue lifetime").
 // In the delivery's trace (docs/observability.md), the attempt is a `delivery attempt` span, child
 // of its claim (tracing/claim-spans.ts), with `delivery render` and `smtp send` under it; the
 // relay's reply is an event of the send, the recorded outcome an event of the attempt, and every
@@ -232,7 +233,7 @@ async function attempt(deps: AttemptDeps, delivery: ClaimedDelivery, beat: () =>
   /** Puts the delivery back to wait, or — past its queue lifetime — ends it as a dead letter with its
    *  bounce instead. `message`: the one built, or null to read the received one (relayed mail). */
   const waitAgain = async (wait: Wait, message: QuotedMessage | null): Promise<void> => {
-    if (!lifetimeOver(delivery.queued_since, deps.queueLifetimeMs)) {
+    if (!lifetimeOver(delivery, deps.queueLifetimeMs)) {
       await record({ status: 'retrying', attempt: wait.attempt, waitMs: wait.waitMs, lastError: wait.lastError });
       return;
     }

@@ -59,9 +59,11 @@ function lifetimeText(ms: number): string {
   return `${ms}ms`;
 }
 
-/** Whether a delivery queued since `queuedSince` has outlived `lifetimeMs` at `now`. */
-export function lifetimeOver(queuedSince: Date, lifetimeMs: number, now: Date = new Date()): boolean {
-  return now.getTime() - queuedSince.getTime() > lifetimeMs;
+/** Whether a claimed delivery has outlived `lifetimeMs` at `nowMs` (performance.now()): its time in
+ *  the queue at the claim, on PostgreSQL's clock, plus the time since on the engine's monotonic one.
+ *  Not queued_since against the engine's Date: an engine clock hours ahead ended fresh mail. */
+export function lifetimeOver(delivery: { queued_ms: number; claimed_at_ms: number }, lifetimeMs: number, nowMs: number = performance.now()): boolean {
+  return delivery.queued_ms + (nowMs - delivery.claimed_at_ms) > lifetimeMs;
 }
 
 function reasonOf(cause: EndCause, attempts: number): string {

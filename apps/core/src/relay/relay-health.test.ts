@@ -66,6 +66,7 @@ function setup() {
   return {
     health,
     hand,
+    guarded,
     counts,
     send: () => guarded.send(message),
     advance(ms: number) {
@@ -213,6 +214,28 @@ describe('a relay whose probe failed too', () => {
     t.hand.settle(REFUSED);
     await probe2;
     expect((deferredFailure(await t.send()).retryInMs ?? 0) - DEFER_MS).toBe(BACKOFF_MS);
+  });
+
+  it('is forgotten once every relay guarded under its identity is closed: the next one starts healthy', async () => {
+    // routed-relay.ts closes a route's pool unused for 5 minutes (a long backoff leaves it unused)
+    // and makes a new one, under the same identity, at the route's next send; docs/core.md says
+    // that send starts healthy. Every identity ever used (a route's host, TLS and credentials,
+    // changed by hand over the years) was also kept for the engine's life.
+    const t = await backedOff();
+    const other = handRelay();
+    const secondPool = t.health.guard(KEY, other.relay);
+    await t.guarded.close();
+    // Another pool under the identity is still open: its health is kept.
+    expect(t.health.conditionOf(KEY)).toBe('backed_off');
+    deferredFailure(await secondPool.send(message));
+    await secondPool.close();
+    expect(t.health.trackedRelays).toBe(0);
+    const next = t.health.guard(KEY, other.relay);
+    const send = next.send(message);
+    expect(other.open).toBe(1);
+    other.settle(SENT);
+    expect(await send).toEqual(SENT);
+    expect(t.health.trackedRelays).toBe(1);
   });
 
   it('shares its health between the relays guarded under one identity, and only those', async () => {

@@ -42,6 +42,8 @@ export interface RelayHealth {
   guard(site: string, relay: Relay, identity?: string): Relay;
   /** What this engine thinks of a relay (tests, logs). */
   conditionOf(identity: string): RelayCondition;
+  /** Identities this engine keeps a health for: those with a guarded relay not closed (tests). */
+  readonly trackedRelays: number;
 }
 
 interface HostState {
@@ -55,6 +57,8 @@ interface HostState {
    *  (the wave of sends under way when a relay went quiet fails together, counted once). */
   epoch: number;
   reason: string;
+  /** Guarded relays under this identity not closed yet: at none, the health is forgotten. */
+  guards: number;
 }
 
 /** The relay's session could not be set up: refused or unanswered connection, greeting, EHLO,
@@ -78,15 +82,17 @@ export function createRelayHealth(options: RelayHealthOptions): RelayHealth {
   const now = options.now ?? (() => performance.now());
   const random = options.random ?? Math.random;
   const jitter = (ms: number) => Math.round(ms * (0.75 + random() / 2));
-  // One small object per relay this engine has sent to: MAIL_SMTP_ADDR and the hosts of routes
-  // (with their TLS requirement and credentials), which operators write by hand; never per
-  // recipient domain.
+  // One small object per relay this engine has open: MAIL_SMTP_ADDR and the hosts of routes (with
+  // their TLS requirement and credentials), which operators write by hand; never per recipient
+  // domain. It goes with the last relay guarded under it (routed-relay.ts closes a route's pool
+  // unused for 5 minutes): the route's next pool starts healthy, and a host, TLS requirement or
+  // password no route uses any more is not kept for the engine's life.
   const hosts = new Map<string, HostState>();
 
   const stateOf = (key: string): HostState => {
     let state = hosts.get(key);
     if (!state) {
-      state = { condition: 'healthy', failures: 0, until: 0, probing: false, epoch: 0, reason: '' };
+      state = { condition: 'healthy', failures: 0, until: 0, probing: false, epoch: 0, reason: '', guards: 0 };
       hosts.set(key, state);
     }
     return state;
@@ -147,6 +153,8 @@ export function createRelayHealth(options: RelayHealthOptions): RelayHealth {
   return {
     guard(key, relay, identity = key) {
       const state = stateOf(identity);
+      state.guards += 1;
+      let closed = false;
       return {
         name: relay.name,
         ...(relay.discardsMessages ? { discardsMessages: true } : {}),
@@ -164,11 +172,21 @@ export function createRelayHealth(options: RelayHealthOptions): RelayHealth {
           }
         },
         interrupt: () => relay.interrupt(),
-        close: () => relay.close(),
+        close: () => {
+          if (!closed) {
+            closed = true;
+            state.guards -= 1;
+            if (state.guards === 0 && hosts.get(identity) === state) hosts.delete(identity);
+          }
+          return relay.close();
+        },
       };
     },
     conditionOf(identity) {
       return hosts.get(identity)?.condition ?? 'healthy';
+    },
+    get trackedRelays() {
+      return hosts.size;
     },
   };
 }

@@ -1,6 +1,6 @@
 // MAIL_SMTP_ADDR's relay against a scripted server on a raw socket: what a pooled session does
 // when the relay closed it while it was idle.
-import type net from 'node:net';
+import net from 'node:net';
 import { createLogger } from '@postern/shared';
 import { afterEach, describe, expect, it } from 'vitest';
 import { lineSmtpServer } from './line-smtp.testkit.ts';
@@ -59,14 +59,14 @@ async function relayServer(): Promise<RelayServer> {
 }
 
 /** MAIL_SMTP_ADDR's relay with one pooled session. */
-function relayTo(port: number): Relay {
+function relayTo(port: number, timeoutMs = 5_000): Relay {
   return createSmtpRelay({
     host: '127.0.0.1',
     port,
     username: undefined,
     password: undefined,
-    timeoutMs: 5_000,
-    sendDeadlineMs: 20_000,
+    timeoutMs,
+    sendDeadlineMs: 4 * timeoutMs,
     maxConnections: 1,
     logger: createLogger('smtp-relay-test', 'silent'),
   });
@@ -102,6 +102,30 @@ describe('a pooled session the relay closed while it was idle', () => {
       expect(second).toMatchObject({ ok: false, failure: { kind: 'connection', dataSent: false } });
       expect(server.sockets).toHaveLength(1);
     } finally {
+      await relay.close();
+    }
+  });
+});
+
+describe('an interrupt (shutdown) while a session is being set up', () => {
+  it('closes the connection still waiting for its greeting: the send ends at once, as interrupted', async () => {
+    // A relay that accepts the connection and never greets: the probe relay-health.ts sends to it
+    // is exactly such a send. The interrupt must reach it, or shutdown waits out the greeting
+    // timeout and the delivery is left to its lease (an outcome_unknown attempt minutes later).
+    const sockets: net.Socket[] = [];
+    const server = net.createServer((socket) => sockets.push(socket));
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    // Far longer than the wait below: only the interrupt can end the send in time.
+    const relay = relayTo((server.address() as net.AddressInfo).port, 60_000);
+    try {
+      const sending = relay.send(message(1));
+      await expect.poll(() => sockets.length, { timeout: 10_000 }).toBe(1);
+      relay.interrupt();
+      const ended = await Promise.race([sending, new Promise<'still waiting'>((resolve) => setTimeout(() => resolve('still waiting'), 10_000))]);
+      expect(ended).toMatchObject({ ok: false, failure: { interrupted: true, inSetup: true } });
+    } finally {
+      for (const socket of sockets) socket.destroy();
       await relay.close();
     }
   });

@@ -50,6 +50,10 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
   const log = options.logger.child({ component: 'smtp-relay' });
   const idle: PooledConnection[] = [];
   const active = new Set<PooledConnection>();
+  /** Connections of sends still setting up their session (greeting, EHLO, STARTTLS, AUTH): an
+   *  interrupt closes them too, or a send to a relay that never greets (relay-health.ts's probe)
+   *  outlived the shutdown by its greeting timeout and was left to its lease. */
+  const settingUp = new Set<PooledConnection>();
   let generation = 0;
 
   const open = (opened: (pooled: PooledConnection) => void, onReply: () => void) =>
@@ -138,10 +142,13 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
           }
           const reused = pooled !== undefined;
           if (pooled) pooled.onReply = progress;
+          let opening: PooledConnection | null = null;
           try {
             pooled ??= await Promise.race([
-              open((opening) => {
-                current = opening;
+              open((opened) => {
+                opening = opened;
+                current = opened;
+                settingUp.add(opened);
               }, progress),
               deadline.passing,
             ]);
@@ -149,6 +156,8 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
             // A greeting trickled past the whole-send deadline is a session that could not be set up too.
             if (deadline.passed()) return inSetup(deadline.failure(false));
             return { ok: false, failure: { ...failureOf(error as NodemailerError, false, myGeneration !== generation), inSetup: true } };
+          } finally {
+            if (opening) settingUp.delete(opening);
           }
           current = pooled;
           active.add(pooled);
@@ -183,7 +192,7 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
     },
     interrupt() {
       generation += 1;
-      for (const pooled of [...active, ...idle.splice(0)]) {
+      for (const pooled of [...settingUp, ...active, ...idle.splice(0)]) {
         pooled.broken = true;
         pooled.connection.close();
       }

@@ -32,6 +32,12 @@ export interface ClaimedDelivery {
   /** When the delivery entered the queue (its insert, or the operator's requeue of its dead letter):
    *  its queue lifetime (MAIL_QUEUE_LIFETIME) counts from here. */
   queued_since: Date;
+  /** How long it had been in the queue when claimed, on PostgreSQL's clock (now() - queued_since):
+   *  its lifetime is measured from this and claimed_at_ms, never from the engine's own Date, whose
+   *  clock may be off by hours against the one that wrote queued_since. */
+  queued_ms: number;
+  /** performance.now() when the claim returned: the engine's monotonic clock, for the time since. */
+  claimed_at_ms: number;
   /** Reason from the suppression list, or null. */
   suppressed_reason: string | null;
   /** The edge's message (relay deliveries): SMTPUTF8 and BODY= as the sender gave them at MAIL FROM,
@@ -59,6 +65,7 @@ UPDATE mail.deliveries d
 RETURNING d.id, d.source, d.payload_mode, d.message_id, d.template_id, d.template_locale, d.template_hash,
           d.template_variables, d.subject, d.text_body, d.html_body, d.category, d.recipient, d.envelope_from,
           d.rfc_message_id, d.attempt_count, d.created_at, d.queued_since, d.traceparent,
+          (EXTRACT(EPOCH FROM now() - d.queued_since) * 1000)::double precision AS queued_ms,
           (SELECT s.reason FROM mail.suppressions s
             WHERE s.address = d.recipient AND (s.expires_at IS NULL OR s.expires_at > now())) AS suppressed_reason,
           (SELECT m.smtputf8 FROM mail.messages m WHERE m.id = d.message_id) AS smtputf8,
@@ -66,6 +73,7 @@ RETURNING d.id, d.source, d.payload_mode, d.message_id, d.template_id, d.templat
           (SELECT g.generation FROM mail.dkim_keys_generation g)::text AS dkim_keys_generation`;
 
 export async function claimDueDeliveries(db: Queryable, workerId: string, limit: number, leaseMs: number): Promise<ClaimedDelivery[]> {
-  const { rows } = await db.query<ClaimedDelivery>({ name: 'postern_claim_deliveries', text: CLAIM_SQL, values: [workerId, limit, leaseMs] });
-  return rows;
+  const { rows } = await db.query<Omit<ClaimedDelivery, 'claimed_at_ms'>>({ name: 'postern_claim_deliveries', text: CLAIM_SQL, values: [workerId, limit, leaseMs] });
+  const claimedAtMs = performance.now();
+  return rows.map((row) => ({ ...row, claimed_at_ms: claimedAtMs }));
 }
