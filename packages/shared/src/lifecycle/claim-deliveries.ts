@@ -73,7 +73,9 @@ RETURNING d.id, d.source, d.payload_mode, d.message_id, d.template_id, d.templat
           (SELECT g.generation FROM mail.dkim_keys_generation g)::text AS dkim_keys_generation`;
 
 export async function claimDueDeliveries(db: Queryable, workerId: string, limit: number, leaseMs: number): Promise<ClaimedDelivery[]> {
-  const { rows } = await db.query<Omit<ClaimedDelivery, 'claimed_at_ms'>>({ name: 'postern_claim_deliveries', text: CLAIM_SQL, values: [workerId, limit, leaseMs] });
+  const { rows } = await db.query<ClaimedDelivery>({ name: 'postern_claim_deliveries', text: CLAIM_SQL, values: [workerId, limit, leaseMs] });
+  // Set on the rows pg made, not copied into new ones: the claim is the engine's hot path.
   const claimedAtMs = performance.now();
-  return rows.map((row) => ({ ...row, claimed_at_ms: claimedAtMs }));
+  for (const row of rows) row.claimed_at_ms = claimedAtMs;
+  return rows;
 }
