@@ -72,9 +72,11 @@ describe('mailauth, patched to read header blocks in linear time, reads them as 
     );
   });
 
-  it('1 MB of short lines or words, and an h= of 40000 names over 80000 fields, grow linearly: 4 times the input, about 4 times the time', () => {
-    // Relative, so a slow or busy machine does not fail it: a linear reader takes about 4 times as
-    // long for 4 times the input, the published (quadratic) ones 16 times (1 MB took over 60 s).
+  it('2 MB of short lines or words, and an h= of 80000 names over 160000 fields, grow linearly: 8 times the input, about 8 times the time, never the 64 of a quadratic reader', () => {
+    // Relative, so a slow or busy machine does not fail it: a linear reader takes about 8 times as
+    // long for 8 times the input, the published (quadratic) ones 64 times (1 MB took over 60 s). At
+    // 4 times the input the margin was too thin: with 80,000 fields in a CI run beside the e2e
+    // suites, garbage collection alone took a linear reader to 12 times (limit 10, quadratic 16).
     const quarterMegabyte = 256 * 1024;
     // The fastest of three runs: a pause of the machine (another process, a GC) lengthens one run,
     // never all three; one such pause in the larger read made a linear reader look 14 times slower
@@ -91,18 +93,18 @@ describe('mailauth, patched to read header blocks in linear time, reads them as 
     const growth = (read: (scale: number) => unknown) => {
       read(1); // warm
       const once = timed(() => read(1));
-      return timed(() => read(4)) / Math.max(once, 1);
+      return timed(() => read(8)) / Math.max(once, 1);
     };
-    expect(growth((k) => patched.parseHeaders(Buffer.from(`Received: from a\r\n${' y\r\n'.repeat((k * quarterMegabyte) / 4)}`)))).toBeLessThan(10);
-    expect(growth((k) => patched.parseHeaders(Buffer.from('x\r\n'.repeat((k * quarterMegabyte) / 3))))).toBeLessThan(10);
-    expect(growth((k) => parseReceived(`Received: from a ${'y '.repeat((k * quarterMegabyte) / 2)}by b; date`))).toBeLessThan(10);
-    expect(growth((k) => parseReceived(`Received: from a ${'(c) '.repeat((k * quarterMegabyte) / 4)}by b; date`))).toBeLessThan(10);
+    expect(growth((k) => patched.parseHeaders(Buffer.from(`Received: from a\r\n${' y\r\n'.repeat((k * quarterMegabyte) / 4)}`)))).toBeLessThan(24);
+    expect(growth((k) => patched.parseHeaders(Buffer.from('x\r\n'.repeat((k * quarterMegabyte) / 3))))).toBeLessThan(24);
+    expect(growth((k) => parseReceived(`Received: from a ${'y '.repeat((k * quarterMegabyte) / 2)}by b; date`))).toBeLessThan(24);
+    expect(growth((k) => parseReceived(`Received: from a ${'(c) '.repeat((k * quarterMegabyte) / 4)}by b; date`))).toBeLessThan(24);
     expect(
       growth((k) => {
         const fields = patched.parseHeaders(Buffer.from('x: y\r\n'.repeat(20_000 * k))).parsed;
         const h = Array.from({ length: 10_000 * k }, (_, index) => `n${index}`).join(':');
         return patched.getSigningHeaderLines(fields, h, true);
       }),
-    ).toBeLessThan(10);
+    ).toBeLessThan(24);
   });
 });
