@@ -22,8 +22,11 @@ afterAll(async () => {
 describe('node apps/core/src/main.ts', () => {
   it('boots in the runbook order and answers the smoke request with 404', async () => {
     const order = ['schema up to date', 'template catalog parsed', 'HTTP listener open', 'loop started'];
-    const positions = order.map((message) => engine.logLines.findIndex((line) => line.includes(`"${message}"`)));
-    expect(positions.every((position) => position >= 0)).toBe(true);
+    // Log lines may reach the pipe a moment after the port opens (a line the pipe could not take at
+    // once waits in the process's stdout sink, packages/shared/src/logging/stdout-sink.ts): wait
+    // for all four, then check their order.
+    const positionsNow = () => order.map((message) => engine.logLines.findIndex((line) => line.includes(`"${message}"`)));
+    const positions = await waitFor('the four boot lines', async () => positionsNow(), (seen) => seen.every((position) => position >= 0), { timeoutMs: 10_000, intervalMs: 50 });
     expect([...positions].sort((a, b) => a - b)).toEqual(positions);
     const response = await fetch(`http://127.0.0.1:${engine.httpPort}/api/v1/internal/deliveries/does-not-exist`);
     expect(response.status).toBe(404);
