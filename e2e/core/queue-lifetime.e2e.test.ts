@@ -51,12 +51,17 @@ async function rows(ids: readonly string[]): Promise<Row[]> {
 
 /** Deliveries deferred without ever being attempted because the relay is backed off (their wait is
  *  the rest of its ten-minute backoff: no engine claims them meanwhile). */
-const BACKED_OFF = `d.source = 'smtp' AND d.status = 'retrying' AND d.last_error LIKE 'deferred: relay % is backed off%'
-  AND NOT EXISTS (SELECT 1 FROM mail.attempts a WHERE a.delivery_id = d.id)`;
+const BACKED_OFF_SQL = `SELECT d.id FROM mail.deliveries d
+  WHERE d.source = 'smtp' AND d.status = 'retrying' AND d.last_error LIKE 'deferred: relay % is backed off%'
+    AND NOT EXISTS (SELECT 1 FROM mail.attempts a WHERE a.delivery_id = d.id)`;
+
+async function backedOffIds(): Promise<string[]> {
+  const { rows: found } = await db.pool.query<{ id: string }>(BACKED_OFF_SQL);
+  return found.map((row) => row.id);
+}
 
 async function backedOffCount(): Promise<number> {
-  const { rows: found } = await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM mail.deliveries d WHERE ${BACKED_OFF}`);
-  return found[0]?.n ?? 0;
+  return (await backedOffIds()).length;
 }
 
 describe('a relay backed off for longer than the queue lifetime', () => {
@@ -81,7 +86,8 @@ describe('a relay backed off for longer than the queue lifetime', () => {
     // They have been in the queue for longer than the lifetime (120h), and are due now.
     const { rows: moved } = await db.pool.query<{ id: string; attempt_count: number }>(
       `UPDATE mail.deliveries d SET queued_since = now() - interval '121 hours', next_attempt_at = now()
-        WHERE ${BACKED_OFF} RETURNING d.id, d.attempt_count`,
+        WHERE d.id = ANY($1::uuid[]) RETURNING d.id, d.attempt_count`,
+      [await backedOffIds()],
     );
     const deferred = moved.map((row) => row.id).sort();
     const before = new Map(moved.map((row) => [row.id, row.attempt_count]));
