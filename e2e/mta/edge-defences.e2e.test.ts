@@ -1,12 +1,12 @@
 // Directory harvest, lookup DoS, mail loops (hop limit) and bytes that are not UTF-8, on real
 // sockets: the per-session error limit (soft: replies slowed; hard: 421 4.7.0 and closed), the cap
 // on RCPT commands per transaction with repeats counted (and no lookup past the cap), one client's
-// flood of lookups not turning another client's RCPT into 451, the Received: hop limit, and
-// command lines that are not UTF-8 refused rather than read with U+FFFD.
+// flood of lookups held to its own network's slots (against a slowed PostgreSQL), the Received:
+// hop limit, and command lines that are not UTF-8 refused rather than read with U+FFFD.
 import { createAlias, createDomain } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Edge } from '../../apps/mta/src/edge.ts';
-import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
+import { createTestDatabase, startTcpProxy, type TestDatabase, waitFor } from '../harness/index.ts';
 import { metricsText, openSession, startTestEdge } from './helpers/edge.ts';
 import { type Reply, SmtpTestClient, sendMail, simpleMessage } from './helpers/smtp-client.ts';
 
@@ -107,33 +107,52 @@ describe('RCPT commands per transaction', () => {
 });
 
 describe('concurrent lookups per client network', () => {
-  it("one client's flood of lookups does not turn another client's RCPT into 451", async () => {
-    const edge = await startTestEdge(db.dsn, {
+  // PostgreSQL is reached through a proxy that holds each of its replies 50 ms, as a busy server
+  // would: a lookup then holds its pool connection for 50 ms, and one network's lookups past its
+  // cap wait for a slot of their own network and get 451 4.3.2 after the lookup deadline, while
+  // another network's lookups take a free connection and are answered 250 well inside it.
+  // Removing the cap (POSTERN_E2E_LOOKUP_CAP=1000) fails the test: no 4.3.2 is seen. The other
+  // client's 250s alone could not tell: lookups of one event-loop turn share one statement
+  // (lookup-batcher.ts), so even 300 uncapped sessions rarely made it wait past the deadline.
+  it("one client's flood of lookups is held to its own network's slots and does not turn another client's RCPT into 451", async () => {
+    const sessions = 100;
+    const upstream = new URL(db.dsn);
+    const slowPostgres = await startTcpProxy(upstream.hostname, Number(upstream.port));
+    const dsn = new URL(db.dsn);
+    dsn.hostname = slowPostgres.host;
+    dsn.port = String(slowPostgres.port);
+    const edge = await startTestEdge(dsn.toString(), {
       MAIL_POSTGRES_POOL_MAX: '3',
       MAIL_MTA_CLIENT_LOOKUP_CONCURRENCY: process.env.POSTERN_E2E_LOOKUP_CAP ?? '1',
-      MAIL_MTA_LOOKUP_TIMEOUT: '300ms',
+      // Twenty times the slowed lookup: a loaded machine's pauses (edge, flood and test share one
+      // event loop here) do not decide the other client's RCPTs.
+      MAIL_MTA_LOOKUP_TIMEOUT: '1s',
       MAIL_MTA_RATE_LIMIT_PER_MINUTE: '1000000',
       MAIL_MTA_MAX_CLIENTS: '500',
-      // The flood is 300 sessions of one client network: what is under test is its lookups.
+      // The flood is 100 sessions of one client network: what is under test is its lookups.
       MAIL_MTA_MAX_CLIENTS_PER_NETWORK: '500',
     });
     let flooding = true;
-    const floodReplies: number[] = [];
+    let greeted = 0;
+    const floodReplies: Reply[] = [];
     const flood = async () => {
       const { client } = await SmtpTestClient.connect(edge.smtp.port, '127.0.0.1', '127.0.0.2');
       await client.command('EHLO flood.outside.test');
+      greeted += 1;
       while (flooding) {
         await client.command('MAIL FROM:<f@outside.test>');
-        // 50 distinct valid recipients pipelined: 50 lookups, no errors.
-        await client.write(Array.from({ length: 50 }, (_, i) => `RCPT TO:<list${i}@postern.test>\r\n`).join(''));
-        for (let i = 0; i < 50; i++) floodReplies.push((await client.readReply(30_000)).code);
+        // 10 distinct valid recipients pipelined. The edge answers a pipelined group in one write,
+        // after its last command: 10 RCPTs of at most the lookup deadline each.
+        await client.write(Array.from({ length: 10 }, (_, i) => `RCPT TO:<list${i}@postern.test>\r\n`).join(''));
+        for (let i = 0; i < 10; i++) floodReplies.push(await client.readReply(60_000));
         await client.command('RSET');
       }
       await client.quit();
     };
+    const busy = (replies: readonly Reply[]) => replies.filter((reply) => reply.code === 451 && reply.enhanced === '4.3.2').length;
     try {
-      // Every lookup connection open before the flood: a lookup that must first connect to
-      // PostgreSQL on a loaded machine can miss the short deadline for reasons not under test.
+      // Every lookup connection open before PostgreSQL is slowed: a lookup that must first connect
+      // on a loaded machine can miss the deadline for reasons not under test.
       const warm = async (source: string) => {
         const { client } = await SmtpTestClient.connect(edge.smtp.port, '127.0.0.1', source);
         await client.command('EHLO warm.outside.test');
@@ -142,26 +161,39 @@ describe('concurrent lookups per client network', () => {
         await client.quit();
       };
       await Promise.all(['127.0.0.3', '127.0.0.4', '127.0.0.5'].map(warm));
-      const floods = Array.from({ length: 300 }, () => flood());
-      // Let the flood fill the pool's queue.
-      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      slowPostgres.delayReplies(50);
+      const floods = Array.from({ length: sessions }, () => flood());
+      // The other client starts once the flood is in full swing: every session greeted and its
+      // lookups answered (on a loaded machine, 100 sessions take a while to connect; a client
+      // measured during the ramp would see the machine, not the cap).
+      await waitFor(
+        'every flood session greeted and its lookups answered',
+        () => ({ greeted, replies: floodReplies.length }),
+        ({ greeted: n, replies }) => n === sessions && replies >= 2 * sessions,
+        { timeoutMs: 60_000, intervalMs: 100 },
+      );
       const legit = await openSession(edge);
       expect((await legit.command('MAIL FROM:<friend@outside.test>')).code).toBe(250);
+      const before = floodReplies.length;
       const codes: number[] = [];
       for (let i = 0; i < 30; i++) {
         codes.push((await legit.command(`RCPT TO:<list${i}@postern.test>`)).code);
       }
+      const during = floodReplies.slice(before);
       await legit.quit();
       flooding = false;
       await Promise.allSettled(floods);
       console.log(
-        `[defences] flood: ${floodReplies.length} RCPT replies (${floodReplies.filter((c) => c === 451).length} × 451); other client: ${JSON.stringify(codes)}`,
+        `[defences] flood: ${floodReplies.length} RCPT replies (${busy(floodReplies)} × 451 4.3.2), ${during.length} (${busy(during)} × 451 4.3.2) during the other client's RCPTs; other client: ${JSON.stringify(codes)}`,
       );
-      expect(floodReplies.length).toBeGreaterThan(100);
+      // The flood went on while the other client looked up, and was held to its network's slot.
+      expect(during.length).toBeGreaterThan(0);
+      expect(busy(floodReplies)).toBeGreaterThan(0);
       expect(codes).toEqual(new Array(30).fill(250));
     } finally {
       flooding = false;
       await edge.stop();
+      await slowPostgres.close();
     }
   });
 });
