@@ -17,8 +17,10 @@ export interface FaultRedis {
   /** host:port through the proxy, for MAIL_REDIS_MASTER_ADDR. */
   addr: string;
   client: Redis;
-  /** docker stop + start: everything in it is gone; resolves when the new server answers. */
-  restartEmpty(): Promise<void>;
+  /** docker stop + start: everything in it is gone; resolves when the new server answers, with the
+   *  time (epoch ms) the old server was stopped and cut off: an XADD acknowledged up to then was
+   *  acknowledged by the old server, one acknowledged later by the new one. */
+  restartEmpty(): Promise<{ oldServerGoneAt: number }>;
   close(): Promise<void>;
 }
 
@@ -48,11 +50,13 @@ export async function startFaultRedis(): Promise<FaultRedis> {
       const before = await runId();
       await run('docker', ['stop', '--time', '2', container.getId()], DOCKER_DEADLINE);
       proxy.cutConnections();
+      const oldServerGoneAt = Date.now();
       await run('docker', ['start', container.getId()], DOCKER_DEADLINE);
       // `docker port` may answer before the restarted container's port is published again.
       const port = await waitFor('the restarted container\'s mapped port', () => mappedPort(container.getId()), Number.isInteger, { timeoutMs: 30_000, intervalMs: 100 });
       proxy.retarget(container.getHost(), port);
       await waitFor('the restarted Redis to answer', runId, (id) => id !== '' && id !== before, { timeoutMs: 30_000, intervalMs: 100 });
+      return { oldServerGoneAt };
     },
     async close() {
       client.disconnect();
