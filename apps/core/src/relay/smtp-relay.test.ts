@@ -130,3 +130,38 @@ describe('an interrupt (shutdown) while a session is being set up', () => {
     }
   });
 });
+
+describe('the step a refusal came at, as nodemailer reports it', () => {
+  /** A relay that answers one command (by its verb, or '.' for the end of data) with `reply`. */
+  async function refusingAt(verb: string, reply: string, ehlo = ['relay.test', 'PIPELINING']): Promise<number> {
+    const server = lineSmtpServer({
+      greeting: '220 relay.test ready',
+      ehlo,
+      onCommand: (line, socket) => {
+        if (!line.toUpperCase().startsWith(verb)) return false;
+        socket.write(reply);
+        return true;
+      },
+      ...(verb === '.' ? { onMessage: () => reply.replace(/\r\n$/, '') } : {}),
+    });
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    return (server.address() as net.AddressInfo).port;
+  }
+
+  it.each([
+    ['MAIL', '552 5.3.4 too big\r\n', 'mail', false],
+    ['RCPT', '552 Too many recipients\r\n', 'rcpt', false],
+    ['DATA', '552 5.3.4 too big\r\n', 'data', false],
+    ['.', '552 5.3.4 Message size exceeds fixed limit\r\n', 'end_of_data', true],
+  ])('%s answered %j: stage %s, with and without PIPELINING', async (verb, reply, stage, dataSent) => {
+    for (const ehlo of [['relay.test', 'PIPELINING'], ['relay.test']]) {
+      const relay = relayTo(await refusingAt(verb, reply, ehlo));
+      try {
+        expect(await relay.send(message(1))).toMatchObject({ ok: false, failure: { kind: 'reply', reply: { code: 552 }, stage, dataSent } });
+      } finally {
+        await relay.close();
+      }
+    }
+  });
+});

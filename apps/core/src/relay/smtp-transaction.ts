@@ -18,12 +18,37 @@
 import { Readable } from 'node:stream';
 import type SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { relayEnvelope } from './mail-from-extensions.ts';
-import { isWellFormedReply, type OutboundMessage, parseReply, type SendFailure, type SendResult } from './relay.ts';
+import { isWellFormedReply, type OutboundMessage, parseReply, type SendFailure, type SendResult, type SmtpStage } from './relay.ts';
 
 export interface NodemailerError extends Error {
   code?: string;
   response?: string;
   responseCode?: number;
+  /** The command the reply answered, as nodemailer names it: 'MAIL FROM', 'RCPT TO', 'DATA' (the
+   *  DATA command and the end of data alike), 'EHLO', 'CONN'... */
+  command?: string;
+}
+
+/** The step a failure came at. nodemailer names the DATA command and the end of data both 'DATA':
+ *  the end of data is a message failure (EMESSAGE), or any failure once the data went out. */
+export function stageOf(error: NodemailerError, dataSent: boolean): SmtpStage | undefined {
+  if (dataSent || (error.code === 'EMESSAGE' && error.command === 'DATA')) return 'end_of_data';
+  switch (error.command) {
+    case 'MAIL FROM':
+      return 'mail';
+    case 'RCPT TO':
+      return 'rcpt';
+    case 'DATA':
+      return 'data';
+    case 'EHLO':
+    case 'HELO':
+    case 'LHLO':
+    case 'STARTTLS':
+    case 'CONN':
+      return 'session';
+    default:
+      return error.command?.startsWith('AUTH') ? 'session' : undefined;
+  }
 }
 
 export function failureOf(error: NodemailerError, dataSent: boolean, interrupted: boolean): SendFailure {
@@ -35,7 +60,8 @@ export function failureOf(error: NodemailerError, dataSent: boolean, interrupted
   if (reply?.code) kind = 'reply';
   else if (error.code === 'ETIMEDOUT') kind = 'timeout';
   else if (['ECONNECTION', 'ESOCKET', 'EDNS', 'ECONNREFUSED', 'ECONNRESET', 'ETLS', 'EPROTOCOL'].includes(error.code ?? '')) kind = 'connection';
-  return { kind, reply, dataSent, interrupted, message: `${error.code ?? 'ERROR'}: ${error.message}`.slice(0, 1_000) };
+  const stage = stageOf(error, dataSent);
+  return { kind, reply, ...(stage ? { stage } : {}), dataSent, interrupted, message: `${error.code ?? 'ERROR'}: ${error.message}`.slice(0, 1_000) };
 }
 
 /** The result of a transaction the server accepted. */
