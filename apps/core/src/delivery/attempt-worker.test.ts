@@ -164,6 +164,27 @@ describe('attempt worker: the outcome of each kind of relay result', () => {
     expect(tooLarge?.lastError).toBe('message_too_large: 552 5.3.4 Message size exceeds fixed limit (reply to the end of data)');
   });
 
+  it('a malformed reply (lines that disagree) before the data: retried, no code recorded, never a refusal, logged as a warning', async () => {
+    const warnings: string[] = [];
+    const watching = Object.assign(Object.create(logger), { warn: (_: unknown, message: string) => warnings.push(message) });
+    const malformed: SendResult = {
+      ok: false,
+      failure: {
+        kind: 'other',
+        reply: null,
+        stage: 'rcpt',
+        category: 'malformed_reply',
+        dataSent: false,
+        interrupted: false,
+        message: 'EPROTOCOL: Malformed reply to RCPT TO (its lines disagree on the code): "250-OK\\n550 5.1.1 no such user"',
+      },
+    };
+    const { recorded } = await attempt(accepted(), malformed, () => {}, { logger: watching });
+    expect(recorded).toMatchObject({ status: 'retrying', bounce: null, attempt: { status: 'transport_failed', smtpCode: null } });
+    expect(recorded?.lastError).toBe('malformed_reply: EPROTOCOL: Malformed reply to RCPT TO (its lines disagree on the code): "250-OK\\n550 5.1.1 no such user"');
+    expect(warnings).toEqual(['attempt failed: the relay sent a malformed reply']);
+  });
+
   it('no reply after the data went out: outcome unknown, retried', async () => {
     const timeout: SendResult = { ok: false, failure: { kind: 'timeout', reply: null, dataSent: true, message: 'timed out after DATA', interrupted: false } };
     const { recorded } = await attempt(accepted(), timeout);

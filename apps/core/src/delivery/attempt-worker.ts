@@ -38,7 +38,7 @@ import {
   type TemplateCatalog,
 } from '@postern/shared';
 import type { EngineMetrics, ExpiredWait } from '../metrics.ts';
-import { describeRoute, type Relay, type Route, type RouteChoice, type SendResult, type SmtpReply, type SmtpStage } from '../relay/relay.ts';
+import { describeRoute, type Relay, type Route, type RouteChoice, type SendResult, type SmtpReply, STAGE_NAMES } from '../relay/relay.ts';
 import { type Classification, classifyFailure, type ReplyRule } from './classify-reply.ts';
 import { type BuiltMessage, buildMessage, UnbuildableDelivery } from './compose-message.ts';
 import { type MessageSigner, SigningUnavailable } from './dkim-signer.ts';
@@ -99,8 +99,6 @@ function attemptOf(status: AttemptRecord['status'], reply: SmtpReply | null, tex
     durationMs,
   };
 }
-
-const STAGE_NAMES: Record<SmtpStage, string> = { session: 'the session setup', mail: 'MAIL FROM', rcpt: 'RCPT TO', data: 'DATA', end_of_data: 'the end of data' };
 
 function describeReply(reply: SmtpReply | null, fallback: string): string {
   return reply?.code ? `${reply.code} ${reply.enhanced ?? ''} ${reply.text}`.replace(/\s+/g, ' ').trim() : fallback;
@@ -339,7 +337,10 @@ async function attempt(deps: AttemptDeps, delivery: ClaimedDelivery, beat: () =>
   // A reply's meaning can depend on the step it answered (a 552 to RCPT TO is temporary): say which.
   const answered = failure.reply?.code && failure.stage ? ` (reply to ${STAGE_NAMES[failure.stage]})` : '';
   const reason = `${classification.category}: ${text}${answered}`.slice(0, 1_000);
-  deps.logger.info(about({ status: classification.attemptStatus, action: classification.action, category: classification.category, reply: text, route: failure.route, via: failure.choice }), 'attempt failed');
+  const fields = about({ status: classification.attemptStatus, action: classification.action, category: classification.category, reply: text, route: failure.route, via: failure.choice });
+  // A reply that is not one is the relay breaking the protocol: worth an operator's look.
+  if (failure.category === 'malformed_reply') deps.logger.warn(fields, 'attempt failed: the relay sent a malformed reply');
+  else deps.logger.info(fields, 'attempt failed');
 
   if (failure.interrupted) {
     // The engine cut the send short (shutdown): not the remote's fault, due again at once.

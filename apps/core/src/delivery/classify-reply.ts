@@ -95,7 +95,8 @@ export function classifyFailure(rules: readonly ReplyRule[], failure: SendFailur
   // the server may have delivered it: record that honestly (outcome_unknown) and retry, accepting
   // a possible duplicate over a possible loss (at-least-once; the stable Message-ID lets the
   // receiver de-duplicate).
-  if (failure.dataSent) return { attemptStatus: 'outcome_unknown', action: 'retry', category: failure.kind === 'timeout' ? 'timeout_after_data' : 'connection_lost_after_data' };
+  // A reply that was not one (malformed_reply, smtp-transaction.ts) keeps its category.
+  if (failure.dataSent) return { attemptStatus: 'outcome_unknown', action: 'retry', category: failure.category ?? (failure.kind === 'timeout' ? 'timeout_after_data' : 'connection_lost_after_data') };
   if (failure.kind === 'timeout') return { attemptStatus: 'timed_out', action: 'retry', category: 'timeout' };
   // A relay that knows why no session came about says so (mta_sts: the domain's policy refused every host).
   return { attemptStatus: 'transport_failed', action: 'retry', category: failure.category ?? (failure.kind === 'connection' ? 'connection' : 'transport') };

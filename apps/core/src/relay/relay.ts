@@ -49,6 +49,9 @@ export interface RouteChoice {
  *  temporary, RFC 5321 4.5.3.1.10; to the end of data it is a message too large). */
 export type SmtpStage = 'session' | 'mail' | 'rcpt' | 'data' | 'end_of_data';
 
+/** Each step as attempt texts and last_error name it. */
+export const STAGE_NAMES: Record<SmtpStage, string> = { session: 'the session setup', mail: 'MAIL FROM', rcpt: 'RCPT TO', data: 'DATA', end_of_data: 'the end of data' };
+
 export interface SendFailure {
   /** dns: a lookup failed (temporary, never a bounce); unroutable: the recipient domain's DNS says
    *  it takes no mail (null MX, no such domain, no MX/A/AAAA): permanent;
