@@ -197,3 +197,23 @@ describe('the relay answers MAIL FROM, RCPT TO or DATA with something that is no
     expect(await loopTroubles()).toEqual([]);
   }, 120_000);
 });
+
+describe('a 552 reply: temporary to RCPT TO (RFC 5321 4.5.3.1.10), permanent to the end of data', () => {
+  it('552 to RCPT TO waits on the ladder and says why; 552 5.3.4 to the end of data fails with a bounce', async () => {
+    // Before: "552 5.5.3 too many recipients" to RCPT TO failed the delivery for good and bounced it.
+    const rcpt = await queue('rcpt552');
+    const full = await queue('rcpt552full');
+    const tooLarge = await queue('dot552');
+    expect((await waitForStatus(db.pool, rcpt, 'retrying', 40_000))?.last_error).toBe('too_many_recipients: 552 5.5.3 too many recipients (reply to RCPT TO)');
+    expect(await attemptsOf(db.pool, rcpt)).toMatchObject([{ status: 'transport_failed', smtp_code: 552, smtp_text: '552 5.5.3 too many recipients' }]);
+    expect((await waitForStatus(db.pool, full, 'retrying', 40_000))?.last_error).toBe('mailbox_full: 552 5.2.2 mailbox full (reply to RCPT TO)');
+    expect((await waitForStatus(db.pool, tooLarge, 'failed', 40_000))?.last_error).toBe('message_too_large: 552 5.3.4 Message size exceeds fixed limit (reply to the end of data)');
+    expect(await attemptsOf(db.pool, tooLarge)).toMatchObject([{ status: 'provider_rejected', smtp_code: 552 }]);
+    // The account: the two refused at RCPT TO were never read by the relay; one bounce, for the message too large.
+    const stats = await relay.stats();
+    expect(stats.received[await messageIdOf(db.pool, rcpt)]).toBeUndefined();
+    expect(stats.received[await messageIdOf(db.pool, full)]).toBeUndefined();
+    expect(stats.received[await messageIdOf(db.pool, tooLarge)]).toBe(1);
+    expect(await bouncesQueued()).toBe(1);
+  }, 120_000);
+});

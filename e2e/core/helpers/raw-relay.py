@@ -42,6 +42,7 @@ DOT = {
     'dotnonl': (b'250 ' + b'A' * (10 * 1024 * 1024), 'ignore'),
     'dotbarelf': (b'250 2.0.0 queued\n550 5.7.1 no\r\n', 'keep'),
     'dotnul': (b'250 2.0.0 queued\x00as \xff\xfe\xc3 X\r\n', 'keep'),
+    'dot552': (b'552 5.3.4 Message size exceeds fixed limit\r\n', 'keep'),
 }
 RCPT = {
     'rcpt452': b'452 4.5.3 too many recipients\r\n',
