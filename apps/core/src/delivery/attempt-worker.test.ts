@@ -170,7 +170,7 @@ describe('attempt worker: the outcome of each kind of relay result', () => {
     const malformed: SendResult = {
       ok: false,
       failure: {
-        kind: 'other',
+        kind: 'connection',
         reply: null,
         stage: 'rcpt',
         category: 'malformed_reply',

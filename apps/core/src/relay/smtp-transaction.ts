@@ -63,7 +63,8 @@ export function failureOf(error: NodemailerError, dataSent: boolean, interrupted
     const why = /^Malformed reply: (.*?)(?::|$)/.exec(error.message)?.[1] ?? 'not an SMTP reply';
     const at = stage ? ` to ${STAGE_NAMES[stage]}` : '';
     const message = `EPROTOCOL: Malformed reply${at} (${why}): ${JSON.stringify(response.slice(0, 200))}`;
-    return { kind: 'other', reply: null, ...(stage ? { stage } : {}), category: 'malformed_reply', dataSent, interrupted, message: message.slice(0, 1_000) };
+    // The connection is closed on it, as on any broken connection (a site's or relay's backoff counts it).
+    return { kind: 'connection', reply: null, ...(stage ? { stage } : {}), category: 'malformed_reply', dataSent, interrupted, message: message.slice(0, 1_000) };
   }
   const reply = error.responseCode ? parseReply(error.response ?? `${error.responseCode} ${error.message}`) : null;
   let kind: SendFailure['kind'] = 'other';
