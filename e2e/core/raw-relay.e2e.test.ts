@@ -58,9 +58,10 @@ describe('the relay answers the end of data with something that is not an accept
   // rule -> delivery status, attempt status, smtp_code, text; all single attempts.
   const cases: Array<[string, string, string, number | null, RegExp]> = [
     // Not replies: the data went out, what the relay did with it is unknown.
-    ['dottwo', 'retrying', 'outcome_unknown', null, /^EPROTOCOL: Malformed reply to the end of data: "2"$/],
-    ['dotmixed', 'retrying', 'outcome_unknown', null, /^EPROTOCOL: Malformed reply to the end of data: "250-2\.0\.0 first line says yes\\n550 5\.7\.1 last line says no"$/],
-    ['dotmixedrev', 'retrying', 'outcome_unknown', null, /^EMESSAGE: Message failed: 550-5\.7\.1 first line says no 250 2\.0\.0 last line says yes$/],
+    ['dottwo', 'retrying', 'outcome_unknown', null, /^EPROTOCOL: Malformed reply to the end of data \(no reply code\): "2"$/],
+    ['dotmixed', 'retrying', 'outcome_unknown', null, /^EPROTOCOL: Malformed reply to the end of data \(its lines disagree on the code\): "250-2\.0\.0 first line says yes\\n550 5\.7\.1 last line says no"$/],
+    ['dotmixedrev', 'retrying', 'outcome_unknown', null, /^EPROTOCOL: Malformed reply to the end of data \(its lines disagree on the code\): "550-5\.7\.1 first line says no\\n250 2\.0\.0 last line says yes"$/],
+    ['dotbarelf', 'retrying', 'outcome_unknown', null, /^EPROTOCOL: Malformed reply to the end of data \(a line ended by a bare LF\): "250 2\.0\.0 queued\\n550 5\.7\.1 no"$/],
     // Held before: a bare code is a reply; an acceptance followed by a closed connection is sent.
     ['dotbare', 'sent', 'sent', 250, /^250$/],
     ['dotokclose', 'sent', 'sent', 250, /^250 2\.0\.0 queued, and gone$/],
@@ -85,12 +86,12 @@ describe('the relay answers the end of data with something that is not an accept
       expect({ rule, text: attempts[0]?.smtp_text ?? '' }).toEqual({ rule, text: expect.stringMatching(text) });
       expect((attempts[0]?.smtp_text ?? '').length).toBeLessThanOrEqual(1_000);
     }
-    // The account: 11 queued = 2 sent + 9 retrying (outcome_unknown); nothing failed, no bounce.
+    // The account: 12 queued = 2 sent + 10 retrying (outcome_unknown); nothing failed, no bounce.
     const { rows } = await db.pool.query<{ status: string; n: number }>(
       "SELECT status, count(*)::int AS n FROM mail.deliveries WHERE source <> 'postern-dsn' GROUP BY status ORDER BY status",
     );
     expect(rows).toEqual([
-      { status: 'retrying', n: 9 },
+      { status: 'retrying', n: 10 },
       { status: 'sent', n: 2 },
     ]);
     expect(await bouncesQueued()).toBe(0);
@@ -106,6 +107,7 @@ describe("MAIL_SMTP_ADDR's relay refuses the session", () => {
     ['greet554', /554 5\.7\.1 no SMTP service for you/],
     ['ehlo550', /550 5\.7\.1 you may not/],
     ['greet421', /421 4\.3\.2 too busy, go away/],
+    ['ehlomixed', /^EPROTOCOL: Malformed reply \(its lines disagree on the code\): "250-raw\.test\\n550 5\.7\.1 you may not"$/],
   ])('%s: every delivery waits on the ladder with the refusal in its text, none fails, no bounce', async (mode, text) => {
     await relay.setMode(mode);
     try {
@@ -139,4 +141,79 @@ describe("MAIL_SMTP_ADDR's relay refuses the session", () => {
     await waitForStatus(db.pool, after, 'sent', 15_000);
     expect(await loopTroubles()).toEqual([]);
   });
+});
+
+describe('the relay answers MAIL FROM, RCPT TO or DATA with something that is not a reply', () => {
+  // Before (nodemailer read a reply by its first character, and a line after a bare LF as the next
+  // reply): "250-yes" then "550 no such user" to RCPT TO went on to DATA and was sent; "250 ok<LF>550
+  // no" to MAIL FROM gave the 550 to RCPT TO and failed the delivery for good, with a bounce.
+  // Now each is a protocol error: the session is closed before the data, the delivery retried.
+  // rule -> text of its one attempt (transport_failed, no code, nothing read by the relay).
+  const malformed: Array<[string, RegExp]> = [
+    ['mailmixed', /^EPROTOCOL: Malformed reply \(its lines disagree on the code\): "250-2\.1\.0 first line says yes\\n550 5\.7\.1 last line says no"$/],
+    ['mailbarelf', /^EPROTOCOL: Malformed reply \(a line ended by a bare LF\): ".*250 2\.1\.0 ok\\n550 5\.7\.1 no.*"$/],
+    ['rcptmixed', /^EPROTOCOL: Malformed reply \(its lines disagree on the code\): "250-2\.1\.5 first line says yes\\n550 5\.1\.1 last line says no such user"$/],
+    ['rcptmixedrev', /^EPROTOCOL: Malformed reply \(its lines disagree on the code\): "550-5\.1\.1 first line says no such user\\n250 2\.1\.5 last line says yes"$/],
+    ['rcptbarelf', /^EPROTOCOL: Malformed reply \(a line ended by a bare LF\): ".*250 2\.1\.5 ok\\n550 5\.1\.1 no such user.*"$/],
+    ['rcptcodeless', /^EPROTOCOL: Malformed reply \(a line without the code\): "250-2\.1\.5 ok\\nno code on this line"$/],
+    ['datamixed', /^EPROTOCOL: Malformed reply \(its lines disagree on the code\): "354-go ahead\\n554 5\.5\.1 no valid recipients"$/],
+    ['databarelf', /^EPROTOCOL: Malformed reply \(a line ended by a bare LF\): ".*354 go ahead\\n554 5\.5\.1 no valid recipients.*"$/],
+  ];
+
+  it('each is a temporary protocol error: one attempt, retrying, never sent, nothing failed, no bounce, no data read', async () => {
+    const before = (await relay.stats()).received;
+    const ids = new Map<string, string>();
+    for (const [rule] of malformed) ids.set(rule, await queue(rule));
+    // A well-formed reply with a NUL and bytes that are not UTF-8: stored, NUL and all, safely.
+    const nul = await queue('rcptnul');
+    const dotnul = await queue('dotnul');
+    for (const [rule, text] of malformed) {
+      const id = ids.get(rule) as string;
+      const row = await waitForStatus(db.pool, id, 'retrying', 40_000);
+      const attempts = await attemptsOf(db.pool, id);
+      expect({ rule, attempts: attempts.map(({ status, smtp_code }) => ({ status, smtp_code })) }).toEqual({ rule, attempts: [{ status: 'transport_failed', smtp_code: null }] });
+      expect({ rule, text: attempts[0]?.smtp_text ?? '' }).toEqual({ rule, text: expect.stringMatching(text) });
+      expect({ rule, lastError: row?.last_error }).toEqual({ rule, lastError: `malformed_reply: ${attempts[0]?.smtp_text}` });
+    }
+    const nulRow = await waitForStatus(db.pool, nul, 'retrying', 40_000);
+    const nulAttempts = await attemptsOf(db.pool, nul);
+    expect(nulAttempts).toMatchObject([{ status: 'transport_failed', smtp_code: 450 }]);
+    // NUL -> U+2400; the bytes that are not UTF-8 arrive as nodemailer keeps them (one character a byte).
+    expect(nulAttempts[0]?.smtp_text).toBe('450 4.2.0 busy\u2400right now \u00ff\u00fe\u00c3 come back');
+    expect(nulRow?.last_error).toBe('transient: 450 4.2.0 busy\u2400right now \u00ff\u00fe\u00c3 come back (reply to RCPT TO)');
+    await waitForStatus(db.pool, dotnul, 'sent', 40_000);
+    expect(await attemptsOf(db.pool, dotnul)).toMatchObject([{ status: 'sent', smtp_code: 250, smtp_text: '250 2.0.0 queued\u2400as \u00ff\u00fe\u00c3 X' }]);
+    // The account of these ten: nine retrying, one sent; no bounce; the relay read only dotnul's data.
+    const all = [...ids.values(), nul, dotnul];
+    const { rows } = await db.pool.query<{ status: string; n: number }>('SELECT status, count(*)::int AS n FROM mail.deliveries WHERE id = ANY($1::uuid[]) GROUP BY status ORDER BY status', [all]);
+    expect(rows).toEqual([
+      { status: 'retrying', n: 9 },
+      { status: 'sent', n: 1 },
+    ]);
+    expect(await bouncesQueued()).toBe(0);
+    const after = (await relay.stats()).received;
+    const read = Object.keys(after).filter((key) => after[key] !== before[key]);
+    expect(read).toEqual([await messageIdOf(db.pool, dotnul)]);
+    expect(await loopTroubles()).toEqual([]);
+  }, 120_000);
+});
+
+describe('a 552 reply: temporary to RCPT TO (RFC 5321 4.5.3.1.10), permanent to the end of data', () => {
+  it('552 to RCPT TO waits on the ladder and says why; 552 5.3.4 to the end of data fails with a bounce', async () => {
+    // Before: "552 5.5.3 too many recipients" to RCPT TO failed the delivery for good and bounced it.
+    const rcpt = await queue('rcpt552');
+    const full = await queue('rcpt552full');
+    const tooLarge = await queue('dot552');
+    expect((await waitForStatus(db.pool, rcpt, 'retrying', 40_000))?.last_error).toBe('too_many_recipients: 552 5.5.3 too many recipients (reply to RCPT TO)');
+    expect(await attemptsOf(db.pool, rcpt)).toMatchObject([{ status: 'transport_failed', smtp_code: 552, smtp_text: '552 5.5.3 too many recipients' }]);
+    expect((await waitForStatus(db.pool, full, 'retrying', 40_000))?.last_error).toBe('mailbox_full: 552 5.2.2 mailbox full (reply to RCPT TO)');
+    expect((await waitForStatus(db.pool, tooLarge, 'failed', 40_000))?.last_error).toBe('message_too_large: 552 5.3.4 Message size exceeds fixed limit (reply to the end of data)');
+    expect(await attemptsOf(db.pool, tooLarge)).toMatchObject([{ status: 'provider_rejected', smtp_code: 552 }]);
+    // The account: the two refused at RCPT TO were never read by the relay; one bounce, for the message too large.
+    const stats = await relay.stats();
+    expect(stats.received[await messageIdOf(db.pool, rcpt)]).toBeUndefined();
+    expect(stats.received[await messageIdOf(db.pool, full)]).toBeUndefined();
+    expect(stats.received[await messageIdOf(db.pool, tooLarge)]).toBe(1);
+    expect(await bouncesQueued()).toBe(1);
+  }, 120_000);
 });

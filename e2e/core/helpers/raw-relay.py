@@ -40,11 +40,33 @@ DOT = {
     'dotrsetclose': (b'250 2.0.0 queued, then gone after RSET\r\n', 'rsetclose'),
     'dotidleclose': (b'250 2.0.0 queued, then gone when idle\r\n', 'idleclose'),
     'dotnonl': (b'250 ' + b'A' * (10 * 1024 * 1024), 'ignore'),
+    'dotbarelf': (b'250 2.0.0 queued\n550 5.7.1 no\r\n', 'keep'),
+    'dotnul': (b'250 2.0.0 queued\x00as \xff\xfe\xc3 X\r\n', 'keep'),
+    'dot552': (b'552 5.3.4 Message size exceeds fixed limit\r\n', 'keep'),
 }
 RCPT = {
     'rcpt452': b'452 4.5.3 too many recipients\r\n',
     'rcpt552': b'552 5.5.3 too many recipients\r\n',
     'rcpt552full': b'552 5.2.2 mailbox full\r\n',
+    # Replies that are not replies (RFC 5321 4.2.1): lines that disagree on the code, a second
+    # reply after a bare LF, a line without a code.
+    'rcptmixed': b'250-2.1.5 first line says yes\r\n550 5.1.1 last line says no such user\r\n',
+    'rcptmixedrev': b'550-5.1.1 first line says no such user\r\n250 2.1.5 last line says yes\r\n',
+    'rcptbarelf': b'250 2.1.5 ok\n550 5.1.1 no such user\r\n',
+    'rcptcodeless': b'250-2.1.5 ok\r\nno code on this line\r\n',
+    # Well-formed, but with a NUL and bytes that are not UTF-8 in the text: stored safely.
+    'rcptnul': b'450 4.2.0 busy\x00right now \xff\xfe\xc3 come back\r\n',
+}
+# Replies to MAIL FROM, chosen by the envelope sender's 'sender-<rule>-' (the recipient is not
+# known yet).
+MAIL = {
+    'mailmixed': b'250-2.1.0 first line says yes\r\n550 5.7.1 last line says no\r\n',
+    'mailbarelf': b'250 2.1.0 ok\n550 5.7.1 no\r\n',
+}
+# Replies to the DATA command, by the recipient's rule.
+DATAREPLY = {
+    'datamixed': b'354-go ahead\r\n554 5.5.1 no valid recipients\r\n',
+    'databarelf': b'354 go ahead\n554 5.5.1 no valid recipients\r\n',
 }
 
 
@@ -111,6 +133,9 @@ def session(sock):
                 if current == 'ehlo550':
                     sock.sendall(b'550 5.7.1 you may not\r\n')
                     continue
+                if current == 'ehlomixed':
+                    sock.sendall(b'250-raw.test\r\n550 5.7.1 you may not\r\n')
+                    continue
                 if current.startswith('starttls'):
                     sock.sendall(b'250-raw.test\r\n250 STARTTLS\r\n')
                 else:
@@ -126,7 +151,8 @@ def session(sock):
                 return
             elif verb == b'MAIL':
                 rcpts = 0
-                sock.sendall(b'250 2.1.0 ok\r\n')
+                m = re.search(rb'sender-([a-z0-9]+)-', line)
+                sock.sendall(MAIL.get((m.group(1) if m else b'').decode('latin1'), b'250 2.1.0 ok\r\n'))
             elif verb == b'RCPT':
                 m = re.search(rb'<([^@>]*)@', line)
                 rule = (m.group(1) if m else b'').decode('latin1').split('-')[0]
@@ -135,6 +161,9 @@ def session(sock):
                     rcpts += 1
                 sock.sendall(reply)
             elif verb == b'DATA':
+                if rule in DATAREPLY:
+                    sock.sendall(DATAREPLY[rule])
+                    continue
                 if rcpts == 0:
                     sock.sendall(b'554 5.5.1 no valid recipients\r\n')
                     continue

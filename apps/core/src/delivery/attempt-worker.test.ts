@@ -154,6 +154,37 @@ describe('attempt worker: the outcome of each kind of relay result', () => {
     expect(recorded).toMatchObject({ status: 'suppressed', bounce: null, attempt: { status: 'provider_rejected' }, lastError: 'provider_suppressed: 550 5.7.1 recipient unsubscribed' });
   });
 
+  it('a 552 to RCPT TO is the temporary 452 it stands for (RFC 5321 4.5.3.1.10); last_error says at which step it came', async () => {
+    const { recorded } = await attempt(accepted(), refused(552, null, 'Too many recipients', { stage: 'rcpt' }));
+    expect(recorded).toMatchObject({ status: 'retrying', waitMs: 1_000, bounce: null, attempt: { status: 'transport_failed', smtpCode: 552, smtpText: '552 Too many recipients' } });
+    expect(recorded?.lastError).toBe('too_many_recipients: 552 Too many recipients (reply to RCPT TO)');
+    // The same code to the end of data is a message too large: permanent.
+    const { recorded: tooLarge } = await attempt(accepted(), refused(552, '5.3.4', 'Message size exceeds fixed limit', { stage: 'end_of_data', dataSent: true }));
+    expect(tooLarge).toMatchObject({ status: 'failed', attempt: { status: 'provider_rejected' } });
+    expect(tooLarge?.lastError).toBe('message_too_large: 552 5.3.4 Message size exceeds fixed limit (reply to the end of data)');
+  });
+
+  it('a malformed reply (lines that disagree) before the data: retried, no code recorded, never a refusal, logged as a warning', async () => {
+    const warnings: string[] = [];
+    const watching = Object.assign(Object.create(logger), { warn: (_: unknown, message: string) => warnings.push(message) });
+    const malformed: SendResult = {
+      ok: false,
+      failure: {
+        kind: 'connection',
+        reply: null,
+        stage: 'rcpt',
+        category: 'malformed_reply',
+        dataSent: false,
+        interrupted: false,
+        message: 'EPROTOCOL: Malformed reply to RCPT TO (its lines disagree on the code): "250-OK\\n550 5.1.1 no such user"',
+      },
+    };
+    const { recorded } = await attempt(accepted(), malformed, () => {}, { logger: watching });
+    expect(recorded).toMatchObject({ status: 'retrying', bounce: null, attempt: { status: 'transport_failed', smtpCode: null } });
+    expect(recorded?.lastError).toBe('malformed_reply: EPROTOCOL: Malformed reply to RCPT TO (its lines disagree on the code): "250-OK\\n550 5.1.1 no such user"');
+    expect(warnings).toEqual(['attempt failed: the relay sent a malformed reply']);
+  });
+
   it('no reply after the data went out: outcome unknown, retried', async () => {
     const timeout: SendResult = { ok: false, failure: { kind: 'timeout', reply: null, dataSent: true, message: 'timed out after DATA', interrupted: false } };
     const { recorded } = await attempt(accepted(), timeout);

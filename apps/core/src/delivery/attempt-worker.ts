@@ -38,7 +38,7 @@ import {
   type TemplateCatalog,
 } from '@postern/shared';
 import type { EngineMetrics, ExpiredWait } from '../metrics.ts';
-import { describeRoute, type Relay, type Route, type RouteChoice, type SendResult, type SmtpReply } from '../relay/relay.ts';
+import { describeRoute, type Relay, type Route, type RouteChoice, type SendResult, type SmtpReply, STAGE_NAMES } from '../relay/relay.ts';
 import { type Classification, classifyFailure, type ReplyRule } from './classify-reply.ts';
 import { type BuiltMessage, buildMessage, UnbuildableDelivery } from './compose-message.ts';
 import { type MessageSigner, SigningUnavailable } from './dkim-signer.ts';
@@ -334,8 +334,13 @@ async function attempt(deps: AttemptDeps, delivery: ClaimedDelivery, beat: () =>
   deps.metrics.attemptOutcomes.inc({ status: classification.attemptStatus });
   const text = withRoute(failure.reply?.code ? describeReply(failure.reply, failure.message) : failure.message, failure.route);
   const attempt = attemptOf(classification.attemptStatus, failure.reply, text, startedAt, durationMs, failure.choice);
-  const reason = `${classification.category}: ${text}`.slice(0, 1_000);
-  deps.logger.info(about({ status: classification.attemptStatus, action: classification.action, category: classification.category, reply: text, route: failure.route, via: failure.choice }), 'attempt failed');
+  // A reply's meaning can depend on the step it answered (a 552 to RCPT TO is temporary): say which.
+  const answered = failure.reply?.code && failure.stage ? ` (reply to ${STAGE_NAMES[failure.stage]})` : '';
+  const reason = `${classification.category}: ${text}${answered}`.slice(0, 1_000);
+  const fields = about({ status: classification.attemptStatus, action: classification.action, category: classification.category, reply: text, route: failure.route, via: failure.choice });
+  // A reply that is not one is the relay breaking the protocol: worth an operator's look.
+  if (failure.category === 'malformed_reply') deps.logger.warn(fields, 'attempt failed: the relay sent a malformed reply');
+  else deps.logger.info(fields, 'attempt failed');
 
   if (failure.interrupted) {
     // The engine cut the send short (shutdown): not the remote's fault, due again at once.

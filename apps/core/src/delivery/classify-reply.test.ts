@@ -58,6 +58,44 @@ describe('classifyReply (reply-patterns.txt)', () => {
     expect(classifyFailure(rules, failureOf(refused, true, false))).toMatchObject({ attemptStatus: 'provider_rejected', action: 'fail' });
   });
 
+  // RFC 5321 4.5.3.1.10: a 552 to RCPT TO (historically "too many recipients") SHOULD be taken as
+  // the 452 it stands for; a 552 to the end of data (5.3.4, message too large) is permanent.
+  it('knows at which step a reply came, from what nodemailer says of the command, and retries a 552 to RCPT TO', () => {
+    const rcpt = Object.assign(new Error("Can't send mail - all recipients were rejected: 552 5.5.3 too many recipients"), {
+      code: 'EENVELOPE',
+      command: 'RCPT TO',
+      response: '552 5.5.3 too many recipients',
+      responseCode: 552,
+    });
+    expect(failureOf(rcpt, false, false)).toMatchObject({ kind: 'reply', stage: 'rcpt' });
+    expect(classifyFailure(rules, failureOf(rcpt, false, false))).toEqual({ attemptStatus: 'transport_failed', action: 'retry', category: 'too_many_recipients' });
+    const tooLarge = Object.assign(new Error('Message failed: 552 5.3.4 Message size exceeds fixed limit'), {
+      code: 'EMESSAGE',
+      command: 'DATA',
+      response: '552 5.3.4 Message size exceeds fixed limit',
+      responseCode: 552,
+    });
+    expect(failureOf(tooLarge, true, false)).toMatchObject({ kind: 'reply', stage: 'end_of_data' });
+    expect(classifyFailure(rules, failureOf(tooLarge, true, false))).toEqual({ attemptStatus: 'provider_rejected', action: 'fail', category: 'message_too_large' });
+    const dataCommand = Object.assign(new Error('Data command failed: 552 5.3.4 too big'), { code: 'EENVELOPE', command: 'DATA', response: '552 5.3.4 too big', responseCode: 552 });
+    expect(failureOf(dataCommand, false, false)).toMatchObject({ stage: 'data' });
+    const mail = Object.assign(new Error('Mail command failed: 552 5.3.4 too big'), { code: 'EENVELOPE', command: 'MAIL FROM', response: '552 5.3.4 too big', responseCode: 552 });
+    expect(failureOf(mail, false, false)).toMatchObject({ stage: 'mail' });
+    expect(classifyFailure(rules, failureOf(mail, false, false))).toMatchObject({ action: 'fail', category: 'message_too_large' });
+    // A 552 that says the mailbox is full keeps its own category at RCPT TO too.
+    const full = { ...rcpt, response: '552 5.2.2 mailbox full', message: 'x' };
+    expect(classifyFailure(rules, failureOf(full, false, false))).toMatchObject({ action: 'retry', category: 'mailbox_full' });
+  });
+
+  it('reads a rule limited to one step ("| at rcpt") and applies it only there', () => {
+    const staged = parseReplyRules('# example: 552 5.5.3 too many recipients\n^552 | retry | too_many_recipients | at rcpt\n# example: 552 x\n^5 | fail | permanent\n');
+    expect(staged[0]).toMatchObject({ stage: 'rcpt', category: 'too_many_recipients' });
+    expect(classifyReply(staged, 552, null, 'x', 'rcpt')).toMatchObject({ action: 'retry' });
+    expect(classifyReply(staged, 552, null, 'x', 'end_of_data')).toMatchObject({ action: 'fail' });
+    expect(classifyReply(staged, 552, null, 'x', null)).toMatchObject({ action: 'fail' });
+    expect(() => parseReplyRules('^5 | fail | x | at nowhere\n')).toThrow(/:1:/);
+  });
+
   it('parses replies with and without enhanced codes', () => {
     expect(parseReply('250 2.0.0 Ok: queued as ABC')).toEqual({ code: 250, enhanced: '2.0.0', text: 'Ok: queued as ABC' });
     expect(parseReply('450 mailbox busy')).toEqual({ code: 450, enhanced: null, text: 'mailbox busy' });
@@ -70,12 +108,13 @@ describe('the examples in reply-patterns.txt', () => {
   });
 
   // First match wins: an example must reach its own rule, not be taken by an earlier one.
-  it.each(rules.flatMap((rule) => rule.examples.map((example) => [rule.line, example, rule.category] as const)))(
-    'line %i: %s -> %s',
-    (line, example, category) => {
+  // An example of a rule limited to one step is a reply given at that step.
+  it.each(rules.flatMap((rule) => rule.examples.map((example) => [rule.line, example, rule.category, rule.stage] as const)))(
+    'line %i: %s -> %s (at %s)',
+    (line, example, category, stage) => {
       const reply = parseReply(example);
       if (!reply?.code) throw new Error(`not an SMTP reply: ${example}`);
-      expect(matchReplyRule(rules, reply.code, reply.enhanced, reply.text)).toMatchObject({ line, category });
+      expect(matchReplyRule(rules, reply.code, reply.enhanced, reply.text, stage)).toMatchObject({ line, category });
     },
   );
 });

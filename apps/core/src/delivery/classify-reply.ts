@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AttemptStatus } from '@postern/shared';
-import type { SendFailure } from '../relay/relay.ts';
+import type { SendFailure, SmtpStage } from '../relay/relay.ts';
 
 export type ReplyAction = 'retry' | 'fail' | 'suppress';
 
@@ -18,6 +18,8 @@ export interface ReplyRule {
   action: ReplyAction;
   category: string;
   line: number;
+  /** "| at rcpt": the rule holds only for a reply to that step (a 552 to RCPT TO is temporary). */
+  stage: SmtpStage | null;
   /** The "# example:" replies written directly above the rule. */
   examples: string[];
 }
@@ -31,6 +33,7 @@ export interface Classification {
 export const REPLY_PATTERNS_FILE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'reply-patterns.txt');
 
 const EXAMPLE = /^#\s*example:\s*(.+)$/;
+const STAGES: readonly SmtpStage[] = ['session', 'mail', 'rcpt', 'data', 'end_of_data'];
 
 export function parseReplyRules(text: string, file = 'reply-patterns.txt'): ReplyRule[] {
   const rules: ReplyRule[] = [];
@@ -47,11 +50,14 @@ export function parseReplyRules(text: string, file = 'reply-patterns.txt'): Repl
       if (examples.length > 0) throw new Error(`${file}:${index}: an example must stand directly above its rule`);
       return;
     }
-    // The regex may itself contain "|": the action and category are the last two fields.
-    const match = /^(.+?)\s+\|\s+(retry|fail|suppress)\s+\|\s+([a-z0-9_]+)$/.exec(line);
-    if (!match) throw new Error(`${file}:${index + 1}: expected "regex | retry|fail|suppress | category"`);
+    // The regex may itself contain "|": the action, category and step are the last fields.
+    const match = /^(.+?)\s+\|\s+(retry|fail|suppress)\s+\|\s+([a-z0-9_]+)(?:\s+\|\s+at\s+([a-z_]+))?$/.exec(line);
+    const stage = (match?.[4] ?? null) as SmtpStage | null;
+    if (!match || (stage !== null && !STAGES.includes(stage))) {
+      throw new Error(`${file}:${index + 1}: expected "regex | retry|fail|suppress | category", then optionally "| at ${STAGES.join('|')}"`);
+    }
     const [, pattern, action, category] = match as unknown as [string, string, ReplyAction, string];
-    rules.push({ pattern: new RegExp(pattern, 'i'), action, category, line: index + 1, examples });
+    rules.push({ pattern: new RegExp(pattern, 'i'), action, category, line: index + 1, stage, examples });
     examples = [];
   });
   if (examples.length > 0) throw new Error(`${file}: an example at the end of the file has no rule below it`);
@@ -65,14 +71,14 @@ export function defaultReplyRules(): ReplyRule[] {
   return loaded;
 }
 
-/** The first rule that matches the reply, if any. */
-export function matchReplyRule(rules: readonly ReplyRule[], code: number, enhanced: string | null, text: string): ReplyRule | undefined {
+/** The first rule that matches the reply, given at stage (null: not known, no staged rule holds), if any. */
+export function matchReplyRule(rules: readonly ReplyRule[], code: number, enhanced: string | null, text: string, stage: SmtpStage | null = null): ReplyRule | undefined {
   const subject = `${code} ${enhanced ?? ''} ${text}`.replace(/\s+/g, ' ');
-  return rules.find((candidate) => candidate.pattern.test(subject));
+  return rules.find((candidate) => (candidate.stage === null || candidate.stage === stage) && candidate.pattern.test(subject));
 }
 
-export function classifyReply(rules: readonly ReplyRule[], code: number, enhanced: string | null, text: string): Classification {
-  const rule = matchReplyRule(rules, code, enhanced, text);
+export function classifyReply(rules: readonly ReplyRule[], code: number, enhanced: string | null, text: string, stage: SmtpStage | null = null): Classification {
+  const rule = matchReplyRule(rules, code, enhanced, text, stage);
   const action: ReplyAction = rule?.action ?? (code >= 500 ? 'fail' : 'retry');
   const category = rule?.category ?? (code >= 500 ? 'permanent' : 'transient');
   // A reply that sends the delivery back to the ladder is a transient failure of this attempt;
@@ -82,14 +88,15 @@ export function classifyReply(rules: readonly ReplyRule[], code: number, enhance
 
 /** Every failed send, reply or not. */
 export function classifyFailure(rules: readonly ReplyRule[], failure: SendFailure): Classification {
-  if (failure.reply?.code) return classifyReply(rules, failure.reply.code, failure.reply.enhanced, failure.reply.text);
+  if (failure.reply?.code) return classifyReply(rules, failure.reply.code, failure.reply.enhanced, failure.reply.text, failure.stage ?? null);
   if (failure.kind === 'unroutable') return { attemptStatus: 'provider_rejected', action: 'fail', category: failure.category ?? 'unroutable' };
   if (failure.kind === 'dns') return { attemptStatus: 'transport_failed', action: 'retry', category: 'dns' };
   // No reply. If the whole message had been handed over when the connection timed out or broke,
   // the server may have delivered it: record that honestly (outcome_unknown) and retry, accepting
   // a possible duplicate over a possible loss (at-least-once; the stable Message-ID lets the
   // receiver de-duplicate).
-  if (failure.dataSent) return { attemptStatus: 'outcome_unknown', action: 'retry', category: failure.kind === 'timeout' ? 'timeout_after_data' : 'connection_lost_after_data' };
+  // A reply that was not one (malformed_reply, smtp-transaction.ts) keeps its category.
+  if (failure.dataSent) return { attemptStatus: 'outcome_unknown', action: 'retry', category: failure.category ?? (failure.kind === 'timeout' ? 'timeout_after_data' : 'connection_lost_after_data') };
   if (failure.kind === 'timeout') return { attemptStatus: 'timed_out', action: 'retry', category: 'timeout' };
   // A relay that knows why no session came about says so (mta_sts: the domain's policy refused every host).
   return { attemptStatus: 'transport_failed', action: 'retry', category: failure.category ?? (failure.kind === 'connection' ? 'connection' : 'transport') };

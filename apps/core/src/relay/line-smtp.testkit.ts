@@ -7,10 +7,15 @@ export interface LineSmtpScript {
   greeting: string;
   /** The EHLO reply's lines, the server's name first. */
   ehlo: string[];
+  /** The EHLO reply as it goes on the wire, instead of ehlo's lines (a malformed one). */
+  ehloReply?: Buffer;
   /** Answers a command itself (and returns true), or leaves it to the default "250 ok". */
   onCommand?: (line: string, socket: net.Socket) => boolean;
-  /** The reply to the end of a message (the socket: to close it after the reply, say). */
-  onMessage?: (socket: net.Socket) => string;
+  /** The reply to the end of a message (the socket: to close it after the reply, say); a Buffer
+   *  goes on the wire as it is, line ends included. */
+  onMessage?: (socket: net.Socket) => string | Buffer;
+  /** What ends each line the server writes: CRLF, or a bare LF (a server that never sends CR). */
+  lineEnd?: '\r\n' | '\n';
 }
 
 export function lineSmtpServer(script: LineSmtpScript): net.Server {
@@ -18,7 +23,8 @@ export function lineSmtpServer(script: LineSmtpScript): net.Server {
     socket.on('error', () => {});
     let buffered = '';
     let inData = false;
-    socket.write(`${script.greeting}\r\n`);
+    const eol = script.lineEnd ?? '\r\n';
+    socket.write(`${script.greeting}${eol}`);
     socket.on('data', (chunk: Buffer) => {
       buffered += chunk.toString('utf8');
       for (let at = buffered.indexOf('\r\n'); at >= 0; at = buffered.indexOf('\r\n')) {
@@ -27,18 +33,20 @@ export function lineSmtpServer(script: LineSmtpScript): net.Server {
         if (inData) {
           if (line === '.') {
             inData = false;
-            socket.write(`${script.onMessage?.(socket) ?? '250 2.0.0 queued'}\r\n`);
+            const reply = script.onMessage?.(socket) ?? '250 2.0.0 queued';
+            socket.write(Buffer.isBuffer(reply) ? reply : `${reply}${eol}`);
           }
           continue;
         }
         const verb = line.split(' ')[0]?.toUpperCase();
-        if (verb === 'EHLO') socket.write(`${script.ehlo.map((text, index) => `250${index === script.ehlo.length - 1 ? ' ' : '-'}${text}`).join('\r\n')}\r\n`);
+        if (verb === 'EHLO' && script.ehloReply) socket.write(script.ehloReply);
+        else if (verb === 'EHLO') socket.write(`${script.ehlo.map((text, index) => `250${index === script.ehlo.length - 1 ? ' ' : '-'}${text}`).join(eol)}${eol}`);
         else if (script.onCommand?.(line, socket)) continue;
         else if (verb === 'DATA') {
           inData = true;
-          socket.write('354 go on\r\n');
-        } else if (verb === 'QUIT') socket.end('221 bye\r\n');
-        else socket.write('250 ok\r\n');
+          socket.write(`354 go on${eol}`);
+        } else if (verb === 'QUIT') socket.end(`221 bye${eol}`);
+        else socket.write(`250 ok${eol}`);
       }
     });
   });

@@ -16,6 +16,8 @@ const GREETS_421 = '127.0.0.3';
 const REFUSING = '127.0.0.5';
 /** Offers STARTTLS and then answers the handshake with garbage; accepts mail in plaintext. */
 const BROKEN_TLS = '127.0.0.6';
+/** Answers RCPT TO with a reply whose lines disagree: "250-OK" then "550 no such user". */
+const MIXED_REPLY = '127.0.0.7';
 
 type Records = Partial<Record<MailRecordType, unknown[] | string>>;
 
@@ -39,6 +41,7 @@ const zone: Record<string, Records> = {
   'down.test': { MX: 'ETIMEOUT' },
   'dangling.test': { MX: [{ exchange: 'gone.dangling.test', priority: 10 }] },
   'oldtls.test': { MX: 'ENODATA', A: [BROKEN_TLS] },
+  'mixed.test': { MX: 'ENODATA', A: [MIXED_REPLY] },
 };
 
 const query: DnsQuery = async (name, type) => {
@@ -107,6 +110,21 @@ beforeAll(async () => {
   const oldTls = brokenTlsServer();
   await listen(oldTls, BROKEN_TLS, port);
   servers.push(oldTls);
+  const mixed = lineSmtpServer({
+    greeting: '220 mixed.test ESMTP',
+    ehlo: ['mixed.test', 'PIPELINING'],
+    onCommand(line, socket) {
+      if (!line.toUpperCase().startsWith('RCPT')) return false;
+      socket.write('250-OK\r\n550 5.1.1 no such user\r\n');
+      return true;
+    },
+    onMessage() {
+      accepted.push({ to: 'x@mixed.test', secure: false });
+      return '250 2.0.0 queued';
+    },
+  });
+  await listen(mixed, MIXED_REPLY, port);
+  servers.push(mixed);
   relay = createMxRelay({
     resolver: createMailResolver({ servers: null, timeoutMs: 1_000, query }),
     port,
@@ -192,6 +210,12 @@ describe('createMxRelay', () => {
     } finally {
       await guarded.close();
     }
+  });
+
+  it('takes a reply whose lines disagree for a protocol error: no data goes out, the send is retried, never sent', async () => {
+    const result = await relay.send(message('x@mixed.test'));
+    expect(result).toMatchObject({ ok: false, failure: { reply: null, category: 'malformed_reply', dataSent: false, route: { address: MIXED_REPLY } } });
+    expect(accepted.filter((mail) => mail.to === 'x@mixed.test')).toEqual([]);
   });
 
   it("reports a domain whose every host refuses with the last host's reply, naming every host tried", async () => {

@@ -181,6 +181,9 @@ export function createMxRelay(options: MxRelayOptions): Relay {
             socketTimeout: options.timeoutMs,
             // Every reply line is progress (patches/nodemailer+10.6.0.patch).
             onResponseLine: () => progress(),
+            // A reply whose lines disagree, or more replies than commands, is a protocol error
+            // (patches/nodemailer+10.6.0.patch), never read by its first character (failureOf).
+            strictReplies: true,
             logger: false,
           });
           open = connection;

@@ -45,12 +45,21 @@ export interface RouteChoice {
   tls: 'opportunistic' | 'required' | null;
 }
 
+/** The step of the session a reply answered: what it means may depend on it (a 552 to RCPT TO is
+ *  temporary, RFC 5321 4.5.3.1.10; to the end of data it is a message too large). */
+export type SmtpStage = 'session' | 'mail' | 'rcpt' | 'data' | 'end_of_data';
+
+/** Each step as attempt texts and last_error name it. */
+export const STAGE_NAMES: Record<SmtpStage, string> = { session: 'the session setup', mail: 'MAIL FROM', rcpt: 'RCPT TO', data: 'DATA', end_of_data: 'the end of data' };
+
 export interface SendFailure {
   /** dns: a lookup failed (temporary, never a bounce); unroutable: the recipient domain's DNS says
    *  it takes no mail (null MX, no such domain, no MX/A/AAAA): permanent;
    *  deferred: shaping (site-shaping.ts) held the send back before it connected: no attempt. */
   kind: 'reply' | 'timeout' | 'connection' | 'dns' | 'unroutable' | 'deferred' | 'other';
   reply: SmtpReply | null;
+  /** The step the reply (or failure) came at, when known (smtp-transaction.ts, failureOf). */
+  stage?: SmtpStage;
   /** The whole message had been handed to the connection: the server may have it. */
   dataSent: boolean;
   message: string;

@@ -3,6 +3,7 @@
 import net from 'node:net';
 import { createLogger } from '@postern/shared';
 import { afterEach, describe, expect, it } from 'vitest';
+import { classifyFailure, defaultReplyRules } from '../delivery/classify-reply.ts';
 import { lineSmtpServer } from './line-smtp.testkit.ts';
 import type { OutboundMessage, Relay } from './relay.ts';
 import { createSmtpRelay } from './smtp-relay.ts';
@@ -127,6 +128,118 @@ describe('an interrupt (shutdown) while a session is being set up', () => {
     } finally {
       for (const socket of sockets) socket.destroy();
       await relay.close();
+    }
+  });
+});
+
+describe('the step a refusal came at, as nodemailer reports it', () => {
+  /** A relay that answers one command (by its verb, or '.' for the end of data) with `reply`. */
+  async function refusingAt(verb: string, reply: string, ehlo = ['relay.test', 'PIPELINING']): Promise<number> {
+    const server = lineSmtpServer({
+      greeting: '220 relay.test ready',
+      ehlo,
+      onCommand: (line, socket) => {
+        if (!line.toUpperCase().startsWith(verb)) return false;
+        socket.write(reply);
+        return true;
+      },
+      ...(verb === '.' ? { onMessage: () => reply.replace(/\r\n$/, '') } : {}),
+    });
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    return (server.address() as net.AddressInfo).port;
+  }
+
+  it.each([
+    ['MAIL', '552 5.3.4 too big\r\n', 'mail', false],
+    ['RCPT', '552 Too many recipients\r\n', 'rcpt', false],
+    ['DATA', '552 5.3.4 too big\r\n', 'data', false],
+    ['.', '552 5.3.4 Message size exceeds fixed limit\r\n', 'end_of_data', true],
+  ])('%s answered %j: stage %s, with and without PIPELINING', async (verb, reply, stage, dataSent) => {
+    for (const ehlo of [['relay.test', 'PIPELINING'], ['relay.test']]) {
+      const relay = relayTo(await refusingAt(verb, reply, ehlo));
+      try {
+        expect(await relay.send(message(1))).toMatchObject({ ok: false, failure: { kind: 'reply', reply: { code: 552 }, stage, dataSent } });
+      } finally {
+        await relay.close();
+      }
+    }
+  });
+});
+
+// RFC 5321 4.2.1: every line of a reply carries the same code. nodemailer decided by a reply's
+// first character and took a line after a bare LF for the next reply: "250-OK" then "550 no such
+// user" to RCPT TO went on to DATA and was recorded sent; "250 ok<LF>550 ..." to MAIL FROM gave
+// the 550 to RCPT TO and failed the delivery for good. Whatever step it answers, a reply that is
+// not one is a protocol error: retried, the session closed, never sent, never a refusal.
+describe('a reply whose lines disagree, at every step', () => {
+  const malformed: Record<string, (code: string) => string> = {
+    'lines disagree': (code) => `${code}-OK\r\n550 5.1.1 no such user\r\n`,
+    'lines disagree, refusal first': (code) => `550-5.1.1 no such user\r\n${code} ok\r\n`,
+    'a second reply after a bare LF': (code) => `${code} ok\n550 5.1.1 no such user\r\n`,
+    'a line without a code': (code) => `${code}-ok\r\nno code here\r\n`,
+  };
+  const steps: Array<[string, string, boolean]> = [
+    ['EHLO', '250', false],
+    ['MAIL', '250', false],
+    ['RCPT', '250', false],
+    ['DATA', '354', false],
+    ['.', '250', true],
+  ];
+
+  async function answering(verb: string, reply: string, pipelining: boolean): Promise<{ port: number; messages: () => number }> {
+    let messages = 0;
+    const server = lineSmtpServer({
+      greeting: '220 relay.test ready',
+      ehlo: ['relay.test', ...(pipelining ? ['PIPELINING'] : [])],
+      ...(verb === 'EHLO' ? { ehloReply: Buffer.from(reply) } : {}),
+      onCommand: (line, socket) => {
+        if (verb === '.' || verb === 'EHLO' || !line.toUpperCase().startsWith(verb)) return false;
+        socket.write(reply);
+        return true;
+      },
+      onMessage: () => {
+        messages += 1;
+        return verb === '.' ? Buffer.from(reply) : '250 2.0.0 queued';
+      },
+    });
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    return { port: (server.address() as net.AddressInfo).port, messages: () => messages };
+  }
+
+  for (const [verb, code, dataSent] of steps) {
+    it.each(Object.entries(malformed))(`${verb}: %s -> no reply, a protocol error, retried`, async (_, make) => {
+      for (const pipelining of [true, false]) {
+        const server = await answering(verb, make(code), pipelining);
+        const relay = relayTo(server.port, 2_000);
+        try {
+          const result = await relay.send(message(1));
+          expect({ pipelining, result }).toMatchObject({ pipelining, result: { ok: false, failure: { reply: null, category: 'malformed_reply', dataSent } } });
+          if (!result.ok) expect(result.failure.message).toMatch(/^EPROTOCOL: Malformed reply/);
+          if (!result.ok) expect(classifyFailure(defaultReplyRules(), result.failure)).toMatchObject({ action: 'retry', attemptStatus: dataSent ? 'outcome_unknown' : 'transport_failed' });
+          // Nothing went out after a malformed reply before the data.
+          if (!dataSent) expect(server.messages()).toBe(0);
+        } finally {
+          await relay.close();
+        }
+      }
+    });
+  }
+});
+
+describe('a relay that ends every line with a bare LF', () => {
+  it('is still read: only a bare LF among CRLF lines is malformed', async () => {
+    for (const pipelining of [true, false]) {
+      const server = lineSmtpServer({ greeting: '220 relay.test ready', ehlo: ['relay.test', ...(pipelining ? ['PIPELINING'] : [])], lineEnd: '\n' });
+      servers.push(server);
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+      const relay = relayTo((server.address() as net.AddressInfo).port);
+      try {
+        expect(await relay.send(message(1))).toMatchObject({ ok: true, reply: { code: 250, enhanced: '2.0.0', text: 'queued' } });
+      } finally {
+        await relay.close();
+      }
     }
   });
 });

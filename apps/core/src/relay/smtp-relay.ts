@@ -75,6 +75,9 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
         // Every reply line, continuation lines included (patches/nodemailer+10.6.0.patch): a reply
         // trickled line by line is a slow peer, not a hung one; the whole-send deadline bounds it.
         onResponseLine: () => pooledRef.onReply(),
+        // A reply whose lines disagree, or more replies than commands, is a protocol error
+        // (patches/nodemailer+10.6.0.patch), never read by its first character (failureOf).
+        strictReplies: true,
         logger: false,
       });
       const pooled: PooledConnection = Object.assign(pooledRef, { connection, messages: 0, broken: false });

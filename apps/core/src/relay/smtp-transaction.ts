@@ -18,24 +18,60 @@
 import { Readable } from 'node:stream';
 import type SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { relayEnvelope } from './mail-from-extensions.ts';
-import { isWellFormedReply, type OutboundMessage, parseReply, type SendFailure, type SendResult } from './relay.ts';
+import { isWellFormedReply, type OutboundMessage, parseReply, type SendFailure, type SendResult, type SmtpStage, STAGE_NAMES } from './relay.ts';
 
 export interface NodemailerError extends Error {
   code?: string;
   response?: string;
   responseCode?: number;
+  /** The command the reply answered, as nodemailer names it: 'MAIL FROM', 'RCPT TO', 'DATA' (the
+   *  DATA command and the end of data alike), 'EHLO', 'CONN'... */
+  command?: string;
+}
+
+/** The step a failure came at. nodemailer names the DATA command and the end of data both 'DATA':
+ *  the end of data is a message failure (EMESSAGE), or any failure once the data went out. 'CONN'
+ *  (the greeting, the connection, a malformed reply) names no step. */
+export function stageOf(error: NodemailerError, dataSent: boolean): SmtpStage | undefined {
+  if (dataSent || (error.code === 'EMESSAGE' && error.command === 'DATA')) return 'end_of_data';
+  switch (error.command) {
+    case 'MAIL FROM':
+      return 'mail';
+    case 'RCPT TO':
+      return 'rcpt';
+    case 'DATA':
+      return 'data';
+    case 'EHLO':
+    case 'HELO':
+    case 'LHLO':
+    case 'STARTTLS':
+      return 'session';
+    default:
+      return error.command?.startsWith('AUTH') ? 'session' : undefined;
+  }
 }
 
 export function failureOf(error: NodemailerError, dataSent: boolean, interrupted: boolean): SendFailure {
-  // A reply that is not one (isWellFormedReply) is no refusal: the failure has no reply, and after
-  // the data went out its outcome is unknown.
-  const wellFormed = error.response === undefined || isWellFormedReply(error.response);
-  const reply = error.responseCode && wellFormed ? parseReply(error.response ?? `${error.responseCode} ${error.message}`) : null;
+  // A reply that is not one (RFC 5321 4.2.1) is no refusal and no acceptance: the failure has no
+  // reply (a protocol error, retried), and after the data went out its outcome is unknown.
+  // nodemailer reports it as EPROTOCOL "Malformed reply: why" (strictReplies, patches/); a
+  // malformed reply in any other error is caught here too.
+  const malformed = (error.code === 'EPROTOCOL' && error.message.startsWith('Malformed reply')) || (error.response !== undefined && !isWellFormedReply(error.response));
+  const stage = stageOf(error, dataSent);
+  if (malformed) {
+    const response = error.response ?? '';
+    const why = /^Malformed reply: (.*?)(?::|$)/.exec(error.message)?.[1] ?? 'not an SMTP reply';
+    const at = stage ? ` to ${STAGE_NAMES[stage]}` : '';
+    const message = `EPROTOCOL: Malformed reply${at} (${why}): ${JSON.stringify(response.slice(0, 200))}`;
+    // The connection is closed on it, as on any broken connection (a site's or relay's backoff counts it).
+    return { kind: 'connection', reply: null, ...(stage ? { stage } : {}), category: 'malformed_reply', dataSent, interrupted, message: message.slice(0, 1_000) };
+  }
+  const reply = error.responseCode ? parseReply(error.response ?? `${error.responseCode} ${error.message}`) : null;
   let kind: SendFailure['kind'] = 'other';
   if (reply?.code) kind = 'reply';
   else if (error.code === 'ETIMEDOUT') kind = 'timeout';
   else if (['ECONNECTION', 'ESOCKET', 'EDNS', 'ECONNREFUSED', 'ECONNRESET', 'ETLS', 'EPROTOCOL'].includes(error.code ?? '')) kind = 'connection';
-  return { kind, reply, dataSent, interrupted, message: `${error.code ?? 'ERROR'}: ${error.message}`.slice(0, 1_000) };
+  return { kind, reply, ...(stage ? { stage } : {}), dataSent, interrupted, message: `${error.code ?? 'ERROR'}: ${error.message}`.slice(0, 1_000) };
 }
 
 /** The result of a transaction the server accepted. */
@@ -183,11 +219,12 @@ export async function runTransaction(connection: SMTPConnection, message: Outbou
     deadline.passing.catch((error: Error) => ({ error: error as NodemailerError, response: null })),
   ]);
   hook.onResponseLine = relayHook;
-  // nodemailer takes any reply to the end of data whose first character is 2 for an acceptance:
-  // "2" alone, or "250-ok" followed by "550 no". Not a reply: the message went out, what the
-  // server did with it is unknown (outcome_unknown, retried), and the session is not used again.
+  // nodemailer (without strictReplies, patches/) takes any reply to the end of data whose first
+  // character is 2 for an acceptance: "2" alone, or "250-ok" followed by "550 no". Not a reply:
+  // the message went out, what the server did with it is unknown (failureOf: outcome_unknown,
+  // retried), and the session is not used again.
   if (!outcome.error && typeof outcome.response === 'string' && !isWellFormedReply(outcome.response)) {
-    const error: NodemailerError = Object.assign(new Error(`Malformed reply to the end of data: ${JSON.stringify(outcome.response.slice(0, 200))}`), { code: 'EPROTOCOL' });
+    const error: NodemailerError = Object.assign(new Error(`Malformed reply: not an SMTP reply: ${outcome.response}`), { code: 'EPROTOCOL', response: outcome.response });
     return { error, response: null, dataSent, heard };
   }
   return { ...outcome, dataSent, heard };
