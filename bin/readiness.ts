@@ -16,7 +16,7 @@ export function commandOf(cmdline: string): string | null {
 }
 
 /** Where the service's /readyz answers from inside its container: a wildcard bind is asked on loopback. */
-export function readinessUrl(http: PosternConfig['http'], service: Service): string {
+export function readinessUrl(http: Pick<PosternConfig['http'], 'mta' | 'internal' | 'api'>, service: Service): string {
   const addr: ListenAddress = service === 'mta' ? http.mta : service === 'core' ? http.internal : http.api;
   const host = addr.host === '0.0.0.0' ? '127.0.0.1' : addr.host === '::' ? '::1' : addr.host;
   return `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}/readyz`;

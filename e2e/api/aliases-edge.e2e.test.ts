@@ -22,6 +22,10 @@ beforeAll(async () => {
 
 afterAll(() => closeApiFile(db, api, edge));
 
+const CREATE_ALIAS_MESSAGE = `mutation($input: CreateAliasInput!) {
+  createAlias(input: $input) { __typename ... on ValidationError { field code message } }
+}`;
+
 async function rcpt(client: SmtpTestClient, address: string): Promise<number> {
   return (await client.command(`RCPT TO:<${address}>`)).code;
 }
@@ -103,6 +107,25 @@ describe('aliases through the API, seen by a running edge', () => {
     const dup = await gqlData(api, admin, CREATE_ALIAS, { input: { domain: 'valid.example', localPart: 'DUP', targets: ['a@b.test'] } });
     expect(dup.createAlias).toMatchObject({ __typename: 'ConflictError' });
     expect(dup.createAlias.message).toContain('dup@valid.example');
+
+    // A list of 1,001 members is refused whole, created or set; 1,000 are taken.
+    await gqlData(api, admin, 'mutation { createDomain(name: "lists.example") { __typename } }');
+    const members = (count: number) => Array.from({ length: count }, (_, index) => `member${index}@b.test`);
+    const tooMany = await gql(api, admin, CREATE_ALIAS_MESSAGE, { input: { domain: 'lists.example', localPart: 'big', kind: 'list', targets: members(1001) } });
+    expect(tooMany.body.data?.createAlias).toEqual({
+      __typename: 'ValidationError',
+      field: 'targets',
+      code: 'INVALID_INPUT',
+      message: 'targets: at most 1000 per alias, got 1001',
+    });
+    const big = await gqlData(api, admin, CREATE_ALIAS, { input: { domain: 'lists.example', localPart: 'big', kind: 'list', targets: members(1000) } });
+    expect(big.createAlias.data.targets).toHaveLength(1000);
+    const grown = await gqlData(api, admin, 'mutation($input: UpdateAliasInput!) { updateAlias(input: $input) { __typename ... on ValidationError { field code } } }', {
+      input: { id: big.createAlias.data.id, targets: members(1001) },
+    });
+    expect(grown.updateAlias).toEqual({ __typename: 'ValidationError', field: 'targets', code: 'INVALID_INPUT' });
+    const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM mail.alias_targets t JOIN mail.aliases a ON a.id = t.alias_id WHERE a.local_part = 'big'");
+    expect(rows).toEqual([{ n: 1000 }]);
 
     const badDomain = await gql(api, admin, 'mutation { createDomain(name: "[127.0.0.1]") { __typename ... on ValidationError { field code message } } }');
     expect(badDomain.body.data?.createDomain).toMatchObject({ __typename: 'ValidationError', field: 'domain', code: 'INVALID_ADDRESS' });

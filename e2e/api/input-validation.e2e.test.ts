@@ -137,18 +137,27 @@ describe('DateTime', () => {
 });
 
 /** One raw HTTP/1.1 exchange; resolves with the status code (0 if the server only closed). */
-function rawRequest(port: number, request: string | Buffer): Promise<number> {
+async function rawRequest(port: number, request: string | Buffer): Promise<number> {
+  return (await rawExchange(port, request)).status;
+}
+
+/** One raw HTTP/1.1 exchange: the status code (0 if the server only closed) and the body as text. */
+function rawExchange(port: number, request: string | Buffer): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(port, '127.0.0.1');
     let answer = '';
+    const answered = () => ({
+      status: Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? 0),
+      body: Buffer.from(answer.slice(answer.indexOf('\r\n\r\n') + 4), 'latin1').toString('utf8'),
+    });
     socket.on('data', (chunk) => {
       answer += chunk.toString('latin1');
     });
     socket.on('error', (error) => {
-      if ((error as NodeJS.ErrnoException).code === 'ECONNRESET') resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? 0));
+      if ((error as NodeJS.ErrnoException).code === 'ECONNRESET') resolve(answered());
       else reject(error);
     });
-    socket.on('close', () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? 0)));
+    socket.on('close', () => resolve(answered()));
     // No half-close: node's HTTP server drops a request whose client sent FIN before the answer.
     // "Connection: close" in every request makes the server close when it has answered.
     socket.write(typeof request === 'string' ? Buffer.from(request, 'latin1') : request);
@@ -186,6 +195,21 @@ describe('hostile HTTP: 4xx with a reason, never 5xx', () => {
     expect(status).toBeLessThan(500);
     // And the server still answers an ordinary request.
     expect((await fetch(`http://127.0.0.1:${api.http.port}/healthz`)).status).toBe(200);
+  });
+
+  // yoga answers a missing query 200 when the client accepts application/json (curl's and fetch's
+  // */* included): it marks that error as one the GraphQL-over-HTTP spec wants answered 200. The
+  // spec's "Invalid parameters" (a request without its required `query`) are a 400 there too.
+  it.each([
+    ['"query": null', '*/*', '{"query":null}'],
+    ['no "query"', 'application/json', '{"variables":{}}'],
+    ['an empty object', null, '{}'],
+    ['"query": null', 'application/graphql-response+json', '{"query":null}'],
+  ])('a body with %s (Accept: %s) is a 400 with a GraphQL error saying a query is needed', async (_name, accept, body) => {
+    const request = json(body).replace('Content-Type:', accept ? `Accept: ${accept}\r\nContent-Type:` : 'Content-Type:');
+    const answer = await rawExchange(api.http.port, request);
+    expect(answer.status, answer.body).toBe(400);
+    expect(JSON.parse(answer.body)).toEqual({ errors: [{ message: 'Must provide query string.', extensions: { code: 'BAD_REQUEST' } }] });
   });
 
   it('two Authorization headers are a 400, whichever comes first, and nothing runs', async () => {
@@ -283,6 +307,51 @@ describe('GraphQL parameters outside a JSON body: 4xx, never 5xx', () => {
     // The same parameters, well-formed, still work.
     expect((await send({ search: '?query=%7B__typename%7D&variables=%7B%7D' })).status).toBe(200);
     expect((await send(form({ query: '{ __typename }', variables: '{}' }))).status).toBe(200);
+  });
+});
+
+describe('percent-encoded bytes that are not UTF-8: refused, nothing stored altered', () => {
+  // A query string or form body is checked as UTF-8 before it is percent-decoded, and decoding
+  // turned %FC (Latin-1 "ü") or %ED%A0%80 (an encoded surrogate) into U+FFFD: a form post's note
+  // was stored as "Gr\uFFFD\uFFFDe", as the JSON body's was before it was checked (above).
+  const ADD = 'mutation($n: String) { addSuppression(input: { address: "pct@customer.test", note: $n }) { __typename } }';
+  const headers = () => ({ authorization: `Bearer ${admin}`, 'x-postern-csrf': '1' });
+  const encoded = (text: string) => encodeURIComponent(text);
+  const variables = (bytes: string) => `${encoded('{"n":"Gr')}${bytes}${encoded('e"}')}`;
+
+  it.each([
+    ['Latin-1 in a form post', '%FC%DF'],
+    ['an encoded surrogate in a form post', '%ED%A0%80'],
+    ['a truncated sequence in a form post', '%E2%82'],
+  ])('%s: HTTP 400 naming UTF-8, nothing stored', async (_name, bytes) => {
+    const response = await fetch(api.url, {
+      method: 'POST',
+      headers: { ...headers(), 'content-type': 'application/x-www-form-urlencoded' },
+      body: `query=${encoded(ADD)}&variables=${variables(bytes)}`,
+    });
+    const text = await response.text();
+    expect(response.status, text).toBe(400);
+    expect(JSON.parse(text).errors[0]).toMatchObject({ message: expect.stringMatching(/not valid UTF-8/), extensions: { code: 'BAD_REQUEST' } });
+    expect((await db.pool.query("SELECT count(*)::int AS n FROM mail.suppressions WHERE address = 'pct@customer.test'")).rows[0].n).toBe(0);
+  });
+
+  it('the same in a GET query string is a 400; well-formed UTF-8 percent-encoded is served', async () => {
+    const query = 'query($n: String!) { suppression(address: $n) { address } }';
+    const refused = await fetch(`${api.url}?query=${encoded(query)}&variables=${variables('%FC')}`, { headers: headers() });
+    expect(refused.status, await refused.text()).toBe(400);
+    const served = await fetch(`${api.url}?query=${encoded(query)}&variables=${encoded('{"n":"grüße@customer.test"}')}`, { headers: headers() });
+    expect(await served.json()).toEqual({ data: { suppression: null } });
+    // A "%" that starts no escape is kept as it is, as URLSearchParams does: not a refusal.
+    expect((await fetch(`${api.url}?query=${encoded('{ __typename }')}&x=%ZZ`, { headers: headers() })).status).toBe(200);
+    // And a form post in UTF-8 stores the note exactly.
+    const stored = await fetch(api.url, {
+      method: 'POST',
+      headers: { ...headers(), 'content-type': 'application/x-www-form-urlencoded' },
+      body: `query=${encoded(ADD)}&variables=${encoded('{"n":"Grüße"}')}`,
+    });
+    expect(await stored.json()).toEqual({ data: { addSuppression: { __typename: 'AddSuppressionSuccess' } } });
+    const { rows } = await db.pool.query("SELECT note FROM mail.suppressions WHERE address = 'pct@customer.test'");
+    expect(rows).toEqual([{ note: 'Grüße' }]);
   });
 });
 

@@ -1,6 +1,7 @@
 // The protections in front of the resolvers: depth, alias and cost limits refuse a query before it
 // runs, with a message that says which limit; CSRF prevention; a body limit; and in production
 // masked errors, no introspection, no GraphiQL.
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Api } from '../../apps/api/src/server.ts';
 import type { TestDatabase } from '../harness/index.ts';
@@ -130,6 +131,52 @@ describe('HTTP-level protections', () => {
     expect(Number(line('mail_api_operations_total')?.split(' ').pop())).toBeGreaterThanOrEqual(1);
     expect(Number(line('mail_api_operation_duration_ms_count')?.split(' ').pop())).toBeGreaterThanOrEqual(1);
   });
+});
+
+describe('a flood of held connections (MAIL_HTTP_MAX_CONNECTIONS)', () => {
+  // Slowloris against the API's one listener: connections that never finish their headers, and
+  // /graphql bodies chunked forever (each within the timeouts, 10 s and 30 s). Past the limit the
+  // oldest of them are closed; probes, scrapes and queries are served throughout.
+  it('serves /healthz, /metrics and /graphql while 60 connections are held open against a limit of 20', async () => {
+    const small = await startTestApi(db.dsn, { MAIL_HTTP_MAX_CONNECTIONS: '20' });
+    const held: net.Socket[] = [];
+    const closed: Promise<void>[] = [];
+    try {
+      for (let index = 0; index < 60; index += 1) {
+        const socket = net.connect(small.http.port, '127.0.0.1');
+        held.push(socket);
+        closed.push(new Promise((resolve) => socket.once('close', () => resolve())));
+        socket.on('error', () => {});
+        socket.write(
+          index % 2 === 0
+            ? 'GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: a'
+            : `POST /graphql HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${admin}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n`,
+        );
+        await new Promise((resolve) => socket.once('connect', resolve));
+      }
+      // Every connection reached the server; the oldest 40 were closed to stay at 20.
+      const open = () => held.filter((socket) => !socket.closed).length;
+      const deadline = Date.now() + 10_000;
+      while (open() > 20 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(open()).toBe(20);
+      expect(held.slice(40).every((socket) => !socket.closed)).toBe(true);
+      const base = origin(small);
+      expect((await fetch(`${base}/healthz`, { headers: { connection: 'close' } })).status).toBe(200);
+      const metrics = await (await fetch(`${base}/metrics`, { headers: { connection: 'close' } })).text();
+      const evicted = metrics.split('\n').find((line) => line.startsWith('mail_http_connections_shed_total{outcome="evicted"'));
+      expect(Number(evicted?.split(' ').pop())).toBeGreaterThanOrEqual(41);
+      const query = await fetch(small.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${admin}`, connection: 'close' },
+        body: JSON.stringify({ query: '{ queueStats { deadLettersLast24h } }' }),
+      });
+      expect(query.status).toBe(200);
+    } finally {
+      for (const socket of held) socket.destroy();
+      await Promise.all(closed);
+      await small.stop();
+    }
+  }, 30_000);
 });
 
 describe('development and production', () => {

@@ -83,6 +83,7 @@ export async function startApi(config: PosternConfig, deps: ApiDeps): Promise<Ap
   try {
     ops = await startOpsServer({
       addr: config.http.api,
+      maxConnections: config.http.maxConnections,
       logger: deps.logger,
       registry,
       readiness: { postgres: () => pingDatabase(pool) },

@@ -359,6 +359,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       const redisConnections = redis;
       ops = await startOpsServer({
         addr: config.http.internal,
+        maxConnections: config.http.maxConnections,
         logger: log,
         registry,
         handle: internalRoutes(pool),

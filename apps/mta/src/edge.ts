@@ -315,6 +315,7 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
   if (deps.http !== false) {
     ops = await startOpsServer({
       addr: config.http.mta,
+      maxConnections: config.http.maxConnections,
       logger: deps.logger,
       registry,
       readiness: {

@@ -22,7 +22,7 @@ import { PAGE_DEFAULT_SIZE, PAGE_MAX_SIZE } from '../schema/pagination.ts';
 import { useHiddenSuggestions } from './hidden-suggestions.ts';
 import { type ApiMetrics, useOperationMetrics } from './operation-metrics.ts';
 import { useQueryCost } from './query-cost.ts';
-import { useBoundedParse, useGuardedSearchParams } from './request-parsing.ts';
+import { useBoundedParse, useGuardedSearchParams, useRequiredQuery } from './request-parsing.ts';
 
 /** The limits, in one place (documented in docs/api/graphql.md). */
 export const QUERY_LIMITS = {
@@ -70,6 +70,7 @@ export function createApiYoga(options: YogaOptions): ApiYoga {
     // a cross-site form or <img> GET cannot drive a mutation with someone's cookie... or token.
     useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'x-postern-csrf'] }),
     useGuardedSearchParams(),
+    useRequiredQuery(),
     useBoundedParse(QUERY_LIMITS.maxTokens),
     maxDepthPlugin({ n: QUERY_LIMITS.maxDepth, flattenFragments: true, exposeLimits: true }),
     maxAliasesPlugin({ n: QUERY_LIMITS.maxAliases, exposeLimits: true }),

@@ -18,7 +18,8 @@ export async function withAliasErrors<T>(work: () => Promise<T>): Promise<T> {
     if (error instanceof AliasCycleError) throw new ValidationError('targets', 'ALIAS_LOOP', error.message);
     if (error instanceof AliasInputError) {
       const field = fieldOf(error.message);
-      const code = field === 'kind' || field === 'input' || field === 'description' ? 'INVALID_INPUT' : 'INVALID_ADDRESS';
+      // "targets: ..." is about the list (too many), not one address in it.
+      const code = field === 'kind' || field === 'input' || field === 'description' || error.message.startsWith('targets:') ? 'INVALID_INPUT' : 'INVALID_ADDRESS';
       throw new ValidationError(field, code, error.message);
     }
     if (error instanceof DomainNotFoundError) throw new ValidationError('domain', 'UNKNOWN_DOMAIN', error.message);

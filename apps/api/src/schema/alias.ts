@@ -126,7 +126,7 @@ const CreateAliasInput = builder.inputType('CreateAliasInput', {
     domain: t.string({ required: true, description: 'An existing domain (createDomain).' }),
     localPart: t.string({ required: false, description: 'Omit or null for the catch-all of the domain.' }),
     kind: t.field({ type: AliasKindEnum, required: false, defaultValue: 'forward' }),
-    targets: t.stringList({ required: true, description: 'Where mail goes: at least one address.' }),
+    targets: t.stringList({ required: true, description: 'Where mail goes: at least one address, at most 1,000 (repeated ones counted).' }),
     enabled: t.boolean({ required: false, defaultValue: true }),
     description: t.string({ required: false }),
   }),
@@ -136,7 +136,7 @@ const UpdateAliasInput = builder.inputType('UpdateAliasInput', {
   fields: (t) => ({
     id: t.id({ required: true }),
     enabled: t.boolean({ required: false, description: 'A disabled alias is refused with 550 on the next RCPT.' }),
-    targets: t.stringList({ required: false, description: 'Replaces every target.' }),
+    targets: t.stringList({ required: false, description: 'Replaces every target (at most 1,000).' }),
   }),
 });
 

@@ -219,6 +219,7 @@ export async function startPrimary(config: PosternConfig, deps: PrimaryDeps): Pr
   try {
     ops = await startOpsServer({
       addr: config.http.mta,
+      maxConnections: config.http.maxConnections,
       logger: deps.logger,
       registry,
       readiness: {

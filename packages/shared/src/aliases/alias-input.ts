@@ -32,9 +32,16 @@ export function aliasLocalPart(localPart: string | null): string | null {
   return wrap('local part', () => normalizeLocalPart(localPart));
 }
 
-/** Normalised, de-duplicated, in the order given; at least one. */
+/** Targets of one alias, repeated ones counted: a list for a team, not a mailing list. Unbounded,
+ *  50,000 targets in a 1 MiB API request held the event loop 1.9 s while they were parsed, and one
+ *  message to the alias became 50,000 deliveries (each RCPT fans out to every target). */
+export const MAX_ALIAS_TARGETS = 1000;
+
+/** Normalised, de-duplicated, in the order given; at least one, at most MAX_ALIAS_TARGETS given. */
 export function aliasTargets(targets: readonly string[]): string[] {
   if (targets.length === 0) throw new AliasInputError('an alias needs at least one target address');
+  // Counted before any is parsed: the parsing is the cost.
+  if (targets.length > MAX_ALIAS_TARGETS) throw new AliasInputError(`targets: at most ${MAX_ALIAS_TARGETS} per alias, got ${targets.length}`);
   const seen = new Set<string>();
   for (const target of targets) {
     seen.add(wrap('target', () => normalizeAddress(target).address));

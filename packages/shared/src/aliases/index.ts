@@ -1,5 +1,5 @@
 export { type AliasNode, findAliasCycle } from './alias-cycles.ts';
-export { ALIAS_KINDS, type AliasKind, aliasDescription, aliasDomain, aliasKind, aliasLocalPart, aliasTargets, isAliasKind } from './alias-input.ts';
+export { ALIAS_KINDS, type AliasKind, aliasDescription, aliasDomain, aliasKind, aliasLocalPart, aliasTargets, isAliasKind, MAX_ALIAS_TARGETS } from './alias-input.ts';
 export { AliasConflictError, AliasCycleError, AliasInputError, DomainNotFoundError } from './errors.ts';
 export {
   type Alias,

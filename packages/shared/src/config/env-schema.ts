@@ -188,6 +188,9 @@ export const envSchema = z.object({
   MAIL_SMTP_LISTEN_ADDR: listenAddress('127.0.0.1:2525'),
   MAIL_MTA_HTTP_ADDR: listenAddress('127.0.0.1:4002'),
   MAIL_API_HTTP_ADDR: listenAddress('127.0.0.1:4000'),
+  // Connections open at once on each HTTP listener above; at the limit the oldest one not being
+  // answered makes room (packages/shared/src/http/ops-server.ts).
+  MAIL_HTTP_MAX_CONNECTIONS: count('1000', 100_000),
 
   // The SMTP edge.
   MAIL_MTA_HOSTNAME: z.string().min(1).optional(),

@@ -40,6 +40,13 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ ...mx, MAIL_SHAPING_MAX_CONNECTIONS: '0' }, 'core')).toThrow(/MAIL_SHAPING_MAX_CONNECTIONS: 0 is outside/);
   });
 
+  it('caps the connections of every HTTP listener: 1000 unless told, a whole number 1..100000', () => {
+    expect(loadConfig(minimal, 'api').http.maxConnections).toBe(1000);
+    expect(loadConfig({ ...minimal, MAIL_HTTP_MAX_CONNECTIONS: '50' }, 'mta').http.maxConnections).toBe(50);
+    expect(() => loadConfig({ ...minimal, MAIL_HTTP_MAX_CONNECTIONS: '0' }, 'api')).toThrow(/MAIL_HTTP_MAX_CONNECTIONS: 0 is outside/);
+    expect(() => loadConfig({ ...minimal, MAIL_HTTP_MAX_CONNECTIONS: 'lots' }, 'mta')).toThrow(/MAIL_HTTP_MAX_CONNECTIONS/);
+  });
+
   it('reports every invalid or missing variable in one error', () => {
     let error: unknown;
     try {

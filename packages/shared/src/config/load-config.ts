@@ -79,7 +79,13 @@ export interface PosternConfig {
     /** Idempotency reservations older than this are purged. */
     idempotencyWindowMs: number;
   };
-  http: { internal: ListenAddress; mta: ListenAddress; api: ListenAddress };
+  http: {
+    internal: ListenAddress;
+    mta: ListenAddress;
+    api: ListenAddress;
+    /** Connections open at once on each of them (MAIL_HTTP_MAX_CONNECTIONS). */
+    maxConnections: number;
+  };
   mta: {
     listen: ListenAddress;
     hostname: string | undefined;
@@ -269,7 +275,12 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
       retentionIntervalMs: env.MAIL_RETENTION_INTERVAL,
       idempotencyWindowMs: env.MAIL_IDEMPOTENCY_WINDOW,
     },
-    http: { internal: env.MAIL_INTERNAL_HTTP_ADDR, mta: env.MAIL_MTA_HTTP_ADDR, api: env.MAIL_API_HTTP_ADDR },
+    http: {
+      internal: env.MAIL_INTERNAL_HTTP_ADDR,
+      mta: env.MAIL_MTA_HTTP_ADDR,
+      api: env.MAIL_API_HTTP_ADDR,
+      maxConnections: env.MAIL_HTTP_MAX_CONNECTIONS,
+    },
     mta: {
       listen: env.MAIL_SMTP_LISTEN_ADDR,
       hostname: env.MAIL_MTA_HOSTNAME,

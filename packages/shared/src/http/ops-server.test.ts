@@ -105,7 +105,14 @@ describe('ops server', () => {
       });
     }
 
-    async function startReadingBodies(options: { headersTimeoutMs?: number; requestTimeoutMs?: number; lines?: string[]; held?: Promise<void> }) {
+    async function startReadingBodies(options: {
+      headersTimeoutMs?: number;
+      requestTimeoutMs?: number;
+      maxConnections?: number;
+      lines?: string[];
+      held?: Promise<void>;
+      holding?: () => void;
+    }) {
       const lines = options.lines ?? [];
       const sink = new Writable({
         write(chunk, _encoding, done) {
@@ -120,9 +127,11 @@ describe('ops server', () => {
         readiness: {},
         headersTimeoutMs: options.headersTimeoutMs,
         requestTimeoutMs: options.requestTimeoutMs,
+        maxConnections: options.maxConnections,
         // Like /graphql: the whole body is read before anything is answered.
         handle: async (request, response) => {
           if (request.url === '/hold') {
+            options.holding?.();
             await options.held;
             response.end('done');
             return true;
@@ -179,6 +188,58 @@ describe('ops server', () => {
       expect(lines.filter((line) => JSON.parse(line).level >= 50).map((line) => JSON.parse(line).msg)).toEqual([]);
       expect(lines.some((line) => line.includes('client went away'))).toBe(true);
     });
+
+    /** Resolves when the server holds `count` connections (or after 3 s: the test then fails on what follows). */
+    async function connectionsReach(count: number): Promise<void> {
+      const deadline = Date.now() + 3_000;
+      while (server && (await new Promise<number>((resolve) => server?.server.getConnections((_, open) => resolve(open)))) !== count && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    }
+
+    async function shed(port: number): Promise<string[]> {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { connection: 'close' } })).text();
+      return text.split('\n').filter((line) => line.startsWith('mail_http_connections_shed_total{'));
+    }
+
+    // Connections were not capped: each is a file descriptor, and one client holding thousands
+    // (each within the timeouts above) would leave none for the database pool. A plain cap
+    // (server.maxConnections) refuses the newest connection, which is the probe's or Prometheus's
+    // while the flood lasts: here the oldest connection not being answered makes room instead.
+    it('at the limit, a new connection is served by closing the oldest one not being answered', async () => {
+      const port = await startReadingBodies({ headersTimeoutMs: 60_000, requestTimeoutMs: 60_000, maxConnections: 3 });
+      const quiet = [openQuiet(port, 'GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: a')];
+      await connectionsReach(1);
+      quiet.push(openQuiet(port, 'POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten b'));
+      await connectionsReach(2);
+      quiet.push(openQuiet(port, ''));
+      await connectionsReach(3);
+      const probe = await fetch(`http://127.0.0.1:${port}/healthz`, { headers: { connection: 'close' } });
+      expect(probe.status).toBe(200);
+      // The oldest went, unanswered; the others are still open.
+      expect(await quiet[0]).toBe('');
+      let settled = 0;
+      for (const connection of quiet.slice(1)) void connection.then(() => (settled += 1));
+      await connectionsReach(2);
+      expect(settled).toBe(0);
+      expect(await shed(port)).toEqual(expect.arrayContaining([expect.stringMatching(/^mail_http_connections_shed_total\{outcome="evicted".*\} [12]$/)]));
+    }, 10_000);
+
+    it('at the limit with every connection being answered, a new connection is closed unanswered', async () => {
+      let release = () => {};
+      const held = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      let holding = 0;
+      const port = await startReadingBodies({ headersTimeoutMs: 60_000, requestTimeoutMs: 60_000, maxConnections: 2, held, holding: () => (holding += 1) });
+      const answers = [1, 2].map(() => openQuiet(port, 'GET /hold HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+      const deadline = Date.now() + 3_000;
+      while (holding < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(await openQuiet(port, 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')).toBe('');
+      release();
+      for (const answer of await Promise.all(answers)) expect(answer).toMatch(/^HTTP\/1\.1 200 [\s\S]*done$/);
+      expect(await shed(port)).toEqual(expect.arrayContaining([expect.stringMatching(/^mail_http_connections_shed_total\{outcome="refused".*\} 1$/)]));
+    }, 10_000);
 
     // SIGTERM waited for them: one connection trickling its headers or body kept the API from
     // stopping for the whole MAIL_SHUTDOWN_TIMEOUT (measured: 31.5 s, ending in "shutdown deadline

@@ -8,11 +8,21 @@
 // with those, one client held 2,000 connections 83-86 s each by never finishing its headers, and a
 // trickled body for five minutes. Every request these servers take fits in one or a few packets
 // (the largest, a 1 MiB /graphql body, needs 35 KB/s to arrive within requestTimeout).
+//
+// So is how many connections are open at once (MAIL_HTTP_MAX_CONNECTIONS): each is a file
+// descriptor, and a client holding thousands, each within those timeouts, leaves none for the
+// database pool or the SMTP listener. At the limit the newest connection is not the one refused
+// (server.maxConnections does that): under a flood it is the probe's or Prometheus's, which must
+// get through. The oldest connection not being answered (idle between keep-alive requests, or its
+// request still arriving) is closed to make room; a request being answered is never cut off, and
+// only when every connection holds one is the new connection closed unanswered. A probe sends its
+// request at once and is answered at once, so a flood would have to cycle through the whole limit
+// in that time to push it out.
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { ListenAddress } from '../config/parse-values.ts';
-import type { Registry } from '../metrics/registry.ts';
+import { prometheus, type Registry } from '../metrics/registry.ts';
 import { type ReadinessCheck, startReadinessMonitor } from './readiness.ts';
 import { hostProblem, requestTarget } from './request-target.ts';
 
@@ -32,7 +42,12 @@ export interface OpsServerOptions {
   headersTimeoutMs?: number;
   /** Default HTTP_TIMEOUTS.requestTimeoutMs. */
   requestTimeoutMs?: number;
+  /** Connections open at once (MAIL_HTTP_MAX_CONNECTIONS); default HTTP_MAX_CONNECTIONS. */
+  maxConnections?: number;
 }
+
+/** The default of MAIL_HTTP_MAX_CONNECTIONS (documented in the README). */
+export const HTTP_MAX_CONNECTIONS = 1000;
 
 /** The limits on slow clients (documented in docs/deploy.md). */
 export const HTTP_TIMEOUTS = {
@@ -93,6 +108,15 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
   // its client, which could take until requestTimeout; an answer in progress is let finish.
   const connections = new Set<Socket>();
   const answering = new Set<http.IncomingMessage>();
+  const maxConnections = options.maxConnections ?? HTTP_MAX_CONNECTIONS;
+  const shed = new prometheus.Counter({
+    name: 'mail_http_connections_shed_total',
+    help: 'HTTP connections closed because MAIL_HTTP_MAX_CONNECTIONS were open: outcome "evicted" (the oldest one not being answered made room for a new one), "refused" (every one was being answered: the new one was closed unanswered).',
+    labelNames: ['outcome'],
+    registers: [options.registry],
+  });
+  /** Sockets with a request whose whole body is in and whose answer is not finished: work started. */
+  const working = () => new Set([...answering].filter((request) => request.complete).map((request) => request.socket));
   const server = http.createServer(serverOptions, async (request, response) => {
     answering.add(request);
     response.once('close', () => answering.delete(request));
@@ -143,6 +167,19 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
     }
   });
   server.on('connection', (socket: Socket) => {
+    if (connections.size >= maxConnections) {
+      // Insertion order: the oldest first.
+      const busy = working();
+      const idle = [...connections].find((open) => !busy.has(open));
+      if (!idle) {
+        shed.inc({ outcome: 'refused' });
+        socket.destroy();
+        return;
+      }
+      shed.inc({ outcome: 'evicted' });
+      connections.delete(idle);
+      idle.destroy();
+    }
     connections.add(socket);
     socket.once('close', () => connections.delete(socket));
   });
@@ -167,8 +204,8 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
         readiness.stop();
         server.close(() => resolve());
         server.closeIdleConnections();
-        const working = new Set([...answering].filter((request) => request.complete).map((request) => request.socket));
-        for (const socket of connections) if (!working.has(socket)) socket.destroy();
+        const busy = working();
+        for (const socket of connections) if (!busy.has(socket)) socket.destroy();
       }),
   };
 }
