@@ -59,7 +59,8 @@ import { WorkChannel } from './queue/work-channel.ts';
 import { createMtaSts, createMtaStsMetrics, createPgMtaStsStore } from './relay/mta-sts.ts';
 import { createMxRelay } from './relay/mx-relay.ts';
 import type { Relay } from './relay/relay.ts';
-import { createRelayHealth } from './relay/relay-health.ts';
+import { registerRelayGauges } from './relay/relay-gauges.ts';
+import { createRelayHealth, type RelayUse } from './relay/relay-health.ts';
 import { createRouteTable } from './relay/route-table.ts';
 import { createRoutedRelay } from './relay/routed-relay.ts';
 import { createSiteMetrics } from './relay/site-metrics.ts';
@@ -141,6 +142,7 @@ function createRelay(
   // One set of per-site metrics for direct delivery and the relay hosts (their counters are registered once).
   const siteMetrics = createSiteMetrics(registry);
   const relayHealth = createRelayHealth({ backoffMs: config.shaping.backoffMs, deferMs: config.shaping.deferMs, metrics: siteMetrics, logger: log });
+  registerRelayGauges(registry, relayHealth);
   const direct = () => {
     log.info({ dnsServers: resolver.servers, port: smtp.mxPort, privateAddresses: smtp.mxPrivateAddresses }, 'direct delivery to MX hosts');
     // A sites file that does not parse refuses the start, naming its line.
@@ -182,7 +184,7 @@ function createRelay(
   };
   // Pools to one host:port with one TLS requirement and one set of credentials share their health
   // (a certificate that does not verify, or a password refused, says nothing of the host's other uses).
-  const relayTo = (host: string, port: number, credentials: { username?: string; password?: string }, tls?: 'opportunistic' | 'required') => {
+  const relayTo = (host: string, port: number, credentials: { username?: string; password?: string }, use: RelayUse, tls?: 'opportunistic' | 'required') => {
     const site = describeRouteRelay({ kind: 'host', host, port });
     const secret = credentials.password ? createHash('sha256').update(credentials.password).digest('base64url').slice(0, 16) : '';
     return relayHealth.guard(
@@ -199,14 +201,15 @@ function createRelay(
         logger: log,
       }),
       `${site} ${tls ?? 'default'} ${credentials.username ?? ''} ${secret}`,
+      use,
     );
   };
-  const fallback = addr ? relayTo(addr.host, addr.port, { username: smtp.username, password: smtp.password }) : direct();
+  const fallback = addr ? relayTo(addr.host, addr.port, { username: smtp.username, password: smtp.password }, 'default') : direct();
   return createRoutedRelay({
     fallback,
     fallbackChoice: addr ? { relay: fallback.name.replace(/^smtp:\/\//, ''), tls: null } : { relay: 'mx', tls: 'opportunistic' },
     direct: () => (addr ? direct() : fallback),
-    relayTo: (host, port, tls, auth) => relayTo(host, port, auth ? { username: auth.username, password: auth.password } : {}, tls),
+    relayTo: (host, port, tls, auth) => relayTo(host, port, auth ? { username: auth.username, password: auth.password } : {}, 'route', tls),
     openPassword: (routeDomain, auth) => openRoutePassword(config.secretsKey, routeDomain, auth),
     routes: createRouteTable({ load: (domain) => lookupRoute(pool, domain), ...(routeCacheMs !== undefined ? { maxAgeMs: routeCacheMs } : {}) }),
     logger: log,
