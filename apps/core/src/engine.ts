@@ -63,6 +63,7 @@ import { registerRelayGauges } from './relay/relay-gauges.ts';
 import { createRelayHealth, type RelayUse } from './relay/relay-health.ts';
 import { createRouteTable } from './relay/route-table.ts';
 import { createRoutedRelay } from './relay/routed-relay.ts';
+import { exportSiteBackoffGauges, SITE_BACKOFF_STALE_MS } from './relay/site-backoff-gauges.ts';
 import { createSiteMetrics } from './relay/site-metrics.ts';
 import { loadSiteRules, SITES_FILE } from './relay/site-rules.ts';
 import { createSiteShaping } from './relay/site-shaping.ts';
@@ -252,7 +253,8 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
   let redis: RedisConnections | null = null;
   let relay: Relay | null = null;
   let ops: OpsServer | null = null;
-  const samplerRef: { current: ScheduleSampler | null } = { current: null };
+  /** The background samplers of /metrics (the queue's, the site backoffs'): stopped with the engine. */
+  const samplers: Array<Pick<ScheduleSampler, 'stop'>> = [];
   try {
     if (deps.migrate) await prepareDatabase({ dsn: config.postgres.dsn, logger: log });
     // A DKIM key this engine could not open would hold back its domain's mail: refuse to start.
@@ -286,7 +288,14 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
 
     const loopsRef: { current: ReturnType<typeof startLoops> | null } = { current: null };
     const schedule = exportQueueGauges({ registry, db: pool, intervalMs: config.engine.heartbeatIntervalMs, logger: log });
-    samplerRef.current = schedule;
+    samplers.push(schedule);
+    if (config.smtp.mode !== 'stub') {
+      // Direct delivery's site backoffs (mx mode, and routes to "mx"), shared by every engine. A
+      // backoff whose end passed longer ago than a probe and the claim of a due delivery take (the
+      // send deadline, a few deferrals; at least 15 minutes) with nothing tried since is stale.
+      const staleAfterMs = Math.max(SITE_BACKOFF_STALE_MS, config.smtp.sendDeadlineMs + 4 * config.shaping.deferMs);
+      samplers.push(exportSiteBackoffGauges({ registry, db: pool, intervalMs: config.engine.heartbeatIntervalMs, staleAfterMs, logger: log }));
+    }
     const metrics = createEngineMetrics(registry, { loops: () => loopsRef.current?.loops ?? [] });
     const events = deps.events ?? new EngineEvents(log);
     countEngineEvents(events, metrics);
@@ -421,7 +430,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
         stopped ??= (async () => {
           log.info('stopping: no new claims or stream reads');
           await running.stop(config.engine.shutdownTimeoutMs, openRelay);
-          schedule.stop();
+          for (const sampler of samplers) sampler.stop();
           await openOps?.close();
           await openRelay.close();
           await openRedis?.close();
@@ -432,7 +441,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       },
     };
   } catch (error) {
-    samplerRef.current?.stop();
+    for (const sampler of samplers) sampler.stop();
     await ops?.close();
     await relay?.close();
     await redis?.close();
