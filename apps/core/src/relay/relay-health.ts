@@ -52,7 +52,8 @@ export interface RelayHealth {
   /** `relay`, whose sends go to `site` (its host:port, named in logs, metrics and deferrals), held
    *  back while it is not healthy. Relays guarded under one `identity` share its health: by default
    *  the host:port; engine.ts adds the TLS requirement and credentials, so a route whose certificate
-   *  does not verify or whose password is wrong backs off that route's use of the host, not others'. */
+   *  does not verify or whose password is wrong backs off that route's use of the host, not others'.
+   *  `use` (default 'route') names it in mail_relay_backed_off: 'default' for MAIL_SMTP_ADDR's relay. */
   guard(site: string, relay: Relay, identity?: string, use?: RelayUse): Relay;
   /** What this engine thinks of a relay (tests, logs). */
   conditionOf(identity: string): RelayCondition;
