@@ -13,6 +13,7 @@ import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
 import { purgeExpired } from '../../apps/core/src/keepalive/retention.ts';
+import { readSiteBackoffs, SITE_BACKOFF_STALE_MS } from '../../apps/core/src/relay/site-backoff-gauges.ts';
 import { siteKey } from '../../apps/core/src/relay/site-key.ts';
 import { createSiteStore } from '../../apps/core/src/relay/site-store.ts';
 import { metricsText, queueDelivery, startTestEngine } from '../core/helpers/engine.ts';
@@ -175,8 +176,21 @@ describe('shaping per destination site, two engines', () => {
     expect(due.rows[0]?.waiting).toBe(true);
     expect(await metricSum('mail_site_deferrals_total', 'reason="backoff"')).toBeGreaterThanOrEqual(10);
     expect(await metricSum('mail_site_backoffs_total')).toBeGreaterThanOrEqual(1);
+    // What is backed off now: the shared row, so both engines report it, the one that did not
+    // record the backoff too; and 0 again on both once a session clears it (done here by hand, as
+    // a probe that set up a session does: the deliveries wait for the 10-minute backoff).
+    const gauges = async () => Promise.all(engines.map(async (engine) => gaugesOf(await metricsText(engine))));
+    await waitFor('both engines to report the busy site backed off', gauges, (each) => each.every((g) => g.sites === 1 && g.longestMs > 0), { timeoutMs: 30_000, intervalMs: 200 });
+    await createSiteStore(db.pool).clearBackoff(siteKey(['mx.busy.shape.test']));
+    await waitFor('both engines to report no site backed off', gauges, (each) => each.every((g) => g.sites === 0 && g.longestMs === 0), { timeoutMs: 30_000, intervalMs: 200 });
   });
 });
+
+/** An engine's site backoff gauges (site-backoff-gauges.ts) in its /metrics text. */
+function gaugesOf(text: string): { sites: number; longestMs: number } {
+  const value = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
+  return { sites: value('mail_sites_backed_off'), longestMs: value('mail_sites_backed_off_longest_ms') };
+}
 
 describe('the site store on PostgreSQL', () => {
   it('gives out at most N slots, frees the slots of a holder that stopped renewing when their lease runs out, and renews only live holders', async () => {
@@ -207,6 +221,32 @@ describe('the site store on PostgreSQL', () => {
     // The probe set up a session: the whole limit again.
     await store.clearBackoff('backoff.test');
     expect(await store.claimSlot('backoff.test', 2, 'b', 60_000)).toEqual({ kind: 'slot', slot: 1 });
+  });
+
+  it('counts a site backed off from its first failure until a session clears it, its probes included, and not once nothing tried it for the stale age', async () => {
+    const store = createSiteStore(db.pool);
+    const read = () => readSiteBackoffs(db.pool, SITE_BACKOFF_STALE_MS);
+    const before = await read();
+    await store.backOff('gauge.test', 60_000, '421 busy');
+    expect((await read()).sites).toBe(before.sites + 1);
+    // The outage began two hours ago; a failure of a later probe lengthens it, not restarts it.
+    await db.pool.query(`UPDATE mail.site_backoffs SET since = now() - interval '2 hours', until = now() - interval '1 second' WHERE site = 'gauge.test'`);
+    expect(await store.backOff('gauge.test', 60_000, '421 still busy')).toMatchObject({ failures: 2 });
+    const during = await read();
+    expect(during.longestMs).toBeGreaterThanOrEqual(2 * 3600_000);
+    // The backoff over, the probe under way (or about to be): still counted.
+    await db.pool.query(`UPDATE mail.site_backoffs SET until = now() - interval '1 minute' WHERE site = 'gauge.test'`);
+    expect(await read()).toEqual({ sites: before.sites + 1, longestMs: expect.any(Number) });
+    // Nothing tried it since its backoff ended an hour ago (its deliveries ended): not counted.
+    await db.pool.query(`UPDATE mail.site_backoffs SET until = now() - interval '1 hour' WHERE site = 'gauge.test'`);
+    expect((await read()).sites).toBe(before.sites);
+    // Backed off again by a failure: counted again; then a session set up clears it.
+    await db.pool.query(`UPDATE mail.site_backoffs SET until = now() + interval '1 minute' WHERE site = 'gauge.test'`);
+    expect((await read()).sites).toBe(before.sites + 1);
+    await store.clearBackoff('gauge.test');
+    const after = await read();
+    expect(after.sites).toBe(before.sites);
+    expect(after.longestMs).toBeLessThan(3600_000);
   });
 
   it('gives the probe slot of an engine that died mid-probe to another engine once its lease ran out, and backs the site off again when a probe fails', async () => {

@@ -34,6 +34,8 @@ function exportedMetricNames(): Set<string> {
     'packages/shared/src/http/readiness.ts',
     'packages/shared/src/metrics/queue-gauges.ts',
     'apps/core/src/metrics.ts',
+    'apps/core/src/relay/relay-gauges.ts',
+    'apps/core/src/relay/site-backoff-gauges.ts',
     'apps/mta/src/metrics.ts',
     'apps/mta/src/cluster/primary.ts',
     'apps/api/src/http/operation-metrics.ts',

@@ -59,9 +59,11 @@ import { WorkChannel } from './queue/work-channel.ts';
 import { createMtaSts, createMtaStsMetrics, createPgMtaStsStore } from './relay/mta-sts.ts';
 import { createMxRelay } from './relay/mx-relay.ts';
 import type { Relay } from './relay/relay.ts';
-import { createRelayHealth } from './relay/relay-health.ts';
+import { registerRelayGauges } from './relay/relay-gauges.ts';
+import { createRelayHealth, type RelayUse } from './relay/relay-health.ts';
 import { createRouteTable } from './relay/route-table.ts';
 import { createRoutedRelay } from './relay/routed-relay.ts';
+import { exportSiteBackoffGauges, SITE_BACKOFF_STALE_MS } from './relay/site-backoff-gauges.ts';
 import { createSiteMetrics } from './relay/site-metrics.ts';
 import { loadSiteRules, SITES_FILE } from './relay/site-rules.ts';
 import { createSiteShaping } from './relay/site-shaping.ts';
@@ -141,6 +143,7 @@ function createRelay(
   // One set of per-site metrics for direct delivery and the relay hosts (their counters are registered once).
   const siteMetrics = createSiteMetrics(registry);
   const relayHealth = createRelayHealth({ backoffMs: config.shaping.backoffMs, deferMs: config.shaping.deferMs, metrics: siteMetrics, logger: log });
+  registerRelayGauges(registry, relayHealth);
   const direct = () => {
     log.info({ dnsServers: resolver.servers, port: smtp.mxPort, privateAddresses: smtp.mxPrivateAddresses }, 'direct delivery to MX hosts');
     // A sites file that does not parse refuses the start, naming its line.
@@ -182,7 +185,7 @@ function createRelay(
   };
   // Pools to one host:port with one TLS requirement and one set of credentials share their health
   // (a certificate that does not verify, or a password refused, says nothing of the host's other uses).
-  const relayTo = (host: string, port: number, credentials: { username?: string; password?: string }, tls?: 'opportunistic' | 'required') => {
+  const relayTo = (host: string, port: number, credentials: { username?: string; password?: string }, use: RelayUse, tls?: 'opportunistic' | 'required') => {
     const site = describeRouteRelay({ kind: 'host', host, port });
     const secret = credentials.password ? createHash('sha256').update(credentials.password).digest('base64url').slice(0, 16) : '';
     return relayHealth.guard(
@@ -199,14 +202,15 @@ function createRelay(
         logger: log,
       }),
       `${site} ${tls ?? 'default'} ${credentials.username ?? ''} ${secret}`,
+      use,
     );
   };
-  const fallback = addr ? relayTo(addr.host, addr.port, { username: smtp.username, password: smtp.password }) : direct();
+  const fallback = addr ? relayTo(addr.host, addr.port, { username: smtp.username, password: smtp.password }, 'default') : direct();
   return createRoutedRelay({
     fallback,
     fallbackChoice: addr ? { relay: fallback.name.replace(/^smtp:\/\//, ''), tls: null } : { relay: 'mx', tls: 'opportunistic' },
     direct: () => (addr ? direct() : fallback),
-    relayTo: (host, port, tls, auth) => relayTo(host, port, auth ? { username: auth.username, password: auth.password } : {}, tls),
+    relayTo: (host, port, tls, auth) => relayTo(host, port, auth ? { username: auth.username, password: auth.password } : {}, 'route', tls),
     openPassword: (routeDomain, auth) => openRoutePassword(config.secretsKey, routeDomain, auth),
     routes: createRouteTable({ load: (domain) => lookupRoute(pool, domain), ...(routeCacheMs !== undefined ? { maxAgeMs: routeCacheMs } : {}) }),
     logger: log,
@@ -249,7 +253,8 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
   let redis: RedisConnections | null = null;
   let relay: Relay | null = null;
   let ops: OpsServer | null = null;
-  const samplerRef: { current: ScheduleSampler | null } = { current: null };
+  /** The background samplers of /metrics (the queue's, the site backoffs'): stopped with the engine. */
+  const samplers: Array<Pick<ScheduleSampler, 'stop'>> = [];
   try {
     if (deps.migrate) await prepareDatabase({ dsn: config.postgres.dsn, logger: log });
     // A DKIM key this engine could not open would hold back its domain's mail: refuse to start.
@@ -283,7 +288,14 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
 
     const loopsRef: { current: ReturnType<typeof startLoops> | null } = { current: null };
     const schedule = exportQueueGauges({ registry, db: pool, intervalMs: config.engine.heartbeatIntervalMs, logger: log });
-    samplerRef.current = schedule;
+    samplers.push(schedule);
+    if (config.smtp.mode !== 'stub') {
+      // Direct delivery's site backoffs (mx mode, and routes to "mx"), shared by every engine. A
+      // backoff whose end passed longer ago than a probe and the claim of a due delivery take (the
+      // send deadline, a few deferrals; at least 15 minutes) with nothing tried since is stale.
+      const staleAfterMs = Math.max(SITE_BACKOFF_STALE_MS, config.smtp.sendDeadlineMs + 4 * config.shaping.deferMs);
+      samplers.push(exportSiteBackoffGauges({ registry, db: pool, intervalMs: config.engine.heartbeatIntervalMs, staleAfterMs, logger: log }));
+    }
     const metrics = createEngineMetrics(registry, { loops: () => loopsRef.current?.loops ?? [] });
     const events = deps.events ?? new EngineEvents(log);
     countEngineEvents(events, metrics);
@@ -419,7 +431,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
         stopped ??= (async () => {
           log.info('stopping: no new claims or stream reads');
           await running.stop(config.engine.shutdownTimeoutMs, openRelay);
-          schedule.stop();
+          for (const sampler of samplers) sampler.stop();
           await openOps?.close();
           await openRelay.close();
           await openRedis?.close();
@@ -430,7 +442,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       },
     };
   } catch (error) {
-    samplerRef.current?.stop();
+    for (const sampler of samplers) sampler.stop();
     await ops?.close();
     await relay?.close();
     await redis?.close();

@@ -1,9 +1,10 @@
 // The health of a relay host (relay-health.ts) against a relay whose every send the test settles
 // by hand, on a clock the test moves: full concurrency while healthy, one probe at a time once a
 // session failed, a backoff that grows and ends, and the wave of sends under way counted once.
-import { createLogger } from '@postern/shared';
+import { createLogger, prometheus } from '@postern/shared';
 import { describe, expect, it } from 'vitest';
 import type { OutboundMessage, Relay, SendFailure, SendResult } from './relay.ts';
+import { registerRelayGauges } from './relay-gauges.ts';
 import { createRelayHealth, type RelayHealth } from './relay-health.ts';
 import type { DeferralReason, SiteMetrics } from './site-metrics.ts';
 
@@ -255,5 +256,73 @@ describe('a relay whose probe failed too', () => {
     expect(other.open).toBe(1);
     other.settle(SENT);
     await send;
+  });
+});
+
+describe('mail_relay_backed_off (relay-gauges.ts), read at each scrape', () => {
+  /** The gauge's series as a scrape finds them: `use relay` -> value. */
+  async function scrape(registry: prometheus.Registry): Promise<Record<string, number>> {
+    const metric = await registry.getSingleMetric('mail_relay_backed_off')?.get();
+    return Object.fromEntries((metric?.values ?? []).map((v) => [`${v.labels.use} ${v.labels.relay}`, v.value]));
+  }
+  function scraped(t: ReturnType<typeof setup>) {
+    const registry = new prometheus.Registry();
+    registerRelayGauges(registry, t.health);
+    return () => scrape(registry);
+  }
+
+  it('is 0 while healthy and after a first failure alone; 1 once the probe failed, through the backoff and the next probe', async () => {
+    const t = setup();
+    const read = scraped(t);
+    expect(await read()).toEqual({ [`route ${KEY}`]: 0 });
+    const first = t.send();
+    t.hand.settle(REFUSED);
+    await first;
+    expect(t.health.conditionOf(KEY)).toBe('suspect');
+    expect(await read()).toEqual({ [`route ${KEY}`]: 0 });
+    const probe = t.send();
+    t.hand.settle(REFUSED);
+    await probe;
+    expect(await read()).toEqual({ [`route ${KEY}`]: 1 });
+    // The backoff is over and nothing has been sent yet: still held back, nothing proved it healthy.
+    t.advance(BACKOFF_MS);
+    expect(await read()).toEqual({ [`route ${KEY}`]: 1 });
+    // The next probe is under way (suspect again): still 1, so an alert's `for:` is not restarted.
+    const second = t.send();
+    expect(t.health.conditionOf(KEY)).toBe('suspect');
+    expect(await read()).toEqual({ [`route ${KEY}`]: 1 });
+    t.hand.settle(SENT);
+    await second;
+    expect(await read()).toEqual({ [`route ${KEY}`]: 0 });
+  });
+
+  it('tells the default relay from a route, and drops the series with the last pool of a relay', async () => {
+    const t = setup();
+    const read = scraped(t);
+    const other = handRelay();
+    const defaultRelay = t.health.guard('smtp.test:587', other.relay, undefined, 'default');
+    // A route to the same host:port with other credentials: its own health, its own use.
+    const routeToIt = t.health.guard('smtp.test:587', other.relay, 'smtp.test:587 required postern', 'route');
+    expect(await read()).toEqual({ [`route ${KEY}`]: 0, 'default smtp.test:587': 0, 'route smtp.test:587': 0 });
+    const first = defaultRelay.send(message);
+    other.settle(REFUSED);
+    await first;
+    const probe = defaultRelay.send(message);
+    other.settle(REFUSED);
+    await probe;
+    expect(await read()).toEqual({ [`route ${KEY}`]: 0, 'default smtp.test:587': 1, 'route smtp.test:587': 0 });
+    // The route's pool goes (unused for 5 minutes): its series goes with its health.
+    await routeToIt.close();
+    expect(await read()).toEqual({ [`route ${KEY}`]: 0, 'default smtp.test:587': 1 });
+    for (let n = 0; n < 2; n++) {
+      const send = t.send();
+      t.hand.settle(REFUSED);
+      await send;
+    }
+    expect(await read()).toEqual({ [`route ${KEY}`]: 1, 'default smtp.test:587': 1 });
+    await t.guarded.close();
+    expect(await read()).toEqual({ 'default smtp.test:587': 1 });
+    await defaultRelay.close();
+    expect(await read()).toEqual({});
   });
 });

@@ -13,6 +13,7 @@
 // worker records it without an attempt row and without spending a step of the retry ladder.
 // State is per engine, in memory: the healthy path costs a field read, no PostgreSQL round trip;
 // each engine finds a dead relay by itself (one wave of its own sends, then one probe at a time).
+// What is backed off now is read at scrape time from the same state (relay-gauges.ts: `relays()`).
 import type { Logger } from '@postern/shared';
 import type { OutboundMessage, Relay, SendFailure, SendResult } from './relay.ts';
 import type { SiteMetrics } from './site-metrics.ts';
@@ -21,6 +22,19 @@ import type { SiteMetrics } from './site-metrics.ts';
 const MAX_DOUBLINGS = 5;
 
 export type RelayCondition = 'healthy' | 'suspect' | 'backed_off';
+
+/** default: MAIL_SMTP_ADDR's relay, through which all mail without a route goes; route: a route's. */
+export type RelayUse = 'default' | 'route';
+
+/** One relay this engine keeps a health for, as the backed-off gauge reports it. */
+export interface RelayReport {
+  /** Its host:port. */
+  site: string;
+  /** 'default' when any relay guarded under its identity is the default one. */
+  use: RelayUse;
+  /** Backed off, or probed after a backoff: no session set up since its probe failed. */
+  backedOff: boolean;
+}
 
 export interface RelayHealthOptions {
   /** MAIL_SHAPING_BACKOFF: the first backoff of a relay whose probe failed. */
@@ -38,10 +52,13 @@ export interface RelayHealth {
   /** `relay`, whose sends go to `site` (its host:port, named in logs, metrics and deferrals), held
    *  back while it is not healthy. Relays guarded under one `identity` share its health: by default
    *  the host:port; engine.ts adds the TLS requirement and credentials, so a route whose certificate
-   *  does not verify or whose password is wrong backs off that route's use of the host, not others'. */
-  guard(site: string, relay: Relay, identity?: string): Relay;
+   *  does not verify or whose password is wrong backs off that route's use of the host, not others'.
+   *  `use` (default 'route') names it in mail_relay_backed_off: 'default' for MAIL_SMTP_ADDR's relay. */
+  guard(site: string, relay: Relay, identity?: string, use?: RelayUse): Relay;
   /** What this engine thinks of a relay (tests, logs). */
   conditionOf(identity: string): RelayCondition;
+  /** Every identity this engine keeps a health for, now (the gauge reads it at each scrape). */
+  relays(): RelayReport[];
   /** Identities this engine keeps a health for: those with a guarded relay not closed (tests). */
   readonly trackedRelays: number;
 }
@@ -59,6 +76,10 @@ interface HostState {
   reason: string;
   /** Guarded relays under this identity not closed yet: at none, the health is forgotten. */
   guards: number;
+  /** Of those, the ones guarding the default relay. */
+  defaultGuards: number;
+  /** The host:port its relays were guarded for. */
+  site: string;
 }
 
 /** The relay's session could not be set up: refused or unanswered connection, greeting, EHLO,
@@ -89,10 +110,10 @@ export function createRelayHealth(options: RelayHealthOptions): RelayHealth {
   // password no route uses any more is not kept for the engine's life.
   const hosts = new Map<string, HostState>();
 
-  const stateOf = (key: string): HostState => {
+  const stateOf = (key: string, site: string): HostState => {
     let state = hosts.get(key);
     if (!state) {
-      state = { condition: 'healthy', failures: 0, until: 0, probing: false, epoch: 0, reason: '', guards: 0 };
+      state = { condition: 'healthy', failures: 0, until: 0, probing: false, epoch: 0, reason: '', guards: 0, defaultGuards: 0, site };
       hosts.set(key, state);
     }
     return state;
@@ -151,9 +172,10 @@ export function createRelayHealth(options: RelayHealthOptions): RelayHealth {
   };
 
   return {
-    guard(key, relay, identity = key) {
-      const state = stateOf(identity);
+    guard(key, relay, identity = key, use = 'route') {
+      const state = stateOf(identity, key);
       state.guards += 1;
+      if (use === 'default') state.defaultGuards += 1;
       let closed = false;
       return {
         name: relay.name,
@@ -176,6 +198,7 @@ export function createRelayHealth(options: RelayHealthOptions): RelayHealth {
           if (!closed) {
             closed = true;
             state.guards -= 1;
+            if (use === 'default') state.defaultGuards -= 1;
             if (state.guards === 0 && hosts.get(identity) === state) hosts.delete(identity);
           }
           return relay.close();
@@ -184,6 +207,17 @@ export function createRelayHealth(options: RelayHealthOptions): RelayHealth {
     },
     conditionOf(identity) {
       return hosts.get(identity)?.condition ?? 'healthy';
+    },
+    relays() {
+      // A relay is backed off from its failed probe until a session is set up: through the probe
+      // after each backoff too (failures stay at 2 or more until then), so the gauge does not drop
+      // to 0 for the length of each probe and restart an alert's `for:`. A first failure alone
+      // (suspect, one failure) is not a backoff.
+      return [...hosts.values()].map((state) => ({
+        site: state.site,
+        use: state.defaultGuards > 0 ? 'default' : 'route',
+        backedOff: state.condition !== 'healthy' && state.failures >= 2,
+      }));
     },
     get trackedRelays() {
       return hosts.size;

@@ -13,6 +13,8 @@
 //   statement that claims a slot. Once `until` has passed the row stays until a session is set up
 //   (clearBackoff): meanwhile the site is probed, one connection (slot 0) across every engine, so a
 //   site whose hosts still hang holds one attempt worker, not one per slot.
+//   The row's `since` is the outage's first failure (the insert); the failures that lengthen it
+//   leave it alone, so mail_sites_backed_off_longest_ms (site-backoff-gauges.ts) tells how long.
 // Time is PostgreSQL's now(), so engines with skewed clocks still agree.
 import { type Queryable, storableText } from '@postern/shared';
 

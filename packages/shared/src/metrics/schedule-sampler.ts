@@ -4,26 +4,28 @@
 // exactly when the heartbeat and restart counters matter. So a timer reads them every interval
 // — never two reads at once, so a hanging database costs one waiting query, not a pile — and a
 // scrape only reads the latest sample, with its age (mail_attempt_schedule_sample_age_ms).
+// The engine samples its shared site backoffs the same way (apps/core/src/relay/site-backoff-gauges.ts).
 import type { Logger } from '../logging/logger.ts';
 import type { ScheduleStats } from './schedule-stats.ts';
 
-export interface ScheduleSample {
-  stats: ScheduleStats;
+export interface ScheduleSample<T = ScheduleStats> {
+  stats: T;
   /** When the sample was read (ms since the epoch). */
   at: number;
 }
 
-export interface ScheduleSampler {
+export interface ScheduleSampler<T = ScheduleStats> {
   /** The latest sample, or null before the first read succeeded. */
-  latest(): ScheduleSample | null;
+  latest(): ScheduleSample<T> | null;
   /** How old the figures are: since the last sample, or since the sampler started if none yet. */
   ageMs(): number;
   stop(): void;
 }
 
-export function startScheduleSampler(options: { read: () => Promise<ScheduleStats>; intervalMs: number; logger: Logger }): ScheduleSampler {
+/** `what` names the figures in the log line of a failed read (default: the queue's). */
+export function startScheduleSampler<T = ScheduleStats>(options: { read: () => Promise<T>; intervalMs: number; logger: Logger; what?: string }): ScheduleSampler<T> {
   const startedAt = Date.now();
-  let latest: ScheduleSample | null = null;
+  let latest: ScheduleSample<T> | null = null;
   let reading = false;
   let stopped = false;
   const sample = async () => {
@@ -32,7 +34,7 @@ export function startScheduleSampler(options: { read: () => Promise<ScheduleStat
     try {
       latest = { stats: await options.read(), at: Date.now() };
     } catch (error) {
-      options.logger.warn({ err: error }, 'queue figures could not be sampled; /metrics keeps the last sample');
+      options.logger.warn({ err: error }, `${options.what ?? 'queue figures'} could not be sampled; /metrics keeps the last sample`);
     } finally {
       reading = false;
     }
