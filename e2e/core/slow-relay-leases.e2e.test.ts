@@ -79,14 +79,17 @@ function workerStallsOf(text: string): number {
 const workerNotReady = (sample: { status: number; why: string }) => sample.status !== 200 && /attempt-worker-/.test(sample.why);
 
 describe('slow is not stalled, and an engine never re-sends its own work', () => {
-  it('(b) a relay answering every command just under MAIL_SMTP_TIMEOUT, sends longer than the lease: renewed, no duplicate, no false stall', async () => {
+  it('(b) a relay answering every command slowly, within MAIL_SMTP_TIMEOUT, sends longer than the lease: renewed, no duplicate, no false stall', async () => {
     // 1.2 s per reply: a send on a fresh connection waits for 6 replies (7 s), on a reused one
     // for 4 (5 s). The lease is 3 s — shorter than any send — so only renewal keeps it. The
     // startup rule (lease > whole-send deadline + a tenth) is set aside here on purpose: it is
     // the second line of defence, for when renewal cannot reach PostgreSQL.
+    // A worker that has not beaten for MAIL_SMTP_TIMEOUT + MAIL_HEARTBEAT_INTERVAL is "stuck in a
+    // send" for /readyz: at a 2 s timeout that left 1 s for this process (the relay and the engine
+    // both run in it) to take a reply, and at a load of 40-60 it once took longer. At 2.5 s, 1.5 s.
     sink.setReplyDelay(1_200);
     const running = await start(
-      { MAIL_SMTP_TIMEOUT: '2s', MAIL_WATCHDOG_STALL_THRESHOLD: '3s', MAIL_ATTEMPT_WORKER_CONCURRENCY: '2' },
+      { MAIL_SMTP_TIMEOUT: '2500ms', MAIL_WATCHDOG_STALL_THRESHOLD: '3s', MAIL_ATTEMPT_WORKER_CONCURRENCY: '2' },
       (config) => {
         config.engine.leaseDurationMs = 3_000;
       },
