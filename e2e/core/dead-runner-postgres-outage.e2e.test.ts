@@ -25,6 +25,10 @@ beforeAll(async () => {
   engine = await startTestEngine(database.dsn, {
     MAIL_SMTP_ADDR: `127.0.0.1:${smtp.port}`,
     MAIL_ATTEMPT_WORKER_CONCURRENCY: '2',
+    // Above the 2 s the sink takes per message while the database is being stopped (below), and
+    // a whole send within the 30 s lease.
+    MAIL_SMTP_TIMEOUT: '5s',
+    MAIL_SMTP_SEND_DEADLINE: '20s',
     MAIL_POSTGRES_CONNECT_TIMEOUT: '1s',
     MAIL_POSTGRES_STATEMENT_TIMEOUT: '2s',
   });
@@ -43,6 +47,10 @@ describe('dead-runner: PostgreSQL stopped for 30 s in the middle of a run', () =
     for (const recipient of recipients) await queueDelivery(pool, { recipient });
     const sentCount = () => recipients.filter((recipient) => (smtp.accepted.get(recipient) ?? 0) > 0).length;
     await waitFor('the run to be under way', sentCount, (n) => n >= 5);
+    // Slower still while `docker stop` takes effect: at 150 ms a message the other 55 were all sent
+    // before it did at a load of 35-55 (the stop itself took seconds), and there was no run left
+    // for the outage to interrupt. At 2 s, two workers send a few more at most.
+    smtp.setDelay(2_000);
     await database.stop();
     const sentAtStop = sentCount();
     expect(sentAtStop).toBeLessThan(recipients.length);
@@ -54,6 +62,7 @@ describe('dead-runner: PostgreSQL stopped for 30 s in the middle of a run', () =
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
     await new Promise((resolve) => setTimeout(resolve, 30_000)); // the outage itself, not a wait for state
     await database.start();
+    smtp.setDelay(150);
 
     await waitFor('every delivery at the sink', sentCount, (n) => n === recipients.length, { timeoutMs: 90_000, intervalMs: 250 });
     const { rows } = await waitFor(

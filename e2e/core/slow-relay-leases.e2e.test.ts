@@ -41,14 +41,16 @@ function base(running: Engine): string {
   return `http://${running.http?.host}:${running.http?.port}`;
 }
 
-/** Polls /readyz until stopped; returns every status seen, with the time it was seen. */
-function watchReadiness(running: Engine): { seen: Array<{ at: number; status: number }>; stop: () => Promise<void> } {
-  const seen: Array<{ at: number; status: number }> = [];
+/** Polls /readyz until stopped; returns every status seen, with the time it was seen and why. */
+function watchReadiness(running: Engine): { seen: Array<{ at: number; status: number; why: string }>; stop: () => Promise<void> } {
+  const seen: Array<{ at: number; status: number; why: string }> = [];
   let stopped = false;
   const loop = (async () => {
     while (!stopped) {
-      const status = await fetch(`${base(running)}/readyz`).then((response) => response.status).catch(() => 0);
-      seen.push({ at: Date.now(), status });
+      const { status, why } = await fetch(`${base(running)}/readyz`)
+        .then(async (response) => ({ status: response.status, why: await response.text() }))
+        .catch((error: Error) => ({ status: 0, why: error.message }));
+      seen.push({ at: Date.now(), status, why });
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   })();
@@ -61,19 +63,33 @@ function watchReadiness(running: Engine): { seen: Array<{ at: number; status: nu
   };
 }
 
-function stallsOf(text: string): number {
-  return [...text.matchAll(/^mail_loop_stalls_total\{[^}]*\} (\d+)/gm)].reduce((sum, match) => sum + Number(match[1]), 0);
+// These tests set MAIL_WATCHDOG_STALL_THRESHOLD (3 s) far below what docs/core.md asks of it
+// (above MAIL_POSTGRES_CONNECT_TIMEOUT + MAIL_POSTGRES_STATEMENT_TIMEOUT), so that a slow send
+// outlasts it. On a loaded machine a loop that only waits on PostgreSQL (lease-reclaim, retention,
+// the scheduler's claim) may then wait past it too, and is rightly counted as stalled: at a load
+// of 30-48 the engine's own lease-reclaim was, and failed test (b). What the relay does reaches
+// the attempt workers only, so the stalls and the not-ready answers checked here are theirs.
+
+/** The stalls the watchdog counted for attempt workers. */
+function workerStallsOf(text: string): number {
+  return [...text.matchAll(/^mail_loop_stalls_total\{loop="attempt-worker-[^}]*\} (\d+)/gm)].reduce((sum, match) => sum + Number(match[1]), 0);
 }
 
+/** /readyz said not ready because of an attempt worker (stale, restarting, or stuck in a send). */
+const workerNotReady = (sample: { status: number; why: string }) => sample.status !== 200 && /attempt-worker-/.test(sample.why);
+
 describe('slow is not stalled, and an engine never re-sends its own work', () => {
-  it('(b) a relay answering every command just under MAIL_SMTP_TIMEOUT, sends longer than the lease: renewed, no duplicate, no false stall', async () => {
+  it('(b) a relay answering every command slowly, within MAIL_SMTP_TIMEOUT, sends longer than the lease: renewed, no duplicate, no false stall', async () => {
     // 1.2 s per reply: a send on a fresh connection waits for 6 replies (7 s), on a reused one
     // for 4 (5 s). The lease is 3 s — shorter than any send — so only renewal keeps it. The
     // startup rule (lease > whole-send deadline + a tenth) is set aside here on purpose: it is
     // the second line of defence, for when renewal cannot reach PostgreSQL.
+    // A worker that has not beaten for MAIL_SMTP_TIMEOUT + MAIL_HEARTBEAT_INTERVAL is "stuck in a
+    // send" for /readyz: at a 2 s timeout that left 1 s for this process (the relay and the engine
+    // both run in it) to take a reply, and at a load of 40-60 it once took longer. At 2.5 s, 1.5 s.
     sink.setReplyDelay(1_200);
     const running = await start(
-      { MAIL_SMTP_TIMEOUT: '2s', MAIL_WATCHDOG_STALL_THRESHOLD: '3s', MAIL_ATTEMPT_WORKER_CONCURRENCY: '2' },
+      { MAIL_SMTP_TIMEOUT: '2500ms', MAIL_WATCHDOG_STALL_THRESHOLD: '3s', MAIL_ATTEMPT_WORKER_CONCURRENCY: '2' },
       (config) => {
         config.engine.leaseDurationMs = 3_000;
       },
@@ -107,18 +123,23 @@ describe('slow is not stalled, and an engine never re-sends its own work', () =>
     for (const recipient of recipients) expect(sink.bodies.get(recipient)).toContain(`Subject: to ${recipient}`);
     for (const id of ids) expect(await attemptsOf(db.pool, id)).toMatchObject([{ attempt_number: 1, status: 'sent' }]);
     const text = await metricsText(running);
-    expect(stallsOf(text)).toBe(0);
-    expect(readiness.seen.filter((sample) => sample.at > readySince && sample.status !== 200)).toEqual([]);
+    expect(workerStallsOf(text)).toBe(0);
+    expect(readiness.seen.filter((sample) => sample.at > readySince && workerNotReady(sample))).toEqual([]);
   }, 150_000);
 
   it('(d) a statement timeout while recording a "sent": recorded once the row is free, never sent again', async () => {
     // The engine's statements time out after 1 s; another session holds the delivery's row lock
     // for 4 s right while the send finishes, so recording it fails with 57014 more than once.
+    // Replies take 300 ms, so the lock is taken while the send is under way. MAIL_SMTP_TIMEOUT is
+    // well above that: at 500 ms, a pause of this process (the relay and the engine both run in
+    // it) of 200 ms at a load of 30 timed a reply out, and the send never reached the relay.
     sink.setReplyDelay(300);
     await start({
       MAIL_POSTGRES_STATEMENT_TIMEOUT: '1s',
-      MAIL_SMTP_TIMEOUT: '500ms',
-      MAIL_WATCHDOG_STALL_THRESHOLD: '2s',
+      MAIL_SMTP_TIMEOUT: '2s',
+      // Under the 6 s lease less a tenth (by default the deadline is 10 replies' timeouts).
+      MAIL_SMTP_SEND_DEADLINE: '5s',
+      MAIL_WATCHDOG_STALL_THRESHOLD: '3s',
       MAIL_LEASE_DURATION: '6s',
       MAIL_ATTEMPT_WORKER_CONCURRENCY: '1',
     });
@@ -141,8 +162,11 @@ describe('slow is not stalled, and an engine never re-sends its own work', () =>
   }, 90_000);
 
   it('a reply trickled for ever is progress, not a stall: the whole-send deadline cuts it, no watchdog restart, /readyz stays 200', async () => {
+    // A line every 400 ms, a reply timeout of 2 s: a pause of this process (the relay runs in it)
+    // does not time a line out before the whole-send deadline cuts the trickle.
     const running = await start({
-      MAIL_SMTP_TIMEOUT: '1s',
+      MAIL_SMTP_TIMEOUT: '2s',
+      MAIL_SMTP_SEND_DEADLINE: '10s',
       MAIL_WATCHDOG_STALL_THRESHOLD: '3s',
       MAIL_LEASE_DURATION: '15s',
       MAIL_ATTEMPT_WORKER_CONCURRENCY: '1',
@@ -156,15 +180,15 @@ describe('slow is not stalled, and an engine never re-sends its own work', () =>
     await waitFor('the relay to trickle its reply', () => sink.trickling, (n) => n === 1, { timeoutMs: 20_000 });
     const nextId = await queueDelivery(db.pool, { recipient: next });
 
-    // One worker: the next delivery goes out once the whole-send deadline (10 x 1 s) cut the
+    // One worker: the next delivery goes out once the whole-send deadline (10 s) cut the
     // trickle; the trickled delivery is retried and sent.
     await waitForStatus(db.pool, nextId, 'sent', 60_000);
     await waitForStatus(db.pool, stuckId, 'sent', 60_000);
     await readiness.stop();
 
     // Every line of the trickle beat the worker's heartbeat: never taken for a stalled worker.
-    expect(stallsOf(await metricsText(running))).toBe(0);
-    expect(readiness.seen.filter((sample) => sample.status !== 200)).toEqual([]);
+    expect(workerStallsOf(await metricsText(running))).toBe(0);
+    expect(readiness.seen.filter(workerNotReady)).toEqual([]);
     expect(await attemptsOf(db.pool, stuckId)).toMatchObject([
       { attempt_number: 1, status: 'timed_out', smtp_text: expect.stringContaining('whole-send deadline of 10000 ms passed') },
       { attempt_number: 2, status: 'sent' },
@@ -220,10 +244,10 @@ describe('slow is not stalled, and an engine never re-sends its own work', () =>
     await waitForStatus(db.pool, stuckId, 'sent', 60_000);
     await readiness.stop();
 
-    const notReady = readiness.seen.filter((sample) => sample.status === 503);
+    const notReady = readiness.seen.filter(workerNotReady);
     expect(notReady.length).toBeGreaterThan(0);
     expect(notReady.every((sample) => sample.at < sentAt)).toBe(true);
-    expect(stallsOf(await metricsText(running))).toBe(1);
+    expect(workerStallsOf(await metricsText(running))).toBe(1);
     expect(await attemptsOf(db.pool, stuckId)).toMatchObject([
       { attempt_number: 1, status: 'outcome_unknown' },
       { attempt_number: 2, status: 'sent' },

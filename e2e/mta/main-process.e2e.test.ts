@@ -48,7 +48,8 @@ beforeAll(async () => {
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  child.on('exit', (code, signal) => Object.assign(exited, { code, signal, done: true }));
+  // 'close', not 'exit': exited, and every line it wrote read (the last test reads "mta stopped").
+  child.on('close', (code, signal) => Object.assign(exited, { code, signal, done: true }));
   for (const stream of [child.stdout, child.stderr]) {
     if (stream) createInterface({ input: stream }).on('line', (line) => logLines.push(line));
   }

@@ -136,7 +136,8 @@ describe('npm start', () => {
       }),
     ]);
     expect(code, output.slice(-3000)).toBe(0);
-    expect(output).toContain('embedded PostgreSQL stopped');
+    // Node may report the exit before the last lines are read from the pipe: waited for, not read once.
+    await waitFor('the last lines of npm start', () => output, (text) => text.includes('embedded PostgreSQL stopped'), { timeoutMs: 5_000 });
     if (asRoot) expect(output).toContain('the user postgres cannot reach');
 
     // The database really is down: nothing is left running behind the user's back.
@@ -195,7 +196,8 @@ describe('npm start', () => {
         intervalMs: 100,
       });
       expect(code, second.state.output.slice(-3000)).toBe(1);
-      expect(second.state.output).toMatch(new RegExp(`another npm start \\(pid \\d+\\) runs the data folder ${dataDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+      const refused = new RegExp(`another npm start \\(pid \\d+\\) runs the data folder ${dataDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`);
+      await waitFor('the second npm start to say why it refused', () => second.state.output, (text) => refused.test(text), { timeoutMs: 5_000 });
       expect(second.state.output).not.toContain('left running by an earlier start');
     } finally {
       if (second.state.code === undefined) second.child.kill('SIGKILL');
@@ -210,6 +212,6 @@ describe('npm start', () => {
       timeoutMs: 60_000,
     });
     expect(code, first.state.output.slice(-3000)).toBe(0);
-    expect(first.state.output).toContain('embedded PostgreSQL stopped');
+    await waitFor('the last lines of the first npm start', () => first.state.output, (text) => text.includes('embedded PostgreSQL stopped'), { timeoutMs: 5_000 });
   });
 });

@@ -28,7 +28,9 @@ export async function spawnEngine(env: Record<string, string>): Promise<ChildEng
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const engine: ChildEngine = { process: child, logLines: [], exited: { done: false, code: null, signal: null }, httpPort: 0, workerId: '' };
-  child.on('exit', (code, signal) => Object.assign(engine.exited, { done: true, code, signal }));
+  // 'close', not 'exit': exited, and every line it wrote read ('exit' may come before the last
+  // lines are read from the pipe; a test that reads the log once the process is gone needs them all).
+  child.on('close', (code, signal) => Object.assign(engine.exited, { done: true, code, signal }));
   for (const stream of [child.stdout, child.stderr]) {
     if (stream) createInterface({ input: stream }).on('line', (line) => engine.logLines.push(line));
   }

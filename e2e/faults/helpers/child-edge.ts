@@ -27,7 +27,8 @@ export async function spawnEdge(dsn: string, smtpPort: number, env: Record<strin
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const edge: ChildEdge = { process: child, logLines: [], exited: { done: false, code: null, signal: null } };
-  child.on('exit', (code, signal) => Object.assign(edge.exited, { done: true, code, signal }));
+  // 'close', not 'exit': exited, and every line it wrote read (e2e/core/helpers/child-engine.ts).
+  child.on('close', (code, signal) => Object.assign(edge.exited, { done: true, code, signal }));
   for (const stream of [child.stdout, child.stderr]) {
     if (stream) createInterface({ input: stream }).on('line', (line) => edge.logLines.push(line));
   }
