@@ -91,7 +91,7 @@ export function graphqlRoute(options: GraphqlRouteOptions): RouteHandler {
         response.setHeader('retry-after', String(TOKEN_LOOKUP_LIMITS.retryAfterSeconds));
         response.setHeader('connection', 'close');
         sendJson(response, 503, {
-          errors: [{ message: 'too many token checks under way: retry after the Retry-After seconds', extensions: { code: 'SERVICE_UNAVAILABLE' } }],
+          errors: [{ message: `too many token checks under way: retry in ${TOKEN_LOOKUP_LIMITS.retryAfterSeconds} s`, extensions: { code: 'SERVICE_UNAVAILABLE' } }],
         });
         return true;
       }
