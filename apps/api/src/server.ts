@@ -13,12 +13,13 @@ import {
   type Logger,
   loadTemplateCatalog,
   logSecretsRotation,
+  openDatabaseReadinessProbe,
   type PosternConfig,
-  pingDatabase,
   type Registry,
   startOpsServer,
   type TemplateCatalog,
 } from '@postern/shared';
+import { createTokenLookups } from './auth/token-lookups.ts';
 import { createApiYoga } from './http/create-yoga.ts';
 import { graphqlRoute } from './http/graphql-route.ts';
 import { createApiMetrics } from './http/operation-metrics.ts';
@@ -79,6 +80,13 @@ export async function startApi(config: PosternConfig, deps: ApiDeps): Promise<Ap
     graphiql,
     tracing: deps.tracing === true,
   });
+  // Its own connection: a long queue on the pool (a flood of token lookups) is not an outage.
+  const readiness = openDatabaseReadinessProbe({
+    dsn: config.postgres.dsn,
+    applicationName: 'postern-api-readiness',
+    connectTimeoutMs: config.postgres.connectTimeoutMs,
+    logger,
+  });
   let ops: Awaited<ReturnType<typeof startOpsServer>>;
   try {
     ops = await startOpsServer({
@@ -86,11 +94,11 @@ export async function startApi(config: PosternConfig, deps: ApiDeps): Promise<Ap
       maxConnections: config.http.maxConnections,
       logger: deps.logger,
       registry,
-      readiness: { postgres: () => pingDatabase(pool) },
-      handle: graphqlRoute({ yoga, db: pool, logger, metrics, graphiql }),
+      readiness: { postgres: readiness.check },
+      handle: graphqlRoute({ yoga, authenticate: createTokenLookups(pool, config.postgres.poolMax, metrics), logger, metrics, graphiql }),
     });
   } catch (error) {
-    await pool.end();
+    await Promise.all([readiness.end(), pool.end()]);
     throw error;
   }
   const schedule = exportQueueGauges({ registry, db: pool, intervalMs: config.engine.heartbeatIntervalMs, logger });
@@ -105,7 +113,7 @@ export async function startApi(config: PosternConfig, deps: ApiDeps): Promise<Ap
       stopped = true;
       schedule.stop();
       await ops.close();
-      await pool.end();
+      await Promise.all([readiness.end(), pool.end()]);
     },
   };
 }

@@ -15,6 +15,7 @@ import {
   createPool,
   createRedisConnections,
   createSrs,
+  type DatabaseReadinessProbe,
   describeRouteRelay,
   exportQueueGauges,
   type ListenAddress,
@@ -25,10 +26,10 @@ import {
   lookupRoute,
   type MailResolver,
   type OpsServer,
+  openDatabaseReadinessProbe,
   openRoutePassword,
   type Pool,
   type PosternConfig,
-  pingDatabase,
   prepareDatabase,
   type RedisConnections,
   type Registry,
@@ -253,6 +254,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
   let redis: RedisConnections | null = null;
   let relay: Relay | null = null;
   let ops: OpsServer | null = null;
+  let readinessProbe: DatabaseReadinessProbe | null = null;
   /** The background samplers of /metrics (the queue's, the site backoffs'): stopped with the engine. */
   const samplers: Array<Pick<ScheduleSampler, 'stop'>> = [];
   try {
@@ -369,6 +371,15 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
 
     if (deps.http !== false) {
       const redisConnections = redis;
+      // Its own connection: workers, samplers and internal routes queued on the pool are load,
+      // not a database out of reach (packages/shared/src/db/readiness-probe.ts).
+      const probe = openDatabaseReadinessProbe({
+        dsn: config.postgres.dsn,
+        applicationName: 'postern-core-readiness',
+        connectTimeoutMs: config.postgres.connectTimeoutMs,
+        logger: log,
+      });
+      readinessProbe = probe;
       ops = await startOpsServer({
         addr: config.http.internal,
         maxConnections: config.http.maxConnections,
@@ -376,7 +387,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
         registry,
         handle: internalRoutes(pool),
         readiness: {
-          postgres: () => pingDatabase(pool),
+          postgres: probe.check,
           ...(redisConnections ? { redis: async () => void (await redisConnections.commands.ping()) } : {}),
           loops: async () => {
             const stale = loopsRef.current?.staleLoops() ?? ['(loops not started yet)'];
@@ -420,6 +431,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
     const openRelay = relay;
     const openRedis = redis;
     const openOps = ops;
+    const openProbe = readinessProbe;
     return {
       workerId,
       http: ops?.address ?? null,
@@ -435,6 +447,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
           await openOps?.close();
           await openRelay.close();
           await openRedis?.close();
+          await openProbe?.end().catch(() => {});
           await pool.end().catch(() => {});
           log.info('engine stopped');
         })();
@@ -446,6 +459,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
     await ops?.close();
     await relay?.close();
     await redis?.close();
+    await readinessProbe?.end().catch(() => {});
     await pool.end().catch(() => {});
     throw error;
   }

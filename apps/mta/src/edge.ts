@@ -8,11 +8,13 @@ import {
   createMetricsRegistry,
   createPool,
   createSrs,
+  type DatabaseReadinessProbe,
   type ListenAddress,
   type Logger,
+  LookupSlots,
   type OpsServer,
+  openDatabaseReadinessProbe,
   type PosternConfig,
-  pingDatabase,
   type Registry,
   resolveRecipients,
   startOpsServer,
@@ -25,7 +27,6 @@ import { inboundAuthStep } from './auth/edge-wiring.ts';
 import { warnWithoutCollector } from './data/drained-memory.ts';
 import { DataMemoryBudget } from './data/memory-budget.ts';
 import { createEdgeMetrics, createTlsCertificateMetrics } from './metrics.ts';
-import { ClientLookupSlots } from './recipients/client-lookup-slots.ts';
 import { LookupBatcher } from './recipients/lookup-batcher.ts';
 import { srsRecipients } from './recipients/srs-recipient.ts';
 import { ClientConnections } from './smtp/client-connections.ts';
@@ -236,7 +237,7 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
     isStopping: () => stopping,
     recipients: new WeakMap(),
     rcptCommands: new WeakMap(),
-    lookupSlots: new ClientLookupSlots(config.mta.clientLookupConcurrency),
+    lookupSlots: new LookupSlots(config.mta.clientLookupConcurrency),
     connected: new ClientConnections(limits.maxClientsPerNetwork),
     inData: new Set(),
     accepting: new Set(),
@@ -312,14 +313,23 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
         });
 
   let ops: OpsServer | null = null;
+  let readinessProbe: DatabaseReadinessProbe | null = null;
   if (deps.http !== false) {
+    // Its own connection: RCPT lookups queued on the lookup pool (a harvest) are load, not an outage.
+    const probe = openDatabaseReadinessProbe({
+      dsn: config.postgres.dsn,
+      applicationName: 'postern-mta-readiness',
+      connectTimeoutMs: config.postgres.connectTimeoutMs,
+      logger,
+    });
+    readinessProbe = probe;
     ops = await startOpsServer({
       addr: config.http.mta,
       maxConnections: config.http.maxConnections,
       logger: deps.logger,
       registry,
       readiness: {
-        postgres: () => pingDatabase(lookupPool),
+        postgres: probe.check,
         smtp: async () => {
           if (stopping || !server.server.listening) throw new Error('SMTP listener closed');
         },
@@ -361,7 +371,7 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
     await ops?.close();
     // A pool ends when its queries have; with PostgreSQL hung that is up to a client timeout
     // later, so past the deadline the edge does not wait for it (the process exits anyway).
-    const poolsClosed = Promise.allSettled([lookupPool.end(), acceptPool.end(), controlPool.end()]);
+    const poolsClosed = Promise.allSettled([lookupPool.end(), acceptPool.end(), controlPool.end(), readinessProbe?.end()]);
     await (Date.now() >= deadline ? Promise.race([poolsClosed, new Promise((resolve) => setTimeout(resolve, 500))]) : poolsClosed);
     logger.info('stopped');
   };

@@ -40,9 +40,11 @@ export {
   withoutCredentials,
 } from './config/parse-values.ts';
 export { describeDbError, isRetryableDbError, isTransientDbError } from './db/db-errors.ts';
+export { LookupSlots } from './db/lookup-slots.ts';
 export { MIGRATIONS_DIR, type MigrateOptions, type MigrationResult, runMigrations } from './db/migrate.ts';
 export { createPool, type Pool, type PoolClient, type PoolOptions, pingDatabase, withTransaction } from './db/pool.ts';
 export { prepareDatabase } from './db/prepare-database.ts';
+export { type DatabaseReadinessProbe, openDatabaseReadinessProbe } from './db/readiness-probe.ts';
 export { checkServerSettings } from './db/server-settings.ts';
 export { fillMark } from './db/sql-marks.ts';
 export * from './dkim/index.ts';

@@ -1,10 +1,11 @@
-// /graphql on the ops HTTP server: body limit, then bearer authentication (401 before GraphQL runs),
+// /graphql on the ops HTTP server: bearer authentication (401 before GraphQL runs; 503 with
+// Retry-After when the token lookups are all taken, auth/token-lookups.ts), then the body limit,
 // then yoga, served through its own Node adapter. Everything else (/healthz, /readyz, /metrics)
 // falls through to the ops server.
 import { isUtf8 } from 'node:buffer';
 import type http from 'node:http';
-import { type Logger, normalizedTraceparent, type Pool, type RouteHandler, requestTarget, sendJson } from '@postern/shared';
-import { authenticateBearer } from '../auth/bearer-token.ts';
+import { type Logger, normalizedTraceparent, type RouteHandler, requestTarget, sendJson } from '@postern/shared';
+import { TOKEN_LOOKUP_LIMITS, type TokenLookups } from '../auth/token-lookups.ts';
 import type { Principal } from '../context.ts';
 import type { ApiYoga } from './create-yoga.ts';
 import type { ApiMetrics } from './operation-metrics.ts';
@@ -46,7 +47,7 @@ function unauthorized(response: http.ServerResponse, message: string): void {
 
 export interface GraphqlRouteOptions {
   yoga: ApiYoga;
-  db: Pool;
+  authenticate: TokenLookups;
   logger: Logger;
   metrics: ApiMetrics;
   graphiql: boolean;
@@ -83,7 +84,18 @@ export function graphqlRoute(options: GraphqlRouteOptions): RouteHandler {
         unauthorized(response, 'missing bearer token: send "Authorization: Bearer <token>"');
         return true;
       }
-      principal = await authenticateBearer(options.db, authorization);
+      const found = await options.authenticate(authorization);
+      if (found === 'busy') {
+        // Not the client's fault and not an error of ours: come back in a second. The connection is
+        // closed, so a flood holding bodies open gives its connection back.
+        response.setHeader('retry-after', String(TOKEN_LOOKUP_LIMITS.retryAfterSeconds));
+        response.setHeader('connection', 'close');
+        sendJson(response, 503, {
+          errors: [{ message: `too many token checks under way: retry in ${TOKEN_LOOKUP_LIMITS.retryAfterSeconds} s`, extensions: { code: 'SERVICE_UNAVAILABLE' } }],
+        });
+        return true;
+      }
+      principal = found;
       if (!principal) {
         options.metrics.unauthorized.inc({ reason: 'invalid' });
         unauthorized(response, 'invalid or revoked token');

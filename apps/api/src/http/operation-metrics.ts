@@ -11,6 +11,7 @@ export interface ApiMetrics {
   operations: prometheus.Counter<'operation' | 'outcome'>;
   duration: prometheus.Histogram<'operation' | 'outcome'>;
   unauthorized: prometheus.Counter<'reason'>;
+  tokenLookupsRefused: prometheus.Counter;
 }
 
 export function createApiMetrics(registry: Registry): ApiMetrics {
@@ -32,6 +33,11 @@ export function createApiMetrics(registry: Registry): ApiMetrics {
       name: 'mail_api_unauthorized_total',
       help: 'Requests answered 401 (no, unknown or revoked token)',
       labelNames: ['reason'],
+      registers: [registry],
+    }),
+    tokenLookupsRefused: new prometheus.Counter({
+      name: 'mail_api_token_lookups_refused_total',
+      help: 'Requests answered 503 with Retry-After because every bearer-token lookup slot (a quarter of the pool) stayed taken for a second: a flood of tokens, or PostgreSQL slow to answer them',
       registers: [registry],
     }),
   };

@@ -10,12 +10,11 @@
 import cluster, { type Worker } from 'node:cluster';
 import net, { type AddressInfo } from 'node:net';
 import {
-  createPool,
   type ListenAddress,
   type Logger,
   type OpsServer,
+  openDatabaseReadinessProbe,
   type PosternConfig,
-  pingDatabase,
   prometheus,
   type RunningService,
   startOpsServer,
@@ -109,12 +108,11 @@ export async function startPrimary(config: PosternConfig, deps: PrimaryDeps): Pr
   }).set(Math.round(Date.now() / 1000 - process.uptime()));
   const workerMetrics = createWorkerMetrics();
 
-  const pool = createPool({
+  // The primary's one connection, for its readiness check alone (packages/shared/src/db/readiness-probe.ts).
+  const database = openDatabaseReadinessProbe({
     dsn: config.postgres.dsn,
     applicationName: 'postern-mta-primary',
-    max: 1,
     connectTimeoutMs: config.postgres.connectTimeoutMs,
-    statementTimeoutMs: config.postgres.connectTimeoutMs,
     logger: log,
   });
 
@@ -210,7 +208,7 @@ export async function startPrimary(config: PosternConfig, deps: PrimaryDeps): Pr
     await allListening;
   } catch (error) {
     await stopWorkers(config.engine.shutdownTimeoutMs + WORKER_KILL_MARGIN_MS);
-    await pool.end();
+    await database.end();
     throw error;
   }
   phase = 'running';
@@ -223,7 +221,7 @@ export async function startPrimary(config: PosternConfig, deps: PrimaryDeps): Pr
       logger: deps.logger,
       registry,
       readiness: {
-        postgres: () => pingDatabase(pool),
+        postgres: database.check,
         smtp: async () => {
           if (phase !== 'running') throw new Error('stopping');
           const listening = listeningCount();
@@ -241,7 +239,7 @@ export async function startPrimary(config: PosternConfig, deps: PrimaryDeps): Pr
     });
   } catch (error) {
     await stopWorkers(config.engine.shutdownTimeoutMs + WORKER_KILL_MARGIN_MS);
-    await pool.end();
+    await database.end();
     throw error;
   }
   log.info({ processes, address: formatAddress(smtpAddress) }, 'edge workers listening');
@@ -251,7 +249,7 @@ export async function startPrimary(config: PosternConfig, deps: PrimaryDeps): Pr
       log.info({ workers: slots.filter((slot) => slot.worker).length }, 'stopping the edge workers');
       const clean = await stopWorkers(config.engine.shutdownTimeoutMs + WORKER_KILL_MARGIN_MS);
       await ops.close();
-      await pool.end();
+      await database.end();
       if (!clean) throw new Error('not every edge worker stopped cleanly (see above)');
     },
   };

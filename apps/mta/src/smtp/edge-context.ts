@@ -1,13 +1,12 @@
 // What the smtp-server hooks share: configuration, dependencies and the little per-process state
 // the edge has. Passed in explicitly, so two edges in one process (the stale-alias-table test) stay apart.
-import type { Logger } from '@postern/shared';
+import type { Logger, LookupSlots } from '@postern/shared';
 import type { SMTPServerAddress, SMTPServerSession } from 'smtp-server';
 import type { LedgerOutcome } from '../accept/accept-ledger.ts';
 import type { MessageToAccept } from '../accept/accept-message.ts';
 import type { InboundAuthStep } from '../auth/at-data.ts';
 import type { DataMemoryBudget } from '../data/memory-budget.ts';
 import type { EdgeMetrics } from '../metrics.ts';
-import type { ClientLookupSlots } from '../recipients/client-lookup-slots.ts';
 import type { AcceptedRecipient, ResolveRecipient, SrsRecipients } from '../recipients/verify-recipient.ts';
 import type { ClientConnections } from './client-connections.ts';
 import type { GreetingDelay } from './greeting-delay.ts';
@@ -51,7 +50,7 @@ export interface EdgeContext {
   /** RCPT commands seen per transaction, keyed by smtp-server's envelope (new on every MAIL). */
   rcptCommands: WeakMap<object, number>;
   /** Recipient lookups running or waiting per client network. */
-  lookupSlots: ClientLookupSlots;
+  lookupSlots: LookupSlots;
   /** Sessions greeted by onConnect and not closed yet, per client network (at most
    *  MAIL_MTA_MAX_CLIENTS_PER_NETWORK each): the ones mail_mta_connections_active counts. */
   connected: ClientConnections;

@@ -5,13 +5,12 @@
 // (lookup error, timeout, unknown alias, caps, storage failure ...). Only for the unit tests: the
 // build leaves *.testkit.ts out.
 import { Readable } from 'node:stream';
-import { createLogger, prometheus, type RecipientResolution } from '@postern/shared';
+import { createLogger, LookupSlots, prometheus, type RecipientResolution } from '@postern/shared';
 import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import type { LedgerOutcome } from '../accept/accept-ledger.ts';
 import type { MessageToAccept } from '../accept/accept-message.ts';
 import { DataMemoryBudget } from '../data/memory-budget.ts';
 import { createEdgeMetrics } from '../metrics.ts';
-import { ClientLookupSlots } from '../recipients/client-lookup-slots.ts';
 import type { ResolveRecipient } from '../recipients/verify-recipient.ts';
 import { ClientConnections } from './client-connections.ts';
 import type { EdgeContext, EdgeLimits } from './edge-context.ts';
@@ -105,7 +104,7 @@ export function fakeEdge(options: FakeEdgeOptions = {}): FakeEdge {
     isStopping: () => stopping,
     recipients: new WeakMap(),
     rcptCommands: new WeakMap(),
-    lookupSlots: new ClientLookupSlots(limits.clientLookupConcurrency),
+    lookupSlots: new LookupSlots(limits.clientLookupConcurrency),
     greeting: new GreetingDelay({ delayMs: 0 }),
     connected: new ClientConnections(limits.maxClientsPerNetwork),
     inData: new Set(),

@@ -1,7 +1,7 @@
 // RCPT TO: the live lookup, one per recipient, answered 250 2.1.5 / 550 5.1.1 / 451 4.3.0 /
 // 554 5.7.1 / 452 4.5.3 (see recipients/verify-recipient.ts and replies.ts for why each). Before
 // any lookup: the transaction's RCPT command cap (every RCPT counts, repeated and refused ones
-// included) and a free lookup slot for the client's network (ClientLookupSlots). A repeated
+// included) and a free lookup slot for the client's network (LookupSlots). A repeated
 // address is looked up again, like any other: the answer must be the live one (stale-alias-table: an alias
 // disabled between two RCPTs of one session is refused on the second), and the cap bounds what a
 // harvest of repeats can cost.

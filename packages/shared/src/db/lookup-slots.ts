@@ -1,8 +1,12 @@
-// Recipient lookups one client network may have running at once. The lookup pool is shared by
-// every session; without a cap a few hundred sessions from one sender (a directory harvest) hold
-// every connection and legitimate senders' RCPTs time out into 451. Over the cap a lookup waits for
-// a slot of its own client, within the same RCPT deadline; one that gets none is answered
-// 451 4.3.2 (the sender retries later) without having touched the pool.
+// Lookups that may run at once on a pool shared with other work, per key, with a bounded wait for a
+// slot. Without a cap, whoever can trigger lookups cheaply holds every connection of the pool:
+// - the edge keys by client network (MAIL_MTA_CLIENT_LOOKUP_CONCURRENCY): a few hundred sessions
+//   from one sender (a directory harvest) held every connection and legitimate senders' RCPTs
+//   timed out into 451. A RCPT that gets no slot within its deadline is answered 451 4.3.2;
+// - the API has one key for every bearer-token lookup (apps/api/src/auth/token-lookups.ts): a
+//   flood of made-up tokens queued its lookups on the whole pool, and the resolvers' queries behind
+//   them. A request that gets no slot in time is answered 503 with Retry-After.
+// Either way the refused lookup never touched the pool.
 
 interface Waiter {
   grant: () => void;
@@ -13,7 +17,7 @@ interface Client {
   waiting: Waiter[];
 }
 
-export class ClientLookupSlots {
+export class LookupSlots {
   private readonly clients = new Map<string, Client>();
 
   private readonly perClient: number;

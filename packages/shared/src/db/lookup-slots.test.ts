@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { ClientLookupSlots } from './client-lookup-slots.ts';
+import { LookupSlots } from './lookup-slots.ts';
 
-describe('ClientLookupSlots', () => {
+describe('LookupSlots', () => {
   it('lets one client run at most N lookups; others are not affected', async () => {
-    const slots = new ClientLookupSlots(2);
+    const slots = new LookupSlots(2);
     const a1 = await slots.acquire('a', 1_000);
     const a2 = await slots.acquire('a', 1_000);
     expect(a1).not.toBeNull();
@@ -16,7 +16,7 @@ describe('ClientLookupSlots', () => {
   });
 
   it('hands a freed slot to a waiter of the same client, and forgets a client with nothing running', async () => {
-    const slots = new ClientLookupSlots(1);
+    const slots = new LookupSlots(1);
     const first = await slots.acquire('a', 1_000);
     const waiting = slots.acquire('a', 1_000);
     first?.();

@@ -1,0 +1,92 @@
+// The cap on bearer-token lookups, against a database whose answers the test releases: never more
+// lookups at once than a quarter of the pool, the ones without a slot in time answered 'busy' and
+// counted, a malformed header refused without a lookup, and every answer read afresh (no cache).
+import { createMetricsRegistry, type Queryable } from '@postern/shared';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { createApiMetrics } from '../http/operation-metrics.ts';
+import { createTokenLookups, TOKEN_LOOKUP_LIMITS, tokenLookupConcurrency } from './token-lookups.ts';
+
+const TOKEN = `pst_${'A'.repeat(43)}`;
+
+function heldDatabase() {
+  const pending: Array<() => void> = [];
+  let rows: unknown[] = [];
+  const db = {
+    query: vi.fn(() => new Promise((resolve) => pending.push(() => resolve({ rows, rowCount: rows.length })))),
+  } as unknown as Queryable & { query: ReturnType<typeof vi.fn> };
+  return {
+    db,
+    pending,
+    answer: (next: unknown[]) => {
+      rows = next;
+    },
+    releaseAll: () => {
+      for (const release of pending.splice(0)) release();
+    },
+  };
+}
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('tokenLookupConcurrency', () => {
+  it('is a quarter of the pool, at least one', () => {
+    expect(tokenLookupConcurrency(10)).toBe(2);
+    expect(tokenLookupConcurrency(40)).toBe(10);
+    expect(tokenLookupConcurrency(4)).toBe(1);
+    expect(tokenLookupConcurrency(1)).toBe(1);
+  });
+});
+
+describe('createTokenLookups', () => {
+  it('runs at most a quarter of the pool at once; the rest wait, then are answered busy and counted', async () => {
+    vi.useFakeTimers();
+    const metrics = createApiMetrics(createMetricsRegistry('api'));
+    const database = heldDatabase();
+    const authenticate = createTokenLookups(database.db, 10, metrics);
+    const answers = Array.from({ length: 5 }, () => authenticate(`Bearer ${TOKEN}`));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(database.db.query).toHaveBeenCalledTimes(2);
+    await vi.advanceTimersByTimeAsync(TOKEN_LOOKUP_LIMITS.waitMs);
+    database.releaseAll();
+    expect(await Promise.all(answers)).toEqual([null, null, 'busy', 'busy', 'busy']);
+    expect(database.db.query).toHaveBeenCalledTimes(2);
+    expect((await metrics.tokenLookupsRefused.get()).values[0]?.value).toBe(3);
+  });
+
+  it('gives a freed slot to the next waiting lookup', async () => {
+    const database = heldDatabase();
+    const authenticate = createTokenLookups(database.db, 4, createApiMetrics(createMetricsRegistry('api')));
+    const first = authenticate(`Bearer ${TOKEN}`);
+    const second = authenticate(`Bearer ${TOKEN}`);
+    await vi.waitFor(() => expect(database.pending).toHaveLength(1));
+    database.releaseAll();
+    await vi.waitFor(() => expect(database.pending).toHaveLength(1));
+    database.releaseAll();
+    expect(await Promise.all([first, second])).toEqual([null, null]);
+  });
+
+  it('refuses a header that cannot hold a token without a lookup', async () => {
+    const database = heldDatabase();
+    const authenticate = createTokenLookups(database.db, 4, createApiMetrics(createMetricsRegistry('api')));
+    expect(await authenticate('Basic dXNlcjpwYXNz')).toBeNull();
+    expect(await authenticate('Bearer pst_short')).toBeNull();
+    expect(database.db.query).not.toHaveBeenCalled();
+  });
+
+  it('asks the database on every request: a token revoked between two requests is refused on the second', async () => {
+    const database = heldDatabase();
+    const authenticate = createTokenLookups(database.db, 4, createApiMetrics(createMetricsRegistry('api')));
+    database.answer([{ id: '1', name: 'svc', scopes: ['admin'], producer: 'api:svc' }]);
+    const first = authenticate(`Bearer ${TOKEN}`);
+    await vi.waitFor(() => expect(database.pending).toHaveLength(1));
+    database.releaseAll();
+    expect(await first).toEqual({ tokenId: '1', tokenName: 'svc', scopes: ['admin'], producer: 'api:svc' });
+    database.answer([]);
+    const second = authenticate(`Bearer ${TOKEN}`);
+    await vi.waitFor(() => expect(database.pending).toHaveLength(1));
+    database.releaseAll();
+    expect(await second).toBeNull();
+  });
+});

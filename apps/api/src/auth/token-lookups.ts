@@ -1,0 +1,52 @@
+// Bearer-token lookups, capped below the pool. Each /graphql request with a token of the right
+// shape costs one PostgreSQL lookup before its body is read, and nobody needs a token to send one:
+// 500 connections with a made-up `pst_...` and a body never finished queued 500 lookups on the whole
+// pool, the resolvers' own queries waited behind them, and so did the /readyz check (on the pool
+// then; on its own connection now, db/readiness-probe.ts). So a quarter of the pool at most does
+// lookups (at least one); the rest stays for the queries of requests already authenticated. A
+// request that gets no lookup slot within TOKEN_LOOKUP_LIMITS.waitMs is answered 503 with
+// Retry-After (graphql-route.ts), without having touched the pool, and counted in
+// mail_api_token_lookups_refused_total.
+//
+// No cache of answers: a token revoked must stop working on the next request, and a cache of
+// "unknown" would be a cache the flood fills.
+import { LookupSlots, looksLikeApiToken, type Queryable } from '@postern/shared';
+import type { Principal } from '../context.ts';
+import type { ApiMetrics } from '../http/operation-metrics.ts';
+import { authenticateBearer, bearerTokenOf } from './bearer-token.ts';
+
+/** The limits, in one place (documented in docs/api/graphql.md). */
+export const TOKEN_LOOKUP_LIMITS = {
+  /** How long a request waits for a lookup slot: a lookup is one indexed row, about a millisecond,
+   *  so a second is hundreds of lookups ahead of it. */
+  waitMs: 1_000,
+  /** The Retry-After of the 503 a request without a slot gets. */
+  retryAfterSeconds: 1,
+} as const;
+
+/** A quarter of MAIL_POSTGRES_POOL_MAX, at least 1 (with a pool of 1 to 3 a lookup may hold it all). */
+export function tokenLookupConcurrency(poolMax: number): number {
+  return Math.max(1, Math.floor(poolMax / 4));
+}
+
+/** The principal of the header's token; null for no, unknown or revoked token; 'busy' when no lookup slot came free in time. */
+export type TokenLookups = (authorization: string) => Promise<Principal | null | 'busy'>;
+
+export function createTokenLookups(db: Queryable, poolMax: number, metrics: Pick<ApiMetrics, 'tokenLookupsRefused'>): TokenLookups {
+  const slots = new LookupSlots(tokenLookupConcurrency(poolMax));
+  return async (authorization) => {
+    // A header that cannot hold a token is refused without a slot: only a lookup costs one.
+    const token = bearerTokenOf(authorization);
+    if (!token || !looksLikeApiToken(token)) return null;
+    const release = await slots.acquire('bearer', TOKEN_LOOKUP_LIMITS.waitMs);
+    if (!release) {
+      metrics.tokenLookupsRefused.inc();
+      return 'busy';
+    }
+    try {
+      return await authenticateBearer(db, authorization);
+    } finally {
+      release();
+    }
+  };
+}
