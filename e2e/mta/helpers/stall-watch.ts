@@ -4,13 +4,8 @@
 // A wait counts only the CPU time this thread spent in it: on a busy machine the process also waits
 // for a core (a second and more at a load of 35-57 on 2 cores), which no code of the edge caused,
 // while a turn the edge holds with a reader gone quadratic is spent on the CPU.
+import { threadCpuMs } from '../../../apps/mta/src/thread-cpu.testkit.ts';
 import type { SmtpTestClient } from './smtp-client.ts';
-
-/** This thread's CPU time in ms (Node 23.9+; before it, the process's, V8's helper threads included). */
-function cpuMs(): number {
-  const { user, system } = typeof process.threadCpuUsage === 'function' ? process.threadCpuUsage() : process.cpuUsage();
-  return (user + system) / 1_000;
-}
 
 /**
  * The longest another session waited for a NOOP's answer while `sending` ran (a 20 ms pause and
@@ -24,10 +19,10 @@ export async function slowestAnswerDuring<T>(watcher: SmtpTestClient, sending: (
   const watch = (async () => {
     while (watching) {
       const started = performance.now();
-      const startedCpu = cpuMs();
+      const startedCpu = threadCpuMs();
       await new Promise((next) => setTimeout(next, 20));
       const answered = await watcher.command('NOOP').then((noop) => noop.code === 250, () => false);
-      const waited = Math.min(performance.now() - started, cpuMs() - startedCpu);
+      const waited = Math.min(performance.now() - started, threadCpuMs() - startedCpu);
       slowest = answered ? Math.max(slowest, waited) : Number.POSITIVE_INFINITY;
       if (!answered) break;
     }

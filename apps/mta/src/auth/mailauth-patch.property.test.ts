@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { exposedCollector } from '../data/drained-memory.ts';
+import { threadCpuMs } from '../thread-cpu.testkit.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -85,17 +86,13 @@ describe('mailauth, patched to read header blocks in linear time, reads them as 
     // readers came out 6-13 times at a load of 19 (the published ones 61-441 at 1/16 of the input).
     // Node before 23.9 has no per-thread CPU time: the process's, which adds V8's helper threads.
     const collect = exposedCollector();
-    const cpuMs = () => {
-      const { user, system } = typeof process.threadCpuUsage === 'function' ? process.threadCpuUsage() : process.cpuUsage();
-      return (user + system) / 1_000;
-    };
     const timed = (read: () => unknown) => {
       let fastest = Number.POSITIVE_INFINITY;
       for (let run = 0; run < 3; run += 1) {
         collect?.({ type: 'major' });
-        const started = cpuMs();
+        const started = threadCpuMs();
         read();
-        fastest = Math.min(fastest, cpuMs() - started);
+        fastest = Math.min(fastest, threadCpuMs() - started);
       }
       return fastest;
     };
