@@ -13,7 +13,7 @@ import net from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Api } from '../../apps/api/src/server.ts';
-import { type TestDatabase, waitFor } from '../harness/index.ts';
+import { lockWaiters, type TestDatabase, waitFor } from '../harness/index.ts';
 import { closeApiFile, mintRevokedToken, mintToken, openApiFile, origin } from './helpers/api.ts';
 
 let db: TestDatabase;
@@ -158,12 +158,7 @@ describe('a flood of bogus bearer tokens with unfinished bodies', () => {
     try {
       await waitFor(
         'token lookups waiting on the lock',
-        async () =>
-          (
-            await db.pool.query<{ n: number }>(
-              "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'postern-api' AND wait_event_type = 'Lock'",
-            )
-          ).rows[0]?.n ?? 0,
+        () => lockWaiters(db.pool, 'postern-api'),
         (waiting) => waiting >= 1,
         { timeoutMs: 30_000 },
       );

@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
 import { COMMAND_STREAM } from '../../apps/core/src/intake/consume-stream.ts';
-import { createTestDatabase, type TestDatabase, waitFor, waitForSinkEmails } from '../harness/index.ts';
+import { createTestDatabase, lockWaiters, type TestDatabase, waitFor, waitForSinkEmails } from '../harness/index.ts';
 import { attemptsOf, metricsText, metricValue, startTestEngine, unique, waitForStatus } from './helpers/engine.ts';
 
 let db: TestDatabase;
@@ -129,12 +129,7 @@ describe('stream intake', () => {
       await burst.exec();
       const waiting = await waitFor(
         'eight of the engine\'s commands waiting on the lock at once',
-        async () =>
-          (
-            await db.pool.query<{ n: number }>(
-              "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'postern-core' AND wait_event_type = 'Lock'",
-            )
-          ).rows[0]?.n ?? 0,
+        () => lockWaiters(db.pool, 'postern-core'),
         (n) => n >= 8,
         { timeoutMs: 20_000 },
       );

@@ -6,15 +6,13 @@
 // others find its row taken. Used for commands over GraphQL and over the stream alike.
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import { waitFor } from '../../harness/index.ts';
+import { lockWaiters, waitFor } from '../../harness/index.ts';
 
 const HOLDER_DELIVERY_SQL = `INSERT INTO mail.deliveries (id, source, payload_mode, subject, text_body, recipient, envelope_from, rfc_message_id, status, next_attempt_at)
   VALUES ($1, 'race-holder', 'rendered', 's', 't', 'holder@customers.test', 'postern@postern.test', $2, 'queued', now() + interval '1 day')`;
 
 const HELD_RESERVATION_SQL = `INSERT INTO mail.idempotency_reservations (source, idempotency_key, request_hash, delivery_id)
   VALUES ($1, $2, 'held-by-the-test', $3)`;
-
-const LOCK_WAITERS_SQL = "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
 
 /** Runs `run` while (source, key) is held, and lets go once `waiting` sessions wait on the held rows. */
 export async function whileReservationHeld<T>(pool: pg.Pool, source: string, key: string, waiting: number, run: () => Promise<T>): Promise<T> {
@@ -29,7 +27,7 @@ export async function whileReservationHeld<T>(pool: pg.Pool, source: string, key
     running.catch(() => undefined);
     await waitFor(
       `${waiting} sessions waiting on the held rows`,
-      async () => (await pool.query<{ n: number }>(LOCK_WAITERS_SQL)).rows[0]?.n ?? 0,
+      () => lockWaiters(pool),
       (count) => count >= waiting,
       { timeoutMs: 30_000 },
     );
