@@ -68,7 +68,9 @@ describe('node apps/api/src/main.ts', () => {
   });
 });
 
-describe('postern token (the CLI, as a process)', () => {
+// Each test starts the CLI as a process up to six times, one after another; on a loaded machine a
+// start takes 10 to 15 s (98 s for the six of one test was seen), so the deadline is per start.
+describe('postern token (the CLI, as a process)', { timeout: 6 * 45_000 }, () => {
   let api: Api;
   const env = () => ({ PATH: process.env.PATH, MAIL_POSTGRES_PRIMARY_DSN: db.dsn });
 
