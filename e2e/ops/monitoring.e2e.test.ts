@@ -32,6 +32,7 @@ function exportedMetricNames(): Set<string> {
   const names = new Set<string>();
   const files = [
     'packages/shared/src/http/readiness.ts',
+    'packages/shared/src/http/ops-server.ts',
     'packages/shared/src/metrics/queue-gauges.ts',
     'apps/core/src/metrics.ts',
     'apps/core/src/relay/relay-gauges.ts',
