@@ -67,6 +67,30 @@ describe('createTokenLookups', () => {
     expect(await Promise.all([first, second])).toEqual([null, null]);
   });
 
+  it('runs no lookup for a request whose client left while it waited, and counts it abandoned, not refused', async () => {
+    const metrics = createApiMetrics(createMetricsRegistry('api'));
+    const database = heldDatabase();
+    const authenticate = createTokenLookups(database.db, 4, metrics);
+    const first = authenticate(`Bearer ${TOKEN}`);
+    await vi.waitFor(() => expect(database.pending).toHaveLength(1));
+    const gone = new AbortController();
+    const abandoned = authenticate(`Bearer ${TOKEN}`, gone.signal);
+    const next = authenticate(`Bearer ${TOKEN}`);
+    gone.abort();
+    expect(await abandoned).toBe('gone');
+    database.releaseAll();
+    // The freed slot goes to the next request, not to the one whose client left.
+    await vi.waitFor(() => expect(database.pending).toHaveLength(1));
+    database.releaseAll();
+    expect(await Promise.all([first, next])).toEqual([null, null]);
+    expect(database.db.query).toHaveBeenCalledTimes(2);
+    // Gone before it even asked: no slot, no lookup.
+    expect(await authenticate(`Bearer ${TOKEN}`, gone.signal)).toBe('gone');
+    expect(database.db.query).toHaveBeenCalledTimes(2);
+    expect((await metrics.tokenLookupsAbandoned.get()).values[0]?.value).toBe(2);
+    expect((await metrics.tokenLookupsRefused.get()).values[0]?.value ?? 0).toBe(0);
+  });
+
   it('refuses a header that cannot hold a token without a lookup', async () => {
     const database = heldDatabase();
     const authenticate = createTokenLookups(database.db, 4, createApiMetrics(createMetricsRegistry('api')));

@@ -6,7 +6,9 @@
 // lookups (at least one); the rest stays for the queries of requests already authenticated. A
 // request that gets no lookup slot within TOKEN_LOOKUP_LIMITS.waitMs is answered 503 with
 // Retry-After (graphql-route.ts), without having touched the pool, and counted in
-// mail_api_token_lookups_refused_total.
+// mail_api_token_lookups_refused_total. A request whose client closed the connection before its
+// lookup began gives its place up and runs none (a flood that sends a token and hangs up), counted
+// in mail_api_token_lookups_abandoned_total.
 //
 // No cache of answers: a token revoked must stop working on the next request, and a cache of
 // "unknown" would be a cache the flood fills.
@@ -29,21 +31,32 @@ export function tokenLookupConcurrency(poolMax: number): number {
   return Math.max(1, Math.floor(poolMax / 4));
 }
 
-/** The principal of the header's token; null for no, unknown or revoked token; 'busy' when no lookup slot came free in time. */
-export type TokenLookups = (authorization: string) => Promise<Principal | null | 'busy'>;
+/** The principal of the header's token; null for no, unknown or revoked token; 'busy' when no
+ *  lookup slot came free in time; 'gone' when `clientGone` was aborted before the lookup began
+ *  (nobody is left to answer, so no lookup is run). */
+export type TokenLookups = (authorization: string, clientGone?: AbortSignal) => Promise<Principal | null | 'busy' | 'gone'>;
 
-export function createTokenLookups(db: Queryable, poolMax: number, metrics: Pick<ApiMetrics, 'tokenLookupsRefused'>): TokenLookups {
+export function createTokenLookups(db: Queryable, poolMax: number, metrics: Pick<ApiMetrics, 'tokenLookupsRefused' | 'tokenLookupsAbandoned'>): TokenLookups {
   const slots = new LookupSlots(tokenLookupConcurrency(poolMax));
-  return async (authorization) => {
+  return async (authorization, clientGone) => {
     // A header that cannot hold a token is refused without a slot: only a lookup costs one.
     const token = bearerTokenOf(authorization);
     if (!token || !looksLikeApiToken(token)) return null;
-    const release = await slots.acquire('bearer', TOKEN_LOOKUP_LIMITS.waitMs);
+    const release = await slots.acquire('bearer', TOKEN_LOOKUP_LIMITS.waitMs, clientGone);
     if (!release) {
+      if (clientGone?.aborted) {
+        metrics.tokenLookupsAbandoned.inc();
+        return 'gone';
+      }
       metrics.tokenLookupsRefused.inc();
       return 'busy';
     }
     try {
+      // The slot may come free just as the client leaves: its lookup would answer nobody.
+      if (clientGone?.aborted) {
+        metrics.tokenLookupsAbandoned.inc();
+        return 'gone';
+      }
       return await authenticateBearer(db, authorization);
     } finally {
       release();

@@ -84,7 +84,12 @@ export function graphqlRoute(options: GraphqlRouteOptions): RouteHandler {
         unauthorized(response, 'missing bearer token: send "Authorization: Bearer <token>"');
         return true;
       }
-      const found = await options.authenticate(authorization);
+      // Closed before it is answered: the client went away, and its lookup need not run.
+      const clientGone = new AbortController();
+      const onClose = () => clientGone.abort();
+      response.once('close', onClose);
+      const found = await options.authenticate(authorization, clientGone.signal).finally(() => response.off('close', onClose));
+      if (found === 'gone') return true;
       if (found === 'busy') {
         // Not the client's fault and not an error of ours: come back in a second. The connection is
         // closed, so a flood holding bodies open gives its connection back.

@@ -12,6 +12,7 @@ export interface ApiMetrics {
   duration: prometheus.Histogram<'operation' | 'outcome'>;
   unauthorized: prometheus.Counter<'reason'>;
   tokenLookupsRefused: prometheus.Counter;
+  tokenLookupsAbandoned: prometheus.Counter;
 }
 
 export function createApiMetrics(registry: Registry): ApiMetrics {
@@ -38,6 +39,11 @@ export function createApiMetrics(registry: Registry): ApiMetrics {
     tokenLookupsRefused: new prometheus.Counter({
       name: 'mail_api_token_lookups_refused_total',
       help: 'Requests answered 503 with Retry-After because every bearer-token lookup slot (a quarter of the pool) stayed taken for a second: a flood of tokens, or PostgreSQL slow to answer them',
+      registers: [registry],
+    }),
+    tokenLookupsAbandoned: new prometheus.Counter({
+      name: 'mail_api_token_lookups_abandoned_total',
+      help: 'Requests whose client closed the connection before their bearer-token lookup began: no lookup was run for them',
       registers: [registry],
     }),
   };

@@ -27,4 +27,22 @@ describe('LookupSlots', () => {
     second?.();
     expect(slots.trackedClients).toBe(0);
   });
+
+  it('gives the place of a caller whose client went away to the next one, and takes no slot for an aborted caller', async () => {
+    const slots = new LookupSlots(1);
+    const first = await slots.acquire('a', 1_000);
+    const gone = new AbortController();
+    const abandoned = slots.acquire('a', 60_000, gone.signal);
+    const next = slots.acquire('a', 60_000);
+    gone.abort();
+    // At once, not after its wait ran out.
+    expect(await Promise.race([abandoned, new Promise((resolve) => setTimeout(() => resolve('still waiting'), 200))])).toBeNull();
+    first?.();
+    const granted = await next;
+    expect(granted).not.toBeNull();
+    granted?.();
+    expect(slots.trackedClients).toBe(0);
+    expect(await slots.acquire('a', 1_000, gone.signal)).toBeNull();
+    expect(slots.trackedClients).toBe(0);
+  });
 });

@@ -6,7 +6,9 @@
 // - the API has one key for every bearer-token lookup (apps/api/src/auth/token-lookups.ts): a
 //   flood of made-up tokens queued its lookups on the whole pool, and the resolvers' queries behind
 //   them. A request that gets no slot in time is answered 503 with Retry-After.
-// Either way the refused lookup never touched the pool.
+// Either way the refused lookup never touched the pool. A caller whose client went away while it
+// waited (the signal) gives its place up and runs no lookup: a flood that connects, sends a token
+// and hangs up costs no query for the requests it abandoned.
 
 interface Waiter {
   grant: () => void;
@@ -31,8 +33,10 @@ export class LookupSlots {
     return this.clients.size;
   }
 
-  /** A release function once a slot is held, or null when none came free within `timeoutMs`. */
-  acquire(key: string, timeoutMs: number): Promise<(() => void) | null> {
+  /** A release function once a slot is held, or null when none came free within `timeoutMs` or
+   *  `signal` was aborted first (the caller's client is gone: `signal.aborted` tells the two apart). */
+  acquire(key: string, timeoutMs: number, signal?: AbortSignal): Promise<(() => void) | null> {
+    if (signal?.aborted) return Promise.resolve(null);
     let client = this.clients.get(key);
     if (!client) {
       client = { running: 0, waiting: [] };
@@ -49,16 +53,22 @@ export class LookupSlots {
       return Promise.resolve(once(release));
     }
     return new Promise((resolve) => {
+      const giveUp = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', giveUp);
+        const at = held.waiting.indexOf(waiter);
+        if (at >= 0) held.waiting.splice(at, 1);
+        resolve(null);
+      };
       const waiter: Waiter = {
         grant: () => {
           clearTimeout(timer);
+          signal?.removeEventListener('abort', giveUp);
           resolve(once(release));
         },
       };
-      const timer = setTimeout(() => {
-        held.waiting.splice(held.waiting.indexOf(waiter), 1);
-        resolve(null);
-      }, timeoutMs);
+      const timer = setTimeout(giveUp, timeoutMs);
+      signal?.addEventListener('abort', giveUp, { once: true });
       held.waiting.push(waiter);
     });
   }
