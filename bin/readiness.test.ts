@@ -1,7 +1,8 @@
 // The health check must find the process behind any PID 1 the image may get, and ask a wildcard
 // bind on loopback (a container's /readyz is asked from inside the container).
 
-import { parseListenAddress } from '@postern/shared';
+import { loadConfig, parseListenAddress } from '@postern/shared';
+import { httpListenAddress } from '@postern/shared/http-listeners';
 import { describe, expect, it } from 'vitest';
 import { commandOf, readinessUrl } from './readiness.ts';
 
@@ -25,11 +26,30 @@ describe('commandOf', () => {
 });
 
 describe('readinessUrl', () => {
-  const http = { mta: addr('0.0.0.0:4002'), internal: addr('[::]:4001'), api: addr('10.1.2.3:4000') };
+  it('asks wildcard binds on loopback', () => {
+    expect(readinessUrl(addr('0.0.0.0:4002'))).toBe('http://127.0.0.1:4002/readyz');
+    expect(readinessUrl(addr('[::]:4001'))).toBe('http://[::1]:4001/readyz');
+    expect(readinessUrl(addr('10.1.2.3:4000'))).toBe('http://10.1.2.3:4000/readyz');
+  });
+});
 
-  it("asks each service's own address, wildcards on loopback", () => {
-    expect(readinessUrl(http, 'mta')).toBe('http://127.0.0.1:4002/readyz');
-    expect(readinessUrl(http, 'core')).toBe('http://[::1]:4001/readyz');
-    expect(readinessUrl(http, 'api')).toBe('http://10.1.2.3:4000/readyz');
+describe('httpListenAddress (what the health check asks)', () => {
+  const base = { MAIL_POSTGRES_PRIMARY_DSN: 'postgres://x@127.0.0.1/x' };
+
+  it("is each process's own listener as its configuration reads it, set, empty or unset", () => {
+    for (const env of [
+      base,
+      { ...base, MAIL_MTA_HTTP_ADDR: ':5002', MAIL_INTERNAL_HTTP_ADDR: '[::]:5001', MAIL_API_HTTP_ADDR: '10.1.2.3:5000' },
+      { ...base, MAIL_MTA_HTTP_ADDR: '', MAIL_INTERNAL_HTTP_ADDR: '', MAIL_API_HTTP_ADDR: '' },
+    ]) {
+      const http = loadConfig(env, 'tools').http;
+      expect(httpListenAddress(env, 'mta')).toEqual(http.mta);
+      expect(httpListenAddress(env, 'core')).toEqual(http.internal);
+      expect(httpListenAddress(env, 'api')).toEqual(http.api);
+    }
+  });
+
+  it('refuses a value the process would refuse, naming the variable', () => {
+    expect(() => httpListenAddress({ MAIL_API_HTTP_ADDR: 'nowhere' }, 'api')).toThrow(/MAIL_API_HTTP_ADDR: "nowhere" is not host:port/);
   });
 });

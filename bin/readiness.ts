@@ -1,6 +1,6 @@
 // Which process a container runs and where its /readyz answers: the pure half of
 // `postern healthcheck` (bin/healthcheck.ts), apart so it can be tested without a container.
-import type { ListenAddress, PosternConfig } from '@postern/shared';
+import type { ListenAddress } from '@postern/shared/http-listeners';
 
 export const SERVICES = ['mta', 'core', 'api'] as const;
 export type Service = (typeof SERVICES)[number];
@@ -15,9 +15,8 @@ export function commandOf(cmdline: string): string | null {
   return at === -1 ? null : (words[at + 1] ?? null);
 }
 
-/** Where the service's /readyz answers from inside its container: a wildcard bind is asked on loopback. */
-export function readinessUrl(http: Pick<PosternConfig['http'], 'mta' | 'internal' | 'api'>, service: Service): string {
-  const addr: ListenAddress = service === 'mta' ? http.mta : service === 'core' ? http.internal : http.api;
+/** Where a service listening on `addr` answers /readyz from inside its container: a wildcard bind is asked on loopback. */
+export function readinessUrl(addr: ListenAddress): string {
   const host = addr.host === '0.0.0.0' ? '127.0.0.1' : addr.host === '::' ? '::1' : addr.host;
   return `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}/readyz`;
 }

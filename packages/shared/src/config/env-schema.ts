@@ -9,6 +9,7 @@ import { parseDnsServers } from '../dns/dns-servers.ts';
 import { DEFAULT_URGENT_CATEGORIES, parseCategoryList } from '../intake/urgency.ts';
 import { parseSecretsKey } from '../secrets/secrets-key.ts';
 import { MIN_SECRET_LENGTH } from '../srs/srs.ts';
+import { HTTP_LISTENERS } from './http-listeners.ts';
 import {
   MAX_TIMER_DURATION_MS,
   type Parsed,
@@ -184,10 +185,10 @@ export const envSchema = z.object({
   MAIL_IDEMPOTENCY_WINDOW: sqlWindow('720h'),
 
   // Listeners.
-  MAIL_INTERNAL_HTTP_ADDR: listenAddress('127.0.0.1:4001'),
+  MAIL_INTERNAL_HTTP_ADDR: listenAddress(HTTP_LISTENERS.core.fallback),
   MAIL_SMTP_LISTEN_ADDR: listenAddress('127.0.0.1:2525'),
-  MAIL_MTA_HTTP_ADDR: listenAddress('127.0.0.1:4002'),
-  MAIL_API_HTTP_ADDR: listenAddress('127.0.0.1:4000'),
+  MAIL_MTA_HTTP_ADDR: listenAddress(HTTP_LISTENERS.mta.fallback),
+  MAIL_API_HTTP_ADDR: listenAddress(HTTP_LISTENERS.api.fallback),
   // Connections open at once on each HTTP listener above; at the limit the oldest one not being
   // answered makes room (packages/shared/src/http/ops-server.ts).
   MAIL_HTTP_MAX_CONNECTIONS: count('1000', 100_000),
