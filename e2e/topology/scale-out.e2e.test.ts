@@ -25,7 +25,6 @@ import {
   dockerStop,
   healthOf,
   type Service,
-  SHUTDOWN_TIMEOUT_MS,
   startAgain,
   startTopology,
   type Topology,
@@ -141,8 +140,10 @@ describe('the Postern image, scaled out: two edges, two engines, the API', () =>
       for (const edge of topology.edges) {
         const before = accepted(sent);
         const stop = await dockerStop(edge);
+        // Exit code 0 is a stop that finished within MAIL_SHUTDOWN_TIMEOUT: past it the process exits
+        // with 1 (run-service.ts), and docker's SIGKILL after its grace gives 137. How long `docker
+        // stop` took on the wall clock is not asserted: on a loaded machine docker itself takes seconds.
         expect(stop, `${edge.name} stopped by SIGTERM in ${stop.ms} ms`).toMatchObject({ exitCode: 0, oomKilled: false });
-        expect(stop.ms).toBeLessThan(SHUTDOWN_TIMEOUT_MS);
         await startAgain(edge);
         // The sender went on through the other edge while this one was away.
         await waitFor(`mail accepted across the restart of ${edge.name}`, () => accepted(sent), (count) => count > before + 4, { timeoutMs: 60_000 });
@@ -233,21 +234,29 @@ describe('the Postern image, scaled out: two edges, two engines, the API', () =>
 
   it('docker stop ends every Postern container cleanly within MAIL_SHUTDOWN_TIMEOUT, after its HEALTHCHECK said healthy', async () => {
     const services = topology.services();
-    for (const service of services) {
-      await waitFor(`${service.name}'s HEALTHCHECK to say healthy`, () => healthOf(service), (health) => health.status === 'healthy', {
-        timeoutMs: 90_000,
-        intervalMs: 1_000,
-      }).catch(async (error: Error) => {
-        const lines = (await service.logs().catch((failure: Error) => failure.message)).trimEnd().split('\n');
-        throw new Error(`${error.message}\n${service.name}'s last log lines:\n${lines.slice(-25).join('\n')}`);
-      });
-    }
+    // All at once: each probe is a node process started in the container (5 s to answer), so on a
+    // loaded machine a container may take a few probes, 15 s apart, to say healthy.
+    await Promise.all(
+      services.map((service) =>
+        waitFor(`${service.name}'s HEALTHCHECK to say healthy`, () => healthOf(service), (health) => health.status === 'healthy', {
+          timeoutMs: 180_000,
+          intervalMs: 1_000,
+        }).catch(async (error: Error) => {
+          const lines = (await service.logs().catch((failure: Error) => failure.message)).trimEnd().split('\n');
+          throw new Error(`${error.message}\n${service.name}'s last log lines:\n${lines.slice(-25).join('\n')}`);
+        }),
+      ),
+    );
     const sinceS = Math.floor(Date.now() / 1000);
     const stops = await Promise.all(services.map((service) => dockerStop(service)));
     expect(stops.map(({ name, exitCode, oomKilled }) => ({ name, exitCode, oomKilled }))).toEqual(
       services.map((service) => ({ name: service.name, exitCode: 0, oomKilled: false })),
     );
-    for (const stop of stops) expect(stop.ms, `${stop.name} took ${stop.ms} ms to stop`).toBeLessThan(SHUTDOWN_TIMEOUT_MS);
-    for (const service of services) expect(await service.logs(sinceS), service.name).toContain(`"msg":"${service.command} stopped"`);
-  }, 240_000);
+    // Within MAIL_SHUTDOWN_TIMEOUT: exit code 0 and the process's own "stopped" line (past its deadline
+    // it exits with 1 and logs "shutdown deadline passed"), not the wall clock of `docker stop`.
+    for (const service of services) {
+      const stop = stops.find((entry) => entry.name === service.name);
+      expect(await service.logs(sinceS), `${service.name} (docker stop took ${stop?.ms} ms)`).toContain(`"msg":"${service.command} stopped"`);
+    }
+  }, 300_000);
 });
