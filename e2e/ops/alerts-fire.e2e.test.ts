@@ -1,15 +1,17 @@
 // Time to detect, measured (dead-runner: the one alert that fired was not looked at; an alert that
 // cannot fire is worse). A real Prometheus runs the shipped rules — their `for:` and range windows
 // shortened 60 times by scripts/prometheus/shorten-rules.ts, thresholds untouched — and scrapes an
-// engine, two more engines (one whose watchdog waits, one whose watchdog acts), an edge and the API,
-// all running in this process. Each fault Postern is built against is injected for real and the
-// matching alert must reach `firing`, then resolve after recovery:
+// engine, three more engines (one whose watchdog waits, one whose watchdog acts, one in smtp mode
+// whose relay the test can cut), an edge and the API, all running in this process. Each fault
+// Postern is built against is injected for real and the matching alert must reach `firing`, then
+// resolve after recovery:
 //   engine loops stalled        PosternProcessNotReady (loops check), PosternLoopHeartbeatStale
 //   a loop stalled, watchdog acting  PosternLoopStalled
 //   PostgreSQL down             PosternProcessNotReady, engine and edge (postgres check)
 //   lookups failing at the edge PosternEdgeLookupsFailing
 //   a stream of malformed commands  PosternMalformedCommands, PosternMalformedCommandsFlood
 //   due work with no engine     PosternDueWorkNotClaimed (the API reports the queue), PosternProcessDown
+//   the default relay refusing sessions  PosternDefaultRelayBackedOff
 // Each time is printed and collected in .test-results/alerts-time-to-detect.md; docs/runbook.md
 // ("Time to detect") has the figures.
 
@@ -25,6 +27,7 @@ import type { Edge } from '../../apps/mta/src/edge.ts';
 import { shortenRules } from '../../scripts/prometheus/shorten-rules.ts';
 import { startTestApi } from '../api/helpers/api.ts';
 import { queueDelivery, repoRoot, startTestEngine, unique, waitForStatus } from '../core/helpers/engine.ts';
+import { type ScriptedSmtp, startScriptedSmtp } from '../core/helpers/smtp-servers.ts';
 import { type PostgresFaultBench, startPostgresFaultBench } from '../faults/helpers/postgres-faults.ts';
 import { COMMAND_STREAM } from '../faults/helpers/stream-producer.ts';
 import { createTestDatabase, startTcpProxy, type TcpProxy, type TestDatabase, waitFor } from '../harness/index.ts';
@@ -37,11 +40,15 @@ const FACTOR = 60;
 // Short, but well above what a loaded machine delays a loop's heartbeat by (at 3 s, loops that
 // merely waited for a CPU were restarted too).
 const WATCHDOG_THRESHOLD = '10s';
+// The relay engine's first backoff (the default is 1 minute): doubled per failed probe, 3, 6, 12,
+// 24 s..., so the relay, answering again, is probed within the test's deadlines.
+const RELAY_BACKOFF = '3s';
 const OVERRIDES =
   `ops/prometheus/postern-alerts.yml shortened ${FACTOR}x (scripts/prometheus/shorten-rules.ts: for: 2m -> 2s, [10m] -> [10s]; thresholds as shipped); ` +
   "scrape and evaluation every 1s; readiness evaluated every 5s (the processes' default); engines with the e2e settings " +
   '(MAIL_SMTP_TIMEOUT 2s, MAIL_HEARTBEAT_INTERVAL 500ms), the stalled one with MAIL_WATCHDOG_STALL_THRESHOLD 10m, ' +
-  `the watchdog one with MAIL_WATCHDOG_STALL_THRESHOLD ${WATCHDOG_THRESHOLD}; due work backdated 10 minutes (the lag threshold is 5)`;
+  `the watchdog one with MAIL_WATCHDOG_STALL_THRESHOLD ${WATCHDOG_THRESHOLD}, the relay one in smtp mode with MAIL_SHAPING_BACKOFF ${RELAY_BACKOFF} ` +
+  `and MAIL_SHAPING_DEFER 1s; due work backdated 10 minutes (the lag threshold is 5)`;
 const DOMAIN = 'alerts.test';
 const RCPT = `ops@${DOMAIN}`;
 
@@ -54,6 +61,10 @@ let stalledDb: TestDatabase;
 let stalledEngine: Engine;
 let watchdogDb: TestDatabase;
 let watchdogEngine: Engine;
+let relayDb: TestDatabase;
+let relaySink: ScriptedSmtp;
+let relayProxy: TcpProxy;
+let relayEngine: Engine;
 let api: Api;
 let prometheus: Prometheus;
 let traffic: RcptTraffic;
@@ -127,7 +138,11 @@ beforeAll(async () => {
   await createAlias(bench.pool, { domain: DOMAIN, localPart: 'ops', kind: 'forward', targets: ['ops@sink.test'] });
   stalledDb = await createTestDatabase('ops-alerts-stalled');
   watchdogDb = await createTestDatabase('ops-alerts-watchdog');
-  [engine, edge, stalledEngine, watchdogEngine, api] = await Promise.all([
+  relayDb = await createTestDatabase('ops-alerts-relay');
+  // The relay engine's MAIL_SMTP_ADDR: a sink behind a proxy the test can make refuse connections.
+  relaySink = await startScriptedSmtp();
+  relayProxy = await startTcpProxy('127.0.0.1', relaySink.port);
+  [engine, edge, stalledEngine, watchdogEngine, relayEngine, api] = await Promise.all([
     startMainEngine(),
     startTestEdge(`postgres://postern:postern@${edgeProxy.host}:${edgeProxy.port}/postern_admin`, {
       MAIL_MTA_RATE_LIMIT_PER_MINUTE: '100000',
@@ -143,6 +158,15 @@ beforeAll(async () => {
       { MAIL_SMTP_MODE: 'stub', MAIL_ATTEMPT_WORKER_CONCURRENCY: '1', MAIL_WATCHDOG_STALL_THRESHOLD: WATCHDOG_THRESHOLD },
       { relay: watchdogStall.relay },
     ),
+    startTestEngine(relayDb.dsn, {
+      MAIL_SMTP_MODE: 'smtp',
+      MAIL_SMTP_ADDR: `${relayProxy.host}:${relayProxy.port}`,
+      MAIL_SHAPING_BACKOFF: RELAY_BACKOFF,
+      MAIL_SHAPING_DEFER: '1s',
+      // Each failed probe spends a step of some delivery's ladder (deferrals spend none): enough
+      // steps that the mail waiting for the relay is still there when it answers again.
+      MAIL_RETRY_LADDER: Array(30).fill('1s').join(','),
+    }),
     // The API on the main engine's database: it reports that queue whether an engine runs or not.
     startTestApi(bench.postgres.dsn, { MAIL_HEARTBEAT_INTERVAL: '500ms', MAIL_POSTGRES_CONNECT_TIMEOUT: '2s' }),
   ]);
@@ -151,6 +175,7 @@ beforeAll(async () => {
     core: metricsAddress(engine),
     stalled: metricsAddress(stalledEngine),
     watchdog: metricsAddress(watchdogEngine),
+    relay: metricsAddress(relayEngine),
     mta: metricsAddress(edge),
     api: `${api.http.host}:${api.http.port}`,
   };
@@ -164,6 +189,7 @@ beforeAll(async () => {
         { address: targets.core, instance: 'core-1' },
         { address: targets.stalled, instance: 'core-stalled' },
         { address: targets.watchdog, instance: 'core-watchdog' },
+        { address: targets.relay, instance: 'core-relay' },
       ],
       'postern-mta': [{ address: targets.mta, instance: 'mta-1' }],
       'postern-api': [{ address: targets.api, instance: 'api-1' }],
@@ -178,10 +204,13 @@ afterAll(async () => {
   watchdogStall.release();
   await traffic?.stop();
   await prometheus?.close();
-  await Promise.allSettled([engine?.stop(), stalledEngine?.stop(), watchdogEngine?.stop(), edge?.stop(), api?.stop()]);
+  await Promise.allSettled([engine?.stop(), stalledEngine?.stop(), watchdogEngine?.stop(), relayEngine?.stop(), edge?.stop(), api?.stop()]);
   await edgeProxy?.close();
+  await relayProxy?.close();
+  await relaySink?.close();
   await stalledDb?.drop();
   await watchdogDb?.drop();
+  await relayDb?.drop();
   await bench?.close();
   console.log(`[time-to-detect] RCPT replies during the run: ${JSON.stringify(Object.fromEntries(traffic?.counts ?? []))}`);
 }, 120_000);
@@ -192,7 +221,7 @@ describe('alerts fire when Postern is in trouble, and resolve when it recovers',
     await waitFor(
       'ten seconds of ready scrapes of every process',
       () => prometheus.query('min_over_time(mail_process_ready[10s]) and count_over_time(mail_process_ready[10s]) >= 8'),
-      (samples) => samples.length === 5 && samples.every((sample) => sample.value === 1),
+      (samples) => samples.length === 6 && samples.every((sample) => sample.value === 1),
       { timeoutMs: 60_000, intervalMs: 500 },
     );
     expect(await prometheus.query('count_over_time(ALERTS[10s])')).toEqual([]);
@@ -202,6 +231,8 @@ describe('alerts fire when Postern is in trouble, and resolve when it recovers',
       'core-1 loops',
       'core-1 postgres',
       'core-1 redis',
+      'core-relay loops',
+      'core-relay postgres',
       'core-stalled loops',
       'core-stalled postgres',
       'core-watchdog loops',
@@ -337,6 +368,43 @@ describe('alerts fire when Postern is in trouble, and resolve when it recovers',
     // Restarted once: the fresh worker did not stall again.
     expect((await stalls()).map((sample) => sample.value)).toEqual([1]);
     watchdogStall.release();
+  }, 240_000);
+
+  it('the default relay refusing sessions: backed off, paged, and resolved once a probe gets a session; its mail then goes out', async () => {
+    const relayKey = `${relayProxy.host}:${relayProxy.port}`;
+    const backedOff: AlertMatch = { alertname: 'PosternDefaultRelayBackedOff', labels: { relay: relayKey } };
+    await expectQuiet(prometheus, backedOff, 30_000);
+    // The alert's input exists before any fault: the relay engine's default relay, at 0 (stub engines have none).
+    const scraped = await waitFor(
+      'the default relay scraped',
+      async () => (await prometheus.query('mail_relay_backed_off{use="default"}')).map((sample) => [sample.labels.instance, sample.labels.relay, sample.value]),
+      (samples) => samples.length > 0,
+      { timeoutMs: 30_000, intervalMs: 500 },
+    );
+    expect(scraped).toEqual([['core-relay', relayKey, 0]]);
+    // The relay goes away (every connection reset, the pooled sessions cut) while mail is due for it:
+    // the wave of sends fails, then the probe, and the relay is backed off.
+    const cutAt = Date.now();
+    relayProxy.refuse(true);
+    relayProxy.cutConnections();
+    const recipients = [1, 2, 3].map((n) => unique(`relay-${n}`));
+    const due = await Promise.all(recipients.map((recipient) => queueDelivery(relayDb.pool, { recipient })));
+    const detection = await expectFiring(prometheus, 'the default relay refusing sessions', backedOff, cutAt, 60_000);
+    // Not before the rule's (shortened) `for:` of 10 s has passed since the relay went away.
+    expect(detection.detectMs).toBeGreaterThan(10_000);
+    const [alert] = (await prometheus.alerts()).filter((a) => a.labels.alertname === 'PosternDefaultRelayBackedOff');
+    expect(alert?.annotations.summary).toContain(`The default relay ${relayKey} (MAIL_SMTP_ADDR)`);
+    // Nothing went out meanwhile, and nothing was given up: the mail waits for the relay.
+    expect(relaySink.accepted.size).toBe(0);
+    const { rows } = await relayDb.pool.query<{ status: string }>('SELECT status FROM mail.deliveries WHERE id = ANY($1::uuid[])', [due]);
+    expect(rows.filter((row) => !['queued', 'retrying', 'sending'].includes(row.status))).toEqual([]);
+    // The relay answers again: the next probe (at the end of the current backoff) gets a session.
+    relayProxy.refuse(false);
+    const restoredAt = Date.now();
+    for (const id of due) await waitForStatus(relayDb.pool, id, 'sent', 120_000);
+    await expectResolved(prometheus, detection, backedOff, restoredAt, 60_000);
+    // Each message reached the relay once.
+    for (const recipient of recipients) expect(relaySink.accepted.get(recipient)).toBe(1);
   }, 240_000);
 
   it('engine loops stalled: the loop that stopped heartbeating is named, and it all resolves once it moves', async () => {
