@@ -9,12 +9,12 @@
 // How fast the flood drains depends on the machine's load (the first test failed on the old code
 // under load, not always); the second makes the lookups slow for certain (a lock on the table), so
 // it fails on the old code every time.
-import net from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Api } from '../../apps/api/src/server.ts';
 import { lockWaiters, type TestDatabase, waitFor } from '../harness/index.ts';
 import { closeApiFile, mintRevokedToken, mintToken, openApiFile, origin } from './helpers/api.ts';
+import { startFlood } from './helpers/token-flood.ts';
 
 let db: TestDatabase;
 let api: Api;
@@ -29,60 +29,6 @@ beforeAll(async () => {
 afterAll(() => closeApiFile(db, api));
 
 const FLOOD_CONNECTIONS = 300;
-const BOGUS = `pst_${'A'.repeat(43)}`;
-
-interface Flood {
-  /** Status codes of the answers the flood got, by code. */
-  answers: Map<number, number>;
-  /** Answers that were not 401 or 503-with-Retry-After (their first line and headers). */
-  unexpected: string[];
-  stop(): Promise<void>;
-}
-
-/** FLOOD_CONNECTIONS connections at all times, each one request with the bogus token whose chunked
- *  body never ends; a connection answered is closed and replaced by a new one. */
-function startFlood(port: number): Flood {
-  const answers = new Map<number, number>();
-  const unexpected: string[] = [];
-  const open = new Set<net.Socket>();
-  const closed: Promise<void>[] = [];
-  let flooding = true;
-  const connect = () => {
-    const socket = net.connect(port, '127.0.0.1');
-    open.add(socket);
-    closed.push(new Promise((resolve) => socket.once('close', () => resolve())));
-    socket.on('error', () => {});
-    let head = '';
-    socket.on('data', (chunk: Buffer) => {
-      head += chunk.toString('latin1');
-      const end = head.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      const status = Number(head.slice(9, 12));
-      answers.set(status, (answers.get(status) ?? 0) + 1);
-      if (status !== 401 && !(status === 503 && /\r\nretry-after: \d+\r\n/i.test(head.slice(0, end + 2)))) unexpected.push(head.slice(0, end));
-      head = '';
-      socket.destroy();
-    });
-    socket.once('close', () => {
-      open.delete(socket);
-      if (flooding) connect();
-    });
-    socket.write(
-      `POST /graphql HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${BOGUS}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n`,
-    );
-  };
-  for (let index = 0; index < FLOOD_CONNECTIONS; index += 1) connect();
-  return {
-    answers,
-    unexpected,
-    async stop() {
-      flooding = false;
-      for (const socket of open) socket.destroy();
-      await Promise.all(closed);
-    },
-  };
-}
-
 const total = (answers: Map<number, number>) => [...answers.values()].reduce((sum, count) => sum + count, 0);
 
 async function metric(name: string): Promise<number> {
@@ -112,7 +58,7 @@ async function queryWith(token: string, deadline: number): Promise<{ status: num
 
 describe('a flood of bogus bearer tokens with unfinished bodies', () => {
   it('keeps /readyz 200 and answers a real token, while the flood is answered 401 or 503 with Retry-After', async () => {
-    const flood = startFlood(api.http.port);
+    const flood = startFlood(api.http.port, FLOOD_CONNECTIONS);
     const readyz: Array<{ status: number | string; ms: number }> = [];
     try {
       // Readiness probed as a load balancer does, all through the flood, until the flood has been
@@ -154,7 +100,7 @@ describe('a flood of bogus bearer tokens with unfinished bodies', () => {
     const locker = await db.pool.connect();
     await locker.query('BEGIN');
     await locker.query('LOCK TABLE mail.api_tokens IN ACCESS EXCLUSIVE MODE');
-    const flood = startFlood(api.http.port);
+    const flood = startFlood(api.http.port, FLOOD_CONNECTIONS);
     try {
       await waitFor(
         'token lookups waiting on the lock',
