@@ -12,6 +12,7 @@
 //   a stream of malformed commands  PosternMalformedCommands, PosternMalformedCommandsFlood
 //   due work with no engine     PosternDueWorkNotClaimed (the API reports the queue), PosternProcessDown
 //   the default relay refusing sessions  PosternDefaultRelayBackedOff
+//   made-up bearer tokens, lookups held  PosternApiTokenLookupsRefused
 // Each time is printed and collected in .test-results/alerts-time-to-detect.md; docs/runbook.md
 // ("Time to detect") has the figures.
 
@@ -26,11 +27,12 @@ import type { Relay } from '../../apps/core/src/relay/relay.ts';
 import type { Edge } from '../../apps/mta/src/edge.ts';
 import { shortenRules } from '../../scripts/prometheus/shorten-rules.ts';
 import { startTestApi } from '../api/helpers/api.ts';
+import { startFlood } from '../api/helpers/token-flood.ts';
 import { queueDelivery, repoRoot, startTestEngine, unique, waitForStatus } from '../core/helpers/engine.ts';
 import { type ScriptedSmtp, startScriptedSmtp } from '../core/helpers/smtp-servers.ts';
 import { type PostgresFaultBench, startPostgresFaultBench } from '../faults/helpers/postgres-faults.ts';
 import { COMMAND_STREAM } from '../faults/helpers/stream-producer.ts';
-import { createTestDatabase, startTcpProxy, type TcpProxy, type TestDatabase, waitFor } from '../harness/index.ts';
+import { createTestDatabase, lockWaiters, startTcpProxy, type TcpProxy, type TestDatabase, waitFor } from '../harness/index.ts';
 import { startTestEdge } from '../mta/helpers/edge.ts';
 import { type Prometheus, startPrometheus } from './helpers/prometheus.ts';
 import { type RcptTraffic, startRcptTraffic } from './helpers/rcpt-traffic.ts';
@@ -406,6 +408,39 @@ describe('alerts fire when Postern is in trouble, and resolve when it recovers',
     // Each message reached the relay once.
     for (const recipient of recipients) expect(relaySink.accepted.get(recipient)).toBe(1);
   }, 240_000);
+
+  it('a flood of made-up bearer tokens while PostgreSQL holds the lookups: the 503s are a ticket, the API stays ready', async () => {
+    const refused: AlertMatch = { alertname: 'PosternApiTokenLookupsRefused', labels: { instance: 'api-1' } };
+    await expectQuiet(prometheus, refused, 30_000);
+    // PostgreSQL slow to answer token lookups, for certain however loaded the machine (a lock on the
+    // table, as a long migration takes): the one lookup slot (a quarter of the API's pool of 4) stays
+    // taken, and every other request is answered 503 after its second of waiting for one.
+    const locker = await bench.pool.connect();
+    let detection: Detection | undefined;
+    let flood: ReturnType<typeof startFlood> | undefined;
+    try {
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE mail.api_tokens IN ACCESS EXCLUSIVE MODE');
+      const floodAt = Date.now();
+      // A few connections are enough: each is refused once a second, and the rule counts any refusal.
+      flood = startFlood(api.http.port, 20);
+      await waitFor('a token lookup waiting on the lock', () => lockWaiters(bench.pool, 'postern-api'), (waiting) => waiting >= 1, { timeoutMs: 30_000 });
+      detection = await expectFiring(prometheus, 'made-up bearer tokens, lookups held', refused, floodAt, 60_000);
+      // Not before the rule's (shortened) `for:` of 10 s.
+      expect(detection.detectMs).toBeGreaterThan(10_000);
+      // The flood's answers are e2e/api/token-flood.e2e.test.ts's business (here the lookup held past
+      // MAIL_POSTGRES_STATEMENT_TIMEOUT, 15 s, is cancelled and its request answered 500): what the
+      // rule counts is the 503s.
+      expect(flood.answers.get(503) ?? 0).toBeGreaterThan(0);
+      // Turned away, not down: the API's readiness asks PostgreSQL on a connection of its own.
+      expect((await prometheus.query('mail_process_ready{instance="api-1"}')).map((sample) => sample.value)).toEqual([1]);
+    } finally {
+      await locker.query('ROLLBACK');
+      locker.release();
+      await flood?.stop();
+    }
+    await expectResolved(prometheus, detection, refused, Date.now(), 60_000);
+  }, 180_000);
 
   it('engine loops stalled: the loop that stopped heartbeating is named, and it all resolves once it moves', async () => {
     const heartbeat: AlertMatch = { alertname: 'PosternLoopHeartbeatStale', labels: { instance: 'core-stalled', loop: 'attempt-worker-0' } };
