@@ -1,10 +1,11 @@
 // /graphql on the ops HTTP server: bearer authentication (401 before GraphQL runs; 503 with
-// Retry-After when the token lookups are all taken, auth/token-lookups.ts), then the body limit,
+// Retry-After when the token lookups are all taken, auth/token-lookups.ts, or PostgreSQL did not
+// answer one: away, or past its statement timeout), then the body limit,
 // then yoga, served through its own Node adapter. Everything else (/healthz, /readyz, /metrics)
 // falls through to the ops server.
 import { isUtf8 } from 'node:buffer';
 import type http from 'node:http';
-import { type Logger, normalizedTraceparent, type RouteHandler, requestTarget, sendJson } from '@postern/shared';
+import { isRetryableDbError, type Logger, normalizedTraceparent, type RouteHandler, requestTarget, sendJson } from '@postern/shared';
 import { TOKEN_LOOKUP_LIMITS, type TokenLookups } from '../auth/token-lookups.ts';
 import type { Principal } from '../context.ts';
 import type { ApiYoga } from './create-yoga.ts';
@@ -38,6 +39,14 @@ function authorizationHeaders(rawHeaders: readonly string[]): number {
   let count = 0;
   for (let index = 0; index < rawHeaders.length; index += 2) if ((rawHeaders[index] as string).toLowerCase() === 'authorization') count += 1;
   return count;
+}
+
+/** 503 with Retry-After: not the client's fault and not an error of ours, come back in a second.
+ *  The connection is closed, so a flood holding bodies open gives its connection back. */
+function retryLater(response: http.ServerResponse, message: string): void {
+  response.setHeader('retry-after', String(TOKEN_LOOKUP_LIMITS.retryAfterSeconds));
+  response.setHeader('connection', 'close');
+  sendJson(response, 503, { errors: [{ message, extensions: { code: 'SERVICE_UNAVAILABLE' } }] });
 }
 
 function unauthorized(response: http.ServerResponse, message: string): void {
@@ -88,16 +97,23 @@ export function graphqlRoute(options: GraphqlRouteOptions): RouteHandler {
       const clientGone = new AbortController();
       const onClose = () => clientGone.abort();
       response.once('close', onClose);
-      const found = await options.authenticate(authorization, clientGone.signal).finally(() => response.off('close', onClose));
+      let found: Awaited<ReturnType<TokenLookups>>;
+      try {
+        found = await options.authenticate(authorization, clientGone.signal);
+      } catch (error) {
+        // PostgreSQL away or too slow (its statement timeout cancelled the lookup, a lock held it):
+        // the token could not be checked, which is no 500 of ours either.
+        if (!isRetryableDbError(error)) throw error;
+        options.metrics.tokenLookupsFailed.inc();
+        options.logger.warn({ err: error }, 'a bearer-token lookup failed (PostgreSQL away or too slow): answered 503 with Retry-After');
+        retryLater(response, `the token could not be checked (the database did not answer): retry in ${TOKEN_LOOKUP_LIMITS.retryAfterSeconds} s`);
+        return true;
+      } finally {
+        response.off('close', onClose);
+      }
       if (found === 'gone') return true;
       if (found === 'busy') {
-        // Not the client's fault and not an error of ours: come back in a second. The connection is
-        // closed, so a flood holding bodies open gives its connection back.
-        response.setHeader('retry-after', String(TOKEN_LOOKUP_LIMITS.retryAfterSeconds));
-        response.setHeader('connection', 'close');
-        sendJson(response, 503, {
-          errors: [{ message: `too many token checks under way: retry in ${TOKEN_LOOKUP_LIMITS.retryAfterSeconds} s`, extensions: { code: 'SERVICE_UNAVAILABLE' } }],
-        });
+        retryLater(response, `too many token checks under way: retry in ${TOKEN_LOOKUP_LIMITS.retryAfterSeconds} s`);
         return true;
       }
       principal = found;

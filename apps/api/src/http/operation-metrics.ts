@@ -13,6 +13,7 @@ export interface ApiMetrics {
   unauthorized: prometheus.Counter<'reason'>;
   tokenLookupsRefused: prometheus.Counter;
   tokenLookupsAbandoned: prometheus.Counter;
+  tokenLookupsFailed: prometheus.Counter;
 }
 
 export function createApiMetrics(registry: Registry): ApiMetrics {
@@ -44,6 +45,11 @@ export function createApiMetrics(registry: Registry): ApiMetrics {
     tokenLookupsAbandoned: new prometheus.Counter({
       name: 'mail_api_token_lookups_abandoned_total',
       help: 'Requests whose client closed the connection before their bearer-token lookup began: no lookup was run for them',
+      registers: [registry],
+    }),
+    tokenLookupsFailed: new prometheus.Counter({
+      name: 'mail_api_token_lookups_failed_total',
+      help: 'Bearer-token lookups PostgreSQL did not answer (away, or past its statement timeout): their requests were answered 503 with Retry-After',
       registers: [registry],
     }),
   };
