@@ -53,6 +53,11 @@ ENV MAIL_ENV=production \
     MAIL_MTA_HTTP_ADDR=0.0.0.0:4002 \
     MAIL_INTERNAL_HTTP_ADDR=0.0.0.0:4001 \
     MAIL_API_HTTP_ADDR=0.0.0.0:4000
+# Node keeps the code it compiled (and the TypeScript it stripped) here and reuses it at the next
+# start of the same file: the HEALTHCHECK, a new process every 15 s, costs about half the CPU
+# (0.21 s against 0.39 s a probe over ten, measured in this image), and a restarted process starts sooner.
+# Where /tmp is not writable (a read-only root file system), Node goes on without it, silently.
+ENV NODE_COMPILE_CACHE=/tmp/postern-node-compile-cache
 EXPOSE 2525 4000 4001 4002
 
 USER 10001:10001
