@@ -43,20 +43,17 @@ export function createTokenLookups(db: Queryable, poolMax: number, metrics: Pick
     const token = bearerTokenOf(authorization);
     if (!token || !looksLikeApiToken(token)) return null;
     const release = await slots.acquire('bearer', TOKEN_LOOKUP_LIMITS.waitMs, clientGone);
+    // Gone while waiting, or just as the slot came free: a lookup would answer nobody.
+    if (clientGone?.aborted) {
+      release?.();
+      metrics.tokenLookupsAbandoned.inc();
+      return 'gone';
+    }
     if (!release) {
-      if (clientGone?.aborted) {
-        metrics.tokenLookupsAbandoned.inc();
-        return 'gone';
-      }
       metrics.tokenLookupsRefused.inc();
       return 'busy';
     }
     try {
-      // The slot may come free just as the client leaves: its lookup would answer nobody.
-      if (clientGone?.aborted) {
-        metrics.tokenLookupsAbandoned.inc();
-        return 'gone';
-      }
       return await authenticateBearer(db, authorization);
     } finally {
       release();
