@@ -93,6 +93,13 @@ describe('ops server', () => {
 
   describe('a client that is slow or goes away', () => {
     /** A raw connection that sent `bytes` and keeps quiet; resolves with what the server answered once it closed it. */
+    /** The JSON body of a whole raw answer, checked against its Content-Length. */
+    function jsonBodyOf(answer: string): unknown {
+      const [head = '', body = ''] = answer.split('\r\n\r\n');
+      expect(Number(/\r\ncontent-length: (\d+)/i.exec(head)?.[1])).toBe(Buffer.byteLength(body, 'latin1'));
+      return JSON.parse(body);
+    }
+
     function openQuiet(port: number, bytes: string): Promise<string> {
       return new Promise((resolve, reject) => {
         const socket = net.connect(port, '127.0.0.1', () => socket.write(bytes));
@@ -156,13 +163,32 @@ describe('ops server', () => {
       const port = await startReadingBodies({ headersTimeoutMs: 200, requestTimeoutMs: 60_000 });
       const answer = await openQuiet(port, 'GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: a');
       expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+      expect(jsonBodyOf(answer)).toEqual({ error: 'request_timeout', message: 'the request did not arrive in time' });
     }, 10_000);
 
     it('closes a connection whose request body does not end within requestTimeoutMs', async () => {
       const port = await startReadingBodies({ headersTimeoutMs: 200, requestTimeoutMs: 400 });
       const answer = await openQuiet(port, 'POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten b');
       expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+      expect(jsonBodyOf(answer)).toEqual({ error: 'request_timeout', message: 'the request did not arrive in time' });
     }, 10_000);
+
+    // Node answers what it cannot parse itself, with a status line and nothing else; every other
+    // answer of these servers says what was wrong in JSON.
+    it.each([
+      ['an unparsable request line', 'BLAH\x01 / HTTP/1.1\r\nHost: x\r\n\r\n', 400, 'bad_request', /^the request is not HTTP\/1\.1 \(HPE_INVALID_METHOD: Invalid method encountered\)$/],
+      ['a bare LF inside a header', 'GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: 1\n2\r\n\r\n', 400, 'bad_request', /^the request is not HTTP\/1\.1 \(HPE_/],
+      ['headers over 16 KiB', `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'request_header_fields_too_large', /^request headers over 16 KiB$/],
+    ])('answers %s with a JSON reason and closes', async (_, request, status, error, message) => {
+      const port = await startReadingBodies({});
+      const answer = await openQuiet(port, request);
+      expect(answer).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+      expect(answer).toMatch(/\r\ncontent-type: application\/json; charset=utf-8\r\n/i);
+      expect(answer).toMatch(/\r\nconnection: close\r\n/i);
+      const body = jsonBodyOf(answer) as { error: string; message: string };
+      expect(body.error).toBe(error);
+      expect(body.message).toMatch(message);
+    });
 
     // A body cut short (a client closing, a chunked framing error Node drops the socket for), or a
     // whole request not yet read when its client closed (20,000 pipelined /graphql requests, then

@@ -20,6 +20,7 @@
 // in that time to push it out.
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import type stream from 'node:stream';
 import type { Logger } from 'pino';
 import type { ListenAddress } from '../config/parse-values.ts';
 import { prometheus, type Registry } from '../metrics/registry.ts';
@@ -73,6 +74,43 @@ export interface OpsServer {
   server: http.Server;
   address: ListenAddress;
   close(): Promise<void>;
+}
+
+/** What Node reports on 'clientError' for a request it cannot take, and how it is answered. */
+function clientErrorAnswer(error: NodeJS.ErrnoException & { reason?: string }): { status: number; error: string; message: string } {
+  switch (error.code) {
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return { status: 408, error: 'request_timeout', message: 'the request did not arrive in time' };
+    case 'HPE_HEADER_OVERFLOW':
+      return { status: 431, error: 'request_header_fields_too_large', message: 'request headers over 16 KiB' };
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return { status: 413, error: 'content_too_large', message: 'chunk extensions too large' };
+    default: {
+      // llhttp's reasons are fixed texts ("Invalid method encountered"), never the client's bytes.
+      const why = error.code?.startsWith('HPE_') ? `${error.code}: ${error.reason ?? 'parse error'}` : (error.code ?? 'parse error');
+      return { status: 400, error: 'bad_request', message: `the request is not HTTP/1.1 (${why})` };
+    }
+  }
+}
+
+/**
+ * Node answers a request it cannot take — unparsable, headers over 16 KiB, past headersTimeout or
+ * requestTimeout — itself, with a status line and an empty body. Every other answer of these
+ * servers says what was wrong in JSON, so these do too; then the connection is closed, as Node
+ * does. Like Node, nothing is written on a connection whose answer has started (a pipelined
+ * request's), which would corrupt it for its client.
+ */
+function answerClientError(error: NodeJS.ErrnoException, socket: stream.Duplex): void {
+  const inFlight = (socket as stream.Duplex & { _httpMessage?: http.ServerResponse | null })._httpMessage;
+  if (socket.writable && !inFlight?.headersSent) {
+    const answer = clientErrorAnswer(error);
+    const body = JSON.stringify({ error: answer.error, message: answer.message });
+    socket.write(
+      `HTTP/1.1 ${answer.status} ${http.STATUS_CODES[answer.status]}\r\n` +
+        `content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(error);
 }
 
 export function sendJson(response: http.ServerResponse, status: number, body: unknown): void {
@@ -166,6 +204,7 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
       else response.destroy();
     }
   });
+  server.on('clientError', answerClientError);
   server.on('connection', (socket: Socket) => {
     if (connections.size >= maxConnections) {
       // Insertion order: the oldest first.
