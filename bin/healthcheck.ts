@@ -9,46 +9,18 @@
 // answer within the HEALTHCHECK's 5 s on a busy host, has no use for the PostgreSQL, Redis and
 // OpenTelemetry clients, nor for validating every variable (with zod and the whole schema: about
 // 0.9 s of CPU per probe in the image against 0.4 now; at a load of 20 on two cores every probe
-// timed out).
-// node:http rather than fetch, whose client (undici) costs a probe another 0.1 s of CPU to load.
+// timed out). It asks with node:http (packages/shared/src/http/readyz-client.ts), not fetch.
 import { readFileSync } from 'node:fs';
-import http from 'node:http';
 import { httpListenAddress } from '@postern/shared/http-listeners';
-import { commandOf, readinessUrl, SERVICES, type Service } from './readiness.ts';
+import { askReadyz, readinessUrl } from '@postern/shared/readyz-client';
+import { commandOf, SERVICES, type Service } from './readiness.ts';
 
 const PROBE_TIMEOUT_MS = 4_000;
-
-/** GET url: its status and the start of its body, or an error past timeoutMs. */
-function get(url: string, timeoutMs: number): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const request = http.get(url, (response) => {
-      let body = '';
-      response.setEncoding('utf8');
-      response.on('data', (chunk: string) => {
-        if (body.length < 500) body += chunk;
-      });
-      response.on('end', () => {
-        clearTimeout(timer);
-        resolve({ status: response.statusCode ?? 0, body: body.slice(0, 500) });
-      });
-      response.on('error', (error) => {
-        clearTimeout(timer);
-        reject(error);
-      });
-    });
-    // Unref'd: it never holds the probe's exit up (the request keeps the process alive while it waits).
-    const timer = setTimeout(() => request.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs).unref();
-    request.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-  });
-}
 
 async function probe(service: Service): Promise<number> {
   const url = readinessUrl(httpListenAddress(process.env, service));
   try {
-    const response = await get(url, PROBE_TIMEOUT_MS);
+    const response = await askReadyz(url, PROBE_TIMEOUT_MS);
     console.log(`${service} ${url}: ${response.status} ${response.body}`);
     return response.status === 200 ? 0 : 1;
   } catch (error) {

@@ -1,6 +1,7 @@
 // `npm start`: Postern on one machine with no setup. Starts the embedded PostgreSQL (unless
 // MAIL_POSTGRES_PRIMARY_DSN points elsewhere), applies the migrations, then runs every app that
 // exists (apps/*/src/main.ts) as a child process, restarting one that dies (capped backoff).
+// It says "Postern is running" once every app answers /readyz 200 (start/await-apps-ready.ts).
 // Ctrl-C / SIGTERM: the apps stop first (each within MAIL_SHUTDOWN_TIMEOUT), then PostgreSQL.
 // The launcher (scripts/launch.cjs) gone, even killed outright, is a SIGTERM too (its IPC channel
 // closes), and each app and the database stop when this process is gone (theirs closes): no
@@ -10,6 +11,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { createLogger, explainStartupFailure, parseDuration, runMigrations, stdoutSink, withoutCredentials } from '@postern/shared';
 import { loadOrCreateSecretsKey } from './embedded-postgres/secrets-key-file.ts';
+import { awaitAppsReady } from './start/await-apps-ready.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 const log = createLogger('start', process.env.MAIL_LOG_LEVEL ?? 'info');
@@ -160,6 +162,18 @@ async function main(): Promise<void> {
     apps.push(app);
     launch(app, env);
   }
+  if (names.length > 0) log.info({ apps: names }, 'apps started; waiting for each to answer /readyz');
+  const ready = await awaitAppsReady({
+    apps: names,
+    env,
+    stopped: () => stopping,
+    onSlow: (waiting, waitedMs) => {
+      for (const { app, url, last } of waiting) {
+        log.warn({ app, url, last }, `${app} has not answered ${url} with 200 in ${Math.round(waitedMs / 1_000)} s (last: ${last}); still waiting — its own lines above say why`);
+      }
+    },
+  });
+  if (!ready) return;
   log.info({ apps: names, postgres: withoutCredentials(dsn) }, 'Postern is running; Ctrl-C to stop');
   if (!process.env.MAIL_POSTGRES_PRIMARY_DSN) {
     // The operator CLI talks to the database directly; tell the newcomer which one.
