@@ -61,6 +61,7 @@ export { exportQueueGauges, registerQueueGauges } from './metrics/queue-gauges.t
 export { createMetricsRegistry, prometheus, type Registry } from './metrics/registry.ts';
 export { type ScheduleSample, type ScheduleSampler, startScheduleSampler } from './metrics/schedule-sampler.ts';
 export { OLDEST_DUE_AT, readScheduleStats, type ScheduleStats } from './metrics/schedule-stats.ts';
+export { clientNetworkKey } from './net/client-network.ts';
 export { bootConfig } from './process/boot-config.ts';
 export { type RunningService, type RunServiceOptions, runService } from './process/run-service.ts';
 export { type ExplainedFailure, explainStartupFailure } from './process/startup-failure.ts';

@@ -9,10 +9,14 @@
 // mail_api_token_lookups_refused_total. A request whose client closed the connection before its
 // lookup began gives its place up and runs none (a flood that sends a token and hangs up), counted
 // in mail_api_token_lookups_abandoned_total.
+// A freed slot goes to the waiting clients in turn, by network (IPv4 address, IPv6 /64), not first
+// come first served: one client's flood queued hundreds of lookups, and every other client's
+// request waited behind them until it was answered 503 too. Behind a proxy every request comes
+// from the proxy's address, and the turns are one queue again.
 //
 // No cache of answers: a token revoked must stop working on the next request, and a cache of
 // "unknown" would be a cache the flood fills.
-import { LookupSlots, looksLikeApiToken, type Queryable } from '@postern/shared';
+import { clientNetworkKey, LookupSlots, looksLikeApiToken, type Queryable } from '@postern/shared';
 import type { Principal } from '../context.ts';
 import type { ApiMetrics } from '../http/operation-metrics.ts';
 import { authenticateBearer, bearerTokenOf } from './bearer-token.ts';
@@ -33,16 +37,19 @@ export function tokenLookupConcurrency(poolMax: number): number {
 
 /** The principal of the header's token; null for no, unknown or revoked token; 'busy' when no
  *  lookup slot came free in time; 'gone' when `clientGone` was aborted before the lookup began
- *  (nobody is left to answer, so no lookup is run). */
-export type TokenLookups = (authorization: string, clientGone?: AbortSignal) => Promise<Principal | null | 'busy' | 'gone'>;
+ *  (nobody is left to answer, so no lookup is run). `client` is the connection's remote address:
+ *  waiting lookups take their turns per client network. */
+export type TokenLookups = (authorization: string, client: string, clientGone?: AbortSignal) => Promise<Principal | null | 'busy' | 'gone'>;
 
 export function createTokenLookups(db: Queryable, poolMax: number, metrics: Pick<ApiMetrics, 'tokenLookupsRefused' | 'tokenLookupsAbandoned'>): TokenLookups {
-  const slots = new LookupSlots(tokenLookupConcurrency(poolMax));
-  return async (authorization, clientGone) => {
+  const concurrency = tokenLookupConcurrency(poolMax);
+  // One cap for every client together; alone, a client may use all of it.
+  const slots = new LookupSlots(concurrency, concurrency);
+  return async (authorization, client, clientGone) => {
     // A header that cannot hold a token is refused without a slot: only a lookup costs one.
     const token = bearerTokenOf(authorization);
     if (!token || !looksLikeApiToken(token)) return null;
-    const release = await slots.acquire('bearer', TOKEN_LOOKUP_LIMITS.waitMs, clientGone);
+    const release = await slots.acquire(clientNetworkKey(client), TOKEN_LOOKUP_LIMITS.waitMs, clientGone);
     // Gone while waiting, or just as the slot came free: a lookup would answer nobody.
     if (clientGone?.aborted) {
       release?.();

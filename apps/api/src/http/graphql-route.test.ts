@@ -41,7 +41,9 @@ describe('graphqlRoute and a client that leaves while its token lookup waits', (
   it('aborts the lookup\'s signal when the connection closes, and answers nothing', async () => {
     let seen: AbortSignal | undefined;
     let answer: (value: 'gone') => void = () => {};
-    const port = await serve((_authorization, clientGone) => {
+    let client: string | undefined;
+    const port = await serve((_authorization, remoteAddress, clientGone) => {
+      client = remoteAddress;
       seen = clientGone;
       return new Promise((resolve) => {
         answer = resolve;
@@ -53,6 +55,7 @@ describe('graphqlRoute and a client that leaves while its token lookup waits', (
     socket.on('error', () => {});
     socket.write(`POST /graphql HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer pst_${'A'.repeat(43)}\r\nContent-Length: 2\r\n\r\n{}`);
     await vi.waitFor(() => expect(seen).toBeDefined());
+    expect(client).toBe('127.0.0.1');
     expect(seen?.aborted).toBe(false);
     socket.destroy();
     await vi.waitFor(() => expect(seen?.aborted).toBe(true));

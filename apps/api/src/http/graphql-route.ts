@@ -99,7 +99,7 @@ export function graphqlRoute(options: GraphqlRouteOptions): RouteHandler {
       response.once('close', onClose);
       let found: Awaited<ReturnType<TokenLookups>>;
       try {
-        found = await options.authenticate(authorization, clientGone.signal);
+        found = await options.authenticate(authorization, request.socket.remoteAddress ?? 'unknown', clientGone.signal);
       } catch (error) {
         // PostgreSQL away or too slow (its statement timeout cancelled the lookup, a lock held it):
         // the token could not be checked, which is no 500 of ours either.

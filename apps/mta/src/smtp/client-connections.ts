@@ -1,12 +1,12 @@
-// Connections one client network (IPv4 address, IPv6 /64: client-network.ts) holds open at once in
-// this edge process, at most MAIL_MTA_MAX_CLIENTS_PER_NETWORK (Postfix's
+// Connections one client network (IPv4 address, IPv6 /64: packages/shared/src/net/client-network.ts)
+// holds open at once in this edge process, at most MAIL_MTA_MAX_CLIENTS_PER_NETWORK (Postfix's
 // smtpd_client_connection_count_limit). MAIL_MTA_MAX_CLIENTS bounds every client together: without a
 // cap per network, one client that opened that many connections and sent a NOOP every few minutes
 // on each (the idle timeout is 5 minutes) held every slot, and every other sender was told 421.
 // It is also the edge's count of open sessions (mail_mta_connections_active): only a session counted
 // in is counted out, since smtp-server closes a client it refused before CONNECT (MAIL_MTA_MAX_CLIENTS,
 // an early talker) through the close hook as well.
-import { clientNetworkKey } from './client-network.ts';
+import { clientNetworkKey } from '@postern/shared';
 
 export class ClientConnections {
   private readonly perNetwork: number;

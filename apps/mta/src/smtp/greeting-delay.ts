@@ -5,7 +5,7 @@
 // Postfix's postscreen remembers a passed pregreet test (postscreen_greet_ttl). With no delay
 // configured nothing is checked or remembered. Memory is bounded: at most `maxClients` passes, the
 // oldest forgotten first (forgetting only costs that client one more wait).
-import { clientNetworkKey } from './client-network.ts';
+import { clientNetworkKey } from '@postern/shared';
 
 /** How long a passed check is remembered: postscreen_greet_ttl's default. */
 const PASS_TTL_MS = 24 * 3_600_000;

@@ -6,9 +6,9 @@
 // disabled between two RCPTs of one session is refused on the second), and the cap bounds what a
 // harvest of repeats can cost.
 import { context as otelContext } from '@opentelemetry/api';
+import { clientNetworkKey } from '@postern/shared';
 import type { SMTPServerAddress, SMTPServerSession } from 'smtp-server';
 import { verifyRecipient } from '../recipients/verify-recipient.ts';
-import { clientNetworkKey } from './client-network.ts';
 import type { EdgeContext } from './edge-context.ts';
 import { RCPT_PARAMETERS, unknownParameter } from './esmtp-parameters.ts';
 import { asReply, type EdgeReply, lookupBusy, tooManyRcptCommands, tooManyRecipients, unsupportedParameter } from './replies.ts';

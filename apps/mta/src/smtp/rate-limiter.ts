@@ -1,10 +1,10 @@
-// Messages per client network (IPv4 address, IPv6 /64: client-network.ts) per minute, as a token
-// bucket (bursts up to the limit, refilled evenly).
+// Messages per client network (IPv4 address, IPv6 /64: packages/shared/src/net/client-network.ts)
+// per minute, as a token bucket (bursts up to the limit, refilled evenly).
 // Scope: ONE edge process. N edges behind an MX allow up to N times the limit; this is a brake on
 // a single noisy client, not an accounting system. Memory is bounded: at most `maxClients` buckets,
 // the least recently seen dropped first (a dropped bucket only forgets, it never refuses).
 
-import { clientNetworkKey } from './client-network.ts';
+import { clientNetworkKey } from '@postern/shared';
 
 export interface RateLimiterOptions {
   perMinute: number;

@@ -45,4 +45,43 @@ describe('LookupSlots', () => {
     expect(await slots.acquire('a', 1_000, gone.signal)).toBeNull();
     expect(slots.trackedClients).toBe(0);
   });
+
+  it('with a cap in all, hands freed slots to the waiting clients in turn, the callers of each in order', async () => {
+    const slots = new LookupSlots(2, 2);
+    const held = [await slots.acquire('flood', 1_000), await slots.acquire('flood', 1_000)];
+    const granted: string[] = [];
+    const wait = (key: string, name: string) =>
+      slots.acquire(key, 5_000).then((release) => {
+        granted.push(name);
+        return release;
+      });
+    // The flood queued five callers before anyone else came.
+    const waiting = [1, 2, 3, 4, 5].map((n) => wait('flood', `flood ${n}`));
+    const other = wait('other', 'other');
+    const third = wait('third', 'third');
+    expect(await slots.acquire('late', 10)).toBeNull(); // every slot is taken: no one jumps the turns
+    held[0]?.();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(granted).toEqual(['flood 1']);
+    held[1]?.();
+    (await waiting[0])?.();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(granted).toEqual(['flood 1', 'other', 'third']);
+    (await other)?.();
+    (await third)?.();
+    for (const next of waiting.slice(1)) (await next)?.();
+    expect(granted).toEqual(['flood 1', 'other', 'third', 'flood 2', 'flood 3', 'flood 4', 'flood 5']);
+    expect(slots.trackedClients).toBe(0);
+  });
+
+  it('with a cap in all, keeps each client within its own cap too', async () => {
+    const slots = new LookupSlots(1, 3);
+    const a = await slots.acquire('a', 1_000);
+    expect(await slots.acquire('a', 10)).toBeNull();
+    const b = await slots.acquire('b', 1_000);
+    const c = await slots.acquire('c', 1_000);
+    expect(await slots.acquire('d', 10)).toBeNull();
+    for (const release of [a, b, c]) release?.();
+    expect(slots.trackedClients).toBe(0);
+  });
 });

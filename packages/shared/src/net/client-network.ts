@@ -1,6 +1,7 @@
-// The key a client is counted under (rate limit, concurrent lookups): its IPv4 address, or the /64
-// of its IPv6 address. An IPv6 end site is normally given at least a /64 (RFC 6177), so one sender
-// can rotate through 2^64 addresses; keyed per address, each rotation was a fresh bucket.
+// The key a client is counted under (the edge's rate limit, connections and lookups; the turns of
+// the API's token lookups): its IPv4 address, or the /64 of its IPv6 address. An IPv6 end site is
+// normally given at least a /64 (RFC 6177), so one sender can rotate through 2^64 addresses; keyed
+// per address, each rotation was a fresh bucket.
 import net from 'node:net';
 
 /** The 8 hextets of an IPv6 address (an embedded IPv4 tail converted), or null. */
