@@ -75,7 +75,8 @@ function launch(app: Supervised, env: NodeJS.ProcessEnv): void {
     if (Date.now() - startedAt > 60_000) app.restarts = 0;
     const delayMs = Math.min(500 * 2 ** app.restarts, 30_000);
     app.restarts += 1;
-    log.error({ app: app.name, code, signal, restartInMs: delayMs }, 'app exited unexpectedly; restarting');
+    // The app a line is about is its `child`: `app` is this process's own name ("start").
+    log.error({ child: app.name, code, signal, restartInMs: delayMs }, `${app.name} exited unexpectedly; restarting`);
     setTimeout(() => {
       if (!stopping) launch(app, env);
     }, delayMs);
@@ -103,7 +104,7 @@ async function stopAll(reason: string, exitCode = 0): Promise<void> {
       if (!child) return;
       child.kill('SIGTERM');
       if (!(await waitForExit(child, shutdownTimeoutMs + 5_000))) {
-        log.error({ app: app.name }, 'app did not stop in time; killing it');
+        log.error({ child: app.name }, `${app.name} did not stop in time; killing it`);
         child.kill('SIGKILL');
       }
     }),
@@ -169,7 +170,7 @@ async function main(): Promise<void> {
     stopped: () => stopping,
     onSlow: (waiting, waitedMs) => {
       for (const { app, url, last } of waiting) {
-        log.warn({ app, url, last }, `${app} has not answered ${url} with 200 in ${Math.round(waitedMs / 1_000)} s (last: ${last}); still waiting — its own lines above say why`);
+        log.warn({ child: app, url, last }, `${app} has not answered ${url} with 200 in ${Math.round(waitedMs / 1_000)} s (last: ${last}); still waiting — its own lines above say why`);
       }
     },
   });
