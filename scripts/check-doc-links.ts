@@ -1,0 +1,48 @@
+// Every link to a heading in the docs (`](#anchor)`, `](other.md#anchor)`) must land on one, as
+// GitHub names headings (doc-links/anchors.ts): a heading renamed or a section moved to another file
+// otherwise leaves links that open the top of the page. Checked as part of the lint step, over
+// README.md and docs/**/*.md.
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { anchorLinks, headingAnchors } from './doc-links/anchors.ts';
+
+function markdownFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) return markdownFiles(full);
+    return entry.name.endsWith('.md') ? [full] : [];
+  });
+}
+
+const root = path.resolve(import.meta.dirname, '..');
+// `node scripts/check-doc-links.ts FILE...` checks the links of just those files.
+const files =
+  process.argv.length > 2
+    ? process.argv.slice(2).map((file) => path.resolve(file))
+    : [path.join(root, 'README.md'), ...markdownFiles(path.join(root, 'docs'))];
+
+const anchorsByFile = new Map<string, Set<string> | null>();
+function anchorsOf(file: string): Set<string> | null {
+  if (!anchorsByFile.has(file)) anchorsByFile.set(file, existsSync(file) ? headingAnchors(readFileSync(file, 'utf8')) : null);
+  return anchorsByFile.get(file) ?? null;
+}
+
+const problems: string[] = [];
+let checked = 0;
+for (const file of files) {
+  for (const link of anchorLinks(readFileSync(file, 'utf8'))) {
+    checked++;
+    const target = link.target === '' ? file : path.resolve(path.dirname(file), decodeURI(link.target));
+    const anchors = anchorsOf(target);
+    const where = `${path.relative(root, file)}:${link.line}`;
+    if (anchors === null) problems.push(`${where}: no file ${link.target}`);
+    else if (!anchors.has(decodeURIComponent(link.anchor))) problems.push(`${where}: no heading #${link.anchor} in ${link.target || 'this file'}`);
+  }
+}
+
+if (problems.length > 0) {
+  console.error(`links to headings that are not there:\n  ${problems.join('\n  ')}`);
+  process.exitCode = 1;
+} else {
+  console.log(`doc links ok: ${checked} links to headings in ${files.length} files`);
+}
