@@ -1,6 +1,6 @@
 // How the edge benchmark reports: per mode and server the median rate of the rounds with its range,
 // and Postern's ratio to each other server, as a Markdown table that can go into
-// docs/performance.md as printed.
+// docs/performance-runs.md as printed.
 
 export interface Summary {
   median: number;

@@ -14,8 +14,8 @@
 // Servers: servers/*.ts (what each one does with a message is written there). What it installs when
 // missing (apt: postfix, gcc; npm: Haraka into a cache directory): tools.ts. It needs root for
 // Postfix's master, and the machine's PostgreSQL for Postern (servers/postern.ts). BENCH_SCALE
-// multiplies every message count (0.1 for a quick look). docs/performance.md has the last figures
-// and how to profile the edge under this load.
+// multiplies every message count (0.1 for a quick look). docs/performance.md has the goals
+// and how to profile the edge under this load, docs/performance-runs.md every run's figures.
 //
 //   node bench/mta/run.ts --baseline <git-ref> [--tracing on]
 // compares builds of Postern instead (bench/compare/variants.ts): the ref's edge ("baseline"), this

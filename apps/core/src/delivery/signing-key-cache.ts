@@ -3,7 +3,7 @@
 // writes the keys); a counter other than the last one seen empties the cache. So a key created,
 // rotated or retired through the API is used, or no longer used, from the first delivery claimed
 // after its commit, as when every signed message read its key — which cost one query per delivery,
-// a fifth of the engine's CPU in smtp mode (docs/performance.md).
+// a fifth of the engine's CPU in smtp mode (docs/performance-runs.md).
 //
 // A read that started before the counter moved may finish after it: its answer is not kept (the
 // epoch it started in is over). Until a claim has been seen nothing is kept, every call reads.
