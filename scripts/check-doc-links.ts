@@ -1,25 +1,18 @@
 // Every link to a heading in the docs (`](#anchor)`, `](other.md#anchor)`) must land on one, as
-// GitHub names headings (doc-links/anchors.ts): a heading renamed or a section moved to another file
+// GitHub names headings (docs/anchors.ts): a heading renamed or a section moved to another file
 // otherwise leaves links that open the top of the page. Checked as part of the lint step, over
 // README.md and docs/**/*.md.
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { anchorLinks, headingAnchors } from './doc-links/anchors.ts';
+import { anchorLinks, headingAnchors } from './docs/anchors.ts';
+import { operatorDocs, REPOSITORY_ROOT } from './docs/markdown.ts';
 
-function markdownFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
-    const full = path.join(dir, entry.name);
-    if (entry.isDirectory()) return markdownFiles(full);
-    return entry.name.endsWith('.md') ? [full] : [];
-  });
-}
-
-const root = path.resolve(import.meta.dirname, '..');
+const root = REPOSITORY_ROOT;
 // `node scripts/check-doc-links.ts FILE...` checks the links of just those files.
 const files =
   process.argv.length > 2
     ? process.argv.slice(2).map((file) => path.resolve(file))
-    : [path.join(root, 'README.md'), ...markdownFiles(path.join(root, 'docs'))];
+    : operatorDocs().map(({ file }) => path.join(root, file));
 
 const anchorsByFile = new Map<string, Set<string> | null>();
 function anchorsOf(file: string): Set<string> | null {

@@ -15,10 +15,7 @@
 //              case and ends with `;`: `SELECT ... LIMIT 20;`. A span without the `;` (`VACUUM FULL`,
 //              `LISTEN mail_delivery_due`) names a statement in prose and is not taken.
 // Placeholders are not rewritten here; each test says how it treats them.
-import { readdirSync, readFileSync } from 'node:fs';
-import path from 'node:path';
-
-const repositoryRoot = path.resolve(import.meta.dirname, '..', '..');
+import { type FencedBlock, fencedBlocks, operatorDocs, REPOSITORY_ROOT } from './markdown.ts';
 
 export interface DocumentedGraphql {
   file: string;
@@ -35,35 +32,18 @@ export interface DocumentedSql {
   text: string;
 }
 
-interface FencedBlock {
-  info: string;
-  /** 1-based line of the block's first content line. */
-  line: number;
-  lines: string[];
-}
-
 const SQL_KEYWORDS = [
   'SELECT', 'WITH', 'INSERT', 'UPDATE', 'DELETE', 'MERGE', 'VALUES', 'TABLE', 'EXPLAIN', 'SET', 'RESET', 'SHOW',
   'ALTER', 'CREATE', 'DROP', 'VACUUM', 'ANALYZE', 'REINDEX', 'CLUSTER', 'LOCK', 'TRUNCATE', 'GRANT', 'REVOKE', 'COMMENT',
 ];
 const INLINE_SQL = new RegExp(`\`((?:${SQL_KEYWORDS.join('|')})\\b[^\`]*?);\``, 'g');
 const REQUEST_BODY = /'(\{"query":[^']*)'/g;
-const FENCE = /^\s*(`{3,})\s*([\w-]*)/;
 
-/** README.md and every docs/**\/*.md, as paths relative to the repository, in a stable order. */
-export function operatorDocs(root = repositoryRoot): Array<{ file: string; text: string }> {
-  const docs = readdirSync(path.join(root, 'docs'), { recursive: true, encoding: 'utf8' })
-    .filter((name) => name.endsWith('.md'))
-    .map((name) => path.posix.join('docs', name.split(path.sep).join('/')))
-    .sort();
-  return ['README.md', ...docs].map((file) => ({ file, text: readFileSync(path.join(root, file), 'utf8') }));
-}
-
-export function documentedGraphql(root = repositoryRoot): DocumentedGraphql[] {
+export function documentedGraphql(root = REPOSITORY_ROOT): DocumentedGraphql[] {
   return operatorDocs(root).flatMap(({ file, text }) => graphqlIn(file, text));
 }
 
-export function documentedSql(root = repositoryRoot): DocumentedSql[] {
+export function documentedSql(root = REPOSITORY_ROOT): DocumentedSql[] {
   return operatorDocs(root).flatMap(({ file, text }) => sqlIn(file, text));
 }
 
@@ -71,14 +51,14 @@ export function graphqlIn(file: string, text: string): DocumentedGraphql[] {
   const requests = [...text.matchAll(REQUEST_BODY)].map(
     (match): DocumentedGraphql => ({ file, line: lineAt(text, match.index), form: 'request', text: match[1] as string }),
   );
-  const documents = fencesOf(text)
+  const documents = fencedBlocks(text)
     .blocks.filter((block) => block.info === 'graphql')
     .map((block): DocumentedGraphql => ({ file, line: block.line, form: 'document', text: block.lines.join('\n') }));
   return [...requests, ...documents].sort((a, b) => a.line - b.line);
 }
 
 export function sqlIn(file: string, text: string): DocumentedSql[] {
-  const { blocks, outside } = fencesOf(text);
+  const { blocks, outside } = fencedBlocks(text);
   const fromBlocks = blocks.filter((block) => block.info === 'sql').flatMap((block) => statementsOf(file, block));
   const inline = outside.flatMap(({ line, content }) =>
     [...content.matchAll(INLINE_SQL)].map((match): DocumentedSql => ({ file, line, text: match[1] as string })),
@@ -102,24 +82,6 @@ function statementsOf(file: string, block: FencedBlock): DocumentedSql[] {
   });
   if (pending.length > 0) statements.push({ file, line: start, text: pending.join('\n').trimEnd() });
   return statements;
-}
-
-/** The fenced blocks of a markdown text, and every line outside them. */
-function fencesOf(text: string): { blocks: FencedBlock[]; outside: Array<{ line: number; content: string }> } {
-  const blocks: FencedBlock[] = [];
-  const outside: Array<{ line: number; content: string }> = [];
-  let open: (FencedBlock & { fence: string }) | null = null;
-  text.split('\n').forEach((content, index) => {
-    const fence = FENCE.exec(content);
-    if (open) {
-      if (fence && (fence[1] as string).length >= open.fence.length && fence[2] === '') {
-        blocks.push(open);
-        open = null;
-      } else open.lines.push(content);
-    } else if (fence) open = { fence: fence[1] as string, info: fence[2] as string, line: index + 2, lines: [] };
-    else outside.push({ line: index + 1, content });
-  });
-  return { blocks, outside };
 }
 
 function lineAt(text: string, index: number): number {

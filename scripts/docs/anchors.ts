@@ -1,7 +1,9 @@
 // Where a Markdown link's `#anchor` lands on GitHub. GitHub names each heading by its rendered text:
 // lower-cased, every character that is not a letter, a mark, a digit, a connector (`_`), a space or
 // a hyphen dropped, each space turned into a hyphen; a name already taken in the file gets -1, -2
-// (github-slugger, which GitHub's renderer follows). Headings inside fenced code are not headings.
+// (github-slugger, which GitHub's renderer follows). Headings inside fenced code are not headings
+// (markdown.ts says what a fence is).
+import { fencedBlocks } from './markdown.ts';
 
 /** The anchor GitHub gives a heading whose Markdown source is `heading` (the text after the #s). */
 export function headingSlug(heading: string): string {
@@ -33,7 +35,7 @@ export type AnchorLink = { line: number; target: string; anchor: string };
 /** Each `](target#anchor)` and `](#anchor)` outside fenced code; links to other sites left out. */
 export function anchorLinks(markdown: string): AnchorLink[] {
   const links: AnchorLink[] = [];
-  for (const { line, text } of proseLines(markdown)) {
+  for (const { line, content: text } of fencedBlocks(markdown).outside) {
     for (const match of text.matchAll(/\]\(([^)\s#]*)#([^)\s]+)\)/g)) {
       const target = match[1] as string;
       if (/^[a-z][a-z0-9+.-]*:/i.test(target)) continue;
@@ -44,22 +46,8 @@ export function anchorLinks(markdown: string): AnchorLink[] {
 }
 
 function headings(markdown: string): { line: number; text: string }[] {
-  return proseLines(markdown).flatMap(({ line, text }) => {
+  return fencedBlocks(markdown).outside.flatMap(({ line, content: text }) => {
     const match = /^ {0,3}#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$/.exec(text);
     return match ? [{ line, text: match[1] as string }] : [];
   });
-}
-
-function proseLines(markdown: string): { line: number; text: string }[] {
-  const lines: { line: number; text: string }[] = [];
-  let fence: string | null = null;
-  markdown.split('\n').forEach((text, index) => {
-    const marker = /^ {0,3}(`{3,}|~{3,})/.exec(text)?.[1];
-    if (marker && (fence === null || (marker[0] === fence[0] && marker.length >= fence.length))) {
-      fence = fence === null ? marker : null;
-      return;
-    }
-    if (fence === null) lines.push({ line: index + 1, text });
-  });
-  return lines;
 }
