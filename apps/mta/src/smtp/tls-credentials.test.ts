@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '@postern/shared';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadTlsCredentials } from './tls-credentials.ts';
+import { loadTlsCredentials, unreadableFileProblem } from './tls-credentials.ts';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'postern-tls-unit-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -29,6 +29,15 @@ describe('loadTlsCredentials: the STARTTLS certificate fails the start loudly', 
       `MAIL_MTA_TLS_CERT: cannot read ${missingCert} (ENOENT)`,
       `MAIL_MTA_TLS_KEY: cannot read ${dir} (EISDIR)`,
     ]);
+  });
+
+  it('says which uid lacks permission on a file it may not read (root, which runs these tests, reads any)', () => {
+    const denied = Object.assign(new Error('permission denied'), { code: 'EACCES' });
+    expect(unreadableFileProblem('MAIL_MTA_TLS_KEY', '/etc/postern/tls/key.pem', denied, 10001)).toBe(
+      'MAIL_MTA_TLS_KEY: cannot read /etc/postern/tls/key.pem (EACCES: this process runs as uid 10001, which needs read permission on the file and search permission on its folders)',
+    );
+    const missing = Object.assign(new Error('no such file'), { code: 'ENOENT' });
+    expect(unreadableFileProblem('MAIL_MTA_TLS_KEY', '/k.pem', missing, 10001)).toBe('MAIL_MTA_TLS_KEY: cannot read /k.pem (ENOENT)');
   });
 
   it('refuses a file that is not PEM', async () => {

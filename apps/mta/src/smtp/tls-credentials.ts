@@ -28,11 +28,19 @@ export interface TlsCredentials {
 /** The two files as read (null: unreadable or not PEM, and why in `problems`). */
 export type TlsFileBytes = { cert: Buffer | null; key: Buffer | null; problems: string[] };
 
+/** Why a file could not be read. EACCES names the user the process runs as: in the image that is
+ *  uid 10001, and a key written by root with mode 0600 (what ACME clients do) is the usual cause,
+ *  at start and at every renewal. */
+export function unreadableFileProblem(variable: string, file: string, error: NodeJS.ErrnoException, uid = process.getuid?.()): string {
+  const why = error.code ?? error.message;
+  if (error.code !== 'EACCES' || uid === undefined) return `${variable}: cannot read ${file} (${why})`;
+  return `${variable}: cannot read ${file} (EACCES: this process runs as uid ${uid}, which needs read permission on the file and search permission on its folders)`;
+}
+
 /** The file's bytes if they were read and look like PEM; otherwise null, and why in `problems`. */
 function asPem(variable: string, file: string, read: PromiseSettledResult<Buffer>, problems: string[]): Buffer | null {
   if (read.status === 'rejected') {
-    const error = read.reason as NodeJS.ErrnoException;
-    problems.push(`${variable}: cannot read ${file} (${error.code ?? error.message})`);
+    problems.push(unreadableFileProblem(variable, file, read.reason as NodeJS.ErrnoException));
     return null;
   }
   if (read.value.includes('-----BEGIN ')) return read.value;

@@ -42,11 +42,18 @@ export async function loadSigningKey(db: Queryable, secretsKey: SecretsKey | nul
 const UNRETIRED_KEYS_SQL = `
 SELECT domain, selector, key_type, private_key_sealed FROM mail.dkim_keys WHERE status <> 'retired' ORDER BY id`;
 
+/** What needs the missing MAIL_SECRETS_KEY at boot, as the rest of its message reads: "... needs it". */
+function unretiredKeysNamed(rows: readonly SealedRow[]): string {
+  const named = rows.slice(0, 3).map((row) => `${row.selector}._domainkey.${row.domain}`);
+  const more = rows.length > named.length ? `, and ${rows.length - named.length} more` : '';
+  return `opening the ${rows.length === 1 ? 'DKIM key' : `${rows.length} DKIM keys`} in the database (${named.join(', ')}${more})`;
+}
+
 /** Boot check: every key that may sign opens with `secretsKey`. Returns how many were checked. */
 export async function checkSecretsKey(db: Queryable, secretsKey: SecretsKey | null): Promise<number> {
   const { rows } = await db.query<SealedRow>(UNRETIRED_KEYS_SQL);
   if (rows.length === 0) return 0;
-  if (!secretsKey) throw new SecretsKeyMissingError(`the database holds ${rows.length} DKIM key(s) (${rows[0]?.selector}._domainkey.${rows[0]?.domain}, ...)`);
+  if (!secretsKey) throw new SecretsKeyMissingError(unretiredKeysNamed(rows));
   for (const row of rows) openPrivateKey(secretsKey, row, row.private_key_sealed);
   return rows.length;
 }
