@@ -1,6 +1,10 @@
 // The engine's internal HTTP route on a real socket and a real PostgreSQL: hostile paths are 4xx
 // with a JSON reason, never 500 (measured before: /api/v1/internal/deliveries/%ff%fe gave 500).
+// It asks for no token, so it answers only clients on the engine's host unless told otherwise
+// (MAIL_INTERNAL_API_CLIENTS): measured before, from another container on the image's network it
+// gave any delivery's recipient and replies.
 import net from 'node:net';
+import os from 'node:os';
 import { createLogger, createMetricsRegistry, createPool, type OpsServer, type Pool, startOpsServer } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { internalRoutes } from '../../apps/core/src/http/internal-routes.ts';
@@ -19,7 +23,7 @@ beforeAll(async () => {
     logger,
     registry: createMetricsRegistry('core'),
     readiness: {},
-    handle: internalRoutes(pool),
+    handle: internalRoutes(pool, 'loopback'),
   });
 });
 
@@ -30,9 +34,9 @@ afterAll(async () => {
 });
 
 /** Status and body of one raw request line: fetch would normalise the very paths under test. */
-function rawGet(target: string, host = 'x'): Promise<{ status: number; body: string }> {
+function rawGet(target: string, host = 'x', to: { port: number; address: string } = { port: server.address.port, address: '127.0.0.1' }): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect(server.address.port, '127.0.0.1');
+    const socket = net.connect(to.port, to.address);
     let answer = '';
     socket.on('data', (chunk) => {
       answer += chunk.toString('latin1');
@@ -65,5 +69,48 @@ describe('GET /api/v1/internal/deliveries/{id}', () => {
     const answer = await rawGet('/api/v1/internal/deliveries/does-not-exist', '[');
     expect(answer.status).toBe(400);
     expect(JSON.parse(answer.body).message).toMatch(/Host/);
+  });
+});
+
+describe('who may ask (MAIL_INTERNAL_API_CLIENTS)', () => {
+  // An address of this host that is not loopback (the Docker bridge at least, where the e2e suites
+  // run): a connection to it comes from it, as a neighbour's would come from its own.
+  const external = Object.values(os.networkInterfaces())
+    .flat()
+    .find((entry) => entry !== undefined && entry.family === 'IPv4' && !entry.internal)?.address;
+
+  async function listenEverywhere(clients: 'loopback' | 'any'): Promise<OpsServer> {
+    return startOpsServer({
+      addr: { host: '0.0.0.0', port: 0 },
+      logger: createLogger('internal-routes-e2e', 'silent'),
+      registry: createMetricsRegistry('core'),
+      readiness: {},
+      handle: internalRoutes(pool, clients),
+    });
+  }
+
+  it('loopback: a client from another address gets 403 with the reason, /readyz still answers it; the host itself is served', async () => {
+    expect(external, 'this host has no non-loopback IPv4 address to ask from').toBeDefined();
+    const everywhere = await listenEverywhere('loopback');
+    try {
+      const from = { port: everywhere.address.port, address: external as string };
+      const refused = await rawGet('/api/v1/internal/deliveries/does-not-exist', 'x', from);
+      expect(refused.status).toBe(403);
+      expect(JSON.parse(refused.body)).toMatchObject({ error: 'forbidden', message: expect.stringMatching(/MAIL_INTERNAL_API_CLIENTS=loopback/) });
+      expect((await rawGet('/readyz', 'x', from)).status).toBe(200);
+      expect((await rawGet('/api/v1/internal/deliveries/does-not-exist', 'x', { port: everywhere.address.port, address: '127.0.0.1' })).status).toBe(404);
+    } finally {
+      await everywhere.close();
+    }
+  });
+
+  it('any: the same client is served', async () => {
+    const everywhere = await listenEverywhere('any');
+    try {
+      const answer = await rawGet('/api/v1/internal/deliveries/does-not-exist', 'x', { port: everywhere.address.port, address: external as string });
+      expect(answer.status).toBe(404);
+    } finally {
+      await everywhere.close();
+    }
   });
 });

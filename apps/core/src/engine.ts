@@ -385,7 +385,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
         maxConnections: config.http.maxConnections,
         logger: log,
         registry,
-        handle: internalRoutes(pool),
+        handle: internalRoutes(pool, config.http.internalApiClients),
         readiness: {
           postgres: probe.check,
           ...(redisConnections ? { redis: async () => void (await redisConnections.commands.ping()) } : {}),

@@ -62,6 +62,7 @@ export { createMetricsRegistry, prometheus, type Registry } from './metrics/regi
 export { type ScheduleSample, type ScheduleSampler, startScheduleSampler } from './metrics/schedule-sampler.ts';
 export { OLDEST_DUE_AT, readScheduleStats, type ScheduleStats } from './metrics/schedule-stats.ts';
 export { clientNetworkKey } from './net/client-network.ts';
+export { isLoopbackAddress } from './net/loopback-address.ts';
 export { bootConfig } from './process/boot-config.ts';
 export { type RunningService, type RunServiceOptions, runService } from './process/run-service.ts';
 export { type ExplainedFailure, explainStartupFailure } from './process/startup-failure.ts';

@@ -186,6 +186,9 @@ export const envSchema = z.object({
 
   // Listeners.
   MAIL_INTERNAL_HTTP_ADDR: listenAddress(HTTP_LISTENERS.core.fallback),
+  // Who may read the engine's internal API (it asks for no token): clients on the engine's own host
+  // only, whatever address it listens on, or any client that reaches the listener.
+  MAIL_INTERNAL_API_CLIENTS: z.enum(['loopback', 'any']).default('loopback'),
   MAIL_SMTP_LISTEN_ADDR: listenAddress('127.0.0.1:2525'),
   MAIL_MTA_HTTP_ADDR: listenAddress(HTTP_LISTENERS.mta.fallback),
   MAIL_API_HTTP_ADDR: listenAddress(HTTP_LISTENERS.api.fallback),

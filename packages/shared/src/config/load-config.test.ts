@@ -93,6 +93,13 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ ...minimal, MAIL_SMTP_MODE: 'mx', MAIL_LEASE_DURATION: '1m' }, 'core')).toThrow(/MAIL_LEASE_DURATION: must be longer than the whole-send deadline/);
   });
 
+  it("lets the engine's internal API answer its own host only unless MAIL_INTERNAL_API_CLIENTS=any", () => {
+    const stub = { ...minimal, MAIL_SMTP_MODE: 'stub' };
+    expect(loadConfig(stub, 'core').http.internalApiClients).toBe('loopback');
+    expect(loadConfig({ ...stub, MAIL_INTERNAL_API_CLIENTS: 'any' }, 'core').http.internalApiClients).toBe('any');
+    expect(() => loadConfig({ ...stub, MAIL_INTERNAL_API_CLIENTS: 'everyone' }, 'core')).toThrow(/MAIL_INTERNAL_API_CLIENTS/);
+  });
+
   it('reads the urgent categories: authsession unless told, a list, or none; a name no command could carry is refused', () => {
     expect(loadConfig(minimal, 'api').urgentCategories).toEqual(['authsession']);
     expect(loadConfig({ ...minimal, MAIL_URGENT_CATEGORIES: ' authsession, alerts ,alerts' }, 'api').urgentCategories).toEqual(['authsession', 'alerts']);

@@ -81,6 +81,8 @@ export interface PosternConfig {
   };
   http: {
     internal: ListenAddress;
+    /** MAIL_INTERNAL_API_CLIENTS: who may read /api/v1/internal (no token): the engine's host only, or anyone. */
+    internalApiClients: 'loopback' | 'any';
     mta: ListenAddress;
     api: ListenAddress;
     /** Connections open at once on each of them (MAIL_HTTP_MAX_CONNECTIONS). */
@@ -277,6 +279,7 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
     },
     http: {
       internal: env.MAIL_INTERNAL_HTTP_ADDR,
+      internalApiClients: env.MAIL_INTERNAL_API_CLIENTS,
       mta: env.MAIL_MTA_HTTP_ADDR,
       api: env.MAIL_API_HTTP_ADDR,
       maxConnections: env.MAIL_HTTP_MAX_CONNECTIONS,
