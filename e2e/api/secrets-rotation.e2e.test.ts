@@ -146,6 +146,10 @@ describe('rotating MAIL_SECRETS_KEY', () => {
     expect(reseal.stdout).toBe('');
     expect(reseal.stderr).toMatch(/^cannot be opened with either key: route password stray\.rotate\.test: wrong key/m);
     expect(reseal.stderr).toContain('postern secrets reseal: nothing was changed');
+    // With one key there is no "either".
+    const oneKey = await postern(['status'], { current: newKey });
+    expect(oneKey.code).toBe(1);
+    expect(oneKey.stderr).toMatch(/^cannot be opened with MAIL_SECRETS_KEY: route password stray\.rotate\.test: wrong key/m);
     const sealedAfter = await db.pool.query<{ domain: string; sealed: Buffer }>(
       `SELECT domain, private_key_sealed AS sealed FROM mail.dkim_keys WHERE private_key_sealed IS NOT NULL ORDER BY id`,
     );
