@@ -2,8 +2,8 @@
 // at the address the process's own configuration gives (the health check runs with the container's
 // environment), and exits 0 on 200, 1 otherwise, with the reason on stdout, which Docker keeps in the
 // health log. Without an argument the process is read from the container's command line (PID 1), so
-// one HEALTHCHECK line fits every process of the one image. A one-shot command (migrate, token)
-// serves no endpoint and counts as healthy while it runs. It reads the one variable of its listener
+// one HEALTHCHECK line fits every process of the one image. A one-shot command (migrate, token,
+// secrets: ONE_SHOT_COMMANDS) serves no endpoint and counts as healthy while it runs. It reads the one variable of its listener
 // (packages/shared/src/config/http-listeners.ts, the same as the process reads), not the whole
 // configuration nor the package's index: a probe that runs every 15 s in every container, and must
 // answer within the HEALTHCHECK's 5 s on a busy host, has no use for the PostgreSQL, Redis and
@@ -13,7 +13,7 @@
 import { readFileSync } from 'node:fs';
 import { httpListenAddress } from '@postern/shared/http-listeners';
 import { askReadyz, readinessUrl } from '@postern/shared/readyz-client';
-import { commandOf, SERVICES, type Service } from './readiness.ts';
+import { commandOf, ONE_SHOT_COMMANDS, SERVICES, type Service } from './readiness.ts';
 
 const PROBE_TIMEOUT_MS = 4_000;
 
@@ -31,7 +31,7 @@ async function probe(service: Service): Promise<number> {
 
 async function healthcheck(args: string[]): Promise<number> {
   const named = args[0] ?? commandOf(readFileSync('/proc/1/cmdline', 'utf8'));
-  if (named === 'migrate' || named === 'token') {
+  if (named !== null && ONE_SHOT_COMMANDS.includes(named)) {
     console.log(`postern ${named} serves no endpoint: healthy while it runs`);
     return 0;
   }

@@ -1,10 +1,12 @@
-// The health check must find the process behind any PID 1 the image may get, and ask the
-// listener the process's own configuration gives.
+// The health check must find the process behind any PID 1 the image may get, ask the listener the
+// process's own configuration gives, and leave a container running a one-shot command healthy.
 
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
 import { loadConfig } from '@postern/shared';
 import { httpListenAddress } from '@postern/shared/http-listeners';
 import { describe, expect, it } from 'vitest';
-import { commandOf } from './readiness.ts';
+import { commandOf, ONE_SHOT_COMMANDS, SERVICES } from './readiness.ts';
 
 describe('commandOf', () => {
   it('reads the command after postern.ts, with or without an init in front, or after the postern symlink', () => {
@@ -37,5 +39,24 @@ describe('httpListenAddress (what the health check asks)', () => {
 
   it('refuses a value the process would refuse, naming the variable', () => {
     expect(() => httpListenAddress({ MAIL_API_HTTP_ADDR: 'nowhere' }, 'api')).toThrow(/MAIL_API_HTTP_ADDR: "nowhere" is not host:port/);
+  });
+});
+
+describe('postern healthcheck of a one-shot command', () => {
+  const postern = path.join(import.meta.dirname, 'postern.ts');
+  const run = (...args: string[]) => execFileSync(process.execPath, [postern, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH } });
+
+  it('is healthy for migrate, token and secrets, which serve no endpoint', () => {
+    for (const command of ['migrate', 'token', 'secrets']) {
+      expect(run('healthcheck', command)).toBe(`postern ${command} serves no endpoint: healthy while it runs\n`);
+    }
+  });
+
+  it('knows every command postern has: a process it probes, a one-shot, or the health check itself', () => {
+    const commands = [...run('help').matchAll(/^ {2}postern (\S+)/gm)].map((match) => match[1]);
+    expect(commands).toContain('secrets');
+    for (const command of commands) {
+      expect([...SERVICES, ...ONE_SHOT_COMMANDS, 'healthcheck'], command).toContain(command);
+    }
   });
 });

@@ -1,11 +1,12 @@
 // `npm run migrate`: apply pending migrations to MAIL_POSTGRES_PRIMARY_DSN and exit. Every app also
-// migrates at boot (under the same advisory lock), so this is for operators who migrate ahead.
-import { ConfigError, createLogger, loadConfig, runMigrations } from '@postern/shared';
+// migrates at boot (under the same advisory lock), so this is for operators who migrate ahead. Like
+// the apps it then warns about server settings that break a promise (prepareDatabase).
+import { ConfigError, createLogger, loadConfig, prepareDatabase } from '@postern/shared';
 
 const log = createLogger('migrate', process.env.MAIL_LOG_LEVEL ?? 'info');
 try {
   const config = loadConfig(process.env, 'tools');
-  const { applied } = await runMigrations({ dsn: config.postgres.dsn, logger: log });
+  const { applied } = await prepareDatabase({ dsn: config.postgres.dsn, logger: log });
   console.log(applied.length > 0 ? `applied: ${applied.join(', ')}` : 'nothing to apply: the schema is up to date');
 } catch (error) {
   if (error instanceof ConfigError) console.error(error.message);

@@ -9,11 +9,11 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import {
+  checkSecretsAtStart,
   checkSecretsKey,
   createDkimKey,
   createLogger,
   loadSigningKey,
-  logSecretsRotation,
   lookupRoute,
   openRoutePassword,
   SEALED_COLUMNS,
@@ -79,7 +79,7 @@ describe('rotating MAIL_SECRETS_KEY', () => {
     const signingBefore = await loadSigningKey(db.pool, before, 'one.rotate.test');
 
     // Step 1: every process restarted with the new key and the previous one.
-    expect(await checkSecretsKey(db.pool, rotating)).toBe(2);
+    expect(await checkSecretsKey(db.pool, rotating)).toEqual({ current: 0, previous: 2 });
     expect((await loadSigningKey(db.pool, rotating, 'one.rotate.test'))?.privateKeyPem).toBe(signingBefore?.privateKeyPem);
     expect(await routePassword('relay.rotate.test', rotating)).toBe('the old horse');
     // What is created meanwhile is sealed with the new key.
@@ -95,8 +95,11 @@ describe('rotating MAIL_SECRETS_KEY', () => {
       ].join('\n'),
     );
     const atStart = capturingLogger();
-    await logSecretsRotation(db.pool, rotating, atStart.logger);
-    expect(atStart.lines.map((line) => line.msg)).toEqual(['MAIL_SECRETS_KEY_PREVIOUS still opens 3 secret(s): run postern secrets reseal, then remove it from every process']);
+    await checkSecretsAtStart(db.pool, rotating, atStart.logger);
+    expect(atStart.lines.map((line) => line.msg)).toEqual([
+      'DKIM keys open: 1 with MAIL_SECRETS_KEY, 2 only with MAIL_SECRETS_KEY_PREVIOUS',
+      'MAIL_SECRETS_KEY_PREVIOUS still opens 3 secret(s): run postern secrets reseal, then remove it from every process',
+    ]);
 
     // Step 2: the reseal.
     const reseal = await postern(['reseal'], { current: newKey, previous: oldKey });
@@ -111,14 +114,17 @@ describe('rotating MAIL_SECRETS_KEY', () => {
     );
 
     // Step 3: the previous key removed. Everything opens with the new key alone, as the same secret.
-    expect(await checkSecretsKey(db.pool, after)).toBe(3);
+    expect(await checkSecretsKey(db.pool, after)).toEqual({ current: 3, previous: 0 });
     expect((await loadSigningKey(db.pool, after, 'one.rotate.test'))?.privateKeyPem).toBe(signingBefore?.privateKeyPem);
     expect(await routePassword('relay.rotate.test', after)).toBe('the old horse');
     await expect(checkSecretsKey(db.pool, before)).rejects.toThrow(/cannot be opened with MAIL_SECRETS_KEY/);
     await expect(routePassword('relay.rotate.test', before)).rejects.toThrow(/cannot be opened with MAIL_SECRETS_KEY/);
     const done = capturingLogger();
-    await logSecretsRotation(db.pool, rotating, done.logger);
-    expect(done.lines.map((line) => line.msg)).toEqual(['MAIL_SECRETS_KEY_PREVIOUS is set but nothing is sealed with it any more: remove it from every process']);
+    await checkSecretsAtStart(db.pool, rotating, done.logger);
+    expect(done.lines.map((line) => line.msg)).toEqual([
+      'DKIM keys open with MAIL_SECRETS_KEY',
+      'MAIL_SECRETS_KEY_PREVIOUS is set but nothing is sealed with it any more: remove it from every process',
+    ]);
     // Again: nothing left to do.
     const again = await postern(['reseal'], { current: newKey, previous: oldKey });
     expect(again.code).toBe(0);
@@ -140,6 +146,10 @@ describe('rotating MAIL_SECRETS_KEY', () => {
     expect(reseal.stdout).toBe('');
     expect(reseal.stderr).toMatch(/^cannot be opened with either key: route password stray\.rotate\.test: wrong key/m);
     expect(reseal.stderr).toContain('postern secrets reseal: nothing was changed');
+    // With one key there is no "either".
+    const oneKey = await postern(['status'], { current: newKey });
+    expect(oneKey.code).toBe(1);
+    expect(oneKey.stderr).toMatch(/^cannot be opened with MAIL_SECRETS_KEY: route password stray\.rotate\.test: wrong key/m);
     const sealedAfter = await db.pool.query<{ domain: string; sealed: Buffer }>(
       `SELECT domain, private_key_sealed AS sealed FROM mail.dkim_keys WHERE private_key_sealed IS NOT NULL ORDER BY id`,
     );

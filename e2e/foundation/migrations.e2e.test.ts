@@ -1,6 +1,9 @@
 // The schema arrives by migration only: on an empty database it applies, a second run changes
 // nothing, and migrators started together (N processes booting at once) migrate exactly once.
+// `postern migrate` warns about the server's settings as every process does at start.
 
+import { execFile } from 'node:child_process';
+import path from 'node:path';
 import { createLogger, runMigrations } from '@postern/shared';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -84,5 +87,21 @@ describe('migrations', () => {
     await client.end();
     // Each migration recorded once, not once per migrator.
     expect(new Set(rows.map((row) => row.name)).size).toBe(rows.length);
+  });
+
+  it('postern migrate applies them and warns about the settings of the server, as the processes do', async () => {
+    const dsn = await fresh('command');
+    // The e2e server runs with fsync and synchronous_commit off (e2e/harness/containers.ts).
+    const root = path.resolve(import.meta.dirname, '..', '..');
+    const run = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      const env = { PATH: process.env.PATH ?? '', MAIL_POSTGRES_PRIMARY_DSN: dsn };
+      execFile(process.execPath, [path.join(root, 'bin', 'postern.ts'), 'migrate'], { cwd: root, env, timeout: 60_000 }, (error, stdout, stderr) => {
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
+      });
+    });
+    expect(run, run.stderr).toMatchObject({ code: 0 });
+    expect(run.stdout).toMatch(/^applied: /m);
+    expect(run.stdout).toContain('PostgreSQL: fsync is off');
+    expect(run.stdout).toContain('PostgreSQL: synchronous_commit is off');
   });
 });

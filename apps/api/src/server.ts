@@ -5,14 +5,13 @@
 // (mail_attempt_schedule_*, sampled in the background), so due work nobody claims is seen while
 // every engine is down (packages/shared/src/metrics/queue-gauges.ts). main.ts calls it once; tests call it on port 0.
 import {
-  checkSecretsKey,
+  checkSecretsAtStart,
   createMetricsRegistry,
   createPool,
   exportQueueGauges,
   type ListenAddress,
   type Logger,
   loadTemplateCatalog,
-  logSecretsRotation,
   openDatabaseReadinessProbe,
   type PosternConfig,
   type Registry,
@@ -61,9 +60,7 @@ export async function startApi(config: PosternConfig, deps: ApiDeps): Promise<Ap
     logger,
   });
   try {
-    const dkimKeys = await checkSecretsKey(pool, config.secretsKey);
-    if (dkimKeys > 0) logger.info({ keys: dkimKeys }, 'DKIM keys open with MAIL_SECRETS_KEY');
-    await logSecretsRotation(pool, config.secretsKey, logger);
+    await checkSecretsAtStart(pool, config.secretsKey, logger);
   } catch (error) {
     await pool.end();
     throw error;

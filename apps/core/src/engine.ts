@@ -4,11 +4,11 @@
 // queue, one killed mid-batch). The value it returns carries the engine's events (engine-events.ts:
 // what it does, for metrics, the benchmark and tests) and its maintenance (lease reclaim and
 // retention, one pass on demand). Boot order is the runbook's (no-health-endpoints, docs/incidents.md): migrations (main.ts, or
-// options.migrate) -> DKIM keys open with MAIL_SECRETS_KEY -> template catalog -> Redis ping -> HTTP listener -> loops.
+// options.migrate) -> DKIM keys open with MAIL_SECRETS_KEY (or _PREVIOUS) -> template catalog -> Redis ping -> HTTP listener -> loops.
 import { createHash, randomBytes } from 'node:crypto';
 import os from 'node:os';
 import {
-  checkSecretsKey,
+  checkSecretsAtStart,
   createDeliveryLifecycle,
   createMailResolver,
   createMetricsRegistry,
@@ -22,7 +22,6 @@ import {
   type Logger,
   loadSigningKey,
   loadTemplateCatalog,
-  logSecretsRotation,
   lookupRoute,
   type MailResolver,
   type OpsServer,
@@ -260,9 +259,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
   try {
     if (deps.migrate) await prepareDatabase({ dsn: config.postgres.dsn, logger: log });
     // A DKIM key this engine could not open would hold back its domain's mail: refuse to start.
-    const dkimKeys = await checkSecretsKey(pool, config.secretsKey);
-    if (dkimKeys > 0) log.info({ keys: dkimKeys }, 'DKIM keys open with MAIL_SECRETS_KEY');
-    await logSecretsRotation(pool, config.secretsKey, log);
+    await checkSecretsAtStart(pool, config.secretsKey, log);
     // A route's credentials this engine cannot open hold back only that route's mail (deferred at
     // send time): said loudly at the start, not a refusal to start.
     if (config.smtp.mode !== 'stub') {

@@ -33,7 +33,13 @@ function report(status: SealedSecretsStatus, secretsKey: SecretsKey, output: Out
     const old = secretsKey.previous === null ? '' : `, ${previous} only MAIL_SECRETS_KEY_PREVIOUS opens`;
     output.out(`${kind}s: ${current} sealed with MAIL_SECRETS_KEY${old}`);
   }
-  for (const problem of status.unopenable) output.err(`cannot be opened with either key: ${problem}`);
+  reportUnopenable(status.unopenable, secretsKey, output);
+}
+
+/** The values no configured key opens: "either key" only when there are two. */
+function reportUnopenable(problems: readonly string[], secretsKey: SecretsKey, output: Output): void {
+  const keys = secretsKey.previous === null ? 'MAIL_SECRETS_KEY' : 'either key';
+  for (const problem of problems) output.err(`cannot be opened with ${keys}: ${problem}`);
 }
 
 /** `postern secrets ARGS...`: 0 done, 1 a secret neither key opens, 2 a usage or configuration error. */
@@ -70,7 +76,7 @@ export async function secretsCommand(argv: readonly string[], output: Output, wi
     }
     const result: ResealResult = await resealSecrets(pool, secretsKey);
     if (result.refused) {
-      for (const problem of result.unopenable) output.err(`cannot be opened with either key: ${problem}`);
+      reportUnopenable(result.unopenable, secretsKey, output);
       output.err(
         'postern secrets reseal: nothing was changed. Give the key that sealed the values above as MAIL_SECRETS_KEY_PREVIOUS, or set them again (rotateDkimKey, setRoute)',
       );

@@ -17,4 +17,4 @@ export {
   rotateDkimKey,
 } from './manage-dkim-keys.ts';
 export { type KeyName, openPrivateKey, SealedKeyError, sealPrivateKey } from './sealed-key.ts';
-export { checkSecretsKey, loadSigningKey, type SigningKey } from './signing-keys.ts';
+export { checkSecretsKey, type DkimKeysOpened, loadSigningKey, type SigningKey } from './signing-keys.ts';

@@ -1,6 +1,6 @@
 // A DKIM private key at rest: sealed with MAIL_SECRETS_KEY (secrets/sealed-secret.ts), bound to its
 // domain and selector, so a sealed key copied onto another row does not open there.
-import { openSecret, SealedSecretError, sealSecret } from '../secrets/sealed-secret.ts';
+import { openSecretFrom, SealedSecretError, sealSecret } from '../secrets/sealed-secret.ts';
 import type { SecretsKey } from '../secrets/secrets-key.ts';
 
 export interface KeyName {
@@ -26,8 +26,15 @@ export function sealPrivateKey(secretsKey: SecretsKey, name: KeyName, privateKey
 }
 
 export function openPrivateKey(secretsKey: SecretsKey, name: KeyName, sealed: Buffer): string {
+  return openPrivateKeyFrom(secretsKey, name, sealed).privateKeyPem;
+}
+
+/** The PEM, and which key opened it: `previous` during a rotation of MAIL_SECRETS_KEY, until
+ *  `postern secrets reseal` seals it again. Throws SealedKeyError when neither key does. */
+export function openPrivateKeyFrom(secretsKey: SecretsKey, name: KeyName, sealed: Buffer): { privateKeyPem: string; sealedWith: 'current' | 'previous' } {
   try {
-    return openSecret(secretsKey, dkimKeyBoundTo(name), sealed);
+    const opened = openSecretFrom(secretsKey, dkimKeyBoundTo(name), sealed);
+    return { privateKeyPem: opened.plaintext, sealedWith: opened.sealedWith };
   } catch (error) {
     if (error instanceof SealedSecretError) {
       const why = error.reason === 'version' ? 'not a sealed key of this version' : 'wrong key (not the value it was created with), or the stored key was altered';

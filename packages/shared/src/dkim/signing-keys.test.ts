@@ -17,7 +17,7 @@ describe('checkSecretsKey, the boot check of the API and the engine', () => {
   const row = (domain: string, selector: string) => ({ domain, selector, private_key_sealed: sealPrivateKey(key, { domain, selector }, PEM) });
 
   it('passes with no key at all while the database holds no DKIM key', async () => {
-    await expect(checkSecretsKey(keysTable([]), null)).resolves.toBe(0);
+    await expect(checkSecretsKey(keysTable([]), null)).resolves.toEqual({ current: 0, previous: 0 });
   });
 
   it('names the one stored key that needs the missing MAIL_SECRETS_KEY, in a sentence, with no "..." for others', async () => {
@@ -37,7 +37,7 @@ describe('checkSecretsKey, the boot check of the API and the engine', () => {
 
   it('opens every key with the right MAIL_SECRETS_KEY and refuses another', async () => {
     const db = keysTable([row('example.com', 'pst2026'), row('example.org', 'pst2025')]);
-    await expect(checkSecretsKey(db, key)).resolves.toBe(2);
+    await expect(checkSecretsKey(db, key)).resolves.toEqual({ current: 2, previous: 0 });
     await expect(checkSecretsKey(db, secretsKeyOf(randomBytes(32)))).rejects.toThrow(SealedKeyError);
   });
 });

@@ -9,7 +9,7 @@
 import type { Queryable } from '../aliases/resolve-recipient.ts';
 import { type SecretsKey, SecretsKeyMissingError } from '../secrets/secrets-key.ts';
 import type { DkimKeyType } from './key-pair.ts';
-import { openPrivateKey } from './sealed-key.ts';
+import { openPrivateKey, openPrivateKeyFrom } from './sealed-key.ts';
 
 export interface SigningKey {
   domain: string;
@@ -49,11 +49,19 @@ function unretiredKeysNamed(rows: readonly SealedRow[]): string {
   return `opening the ${rows.length === 1 ? 'DKIM key' : `${rows.length} DKIM keys`} in the database (${named.join(', ')}${more})`;
 }
 
-/** Boot check: every key that may sign opens with `secretsKey`. Returns how many were checked. */
-export async function checkSecretsKey(db: Queryable, secretsKey: SecretsKey | null): Promise<number> {
+/** How many DKIM keys each key opened: `previous` counts those only MAIL_SECRETS_KEY_PREVIOUS opens. */
+export interface DkimKeysOpened {
+  current: number;
+  previous: number;
+}
+
+/** Boot check: every key that may sign opens with `secretsKey` (MAIL_SECRETS_KEY, or during a
+ *  rotation MAIL_SECRETS_KEY_PREVIOUS). Returns how many each of the two opened. */
+export async function checkSecretsKey(db: Queryable, secretsKey: SecretsKey | null): Promise<DkimKeysOpened> {
   const { rows } = await db.query<SealedRow>(UNRETIRED_KEYS_SQL);
-  if (rows.length === 0) return 0;
+  const opened: DkimKeysOpened = { current: 0, previous: 0 };
+  if (rows.length === 0) return opened;
   if (!secretsKey) throw new SecretsKeyMissingError(unretiredKeysNamed(rows));
-  for (const row of rows) openPrivateKey(secretsKey, row, row.private_key_sealed);
-  return rows.length;
+  for (const row of rows) opened[openPrivateKeyFrom(secretsKey, row, row.private_key_sealed).sealedWith] += 1;
+  return opened;
 }
