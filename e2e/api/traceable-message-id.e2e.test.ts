@@ -20,9 +20,9 @@ let api: Api;
 let engine: Engine | undefined;
 let operator: string;
 const logs: Record<'mta' | 'core' | 'api', CapturedLogs> = {
-  mta: captureLogs('mta'),
-  core: captureLogs('core'),
-  api: captureLogs('api'),
+  mta: captureLogs('mta', 'debug'),
+  core: captureLogs('core', 'debug'),
+  api: captureLogs('api', 'debug'),
 };
 
 beforeAll(async () => {
@@ -88,6 +88,11 @@ describe('one id for a message: SMTP reply, Received: header, API, logs', () => 
     for (const app of ['mta', 'core', 'api'] as const) {
       for (const line of about(app)) expect({ app, line }).toEqual({ app, line: expect.objectContaining({ messageId: queuedAs }) });
     }
+  });
+
+  it('every line the edge, the engine and the API wrote names each key once', () => {
+    expect(logs.core.lines.length).toBeGreaterThan(0);
+    for (const app of ['mta', 'core', 'api'] as const) expect({ app, repeated: logs[app].repeatedKeys }).toEqual({ app, repeated: [] });
   });
 
   it('a messageId filter that is not an id is refused as BAD_USER_INPUT', async () => {

@@ -32,7 +32,7 @@ async function xadd(fields: string[]): Promise<string> {
 }
 
 async function start(): Promise<Engine> {
-  logs = captureLogs('core', 'info');
+  logs = captureLogs('core', 'debug');
   engine = await startTestEngine(
     db.dsn,
     { MAIL_REDIS_MASTER_ADDR: `${container.getHost()}:${container.getPort()}`, MAIL_REDIS_CONSUMER_GROUP: GROUP, MAIL_SMTP_ADDR: `127.0.0.1:${smtp.port}`, MAIL_STREAM_RECLAIM_IDLE: '1s' },
@@ -44,6 +44,8 @@ async function start(): Promise<Engine> {
 async function stop(): Promise<void> {
   await engine?.stop();
   engine = null;
+  // Every line the engine wrote in the case, the stream intake's and its doorbell's included.
+  expect(logs.repeatedKeys).toEqual([]);
 }
 
 function delivered(recipient: string): Promise<number> {

@@ -1,4 +1,4 @@
-export { type CapturedLogs, captureLogs } from './captured-logs.ts';
+export { type CapturedLogs, captureLogs, checkingKeysOnStop, type KeyCheckedLogger, keyCheckedLogger } from './captured-logs.ts';
 export { type E2eContext, TEMPLATE_DATABASE } from './context.ts';
 export { type DedicatedPostgres, startDedicatedPostgres } from './dedicated-postgres.ts';
 export { pauseContainer, unpauseContainer } from './docker-pause.ts';

@@ -6,6 +6,7 @@
 // every engine is down (packages/shared/src/metrics/queue-gauges.ts). main.ts calls it once; tests call it on port 0.
 import {
   checkSecretsAtStart,
+  childLogger,
   createMetricsRegistry,
   createPool,
   exportQueueGauges,
@@ -46,7 +47,7 @@ export interface Api {
 }
 
 export async function startApi(config: PosternConfig, deps: ApiDeps): Promise<Api> {
-  const logger = deps.logger.child({ component: 'api' });
+  const logger = childLogger(deps.logger, { component: 'api' });
   const production = config.env === 'production';
   const registry = deps.registry ?? createMetricsRegistry('api');
   const metrics = createApiMetrics(registry);

@@ -9,6 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import os from 'node:os';
 import {
   checkSecretsAtStart,
+  childLogger,
   createDeliveryLifecycle,
   createMailResolver,
   createMetricsRegistry,
@@ -238,7 +239,7 @@ async function waitForRedis(redis: RedisConnections, timeoutMs: number): Promise
 export async function startEngine(config: PosternConfig, deps: EngineDeps): Promise<Engine> {
   const logger = deps.logger;
   const workerId = `core:${os.hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
-  const log = logger.child({ workerId });
+  const log = childLogger(logger, { workerId });
   const concurrency = config.engine.attemptWorkerConcurrency;
   const pool = createPool({
     dsn: config.postgres.dsn,
@@ -341,7 +342,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       engine: config.engine,
       maxAttempts: ladder.maxAttempts,
       lifecycle,
-      endLostLease: lostLeaseEnding({ ...bounces, logger: log.child({ component: 'lease-reclaim' }) }),
+      endLostLease: lostLeaseEnding({ ...bounces, logger: childLogger(log, { component: 'lease-reclaim' }) }),
       leases,
       metrics,
       events,
@@ -414,7 +415,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
         workerId,
         mode: config.smtp.mode,
         metrics,
-        logger: log.child({ component: 'attempt' }),
+        logger: childLogger(log, { component: 'attempt' }),
       },
       leases,
       workerId,

@@ -13,7 +13,7 @@
 // without them (EngineDeps.maintenanceLoops: false) runs those passes only when asked. Restarts
 // and stalls are reported as engine events (engine-events.ts).
 import { setTimeout as delay } from 'node:timers/promises';
-import type { DeliveryLifecycle, Logger, Pool, PosternConfig } from '@postern/shared';
+import { childLogger, type DeliveryLifecycle, type Logger, type Pool, type PosternConfig } from '@postern/shared';
 import { type AttemptDeps, attemptDelivery } from './delivery/attempt-worker.ts';
 import type { EngineEvents } from './engine-events.ts';
 import { writeHeartbeats } from './keepalive/heartbeat.ts';
@@ -175,7 +175,7 @@ export function startLoops(options: LoopsOptions): RunningLoops {
     leases: options.leases,
     leaseMs: engine.leaseDurationMs,
     heartbeatIntervalMs: engine.heartbeatIntervalMs,
-    logger: logger.child({ component: 'lease-keeper' }),
+    logger: childLogger(logger, { component: 'lease-keeper' }),
   });
   const leaseKeeperLoop = supervise('lease-keeper', leaseKeeper.body);
   const reclaimLoop = options.maintenance ? supervise('lease-reclaim', options.maintenance['lease-reclaim']) : null;

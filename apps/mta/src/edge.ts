@@ -5,6 +5,7 @@
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import {
+  childLogger,
   createMetricsRegistry,
   createPool,
   createSrs,
@@ -147,7 +148,7 @@ export async function startEdge(config: PosternConfig, deps: EdgeDeps): Promise<
   assertSmtpServerPatched();
   // First, before anything opens: an unusable certificate is a configuration error.
   const tls = config.mta.tls === null ? null : await loadTlsCredentials(config.mta.tls);
-  const logger = deps.logger.child({ component: 'smtp' });
+  const logger = childLogger(deps.logger, { component: 'smtp' });
   warnWithoutCollector(logger);
   const limits = limitsOf(config);
   if (!config.srsSecret) logger.warn('MAIL_SRS_SECRET is not set: bounces to SRS addresses are refused as unknown recipients');

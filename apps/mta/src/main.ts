@@ -8,12 +8,12 @@ import cluster from 'node:cluster';
 import { startTracing } from '@postern/shared/start-tracing';
 
 const tracing = await startTracing('mta');
-const { bootConfig, prepareDatabase, runService } = await import('@postern/shared');
+const { bootConfig, childLogger, prepareDatabase, runService } = await import('@postern/shared');
 const { config, logger } = bootConfig('mta');
 
 if (cluster.isWorker) {
   const { startWorker, workerIndex } = await import('./cluster/worker.ts');
-  const workerLogger = logger.child({ worker: workerIndex() });
+  const workerLogger = childLogger(logger, { worker: workerIndex() });
   void runService({
     name: 'mta worker',
     logger: workerLogger,

@@ -2,10 +2,10 @@
 // small GraphQL-over-HTTP client; and token minting straight through the shared token code (the
 // CLI's own path is tested as a process in processes.e2e.test.ts).
 import path from 'node:path';
-import { type ApiScope, createApiToken, createLogger, loadConfig, type PosternConfig, revokeApiToken } from '@postern/shared';
+import { type ApiScope, createApiToken, loadConfig, type PosternConfig, revokeApiToken } from '@postern/shared';
 import type pg from 'pg';
 import { type Api, type ApiDeps, startApi } from '../../../apps/api/src/server.ts';
-import { createTestDatabase, type TestDatabase } from '../../harness/index.ts';
+import { checkingKeysOnStop, createTestDatabase, keyCheckedLogger, type TestDatabase } from '../../harness/index.ts';
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '..', '..', '..');
 export const TEMPLATE_DIR = path.join(REPO_ROOT, 'templates');
@@ -29,7 +29,10 @@ export function apiConfig(dsn: string, env: Record<string, string> = {}): Poster
 
 export async function startTestApi(dsn: string, env: Record<string, string> = {}, deps: Partial<ApiDeps> = {}): Promise<Api> {
   const config = apiConfig(dsn, env);
-  return startApi(config, { logger: createLogger('api-e2e', config.logLevel), ...deps });
+  // Unless the test logs itself, stop() fails if a line named a key twice.
+  if (deps.logger) return startApi(config, { ...deps, logger: deps.logger });
+  const checked = keyCheckedLogger('api-e2e', config.logLevel);
+  return checkingKeysOnStop(await startApi(config, { ...deps, logger: checked.logger }), checked);
 }
 
 /** What most API files start before their tests: a database of their own and an API on it. */

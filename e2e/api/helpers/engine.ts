@@ -1,8 +1,8 @@
 // The delivery engine in-process for the API tests that need mail to really leave: it relays to
 // the maildev sink, with a fast poll so a new delivery is picked up at once.
-import { createLogger, loadConfig } from '@postern/shared';
+import { loadConfig } from '@postern/shared';
 import { type Engine, type EngineDeps, startEngine } from '../../../apps/core/src/engine.ts';
-import { sinkSmtp } from '../../harness/index.ts';
+import { checkingKeysOnStop, keyCheckedLogger, sinkSmtp } from '../../harness/index.ts';
 import { TEMPLATE_DIR } from './api.ts';
 
 export async function startTestEngine(dsn: string, env: Record<string, string> = {}, deps: Partial<EngineDeps> = {}): Promise<Engine> {
@@ -23,5 +23,8 @@ export async function startTestEngine(dsn: string, env: Record<string, string> =
     },
     'core',
   );
-  return startEngine(config, { logger: createLogger('core-e2e', config.logLevel), http: false, ...deps });
+  // Unless the test logs itself, stop() fails if a line named a key twice.
+  if (deps.logger) return startEngine(config, { http: false, ...deps, logger: deps.logger });
+  const checked = keyCheckedLogger('core-e2e', config.logLevel);
+  return checkingKeysOnStop(await startEngine(config, { http: false, ...deps, logger: checked.logger }), checked);
 }

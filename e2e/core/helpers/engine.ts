@@ -4,7 +4,6 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   acceptCommand,
-  createLogger,
   type DeliveryCommand,
   loadConfig,
   loadTemplateCatalog,
@@ -13,7 +12,7 @@ import {
 } from '@postern/shared';
 import type pg from 'pg';
 import { type Engine, type EngineDeps, startEngine } from '../../../apps/core/src/engine.ts';
-import { metricSample, waitFor } from '../../harness/index.ts';
+import { checkingKeysOnStop, keyCheckedLogger, metricSample, waitFor } from '../../harness/index.ts';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const TEMPLATE_DIR = path.join(repoRoot, 'templates');
@@ -48,9 +47,12 @@ export function engineConfig(dsn: string, env: Record<string, string> = {}): Pos
   );
 }
 
+/** An engine whose stop() fails if a line it logged named a key twice (unless the test logs itself). */
 export async function startTestEngine(dsn: string, env: Record<string, string> = {}, deps: Partial<EngineDeps> = {}): Promise<Engine> {
   const config = engineConfig(dsn, env);
-  return startEngine(config, { logger: createLogger('core-e2e', config.logLevel), catalog: testCatalog(), ...deps });
+  if (deps.logger) return startEngine(config, { catalog: testCatalog(), ...deps, logger: deps.logger });
+  const checked = keyCheckedLogger('core-e2e', config.logLevel);
+  return checkingKeysOnStop(await startEngine(config, { catalog: testCatalog(), ...deps, logger: checked.logger }), checked);
 }
 
 /** A delivery created through the shared intake, as the stream or the API would. */

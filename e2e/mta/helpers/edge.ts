@@ -1,6 +1,7 @@
 // Edge instances for the tests, in-process, on ports the OS picks (two in one test is easy).
-import { createLogger, loadConfig, type PosternConfig } from '@postern/shared';
+import { loadConfig, type PosternConfig } from '@postern/shared';
 import { type Edge, type EdgeDeps, startEdge } from '../../../apps/mta/src/edge.ts';
+import { checkingKeysOnStop, keyCheckedLogger } from '../../harness/index.ts';
 import { SmtpTestClient, sendMail } from './smtp-client.ts';
 
 export const TEST_HOSTNAME = 'mx.postern.test';
@@ -21,9 +22,12 @@ export function edgeConfig(dsn: string, env: Record<string, string> = {}): Poste
   );
 }
 
+/** An edge whose stop() fails if a line it logged named a key twice (unless the test logs itself). */
 export async function startTestEdge(dsn: string, env: Record<string, string> = {}, deps: Partial<EdgeDeps> = {}): Promise<Edge> {
   const config = edgeConfig(dsn, env);
-  return startEdge(config, { logger: createLogger('mta-e2e', config.logLevel), ...deps });
+  if (deps.logger) return startEdge(config, { ...deps, logger: deps.logger });
+  const checked = keyCheckedLogger('mta-e2e', config.logLevel);
+  return checkingKeysOnStop(await startEdge(config, { ...deps, logger: checked.logger }), checked);
 }
 
 /** Connected and greeted with EHLO, ready for MAIL FROM. */

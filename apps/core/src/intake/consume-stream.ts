@@ -33,6 +33,7 @@ import { type Span, SpanKind } from '@opentelemetry/api';
 import {
   ATTR,
   type CommandOrigin,
+  childLogger,
   contextOf,
   type DeliveryCommand,
   decodeFailure,
@@ -115,7 +116,7 @@ export async function ensureGroup(options: Pick<StreamConsumerOptions, 'redis' |
 
 export function createStreamConsumer(options: StreamConsumerOptions): { body: (context: LoopContext) => Promise<void> } {
   const { redis, group, consumer, metrics } = options;
-  const log = options.logger.child({ component: 'stream', consumer });
+  const log = childLogger(options.logger, { component: 'stream', consumer });
   const maxHandlingFailures = options.maxHandlingFailures ?? MAX_HANDLING_FAILURES;
   /** The highest entry id this engine handled (acknowledged), across restarts of the loop, with
    *  every entry before it in its reads handled too. */

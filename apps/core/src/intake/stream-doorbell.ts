@@ -15,7 +15,7 @@
 //  - Where tracking cannot be had (CLIENT refused by an ACL, the listener not connected), the wait
 //    is a poll every POLL_MS: later, never lost. The wait never exceeds its timeout either way, so a
 //    lost ring costs at most one timeout.
-import type { Logger, Redis } from '@postern/shared';
+import { childLogger, type Logger, type Redis } from '@postern/shared';
 import { recordOf } from './redis-record.ts';
 
 const CHANNEL = '__redis__:invalidate';
@@ -31,7 +31,7 @@ export interface StreamDoorbell {
 
 export function createStreamDoorbell(options: { commands: Redis; notifications: Redis; stream: string; logger: Logger }): StreamDoorbell {
   const { commands, notifications, stream } = options;
-  const log = options.logger.child({ component: 'stream-doorbell' });
+  const log = childLogger(options.logger, { component: 'stream-doorbell' });
   /** The notifications connection's client id while it is subscribed. */
   let listenerId: number | null = null;
   let rung = false;

@@ -8,7 +8,7 @@
 // every MAIL_RETENTION_INTERVAL), and engine.maintenance runs them on demand, so a test triggers a
 // pass instead of waiting for a timer. Passes of one kind never overlap: one asked for while
 // another runs starts when that one ends, so what it returns is what it did itself.
-import type { DeliveryLifecycle, Logger, Pool, PosternConfig } from '@postern/shared';
+import { childLogger, type DeliveryLifecycle, type Logger, type Pool, type PosternConfig } from '@postern/shared';
 import type { EngineEvents } from '../engine-events.ts';
 import type { EngineMetrics } from '../metrics.ts';
 import type { LiveLeases } from '../queue/live-leases.ts';
@@ -64,8 +64,8 @@ function oneAtATime<A extends unknown[], T>(pass: (...args: A) => Promise<T>): (
 
 export function createMaintenance(options: MaintenanceOptions): Maintenance & { loops: { 'lease-reclaim': Body; retention: Body } } {
   const { engine, events } = options;
-  const reclaimLog = options.logger.child({ component: 'lease-reclaim' });
-  const retentionLog = options.logger.child({ component: 'retention' });
+  const reclaimLog = childLogger(options.logger, { component: 'lease-reclaim' });
+  const retentionLog = childLogger(options.logger, { component: 'retention' });
 
   const reclaim = oneAtATime(async (): Promise<ReclaimResult> => {
     const taken = await reclaimPass({

@@ -5,7 +5,7 @@
 // work (stalled-worker: workers alive but stalled) is abandoned by the watchdog through restart() and a
 // fresh instance started; whatever the stalled instance held is released by its lease expiring.
 import { setTimeout as delay } from 'node:timers/promises';
-import type { Logger } from '@postern/shared';
+import { childLogger, type Logger } from '@postern/shared';
 import type { EngineEvents } from '../engine-events.ts';
 
 export type LoopStateName = 'starting' | 'running' | 'backoff' | 'stopped';
@@ -62,7 +62,7 @@ function describe(error: unknown): string {
 }
 
 export function superviseLoop(options: SuperviseOptions): SupervisedLoop {
-  const log = options.logger.child({ loop: options.name });
+  const log = childLogger(options.logger, { loop: options.name });
   const backoffBaseMs = options.backoffBaseMs ?? 250;
   const backoffMaxMs = options.backoffMaxMs ?? 30_000;
   const healthyAfterMs = options.healthyAfterMs ?? 60_000;

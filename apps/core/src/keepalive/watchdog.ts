@@ -4,7 +4,7 @@
 // attempt worker holding a delivery (an SMTP send hanging past every timeout, say), or a loop that
 // always has work (scheduler, stream consumer). The abandoned instance's leased delivery becomes
 // claimable by any engine when its lease expires (reclaim-expired-leases.ts).
-import type { Logger } from '@postern/shared';
+import { childLogger, type Logger } from '@postern/shared';
 import type { EngineEvents } from '../engine-events.ts';
 import type { SupervisedLoop } from './supervisor.ts';
 
@@ -19,7 +19,7 @@ export interface WatchdogOptions {
 }
 
 export function startWatchdog(options: WatchdogOptions): { stop(): void } {
-  const log = options.logger.child({ component: 'watchdog' });
+  const log = childLogger(options.logger, { component: 'watchdog' });
   const checkEveryMs = Math.max(100, Math.min(5_000, Math.floor(options.stallThresholdMs / 4)));
   const timer = setInterval(() => {
     const now = Date.now();

@@ -19,6 +19,7 @@
 // last_error (the lifecycle's recordBareOutcome), and counted — rather than thrown back at its
 // worker, whose lease would run out and whose reclaim would fail on the same bounce on every pass.
 import {
+  childLogger,
   type DeliveryLifecycle,
   describeDbError,
   isRetryableDbError,
@@ -60,7 +61,7 @@ interface Waiting {
 }
 
 export function createCompletionBatcher(options: CompletionBatcherOptions): CompletionBatcher {
-  const log = options.logger.child({ component: 'completion-batcher' });
+  const log = childLogger(options.logger, { component: 'completion-batcher' });
   let batch: Waiting[] = [];
   let ids = new Set<string>();
   let timer: NodeJS.Timeout | null = null;

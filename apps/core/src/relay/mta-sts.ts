@@ -21,7 +21,7 @@
 // DANE (TLSA, RFC 7672) is not done: it needs DNSSEC-validated answers, which Node's resolver
 // cannot give (docs/core.md, "DANE").
 import type { Logger, Pool, Registry } from '@postern/shared';
-import { type MailRecordType, type MailResolver, prometheus } from '@postern/shared';
+import { childLogger, type MailRecordType, type MailResolver, prometheus } from '@postern/shared';
 import { getPolicy, validateMx } from 'mailauth/lib/mta-sts.js';
 import { isInvalid } from 'mx-connect/lib/tools.js';
 
@@ -124,7 +124,7 @@ function storable(policy: StoredPolicy): StoredPolicy {
 }
 
 export function createMtaSts(options: MtaStsOptions): MtaSts {
-  const log = options.logger.child({ component: 'mta-sts' });
+  const log = childLogger(options.logger, { component: 'mta-sts' });
   /** One lookup per domain at a time in this engine: concurrent sends share it. */
   const inFlight = new Map<string, Promise<StsPolicy | null>>();
 

@@ -26,7 +26,7 @@
 // message sent on that, within the same send.
 import tls from 'node:tls';
 import { domainToASCII } from 'node:url';
-import { isDnsNoRecord, type Logger, MAIL_RECORD_TYPES, type MailRecordType, type MailResolver } from '@postern/shared';
+import { childLogger, isDnsNoRecord, type Logger, MAIL_RECORD_TYPES, type MailRecordType, type MailResolver } from '@postern/shared';
 import mxConnect, { type MxConnectError, type MxConnection } from 'mx-connect';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { type MtaSts, mxListed, type StsPolicy } from './mta-sts.ts';
@@ -97,7 +97,7 @@ function recipientDomain(recipient: string): string {
 }
 
 export function createMxRelay(options: MxRelayOptions): Relay {
-  const log = options.logger.child({ component: 'mx-relay' });
+  const log = childLogger(options.logger, { component: 'mx-relay' });
   /** Each send under way, cut short by interrupt(). */
   const underWay = new Set<() => void>();
 

@@ -14,7 +14,7 @@
 // State is per engine, in memory: the healthy path costs a field read, no PostgreSQL round trip;
 // each engine finds a dead relay by itself (one wave of its own sends, then one probe at a time).
 // What is backed off now is read at scrape time from the same state (relay-gauges.ts: `relays()`).
-import type { Logger } from '@postern/shared';
+import { childLogger, type Logger } from '@postern/shared';
 import type { OutboundMessage, Relay, SendFailure, SendResult } from './relay.ts';
 import type { SiteMetrics } from './site-metrics.ts';
 
@@ -99,7 +99,7 @@ function deferral(message: string, retryInMs: number): SendResult {
 }
 
 export function createRelayHealth(options: RelayHealthOptions): RelayHealth {
-  const log = options.logger.child({ component: 'relay-health' });
+  const log = childLogger(options.logger, { component: 'relay-health' });
   const now = options.now ?? (() => performance.now());
   const random = options.random ?? Math.random;
   const jitter = (ms: number) => Math.round(ms * (0.75 + random() / 2));

@@ -11,7 +11,7 @@
 // Nothing about a route is permanent: a route table that cannot be read, or a relay that refuses
 // the connection or fails TLS, defers the delivery on the retry ladder like any transport failure.
 import { createHash } from 'node:crypto';
-import { describeRouteRelay, type Logger, normalizeDomain, type RouteAuth, type RouteRule, type RouteTlsPolicy, type SealedRouteAuth } from '@postern/shared';
+import { childLogger, describeRouteRelay, type Logger, normalizeDomain, type RouteAuth, type RouteRule, type RouteTlsPolicy, type SealedRouteAuth } from '@postern/shared';
 import type { OutboundMessage, Relay, RouteChoice, SendResult } from './relay.ts';
 import type { RouteTable } from './route-table.ts';
 
@@ -59,7 +59,7 @@ function withChoice(result: SendResult, choice: RouteChoice): SendResult {
 }
 
 export function createRoutedRelay(options: RoutedRelayOptions): Relay {
-  const log = options.logger.child({ component: 'routed-relay' });
+  const log = childLogger(options.logger, { component: 'routed-relay' });
   const now = options.now ?? (() => performance.now());
   let direct: Relay | null = null;
   const hosts = new Map<string, { relay: Relay; usedAt: number; sending: number }>();

@@ -22,7 +22,7 @@
 // A site where every MX host refused the connection, or the greeting, EHLO or TLS setup, is backed
 // off for every engine (site-store.ts) and its deliveries wait without connecting.
 import { randomBytes } from 'node:crypto';
-import { isDnsNoRecord, type Logger, type MailResolver } from '@postern/shared';
+import { childLogger, isDnsNoRecord, type Logger, type MailResolver } from '@postern/shared';
 import type SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { Route, SendFailure } from './relay.ts';
 import { siteKey } from './site-key.ts';
@@ -118,7 +118,7 @@ function deferral(message: string, retryInMs: number): SendFailure {
 }
 
 export function createSiteShaping(options: SiteShapingOptions): SiteShaping {
-  const log = options.logger.child({ component: 'site-shaping' });
+  const log = childLogger(options.logger, { component: 'site-shaping' });
   const random = options.random ?? Math.random;
   const sites = new Map<string, SiteState>();
   /** Every slot this engine holds, by holder: renewed together. */

@@ -10,7 +10,7 @@
 // as progress (the worker beats its heartbeat), so a relay that answers each command just under
 // MAIL_SMTP_TIMEOUT, or trickles a multi-line reply, is never mistaken for a hung one.
 import os from 'node:os';
-import type { Logger } from '@postern/shared';
+import { childLogger, type Logger } from '@postern/shared';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { OutboundMessage, Relay, SendResult } from './relay.ts';
 import { failureOf, lostBeforeAnyReply, type NodemailerError, resetSession, runTransaction, sentResult, startSendDeadline } from './smtp-transaction.ts';
@@ -47,7 +47,7 @@ function inSetup(result: SendResult): SendResult {
 }
 
 export function createSmtpRelay(options: SmtpRelayOptions): Relay {
-  const log = options.logger.child({ component: 'smtp-relay' });
+  const log = childLogger(options.logger, { component: 'smtp-relay' });
   const idle: PooledConnection[] = [];
   const active = new Set<PooledConnection>();
   /** Connections of sends still setting up their session (greeting, EHLO, STARTTLS, AUTH): an

@@ -1,4 +1,4 @@
-import { createLogger } from '@postern/shared';
+import { childLogger, createLogger, repeatedTopLevelKeys } from '@postern/shared';
 import { describe, expect, it } from 'vitest';
 import { createAcceptBatcher } from './accept-batcher.ts';
 import { type MessageToAccept, type PreparedAccept, prepareAccept, UndecidedAcceptError } from './accept-message.ts';
@@ -124,6 +124,26 @@ describe('createAcceptBatcher', () => {
     expect((outcomes[1] as PromiseRejectedResult).reason).toMatchObject({ code: '23514' });
     expect(statements[0]).toEqual(['m1', 'poison', 'm3']);
     expect(statements.slice(1).sort()).toEqual([['m1'], ['m3'], ['poison']]);
+  });
+
+  it("logs a rolled-back batch under the edge's logger with each key once, as `smtp/accept-batcher`", async () => {
+    const lines: string[] = [];
+    const root = createLogger('mta', 'info', { destination: { write: (line: string) => lines.push(line) } });
+    const batcher = createAcceptBatcher({
+      async commit(batch) {
+        if (batch.some((entry) => entry.message.id === 'poison')) throw pgError('23514');
+      },
+      maxBatch: 64,
+      maxBatchBytes: 1 << 20,
+      maxInFlight: 1,
+      // As edge.ts hands its own logger on.
+      logger: childLogger(root, { component: 'smtp' }),
+    });
+    await Promise.allSettled(['m1', 'poison'].map((id) => batcher.accept(prepared(id))));
+    const rolledBack = lines.filter((line) => line.includes('rolled back'));
+    expect(rolledBack).toHaveLength(1);
+    expect(repeatedTopLevelKeys(rolledBack[0] as string)).toEqual([]);
+    expect(JSON.parse(rolledBack[0] as string)).toMatchObject({ app: 'mta', component: 'smtp/accept-batcher', messages: 2 });
   });
 
   it('gives every message of a batch the database error (no retries one by one) when the database is the cause', async () => {

@@ -17,7 +17,7 @@
 //   - undecided when the edge stopped (UndecidedAcceptError): each session is closed without a reply;
 //   - still queued when the edge stops: not started, the 451 is the truth.
 import { AsyncResource } from 'node:async_hooks';
-import { isRetryableDbError, type Logger } from '@postern/shared';
+import { childLogger, isRetryableDbError, type Logger } from '@postern/shared';
 import type { AcceptedMessage, PreparedAccept } from './accept-message.ts';
 import { UndecidedAcceptError } from './accept-message.ts';
 import { isStatementRolledBack } from './statement-outcome.ts';
@@ -55,7 +55,7 @@ interface Waiting {
 }
 
 export function createAcceptBatcher(options: AcceptBatcherOptions): AcceptBatcher {
-  const log = options.logger.child({ component: 'accept-batcher' });
+  const log = childLogger(options.logger, { component: 'accept-batcher' });
   let queue: Waiting[] = [];
   let inFlight = 0;
   let committing = 0;

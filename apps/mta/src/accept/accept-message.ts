@@ -190,7 +190,8 @@ function cancelWhileRunning(deps: AcceptDeps, pid: number | null): { stop(): Pro
   let timer: NodeJS.Timeout | undefined;
   const attempt = () => {
     if (stopped || pid === null) return;
-    deps.logger.warn({ pid, afterMs: deps.cancelAfterMs }, 'accept statement still running: asking PostgreSQL to cancel it');
+    // `pid` on every line is this process's: the statement's server process is the `backendPid`.
+    deps.logger.warn({ backendPid: pid, afterMs: deps.cancelAfterMs }, 'accept statement still running: asking PostgreSQL to cancel it');
     inFlight = cancelBackend(deps.control, pid)
       .catch(() => false)
       .finally(() => {
@@ -256,7 +257,7 @@ export async function commitAccepts(deps: AcceptDeps, batch: readonly PreparedAc
       throw error;
     }
     release(true);
-    deps.logger.warn({ err: error, messageId, messages: batch.length, pid }, 'accept connection failed mid-statement: settling its outcome');
+    deps.logger.warn({ err: error, messageId, messages: batch.length, backendPid: pid }, 'accept connection failed mid-statement: settling its outcome');
     // One statement: all of the batch is stored or none of it, so its first message tells.
     const stored = await settledOutcome(deps.control, messageId, pid, { retryMs: deps.retryMs, signal: deps.signal });
     if (stored === null) throw new UndecidedAcceptError(messageId);

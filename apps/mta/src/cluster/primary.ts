@@ -10,6 +10,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import net, { type AddressInfo } from 'node:net';
 import {
+  childLogger,
   type ListenAddress,
   type Logger,
   type OpsServer,
@@ -83,7 +84,7 @@ function requestPath(url: string | undefined): string {
 }
 
 export async function startPrimary(config: PosternConfig, deps: PrimaryDeps): Promise<RunningService> {
-  const log = deps.logger.child({ component: 'primary' });
+  const log = childLogger(deps.logger, { component: 'primary' });
   const processes = config.mta.processes;
   const smtpAddress = await claimAddress(config.mta.listen);
 

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runner } from 'node-pg-migrate';
 import type { Logger } from 'pino';
+import { childLogger } from '../logging/child-logger.ts';
 
 export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../migrations');
 export const MIGRATIONS_TABLE = 'postern_migrations';
@@ -24,7 +25,7 @@ export interface MigrationResult {
 }
 
 export async function runMigrations(options: MigrateOptions): Promise<MigrationResult> {
-  const log = options.logger.child({ component: 'migrate' });
+  const log = childLogger(options.logger, { component: 'migrate' });
   const applied = await runner({
     databaseUrl: options.dsn,
     dir: options.dir ?? MIGRATIONS_DIR,

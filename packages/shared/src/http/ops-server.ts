@@ -23,6 +23,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type stream from 'node:stream';
 import type { Logger } from 'pino';
 import type { ListenAddress } from '../config/parse-values.ts';
+import { childLogger } from '../logging/child-logger.ts';
 import { prometheus, type Registry } from '../metrics/registry.ts';
 import { type ReadinessCheck, startReadinessMonitor } from './readiness.ts';
 import { hostProblem, requestTarget } from './request-target.ts';
@@ -125,11 +126,11 @@ export function sendJson(response: http.ServerResponse, status: number, body: un
 
 export async function startOpsServer(options: OpsServerOptions): Promise<OpsServer> {
   const checkTimeoutMs = options.checkTimeoutMs ?? 2_000;
-  const log = options.logger.child({ component: 'http' });
+  const log = childLogger(options.logger, { component: 'http' });
   const readiness = startReadinessMonitor({
     checks: options.readiness,
     registry: options.registry,
-    logger: options.logger.child({ component: 'readiness' }),
+    logger: childLogger(options.logger, { component: 'readiness' }),
     checkTimeoutMs,
     intervalMs: options.readinessIntervalMs ?? 5_000,
   });

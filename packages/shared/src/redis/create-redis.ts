@@ -9,6 +9,7 @@
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { RedisEndpoint } from '../config/parse-values.ts';
+import { childLogger } from '../logging/child-logger.ts';
 
 export type { Redis };
 
@@ -39,7 +40,7 @@ export interface RedisConnections {
 }
 
 function connect(options: RedisOptions, role: 'commands' | 'notifications'): Redis {
-  const log = options.logger.child({ component: 'redis', role });
+  const log = childLogger(options.logger, { component: 'redis', role });
   const where =
     options.endpoint.kind === 'direct'
       ? { host: options.endpoint.addr.host, port: options.endpoint.addr.port }
