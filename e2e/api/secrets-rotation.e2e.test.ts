@@ -140,11 +140,11 @@ describe('rotating MAIL_SECRETS_KEY', () => {
 
     const status = await postern(['status'], { current: newKey, previous: oldKey });
     expect(status.code).toBe(1);
-    expect(status.stderr).toMatch(/^cannot be opened with either key: route password stray\.rotate\.test: wrong key/m);
+    expect(status.stderr).toMatch(/^cannot be opened with MAIL_SECRETS_KEY or MAIL_SECRETS_KEY_PREVIOUS: route password stray\.rotate\.test: wrong key/m);
     const reseal = await postern(['reseal'], { current: newKey, previous: oldKey });
     expect(reseal.code).toBe(1);
     expect(reseal.stdout).toBe('');
-    expect(reseal.stderr).toMatch(/^cannot be opened with either key: route password stray\.rotate\.test: wrong key/m);
+    expect(reseal.stderr).toMatch(/^cannot be opened with MAIL_SECRETS_KEY or MAIL_SECRETS_KEY_PREVIOUS: route password stray\.rotate\.test: wrong key/m);
     expect(reseal.stderr).toContain('postern secrets reseal: nothing was changed');
     // With one key there is no "either".
     const oneKey = await postern(['status'], { current: newKey });

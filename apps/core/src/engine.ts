@@ -266,7 +266,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
     if (config.smtp.mode !== 'stub') {
       const unopenable = await unopenableRouteCredentials(pool, config.secretsKey);
       if (unopenable.length > 0) {
-        log.error({ routes: unopenable }, "routes' credentials cannot be opened with MAIL_SECRETS_KEY: their deliveries are deferred until it is the value the API sealed them with");
+        log.error({ routes: unopenable }, "routes' credentials cannot be opened (each route says why): their deliveries are deferred until a key this engine is given opens them");
       }
     }
     const catalog = deps.catalog ?? loadTemplateCatalog(config.templateDir);

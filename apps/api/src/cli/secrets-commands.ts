@@ -1,7 +1,7 @@
 // `postern secrets status|reseal`: the database's part of a rotation of MAIL_SECRETS_KEY
 // (docs/deploy.md, "Rotating MAIL_SECRETS_KEY"). Both read the keys from the environment, like
 // every Postern process: MAIL_SECRETS_KEY, and during the rotation MAIL_SECRETS_KEY_PREVIOUS.
-import { type Pool, type ResealResult, resealSecrets, type SealedSecretsStatus, type SecretsKey, sealedSecretsStatus, sealedWithPrevious } from '@postern/shared';
+import { keysTried, type Pool, type ResealResult, resealSecrets, type SealedSecretsStatus, type SecretsKey, sealedSecretsStatus, sealedWithPrevious } from '@postern/shared';
 import { parseCommandArgs, UsageError } from './command-args.ts';
 import type { Output } from './token-commands.ts';
 
@@ -36,10 +36,9 @@ function report(status: SealedSecretsStatus, secretsKey: SecretsKey, output: Out
   reportUnopenable(status.unopenable, secretsKey, output);
 }
 
-/** The values no configured key opens: "either key" only when there are two. */
+/** The values no configured key opens, naming the keys tried. */
 function reportUnopenable(problems: readonly string[], secretsKey: SecretsKey, output: Output): void {
-  const keys = secretsKey.previous === null ? 'MAIL_SECRETS_KEY' : 'either key';
-  for (const problem of problems) output.err(`cannot be opened with ${keys}: ${problem}`);
+  for (const problem of problems) output.err(`cannot be opened with ${keysTried(secretsKey)}: ${problem}`);
 }
 
 /** `postern secrets ARGS...`: 0 done, 1 a secret neither key opens, 2 a usage or configuration error. */

@@ -52,6 +52,14 @@ describe('a rotation of MAIL_SECRETS_KEY (MAIL_SECRETS_KEY_PREVIOUS)', () => {
     // The previous key never opens what the new one sealed.
     expect(() => openPrivateKey(old, name, sealedNow)).toThrow(SealedKeyError);
   });
+
+  it('names both keys when neither opens a value during a rotation, and one when there is one', () => {
+    const sealedElsewhere = sealPrivateKey(newKey(), name, pem);
+    expect(() => openPrivateKey(secretsKeyOf(randomBytes(32), randomBytes(32)), name, sealedElsewhere)).toThrow(
+      /s1\._domainkey\.example\.test cannot be opened with MAIL_SECRETS_KEY or MAIL_SECRETS_KEY_PREVIOUS: wrong key/,
+    );
+    expect(() => openPrivateKey(secretsKeyOf(randomBytes(32)), name, sealedElsewhere)).toThrow(/cannot be opened with MAIL_SECRETS_KEY: wrong key/);
+  });
 });
 
 describe('MAIL_SECRETS_KEY', () => {

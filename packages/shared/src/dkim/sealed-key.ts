@@ -1,17 +1,18 @@
 // A DKIM private key at rest: sealed with MAIL_SECRETS_KEY (secrets/sealed-secret.ts), bound to its
 // domain and selector, so a sealed key copied onto another row does not open there.
 import { openSecretFrom, SealedSecretError, sealSecret } from '../secrets/sealed-secret.ts';
-import type { SecretsKey } from '../secrets/secrets-key.ts';
+import { keysTried, type SecretsKey } from '../secrets/secrets-key.ts';
 
 export interface KeyName {
   domain: string;
   selector: string;
 }
 
-/** MAIL_SECRETS_KEY does not open a sealed key: another key, or the row was altered. */
+/** No configured key opens a sealed key: another key, or the row was altered. `keys` names the
+ *  keys tried (keysTried). */
 export class SealedKeyError extends Error {
-  constructor(name: KeyName, why: string) {
-    super(`the DKIM key ${name.selector}._domainkey.${name.domain} cannot be opened with MAIL_SECRETS_KEY: ${why}`);
+  constructor(name: KeyName, why: string, keys = 'MAIL_SECRETS_KEY') {
+    super(`the DKIM key ${name.selector}._domainkey.${name.domain} cannot be opened with ${keys}: ${why}`);
     this.name = 'SealedKeyError';
   }
 }
@@ -38,7 +39,7 @@ export function openPrivateKeyFrom(secretsKey: SecretsKey, name: KeyName, sealed
   } catch (error) {
     if (error instanceof SealedSecretError) {
       const why = error.reason === 'version' ? 'not a sealed key of this version' : 'wrong key (not the value it was created with), or the stored key was altered';
-      throw new SealedKeyError(name, why);
+      throw new SealedKeyError(name, why, keysTried(secretsKey));
     }
     throw error;
   }

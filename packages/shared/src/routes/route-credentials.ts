@@ -4,13 +4,14 @@
 // opens it when it connects to the route's relay. It is never logged and never in an answer.
 
 import { openSecret, SealedSecretError, sealSecret } from '../secrets/sealed-secret.ts';
-import type { SecretsKey } from '../secrets/secrets-key.ts';
+import { keysTried, type SecretsKey } from '../secrets/secrets-key.ts';
 import type { SealedRouteAuth } from './route-rules.ts';
 
-/** MAIL_SECRETS_KEY does not open a route's password: another key, or the row was altered. */
+/** No configured key opens a route's password: another key, or the row was altered. `keys` names
+ *  the keys tried (keysTried). */
 export class SealedRouteAuthError extends Error {
-  constructor(routeDomain: string, why: string) {
-    super(`the credentials of the route for ${routeDomain} cannot be opened with MAIL_SECRETS_KEY: ${why}`);
+  constructor(routeDomain: string, why: string, keys = 'MAIL_SECRETS_KEY') {
+    super(`the credentials of the route for ${routeDomain} cannot be opened with ${keys}: ${why}`);
     this.name = 'SealedRouteAuthError';
   }
 }
@@ -30,7 +31,7 @@ export function openRoutePassword(secretsKey: SecretsKey | null, routeDomain: st
   try {
     return openSecret(secretsKey, routePasswordBoundTo(routeDomain, auth.username), auth.passwordSealed);
   } catch (error) {
-    if (error instanceof SealedSecretError) throw new SealedRouteAuthError(routeDomain, error.message);
+    if (error instanceof SealedSecretError) throw new SealedRouteAuthError(routeDomain, error.message, keysTried(secretsKey));
     throw error;
   }
 }

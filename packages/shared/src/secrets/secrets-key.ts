@@ -23,6 +23,11 @@ export function secretsKeyOf(current: Buffer, previous: Buffer | null = null): S
   return { current, previous };
 }
 
+/** The keys a value was tried with, as a refusal names them: both during a rotation. */
+export function keysTried(secretsKey: SecretsKey): string {
+  return secretsKey.previous === null ? 'MAIL_SECRETS_KEY' : 'MAIL_SECRETS_KEY or MAIL_SECRETS_KEY_PREVIOUS';
+}
+
 /** base64 (or base64url) of exactly 32 bytes; anything else is refused rather than padded or cut. */
 export function parseSecretsKey(text: string): Parsed<Buffer> {
   const trimmed = text.trim();
