@@ -209,9 +209,8 @@ export const commandField = {
       text(name, 20).pipe(z.enum(['template', 'rendered'], { error: `"${enumName}" must be "template" or "rendered"` })),
       `"${name}" is required`,
     ),
-  /** `patternName` names the field when it is text but not a template id. */
-  templateId: (name: string, patternName = name) =>
-    present(text(name, 64).regex(TEMPLATE_ID, `"${patternName}" must be lower-case letters, digits and dashes`), `"${name}" is required`),
+  templateId: (name: string) =>
+    present(text(name, 64).regex(TEMPLATE_ID, `"${name}" must be lower-case letters, digits and dashes`), `"${name}" is required`),
   locale: (name: string) => optional(text(name, 35).regex(LOCALE, `"${name}" must be a locale such as en or pt-BR`)),
   variables,
   /** One field of JSON text, parsed (v2's `command`). */

@@ -80,6 +80,14 @@ describe('decodeCommand', () => {
     expect(decoded).toMatchObject({ ok: false, failure: { code: 'missing_field', source: 'billing', deliveryId: '6d1f7a52-4d0e-4b8e-9f3c-2a1b0c9d8e7f', schemaVersion: '2' } });
   });
 
+  it('names a bad template id by the field the producer wrote, in either version', () => {
+    const one = decodeCommand({ ...v1Template, template_id: 'Login-Code' });
+    expect(one).toMatchObject({ ok: false, failure: { code: 'invalid_field', detail: '"template_id" must be lower-case letters, digits and dashes' } });
+    const command = JSON.parse(v2Template.command);
+    const two = decodeCommand({ ...v2Template, command: JSON.stringify({ ...command, payload: { ...command.payload, templateId: 'Login-Code' } }) });
+    expect(two).toMatchObject({ ok: false, failure: { code: 'invalid_field', detail: '"templateId" must be lower-case letters, digits and dashes' } });
+  });
+
   it('a too_large detail gives the size; a command refused from its first bytes says what they show of it', () => {
     const huge = decodeCommand({ ...v1Template, text: 'x'.repeat(300 * 1024) });
     expect(huge).toMatchObject({ ok: false, failure: { code: 'too_large', source: 'authsession', schemaVersion: '1' } });

@@ -38,7 +38,7 @@ const renderedFields = { subject: commandField.subject('subject'), text: command
 const v1Template = z.looseObject({ payload_mode: z.literal('template'), variables: commandField.variablesJson('variables') }).pipe(
   z.object({
     payload_mode: z.literal('template'),
-    template_id: commandField.templateId('template_id', 'template id'),
+    template_id: commandField.templateId('template_id'),
     locale: commandField.locale('locale'),
     variables: commandField.variables('variables'),
   }),
@@ -89,7 +89,7 @@ const v2Payload = requiredValue(
     z.discriminatedUnion('mode', [
       z.object({
         mode: z.literal('template'),
-        templateId: commandField.templateId('templateId', 'template id'),
+        templateId: commandField.templateId('templateId'),
         locale: commandField.locale('locale'),
         variables: commandField.variables('variables'),
       }),
