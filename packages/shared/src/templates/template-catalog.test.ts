@@ -83,14 +83,41 @@ describe('the shipped catalog (templates/)', () => {
       if (!lookup.ok) expect(lookup.detail).toMatch(new RegExp(`^"variables" of template "${template}": the variables cannot be rendered`));
     }
     // Names JSON gives no meaning to render like any other field, or as plain objects do.
-    const variables = JSON.parse('{"name":{"constructor":1,"__proto__":{"x":1}},"items":{"__proto__":[1],"length":"2"},"unsubscribeUrl":"<u>"}');
+    const variables = JSON.parse(
+      '{"name":{"constructor":1,"__proto__":{"x":1}},"items":[{"__proto__":{"y":1},"title":"t","url":"https://x.test/1"}],"unsubscribeUrl":"https://x.test/<u>"}',
+    );
     const harmless = checkTemplateCommand(catalog, 'notification-digest', null, variables);
     if (!harmless.ok) throw new Error(harmless.detail);
     const content = renderLocale(harmless.locale, variables);
-    expect(content.subject).toBe('2 new notification(s)');
+    expect(content.subject).toBe('1 new notification(s)');
     expect(content.html).toContain('Hello [object Object]');
-    expect(content.html).toContain('href="&lt;u&gt;"');
+    expect(content.html).toContain('href="https://x.test/&lt;u&gt;"');
     expect(({} as Record<string, unknown>).x).toBeUndefined();
+  });
+
+  it("refuses a link's address that is not an absolute http, https or mailto URL, in a list or not, naming why", () => {
+    const digest = (unsubscribeUrl: unknown, url: unknown = 'https://x.test/1') =>
+      checkTemplateCommand(catalog, 'notification-digest', null, { name: 'n', items: [{ title: 't', url }], unsubscribeUrl });
+    const good = 'https://x.test/1';
+    const refusals: Array<[unknown, unknown, RegExp]> = [
+      ['javascript:alert(1)', good, /this one is a "javascript:" URL/],
+      [' JavaScript:alert(1)', good, /a "javascript:" URL/],
+      ['data:text/html,<script>x</script>', good, /a "data:" URL/],
+      ['/unsubscribe', good, /a relative or malformed address/],
+      [42, good, /a number/],
+      [good, 'vbscript:x', /a "vbscript:" URL/],
+      [good, null, /this one is none/],
+    ];
+    for (const [unsubscribeUrl, url, why] of refusals) {
+      const lookup = digest(unsubscribeUrl, url);
+      expect(lookup, String(unsubscribeUrl)).toMatchObject({ ok: false, reason: 'invalid_field' });
+      if (!lookup.ok) expect(lookup.detail).toMatch(why);
+    }
+    for (const address of ['https://x.test/u?a=1&b=2', 'http://x.test', 'mailto:unsubscribe@x.test']) {
+      expect(digest(address), address).toMatchObject({ ok: true });
+    }
+    const reset = checkTemplateCommand(catalog, 'password-reset', null, { name: 'n', resetUrl: 'javascript:steal()', expiresInMinutes: 5 });
+    expect(reset).toMatchObject({ ok: false, reason: 'invalid_field' });
   });
 
   it('a render that fails anyway is a TemplateRenderError, not a bare TypeError', () => {
@@ -126,6 +153,19 @@ describe('a broken catalog stops startup and names the file', () => {
     expect(() => loadTemplateCatalog(noText)).toThrow(/greet\/en\/text\.hbs: missing/);
     const noDefault = catalogDir({ 'greet/template.json': manifest, 'greet/de/subject.hbs': 'Hi', 'greet/de/text.hbs': 'x' });
     expect(() => loadTemplateCatalog(noDefault)).toThrow(/defaultLocale "en" has no folder/);
+  });
+
+  it("an HTML link whose address starts with a variable not written {{safeUrl ...}}", () => {
+    const parts = { 'greet/template.json': manifest, 'greet/en/subject.hbs': 'Hi', 'greet/en/text.hbs': '{{name}}' };
+    for (const html of ['<a href="{{name}}">x</a>', "<img src='{{{name}}}'>", '<a\n  href={{name}}>x</a>', '<a href="{{#if name}}{{safeUrl name}}{{/if}}">x</a>']) {
+      const dir = catalogDir({ ...parts, 'greet/en/html.hbs': html });
+      expect(() => loadTemplateCatalog(dir), html).toThrow(/greet\/en\/html\.hbs: line \d+: a link's address starts with \{\{.*write it \{\{safeUrl \.\.\.\}\}/);
+    }
+    // The helper, or a scheme and host the template writes itself, is fine; plain text is not HTML.
+    for (const html of ['<a href="{{safeUrl name}}">{{name}}</a>', '<a href="https://x.test/r?t={{name}}">x</a>', '<p title="{{name}}">x</p>']) {
+      expect(() => loadTemplateCatalog(catalogDir({ ...parts, 'greet/en/html.hbs': html })), html).not.toThrow();
+    }
+    expect(() => loadTemplateCatalog(catalogDir({ ...parts, 'greet/en/text.hbs': 'href="{{name}}"' }))).not.toThrow();
   });
 
   it('a manifest that is not JSON', () => {

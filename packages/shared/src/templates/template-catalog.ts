@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import Handlebars from 'handlebars';
+import { LINK_HELPER, LINK_HELPER_WITHOUT_DATA, registerLinkHelper, unguardedLinks } from './link-addresses.ts';
 import { referencedVariables } from './referenced-variables.ts';
 
 export class TemplateCatalogError extends Error {
@@ -104,10 +105,19 @@ function compileFile(
       throw new TemplateCatalogError(file, `uses {{${name}}}, which template.json declares in neither "variables" nor "optionalVariables"`);
     }
   }
+  if (escapeHtml) {
+    const [link] = unguardedLinks(ast, source);
+    if (link) {
+      throw new TemplateCatalogError(
+        file,
+        `line ${link.line}: a link's address starts with ${link.expression}: write it {{${LINK_HELPER} ...}}, which lets only absolute http, https and mailto URLs in (docs/core.md, "Templates")`,
+      );
+    }
+  }
   // Compile eagerly (Handlebars compiles lazily on first call) so that errors surface now.
   const delegate = handlebars.compile(source, { noEscape: !escapeHtml, strict: false });
   try {
-    delegate({});
+    delegate({}, { helpers: LINK_HELPER_WITHOUT_DATA });
   } catch (error) {
     throw new TemplateCatalogError(file, `does not compile: ${(error as Error).message.split('\n')[0]}`);
   }
@@ -153,8 +163,10 @@ function loadTemplate(handlebars: typeof Handlebars, dir: string, id: string): T
 export function loadTemplateCatalog(dir: string): TemplateCatalog {
   const root = path.resolve(dir);
   if (!existsSync(root) || !statSync(root).isDirectory()) throw new TemplateCatalogError(root, 'not a directory');
-  // An isolated Handlebars environment: no helper or partial registered elsewhere leaks in.
+  // An isolated Handlebars environment: no helper or partial registered elsewhere leaks in; its one
+  // helper is safeUrl (link-addresses.ts).
   const handlebars = Handlebars.create();
+  registerLinkHelper(handlebars);
   const templates = new Map<string, TemplateDefinition>();
   for (const entry of readdirSync(root).sort()) {
     const entryPath = path.join(root, entry);
