@@ -132,6 +132,40 @@ describe('an interrupt (shutdown) while a session is being set up', () => {
   });
 });
 
+describe('an interrupt (shutdown) while the relay has not answered the end of the message', () => {
+  it('ends the send at once, as interrupted with the data sent, though nodemailer never calls a closed send back', async () => {
+    // A relay that takes the whole message and never answers its end: an engine stopping meets
+    // such a send and interrupts it. Closing the connection drops nodemailer's send callback;
+    // unless the close itself ends the send, it waits out the whole-send deadline (10 x
+    // MAIL_SMTP_TIMEOUT, 5 minutes by default) and the shutdown leaves the delivery to its lease.
+    let messagesEnded = 0;
+    const server = lineSmtpServer({
+      greeting: '220 relay.test ready',
+      ehlo: ['relay.test'],
+      onMessage: () => {
+        messagesEnded += 1;
+        return Buffer.alloc(0);
+      },
+    });
+    const sockets: net.Socket[] = [];
+    server.on('connection', (socket) => sockets.push(socket));
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    // Far longer than the wait below: only the interrupt can end the send in time.
+    const relay = relayTo((server.address() as net.AddressInfo).port, 60_000);
+    try {
+      const sending = relay.send(message(1));
+      await expect.poll(() => messagesEnded, { timeout: 10_000 }).toBe(1);
+      relay.interrupt();
+      const ended = await Promise.race([sending, new Promise<'still waiting'>((resolve) => setTimeout(() => resolve('still waiting'), 10_000))]);
+      expect(ended).toMatchObject({ ok: false, failure: { interrupted: true, dataSent: true } });
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await relay.close();
+    }
+  });
+});
+
 describe('the step a refusal came at, as nodemailer reports it', () => {
   /** A relay that answers one command (by its verb, or '.' for the end of data) with `reply`. */
   async function refusingAt(verb: string, reply: string, ehlo = ['relay.test', 'PIPELINING']): Promise<number> {

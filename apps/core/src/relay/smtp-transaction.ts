@@ -209,15 +209,25 @@ export async function runTransaction(connection: SMTPConnection, message: Outbou
     heard = true;
     relayHook?.(lines);
   };
+  // nodemailer's close() drops the send waiting for a reply without calling it back: a connection
+  // the engine closes (relay.interrupt() at shutdown) ends the send at its 'end' here, or the send
+  // would wait out the whole-send deadline and the shutdown leave the delivery to its lease.
+  let closed = () => {};
   const outcome = await Promise.race([
     new Promise<Pick<TransactionOutcome, 'error' | 'response'>>((resolve) => {
       connection.send(relayEnvelope(message), source, (error, info) => {
         resolve({ error: (error as NodemailerError | null) ?? null, response: info?.response ?? null });
       });
     }),
-    // A closed connection normally fails the send at once; this is for one that does not.
+    new Promise<Pick<TransactionOutcome, 'error' | 'response'>>((resolve) => {
+      // A turn later: on an error of its own nodemailer closes, then calls back with the error.
+      closed = () => setImmediate(() => resolve({ error: Object.assign(new Error('Connection closed before the reply'), { code: 'ECONNECTION' }), response: null }));
+      connection.once('end', closed);
+    }),
+    // The whole-send deadline closes the connection too, and says why here, first.
     deadline.passing.catch((error: Error) => ({ error: error as NodemailerError, response: null })),
   ]);
+  connection.off('end', closed);
   hook.onResponseLine = relayHook;
   // nodemailer (without strictReplies, patches/) takes any reply to the end of data whose first
   // character is 2 for an acceptance: "2" alone, or "250-ok" followed by "550 no". Not a reply:
