@@ -4,8 +4,8 @@
 import { createAlias, createDomain } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Edge } from '../../apps/mta/src/edge.ts';
-import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
-import { openSession, startTestEdge, TEST_HOSTNAME } from './helpers/edge.ts';
+import { createTestDatabase, metricSample, type TestDatabase } from '../harness/index.ts';
+import { metricsText, openSession, startTestEdge, TEST_HOSTNAME } from './helpers/edge.ts';
 import { type SmtpTestClient, sendMail, simpleMessage } from './helpers/smtp-client.ts';
 
 let db: TestDatabase;
@@ -85,7 +85,10 @@ describe('durable accept', () => {
     expect(raw.subarray(headerEnd).equals(Buffer.from(body))).toBe(true);
   });
 
-  it('answers 451 4.3.0 when the commit fails, and stores nothing of the message', async () => {
+  it('answers 451 4.3.0 when the commit fails, stores nothing of the message, and counts it for PosternEdgeAcceptsFailing', async () => {
+    // The series the alert reads; absent until the first failure.
+    const failedAccepts = async () => metricSample(await metricsText(edge), 'mail_mta_accept_duration_ms_count{outcome="failed"}') || 0;
+    const failedBefore = await failedAccepts();
     const before = await counts();
     // A real failure inside the transaction: the last insert (deliveries) is refused by PostgreSQL.
     await db.pool.query(`CREATE OR REPLACE FUNCTION public.fail_deliveries() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -97,6 +100,7 @@ describe('durable accept', () => {
       await client.quit();
       expect(result.final?.raw).toBe('451 4.3.0 Temporary failure storing the message, try again later');
       expect(await counts()).toEqual(before);
+      expect(await failedAccepts()).toBe(failedBefore + 1);
     } finally {
       await db.pool.query('DROP TRIGGER fail_deliveries ON mail.deliveries');
     }
