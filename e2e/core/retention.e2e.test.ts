@@ -2,8 +2,9 @@
 // are purged (the delivery they point at stays), younger ones are kept and still deduplicate; the
 // heartbeat rows of engines silent for a day leave mail.workers (stalled-worker, docs/incidents.md);
 // cached MTA-STS policies expired for longer than MAIL_RETENTION_AGE go, policies still in force or
-// expired more recently stay; an engine runs the same pass on demand, with its configured window,
-// and says what it purged.
+// expired more recently stay; quarantined commands received longer ago than MAIL_RETENTION_AGE go,
+// a batch at a time; an engine runs the same pass on demand, with its configured window, and says
+// what it purged.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { purgeExpired } from '../../apps/core/src/keepalive/retention.ts';
 import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
@@ -85,6 +86,24 @@ describe('retention', () => {
     const { rows } = await db.pool.query<{ left: number }>(`SELECT count(*)::int AS left FROM mail.mta_sts_policies WHERE domain LIKE 'batch-%'`);
     expect(rows[0]?.left).toBe(3);
     await db.pool.query(`DELETE FROM mail.mta_sts_policies WHERE domain LIKE 'batch-%'`);
+  });
+
+  it('purges quarantined commands received longer ago than the retention age, a batch at a time, and only those', async () => {
+    await db.pool.query(
+      `INSERT INTO mail.malformed_commands (received_at, channel, stream_entry_id, failure_code, failure_detail, source, raw)
+       SELECT now() - make_interval(days => d), 'stream', d || '-0', 'invalid_json', 'not JSON', 'retention-test', 'x'
+         FROM unnest(ARRAY[40, 35, 31, 29, 1]) AS d`,
+    );
+    const left = async () =>
+      (await db.pool.query<{ days: number }>(`SELECT extract(day FROM now() - received_at)::int AS days FROM mail.malformed_commands WHERE source = 'retention-test' ORDER BY received_at`)).rows.map(
+        (row) => row.days,
+      );
+    // The oldest first, two at a time: the batch was full, so the engine's pass would go on.
+    expect((await purgeExpired(db.pool, { retentionAgeMs: 30 * DAY_MS, idempotencyWindowMs: DAY_MS }, 2)).malformedCommands).toBe(2);
+    expect(await left()).toEqual([31, 29, 1]);
+    expect((await purgeExpired(db.pool, { retentionAgeMs: 30 * DAY_MS, idempotencyWindowMs: DAY_MS })).malformedCommands).toBe(1);
+    expect(await left()).toEqual([29, 1]);
+    expect((await purgeExpired(db.pool, { retentionAgeMs: 30 * DAY_MS, idempotencyWindowMs: DAY_MS })).malformedCommands).toBe(0);
   });
 
   it("runs as one pass of an engine's maintenance when asked, with the engine's window", async () => {

@@ -2,7 +2,8 @@
 //   lease reclaim  takes back the leases of engines that died or stalled, with the bounces of what
 //                  that dead-letters (queue/reclaim-leases.ts; stalled-worker, docs/incidents.md);
 //   retention      purges old payloads, attempts, idempotency reservations, dead engines'
-//                  worker rows and idle destination sites' shaping state (retention.ts).
+//                  worker rows, idle destination sites' shaping state, expired MTA-STS policies
+//                  and old quarantined commands (retention.ts).
 // Each is one function that runs one pass now and returns what it did. Two supervised loops run
 // them on timers ('lease-reclaim': a few times per lease period, at least every 5 s; 'retention':
 // every MAIL_RETENTION_INTERVAL), and engine.maintenance runs them on demand, so a test triggers a
@@ -84,13 +85,16 @@ export function createMaintenance(options: MaintenanceOptions): Maintenance & { 
 
   // From the loop: beat between batches, and stop after the batch under way when the engine stops.
   const retain = oneAtATime(async ({ beat, signal }: Pick<LoopContext, 'beat' | 'signal'>): Promise<Purged> => {
-    const total: Purged = { payloads: 0, attempts: 0, reservations: 0, workers: 0, siteSlots: 0, siteBuckets: 0, siteBackoffs: 0, mtaStsPolicies: 0 };
+    const total: Purged = { payloads: 0, attempts: 0, reservations: 0, workers: 0, siteSlots: 0, siteBuckets: 0, siteBackoffs: 0, mtaStsPolicies: 0, malformedCommands: 0 };
     const keys = Object.keys(total) as (keyof Purged)[];
     let purged: Purged;
     do {
       purged = await purgeExpired(options.pool, engine);
       if (keys.some((key) => purged[key] > 0)) {
-        retentionLog.info(purged, "retention: purged old payloads, attempts, idempotency reservations, dead engines' worker rows, idle sites' shaping state and long-expired MTA-STS policies");
+        retentionLog.info(
+          purged,
+          "retention: purged old payloads, attempts, idempotency reservations, dead engines' worker rows, idle sites' shaping state, long-expired MTA-STS policies and old quarantined commands",
+        );
       }
       for (const key of keys) total[key] += purged[key];
       beat();

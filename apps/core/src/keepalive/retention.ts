@@ -12,6 +12,10 @@
 // go as well: no engine has fetched a newer one since (nobody mailed the domain, or its policy host
 // failed every fetch for that long), and the RFC gives a policy no force past its max_age; until
 // then mailauth's lax fallback (an expired enforce policy applied while its fetch fails) has it.
+// Quarantined commands (mail.malformed_commands, each with its raw entry) older than the age go too:
+// the table grew without bound, a producer sending garbage for months filling it, and what an
+// operator needs of one (its code, its detail, the producer) is read within days; the counter
+// mail_stream_commands_malformed_total keeps the history.
 import type { Queryable } from '@postern/shared';
 import { pruneDeadWorkers } from './heartbeat.ts';
 
@@ -75,6 +79,13 @@ DELETE FROM mail.mta_sts_policies
                    WHERE expires_at < now() - $1::double precision * interval '1 millisecond' LIMIT $2)
    AND expires_at < now() - $1::double precision * interval '1 millisecond'`;
 
+// Oldest first through malformed_commands_received_at_idx.
+const PURGE_MALFORMED_COMMANDS_SQL = `
+DELETE FROM mail.malformed_commands
+ WHERE id IN (SELECT id FROM mail.malformed_commands
+               WHERE received_at < now() - $1::double precision * interval '1 millisecond'
+               ORDER BY received_at LIMIT $2)`;
+
 export interface Purged {
   payloads: number;
   attempts: number;
@@ -86,10 +97,12 @@ export interface Purged {
   siteBackoffs: number;
   /** Cached MTA-STS policies expired for MAIL_RETENTION_AGE. */
   mtaStsPolicies: number;
+  /** Quarantined commands received MAIL_RETENTION_AGE ago. */
+  malformedCommands: number;
 }
 
 /** The purges that go in batches of RETENTION_BATCH: another pass follows a full one. */
-export const BATCHED_PURGES = ['payloads', 'attempts', 'reservations', 'siteSlots', 'siteBuckets', 'siteBackoffs', 'mtaStsPolicies'] as const;
+export const BATCHED_PURGES = ['payloads', 'attempts', 'reservations', 'siteSlots', 'siteBuckets', 'siteBackoffs', 'mtaStsPolicies', 'malformedCommands'] as const;
 
 /** One batch of each (dead engines' worker rows all at once); returns how many rows went, so the
  *  caller repeats while batches are full. */
@@ -106,6 +119,7 @@ export async function purgeExpired(
   const siteBuckets = await db.query(PURGE_SITE_BUCKETS_SQL, [ages.retentionAgeMs, batch]);
   const siteBackoffs = await db.query(PURGE_SITE_BACKOFFS_SQL, [ages.retentionAgeMs, batch]);
   const mtaStsPolicies = await db.query(PURGE_MTA_STS_POLICIES_SQL, [ages.retentionAgeMs, batch]);
+  const malformedCommands = await db.query(PURGE_MALFORMED_COMMANDS_SQL, [ages.retentionAgeMs, batch]);
   return {
     payloads: payloads.rowCount ?? 0,
     attempts: attempts.rowCount ?? 0,
@@ -115,5 +129,6 @@ export async function purgeExpired(
     siteBuckets: siteBuckets.rowCount ?? 0,
     siteBackoffs: siteBackoffs.rowCount ?? 0,
     mtaStsPolicies: mtaStsPolicies.rowCount ?? 0,
+    malformedCommands: malformedCommands.rowCount ?? 0,
   };
 }
