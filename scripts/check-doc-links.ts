@@ -11,19 +11,24 @@ const root = REPOSITORY_ROOT;
 // `node scripts/check-doc-links.ts FILE...` checks the links of just those files.
 const files =
   process.argv.length > 2
-    ? process.argv.slice(2).map((file) => path.resolve(file))
-    : operatorDocs().map(({ file }) => path.join(root, file));
+    ? process.argv.slice(2).map((file) => ({ file: path.resolve(file), text: readFileSync(file, 'utf8') }))
+    : operatorDocs().map(({ file, text }) => ({ file: path.join(root, file), text }));
 
+/** Each file read once: the ones checked, and the ones their links point into. */
+const textByFile = new Map(files.map(({ file, text }) => [file, text]));
 const anchorsByFile = new Map<string, Set<string> | null>();
 function anchorsOf(file: string): Set<string> | null {
-  if (!anchorsByFile.has(file)) anchorsByFile.set(file, existsSync(file) ? headingAnchors(readFileSync(file, 'utf8')) : null);
+  if (!anchorsByFile.has(file)) {
+    const text = textByFile.get(file) ?? (existsSync(file) ? readFileSync(file, 'utf8') : null);
+    anchorsByFile.set(file, text === null ? null : headingAnchors(text));
+  }
   return anchorsByFile.get(file) ?? null;
 }
 
 const problems: string[] = [];
 let checked = 0;
-for (const file of files) {
-  for (const link of anchorLinks(readFileSync(file, 'utf8'))) {
+for (const { file, text } of files) {
+  for (const link of anchorLinks(text)) {
     checked++;
     const target = link.target === '' ? file : path.resolve(path.dirname(file), decodeURI(link.target));
     const anchors = anchorsOf(target);

@@ -2,37 +2,15 @@
 // string interpolation". Reads every production source file (apps/*/src and packages/*/src, tests
 // excluded), parses it with the TypeScript compiler (sql-text/parse.ts) and reports each SQL text
 // that is not constant; what counts as SQL and what is refused is in sql-text/rules.ts.
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { productionSourceFiles } from './production-sources.ts';
 import { forEachParsedFile } from './sql-text/parse.ts';
 import { findSqlInterpolations } from './sql-text/rules.ts';
 
-function sourceFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
-    const full = path.join(dir, entry.name);
-    if (entry.isDirectory()) return entry.name === 'node_modules' || entry.name === 'dist' ? [] : sourceFiles(full);
-    return /\.[cm]?[jt]s$/.test(entry.name) && !/\.test\.[cm]?[jt]s$/.test(entry.name) && !entry.name.endsWith('.d.ts') ? [full] : [];
-  });
-}
-
-function productionSourceDirs(root: string): string[] {
-  return ['apps', 'packages'].flatMap((group) => {
-    const groupDir = path.join(root, group);
-    return readdirSync(groupDir)
-      .map((name) => path.join(groupDir, name, 'src'))
-      .filter((dir) => {
-        try {
-          return statSync(dir).isDirectory();
-        } catch {
-          return false;
-        }
-      });
-  });
-}
-
 const root = path.resolve(import.meta.dirname, '..');
 // `node scripts/check-sql-text.ts FILE...` checks just those files (how its own failure is shown).
-const files = process.argv.length > 2 ? process.argv.slice(2).map((file) => path.resolve(file)) : productionSourceDirs(root).flatMap(sourceFiles);
+const files = process.argv.length > 2 ? process.argv.slice(2).map((file) => path.resolve(file)) : productionSourceFiles(root);
 const problems: string[] = [];
 forEachParsedFile(Object.fromEntries(files.map((file) => [file, readFileSync(file, 'utf8')])), (sourceFile) => {
   for (const hit of findSqlInterpolations(sourceFile)) {
