@@ -9,6 +9,7 @@
 //   a loop stalled, watchdog acting  PosternLoopStalled
 //   PostgreSQL down             PosternProcessNotReady, engine and edge (postgres check)
 //   lookups failing at the edge PosternEdgeLookupsFailing
+//   messages the edge cannot store  PosternEdgeAcceptsFailing
 //   a stream of malformed commands  PosternMalformedCommands, PosternMalformedCommandsFlood
 //   due work with no engine     PosternDueWorkNotClaimed (the API reports the queue), PosternProcessDown
 //   the default relay refusing sessions  PosternDefaultRelayBackedOff
@@ -35,7 +36,7 @@ import { COMMAND_STREAM } from '../faults/helpers/stream-producer.ts';
 import { createTestDatabase, lockWaiters, startTcpProxy, type TcpProxy, type TestDatabase, waitFor } from '../harness/index.ts';
 import { startTestEdge } from '../mta/helpers/edge.ts';
 import { type Prometheus, startPrometheus } from './helpers/prometheus.ts';
-import { type RcptTraffic, startRcptTraffic } from './helpers/rcpt-traffic.ts';
+import { type SmtpTraffic, startMessageTraffic, startRcptTraffic } from './helpers/smtp-traffic.ts';
 import { type AlertMatch, type Detection, expectFiring, expectQuiet, expectResolved, reportDetections } from './helpers/time-to-detect.ts';
 
 const FACTOR = 60;
@@ -50,7 +51,7 @@ const OVERRIDES =
   "scrape and evaluation every 1s; readiness evaluated every 5s (the processes' default); engines with the e2e settings " +
   '(MAIL_SMTP_TIMEOUT 2s, MAIL_HEARTBEAT_INTERVAL 500ms), the stalled one with MAIL_WATCHDOG_STALL_THRESHOLD 10m, ' +
   `the watchdog one with MAIL_WATCHDOG_STALL_THRESHOLD ${WATCHDOG_THRESHOLD}, the relay one in smtp mode with MAIL_SHAPING_BACKOFF ${RELAY_BACKOFF} ` +
-  `and MAIL_SHAPING_DEFER 1s; due work backdated 10 minutes (the lag threshold is 5)`;
+  `and MAIL_SHAPING_DEFER 1s; due work backdated 10 minutes (the lag threshold is 5); the edge with MAIL_POSTGRES_STATEMENT_TIMEOUT 3s`;
 const DOMAIN = 'alerts.test';
 const RCPT = `ops@${DOMAIN}`;
 
@@ -69,7 +70,7 @@ let relayProxy: TcpProxy;
 let relayEngine: Engine;
 let api: Api;
 let prometheus: Prometheus;
-let traffic: RcptTraffic;
+let traffic: SmtpTraffic;
 /** The stalled engine's not-ready alert: detected by the second test, resolved by the last. */
 let stalledNotReady: Detection | undefined;
 
@@ -149,6 +150,9 @@ beforeAll(async () => {
     startTestEdge(`postgres://postern:postern@${edgeProxy.host}:${edgeProxy.port}/postern_admin`, {
       MAIL_MTA_RATE_LIMIT_PER_MINUTE: '100000',
       MAIL_POSTGRES_CONNECT_TIMEOUT: '2s',
+      // An accept held by a lock is cancelled after this + 1 s (the default is 15 s): failed accepts
+      // then come often enough for the accepts rule's shortened 5 s window to see them every time.
+      MAIL_POSTGRES_STATEMENT_TIMEOUT: '3s',
     }),
     startTestEngine(
       stalledDb.dsn,
@@ -287,6 +291,40 @@ describe('alerts fire when Postern is in trouble, and resolve when it recovers',
     await waitFor('RCPTs answered 250 again', () => traffic.counts.get('250') ?? 0, (n) => n > answered, { timeoutMs: 30_000 });
     await expectResolved(prometheus, detection, lookups, restoredAt, 60_000);
   }, 180_000);
+
+  it('messages the edge cannot store: a lock on mail.messages fails every accept at the end of DATA, and that pages', async () => {
+    const accepts: AlertMatch = { alertname: 'PosternEdgeAcceptsFailing' };
+    await expectQuiet(prometheus, accepts, 60_000);
+    // Senders of whole messages, side by side, so accepts fail often enough for the rule's window.
+    const messages = startMessageTraffic(edge.smtp.port, RCPT, { senders: 6, pauseMs: 100 });
+    const locker = await bench.pool.connect();
+    let locked = false;
+    try {
+      await waitFor('messages stored', () => messages.counts.get('250') ?? 0, (n) => n >= 3, { timeoutMs: 30_000 });
+      // What a migration or a manual LOCK does: writes to the table wait. RCPT lookups read the alias
+      // tables and go on; reads of mail.messages (the engine's) go on too.
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE mail.messages IN EXCLUSIVE MODE');
+      locked = true;
+      const lockedAt = Date.now();
+      const rcptsBefore = traffic.counts.get('250') ?? 0;
+      const detection = await expectFiring(prometheus, 'messages the edge cannot store', accepts, lockedAt, 90_000);
+      expect(messages.counts.get('451') ?? 0).toBeGreaterThan(0);
+      // The edge still takes RCPTs and says it is ready: only this rule sees the fault.
+      expect(traffic.counts.get('250') ?? 0).toBeGreaterThan(rcptsBefore);
+      expect((await prometheus.query('mail_process_ready{instance="mta-1"}')).map((sample) => sample.value)).toEqual([1]);
+      await locker.query('ROLLBACK');
+      locked = false;
+      const releasedAt = Date.now();
+      const stored = messages.counts.get('250') ?? 0;
+      await waitFor('messages stored again', () => messages.counts.get('250') ?? 0, (n) => n > stored, { timeoutMs: 30_000 });
+      await expectResolved(prometheus, detection, accepts, releasedAt, 60_000);
+    } finally {
+      if (locked) await locker.query('ROLLBACK');
+      locker.release();
+      await messages.stop();
+    }
+  }, 240_000);
 
   it('a stream of malformed commands: quarantined, counted and alerted, the flood paged', async () => {
     const ticket: AlertMatch = { alertname: 'PosternMalformedCommands', labels: { failure_code: 'invalid_json' } };
