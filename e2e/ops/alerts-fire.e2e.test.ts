@@ -13,6 +13,7 @@
 //   a stream of malformed commands  PosternMalformedCommands, PosternMalformedCommandsFlood
 //   due work with no engine     PosternDueWorkNotClaimed (the API reports the queue), PosternProcessDown
 //   the default relay refusing sessions  PosternDefaultRelayBackedOff
+//   a routed relay refusing sessions     PosternRoutedRelayBackedOff
 //   made-up bearer tokens, lookups held  PosternApiTokenLookupsRefused
 // Each time is printed and collected in .test-results/alerts-time-to-detect.md; docs/runbook.md
 // ("Time to detect") has the figures.
@@ -20,7 +21,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { createAlias, createDomain } from '@postern/shared';
+import { createAlias, createDomain, setRoute } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Api } from '../../apps/api/src/server.ts';
 import type { Engine } from '../../apps/core/src/engine.ts';
@@ -54,6 +55,8 @@ const OVERRIDES =
   `and MAIL_SHAPING_DEFER 1s; due work backdated 10 minutes (the lag threshold is 5); the edge with MAIL_POSTGRES_STATEMENT_TIMEOUT 3s`;
 const DOMAIN = 'alerts.test';
 const RCPT = `ops@${DOMAIN}`;
+/** The relay engine's routed domain: its route's relay is routeProxy. */
+const ROUTED_DOMAIN = 'routed.alerts.test';
 
 let bench: PostgresFaultBench;
 let edgeProxy: TcpProxy;
@@ -67,6 +70,8 @@ let watchdogEngine: Engine;
 let relayDb: TestDatabase;
 let relaySink: ScriptedSmtp;
 let relayProxy: TcpProxy;
+/** A route's relay: the same sink through a proxy of its own, refusing from the start. */
+let routeProxy: TcpProxy;
 let relayEngine: Engine;
 let api: Api;
 let prometheus: Prometheus;
@@ -145,6 +150,7 @@ beforeAll(async () => {
   // The relay engine's MAIL_SMTP_ADDR: a sink behind a proxy the test can make refuse connections.
   relaySink = await startScriptedSmtp();
   relayProxy = await startTcpProxy('127.0.0.1', relaySink.port);
+  routeProxy = await startTcpProxy('127.0.0.1', relaySink.port);
   [engine, edge, stalledEngine, watchdogEngine, relayEngine, api] = await Promise.all([
     startMainEngine(),
     startTestEdge(`postgres://postern:postern@${edgeProxy.host}:${edgeProxy.port}/postern_admin`, {
@@ -213,6 +219,7 @@ afterAll(async () => {
   await Promise.allSettled([engine?.stop(), stalledEngine?.stop(), watchdogEngine?.stop(), relayEngine?.stop(), edge?.stop(), api?.stop()]);
   await edgeProxy?.close();
   await relayProxy?.close();
+  await routeProxy?.close();
   await relaySink?.close();
   await stalledDb?.drop();
   await watchdogDb?.drop();
@@ -446,6 +453,34 @@ describe('alerts fire when Postern is in trouble, and resolve when it recovers',
     // Each message reached the relay once.
     for (const recipient of recipients) expect(relaySink.accepted.get(recipient)).toBe(1);
   }, 240_000);
+
+  it('a routed relay refusing sessions: backed off, a ticket after its (shortened) 30 minutes, resolved once a probe gets a session', async () => {
+    const relayKey = `${routeProxy.host}:${routeProxy.port}`;
+    const backedOff: AlertMatch = { alertname: 'PosternRoutedRelayBackedOff', labels: { relay: relayKey } };
+    await expectQuiet(prometheus, backedOff, 30_000);
+    // The route's relay refuses every connection from the start; mail comes due for its domain.
+    routeProxy.refuse(true);
+    await setRoute(relayDb.pool, { domain: ROUTED_DOMAIN, relay: relayKey, tls: 'opportunistic' });
+    const faultAt = Date.now();
+    const recipients = [1, 2, 3].map((n) => `${unique(`routed-${n}`).split('@')[0]}@${ROUTED_DOMAIN}`);
+    const due = await Promise.all(recipients.map((recipient) => queueDelivery(relayDb.pool, { recipient })));
+    const detection = await expectFiring(prometheus, 'a routed relay refusing sessions', backedOff, faultAt, 120_000);
+    // Not before the rule's (shortened) `for:` of 30 s.
+    expect(detection.detectMs).toBeGreaterThan(30_000);
+    const [alert] = (await prometheus.alerts()).filter((a) => a.labels.alertname === 'PosternRoutedRelayBackedOff');
+    expect(alert?.labels.severity).toBe('ticket');
+    // Only the route's mail waits; nothing was given up.
+    for (const recipient of recipients) expect(relaySink.accepted.get(recipient)).toBeUndefined();
+    const { rows } = await relayDb.pool.query<{ status: string }>('SELECT status FROM mail.deliveries WHERE id = ANY($1::uuid[])', [due]);
+    expect(rows.filter((row) => !['queued', 'retrying', 'sending'].includes(row.status))).toEqual([]);
+    // The relay answers again: the next probe gets a session, the mail goes out, and the alert
+    // resolves once the 10 s window (10 minutes shipped) no longer holds a backed-off sample.
+    routeProxy.refuse(false);
+    const restoredAt = Date.now();
+    for (const id of due) await waitForStatus(relayDb.pool, id, 'sent', 120_000);
+    await expectResolved(prometheus, detection, backedOff, restoredAt, 90_000);
+    for (const recipient of recipients) expect(relaySink.accepted.get(recipient)).toBe(1);
+  }, 360_000);
 
   it('a flood of made-up bearer tokens while PostgreSQL holds the lookups: the 503s are a ticket, the API stays ready', async () => {
     const refused: AlertMatch = { alertname: 'PosternApiTokenLookupsRefused', labels: { instance: 'api-1' } };
