@@ -8,7 +8,7 @@
 // them; what a producer's own scopes reach is producer-reach.e2e.test.ts.)
 
 import { randomUUID } from 'node:crypto';
-import type { ApiScope } from '@postern/shared';
+import { type ApiScope, hashApiToken } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Api } from '../../apps/api/src/server.ts';
 import type { TestDatabase } from '../harness/index.ts';
@@ -354,6 +354,28 @@ const NESTED_PATHS: NestedPath[] = [
     scopes: ['queue:read'],
     prepare: async () => {
       const source = `nested-${randomUUID().slice(0, 8)}`;
+      await db.pool.query(
+        `INSERT INTO mail.malformed_commands (channel, failure_code, failure_detail, source, raw)
+         VALUES ('api', 'missing_variable', 'template "login-code" requires "expiresInMinutes"', $1, $2)`,
+        [source, JSON.stringify({ source, variables: { code: '493817' } })],
+      );
+      return { source };
+    },
+    document: (selection, target) => ({
+      query: `query($s: String!) { malformedCommands(first: 5, filter: { source: $s }) { edges { node { id failureCode ${selection} } } } }`,
+      variables: { s: target.source },
+    }),
+    pick: (data) => first(data.malformedCommands),
+  },
+  {
+    // A producer's token reads its own producer's refused commands (deliveries:read): their raw
+    // text needs the nested scope all the same.
+    holder: 'MalformedCommand',
+    name: "malformedCommands (a producer's own)",
+    scopes: ['deliveries:read'],
+    prepare: async (token) => {
+      const { rows } = await db.pool.query<{ producer: string }>('SELECT producer FROM mail.api_tokens WHERE token_hash = $1', [hashApiToken(token)]);
+      const source = rows[0]?.producer as string;
       await db.pool.query(
         `INSERT INTO mail.malformed_commands (channel, failure_code, failure_detail, source, raw)
          VALUES ('api', 'missing_variable', 'template "login-code" requires "expiresInMinutes"', $1, $2)`,
