@@ -8,7 +8,7 @@
 // them; what a producer's own scopes reach is producer-reach.e2e.test.ts.)
 
 import { randomUUID } from 'node:crypto';
-import type { ApiScope } from '@postern/shared';
+import { type ApiScope, hashApiToken } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Api } from '../../apps/api/src/server.ts';
 import type { TestDatabase } from '../harness/index.ts';
@@ -253,6 +253,23 @@ async function deadLetter(): Promise<Record<string, string>> {
 // biome-ignore lint/suspicious/noExplicitAny: the answer is read loosely; a wrong shape fails the expect.
 const first = (connection: any) => connection?.edges?.[0]?.node;
 
+/** A refused sendEmail of `source` whose raw text holds a login code. */
+async function refusedCommandOf(source: string): Promise<Record<string, string>> {
+  await db.pool.query(
+    `INSERT INTO mail.malformed_commands (channel, failure_code, failure_detail, source, raw)
+     VALUES ('api', 'missing_variable', 'template "login-code" requires "expiresInMinutes"', $1, $2)`,
+    [source, JSON.stringify({ source, variables: { code: '493817' } })],
+  );
+  return { source };
+}
+
+function refusedCommandsOf(selection: string, target: Record<string, string>): { query: string; variables: Record<string, unknown> } {
+  return {
+    query: `query($s: String!) { malformedCommands(first: 5, filter: { source: $s }) { edges { node { id failureCode ${selection} } } } }`,
+    variables: { s: target.source },
+  };
+}
+
 const NESTED_PATHS: NestedPath[] = [
   {
     holder: 'Delivery',
@@ -352,19 +369,21 @@ const NESTED_PATHS: NestedPath[] = [
     holder: 'MalformedCommand',
     name: 'malformedCommands (a list)',
     scopes: ['queue:read'],
-    prepare: async () => {
-      const source = `nested-${randomUUID().slice(0, 8)}`;
-      await db.pool.query(
-        `INSERT INTO mail.malformed_commands (channel, failure_code, failure_detail, source, raw)
-         VALUES ('api', 'missing_variable', 'template "login-code" requires "expiresInMinutes"', $1, $2)`,
-        [source, JSON.stringify({ source, variables: { code: '493817' } })],
-      );
-      return { source };
+    prepare: () => refusedCommandOf(`nested-${randomUUID().slice(0, 8)}`),
+    document: refusedCommandsOf,
+    pick: (data) => first(data.malformedCommands),
+  },
+  {
+    // A producer's token reads its own producer's refused commands (deliveries:read): their raw
+    // text needs the nested scope all the same.
+    holder: 'MalformedCommand',
+    name: "malformedCommands (a producer's own)",
+    scopes: ['deliveries:read'],
+    prepare: async (token) => {
+      const { rows } = await db.pool.query<{ producer: string }>('SELECT producer FROM mail.api_tokens WHERE token_hash = $1', [hashApiToken(token)]);
+      return refusedCommandOf(rows[0]?.producer as string);
     },
-    document: (selection, target) => ({
-      query: `query($s: String!) { malformedCommands(first: 5, filter: { source: $s }) { edges { node { id failureCode ${selection} } } } }`,
-      variables: { s: target.source },
-    }),
+    document: refusedCommandsOf,
     pick: (data) => first(data.malformedCommands),
   },
 ];

@@ -4,7 +4,9 @@
 // commands with a chosen delivery id at the same moment accept one and count the other a
 // duplicate, instead of quarantining it as a conflict. Template variables nested beyond what
 // JSON.stringify can walk are refused as invalid_field on both channels, at once, and so are
-// variables the template cannot render; a suppressed address in another spelling is suppressed. A Redis of this file's own: the shared one's
+// variables the template cannot render; a suppressed address in another spelling is suppressed. A
+// producer reads why its own stream commands were refused with its own token, never another's.
+// A Redis of this file's own: the shared one's
 // stream belongs to e2e/core/stream-intake.e2e.test.ts.
 import { randomUUID } from 'node:crypto';
 import { RedisContainer, type StartedRedisContainer } from '@testcontainers/redis';
@@ -226,5 +228,54 @@ describe('a suppressed address in another spelling', () => {
       'root dot, A-labels': ['j\u00f6rg@xn--bcher-kva.test', 'suppressed'],
       tag: ['j\u00f6rg+news@xn--bcher-kva.test', 'sent'],
     });
+  });
+});
+
+describe('a stream producer reads why its commands were refused, with its own token', () => {
+  const REFUSED = `query($after: DateTime!) {
+    malformedCommands(first: 50, filter: { receivedAfter: $after }) { edges { node { streamEntryId channel source failureCode failureDetail } } }
+  }`;
+
+  it("billing's token lists billing's refused entries alone; crm's its own; queue:read every one, unreadable and posing ones included", async () => {
+    const billingReader = await mintToken(db.pool, ['deliveries:read'], 'billing-reader', 'billing');
+    const crmReader = await mintToken(db.pool, ['deliveries:read'], 'crm-reader', 'crm');
+    // A token of its own producer, api:posed: the stream may not send as it.
+    const posed = await mintToken(db.pool, ['deliveries:read'], 'posed');
+    const operator = await mintToken(db.pool, ['queue:read'], 'stream-operator');
+    const { rows } = await db.pool.query<{ now: Date }>('SELECT now() AS now');
+    const since = (rows[0] as { now: Date }).now.toISOString();
+    const key = `refused-${randomUUID()}`;
+    const rendered = { mode: 'rendered', subject: 's', text: 't' };
+
+    const billingUnknownTemplate = await xadd({ source: 'billing', idempotencyKey: `${key}-1`, to: 'r@customers.test', payload: { mode: 'template', templateId: 'no-such-template', variables: {} } });
+    const crmBadAddress = await xadd({ source: 'crm', idempotencyKey: `${key}-2`, to: 'not an address', payload: rendered });
+    const billingNoRecipient = (await redis.xadd(COMMAND_STREAM, '*', 'schema_version', '1', 'source', 'billing', 'idempotency_key', `${key}-3`, 'payload_mode', 'rendered', 'subject', 's', 'text', 't')) as string;
+    const unreadable = (await redis.xadd(COMMAND_STREAM, '*', 'schema_version', '2', 'command', `{"source":"billing","idempotencyKey":"${key}-4"`)) as string;
+    const posing = await xadd({ source: 'api:posed', idempotencyKey: `${key}-5`, to: 'r@customers.test', payload: rendered });
+    await streamHandledUpTo(posing);
+
+    // In the stream's order (two engines quarantine them in whatever order they finish).
+    const byEntry = (a: { streamEntryId: string }, b: { streamEntryId: string }) => {
+      const [aMs, aSeq] = a.streamEntryId.split('-').map(Number) as [number, number];
+      const [bMs, bSeq] = b.streamEntryId.split('-').map(Number) as [number, number];
+      return aMs - bMs || aSeq - bSeq;
+    };
+    const entries = async (token: string) =>
+      // biome-ignore lint/suspicious/noExplicitAny: read loosely.
+      (await gqlData(api, token, REFUSED, { after: since })).malformedCommands.edges.map((edge: any) => edge.node).sort(byEntry);
+    expect(await entries(billingReader)).toEqual([
+      { streamEntryId: billingUnknownTemplate, channel: 'stream', source: 'billing', failureCode: 'unknown_template', failureDetail: expect.stringContaining('no-such-template') },
+      { streamEntryId: billingNoRecipient, channel: 'stream', source: 'billing', failureCode: 'missing_field', failureDetail: expect.stringContaining('recipient') },
+    ]);
+    expect(await entries(crmReader)).toEqual([{ streamEntryId: crmBadAddress, channel: 'stream', source: 'crm', failureCode: 'invalid_address', failureDetail: expect.any(String) }]);
+    expect(await entries(posed)).toEqual([]);
+    // biome-ignore lint/suspicious/noExplicitAny: read loosely.
+    expect((await entries(operator)).map((entry: any) => [entry.streamEntryId, entry.source, entry.failureCode])).toEqual([
+      [billingUnknownTemplate, 'billing', 'unknown_template'],
+      [crmBadAddress, 'crm', 'invalid_address'],
+      [billingNoRecipient, 'billing', 'missing_field'],
+      [unreadable, null, 'invalid_json'],
+      [posing, 'api:posed', 'invalid_field'],
+    ]);
   });
 });

@@ -4,8 +4,8 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Api } from '../../apps/api/src/server.ts';
 import type { Engine } from '../../apps/core/src/engine.ts';
-import { type TestDatabase, waitFor, waitForSinkEmails } from '../harness/index.ts';
-import { closeApiFile, gqlData, mintToken, openApiFile } from './helpers/api.ts';
+import { captureLogs, metricSample, type TestDatabase, waitFor, waitForSinkEmails } from '../harness/index.ts';
+import { closeApiFile, gqlData, mintToken, openApiFile, startTestApi } from './helpers/api.ts';
 import { startTestEngine } from './helpers/engine.ts';
 
 let db: TestDatabase;
@@ -104,5 +104,51 @@ describe('sendEmail', () => {
     expect(data.sendEmail).toMatchObject({ __typename: 'ValidationError', code, field });
     expect(data.sendEmail.message).toContain(mentions);
     expect((await db.pool.query('SELECT count(*)::int AS n FROM mail.deliveries')).rows[0].n).toBe(before);
+  });
+});
+
+// The caller has the answer, but the operator sees how often commands are refused and whose:
+// every refusal recorded in malformedCommands (channel api) is counted by failure code and logged
+// once at info, naming its code, field and producer, never what the request held.
+describe('sendEmail refusals are counted and logged', () => {
+  it('one count and one line per recorded refusal, without the content; a request of the wrong shape is neither', async () => {
+    const logs = captureLogs('api', 'info');
+    const counted = await startTestApi(db.dsn, {}, { logger: logs.logger });
+    try {
+      const refusals = () => logs.lines.filter((line) => line.msg === 'sendEmail command refused');
+      const count = async (code: string) => metricSample(await counted.registry.metrics(), `mail_api_commands_malformed_total{failure_code="${code}"}`);
+      expect(await count('missing_variable')).toBe(0);
+      expect(await count('idempotency_conflict')).toBe(0);
+
+      const missing = await gqlData(counted, sender, SEND, {
+        input: { to: uniqueRecipient('counted'), idempotencyKey: randomUUID(), template: { id: 'login-code', variables: { code: '493817' } } },
+      });
+      expect(missing.sendEmail).toMatchObject({ __typename: 'ValidationError', code: 'MISSING_VARIABLE', field: 'template.variables' });
+      const to = uniqueRecipient('counted-conflict');
+      await gqlData(counted, sender, SEND, { input: { to, idempotencyKey: 'k-counted', rendered: { subject: 'one', text: 'code 493817' } } });
+      const clash = await gqlData(counted, sender, SEND, { input: { to, idempotencyKey: 'k-counted', rendered: { subject: 'two', text: 'code 493817' } } });
+      expect(clash.sendEmail.__typename).toBe('ConflictError');
+      // Not a command the intake could read (neither recorded nor counted, as documented).
+      const shape = await gqlData(counted, sender, SEND, {
+        input: { to, idempotencyKey: randomUUID(), template: { id: 'login-code', variables: {} }, rendered: { subject: 's', text: 't' } },
+      });
+      expect(shape.sendEmail).toMatchObject({ __typename: 'ValidationError', field: 'input' });
+
+      expect(await count('missing_variable')).toBe(1);
+      expect(await count('idempotency_conflict')).toBe(1);
+      expect(refusals()).toEqual([
+        expect.objectContaining({ level: 30, component: 'api', failureCode: 'missing_variable', field: 'template.variables', source: 'api:billing-service', quarantineId: expect.any(String) }),
+        expect.objectContaining({ level: 30, failureCode: 'idempotency_conflict', field: 'idempotencyKey', source: 'api:billing-service', detail: expect.stringContaining('k-counted') }),
+      ]);
+      // Each line names its row in malformedCommands.
+      const { rows } = await db.pool.query<{ failure_code: string }>('SELECT failure_code FROM mail.malformed_commands WHERE id = ANY ($1::bigint[]) ORDER BY id', [
+        refusals().map((line) => line.quarantineId),
+      ]);
+      expect(rows.map((row) => row.failure_code)).toEqual(['missing_variable', 'idempotency_conflict']);
+      expect(JSON.stringify(logs.lines)).not.toContain('493817');
+      expect(logs.repeatedKeys).toEqual([]);
+    } finally {
+      await counted.stop();
+    }
   });
 });

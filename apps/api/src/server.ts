@@ -71,7 +71,11 @@ export async function startApi(config: PosternConfig, deps: ApiDeps): Promise<Ap
     db: pool,
     logger,
     metrics,
-    intake: createSendEmailIntake(pool, { catalog, sender: config.smtp.from, urgentCategories: config.urgentCategories }),
+    intake: createSendEmailIntake(
+      pool,
+      { catalog, sender: config.smtp.from, urgentCategories: config.urgentCategories },
+      { counter: metrics.commandsMalformed, logger },
+    ),
     secretsKey: config.secretsKey,
     production,
     introspection: deps.introspection ?? !production,

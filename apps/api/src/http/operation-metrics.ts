@@ -1,8 +1,10 @@
 // mail_api_operations_total{operation,outcome} and mail_api_operation_duration_ms. The operation
 // label is the root field(s) an operation selects — names from the schema, so the label set stays
-// bounded whatever operation names clients invent.
+// bounded whatever operation names clients invent. mail_api_commands_malformed_total{failure_code}:
+// the sendEmail commands refused and recorded in malformedCommands (channel api), the API's
+// counterpart of the engine's mail_stream_commands_malformed_total.
 import type { Registry } from '@postern/shared';
-import { prometheus } from '@postern/shared';
+import { FAILURE_CODES, prometheus } from '@postern/shared';
 import type { DocumentNode, OperationDefinitionNode } from 'graphql';
 import { Kind } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
@@ -14,10 +16,11 @@ export interface ApiMetrics {
   tokenLookupsRefused: prometheus.Counter;
   tokenLookupsAbandoned: prometheus.Counter;
   tokenLookupsFailed: prometheus.Counter;
+  commandsMalformed: prometheus.Counter<'failure_code'>;
 }
 
 export function createApiMetrics(registry: Registry): ApiMetrics {
-  return {
+  const metrics: ApiMetrics = {
     operations: new prometheus.Counter({
       name: 'mail_api_operations_total',
       help: 'GraphQL operations by root field(s) and outcome (ok, error, rejected: refused before execution)',
@@ -52,7 +55,17 @@ export function createApiMetrics(registry: Registry): ApiMetrics {
       help: 'Bearer-token lookups PostgreSQL did not answer (away, or past its statement timeout): their requests were answered 503 with Retry-After',
       registers: [registry],
     }),
+    commandsMalformed: new prometheus.Counter({
+      name: 'mail_api_commands_malformed_total',
+      help: 'sendEmail commands refused and recorded in malformedCommands (channel api), by failure code',
+      labelNames: ['failure_code'],
+      registers: [registry],
+    }),
   };
+  // Every code's series exists from the start at 0, as the engine's do: the first refusal is an
+  // increase a rate or an alert sees.
+  for (const failure_code of FAILURE_CODES) metrics.commandsMalformed.inc({ failure_code }, 0);
+  return metrics;
 }
 
 const MAX_FIELDS_IN_LABEL = 3;

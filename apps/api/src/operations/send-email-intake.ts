@@ -6,6 +6,11 @@
 // that refused it. The delivery continues the caller's trace: the context the mutation runs in
 // (the HTTP span the instrumentation started from the caller's traceparent header), or, with
 // tracing off in the API, the caller's header itself.
+// Every refusal recorded is counted (mail_api_commands_malformed_total{failure_code}) and logged at
+// info, one line naming its code, field, producer (`source`, as the stream's `stream command
+// rejected` line does), detail and quarantine row: the caller has the answer, the operator sees how
+// often and whose. Never the request's content (a login code in its variables): the detail names
+// fields and rules, not values (command-fields.ts), and the raw text stays in the row.
 import {
   type AcceptCommandOptions,
   type CommandOrigin,
@@ -14,8 +19,10 @@ import {
   type FailureCode,
   type IntakeOutcome,
   intakeCommand,
+  type Logger,
   MAX_VARIABLES_DEPTH,
   type Pool,
+  type prometheus,
   refuseCommand,
 } from '@postern/shared';
 import { type SendEmailRequest, sendEmailCommand } from './send-email-command.ts';
@@ -55,19 +62,30 @@ const CHECKED_FIELD: Partial<Record<FailureCode, string>> = {
   idempotency_conflict: 'idempotencyKey',
 };
 
-export function createSendEmailIntake(pool: Pool, options: AcceptCommandOptions): SendEmailIntake {
+/** Where refusals are reported: the counter mail_api_commands_malformed_total and the API's log. */
+export interface SendEmailRefusals {
+  counter: prometheus.Counter<'failure_code'>;
+  logger: Logger;
+}
+
+export function createSendEmailIntake(pool: Pool, options: AcceptCommandOptions, refusals: SendEmailRefusals): SendEmailIntake {
+  function refused(source: string, failure: DecodeFailure, field: string, quarantineId: string): SendEmailOutcome {
+    refusals.counter.inc({ failure_code: failure.code });
+    refusals.logger.info({ failureCode: failure.code, field, source, detail: failure.detail, quarantineId }, 'sendEmail command refused');
+    return { status: 'refused', failure, field };
+  }
   return {
     async submit(request, callerTraceparent = null) {
       const origin: CommandOrigin = { channel: 'api', streamEntryId: null, raw: requestText(request) };
       const typed = sendEmailCommand(request, origin.raw);
       if (!typed.ok) {
-        await refuseCommand(pool, typed.failure, origin);
-        return { status: 'refused', failure: typed.failure, field: typed.field };
+        const { quarantineId } = await refuseCommand(pool, typed.failure, origin);
+        return refused(request.source, typed.failure, typed.field, quarantineId);
       }
       const command = { ...typed.command, traceparent: currentTraceparent() ?? callerTraceparent };
       const outcome = await intakeCommand(pool, command, origin, options);
       if (outcome.status !== 'refused') return outcome;
-      return { status: 'refused', failure: outcome.failure, field: CHECKED_FIELD[outcome.failure.code] ?? 'input' };
+      return refused(request.source, outcome.failure, CHECKED_FIELD[outcome.failure.code] ?? 'input', outcome.quarantineId);
     },
   };
 }

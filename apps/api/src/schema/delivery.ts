@@ -3,6 +3,7 @@ import { DELIVERY_STATUSES, type DeliveryStatus, fillMark, isUuid, type Logger, 
 import { reachableSource, withinReach } from '../auth/producer-reach.ts';
 import type { Principal } from '../context.ts';
 import { AttemptRef } from './attempt.ts';
+import { badUserInput } from './bad-user-input.ts';
 import { builder } from './builder.ts';
 import { DeadLetterRef } from './dead-letter.ts';
 import { recipientFilter, textFilter, uuidFilter } from './filter-arguments.ts';
@@ -176,6 +177,11 @@ export const DeliveryFilter = builder.inputType('DeliveryFilter', {
     createdAfter: t.field({ type: 'DateTime', required: false, description: 'Inclusive.' }),
     createdBefore: t.field({ type: 'DateTime', required: false, description: 'Exclusive.' }),
     messageId: t.id({ required: false, description: 'The deliveries of one received message: the id the edge answered "queued as".' }),
+    idempotencyKey: t.string({
+      required: false,
+      description:
+        "The delivery a producer's key holds: what the same command again would be answered with (`duplicate`), within MAIL_IDEMPOTENCY_WINDOW (past it the key is free and finds nothing). Keys are per producer: an operator's token gives `source` too.",
+    }),
   }),
 });
 
@@ -186,22 +192,36 @@ export interface DeliveryFilterShape {
   createdAfter?: Date | null;
   createdBefore?: Date | null;
   messageId?: string | number | null;
+  idempotencyKey?: string | null;
 }
 
-/** The filter as the parameters $1..$6 of DELIVERIES_SQL; null: not filtered on. The source is
+/** The filter as the parameters $1..$7 of DELIVERIES_SQL; null: not filtered on. The source is
  *  the token's producer when it reaches only its own deliveries (auth/producer-reach.ts). */
 function deliveryFilterParams(filter: DeliveryFilterShape | null | undefined, principal: Principal): unknown[] {
+  const source = reachableSource(principal, 'deliveries:read', textFilter(filter?.source, 'filter.source'), 'filter.source');
+  const idempotencyKey = textFilter(filter?.idempotencyKey, 'filter.idempotencyKey');
+  // A key names a delivery only with its producer (one key space per producer), and is found
+  // through the reservation's primary key (source, idempotency_key): without a source it would be
+  // a scan of every producer's reservations.
+  if (idempotencyKey !== null && source === null) {
+    throw badUserInput('filter.idempotencyKey: give filter.source too: idempotency keys are per producer', 'filter.idempotencyKey');
+  }
   return [
     filter?.status && filter.status.length > 0 ? [...filter.status] : null,
     recipientFilter(filter?.recipient),
-    reachableSource(principal, 'deliveries:read', textFilter(filter?.source, 'filter.source'), 'filter.source'),
+    source,
     filter?.createdAfter ?? null,
     filter?.createdBefore ?? null,
     uuidFilter(filter?.messageId, 'filter.messageId'),
+    idempotencyKey,
   ];
 }
 
-// Filters $1..$6 (deliveryFilterParams), then the keyset parameters $7..$11 (pagination.ts).
+// Filters $1..$7 (deliveryFilterParams), then the keyset parameters $8..$12 (pagination.ts). A key
+// ($7, always with its source $3) is looked up in mail.idempotency_reservations, by its primary key:
+// the reservation is written with the delivery and purged after MAIL_IDEMPOTENCY_WINDOW, so it
+// names the one delivery the key holds now; mail.deliveries has no index on the key, and one would
+// cost every accepted command an index entry for a read that a retry of the key answers anyway.
 export const DELIVERIES_SQL: KeysetStatements = keysetStatements(
   { list: 'deliveries', idType: 'uuid' },
   withDeliveryColumns(`
@@ -213,10 +233,12 @@ SELECT /*DELIVERY_COLUMNS*/
    AND ($4::timestamptz IS NULL OR dl.created_at >= $4::timestamptz)
    AND ($5::timestamptz IS NULL OR dl.created_at < $5::timestamptz)
    AND ($6::uuid IS NULL OR dl.message_id = $6::uuid)
-   AND ($7::timestamptz IS NULL OR (dl.created_at, dl.id) > ($7::timestamptz, $8::uuid))
-   AND ($9::timestamptz IS NULL OR (dl.created_at, dl.id) < ($9::timestamptz, $10::uuid))
+   AND ($7::text IS NULL OR dl.id = (SELECT r.delivery_id FROM mail.idempotency_reservations r
+                                      WHERE r.source = $3::text AND r.idempotency_key = $7::text))
+   AND ($8::timestamptz IS NULL OR (dl.created_at, dl.id) > ($8::timestamptz, $9::uuid))
+   AND ($10::timestamptz IS NULL OR (dl.created_at, dl.id) < ($10::timestamptz, $11::uuid))
  ORDER BY dl.created_at /*DIRECTION*/, dl.id /*DIRECTION*/
- LIMIT $11`),
+ LIMIT $12`),
 );
 
 builder.queryFields((t) => ({
