@@ -1,13 +1,16 @@
 // STARTTLS: offered only with a certificate; with one, a real client (nodemailer, requireTLS) and
-// the raw client upgrade, EHLO is forgotten and re-issued (RFC 3207 4.2), and the message is
+// the raw client upgrade, EHLO is forgotten and re-issued (RFC 3207 4.2), plaintext commands sent
+// behind the STARTTLS are never run inside the TLS session (command injection), and the message is
 // stored with "ESMTPS" in its trace header. Plaintext stays accepted on a TLS-configured edge:
 // TLS on an MX is opportunistic (RFC 3207 4: a publicly-referenced server must not require it),
 // because refusing plaintext would lose the mail of every sender that does not speak TLS.
+import net from 'node:net';
+import tls from 'node:tls';
 import { createAlias, createDomain } from '@postern/shared';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Edge } from '../../apps/mta/src/edge.ts';
-import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
+import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
 import { openSession, startTestEdge } from './helpers/edge.ts';
 import { SmtpTestClient, sendMail, simpleMessage } from './helpers/smtp-client.ts';
 import { makeSelfSignedCertificate, type TestCertificate } from './helpers/tls-certificate.ts';
@@ -61,6 +64,43 @@ describe('STARTTLS with a configured certificate', () => {
     expect(stored?.helo).toBe('after.outside.test');
     // Below the Authentication-Results header of MAIL_INBOUND_AUTH_POLICY=annotate (the default).
     expect(stored?.head).toMatch(/^Authentication-Results: [^\r]*(?:\r\n\t[^\r]*)*\r\nReceived: from after\.outside\.test \(\[127\.0\.0\.1\]\)\r\n\tby mx\.postern\.test \(Postern\) with ESMTPS id /);
+  });
+
+  it('commands pipelined after STARTTLS in plaintext are not run inside the TLS session (command injection)', async () => {
+    // CVE-2011-0411 and its kin: a man in the middle appends commands to the client's STARTTLS in
+    // the same packet; a server that keeps them in its input buffer runs them after the handshake
+    // as though the client had sent them encrypted. Here they would be a MAIL FROM and a RCPT.
+    const plain = net.connect(tlsEdge.smtp.port, '127.0.0.1');
+    plain.setEncoding('latin1');
+    let received = '';
+    plain.on('data', (data: string) => {
+      received += data;
+    });
+    const waitForText = (pattern: RegExp) =>
+      waitFor('the edge to answer', () => received, (text) => pattern.test(text), { timeoutMs: 10_000, intervalMs: 20 });
+    await waitForText(/^220 .*\r\n/);
+    plain.write('EHLO before.outside.test\r\n');
+    await waitForText(/^250 .*\r\n/m);
+    received = '';
+    plain.write('STARTTLS\r\nMAIL FROM:<injected@outside.test>\r\nRCPT TO:<one@postern.test>\r\n');
+    await waitForText(/^220 .*\r\n/m);
+    plain.removeAllListeners('data');
+    const secure = tls.connect({ socket: plain, rejectUnauthorized: false });
+    await new Promise<void>((resolve, reject) => {
+      secure.once('secureConnect', resolve);
+      secure.once('error', reject);
+    });
+    secure.setEncoding('latin1');
+    let encrypted = '';
+    secure.on('data', (data: string) => {
+      encrypted += data;
+    });
+    const closed = new Promise<void>((resolve) => secure.once('close', () => resolve()));
+    secure.write('NOOP\r\nQUIT\r\n');
+    await closed;
+    // Everything said inside TLS, to the end of the session, answers the NOOP and the QUIT: nothing
+    // answered the injected commands there (run, they would have replied first).
+    expect(encrypted.split('\r\n').filter(Boolean).map((line) => line.slice(0, 4))).toEqual(['250 ', '221 ']);
   });
 
   it('a real client that requires TLS (nodemailer, requireTLS) upgrades and its message is accepted', async () => {
