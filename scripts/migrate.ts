@@ -9,7 +9,7 @@ try {
   const { applied, newer } = await prepareDatabase({ dsn: config.postgres.dsn, logger: log });
   console.log(applied.length > 0 ? `applied: ${applied.join(', ')}` : 'nothing to apply: the schema is up to date');
   if (newer.length > 0) {
-    console.log(`newer than this release: ${newer.join(', ')} (a rollback: see docs/deploy.md, "Rolling back")`);
+    console.log(`newer than this release: ${newer.join(', ')} (a rollback: see docs/deploy.md, "Rolling back", of the release that has them)`);
   }
 } catch (error) {
   if (error instanceof ConfigError) console.error(error.message);

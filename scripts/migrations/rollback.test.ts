@@ -7,14 +7,15 @@ import { MIGRATIONS, nonAdditive, nonAdditiveMigrations } from './rollback.ts';
 
 const DEPLOY = path.resolve(import.meta.dirname, '..', '..', 'docs', 'deploy.md');
 
-/** The migration names written in the "Rolling back" section (up to the next heading of its level or above). */
+/** The migration names in the table of the "Rolling back" section (its rows: lines starting with `|`). */
 function namedInRollingBack(markdown: string): Set<string> {
   const start = markdown.indexOf('\n### Rolling back\n');
   if (start < 0) return new Set();
   const body = markdown.slice(markdown.indexOf('\n', start + 1) + 1);
   const end = body.search(/^#{1,3} /m);
   const section = end < 0 ? body : body.slice(0, end);
-  return new Set([...section.matchAll(/\b(\d{13}_[a-z0-9-]+)\b/g)].map((match) => match[1] as string));
+  const rows = section.split('\n').filter((line) => line.startsWith('|'));
+  return new Set(rows.flatMap((row) => [...row.matchAll(/\b(\d{13}_[a-z0-9-]+)\b/g)].map((match) => match[1] as string)));
 }
 
 describe('what a migration does beyond adding', () => {

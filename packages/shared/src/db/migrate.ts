@@ -88,7 +88,7 @@ export async function runMigrations(options: MigrateOptions): Promise<MigrationR
   if (newer.length > 0) {
     log.warn(
       { newer },
-      `the database has ${newer.length} migration(s) this release does not have (${newer.join(', ')}): a later release migrated it, so this is a rollback; this release runs on that schema, with what docs/deploy.md ("Rolling back") lists for each`,
+      `the database has ${newer.length} migration(s) this release does not have (${newer.join(', ')}): a later release migrated it, so this is a rollback; this release runs on that schema; what each one changes for it is in docs/deploy.md ("Rolling back") of the release that has it`,
     );
   }
   return { applied: names, newer };
