@@ -8,8 +8,10 @@
 --   spellings, all but the oldest) is the same entry twice and is deleted; the rest are rewritten;
 --   aliases: rewritten unless their domain already has the NFC spelling (then both are left as
 --   they are: deleting one would lose its targets; an operator merges them by hand).
--- Only rows with a non-ASCII local part can change; the previous release reads the result as it
--- reads any address. Nothing is done where the server encoding is not UTF8 (normalize() needs it).
+-- Only rows with a non-ASCII local part can change. The previous release compares spellings as
+-- written: its edge answers 550 to the decomposed spelling of an alias rewritten here, and what it
+-- writes during a rollback is not NFC; docs/deploy.md ("Rolling back") says what to do. Nothing is
+-- done where the server encoding is not UTF8 (normalize() needs it).
 DO $$
 BEGIN
   IF current_setting('server_encoding') <> 'UTF8' THEN
@@ -41,4 +43,4 @@ END
 $$;
 
 -- Down Migration
--- Nothing to undo: the NFC spelling is the same address to the previous release.
+-- Nothing to undo here: a rollback keeps the NFC spellings (docs/deploy.md, "Rolling back").

@@ -6,8 +6,11 @@ import { ConfigError, createLogger, loadConfig, prepareDatabase } from '@postern
 const log = createLogger('migrate', process.env.MAIL_LOG_LEVEL ?? 'info');
 try {
   const config = loadConfig(process.env, 'tools');
-  const { applied } = await prepareDatabase({ dsn: config.postgres.dsn, logger: log });
+  const { applied, newer } = await prepareDatabase({ dsn: config.postgres.dsn, logger: log });
   console.log(applied.length > 0 ? `applied: ${applied.join(', ')}` : 'nothing to apply: the schema is up to date');
+  if (newer.length > 0) {
+    console.log(`newer than this release: ${newer.join(', ')} (a rollback: see docs/deploy.md, "Rolling back", of the release that has them)`);
+  }
 } catch (error) {
   if (error instanceof ConfigError) console.error(error.message);
   else log.fatal({ err: error }, 'migration failed');

@@ -1,10 +1,14 @@
 // The schema arrives by migration only: on an empty database it applies, a second run changes
 // nothing, and migrators started together (N processes booting at once) migrate exactly once.
-// `postern migrate` warns about the server's settings as every process does at start.
+// `postern migrate` warns about the server's settings as every process does at start. A previous
+// release (its migrations folder without the latest files) starts on the schema a later one made,
+// the rollback of docs/deploy.md, and names the migrations it does not have.
 
 import { execFile } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { createLogger, runMigrations } from '@postern/shared';
+import { createLogger, MIGRATIONS_DIR, runMigrations } from '@postern/shared';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminDsn, databaseDsn } from '../harness/index.ts';
@@ -87,6 +91,26 @@ describe('migrations', () => {
     await client.end();
     // Each migration recorded once, not once per migrator.
     expect(new Set(rows.map((row) => row.name)).size).toBe(rows.length);
+  });
+
+  it('a previous release starts on a later release\'s schema: nothing to apply, the later migrations named as newer', async () => {
+    const dsn = await fresh('rollback');
+    const all = readdirSync(MIGRATIONS_DIR)
+      .filter((file) => file.endsWith('.sql'))
+      .sort();
+    const previous = mkdtempSync(path.join(os.tmpdir(), 'postern-previous-release-'));
+    try {
+      for (const file of all.slice(0, -2)) copyFileSync(path.join(MIGRATIONS_DIR, file), path.join(previous, file));
+      const later = await runMigrations({ dsn, logger });
+      expect(later.newer).toEqual([]);
+      const lines: { msg: string; newer?: string[] }[] = [];
+      const recording = createLogger('e2e-migrations-rollback', 'warn', { destination: { write: (line: string) => lines.push(JSON.parse(line)) } });
+      const rolledBack = await runMigrations({ dsn, logger: recording, dir: previous });
+      expect(rolledBack).toEqual({ applied: [], newer: all.slice(-2).map((file) => file.replace(/\.sql$/, '')) });
+      expect(lines.find((line) => line.newer)?.msg).toMatch(/this is a rollback.*docs\/deploy\.md/);
+    } finally {
+      rmSync(previous, { recursive: true, force: true });
+    }
   });
 
   it('postern migrate applies them and warns about the settings of the server, as the processes do', async () => {
