@@ -5,7 +5,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Edge } from '../../apps/mta/src/edge.ts';
 import { type DedicatedPostgres, startDedicatedPostgres, waitFor } from '../harness/index.ts';
-import { openSession, startTestEdge } from './helpers/edge.ts';
+import { rcptReply, startTestEdge } from './helpers/edge.ts';
 
 let postgres: DedicatedPostgres;
 let edge: Edge;
@@ -24,13 +24,7 @@ afterAll(async () => {
   await postgres?.close();
 });
 
-async function rcpt(address: string) {
-  const client = await openSession(edge);
-  expect((await client.command('MAIL FROM:<sender@outside.test>')).code).toBe(250);
-  const reply = await client.command(`RCPT TO:<${address}>`);
-  await client.quit();
-  return reply;
-}
+const rcpt = (address: string) => rcptReply(edge, address);
 
 async function readyz(): Promise<number> {
   const response = await fetch(`http://${edge.http?.host}:${edge.http?.port}/readyz`);

@@ -4,7 +4,7 @@ import { createAlias, createDomain } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Edge } from '../../apps/mta/src/edge.ts';
 import { createTestDatabase, type TestDatabase } from '../harness/index.ts';
-import { openSession, startTestEdge } from './helpers/edge.ts';
+import { openSession, rcptReply, startTestEdge } from './helpers/edge.ts';
 
 let db: TestDatabase;
 let edge: Edge;
@@ -21,15 +21,7 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function rcpt(to: string) {
-  const client = await openSession(edge);
-  try {
-    expect((await client.command('MAIL FROM:<sender@outside.test>')).code).toBe(250);
-    return await client.command(`RCPT TO:<${to}>`);
-  } finally {
-    await client.quit();
-  }
-}
+const rcpt = (address: string) => rcptReply(edge, address);
 
 describe('RCPT TO address syntax', () => {
   it.each([

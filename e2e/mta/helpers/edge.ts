@@ -2,7 +2,7 @@
 import { loadConfig, type PosternConfig } from '@postern/shared';
 import { type Edge, type EdgeDeps, startEdge } from '../../../apps/mta/src/edge.ts';
 import { checkingKeysOnStop, keyCheckedLogger } from '../../harness/index.ts';
-import { SmtpTestClient, sendMail } from './smtp-client.ts';
+import { type Reply, SmtpTestClient, sendMail } from './smtp-client.ts';
 
 export const TEST_HOSTNAME = 'mx.postern.test';
 
@@ -37,6 +37,18 @@ export async function openSession(edge: Edge, helo = 'client.outside.test'): Pro
   const ehlo = await client.command(`EHLO ${helo}`);
   if (ehlo.code !== 250) throw new Error(`EHLO refused: ${ehlo.raw}`);
   return client;
+}
+
+/** One session's answer to `RCPT TO:<address>` after MAIL FROM:<sender@outside.test>. */
+export async function rcptReply(edge: Edge, address: string): Promise<Reply> {
+  const client = await openSession(edge);
+  try {
+    const mail = await client.command('MAIL FROM:<sender@outside.test>');
+    if (mail.code !== 250) throw new Error(`MAIL FROM refused: ${mail.raw}`);
+    return await client.command(`RCPT TO:<${address}>`);
+  } finally {
+    await client.quit();
+  }
 }
 
 export async function metricsText(edge: Edge): Promise<string> {
