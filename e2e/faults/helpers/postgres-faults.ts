@@ -1,6 +1,6 @@
 // Faults of PostgreSQL itself, on a dedicated container (e2e/harness/dedicated-postgres.ts): stopped
-// (connections refused and cut) or paused (docker pause: connections stay open and nothing answers,
-// a hang rather than a refusal). Each fault lasts its stated time on purpose: the outage is the
+// (connections refused and cut), paused (docker pause: connections stay open and nothing answers,
+// a hang rather than a refusal) or read-only (it answers everything and refuses every write). Each fault lasts its stated time on purpose: the outage is the
 // experiment, not a wait for a state.
 import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
@@ -48,4 +48,26 @@ export async function pausePostgres(postgres: DedicatedPostgres): Promise<() => 
     await unpauseContainer(postgres.container.getId());
     return Date.now();
   };
+}
+
+/**
+ * Makes PostgreSQL take no writes for `ms`: `default_transaction_read_only` on for the whole server
+ * (ALTER SYSTEM, then a reload, which every open session takes up), as an operator freezing writes
+ * for maintenance does, and as every write meets on a standby: each INSERT or UPDATE is refused with
+ * SQLSTATE 25006 while reads go on. Resolves with the time writes were taken again.
+ */
+export async function readOnlyPostgresFor(pool: pg.Pool, ms: number): Promise<number> {
+  const admin = await pool.connect();
+  try {
+    // The admin's own session keeps writing, whatever the server's default becomes.
+    await admin.query('SET default_transaction_read_only = off');
+    await admin.query('ALTER SYSTEM SET default_transaction_read_only = on');
+    await admin.query('SELECT pg_reload_conf()');
+    await delay(ms);
+    await admin.query('ALTER SYSTEM RESET default_transaction_read_only');
+    await admin.query('SELECT pg_reload_conf()');
+    return Date.now();
+  } finally {
+    admin.release();
+  }
 }

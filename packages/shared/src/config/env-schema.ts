@@ -73,10 +73,36 @@ function readableDsn(text: string): boolean {
   }
 }
 
+/** What a readable DSN asks that node-postgres would not do, or null. It connects to one host and
+ *  has no `target_session_attrs`: libpq's multi-host form (`?host=a,b`) was a host named "a,b" and
+ *  failed ENOTFOUND, and a DSN asking for a standby would have been given whatever the host is.
+ *  Postern itself refuses a standby on every connection (db/pool.ts), which is what `read-write`
+ *  and `primary` ask for: those are accepted. */
+function unsupportedDsnPart(text: string): string | null {
+  let parsed: ReturnType<typeof parseConnectionString>;
+  try {
+    parsed = parseConnectionString(text);
+  } catch {
+    return null;
+  }
+  if (parsed.host?.includes(',')) {
+    return `names several hosts (${parsed.host}): PostgreSQL's Node.js client connects to one; name the cluster's read-write endpoint (docs/deploy.md, "PostgreSQL high availability")`;
+  }
+  const attrs = (parsed as { target_session_attrs?: string }).target_session_attrs;
+  if (attrs !== undefined && !['any', 'read-write', 'primary'].includes(attrs)) {
+    return `asks for target_session_attrs=${attrs}: Postern reads and writes the primary only and refuses a standby's connections`;
+  }
+  return null;
+}
+
 const postgresDsn = z
   .string()
   .refine((text) => /^postgres(ql)?:\/\//.test(text), 'must be a postgres:// or postgresql:// URL')
-  .refine(readableDsn, 'is not a URL PostgreSQL\'s client can read (check the brackets of an IPv6 host, the port, and that a password\'s @ : / ? # are percent-encoded)');
+  .refine(readableDsn, 'is not a URL PostgreSQL\'s client can read (check the brackets of an IPv6 host, the port, and that a password\'s @ : / ? # are percent-encoded)')
+  .superRefine((text, context) => {
+    const problem = unsupportedDsnPart(text);
+    if (problem !== null) context.addIssue({ code: 'custom', message: problem });
+  });
 
 export const envSchema = z.object({
   MAIL_ENV: z.enum(['development', 'production', 'test']).default('development'),

@@ -281,6 +281,28 @@ describe('loadConfig', () => {
     expect(loadConfig({ ...minimal, MAIL_POSTGRES_PRIMARY_DSN: 'postgres:///postern?host=/var/run/postgresql' }, 'api')).toBeDefined();
   });
 
+  it('refuses what node-postgres would not do: several hosts, or a session that asks for a standby', () => {
+    const problem = (dsn: string) => {
+      try {
+        loadConfig({ ...minimal, MAIL_POSTGRES_PRIMARY_DSN: dsn }, 'api');
+        return '';
+      } catch (error) {
+        return (error as Error).message;
+      }
+    };
+    expect(problem('postgresql://u:hunter2@/postern?host=db1,db2&port=5432,5432&target_session_attrs=read-write')).toMatch(
+      /MAIL_POSTGRES_PRIMARY_DSN: names several hosts \(db1,db2\): PostgreSQL's Node.js client connects to one/,
+    );
+    for (const attrs of ['read-only', 'standby', 'prefer-standby']) {
+      expect(problem(`postgres://u@db:5432/postern?target_session_attrs=${attrs}`)).toMatch(
+        new RegExp(`asks for target_session_attrs=${attrs}: Postern reads and writes the primary only`),
+      );
+    }
+    // What Postern does anyway: the primary only.
+    for (const attrs of ['any', 'read-write', 'primary']) expect(problem(`postgres://u@db:5432/postern?target_session_attrs=${attrs}`)).toBe('');
+    expect(problem('postgresql://u:hunter2@/postern?host=db1,db2')).not.toMatch(/hunter2/);
+  });
+
   it('masks a DSN for a log line through its last "@", whatever its password holds (npm start logs the one it uses)', () => {
     expect(withoutCredentials('postgres://postern:pa:ss@127.0.0.1:5432/postern')).toBe('postgres://***@127.0.0.1:5432/postern');
     expect(withoutCredentials('postgres://u:p@ss@db:5432/x')).toBe('postgres://***@db:5432/x');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isRetryableDbError, isTransientDbError } from './db-errors.ts';
+import { isRetryableDbError, isTransientDbError, NOT_PRIMARY_CODE } from './db-errors.ts';
 
 const pgError = (code: string) => Object.assign(new Error(`pg ${code}`), { code });
 
@@ -19,6 +19,12 @@ describe('db-errors', () => {
 
   it('counts only an unreachable database as "away" (stream intake waits those out for ever)', () => {
     expect(isTransientDbError(pgError('57P01'))).toBe(true);
+    // A database that takes no writes now (read-only, or a standby's connection refused) is away
+    // too: the same write lands once it takes them again.
+    expect(isTransientDbError(pgError('25006'))).toBe(true);
+    expect(isTransientDbError(pgError(NOT_PRIMARY_CODE))).toBe(true);
+    // Not the rest of class 25: those are a statement issued in the wrong transaction state.
+    expect(isRetryableDbError(pgError('25P02'))).toBe(false);
     expect(isTransientDbError(pgError('57014'))).toBe(false);
     expect(isTransientDbError(pgError('40P01'))).toBe(false);
   });

@@ -4,9 +4,15 @@
 // isTransientDbError — the database is away for now (dead-runner: network maintenance, a restart):
 //   SQLSTATE class 08 "connection exception" as a whole (08P01 included: the connection, not the
 //   statement, went wrong), 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now,
-//   class 53 (insufficient resources: too many connections, out of memory, disk full) and the
-//   driver's own socket and pool errors. Stream intake waits these out however long they last;
-//   anything else counts towards quarantining the entry (apps/core/src/intake/handling-failures.ts).
+//   class 53 (insufficient resources: too many connections, out of memory, disk full), 25006
+//   read-only transaction (the server takes no writes now: default_transaction_read_only on for a
+//   maintenance freeze, or a standby behind an endpoint that should name the primary), a server
+//   refused because it is a standby (NOT_PRIMARY_CODE, pool.ts) and the driver's own socket and
+//   pool errors. Stream intake waits these out however long they last; anything else counts towards
+//   quarantining the entry (apps/core/src/intake/handling-failures.ts). A refused write is the
+//   database's state, never the item's: taken for the item's fault, 30 s of it quarantined the
+//   stream's head as handling_failed and left sends unrecorded until their leases ran out and they
+//   went out again (e2e/faults/postgres-read-only).
 //
 // isRetryableDbError — the above, or the statement lost a race or ran out of time and will succeed
 //   once the other side is done: 57014 query canceled (statement_timeout), 55P03 lock not
@@ -19,9 +25,12 @@
 //
 // describeDbError — the failure as the text recorded with an item taken out of the way (a
 // quarantined command, an outcome recorded bare, a dead letter without its bounce).
+/** The code of the error a new connection fails with when the server is a standby (pool.ts). */
+export const NOT_PRIMARY_CODE = 'POSTERN_NOT_PRIMARY';
+
 const AWAY_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN',
-  '57P01', '57P02', '57P03',
+  '57P01', '57P02', '57P03', '25006', NOT_PRIMARY_CODE,
 ]);
 const AWAY_CLASSES = /^(08|53)[0-9A-Z]{3}$/;
 const CONTENTION_CODES = new Set(['57014']);

@@ -1,8 +1,18 @@
 // The PostgreSQL pool every process uses. dead-runner: the delivery runner died because the database
 // vanished during maintenance and an unhandled error took the process down. Here an idle client's
 // error is logged and the client discarded; the pool reconnects on the next checkout.
+//
+// Every connection is to the primary. A standby answers reads from its copy, as old as its
+// replication lag: the edge's recipient lookups would refuse with 550 a recipient created since
+// (stale-alias-table by another road: the edge has no cache so that it never answers from old data).
+// node-postgres connects to the one host its DSN names and has no `target_session_attrs`; an
+// endpoint that should name the primary can name a standby for a while (a failover's DNS, a proxy
+// without a health check, an old primary rejoined as a replica). So each new connection asks
+// `pg_is_in_recovery()` and a standby's is refused, with NOT_PRIMARY_CODE: the database away for
+// now (db-errors.ts), waited out like an outage, never an answer from the standby.
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { NOT_PRIMARY_CODE } from './db-errors.ts';
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
@@ -19,6 +29,25 @@ export interface PoolOptions {
    */
   clientQueryTimeout?: boolean;
   logger: Logger;
+}
+
+const IN_RECOVERY_SQL = 'SELECT pg_is_in_recovery() AS standby';
+
+/** A new connection reached a standby, not the primary. */
+export class NotPrimaryError extends Error {
+  readonly code = NOT_PRIMARY_CODE;
+}
+
+/** Throws NotPrimaryError when `client`'s server is in recovery (a standby). */
+async function refuseStandby(client: pg.ClientBase): Promise<void> {
+  const { rows } = await client.query<{ standby: boolean }>(IN_RECOVERY_SQL);
+  if (rows[0]?.standby !== true) return;
+  // The pool's clients are pg.Client, which knows where it connected.
+  const { host, port } = client as pg.Client;
+  throw new NotPrimaryError(
+    `PostgreSQL at ${host}:${port} is a standby (pg_is_in_recovery() is true), not the primary: ` +
+      'Postern reads and writes the primary only, so MAIL_POSTGRES_PRIMARY_DSN must name it (docs/deploy.md, "PostgreSQL high availability")',
+  );
 }
 
 export function createPool(options: PoolOptions): pg.Pool {
@@ -43,6 +72,7 @@ export function createPool(options: PoolOptions): pg.Pool {
     // A session setting, run before the new connection is handed out (pg-pool awaits onConnect),
     // so a DSN's own `options` still apply; a failure is logged and the connection used as it is.
     onConnect: async (client) => {
+      await refuseStandby(client);
       try {
         await client.query('SET idle_session_timeout = 0');
       } catch (error) {
@@ -85,7 +115,15 @@ export async function withTransaction<T>(pool: pg.Pool, work: (client: pg.PoolCl
   }
 }
 
-/** A cheap round trip for readiness checks. */
+const TAKES_WRITES_SQL = "SELECT current_setting('transaction_read_only') = 'off' AS writable";
+
+/** The readiness check's round trip: the database answers, is the primary (the pool refuses a
+ *  standby's connections) and takes writes, which a server, database or role with
+ *  default_transaction_read_only on does not: the edge could store nothing, the engines record
+ *  nothing (their writes wait it out, db-errors.ts), so the process is not ready, and says why. */
 export async function pingDatabase(pool: pg.Pool): Promise<void> {
-  await pool.query('SELECT 1');
+  const { rows } = await pool.query<{ writable: boolean }>(TAKES_WRITES_SQL);
+  if (rows[0]?.writable === false) {
+    throw new Error('PostgreSQL takes no writes: transaction_read_only is on (default_transaction_read_only set on the server, the database or the role)');
+  }
 }
