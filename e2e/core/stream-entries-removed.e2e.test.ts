@@ -1,7 +1,8 @@
 // What Redis does to the stream under the engine, not what producers write into it: entries removed
 // (XTRIM, MAXLEN, XDEL) before an engine handled them, and the consumer group destroyed while the
 // stream keeps its entries. Counted: every entry added is a delivery, a quarantined row, or a
-// removal the operator is told about (log line and metric); nothing is handled twice.
+// removal the operator is told about (log line and metric); nothing is handled twice. And the Redis
+// settings under which Redis itself could drop the stream (an eviction policy, no AOF) are named.
 // A Redis of this file's own, and an engine per case (stopped while the stream is changed under it).
 import { randomUUID } from 'node:crypto';
 import { RedisContainer, type StartedRedisContainer } from '@testcontainers/redis';
@@ -190,6 +191,34 @@ describe('the consumer group destroyed while the stream keeps its entries', () =
     } finally {
       await db.pool.query('DROP TRIGGER IF EXISTS hold_one_intake ON mail.deliveries');
       await db.pool.query('DROP FUNCTION IF EXISTS public.hold_one_intake()');
+    }
+  });
+});
+
+describe('Redis settings under which Redis itself may lose the stream', () => {
+  const settingWarnings = () => logs.lines.filter((line) => typeof line.msg === 'string' && line.msg.startsWith('Redis: ')).map((line) => line.setting);
+
+  it('are named when the engine starts: an eviction policy that may evict the stream, appendonly off', async () => {
+    await redis.config('SET', 'maxmemory-policy', 'allkeys-lru');
+    await redis.config('SET', 'appendonly', 'no');
+    try {
+      await start();
+      expect(settingWarnings().sort()).toEqual(['appendonly', 'maxmemory-policy']);
+      const [policy] = logs.lines.filter((line) => line.setting === 'maxmemory-policy');
+      expect(policy?.msg).toMatch(/maxmemory-policy is allkeys-lru: at maxmemory Redis may evict the command stream itself/);
+      expect(policy?.value).toBe('allkeys-lru');
+    } finally {
+      await redis.config('SET', 'maxmemory-policy', 'noeviction');
+    }
+  });
+
+  it('and nothing is said of noeviction with appendonly on', async () => {
+    await redis.config('SET', 'appendonly', 'yes');
+    try {
+      await start();
+      expect(settingWarnings()).toEqual([]);
+    } finally {
+      await redis.config('SET', 'appendonly', 'no');
     }
   });
 });

@@ -49,6 +49,7 @@ import { type KeyLookup, SigningKeyCache } from './delivery/signing-key-cache.ts
 import { EngineEvents } from './engine-events.ts';
 import { internalRoutes } from './http/internal-routes.ts';
 import { createStreamConsumer } from './intake/consume-stream.ts';
+import { checkRedisSettings } from './intake/redis-settings.ts';
 import { createMaintenance, type Maintenance } from './keepalive/maintenance.ts';
 import { startLoops } from './loops.ts';
 import { countEngineEvents, createEngineMetrics } from './metrics.ts';
@@ -277,6 +278,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
     if (config.redis) {
       redis = createRedisConnections({ ...config.redis, name: workerId, logger: log });
       await waitForRedis(redis, config.postgres.connectTimeoutMs);
+      await checkRedisSettings(redis.commands, log);
     } else {
       log.warn('MAIL_REDIS_MASTER_ADDR is not set: stream intake is off');
     }
