@@ -71,6 +71,8 @@ export function createPool(options: PoolOptions): pg.Pool {
     // restart alert). Idle pooled connections are closed by the pool itself (idleTimeoutMillis).
     // A session setting, run before the new connection is handed out (pg-pool awaits onConnect),
     // so a DSN's own `options` still apply; a failure is logged and the connection used as it is.
+    // Before it, the standby check (above): its refusal is the connection's error, and pg-pool
+    // closes the connection and hands the error to whoever asked for it.
     onConnect: async (client) => {
       await refuseStandby(client);
       try {
