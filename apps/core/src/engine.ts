@@ -207,6 +207,7 @@ function createRelay(
         timeoutMs: smtp.timeoutMs,
         sendDeadlineMs: smtp.sendDeadlineMs,
         maxConnections: config.engine.attemptWorkerConcurrency,
+        localName: config.mta.hostname ?? os.hostname(),
         ...(tls ? { tls } : {}),
         logger: log,
       }),

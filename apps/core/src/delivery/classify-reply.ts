@@ -104,8 +104,9 @@ export function classifyFailure(rules: readonly ReplyRule[], failure: SendFailur
 }
 
 /** Categories of replies in which a relay refuses this engine, not the recipient: relaying denied
- *  to its address, authentication it wants (relay/relay-health.ts backs such a relay off). */
-const REFUSES_ENGINE: ReadonlySet<string> = new Set(['relay_denied', 'relay_auth']);
+ *  to its address, authentication it wants, its EHLO name (relay/relay-health.ts backs such a
+ *  relay off). */
+const REFUSES_ENGINE: ReadonlySet<string> = new Set(['relay_denied', 'relay_auth', 'helo_rejected']);
 
 /** What a failed send to a relay says about this engine there (relay/relay-health.ts): it refuses
  *  mail from the engine, or throttles it (rate_limited); null: the reply is about the recipient or

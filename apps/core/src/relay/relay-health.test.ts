@@ -351,6 +351,12 @@ const POSTFIX_RELAY_ACCESS_DENIED = failed({
   stage: 'rcpt',
   message: 'EENVELOPE: Recipient command failed: 554 5.7.1 <ext1@elsewhere.example>: Relay access denied',
 });
+const POSTFIX_HELO_REJECTED = failed({
+  kind: 'reply',
+  reply: { code: 504, enhanced: '5.5.2', text: '<vm>: Helo command rejected: need fully-qualified hostname' },
+  stage: 'rcpt',
+  message: 'EENVELOPE: Recipient command failed: 504 5.5.2 <vm>: Helo command rejected: need fully-qualified hostname',
+});
 const USER_UNKNOWN = failed({
   kind: 'reply',
   reply: { code: 550, enhanced: '5.1.1', text: '<unknown1@dest.relaypeers.test>: Recipient address rejected: User unknown' },
@@ -486,5 +492,16 @@ describe('a relay that does not relay for this engine (reject_unauth_destination
     t.hand.settle(SENT);
     await fixed;
     expect(t.health.conditionOf(KEY)).toBe('healthy');
+  });
+
+  it("backs off a relay that refuses the engine's EHLO name (reject_non_fqdn_helo_hostname) the same way", async () => {
+    const t = setup({ verdicts: true });
+    const first = t.send();
+    t.hand.settle(POSTFIX_HELO_REJECTED);
+    await first;
+    const probe = t.send();
+    t.hand.settle(POSTFIX_HELO_REJECTED);
+    await probe;
+    expect(t.health.conditionOf(KEY)).toBe('backed_off');
   });
 });
