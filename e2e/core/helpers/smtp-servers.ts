@@ -182,3 +182,59 @@ export async function startSilentRelay(): Promise<{ port: number; connections: (
       }),
   };
 }
+
+/** A relay's front door with Postfix's per-client connection limit (smtpd_client_connection_count_limit,
+ *  kept by anvil): up to `limit` connections at once are piped to `upstream`; one more is greeted
+ *  with `greeting` (Postfix's "421 4.7.0 <host> Error: too many connections from <address>") and
+ *  closed. Counts the refused connections and the most it held at once. */
+export async function startConnectionLimiter(
+  upstream: { host: string; port: number },
+  limit: number,
+  greeting: string,
+): Promise<{ port: number; refused: () => number; mostAtOnce: () => number; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  let open = 0;
+  let mostAtOnce = 0;
+  let refused = 0;
+  const server = net.createServer((client) => {
+    sockets.add(client);
+    client.on('close', () => sockets.delete(client));
+    client.on('error', () => {});
+    if (open >= limit) {
+      refused += 1;
+      client.end(`${greeting}\r\n`);
+      return;
+    }
+    open += 1;
+    mostAtOnce = Math.max(mostAtOnce, open);
+    let counted = true;
+    const release = () => {
+      if (counted) open -= 1;
+      counted = false;
+    };
+    const target = net.connect(upstream.port, upstream.host);
+    sockets.add(target);
+    target.on('error', () => client.destroy());
+    client.on('error', () => target.destroy());
+    target.on('close', () => {
+      release();
+      client.destroy();
+    });
+    client.on('close', () => {
+      release();
+      target.destroy();
+    });
+    client.pipe(target);
+    target.pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    refused: () => refused,
+    mostAtOnce: () => mostAtOnce,
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
