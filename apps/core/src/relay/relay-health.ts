@@ -227,9 +227,12 @@ export function createRelayHealth(options: RelayHealthOptions): RelayHealth {
     if (failure.inSetup && others > 0) {
       // A connection refused beyond those the relay holds open for this engine: no more than those.
       const cap = Math.min(state.cap ?? others, others);
-      if (state.cap === null || cap < state.cap) {
-        log.warn({ relay: key, connections: cap, forMs: options.backoffMs, reason }, 'relay refused another connection from this engine: no more at once than it took');
-      }
+      // One warning when the relay starts to refuse; the sends already opening when it did lower
+      // the cap in a burst of refusals, each at info.
+      const fields = { relay: key, connections: cap, forMs: options.backoffMs, reason };
+      const what = 'relay refused another connection from this engine: no more at once than it took';
+      if (state.cap === null) log.warn(fields, what);
+      else if (cap < state.cap) log.info(fields, what);
       state.cap = cap;
       state.capUntil = at + options.backoffMs;
       return deferral(`deferred: relay ${key} refused a connection beyond the ${others} this engine had open (${reason})`, jitter(options.deferMs));
