@@ -365,7 +365,7 @@ const USER_UNKNOWN = failed({
 });
 
 describe('a relay that refuses more connections than this engine has open (smtpd_client_connection_count_limit)', () => {
-  it('defers the refused send without an attempt, and holds this engine to the connections it took until the backoff is over', async () => {
+  it('defers the refused send without an attempt, and holds this engine to the connections it took, one more after each backoff', async () => {
     const t = setup({ verdicts: true });
     const sends = [t.send(), t.send(), t.send()] as const;
     expect(t.hand.open).toBe(3);
@@ -387,13 +387,57 @@ describe('a relay that refuses more connections than this engine has open (smtpd
     t.hand.settle(SENT);
     t.hand.settle(SENT);
     await Promise.all([sends[2], next]);
-    // After the backoff the cap is gone: as many at once as the engine has workers.
+    // After the backoff the cap grows by one: back to the three the engine wanted.
     t.advance(BACKOFF_MS);
     const later = [t.send(), t.send(), t.send()];
     expect(t.hand.open).toBe(3);
+    deferredFailure(await t.send());
+    expect(t.counts.deferrals).toEqual(['connections', 'connections']);
     for (let n = 0; n < 3; n++) t.hand.settle(SENT);
     await Promise.all(later);
+    // Above that, a backoff later, it holds nothing back and goes.
+    t.advance(BACKOFF_MS);
+    const unbounded = [t.send(), t.send(), t.send(), t.send(), t.send()];
+    expect(t.hand.open).toBe(5);
+    for (let n = 0; n < 5; n++) t.hand.settle(SENT);
+    await Promise.all(unbounded);
     expect(t.counts.backoffs).toBe(0);
+  });
+
+  it('is relearned with one refusal when the relay still refuses as the cap grows; one under way is the least', async () => {
+    const t = setup({ verdicts: true });
+    const sends = [t.send(), t.send(), t.send()] as const;
+    t.hand.settle(POSTFIX_TOO_MANY_CONNECTIONS);
+    await sends[0];
+    t.hand.settle(SENT);
+    t.hand.settle(SENT);
+    await Promise.all(sends.slice(1));
+    // The cap of 2 grows to 3 after the backoff; the third connection is refused again: 2 again.
+    t.advance(BACKOFF_MS);
+    const grown = [t.send(), t.send(), t.send()] as const;
+    expect(t.hand.open).toBe(3);
+    t.hand.settle(POSTFIX_TOO_MANY_CONNECTIONS);
+    deferredFailure(await grown[0]);
+    t.hand.settle(SENT);
+    t.hand.settle(SENT);
+    await Promise.all(grown.slice(1));
+    const two = [t.send(), t.send()] as const;
+    deferredFailure(await t.send());
+    expect(t.hand.open).toBe(2);
+    t.hand.settle(SENT);
+    t.hand.settle(SENT);
+    await Promise.all(two);
+    // Refused with none of ours under way (the relay still counted a session just closed): one at
+    // a time, not a throttle of every send.
+    const alone = t.send();
+    t.hand.settle(POSTFIX_TOO_MANY_CONNECTIONS);
+    expect(deferredFailure(await alone).retryInMs).toBe(DEFER_MS);
+    const one = t.send();
+    deferredFailure(await t.send());
+    expect(t.hand.open).toBe(1);
+    t.hand.settle(SENT);
+    await one;
+    expect(t.health.conditionOf(KEY)).toBe('healthy');
   });
 
   it('without a verdict on replies, such a refusal is a failed session, as any refused greeting', async () => {

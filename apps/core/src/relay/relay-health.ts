@@ -21,10 +21,12 @@
 //     not an attempt: the retry ladder is the recipient's, and the relay's limit spent it (8
 //     workers against smtpd_client_connection_count_limit = 2 failed three sends in four, and
 //     dead-lettered mail). A connection refused so while other sends of this engine to the relay
-//     are under way caps this engine's sends to it at those, for MAIL_SHAPING_BACKOFF (Postfix
-//     lowers a destination's concurrency on such a failure); any other such refusal holds every
-//     send to the relay back for MAIL_SHAPING_BACKOFF, doubled for each one in a row (at most 32
-//     times), then sends go at full speed again.
+//     are under way caps this engine's sends to it at those (Postfix lowers a destination's
+//     concurrency on such a failure), and the cap grows by one each MAIL_SHAPING_BACKOFF until it
+//     is above what the engine wanted when it was refused (Postfix's positive feedback), so a
+//     relay's limit is relearned with a refusal now and then, not a burst of them; any other such
+//     refusal holds every send to the relay back for MAIL_SHAPING_BACKOFF, doubled for each one in
+//     a row (at most 32 times), then sends go at full speed again.
 // A deferral has the shape of site-shaping.ts's (kind 'deferred' with retryInMs): the attempt
 // worker records it without an attempt row and without spending a step of the retry ladder.
 // State is per engine, in memory: the healthy path costs a field read, no PostgreSQL round trip;
@@ -109,7 +111,11 @@ interface HostState {
   /** The relay refused a connection while this many other sends were under way: no more at once
    *  until capUntil (null: no cap). */
   cap: number | null;
+  /** The cap grows by one then. */
   capUntil: number;
+  /** Sends the engine had under way when the cap began, the refused one included: a cap above it
+   *  holds nothing back, and goes. */
+  capFrom: number;
   /** The relay throttles this engine: every send is held back until then. */
   throttledUntil: number;
   /** Throttles in a row, without a message accepted between them. */
@@ -168,6 +174,7 @@ export function createRelayHealth(options: RelayHealthOptions): RelayHealth {
         inFlight: 0,
         cap: null,
         capUntil: 0,
+        capFrom: 0,
         throttledUntil: 0,
         throttles: 0,
         throttleReason: '',
@@ -191,7 +198,11 @@ export function createRelayHealth(options: RelayHealthOptions): RelayHealth {
         const message = `deferred: relay ${key} throttles this engine (${state.throttleReason})`;
         return { go: false, result: deferral(message, Math.ceil(state.throttledUntil - at) + jitter(options.deferMs)) };
       }
-      if (state.cap !== null && at >= state.capUntil) state.cap = null;
+      if (state.cap !== null && at >= state.capUntil) {
+        state.cap += 1;
+        state.capUntil = at + options.backoffMs;
+        if (state.cap > state.capFrom) state.cap = null;
+      }
       if (state.cap !== null && state.inFlight >= state.cap) {
         options.metrics.deferral(key, 'connections');
         const message = `deferred: relay ${key} takes at most ${state.cap} connections from this engine at once (${state.throttleReason})`;
@@ -224,9 +235,12 @@ export function createRelayHealth(options: RelayHealthOptions): RelayHealth {
     const reason = describeFailure(failure);
     const at = now();
     state.throttleReason = reason;
-    if (failure.inSetup && others > 0) {
-      // A connection refused beyond those the relay holds open for this engine: no more than those.
-      const cap = Math.min(state.cap ?? others, others);
+    if (failure.inSetup && (others > 0 || state.cap !== null)) {
+      // A connection refused beyond those the relay holds open for this engine: no more than those
+      // (at least one: refused with none under way while capped, the relay still counts a session
+      // of ours that has just closed).
+      const cap = Math.max(1, Math.min(state.cap ?? others, others));
+      if (state.cap === null) state.capFrom = others + 1;
       // One warning when the relay starts to refuse; the sends already opening when it did lower
       // the cap in a burst of refusals, each at info.
       const fields = { relay: key, connections: cap, forMs: options.backoffMs, reason };
