@@ -112,6 +112,19 @@ export async function startScriptedSmtp(
   };
 }
 
+/** Pipes `client` to a new connection to `upstream` both ways, each closing the other; returns that connection. */
+function pipeTo(client: net.Socket, upstream: { host: string; port: number }, sockets: Set<net.Socket>): net.Socket {
+  const target = net.connect(upstream.port, upstream.host);
+  sockets.add(target);
+  target.on('error', () => client.destroy());
+  client.on('error', () => target.destroy());
+  target.on('close', () => client.destroy());
+  client.on('close', () => target.destroy());
+  client.pipe(target);
+  target.pipe(client);
+  return target;
+}
+
 /** Accepts TCP connections and says nothing to the first `hangCount` of them (no greeting, ever);
  *  later connections are piped to the real server behind it. */
 export async function startSilentFrontDoor(upstream: { host: string; port: number }, hangCount: number): Promise<{ port: number; hung: () => number; close(): Promise<void> }> {
@@ -125,14 +138,7 @@ export async function startSilentFrontDoor(upstream: { host: string; port: numbe
       hung += 1;
       return; // accepted, and then silence
     }
-    const target = net.connect(upstream.port, upstream.host);
-    sockets.add(target);
-    target.on('error', () => client.destroy());
-    client.on('error', () => target.destroy());
-    target.on('close', () => client.destroy());
-    client.on('close', () => target.destroy());
-    client.pipe(target);
-    target.pipe(client);
+    pipeTo(client, upstream, sockets);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
@@ -212,20 +218,8 @@ export async function startConnectionLimiter(
       if (counted) open -= 1;
       counted = false;
     };
-    const target = net.connect(upstream.port, upstream.host);
-    sockets.add(target);
-    target.on('error', () => client.destroy());
-    client.on('error', () => target.destroy());
-    target.on('close', () => {
-      release();
-      client.destroy();
-    });
-    client.on('close', () => {
-      release();
-      target.destroy();
-    });
-    client.pipe(target);
-    target.pipe(client);
+    client.on('close', release);
+    pipeTo(client, upstream, sockets).on('close', release);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
