@@ -13,7 +13,7 @@ import { setRoute } from '@postern/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
 import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
-import { insertAcceptedMessage, metricsText, metricValue, startTestEngine } from './helpers/engine.ts';
+import { insertAcceptedMessage, metricsText, metricValue, startTestEngine, statusesOfDomain } from './helpers/engine.ts';
 import { type ScriptedSmtp, startScriptedSmtp, startSilentRelay } from './helpers/smtp-servers.ts';
 
 const WORKERS = 4;
@@ -40,13 +40,7 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function statuses(domain: string): Promise<Record<string, number>> {
-  const { rows } = await db.pool.query<{ status: string; n: number }>(
-    'SELECT status, count(*)::int AS n FROM mail.deliveries WHERE recipient LIKE $1 GROUP BY status ORDER BY status',
-    [`%@${domain}`],
-  );
-  return Object.fromEntries(rows.map((row) => [row.status, row.n]));
-}
+const statuses = (domain: string) => statusesOfDomain(db.pool, domain);
 
 /** Dead-relay deliveries with an attempt row, i.e. that held a worker for a send. */
 async function attemptedDead(): Promise<number> {

@@ -40,7 +40,7 @@ import {
 } from '@postern/shared';
 import { createArcSealer } from './delivery/arc-seal.ts';
 import { DSN_TEMPLATE_ID } from './delivery/bounce.ts';
-import { defaultReplyRules } from './delivery/classify-reply.ts';
+import { defaultReplyRules, relayVerdictOf } from './delivery/classify-reply.ts';
 import { createKeyReader, createMessageSigner } from './delivery/dkim-signer.ts';
 import { lostLeaseEnding } from './delivery/fail-for-good.ts';
 import { createForwarder, type Forwarder } from './delivery/forward-message.ts';
@@ -144,7 +144,15 @@ function createRelay(
   if (smtp.mode === 'stub' || (smtp.mode === 'smtp' && !addr)) return createStubRelay();
   // One set of per-site metrics for direct delivery and the relay hosts (their counters are registered once).
   const siteMetrics = createSiteMetrics(registry);
-  const relayHealth = createRelayHealth({ backoffMs: config.shaping.backoffMs, deferMs: config.shaping.deferMs, metrics: siteMetrics, logger: log });
+  const replyRules = defaultReplyRules();
+  const relayHealth = createRelayHealth({
+    backoffMs: config.shaping.backoffMs,
+    deferMs: config.shaping.deferMs,
+    // A refusal of the engine itself (relaying denied, throttled) is the relay's state, not the recipient's.
+    verdictOf: (failure) => relayVerdictOf(replyRules, failure),
+    metrics: siteMetrics,
+    logger: log,
+  });
   registerRelayGauges(registry, relayHealth);
   const direct = () => {
     log.info({ dnsServers: resolver.servers, port: smtp.mxPort, privateAddresses: smtp.mxPrivateAddresses }, 'direct delivery to MX hosts');
@@ -200,6 +208,7 @@ function createRelay(
         timeoutMs: smtp.timeoutMs,
         sendDeadlineMs: smtp.sendDeadlineMs,
         maxConnections: config.engine.attemptWorkerConcurrency,
+        localName: config.mta.hostname ?? os.hostname(),
         ...(tls ? { tls } : {}),
         logger: log,
       }),

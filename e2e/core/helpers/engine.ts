@@ -150,3 +150,12 @@ export const metricValue = metricSample;
 export function unique(label: string): string {
   return `${label}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}@inbox.test`;
 }
+
+/** The deliveries to one recipient domain by status: `{ sent: 3, retrying: 1 }`. */
+export async function statusesOfDomain(pool: pg.Pool, domain: string): Promise<Record<string, number>> {
+  const { rows } = await pool.query<{ status: string; n: number }>(
+    'SELECT status, count(*)::int AS n FROM mail.deliveries WHERE recipient LIKE $1 GROUP BY status ORDER BY status',
+    [`%@${domain}`],
+  );
+  return Object.fromEntries(rows.map((row) => [row.status, row.n]));
+}

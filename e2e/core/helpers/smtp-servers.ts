@@ -112,6 +112,19 @@ export async function startScriptedSmtp(
   };
 }
 
+/** Pipes `client` to a new connection to `upstream` both ways, each closing the other; returns that connection. */
+function pipeTo(client: net.Socket, upstream: { host: string; port: number }, sockets: Set<net.Socket>): net.Socket {
+  const target = net.connect(upstream.port, upstream.host);
+  sockets.add(target);
+  target.on('error', () => client.destroy());
+  client.on('error', () => target.destroy());
+  target.on('close', () => client.destroy());
+  client.on('close', () => target.destroy());
+  client.pipe(target);
+  target.pipe(client);
+  return target;
+}
+
 /** Accepts TCP connections and says nothing to the first `hangCount` of them (no greeting, ever);
  *  later connections are piped to the real server behind it. */
 export async function startSilentFrontDoor(upstream: { host: string; port: number }, hangCount: number): Promise<{ port: number; hung: () => number; close(): Promise<void> }> {
@@ -125,14 +138,7 @@ export async function startSilentFrontDoor(upstream: { host: string; port: numbe
       hung += 1;
       return; // accepted, and then silence
     }
-    const target = net.connect(upstream.port, upstream.host);
-    sockets.add(target);
-    target.on('error', () => client.destroy());
-    client.on('error', () => target.destroy());
-    target.on('close', () => client.destroy());
-    client.on('close', () => target.destroy());
-    client.pipe(target);
-    target.pipe(client);
+    pipeTo(client, upstream, sockets);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
@@ -180,5 +186,49 @@ export async function startSilentRelay(): Promise<{ port: number; connections: (
         for (const socket of sockets) socket.destroy();
         server.close(() => resolve());
       }),
+  };
+}
+
+/** A relay's front door with Postfix's per-client connection limit (smtpd_client_connection_count_limit,
+ *  kept by anvil): up to `limit` connections at once are piped to `upstream`; one more is greeted
+ *  with `greeting` (Postfix's "421 4.7.0 <host> Error: too many connections from <address>") and
+ *  closed. Counts the refused connections and the most it held at once. */
+export async function startConnectionLimiter(
+  upstream: { host: string; port: number },
+  limit: number,
+  greeting: string,
+): Promise<{ port: number; refused: () => number; mostAtOnce: () => number; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  let open = 0;
+  let mostAtOnce = 0;
+  let refused = 0;
+  const server = net.createServer((client) => {
+    sockets.add(client);
+    client.on('close', () => sockets.delete(client));
+    client.on('error', () => {});
+    if (open >= limit) {
+      refused += 1;
+      client.end(`${greeting}\r\n`);
+      return;
+    }
+    open += 1;
+    mostAtOnce = Math.max(mostAtOnce, open);
+    let counted = true;
+    const release = () => {
+      if (counted) open -= 1;
+      counted = false;
+    };
+    client.on('close', release);
+    pipeTo(client, upstream, sockets).on('close', release);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    refused: () => refused,
+    mostAtOnce: () => mostAtOnce,
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
   };
 }

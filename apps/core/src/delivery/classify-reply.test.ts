@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { isWellFormedReply, parseReply } from '../relay/relay.ts';
 import { failureOf } from '../relay/smtp-transaction.ts';
-import { classifyFailure, classifyReply, defaultReplyRules, matchReplyRule, parseReplyRules } from './classify-reply.ts';
+import { classifyFailure, classifyReply, defaultReplyRules, matchReplyRule, parseReplyRules, relayVerdictOf } from './classify-reply.ts';
 import { DEFAULT_RETRY_LADDER_MS, nextStep, retryLadder } from './retry-ladder.ts';
 
 const rules = defaultReplyRules();
@@ -23,6 +23,25 @@ describe('classifyReply (reply-patterns.txt)', () => {
     const reply = parseReply(line);
     if (!reply?.code) throw new Error('unparsed');
     expect(classifyReply(rules, reply.code, reply.enhanced, reply.text)).toEqual({ action, category, attemptStatus });
+  });
+
+  // A real Postfix 3.7 relay's answers (docs/core.md, "Against a real Postfix"), as smtp-relay.ts
+  // reports them: what they say about the engine at the relay (relay/relay-health.ts) and the attempt.
+  it.each([
+    ['421 4.7.0 relay.relaypeers.test Error: too many connections from 127.0.0.1', undefined, 'throttles', 'rate_limited'],
+    ['450 4.7.1 Error: too much mail from 127.0.0.1', 'MAIL FROM', 'throttles', 'rate_limited'],
+    ['554 5.7.1 <ext1@elsewhere.example>: Relay access denied', 'RCPT TO', 'refuses_engine', 'relay_denied'],
+    ['504 5.5.2 <vm>: Helo command rejected: need fully-qualified hostname', 'RCPT TO', 'refuses_engine', 'helo_rejected'],
+    ['530 5.7.0 Must issue a STARTTLS command first', 'MAIL FROM', 'refuses_engine', 'relay_auth'],
+    ['550 5.1.1 <unknown1@dest.relaypeers.test>: Recipient address rejected: User unknown', 'RCPT TO', null, 'bad_recipient'],
+    ['450 4.7.1 <defer1@dest.relaypeers.test>: Recipient address rejected: Access denied', 'RCPT TO', null, 'transient'],
+    ['552 5.3.4 Error: message file too big', 'DATA', null, 'message_too_large'],
+  ])('Postfix: %s (to %s) -> %s, %s', (response, command, verdict, category) => {
+    const error = Object.assign(new Error(response), { code: 'EENVELOPE', response, responseCode: Number(response.slice(0, 3)), command });
+    const failure = failureOf(error, false, false);
+    expect(relayVerdictOf(rules, failure)).toBe(verdict);
+    expect(classifyFailure(rules, failure).category).toBe(category);
+    expect(relayVerdictOf(rules, { ...failure, reply: null })).toBeNull();
   });
 
   it('classifies a transport failure by whether the data had been sent', () => {

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AttemptStatus } from '@postern/shared';
 import type { SendFailure, SmtpStage } from '../relay/relay.ts';
+import type { RelayVerdict } from '../relay/relay-health.ts';
 
 export type ReplyAction = 'retry' | 'fail' | 'suppress';
 
@@ -100,4 +101,19 @@ export function classifyFailure(rules: readonly ReplyRule[], failure: SendFailur
   if (failure.kind === 'timeout') return { attemptStatus: 'timed_out', action: 'retry', category: 'timeout' };
   // A relay that knows why no session came about says so (mta_sts: the domain's policy refused every host).
   return { attemptStatus: 'transport_failed', action: 'retry', category: failure.category ?? (failure.kind === 'connection' ? 'connection' : 'transport') };
+}
+
+/** Categories of replies in which a relay refuses this engine, not the recipient: relaying denied
+ *  to its address, authentication it wants, its EHLO name (relay/relay-health.ts backs such a
+ *  relay off). */
+const REFUSES_ENGINE: ReadonlySet<string> = new Set(['relay_denied', 'relay_auth', 'helo_rejected']);
+
+/** What a failed send to a relay says about this engine there (relay/relay-health.ts): it refuses
+ *  mail from the engine, or throttles it (rate_limited); null: the reply is about the recipient or
+ *  the message, or there is none. */
+export function relayVerdictOf(rules: readonly ReplyRule[], failure: SendFailure): RelayVerdict {
+  if (!failure.reply?.code) return null;
+  const { category } = classifyReply(rules, failure.reply.code, failure.reply.enhanced, failure.reply.text, failure.stage ?? null);
+  if (category === 'rate_limited') return 'throttles';
+  return REFUSES_ENGINE.has(category) ? 'refuses_engine' : null;
 }

@@ -1,8 +1,11 @@
 // The health of a relay host (relay-health.ts) against a relay whose every send the test settles
 // by hand, on a clock the test moves: full concurrency while healthy, one probe at a time once a
-// session failed, a backoff that grows and ends, and the wave of sends under way counted once.
+// session failed, a backoff that grows and ends, and the wave of sends under way counted once;
+// and what a real Postfix answers a relay client it limits or does not relay for (replies captured
+// from Postfix 3.7, docs/core.md "Against a real Postfix"), judged by the shipped reply rules.
 import { createLogger, prometheus } from '@postern/shared';
 import { describe, expect, it } from 'vitest';
+import { defaultReplyRules, relayVerdictOf } from '../delivery/classify-reply.ts';
 import type { OutboundMessage, Relay, SendFailure, SendResult } from './relay.ts';
 import { registerRelayGauges } from './relay-gauges.ts';
 import { createRelayHealth, type RelayHealth } from './relay-health.ts';
@@ -42,7 +45,7 @@ function handRelay() {
   };
 }
 
-function setup() {
+function setup(options: { verdicts?: boolean } = {}) {
   let clock = 1_000;
   const counts = { deferrals: [] as DeferralReason[], backoffs: 0 };
   const metrics: SiteMetrics = {
@@ -61,6 +64,7 @@ function setup() {
     logger: createLogger('relay-health-test', 'silent'),
     now: () => clock,
     random: () => 0.5,
+    ...(options.verdicts ? { verdictOf: (failure: SendFailure) => relayVerdictOf(defaultReplyRules(), failure) } : {}),
   });
   const hand = handRelay();
   const guarded = health.guard(KEY, hand.relay);
@@ -324,5 +328,224 @@ describe('mail_relay_backed_off (relay-gauges.ts), read at each scrape', () => {
     expect(await read()).toEqual({ 'default smtp.test:587': 1 });
     await defaultRelay.close();
     expect(await read()).toEqual({});
+  });
+});
+
+// Verbatim Postfix 3.7 replies (smtpd with anvil limits, reject_unauth_destination), as
+// smtp-relay.ts reports them: the greeting's 421 in session setup, the others to MAIL FROM and RCPT TO.
+const POSTFIX_TOO_MANY_CONNECTIONS = failed({
+  kind: 'reply',
+  reply: { code: 421, enhanced: '4.7.0', text: 'relay.relaypeers.test Error: too many connections from 127.0.0.1' },
+  message: 'EPROTOCOL: Invalid greeting. response=421 4.7.0 relay.relaypeers.test Error: too many connections from 127.0.0.1',
+  inSetup: true,
+});
+const POSTFIX_TOO_MUCH_MAIL = failed({
+  kind: 'reply',
+  reply: { code: 450, enhanced: '4.7.1', text: 'Error: too much mail from 127.0.0.1' },
+  stage: 'mail',
+  message: 'EENVELOPE: Mail command failed: 450 4.7.1 Error: too much mail from 127.0.0.1',
+});
+const POSTFIX_RELAY_ACCESS_DENIED = failed({
+  kind: 'reply',
+  reply: { code: 554, enhanced: '5.7.1', text: '<ext1@elsewhere.example>: Relay access denied' },
+  stage: 'rcpt',
+  message: 'EENVELOPE: Recipient command failed: 554 5.7.1 <ext1@elsewhere.example>: Relay access denied',
+});
+const POSTFIX_HELO_REJECTED = failed({
+  kind: 'reply',
+  reply: { code: 504, enhanced: '5.5.2', text: '<vm>: Helo command rejected: need fully-qualified hostname' },
+  stage: 'rcpt',
+  message: 'EENVELOPE: Recipient command failed: 504 5.5.2 <vm>: Helo command rejected: need fully-qualified hostname',
+});
+const USER_UNKNOWN = failed({
+  kind: 'reply',
+  reply: { code: 550, enhanced: '5.1.1', text: '<unknown1@dest.relaypeers.test>: Recipient address rejected: User unknown' },
+  stage: 'rcpt',
+  message: 'EENVELOPE: Recipient command failed: 550 5.1.1 <unknown1@dest.relaypeers.test>: Recipient address rejected: User unknown',
+});
+
+describe('a relay that refuses more connections than this engine has open (smtpd_client_connection_count_limit)', () => {
+  it('defers the refused send without an attempt, and holds this engine to the connections it took, one more after each backoff', async () => {
+    const t = setup({ verdicts: true });
+    const sends = [t.send(), t.send(), t.send()] as const;
+    expect(t.hand.open).toBe(3);
+    // The third connection is refused at the greeting while two others are under way.
+    t.hand.settle(POSTFIX_TOO_MANY_CONNECTIONS);
+    const refused = deferredFailure(await sends[0]);
+    expect(refused.retryInMs).toBe(DEFER_MS);
+    expect(refused.message).toBe(`deferred: relay ${KEY} refused a connection beyond the 2 this engine had open (421 4.7.0 relay.relaypeers.test Error: too many connections from 127.0.0.1)`);
+    // Not a relay that is down: every other send still goes, two at a time.
+    expect(t.health.conditionOf(KEY)).toBe('healthy');
+    const overCap = deferredFailure(await t.send());
+    expect(overCap.message).toBe(`deferred: relay ${KEY} takes at most 2 connections from this engine at once (421 4.7.0 relay.relaypeers.test Error: too many connections from 127.0.0.1)`);
+    expect(t.hand.open).toBe(2);
+    t.hand.settle(SENT);
+    await sends[1];
+    const next = t.send();
+    expect(t.hand.open).toBe(2);
+    expect(t.counts.deferrals).toEqual(['connections']);
+    t.hand.settle(SENT);
+    t.hand.settle(SENT);
+    await Promise.all([sends[2], next]);
+    // After the backoff the cap grows by one: back to the three the engine wanted.
+    t.advance(BACKOFF_MS);
+    const later = [t.send(), t.send(), t.send()];
+    expect(t.hand.open).toBe(3);
+    deferredFailure(await t.send());
+    expect(t.counts.deferrals).toEqual(['connections', 'connections']);
+    for (let n = 0; n < 3; n++) t.hand.settle(SENT);
+    await Promise.all(later);
+    // Above that, a backoff later, it holds nothing back and goes.
+    t.advance(BACKOFF_MS);
+    const unbounded = [t.send(), t.send(), t.send(), t.send(), t.send()];
+    expect(t.hand.open).toBe(5);
+    for (let n = 0; n < 5; n++) t.hand.settle(SENT);
+    await Promise.all(unbounded);
+    expect(t.counts.backoffs).toBe(0);
+  });
+
+  it('is relearned with one refusal when the relay still refuses as the cap grows; one under way is the least', async () => {
+    const t = setup({ verdicts: true });
+    const sends = [t.send(), t.send(), t.send()] as const;
+    t.hand.settle(POSTFIX_TOO_MANY_CONNECTIONS);
+    await sends[0];
+    t.hand.settle(SENT);
+    t.hand.settle(SENT);
+    await Promise.all(sends.slice(1));
+    // The cap of 2 grows to 3 after the backoff; the third connection is refused again: 2 again.
+    t.advance(BACKOFF_MS);
+    const grown = [t.send(), t.send(), t.send()] as const;
+    expect(t.hand.open).toBe(3);
+    t.hand.settle(POSTFIX_TOO_MANY_CONNECTIONS);
+    deferredFailure(await grown[0]);
+    t.hand.settle(SENT);
+    t.hand.settle(SENT);
+    await Promise.all(grown.slice(1));
+    const two = [t.send(), t.send()] as const;
+    deferredFailure(await t.send());
+    expect(t.hand.open).toBe(2);
+    t.hand.settle(SENT);
+    t.hand.settle(SENT);
+    await Promise.all(two);
+    // Refused with none of ours under way (the relay still counted a session just closed): one at
+    // a time, not a throttle of every send.
+    const alone = t.send();
+    t.hand.settle(POSTFIX_TOO_MANY_CONNECTIONS);
+    expect(deferredFailure(await alone).retryInMs).toBe(DEFER_MS);
+    const one = t.send();
+    deferredFailure(await t.send());
+    expect(t.hand.open).toBe(1);
+    t.hand.settle(SENT);
+    await one;
+    expect(t.health.conditionOf(KEY)).toBe('healthy');
+  });
+
+  it('without a verdict on replies, such a refusal is a failed session, as any refused greeting', async () => {
+    const t = setup();
+    const sends = [t.send(), t.send()] as const;
+    t.hand.settle(POSTFIX_TOO_MANY_CONNECTIONS);
+    expect(await sends[0]).toEqual(POSTFIX_TOO_MANY_CONNECTIONS);
+    t.hand.settle(SENT);
+    await sends[1];
+  });
+});
+
+describe('a relay that throttles this engine (smtpd_client_message_rate_limit)', () => {
+  it('defers the refused sends without an attempt, holds every send back for the backoff, doubled while it goes on, and not after a message went', async () => {
+    const t = setup({ verdicts: true });
+    const sends = [t.send(), t.send()] as const;
+    t.hand.settle(POSTFIX_TOO_MUCH_MAIL);
+    t.hand.settle(POSTFIX_TOO_MUCH_MAIL);
+    const [first, second] = (await Promise.all(sends)).map(deferredFailure);
+    // The sends under way when it began are refused together: one throttle, not two.
+    expect(first?.retryInMs).toBe(BACKOFF_MS + DEFER_MS);
+    expect(second?.retryInMs).toBe(BACKOFF_MS + DEFER_MS);
+    expect(first?.message).toBe(`deferred: relay ${KEY} throttles this engine (450 4.7.1 Error: too much mail from 127.0.0.1)`);
+    t.advance(10_000);
+    const held = deferredFailure(await t.send());
+    expect(held.retryInMs).toBe(BACKOFF_MS - 10_000 + DEFER_MS);
+    expect(t.hand.open).toBe(0);
+    expect(t.counts.deferrals).toEqual(['throttle']);
+    // The session was set up: the relay is not down, and nothing pages for it.
+    expect(t.health.conditionOf(KEY)).toBe('healthy');
+    expect(t.health.relays()).toEqual([{ site: KEY, use: 'route', backedOff: false }]);
+
+    t.advance(BACKOFF_MS);
+    const again = t.send();
+    expect(t.hand.open).toBe(1);
+    t.hand.settle(POSTFIX_TOO_MUCH_MAIL);
+    expect(deferredFailure(await again).retryInMs).toBe(2 * BACKOFF_MS + DEFER_MS);
+
+    t.advance(2 * BACKOFF_MS);
+    const accepted = t.send();
+    t.hand.settle(SENT);
+    expect(await accepted).toEqual(SENT);
+    const afterSent = t.send();
+    t.hand.settle(POSTFIX_TOO_MUCH_MAIL);
+    expect(deferredFailure(await afterSent).retryInMs).toBe(BACKOFF_MS + DEFER_MS);
+  });
+
+  it('takes a refused connection with no other send under way (smtpd_client_connection_rate_limit) as a throttle', async () => {
+    const t = setup({ verdicts: true });
+    const send = t.send();
+    t.hand.settle(POSTFIX_TOO_MANY_CONNECTIONS);
+    expect(deferredFailure(await send).retryInMs).toBe(BACKOFF_MS + DEFER_MS);
+    expect(t.health.conditionOf(KEY)).toBe('healthy');
+    deferredFailure(await t.send());
+    expect(t.hand.open).toBe(0);
+  });
+
+  it("leaves a refusal of the recipient alone: it is the delivery's, and the relay stays healthy", async () => {
+    const t = setup({ verdicts: true });
+    const sends = [t.send(), t.send()] as const;
+    t.hand.settle(USER_UNKNOWN);
+    t.hand.settle(USER_UNKNOWN);
+    expect(await sends[0]).toEqual(USER_UNKNOWN);
+    expect(await sends[1]).toEqual(USER_UNKNOWN);
+    expect(t.health.conditionOf(KEY)).toBe('healthy');
+    const next = t.send();
+    expect(t.hand.open).toBe(1);
+    t.hand.settle(SENT);
+    await next;
+  });
+});
+
+describe('a relay that does not relay for this engine (reject_unauth_destination)', () => {
+  it('is probed, then backed off and reported like a relay that is down, instead of failing every delivery', async () => {
+    const t = setup({ verdicts: true });
+    const registry = new prometheus.Registry();
+    registerRelayGauges(registry, t.health);
+    const first = t.send();
+    t.hand.settle(POSTFIX_RELAY_ACCESS_DENIED);
+    // The attempt keeps the relay's reply (classified retry, relay_denied: classify-reply.test.ts).
+    expect(await first).toEqual(POSTFIX_RELAY_ACCESS_DENIED);
+    expect(t.health.conditionOf(KEY)).toBe('suspect');
+    const probe = t.send();
+    deferredFailure(await t.send());
+    t.hand.settle(POSTFIX_RELAY_ACCESS_DENIED);
+    await probe;
+    expect(t.health.conditionOf(KEY)).toBe('backed_off');
+    expect(t.counts.backoffs).toBe(1);
+    const held = deferredFailure(await t.send());
+    expect(held.message).toBe(`deferred: relay ${KEY} is backed off: 2 sessions in a row could not be set up (last: ${POSTFIX_RELAY_ACCESS_DENIED.ok ? '' : POSTFIX_RELAY_ACCESS_DENIED.failure.message})`);
+    const metric = await registry.getSingleMetric('mail_relay_backed_off')?.get();
+    expect(metric?.values.map((v) => v.value)).toEqual([1]);
+    // Fixed at the relay: the next probe's message is accepted, and every send goes again.
+    t.advance(BACKOFF_MS);
+    const fixed = t.send();
+    t.hand.settle(SENT);
+    await fixed;
+    expect(t.health.conditionOf(KEY)).toBe('healthy');
+  });
+
+  it("backs off a relay that refuses the engine's EHLO name (reject_non_fqdn_helo_hostname) the same way", async () => {
+    const t = setup({ verdicts: true });
+    const first = t.send();
+    t.hand.settle(POSTFIX_HELO_REJECTED);
+    await first;
+    const probe = t.send();
+    t.hand.settle(POSTFIX_HELO_REJECTED);
+    await probe;
+    expect(t.health.conditionOf(KEY)).toBe('backed_off');
   });
 });

@@ -9,8 +9,10 @@ import type { TlsUse } from './relay.ts';
 export const MAX_SITE_LABELS = 50;
 const MAX_LABEL_LENGTH = 120;
 
-/** probe: a relay host (smtp mode) whose last session failed is being probed by another send. */
-export type DeferralReason = 'slot' | 'rate' | 'backoff' | 'probe';
+/** probe: a relay host (smtp mode) whose last session failed is being probed by another send;
+ *  throttle: the relay said this engine sends too fast (relay-health.ts); connections: the relay
+ *  refused more connections than this engine has open to it. */
+export type DeferralReason = 'slot' | 'rate' | 'backoff' | 'probe' | 'throttle' | 'connections';
 
 export interface SiteMetrics {
   attempt(site: string, outcome: string): void;

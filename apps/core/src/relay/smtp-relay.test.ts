@@ -60,8 +60,9 @@ async function relayServer(): Promise<RelayServer> {
 }
 
 /** MAIL_SMTP_ADDR's relay with one pooled session. */
-function relayTo(port: number, timeoutMs = 5_000): Relay {
+function relayTo(port: number, timeoutMs = 5_000, localName?: string): Relay {
   return createSmtpRelay({
+    ...(localName ? { localName } : {}),
     host: '127.0.0.1',
     port,
     username: undefined,
@@ -72,6 +73,27 @@ function relayTo(port: number, timeoutMs = 5_000): Relay {
     logger: createLogger('smtp-relay-test', 'silent'),
   });
 }
+
+describe('the EHLO name', () => {
+  it('is MAIL_MTA_HOSTNAME when set: a relay that wants a fully qualified name refused the bare hostname at every RCPT TO', async () => {
+    const server = lineSmtpServer({ greeting: '220 relay.test ready', ehlo: ['relay.test'] });
+    const ehlo: string[] = [];
+    server.on('connection', (socket) =>
+      socket.on('data', (chunk: Buffer) => {
+        for (const line of chunk.toString('utf8').split('\r\n')) if (/^EHLO /i.test(line)) ehlo.push(line);
+      }),
+    );
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    const relay = relayTo((server.address() as net.AddressInfo).port, 5_000, 'mx1.example.test');
+    try {
+      expect((await relay.send(message(1))).ok).toBe(true);
+      expect(ehlo).toEqual(['EHLO mx1.example.test']);
+    } finally {
+      await relay.close();
+    }
+  });
+});
 
 describe('a pooled session the relay closed while it was idle', () => {
   it('sends the next message on a fresh session instead of failing it before a single reply', async () => {

@@ -24,6 +24,9 @@ export interface SmtpRelayOptions {
   /** Whole send, connect to the last reply; past it the connection is closed. */
   sendDeadlineMs: number;
   maxConnections: number;
+  /** The EHLO name: MAIL_MTA_HOSTNAME (engine.ts), else the machine's hostname. A relay that checks
+   *  it (Postfix's reject_non_fqdn_helo_hostname) refuses a container's bare id at every RCPT TO. */
+  localName?: string;
   /** A route's TLS requirement (routed-relay.ts): opportunistic uses STARTTLS when offered, an
    *  unverifiable certificate included; required sends only over TLS with a verified certificate.
    *  Unset (MAIL_SMTP_ADDR's relay): STARTTLS when offered, the certificate verified. */
@@ -65,7 +68,7 @@ export function createSmtpRelay(options: SmtpRelayOptions): Relay {
         // 465 is implicit TLS (RFC 8314); everything else starts plain and upgrades with STARTTLS
         // when the relay advertises it.
         secure: options.port === 465,
-        name: os.hostname(),
+        name: options.localName ?? os.hostname(),
         connectionTimeout: options.timeoutMs,
         greetingTimeout: options.timeoutMs,
         socketTimeout: options.timeoutMs,
