@@ -1,0 +1,213 @@
+// Fault matrix, Redis behind Sentinel (helpers/sentinel-redis.ts: a master, a replica, one Sentinel)
+// failing over while producers XADD without pause through the Sentinel (an ioredis client with
+// `sentinels:`, retrying an XADD that errors, each command with its own idempotency key, counted
+// only once XADD returned an id) and two engines read through MAIL_REDIS_MASTER_ADDR=sentinel://.
+// The cells run in order on one set of containers, each with its own stream contents, consumer
+// group and engines:
+//  1. SENTINEL FAILOVER (graceful): nothing lost, nothing twice.
+//  2. the master killed (docker kill), the replica promoted: entries the old master acknowledged
+//     and had not yet sent to the replica are Redis's loss, counted apart (as for Redis restarted
+//     empty); everything else once.
+//  3. the killed master started again (empty: no persistence): Sentinel makes it a replica of the
+//     new master; nothing reads from it, nothing is lost or doubled.
+//  4. the master killed again, the producer confirming each XADD with WAIT 1 (docs/deploy.md): an
+//     XADD the replica did not confirm is XADDed again, so nothing the producer counted is lost —
+//     and with the only replica promoted, the producer waits until another replica is back.
+import { setTimeout as delay } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Engine } from '../../apps/core/src/engine.ts';
+import { metricsText, startTestEngine } from '../core/helpers/engine.ts';
+import { type FaultSink, startFaultSink } from '../harness/fault-sink.ts';
+import { createTestDatabase, readyzWhen, type TestDatabase, waitFor } from '../harness/index.ts';
+import { cellEngineEnv, expectEverythingDelivered, type FaultCell, openCell } from './helpers/cell.ts';
+import { engineFacts, engineNote, metricSum } from './helpers/engine-facts.ts';
+import { type SentinelRedis, startSentinelRedis } from './helpers/sentinel-redis.ts';
+import { faultCommand, produceAll, type ReplicaConfirmation, type XaddRecord } from './helpers/stream-producer.ts';
+
+const N = 150;
+const PRODUCERS = 2;
+let redis: SentinelRedis;
+let db: TestDatabase;
+let sink: FaultSink;
+let engines: Engine[] = [];
+
+beforeAll(async () => {
+  [redis, db, sink] = await Promise.all([startSentinelRedis(), createTestDatabase('fault-redis-sentinel'), startFaultSink()]);
+}, 120_000);
+
+afterAll(async () => {
+  await stopEngines();
+  await sink?.close();
+  await db?.drop();
+  await redis?.close();
+});
+
+async function stopEngines(): Promise<void> {
+  await Promise.all(engines.map((engine) => engine.stop()));
+  engines = [];
+}
+
+/** The cell's stream emptied, two engines reading it through the Sentinel. */
+async function openSentinelCell(name: string): Promise<FaultCell> {
+  await stopEngines();
+  const cell = await openCell({ cell: name, n: N, dsn: db.dsn, pool: db.pool, redis, sink });
+  const env = cellEngineEnv(cell, { MAIL_STREAM_RECLAIM_IDLE: '5s' });
+  engines = await Promise.all([startTestEngine(cell.dsn, env), startTestEngine(cell.dsn, env)]);
+  return cell;
+}
+
+interface Production {
+  progress(): number;
+  done: Promise<XaddRecord[]>;
+}
+
+/** N commands, split between PRODUCERS producers writing at once, each retrying its XADD until acknowledged. */
+function produce(cell: FaultCell, confirm?: ReplicaConfirmation): Production {
+  let acknowledged = 0;
+  const commands = Array.from({ length: cell.n }, (_, i) => faultCommand(cell.cell, i));
+  const shares = Array.from({ length: PRODUCERS }, (_, p) => commands.filter((_, i) => i % PRODUCERS === p));
+  const runs = shares.map((share) =>
+    produceAll(redis.client, cell.cell, share, {
+      deadlineMs: 90_000,
+      paceMs: 10,
+      onAcknowledged: () => {
+        acknowledged += 1;
+      },
+      ...(confirm ? { confirm } : {}),
+    }),
+  );
+  return { progress: () => acknowledged, done: Promise.all(runs).then((records) => records.flat()) };
+}
+
+const aThird = (production: Production) =>
+  waitFor('a third of the commands acknowledged', production.progress, (count) => count >= N / 3, { timeoutMs: 60_000, intervalMs: 20 });
+
+/** Stream entries an engine counted lost (mail_stream_entries_lost_total), for the notes and the account. */
+async function entriesLostCounted(): Promise<number> {
+  const texts = await Promise.all(engines.map((engine) => metricsText(engine)));
+  return texts.reduce((sum, text) => sum + metricSum(text, 'mail_stream_entries_lost_total'), 0);
+}
+
+async function expectEnginesReady(): Promise<void> {
+  for (const engine of engines) await readyzWhen(engine, 200);
+}
+
+describe('fault matrix: Redis Sentinel failover under continuous producers', () => {
+  it('graceful SENTINEL FAILOVER mid-load: only what the old master took after the promotion is gone, the rest once', async () => {
+    const cell = await openSentinelCell('sentinel-failover-graceful');
+    const production = produce(cell);
+    await aThird(production);
+    const { from, to, calledAt, demotedAt } = await redis.failover();
+    const faultEndedAt = Date.now();
+    const produced = await production.done;
+    const account = await expectEverythingDelivered(cell, { sent: [], produced }, {
+      faultEndedAt,
+      settleMs: 60_000,
+      duplicateBound: 'zero',
+      annotate: async () => `master ${from} -> ${to}; engine lost-entry count ${await entriesLostCounted()}; ${(await engineFacts(engines)).text}`,
+      // Between the replica's promotion and the old master's demotion both take writes; the old
+      // master's are replaced by the new master's data when it becomes its replica.
+      destroyedBeforeRead: (record) => record.at >= calledAt && record.at <= demotedAt,
+      note: `${PRODUCERS} producers through the Sentinel (no WAIT), 2 engines; SENTINEL FAILOVER after a third`,
+    });
+    console.log(`[sentinel] graceful failover: ${account.destroyedBeforeRead} acknowledged XADDs lost by Redis, engines counted ${await entriesLostCounted()}`);
+    await expectEnginesReady();
+  }, 180_000);
+
+  it('graceful SENTINEL FAILOVER with min-replicas-to-write 1: nothing acknowledged is lost', async () => {
+    const cell = await openSentinelCell('sentinel-failover-min-replicas');
+    // The old master refuses writes (NOREPLICAS) from the moment its replica leaves it to be promoted.
+    await redis.configSetAll('min-replicas-to-write', '1');
+    try {
+      const production = produce(cell);
+      await aThird(production);
+      const { from, to } = await redis.failover();
+      const faultEndedAt = Date.now();
+      const produced = await production.done;
+      await expectEverythingDelivered(cell, { sent: [], produced }, {
+        faultEndedAt,
+        settleMs: 60_000,
+        duplicateBound: 'zero',
+        annotate: engineNote(engines, `master ${from} -> ${to}; `),
+        note: `${PRODUCERS} producers (no WAIT), min-replicas-to-write 1 on every node, 2 engines; SENTINEL FAILOVER after a third`,
+      });
+    } finally {
+      await redis.configSetAll('min-replicas-to-write', '0');
+    }
+    expect(await entriesLostCounted()).toBe(0);
+    await expectEnginesReady();
+  }, 180_000);
+
+  it('master killed mid-load: only what the dead master alone held is gone, the rest once', async () => {
+    const cell = await openSentinelCell('sentinel-master-killed');
+    const production = produce(cell);
+    await aThird(production);
+    const { from, to, killedAt } = await redis.killMaster();
+    const faultEndedAt = Date.now();
+    const produced = await production.done;
+    const account = await expectEverythingDelivered(cell, { sent: [], produced }, {
+      faultEndedAt,
+      settleMs: 60_000,
+      duplicateBound: 'zero',
+      annotate: async () => `master ${from} killed -> ${to}; engine lost-entry count ${await entriesLostCounted()}; ${(await engineFacts(engines)).text}`,
+      // Acknowledged by the killed master before it died and not yet on its replica.
+      destroyedBeforeRead: (record) => record.at <= killedAt,
+      note: `${PRODUCERS} producers through the Sentinel (no WAIT), 2 engines; docker kill of the master after a third`,
+    });
+    console.log(`[sentinel] master killed: ${account.destroyedBeforeRead} acknowledged XADDs lost by Redis, engines counted ${await entriesLostCounted()}`);
+    await expectEnginesReady();
+  }, 180_000);
+
+  it('the killed master back, empty: made a replica of the new master, never read from', async () => {
+    const cell = await openSentinelCell('sentinel-old-master-back');
+    const master = await redis.currentMaster();
+    const killed = redis.deadNodes()[0];
+    expect(killed).toBeDefined();
+    const production = produce(cell);
+    await aThird(production);
+    await redis.restart(killed!);
+    const back = `${await redis.ipOf(killed!)}:6379`;
+    await waitFor('the old master a replica of the new one, in sync', () => redis.replication(back), (info) => info.role === 'slave' && info.master_link_status === 'up', {
+      timeoutMs: 30_000,
+      intervalMs: 200,
+    });
+    const faultEndedAt = Date.now();
+    const produced = await production.done;
+    await expectEverythingDelivered(cell, { sent: [], produced }, {
+      faultEndedAt,
+      settleMs: 60_000,
+      duplicateBound: 'zero',
+      annotate: engineNote(engines, `${back} back as a replica of ${master}; `),
+      note: `${PRODUCERS} producers, 2 engines; the killed master started again (empty) after a third`,
+    });
+    expect(await redis.currentMaster()).toBe(master);
+    // No engine connection on the returned node (connection names end in :commands / :notifications).
+    expect(await redis.clientNames(back)).not.toContainEqual(expect.stringMatching(/:(commands|notifications)$/));
+    expect(await entriesLostCounted()).toBe(0);
+    await expectEnginesReady();
+  }, 180_000);
+
+  it('master killed mid-load, producers confirming with WAIT 1: nothing they counted is lost', async () => {
+    const cell = await openSentinelCell('sentinel-master-killed-wait');
+    let unconfirmed = 0;
+    const production = produce(cell, { replicas: 1, timeoutMs: 500, onUnconfirmed: () => { unconfirmed += 1; } });
+    await aThird(production);
+    const { from, to } = await redis.killMaster();
+    // The only replica is the master now: WAIT 1 confirms nothing until the killed node is back.
+    await delay(1_000);
+    const waitingAt = production.progress();
+    const killed = redis.deadNodes()[0];
+    await redis.restart(killed!);
+    const faultEndedAt = Date.now();
+    const produced = await production.done;
+    await expectEverythingDelivered(cell, { sent: [], produced }, {
+      faultEndedAt,
+      settleMs: 60_000,
+      duplicateBound: 'zero',
+      annotate: async () => `master ${from} killed -> ${to}; ${unconfirmed} XADDs unconfirmed by WAIT and XADDed again; ${(await engineFacts(engines)).text}`,
+      note: `${PRODUCERS} producers with WAIT 1 500, 2 engines; docker kill of the master after a third, started again later`,
+    });
+    console.log(`[sentinel] WAIT: ${unconfirmed} unconfirmed XADDs retried; ${waitingAt} acknowledged before the killed node was back`);
+    await expectEnginesReady();
+  }, 180_000);
+});
