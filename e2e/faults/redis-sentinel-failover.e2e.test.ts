@@ -20,7 +20,7 @@ import { metricsText, startTestEngine } from '../core/helpers/engine.ts';
 import { type FaultSink, startFaultSink } from '../harness/fault-sink.ts';
 import { createTestDatabase, readyzWhen, type TestDatabase, waitFor } from '../harness/index.ts';
 import { cellEngineEnv, expectEverythingDelivered, type FaultCell, openCell } from './helpers/cell.ts';
-import { engineFacts, engineNote, metricSum } from './helpers/engine-facts.ts';
+import { engineFacts, metricSum } from './helpers/engine-facts.ts';
 import { type SentinelRedis, startSentinelRedis } from './helpers/sentinel-redis.ts';
 import { faultCommand, produceAll, type ReplicaConfirmation, type XaddRecord } from './helpers/stream-producer.ts';
 
@@ -82,10 +82,28 @@ function produce(cell: FaultCell, confirm?: ReplicaConfirmation): Production {
 const aThird = (production: Production) =>
   waitFor('a third of the commands acknowledged', production.progress, (count) => count >= N / 3, { timeoutMs: 60_000, intervalMs: 20 });
 
-/** Stream entries an engine counted lost (mail_stream_entries_lost_total), for the notes and the account. */
-async function entriesLostCounted(): Promise<number> {
+/** A metric summed over the engines (and, with `label`, over the samples that carry it). */
+async function enginesSum(name: string, label = ''): Promise<number> {
   const texts = await Promise.all(engines.map((engine) => metricsText(engine)));
-  return texts.reduce((sum, text) => sum + metricSum(text, 'mail_stream_entries_lost_total'), 0);
+  const only = (text: string) => text.split('\n').filter((line) => !line.startsWith(`${name}{`) || line.includes(label)).join('\n');
+  return texts.reduce((sum, text) => sum + metricSum(only(text), name), 0);
+}
+
+/** Stream entries an engine counted lost (mail_stream_entries_lost_total), for the notes and the account. */
+const entriesLostCounted = () => enginesSum('mail_stream_entries_lost_total');
+
+/** The cell's notes: the fault, the producers' longest pause, what the engines counted. */
+function cellNotes(fault: string, produced: XaddRecord[]): () => Promise<string> {
+  return async () =>
+    `${fault}; no XADD acknowledged for ${(longestPause(produced) / 1000).toFixed(1)} s; ` +
+    `engines: ${await entriesLostCounted()} entries counted lost, ` +
+    `${await enginesSum('mail_stream_commands_accepted_total', 'outcome="duplicate"')} commands recognised as duplicates; ${(await engineFacts(engines)).text}`;
+}
+
+/** The longest time (ms) between two acknowledged XADDs: how long the stream took no writes. */
+function longestPause(produced: XaddRecord[]): number {
+  const times = produced.flatMap((record) => (record.entryId === null ? [] : [record.at])).sort((a, b) => a - b);
+  return times.reduce((longest, at, i) => Math.max(longest, i === 0 ? 0 : at - (times[i - 1] as number)), 0);
 }
 
 async function expectEnginesReady(): Promise<void> {
@@ -104,7 +122,7 @@ describe('fault matrix: Redis Sentinel failover under continuous producers', () 
       faultEndedAt,
       settleMs: 60_000,
       duplicateBound: 'zero',
-      annotate: async () => `master ${from} -> ${to}; engine lost-entry count ${await entriesLostCounted()}; ${(await engineFacts(engines)).text}`,
+      annotate: cellNotes(`master ${from} -> ${to}`, produced),
       // Between the replica's promotion and the old master's demotion both take writes; the old
       // master's are replaced by the new master's data when it becomes its replica.
       destroyedBeforeRead: (record) => record.at >= calledAt && record.at <= demotedAt,
@@ -128,7 +146,7 @@ describe('fault matrix: Redis Sentinel failover under continuous producers', () 
         faultEndedAt,
         settleMs: 60_000,
         duplicateBound: 'zero',
-        annotate: engineNote(engines, `master ${from} -> ${to}; `),
+        annotate: cellNotes(`master ${from} -> ${to}`, produced),
         note: `${PRODUCERS} producers (no WAIT), min-replicas-to-write 1 on every node, 2 engines; SENTINEL FAILOVER after a third`,
       });
     } finally {
@@ -149,7 +167,7 @@ describe('fault matrix: Redis Sentinel failover under continuous producers', () 
       faultEndedAt,
       settleMs: 60_000,
       duplicateBound: 'zero',
-      annotate: async () => `master ${from} killed -> ${to}; engine lost-entry count ${await entriesLostCounted()}; ${(await engineFacts(engines)).text}`,
+      annotate: cellNotes(`master ${from} killed -> ${to}`, produced),
       // Acknowledged by the killed master before it died and not yet on its replica.
       destroyedBeforeRead: (record) => record.at <= killedAt,
       note: `${PRODUCERS} producers through the Sentinel (no WAIT), 2 engines; docker kill of the master after a third`,
@@ -177,7 +195,7 @@ describe('fault matrix: Redis Sentinel failover under continuous producers', () 
       faultEndedAt,
       settleMs: 60_000,
       duplicateBound: 'zero',
-      annotate: engineNote(engines, `${back} back as a replica of ${master}; `),
+      annotate: cellNotes(`${back} back as a replica of ${master}`, produced),
       note: `${PRODUCERS} producers, 2 engines; the killed master started again (empty) after a third`,
     });
     expect(await redis.currentMaster()).toBe(master);
@@ -204,7 +222,7 @@ describe('fault matrix: Redis Sentinel failover under continuous producers', () 
       faultEndedAt,
       settleMs: 60_000,
       duplicateBound: 'zero',
-      annotate: async () => `master ${from} killed -> ${to}; ${unconfirmed} XADDs unconfirmed by WAIT and XADDed again; ${(await engineFacts(engines)).text}`,
+      annotate: async () => `${unconfirmed} XADDs unconfirmed by WAIT and XADDed again; ${await cellNotes(`master ${from} killed -> ${to}`, produced)()}`,
       note: `${PRODUCERS} producers with WAIT 1 500, 2 engines; docker kill of the master after a third, started again later`,
     });
     console.log(`[sentinel] WAIT: ${unconfirmed} unconfirmed XADDs retried; ${waitingAt} acknowledged before the killed node was back`);
