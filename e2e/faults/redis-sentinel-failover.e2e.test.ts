@@ -13,13 +13,14 @@
 //  4. the master killed again, the producer confirming each XADD with WAIT 1 (docs/deploy.md): an
 //     XADD the replica did not confirm is XADDed again, so nothing the producer counted is lost —
 //     and with the only replica promoted, the producer waits until another replica is back.
-import { setTimeout as delay } from 'node:timers/promises';
+import type { StartedTestContainer } from 'testcontainers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
 import { metricsText, startTestEngine } from '../core/helpers/engine.ts';
 import { type FaultSink, startFaultSink } from '../harness/fault-sink.ts';
 import { createTestDatabase, readyzWhen, type TestDatabase, waitFor } from '../harness/index.ts';
-import { cellEngineEnv, expectEverythingDelivered, type FaultCell, openCell } from './helpers/cell.ts';
+import type { Account } from './helpers/account.ts';
+import { type CellRun, cellEngineEnv, expectEverythingDelivered, type FaultCell, openCell } from './helpers/cell.ts';
 import { engineFacts, metricSum } from './helpers/engine-facts.ts';
 import { type SentinelRedis, startSentinelRedis } from './helpers/sentinel-redis.ts';
 import { faultCommand, produceAll, type ReplicaConfirmation, type XaddRecord } from './helpers/stream-producer.ts';
@@ -93,9 +94,9 @@ async function enginesSum(name: string, label = ''): Promise<number> {
 const entriesLostCounted = () => enginesSum('mail_stream_entries_lost_total');
 
 /** The cell's notes: the fault, the producers' longest pause, what the engines counted. */
-function cellNotes(fault: string, produced: XaddRecord[]): () => Promise<string> {
+function cellNotes(fault: string, production: Production): () => Promise<string> {
   return async () =>
-    `${fault}; no XADD acknowledged for ${(longestPause(produced) / 1000).toFixed(1)} s; ` +
+    `${fault}; no XADD acknowledged for ${(longestPause(await production.done) / 1000).toFixed(1)} s; ` +
     `engines: ${await entriesLostCounted()} entries counted lost, ` +
     `${await enginesSum('mail_stream_commands_accepted_total', 'outcome="duplicate"')} commands recognised as duplicates; ${(await engineFacts(engines)).text}`;
 }
@@ -110,26 +111,30 @@ async function expectEnginesReady(): Promise<void> {
   for (const engine of engines) await readyzWhen(engine, 200);
 }
 
+/** The fault is over: the rest of the commands go in, then the cell's account, asserted (nothing
+ *  twice, nothing lost but what `run` excuses as Redis's own loss), then the engines ready. */
+async function settle(cell: FaultCell, production: Production, run: Pick<CellRun, 'annotate' | 'destroyedBeforeRead' | 'note'>): Promise<Account> {
+  const faultEndedAt = Date.now();
+  const produced = await production.done;
+  const account = await expectEverythingDelivered(cell, { sent: [], produced }, { faultEndedAt, settleMs: 60_000, duplicateBound: 'zero', ...run });
+  await expectEnginesReady();
+  return account;
+}
+
 describe('fault matrix: Redis Sentinel failover under continuous producers', () => {
   it('graceful SENTINEL FAILOVER mid-load: only what the old master took after the promotion is gone, the rest once', async () => {
     const cell = await openSentinelCell('sentinel-failover-graceful');
     const production = produce(cell);
     await aThird(production);
     const { from, to, calledAt, demotedAt } = await redis.failover();
-    const faultEndedAt = Date.now();
-    const produced = await production.done;
-    const account = await expectEverythingDelivered(cell, { sent: [], produced }, {
-      faultEndedAt,
-      settleMs: 60_000,
-      duplicateBound: 'zero',
-      annotate: cellNotes(`master ${from} -> ${to}`, produced),
+    const account = await settle(cell, production, {
+      annotate: cellNotes(`master ${from} -> ${to}`, production),
       // Between the replica's promotion and the old master's demotion both take writes; the old
       // master's are replaced by the new master's data when it becomes its replica.
       destroyedBeforeRead: (record) => record.at >= calledAt && record.at <= demotedAt,
       note: `${PRODUCERS} producers through the Sentinel (no WAIT), 2 engines; SENTINEL FAILOVER after a third`,
     });
     console.log(`[sentinel] graceful failover: ${account.destroyedBeforeRead} acknowledged XADDs lost by Redis, engines counted ${await entriesLostCounted()}`);
-    await expectEnginesReady();
   }, 180_000);
 
   it('graceful SENTINEL FAILOVER with min-replicas-to-write 1: nothing acknowledged is lost', async () => {
@@ -140,20 +145,14 @@ describe('fault matrix: Redis Sentinel failover under continuous producers', () 
       const production = produce(cell);
       await aThird(production);
       const { from, to } = await redis.failover();
-      const faultEndedAt = Date.now();
-      const produced = await production.done;
-      await expectEverythingDelivered(cell, { sent: [], produced }, {
-        faultEndedAt,
-        settleMs: 60_000,
-        duplicateBound: 'zero',
-        annotate: cellNotes(`master ${from} -> ${to}`, produced),
+      await settle(cell, production, {
+        annotate: cellNotes(`master ${from} -> ${to}`, production),
         note: `${PRODUCERS} producers (no WAIT), min-replicas-to-write 1 on every node, 2 engines; SENTINEL FAILOVER after a third`,
       });
     } finally {
       await redis.configSetAll('min-replicas-to-write', '0');
     }
     expect(await entriesLostCounted()).toBe(0);
-    await expectEnginesReady();
   }, 180_000);
 
   it('master killed mid-load: only what the dead master alone held is gone, the rest once', async () => {
@@ -161,48 +160,36 @@ describe('fault matrix: Redis Sentinel failover under continuous producers', () 
     const production = produce(cell);
     await aThird(production);
     const { from, to, killedAt } = await redis.killMaster();
-    const faultEndedAt = Date.now();
-    const produced = await production.done;
-    const account = await expectEverythingDelivered(cell, { sent: [], produced }, {
-      faultEndedAt,
-      settleMs: 60_000,
-      duplicateBound: 'zero',
-      annotate: cellNotes(`master ${from} killed -> ${to}`, produced),
+    const account = await settle(cell, production, {
+      annotate: cellNotes(`master ${from} killed -> ${to}`, production),
       // Acknowledged by the killed master before it died and not yet on its replica.
       destroyedBeforeRead: (record) => record.at <= killedAt,
       note: `${PRODUCERS} producers through the Sentinel (no WAIT), 2 engines; docker kill of the master after a third`,
     });
     console.log(`[sentinel] master killed: ${account.destroyedBeforeRead} acknowledged XADDs lost by Redis, engines counted ${await entriesLostCounted()}`);
-    await expectEnginesReady();
   }, 180_000);
 
   it('the killed master back, empty: made a replica of the new master, never read from', async () => {
     const cell = await openSentinelCell('sentinel-old-master-back');
     const master = await redis.currentMaster();
-    const killed = redis.deadNodes()[0];
+    const killed = redis.deadNodes()[0] as StartedTestContainer;
     expect(killed).toBeDefined();
     const production = produce(cell);
     await aThird(production);
-    await redis.restart(killed!);
-    const back = `${await redis.ipOf(killed!)}:6379`;
+    await redis.restart(killed);
+    const back = `${await redis.ipOf(killed)}:6379`;
     await waitFor('the old master a replica of the new one, in sync', () => redis.replication(back), (info) => info.role === 'slave' && info.master_link_status === 'up', {
       timeoutMs: 30_000,
       intervalMs: 200,
     });
-    const faultEndedAt = Date.now();
-    const produced = await production.done;
-    await expectEverythingDelivered(cell, { sent: [], produced }, {
-      faultEndedAt,
-      settleMs: 60_000,
-      duplicateBound: 'zero',
-      annotate: cellNotes(`${back} back as a replica of ${master}`, produced),
+    await settle(cell, production, {
+      annotate: cellNotes(`${back} back as a replica of ${master}`, production),
       note: `${PRODUCERS} producers, 2 engines; the killed master started again (empty) after a third`,
     });
     expect(await redis.currentMaster()).toBe(master);
     // No engine connection on the returned node (connection names end in :commands / :notifications).
     expect(await redis.clientNames(back)).not.toContainEqual(expect.stringMatching(/:(commands|notifications)$/));
     expect(await entriesLostCounted()).toBe(0);
-    await expectEnginesReady();
   }, 180_000);
 
   it('master killed mid-load, producers confirming with WAIT 1: nothing they counted is lost', async () => {
@@ -212,20 +199,15 @@ describe('fault matrix: Redis Sentinel failover under continuous producers', () 
     await aThird(production);
     const { from, to } = await redis.killMaster();
     // The only replica is the master now: WAIT 1 confirms nothing until the killed node is back.
-    await delay(1_000);
+    const unconfirmedAtKill = unconfirmed;
+    await waitFor('a WAIT unconfirmed on the promoted replica', () => unconfirmed, (n) => n > unconfirmedAtKill, { timeoutMs: 30_000, intervalMs: 50 });
     const waitingAt = production.progress();
-    const killed = redis.deadNodes()[0];
-    await redis.restart(killed!);
-    const faultEndedAt = Date.now();
-    const produced = await production.done;
-    await expectEverythingDelivered(cell, { sent: [], produced }, {
-      faultEndedAt,
-      settleMs: 60_000,
-      duplicateBound: 'zero',
-      annotate: async () => `${unconfirmed} XADDs unconfirmed by WAIT and XADDed again; ${await cellNotes(`master ${from} killed -> ${to}`, produced)()}`,
+    await redis.restart(redis.deadNodes()[0] as StartedTestContainer);
+    const notes = cellNotes(`master ${from} killed -> ${to}`, production);
+    await settle(cell, production, {
+      annotate: async () => `${unconfirmed} XADDs unconfirmed by WAIT and XADDed again; ${await notes()}`,
       note: `${PRODUCERS} producers with WAIT 1 500, 2 engines; docker kill of the master after a third, started again later`,
     });
     console.log(`[sentinel] WAIT: ${unconfirmed} unconfirmed XADDs retried; ${waitingAt} acknowledged before the killed node was back`);
-    await expectEnginesReady();
   }, 180_000);
 });
