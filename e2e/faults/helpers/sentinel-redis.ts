@@ -76,6 +76,11 @@ export async function startSentinelRedis(): Promise<SentinelRedis> {
   const master = await redisNode(network, 'redis-a').start();
   const masterIp = master.getIpAddress(network.getName());
   const replica = await redisNode(network, 'redis-b', ['--replicaof', masterIp, '6379']).start();
+  // A replica still in its first sync promoted by a failover would take an empty stream with it.
+  await waitFor('the replica in sync', () => onNode(`${replica.getIpAddress(network.getName())}:6379`, (probe) => probe.info('replication')), (info) => info.includes('master_link_status:up'), {
+    timeoutMs: 30_000,
+    intervalMs: 100,
+  });
   const nodes = [master, replica];
   const dead = new Set<StartedTestContainer>();
   const config = [
