@@ -28,13 +28,12 @@ export interface SentinelRedis {
   /** The node (container) at "ip:port" on the network. */
   nodeAt(addr: string): Promise<StartedTestContainer>;
   /** SENTINEL FAILOVER, resolved once the Sentinel names another master and the old one is its
-   *  replica: `demotedAt` is when the old master was seen as a replica (until then it took writes). */
-  failover(): Promise<{ from: string; to: string; calledAt: number; demotedAt: number }>;
+   *  replica (until then the old master took writes). */
+  failover(): Promise<{ from: string; to: string }>;
   /** CONFIG SET on every node that is up (a replica keeps it for when it is promoted). */
   configSetAll(name: string, value: string): Promise<void>;
-  /** docker kill of the master, resolved once the Sentinel names another master; `killedAt` is
-   *  when the old master was gone (an XADD acknowledged up to then may have been acknowledged by it). */
-  killMaster(): Promise<{ from: string; to: string; killedAt: number }>;
+  /** docker kill of the master, resolved once the Sentinel names another master. */
+  killMaster(): Promise<{ from: string; to: string }>;
   /** docker start of a killed node, resolved once it is up (empty: no persistence). */
   restart(node: StartedTestContainer): Promise<void>;
   /** Nodes killed and not started again. */
@@ -147,7 +146,6 @@ export async function startSentinelRedis(): Promise<SentinelRedis> {
     nodeAt,
     async failover() {
       const from = await currentMaster();
-      const calledAt = Date.now();
       const probe = new Redis(sentinelAddr);
       try {
         await probe.call('SENTINEL', 'failover', SENTINEL_MASTER_NAME);
@@ -159,7 +157,7 @@ export async function startSentinelRedis(): Promise<SentinelRedis> {
         timeoutMs: 30_000,
         intervalMs: 20,
       });
-      return { from, to, calledAt, demotedAt: Date.now() };
+      return { from, to };
     },
     async configSetAll(name, value) {
       const live = nodes.filter((node) => !dead.has(node));
@@ -170,8 +168,7 @@ export async function startSentinelRedis(): Promise<SentinelRedis> {
       const node = await nodeAt(from);
       await run('docker', ['kill', node.getId()], DOCKER_DEADLINE);
       dead.add(node);
-      const killedAt = Date.now();
-      return { from, to: await anotherMaster(from), killedAt };
+      return { from, to: await anotherMaster(from) };
     },
     async restart(node) {
       await run('docker', ['start', node.getId()], DOCKER_DEADLINE);
