@@ -54,9 +54,11 @@ async function stopEngines(): Promise<void> {
   engines = [];
 }
 
-/** The cell's stream emptied, two engines reading it through the Sentinel; the first one's log kept. */
+/** The cell's stream emptied, two engines reading it through the Sentinel; the first one's log kept.
+ *  Every fault starts from replicas in sync (the previous cell's may still be resynchronising). */
 async function openSentinelCell(name: string): Promise<FaultCell & { logs: CapturedLogs }> {
   await stopEngines();
+  await redis.replicasInSync();
   const cell = await openCell({ cell: name, n: N, dsn: db.dsn, pool: db.pool, redis, sink });
   const env = cellEngineEnv(cell, { MAIL_STREAM_RECLAIM_IDLE: '5s' });
   const logs = captureLogs('core');

@@ -30,6 +30,8 @@ export interface SentinelRedis {
   /** SENTINEL FAILOVER, resolved once the Sentinel names another master and the old one is its
    *  replica (until then the old master took writes). */
   failover(): Promise<{ from: string; to: string }>;
+  /** Resolves once every node that is up and not the master is its replica, in sync. */
+  replicasInSync(): Promise<void>;
   /** CONFIG SET on every node that is up (a replica keeps it for when it is promoted). */
   configSetAll(name: string, value: string): Promise<void>;
   /** docker kill of the master, resolved once the Sentinel names another master. */
@@ -98,6 +100,7 @@ export async function startSentinelRedis(): Promise<SentinelRedis> {
     .withWaitStrategy(Wait.forLogMessage(/\+monitor master/))
     .start();
   const sentinelAddr = { host: sentinel.getHost(), port: sentinel.getMappedPort(26379) };
+  let closing = false;
   const connect = (extra: Partial<RedisOptions> = {}) => {
     const client = new Redis({
       sentinels: [sentinelAddr],
@@ -112,6 +115,12 @@ export async function startSentinelRedis(): Promise<SentinelRedis> {
       ...extra,
     });
     client.on('error', () => {});
+    // ioredis (6.0) ends a Sentinel client for good when its failover detector drops the connector
+    // while a reconnect is resolving the master ("Connection is closed."): seen after a killed
+    // master. A producer must make it connect again, as this one does, or it writes nothing more.
+    client.on('end', () => {
+      if (!closing) setTimeout(() => client.connect().catch(() => {}), 100);
+    });
     return client;
   };
   const client = connect();
@@ -159,6 +168,16 @@ export async function startSentinelRedis(): Promise<SentinelRedis> {
       });
       return { from, to };
     },
+    async replicasInSync() {
+      const master = await currentMaster();
+      const live = await Promise.all(nodes.filter((node) => !dead.has(node)).map(async (node) => `${await ipOf(node)}:6379`));
+      for (const addr of live.filter((candidate) => candidate !== master)) {
+        await waitFor(`${addr} in sync with ${master}`, () => onNode(addr, (probe) => probe.info('replication')), (info) => info.includes('master_link_status:up'), {
+          timeoutMs: 60_000,
+          intervalMs: 100,
+        });
+      }
+    },
     async configSetAll(name, value) {
       const live = nodes.filter((node) => !dead.has(node));
       await Promise.all(live.map(async (node) => onNode(`${await ipOf(node)}:6379`, (probe) => probe.config('SET', name, value))));
@@ -190,6 +209,7 @@ export async function startSentinelRedis(): Promise<SentinelRedis> {
       return Object.fromEntries(text.split('\r\n').flatMap((line) => (line.includes(':') ? [line.split(':', 2) as [string, string]] : [])));
     },
     async close() {
+      closing = true;
       client.disconnect();
       for (const container of [sentinel, replica, master]) await container.stop({ remove: true, removeVolumes: true });
       await network.stop();
