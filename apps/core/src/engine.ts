@@ -287,7 +287,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
     if (config.redis) {
       redis = createRedisConnections({ ...config.redis, name: workerId, logger: log });
       await waitForRedis(redis, config.postgres.connectTimeoutMs);
-      await checkRedisSettings(redis.commands, log);
+      await checkRedisSettings(redis.commands, log, { behindSentinel: config.redis.endpoint.kind === 'sentinel' });
     } else {
       log.warn('MAIL_REDIS_MASTER_ADDR is not set: stream intake is off');
     }

@@ -229,7 +229,7 @@ function report(account: Account, request: AccountRequest, extra: string): void 
     extra,
     account.storedTwice ? `${account.storedTwice} stored twice by the edge` : '',
     account.notAcceptedAtEdge ? `${account.notAcceptedAtEdge} never accepted at the intake` : '',
-    account.destroyedBeforeRead ? `${account.destroyedBeforeRead} XADDed entries destroyed by the empty Redis before any read` : '',
+    account.destroyedBeforeRead ? `${account.destroyedBeforeRead} acknowledged XADDs destroyed by Redis itself before any engine read them` : '',
   ]
     .filter(Boolean)
     .join('; ');

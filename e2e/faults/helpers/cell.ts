@@ -32,7 +32,8 @@ export interface FaultCell {
   /** The database the cell's edge and engines use, and a pool on it for the account. */
   dsn: string;
   pool: pg.Pool;
-  redis: FaultRedis;
+  /** Where the cell's engines read commands (MAIL_REDIS_MASTER_ADDR) and its producer writes them. */
+  redis: Pick<FaultRedis, 'addr' | 'client'>;
   sink: FaultSink;
 }
 

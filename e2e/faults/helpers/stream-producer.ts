@@ -35,12 +35,29 @@ export interface XaddRecord {
   at: number;
 }
 
+/** A producer that counts an XADD as done only once `replicas` replicas have it (WAIT replicas
+ *  timeoutMs): one a failover could lose is XADDed again, with the same idempotency key. */
+export interface ReplicaConfirmation {
+  replicas: number;
+  timeoutMs: number;
+  /** Called for each XADD the replicas did not confirm in time (it is XADDed again). */
+  onUnconfirmed?: () => void;
+}
+
+async function confirmed(redis: Redis, confirm: ReplicaConfirmation | undefined): Promise<boolean> {
+  if (!confirm) return true;
+  const replicas = Number(await redis.call('WAIT', confirm.replicas, confirm.timeoutMs));
+  if (replicas >= confirm.replicas) return true;
+  confirm.onUnconfirmed?.();
+  return false;
+}
+
 /** XADDs every command in order, `pace` between them (the intake is a flow, not a burst). */
 export async function produceAll(
   redis: Redis,
   cell: string,
   commands: StreamCommand[],
-  options: { deadlineMs: number; paceMs?: number; onAcknowledged?: () => void },
+  options: { deadlineMs: number; paceMs?: number; onAcknowledged?: () => void; confirm?: ReplicaConfirmation },
 ): Promise<XaddRecord[]> {
   const deadline = Date.now() + options.deadlineMs;
   const records: XaddRecord[] = [];
@@ -48,7 +65,8 @@ export async function produceAll(
     let entryId: string | null = null;
     while (entryId === null && Date.now() < deadline) {
       try {
-        entryId = await redis.xadd(COMMAND_STREAM, '*', ...fields(cell, command));
+        const id = await redis.xadd(COMMAND_STREAM, '*', ...fields(cell, command));
+        entryId = id && (await confirmed(redis, options.confirm)) ? id : null;
       } catch {
         await delay(200);
       }

@@ -15,4 +15,13 @@ describe('the Redis settings the command stream needs', () => {
     expect(redisSettingProblems(['maxmemory-policy', 'allkeys-random'])).toHaveLength(1);
     expect(redisSettingProblems([])).toEqual([]);
   });
+
+  it('names min-replicas-to-write 0 behind Sentinel only: a failover then loses what the old master acknowledged', () => {
+    const pairs = ['appendonly', 'yes', 'min-replicas-to-write', '0'];
+    const problems = redisSettingProblems(pairs, { behindSentinel: true });
+    expect(problems.map(({ name, value }) => `${name}=${value}`)).toEqual(['min-replicas-to-write=0']);
+    expect(problems[0]?.problem).toMatch(/old master acknowledges XADDs its promoted replica never receives/);
+    expect(redisSettingProblems(pairs, { behindSentinel: false })).toEqual([]);
+    expect(redisSettingProblems(['min-replicas-to-write', '1'], { behindSentinel: true })).toEqual([]);
+  });
 });

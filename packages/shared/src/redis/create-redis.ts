@@ -70,9 +70,23 @@ function connect(options: RedisOptions, role: 'commands' | 'notifications'): Red
     lazyConnect: false,
   });
   let wasReady = false;
+  /** The master this connection was last made to ("ip:port"), behind Sentinel. */
+  let master: string | null = null;
   client.on('ready', () => {
     wasReady = true;
-    log.info('connected');
+    if (options.endpoint.kind === 'direct') {
+      log.info('connected');
+      return;
+    }
+    const now = `${client.stream?.remoteAddress ?? '?'}:${client.stream?.remotePort ?? '?'}`;
+    const before = master;
+    master = now;
+    if (before === null || before === now) log.info({ master: now }, 'connected');
+    else if (role === 'notifications') log.info({ master: now, previousMaster: before }, 'connected to another master');
+    // Said once per engine (by the command connection): a failover is the one moment Redis may
+    // have dropped commands it acknowledged — those the old master took and never passed on —
+    // and no engine can count them (docs/deploy.md, Redis with Sentinel).
+    else log.warn({ master: now, previousMaster: before }, 'Redis master changed (Sentinel failover): XADDs the old master acknowledged and had not replicated are lost unless producers confirmed them with WAIT');
   });
   client.on('error', (error) => log.warn({ err: error }, 'Redis connection error'));
   client.on('end', () => {
