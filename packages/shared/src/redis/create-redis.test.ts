@@ -121,4 +121,38 @@ describe('createRedisConnections', () => {
     expect(await ping()).toBe('PONG');
     expect(await redis.commands.ping()).toBe('PONG');
   });
+
+  it('makes a connection again that ioredis ended for good, as its Sentinel connector does when dropped mid-reconnect', async () => {
+    server = await fakeRedis();
+    redis = createRedisConnections({
+      endpoint: { kind: 'direct', addr: { host: '127.0.0.1', port: server.port } },
+      name: 'ended-test',
+      logger: createLogger('create-redis-test', 'silent'),
+    });
+    await ready(redis);
+    // Status "end": ioredis makes no new connection by itself from here.
+    const ended = Promise.all([redis.commands, redis.notifications].map((client) => new Promise((resolve) => client.once('end', resolve))));
+    redis.commands.disconnect();
+    redis.notifications.disconnect();
+    await ended;
+    const connected = redis;
+    await vi.waitFor(() => expect([connected.commands.status, connected.notifications.status]).toEqual(['ready', 'ready']), { timeout: 5_000 });
+    expect(await redis.commands.ping()).toBe('PONG');
+  });
+
+  it('leaves closed what close() closed', async () => {
+    server = await fakeRedis();
+    const connections = createRedisConnections({
+      endpoint: { kind: 'direct', addr: { host: '127.0.0.1', port: server.port } },
+      name: 'closed-test',
+      logger: createLogger('create-redis-test', 'silent'),
+    });
+    await ready(connections);
+    const before = server.accepted();
+    await connections.close();
+    // Longer than the delay before a connection ended otherwise is made again.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(server.accepted()).toBe(before);
+    expect(connections.commands.status).toBe('end');
+  });
 });

@@ -39,7 +39,10 @@ export interface RedisConnections {
   close(): Promise<void>;
 }
 
-function connect(options: RedisOptions, role: 'commands' | 'notifications'): Redis {
+/** How long after ioredis ended a connection it is made again. */
+const CONNECT_AGAIN_MS = 1_000;
+
+function connect(options: RedisOptions, role: 'commands' | 'notifications', closing: () => boolean): Redis {
   const log = childLogger(options.logger, { component: 'redis', role });
   const where =
     options.endpoint.kind === 'direct'
@@ -89,19 +92,32 @@ function connect(options: RedisOptions, role: 'commands' | 'notifications'): Red
     else log.warn({ master: now, previousMaster: before }, 'Redis master changed (Sentinel failover): XADDs the old master acknowledged and had not replicated are lost unless producers confirmed them with WAIT');
   });
   client.on('error', (error) => log.warn({ err: error }, 'Redis connection error'));
+  // ioredis ends a connection for good (status "end", no retry) when its Sentinel connector is
+  // dropped in the middle of a reconnect (`Connection is closed.` from then on): seen with producers
+  // through a failover under load. An engine's connection left so would stop reading the stream
+  // until a restart, so whatever ended it other than close() it is made again.
   client.on('end', () => {
-    if (wasReady) log.warn('Redis connection closed');
+    if (closing()) return;
+    if (wasReady) log.warn({ connectAgainInMs: CONNECT_AGAIN_MS }, 'Redis connection closed');
+    const again = setTimeout(() => {
+      if (closing() || client.status !== 'end') return;
+      client.connect().catch((error: unknown) => log.warn({ err: error }, 'Redis connection could not be made again; ioredis retries it'));
+    }, CONNECT_AGAIN_MS);
+    again.unref();
   });
   return client;
 }
 
 export function createRedisConnections(options: RedisOptions): RedisConnections {
-  const commands = connect(options, 'commands');
-  const notifications = connect(options, 'notifications');
+  let closed = false;
+  const closing = () => closed;
+  const commands = connect(options, 'commands', closing);
+  const notifications = connect(options, 'notifications', closing);
   return {
     commands,
     notifications,
     async close() {
+      closed = true;
       await Promise.allSettled([commands.quit(), notifications.quit()]);
       commands.disconnect();
       notifications.disconnect();
