@@ -4,26 +4,22 @@
 // goes by the name alone: a header statement that drifted from the migration's own (another column,
 // another order) would leave the operator's index in place of the migration's, silently. So the
 // header's statement must be the migration's CREATE INDEX with CONCURRENTLY added, word for word.
-import { readdirSync, readFileSync } from 'node:fs';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { MIGRATIONS } from './rollback.ts';
+import { migrationFiles, upSection, withoutComments } from './migration-files.ts';
 
 const normalise = (statement: string) => statement.replace(/\s+/g, ' ').trim();
 
 /** The header's by-hand statements (comment lines) and the Up section's CREATE INDEX statements. */
 function indexStatements(sql: string): { byHand: string[]; built: string[] } {
-  const up = sql.split(/^--\s*Down Migration\b/im)[0] as string;
+  const up = upSection(sql);
   const byHand = [...up.matchAll(/^--\s*(CREATE INDEX CONCURRENTLY\b[^;]*;)/gim)].map((match) => normalise(match[1] as string));
-  const code = up.replace(/--[^\n]*/g, '');
-  const built = [...code.matchAll(/\b(CREATE (?:UNIQUE )?INDEX\b[^;]*;)/gi)].map((match) => normalise(match[1] as string));
+  const built = [...withoutComments(up).matchAll(/\b(CREATE (?:UNIQUE )?INDEX\b[^;]*;)/gi)].map((match) => normalise(match[1] as string));
   return { byHand, built };
 }
 
 describe("migrations' by-hand CREATE INDEX CONCURRENTLY statements", () => {
-  const withByHand = readdirSync(MIGRATIONS)
-    .filter((file) => file.endsWith('.sql'))
-    .map((file) => ({ file, ...indexStatements(readFileSync(path.join(MIGRATIONS, file), 'utf8')) }))
+  const withByHand = migrationFiles()
+    .map(({ name, sql }) => ({ file: name, ...indexStatements(sql) }))
     .filter(({ byHand }) => byHand.length > 0);
 
   it('are the migration\'s own CREATE INDEX, CONCURRENTLY added', () => {

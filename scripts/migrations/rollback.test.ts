@@ -3,7 +3,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { MIGRATIONS, nonAdditive, nonAdditiveMigrations } from './rollback.ts';
+import { MIGRATIONS } from './migration-files.ts';
+import { nonAdditive, nonAdditiveMigrations } from './rollback.ts';
 
 const DEPLOY = path.resolve(import.meta.dirname, '..', '..', 'docs', 'deploy.md');
 

@@ -6,8 +6,7 @@
 // release sees and what the operator does (rollback.test.ts checks the table against this).
 // Drilled: 1767000000000_addresses-nfc rewrites alias spellings, and the previous release's edge
 // then answered 550 to the spelling it had accepted until the migration.
-import { readdirSync, readFileSync } from 'node:fs';
-import path from 'node:path';
+import { MIGRATIONS, migrationFiles, upSection, withoutComments } from './migration-files.ts';
 
 export interface NonAdditive {
   /** The statement's first line, as written. */
@@ -35,10 +34,7 @@ const RULES: readonly { test: (statement: string) => boolean; why: string }[] = 
 
 /** The Up section of a node-pg-migrate SQL file, without comments and without function bodies. */
 function upStatements(sql: string): string[] {
-  const up = sql.split(/^--\s*Down Migration\b/im)[0] as string;
-  const code = up
-    .replace(/--[^\n]*/g, '')
-    .replace(/(CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\b[\s\S]*?)\$(\w*)\$[\s\S]*?\$\2\$/gi, '$1');
+  const code = withoutComments(upSection(sql)).replace(/(CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\b[\s\S]*?)\$(\w*)\$[\s\S]*?\$\2\$/gi, '$1');
   return code
     .split(';')
     .map((statement) => statement.replace(/^\s*(DO\s+\$\w*\$\s*)?(BEGIN\b)?/i, '').trim())
@@ -62,16 +58,12 @@ export function nonAdditive(sql: string): NonAdditive[] {
   return found;
 }
 
-export const MIGRATIONS = path.resolve(import.meta.dirname, '..', '..', 'migrations');
-
 /** Every migration (its name, as recorded: the file name without `.sql`) with what it does beyond adding. */
 export function nonAdditiveMigrations(dir = MIGRATIONS): Map<string, NonAdditive[]> {
   const result = new Map<string, NonAdditive[]>();
-  for (const file of readdirSync(dir)
-    .filter((name) => name.endsWith('.sql'))
-    .sort()) {
-    const found = nonAdditive(readFileSync(path.join(dir, file), 'utf8'));
-    if (found.length > 0) result.set(file.replace(/\.sql$/, ''), found);
+  for (const { name, sql } of migrationFiles(dir)) {
+    const found = nonAdditive(sql);
+    if (found.length > 0) result.set(name, found);
   }
   return result;
 }
