@@ -10,6 +10,11 @@
 // without a health check, an old primary rejoined as a replica). So each new connection asks
 // `pg_is_in_recovery()` and a standby's is refused, with NOT_PRIMARY_CODE: the database away for
 // now (db-errors.ts), waited out like an outage, never an answer from the standby.
+//
+// The session's timeouts are set by that same round trip (set_config), not sent as startup
+// parameters: PgBouncer refuses a connection whose startup packet carries a parameter it does not
+// track (`unsupported startup parameter: idle_in_transaction_session_timeout`), so no process could
+// connect through it, and its `ignore_startup_parameters` would drop the timeouts without a word.
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { NOT_PRIMARY_CODE } from './db-errors.ts';
@@ -31,16 +36,26 @@ export interface PoolOptions {
   logger: Logger;
 }
 
-const IN_RECOVERY_SQL = 'SELECT pg_is_in_recovery() AS standby';
+// One round trip per new connection: is it the primary, and this session's timeouts.
+const NEW_SESSION_SQL = `SELECT pg_is_in_recovery() AS standby,
+  set_config('statement_timeout', $1, false), set_config('idle_in_transaction_session_timeout', $2, false)`;
+
+interface SessionTimeouts {
+  statementTimeoutMs: number;
+  idleInTransactionTimeoutMs: number;
+}
 
 /** A new connection reached a standby, not the primary. */
 export class NotPrimaryError extends Error {
   readonly code = NOT_PRIMARY_CODE;
 }
 
-/** Throws NotPrimaryError when `client`'s server is in recovery (a standby). */
-async function refuseStandby(client: pg.ClientBase): Promise<void> {
-  const { rows } = await client.query<{ standby: boolean }>(IN_RECOVERY_SQL);
+/** Sets the session's timeouts; throws NotPrimaryError when `client`'s server is in recovery (a standby). */
+async function startSession(client: pg.ClientBase, timeouts: SessionTimeouts): Promise<void> {
+  const { rows } = await client.query<{ standby: boolean }>(NEW_SESSION_SQL, [
+    `${timeouts.statementTimeoutMs}ms`,
+    `${timeouts.idleInTransactionTimeoutMs}ms`,
+  ]);
   if (rows[0]?.standby !== true) return;
   // The pool's clients are pg.Client, which knows where it connected.
   const { host, port } = client as pg.Client;
@@ -57,12 +72,9 @@ export function createPool(options: PoolOptions): pg.Pool {
     application_name: options.applicationName,
     max: options.max ?? 10,
     connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
-    // Server-side limit on each statement, and a client-side limit for when the server is gone
-    // and cannot enforce anything (a half-open TCP connection answers nothing, ever).
-    statement_timeout: statementTimeoutMs,
+    // A client-side limit for when the server is gone and cannot enforce its statement_timeout
+    // (set per session below): a half-open TCP connection answers nothing, ever.
     ...(options.clientQueryTimeout === false ? {} : { query_timeout: statementTimeoutMs + 1_000 }),
-    // PostgreSQL takes at most 2^31-1 ms here and refuses the connection past it.
-    idle_in_transaction_session_timeout: Math.min(Math.max(statementTimeoutMs * 2, 30_000), 2_147_483_647),
     idleTimeoutMillis: 30_000,
     keepAlive: true,
     // An idle_session_timeout set on the role or the database (operators set it to reap forgotten
@@ -71,10 +83,15 @@ export function createPool(options: PoolOptions): pg.Pool {
     // restart alert). Idle pooled connections are closed by the pool itself (idleTimeoutMillis).
     // A session setting, run before the new connection is handed out (pg-pool awaits onConnect),
     // so a DSN's own `options` still apply; a failure is logged and the connection used as it is.
-    // Before it, the standby check (above): its refusal is the connection's error, and pg-pool
-    // closes the connection and hands the error to whoever asked for it.
+    // Before it, the standby check and the timeouts (above): the server's limit on each statement,
+    // and on a transaction left idle (PostgreSQL takes at most 2^31-1 ms there). The standby's
+    // refusal is the connection's error, and pg-pool closes the connection and hands the error to
+    // whoever asked for it.
     onConnect: async (client) => {
-      await refuseStandby(client);
+      await startSession(client, {
+        statementTimeoutMs,
+        idleInTransactionTimeoutMs: Math.min(Math.max(statementTimeoutMs * 2, 30_000), 2_147_483_647),
+      });
       try {
         await client.query('SET idle_session_timeout = 0');
       } catch (error) {
