@@ -5,6 +5,7 @@ export { pauseContainer, unpauseContainer } from './docker-pause.ts';
 export { lockWaiters } from './lock-waiters.ts';
 export { listSinkEmails, type SinkEmail, sinkEmailsTo, sinkSmtp, waitForSinkEmails } from './maildev.ts';
 export { metricSample } from './metric-sample.ts';
+export { type PgBouncer, type PoolMode, startPgBouncer } from './pgbouncer.ts';
 export { type ReadyzAnswer, readyzOf, readyzWhen } from './readyz.ts';
 export { type PostgresStandbyPair, startPostgresStandbyPair } from './standby-postgres.ts';
 export { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
