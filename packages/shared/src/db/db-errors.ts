@@ -23,14 +23,26 @@
 //   an item out of the way for one of these: dropping a bounce because of a deadlock would lose it
 //   for nothing.
 //
+// isDiskFullDbError — the away case an operator must act on rather than wait out: 53100 disk_full,
+//   what PostgreSQL says when a file it writes cannot grow (ENOSPC: `could not extend file ...: No
+//   space left on device` for a table or index, `could not write to file "pg_wal/xlogtemp..."`
+//   with severity PANIC for its WAL). Still away (the same write lands once space is freed); the
+//   edge answers it 452 4.3.1 rather than its generic 451, and the readiness probe names it.
+//
+// isWriteRefusedDbError — the server answers and reads, but takes no write now: its disk full
+//   (53100) or read-only (25006). A write that is only a side effect of a read (a token's last
+//   use) is skipped for it rather than failing the read.
+//
 // describeDbError — the failure as the text recorded with an item taken out of the way (a
 // quarantined command, an outcome recorded bare, a dead letter without its bounce).
 /** The code of the error a new connection fails with when the server is a standby (pool.ts). */
 export const NOT_PRIMARY_CODE = 'POSTERN_NOT_PRIMARY';
 
+const DISK_FULL_CODE = '53100';
+const READ_ONLY_CODE = '25006';
 const AWAY_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN',
-  '57P01', '57P02', '57P03', '25006', NOT_PRIMARY_CODE,
+  '57P01', '57P02', '57P03', READ_ONLY_CODE, NOT_PRIMARY_CODE,
 ]);
 const AWAY_CLASSES = /^(08|53)[0-9A-Z]{3}$/;
 const CONTENTION_CODES = new Set(['57014']);
@@ -45,6 +57,16 @@ export function isTransientDbError(error: unknown): boolean {
   if (code && (AWAY_CODES.has(code) || AWAY_CLASSES.test(code))) return true;
   const message = error instanceof Error ? error.message : '';
   return /Connection terminated|connection timeout|timeout exceeded|Query read timeout|not queryable|Client has encountered a connection error/i.test(message);
+}
+
+/** SQLSTATE 53100: PostgreSQL could not write a file because its disk is full. */
+export function isDiskFullDbError(error: unknown): boolean {
+  return codeOf(error) === DISK_FULL_CODE;
+}
+
+export function isWriteRefusedDbError(error: unknown): boolean {
+  const code = codeOf(error);
+  return code === DISK_FULL_CODE || code === READ_ONLY_CODE;
 }
 
 export function isRetryableDbError(error: unknown): boolean {
