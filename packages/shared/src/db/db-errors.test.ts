@@ -38,6 +38,14 @@ describe('a full disk', () => {
     expect(isDiskFullDbError(new Error('No space left on device'))).toBe(false);
   });
 
+  it('ends new sessions with FATAL XX000 "could not write init file": away, not the statement\'s fault', () => {
+    const initFile = Object.assign(new Error('could not write init file'), { code: 'XX000', severity: 'FATAL' });
+    expect(isTransientDbError(initFile)).toBe(true);
+    expect(isTransientDbError(Object.assign(new Error('PANIC'), { code: '53100', severity: 'PANIC' }))).toBe(true);
+    // The same code as an ERROR is a bug in the statement's path: not waited out for ever.
+    expect(isTransientDbError(Object.assign(new Error('cache lookup failed'), { code: 'XX000', severity: 'ERROR' }))).toBe(false);
+  });
+
   it('is, with read-only, a server that answers reads and takes no write now', () => {
     for (const code of ['53100', '25006']) expect(isWriteRefusedDbError(pgError(code)), code).toBe(true);
     for (const code of ['57P01', 'ECONNREFUSED', '53300', '57014', '23505']) expect(isWriteRefusedDbError(pgError(code)), code).toBe(false);

@@ -7,7 +7,10 @@
 //   class 53 (insufficient resources: too many connections, out of memory, disk full), 25006
 //   read-only transaction (the server takes no writes now: default_transaction_read_only on for a
 //   maintenance freeze, or a standby behind an endpoint that should name the primary), a server
-//   refused because it is a standby (NOT_PRIMARY_CODE, pool.ts) and the driver's own socket and
+//   refused because it is a standby (NOT_PRIMARY_CODE, pool.ts), any error of severity FATAL or
+//   PANIC (the server ended the session, whatever the statement was: on a full disk a new
+//   connection fails with FATAL XX000 "could not write init file" when the relation cache's init
+//   file must be written again, e2e/faults/postgres-disk-full) and the driver's own socket and
 //   pool errors. Stream intake waits these out however long they last; anything else counts towards
 //   quarantining the entry (apps/core/src/intake/handling-failures.ts). A refused write is the
 //   database's state, never the item's: taken for the item's fault, 30 s of it quarantined the
@@ -52,9 +55,17 @@ function codeOf(error: unknown): string | undefined {
   return (error as { code?: string } | null)?.code;
 }
 
+/** The server ended the session (its severity; localised, so a server speaking another language
+ *  is classified by its code alone). */
+function endedSession(error: unknown): boolean {
+  const severity = (error as { severity?: unknown } | null)?.severity;
+  return severity === 'FATAL' || severity === 'PANIC';
+}
+
 export function isTransientDbError(error: unknown): boolean {
   const code = codeOf(error);
   if (code && (AWAY_CODES.has(code) || AWAY_CLASSES.test(code))) return true;
+  if (endedSession(error)) return true;
   const message = error instanceof Error ? error.message : '';
   return /Connection terminated|connection timeout|timeout exceeded|Query read timeout|not queryable|Client has encountered a connection error/i.test(message);
 }

@@ -10,8 +10,8 @@
 // already there, but every one that needs room fails with 53100 (`could not extend file ...: No
 // space left on device`): the edge could store no message, the engines record nearly nothing. The
 // round trip alone said ready throughout (e2e/faults/postgres-disk-full). So the check also makes
-// the server write: a sort with work_mem at its minimum spills a temporary file of a few hundred
-// kB into the database's temporary space (its data directory, unless temp_tablespaces names
+// the server write: a sort of 5,000 rows with work_mem at its minimum spills a temporary file of
+// about 70 kB into the database's temporary space (its data directory, unless temp_tablespaces names
 // another), removed as the statement ends. On a full disk that write fails with 53100 and the check
 // says the disk is full; once space is freed it passes again by itself.
 import type pg from 'pg';
@@ -21,7 +21,7 @@ import { isDiskFullDbError } from './db-errors.ts';
 import { createPool, pingDatabase } from './pool.ts';
 
 // One simple-query round trip; the SET stays on the probe's own connection, which runs nothing else.
-const WRITES_TO_DISK_SQL = "SET work_mem = '64kB'; SELECT count(*) FROM (SELECT g FROM generate_series(1, 20000) AS g ORDER BY g DESC) AS spilled";
+const WRITES_TO_DISK_SQL = "SET work_mem = '64kB'; SELECT count(*) FROM (SELECT g FROM generate_series(1, 5000) AS g ORDER BY g DESC) AS spilled";
 
 /** Throws, naming the full disk, when PostgreSQL cannot write a temporary file. */
 export async function checkDiskRoom(pool: pg.Pool): Promise<void> {
