@@ -13,8 +13,9 @@ export interface StreamCommand {
   to: string;
 }
 
-export function faultCommand(cell: string, index: number): StreamCommand {
-  return { idempotencyKey: `${cell}-s${index}`, to: `${cell}-s${index}@sink.test` };
+/** The cell's command `index`; `channel` tells the stream's (`s`) from the API's (`a`) apart. */
+export function faultCommand(cell: string, index: number, channel: 's' | 'a' = 's'): StreamCommand {
+  return { idempotencyKey: `${cell}-${channel}${index}`, to: `${cell}-${channel}${index}@sink.test` };
 }
 
 function fields(cell: string, command: StreamCommand): string[] {

@@ -39,7 +39,7 @@ export {
   type RedisEndpoint,
   withoutCredentials,
 } from './config/parse-values.ts';
-export { describeDbError, isRetryableDbError, isTransientDbError } from './db/db-errors.ts';
+export { describeDbError, isDiskFullDbError, isRetryableDbError, isTransientDbError } from './db/db-errors.ts';
 export { LookupSlots } from './db/lookup-slots.ts';
 export { MIGRATIONS_DIR, type MigrateOptions, type MigrationResult, runMigrations } from './db/migrate.ts';
 export { createPool, type Pool, type PoolClient, type PoolOptions, pingDatabase, withTransaction } from './db/pool.ts';

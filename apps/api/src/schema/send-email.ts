@@ -3,13 +3,13 @@
 // (duplicate: true), never a second mail. Same key, other content: a ConflictError. Keys are the
 // producer's own: the source is the token's producer (auth/producer-source.ts).
 
-import type { DecodeFailure } from '@postern/shared';
+import { type DecodeFailure, isRetryableDbError } from '@postern/shared';
 import { producerSource } from '../auth/producer-source.ts';
 import type { SendEmailRequest } from '../operations/send-email-command.ts';
 import { builder } from './builder.ts';
 import { DeliveryRef, type DeliveryRow, deliveryById } from './delivery.ts';
 import { INPUT_ERRORS } from './error-types.ts';
-import { ConflictError, type ValidationCode, ValidationError } from './errors.ts';
+import { ConflictError, databaseUnavailableError, type ValidationCode, ValidationError } from './errors.ts';
 
 const TemplateContentInput = builder.inputType('TemplateContentInput', {
   fields: (t) => ({
@@ -78,7 +78,10 @@ builder.mutationField('sendEmail', (t) =>
       const request: SendEmailRequest | null =
         template && !rendered ? { ...fields, source, template } : rendered && !template ? { ...fields, source, rendered } : null;
       if (!request) throw new ValidationError('input', 'INVALID_INPUT', 'give exactly one of "template" and "rendered"');
-      const outcome = await context.intake.submit(request, context.callerTraceparent);
+      const outcome = await context.intake.submit(request, context.callerTraceparent).catch((error: unknown) => {
+        if (isRetryableDbError(error)) throw databaseUnavailableError(error);
+        throw error;
+      });
       if (outcome.status === 'refused') throw refusalError(outcome.failure, outcome.field);
       const delivery = await deliveryById(context.db, outcome.deliveryId);
       if (!delivery) throw new Error(`delivery ${outcome.deliveryId} accepted but not found`);

@@ -99,6 +99,12 @@ describe('onData', () => {
     expect(await session.data(message('not stored'))).toBe('451 4.3.0 Temporary failure storing the message, try again later');
   });
 
+  it('452 4.3.1 when the commit failed because PostgreSQL\'s disk is full (SQLSTATE 53100)', async () => {
+    const diskFull = Object.assign(new Error('could not extend file "base/16384/16420": No space left on device'), { code: '53100', severity: 'ERROR' });
+    const { session } = await readyForData({ accept: () => Promise.reject(diskFull) });
+    expect(await session.data(message('disk full'))).toBe('452 4.3.1 Insufficient system storage: the message store is full, try again later');
+  });
+
   it('no reply at all, the connection closed, when the edge stops with the commit undecided', async () => {
     const { edge, session } = await readyForData({ accept: (_fingerprint, stored) => Promise.reject(new UndecidedAcceptError(stored.id)) });
     let replied = false;

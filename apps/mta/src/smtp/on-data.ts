@@ -10,7 +10,7 @@
 // stored with the message and its deliveries, so the engine's spans continue the same trace.
 import { finished, type Readable, type Writable } from 'node:stream';
 import type { Span } from '@opentelemetry/api';
-import { ATTR, inSpan, storableTextOrNull, traceparentOf } from '@postern/shared';
+import { ATTR, inSpan, isDiskFullDbError, storableTextOrNull, traceparentOf } from '@postern/shared';
 import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import { transactionFingerprint } from '../accept/accept-ledger.ts';
 import { newMessageId, UndecidedAcceptError } from '../accept/accept-message.ts';
@@ -33,6 +33,7 @@ import {
   insufficientStorage,
   messageTooLarge,
   storageFailed,
+  storageFull,
   tooManyHops,
 } from './replies.ts';
 
@@ -207,7 +208,7 @@ async function receiveWithin(
   } catch (error) {
     context.metrics.acceptDuration.observe({ outcome: error instanceof UndecidedAcceptError ? 'undecided' : 'failed' }, performance.now() - started);
     if (error instanceof UndecidedAcceptError) throw error;
-    throw storageFailed(error);
+    throw isDiskFullDbError(error) ? storageFull(error) : storageFailed(error);
   } finally {
     context.accepting.delete(session.id);
     context.metrics.acceptsUndecided.dec();

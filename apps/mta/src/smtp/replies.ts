@@ -29,6 +29,7 @@ export type ReplyReason =
   | 'insufficient_storage'
   | 'bare_line_ending'
   | 'storage_failed'
+  | 'storage_full'
   | 'data_timeout'
   | 'connection_lost'
   // MAIL_INBOUND_AUTH_POLICY=enforce (src/auth/auth-replies.ts)
@@ -138,6 +139,13 @@ export const bareLineEnding = () =>
 // 451 4.3.0: the commit failed; nothing was stored, the sender keeps the message and retries.
 export const storageFailed = (cause?: unknown) =>
   new EdgeReply(451, '4.3.0', 'Temporary failure storing the message, try again later', 'storage_failed', cause);
+
+// 452 4.3.1: the commit failed because PostgreSQL's disk is full (SQLSTATE 53100, db-errors.ts):
+// nothing was stored. RFC 3463 X.3.1 "mail system full" is what the sender's logs and its operator
+// should read, not a generic failure; like every 4xx the sender keeps the message and retries, and
+// once space is freed the next try is stored. Never 5xx: the disk is our state, not the message's.
+export const storageFull = (cause?: unknown) =>
+  new EdgeReply(452, '4.3.1', 'Insufficient system storage: the message store is full, try again later', 'storage_full', cause);
 
 // 421 4.4.2: the whole DATA phase took longer than MAIL_MTA_DATA_TIMEOUT (a trickling sender).
 export const dataTimeout = (limitMs: number) =>

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isRetryableDbError, isTransientDbError, NOT_PRIMARY_CODE } from './db-errors.ts';
+import { isDiskFullDbError, isRetryableDbError, isTransientDbError, isWriteRefusedDbError, NOT_PRIMARY_CODE } from './db-errors.ts';
 
 const pgError = (code: string) => Object.assign(new Error(`pg ${code}`), { code });
 
@@ -27,6 +27,28 @@ describe('db-errors', () => {
     expect(isRetryableDbError(pgError('25P02'))).toBe(false);
     expect(isTransientDbError(pgError('57014'))).toBe(false);
     expect(isTransientDbError(pgError('40P01'))).toBe(false);
+  });
+});
+
+describe('a full disk', () => {
+  it('is 53100 alone, and away like the rest of class 53: the same write lands once space is freed', () => {
+    expect(isDiskFullDbError(pgError('53100'))).toBe(true);
+    expect(isTransientDbError(pgError('53100'))).toBe(true);
+    for (const code of ['53200', '53300', '58030', 'ENOSPC']) expect(isDiskFullDbError(pgError(code)), code).toBe(false);
+    expect(isDiskFullDbError(new Error('No space left on device'))).toBe(false);
+  });
+
+  it('ends new sessions with FATAL XX000 "could not write init file": away, not the statement\'s fault', () => {
+    const initFile = Object.assign(new Error('could not write init file'), { code: 'XX000', severity: 'FATAL' });
+    expect(isTransientDbError(initFile)).toBe(true);
+    expect(isTransientDbError(Object.assign(new Error('PANIC'), { code: '53100', severity: 'PANIC' }))).toBe(true);
+    // The same code as an ERROR is a bug in the statement's path: not waited out for ever.
+    expect(isTransientDbError(Object.assign(new Error('cache lookup failed'), { code: 'XX000', severity: 'ERROR' }))).toBe(false);
+  });
+
+  it('is, with read-only, a server that answers reads and takes no write now', () => {
+    for (const code of ['53100', '25006']) expect(isWriteRefusedDbError(pgError(code)), code).toBe(true);
+    for (const code of ['57P01', 'ECONNREFUSED', '53300', '57014', '23505']) expect(isWriteRefusedDbError(pgError(code)), code).toBe(false);
   });
 });
 

@@ -1,6 +1,7 @@
 // Creating, revoking and checking API tokens: one implementation for the operator CLI (`postern
 // token ...`), the API's development token and the API's bearer authentication.
 import type { Queryable } from '../aliases/resolve-recipient.ts';
+import { isWriteRefusedDbError } from '../db/db-errors.ts';
 import { type ApiScope, defaultProducer, hashApiToken, isApiScope, looksLikeApiToken, mintApiToken, producerProblem } from './api-token.ts';
 
 export interface ApiTokenRecord {
@@ -71,17 +72,29 @@ export async function listApiTokens(db: Queryable): Promise<ApiTokenRecord[]> {
   return result.rows;
 }
 
+const AUTHENTICATE_AND_TOUCH_SQL = `
+WITH found AS (SELECT * FROM mail.api_tokens WHERE token_hash = $1 AND revoked_at IS NULL),
+     touched AS (UPDATE mail.api_tokens t SET last_used_at = now() FROM found
+                  WHERE t.id = found.id AND (found.last_used_at IS NULL OR found.last_used_at < now() - interval '1 minute'))
+SELECT id::text AS id, name, scopes, producer, created_at AS "createdAt", last_used_at AS "lastUsedAt", revoked_at AS "revokedAt"
+  FROM found`;
+
+const AUTHENTICATE_SQL = `
+SELECT id::text AS id, name, scopes, producer, created_at AS "createdAt", last_used_at AS "lastUsedAt", revoked_at AS "revokedAt"
+  FROM mail.api_tokens WHERE token_hash = $1 AND revoked_at IS NULL`;
+
 /** The active (not revoked) token with this value, or null. Records last use, at most once a minute
- *  (an UPDATE on every request would write a row version per request). */
+ *  (an UPDATE on every request would write a row version per request). Recording it is a write,
+ *  and a server that takes none now (its disk full, read-only: isWriteRefusedDbError) still knows
+ *  who the token is: the lookup is made again without it. Failing it made every request of the
+ *  token 503 while the disk was full, an operator's look at the queue too (e2e/faults/postgres-disk-full). */
 export async function authenticateApiToken(db: Queryable, token: string): Promise<ApiTokenRecord | null> {
   if (!looksLikeApiToken(token)) return null;
-  const result = await db.query<ApiTokenRecord>(
-    `WITH found AS (SELECT * FROM mail.api_tokens WHERE token_hash = $1 AND revoked_at IS NULL),
-          touched AS (UPDATE mail.api_tokens t SET last_used_at = now() FROM found
-                       WHERE t.id = found.id AND (found.last_used_at IS NULL OR found.last_used_at < now() - interval '1 minute'))
-     SELECT id::text AS id, name, scopes, producer, created_at AS "createdAt", last_used_at AS "lastUsedAt", revoked_at AS "revokedAt"
-       FROM found`,
-    [hashApiToken(token)],
-  );
-  return result.rows[0] ?? null;
+  const hash = hashApiToken(token);
+  try {
+    return (await db.query<ApiTokenRecord>(AUTHENTICATE_AND_TOUCH_SQL, [hash])).rows[0] ?? null;
+  } catch (error) {
+    if (!isWriteRefusedDbError(error)) throw error;
+    return (await db.query<ApiTokenRecord>(AUTHENTICATE_SQL, [hash])).rows[0] ?? null;
+  }
 }
