@@ -7,7 +7,7 @@
 // memory taken by something else. Read in the background like the queue's figures
 // (schedule-sampler.ts): a scrape never waits for Redis. Every engine reports the same Redis: the
 // alert rules take the max.
-import { type Logger, prometheus, type Redis, type Registry, type ScheduleSampler, startScheduleSampler } from '@postern/shared';
+import { exportSampledGauges, type Logger, type Redis, type Registry, type ScheduleSampler } from '@postern/shared';
 
 export interface RedisRoom {
   /** INFO memory's used_memory. */
@@ -32,24 +32,16 @@ export async function readRedisRoom(redis: Redis, stream: string): Promise<Redis
 
 /** Samples Redis every intervalMs (at least 1 s) and exports the figures on `registry`. */
 export function exportRedisRoomGauges(options: { registry: Registry; redis: Redis; stream: string; intervalMs: number; logger: Logger }): ScheduleSampler<RedisRoom> {
-  const sampler = startScheduleSampler({
+  return exportSampledGauges<RedisRoom>({
+    registry: options.registry,
     read: () => readRedisRoom(options.redis, options.stream),
-    intervalMs: Math.max(1_000, options.intervalMs),
+    intervalMs: options.intervalMs,
     logger: options.logger,
     what: 'Redis memory figures',
+    gauges: [
+      { name: 'mail_redis_used_memory_bytes', help: 'Memory Redis uses (INFO memory used_memory), in bytes', pick: (room) => room.usedBytes },
+      { name: 'mail_redis_maxmemory_bytes', help: "Redis maxmemory, in bytes (0: no limit); at it, with noeviction, producers' XADDs are refused", pick: (room) => room.maxBytes },
+      { name: 'mail_stream_length', help: 'Entries in the command stream: those no engine has handled yet, and the last one read', pick: (room) => room.streamLength },
+    ],
   });
-  const gauge = (name: string, help: string, pick: (room: RedisRoom) => number) =>
-    new prometheus.Gauge({
-      name,
-      help,
-      registers: [options.registry],
-      collect() {
-        const sample = sampler.latest();
-        if (sample) this.set(pick(sample.stats));
-      },
-    });
-  gauge('mail_redis_used_memory_bytes', 'Memory Redis uses (INFO memory used_memory), in bytes', (room) => room.usedBytes);
-  gauge('mail_redis_maxmemory_bytes', 'Redis maxmemory, in bytes (0: no limit); at it, with noeviction, producers\' XADDs are refused', (room) => room.maxBytes);
-  gauge('mail_stream_length', 'Entries in the command stream: those no engine has handled yet, and the last one read', (room) => room.streamLength);
-  return sampler;
 }
