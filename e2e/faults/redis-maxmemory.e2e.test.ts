@@ -129,7 +129,10 @@ async function expectProducersResume(production: Production): Promise<{ backlog:
 /** The account, then what Redis says: every refusal seen by a producer, none met by an engine but XGROUP CREATE,
  *  nothing pending, nothing quarantined, the handled entries gone from the stream. */
 async function expectSettled(cell: FaultCell, production: Production, produced: XaddRecord[], run: Omit<CellRun, 'settleMs' | 'duplicateBound'>): Promise<void> {
-  await expectEverythingDelivered(cell, { sent: [], produced }, { ...run, settleMs: 120_000, duplicateBound: 'zero' });
+  // No engine is killed, but on a loaded machine a stalled engine's lease can run out and its
+  // delivery be sent again (an outcome_unknown attempt: 5 in one run); a command the intake
+  // accepted twice would be a duplicate without one.
+  await expectEverythingDelivered(cell, { sent: [], produced }, { ...run, settleMs: 120_000, duplicateBound: 'outcome-unknown' });
   expect(production.otherErrors()).toEqual([]);
   const refusals = await redisRefusals();
   console.log(`[redis-maxmemory] ${cell.cell}: Redis refused ${JSON.stringify(refusals)}`);
