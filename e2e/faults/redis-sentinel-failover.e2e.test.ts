@@ -4,8 +4,8 @@
 // only once XADD returned an id) and two engines read through MAIL_REDIS_MASTER_ADDR=sentinel://.
 // The cells run in order on one set of containers, each with its own stream contents, consumer
 // group and engines. A command with no delivery that the stream the engines read does not hold
-// either was lost by Redis (the engines never trim or delete entries); each engine must log the
-// switch of master once (the moment such a loss can happen):
+// either was lost by Redis (the engines remove only entries they acknowledged, once their delivery
+// was committed); each engine must log the switch of master once (the moment such a loss can happen):
 //  1. SENTINEL FAILOVER (graceful): what the replica had not received when promoted, and what the
 //     old master took until it was demoted, is Redis's loss, counted apart; everything else once.
 //  2. the master killed (docker kill), the replica promoted: entries the old master acknowledged
@@ -135,8 +135,9 @@ async function keysInStream(): Promise<Set<string>> {
 /**
  * The fault is over: the rest of the commands go in, then the cell's account, asserted (nothing
  * twice, nothing lost), then the engines ready. Where Redis may lose acknowledged XADDs, a command
- * with no delivery that the stream does not hold either is Redis's loss (the engines never trim or
- * delete entries), counted apart; one the stream holds and no engine delivered is Postern's.
+ * with no delivery that the stream does not hold either is Redis's loss (the engines remove only
+ * entries they acknowledged, once their delivery was committed), counted apart; one the stream
+ * holds and no engine delivered is Postern's.
  */
 async function settle(cell: FaultCell, production: Production, run: Pick<CellRun, 'annotate' | 'note'> & { redisMayLose: boolean }): Promise<Account> {
   const faultEndedAt = Date.now();

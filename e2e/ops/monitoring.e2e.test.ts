@@ -37,6 +37,7 @@ function exportedMetricNames(): Set<string> {
     'apps/core/src/metrics.ts',
     'apps/core/src/relay/relay-gauges.ts',
     'apps/core/src/relay/site-backoff-gauges.ts',
+    'apps/core/src/intake/redis-room-gauges.ts',
     'apps/mta/src/metrics.ts',
     'apps/mta/src/cluster/primary.ts',
     'apps/api/src/http/operation-metrics.ts',

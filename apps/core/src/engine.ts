@@ -48,7 +48,8 @@ import { retryLadder } from './delivery/retry-ladder.ts';
 import { type KeyLookup, SigningKeyCache } from './delivery/signing-key-cache.ts';
 import { EngineEvents } from './engine-events.ts';
 import { internalRoutes } from './http/internal-routes.ts';
-import { createStreamConsumer } from './intake/consume-stream.ts';
+import { COMMAND_STREAM, createStreamConsumer } from './intake/consume-stream.ts';
+import { exportRedisRoomGauges } from './intake/redis-room-gauges.ts';
 import { checkRedisSettings } from './intake/redis-settings.ts';
 import { createMaintenance, type Maintenance } from './keepalive/maintenance.ts';
 import { startLoops } from './loops.ts';
@@ -307,6 +308,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       const staleAfterMs = Math.max(SITE_BACKOFF_STALE_MS, config.smtp.sendDeadlineMs + 4 * config.shaping.deferMs);
       samplers.push(exportSiteBackoffGauges({ registry, db: pool, intervalMs: config.engine.heartbeatIntervalMs, staleAfterMs, logger: log }));
     }
+    if (redis) samplers.push(exportRedisRoomGauges({ registry, redis: redis.commands, stream: COMMAND_STREAM, intervalMs: config.engine.heartbeatIntervalMs, logger: log }));
     const metrics = createEngineMetrics(registry, { loops: () => loopsRef.current?.loops ?? [] });
     const events = deps.events ?? new EngineEvents(log);
     countEngineEvents(events, metrics);

@@ -29,10 +29,12 @@ async function mappedPort(id: string): Promise<number> {
   return Number(/:(\d+)\s*$/m.exec(stdout.trim().split('\n')[0] ?? '')?.[1]);
 }
 
-export async function startFaultRedis(): Promise<FaultRedis> {
+/** `serverArgs` come after the defaults, and Redis takes the last of a setting given twice
+ *  (`--appendonly yes` keeps an AOF: then restartEmpty() is not empty). */
+export async function startFaultRedis(options: { serverArgs?: string[] } = {}): Promise<FaultRedis> {
   const container: StartedRedisContainer = await new RedisContainer(images.redis)
     .withLabels({ 'postern.e2e': RUN_ID })
-    .withCommand(['redis-server', '--save', '', '--appendonly', 'no'])
+    .withCommand(['redis-server', '--save', '', '--appendonly', 'no', ...(options.serverArgs ?? [])])
     .start();
   const proxy: TcpProxy = await startTcpProxy(container.getHost(), container.getPort());
   // Every command of the test's own client (the producer's XADDs, the restart's probe) fails after

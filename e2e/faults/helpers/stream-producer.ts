@@ -11,6 +11,8 @@ export const FAULT_SOURCE = 'faults';
 export interface StreamCommand {
   idempotencyKey: string;
   to: string;
+  /** Characters added to the text, for entries that fill Redis sooner. */
+  padding?: number;
 }
 
 /** The cell's command `index`; `channel` tells the stream's (`s`) from the API's (`a`) apart. */
@@ -23,7 +25,7 @@ function fields(cell: string, command: StreamCommand): string[] {
     source: FAULT_SOURCE,
     idempotencyKey: command.idempotencyKey,
     to: command.to,
-    payload: { mode: 'rendered', subject: `${cell} ${command.idempotencyKey}`, text: `Command ${command.idempotencyKey}.` },
+    payload: { mode: 'rendered', subject: `${cell} ${command.idempotencyKey}`, text: `Command ${command.idempotencyKey}.${'.'.repeat(command.padding ?? 0)}` },
   };
   return ['schema_version', '2', 'command', JSON.stringify(body)];
 }
@@ -58,7 +60,14 @@ export async function produceAll(
   redis: Redis,
   cell: string,
   commands: StreamCommand[],
-  options: { deadlineMs: number; paceMs?: number; onAcknowledged?: () => void; confirm?: ReplicaConfirmation },
+  options: {
+    deadlineMs: number;
+    paceMs?: number;
+    onAcknowledged?: () => void;
+    /** Called with each error an XADD got (it is XADDed again). */
+    onRefused?: (error: Error) => void;
+    confirm?: ReplicaConfirmation;
+  },
 ): Promise<XaddRecord[]> {
   const deadline = Date.now() + options.deadlineMs;
   const records: XaddRecord[] = [];
@@ -68,7 +77,8 @@ export async function produceAll(
       try {
         const id = await redis.xadd(COMMAND_STREAM, '*', ...fields(cell, command));
         entryId = id && (await confirmed(redis, options.confirm)) ? id : null;
-      } catch {
+      } catch (error) {
+        options.onRefused?.(error as Error);
         await delay(200);
       }
     }

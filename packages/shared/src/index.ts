@@ -61,6 +61,7 @@ export { createLogger, type Logger, stdoutSink } from './logging/logger.ts';
 export { repeatedTopLevelKeys } from './logging/repeated-keys.ts';
 export { exportQueueGauges, registerQueueGauges } from './metrics/queue-gauges.ts';
 export { createMetricsRegistry, prometheus, type Registry } from './metrics/registry.ts';
+export { exportSampledGauges, type SampledGauge } from './metrics/sampled-gauges.ts';
 export { type ScheduleSample, type ScheduleSampler, startScheduleSampler } from './metrics/schedule-sampler.ts';
 export { OLDEST_DUE_AT, readScheduleStats, type ScheduleStats } from './metrics/schedule-stats.ts';
 export { clientNetworkKey } from './net/client-network.ts';

@@ -26,6 +26,12 @@
 //    (pending, shown with no fields or in XAUTOCLAIM's deleted ids) one by one with their ids,
 //    those the group never read by Redis's count of them (the group's lag once it has read up to
 //    the stream's last entry). Both in mail_stream_entries_lost_total{how}.
+//  - Entries every group has acknowledged are removed from the stream, about once a second while
+//    entries are handled (stream-trim.ts): nothing else removes them, and at maxmemory with
+//    noeviction Redis refuses producers' XADDs (their MAXLEN with them), so a stream that filled
+//    Redis stayed full of handled entries and producers were refused for good. For the same
+//    moment, a group that exists is never created again: Redis refuses XGROUP CREATE at maxmemory
+//    before it looks for the group, and an engine started then never read.
 // Each entry is handled in a `stream command` span that continues the producer's trace (the
 // entry's `traceparent` field), and the delivery stores that span's context: its claims and
 // attempts are the same trace (docs/observability.md).
@@ -59,6 +65,7 @@ import { recordOf } from './redis-record.ts';
 import { decodeStreamEntry, type StreamCommand } from './stream-command.ts';
 import { createStreamDoorbell } from './stream-doorbell.ts';
 import { createStreamReader, KEPT_BYTES, KEPT_FIELDS, MAX_ENTRY_FIELDS, type ReadEntry } from './stream-read.ts';
+import { createStreamTrimmer } from './stream-trim.ts';
 
 export const COMMAND_STREAM = 'mail:delivery_commands';
 
@@ -66,6 +73,10 @@ export const COMMAND_STREAM = 'mail:delivery_commands';
  *  database away or busy quarantines it as handling_failed: the loop restarts between them with its backoff
  *  (0.25, 0.5, 1, 2 s), so a blip of a few seconds is ridden out. */
 export const MAX_HANDLING_FAILURES = 5;
+
+/** The shortest time between two removals of handled entries from the stream (stream-trim.ts): at
+ *  maxmemory, producers write again about this long after the engines handled what filled Redis. */
+export const TRIM_INTERVAL_MS = 1_000;
 
 export interface StreamConsumerOptions {
   redis: RedisConnections;
@@ -109,8 +120,24 @@ export async function ensureGroup(options: Pick<StreamConsumerOptions, 'redis' |
     options.logger.info({ stream: COMMAND_STREAM, group: options.group, after }, 'consumer group created');
     return true;
   } catch (error) {
-    if (!(error instanceof Error && error.message.startsWith('BUSYGROUP'))) throw error;
-    return false;
+    if (error instanceof Error && error.message.startsWith('BUSYGROUP')) return false;
+    // At maxmemory with noeviction Redis refuses XGROUP CREATE (a command that may take memory)
+    // before it looks whether the group exists: an engine started then, or whose loop restarted,
+    // never read again, however much the stream held. The group being there is all it needs.
+    if (error instanceof Error && error.message.startsWith('OOM') && (await groupExists(options.redis, options.group))) return false;
+    throw error;
+  }
+}
+
+/** Whether the stream has the group (XINFO reads: Redis answers them at maxmemory too). */
+async function groupExists(redis: RedisConnections, group: string): Promise<boolean> {
+  try {
+    const groups = ((await redis.commands.xinfo('GROUPS', COMMAND_STREAM)) as unknown[]).map(recordOf);
+    return groups.some((info) => info.name === group);
+  } catch (error) {
+    // No stream, no group.
+    if (error instanceof Error && /no such key/i.test(error.message)) return false;
+    throw error;
   }
 }
 
@@ -130,6 +157,12 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
   /** Entries being handled, by any instance of this loop: one the watchdog abandoned may still be
    *  finishing entries its successor reads again among the consumer's pending ones. */
   const inFlight = new Map<string, Promise<unknown>>();
+  /** Entries were handled since the stream was last trimmed of them; true at first, for what engines
+   *  before this one acknowledged and left in the stream. */
+  let trimDue = true;
+  let nextTrim = 0;
+  /** Whether the last trim failed: logged once per change. */
+  let trimFailing = false;
 
   /** Redis's own count of how often the entry was delivered (handling-failures.ts). */
   async function timesDelivered(id: string): Promise<number> {
@@ -200,8 +233,8 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
       if (!(error instanceof QuarantineFailed)) throw error;
       // An outage, a deadlock or a timeout is waited out (the entry stays pending), as for the
       // acceptance itself (handling-failures.ts). Anything else would fail the same way on every
-      // read and block the stream behind it: the entry is acknowledged anyway. It stays in the
-      // stream until trimmed (XRANGE <id> <id> shows it); this log line is its record.
+      // read and block the stream behind it: the entry is acknowledged anyway, and trimmed from the
+      // stream with the handled ones (stream-trim.ts); this log line is its record.
       if (isRetryableDbError(error.cause)) throw error.cause;
       metrics.poisonItems.inc({ loop: 'stream', reason: 'quarantine_failed' });
       log.error(
@@ -221,6 +254,7 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
   }
 
   function handled(id: string): void {
+    trimDue = true;
     if (lastHandled !== null && compareEntryIds(id, lastHandled) <= 0) return;
     lastHandled = id;
     for (const past of handledPastGap) if (compareEntryIds(past, id) <= 0) handledPastGap.delete(past);
@@ -363,6 +397,25 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
   }
 
   const reader = createStreamReader(redis.commands, { stream: COMMAND_STREAM, group, consumer, count: options.batchSize });
+  const trimHandled = createStreamTrimmer(redis.commands, COMMAND_STREAM);
+
+  /** The stream trimmed of what every group acknowledged (stream-trim.ts), at most every
+   *  TRIM_INTERVAL_MS. A failure (an ACL without XTRIM) does not stop intake: it is logged once
+   *  and the trim tried again later; only the stream, and Redis's memory, grow meanwhile. */
+  async function trimWhenDue(): Promise<void> {
+    if (!trimDue || Date.now() < nextTrim) return;
+    trimDue = false;
+    nextTrim = Date.now() + TRIM_INTERVAL_MS;
+    try {
+      await trimHandled(lastHandled);
+      if (trimFailing) log.info('handled entries are removed from the stream again');
+      trimFailing = false;
+    } catch (error) {
+      trimDue = true;
+      if (!trimFailing) log.warn({ err: error }, 'removing handled entries from the stream failed; intake goes on, but the stream keeps them and Redis fills');
+      trimFailing = true;
+    }
+  }
   const doorbell = createStreamDoorbell({ commands: redis.commands, notifications: redis.notifications, stream: COMMAND_STREAM, logger: log });
 
   async function body(context: LoopContext): Promise<void> {
@@ -377,6 +430,7 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
     while (!stopping.aborted) {
       context.beat();
       try {
+        await trimWhenDue();
         if (pendingCursor !== null) {
           // Our own entries read before a restart of this loop and never acknowledged.
           const entries = await reader.read(pendingCursor);

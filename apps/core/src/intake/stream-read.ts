@@ -19,7 +19,10 @@
 // acknowledgements mean what they did (handling-failures.ts counts deliveries, XACK after commit).
 // Redis 7 replicates a script by its effects (the XCLAIM / XGROUP SETID a read makes), so replicas
 // and a failover to one see what a plain XREADGROUP would have left. BLOCK is not allowed in
-// scripts: the wait for new entries is stream-doorbell.ts.
+// scripts: the wait for new entries is stream-doorbell.ts. The script has no `#!lua` line on
+// purpose: Redis 7 refuses a script with one and without the allow-oom flag, whole, at maxmemory,
+// where this one runs (XREADGROUP and XAUTOCLAIM are answered there: docs/core.md) and must, for
+// the engines to drain a stream that filled Redis.
 //
 // Redis itself still holds each entry it measures, briefly, twice (the command's reply and the
 // script's copy of it): READ_BUDGET_BYTES ends a call once that much was measured, so one call

@@ -11,7 +11,7 @@
 // deleted), its probes included; but a row whose backoff ended more than `staleAfterMs` ago with
 // no failure since is not counted: nothing has tried the site since (its deliveries ended or went
 // elsewhere), and retention keeps such rows for MAIL_RETENTION_AGE.
-import { type Logger, prometheus, type Queryable, type Registry, type ScheduleSampler, startScheduleSampler } from '@postern/shared';
+import { exportSampledGauges, type Logger, type Queryable, type Registry, type ScheduleSampler } from '@postern/shared';
 
 /** The least `staleAfterMs` the engine gives (engine.ts adds the send deadline when longer). */
 export const SITE_BACKOFF_STALE_MS = 15 * 60_000;
@@ -36,23 +36,15 @@ export async function readSiteBackoffs(db: Queryable, staleAfterMs: number): Pro
 
 /** Samples the site backoffs from `db` every intervalMs (at least 1 s) and exports them on `registry`. */
 export function exportSiteBackoffGauges(options: { registry: Registry; db: Queryable; intervalMs: number; staleAfterMs: number; logger: Logger }): ScheduleSampler<SiteBackoffStats> {
-  const sampler = startScheduleSampler({
+  return exportSampledGauges<SiteBackoffStats>({
+    registry: options.registry,
     read: () => readSiteBackoffs(options.db, options.staleAfterMs),
-    intervalMs: Math.max(1_000, options.intervalMs),
+    intervalMs: options.intervalMs,
     logger: options.logger,
     what: 'site backoffs',
+    gauges: [
+      { name: 'mail_sites_backed_off', help: 'Destination sites (direct delivery) backed off now, across all engines: no session set up since every MX host failed', pick: (s) => s.sites },
+      { name: 'mail_sites_backed_off_longest_ms', help: 'How long the longest current site backoff has lasted since its first failure, in ms (0: none)', pick: (s) => s.longestMs },
+    ],
   });
-  const gauge = (name: string, help: string, pick: (stats: SiteBackoffStats) => number) =>
-    new prometheus.Gauge({
-      name,
-      help,
-      registers: [options.registry],
-      collect() {
-        const sample = sampler.latest();
-        if (sample) this.set(pick(sample.stats));
-      },
-    });
-  gauge('mail_sites_backed_off', 'Destination sites (direct delivery) backed off now, across all engines: no session set up since every MX host failed', (s) => s.sites);
-  gauge('mail_sites_backed_off_longest_ms', 'How long the longest current site backoff has lasted since its first failure, in ms (0: none)', (s) => s.longestMs);
-  return sampler;
 }

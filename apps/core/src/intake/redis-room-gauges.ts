@@ -1,0 +1,47 @@
+// mail_redis_used_memory_bytes, mail_redis_maxmemory_bytes and mail_stream_length: how much room
+// Redis has left for the command stream. At maxmemory with noeviction (docs/deploy.md) Redis refuses
+// producers' XADDs; only they see it — the engines' reads, acknowledgements and trims go on — so
+// these figures are what PosternRedisFull alerts on (ops/prometheus/postern-alerts.yml,
+// docs/runbook.md#redis-full). The stream holds only what no engine has handled yet (stream-trim.ts),
+// so a long stream at maxmemory is a backlog (engines away or behind) and a short one is Redis's
+// memory taken by something else. Read in the background like the queue's figures
+// (schedule-sampler.ts): a scrape never waits for Redis. Every engine reports the same Redis: the
+// alert rules take the max.
+import { exportSampledGauges, type Logger, type Redis, type Registry, type ScheduleSampler } from '@postern/shared';
+
+export interface RedisRoom {
+  /** INFO memory's used_memory. */
+  usedBytes: number;
+  /** INFO memory's maxmemory; 0: no limit. */
+  maxBytes: number;
+  /** XLEN of the stream (0 when it does not exist). */
+  streamLength: number;
+}
+
+/** A field of INFO's "name:value" lines, as a number. */
+function infoNumber(info: string, name: string): number {
+  const value = new RegExp(`^${name}:(\\d+)\\r?$`, 'm').exec(info)?.[1];
+  if (value === undefined) throw new Error(`INFO memory has no ${name}`);
+  return Number(value);
+}
+
+export async function readRedisRoom(redis: Redis, stream: string): Promise<RedisRoom> {
+  const [info, streamLength] = await Promise.all([redis.info('memory'), redis.xlen(stream)]);
+  return { usedBytes: infoNumber(info, 'used_memory'), maxBytes: infoNumber(info, 'maxmemory'), streamLength };
+}
+
+/** Samples Redis every intervalMs (at least 1 s) and exports the figures on `registry`. */
+export function exportRedisRoomGauges(options: { registry: Registry; redis: Redis; stream: string; intervalMs: number; logger: Logger }): ScheduleSampler<RedisRoom> {
+  return exportSampledGauges<RedisRoom>({
+    registry: options.registry,
+    read: () => readRedisRoom(options.redis, options.stream),
+    intervalMs: options.intervalMs,
+    logger: options.logger,
+    what: 'Redis memory figures',
+    gauges: [
+      { name: 'mail_redis_used_memory_bytes', help: 'Memory Redis uses (INFO memory used_memory), in bytes', pick: (room) => room.usedBytes },
+      { name: 'mail_redis_maxmemory_bytes', help: "Redis maxmemory, in bytes (0: no limit); at it, with noeviction, producers' XADDs are refused", pick: (room) => room.maxBytes },
+      { name: 'mail_stream_length', help: 'Entries in the command stream: those no engine has handled yet, and the last one read', pick: (room) => room.streamLength },
+    ],
+  });
+}
