@@ -9,7 +9,8 @@
 // how each run ended, the deliveries' end states and the sink's count (duplicates included).
 //   node bench/core/payload-memory.ts
 //     [BENCH_MESSAGES=40 BENCH_MIB=25 BENCH_RECIPIENTS=1 BENCH_K=8 BENCH_DATA_DELAY_MS=0
-//      BENCH_MEMORY_LIMIT_MIB= BENCH_HEAP_MIB= BENCH_DEADLINE_S=300 BENCH_ENGINE_ENV=NAME=value,...]
+//      BENCH_MEMORY_LIMIT_MIB= BENCH_HEAP_MIB= BENCH_DEADLINE_S=300 BENCH_ENGINE_ENV=NAME=value,...
+//      BENCH_ENGINE_ROOT=<another checkout, to measure its engine on the same run>]
 // Uses the machine's local PostgreSQL like the other benches (bench/postgres/admin-dsn.ts), with a
 // throwaway database. The memory limit needs a writable memory cgroup (cgroup v1 or v2, as root).
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -33,6 +34,7 @@ const DATA_DELAY_MS = Number(env.BENCH_DATA_DELAY_MS ?? 0);
 const MEMORY_LIMIT_MIB = env.BENCH_MEMORY_LIMIT_MIB ? Number(env.BENCH_MEMORY_LIMIT_MIB) : null;
 const HEAP_MIB = env.BENCH_HEAP_MIB ? Number(env.BENCH_HEAP_MIB) : null;
 const DEADLINE_MS = Number(env.BENCH_DEADLINE_S ?? 300) * 1000;
+const ENGINE_ROOT = env.BENCH_ENGINE_ROOT ?? root;
 const ENGINE_ENV = Object.fromEntries((env.BENCH_ENGINE_ENV ?? '').split(',').filter(Boolean).map((pair) => pair.split('=') as [string, string]));
 const FINAL = ['sent', 'failed', 'dead_letter', 'suppressed'];
 
@@ -111,7 +113,7 @@ function startEngine(dsn: string, sinkPort: number, cgroup: { procs: string } | 
     ? ['sh', ['-c', `echo $$ > ${cgroup.procs} && exec "$0" "$@"`, process.execPath, ...node]]
     : [process.execPath, node];
   const child = spawn(command as string, args as string[], {
-    cwd: root,
+    cwd: ENGINE_ROOT,
     stdio: ['ignore', 'ignore', 'pipe'],
     env: {
       PATH: env.PATH,
@@ -176,7 +178,7 @@ async function main(): Promise<void> {
     console.log(
       `# ${MESSAGES} messages of ${(SIZE / MiB).toFixed(0)} MiB × ${RECIPIENTS} recipients, K=${K}, data answered after ${DATA_DELAY_MS} ms, ` +
         `memory limit ${MEMORY_LIMIT_MIB ? `${MEMORY_LIMIT_MIB} MiB (cgroup)` : 'none'}, heap limit ${HEAP_MIB ? `${HEAP_MIB} MiB` : 'default'}` +
-        `${Object.keys(ENGINE_ENV).length ? `, ${JSON.stringify(ENGINE_ENV)}` : ''}`,
+        `${Object.keys(ENGINE_ENV).length ? `, ${JSON.stringify(ENGINE_ENV)}` : ''}${ENGINE_ROOT === root ? '' : `, engine of ${ENGINE_ROOT}`}`,
     );
     const t0 = performance.now();
     let statuses: Record<string, number> = {};
