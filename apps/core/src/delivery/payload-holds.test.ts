@@ -25,9 +25,14 @@ describe('payload holds', () => {
     const holds = createPayloadHolds({ load, budgetBytes: 100 });
     const a = await holds.hold('a');
     const order: string[] = [];
-    const b = holds.hold('b').then((held) => (order.push('b'), held));
+    const admitted = (messageId: string) =>
+      holds.hold(messageId).then((held) => {
+        order.push(messageId);
+        return held;
+      });
+    const b = admitted('b');
     // c fits beside a, but b asked first: c does not overtake it.
-    const c = holds.hold('c').then((held) => (order.push('c'), held));
+    const c = admitted('c');
     await settled();
     expect(holds.bytesHeld).toBe(60);
     expect(holds.waiting).toBe(2);
