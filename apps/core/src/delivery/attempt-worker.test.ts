@@ -8,8 +8,8 @@ import { createFakeLifecycle, type FakeLifecycle, pgError } from '../testing/fak
 import { type AttemptDeps, attemptDelivery } from './attempt-worker.ts';
 import { defaultReplyRules } from './classify-reply.ts';
 import { SigningUnavailable } from './dkim-signer.ts';
-import { retryLadder } from './retry-ladder.ts';
 import { createPayloadHolds } from './payload-holds.ts';
+import { retryLadder } from './retry-ladder.ts';
 
 const catalog = loadTemplateCatalog(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../templates'));
 const logger = createLogger('test', 'silent');
