@@ -44,6 +44,7 @@ import { defaultReplyRules, relayVerdictOf } from './delivery/classify-reply.ts'
 import { createKeyReader, createMessageSigner } from './delivery/dkim-signer.ts';
 import { lostLeaseEnding } from './delivery/fail-for-good.ts';
 import { createForwarder, type Forwarder } from './delivery/forward-message.ts';
+import { createPayloadHolds, registerPayloadGauges } from './delivery/payload-holds.ts';
 import { retryLadder } from './delivery/retry-ladder.ts';
 import { type KeyLookup, SigningKeyCache } from './delivery/signing-key-cache.ts';
 import { EngineEvents } from './engine-events.ts';
@@ -318,6 +319,8 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
     const bounces = { catalog, reportingMta: os.hostname(), sender: config.smtp.from };
     // Every status change the engine makes goes through this one seam.
     const lifecycle = createDeliveryLifecycle(pool);
+    const payloads = createPayloadHolds({ load: (messageId, read) => lifecycle.loadPayload(messageId, read), budgetBytes: config.engine.payloadMemoryBudgetBytes });
+    registerPayloadGauges(registry, payloads);
     const channel = new WorkChannel();
     const leases = new LiveLeases();
     const completions = createCompletionBatcher({
@@ -416,7 +419,7 @@ export async function startEngine(config: PosternConfig, deps: EngineDeps): Prom
       consumer,
       maintenance: deps.maintenanceLoops === false ? null : maintenance.loops,
       attempt: {
-        lifecycle,
+        payloads,
         completions,
         relay,
         signer: createMessageSigner(signingKeyFor),

@@ -75,7 +75,7 @@ function startOneWorker() {
     consumer: null,
     maintenance: null,
     attempt: {
-      lifecycle: { loadPayload: async () => null },
+      payloads: { hold: async () => null },
       completions: {
         record: (outcome) => new Promise<boolean>((resolve) => commits.push({ outcome, commit: () => resolve(true) })),
       },

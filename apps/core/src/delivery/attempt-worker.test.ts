@@ -8,6 +8,7 @@ import { createFakeLifecycle, type FakeLifecycle, pgError } from '../testing/fak
 import { type AttemptDeps, attemptDelivery } from './attempt-worker.ts';
 import { defaultReplyRules } from './classify-reply.ts';
 import { SigningUnavailable } from './dkim-signer.ts';
+import { createPayloadHolds } from './payload-holds.ts';
 import { retryLadder } from './retry-ladder.ts';
 
 const catalog = loadTemplateCatalog(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../templates'));
@@ -71,7 +72,7 @@ async function attempt(delivery: ClaimedDelivery, result: SendResult, setup: (li
   const metrics = createEngineMetrics(registry, { loops: () => [] });
   await attemptDelivery(
     {
-      lifecycle,
+      payloads: createPayloadHolds({ load: (messageId, read) => lifecycle.loadPayload(messageId, read), budgetBytes: 1024 * 1024 }),
       completions: { record: async (outcome) => (await lifecycle.recordOutcomes('core:test', [outcome])).recorded.has(outcome.deliveryId) },
       relay,
       catalog,

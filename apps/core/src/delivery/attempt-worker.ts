@@ -30,10 +30,10 @@ import {
   type ClaimedDelivery,
   contextOf,
   currentTraceparent,
-  type DeliveryLifecycle,
   inSpan,
   isRetryableDbError,
   type Logger,
+  type MessagePayload,
   type OutcomeToRecord,
   type TemplateCatalog,
 } from '@postern/shared';
@@ -44,11 +44,13 @@ import { type BuiltMessage, buildMessage, UnbuildableDelivery } from './compose-
 import { type MessageSigner, SigningUnavailable } from './dkim-signer.ts';
 import { afterTemporaryFailure, type EndCause, type Ending, failForGood, lifetimeOver } from './fail-for-good.ts';
 import type { Forwarder } from './forward-message.ts';
+import type { HeldPayload, PayloadHolds } from './payload-holds.ts';
 import { nextStep, type RetryLadder } from './retry-ladder.ts';
 
 export interface AttemptDeps {
-  /** Reads the message of relayed mail (the lifecycle's loadPayload). */
-  lifecycle: Pick<DeliveryLifecycle, 'loadPayload'>;
+  /** The messages of relayed mail, read within the engine's memory budget and shared by the
+   *  attempts of one message (payload-holds.ts). */
+  payloads: Pick<PayloadHolds, 'hold'>;
   /** Where outcomes are recorded (the engine's completion batcher: batched with other workers'
    *  into one commit). Resolves after the commit: true if recorded, false if the lease was lost. */
   completions: { record(outcome: OutcomeToRecord): Promise<boolean> };
@@ -150,10 +152,15 @@ function endingOf(
   );
 }
 
+type PayloadOf = (messageId: string) => Promise<MessagePayload | null>;
+
+/** A worker waiting for the payload budget beats this often: waiting for memory is not a stall. */
+const BEAT_WHILE_WAITING_MS = 1_000;
+
 /** The received message of relayed mail that ends before it was built (its key could not sign or
  *  seal it), for its bounce's quoted headers; empty if it is gone, as the lease reclaim has it. */
-async function receivedMessage(deps: AttemptDeps, delivery: ClaimedDelivery): Promise<QuotedMessage> {
-  const payload = delivery.payload_mode === 'relay' && delivery.message_id ? await deps.lifecycle.loadPayload(delivery.message_id) : null;
+async function receivedMessage(delivery: ClaimedDelivery, loadPayload: PayloadOf): Promise<QuotedMessage> {
+  const payload = delivery.payload_mode === 'relay' && delivery.message_id ? await loadPayload(delivery.message_id) : null;
   return { raw: payload?.raw ?? Buffer.alloc(0), receivedAt: payload?.receivedAt ?? null };
 }
 
@@ -202,10 +209,31 @@ export function attemptDelivery(deps: AttemptDeps, delivery: ClaimedDelivery, be
     'postern.payload_mode': delivery.payload_mode,
     ...(delivery.message_id ? { [ATTR.messageId]: delivery.message_id } : {}),
   };
-  return inSpan('delivery attempt', { attributes }, (span) => attempt(deps, delivery, beat, handedOver, span), contextOf(delivery.traceparent));
+  return inSpan('delivery attempt', { attributes }, (span) => withHeldPayload(deps, beat, (payloadOf) => attempt(deps, delivery, beat, handedOver, span, payloadOf)), contextOf(delivery.traceparent));
 }
 
-async function attempt(deps: AttemptDeps, delivery: ClaimedDelivery, beat: () => void, handedOver: () => void, span: Span): Promise<void> {
+/** Runs the attempt with a reader of its message that holds it (read once, within the budget) until
+ *  the attempt is over, whatever ended it. */
+async function withHeldPayload(deps: AttemptDeps, beat: () => void, run: (payloadOf: PayloadOf) => Promise<void>): Promise<void> {
+  let held: HeldPayload | null = null;
+  const payloadOf: PayloadOf = async (messageId) => {
+    if (held) return held.payload;
+    const beating = setInterval(beat, BEAT_WHILE_WAITING_MS);
+    try {
+      held = await deps.payloads.hold(messageId);
+    } finally {
+      clearInterval(beating);
+    }
+    return held?.payload ?? null;
+  };
+  try {
+    await run(payloadOf);
+  } finally {
+    (held as HeldPayload | null)?.release();
+  }
+}
+
+async function attempt(deps: AttemptDeps, delivery: ClaimedDelivery, beat: () => void, handedOver: () => void, span: Span, payloadOf: PayloadOf): Promise<void> {
   /** Hands the outcome to the batcher and waits for its commit; false when the lease was lost. */
   const record = async (outcome: Pick<OutcomeToRecord, 'status' | 'attempt' | 'lastError'> & Partial<Pick<OutcomeToRecord, 'waitMs' | 'bounce'>>) => {
     const committed = persist(deps, beat, () =>
@@ -239,7 +267,7 @@ async function attempt(deps: AttemptDeps, delivery: ClaimedDelivery, beat: () =>
     }
     const cause = { kind: 'expired', queuedSince: delivery.queued_since, lifetimeMs: deps.queueLifetimeMs, reason: wait.lastError, reply: wait.reply, remoteMta: wait.remoteMta } as const;
     const attempts = wait.attempt ? delivery.attempt_count : delivery.attempt_count - 1;
-    const ending = endingOf(deps, delivery, message ?? (await receivedMessage(deps, delivery)), cause, attempts);
+    const ending = endingOf(deps, delivery, message ?? (await receivedMessage(delivery, payloadOf)), cause, attempts);
     deps.logger.warn(about({ queuedSince: delivery.queued_since, lifetimeMs: deps.queueLifetimeMs, waitedFor: wait.waitedFor }), 'queue lifetime over: the delivery ends instead of waiting again');
     if (await end(ending, wait.attempt)) deps.metrics.expired.inc({ waited_for: wait.waitedFor });
   };
@@ -264,7 +292,7 @@ async function attempt(deps: AttemptDeps, delivery: ClaimedDelivery, beat: () =>
           catalog: deps.catalog,
           sender: deps.sender,
           logger: deps.logger,
-          loadPayload: (id) => deps.lifecycle.loadPayload(id),
+          loadPayload: payloadOf,
           // The stub reads no bytes: templates are still rendered (a broken one fails as it would
           // in production), but no MIME message is composed for it.
           compose: !deps.relay.discardsMessages,

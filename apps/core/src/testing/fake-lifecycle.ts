@@ -92,8 +92,11 @@ export function createFakeLifecycle(): FakeLifecycle {
       return `bounce-${fake.bounces.length}`;
     },
     async noteUnbounced() {},
-    async loadPayload(messageId) {
-      return fake.payloads.get(messageId) ?? null;
+    async loadPayload(messageId, read) {
+      const payload = fake.payloads.get(messageId);
+      if (!payload) return null;
+      await read?.beforeRead?.(payload.raw.length);
+      return payload;
     },
     async cancel() {
       return false;

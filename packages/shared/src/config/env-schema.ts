@@ -177,6 +177,9 @@ export const envSchema = z.object({
 
   // Engine tuning.
   MAIL_ATTEMPT_WORKER_CONCURRENCY: count('8', 1000),
+  // Bytes of relayed messages one engine holds for its attempts at once; an attempt whose message
+  // does not fit waits for others to end. A message larger than all of it goes alone (docs/core.md).
+  MAIL_PAYLOAD_MEMORY_BUDGET: parsedBy(parseByteSize).prefault('128MiB'),
   MAIL_SHUTDOWN_TIMEOUT: durationFromZero('30s'),
   // Delivery engine (apps/core). The retry ladder is fixed (docs/core.md); the override exists so
   // tests and staging can shorten it: a comma-separated list of waits, e.g. "1s,2s".

@@ -59,6 +59,8 @@ export interface PosternConfig {
   };
   engine: {
     attemptWorkerConcurrency: number;
+    /** MAIL_PAYLOAD_MEMORY_BUDGET: bytes of relayed messages held for attempts at once. */
+    payloadMemoryBudgetBytes: number;
     shutdownTimeoutMs: number;
     /** Waits between attempts; null means the built-in ladder (apps/core retry-ladder.ts). */
     retryLadderMs: number[] | null;
@@ -262,6 +264,7 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
     },
     engine: {
       attemptWorkerConcurrency: env.MAIL_ATTEMPT_WORKER_CONCURRENCY,
+      payloadMemoryBudgetBytes: env.MAIL_PAYLOAD_MEMORY_BUDGET,
       shutdownTimeoutMs: env.MAIL_SHUTDOWN_TIMEOUT,
       retryLadderMs: env.MAIL_RETRY_LADDER ?? null,
       leaseDurationMs: env.MAIL_LEASE_DURATION,

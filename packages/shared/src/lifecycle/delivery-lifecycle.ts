@@ -22,7 +22,7 @@ import { type Pool, withTransaction } from '../db/pool.ts';
 import { cancelDelivery } from './cancel-delivery.ts';
 import { type ClaimedDelivery, claimDueDeliveries } from './claim-deliveries.ts';
 import { type BounceToStore, insertBounce, noteUnbounced } from './fail-for-good.ts';
-import { loadMessagePayload, type MessagePayload } from './load-payload.ts';
+import { loadMessagePayload, type MessagePayload, type PayloadReadOptions } from './load-payload.ts';
 import { expiredLeaseIds, type ReclaimedDelivery, reclaimExpiredLeases } from './reclaim-expired-leases.ts';
 import { type BareOutcome, recordBareOutcome } from './record-bare-outcome.ts';
 import { type OutcomeToRecord, recordLateOutcomes, recordOutcomes } from './record-outcomes.ts';
@@ -64,7 +64,7 @@ export interface DeliveryLifecycle {
   insertBounce(bounce: BounceToStore): Promise<string>;
   noteUnbounced(deliveryId: string, reason: string): Promise<void>;
   /** Not a status change: the accepted message an attempt relays and a bounce quotes. */
-  loadPayload(messageId: string): Promise<MessagePayload | null>;
+  loadPayload(messageId: string, options?: PayloadReadOptions): Promise<MessagePayload | null>;
   cancel(deliveryId: string, reason: string): Promise<boolean>;
   requeueDeadLetters(request: RequeueRequest): Promise<string[]>;
   /** `work` in one transaction: every operation of `tx` runs on its connection. */
@@ -111,7 +111,7 @@ function bind(db: Queryable, inTransaction: InTransaction): DeliveryLifecycle {
     expiredLeaseIds: (limit, except = []) => expiredLeaseIds(db, limit, except),
     insertBounce: (bounce) => insertBounce(db, bounce),
     noteUnbounced: (deliveryId, reason) => noteUnbounced(db, deliveryId, reason),
-    loadPayload: (messageId) => loadMessagePayload(db, messageId),
+    loadPayload: (messageId, options) => loadMessagePayload(db, messageId, options),
     cancel: (deliveryId, reason) => cancelDelivery(db, deliveryId, reason),
     requeueDeadLetters: (request) => requeueDeadLetters(db, request),
     // Inside, the connection is already in the transaction: a nested one is the same transaction.

@@ -4,7 +4,7 @@ export { type ClaimedDelivery, claimDueDeliveries } from './claim-deliveries.ts'
 export { ANY_DEAD_LETTER, type DeadLetterFilterValues, deadLetterFilterParams, withDeadLetterFilter } from './dead-letter-filter.ts';
 export { createDeliveryLifecycle, type DeliveryLifecycle, type RecordedOutcomes } from './delivery-lifecycle.ts';
 export { BOUNCE_SOURCE, type BounceToStore, insertBounce, MAX_REASON_CHARS, noteUnbounced } from './fail-for-good.ts';
-export { loadMessagePayload, type MessagePayload } from './load-payload.ts';
+export { loadMessagePayload, type MessagePayload, PAYLOAD_SLICE_BYTES, type PayloadReadOptions } from './load-payload.ts';
 export { expiredLeaseIds, type ReclaimedDelivery, reclaimExpiredLeases } from './reclaim-expired-leases.ts';
 export { type BareOutcome, recordBareOutcome, unrecordableOutcome } from './record-bare-outcome.ts';
 export { type Outcome, type OutcomeStatus, type OutcomeToRecord, recordLateOutcomes, recordOutcomes } from './record-outcomes.ts';
