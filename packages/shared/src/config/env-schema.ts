@@ -117,7 +117,9 @@ export const envSchema = z.object({
 
   // Redis: the command stream for internal producers. Unset: stream intake off.
   MAIL_REDIS_MASTER_ADDR: parsedBy(parseRedisEndpoint).optional(),
+  MAIL_REDIS_USERNAME: z.string().optional(),
   MAIL_REDIS_PASSWORD: z.string().optional(),
+  MAIL_REDIS_TLS_CA: z.string().min(1).optional(),
   MAIL_REDIS_SENTINEL_PASSWORD: z.string().optional(),
   MAIL_REDIS_CONSUMER_GROUP: z.string().regex(/^[A-Za-z0-9._:-]{1,100}$/).default('postern-core'),
 
