@@ -7,8 +7,14 @@
 //   class 53 (insufficient resources: too many connections, out of memory, disk full), 25006
 //   read-only transaction (the server takes no writes now: default_transaction_read_only on for a
 //   maintenance freeze, or a standby behind an endpoint that should name the primary), a server
-//   refused because it is a standby (NOT_PRIMARY_CODE, pool.ts) and the driver's own socket and
-//   pool errors. Stream intake waits these out however long they last; anything else counts towards
+//   refused because it is a standby (NOT_PRIMARY_CODE, pool.ts), the driver's own socket and pool
+//   errors, and a new connection the server or this process refused before any statement: class 28
+//   (a login refused: a password rotated, a pg_hba.conf changed) and a server certificate the TLS
+//   client refused (net/certificate-errors.ts: a renewal by a CA the DSN does not name, an expiry).
+//   Those last until an operator acts, and no statement or command is to blame: taken for the
+//   item's fault, a certificate the engines no longer trusted quarantined the stream's head as
+//   handling_failed, and its quarantine failing the same way, acknowledged it: commands lost
+//   (e2e/faults/postgres-tls). Stream intake waits these out however long they last; anything else counts towards
 //   quarantining the entry (apps/core/src/intake/handling-failures.ts). A refused write is the
 //   database's state, never the item's: taken for the item's fault, 30 s of it quarantined the
 //   stream's head as handling_failed and left sends unrecorded until their leases ran out and they
@@ -25,6 +31,8 @@
 //
 // describeDbError — the failure as the text recorded with an item taken out of the way (a
 // quarantined command, an outcome recorded bare, a dead letter without its bounce).
+import { isCertificateError } from '../net/certificate-errors.ts';
+
 /** The code of the error a new connection fails with when the server is a standby (pool.ts). */
 export const NOT_PRIMARY_CODE = 'POSTERN_NOT_PRIMARY';
 
@@ -32,7 +40,7 @@ const AWAY_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN',
   '57P01', '57P02', '57P03', '25006', NOT_PRIMARY_CODE,
 ]);
-const AWAY_CLASSES = /^(08|53)[0-9A-Z]{3}$/;
+const AWAY_CLASSES = /^(08|28|53)[0-9A-Z]{3}$/;
 const CONTENTION_CODES = new Set(['57014']);
 const CONTENTION_CLASSES = /^(40|55)[0-9A-Z]{3}$/;
 
@@ -43,8 +51,9 @@ function codeOf(error: unknown): string | undefined {
 export function isTransientDbError(error: unknown): boolean {
   const code = codeOf(error);
   if (code && (AWAY_CODES.has(code) || AWAY_CLASSES.test(code))) return true;
+  if (isCertificateError(error)) return true;
   const message = error instanceof Error ? error.message : '';
-  return /Connection terminated|connection timeout|timeout exceeded|Query read timeout|not queryable|Client has encountered a connection error/i.test(message);
+  return /Connection terminated|connection timeout|timeout exceeded|Query read timeout|not queryable|Client has encountered a connection error|The server does not support SSL connections/i.test(message);
 }
 
 export function isRetryableDbError(error: unknown): boolean {
