@@ -37,8 +37,14 @@ let tls: TlsPostgres;
 let redis: FaultRedis;
 
 beforeAll(async () => {
-  [tls, redis] = await Promise.all([startTlsPostgres(), startFaultRedis()]);
-}, 180_000);
+  // Both, or neither: a server started while the other failed is stopped, not left behind.
+  const [startedTls, startedRedis] = await Promise.allSettled([startTlsPostgres(), startFaultRedis()]);
+  if (startedTls.status === 'rejected' || startedRedis.status === 'rejected') {
+    await Promise.allSettled([startedTls.status === 'fulfilled' && startedTls.value.close(), startedRedis.status === 'fulfilled' && startedRedis.value.close()]);
+    throw startedTls.status === 'rejected' ? startedTls.reason : (startedRedis as PromiseRejectedResult).reason;
+  }
+  [tls, redis] = [startedTls.value, startedRedis.value];
+}, 400_000);
 
 afterAll(async () => {
   await redis?.close();

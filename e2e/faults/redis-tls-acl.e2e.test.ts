@@ -64,10 +64,13 @@ let producer: Redis;
 const engines: Engine[] = [];
 
 beforeAll(async () => {
-  [redis, db, sink] = await Promise.all([startTlsRedis(), createTestDatabase('redis-tls-acl'), startFaultSink()]);
+  // One at a time: what started before a failure is stopped by afterAll.
+  redis = await startTlsRedis();
+  db = await createTestDatabase('redis-tls-acl');
+  sink = await startFaultSink();
   await redis.admin.call('ACL', 'SETUSER', ...documentedAcl('postern-producer'));
   producer = redis.connect('postern-producer', PRODUCER_PASSWORD);
-}, 180_000);
+}, 400_000);
 
 afterAll(async () => {
   await Promise.allSettled(engines.map((engine) => engine.stop()));
