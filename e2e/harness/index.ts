@@ -9,5 +9,7 @@ export { type PgBouncer, type PoolMode, startPgBouncer } from './pgbouncer.ts';
 export { type ReadyzAnswer, readyzOf, readyzWhen } from './readyz.ts';
 export { type PostgresStandbyPair, startPostgresStandbyPair } from './standby-postgres.ts';
 export { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
+export { makeTestCa, type ServerCertificate, type TestCa } from './test-ca.ts';
 export { adminDsn, createTestDatabase, databaseDsn, type TestDatabase } from './test-database.ts';
+export { type PresentedCertificate, startTlsPostgres, type TlsPostgres } from './tls-postgres.ts';
 export { type WaitOptions, waitFor } from './wait-for.ts';

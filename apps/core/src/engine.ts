@@ -242,7 +242,11 @@ async function waitForRedis(redis: RedisConnections, timeoutMs: number): Promise
       await redis.commands.ping();
       return;
     } catch (error) {
-      if (Date.now() >= deadline) throw new Error(`Redis did not answer PING within ${timeoutMs} ms: ${(error as Error).message}`);
+      if (Date.now() >= deadline) {
+        // Why the connection could not be made (a certificate, a login) is the cause worth naming.
+        const cause = redis.connectionError() ?? (error as Error);
+        throw new Error(`Redis did not answer PING within ${timeoutMs} ms: ${cause.message}`, { cause });
+      }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }

@@ -104,6 +104,20 @@ function isNoGroup(error: unknown): boolean {
   return error instanceof Error && error.message.startsWith('NOGROUP');
 }
 
+/** Redis refused a command to the engine's ACL user. Its NOPERM reply names the command; a
+ *  command the read script runs is refused without a name (Redis 7.0: "The user executing the
+ *  script can't run this command or subcommand"), so the script's commands are named here. What to
+ *  grant is added, so that the loop's restart line and /readyz say both. */
+function withAclHint(error: unknown): unknown {
+  if (!(error instanceof Error)) return error;
+  const grant = `grant the engine's Redis user the ACL in docs/deploy.md, "A Redis user for the engines"`;
+  if (/\bNOPERM\b/.test(error.message)) return new Error(`${error.message}: ${grant}`, { cause: error });
+  if (/can't run this command or subcommand/.test(error.message)) {
+    return new Error(`${error.message}: the stream read script runs xreadgroup and xautoclaim; ${grant}`, { cause: error });
+  }
+  return error;
+}
+
 /** Stream entry ids ("<ms>-<seq>") in the stream's order. */
 function compareEntryIds(a: string, b: string): number {
   const [aMs = 0n, aSeq = 0n] = a.split('-').map(BigInt);
@@ -465,5 +479,5 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
     }
   }
 
-  return { body };
+  return { body: (context) => body(context).catch((error: unknown) => Promise.reject(withAclHint(error))) };
 }

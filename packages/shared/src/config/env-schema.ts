@@ -62,14 +62,23 @@ const count = (fallback: string, max?: number) =>
 const countFromZero = (fallback: string, max?: number) =>
   parsedBy((text) => parsePositiveInteger(text, max, 0)).prefault(fallback);
 
+/** A file the DSN names (sslrootcert, sslcert, sslkey) that its parser could not read: the parser
+ *  reads them as it parses, and that failure said the URL could not be read (check its brackets). */
+function unreadableDsnFile(error: unknown): string | null {
+  const { code, path } = (error ?? {}) as { code?: unknown; path?: unknown };
+  if (typeof path !== 'string' || typeof code !== 'string') return null;
+  return `names a file that cannot be read: ${path} (${code}): sslrootcert, sslcert and sslkey must be files this process can read`;
+}
+
 /** Read by the parser node-postgres reads it with: a DSN it cannot read (`postgres://u:pw@[::1/db`,
- *  a port over 65535) was a TypeError with a stack trace when the pool first connected. */
+ *  a port over 65535) was a TypeError with a stack trace when the pool first connected. A file it
+ *  names that cannot be read is said apart (unreadableDsnFile). */
 function readableDsn(text: string): boolean {
   try {
     parseConnectionString(text);
     return true;
-  } catch {
-    return false;
+  } catch (error) {
+    return unreadableDsnFile(error) !== null;
   }
 }
 
@@ -82,8 +91,8 @@ function unsupportedDsnPart(text: string): string | null {
   let parsed: ReturnType<typeof parseConnectionString>;
   try {
     parsed = parseConnectionString(text);
-  } catch {
-    return null;
+  } catch (error) {
+    return unreadableDsnFile(error);
   }
   if (parsed.host?.includes(',')) {
     return `names several hosts (${parsed.host}): PostgreSQL's Node.js client connects to one; name the cluster's read-write endpoint (docs/deploy.md, "PostgreSQL high availability")`;
@@ -117,7 +126,9 @@ export const envSchema = z.object({
 
   // Redis: the command stream for internal producers. Unset: stream intake off.
   MAIL_REDIS_MASTER_ADDR: parsedBy(parseRedisEndpoint).optional(),
+  MAIL_REDIS_USERNAME: z.string().optional(),
   MAIL_REDIS_PASSWORD: z.string().optional(),
+  MAIL_REDIS_TLS_CA: z.string().min(1).optional(),
   MAIL_REDIS_SENTINEL_PASSWORD: z.string().optional(),
   MAIL_REDIS_CONSUMER_GROUP: z.string().regex(/^[A-Za-z0-9._:-]{1,100}$/).default('postern-core'),
 

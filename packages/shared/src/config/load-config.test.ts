@@ -177,7 +177,16 @@ describe('loadConfig', () => {
   });
   it('reads MAIL_REDIS_MASTER_ADDR as one server or as Sentinels naming a master', () => {
     const direct = loadConfig({ ...minimal, MAIL_SMTP_MODE: 'stub', MAIL_REDIS_MASTER_ADDR: 'redis.internal:6379' }, 'core');
-    expect(direct.redis?.endpoint).toEqual({ kind: 'direct', addr: { host: 'redis.internal', port: 6379 } });
+    expect(direct.redis?.endpoint).toEqual({ kind: 'direct', addr: { host: 'redis.internal', port: 6379 }, tls: false });
+    const overTls = loadConfig(
+      { ...minimal, MAIL_SMTP_MODE: 'stub', MAIL_REDIS_MASTER_ADDR: 'rediss://redis.internal:6380', MAIL_REDIS_USERNAME: 'postern-engine', MAIL_REDIS_TLS_CA: '/etc/ca.pem' },
+      'core',
+    );
+    expect(overTls.redis).toMatchObject({ endpoint: { kind: 'direct', addr: { host: 'redis.internal', port: 6380 }, tls: true }, username: 'postern-engine', tlsCaFile: '/etc/ca.pem' });
+    // The credentials have variables of their own, and a CA file needs TLS.
+    expect(() => loadConfig({ ...minimal, MAIL_SMTP_MODE: 'stub', MAIL_REDIS_MASTER_ADDR: 'rediss://u:hunter2@redis.internal:6380' }, 'core')).toThrow(/holds credentials: give them in MAIL_REDIS_USERNAME/);
+    expect(() => loadConfig({ ...minimal, MAIL_SMTP_MODE: 'stub', MAIL_REDIS_MASTER_ADDR: 'redis.internal:6379', MAIL_REDIS_TLS_CA: '/etc/ca.pem' }, 'core')).toThrow(/MAIL_REDIS_TLS_CA: set without a rediss:\/\//);
+    expect(() => loadConfig({ ...minimal, MAIL_SMTP_MODE: 'stub', MAIL_REDIS_USERNAME: 'postern-engine' }, 'core')).toThrow(/MAIL_REDIS_USERNAME: set without MAIL_REDIS_MASTER_ADDR/);
     const sentinel = loadConfig(
       { ...minimal, MAIL_SMTP_MODE: 'stub', MAIL_REDIS_MASTER_ADDR: 'sentinel://10.0.0.1:26379,[::1]:26380/postern', MAIL_REDIS_SENTINEL_PASSWORD: 's3' },
       'core',

@@ -16,7 +16,16 @@ export interface PosternConfig {
     connectTimeoutMs: number;
     statementTimeoutMs: number;
   };
-  redis: { endpoint: RedisEndpoint; password: string | undefined; sentinelPassword: string | undefined; consumerGroup: string } | null;
+  redis: {
+    endpoint: RedisEndpoint;
+    /** The ACL user; unset: Redis's `default` user. */
+    username: string | undefined;
+    password: string | undefined;
+    sentinelPassword: string | undefined;
+    /** A PEM file of the CAs a rediss:// server's certificate must chain to; unset: Node's own (with NODE_EXTRA_CA_CERTS). */
+    tlsCaFile: string | undefined;
+    consumerGroup: string;
+  } | null;
   templateDir: string;
   /** MAIL_URGENT_CATEGORIES: deliveries of these categories are claimed first. */
   urgentCategories: readonly string[];
@@ -189,8 +198,11 @@ function crossFieldProblems(env: Env, app: AppName): string[] {
         `the deadline is MAIL_SMTP_SEND_DEADLINE, or ${SMTP_SEND_STEPS} x MAIL_SMTP_TIMEOUT when unset)`,
     );
   }
-  if (env.MAIL_REDIS_PASSWORD && !env.MAIL_REDIS_MASTER_ADDR) {
-    problems.push('MAIL_REDIS_PASSWORD: set without MAIL_REDIS_MASTER_ADDR');
+  for (const name of ['MAIL_REDIS_USERNAME', 'MAIL_REDIS_PASSWORD'] as const) {
+    if (env[name] && !env.MAIL_REDIS_MASTER_ADDR) problems.push(`${name}: set without MAIL_REDIS_MASTER_ADDR`);
+  }
+  if (env.MAIL_REDIS_TLS_CA && !(env.MAIL_REDIS_MASTER_ADDR?.kind === 'direct' && env.MAIL_REDIS_MASTER_ADDR.tls)) {
+    problems.push('MAIL_REDIS_TLS_CA: set without a rediss:// MAIL_REDIS_MASTER_ADDR');
   }
   if (env.MAIL_REDIS_SENTINEL_PASSWORD && env.MAIL_REDIS_MASTER_ADDR?.kind !== 'sentinel') {
     problems.push('MAIL_REDIS_SENTINEL_PASSWORD: set without a sentinel:// MAIL_REDIS_MASTER_ADDR');
@@ -230,8 +242,10 @@ export function loadConfig(source: Source, app: AppName): PosternConfig {
     redis: env.MAIL_REDIS_MASTER_ADDR
       ? {
           endpoint: env.MAIL_REDIS_MASTER_ADDR,
+          username: env.MAIL_REDIS_USERNAME,
           password: env.MAIL_REDIS_PASSWORD,
           sentinelPassword: env.MAIL_REDIS_SENTINEL_PASSWORD,
+          tlsCaFile: env.MAIL_REDIS_TLS_CA,
           consumerGroup: env.MAIL_REDIS_CONSUMER_GROUP,
         }
       : null,

@@ -73,19 +73,31 @@ export function parseListenAddress(text: string): Parsed<ListenAddress> {
   return { ok: true, value: { host, port } };
 }
 
-/** Where Redis is: one server, or the master a set of Sentinels names (and names again after a failover). */
+/** Where Redis is: one server (over TLS with `tls`), or the master a set of Sentinels names (and
+ *  names again after a failover). */
 export type RedisEndpoint =
-  | { kind: 'direct'; addr: ListenAddress }
+  | { kind: 'direct'; addr: ListenAddress; tls: boolean }
   | { kind: 'sentinel'; sentinels: ListenAddress[]; masterName: string };
 
 const SENTINEL_FORM = /^sentinel:\/\/([^/]+)\/([A-Za-z0-9._-]{1,100})$/;
+const TLS_SCHEME = 'rediss://';
 
-/** "host:port", or "sentinel://host:port,host:port/mastername". */
+/** "host:port", "rediss://host:port" (TLS), or "sentinel://host:port,host:port/mastername". */
 export function parseRedisEndpoint(text: string): Parsed<RedisEndpoint> {
   const trimmed = text.trim();
+  if (trimmed.startsWith(TLS_SCHEME)) {
+    const rest = trimmed.slice(TLS_SCHEME.length);
+    // The user and password have variables of their own: a URL's userinfo would be the one
+    // place a password could be read back from a log line of the address.
+    if (rest.includes('@')) {
+      return { ok: false, problem: `"${withoutCredentials(text)}" holds credentials: give them in MAIL_REDIS_USERNAME and MAIL_REDIS_PASSWORD, and the address as rediss://host:port` };
+    }
+    const addr = parseListenAddress(rest.replace(/\/$/, ''));
+    return addr.ok ? { ok: true, value: { kind: 'direct', addr: addr.value, tls: true } } : addr;
+  }
   if (!trimmed.startsWith('sentinel://')) {
     const addr = parseListenAddress(trimmed);
-    return addr.ok ? { ok: true, value: { kind: 'direct', addr: addr.value } } : addr;
+    return addr.ok ? { ok: true, value: { kind: 'direct', addr: addr.value, tls: false } } : addr;
   }
   const match = SENTINEL_FORM.exec(trimmed);
   if (!match) return { ok: false, problem: `"${withoutCredentials(text)}" is not sentinel://host:port[,host:port...]/mastername` };

@@ -28,6 +28,15 @@ describe('db-errors', () => {
     expect(isTransientDbError(pgError('57014'))).toBe(false);
     expect(isTransientDbError(pgError('40P01'))).toBe(false);
   });
+
+  it('counts a new connection refused before any statement as away: a certificate, a login, a server without TLS', () => {
+    // Until an operator renews the certificate or names its CA, rotates the password back or
+    // edits pg_hba.conf: no command waiting for the connection is to blame.
+    for (const code of ['SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID', '28P01', '28000']) {
+      expect(isTransientDbError(pgError(code)), code).toBe(true);
+    }
+    expect(isTransientDbError(new Error('The server does not support SSL connections'))).toBe(true);
+  });
 });
 
 describe('a full disk', () => {

@@ -10,8 +10,14 @@
 //   refused because it is a standby (NOT_PRIMARY_CODE, pool.ts), any error of severity FATAL or
 //   PANIC (the server ended the session, whatever the statement was: on a full disk a new
 //   connection fails with FATAL XX000 "could not write init file" when the relation cache's init
-//   file must be written again, e2e/faults/postgres-disk-full) and the driver's own socket and
-//   pool errors. Stream intake waits these out however long they last; anything else counts towards
+//   file must be written again, e2e/faults/postgres-disk-full), the driver's own socket and pool
+//   errors, and a new connection the server or this process refused before any statement: class 28
+//   (a login refused: a password rotated, a pg_hba.conf changed) and a server certificate the TLS
+//   client refused (net/certificate-errors.ts: a renewal by a CA the DSN does not name, an expiry).
+//   Those last until an operator acts, and no statement or command is to blame: taken for the
+//   item's fault, a certificate the engines no longer trusted quarantined the stream's head as
+//   handling_failed, and its quarantine failing the same way, acknowledged it: commands lost
+//   (e2e/faults/postgres-tls). Stream intake waits these out however long they last; anything else counts towards
 //   quarantining the entry (apps/core/src/intake/handling-failures.ts). A refused write is the
 //   database's state, never the item's: taken for the item's fault, 30 s of it quarantined the
 //   stream's head as handling_failed and left sends unrecorded until their leases ran out and they
@@ -38,6 +44,8 @@
 //
 // describeDbError — the failure as the text recorded with an item taken out of the way (a
 // quarantined command, an outcome recorded bare, a dead letter without its bounce).
+import { isCertificateError } from '../net/certificate-errors.ts';
+
 /** The code of the error a new connection fails with when the server is a standby (pool.ts). */
 export const NOT_PRIMARY_CODE = 'POSTERN_NOT_PRIMARY';
 
@@ -47,7 +55,7 @@ const AWAY_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN',
   '57P01', '57P02', '57P03', READ_ONLY_CODE, NOT_PRIMARY_CODE,
 ]);
-const AWAY_CLASSES = /^(08|53)[0-9A-Z]{3}$/;
+const AWAY_CLASSES = /^(08|28|53)[0-9A-Z]{3}$/;
 const CONTENTION_CODES = new Set(['57014']);
 const CONTENTION_CLASSES = /^(40|55)[0-9A-Z]{3}$/;
 
@@ -65,9 +73,9 @@ function endedSession(error: unknown): boolean {
 export function isTransientDbError(error: unknown): boolean {
   const code = codeOf(error);
   if (code && (AWAY_CODES.has(code) || AWAY_CLASSES.test(code))) return true;
-  if (endedSession(error)) return true;
+  if (endedSession(error) || isCertificateError(error)) return true;
   const message = error instanceof Error ? error.message : '';
-  return /Connection terminated|connection timeout|timeout exceeded|Query read timeout|not queryable|Client has encountered a connection error/i.test(message);
+  return /Connection terminated|connection timeout|timeout exceeded|Query read timeout|not queryable|Client has encountered a connection error|The server does not support SSL connections/i.test(message);
 }
 
 /** SQLSTATE 53100: PostgreSQL could not write a file because its disk is full. */

@@ -43,4 +43,38 @@ describe('explainStartupFailure', () => {
     );
     expect(explainStartupFailure(new TypeError('undefined is not a function'))).toBeNull();
   });
+
+  it('tells a server that takes only TLS from a refused login: the DSN needs sslmode, not another password', () => {
+    const hostsslOnly = Object.assign(
+      new Error('no pg_hba.conf entry for host "172.17.0.1", user "postern", database "postern", no encryption'),
+      { code: '28000' },
+    );
+    expect(explainStartupFailure(hostsslOnly)).toMatchObject({
+      what: 'PostgreSQL accepts only TLS connections from this host',
+      todo: expect.stringMatching(/sslmode=verify-full&sslrootcert=<CA file>/),
+    });
+    expect(explainStartupFailure(new Error('The server does not support SSL connections'))?.what).toMatch(/does not offer TLS/);
+  });
+
+  it('names a certificate refused, and where the CA goes, wherever in the chain of causes', () => {
+    const untrusted = Object.assign(new Error('self-signed certificate in certificate chain'), { code: 'SELF_SIGNED_CERT_IN_CHAIN' });
+    const wrapped = new Error('Redis did not answer PING within 5000 ms: self-signed certificate in certificate chain', { cause: untrusted });
+    for (const error of [untrusted, wrapped]) {
+      expect(explainStartupFailure(error)).toMatchObject({
+        what: "the server's TLS certificate is not trusted",
+        todo: expect.stringMatching(/sslrootcert=<CA file>.*MAIL_REDIS_TLS_CA.*NODE_EXTRA_CA_CERTS/),
+      });
+    }
+    const wrongHost = Object.assign(new Error("Hostname/IP does not match certificate's altnames: IP: 127.0.0.1 is not in the cert's list: "), {
+      code: 'ERR_TLS_CERT_ALTNAME_INVALID',
+    });
+    expect(explainStartupFailure(wrongHost)?.what).toBe("the server's TLS certificate is not for the host connected to");
+  });
+
+  it("names a Redis login or an ACL refused, from Redis's own reply", () => {
+    const wrongPass = new Error('WRONGPASS invalid username-password pair or user is disabled.');
+    expect(explainStartupFailure(new Error('Redis did not answer PING within 5000 ms', { cause: wrongPass }))?.what).toBe('Redis refused the login');
+    const noPerm = new Error("NOPERM User postern-engine has no permissions to run the 'ping' command");
+    expect(explainStartupFailure(noPerm)?.todo).toMatch(/A Redis user for the engines/);
+  });
 });

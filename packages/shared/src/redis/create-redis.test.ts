@@ -95,7 +95,7 @@ describe('createRedisConnections', () => {
   it('drops a connection that answers nothing while a command waits on it, and carries on on a new one', async () => {
     server = await fakeRedis();
     redis = createRedisConnections({
-      endpoint: { kind: 'direct', addr: { host: '127.0.0.1', port: server.port } },
+      endpoint: { kind: 'direct', addr: { host: '127.0.0.1', port: server.port }, tls: false },
       name: 'dead-socket-test',
       logger: createLogger('create-redis-test', 'silent'),
       deadSocketMs: 300,
@@ -125,7 +125,7 @@ describe('createRedisConnections', () => {
   it('makes a connection again that ioredis ended for good, as its Sentinel connector does when dropped mid-reconnect', async () => {
     server = await fakeRedis();
     redis = createRedisConnections({
-      endpoint: { kind: 'direct', addr: { host: '127.0.0.1', port: server.port } },
+      endpoint: { kind: 'direct', addr: { host: '127.0.0.1', port: server.port }, tls: false },
       name: 'ended-test',
       logger: createLogger('create-redis-test', 'silent'),
     });
@@ -143,7 +143,7 @@ describe('createRedisConnections', () => {
   it('leaves closed what close() closed', async () => {
     server = await fakeRedis();
     const connections = createRedisConnections({
-      endpoint: { kind: 'direct', addr: { host: '127.0.0.1', port: server.port } },
+      endpoint: { kind: 'direct', addr: { host: '127.0.0.1', port: server.port }, tls: false },
       name: 'closed-test',
       logger: createLogger('create-redis-test', 'silent'),
     });

@@ -6,6 +6,8 @@
 // command waits, and made again: otherwise a command on it would never return, and the stream
 // consumer, restarted by the watchdog, would queue its next read behind the dead one (and the
 // notifications of new entries would stop without a word).
+import { readFileSync } from 'node:fs';
+import type { ConnectionOptions } from 'node:tls';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { RedisEndpoint } from '../config/parse-values.ts';
@@ -15,7 +17,11 @@ export type { Redis };
 
 export interface RedisOptions {
   endpoint: RedisEndpoint;
+  /** The ACL user (MAIL_REDIS_USERNAME); unset: Redis's `default` user. */
+  username?: string | undefined;
   password?: string | undefined;
+  /** PEM file of the CAs a rediss:// server's certificate must chain to (MAIL_REDIS_TLS_CA). */
+  tlsCaFile?: string | undefined;
   sentinelPassword?: string | undefined;
   name: string;
   logger: Logger;
@@ -36,17 +42,40 @@ export interface RedisConnections {
    *  RESP2, because ioredis drops the RESP3 pushes client tracking sends; not resubscribed by
    *  ioredis, because the subscriber makes itself known by its new client id first. */
   notifications: Redis;
+  /** What the command connection last failed with while it was not ready (a refused TLS
+   *  certificate, a refused login), or null: what a command meanwhile fails with ("Stream isn't
+   *  writeable") does not say why. */
+  connectionError(): Error | null;
   close(): Promise<void>;
 }
 
 /** How long after ioredis ended a connection it is made again. */
 const CONNECT_AGAIN_MS = 1_000;
 
-function connect(options: RedisOptions, role: 'commands' | 'notifications', closing: () => boolean): Redis {
+/** TLS for a rediss:// endpoint: the server's certificate is verified, for its host name too,
+ *  against MAIL_REDIS_TLS_CA when given, else Node's CAs (NODE_EXTRA_CA_CERTS added). Read once,
+ *  at start: a file that cannot be read stops the start, by name. */
+function tlsOptions(options: RedisOptions): ConnectionOptions | undefined {
+  if (options.endpoint.kind !== 'direct' || !options.endpoint.tls) return undefined;
+  if (options.tlsCaFile === undefined) return {};
+  try {
+    return { ca: readFileSync(options.tlsCaFile) };
+  } catch (error) {
+    throw new Error(`MAIL_REDIS_TLS_CA: cannot read ${options.tlsCaFile}: ${(error as Error).message}`);
+  }
+}
+
+function connect(
+  options: RedisOptions,
+  role: 'commands' | 'notifications',
+  closing: () => boolean,
+  tls: ConnectionOptions | undefined,
+  failed: (error: Error | null) => void = () => {},
+): Redis {
   const log = childLogger(options.logger, { component: 'redis', role });
   const where =
     options.endpoint.kind === 'direct'
-      ? { host: options.endpoint.addr.host, port: options.endpoint.addr.port }
+      ? { host: options.endpoint.addr.host, port: options.endpoint.addr.port, ...(tls ? { tls } : {}) }
       : {
           // The master is whatever the Sentinels name now; after a failover the connection is
           // dropped (failoverDetector) and made again to the new master.
@@ -58,8 +87,12 @@ function connect(options: RedisOptions, role: 'commands' | 'notifications', clos
         };
   const client = new Redis({
     ...where,
+    username: options.username,
     password: options.password,
     connectionName: `${options.name}:${role}`,
+    // No CLIENT SETINFO: Redis 7.0 has none, so an ACL line granting it cannot be written for
+    // both 7.0 and later, and it is one permission less (docs/deploy.md, A Redis user for the engines).
+    disableClientInfo: true,
     connectTimeout: 5_000,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
@@ -77,6 +110,7 @@ function connect(options: RedisOptions, role: 'commands' | 'notifications', clos
   let master: string | null = null;
   client.on('ready', () => {
     wasReady = true;
+    failed(null);
     if (options.endpoint.kind === 'direct') {
       log.info('connected');
       return;
@@ -91,7 +125,10 @@ function connect(options: RedisOptions, role: 'commands' | 'notifications', clos
     // and no engine can count them (docs/deploy.md, Redis with Sentinel).
     else log.warn({ master: now, previousMaster: before }, 'Redis master changed (Sentinel failover): XADDs the old master acknowledged and had not replicated are lost unless producers confirmed them with WAIT');
   });
-  client.on('error', (error) => log.warn({ err: error }, 'Redis connection error'));
+  client.on('error', (error) => {
+    if (client.status !== 'ready') failed(error);
+    log.warn({ err: error }, 'Redis connection error');
+  });
   // ioredis ends a connection for good (status "end", no retry) when its Sentinel connector is
   // dropped in the middle of a reconnect (`Connection is closed.` from then on): seen with producers
   // through a failover under load. An engine's connection left so would stop reading the stream
@@ -111,11 +148,16 @@ function connect(options: RedisOptions, role: 'commands' | 'notifications', clos
 export function createRedisConnections(options: RedisOptions): RedisConnections {
   let closed = false;
   const closing = () => closed;
-  const commands = connect(options, 'commands', closing);
-  const notifications = connect(options, 'notifications', closing);
+  const tls = tlsOptions(options);
+  let lastConnectionError: Error | null = null;
+  const commands = connect(options, 'commands', closing, tls, (error) => {
+    lastConnectionError = error;
+  });
+  const notifications = connect(options, 'notifications', closing, tls);
   return {
     commands,
     notifications,
+    connectionError: () => lastConnectionError,
     async close() {
       closed = true;
       await Promise.allSettled([commands.quit(), notifications.quit()]);
