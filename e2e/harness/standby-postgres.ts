@@ -5,7 +5,7 @@
 // reads, refuses writes).
 import { PostgreSqlContainer, type StartedPostgreSqlContainer } from '@testcontainers/postgresql';
 import { GenericContainer, Network, type StartedNetwork, type StartedTestContainer, Wait } from 'testcontainers';
-import { labels } from './containers.ts';
+import { labels, readyWhenPgIsReady } from './containers.ts';
 import { images } from './images.ts';
 
 export interface PostgresStandbyPair {
@@ -40,7 +40,7 @@ const STANDBY_SCRIPT = [
  *  then starts the standby from it. */
 export async function startPostgresStandbyPair(prepare: (primaryDsn: (database: string) => string) => Promise<void>): Promise<PostgresStandbyPair> {
   const network: StartedNetwork = await new Network().start();
-  const primary = await new PostgreSqlContainer(images.postgres)
+  const primary = await readyWhenPgIsReady(new PostgreSqlContainer(images.postgres), USER, 'postern_admin')
     .withLabels(labels)
     .withNetwork(network)
     .withNetworkAliases(PRIMARY_ALIAS)
