@@ -104,7 +104,6 @@ describe('large messages in flight', () => {
       MAIL_LEASE_DURATION: '45s',
       MAIL_RETRY_LADDER: '1s,1s,1s,1s,1s,1s,1s,1s',
       MAIL_HEARTBEAT_INTERVAL: '1s',
-      MAIL_LOG_LEVEL: 'warn',
     };
     engines.push(await spawnEngine(env));
     supervisor = (async () => {
