@@ -2,9 +2,10 @@
 // relayed mail holds its message from the read to the end of the attempt: the send, a signature or
 // ARC set made over it, a bounce quoting it, the wait for its outcome's commit. Without a bound the
 // engine held as many messages as it had attempts under way (MAIL_ATTEMPT_WORKER_CONCURRENCY, and
-// two uncommitted outcomes per worker): 32 workers on messages of 25 MiB grew it past 1 GiB, and
-// under a container's memory limit it was killed, took the same deliveries back and was killed
-// again (docs/core.md, "Large messages").
+// two uncommitted outcomes per worker), each read as hex text twice its size: 8 workers on
+// messages of 25 MiB peaked at 610-663 MiB, and 32 under a 512 MiB memory limit ground to a halt,
+// reads so slow that their workers were abandoned and the lease reclaim spent their attempts (0 of
+// 40 sent in 400 s; docs/core.md, "Large messages").
 //  - A budget (MAIL_PAYLOAD_MEMORY_BUDGET): a message is read only once its size fits in what the
 //    others leave; otherwise its attempt waits, first come first served (a large message is not
 //    overtaken for ever by small ones). The size is read first (the TOAST header, not the bytes:
