@@ -64,6 +64,7 @@ import { decideHandling } from './handling-failures.ts';
 import { recordOf } from './redis-record.ts';
 import { decodeStreamEntry, type StreamCommand } from './stream-command.ts';
 import { createStreamDoorbell } from './stream-doorbell.ts';
+import { createStreamFacts } from './stream-facts.ts';
 import { createStreamReader, KEPT_BYTES, KEPT_FIELDS, MAX_ENTRY_FIELDS, type ReadEntry } from './stream-read.ts';
 import { createStreamTrimmer } from './stream-trim.ts';
 
@@ -369,6 +370,8 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
     if (failure !== null) throw (failure as { error: unknown }).error;
   }
 
+  const facts = createStreamFacts(redis.commands, COMMAND_STREAM);
+
   /** Entries removed from the stream before the group read them (trimmed by a producer's MAXLEN
    *  while the engines were behind or away): Redis counts them in the group's lag, which is theirs
    *  alone once the group has read up to the stream's last entry. Counted once per process: what
@@ -378,9 +381,8 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
     const groups = ((await redis.commands.xinfo('GROUPS', COMMAND_STREAM)) as unknown[]).map(recordOf);
     const ours = groups.find((info) => info.name === group);
     if (!ours || ours.lag === null || ours.lag === undefined) return;
-    const stream = recordOf(await redis.commands.xinfo('STREAM', COMMAND_STREAM));
     // Read after the group: an entry added meanwhile makes them differ, and the check waits.
-    if (ours['last-delivered-id'] !== stream['last-generated-id']) return;
+    if (ours['last-delivered-id'] !== (await facts.lastGeneratedId())) return;
     const removed = Number(ours.lag);
     if (removed > removedUnreadReported) {
       metrics.streamEntriesLost.inc({ how: 'removed_unread' }, removed - removedUnreadReported);
@@ -397,7 +399,7 @@ export function createStreamConsumer(options: StreamConsumerOptions): { body: (c
    *  group is created again after that entry. Before this engine handled anything, from the start. */
   async function recreateGroup(noGroup: boolean): Promise<void> {
     const last = lastHandled;
-    const kept = last !== null && ((await redis.commands.xrange(COMMAND_STREAM, last, last)) as unknown[]).length > 0;
+    const kept = last !== null && (await facts.holds(last));
     if (kept) {
       if (!(await ensureGroup({ redis, group, logger: log }, last))) return;
       log.warn({ after: last }, 'consumer group was gone but the stream kept its entries: created it again after the last entry this engine handled');
