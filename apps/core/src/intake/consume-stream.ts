@@ -62,6 +62,7 @@ import type { EngineMetrics } from '../metrics.ts';
 import { decodeEntryFields } from './entry-fields.ts';
 import { decideHandling } from './handling-failures.ts';
 import { recordOf } from './redis-record.ts';
+import { isAclRefusal } from './script-refusal.ts';
 import { decodeStreamEntry, type StreamCommand } from './stream-command.ts';
 import { createStreamDoorbell } from './stream-doorbell.ts';
 import { createStreamFacts } from './stream-facts.ts';
@@ -105,18 +106,11 @@ function isNoGroup(error: unknown): boolean {
   return error instanceof Error && error.message.startsWith('NOGROUP');
 }
 
-/** Redis refused a command to the engine's ACL user. Its NOPERM reply names the command; a
- *  command the read script runs is refused without a name (Redis 7.0: "The user executing the
- *  script can't run this command or subcommand"), so the script's commands are named here. What to
- *  grant is added, so that the loop's restart line and /readyz say both. */
+/** Redis refused a command to the engine's ACL user (a script's refusal names its commands:
+ *  script-refusal.ts). What to grant is added, so that the loop's restart line and /readyz say both. */
 function withAclHint(error: unknown): unknown {
-  if (!(error instanceof Error)) return error;
-  const grant = `grant the engine's Redis user the ACL in docs/deploy.md, "A Redis user for the engines"`;
-  if (/\bNOPERM\b/.test(error.message)) return new Error(`${error.message}: ${grant}`, { cause: error });
-  if (/can't run this command or subcommand/.test(error.message)) {
-    return new Error(`${error.message}: the stream read script runs xreadgroup and xautoclaim; ${grant}`, { cause: error });
-  }
-  return error;
+  if (!isAclRefusal(error)) return error;
+  return new Error(`${error.message}: grant the engine's Redis user the ACL in docs/deploy.md, "A Redis user for the engines"`, { cause: error });
 }
 
 /** Stream entry ids ("<ms>-<seq>") in the stream's order. */

@@ -6,10 +6,10 @@
 // 71 MiB in e2e/core/stream-oversized, where it had grown by 1 MiB. A script keeps only the id and
 // the yes or no.
 import type { Redis } from '@postern/shared';
+import { namingScriptCommands } from './script-refusal.ts';
 
-// KEYS[1]: the stream. The id of the last entry ever added, or '' without a stream.
+// KEYS[1]: the stream. The id of the last entry ever added (Redis: "no such key" without a stream).
 const LAST_GENERATED_ID = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return '' end
 local info = redis.call('XINFO', 'STREAM', KEYS[1])
 for i = 1, #info, 2 do
   if info[i] == 'last-generated-id' then return info[i + 1] end
@@ -38,7 +38,16 @@ export function createStreamFacts(redis: Redis, stream: string): StreamFacts {
     posternStreamHoldsEntry(key: string, id: string): Promise<number>;
   };
   return {
-    lastGeneratedId: async () => String(await scripts.posternStreamLastGeneratedId(stream)),
-    holds: async (id) => Number(await scripts.posternStreamHoldsEntry(stream, id)) > 0,
+    lastGeneratedId: async () => {
+      try {
+        return String(await namingScriptCommands(scripts.posternStreamLastGeneratedId(stream), "the stream's last id script", ['xinfo|stream']));
+      } catch (error) {
+        // The stream removed since the caller looked (it asked XINFO GROUPS first).
+        if (error instanceof Error && /no such key/.test(error.message)) return '';
+        throw error;
+      }
+    },
+    holds: async (id) =>
+      Number(await namingScriptCommands(scripts.posternStreamHoldsEntry(stream, id), 'the stream entry check script', ['xrange'])) > 0,
   };
 }

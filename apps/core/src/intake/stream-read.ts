@@ -28,6 +28,7 @@
 // script's copy of it): READ_BUDGET_BYTES ends a call once that much was measured, so one call
 // holds that much plus one entry at most, and does not keep Redis busy for long.
 import { MAX_COMMAND_BYTES, type Redis } from '@postern/shared';
+import { namingScriptCommands } from './script-refusal.ts';
 
 export const ENTRY_READ_LIMIT_BYTES = MAX_COMMAND_BYTES + 64 * 1024;
 /** A command has at most ~15 fields; an entry of a million empty fields is small in bytes but not
@@ -121,9 +122,13 @@ export function createStreamReader(redis: Redis, options: { stream: string; grou
   redis.defineCommand('posternReadCommandStream', { numberOfKeys: 1, lua: SCRIPT });
   const script = (redis as unknown as { posternReadCommandStreamBuffer: ScriptCall }).posternReadCommandStreamBuffer.bind(redis);
   const call = (mode: 'read' | 'claim', start: string, minIdleMs = 0) =>
-    script(
-      options.stream, mode, options.group, options.consumer, start, options.count,
-      ENTRY_READ_LIMIT_BYTES, MAX_ENTRY_FIELDS, KEPT_FIELDS, KEPT_BYTES, READ_BUDGET_BYTES, minIdleMs,
+    namingScriptCommands(
+      script(
+        options.stream, mode, options.group, options.consumer, start, options.count,
+        ENTRY_READ_LIMIT_BYTES, MAX_ENTRY_FIELDS, KEPT_FIELDS, KEPT_BYTES, READ_BUDGET_BYTES, minIdleMs,
+      ),
+      'the stream read script',
+      ['xreadgroup', 'xautoclaim'],
     );
   return {
     async read(from) {

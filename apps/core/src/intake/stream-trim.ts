@@ -17,6 +17,7 @@
 // one (XADD and XGROUP CREATE are); one with `#!lua` and no `allow-oom` flag is refused whole
 // (Redis 7.0, measured: docs/core.md).
 import type { Redis } from '@postern/shared';
+import { namingScriptCommands } from './script-refusal.ts';
 
 // KEYS[1]: the stream; ARGV[1]: the last entry this engine handled, or ''. Replies the number of
 // entries removed.
@@ -59,5 +60,6 @@ export function createStreamTrimmer(redis: Redis, stream: string): (keep: string
   // EVALSHA, and EVAL when Redis does not know the script (restarted, failed over): ioredis does both.
   redis.defineCommand('posternTrimCommandStream', { numberOfKeys: 1, lua: SCRIPT });
   const script = (redis as unknown as { posternTrimCommandStream: ScriptCall }).posternTrimCommandStream.bind(redis);
-  return async (keep) => Number(await script(stream, keep ?? ''));
+  return async (keep) =>
+    Number(await namingScriptCommands(script(stream, keep ?? ''), 'the trim script', ['exists', 'xinfo|groups', 'xpending', 'xtrim']));
 }
