@@ -16,7 +16,7 @@
 // and nothing is lost. Before, the stream took the refusal for its commands' fault: after five
 // deliveries each was quarantined as handling_failed, the quarantine failed the same way, and the
 // command was acknowledged and gone.
-import { appendFileSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -130,9 +130,10 @@ describe('fault matrix: PostgreSQL renewed by a CA the processes do not trust, t
   let sink: FaultSink | null = null;
   let edge: Edge | null = null;
   let engine: Engine | null = null;
-  // The processes' CA bundle: the operator's fix is to add the new CA to it. pg reads the file
-  // again for every new connection, so no process is restarted; it is removed only once they
-  // stopped (a pool that cannot read it throws from inside pg-pool, uncaught).
+  // The processes' CA bundle: the operator's fix is to add the new CA to it. It is read again for
+  // every new connection, so no process is restarted. Meanwhile it is removed, as a careless
+  // redeploy would (before, a pool that could not read it threw from inside pg-pool, uncaught, and
+  // the process was gone), and written again with both CAs.
   const bundleDir = mkdtempSync(path.join(os.tmpdir(), 'postern-bundle-'));
   const bundle = path.join(bundleDir, 'db-ca.pem');
 
@@ -169,8 +170,13 @@ describe('fault matrix: PostgreSQL renewed by a CA the processes do not trust, t
       // The fault lasts its stated time on purpose (the outage is the experiment): long enough for
       // many more than five deliveries of the stream's head (MAX_HANDLING_FAILURES), which used to
       // quarantine it.
+      rmSync(bundle);
+      await waitFor('the engine to say its CA file cannot be read', () => logs.lines.map((line) => String(line.msg)).join('\n'), (text) => /sslrootcert file cannot be read/.test(text), {
+        timeoutMs: 60_000,
+        intervalMs: 500,
+      });
       await delay(Math.max(0, faultStartedAt + UNTRUSTED_MS - Date.now()));
-      appendFileSync(bundle, tls.otherCa.ca);
+      writeFileSync(bundle, `${tls.ca.ca}${tls.otherCa.ca}`);
       const faultEndedAt = Date.now();
       const inputs = await traffic.done;
       await expectEverythingDelivered(cell, inputs, {
@@ -178,7 +184,7 @@ describe('fault matrix: PostgreSQL renewed by a CA the processes do not trust, t
         settleMs: 90_000,
         duplicateBound: 'zero',
         annotate: engineNote([engine]),
-        note: 'server certificate of another CA after a fifth was in (open connections cut); its CA added to the sslrootcert bundle 30 s later',
+        note: 'server certificate of another CA after a fifth was in (open connections cut); the sslrootcert bundle removed, then written with its CA 30 s later',
       });
       for (const process of [edge, engine]) await readyzWhen(process, 200);
       const { rows } = await pool.query<{ failure_code: string }>('SELECT failure_code FROM mail.malformed_commands');

@@ -18,6 +18,7 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { NOT_PRIMARY_CODE } from './db-errors.ts';
+import { connectionSettings } from './tls-files.ts';
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
@@ -67,9 +68,12 @@ async function startSession(client: pg.ClientBase, timeouts: SessionTimeouts): P
 
 export function createPool(options: PoolOptions): pg.Pool {
   const statementTimeoutMs = options.statementTimeoutMs ?? 15_000;
+  // The DSN parsed once, its TLS files read per connection without ever throwing (tls-files.ts).
+  const connection = connectionSettings(options.dsn, options.logger);
   const pool = new pg.Pool({
-    connectionString: options.dsn,
-    application_name: options.applicationName,
+    ...connection,
+    // As with a connection string: the DSN's own application_name, if it has one, wins.
+    application_name: connection.application_name ?? options.applicationName,
     max: options.max ?? 10,
     connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
     // A client-side limit for when the server is gone and cannot enforce its statement_timeout
