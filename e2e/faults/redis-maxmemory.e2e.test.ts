@@ -157,6 +157,12 @@ async function expectSettled(cell: FaultCell, production: Production, produced: 
     const text = await metricsText(engine);
     expect(metricSum(text, 'mail_redis_maxmemory_bytes')).toBe(MAXMEMORY);
     expect(metricSum(text, 'mail_redis_used_memory_bytes')).toBeGreaterThan(0);
+    // The engines' group, sampled from XINFO GROUPS: nothing left unread, its last read entry recent.
+    const ofGroup = (body: string, name: string) =>
+      body.split('\n').find((line) => line.startsWith(`${name}{`) && line.includes(`group="${group}"`))?.split(' ').at(-1);
+    await waitFor('the group exported with nothing unread', async () => ofGroup(await metricsText(engine), 'mail_stream_group_lag'), (lag) => lag === '0', { timeoutMs: 30_000 });
+    const lastRead = Number(ofGroup(await metricsText(engine), 'mail_stream_group_last_read_timestamp_seconds'));
+    expect(Date.now() / 1000 - lastRead).toBeLessThan(600);
   }
 }
 
