@@ -4,10 +4,10 @@
 // back the removal of handled entries for every group (stream-trim.ts): its lag only grows, and so
 // does the stream, until Redis is full — or, without maxmemory, the machine's memory is;
 // PosternStreamGroupNotReading names it long before, from the lag and
-// mail_stream_group_last_read_timestamp_seconds (unread entries, none read for 15 minutes). At maxmemory with noeviction (docs/deploy.md) Redis refuses
-// producers' XADDs; only they see it — the engines' reads, acknowledgements and trims go on — so
-// these figures are what PosternRedisFull alerts on (ops/prometheus/postern-alerts.yml,
-// docs/runbook.md#redis-full). The stream holds only what no engine has handled yet (stream-trim.ts),
+// mail_stream_group_last_read_timestamp_seconds (unread entries, none read for 15 minutes).
+// At maxmemory with noeviction (docs/deploy.md) Redis refuses producers' XADDs; only they see it —
+// the engines' reads, acknowledgements and trims go on — so these figures are what PosternRedisFull
+// alerts on (ops/prometheus/postern-alerts.yml, docs/runbook.md#redis-full). The stream holds only what no engine has handled yet (stream-trim.ts),
 // so a long stream at maxmemory is a backlog (engines away or behind) and a short one is Redis's
 // memory taken by something else. Read in the background like the queue's figures
 // (schedule-sampler.ts): a scrape never waits for Redis. Every engine reports the same Redis: the
