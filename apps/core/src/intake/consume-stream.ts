@@ -65,7 +65,7 @@ import { recordOf } from './redis-record.ts';
 import { isAclRefusal } from './script-refusal.ts';
 import { decodeStreamEntry, type StreamCommand } from './stream-command.ts';
 import { createStreamDoorbell } from './stream-doorbell.ts';
-import { createStreamFacts } from './stream-facts.ts';
+import { createStreamFacts, readConsumerGroups } from './stream-facts.ts';
 import { createStreamReader, KEPT_BYTES, KEPT_FIELDS, MAX_ENTRY_FIELDS, type ReadEntry } from './stream-read.ts';
 import { createStreamTrimmer } from './stream-trim.ts';
 
@@ -140,14 +140,7 @@ export async function ensureGroup(options: Pick<StreamConsumerOptions, 'redis' |
 
 /** Whether the stream has the group (XINFO reads: Redis answers them at maxmemory too). */
 async function groupExists(redis: RedisConnections, group: string): Promise<boolean> {
-  try {
-    const groups = ((await redis.commands.xinfo('GROUPS', COMMAND_STREAM)) as unknown[]).map(recordOf);
-    return groups.some((info) => info.name === group);
-  } catch (error) {
-    // No stream, no group.
-    if (error instanceof Error && /no such key/i.test(error.message)) return false;
-    throw error;
-  }
+  return (await readConsumerGroups(redis.commands, COMMAND_STREAM)).some((info) => info.name === group);
 }
 
 export function createStreamConsumer(options: StreamConsumerOptions): { body: (context: LoopContext) => Promise<void> } {

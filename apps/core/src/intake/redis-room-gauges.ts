@@ -13,7 +13,7 @@
 // (schedule-sampler.ts): a scrape never waits for Redis. Every engine reports the same Redis: the
 // alert rules take the max.
 import { exportSampledGauges, type Logger, type Redis, type Registry, type ScheduleSampler } from '@postern/shared';
-import { recordOf } from './redis-record.ts';
+import { readConsumerGroups } from './stream-facts.ts';
 
 export interface RedisRoom {
   /** INFO memory's used_memory. */
@@ -29,14 +29,7 @@ export interface RedisRoom {
 }
 
 async function readGroupLags(redis: Redis, stream: string): Promise<RedisRoom['groups']> {
-  let groups: unknown[];
-  try {
-    groups = (await redis.xinfo('GROUPS', stream)) as unknown[];
-  } catch (error) {
-    if (error instanceof Error && /no such key/.test(error.message)) return [];
-    throw error;
-  }
-  return groups.map(recordOf).flatMap((group) =>
+  return (await readConsumerGroups(redis, stream)).flatMap((group) =>
     typeof group.lag === 'number'
       ? [{ name: String(group.name), lag: group.lag, lastReadMs: Number(String(group['last-delivered-id']).split('-')[0]) || 0 }]
       : [],

@@ -4,9 +4,26 @@
 // cost"), and since handled entries are removed (stream-trim.ts) the first entry left is often an
 // oversized one nobody has handled yet. Read directly, one of 8 MB grew an engine's peak RSS by
 // 71 MiB in e2e/core/stream-oversized, where it had grown by 1 MiB. A script keeps only the id and
-// the yes or no.
+// the yes or no. Also the stream's consumer groups (XINFO GROUPS: no entries in its reply), read
+// by the consumer and the Redis gauges alike.
 import type { Redis } from '@postern/shared';
+import { recordOf } from './redis-record.ts';
 import { namingScriptCommands } from './script-refusal.ts';
+
+/** Redis's answer to XINFO on a stream that does not exist. */
+function isNoSuchKey(error: unknown): boolean {
+  return error instanceof Error && /no such key/i.test(error.message);
+}
+
+/** XINFO GROUPS of `stream`, each group by field name; none when there is no stream. */
+export async function readConsumerGroups(redis: Redis, stream: string): Promise<Array<Record<string, unknown>>> {
+  try {
+    return ((await redis.xinfo('GROUPS', stream)) as unknown[]).map(recordOf);
+  } catch (error) {
+    if (isNoSuchKey(error)) return [];
+    throw error;
+  }
+}
 
 // KEYS[1]: the stream. The id of the last entry ever added (Redis: "no such key" without a stream).
 const LAST_GENERATED_ID = `
@@ -43,7 +60,7 @@ export function createStreamFacts(redis: Redis, stream: string): StreamFacts {
         return String(await namingScriptCommands(scripts.posternStreamLastGeneratedId(stream), "the stream's last id script", ['xinfo|stream']));
       } catch (error) {
         // The stream removed since the caller looked (it asked XINFO GROUPS first).
-        if (error instanceof Error && /no such key/.test(error.message)) return '';
+        if (isNoSuchKey(error)) return '';
         throw error;
       }
     },
