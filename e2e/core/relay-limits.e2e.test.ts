@@ -12,7 +12,7 @@
 //     waits until the relay is fixed, then goes out once each.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../apps/core/src/engine.ts';
-import { createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
+import { captureLogs, createTestDatabase, type TestDatabase, waitFor } from '../harness/index.ts';
 import { insertAcceptedMessage, metricsText, metricValue, startTestEngine, statusesOfDomain } from './helpers/engine.ts';
 import { type ScriptedSmtp, startConnectionLimiter, startScriptedSmtp } from './helpers/smtp-servers.ts';
 
@@ -56,14 +56,19 @@ describe('a relay that takes two connections from the engine at once (smtpd_clie
     closers.push(() => limiter.close());
     for (let n = 0; n < MESSAGES; n++) await insertAcceptedMessage(db.pool, `sender-${n}@outside.test`, `rcpt-${n}@limited.test`);
     const relay = `127.0.0.1:${limiter.port}`;
-    engine = await startTestEngine(db.dsn, {
-      MAIL_SMTP_ADDR: relay,
-      MAIL_ATTEMPT_WORKER_CONCURRENCY: '4',
-      // One retry: a refused connection counted as an attempt twice dead-letters the delivery.
-      MAIL_RETRY_LADDER: '300ms',
-      MAIL_SHAPING_BACKOFF: '2s',
-      MAIL_SHAPING_DEFER: '300ms',
-    });
+    const logs = captureLogs('relay-limits');
+    engine = await startTestEngine(
+      db.dsn,
+      {
+        MAIL_SMTP_ADDR: relay,
+        MAIL_ATTEMPT_WORKER_CONCURRENCY: '4',
+        // One retry: a refused connection counted as an attempt twice dead-letters the delivery.
+        MAIL_RETRY_LADDER: '300ms',
+        MAIL_SHAPING_BACKOFF: '2s',
+        MAIL_SHAPING_DEFER: '300ms',
+      },
+      { logger: logs.logger },
+    );
     const running = engine;
     await waitFor('every message to be sent or to have ended', () => statuses('limited.test'), (seen) => (seen.sent ?? 0) + (seen.failed ?? 0) + (seen.dead_letter ?? 0) === MESSAGES, {
       timeoutMs: 120_000,
@@ -77,7 +82,13 @@ describe('a relay that takes two connections from the engine at once (smtpd_clie
     // The engine did open more than two at first: the relay refused those, and they cost nothing.
     expect(limiter.refused()).toBeGreaterThan(0);
     expect(limiter.mostAtOnce()).toBe(2);
-    expect(deferrals).toBeGreaterThan(0);
+    // It took the refusals for the relay's limit: capped to the connections the relay held, or (a
+    // refusal with none of its own under way, which a loaded machine makes likely: the relay still
+    // counted a session just closed) waiting as throttled. Which of the two, and so whether a later
+    // send was deferred as over the cap (the metric), depends on timing; that it did one is not.
+    const said = logs.lines.map((line) => String(line.msg)).join('\n');
+    expect(said).toMatch(/relay refused another connection from this engine|relay throttles this engine/);
+    console.log(`[relay-limits] deferrals as over the relay's cap: ${Number.isNaN(deferrals) ? 0 : deferrals}`);
     expect(await attemptStatuses('limited.test')).toEqual({ sent: MESSAGES });
     expect(sink.accepted.size).toBe(MESSAGES);
     expect([...sink.accepted.values()].every((count) => count === 1)).toBe(true);
